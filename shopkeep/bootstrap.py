@@ -1,0 +1,51 @@
+"""The composition root: the one place that builds the store and the actor system.
+
+``open_runtime`` opens the database (lock, migrations, writer, reader), starts the actor system
+on it, and on exit stops it gracefully (stop intake, drain mailboxes, flush the writer) and
+closes the store. The server, the embedded API and the tests all start from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from shopkeep.runtime import Actor, ActorSystem, Clock, RealClock, RuntimeConfig
+from shopkeep.store import MIGRATIONS, Migration, Store, StoreConfig
+
+
+@dataclass
+class Runtime:
+    """A started actor system and the store under it."""
+
+    system: ActorSystem
+    store: Store
+
+
+@asynccontextmanager
+async def open_runtime(
+    db_path: str,
+    *,
+    synchronous: str = "FULL",
+    clock: Clock | None = None,
+    config: RuntimeConfig | None = None,
+    kinds: Sequence[type[Actor]] = (),
+    migrations: Sequence[Migration] = MIGRATIONS,
+    inline: bool = False,
+) -> AsyncIterator[Runtime]:
+    """Open the database at ``db_path`` and run an actor system on it until the block ends."""
+    store = await Store.open(
+        StoreConfig(db_path, synchronous=synchronous, migrations=migrations, inline=inline)
+    )
+    try:
+        system = ActorSystem(store, clock=clock or RealClock(), config=config)
+        for kind in kinds:
+            system.register(kind)
+        await system.start()
+        try:
+            yield Runtime(system, store)
+        finally:
+            await system.stop()
+    finally:
+        await store.close()

@@ -1,0 +1,163 @@
+"""The actor base class and the context a handler writes its effects into.
+
+An actor kind subclasses :class:`Actor`, loads its state in :meth:`Actor.on_activate` and handles
+one message at a time in :meth:`Actor.receive`. Everything a message changes goes into the
+context: SQL statements, timers armed or canceled, durable messages to other actors. When the
+handler returns, the runtime submits all of it as one unit of work, and answers the asker only
+after that unit is committed. If the handler raises, none of it happens.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import msgspec
+
+from shopkeep.runtime.envelope import Address, Envelope, TimerKey
+from shopkeep.runtime.supervision import SupervisionPolicy
+from shopkeep.store import UnitOfWork
+from shopkeep.store.reader import Reader
+
+if TYPE_CHECKING:
+    from shopkeep.runtime.system import ActorSystem, Cell
+
+ARM_TIMER_SQL = (
+    "INSERT OR REPLACE INTO timers (kind, actor_id, name, due_at, seq, payload) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+CANCEL_TIMER_SQL = "DELETE FROM timers WHERE kind = ? AND actor_id = ? AND name = ?"
+SEND_SQL = "INSERT INTO outbox (id, kind, actor_id, payload, created_at) VALUES (?, ?, ?, ?, ?)"
+
+_encode = msgspec.msgpack.Encoder().encode
+
+
+class Actor:
+    """Base class of actor kinds. Subclasses set ``kind`` and ``messages``.
+
+    ``messages`` is the type (a tagged msgspec Struct or a union of them) of the messages that
+    may be stored: timer payloads and durable messages are encoded with msgspec and decoded
+    with it after a restart. Subclasses should declare ``__slots__`` for their state: an idle
+    live actor should cost a few hundred bytes.
+    """
+
+    __slots__ = ("address",)
+
+    kind: ClassVar[str]
+    messages: ClassVar[Any] = None
+    supervision: ClassVar[SupervisionPolicy | None] = None
+
+    def __init__(self, address: Address) -> None:
+        self.address = address
+
+    async def on_activate(self, ctx: ActivationContext) -> None:
+        """Load the state from the store. Called before the first message of an activation."""
+
+    async def receive(self, ctx: Context, message: Any) -> Any:
+        """Handle one message; the return value is the ask's answer."""
+        raise NotImplementedError
+
+
+class ActivationContext:
+    """What :meth:`Actor.on_activate` may use: the read connection and the clock."""
+
+    __slots__ = ("address", "reader", "system")
+
+    def __init__(self, system: ActorSystem, address: Address) -> None:
+        self.system = system
+        self.address = address
+        self.reader: Reader = system.store.reader
+
+    def now(self) -> float:
+        """The current time (from the injected clock)."""
+        return self.system.clock.now()
+
+
+class Context:
+    """The effects of the message being handled: written together, or not at all."""
+
+    __slots__ = ("_cell", "_sends", "_system", "_timer_ops", "_unit", "address", "envelope")
+
+    def __init__(self, system: ActorSystem, cell: Cell, envelope: Envelope) -> None:
+        self._system = system
+        self._cell = cell
+        self.address: Address = cell.address
+        self.envelope = envelope
+        self._unit: UnitOfWork | None = None
+        self._timer_ops: list[tuple[TimerKey, float, int, Any] | tuple[TimerKey, None]] = []
+        self._sends: list[tuple[int, Address, Any]] = []
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The current time (from the injected clock)."""
+        return self._system.clock.now()
+
+    def new_id(self) -> int:
+        """A new unique, time-ordered 64-bit id."""
+        return self._system.ids.next()
+
+    @property
+    def timer(self) -> str | None:
+        """The name of the timer whose fire this message is, or ``None``."""
+        fire = self.envelope.timer
+        return fire.key[2] if fire is not None else None
+
+    @property
+    def trace(self) -> str | None:
+        """The trace (request) id that caused this message."""
+        return self.envelope.trace
+
+    # -- writing --------------------------------------------------------------------------------
+
+    @property
+    def unit(self) -> UnitOfWork:
+        """The unit of work of this message (created on first use)."""
+        unit = self._unit
+        if unit is None:
+            unit = self._unit = UnitOfWork(self.address, self._cell.incarnation)
+        return unit
+
+    def execute(self, sql: str, params: Any = ()) -> None:
+        """Add a statement to this message's unit of work."""
+        self.unit.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Any) -> None:
+        """Add a statement run once per row to this message's unit of work."""
+        self.unit.executemany(sql, rows)
+
+    def arm_timer(self, name: str, due_at: float, message: Any) -> None:
+        """Deliver ``message`` to this actor at ``due_at``, durably; re-arming replaces.
+
+        The timer is written in this message's unit of work, so it exists if and only if the
+        state change that armed it does.
+        """
+        seq = self._system.ids.next()
+        address = self.address
+        self.unit.execute(
+            ARM_TIMER_SQL, (address.kind, address.id, name, due_at, seq, _encode(message))
+        )
+        self._timer_ops.append(((address.kind, address.id, name), due_at, seq, message))
+
+    def cancel_timer(self, name: str) -> None:
+        """Cancel the timer ``name`` of this actor, in this message's unit of work."""
+        address = self.address
+        self.unit.execute(CANCEL_TIMER_SQL, (address.kind, address.id, name))
+        self._timer_ops.append(((address.kind, address.id, name), None))
+
+    def send(self, to: Address, message: Any) -> int:
+        """Send ``message`` durably: written in this unit, delivered after it commits, retried
+        until the receiver's own unit commits. Returns the message id."""
+        message_id = self._system.ids.next()
+        self.unit.execute(SEND_SQL, (message_id, to.kind, to.id, _encode(message), self.now()))
+        self._sends.append((message_id, to, message))
+        return message_id
+
+    # -- talking --------------------------------------------------------------------------------
+
+    def tell(self, to: Address, message: Any) -> None:
+        """Enqueue ``message`` for ``to`` now (not durable: lost if the process dies)."""
+        self._system.tell(to, message, internal=True)
+
+    async def ask(self, to: Address, message: Any, timeout: float | None = None) -> Any:
+        """Ask ``to`` and wait for its answer (fails at once on an ask cycle)."""
+        return await self._system.ask(to, message, timeout=timeout, internal=True)

@@ -1,0 +1,70 @@
+"""The runtime's errors. Each docstring says whose fault it is and what the caller may do."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class ActorSystemError(Exception):
+    """Base class of the runtime's errors."""
+
+
+class Overloaded(ActorSystemError):
+    """A mailbox or the whole system is full; nothing was enqueued.
+
+    Nobody's fault: load is above capacity. Try again after ``retry_after`` seconds (HTTP maps
+    this to 503 with Retry-After). Raised at once, so memory stays bounded under any burst.
+    """
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ShuttingDown(Overloaded):
+    """The system is stopping and takes no new work; a restarted server will."""
+
+
+class ActorStopped(ActorSystemError):
+    """The actor stopped (supervision or shutdown) before it handled the message.
+
+    The message had no effect. The caller may ask again: a stopped virtual actor is activated
+    afresh, from the store, by its next message.
+    """
+
+
+class AskTimeout(ActorSystemError, TimeoutError):
+    """No answer within the ask's timeout. The message may still be handled later."""
+
+
+class AskCycle(ActorSystemError):
+    """An ask would wait for an actor that is itself waiting for the asker: a deadlock.
+
+    A bug in the caller's protocol; raised at once, naming the cycle, instead of hanging.
+    """
+
+    def __init__(self, cycle: Sequence[Any]) -> None:
+        path = " -> ".join(f"{a[0]}:{a[1]}" for a in cycle)
+        super().__init__(f"ask cycle: {path}")
+        self.cycle = tuple(cycle)
+
+
+class ActivationFailed(ActorSystemError):
+    """The actor's state could not be loaded from the store; the message was not handled."""
+
+
+class MessageFailed(ActorSystemError):
+    """The actor raised while handling the message (the original is ``__cause__``).
+
+    When ``dead_lettered`` is true, the message was retried as the supervision policy says and
+    then parked in the dead-letter table with its traceback.
+    """
+
+    def __init__(self, message: str, *, dead_lettered: bool) -> None:
+        super().__init__(message)
+        self.dead_lettered = dead_lettered
+
+
+class UnknownActorKind(ActorSystemError):
+    """A message was addressed to a kind nobody registered: a bug in the caller."""

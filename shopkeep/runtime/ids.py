@@ -1,0 +1,35 @@
+"""Time-ordered 64-bit ids (snowflake style): milliseconds since 2024 in the high bits.
+
+One process writes a database, so there are no node bits: the low 22 bits are a sequence, and
+an id is never smaller than one handed out before, even across restarts (``floor``) or when the
+clock steps back (the sequence borrows from the next millisecond).
+"""
+
+from __future__ import annotations
+
+from shopkeep.runtime.clock import Clock
+
+EPOCH_MS = 1_704_067_200_000
+SEQUENCE_BITS = 22
+
+
+class IdGenerator:
+    """Unique, increasing ids derived from ``clock``."""
+
+    __slots__ = ("_clock", "_last")
+
+    def __init__(self, clock: Clock, floor: int = 0) -> None:
+        self._clock = clock
+        self._last = floor
+
+    def next(self) -> int:
+        """A new id, larger than every id this generator (or its floor) has seen."""
+        candidate = (int(self._clock.now() * 1000) - EPOCH_MS) << SEQUENCE_BITS
+        last = self._last + 1
+        self._last = candidate if candidate > last else last
+        return self._last
+
+    def advance_to(self, floor: int) -> None:
+        """Never hand out an id at or below ``floor`` (the largest id already stored)."""
+        if floor > self._last:
+            self._last = floor

@@ -1,0 +1,654 @@
+"""The actor system: virtual actors, mailboxes, asks, supervision, passivation, shutdown.
+
+Shape (the rest of this module follows it):
+
+- A *cell* is one live activation of an address. The registry (a dict, oldest use first) is the
+  only place cells live, so one address never has two. A cell has a mailbox only while messages
+  wait, and a task only while it drains them: an idle cell is a small object and nothing else.
+- ``tell`` enqueues and returns. ``ask`` enqueues with a reply future; when the target is idle,
+  the ask runs the handler at once in the asker's task until the handler first waits (eager
+  dispatch), which saves two task switches per round trip. Either way messages are handled one
+  at a time, in arrival order, and every ask gets an answer: a reply, an error, or ActorStopped.
+- A handler's effects are one unit of work. The runtime submits it to the group-commit writer and
+  answers the ask only when it is committed; the actor itself goes on with its next message.
+- Supervision decides what an exception means (see ``supervision.py``). A failed commit marks the
+  actor for restart: before its next message it reloads its state from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import traceback
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterator
+from functools import partial
+from typing import Any
+
+import msgspec
+import structlog
+
+from shopkeep.runtime.actor import Actor, ActivationContext, Context
+from shopkeep.runtime.clock import Cancellable, Clock, RealClock
+from shopkeep.runtime.config import RuntimeConfig
+from shopkeep.runtime.envelope import (
+    Address,
+    Envelope,
+    TimerFire,
+    current_address,
+    current_chain,
+    current_trace,
+)
+from shopkeep.runtime.errors import (
+    ActivationFailed,
+    ActorStopped,
+    AskCycle,
+    AskTimeout,
+    MessageFailed,
+    Overloaded,
+    ShuttingDown,
+    UnknownActorKind,
+)
+from shopkeep.runtime.ids import IdGenerator
+from shopkeep.runtime.outbox import CONSUME_SQL, OutboxDispatcher
+from shopkeep.runtime.supervision import Directive, RestartBudget, SupervisionPolicy
+from shopkeep.runtime.timers import FIRE_DONE_SQL, TimerService
+from shopkeep.store import Store, UnitOfWork
+
+log = structlog.get_logger("shopkeep.runtime")
+
+DEAD_LETTER_SQL = (
+    "INSERT INTO dead_letters (kind, actor_id, message, payload, error, traceback, attempts, at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_encode = msgspec.msgpack.Encoder().encode
+
+
+class Cell:
+    """One live activation: the actor, its mailbox while non-empty, its task while draining."""
+
+    __slots__ = (
+        "actor",
+        "address",
+        "behavior",
+        "busy",
+        "incarnation",
+        "last_used",
+        "mailbox",
+        "needs_restart",
+        "pending",
+        "restarts",
+        "task",
+    )
+
+    def __init__(self, address: Address, behavior: type[Actor], now: float) -> None:
+        self.address = address
+        self.behavior = behavior
+        self.actor: Actor | None = None
+        self.mailbox: deque[Envelope] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.busy = False
+        self.last_used = now
+        self.incarnation = 0
+        self.pending: asyncio.Future[None] | None = None
+        self.needs_restart = False
+        self.restarts: RestartBudget | None = None
+
+    @property
+    def passivatable(self) -> bool:
+        """Idle, nothing queued, and everything it submitted has reached the disk."""
+        pending = self.pending
+        return (
+            not self.busy
+            and self.task is None
+            and not self.mailbox
+            and (pending is None or pending.done())
+        )
+
+
+class RuntimeStats:
+    """Counters for metrics and tests."""
+
+    __slots__ = (
+        "activations",
+        "dead_letters",
+        "dropped",
+        "messages",
+        "overloaded",
+        "passivations",
+        "restarts",
+    )
+
+    def __init__(self) -> None:
+        self.activations = 0
+        self.passivations = 0
+        self.messages = 0
+        self.restarts = 0
+        self.dead_letters = 0
+        self.overloaded = 0
+        self.dropped = 0
+
+
+class ActorSystem:
+    """Hosts actor kinds on one store. The composition root builds one and starts it."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        config: RuntimeConfig | None = None,
+        on_escalate: Callable[[Address, Exception], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.clock: Clock = clock or RealClock()
+        self.config = config or RuntimeConfig()
+        self.ids = IdGenerator(self.clock)
+        self.on_escalate = on_escalate
+        self.stats = RuntimeStats()
+        self.timers = TimerService(self)
+        self.outbox = OutboxDispatcher(self)
+        self._kinds: dict[str, type[Actor]] = {}
+        self._decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {}
+        self._cells: dict[Address, Cell] = {}
+        self._in_flight = 0
+        self._incarnations = 0
+        self._accepting = False
+        self._stopping = False
+        self._drained: asyncio.Future[None] | None = None
+        self._passivation: Cancellable | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        store.writer.on_unit_failed = self._unit_failed
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    def register(self, behavior: type[Actor]) -> None:
+        """Make actor kind ``behavior.kind`` addressable."""
+        self._kinds[behavior.kind] = behavior
+        if behavior.messages is not None:
+            self._decoders[behavior.kind] = msgspec.msgpack.Decoder(behavior.messages)
+
+    def decode(self, kind: str, payload: bytes) -> Any:
+        """Decode a stored message (timer payload, durable message) for actor kind ``kind``."""
+        decoder = self._decoders.get(kind)
+        if decoder is None:
+            raise UnknownActorKind(f"no stored-message type registered for kind {kind!r}")
+        return decoder.decode(payload)
+
+    async def start(self) -> None:
+        """Load timers and undelivered messages, start passivation, then take messages."""
+        self._loop = asyncio.get_running_loop()
+        floor = await self.store.writer.call(_largest_runtime_id)
+        self.ids.advance_to(floor)
+        await self.timers.start()
+        await self.outbox.start()
+        self._schedule_passivation()
+        self._accepting = True
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def tell(self, to: Address, message: Any, *, internal: bool = False) -> None:
+        """Enqueue ``message`` for ``to`` and return. Raises Overloaded when full."""
+        if not self._accepting and not internal and current_address.get() is None:
+            raise ShuttingDown("the actor system is not taking messages")
+        cell = self._cell(to)
+        self._enqueue(cell, Envelope(message, None, current_chain.get(), current_trace.get()))
+
+    async def ask(
+        self,
+        to: Address,
+        message: Any,
+        *,
+        timeout: float | None = None,
+        internal: bool = False,
+    ) -> Any:
+        """Send ``message`` to ``to`` and wait for the answer (after its unit is committed)."""
+        if not self._accepting and not internal and current_address.get() is None:
+            raise ShuttingDown("the actor system is not taking messages")
+        chain = current_chain.get()
+        if to in chain:
+            raise AskCycle((*chain, to))
+        cell = self._cell(to)
+        assert self._loop is not None, "start() the actor system first"
+        reply: asyncio.Future[Any] = self._loop.create_future()
+        envelope = Envelope(message, reply, chain, current_trace.get())
+        if cell.task is None and not cell.busy and not cell.mailbox and self.config.eager:
+            self._admit()
+            self._start_eager(cell, envelope)
+        else:
+            self._enqueue(cell, envelope)
+        if reply.done():
+            return reply.result()
+        limit = self.config.ask_timeout_s if timeout is None else timeout
+        handle = self.clock.call_later(limit, partial(_expire, reply, to, limit))
+        try:
+            return await reply
+        finally:
+            handle.cancel()
+
+    def deliver(self, to: Address, envelope: Envelope) -> None:
+        """Enqueue a prepared envelope (timer fires and durable messages use this)."""
+        self._enqueue(self._cell(to), envelope)
+
+    def _admit(self) -> None:
+        if self._in_flight >= self.config.max_in_flight:
+            self.stats.overloaded += 1
+            raise Overloaded(
+                f"{self._in_flight} messages in flight", self.config.overload_retry_after_s
+            )
+        self._in_flight += 1
+
+    def _enqueue(self, cell: Cell, envelope: Envelope) -> None:
+        mailbox = cell.mailbox
+        if mailbox is None:
+            mailbox = cell.mailbox = deque()
+        elif len(mailbox) >= self.config.mailbox_size:
+            self.stats.overloaded += 1
+            raise Overloaded(
+                f"mailbox of {cell.address.kind}:{cell.address.id} is full",
+                self.config.overload_retry_after_s,
+            )
+        self._admit()
+        mailbox.append(envelope)
+        if cell.task is None and not cell.busy:
+            assert self._loop is not None, "start() the actor system first"
+            cell.task = self._loop.create_task(
+                self._drain(cell, None), context=contextvars.Context()
+            )
+
+    def _start_eager(self, cell: Cell, envelope: Envelope) -> None:
+        # Run the drain coroutine in the caller's stack until it first waits; if it does, a
+        # task carries on from exactly there. The fresh Context keeps the caller's context
+        # variables out of the actor (its log context comes from the envelope).
+        coro = self._drain(cell, envelope)
+        context = contextvars.Context()
+        try:
+            yielded = context.run(coro.send, None)
+        except StopIteration:
+            return
+        assert self._loop is not None
+        cell.task = self._loop.create_task(_resume(coro, yielded), context=context)
+
+    # -- the registry ---------------------------------------------------------------------------
+
+    def _cell(self, address: Address) -> Cell:
+        cell = self._cells.get(address)
+        if cell is None:
+            behavior = self._kinds.get(address[0])
+            if behavior is None:
+                raise UnknownActorKind(f"no actor kind {address[0]!r} is registered")
+            if len(self._cells) >= self.config.max_live_actors:
+                self._evict()
+            cell = self._cells[address] = Cell(address, behavior, self.clock.now())
+        return cell
+
+    def _evict(self) -> None:
+        # Oldest use first: the dict is kept in order of last use (see _process).
+        want = max(1, self.config.max_live_actors // 100)
+        victims: list[Address] = []
+        for address, cell in self._cells.items():
+            if cell.passivatable:
+                victims.append(address)
+                if len(victims) >= want:
+                    break
+        if not victims:
+            self.stats.overloaded += 1
+            raise Overloaded("every live actor is busy", self.config.overload_retry_after_s)
+        for address in victims:
+            del self._cells[address]
+        self.stats.passivations += len(victims)
+
+    def passivate_idle(self) -> int:
+        """Drop every activation idle for longer than the idle timeout; return how many."""
+        cutoff = self.clock.now() - self.config.idle_timeout_s
+        idle = [a for a, c in self._cells.items() if c.last_used <= cutoff and c.passivatable]
+        for address in idle:
+            del self._cells[address]
+        self.stats.passivations += len(idle)
+        return len(idle)
+
+    def _schedule_passivation(self) -> None:
+        interval = max(0.5, min(60.0, self.config.idle_timeout_s / 2))
+        self._passivation = self.clock.call_later(interval, self._passivation_tick)
+
+    def _passivation_tick(self) -> None:
+        self.passivate_idle()
+        if not self._stopping:
+            self._schedule_passivation()
+
+    @property
+    def live_actors(self) -> int:
+        """Activations in memory."""
+        return len(self._cells)
+
+    @property
+    def in_flight(self) -> int:
+        """Messages queued or being handled."""
+        return self._in_flight
+
+    def is_live(self, address: Address) -> bool:
+        """Whether ``address`` has an activation in memory."""
+        return address in self._cells
+
+    def mailbox_depths(self) -> Iterator[int]:
+        """The length of every non-empty mailbox (for metrics)."""
+        for cell in self._cells.values():
+            if cell.mailbox:
+                yield len(cell.mailbox)
+
+    # -- handling -------------------------------------------------------------------------------
+
+    async def _drain(self, cell: Cell, first: Envelope | None) -> None:
+        try:
+            if first is not None:
+                await self._process(cell, first)
+            mailbox = cell.mailbox
+            while mailbox:
+                await self._process(cell, mailbox.popleft())
+                mailbox = cell.mailbox
+        finally:
+            cell.task = None
+            if cell.mailbox is not None and not cell.mailbox:
+                cell.mailbox = None
+
+    async def _process(self, cell: Cell, envelope: Envelope) -> None:
+        cell.busy = True
+        address = cell.address
+        current_chain.set((*envelope.chain, address))
+        current_trace.set(envelope.trace)
+        current_address.set(address)
+        try:
+            await self._handle(cell, envelope)
+        except asyncio.CancelledError:
+            envelope.fail(ActorStopped(f"{address.kind}:{address.id} was stopped"))
+            raise
+        except BaseException as exc:  # a bug in the runtime: still answer, and say so loudly
+            log.exception("runtime_error", actor=f"{address.kind}:{address.id}")
+            envelope.fail(exc)
+        finally:
+            cell.busy = False
+            self.stats.messages += 1
+            now = self.clock.now()
+            if now - cell.last_used >= 1.0 and self._cells.get(address) is cell:
+                self._cells[address] = self._cells.pop(address)  # keep oldest-use-first order
+            cell.last_used = now
+            self._in_flight -= 1
+            if self._in_flight == 0 and self._drained is not None and not self._drained.done():
+                self._drained.set_result(None)
+
+    async def _handle(self, cell: Cell, envelope: Envelope) -> None:
+        if (cell.actor is None or cell.needs_restart) and not await self._load(cell, envelope):
+            return
+        fire = envelope.timer
+        if fire is not None:
+            if not self.timers.is_current(fire):
+                envelope.resolve(None)  # canceled or re-armed since it fired
+                return
+            self.timers.record_lateness(self.clock.now() - fire.due_at)
+        policy = cell.behavior.supervision or self.config.supervision
+        attempt = 1
+        while True:
+            actor = cell.actor
+            assert actor is not None
+            ctx = Context(self, cell, envelope)
+            try:
+                reply = await actor.receive(ctx, envelope.message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                directive = self._decide(cell, policy, exc)
+                if directive is Directive.RESTART:
+                    if not await self._load(cell, envelope):
+                        return
+                    if attempt < policy.max_attempts:
+                        await self.clock.sleep(policy.backoff(attempt))
+                        attempt += 1
+                        continue
+                self._park(cell, envelope, exc, attempt)
+                if directive in (Directive.STOP, Directive.ESCALATE):
+                    self._stop_cell(cell, f"{directive.value} after {type(exc).__name__}")
+                    if directive is Directive.ESCALATE and self.on_escalate is not None:
+                        self.on_escalate(cell.address, exc)
+                return
+            self._complete(cell, envelope, ctx, reply)
+            return
+
+    def _decide(self, cell: Cell, policy: SupervisionPolicy, exc: Exception) -> Directive:
+        directive = policy.decider(exc)
+        if directive is Directive.RESTART:
+            budget = cell.restarts
+            if budget is None:
+                budget = cell.restarts = RestartBudget()
+            if not budget.allow(self.clock.now(), policy):
+                directive = Directive.STOP
+        log.warning(
+            "actor_failed",
+            actor=f"{cell.address.kind}:{cell.address.id}",
+            error=f"{type(exc).__name__}: {exc}",
+            directive=directive.value,
+            exc_info=exc,
+        )
+        return directive
+
+    async def _load(self, cell: Cell, envelope: Envelope) -> bool:
+        """(Re)activate: wait until all the old activation submitted is settled, then load."""
+        pending = cell.pending
+        if pending is not None and not pending.done():
+            await asyncio.wait([pending])
+        restarting = cell.actor is not None or cell.needs_restart
+        cell.actor = None
+        actor = cell.behavior(cell.address)
+        try:
+            await actor.on_activate(ActivationContext(self, cell.address))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(
+                "activation_failed",
+                actor=f"{cell.address.kind}:{cell.address.id}",
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            error = ActivationFailed(f"{cell.address.kind}:{cell.address.id} could not load")
+            error.__cause__ = exc
+            envelope.fail(error)
+            return False
+        self._incarnations += 1
+        cell.incarnation = self._incarnations
+        cell.needs_restart = False
+        cell.actor = actor
+        self.stats.activations += 1
+        if restarting:
+            self.stats.restarts += 1
+        return True
+
+    def _complete(self, cell: Cell, envelope: Envelope, ctx: Context, reply: Any) -> None:
+        unit = ctx._unit
+        if envelope.outbox_id is not None:
+            ctx.unit.execute(CONSUME_SQL, (envelope.outbox_id,))
+        fire = envelope.timer
+        if fire is not None:
+            ctx.unit.execute(FIRE_DONE_SQL, (*fire.key, fire.seq))
+            self.timers.consumed(fire)
+        unit = ctx._unit
+        if unit is None:
+            pending = cell.pending
+            if pending is None or pending.done():
+                envelope.resolve(reply)
+            else:
+                # what this reply shows must not be seen before the writes it depends on
+                pending.add_done_callback(partial(_answer_after, envelope, reply))
+            return
+        self.timers.apply(ctx._timer_ops)
+        future = self.store.writer.submit(unit)
+        cell.pending = future
+        future.add_done_callback(partial(self._committed, cell, envelope, reply, ctx._sends))
+
+    def _committed(
+        self,
+        cell: Cell,
+        envelope: Envelope,
+        reply: Any,
+        sends: list[tuple[int, Address, Any]],
+        future: asyncio.Future[None],
+    ) -> None:
+        if cell.pending is future:
+            cell.pending = None
+        error = future.exception()
+        if error is not None:
+            envelope.fail(error)
+            return
+        envelope.resolve(reply)
+        for message_id, to, message in sends:
+            self.outbox.committed(message_id, to, message)
+
+    def _unit_failed(self, unit: UnitOfWork, error: Exception) -> None:
+        owner = unit.owner
+        if isinstance(owner, Address):
+            cell = self._cells.get(owner)
+            if cell is not None and cell.incarnation == unit.incarnation:
+                cell.needs_restart = True  # its memory is ahead of the disk: reload first
+        self.timers.resync()
+
+    def _park(self, cell: Cell, envelope: Envelope, exc: Exception, attempts: int) -> None:
+        """Record the message as a dead letter and answer it with the error."""
+        address = cell.address
+        try:
+            payload: bytes | None = _encode(envelope.message)
+        except (TypeError, msgspec.EncodeError):
+            payload = None
+        unit = UnitOfWork()
+        unit.execute(
+            DEAD_LETTER_SQL,
+            (
+                address.kind,
+                address.id,
+                repr(envelope.message)[:4000],
+                payload,
+                f"{type(exc).__name__}: {exc}",
+                "".join(traceback.format_exception(exc)),
+                attempts,
+                self.clock.now(),
+            ),
+        )
+        if envelope.outbox_id is not None:
+            unit.execute(CONSUME_SQL, (envelope.outbox_id,))
+        fire = envelope.timer
+        if fire is not None:
+            unit.execute(FIRE_DONE_SQL, (*fire.key, fire.seq))
+            self.timers.consumed(fire)
+        self.stats.dead_letters += 1
+        error = MessageFailed(
+            f"{address.kind}:{address.id} failed on {type(envelope.message).__name__}: "
+            f"{type(exc).__name__}: {exc}",
+            dead_lettered=True,
+        )
+        error.__cause__ = exc
+        self.store.writer.submit(unit).add_done_callback(partial(_answer_parked, envelope, error))
+
+    def _stop_cell(self, cell: Cell, reason: str) -> None:
+        address = cell.address
+        if self._cells.get(address) is cell:
+            del self._cells[address]
+        mailbox, cell.mailbox = cell.mailbox, None
+        cell.actor = None
+        for envelope in mailbox or ():
+            self._in_flight -= 1
+            if envelope.reply is None:
+                self.stats.dropped += 1
+            envelope.fail(ActorStopped(f"{address.kind}:{address.id} stopped: {reason}"))
+
+    # -- shutdown -------------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Stop intake, drain every mailbox, let the writer commit all; nothing acked is lost.
+
+        Timers and undelivered durable messages stay in the database and resume at next start.
+        """
+        if self._stopping:
+            return
+        self._accepting = False
+        self._stopping = True
+        if self._passivation is not None:
+            self._passivation.cancel()
+        self.timers.stop()
+        self.outbox.stop()
+        if self._in_flight:
+            assert self._loop is not None
+            self._drained = self._loop.create_future()
+            try:
+                await asyncio.wait_for(
+                    asyncio.shield(self._drained), self.config.drain_timeout_s
+                )
+            except TimeoutError:
+                log.error("drain_timeout", in_flight=self._in_flight)
+                for cell in list(self._cells.values()):
+                    if cell.task is not None:
+                        cell.task.cancel()
+                    self._stop_cell(cell, "shutdown")
+        await self.store.writer.flush()
+        await asyncio.sleep(0)  # let commit callbacks answer their asks
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` has begun."""
+        return self._stopping
+
+
+def _expire(reply: asyncio.Future[Any], to: Address, limit: float) -> None:
+    if not reply.done():
+        reply.set_exception(AskTimeout(f"{to.kind}:{to.id} did not answer within {limit:g} s"))
+
+
+def _answer_after(envelope: Envelope, reply: Any, pending: asyncio.Future[None]) -> None:
+    error = pending.exception()
+    if error is not None:
+        envelope.fail(error)
+    else:
+        envelope.resolve(reply)
+
+
+def _answer_parked(envelope: Envelope, error: Exception, parked: asyncio.Future[None]) -> None:
+    failure = parked.exception()
+    envelope.fail(failure if failure is not None else error)
+
+
+def _largest_runtime_id(conn: Any) -> int:
+    row = conn.execute(
+        "SELECT max(coalesce((SELECT max(seq) FROM timers), 0),"
+        " coalesce((SELECT max(id) FROM outbox), 0))"
+    ).fetchone()
+    return int(row[0] or 0)
+
+
+async def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+    """Carry on a coroutine that began eagerly and has just yielded ``yielded``.
+
+    This is what asyncio.Task does for a coroutine it started itself: wait for the future the
+    coroutine waits for, then step it again. The coroutine reads the future's outcome itself
+    (``Future.__await__`` calls ``result()``), so a failure or a cancellation reaches it there.
+    """
+    while True:
+        try:
+            if yielded is None:
+                await asyncio.sleep(0)
+            else:
+                # the coroutine's own await marked the future as being waited for; take that
+                # mark over, exactly as Task.__step does before it waits in its place
+                yielded._asyncio_future_blocking = False
+                try:
+                    await yielded
+                except asyncio.CancelledError:
+                    if not yielded.cancelled():
+                        raise
+                except Exception:
+                    pass  # the coroutine receives this through the future itself
+        except asyncio.CancelledError as cancel:
+            try:
+                yielded = coro.throw(cancel)
+            except StopIteration:
+                return
+            continue
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            return

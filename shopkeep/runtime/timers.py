@@ -1,0 +1,266 @@
+"""Durable timers (reminders): rows in the database, a window of them in memory.
+
+A timer is armed or canceled in the same unit of work as the state change that causes it (see
+``Context.arm_timer``). When it falls due, it never runs code: it enqueues its message into the
+actor's mailbox, behind whatever is there. The handler's unit deletes the row, so a fire is
+handled exactly once in effect: a crash before that commit leaves the row, and it fires again
+after restart, to an actor whose state (reloaded from the store) does not have the effect yet.
+
+Memory is bounded however many timers are pending: only the earliest ``timer_page_size`` are in
+memory (the *window*, up to ``horizon``); the rest wait in the database, ordered by (due, seq),
+and are read a page at a time as the window empties. Pages are read through the writer (between
+batches), so a page sees every unit submitted before it, and the arms and cancels submitted while
+it is being read are replayed on top of it.
+
+Staleness: each arming has a unique ``seq``. A fire carries it, and is dropped when the actor has
+since canceled or re-armed that timer. Overdue timers (after a restart) fire at most
+``timer_max_fire_rate`` per second, so a long outage does not flood the mailboxes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+import sqlite3
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from shopkeep.runtime.clock import Cancellable
+from shopkeep.runtime.envelope import Address, Envelope, TimerFire, TimerKey
+from shopkeep.runtime.errors import MessageFailed, Overloaded
+
+if TYPE_CHECKING:
+    from shopkeep.runtime.system import ActorSystem
+
+log = structlog.get_logger("shopkeep.runtime.timers")
+
+FIRE_DONE_SQL = "DELETE FROM timers WHERE kind = ? AND actor_id = ? AND name = ? AND seq = ?"
+PAGE_SQL = (
+    "SELECT kind, actor_id, name, due_at, seq, payload FROM timers "
+    "WHERE (due_at, seq) > (?, ?) ORDER BY due_at, seq LIMIT ?"
+)
+RETRY_S = 0.05
+_BEFORE_ALL = (-math.inf, -1)
+
+
+class _Armed:
+    __slots__ = ("due_at", "message", "seq")
+
+    def __init__(self, due_at: float, seq: int, message: Any) -> None:
+        self.due_at = due_at
+        self.seq = seq
+        self.message = message  # the message, or its stored bytes until first fired
+
+
+class TimerService:
+    """Keeps the window of due-soonest timers and delivers them as messages."""
+
+    def __init__(self, system: ActorSystem) -> None:
+        self._system = system
+        self._armed: dict[TimerKey, _Armed] = {}
+        self._heap: list[tuple[float, int, TimerKey]] = []
+        self._horizon: tuple[float, int] = _BEFORE_ALL
+        self._complete = False  # every pending timer is in the window
+        self._replay: list[tuple[TimerKey, float, int, Any] | tuple[TimerKey, None]] | None = None
+        self._wake: Cancellable | None = None
+        self._wake_at = math.inf
+        self._tokens = 0.0
+        self._tokens_at = 0.0
+        self._running = False
+        self._load_task: asyncio.Task[None] | None = None
+        self.lateness: deque[float] = deque(maxlen=100_000)
+        self.fired = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Read the first page and begin delivering."""
+        self._running = True
+        self._tokens_at = self._system.clock.now()
+        await self._load_page()
+
+    def stop(self) -> None:
+        """Deliver no more fires; pending timers stay in the database."""
+        self._running = False
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake = None
+
+    def resync(self) -> None:
+        """Forget the window and read it again (after a failed commit undid some arms)."""
+        self._armed.clear()
+        self._heap.clear()
+        self._horizon = _BEFORE_ALL
+        self._complete = False
+        self._schedule_load()
+
+    # -- arms and cancels (called when a unit is submitted) -------------------------------------
+
+    def apply(self, ops: list[tuple[TimerKey, float, int, Any] | tuple[TimerKey, None]]) -> None:
+        """Apply the arms and cancels of a unit of work just submitted, in order."""
+        if not ops:
+            return
+        if self._replay is not None:
+            self._replay.extend(ops)
+        for op in ops:
+            self._apply(op)
+        self._reschedule()
+
+    def _apply(self, op: tuple[TimerKey, float, int, Any] | tuple[TimerKey, None]) -> None:
+        key = op[0]
+        self._armed.pop(key, None)
+        if len(op) == 4:
+            _, due_at, seq, message = op
+            if self._complete or (due_at, seq) <= self._horizon:
+                self._armed[key] = _Armed(due_at, seq, message)
+                heapq.heappush(self._heap, (due_at, seq, key))
+
+    def is_current(self, fire: TimerFire) -> bool:
+        """Whether ``fire`` is still the armed timer of its key (not canceled or re-armed)."""
+        armed = self._armed.get(fire.key)
+        return armed is not None and armed.seq == fire.seq
+
+    def consumed(self, fire: TimerFire) -> None:
+        """The handler of ``fire`` submitted its unit (which deletes the row)."""
+        armed = self._armed.get(fire.key)
+        if armed is not None and armed.seq == fire.seq:
+            del self._armed[fire.key]
+
+    def record_lateness(self, seconds: float) -> None:
+        """Record how late a fire was handled, in seconds after its due time."""
+        self.lateness.append(seconds)
+        self.fired += 1
+
+    @property
+    def pending_in_memory(self) -> int:
+        """Timers in the in-memory window."""
+        return len(self._armed)
+
+    # -- paging ---------------------------------------------------------------------------------
+
+    def _schedule_load(self) -> None:
+        if self._load_task is None or self._load_task.done():
+            self._load_task = asyncio.get_running_loop().create_task(self._load_page())
+
+    async def _load_page(self) -> None:
+        system = self._system
+        page_size = system.config.timer_page_size
+        after = self._horizon
+        self._replay = []
+        try:
+            rows = await system.store.writer.call(
+                lambda conn: _read_page(conn, after, page_size)
+            )
+        except Exception:
+            log.exception("timer_page_failed")
+            self._replay = None
+            system.clock.call_later(1.0, self._schedule_load)
+            return
+        replay, self._replay = self._replay, None
+        if after != self._horizon:  # a resync happened meanwhile: read again from the start
+            self._schedule_load()
+            return
+        for kind, actor_id, name, due_at, seq, payload in rows:
+            key = (kind, actor_id, name)
+            if key not in self._armed:
+                self._armed[key] = _Armed(due_at, seq, bytes(payload))
+                heapq.heappush(self._heap, (due_at, seq, key))
+        if len(rows) < page_size:
+            self._complete = True
+        else:
+            self._horizon = (rows[-1][3], rows[-1][4])
+        for op in replay:
+            self._apply(op)
+        self._reschedule()
+
+    # -- firing ---------------------------------------------------------------------------------
+
+    def _reschedule(self) -> None:
+        if not self._running:
+            return
+        heap = self._heap
+        if not self._complete and len(heap) < self._system.config.timer_page_size // 4:
+            self._schedule_load()
+        if not heap:
+            return
+        when = heap[0][0]
+        if when < self._wake_at:
+            if self._wake is not None:
+                self._wake.cancel()
+            self._wake_at = when
+            self._wake = self._system.clock.call_at(when, self._on_wake)
+
+    def _on_wake(self) -> None:
+        self._wake = None
+        self._wake_at = math.inf
+        if not self._running:
+            return
+        clock = self._system.clock
+        now = clock.now()
+        rate = self._system.config.timer_max_fire_rate
+        self._tokens = min(rate / 10 + 1, self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            if self._tokens < 1:
+                self._wake_at = now + 1 / rate
+                self._wake = clock.call_at(self._wake_at, self._on_wake)
+                return
+            due_at, seq, key = heapq.heappop(heap)
+            armed = self._armed.get(key)
+            if armed is None or armed.seq != seq:
+                continue  # canceled or re-armed: a stale heap entry
+            self._tokens -= 1
+            self._fire(key, armed)
+        self._reschedule()
+
+    def _fire(self, key: TimerKey, armed: _Armed) -> None:
+        system = self._system
+        message = armed.message
+        if isinstance(message, bytes):
+            try:
+                message = armed.message = system.decode(key[0], message)
+            except Exception:
+                # cannot be delivered by this program: leave the row for one that can
+                log.exception("timer_undecodable", key=key)
+                del self._armed[key]
+                return
+        assert system._loop is not None
+        reply: asyncio.Future[Any] = system._loop.create_future()
+        fire = TimerFire(key, armed.seq, armed.due_at)
+        envelope = Envelope(message, reply, timer=fire)
+        try:
+            system.deliver(Address(key[0], key[1]), envelope)
+        except Overloaded:
+            self._retry(key, armed.seq)
+            return
+        except Exception:
+            log.exception("timer_fire_failed", key=key)
+            self._retry(key, armed.seq)
+            return
+        reply.add_done_callback(lambda f: self._fired(key, armed.seq, f))
+
+    def _fired(self, key: TimerKey, seq: int, reply: asyncio.Future[Any]) -> None:
+        if reply.cancelled():
+            self._retry(key, seq)
+            return
+        error = reply.exception()
+        if error is None or (isinstance(error, MessageFailed) and error.dead_lettered):
+            return  # handled (or parked): the row is gone
+        self._retry(key, seq)  # not handled: still armed, try again shortly
+
+    def _retry(self, key: TimerKey, seq: int) -> None:
+        armed = self._armed.get(key)
+        if armed is None or armed.seq != seq or not self._running:
+            return
+        heapq.heappush(self._heap, (self._system.clock.now() + RETRY_S, seq, key))
+        self._reschedule()
+
+
+def _read_page(
+    conn: sqlite3.Connection, after: tuple[float, int], limit: int
+) -> list[tuple[Any, ...]]:
+    return conn.execute(PAGE_SQL, (after[0], after[1], limit)).fetchall()

@@ -1,0 +1,104 @@
+"""Opening the database: the process lock, pragmas, migrations, the writer and the reader."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from shopkeep.store.errors import StoreError
+from shopkeep.store.lock import ProcessLock
+from shopkeep.store.migrations import MIGRATIONS, Migration, apply_migrations
+from shopkeep.store.reader import InlineReader, Reader, ThreadedReader
+from shopkeep.store.writer import GroupCommitWriter
+
+SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """How to open the store.
+
+    ``synchronous``: FULL (the default) fsyncs the WAL at every commit, so a commit survives a
+    power cut; NORMAL only at checkpoints (a commit survives a crash of the process, not of the
+    machine). ``inline``: no threads at all, for the seeded deterministic mode.
+    """
+
+    path: str
+    synchronous: str = "FULL"
+    migrations: Sequence[Migration] = field(default=MIGRATIONS)
+    inline: bool = False
+    max_batch: int = 1024
+
+
+class Store:
+    """One SQLite file: a group-commit writer, a read connection, and the lock that owns them."""
+
+    def __init__(
+        self,
+        config: StoreConfig,
+        lock: ProcessLock,
+        conn: sqlite3.Connection,
+        writer: GroupCommitWriter,
+        reader: Reader,
+        schema_version: int,
+    ) -> None:
+        self.config = config
+        self.writer = writer
+        self.reader = reader
+        self.schema_version = schema_version
+        self._lock = lock
+        self._conn = conn
+
+    @classmethod
+    async def open(cls, config: StoreConfig) -> Store:
+        """Lock the file, apply migrations, start the writer. Raises :class:`StoreError`."""
+        if config.synchronous not in SYNCHRONOUS_MODES:
+            raise StoreError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+        path = config.path
+        if os.path.isdir(path):
+            raise StoreError(f"cannot open database {path}: it is a directory")
+        lock = ProcessLock(path)
+        lock.acquire()
+        try:
+            conn = _connect(path, config.synchronous)
+            try:
+                version = apply_migrations(conn, config.migrations)
+                reader: Reader
+                if config.inline:
+                    reader = InlineReader.open(path)
+                else:
+                    reader = await ThreadedReader.open(path)
+            except BaseException:
+                conn.close()
+                raise
+        except sqlite3.Error as exc:
+            lock.release()
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+        except BaseException:
+            lock.release()
+            raise
+        writer = GroupCommitWriter(conn, inline=config.inline, max_batch=config.max_batch)
+        writer.start()
+        return cls(config, lock, conn, writer, reader, version)
+
+    async def close(self) -> None:
+        """Flush the writer, close both connections, release the lock."""
+        try:
+            await self.writer.close()
+            await self.reader.close()
+            self._conn.close()
+        finally:
+            self._lock.release()
+
+
+def _connect(path: str, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        conn.close()
+        raise StoreError(f"cannot open database {path}: WAL mode refused (got {mode})")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn

@@ -1,0 +1,31 @@
+"""Errors raised by the store. Each says whose fault it is and reads well on one line."""
+
+
+class StoreError(Exception):
+    """Base class of the store's errors; ``str()`` is a one-line message fit for a user."""
+
+
+class DatabaseInUse(StoreError):
+    """Another process holds the database file: two writers would corrupt the group commit.
+
+    The operator's fault (a second server started on the same file); nothing was opened.
+    """
+
+
+class SchemaMismatch(StoreError):
+    """The database's schema version is one this program does not know (made by a newer one).
+
+    Not a bug here: the file was written by another version of shopkeep; nothing was changed.
+    """
+
+
+class CommitFailed(StoreError):
+    """A unit of work was not committed; its effects are not on disk.
+
+    ``cause`` is the SQLite error (or ``None`` when the unit was skipped because an earlier unit
+    of the same actor failed: it was built on state that never reached the disk).
+    """
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause

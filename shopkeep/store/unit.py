@@ -1,0 +1,38 @@
+"""A unit of work: the statements of one state change, committed atomically or not at all."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any
+
+Params = Sequence[Any]
+
+
+class UnitOfWork:
+    """SQL statements that must reach the disk together, in order.
+
+    ``owner`` names who built the unit (an actor address) and ``incarnation`` which activation of
+    it: when a unit fails, later units of the same owner and incarnation were built on state that
+    never reached the disk, so the writer fails them too instead of committing them.
+    """
+
+    __slots__ = ("incarnation", "owner", "statements")
+
+    def __init__(self, owner: Hashable | None = None, incarnation: int = 0) -> None:
+        self.owner = owner
+        self.incarnation = incarnation
+        self.statements: list[tuple[str, Any, bool]] = []
+
+    def execute(self, sql: str, params: Params = ()) -> None:
+        """Add one statement."""
+        self.statements.append((sql, params, False))
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        """Add one statement run once per row (one ``executemany`` call in the writer)."""
+        self.statements.append((sql, list(rows), True))
+
+    def __bool__(self) -> bool:
+        return bool(self.statements)
+
+    def __len__(self) -> int:
+        return len(self.statements)

@@ -1,0 +1,161 @@
+"""A test actor whose every behaviour is driven by its messages, and what it saw.
+
+``Probe`` keeps one integer in the ``probe`` table. Tests send it messages that add, read, fail,
+arm timers, send durable messages, ask others, or wait for a gate the test opens; every message
+it handles is appended to ``Probe.journal`` (a class-level list the test resets), so tests
+assert the exact order of events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+import msgspec
+
+from shopkeep.runtime import Actor, Address, Context
+from shopkeep.runtime.actor import ActivationContext
+from shopkeep.store import MIGRATIONS, Migration
+
+
+class Add(msgspec.Struct, tag=True, frozen=True):
+    n: int
+
+
+class Get(msgspec.Struct, tag=True, frozen=True):
+    pass
+
+
+class Boom(msgspec.Struct, tag=True, frozen=True):
+    """Add 1000 in memory only, then raise: a restart must forget the 1000."""
+
+    error: str = "runtime"
+
+
+class Arm(msgspec.Struct, tag=True, frozen=True):
+    name: str
+    delay: float
+    n: int
+
+
+class Disarm(msgspec.Struct, tag=True, frozen=True):
+    name: str
+
+
+class Fired(msgspec.Struct, tag=True, frozen=True):
+    name: str
+    n: int
+
+
+class Send(msgspec.Struct, tag=True, frozen=True):
+    to: int
+    n: int
+
+
+class AskOther(msgspec.Struct, tag=True, frozen=True):
+    to: int
+    message: Add | Get | AskOther
+
+
+class Wait(msgspec.Struct, tag=True, frozen=True):
+    """Wait for the gate ``Probe.gates[gate]`` to open (a test-controlled event)."""
+
+    gate: str
+
+
+ProbeMessage = Add | Get | Boom | Arm | Disarm | Fired | Send | AskOther | Wait
+
+PROBE_MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        len(MIGRATIONS) + 1,
+        "probe",
+        "CREATE TABLE probe (id INTEGER PRIMARY KEY, value INTEGER NOT NULL)",
+    ),
+)
+
+UPSERT = (
+    "INSERT INTO probe (id, value) VALUES (?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET value = excluded.value"
+)
+
+
+class Probe(Actor):
+    """The test actor. Class-level records are shared by all activations; reset them."""
+
+    __slots__ = ("value",)
+    kind = "probe"
+    messages = ProbeMessage
+
+    journal: ClassVar[list[tuple[int, Any]]] = []
+    activations: ClassVar[list[int]] = []
+    gates: ClassVar[dict[str, asyncio.Event]] = {}
+    arrivals: ClassVar[dict[str, asyncio.Event]] = {}
+    fail_activation: ClassVar[set[int]] = set()
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.journal = []
+        cls.activations = []
+        cls.gates = {}
+        cls.arrivals = {}
+        cls.fail_activation = set()
+
+    async def on_activate(self, ctx: ActivationContext) -> None:
+        if self.address.id in self.fail_activation:
+            raise OSError("cannot load")
+        row = await ctx.reader.fetchone("SELECT value FROM probe WHERE id = ?", (self.address.id,))
+        self.value = int(row[0]) if row else 0
+        self.activations.append(self.address.id)
+
+    async def receive(self, ctx: Context, message: Any) -> Any:
+        self.journal.append((self.address.id, message))
+        match message:
+            case Add(n) | Fired(_, n):
+                self.value += n
+                ctx.execute(UPSERT, (self.address.id, self.value))
+                return self.value
+            case Get():
+                return self.value
+            case Boom(error):
+                self.value += 1000
+                if error == "value":
+                    raise ValueError("bad value")
+                raise RuntimeError("boom")
+            case Arm(name, delay, n):
+                ctx.arm_timer(name, ctx.now() + delay, Fired(name, n))
+                return None
+            case Disarm(name):
+                ctx.cancel_timer(name)
+                return None
+            case Send(to, n):
+                ctx.send(Address("probe", to), Add(n))
+                return None
+            case AskOther(to, inner):
+                return await ctx.ask(Address("probe", to), inner)
+            case Wait(gate):
+                self.arrivals.setdefault(gate, asyncio.Event()).set()
+                await self.gates.setdefault(gate, asyncio.Event()).wait()
+                return gate
+        raise TypeError(f"unexpected message {message!r}")
+
+
+def gate(name: str) -> asyncio.Event:
+    """The gate ``name`` (open it with ``.set()``)."""
+    return Probe.gates.setdefault(name, asyncio.Event())
+
+
+async def arrival(name: str) -> None:
+    """Wait until a probe is waiting at gate ``name``."""
+    await Probe.arrivals.setdefault(name, asyncio.Event()).wait()
+
+
+def open_all_gates() -> None:
+    """Let every waiting probe go (so a runtime can drain and stop)."""
+    for event in Probe.gates.values():
+        event.set()
+
+
+def probe(actor_id: int) -> Address:
+    """The address of probe ``actor_id``."""
+    return Address("probe", actor_id)

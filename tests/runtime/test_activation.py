@@ -1,0 +1,78 @@
+"""Virtual actors: activation on first message, passivation, the LRU cap, one activation."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shopkeep.bootstrap import Runtime
+from shopkeep.runtime import ActivationFailed, RuntimeConfig, VirtualClock
+from tests.runtime.conftest import OpenRuntime
+from tests.runtime.probe import Add, Get, Probe, probe
+
+import pytest
+
+
+async def test_an_actor_is_activated_by_its_first_message_with_its_state_from_the_store(
+    runtime: Runtime,
+) -> None:
+    assert not runtime.system.is_live(probe(1))
+    await runtime.system.ask(probe(1), Add(5))
+    assert runtime.system.is_live(probe(1))
+    assert Probe.activations == [1]
+
+
+async def test_concurrent_first_messages_make_one_activation(runtime: Runtime) -> None:
+    answers = await asyncio.gather(*(runtime.system.ask(probe(1), Add(1)) for _ in range(50)))
+    assert sorted(answers) == list(range(1, 51))
+    assert Probe.activations == [1]
+
+
+async def test_an_idle_actor_holds_no_task_and_no_mailbox(runtime: Runtime) -> None:
+    system = runtime.system
+    for _ in range(3):
+        system.tell(probe(1), Add(1))
+    assert await system.ask(probe(1), Get()) == 3
+    cell = system._cells[probe(1)]
+    assert cell.task is None
+    assert cell.mailbox is None
+
+
+async def test_an_idle_actor_is_passivated_and_reloads_its_state_on_its_next_message(
+    open_probe_runtime: OpenRuntime, clock: VirtualClock
+) -> None:
+    runtime = await open_probe_runtime(RuntimeConfig(idle_timeout_s=60))
+    system = runtime.system
+    await system.ask(probe(1), Add(9))
+    await clock.advance(59)
+    assert system.is_live(probe(1))
+    await clock.advance(61)
+    assert not system.is_live(probe(1))
+    assert await system.ask(probe(1), Get()) == 9
+    assert Probe.activations == [1, 1]
+
+
+async def test_the_live_actor_cap_passivates_the_least_recently_used_first(
+    open_probe_runtime: OpenRuntime, clock: VirtualClock
+) -> None:
+    runtime = await open_probe_runtime(RuntimeConfig(max_live_actors=10))
+    system = runtime.system
+    for actor in range(10):
+        await system.ask(probe(actor), Add(actor))
+        await clock.advance(2)
+    await system.ask(probe(0), Get())  # 0 is now the most recently used
+    await clock.advance(2)
+    await system.ask(probe(10), Get())
+    assert system.live_actors == 10
+    assert not system.is_live(probe(1))
+    assert system.is_live(probe(0))
+    assert await system.ask(probe(1), Get()) == 1
+
+
+async def test_an_actor_that_cannot_load_answers_activation_failed_and_loads_later(
+    runtime: Runtime,
+) -> None:
+    Probe.fail_activation.add(1)
+    with pytest.raises(ActivationFailed, match="probe:1 could not load"):
+        await runtime.system.ask(probe(1), Get())
+    Probe.fail_activation.clear()
+    assert await runtime.system.ask(probe(1), Add(1)) == 1
