@@ -462,7 +462,6 @@ class ActorSystem:
         return True
 
     def _complete(self, cell: Cell, envelope: Envelope, ctx: Context, reply: Any) -> None:
-        unit = ctx._unit
         if envelope.outbox_id is not None:
             ctx.unit.execute(CONSUME_SQL, (envelope.outbox_id,))
         fire = envelope.timer

@@ -71,6 +71,7 @@ class TimerService:
         self._tokens_at = 0.0
         self._running = False
         self._load_task: asyncio.Task[None] | None = None
+        self._epoch = 0  # bumped by resync: a page read before it is stale
         self.lateness: deque[float] = deque(maxlen=100_000)
         self.fired = 0
 
@@ -80,6 +81,7 @@ class TimerService:
         """Read the first page and begin delivering."""
         self._running = True
         self._tokens_at = self._system.clock.now()
+        self._tokens = self._burst
         await self._load_page()
 
     def stop(self) -> None:
@@ -91,6 +93,7 @@ class TimerService:
 
     def resync(self) -> None:
         """Forget the window and read it again (after a failed commit undid some arms)."""
+        self._epoch += 1
         self._armed.clear()
         self._heap.clear()
         self._horizon = _BEFORE_ALL
@@ -117,6 +120,25 @@ class TimerService:
             if self._complete or (due_at, seq) <= self._horizon:
                 self._armed[key] = _Armed(due_at, seq, message)
                 heapq.heappush(self._heap, (due_at, seq, key))
+                if len(self._armed) > 2 * self._system.config.timer_page_size:
+                    self._trim()
+
+    def _trim(self) -> None:
+        """Keep only the earliest page in memory; the rest are safe in the database.
+
+        Every armed timer is in a submitted unit, and pages are read through the writer after
+        all submitted units, so a timer dropped here is found again when its page is read.
+        """
+        page_size = self._system.config.timer_page_size
+        ordered = sorted(self._armed.items(), key=lambda item: (item[1].due_at, item[1].seq))
+        last = ordered[page_size - 1][1]
+        self._horizon = (last.due_at, last.seq)
+        self._complete = False
+        for key, _ in ordered[page_size:]:
+            del self._armed[key]
+        # heap entries of dropped timers are stale now and skipped when popped
+        self._heap = [entry for entry in self._heap if (entry[0], entry[1]) <= self._horizon]
+        heapq.heapify(self._heap)
 
     def is_current(self, fire: TimerFire) -> bool:
         """Whether ``fire`` is still the armed timer of its key (not canceled or re-armed)."""
@@ -135,6 +157,11 @@ class TimerService:
         self.fired += 1
 
     @property
+    def _burst(self) -> float:
+        # a tenth of a second's worth of fires may go at once
+        return self._system.config.timer_max_fire_rate / 10 + 1
+
+    @property
     def pending_in_memory(self) -> int:
         """Timers in the in-memory window."""
         return len(self._armed)
@@ -148,21 +175,24 @@ class TimerService:
     async def _load_page(self) -> None:
         system = self._system
         page_size = system.config.timer_page_size
-        after = self._horizon
-        self._replay = []
-        try:
-            rows = await system.store.writer.call(
-                lambda conn: _read_page(conn, after, page_size)
-            )
-        except Exception:
-            log.exception("timer_page_failed")
-            self._replay = None
-            system.clock.call_later(1.0, self._schedule_load)
-            return
-        replay, self._replay = self._replay, None
-        if after != self._horizon:  # a resync happened meanwhile: read again from the start
-            self._schedule_load()
-            return
+        while True:
+            epoch = self._epoch
+            after = self._horizon
+            self._replay = []
+            try:
+                rows = await system.store.writer.call(
+                    lambda conn, after=after: _read_page(conn, after, page_size)
+                )
+            except Exception:
+                log.exception("timer_page_failed")
+                self._replay = None
+                system.clock.call_later(1.0, self._schedule_load)
+                return
+            replay, self._replay = self._replay, None
+            if epoch == self._epoch:
+                break
+            # a resync happened while reading (a commit failed): this page may hold arms that
+            # never reached the disk, so read again from the start, in this same task
         for kind, actor_id, name, due_at, seq, payload in rows:
             key = (kind, actor_id, name)
             if key not in self._armed:
@@ -201,7 +231,7 @@ class TimerService:
         clock = self._system.clock
         now = clock.now()
         rate = self._system.config.timer_max_fire_rate
-        self._tokens = min(rate / 10 + 1, self._tokens + (now - self._tokens_at) * rate)
+        self._tokens = min(self._burst, self._tokens + (now - self._tokens_at) * rate)
         self._tokens_at = now
         heap = self._heap
         while heap and heap[0][0] <= now:

@@ -111,6 +111,8 @@ class Probe(Actor):
     async def receive(self, ctx: Context, message: Any) -> Any:
         self.journal.append((self.address.id, message))
         match message:
+            case Fired(_, n) if n < 0:
+                raise RuntimeError("a poison fire")
             case Add(n) | Fired(_, n):
                 self.value += n
                 ctx.execute(UPSERT, (self.address.id, self.value))
