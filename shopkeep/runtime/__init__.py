@@ -10,7 +10,7 @@ from shopkeep.runtime.actor import ActivationContext, Actor, Context
 from shopkeep.runtime.clock import Clock, RealClock, VirtualClock
 from shopkeep.runtime.config import RuntimeConfig
 from shopkeep.runtime.determinism import SeededEventLoop, run_seeded
-from shopkeep.runtime.envelope import Address, current_trace
+from shopkeep.runtime.envelope import Address, current_trace, message_context
 from shopkeep.runtime.errors import (
     ActivationFailed,
     ActorStopped,
@@ -50,5 +50,6 @@ __all__ = [
     "UnknownActorKind",
     "VirtualClock",
     "current_trace",
+    "message_context",
     "run_seeded",
 ]

@@ -13,9 +13,10 @@ import asyncio
 import contextvars
 import random
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 class SeededEventLoop(asyncio.SelectorEventLoop):
@@ -28,8 +29,8 @@ class SeededEventLoop(asyncio.SelectorEventLoop):
 
     def call_soon(
         self,
-        callback: Callable[..., object],
-        *args: Any,
+        callback: Callable[[*Ts], object],
+        *args: *Ts,
         context: contextvars.Context | None = None,
     ) -> asyncio.Handle:
         """Schedule ``callback`` at a seeded random place among the ready callbacks."""

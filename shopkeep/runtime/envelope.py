@@ -32,20 +32,29 @@ class TimerFire(NamedTuple):
     due_at: float
 
 
-current_chain: ContextVar[tuple[Address, ...]] = ContextVar("shopkeep_chain", default=())
-"""The actors waiting, through asks, on the message being handled (innermost last)."""
-
 current_trace: ContextVar[str | None] = ContextVar("shopkeep_trace", default=None)
-"""The trace (request) id of the message being handled, or of the request being served."""
+"""The trace (request) id of the request being served, set by whoever takes requests in;
+messages carry it in their envelopes from there on."""
 
-current_address: ContextVar[Address | None] = ContextVar("shopkeep_address", default=None)
-"""The actor whose message is being handled."""
+current_scope: ContextVar[tuple[Address, Envelope] | None] = ContextVar(
+    "shopkeep_scope", default=None
+)
+"""The actor and the envelope being handled in this task, or ``None`` outside any handler.
+One variable, set once per message: it is on the hot path."""
+
+
+def message_context() -> tuple[Address | None, str | None]:
+    """The actor being handled here (if any) and the trace id in force: for log lines."""
+    scope = current_scope.get()
+    if scope is None:
+        return None, current_trace.get()
+    return scope[0], scope[1].trace
 
 
 class Envelope:
     """One message in a mailbox, and how to answer it."""
 
-    __slots__ = ("chain", "message", "outbox_id", "reply", "timer", "trace")
+    __slots__ = ("chain", "handled", "message", "outbox_id", "reply", "timer", "trace")
 
     def __init__(
         self,
@@ -62,6 +71,7 @@ class Envelope:
         self.trace = trace
         self.timer = timer
         self.outbox_id = outbox_id
+        self.handled = False  # the handler ran; only the commit of its unit is awaited
 
     def resolve(self, value: Any) -> None:
         """Answer with ``value`` (no effect for tells or answers already given)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import deque
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -85,9 +86,9 @@ class OutboxDispatcher:
         limit = self._system.config.outbox_max_in_flight
         while self._running and self._backlog and self._delivering < limit:
             self._deliver(*self._backlog.popleft())
-        if self._running and self._spilled and not self._backlog:
-            if self._scan_task is None or self._scan_task.done():
-                self._scan_task = asyncio.get_running_loop().create_task(self._scan())
+        scanning = self._scan_task is not None and not self._scan_task.done()
+        if self._running and self._spilled and not self._backlog and not scanning:
+            self._scan_task = asyncio.get_running_loop().create_task(self._scan())
 
     def _deliver(self, message_id: int, to: Address, message: Any) -> None:
         system = self._system
@@ -112,7 +113,9 @@ class OutboxDispatcher:
             self._retry_later(message_id, to, message, error)
         self._pump()
 
-    def _retry_later(self, message_id: int, to: Address, message: Any, error: BaseException) -> None:
+    def _retry_later(
+        self, message_id: int, to: Address, message: Any, error: BaseException
+    ) -> None:
         if not self._running:
             return  # it stays in the table
         config = self._system.config
@@ -144,7 +147,7 @@ class OutboxDispatcher:
         self._spilled = False
         after = 0
         while self._running:
-            rows = await system.store.writer.call(lambda c, a=after: _read_page(c, a, page))
+            rows = await system.store.writer.call(partial(_read_page, after=after, limit=page))
             for message_id, kind, actor_id, payload in rows:
                 if message_id in self._known:
                     continue
@@ -164,5 +167,5 @@ class OutboxDispatcher:
                 return
 
 
-def _read_page(conn: sqlite3.Connection, after: int, limit: int) -> list[tuple[Any, ...]]:
+def _read_page(conn: sqlite3.Connection, *, after: int, limit: int) -> list[tuple[Any, ...]]:
     return conn.execute(PAGE_SQL, (after, limit)).fetchall()

@@ -28,15 +28,13 @@ from typing import Any
 import msgspec
 import structlog
 
-from shopkeep.runtime.actor import Actor, ActivationContext, Context
+from shopkeep.runtime.actor import ActivationContext, Actor, Context
 from shopkeep.runtime.clock import Cancellable, Clock, RealClock
 from shopkeep.runtime.config import RuntimeConfig
 from shopkeep.runtime.envelope import (
     Address,
     Envelope,
-    TimerFire,
-    current_address,
-    current_chain,
+    current_scope,
     current_trace,
 )
 from shopkeep.runtime.errors import (
@@ -153,6 +151,7 @@ class ActorSystem:
         self._cells: dict[Address, Cell] = {}
         self._in_flight = 0
         self._incarnations = 0
+        self._eager_streak = 0
         self._accepting = False
         self._stopping = False
         self._drained: asyncio.Future[None] | None = None
@@ -189,10 +188,15 @@ class ActorSystem:
 
     def tell(self, to: Address, message: Any, *, internal: bool = False) -> None:
         """Enqueue ``message`` for ``to`` and return. Raises Overloaded when full."""
-        if not self._accepting and not internal and current_address.get() is None:
-            raise ShuttingDown("the actor system is not taking messages")
-        cell = self._cell(to)
-        self._enqueue(cell, Envelope(message, None, current_chain.get(), current_trace.get()))
+        scope = current_scope.get()
+        if scope is None:
+            if not self._accepting and not internal:
+                raise ShuttingDown("the actor system is not taking messages")
+            envelope = Envelope(message, None, (), current_trace.get())
+        else:
+            address, handling = scope
+            envelope = Envelope(message, None, (*handling.chain, address), handling.trace)
+        self._enqueue(self._cell(to), envelope)
 
     async def ask(
         self,
@@ -203,22 +207,36 @@ class ActorSystem:
         internal: bool = False,
     ) -> Any:
         """Send ``message`` to ``to`` and wait for the answer (after its unit is committed)."""
-        if not self._accepting and not internal and current_address.get() is None:
-            raise ShuttingDown("the actor system is not taking messages")
-        chain = current_chain.get()
-        if to in chain:
-            raise AskCycle((*chain, to))
+        scope = current_scope.get()
+        if scope is None:
+            if not self._accepting and not internal:
+                raise ShuttingDown("the actor system is not taking messages")
+            chain: tuple[Address, ...] = ()
+            trace = current_trace.get()
+        else:
+            address, handling = scope
+            chain = (*handling.chain, address)
+            trace = handling.trace
+            if to in chain:
+                raise AskCycle((*chain, to))
         cell = self._cell(to)
         assert self._loop is not None, "start() the actor system first"
         reply: asyncio.Future[Any] = self._loop.create_future()
-        envelope = Envelope(message, reply, chain, current_trace.get())
+        envelope = Envelope(message, reply, chain, trace)
         if cell.task is None and not cell.busy and not cell.mailbox and self.config.eager:
             self._admit()
             self._start_eager(cell, envelope)
+            if reply.done():
+                # a run of asks that never wait would never let the loop turn: yield now and then
+                self._eager_streak += 1
+                if self._eager_streak >= 64:
+                    self._eager_streak = 0
+                    await asyncio.sleep(0)
+                return reply.result()
         else:
             self._enqueue(cell, envelope)
-        if reply.done():
-            return reply.result()
+        if envelope.handled:
+            return await reply  # only its commit is awaited, and every commit answers
         limit = self.config.ask_timeout_s if timeout is None else timeout
         handle = self.clock.call_later(limit, partial(_expire, reply, to, limit))
         try:
@@ -283,7 +301,7 @@ class ActorSystem:
         return cell
 
     def _evict(self) -> None:
-        # Oldest use first: the dict is kept in order of last use (see _process).
+        # Oldest use first: the dict is kept in order of last use (see _handled).
         want = max(1, self.config.max_live_actors // 100)
         victims: list[Address] = []
         for address, cell in self._cells.items():
@@ -338,43 +356,42 @@ class ActorSystem:
 
     # -- handling -------------------------------------------------------------------------------
 
-    async def _drain(self, cell: Cell, first: Envelope | None) -> None:
+    async def _drain(self, cell: Cell, envelope: Envelope | None) -> None:
+        """Handle ``envelope`` (if given), then every queued message, one at a time."""
+        address = cell.address
         try:
-            if first is not None:
-                await self._process(cell, first)
-            mailbox = cell.mailbox
-            while mailbox:
-                await self._process(cell, mailbox.popleft())
+            if envelope is None and cell.mailbox:
+                envelope = cell.mailbox.popleft()
+            while envelope is not None:
+                cell.busy = True
+                current_scope.set((address, envelope))
+                try:
+                    await self._handle(cell, envelope)
+                except asyncio.CancelledError:
+                    envelope.fail(ActorStopped(f"{address.kind}:{address.id} was stopped"))
+                    raise
+                except BaseException as exc:  # a bug in the runtime: still answer, loudly
+                    log.exception("runtime_error", actor=f"{address.kind}:{address.id}")
+                    envelope.fail(exc)
+                finally:
+                    self._handled(cell)
                 mailbox = cell.mailbox
+                envelope = mailbox.popleft() if mailbox else None
         finally:
             cell.task = None
             if cell.mailbox is not None and not cell.mailbox:
                 cell.mailbox = None
 
-    async def _process(self, cell: Cell, envelope: Envelope) -> None:
-        cell.busy = True
-        address = cell.address
-        current_chain.set((*envelope.chain, address))
-        current_trace.set(envelope.trace)
-        current_address.set(address)
-        try:
-            await self._handle(cell, envelope)
-        except asyncio.CancelledError:
-            envelope.fail(ActorStopped(f"{address.kind}:{address.id} was stopped"))
-            raise
-        except BaseException as exc:  # a bug in the runtime: still answer, and say so loudly
-            log.exception("runtime_error", actor=f"{address.kind}:{address.id}")
-            envelope.fail(exc)
-        finally:
-            cell.busy = False
-            self.stats.messages += 1
-            now = self.clock.now()
-            if now - cell.last_used >= 1.0 and self._cells.get(address) is cell:
-                self._cells[address] = self._cells.pop(address)  # keep oldest-use-first order
-            cell.last_used = now
-            self._in_flight -= 1
-            if self._in_flight == 0 and self._drained is not None and not self._drained.done():
-                self._drained.set_result(None)
+    def _handled(self, cell: Cell) -> None:
+        cell.busy = False
+        self.stats.messages += 1
+        now = self.clock.now()
+        if now - cell.last_used >= 1.0 and self._cells.get(cell.address) is cell:
+            self._cells[cell.address] = self._cells.pop(cell.address)  # oldest use first
+        cell.last_used = now
+        self._in_flight -= 1
+        if self._in_flight == 0 and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
 
     async def _handle(self, cell: Cell, envelope: Envelope) -> None:
         if (cell.actor is None or cell.needs_restart) and not await self._load(cell, envelope):
@@ -462,6 +479,7 @@ class ActorSystem:
         return True
 
     def _complete(self, cell: Cell, envelope: Envelope, ctx: Context, reply: Any) -> None:
+        envelope.handled = True
         if envelope.outbox_id is not None:
             ctx.unit.execute(CONSUME_SQL, (envelope.outbox_id,))
         fire = envelope.timer

@@ -24,6 +24,7 @@ import heapq
 import math
 import sqlite3
 from collections import deque
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -136,8 +137,10 @@ class TimerService:
         self._complete = False
         for key, _ in ordered[page_size:]:
             del self._armed[key]
-        # heap entries of dropped timers are stale now and skipped when popped
-        self._heap = [entry for entry in self._heap if (entry[0], entry[1]) <= self._horizon]
+        # drop the heap entries of timers no longer armed in memory (a retried fire keeps its
+        # seq with a later time, so compare by key and seq, not by time)
+        armed = self._armed
+        self._heap = [e for e in self._heap if e[2] in armed and armed[e[2]].seq == e[1]]
         heapq.heapify(self._heap)
 
     def is_current(self, fire: TimerFire) -> bool:
@@ -181,7 +184,7 @@ class TimerService:
             self._replay = []
             try:
                 rows = await system.store.writer.call(
-                    lambda conn, after=after: _read_page(conn, after, page_size)
+                    partial(_read_page, after=after, limit=page_size)
                 )
             except Exception:
                 log.exception("timer_page_failed")
@@ -239,7 +242,7 @@ class TimerService:
                 self._wake_at = now + 1 / rate
                 self._wake = clock.call_at(self._wake_at, self._on_wake)
                 return
-            due_at, seq, key = heapq.heappop(heap)
+            _, seq, key = heapq.heappop(heap)
             armed = self._armed.get(key)
             if armed is None or armed.seq != seq:
                 continue  # canceled or re-armed: a stale heap entry
@@ -291,6 +294,6 @@ class TimerService:
 
 
 def _read_page(
-    conn: sqlite3.Connection, after: tuple[float, int], limit: int
+    conn: sqlite3.Connection, *, after: tuple[float, int], limit: int
 ) -> list[tuple[Any, ...]]:
     return conn.execute(PAGE_SQL, (after[0], after[1], limit)).fetchall()

@@ -8,8 +8,8 @@ inline on the loop thread, so that a seeded run has no thread whose timing could
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
 
 import aiosqlite
 
@@ -53,8 +53,8 @@ class ThreadedReader:
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """All rows of ``sql``, in one hop."""
-        rows: Iterable[Row] = await self._conn.execute_fetchall(sql, params)
-        return list(rows)
+        rows = await self._conn.execute_fetchall(sql, params)
+        return cast(list[Row], list(rows))
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         """The first row of ``sql``, or ``None``."""

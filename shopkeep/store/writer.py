@@ -20,6 +20,7 @@ every later unit of the same owner and incarnation (it was built on state that i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections import deque
@@ -137,9 +138,19 @@ class GroupCommitWriter:
             self._wake.set_result(None)
 
     async def _run(self) -> None:
+        # Pipelining: when a batch commits, half of its owners are answered at once and given a
+        # loop turn to submit their next units; the next batch starts on the thread with those,
+        # and only then is the other half answered, so their Python work overlaps the fsync
+        # instead of waiting for it. Units still commit in submission order, and every answer
+        # still comes after the commit that holds its unit.
         loop = asyncio.get_running_loop()
+        deferred: list[asyncio.Future[None]] = []
         while True:
             if not self._queue:
+                if deferred:
+                    _succeed(deferred)
+                    deferred = []
+                    continue
                 if self._idle is not None and not self._idle.done():
                     self._idle.set_result(None)
                 if self._closed:
@@ -151,10 +162,35 @@ class GroupCommitWriter:
             try:
                 head = self._queue[0]
                 if isinstance(head, _Call):
+                    _succeed(deferred)
+                    deferred = []
                     self._queue.popleft()
                     await self._run_call(head)
+                    continue
+                jobs = self._admitted(self._take_batch())
+                if not jobs:
+                    continue
+                units = [unit for unit, _ in jobs]
+                started = time.perf_counter()
+                commit = self._start(self._commit, units)
+                _succeed(deferred)  # their owners run while this batch is on the disk
+                deferred = []
+                failures = await commit
+                self._record(len(units), time.perf_counter() - started)
+                committed: list[asyncio.Future[None]] = []
+                for index, (unit, future) in enumerate(jobs):
+                    cause = failures[index] if failures is not None else None
+                    if cause is not None:
+                        self._fail(unit, future, cause)  # at once: no later unit may build on it
+                    else:
+                        committed.append(future)
+                if len(committed) >= 8 and not self._inline:
+                    half = len(committed) // 2
+                    _succeed(committed[:half])
+                    deferred = committed[half:]
+                    await asyncio.sleep(0)
                 else:
-                    await self._run_batch(self._take_batch())
+                    _succeed(committed)
             finally:
                 self._busy = False
 
@@ -167,40 +203,35 @@ class GroupCommitWriter:
             batch.append(job)
         return batch
 
+    def _admitted(
+        self, batch: list[tuple[UnitOfWork, asyncio.Future[None]]]
+    ) -> list[tuple[UnitOfWork, asyncio.Future[None]]]:
+        """The units that may be tried: not those of an owner whose earlier unit failed."""
+        jobs = []
+        for unit, future in batch:
+            failed_incarnation = self._failed_owners.get(unit.owner)
+            if failed_incarnation is not None and unit.incarnation <= failed_incarnation:
+                self._fail(unit, future, None)
+            else:
+                jobs.append((unit, future))
+        return jobs
+
+    def _record(self, units: int, seconds: float) -> None:
+        stats = self.stats
+        stats.recent_commit_s.append(seconds)
+        stats.batches += 1
+        stats.units += units
+        stats.last_batch_units = units
+
     async def _run_call(self, call: _Call) -> None:
         try:
-            result = await self._blocking(call.fn, self._conn)
+            result = await self._start(call.fn, self._conn)
         except Exception as exc:
             if not call.future.done():
                 call.future.set_exception(exc)
         else:
             if not call.future.done():
                 call.future.set_result(result)
-
-    async def _run_batch(self, batch: list[tuple[UnitOfWork, asyncio.Future[None]]]) -> None:
-        units: list[UnitOfWork] = []
-        jobs: list[tuple[UnitOfWork, asyncio.Future[None]]] = []
-        for unit, future in batch:
-            failed_incarnation = self._failed_owners.get(unit.owner)
-            if failed_incarnation is not None and unit.incarnation <= failed_incarnation:
-                self._fail(unit, future, None)
-            else:
-                units.append(unit)
-                jobs.append((unit, future))
-        if not units:
-            return
-        started = time.perf_counter()
-        failures = await self._blocking(self._commit, units)
-        self.stats.recent_commit_s.append(time.perf_counter() - started)
-        self.stats.batches += 1
-        self.stats.units += len(units)
-        self.stats.last_batch_units = len(units)
-        for index, (unit, future) in enumerate(jobs):
-            cause = failures[index] if failures is not None else None
-            if failures is not None and cause is not None:
-                self._fail(unit, future, cause)
-            elif not future.done():
-                future.set_result(None)
 
     def _fail(
         self, unit: UnitOfWork, future: asyncio.Future[None], cause: BaseException | None
@@ -225,10 +256,17 @@ class GroupCommitWriter:
         """The owner restarted from the store: its new units are built on durable state."""
         self._failed_owners.pop(owner, None)
 
-    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._executor is None:
-            return fn(*args)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    def _start(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Begin ``fn(*args)`` on the writer thread (inline: run it now); await the result."""
+        loop = asyncio.get_running_loop()
+        if self._executor is not None:
+            return loop.run_in_executor(self._executor, fn, *args)
+        future: asyncio.Future[T] = loop.create_future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
 
     # -- the thread side -----------------------------------------------------------------------
 
@@ -287,14 +325,19 @@ class GroupCommitWriter:
 
     def _rollback(self) -> None:
         if self._conn.in_transaction:
-            try:
+            # SQLite may have rolled back already (e.g. after SQLITE_FULL): nothing is pending
+            with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # SQLite already rolled back (e.g. after SQLITE_FULL): nothing is pending
 
     def _check(self, operation: str) -> None:
         if self.fault is not None:
             self.fault(operation)
+
+
+def _succeed(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
 
 
 class _Skipped(Exception):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from shopkeep.bootstrap import Runtime
 from shopkeep.runtime import ActivationFailed, RuntimeConfig, VirtualClock
 from tests.runtime.conftest import OpenRuntime
 from tests.runtime.probe import Add, Get, Probe, probe
-
-import pytest
 
 
 async def test_an_actor_is_activated_by_its_first_message_with_its_state_from_the_store(

@@ -7,7 +7,7 @@ import pytest
 from shopkeep.bootstrap import Runtime
 from shopkeep.runtime import RuntimeConfig, VirtualClock
 from tests.runtime.conftest import OpenRuntime
-from tests.runtime.probe import Add, Arm, Boom, Disarm, Fired, Get, Probe, probe
+from tests.runtime.probe import Arm, Disarm, Fired, Get, Probe, probe
 
 
 def fires() -> list[tuple[int, str]]:
@@ -185,8 +185,9 @@ async def test_a_timer_armed_in_a_unit_that_failed_to_commit_was_never_armed(
 
 
 async def test_a_fire_whose_handler_keeps_failing_is_retried_then_parked_with_its_row(
-    runtime: Runtime, clock: VirtualClock
+    open_probe_runtime: OpenRuntime, clock: VirtualClock
 ) -> None:
+    runtime = await open_probe_runtime(inline=True)  # reloads take no real time: exact back-offs
     await runtime.system.ask(probe(1), Arm("poison", 5, -1))
     await clock.advance(5)
     await clock.advance(1)  # the back-offs: 50 ms, then 100 ms

@@ -1,0 +1,1 @@
+"""The shop's actors; see issue."""

@@ -1,0 +1,37 @@
+"""Structured logging for the whole process: structlog, configured once at the edge.
+
+``configure_logging()`` is called by the command line, never on import, so tests and programs that
+embed shopkeep keep whatever logging they set up. Lines go to stderr: JSON (one object per line)
+when stderr is not a terminal, so log shippers can parse them, and coloured key=value text when a
+person is watching.
+"""
+
+import logging
+import sys
+from typing import TextIO
+
+import structlog
+
+
+def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -> None:
+    """Route structlog to ``stream`` (stderr by default), as JSON unless it is a terminal."""
+    out = sys.stderr if stream is None else stream
+    renderer: structlog.typing.Processor
+    if out.isatty():
+        renderer = structlog.dev.ConsoleRenderer()
+    else:
+        renderer = structlog.processors.JSONRenderer()
+    structlog.configure(
+        processors=[
+            # Context bound with bind_contextvars (a request id, an order id) joins every line.
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,1 @@
+"""shopkeep's tests; the folders mirror the package."""

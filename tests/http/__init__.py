@@ -1,0 +1,1 @@
+"""Tests of the HTTP adapter (a package, so that ``tests/http`` never shadows ``http``)."""
