@@ -241,12 +241,10 @@ class GroupCommitWriter:
                 unit.incarnation, self._failed_owners.get(unit.owner, -1)
             )
         self.stats.failed_units += 1
-        reason = (
-            f"commit failed: {cause}"
-            if cause is not None and not isinstance(cause, _Skipped)
-            else "not committed: an earlier unit of the same actor failed"
-        )
-        error = CommitFailed(reason, cause)
+        if cause is None or isinstance(cause, _Skipped):
+            error = CommitFailed("not committed: an earlier unit of the same actor failed")
+        else:
+            error = CommitFailed(f"commit failed: {cause}", cause)
         if not future.done():
             future.set_exception(error)
         if self.on_unit_failed is not None:
@@ -294,12 +292,13 @@ class GroupCommitWriter:
     def _commit_one_by_one(self, units: list[UnitOfWork]) -> list[BaseException | None]:
         conn = self._conn
         failures: list[BaseException | None] = [None] * len(units)
-        failed_owners: set[Hashable] = set()
+        failed_owners: dict[Hashable, int] = {}  # owner -> incarnation whose unit failed
         try:
             self._check("begin")
             conn.execute("BEGIN IMMEDIATE")
             for index, unit in enumerate(units):
-                if unit.owner is not None and unit.owner in failed_owners:
+                failed_incarnation = failed_owners.get(unit.owner)
+                if failed_incarnation is not None and unit.incarnation <= failed_incarnation:
                     failures[index] = _Skipped()
                     continue
                 conn.execute("SAVEPOINT unit")
@@ -314,7 +313,7 @@ class GroupCommitWriter:
                     conn.execute("ROLLBACK TO unit")
                     failures[index] = exc
                     if unit.owner is not None:
-                        failed_owners.add(unit.owner)
+                        failed_owners[unit.owner] = unit.incarnation
                 conn.execute("RELEASE unit")
             self._check("commit")
             conn.execute("COMMIT")

@@ -48,6 +48,8 @@ class Fired(msgspec.Struct, tag=True, frozen=True):
 
 
 class Send(msgspec.Struct, tag=True, frozen=True):
+    """Send Add(n) durably to probe ``to`` (a poison Boom() when n < 0)."""
+
     to: int
     n: int
 
@@ -131,7 +133,7 @@ class Probe(Actor):
                 ctx.cancel_timer(name)
                 return None
             case Send(to, n):
-                ctx.send(Address("probe", to), Add(n))
+                ctx.send(Address("probe", to), Add(n) if n >= 0 else Boom())
                 return None
             case AskOther(to, inner):
                 return await ctx.ask(Address("probe", to), inner)

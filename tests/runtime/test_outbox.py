@@ -1,0 +1,78 @@
+"""Durable messages: written with the sender's change, applied once by the receiver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shopkeep.bootstrap import Runtime, open_runtime
+from shopkeep.runtime import RuntimeConfig, VirtualClock
+from tests.runtime.conftest import OpenRuntime
+from tests.runtime.probe import PROBE_MIGRATIONS, Add, Boom, Get, Probe, Send, probe
+
+
+async def outbox_rows(runtime: Runtime) -> int:
+    await runtime.store.writer.flush()
+    row = await runtime.store.reader.fetchone("SELECT count(*) FROM outbox")
+    assert row is not None
+    return int(row[0])
+
+
+async def test_a_durable_message_is_applied_once_and_its_row_removed_with_the_change(
+    runtime: Runtime,
+) -> None:
+    await runtime.system.ask(probe(1), Send(2, 5))
+    assert await runtime.system.ask(probe(2), Get()) in (0, 5)
+    await runtime.store.writer.flush()
+    assert await runtime.system.ask(probe(2), Get()) == 5
+    assert await outbox_rows(runtime) == 0
+    assert runtime.system.outbox.delivered == 1
+
+
+async def test_a_message_to_an_actor_that_fails_is_retried_until_applied(
+    open_probe_runtime: OpenRuntime, clock: VirtualClock
+) -> None:
+    runtime = await open_probe_runtime(RuntimeConfig(outbox_retry_s=1), inline=True)
+    Probe.fail_activation.add(2)
+    await runtime.system.ask(probe(1), Send(2, 5))
+    await clock.advance(0)
+    assert runtime.system.outbox.redeliveries == 1
+    Probe.fail_activation.clear()
+    await clock.advance(1)
+    assert await runtime.system.ask(probe(2), Get()) == 5
+    assert await outbox_rows(runtime) == 0
+
+
+async def test_messages_left_in_the_outbox_by_a_stopped_server_are_applied_at_next_start(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    path = str(tmp_path / "o.db")
+    Probe.reset()
+    async with open_runtime(path, kinds=[Probe], migrations=PROBE_MIGRATIONS, clock=clock) as rt:
+        Probe.fail_activation.add(2)  # nothing can be applied before the stop
+        for n in range(1, 4):
+            await rt.system.ask(probe(1), Send(2, n))
+        assert await outbox_rows(rt) == 3
+    Probe.fail_activation.clear()
+    async with open_runtime(path, kinds=[Probe], migrations=PROBE_MIGRATIONS, clock=clock) as rt:
+        await rt.system.ask(probe(9), Add(0))
+        for _ in range(100):
+            if await outbox_rows(rt) == 0:
+                break
+            await rt.system.ask(probe(2), Get())
+        assert await rt.system.ask(probe(2), Get()) == 6
+        assert await outbox_rows(rt) == 0
+
+
+async def test_a_poison_durable_message_is_parked_and_not_delivered_again(
+    open_probe_runtime: OpenRuntime, clock: VirtualClock
+) -> None:
+    runtime = await open_probe_runtime(inline=True)  # reloads take no real time: exact back-offs
+    await runtime.system.ask(probe(1), Send(3, -1))
+    await clock.advance(1)
+    assert await outbox_rows(runtime) == 0
+    row = await runtime.store.reader.fetchone(
+        "SELECT actor_id, message, attempts FROM dead_letters"
+    )
+    assert row == (3, "Boom(error='runtime')", 3)
+    await clock.advance(60)
+    assert [m for a, m in Probe.journal if a == 3] == [Boom()] * 3

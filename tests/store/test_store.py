@@ -1,0 +1,162 @@
+"""The store: one file, WAL, migrations, the process lock, group commit, failed commits."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from shopkeep.store import (
+    MIGRATIONS,
+    CommitFailed,
+    DatabaseInUse,
+    Migration,
+    SchemaMismatch,
+    Store,
+    StoreConfig,
+    StoreError,
+    UnitOfWork,
+)
+
+EVENTS = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "events", "CREATE TABLE events (n INTEGER)"))
+INSERT = "INSERT INTO events (n) VALUES (?)"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(StoreConfig(str(tmp_path / "s.db"), migrations=EVENTS))
+    yield opened
+    await opened.close()
+
+
+def unit(*numbers: int, owner: object = None, incarnation: int = 0) -> UnitOfWork:
+    work = UnitOfWork(owner, incarnation)
+    for n in numbers:
+        work.execute(INSERT, (n,))
+    return work
+
+
+async def events(store: Store) -> list[int]:
+    return [row[0] for row in await store.reader.fetchall("SELECT n FROM events ORDER BY rowid")]
+
+
+async def test_a_new_file_is_in_wal_mode_with_full_sync_and_the_latest_schema(
+    store: Store, tmp_path: Path
+) -> None:
+    conn = sqlite3.connect(tmp_path / "s.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert conn.execute("PRAGMA user_version").fetchone() == (len(EVENTS),)
+    assert store.schema_version == len(EVENTS)
+    assert store.writer._conn.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+    conn.close()
+
+
+async def test_migrations_are_applied_once_and_only_the_new_ones(tmp_path: Path) -> None:
+    path = str(tmp_path / "m.db")
+    first = await Store.open(StoreConfig(path, migrations=EVENTS))
+    await first.writer.submit(unit(1))
+    await first.close()
+    more = (*EVENTS, Migration(len(EVENTS) + 1, "more", "ALTER TABLE events ADD COLUMN m INT"))
+    second = await Store.open(StoreConfig(path, migrations=more))
+    assert second.schema_version == len(more)
+    assert await events(second) == [1]
+    await second.close()
+
+
+async def test_a_database_from_a_newer_shopkeep_is_refused_unchanged(tmp_path: Path) -> None:
+    path = str(tmp_path / "new.db")
+    sqlite3.connect(path).execute("PRAGMA user_version = 99").connection.close()
+    with pytest.raises(SchemaMismatch, match="version 99 is newer than this shopkeep knows"):
+        await Store.open(StoreConfig(path, migrations=EVENTS))
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (99,)
+
+
+async def test_a_second_store_on_the_same_file_is_refused(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(DatabaseInUse, match=r"in use by another shopkeep process \(pid \d+\)"):
+        await Store.open(StoreConfig(str(tmp_path / "s.db"), migrations=EVENTS))
+
+
+async def test_a_second_process_on_the_same_file_refuses_with_one_line(
+    store: Store, tmp_path: Path
+) -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from shopkeep.store import Store, StoreConfig, StoreError\n"
+        "try:\n"
+        f"    asyncio.run(Store.open(StoreConfig({str(tmp_path / 's.db')!r})))\n"
+        "except StoreError as e:\n"
+        "    print(e); sys.exit(2)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stdout.count("\n") == 1
+    assert "is in use by another shopkeep process" in done.stdout
+
+
+async def test_a_directory_is_not_a_database(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="it is a directory"):
+        await Store.open(StoreConfig(str(tmp_path)))
+
+
+async def test_many_units_share_one_transaction_and_keep_their_order(store: Store) -> None:
+    futures = [store.writer.submit(unit(n, n + 1000)) for n in range(200)]
+    await asyncio.gather(*futures)
+    assert await events(store) == [x for n in range(200) for x in (n, n + 1000)]
+    assert store.writer.stats.batches < 20
+    assert store.writer.stats.units == 200
+
+
+async def test_a_failing_unit_fails_alone_and_later_units_of_its_owner_are_not_committed(
+    store: Store,
+) -> None:
+    bad = UnitOfWork("a", 1)
+    bad.execute("INSERT INTO no_such_table VALUES (1)")
+    futures = [
+        store.writer.submit(unit(1, owner="b", incarnation=1)),
+        store.writer.submit(bad),
+        store.writer.submit(unit(2, owner="c", incarnation=1)),
+        store.writer.submit(unit(3, owner="a", incarnation=1)),  # built on the failed one
+        store.writer.submit(unit(4, owner="a", incarnation=2)),  # after a restart: fine
+    ]
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    assert results[0] is None and results[2] is None and results[4] is None
+    assert isinstance(results[1], CommitFailed) and "no such table" in str(results[1])
+    assert isinstance(results[3], CommitFailed) and results[3].cause is None
+    assert await events(store) == [1, 2, 4]
+
+
+async def test_a_failed_commit_leaves_nothing_of_its_batch_on_disk(store: Store) -> None:
+    def fail_commit(operation: str) -> None:
+        if operation == "commit":
+            raise sqlite3.OperationalError("disk I/O error")
+
+    store.writer.fault = fail_commit
+    results = await asyncio.gather(
+        *(store.writer.submit(unit(n)) for n in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, CommitFailed) for r in results)
+    store.writer.fault = None
+    await store.writer.submit(unit(9))
+    assert await events(store) == [9]
+
+
+async def test_the_reader_is_its_own_read_only_connection(store: Store) -> None:
+    with pytest.raises(sqlite3.OperationalError, match=r"readonly|query_only|attempt to write"):
+        await store.reader.fetchall("INSERT INTO events (n) VALUES (1)")
+
+
+async def test_close_flushes_what_was_submitted(tmp_path: Path) -> None:
+    path = str(tmp_path / "f.db")
+    opened = await Store.open(StoreConfig(path, migrations=EVENTS))
+    for n in range(50):
+        opened.writer.submit(unit(n)).add_done_callback(lambda f: f.exception())
+    await opened.close()
+    rows = sqlite3.connect(path).execute("SELECT count(*) FROM events").fetchone()
+    assert rows == (50,)
