@@ -9,6 +9,7 @@ after that unit is committed. If the handler raises, none of it happens.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
@@ -151,6 +152,27 @@ class Context:
         self.unit.execute(SEND_SQL, (message_id, to.kind, to.id, _encode(message), self.now()))
         self._sends.append((message_id, to, message))
         return message_id
+
+    def checkpoint(self) -> None:
+        """Submit what this message has written so far as a unit of its own, now.
+
+        Units commit in submission order, so everything this handler writes or causes from here
+        on (in this actor or, through asks, in others) reaches the disk after it. A saga uses
+        this to make its intent durable before its first step. The asker is still answered
+        after the handler's last unit.
+        """
+        self._system._submit(self._cell, self)
+
+    async def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        """Read committed state, after every unit this actor has submitted is committed.
+
+        For the rare reads an actor's memory cannot answer (is this compensation already
+        applied?): they must see this actor's own latest writes.
+        """
+        pending = self._cell.pending
+        if pending is not None and not pending.done():
+            await asyncio.wait([pending])
+        return await self._system.store.reader.fetchall(sql, params)
 
     # -- talking --------------------------------------------------------------------------------
 

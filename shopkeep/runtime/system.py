@@ -486,8 +486,7 @@ class ActorSystem:
         if fire is not None:
             ctx.unit.execute(FIRE_DONE_SQL, (*fire.key, fire.seq))
             self.timers.consumed(fire)
-        unit = ctx._unit
-        if unit is None:
+        if ctx._unit is None:
             pending = cell.pending
             if pending is None or pending.done():
                 envelope.resolve(reply)
@@ -495,28 +494,32 @@ class ActorSystem:
                 # what this reply shows must not be seen before the writes it depends on
                 pending.add_done_callback(partial(_answer_after, envelope, reply))
             return
+        future = self._submit(cell, ctx)
+        future.add_done_callback(partial(_answer_committed, envelope, reply))
+
+    def _submit(self, cell: Cell, ctx: Context) -> asyncio.Future[None]:
+        """Submit the context's unit; its arms and cancels take effect in memory now, its
+        durable messages go out after the commit. The context starts a fresh unit."""
+        unit = ctx._unit
+        assert unit is not None
         self.timers.apply(ctx._timer_ops)
         future = self.store.writer.submit(unit)
         cell.pending = future
-        future.add_done_callback(partial(self._committed, cell, envelope, reply, ctx._sends))
+        future.add_done_callback(partial(_settled, cell))
+        sends = ctx._sends
+        if sends:
+            future.add_done_callback(partial(self._dispatch, sends))
+        ctx._unit = None
+        ctx._timer_ops = []
+        ctx._sends = []
+        return future
 
-    def _committed(
-        self,
-        cell: Cell,
-        envelope: Envelope,
-        reply: Any,
-        sends: list[tuple[int, Address, Any]],
-        future: asyncio.Future[None],
+    def _dispatch(
+        self, sends: list[tuple[int, Address, Any]], future: asyncio.Future[None]
     ) -> None:
-        if cell.pending is future:
-            cell.pending = None
-        error = future.exception()
-        if error is not None:
-            envelope.fail(error)
-            return
-        envelope.resolve(reply)
-        for message_id, to, message in sends:
-            self.outbox.committed(message_id, to, message)
+        if not future.cancelled() and future.exception() is None:
+            for message_id, to, message in sends:
+                self.outbox.committed(message_id, to, message)
 
     def _unit_failed(self, unit: UnitOfWork, error: Exception) -> None:
         owner = unit.owner
@@ -614,6 +617,19 @@ class ActorSystem:
 def _expire(reply: asyncio.Future[Any], to: Address, limit: float) -> None:
     if not reply.done():
         reply.set_exception(AskTimeout(f"{to.kind}:{to.id} did not answer within {limit:g} s"))
+
+
+def _answer_committed(envelope: Envelope, reply: Any, future: asyncio.Future[None]) -> None:
+    error = future.exception()
+    if error is not None:
+        envelope.fail(error)
+    else:
+        envelope.resolve(reply)
+
+
+def _settled(cell: Cell, future: asyncio.Future[None]) -> None:
+    if cell.pending is future:
+        cell.pending = None
 
 
 def _answer_after(envelope: Envelope, reply: Any, pending: asyncio.Future[None]) -> None:

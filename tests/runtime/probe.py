@@ -59,13 +59,27 @@ class AskOther(msgspec.Struct, tag=True, frozen=True):
     message: Add | Get | AskOther
 
 
+class Saga(msgspec.Struct, tag=True, frozen=True):
+    """Write ``n`` and checkpoint, then ask probe ``to`` to add ``n``, then fail or not."""
+
+    to: int
+    n: int
+    fail: bool = False
+
+
+class Audit(msgspec.Struct, tag=True, frozen=True):
+    """Write ``n``, then read back this probe's row with a read-your-writes query."""
+
+    n: int
+
+
 class Wait(msgspec.Struct, tag=True, frozen=True):
     """Wait for the gate ``Probe.gates[gate]`` to open (a test-controlled event)."""
 
     gate: str
 
 
-ProbeMessage = Add | Get | Boom | Arm | Disarm | Fired | Send | AskOther | Wait
+ProbeMessage = Add | Get | Boom | Arm | Disarm | Fired | Send | AskOther | Wait | Saga | Audit
 
 PROBE_MIGRATIONS = (
     *MIGRATIONS,
@@ -137,6 +151,20 @@ class Probe(Actor):
                 return None
             case AskOther(to, inner):
                 return await ctx.ask(Address("probe", to), inner)
+            case Saga(to, n, fail):
+                self.value += n
+                ctx.execute(UPSERT, (self.address.id, self.value))
+                ctx.checkpoint()
+                await ctx.ask(Address("probe", to), Add(n))
+                if fail:
+                    raise RuntimeError("the saga's next step failed")
+                return self.value
+            case Audit(n):
+                self.value += n
+                ctx.execute(UPSERT, (self.address.id, self.value))
+                ctx.checkpoint()
+                rows = await ctx.query("SELECT value FROM probe WHERE id = ?", (self.address.id,))
+                return rows[0][0]
             case Wait(gate):
                 self.arrivals.setdefault(gate, asyncio.Event()).set()
                 await self.gates.setdefault(gate, asyncio.Event()).wait()

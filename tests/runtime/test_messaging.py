@@ -131,3 +131,26 @@ async def test_a_caller_cancelled_mid_ask_does_not_cut_the_actor_short(runtime: 
     gate("g").set()
     assert await runtime.system.ask(probe(1), Get()) == 5
     assert [m for _, m in Probe.journal] == [Wait("g"), Add(5), Get()]
+
+
+async def test_a_checkpoint_makes_a_sagas_first_step_durable_even_if_the_rest_fails(
+    open_probe_runtime: OpenRuntime,
+) -> None:
+    from shopkeep.runtime import Directive, SupervisionPolicy
+    from tests.runtime.probe import Saga
+
+    runtime = await open_probe_runtime(
+        RuntimeConfig(supervision=SupervisionPolicy(decider=lambda exc: Directive.RESUME))
+    )
+    with pytest.raises(MessageFailed, match="next step failed"):
+        await runtime.system.ask(probe(1), Saga(2, 5, fail=True))
+    await runtime.store.writer.flush()
+    rows = await runtime.store.reader.fetchall("SELECT id, value FROM probe ORDER BY id")
+    assert rows == [(1, 5), (2, 5)]  # the intent and the step are on disk; nothing after them
+
+
+async def test_a_query_reads_the_actors_own_latest_writes(runtime: Runtime) -> None:
+    from tests.runtime.probe import Audit
+
+    assert await runtime.system.ask(probe(1), Audit(4)) == 4
+    assert await runtime.system.ask(probe(1), Audit(3)) == 7
