@@ -70,7 +70,195 @@ RUNTIME_TABLES = Migration(
     """,
 )
 
-MIGRATIONS: tuple[Migration, ...] = (RUNTIME_TABLES,)
+SHOP_TABLES = Migration(
+    2,
+    "shop: users, goods, coupons, orders, payments, refunds, returns and their ledgers",
+    """
+    -- Money is integer minor units (cents); times are Unix seconds (REAL); ids are 64-bit.
+    CREATE TABLE users (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT    NOT NULL,
+        token_hash TEXT    NOT NULL UNIQUE,
+        balance    INTEGER NOT NULL CHECK (balance >= 0),
+        points     INTEGER NOT NULL,
+        created_at REAL    NOT NULL
+    );
+    -- Every change of a wallet balance. reason: opening, credit, order_debit, order_release,
+    -- refund (a refund paid to the wallet). At most one row per (user, order, reason).
+    CREATE TABLE wallet_ledger (
+        id       INTEGER PRIMARY KEY,
+        user_id  INTEGER NOT NULL,
+        order_id INTEGER,
+        reason   TEXT    NOT NULL,
+        amount   INTEGER NOT NULL,
+        at       REAL    NOT NULL
+    );
+    CREATE INDEX wallet_ledger_by_user ON wallet_ledger (user_id);
+    CREATE UNIQUE INDEX wallet_ledger_once ON wallet_ledger (user_id, order_id, reason)
+        WHERE order_id IS NOT NULL;
+    -- Every change of a points balance. reason: award, revoke.
+    CREATE TABLE points_ledger (
+        id       INTEGER PRIMARY KEY,
+        user_id  INTEGER NOT NULL,
+        order_id INTEGER NOT NULL,
+        reason   TEXT    NOT NULL,
+        amount   INTEGER NOT NULL,
+        at       REAL    NOT NULL
+    );
+    CREATE UNIQUE INDEX points_ledger_once ON points_ledger (user_id, order_id, reason);
+
+    CREATE TABLE goods (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT    NOT NULL,
+        price         INTEGER NOT NULL CHECK (price >= 0),
+        stock         INTEGER NOT NULL CHECK (stock >= 0),
+        initial_stock INTEGER NOT NULL,
+        restocked     INTEGER NOT NULL DEFAULT 0,
+        created_at    REAL    NOT NULL
+    );
+    -- Every movement of stock caused by an order: take (negative), release or return
+    -- (positive). At most one row per (goods, order, reason).
+    CREATE TABLE stock_ledger (
+        id       INTEGER PRIMARY KEY,
+        goods_id INTEGER NOT NULL,
+        order_id INTEGER NOT NULL,
+        reason   TEXT    NOT NULL,
+        quantity INTEGER NOT NULL,
+        at       REAL    NOT NULL
+    );
+    CREATE UNIQUE INDEX stock_ledger_once ON stock_ledger (goods_id, order_id, reason);
+    CREATE INDEX stock_ledger_by_order ON stock_ledger (order_id);
+
+    CREATE TABLE coupons (
+        id               INTEGER PRIMARY KEY,
+        user_id          INTEGER NOT NULL,
+        value            INTEGER NOT NULL CHECK (value > 0),
+        min_order_amount INTEGER NOT NULL DEFAULT 0,
+        expires_at       REAL,
+        order_id         INTEGER,
+        created_at       REAL    NOT NULL
+    );
+    CREATE INDEX coupons_by_user ON coupons (user_id);
+
+    -- status: pending, awaiting_payment, paid, shipped, delivered, returned, canceled.
+    -- cancel_reason: placement_failed, user, timeout, admin.
+    CREATE TABLE orders (
+        id              INTEGER PRIMARY KEY,
+        user_id         INTEGER NOT NULL,
+        status          TEXT    NOT NULL,
+        cancel_reason   TEXT,
+        failure_code    TEXT,
+        coupon_id       INTEGER,
+        use_balance     INTEGER NOT NULL DEFAULT 0,
+        goods_amount    INTEGER NOT NULL DEFAULT 0,
+        shipping_fee    INTEGER NOT NULL DEFAULT 0,
+        order_amount    INTEGER NOT NULL DEFAULT 0,
+        coupon_discount INTEGER NOT NULL DEFAULT 0,
+        wallet_amount   INTEGER NOT NULL DEFAULT 0,
+        pay_amount      INTEGER NOT NULL DEFAULT 0,
+        points          INTEGER NOT NULL DEFAULT 0,
+        created_at      REAL    NOT NULL,
+        confirmed_at    REAL,
+        paid_at         REAL,
+        canceled_at     REAL,
+        expires_at      REAL,
+        shipped_at      REAL,
+        delivered_at    REAL
+    );
+    CREATE INDEX orders_by_user ON orders (user_id, id);
+    CREATE INDEX orders_by_status ON orders (status, expires_at);
+    CREATE TABLE order_items (
+        order_id   INTEGER NOT NULL,
+        goods_id   INTEGER NOT NULL,
+        quantity   INTEGER NOT NULL CHECK (quantity > 0),
+        unit_price INTEGER,
+        PRIMARY KEY (order_id, goods_id)
+    ) WITHOUT ROWID;
+    -- Every status change: operation placed, confirmed, paid, canceled_by_user,
+    -- canceled_by_timeout, canceled_by_admin, placement_failed, shipped, delivered, returned...
+    CREATE TABLE order_history (
+        id          INTEGER PRIMARY KEY,
+        order_id    INTEGER NOT NULL,
+        from_status TEXT,
+        to_status   TEXT    NOT NULL,
+        operation   TEXT    NOT NULL,
+        remark      TEXT    NOT NULL DEFAULT '',
+        at          REAL    NOT NULL
+    );
+    CREATE INDEX order_history_by_order ON order_history (order_id, id);
+    -- Idempotency-Key of POST /v1/orders: the same key with the same body is the same order.
+    CREATE TABLE idempotency_keys (
+        user_id      INTEGER NOT NULL,
+        key          TEXT    NOT NULL,
+        request_hash TEXT    NOT NULL,
+        order_id     INTEGER NOT NULL,
+        created_at   REAL    NOT NULL,
+        PRIMARY KEY (user_id, key)
+    ) WITHOUT ROWID;
+
+    -- status: created, succeeded, failed, refunded.
+    CREATE TABLE payments (
+        id             INTEGER PRIMARY KEY,
+        order_id       INTEGER NOT NULL,
+        amount         INTEGER NOT NULL,
+        status         TEXT    NOT NULL,
+        gateway_txn_id TEXT,
+        created_at     REAL    NOT NULL,
+        updated_at     REAL    NOT NULL
+    );
+    CREATE INDEX payments_by_order ON payments (order_id);
+    -- Every callback received, verified or not: what it said and what was done.
+    CREATE TABLE payment_log (
+        id         INTEGER PRIMARY KEY,
+        payment_id INTEGER,
+        order_id   INTEGER,
+        verified   INTEGER NOT NULL,
+        duplicate  INTEGER NOT NULL,
+        action     TEXT    NOT NULL,
+        body       BLOB,
+        at         REAL    NOT NULL
+    );
+    -- kind: cancel, return, late_payment, duplicate_payment; status: refunding, refunded.
+    CREATE TABLE refunds (
+        id             INTEGER PRIMARY KEY,
+        order_id       INTEGER NOT NULL,
+        payment_id     INTEGER,
+        kind           TEXT    NOT NULL,
+        wallet_amount  INTEGER NOT NULL,
+        gateway_amount INTEGER NOT NULL,
+        status         TEXT    NOT NULL,
+        attempts       INTEGER NOT NULL DEFAULT 0,
+        created_at     REAL    NOT NULL,
+        refunded_at    REAL
+    );
+    CREATE INDEX refunds_by_order ON refunds (order_id);
+    CREATE TABLE refund_log (
+        id        INTEGER PRIMARY KEY,
+        refund_id INTEGER NOT NULL,
+        event     TEXT    NOT NULL,
+        detail    TEXT    NOT NULL DEFAULT '',
+        at        REAL    NOT NULL
+    );
+    -- status: requested, approved.
+    CREATE TABLE returns (
+        id          INTEGER PRIMARY KEY,
+        order_id    INTEGER NOT NULL,
+        reason      TEXT    NOT NULL DEFAULT '',
+        status      TEXT    NOT NULL,
+        created_at  REAL    NOT NULL,
+        approved_at REAL
+    );
+    CREATE INDEX returns_by_order ON returns (order_id);
+    -- The warehouse's view of an order: awaiting, intercepted, shipped.
+    CREATE TABLE shipments (
+        order_id   INTEGER PRIMARY KEY,
+        status     TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
+)
+
+MIGRATIONS: tuple[Migration, ...] = (RUNTIME_TABLES, SHOP_TABLES)
 """Every migration of the product schema, oldest first."""
 
 

@@ -50,6 +50,7 @@ async def test_an_ask_with_no_answer_times_out_on_the_virtual_clock(
     runtime: Runtime, clock: VirtualClock
 ) -> None:
     asking = asyncio.ensure_future(runtime.system.ask(probe(1), Wait("never"), timeout=5))
+    await arrival("never")
     await clock.advance(4.9)
     assert not asking.done()
     await clock.advance(0.2)
