@@ -1,0 +1,260 @@
+"""Values shared by the shop's actors: refusals, views, and the asset kinds' messages.
+
+Messages are frozen, tagged msgspec Structs (one union per actor kind) so that durable ones
+(outbox, timers) survive a restart: ``msgspec.msgpack`` encodes them with their tag.
+
+Idempotency, per (order id, operation): every message that changes an asset carries the order
+id, and applying it twice changes nothing. Asks in the placement saga (Take*, UseCoupon,
+DebitWallet) are answered from the actor's memory; durable compensations (Return*, Release*,
+Revoke*) check the ledger with ``ctx.query`` (read-your-writes) before applying.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+# -- refusals ---------------------------------------------------------------------------------
+
+INSUFFICIENT_STOCK = "insufficient_stock"
+COUPON_UNAVAILABLE = "coupon_unavailable"
+INSUFFICIENT_BALANCE = "insufficient_balance"
+PRICE_CHANGED = "price_changed"
+INVALID_STATE = "invalid_state"
+TOO_MANY_UNPAID_ORDERS = "too_many_unpaid_orders"
+IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+NOT_FOUND = "not_found"
+VALIDATION_ERROR = "validation_error"
+
+
+class Refusal(msgspec.Struct, frozen=True, tag=True):
+    """A business rule said no. ``code`` is stable (it is the HTTP problem's ``code``)."""
+
+    code: str
+    detail: str
+    order_id: int | None = None
+
+
+# -- user: wallet, points, unpaid orders, idempotency keys -----------------------------------
+
+
+class UserView(msgspec.Struct, frozen=True):
+    """A user as the API shows it (never the token or its hash)."""
+
+    id: int
+    name: str
+    balance: int
+    points: int
+
+
+class CreateUser(msgspec.Struct, frozen=True, tag=True):
+    """Create this user (answer: UserView; Refusal invalid_state if it exists)."""
+
+    name: str
+    balance: int
+    token_hash: str
+
+
+class GetUser(msgspec.Struct, frozen=True, tag=True):
+    """Answer: UserView, or Refusal not_found."""
+
+
+class CreditWallet(msgspec.Struct, frozen=True, tag=True):
+    """An admin credit (answer: UserView). Ledger reason ``credit``."""
+
+    amount: int
+
+
+class BeginOrder(msgspec.Struct, frozen=True, tag=True):
+    """The placement asks before anything else (answer: OrderTicket or Refusal).
+
+    With ``key``: the same key and ``request_hash`` answer the order first begun with it
+    (``existing=True``); the same key with another hash is refused idempotency_conflict.
+    Otherwise the unpaid-orders cap is checked (too_many_unpaid_orders) and ``order_id`` is
+    counted as unpaid until OrderSettled.
+    """
+
+    order_id: int
+    key: str | None
+    request_hash: str
+    max_unpaid: int
+
+
+class OrderTicket(msgspec.Struct, frozen=True, tag=True):
+    """The order to place (``existing``: the key was seen; do not place it again)."""
+
+    order_id: int
+    existing: bool
+
+
+class DebitWallet(msgspec.Struct, frozen=True, tag=True):
+    """Take ``amount`` from the balance for ``order_id`` (answer: the new balance as int, or
+    Refusal insufficient_balance). Ledger reason ``order_debit``; a second debit for the same
+    order answers the balance and changes nothing."""
+
+    order_id: int
+    amount: int
+
+
+class ReleaseWallet(msgspec.Struct, frozen=True, tag=True):
+    """Durable: give ``amount`` back to the wallet for ``order_id`` under ``reason``
+    (``order_release`` for a canceled placement's debit, ``refund`` for a refund to wallet).
+    Applied once per (order, reason)."""
+
+    order_id: int
+    amount: int
+    reason: str = "order_release"
+
+
+class AwardPoints(msgspec.Struct, frozen=True, tag=True):
+    """Durable: add ``points`` for ``order_id`` (once; ledger reason ``award``)."""
+
+    order_id: int
+    points: int
+
+
+class RevokePoints(msgspec.Struct, frozen=True, tag=True):
+    """Durable: take back the points awarded for ``order_id`` (once; reason ``revoke``; a
+    no-op when none were awarded). The balance may go below zero if they were spent."""
+
+    order_id: int
+
+
+class OrderSettled(msgspec.Struct, frozen=True, tag=True):
+    """Durable: ``order_id`` is no longer unpaid (paid, or canceled)."""
+
+    order_id: int
+
+
+UserMessage = (
+    CreateUser
+    | GetUser
+    | CreditWallet
+    | BeginOrder
+    | DebitWallet
+    | ReleaseWallet
+    | AwardPoints
+    | RevokePoints
+    | OrderSettled
+)
+
+# -- goods: price and stock -------------------------------------------------------------------
+
+
+class GoodsView(msgspec.Struct, frozen=True):
+    """A goods (SKU) as the API shows it."""
+
+    id: int
+    name: str
+    price: int
+    stock: int
+
+
+class CreateGoods(msgspec.Struct, frozen=True, tag=True):
+    """Create this goods (answer: GoodsView; Refusal invalid_state if it exists)."""
+
+    name: str
+    price: int
+    stock: int
+
+
+class GetGoods(msgspec.Struct, frozen=True, tag=True):
+    """Answer: GoodsView, or Refusal not_found."""
+
+
+class UpdateGoods(msgspec.Struct, frozen=True, tag=True):
+    """Change the price and/or add stock (answer: GoodsView)."""
+
+    price: int | None = None
+    restock: int | None = None
+
+
+class TakeStock(msgspec.Struct, frozen=True, tag=True):
+    """Take ``quantity`` for ``order_id`` (answer: StockTaken, or Refusal insufficient_stock or
+    not_found). Ledger reason ``take`` (negative quantity). Asked once per order and goods."""
+
+    order_id: int
+    quantity: int
+
+
+class StockTaken(msgspec.Struct, frozen=True, tag=True):
+    """Stock was taken at this unit price (the price at the time of ordering)."""
+
+    unit_price: int
+
+
+class ReturnStock(msgspec.Struct, frozen=True, tag=True):
+    """Durable: give back all that ``order_id`` took of this goods and has not given back
+    (a no-op when nothing was taken). ``reason``: ``release`` (a cancel, or a placement that
+    failed) or ``return`` (an approved return)."""
+
+    order_id: int
+    reason: str = "release"
+
+
+GoodsMessage = CreateGoods | GetGoods | UpdateGoods | TakeStock | ReturnStock
+
+# -- coupon -----------------------------------------------------------------------------------
+
+
+class CouponView(msgspec.Struct, frozen=True):
+    """A coupon as the API shows it (``state``: unused or used)."""
+
+    id: int
+    user_id: int
+    value: int
+    min_order_amount: int
+    expires_at: float | None
+    state: str
+    order_id: int | None
+
+
+class CreateCoupon(msgspec.Struct, frozen=True, tag=True):
+    """Create this coupon (answer: CouponView)."""
+
+    user_id: int
+    value: int
+    min_order_amount: int = 0
+    expires_at: float | None = None
+
+
+class GetCoupon(msgspec.Struct, frozen=True, tag=True):
+    """Answer: CouponView, or Refusal not_found."""
+
+
+class UseCoupon(msgspec.Struct, frozen=True, tag=True):
+    """Mark the coupon used by ``order_id`` (answer: its value as int, or Refusal
+    coupon_unavailable: not the user's, used by another order, expired at ``now``, or
+    ``order_amount`` below its minimum). Using it again for the same order answers its value."""
+
+    order_id: int
+    user_id: int
+    order_amount: int
+    now: float
+
+
+class ReleaseCoupon(msgspec.Struct, frozen=True, tag=True):
+    """Durable: unused again, if ``order_id`` holds it (else a no-op)."""
+
+    order_id: int
+
+
+CouponMessage = CreateCoupon | GetCoupon | UseCoupon | ReleaseCoupon
+
+# -- assets: the release fan-out --------------------------------------------------------------
+
+
+class ReleaseAssets(msgspec.Struct, frozen=True, tag=True):
+    """Durable, to ``assets:<order id>``: give back everything the order holds, each kind of
+    asset by its own durable message: stock of every goods, the coupon, the wallet amount, and
+    the points awarded (``revoke_points``). ``stock_reason`` is ``release`` or ``return``."""
+
+    order_id: int
+    user_id: int
+    goods_ids: tuple[int, ...]
+    coupon_id: int | None
+    wallet_amount: int
+    revoke_points: bool
+    stock_reason: str = "release"
+
+
+AssetsMessage = ReleaseAssets
