@@ -495,7 +495,7 @@ class ActorSystem:
                 pending.add_done_callback(partial(_answer_after, envelope, reply))
             return
         future = self._submit(cell, ctx)
-        future.add_done_callback(partial(_answer_committed, envelope, reply))
+        future.add_done_callback(partial(_answer_after, envelope, reply))
 
     def _submit(self, cell: Cell, ctx: Context) -> asyncio.Future[None]:
         """Submit the context's unit; its arms and cancels take effect in memory now, its
@@ -619,20 +619,13 @@ def _expire(reply: asyncio.Future[Any], to: Address, limit: float) -> None:
         reply.set_exception(AskTimeout(f"{to.kind}:{to.id} did not answer within {limit:g} s"))
 
 
-def _answer_committed(envelope: Envelope, reply: Any, future: asyncio.Future[None]) -> None:
-    error = future.exception()
-    if error is not None:
-        envelope.fail(error)
-    else:
-        envelope.resolve(reply)
-
-
 def _settled(cell: Cell, future: asyncio.Future[None]) -> None:
     if cell.pending is future:
         cell.pending = None
 
 
 def _answer_after(envelope: Envelope, reply: Any, pending: asyncio.Future[None]) -> None:
+    """Answer ``reply`` once ``pending`` (a unit it depends on) is committed, or its error."""
     error = pending.exception()
     if error is not None:
         envelope.fail(error)

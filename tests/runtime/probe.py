@@ -9,11 +9,15 @@ assert the exact order of events.
 from __future__ import annotations
 
 import asyncio
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import msgspec
 
-from shopkeep.runtime import Actor, Address, Context
+from shopkeep.bootstrap import Runtime, open_runtime
+from shopkeep.runtime import Actor, Address, Context, VirtualClock, run_seeded
 from shopkeep.runtime.actor import ActivationContext
 from shopkeep.store import MIGRATIONS, Migration
 
@@ -186,6 +190,38 @@ def open_all_gates() -> None:
     """Let every waiting probe go (so a runtime can drain and stop)."""
     for event in Probe.gates.values():
         event.set()
+
+
+async def count_rows(runtime: Runtime, table: str) -> int:
+    """Rows in ``table`` once everything submitted so far is committed."""
+    await runtime.store.writer.flush()
+    row = await runtime.store.reader.fetchone(f"SELECT count(*) FROM {table}")
+    assert row is not None
+    return int(row[0])
+
+
+Work = Callable[[Runtime, VirtualClock], Awaitable[None]]
+
+
+def journal_of_seeded_run(seed: int, work: Work) -> list[tuple[int, Any]]:
+    """Run ``work`` on a fresh probe runtime in the seeded deterministic mode (virtual clock,
+    inline store, shuffled ready queue) and return what the probes saw, in order."""
+
+    async def main() -> list[tuple[int, Any]]:
+        Probe.reset()
+        clock = VirtualClock()
+        with tempfile.TemporaryDirectory() as folder:
+            async with open_runtime(
+                str(Path(folder) / "seeded.db"),
+                kinds=[Probe],
+                migrations=PROBE_MIGRATIONS,
+                clock=clock,
+                inline=True,
+            ) as runtime:
+                await work(runtime, clock)
+        return list(Probe.journal)
+
+    return run_seeded(seed, main)
 
 
 def probe(actor_id: int) -> Address:

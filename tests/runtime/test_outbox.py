@@ -7,14 +7,11 @@ from pathlib import Path
 from shopkeep.bootstrap import Runtime, open_runtime
 from shopkeep.runtime import RuntimeConfig, VirtualClock
 from tests.runtime.conftest import OpenRuntime
-from tests.runtime.probe import PROBE_MIGRATIONS, Add, Boom, Get, Probe, Send, probe
+from tests.runtime.probe import PROBE_MIGRATIONS, Add, Boom, Get, Probe, Send, count_rows, probe
 
 
 async def outbox_rows(runtime: Runtime) -> int:
-    await runtime.store.writer.flush()
-    row = await runtime.store.reader.fetchone("SELECT count(*) FROM outbox")
-    assert row is not None
-    return int(row[0])
+    return await count_rows(runtime, "outbox")
 
 
 async def test_a_durable_message_is_applied_once_and_its_row_removed_with_the_change(

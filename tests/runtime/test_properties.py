@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shopkeep.bootstrap import open_runtime
-from shopkeep.runtime import VirtualClock, run_seeded
-from tests.runtime.probe import PROBE_MIGRATIONS, Add, Arm, Fired, Get, Probe, probe
+from shopkeep.bootstrap import Runtime
+from shopkeep.runtime import VirtualClock
+from tests.runtime.probe import Add, Arm, Fired, Get, journal_of_seeded_run, probe
 
 sends = st.lists(st.tuples(st.integers(0, 3), st.integers(1, 1000)), min_size=1, max_size=60)
-
-
-def run(seed: int, work: object) -> list[tuple[int, object]]:
-    async def main() -> list[tuple[int, object]]:
-        Probe.reset()
-        clock = VirtualClock()
-        with tempfile.TemporaryDirectory() as folder:
-            async with open_runtime(
-                str(Path(folder) / "p.db"),
-                kinds=[Probe],
-                migrations=PROBE_MIGRATIONS,
-                clock=clock,
-                inline=True,
-            ) as rt:
-                await work(rt, clock)  # type: ignore[operator]
-        return list(Probe.journal)
-
-    return run_seeded(seed, main)
 
 
 @settings(max_examples=30, deadline=None)
@@ -38,13 +17,13 @@ def run(seed: int, work: object) -> list[tuple[int, object]]:
 def test_each_actor_handles_the_tells_sent_to_it_in_the_order_they_were_sent(
     sends: list[tuple[int, int]], seed: int
 ) -> None:
-    async def work(rt, clock):  # type: ignore[no-untyped-def]
+    async def work(rt: Runtime, clock: VirtualClock) -> None:
         for actor, n in sends:
             rt.system.tell(probe(actor), Add(n))
         for actor in range(4):
             await rt.system.ask(probe(actor), Get())
 
-    journal = run(seed, work)
+    journal = journal_of_seeded_run(seed, work)
     for actor in range(4):
         seen = [m.n for a, m in journal if a == actor and isinstance(m, Add)]
         assert seen == [n for a, n in sends if a == actor]
@@ -58,14 +37,14 @@ timers = st.lists(st.tuples(st.integers(0, 3), st.integers(1, 600)), min_size=1,
 def test_each_actor_gets_its_timer_fires_in_due_order_each_exactly_once(
     timers: list[tuple[int, int]], seed: int
 ) -> None:
-    async def work(rt, clock):  # type: ignore[no-untyped-def]
+    async def work(rt: Runtime, clock: VirtualClock) -> None:
         for index, (actor, delay) in enumerate(timers):
             await rt.system.ask(probe(actor), Arm(f"t{index}", delay, index))
         await clock.advance(601)
         for actor in range(4):
             await rt.system.ask(probe(actor), Get())
 
-    journal = run(seed, work)
+    journal = journal_of_seeded_run(seed, work)
     fired = [m.n for _, m in journal if isinstance(m, Fired)]
     assert sorted(fired) == list(range(len(timers)))
     # all were armed at one virtual instant: each actor gets its fires in due order, ties in

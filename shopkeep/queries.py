@@ -1,0 +1,129 @@
+"""The read side of the embedded API: lists and lookups straight from the read connection.
+
+Reads never go through the actors (they would queue behind writes for no gain): they see the
+last committed state, which includes every write whose answer was already given.
+Lists are newest first, ``limit`` capped, with an opaque ``next_cursor`` (the last id).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from shopkeep.actors.protocol import CouponView, GoodsView
+from shopkeep.errors import ShopError
+from shopkeep.store.reader import Reader
+
+T = TypeVar("T")
+MAX_LIMIT = 200
+
+
+class Page(msgspec.Struct, Generic[T], frozen=True):
+    """One page of a list: ``next_cursor`` is None on the last page."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+class HistoryEntry(msgspec.Struct, frozen=True):
+    """One status change of an order."""
+
+    from_status: str | None
+    to_status: str
+    operation: str
+    remark: str
+    at: float
+
+
+def page_bounds(limit: int | None, cursor: str | None) -> tuple[int, int]:
+    """The checked limit and the id to continue below (a cursor is the last id seen)."""
+    size = 50 if limit is None else limit
+    if not 1 <= size <= MAX_LIMIT:
+        raise ShopError("validation_error", f"limit must be between 1 and {MAX_LIMIT}")
+    if cursor is None:
+        return size, 2**63 - 1
+    try:
+        below = int(cursor)
+    except ValueError:
+        raise ShopError("validation_error", "cursor is not one this server gave") from None
+    return size, below
+
+
+def _page(items: list[T], ids: list[int], size: int) -> Page[T]:
+    more = len(items) > size
+    items, ids = items[:size], ids[:size]
+    return Page(items, str(ids[-1]) if more and ids else None)
+
+
+async def list_goods(reader: Reader, limit: int | None, cursor: str | None) -> Page[GoodsView]:
+    """Goods, newest first."""
+    size, below = page_bounds(limit, cursor)
+    rows = await reader.fetchall(
+        "SELECT id, name, price, stock FROM goods WHERE id < ? ORDER BY id DESC LIMIT ?",
+        (below, size + 1),
+    )
+    return _page([GoodsView(*row) for row in rows], [row[0] for row in rows], size)
+
+
+async def list_coupons(
+    reader: Reader, user_id: int, limit: int | None, cursor: str | None
+) -> Page[CouponView]:
+    """A user's coupons, newest first."""
+    size, below = page_bounds(limit, cursor)
+    rows = await reader.fetchall(
+        "SELECT id, user_id, value, min_order_amount, expires_at, order_id FROM coupons "
+        "WHERE user_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+        (user_id, below, size + 1),
+    )
+    views = [
+        CouponView(r[0], r[1], r[2], r[3], r[4], "used" if r[5] is not None else "unused", r[5])
+        for r in rows
+    ]
+    return _page(views, [row[0] for row in rows], size)
+
+
+async def user_for_token(reader: Reader, token_hash: str) -> int | None:
+    """The user whose token hashes to ``token_hash``."""
+    row = await reader.fetchone("SELECT id FROM users WHERE token_hash = ?", (token_hash,))
+    return int(row[0]) if row else None
+
+
+async def order_owner(reader: Reader, order_id: int) -> int | None:
+    """The user who placed ``order_id``, or None when there is no such order."""
+    row = await reader.fetchone("SELECT user_id FROM orders WHERE id = ?", (order_id,))
+    return int(row[0]) if row else None
+
+
+async def order_history(reader: Reader, order_id: int) -> list[HistoryEntry]:
+    """Every status change of an order, oldest first."""
+    rows = await reader.fetchall(
+        "SELECT from_status, to_status, operation, remark, at FROM order_history "
+        "WHERE order_id = ? ORDER BY id",
+        (order_id,),
+    )
+    return [HistoryEntry(*row) for row in rows]
+
+
+async def order_ids(
+    reader: Reader, user_id: int | None, status: str | None, limit: int | None, cursor: str | None
+) -> tuple[list[int], int]:
+    """Ids of orders (a user's, or all), newest first, and the page size asked for."""
+    size, below = page_bounds(limit, cursor)
+    where, params = ["id < ?"], [below]
+    if user_id is not None:
+        where.append("user_id = ?")
+        params.append(user_id)
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)  # type: ignore[arg-type]
+    rows = await reader.fetchall(
+        f"SELECT id FROM orders WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+        (*params, size + 1),
+    )
+    return [int(row[0]) for row in rows], size
+
+
+def paged(items: list[Any], ids: list[int], size: int) -> Page[Any]:
+    """A page of ``items`` (fetched with one extra to know whether more follow)."""
+    return _page(items, ids, size)
