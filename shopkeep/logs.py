@@ -12,6 +12,24 @@ from typing import TextIO
 
 import structlog
 
+from shopkeep.runtime import message_context
+
+
+def add_message_context(
+    logger: object, method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """Name the actor being handled (``order:42``) and the trace id of the request behind it.
+
+    Both travel in the message's envelope, not in the task, so a line logged by an actor shows
+    the request that caused the message even though the actor's task was started elsewhere.
+    """
+    address, trace = message_context()
+    if address is not None:
+        event.setdefault("actor", f"{address.kind}:{address.id}")
+    if trace is not None:
+        event.setdefault("trace", trace)
+    return event
+
 
 def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -> None:
     """Route structlog to ``stream`` (stderr by default), as JSON unless it is a terminal."""
@@ -25,6 +43,7 @@ def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -
         processors=[
             # Context bound with bind_contextvars (a request id, an order id) joins every line.
             structlog.contextvars.merge_contextvars,
+            add_message_context,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),

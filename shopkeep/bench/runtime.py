@@ -52,12 +52,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import importlib.metadata
 import json
 import logging
 import math
 import os
-import platform
 import random
 import sqlite3
 import subprocess
@@ -75,6 +73,7 @@ from typing import Any
 
 import msgspec
 
+from shopkeep.bench.common import install_uvloop, machine, percentile, rss_bytes
 from shopkeep.runtime import (
     ActivationContext,
     Actor,
@@ -247,23 +246,6 @@ def _database(directory: str) -> str:
 
 def _tempdir() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="shopkeep-bench-")
-
-
-def rss_bytes() -> int:
-    """Resident set size of this process."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        import psutil
-
-        return int(psutil.Process().memory_info().rss)
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    """The nearest-rank percentile of ``samples``."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 # -- asks and tells -------------------------------------------------------------------------------
@@ -777,38 +759,6 @@ def render_table(figures: Figures, met: dict[str, bool]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _filesystem(path: str) -> str:
-    try:
-        import psutil
-    except ImportError:
-        return "unknown"
-    best = max(
-        (p for p in psutil.disk_partitions(all=True) if path.startswith(p.mountpoint)),
-        key=lambda p: len(p.mountpoint),
-        default=None,
-    )
-    return str(best.fstype) if best is not None else "unknown"
-
-
-def machine(loops: set[str], uvloop_version: str | None, load_before: float) -> dict[str, Any]:
-    """What the figures were measured on."""
-    return {
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "sqlite": sqlite3.sqlite_version,
-        "uvloop": loops == {"uvloop"},
-        "uvloop_version": uvloop_version,
-        "event_loops": sorted(loops),
-        "tmp_dir": tempfile.gettempdir(),
-        "tmp_filesystem": _filesystem(tempfile.gettempdir()),
-        # Other processes' load skews every figure here; a busy machine shows in these.
-        "load_average_1m_before": load_before,
-        "load_average_1m_after": os.getloadavg()[0],
-    }
-
-
 def run_section(name: str, scale: Scale) -> Figures:
     """Run one section in this process and return its figures."""
     outcome = SECTIONS[name](scale)
@@ -856,16 +806,6 @@ def run_all(quick: bool, json_path: str | None, uvloop_version: str | None) -> d
             json.dump(report, file, indent=2)
             file.write("\n")
     return report
-
-
-def install_uvloop() -> str | None:
-    """Use uvloop for every loop created from now on, when it is installed; its version."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return importlib.metadata.version("uvloop")
 
 
 def _loop_name() -> str:

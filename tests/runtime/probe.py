@@ -112,6 +112,7 @@ class Probe(Actor):
     gates: ClassVar[dict[str, asyncio.Event]] = {}
     arrivals: ClassVar[dict[str, asyncio.Event]] = {}
     fail_activation: ClassVar[set[int]] = set()
+    on_receive: ClassVar[Callable[[], object] | None] = None
 
     @classmethod
     def reset(cls) -> None:
@@ -130,6 +131,9 @@ class Probe(Actor):
 
     async def receive(self, ctx: Context, message: Any) -> Any:
         self.journal.append((self.address.id, message))
+        hook = Probe.on_receive  # read on the class: a plain function, not a method
+        if hook is not None:
+            hook()
         match message:
             case Fired(_, n) if n < 0:
                 raise RuntimeError("a poison fire")

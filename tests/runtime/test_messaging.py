@@ -155,3 +155,20 @@ async def test_a_query_reads_the_actors_own_latest_writes(runtime: Runtime) -> N
 
     assert await runtime.system.ask(probe(1), Audit(4)) == 4
     assert await runtime.system.ask(probe(1), Audit(3)) == 7
+
+
+async def test_log_lines_of_a_handler_name_its_actor_and_the_trace_that_caused_it(
+    runtime: Runtime,
+) -> None:
+    from shopkeep.logs import add_message_context
+    from shopkeep.runtime import current_trace
+
+    seen: list[object] = []
+    current_trace.set("req-7")
+    await runtime.system.ask(probe(3), Add(1))
+    Probe.on_receive = lambda: seen.append(add_message_context(None, "info", {}))
+    try:
+        await runtime.system.ask(probe(3), Get())
+    finally:
+        Probe.on_receive = None
+    assert seen == [{"actor": "probe:3", "trace": "req-7"}]
