@@ -67,6 +67,11 @@ class OutboxDispatcher:
         self._retries.clear()
 
     @property
+    def delivering(self) -> int:
+        """Deliveries under way, or waiting in memory to start (not those waiting to retry)."""
+        return self._delivering + len(self._backlog)
+
+    @property
     def backlog(self) -> int:
         """Messages committed but not yet applied, known to this process."""
         return len(self._known)

@@ -155,6 +155,7 @@ class ActorSystem:
         self._accepting = False
         self._stopping = False
         self._drained: asyncio.Future[None] | None = None
+        self._quiet_waiters: list[asyncio.Future[None]] = []
         self._passivation: Cancellable | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         store.writer.on_unit_failed = self._unit_failed
@@ -390,8 +391,13 @@ class ActorSystem:
             self._cells[cell.address] = self._cells.pop(cell.address)  # oldest use first
         cell.last_used = now
         self._in_flight -= 1
-        if self._in_flight == 0 and self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
+        if self._in_flight == 0:
+            if self._drained is not None and not self._drained.done():
+                self._drained.set_result(None)
+            waiters, self._quiet_waiters = self._quiet_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def _handle(self, cell: Cell, envelope: Envelope) -> None:
         if (cell.actor is None or cell.needs_restart) and not await self._load(cell, envelope):
@@ -576,6 +582,30 @@ class ActorSystem:
             if envelope.reply is None:
                 self.stats.dropped += 1
             envelope.fail(ActorStopped(f"{address.kind}:{address.id} stopped: {reason}"))
+
+    async def quiet(self) -> None:
+        """Wait until nothing more will happen without the clock moving: no message queued or
+        running, every unit committed, no durable message being delivered.
+
+        For tests and tools that need the consequences of what they did (a release delivered
+        through the outbox, say) before they look. Durable messages waiting to be retried, and
+        timers, wait for the clock; they do not keep the system from being quiet.
+        """
+        assert self._loop is not None, "start() the actor system first"
+        writer = self.store.writer
+        idle_turns = 0
+        while idle_turns < 10_000:  # a bound, in case a stopped outbox holds its backlog
+            await writer.flush()
+            await asyncio.sleep(0)  # commit callbacks answer asks and hand out durable messages
+            if self._in_flight:
+                idle_turns = 0
+                waiter = self._loop.create_future()
+                self._quiet_waiters.append(waiter)
+                await waiter
+            elif self.outbox.delivering or writer.backlog:
+                idle_turns += 1
+            else:
+                return
 
     # -- shutdown -------------------------------------------------------------------------------
 
