@@ -162,9 +162,12 @@ async def test_more_timers_than_the_window_holds_all_fire_in_order_exactly_once(
 
 
 async def test_a_timer_armed_in_a_unit_that_failed_to_commit_was_never_armed(
-    runtime: Runtime, clock: VirtualClock
+    open_probe_runtime: OpenRuntime, clock: VirtualClock
 ) -> None:
     from shopkeep.store import CommitFailed
+
+    # inline: the window's reload after the failure completes before the clock moves
+    runtime = await open_probe_runtime(inline=True)
 
     def fail_commits(operation: str) -> None:
         if operation == "commit":

@@ -1,0 +1,103 @@
+"""The ``assets`` kind: one ReleaseAssets fanned out to one durable message per kind of asset.
+
+Whoever cancels an order (the order actor, a saga supervisor) says *what* the order holds in
+one :class:`~shopkeep.actors.protocol.ReleaseAssets`, sent durably to ``assets:<order id>``.
+This actor turns it into the messages each asset's own actor understands, all sent with
+``ctx.send`` in the one unit of work that also consumes the ReleaseAssets: either every one of
+them is in the outbox, or none is and the ReleaseAssets is delivered again.
+
+Each kind of asset is one entry of :data:`ASSET_KINDS`. Adding a kind of asset (gift cards,
+say) is one more function there: ReleaseAssets -> the (address, message) pairs that give that
+kind back, and one more field on ReleaseAssets. The cancel code does not change.
+
+Every message sent is idempotent at its receiver (ReturnStock gives back the net still held,
+ReleaseCoupon only frees a coupon held by that order, ReleaseWallet and RevokePoints apply once
+per order and reason), so a ReleaseAssets delivered twice, even under two message ids, gives
+everything back exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from shopkeep.actors.protocol import (
+    AssetsMessage,
+    CouponMessage,
+    GoodsMessage,
+    ReleaseAssets,
+    ReleaseCoupon,
+    ReleaseWallet,
+    ReturnStock,
+    RevokePoints,
+    UserMessage,
+)
+from shopkeep.runtime import Actor, Address, Context
+
+Release = tuple[Address, GoodsMessage | CouponMessage | UserMessage]
+"""One durable message giving back one asset: to whom, and what."""
+
+AssetKind = Callable[[ReleaseAssets], list[Release]]
+"""How one kind of asset is given back: the messages for it (none if the order holds none)."""
+
+
+def stock_back(msg: ReleaseAssets) -> list[Release]:
+    """Every goods the order took gets its stock back (``release`` or ``return``)."""
+    back = ReturnStock(msg.order_id, msg.stock_reason)
+    return [(Address("goods", goods_id), back) for goods_id in dict.fromkeys(msg.goods_ids)]
+
+
+def coupon_back(msg: ReleaseAssets) -> list[Release]:
+    """The coupon, if the order used one, is unused again."""
+    if msg.coupon_id is None:
+        return []
+    return [(Address("coupon", msg.coupon_id), ReleaseCoupon(msg.order_id))]
+
+
+def wallet_back(msg: ReleaseAssets) -> list[Release]:
+    """The wallet amount goes back to the user (capped at the order's debit by the user)."""
+    if msg.wallet_amount <= 0:
+        return []
+    return [(Address("user", msg.user_id), ReleaseWallet(msg.order_id, msg.wallet_amount))]
+
+
+def points_back(msg: ReleaseAssets) -> list[Release]:
+    """The points the order earned are taken back."""
+    if not msg.revoke_points:
+        return []
+    return [(Address("user", msg.user_id), RevokePoints(msg.order_id))]
+
+
+ASSET_KINDS: tuple[AssetKind, ...] = (stock_back, coupon_back, wallet_back, points_back)
+"""Every kind of asset an order can hold. A new kind of asset is one more entry here."""
+
+
+def release_messages(
+    msg: ReleaseAssets, kinds: tuple[AssetKind, ...] = ASSET_KINDS
+) -> list[Release]:
+    """The durable messages that give back everything ``msg`` names (the audit reads the
+    outbox through this too, so it counts a pending ReleaseAssets exactly as it will fan out)."""
+    return [release for kind in kinds for release in kind(msg)]
+
+
+class AssetsActor(Actor):
+    """The release fan-out of one order (``assets:<order id>``). Stateless."""
+
+    __slots__ = ()
+
+    kind = "assets"
+    messages = AssetsMessage
+
+    async def receive(self, ctx: Context, message: Any) -> Any:
+        """Send one durable message per asset the order holds, all in this message's unit."""
+        match message:
+            case ReleaseAssets(order_id) if order_id == self.address.id:
+                for to, release in release_messages(message):
+                    ctx.send(to, release)
+                return None
+            case ReleaseAssets(order_id):
+                # a sender's bug: raising parks it as a dead letter for a person to look at
+                raise ValueError(
+                    f"ReleaseAssets of order {order_id} sent to assets:{self.address.id}"
+                )
+        raise TypeError(f"assets actors do not handle {type(message).__name__}")

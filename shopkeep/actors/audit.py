@@ -1,0 +1,146 @@
+"""The audit: the invariants of SPEC section 6, checked in SQL over the database at any time.
+
+``audit(reader)`` runs on a live server's read connection; ``audit_file(path)`` opens a closed
+database read-only (``python main.py audit --db PATH``). Both run the very same statement and
+judge its rows with the very same code; only the way the statement is executed differs.
+
+Why one statement: the checks compare tables that the server changes while the audit reads
+(an order canceled between reading the ledger and reading the outbox would look like a leak).
+SQLite gives one statement one snapshot, and the read connection is shared with the actors, so
+a transaction around several statements is not an option. Every check's branches and the
+outbox are therefore one ``UNION ALL``: one snapshot, one round trip.
+
+Why it is fast: each branch compares aggregates in SQL and returns only candidate violations
+(and the outbox, which is small when the server keeps up), never a row per order; the
+per-goods, per-user and per-order sums run only when a cheap fingerprint of the totals says
+they will find something (see :mod:`shopkeep.actors.audit_sql`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from pathlib import Path
+
+import msgspec
+
+from shopkeep.actors.audit_checks import (
+    COUNTS_BRANCH,
+    COUPONS,
+    OUTBOX_BRANCH,
+    POINTS,
+    POINTS_CTES,
+    STOCK,
+    STOCK_CTES,
+    WALLET,
+    WALLET_CTES,
+    judge_coupons,
+    judge_points,
+    judge_stock,
+    judge_wallet,
+)
+from shopkeep.actors.audit_flight import read_outbox
+from shopkeep.actors.audit_order_checks import (
+    MONEY,
+    MONEY_CTES,
+    REFUNDS,
+    STATES,
+    judge_money,
+    judge_refunds,
+    judge_states,
+)
+from shopkeep.actors.audit_sql import Check, Counts, Row, Verdict
+from shopkeep.store.reader import Reader
+
+CHECKS: tuple[Check, ...] = (
+    Check("stock", STOCK, judge_stock, STOCK_CTES),
+    Check("wallet", WALLET, judge_wallet, WALLET_CTES),
+    Check("points", POINTS, judge_points, POINTS_CTES),
+    Check("coupons", COUPONS, judge_coupons),
+    Check("money", MONEY, judge_money, MONEY_CTES),
+    Check("states", STATES, judge_states),
+    Check("refunds", REFUNDS, judge_refunds),
+)
+"""The invariants, in the order the report lists them."""
+
+
+def statement(checks: tuple[Check, ...]) -> str:
+    """The one statement that runs ``checks``: their CTEs, then all branches in one UNION ALL."""
+    ctes = [cte for check in checks for cte in check.ctes]
+    branches = [COUNTS_BRANCH, OUTBOX_BRANCH, *(b for check in checks for b in check.branches)]
+    head = "WITH " + ",\n".join(ctes) + "\n" if ctes else ""
+    return head + "\nUNION ALL\n".join(branches)
+
+
+AUDIT_SQL = statement(CHECKS)
+"""The one statement of the audit."""
+
+SHOWN = 5
+"""Violations named in a failed check's detail (the rest are counted)."""
+
+
+class AuditCheck(msgspec.Struct, frozen=True):
+    """One invariant's result; ``detail`` names the first violations, or what was checked."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+class AuditReport(msgspec.Struct, frozen=True):
+    """The audit: ``ok`` when every check is."""
+
+    ok: bool
+    checks: list[AuditCheck]
+
+
+async def audit(reader: Reader) -> AuditReport:
+    """Audit the committed state seen by ``reader`` (a live server's read connection)."""
+    return judge(await reader.fetchall(AUDIT_SQL))
+
+
+def audit_file(path: str) -> AuditReport:
+    """Audit the database file at ``path``, opened read-only (for a closed database).
+
+    Raises FileNotFoundError when there is no such file, and sqlite3.Error when it is not a
+    shopkeep database.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"no database file at {path}")
+    conn = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(AUDIT_SQL).fetchall()
+    finally:
+        conn.close()
+    return judge(rows)
+
+
+def judge(rows: list[Row]) -> AuditReport:
+    """The report on the rows of :data:`AUDIT_SQL`: one check per invariant, in order, and one
+    more, ``outbox``, failing, only if some outbox row cannot be decoded (the runtime could not
+    deliver it either, so whatever it carried is stuck)."""
+    found: defaultdict[str, list[Row]] = defaultdict(list)
+    for row in rows:
+        found[row[0]].append(row[1:])
+    goods, users, coupons, orders, refunds, *_ = found["counts"][0]
+    counts = Counts(goods, users, coupons, orders, refunds)
+    flight = read_outbox(row[:4] for row in found["outbox"])
+    checks = [_report(check.name, check.judge(found, flight, counts)) for check in CHECKS]
+    if flight.undecodable:
+        checks.append(
+            AuditCheck("outbox", False, f"{flight.undecodable} outbox rows cannot be decoded")
+        )
+    return AuditReport(all(check.ok for check in checks), checks)
+
+
+def _report(name: str, verdict: Verdict) -> AuditCheck:
+    flight = f"; {verdict.in_flight} {verdict.flight_label}" if verdict.in_flight else ""
+    bad = verdict.violations
+    if not bad:
+        return AuditCheck(name, True, verdict.summary + flight)
+    more = f"; and {len(bad) - SHOWN} more" if len(bad) > SHOWN else ""
+    plural = "s" if len(bad) > 1 else ""
+    return AuditCheck(
+        name, False, f"{len(bad)} violation{plural}: {'; '.join(bad[:SHOWN])}{more}{flight}"
+    )

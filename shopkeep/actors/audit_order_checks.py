@@ -1,0 +1,171 @@
+"""The order-side invariants of SPEC section 6: money, states, refunds.
+
+Written as :mod:`shopkeep.actors.audit_sql` describes (SQL branches, fingerprint gates, a
+judge each). These read the tables the order actor writes (orders, payments, refunds, refund_log,
+timers) as SPEC.md and the schema define them.
+"""
+
+from __future__ import annotations
+
+from shopkeep.actors.audit_flight import InFlight
+from shopkeep.actors.audit_sql import (
+    CANCEL_REASONS,
+    KEPT,
+    RELEASED,
+    STATUSES,
+    Counts,
+    Findings,
+    Verdict,
+    agree,
+    behind,
+    fold,
+)
+
+_STATUSES = "(" + ", ".join(f"'{s}'" for s in STATUSES) + ")"
+_REASONS = "(" + ", ".join(f"'{r}'" for r in CANCEL_REASONS) + ")"
+
+# -- money ------------------------------------------------------------------------------------
+
+# A collection is a verified success callback seen for the first time (not a duplicate of a
+# (payment, transaction) already counted): the payment log is the record of what the gateway
+# collected, one row per transaction, even when one payment is collected twice. (CAST: the log
+# keeps the body as bytes, and from SQLite 3.45 the JSON functions read a BLOB as binary JSONB.)
+_COLLECTIONS = (
+    "(SELECT order_id, json_extract(CAST(body AS TEXT), '$.amount') AS amount FROM payment_log "
+    "WHERE verified = 1 AND duplicate = 0 "
+    "AND json_extract(CAST(body AS TEXT), '$.status') = 'succeeded')"
+)
+_KEPT = f"(SELECT id AS order_id, pay_amount AS amount FROM orders WHERE status IN {KEPT})"
+_REFUNDED = "(SELECT order_id, gateway_amount AS amount FROM refunds WHERE status = 'refunded')"
+_REFUNDING = "(SELECT order_id, gateway_amount AS amount FROM refunds WHERE status = 'refunding')"
+
+MONEY_CTES = (
+    "money_totals AS (SELECT c.n0 AS collected, k.n0 AS kept, d.n0 AS refunded, "
+    f"g.n0 AS refunding, {agree(('c', 1), ('k', -1), ('d', -1), ('g', -1))} AS agree "
+    f"FROM ({fold(_COLLECTIONS, 'order_id', 'amount')}) AS c, "
+    f"({fold(_KEPT, 'order_id', 'amount')}) AS k, "
+    f"({fold(_REFUNDED, 'order_id', 'amount')}) AS d, "
+    f"({fold(_REFUNDING, 'order_id', 'amount')}) AS g)",
+    "money_gate AS (SELECT 1 FROM money_totals WHERE NOT agree)",
+)
+MONEY = (
+    "SELECT 'money.total', collected, kept, refunded, refunding, NULL, NULL, NULL "
+    "FROM money_totals",
+    # per order, only when the totals' fingerprints disagree: signed rows grouped by order
+    "SELECT 'money.order', order_id, sum(collected), sum(kept), sum(refunded), "
+    f"NULL, NULL, NULL FROM {behind('money_gate')} ("
+    f"SELECT order_id, amount AS collected, 0 AS kept, 0 AS refunded FROM {_COLLECTIONS} "
+    f"UNION ALL SELECT order_id, 0, amount, 0 FROM {_KEPT} "
+    f"UNION ALL SELECT order_id, 0, 0, amount FROM {_REFUNDED} "
+    f"UNION ALL SELECT order_id, 0, 0, amount FROM {_REFUNDING}) "
+    "GROUP BY order_id HAVING sum(collected) != sum(kept) + sum(refunded)",
+)
+
+
+def judge_money(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
+    """Everything collected through the gateway is kept by an order or refunded.
+
+    The equation, per order and so in total::
+
+        sum(amount of the order's collections: payment_log rows verified, not duplicate,
+                                                whose callback says succeeded)
+      = pay_amount                    if the order is paid, shipped or delivered (else 0)
+      + sum(refunds.gateway_amount    where status in (refunding, refunded))
+
+    It holds for every flow of SPEC sections 3 to 5: a paid order keeps its one collection; a
+    canceled paid order and a returned order refund it; a late success (after a cancel) and a
+    second success for a paid order (another payment, or the same payment with another
+    transaction id) are each a collection with a refund of their own. Created or failed
+    payments collected nothing. Collections are counted from the payment log rather than from
+    ``payments``, because one payment collected twice is one ``payments`` row but two
+    transactions at the gateway.
+    """
+    bad: list[str] = []
+    moving = 0
+    for order_id, collected, kept, refunded, *_ in found.get("money.order", ()):
+        if flight.order_moving(order_id):
+            moving += 1
+        else:
+            bad.append(
+                f"order {order_id}: collected {collected}, but kept {kept} + refunded {refunded}"
+            )
+    summary = "collected = kept by orders + refunded"
+    for collected, kept, refunded, refunding, *_ in found.get("money.total", ()):
+        summary = (
+            f"collected {collected} = kept by orders {kept} + refunded {refunded}"
+            f" + refunding {refunding}"
+        )
+    return Verdict(bad, moving, summary)
+
+
+# -- states -----------------------------------------------------------------------------------
+
+STATES = (
+    "SELECT 'states.order', id, status, cancel_reason, NULL, NULL, NULL, NULL FROM orders "
+    f"WHERE status NOT IN {_STATUSES} "
+    "OR (status = 'canceled') != (cancel_reason IS NOT NULL) "
+    f"OR (cancel_reason IS NOT NULL AND cancel_reason NOT IN {_REASONS})",
+    "SELECT 'states.deadline', o.id, o.expires_at, NULL, NULL, NULL, NULL, NULL "
+    "FROM orders AS o WHERE o.status = 'awaiting_payment' AND NOT EXISTS "
+    "(SELECT 1 FROM timers AS t "
+    "WHERE t.kind = 'order' AND t.actor_id = o.id AND t.name = 'deadline')",
+    "SELECT 'states.pending', count(*), NULL, NULL, NULL, NULL, NULL, NULL FROM orders "
+    "WHERE status = 'pending'",
+)
+
+
+def judge_states(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
+    """Every order in an allowed state, a cancel reason iff canceled, every order awaiting
+    payment with its deadline timer; pending orders (placements running) are in flight."""
+    bad: list[str] = []
+    for order_id, status, reason, *_ in found.get("states.order", ()):
+        if status not in STATUSES:
+            bad.append(f"order {order_id} is in unknown status {status!r}")
+        elif status == "canceled" and reason is None:
+            bad.append(f"canceled order {order_id} has no cancel reason")
+        elif status != "canceled":
+            bad.append(f"{status} order {order_id} has cancel reason {reason!r}")
+        else:
+            bad.append(f"canceled order {order_id} has unknown cancel reason {reason!r}")
+    for order_id, *_ in found.get("states.deadline", ()):
+        bad.append(f"order {order_id} awaits payment with no deadline timer")
+    pending = sum(int(row[0]) for row in found.get("states.pending", ()))
+    return Verdict(
+        bad,
+        pending,
+        f"{counts.orders} orders in allowed states, each awaiting payment with its deadline",
+        "in flight (pending placements)",
+    )
+
+
+# -- refunds ----------------------------------------------------------------------------------
+
+REFUNDS = (
+    "SELECT 'refunds.missing', o.id, o.status, NULL, NULL, NULL, NULL, NULL FROM orders AS o "
+    f"WHERE o.status IN {RELEASED} AND o.id IN "
+    "(SELECT order_id FROM payments WHERE status IN ('succeeded', 'refunded')) "
+    "AND o.id NOT IN (SELECT order_id FROM refunds)",
+    # refund_log has no index on refund_id: NOT IN builds one list, where NOT EXISTS would scan
+    # the log once per refund
+    "SELECT 'refunds.unlogged', id, order_id, NULL, NULL, NULL, NULL, NULL FROM refunds "
+    "WHERE id NOT IN (SELECT refund_id FROM refund_log)",
+    "SELECT 'refunds.status', id, order_id, status, NULL, NULL, NULL, NULL FROM refunds "
+    "WHERE status NOT IN ('refunding', 'refunded')",
+)
+
+
+def judge_refunds(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
+    """Every canceled or returned order that was paid has a refund record, every refund record
+    has its log, and no refund is left outside refunding / refunded."""
+    bad: list[str] = []
+    moving = 0
+    for order_id, status, *_ in found.get("refunds.missing", ()):
+        if flight.order_moving(order_id):
+            moving += 1
+        else:
+            bad.append(f"{status} order {order_id} was paid but has no refund record")
+    for refund_id, order_id, *_ in found.get("refunds.unlogged", ()):
+        bad.append(f"refund {refund_id} of order {order_id} has no log")
+    for refund_id, order_id, status, *_ in found.get("refunds.status", ()):
+        bad.append(f"refund {refund_id} of order {order_id} is {status!r}")
+    return Verdict(bad, moving, f"{counts.refunds} refunds, each recorded and logged")

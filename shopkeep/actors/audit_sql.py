@@ -1,0 +1,132 @@
+"""How the audit's checks are written: SQL branches, fingerprint gates, and what judges return.
+
+A check is SQL and a judge. Its *branches* are ``SELECT`` statements whose first column is a
+tag (``stock.goods``...) and which have :data:`WIDTH` columns in all (NULL-padded); its *ctes*
+are named subqueries they share. :mod:`shopkeep.actors.audit` joins every check into one
+``WITH ... UNION ALL ...`` statement, so the whole audit reads one snapshot. A judge turns the
+rows of its tags, with what the outbox still carries, into a :class:`Verdict`.
+
+Fingerprint gates, and why. The exact comparisons (per goods, per user, per order) group
+hundreds of thousands of ledger rows, which in SQLite means a sort; on a 100k-order database
+that alone takes longer than the rest of the audit. Instead, each side of an equation is first
+folded in one scan into three numbers: the plain sum of its values, and two sums weighted by
+the key (``key mod p`` and ``key div p mod p``, with ``p = 2^31 - 1``; every product and sum is
+reduced mod ``p`` so nothing overflows 64 bits). If the two sides agree for every key, the
+three numbers agree. If they disagree for some keys, the plain sum or a weighted sum differs
+unless the differences cancel out exactly under three unrelated weightings at once (two keys
+never share both weights), which a bug or a corruption does not do by accident. When the
+numbers differ, the gate is *open* and the exact per-key comparison runs to name the
+violations; when they agree, the comparison's loops never start (the gate, a CTE with one row
+or none, is the outermost table of the branch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shopkeep.actors.audit_flight import InFlight
+
+Row = tuple[Any, ...]
+Findings = Mapping[str, list[Row]]
+"""Rows by tag, without the tag."""
+
+WIDTH = 8
+"""Columns of every branch: the tag and seven values."""
+
+P = 2_147_483_647
+"""The fingerprints' modulus, 2^31 - 1 (prime): a product of two residues stays below 2^62."""
+
+STATUSES = ("pending", "awaiting_payment", "paid", "shipped", "delivered", "returned", "canceled")
+CANCEL_REASONS = ("placement_failed", "user", "timeout", "admin")
+RELEASED = "('canceled', 'returned')"
+"""Orders that must have given back what they held."""
+LIVE = "('awaiting_payment', 'paid', 'shipped', 'delivered')"
+"""Orders that hold their assets. (``pending``: a placement running, never judged.)"""
+KEPT = "('paid', 'shipped', 'delivered')"
+"""Orders that keep the money they were paid."""
+
+
+@dataclass(frozen=True)
+class Counts:
+    """How big the database is, for the details of checks that pass."""
+
+    goods: int
+    users: int
+    coupons: int
+    orders: int
+    refunds: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a check found: violations (in words), how many findings were in flight (named by
+    ``flight_label``), and what was checked (said when all is well)."""
+
+    violations: list[str]
+    in_flight: int
+    summary: str
+    flight_label: str = "in flight"
+
+
+Judge = Callable[[Findings, InFlight, Counts], Verdict]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One invariant: its name in the report, its SQL, and its judge."""
+
+    name: str
+    branches: tuple[str, ...]
+    judge: Judge
+    ctes: tuple[str, ...] = field(default=())
+
+
+def sums(key: str, value: str) -> tuple[str, str, str]:
+    """The three aggregates of a fingerprint of ``value`` by ``key`` (NULL over no rows)."""
+    v = f"(({value}) % {P})"
+    w1 = f"(({key}) % {P})"
+    w2 = f"((({key}) / {P}) % {P})"
+    return f"sum({value})", f"sum({v} * {w1} % {P})", f"sum({v} * {w2} % {P})"
+
+
+def fold(source: str, key: str, value: str) -> str:
+    """One row ``(n0, n1, n2)``: the fingerprint of ``value`` by ``key`` over ``source``."""
+    n0, n1, n2 = sums(key, value)
+    return (
+        f"SELECT coalesce({n0}, 0) AS n0, coalesce({n1}, 0) AS n1, coalesce({n2}, 0) AS n2 "
+        f"FROM {source}"
+    )
+
+
+def nonzero(source: str, key: str, value: str) -> str:
+    """A scalar subquery: whether ``value`` over ``source`` does not net to zero for some key
+    (false over no rows)."""
+    n0, n1, n2 = sums(key, value)
+    return f"(SELECT {n0} != 0 OR {n1} % {P} != 0 OR {n2} % {P} != 0 FROM {source})"
+
+
+def agree(*sides: tuple[str, int]) -> str:
+    """The condition that signed folds (alias, +1 or -1) sum to zero in all three numbers."""
+    terms = [
+        " ".join(f"{'+' if sign > 0 else '-'} {alias}.n{i}" for alias, sign in sides)
+        for i in range(3)
+    ]
+    return f"({terms[0]}) = 0 AND ({terms[1]}) % {P} = 0 AND ({terms[2]}) % {P} = 0"
+
+
+def gate(name: str, books: str, ledger: str) -> str:
+    """A CTE ``name`` with one row when the folds ``books`` and ``ledger`` differ, none when
+    they agree. A branch that starts its FROM clause with :func:`behind` runs only then."""
+    return (
+        f"{name} AS (SELECT 1 FROM ({books}) AS b, ({ledger}) AS l "
+        f"WHERE NOT ({agree(('b', 1), ('l', -1))}))"
+    )
+
+
+def behind(name: str) -> str:
+    """The start of a FROM clause that runs the rest of a branch only when gate ``name`` is
+    open: CROSS JOIN keeps the gate's row (or none) in the outermost loop, so with no row
+    nothing inside is read, not even a subquery."""
+    return f"{name} CROSS JOIN"

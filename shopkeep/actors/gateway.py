@@ -1,0 +1,232 @@
+"""The payment gateway: the interface the shop needs, and an in-process sandbox of it.
+
+The shop needs two things from a gateway: a link where the user pays a payment, and refunds.
+Payment results come back the other way, as signed callbacks (SPEC 3, 7), which the gateway
+retries until the shop acknowledges them. :class:`SandboxGateway` does all of that in process,
+on the runtime's clock, and keeps what it collected and refunded, so tests and the load
+generator can check the money side of the audit against the gateway's own books.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import msgspec
+import structlog
+
+from shopkeep.actors.signature import sign
+from shopkeep.runtime import Clock
+
+log = structlog.get_logger("shopkeep.gateway")
+
+CallbackSink = Callable[[bytes, str], Awaitable[bool]]
+"""Where callbacks go: ``(raw_body, signature_header) -> acknowledged``. The shop's
+``handle_callback`` in process; an HTTP POST to ``/v1/payments/callback`` otherwise."""
+
+
+class GatewayError(Exception):
+    """The gateway did not do what it was asked (down, timed out, refused).
+
+    Not the shop's fault, and not final: the caller retries later (refunds back off and retry
+    until the gateway does them; the refund's idempotency key makes a retry safe).
+    """
+
+
+class Gateway(Protocol):
+    """What the shop needs from a payment gateway."""
+
+    def payment_url(self, payment_id: int) -> str:
+        """The link where the user pays ``payment_id``."""
+        ...
+
+    async def refund(self, refund_id: int, payment_id: int | None, amount: int) -> None:
+        """Pay ``amount`` back for ``payment_id``. ``refund_id`` is the idempotency key: asking
+        again with it refunds nothing more. Raises :class:`GatewayError` on failure."""
+        ...
+
+
+class CallbackBody(msgspec.Struct, frozen=True):
+    """The JSON body of a payment callback (SPEC 7). Ids are strings on the wire."""
+
+    payment_id: str
+    order_id: str
+    amount: int
+    status: str
+    gateway_txn_id: str | None
+
+
+class SandboxGateway:
+    """An in-process gateway: collects on :meth:`complete`, refunds on :meth:`refund`.
+
+    ``collected`` maps (payment id, gateway transaction id) to the amount collected;
+    ``refunded`` maps refund id to (payment id, amount). Callbacks are signed with ``secret``
+    and delivered through the sink given to :meth:`attach`, retried with back-off (on the
+    runtime clock) until the sink acknowledges them.
+    """
+
+    def __init__(
+        self,
+        secret: bytes | str,
+        clock: Clock,
+        *,
+        base_url: str = "https://sandbox.shopkeep.invalid/pay",
+        retry_s: float = 1.0,
+        retry_max_s: float = 60.0,
+    ) -> None:
+        self._secret = secret
+        self._clock = clock
+        self._base_url = base_url.rstrip("/")
+        self._retry_s = retry_s
+        self._retry_max_s = retry_max_s
+        self._sink: CallbackSink | None = None
+        self._txn_ids = itertools.count(1)
+        self._last_body: dict[int, bytes] = {}
+        self._tasks: set[asyncio.Task[bool]] = set()
+        self._refunds_fail_until = float("-inf")
+        self.refunds_failing = False
+        self.collected: dict[tuple[int, str | None], int] = {}
+        self.refunded: dict[int, tuple[int | None, int]] = {}
+        self.refund_attempts = 0
+        self.deliveries = 0
+
+    # -- the shop's side ------------------------------------------------------------------------
+
+    def payment_url(self, payment_id: int) -> str:
+        """The sandbox page of ``payment_id``."""
+        return f"{self._base_url}/{payment_id}"
+
+    async def refund(self, refund_id: int, payment_id: int | None, amount: int) -> None:
+        """Refund once per ``refund_id``; fails while refunds are switched off.
+
+        A refund of more than this sandbox collected for a payment is refused (a bug in the
+        shop). A payment it has no record of is refunded on trust: an in-process sandbox
+        forgets what it collected when the process restarts, and the shop's refunds of
+        payments from before the restart must still go through.
+        """
+        self.refund_attempts += 1
+        if self.refunds_failing or self._clock.now() < self._refunds_fail_until:
+            raise GatewayError("sandbox: refunds are failing")
+        if refund_id in self.refunded:
+            return  # the idempotency key: done already
+        known = any(p == payment_id for p, _ in self.collected)
+        if known and amount > self.refundable(payment_id):
+            raise GatewayError(
+                f"sandbox: payment {payment_id} has {self.refundable(payment_id)} left to "
+                f"refund, {amount} asked"
+            )
+        self.refunded[refund_id] = (payment_id, amount)
+
+    # -- books ----------------------------------------------------------------------------------
+
+    @property
+    def total_collected(self) -> int:
+        """Everything collected."""
+        return sum(self.collected.values())
+
+    @property
+    def total_refunded(self) -> int:
+        """Everything refunded."""
+        return sum(amount for _, amount in self.refunded.values())
+
+    def refundable(self, payment_id: int | None) -> int:
+        """What was collected for ``payment_id`` and not refunded yet."""
+        paid = sum(a for (p, _), a in self.collected.items() if p == payment_id)
+        back = sum(a for p, a in self.refunded.values() if p == payment_id)
+        return paid - back
+
+    # -- switches for tests ---------------------------------------------------------------------
+
+    def fail_refunds_until(self, when: float) -> None:
+        """Make every refund call fail until the clock reaches ``when``."""
+        self._refunds_fail_until = when
+
+    # -- callbacks ------------------------------------------------------------------------------
+
+    def attach(self, sink: CallbackSink) -> None:
+        """Deliver callbacks to ``sink`` (the composition root wires the shop in here)."""
+        self._sink = sink
+
+    def callback(
+        self, payment_id: int, order_id: int, amount: int, status: str, txn_id: str | None
+    ) -> bytes:
+        """The raw JSON body of a callback (not signed: see :meth:`signature`)."""
+        body = CallbackBody(str(payment_id), str(order_id), amount, status, txn_id)
+        return msgspec.json.encode(body)
+
+    def signature(self, raw_body: bytes, timestamp: int | None = None) -> str:
+        """The ``Shopkeep-Signature`` header value for ``raw_body``, signed now by default."""
+        when = int(self._clock.now()) if timestamp is None else timestamp
+        return sign(self._secret, when, raw_body)
+
+    async def complete(
+        self,
+        payment_id: int,
+        order_id: int,
+        amount: int,
+        status: str,
+        txn_id: str | None = None,
+    ) -> bool:
+        """The user finished paying: collect (on success) and call the shop back until it
+        acknowledges (True). :meth:`close` cancels the retries of tasks from
+        :meth:`complete_soon`.
+
+        A success without ``txn_id`` gets a new transaction id; passing one already used
+        collects nothing more (it is the same transaction, called back again).
+        """
+        if status == "succeeded":
+            if txn_id is None:
+                txn_id = f"sbx-{payment_id}-{next(self._txn_ids)}"
+            self.collected.setdefault((payment_id, txn_id), amount)
+        body = self.callback(payment_id, order_id, amount, status, txn_id)
+        self._last_body[payment_id] = body
+        return await self.deliver(body)
+
+    def complete_soon(
+        self,
+        payment_id: int,
+        order_id: int,
+        amount: int,
+        status: str,
+        txn_id: str | None = None,
+    ) -> asyncio.Task[bool]:
+        """:meth:`complete` in a task of its own (the sandbox HTTP route answers 202 at once)."""
+        task = asyncio.get_running_loop().create_task(
+            self.complete(payment_id, order_id, amount, status, txn_id)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def resend(self, payment_id: int) -> bool:
+        """Call back again with the last body sent for ``payment_id`` (a duplicate)."""
+        return await self.deliver(self._last_body[payment_id])
+
+    async def deliver(self, raw_body: bytes) -> bool:
+        """Sign ``raw_body`` afresh on every try and deliver it until acknowledged."""
+        if self._sink is None:
+            raise RuntimeError("attach() a callback sink first")
+        delay = self._retry_s
+        while True:
+            self.deliveries += 1
+            try:
+                if await self._sink(raw_body, self.signature(raw_body)):
+                    return True
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the shop failed: a real gateway just tries again
+                log.info("sandbox_callback_failed", error=f"{type(exc).__name__}: {exc}")
+            await self._clock.sleep(delay)
+            delay = min(self._retry_max_s, delay * 2)
+
+    async def close(self) -> None:
+        """Stop retrying callbacks still waiting for an acknowledgement."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,142 @@
+"""The ``goods`` kind: one actor per SKU, holding its price and stock on hand.
+
+The shell around :mod:`shopkeep.actors.goods_rules`. One mailbox per goods is the whole
+concurrency story: a thousand buyers of the last hundred units are handled one after another,
+so exactly a hundred are served and the stock never goes below zero, with no lock anywhere.
+
+TakeStock is on the placement's hot path and touches no disk for reads. It is asked once per
+order and goods; the last few thousand takes are remembered so that an ask repeated within an
+activation answers the same StockTaken instead of taking twice (beyond that memory, the unique
+index on the ledger refuses a second take's commit). ReturnStock is a durable compensation: it
+reads the order's ledger rows for this goods (read-your-writes) and gives back what they hold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shopkeep.actors.goods_rules import Goods, StockMove, create, give_back, take, update
+from shopkeep.actors.protocol import (
+    INVALID_STATE,
+    NOT_FOUND,
+    CreateGoods,
+    GetGoods,
+    GoodsMessage,
+    Refusal,
+    ReturnStock,
+    StockTaken,
+    TakeStock,
+    UpdateGoods,
+)
+from shopkeep.runtime import Actor, Context
+from shopkeep.runtime.actor import ActivationContext
+
+LOAD_SQL = "SELECT name, price, stock, initial_stock, restocked FROM goods WHERE id = ?"
+HELD_SQL = "SELECT reason, quantity FROM stock_ledger WHERE goods_id = ? AND order_id = ?"
+INSERT_SQL = (
+    "INSERT INTO goods (id, name, price, stock, initial_stock, restocked, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+UPDATE_SQL = "UPDATE goods SET price = ?, stock = ?, restocked = ? WHERE id = ?"
+LEDGER_SQL = (
+    "INSERT INTO stock_ledger (goods_id, order_id, reason, quantity, at) VALUES (?, ?, ?, ?, ?)"
+)
+
+RECENT_TAKES = 4096
+"""Takes remembered per activation (order id -> answer), oldest forgotten first."""
+
+
+class GoodsActor(Actor):
+    """One goods (SKU): price and stock on hand, with a stock ledger."""
+
+    __slots__ = ("goods", "taken")
+
+    kind = "goods"
+    messages = GoodsMessage
+
+    goods: Goods | None
+    taken: dict[int, StockTaken]
+
+    async def on_activate(self, ctx: ActivationContext) -> None:
+        """Load the goods row (absent: not created yet)."""
+        self.taken = {}
+        row = await ctx.reader.fetchone(LOAD_SQL, (self.address.id,))
+        if row is None:
+            self.goods = None
+            return
+        name, price, stock, initial_stock, restocked = row
+        self.goods = Goods(str(name), int(price), int(stock), int(initial_stock), int(restocked))
+
+    async def receive(self, ctx: Context, message: Any) -> Any:
+        """Handle one GoodsMessage; see :mod:`shopkeep.actors.protocol` for each answer."""
+        goods_id = self.address.id
+        goods = self.goods
+        if goods is None:
+            if isinstance(message, CreateGoods):
+                return self._create(ctx, message)
+            return Refusal(NOT_FOUND, f"goods {goods_id} does not exist")
+        match message:
+            case GetGoods():
+                return goods.view(goods_id)
+            case CreateGoods():
+                return Refusal(INVALID_STATE, f"goods {goods_id} already exists")
+            case UpdateGoods():
+                updated = update(goods, message)
+                if isinstance(updated, Refusal):
+                    return updated
+                if updated != goods:
+                    self._write(ctx, updated, None)
+                return updated.view(goods_id)
+            case TakeStock(order_id):
+                earlier = self.taken.get(order_id)
+                if earlier is not None:
+                    return earlier
+                decision = take(goods, goods_id, message)
+                if isinstance(decision, Refusal):
+                    return decision
+                updated, move, answer = decision
+                self._write(ctx, updated, move)
+                self._remember(order_id, answer)
+                return answer
+            case ReturnStock(order_id):
+                rows = await ctx.query(HELD_SQL, (goods_id, order_id))
+                updated, back = give_back(goods, message, {str(r): int(q) for r, q in rows})
+                if back is not None:
+                    self._write(ctx, updated, back)
+                self.taken.pop(order_id, None)
+                return None
+        raise TypeError(f"goods actors do not handle {type(message).__name__}")
+
+    def _create(self, ctx: Context, msg: CreateGoods) -> Any:
+        goods = create(msg)
+        if isinstance(goods, Refusal):
+            return goods
+        ctx.execute(
+            INSERT_SQL,
+            (
+                self.address.id,
+                goods.name,
+                goods.price,
+                goods.stock,
+                goods.initial_stock,
+                goods.restocked,
+                ctx.now(),
+            ),
+        )
+        self.goods = goods
+        return goods.view(self.address.id)
+
+    def _write(self, ctx: Context, goods: Goods, move: StockMove | None) -> None:
+        """The goods row and its ledger row, in this message's unit."""
+        self.goods = goods
+        ctx.execute(UPDATE_SQL, (goods.price, goods.stock, goods.restocked, self.address.id))
+        if move is not None:
+            ctx.execute(
+                LEDGER_SQL, (self.address.id, move.order_id, move.reason, move.quantity, ctx.now())
+            )
+
+    def _remember(self, order_id: int, answer: StockTaken) -> None:
+        taken = self.taken
+        if len(taken) >= RECENT_TAKES:
+            del taken[next(iter(taken))]  # dicts keep insertion order: this is the oldest
+        taken[order_id] = answer

@@ -1,0 +1,300 @@
+"""The ``order`` kind: one actor per order id, the whole lifecycle of SPEC.md.
+
+A thin shell: it loads the state (``order_store.load_order``), calls the pure rules
+(``order_rules``, ``payment_rules``), asks other actors where a rule needs their answer
+(the placement saga in ``placement.py``, the warehouse before a cancel or a ship), writes the
+effects in the message's unit of work (``order_store.write``) and answers with views.
+Messages and answers: ``order_messages.py``.
+
+Because every message for one order goes through this one mailbox, a payment callback, the
+deadline and a cancel never interleave: whichever comes first wins and the later ones see its
+result. The kind is bound to the shop's settings and payment gateway by
+:func:`shopkeep.actors.kinds.order_kinds`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from shopkeep.actors.config import ShopConfig
+from shopkeep.actors.fulfilment import Dispatch, Intercept
+from shopkeep.actors.gateway import Gateway
+from shopkeep.actors.order_messages import (
+    Accept,
+    ApproveReturn,
+    CallbackHandled,
+    Cancel,
+    DeadlineReached,
+    Deliver,
+    GetOrder,
+    GetPayments,
+    GetRefunds,
+    OrderItemView,
+    OrderMessage,
+    OrderView,
+    PaymentCallback,
+    PaymentStarted,
+    PaymentView,
+    Place,
+    RefundDone,
+    RefundView,
+    RequestReturn,
+    ReturnView,
+    Run,
+    Ship,
+    StartPayment,
+    UndoPlacement,
+)
+from shopkeep.actors.order_rules import (
+    CancelPlan,
+    approve_return,
+    cancel_paid,
+    cancel_unpaid,
+    deadline_reached,
+    deliver,
+    new_order,
+    placement_outcome,
+    plan_cancel,
+    request_return,
+    ship,
+    validate_request,
+)
+from shopkeep.actors.order_state import PENDING, Effect, LogPayment, OrderState, Payment, Refund
+from shopkeep.actors.order_store import callback_body, load_order, log_rejected_callback, write
+from shopkeep.actors.payment_rules import decide_callback, refund_done, start_payment
+from shopkeep.actors.placement import run_placement, undo_cut_placement
+from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, OrderSettled, Refusal
+from shopkeep.runtime import ActivationContext, Actor, Address, Context
+
+# -- views ------------------------------------------------------------------------------------
+
+
+def order_view(state: OrderState) -> OrderView:
+    """The order as SPEC 7 shows it."""
+    return OrderView(
+        id=state.id,
+        user_id=state.user_id,
+        status=state.status,
+        items=tuple(OrderItemView(x.goods_id, x.quantity, x.unit_price) for x in state.lines),
+        coupon_id=state.coupon_id,
+        goods_amount=state.goods_amount,
+        shipping_fee=state.shipping_fee,
+        order_amount=state.order_amount,
+        coupon_discount=state.coupon_discount,
+        wallet_amount=state.wallet_amount,
+        pay_amount=state.pay_amount,
+        cancel_reason=state.cancel_reason,
+        created_at=state.created_at,
+        confirmed_at=state.confirmed_at,
+        paid_at=state.paid_at,
+        canceled_at=state.canceled_at,
+        expires_at=state.expires_at,
+    )
+
+
+def refund_view(order_id: int, refund: Refund) -> RefundView:
+    """A refund as SPEC 7 shows it."""
+    return RefundView(
+        refund.id, order_id, refund.kind, refund.wallet_amount, refund.gateway_amount,
+        refund.status, refund.created_at,
+    )
+
+
+# -- the actor --------------------------------------------------------------------------------
+
+
+class OrderActor(Actor):
+    """One order. ``config`` and ``gateway`` are bound by ``kinds.order_kinds``."""
+
+    __slots__ = ("placing", "state")
+    kind = "order"
+    messages = OrderMessage
+    config: ClassVar[ShopConfig] = ShopConfig()
+    gateway: ClassVar[Gateway]
+
+    async def on_activate(self, ctx: ActivationContext) -> None:
+        """Load the order (None when it does not exist yet)."""
+        self.state: OrderState | None = await load_order(ctx.reader, self.address.id)
+        # True only while this activation runs (or has queued) the order's placement: a
+        # pending order loaded from the store is a placement cut short.
+        self.placing = False
+
+    def commit(self, ctx: Context, state: OrderState, effects: list[Effect]) -> None:
+        """Write ``state`` and ``effects`` into the unit and make ``state`` current."""
+        write(ctx, self.state, state, effects)
+        self.state = state
+
+    def payment_view(self, payment: Payment) -> PaymentView:
+        """A payment with its gateway link."""
+        return PaymentView(
+            payment.id, self.address.id, payment.amount, payment.status,
+            self.gateway.payment_url(payment.id),
+        )
+
+    def view(self) -> OrderView:
+        """The order as it is now (it must exist)."""
+        assert self.state is not None
+        return order_view(self.state)
+
+    def _outcome(self) -> OrderView | Refusal:
+        state = self.state
+        assert state is not None
+        return placement_outcome(state) or order_view(state)
+
+    async def receive(self, ctx: Context, message: Any) -> Any:
+        """Dispatch one message (see ``order_messages`` for the answers)."""
+        if isinstance(message, Place | Accept):
+            return await self._place(ctx, message)
+        state = self.state
+        if state is None:
+            if isinstance(message, DeadlineReached | RefundDone | UndoPlacement | Run):
+                return None
+            return Refusal(NOT_FOUND, f"there is no order {self.address.id}")
+        if state.status == PENDING:
+            if isinstance(message, Run) and self.placing:
+                return await self._run(ctx, message)
+            if not self.placing:
+                undo_cut_placement(self, ctx)
+        return await self._handle(ctx, message)
+
+    async def _handle(self, ctx: Context, message: Any) -> Any:
+        state = self.state
+        assert state is not None
+        now = ctx.now()
+        match message:
+            case GetOrder() | Run() | UndoPlacement():
+                return order_view(state) if isinstance(message, GetOrder) else self._outcome()
+            case StartPayment():
+                started = start_payment(state, ctx.new_id(), now)
+                if isinstance(started, Refusal):
+                    return started
+                state, effects, payment, created = started
+                self.commit(ctx, state, effects)
+                return PaymentStarted(self.payment_view(payment), created)
+            case PaymentCallback():
+                return self._callback(ctx, message)
+            case Cancel(by):
+                return await self._cancel(ctx, by)
+            case DeadlineReached():
+                decision = deadline_reached(state, now)
+                if decision is not None:
+                    self.commit(ctx, *decision)
+                return self.view()
+            case Ship():
+                return await self._ship(ctx)
+            case Deliver():
+                delivered = deliver(state, now)
+                if isinstance(delivered, Refusal):
+                    return delivered
+                if delivered is not None:
+                    self.commit(ctx, *delivered)
+                return self.view()
+            case RequestReturn(reason):
+                requested = request_return(state, ctx.new_id(), reason, now)
+                if isinstance(requested, Refusal):
+                    return requested
+                state, effects, request = requested
+                self.commit(ctx, state, effects)
+                return ReturnView(request.id, state.id, request.status)
+            case ApproveReturn(return_id):
+                approved = approve_return(state, return_id, now, ctx.new_id())
+                if isinstance(approved, Refusal):
+                    return approved
+                state, effects, request = approved
+                self.commit(ctx, state, effects)
+                return ReturnView(request.id, state.id, request.status)
+            case RefundDone(refund_id):
+                done = refund_done(state, refund_id, now)
+                if done is not None:
+                    self.commit(ctx, *done)
+                return None
+            case GetRefunds():
+                return tuple(refund_view(state.id, r) for r in state.refunds)
+            case GetPayments():
+                return tuple(self.payment_view(p) for p in state.payments)
+        raise TypeError(f"unexpected message {message!r}")
+
+    # -- placement ------------------------------------------------------------------------------
+
+    async def _place(self, ctx: Context, message: Place | Accept) -> OrderView | Refusal:
+        if self.state is not None:
+            if self.state.status == PENDING and not self.placing:
+                undo_cut_placement(self, ctx)
+            return self._outcome()
+        refusal = validate_request(
+            message.items, message.use_balance, message.expected_total, self.config
+        )
+        if refusal is not None:
+            # the caller's BeginOrder counted this order as unpaid: it never will be
+            ctx.send(Address("user", message.user_id), OrderSettled(self.address.id))
+            return refusal
+        self.commit(ctx, *new_order(
+            self.address.id, message.user_id, message.items, message.coupon_id,
+            message.use_balance, ctx.now(),
+        ))
+        self.placing = True
+        if isinstance(message, Accept):
+            # enqueued now, before the answer leaves: nothing the caller sends can overtake it
+            ctx.tell(self.address, Run(message.expected_total))
+            return self._outcome()
+        ctx.checkpoint()
+        return await self._run(ctx, Run(message.expected_total))
+
+    async def _run(self, ctx: Context, message: Run) -> OrderView | Refusal:
+        try:
+            placed = await run_placement(self, ctx, message.expected_total)
+        finally:
+            self.placing = False
+        return placed if isinstance(placed, Refusal) else order_view(placed)
+
+    # -- payments -------------------------------------------------------------------------------
+
+    def _callback(self, ctx: Context, message: PaymentCallback) -> CallbackHandled | Refusal:
+        state = self.state
+        assert state is not None
+        outcome = decide_callback(
+            state, message.payment_id, message.status, message.amount, message.gateway_txn_id,
+            ctx.now(), ctx.new_id(), self.config,
+        )
+        if isinstance(outcome, Refusal):
+            said = LogPayment(message.payment_id, message.status, message.amount,
+                              message.gateway_txn_id, "rejected", False)
+            reason = "unknown_payment" if outcome.code == NOT_FOUND else "amount"
+            log_rejected_callback(
+                ctx, state.id, message.payment_id, callback_body(state.id, said), reason
+            )
+            return outcome
+        self.commit(ctx, outcome.state, outcome.effects)
+        duplicate = outcome.action.value == "duplicate"
+        return CallbackHandled(outcome.action.value, duplicate, order_view(outcome.state))
+
+    # -- cancels and fulfilment -----------------------------------------------------------------
+
+    async def _cancel(self, ctx: Context, by: str) -> OrderView | Refusal:
+        state = self.state
+        assert state is not None
+        plan = plan_cancel(state)
+        if isinstance(plan, Refusal):
+            return plan
+        if plan is CancelPlan.UNPAID:
+            self.commit(ctx, *cancel_unpaid(state, by, ctx.now()))
+        elif plan is CancelPlan.INTERCEPT:
+            # SPEC 5: fulfilment is intercepted first, synchronously; shipped -> nothing changes
+            intercepted = await ctx.ask(Address("warehouse", state.id), Intercept())
+            if isinstance(intercepted, Refusal):
+                return Refusal(INVALID_STATE, f"order {state.id} has shipped", state.id)
+            self.commit(ctx, *cancel_paid(state, by, ctx.now(), ctx.new_id()))
+        return self.view()
+
+    async def _ship(self, ctx: Context) -> OrderView | Refusal:
+        state = self.state
+        assert state is not None
+        shipped = ship(state, ctx.now())
+        if isinstance(shipped, Refusal):
+            return shipped
+        if shipped is not None:
+            dispatched = await ctx.ask(Address("warehouse", state.id), Dispatch())
+            if isinstance(dispatched, Refusal):
+                return Refusal(dispatched.code, dispatched.detail, state.id)
+            self.commit(ctx, *shipped)
+        return self.view()

@@ -1,0 +1,236 @@
+"""The messages of the ``order`` kind and the views it answers with.
+
+Every message is a frozen, tagged msgspec Struct; :data:`OrderMessage` is their union (the
+stored ones, the deadline timer's :class:`DeadlineReached` and the refunder's durable
+:class:`RefundDone`, are decoded with it after a restart). Ids are ints here, times Unix
+seconds; the HTTP layer turns them into strings and RFC 3339.
+
+Answers (a :class:`~shopkeep.actors.protocol.Refusal` is always possible where a rule can say
+no, and carries the order id):
+
+=========================  ==================================================================
+message                    answer
+=========================  ==================================================================
+Place                      OrderView (awaiting_payment, or paid), or Refusal (placement failed)
+Accept                     OrderView (pending) at once; the placement runs after it (Run)
+Run                        like Place (told by Accept to itself; harmless to tell again)
+UndoPlacement              OrderView: a placement cut by a crash is undone (recovery)
+GetOrder                   OrderView, or Refusal not_found
+StartPayment               PaymentStarted(payment, created)
+PaymentCallback            CallbackHandled(action, duplicate, order)
+Cancel                     OrderView (canceled, or unchanged when canceled already)
+DeadlineReached            OrderView, or None when there is no such order
+Ship / Deliver             OrderView
+RequestReturn              ReturnView (status requested)
+ApproveReturn              ReturnView (status approved)
+RefundDone                 None (durable, from the refunder)
+GetRefunds / GetPayments   tuple of RefundView / PaymentView
+=========================  ==================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Items = tuple[tuple[int, int], ...]
+"""(goods id, quantity) pairs, each goods once."""
+
+# -- views ------------------------------------------------------------------------------------
+
+
+class OrderItemView(msgspec.Struct, frozen=True):
+    """One item as SPEC 7 shows it (``unit_price`` None while the order is pending)."""
+
+    goods_id: int
+    quantity: int
+    unit_price: int | None
+
+
+class OrderView(msgspec.Struct, frozen=True):
+    """An order with exactly the fields of SPEC 7's Order."""
+
+    id: int
+    user_id: int
+    status: str
+    items: tuple[OrderItemView, ...]
+    coupon_id: int | None
+    goods_amount: int
+    shipping_fee: int
+    order_amount: int
+    coupon_discount: int
+    wallet_amount: int
+    pay_amount: int
+    cancel_reason: str | None
+    created_at: float
+    confirmed_at: float | None
+    paid_at: float | None
+    canceled_at: float | None
+    expires_at: float | None
+
+
+class PaymentView(msgspec.Struct, frozen=True):
+    """A payment and the link where the user pays it."""
+
+    id: int
+    order_id: int
+    amount: int
+    status: str
+    gateway_url: str
+
+
+class PaymentStarted(msgspec.Struct, frozen=True):
+    """The answer to StartPayment: ``created`` False when the open payment is answered again
+    (HTTP 200 instead of 201)."""
+
+    payment: PaymentView
+    created: bool
+
+
+class CallbackHandled(msgspec.Struct, frozen=True):
+    """A verified callback was handled (acknowledge it): ``action`` is what was done
+    (applied, duplicate, late_payment_refund, duplicate_payment_refund, failed, ignored)."""
+
+    action: str
+    duplicate: bool
+    order: OrderView
+
+
+class RefundView(msgspec.Struct, frozen=True):
+    """An after-sale record as SPEC 7 shows it."""
+
+    id: int
+    order_id: int
+    kind: str
+    wallet_amount: int
+    gateway_amount: int
+    status: str
+    created_at: float
+
+
+class ReturnView(msgspec.Struct, frozen=True):
+    """A return request."""
+
+    id: int
+    order_id: int
+    status: str
+
+
+# -- messages ---------------------------------------------------------------------------------
+
+
+class Place(msgspec.Struct, frozen=True, tag=True):
+    """Place the order synchronously: the answer is the confirmed (or paid) order, or the
+    refusal that failed it. The caller has asked the user's BeginOrder before. Asked again
+    for an order that exists, it answers the placement's outcome and changes nothing."""
+
+    user_id: int
+    items: Items
+    coupon_id: int | None = None
+    use_balance: int = 0
+    expected_total: int | None = None
+
+
+class Accept(msgspec.Struct, frozen=True, tag=True):
+    """Place the order asynchronously: write it pending and answer at once; the actor tells
+    itself Run, so the placement runs next, ahead of any message sent after the answer."""
+
+    user_id: int
+    items: Items
+    coupon_id: int | None = None
+    use_balance: int = 0
+    expected_total: int | None = None
+
+
+class Run(msgspec.Struct, frozen=True, tag=True):
+    """Run the placement of an accepted order (a no-op once it ran; Accept tells it)."""
+
+    expected_total: int | None = None
+
+
+class UndoPlacement(msgspec.Struct, frozen=True, tag=True):
+    """If the order is still pending with no placement running, undo it: release everything
+    it may hold, canceled placement_failed (failure code interrupted). Otherwise a no-op."""
+
+
+class GetOrder(msgspec.Struct, frozen=True, tag=True):
+    """Answer the order."""
+
+
+class StartPayment(msgspec.Struct, frozen=True, tag=True):
+    """Start (or answer the open) payment of an order awaiting payment."""
+
+
+class PaymentCallback(msgspec.Struct, frozen=True, tag=True):
+    """The gateway says ``payment_id`` succeeded or failed (signature and timestamp already
+    verified by the caller; the order checks the payment is its own and the amount)."""
+
+    payment_id: int
+    status: Literal["succeeded", "failed"]
+    amount: int
+    gateway_txn_id: str | None = None
+
+
+class Cancel(msgspec.Struct, frozen=True, tag=True):
+    """Cancel the order, for the user or an admin (SPEC 5)."""
+
+    by: Literal["user", "admin"] = "user"
+
+
+class DeadlineReached(msgspec.Struct, frozen=True, tag=True):
+    """The payment deadline passed (the durable timer, or the sweep): cancel if unpaid."""
+
+
+class Ship(msgspec.Struct, frozen=True, tag=True):
+    """The warehouse ships the paid order."""
+
+
+class Deliver(msgspec.Struct, frozen=True, tag=True):
+    """The shipped order was delivered."""
+
+
+class RequestReturn(msgspec.Struct, frozen=True, tag=True):
+    """The user asks to return a delivered order."""
+
+    reason: str = ""
+
+
+class ApproveReturn(msgspec.Struct, frozen=True, tag=True):
+    """An admin approves the return ``return_id``: refund and stock back."""
+
+    return_id: int
+
+
+class RefundDone(msgspec.Struct, frozen=True, tag=True):
+    """Durable, from the refunder: the gateway refunded ``refund_id``."""
+
+    refund_id: int
+
+
+class GetRefunds(msgspec.Struct, frozen=True, tag=True):
+    """Answer the order's refunds, oldest first."""
+
+
+class GetPayments(msgspec.Struct, frozen=True, tag=True):
+    """Answer the order's payments, oldest first."""
+
+
+OrderMessage = (
+    Place
+    | Accept
+    | Run
+    | UndoPlacement
+    | GetOrder
+    | StartPayment
+    | PaymentCallback
+    | Cancel
+    | DeadlineReached
+    | Ship
+    | Deliver
+    | RequestReturn
+    | ApproveReturn
+    | RefundDone
+    | GetRefunds
+    | GetPayments
+)

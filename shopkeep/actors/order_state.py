@@ -1,0 +1,268 @@
+"""An order's state and the effects its rules ask for: plain values, no IO.
+
+:class:`OrderState` is immutable; a rule returns a new one with the effects the shell must
+write (history rows, timers, durable messages...). The shell turns each effect into SQL or a
+message in the same unit of work as the state change (``order_store.py``).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+# -- statuses, reasons, kinds -----------------------------------------------------------------
+
+PENDING = "pending"
+AWAITING_PAYMENT = "awaiting_payment"
+PAID = "paid"
+SHIPPED = "shipped"
+DELIVERED = "delivered"
+RETURNED = "returned"
+CANCELED = "canceled"
+
+STATUSES = (PENDING, AWAITING_PAYMENT, PAID, SHIPPED, DELIVERED, RETURNED, CANCELED)
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    PENDING: frozenset({AWAITING_PAYMENT, CANCELED}),
+    AWAITING_PAYMENT: frozenset({PAID, CANCELED}),
+    PAID: frozenset({SHIPPED, CANCELED}),
+    SHIPPED: frozenset({DELIVERED}),
+    DELIVERED: frozenset({RETURNED}),
+    RETURNED: frozenset(),
+    CANCELED: frozenset(),
+}
+"""SPEC 7's state machine: from each status, where it may go. ``canceled`` and ``returned``
+are terminal."""
+
+UNPAID = frozenset({PENDING, AWAITING_PAYMENT})
+"""Statuses that count against the user's unpaid-orders cap."""
+
+PLACEMENT_FAILED = "placement_failed"
+BY_USER = "user"
+BY_TIMEOUT = "timeout"
+BY_ADMIN = "admin"
+CANCEL_REASONS = (PLACEMENT_FAILED, BY_USER, BY_TIMEOUT, BY_ADMIN)
+
+INTERRUPTED = "interrupted"
+"""The failure code of a placement cut by a crash (or a lost message) and undone."""
+
+# payments
+CREATED = "created"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+REFUNDED = "refunded"
+
+# refunds
+CANCEL_REFUND = "cancel"
+RETURN_REFUND = "return"
+LATE_PAYMENT = "late_payment"
+DUPLICATE_PAYMENT = "duplicate_payment"
+REFUNDING = "refunding"
+
+# returns
+REQUESTED = "requested"
+APPROVED = "approved"
+
+
+# -- the state --------------------------------------------------------------------------------
+
+
+class Line(msgspec.Struct, frozen=True):
+    """One item of an order; ``unit_price`` is known once its stock is taken."""
+
+    goods_id: int
+    quantity: int
+    unit_price: int | None = None
+
+
+class Payment(msgspec.Struct, frozen=True):
+    """A payment of the order (status created, succeeded, failed, refunded)."""
+
+    id: int
+    amount: int
+    status: str
+    txn_id: str | None
+    created_at: float
+
+
+class Refund(msgspec.Struct, frozen=True):
+    """An after-sale record: what goes back to the wallet and through the gateway."""
+
+    id: int
+    kind: str
+    payment_id: int | None
+    wallet_amount: int
+    gateway_amount: int
+    status: str
+    created_at: float
+    refunded_at: float | None = None
+
+
+class ReturnRequest(msgspec.Struct, frozen=True):
+    """A return asked for after delivery (status requested, approved)."""
+
+    id: int
+    reason: str
+    status: str
+    created_at: float
+    approved_at: float | None = None
+
+
+class OrderState(msgspec.Struct, frozen=True):
+    """Everything one order actor knows. Money is in minor units, times in Unix seconds.
+
+    ``collected`` holds every (payment id, gateway transaction id) whose money the shop has
+    accounted for (applied, or being refunded), so a repeated callback is recognised;
+    ``paid_payment_id`` is the payment that paid the order.
+    """
+
+    id: int
+    user_id: int
+    status: str
+    lines: tuple[Line, ...]
+    coupon_id: int | None
+    use_balance: int
+    created_at: float
+    goods_amount: int = 0
+    shipping_fee: int = 0
+    order_amount: int = 0
+    coupon_discount: int = 0
+    wallet_amount: int = 0
+    pay_amount: int = 0
+    points: int = 0
+    cancel_reason: str | None = None
+    failure_code: str | None = None
+    confirmed_at: float | None = None
+    paid_at: float | None = None
+    canceled_at: float | None = None
+    expires_at: float | None = None
+    shipped_at: float | None = None
+    delivered_at: float | None = None
+    payments: tuple[Payment, ...] = ()
+    refunds: tuple[Refund, ...] = ()
+    returns: tuple[ReturnRequest, ...] = ()
+    collected: frozenset[tuple[int, str | None]] = frozenset()
+    paid_payment_id: int | None = None
+
+    @property
+    def goods_ids(self) -> tuple[int, ...]:
+        """Every goods of the order."""
+        return tuple(line.goods_id for line in self.lines)
+
+    def payment(self, payment_id: int) -> Payment | None:
+        """The payment ``payment_id`` of this order, if it has one."""
+        return next((p for p in self.payments if p.id == payment_id), None)
+
+    def refund(self, refund_id: int) -> Refund | None:
+        """The refund ``refund_id`` of this order, if it has one."""
+        return next((r for r in self.refunds if r.id == refund_id), None)
+
+    def return_request(self, return_id: int) -> ReturnRequest | None:
+        """The return ``return_id`` of this order, if it has one."""
+        return next((r for r in self.returns if r.id == return_id), None)
+
+
+# -- effects ----------------------------------------------------------------------------------
+
+
+class History(msgspec.Struct, frozen=True):
+    """Append an order_history row (``from_status`` None for the first)."""
+
+    from_status: str | None
+    to_status: str
+    operation: str
+    remark: str = ""
+
+
+class SaveLines(msgspec.Struct, frozen=True):
+    """Write the unit prices of the order's items."""
+
+
+class ArmDeadline(msgspec.Struct, frozen=True):
+    """Arm the durable payment deadline at ``due_at``."""
+
+    due_at: float
+
+
+class CancelDeadline(msgspec.Struct, frozen=True):
+    """Cancel the payment deadline."""
+
+
+class Settled(msgspec.Struct, frozen=True):
+    """Tell the user, durably, that the order is no longer unpaid."""
+
+
+class Award(msgspec.Struct, frozen=True):
+    """Award ``points`` to the user, durably."""
+
+    points: int
+
+
+class Release(msgspec.Struct, frozen=True):
+    """Give back, durably, what the order holds: stock of every goods (``stock_reason``), the
+    coupon if ``coupon``, ``wallet_amount``, and the points if ``revoke_points``."""
+
+    stock_reason: str
+    coupon: bool
+    wallet_amount: int
+    revoke_points: bool
+
+
+class Fulfil(msgspec.Struct, frozen=True):
+    """Hand the order to the warehouse (a shipment awaiting)."""
+
+
+class SavePayment(msgspec.Struct, frozen=True):
+    """Insert or update a payments row."""
+
+    payment: Payment
+
+
+class LogPayment(msgspec.Struct, frozen=True):
+    """Append a payment_log row: what a verified callback said and what it led to."""
+
+    payment_id: int
+    status: str
+    amount: int
+    txn_id: str | None
+    action: str
+    duplicate: bool
+
+
+class SaveRefund(msgspec.Struct, frozen=True):
+    """Insert or update a refunds row and append a refund_log row ``event``."""
+
+    refund: Refund
+    event: str
+    detail: str = ""
+
+
+class RequestRefund(msgspec.Struct, frozen=True):
+    """Ask the refunder, durably, to refund the gateway part of ``refund``."""
+
+    refund: Refund
+
+
+class SaveReturn(msgspec.Struct, frozen=True):
+    """Insert or update a returns row."""
+
+    request: ReturnRequest
+
+
+Effect = (
+    History
+    | SaveLines
+    | ArmDeadline
+    | CancelDeadline
+    | Settled
+    | Award
+    | Release
+    | Fulfil
+    | SavePayment
+    | LogPayment
+    | SaveRefund
+    | RequestRefund
+    | SaveReturn
+)
+
+Decision = tuple[OrderState, list[Effect]]
+"""A rule's result: the new state and what to write or send with it."""

@@ -1,0 +1,281 @@
+"""The order actor's persistence: load its state, and write a decision's effects.
+
+Loading reads the order's rows (order, items, payments, refunds, returns, and the payment log's
+counted callbacks). Writing turns each effect into SQL, timers and durable messages in the
+message's unit of work, so a state change and everything it causes commit together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from shopkeep.actors.order_messages import DeadlineReached
+from shopkeep.actors.order_state import (
+    ArmDeadline,
+    Award,
+    CancelDeadline,
+    Effect,
+    Fulfil,
+    History,
+    Line,
+    LogPayment,
+    OrderState,
+    Payment,
+    Refund,
+    Release,
+    RequestRefund,
+    ReturnRequest,
+    SaveLines,
+    SavePayment,
+    SaveRefund,
+    SaveReturn,
+    Settled,
+)
+from shopkeep.actors.payment_rules import CallbackAction
+from shopkeep.actors.protocol import AwardPoints, OrderSettled, ReleaseAssets
+from shopkeep.actors.refund import RefundAttempt
+from shopkeep.runtime import Address, Context
+from shopkeep.store.reader import Reader
+
+DEADLINE = "deadline"
+"""The name of the order's payment-deadline timer."""
+
+ORDER_COLUMNS = (
+    "user_id, status, cancel_reason, failure_code, coupon_id, use_balance, goods_amount, "
+    "shipping_fee, order_amount, coupon_discount, wallet_amount, pay_amount, points, "
+    "created_at, confirmed_at, paid_at, canceled_at, expires_at, shipped_at, delivered_at"
+)
+INSERT_ORDER_SQL = f"INSERT INTO orders (id, {ORDER_COLUMNS}) VALUES ({', '.join('?' * 21)})"
+UPDATE_ORDER_SQL = (
+    "UPDATE orders SET "
+    + ", ".join(f"{column.strip()} = ?" for column in ORDER_COLUMNS.split(","))
+    + " WHERE id = ?"
+)
+SELECT_ORDER_SQL = f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"
+INSERT_ITEM_SQL = "INSERT INTO order_items (order_id, goods_id, quantity) VALUES (?, ?, ?)"
+PRICE_ITEM_SQL = "UPDATE order_items SET unit_price = ? WHERE order_id = ? AND goods_id = ?"
+SELECT_ITEMS_SQL = "SELECT goods_id, quantity, unit_price FROM order_items WHERE order_id = ?"
+HISTORY_SQL = (
+    "INSERT INTO order_history (order_id, from_status, to_status, operation, remark, at) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+UPSERT_PAYMENT_SQL = (
+    "INSERT INTO payments (id, order_id, amount, status, gateway_txn_id, created_at, "
+    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+    "status = excluded.status, gateway_txn_id = excluded.gateway_txn_id, "
+    "updated_at = excluded.updated_at"
+)
+SELECT_PAYMENTS_SQL = (
+    "SELECT id, amount, status, gateway_txn_id, created_at FROM payments "
+    "WHERE order_id = ? ORDER BY id"
+)
+PAYMENT_LOG_SQL = (
+    "INSERT INTO payment_log (payment_id, order_id, verified, duplicate, action, body, at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+COUNTED_ACTIONS = (
+    CallbackAction.APPLIED.value,
+    CallbackAction.LATE_PAYMENT_REFUND.value,
+    CallbackAction.DUPLICATE_PAYMENT_REFUND.value,
+)
+SELECT_COUNTED_SQL = (
+    "SELECT payment_id, action, body FROM payment_log WHERE order_id = ? AND verified = 1 "
+    f"AND action IN ({', '.join('?' * len(COUNTED_ACTIONS))}) ORDER BY id"
+)
+UPSERT_REFUND_SQL = (
+    "INSERT INTO refunds (id, order_id, payment_id, kind, wallet_amount, gateway_amount, "
+    "status, created_at, refunded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+    "refunded_at = excluded.refunded_at"
+)
+SELECT_REFUNDS_SQL = (
+    "SELECT id, kind, payment_id, wallet_amount, gateway_amount, status, created_at, "
+    "refunded_at FROM refunds WHERE order_id = ? ORDER BY id"
+)
+REFUND_LOG_SQL = "INSERT INTO refund_log (refund_id, event, detail, at) VALUES (?, ?, ?, ?)"
+UPSERT_RETURN_SQL = (
+    "INSERT INTO returns (id, order_id, reason, status, created_at, approved_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+    "approved_at = excluded.approved_at"
+)
+SELECT_RETURNS_SQL = (
+    "SELECT id, reason, status, created_at, approved_at FROM returns "
+    "WHERE order_id = ? ORDER BY id"
+)
+SHIPMENT_SQL = (
+    "INSERT OR IGNORE INTO shipments (order_id, status, updated_at) VALUES (?, 'awaiting', ?)"
+)
+
+
+class LoggedCallback(msgspec.Struct, frozen=True):
+    """A callback as the payment log keeps it: SPEC 7's body (ids as strings)."""
+
+    payment_id: str
+    order_id: str
+    amount: int
+    status: str
+    gateway_txn_id: str | None
+
+
+_decode_logged = msgspec.json.Decoder(LoggedCallback).decode
+
+
+def callback_body(order_id: int, log: LogPayment) -> bytes:
+    """The canonical JSON of a callback, as the payment log keeps it."""
+    body = LoggedCallback(str(log.payment_id), str(order_id), log.amount, log.status, log.txn_id)
+    return msgspec.json.encode(body)
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+async def load_order(reader: Reader, order_id: int) -> OrderState | None:
+    """The order's state from the store, or None when there is no such order."""
+    row = await reader.fetchone(SELECT_ORDER_SQL, (order_id,))
+    if row is None:
+        return None
+    items = await reader.fetchall(SELECT_ITEMS_SQL, (order_id,))
+    payments = await reader.fetchall(SELECT_PAYMENTS_SQL, (order_id,))
+    refunds = await reader.fetchall(SELECT_REFUNDS_SQL, (order_id,))
+    returns = await reader.fetchall(SELECT_RETURNS_SQL, (order_id,))
+    counted = await reader.fetchall(SELECT_COUNTED_SQL, (order_id, *COUNTED_ACTIONS))
+    collected: set[tuple[int, str | None]] = set()
+    paid_payment_id: int | None = None
+    for payment_id, action, body in counted:
+        logged = _decode_logged(bytes(body))
+        collected.add((int(payment_id), logged.gateway_txn_id))
+        if action == CallbackAction.APPLIED.value:
+            paid_payment_id = int(payment_id)
+    (user_id, status, cancel_reason, failure_code, coupon_id, use_balance, goods_amount,
+     shipping_fee, order_amount, coupon_discount, wallet_amount, pay_amount, points,
+     created_at, confirmed_at, paid_at, canceled_at, expires_at, shipped_at,
+     delivered_at) = row
+    return OrderState(
+        id=order_id,
+        user_id=user_id,
+        status=status,
+        lines=tuple(Line(g, q, p) for g, q, p in items),
+        coupon_id=coupon_id,
+        use_balance=use_balance,
+        created_at=created_at,
+        goods_amount=goods_amount,
+        shipping_fee=shipping_fee,
+        order_amount=order_amount,
+        coupon_discount=coupon_discount,
+        wallet_amount=wallet_amount,
+        pay_amount=pay_amount,
+        points=points,
+        cancel_reason=cancel_reason,
+        failure_code=failure_code,
+        confirmed_at=confirmed_at,
+        paid_at=paid_at,
+        canceled_at=canceled_at,
+        expires_at=expires_at,
+        shipped_at=shipped_at,
+        delivered_at=delivered_at,
+        payments=tuple(Payment(*p) for p in payments),
+        refunds=tuple(Refund(*r) for r in refunds),
+        returns=tuple(ReturnRequest(*r) for r in returns),
+        collected=frozenset(collected),
+        paid_payment_id=paid_payment_id,
+    )
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def _columns(state: OrderState) -> tuple[Any, ...]:
+    return (
+        state.user_id, state.status, state.cancel_reason, state.failure_code, state.coupon_id,
+        state.use_balance, state.goods_amount, state.shipping_fee, state.order_amount,
+        state.coupon_discount, state.wallet_amount, state.pay_amount, state.points,
+        state.created_at, state.confirmed_at, state.paid_at, state.canceled_at,
+        state.expires_at, state.shipped_at, state.delivered_at,
+    )
+
+
+def write(
+    ctx: Context, before: OrderState | None, after: OrderState, effects: list[Effect]
+) -> None:
+    """Write ``after`` (if its row changed) and every effect into the message's unit."""
+    now = ctx.now()
+    order_id = after.id
+    columns = _columns(after)
+    if before is None:
+        ctx.execute(INSERT_ORDER_SQL, (order_id, *columns))
+        ctx.executemany(
+            INSERT_ITEM_SQL, [(order_id, line.goods_id, line.quantity) for line in after.lines]
+        )
+    elif columns != _columns(before):
+        ctx.execute(UPDATE_ORDER_SQL, (*columns, order_id))
+    user = Address("user", after.user_id)
+    for effect in effects:
+        match effect:
+            case History(from_status, to_status, operation, remark):
+                ctx.execute(
+                    HISTORY_SQL, (order_id, from_status, to_status, operation, remark, now)
+                )
+            case SaveLines():
+                ctx.executemany(
+                    PRICE_ITEM_SQL,
+                    [(line.unit_price, order_id, line.goods_id) for line in after.lines],
+                )
+            case ArmDeadline(due_at):
+                ctx.arm_timer(DEADLINE, due_at, DeadlineReached())
+            case CancelDeadline():
+                ctx.cancel_timer(DEADLINE)
+            case Settled():
+                ctx.send(user, OrderSettled(order_id))
+            case Award(points):
+                ctx.send(user, AwardPoints(order_id, points))
+            case Release(stock_reason, coupon, wallet_amount, revoke_points):
+                message = ReleaseAssets(
+                    order_id=order_id,
+                    user_id=after.user_id,
+                    goods_ids=after.goods_ids,
+                    coupon_id=after.coupon_id if coupon else None,
+                    wallet_amount=wallet_amount,
+                    revoke_points=revoke_points,
+                    stock_reason=stock_reason,
+                )
+                ctx.send(Address("assets", order_id), message)
+            case Fulfil():
+                ctx.execute(SHIPMENT_SQL, (order_id, now))
+            case SavePayment(p):
+                ctx.execute(
+                    UPSERT_PAYMENT_SQL,
+                    (p.id, order_id, p.amount, p.status, p.txn_id, p.created_at, now),
+                )
+            case LogPayment():
+                body = callback_body(order_id, effect)
+                ctx.execute(
+                    PAYMENT_LOG_SQL,
+                    (effect.payment_id, order_id, 1, int(effect.duplicate), effect.action, body,
+                     now),
+                )
+            case SaveRefund(r, event, detail):
+                ctx.execute(
+                    UPSERT_REFUND_SQL,
+                    (r.id, order_id, r.payment_id, r.kind, r.wallet_amount, r.gateway_amount,
+                     r.status, r.created_at, r.refunded_at),
+                )
+                ctx.execute(REFUND_LOG_SQL, (r.id, event, detail, now))
+            case RequestRefund(r):
+                attempt = RefundAttempt(r.id, order_id, r.payment_id, r.gateway_amount)
+                ctx.send(Address("refunder", r.id), attempt)
+            case SaveReturn(request):
+                ctx.execute(
+                    UPSERT_RETURN_SQL,
+                    (request.id, order_id, request.reason, request.status, request.created_at,
+                     request.approved_at),
+                )
+
+
+def log_rejected_callback(
+    ctx: Context, order_id: int, payment_id: int, body: bytes, reason: str
+) -> None:
+    """A callback that named a payment this order does not have, or the wrong amount."""
+    ctx.execute(PAYMENT_LOG_SQL, (payment_id, order_id, 0, 0, f"rejected_{reason}", body,
+                                  ctx.now()))

@@ -1,0 +1,213 @@
+"""The order's payment rules (SPEC 3): starting a payment, the callback decision table, and a
+refund's completion. Pure functions, no IO.
+
+The callback decision table (``classify_callback``), for a callback already verified (signature,
+timestamp) whose payment belongs to the order and whose amount matches:
+
+================================================  ============================  ==============
+callback / what the order knows                   action                        effect
+================================================  ============================  ==============
+failed, payment created                           ``failed``                    payment failed
+failed, payment failed already                    ``duplicate``                 none
+failed, payment succeeded or refunded             ``ignored`` (stale)           none
+succeeded, this (payment, txn) already counted    ``duplicate``                 none
+succeeded, payment succeeded with another txn     ``duplicate_payment_refund``  refund it
+succeeded, order awaiting_payment                 ``applied``                   order paid
+succeeded, order canceled (or pending)            ``late_payment_refund``       refund it
+succeeded, order paid, shipped, delivered, ...    ``duplicate_payment_refund``  refund it
+================================================  ============================  ==============
+
+Every row is acknowledged (the gateway stops retrying) and logged in payment_log.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from msgspec.structs import replace
+
+from shopkeep.actors.config import ShopConfig
+from shopkeep.actors.order_rules import invalid_state, mark_paid, open_refund
+from shopkeep.actors.order_state import (
+    AWAITING_PAYMENT,
+    CANCEL_REFUND,
+    CANCELED,
+    CREATED,
+    DUPLICATE_PAYMENT,
+    FAILED,
+    LATE_PAYMENT,
+    PENDING,
+    REFUNDED,
+    REFUNDING,
+    RETURN_REFUND,
+    SUCCEEDED,
+    Decision,
+    Effect,
+    History,
+    LogPayment,
+    OrderState,
+    Payment,
+    Refund,
+    SavePayment,
+    SaveRefund,
+)
+from shopkeep.actors.protocol import NOT_FOUND, VALIDATION_ERROR, Refusal
+
+
+class CallbackAction(StrEnum):
+    """What a verified callback led to (the payment_log's ``action``)."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    LATE_PAYMENT_REFUND = "late_payment_refund"
+    DUPLICATE_PAYMENT_REFUND = "duplicate_payment_refund"
+    FAILED = "failed"
+    IGNORED = "ignored"
+
+
+# -- starting a payment -----------------------------------------------------------------------
+
+
+def start_payment(
+    state: OrderState, payment_id: int, now: float
+) -> tuple[OrderState, list[Effect], Payment, bool] | Refusal:
+    """A payment of the pay amount for an order awaiting payment; the open one if there is
+    one. Returns the state, effects, the payment and whether it is new."""
+    if state.status != AWAITING_PAYMENT:
+        return invalid_state(state, "start a payment")
+    for payment in state.payments:
+        if payment.status == CREATED:
+            return state, [], payment, False
+    payment = Payment(payment_id, state.pay_amount, CREATED, None, now)
+    state = replace(state, payments=(*state.payments, payment))
+    return state, [SavePayment(payment)], payment, True
+
+
+# -- callbacks --------------------------------------------------------------------------------
+
+
+def classify_callback(
+    order_status: str, payment_status: str, succeeded: bool, already_counted: bool
+) -> CallbackAction:
+    """The decision table of the module docstring."""
+    if not succeeded:
+        if payment_status == CREATED:
+            return CallbackAction.FAILED
+        if payment_status == FAILED:
+            return CallbackAction.DUPLICATE
+        return CallbackAction.IGNORED
+    if already_counted:
+        return CallbackAction.DUPLICATE
+    if payment_status in (SUCCEEDED, REFUNDED):
+        return CallbackAction.DUPLICATE_PAYMENT_REFUND
+    if order_status == AWAITING_PAYMENT:
+        return CallbackAction.APPLIED
+    if order_status in (CANCELED, PENDING):
+        return CallbackAction.LATE_PAYMENT_REFUND
+    return CallbackAction.DUPLICATE_PAYMENT_REFUND
+
+
+class CallbackOutcome:
+    """The result of a verified callback: new state, effects, and what was done."""
+
+    __slots__ = ("action", "effects", "state")
+
+    def __init__(self, state: OrderState, effects: list[Effect], action: CallbackAction):
+        self.state = state
+        self.effects = effects
+        self.action = action
+
+
+def check_callback(state: OrderState, payment_id: int, amount: int) -> Payment | Refusal:
+    """The payment must be this order's, and the amount must be the payment's."""
+    payment = state.payment(payment_id)
+    if payment is None:
+        return Refusal(NOT_FOUND, f"order {state.id} has no payment {payment_id}", state.id)
+    if amount != payment.amount:
+        return Refusal(
+            VALIDATION_ERROR,
+            f"payment {payment_id} is for {payment.amount}, the callback says {amount}",
+            state.id,
+        )
+    return payment
+
+
+def decide_callback(
+    state: OrderState,
+    payment_id: int,
+    status: str,
+    amount: int,
+    txn_id: str | None,
+    now: float,
+    refund_id: int,
+    config: ShopConfig,
+) -> CallbackOutcome | Refusal:
+    """Apply a verified callback (``refund_id`` is used if it leads to a refund)."""
+    checked = check_callback(state, payment_id, amount)
+    if isinstance(checked, Refusal):
+        return checked
+    payment = checked
+    succeeded = status == SUCCEEDED
+    key = (payment_id, txn_id)
+    action = classify_callback(state.status, payment.status, succeeded, key in state.collected)
+    effects: list[Effect] = []
+    if action is CallbackAction.FAILED:
+        state, effects = _with_payment(state, replace(payment, status=FAILED, txn_id=txn_id))
+    elif action in (CallbackAction.DUPLICATE, CallbackAction.IGNORED):
+        pass
+    else:
+        state = replace(state, collected=state.collected | {key})
+        if payment.status not in (SUCCEEDED, REFUNDED):
+            succeeded_payment = replace(payment, status=SUCCEEDED, txn_id=txn_id)
+            state, effects = _with_payment(state, succeeded_payment)
+        if action is CallbackAction.APPLIED:
+            state, paid = mark_paid(state, payment_id, now, config, f"payment {payment_id}")
+            effects += paid
+        else:
+            kind = LATE_PAYMENT if action is CallbackAction.LATE_PAYMENT_REFUND else (
+                DUPLICATE_PAYMENT
+            )
+            refund = Refund(refund_id, kind, payment_id, 0, amount, REFUNDING, now)
+            state, refund_effects = open_refund(state, refund, now)
+            effects += refund_effects
+            effects.append(
+                History(state.status, state.status, f"{kind}_refund",
+                        f"payment {payment_id} ({txn_id}): {amount}")
+            )
+    duplicate = action is CallbackAction.DUPLICATE
+    effects.append(LogPayment(payment_id, status, amount, txn_id, action.value, duplicate))
+    return CallbackOutcome(state, effects, action)
+
+
+def _with_payment(state: OrderState, payment: Payment) -> tuple[OrderState, list[Effect]]:
+    payments = tuple(payment if p.id == payment.id else p for p in state.payments)
+    return replace(state, payments=payments), [SavePayment(payment)]
+
+
+# -- refunds done -----------------------------------------------------------------------------
+
+
+def refund_done(state: OrderState, refund_id: int, now: float) -> Decision | None:
+    """The gateway refunded ``refund_id``: mark it refunded (None if it is already, or unknown).
+
+    The payment refunded is marked refunded too, except when the refund was for a second
+    transaction of the payment that paid the order (that payment still pays it).
+    """
+    refund = state.refund(refund_id)
+    if refund is None or refund.status == REFUNDED:
+        return None
+    refund = replace(refund, status=REFUNDED, refunded_at=now)
+    state = replace(state, refunds=tuple(refund if r.id == refund_id else r for r in state.refunds))
+    effects: list[Effect] = [
+        SaveRefund(refund, "refunded"),
+        History(state.status, state.status, "refunded",
+                f"refund {refund_id} ({refund.kind}): {refund.gateway_amount}"),
+    ]
+    whole_payment = refund.kind in (CANCEL_REFUND, RETURN_REFUND, LATE_PAYMENT) or (
+        refund.payment_id != state.paid_payment_id
+    )
+    payment = state.payment(refund.payment_id) if refund.payment_id is not None else None
+    if whole_payment and payment is not None and payment.status == SUCCEEDED:
+        state, saved = _with_payment(state, replace(payment, status=REFUNDED))
+        effects += saved
+    return state, effects

@@ -1,0 +1,158 @@
+"""The placement saga (SPEC 2), run inside the order actor's handler.
+
+1. The pending order (row, items, history ``placed``) is submitted on its own
+   (``ctx.checkpoint()``): units commit in submission order, so any stock, coupon or wallet
+   change made for this order is durable no earlier than the order that recovery will find.
+2. Take the stock of every item (asked concurrently: different goods actors), learning the unit
+   prices. 3. Price the order. 4. Use the coupon, if any. Then the discount, wallet and pay
+   amounts are known and ``expected_total`` is checked (price_changed): the coupon's value is
+   only known once it is used, so the check comes after step 4 and before the wallet.
+5. Debit the wallet, if any wallet amount: first the amounts are written and checkpointed, so
+   that whoever undoes a cut placement knows what may have been debited.
+6. Confirm: awaiting payment with its deadline, or paid when nothing is left to pay.
+
+Any refusal in steps 2-5 undoes every step already done with one durable ReleaseAssets (all
+goods, the coupon if it was asked for, the wallet amount if debited) and cancels the order,
+placement_failed, failure code = the refusal's code.
+
+Unknown outcomes: an ask that failed with an error (not a refusal) is treated as a refusal of
+that step (failure code ``overloaded`` or ``unavailable``). Usually it had no effect (the runtime
+guarantees that for Overloaded, ActorStopped, a failed handler or commit); after a timeout the
+message may still be handled later. The compensations are safe either way: each gives back only
+what the order holds (ReturnStock the net still taken, ReleaseCoupon only from its holder,
+ReleaseWallet at most the order's debit), and each queues behind the late message in the
+asset's mailbox. That is also why a cut placement can be undone knowing only what was asked
+(:func:`undo_cut_placement`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from shopkeep.actors.order_rules import (
+    check_expected_total,
+    confirm,
+    discounted,
+    fail_placement,
+    priced,
+)
+from shopkeep.actors.order_state import INTERRUPTED, OrderState, SaveLines
+from shopkeep.actors.protocol import DebitWallet, Refusal, StockTaken, TakeStock, UseCoupon
+from shopkeep.runtime import Address, Context, Overloaded
+
+if TYPE_CHECKING:
+    from shopkeep.actors.order import OrderActor
+
+OVERLOADED = "overloaded"
+"""Failure code when an asset actor was too busy to take the step (HTTP 503)."""
+UNAVAILABLE = "unavailable"
+"""Failure code when an asset actor failed to take the step (HTTP 503)."""
+
+
+def _failure(answer: Any) -> tuple[str, str]:
+    if isinstance(answer, Refusal):
+        return answer.code, answer.detail
+    if isinstance(answer, Overloaded):
+        return OVERLOADED, str(answer)
+    if isinstance(answer, BaseException):
+        return UNAVAILABLE, f"{type(answer).__name__}: {answer}"
+    return UNAVAILABLE, f"unexpected answer {answer!r}"
+
+
+def _fail(
+    actor: OrderActor,
+    ctx: Context,
+    state: OrderState,
+    failure: tuple[str, str],
+    *,
+    coupon_asked: bool,
+    wallet_debited: int = 0,
+) -> Refusal:
+    code, detail = failure
+    state, effects = fail_placement(
+        state, code, detail, ctx.now(), coupon_asked=coupon_asked, wallet_debited=wallet_debited
+    )
+    actor.commit(ctx, state, [SaveLines(), *effects])
+    return Refusal(code, detail, state.id)
+
+
+async def run_placement(
+    actor: OrderActor, ctx: Context, expected_total: int | None
+) -> OrderState | Refusal:
+    """Steps 2-6 for the pending order in ``actor.state`` (step 1 is written and submitted)."""
+    state = actor.state
+    assert state is not None
+    order_id = state.id
+    config = actor.config
+
+    # 2. stock
+    asks = [ctx.ask(Address("goods", line.goods_id), TakeStock(order_id, line.quantity))
+            for line in state.lines]
+    answers = await asyncio.gather(*asks, return_exceptions=True)
+    prices: dict[int, int] = {}
+    for line, answer in zip(state.lines, answers, strict=True):
+        if isinstance(answer, asyncio.CancelledError):
+            raise answer
+        if isinstance(answer, StockTaken):
+            prices[line.goods_id] = answer.unit_price
+    if len(prices) < len(state.lines):
+        failed = next(a for a in answers if not isinstance(a, StockTaken))
+        return _fail(actor, ctx, state, _failure(failed), coupon_asked=False)
+
+    # 3. amounts
+    state = priced(state, prices, config)
+
+    # 4. coupon
+    coupon_value: int | None = None
+    if state.coupon_id is not None:
+        use = UseCoupon(order_id, state.user_id, state.order_amount, ctx.now())
+        try:
+            answer = await ctx.ask(Address("coupon", state.coupon_id), use)
+        except Exception as exc:
+            return _fail(actor, ctx, state, _failure(exc), coupon_asked=True)
+        if not isinstance(answer, int) or isinstance(answer, bool):
+            return _fail(actor, ctx, state, _failure(answer), coupon_asked=True)
+        coupon_value = answer
+    state = discounted(state, coupon_value)
+    refusal = check_expected_total(state, expected_total)
+    if refusal is not None:
+        return _fail(actor, ctx, state, (refusal.code, refusal.detail), coupon_asked=True)
+
+    # 5. wallet
+    if state.wallet_amount > 0:
+        actor.commit(ctx, state, [SaveLines()])
+        ctx.checkpoint()
+        debit = DebitWallet(order_id, state.wallet_amount)
+        try:
+            answer = await ctx.ask(Address("user", state.user_id), debit)
+        except Exception as exc:
+            # the debit may still happen (a timeout): the release is capped at the order's
+            # debit and queues behind it, so giving back the whole amount is exact either way
+            wallet = state.wallet_amount
+            return _fail(actor, ctx, state, _failure(exc), coupon_asked=True, wallet_debited=wallet)
+        if isinstance(answer, Refusal):
+            return _fail(actor, ctx, state, _failure(answer), coupon_asked=True)
+
+    # 6. confirm
+    state, effects = confirm(state, ctx.now(), config)
+    actor.commit(ctx, state, effects)
+    return state
+
+
+def undo_cut_placement(actor: OrderActor, ctx: Context) -> None:
+    """Undo a pending order whose placement is not running (cut by a crash or a lost message).
+
+    Everything that may have been taken is released: the stock of every goods, the coupon, and
+    the wallet amount if one was recorded (it is written before the debit is asked). Each
+    release gives back only what the order actually holds, so this is exact whichever steps
+    had happened, and harmless if it runs twice.
+    """
+    state = actor.state
+    assert state is not None
+    detail = "the placement was cut short and has been undone"
+    state, effects = fail_placement(
+        state, INTERRUPTED, detail, ctx.now(), coupon_asked=True,
+        wallet_debited=state.wallet_amount,
+    )
+    actor.commit(ctx, state, effects)

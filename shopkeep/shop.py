@@ -1,0 +1,494 @@
+"""The embedded Python API: every operation of the HTTP API as an async method, no HTTP.
+
+A shop's own program opens a :class:`Shop` on a database file and calls it::
+
+    async with Shop.open("shop.db") as shop:
+        alice = await shop.create_user("alice", balance=5_000)
+        tea = await shop.create_goods("tea", price=1_200, stock=40)
+        order = await shop.place_order(alice.user.id, [(tea.id, 2)])
+        payment = await shop.start_payment(order.id)
+
+Writes go to the actors (one mailbox per order, per user, per goods, ...); reads come from the
+read connection. A refusal raises :class:`shopkeep.errors.ShopError` with a stable code, and
+changes nothing (a placement that failed is recorded as such, with its order id in the error).
+The HTTP layer (``shopkeep/http``) is a thin adapter over this class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import msgspec
+
+from shopkeep import queries
+from shopkeep.actors.assets import AssetsActor
+from shopkeep.actors.audit import AuditReport, audit
+from shopkeep.actors.config import ShopConfig
+from shopkeep.actors.coupon import CouponActor
+from shopkeep.actors.gateway import CallbackBody, Gateway, SandboxGateway
+from shopkeep.actors.goods import GoodsActor
+from shopkeep.actors.kinds import order_kinds
+from shopkeep.actors.order import order_view
+from shopkeep.actors.order_messages import (
+    Accept,
+    ApproveReturn,
+    CallbackHandled,
+    Cancel,
+    Deliver,
+    GetOrder,
+    GetPayments,
+    GetRefunds,
+    OrderView,
+    PaymentCallback,
+    PaymentStarted,
+    PaymentView,
+    Place,
+    RefundView,
+    RequestReturn,
+    ReturnView,
+    Ship,
+    StartPayment,
+)
+from shopkeep.actors.order_store import load_order
+from shopkeep.actors.protocol import (
+    BeginOrder,
+    CouponView,
+    CreateCoupon,
+    CreateGoods,
+    CreateUser,
+    CreditWallet,
+    GetCoupon,
+    GetGoods,
+    GetUser,
+    GoodsView,
+    OrderSettled,
+    OrderTicket,
+    Refusal,
+    UpdateGoods,
+    UserView,
+)
+from shopkeep.actors.recovery import recover_cut_placements, start_deadline_sweep
+from shopkeep.actors.signature import verify
+from shopkeep.actors.user import UserActor
+from shopkeep.bootstrap import Runtime, open_runtime
+from shopkeep.errors import CallbackRejected, ShopError
+from shopkeep.queries import HistoryEntry, Page
+from shopkeep.runtime import Address, Clock, Overloaded, RealClock, RuntimeConfig
+from shopkeep.store import UnitOfWork
+from shopkeep.store.reader import Reader
+
+T = TypeVar("T")
+
+MAX_AMOUNT = 10**12
+"""The largest amount of money (minor units) any request may carry: 10 billion."""
+MAX_NAME = 200
+MAX_KEY = 200
+MAX_CALLBACK_BODY = 64 * 1024
+ASSET_KINDS = (UserActor, GoodsActor, CouponActor, AssetsActor)
+LOG_REJECTED_CALLBACK_SQL = (
+    "INSERT INTO payment_log (payment_id, order_id, verified, duplicate, action, body, at) "
+    "VALUES (NULL, NULL, 0, 0, ?, ?, ?)"
+)
+
+
+class CreatedUser(msgspec.Struct, frozen=True):
+    """A new user and their API token (shown once: only its hash is kept)."""
+
+    user: UserView
+    token: str
+
+
+def hash_token(token: str) -> str:
+    """How tokens are kept: their SHA-256, so a copy of the database reveals none."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_amount(name: str, value: int, *, minimum: int = 0) -> None:
+    """Refuse an amount that is not an integer in [minimum, MAX_AMOUNT]."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ShopError("validation_error", f"{name} must be an integer number of minor units")
+    if not minimum <= value <= MAX_AMOUNT:
+        raise ShopError("validation_error", f"{name} must be between {minimum} and {MAX_AMOUNT}")
+
+
+def check_name(name: str) -> None:
+    """Refuse an empty or overlong name."""
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+        raise ShopError("validation_error", f"name must be 1 to {MAX_NAME} characters")
+
+
+def answer(reply: Any, kind: type[T]) -> T:
+    """The actor's answer as ``kind``, or its refusal raised as a ShopError."""
+    if isinstance(reply, Refusal):
+        raise ShopError.of(reply)
+    if not isinstance(reply, kind):
+        raise TypeError(f"expected {kind.__name__}, got {type(reply).__name__}")
+    return reply
+
+
+class Shop:
+    """The shop's operations over one database. Build it with :meth:`Shop.open`."""
+
+    def __init__(
+        self, runtime: Runtime, config: ShopConfig, gateway: Gateway, gateway_secret: str
+    ) -> None:
+        self.runtime = runtime
+        self.system = runtime.system
+        self.config = config
+        self.gateway = gateway
+        self.reader: Reader = runtime.store.reader
+        self._gateway_secret = gateway_secret
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        path: str,
+        *,
+        config: ShopConfig | None = None,
+        clock: Clock | None = None,
+        gateway: Gateway | None = None,
+        gateway_secret: str | None = None,
+        runtime_config: RuntimeConfig | None = None,
+        synchronous: str = "FULL",
+        inline: bool = False,
+    ) -> AsyncIterator[Shop]:
+        """Open the shop on the database at ``path`` until the block ends (then stop cleanly).
+
+        Without a ``gateway``, an in-process :class:`SandboxGateway` signs callbacks with
+        ``gateway_secret`` (random when not given) and delivers them to this shop. At start,
+        placements cut by a crash are undone and the sweep of overdue unpaid orders begins.
+        """
+        settings = config or ShopConfig()
+        secret = gateway_secret or secrets.token_hex(32)
+        the_clock = clock or RealClock()
+        the_gateway: Gateway = gateway or SandboxGateway(secret, the_clock)
+        async with open_runtime(
+            path,
+            synchronous=synchronous,
+            clock=the_clock,
+            config=runtime_config,
+            kinds=[*ASSET_KINDS, *order_kinds(settings, the_gateway)],
+            inline=inline,
+        ) as runtime:
+            shop = cls(runtime, settings, the_gateway, secret)
+            if isinstance(the_gateway, SandboxGateway):
+                the_gateway.attach(shop.acknowledge_callback)
+            await recover_cut_placements(runtime.system)
+            sweep = start_deadline_sweep(runtime.system, settings)
+            try:
+                yield shop
+            finally:
+                sweep.cancel()
+                if isinstance(the_gateway, SandboxGateway):
+                    await the_gateway.close()
+
+    async def _ask(self, address: Address, message: Any) -> Any:
+        return await self.system.ask(address, message)
+
+    # -- users ----------------------------------------------------------------------------------
+
+    async def create_user(self, name: str, balance: int = 0) -> CreatedUser:
+        """A new user with an opening wallet balance, and their token (shown only here)."""
+        check_name(name)
+        check_amount("balance", balance)
+        token = secrets.token_urlsafe(32)
+        user_id = self.system.ids.next()
+        view = answer(
+            await self._ask(Address("user", user_id), CreateUser(name, balance, hash_token(token))),
+            UserView,
+        )
+        return CreatedUser(view, token)
+
+    async def get_user(self, user_id: int) -> UserView:
+        """The user, or ShopError not_found."""
+        return answer(await self._ask(Address("user", user_id), GetUser()), UserView)
+
+    async def user_for_token(self, token: str) -> int | None:
+        """The id of the user whose token this is, or None."""
+        return await queries.user_for_token(self.reader, hash_token(token))
+
+    async def credit_wallet(self, user_id: int, amount: int) -> UserView:
+        """Add ``amount`` to the user's wallet (an admin operation)."""
+        check_amount("amount", amount, minimum=1)
+        return answer(await self._ask(Address("user", user_id), CreditWallet(amount)), UserView)
+
+    # -- goods ----------------------------------------------------------------------------------
+
+    async def create_goods(self, name: str, price: int, stock: int) -> GoodsView:
+        """A new goods (SKU) with its price and opening stock."""
+        check_name(name)
+        check_amount("price", price)
+        check_amount("stock", stock)
+        goods_id = self.system.ids.next()
+        return answer(
+            await self._ask(Address("goods", goods_id), CreateGoods(name, price, stock)),
+            GoodsView,
+        )
+
+    async def update_goods(
+        self, goods_id: int, *, price: int | None = None, restock: int | None = None
+    ) -> GoodsView:
+        """Change a goods' price and/or add stock."""
+        if price is not None:
+            check_amount("price", price)
+        if restock is not None:
+            check_amount("restock", restock, minimum=1)
+        return answer(
+            await self._ask(Address("goods", goods_id), UpdateGoods(price, restock)), GoodsView
+        )
+
+    async def get_goods(self, goods_id: int) -> GoodsView:
+        """The goods, or ShopError not_found."""
+        return answer(await self._ask(Address("goods", goods_id), GetGoods()), GoodsView)
+
+    async def list_goods(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[GoodsView]:
+        """Goods, newest first."""
+        return await queries.list_goods(self.reader, limit, cursor)
+
+    # -- coupons --------------------------------------------------------------------------------
+
+    async def create_coupon(
+        self,
+        user_id: int,
+        value: int,
+        *,
+        min_order_amount: int = 0,
+        expires_at: float | None = None,
+    ) -> CouponView:
+        """A coupon for ``user_id`` worth ``value``."""
+        check_amount("value", value, minimum=1)
+        check_amount("min_order_amount", min_order_amount)
+        await self.get_user(user_id)
+        coupon_id = self.system.ids.next()
+        message = CreateCoupon(user_id, value, min_order_amount, expires_at)
+        return answer(await self._ask(Address("coupon", coupon_id), message), CouponView)
+
+    async def get_coupon(self, coupon_id: int) -> CouponView:
+        """The coupon, or ShopError not_found."""
+        return answer(await self._ask(Address("coupon", coupon_id), GetCoupon()), CouponView)
+
+    async def list_coupons(
+        self, user_id: int, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[CouponView]:
+        """A user's coupons, newest first."""
+        return await queries.list_coupons(self.reader, user_id, limit, cursor)
+
+    # -- orders ---------------------------------------------------------------------------------
+
+    def _checked_items(self, items: Any) -> tuple[tuple[int, int], ...]:
+        try:
+            pairs = tuple((int(goods), quantity) for goods, quantity in items)
+        except (TypeError, ValueError):
+            raise ShopError(
+                "validation_error", "items must be (goods id, quantity) pairs"
+            ) from None
+        if not 1 <= len(pairs) <= self.config.max_items:
+            raise ShopError(
+                "validation_error", f"an order has 1 to {self.config.max_items} items"
+            )
+        if len({goods for goods, _ in pairs}) != len(pairs):
+            raise ShopError("validation_error", "each goods may appear once in an order")
+        for goods, quantity in pairs:
+            if isinstance(quantity, bool) or not isinstance(quantity, int):
+                raise ShopError("validation_error", f"goods {goods}: quantity must be an integer")
+            if not 1 <= quantity <= self.config.max_quantity:
+                raise ShopError(
+                    "validation_error",
+                    f"goods {goods}: quantity must be between 1 and {self.config.max_quantity}",
+                )
+        return pairs
+
+    async def place_order(
+        self,
+        user_id: int,
+        items: Any,
+        *,
+        coupon_id: int | None = None,
+        use_balance: int = 0,
+        expected_total: int | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = True,
+    ) -> OrderView:
+        """Place an order (SPEC 2). With ``wait``, the answer is the confirmed (or paid) order
+        or a ShopError with the refusal's code (and the failed order's id); without it, the
+        pending order at once (poll it). The same ``idempotency_key`` with the same request
+        answers the same order; with another request, idempotency_conflict."""
+        lines = self._checked_items(items)
+        check_amount("use_balance", use_balance)
+        if expected_total is not None:
+            check_amount("expected_total", expected_total)
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_KEY:
+            raise ShopError("validation_error", f"an idempotency key has 1 to {MAX_KEY} characters")
+        request = msgspec.json.encode([lines, coupon_id, use_balance, expected_total])
+        order_id = self.system.ids.next()
+        begin = BeginOrder(
+            order_id,
+            idempotency_key,
+            hashlib.sha256(request).hexdigest(),
+            self.config.max_unpaid_orders,
+        )
+        ticket = answer(await self._ask(Address("user", user_id), begin), OrderTicket)
+        if ticket.existing:
+            return await self.get_order(ticket.order_id)
+        order = Address("order", order_id)
+        message = (Place if wait else Accept)(
+            user_id, lines, coupon_id, use_balance, expected_total
+        )
+        try:
+            reply = await self._ask(order, message)
+        except Overloaded:
+            # nothing was enqueued: the user must not count an order that never began
+            self.system.tell(Address("user", user_id), OrderSettled(order_id))
+            raise
+        return answer(reply, OrderView)
+
+    async def _owned(self, order_id: int, user_id: int | None) -> Address:
+        """The order's address, after checking it exists and (for a user) is theirs."""
+        owner = await queries.order_owner(self.reader, order_id)
+        if owner is None or (user_id is not None and owner != user_id):
+            raise ShopError("not_found", f"order {order_id} does not exist")
+        return Address("order", order_id)
+
+    async def get_order(self, order_id: int, *, user_id: int | None = None) -> OrderView:
+        """The order; with ``user_id``, only if it is theirs (else not_found)."""
+        return answer(await self._ask(await self._owned(order_id, user_id), GetOrder()), OrderView)
+
+    async def list_orders(
+        self,
+        *,
+        user_id: int | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[OrderView]:
+        """Orders (a user's, or all), newest first, optionally of one status."""
+        ids, size = await queries.order_ids(self.reader, user_id, status, limit, cursor)
+        views = []
+        for order_id in ids:
+            state = await load_order(self.reader, order_id)
+            if state is not None:
+                views.append(order_view(state))
+        return queries.paged(views, ids, size)
+
+    async def order_history(
+        self, order_id: int, *, user_id: int | None = None
+    ) -> list[HistoryEntry]:
+        """Every status change of the order, oldest first."""
+        await self._owned(order_id, user_id)
+        return await queries.order_history(self.reader, order_id)
+
+    async def start_payment(
+        self, order_id: int, *, user_id: int | None = None
+    ) -> PaymentStarted:
+        """Start the payment of an order awaiting payment (the same open one when asked
+        again: ``created`` is False then)."""
+        order = await self._owned(order_id, user_id)
+        return answer(await self._ask(order, StartPayment()), PaymentStarted)
+
+    async def payments(self, order_id: int, *, user_id: int | None = None) -> list[PaymentView]:
+        """The order's payments, oldest first."""
+        order = await self._owned(order_id, user_id)
+        return list(answer(await self._ask(order, GetPayments()), tuple))
+
+    async def handle_callback(self, raw_body: bytes, signature: str | None) -> CallbackHandled:
+        """Verify and apply a payment callback (SPEC 3, 7). Raises CallbackRejected, having
+        changed nothing but the payment log, for a missing or wrong signature, a timestamp
+        out of tolerance, a body that does not parse, an unknown payment, a wrong amount."""
+        verified, reason = verify(
+            self._gateway_secret,
+            signature,
+            raw_body,
+            self.system.clock.now(),
+            self.config.callback_tolerance_s,
+        )
+        if not verified:
+            await self._log_rejected(raw_body, f"signature_{reason}")
+            raise CallbackRejected(f"signature: {reason}")
+        try:
+            body = msgspec.json.decode(raw_body, type=CallbackBody)
+            payment_id, order_id = int(body.payment_id), int(body.order_id)
+        except (msgspec.DecodeError, ValueError):
+            await self._log_rejected(raw_body, "malformed")
+            raise CallbackRejected("the body is not a payment callback") from None
+        if body.status not in ("succeeded", "failed"):
+            await self._log_rejected(raw_body, "malformed")
+            raise CallbackRejected(f"unknown status {body.status!r}")
+        if await queries.order_owner(self.reader, order_id) is None:
+            await self._log_rejected(raw_body, "unknown_payment")
+            raise CallbackRejected(f"payment {payment_id} is not known")
+        message = PaymentCallback(payment_id, body.status, body.amount, body.gateway_txn_id)  # type: ignore[arg-type]
+        reply = await self._ask(Address("order", order_id), message)
+        if isinstance(reply, Refusal):
+            raise CallbackRejected(reply.detail)
+        return answer(reply, CallbackHandled)
+
+    async def acknowledge_callback(self, raw_body: bytes, signature: str) -> bool:
+        """The sandbox gateway's way in: True when the callback was handled (acknowledged)."""
+        try:
+            await self.handle_callback(raw_body, signature)
+        except CallbackRejected:
+            return False
+        return True
+
+    async def _log_rejected(self, raw_body: bytes, reason: str) -> None:
+        unit = UnitOfWork()
+        unit.execute(
+            LOG_REJECTED_CALLBACK_SQL,
+            (f"rejected_{reason}", raw_body[:MAX_CALLBACK_BODY], self.system.clock.now()),
+        )
+        await self.runtime.store.writer.submit(unit)
+
+    async def cancel_order(
+        self, order_id: int, *, by: str = "user", user_id: int | None = None
+    ) -> OrderView:
+        """Cancel the order (SPEC 5); canceling twice answers the order as it is."""
+        if by not in ("user", "admin"):
+            raise ShopError("validation_error", "by must be user or admin")
+        order = await self._owned(order_id, user_id)
+        return answer(await self._ask(order, Cancel(by)), OrderView)  # type: ignore[arg-type]
+
+    async def ship(self, order_id: int) -> OrderView:
+        """The paid order leaves the warehouse (admin)."""
+        return answer(await self._ask(await self._owned(order_id, None), Ship()), OrderView)
+
+    async def deliver(self, order_id: int) -> OrderView:
+        """The shipped order was delivered (admin)."""
+        return answer(await self._ask(await self._owned(order_id, None), Deliver()), OrderView)
+
+    async def request_return(
+        self, order_id: int, reason: str = "", *, user_id: int | None = None
+    ) -> ReturnView:
+        """Ask to return a delivered order."""
+        if len(reason) > 2000:
+            raise ShopError("validation_error", "a reason has at most 2000 characters")
+        order = await self._owned(order_id, user_id)
+        return answer(await self._ask(order, RequestReturn(reason)), ReturnView)
+
+    async def approve_return(self, return_id: int) -> ReturnView:
+        """Approve a return (admin): refund, and the stock goes back."""
+        row = await self.reader.fetchone(
+            "SELECT order_id FROM returns WHERE id = ?", (return_id,)
+        )
+        if row is None:
+            raise ShopError("not_found", f"return {return_id} does not exist")
+        order = Address("order", int(row[0]))
+        return answer(await self._ask(order, ApproveReturn(return_id)), ReturnView)
+
+    async def refunds(self, order_id: int, *, user_id: int | None = None) -> list[RefundView]:
+        """The order's after-sale records, oldest first."""
+        order = await self._owned(order_id, user_id)
+        return list(answer(await self._ask(order, GetRefunds()), tuple))
+
+    # -- audit ----------------------------------------------------------------------------------
+
+    async def audit(self) -> AuditReport:
+        """The invariants of SPEC section 6, computed from the database now."""
+        await self.runtime.store.writer.flush()
+        return await audit(self.reader)

@@ -1,0 +1,280 @@
+"""The audit: a clean shop passes, and each kind of corruption fails exactly its own check."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from shopkeep.actors.audit import AuditReport, audit, audit_file
+from shopkeep.actors.protocol import (
+    AwardPoints,
+    CreateCoupon,
+    CreateGoods,
+    CreateUser,
+    CreditWallet,
+    DebitWallet,
+    OrderSettled,
+    ReleaseAssets,
+    TakeStock,
+    UpdateGoods,
+    UseCoupon,
+)
+from shopkeep.bootstrap import Runtime
+from tests.actors.asset_shop import (
+    assets,
+    coupon,
+    goods,
+    open_shop,
+    record_order,
+    record_payment,
+    settled,
+    user,
+)
+
+ANN, BOB = 1, 2
+TEA, CUP = 10, 11
+USED, SPARE = 20, 21
+
+
+async def stock_a_shop(rt: Runtime) -> None:
+    """Two users, two goods, two coupons, and four orders in four states, all consistent:
+
+    100 ann's, paid with coupon 20 and her wallet; 101 ann's, canceled by her, everything given
+    back; 102 bob's, paid through the gateway; 103 bob's, paid, then canceled, its refund
+    still refunding.
+    """
+    ask = rt.system.ask
+    now = rt.system.clock.now()
+    await ask(user(ANN), CreateUser("ann", 10_000, "hash-ann"))
+    await ask(user(BOB), CreateUser("bob", 0, "hash-bob"))
+    await ask(user(BOB), CreditWallet(500))
+    await ask(goods(TEA), CreateGoods("tea", 450, 20))
+    await ask(goods(TEA), UpdateGoods(restock=5))
+    await ask(goods(CUP), CreateGoods("cup", 1_200, 3))
+    await ask(coupon(USED), CreateCoupon(ANN, 500))
+    await ask(coupon(SPARE), CreateCoupon(ANN, 300))
+
+    await ask(goods(TEA), TakeStock(100, 2))
+    await ask(coupon(USED), UseCoupon(100, ANN, 1_900, now))
+    await ask(user(ANN), DebitWallet(100, 1_400))
+    await ask(user(ANN), AwardPoints(100, 14))
+    await ask(user(ANN), OrderSettled(100))
+    await record_order(rt, 100, ANN, "paid", {TEA: 2}, coupon_id=USED, wallet_amount=1_400)
+
+    await ask(goods(TEA), TakeStock(101, 1))
+    await ask(goods(CUP), TakeStock(101, 1))
+    await ask(user(ANN), DebitWallet(101, 500))
+    await record_order(rt, 101, ANN, "canceled", {TEA: 1, CUP: 1}, cancel_reason="user")
+    await ask(assets(101), ReleaseAssets(101, ANN, (TEA, CUP), None, 500, revoke_points=False))
+
+    await ask(goods(CUP), TakeStock(102, 1))
+    await record_order(rt, 102, BOB, "paid", {CUP: 1}, pay_amount=2_200)
+    await record_payment(rt, 1_002, 102, 2_200)
+
+    await ask(goods(TEA), TakeStock(103, 1))
+    await ask(user(BOB), AwardPoints(103, 14))
+    await record_order(rt, 103, BOB, "canceled", {TEA: 1}, pay_amount=1_450, cancel_reason="user")
+    await record_payment(rt, 1_003, 103, 1_450, refund_id=2_003)
+    await ask(assets(103), ReleaseAssets(103, BOB, (TEA,), None, 0, revoke_points=True))
+    await settled(rt)
+
+
+@pytest.fixture
+async def shop_db(tmp_path: Path) -> str:
+    """The path of a closed database holding the stocked shop."""
+    path = str(tmp_path / "shop.db")
+    async with open_shop(path) as rt:
+        await stock_a_shop(rt)
+    return path
+
+
+def corrupt(path: str, sql: str) -> None:
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(sql)
+    conn.close()
+
+
+def failing(report: AuditReport) -> dict[str, str]:
+    return {check.name: check.detail for check in report.checks if not check.ok}
+
+
+async def test_a_consistent_shop_audits_ok_and_says_what_it_checked(tmp_path: Path) -> None:
+    async with open_shop(str(tmp_path / "shop.db")) as rt:
+        await stock_a_shop(rt)
+        report = await audit(rt.store.reader)
+    assert report.ok, failing(report)
+    details = {check.name: check.detail for check in report.checks}
+    assert list(details) == ["stock", "wallet", "points", "coupons", "money", "states", "refunds"]
+    assert details["money"] == "collected 3650 = kept by orders 2200 + refunded 0 + refunding 1450"
+    assert details["stock"] == "2 goods: on hand = initial + restocked - held by orders"
+
+
+async def test_audit_file_on_the_closed_database_reports_what_audit_saw_live(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "shop.db")
+    async with open_shop(path) as rt:
+        await stock_a_shop(rt)
+        await rt.store.writer.call(lambda conn: conn.execute("UPDATE users SET points = 99"))
+        live = await audit(rt.store.reader)
+    assert not live.ok
+    assert audit_file(path) == live
+
+
+async def test_an_empty_database_audits_ok(tmp_path: Path) -> None:
+    path = str(tmp_path / "empty.db")
+    async with open_shop(path):
+        pass
+    assert audit_file(path).ok
+
+
+def test_audit_file_of_a_missing_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no database file"):
+        audit_file(str(tmp_path / "nowhere.db"))
+
+
+def test_stock_changed_without_a_ledger_row_fails_the_stock_check(shop_db: str) -> None:
+    corrupt(shop_db, f"UPDATE goods SET stock = stock - 1 WHERE id = {TEA}")
+    assert failing(audit_file(shop_db)) == {
+        "stock": "1 violation: goods 10: stock 22, but initial 20 + restocked 5 + ledger -2 = 23"
+    }
+
+
+def test_a_wallet_balance_off_its_ledger_fails_the_wallet_check(shop_db: str) -> None:
+    corrupt(shop_db, f"UPDATE users SET balance = balance + 500 WHERE id = {BOB}")
+    assert failing(audit_file(shop_db)) == {
+        "wallet": "1 violation: user 2: balance 1000, but the wallet ledger sums to 500"
+    }
+
+
+def test_a_coupon_marked_used_by_no_order_fails_the_coupons_check(shop_db: str) -> None:
+    corrupt(shop_db, f"UPDATE coupons SET order_id = 999 WHERE id = {SPARE}")
+    assert failing(audit_file(shop_db)) == {
+        "coupons": "1 violation: coupon 21 is marked used by order 999, which does not exist"
+    }
+
+
+def test_a_coupon_freed_while_its_order_still_holds_it_fails_the_coupons_check(
+    shop_db: str,
+) -> None:
+    corrupt(shop_db, f"UPDATE coupons SET order_id = NULL WHERE id = {USED}")
+    assert failing(audit_file(shop_db)) == {
+        "coupons": "1 violation: coupon 20 is unused, but live order 100 holds it"
+    }
+
+
+def test_points_off_their_ledger_fail_the_points_check(shop_db: str) -> None:
+    corrupt(shop_db, f"UPDATE users SET points = points + 7 WHERE id = {ANN}")
+    assert failing(audit_file(shop_db)) == {
+        "points": "1 violation: user 1: points 21, but the points ledger sums to 14"
+    }
+
+
+def test_a_refund_record_lost_fails_the_money_and_refunds_checks(shop_db: str) -> None:
+    corrupt(shop_db, "DELETE FROM refunds")
+    assert failing(audit_file(shop_db)) == {
+        "money": "1 violation: order 103: collected 1450, but kept 0 + refunded 0",
+        "refunds": "1 violation: canceled order 103 was paid but has no refund record",
+    }
+
+
+def test_a_canceled_order_without_a_reason_fails_the_states_check(shop_db: str) -> None:
+    corrupt(shop_db, "UPDATE orders SET cancel_reason = NULL WHERE id = 101")
+    assert failing(audit_file(shop_db)) == {
+        "states": "1 violation: canceled order 101 has no cancel reason"
+    }
+
+
+def test_an_order_awaiting_payment_without_its_deadline_fails_the_states_check(
+    shop_db: str,
+) -> None:
+    corrupt(shop_db, "UPDATE orders SET status = 'awaiting_payment' WHERE id = 100")
+    assert failing(audit_file(shop_db)) == {
+        "states": "1 violation: order 100 awaits payment with no deadline timer"
+    }
+
+
+async def test_a_canceled_orders_release_still_in_the_outbox_is_in_flight_not_a_violation(
+    shop_db: str,
+) -> None:
+    async with open_shop(shop_db) as rt:
+        rt.system.outbox.stop()  # the release stays in the outbox, as if the server stopped
+        await rt.system.ask(goods(CUP), TakeStock(104, 1))
+        await rt.system.ask(user(ANN), DebitWallet(104, 200))
+        await rt.system.ask(coupon(SPARE), UseCoupon(104, ANN, 1_200, rt.system.clock.now()))
+        await record_order(
+            rt,
+            104,
+            ANN,
+            "canceled",
+            {CUP: 1},
+            coupon_id=SPARE,
+            wallet_amount=200,
+            cancel_reason="timeout",
+        )
+        await rt.system.ask(assets(104), ReleaseAssets(104, ANN, (CUP,), SPARE, 200, False))
+        await record_order(rt, 105, ANN, "pending", {TEA: 1})
+    report = audit_file(shop_db)
+    assert report.ok, failing(report)
+    details = {check.name: check.detail for check in report.checks}
+    assert details["stock"].endswith("; 1 in flight")
+    assert details["wallet"].endswith("; 1 in flight")
+    assert details["coupons"].endswith("; 1 in flight")
+    assert details["states"].endswith("; 1 in flight (pending placements)")
+    corrupt(shop_db, "DELETE FROM outbox")
+    assert failing(audit_file(shop_db)) == {
+        "stock": "1 violation: canceled order 104 still holds 1 of goods 11",
+        "wallet": "1 violation: canceled order 104 still holds 200 of user 1",
+        "coupons": "1 violation: coupon 21 is still marked used by canceled order 104",
+    }
+
+
+def test_a_release_assets_in_the_outbox_counts_exactly_as_it_will_fan_out(shop_db: str) -> None:
+    corrupt(
+        shop_db,
+        f"DELETE FROM stock_ledger WHERE order_id = 101 AND goods_id = {TEA} AND quantity > 0",
+    )
+    corrupt(shop_db, f"UPDATE goods SET stock = stock - 1 WHERE id = {TEA}")
+    assert "canceled order 101 still holds 1 of goods 10" in failing(audit_file(shop_db))["stock"]
+    pending = ReleaseAssets(101, ANN, (TEA,), None, 0, revoke_points=False)
+    with sqlite3.connect(shop_db) as conn:
+        conn.execute(
+            "INSERT INTO outbox (id, kind, actor_id, payload, created_at) "
+            "VALUES (1, 'assets', 101, ?, 0)",
+            (msgspec.msgpack.encode(pending),),
+        )
+    conn.close()
+    assert audit_file(shop_db).ok
+
+
+def test_stock_moved_between_two_goods_is_found_though_the_totals_still_agree(
+    shop_db: str,
+) -> None:
+    corrupt(shop_db, f"UPDATE goods SET stock = stock + 1 WHERE id = {TEA}")
+    corrupt(shop_db, f"UPDATE goods SET stock = stock - 1 WHERE id = {CUP}")
+    assert failing(audit_file(shop_db)) == {
+        "stock": "2 violations: goods 10: stock 24, but initial 20 + restocked 5 + ledger -2 = 23; "
+        "goods 11: stock 1, but initial 3 + restocked 0 + ledger -1 = 2"
+    }
+
+
+def test_money_moved_between_two_users_is_found_though_the_totals_still_agree(
+    shop_db: str,
+) -> None:
+    corrupt(shop_db, f"UPDATE users SET balance = balance - 100 WHERE id = {ANN}")
+    corrupt(shop_db, f"UPDATE users SET balance = balance + 100 WHERE id = {BOB}")
+    assert set(failing(audit_file(shop_db))) == {"wallet"}
+
+
+def test_a_refund_recorded_on_the_wrong_order_is_found_though_the_totals_agree(
+    shop_db: str,
+) -> None:
+    corrupt(shop_db, "UPDATE refunds SET order_id = 102")
+    assert failing(audit_file(shop_db))["money"] == (
+        "2 violations: order 102: collected 2200, but kept 2200 + refunded 1450; "
+        "order 103: collected 1450, but kept 0 + refunded 0"
+    )

@@ -1,0 +1,56 @@
+"""The sandbox gateway: signed callbacks retried until acknowledged, refunds once per key."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from shopkeep.actors.gateway import CallbackBody, GatewayError, SandboxGateway
+from shopkeep.actors.signature import verify
+from shopkeep.runtime import VirtualClock
+
+
+async def test_a_callback_is_signed_and_retried_with_back_off_until_acknowledged() -> None:
+    clock = VirtualClock()
+    gateway = SandboxGateway("s", clock, retry_s=1.0, retry_max_s=4.0)
+    seen: list[tuple[float, CallbackBody]] = []
+
+    async def shop(raw_body: bytes, header: str) -> bool:
+        assert verify("s", header, raw_body, clock.now(), 300) == (True, "ok")
+        seen.append((clock.now(), msgspec.json.decode(raw_body, type=CallbackBody)))
+        if len(seen) == 2:
+            raise RuntimeError("the shop fell over")
+        return len(seen) >= 5
+
+    gateway.attach(shop)
+    start = clock.now()
+    task = gateway.complete_soon(7, 8, 1_500, "succeeded", "txn-1")
+    await clock.advance(20)
+
+    assert task.done() and task.result() is True
+    assert [t - start for t, _ in seen] == [0, 1, 3, 7, 11]  # 1, 2, 4, then capped at 4
+    assert seen[0][1] == CallbackBody("7", "8", 1_500, "succeeded", "txn-1")
+    assert gateway.collected == {(7, "txn-1"): 1_500}
+
+
+async def test_a_refund_is_done_once_per_key_and_fails_while_switched_off() -> None:
+    clock = VirtualClock()
+    gateway = SandboxGateway("s", clock)
+
+    async def shop(raw_body: bytes, header: str) -> bool:
+        return True
+
+    gateway.attach(shop)
+    assert await gateway.complete(7, 8, 1_500, "succeeded")
+    gateway.fail_refunds_until(clock.now() + 5)
+    with pytest.raises(GatewayError):
+        await gateway.refund(70, 7, 1_500)
+    await clock.advance(5)
+    await gateway.refund(70, 7, 1_500)
+    await gateway.refund(70, 7, 1_500)
+    assert gateway.total_refunded == 1_500
+    with pytest.raises(GatewayError):
+        await gateway.refund(71, 7, 1)  # nothing left to refund of payment 7
+    gateway.refunds_failing = True
+    with pytest.raises(GatewayError):
+        await gateway.refund(72, 9, 1)

@@ -1,0 +1,311 @@
+"""The order kind with the real asset kinds, on a SQLite file and a virtual clock: placement,
+payment callbacks and the deadline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from shopkeep.actors.order_messages import (
+    Accept,
+    Cancel,
+    GetPayments,
+    GetRefunds,
+    OrderView,
+    PaymentCallback,
+    RefundView,
+)
+from shopkeep.actors.protocol import Refusal
+from shopkeep.runtime import VirtualClock
+from tests.actors.order_shop import Shop, open_shop
+
+HALF_HOUR = 30 * 60
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+async def shop(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[Shop]:
+    async with open_shop(tmp_path / "shop.db", clock) as shop:
+        yield shop
+
+
+# -- placement --------------------------------------------------------------------------------
+
+
+async def test_a_placement_takes_stock_coupon_and_wallet_and_awaits_payment(shop: Shop) -> None:
+    alice = await shop.user(balance=5_000)
+    tea = await shop.goods(price=2_500, stock=10)
+    cup = await shop.goods(price=1_000, stock=5)
+    coupon = await shop.coupon(alice, value=500)
+
+    order = await shop.placed(alice, [(tea, 2), (cup, 1)], coupon_id=coupon, use_balance=1_000,
+                              expected_total=5_500)
+
+    assert order.status == "awaiting_payment"
+    assert (order.goods_amount, order.shipping_fee, order.order_amount) == (6_000, 1_000, 7_000)
+    assert (order.coupon_discount, order.wallet_amount, order.pay_amount) == (500, 1_000, 5_500)
+    assert {(i.goods_id, i.quantity, i.unit_price) for i in order.items} == {
+        (tea, 2, 2_500), (cup, 1, 1_000)
+    }
+    assert order.expires_at == order.confirmed_at + HALF_HOUR  # type: ignore[operator]
+    assert (await shop.stock(tea), await shop.stock(cup)) == (8, 4)
+    assert await shop.coupon_holder(coupon) == order.id
+    assert await shop.wallet(alice) == (4_000, 0)
+    assert await shop.history(order.id) == ["placed", "confirmed"]
+    await shop.audit_ok()
+
+
+@pytest.mark.parametrize("step", ["stock", "coupon", "price", "wallet"])
+async def test_a_refusal_at_any_step_undoes_every_earlier_step(shop: Shop, step: str) -> None:
+    alice = await shop.user(balance=5_000)
+    bob = await shop.user()
+    tea = await shop.goods(price=2_500, stock=10)
+    cup = await shop.goods(price=1_000, stock=1 if step != "stock" else 0)
+    coupon = await shop.coupon(alice if step != "coupon" else bob, value=500)
+    use_balance = 1_000 if step != "wallet" else 6_000
+
+    refusal = await shop.place(alice, [(tea, 2), (cup, 1)], coupon_id=coupon,
+                               use_balance=use_balance,
+                               expected_total=999 if step == "price" else None)
+
+    assert isinstance(refusal, Refusal)
+    expected_code = {"stock": "insufficient_stock", "coupon": "coupon_unavailable",
+                     "price": "price_changed", "wallet": "insufficient_balance"}[step]
+    assert refusal.code == expected_code and refusal.order_id is not None
+    await shop.quiet()
+    order = await shop.order(refusal.order_id)
+    assert (order.status, order.cancel_reason) == ("canceled", "placement_failed")
+    assert await shop.history(order.id) == ["placed", "placement_failed"]
+    assert (await shop.stock(tea), await shop.stock(cup)) == (10, 1 if step != "stock" else 0)
+    assert await shop.coupon_holder(coupon) is None
+    assert await shop.wallet(alice) == (5_000, 0)
+    failure = await shop.rows("SELECT failure_code FROM orders WHERE id = ?", (order.id,))
+    assert failure == [(expected_code,)]
+    await shop.audit_ok()
+
+
+async def test_an_unknown_goods_fails_the_placement_and_releases_the_rest(shop: Shop) -> None:
+    alice = await shop.user()
+    tea = await shop.goods(price=100, stock=3)
+    refusal = await shop.place(alice, [(tea, 1), (shop.new_id(), 1)])
+    assert isinstance(refusal, Refusal) and refusal.code == "not_found"
+    await shop.quiet()
+    assert await shop.stock(tea) == 3
+    await shop.audit_ok()
+
+
+async def test_a_malformed_order_is_refused_without_recording_anything(shop: Shop) -> None:
+    alice = await shop.user()
+    tea = await shop.goods(price=100, stock=3)
+    refusal = await shop.place(alice, [(tea, 0)])
+    assert isinstance(refusal, Refusal) and refusal.code == "validation_error"
+    assert refusal.order_id is None
+    assert await shop.rows("SELECT count(*) FROM orders") == [(0,)]
+
+
+async def test_an_order_with_nothing_left_to_pay_goes_straight_to_paid(shop: Shop) -> None:
+    alice = await shop.user(balance=20_000)
+    tea = await shop.goods(price=2_500, stock=10)
+    coupon = await shop.coupon(alice, value=1_000)
+
+    order = await shop.placed(alice, [(tea, 4)], coupon_id=coupon, use_balance=20_000)
+
+    assert (order.status, order.pay_amount, order.wallet_amount) == ("paid", 0, 9_000)
+    assert order.paid_at == order.confirmed_at and order.expires_at is None
+    await shop.quiet()
+    assert await shop.wallet(alice) == (11_000, 90)
+    assert await shop.history(order.id) == ["placed", "confirmed", "paid"]
+    assert await shop.rows("SELECT status FROM shipments WHERE order_id = ?", (order.id,)) == [
+        ("awaiting",)
+    ]
+    assert await shop.rows("SELECT count(*) FROM timers WHERE kind = 'order'") == [(0,)]
+    await shop.audit_ok()
+
+
+async def test_an_accepted_order_is_pending_at_once_and_a_cancel_waits_its_turn(
+    shop: Shop,
+) -> None:
+    alice = await shop.user()
+    tea = await shop.goods(price=2_500, stock=10)
+    order_id = shop.new_id()
+    await shop.begin(alice, order_id)
+
+    accepted = await shop.ask("order", order_id, Accept(alice, ((tea, 1),)))
+    canceled = await shop.ask("order", order_id, Cancel("user"))
+
+    assert isinstance(accepted, OrderView) and accepted.status == "pending"
+    assert isinstance(canceled, OrderView)
+    assert (canceled.status, canceled.cancel_reason) == ("canceled", "user")
+    assert await shop.history(order_id) == ["placed", "confirmed", "canceled_by_user"]
+    await shop.quiet()
+    assert await shop.stock(tea) == 10
+    await shop.audit_ok()
+
+
+# -- payment ----------------------------------------------------------------------------------
+
+
+async def test_starting_a_payment_twice_answers_the_same_open_payment(shop: Shop) -> None:
+    alice = await shop.user()
+    tea = await shop.goods(price=2_500, stock=10)
+    order = await shop.placed(alice, [(tea, 1)])
+    first = await shop.start_payment(order.id)
+    again = await shop.start_payment(order.id)
+    assert first.created and not again.created
+    assert first.payment == again.payment
+    assert (first.payment.amount, first.payment.status) == (3_500, "created")
+    assert first.payment.gateway_url.endswith(str(first.payment.id))
+
+
+async def test_a_success_callback_pays_the_order(shop: Shop) -> None:
+    alice = await shop.user(balance=1_000)
+    tea = await shop.goods(price=2_500, stock=10)
+    order = await shop.placed(alice, [(tea, 2)], use_balance=1_000)
+
+    await shop.pay(order.id)
+
+    paid = await shop.order(order.id)
+    assert paid.status == "paid" and paid.paid_at is not None
+    await shop.quiet()
+    assert await shop.wallet(alice) == (0, 60)  # 5000 paid + 1000 of wallet
+    assert await shop.history(order.id) == ["placed", "confirmed", "paid"]
+    assert await shop.rows("SELECT count(*) FROM timers WHERE kind = 'order'") == [(0,)]
+    assert await shop.rows("SELECT action, verified, duplicate FROM payment_log") == [
+        ("applied", 1, 0)
+    ]
+    assert shop.gateway.total_collected == 5_000
+    await shop.audit_ok()
+
+
+async def test_a_duplicate_callback_is_acknowledged_and_changes_nothing(shop: Shop) -> None:
+    alice = await shop.user()
+    tea = await shop.goods(price=2_500, stock=10)
+    order = await shop.placed(alice, [(tea, 2)])
+    started = await shop.pay(order.id)
+    before = await shop.order(order.id)
+
+    assert await shop.gateway.resend(started.payment.id)
+
+    assert await shop.order(order.id) == before
+    _, answer = shop.callbacks[-1]
+    assert (answer.action, answer.duplicate) == ("duplicate", True)
+    assert await shop.ask("order", order.id, GetRefunds()) == ()
+    await shop.audit_ok()
+
+
+async def test_a_failed_payment_leaves_the_order_awaiting_and_a_new_one_can_start(
+    shop: Shop,
+) -> None:
+    alice = await shop.user()
+    tea = await shop.goods(price=2_500, stock=10)
+    order = await shop.placed(alice, [(tea, 2)])
+    failed = await shop.pay(order.id, status="failed")
+
+    assert (await shop.order(order.id)).status == "awaiting_payment"
+    retry = await shop.pay(order.id)
+    assert retry.created and retry.payment.id != failed.payment.id
+    payments = await shop.ask("order", order.id, GetPayments())
+    assert [p.status for p in payments] == ["failed", "succeeded"]
+    assert (await shop.order(order.id)).status == "paid"
+    await shop.audit_ok()
+
+
+async def test_a_callback_with_an_unknown_payment_or_amount_changes_nothing(shop: Shop) -> None:
+    alice = await shop.user()
+    tea = await shop.goods(price=2_500, stock=10)
+    order = await shop.placed(alice, [(tea, 2)])
+    payment = (await shop.start_payment(order.id)).payment
+
+    wrong = await shop.ask("order", order.id, PaymentCallback(payment.id, "succeeded", 1, "t"))
+    unknown = await shop.ask("order", order.id,
+                             PaymentCallback(shop.new_id(), "succeeded", 6_000, "t"))
+
+    assert isinstance(wrong, Refusal) and isinstance(unknown, Refusal)
+    assert (await shop.order(order.id)).status == "awaiting_payment"
+    assert await shop.rows("SELECT action, verified FROM payment_log ORDER BY id") == [
+        ("rejected_amount", 0), ("rejected_unknown_payment", 0)
+    ]
+
+
+# -- the deadline -----------------------------------------------------------------------------
+
+
+async def test_an_unpaid_order_is_canceled_at_its_deadline_and_its_assets_come_back(
+    shop: Shop, clock: VirtualClock
+) -> None:
+    alice = await shop.user(balance=3_000)
+    tea = await shop.goods(price=2_500, stock=10)
+    coupon = await shop.coupon(alice, value=500)
+    order = await shop.placed(alice, [(tea, 2)], coupon_id=coupon, use_balance=3_000)
+
+    await clock.advance(HALF_HOUR - 1)
+    assert (await shop.order(order.id)).status == "awaiting_payment"
+    await clock.advance(1)
+
+    timed_out = await shop.order(order.id)
+    assert (timed_out.status, timed_out.cancel_reason) == ("canceled", "timeout")
+    assert timed_out.canceled_at == order.expires_at
+    await shop.quiet()
+    assert await shop.stock(tea) == 10
+    assert await shop.coupon_holder(coupon) is None
+    assert await shop.wallet(alice) == (3_000, 0)
+    assert await shop.history(order.id) == ["placed", "confirmed", "canceled_by_timeout"]
+    await shop.audit_ok()
+
+
+async def test_a_success_and_the_deadline_at_the_same_instant_success_first(
+    shop: Shop, clock: VirtualClock
+) -> None:
+    alice = await shop.user()
+    tea = await shop.goods(price=2_500, stock=10)
+    deadline = clock.now() + HALF_HOUR
+    paying: list[asyncio.Task[bool]] = []
+    payment: list[int] = []
+
+    def success() -> None:
+        paying.append(shop.gateway.complete_soon(payment[0], order.id, 6_000, "succeeded"))
+
+    clock.call_at(deadline, success)  # queued at the deadline's instant, ahead of its timer
+    order = await shop.placed(alice, [(tea, 2)])
+    payment.append((await shop.start_payment(order.id)).payment.id)
+    assert order.expires_at == deadline
+
+    await clock.advance(HALF_HOUR)
+
+    assert await paying[0]
+    final = await shop.order(order.id)
+    assert final.status == "paid" and final.paid_at == deadline
+    assert await shop.ask("order", order.id, GetRefunds()) == ()
+    await shop.audit_ok()
+
+
+async def test_a_success_and_the_deadline_at_the_same_instant_deadline_first(
+    shop: Shop, clock: VirtualClock
+) -> None:
+    alice = await shop.user()
+    tea = await shop.goods(price=2_500, stock=10)
+    order = await shop.placed(alice, [(tea, 2)])
+    payment = (await shop.start_payment(order.id)).payment
+
+    await clock.advance(HALF_HOUR)
+    assert await shop.gateway.complete(payment.id, order.id, 6_000, "succeeded")
+
+    final = await shop.order(order.id)
+    assert (final.status, final.cancel_reason) == ("canceled", "timeout")
+    await shop.quiet()
+    (refund,) = await shop.ask("order", order.id, GetRefunds())
+    assert isinstance(refund, RefundView)
+    assert (refund.kind, refund.gateway_amount, refund.status) == ("late_payment", 6_000,
+                                                                   "refunded")
+    assert shop.gateway.total_collected == shop.gateway.total_refunded == 6_000
+    payments = await shop.ask("order", order.id, GetPayments())
+    assert [p.status for p in payments] == ["refunded"]
+    assert await shop.stock(tea) == 10
+    await shop.audit_ok()

@@ -1,0 +1,248 @@
+"""Payments: starting one, the callback decision table, refunds done, signatures, back-off."""
+
+from __future__ import annotations
+
+import pytest
+from msgspec.structs import replace
+
+from shopkeep.actors import signature
+from shopkeep.actors.config import ShopConfig
+from shopkeep.actors.fulfilment import (
+    INTERCEPTED,
+    SHIPPED,
+    Dispatch,
+    GetShipment,
+    Intercept,
+    decide,
+)
+from shopkeep.actors.order_rules import confirm, discounted, new_order, priced
+from shopkeep.actors.order_state import (
+    AWAITING_PAYMENT,
+    CANCELED,
+    CREATED,
+    DELIVERED,
+    FAILED,
+    PAID,
+    PENDING,
+    REFUNDED,
+    RETURNED,
+    SUCCEEDED,
+    Award,
+    CancelDeadline,
+    Fulfil,
+    LogPayment,
+    OrderState,
+    RequestRefund,
+    Settled,
+)
+from shopkeep.actors.order_state import (
+    SHIPPED as ORDER_SHIPPED,
+)
+from shopkeep.actors.payment_rules import (
+    CallbackAction,
+    CallbackOutcome,
+    classify_callback,
+    decide_callback,
+    refund_done,
+    start_payment,
+)
+from shopkeep.actors.protocol import Refusal
+from shopkeep.actors.refund import retry_delay
+
+CONFIG = ShopConfig()
+NOW = 1_000.0
+A = CallbackAction
+
+
+def awaiting() -> OrderState:
+    state, _ = new_order(7, 3, ((1, 2),), None, 0, NOW)
+    state, _ = confirm(discounted(priced(state, {1: 2_500}, CONFIG), None), NOW, CONFIG)
+    return state  # pay amount 6000
+
+
+def with_payment(state: OrderState, payment_id: int = 50) -> OrderState:
+    started = start_payment(state, payment_id, NOW)
+    assert isinstance(started, tuple)
+    return started[0]
+
+
+def callback(state: OrderState, status: str = "succeeded", txn: str | None = "t1",
+             payment_id: int = 50, amount: int = 6_000, refund_id: int = 90) -> CallbackOutcome:
+    outcome = decide_callback(state, payment_id, status, amount, txn, NOW + 10, refund_id, CONFIG)
+    assert isinstance(outcome, CallbackOutcome), outcome
+    return outcome
+
+
+# -- starting ---------------------------------------------------------------------------------
+
+
+def test_starting_a_payment_creates_one_for_the_pay_amount_and_then_answers_it_again() -> None:
+    started = start_payment(awaiting(), 50, NOW)
+    assert isinstance(started, tuple)
+    state, _effects, payment, created = started
+    assert created and (payment.id, payment.amount, payment.status) == (50, 6_000, CREATED)
+    again = start_payment(state, 51, NOW)
+    assert isinstance(again, tuple)
+    assert again[2] == payment and again[3] is False and again[1] == []
+
+
+def test_after_a_failed_payment_a_new_one_is_started() -> None:
+    state = callback(with_payment(awaiting()), status="failed", txn=None).state
+    started = start_payment(state, 51, NOW)
+    assert isinstance(started, tuple) and started[2].id == 51 and started[3]
+
+
+def test_only_an_order_awaiting_payment_can_start_one() -> None:
+    state = replace(awaiting(), status=PAID)
+    refusal = start_payment(state, 50, NOW)
+    assert isinstance(refusal, Refusal) and refusal.code == "invalid_state"
+
+
+# -- the decision table -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("order", "payment", "succeeded", "counted", "action"),
+    [
+        (AWAITING_PAYMENT, CREATED, False, False, A.FAILED),
+        (AWAITING_PAYMENT, FAILED, False, False, A.DUPLICATE),
+        (PAID, SUCCEEDED, False, True, A.IGNORED),
+        (CANCELED, REFUNDED, False, True, A.IGNORED),
+        (PAID, SUCCEEDED, True, True, A.DUPLICATE),
+        (CANCELED, REFUNDED, True, True, A.DUPLICATE),
+        (PAID, SUCCEEDED, True, False, A.DUPLICATE_PAYMENT_REFUND),
+        (AWAITING_PAYMENT, CREATED, True, False, A.APPLIED),
+        (AWAITING_PAYMENT, FAILED, True, False, A.APPLIED),
+        (CANCELED, CREATED, True, False, A.LATE_PAYMENT_REFUND),
+        (PENDING, CREATED, True, False, A.LATE_PAYMENT_REFUND),
+        (PAID, CREATED, True, False, A.DUPLICATE_PAYMENT_REFUND),
+        (ORDER_SHIPPED, CREATED, True, False, A.DUPLICATE_PAYMENT_REFUND),
+        (DELIVERED, CREATED, True, False, A.DUPLICATE_PAYMENT_REFUND),
+        (RETURNED, CREATED, True, False, A.DUPLICATE_PAYMENT_REFUND),
+    ],
+)
+def test_the_callback_decision_table(
+    order: str, payment: str, succeeded: bool, counted: bool, action: CallbackAction
+) -> None:
+    assert classify_callback(order, payment, succeeded, counted) is action
+
+
+def test_a_success_pays_the_order_awards_points_and_hands_it_to_fulfilment() -> None:
+    outcome = callback(with_payment(awaiting()))
+    state = outcome.state
+    assert outcome.action is A.APPLIED
+    assert state.status == PAID and state.paid_at == NOW + 10 and state.paid_payment_id == 50
+    assert state.payment(50) is not None and state.payment(50).status == SUCCEEDED  # type: ignore[union-attr]
+    assert (50, "t1") in state.collected
+    for effect in (CancelDeadline(), Settled(), Fulfil(), Award(60)):
+        assert effect in outcome.effects
+    assert outcome.effects[-1] == LogPayment(50, "succeeded", 6_000, "t1", "applied", False)
+
+
+def test_a_duplicate_of_an_applied_success_changes_nothing() -> None:
+    state = callback(with_payment(awaiting())).state
+    outcome = callback(state)
+    assert outcome.action is A.DUPLICATE and outcome.state == state
+    assert outcome.effects == [LogPayment(50, "succeeded", 6_000, "t1", "duplicate", True)]
+
+
+def test_a_success_for_a_canceled_order_is_refunded_as_a_late_payment() -> None:
+    state = replace(with_payment(awaiting()), status=CANCELED, cancel_reason="timeout")
+    outcome = callback(state)
+    assert outcome.action is A.LATE_PAYMENT_REFUND and outcome.state.status == CANCELED
+    (refund,) = outcome.state.refunds
+    assert (refund.kind, refund.payment_id, refund.gateway_amount) == ("late_payment", 50, 6_000)
+    assert RequestRefund(refund) in outcome.effects
+    assert callback(outcome.state).action is A.DUPLICATE  # and its repeat is a no-op
+
+
+def test_a_second_payment_record_for_a_paid_order_is_refunded() -> None:
+    state = with_payment(awaiting())
+    state = replace(state, payments=(*state.payments, replace(state.payments[0], id=51)))
+    state = callback(state).state
+    outcome = callback(state, payment_id=51, txn="t2")
+    assert outcome.action is A.DUPLICATE_PAYMENT_REFUND and outcome.state.status == PAID
+    assert outcome.state.refunds[0].kind == "duplicate_payment"
+    assert outcome.state.payment(51).status == SUCCEEDED  # type: ignore[union-attr]
+
+
+def test_the_same_payment_with_another_transaction_is_refunded() -> None:
+    state = callback(with_payment(awaiting())).state
+    outcome = callback(state, txn="t2")
+    assert outcome.action is A.DUPLICATE_PAYMENT_REFUND
+    (refund,) = outcome.state.refunds
+    assert refund.payment_id == 50 and refund.gateway_amount == 6_000
+    assert callback(outcome.state, txn="t2").action is A.DUPLICATE
+    # refunded: the payment that pays the order stays succeeded
+    done = refund_done(outcome.state, refund.id, NOW + 20)
+    assert done is not None
+    assert done[0].refunds[0].status == REFUNDED
+    assert done[0].payment(50).status == SUCCEEDED  # type: ignore[union-attr]
+
+
+def test_a_failure_leaves_the_order_awaiting_payment() -> None:
+    outcome = callback(with_payment(awaiting()), status="failed", txn=None)
+    assert outcome.action is A.FAILED and outcome.state.status == AWAITING_PAYMENT
+    assert outcome.state.payment(50).status == FAILED  # type: ignore[union-attr]
+    assert callback(outcome.state, status="failed", txn=None).action is A.DUPLICATE
+
+
+def test_a_callback_for_an_unknown_payment_or_another_amount_is_refused() -> None:
+    state = with_payment(awaiting())
+    unknown = decide_callback(state, 999, "succeeded", 6_000, "t", NOW, 90, CONFIG)
+    assert isinstance(unknown, Refusal) and unknown.code == "not_found"
+    wrong = decide_callback(state, 50, "succeeded", 5_999, "t", NOW, 90, CONFIG)
+    assert isinstance(wrong, Refusal) and wrong.code == "validation_error"
+
+
+def test_a_late_payment_refunded_marks_its_payment_refunded_once() -> None:
+    state = replace(with_payment(awaiting()), status=CANCELED)
+    state = callback(state).state
+    done = refund_done(state, 90, NOW + 30)
+    assert done is not None
+    state, _ = done
+    assert state.refunds[0].status == REFUNDED and state.refunds[0].refunded_at == NOW + 30
+    assert state.payment(50).status == REFUNDED  # type: ignore[union-attr]
+    assert refund_done(state, 90, NOW + 40) is None
+    assert refund_done(state, 12345, NOW + 40) is None
+
+
+# -- signatures, back-off, the warehouse ------------------------------------------------------
+
+
+def test_a_signature_verifies_and_any_change_breaks_it() -> None:
+    body = b'{"payment_id":"1"}'
+    header = signature.sign("s3cret", 1_000, body)
+    assert header.startswith("t=1000,v1=") and len(header) == len("t=1000,v1=") + 64
+    assert signature.verify("s3cret", header, body, 1_100, 300) == (True, "ok")
+    assert signature.verify("other", header, body, 1_100, 300) == (False, "mismatch")
+    assert signature.verify("s3cret", header, body + b" ", 1_100, 300) == (False, "mismatch")
+    assert signature.verify("s3cret", header, body, 1_301, 300) == (False, "stale")
+    assert signature.verify("s3cret", header, body, 699, 300) == (False, "stale")
+    assert signature.verify("s3cret", None, body, 1_000, 300) == (False, "missing")
+    forged = header.replace("t=1000", "t=1001")
+    assert signature.verify("s3cret", forged, body, 1_000, 300) == (False, "mismatch")
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["t=1000", "v1=ab", "t=1000,v1=XYZ", "t=abc,v1=" + "0" * 64, "v1=" + "0" * 64 + ",t=1000",
+     "t=1000,v1=" + "0" * 64 + ",v0=1", "t=-5,v1=" + "0" * 64, "t=1000,v1=" + "A" * 64],
+)
+def test_a_malformed_signature_header_is_refused(header: str) -> None:
+    assert signature.verify("s", header, b"{}", 1_000, 300) == (False, "malformed")
+
+
+def test_refund_retries_back_off_doubling_up_to_the_cap() -> None:
+    config = ShopConfig(refund_retry_s=1.0, refund_retry_max_s=5.0)
+    assert [retry_delay(n, config) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+
+
+def test_the_warehouse_intercepts_until_it_ships_and_ships_until_intercepted() -> None:
+    assert decide("awaiting", Intercept()) == INTERCEPTED
+    assert decide(INTERCEPTED, Intercept()) == INTERCEPTED
+    assert isinstance(decide(INTERCEPTED, Dispatch()), Refusal)
+    assert decide("awaiting", Dispatch()) == SHIPPED
+    assert decide(SHIPPED, Dispatch()) == SHIPPED
+    assert isinstance(decide(SHIPPED, Intercept()), Refusal)
+    assert decide(SHIPPED, GetShipment()) == SHIPPED

@@ -1,0 +1,42 @@
+"""Fixtures: a Shop on a real SQLite file in tmp_path, on a virtual clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from shopkeep.actors.gateway import SandboxGateway
+from shopkeep.runtime import VirtualClock
+from shopkeep.shop import Shop
+
+SECRET = "test-gateway-secret"
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+async def shop(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[Shop]:
+    async with Shop.open(str(tmp_path / "shop.db"), clock=clock, gateway_secret=SECRET) as opened:
+        yield opened
+
+
+def sandbox(shop: Shop) -> SandboxGateway:
+    """The shop's in-process sandbox gateway."""
+    assert isinstance(shop.gateway, SandboxGateway)
+    return shop.gateway
+
+
+async def settle(shop: Shop) -> None:
+    """Wait until the shop is quiet: durable releases and refunds delivered and applied."""
+    await shop.runtime.system.quiet()
+
+
+async def assert_audit_ok(shop: Shop) -> None:
+    """Every invariant of SPEC 6 holds."""
+    report = await shop.audit()
+    assert report.ok, [(c.name, c.detail) for c in report.checks if not c.ok]

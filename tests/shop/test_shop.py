@@ -1,0 +1,295 @@
+"""The embedded API end to end: placements, payments, deadlines, cancels and refunds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from shopkeep.errors import CallbackRejected, ShopError
+from shopkeep.runtime import VirtualClock
+from shopkeep.shop import Shop
+from tests.shop.conftest import assert_audit_ok, sandbox, settle
+
+
+async def customer(shop: Shop, balance: int = 0) -> int:
+    return (await shop.create_user("customer", balance=balance)).user.id
+
+
+async def test_a_thousand_customers_racing_for_a_hundred_units_get_exactly_a_hundred(
+    shop: Shop,
+) -> None:
+    tea = await shop.create_goods("tea", price=500, stock=100)
+    users = [await customer(shop) for _ in range(1000)]
+
+    async def order(user: int) -> str:
+        try:
+            await shop.place_order(user, [(tea.id, 1)])
+        except ShopError as refused:
+            return refused.code
+        return "placed"
+
+    outcomes = Counter(await asyncio.gather(*(order(user) for user in users)))
+    assert outcomes == {"placed": 100, "insufficient_stock": 900}
+    assert (await shop.get_goods(tea.id)).stock == 0
+    await assert_audit_ok(shop)
+
+
+async def test_an_order_is_confirmed_with_its_amounts_and_deadline(
+    shop: Shop, clock: VirtualClock
+) -> None:
+    tea = await shop.create_goods("tea", price=3_000, stock=10)
+    user = await customer(shop, balance=1_000)
+    order = await shop.place_order(user, [(tea.id, 2)], use_balance=500)
+    assert order.status == "awaiting_payment"
+    assert (order.goods_amount, order.shipping_fee, order.order_amount) == (6_000, 1_000, 7_000)
+    assert (order.wallet_amount, order.pay_amount) == (500, 6_500)
+    assert order.expires_at == pytest.approx(clock.now() + 1800)
+    assert (await shop.get_user(user)).balance == 500
+    await assert_audit_ok(shop)
+
+
+async def test_a_success_callback_pays_the_order_and_awards_points(shop: Shop) -> None:
+    tea = await shop.create_goods("tea", price=12_000, stock=10)
+    user = await customer(shop)
+    order = await shop.place_order(user, [(tea.id, 1)])
+    started = await shop.start_payment(order.id)
+    assert started.created and started.payment.amount == 12_000
+    assert not (await shop.start_payment(order.id)).created  # the same open payment
+    assert await sandbox(shop).complete(started.payment.id, order.id, 12_000, "succeeded")
+    assert (await shop.get_order(order.id)).status == "paid"
+    assert (await shop.get_user(user)).points == 120
+    assert await sandbox(shop).resend(started.payment.id)  # a duplicate is acknowledged
+    assert (await shop.get_user(user)).points == 120
+    await assert_audit_ok(shop)
+
+
+@pytest.mark.parametrize("first", ["callback", "deadline"])
+async def test_a_success_callback_and_the_deadline_at_the_same_instant_agree(
+    shop: Shop, clock: VirtualClock, first: str
+) -> None:
+    tea = await shop.create_goods("tea", price=2_000, stock=10)
+    user = await customer(shop)
+    order = await shop.place_order(user, [(tea.id, 1)])
+    payment = (await shop.start_payment(order.id)).payment
+    await clock.advance(1800 - 0.001)
+    body = sandbox(shop).callback(payment.id, order.id, payment.amount, "succeeded", "txn-1")
+    signature = sandbox(shop).signature(body)
+    if first == "callback":
+        await shop.handle_callback(body, signature)
+        await clock.advance(0.001)
+    else:
+        await clock.advance(0.001)
+        await shop.get_order(order.id)  # queued behind the deadline's fire: it is handled
+        await shop.handle_callback(body, signature)
+    final = await shop.get_order(order.id)
+    refunds = await shop.refunds(order.id)
+    if first == "callback":
+        assert final.status == "paid" and refunds == []
+    else:
+        assert final.status == "canceled" and final.cancel_reason == "timeout"
+        assert [(r.kind, r.gateway_amount) for r in refunds] == [("late_payment", payment.amount)]
+    await clock.advance(10)
+    await assert_audit_ok(shop)
+
+
+async def test_an_unpaid_order_times_out_and_gives_everything_back(
+    shop: Shop, clock: VirtualClock
+) -> None:
+    tea = await shop.create_goods("tea", price=2_000, stock=5)
+    user = await customer(shop, balance=700)
+    coupon = await shop.create_coupon(user, 300)
+    order = await shop.place_order(user, [(tea.id, 2)], coupon_id=coupon.id, use_balance=700)
+    await clock.advance(1800)
+    final = await shop.get_order(order.id)
+    assert (final.status, final.cancel_reason) == ("canceled", "timeout")
+    await settle(shop)
+    assert (await shop.get_goods(tea.id)).stock == 5
+    assert (await shop.get_coupon(coupon.id)).state == "unused"
+    assert (await shop.get_user(user)).balance == 700
+    await assert_audit_ok(shop)
+
+
+async def test_a_paid_order_canceled_while_the_gateway_refuses_refunds_is_refunded_later(
+    shop: Shop, clock: VirtualClock
+) -> None:
+    tea = await shop.create_goods("tea", price=5_000, stock=5)
+    user = await customer(shop)
+    order = await shop.place_order(user, [(tea.id, 1)])
+    payment = (await shop.start_payment(order.id)).payment
+    await sandbox(shop).complete(payment.id, order.id, payment.amount, "succeeded")
+    sandbox(shop).fail_refunds_until(clock.now() + 120)
+    canceled = await shop.cancel_order(order.id, user_id=user)
+    assert canceled.status == "canceled"
+    [refund] = await shop.refunds(order.id, user_id=user)
+    assert (refund.kind, refund.status, refund.gateway_amount) == (
+        "cancel",
+        "refunding",
+        payment.amount,
+    )
+    await clock.advance(60)
+    assert (await shop.refunds(order.id))[0].status == "refunding"
+    await clock.advance(600)
+    await settle(shop)
+    assert (await shop.refunds(order.id))[0].status == "refunded"
+    assert sandbox(shop).total_refunded == payment.amount
+    await assert_audit_ok(shop)
+
+
+async def test_a_shipped_order_cannot_be_canceled_and_canceling_twice_is_harmless(
+    shop: Shop,
+) -> None:
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    user = await customer(shop)
+    first = await shop.place_order(user, [(tea.id, 1)])
+    assert (await shop.cancel_order(first.id)).status == "canceled"
+    assert (await shop.cancel_order(first.id)).status == "canceled"
+    second = await shop.place_order(user, [(tea.id, 1)])
+    payment = (await shop.start_payment(second.id)).payment
+    await sandbox(shop).complete(payment.id, second.id, payment.amount, "succeeded")
+    await shop.ship(second.id)
+    with pytest.raises(ShopError) as refused:
+        await shop.cancel_order(second.id)
+    assert refused.value.code == "invalid_state"
+    assert (await shop.get_order(second.id)).status == "shipped"
+    await assert_audit_ok(shop)
+
+
+async def test_a_returned_order_is_refunded_and_its_stock_comes_back(
+    shop: Shop, clock: VirtualClock
+) -> None:
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    user = await customer(shop)
+    order = await shop.place_order(user, [(tea.id, 2)])
+    payment = (await shop.start_payment(order.id)).payment
+    await sandbox(shop).complete(payment.id, order.id, payment.amount, "succeeded")
+    await shop.ship(order.id)
+    await shop.deliver(order.id)
+    request = await shop.request_return(order.id, "too strong", user_id=user)
+    approved = await shop.approve_return(request.id)
+    assert approved.status == "approved"
+    await settle(shop)
+    assert (await shop.get_order(order.id)).status == "returned"
+    assert (await shop.get_goods(tea.id)).stock == 5
+    assert [r.status for r in await shop.refunds(order.id)] == ["refunded"]
+    await assert_audit_ok(shop)
+
+
+async def test_the_same_idempotency_key_answers_the_same_order_and_refuses_another_body(
+    shop: Shop,
+) -> None:
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    user = await customer(shop)
+    first = await shop.place_order(user, [(tea.id, 1)], idempotency_key="k1")
+    again = await shop.place_order(user, [(tea.id, 1)], idempotency_key="k1")
+    assert again.id == first.id
+    with pytest.raises(ShopError) as refused:
+        await shop.place_order(user, [(tea.id, 2)], idempotency_key="k1")
+    assert refused.value.code == "idempotency_conflict"
+    assert (await shop.get_goods(tea.id)).stock == 4
+
+
+async def test_the_unpaid_orders_cap_refuses_one_more(shop: Shop) -> None:
+    tea = await shop.create_goods("tea", price=100, stock=100)
+    user = await customer(shop)
+    for _ in range(10):
+        await shop.place_order(user, [(tea.id, 1)])
+    with pytest.raises(ShopError) as refused:
+        await shop.place_order(user, [(tea.id, 1)])
+    assert refused.value.code == "too_many_unpaid_orders"
+    assert (await shop.get_goods(tea.id)).stock == 90
+
+
+async def test_a_cancel_sent_during_an_asynchronous_placement_is_applied_after_it(
+    shop: Shop,
+) -> None:
+    tea = await shop.create_goods("tea", price=100, stock=3)
+    user = await customer(shop)
+    pending = await shop.place_order(user, [(tea.id, 1)], wait=False)
+    assert pending.status == "pending"
+    canceled = await shop.cancel_order(pending.id, user_id=user)
+    assert (canceled.status, canceled.cancel_reason) == ("canceled", "user")
+    history = [h.operation for h in await shop.order_history(pending.id)]
+    assert history[0] == "placed" and "confirmed" in history
+    await settle(shop)
+    assert (await shop.get_goods(tea.id)).stock == 3
+    await assert_audit_ok(shop)
+
+
+async def test_a_failed_placement_undoes_every_step_and_names_its_order(shop: Shop) -> None:
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    user = await customer(shop, balance=100)
+    coupon = await shop.create_coupon(user, 200)
+    with pytest.raises(ShopError) as refused:
+        await shop.place_order(user, [(tea.id, 1)], coupon_id=coupon.id, use_balance=500)
+    assert refused.value.code == "insufficient_balance"
+    assert refused.value.order_id is not None
+    failed = await shop.get_order(refused.value.order_id)
+    assert (failed.status, failed.cancel_reason) == ("canceled", "placement_failed")
+    await settle(shop)
+    assert (await shop.get_goods(tea.id)).stock == 5
+    assert (await shop.get_coupon(coupon.id)).state == "unused"
+    assert (await shop.get_user(user)).balance == 100
+    await assert_audit_ok(shop)
+
+
+async def test_another_users_order_is_not_found(shop: Shop) -> None:
+    tea = await shop.create_goods("tea", price=100, stock=3)
+    alice, bob = await customer(shop), await customer(shop)
+    order = await shop.place_order(alice, [(tea.id, 1)])
+    for call in (shop.get_order, shop.cancel_order, shop.order_history, shop.refunds):
+        with pytest.raises(ShopError) as refused:
+            await call(order.id, user_id=bob)
+        assert refused.value.code == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("items", "options"),
+    [
+        ([], {}),
+        ([(1, 0)], {}),
+        ([(1, 1001)], {}),
+        ([(1, 1), (1, 2)], {}),
+        ([(1, 1)], {"use_balance": -1}),
+        ([(1, True)], {}),
+    ],
+)
+async def test_bad_requests_are_refused_with_validation_error_and_change_nothing(
+    shop: Shop, items: list[tuple[int, int]], options: dict[str, int]
+) -> None:
+    user = await customer(shop)
+    with pytest.raises(ShopError) as refused:
+        await shop.place_order(user, items, **options)  # type: ignore[arg-type]
+    assert refused.value.code == "validation_error"
+    assert (await shop.list_orders()).items == []
+
+
+async def test_forged_altered_and_stale_callbacks_change_nothing(
+    shop: Shop, clock: VirtualClock
+) -> None:
+    tea = await shop.create_goods("tea", price=1_000, stock=3)
+    user = await customer(shop)
+    order = await shop.place_order(user, [(tea.id, 1)])
+    payment = (await shop.start_payment(order.id)).payment
+    gateway = sandbox(shop)
+    body = gateway.callback(payment.id, order.id, payment.amount, "succeeded", "t1")
+    forged = [
+        (body, None),
+        (body, "t=1,v1=" + "0" * 64),
+        (body.replace(b'"amount":%d' % payment.amount, b'"amount":1'), gateway.signature(body)),
+        (body, gateway.signature(body, int(clock.now()) - 301)),
+        (b"{not json", gateway.signature(b"{not json")),
+    ]
+    wrong_amount = gateway.callback(payment.id, order.id, payment.amount - 1, "succeeded", "t1")
+    assert b'"amount":%d' % payment.amount in body
+    unknown = gateway.callback(payment.id + 1, order.id, payment.amount, "succeeded", "t1")
+    forged += [
+        (wrong_amount, gateway.signature(wrong_amount)),
+        (unknown, gateway.signature(unknown)),
+    ]
+    for raw, signature in forged:
+        with pytest.raises(CallbackRejected):
+            await shop.handle_callback(raw, signature)
+    assert (await shop.get_order(order.id)).status == "awaiting_payment"
+    await assert_audit_ok(shop)
