@@ -76,7 +76,16 @@ class ActivationContext:
 class Context:
     """The effects of the message being handled: written together, or not at all."""
 
-    __slots__ = ("_cell", "_sends", "_system", "_timer_ops", "_unit", "address", "envelope")
+    __slots__ = (
+        "_after",
+        "_cell",
+        "_sends",
+        "_system",
+        "_timer_ops",
+        "_unit",
+        "address",
+        "envelope",
+    )
 
     def __init__(self, system: ActorSystem, cell: Cell, envelope: Envelope) -> None:
         self._system = system
@@ -86,6 +95,7 @@ class Context:
         self._unit: UnitOfWork | None = None
         self._timer_ops: list[tuple[TimerKey, float, int, Any] | tuple[TimerKey, None]] = []
         self._sends: list[tuple[int, Address, Any]] = []
+        self._after: list[UnitOfWork] = []  # others' units this message's effects build on
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -181,5 +191,15 @@ class Context:
         self._system.tell(to, message, internal=True)
 
     async def ask(self, to: Address, message: Any, timeout: float | None = None) -> Any:
-        """Ask ``to`` and wait for its answer (fails at once on an ask cycle)."""
-        return await self._system.ask(to, message, timeout=timeout, internal=True)
+        """Ask ``to`` and wait for its answer (fails at once on an ask cycle).
+
+        The answer comes as soon as ``to`` has handled the message, before its unit of work is
+        committed: this message's own unit is submitted later, so it commits after it, and the
+        writer fails it if that unit fails. Nobody outside hears of either before both are on
+        disk. (A saga's steps thus cost no commit wait each; only its last answer waits.)
+        """
+        return await self._system.ask(to, message, timeout=timeout, internal=True, caller=self)
+
+    def _depend(self, unit: UnitOfWork) -> None:
+        """This message's effects build on ``unit`` (another actor's, not yet committed)."""
+        self._after.append(unit)

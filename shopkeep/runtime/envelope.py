@@ -54,7 +54,7 @@ def message_context() -> tuple[Address | None, str | None]:
 class Envelope:
     """One message in a mailbox, and how to answer it."""
 
-    __slots__ = ("chain", "handled", "message", "outbox_id", "reply", "timer", "trace")
+    __slots__ = ("caller", "chain", "handled", "message", "outbox_id", "reply", "timer", "trace")
 
     def __init__(
         self,
@@ -72,6 +72,7 @@ class Envelope:
         self.timer = timer
         self.outbox_id = outbox_id
         self.handled = False  # the handler ran; only the commit of its unit is awaited
+        self.caller: Any = None  # the asking actor's Context, for an ask made by a handler
 
     def resolve(self, value: Any) -> None:
         """Answer with ``value`` (no effect for tells or answers already given)."""

@@ -75,6 +75,7 @@ class Cell:
         "mailbox",
         "needs_restart",
         "pending",
+        "pending_unit",
         "restarts",
         "task",
     )
@@ -89,6 +90,7 @@ class Cell:
         self.last_used = now
         self.incarnation = 0
         self.pending: asyncio.Future[None] | None = None
+        self.pending_unit: UnitOfWork | None = None
         self.needs_restart = False
         self.restarts: RestartBudget | None = None
 
@@ -206,8 +208,10 @@ class ActorSystem:
         *,
         timeout: float | None = None,
         internal: bool = False,
+        caller: Context | None = None,
     ) -> Any:
-        """Send ``message`` to ``to`` and wait for the answer (after its unit is committed)."""
+        """Send ``message`` to ``to`` and wait for the answer (after its unit is committed, or,
+        for an asking actor's ``caller`` context, as soon as it is submitted: see Context.ask)."""
         scope = current_scope.get()
         if scope is None:
             if not self._accepting and not internal:
@@ -224,6 +228,7 @@ class ActorSystem:
         assert self._loop is not None, "start() the actor system first"
         reply: asyncio.Future[Any] = self._loop.create_future()
         envelope = Envelope(message, reply, chain, trace)
+        envelope.caller = caller
         if cell.task is None and not cell.busy and not cell.mailbox and self.config.eager:
             self._admit()
             self._start_eager(cell, envelope)
@@ -492,25 +497,40 @@ class ActorSystem:
         if fire is not None:
             ctx.unit.execute(FIRE_DONE_SQL, (*fire.key, fire.seq))
             self.timers.consumed(fire)
+        if ctx._unit is None and ctx._after:
+            ctx.unit  # noqa: B018 - an empty unit carries what this answer builds on
+        caller: Context | None = envelope.caller
         if ctx._unit is None:
             pending = cell.pending
             if pending is None or pending.done():
+                envelope.resolve(reply)
+            elif caller is not None and cell.pending_unit is not None:
+                caller._depend(cell.pending_unit)
                 envelope.resolve(reply)
             else:
                 # what this reply shows must not be seen before the writes it depends on
                 pending.add_done_callback(partial(_answer_after, envelope, reply))
             return
+        unit = ctx._unit
         future = self._submit(cell, ctx)
-        future.add_done_callback(partial(_answer_after, envelope, reply))
+        if caller is not None:
+            caller._depend(unit)
+            envelope.resolve(reply)
+        else:
+            future.add_done_callback(partial(_answer_after, envelope, reply))
 
     def _submit(self, cell: Cell, ctx: Context) -> asyncio.Future[None]:
         """Submit the context's unit; its arms and cancels take effect in memory now, its
         durable messages go out after the commit. The context starts a fresh unit."""
         unit = ctx._unit
         assert unit is not None
+        if ctx._after:
+            unit.after = ctx._after
+            ctx._after = []
         self.timers.apply(ctx._timer_ops)
         future = self.store.writer.submit(unit)
         cell.pending = future
+        cell.pending_unit = unit
         future.add_done_callback(partial(_settled, cell))
         sends = ctx._sends
         if sends:
@@ -652,6 +672,7 @@ def _expire(reply: asyncio.Future[Any], to: Address, limit: float) -> None:
 def _settled(cell: Cell, future: asyncio.Future[None]) -> None:
     if cell.pending is future:
         cell.pending = None
+        cell.pending_unit = None
 
 
 def _answer_after(envelope: Envelope, reply: Any, pending: asyncio.Future[None]) -> None:

@@ -14,14 +14,24 @@ class UnitOfWork:
     ``owner`` names who built the unit (an actor address) and ``incarnation`` which activation of
     it: when a unit fails, later units of the same owner and incarnation were built on state that
     never reached the disk, so the writer fails them too instead of committing them.
+
+    ``after`` lists units of other owners that this one was built on (an answer given before
+    its unit was committed); they were submitted earlier, and if one of them fails, so does this.
     """
 
-    __slots__ = ("incarnation", "owner", "statements")
+    __slots__ = ("after", "failed", "incarnation", "owner", "statements")
 
     def __init__(self, owner: Hashable | None = None, incarnation: int = 0) -> None:
         self.owner = owner
         self.incarnation = incarnation
         self.statements: list[tuple[str, Any, bool]] = []
+        self.after: list[UnitOfWork] = []
+        self.failed = False
+
+    @property
+    def orphaned(self) -> bool:
+        """Whether a unit this one was built on has failed."""
+        return any(dependency.failed for dependency in self.after)
 
     def execute(self, sql: str, params: Params = ()) -> None:
         """Add one statement."""

@@ -210,7 +210,9 @@ class GroupCommitWriter:
         jobs = []
         for unit, future in batch:
             failed_incarnation = self._failed_owners.get(unit.owner)
-            if failed_incarnation is not None and unit.incarnation <= failed_incarnation:
+            if (
+                failed_incarnation is not None and unit.incarnation <= failed_incarnation
+            ) or unit.orphaned:
                 self._fail(unit, future, None)
             else:
                 jobs.append((unit, future))
@@ -236,13 +238,14 @@ class GroupCommitWriter:
     def _fail(
         self, unit: UnitOfWork, future: asyncio.Future[None], cause: BaseException | None
     ) -> None:
+        unit.failed = True
         if unit.owner is not None:
             self._failed_owners[unit.owner] = max(
                 unit.incarnation, self._failed_owners.get(unit.owner, -1)
             )
         self.stats.failed_units += 1
         if cause is None or isinstance(cause, _Skipped):
-            error = CommitFailed("not committed: an earlier unit of the same actor failed")
+            error = CommitFailed("not committed: a unit it was built on failed")
         else:
             error = CommitFailed(f"commit failed: {cause}", cause)
         if not future.done():
@@ -296,10 +299,14 @@ class GroupCommitWriter:
         try:
             self._check("begin")
             conn.execute("BEGIN IMMEDIATE")
+            failed_units: set[int] = set()  # ids of this batch's units that failed
             for index, unit in enumerate(units):
                 failed_incarnation = failed_owners.get(unit.owner)
-                if failed_incarnation is not None and unit.incarnation <= failed_incarnation:
+                if (
+                    failed_incarnation is not None and unit.incarnation <= failed_incarnation
+                ) or any(id(d) in failed_units or d.failed for d in unit.after):
                     failures[index] = _Skipped()
+                    failed_units.add(id(unit))
                     continue
                 conn.execute("SAVEPOINT unit")
                 try:
@@ -312,6 +319,7 @@ class GroupCommitWriter:
                 except Exception as exc:
                     conn.execute("ROLLBACK TO unit")
                     failures[index] = exc
+                    failed_units.add(id(unit))
                     if unit.owner is not None:
                         failed_owners[unit.owner] = unit.incarnation
                 conn.execute("RELEASE unit")

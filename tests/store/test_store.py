@@ -160,3 +160,25 @@ async def test_close_flushes_what_was_submitted(tmp_path: Path) -> None:
     await opened.close()
     rows = sqlite3.connect(path).execute("SELECT count(*) FROM events").fetchone()
     assert rows == (50,)
+
+
+async def test_a_unit_built_on_a_unit_that_failed_fails_with_it(store: Store) -> None:
+    bad = UnitOfWork("a", 1)
+    bad.execute("INSERT INTO no_such_table VALUES (1)")
+    built = unit(5, owner="b", incarnation=1)
+    built.after.append(bad)
+    independent = unit(6, owner="c", incarnation=1)
+    results = await asyncio.gather(
+        store.writer.submit(bad),
+        store.writer.submit(built),
+        store.writer.submit(independent),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], CommitFailed)
+    assert isinstance(results[1], CommitFailed) and "built on failed" in str(results[1])
+    assert results[2] is None
+    later = unit(7, owner="d", incarnation=1)
+    later.after.append(bad)  # in a later batch: refused at once
+    with pytest.raises(CommitFailed):
+        await store.writer.submit(later)
+    assert await events(store) == [6]
