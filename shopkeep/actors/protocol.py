@@ -106,15 +106,17 @@ class ReleaseWallet(msgspec.Struct, frozen=True, tag=True):
 
 
 class AwardPoints(msgspec.Struct, frozen=True, tag=True):
-    """Durable: add ``points`` for ``order_id`` (once; ledger reason ``award``)."""
+    """Durable: add ``points`` for ``order_id`` (once; ledger reason ``award``); a no-op once
+    the order's points were revoked (a revoke may overtake its award on redelivery)."""
 
     order_id: int
     points: int
 
 
 class RevokePoints(msgspec.Struct, frozen=True, tag=True):
-    """Durable: take back the points awarded for ``order_id`` (once; reason ``revoke``; a
-    no-op when none were awarded). The balance may go below zero if they were spent."""
+    """Durable: take back the points awarded for ``order_id`` (once; reason ``revoke``). When
+    none were awarded, a zero ``revoke`` row is left as a tombstone for a late award. The
+    balance may go below zero if they were spent."""
 
     order_id: int
 

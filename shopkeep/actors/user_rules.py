@@ -164,8 +164,9 @@ def release(account: Account, msg: ReleaseWallet, ledger: Mapping[str, int]) -> 
 
 
 def award(account: Account, msg: AwardPoints, ledger: Mapping[str, int]) -> Change:
-    """Add the points earned by a paid order, once."""
-    if msg.points <= 0 or "award" in ledger:
+    """Add the points earned by a paid order, once; never after the order's revoke (durable
+    messages can be delivered out of order after retries, so a revoke may come first)."""
+    if msg.points <= 0 or "award" in ledger or "revoke" in ledger:
         return Change(account)
     return Change(
         replace(account, points=account.points + msg.points),
@@ -174,10 +175,14 @@ def award(account: Account, msg: AwardPoints, ledger: Mapping[str, int]) -> Chan
 
 
 def revoke(account: Account, msg: RevokePoints, ledger: Mapping[str, int]) -> Change:
-    """Take back what the order awarded, once; the balance may go below zero if it was spent."""
-    awarded = ledger.get("award", 0)
-    if awarded == 0 or "revoke" in ledger:
+    """Take back what the order awarded, once; the balance may go below zero if it was spent.
+
+    A revoke that finds nothing awarded leaves a zero ``revoke`` row: a tombstone, so that an
+    award for the same order delivered later is not applied.
+    """
+    if "revoke" in ledger:
         return Change(account)
+    awarded = ledger.get("award", 0)
     return Change(
         replace(account, points=account.points - awarded),
         PointsMove(msg.order_id, "revoke", -awarded),

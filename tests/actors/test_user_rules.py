@@ -207,8 +207,10 @@ def test_a_revoke_takes_back_exactly_what_was_awarded_once() -> None:
     assert revoke(holder, RevokePoints(10), {"award": 12, "revoke": -12}) == Change(holder)
 
 
-def test_a_revoke_of_an_order_that_earned_nothing_is_a_no_op() -> None:
-    assert revoke(ANN, RevokePoints(10), {}) == Change(ANN)
+def test_a_revoke_that_comes_before_its_award_leaves_a_tombstone_the_award_respects() -> None:
+    tombstone = revoke(ANN, RevokePoints(10), {})
+    assert tombstone == Change(ANN, PointsMove(10, "revoke", 0))
+    assert award(ANN, AwardPoints(10, 12), {"revoke": 0}) == Change(ANN)
 
 
 def test_a_revoke_may_take_the_points_below_zero_when_they_were_spent() -> None:
