@@ -3,10 +3,7 @@ supervision of cut placements and lost deadlines."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import (
@@ -30,15 +27,6 @@ from tests.actors.order_shop import Shop, open_shop
 HALF_HOUR = 30 * 60
 
 
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
-async def shop(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[Shop]:
-    async with open_shop(tmp_path / "shop.db", clock) as shop:
-        yield shop
 
 
 async def paid_order(shop: Shop, balance: int = 1_000, use_balance: int = 1_000

@@ -4,8 +4,6 @@ payment callbacks and the deadline."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -20,20 +18,11 @@ from shopkeep.actors.order_messages import (
 )
 from shopkeep.actors.protocol import Refusal
 from shopkeep.runtime import VirtualClock
-from tests.actors.order_shop import Shop, open_shop
+from tests.actors.order_shop import Shop
 
 HALF_HOUR = 30 * 60
 
 
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
-async def shop(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[Shop]:
-    async with open_shop(tmp_path / "shop.db", clock) as shop:
-        yield shop
 
 
 # -- placement --------------------------------------------------------------------------------
