@@ -20,7 +20,8 @@ from shopkeep.store import UnitOfWork
 from shopkeep.store.reader import Reader
 
 if TYPE_CHECKING:
-    from shopkeep.runtime.system import ActorSystem, Cell
+    from shopkeep.runtime.cell import Cell
+    from shopkeep.runtime.system import ActorSystem
 
 ARM_TIMER_SQL = (
     "INSERT OR REPLACE INTO timers (kind, actor_id, name, due_at, seq, payload) "

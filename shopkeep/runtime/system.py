@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import traceback
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -29,8 +28,10 @@ import msgspec
 import structlog
 
 from shopkeep.runtime.actor import ActivationContext, Actor, Context
+from shopkeep.runtime.cell import Cell, answer_after, expire, resume, settled
 from shopkeep.runtime.clock import Cancellable, Clock, RealClock
 from shopkeep.runtime.config import RuntimeConfig
+from shopkeep.runtime.dead_letters import park
 from shopkeep.runtime.envelope import (
     Address,
     Envelope,
@@ -41,69 +42,19 @@ from shopkeep.runtime.errors import (
     ActivationFailed,
     ActorStopped,
     AskCycle,
-    AskTimeout,
-    MessageFailed,
     Overloaded,
     ShuttingDown,
     UnknownActorKind,
 )
 from shopkeep.runtime.ids import IdGenerator
 from shopkeep.runtime.outbox import CONSUME_SQL, OutboxDispatcher
+from shopkeep.runtime.registry import Registry
 from shopkeep.runtime.supervision import Directive, RestartBudget, SupervisionPolicy
 from shopkeep.runtime.timers import FIRE_DONE_SQL, TimerService
 from shopkeep.store import Store, UnitOfWork
 
 log = structlog.get_logger("shopkeep.runtime")
 
-DEAD_LETTER_SQL = (
-    "INSERT INTO dead_letters (kind, actor_id, message, payload, error, traceback, attempts, at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_encode = msgspec.msgpack.Encoder().encode
-
-
-class Cell:
-    """One live activation: the actor, its mailbox while non-empty, its task while draining."""
-
-    __slots__ = (
-        "actor",
-        "address",
-        "behavior",
-        "busy",
-        "incarnation",
-        "last_used",
-        "mailbox",
-        "needs_restart",
-        "pending",
-        "pending_unit",
-        "restarts",
-        "task",
-    )
-
-    def __init__(self, address: Address, behavior: type[Actor], now: float) -> None:
-        self.address = address
-        self.behavior = behavior
-        self.actor: Actor | None = None
-        self.mailbox: deque[Envelope] | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.busy = False
-        self.last_used = now
-        self.incarnation = 0
-        self.pending: asyncio.Future[None] | None = None
-        self.pending_unit: UnitOfWork | None = None
-        self.needs_restart = False
-        self.restarts: RestartBudget | None = None
-
-    @property
-    def passivatable(self) -> bool:
-        """Idle, nothing queued, and everything it submitted has reached the disk."""
-        pending = self.pending
-        return (
-            not self.busy
-            and self.task is None
-            and not self.mailbox
-            and (pending is None or pending.done())
-        )
 
 
 class RuntimeStats:
@@ -150,7 +101,7 @@ class ActorSystem:
         self.outbox = OutboxDispatcher(self)
         self._kinds: dict[str, type[Actor]] = {}
         self._decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {}
-        self._cells: dict[Address, Cell] = {}
+        self._registry = Registry()
         self._in_flight = 0
         self._incarnations = 0
         self._eager_streak = 0
@@ -244,7 +195,7 @@ class ActorSystem:
         if envelope.handled:
             return await reply  # only its commit is awaited, and every commit answers
         limit = self.config.ask_timeout_s if timeout is None else timeout
-        handle = self.clock.call_later(limit, partial(_expire, reply, to, limit))
+        handle = self.clock.call_later(limit, partial(expire, reply, to, limit))
         try:
             return await reply
         finally:
@@ -291,45 +242,31 @@ class ActorSystem:
         except StopIteration:
             return
         assert self._loop is not None
-        cell.task = self._loop.create_task(_resume(coro, yielded), context=context)
+        cell.task = self._loop.create_task(resume(coro, yielded), context=context)
 
     # -- the registry ---------------------------------------------------------------------------
 
     def _cell(self, address: Address) -> Cell:
-        cell = self._cells.get(address)
+        cell = self._registry.get(address)
         if cell is None:
             behavior = self._kinds.get(address[0])
             if behavior is None:
                 raise UnknownActorKind(f"no actor kind {address[0]!r} is registered")
-            if len(self._cells) >= self.config.max_live_actors:
-                self._evict()
-            cell = self._cells[address] = Cell(address, behavior, self.clock.now())
+            if len(self._registry) >= self.config.max_live_actors:
+                evicted = self._registry.evict(max(1, self.config.max_live_actors // 100))
+                if not evicted:
+                    self.stats.overloaded += 1
+                    raise Overloaded("every live actor is busy", self.config.overload_retry_after_s)
+                self.stats.passivations += evicted
+            cell = Cell(address, behavior, self.clock.now())
+            self._registry.add(cell)
         return cell
-
-    def _evict(self) -> None:
-        # Oldest use first: the dict is kept in order of last use (see _handled).
-        want = max(1, self.config.max_live_actors // 100)
-        victims: list[Address] = []
-        for address, cell in self._cells.items():
-            if cell.passivatable:
-                victims.append(address)
-                if len(victims) >= want:
-                    break
-        if not victims:
-            self.stats.overloaded += 1
-            raise Overloaded("every live actor is busy", self.config.overload_retry_after_s)
-        for address in victims:
-            del self._cells[address]
-        self.stats.passivations += len(victims)
 
     def passivate_idle(self) -> int:
         """Drop every activation idle for longer than the idle timeout; return how many."""
-        cutoff = self.clock.now() - self.config.idle_timeout_s
-        idle = [a for a, c in self._cells.items() if c.last_used <= cutoff and c.passivatable]
-        for address in idle:
-            del self._cells[address]
-        self.stats.passivations += len(idle)
-        return len(idle)
+        idle = self._registry.passivate_idle(self.clock.now() - self.config.idle_timeout_s)
+        self.stats.passivations += idle
+        return idle
 
     def _schedule_passivation(self) -> None:
         interval = max(0.5, min(60.0, self.config.idle_timeout_s / 2))
@@ -343,7 +280,7 @@ class ActorSystem:
     @property
     def live_actors(self) -> int:
         """Activations in memory."""
-        return len(self._cells)
+        return len(self._registry)
 
     @property
     def in_flight(self) -> int:
@@ -352,11 +289,11 @@ class ActorSystem:
 
     def is_live(self, address: Address) -> bool:
         """Whether ``address`` has an activation in memory."""
-        return address in self._cells
+        return address in self._registry
 
     def mailbox_depths(self) -> Iterator[int]:
         """The length of every non-empty mailbox (for metrics)."""
-        for cell in self._cells.values():
+        for cell in self._registry.cells():
             if cell.mailbox:
                 yield len(cell.mailbox)
 
@@ -391,10 +328,7 @@ class ActorSystem:
     def _handled(self, cell: Cell) -> None:
         cell.busy = False
         self.stats.messages += 1
-        now = self.clock.now()
-        if now - cell.last_used >= 1.0 and self._cells.get(cell.address) is cell:
-            self._cells[cell.address] = self._cells.pop(cell.address)  # oldest use first
-        cell.last_used = now
+        self._registry.touch(cell, self.clock.now())
         self._in_flight -= 1
         if self._in_flight == 0:
             if self._drained is not None and not self._drained.done():
@@ -432,7 +366,7 @@ class ActorSystem:
                         await self.clock.sleep(policy.backoff(attempt))
                         attempt += 1
                         continue
-                self._park(cell, envelope, exc, attempt)
+                park(self, cell, envelope, exc, attempt)
                 if directive in (Directive.STOP, Directive.ESCALATE):
                     self._stop_cell(cell, f"{directive.value} after {type(exc).__name__}")
                     if directive is Directive.ESCALATE and self.on_escalate is not None:
@@ -509,7 +443,7 @@ class ActorSystem:
                 envelope.resolve(reply)
             else:
                 # what this reply shows must not be seen before the writes it depends on
-                pending.add_done_callback(partial(_answer_after, envelope, reply))
+                pending.add_done_callback(partial(answer_after, envelope, reply))
             return
         unit = ctx._unit
         future = self._submit(cell, ctx)
@@ -517,7 +451,7 @@ class ActorSystem:
             caller._depend(unit)
             envelope.resolve(reply)
         else:
-            future.add_done_callback(partial(_answer_after, envelope, reply))
+            future.add_done_callback(partial(answer_after, envelope, reply))
 
     def _submit(self, cell: Cell, ctx: Context) -> asyncio.Future[None]:
         """Submit the context's unit; its arms and cancels take effect in memory now, its
@@ -531,7 +465,7 @@ class ActorSystem:
         future = self.store.writer.submit(unit)
         cell.pending = future
         cell.pending_unit = unit
-        future.add_done_callback(partial(_settled, cell))
+        future.add_done_callback(partial(settled, cell))
         sends = ctx._sends
         if sends:
             future.add_done_callback(partial(self._dispatch, sends))
@@ -550,51 +484,14 @@ class ActorSystem:
     def _unit_failed(self, unit: UnitOfWork, error: Exception) -> None:
         owner = unit.owner
         if isinstance(owner, Address):
-            cell = self._cells.get(owner)
+            cell = self._registry.get(owner)
             if cell is not None and cell.incarnation == unit.incarnation:
                 cell.needs_restart = True  # its memory is ahead of the disk: reload first
         self.timers.resync()
 
-    def _park(self, cell: Cell, envelope: Envelope, exc: Exception, attempts: int) -> None:
-        """Record the message as a dead letter and answer it with the error."""
-        address = cell.address
-        try:
-            payload: bytes | None = _encode(envelope.message)
-        except (TypeError, msgspec.EncodeError):
-            payload = None
-        unit = UnitOfWork()
-        unit.execute(
-            DEAD_LETTER_SQL,
-            (
-                address.kind,
-                address.id,
-                repr(envelope.message)[:4000],
-                payload,
-                f"{type(exc).__name__}: {exc}",
-                "".join(traceback.format_exception(exc)),
-                attempts,
-                self.clock.now(),
-            ),
-        )
-        if envelope.outbox_id is not None:
-            unit.execute(CONSUME_SQL, (envelope.outbox_id,))
-        fire = envelope.timer
-        if fire is not None:
-            unit.execute(FIRE_DONE_SQL, (*fire.key, fire.seq))
-            self.timers.consumed(fire)
-        self.stats.dead_letters += 1
-        error = MessageFailed(
-            f"{address.kind}:{address.id} failed on {type(envelope.message).__name__}: "
-            f"{type(exc).__name__}: {exc}",
-            dead_lettered=True,
-        )
-        error.__cause__ = exc
-        self.store.writer.submit(unit).add_done_callback(partial(_answer_parked, envelope, error))
-
     def _stop_cell(self, cell: Cell, reason: str) -> None:
         address = cell.address
-        if self._cells.get(address) is cell:
-            del self._cells[address]
+        self._registry.remove(cell)
         mailbox, cell.mailbox = cell.mailbox, None
         cell.actor = None
         for envelope in mailbox or ():
@@ -651,7 +548,7 @@ class ActorSystem:
                 )
             except TimeoutError:
                 log.error("drain_timeout", in_flight=self._in_flight)
-                for cell in list(self._cells.values()):
+                for cell in self._registry.cells():
                     if cell.task is not None:
                         cell.task.cancel()
                     self._stop_cell(cell, "shutdown")
@@ -664,31 +561,6 @@ class ActorSystem:
         return self._stopping
 
 
-def _expire(reply: asyncio.Future[Any], to: Address, limit: float) -> None:
-    if not reply.done():
-        reply.set_exception(AskTimeout(f"{to.kind}:{to.id} did not answer within {limit:g} s"))
-
-
-def _settled(cell: Cell, future: asyncio.Future[None]) -> None:
-    if cell.pending is future:
-        cell.pending = None
-        cell.pending_unit = None
-
-
-def _answer_after(envelope: Envelope, reply: Any, pending: asyncio.Future[None]) -> None:
-    """Answer ``reply`` once ``pending`` (a unit it depends on) is committed, or its error."""
-    error = pending.exception()
-    if error is not None:
-        envelope.fail(error)
-    else:
-        envelope.resolve(reply)
-
-
-def _answer_parked(envelope: Envelope, error: Exception, parked: asyncio.Future[None]) -> None:
-    failure = parked.exception()
-    envelope.fail(failure if failure is not None else error)
-
-
 def _largest_runtime_id(conn: Any) -> int:
     row = conn.execute(
         "SELECT max(coalesce((SELECT max(seq) FROM timers), 0),"
@@ -697,35 +569,3 @@ def _largest_runtime_id(conn: Any) -> int:
     return int(row[0] or 0)
 
 
-async def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
-    """Carry on a coroutine that began eagerly and has just yielded ``yielded``.
-
-    This is what asyncio.Task does for a coroutine it started itself: wait for the future the
-    coroutine waits for, then step it again. The coroutine reads the future's outcome itself
-    (``Future.__await__`` calls ``result()``), so a failure or a cancellation reaches it there.
-    """
-    while True:
-        try:
-            if yielded is None:
-                await asyncio.sleep(0)
-            else:
-                # the coroutine's own await marked the future as being waited for; take that
-                # mark over, exactly as Task.__step does before it waits in its place
-                yielded._asyncio_future_blocking = False
-                try:
-                    await yielded
-                except asyncio.CancelledError:
-                    if not yielded.cancelled():
-                        raise
-                except Exception:
-                    pass  # the coroutine receives this through the future itself
-        except asyncio.CancelledError as cancel:
-            try:
-                yielded = coro.throw(cancel)
-            except StopIteration:
-                return
-            continue
-        try:
-            yielded = coro.send(None)
-        except StopIteration:
-            return

@@ -32,7 +32,8 @@ async def test_an_idle_actor_holds_no_task_and_no_mailbox(runtime: Runtime) -> N
     for _ in range(3):
         system.tell(probe(1), Add(1))
     assert await system.ask(probe(1), Get()) == 3
-    cell = system._cells[probe(1)]
+    cell = system._registry.get(probe(1))
+    assert cell is not None
     assert cell.task is None
     assert cell.mailbox is None
 

@@ -1,0 +1,69 @@
+"""Dead letters: a message that failed every try is parked in a table, with its traceback.
+
+Parking is one unit of its own (no owner: it stands whatever happens to the actor). It also
+consumes the message's durable sources, so a parked outbox message or timer fire is not
+delivered again; a person looks at the table and decides.
+"""
+
+from __future__ import annotations
+
+import traceback
+from functools import partial
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from shopkeep.runtime.cell import Cell, answer_parked
+from shopkeep.runtime.envelope import Envelope
+from shopkeep.runtime.errors import MessageFailed
+from shopkeep.runtime.outbox import CONSUME_SQL
+from shopkeep.runtime.timers import FIRE_DONE_SQL
+from shopkeep.store import UnitOfWork
+
+if TYPE_CHECKING:
+    from shopkeep.runtime.system import ActorSystem
+
+DEAD_LETTER_SQL = (
+    "INSERT INTO dead_letters (kind, actor_id, message, payload, error, traceback, attempts, at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_encode = msgspec.msgpack.Encoder().encode
+
+
+def park(
+    system: ActorSystem, cell: Cell, envelope: Envelope, exc: Exception, attempts: int
+) -> None:
+    """Record the message as a dead letter and answer it with the error."""
+    address = cell.address
+    try:
+        payload: bytes | None = _encode(envelope.message)
+    except (TypeError, msgspec.EncodeError):
+        payload = None
+    unit = UnitOfWork()
+    unit.execute(
+        DEAD_LETTER_SQL,
+        (
+            address.kind,
+            address.id,
+            repr(envelope.message)[:4000],
+            payload,
+            f"{type(exc).__name__}: {exc}",
+            "".join(traceback.format_exception(exc)),
+            attempts,
+            system.clock.now(),
+        ),
+    )
+    if envelope.outbox_id is not None:
+        unit.execute(CONSUME_SQL, (envelope.outbox_id,))
+    fire = envelope.timer
+    if fire is not None:
+        unit.execute(FIRE_DONE_SQL, (*fire.key, fire.seq))
+        system.timers.consumed(fire)
+    system.stats.dead_letters += 1
+    error = MessageFailed(
+        f"{address.kind}:{address.id} failed on {type(envelope.message).__name__}: "
+        f"{type(exc).__name__}: {exc}",
+        dead_lettered=True,
+    )
+    error.__cause__ = exc
+    system.store.writer.submit(unit).add_done_callback(partial(answer_parked, envelope, error))
