@@ -562,10 +562,18 @@ class ActorSystem:
 
 
 def _largest_runtime_id(conn: Any) -> int:
-    row = conn.execute(
-        "SELECT max(coalesce((SELECT max(seq) FROM timers), 0),"
-        " coalesce((SELECT max(id) FROM outbox), 0))"
-    ).fetchone()
-    return int(row[0] or 0)
+    """The largest id already stored anywhere: ids must never be handed out twice, even when
+    the clock stands still or steps back across a restart. Every table with an ``id`` column
+    counts (the runtime does not know the application's tables, and need not), and the
+    timers' ``seq``; each is a primary-key lookup."""
+    largest = int(conn.execute("SELECT coalesce(max(seq), 0) FROM timers").fetchone()[0])
+    tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    for table in tables:
+        columns = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
+        if "id" in columns:
+            row = conn.execute(f'SELECT max(id) FROM "{table}"').fetchone()
+            if row[0] is not None and isinstance(row[0], int):
+                largest = max(largest, row[0])
+    return largest
 
 
