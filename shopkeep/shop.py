@@ -87,6 +87,8 @@ MAX_AMOUNT = 10**12
 """The largest amount of money (minor units) any request may carry: 10 billion."""
 MAX_NAME = 200
 MAX_KEY = 200
+LATEST_TIME = 253_402_300_800.0
+"""10000-01-01T00:00:00Z: no time the API takes may be later (RFC 3339 has four-digit years)."""
 MAX_CALLBACK_BODY = 64 * 1024
 ASSET_KINDS = (UserActor, GoodsActor, CouponActor, AssetsActor)
 LOG_REJECTED_CALLBACK_SQL = (
@@ -265,6 +267,8 @@ class Shop:
         """A coupon for ``user_id`` worth ``value``."""
         check_amount("value", value, minimum=1)
         check_amount("min_order_amount", min_order_amount)
+        if expires_at is not None and not 0 <= expires_at < LATEST_TIME:
+            raise ShopError("validation_error", "expires_at must be a time between 1970 and 9999")
         await self.get_user(user_id)
         coupon_id = self.system.ids.next()
         message = CreateCoupon(user_id, value, min_order_amount, expires_at)
@@ -335,12 +339,16 @@ class Shop:
             self.config.max_unpaid_orders,
         )
         ticket = answer(await self._ask(Address("user", user_id), begin), OrderTicket)
-        if ticket.existing:
-            return await self.get_order(ticket.order_id)
-        order = Address("order", order_id)
         message = (Place if wait else Accept)(
             user_id, lines, coupon_id, use_balance, expected_total
         )
+        if ticket.existing:
+            if not wait:
+                return await self.get_order(ticket.order_id)
+            # asked again, Place answers the first placement's outcome (its refusal included)
+            # and changes nothing
+            return answer(await self._ask(Address("order", ticket.order_id), message), OrderView)
+        order = Address("order", order_id)
         try:
             reply = await self._ask(order, message)
         except Overloaded:
@@ -414,6 +422,8 @@ class Shop:
         try:
             body = msgspec.json.decode(raw_body, type=CallbackBody)
             payment_id, order_id = int(body.payment_id), int(body.order_id)
+            if not (0 < payment_id < 2**63 and 0 < order_id < 2**63):
+                raise ValueError("an id out of range")
         except (msgspec.DecodeError, ValueError):
             await self._log_rejected(raw_body, "malformed")
             raise CallbackRejected("the body is not a payment callback") from None

@@ -293,3 +293,21 @@ async def test_forged_altered_and_stale_callbacks_change_nothing(
             await shop.handle_callback(raw, signature)
     assert (await shop.get_order(order.id)).status == "awaiting_payment"
     await assert_audit_ok(shop)
+
+
+async def test_repeating_a_failed_placement_with_its_key_repeats_the_refusal(shop: Shop) -> None:
+    tea = await shop.create_goods("tea", price=1_000, stock=1)
+    user = await customer(shop)
+    with pytest.raises(ShopError) as first:
+        await shop.place_order(user, [(tea.id, 2)], idempotency_key="k")
+    with pytest.raises(ShopError) as again:
+        await shop.place_order(user, [(tea.id, 2)], idempotency_key="k")
+    assert (again.value.code, again.value.order_id) == (first.value.code, first.value.order_id)
+    assert first.value.code == "insufficient_stock"
+
+
+async def test_a_signed_callback_with_ids_out_of_range_is_rejected(shop: Shop) -> None:
+    gateway = sandbox(shop)
+    raw = gateway.callback(10**20, 10**20, 100, "succeeded", "t")
+    with pytest.raises(CallbackRejected):
+        await shop.handle_callback(raw, gateway.signature(raw))
