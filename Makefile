@@ -25,8 +25,12 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy main.py shopkeep tests || status=1; \
 	exit $$status
 
+# A server to try things on: a new database gets demo users, goods and coupons first (their
+# tokens and the admin token are printed that once), and the sandbox gateway is on.
+DB ?= shopkeep.db
 serve: $(VENV)/.installed
-	$(PYTHON) main.py serve --db shopkeep.db
+	test -f $(DB) || $(PYTHON) main.py demo --db $(DB)
+	$(PYTHON) main.py serve --db $(DB) --sandbox
 
 bench: $(VENV)/.installed
 	$(PYTHON) -m shopkeep.bench.runtime --json bench-runtime.json

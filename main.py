@@ -1,4 +1,4 @@
-"""The shopkeep command line: ``python main.py serve`` (later also demo, bench, audit).
+"""The shopkeep command line: ``python main.py serve | demo | audit``.
 
 Each subcommand is a pair of functions: ``add_<name>_parser`` declares its flags (and may set a
 ``check`` for usage errors argparse cannot see) and ``run_<name>`` carries it out and returns the
@@ -6,11 +6,12 @@ exit status; ``build_parser`` lists the subcommands. Every flag falls back to a 
 environment variable, so a container can be configured without a command line.
 
 Mistakes of the operator end with one line on stderr and exit status 2, never a traceback: bad
-flags (argparse's usage error), an unusable database path (checked before anything starts), a
-store that refuses to open (``StoreError``), an address that cannot be listened on.
+flags (argparse's usage error, cut to its one line), an unusable database path (checked before
+anything starts), a store that refuses to open (``StoreError``), an address that cannot be
+listened on.
 
-Heavy modules (the runtime, the store, aiohttp) are imported inside ``run_serve``, so ``--help``
-and the early checks stay fast.
+Heavy modules (the runtime, the store, aiohttp) are imported inside the ``run_*`` functions, so
+``--help`` and the early checks stay fast.
 """
 
 from __future__ import annotations
@@ -18,32 +19,47 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import logging
+import math
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 PROG = "shopkeep"
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 EXIT_USAGE = 2
+MIN_SECRET_LENGTH = 16
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("", "0", "false", "no", "off")
 
 
-class StartupError(Exception):
-    """The server could not start because of its configuration; ``str()`` is one line.
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (the usage itself is in --help)."""
 
-    The operator's fault (a port already taken, a host that is not ours), not a bug.
-    """
+    def error(self, message: str) -> NoReturn:
+        """Print ``<prog>: error: <message>`` and exit with status 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+def _env(name: str, default: str | None) -> str | None:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
 
 
 def _fail(message: str) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _add_db(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        default=_env("SHOPKEEP_DB", "shopkeep.db"),
+        help=f"SQLite database file, {what} (env SHOPKEEP_DB; default: %(default)s)",
+    )
 
 
 # ---------------------------------------------------------------- serve
@@ -54,14 +70,9 @@ def add_serve_parser(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "serve",
         help="run the HTTP server",
-        description="Run the shopkeep HTTP server on a SQLite database file.",
+        description="Run the shopkeep HTTP server (SPEC section 7) on a SQLite database file.",
     )
-    parser.add_argument(
-        "--db",
-        metavar="PATH",
-        default=_env("SHOPKEEP_DB", "shopkeep.db"),
-        help="SQLite database file, created if missing (env SHOPKEEP_DB; default: %(default)s)",
-    )
+    _add_db(parser, "created if missing")
     parser.add_argument(
         "--host",
         default=_env("SHOPKEEP_HOST", "127.0.0.1"),
@@ -84,6 +95,68 @@ def add_serve_parser(subparsers: Any) -> None:
             "default: %(default)s)"
         ),
     )
+    parser.add_argument(
+        "--order-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=_env("SHOPKEEP_ORDER_TIMEOUT", "1800"),
+        help=(
+            "an order still unpaid this long after it was confirmed is canceled, its stock, "
+            "coupon and wallet amount given back (env SHOPKEEP_ORDER_TIMEOUT; "
+            "default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--max-unpaid-orders",
+        metavar="N",
+        type=int,
+        default=_env("SHOPKEEP_MAX_UNPAID_ORDERS", "10"),
+        help=(
+            "unpaid orders one user may hold at once; one more is refused "
+            "too_many_unpaid_orders (env SHOPKEEP_MAX_UNPAID_ORDERS; default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        default=_env("SHOPKEEP_ADMIN_TOKEN", None),
+        help=(
+            f"the bearer token of the admin, at least {MIN_SECRET_LENGTH} characters (env "
+            "SHOPKEEP_ADMIN_TOKEN); without one, a token is generated at first start, printed "
+            "that once, and only its hash kept in the database"
+        ),
+    )
+    parser.add_argument(
+        "--gateway-secret",
+        metavar="SECRET",
+        default=_env("SHOPKEEP_GATEWAY_SECRET", None),
+        help=(
+            "the secret payment callbacks are signed with (HMAC-SHA256), at least "
+            f"{MIN_SECRET_LENGTH} characters (env SHOPKEEP_GATEWAY_SECRET); without one, a "
+            "secret is generated at first start and kept in the database"
+        ),
+    )
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        default=None,
+        help=(
+            "enable the sandbox payment gateway and its route POST "
+            "/sandbox/payments/{id}/complete, which lets anyone mark a payment paid: for "
+            "trying and load-testing only, never in production (env SHOPKEEP_SANDBOX=1; "
+            "default: off)"
+        ),
+    )
+    parser.add_argument(
+        "--sandbox-callback-url",
+        metavar="URL",
+        default=_env("SHOPKEEP_SANDBOX_CALLBACK_URL", None),
+        help=(
+            "where the sandbox gateway POSTs its signed payment callbacks (env "
+            "SHOPKEEP_SANDBOX_CALLBACK_URL; default: this server's own "
+            "/v1/payments/callback)"
+        ),
+    )
     parser.set_defaults(run=run_serve, check=functools.partial(check_serve, parser))
 
 
@@ -98,6 +171,26 @@ def check_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         )
     if not 0 <= args.port <= 65535:
         parser.error(f"argument --port: {args.port} is not a TCP port (0-65535)")
+    if not (math.isfinite(args.order_timeout) and args.order_timeout > 0):
+        parser.error(f"argument --order-timeout: {args.order_timeout} is not a positive number")
+    if args.max_unpaid_orders < 1:
+        parser.error(f"argument --max-unpaid-orders: {args.max_unpaid_orders} is less than 1")
+    check_secret(parser, "--admin-token", args.admin_token)
+    check_secret(parser, "--gateway-secret", args.gateway_secret)
+    if args.sandbox is None:
+        word = (os.environ.get("SHOPKEEP_SANDBOX") or "").strip().lower()
+        if word not in TRUE_WORDS + FALSE_WORDS:
+            parser.error(f"SHOPKEEP_SANDBOX: {word!r} is neither 1 nor 0")
+        args.sandbox = word in TRUE_WORDS
+    url = args.sandbox_callback_url
+    if url is not None and not url.startswith(("http://", "https://")):
+        parser.error(f"argument --sandbox-callback-url: {url!r} is not an http(s) URL")
+
+
+def check_secret(parser: argparse.ArgumentParser, flag: str, value: str | None) -> None:
+    """Refuse a configured token or secret too short to resist guessing."""
+    if value is not None and len(value) < MIN_SECRET_LENGTH:
+        parser.error(f"argument {flag}: shorter than {MIN_SECRET_LENGTH} characters")
 
 
 def database_path_problem(path: str) -> str | None:
@@ -127,13 +220,26 @@ def run_serve(args: argparse.Namespace) -> int:
     if problem is not None:
         return _fail(f"cannot use database path {args.db}: {problem}")
 
+    from shopkeep.http.server import ServeOptions, StartupError, serve
     from shopkeep.logs import configure_logging
     from shopkeep.store.errors import StoreError
 
+    options = ServeOptions(
+        db=args.db,
+        host=args.host,
+        port=args.port,
+        synchronous=args.synchronous,
+        order_timeout_s=args.order_timeout,
+        max_unpaid_orders=args.max_unpaid_orders,
+        admin_token=args.admin_token,
+        gateway_secret=args.gateway_secret,
+        sandbox=args.sandbox,
+        sandbox_callback_url=args.sandbox_callback_url,
+    )
     configure_logging()
     try:
         with asyncio.Runner(loop_factory=_fastest_loop_factory()) as runner:
-            runner.run(serve(args.db, args.host, args.port, synchronous=args.synchronous))
+            runner.run(serve(options))
     except (StoreError, StartupError) as error:
         return _fail(str(error))
     except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
@@ -154,52 +260,90 @@ def _fastest_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def serve(db: str, host: str, port: int, *, synchronous: str) -> None:
-    """Open the runtime, serve HTTP on ``host:port`` until a stop signal, then close both."""
-    import structlog
-    from aiohttp import web
-
-    from shopkeep.bootstrap import open_runtime
-    from shopkeep.http.app import make_app
-
-    log = structlog.get_logger("shopkeep.serve")
-    async with open_runtime(db, synchronous=synchronous) as runtime:
-        runner = web.AppRunner(make_app(runtime))
-        await runner.setup()
-        try:
-            try:
-                await web.TCPSite(runner, host, port).start()
-            except OSError as error:
-                reason = error.strerror or str(error)
-                raise StartupError(f"cannot listen on {host}:{port}: {reason}") from error
-            bound_host, bound_port = runner.addresses[0][:2]
-            shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-            log.info(
-                "serving",
-                url=f"http://{shown_host}:{bound_port}",
-                db=db,
-                synchronous=synchronous,
-            )
-            await _stop_signal()
-            log.info("stopping")
-        finally:
-            await runner.cleanup()
-    # Leaving `open_runtime` stopped the actors and flushed the store: the shutdown is complete.
-    log.info("stopped")
+# ---------------------------------------------------------------- demo
 
 
-async def _stop_signal() -> None:
-    """Return on the first SIGINT or SIGTERM."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for signum in signals:
-        loop.add_signal_handler(signum, stop.set)
+def add_demo_parser(subparsers: Any) -> None:
+    """Declare ``demo`` and its flags."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "demo",
+        help="fill a fresh database with demo users, goods and coupons",
+        description=(
+            "Fill a fresh database with users, goods and coupons, and print their ids and the "
+            "users' API tokens (and the admin token, when this generates it). Refuses a "
+            "database that already holds users, goods, coupons or orders."
+        ),
+    )
+    _add_db(parser, "created if missing; must hold no shop data yet")
+    parser.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        default=_env("SHOPKEEP_ADMIN_TOKEN", None),
+        help=(
+            "when set (env SHOPKEEP_ADMIN_TOKEN), no admin token is generated: serve will be "
+            "given this one; otherwise one is generated and printed, as serve's first start does"
+        ),
+    )
+    parser.set_defaults(
+        run=run_demo, check=lambda args: check_secret(parser, "--admin-token", args.admin_token)
+    )
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Fill the database and print what is in it; return the exit status."""
+    problem = database_path_problem(args.db)
+    if problem is not None:
+        return _fail(f"cannot use database path {args.db}: {problem}")
+
+    from shopkeep.demo import DemoRefused, fill
+    from shopkeep.logs import configure_logging
+    from shopkeep.store.errors import StoreError
+
+    configure_logging(logging.WARNING)
     try:
-        await stop.wait()
-    finally:
-        for signum in signals:
-            loop.remove_signal_handler(signum)
+        text = asyncio.run(fill(args.db, admin_token=args.admin_token))
+    except (StoreError, DemoRefused) as error:
+        return _fail(str(error))
+    print(text)
+    return 0
+
+
+# ---------------------------------------------------------------- audit
+
+
+def add_audit_parser(subparsers: Any) -> None:
+    """Declare ``audit`` and its flags."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "audit",
+        help="check the invariants of a database offline",
+        description=(
+            "Check the invariants (stock, wallet, points, coupons, money, states, refunds) of a "
+            "database file, opened read-only. Prints each check; exit status 0 when all hold, "
+            "1 when one is violated."
+        ),
+    )
+    _add_db(parser, "opened read-only")
+    parser.set_defaults(run=run_audit)
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """Audit the file and print each check; 0 when every check holds, else 1."""
+    import sqlite3
+
+    from shopkeep.actors.audit import audit_file
+
+    try:
+        report = audit_file(args.db)
+    except FileNotFoundError:
+        return _fail(f"cannot audit {args.db}: no such database file")
+    except sqlite3.Error as error:
+        return _fail(f"cannot audit {args.db}: {error}")
+    width = max(len(check.name) for check in report.checks)
+    for check in report.checks:
+        verdict = "ok" if check.ok else "FAILED"
+        print(f"{verdict:<6}  {check.name:<{width}}  {check.detail}".rstrip())
+    print(f"audit: {'ok' if report.ok else 'FAILED'}")
+    return 0 if report.ok else 1
 
 
 # ---------------------------------------------------------------- entry point
@@ -207,12 +351,14 @@ async def _stop_signal() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=PROG,
         description="shopkeep: the order and payment engine of a small online shop.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_serve_parser(subparsers)
+    add_demo_parser(subparsers)
+    add_audit_parser(subparsers)
     return parser
 
 

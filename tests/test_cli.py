@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVE_FLAGS = ("--db", "--host", "--port", "--synchronous")
+SERVE_FLAGS = {
+    "--db": "SHOPKEEP_DB",
+    "--host": "SHOPKEEP_HOST",
+    "--port": "SHOPKEEP_PORT",
+    "--synchronous": "SHOPKEEP_SYNCHRONOUS",
+    "--order-timeout": "SHOPKEEP_ORDER_TIMEOUT",
+    "--max-unpaid-orders": "SHOPKEEP_MAX_UNPAID_ORDERS",
+    "--admin-token": "SHOPKEEP_ADMIN_TOKEN",
+    "--gateway-secret": "SHOPKEEP_GATEWAY_SECRET",
+    "--sandbox": "SHOPKEEP_SANDBOX",
+    "--sandbox-callback-url": "SHOPKEEP_SANDBOX_CALLBACK_URL",
+}
+CHECKS = ("stock", "wallet", "points", "coupons", "money", "states", "refunds")
+START_TIMEOUT_S = 30.0
+LOG_LINES = 200
 
 
 def run_main(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -24,12 +46,31 @@ def run_main(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     )
 
 
-def test_serve_help_explains_every_flag() -> None:
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "error:" in lines[0]
+    for word in words:
+        assert word in lines[0]
+
+
+def test_serve_help_explains_every_flag_and_its_environment_variable() -> None:
     result = run_main("serve", "--help")
 
     assert result.returncode == 0, result.stderr
-    for flag in SERVE_FLAGS:
-        assert flag in result.stdout
+    text = " ".join(result.stdout.split())  # argparse wraps lines anywhere
+    for flag, variable in SERVE_FLAGS.items():
+        assert flag in text
+        assert variable in text, variable
+
+
+@pytest.mark.parametrize("command", ["demo", "audit"])
+def test_each_command_has_help(command: str) -> None:
+    result = run_main(command, "--help")
+
+    assert result.returncode == 0, result.stderr
+    assert "--db" in result.stdout
 
 
 def test_serve_on_a_missing_directory_fails_in_one_line() -> None:
@@ -50,10 +91,156 @@ def test_serve_on_a_directory_fails_in_one_line(tmp_path: Path) -> None:
     assert result.stderr.startswith("shopkeep: error: cannot use database path")
 
 
-@pytest.mark.parametrize("args", [("serve", "--port", "notanumber"), ("serve", "--nope")])
-def test_a_bad_flag_is_a_usage_error(args: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("serve", "--port", "notanumber"),
+        ("serve", "--nope"),
+        ("serve", "--order-timeout", "-1"),
+        ("serve", "--order-timeout", "0"),
+        ("serve", "--order-timeout", "nan"),
+        ("serve", "--max-unpaid-orders", "0"),
+        ("serve", "--admin-token", "short"),
+        ("serve", "--sandbox-callback-url", "ftp://x"),
+        ("demo", "--nope"),
+        ("audit", "--nope"),
+        ("bench",),
+    ],
+)
+def test_a_bad_flag_is_a_one_line_usage_error(args: tuple[str, ...]) -> None:
     result = run_main(*args)
 
-    assert result.returncode == 2
+    assert_one_line_error(result)
     assert "Traceback" not in result.stderr
-    assert "error:" in result.stderr
+
+
+def test_a_negative_order_timeout_is_refused_in_one_line() -> None:
+    result = run_main("serve", "--order-timeout", "-1")
+
+    assert_one_line_error(result, "--order-timeout")
+
+
+def test_a_bad_environment_variable_is_refused_in_one_line() -> None:
+    env = {**os.environ, "SHOPKEEP_SANDBOX": "maybe"}
+
+    result = run_main("serve", env=env)
+
+    assert_one_line_error(result, "SHOPKEEP_SANDBOX")
+
+
+def test_demo_fills_a_fresh_database_and_prints_ids_and_tokens(tmp_path: Path) -> None:
+    result = run_main("demo", "--db", str(tmp_path / "shop.db"))
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("admin token: ") and len(line) > 40 for line in lines)
+    users = [line for line in lines if " token " in line]
+    assert len(users) == 3
+    for line in users:
+        token = line.split(" token ")[1]
+        assert len(token) >= 40
+    assert result.stdout.count(" id ") >= 3 + 4 + 3  # users, goods, coupons
+
+
+def test_demo_refuses_a_database_that_holds_data(tmp_path: Path) -> None:
+    db = str(tmp_path / "shop.db")
+    assert run_main("demo", "--db", db).returncode == 0
+
+    result = run_main("demo", "--db", db)
+
+    assert_one_line_error(result, db)
+
+
+def test_audit_of_a_clean_database_prints_each_check_and_exits_0(tmp_path: Path) -> None:
+    db = str(tmp_path / "shop.db")
+    assert run_main("demo", "--db", db).returncode == 0
+
+    result = run_main("audit", "--db", db)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    for check in CHECKS:
+        assert any(line.split()[:2] == ["ok", check] for line in lines), check
+    assert lines[-1] == "audit: ok"
+
+
+def test_audit_of_a_missing_file_fails_in_one_line(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.db")
+
+    result = run_main("audit", "--db", missing)
+
+    assert_one_line_error(result, missing)
+    assert not Path(missing).exists()
+
+
+def test_audit_of_a_file_that_is_not_a_database_fails_in_one_line(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_text("not a database")
+
+    result = run_main("audit", "--db", str(junk))
+
+    assert_one_line_error(result, str(junk))
+
+
+async def start_serve(db: Path, *args: str) -> tuple[asyncio.subprocess.Process, str]:
+    """``serve`` on a free port of 127.0.0.1, and its URL once it logs that it serves."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "main.py", "serve", "--db", str(db), "--host", "127.0.0.1",
+        "--port", "0", *args,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stderr is not None
+    try:
+        for _ in range(LOG_LINES):
+            line = await asyncio.wait_for(process.stderr.readline(), START_TIMEOUT_S)
+            assert line, "serve exited before serving"
+            event = json.loads(line)
+            if event["event"] == "serving":
+                return process, str(event["url"])
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+    raise AssertionError("serve never said it serves")
+
+
+async def stop_serve(process: asyncio.subprocess.Process) -> str:
+    """SIGTERM; the exit status must be 0. Everything it printed on stdout."""
+    process.send_signal(signal.SIGTERM)
+    stdout, _ = await asyncio.wait_for(process.communicate(), START_TIMEOUT_S)
+    assert process.returncode == 0
+    return stdout.decode()
+
+
+def admin_get(url: str, token: str) -> int:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=START_TIMEOUT_S) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+async def test_serve_prints_a_generated_admin_token_once_and_accepts_it_after(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "shop.db"
+
+    first, url = await start_serve(db)
+    printed = (await stop_serve(first)).split()
+    again, url = await start_serve(db)
+    try:
+        token = printed[-1]
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            (kept,) = conn.execute(
+                "SELECT value FROM settings WHERE key = 'admin_token_hash'"
+            ).fetchone()
+        status = await asyncio.to_thread(admin_get, f"{url}/v1/audit", token)
+        by_hash = await asyncio.to_thread(admin_get, f"{url}/v1/audit", kept)
+    finally:
+        second = await stop_serve(again)
+
+    assert "admin token" in " ".join(printed)
+    assert second == ""  # shown once: the second start cannot know it
+    assert kept == hashlib.sha256(token.encode()).hexdigest()
+    assert (status, by_hash) == (200, 401)

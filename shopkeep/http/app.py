@@ -1,38 +1,95 @@
-"""The aiohttp application factory: the one place where routes are attached to the runtime.
+"""The aiohttp application factory: the one place where routes are attached to the shop.
 
-Handlers stay thin: they decode, call the shop, encode. The runtime they serve is typed app state
-under ``RUNTIME``; the factory does not open or close it: whoever made it (``main.py serve`` with
-``open_runtime``, or a test) owns its lifetime.
+Handlers stay thin: they decode, call the shop, encode (``routes.py``). The shop and the HTTP
+settings are typed app state (``SHOP``, ``CONFIG``); the factory neither opens nor closes the
+shop: whoever opened it (``main.py serve``, a test) owns its lifetime and keeps it open while
+the app serves.
+
+Middlewares, outermost first: request ids (``request_ids.py``); the caller's own (metrics, say),
+which therefore see every answer with its final status, problems included; the mapping of
+errors to problem+json (``errors.py``); authentication (``auth.py``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from collections.abc import Sequence
+from typing import Final
 
-import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
-if TYPE_CHECKING:
-    from shopkeep.bootstrap import Runtime
+from shopkeep.http.auth import Access, authentication, authorize
+from shopkeep.http.catalog import catalog
+from shopkeep.http.config import HttpConfig
+from shopkeep.http.errors import problems
+from shopkeep.http.openapi import publish
+from shopkeep.http.operations import Operation
+from shopkeep.http.request_ids import request_ids
+from shopkeep.http.state import CONFIG, SHOP
+from shopkeep.shop import Shop
 
-RUNTIME: Final[web.AppKey[Runtime]] = web.AppKey("runtime")
-"""The runtime (actor system and store) the handlers of this app act on."""
+__all__ = ["CONFIG", "SHOP", "make_app"]
 
-_HEALTHY: Final = msgspec.json.encode({"status": "ok"})
+SANDBOX_PREFIX: Final = "/sandbox/"
 
 
-async def healthz(request: web.Request) -> web.Response:
-    """Liveness: answers 200 ``{"status": "ok"}`` while the process serves, without a token.
+def guarded(operation: Operation, handler: Handler) -> Handler:
+    """``handler`` behind ``operation``'s access check."""
+    if operation.access is Access.PUBLIC:
+        return handler
 
-    It touches neither the actors nor the database, so it stays cheap and answers even when the
-    shop is overloaded.
+    async def check_then_handle(request: web.Request) -> web.StreamResponse:
+        authorize(request, operation.access)
+        return await handler(request)
+
+    check_then_handle.__name__ = handler.__name__
+    check_then_handle.__doc__ = handler.__doc__
+    return check_then_handle
+
+
+def make_app(
+    shop: Shop,
+    config: HttpConfig,
+    *,
+    extra_routes: Sequence[web.RouteDef] = (),
+    middlewares: Sequence[Middleware] = (),
+) -> web.Application:
+    """Build the HTTP API over ``shop``; the caller keeps the shop open while it serves.
+
+    ``extra_routes`` are routes other modules serve: ``GET /metrics`` and the sandbox
+    gateway's ``POST /sandbox/payments/{payment_id}/complete`` are documented in
+    ``/openapi.json`` when given. A route under ``/sandbox/`` is mounted only when
+    ``config.sandbox`` is true, whoever passes it: the sandbox marks payments paid, and must
+    never be reachable on a production server by mistake. Paths under ``/sandbox/`` and
+    ``/metrics`` need no token; any other extra route needs one (admin or user).
+    ``middlewares`` run inside the request-id middleware and outside the error mapping.
     """
-    return web.Response(body=_HEALTHY, content_type="application/json")
-
-
-def make_app(runtime: Runtime) -> web.Application:
-    """Build the HTTP app over ``runtime``; the caller keeps the runtime open while it serves."""
-    app = web.Application()
-    app[RUNTIME] = runtime
-    app.router.add_get("/healthz", healthz)
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        middlewares=[
+            request_ids,
+            *middlewares,
+            problems(config.max_body_bytes),
+            authentication(shop, config.admin_hash()),
+        ],
+    )
+    app[SHOP] = shop
+    app[CONFIG] = config
+    mounted = [
+        route
+        for route in extra_routes
+        if config.sandbox or not route.path.startswith(SANDBOX_PREFIX)
+    ]
+    given = {(route.method, route.path) for route in mounted}
+    served: list[Operation] = []
+    for operation in catalog(config):
+        if operation.handler is not None:
+            app.router.add_route(
+                operation.method, operation.path, guarded(operation, operation.handler)
+            )
+            served.append(operation)
+        elif (operation.method, operation.path) in given:
+            served.append(operation)
+    app.router.add_routes(mounted)
+    publish(app, served)
     return app

@@ -1,0 +1,622 @@
+"""The HTTP benchmark: placing orders through the server, beside a bare aiohttp handler.
+
+``python -m shopkeep.bench.http --json PATH [--seconds S] [--quick]`` starts, each in a process
+of its own on 127.0.0.1 and a free port:
+
+- shopkeep itself (``main.py serve``, ``synchronous=FULL``, uvloop when installed) on a fresh
+  database in a temporary folder, the admin token given by environment and the unpaid-orders
+  cap lifted (``--max-unpaid-orders``: these customers never pay, and the cap of 10 would
+  refuse nearly every order after the first ten thousand);
+- the baseline: a bare aiohttp app, on the same event loop, whose one POST handler decodes a
+  body of the same shape with msgspec and answers 201 with an order-sized JSON body.
+
+It creates 1,000 users and 1,000 goods through the API, then drives both with the same load
+generator, 64 connections, for the same time (after the same warm-up): every request places a
+one-item order for a random user (their own bearer token) and goods, with an ``Idempotency-Key``
+of its own. The load generator is ``wrk`` when installed (Debian's package), else a built-in
+aiohttp client; the JSON says which (``load_generator``). The built-in one is a single Python
+process competing with the servers for the same cores, so its figures are lower bounds, the
+baseline's more than shopkeep's. At the end ``GET /v1/audit`` must answer ok.
+
+The figures: ``bare_post_per_s``, ``place_order_per_s``, ``place_order_p50_ms``,
+``place_order_p99_ms``, ``ratio`` (place_order_per_s / bare_post_per_s), ``audit_ok``,
+``load_generator``, ``machine``; and beside them the statuses answered, the baseline's
+latencies, the server's resident memory read from its ``/metrics``, and the disk's fsync latency
+measured just before (``fsync_before``: shopkeep's commits wait for it, the baseline never).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+from aiohttp import web
+
+from shopkeep.bench.common import install_uvloop, machine, percentile
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+CONNECTIONS = 64
+USERS = 1_000
+GOODS = 1_000
+STOCK = 10_000_000
+PRICE = 1_250
+ORDERS_PATH = "/v1/orders"
+READY_TRIES = 300
+READY_PAUSE_S = 0.05
+STOP_TIMEOUT_S = 60.0
+
+
+# ---------------------------------------------------------------- the baseline
+
+
+class BareItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One line of the baseline's order body (the shape of shopkeep's)."""
+
+    goods_id: str
+    quantity: int
+
+
+class BareOrder(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The baseline's request body."""
+
+    items: list[BareItem]
+    coupon_id: str | None = None
+    use_balance: int = 0
+    expected_total: int | None = None
+
+
+class BareAnswer(msgspec.Struct, frozen=True):
+    """The baseline's answer: the fields and size of shopkeep's order."""
+
+    id: str
+    user_id: str
+    status: str
+    items: list[dict[str, Any]]
+    coupon_id: str | None
+    goods_amount: int
+    shipping_fee: int
+    order_amount: int
+    coupon_discount: int
+    wallet_amount: int
+    pay_amount: int
+    cancel_reason: str | None
+    created_at: datetime
+    confirmed_at: datetime | None
+    paid_at: datetime | None
+    canceled_at: datetime | None
+    expires_at: datetime | None
+
+
+def bare_app() -> web.Application:
+    """The baseline: decode the body, answer 201 with an order-sized JSON body."""
+    ids = itertools.count(1)
+
+    async def place(request: web.Request) -> web.Response:
+        order = msgspec.json.decode(await request.read(), type=BareOrder)
+        now = datetime.now(UTC)
+        answer = BareAnswer(
+            str(next(ids)), "1", "awaiting_payment",
+            [{"goods_id": i.goods_id, "quantity": i.quantity, "unit_price": PRICE}
+             for i in order.items],
+            None, PRICE, 1_000, PRICE + 1_000, 0, 0, PRICE + 1_000, None, now, now, None, None,
+            now,
+        )  # fmt: skip
+        return web.Response(
+            status=201, body=msgspec.json.encode(answer), content_type="application/json"
+        )
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_post(ORDERS_PATH, place)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def serve_bare(port: int) -> None:
+    """Serve :func:`bare_app` on ``HOST:port`` until SIGTERM or SIGINT."""
+    runner = web.AppRunner(bare_app())
+    await runner.setup()
+    await web.TCPSite(runner, HOST, port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run_bare(port: int) -> int:
+    """The baseline process's main: on uvloop when installed, like ``serve``."""
+    try:
+        import uvloop
+
+        factory: Any = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(serve_bare(port))
+    return 0
+
+
+# ---------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    """A TCP port free on ``HOST`` now (the kernel's choice)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A server process started by the benchmark, its output kept in files."""
+
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 20) -> str:
+        """The end of its output, for an error message."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> int:
+        """SIGTERM (a graceful stop), then SIGKILL if it does not end in time; its status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start(name: str, argv: list[str], port: int, folder: Path, env: dict[str, str]) -> Server:
+    """Start ``argv`` from the repository root, its output to a file in ``folder``."""
+    log = folder / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+        )
+    return Server(name, f"http://{HOST}:{port}", process, log)
+
+
+async def wait_ready(session: aiohttp.ClientSession, server: Server) -> None:
+    """Poll ``/healthz`` until it answers (bounded), failing fast if the process ended."""
+    for _ in range(READY_TRIES):
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} exited at start:\n{server.tail()}")
+        with contextlib.suppress(aiohttp.ClientError):
+            async with session.get(server.url + "/healthz") as response:
+                if response.status == 200:
+                    return
+        await asyncio.sleep(READY_PAUSE_S)
+    raise RuntimeError(f"{server.name} did not answer /healthz:\n{server.tail()}")
+
+
+# ---------------------------------------------------------------- the shop's data
+
+
+async def populate(
+    session: aiohttp.ClientSession, url: str, admin: str, users: int, goods: int
+) -> tuple[list[str], list[str]]:
+    """Create the users and goods through the API, 64 at a time: user tokens, goods ids."""
+    headers = {"Authorization": f"Bearer {admin}"}
+
+    async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        async with session.post(url + path, json=body, headers=headers) as response:
+            answer: dict[str, Any] = await response.json(content_type=None)
+            if response.status != 201:
+                raise RuntimeError(f"POST {path}: {response.status} {answer}")
+            return answer
+
+    tokens: list[str] = []
+    for start_at in range(0, users, CONNECTIONS):
+        batch = range(start_at, min(users, start_at + CONNECTIONS))
+        made = await asyncio.gather(*(post("/v1/users", {"name": f"customer {n}"}) for n in batch))
+        tokens += [user["token"] for user in made]
+    goods_ids: list[str] = []
+    for start_at in range(0, goods, CONNECTIONS):
+        batch = range(start_at, min(goods, start_at + CONNECTIONS))
+        body = {"price": PRICE, "stock": STOCK}
+        made = await asyncio.gather(
+            *(post("/v1/goods", {"name": f"goods {n}", **body}) for n in batch)
+        )
+        goods_ids += [g["id"] for g in made]
+    return tokens, goods_ids
+
+
+def order_body(goods_id: str) -> bytes:
+    """A one-item order's body, the same bytes for both servers."""
+    return b'{"items":[{"goods_id":"' + goods_id.encode() + b'","quantity":1}]}'
+
+
+# ---------------------------------------------------------------- load generators
+
+
+@dataclass
+class Load:
+    """What one load run measured."""
+
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    statuses: dict[str, int] = field(default_factory=dict)
+    socket_errors: int = 0
+
+    @property
+    def per_s(self) -> float:
+        """Answers per second."""
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+WRK_SCRIPT = """
+-- generated by shopkeep.bench.http: one-item orders, a random user and goods each
+local tokens = {%(tokens)s}
+local goods = {%(goods)s}
+local counter = 0
+statuses = {}
+local threads = {}
+local made = 0
+
+function setup(thread)
+  made = made + 1
+  thread:set("tid", made)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  math.randomseed(%(seed)d + tid * 7919)
+end
+
+function request()
+  counter = counter + 1
+  local body = '{"items":[{"goods_id":"' .. goods[math.random(#goods)] .. '","quantity":1}]}'
+  local headers = {
+    ["Authorization"] = "Bearer " .. tokens[math.random(#tokens)],
+    ["Content-Type"] = "application/json",
+    ["Idempotency-Key"] = "%(run)s-" .. tid .. "-" .. counter,
+  }
+  return wrk.format("POST", "%(path)s", headers, body)
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local all = {}
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("statuses")) do
+      all[status] = (all[status] or 0) + count
+    end
+  end
+  local parts = {}
+  for status, count in pairs(all) do
+    table.insert(parts, string.format('"%%d": %%d', status, count))
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'WRK-JSON {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p99_us": %%d, ' ..
+    '"max_us": %%d, "socket_errors": %%d, "statuses": {%%s}}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency.max, e.connect + e.read + e.write + e.timeout, table.concat(parts, ", ")))
+end
+"""
+
+
+def wrk_script(tokens: list[str], goods_ids: list[str], run: str, seed: int) -> str:
+    """The wrk Lua script placing one-item orders (``run`` makes its idempotency keys new)."""
+
+    def lua_list(values: list[str]) -> str:
+        return ", ".join(f'"{value}"' for value in values)
+
+    return WRK_SCRIPT % {
+        "tokens": lua_list(tokens),
+        "goods": lua_list(goods_ids),
+        "seed": seed,
+        "run": run,
+        "path": ORDERS_PATH,
+    }
+
+
+async def run_wrk(url: str, script: Path, seconds: float, connections: int, threads: int) -> Load:
+    """Drive ``url`` with wrk for ``seconds``; its figures, parsed from the script's output."""
+    process = await asyncio.create_subprocess_exec(
+        "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+        "--timeout", "30s", "-s", str(script), url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await process.communicate()
+    text = output.decode(errors="replace")
+    found = [line for line in text.splitlines() if line.startswith("WRK-JSON ")]
+    if process.returncode != 0 or not found:
+        raise RuntimeError(f"wrk failed ({process.returncode}):\n{text}")
+    figures = json.loads(found[-1].removeprefix("WRK-JSON "))
+    return Load(
+        requests=figures["requests"],
+        seconds=figures["duration_us"] / 1e6,
+        p50_ms=figures["p50_us"] / 1000,
+        p99_ms=figures["p99_us"] / 1000,
+        max_ms=figures["max_us"] / 1000,
+        statuses=figures["statuses"],
+        socket_errors=figures["socket_errors"],
+    )
+
+
+async def run_builtin(
+    url: str, tokens: list[str], goods_ids: list[str], run: str, seconds: float, connections: int
+) -> Load:
+    """Drive ``url`` with ``connections`` aiohttp client loops for ``seconds``."""
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    errors = 0
+    keys = itertools.count(1)
+    connector = aiohttp.TCPConnector(limit=connections)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        deadline = time.perf_counter() + seconds
+
+        async def customer(n: int) -> None:
+            nonlocal errors
+            pick = random.Random(f"{run}-{n}")
+            while time.perf_counter() < deadline:
+                headers = {
+                    "Authorization": f"Bearer {pick.choice(tokens)}",
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": f"{run}-{next(keys)}",
+                }
+                body = order_body(pick.choice(goods_ids))
+                started = time.perf_counter()
+                try:
+                    async with session.post(url + ORDERS_PATH, data=body, headers=headers) as r:
+                        await r.read()
+                        status = str(r.status)
+                except (aiohttp.ClientError, TimeoutError):
+                    errors += 1
+                    continue
+                latencies.append(time.perf_counter() - started)
+                statuses[status] = statuses.get(status, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(customer(n) for n in range(connections)))
+        elapsed = time.perf_counter() - started
+    if not latencies:
+        raise RuntimeError(f"no request to {url} was answered ({errors} errors)")
+    return Load(
+        requests=len(latencies),
+        seconds=elapsed,
+        p50_ms=percentile(latencies, 0.50) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
+        max_ms=max(latencies) * 1000,
+        statuses=statuses,
+        socket_errors=errors,
+    )
+
+
+@dataclass
+class Generator:
+    """The load generator of this run: wrk when installed, else the built-in one."""
+
+    tokens: list[str]
+    goods_ids: list[str]
+    folder: Path
+    seconds: float
+    use_wrk: bool
+    runs: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    @property
+    def name(self) -> str:
+        """What the JSON calls it."""
+        return "wrk" if self.use_wrk else "aiohttp-client"
+
+    async def drive(self, url: str, seconds: float | None = None) -> Load:
+        """One run against ``url`` (a fresh run id, so every idempotency key is new)."""
+        run = f"bench-{secrets.token_hex(4)}-{next(self.runs)}"
+        duration = self.seconds if seconds is None else seconds
+        if not self.use_wrk:
+            return await run_builtin(url, self.tokens, self.goods_ids, run, duration, CONNECTIONS)
+        script = self.folder / f"{run}.lua"
+        script.write_text(wrk_script(self.tokens, self.goods_ids, run, seed=len(run)))
+        threads = max(1, min(4, (os.cpu_count() or 1)))
+        return await run_wrk(url, script, duration, CONNECTIONS, threads)
+
+
+# ---------------------------------------------------------------- the run
+
+
+def fsync_latency(folder: Path, count: int = 100) -> dict[str, float]:
+    """How long an fsync of a small write takes in ``folder`` now (milliseconds): with
+    ``synchronous=FULL`` every group commit waits for one, so a slow or erratic disk (a shared
+    virtual machine's) moves every figure of shopkeep's, and none of the baseline's."""
+    samples: list[float] = []
+    path = folder / "fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for _ in range(count):
+            os.write(fd, b"x" * 4096)
+            started = time.perf_counter()
+            os.fsync(fd)
+            samples.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return {
+        "p50_ms": percentile(samples, 0.50) * 1000,
+        "p99_ms": percentile(samples, 0.99) * 1000,
+    }
+
+
+async def scrape_rss(session: aiohttp.ClientSession, url: str) -> float | None:
+    """The server's resident memory in bytes, from its ``/metrics``."""
+    async with session.get(url + "/metrics") as response:
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith("process_resident_memory_bytes "):
+            return float(line.split()[1])
+    return None
+
+
+async def measure(
+    folder: Path, seconds: float, warmup: float, users: int, goods: int, use_wrk: bool
+) -> dict[str, Any]:
+    """Start both servers, populate, measure each, audit, stop; the figures."""
+    fsync = fsync_latency(folder)
+    admin = secrets.token_urlsafe(32)
+    shop_port, bare_port = free_port(), free_port()
+    python = sys.executable
+    shop = start(
+        "shopkeep",
+        [python, "main.py", "serve", "--host", HOST, "--port", str(shop_port),
+         "--db", str(folder / "shop.db"), "--synchronous", "FULL",
+         "--max-unpaid-orders", str(10**9)],
+        shop_port, folder, {"SHOPKEEP_ADMIN_TOKEN": admin},
+    )  # fmt: skip
+    bare = start(
+        "bare",
+        [python, "-m", "shopkeep.bench.http", "--bare-server", str(bare_port)],
+        bare_port, folder, {},
+    )  # fmt: skip
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            await wait_ready(session, shop)
+            await wait_ready(session, bare)
+            tokens, goods_ids = await populate(session, shop.url, admin, users, goods)
+            generator = Generator(tokens, goods_ids, folder, seconds, use_wrk)
+            await generator.drive(bare.url, warmup)
+            bare_load = await generator.drive(bare.url)
+            await generator.drive(shop.url, warmup)
+            shop_load = await generator.drive(shop.url)
+            rss = await scrape_rss(session, shop.url)
+            async with session.get(
+                shop.url + "/v1/audit", headers={"Authorization": f"Bearer {admin}"}
+            ) as response:
+                report = await response.json()
+    finally:
+        bare.stop()
+        status = shop.stop()
+    if status != 0:
+        raise RuntimeError(f"shopkeep stopped with status {status}:\n{shop.tail()}")
+    return {
+        "bare_post_per_s": bare_load.per_s,
+        "place_order_per_s": shop_load.per_s,
+        "place_order_p50_ms": shop_load.p50_ms,
+        "place_order_p99_ms": shop_load.p99_ms,
+        "ratio": shop_load.per_s / bare_load.per_s if bare_load.per_s else 0.0,
+        "audit_ok": bool(report["ok"]),
+        "load_generator": generator.name,
+        "place_order_max_ms": shop_load.max_ms,
+        "place_order_statuses": shop_load.statuses,
+        "place_order_socket_errors": shop_load.socket_errors,
+        "bare_post_p50_ms": bare_load.p50_ms,
+        "bare_post_p99_ms": bare_load.p99_ms,
+        "bare_post_statuses": bare_load.statuses,
+        "server_rss_mb": None if rss is None else rss / 2**20,
+        "fsync_before": fsync,
+        "audit": report["checks"],
+        "seconds": seconds,
+        "warmup_seconds": warmup,
+        "connections": CONNECTIONS,
+        "users": users,
+        "goods": goods,
+    }
+
+
+def render(figures: dict[str, Any]) -> str:
+    """The table printed for people."""
+    rows = [
+        ("bare_post_per_s", f"{figures['bare_post_per_s']:,.0f}"),
+        ("place_order_per_s", f"{figures['place_order_per_s']:,.0f}"),
+        ("ratio", f"{figures['ratio']:.3f}"),
+        ("place_order_p50_ms", f"{figures['place_order_p50_ms']:.2f}"),
+        ("place_order_p99_ms", f"{figures['place_order_p99_ms']:.2f}"),
+        ("bare_post_p50_ms", f"{figures['bare_post_p50_ms']:.2f}"),
+        ("bare_post_p99_ms", f"{figures['bare_post_p99_ms']:.2f}"),
+        ("place_order_statuses", json.dumps(figures["place_order_statuses"])),
+        ("server_rss_mb", f"{figures['server_rss_mb'] or 0:.1f}"),
+        ("fsync_p50_p99_ms", "{p50_ms:.2f} / {p99_ms:.2f}".format(**figures["fsync_before"])),
+        ("audit_ok", str(figures["audit_ok"])),
+        ("load_generator", figures["load_generator"]),
+    ]
+    return "\n".join(f"{name:<22}  {value}" for name, value in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m shopkeep.bench.http",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--json", metavar="PATH", help="write the figures here as JSON")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured time (default 10)")
+    parser.add_argument("--quick", action="store_true", help="a short, small run (for tests)")
+    parser.add_argument(
+        "--load-generator",
+        choices=("auto", "wrk", "aiohttp-client"),
+        default="auto",
+        help="wrk when installed (auto, the default), or the built-in aiohttp client",
+    )
+    parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.bare_server is not None:
+        return run_bare(args.bare_server)
+    has_wrk = shutil.which("wrk") is not None
+    if args.load_generator == "wrk" and not has_wrk:
+        parser.error("wrk is not installed (apt-get install wrk)")
+    use_wrk = has_wrk and args.load_generator != "aiohttp-client"
+    seconds, warmup, users, goods = (
+        (2.0, 1.0, 100, 100) if args.quick else (args.seconds, 2.0, USERS, GOODS)
+    )
+    load_before = os.getloadavg()[0]
+    # the servers run on uvloop when it is installed (serve picks it); so does the built-in
+    # load generator here, which needs every bit of speed it can get
+    uvloop_version = install_uvloop()
+    with tempfile.TemporaryDirectory(prefix="shopkeep-bench-http-") as folder:
+        figures = asyncio.run(measure(Path(folder), seconds, warmup, users, goods, use_wrk))
+    figures["machine"] = machine(
+        {"uvloop" if uvloop_version else "asyncio"}, uvloop_version, load_before
+    )
+    print(render(figures))
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(figures, file, indent=2)
+            file.write("\n")
+    for check in figures["audit"]:
+        if not check["ok"]:
+            print(f"audit: {check['name']}: {check['detail']}", file=sys.stderr)
+    return 0 if figures["audit_ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""Who may call what: bearer tokens in, a :class:`Principal` on the request, roles per route.
+
+``Authorization: Bearer <token>``: a token whose SHA-256 is the admin's (from
+:class:`HttpConfig`, compared in constant time) makes the admin; any other token is looked up
+by its hash (``Shop.user_for_token``) and makes that user. A route that needs a token and
+gets none, or one nobody holds, answers 401 unauthorized.
+
+Public paths need no token: ``/healthz``, ``/metrics``, ``/openapi.json``, ``/docs``,
+``/v1/payments/callback`` (authenticated by its signature instead) and ``/sandbox/...``.
+
+Roles (SPEC 7 has no 403, on purpose): a valid token on a route of the other role answers
+404 not_found, as if the route did not exist for that caller, the same answer a user gets for
+another user's order. So a user learns nothing about admin routes (or other users' ids) by
+probing, and the admin gets 404 from the few routes that act as "me" (``/v1/me``,
+``/v1/coupons``, placing an order), having no wallet, coupons or orders of its own.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+from typing import Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from shopkeep.errors import ShopError
+from shopkeep.http.state import ADMIN, PRINCIPAL, Principal
+from shopkeep.shop import Shop, hash_token
+
+PUBLIC_PATHS: Final = frozenset(
+    {"/healthz", "/metrics", "/openapi.json", "/docs", "/v1/payments/callback"}
+)
+PUBLIC_PREFIXES: Final = ("/sandbox/",)
+MAX_TOKEN: Final = 512
+"""A longer bearer token is nobody's (and is not worth hashing)."""
+
+
+class Access(enum.Enum):
+    """Who may call a route."""
+
+    PUBLIC = "no token"
+    ANY = "any token (admin or user)"
+    ADMIN = "admin"
+    USER = "user (acting as themselves)"
+    OWNER = "user (their own orders) or admin (all)"
+
+    def admits(self, principal: Principal) -> bool:
+        """True when ``principal`` may call a route with this access."""
+        if self is Access.ADMIN:
+            return principal.is_admin
+        if self is Access.USER:
+            return not principal.is_admin
+        return True
+
+
+def is_public(path: str) -> bool:
+    """True for the paths that need no token."""
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN:
+        return None
+    return token
+
+
+async def identify(shop: Shop, admin_hash: str | None, header: str | None) -> Principal | None:
+    """The principal a bearer header names, or None (no header, not bearer, nobody's).
+
+    Hashes, not tokens, are compared: the same constant-time comparison serves a server that
+    was given the admin token and one that keeps only its hash.
+    """
+    token = bearer_token(header)
+    if token is None:
+        return None
+    if admin_hash is not None and hmac.compare_digest(hash_token(token), admin_hash):
+        return ADMIN
+    user_id = await shop.user_for_token(token)
+    return None if user_id is None else Principal(user_id)
+
+
+def authentication(shop: Shop, admin_hash: str | None) -> Middleware:
+    """The middleware that puts the caller's :class:`Principal` on the request (``PRINCIPAL``)
+    or refuses 401; public paths and unrouted requests (404, 405) pass untouched."""
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if is_public(request.path) or request.match_info.http_exception is not None:
+            return await handler(request)
+        principal = await identify(shop, admin_hash, request.headers.get("Authorization"))
+        if principal is None:
+            raise ShopError("unauthorized", "a valid bearer token is required")
+        request[PRINCIPAL] = principal
+        return await handler(request)
+
+    return authenticate
+
+
+def authorize(request: web.Request, access: Access) -> Principal:
+    """The caller, if ``access`` admits them; else ShopError not_found (see the module doc)."""
+    if PRINCIPAL not in request:
+        raise ShopError("unauthorized", "a valid bearer token is required")
+    principal = request[PRINCIPAL]
+    if not access.admits(principal):
+        raise ShopError("not_found", "there is no such route for this caller")
+    return principal

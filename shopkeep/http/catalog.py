@@ -1,0 +1,144 @@
+"""The catalog: every route of SPEC 7, who may call it, what it takes and what it answers.
+
+The factory registers each entry's handler behind its access check and the OpenAPI document
+is rendered from the same entries, so neither can drift from the other. Entries without a
+handler are served by another module (the sandbox gateway's route, ``/metrics``): they are
+documented only when the factory is actually given a route for them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
+from shopkeep.http import routes
+from shopkeep.http import schemas as s
+from shopkeep.http.auth import Access
+from shopkeep.http.config import HttpConfig
+from shopkeep.http.inputs import (
+    CURSOR_SCHEMA,
+    IDEMPOTENCY_HEADER,
+    KEY_SCHEMA,
+    STATUS_SCHEMA,
+    WAIT_SCHEMA,
+)
+from shopkeep.http.openapi import docs_page, openapi_json
+from shopkeep.http.operations import Operation, Param
+
+PLACEMENT_REFUSALS = (
+    "insufficient_stock",
+    "coupon_unavailable",
+    "insufficient_balance",
+    "price_changed",
+    "too_many_unpaid_orders",
+    "idempotency_conflict",
+)
+SANDBOX_COMPLETE = ("POST", "/sandbox/payments/{payment_id}/complete")
+METRICS = ("GET", "/metrics")
+
+
+def page_params(config: HttpConfig) -> tuple[Param, ...]:
+    """``?limit=`` and ``?cursor=`` of every paged list."""
+    most = config.list_limit_max
+    return (
+        Param(
+            "limit",
+            "query",
+            {"type": "integer", "minimum": 1, "maximum": most, "default": 50},
+            f"Items per page, 1 to {most}.",
+        ),
+        Param("cursor", "query", CURSOR_SCHEMA, "The `next_cursor` of the previous page."),
+    )
+
+
+def catalog(config: HttpConfig) -> list[Operation]:
+    """Every operation, in the order of SPEC 7's table."""
+    paged = page_params(config)
+    op = Operation
+    owner, admin, user = Access.OWNER, Access.ADMIN, Access.USER
+    order_ops = [
+        op("POST", "/v1/orders", "placeOrder", "Place an order", user, routes.place_order,
+           {201: s.OrderOut, 202: s.OrderOut}, body=s.PlaceOrderRequest,
+           params=(
+               Param(IDEMPOTENCY_HEADER, "header", KEY_SCHEMA,
+                     "The same key with the same body answers the same order; with another "
+                     "body, 409 idempotency_conflict."),
+               Param("wait", "query", WAIT_SCHEMA,
+                     "false: answer 202 at once with the pending order, and poll it."),
+           ),
+           refusals=PLACEMENT_REFUSALS),
+        op("GET", "/v1/orders", "listOrders", "List orders (a user's own; all for the admin)",
+           owner, routes.list_orders, {200: s.OrderPage},
+           params=(Param("status", "query", STATUS_SCHEMA, "Only orders in this status."),
+                   *paged)),
+        op("GET", "/v1/orders/{order_id}", "getOrder", "Get an order", owner, routes.get_order,
+           {200: s.OrderOut}),
+        op("GET", "/v1/orders/{order_id}/history", "getOrderHistory",
+           "An order's status changes, oldest first", owner, routes.order_history,
+           {200: s.HistoryList}),
+        op("POST", "/v1/orders/{order_id}/payment", "startPayment",
+           "Start paying an order (200: the same open payment again)", owner,
+           routes.start_payment, {201: s.PaymentOut, 200: s.PaymentOut},
+           refusals=("invalid_state",)),
+        op("POST", "/v1/orders/{order_id}/cancel", "cancelOrder",
+           "Cancel an order (again: 200, unchanged)", owner, routes.cancel_order,
+           {200: s.OrderOut}, refusals=("invalid_state",)),
+        op("POST", "/v1/orders/{order_id}/ship", "shipOrder", "Ship a paid order", admin,
+           routes.ship_order, {200: s.OrderOut}, refusals=("invalid_state",)),
+        op("POST", "/v1/orders/{order_id}/deliver", "deliverOrder", "Deliver a shipped order",
+           admin, routes.deliver_order, {200: s.OrderOut}, refusals=("invalid_state",)),
+        op("POST", "/v1/orders/{order_id}/returns", "requestReturn",
+           "Ask to return a delivered order", owner, routes.request_return,
+           {201: s.ReturnOut}, body=s.ReturnRequest, body_required=False,
+           refusals=("invalid_state",)),
+        op("POST", "/v1/returns/{return_id}/approve", "approveReturn",
+           "Approve a return: refund, stock back", admin, routes.approve_return,
+           {200: s.ReturnOut}, refusals=("invalid_state",)),
+        op("GET", "/v1/orders/{order_id}/refunds", "listRefunds",
+           "An order's refunds, oldest first", owner, routes.order_refunds,
+           {200: s.RefundList}),
+    ]
+    return [
+        op("POST", "/v1/users", "createUser", "Create a user (the answer has their token)",
+           admin, routes.create_user, {201: s.CreatedUserOut}, body=s.CreateUserRequest),
+        op("GET", "/v1/users/{user_id}", "getUser", "Get a user", admin, routes.get_user,
+           {200: s.UserOut}),
+        op("GET", "/v1/me", "getMe", "The calling user", user, routes.get_me,
+           {200: s.UserOut}),
+        op("POST", "/v1/users/{user_id}/wallet/credit", "creditWallet",
+           "Credit a user's wallet", admin, routes.credit_wallet, {200: s.UserOut},
+           body=s.CreditRequest),
+        op("POST", "/v1/goods", "createGoods", "Create a goods (SKU)", admin,
+           routes.create_goods, {201: s.GoodsOut}, body=s.CreateGoodsRequest),
+        op("PATCH", "/v1/goods/{goods_id}", "updateGoods", "Change a price, add stock", admin,
+           routes.update_goods, {200: s.GoodsOut}, body=s.UpdateGoodsRequest),
+        op("GET", "/v1/goods", "listGoods", "List goods, newest first", Access.ANY,
+           routes.list_goods, {200: s.GoodsPage}, params=paged),
+        op("GET", "/v1/goods/{goods_id}", "getGoods", "Get a goods", Access.ANY,
+           routes.get_goods, {200: s.GoodsOut}),
+        op("POST", "/v1/coupons", "createCoupon", "Give a user a coupon", admin,
+           routes.create_coupon, {201: s.CouponOut}, body=s.CreateCouponRequest),
+        op("GET", "/v1/coupons", "listCoupons", "The calling user's coupons", user,
+           routes.list_coupons, {200: s.CouponPage}, params=paged),
+        *order_ops,
+        op("POST", "/v1/payments/callback", "paymentCallback",
+           "The payment gateway's signed callback", Access.PUBLIC, routes.payment_callback,
+           {200: s.CallbackReceived}, body=s.CallbackRequest,
+           params=(Param(SIGNATURE_HEADER, "header", {"type": "string"},
+                         "`t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.\" + raw body>`",
+                         required=True),),
+           extra_problems=(400,)),
+        op(*SANDBOX_COMPLETE, "sandboxCompletePayment",
+           "Sandbox only: finish paying; the sandbox gateway then calls back, signed",
+           Access.PUBLIC, None, {202: None}, body=s.SandboxCompleteRequest),
+        op("GET", "/v1/audit", "audit", "Check the invariants now", admin, routes.run_audit,
+           {200: s.AuditOut}),
+        op("GET", "/healthz", "healthz", "Liveness", Access.PUBLIC, routes.healthz,
+           {200: s.Health}, touches_shop=False),
+        op(*METRICS, "metrics", "Prometheus metrics", Access.PUBLIC, None, {200: str},
+           touches_shop=False, content_type="text/plain"),
+        op("GET", "/openapi.json", "openapi", "This document", Access.PUBLIC, openapi_json,
+           {200: dict[str, Any]}, touches_shop=False),
+        op("GET", "/docs", "docs", "This document as a page", Access.PUBLIC, docs_page,
+           {200: str}, touches_shop=False, content_type="text/html"),
+    ]

@@ -1,0 +1,36 @@
+"""The HTTP layer's settings, one frozen value given to :func:`shopkeep.http.app.make_app`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shopkeep.shop import hash_token
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """What the HTTP adapter needs beyond the shop itself.
+
+    Where the admin token comes from (a flag, the environment, the database) is the composition
+    root's choice. A server that keeps only the token's hash (``shopkeep.shop.hash_token``)
+    gives ``admin_token_hash`` and an empty ``admin_token``; either way the adapter compares
+    the SHA-256 of each bearer token with the admin's, in constant time.
+    """
+
+    admin_token: str
+    """The bearer token that acts as admin: it sees and acts on everything."""
+    admin_token_hash: str = ""
+    """Instead of ``admin_token``: the SHA-256 (hex) of the admin token."""
+    sandbox: bool = False
+    """Mount the sandbox gateway's routes (``/sandbox/...``); off in production."""
+    max_body_bytes: int = 64 * 1024
+    """A request body larger than this is refused 413 payload_too_large, unread."""
+    list_limit_max: int = 200
+    """The largest ``?limit=`` a list accepts; more is refused 422 validation_error."""
+
+    def admin_hash(self) -> str | None:
+        """The SHA-256 (hex) the admin's bearer token must hash to; None when there is no
+        admin (neither field set)."""
+        if self.admin_token_hash:
+            return self.admin_token_hash
+        return hash_token(self.admin_token) if self.admin_token else None

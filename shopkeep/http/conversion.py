@@ -1,0 +1,173 @@
+"""The one place where the shop's values become the wire's, and the wire's become the shop's.
+
+The shop's views carry ids as ints and times as Unix seconds (floats); SPEC 7's wire carries
+ids as decimal strings and times as RFC 3339 UTC strings. The ``*_out`` functions build the
+response types of ``schemas.py`` from the views; :func:`id_in` and :func:`time_in` read ids and
+times from requests, refusing what no int64 id or RFC 3339 time can be (422).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import cast
+
+from shopkeep.actors.order_messages import OrderView, PaymentView, RefundView, ReturnView
+from shopkeep.actors.protocol import CouponView, GoodsView, UserView
+from shopkeep.errors import ShopError
+from shopkeep.http.schemas import (
+    LATEST_TIME,
+    MAX_ID,
+    CancelReason,
+    CouponOut,
+    CouponState,
+    CreatedUserOut,
+    GoodsOut,
+    HistoryOut,
+    OrderItemOut,
+    OrderOut,
+    OrderStatus,
+    PaymentOut,
+    PaymentStatus,
+    RefundKind,
+    RefundOut,
+    RefundStatus,
+    ReturnOut,
+    ReturnStatus,
+    UserOut,
+)
+from shopkeep.queries import HistoryEntry
+
+
+def id_out(value: int) -> str:
+    """An id as it travels."""
+    return str(value)
+
+
+def time_out(seconds: float) -> datetime:
+    """Unix seconds as an aware UTC datetime (msgspec writes it as RFC 3339 with ``Z``)."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def maybe_id(value: int | None) -> str | None:
+    """An optional id."""
+    return None if value is None else str(value)
+
+
+def maybe_time(seconds: float | None) -> datetime | None:
+    """An optional time."""
+    return None if seconds is None else time_out(seconds)
+
+
+def id_in(value: str, where: str) -> int:
+    """An id from the wire, or ShopError validation_error naming ``where`` (a JSON path or a
+    parameter): it must be decimal digits and fit in 64 bits."""
+    if not (value.isascii() and value.isdigit() and len(value) <= 19) or int(value) > MAX_ID:
+        raise ShopError(
+            "validation_error", f"an id is 1 to 19 digits, at most {MAX_ID} - at `{where}`"
+        )
+    return int(value)
+
+
+def time_in(value: datetime, where: str) -> float:
+    """An aware datetime from the wire as Unix seconds, or ShopError validation_error when
+    it falls outside 1970..9999 UTC (it could not be written back as RFC 3339)."""
+    seconds = value.timestamp()
+    if not 0 <= seconds <= LATEST_TIME:
+        raise ShopError(
+            "validation_error", f"a time is between 1970 and 9999 (UTC) - at `{where}`"
+        )
+    return seconds
+
+
+def user_out(view: UserView) -> UserOut:
+    """A user."""
+    return UserOut(id_out(view.id), view.name, view.balance, view.points)
+
+
+def created_user_out(view: UserView, token: str) -> CreatedUserOut:
+    """A new user and their token."""
+    return CreatedUserOut(id_out(view.id), view.name, view.balance, view.points, token)
+
+
+def goods_out(view: GoodsView) -> GoodsOut:
+    """A goods."""
+    return GoodsOut(id_out(view.id), view.name, view.price, view.stock)
+
+
+def coupon_out(view: CouponView) -> CouponOut:
+    """A coupon."""
+    return CouponOut(
+        id_out(view.id),
+        id_out(view.user_id),
+        view.value,
+        view.min_order_amount,
+        maybe_time(view.expires_at),
+        cast(CouponState, view.state),
+        maybe_id(view.order_id),
+    )
+
+
+def order_out(view: OrderView) -> OrderOut:
+    """An order."""
+    return OrderOut(
+        id=id_out(view.id),
+        user_id=id_out(view.user_id),
+        status=cast(OrderStatus, view.status),
+        items=[
+            OrderItemOut(id_out(item.goods_id), item.quantity, item.unit_price)
+            for item in view.items
+        ],
+        coupon_id=maybe_id(view.coupon_id),
+        goods_amount=view.goods_amount,
+        shipping_fee=view.shipping_fee,
+        order_amount=view.order_amount,
+        coupon_discount=view.coupon_discount,
+        wallet_amount=view.wallet_amount,
+        pay_amount=view.pay_amount,
+        cancel_reason=cast(CancelReason | None, view.cancel_reason),
+        created_at=time_out(view.created_at),
+        confirmed_at=maybe_time(view.confirmed_at),
+        paid_at=maybe_time(view.paid_at),
+        canceled_at=maybe_time(view.canceled_at),
+        expires_at=maybe_time(view.expires_at),
+    )
+
+
+def history_out(entry: HistoryEntry) -> HistoryOut:
+    """One status change."""
+    return HistoryOut(
+        cast(OrderStatus | None, entry.from_status),
+        cast(OrderStatus, entry.to_status),
+        entry.operation,
+        entry.remark,
+        time_out(entry.at),
+    )
+
+
+def payment_out(view: PaymentView) -> PaymentOut:
+    """A payment."""
+    return PaymentOut(
+        id_out(view.id),
+        id_out(view.order_id),
+        view.amount,
+        cast(PaymentStatus, view.status),
+        view.gateway_url,
+    )
+
+
+def return_out(view: ReturnView) -> ReturnOut:
+    """A return request."""
+    return ReturnOut(id_out(view.id), id_out(view.order_id), cast(ReturnStatus, view.status))
+
+
+def refund_out(view: RefundView) -> RefundOut:
+    """An after-sale record."""
+    return RefundOut(
+        id_out(view.id),
+        id_out(view.order_id),
+        cast(RefundKind, view.kind),
+        view.wallet_amount,
+        view.gateway_amount,
+        cast(RefundStatus, view.status),
+        time_out(view.created_at),
+    )

@@ -1,0 +1,174 @@
+"""Every outcome that is not a success, mapped to problem+json (RFC 9457) in one place.
+
+A problem is ``{"type", "title", "status", "code", "detail"}``, plus ``order_id`` when a failed
+placement recorded its order. ``code`` is the stable, machine-readable part; ``type`` points at
+the code's entry in ``/docs``. The map, by whose fault it is:
+
+- the client: ``validation_error`` 422 (the body, a parameter or a header; ``detail`` names the
+  bad field's path, e.g. ``$.items[0].quantity``), ``unauthorized`` 401, ``not_found`` 404,
+  ``method_not_allowed`` 405, ``payload_too_large`` 413, ``invalid_callback`` 400 (a payment
+  callback that failed verification: the gateway's fault, or a forger's);
+- the business rules: 409 with the refusal's own code (insufficient_stock, coupon_unavailable,
+  insufficient_balance, price_changed, invalid_state, too_many_unpaid_orders,
+  idempotency_conflict; any other refusal code is a 409 too);
+- load: ``overloaded`` 503 and ``unavailable`` 503 (stopping, an ask that got no answer, or a
+  placement whose step failed that way), always with ``Retry-After``;
+- a bug: ``internal_error`` 500, logged with its traceback, which never leaves the server.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import msgspec
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from shopkeep.errors import CallbackRejected, ShopError
+from shopkeep.runtime import ActorStopped, AskTimeout, Overloaded, ShuttingDown
+
+log = structlog.get_logger("shopkeep.http")
+
+PROBLEM_JSON: Final = "application/problem+json"
+TYPE_BASE: Final = "/docs#problem-"
+"""A problem's ``type`` is this followed by its code: the code's entry in the docs page."""
+
+
+class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
+    """An error answer (RFC 9457). ``order_id`` names the order a failed placement recorded."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
+    order_id: str | None = None
+
+
+PROBLEMS: Final[dict[str, tuple[int, str]]] = {
+    "validation_error": (422, "Validation error"),
+    "unauthorized": (401, "Unauthorized"),
+    "not_found": (404, "Not found"),
+    "method_not_allowed": (405, "Method not allowed"),
+    "payload_too_large": (413, "Payload too large"),
+    "invalid_callback": (400, "Invalid callback"),
+    "bad_request": (400, "Bad request"),
+    "insufficient_stock": (409, "Insufficient stock"),
+    "coupon_unavailable": (409, "Coupon unavailable"),
+    "insufficient_balance": (409, "Insufficient balance"),
+    "price_changed": (409, "Price changed"),
+    "invalid_state": (409, "Invalid state"),
+    "too_many_unpaid_orders": (409, "Too many unpaid orders"),
+    "idempotency_conflict": (409, "Idempotency conflict"),
+    "overloaded": (503, "Overloaded"),
+    "unavailable": (503, "Unavailable"),
+    "internal_error": (500, "Internal error"),
+}
+"""Every code this API answers with, its status and title (the docs page lists them)."""
+
+REFUSED: Final = (409, "Refused")
+"""Any other business refusal code."""
+
+_BY_STATUS: Final = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+def problem(
+    code: str,
+    detail: str,
+    *,
+    order_id: int | None = None,
+    retry_after: float | None = None,
+) -> web.Response:
+    """The problem+json answer for ``code``. A 401 carries ``WWW-Authenticate: Bearer``
+    (RFC 6750); a 503 always carries ``Retry-After``, in whole seconds."""
+    status, title = PROBLEMS.get(code, REFUSED)
+    body = Problem(
+        TYPE_BASE + code, title, status, code, detail, None if order_id is None else str(order_id)
+    )
+    headers = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="shopkeep"'
+    if status == 503:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after or 1.0)))
+    return web.Response(
+        status=status,
+        body=msgspec.json.encode(body),
+        content_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def problem_for(error: BaseException) -> web.Response | None:
+    """The answer for an expected error, or None for a bug (the caller answers 500)."""
+    match error:
+        case ShopError(code=code, detail=detail, order_id=order_id):
+            # placement codes overloaded / unavailable are 503s too: nothing is held, retry
+            return problem(code, detail, order_id=order_id)
+        case CallbackRejected():
+            return problem("invalid_callback", str(error))
+        case msgspec.ValidationError():
+            return problem("validation_error", _with_path(str(error)))
+        case msgspec.DecodeError():
+            return problem("validation_error", f"{error} - at `$`")
+        case ShuttingDown():
+            return problem("unavailable", "the server is stopping", retry_after=error.retry_after)
+        case Overloaded():
+            return problem("overloaded", str(error), retry_after=error.retry_after)
+        case AskTimeout() | ActorStopped():
+            return problem("unavailable", "the shop did not answer in time; try again")
+        case web.HTTPException() if error.status >= 400:
+            code = _BY_STATUS.get(error.status, "bad_request")
+            answer = problem(code, error.reason if code == "bad_request" else _detail_of(error))
+            if "Allow" in error.headers:  # a 405 says which methods the route takes
+                answer.headers["Allow"] = error.headers["Allow"]
+            return answer
+    return None
+
+
+def _with_path(message: str) -> str:
+    # msgspec names the path of nested errors only; a problem at the top level is at `$`
+    return message if " - at `" in message else f"{message} - at `$`"
+
+
+def _detail_of(error: web.HTTPException) -> str:
+    if error.status == 404:
+        return "there is no such route"
+    if error.status == 405:
+        return "this route does not take that method"
+    return "the request body is too large"
+
+
+def problems(max_body_bytes: int) -> Middleware:
+    """The middleware that answers every expected error as problem+json, and every bug as a
+    bare 500 whose traceback goes to the log only.
+
+    It also refuses a body announced (Content-Length) as larger than ``max_body_bytes`` before
+    anything reads it; a larger chunked body is cut off by aiohttp itself on reading (the app's
+    ``client_max_size``), which lands here as 413 too.
+    """
+
+    @web.middleware
+    async def answer_problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+        length = request.content_length
+        if length is not None and length > max_body_bytes:
+            return problem("payload_too_large", f"a body has at most {max_body_bytes} bytes")
+        try:
+            return await handler(request)
+        except web.HTTPException as error:
+            if error.status < 400:
+                raise
+            return _answer(request, error)
+        except Exception as error:
+            return _answer(request, error)
+
+    return answer_problems
+
+
+def _answer(request: web.Request, error: Exception) -> web.Response:
+    answer = problem_for(error)
+    if answer is not None:
+        return answer
+    log.exception("http_internal_error", method=request.method, path=request.path)
+    return problem("internal_error", "something went wrong on our side; it was logged")

@@ -1,0 +1,124 @@
+"""Reading a request: its body, path ids and query parameters, each checked or refused 422.
+
+Every refusal is a ``ShopError("validation_error", ...)`` (or msgspec's ValidationError) whose
+detail names what was wrong and where (``$.items[0].quantity``, ``limit``, ``order_id``), so
+``errors.py`` maps them all the same way. Answers go out through :func:`reply`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, TypeVar, get_args
+
+import msgspec
+from aiohttp import web
+
+from shopkeep.errors import ShopError
+from shopkeep.http.conversion import id_in
+from shopkeep.http.schemas import ID_PATTERN, EmptyRequest, OrderStatus
+from shopkeep.http.state import CONFIG, PRINCIPAL, SHOP, Principal
+from shopkeep.shop import Shop
+
+T = TypeVar("T")
+
+ORDER_STATUSES: Final = get_args(OrderStatus)
+MAX_IDEMPOTENCY_KEY: Final = 200
+IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
+
+CURSOR_SCHEMA: Final = {"type": "string", "pattern": ID_PATTERN}
+STATUS_SCHEMA: Final = {"type": "string", "enum": list(ORDER_STATUSES)}
+WAIT_SCHEMA: Final = {"type": "boolean", "default": True}
+KEY_SCHEMA: Final = {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY}
+
+_ENCODER: Final = msgspec.json.Encoder()
+
+
+def invalid(detail: str, where: str) -> ShopError:
+    """A validation_error naming ``where``."""
+    return ShopError("validation_error", f"{detail} - at `{where}`")
+
+
+def shop_of(request: web.Request) -> Shop:
+    """The shop this app serves."""
+    return request.app[SHOP]
+
+
+def caller_of(request: web.Request) -> Principal:
+    """Who is asking (the access check already admitted them)."""
+    return request[PRINCIPAL]
+
+
+def scope_of(request: web.Request) -> int | None:
+    """The user a request is confined to (their own orders), or None for the admin."""
+    return caller_of(request).user_id
+
+
+async def body_of(request: web.Request, kind: type[T], *, optional: bool = False) -> T:
+    """The body decoded as ``kind``; with ``optional``, an absent body is ``kind()``."""
+    raw = await request.read()
+    if optional and not raw.strip():
+        return kind()
+    return msgspec.json.decode(raw, type=kind)
+
+
+async def no_body(request: web.Request) -> None:
+    """Refuse a body on an operation that takes none (``{}`` and nothing are fine): a field
+    sent there would be silently ignored otherwise."""
+    raw = await request.read()
+    if raw.strip():
+        msgspec.json.decode(raw, type=EmptyRequest)
+
+
+def path_id(request: web.Request, name: str) -> int:
+    """The id in the path parameter ``name``."""
+    return id_in(request.match_info[name], name)
+
+
+def limit_of(request: web.Request) -> int | None:
+    """``?limit=``: 1 to the configured maximum, or None (the shop's default page)."""
+    raw = request.query.get("limit")
+    if raw is None:
+        return None
+    most = request.app[CONFIG].list_limit_max
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and 1 <= int(raw) <= most):
+        raise invalid(f"limit is an integer from 1 to {most}", "limit")
+    return int(raw)
+
+
+def cursor_of(request: web.Request) -> str | None:
+    """``?cursor=``: a ``next_cursor`` this server gave (an id), or None."""
+    raw = request.query.get("cursor")
+    if raw is None:
+        return None
+    id_in(raw, "cursor")
+    return raw
+
+
+def status_of(request: web.Request) -> str | None:
+    """``?status=``: one of the order statuses, or None."""
+    raw = request.query.get("status")
+    if raw is not None and raw not in ORDER_STATUSES:
+        raise invalid(f"status is one of {', '.join(ORDER_STATUSES)}", "status")
+    return raw
+
+
+def wait_of(request: web.Request) -> bool:
+    """``?wait=``: ``true`` (the default: answer the placed order) or ``false`` (202 at once)."""
+    raw = request.query.get("wait", "true")
+    if raw not in ("true", "false"):
+        raise invalid("wait is true or false", "wait")
+    return raw == "true"
+
+
+def idempotency_key_of(request: web.Request) -> str | None:
+    """The ``Idempotency-Key`` header: 1 to 200 characters, or None."""
+    raw = request.headers.get(IDEMPOTENCY_HEADER)
+    if raw is not None and not 1 <= len(raw) <= MAX_IDEMPOTENCY_KEY:
+        raise invalid(
+            f"an idempotency key has 1 to {MAX_IDEMPOTENCY_KEY} characters", IDEMPOTENCY_HEADER
+        )
+    return raw
+
+
+def reply(value: Any, status: int = 200) -> web.Response:
+    """A JSON answer."""
+    return web.Response(body=_ENCODER.encode(value), status=status, content_type="application/json")

@@ -1,0 +1,205 @@
+"""Prometheus metrics: request latency by route, and the runtime's gauges read at scrape time.
+
+:class:`Metrics` owns a :class:`~prometheus_client.CollectorRegistry` of its own (never the
+process-wide default one), so two apps in one process (tests, the benchmark) do not mix their
+figures or collide on names. It gives the app two things:
+
+- :meth:`Metrics.middleware`, which times every request into a histogram labelled by method, route
+  and status. The route is the resource's canonical path (``/v1/orders/{id}``), never the raw URL:
+  one series per route, not one per order id. Requests that match no route share the label
+  ``unmatched``, so a scan of random URLs cannot grow the series without bound.
+- :func:`metrics_routes`: ``GET /metrics``, the text exposition format.
+
+Everything else is read from the shop when Prometheus scrapes, by :class:`RuntimeCollector`:
+nothing on the hot path counts on the metrics' behalf. Process figures (resident memory, CPU
+seconds, open files) come from prometheus-client's ``ProcessCollector``, under their standard
+names (``process_resident_memory_bytes``), read from ``/proc``: on a system without it they are
+absent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from shopkeep.shop import Shop
+
+NAMESPACE: Final = "shopkeep"
+LATENCY_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+"""Request latency buckets, seconds: from half a millisecond (a cached read) to ten seconds."""
+QUANTILES: Final = (0.5, 0.99)
+RECENT_SAMPLES: Final = 1024
+"""How many of the latest timer fires the lateness quantiles are computed over."""
+UNMATCHED: Final = "unmatched"
+KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def route_label(request: web.Request) -> str:
+    """The canonical path of the resource ``request`` matched, or ``unmatched``."""
+    resource = request.match_info.route.resource
+    return UNMATCHED if resource is None else resource.canonical
+
+
+def quantile(ordered: Sequence[float], fraction: float) -> float:
+    """The nearest-rank quantile of already sorted ``ordered`` samples (NaN when empty)."""
+    if not ordered:
+        return math.nan
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def latest(samples: Sequence[float], count: int) -> list[float]:
+    """The last ``count`` samples of a deque or list, sorted."""
+    start = max(0, len(samples) - count)
+    return sorted(itertools.islice(samples, start, None))
+
+
+class RuntimeCollector:
+    """Reads the shop's live figures whenever the registry is collected (at each scrape).
+
+    The recent-window figures (commit latency, timer lateness) are gauges with a ``quantile``
+    label rather than summaries: they are computed over the last samples the runtime keeps, not
+    accumulated since start, so a summary's ``_sum`` and ``_count`` would go backwards and make
+    ``rate()`` lie. Counts since start (commits, dead letters) are counters.
+    """
+
+    def __init__(self, shop: Shop) -> None:
+        self._shop = shop
+
+    def collect(self) -> Iterator[Metric]:
+        """The metrics, computed now."""
+        system = self._shop.system
+        writer = self._shop.runtime.store.writer
+        yield _gauge("live_actors", "Actor activations in memory.", system.live_actors)
+        yield _gauge(
+            "messages_in_flight",
+            "Messages queued in mailboxes or being handled.",
+            system.in_flight,
+        )
+        depth_max, depth_sum = 0, 0
+        for depth in system.mailbox_depths():
+            depth_sum += depth
+            depth_max = max(depth_max, depth)
+        yield _gauge("mailbox_depth_max", "The longest mailbox, in messages.", depth_max)
+        yield _gauge("mailbox_depth_sum", "Messages waiting in all mailboxes.", depth_sum)
+        yield _gauge(
+            "commit_batch_units",
+            "Units of work in the last group commit.",
+            writer.stats.last_batch_units,
+        )
+        yield _counter("commit_batches", "Group commits since start.", writer.stats.batches)
+        yield _counter("commit_units", "Units of work committed since start.", writer.stats.units)
+        yield _quantiles(
+            "commit_recent_seconds",
+            f"Commit latency over the last {writer.stats.recent_commit_s.maxlen} commits.",
+            latest(writer.stats.recent_commit_s, RECENT_SAMPLES),
+        )
+        yield _gauge("writer_backlog", "Units and calls waiting for the writer.", writer.backlog)
+        yield _gauge(
+            "timers_pending_in_memory",
+            "Durable timers armed in memory (the rest wait in the database).",
+            system.timers.pending_in_memory,
+        )
+        yield _quantiles(
+            "timer_lateness_recent_seconds",
+            f"How late timers fired, over the last {RECENT_SAMPLES} fires.",
+            latest(system.timers.lateness, RECENT_SAMPLES),
+        )
+        yield _gauge(
+            "outbox_backlog",
+            "Durable messages committed and not yet applied.",
+            system.outbox.backlog,
+        )
+        yield _counter(
+            "dead_letters",
+            "Messages parked as dead letters since start.",
+            system.stats.dead_letters,
+        )
+        yield _counter(
+            "overloaded",
+            "Messages refused since start because a mailbox or the system was full.",
+            system.stats.overloaded,
+        )
+        yield _counter(
+            "actor_restarts", "Actors restarted by supervision since start.", system.stats.restarts
+        )
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"{NAMESPACE}_{name}", documentation, value=value)
+
+
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(f"{NAMESPACE}_{name}", documentation, value=value)
+
+
+def _quantiles(name: str, documentation: str, ordered: Sequence[float]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(f"{NAMESPACE}_{name}", documentation, labels=["quantile"])
+    for fraction in QUANTILES:
+        family.add_metric([str(fraction)], quantile(ordered, fraction))
+    return family
+
+
+class Metrics:
+    """The metrics of one app: its registry, the request histogram and the shop's collector."""
+
+    def __init__(self, shop: Shop, *, process: bool = True) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Histogram(
+            "http_request_duration_seconds",
+            "Time from a request's arrival to its answer, by method, route and status.",
+            ("method", "route", "status"),
+            namespace=NAMESPACE,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(RuntimeCollector(shop))
+        if process:
+            ProcessCollector(registry=self.registry)
+
+    def observe(self, request: web.Request, status: int, seconds: float) -> None:
+        """Record one answered request."""
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        self.requests.labels(method, route_label(request), str(status)).observe(seconds)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Time the request. An HTTP exception counts with its own status, any other error
+        as 500; a request whose client went away (cancelled) is not counted."""
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            self.observe(request, exc.status, time.perf_counter() - started)
+            raise
+        except Exception:
+            self.observe(request, 500, time.perf_counter() - started)
+            raise
+        self.observe(request, response.status, time.perf_counter() - started)
+        return response
+
+    def exposition(self) -> bytes:
+        """The registry in the Prometheus text format (version 0.0.4)."""
+        return generate_latest(self.registry)
+
+
+def metrics_routes(metrics: Metrics) -> Iterable[web.RouteDef]:
+    """``GET /metrics``: the text exposition, without a token (SPEC 7)."""
+
+    async def scrape(request: web.Request) -> web.Response:
+        return web.Response(
+            body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
+        )
+
+    return [web.get("/metrics", scrape, name="metrics")]

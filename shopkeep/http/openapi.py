@@ -1,0 +1,171 @@
+"""``GET /openapi.json`` and ``GET /docs``: the OpenAPI 3.1 document of the served routes.
+
+The document is generated from the catalog (``catalog.py``) and the msgspec types the handlers
+decode and encode (``msgspec.json.schema_components``), once, when the app is built: what it
+says is what is served. ``/docs`` is the same document as one plain HTML page, with no
+scripts or external assets, so it works offline (``docs_html.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import msgspec
+from aiohttp import web
+
+from shopkeep import __version__
+from shopkeep.http.auth import Access
+from shopkeep.http.docs_html import render_docs
+from shopkeep.http.errors import PROBLEM_JSON, PROBLEMS, Problem
+from shopkeep.http.operations import Operation
+from shopkeep.http.schemas import ID_PATTERN
+
+DOCUMENT: Final = web.AppKey("openapi_document", bytes)
+DOCS: Final = web.AppKey("docs_page", str)
+REF_TEMPLATE: Final = "#/components/schemas/{name}"
+BEARER: Final = "bearer"
+
+DESCRIPTION: Final = """\
+The order and payment engine of a small online shop (SPEC section 7).
+
+JSON in and out. Ids are strings of digits, money is integer minor units (cents), written
+without a fraction (`100`, never `100.0`), times are RFC 3339 strings (answers are in UTC).
+Every error is `application/problem+json` (RFC 9457) with a stable `code`; see the responses
+of each operation. Authenticate with `Authorization: Bearer <token>`:
+the admin token, or a user's token (given once, when the user is created). A user sees and
+acts on their own orders only: another user's order, like a route of the admin, answers 404.
+Every answer carries an `X-Request-Id` header (the client's, when sane).
+"""
+
+_PROBLEM_TEXT: Final = {
+    400: "The payment callback failed verification (invalid_callback); nothing changed.",
+    401: "No bearer token, or one nobody holds (unauthorized).",
+    404: "No such thing, or not the caller's (not_found).",
+    409: "A business rule refused; `code` says which.",
+    413: "The body is larger than the server accepts (payload_too_large).",
+    422: "A body, parameter or header is invalid (validation_error); `detail` names where.",
+    503: "Overloaded or unavailable: try again after `Retry-After` seconds.",
+}
+
+
+def build_document(operations: Sequence[Operation]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``operations``."""
+    types = _unique(
+        [Problem]
+        + [op.body for op in operations if op.body is not None]
+        + [t for op in operations for t in op.answers.values() if t is not None]
+    )
+    refs, components = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
+    schema_of = dict(zip(types, refs, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, schema_of)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "shopkeep", "version": __version__, "description": DESCRIPTION},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {BEARER: {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _unique(types: Iterable[Any]) -> list[Any]:
+    seen: list[Any] = []
+    for kind in types:
+        if kind not in seen:
+            seen.append(kind)
+    return seen
+
+
+def _operation(op: Operation, schema_of: dict[Any, Any]) -> dict[str, Any]:
+    description = f"Who: {op.access.value}."
+    if op.refusals:
+        description += " Refusals (409): " + ", ".join(f"`{c}`" for c in op.refusals) + "."
+    document: dict[str, Any] = {
+        "operationId": op.name,
+        "summary": op.summary,
+        "description": description,
+        "security": [] if op.access is Access.PUBLIC else [{BEARER: []}],
+        "parameters": _parameters(op),
+        "responses": _responses(op, schema_of),
+    }
+    if op.body is not None:
+        document["requestBody"] = {
+            "required": op.body_required,
+            "content": {"application/json": {"schema": schema_of[op.body]}},
+        }
+    return document
+
+
+def _parameters(op: Operation) -> list[dict[str, Any]]:
+    path = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": "An id: decimal digits, at most 2**63 - 1.",
+            "schema": {"type": "string", "pattern": ID_PATTERN},
+        }
+        for name in op.path_params
+    ]
+    others = [
+        {
+            "name": p.name,
+            "in": p.location,
+            "required": p.required,
+            "description": p.description,
+            "schema": p.schema,
+        }
+        for p in op.params
+    ]
+    return path + others
+
+
+def _headers(*names: str) -> dict[str, Any]:
+    schemas = {
+        "X-Request-Id": {"type": "string", "minLength": 1},
+        "Retry-After": {"type": "integer", "minimum": 1},
+        "WWW-Authenticate": {"type": "string"},
+    }
+    return {name: {"required": True, "schema": schemas[name]} for name in names}
+
+
+def _responses(op: Operation, schema_of: dict[Any, Any]) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status, kind in sorted(op.answers.items()):
+        answer: dict[str, Any] = {"description": op.summary, "headers": _headers("X-Request-Id")}
+        if kind is not None:
+            answer["content"] = {op.content_type: {"schema": schema_of[kind]}}
+        responses[str(status)] = answer
+    for status in op.problem_statuses():
+        names = ["X-Request-Id"]
+        if status == 401:
+            names.append("WWW-Authenticate")
+        if status == 503:
+            names.append("Retry-After")
+        responses[str(status)] = {
+            "description": _PROBLEM_TEXT[status],
+            "headers": _headers(*names),
+            "content": {PROBLEM_JSON: {"schema": schema_of[Problem]}},
+        }
+    return responses
+
+
+def publish(app: web.Application, operations: Sequence[Operation]) -> None:
+    """Build the document and its page once and keep them in ``app`` for the two routes."""
+    document = build_document(operations)
+    app[DOCUMENT] = msgspec.json.encode(document)
+    app[DOCS] = render_docs(document, PROBLEMS)
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """GET /openapi.json."""
+    return web.Response(body=request.app[DOCUMENT], content_type="application/json")
+
+
+async def docs_page(request: web.Request) -> web.Response:
+    """GET /docs."""
+    return web.Response(text=request.app[DOCS], content_type="text/html")

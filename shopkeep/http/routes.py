@@ -1,0 +1,245 @@
+"""Every route of SPEC 7: a thin handler per operation, each one call of one Shop method.
+
+A handler reads its inputs (``inputs.py``), calls the shop, and answers the converted view
+(``conversion.py``); every refusal and error goes up to ``errors.py`` untouched. Who may call
+each one, and what it takes and answers, is said once, in ``catalog.py``.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
+from shopkeep.http import conversion as c
+from shopkeep.http import schemas as s
+from shopkeep.http.inputs import (
+    body_of,
+    caller_of,
+    cursor_of,
+    idempotency_key_of,
+    limit_of,
+    no_body,
+    path_id,
+    reply,
+    scope_of,
+    shop_of,
+    status_of,
+    wait_of,
+)
+
+_HEALTHY = msgspec.json.encode(s.Health("ok"))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: answers 200 ``{"status": "ok"}`` while the process serves, without a token.
+
+    It touches neither the actors nor the database, so it stays cheap and answers even when the
+    shop is overloaded.
+    """
+    return web.Response(body=_HEALTHY, content_type="application/json")
+
+
+# -- users ------------------------------------------------------------------------------------
+
+
+async def create_user(request: web.Request) -> web.Response:
+    """POST /v1/users."""
+    body = await body_of(request, s.CreateUserRequest)
+    created = await shop_of(request).create_user(body.name, body.balance)
+    return reply(c.created_user_out(created.user, created.token), 201)
+
+
+async def get_user(request: web.Request) -> web.Response:
+    """GET /v1/users/{user_id}."""
+    return reply(c.user_out(await shop_of(request).get_user(path_id(request, "user_id"))))
+
+
+async def get_me(request: web.Request) -> web.Response:
+    """GET /v1/me."""
+    user_id = caller_of(request).user_id
+    assert user_id is not None  # Access.USER admits users only
+    return reply(c.user_out(await shop_of(request).get_user(user_id)))
+
+
+async def credit_wallet(request: web.Request) -> web.Response:
+    """POST /v1/users/{user_id}/wallet/credit."""
+    user_id = path_id(request, "user_id")
+    body = await body_of(request, s.CreditRequest)
+    return reply(c.user_out(await shop_of(request).credit_wallet(user_id, body.amount)))
+
+
+# -- goods ------------------------------------------------------------------------------------
+
+
+async def create_goods(request: web.Request) -> web.Response:
+    """POST /v1/goods."""
+    body = await body_of(request, s.CreateGoodsRequest)
+    goods = await shop_of(request).create_goods(body.name, body.price, body.stock)
+    return reply(c.goods_out(goods), 201)
+
+
+async def update_goods(request: web.Request) -> web.Response:
+    """PATCH /v1/goods/{goods_id}."""
+    goods_id = path_id(request, "goods_id")
+    body = await body_of(request, s.UpdateGoodsRequest)
+    goods = await shop_of(request).update_goods(goods_id, price=body.price, restock=body.restock)
+    return reply(c.goods_out(goods))
+
+
+async def list_goods(request: web.Request) -> web.Response:
+    """GET /v1/goods."""
+    page = await shop_of(request).list_goods(limit=limit_of(request), cursor=cursor_of(request))
+    return reply(s.GoodsPage([c.goods_out(g) for g in page.items], page.next_cursor))
+
+
+async def get_goods(request: web.Request) -> web.Response:
+    """GET /v1/goods/{goods_id}."""
+    return reply(c.goods_out(await shop_of(request).get_goods(path_id(request, "goods_id"))))
+
+
+# -- coupons ----------------------------------------------------------------------------------
+
+
+async def create_coupon(request: web.Request) -> web.Response:
+    """POST /v1/coupons."""
+    body = await body_of(request, s.CreateCouponRequest)
+    expires_at = None if body.expires_at is None else c.time_in(body.expires_at, "$.expires_at")
+    coupon = await shop_of(request).create_coupon(
+        c.id_in(body.user_id, "$.user_id"),
+        body.value,
+        min_order_amount=body.min_order_amount,
+        expires_at=expires_at,
+    )
+    return reply(c.coupon_out(coupon), 201)
+
+
+async def list_coupons(request: web.Request) -> web.Response:
+    """GET /v1/coupons: the caller's own."""
+    user_id = caller_of(request).user_id
+    assert user_id is not None  # Access.USER admits users only
+    page = await shop_of(request).list_coupons(
+        user_id, limit=limit_of(request), cursor=cursor_of(request)
+    )
+    return reply(s.CouponPage([c.coupon_out(one) for one in page.items], page.next_cursor))
+
+
+# -- orders -----------------------------------------------------------------------------------
+
+
+async def place_order(request: web.Request) -> web.Response:
+    """POST /v1/orders: 201 placed (or paid), 202 pending with ``?wait=false``."""
+    user_id = caller_of(request).user_id
+    assert user_id is not None  # Access.USER admits users only
+    wait, key = wait_of(request), idempotency_key_of(request)
+    body = await body_of(request, s.PlaceOrderRequest)
+    items = [
+        (c.id_in(item.goods_id, f"$.items[{i}].goods_id"), item.quantity)
+        for i, item in enumerate(body.items)
+    ]
+    coupon_id = None if body.coupon_id is None else c.id_in(body.coupon_id, "$.coupon_id")
+    order = await shop_of(request).place_order(
+        user_id,
+        items,
+        coupon_id=coupon_id,
+        use_balance=body.use_balance,
+        expected_total=body.expected_total,
+        idempotency_key=key,
+        wait=wait,
+    )
+    return reply(c.order_out(order), 201 if wait else 202)
+
+
+async def list_orders(request: web.Request) -> web.Response:
+    """GET /v1/orders: a user's own, or all for the admin."""
+    page = await shop_of(request).list_orders(
+        user_id=scope_of(request),
+        status=status_of(request),
+        limit=limit_of(request),
+        cursor=cursor_of(request),
+    )
+    return reply(s.OrderPage([c.order_out(o) for o in page.items], page.next_cursor))
+
+
+async def get_order(request: web.Request) -> web.Response:
+    """GET /v1/orders/{order_id}."""
+    order_id = path_id(request, "order_id")
+    return reply(c.order_out(await shop_of(request).get_order(order_id, user_id=scope_of(request))))
+
+
+async def order_history(request: web.Request) -> web.Response:
+    """GET /v1/orders/{order_id}/history."""
+    order_id = path_id(request, "order_id")
+    entries = await shop_of(request).order_history(order_id, user_id=scope_of(request))
+    return reply(s.HistoryList([c.history_out(e) for e in entries], None))
+
+
+async def start_payment(request: web.Request) -> web.Response:
+    """POST /v1/orders/{order_id}/payment: 201 a new payment, 200 the open one again."""
+    order_id = path_id(request, "order_id")
+    await no_body(request)
+    started = await shop_of(request).start_payment(order_id, user_id=scope_of(request))
+    return reply(c.payment_out(started.payment), 201 if started.created else 200)
+
+
+async def cancel_order(request: web.Request) -> web.Response:
+    """POST /v1/orders/{order_id}/cancel."""
+    order_id = path_id(request, "order_id")
+    await no_body(request)
+    caller = caller_of(request)
+    order = await shop_of(request).cancel_order(
+        order_id, by="admin" if caller.is_admin else "user", user_id=caller.user_id
+    )
+    return reply(c.order_out(order))
+
+
+async def ship_order(request: web.Request) -> web.Response:
+    """POST /v1/orders/{order_id}/ship."""
+    order_id = path_id(request, "order_id")
+    await no_body(request)
+    return reply(c.order_out(await shop_of(request).ship(order_id)))
+
+
+async def deliver_order(request: web.Request) -> web.Response:
+    """POST /v1/orders/{order_id}/deliver."""
+    order_id = path_id(request, "order_id")
+    await no_body(request)
+    return reply(c.order_out(await shop_of(request).deliver(order_id)))
+
+
+async def request_return(request: web.Request) -> web.Response:
+    """POST /v1/orders/{order_id}/returns."""
+    order_id = path_id(request, "order_id")
+    body = await body_of(request, s.ReturnRequest, optional=True)
+    made = await shop_of(request).request_return(order_id, body.reason, user_id=scope_of(request))
+    return reply(c.return_out(made), 201)
+
+
+async def approve_return(request: web.Request) -> web.Response:
+    """POST /v1/returns/{return_id}/approve."""
+    return_id = path_id(request, "return_id")
+    await no_body(request)
+    return reply(c.return_out(await shop_of(request).approve_return(return_id)))
+
+
+async def order_refunds(request: web.Request) -> web.Response:
+    """GET /v1/orders/{order_id}/refunds."""
+    order_id = path_id(request, "order_id")
+    refunds = await shop_of(request).refunds(order_id, user_id=scope_of(request))
+    return reply(s.RefundList([c.refund_out(r) for r in refunds], None))
+
+
+# -- the gateway, the audit -------------------------------------------------------------------
+
+
+async def payment_callback(request: web.Request) -> web.Response:
+    """POST /v1/payments/callback: the raw bytes go to the shop, which checks the signature
+    over exactly them (a re-encoded body would not match)."""
+    raw = await request.read()
+    await shop_of(request).handle_callback(raw, request.headers.get(SIGNATURE_HEADER))
+    return reply(s.CallbackReceived(True))
+
+
+async def run_audit(request: web.Request) -> web.Response:
+    """GET /v1/audit."""
+    return reply(await shop_of(request).audit())

@@ -1,0 +1,134 @@
+"""The sandbox payment gateway over HTTP: a stand-in third party for trying and load-testing.
+
+With ``serve --sandbox`` the server plays both sides of a payment:
+
+- the user "pays" by ``POST /sandbox/payments/{payment_id}/complete`` with
+  ``{"result": "succeeded"}`` (or ``"failed"``), which answers 202 at once; the payment link of
+  every payment (``gateway_url``) points at ``/sandbox/payments/{payment_id}`` on this server;
+- the gateway then calls the shop back the way a real one does: a signed JSON body POSTed over
+  HTTP to ``/v1/payments/callback`` (this very server by default), retried with back-off by
+  :meth:`SandboxGateway.deliver` until the answer is a 200.
+
+So a callback crosses the same parser, signature check and error mapping as a real gateway's,
+and a load test sees callbacks that come late and twice, as they do in production. The route
+is mounted only in sandbox mode: anyone who can reach it can mark a payment paid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
+
+import aiohttp
+import msgspec
+import structlog
+from aiohttp import web
+
+from shopkeep.actors.gateway import SandboxGateway
+from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
+from shopkeep.errors import ShopError
+from shopkeep.http.schemas import SandboxCompleteRequest
+from shopkeep.runtime import Clock
+
+if TYPE_CHECKING:
+    from shopkeep.shop import Shop
+
+log = structlog.get_logger("shopkeep.sandbox")
+
+CALLBACK_PATH: Final = "/v1/payments/callback"
+PAYMENTS_PATH: Final = "/sandbox/payments"
+CALLBACK_TIMEOUT_S: Final = 30.0
+"""How long one callback POST may take before the gateway counts it as failed and retries."""
+PAYMENT_SQL: Final = "SELECT order_id, amount FROM payments WHERE id = ?"
+
+
+class HttpSandboxGateway(SandboxGateway):
+    """The sandbox gateway of a serving shop: payment links point at its own sandbox route.
+
+    ``public_url`` (``http://host:port``) is set once the server listens, since a server started
+    on port 0 learns its port only then; payments are started only after that.
+    """
+
+    def __init__(self, secret: bytes | str, clock: Clock, *, retry_s: float = 1.0) -> None:
+        super().__init__(secret, clock, retry_s=retry_s)
+        self.public_url = ""
+
+    def payment_url(self, payment_id: int) -> str:
+        """The sandbox page of ``payment_id`` on this server."""
+        return f"{self.public_url}{PAYMENTS_PATH}/{payment_id}"
+
+
+class HttpCallbackSink:
+    """Delivers signed callbacks by POSTing them to ``url``; acknowledged on a 200 only.
+
+    Anything else (a 400 for a refused callback, a 503, a refused connection, a timeout) is not
+    an acknowledgement: the gateway tries again later, as a real one does. ``url`` may be set
+    after construction (see :class:`HttpSandboxGateway`). One client session, opened on first
+    use and closed by :meth:`close`.
+    """
+
+    def __init__(self, url: str = "", *, timeout_s: float = CALLBACK_TIMEOUT_S) -> None:
+        self.url = url
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __call__(self, raw_body: bytes, signature: str) -> bool:
+        """POST one callback; True when the shop answered 200."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature}
+        async with self._session.post(self.url, data=raw_body, headers=headers) as response:
+            await response.read()
+            if response.status != 200:
+                log.info("sandbox_callback_not_acknowledged", status=response.status)
+            return response.status == 200
+
+    async def close(self) -> None:
+        """Close the client session (callbacks still retrying then fail and retry, until the
+        gateway itself is closed)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def sandbox_routes(shop: Shop, gateway: SandboxGateway) -> Iterable[web.RouteDef]:
+    """``POST /sandbox/payments/{payment_id}/complete``: complete a payment through ``gateway``."""
+
+    async def complete(request: web.Request) -> web.Response:
+        """Answer 202 (no body) once the callback is scheduled; 404 for a payment this shop
+        never started; 422 for a body that is not ``{"result": "succeeded" | "failed"}``."""
+        payment_id = _payment_id(request.match_info["payment_id"])
+        # a body that does not decode is refused 422 by the app's problem mapping
+        body = msgspec.json.decode(await request.read(), type=SandboxCompleteRequest)
+        row = await shop.reader.fetchone(PAYMENT_SQL, (payment_id,))
+        if row is None:
+            raise ShopError("not_found", f"payment {payment_id} does not exist")
+        order_id, amount = int(row[0]), int(row[1])
+        gateway.complete_soon(payment_id, order_id, amount, body.result)
+        log.info(
+            "sandbox_payment_completed",
+            payment_id=payment_id,
+            order_id=order_id,
+            result=body.result,
+        )
+        # no body, as the OpenAPI catalog documents it: the outcome shows on the order
+        return web.Response(status=202)
+
+    return [web.post(PAYMENTS_PATH + "/{payment_id}/complete", complete, name="sandbox_complete")]
+
+
+def _payment_id(text: str) -> int:
+    """The payment id in the path; text that is not a 64-bit id names no payment (404)."""
+    if not (text.isascii() and text.isdigit() and 0 < int(text) < 2**63):
+        raise ShopError("not_found", f"payment {text[:40]} does not exist")
+    return int(text)
+
+
+def local_url(host: str, port: int) -> str:
+    """``http://host:port`` as this server reaches itself: a wildcard address means loopback."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"

@@ -1,0 +1,296 @@
+"""The wire format of SPEC 7: the msgspec types of every request and response body.
+
+Request types forbid unknown fields and bound every value, so a body with a field the server
+owns (``status``, an amount, an owner, an ``id``) is refused 422 validation_error rather than
+ignored: mass assignment has nowhere to land. Ids travel as decimal strings (JavaScript loses
+precision above 2**53) and times as RFC 3339 UTC strings; ``conversion.py`` is the one place
+that turns the shop's int ids and Unix seconds into them. The OpenAPI document is generated
+from these same types (``openapi.py``), so it cannot drift from what the handlers decode.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from shopkeep.actors.audit import AuditCheck, AuditReport
+
+MAX_ID = 2**63 - 1
+"""Ids are signed 64-bit integers; a longer digit string names nothing."""
+ID_PATTERN = "^[0-9]{1,19}$"
+LATEST_TIME = 253_402_300_799
+"""9999-12-31T23:59:59Z in Unix seconds: the last time RFC 3339 can write."""
+
+Id = Annotated[str, Meta(pattern=ID_PATTERN, description="A 64-bit id as a decimal string.")]
+Amount = Annotated[int, Meta(ge=0, le=10**12, description="Money, in minor units (cents).")]
+PositiveAmount = Annotated[int, Meta(ge=1, le=10**12, description="Money, in minor units.")]
+Stock = Annotated[int, Meta(ge=0, le=10**12, description="Units on hand.")]
+Restock = Annotated[int, Meta(ge=1, le=10**12, description="Units to add.")]
+Quantity = Annotated[int, Meta(ge=1, le=1000)]
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S", description="Not blank.")]
+Time = Annotated[datetime, Meta(tz=True, description="An RFC 3339 time with its offset.")]
+
+OrderStatus = Literal[
+    "pending", "awaiting_payment", "paid", "shipped", "delivered", "returned", "canceled"
+]
+CancelReason = Literal["placement_failed", "user", "timeout", "admin"]
+PaymentStatus = Literal["created", "succeeded", "failed", "refunded"]
+RefundKind = Literal["cancel", "return", "late_payment", "duplicate_payment"]
+RefundStatus = Literal["refunding", "refunded", "failed"]
+ReturnStatus = Literal["requested", "approved"]
+CouponState = Literal["unused", "used"]
+
+
+class RequestBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Base of request bodies: unknown fields are refused, never ignored."""
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+class CreateUserRequest(RequestBody, frozen=True):
+    """POST /v1/users."""
+
+    name: Name
+    balance: Amount = 0
+
+
+class CreditRequest(RequestBody, frozen=True):
+    """POST /v1/users/{user_id}/wallet/credit."""
+
+    amount: PositiveAmount
+
+
+class CreateGoodsRequest(RequestBody, frozen=True):
+    """POST /v1/goods."""
+
+    name: Name
+    price: Amount
+    stock: Stock
+
+
+class UpdateGoodsRequest(RequestBody, frozen=True):
+    """PATCH /v1/goods/{goods_id}: a new price, units to add, or both."""
+
+    price: Amount | None = None
+    restock: Restock | None = None
+
+
+class CreateCouponRequest(RequestBody, frozen=True):
+    """POST /v1/coupons."""
+
+    user_id: Id
+    value: PositiveAmount
+    min_order_amount: Amount = 0
+    expires_at: Time | None = None
+
+
+class OrderItemRequest(RequestBody, frozen=True):
+    """One line of an order: each goods at most once."""
+
+    goods_id: Id
+    quantity: Quantity
+
+
+class PlaceOrderRequest(RequestBody, frozen=True):
+    """POST /v1/orders."""
+
+    items: Annotated[list[OrderItemRequest], Meta(min_length=1, max_length=50)]
+    coupon_id: Id | None = None
+    use_balance: Amount = 0
+    expected_total: Amount | None = None
+
+
+class ReturnRequest(RequestBody, frozen=True):
+    """POST /v1/orders/{order_id}/returns (the body may be omitted)."""
+
+    reason: Annotated[str, Meta(max_length=2000)] = ""
+
+
+class EmptyRequest(RequestBody, frozen=True):
+    """The body of an operation that takes none: absent, or ``{}``."""
+
+
+class CallbackRequest(RequestBody, frozen=True):
+    """POST /v1/payments/callback, as the gateway sends it. The handler passes the raw bytes
+    to the shop, which verifies the ``Shopkeep-Signature`` over them before decoding."""
+
+    payment_id: Id
+    order_id: Id
+    amount: Amount
+    status: Literal["succeeded", "failed"]
+    gateway_txn_id: str | None
+
+
+class SandboxCompleteRequest(RequestBody, frozen=True):
+    """POST /sandbox/payments/{payment_id}/complete (sandbox mode only)."""
+
+    result: Literal["succeeded", "failed"]
+
+
+# -- responses --------------------------------------------------------------------------------
+
+
+class UserOut(msgspec.Struct, frozen=True):
+    """A user."""
+
+    id: Id
+    name: str
+    balance: int
+    points: int
+
+
+class CreatedUserOut(msgspec.Struct, frozen=True):
+    """A new user and their token (shown this once: only its hash is kept)."""
+
+    id: Id
+    name: str
+    balance: int
+    points: int
+    token: str
+
+
+class GoodsOut(msgspec.Struct, frozen=True):
+    """A goods (SKU)."""
+
+    id: Id
+    name: str
+    price: int
+    stock: int
+
+
+class CouponOut(msgspec.Struct, frozen=True):
+    """A coupon; ``order_id`` is the order that used it."""
+
+    id: Id
+    user_id: Id
+    value: int
+    min_order_amount: int
+    expires_at: datetime | None
+    state: CouponState
+    order_id: Id | None
+
+
+class OrderItemOut(msgspec.Struct, frozen=True):
+    """One line of an order (``unit_price`` is null while the order is pending)."""
+
+    goods_id: Id
+    quantity: int
+    unit_price: int | None
+
+
+class OrderOut(msgspec.Struct, frozen=True):
+    """An order (SPEC 7)."""
+
+    id: Id
+    user_id: Id
+    status: OrderStatus
+    items: list[OrderItemOut]
+    coupon_id: Id | None
+    goods_amount: int
+    shipping_fee: int
+    order_amount: int
+    coupon_discount: int
+    wallet_amount: int
+    pay_amount: int
+    cancel_reason: CancelReason | None
+    created_at: datetime
+    confirmed_at: datetime | None
+    paid_at: datetime | None
+    canceled_at: datetime | None
+    expires_at: datetime | None
+
+
+class HistoryOut(msgspec.Struct, frozen=True):
+    """One status change of an order."""
+
+    from_: OrderStatus | None = msgspec.field(name="from")
+    to: OrderStatus
+    operation: str
+    remark: str
+    at: datetime
+
+
+class PaymentOut(msgspec.Struct, frozen=True):
+    """A payment and the gateway link where the user pays it."""
+
+    id: Id
+    order_id: Id
+    amount: int
+    status: PaymentStatus
+    gateway_url: str
+
+
+class ReturnOut(msgspec.Struct, frozen=True):
+    """A return request."""
+
+    id: Id
+    order_id: Id
+    status: ReturnStatus
+
+
+class RefundOut(msgspec.Struct, frozen=True):
+    """An after-sale record."""
+
+    id: Id
+    order_id: Id
+    kind: RefundKind
+    wallet_amount: int
+    gateway_amount: int
+    status: RefundStatus
+    created_at: datetime
+
+
+class GoodsPage(msgspec.Struct, frozen=True):
+    """A page of goods, newest first; pass ``next_cursor`` back as ``?cursor=``."""
+
+    items: list[GoodsOut]
+    next_cursor: str | None
+
+
+class CouponPage(msgspec.Struct, frozen=True):
+    """A page of coupons, newest first."""
+
+    items: list[CouponOut]
+    next_cursor: str | None
+
+
+class OrderPage(msgspec.Struct, frozen=True):
+    """A page of orders, newest first."""
+
+    items: list[OrderOut]
+    next_cursor: str | None
+
+
+class HistoryList(msgspec.Struct, frozen=True):
+    """An order's history, oldest first, whole (``next_cursor`` is always null)."""
+
+    items: list[HistoryOut]
+    next_cursor: None
+
+
+class RefundList(msgspec.Struct, frozen=True):
+    """An order's refunds, oldest first, whole (``next_cursor`` is always null)."""
+
+    items: list[RefundOut]
+    next_cursor: None
+
+
+class CallbackReceived(msgspec.Struct, frozen=True):
+    """The callback was handled (duplicates and late ones included)."""
+
+    received: bool
+
+
+class Health(msgspec.Struct, frozen=True):
+    """Liveness."""
+
+    status: str
+
+
+AuditOut = AuditReport
+"""The audit's answer: ``{"ok", "checks": [{"name", "ok", "detail"}]}``."""
+AuditCheckOut = AuditCheck

@@ -1,0 +1,293 @@
+"""The composition root of the HTTP server: ``python main.py serve`` runs :func:`serve`.
+
+:func:`running` is the whole assembly, in the order that makes a clean stop possible:
+
+1. the credentials, settled in the database's ``settings`` table before the shop opens (the
+   gateway secret must be known to open it): a configured admin token wins; otherwise the hash
+   of one generated at first start, whose plain text is announced that once and never again;
+   the gateway secret as configured, else the one generated at first start and kept;
+2. the shop (actors and store) with its business settings, and in sandbox mode the HTTP sandbox
+   gateway, whose callbacks go out over HTTP to this server's own callback route;
+3. the app: the routes of :mod:`shopkeep.http.app`, plus ``/metrics`` and, in sandbox mode,
+   ``/sandbox/...``; then the listening socket.
+
+Leaving the block undoes it in reverse: stop taking connections (requests under way finish),
+stop the gateway's retries, drain the actors and flush the store, close the callback client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+import signal
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Final
+
+import structlog
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
+
+from shopkeep.actors.config import ShopConfig
+from shopkeep.http.app import make_app
+from shopkeep.http.auth import bearer_token
+from shopkeep.http.config import HttpConfig
+from shopkeep.http.metrics import Metrics, metrics_routes
+from shopkeep.http.sandbox import (
+    CALLBACK_PATH,
+    HttpCallbackSink,
+    HttpSandboxGateway,
+    local_url,
+    sandbox_routes,
+)
+from shopkeep.runtime import RealClock
+from shopkeep.shop import Shop, hash_token
+from shopkeep.store import Store, StoreConfig
+from shopkeep.store.writer import GroupCommitWriter
+
+log = structlog.get_logger("shopkeep.serve")
+
+ADMIN_TOKEN_HASH: Final = "admin_token_hash"
+"""``settings`` key: the SHA-256 (hex) of the admin token generated at first start."""
+GATEWAY_SECRET: Final = "gateway_secret"
+"""``settings`` key: the gateway secret generated at first start (HMAC needs it in clear)."""
+
+
+class StartupError(Exception):
+    """The server could not start because of its configuration; ``str()`` is one line.
+
+    The operator's fault (a port already taken, a host that is not ours), not a bug.
+    """
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Everything ``serve`` is told (SPEC 8); each comes from a flag or a ``SHOPKEEP_*``."""
+
+    db: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    synchronous: str = "FULL"
+    order_timeout_s: float = 1800.0
+    max_unpaid_orders: int = 10
+    admin_token: str | None = None
+    gateway_secret: str | None = None
+    sandbox: bool = False
+    sandbox_callback_url: str | None = None
+    """Where the sandbox gateway POSTs callbacks; this server's own callback route if None."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The admin token's hash and the gateway secret, as the server will use them."""
+
+    admin_token_hash: str
+    gateway_secret: str
+    new_admin_token: str | None = None
+    """The admin token generated just now, in clear: announce it, it is never known again."""
+
+
+async def settle_credentials(
+    writer: GroupCommitWriter, *, admin_token: str | None, gateway_secret: str | None
+) -> Credentials:
+    """The credentials to run with, generating and keeping in ``settings`` what is missing.
+
+    A configured value is used as given and not stored (configuration stays the operator's).
+    What is generated is written with ``INSERT OR IGNORE``, then read back: the row that won is
+    the one in force, and the new token is announced only if it is that one.
+    """
+    token = None if admin_token else secrets.token_urlsafe(32)
+    generated: dict[str, str] = {}
+    if token is not None:
+        generated[ADMIN_TOKEN_HASH] = hash_token(token)
+    if not gateway_secret:
+        generated[GATEWAY_SECRET] = secrets.token_hex(32)
+    stored = await writer.call(partial(_keep_settings, generated))
+    admin_hash = hash_token(admin_token) if admin_token else stored[ADMIN_TOKEN_HASH]
+    new_token = token if token is not None and hash_token(token) == admin_hash else None
+    return Credentials(admin_hash, gateway_secret or stored[GATEWAY_SECRET], new_token)
+
+
+def _keep_settings(generated: dict[str, str], conn: sqlite3.Connection) -> dict[str, str]:
+    """Insert what is missing of ``generated``; every credential setting, as stored now."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(
+            "INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", generated.items()
+        )
+        found = conn.execute(
+            "SELECT key, value FROM settings WHERE key IN (?, ?)",
+            (ADMIN_TOKEN_HASH, GATEWAY_SECRET),
+        ).fetchall()
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return {str(key): str(value) for key, value in found}
+
+
+async def open_credentials(options: ServeOptions) -> Credentials:
+    """:func:`settle_credentials` on the database of ``options``, opened just for that."""
+    store = await Store.open(StoreConfig(options.db, synchronous=options.synchronous))
+    try:
+        return await settle_credentials(
+            store.writer, admin_token=options.admin_token, gateway_secret=options.gateway_secret
+        )
+    finally:
+        await store.close()
+
+
+def announce_admin_token(token: str) -> None:
+    """Print a newly generated admin token on stdout (logs may be shipped elsewhere)."""
+    print(f"admin token (shown this once, only its hash is kept): {token}", flush=True)
+
+
+@dataclass
+class Server:
+    """A running server: where it listens and what it is made of."""
+
+    url: str
+    shop: Shop
+    app: web.Application
+    metrics: Metrics
+    gateway: HttpSandboxGateway | None
+    sink: HttpCallbackSink | None
+
+
+class AdminTokenBridge:
+    """Admits the admin by the hash of its token, in front of an adapter that wants it plain.
+
+    The database keeps only the admin token's hash, and :class:`HttpConfig` compares bearer
+    tokens with a plain token. Until it can compare hashes, this middleware (which runs before
+    authentication) swaps a bearer token whose SHA-256 is the admin's for ``stand_in``, a random
+    token of this process that is never shown, and the adapter is configured with that. The
+    hash itself, presented as a token, is nobody's: its own hash is something else.
+    """
+
+    def __init__(self, admin_token_hash: str) -> None:
+        self._hash = admin_token_hash
+        self.stand_in = secrets.token_urlsafe(32)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Pass the request on, with the stand-in token if it bears the admin's."""
+        token = bearer_token(request.headers.get(hdrs.AUTHORIZATION))
+        if token is not None and hmac.compare_digest(hash_token(token), self._hash):
+            headers = request.headers.copy()
+            headers[hdrs.AUTHORIZATION] = f"Bearer {self.stand_in}"
+            request = request.clone(headers=headers)
+        return await handler(request)
+
+
+def build_app(
+    shop: Shop,
+    credentials: Credentials,
+    metrics: Metrics,
+    gateway: HttpSandboxGateway | None,
+) -> web.Application:
+    """The app of :func:`shopkeep.http.app.make_app` with metrics and, given a gateway, the
+    sandbox route and sandbox mode. The metrics middleware is given first, so that it is the
+    outermost of ours and times every answer as the client gets it, problems included."""
+    bridge = AdminTokenBridge(credentials.admin_token_hash)
+    config = HttpConfig(admin_token=bridge.stand_in, sandbox=gateway is not None)
+    routes = [*metrics_routes(metrics)]
+    if gateway is not None:
+        routes += sandbox_routes(shop, gateway)
+    return make_app(
+        shop, config, extra_routes=routes, middlewares=[metrics.middleware, bridge.middleware]
+    )
+
+
+@asynccontextmanager
+async def running(
+    options: ServeOptions, *, announce: Callable[[str], None] = announce_admin_token
+) -> AsyncIterator[Server]:
+    """Run the server of ``options`` until the block ends; see the module's docstring."""
+    credentials = await open_credentials(options)
+    if credentials.new_admin_token is not None:
+        announce(credentials.new_admin_token)
+    clock = RealClock()
+    gateway = HttpSandboxGateway(credentials.gateway_secret, clock) if options.sandbox else None
+    settings = ShopConfig(
+        order_timeout_s=options.order_timeout_s, max_unpaid_orders=options.max_unpaid_orders
+    )
+    async with AsyncExitStack() as stack:
+        sink = HttpCallbackSink() if gateway is not None else None
+        if sink is not None:
+            stack.push_async_callback(sink.close)
+        shop = await stack.enter_async_context(
+            Shop.open(
+                options.db,
+                config=settings,
+                clock=clock,
+                gateway=gateway,
+                gateway_secret=credentials.gateway_secret,
+                synchronous=options.synchronous,
+            )
+        )
+        metrics = Metrics(shop)
+        app = build_app(shop, credentials, metrics, gateway)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        try:
+            await web.TCPSite(runner, options.host, options.port).start()
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise StartupError(
+                f"cannot listen on {options.host}:{options.port}: {reason}"
+            ) from error
+        bound_host, bound_port = runner.addresses[0][:2]
+        url = local_url(bound_host, bound_port)
+        if gateway is not None and sink is not None:
+            gateway.public_url = url
+            sink.url = options.sandbox_callback_url or url + CALLBACK_PATH
+            gateway.attach(sink)
+            log.warning(
+                "sandbox_enabled",
+                detail="anyone who can reach this server can mark payments paid through "
+                "POST /sandbox/payments/{payment_id}/complete; never run it so in production",
+                callback_url=sink.url,
+            )
+        log.info(
+            "serving",
+            url=url,
+            db=options.db,
+            synchronous=options.synchronous,
+            sandbox=options.sandbox,
+            order_timeout_s=options.order_timeout_s,
+        )
+        yield Server(url, shop, app, metrics, gateway, sink)
+        log.info("stopping")
+    # The exit stack stopped the listener, the gateway's retries, the actors and the store.
+    log.info("stopped")
+
+
+async def serve(options: ServeOptions) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully.
+
+    The signals are caught from before the start, so a stop asked for while the server is
+    still starting (say, right after it logged ``serving``) is a graceful stop too.
+    """
+    stop = asyncio.Event()
+    with stop_signals(stop.set):
+        async with running(options):
+            await stop.wait()
+
+
+@contextmanager
+def stop_signals(callback: Callable[[], None]) -> Iterator[None]:
+    """Call ``callback`` on SIGINT or SIGTERM while the block runs."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, callback)
+    try:
+        yield
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,40 @@
+"""The typed state the app and each request carry (``web.AppKey`` / ``web.RequestKey``).
+
+Kept apart from ``app.py`` so that the middlewares and routes, which the factory imports, can
+read the state without importing the factory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+
+from shopkeep.http.config import HttpConfig
+from shopkeep.shop import Shop
+
+SHOP: Final = web.AppKey("shop", Shop)
+"""The shop the handlers act on; whoever opened it (``main.py serve``, a test) closes it."""
+CONFIG: Final = web.AppKey("http_config", HttpConfig)
+"""The HTTP layer's settings."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: the admin (``user_id`` None) or one user."""
+
+    user_id: int | None
+
+    @property
+    def is_admin(self) -> bool:
+        """True for the admin token."""
+        return self.user_id is None
+
+
+ADMIN: Final = Principal(None)
+
+PRINCIPAL: Final = web.RequestKey("principal", Principal)
+"""Set by the auth middleware on every request that presented a valid token."""
+REQUEST_ID: Final = web.RequestKey("request_id", str)
+"""Set by the request-id middleware on every request."""

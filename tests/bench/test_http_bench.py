@@ -1,0 +1,54 @@
+"""The HTTP benchmark runs end to end, scaled down (--quick), and reports every figure.
+
+As with the other benchmarks, whether the figures are good is the full run's business: here
+each only has to exist, be a positive number, and the audit after the run has to pass.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FIGURES = (
+    "bare_post_per_s",
+    "place_order_per_s",
+    "place_order_p50_ms",
+    "place_order_p99_ms",
+    "ratio",
+)
+
+
+@pytest.mark.parametrize("generator", ["auto", "aiohttp-client"])
+def test_the_quick_http_bench_reports_every_figure(tmp_path: Path, generator: str) -> None:
+    out = tmp_path / "http.json"
+
+    result = subprocess.run(
+        [sys.executable, "-m", "shopkeep.bench.http", "--quick", "--json", str(out),
+         "--load-generator", generator],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    for key in FIGURES:
+        value = report[key]
+        assert isinstance(value, int | float) and not isinstance(value, bool), key
+        assert math.isfinite(value) and value > 0, f"{key} = {value}"
+        assert key in result.stdout, f"{key} missing from the printed table"
+    assert report["ratio"] == pytest.approx(report["place_order_per_s"] / report["bare_post_per_s"])
+    assert report["audit_ok"] is True
+    expected = "wrk" if generator == "auto" and shutil.which("wrk") else "aiohttp-client"
+    assert report["load_generator"] == expected
+    assert set(report["place_order_statuses"]) == {"201"}, report["place_order_statuses"]
+    machine = report["machine"]
+    assert machine["cpu_count"] >= 1
+    assert isinstance(machine["uvloop"], bool)
+    assert machine["python"].startswith("3.")

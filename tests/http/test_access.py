@@ -1,0 +1,189 @@
+"""Who may call what: the broken-object-level-authorization (BOLA) matrix and the roles.
+
+SPEC 7 has no 403, on purpose: a valid token on a route of the other role answers 404
+not_found, as another user's order does, so probing teaches a caller nothing. Every route with
+an id is tried as its owner, as another user, with no token and with a wrong token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from pytest_aiohttp import AiohttpClient
+
+from shopkeep.http.app import make_app
+from shopkeep.http.config import HttpConfig
+from shopkeep.shop import Shop, hash_token
+from tests.http.conftest import ADMIN, ADMIN_TOKEN, NONE, WRONG, Answer, Api, Customer, bearer
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Alice's order (delivered, when the route needs it), and Bob, who is not Alice."""
+
+    alice: Customer
+    bob: Customer
+    order: dict[str, Any]
+
+
+async def scene(api: Api, *, delivered: bool) -> Scene:
+    alice, bob = await api.customer(balance=100), await api.customer(balance=100)
+    order = await api.order(alice, await api.goods())
+    if delivered:
+        await api.delivered(alice, order)
+    return Scene(alice, bob, order)
+
+
+ORDER_ROUTES = [
+    ("GET", "/v1/orders/{id}", False),
+    ("GET", "/v1/orders/{id}/history", False),
+    ("GET", "/v1/orders/{id}/refunds", False),
+    ("POST", "/v1/orders/{id}/payment", False),
+    ("POST", "/v1/orders/{id}/cancel", False),
+    ("POST", "/v1/orders/{id}/returns", True),
+]
+
+
+@pytest.mark.parametrize(("method", "template", "delivered"), ORDER_ROUTES)
+async def test_an_order_route_serves_its_owner_hides_it_from_others_and_asks_strangers_for_a_token(
+    api: Api, method: str, template: str, delivered: bool
+) -> None:
+    s = await scene(api, delivered=delivered)
+    path = template.format(id=s.order["id"])
+    before = await api.call("GET", f"/v1/orders/{s.order['id']}", ADMIN)
+
+    other = await api.call(method, path, s.bob.headers)
+    none = await api.call(method, path, NONE)
+    wrong = await api.call(method, path, WRONG)
+
+    assert (other.status, other.body["code"]) == (404, "not_found")
+    assert (none.status, none.body["code"]) == (401, "unauthorized")
+    assert (wrong.status, wrong.body["code"]) == (401, "unauthorized")
+    assert none.headers["WWW-Authenticate"].startswith("Bearer")
+    assert (await api.call("GET", f"/v1/orders/{s.order['id']}", ADMIN)).body == before.body
+    owner = await api.call(method, path, s.alice.headers)
+    assert owner.status in (200, 201), owner.body
+
+
+async def test_another_users_404_is_the_same_as_for_an_order_that_does_not_exist(
+    api: Api,
+) -> None:
+    s = await scene(api, delivered=False)
+    theirs = await api.call("GET", f"/v1/orders/{s.order['id']}", s.bob.headers)
+    missing = await api.call("GET", "/v1/orders/1", s.bob.headers)
+    assert (theirs.status, theirs.body["title"]) == (missing.status, missing.body["title"])
+
+
+async def test_a_user_lists_only_their_own_orders(api: Api) -> None:
+    s = await scene(api, delivered=False)
+    assert (await api.call("GET", "/v1/orders", s.bob.headers)).body["items"] == []
+
+
+ADMIN_ROUTES = [
+    ("POST", "/v1/users", {"name": "eve"}),
+    ("GET", "/v1/users/{user}", None),
+    ("POST", "/v1/users/{user}/wallet/credit", {"amount": 1}),
+    ("POST", "/v1/goods", {"name": "tea", "price": 1, "stock": 1}),
+    ("PATCH", "/v1/goods/{goods}", {"restock": 1}),
+    ("POST", "/v1/coupons", {"user_id": "{user}", "value": 1}),
+    ("POST", "/v1/orders/{order}/ship", None),
+    ("POST", "/v1/orders/{order}/deliver", None),
+    ("POST", "/v1/returns/{return}/approve", None),
+    ("GET", "/v1/audit", None),
+]
+
+
+@pytest.mark.parametrize(("method", "template", "body"), ADMIN_ROUTES)
+async def test_an_admin_route_is_not_found_for_a_user_and_unauthorized_without_a_token(
+    api: Api, method: str, template: str, body: dict[str, Any] | None
+) -> None:
+    s = await scene(api, delivered=True)
+    asked = await api.call("POST", f"/v1/orders/{s.order['id']}/returns", s.alice.headers)
+    ids = {
+        "user": s.alice.id,
+        "goods": s.order["items"][0]["goods_id"],
+        "order": s.order["id"],
+        "return": asked.body["id"],
+    }
+    path = template.format(**ids)
+    payload = None if body is None else {
+        key: value.format(**ids) if isinstance(value, str) else value
+        for key, value in body.items()
+    }
+
+    as_user: Answer = await api.call(method, path, s.alice.headers, payload)
+    assert (as_user.status, as_user.body["code"]) == (404, "not_found")
+    for headers in (NONE, WRONG):
+        stranger = await api.call(method, path, headers, payload)
+        assert (stranger.status, stranger.body["code"]) == (401, "unauthorized")
+    as_admin = await api.call(method, path, ADMIN, payload)
+    assert as_admin.status not in (401, 404), as_admin.body
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/v1/me"), ("GET", "/v1/coupons"), ("POST", "/v1/orders")]
+)
+async def test_a_route_that_acts_as_me_is_not_found_for_the_admin(
+    api: Api, method: str, path: str
+) -> None:
+    refused = await api.call(method, path, ADMIN, {"items": []} if method == "POST" else None)
+    assert (refused.status, refused.body["code"]) == (404, "not_found")
+
+
+async def test_the_admin_sees_and_acts_on_every_order(api: Api) -> None:
+    s = await scene(api, delivered=False)
+    path = f"/v1/orders/{s.order['id']}"
+    assert (await api.call("GET", path, ADMIN)).status == 200
+    assert (await api.call("GET", f"{path}/history", ADMIN)).status == 200
+    assert (await api.call("POST", f"{path}/payment", ADMIN)).status == 201
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "bearer-nope x", "Bearer " + "x" * 600],
+)
+async def test_a_malformed_authorization_is_unauthorized(api: Api, authorization: str) -> None:
+    refused = await api.call("GET", "/v1/goods", {"Authorization": authorization})
+    assert (refused.status, refused.body["code"]) == (401, "unauthorized")
+
+
+async def test_the_bearer_scheme_is_case_insensitive(api: Api) -> None:
+    alice = await api.customer()
+    token = alice.headers["Authorization"].removeprefix("Bearer ")
+    assert (await api.call("GET", "/v1/me", {"Authorization": f"bearer {token}"})).status == 200
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/openapi.json", "/docs"])
+async def test_public_routes_need_no_token_and_ignore_a_wrong_one(api: Api, path: str) -> None:
+    assert (await api.call("GET", path, NONE)).status == 200
+    assert (await api.call("GET", path, WRONG)).status == 200
+
+
+async def test_an_unknown_route_is_a_problem_not_found_even_without_a_token(api: Api) -> None:
+    missing = await api.call("GET", "/v1/nothing-here", NONE)
+    assert (missing.status, missing.body["code"]) == (404, "not_found")
+    assert missing.content_type == "application/problem+json"
+    wrong_method = await api.call("DELETE", "/v1/goods", ADMIN)
+    assert (wrong_method.status, wrong_method.body["code"]) == (405, "method_not_allowed")
+    assert "GET" in wrong_method.headers["Allow"]
+
+
+async def test_a_server_that_keeps_only_the_admin_tokens_hash_admits_the_admin_not_the_hash(
+    aiohttp_client: AiohttpClient, shop: Shop
+) -> None:
+    config = HttpConfig(admin_token="", admin_token_hash=hash_token(ADMIN_TOKEN))
+    client = await aiohttp_client(make_app(shop, config))
+    async with client.get("/v1/audit", headers=ADMIN) as admitted:
+        assert admitted.status == 200
+    async with client.get("/v1/audit", headers=bearer(hash_token(ADMIN_TOKEN))) as hash_as_token:
+        assert hash_as_token.status == 401
+
+
+async def test_without_an_admin_token_nobody_is_admin(
+    aiohttp_client: AiohttpClient, shop: Shop
+) -> None:
+    client = await aiohttp_client(make_app(shop, HttpConfig(admin_token="")))
+    async with client.get("/v1/audit", headers=bearer("")) as refused:
+        assert refused.status == 401

@@ -1,0 +1,133 @@
+"""POST /v1/payments/callback: signed callbacks are applied once; forged ones change nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from shopkeep.actors.signature import sign
+from tests.http.conftest import ADMIN, Api
+
+
+async def awaiting_payment(api: Api) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An order awaiting payment and its started payment."""
+    alice = await api.customer()
+    order = await api.order(alice, await api.goods(price=12_000))
+    started = await api.call("POST", f"/v1/orders/{order['id']}/payment", alice.headers)
+    return order, started.body
+
+
+async def test_a_signed_success_pays_the_order_and_a_duplicate_is_acknowledged(
+    api: Api,
+) -> None:
+    order, payment = await awaiting_payment(api)
+    raw = api.callback(payment)
+
+    first = await api.call("POST", "/v1/payments/callback", api.signed(raw), data=raw)
+    again = await api.call("POST", "/v1/payments/callback", api.signed(raw), data=raw)
+
+    assert (first.status, first.body) == (200, {"received": True})
+    assert (again.status, again.body) == (200, {"received": True})
+    paid = await api.call("GET", f"/v1/orders/{order['id']}", ADMIN)
+    assert paid.body["status"] == "paid"
+    assert (await api.call("GET", "/v1/audit", ADMIN)).body["ok"] is True
+
+
+async def test_a_signed_failure_leaves_the_order_awaiting_payment(api: Api) -> None:
+    order, payment = await awaiting_payment(api)
+    raw = api.callback(payment, "failed")
+    answered = await api.call("POST", "/v1/payments/callback", api.signed(raw), data=raw)
+    assert answered.status == 200
+    assert (await api.call("GET", f"/v1/orders/{order['id']}", ADMIN)).body["status"] == (
+        "awaiting_payment"
+    )
+
+
+Forgery = Callable[[Api, dict[str, Any]], tuple[bytes, dict[str, str]]]
+
+
+def missing_signature(api: Api, payment: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    return api.callback(payment), {}
+
+
+def wrong_secret(api: Api, payment: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    raw = api.callback(payment)
+    return raw, {"Shopkeep-Signature": sign("not-the-secret", int(api.clock.now()), raw)}
+
+
+def altered_body(api: Api, payment: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    raw = api.callback(payment)
+    return raw.replace(b'"succeeded"', b'"failed"'), api.signed(raw)
+
+
+def stale_timestamp(api: Api, payment: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    raw = api.callback(payment)
+    return raw, api.signed(raw, at=int(api.clock.now()) - 301)
+
+
+def future_timestamp(api: Api, payment: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    raw = api.callback(payment)
+    return raw, api.signed(raw, at=int(api.clock.now()) + 301)
+
+
+def malformed_header(api: Api, payment: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    return api.callback(payment), {"Shopkeep-Signature": "v1=abc"}
+
+
+def malformed_body(api: Api, payment: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    raw = b'{"payment_id": '
+    return raw, api.signed(raw)
+
+
+def unknown_payment(api: Api, payment: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    raw = api.callback({**payment, "id": "1", "order_id": "2"})
+    return raw, api.signed(raw)
+
+
+def wrong_amount(api: Api, payment: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    raw = api.callback(payment, amount=payment["amount"] - 1)
+    return raw, api.signed(raw)
+
+
+def replay_of_another_signature(api: Api, payment: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    signed_failure = api.signed(api.callback(payment, "failed"))
+    return api.callback(payment), signed_failure
+
+
+FORGERIES: list[Forgery] = [
+    missing_signature,
+    wrong_secret,
+    altered_body,
+    stale_timestamp,
+    future_timestamp,
+    malformed_header,
+    malformed_body,
+    unknown_payment,
+    wrong_amount,
+    replay_of_another_signature,
+]
+
+
+@pytest.mark.parametrize("forge", FORGERIES, ids=lambda forge: forge.__name__)
+async def test_a_forged_callback_is_refused_400_and_changes_nothing(
+    api: Api, forge: Forgery
+) -> None:
+    order, payment = await awaiting_payment(api)
+    raw, headers = forge(api, payment)
+
+    refused = await api.call("POST", "/v1/payments/callback", headers, data=raw)
+
+    assert (refused.status, refused.body["code"]) == (400, "invalid_callback")
+    assert refused.content_type == "application/problem+json"
+    now = await api.call("GET", f"/v1/orders/{order['id']}", ADMIN)
+    assert (now.body["status"], now.body["paid_at"]) == ("awaiting_payment", None)
+    assert (await api.call("GET", "/v1/audit", ADMIN)).body["ok"] is True
+
+
+async def test_the_callback_needs_no_bearer_token_and_ignores_one(api: Api) -> None:
+    _, payment = await awaiting_payment(api)
+    raw = api.callback(payment)
+    headers = {**api.signed(raw), **ADMIN}
+    assert (await api.call("POST", "/v1/payments/callback", headers, data=raw)).status == 200

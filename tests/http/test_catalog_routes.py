@@ -1,0 +1,156 @@
+"""Users, goods, coupons and the audit over HTTP: each route's success and its refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.http.conftest import ADMIN, Api
+
+
+async def test_an_admin_creates_a_user_who_sees_themselves_with_the_token_given_once(
+    api: Api,
+) -> None:
+    made = await api.call("POST", "/v1/users", ADMIN, {"name": "alice", "balance": 5_000})
+    assert made.status == 201
+    assert set(made.body) == {"id", "name", "balance", "points", "token"}
+    assert isinstance(made.body["id"], str) and made.body["id"].isdigit()
+    me = await api.call("GET", "/v1/me", {"Authorization": f"Bearer {made.body['token']}"})
+    assert me.status == 200
+    assert me.body == {"id": made.body["id"], "name": "alice", "balance": 5_000, "points": 0}
+    seen = await api.call("GET", f"/v1/users/{made.body['id']}", ADMIN)
+    assert seen.body == me.body
+
+
+async def test_a_credit_adds_to_the_wallet(api: Api) -> None:
+    alice = await api.customer(balance=100)
+    credited = await api.call("POST", f"/v1/users/{alice.id}/wallet/credit", ADMIN, {"amount": 250})
+    assert (credited.status, credited.body["balance"]) == (200, 350)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"name": ""},
+        {"name": "x" * 201},
+        {"name": "bob", "balance": -1},
+        {"name": "bob", "balance": 10**12 + 1},
+        {"name": 5},
+        {"name": "   "},
+    ],
+)
+async def test_a_bad_user_is_refused_with_validation_error(api: Api, body: object) -> None:
+    refused = await api.call("POST", "/v1/users", ADMIN, body)
+    assert (refused.status, refused.body["code"]) == (422, "validation_error")
+    assert refused.content_type == "application/problem+json"
+
+
+async def test_a_credit_of_nothing_or_to_nobody_is_refused(api: Api) -> None:
+    alice = await api.customer()
+    zero = await api.call("POST", f"/v1/users/{alice.id}/wallet/credit", ADMIN, {"amount": 0})
+    assert (zero.status, zero.body["code"]) == (422, "validation_error")
+    assert "$.amount" in zero.body["detail"]
+    nobody = await api.call("POST", "/v1/users/12345/wallet/credit", ADMIN, {"amount": 1})
+    assert (nobody.status, nobody.body["code"]) == (404, "not_found")
+
+
+@pytest.mark.parametrize("user_id", ["abc", "-1", "99999999999999999999", "9223372036854775808"])
+async def test_an_id_that_is_not_a_64_bit_number_is_a_validation_error(
+    api: Api, user_id: str
+) -> None:
+    refused = await api.call("GET", f"/v1/users/{user_id}", ADMIN)
+    assert (refused.status, refused.body["code"]) == (422, "validation_error")
+    assert "user_id" in refused.body["detail"]
+
+
+async def test_goods_are_created_repriced_restocked_and_listed_page_by_page(api: Api) -> None:
+    ids = [await api.goods(price=100 * n, stock=n) for n in range(1, 4)]
+    patched = await api.call("PATCH", f"/v1/goods/{ids[0]}", ADMIN, {"price": 150, "restock": 4})
+    assert patched.status == 200
+    assert patched.body == {"id": ids[0], "name": "tea", "price": 150, "stock": 5}
+    first = await api.call("GET", "/v1/goods?limit=2", ADMIN)
+    assert [g["id"] for g in first.body["items"]] == [ids[2], ids[1]]
+    cursor = first.body["next_cursor"]
+    second = await api.call("GET", f"/v1/goods?limit=2&cursor={cursor}", ADMIN)
+    assert [g["id"] for g in second.body["items"]] == [ids[0]]
+    assert second.body["next_cursor"] is None
+    one = await api.call("GET", f"/v1/goods/{ids[1]}", ADMIN)
+    assert one.body == {"id": ids[1], "name": "tea", "price": 200, "stock": 2}
+
+
+async def test_any_user_may_read_the_goods(api: Api) -> None:
+    tea = await api.goods()
+    alice = await api.customer()
+    assert (await api.call("GET", "/v1/goods", alice.headers)).status == 200
+    assert (await api.call("GET", f"/v1/goods/{tea}", alice.headers)).status == 200
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=201", "limit=x", "cursor=abc", "cursor=-5"])
+async def test_a_bad_page_is_a_validation_error(api: Api, query: str) -> None:
+    refused = await api.call("GET", f"/v1/goods?{query}", ADMIN)
+    assert (refused.status, refused.body["code"]) == (422, "validation_error")
+    assert query.split("=")[0] in refused.body["detail"]
+
+
+async def test_unknown_goods_are_not_found_and_a_bad_patch_is_refused(api: Api) -> None:
+    tea = await api.goods()
+    missing = await api.call("GET", "/v1/goods/42", ADMIN)
+    assert (missing.status, missing.body["code"]) == (404, "not_found")
+    for body in ({"price": -1}, {"restock": 0}, {"price": "1"}):
+        refused = await api.call("PATCH", f"/v1/goods/{tea}", ADMIN, body)
+        assert (refused.status, refused.body["code"]) == (422, "validation_error")
+
+
+async def test_a_coupon_is_given_and_listed_for_its_owner_only(api: Api) -> None:
+    alice, bob = await api.customer(), await api.customer()
+    made = await api.call(
+        "POST",
+        "/v1/coupons",
+        ADMIN,
+        {
+            "user_id": alice.id,
+            "value": 300,
+            "min_order_amount": 1_000,
+            "expires_at": "2030-01-02T03:04:05+01:00",
+        },
+    )
+    assert made.status == 201
+    assert made.body == {
+        "id": made.body["id"],
+        "user_id": alice.id,
+        "value": 300,
+        "min_order_amount": 1_000,
+        "expires_at": "2030-01-02T02:04:05Z",
+        "state": "unused",
+        "order_id": None,
+    }
+    mine = await api.call("GET", "/v1/coupons", alice.headers)
+    assert [c["id"] for c in mine.body["items"]] == [made.body["id"]]
+    assert (await api.call("GET", "/v1/coupons", bob.headers)).body["items"] == []
+
+
+@pytest.mark.parametrize(
+    "expires_at", ["2030-01-02T03:04:05", "yesterday", "0001-01-01T00:00:00+01:00"]
+)
+async def test_a_coupon_expiry_must_be_an_rfc_3339_time_with_its_offset(
+    api: Api, expires_at: str
+) -> None:
+    alice = await api.customer()
+    refused = await api.call(
+        "POST", "/v1/coupons", ADMIN, {"user_id": alice.id, "value": 1, "expires_at": expires_at}
+    )
+    assert (refused.status, refused.body["code"]) == (422, "validation_error")
+    assert "$.expires_at" in refused.body["detail"]
+
+
+async def test_a_coupon_for_nobody_is_not_found(api: Api) -> None:
+    refused = await api.call("POST", "/v1/coupons", ADMIN, {"user_id": "7", "value": 1})
+    assert (refused.status, refused.body["code"]) == (404, "not_found")
+
+
+async def test_the_audit_answers_every_check(api: Api) -> None:
+    alice = await api.customer()
+    await api.order(alice, await api.goods())
+    audit = await api.call("GET", "/v1/audit", ADMIN)
+    assert audit.status == 200 and audit.body["ok"] is True
+    assert all(set(check) == {"name", "ok", "detail"} for check in audit.body["checks"])

@@ -1,0 +1,143 @@
+"""GET /metrics: request latency by canonical route, and the shop's gauges read at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from pytest_aiohttp import AiohttpClient
+
+from shopkeep.http.metrics import Metrics
+from shopkeep.http.server import Credentials, build_app
+from shopkeep.shop import Shop, hash_token
+
+CREDENTIALS = Credentials(hash_token("metrics-test-admin-token"), "metrics-test-gateway-secret")
+Client = TestClient[web.Request, web.Application]
+RUNTIME_METRICS = (
+    "shopkeep_live_actors",
+    "shopkeep_messages_in_flight",
+    "shopkeep_mailbox_depth_max",
+    "shopkeep_mailbox_depth_sum",
+    "shopkeep_commit_batch_units",
+    "shopkeep_commit_batches",
+    "shopkeep_commit_recent_seconds",
+    "shopkeep_writer_backlog",
+    "shopkeep_timers_pending_in_memory",
+    "shopkeep_timer_lateness_recent_seconds",
+    "shopkeep_outbox_backlog",
+    "shopkeep_dead_letters",
+    "shopkeep_overloaded",
+    "process_resident_memory_bytes",
+    "shopkeep_http_request_duration_seconds",
+)
+
+
+@pytest.fixture
+async def shop(tmp_path: Path) -> AsyncIterator[Shop]:
+    async with Shop.open(str(tmp_path / "shop.db")) as shop:
+        yield shop
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, shop: Shop) -> Client:
+    app = build_app(shop, CREDENTIALS, Metrics(shop), None)
+    return await aiohttp_client(app)
+
+
+async def scrape(client: Client) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The exposition parsed: each sample name to its (labels, value) pairs."""
+    response = await client.get("/metrics")
+    assert response.status == 200
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(await response.text()):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def request_count(samples: dict[str, list[tuple[dict[str, str], float]]], **labels: str) -> float:
+    """How many requests the histogram counted with exactly these labels."""
+    for found, value in samples.get("shopkeep_http_request_duration_seconds_count", []):
+        if found == labels:
+            return value
+    return 0
+
+
+async def test_metrics_are_text_in_the_prometheus_format(client: Client) -> None:
+    response = await client.get("/metrics")
+
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+
+
+async def test_every_named_metric_is_exposed_after_a_request(client: Client, shop: Shop) -> None:
+    created = await shop.create_user("ada")
+    bearer = {"Authorization": f"Bearer {created.token}"}
+    assert (await client.get("/v1/me", headers=bearer)).status == 200
+
+    text = await (await client.get("/metrics")).text()
+
+    names = {family.name for family in text_string_to_metric_families(text)}
+    for name in RUNTIME_METRICS:
+        assert name in names, name
+    assert "# TYPE shopkeep_dead_letters_total counter" in text
+
+
+async def test_the_route_label_is_the_canonical_path_not_the_url(
+    client: Client, shop: Shop
+) -> None:
+    created = await shop.create_user("ada")
+    goods = await shop.create_goods("tea", price=1_200, stock=4)
+    bearer = {"Authorization": f"Bearer {created.token}"}
+
+    found = await client.get(f"/v1/goods/{goods.id}", headers=bearer)
+    missing = await client.get(f"/v1/goods/{goods.id + 1}", headers=bearer)
+
+    assert (found.status, missing.status) == (200, 404)
+    samples = await scrape(client)
+    route = "/v1/goods/{goods_id}"
+    assert request_count(samples, method="GET", route=route, status="200") == 1
+    # an error answer is counted with the status the client got: the middleware is outermost
+    assert request_count(samples, method="GET", route=route, status="404") == 1
+    routes = {
+        labels["route"] for labels, _ in samples["shopkeep_http_request_duration_seconds_count"]
+    }
+    assert not any(str(goods.id) in r for r in routes)
+
+
+async def test_requests_that_match_no_route_share_one_label(client: Client) -> None:
+    for n in range(3):
+        response = await client.get(f"/no/such/{n}")
+        assert response.status == 404
+
+    samples = await scrape(client)
+
+    assert request_count(samples, method="GET", route="unmatched", status="404") == 3
+
+
+async def test_gauges_read_the_shop_at_scrape_time(client: Client, shop: Shop) -> None:
+    before = await scrape(client)
+    await shop.create_goods("tea", price=1_200, stock=4)
+
+    after = await scrape(client)
+
+    assert (
+        after["shopkeep_commit_batches_total"][0][1] > before["shopkeep_commit_batches_total"][0][1]
+    )
+    assert after["shopkeep_live_actors"][0][1] >= 1
+    assert after["process_resident_memory_bytes"][0][1] > 1_000_000
+
+
+async def test_each_app_counts_into_its_own_registry(
+    aiohttp_client: AiohttpClient, client: Client, shop: Shop
+) -> None:
+    await client.get("/healthz")
+    other = await aiohttp_client(build_app(shop, CREDENTIALS, Metrics(shop), None))
+
+    samples = await scrape(other)
+
+    assert request_count(samples, method="GET", route="/healthz", status="200") == 0

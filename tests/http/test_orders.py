@@ -1,0 +1,333 @@
+"""Orders over HTTP: placing, listing, paying, canceling, shipping, returns and refunds."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.http.conftest import ADMIN, Api
+
+ORDER_FIELDS = {
+    "id",
+    "user_id",
+    "status",
+    "items",
+    "coupon_id",
+    "goods_amount",
+    "shipping_fee",
+    "order_amount",
+    "coupon_discount",
+    "wallet_amount",
+    "pay_amount",
+    "cancel_reason",
+    "created_at",
+    "confirmed_at",
+    "paid_at",
+    "canceled_at",
+    "expires_at",
+}
+
+
+async def test_a_placed_order_answers_201_with_exactly_the_fields_of_the_spec(api: Api) -> None:
+    alice = await api.customer(balance=1_000)
+    tea = await api.goods(price=3_000)
+    placed = await api.call(
+        "POST",
+        "/v1/orders",
+        alice.headers,
+        {"items": [{"goods_id": tea, "quantity": 2}], "use_balance": 500, "expected_total": 6_500},
+    )
+    assert placed.status == 201
+    assert set(placed.body) == ORDER_FIELDS
+    assert placed.body["status"] == "awaiting_payment"
+    assert placed.body["items"] == [{"goods_id": tea, "quantity": 2, "unit_price": 3_000}]
+    assert (placed.body["wallet_amount"], placed.body["pay_amount"]) == (500, 6_500)
+    assert placed.body["created_at"].endswith("Z")
+    assert placed.body["expires_at"] == "2026-01-01T00:30:00Z"
+
+
+async def test_an_order_paid_by_coupon_and_wallet_is_paid_at_once(api: Api) -> None:
+    alice = await api.customer(balance=10_000)
+    tea = await api.goods(price=500)
+    coupon = await api.call("POST", "/v1/coupons", ADMIN, {"user_id": alice.id, "value": 200})
+    placed = await api.call(
+        "POST",
+        "/v1/orders",
+        alice.headers,
+        {
+            "items": [{"goods_id": tea, "quantity": 1}],
+            "coupon_id": coupon.body["id"],
+            "use_balance": 1_300,
+        },
+    )
+    assert (placed.status, placed.body["status"], placed.body["pay_amount"]) == (201, "paid", 0)
+
+
+async def test_an_asynchronous_placement_answers_202_pending(api: Api) -> None:
+    alice = await api.customer()
+    tea = await api.goods()
+    pending = await api.call(
+        "POST",
+        "/v1/orders?wait=false",
+        alice.headers,
+        {"items": [{"goods_id": tea, "quantity": 1}]},
+    )
+    assert (pending.status, pending.body["status"]) == (202, "pending")
+    polled = await api.call("GET", f"/v1/orders/{pending.body['id']}", alice.headers)
+    assert polled.body["status"] == "awaiting_payment"
+
+
+async def test_a_refused_placement_is_a_409_naming_its_failed_order(api: Api) -> None:
+    alice = await api.customer()
+    tea = await api.goods(stock=1)
+    refused = await api.call(
+        "POST", "/v1/orders", alice.headers, {"items": [{"goods_id": tea, "quantity": 2}]}
+    )
+    assert refused.status == 409
+    assert refused.content_type == "application/problem+json"
+    assert refused.body["code"] == "insufficient_stock"
+    assert refused.body["type"] == "/docs#problem-insufficient_stock"
+    assert refused.body["title"] == "Insufficient stock"
+    failed = await api.call("GET", f"/v1/orders/{refused.body['order_id']}", alice.headers)
+    assert (failed.body["status"], failed.body["cancel_reason"]) == ("canceled", "placement_failed")
+
+
+@pytest.mark.parametrize(
+    ("options", "code"),
+    [({"use_balance": 1}, "insufficient_balance"), ({"expected_total": 1}, "price_changed")],
+)
+async def test_each_business_refusal_keeps_its_code(
+    api: Api, options: dict[str, int], code: str
+) -> None:
+    alice = await api.customer()
+    tea = await api.goods()
+    refused = await api.call(
+        "POST",
+        "/v1/orders",
+        alice.headers,
+        {"items": [{"goods_id": tea, "quantity": 1}], **options},
+    )
+    assert (refused.status, refused.body["code"]) == (409, code)
+
+
+async def test_a_coupon_of_another_user_is_unavailable(api: Api) -> None:
+    alice, bob = await api.customer(), await api.customer()
+    tea = await api.goods()
+    coupon = await api.call("POST", "/v1/coupons", ADMIN, {"user_id": bob.id, "value": 100})
+    refused = await api.call(
+        "POST",
+        "/v1/orders",
+        alice.headers,
+        {"items": [{"goods_id": tea, "quantity": 1}], "coupon_id": coupon.body["id"]},
+    )
+    assert (refused.status, refused.body["code"]) == (409, "coupon_unavailable")
+
+
+async def test_the_eleventh_unpaid_order_is_refused(api: Api) -> None:
+    alice = await api.customer()
+    tea = await api.goods(price=100, stock=20)
+    for _ in range(10):
+        await api.order(alice, tea)
+    refused = await api.call(
+        "POST", "/v1/orders", alice.headers, {"items": [{"goods_id": tea, "quantity": 1}]}
+    )
+    assert (refused.status, refused.body["code"]) == (409, "too_many_unpaid_orders")
+
+
+async def test_the_same_idempotency_key_answers_the_same_order_and_refuses_another_body(
+    api: Api,
+) -> None:
+    alice = await api.customer()
+    tea = await api.goods()
+    keyed = {**alice.headers, "Idempotency-Key": "k-1"}
+    body = {"items": [{"goods_id": tea, "quantity": 1}]}
+    first = await api.call("POST", "/v1/orders", keyed, body)
+    again = await api.call("POST", "/v1/orders", keyed, body)
+    assert (first.status, again.status) == (201, 201)
+    assert again.body["id"] == first.body["id"]
+    other = await api.call(
+        "POST", "/v1/orders", keyed, {"items": [{"goods_id": tea, "quantity": 2}]}
+    )
+    assert (other.status, other.body["code"]) == (409, "idempotency_conflict")
+    assert (await api.call("GET", f"/v1/goods/{tea}", ADMIN)).body["stock"] == 9
+
+
+@pytest.mark.parametrize(
+    ("query", "headers", "body", "where"),
+    [
+        ("", {}, {"items": []}, "$.items"),
+        ("", {}, {"items": [{"goods_id": "1", "quantity": 0}]}, "$.items[0].quantity"),
+        ("", {}, {"items": [{"goods_id": "1", "quantity": 1001}]}, "$.items[0].quantity"),
+        ("", {}, {"items": [{"goods_id": "x1", "quantity": 1}]}, "$.items[0].goods_id"),
+        (
+            "",
+            {},
+            {"items": [{"goods_id": "9223372036854775808", "quantity": 1}]},
+            "$.items[0].goods_id",
+        ),
+        ("", {}, {"items": [{"goods_id": "1", "quantity": 1}] * 51}, "$.items"),
+        ("", {}, {"items": [{"goods_id": "1", "quantity": 1}], "use_balance": -1}, "$.use_balance"),
+        ("?wait=maybe", {}, {"items": [{"goods_id": "1", "quantity": 1}]}, "wait"),
+        (
+            "",
+            {"Idempotency-Key": "k" * 201},
+            {"items": [{"goods_id": "1", "quantity": 1}]},
+            "Idempotency-Key",
+        ),
+    ],
+)
+async def test_a_bad_order_request_is_a_validation_error_naming_where(
+    api: Api, query: str, headers: dict[str, str], body: object, where: str
+) -> None:
+    alice = await api.customer()
+    refused = await api.call("POST", f"/v1/orders{query}", {**alice.headers, **headers}, body)
+    assert (refused.status, refused.body["code"]) == (422, "validation_error")
+    assert f"`{where}`" in refused.body["detail"]
+    assert (await api.call("GET", "/v1/orders", ADMIN)).body["items"] == []
+
+
+async def test_a_body_that_is_not_json_is_a_validation_error(api: Api) -> None:
+    alice = await api.customer()
+    refused = await api.call("POST", "/v1/orders", alice.headers, data=b"{not json")
+    assert (refused.status, refused.body["code"]) == (422, "validation_error")
+
+
+async def test_orders_are_listed_by_owner_and_status_page_by_page(api: Api) -> None:
+    alice, bob = await api.customer(), await api.customer()
+    tea = await api.goods()
+    first, second = await api.order(alice, tea), await api.order(alice, tea)
+    bobs = await api.order(bob, tea)
+    await api.call("POST", f"/v1/orders/{first['id']}/cancel", alice.headers)
+    mine = await api.call("GET", "/v1/orders", alice.headers)
+    assert [o["id"] for o in mine.body["items"]] == [second["id"], first["id"]]
+    canceled = await api.call("GET", "/v1/orders?status=canceled", alice.headers)
+    assert [o["id"] for o in canceled.body["items"]] == [first["id"]]
+    every = await api.call("GET", "/v1/orders?limit=2", ADMIN)
+    assert [o["id"] for o in every.body["items"]] == [bobs["id"], second["id"]]
+    rest = await api.call("GET", f"/v1/orders?limit=2&cursor={every.body['next_cursor']}", ADMIN)
+    assert [o["id"] for o in rest.body["items"]] == [first["id"]]
+    refused = await api.call("GET", "/v1/orders?status=lost", ADMIN)
+    assert (refused.status, refused.body["code"]) == (422, "validation_error")
+
+
+async def test_an_order_tells_its_history(api: Api) -> None:
+    alice = await api.customer()
+    order = await api.order(alice, await api.goods())
+    history = await api.call("GET", f"/v1/orders/{order['id']}/history", alice.headers)
+    assert history.status == 200 and history.body["next_cursor"] is None
+    assert [(h["from"], h["to"], h["operation"]) for h in history.body["items"]] == [
+        (None, "pending", "placed"),
+        ("pending", "awaiting_payment", "confirmed"),
+    ]
+    assert set(history.body["items"][0]) == {"from", "to", "operation", "remark", "at"}
+
+
+async def test_a_payment_is_started_once_then_answered_again_with_200(api: Api) -> None:
+    alice = await api.customer()
+    order = await api.order(alice, await api.goods(price=12_000))
+    started = await api.call("POST", f"/v1/orders/{order['id']}/payment", alice.headers)
+    assert started.status == 201
+    assert set(started.body) == {"id", "order_id", "amount", "status", "gateway_url"}
+    assert (started.body["amount"], started.body["status"]) == (12_000, "created")
+    again = await api.call("POST", f"/v1/orders/{order['id']}/payment", alice.headers)
+    assert (again.status, again.body) == (200, started.body)
+
+
+async def test_a_paid_order_earns_points_and_cannot_be_paid_again(api: Api) -> None:
+    alice = await api.customer()
+    order = await api.order(alice, await api.goods(price=12_000))
+    await api.pay(alice, order)
+    assert (await api.call("GET", "/v1/me", alice.headers)).body["points"] == 120
+    paid = await api.call("GET", f"/v1/orders/{order['id']}", alice.headers)
+    assert paid.body["status"] == "paid" and paid.body["paid_at"] is not None
+    refused = await api.call("POST", f"/v1/orders/{order['id']}/payment", alice.headers)
+    assert (refused.status, refused.body["code"]) == (409, "invalid_state")
+
+
+async def test_canceling_twice_is_harmless_and_an_admin_cancel_says_so(api: Api) -> None:
+    alice = await api.customer()
+    tea = await api.goods()
+    mine, theirs = await api.order(alice, tea), await api.order(alice, tea)
+    once = await api.call("POST", f"/v1/orders/{mine['id']}/cancel", alice.headers)
+    twice = await api.call("POST", f"/v1/orders/{mine['id']}/cancel", alice.headers)
+    assert (once.status, twice.status) == (200, 200)
+    assert (twice.body["status"], twice.body["cancel_reason"]) == ("canceled", "user")
+    by_admin = await api.call("POST", f"/v1/orders/{theirs['id']}/cancel", ADMIN)
+    assert by_admin.body["cancel_reason"] == "admin"
+
+
+async def test_a_shipped_order_cannot_be_canceled(api: Api) -> None:
+    alice = await api.customer()
+    order = await api.order(alice, await api.goods())
+    await api.pay(alice, order)
+    shipped = await api.call("POST", f"/v1/orders/{order['id']}/ship", ADMIN)
+    assert (shipped.status, shipped.body["status"]) == (200, "shipped")
+    refused = await api.call("POST", f"/v1/orders/{order['id']}/cancel", alice.headers)
+    assert (refused.status, refused.body["code"]) == (409, "invalid_state")
+
+
+async def test_an_unpaid_order_cannot_be_shipped_or_delivered(api: Api) -> None:
+    alice = await api.customer()
+    order = await api.order(alice, await api.goods())
+    for step in ("ship", "deliver"):
+        refused = await api.call("POST", f"/v1/orders/{order['id']}/{step}", ADMIN)
+        assert (refused.status, refused.body["code"]) == (409, "invalid_state")
+
+
+async def test_a_delivered_order_is_returned_refunded_and_restocked(api: Api) -> None:
+    alice = await api.customer()
+    tea = await api.goods(price=5_000, stock=5)
+    order = await api.order(alice, tea, quantity=2)  # 10_000: shipping is free
+    await api.delivered(alice, order)
+    asked = await api.call(
+        "POST", f"/v1/orders/{order['id']}/returns", alice.headers, {"reason": "too strong"}
+    )
+    assert asked.status == 201
+    assert asked.body == {"id": asked.body["id"], "order_id": order["id"], "status": "requested"}
+    approved = await api.call("POST", f"/v1/returns/{asked.body['id']}/approve", ADMIN)
+    assert (approved.status, approved.body["status"]) == (200, "approved")
+    await api.settle()
+    refunds = await api.call("GET", f"/v1/orders/{order['id']}/refunds", alice.headers)
+    [refund] = refunds.body["items"]
+    assert set(refund) == {
+        "id",
+        "order_id",
+        "kind",
+        "wallet_amount",
+        "gateway_amount",
+        "status",
+        "created_at",
+    }
+    assert (refund["kind"], refund["status"], refund["gateway_amount"]) == (
+        "return",
+        "refunded",
+        10_000,
+    )
+    assert (await api.call("GET", f"/v1/goods/{tea}", ADMIN)).body["stock"] == 5
+    assert (await api.call("GET", "/v1/audit", ADMIN)).body["ok"] is True
+
+
+async def test_a_return_needs_a_delivered_order_and_may_come_without_a_body(api: Api) -> None:
+    alice = await api.customer()
+    order = await api.order(alice, await api.goods())
+    refused = await api.call("POST", f"/v1/orders/{order['id']}/returns", alice.headers)
+    assert (refused.status, refused.body["code"]) == (409, "invalid_state")
+    await api.delivered(alice, order)
+    asked = await api.call("POST", f"/v1/orders/{order['id']}/returns", alice.headers)
+    assert asked.status == 201
+
+
+async def test_an_unknown_return_is_not_found(api: Api) -> None:
+    refused = await api.call("POST", "/v1/returns/77/approve", ADMIN)
+    assert (refused.status, refused.body["code"]) == (404, "not_found")
+
+
+async def test_a_paid_order_canceled_is_refunded_through_the_gateway(api: Api) -> None:
+    alice = await api.customer()
+    order = await api.order(alice, await api.goods(price=5_000))  # + 1_000 shipping
+    await api.pay(alice, order)
+    await api.call("POST", f"/v1/orders/{order['id']}/cancel", alice.headers)
+    await api.settle()
+    refunds = await api.call("GET", f"/v1/orders/{order['id']}/refunds", ADMIN)
+    assert [(r["kind"], r["gateway_amount"], r["status"]) for r in refunds.body["items"]] == [
+        ("cancel", 6_000, "refunded")
+    ]

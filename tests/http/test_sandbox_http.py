@@ -1,0 +1,234 @@
+"""The sandbox gateway over HTTP, on a real server on 127.0.0.1: a payment completed through
+``POST /sandbox/payments/{id}/complete`` is called back over HTTP, signed, and pays the order."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from pytest_aiohttp import AiohttpServer
+
+from shopkeep.actors.gateway import SandboxGateway
+from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
+from shopkeep.actors.signature import verify
+from shopkeep.http.sandbox import HttpCallbackSink
+from shopkeep.http.server import ServeOptions, Server, running
+from shopkeep.runtime import RealClock
+
+TIMEOUT_S = 10.0
+POLLS = 20
+SECRET = "sandbox-test-gateway-secret"
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Server]:
+    options = ServeOptions(
+        db=str(tmp_path / "shop.db"), host="127.0.0.1", port=0, sandbox=True, gateway_secret=SECRET
+    )
+    async with running(options, announce=lambda token: None) as server:
+        yield server
+
+
+@pytest.fixture
+async def http(server: Server) -> AsyncIterator[aiohttp.ClientSession]:
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
+    async with aiohttp.ClientSession(base_url=server.url, timeout=timeout) as session:
+        yield session
+
+
+def watch_callbacks(server: Server) -> tuple[asyncio.Event, list[bool]]:
+    """Put an observer between the gateway and its HTTP sink: an event set at every callback
+    the shop acknowledged, and every answer (True for a 200) in order."""
+    assert server.gateway is not None and server.sink is not None
+    sink = server.sink
+    acknowledged = asyncio.Event()
+    answers: list[bool] = []
+
+    async def observed(raw_body: bytes, signature: str) -> bool:
+        answer = await sink(raw_body, signature)
+        answers.append(answer)
+        if answer:
+            acknowledged.set()
+        return answer
+
+    server.gateway.attach(observed)
+    return acknowledged, answers
+
+
+async def post(http: aiohttp.ClientSession, path: str, token: str | None, body: Any) -> Any:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    async with http.post(path, json=body, headers=headers) as response:
+        return response.status, await response.json(content_type=None)
+
+
+async def order_awaiting_payment(server: Server, http: aiohttp.ClientSession) -> tuple[str, Any]:
+    """A user's token and a payment started over HTTP for their new order."""
+    created = await server.shop.create_user("ada")
+    tea = await server.shop.create_goods("tea", price=1_200, stock=3)
+    items = {"items": [{"goods_id": str(tea.id), "quantity": 1}]}
+    status, order = await post(http, "/v1/orders", created.token, items)
+    assert status == 201, order
+    status, payment = await post(http, f"/v1/orders/{order['id']}/payment", created.token, None)
+    assert status == 201, payment
+    return created.token, payment
+
+
+async def poll_order(
+    http: aiohttp.ClientSession,
+    order_id: str,
+    token: str,
+    until: Callable[[Any], bool],
+    changed: asyncio.Event,
+) -> Any:
+    """GET the order until ``until(order)``, waiting for ``changed`` between tries (bounded)."""
+    for _ in range(POLLS):
+        changed.clear()
+        async with http.get(
+            f"/v1/orders/{order_id}", headers={"Authorization": f"Bearer {token}"}
+        ) as response:
+            order = await response.json()
+        if until(order):
+            return order
+        await asyncio.wait_for(changed.wait(), TIMEOUT_S)
+    raise AssertionError(f"order {order_id} is still {order['status']} after {POLLS} tries")
+
+
+async def test_a_sandbox_payment_is_called_back_over_http_and_the_order_becomes_paid(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    acknowledged, answers = watch_callbacks(server)
+    token, payment = await order_awaiting_payment(server, http)
+    assert payment["gateway_url"] == f"{server.url}/sandbox/payments/{payment['id']}"
+
+    async with http.post(
+        f"/sandbox/payments/{payment['id']}/complete", json={"result": "succeeded"}
+    ) as response:
+        assert response.status == 202
+
+    order = await poll_order(
+        http, payment["order_id"], token, lambda o: o["status"] == "paid", acknowledged
+    )
+    assert order["paid_at"] is not None
+    assert answers == [True]
+    # it came over HTTP, through the callback route, and was answered 200
+    async with http.get("/metrics") as response:
+        metrics = await response.text()
+    assert (
+        'shopkeep_http_request_duration_seconds_count{method="POST",'
+        'route="/v1/payments/callback",status="200"} 1.0'
+    ) in metrics
+    assert (await server.shop.audit()).ok
+
+
+async def test_a_failed_payment_leaves_the_order_awaiting_payment(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    acknowledged, answers = watch_callbacks(server)
+    token, payment = await order_awaiting_payment(server, http)
+
+    async with http.post(
+        f"/sandbox/payments/{payment['id']}/complete", json={"result": "failed"}
+    ) as response:
+        assert response.status == 202
+    await asyncio.wait_for(acknowledged.wait(), TIMEOUT_S)
+
+    order = await poll_order(http, payment["order_id"], token, lambda o: True, acknowledged)
+    assert order["status"] == "awaiting_payment"
+    assert answers == [True]
+
+
+async def test_an_unknown_payment_is_not_found(server: Server, http: aiohttp.ClientSession) -> None:
+    for payment_id in ("123", "not-a-number", "9" * 30):
+        status, problem = await post(
+            http, f"/sandbox/payments/{payment_id}/complete", None, {"result": "succeeded"}
+        )
+        assert (status, problem["code"]) == (404, "not_found"), payment_id
+
+
+@pytest.mark.parametrize(
+    "body", [{"result": "succeeded", "amount": 1}, {"result": "maybe"}, {}, [1]]
+)
+async def test_a_body_that_is_not_a_result_is_refused(
+    server: Server, http: aiohttp.ClientSession, body: Any
+) -> None:
+    _, payment = await order_awaiting_payment(server, http)
+
+    status, problem = await post(http, f"/sandbox/payments/{payment['id']}/complete", None, body)
+
+    assert (status, problem["code"]) == (422, "validation_error")
+
+
+async def test_without_sandbox_mode_the_route_does_not_exist(tmp_path: Path) -> None:
+    options = ServeOptions(db=str(tmp_path / "shop.db"), host="127.0.0.1", port=0)
+    async with (
+        running(options, announce=lambda token: None) as server,
+        aiohttp.ClientSession(base_url=server.url) as http,
+    ):
+        status, problem = await post(
+            http, "/sandbox/payments/123/complete", None, {"result": "succeeded"}
+        )
+
+    assert server.gateway is None
+    assert (status, problem["code"]) == (404, "not_found")
+
+
+async def test_the_sink_is_retried_until_the_shop_answers_200(
+    aiohttp_server: AiohttpServer,
+) -> None:
+    received: list[tuple[int, str]] = []
+    statuses = iter([503, 400, 200])
+
+    async def callback(request: web.Request) -> web.Response:
+        received.append((len(await request.read()), request.headers[SIGNATURE_HEADER]))
+        return web.Response(status=next(statuses))
+
+    app = web.Application()
+    app.router.add_post("/v1/payments/callback", callback)
+    shop_side: TestServer = await aiohttp_server(app)
+    clock = RealClock()
+    gateway = SandboxGateway(SECRET, clock, retry_s=0.001)
+    sink = HttpCallbackSink(str(shop_side.make_url("/v1/payments/callback")))
+    gateway.attach(sink)
+    try:
+        acknowledged = await asyncio.wait_for(gateway.complete(7, 8, 1_200, "succeeded"), TIMEOUT_S)
+    finally:
+        await sink.close()
+
+    assert acknowledged
+    assert len(received) == 3
+    body = gateway.callback(7, 8, 1_200, "succeeded", "sbx-7-1")
+    for size, signature in received:
+        assert size == len(body)
+        assert verify(SECRET, signature, body, clock.now(), 300.0)[0]
+
+
+async def test_a_refused_connection_is_retried_not_raised() -> None:
+    attempts: list[str] = []
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        sink = HttpCallbackSink(f"http://127.0.0.1:{port}/v1/payments/callback")
+
+        async def counted(raw_body: bytes, signature: str) -> bool:
+            attempts.append(signature)
+            if len(attempts) == 3:
+                return True  # the shop is back
+            return await sink(raw_body, signature)
+
+        gateway = SandboxGateway(SECRET, RealClock(), retry_s=0.001)
+        gateway.attach(counted)
+        try:
+            acknowledged = await asyncio.wait_for(
+                gateway.complete(7, 8, 1_200, "failed"), TIMEOUT_S
+            )
+        finally:
+            await sink.close()
+
+    assert acknowledged and len(attempts) == 3
