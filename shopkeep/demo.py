@@ -59,7 +59,8 @@ class DemoShop:
 async def fill(db: str, *, admin_token: str | None = None) -> str:
     """Fill the fresh database at ``db`` and return what to print."""
     async with Shop.open(db) as shop:
-        if (await shop.reader.fetchone(SHOP_DATA_SQL))[0]:  # type: ignore[index]
+        found = await shop.reader.fetchone(SHOP_DATA_SQL)
+        if found is not None and found[0]:
             raise DemoRefused(f"{db} already holds shop data; demo fills only a fresh database")
         credentials = await settle_credentials(
             shop.runtime.store.writer, admin_token=admin_token, gateway_secret=None

@@ -60,9 +60,9 @@ def quantile(ordered: Sequence[float], fraction: float) -> float:
 
 
 def latest(samples: Sequence[float], count: int) -> list[float]:
-    """The last ``count`` samples of a deque or list, sorted."""
-    start = max(0, len(samples) - count)
-    return sorted(itertools.islice(samples, start, None))
+    """The last ``count`` samples of a deque or list, sorted (read from the end, so a long
+    deque costs ``count`` steps, not its length)."""
+    return sorted(itertools.islice(reversed(samples), count))
 
 
 class RuntimeCollector:

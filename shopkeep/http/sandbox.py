@@ -119,7 +119,8 @@ def sandbox_routes(shop: Shop, gateway: SandboxGateway) -> Iterable[web.RouteDef
 
 def _payment_id(text: str) -> int:
     """The payment id in the path; text that is not a 64-bit id names no payment (404)."""
-    if not (text.isascii() and text.isdigit() and 0 < int(text) < 2**63):
+    # the length first: int() refuses digit strings of more than 4300 characters
+    if not (text.isascii() and text.isdigit() and len(text) <= 19 and 0 < int(text) < 2**63):
         raise ShopError("not_found", f"payment {text[:40]} does not exist")
     return int(text)
 

@@ -18,7 +18,6 @@ stop the gateway's retries, drain the actors and flush the store, close the call
 from __future__ import annotations
 
 import asyncio
-import hmac
 import secrets
 import signal
 import sqlite3
@@ -29,12 +28,10 @@ from functools import partial
 from typing import Final
 
 import structlog
-from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler
+from aiohttp import web
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.http.app import make_app
-from shopkeep.http.auth import bearer_token
 from shopkeep.http.config import HttpConfig
 from shopkeep.http.metrics import Metrics, metrics_routes
 from shopkeep.http.sandbox import (
@@ -158,31 +155,6 @@ class Server:
     sink: HttpCallbackSink | None
 
 
-class AdminTokenBridge:
-    """Admits the admin by the hash of its token, in front of an adapter that wants it plain.
-
-    The database keeps only the admin token's hash, and :class:`HttpConfig` compares bearer
-    tokens with a plain token. Until it can compare hashes, this middleware (which runs before
-    authentication) swaps a bearer token whose SHA-256 is the admin's for ``stand_in``, a random
-    token of this process that is never shown, and the adapter is configured with that. The
-    hash itself, presented as a token, is nobody's: its own hash is something else.
-    """
-
-    def __init__(self, admin_token_hash: str) -> None:
-        self._hash = admin_token_hash
-        self.stand_in = secrets.token_urlsafe(32)
-
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Pass the request on, with the stand-in token if it bears the admin's."""
-        token = bearer_token(request.headers.get(hdrs.AUTHORIZATION))
-        if token is not None and hmac.compare_digest(hash_token(token), self._hash):
-            headers = request.headers.copy()
-            headers[hdrs.AUTHORIZATION] = f"Bearer {self.stand_in}"
-            request = request.clone(headers=headers)
-        return await handler(request)
-
-
 def build_app(
     shop: Shop,
     credentials: Credentials,
@@ -192,13 +164,16 @@ def build_app(
     """The app of :func:`shopkeep.http.app.make_app` with metrics and, given a gateway, the
     sandbox route and sandbox mode. The metrics middleware is given first, so that it is the
     outermost of ours and times every answer as the client gets it, problems included."""
-    bridge = AdminTokenBridge(credentials.admin_token_hash)
-    config = HttpConfig(admin_token=bridge.stand_in, sandbox=gateway is not None)
+    config = HttpConfig(
+        admin_token="",
+        admin_token_hash=credentials.admin_token_hash,
+        sandbox=gateway is not None,
+    )
     routes = [*metrics_routes(metrics)]
     if gateway is not None:
         routes += sandbox_routes(shop, gateway)
     return make_app(
-        shop, config, extra_routes=routes, middlewares=[metrics.middleware, bridge.middleware]
+        shop, config, extra_routes=routes, middlewares=[metrics.middleware]
     )
 
 

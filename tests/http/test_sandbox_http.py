@@ -145,7 +145,7 @@ async def test_a_failed_payment_leaves_the_order_awaiting_payment(
 
 
 async def test_an_unknown_payment_is_not_found(server: Server, http: aiohttp.ClientSession) -> None:
-    for payment_id in ("123", "not-a-number", "9" * 30):
+    for payment_id in ("123", "not-a-number", "9" * 30, "9" * 5000, "0", "-1"):
         status, problem = await post(
             http, f"/sandbox/payments/{payment_id}/complete", None, {"result": "succeeded"}
         )
