@@ -13,22 +13,19 @@ from __future__ import annotations
 
 import os
 import random
-import select
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
+from tests.crash_harness import EXIT_TIMEOUT_S, child_failure, child_process, read_line
 from tests.runtime.crash_child import ITEMS, SINKS, SOURCES, plan_of
 
-ROOT = Path(__file__).resolve().parents[2]
 CYCLES = 24
 RATE = 150.0
 """Items begun a second by a child that will be killed: slow enough that the items are spread
@@ -38,7 +35,6 @@ EARLY_KILL_CHANCE = 0.2
 timer and outbox recovery) or even before the database is opened."""
 READY_TIMEOUT_S = 30.0
 FINAL_DEADLINE_S = 60.0
-EXIT_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -78,34 +74,10 @@ def test_timers_and_outbox_survive_sigkill_exactly_once(tmp_path: Path) -> None:
 @contextmanager
 def child(db: Path, generation: int, *flags: str) -> Iterator[subprocess.Popen[bytes]]:
     """Start a crash child on ``db``; whatever happens, it is dead when the block ends."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    log = db.with_name(f"child-{generation}.log")
-    with open(log, "wb") as stderr:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.runtime.crash_child",
-                str(db),
-                "--generation",
-                str(generation),
-                *flags,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-        )
-    try:
+    with child_process(
+        "tests.runtime.crash_child", db, generation, "--generation", str(generation), *flags
+    ) as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=EXIT_TIMEOUT_S)
-        assert proc.stdout is not None
-        proc.stdout.close()
 
 
 def kill_at_a_random_moment(db: Path, generation: int, rng: random.Random) -> Cycle:
@@ -139,33 +111,6 @@ def run_until_all_work_is_done(db: Path, generation: int) -> str:
     done = [line for line in output.splitlines() if line.startswith("done ")]
     assert done, output
     return done[0]
-
-
-def read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
-    """The child's first line of output, or '' if it ends or stays silent for ``timeout``."""
-    stdout: IO[bytes] | None = proc.stdout
-    assert stdout is not None
-    fd = stdout.fileno()
-    deadline = time.monotonic() + timeout
-    buffer = b""
-    while b"\n" not in buffer:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-            return ""
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return ""
-        buffer += chunk
-    return buffer.split(b"\n", 1)[0].decode(errors="replace")
-
-
-def child_failure(db: Path, generation: int, proc: subprocess.Popen[bytes], said: str) -> str:
-    """What to show when a child misbehaved: its exit status, output and the end of its log."""
-    log = db.with_name(f"child-{generation}.log").read_text(errors="replace")
-    return (
-        f"child {generation} (exit status {proc.poll()}) said {said!r}; "
-        f"the end of its log:\n{log[-4000:]}"
-    )
 
 
 def report(cycles: list[Cycle], done: str, elapsed_s: float) -> None:

@@ -18,21 +18,19 @@ from __future__ import annotations
 import json
 import os
 import random
-import select
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from shopkeep.actors.audit import AuditReport, audit_file
+from tests.crash_harness import EXIT_TIMEOUT_S, child_failure, child_process, log_of, read_line
 
-ROOT = Path(__file__).resolve().parents[2]
 CYCLES = 22
 EARLY_KILL_CHANCE = 0.15
 """Share of the kills that do not wait for ``ready``: they land in start-up (migrations, the
@@ -42,7 +40,6 @@ KILL_AFTER_S = (0.2, 3.0)
 FINAL_RUN_S = 4.0
 READY_TIMEOUT_S = 30.0
 FINAL_TIMEOUT_S = 60.0
-EXIT_TIMEOUT_S = 30.0
 CHILD_DEADLINE_S = 60.0
 """A child nobody kills stops on its own after this."""
 
@@ -89,37 +86,19 @@ def test_no_saga_is_left_half_done_after_sigkill(tmp_path: Path) -> None:
 @contextmanager
 def child(db: Path, generation: int, seed: int, *flags: str) -> Iterator[subprocess.Popen[bytes]]:
     """Start a crash child on ``db``; whatever happens, it is dead when the block ends."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    with open(log_of(db, generation), "wb") as stderr:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.shop.crash_child",
-                str(db),
-                "--seed",
-                str(seed),
-                "--generation",
-                str(generation),
-                "--deadline",
-                str(CHILD_DEADLINE_S),
-                *flags,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-        )
-    try:
+    with child_process(
+        "tests.shop.crash_child",
+        db,
+        generation,
+        "--seed",
+        str(seed),
+        "--generation",
+        str(generation),
+        "--deadline",
+        str(CHILD_DEADLINE_S),
+        *flags,
+    ) as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=EXIT_TIMEOUT_S)
-        assert proc.stdout is not None
-        proc.stdout.close()
 
 
 def kill_at_a_random_moment(
@@ -218,38 +197,6 @@ def in_flight(db: Path) -> tuple[int, int]:
             "(SELECT count(*) FROM outbox)"
         ).fetchone()
     return int(row[0]), int(row[1])
-
-
-def read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
-    """The child's first line of output, or '' if it ends or stays silent for ``timeout``."""
-    stdout: IO[bytes] | None = proc.stdout
-    assert stdout is not None
-    fd = stdout.fileno()
-    deadline = time.monotonic() + timeout
-    buffer = b""
-    while b"\n" not in buffer:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-            return ""
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return ""
-        buffer += chunk
-    return buffer.split(b"\n", 1)[0].decode(errors="replace")
-
-
-def log_of(db: Path, generation: int) -> Path:
-    """Where a child's stderr goes."""
-    return db.with_name(f"child-{generation}.log")
-
-
-def child_failure(db: Path, generation: int, proc: subprocess.Popen[bytes], said: str) -> str:
-    """What to show when a child misbehaved: its exit status, output and the end of its log."""
-    log = log_of(db, generation).read_text(errors="replace")
-    return (
-        f"child {generation} (exit status {proc.poll()}) said {said!r}; "
-        f"the end of its log:\n{log[-4000:]}"
-    )
 
 
 def report(cycles: list[Cycle], done: dict[str, Any], elapsed_s: float) -> None:
