@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import json
 import math
 import os
 import platform
 import sqlite3
+import sys
 import tempfile
 from typing import Any
 
@@ -69,3 +71,18 @@ def install_uvloop() -> str | None:
         return None
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     return importlib.metadata.version("uvloop")
+
+
+def publish(figures: dict[str, Any], table: str, json_path: str | None) -> int:
+    """Print ``table``, write ``figures`` as JSON to ``json_path`` (if any), name every failed
+    audit check on stderr; the exit status: 0 when the audit after the run was ok."""
+    print(table)
+    if json_path:
+        with open(json_path, "w") as file:
+            json.dump(figures, file, indent=2)
+            file.write("\n")
+    for check in figures["audit"]:
+        if not check["ok"]:
+            print(f"audit: {check['name']}: {check['detail']}", file=sys.stderr)
+    return 0 if figures["audit_ok"] else 1
+

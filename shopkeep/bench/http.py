@@ -52,7 +52,7 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
-from shopkeep.bench.common import install_uvloop, machine, percentile
+from shopkeep.bench.common import install_uvloop, machine, percentile, publish
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -607,15 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["machine"] = machine(
         {"uvloop" if uvloop_version else "asyncio"}, uvloop_version, load_before
     )
-    print(render(figures))
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump(figures, file, indent=2)
-            file.write("\n")
-    for check in figures["audit"]:
-        if not check["ok"]:
-            print(f"audit: {check['name']}: {check['detail']}", file=sys.stderr)
-    return 0 if figures["audit_ok"] else 1
+    return publish(figures, render(figures), args.json)
 
 
 if __name__ == "__main__":

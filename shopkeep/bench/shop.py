@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
-import sys
 import tempfile
 import time
 from typing import Any
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.bench.common import install_uvloop, machine, percentile
+from shopkeep.bench.common import install_uvloop, machine, percentile, publish
 from shopkeep.errors import ShopError
 from shopkeep.shop import Shop
 
@@ -142,15 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = asyncio.run(run(seconds, users, goods, args.seed))
     loops = {"uvloop" if uvloop_version else "asyncio"}
     figures["machine"] = machine(loops, uvloop_version, load_before)
-    print(render(figures))
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump(figures, file, indent=2)
-            file.write("\n")
-    for check in figures["audit"]:
-        if not check["ok"]:
-            print(f"audit: {check['name']}: {check['detail']}", file=sys.stderr)
-    return 0 if figures["audit_ok"] else 1
+    return publish(figures, render(figures), args.json)
 
 
 if __name__ == "__main__":
