@@ -72,7 +72,7 @@ class TimerService:
         self._tokens_at = 0.0
         self._running = False
         self._load_task: asyncio.Task[None] | None = None
-        self._epoch = 0  # bumped by resync: a page read before it is stale
+        self._epoch = 0  # bumped by resync and trim: a page read before it is stale
         self.lateness: deque[float] = deque(maxlen=100_000)
         self.fired = 0
 
@@ -131,6 +131,7 @@ class TimerService:
         all submitted units, so a timer dropped here is found again when its page is read.
         """
         page_size = self._system.config.timer_page_size
+        self._epoch += 1  # a page being read was read from the old horizon: read it again
         ordered = sorted(self._armed.items(), key=lambda item: (item[1].due_at, item[1].seq))
         last = ordered[page_size - 1][1]
         self._horizon = (last.due_at, last.seq)
@@ -153,6 +154,11 @@ class TimerService:
         armed = self._armed.get(fire.key)
         if armed is not None and armed.seq == fire.seq:
             del self._armed[fire.key]
+        if self._replay is not None:
+            # a page being read (after a resync, say, which forgot the window) may have been
+            # read before that delete: to the page, the fire is a cancel, or the timer would
+            # come back from it and fire a second time
+            self._replay.append((fire.key, None))
 
     def record_lateness(self, seconds: float) -> None:
         """Record how late a fire was handled, in seconds after its due time."""
@@ -194,8 +200,9 @@ class TimerService:
             replay, self._replay = self._replay, None
             if epoch == self._epoch:
                 break
-            # a resync happened while reading (a commit failed): this page may hold arms that
-            # never reached the disk, so read again from the start, in this same task
+            # a resync (a commit failed: this page may hold arms that never reached the disk)
+            # or a trim (the horizon moved back) happened while reading: read again from the
+            # horizon as it is now, in this same task
         for kind, actor_id, name, due_at, seq, payload in rows:
             key = (kind, actor_id, name)
             if key not in self._armed:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from shopkeep.bootstrap import Runtime, open_runtime
-from shopkeep.runtime import Actor, Address, Context, VirtualClock, run_seeded
+from shopkeep.runtime import Actor, Address, Context, RuntimeConfig, VirtualClock, run_seeded
 from shopkeep.runtime.actor import ActivationContext
 from shopkeep.store import MIGRATIONS, Migration
 
@@ -207,7 +207,9 @@ async def count_rows(runtime: Runtime, table: str) -> int:
 Work = Callable[[Runtime, VirtualClock], Awaitable[None]]
 
 
-def journal_of_seeded_run(seed: int, work: Work) -> list[tuple[int, Any]]:
+def journal_of_seeded_run(
+    seed: int, work: Work, config: RuntimeConfig | None = None
+) -> list[tuple[int, Any]]:
     """Run ``work`` on a fresh probe runtime in the seeded deterministic mode (virtual clock,
     inline store, shuffled ready queue) and return what the probes saw, in order."""
 
@@ -221,6 +223,7 @@ def journal_of_seeded_run(seed: int, work: Work) -> list[tuple[int, Any]]:
                 migrations=PROBE_MIGRATIONS,
                 clock=clock,
                 inline=True,
+                config=config,
             ) as runtime:
                 await work(runtime, clock)
         return list(Probe.journal)

@@ -198,3 +198,35 @@ async def test_a_fire_whose_handler_keeps_failing_is_retried_then_parked_with_it
     assert row == ("Fired(name='poison', n=-1)", 3)
     await clock.advance(60)
     assert fires() == [(1, "poison")] * 3  # parked: never fired again
+
+
+async def test_a_fire_consumed_while_a_page_is_read_does_not_come_back_from_that_page(
+    open_probe_runtime: OpenRuntime, clock: VirtualClock
+) -> None:
+    from shopkeep.runtime.envelope import TimerFire
+
+    runtime = await open_probe_runtime(RuntimeConfig(timer_page_size=4), inline=True)
+    timers = runtime.system.timers
+    for index in range(12):
+        await runtime.system.ask(probe(1), Arm(f"t{index}", 100 + index, index))
+    row = await runtime.store.reader.fetchone(
+        "SELECT seq, due_at FROM timers WHERE name = 't0'"
+    )
+    assert row is not None
+    fire = TimerFire(("probe", 1, "t0"), row[0], row[1])
+    writer = runtime.store.writer
+    real_call = writer.call
+
+    async def page_read_that_the_fire_overtakes(fn):  # type: ignore[no-untyped-def]
+        rows = await real_call(fn)  # read before the fire's delete reaches the disk
+        timers.consumed(fire)  # ... and the fire is handled before the page is applied
+        return rows
+
+    timers.resync()  # read the window again, through the patched writer
+    writer.call = page_read_that_the_fire_overtakes  # type: ignore[method-assign]
+    try:
+        await runtime.system.quiet()
+        await timers._load_task  # type: ignore[misc]
+    finally:
+        writer.call = real_call  # type: ignore[method-assign]
+    assert ("probe", 1, "t0") not in timers._armed
