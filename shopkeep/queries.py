@@ -7,7 +7,7 @@ Lists are newest first, ``limit`` capped, with an opaque ``next_cursor`` (the la
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import msgspec
 
@@ -50,7 +50,8 @@ def page_bounds(limit: int | None, cursor: str | None) -> tuple[int, int]:
     return size, below
 
 
-def _page(items: list[T], ids: list[int], size: int) -> Page[T]:
+def paged(items: list[T], ids: list[int], size: int) -> Page[T]:
+    """A page of ``items`` (fetched with one extra, so as to know whether more follow)."""
     more = len(items) > size
     items, ids = items[:size], ids[:size]
     return Page(items, str(ids[-1]) if more and ids else None)
@@ -63,7 +64,7 @@ async def list_goods(reader: Reader, limit: int | None, cursor: str | None) -> P
         "SELECT id, name, price, stock FROM goods WHERE id < ? ORDER BY id DESC LIMIT ?",
         (below, size + 1),
     )
-    return _page([GoodsView(*row) for row in rows], [row[0] for row in rows], size)
+    return paged([GoodsView(*row) for row in rows], [row[0] for row in rows], size)
 
 
 async def list_coupons(
@@ -80,7 +81,7 @@ async def list_coupons(
         CouponView(r[0], r[1], r[2], r[3], r[4], "used" if r[5] is not None else "unused", r[5])
         for r in rows
     ]
-    return _page(views, [row[0] for row in rows], size)
+    return paged(views, [row[0] for row in rows], size)
 
 
 async def user_for_token(reader: Reader, token_hash: str) -> int | None:
@@ -122,8 +123,3 @@ async def order_ids(
         (*params, size + 1),
     )
     return [int(row[0]) for row in rows], size
-
-
-def paged(items: list[Any], ids: list[int], size: int) -> Page[Any]:
-    """A page of ``items`` (fetched with one extra to know whether more follow)."""
-    return _page(items, ids, size)
