@@ -28,8 +28,10 @@ def main(argv: list[str]) -> int:
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in GROUPS:
-        print(f"shopkeep.proof: error: unknown group {name!r} (one of {', '.join(GROUPS)})",
-              file=sys.stderr)
+        print(
+            f"shopkeep.proof: error: unknown group {name!r} (one of {', '.join(GROUPS)})",
+            file=sys.stderr,
+        )
         return 2
     module = importlib.import_module(GROUPS[name])
     status: int = module.main(rest)
