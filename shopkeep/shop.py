@@ -340,7 +340,7 @@ class Shop:
         )
         ticket = answer(await self._ask(Address("user", user_id), begin), OrderTicket)
         message = (Place if wait else Accept)(
-            user_id, lines, coupon_id, use_balance, expected_total
+            user_id, lines, coupon_id, use_balance, expected_total, new=not ticket.existing
         )
         if ticket.existing:
             if not wait:

@@ -113,8 +113,11 @@ class OrderActor(Actor):
     gateway: ClassVar[Gateway]
 
     async def on_activate(self, ctx: ActivationContext) -> None:
-        """Load the order (None when it does not exist yet)."""
-        self.state: OrderState | None = await load_order(ctx.reader, self.address.id)
+        """Load the order (None when it does not exist yet, or when it is being created)."""
+        first = ctx.first_message
+        self.state: OrderState | None = None
+        if not (isinstance(first, Place | Accept) and first.new):
+            self.state = await load_order(ctx.reader, self.address.id)
         # True only while this activation runs (or has queued) the order's placement: a
         # pending order loaded from the store is a placement cut short.
         self.placing = False

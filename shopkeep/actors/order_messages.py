@@ -123,24 +123,30 @@ class ReturnView(msgspec.Struct, frozen=True):
 class Place(msgspec.Struct, frozen=True, tag=True):
     """Place the order synchronously: the answer is the confirmed (or paid) order, or the
     refusal that failed it. The caller has asked the user's BeginOrder before. Asked again
-    for an order that exists, it answers the placement's outcome and changes nothing."""
+    for an order that exists, it answers the placement's outcome and changes nothing.
+
+    ``new``: the sender minted this order id just now (above every id in the store), so the
+    order's first activation reads nothing; a placement asked again is never ``new``."""
 
     user_id: int
     items: Items
     coupon_id: int | None = None
     use_balance: int = 0
     expected_total: int | None = None
+    new: bool = False
 
 
 class Accept(msgspec.Struct, frozen=True, tag=True):
     """Place the order asynchronously: write it pending and answer at once; the actor tells
-    itself Run, so the placement runs next, ahead of any message sent after the answer."""
+    itself Run, so the placement runs next, ahead of any message sent after the answer.
+    ``new`` as for :class:`Place`."""
 
     user_id: int
     items: Items
     coupon_id: int | None = None
     use_balance: int = 0
     expected_total: int | None = None
+    new: bool = False
 
 
 class Run(msgspec.Struct, frozen=True, tag=True):

@@ -77,6 +77,19 @@ def _fail(
     return Refusal(code, detail, state.id)
 
 
+async def _take_stock(ctx: Context, state: OrderState) -> list[Any]:
+    """Every line's TakeStock answer (or the error of its ask), in line order."""
+    asks = [ctx.ask(Address("goods", line.goods_id), TakeStock(state.id, line.quantity))
+            for line in state.lines]
+    if len(asks) == 1:
+        # most orders have one line: awaiting it directly spares gather's task and callbacks
+        try:
+            return [await asks[0]]
+        except Exception as exc:
+            return [exc]
+    return await asyncio.gather(*asks, return_exceptions=True)
+
+
 async def run_placement(
     actor: OrderActor, ctx: Context, expected_total: int | None
 ) -> OrderState | Refusal:
@@ -87,9 +100,7 @@ async def run_placement(
     config = actor.config
 
     # 2. stock
-    asks = [ctx.ask(Address("goods", line.goods_id), TakeStock(order_id, line.quantity))
-            for line in state.lines]
-    answers = await asyncio.gather(*asks, return_exceptions=True)
+    answers = await _take_stock(ctx, state)
     prices: dict[int, int] = {}
     for line, answer in zip(state.lines, answers, strict=True):
         if isinstance(answer, asyncio.CancelledError):

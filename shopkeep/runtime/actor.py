@@ -60,13 +60,20 @@ class Actor:
 
 
 class ActivationContext:
-    """What :meth:`Actor.on_activate` may use: the read connection and the clock."""
+    """What :meth:`Actor.on_activate` may use: the read connection, the clock, and the message
+    the activation was started for.
 
-    __slots__ = ("address", "reader", "system")
+    ``first_message`` is None on a restart (after a failure the store is the only truth). On a
+    first activation an actor may take a hint from it: a message that creates a new entity
+    under an id its sender just minted needs nothing read from the store.
+    """
 
-    def __init__(self, system: ActorSystem, address: Address) -> None:
+    __slots__ = ("address", "first_message", "reader", "system")
+
+    def __init__(self, system: ActorSystem, address: Address, first_message: Any = None) -> None:
         self.system = system
         self.address = address
+        self.first_message = first_message
         self.reader: Reader = system.store.reader
 
     def now(self) -> float:

@@ -401,7 +401,8 @@ class ActorSystem:
         cell.actor = None
         actor = cell.behavior(cell.address)
         try:
-            await actor.on_activate(ActivationContext(self, cell.address))
+            first = None if restarting else envelope.message
+            await actor.on_activate(ActivationContext(self, cell.address, first))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
