@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -90,6 +91,8 @@ MAX_KEY = 200
 LATEST_TIME = 253_402_300_800.0
 """10000-01-01T00:00:00Z: no time the API takes may be later (RFC 3339 has four-digit years)."""
 MAX_CALLBACK_BODY = 64 * 1024
+TOKEN_CACHE_SIZE = 65_536
+"""How many token hashes a Shop remembers the user of (least recently used first out)."""
 ASSET_KINDS = (UserActor, GoodsActor, CouponActor, AssetsActor)
 LOG_REJECTED_CALLBACK_SQL = (
     "INSERT INTO payment_log (payment_id, order_id, verified, duplicate, action, body, at) "
@@ -144,6 +147,10 @@ class Shop:
         self.gateway = gateway
         self.reader: Reader = runtime.store.reader
         self._gateway_secret = gateway_secret
+        # A token names the same user for as long as the user exists (tokens are neither
+        # rotated nor revoked, users never deleted), so a known token needs no read per
+        # request; unknown ones are not remembered, so junk tokens cannot grow this.
+        self._token_users: OrderedDict[str, int] = OrderedDict()
 
     @classmethod
     @asynccontextmanager
@@ -212,7 +219,18 @@ class Shop:
 
     async def user_for_token(self, token: str) -> int | None:
         """The id of the user whose token this is, or None."""
-        return await queries.user_for_token(self.reader, hash_token(token))
+        token_hash = hash_token(token)
+        known = self._token_users
+        user_id = known.get(token_hash)
+        if user_id is not None:
+            known.move_to_end(token_hash)
+            return user_id
+        user_id = await queries.user_for_token(self.reader, token_hash)
+        if user_id is not None:
+            known[token_hash] = user_id
+            if len(known) > TOKEN_CACHE_SIZE:
+                known.popitem(last=False)
+        return user_id
 
     async def credit_wallet(self, user_id: int, amount: int) -> UserView:
         """Add ``amount`` to the user's wallet (an admin operation)."""
