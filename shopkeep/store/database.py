@@ -62,7 +62,7 @@ class Store:
         lock = ProcessLock(path)
         lock.acquire()
         try:
-            conn = _connect(path, config.synchronous)
+            conn = connect(path, config.synchronous)
             try:
                 version = apply_migrations(conn, config.migrations)
                 reader: Reader
@@ -93,7 +93,8 @@ class Store:
             self._lock.release()
 
 
-def _connect(path: str, synchronous: str) -> sqlite3.Connection:
+def connect(path: str, synchronous: str) -> sqlite3.Connection:
+    """A connection to ``path`` as the writer uses it: autocommit, WAL, ``synchronous``."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":

@@ -37,6 +37,13 @@ FaultHook = Callable[[str], None]
 """Called before each SQLite call of the writer with its name ('begin', 'statement', 'commit');
 raising from it simulates a storage fault (used by the fault tests)."""
 
+Statement = tuple[str, Any, bool]
+"""One call of a batch: SQL, its parameters (a list of rows when the flag says executemany)."""
+
+Tap = Callable[[list[Statement]], None]
+"""Called on the writer thread with each batch's statements before they run (benchmarks use it
+to replay the same batches on a connection of their own and so measure the writer alone)."""
+
 
 class _Call:
     """A function to run on the writer's connection between two batches."""
@@ -51,13 +58,16 @@ class _Call:
 class WriterStats:
     """Counters for metrics and benchmarks: how the batches look and how long commits take."""
 
-    __slots__ = ("batches", "failed_units", "last_batch_units", "recent_commit_s", "units")
+    __slots__ = (
+        "batches", "failed_units", "last_batch_units", "recent_commit_s", "thread_s", "units",
+    )
 
     def __init__(self) -> None:
         self.batches = 0
         self.units = 0
         self.failed_units = 0
         self.last_batch_units = 0
+        self.thread_s = 0.0  # time spent committing batches on the writer thread, in all
         self.recent_commit_s: deque[float] = deque(maxlen=1024)
 
 
@@ -81,6 +91,7 @@ class GroupCommitWriter:
         )
         self._failed_owners: dict[Hashable, int] = {}
         self.fault: FaultHook | None = None
+        self.tap: Tap | None = None
         self.on_unit_failed: Callable[[UnitOfWork, CommitFailed], None] | None = None
         self.stats = WriterStats()
 
@@ -273,11 +284,21 @@ class GroupCommitWriter:
 
     def _commit(self, units: list[UnitOfWork]) -> list[BaseException | None] | None:
         """Commit ``units`` in one transaction; ``None`` when all did, else one entry a unit."""
+        started = time.perf_counter()
+        try:
+            return self._commit_batch(units)
+        finally:
+            self.stats.thread_s += time.perf_counter() - started
+
+    def _commit_batch(self, units: list[UnitOfWork]) -> list[BaseException | None] | None:
         conn = self._conn
+        statements = _merged(units)
+        if self.tap is not None:
+            self.tap(statements)
         try:
             self._check("begin")
             conn.execute("BEGIN IMMEDIATE")
-            for sql, params, many in _merged(units):
+            for sql, params, many in statements:
                 self._check("statement")
                 if many:
                     conn.executemany(sql, params)
@@ -351,12 +372,12 @@ class _Skipped(Exception):
     """Marks a unit not tried because an earlier unit of its owner failed in the same batch."""
 
 
-def _merged(units: list[UnitOfWork]) -> list[tuple[str, Any, bool]]:
+def _merged(units: list[UnitOfWork]) -> list[Statement]:
     """The batch's statements in order, adjacent runs of one SQL text joined into executemany.
 
     Joining keeps the order of every statement; it only saves the per-call cost of the driver.
     """
-    merged: list[tuple[str, Any, bool]] = []
+    merged: list[Statement] = []
     last_sql: str | None = None
     rows: list[Any] = []
     for unit in units:
@@ -375,6 +396,6 @@ def _merged(units: list[UnitOfWork]) -> list[tuple[str, Any, bool]]:
     return merged
 
 
-def _run(sql: str | None, rows: list[Any]) -> tuple[str, Any, bool]:
+def _run(sql: str | None, rows: list[Any]) -> Statement:
     assert sql is not None
     return (sql, rows[0], False) if len(rows) == 1 else (sql, rows, True)
