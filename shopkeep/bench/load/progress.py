@@ -5,7 +5,7 @@ elsewhere (a CI log, a file) a plain line is printed every :data:`PLAIN_EVERY_S`
 log is not flooded and still shows a run that hangs. The line: elapsed / planned seconds,
 operations answered and their rate over the last refresh, errors, expected refusals, the p99
 of every latency so far (read from the recorder's histogram), and the journeys parked until a
-deadline.
+deadline. The line is shown once more when the run ends.
 """
 
 from __future__ import annotations
@@ -38,19 +38,23 @@ async def show_progress(
     tty = out.isatty()
     every = TTY_EVERY_S if tty else PLAIN_EVERY_S
     last_count, last_at = recorder.count, recorder.now()
+
+    def show() -> None:
+        nonlocal last_count, last_at
+        now = recorder.now()
+        rate = (recorder.count - last_count) / max(now - last_at, 1e-9)
+        last_count, last_at = recorder.count, now
+        line = status_line(recorder, planned_s, rate, parked())
+        out.write("\r" + line + "\x1b[K" if tty else line + "\n")
+        out.flush()
+
     try:
         while True:
             await asyncio.sleep(every)
-            now = recorder.now()
-            rate = (recorder.count - last_count) / max(now - last_at, 1e-9)
-            last_count, last_at = recorder.count, now
-            line = status_line(recorder, planned_s, rate, parked())
-            if tty:
-                out.write("\r" + line + "\x1b[K")
-            else:
-                out.write(line + "\n")
-            out.flush()
+            show()
     finally:
+        # the last state, always: a run shorter than the plain period still shows one line
+        show()
         if tty:
             out.write("\n")
             out.flush()
