@@ -3,9 +3,9 @@
 On a terminal (stderr is a TTY) the line is redrawn twice a second with a carriage return;
 elsewhere (a CI log, a file) a plain line is printed every :data:`PLAIN_EVERY_S` seconds, so a
 log is not flooded and still shows a run that hangs. The line: elapsed / planned seconds,
-operations answered and their rate over the last refresh, errors, expected refusals, the p99
+operations answered and their rate since the last refresh, errors, expected refusals, the p99
 of every latency so far (read from the recorder's histogram), and the journeys parked until a
-deadline. The line is shown once more when the run ends.
+deadline. It is shown once more when the run ends, its rate then over the whole run.
 """
 
 from __future__ import annotations
@@ -39,10 +39,11 @@ async def show_progress(
     every = TTY_EVERY_S if tty else PLAIN_EVERY_S
     last_count, last_at = recorder.count, recorder.now()
 
-    def show() -> None:
+    def show(*, final: bool = False) -> None:
         nonlocal last_count, last_at
         now = recorder.now()
-        rate = (recorder.count - last_count) / max(now - last_at, 1e-9)
+        since_count, since_at = (0, 0.0) if final else (last_count, last_at)
+        rate = (recorder.count - since_count) / max(now - since_at, 1e-9)
         last_count, last_at = recorder.count, now
         line = status_line(recorder, planned_s, rate, parked())
         out.write("\r" + line + "\x1b[K" if tty else line + "\n")
@@ -53,8 +54,9 @@ async def show_progress(
             await asyncio.sleep(every)
             show()
     finally:
-        # the last state, always: a run shorter than the plain period still shows one line
-        show()
+        # the last state, always (its rate over the whole run): a run shorter than the plain
+        # period still shows one line
+        show(final=True)
         if tty:
             out.write("\n")
             out.flush()
