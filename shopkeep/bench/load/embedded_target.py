@@ -65,11 +65,6 @@ class EmbeddedTarget:
         self._gateway = shop.gateway
         self._secret = gateway_secret
 
-    @property
-    def signs_callbacks(self) -> bool:
-        """Always: the harness opened the shop with its secret."""
-        return True
-
     async def create_user(self, name: str, balance: int) -> Customer:
         """:meth:`Shop.create_user`."""
         made = await refusing(self._shop.create_user(name, balance))

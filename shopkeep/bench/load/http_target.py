@@ -5,7 +5,8 @@ more connections than it has workers (a journey that races two requests waits fo
 connection rather than opening one more). Answers are decoded with the server's own msgspec
 schemas (:mod:`shopkeep.http.schemas`), so a change of the API breaks the harness loudly.
 A problem+json answer raises :class:`Refused` with its ``code``; an answer that is not one,
-``http_<status>``; a failed connection or a timeout, ``connection_error`` or ``timeout``.
+``http_<status>``; a failed connection or a timeout, ``connection_error`` or ``timeout``; an
+answer that does not match its schema, ``bad_answer``.
 """
 
 from __future__ import annotations
@@ -65,11 +66,6 @@ class HttpTarget:
             timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
         )
 
-    @property
-    def signs_callbacks(self) -> bool:
-        """Whether the gateway secret was given."""
-        return self._secret is not None
-
     async def _call(
         self,
         method: str,
@@ -99,7 +95,12 @@ class HttpTarget:
             except msgspec.DecodeError:
                 problem = Problem()
             raise Refused(problem.code or f"http_{status}", problem.detail)
-        return None if kind is None else msgspec.json.decode(raw, type=kind)
+        if kind is None:
+            return None
+        try:
+            return msgspec.json.decode(raw, type=kind)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            raise Refused("bad_answer", f"{method} {path}: {error}") from None
 
     async def _get(self, path: str, kind: type[T], headers: dict[str, str]) -> T:
         answer = await self._call("GET", path, kind, headers=headers)

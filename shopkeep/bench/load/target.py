@@ -55,11 +55,6 @@ class Payment:
 class Target(Protocol):
     """A shop to drive: a server over HTTP, or a :class:`~shopkeep.shop.Shop` in process."""
 
-    @property
-    def signs_callbacks(self) -> bool:
-        """Whether the gateway secret is known, so signed callbacks can be sent."""
-        ...
-
     async def create_user(self, name: str, balance: int) -> Customer:
         """A new user with an opening wallet balance (admin)."""
         ...
