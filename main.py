@@ -1,4 +1,4 @@
-"""The shopkeep command line: ``python main.py serve | demo | audit``.
+"""The shopkeep command line: ``python main.py serve | demo | bench | audit``.
 
 Each subcommand is a pair of functions: ``add_<name>_parser`` declares its flags (and may set a
 ``check`` for usage errors argparse cannot see) and ``run_<name>`` carries it out and returns the
@@ -308,6 +308,58 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- bench
+
+
+def add_bench_parser(subparsers: Any) -> None:
+    """Declare ``bench``; its flags are in :mod:`shopkeep.bench.load.flags`."""
+    from shopkeep.bench.load.flags import check_bench_flags, declare_bench_flags
+
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "bench",
+        help="drive a load mix against a server (or an embedded shop) and audit it",
+        description=(
+            "The load-testing harness (SPEC section 9). Creates its own users, goods and "
+            "coupons, then runs a mix of customer journeys (placements sync and async, "
+            "payments through the sandbox gateway, duplicate and late signed callbacks, "
+            "cancels of unpaid and paid orders, ship, deliver, returns) with live progress; "
+            "prints per operation its count, throughput, latency p50/p90/p99/max and errors "
+            "by code, the harness's own CPU use and the shop's memory, then waits for the "
+            "shop to be quiet and runs the audit. Exit status 0 when the audit is ok and the "
+            "error rate is at most --max-error-rate, 1 otherwise, 2 for a usage error. "
+            "Against a server, it must run with --sandbox; give it a short --order-timeout "
+            "(a few seconds) for late callbacks to happen during the run."
+        ),
+    )
+    declare_bench_flags(parser, _env)
+    parser.set_defaults(run=run_bench, check=functools.partial(check_bench_flags, parser))
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run the bench; 0 when the audit is ok and errors stay under the rate, else 1."""
+    from shopkeep.bench.load.command import execute
+    from shopkeep.bench.load.run import BenchOptions
+    from shopkeep.logs import configure_logging
+
+    # the embedded shop logs like a server; the bench's own output is its progress and report
+    configure_logging(logging.WARNING)
+    options = BenchOptions(
+        duration_s=args.duration,
+        concurrency=args.concurrency,
+        mix=args.weights,
+        seed=args.seed,
+        url=None if args.embedded else args.url,
+        admin_token=args.admin_token,
+        gateway_secret=args.gateway_secret,
+        embedded_db=args.db,
+        order_timeout_s=args.order_timeout,
+        max_error_rate=args.max_error_rate,
+        settle_s=args.settle,
+        interval_s=args.interval,
+    )
+    return execute(options, args.json, args.html)
+
+
 # ---------------------------------------------------------------- audit
 
 
@@ -358,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_serve_parser(subparsers)
     add_demo_parser(subparsers)
+    add_bench_parser(subparsers)
     add_audit_parser(subparsers)
     return parser
 

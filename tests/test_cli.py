@@ -29,6 +29,11 @@ SERVE_FLAGS = {
     "--sandbox": "SHOPKEEP_SANDBOX",
     "--sandbox-callback-url": "SHOPKEEP_SANDBOX_CALLBACK_URL",
 }
+BENCH_FLAGS = (
+    "--url", "--embedded", "--duration", "--concurrency", "--mix", "--seed", "--admin-token",
+    "--gateway-secret", "--order-timeout", "--db", "--max-error-rate", "--settle", "--interval",
+    "--json", "--html",
+)  # fmt: skip
 CHECKS = ("stock", "wallet", "points", "coupons", "money", "states", "refunds")
 START_TIMEOUT_S = 30.0
 LOG_LINES = 200
@@ -65,12 +70,23 @@ def test_serve_help_explains_every_flag_and_its_environment_variable() -> None:
         assert variable in text, variable
 
 
-@pytest.mark.parametrize("command", ["demo", "audit"])
+@pytest.mark.parametrize("command", ["demo", "bench", "audit"])
 def test_each_command_has_help(command: str) -> None:
     result = run_main(command, "--help")
 
     assert result.returncode == 0, result.stderr
     assert "--db" in result.stdout
+
+
+def test_bench_help_explains_every_flag_and_the_credentials_environment() -> None:
+    result = run_main("bench", "--help")
+
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    for flag in BENCH_FLAGS:
+        assert flag in text, flag
+    for variable in ("SHOPKEEP_ADMIN_TOKEN", "SHOPKEEP_GATEWAY_SECRET", "SHOPKEEP_BENCH_URL"):
+        assert variable in text, variable
 
 
 def test_serve_on_a_missing_directory_fails_in_one_line() -> None:
@@ -105,6 +121,22 @@ def test_serve_on_a_directory_fails_in_one_line(tmp_path: Path) -> None:
         ("demo", "--nope"),
         ("audit", "--nope"),
         ("bench",),
+        ("bench", "--url", "http://127.0.0.1:1"),  # no admin token
+        ("bench", "--url", "ftp://x", "--admin-token", "a" * 20),
+        ("bench", "--embedded", "--mix", "teleport=1"),
+        ("bench", "--embedded", "--duration", "0"),
+        ("bench", "--embedded", "--concurrency", "0"),
+        ("bench", "--embedded", "--max-error-rate", "2"),
+        ("bench", "--embedded", "--url", "http://127.0.0.1:1"),
+        (
+            "bench",
+            "--url",
+            "http://127.0.0.1:1",
+            "--admin-token",
+            "a" * 20,
+            "--mix",
+            "late_callback=1",
+        ),  # signed callbacks, no gateway secret
     ],
 )
 def test_a_bad_flag_is_a_one_line_usage_error(args: tuple[str, ...]) -> None:

@@ -85,4 +85,3 @@ def publish(figures: dict[str, Any], table: str, json_path: str | None) -> int:
         if not check["ok"]:
             print(f"audit: {check['name']}: {check['detail']}", file=sys.stderr)
     return 0 if figures["audit_ok"] else 1
-

@@ -42,7 +42,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -220,6 +221,28 @@ async def wait_ready(session: aiohttp.ClientSession, server: Server) -> None:
                     return
         await asyncio.sleep(READY_PAUSE_S)
     raise RuntimeError(f"{server.name} did not answer /healthz:\n{server.tail()}")
+
+
+def serve_argv(port: int, db: Path, *flags: str) -> list[str]:
+    """The command line of ``main.py serve`` on ``HOST:port`` over ``db``, plus ``flags``."""
+    return [
+        sys.executable, "main.py", "serve", "--host", HOST, "--port", str(port), "--db", str(db),
+        *flags,
+    ]  # fmt: skip
+
+
+@asynccontextmanager
+async def serving(folder: Path, *flags: str, env: dict[str, str]) -> AsyncIterator[Server]:
+    """``main.py serve`` over ``folder/shop.db`` with ``flags`` and ``env``, on a free port,
+    once it answers ``/healthz``; stopped (SIGTERM, by its pid) when the block ends."""
+    port = free_port()
+    server = start("shopkeep", serve_argv(port, folder / "shop.db", *flags), port, folder, env)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, server)
+        yield server
+    finally:
+        server.stop()
 
 
 # ---------------------------------------------------------------- the shop's data
@@ -497,9 +520,8 @@ async def measure(
     python = sys.executable
     shop = start(
         "shopkeep",
-        [python, "main.py", "serve", "--host", HOST, "--port", str(shop_port),
-         "--db", str(folder / "shop.db"), "--synchronous", "FULL",
-         "--max-unpaid-orders", str(10**9)],
+        serve_argv(shop_port, folder / "shop.db", "--synchronous", "FULL",
+                   "--max-unpaid-orders", str(10**9)),
         shop_port, folder, {"SHOPKEEP_ADMIN_TOKEN": admin},
     )  # fmt: skip
     bare = start(

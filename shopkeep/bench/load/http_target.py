@@ -1,0 +1,230 @@
+"""The HTTP target: a running server, driven through one aiohttp session.
+
+The session's connection pool is capped at the run's concurrency, so the harness never holds
+more connections than it has workers (a journey that races two requests waits for a free
+connection rather than opening one more). Answers are decoded with the server's own msgspec
+schemas (:mod:`shopkeep.http.schemas`), so a change of the API breaks the harness loudly.
+A problem+json answer raises :class:`Refused` with its ``code``; an answer that is not one,
+``http_<status>``; a failed connection or a timeout, ``connection_error`` or ``timeout``; an
+answer that does not match its schema, ``bad_answer``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+
+from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
+from shopkeep.actors.signature import sign
+from shopkeep.bench.http import scrape_rss
+from shopkeep.bench.load.target import Customer, Order, Payment, Refused
+from shopkeep.http import schemas
+
+T = TypeVar("T")
+
+REQUEST_TIMEOUT_S = 60.0
+
+
+class Problem(msgspec.Struct):
+    """The part of a problem+json answer the harness reads."""
+
+    code: str = ""
+    detail: str = ""
+
+
+def _seconds(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+def order_of(out: schemas.OrderOut) -> Order:
+    """The harness's view of an order answer."""
+    return Order(
+        out.id,
+        out.status,
+        out.pay_amount,
+        out.coupon_id,
+        out.cancel_reason,
+        _seconds(out.confirmed_at),
+        _seconds(out.expires_at),
+    )
+
+
+class HttpTarget:
+    """A shopkeep server at ``url``; see the module docstring."""
+
+    def __init__(
+        self, url: str, admin_token: str, gateway_secret: str | None, connections: int
+    ) -> None:
+        self._url = url.rstrip("/")
+        self._admin = {"Authorization": f"Bearer {admin_token}"}
+        self._secret = gateway_secret
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=connections),
+            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
+        )
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        kind: type[T] | None,
+        *,
+        headers: dict[str, str],
+        body: Any = None,
+        data: bytes | None = None,
+    ) -> T | None:
+        if body is not None:
+            data = msgspec.json.encode(body)
+        sent = {**headers, "Content-Type": "application/json"} if data is not None else headers
+        try:
+            async with self._session.request(
+                method, self._url + path, data=data, headers=sent
+            ) as response:
+                raw = await response.read()
+                status = response.status
+        except TimeoutError:
+            raise Refused("timeout", f"{method} {path}") from None
+        except aiohttp.ClientError as error:
+            raise Refused("connection_error", f"{method} {path}: {error}") from None
+        if status >= 400:
+            try:
+                problem = msgspec.json.decode(raw, type=Problem)
+            except msgspec.DecodeError:
+                problem = Problem()
+            raise Refused(problem.code or f"http_{status}", problem.detail)
+        if kind is None:
+            return None
+        try:
+            return msgspec.json.decode(raw, type=kind)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            raise Refused("bad_answer", f"{method} {path}: {error}") from None
+
+    async def _get(self, path: str, kind: type[T], headers: dict[str, str]) -> T:
+        answer = await self._call("GET", path, kind, headers=headers)
+        assert answer is not None
+        return answer
+
+    async def _post(self, path: str, kind: type[T], headers: dict[str, str], body: Any = None) -> T:
+        answer = await self._call("POST", path, kind, headers=headers, body=body)
+        assert answer is not None
+        return answer
+
+    @staticmethod
+    def _as(customer: Customer) -> dict[str, str]:
+        return {"Authorization": f"Bearer {customer.token}"}
+
+    async def create_user(self, name: str, balance: int) -> Customer:
+        """POST /v1/users."""
+        made = await self._post(
+            "/v1/users", schemas.CreatedUserOut, self._admin, {"name": name, "balance": balance}
+        )
+        return Customer(made.id, made.token)
+
+    async def create_goods(self, name: str, price: int, stock: int) -> str:
+        """POST /v1/goods."""
+        body = {"name": name, "price": price, "stock": stock}
+        return (await self._post("/v1/goods", schemas.GoodsOut, self._admin, body)).id
+
+    async def create_coupon(self, user_id: str, value: int) -> str:
+        """POST /v1/coupons."""
+        body = {"user_id": user_id, "value": value}
+        return (await self._post("/v1/coupons", schemas.CouponOut, self._admin, body)).id
+
+    async def place_order(
+        self,
+        customer: Customer,
+        items: list[tuple[str, int]],
+        *,
+        coupon_id: str | None,
+        use_balance: int,
+        key: str,
+        wait: bool,
+    ) -> Order:
+        """POST /v1/orders (``?wait=false`` when not waiting)."""
+        body: dict[str, Any] = {
+            "items": [{"goods_id": goods, "quantity": quantity} for goods, quantity in items],
+            "use_balance": use_balance,
+        }
+        if coupon_id is not None:
+            body["coupon_id"] = coupon_id
+        path = "/v1/orders" if wait else "/v1/orders?wait=false"
+        headers = {**self._as(customer), "Idempotency-Key": key}
+        return order_of(await self._post(path, schemas.OrderOut, headers, body))
+
+    async def get_order(self, customer: Customer, order_id: str) -> Order:
+        """GET /v1/orders/{id}."""
+        path = f"/v1/orders/{order_id}"
+        return order_of(await self._get(path, schemas.OrderOut, self._as(customer)))
+
+    async def start_payment(self, customer: Customer, order_id: str) -> Payment:
+        """POST /v1/orders/{id}/payment."""
+        path = f"/v1/orders/{order_id}/payment"
+        out = await self._post(path, schemas.PaymentOut, self._as(customer))
+        return Payment(out.id, out.order_id, out.amount)
+
+    async def complete_payment(self, payment_id: str, result: str) -> None:
+        """POST /sandbox/payments/{id}/complete (answered 202; the callback follows)."""
+        path = f"/sandbox/payments/{payment_id}/complete"
+        await self._call("POST", path, None, headers={}, body={"result": result})
+
+    async def send_callback(self, raw_body: bytes, signature: str) -> None:
+        """POST /v1/payments/callback with the raw bytes that were signed."""
+        headers = {SIGNATURE_HEADER: signature}
+        await self._call("POST", "/v1/payments/callback", None, headers=headers, data=raw_body)
+
+    def sign(self, raw_body: bytes, timestamp: int) -> str:
+        """Sign with the gateway secret given on the command line."""
+        if self._secret is None:
+            raise RuntimeError("no gateway secret: signed callbacks are not possible")
+        return sign(self._secret, timestamp, raw_body)
+
+    async def cancel_order(self, customer: Customer, order_id: str) -> Order:
+        """POST /v1/orders/{id}/cancel as the user."""
+        path = f"/v1/orders/{order_id}/cancel"
+        return order_of(await self._post(path, schemas.OrderOut, self._as(customer)))
+
+    async def ship(self, order_id: str) -> Order:
+        """POST /v1/orders/{id}/ship."""
+        path = f"/v1/orders/{order_id}/ship"
+        return order_of(await self._post(path, schemas.OrderOut, self._admin))
+
+    async def deliver(self, order_id: str) -> Order:
+        """POST /v1/orders/{id}/deliver."""
+        path = f"/v1/orders/{order_id}/deliver"
+        return order_of(await self._post(path, schemas.OrderOut, self._admin))
+
+    async def request_return(self, customer: Customer, order_id: str) -> str:
+        """POST /v1/orders/{id}/returns."""
+        path = f"/v1/orders/{order_id}/returns"
+        body = {"reason": "load test"}
+        return (await self._post(path, schemas.ReturnOut, self._as(customer), body)).id
+
+    async def approve_return(self, return_id: str) -> None:
+        """POST /v1/returns/{id}/approve."""
+        await self._post(f"/v1/returns/{return_id}/approve", schemas.ReturnOut, self._admin)
+
+    async def refund_kinds(self, customer: Customer, order_id: str) -> list[str]:
+        """GET /v1/orders/{id}/refunds."""
+        path = f"/v1/orders/{order_id}/refunds"
+        return [
+            r.kind for r in (await self._get(path, schemas.RefundList, self._as(customer))).items
+        ]
+
+    async def audit(self) -> dict[str, Any]:
+        """GET /v1/audit."""
+        report = await self._get("/v1/audit", schemas.AuditOut, self._admin)
+        return msgspec.to_builtins(report)  # type: ignore[no-any-return]
+
+    async def resident_memory(self) -> float | None:
+        """``process_resident_memory_bytes`` from GET /metrics, or None when it is missing."""
+        try:
+            return await scrape_rss(self._session, self._url)
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+
+    async def close(self) -> None:
+        """Close the session."""
+        await self._session.close()

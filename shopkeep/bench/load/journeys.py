@@ -1,0 +1,319 @@
+"""The customer journeys of :data:`shopkeep.bench.load.mix.JOURNEYS`, one method each.
+
+A journey is a few operations of one shopper on one order, each timed into the recorder under
+its operation's name (``place``, ``start_payment``, ``callback_duplicate``, ...). The first
+refusal ends the journey (it is already counted: as an expected refusal or as an error).
+
+What the server does asynchronously is waited for by polling the order (``get_order``, every
+:data:`POLL_S`, at most :data:`WAIT_BOUND_S`); the time from the request to the state the
+journey waits for is recorded too (``await_placed``, ``await_paid``, ``await_refund``), so the
+report shows how long a sandbox payment takes to land, not only how fast the 202 came back.
+
+Late callbacks need the order to be canceled by its deadline first. The deadline is read from
+the order itself (``expires_at - confirmed_at`` is the server's ``--order-timeout``), so no
+flag has to repeat it. Waiting does not hold a worker: the order is *parked* in a task of its
+own that sleeps until the deadline has passed, then sends the callback, while the worker goes
+on with its next journey. An order whose deadline falls after the end of the run is not parked
+(it is canceled instead, and the journey counted as skipped): with the server's default
+timeout of 30 minutes a short run has no late callbacks, by design.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import msgspec
+
+from shopkeep.actors.gateway import CallbackBody
+from shopkeep.bench.load.recorder import Recorder
+from shopkeep.bench.load.target import Customer, Order, Payment, Refused, Target
+
+T = TypeVar("T")
+
+POLL_S = 0.02
+WAIT_BOUND_S = 15.0
+DEADLINE_MARGIN_S = 0.25
+"""How long after an order's deadline a parked order starts asking whether it timed out."""
+HOLD_LIMIT = 4
+"""Orders a shopper leaves unpaid at once on purpose (the server's default cap is 10)."""
+SCARCE_SHARE = 0.1
+COUPON_SHARE = 0.2
+WALLET_SHARE = 0.3
+
+
+@dataclass
+class Shopper:
+    """A user the harness created, the coupons it has not used, and the deadlines of the
+    orders it left unpaid on purpose."""
+
+    customer: Customer
+    coupons: list[str] = field(default_factory=list)
+    holding: list[float] = field(default_factory=list)
+
+    def may_hold(self, now: float) -> bool:
+        """Whether one more unpaid order may be left for its deadline."""
+        self.holding = [due for due in self.holding if due > now]
+        return len(self.holding) < HOLD_LIMIT
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The goods the harness created: plenty of most, and one scarce goods that runs out."""
+
+    plentiful: list[str]
+    scarce: str
+
+
+class Journeys:
+    """The journeys, over ``target``, timed into ``recorder``; runs end at ``ends_at`` (seconds
+    on the recorder's clock)."""
+
+    def __init__(
+        self, target: Target, recorder: Recorder, catalog: Catalog, run_id: str, ends_at: float
+    ) -> None:
+        self.target = target
+        self.recorder = recorder
+        self.catalog = catalog
+        self.run_id = run_id
+        self.ends_at = ends_at
+        self.parked: set[asyncio.Task[None]] = set()
+        self._keys = itertools.count(1)
+        self.by_name: dict[str, Callable[[Shopper, random.Random], Awaitable[None]]] = {
+            "place": self.place,
+            "place_async": self.place_async,
+            "pay": self.pay,
+            "pay_fail": self.pay_fail,
+            "duplicate_callback": self.duplicate_callback,
+            "late_callback": self.late_callback,
+            "cancel_unpaid": self.cancel_unpaid,
+            "cancel_paid": self.cancel_paid,
+            "ship": self.ship,
+            "return": self.return_goods,
+            "cancel_race": self.cancel_race,
+        }
+
+    # -- timing -------------------------------------------------------------------------------
+
+    async def timed(self, name: str, call: Awaitable[T]) -> T:
+        """The answer of ``call``, its latency recorded under ``name``; a refusal is recorded
+        and raised again (it ends the journey)."""
+        started = time.perf_counter()
+        try:
+            answer = await call
+        except Refused as refused:
+            self.recorder.outcome(name, time.perf_counter() - started, refused.code)
+            raise
+        self.recorder.answered(name, time.perf_counter() - started)
+        return answer
+
+    async def wait_for(
+        self, shopper: Shopper, order_id: str, statuses: set[str], name: str, since: float
+    ) -> Order:
+        """Poll the order until its status is one of ``statuses``; the wait since ``since``
+        (a ``perf_counter`` time) is recorded under ``name``."""
+        bound = time.perf_counter() + WAIT_BOUND_S
+        while True:
+            order = await self.timed("get_order", self.target.get_order(shopper.customer, order_id))
+            if order.status in statuses:
+                self.recorder.answered(name, time.perf_counter() - since)
+                return order
+            if time.perf_counter() > bound:
+                self.recorder.failed(name, "wait_timeout")
+                raise Refused("wait_timeout", f"order {order_id} stayed {order.status}")
+            await asyncio.sleep(POLL_S)
+
+    # -- building blocks ----------------------------------------------------------------------
+
+    async def _place(
+        self, shopper: Shopper, pick: random.Random, *, wait: bool = True, name: str = "place"
+    ) -> Order:
+        goods = pick.sample(self.catalog.plentiful, k=pick.choice((1, 1, 2)))
+        if pick.random() < SCARCE_SHARE:
+            goods[0] = self.catalog.scarce
+        items = [(goods_id, pick.randint(1, 2)) for goods_id in goods]
+        coupon = None
+        if shopper.coupons and pick.random() < COUPON_SHARE:
+            coupon = shopper.coupons.pop()
+        use_balance = pick.randint(100, 500) if pick.random() < WALLET_SHARE else 0
+        key = f"{self.run_id}-{next(self._keys)}"
+        try:
+            return await self.timed(
+                name,
+                self.target.place_order(
+                    shopper.customer,
+                    items,
+                    coupon_id=coupon,
+                    use_balance=use_balance,
+                    key=key,
+                    wait=wait,
+                ),
+            )
+        except Refused:
+            if coupon is not None:
+                shopper.coupons.append(coupon)  # given back by the failed placement's undo
+            raise
+
+    async def _paid(self, shopper: Shopper, pick: random.Random) -> tuple[Order, Payment]:
+        order = await self._place(shopper, pick)
+        payment = await self.timed(
+            "start_payment", self.target.start_payment(shopper.customer, order.id)
+        )
+        since = time.perf_counter()
+        await self.timed("complete_success", self.target.complete_payment(payment.id, "succeeded"))
+        order = await self.wait_for(shopper, order.id, {"paid"}, "await_paid", since)
+        return order, payment
+
+    def _signed_success(self, payment: Payment) -> tuple[bytes, str]:
+        """A success callback for ``payment``, as the gateway signs it (its own transaction
+        id: one payment, one transaction, however often it is sent)."""
+        body = CallbackBody(
+            payment.id, payment.order_id, payment.amount, "succeeded", f"bench-{payment.id}"
+        )
+        raw = msgspec.json.encode(body)
+        return raw, self.target.sign(raw, int(time.time()))
+
+    async def _cancel(self, shopper: Shopper, order: Order, name: str) -> None:
+        canceled = await self.timed(name, self.target.cancel_order(shopper.customer, order.id))
+        self._give_back(shopper, canceled)
+
+    @staticmethod
+    def _give_back(shopper: Shopper, order: Order) -> None:
+        """A canceled order's coupon is the shopper's to use again (the shop releases it
+        asynchronously, so the next use may be refused coupon_unavailable: expected)."""
+        if order.coupon_id is not None and order.status == "canceled":
+            shopper.coupons.append(order.coupon_id)
+
+    # -- the journeys -------------------------------------------------------------------------
+
+    async def place(self, shopper: Shopper, pick: random.Random) -> None:
+        """Place and leave unpaid, for the deadline to cancel (or cancel at once, when the
+        shopper already holds enough unpaid orders)."""
+        if not shopper.may_hold(time.time()):
+            self.recorder.skipped["place"] += 1
+            await self.cancel_unpaid(shopper, pick)
+            return
+        order = await self._place(shopper, pick)
+        if order.expires_at is not None:
+            shopper.holding.append(time.time() + order.expires_at - (order.confirmed_at or 0))
+
+    async def place_async(self, shopper: Shopper, pick: random.Random) -> None:
+        """Place with ``?wait=false``, poll until placed, then cancel (unless it failed)."""
+        since = time.perf_counter()
+        order = await self._place(shopper, pick, wait=False, name="place_async")
+        statuses = {"awaiting_payment", "paid", "canceled"}
+        order = await self.wait_for(shopper, order.id, statuses, "await_placed", since)
+        if order.status == "awaiting_payment":
+            await self._cancel(shopper, order, "cancel_unpaid")
+
+    async def pay(self, shopper: Shopper, pick: random.Random) -> None:
+        """Pay through the sandbox and wait until the order is paid."""
+        await self._paid(shopper, pick)
+
+    async def pay_fail(self, shopper: Shopper, pick: random.Random) -> None:
+        """A payment that fails at the sandbox, then a cancel."""
+        order = await self._place(shopper, pick)
+        payment = await self.timed(
+            "start_payment", self.target.start_payment(shopper.customer, order.id)
+        )
+        await self.timed("complete_failure", self.target.complete_payment(payment.id, "failed"))
+        await self._cancel(shopper, order, "cancel_unpaid")
+
+    async def duplicate_callback(self, shopper: Shopper, pick: random.Random) -> None:
+        """The same signed success callback twice: both acknowledged, the order paid once."""
+        order = await self._place(shopper, pick)
+        payment = await self.timed(
+            "start_payment", self.target.start_payment(shopper.customer, order.id)
+        )
+        raw, signature = self._signed_success(payment)
+        await self.timed("callback", self.target.send_callback(raw, signature))
+        await self.timed("callback_duplicate", self.target.send_callback(raw, signature))
+        order = await self.timed("get_order", self.target.get_order(shopper.customer, order.id))
+        if order.status != "paid":
+            self.recorder.failed("callback_duplicate", f"order_{order.status}")
+
+    async def late_callback(self, shopper: Shopper, pick: random.Random) -> None:
+        """Start paying, let the deadline cancel the order, then call back a success: the
+        shop must acknowledge it and refund it (see the module docstring)."""
+        order = await self._place(shopper, pick)
+        payment = await self.timed(
+            "start_payment", self.target.start_payment(shopper.customer, order.id)
+        )
+        timeout = (order.expires_at or 0) - (order.confirmed_at or 0)
+        due = self.recorder.now() + timeout + DEADLINE_MARGIN_S
+        if order.expires_at is None or due > self.ends_at:
+            self.recorder.skipped["late_callback"] += 1
+            await self._cancel(shopper, order, "cancel_unpaid")
+            return
+        task = asyncio.create_task(self._call_back_late(shopper, payment, due))
+        self.parked.add(task)
+        task.add_done_callback(self.parked.discard)
+
+    async def _call_back_late(self, shopper: Shopper, payment: Payment, due: float) -> None:
+        await asyncio.sleep(max(0.0, due - self.recorder.now()))
+        try:
+            since = time.perf_counter()
+            await self.wait_for(shopper, payment.order_id, {"canceled"}, "await_timeout", since)
+            raw, signature = self._signed_success(payment)
+            since = time.perf_counter()
+            await self.timed("callback_late", self.target.send_callback(raw, signature))
+            while True:
+                kinds = await self.timed(
+                    "get_refunds", self.target.refund_kinds(shopper.customer, payment.order_id)
+                )
+                if "late_payment" in kinds:
+                    self.recorder.answered("await_refund", time.perf_counter() - since)
+                    return
+                if time.perf_counter() - since > WAIT_BOUND_S:
+                    self.recorder.failed("await_refund", "no_late_payment_refund")
+                    return
+                await asyncio.sleep(POLL_S)
+        except Refused:
+            return  # counted already
+
+    async def cancel_unpaid(self, shopper: Shopper, pick: random.Random) -> None:
+        """Place, then cancel before paying (the coupon, if any, comes back)."""
+        order = await self._place(shopper, pick)
+        await self._cancel(shopper, order, "cancel_unpaid")
+
+    async def cancel_paid(self, shopper: Shopper, pick: random.Random) -> None:
+        """Pay, then cancel: the shop intercepts fulfilment and refunds."""
+        order, _ = await self._paid(shopper, pick)
+        await self._cancel(shopper, order, "cancel_paid")
+
+    async def ship(self, shopper: Shopper, pick: random.Random) -> None:
+        """Pay, ship, deliver."""
+        order, _ = await self._paid(shopper, pick)
+        await self.timed("ship", self.target.ship(order.id))
+        await self.timed("deliver", self.target.deliver(order.id))
+
+    async def return_goods(self, shopper: Shopper, pick: random.Random) -> None:
+        """Pay, ship, deliver, ask for a return, approve it."""
+        order, _ = await self._paid(shopper, pick)
+        await self.timed("ship", self.target.ship(order.id))
+        await self.timed("deliver", self.target.deliver(order.id))
+        return_id = await self.timed(
+            "request_return", self.target.request_return(shopper.customer, order.id)
+        )
+        await self.timed("approve_return", self.target.approve_return(return_id))
+
+    async def cancel_race(self, shopper: Shopper, pick: random.Random) -> None:
+        """Pay, then ship and cancel at once: whichever comes second is refused invalid_state
+        (an expected refusal of both ``ship`` and ``cancel_paid``)."""
+        order, _ = await self._paid(shopper, pick)
+        outcomes = await asyncio.gather(
+            self.timed("ship", self.target.ship(order.id)),
+            self.timed("cancel_paid", self.target.cancel_order(shopper.customer, order.id)),
+            return_exceptions=True,
+        )
+        canceled = outcomes[1]
+        if isinstance(canceled, Order) and canceled.status == "canceled":
+            self._give_back(shopper, canceled)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Refused):
+                raise outcome

@@ -1,0 +1,102 @@
+"""The mix: which customer journeys a run is made of, and how often each is picked.
+
+``--mix place=10,pay=25,...`` gives each journey a weight (a journey left out weighs 0); each
+worker picks its next journey at random in proportion to the weights, from a
+:class:`random.Random` seeded with ``--seed`` and its own number, so a run's sequence of picks
+is reproducible (the timing of the answers, and so the interleaving, is not).
+
+A journey is a few operations of one customer on one order (see :mod:`.journeys`); the report
+counts operations, whatever journey they were part of. Business refusals that the mix provokes
+on purpose are *expected refusals*, counted per code apart from errors (:data:`EXPECTED`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+JOURNEYS: Mapping[str, str] = {
+    "place": "place an order (synchronously) and leave it unpaid, to time out",
+    "place_async": "place with ?wait=false, poll until placed, then cancel it",
+    "pay": "place, start the payment, complete it through the sandbox, wait until paid",
+    "pay_fail": "place, start the payment, fail it through the sandbox, then cancel",
+    "duplicate_callback": "place, start the payment, send the same signed callback twice",
+    "late_callback": "place, start the payment, let the order time out, then send a signed "
+    "success callback (the shop must acknowledge it and refund: a late_payment refund)",
+    "cancel_unpaid": "place, then cancel before paying",
+    "cancel_paid": "pay, then cancel (the shop refunds)",
+    "ship": "pay, ship, deliver",
+    "return": "pay, ship, deliver, ask for a return, approve it (admin)",
+    "cancel_race": "pay, then ship and cancel at the same moment (one of them is refused)",
+}
+"""Every journey, and what it does."""
+
+DEFAULT_MIX: Mapping[str, int] = {
+    "place": 5,
+    "place_async": 10,
+    "pay": 25,
+    "pay_fail": 5,
+    "duplicate_callback": 10,
+    "late_callback": 5,
+    "cancel_unpaid": 10,
+    "cancel_paid": 10,
+    "ship": 10,
+    "return": 5,
+    "cancel_race": 5,
+}
+"""The default weights: every journey, the happy path most often."""
+
+SIGNED = frozenset({"duplicate_callback", "late_callback"})
+"""Journeys that send callbacks of their own, signed with the gateway secret."""
+
+PLACEMENT_REFUSALS = frozenset(
+    {"insufficient_stock", "too_many_unpaid_orders", "coupon_unavailable", "insufficient_balance"}
+)
+"""Why a placement may be refused in this mix: the scarce goods runs out (on purpose),
+orders left to time out fill a user's unpaid quota, a coupon still being given back by a
+cancel is reused, a wallet was spent by a concurrent order of the same user."""
+
+EXPECTED: Mapping[str, frozenset[str]] = {
+    "place": PLACEMENT_REFUSALS,
+    "place_async": PLACEMENT_REFUSALS,
+    # an order placed asynchronously that failed: its poll sees it canceled, which is an
+    # answer, not a refusal; a payment started on an order the deadline canceled meanwhile
+    "start_payment": frozenset({"invalid_state"}),
+    # the two halves of cancel_race: whichever comes second finds the other's result
+    "ship": frozenset({"invalid_state"}),
+    "cancel_paid": frozenset({"invalid_state"}),
+}
+"""Per operation, the refusal codes that the mix provokes on purpose. Any other code of any
+operation (and any code at all of an operation not listed) is an error."""
+
+
+class MixError(ValueError):
+    """A ``--mix`` that cannot be used: the operator's mistake, said in one line."""
+
+
+def parse_mix(text: str | None) -> dict[str, int]:
+    """The weights of ``name=weight,...`` (None or empty: :data:`DEFAULT_MIX`)."""
+    if not text:
+        return dict(DEFAULT_MIX)
+    weights: dict[str, int] = {}
+    for part in text.split(","):
+        name, sep, value = part.strip().partition("=")
+        if not sep or name not in JOURNEYS:
+            known = ", ".join(JOURNEYS)
+            raise MixError(f"{part.strip()!r} is not journey=weight (journeys: {known})")
+        if name in weights:
+            raise MixError(f"journey {name} is given twice")
+        try:
+            weight = int(value)
+        except ValueError:
+            raise MixError(f"{name}: weight {value!r} is not a whole number") from None
+        if weight < 0:
+            raise MixError(f"{name}: weight {weight} is negative")
+        weights[name] = weight
+    if not any(weights.values()):
+        raise MixError("every weight is 0: nothing to run")
+    return {name: weight for name, weight in weights.items() if weight > 0}
+
+
+def is_expected(operation: str, code: str) -> bool:
+    """Whether ``code`` is an expected refusal of ``operation``."""
+    return code in EXPECTED.get(operation, frozenset())

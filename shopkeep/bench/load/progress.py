@@ -1,0 +1,62 @@
+"""Live progress while a run goes: one line, rewritten in place on a terminal.
+
+On a terminal (stderr is a TTY) the line is redrawn twice a second with a carriage return;
+elsewhere (a CI log, a file) a plain line is printed every :data:`PLAIN_EVERY_S` seconds, so a
+log is not flooded and still shows a run that hangs. The line: elapsed / planned seconds,
+operations answered and their rate since the last refresh, errors, expected refusals, the p99
+of every latency so far (read from the recorder's histogram), and the journeys parked until a
+deadline. It is shown once more when the run ends, its rate then over the whole run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from shopkeep.bench.load.recorder import Recorder
+
+TTY_EVERY_S = 0.5
+PLAIN_EVERY_S = 5.0
+
+
+def status_line(recorder: Recorder, planned_s: float, rate: float, parked: int) -> str:
+    """The progress line (without a line end)."""
+    p99_ms = recorder.histogram.quantile(0.99) * 1000
+    return (
+        f"bench {recorder.now():6.1f}/{planned_s:.0f}s  ops {recorder.count:,}  "
+        f"{rate:,.0f} ops/s  errors {recorder.errors:,}  refused {recorder.refusals:,}  "
+        f"p99 {p99_ms:,.1f} ms  parked {parked}"
+    )
+
+
+async def show_progress(
+    recorder: Recorder, planned_s: float, parked: Callable[[], int], out: TextIO = sys.stderr
+) -> None:
+    """Write the progress line until cancelled (then end the line on a terminal)."""
+    tty = out.isatty()
+    every = TTY_EVERY_S if tty else PLAIN_EVERY_S
+    last_count, last_at = recorder.count, recorder.now()
+
+    def show(*, final: bool = False) -> None:
+        nonlocal last_count, last_at
+        now = recorder.now()
+        since_count, since_at = (0, 0.0) if final else (last_count, last_at)
+        rate = (recorder.count - since_count) / max(now - since_at, 1e-9)
+        last_count, last_at = recorder.count, now
+        line = status_line(recorder, planned_s, rate, parked())
+        out.write("\r" + line + "\x1b[K" if tty else line + "\n")
+        out.flush()
+
+    try:
+        while True:
+            await asyncio.sleep(every)
+            show()
+    finally:
+        # the last state, always (its rate over the whole run): a run shorter than the plain
+        # period still shows one line
+        show(final=True)
+        if tty:
+            out.write("\n")
+            out.flush()

@@ -1,0 +1,242 @@
+"""One bench run, start to end: set up, drive the mix, wait for quiet, audit.
+
+1. Setup (not measured): ``SHOPPERS_PER_WORKER`` users per worker, each with a wallet balance
+   and two coupons; ``PLENTIFUL_GOODS`` goods with stock that never runs out, and one scarce
+   goods that does (so the run proves, under load, that the last units are sold once).
+2. The run: ``concurrency`` workers, each with its own shoppers and its own seeded random
+   picks, start journeys until ``duration`` has passed, and finish the one under way. Orders
+   parked for a late callback are then awaited (each is due before the end of the run).
+   Meanwhile the shop's resident memory is sampled every interval, and the process's CPU time
+   is measured against the wall time (``client_cpu``: near 1.0 means the harness itself, one
+   Python process, was the limit; in embedded mode the shop shares that process and its CPU).
+3. Quiet and audit: releases and refunds drain through the shop's outbox after the answers
+   went out, so the audit is asked again, every :data:`AUDIT_PAUSE_S`, until it is ok with
+   nothing in flight, or ``settle`` seconds have passed; the last answer is the verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import secrets
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shopkeep.bench.load.journeys import Catalog, Journeys, Shopper
+from shopkeep.bench.load.progress import show_progress
+from shopkeep.bench.load.recorder import Recorder
+from shopkeep.bench.load.target import Refused, Target
+
+SHOPPERS_PER_WORKER = 2
+PLENTIFUL_GOODS = 20
+PLENTY = 10**9
+SCARCE_PER_WORKER = 5
+OPENING_BALANCE = 100_000
+COUPONS_PER_SHOPPER = 2
+COUPON_VALUE = 200
+AUDIT_PAUSE_S = 0.5
+PARKED_BOUND_S = 40.0
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What ``python main.py bench`` was told (see its ``--help``)."""
+
+    duration_s: float
+    concurrency: int
+    mix: dict[str, int]
+    seed: int
+    url: str | None = None
+    admin_token: str | None = None
+    gateway_secret: str | None = None
+    embedded_db: str | None = None
+    order_timeout_s: float = 5.0
+    max_error_rate: float = 0.0
+    settle_s: float = 30.0
+    interval_s: float = 1.0
+
+
+@dataclass
+class Outcome:
+    """What a run measured, before it is turned into figures."""
+
+    recorder: Recorder
+    elapsed_s: float
+    cpu_s: float
+    memory_start: float | None
+    memory_end: float | None
+    audit: dict[str, Any]
+    audit_attempts: int
+    audit_wait_s: float
+    quiet: bool
+    setup_s: float
+
+
+async def populate(
+    target: Target, options: BenchOptions, pick: random.Random
+) -> tuple[list[Shopper], Catalog]:
+    """Create the shoppers, their coupons and the goods, ``concurrency`` requests at a time."""
+    batch = max(1, options.concurrency)
+    shoppers: list[Shopper] = []
+    total = options.concurrency * SHOPPERS_PER_WORKER
+    for start in range(0, total, batch):
+        made = await asyncio.gather(
+            *(
+                target.create_user(f"bench shopper {n}", OPENING_BALANCE)
+                for n in range(start, min(total, start + batch))
+            )
+        )
+        shoppers += [Shopper(customer) for customer in made]
+    owners = [s for s in shoppers for _ in range(COUPONS_PER_SHOPPER)]
+    for start in range(0, len(owners), batch):
+        chunk = owners[start : start + batch]
+        coupons = await asyncio.gather(
+            *(target.create_coupon(s.customer.id, COUPON_VALUE) for s in chunk)
+        )
+        for shopper, coupon in zip(chunk, coupons, strict=True):
+            shopper.coupons.append(coupon)
+    plentiful = await asyncio.gather(
+        *(
+            target.create_goods(f"bench goods {n}", pick.randrange(1_000, 6_000), PLENTY)
+            for n in range(PLENTIFUL_GOODS)
+        )
+    )
+    scarce = await target.create_goods(
+        "bench scarce goods", 2_500, SCARCE_PER_WORKER * options.concurrency
+    )
+    return shoppers, Catalog(list(plentiful), scarce)
+
+
+async def sample_memory(target: Target, recorder: Recorder) -> None:
+    """Sample the shop's resident memory once an interval, until cancelled."""
+    while True:
+        recorder.memory(await target.resident_memory())
+        await asyncio.sleep(recorder.interval_s)
+
+
+async def drive(target: Target, options: BenchOptions) -> Outcome:
+    """Set up, run the mix, wait for quiet and audit; see the module docstring."""
+    pick = random.Random(options.seed)
+    setup_started = time.perf_counter()
+    shoppers, catalog = await populate(target, options, pick)
+    setup_s = time.perf_counter() - setup_started
+    memory_start = await target.resident_memory()
+    recorder = Recorder(options.interval_s)
+    journeys = Journeys(
+        target, recorder, catalog, f"bench-{secrets.token_hex(4)}", options.duration_s
+    )
+    names = list(options.mix)
+    weights = [options.mix[name] for name in names]
+
+    async def worker(number: int) -> None:
+        choose = random.Random(f"{options.seed}-{number}")
+        mine = shoppers[number * SHOPPERS_PER_WORKER : (number + 1) * SHOPPERS_PER_WORKER]
+        while recorder.now() < options.duration_s:
+            name = choose.choices(names, weights)[0]
+            recorder.journeys[name] += 1
+            # a refusal was counted where it happened; it ends the journey, not the worker
+            with contextlib.suppress(Refused):
+                await journeys.by_name[name](choose.choice(mine), choose)
+
+    cpu_started = time.process_time()
+    watchers = [
+        asyncio.create_task(sample_memory(target, recorder)),
+        asyncio.create_task(
+            show_progress(recorder, options.duration_s, lambda: len(journeys.parked))
+        ),
+    ]
+    try:
+        await asyncio.gather(*(worker(n) for n in range(options.concurrency)))
+        if journeys.parked:
+            _, late = await asyncio.wait(set(journeys.parked), timeout=PARKED_BOUND_S)
+            for task in late:
+                recorder.failed("callback_late", "never_due")
+                task.cancel()
+    finally:
+        for task in watchers:
+            task.cancel()
+        for task in watchers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    elapsed = recorder.now()
+    cpu_s = time.process_time() - cpu_started
+    settle_started = time.perf_counter()
+    audit, attempts, quiet = await settle(target, options.settle_s)
+    return Outcome(
+        recorder=recorder,
+        elapsed_s=elapsed,
+        cpu_s=cpu_s,
+        memory_start=memory_start,
+        memory_end=await target.resident_memory(),
+        audit=audit,
+        audit_attempts=attempts,
+        audit_wait_s=time.perf_counter() - settle_started,
+        quiet=quiet,
+        setup_s=setup_s,
+    )
+
+
+def in_flight(report: dict[str, Any]) -> bool:
+    """Whether a check counts something still in flight (a release, a refund, a placement)."""
+    return any("in flight" in check["detail"] for check in report["checks"])
+
+
+async def settle(target: Target, bound_s: float) -> tuple[dict[str, Any], int, bool]:
+    """The audit once the shop is quiet (ok, nothing in flight), or the last one after
+    ``bound_s``; with the number of audits asked and whether quiet was reached."""
+    deadline = time.perf_counter() + bound_s
+    attempts = 0
+    report: dict[str, Any] = {"ok": False, "checks": []}
+    while True:
+        attempts += 1
+        try:
+            report = await target.audit()
+        except Refused as refused:
+            report = {
+                "ok": False,
+                "checks": [{"name": "audit", "ok": False, "detail": f"refused: {refused}"}],
+            }
+        else:
+            if report["ok"] and not in_flight(report):
+                return report, attempts, True
+        if time.perf_counter() >= deadline:
+            return report, attempts, False
+        await asyncio.sleep(AUDIT_PAUSE_S)
+
+
+@asynccontextmanager
+async def open_target(options: BenchOptions) -> AsyncIterator[Target]:
+    """The target of ``options``: the server at ``url``, or a fresh embedded shop."""
+    if options.url is not None:
+        from shopkeep.bench.load.http_target import HttpTarget
+
+        assert options.admin_token is not None
+        target = HttpTarget(
+            options.url, options.admin_token, options.gateway_secret, options.concurrency
+        )
+        try:
+            yield target
+        finally:
+            await target.close()
+        return
+
+    from shopkeep.actors.config import ShopConfig
+    from shopkeep.bench.load.embedded_target import EmbeddedTarget
+    from shopkeep.shop import Shop
+
+    secret = secrets.token_hex(32)
+    config = ShopConfig(order_timeout_s=options.order_timeout_s)
+    with contextlib.ExitStack() as stack:
+        path = options.embedded_db
+        if path is None:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="shopkeep-bench-"))
+            path = os.path.join(folder, "shop.db")
+        async with Shop.open(str(Path(path)), config=config, gateway_secret=secret) as shop:
+            yield EmbeddedTarget(shop, secret)

@@ -1,0 +1,145 @@
+"""``python main.py bench`` end to end: against a server this test starts, and embedded.
+
+Each run is short (a few seconds at concurrency 8): whether its figures are good is a real
+run's business; here every operation of the default mix has to show up, with no errors, the
+audit has to pass, and the reports have to hold what they promise. A server whose books were
+broken behind its back (an UPDATE of a goods' stock through sqlite3, WAL lets it in while the
+server runs) must make the bench exit 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from contextlib import closing
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from shopkeep.bench.http import serving
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN = "bench-admin-token-0123456789"
+SECRET = "bench-gateway-secret-0123456789"
+CREDENTIALS = {"SHOPKEEP_ADMIN_TOKEN": ADMIN, "SHOPKEEP_GATEWAY_SECRET": SECRET}
+SERVE_FLAGS = ("--sandbox", "--order-timeout", "1")
+EVERY_OPERATION = {
+    "place", "place_async", "await_placed", "get_order", "start_payment",
+    "complete_success", "await_paid", "complete_failure", "callback", "callback_duplicate",
+    "await_timeout", "callback_late", "get_refunds", "await_refund", "cancel_unpaid",
+    "cancel_paid", "ship", "deliver", "request_return", "approve_return",
+}  # fmt: skip
+
+
+def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``main.py bench`` with ``args``, to its end (stdout and stderr captured)."""
+    return subprocess.run(
+        [sys.executable, "main.py", "bench", "--concurrency", "8", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, **CREDENTIALS, **(env or {})},
+    )  # fmt: skip
+
+
+def assert_a_clean_run_of_every_operation(report: dict[str, Any]) -> None:
+    operations = report["operations"]
+    assert set(operations) >= EVERY_OPERATION, EVERY_OPERATION - set(operations)
+    for name, figures in operations.items():
+        assert figures["count"] > 0, name
+        assert figures["errors"] == {}, (name, figures["errors"])
+        assert figures["p99_ms"] >= figures["p50_ms"] > 0, name
+    assert report["totals"]["errors"] == 0
+    assert report["audit_ok"] is True
+    assert report["audit_quiet"] is True
+    assert report["passed"] is True
+    assert 0 < report["client_cpu"]["utilization"] < 4
+    assert report["resident_memory_bytes"]["start"] > 0
+    assert report["resident_memory_bytes"]["end"] > 0
+    assert report["series"] and report["series"][0]["ops_per_s"] > 0
+
+
+class ChartCounter(HTMLParser):
+    """Counts the tags of an HTML page and what its tables and charts hold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: dict[str, int] = {}
+        self.scripts_with_src = 0
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags[tag] = self.tags.get(tag, 0) + 1
+        if tag in ("script", "link", "img") and any(k in ("src", "href") for k, _ in attrs):
+            self.scripts_with_src += 1
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+async def test_a_short_bench_against_a_server_runs_every_operation_and_passes_the_audit(
+    tmp_path: Path,
+) -> None:
+    out, page = tmp_path / "bench.json", tmp_path / "bench.html"
+    async with serving(tmp_path, *SERVE_FLAGS, env=CREDENTIALS) as server:
+        result = await asyncio.to_thread(
+            bench, "--url", server.url, "--duration", "4", "--json", str(out),
+            "--html", str(page),
+        )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["mode"] == "http"
+    assert_a_clean_run_of_every_operation(report)
+    assert "p99_ms" in result.stdout and "audit ok" in result.stdout
+    assert "bench " in result.stderr  # the progress line, plain when not on a terminal
+    html = ChartCounter()
+    html.feed(page.read_text())
+    html.close()
+    assert html.tags["svg"] == 3  # throughput, latency, memory
+    assert html.tags["polyline"] >= 5
+    assert html.scripts_with_src == 0  # self-contained: nothing to fetch
+    assert "approve_return" in "".join(html.text)
+
+
+def test_a_short_embedded_bench_runs_every_operation_and_passes_the_audit(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "bench.json"
+
+    result = bench("--embedded", "--duration", "3", "--order-timeout", "1", "--json", str(out))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["mode"] == "embedded"
+    assert_a_clean_run_of_every_operation(report)
+
+
+def create_goods(url: str) -> str:
+    request = urllib.request.Request(
+        url + "/v1/goods",
+        data=json.dumps({"name": "tampered", "price": 100, "stock": 10}).encode(),
+        headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return str(json.load(response)["id"])
+
+
+async def test_a_server_with_a_broken_invariant_makes_the_bench_fail(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    async with serving(tmp_path, *SERVE_FLAGS, env=CREDENTIALS) as server:
+        goods_id = await asyncio.to_thread(create_goods, server.url)
+        with closing(sqlite3.connect(tmp_path / "shop.db", timeout=30)) as conn, conn:
+            conn.execute("UPDATE goods SET stock = stock + 7 WHERE id = ?", (int(goods_id),))
+        result = await asyncio.to_thread(
+            bench, "--url", server.url, "--duration", "1", "--settle", "1", "--json", str(out),
+        )  # fmt: skip
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["audit_ok"] is False
+    assert [c["name"] for c in report["audit"] if not c["ok"]] == ["stock"]
+    assert "the audit failed: stock" in result.stderr

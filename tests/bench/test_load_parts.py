@@ -1,0 +1,174 @@
+"""The bench's pure parts: the mix, the recorder's bookkeeping, the reports' text and HTML."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shopkeep.bench.load.html_report import render_html
+from shopkeep.bench.load.mix import DEFAULT_MIX, JOURNEYS, MixError, parse_mix
+from shopkeep.bench.load.progress import status_line
+from shopkeep.bench.load.recorder import LogHistogram, Recorder
+from shopkeep.bench.load.report import figures, render
+from shopkeep.bench.load.run import BenchOptions, Outcome, in_flight
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_default_mix_runs_every_journey() -> None:
+    assert set(parse_mix(None)) == set(JOURNEYS) == set(DEFAULT_MIX)
+
+
+def test_a_mix_keeps_only_the_journeys_it_weighs() -> None:
+    assert parse_mix("pay=3, ship=1,return=0") == {"pay": 3, "ship": 1}
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("teleport=1", "not journey=weight"),
+        ("pay", "not journey=weight"),
+        ("pay=x", "not a whole number"),
+        ("pay=-1", "negative"),
+        ("pay=1,pay=2", "twice"),
+        ("pay=0", "nothing to run"),
+    ],
+)
+def test_a_bad_mix_is_refused_with_the_reason(text: str, words: str) -> None:
+    with pytest.raises(MixError, match=words):
+        parse_mix(text)
+
+
+def test_an_expected_refusal_is_an_answer_and_any_other_code_an_error() -> None:
+    recorder = Recorder(1.0, clock=FakeClock())
+
+    recorder.outcome("place", 0.010, "insufficient_stock")
+    recorder.outcome("place", 0.020, None)
+    recorder.outcome("place", 0.030, "overloaded")
+    recorder.outcome("deliver", 0.040, "invalid_state")
+
+    place = recorder.operations["place"]
+    assert place.latencies == [0.010, 0.020]
+    assert dict(place.refusals) == {"insufficient_stock": 1}
+    assert dict(place.errors) == {"overloaded": 1}
+    assert dict(recorder.operations["deliver"].errors) == {"invalid_state": 1}
+    assert (recorder.count, recorder.errors, recorder.refusals) == (2, 2, 1)
+
+
+def test_the_series_has_one_row_per_interval_and_rates_over_what_the_last_one_lasted() -> None:
+    clock = FakeClock()
+    recorder = Recorder(1.0, clock=clock)
+    for at, seconds in ((0.1, 0.001), (0.5, 0.003), (1.2, 0.002), (2.1, 0.004)):
+        clock.now = 100.0 + at
+        recorder.answered("pay", seconds)
+    clock.now = 102.2
+    recorder.memory(5e7)
+
+    rows = recorder.series(elapsed=2.25)
+
+    assert [row["t"] for row in rows] == [1.0, 2.0, 2.25]
+    assert [row["ops_per_s"] for row in rows] == [2.0, 1.0, pytest.approx(4.0)]
+    assert rows[0]["p99_ms"] == pytest.approx(3.0)
+    assert [row["resident_memory_bytes"] for row in rows] == [None, None, 5e7]
+
+
+@given(st.lists(st.floats(min_value=1e-5, max_value=100.0), min_size=1, max_size=200))
+def test_the_running_p99_is_within_one_bucket_of_the_exact_one(samples: list[float]) -> None:
+    histogram = LogHistogram()
+    for sample in samples:
+        histogram.add(sample)
+    exact = sorted(samples)[max(0, -(-99 * len(samples) // 100) - 1)]
+
+    assert exact <= histogram.quantile(0.99) <= exact * 1.02 * 1.0001
+
+
+def test_quiet_means_nothing_in_flight_in_any_check() -> None:
+    busy = {"ok": True, "checks": [{"name": "money", "ok": True, "detail": "x; 3 in flight"}]}
+    calm = {"ok": True, "checks": [{"name": "money", "ok": True, "detail": "x"}]}
+
+    assert in_flight(busy) and not in_flight(calm)
+
+
+def run_figures(audit_detail: str, errors: int = 0) -> dict[str, Any]:
+    clock = FakeClock()
+    recorder = Recorder(1.0, clock=clock)
+    clock.now = 100.5
+    recorder.answered("place", 0.005)
+    recorder.answered("place", 0.007, "insufficient_stock")
+    recorder.memory(4e7)
+    for _ in range(errors):
+        recorder.failed("ship", "overloaded")
+    audit = {"ok": "<" not in audit_detail, "checks": [
+        {"name": "stock", "ok": "<" not in audit_detail, "detail": audit_detail}
+    ]}  # fmt: skip
+    outcome = Outcome(recorder, 1.0, 0.25, 4e7, 5e7, audit, 1, 0.0, True, 0.1)
+    options = BenchOptions(duration_s=1.0, concurrency=2, mix={"place": 1}, seed=7)
+    return figures(options, outcome)
+
+
+def test_the_figures_fail_on_an_error_rate_above_the_limit() -> None:
+    data = run_figures("all well", errors=1)
+
+    assert data["totals"]["error_rate"] == pytest.approx(1 / 3)
+    assert data["passed"] is False
+    assert "error rate" in data["failures"][0]
+    assert data["client_cpu"]["utilization"] == 0.25
+
+
+def test_the_text_report_has_a_row_per_operation_and_the_verdict() -> None:
+    text = render(run_figures("all well"))
+
+    assert text.splitlines()[0].split() == [
+        "operation", "count", "per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms"
+    ]  # fmt: skip
+    assert "place: errors -; expected refusals insufficient_stock=1" in text
+    assert "client cpu 0.2s / 1.0s wall = 25% of one core" in text
+    assert text.endswith("result: pass")
+
+
+class Texts(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_the_html_report_escapes_what_the_server_said() -> None:
+    page = render_html(run_figures("<script>alert(1)</script>"))
+    parsed = Texts()
+    parsed.feed(page)
+
+    assert "script" not in parsed.tags
+    assert "<script>alert(1)</script>" in "".join(parsed.text)
+    assert parsed.tags.count("svg") == 3  # throughput, latency, memory
+
+
+def test_the_progress_line_says_elapsed_rate_errors_and_p99() -> None:
+    clock = FakeClock()
+    recorder = Recorder(1.0, clock=clock)
+    recorder.answered("pay", 0.050)
+    recorder.failed("pay", "timeout")
+    clock.now = 102.0
+
+    line = status_line(recorder, 30, 123.0, parked=2)
+
+    assert line.startswith("bench    2.0/30s  ops 1  123 ops/s  errors 1")
+    assert "p99 50." in line and line.endswith("parked 2")
