@@ -29,6 +29,7 @@ from typing import Any, NoReturn
 
 PROG = "shopkeep"
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+WRITER_MODES = ("process", "thread")
 EXIT_USAGE = 2
 MIN_SECRET_LENGTH = 16
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -93,6 +94,16 @@ def add_serve_parser(subparsers: Any) -> None:
             "SQLite synchronous mode: FULL survives a power cut, NORMAL may lose the last "
             "commits on one but not corrupt the file (env SHOPKEEP_SYNCHRONOUS; "
             "default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--writer",
+        type=str.lower,
+        choices=WRITER_MODES,
+        default=_env("SHOPKEEP_WRITER", "process"),
+        help=(
+            "where commits run: a process of their own (faster under load) or a thread of the "
+            "server's (env SHOPKEEP_WRITER; default: %(default)s)"
         ),
     )
     parser.add_argument(
@@ -169,6 +180,9 @@ def check_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             f"SHOPKEEP_SYNCHRONOUS: invalid choice {args.synchronous!r} "
             f"(choose from {', '.join(SYNCHRONOUS_MODES)})"
         )
+    if args.writer not in WRITER_MODES:
+        choices = ", ".join(WRITER_MODES)
+        parser.error(f"SHOPKEEP_WRITER: invalid choice {args.writer!r} (choose from {choices})")
     if not 0 <= args.port <= 65535:
         parser.error(f"argument --port: {args.port} is not a TCP port (0-65535)")
     if not (math.isfinite(args.order_timeout) and args.order_timeout > 0):
@@ -229,6 +243,7 @@ def run_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         synchronous=args.synchronous,
+        writer=args.writer,
         order_timeout_s=args.order_timeout,
         max_unpaid_orders=args.max_unpaid_orders,
         admin_token=args.admin_token,

@@ -33,10 +33,16 @@ async def open_runtime(
     kinds: Sequence[type[Actor]] = (),
     migrations: Sequence[Migration] = MIGRATIONS,
     inline: bool = False,
+    writer: str = "thread",
 ) -> AsyncIterator[Runtime]:
-    """Open the database at ``db_path`` and run an actor system on it until the block ends."""
+    """Open the database at ``db_path`` and run an actor system on it until the block ends.
+
+    ``writer``: "thread" or "process", where the group-commit writer commits (see StoreConfig).
+    """
     store = await Store.open(
-        StoreConfig(db_path, synchronous=synchronous, migrations=migrations, inline=inline)
+        StoreConfig(
+            db_path, synchronous=synchronous, migrations=migrations, inline=inline, writer=writer
+        )
     )
     try:
         system = ActorSystem(store, clock=clock or RealClock(), config=config)

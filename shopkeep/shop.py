@@ -165,12 +165,15 @@ class Shop:
         runtime_config: RuntimeConfig | None = None,
         synchronous: str = "FULL",
         inline: bool = False,
+        writer: str = "thread",
     ) -> AsyncIterator[Shop]:
         """Open the shop on the database at ``path`` until the block ends (then stop cleanly).
 
         Without a ``gateway``, an in-process :class:`SandboxGateway` signs callbacks with
         ``gateway_secret`` (random when not given) and delivers them to this shop. At start,
         placements cut by a crash are undone and the sweep of overdue unpaid orders begins.
+        ``writer="process"`` commits in a process of its own, which a busy shop is faster with
+        (see :mod:`shopkeep.store.writer_process`); the default keeps everything in this one.
         """
         settings = config or ShopConfig()
         secret = gateway_secret or secrets.token_hex(32)
@@ -183,6 +186,7 @@ class Shop:
             config=runtime_config,
             kinds=[*ASSET_KINDS, *order_kinds(settings, the_gateway)],
             inline=inline,
+            writer=writer,
         ) as runtime:
             shop = cls(runtime, settings, the_gateway, secret)
             if isinstance(the_gateway, SandboxGateway):

@@ -8,11 +8,16 @@ the placement's last unit is committed). It prints a table and writes JSON with
 ``place_orders_per_s``, ``place_p50_ms``, ``place_p99_ms``, ``audit_ok`` and what it measured
 them on.
 
+The shop runs as the server does, its writer committing in a process of its own
+(``writer="process"``); the same run is then repeated with the writer on a thread of the shop's
+process, the baseline (``thread_writer``: the same figures).
+
 Beside them, what bounds the rate: ``units_per_order`` and ``statements_per_order`` (what a
-placement costs the writer), and the writer's time per batch twice: on its thread in the run
-(``writer_thread_ms_per_batch``) and for the very same batches replayed afterwards on a
-connection with no event loop beside it (``writer_alone_ms_per_batch``). The gap between the
-two is what the writer thread loses to the event loop for the GIL.
+placement costs the writer), and the writer's time per batch twice: in the run, from handing a
+batch over to its commit (``writer_thread_ms_per_batch``), and for the very same batches
+replayed afterwards on a connection with no event loop beside it
+(``writer_alone_ms_per_batch``). With the thread writer, the gap between the two is what the
+writer loses to the event loop for the GIL.
 
 One setting differs from a shop's defaults, on purpose: the unpaid-orders cap is lifted, since
 these customers never pay and the cap (10 a user) would otherwise refuse nearly every order after
@@ -114,12 +119,16 @@ def writer_alone(path: str, batches: list[list[Statement]], measured_from: int) 
         conn.close()
 
 
-async def run(seconds: float, users: int, goods: int, seed: int) -> dict[str, Any]:
-    """Measure, audit, and return the figures."""
+async def run(
+    seconds: float, users: int, goods: int, seed: int, writer_mode: str
+) -> dict[str, Any]:
+    """Measure with the writer in a ``writer_mode`` ("process" or "thread"), audit, and return
+    the figures."""
     batches: list[list[Statement]] = []
     with tempfile.TemporaryDirectory(prefix="shopkeep-bench-") as folder:
         config = ShopConfig(max_unpaid_orders=10**9)
-        async with Shop.open(os.path.join(folder, "shop.db"), config=config) as shop:
+        path = os.path.join(folder, "shop.db")
+        async with Shop.open(path, config=config, writer=writer_mode) as shop:
             writer = shop.runtime.store.writer
             writer.tap = batches.append
             user_ids, goods_ids = await populate(shop, users, goods)
@@ -175,6 +184,14 @@ def render(figures: dict[str, Any]) -> str:
         ("writer_thread_ms_per_batch", f"{figures['writer_thread_ms_per_batch']:.2f}", "", None),
         ("writer_alone_ms_per_batch", f"{figures['writer_alone_ms_per_batch']:.2f}", "", None),
     ]
+    baseline = figures["thread_writer"]
+    rows += [
+        ("thread_writer: per_s", f"{baseline['place_orders_per_s']:,.0f}", "", None),
+        ("thread_writer: p50 / p99", f"{baseline['place_p50_ms']:.1f} / "
+         f"{baseline['place_p99_ms']:.1f}", "", None),
+        ("thread_writer: ms_per_batch", f"{baseline['writer_thread_ms_per_batch']:.2f}", "", None),
+        ("thread_writer: alone", f"{baseline['writer_alone_ms_per_batch']:.2f}", "", None),
+    ]
     lines = [f"{'metric':<26}  {'value':>12}  {'target':<10}  result"]
     for name, value, target, met in rows:
         verdict = "" if met is None else ("pass" if met else "FAIL")
@@ -193,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     uvloop_version = install_uvloop()
     seconds, users, goods = (1.0, 50, 50) if args.quick else (args.seconds, USERS, GOODS)
     load_before = os.getloadavg()[0]
-    figures = asyncio.run(run(seconds, users, goods, args.seed))
+    figures = asyncio.run(run(seconds, users, goods, args.seed, "process"))
+    figures["thread_writer"] = asyncio.run(run(seconds, users, goods, args.seed, "thread"))
     loops = {"uvloop" if uvloop_version else "asyncio"}
     figures["machine"] = machine(loops, uvloop_version, load_before)
     return publish(figures, render(figures), args.json)

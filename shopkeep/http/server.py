@@ -69,6 +69,8 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8080
     synchronous: str = "FULL"
+    writer: str = "process"
+    """Where the group-commit writer commits: "process" (its own, the default) or "thread"."""
     order_timeout_s: float = 1800.0
     max_unpaid_orders: int = 10
     admin_token: str | None = None
@@ -202,6 +204,7 @@ async def running(
                 gateway=gateway,
                 gateway_secret=credentials.gateway_secret,
                 synchronous=options.synchronous,
+                writer=options.writer,
             )
         )
         metrics = Metrics(shop)
@@ -233,6 +236,7 @@ async def running(
             url=url,
             db=options.db,
             synchronous=options.synchronous,
+            writer=options.writer,
             sandbox=options.sandbox,
             order_timeout_s=options.order_timeout_s,
         )

@@ -12,8 +12,10 @@ from shopkeep.store.lock import ProcessLock
 from shopkeep.store.migrations import MIGRATIONS, Migration, apply_migrations
 from shopkeep.store.reader import InlineReader, Reader, ThreadedReader
 from shopkeep.store.writer import GroupCommitWriter
+from shopkeep.store.writer_process import WriterProcess
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+WRITER_MODES = ("thread", "process")
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,10 @@ class StoreConfig:
 
     ``synchronous``: FULL (the default) fsyncs the WAL at every commit, so a commit survives a
     power cut; NORMAL only at checkpoints (a commit survives a crash of the process, not of the
-    machine). ``inline``: no threads at all, for the seeded deterministic mode.
+    machine). ``inline``: no threads at all, for the seeded deterministic mode. ``writer``:
+    "thread" commits on a thread of this process, "process" on a process of its own (see
+    :mod:`shopkeep.store.writer_process`; ignored when inline). ``lock_wait_s``: how long to
+    wait for another process's lock before refusing (see :meth:`ProcessLock.acquire`).
     """
 
     path: str
@@ -30,6 +35,8 @@ class StoreConfig:
     migrations: Sequence[Migration] = field(default=MIGRATIONS)
     inline: bool = False
     max_batch: int = 1024
+    writer: str = "thread"
+    lock_wait_s: float = 2.0
 
 
 class Store:
@@ -56,11 +63,13 @@ class Store:
         """Lock the file, apply migrations, start the writer. Raises :class:`StoreError`."""
         if config.synchronous not in SYNCHRONOUS_MODES:
             raise StoreError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+        if config.writer not in WRITER_MODES:
+            raise StoreError(f"writer must be one of {', '.join(WRITER_MODES)}")
         path = config.path
         if os.path.isdir(path):
             raise StoreError(f"cannot open database {path}: it is a directory")
         lock = ProcessLock(path)
-        lock.acquire()
+        lock.acquire(config.lock_wait_s)
         try:
             conn = connect(path, config.synchronous)
             try:
@@ -79,7 +88,20 @@ class Store:
         except BaseException:
             lock.release()
             raise
-        writer = GroupCommitWriter(conn, inline=config.inline, max_batch=config.max_batch)
+        process = None
+        if config.writer == "process" and not config.inline:
+            assert lock.fd is not None
+            process = WriterProcess(path, config.synchronous, keep_fds=(lock.fd,))
+            try:
+                process.start()
+            except OSError as exc:
+                await reader.close()
+                conn.close()
+                lock.release()
+                raise StoreError(f"cannot start the writer process: {exc}") from exc
+        writer = GroupCommitWriter(
+            conn, inline=config.inline, max_batch=config.max_batch, process=process
+        )
         writer.start()
         return cls(config, lock, conn, writer, reader, version)
 

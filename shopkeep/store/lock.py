@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 
 from shopkeep.store.errors import DatabaseInUse, StoreError
 
@@ -21,23 +22,40 @@ class ProcessLock:
         self.path = database_path + ".lock"
         self._fd: int | None = None
 
-    def acquire(self) -> None:
-        """Take the lock or raise :class:`DatabaseInUse` naming the holder's process id."""
+    def acquire(self, wait_s: float = 0.0) -> None:
+        """Take the lock or raise :class:`DatabaseInUse` naming the holder's process id.
+
+        ``wait_s``: how long to keep trying. The writer's own process holds the lock with its
+        parent and ends on its own once the parent is gone, at most a batch later: a server
+        restarted at once after a SIGKILL waits for that instead of refusing.
+        """
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise StoreError(f"cannot create lock file {self.path}: {exc.strerror}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise DatabaseInUse(
-                f"database {self._database} is in use by another shopkeep process (pid {holder})"
-            ) from None
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise DatabaseInUse(
+                    f"database {self._database} is in use by another shopkeep process "
+                    f"(pid {holder})"
+                ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
+
+    @property
+    def fd(self) -> int | None:
+        """The locked file's descriptor while held: a child given it holds the lock too."""
+        return self._fd
 
     @property
     def _database(self) -> str:

@@ -6,7 +6,10 @@ that queued up while the previous batch was on disk amortises one fsync over all
 
 Why its own thread and not aiosqlite: aiosqlite makes one thread hop per call (~60 us here), and a
 unit has several statements. The writer hands a whole batch to its thread in one hop, and runs the
-statements there with the stdlib driver, which releases the GIL while SQLite works.
+statements there with the stdlib driver, which releases the GIL while SQLite works. With a
+:class:`~shopkeep.store.writer_process.WriterProcess` the thread only hands each batch on to the
+writer's own process and waits: binding and stepping then never compete with the event loop for
+the GIL (``StoreConfig(writer="process")``, what the server runs).
 
 Order: units are committed in submission order, so a unit is durable no later than any unit
 submitted after it. A unit's future resolves only after the commit that holds it.
@@ -30,6 +33,7 @@ from typing import Any, TypeVar
 
 from shopkeep.store.errors import CommitFailed, StoreError
 from shopkeep.store.unit import UnitOfWork
+from shopkeep.store.writer_process import WriterProcess, WriterProcessDied, error_of
 
 T = TypeVar("T")
 
@@ -75,9 +79,15 @@ class GroupCommitWriter:
     """Commits units of work in submission order, many to a transaction."""
 
     def __init__(
-        self, conn: sqlite3.Connection, *, inline: bool = False, max_batch: int = 1024
+        self,
+        conn: sqlite3.Connection,
+        *,
+        inline: bool = False,
+        max_batch: int = 1024,
+        process: WriterProcess | None = None,
     ) -> None:
         self._conn = conn
+        self._process = process
         self._inline = inline
         self._max_batch = max_batch
         self._queue: deque[tuple[UnitOfWork, asyncio.Future[None]] | _Call] = deque()
@@ -136,6 +146,8 @@ class GroupCommitWriter:
         self._poke()
         if self._task is not None:
             await self._task
+        if self._process is not None:
+            await self._start(self._process.close)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
@@ -295,6 +307,8 @@ class GroupCommitWriter:
         statements = _merged(units)
         if self.tap is not None:
             self.tap(statements)
+        if self._process is not None and self.fault is None:
+            return self._commit_in_process(units, statements)
         try:
             self._check("begin")
             conn.execute("BEGIN IMMEDIATE")
@@ -312,6 +326,25 @@ class GroupCommitWriter:
             if len(units) == 1:
                 return [exc]
             return self._commit_one_by_one(units)
+
+    def _commit_in_process(
+        self, units: list[UnitOfWork], statements: list[Statement]
+    ) -> list[BaseException | None] | None:
+        # The fault hook runs only in this process, so a writer under fault injection commits
+        # on the thread instead (the same statements, the same unit-by-unit retry).
+        assert self._process is not None
+        try:
+            outcome = self._process.commit(statements)
+        except WriterProcessDied as exc:
+            # It may have committed before it died: retrying could write the batch twice, so
+            # every unit fails and its actor reloads what the disk really holds.
+            return [exc] * len(units)
+        if outcome is None:
+            return None
+        if len(units) == 1:
+            return [error_of(outcome)]
+        # rolled back in the child: find the failing units here, on this process's connection
+        return self._commit_one_by_one(units)
 
     def _commit_one_by_one(self, units: list[UnitOfWork]) -> list[BaseException | None]:
         conn = self._conn

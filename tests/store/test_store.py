@@ -27,9 +27,12 @@ EVENTS = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "events", "CREATE TABLE ev
 INSERT = "INSERT INTO events (n) VALUES (?)"
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(StoreConfig(str(tmp_path / "s.db"), migrations=EVENTS))
+@pytest.fixture(params=["thread", "process"])
+async def store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """A store whose writer commits on its thread, or in its own process (every test runs
+    with both)."""
+    config = StoreConfig(str(tmp_path / "s.db"), migrations=EVENTS, writer=request.param)
+    opened = await Store.open(config)
     yield opened
     await opened.close()
 
@@ -78,7 +81,7 @@ async def test_a_database_from_a_newer_shopkeep_is_refused_unchanged(tmp_path: P
 
 async def test_a_second_store_on_the_same_file_is_refused(store: Store, tmp_path: Path) -> None:
     with pytest.raises(DatabaseInUse, match=r"in use by another shopkeep process \(pid \d+\)"):
-        await Store.open(StoreConfig(str(tmp_path / "s.db"), migrations=EVENTS))
+        await Store.open(StoreConfig(str(tmp_path / "s.db"), migrations=EVENTS, lock_wait_s=0))
 
 
 async def test_a_second_process_on_the_same_file_refuses_with_one_line(
@@ -88,7 +91,7 @@ async def test_a_second_process_on_the_same_file_refuses_with_one_line(
         "import asyncio, sys\n"
         "from shopkeep.store import Store, StoreConfig, StoreError\n"
         "try:\n"
-        f"    asyncio.run(Store.open(StoreConfig({str(tmp_path / 's.db')!r})))\n"
+        f"    asyncio.run(Store.open(StoreConfig({str(tmp_path / 's.db')!r}, lock_wait_s=0)))\n"
         "except StoreError as e:\n"
         "    print(e); sys.exit(2)\n"
     )

@@ -1,0 +1,188 @@
+"""The writer's own process: commits batches on a connection of its own, away from the GIL.
+
+Why a process: the group-commit writer thread binds every statement's parameters and steps
+SQLite while holding the GIL, and the event loop wants the GIL for the same microseconds, so
+under load the thread commits a batch about three times slower than the same connection with
+no loop beside it (``python -m shopkeep.bench.shop`` measures both). A process of its own has
+its own interpreter: the loop thread only pickles a batch and waits on a pipe.
+
+The protocol is one frame each way per batch on the child's stdin and stdout: a 4-byte length
+then a pickle. The parent sends the batch's statements; the child runs them in one transaction
+and answers ``None`` (committed) or ``(error class name, message)`` (rolled back, nothing
+written). Sorting out which unit failed is the parent's business (it retries the batch unit by
+unit on its own connection, see :mod:`shopkeep.store.writer`), so the child stays this small.
+
+Lifetime: the parent starts the child with the database's lock file descriptor (so the lock is
+held until both are gone: a server restarted after a SIGKILL cannot open the file while the old
+child may still be committing its last batch), and ends it by closing its stdin. The child
+exits at end of input, between two transactions; a parent that dies mid-frame leaves a partial
+frame, which is never run.
+
+This module imports only the standard library: the child runs it as a script with ``-I -S``
+(no site-packages, no environment), which starts in a few tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import sqlite3
+import struct
+import subprocess
+import sys
+from typing import IO, Any
+
+HEADER = struct.Struct("!I")
+
+Outcome = tuple[str, str] | None
+"""What the child answers for a batch: None when committed, else (error class, message)."""
+
+
+class WriterProcessDied(sqlite3.OperationalError):
+    """The writer process ended or broke its pipe: the batch in flight may or may not have
+    committed (the store's fault, not the caller's; reload state from the store)."""
+
+
+def write_frame(stream: IO[bytes], payload: Any) -> None:
+    """Send one pickled frame."""
+    data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def read_frame(stream: IO[bytes]) -> tuple[bool, Any]:
+    """Receive one frame: (True, payload), or (False, None) at the end of the input."""
+    head = stream.read(HEADER.size)
+    if len(head) < HEADER.size:
+        return False, None
+    (size,) = HEADER.unpack(head)
+    data = stream.read(size)
+    if len(data) < size:
+        return False, None
+    return True, pickle.loads(data)
+
+
+def commit_statements(conn: sqlite3.Connection, statements: list[tuple[str, Any, bool]]) -> Outcome:
+    """Run ``statements`` in one transaction; on any error roll back and name the error."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for sql, params, many in statements:
+            if many:
+                conn.executemany(sql, params)
+            else:
+                conn.execute(sql, params)
+        conn.execute("COMMIT")
+        return None
+    except Exception as exc:
+        if conn.in_transaction:
+            # SQLite may have rolled back by itself (e.g. after SQLITE_FULL)
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        return type(exc).__name__, str(exc)
+
+
+def error_of(outcome: tuple[str, str]) -> sqlite3.Error:
+    """The child's error as an exception of the same sqlite3 class (sqlite3.Error otherwise)."""
+    name, message = outcome
+    kind = getattr(sqlite3, name, None)
+    if isinstance(kind, type) and issubclass(kind, sqlite3.Error):
+        return kind(message)
+    return sqlite3.Error(f"{name}: {message}")
+
+
+class WriterProcess:
+    """The parent's handle on the child: send a batch, get its outcome (blocking: call it from
+    the writer thread, never from the event loop)."""
+
+    def __init__(self, path: str, synchronous: str, keep_fds: tuple[int, ...] = ()) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.keep_fds = keep_fds
+        self._child: subprocess.Popen[bytes] | None = None
+
+    def _started(self) -> subprocess.Popen[bytes]:
+        child = self._child
+        if child is None or child.poll() is not None:
+            child = self._child = subprocess.Popen(
+                [sys.executable, "-I", "-S", __file__, self.path, self.synchronous],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                pass_fds=self.keep_fds,
+            )
+        return child
+
+    def start(self) -> None:
+        """Start the child now (otherwise it starts with the first batch)."""
+        self._started()
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id, while it runs."""
+        return None if self._child is None else self._child.pid
+
+    def commit(self, statements: list[tuple[str, Any, bool]]) -> Outcome:
+        """Commit ``statements`` in the child. Raises :class:`WriterProcessDied` when the child
+        is gone; the next batch starts a new one."""
+        child = self._started()
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            write_frame(child.stdin, statements)
+            answered, outcome = read_frame(child.stdout)
+        except (BrokenPipeError, OSError) as exc:
+            self._reap()
+            raise WriterProcessDied(f"the writer process is gone: {exc}") from exc
+        if not answered:
+            self._reap()
+            raise WriterProcessDied("the writer process ended in the middle of a batch")
+        result: Outcome = outcome
+        return result
+
+    def close(self, timeout: float = 30.0) -> None:
+        """End the child: close its input and wait for it to exit (killed after ``timeout``)."""
+        child, self._child = self._child, None
+        if child is None:
+            return
+        if child.stdin is not None:
+            with contextlib.suppress(OSError):
+                child.stdin.close()
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+    def _reap(self) -> None:
+        child, self._child = self._child, None
+        if child is not None:
+            child.kill()
+            child.wait()
+            for stream in (child.stdin, child.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+
+
+def main(argv: list[str]) -> int:
+    """The child: commit each batch from stdin, answer each on stdout, until end of input."""
+    path, synchronous = argv
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA busy_timeout = 5000")
+    source, sink = sys.stdin.buffer, sys.stdout.buffer
+    try:
+        while True:
+            received, statements = read_frame(source)
+            if not received:
+                return 0
+            write_frame(sink, commit_statements(conn, statements))
+    except BrokenPipeError:
+        return 0  # the parent is gone; whatever was committed is durable, the rest never began
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,193 @@
+"""The writer's own process: where it commits, how it ends, and what its death costs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shopkeep.store import CommitFailed, Store, StoreConfig, UnitOfWork
+from shopkeep.store.writer_process import Outcome, WriterProcess, WriterProcessDied, error_of
+from tests.store.test_store import EVENTS, INSERT, events, unit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def process_of(store: Store) -> WriterProcess:
+    process = store.writer._process
+    assert process is not None
+    return process
+
+
+def gone(pid: int, within_s: float = 10.0) -> bool:
+    """Whether process ``pid`` has ended (or turned zombie) within ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rpartition(")")[2].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.01)  # an external process's exit has no event to await
+    return False
+
+
+async def open_store(path: Path) -> Store:
+    return await Store.open(StoreConfig(str(path), migrations=EVENTS, writer="process"))
+
+
+async def test_batches_are_committed_by_a_process_of_their_own(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "p.db")
+    try:
+        pid = process_of(store).pid
+        assert pid is not None and pid != os.getpid()
+        await asyncio.gather(*(store.writer.submit(unit(n)) for n in range(100)))
+        assert await events(store) == list(range(100))
+    finally:
+        await store.close()
+
+
+async def test_closing_the_store_ends_the_writer_process(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "p.db")
+    pid = process_of(store).pid
+    assert pid is not None
+    await store.writer.submit(unit(1))
+    await store.close()
+    assert gone(pid)
+    assert sqlite3.connect(tmp_path / "p.db").execute("SELECT n FROM events").fetchall() == [(1,)]
+
+
+async def test_a_writer_process_killed_between_batches_is_replaced_for_the_next(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(tmp_path / "p.db")
+    try:
+        await store.writer.submit(unit(1))
+        first = process_of(store).pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)  # our own child
+        assert gone(first)
+        await store.writer.submit(unit(2))
+        assert process_of(store).pid not in (None, first)
+        assert await events(store) == [1, 2]
+    finally:
+        await store.close()
+
+
+class OnlyHere:
+    """Unpicklable in the writer process (it imports nothing of ours): it dies reading it."""
+
+
+def test_a_writer_process_that_dies_during_a_batch_is_reported_and_replaced(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "d.db")
+    sqlite3.connect(path).execute("CREATE TABLE events (n INTEGER)").connection.close()
+    process = WriterProcess(path, "FULL")
+    try:
+        assert process.commit([(INSERT, (1,), False)]) is None
+        first = process.pid
+        with pytest.raises(WriterProcessDied, match="ended in the middle of a batch"):
+            process.commit([(INSERT, OnlyHere(), False)])
+        assert process.commit([(INSERT, (2,), False)]) is None
+        assert process.pid not in (None, first)
+    finally:
+        process.close()
+    assert sqlite3.connect(path).execute("SELECT n FROM events").fetchall() == [(1,), (2,)]
+
+
+async def test_every_unit_of_a_batch_whose_writer_died_fails_and_nothing_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_store(tmp_path / "p.db")
+    try:
+        process = process_of(store)
+        real_commit = process.commit
+        calls: list[int] = []
+
+        def dies_once(statements: list[tuple[str, Any, bool]]) -> Outcome:
+            calls.append(len(statements))
+            if len(calls) == 1:
+                real_commit(statements)  # it may well have committed before dying
+                raise WriterProcessDied("the writer process ended in the middle of a batch")
+            return real_commit(statements)
+
+        monkeypatch.setattr(process, "commit", dies_once)
+        results = await asyncio.gather(
+            *(store.writer.submit(unit(n)) for n in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(r, CommitFailed) for r in results)
+        await store.writer.submit(unit(9))
+        # the batch is on disk once, never twice: the outcome was unknown, not retried
+        assert await events(store) == [0, 1, 2, 9]
+    finally:
+        await store.close()
+
+
+def test_the_childs_errors_keep_their_sqlite_class() -> None:
+    assert isinstance(error_of(("IntegrityError", "UNIQUE")), sqlite3.IntegrityError)
+    assert isinstance(error_of(("OperationalError", "disk I/O")), sqlite3.OperationalError)
+    unknown = error_of(("ValueError", "odd"))
+    assert type(unknown) is sqlite3.Error and "ValueError: odd" in str(unknown)
+
+
+async def test_a_batch_under_fault_injection_commits_on_the_thread(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "p.db")
+    seen: list[str] = []
+    try:
+        store.writer.fault = seen.append
+        bad = UnitOfWork("a", 1)
+        bad.execute("INSERT INTO no_such_table VALUES (1)")
+        results = await asyncio.gather(
+            store.writer.submit(unit(1)), store.writer.submit(bad), return_exceptions=True
+        )
+        assert results[0] is None and isinstance(results[1], CommitFailed)
+        assert "begin" in seen and "commit" in seen
+    finally:
+        store.writer.fault = None
+        await store.close()
+
+
+PARENT = """
+import asyncio, sys
+from shopkeep.store import Store, StoreConfig, UnitOfWork
+from tests.store.test_store import EVENTS, unit
+
+async def main():
+    store = await Store.open(StoreConfig(sys.argv[1], migrations=EVENTS, writer="process"))
+    await store.writer.submit(unit(7))
+    print(store.writer._process.pid, flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_after_a_sigkill_the_writer_process_ends_and_releases_the_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "k.db"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+    finally:
+        parent.kill()  # SIGKILL: no clean-up runs in the parent
+        parent.wait(timeout=30)
+    assert gone(child), "the writer process outlived its parent"
+    reopened = await Store.open(StoreConfig(str(path), migrations=EVENTS, lock_wait_s=0))
+    try:
+        assert await events(reopened) == [7]
+    finally:
+        await reopened.close()
