@@ -48,6 +48,7 @@ from shopkeep.actors.order_messages import (
     PaymentStarted,
     PaymentView,
     Place,
+    PlacedBefore,
     RefundView,
     RequestReturn,
     ReturnView,
@@ -56,6 +57,7 @@ from shopkeep.actors.order_messages import (
 )
 from shopkeep.actors.order_store import load_order
 from shopkeep.actors.protocol import (
+    NOT_FOUND,
     BeginOrder,
     CouponView,
     CreateCoupon,
@@ -66,8 +68,6 @@ from shopkeep.actors.protocol import (
     GetGoods,
     GetUser,
     GoodsView,
-    OrderSettled,
-    OrderTicket,
     Refusal,
     UpdateGoods,
     UserView,
@@ -78,7 +78,7 @@ from shopkeep.actors.user import UserActor
 from shopkeep.bootstrap import Runtime, open_runtime
 from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.queries import HistoryEntry, Page
-from shopkeep.runtime import Address, Clock, Overloaded, RealClock, RuntimeConfig
+from shopkeep.runtime import Address, Clock, RealClock, RuntimeConfig
 from shopkeep.store import UnitOfWork
 from shopkeep.store.reader import Reader
 
@@ -360,23 +360,25 @@ class Shop:
             hashlib.sha256(request).hexdigest(),
             self.config.max_unpaid_orders,
         )
-        ticket = answer(await self._ask(Address("user", user_id), begin), OrderTicket)
-        message = (Place if wait else Accept)(
-            user_id, lines, coupon_id, use_balance, expected_total, new=not ticket.existing
+        kind = Place if wait else Accept
+        # The new order asks the user's BeginOrder itself (see Place.begin); nothing is
+        # counted against the user unless the order got the message.
+        reply = await self._ask(
+            Address("order", order_id),
+            kind(user_id, lines, coupon_id, use_balance, expected_total, begin=begin),
         )
-        if ticket.existing:
-            if not wait:
-                return await self.get_order(ticket.order_id)
+        if isinstance(reply, PlacedBefore):
             # asked again, Place answers the first placement's outcome (its refusal included)
-            # and changes nothing
-            return answer(await self._ask(Address("order", ticket.order_id), message), OrderView)
-        order = Address("order", order_id)
-        try:
-            reply = await self._ask(order, message)
-        except Overloaded:
-            # nothing was enqueued: the user must not count an order that never began
-            self.system.tell(Address("user", user_id), OrderSettled(order_id))
-            raise
+            # and changes nothing; Accept answers the order as it is
+            first = Address("order", reply.order_id)
+            again = kind(user_id, lines, coupon_id, use_balance, expected_total)
+            if not wait:
+                found = await self._ask(first, GetOrder())
+                if not (isinstance(found, Refusal) and found.code == NOT_FOUND):
+                    return answer(found, OrderView)
+                # A crash cut the first placement after the user kept its key and before the
+                # order was recorded: nothing of it exists, so Accept below places it now.
+            return answer(await self._ask(first, again), OrderView)
         return answer(reply, OrderView)
 
     async def _owned(self, order_id: int, user_id: int | None) -> Address:

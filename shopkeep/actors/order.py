@@ -36,6 +36,7 @@ from shopkeep.actors.order_messages import (
     PaymentStarted,
     PaymentView,
     Place,
+    PlacedBefore,
     RefundDone,
     RefundView,
     RequestReturn,
@@ -62,8 +63,8 @@ from shopkeep.actors.order_rules import (
 from shopkeep.actors.order_state import PENDING, Effect, LogPayment, OrderState, Payment, Refund
 from shopkeep.actors.order_store import callback_body, load_order, log_rejected_callback, write
 from shopkeep.actors.payment_rules import decide_callback, refund_done, start_payment
-from shopkeep.actors.placement import run_placement, undo_cut_placement
-from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, OrderSettled, Refusal
+from shopkeep.actors.placement import placement_failure, run_placement, undo_cut_placement
+from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, OrderSettled, OrderTicket, Refusal
 from shopkeep.runtime import ActivationContext, Actor, Address, Context
 
 # -- views ------------------------------------------------------------------------------------
@@ -116,7 +117,7 @@ class OrderActor(Actor):
         """Load the order (None when it does not exist yet, or when it is being created)."""
         first = ctx.first_message
         self.state: OrderState | None = None
-        if not (isinstance(first, Place | Accept) and first.new):
+        if not (isinstance(first, Place | Accept) and first.begin is not None):
             self.state = await load_order(ctx.reader, self.address.id)
         # True only while this activation runs (or has queued) the order's placement: a
         # pending order loaded from the store is a placement cut short.
@@ -219,11 +220,26 @@ class OrderActor(Actor):
 
     # -- placement ------------------------------------------------------------------------------
 
-    async def _place(self, ctx: Context, message: Place | Accept) -> OrderView | Refusal:
+    async def _place(
+        self, ctx: Context, message: Place | Accept
+    ) -> OrderView | Refusal | PlacedBefore:
         if self.state is not None:
             if self.state.status == PENDING and not self.placing:
                 undo_cut_placement(self, ctx)
             return self._outcome()
+        if message.begin is not None:
+            # Asked from here, not by the caller beforehand: the user's unit (the key, the
+            # unpaid count) becomes a commit dependency of the order's, so the placement waits
+            # for no commit before it starts.
+            try:
+                ticket = await ctx.ask(Address("user", message.user_id), message.begin)
+            except Exception as exc:
+                code, detail = placement_failure(exc)
+                return Refusal(code, detail)
+            if not isinstance(ticket, OrderTicket):
+                return Refusal(*placement_failure(ticket))
+            if ticket.existing:
+                return PlacedBefore(ticket.order_id)
         refusal = validate_request(
             message.items, message.use_balance, message.expected_total, self.config
         )

@@ -34,6 +34,8 @@ from typing import Literal
 
 import msgspec
 
+from shopkeep.actors.protocol import BeginOrder
+
 Items = tuple[tuple[int, int], ...]
 """(goods id, quantity) pairs, each goods once."""
 
@@ -122,31 +124,40 @@ class ReturnView(msgspec.Struct, frozen=True):
 
 class Place(msgspec.Struct, frozen=True, tag=True):
     """Place the order synchronously: the answer is the confirmed (or paid) order, or the
-    refusal that failed it. The caller has asked the user's BeginOrder before. Asked again
-    for an order that exists, it answers the placement's outcome and changes nothing.
+    refusal that failed it. Asked again for an order that exists, it answers the placement's
+    outcome and changes nothing.
 
-    ``new``: the sender minted this order id just now (above every id in the store), so the
-    order's first activation reads nothing; a placement asked again is never ``new``."""
+    ``begin``: the sender minted this order id just now (above every id in the store, so the
+    order's first activation reads nothing), and the order first asks the user this
+    BeginOrder (the unpaid-orders cap, the Idempotency-Key). When the key names another order,
+    the answer is :class:`PlacedBefore` and nothing is written. A placement asked again for an
+    order the key named has no ``begin``."""
 
     user_id: int
     items: Items
     coupon_id: int | None = None
     use_balance: int = 0
     expected_total: int | None = None
-    new: bool = False
+    begin: BeginOrder | None = None
 
 
 class Accept(msgspec.Struct, frozen=True, tag=True):
     """Place the order asynchronously: write it pending and answer at once; the actor tells
     itself Run, so the placement runs next, ahead of any message sent after the answer.
-    ``new`` as for :class:`Place`."""
+    ``begin`` as for :class:`Place`."""
 
     user_id: int
     items: Items
     coupon_id: int | None = None
     use_balance: int = 0
     expected_total: int | None = None
-    new: bool = False
+    begin: BeginOrder | None = None
+
+
+class PlacedBefore(msgspec.Struct, frozen=True):
+    """Place's or Accept's answer when the Idempotency-Key was first used for ``order_id``."""
+
+    order_id: int
 
 
 class Run(msgspec.Struct, frozen=True, tag=True):

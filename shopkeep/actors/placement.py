@@ -50,7 +50,9 @@ UNAVAILABLE = "unavailable"
 """Failure code when an asset actor failed to take the step (HTTP 503)."""
 
 
-def _failure(answer: Any) -> tuple[str, str]:
+def placement_failure(answer: Any) -> tuple[str, str]:
+    """The failure code and detail of a step that did not succeed: its refusal, or the error of
+    its ask (``overloaded`` or ``unavailable``)."""
     if isinstance(answer, Refusal):
         return answer.code, answer.detail
     if isinstance(answer, Overloaded):
@@ -109,7 +111,7 @@ async def run_placement(
             prices[line.goods_id] = answer.unit_price
     if len(prices) < len(state.lines):
         failed = next(a for a in answers if not isinstance(a, StockTaken))
-        return _fail(actor, ctx, state, _failure(failed), coupon_asked=False)
+        return _fail(actor, ctx, state, placement_failure(failed), coupon_asked=False)
 
     # 3. amounts
     state = priced(state, prices, config)
@@ -121,9 +123,9 @@ async def run_placement(
         try:
             answer = await ctx.ask(Address("coupon", state.coupon_id), use)
         except Exception as exc:
-            return _fail(actor, ctx, state, _failure(exc), coupon_asked=True)
+            return _fail(actor, ctx, state, placement_failure(exc), coupon_asked=True)
         if not isinstance(answer, int) or isinstance(answer, bool):
-            return _fail(actor, ctx, state, _failure(answer), coupon_asked=True)
+            return _fail(actor, ctx, state, placement_failure(answer), coupon_asked=True)
         coupon_value = answer
     state = discounted(state, coupon_value)
     refusal = check_expected_total(state, expected_total)
@@ -141,9 +143,10 @@ async def run_placement(
             # the debit may still happen (a timeout): the release is capped at the order's
             # debit and queues behind it, so giving back the whole amount is exact either way
             wallet = state.wallet_amount
-            return _fail(actor, ctx, state, _failure(exc), coupon_asked=True, wallet_debited=wallet)
+            failure = placement_failure(exc)
+            return _fail(actor, ctx, state, failure, coupon_asked=True, wallet_debited=wallet)
         if isinstance(answer, Refusal):
-            return _fail(actor, ctx, state, _failure(answer), coupon_asked=True)
+            return _fail(actor, ctx, state, placement_failure(answer), coupon_asked=True)
 
     # 6. confirm
     state, effects = confirm(state, ctx.now(), config)
