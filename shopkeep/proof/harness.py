@@ -64,6 +64,7 @@ class _Call:
             self.callback()
 
     def cancel(self) -> None:
+        """Call the callback off."""
         if self.handle is not None:
             self.handle.cancel()
 

@@ -230,6 +230,7 @@ class World:
             handled = await self.live.shop.handle_callback(body, header)
         except CallbackRejected:
             return f"{kind}: refused"
+        self.counts["forged accepted"] += 1
         raise Violation(f"a forged callback ({kind}) was accepted: {handled.action}")
 
     def pick_sent(self) -> Sent:
