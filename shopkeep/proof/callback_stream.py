@@ -68,6 +68,7 @@ class Tally:
     duplicates: int = 0
     duplicates_acknowledged: int = 0
     late: int = 0
+    stale_replays: int = 0
     genuine_refused: int = 0
     kinds: Counter[str] = field(default_factory=Counter)
 
@@ -138,8 +139,11 @@ class Stream:
         await self.clock.advance(CONFIG.order_timeout_s + 1)  # the unpaid ones time out
         await settle(shop)
         unpaid = [p for p in payments if not p.succeeded]
-        for payment in unpaid[: max(0, budget - open_phase)]:
-            await self.send("late success", payment)
+        late = [("late success", p) for p in unpaid]
+        # what was captured on the wire half an hour ago, sent again: stale now, refused
+        late += [("replay", p) for p in payments if p.sent and self.rng.random() < 0.25]
+        for kind, payment in late[: max(0, budget - open_phase)]:
+            await self.send(kind, payment)
         await settle(shop)
 
     async def send(self, kind: str, payment: Payment) -> None:
@@ -168,6 +172,7 @@ class Stream:
                 answer = await self.deliver(body, header)
                 if abs(self.clock.now() - stamp) > TOLERANCE_S:
                     tally.forged += 1  # outside the tolerance, a replay is refused
+                    tally.stale_replays += 1
                     tally.forged_accepted += answer is not None
                 elif body in payment.successes:
                     self._judge_duplicate(answer)  # within it, as the gateway's own resend

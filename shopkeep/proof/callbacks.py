@@ -63,7 +63,8 @@ class Figures:
         """The one-line figure."""
         t = self.tally
         return (
-            f"callbacks: {t.total} sent ({t.http} over HTTP), {t.forged} forged, "
+            f"callbacks: {t.total} sent ({t.http} over HTTP), {t.forged} forged "
+            f"({t.stale_replays} of them stale replays), "
             f"forged accepted {t.forged_accepted}, double credits {len(self.double_credits)}, "
             f"duplicates acknowledged {_percent(t.duplicates_acknowledged, t.duplicates)} "
             f"({t.duplicates_acknowledged}/{t.duplicates}), late payments refunded "

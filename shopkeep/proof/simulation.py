@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import random
 import shutil
@@ -84,7 +85,12 @@ def run_seed(seed: int, steps: int = STEPS) -> SeedResult:
     failure: str | None = None
     try:
         with silenced_logs():
-            run_seeded(seed, lambda: scenario(world, steps))
+            try:
+                run_seeded(seed, lambda: scenario(world, steps))
+            finally:
+                # a crashed incarnation's unfinished coroutines are closed when collected, and
+                # the runtime logs each one: let that happen here, in silence, not later
+                gc.collect()
     except Violation as violation:
         failure = str(violation)
     except Exception as error:  # a crash of the proof itself is a failing seed too
