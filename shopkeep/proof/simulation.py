@@ -271,12 +271,16 @@ def run_seeds(seeds: range, steps: int = STEPS) -> tuple[list[SeedResult], Count
     """Run every seed; the results of the failing ones and the summed counts."""
     failures = []
     total: Counter[str] = Counter()
-    for seed in seeds:
-        result = run_seed(seed, steps)
-        total.update(result.counts)
-        total["seeds"] += 1
-        if result.failure is not None:
-            failures.append(result)
+    gc.freeze()  # what exists now outlives the seeds: each seed's collection skips it
+    try:
+        for seed in seeds:
+            result = run_seed(seed, steps)
+            total.update(result.counts)
+            total["seeds"] += 1
+            if result.failure is not None:
+                failures.append(result)
+    finally:
+        gc.unfreeze()
     return failures, total
 
 
