@@ -125,6 +125,7 @@ class Life:
         self.shop = shop
         self.clock = clock
         self._sweep = sweep
+        self.ended = False
 
     @classmethod
     async def open(
@@ -151,6 +152,7 @@ class Life:
 
     async def close(self) -> None:
         """Stop gracefully: drain the mailboxes, commit everything, close the file."""
+        self.ended = True
         self._sweep.cancel()
         await self.shop.system.stop()
         await self.shop.runtime.store.close()
@@ -162,6 +164,9 @@ class Life:
         database refuses every call from then on (so no cleanup code can commit anything),
         and the connections are closed without a flush.
         """
+        if self.ended:
+            return
+        self.ended = True
         self.clock.kill()
         self._sweep.cancel()
         store = self.shop.runtime.store

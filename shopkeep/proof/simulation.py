@@ -113,11 +113,16 @@ async def scenario(world: World, steps: int) -> None:
         user = (await shop.create_user(f"user {n}", balance=BALANCE)).user.id
         world.users.append(user)
         world.coupons[user] = [(await shop.create_coupon(user, v)).id for v in COUPON_VALUES]
-    for _ in range(steps):
-        await step(world)
-        world.counts["steps"] += 1
-        await check_audit(world, "after the step")
-    await finish(world)
+    try:
+        for _ in range(steps):
+            await step(world)
+            world.counts["steps"] += 1
+            await check_audit(world, "after the step")
+        await finish(world)
+    except BaseException:
+        if world.life is not None:  # a failing seed stops where it is, leaving nothing running
+            await world.life.crash()
+        raise
 
 
 async def step(world: World) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from shopkeep.proof.simulation import figure, run_seed, run_seeds
+import shopkeep.shop as shop_module
+from shopkeep.proof.simulation import figure, main, run_seed, run_seeds
 
 SEEDS = 500
 BATCH = 100
@@ -46,3 +47,22 @@ def test_different_seeds_tell_different_stories() -> None:
     digests = {run_seed(seed).digest for seed in range(3)}
 
     assert len(digests) == 3
+
+
+def test_a_failing_seed_is_printed_with_its_replay_and_replays_identically(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a planted bug: the shop takes every signature for good, so forgeries get through
+    monkeypatch.setattr(shop_module, "verify", lambda *_: (True, "ok"))
+
+    status = main(["--seeds", "8"])
+
+    printed = capsys.readouterr().out
+    assert status == 1
+    failing = [int(line.split()[1]) for line in printed.splitlines() if "FAILED" in line]
+    assert failing, printed
+    seed = failing[0]
+    assert f"replay: python -m shopkeep.proof simulation --seed {seed}" in printed
+    first, again = run_seed(seed), run_seed(seed)
+    assert first.failure is not None and "forged callback" in first.failure
+    assert (again.failure, again.digest) == (first.failure, first.digest)
