@@ -55,6 +55,10 @@ from shopkeep.store import Store, UnitOfWork
 
 log = structlog.get_logger("shopkeep.runtime")
 
+_LOST = UnitOfWork()
+_LOST.failed = True
+"""Stands for a unit that failed and is gone: a unit built on it is failed too."""
+
 
 
 class RuntimeStats:
@@ -447,6 +451,15 @@ class ActorSystem:
                 pending.add_done_callback(partial(answer_after, envelope, reply))
             return
         unit = ctx._unit
+        if caller is not None:
+            # What an asking actor causes is built on what it has submitted so far (a saga's
+            # checkpoint): should that fail to commit, this must not commit either, or it
+            # would hold stock or a coupon for an order that never reached the disk.
+            asker = caller._cell
+            if asker.needs_restart:
+                ctx._after.append(_LOST)  # it already failed: the asker runs on lost state
+            elif asker.pending_unit is not None:
+                ctx._after.append(asker.pending_unit)
         future = self._submit(cell, ctx)
         if caller is not None:
             caller._depend(unit)

@@ -1,0 +1,47 @@
+"""A storage fault in the middle of a placement takes nothing for good (found by the
+deterministic simulation, ``python -m shopkeep.proof simulation --seed 3``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shopkeep.runtime import VirtualClock
+from shopkeep.shop import Shop
+from shopkeep.store.errors import CommitFailed
+from shopkeep.store.writer import FaultHook
+from tests.shop.conftest import assert_audit_ok, settle
+
+
+def fail_the_first_statement() -> FaultHook:
+    """A writer fault hook that fails the next statement, once."""
+    armed = [True]
+
+    def hook(operation: str) -> None:
+        if operation == "statement" and armed[0]:
+            armed[0] = False
+            raise OSError("disk I/O error")
+
+    return hook
+
+
+async def test_a_placement_whose_pending_order_fails_to_commit_keeps_no_coupon_or_stock(
+    tmp_path: Path,
+) -> None:
+    clock = VirtualClock()
+    async with Shop.open(str(tmp_path / "shop.db"), clock=clock, inline=True) as shop:
+        alice = (await shop.create_user("alice", balance=5_000)).user.id
+        tea = await shop.create_goods("tea", price=1_500, stock=5)
+        coupon = await shop.create_coupon(alice, 1_000)
+
+        shop.runtime.store.writer.fault = fail_the_first_statement()
+        with pytest.raises(CommitFailed):
+            await shop.place_order(alice, [(tea.id, 2)], coupon_id=coupon.id)
+        shop.runtime.store.writer.fault = None
+        await settle(shop)
+
+        assert (await shop.get_coupon(coupon.id)).state == "unused"
+        assert (await shop.get_goods(tea.id)).stock == 5
+        assert (await shop.list_orders(user_id=alice)).items == []
+        await assert_audit_ok(shop)
