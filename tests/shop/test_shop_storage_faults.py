@@ -14,13 +14,14 @@ from shopkeep.store.writer import FaultHook
 from tests.shop.conftest import assert_audit_ok, settle
 
 
-def fail_the_first_statement() -> FaultHook:
-    """A writer fault hook that fails the next statement, once."""
-    armed = [True]
+def fail_the_order_row() -> FaultHook:
+    """A writer fault hook that fails the next batch's first statement, the pending order's
+    row, and that row again when the batch is retried unit by unit."""
+    left = [2]
 
     def hook(operation: str) -> None:
-        if operation == "statement" and armed[0]:
-            armed[0] = False
+        if operation == "statement" and left[0] > 0:
+            left[0] -= 1
             raise OSError("disk I/O error")
 
     return hook
@@ -35,7 +36,7 @@ async def test_a_placement_whose_pending_order_fails_to_commit_keeps_no_coupon_o
         tea = await shop.create_goods("tea", price=1_500, stock=5)
         coupon = await shop.create_coupon(alice, 1_000)
 
-        shop.runtime.store.writer.fault = fail_the_first_statement()
+        shop.runtime.store.writer.fault = fail_the_order_row()
         with pytest.raises(CommitFailed):
             await shop.place_order(alice, [(tea.id, 2)], coupon_id=coupon.id)
         shop.runtime.store.writer.fault = None
