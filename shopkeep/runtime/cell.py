@@ -70,6 +70,10 @@ def expire(reply: asyncio.Future[Any], to: Address, limit: float) -> None:
 
 def settled(cell: Cell, future: asyncio.Future[None]) -> None:
     """The cell's last submitted unit is committed (or failed): nothing of it is pending."""
+    if not future.cancelled():
+        # a failure is the writer's to report (on_unit_failed restarts the actor); mark it
+        # seen, or asyncio logs "Future exception was never retrieved" for every failed unit
+        future.exception()
     if cell.pending is future:
         cell.pending = None
         cell.pending_unit = None

@@ -497,6 +497,11 @@ class ActorSystem:
 
     def _unit_failed(self, unit: UnitOfWork, error: Exception) -> None:
         owner = unit.owner
+        log.warning(
+            "unit_failed",
+            actor=f"{owner.kind}:{owner.id}" if isinstance(owner, Address) else str(owner),
+            error=str(error),
+        )
         if isinstance(owner, Address):
             cell = self._registry.get(owner)
             if cell is not None and cell.incarnation == unit.incarnation:
