@@ -55,6 +55,7 @@ from shopkeep.actors.order_messages import (
 )
 from shopkeep.actors.order_store import load_order
 from shopkeep.actors.protocol import (
+    NOT_FOUND,
     BeginOrder,
     CouponView,
     CreateCoupon,
@@ -343,11 +344,16 @@ class Shop:
             user_id, lines, coupon_id, use_balance, expected_total
         )
         if ticket.existing:
+            first = Address("order", ticket.order_id)
             if not wait:
-                return await self.get_order(ticket.order_id)
+                found = await self._ask(first, GetOrder())
+                if not (isinstance(found, Refusal) and found.code == NOT_FOUND):
+                    return answer(found, OrderView)
+                # A crash cut the first placement after the user kept its key and before the
+                # order was recorded: nothing of it exists, so Accept below places it now.
             # asked again, Place answers the first placement's outcome (its refusal included)
-            # and changes nothing
-            return answer(await self._ask(Address("order", ticket.order_id), message), OrderView)
+            # and changes nothing; Accept answers the order as it is
+            return answer(await self._ask(first, message), OrderView)
         order = Address("order", order_id)
         try:
             reply = await self._ask(order, message)
