@@ -98,7 +98,14 @@ class OrderItemRequest(RequestBody, frozen=True):
 class PlaceOrderRequest(RequestBody, frozen=True):
     """POST /v1/orders."""
 
-    items: Annotated[list[OrderItemRequest], Meta(min_length=1, max_length=50)]
+    items: Annotated[
+        list[OrderItemRequest],
+        Meta(
+            min_length=1,
+            max_length=50,
+            description="One line per goods: a goods listed twice is refused 422.",
+        ),
+    ]
     coupon_id: Id | None = None
     use_balance: Amount = 0
     expected_total: Amount | None = None
