@@ -13,8 +13,9 @@ run every time.
 
 - the payment callback is signed by the gateway with a secret the document cannot hold, so no
   generated case can be valid there (every other check applies; a bad signature answers 400);
-- an order that lists one goods twice is refused 422 with the detail of :data:`ONE_LINE_PER_GOODS`:
-  a rule between items that JSON Schema cannot state, so the document says it in words.
+- two rules that JSON Schema cannot state, so the document says them in words, answered 422
+  with the details of :data:`STATED_IN_WORDS`: an order lists each goods once, and a time is
+  from 1970 to 9999 (a ``date-time`` may be any year from 1).
 """
 
 from __future__ import annotations
@@ -34,14 +35,14 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 SEED = 20_260_101
 SIGNED_PATHS = frozenset({"/v1/payments/callback"})
 """Operations only the holder of a secret can call validly (see the module's docstring)."""
-ONE_LINE_PER_GOODS = "each goods may appear once in an order"
+STATED_IN_WORDS = ("each goods may appear once in an order", "a time is between 1970 and 9999")
 
 
 def valid_data_accepted(ctx: Any, response: Any, case: Any) -> bool | None:
     """schemathesis's positive_data_acceptance, narrowed as the module's docstring says."""
     if case.operation.path in SIGNED_PATHS:
         return None
-    if response.status_code == 422 and ONE_LINE_PER_GOODS in response.text:
+    if response.status_code == 422 and any(rule in response.text for rule in STATED_IN_WORDS):
         return None
     result: bool | None = positive_data_acceptance(ctx, response, case)
     return result

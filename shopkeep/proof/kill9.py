@@ -18,7 +18,6 @@ import asyncio
 import random
 import secrets
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -108,7 +107,7 @@ async def run(plan: Plan, folder: Path) -> Figures:
         str(plan.max_unpaid_orders),
     ]
     timeout = aiohttp.ClientTimeout(total=30)
-    with ServeProcess(folder / "shop.db", folder, flags, sys.executable) as server:
+    with ServeProcess(folder / "shop.db", folder, flags) as server:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             await server.start(session)
             fixture = await make_fixture(session, server.url, admin, secret, CUSTOMERS, GOODS)

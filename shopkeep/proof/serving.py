@@ -8,6 +8,7 @@ always reaped, even when the caller fails, by using :class:`ServeProcess` as a c
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -22,16 +23,24 @@ __all__ = ["ROOT", "ServeProcess"]
 class ServeProcess:
     """``main.py serve`` on ``db``, on one port of 127.0.0.1 for its whole life."""
 
-    def __init__(self, db: Path, folder: Path, flags: list[str], python: str) -> None:
+    def __init__(
+        self, db: Path, folder: Path, flags: list[str], command: list[str] | None = None
+    ) -> None:
         self.db = db
         self.folder = folder
         self.flags = flags
-        self.python = python
+        self.command = command or [sys.executable, "main.py", "serve"]
+        """What to run: ``main.py serve``, or another entry point taking its flags."""
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.server: Server | None = None
         self.last: Server | None = None
         self.starts = 0
+
+    @staticmethod
+    def python_m(module: str) -> list[str]:
+        """The command that runs ``module`` of this checkout with this Python."""
+        return [sys.executable, "-m", module]
 
     @property
     def pid(self) -> int | None:
@@ -42,18 +51,8 @@ class ServeProcess:
         """Start the server and wait until it answers ``/healthz``; the seconds that took."""
         began = time.perf_counter()
         self.starts += 1
-        argv = [
-            self.python,
-            "main.py",
-            "serve",
-            "--db",
-            str(self.db),
-            "--host",
-            HOST,
-            "--port",
-            str(self.port),
-            *self.flags,
-        ]
+        argv = [*self.command, "--db", str(self.db), "--host", HOST, "--port", str(self.port),
+                *self.flags]  # fmt: skip
         self.server = self.last = start(f"serve-{self.starts}", argv, self.port, self.folder, {})
         await wait_ready(session, self.server)
         return time.perf_counter() - began
