@@ -69,7 +69,7 @@ def fuzz(url: str, token: str, known_ids: dict[str, str], max_examples: int) -> 
         operation = result.ok()
         try:
             fuzz_operation(operation, url, token, known_ids, max_examples, found)
-        except Exception as failure:  # one report of every operation's failures
+        except (Exception, BaseExceptionGroup) as failure:  # a report of every operation's
             found.failures.append(f"{operation.label}: {failure}")
     return found
 
