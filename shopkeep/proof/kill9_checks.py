@@ -39,13 +39,22 @@ LIVE = frozenset({"awaiting_payment", "paid", "shipped", "delivered"})
 SETTLE_S = 20.0
 POLL_S = 0.05
 
+# Aggregated once per table, then joined: correlated subqueries would scan the unindexed
+# wallet ledger once per order, and a long run holds tens of thousands of orders.
 ORDER_SHAPE_SQL = """
-SELECT o.id, o.user_id, o.status, o.coupon_id, o.wallet_amount,
-       (SELECT COALESCE(SUM(quantity), 0) FROM order_items i WHERE i.order_id = o.id),
-       (SELECT COALESCE(SUM(quantity), 0) FROM stock_ledger s WHERE s.order_id = o.id),
-       (SELECT COALESCE(SUM(amount), 0) FROM wallet_ledger w WHERE w.order_id = o.id),
-       (SELECT COUNT(*) FROM coupons c WHERE c.order_id = o.id)
+WITH units AS (SELECT order_id, SUM(quantity) AS n FROM order_items GROUP BY order_id),
+     stock AS (SELECT order_id, SUM(quantity) AS n FROM stock_ledger GROUP BY order_id),
+     money AS (SELECT order_id, SUM(amount) AS n FROM wallet_ledger
+               WHERE order_id IS NOT NULL GROUP BY order_id),
+     held AS (SELECT order_id, COUNT(*) AS n FROM coupons
+              WHERE order_id IS NOT NULL GROUP BY order_id)
+SELECT o.id, o.user_id, o.status, o.coupon_id, o.wallet_amount, COALESCE(units.n, 0),
+       COALESCE(stock.n, 0), COALESCE(money.n, 0), COALESCE(held.n, 0)
 FROM orders o
+LEFT JOIN units ON units.order_id = o.id
+LEFT JOIN stock ON stock.order_id = o.id
+LEFT JOIN money ON money.order_id = o.id
+LEFT JOIN held ON held.order_id = o.id
 """
 
 
