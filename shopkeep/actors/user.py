@@ -82,6 +82,11 @@ INSERT_WALLET_SQL = (
 INSERT_POINTS_SQL = (
     "INSERT INTO points_ledger (user_id, order_id, reason, amount, at) VALUES (?, ?, ?, ?, ?)"
 )
+KEYS_KEPT = 1024
+"""Idempotency keys a live user actor keeps in memory, the most recent; an older one reused is
+read again from ``idempotency_keys``. Without the bound, a user who places orders without
+pause (never idle long enough to be passivated) grew the actor by every key ever used."""
+
 INSERT_KEY_SQL = (
     "INSERT INTO idempotency_keys (user_id, key, request_hash, order_id, created_at) "
     "VALUES (?, ?, ?, ?, ?)"
@@ -188,7 +193,8 @@ class UserActor(Actor):
             if seen is None:
                 rows = await ctx.query(KEY_SQL, (user_id, msg.key))
                 if rows:
-                    seen = self.keys[msg.key] = KeyUse(str(rows[0][0]), int(rows[0][1]))
+                    seen = KeyUse(str(rows[0][0]), int(rows[0][1]))
+                    self._keep_key(msg.key, seen)
         answer = begin_order(user_id, self.unpaid, seen, msg)
         if isinstance(answer, OrderTicket) and not answer.existing:
             if msg.order_id not in self.unpaid:
@@ -196,11 +202,18 @@ class UserActor(Actor):
                 # a new order cannot have been debited yet: its DebitWallet comes after this
                 self.debited.setdefault(msg.order_id, False)
             if msg.key is not None and seen is None:
-                self.keys[msg.key] = KeyUse(msg.request_hash, msg.order_id)
+                self._keep_key(msg.key, KeyUse(msg.request_hash, msg.order_id))
                 ctx.execute(
                     INSERT_KEY_SQL, (user_id, msg.key, msg.request_hash, msg.order_id, ctx.now())
                 )
         return answer
+
+    def _keep_key(self, key: str, use: KeyUse) -> None:
+        """Remember ``key``, forgetting the oldest beyond :data:`KEYS_KEPT` (a forgotten key
+        is read from the table again: the unit that inserted it is read-your-writes)."""
+        self.keys[key] = use
+        if len(self.keys) > KEYS_KEPT:
+            del self.keys[next(iter(self.keys))]
 
     async def _ledger(self, ctx: Context, sql: str, order_id: int) -> dict[str, int]:
         rows = await ctx.query(sql, (self.address.id, order_id))

@@ -22,6 +22,7 @@ from shopkeep.http.auth import Access, authentication, authorize
 from shopkeep.http.catalog import catalog
 from shopkeep.http.config import HttpConfig
 from shopkeep.http.errors import problems
+from shopkeep.http.inputs import invalid
 from shopkeep.http.openapi import publish
 from shopkeep.http.operations import Operation
 from shopkeep.http.request_ids import request_ids
@@ -34,12 +35,17 @@ SANDBOX_PREFIX: Final = "/sandbox/"
 
 
 def guarded(operation: Operation, handler: Handler) -> Handler:
-    """``handler`` behind ``operation``'s access check."""
-    if operation.access is Access.PUBLIC:
-        return handler
+    """``handler`` behind ``operation``'s access check, then its check of the query: a query
+    parameter the operation does not take is refused 422, as an unknown body field is (a
+    misspelt ``?limt=`` would otherwise be silently ignored)."""
+    known = frozenset(p.name for p in operation.params if p.location == "query")
 
     async def check_then_handle(request: web.Request) -> web.StreamResponse:
-        authorize(request, operation.access)
+        if operation.access is not Access.PUBLIC:
+            authorize(request, operation.access)
+        unknown = sorted(set(request.query) - known)
+        if unknown:
+            raise invalid(f"unknown query parameter {unknown[0]!r}", "query")
         return await handler(request)
 
     check_then_handle.__name__ = handler.__name__

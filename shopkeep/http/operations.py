@@ -70,8 +70,7 @@ class Operation:
         if self.access in (Access.ADMIN, Access.USER) or self.path_params:
             statuses.add(404)
         writes = self.method in ("POST", "PATCH", "PUT")
-        if writes or self.params or self.path_params:
-            statuses.add(422)
+        statuses.add(422)  # an unknown query parameter, on any operation
         if writes:
             statuses.add(413)
         if self.refusals:

@@ -31,7 +31,10 @@ Stock = Annotated[int, Meta(ge=0, le=10**12, description="Units on hand.")]
 Restock = Annotated[int, Meta(ge=1, le=10**12, description="Units to add.")]
 Quantity = Annotated[int, Meta(ge=1, le=1000)]
 Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S", description="Not blank.")]
-Time = Annotated[datetime, Meta(tz=True, description="An RFC 3339 time with its offset.")]
+Time = Annotated[
+    datetime,
+    Meta(tz=True, description="An RFC 3339 time with its offset, from 1970 to 9999 (UTC)."),
+]
 
 OrderStatus = Literal[
     "pending", "awaiting_payment", "paid", "shipped", "delivered", "returned", "canceled"
@@ -98,7 +101,14 @@ class OrderItemRequest(RequestBody, frozen=True):
 class PlaceOrderRequest(RequestBody, frozen=True):
     """POST /v1/orders."""
 
-    items: Annotated[list[OrderItemRequest], Meta(min_length=1, max_length=50)]
+    items: Annotated[
+        list[OrderItemRequest],
+        Meta(
+            min_length=1,
+            max_length=50,
+            description="One line per goods: a goods listed twice is refused 422.",
+        ),
+    ]
     coupon_id: Id | None = None
     use_balance: Amount = 0
     expected_total: Amount | None = None

@@ -41,7 +41,7 @@ from shopkeep.http.sandbox import (
     local_url,
     sandbox_routes,
 )
-from shopkeep.runtime import RealClock
+from shopkeep.runtime import RealClock, RuntimeConfig
 from shopkeep.shop import Shop, hash_token
 from shopkeep.store import Store, StoreConfig
 from shopkeep.store.writer import GroupCommitWriter
@@ -78,6 +78,9 @@ class ServeOptions:
     sandbox: bool = False
     sandbox_callback_url: str | None = None
     """Where the sandbox gateway POSTs callbacks; this server's own callback route if None."""
+    runtime: RuntimeConfig | None = None
+    """The actor runtime's limits (the defaults when None); no flag sets them: a test or a
+    proof that needs a small in-flight cap builds its options in Python."""
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,7 @@ async def running(
                 clock=clock,
                 gateway=gateway,
                 gateway_secret=credentials.gateway_secret,
+                runtime_config=options.runtime,
                 synchronous=options.synchronous,
                 writer=options.writer,
             )

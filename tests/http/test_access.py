@@ -15,8 +15,25 @@ from pytest_aiohttp import AiohttpClient
 
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
+from shopkeep.proof.api_probes import (
+    ADMIN_ROUTES,
+    ME_ROUTES,
+    ORDER_ROUTES,
+    bola_matrix,
+    build_scene,
+)
 from shopkeep.shop import Shop, hash_token
-from tests.http.conftest import ADMIN, ADMIN_TOKEN, NONE, WRONG, Answer, Api, Customer, bearer
+from tests.http.conftest import (
+    ADMIN,
+    ADMIN_TOKEN,
+    NONE,
+    SECRET,
+    WRONG,
+    Answer,
+    Api,
+    Customer,
+    bearer,
+)
 
 
 @dataclass(frozen=True)
@@ -34,16 +51,6 @@ async def scene(api: Api, *, delivered: bool) -> Scene:
     if delivered:
         await api.delivered(alice, order)
     return Scene(alice, bob, order)
-
-
-ORDER_ROUTES = [
-    ("GET", "/v1/orders/{id}", False),
-    ("GET", "/v1/orders/{id}/history", False),
-    ("GET", "/v1/orders/{id}/refunds", False),
-    ("POST", "/v1/orders/{id}/payment", False),
-    ("POST", "/v1/orders/{id}/cancel", False),
-    ("POST", "/v1/orders/{id}/returns", True),
-]
 
 
 @pytest.mark.parametrize(("method", "template", "delivered"), ORDER_ROUTES)
@@ -81,20 +88,6 @@ async def test_a_user_lists_only_their_own_orders(api: Api) -> None:
     assert (await api.call("GET", "/v1/orders", s.bob.headers)).body["items"] == []
 
 
-ADMIN_ROUTES = [
-    ("POST", "/v1/users", {"name": "eve"}),
-    ("GET", "/v1/users/{user}", None),
-    ("POST", "/v1/users/{user}/wallet/credit", {"amount": 1}),
-    ("POST", "/v1/goods", {"name": "tea", "price": 1, "stock": 1}),
-    ("PATCH", "/v1/goods/{goods}", {"restock": 1}),
-    ("POST", "/v1/coupons", {"user_id": "{user}", "value": 1}),
-    ("POST", "/v1/orders/{order}/ship", None),
-    ("POST", "/v1/orders/{order}/deliver", None),
-    ("POST", "/v1/returns/{return}/approve", None),
-    ("GET", "/v1/audit", None),
-]
-
-
 @pytest.mark.parametrize(("method", "template", "body"), ADMIN_ROUTES)
 async def test_an_admin_route_is_not_found_for_a_user_and_unauthorized_without_a_token(
     api: Api, method: str, template: str, body: dict[str, Any] | None
@@ -108,10 +101,14 @@ async def test_an_admin_route_is_not_found_for_a_user_and_unauthorized_without_a
         "return": asked.body["id"],
     }
     path = template.format(**ids)
-    payload = None if body is None else {
-        key: value.format(**ids) if isinstance(value, str) else value
-        for key, value in body.items()
-    }
+    payload = (
+        None
+        if body is None
+        else {
+            key: value.format(**ids) if isinstance(value, str) else value
+            for key, value in body.items()
+        }
+    )
 
     as_user: Answer = await api.call(method, path, s.alice.headers, payload)
     assert (as_user.status, as_user.body["code"]) == (404, "not_found")
@@ -122,14 +119,21 @@ async def test_an_admin_route_is_not_found_for_a_user_and_unauthorized_without_a
     assert as_admin.status not in (401, 404), as_admin.body
 
 
-@pytest.mark.parametrize(
-    ("method", "path"), [("GET", "/v1/me"), ("GET", "/v1/coupons"), ("POST", "/v1/orders")]
-)
+@pytest.mark.parametrize(("method", "path", "body"), ME_ROUTES)
 async def test_a_route_that_acts_as_me_is_not_found_for_the_admin(
-    api: Api, method: str, path: str
+    api: Api, method: str, path: str, body: dict[str, Any] | None
 ) -> None:
-    refused = await api.call(method, path, ADMIN, {"items": []} if method == "POST" else None)
+    refused = await api.call(method, path, ADMIN, body)
     assert (refused.status, refused.body["code"]) == (404, "not_found")
+
+
+async def test_the_whole_matrix_at_once_finds_no_leak_and_changes_nothing(api: Api) -> None:
+    scene = await build_scene(api.call, ADMIN, SECRET, api.clock.now)
+
+    probed = await bola_matrix(api.call, scene)
+
+    assert probed.leaks == []
+    assert probed.probes == 3 * (len(ORDER_ROUTES) + len(ADMIN_ROUTES)) + len(ME_ROUTES)
 
 
 async def test_the_admin_sees_and_acts_on_every_order(api: Api) -> None:

@@ -10,41 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.http.conftest import ADMIN, Api
-
-WRITES = [
-    ("POST", "/v1/users", {"name": "eve"}, {"id": "1"}),
-    ("POST", "/v1/users", {"name": "eve"}, {"points": 1_000}),
-    ("POST", "/v1/users", {"name": "eve"}, {"token": "chosen"}),
-    ("POST", "/v1/users/{user}/wallet/credit", {"amount": 1}, {"balance": 10**9}),
-    ("POST", "/v1/goods", {"name": "tea", "price": 1, "stock": 1}, {"id": "7"}),
-    ("PATCH", "/v1/goods/{goods}", {"price": 1}, {"stock": 10**6}),
-    ("PATCH", "/v1/goods/{goods}", {"price": 1}, {"name": "renamed"}),
-    ("POST", "/v1/coupons", {"user_id": "{user}", "value": 1}, {"state": "used"}),
-    ("POST", "/v1/coupons", {"user_id": "{user}", "value": 1}, {"order_id": "{order}"}),
-    ("POST", "/v1/orders", {"items": [{"goods_id": "{goods}", "quantity": 1}]},
-     {"status": "paid"}),
-    ("POST", "/v1/orders", {"items": [{"goods_id": "{goods}", "quantity": 1}]},
-     {"pay_amount": 0}),
-    ("POST", "/v1/orders", {"items": [{"goods_id": "{goods}", "quantity": 1}]},
-     {"user_id": "{other}"}),
-    ("POST", "/v1/orders", {"items": [{"goods_id": "{goods}", "quantity": 1, "unit_price": 1}]},
-     {}),
-    ("POST", "/v1/orders/{order}/payment", {}, {"amount": 1}),
-    ("POST", "/v1/orders/{order}/cancel", {}, {"cancel_reason": "timeout"}),
-    ("POST", "/v1/orders/{order}/returns", {"reason": "broken"}, {"status": "approved"}),
-]
-
-
-def filled(value: Any, ids: dict[str, str]) -> Any:
-    """``value`` with ``{name}`` placeholders in its strings replaced by ``ids``."""
-    if isinstance(value, str):
-        return value.format(**ids)
-    if isinstance(value, dict):
-        return {key: filled(item, ids) for key, item in value.items()}
-    if isinstance(value, list):
-        return [filled(item, ids) for item in value]
-    return value
+from shopkeep.proof.api_probes import WRITES, build_scene, filled, mass_assignment
+from tests.http.conftest import ADMIN, SECRET, Api
 
 
 async def snapshot(api: Api) -> list[Any]:
@@ -74,3 +41,11 @@ async def test_a_write_that_sets_a_server_owned_field_is_refused_and_changes_not
     assert (refused.status, refused.body["code"]) == (422, "validation_error")
     assert "unknown field" in refused.body["detail"]
     assert await snapshot(api) == before
+
+
+async def test_every_write_at_once_is_refused_and_changes_nothing(api: Api) -> None:
+    scene = await build_scene(api.call, ADMIN, SECRET, api.clock.now)
+
+    probed = await mass_assignment(api.call, scene)
+
+    assert (probed.probes, probed.leaks) == (len(WRITES), [])

@@ -1,0 +1,240 @@
+"""Group 5's probes of who may do what (OWASP API1 and API5) and of what a body may set (API3).
+
+- The BOLA matrix: every route with an id, tried as another user, with no token and with a
+  wrong token; every admin route tried as a user; every "me" route tried as the admin. SPEC 7
+  has no 403, on purpose: a route of the other role answers 404 like another user's order, so
+  probing teaches a caller nothing.
+- Mass assignment: every write body of SPEC 7, valid plus one server-owned field (an id, a
+  status, an amount, an owner, a token...), must be refused 422 validation_error.
+
+Both run over any :data:`Call` (the tests' in-process client, or a real server over HTTP), and
+both check at the end that nothing the probes were refused changed anything the admin can see.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgspec
+
+from shopkeep.actors.signature import HEADER, sign
+
+
+class Answer(Protocol):
+    """What a probe needs of an HTTP answer."""
+
+    @property
+    def status(self) -> int:
+        """The HTTP status."""
+
+    @property
+    def body(self) -> Any:
+        """The decoded JSON body (None when there is none)."""
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The answer's headers."""
+
+
+Call = Callable[[str, str, dict[str, str], Any], Awaitable[Answer]]
+"""``call(method, path, headers, json_body)``: send one request, answer its :class:`Answer`."""
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header of ``token``."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+NONE: dict[str, str] = {}
+WRONG = bearer("nobody-holds-this-token")
+
+
+@dataclass(frozen=True)
+class Customer:
+    """A user as the probes hold them: their id and their Authorization header."""
+
+    id: str
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Alice with an order awaiting payment and a delivered one with a return asked; Bob, who
+    is not Alice; and the ids the routes' templates need."""
+
+    admin: dict[str, str]
+    alice: Customer
+    bob: Customer
+    ids: dict[str, str]
+
+
+async def build_scene(
+    call: Call, admin: dict[str, str], secret: str, now: Callable[[], float] = time.time
+) -> Scene:
+    """Make the scene through the API (the gateway's callback signed with ``secret``)."""
+
+    async def made(method: str, path: str, headers: dict[str, str], body: Any = None) -> Any:
+        answer = await call(method, path, headers, body)
+        if answer.status not in (200, 201):
+            raise RuntimeError(f"{method} {path}: {answer.status} {answer.body}")
+        return answer.body
+
+    people = []
+    for name in ("alice", "bob"):
+        user = await made("POST", "/v1/users", admin, {"name": name, "balance": 100})
+        people.append(Customer(str(user["id"]), bearer(user["token"])))
+    alice, bob = people
+    goods = await made("POST", "/v1/goods", admin, {"name": "tea", "price": 1_000, "stock": 10})
+    item = {"items": [{"goods_id": goods["id"], "quantity": 1}]}
+    delivered = await made("POST", "/v1/orders", alice.headers, item)
+    payment = await made("POST", f"/v1/orders/{delivered['id']}/payment", alice.headers)
+    raw = msgspec.json.encode({
+        "payment_id": payment["id"], "order_id": payment["order_id"],
+        "amount": payment["amount"], "status": "succeeded", "gateway_txn_id": "txn-scene",
+    })  # fmt: skip
+    signature = {HEADER: sign(secret, int(now()), raw), "Content-Type": "application/json"}
+    await made("POST", "/v1/payments/callback", signature, msgspec.json.decode(raw))
+    for step in ("ship", "deliver"):
+        await made("POST", f"/v1/orders/{delivered['id']}/{step}", admin)
+    asked = await made("POST", f"/v1/orders/{delivered['id']}/returns", alice.headers)
+    order = await made("POST", "/v1/orders", alice.headers, item)
+    ids = {
+        "user": alice.id, "other": bob.id, "goods": str(goods["id"]), "order": str(order["id"]),
+        "delivered": str(delivered["id"]), "return": str(asked["id"]),
+    }  # fmt: skip
+    return Scene(admin, alice, bob, ids)
+
+
+ORDER_ROUTES: list[tuple[str, str, bool]] = [
+    ("GET", "/v1/orders/{id}", False),
+    ("GET", "/v1/orders/{id}/history", False),
+    ("GET", "/v1/orders/{id}/refunds", False),
+    ("POST", "/v1/orders/{id}/payment", False),
+    ("POST", "/v1/orders/{id}/cancel", False),
+    ("POST", "/v1/orders/{id}/returns", True),
+]
+"""(method, path template, needs a delivered order): the routes of one user's order."""
+
+ADMIN_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
+    ("POST", "/v1/users", {"name": "eve"}),
+    ("GET", "/v1/users/{user}", None),
+    ("POST", "/v1/users/{user}/wallet/credit", {"amount": 1}),
+    ("POST", "/v1/goods", {"name": "tea", "price": 1, "stock": 1}),
+    ("PATCH", "/v1/goods/{goods}", {"restock": 1}),
+    ("POST", "/v1/coupons", {"user_id": "{user}", "value": 1}),
+    ("POST", "/v1/orders/{order}/ship", None),
+    ("POST", "/v1/orders/{order}/deliver", None),
+    ("POST", "/v1/returns/{return}/approve", None),
+    ("GET", "/v1/audit", None),
+]
+"""(method, path template, body): the admin's routes."""
+
+ME_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
+    ("GET", "/v1/me", None),
+    ("GET", "/v1/coupons", None),
+    ("POST", "/v1/orders", {"items": []}),
+]
+"""(method, path, body): the routes that act as the calling user, not found for the admin."""
+
+WRITES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
+    ("POST", "/v1/users", {"name": "eve"}, {"id": "1"}),
+    ("POST", "/v1/users", {"name": "eve"}, {"points": 1_000}),
+    ("POST", "/v1/users", {"name": "eve"}, {"token": "chosen"}),
+    ("POST", "/v1/users/{user}/wallet/credit", {"amount": 1}, {"balance": 10**9}),
+    ("POST", "/v1/goods", {"name": "tea", "price": 1, "stock": 1}, {"id": "7"}),
+    ("PATCH", "/v1/goods/{goods}", {"price": 1}, {"stock": 10**6}),
+    ("PATCH", "/v1/goods/{goods}", {"price": 1}, {"name": "renamed"}),
+    ("POST", "/v1/coupons", {"user_id": "{user}", "value": 1}, {"state": "used"}),
+    ("POST", "/v1/coupons", {"user_id": "{user}", "value": 1}, {"order_id": "{order}"}),
+    ("POST", "/v1/orders", {"items": [{"goods_id": "{goods}", "quantity": 1}]},
+     {"status": "paid"}),
+    ("POST", "/v1/orders", {"items": [{"goods_id": "{goods}", "quantity": 1}]},
+     {"pay_amount": 0}),
+    ("POST", "/v1/orders", {"items": [{"goods_id": "{goods}", "quantity": 1}]},
+     {"user_id": "{other}"}),
+    ("POST", "/v1/orders", {"items": [{"goods_id": "{goods}", "quantity": 1, "unit_price": 1}]},
+     {}),
+    ("POST", "/v1/orders/{order}/payment", {}, {"amount": 1}),
+    ("POST", "/v1/orders/{order}/cancel", {}, {"cancel_reason": "timeout"}),
+    ("POST", "/v1/orders/{order}/returns", {"reason": "broken"}, {"status": "approved"}),
+]  # fmt: skip
+"""(method, path template, valid body, server-owned fields added): the mass-assignment writes."""
+
+
+def filled(value: Any, ids: Mapping[str, str]) -> Any:
+    """``value`` with ``{name}`` placeholders in its strings replaced by ``ids``."""
+    if isinstance(value, str):
+        return value.format(**ids)
+    if isinstance(value, dict):
+        return {key: filled(item, ids) for key, item in value.items()}
+    if isinstance(value, list):
+        return [filled(item, ids) for item in value]
+    return value
+
+
+def writes_as(scene: Scene, template: str) -> dict[str, str]:
+    """Who sends a mass-assignment write: the admin for admin routes, else Alice."""
+    as_admin = template.startswith(("/v1/users", "/v1/goods", "/v1/coupons"))
+    return scene.admin if as_admin else scene.alice.headers
+
+
+async def snapshot(call: Call, admin: dict[str, str]) -> list[Any]:
+    """Everything a refused request could have changed, as the admin sees it."""
+    paths = ("/v1/orders", "/v1/goods", "/v1/audit")
+    return [(await call("GET", path, admin, None)).body for path in paths]
+
+
+@dataclass
+class Probed:
+    """What a set of probes found: how many were sent and each one answered wrongly."""
+
+    probes: int = 0
+    leaks: list[str] = field(default_factory=list)
+
+    async def expect(self, call: Call, method: str, path: str, headers: dict[str, str],
+                     body: Any, status: int, code: str) -> None:  # fmt: skip
+        """Send one probe; a leak unless it answers ``status`` with problem ``code``."""
+        self.probes += 1
+        answer = await call(method, path, headers, body)
+        got = answer.body.get("code") if isinstance(answer.body, dict) else None
+        if (answer.status, got) != (status, code):
+            self.leaks.append(f"{method} {path}: {answer.status} {answer.body}")
+        elif status == 401 and not answer.headers.get("WWW-Authenticate", "").startswith("Bearer"):
+            self.leaks.append(f"{method} {path}: 401 without WWW-Authenticate: Bearer")
+
+
+async def bola_matrix(call: Call, scene: Scene) -> Probed:
+    """Every probe of the matrix (module docstring); and nothing changed."""
+    found = Probed()
+    before = await snapshot(call, scene.admin)
+    for method, template, delivered in ORDER_ROUTES:
+        path = template.format(id=scene.ids["delivered" if delivered else "order"])
+        await found.expect(call, method, path, scene.bob.headers, None, 404, "not_found")
+        for stranger in (NONE, WRONG):
+            await found.expect(call, method, path, stranger, None, 401, "unauthorized")
+    for method, template, body in ADMIN_ROUTES:
+        path, payload = template.format(**scene.ids), filled(body, scene.ids)
+        await found.expect(call, method, path, scene.alice.headers, payload, 404, "not_found")
+        for stranger in (NONE, WRONG):
+            await found.expect(call, method, path, stranger, payload, 401, "unauthorized")
+    for method, path, body in ME_ROUTES:
+        await found.expect(call, method, path, scene.admin, body, 404, "not_found")
+    if await snapshot(call, scene.admin) != before:
+        found.leaks.append("a refused probe changed what the admin sees")
+    return found
+
+
+async def mass_assignment(call: Call, scene: Scene) -> Probed:
+    """Every write with a server-owned field must be refused 422; and nothing changed."""
+    found = Probed()
+    before = await snapshot(call, scene.admin)
+    for method, template, body, owned in WRITES:
+        path, payload = filled(template, scene.ids), filled({**body, **owned}, scene.ids)
+        headers = writes_as(scene, template)
+        await found.expect(call, method, path, headers, payload, 422, "validation_error")
+    if await snapshot(call, scene.admin) != before:
+        found.leaks.append("a refused write changed what the admin sees")
+    return found
