@@ -371,6 +371,7 @@ def run_bench(args: argparse.Namespace) -> int:
         max_error_rate=args.max_error_rate,
         settle_s=args.settle,
         interval_s=args.interval,
+        rate_per_s=args.rate,
     )
     return execute(options, args.json, args.html)
 

@@ -14,7 +14,7 @@ from shopkeep.bench.load.mix import DEFAULT_MIX, JOURNEYS, MixError, parse_mix
 from shopkeep.bench.load.progress import status_line
 from shopkeep.bench.load.recorder import LogHistogram, Recorder
 from shopkeep.bench.load.report import figures, render
-from shopkeep.bench.load.run import BenchOptions, Outcome, in_flight
+from shopkeep.bench.load.run import BenchOptions, Outcome, Pacer, in_flight
 
 
 class FakeClock:
@@ -172,3 +172,14 @@ def test_the_progress_line_says_elapsed_rate_errors_and_p99() -> None:
 
     assert line.startswith("bench    2.0/30s  ops 1  123 ops/s  errors 1")
     assert "p99 50." in line and line.endswith("parked 2")
+
+
+async def test_the_pacer_spaces_journey_starts_one_over_the_rate_apart() -> None:
+    pacer = Pacer(rate_per_s=1_000.0)
+    await pacer.turn()
+    first = pacer.next_start
+    assert first is not None
+    await pacer.turn()
+    await pacer.turn()
+    # each turn books the next start one spacing later (later still if the schedule lagged)
+    assert pacer.next_start is not None and pacer.next_start >= first + 2 * 0.001

@@ -121,6 +121,15 @@ def declare_bench_flags(parser: argparse.ArgumentParser, env: EnvLookup) -> None
         help="width of one point of the time series, and how often memory is sampled "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--rate",
+        metavar="JOURNEYS_PER_S",
+        type=float,
+        default=None,
+        help="start at most this many journeys a second, paced across the workers (an open "
+        "schedule, as for a soak at a fraction of capacity); default: no pacing, each worker "
+        "starts its next journey as soon as its last one ended",
+    )
     parser.add_argument("--json", metavar="PATH", help="write the figures here as JSON")
     parser.add_argument(
         "--html", metavar="PATH", help="write a self-contained HTML report with charts here"
@@ -143,6 +152,8 @@ def check_bench_flags(parser: argparse.ArgumentParser, args: argparse.Namespace)
     ):
         if not (math.isfinite(value) and value > 0):
             parser.error(f"argument {flag}: {value} is not a positive number")
+    if args.rate is not None and not (math.isfinite(args.rate) and args.rate > 0):
+        parser.error(f"argument --rate: {args.rate} is not a positive number")
     if not (math.isfinite(args.settle) and args.settle >= 0):
         parser.error(f"argument --settle: {args.settle} is not a number of seconds")
     if args.concurrency < 1:

@@ -45,6 +45,7 @@ def figures(options: BenchOptions, outcome: Outcome) -> dict[str, Any]:
         "elapsed_s": elapsed,
         "setup_s": outcome.setup_s,
         "concurrency": options.concurrency,
+        "rate_per_s": options.rate_per_s,
         "seed": options.seed,
         "mix": options.mix,
         "operations": operations,

@@ -61,6 +61,8 @@ class BenchOptions:
     max_error_rate: float = 0.0
     settle_s: float = 30.0
     interval_s: float = 1.0
+    rate_per_s: float | None = None
+    """Journeys started per second at most, across all workers (None: no pacing)."""
 
 
 @dataclass
@@ -114,6 +116,23 @@ async def populate(
     return shoppers, Catalog(list(plentiful), scarce)
 
 
+class Pacer:
+    """Hands out start times ``1 / rate`` apart: a worker waits for its turn to start a
+    journey, so the run offers ``rate`` journeys a second while the workers keep up."""
+
+    def __init__(self, rate_per_s: float) -> None:
+        self.spacing = 1.0 / rate_per_s
+        self.next_start: float | None = None
+
+    async def turn(self) -> None:
+        """Wait until this worker's start time (at once when the schedule is behind)."""
+        now = time.perf_counter()
+        start = now if self.next_start is None else max(self.next_start, now)
+        self.next_start = start + self.spacing
+        if start > now:
+            await asyncio.sleep(start - now)  # the schedule's pace, not a wait for a result
+
+
 async def sample_memory(target: Target, recorder: Recorder) -> None:
     """Sample the shop's resident memory once an interval, until cancelled."""
     while True:
@@ -134,11 +153,16 @@ async def drive(target: Target, options: BenchOptions) -> Outcome:
     )
     names = list(options.mix)
     weights = [options.mix[name] for name in names]
+    pacer = None if options.rate_per_s is None else Pacer(options.rate_per_s)
 
     async def worker(number: int) -> None:
         choose = random.Random(f"{options.seed}-{number}")
         mine = shoppers[number * SHOPPERS_PER_WORKER : (number + 1) * SHOPPERS_PER_WORKER]
         while recorder.now() < options.duration_s:
+            if pacer is not None:
+                await pacer.turn()
+                if recorder.now() >= options.duration_s:
+                    break
             name = choose.choices(names, weights)[0]
             recorder.journeys[name] += 1
             # a refusal was counted where it happened; it ends the journey, not the worker
