@@ -100,10 +100,11 @@ def add_serve_parser(subparsers: Any) -> None:
         "--writer",
         type=str.lower,
         choices=WRITER_MODES,
-        default=_env("SHOPKEEP_WRITER", "process"),
+        default=_env("SHOPKEEP_WRITER", "thread"),
         help=(
-            "where commits run: a process of their own (faster under load) or a thread of the "
-            "server's (env SHOPKEEP_WRITER; default: %(default)s)"
+            "where commits run: a thread of the server's process, or a process of their own, "
+            "which is faster when other work contends for the cores (see the README's "
+            "performance section; env SHOPKEEP_WRITER; default: %(default)s)"
         ),
     )
     parser.add_argument(

@@ -69,8 +69,8 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8080
     synchronous: str = "FULL"
-    writer: str = "process"
-    """Where the group-commit writer commits: "process" (its own, the default) or "thread"."""
+    writer: str = "thread"
+    """Where the group-commit writer commits: "thread" (the default) or "process" (its own)."""
     order_timeout_s: float = 1800.0
     max_unpaid_orders: int = 10
     admin_token: str | None = None

@@ -7,8 +7,10 @@ moment, the file is checked with the server down, the server is restarted on the
 port, and the checks of :mod:`shopkeep.proof.kill9_checks` run. The first violation ends the
 run (its cycle is the one to look at). The last line printed is the figure.
 
-The deadline is short (1 s by default) so that the orders left unpaid near each kill see their
-deadline pass while the server is down, and must be seen to fire once after the restart.
+The server's lives take turns committing on a thread and in a writer process of its own
+(``serve --writer``), so both ways survive the kills. The deadline is short (1 s by default)
+so that the orders left unpaid near each kill see their deadline pass while the server is
+down, and must be seen to fire once after the restart.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from shopkeep.proof.serving import ServeProcess
 CUSTOMERS = 24
 GOODS = 6
 
+
+WRITERS = ("process", "thread")
+"""The writer modes of ``serve`` that the server's lives take in turn (both must survive)."""
 
 @dataclass(frozen=True)
 class Plan:
@@ -131,6 +136,8 @@ async def run(plan: Plan, folder: Path) -> Figures:
                     code = write.answer.get("code") if isinstance(write.answer, dict) else None
                     figures.refusals[f"{write.kind} {code or 'no answer'}"] += 1
             before = await asyncio.to_thread(snapshot, server.db)
+            # the next life commits on a thread or in a process of its own, turn about
+            server.flags = [*flags, "--writer", WRITERS[cycle % len(WRITERS)]]
             async with aiohttp.ClientSession(timeout=timeout) as session:
                 figures.restart_s.append(await server.start(session))
                 ready_at = time.time()

@@ -16,6 +16,10 @@ from types import TracebackType
 import aiohttp
 
 from shopkeep.bench.http import HOST, ROOT, Server, free_port, start, wait_ready
+from shopkeep.store.lock import ProcessLock
+
+LOCK_WAIT_S = 30.0
+"""How long a killed server's writer process may take to end (one batch, at most)."""
 
 __all__ = ["ROOT", "ServeProcess"]
 
@@ -58,12 +62,17 @@ class ServeProcess:
         return time.perf_counter() - began
 
     def kill(self) -> None:
-        """SIGKILL, no warning, and reap it."""
+        """SIGKILL, no warning, and reap it; return once the server is wholly gone."""
         if self.server is not None:
             if self.server.process.poll() is None:
                 self.server.process.kill()
             self.server.process.wait()
             self.server = None
+            # A writer in its own process ends by itself after its batch in flight, still
+            # holding the database's lock: the server is down once the lock is free.
+            lock = ProcessLock(str(self.db))
+            lock.acquire(wait_s=LOCK_WAIT_S)
+            lock.release()
 
     def stop(self) -> int:
         """A graceful stop (SIGTERM); its exit status (0 when none ran)."""
