@@ -41,6 +41,7 @@ from shopkeep.shop import Shop
 from shopkeep.store.database import connect
 from shopkeep.store.migrations import MIGRATIONS, apply_migrations
 from shopkeep.store.writer import Statement
+from shopkeep.store.writer_process import commit_statements
 
 CUSTOMERS = 64
 USERS = 1_000
@@ -105,13 +106,9 @@ def writer_alone(path: str, batches: list[list[Statement]], measured_from: int) 
         spent = 0.0
         for index, statements in enumerate(batches):
             started = time.perf_counter()
-            conn.execute("BEGIN IMMEDIATE")
-            for sql, params, many in statements:
-                if many:
-                    conn.executemany(sql, params)
-                else:
-                    conn.execute(sql, params)
-            conn.execute("COMMIT")
+            failed = commit_statements(conn, statements)
+            if failed is not None:
+                raise RuntimeError(f"a batch that committed in the run failed alone: {failed}")
             if index >= measured_from:
                 spent += time.perf_counter() - started
         return spent

@@ -36,7 +36,7 @@ from shopkeep.actors.recovery import DeadlineSweep, recover_cut_placements, star
 from shopkeep.bootstrap import Runtime
 from shopkeep.errors import ShopError
 from shopkeep.runtime import Actor, ActorSystem, VirtualClock
-from shopkeep.runtime.clock import Cancellable
+from shopkeep.runtime.clock import Cancellable, sleep_by_callback
 from shopkeep.shop import ASSET_KINDS, Shop
 from shopkeep.store import Store, StoreConfig
 from shopkeep.store.errors import CommitFailed
@@ -100,17 +100,7 @@ class IncarnationClock:
 
     async def sleep(self, delay: float) -> None:
         """Wait ``delay`` virtual seconds (forever, if the incarnation dies meanwhile)."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def wake() -> None:
-            if not future.done():
-                future.set_result(None)
-
-        handle = self.call_later(delay, wake)
-        try:
-            await future
-        finally:
-            handle.cancel()
+        await sleep_by_callback(self, delay)
 
 
 class Life:

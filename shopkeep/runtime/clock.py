@@ -43,6 +43,22 @@ class Clock(Protocol):
         ...
 
 
+async def sleep_by_callback(clock: Clock, delay: float) -> None:
+    """Wait ``delay`` seconds of ``clock`` by scheduling a wake-up through its ``call_later``
+    (for clocks whose time is not the loop's: the sleep then ends when that time moves)."""
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def wake() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    handle = clock.call_later(delay, wake)
+    try:
+        await future
+    finally:
+        handle.cancel()
+
+
 class RealClock:
     """Wall time, with the event loop's timers."""
 
@@ -112,17 +128,7 @@ class VirtualClock:
 
     async def sleep(self, delay: float) -> None:
         """Wait until an advance moves past ``delay`` virtual seconds from now."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def wake() -> None:
-            if not future.done():
-                future.set_result(None)
-
-        handle = self.call_later(delay, wake)
-        try:
-            await future
-        finally:
-            handle.cancel()
+        await sleep_by_callback(self, delay)
 
     @staticmethod
     def _run(handle: _VirtualHandle) -> None:
