@@ -179,7 +179,9 @@ class Context:
         this to make its intent durable before its first step. The asker is still answered
         after the handler's last unit.
         """
-        self._system._submit(self._cell, self)
+        from shopkeep.runtime.completion import submit  # it builds on this module
+
+        submit(self._system, self._cell, self)
 
     async def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
         """Read committed state, after every unit this actor has submitted is committed.

@@ -7,6 +7,8 @@ clock steps back (the sequence borrows from the next millisecond).
 
 from __future__ import annotations
 
+import sqlite3
+
 from shopkeep.runtime.clock import Clock
 
 EPOCH_MS = 1_704_067_200_000
@@ -33,3 +35,19 @@ class IdGenerator:
         """Never hand out an id at or below ``floor`` (the largest id already stored)."""
         if floor > self._last:
             self._last = floor
+
+
+def largest_stored_id(conn: sqlite3.Connection) -> int:
+    """The largest id already stored anywhere: ids must never be handed out twice, even when
+    the clock stands still or steps back across a restart. Every table with an ``id`` column
+    counts (the runtime does not know the application's tables, and need not), and the
+    timers' ``seq``; each is a primary-key lookup."""
+    largest = int(conn.execute("SELECT coalesce(max(seq), 0) FROM timers").fetchone()[0])
+    tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    for table in tables:
+        columns = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
+        if "id" in columns:
+            row = conn.execute(f'SELECT max(id) FROM "{table}"').fetchone()
+            if row[0] is not None and isinstance(row[0], int):
+                largest = max(largest, row[0])
+    return largest

@@ -28,8 +28,9 @@ import msgspec
 import structlog
 
 from shopkeep.runtime.actor import ActivationContext, Actor, Context
-from shopkeep.runtime.cell import Cell, answer_after, expire, resume, settled
+from shopkeep.runtime.cell import Cell, expire, resume
 from shopkeep.runtime.clock import Cancellable, Clock, RealClock
+from shopkeep.runtime.completion import complete
 from shopkeep.runtime.config import RuntimeConfig
 from shopkeep.runtime.dead_letters import park
 from shopkeep.runtime.envelope import (
@@ -46,42 +47,19 @@ from shopkeep.runtime.errors import (
     ShuttingDown,
     UnknownActorKind,
 )
-from shopkeep.runtime.ids import IdGenerator
-from shopkeep.runtime.outbox import CONSUME_SQL, OutboxDispatcher
+from shopkeep.runtime.ids import IdGenerator, largest_stored_id
+from shopkeep.runtime.outbox import OutboxDispatcher
 from shopkeep.runtime.registry import Registry
+from shopkeep.runtime.stats import RuntimeStats
 from shopkeep.runtime.supervision import Directive, RestartBudget, SupervisionPolicy
-from shopkeep.runtime.timers import FIRE_DONE_SQL, TimerService
+from shopkeep.runtime.timers import TimerService
 from shopkeep.store import Store, UnitOfWork
 
 log = structlog.get_logger("shopkeep.runtime")
 
-_LOST = UnitOfWork()
-_LOST.failed = True
-"""Stands for a unit that failed and is gone: a unit built on it is failed too."""
 
 
 
-class RuntimeStats:
-    """Counters for metrics and tests."""
-
-    __slots__ = (
-        "activations",
-        "dead_letters",
-        "dropped",
-        "messages",
-        "overloaded",
-        "passivations",
-        "restarts",
-    )
-
-    def __init__(self) -> None:
-        self.activations = 0
-        self.passivations = 0
-        self.messages = 0
-        self.restarts = 0
-        self.dead_letters = 0
-        self.overloaded = 0
-        self.dropped = 0
 
 
 class ActorSystem:
@@ -135,7 +113,7 @@ class ActorSystem:
     async def start(self) -> None:
         """Load timers and undelivered messages, start passivation, then take messages."""
         self._loop = asyncio.get_running_loop()
-        floor = await self.store.writer.call(_largest_runtime_id)
+        floor = await self.store.writer.call(largest_stored_id)
         self.ids.advance_to(floor)
         await self.timers.start()
         await self.outbox.start()
@@ -376,7 +354,7 @@ class ActorSystem:
                     if directive is Directive.ESCALATE and self.on_escalate is not None:
                         self.on_escalate(cell.address, exc)
                 return
-            self._complete(cell, envelope, ctx, reply)
+            complete(self, cell, envelope, ctx, reply)
             return
 
     def _decide(self, cell: Cell, policy: SupervisionPolicy, exc: Exception) -> Directive:
@@ -428,72 +406,6 @@ class ActorSystem:
             self.stats.restarts += 1
         return True
 
-    def _complete(self, cell: Cell, envelope: Envelope, ctx: Context, reply: Any) -> None:
-        envelope.handled = True
-        if envelope.outbox_id is not None:
-            ctx.unit.execute(CONSUME_SQL, (envelope.outbox_id,))
-        fire = envelope.timer
-        if fire is not None:
-            ctx.unit.execute(FIRE_DONE_SQL, (*fire.key, fire.seq))
-            self.timers.consumed(fire)
-        if ctx._unit is None and ctx._after:
-            ctx.unit  # noqa: B018 - an empty unit carries what this answer builds on
-        caller: Context | None = envelope.caller
-        if ctx._unit is None:
-            pending = cell.pending
-            if pending is None or pending.done():
-                envelope.resolve(reply)
-            elif caller is not None and cell.pending_unit is not None:
-                caller._depend(cell.pending_unit)
-                envelope.resolve(reply)
-            else:
-                # what this reply shows must not be seen before the writes it depends on
-                pending.add_done_callback(partial(answer_after, envelope, reply))
-            return
-        unit = ctx._unit
-        if caller is not None:
-            # What an asking actor causes is built on what it has submitted so far (a saga's
-            # checkpoint): should that fail to commit, this must not commit either, or it
-            # would hold stock or a coupon for an order that never reached the disk.
-            asker = caller._cell
-            if asker.needs_restart:
-                ctx._after.append(_LOST)  # it already failed: the asker runs on lost state
-            elif asker.pending_unit is not None:
-                ctx._after.append(asker.pending_unit)
-        future = self._submit(cell, ctx)
-        if caller is not None:
-            caller._depend(unit)
-            envelope.resolve(reply)
-        else:
-            future.add_done_callback(partial(answer_after, envelope, reply))
-
-    def _submit(self, cell: Cell, ctx: Context) -> asyncio.Future[None]:
-        """Submit the context's unit; its arms and cancels take effect in memory now, its
-        durable messages go out after the commit. The context starts a fresh unit."""
-        unit = ctx._unit
-        assert unit is not None
-        if ctx._after:
-            unit.after = ctx._after
-            ctx._after = []
-        self.timers.apply(ctx._timer_ops)
-        future = self.store.writer.submit(unit)
-        cell.pending = future
-        cell.pending_unit = unit
-        future.add_done_callback(partial(settled, cell))
-        sends = ctx._sends
-        if sends:
-            future.add_done_callback(partial(self._dispatch, sends))
-        ctx._unit = None
-        ctx._timer_ops = []
-        ctx._sends = []
-        return future
-
-    def _dispatch(
-        self, sends: list[tuple[int, Address, Any]], future: asyncio.Future[None]
-    ) -> None:
-        if not future.cancelled() and future.exception() is None:
-            for message_id, to, message in sends:
-                self.outbox.committed(message_id, to, message)
 
     def _unit_failed(self, unit: UnitOfWork, error: Exception) -> None:
         owner = unit.owner
@@ -580,19 +492,5 @@ class ActorSystem:
         return self._stopping
 
 
-def _largest_runtime_id(conn: Any) -> int:
-    """The largest id already stored anywhere: ids must never be handed out twice, even when
-    the clock stands still or steps back across a restart. Every table with an ``id`` column
-    counts (the runtime does not know the application's tables, and need not), and the
-    timers' ``seq``; each is a primary-key lookup."""
-    largest = int(conn.execute("SELECT coalesce(max(seq), 0) FROM timers").fetchone()[0])
-    tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    for table in tables:
-        columns = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
-        if "id" in columns:
-            row = conn.execute(f'SELECT max(id) FROM "{table}"').fetchone()
-            if row[0] is not None and isinstance(row[0], int):
-                largest = max(largest, row[0])
-    return largest
 
 

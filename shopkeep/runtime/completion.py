@@ -1,0 +1,101 @@
+"""What happens after a handler ran: its unit of work submitted, its answer released in time.
+
+An answer must not be seen before the writes it shows: an ask from outside is answered once
+the handler's unit is committed; an ask from another actor (a saga's step) at once, its unit
+becoming a commit dependency of the asker's. Durable messages the unit sends go out after its
+commit; a timer fire or durable message it consumes is deleted in the same unit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from shopkeep.runtime.cell import Cell, answer_after, settled
+from shopkeep.runtime.envelope import Address, Envelope
+from shopkeep.runtime.outbox import CONSUME_SQL
+from shopkeep.runtime.timers import FIRE_DONE_SQL
+from shopkeep.store import UnitOfWork
+
+if TYPE_CHECKING:
+    from shopkeep.runtime.actor import Context
+    from shopkeep.runtime.system import ActorSystem
+
+_LOST = UnitOfWork()
+_LOST.failed = True
+"""Stands for a unit that failed and is gone: a unit built on it is failed too."""
+
+
+def complete(
+    system: ActorSystem, cell: Cell, envelope: Envelope, ctx: Context, reply: Any
+) -> None:
+    """After a handler ran: consume its timer fire or durable message in its unit, submit the
+    unit, and answer the envelope when what the answer shows is safe to be seen."""
+    envelope.handled = True
+    if envelope.outbox_id is not None:
+        ctx.unit.execute(CONSUME_SQL, (envelope.outbox_id,))
+    fire = envelope.timer
+    if fire is not None:
+        ctx.unit.execute(FIRE_DONE_SQL, (*fire.key, fire.seq))
+        system.timers.consumed(fire)
+    if ctx._unit is None and ctx._after:
+        ctx.unit  # noqa: B018 - an empty unit carries what this answer builds on
+    caller: Context | None = envelope.caller
+    if ctx._unit is None:
+        pending = cell.pending
+        if pending is None or pending.done():
+            envelope.resolve(reply)
+        elif caller is not None and cell.pending_unit is not None:
+            caller._depend(cell.pending_unit)
+            envelope.resolve(reply)
+        else:
+            # what this reply shows must not be seen before the writes it depends on
+            pending.add_done_callback(partial(answer_after, envelope, reply))
+        return
+    unit = ctx._unit
+    if caller is not None:
+        # What an asking actor causes is built on what it has submitted so far (a saga's
+        # checkpoint): should that fail to commit, this must not commit either, or it
+        # would hold stock or a coupon for an order that never reached the disk.
+        asker = caller._cell
+        if asker.needs_restart:
+            ctx._after.append(_LOST)  # it already failed: the asker runs on lost state
+        elif asker.pending_unit is not None:
+            ctx._after.append(asker.pending_unit)
+    future = submit(system, cell, ctx)
+    if caller is not None:
+        caller._depend(unit)
+        envelope.resolve(reply)
+    else:
+        future.add_done_callback(partial(answer_after, envelope, reply))
+
+
+def submit(system: ActorSystem, cell: Cell, ctx: Context) -> asyncio.Future[None]:
+    """Submit the context's unit; its arms and cancels take effect in memory now, its
+    durable messages go out after the commit. The context starts a fresh unit."""
+    unit = ctx._unit
+    assert unit is not None
+    if ctx._after:
+        unit.after = ctx._after
+        ctx._after = []
+    system.timers.apply(ctx._timer_ops)
+    future = system.store.writer.submit(unit)
+    cell.pending = future
+    cell.pending_unit = unit
+    future.add_done_callback(partial(settled, cell))
+    sends = ctx._sends
+    if sends:
+        future.add_done_callback(partial(_dispatch, system, sends))
+    ctx._unit = None
+    ctx._timer_ops = []
+    ctx._sends = []
+    return future
+
+
+def _dispatch(
+    system: ActorSystem, sends: list[tuple[int, Address, Any]], future: asyncio.Future[None]
+) -> None:
+    if not future.cancelled() and future.exception() is None:
+        for message_id, to, message in sends:
+            system.outbox.committed(message_id, to, message)
