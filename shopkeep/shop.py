@@ -78,18 +78,19 @@ from shopkeep.actors.user import UserActor
 from shopkeep.bootstrap import Runtime, open_runtime
 from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.queries import HistoryEntry, Page
+from shopkeep.requests import (
+    LATEST_TIME,
+    MAX_KEY,
+    check_amount,
+    check_name,
+    checked_items,
+)
 from shopkeep.runtime import Address, Clock, RealClock, RuntimeConfig
 from shopkeep.store import UnitOfWork
 from shopkeep.store.reader import Reader
 
 T = TypeVar("T")
 
-MAX_AMOUNT = 10**12
-"""The largest amount of money (minor units) any request may carry: 10 billion."""
-MAX_NAME = 200
-MAX_KEY = 200
-LATEST_TIME = 253_402_300_800.0
-"""10000-01-01T00:00:00Z: no time the API takes may be later (RFC 3339 has four-digit years)."""
 MAX_CALLBACK_BODY = 64 * 1024
 TOKEN_CACHE_SIZE = 65_536
 """How many token hashes a Shop remembers the user of (least recently used first out)."""
@@ -112,18 +113,6 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def check_amount(name: str, value: int, *, minimum: int = 0) -> None:
-    """Refuse an amount that is not an integer in [minimum, MAX_AMOUNT]."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ShopError("validation_error", f"{name} must be an integer number of minor units")
-    if not minimum <= value <= MAX_AMOUNT:
-        raise ShopError("validation_error", f"{name} must be between {minimum} and {MAX_AMOUNT}")
-
-
-def check_name(name: str) -> None:
-    """Refuse an empty or overlong name."""
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
-        raise ShopError("validation_error", f"name must be 1 to {MAX_NAME} characters")
 
 
 def answer(reply: Any, kind: type[T]) -> T:
@@ -308,28 +297,6 @@ class Shop:
 
     # -- orders ---------------------------------------------------------------------------------
 
-    def _checked_items(self, items: Any) -> tuple[tuple[int, int], ...]:
-        try:
-            pairs = tuple((int(goods), quantity) for goods, quantity in items)
-        except (TypeError, ValueError):
-            raise ShopError(
-                "validation_error", "items must be (goods id, quantity) pairs"
-            ) from None
-        if not 1 <= len(pairs) <= self.config.max_items:
-            raise ShopError(
-                "validation_error", f"an order has 1 to {self.config.max_items} items"
-            )
-        if len({goods for goods, _ in pairs}) != len(pairs):
-            raise ShopError("validation_error", "each goods may appear once in an order")
-        for goods, quantity in pairs:
-            if isinstance(quantity, bool) or not isinstance(quantity, int):
-                raise ShopError("validation_error", f"goods {goods}: quantity must be an integer")
-            if not 1 <= quantity <= self.config.max_quantity:
-                raise ShopError(
-                    "validation_error",
-                    f"goods {goods}: quantity must be between 1 and {self.config.max_quantity}",
-                )
-        return pairs
 
     async def place_order(
         self,
@@ -346,7 +313,7 @@ class Shop:
         or a ShopError with the refusal's code (and the failed order's id); without it, the
         pending order at once (poll it). The same ``idempotency_key`` with the same request
         answers the same order; with another request, idempotency_conflict."""
-        lines = self._checked_items(items)
+        lines = checked_items(items, self.config.max_items, self.config.max_quantity)
         check_amount("use_balance", use_balance)
         if expected_total is not None:
             check_amount("expected_total", expected_total)

@@ -1,0 +1,54 @@
+"""What the embedded API checks in a caller's request before any actor sees it.
+
+Each failure is a ShopError ``validation_error`` naming what was wrong, and changes nothing.
+The HTTP layer checks shapes and types first (msgspec); these are the rules both share.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shopkeep.errors import ShopError
+
+MAX_AMOUNT = 10**12
+"""The largest amount of money (minor units) any request may carry: 10 billion."""
+MAX_NAME = 200
+MAX_KEY = 200
+LATEST_TIME = 253_402_300_800.0
+"""10000-01-01T00:00:00Z: no time the API takes may be later (RFC 3339 has four-digit years)."""
+
+
+def check_amount(name: str, value: int, *, minimum: int = 0) -> None:
+    """Refuse an amount that is not an integer in [minimum, MAX_AMOUNT]."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ShopError("validation_error", f"{name} must be an integer number of minor units")
+    if not minimum <= value <= MAX_AMOUNT:
+        raise ShopError("validation_error", f"{name} must be between {minimum} and {MAX_AMOUNT}")
+
+
+def check_name(name: str) -> None:
+    """Refuse an empty or overlong name."""
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+        raise ShopError("validation_error", f"name must be 1 to {MAX_NAME} characters")
+
+
+def checked_items(items: Any, max_items: int, max_quantity: int) -> tuple[tuple[int, int], ...]:
+    """(goods id, quantity) pairs from ``items``: 1 to ``max_items`` of them, each goods once,
+    each quantity a whole number from 1 to ``max_quantity``; else ShopError validation_error."""
+    try:
+        pairs = tuple((int(goods), quantity) for goods, quantity in items)
+    except (TypeError, ValueError):
+        raise ShopError("validation_error", "items must be (goods id, quantity) pairs") from None
+    if not 1 <= len(pairs) <= max_items:
+        raise ShopError("validation_error", f"an order has 1 to {max_items} items")
+    if len({goods for goods, _ in pairs}) != len(pairs):
+        raise ShopError("validation_error", "each goods may appear once in an order")
+    for goods, quantity in pairs:
+        if isinstance(quantity, bool) or not isinstance(quantity, int):
+            raise ShopError("validation_error", f"goods {goods}: quantity must be an integer")
+        if not 1 <= quantity <= max_quantity:
+            raise ShopError(
+                "validation_error",
+                f"goods {goods}: quantity must be between 1 and {max_quantity}",
+            )
+    return pairs
