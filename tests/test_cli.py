@@ -22,6 +22,7 @@ SERVE_FLAGS = {
     "--host": "SHOPKEEP_HOST",
     "--port": "SHOPKEEP_PORT",
     "--synchronous": "SHOPKEEP_SYNCHRONOUS",
+    "--writer": "SHOPKEEP_WRITER",
     "--order-timeout": "SHOPKEEP_ORDER_TIMEOUT",
     "--max-unpaid-orders": "SHOPKEEP_MAX_UNPAID_ORDERS",
     "--admin-token": "SHOPKEEP_ADMIN_TOKEN",
@@ -32,7 +33,7 @@ SERVE_FLAGS = {
 BENCH_FLAGS = (
     "--url", "--embedded", "--duration", "--concurrency", "--mix", "--seed", "--admin-token",
     "--gateway-secret", "--order-timeout", "--db", "--max-error-rate", "--settle", "--interval",
-    "--json", "--html",
+    "--rate", "--json", "--html",
 )  # fmt: skip
 CHECKS = ("stock", "wallet", "points", "coupons", "money", "states", "refunds")
 START_TIMEOUT_S = 30.0
@@ -158,6 +159,24 @@ def test_a_bad_environment_variable_is_refused_in_one_line() -> None:
     result = run_main("serve", env=env)
 
     assert_one_line_error(result, "SHOPKEEP_SANDBOX")
+
+
+@pytest.mark.parametrize(
+    ("args", "variable", "said"),
+    [
+        (("serve", "--writer", "fork"), None, "--writer"),
+        (("serve",), "fork", "SHOPKEEP_WRITER"),
+        (("bench", "--embedded", "--rate", "0"), None, "--rate"),
+    ],
+)
+def test_a_bad_writer_or_rate_is_refused_in_one_line(
+    args: tuple[str, ...], variable: str | None, said: str
+) -> None:
+    env = {**os.environ, "SHOPKEEP_WRITER": variable} if variable else None
+
+    result = run_main(*args, env=env)
+
+    assert_one_line_error(result, said)
 
 
 def test_demo_fills_a_fresh_database_and_prints_ids_and_tokens(tmp_path: Path) -> None:
