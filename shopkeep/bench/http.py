@@ -29,22 +29,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import json
 import os
-import random
 import secrets
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,18 +47,19 @@ import msgspec
 from aiohttp import web
 
 from shopkeep.bench.common import install_uvloop, machine, percentile, publish
+from shopkeep.bench.generators import CONNECTIONS, ORDERS_PATH, Generator
+from shopkeep.bench.processes import (
+    HOST,
+    free_port,
+    serve_argv,
+    start,
+    wait_ready,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
-CONNECTIONS = 64
 USERS = 1_000
 GOODS = 1_000
 STOCK = 10_000_000
 PRICE = 1_250
-ORDERS_PATH = "/v1/orders"
-READY_TRIES = 300
-READY_PAUSE_S = 0.05
-STOP_TIMEOUT_S = 60.0
 
 
 # ---------------------------------------------------------------- the baseline
@@ -163,88 +157,6 @@ def run_bare(port: int) -> int:
         runner.run(serve_bare(port))
     return 0
 
-
-# ---------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    """A TCP port free on ``HOST`` now (the kernel's choice)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    """A server process started by the benchmark, its output kept in files."""
-
-    name: str
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self, lines: int = 20) -> str:
-        """The end of its output, for an error message."""
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> int:
-        """SIGTERM (a graceful stop), then SIGKILL if it does not end in time; its status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-def start(name: str, argv: list[str], port: int, folder: Path, env: dict[str, str]) -> Server:
-    """Start ``argv`` from the repository root, its output to a file in ``folder``."""
-    log = folder / f"{name}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
-        )
-    return Server(name, f"http://{HOST}:{port}", process, log)
-
-
-async def wait_ready(session: aiohttp.ClientSession, server: Server) -> None:
-    """Poll ``/healthz`` until it answers (bounded), failing fast if the process ended."""
-    for _ in range(READY_TRIES):
-        if server.process.poll() is not None:
-            raise RuntimeError(f"{server.name} exited at start:\n{server.tail()}")
-        with contextlib.suppress(aiohttp.ClientError):
-            async with session.get(server.url + "/healthz") as response:
-                if response.status == 200:
-                    return
-        await asyncio.sleep(READY_PAUSE_S)
-    raise RuntimeError(f"{server.name} did not answer /healthz:\n{server.tail()}")
-
-
-def serve_argv(port: int, db: Path, *flags: str) -> list[str]:
-    """The command line of ``main.py serve`` on ``HOST:port`` over ``db``, plus ``flags``."""
-    return [
-        sys.executable, "main.py", "serve", "--host", HOST, "--port", str(port), "--db", str(db),
-        *flags,
-    ]  # fmt: skip
-
-
-@asynccontextmanager
-async def serving(folder: Path, *flags: str, env: dict[str, str]) -> AsyncIterator[Server]:
-    """``main.py serve`` over ``folder/shop.db`` with ``flags`` and ``env``, on a free port,
-    once it answers ``/healthz``; stopped (SIGTERM, by its pid) when the block ends."""
-    port = free_port()
-    server = start("shopkeep", serve_argv(port, folder / "shop.db", *flags), port, folder, env)
-    try:
-        async with aiohttp.ClientSession() as session:
-            await wait_ready(session, server)
-        yield server
-    finally:
-        server.stop()
-
-
 # ---------------------------------------------------------------- the shop's data
 
 
@@ -276,203 +188,6 @@ async def populate(
         goods_ids += [g["id"] for g in made]
     return tokens, goods_ids
 
-
-def order_body(goods_id: str) -> bytes:
-    """A one-item order's body, the same bytes for both servers."""
-    return b'{"items":[{"goods_id":"' + goods_id.encode() + b'","quantity":1}]}'
-
-
-# ---------------------------------------------------------------- load generators
-
-
-@dataclass
-class Load:
-    """What one load run measured."""
-
-    requests: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-    statuses: dict[str, int] = field(default_factory=dict)
-    socket_errors: int = 0
-
-    @property
-    def per_s(self) -> float:
-        """Answers per second."""
-        return self.requests / self.seconds if self.seconds else 0.0
-
-
-WRK_SCRIPT = """
--- generated by shopkeep.bench.http: one-item orders, a random user and goods each
-local tokens = {%(tokens)s}
-local goods = {%(goods)s}
-local counter = 0
-statuses = {}
-local threads = {}
-local made = 0
-
-function setup(thread)
-  made = made + 1
-  thread:set("tid", made)
-  table.insert(threads, thread)
-end
-
-function init(args)
-  math.randomseed(%(seed)d + tid * 7919)
-end
-
-function request()
-  counter = counter + 1
-  local body = '{"items":[{"goods_id":"' .. goods[math.random(#goods)] .. '","quantity":1}]}'
-  local headers = {
-    ["Authorization"] = "Bearer " .. tokens[math.random(#tokens)],
-    ["Content-Type"] = "application/json",
-    ["Idempotency-Key"] = "%(run)s-" .. tid .. "-" .. counter,
-  }
-  return wrk.format("POST", "%(path)s", headers, body)
-end
-
-function response(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-end
-
-function done(summary, latency, requests)
-  local all = {}
-  for _, thread in ipairs(threads) do
-    for status, count in pairs(thread:get("statuses")) do
-      all[status] = (all[status] or 0) + count
-    end
-  end
-  local parts = {}
-  for status, count in pairs(all) do
-    table.insert(parts, string.format('"%%d": %%d', status, count))
-  end
-  local e = summary.errors
-  io.write(string.format(
-    'WRK-JSON {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p99_us": %%d, ' ..
-    '"max_us": %%d, "socket_errors": %%d, "statuses": {%%s}}\\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    latency.max, e.connect + e.read + e.write + e.timeout, table.concat(parts, ", ")))
-end
-"""
-
-
-def wrk_script(tokens: list[str], goods_ids: list[str], run: str, seed: int) -> str:
-    """The wrk Lua script placing one-item orders (``run`` makes its idempotency keys new)."""
-
-    def lua_list(values: list[str]) -> str:
-        return ", ".join(f'"{value}"' for value in values)
-
-    return WRK_SCRIPT % {
-        "tokens": lua_list(tokens),
-        "goods": lua_list(goods_ids),
-        "seed": seed,
-        "run": run,
-        "path": ORDERS_PATH,
-    }
-
-
-async def run_wrk(url: str, script: Path, seconds: float, connections: int, threads: int) -> Load:
-    """Drive ``url`` with wrk for ``seconds``; its figures, parsed from the script's output."""
-    process = await asyncio.create_subprocess_exec(
-        "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-        "--timeout", "30s", "-s", str(script), url,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    output, _ = await process.communicate()
-    text = output.decode(errors="replace")
-    found = [line for line in text.splitlines() if line.startswith("WRK-JSON ")]
-    if process.returncode != 0 or not found:
-        raise RuntimeError(f"wrk failed ({process.returncode}):\n{text}")
-    figures = json.loads(found[-1].removeprefix("WRK-JSON "))
-    return Load(
-        requests=figures["requests"],
-        seconds=figures["duration_us"] / 1e6,
-        p50_ms=figures["p50_us"] / 1000,
-        p99_ms=figures["p99_us"] / 1000,
-        max_ms=figures["max_us"] / 1000,
-        statuses=figures["statuses"],
-        socket_errors=figures["socket_errors"],
-    )
-
-
-async def run_builtin(
-    url: str, tokens: list[str], goods_ids: list[str], run: str, seconds: float, connections: int
-) -> Load:
-    """Drive ``url`` with ``connections`` aiohttp client loops for ``seconds``."""
-    latencies: list[float] = []
-    statuses: dict[str, int] = {}
-    errors = 0
-    keys = itertools.count(1)
-    connector = aiohttp.TCPConnector(limit=connections)
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        deadline = time.perf_counter() + seconds
-
-        async def customer(n: int) -> None:
-            nonlocal errors
-            pick = random.Random(f"{run}-{n}")
-            while time.perf_counter() < deadline:
-                headers = {
-                    "Authorization": f"Bearer {pick.choice(tokens)}",
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": f"{run}-{next(keys)}",
-                }
-                body = order_body(pick.choice(goods_ids))
-                started = time.perf_counter()
-                try:
-                    async with session.post(url + ORDERS_PATH, data=body, headers=headers) as r:
-                        await r.read()
-                        status = str(r.status)
-                except (aiohttp.ClientError, TimeoutError):
-                    errors += 1
-                    continue
-                latencies.append(time.perf_counter() - started)
-                statuses[status] = statuses.get(status, 0) + 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(customer(n) for n in range(connections)))
-        elapsed = time.perf_counter() - started
-    if not latencies:
-        raise RuntimeError(f"no request to {url} was answered ({errors} errors)")
-    return Load(
-        requests=len(latencies),
-        seconds=elapsed,
-        p50_ms=percentile(latencies, 0.50) * 1000,
-        p99_ms=percentile(latencies, 0.99) * 1000,
-        max_ms=max(latencies) * 1000,
-        statuses=statuses,
-        socket_errors=errors,
-    )
-
-
-@dataclass
-class Generator:
-    """The load generator of this run: wrk when installed, else the built-in one."""
-
-    tokens: list[str]
-    goods_ids: list[str]
-    folder: Path
-    seconds: float
-    use_wrk: bool
-    runs: Iterator[int] = field(default_factory=lambda: itertools.count(1))
-
-    @property
-    def name(self) -> str:
-        """What the JSON calls it."""
-        return "wrk" if self.use_wrk else "aiohttp-client"
-
-    async def drive(self, url: str, seconds: float | None = None) -> Load:
-        """One run against ``url`` (a fresh run id, so every idempotency key is new)."""
-        run = f"bench-{secrets.token_hex(4)}-{next(self.runs)}"
-        duration = self.seconds if seconds is None else seconds
-        if not self.use_wrk:
-            return await run_builtin(url, self.tokens, self.goods_ids, run, duration, CONNECTIONS)
-        script = self.folder / f"{run}.lua"
-        script.write_text(wrk_script(self.tokens, self.goods_ids, run, seed=len(run)))
-        threads = max(1, min(4, (os.cpu_count() or 1)))
-        return await run_wrk(url, script, duration, CONNECTIONS, threads)
 
 
 # ---------------------------------------------------------------- the run

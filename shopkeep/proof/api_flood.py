@@ -30,7 +30,9 @@ from typing import Any
 
 import aiohttp
 
-from shopkeep.bench.http import HOST, ORDERS_PATH, Generator, order_body, populate
+from shopkeep.bench.generators import ORDERS_PATH, Generator, order_body
+from shopkeep.bench.http import populate
+from shopkeep.bench.processes import HOST
 from shopkeep.proof.serving import ServeProcess
 
 SMALL_IN_FLIGHT = 64

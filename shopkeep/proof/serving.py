@@ -1,7 +1,8 @@
 """A real ``python main.py serve`` process for the proofs: started, killed, restarted.
 
-Built on the benchmark's process handling (:mod:`shopkeep.bench.http`: a free port, output to a
-log file, readiness by polling ``/healthz``), so there is one way to run a server from Python.
+Built on the benchmarks' process handling (:mod:`shopkeep.bench.processes`: a free port,
+output to a log file, readiness by polling ``/healthz``), so there is one way to run a server
+from Python.
 The port is chosen once and kept across restarts, so clients keep one URL; the process is
 always reaped, even when the caller fails, by using :class:`ServeProcess` as a context manager.
 """
@@ -15,7 +16,7 @@ from types import TracebackType
 
 import aiohttp
 
-from shopkeep.bench.http import HOST, ROOT, Server, free_port, start, wait_ready
+from shopkeep.bench.processes import HOST, ROOT, Server, free_port, start, wait_ready
 from shopkeep.store.lock import ProcessLock
 
 LOCK_WAIT_S = 30.0

@@ -21,7 +21,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from shopkeep.bench.http import serving
+from shopkeep.bench.processes import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "bench-admin-token-0123456789"
