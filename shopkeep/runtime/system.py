@@ -132,6 +132,7 @@ class ActorSystem:
         else:
             address, handling = scope
             envelope = Envelope(message, None, (*handling.chain, address), handling.trace)
+        self._refuse_if_full()
         self._enqueue(self._cell(to), envelope)
 
     async def ask(
@@ -157,6 +158,9 @@ class ActorSystem:
             trace = handling.trace
             if to in chain:
                 raise AskCycle((*chain, to))
+        # refused before the cell exists: a flood of asks to new ids (orders refused 503) must
+        # not leave a registry entry per refusal
+        self._refuse_if_full()
         cell = self._cell(to)
         assert self._loop is not None, "start() the actor system first"
         reply: asyncio.Future[Any] = self._loop.create_future()
@@ -187,12 +191,15 @@ class ActorSystem:
         """Enqueue a prepared envelope (timer fires and durable messages use this)."""
         self._enqueue(self._cell(to), envelope)
 
-    def _admit(self) -> None:
+    def _refuse_if_full(self) -> None:
         if self._in_flight >= self.config.max_in_flight:
             self.stats.overloaded += 1
             raise Overloaded(
                 f"{self._in_flight} messages in flight", self.config.overload_retry_after_s
             )
+
+    def _admit(self) -> None:
+        self._refuse_if_full()
         self._in_flight += 1
 
     def _enqueue(self, cell: Cell, envelope: Envelope) -> None:

@@ -106,7 +106,12 @@ async def test_the_in_flight_cap_refuses_new_messages_for_any_actor(
     with pytest.raises(Overloaded) as refused:
         system.tell(probe(99), Get())
     assert refused.value.retry_after > 0
+    with pytest.raises(Overloaded):
+        await system.ask(probe(100), Get())
     assert system.in_flight == 4
+    # refused before activation: no live actor is left behind for an address refused
+    assert not system.is_live(probe(99)) and not system.is_live(probe(100))
+    assert system.live_actors == 4
     for actor in range(4):
         gate(f"open{actor}").set()
     await asyncio.gather(*waiting)
