@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import Protocol
 
 import msgspec
@@ -88,8 +89,12 @@ class SandboxGateway:
         self._tasks: set[asyncio.Task[bool]] = set()
         self._refunds_fail_until = float("-inf")
         self.refunds_failing = False
-        self.collected: dict[tuple[int, str | None], int] = {}
+        self._collected: dict[tuple[int, str | None], int] = {}
         self.refunded: dict[int, tuple[int | None, int]] = {}
+        # per-payment totals beside the books, so a refund checks its payment in O(1): a soak
+        # of ten minutes refunds tens of thousands of times
+        self._collected_by_payment: dict[int, int] = {}
+        self._refunded_by_payment: dict[int | None, int] = {}
         self.refund_attempts = 0
         self.deliveries = 0
 
@@ -112,15 +117,36 @@ class SandboxGateway:
             raise GatewayError("sandbox: refunds are failing")
         if refund_id in self.refunded:
             return  # the idempotency key: done already
-        known = any(p == payment_id for p, _ in self.collected)
+        known = payment_id in self._collected_by_payment
         if known and amount > self.refundable(payment_id):
             raise GatewayError(
                 f"sandbox: payment {payment_id} has {self.refundable(payment_id)} left to "
                 f"refund, {amount} asked"
             )
         self.refunded[refund_id] = (payment_id, amount)
+        self._refunded_by_payment[payment_id] = (
+            self._refunded_by_payment.get(payment_id, 0) + amount
+        )
 
     # -- books ----------------------------------------------------------------------------------
+
+    @property
+    def collected(self) -> Mapping[tuple[int, str | None], int]:
+        """(payment id, gateway transaction id) -> the amount collected (read-only: record
+        with :meth:`collect`)."""
+        return MappingProxyType(self._collected)
+
+    def collect(self, payment_id: int, txn_id: str | None, amount: int) -> bool:
+        """Record that the user paid ``amount`` for ``payment_id`` in transaction ``txn_id``,
+        once per transaction; whether it was new."""
+        key = (payment_id, txn_id)
+        if key in self._collected:
+            return False
+        self._collected[key] = amount
+        self._collected_by_payment[payment_id] = (
+            self._collected_by_payment.get(payment_id, 0) + amount
+        )
+        return True
 
     @property
     def total_collected(self) -> int:
@@ -134,9 +160,8 @@ class SandboxGateway:
 
     def refundable(self, payment_id: int | None) -> int:
         """What was collected for ``payment_id`` and not refunded yet."""
-        paid = sum(a for (p, _), a in self.collected.items() if p == payment_id)
-        back = sum(a for p, a in self.refunded.values() if p == payment_id)
-        return paid - back
+        paid = self._collected_by_payment.get(payment_id, 0) if payment_id is not None else 0
+        return paid - self._refunded_by_payment.get(payment_id, 0)
 
     # -- switches for tests ---------------------------------------------------------------------
 
@@ -180,7 +205,7 @@ class SandboxGateway:
         if status == "succeeded":
             if txn_id is None:
                 txn_id = f"sbx-{payment_id}-{next(self._txn_ids)}"
-            self.collected.setdefault((payment_id, txn_id), amount)
+            self.collect(payment_id, txn_id, amount)
         body = self.callback(payment_id, order_id, amount, status, txn_id)
         self._last_body[payment_id] = body
         return await self.deliver(body)

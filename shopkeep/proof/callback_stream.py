@@ -198,7 +198,7 @@ class Stream:
     def _success(self, payment: Payment) -> bytes:
         self.txns += 1
         txn = f"txn-{self.txns}"
-        self.gateway.collected[(payment.id, txn)] = payment.amount
+        self.gateway.collect(payment.id, txn, payment.amount)
         return self.gateway.callback(payment.id, payment.order, payment.amount, "succeeded", txn)
 
     def _judge_duplicate(self, answer: dict[str, Any] | None) -> None:

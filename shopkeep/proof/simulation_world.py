@@ -185,7 +185,7 @@ class World:
         if status == "succeeded":
             self.txns += 1
             txn = f"sim-{self.txns}"
-            self.gateway.collected.setdefault((payment, txn), amount)
+            self.gateway.collect(payment, txn, amount)
         sent = Sent(
             payment, order, status, self.gateway.callback(payment, order, amount, status, txn)
         )

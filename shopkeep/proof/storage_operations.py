@@ -106,7 +106,7 @@ class Bench:
         """Alice pays at the gateway: it collects; the callback is kept for the run."""
         started = await self.shop.start_payment(self.held["order"])
         payment = started.payment
-        self.gateway.collected[(payment.id, "txn-1")] = payment.amount
+        self.gateway.collect(payment.id, "txn-1", payment.amount)
         self.held["callback"] = self.gateway.callback(
             payment.id, payment.order_id, payment.amount, "succeeded", "txn-1"
         )
