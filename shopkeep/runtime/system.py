@@ -132,7 +132,6 @@ class ActorSystem:
         else:
             address, handling = scope
             envelope = Envelope(message, None, (*handling.chain, address), handling.trace)
-        self._refuse_if_full()
         self._enqueue(self._cell(to), envelope)
 
     async def ask(
@@ -158,9 +157,6 @@ class ActorSystem:
             trace = handling.trace
             if to in chain:
                 raise AskCycle((*chain, to))
-        # refused before the cell exists: a flood of asks to new ids (orders refused 503) must
-        # not leave a registry entry per refusal
-        self._refuse_if_full()
         cell = self._cell(to)
         assert self._loop is not None, "start() the actor system first"
         reply: asyncio.Future[Any] = self._loop.create_future()
@@ -241,6 +237,9 @@ class ActorSystem:
             behavior = self._kinds.get(address[0])
             if behavior is None:
                 raise UnknownActorKind(f"no actor kind {address[0]!r} is registered")
+            # a message about to be refused must not leave a cell behind (a flood of placements
+            # to new order ids, each refused 503, would otherwise grow the registry by one each)
+            self._refuse_if_full()
             if len(self._registry) >= self.config.max_live_actors:
                 evicted = self._registry.evict(max(1, self.config.max_live_actors // 100))
                 if not evicted:
