@@ -13,12 +13,12 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import Awaitable, Callable, Mapping
-from types import MappingProxyType
 from typing import Protocol
 
 import msgspec
 import structlog
 
+from shopkeep.actors.sandbox_books import PAYMENTS_REMEMBERED, SandboxBooks
 from shopkeep.actors.signature import sign
 from shopkeep.runtime import Clock
 
@@ -64,9 +64,11 @@ class SandboxGateway:
     """An in-process gateway: collects on :meth:`complete`, refunds on :meth:`refund`.
 
     ``collected`` maps (payment id, gateway transaction id) to the amount collected;
-    ``refunded`` maps refund id to (payment id, amount). Callbacks are signed with ``secret``
-    and delivered through the sink given to :meth:`attach`, retried with back-off (on the
-    runtime clock) until the sink acknowledges them.
+    ``refunded`` maps refund id to (payment id, amount); both of the most recent ``remember``
+    payments and refunds (:mod:`shopkeep.actors.sandbox_books`: the totals are exact, older
+    books are forgotten as a restart forgets them; None keeps everything). Callbacks are signed
+    with ``secret`` and delivered through the sink given to :meth:`attach`, retried with
+    back-off (on the runtime clock) until the sink acknowledges them.
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class SandboxGateway:
         base_url: str = "https://sandbox.shopkeep.invalid/pay",
         retry_s: float = 1.0,
         retry_max_s: float = 60.0,
+        remember: int | None = PAYMENTS_REMEMBERED,
     ) -> None:
         self._secret = secret
         self._clock = clock
@@ -85,16 +88,10 @@ class SandboxGateway:
         self._retry_max_s = retry_max_s
         self._sink: CallbackSink | None = None
         self._txn_ids = itertools.count(1)
-        self._last_body: dict[int, bytes] = {}
         self._tasks: set[asyncio.Task[bool]] = set()
         self._refunds_fail_until = float("-inf")
         self.refunds_failing = False
-        self._collected: dict[tuple[int, str | None], int] = {}
-        self.refunded: dict[int, tuple[int | None, int]] = {}
-        # per-payment totals beside the books, so a refund checks its payment in O(1): a soak
-        # of ten minutes refunds tens of thousands of times
-        self._collected_by_payment: dict[int, int] = {}
-        self._refunded_by_payment: dict[int | None, int] = {}
+        self._books = SandboxBooks(remember)
         self.refund_attempts = 0
         self.deliveries = 0
 
@@ -115,53 +112,48 @@ class SandboxGateway:
         self.refund_attempts += 1
         if self.refunds_failing or self._clock.now() < self._refunds_fail_until:
             raise GatewayError("sandbox: refunds are failing")
-        if refund_id in self.refunded:
+        books = self._books
+        if books.has_refund(refund_id):
             return  # the idempotency key: done already
-        known = payment_id in self._collected_by_payment
-        if known and amount > self.refundable(payment_id):
+        if books.remembers(payment_id) and amount > books.refundable(payment_id):
             raise GatewayError(
-                f"sandbox: payment {payment_id} has {self.refundable(payment_id)} left to "
+                f"sandbox: payment {payment_id} has {books.refundable(payment_id)} left to "
                 f"refund, {amount} asked"
             )
-        self.refunded[refund_id] = (payment_id, amount)
-        self._refunded_by_payment[payment_id] = (
-            self._refunded_by_payment.get(payment_id, 0) + amount
-        )
+        books.refund(refund_id, payment_id, amount)
 
     # -- books ----------------------------------------------------------------------------------
 
     @property
     def collected(self) -> Mapping[tuple[int, str | None], int]:
-        """(payment id, gateway transaction id) -> the amount collected (read-only: record
-        with :meth:`collect`)."""
-        return MappingProxyType(self._collected)
+        """(payment id, gateway transaction id) -> the amount collected, of the payments
+        remembered (read-only: record with :meth:`collect`)."""
+        return self._books.collected
+
+    @property
+    def refunded(self) -> Mapping[int, tuple[int | None, int]]:
+        """Refund id -> (payment id, amount), of the refunds remembered."""
+        return self._books.refunded
 
     def collect(self, payment_id: int, txn_id: str | None, amount: int) -> bool:
         """Record that the user paid ``amount`` for ``payment_id`` in transaction ``txn_id``,
         once per transaction; whether it was new."""
-        key = (payment_id, txn_id)
-        if key in self._collected:
-            return False
-        self._collected[key] = amount
-        self._collected_by_payment[payment_id] = (
-            self._collected_by_payment.get(payment_id, 0) + amount
-        )
-        return True
+        return self._books.collect(payment_id, txn_id, amount)
 
     @property
     def total_collected(self) -> int:
-        """Everything collected."""
-        return sum(self.collected.values())
+        """Everything collected, forgotten payments included."""
+        return self._books.total_collected
 
     @property
     def total_refunded(self) -> int:
-        """Everything refunded."""
-        return sum(amount for _, amount in self.refunded.values())
+        """Everything refunded, forgotten refunds included."""
+        return self._books.total_refunded
 
     def refundable(self, payment_id: int | None) -> int:
-        """What was collected for ``payment_id`` and not refunded yet."""
-        paid = self._collected_by_payment.get(payment_id, 0) if payment_id is not None else 0
-        return paid - self._refunded_by_payment.get(payment_id, 0)
+        """What was collected for ``payment_id`` and not refunded yet (0 when not
+        remembered)."""
+        return self._books.refundable(payment_id)
 
     # -- switches for tests ---------------------------------------------------------------------
 
@@ -207,7 +199,7 @@ class SandboxGateway:
                 txn_id = f"sbx-{payment_id}-{next(self._txn_ids)}"
             self.collect(payment_id, txn_id, amount)
         body = self.callback(payment_id, order_id, amount, status, txn_id)
-        self._last_body[payment_id] = body
+        self._books.payment(payment_id).last_body = body
         return await self.deliver(body)
 
     def complete_soon(
@@ -227,8 +219,12 @@ class SandboxGateway:
         return task
 
     async def resend(self, payment_id: int) -> bool:
-        """Call back again with the last body sent for ``payment_id`` (a duplicate)."""
-        return await self.deliver(self._last_body[payment_id])
+        """Call back again with the last body sent for ``payment_id`` (a duplicate); a
+        payment the books no longer remember (or never called back for) is a KeyError."""
+        body = self._books.last_body(payment_id)
+        if body is None:
+            raise KeyError(f"sandbox: no callback of payment {payment_id} is remembered")
+        return await self.deliver(body)
 
     async def deliver(self, raw_body: bytes) -> bool:
         """Sign ``raw_body`` afresh on every try and deliver it until acknowledged."""

@@ -54,3 +54,33 @@ async def test_a_refund_is_done_once_per_key_and_fails_while_switched_off() -> N
     gateway.refunds_failing = True
     with pytest.raises(GatewayError):
         await gateway.refund(72, 9, 1)
+
+
+async def test_the_books_forget_the_oldest_payments_but_keep_exact_totals() -> None:
+    clock = VirtualClock()
+    gateway = SandboxGateway("s", clock, remember=2)
+
+    async def shop(raw_body: bytes, header: str) -> bool:
+        return True
+
+    gateway.attach(shop)
+    for payment in (1, 2, 3):
+        assert await gateway.complete(payment, 10 + payment, 100, "succeeded", f"t{payment}")
+    await gateway.refund(31, 3, 40)
+
+    assert gateway.collected == {(2, "t2"): 100, (3, "t3"): 100}
+    assert (gateway.total_collected, gateway.total_refunded) == (300, 40)
+    assert gateway.refundable(3) == 60
+    with pytest.raises(GatewayError):
+        await gateway.refund(32, 3, 61)  # a remembered payment is still checked
+    await gateway.refund(11, 1, 100)  # a forgotten one is refunded on trust, as after a restart
+    assert gateway.total_refunded == 140
+    with pytest.raises(KeyError):
+        await gateway.resend(1)
+    assert await gateway.resend(3)
+    assert gateway.deliveries == 4
+
+
+def test_the_books_refuse_a_bound_below_one() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        SandboxGateway("s", VirtualClock(), remember=0)
