@@ -5,10 +5,11 @@ concurrency story: a thousand buyers of the last hundred units are handled one a
 so exactly a hundred are served and the stock never goes below zero, with no lock anywhere.
 
 TakeStock is on the placement's hot path and touches no disk for reads. It is asked once per
-order and goods; the last few thousand takes are remembered so that an ask repeated within an
-activation answers the same StockTaken instead of taking twice (beyond that memory, the unique
-index on the ledger refuses a second take's commit). ReturnStock is a durable compensation: it
-reads the order's ledger rows for this goods (read-your-writes) and gives back what they hold.
+order and goods; the takes of the last minute (a few thousand at most) are remembered so that
+an ask repeated within an activation answers the same StockTaken instead of taking twice
+(beyond that memory, the unique index on the ledger refuses a second take's commit).
+ReturnStock is a durable compensation: it reads the order's ledger rows for this goods
+(read-your-writes) and gives back what they hold.
 """
 
 from __future__ import annotations
@@ -43,7 +44,12 @@ LEDGER_SQL = (
 )
 
 RECENT_TAKES = 4096
-"""Takes remembered per activation (order id -> answer), oldest forgotten first."""
+"""Takes remembered per activation at most (order id -> answer), oldest forgotten first."""
+RECENT_TAKES_S = 60.0
+"""How long a take is remembered: twice the default ask timeout, longer than an order waits
+before it asks again. Without it a busy goods actor (never passivated) filled its memory to
+:data:`RECENT_TAKES` at its own pace: at seven orders a second, the soak's goods grew the
+server for ten minutes (about 130 bytes a take)."""
 
 
 class GoodsActor(Actor):
@@ -55,7 +61,8 @@ class GoodsActor(Actor):
     messages = GoodsMessage
 
     goods: Goods | None
-    taken: dict[int, StockTaken]
+    taken: dict[int, tuple[float, StockTaken]]
+    """Order id -> (when, the answer), oldest first."""
 
     async def on_activate(self, ctx: ActivationContext) -> None:
         """Load the goods row (absent: not created yet)."""
@@ -90,13 +97,13 @@ class GoodsActor(Actor):
             case TakeStock(order_id):
                 earlier = self.taken.get(order_id)
                 if earlier is not None:
-                    return earlier
+                    return earlier[1]
                 decision = take(goods, goods_id, message)
                 if isinstance(decision, Refusal):
                     return decision
                 updated, move, answer = decision
                 self._write(ctx, updated, move)
-                self._remember(order_id, answer)
+                self._remember(order_id, answer, ctx.now())
                 return answer
             case ReturnStock(order_id):
                 rows = await ctx.query(HELD_SQL, (goods_id, order_id))
@@ -135,8 +142,14 @@ class GoodsActor(Actor):
                 LEDGER_SQL, (self.address.id, move.order_id, move.reason, move.quantity, ctx.now())
             )
 
-    def _remember(self, order_id: int, answer: StockTaken) -> None:
+    def _remember(self, order_id: int, answer: StockTaken, now: float) -> None:
+        """Remember a take, forgetting those older than :data:`RECENT_TAKES_S` and the oldest
+        beyond :data:`RECENT_TAKES` (dicts keep insertion order: the first is the oldest)."""
         taken = self.taken
-        if len(taken) >= RECENT_TAKES:
-            del taken[next(iter(taken))]  # dicts keep insertion order: this is the oldest
-        taken[order_id] = answer
+        forget_before = now - RECENT_TAKES_S
+        while taken:
+            oldest = next(iter(taken))
+            if len(taken) < RECENT_TAKES and taken[oldest][0] >= forget_before:
+                break
+            del taken[oldest]
+        taken[order_id] = (now, answer)

@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from shopkeep.actors.goods import RECENT_TAKES_S
 from shopkeep.actors.protocol import (
     COUPON_UNAVAILABLE,
     IDEMPOTENCY_CONFLICT,
@@ -46,6 +47,8 @@ from shopkeep.actors.protocol import (
     UserView,
 )
 from shopkeep.bootstrap import Runtime
+from shopkeep.runtime import VirtualClock
+from shopkeep.store.errors import CommitFailed
 from tests.actors.asset_shop import (
     assets,
     coupon,
@@ -97,6 +100,23 @@ async def test_a_take_asked_again_for_the_same_order_answers_the_same_and_takes_
     await shop.system.ask(goods(1), UpdateGoods(price=500))
     assert await shop.system.ask(goods(1), TakeStock(7, 3)) == StockTaken(450)
     assert (await shop.system.ask(goods(1), GetGoods())).stock == 7
+
+
+async def test_a_take_is_remembered_a_minute_and_after_that_the_ledger_refuses_a_repeat(
+    shop: Runtime,
+) -> None:
+    ask = shop.system.ask
+    await ask(goods(1), CreateGoods("tea", 450, 10))
+    await ask(goods(1), TakeStock(7, 3))
+    clock = shop.system.clock
+    assert isinstance(clock, VirtualClock)
+    await clock.advance(RECENT_TAKES_S + 1)
+    await ask(goods(1), TakeStock(8, 1))  # the take of order 7 is forgotten on this one
+    with pytest.raises(CommitFailed, match="UNIQUE constraint failed: stock_ledger"):
+        await ask(goods(1), TakeStock(7, 3))
+    assert (await ask(goods(1), GetGoods())).stock == 6
+    ledger = await rows(shop, "SELECT order_id, reason, quantity FROM stock_ledger ORDER BY id")
+    assert ledger == [(7, "take", -3), (8, "take", -1)]
 
 
 async def test_a_thousand_buyers_of_a_hundred_units_get_exactly_a_hundred(shop: Runtime) -> None:
