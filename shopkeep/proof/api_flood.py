@@ -2,8 +2,8 @@
 
 A real server process is the target: the same assembly as ``main.py serve``
 (:func:`shopkeep.http.server.serve`), started by ``python -m shopkeep.proof.api_flood --serve``
-so that its actor runtime can be given a small in-flight cap (no flag of ``serve`` sets it) and
-the unpaid-orders cap lifted (these customers never pay). Then:
+so that its actor runtime can be given small in-flight and live-actor caps (no flag of ``serve``
+sets them) and the unpaid-orders cap lifted (these customers never pay). Then:
 
 1. its capacity is measured: one-item placements placed per second (201s) under the
    benchmark's load (64 connections, ``wrk`` when installed), for two seconds;
@@ -37,6 +37,10 @@ from shopkeep.proof.serving import ServeProcess
 
 SMALL_IN_FLIGHT = 64
 """The flood server's cap on messages in flight: a placement holds a few at once."""
+SMALL_LIVE_ACTORS = 2_048
+"""The flood server's cap on live actors. What a flood leaves in memory is the orders it
+placed, each a live actor until passivated; the default cap (200,000, about 2.5 KiB an order)
+bounds a server too, but only after minutes of flood: a small one shows the bound within it."""
 CAPACITY_SECONDS = 2.0
 ANSWER_TIMEOUT_S = 60.0
 """How long the flood waits for the answers to everything it sent."""
@@ -226,10 +230,12 @@ def judge(flooded: Flooded, status: int) -> list[str]:
 
 
 def serve_main(argv: list[str]) -> int:
-    """``--serve``: the flood's server, ``main.py serve`` with a small in-flight cap."""
-    from shopkeep.http.server import ServeOptions, serve
+    """``--serve``: the flood's server, ``main.py serve`` with small in-flight and live-actor
+    caps."""
+    from dataclasses import replace
+
+    from shopkeep.http.server import SERVER_RUNTIME, ServeOptions, serve
     from shopkeep.logs import configure_logging
-    from shopkeep.runtime import RuntimeConfig
 
     parser = argparse.ArgumentParser(prog="python -m shopkeep.proof.api_flood --serve")
     parser.add_argument("--db", required=True)
@@ -240,7 +246,9 @@ def serve_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     options = ServeOptions(
         db=args.db, host=args.host, port=args.port, admin_token=args.admin_token,
-        max_unpaid_orders=10**9, runtime=RuntimeConfig(max_in_flight=args.max_in_flight),
+        max_unpaid_orders=10**9,
+        runtime=replace(SERVER_RUNTIME, max_in_flight=args.max_in_flight,
+                        max_live_actors=SMALL_LIVE_ACTORS),
     )  # fmt: skip
     configure_logging()
     try:
