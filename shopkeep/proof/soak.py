@@ -1,9 +1,10 @@
 """Group 6: the soak. Ten minutes at 80% of capacity: memory must not creep, p99 must not drift.
 
 ``python -m shopkeep.proof soak [--minutes 10] [--fraction 0.8]`` starts ``python main.py serve``
-(sandbox on, a 5 s payment deadline so that late callbacks happen, the writer in its own
-process as by default) on a fresh file in a temporary folder, then drives it with the load
-harness of ``python main.py bench`` (:mod:`shopkeep.bench.load`, its whole default mix):
+(sandbox on, a 5 s payment deadline so that late callbacks happen, the writer on a thread as
+by default, or in a process of its own with ``--writer process``) on a fresh file in a
+temporary folder, then drives it with the load harness of ``python main.py bench``
+(:mod:`shopkeep.bench.load`, its whole default mix):
 
 1. capacity: the harness unpaced (each of ``--concurrency`` workers starts its next journey as
    soon as its last one ended) for ``--capacity-seconds``; capacity = journeys started per
@@ -53,6 +54,7 @@ class Plan:
     memory_growth: float = 0.10
     p99_drift: float = 2.0
     seed: int = 1
+    writer: str = "thread"
 
 
 @dataclass
@@ -156,7 +158,7 @@ async def run(plan: Plan, folder: Path) -> Soaked:
     """Start the server, measure its capacity, soak it, judge."""
     admin, secret = secrets.token_hex(16), secrets.token_hex(32)
     flags = ["--sandbox", "--order-timeout", str(ORDER_TIMEOUT_S), "--admin-token", admin,
-             "--gateway-secret", secret]  # fmt: skip
+             "--gateway-secret", secret, "--writer", plan.writer]  # fmt: skip
     with ServeProcess(folder / "soak.db", folder, flags) as server:
         async with aiohttp.ClientSession() as session:
             await server.start(session)
@@ -206,12 +208,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--p99-drift", type=float, default=defaults.p99_drift,
                         help="largest p99 allowed in an interval, times the first one's")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="the harness's seed")
+    parser.add_argument("--writer", choices=("thread", "process"), default=defaults.writer,
+                        help="where the server commits (serve --writer; default: thread)")
     parser.add_argument("--folder", type=Path, help="keep the database and logs here")
     args = parser.parse_args(argv)
     plan = Plan(
         minutes=args.minutes, fraction=args.fraction, concurrency=args.concurrency,
         capacity_seconds=args.capacity_seconds, interval_s=args.interval,
         memory_growth=args.memory_growth, p99_drift=args.p99_drift, seed=args.seed,
+        writer=args.writer,
     )  # fmt: skip
     if args.folder is not None:
         args.folder.mkdir(parents=True, exist_ok=True)

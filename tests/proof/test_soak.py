@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from shopkeep.proof.soak import Plan, Soaked, judge, run, settled_memory
 
 
@@ -33,10 +35,14 @@ def test_memory_settles_one_interval_in() -> None:
     assert settled_memory([None, None]) is None
 
 
+@pytest.mark.parametrize("writer", ["thread", "process"])
 async def test_a_short_soak_offers_its_fraction_of_capacity_and_keeps_the_books(
-    tmp_path: Path,
+    tmp_path: Path, writer: str
 ) -> None:
-    plan = Plan(minutes=0.1, fraction=0.5, concurrency=8, capacity_seconds=2.0, interval_s=2.0)
+    plan = Plan(
+        minutes=0.1, fraction=0.5, concurrency=8, capacity_seconds=2.0, interval_s=2.0,
+        writer=writer,
+    )  # fmt: skip
     result = await run(plan, tmp_path)
     assert result.audit_ok and result.errors == 0
     assert result.capacity_per_s > 0
