@@ -235,7 +235,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if problem is not None:
         return _fail(f"cannot use database path {args.db}: {problem}")
 
-    from shopkeep.http.server import ServeOptions, StartupError, serve
+    from shopkeep.http.server import ServeOptions, StartupError, fastest_loop_factory, serve
     from shopkeep.logs import configure_logging
     from shopkeep.store.errors import StoreError
 
@@ -254,26 +254,13 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     configure_logging()
     try:
-        with asyncio.Runner(loop_factory=_fastest_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=fastest_loop_factory()) as runner:
             runner.run(serve(options))
     except (StoreError, StartupError) as error:
         return _fail(str(error))
     except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
         return 130
     return 0
-
-
-def _fastest_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop when it is installed, else asyncio's default.
-
-    A loop factory rather than a global event loop policy: policies are deprecated from
-    Python 3.14 on, and this touches nothing outside the server's own runner.
-    """
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 # ---------------------------------------------------------------- demo

@@ -146,14 +146,10 @@ async def serve_bare(port: int) -> None:
 
 
 def run_bare(port: int) -> int:
-    """The baseline process's main: on uvloop when installed, like ``serve``."""
-    try:
-        import uvloop
+    """The baseline process's main: on the same loop as ``serve``."""
+    from shopkeep.http.server import fastest_loop_factory
 
-        factory: Any = uvloop.new_event_loop
-    except ImportError:
-        factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
+    with asyncio.Runner(loop_factory=fastest_loop_factory()) as runner:
         runner.run(serve_bare(port))
     return 0
 

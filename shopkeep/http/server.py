@@ -286,3 +286,18 @@ def stop_signals(callback: Callable[[], None]) -> Iterator[None]:
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+
+
+def fastest_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed, else asyncio's default (None).
+
+    A loop factory rather than a global event loop policy: policies are deprecated from
+    Python 3.14 on, and this touches nothing outside the runner it is given to. Every process
+    that serves (``main.py serve``, the flood's server, the HTTP bench's bare baseline) runs on
+    the loop this chooses, so they compare on the same loop.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

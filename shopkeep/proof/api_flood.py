@@ -234,7 +234,7 @@ def serve_main(argv: list[str]) -> int:
     caps."""
     from dataclasses import replace
 
-    from shopkeep.http.server import SERVER_RUNTIME, ServeOptions, serve
+    from shopkeep.http.server import SERVER_RUNTIME, ServeOptions, fastest_loop_factory, serve
     from shopkeep.logs import configure_logging
 
     parser = argparse.ArgumentParser(prog="python -m shopkeep.proof.api_flood --serve")
@@ -251,13 +251,7 @@ def serve_main(argv: list[str]) -> int:
                         max_live_actors=SMALL_LIVE_ACTORS),
     )  # fmt: skip
     configure_logging()
-    try:
-        import uvloop
-
-        factory: Any = uvloop.new_event_loop
-    except ImportError:
-        factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
+    with asyncio.Runner(loop_factory=fastest_loop_factory()) as runner:
         runner.run(serve(options))
     return 0
 
