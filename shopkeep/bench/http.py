@@ -156,18 +156,26 @@ def run_bare(port: int) -> int:
 # ---------------------------------------------------------------- the shop's data
 
 
+async def create(
+    session: aiohttp.ClientSession, url: str, admin: str, path: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """POST ``body`` to ``url + path`` as the admin; what it created (a 201 is expected: any
+    other answer is a broken fixture, raised as RuntimeError)."""
+    headers = {"Authorization": f"Bearer {admin}"}
+    async with session.post(url + path, json=body, headers=headers) as response:
+        made: dict[str, Any] = await response.json(content_type=None)
+        if response.status != 201:
+            raise RuntimeError(f"POST {path}: {response.status} {made}")
+        return made
+
+
 async def populate(
     session: aiohttp.ClientSession, url: str, admin: str, users: int, goods: int
 ) -> tuple[list[str], list[str]]:
     """Create the users and goods through the API, 64 at a time: user tokens, goods ids."""
-    headers = {"Authorization": f"Bearer {admin}"}
 
     async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        async with session.post(url + path, json=body, headers=headers) as response:
-            answer: dict[str, Any] = await response.json(content_type=None)
-            if response.status != 201:
-                raise RuntimeError(f"POST {path}: {response.status} {answer}")
-            return answer
+        return await create(session, url, admin, path, body)
 
     tokens: list[str] = []
     for start_at in range(0, users, CONNECTIONS):
@@ -183,7 +191,6 @@ async def populate(
         )
         goods_ids += [g["id"] for g in made]
     return tokens, goods_ids
-
 
 
 # ---------------------------------------------------------------- the run

@@ -27,6 +27,7 @@ import aiohttp
 import msgspec
 
 from shopkeep.actors.signature import HEADER, sign
+from shopkeep.bench.http import create
 
 Outcome = Literal["ok", "failed", "unknown"]
 Kind = Literal["place", "pay_start", "callback", "cancel"]
@@ -255,14 +256,9 @@ async def make_fixture(
 ) -> Fixture:
     """Create the customers (with wallet money and two coupons each) and the goods (most
     plentiful, two scarce, so some placements fail for stock and are undone)."""
-    headers = {"Authorization": f"Bearer {admin}"}
 
     async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        async with session.post(url + path, json=body, headers=headers) as response:
-            made: dict[str, Any] = await response.json(content_type=None)
-            if response.status != 201:
-                raise RuntimeError(f"POST {path}: {response.status} {made}")
-            return made
+        return await create(session, url, admin, path, body)
 
     goods_ids = []
     for n in range(goods):
