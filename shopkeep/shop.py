@@ -113,8 +113,6 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-
-
 def answer(reply: Any, kind: type[T]) -> T:
     """The actor's answer as ``kind``, or its refusal raised as a ShopError."""
     if isinstance(reply, Refusal):
@@ -296,7 +294,6 @@ class Shop:
         return await queries.list_coupons(self.reader, user_id, limit, cursor)
 
     # -- orders ---------------------------------------------------------------------------------
-
 
     async def place_order(
         self,

@@ -58,10 +58,6 @@ from shopkeep.store import Store, UnitOfWork
 log = structlog.get_logger("shopkeep.runtime")
 
 
-
-
-
-
 class ActorSystem:
     """Hosts actor kinds on one store. The composition root builds one and starts it."""
 
@@ -412,7 +408,6 @@ class ActorSystem:
             self.stats.restarts += 1
         return True
 
-
     def _unit_failed(self, unit: UnitOfWork, error: Exception) -> None:
         owner = unit.owner
         log.warning(
@@ -496,7 +491,3 @@ class ActorSystem:
     def stopping(self) -> bool:
         """Whether :meth:`stop` has begun."""
         return self._stopping
-
-
-
-

@@ -9,7 +9,8 @@ unit has several statements. The writer hands a whole batch to its thread in one
 statements there with the stdlib driver, which releases the GIL while SQLite works. With a
 :class:`~shopkeep.store.writer_process.WriterProcess` the thread only hands each batch on to the
 writer's own process and waits: binding and stepping then never compete with the event loop for
-the GIL (``StoreConfig(writer="process")``, what the server runs).
+the GIL (``StoreConfig(writer="process")``, ``serve --writer process``; the thread is the
+default).
 
 Order: units are committed in submission order, so a unit is durable no later than any unit
 submitted after it. A unit's future resolves only after the commit that holds it.
