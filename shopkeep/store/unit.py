@@ -17,16 +17,27 @@ class UnitOfWork:
 
     ``after`` lists units of other owners that this one was built on (an answer given before
     its unit was committed); they were submitted earlier, and if one of them fails, so does this.
+
+    ``joined`` lists the other owners (with their incarnations) whose changes this unit carries
+    too: one turn may change several actors' state, all or nothing. Each of them counts as an
+    owner of the unit: when it fails, their later units fail as well.
     """
 
-    __slots__ = ("after", "failed", "incarnation", "owner", "statements")
+    __slots__ = ("after", "failed", "incarnation", "joined", "owner", "statements")
 
     def __init__(self, owner: Hashable | None = None, incarnation: int = 0) -> None:
         self.owner = owner
         self.incarnation = incarnation
         self.statements: list[tuple[str, Any, bool]] = []
         self.after: list[UnitOfWork] = []
+        self.joined: list[tuple[Hashable, int]] = []
         self.failed = False
+
+    def owners(self) -> list[tuple[Hashable, int]]:
+        """Every (owner, incarnation) whose state this unit changes: its owner, then the joined."""
+        if self.owner is None:
+            return self.joined
+        return [(self.owner, self.incarnation), *self.joined]
 
     @property
     def orphaned(self) -> bool:

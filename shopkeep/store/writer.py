@@ -233,10 +233,7 @@ class GroupCommitWriter:
         """The units that may be tried: not those of an owner whose earlier unit failed."""
         jobs = []
         for unit, future in batch:
-            failed_incarnation = self._failed_owners.get(unit.owner)
-            if (
-                failed_incarnation is not None and unit.incarnation <= failed_incarnation
-            ) or unit.orphaned:
+            if _built_on_failure(unit, self._failed_owners) or unit.orphaned:
                 self._fail(unit, future, None)
             else:
                 jobs.append((unit, future))
@@ -263,10 +260,7 @@ class GroupCommitWriter:
         self, unit: UnitOfWork, future: asyncio.Future[None], cause: BaseException | None
     ) -> None:
         unit.failed = True
-        if unit.owner is not None:
-            self._failed_owners[unit.owner] = max(
-                unit.incarnation, self._failed_owners.get(unit.owner, -1)
-            )
+        _record_failure(unit, self._failed_owners)
         self.stats.failed_units += 1
         if cause is None or isinstance(cause, _Skipped):
             error = CommitFailed("not committed: a unit it was built on failed")
@@ -356,10 +350,9 @@ class GroupCommitWriter:
             conn.execute("BEGIN IMMEDIATE")
             failed_units: set[int] = set()  # ids of this batch's units that failed
             for index, unit in enumerate(units):
-                failed_incarnation = failed_owners.get(unit.owner)
-                if (
-                    failed_incarnation is not None and unit.incarnation <= failed_incarnation
-                ) or any(id(d) in failed_units or d.failed for d in unit.after):
+                if _built_on_failure(unit, failed_owners) or any(
+                    id(d) in failed_units or d.failed for d in unit.after
+                ):
                     failures[index] = _Skipped()
                     failed_units.add(id(unit))
                     continue
@@ -375,8 +368,7 @@ class GroupCommitWriter:
                     conn.execute("ROLLBACK TO unit")
                     failures[index] = exc
                     failed_units.add(id(unit))
-                    if unit.owner is not None:
-                        failed_owners[unit.owner] = unit.incarnation
+                    _record_failure(unit, failed_owners)
                 conn.execute("RELEASE unit")
             self._check("commit")
             conn.execute("COMMIT")
@@ -400,6 +392,21 @@ def _succeed(futures: list[asyncio.Future[None]]) -> None:
     for future in futures:
         if not future.done():
             future.set_result(None)
+
+
+def _built_on_failure(unit: UnitOfWork, failed_owners: dict[Hashable, int]) -> bool:
+    """Whether an owner of ``unit`` had a unit fail in this incarnation (or a later one)."""
+    for owner, incarnation in unit.owners():
+        failed_incarnation = failed_owners.get(owner)
+        if failed_incarnation is not None and incarnation <= failed_incarnation:
+            return True
+    return False
+
+
+def _record_failure(unit: UnitOfWork, failed_owners: dict[Hashable, int]) -> None:
+    """Note that every owner of ``unit`` has a failed unit in its incarnation."""
+    for owner, incarnation in unit.owners():
+        failed_owners[owner] = max(incarnation, failed_owners.get(owner, -1))
 
 
 class _Skipped(Exception):
