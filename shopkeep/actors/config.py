@@ -31,3 +31,7 @@ class ShopConfig:
     """Longest delay between two refund attempts."""
     callback_tolerance_s: float = 300.0
     """A payment callback signed more than this far from now is refused (replays)."""
+    one_turn_placement: bool = True
+    """Place an order in one turn and one unit of work when its user, goods and coupon can join
+    the order's turn (``placement_turn.py``); off, every placement takes the saga of asks
+    (``placement.py``), which is also the path whenever a participant is busy."""

@@ -75,7 +75,7 @@ class CouponActor(Actor):
                 if isinstance(decision, Refusal):
                     return decision
                 updated, value = decision
-                if updated != coupon:
+                if updated != coupon and not message.check_only:
                     self._hold(ctx, updated)
                 return value
             case ReleaseCoupon():

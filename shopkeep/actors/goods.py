@@ -102,6 +102,8 @@ class GoodsActor(Actor):
                 if isinstance(decision, Refusal):
                     return decision
                 updated, move, answer = decision
+                if message.check_only:
+                    return answer
                 self._write(ctx, updated, move)
                 self._remember(order_id, answer, ctx.now())
                 return answer

@@ -64,6 +64,7 @@ from shopkeep.actors.order_state import PENDING, Effect, LogPayment, OrderState,
 from shopkeep.actors.order_store import callback_body, load_order, log_rejected_callback, write
 from shopkeep.actors.payment_rules import decide_callback, refund_done, start_payment
 from shopkeep.actors.placement import placement_failure, run_placement, undo_cut_placement
+from shopkeep.actors.placement_turn import activate_participants, place_in_one_turn
 from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, OrderSettled, OrderTicket, Refusal
 from shopkeep.runtime import ActivationContext, Actor, Address, Context
 
@@ -227,6 +228,17 @@ class OrderActor(Actor):
             if self.state.status == PENDING and not self.placing:
                 undo_cut_placement(self, ctx)
             return self._outcome()
+        if isinstance(message, Place) and message.begin and self.config.one_turn_placement:
+            # the common path: one turn, one unit (placement_turn.py); else the saga below
+            refusal = validate_request(
+                message.items, message.use_balance, message.expected_total, self.config
+            )
+            if refusal is not None:
+                return refusal
+            await activate_participants(ctx, message)
+            placed = place_in_one_turn(self, ctx, message, message.begin)
+            if placed is not None:
+                return order_view(placed) if isinstance(placed, OrderState) else placed
         if message.begin is not None:
             # Asked from here, not by the caller beforehand: the user's unit (the key, the
             # unpaid count) becomes a commit dependency of the order's, so the placement waits

@@ -54,7 +54,9 @@ UPDATE_ORDER_SQL = (
     + " WHERE id = ?"
 )
 SELECT_ORDER_SQL = f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"
-INSERT_ITEM_SQL = "INSERT INTO order_items (order_id, goods_id, quantity) VALUES (?, ?, ?)"
+INSERT_ITEM_SQL = (
+    "INSERT INTO order_items (order_id, goods_id, quantity, unit_price) VALUES (?, ?, ?, ?)"
+)
 PRICE_ITEM_SQL = "UPDATE order_items SET unit_price = ? WHERE order_id = ? AND goods_id = ?"
 SELECT_ITEMS_SQL = "SELECT goods_id, quantity, unit_price FROM order_items WHERE order_id = ?"
 HISTORY_SQL = (
@@ -206,7 +208,8 @@ def write(
     if before is None:
         ctx.execute(INSERT_ORDER_SQL, (order_id, *columns))
         ctx.executemany(
-            INSERT_ITEM_SQL, [(order_id, line.goods_id, line.quantity) for line in after.lines]
+            INSERT_ITEM_SQL,
+            [(order_id, line.goods_id, line.quantity, line.unit_price) for line in after.lines],
         )
     elif columns != _columns(before):
         ctx.execute(UPDATE_ORDER_SQL, (*columns, order_id))
@@ -217,7 +220,7 @@ def write(
                 ctx.execute(
                     HISTORY_SQL, (order_id, from_status, to_status, operation, remark, now)
                 )
-            case SaveLines():
+            case SaveLines() if before is not None:  # a new order's rows have their prices
                 ctx.executemany(
                     PRICE_ITEM_SQL,
                     [(line.unit_price, order_id, line.goods_id) for line in after.lines],

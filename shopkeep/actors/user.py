@@ -12,8 +12,11 @@ What memory answers and what needs a read:
   only a DebitWallet for an order this activation knows nothing about reads the ledger (and
   should memory ever be wrong, the unique index on (user, order, reason) refuses the second
   debit's commit: a failed ask, never money taken twice);
-- an Idempotency-Key not yet in memory is looked up in ``idempotency_keys`` (one read per keyed
-  placement; the hit is kept);
+- Idempotency-Keys are answered from memory too: activation reads the user's keys once (up to
+  :data:`KEYS_KNOWN`), the most recent :data:`KEYS_KEPT` are kept whole and the others as a
+  hash, so a new key is known to be new without a read. Only a key whose hash matches one
+  not kept whole (a retry of an old key, or a hash collision), or any key of a user with more
+  keys than memory holds, is read from the table (the hit is kept);
 - durable compensations (ReleaseWallet, AwardPoints, RevokePoints) read the order's ledger rows
   with ``ctx.query`` (read-your-writes) and apply at most once per (order, reason), so a
   redelivery, or the same compensation sent twice under two message ids, changes nothing.
@@ -65,6 +68,7 @@ UNPAID_SQL = (
     "WHERE o.user_id = ? AND o.status IN ('pending', 'awaiting_payment')"
 )
 KEY_SQL = "SELECT request_hash, order_id FROM idempotency_keys WHERE user_id = ? AND key = ?"
+KEYS_SQL = "SELECT key FROM idempotency_keys WHERE user_id = ? LIMIT ?"
 DEBITED_SQL = (
     "SELECT 1 FROM wallet_ledger WHERE user_id = ? AND order_id = ? AND reason = 'order_debit'"
 )
@@ -90,6 +94,11 @@ who places orders without pause (never idle long enough to be passivated) grows 
 every key: at 1,024 kept, the soak's 128 busy shoppers grew the server ~2.4 MiB a minute for
 its whole ten minutes (about 250 bytes a key)."""
 
+KEYS_KNOWN = 1024
+"""Keys a user actor knows of (as hashes, beyond the :data:`KEYS_KEPT` kept whole), loaded at
+activation and added to as keys are used; a user with more is read from the table for every
+new key. About 60 bytes a key: 1,024 bound a busy user to ~60 KiB."""
+
 INSERT_KEY_SQL = (
     "INSERT INTO idempotency_keys (user_id, key, request_hash, order_id, created_at) "
     "VALUES (?, ?, ?, ?, ?)"
@@ -99,7 +108,7 @@ INSERT_KEY_SQL = (
 class UserActor(Actor):
     """One user: wallet balance, points, the unpaid-orders cap and Idempotency-Keys."""
 
-    __slots__ = ("account", "debited", "keys", "unpaid")
+    __slots__ = ("account", "debited", "key_hashes", "keys", "keys_complete", "unpaid")
 
     kind = "user"
     messages = UserMessage
@@ -108,6 +117,10 @@ class UserActor(Actor):
     unpaid: set[int]
     debited: dict[int, bool]
     keys: dict[str, KeyUse]
+    key_hashes: set[int]
+    """``hash()`` of every other key the user has used (this process's hash: memory only)."""
+    keys_complete: bool
+    """Whether ``keys`` and ``key_hashes`` together cover every key the user has used."""
 
     async def on_activate(self, ctx: ActivationContext) -> None:
         """Load the users row (absent: not created yet) and the unpaid orders with their debits."""
@@ -116,10 +129,17 @@ class UserActor(Actor):
         # order id -> whether it was debited, for the orders whose answer memory knows for sure
         self.debited = {}
         self.keys = {}
+        self.key_hashes = set()
+        self.keys_complete = True
         row = await ctx.reader.fetchone(LOAD_SQL, (user_id,))
         self.account = None if row is None else Account(str(row[0]), int(row[1]), int(row[2]))
         if row is None:
             return
+        keys = await ctx.reader.fetchall(KEYS_SQL, (user_id, KEYS_KNOWN + 1))
+        if len(keys) > KEYS_KNOWN:
+            self.keys_complete = False
+        else:
+            self.key_hashes = {hash(str(key)) for (key,) in keys}
         for order_id, debit_amount in await ctx.reader.fetchall(UNPAID_SQL, (user_id,)):
             self.unpaid.add(order_id)
             self.debited[order_id] = debit_amount is not None
@@ -145,12 +165,15 @@ class UserActor(Actor):
             case BeginOrder():
                 return await self._begin(ctx, message)
             case DebitWallet(order_id):
-                known = self.debited.get(order_id)
+                # a check comes before its order's BeginOrder: a new order, debited of nothing
+                known = self.debited.get(order_id, False if message.check_only else None)
                 if known is None:
                     known = bool(await ctx.query(DEBITED_SQL, (user_id, order_id)))
                 decision = debit(account, user_id, message, known)
                 if isinstance(decision, Refusal):
                     return decision
+                if message.check_only:
+                    return decision.account.balance
                 if decision.move is not None and order_id in self.unpaid:
                     self.debited[order_id] = True  # kept only while the order is unpaid
                 return self._apply(ctx, decision).balance
@@ -188,17 +211,21 @@ class UserActor(Actor):
             self._write_move(ctx, decision.move)
         return account.view(self.address.id)
 
-    async def _begin(self, ctx: Context, msg: BeginOrder) -> OrderTicket | Refusal:
+    async def _begin(self, ctx: Context, msg: BeginOrder) -> OrderTicket | Refusal | None:
         user_id = self.address.id
         seen: KeyUse | None = None
         if msg.key is not None:
             seen = self.keys.get(msg.key)
-            if seen is None:
+            if seen is None and not self._surely_new(msg.key):
+                if msg.check_only:
+                    return None  # memory cannot tell; a check must not wait for a read
                 rows = await ctx.query(KEY_SQL, (user_id, msg.key))
                 if rows:
                     seen = KeyUse(str(rows[0][0]), int(rows[0][1]))
                     self._keep_key(msg.key, seen)
         answer = begin_order(user_id, self.unpaid, seen, msg)
+        if msg.check_only:
+            return answer
         if isinstance(answer, OrderTicket) and not answer.existing:
             if msg.order_id not in self.unpaid:
                 self.unpaid.add(msg.order_id)
@@ -211,12 +238,23 @@ class UserActor(Actor):
                 )
         return answer
 
+    def _surely_new(self, key: str) -> bool:
+        """Whether memory knows ``key`` was never used by this user (it is not kept whole)."""
+        return self.keys_complete and hash(key) not in self.key_hashes
+
     def _keep_key(self, key: str, use: KeyUse) -> None:
-        """Remember ``key``, forgetting the oldest beyond :data:`KEYS_KEPT` (a forgotten key
-        is read from the table again: the unit that inserted it is read-your-writes)."""
+        """Remember ``key`` whole; the oldest beyond :data:`KEYS_KEPT` is kept as a hash (a
+        key whose hash is known is read from the table again: the unit that inserted it is
+        read-your-writes), and beyond :data:`KEYS_KNOWN` hashes memory stops being complete."""
         self.keys[key] = use
         if len(self.keys) > KEYS_KEPT:
-            del self.keys[next(iter(self.keys))]
+            oldest = next(iter(self.keys))
+            del self.keys[oldest]
+            if self.keys_complete:
+                self.key_hashes.add(hash(oldest))
+                if len(self.key_hashes) > KEYS_KNOWN:
+                    self.key_hashes = set()
+                    self.keys_complete = False
 
     async def _ledger(self, ctx: Context, sql: str, order_id: int) -> dict[str, int]:
         rows = await ctx.query(sql, (self.address.id, order_id))

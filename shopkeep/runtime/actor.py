@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 
 from shopkeep.runtime.envelope import Address, Envelope, TimerKey
+from shopkeep.runtime.join import activate, join
 from shopkeep.runtime.supervision import SupervisionPolicy
 from shopkeep.store import UnitOfWork
 from shopkeep.store.reader import Reader
@@ -87,6 +88,7 @@ class Context:
     __slots__ = (
         "_after",
         "_cell",
+        "_joined",
         "_sends",
         "_system",
         "_timer_ops",
@@ -104,6 +106,7 @@ class Context:
         self._timer_ops: list[tuple[TimerKey, float, int, Any] | tuple[TimerKey, None]] = []
         self._sends: list[tuple[int, Address, Any]] = []
         self._after: list[UnitOfWork] = []  # others' units this message's effects build on
+        self._joined: list[Cell] = []  # the actors whose handlers joined this turn
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -209,6 +212,33 @@ class Context:
         disk. (A saga's steps thus cost no commit wait each; only its last answer waits.)
         """
         return await self._system.ask(to, message, timeout=timeout, internal=True, caller=self)
+
+    def join(self, to: Address, message: Any, *, check: bool = False) -> Any:
+        """Run ``to``'s handler for ``message`` inside this turn, now, and return its answer;
+        its effects join this message's unit of work, all or nothing (see ``join.py``).
+
+        Raises NotJoinable when ``to`` is not live and idle (nothing happened: take the path
+        of asks). ``check``: the message only asks, and must change nothing.
+        """
+        return join(self._system, self, to, message, check=check)
+
+    async def activate(self, to: Address) -> None:
+        """Load ``to`` now if it is not live, so that a join later in this turn can find it."""
+        await activate(self._system, to)
+
+    def _absorb(self, joined: Context, cell: Cell) -> None:
+        """Take over what a joined handler wrote: one unit, owned by both."""
+        if cell not in self._joined:
+            self._joined.append(cell)
+        unit = self.unit
+        if joined._unit is not None:
+            unit.statements.extend(joined._unit.statements)
+        owner = (cell.address, cell.incarnation)
+        if owner not in unit.joined:
+            unit.joined.append(owner)
+        self._timer_ops.extend(joined._timer_ops)
+        self._sends.extend(joined._sends)
+        self._after.extend(joined._after)
 
     def _depend(self, unit: UnitOfWork) -> None:
         """This message's effects build on ``unit`` (another actor's, not yet committed)."""

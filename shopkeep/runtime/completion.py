@@ -84,6 +84,13 @@ def submit(system: ActorSystem, cell: Cell, ctx: Context) -> asyncio.Future[None
     cell.pending = future
     cell.pending_unit = unit
     future.add_done_callback(partial(settled, cell))
+    if ctx._joined:
+        # the actors that joined the turn changed with it: their answers wait for it too
+        for joined in ctx._joined:
+            joined.pending = future
+            joined.pending_unit = unit
+            future.add_done_callback(partial(settled, joined))
+        ctx._joined = []
     sends = ctx._sends
     if sends:
         future.add_done_callback(partial(_dispatch, system, sends))

@@ -48,6 +48,7 @@ from shopkeep.runtime.errors import (
     UnknownActorKind,
 )
 from shopkeep.runtime.ids import IdGenerator, largest_stored_id
+from shopkeep.runtime.join import ACTIVATE, restart_joined
 from shopkeep.runtime.outbox import OutboxDispatcher
 from shopkeep.runtime.registry import Registry
 from shopkeep.runtime.stats import RuntimeStats
@@ -262,6 +263,11 @@ class ActorSystem:
             self._schedule_passivation()
 
     @property
+    def registry(self) -> Registry:
+        """The live activations (for the runtime's own modules)."""
+        return self._registry
+
+    @property
     def live_actors(self) -> int:
         """Activations in memory."""
         return len(self._registry)
@@ -325,6 +331,9 @@ class ActorSystem:
     async def _handle(self, cell: Cell, envelope: Envelope) -> None:
         if (cell.actor is None or cell.needs_restart) and not await self._load(cell, envelope):
             return
+        if envelope.message is ACTIVATE:
+            envelope.resolve(None)
+            return
         fire = envelope.timer
         if fire is not None:
             if not self.timers.is_current(fire):
@@ -342,6 +351,7 @@ class ActorSystem:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                restart_joined(ctx._joined)
                 directive = self._decide(cell, policy, exc)
                 if directive is Directive.RESTART:
                     if not await self._load(cell, envelope):
@@ -415,9 +425,9 @@ class ActorSystem:
             actor=f"{owner.kind}:{owner.id}" if isinstance(owner, Address) else str(owner),
             error=str(error),
         )
-        if isinstance(owner, Address):
-            cell = self._registry.get(owner)
-            if cell is not None and cell.incarnation == unit.incarnation:
+        for address, incarnation in unit.owners():
+            cell = self._registry.get(address) if isinstance(address, Address) else None
+            if cell is not None and cell.incarnation == incarnation:
                 cell.needs_restart = True  # its memory is ahead of the disk: reload first
         self.timers.resync()
 

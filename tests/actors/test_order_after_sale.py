@@ -187,7 +187,7 @@ async def cut_placement(shop: Shop, user_id: int, goods_id: int, coupon_id: int,
         order_id, user_id, "pending", None, None, coupon_id, wallet_amount, 0, 0, 0, 0,
         wallet_amount, 0, 0, now, None, None, None, None, None, None,
     ))
-    unit.execute(INSERT_ITEM_SQL, (order_id, goods_id, 3))
+    unit.execute(INSERT_ITEM_SQL, (order_id, goods_id, 3, None))
     unit.execute(HISTORY_SQL, (order_id, None, "pending", "placed", "", now))
     await shop.rt.store.writer.submit(unit)
     await shop.ask("goods", goods_id, TakeStock(order_id, 3))

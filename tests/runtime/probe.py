@@ -83,7 +83,20 @@ class Wait(msgspec.Struct, tag=True, frozen=True):
     gate: str
 
 
-ProbeMessage = Add | Get | Boom | Arm | Disarm | Fired | Send | AskOther | Wait | Saga | Audit
+class Join(msgspec.Struct, tag=True, frozen=True):
+    """Add ``n`` here and run probe ``to``'s handler for ``message`` in this turn; then fail or
+    not. Answers what ``to`` answered."""
+
+    to: int
+    n: int
+    message: Add | Get | Wait
+    check: bool = False
+    fail: bool = False
+
+
+ProbeMessage = (
+    Add | Get | Boom | Arm | Disarm | Fired | Send | AskOther | Wait | Saga | Audit | Join
+)
 
 PROBE_MIGRATIONS = (
     *MIGRATIONS,
@@ -173,6 +186,13 @@ class Probe(Actor):
                 ctx.checkpoint()
                 rows = await ctx.query("SELECT value FROM probe WHERE id = ?", (self.address.id,))
                 return rows[0][0]
+            case Join(to, n, inner, check, fail):
+                self.value += n
+                ctx.execute(UPSERT, (self.address.id, self.value))
+                answer = ctx.join(Address("probe", to), inner, check=check)
+                if fail:
+                    raise RuntimeError("the turn failed after its join")
+                return answer
             case Wait(gate):
                 self.arrivals.setdefault(gate, asyncio.Event()).set()
                 await self.gates.setdefault(gate, asyncio.Event()).wait()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Shop
@@ -22,6 +23,15 @@ def clock() -> VirtualClock:
 @pytest.fixture
 async def shop(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[Shop]:
     async with Shop.open(str(tmp_path / "shop.db"), clock=clock, gateway_secret=SECRET) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def saga_shop(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[Shop]:
+    """A shop whose every placement takes the saga of asks (none is placed in one turn)."""
+    config = ShopConfig(one_turn_placement=False)
+    path = str(tmp_path / "saga.db")
+    async with Shop.open(path, clock=clock, gateway_secret=SECRET, config=config) as opened:
         yield opened
 
 

@@ -217,7 +217,27 @@ async def test_a_cancel_sent_during_an_asynchronous_placement_is_applied_after_i
     await assert_audit_ok(shop)
 
 
-async def test_a_failed_placement_undoes_every_step_and_names_its_order(shop: Shop) -> None:
+async def test_a_refused_placement_in_one_turn_changes_nothing_and_records_no_order(
+    shop: Shop,
+) -> None:
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    user = await customer(shop, balance=100)
+    coupon = await shop.create_coupon(user, 200)
+    with pytest.raises(ShopError) as refused:
+        await shop.place_order(user, [(tea.id, 1)], coupon_id=coupon.id, use_balance=500)
+    assert refused.value.code == "insufficient_balance"
+    assert refused.value.order_id is None
+    assert (await shop.list_orders(user_id=user)).items == []
+    assert (await shop.get_goods(tea.id)).stock == 5
+    assert (await shop.get_coupon(coupon.id)).state == "unused"
+    assert (await shop.get_user(user)).balance == 100
+    await assert_audit_ok(shop)
+
+
+async def test_a_failed_saga_placement_undoes_every_step_and_names_its_order(
+    saga_shop: Shop,
+) -> None:
+    shop = saga_shop
     tea = await shop.create_goods("tea", price=1_000, stock=5)
     user = await customer(shop, balance=100)
     coupon = await shop.create_coupon(user, 200)

@@ -1,0 +1,126 @@
+"""Joined turns: one handler runs other actors' handlers inside its own turn, as one unit.
+
+Why: a step that changes several actors (an order taking stock, a coupon and a wallet debit)
+costs, as a saga of asks, one unit of work per actor and one round trip each, plus compensations
+when a later step refuses. When every participant is live and idle on this loop, the asker can
+instead run their handlers itself, synchronously, with no await in between: nothing else can
+run meanwhile, so what a participant answered in a check still holds when the asker applies it.
+
+Rules of a join (``Context.join``):
+
+- The participant must be *joinable*: live, loaded, not handling a message, nothing queued, not
+  marked for restart. Otherwise :class:`NotJoinable` is raised and nothing happened: the caller
+  takes its slower path (the saga of asks).
+- Its handler must finish without waiting. A handler that would wait is closed and the
+  participant marked for restart (its memory may be half-changed): :class:`JoinWaited`.
+- Each participant changes only its own state, as always; its writes, timers and durable
+  messages join the asker's unit of work, which lists it among its owners (``unit.joined``).
+  All or nothing: if the handler that joined raises, or the unit fails to commit, every
+  participant is restarted from the store before its next message.
+- Until that unit is committed the participant's answers to others wait for it, as they wait
+  for any unit of its own (``cell.pending``).
+
+:func:`activate` loads actors that are not live yet (a read each), so that a turn about to join
+them finds them loaded.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from shopkeep.runtime.envelope import Address, Envelope
+from shopkeep.runtime.errors import ActorSystemError
+
+if TYPE_CHECKING:
+    from shopkeep.runtime.actor import Context
+    from shopkeep.runtime.cell import Cell
+    from shopkeep.runtime.system import ActorSystem
+
+
+class NotJoinable(ActorSystemError):
+    """The actor cannot take part in the turn now (not loaded, busy, or queued to).
+
+    Nobody's fault: the caller takes its path that does not join (asks). Nothing happened.
+    """
+
+
+class JoinWaited(ActorSystemError):
+    """A joined handler tried to wait: a bug in that handler for this message.
+
+    A handler run in another's turn must decide from memory. The participant is restarted from
+    the store before its next message, and the turn that joined it fails.
+    """
+
+
+ACTIVATE = object()
+"""The message :func:`activate` sends: the runtime loads the actor and answers None, and the
+actor's ``receive`` never sees it."""
+
+
+def joinable(cell: Cell | None) -> bool:
+    """Whether ``cell`` can run a handler in another actor's turn right now."""
+    return (
+        cell is not None
+        and cell.actor is not None
+        and not cell.busy
+        and cell.task is None
+        and not cell.mailbox
+        and not cell.needs_restart
+    )
+
+
+def join(
+    system: ActorSystem, ctx: Context, to: Address, message: Any, *, check: bool = False
+) -> Any:
+    """Run ``to``'s handler for ``message`` now, its effects joining ``ctx``'s unit; return
+    its answer. Raises NotJoinable (nothing happened) or JoinWaited (see the module).
+
+    With ``check`` the message must change nothing (a question asked before deciding): the
+    participant does not become an owner of the unit, and a handler that wrote is a bug.
+    """
+    cell = system.registry.get(to)
+    if cell is None or not joinable(cell):
+        raise NotJoinable(f"{to.kind}:{to.id} cannot join the turn now")
+    actor = cell.actor
+    assert actor is not None
+    envelope = Envelope(message, None, (*ctx.envelope.chain, ctx.address), ctx.envelope.trace)
+    joined = type(ctx)(system, cell, envelope)
+    cell.busy = True
+    try:
+        coroutine = actor.receive(joined, message)
+        try:
+            coroutine.send(None)
+        except StopIteration as finished:
+            reply = finished.value
+        else:
+            coroutine.close()
+            raise JoinWaited(f"{to.kind}:{to.id} waited while handling {type(message).__name__}")
+    except BaseException:
+        cell.needs_restart = True  # its memory may hold part of what it was doing
+        raise
+    finally:
+        cell.busy = False
+    if check:
+        if joined._unit is not None or joined._timer_ops or joined._sends:
+            cell.needs_restart = True
+            raise JoinWaited(f"{to.kind}:{to.id} wrote while answering a check")
+    else:
+        ctx._absorb(joined, cell)
+    system.stats.messages += 1
+    system.registry.touch(cell, system.clock.now())
+    return reply
+
+
+def restart_joined(cells: list[Cell]) -> None:
+    """The turn that joined ``cells`` failed: each reloads from the store before its next
+    message (their memory holds changes that will never reach the disk)."""
+    for cell in cells:
+        cell.needs_restart = True
+
+
+async def activate(system: ActorSystem, to: Address) -> None:
+    """Load ``to`` if it is not live and loaded (no message reaches its handler)."""
+    cell = system.registry.get(to)
+    if cell is not None and cell.actor is not None and not cell.needs_restart:
+        return
+    await system.ask(to, ACTIVATE, internal=True)

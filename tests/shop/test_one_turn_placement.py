@@ -1,0 +1,120 @@
+"""The common placement is one turn and one unit of work; a busy participant takes the saga."""
+
+from __future__ import annotations
+
+from shopkeep.actors.order_store import HISTORY_SQL, INSERT_ITEM_SQL, INSERT_ORDER_SQL
+from shopkeep.actors.protocol import GetGoods
+from shopkeep.runtime import Address, VirtualClock
+from shopkeep.shop import Shop
+from shopkeep.store.writer import Statement
+from tests.shop.conftest import assert_audit_ok, settle
+
+
+class Units:
+    """Counts the units of work, and collects the statements, the shop commits meanwhile."""
+
+    def __init__(self, shop: Shop) -> None:
+        self.writer = shop.runtime.store.writer
+        self.units = self.writer.stats.units
+        self.statements: list[Statement] = []
+        self.writer.tap = self.statements.extend
+
+    async def counted(self) -> int:
+        await self.writer.flush()
+        self.writer.tap = None
+        return self.writer.stats.units - self.units
+
+    def rows(self, sql: str) -> int:
+        return sum(len(params) if many else 1 for text, params, many in self.statements
+                   if text == sql)
+
+
+async def test_a_plain_placement_is_one_unit_with_the_order_born_confirmed(shop: Shop) -> None:
+    tea = await shop.create_goods("tea", price=1_500, stock=10)
+    user = (await shop.create_user("ann")).user.id
+    await shop.get_goods(tea.id)  # the participants are live (and idle)
+    await shop.get_user(user)
+    watch = Units(shop)
+    order = await shop.place_order(user, [(tea.id, 2)])
+    assert await watch.counted() == 1
+    assert order.status == "awaiting_payment"
+    assert watch.rows(INSERT_ORDER_SQL) == 1
+    assert watch.rows(INSERT_ITEM_SQL) == 1
+    assert watch.rows(HISTORY_SQL) == 2  # placed, confirmed
+    assert not any(sql.startswith("UPDATE orders") for sql, _, _ in watch.statements)
+    history = await shop.order_history(order.id)
+    assert [(h.from_status, h.to_status, h.operation) for h in history] == [
+        (None, "pending", "placed"), ("pending", "awaiting_payment", "confirmed"),
+    ]
+    assert (await shop.get_goods(tea.id)).stock == 8
+    await assert_audit_ok(shop)
+
+
+async def test_a_placement_with_coupon_wallet_and_key_is_one_unit(shop: Shop) -> None:
+    tea = await shop.create_goods("tea", price=1_500, stock=10)
+    user = (await shop.create_user("ann", balance=1_000)).user.id
+    coupon = await shop.create_coupon(user, 300)
+    await shop.get_goods(tea.id)
+    await shop.get_user(user)
+    await shop.get_coupon(coupon.id)
+    watch = Units(shop)
+    order = await shop.place_order(
+        user, [(tea.id, 1)], coupon_id=coupon.id, use_balance=500, idempotency_key="k-1"
+    )
+    assert await watch.counted() == 1
+    assert (order.coupon_discount, order.wallet_amount, order.pay_amount) == (300, 500, 1_700)
+    again = await shop.place_order(
+        user, [(tea.id, 1)], coupon_id=coupon.id, use_balance=500, idempotency_key="k-1"
+    )
+    assert again.id == order.id
+    assert (await shop.get_user(user)).balance == 500
+    assert (await shop.get_coupon(coupon.id)).state == "used"
+    await assert_audit_ok(shop)
+
+
+async def test_participants_that_are_not_live_are_loaded_and_join(
+    shop: Shop, clock: VirtualClock
+) -> None:
+    tea = await shop.create_goods("tea", price=1_500, stock=10)
+    user = (await shop.create_user("ann")).user.id
+    await settle(shop)
+    await clock.advance(shop.runtime.system.config.idle_timeout_s + 1)
+    shop.runtime.system.passivate_idle()
+    assert not shop.runtime.system.is_live(Address("goods", tea.id))
+    watch = Units(shop)
+    await shop.place_order(user, [(tea.id, 1)])
+    assert await watch.counted() == 1
+
+
+async def test_a_busy_participant_sends_the_placement_down_the_saga(shop: Shop) -> None:
+    tea = await shop.create_goods("tea", price=1_500, stock=10)
+    user = (await shop.create_user("ann")).user.id
+    await shop.get_goods(tea.id)
+    await shop.get_user(user)
+    watch = Units(shop)
+    # queued, not yet handled: the goods actor cannot join a turn until it has drained it
+    shop.runtime.system.tell(Address("goods", tea.id), GetGoods())
+    order = await shop.place_order(user, [(tea.id, 3)])
+    assert await watch.counted() > 1  # the saga's units
+    assert order.status == "awaiting_payment"
+    assert (await shop.get_goods(tea.id)).stock == 7
+    await assert_audit_ok(shop)
+
+
+async def test_a_refusal_in_one_turn_leaves_every_participant_as_it_was(shop: Shop) -> None:
+    tea = await shop.create_goods("tea", price=1_500, stock=10)
+    scarce = await shop.create_goods("saffron", price=9_000, stock=1)
+    user = (await shop.create_user("ann", balance=2_000)).user.id
+    watch = Units(shop)
+    refused = None
+    try:
+        await shop.place_order(user, [(tea.id, 2), (scarce.id, 2)], use_balance=2_000)
+    except Exception as exc:  # noqa: BLE001 - the refusal is what is tested
+        refused = exc
+    assert getattr(refused, "code", None) == "insufficient_stock"
+    assert await watch.counted() == 0
+    assert (await shop.get_goods(tea.id)).stock == 10
+    assert (await shop.get_user(user)).balance == 2_000
+    order = await shop.place_order(user, [(tea.id, 2)], use_balance=2_000)
+    assert order.wallet_amount == 2_000
+    await assert_audit_ok(shop)
