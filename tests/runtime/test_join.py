@@ -110,7 +110,7 @@ async def test_a_participants_answer_to_others_waits_for_the_joined_commit(
 
     joined = asyncio.create_task(runtime.system.ask(probe(1), Join(2, 5, Add(7))))
     seen = asyncio.create_task(read_after_the_answer())
-    assert await asyncio.gather(joined, seen) == [8, 8]
+    assert list(await asyncio.gather(joined, seen)) == [8, 8]
     assert committed == [[(1, 5), (2, 8)]]  # what it answered was on disk by then
 
 

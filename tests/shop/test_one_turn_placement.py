@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from shopkeep.actors.order_store import HISTORY_SQL, INSERT_ITEM_SQL, INSERT_ORDER_SQL
 from shopkeep.actors.protocol import GetGoods
+from shopkeep.errors import ShopError
 from shopkeep.runtime import Address, VirtualClock
 from shopkeep.shop import Shop
 from shopkeep.store.writer import Statement
@@ -106,12 +109,9 @@ async def test_a_refusal_in_one_turn_leaves_every_participant_as_it_was(shop: Sh
     scarce = await shop.create_goods("saffron", price=9_000, stock=1)
     user = (await shop.create_user("ann", balance=2_000)).user.id
     watch = Units(shop)
-    refused = None
-    try:
+    with pytest.raises(ShopError) as refused:
         await shop.place_order(user, [(tea.id, 2), (scarce.id, 2)], use_balance=2_000)
-    except Exception as exc:  # noqa: BLE001 - the refusal is what is tested
-        refused = exc
-    assert getattr(refused, "code", None) == "insufficient_stock"
+    assert refused.value.code == "insufficient_stock"
     assert await watch.counted() == 0
     assert (await shop.get_goods(tea.id)).stock == 10
     assert (await shop.get_user(user)).balance == 2_000
