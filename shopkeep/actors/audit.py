@@ -79,7 +79,7 @@ SHOWN = 5
 """Violations named in a failed check's detail (the rest are counted)."""
 
 
-class AuditCheck(msgspec.Struct, frozen=True):
+class AuditCheck(msgspec.Struct, frozen=True, gc=False):
     """One invariant's result; ``detail`` names the first violations, or what was checked."""
 
     name: str
@@ -87,7 +87,7 @@ class AuditCheck(msgspec.Struct, frozen=True):
     detail: str
 
 
-class AuditReport(msgspec.Struct, frozen=True):
+class AuditReport(msgspec.Struct, frozen=True, gc=False):
     """The audit: ``ok`` when every check is."""
 
     ok: bool

@@ -27,22 +27,22 @@ UPSERT_SQL = (
 )
 
 
-class Intercept(msgspec.Struct, frozen=True, tag=True):
+class Intercept(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Do not ship this order (answer ShipmentView intercepted, or Refusal once shipped)."""
 
 
-class Dispatch(msgspec.Struct, frozen=True, tag=True):
+class Dispatch(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Ship this order (answer ShipmentView shipped, or Refusal once intercepted)."""
 
 
-class GetShipment(msgspec.Struct, frozen=True, tag=True):
+class GetShipment(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Answer the ShipmentView."""
 
 
 WarehouseMessage = Intercept | Dispatch | GetShipment
 
 
-class ShipmentView(msgspec.Struct, frozen=True):
+class ShipmentView(msgspec.Struct, frozen=True, gc=False):
     """Where the order is in the warehouse: awaiting, intercepted or shipped."""
 
     order_id: int

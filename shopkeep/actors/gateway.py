@@ -50,7 +50,7 @@ class Gateway(Protocol):
         ...
 
 
-class CallbackBody(msgspec.Struct, frozen=True):
+class CallbackBody(msgspec.Struct, frozen=True, gc=False):
     """The JSON body of a payment callback (SPEC 7). Ids are strings on the wire."""
 
     payment_id: str

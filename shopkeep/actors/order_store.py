@@ -111,7 +111,7 @@ SHIPMENT_SQL = (
 )
 
 
-class LoggedCallback(msgspec.Struct, frozen=True):
+class LoggedCallback(msgspec.Struct, frozen=True, gc=False):
     """A callback as the payment log keeps it: SPEC 7's body (ids as strings)."""
 
     payment_id: str

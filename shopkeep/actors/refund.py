@@ -33,7 +33,7 @@ REFUND_LOG_SQL = "INSERT INTO refund_log (refund_id, event, detail, at) VALUES (
 ATTEMPTS_SQL = "UPDATE refunds SET attempts = ? WHERE id = ?"
 
 
-class RefundAttempt(msgspec.Struct, frozen=True, tag=True):
+class RefundAttempt(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Refund ``amount`` of ``payment_id`` through the gateway (try number ``attempt``)."""
 
     refund_id: int

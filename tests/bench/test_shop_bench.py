@@ -27,16 +27,23 @@ def test_the_quick_shop_bench_reports_every_figure_and_a_clean_audit(tmp_path: P
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(out.read_text())
     figures = (
-        "place_orders_per_s", "place_p50_ms", "place_p99_ms",
-        "writer_thread_ms_per_batch", "writer_alone_ms_per_batch",
+        "place_orders_per_s", "place_p50_ms", "place_p99_ms", "loop_cpu_us_per_order",
+        "writer_thread_ms_per_batch", "writer_alone_ms_per_batch", "loop_stall_max_ms",
     )
-    for figure in figures:
+    for run in (report, report["coupon_wallet"], report["process_writer"]):
+        for figure in figures:
+            assert isinstance(run[figure], float) and run[figure] > 0, figure
+        assert run["orders_placed"] > 0
+        assert run["refusals"] == {}
+        assert run["audit_ok"] is True
+    for figure in ("sqlite_floor_orders_per_s", "place_orders_coupon_wallet_per_s",
+                   "place_floor_ratio", "place_coupon_wallet_floor_ratio"):
         assert isinstance(report[figure], float) and report[figure] > 0, figure
-    assert report["orders_placed"] > 0
-    assert report["refusals"] == {}
-    assert report["audit_ok"] is True
-    # a one-item placement: the user's admission, the pending order, the stock take and the
-    # confirmation make 3 units (the admission writes nothing without an Idempotency-Key);
-    # a timer's or the sweep's unit may land in the window too, hence the small margin
-    assert 3.0 <= report["units_per_order"] < 3.05
-    assert 9.0 <= report["statements_per_order"] < 9.1
+    # a placement is one unit of work; a timer's or the sweep's unit may land in the window
+    # too, hence the small margin. Plain: the order, its item, two history rows (placed,
+    # confirmed), the goods' stock, its ledger row, the deadline. With a coupon and the
+    # wallet, also the coupon's holder, the user's balance and its ledger row.
+    assert 1.0 <= report["units_per_order"] < 1.05
+    assert 7.0 <= report["statements_per_order"] < 7.1
+    assert 1.0 <= report["coupon_wallet"]["units_per_order"] < 1.05
+    assert 10.0 <= report["coupon_wallet"]["statements_per_order"] < 10.1
