@@ -6,8 +6,10 @@ order is the same use, and releasing it is a no-op unless that order is the one 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+
+import msgspec
+from msgspec.structs import replace
 
 from shopkeep.actors.protocol import (
     COUPON_UNAVAILABLE,
@@ -20,8 +22,7 @@ from shopkeep.actors.protocol import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Coupon:
+class Coupon(msgspec.Struct, frozen=True, gc=False):
     """A coupon as the actor holds it."""
 
     user_id: int

@@ -9,7 +9,9 @@ movements: they go to ``restocked`` and never to the ledger, whose rows always n
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+
+import msgspec
+from msgspec.structs import replace
 
 from shopkeep.actors.protocol import (
     INSUFFICIENT_STOCK,
@@ -27,8 +29,7 @@ RETURN_REASONS = frozenset({"release", "return"})
 """The ledger reasons a ReturnStock may carry."""
 
 
-@dataclass(frozen=True, slots=True)
-class Goods:
+class Goods(msgspec.Struct, frozen=True, gc=False):
     """A goods as the actor holds it."""
 
     name: str
@@ -42,8 +43,7 @@ class Goods:
         return GoodsView(goods_id, self.name, self.price, self.stock)
 
 
-@dataclass(frozen=True, slots=True)
-class StockMove:
+class StockMove(msgspec.Struct, frozen=True, gc=False):
     """One ``stock_ledger`` row: ``quantity`` is signed (a take is negative)."""
 
     order_id: int

@@ -235,7 +235,10 @@ class OrderActor(Actor):
             )
             if refusal is not None:
                 return refusal
-            await activate_participants(ctx, message)
+            try:
+                await activate_participants(ctx, message)
+            except Exception as exc:  # overloaded, or a load failed: nothing was done
+                return Refusal(*placement_failure(exc))
             placed = place_in_one_turn(self, ctx, message, message.begin)
             if placed is not None:
                 return order_view(placed) if isinstance(placed, OrderState) else placed

@@ -10,7 +10,9 @@ how a repeated message is told it was already applied.
 from __future__ import annotations
 
 from collections.abc import Mapping, Set
-from dataclasses import dataclass, replace
+
+import msgspec
+from msgspec.structs import replace
 
 from shopkeep.actors.protocol import (
     IDEMPOTENCY_CONFLICT,
@@ -32,8 +34,7 @@ RELEASE_REASONS = frozenset({"order_release", "refund"})
 """The wallet ledger reasons a ReleaseWallet may carry (money given back for an order)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Account:
+class Account(msgspec.Struct, frozen=True, gc=False):
     """A user's balances as the actor holds them."""
 
     name: str
@@ -45,8 +46,7 @@ class Account:
         return UserView(user_id, self.name, self.balance, self.points)
 
 
-@dataclass(frozen=True, slots=True)
-class WalletMove:
+class WalletMove(msgspec.Struct, frozen=True, gc=False):
     """One ``wallet_ledger`` row: ``amount`` is signed (a debit is negative)."""
 
     order_id: int | None
@@ -54,8 +54,7 @@ class WalletMove:
     amount: int
 
 
-@dataclass(frozen=True, slots=True)
-class PointsMove:
+class PointsMove(msgspec.Struct, frozen=True, gc=False):
     """One ``points_ledger`` row: ``amount`` is signed (a revoke is negative)."""
 
     order_id: int
@@ -63,16 +62,14 @@ class PointsMove:
     amount: int
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(msgspec.Struct, frozen=True, gc=False):
     """The account after a message, and the ledger row that explains the difference."""
 
     account: Account
     move: WalletMove | PointsMove | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class KeyUse:
+class KeyUse(msgspec.Struct, frozen=True, gc=False):
     """What an Idempotency-Key was first used for."""
 
     request_hash: str

@@ -1,12 +1,12 @@
 """Group 3, storage faults: fail the Nth database call of an operation, for every N.
 
 SQLite's own test loops fail its Nth allocation or I/O call for N = 1, 2, ... until the
-statement under test completes. This does the same to the shop: for each operation (place, pay,
-cancel, timeout, compensate), on a fresh shop set up the same way each time, the Nth database
-call made while the operation runs (and while its consequences settle: durable releases,
-refunds, timers) fails, for N = 1, 2, ... until the operation completes without reaching call
-N. Database calls are the writer's (begin, each statement, commit) and the reader's (every
-query, state loads included). Two kinds of fault:
+statement under test completes. This does the same to the shop: for each operation (place in
+one turn, place through the saga, pay, cancel, timeout, compensate), on a fresh shop set up the
+same way each time, the Nth database call made while the operation runs (and while its
+consequences settle: durable releases, refunds, timers) fails, for N = 1, 2, ... until the
+operation completes without reaching call N. Database calls are the writer's (begin, each
+statement, commit) and the reader's (every query, state loads included). Two kinds of fault:
 
 - *once*: the Nth call fails and the disk works again (a transient EIO);
 - *persistent*: the Nth call and every later one fail until the operation has ended (a disk

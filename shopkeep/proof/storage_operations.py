@@ -134,6 +134,10 @@ class Operation:
     """False for an operation whose whole effect is undone by design (a refused placement)."""
 
 
+SAGA = ShopConfig(one_turn_placement=False)
+"""Every placement takes the saga of asks."""
+
+
 async def _placed(bench: Bench) -> None:
     await bench.cast()
     await bench.place()
@@ -197,12 +201,15 @@ async def _one_order_already(bench: Bench) -> None:
 
 OPERATIONS = (
     Operation("place", Bench.cast, _place),
+    Operation("place_saga", Bench.cast, _place, SAGA),
     Operation("pay", _payment_started, _pay),
     Operation("cancel", _paid, _cancel),
     Operation("timeout", _placed, _timeout, ShopConfig(order_timeout_s=10.0)),
-    Operation("compensate", _one_order_already, _compensate, changes=False),
+    Operation("compensate", _one_order_already, _compensate, SAGA, changes=False),
 )
-"""Every operation the fault loops break."""
+"""Every operation the fault loops break. A placement in one turn writes one unit, and when it
+is refused it writes nothing at all: the saga's steps and compensations (the path of a
+placement whose participant is busy) are broken on their own (``SAGA``)."""
 
 
 async def business_state(bench: Bench) -> dict[str, Any]:
