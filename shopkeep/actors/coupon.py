@@ -23,6 +23,7 @@ from shopkeep.actors.protocol import (
 )
 from shopkeep.runtime import Actor, Context
 from shopkeep.runtime.actor import ActivationContext
+from shopkeep.runtime.join import NotJoinable
 
 LOAD_SQL = "SELECT user_id, value, min_order_amount, expires_at, order_id FROM coupons WHERE id = ?"
 INSERT_SQL = (
@@ -75,7 +76,7 @@ class CouponActor(Actor):
                 if isinstance(decision, Refusal):
                     return decision
                 updated, value = decision
-                if updated != coupon and not message.check_only:
+                if updated != coupon:
                     self._hold(ctx, updated)
                 return value
             case ReleaseCoupon():
@@ -84,6 +85,16 @@ class CouponActor(Actor):
                     self._hold(ctx, released)
                 return None
         raise TypeError(f"coupon actors do not handle {type(message).__name__}")
+
+    def check(self, message: Any) -> Any:
+        """What UseCoupon would answer now (the coupon's value, or the refusal)."""
+        coupon = self.coupon
+        if not isinstance(message, UseCoupon):
+            raise NotJoinable(f"coupon actors answer no check of {type(message).__name__}")
+        if coupon is None:
+            return Refusal(NOT_FOUND, f"coupon {self.address.id} does not exist")
+        decision = use(coupon, self.address.id, message)
+        return decision if isinstance(decision, Refusal) else decision[1]
 
     def _create(self, ctx: Context, msg: CreateCoupon) -> Any:
         coupon = create(msg)

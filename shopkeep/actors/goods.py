@@ -32,6 +32,7 @@ from shopkeep.actors.protocol import (
 )
 from shopkeep.runtime import Actor, Context
 from shopkeep.runtime.actor import ActivationContext
+from shopkeep.runtime.join import NotJoinable
 
 LOAD_SQL = "SELECT name, price, stock, initial_stock, restocked FROM goods WHERE id = ?"
 HELD_SQL = "SELECT reason, quantity FROM stock_ledger WHERE goods_id = ? AND order_id = ?"
@@ -103,8 +104,6 @@ class GoodsActor(Actor):
                 if isinstance(decision, Refusal):
                     return decision
                 updated, move, answer = decision
-                if message.check_only:
-                    return answer
                 self._write(ctx, updated, move)
                 self._remember(order_id, answer, ctx.now())
                 return answer
@@ -116,6 +115,19 @@ class GoodsActor(Actor):
                 self.taken.pop(order_id, None)
                 return None
         raise TypeError(f"goods actors do not handle {type(message).__name__}")
+
+    def check(self, message: Any) -> Any:
+        """What TakeStock would answer now (StockTaken at today's price, or the refusal)."""
+        goods = self.goods
+        if not isinstance(message, TakeStock):
+            raise NotJoinable(f"goods actors answer no check of {type(message).__name__}")
+        if goods is None:
+            return Refusal(NOT_FOUND, f"goods {self.address.id} does not exist")
+        earlier = self.taken.get(message.order_id)
+        if earlier is not None:
+            return earlier[1]
+        decision = take(goods, self.address.id, message)
+        return decision if isinstance(decision, Refusal) else decision[2]
 
     def _create(self, ctx: Context, msg: CreateGoods) -> Any:
         goods = create(msg)

@@ -64,7 +64,7 @@ from shopkeep.actors.order_state import PENDING, Effect, LogPayment, OrderState,
 from shopkeep.actors.order_store import callback_body, load_order, log_rejected_callback, write
 from shopkeep.actors.payment_rules import decide_callback, refund_done, start_payment
 from shopkeep.actors.placement import placement_failure, run_placement, undo_cut_placement
-from shopkeep.actors.placement_turn import activate_participants, place_in_one_turn
+from shopkeep.actors.placement_turn import Participants, place_in_one_turn
 from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, OrderSettled, OrderTicket, Refusal
 from shopkeep.runtime import ActivationContext, Actor, Address, Context
 
@@ -235,11 +235,12 @@ class OrderActor(Actor):
             )
             if refusal is not None:
                 return refusal
+            who = Participants(message)
             try:
-                await activate_participants(ctx, message)
+                await ctx.activate(who.all())  # the turn itself must not wait
             except Exception as exc:  # overloaded, or a load failed: nothing was done
                 return Refusal(*placement_failure(exc))
-            placed = place_in_one_turn(self, ctx, message, message.begin)
+            placed = place_in_one_turn(self, ctx, message, message.begin, who)
             if placed is not None:
                 return order_view(placed) if isinstance(placed, OrderState) else placed
         if message.begin is not None:

@@ -4,28 +4,27 @@ The common path. The order actor's turn runs the user's, goods' and coupon's han
 (``Context.join``: they are live and idle on this loop, and nothing else runs until the turn
 ends), in two passes:
 
-1. **Checks**, which change nothing: the user admits the order (the unpaid-orders cap, the
-   Idempotency-Key), each goods quotes its price and says whether the quantity is there, the
-   coupon says whether it applies and its value; then the amounts are priced and discounted,
-   ``expected_total`` is compared, and the user says whether the wallet amount is there. Any
-   refusal answers at once and nothing was written anywhere: there is nothing to undo.
-2. **Applies**: the same messages without ``check_only``. Since no other message ran in between,
-   each answers as its check did; the order is born confirmed (or paid) with its final amounts.
+1. **Checks** (``Actor.check``: each participant's own rule, read from its memory, changing
+   nothing): the user admits the order (the unpaid-orders cap, the Idempotency-Key), each goods
+   quotes its price and says whether the quantity is there, the coupon says whether it applies
+   and its value; then the amounts are priced and discounted, ``expected_total`` is compared,
+   and the user says whether the wallet amount is there. Any refusal answers at once and
+   nothing was written anywhere: there is nothing to undo.
+2. **Applies**: the same messages, handled. Since no other message ran in between, each
+   answers as its check did; the order is born confirmed (or paid) with its final amounts.
 
 The order's row, items and history, the stock takes and their ledger rows, the coupon's holder,
 the wallet debit and its ledger row, the Idempotency-Key and the deadline are one unit: all of it
 reaches the disk, or none of it and every participant reloads from the store.
 
-When a participant cannot join (it is handling another message, or its memory cannot answer a
-check without a read), the placement takes the saga in ``placement.py`` instead, which asks each
-step and compensates.
+When a participant cannot join (it is handling another message or has one queued, or its memory
+cannot answer a check without a read), the placement takes the saga in ``placement.py``
+instead, which asks each step and compensates.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-
-from msgspec.structs import replace
 
 from shopkeep.actors.order_messages import Place, PlacedBefore
 from shopkeep.actors.order_rules import (
@@ -59,34 +58,36 @@ class PlacementDiverged(RuntimeError):
     """
 
 
-def participants(message: Place) -> list[Address]:
-    """The actors a placement changes: the user, each goods, the coupon."""
-    addresses = [Address("user", message.user_id)]
-    addresses += [Address("goods", goods_id) for goods_id, _ in message.items]
-    if message.coupon_id is not None:
-        addresses.append(Address("coupon", message.coupon_id))
-    return addresses
+class Participants:
+    """The addresses of the actors a placement changes: the user, each goods, the coupon."""
 
+    __slots__ = ("coupon", "goods", "user")
 
-async def activate_participants(ctx: Context, message: Place) -> None:
-    """Load the participants that are not live (before the turn: loading reads the store)."""
-    for address in participants(message):
-        await ctx.activate(address)
+    def __init__(self, message: Place) -> None:
+        self.user = Address("user", message.user_id)
+        self.goods = [Address("goods", goods_id) for goods_id, _ in message.items]
+        coupon_id = message.coupon_id
+        self.coupon = None if coupon_id is None else Address("coupon", coupon_id)
+
+    def all(self) -> list[Address]:
+        """Every participant's address."""
+        coupon = [] if self.coupon is None else [self.coupon]
+        return [self.user, *self.goods, *coupon]
 
 
 def place_in_one_turn(
-    actor: OrderActor, ctx: Context, message: Place, begin: BeginOrder
+    actor: OrderActor, ctx: Context, message: Place, begin: BeginOrder, who: Participants
 ) -> OrderState | Refusal | PlacedBefore | None:
     """Check, then apply, the whole placement in this turn; None when a participant cannot
-    join now (nothing happened: run the saga)."""
+    join now (nothing happened: run the saga). The participants must have been activated."""
     try:
-        checked = _check(actor, ctx, message, begin)
+        checked = _check(actor, ctx, message, begin, who)
     except NotJoinable:
         return None
-    if checked is None or isinstance(checked, Refusal | PlacedBefore):
+    if isinstance(checked, Refusal | PlacedBefore):
         return checked
-    _apply(ctx, checked, begin)
     state, effects = checked
+    _apply(ctx, state, begin, who)
     confirmed, confirm_effects = confirm(state, ctx.now(), actor.config)
     actor.commit(ctx, confirmed, [*effects, *confirm_effects])
     return confirmed
@@ -97,22 +98,20 @@ Checked = tuple[OrderState, list[Effect]]
 
 
 def _check(
-    actor: OrderActor, ctx: Context, message: Place, begin: BeginOrder
-) -> Checked | Refusal | PlacedBefore | None:
-    user = Address("user", message.user_id)
-    ticket = ctx.join(user, replace(begin, check_only=True), check=True)
-    if ticket is None or isinstance(ticket, Refusal):
+    actor: OrderActor, ctx: Context, message: Place, begin: BeginOrder, who: Participants
+) -> Checked | Refusal | PlacedBefore:
+    ticket = ctx.join(who.user, begin, check=True)
+    if isinstance(ticket, Refusal):
         return ticket
-    assert isinstance(ticket, OrderTicket)
+    if not isinstance(ticket, OrderTicket):
+        raise PlacementDiverged(f"the user's check answered {ticket!r}")
     if ticket.existing:
         return PlacedBefore(ticket.order_id)
     order_id = actor.address.id
     now = ctx.now()
     prices: dict[int, int] = {}
-    for goods_id, quantity in message.items:
-        quote = ctx.join(
-            Address("goods", goods_id), TakeStock(order_id, quantity, check_only=True), check=True
-        )
+    for (goods_id, quantity), goods in zip(message.items, who.goods, strict=True):
+        quote = ctx.join(goods, TakeStock(order_id, quantity), check=True)
         if not isinstance(quote, StockTaken):
             return _refusal(quote)
         prices[goods_id] = quote.unit_price
@@ -121,9 +120,9 @@ def _check(
     )
     state = priced(state, prices, actor.config)
     coupon_value: int | None = None
-    if message.coupon_id is not None:
-        use = UseCoupon(order_id, message.user_id, state.order_amount, now, check_only=True)
-        value = ctx.join(Address("coupon", message.coupon_id), use, check=True)
+    if who.coupon is not None:
+        use = UseCoupon(order_id, message.user_id, state.order_amount, now)
+        value = ctx.join(who.coupon, use, check=True)
         if not isinstance(value, int) or isinstance(value, bool):
             return _refusal(value)
         coupon_value = value
@@ -132,26 +131,22 @@ def _check(
     if refusal is not None:
         return Refusal(refusal.code, refusal.detail)  # no order was recorded: no order id
     if state.wallet_amount > 0:
-        debit = DebitWallet(order_id, state.wallet_amount, check_only=True)
-        balance = ctx.join(user, debit, check=True)
+        balance = ctx.join(who.user, DebitWallet(order_id, state.wallet_amount), check=True)
         if isinstance(balance, Refusal):
             return balance
     return state, effects
 
 
-def _apply(ctx: Context, checked: Checked, begin: BeginOrder) -> None:
-    state, _ = checked
+def _apply(ctx: Context, state: OrderState, begin: BeginOrder, who: Participants) -> None:
     order_id = state.id
-    user = Address("user", state.user_id)
-    _expect(ctx.join(user, begin), OrderTicket)
-    for line in state.lines:
-        taken = ctx.join(Address("goods", line.goods_id), TakeStock(order_id, line.quantity))
-        _expect(taken, StockTaken)
-    if state.coupon_id is not None:
+    _expect(ctx.join(who.user, begin), OrderTicket)
+    for line, goods in zip(state.lines, who.goods, strict=True):
+        _expect(ctx.join(goods, TakeStock(order_id, line.quantity)), StockTaken)
+    if who.coupon is not None:
         use = UseCoupon(order_id, state.user_id, state.order_amount, ctx.now())
-        _expect(ctx.join(Address("coupon", state.coupon_id), use), int)
+        _expect(ctx.join(who.coupon, use), int)
     if state.wallet_amount > 0:
-        _expect(ctx.join(user, DebitWallet(order_id, state.wallet_amount)), int)
+        _expect(ctx.join(who.user, DebitWallet(order_id, state.wallet_amount)), int)
 
 
 def _expect(answer: object, kind: type) -> None:

@@ -76,16 +76,12 @@ class BeginOrder(msgspec.Struct, frozen=True, tag=True, gc=False):
     (``existing=True``); the same key with another hash is refused idempotency_conflict.
     Otherwise the unpaid-orders cap is checked (too_many_unpaid_orders) and ``order_id`` is
     counted as unpaid until OrderSettled.
-    ``check_only``: answer what applying it would answer, and change nothing (a placement
-    decided in one turn asks every participant first, then applies). A check whose key memory cannot
-    settle without a read answers None.
     """
 
     order_id: int
     key: str | None
     request_hash: str
     max_unpaid: int
-    check_only: bool = False
 
 
 class OrderTicket(msgspec.Struct, frozen=True, tag=True, gc=False):
@@ -98,13 +94,10 @@ class OrderTicket(msgspec.Struct, frozen=True, tag=True, gc=False):
 class DebitWallet(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Take ``amount`` from the balance for ``order_id`` (answer: the new balance as int, or
     Refusal insufficient_balance). Ledger reason ``order_debit``; a second debit for the same
-    order answers the balance and changes nothing.
-    ``check_only``: answer what applying it would answer, and change nothing (a placement
-    decided in one turn asks every participant first, then applies)."""
+    order answers the balance and changes nothing."""
 
     order_id: int
     amount: int
-    check_only: bool = False
 
 
 class ReleaseWallet(msgspec.Struct, frozen=True, tag=True, gc=False):
@@ -184,13 +177,10 @@ class UpdateGoods(msgspec.Struct, frozen=True, tag=True, gc=False):
 
 class TakeStock(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Take ``quantity`` for ``order_id`` (answer: StockTaken, or Refusal insufficient_stock or
-    not_found). Ledger reason ``take`` (negative quantity). Asked once per order and goods.
-    ``check_only``: answer what applying it would answer, and change nothing (a placement
-    decided in one turn asks every participant first, then applies)."""
+    not_found). Ledger reason ``take`` (negative quantity). Asked once per order and goods."""
 
     order_id: int
     quantity: int
-    check_only: bool = False
 
 
 class StockTaken(msgspec.Struct, frozen=True, tag=True, gc=False):
@@ -241,15 +231,12 @@ class GetCoupon(msgspec.Struct, frozen=True, tag=True, gc=False):
 class UseCoupon(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Mark the coupon used by ``order_id`` (answer: its value as int, or Refusal
     coupon_unavailable: not the user's, used by another order, expired at ``now``, or
-    ``order_amount`` below its minimum). Using it again for the same order answers its value.
-    ``check_only``: answer what applying it would answer, and change nothing (a placement
-    decided in one turn asks every participant first, then applies)."""
+    ``order_amount`` below its minimum). Using it again for the same order answers its value."""
 
     order_id: int
     user_id: int
     order_amount: int
     now: float
-    check_only: bool = False
 
 
 class ReleaseCoupon(msgspec.Struct, frozen=True, tag=True, gc=False):

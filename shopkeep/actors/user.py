@@ -58,6 +58,7 @@ from shopkeep.actors.user_rules import (
 )
 from shopkeep.runtime import Actor, Context
 from shopkeep.runtime.actor import ActivationContext
+from shopkeep.runtime.join import NotJoinable
 
 LOAD_SQL = "SELECT name, balance, points FROM users WHERE id = ?"
 # the unpaid orders, each with its debit if it has one (one read for the hot path's memory)
@@ -165,15 +166,12 @@ class UserActor(Actor):
             case BeginOrder():
                 return await self._begin(ctx, message)
             case DebitWallet(order_id):
-                # a check comes before its order's BeginOrder: a new order, debited of nothing
-                known = self.debited.get(order_id, False if message.check_only else None)
+                known = self.debited.get(order_id)
                 if known is None:
                     known = bool(await ctx.query(DEBITED_SQL, (user_id, order_id)))
                 decision = debit(account, user_id, message, known)
                 if isinstance(decision, Refusal):
                     return decision
-                if message.check_only:
-                    return decision.account.balance
                 if decision.move is not None and order_id in self.unpaid:
                     self.debited[order_id] = True  # kept only while the order is unpaid
                 return self._apply(ctx, decision).balance
@@ -211,21 +209,36 @@ class UserActor(Actor):
             self._write_move(ctx, decision.move)
         return account.view(self.address.id)
 
-    async def _begin(self, ctx: Context, msg: BeginOrder) -> OrderTicket | Refusal | None:
+    def check(self, message: Any) -> Any:
+        """What BeginOrder or DebitWallet would answer now, for an order not yet begun.
+
+        NotJoinable when memory cannot tell (a key whose use must be read from the table)."""
+        account = self.account
+        if account is None:
+            return Refusal(NOT_FOUND, f"user {self.address.id} does not exist")
+        match message:
+            case BeginOrder(key=key):
+                seen = None if key is None else self.keys.get(key)
+                if key is not None and seen is None and not self._surely_new(key):
+                    raise NotJoinable(f"user {self.address.id} must read key {key!r}")
+                return begin_order(self.address.id, self.unpaid, seen, message)
+            case DebitWallet():
+                # asked before the order's BeginOrder: a new order, debited of nothing yet
+                decision = debit(account, self.address.id, message, False)
+                return decision if isinstance(decision, Refusal) else decision.account.balance
+        raise NotJoinable(f"user actors answer no check of {type(message).__name__}")
+
+    async def _begin(self, ctx: Context, msg: BeginOrder) -> OrderTicket | Refusal:
         user_id = self.address.id
         seen: KeyUse | None = None
         if msg.key is not None:
             seen = self.keys.get(msg.key)
             if seen is None and not self._surely_new(msg.key):
-                if msg.check_only:
-                    return None  # memory cannot tell; a check must not wait for a read
                 rows = await ctx.query(KEY_SQL, (user_id, msg.key))
                 if rows:
                     seen = KeyUse(str(rows[0][0]), int(rows[0][1]))
                     self._keep_key(msg.key, seen)
         answer = begin_order(user_id, self.unpaid, seen, msg)
-        if msg.check_only:
-            return answer
         if isinstance(answer, OrderTicket) and not answer.existing:
             if msg.order_id not in self.unpaid:
                 self.unpaid.add(msg.order_id)

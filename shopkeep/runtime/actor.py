@@ -10,12 +10,13 @@ after that unit is committed. If the handler raises, none of it happens.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
 from shopkeep.runtime.envelope import Address, Envelope, TimerKey
-from shopkeep.runtime.join import activate, join
+from shopkeep.runtime.join import NotJoinable, activate, join
 from shopkeep.runtime.supervision import SupervisionPolicy
 from shopkeep.store import UnitOfWork
 from shopkeep.store.reader import Reader
@@ -59,6 +60,15 @@ class Actor:
         """Handle one message; the return value is the ask's answer."""
         raise NotImplementedError
 
+    def check(self, message: Any) -> Any:
+        """Answer what handling ``message`` now would answer, from memory, changing nothing.
+
+        For another actor's turn that must know every participant's answer before it changes
+        anything (``Context.join(..., check=True)``). A kind answers the messages it can;
+        anything else raises NotJoinable, and the asker takes its path of asks.
+        """
+        raise NotJoinable(f"{self.kind} actors answer no checks")
+
 
 class ActivationContext:
     """What :meth:`Actor.on_activate` may use: the read connection, the clock, and the message
@@ -88,6 +98,7 @@ class Context:
     __slots__ = (
         "_after",
         "_cell",
+        "_join_envelope_",
         "_joined",
         "_sends",
         "_system",
@@ -107,6 +118,7 @@ class Context:
         self._sends: list[tuple[int, Address, Any]] = []
         self._after: list[UnitOfWork] = []  # others' units this message's effects build on
         self._joined: list[Cell] = []  # the actors whose handlers joined this turn
+        self._join_envelope_: Envelope | None = None
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -217,14 +229,26 @@ class Context:
         """Run ``to``'s handler for ``message`` inside this turn, now, and return its answer;
         its effects join this message's unit of work, all or nothing (see ``join.py``).
 
-        Raises NotJoinable when ``to`` is not live and idle (nothing happened: take the path
-        of asks). ``check``: the message only asks, and must change nothing.
+        With ``check``, ``to`` only answers what it would answer (``Actor.check``), changing
+        nothing. Raises NotJoinable when ``to`` is not live and idle, or cannot answer from
+        memory (nothing happened: take the path of asks).
         """
         return join(self._system, self, to, message, check=check)
 
-    async def activate(self, to: Address) -> None:
-        """Load ``to`` now if it is not live, so that a join later in this turn can find it."""
-        await activate(self._system, to)
+    async def activate(self, addresses: Iterable[Address]) -> None:
+        """Load those of ``addresses`` that are not live, so that joins later in this turn
+        find them (each load is a read; a live one costs a lookup)."""
+        await activate(self._system, addresses)
+
+    def _join_envelope(self) -> Envelope:
+        """The envelope the handlers joined to this turn see: this turn's trace and chain (one
+        for all of them; they read no message from it, and no answer goes through it)."""
+        envelope = self._join_envelope_
+        if envelope is None:
+            own = self.envelope
+            envelope = Envelope(None, None, (*own.chain, self.address), own.trace)
+            self._join_envelope_ = envelope
+        return envelope
 
     def _absorb(self, joined: Context, cell: Cell) -> None:
         """Take over what a joined handler wrote: one unit, owned by both."""

@@ -26,9 +26,10 @@ them finds them loaded.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from shopkeep.runtime.envelope import Address, Envelope
+from shopkeep.runtime.envelope import Address
 from shopkeep.runtime.errors import ActorSystemError
 
 if TYPE_CHECKING:
@@ -75,15 +76,18 @@ def join(
     """Run ``to``'s handler for ``message`` now, its effects joining ``ctx``'s unit; return
     its answer. Raises NotJoinable (nothing happened) or JoinWaited (see the module).
 
-    With ``check`` the message must change nothing (a question asked before deciding): the
-    participant does not become an owner of the unit, and a handler that wrote is a bug.
+    With ``check`` the participant only answers what it would answer (``Actor.check``): a
+    read of its memory, with no context to write into; it does not become an owner of the
+    unit.
     """
     cell = system.registry.get(to)
     if cell is None or not joinable(cell):
         raise NotJoinable(f"{to.kind}:{to.id} cannot join the turn now")
     actor = cell.actor
     assert actor is not None
-    envelope = Envelope(message, None, (*ctx.envelope.chain, ctx.address), ctx.envelope.trace)
+    if check:
+        return actor.check(message)
+    envelope = ctx._join_envelope()
     joined = type(ctx)(system, cell, envelope)
     cell.busy = True
     try:
@@ -100,12 +104,7 @@ def join(
         raise
     finally:
         cell.busy = False
-    if check:
-        if joined._unit is not None or joined._timer_ops or joined._sends:
-            cell.needs_restart = True
-            raise JoinWaited(f"{to.kind}:{to.id} wrote while answering a check")
-    else:
-        ctx._absorb(joined, cell)
+    ctx._absorb(joined, cell)
     system.stats.messages += 1
     system.registry.touch(cell, system.clock.now())
     return reply
@@ -118,9 +117,10 @@ def restart_joined(cells: list[Cell]) -> None:
         cell.needs_restart = True
 
 
-async def activate(system: ActorSystem, to: Address) -> None:
-    """Load ``to`` if it is not live and loaded (no message reaches its handler)."""
-    cell = system.registry.get(to)
-    if cell is not None and cell.actor is not None and not cell.needs_restart:
-        return
-    await system.ask(to, ACTIVATE, internal=True)
+async def activate(system: ActorSystem, addresses: Iterable[Address]) -> None:
+    """Load each of ``addresses`` that is not live and loaded (no message reaches a handler)."""
+    registry = system.registry
+    for address in addresses:
+        cell = registry.get(address)
+        if cell is None or cell.actor is None or cell.needs_restart:
+            await system.ask(address, ACTIVATE, internal=True)

@@ -19,6 +19,7 @@ import msgspec
 from shopkeep.bootstrap import Runtime, open_runtime
 from shopkeep.runtime import Actor, Address, Context, RuntimeConfig, VirtualClock, run_seeded
 from shopkeep.runtime.actor import ActivationContext
+from shopkeep.runtime.join import NotJoinable
 from shopkeep.store import MIGRATIONS, Migration
 
 
@@ -141,6 +142,11 @@ class Probe(Actor):
         row = await ctx.reader.fetchone("SELECT value FROM probe WHERE id = ?", (self.address.id,))
         self.value = int(row[0]) if row else 0
         self.activations.append(self.address.id)
+
+    def check(self, message: Any) -> Any:
+        if isinstance(message, Get):
+            return self.value
+        raise NotJoinable(f"probes answer no check of {type(message).__name__}")
 
     async def receive(self, ctx: Context, message: Any) -> Any:
         self.journal.append((self.address.id, message))

@@ -34,10 +34,21 @@ async def test_a_joined_turn_commits_both_actors_changes_as_one_unit(runtime: Ru
     assert await runtime.system.ask(probe(2), Get()) == 8
 
 
-async def test_a_check_join_answers_and_changes_nothing(runtime: Runtime) -> None:
+async def test_a_check_join_answers_from_memory_and_changes_nothing(runtime: Runtime) -> None:
     await runtime.system.ask(probe(2), Add(3))
     assert await runtime.system.ask(probe(1), Join(2, 1, Get(), check=True)) == 3
     assert await rows(runtime) == [(1, 1), (2, 3)]
+
+
+async def test_a_check_the_participant_cannot_answer_is_not_joinable(
+    open_probe_runtime: OpenRuntime,
+) -> None:
+    runtime = await resuming_runtime(open_probe_runtime)
+    await runtime.system.ask(probe(2), Add(3))
+    with pytest.raises(MessageFailed) as failed:
+        await runtime.system.ask(probe(1), Join(2, 1, Add(1), check=True))
+    assert isinstance(failed.value.__cause__, NotJoinable)
+    assert await rows(runtime) == [(2, 3)]
 
 
 async def test_an_actor_that_is_not_live_cannot_join_and_nothing_happens(
@@ -119,6 +130,6 @@ async def test_activate_loads_an_actor_so_that_it_can_join(runtime: Runtime) -> 
 
     await runtime.system.ask(probe(2), Add(6))
     runtime.system.passivate_idle()
-    await activate(runtime.system, probe(3))
+    await activate(runtime.system, [probe(2), probe(3)])
     assert runtime.system.is_live(probe(3))
     assert await runtime.system.ask(probe(1), Join(3, 1, Add(2))) == 2
