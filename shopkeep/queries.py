@@ -90,9 +90,9 @@ async def user_for_token(reader: Reader, token_hash: str) -> int | None:
     return int(row[0]) if row else None
 
 
-async def order_owner(reader: Reader, order_id: int) -> int | None:
-    """The user who placed ``order_id``, or None when there is no such order."""
-    row = await reader.fetchone("SELECT user_id FROM orders WHERE id = ?", (order_id,))
+async def return_order(reader: Reader, return_id: int) -> int | None:
+    """The order a return was asked for, or None when there is no such return."""
+    row = await reader.fetchone("SELECT order_id FROM returns WHERE id = ?", (return_id,))
     return int(row[0]) if row else None
 
 

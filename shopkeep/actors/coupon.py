@@ -58,6 +58,11 @@ class CouponActor(Actor):
             None if order_id is None else int(order_id),
         )
 
+    @property
+    def absent(self) -> bool:
+        """Nothing by this id (the runtime drops the activation once it is idle)."""
+        return self.coupon is None
+
     async def receive(self, ctx: Context, message: Any) -> Any:
         """Handle one CouponMessage; see :mod:`shopkeep.actors.protocol` for each answer."""
         coupon_id = self.address.id

@@ -76,6 +76,11 @@ class GoodsActor(Actor):
         name, price, stock, initial_stock, restocked = row
         self.goods = Goods(str(name), int(price), int(stock), int(initial_stock), int(restocked))
 
+    @property
+    def absent(self) -> bool:
+        """Nothing by this id (the runtime drops the activation once it is idle)."""
+        return self.goods is None
+
     async def receive(self, ctx: Context, message: Any) -> Any:
         """Handle one GoodsMessage; see :mod:`shopkeep.actors.protocol` for each answer."""
         goods_id = self.address.id

@@ -22,6 +22,7 @@ from shopkeep.actors.gateway import Gateway
 from shopkeep.actors.order_messages import (
     Accept,
     ApproveReturn,
+    AsUser,
     CallbackHandled,
     Cancel,
     DeadlineReached,
@@ -146,14 +147,29 @@ class OrderActor(Actor):
         assert state is not None
         return placement_outcome(state) or order_view(state)
 
+    @property
+    def absent(self) -> bool:
+        """No such order (and none being placed): the runtime drops the activation."""
+        return self.state is None and not self.placing
+
     async def receive(self, ctx: Context, message: Any) -> Any:
         """Dispatch one message (see ``order_messages`` for the answers)."""
         if isinstance(message, Place | Accept):
             return await self._place(ctx, message)
         state = self.state
+        if isinstance(message, AsUser):
+            if state is None or state.user_id != message.user_id:
+                return Refusal(NOT_FOUND, f"there is no order {self.address.id}")
+            message = message.message
         if state is None:
             if isinstance(message, DeadlineReached | RefundDone | UndoPlacement | Run):
                 return None
+            if isinstance(message, PaymentCallback):
+                said = LogPayment(message.payment_id, message.status, message.amount,
+                                  message.gateway_txn_id, "rejected", False)
+                body = callback_body(self.address.id, said)
+                log_rejected_callback(ctx, self.address.id, message.payment_id, body,
+                                      "unknown_payment")
             return Refusal(NOT_FOUND, f"there is no order {self.address.id}")
         if state.status == PENDING:
             if isinstance(message, Run) and self.placing:

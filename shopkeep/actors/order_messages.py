@@ -35,7 +35,7 @@ event loop for up to ~180 ms).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -236,6 +236,15 @@ class GetRefunds(msgspec.Struct, frozen=True, tag=True, gc=False):
 
 class GetPayments(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Answer the order's payments, oldest first."""
+
+
+class AsUser(msgspec.Struct, frozen=True, gc=False):
+    """``message`` on behalf of user ``user_id``: handled only if the order is theirs; any
+    other user's order answers not_found, exactly as a missing one (SPEC 7). Asked, never
+    stored. The admin's messages come unwrapped."""
+
+    user_id: int
+    message: Any
 
 
 OrderMessage = (

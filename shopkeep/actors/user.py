@@ -145,6 +145,11 @@ class UserActor(Actor):
             self.unpaid.add(order_id)
             self.debited[order_id] = debit_amount is not None
 
+    @property
+    def absent(self) -> bool:
+        """Nothing by this id (the runtime drops the activation once it is idle)."""
+        return self.account is None
+
     async def receive(self, ctx: Context, message: Any) -> Any:
         """Handle one UserMessage; see :mod:`shopkeep.actors.protocol` for each answer."""
         user_id = self.address.id

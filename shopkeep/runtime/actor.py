@@ -53,6 +53,13 @@ class Actor:
     def __init__(self, address: Address) -> None:
         self.address = address
 
+    @property
+    def absent(self) -> bool:
+        """Whether the entity this actor stands for does not exist (it loaded nothing and was
+        not created). An absent activation is dropped as soon as it is idle, so messages to ids
+        that exist nowhere leave nothing in memory."""
+        return False
+
     async def on_activate(self, ctx: ActivationContext) -> None:
         """Load the state from the store. Called before the first message of an activation."""
 

@@ -314,6 +314,9 @@ class ActorSystem:
             cell.task = None
             if cell.mailbox is not None and not cell.mailbox:
                 cell.mailbox = None
+            actor = cell.actor
+            if actor is not None and actor.absent and cell.passivatable:
+                self._registry.remove(cell)
 
     def _handled(self, cell: Cell) -> None:
         cell.busy = False

@@ -254,6 +254,17 @@ async def test_a_failed_saga_placement_undoes_every_step_and_names_its_order(
     await assert_audit_ok(shop)
 
 
+async def test_asking_for_ids_that_exist_nowhere_leaves_no_actor_in_memory(shop: Shop) -> None:
+    live = shop.runtime.system.live_actors
+    for missing in range(10**15, 10**15 + 20):
+        with pytest.raises(ShopError) as refused:
+            await shop.get_order(missing)
+        assert refused.value.code == "not_found"
+        with pytest.raises(ShopError):
+            await shop.get_goods(missing)
+    assert shop.runtime.system.live_actors == live
+
+
 async def test_another_users_order_is_not_found(shop: Shop) -> None:
     tea = await shop.create_goods("tea", price=100, stock=3)
     alice, bob = await customer(shop), await customer(shop)
