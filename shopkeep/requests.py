@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from shopkeep.actors.config import MAX_AMOUNT
 from shopkeep.errors import ShopError
 
-MAX_AMOUNT = 10**12
-"""The largest amount of money (minor units) any request may carry: 10 billion."""
 MAX_NAME = 200
 MAX_KEY = 200
 LATEST_TIME = 253_402_300_800.0
@@ -32,23 +31,14 @@ def check_name(name: str) -> None:
         raise ShopError("validation_error", f"name must be 1 to {MAX_NAME} characters")
 
 
-def checked_items(items: Any, max_items: int, max_quantity: int) -> tuple[tuple[int, int], ...]:
-    """(goods id, quantity) pairs from ``items``: 1 to ``max_items`` of them, each goods once,
-    each quantity a whole number from 1 to ``max_quantity``; else ShopError validation_error."""
+def checked_items(items: Any) -> tuple[tuple[int, int], ...]:
+    """(goods id, quantity) pairs from ``items``, each a pair of whole numbers; else ShopError
+    validation_error. Their limits are the order's rules (``order_rules.validate_request``)."""
     try:
         pairs = tuple((int(goods), quantity) for goods, quantity in items)
     except (TypeError, ValueError):
         raise ShopError("validation_error", "items must be (goods id, quantity) pairs") from None
-    if not 1 <= len(pairs) <= max_items:
-        raise ShopError("validation_error", f"an order has 1 to {max_items} items")
-    if len({goods for goods, _ in pairs}) != len(pairs):
-        raise ShopError("validation_error", "each goods may appear once in an order")
     for goods, quantity in pairs:
         if isinstance(quantity, bool) or not isinstance(quantity, int):
             raise ShopError("validation_error", f"goods {goods}: quantity must be an integer")
-        if not 1 <= quantity <= max_quantity:
-            raise ShopError(
-                "validation_error",
-                f"goods {goods}: quantity must be between 1 and {max_quantity}",
-            )
     return pairs

@@ -56,6 +56,7 @@ from shopkeep.actors.order_messages import (
     Ship,
     StartPayment,
 )
+from shopkeep.actors.order_rules import validate_request
 from shopkeep.actors.order_store import load_order
 from shopkeep.actors.protocol import (
     NOT_FOUND,
@@ -311,20 +312,23 @@ class Shop:
         or a ShopError with the refusal's code (and the failed order's id); without it, the
         pending order at once (poll it). The same ``idempotency_key`` with the same request
         answers the same order; with another request, idempotency_conflict."""
-        lines = checked_items(items, self.config.max_items, self.config.max_quantity)
+        lines = checked_items(items)
         check_amount("use_balance", use_balance)
         if expected_total is not None:
             check_amount("expected_total", expected_total)
-        if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_KEY:
-            raise ShopError("validation_error", f"an idempotency key has 1 to {MAX_KEY} characters")
-        request = msgspec.json.encode([lines, coupon_id, use_balance, expected_total])
+        refusal = validate_request(lines, use_balance, expected_total, self.config)
+        if refusal is not None:
+            raise ShopError.of(refusal)
+        request_hash = ""  # compared only between two uses of one key
+        if idempotency_key is not None:
+            if not 1 <= len(idempotency_key) <= MAX_KEY:
+                raise ShopError(
+                    "validation_error", f"an idempotency key has 1 to {MAX_KEY} characters"
+                )
+            request = msgspec.json.encode([lines, coupon_id, use_balance, expected_total])
+            request_hash = hashlib.sha256(request).hexdigest()
         order_id = self.system.ids.next()
-        begin = BeginOrder(
-            order_id,
-            idempotency_key,
-            hashlib.sha256(request).hexdigest(),
-            self.config.max_unpaid_orders,
-        )
+        begin = BeginOrder(order_id, idempotency_key, request_hash, self.config.max_unpaid_orders)
         kind = Place if wait else Accept
         # The new order asks the user's BeginOrder itself (see Place.begin); nothing is
         # counted against the user unless the order got the message.

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MAX_AMOUNT = 10**12
+"""The largest amount of money (minor units) any request may carry: 10 billion."""
+MAX_QUANTITY = 1_000
+"""The default largest quantity of one goods in one order."""
+MAX_ITEMS = 50
+"""The default most distinct goods in one order."""
+
 
 @dataclass(frozen=True)
 class ShopConfig:
@@ -19,9 +26,9 @@ class ShopConfig:
     """Unpaid orders a user may hold at once; one more is refused too_many_unpaid_orders."""
     points_per_unit: int = 1
     """Points earned per whole currency unit (100 minor units) of pay amount + wallet amount."""
-    max_quantity: int = 1_000
+    max_quantity: int = MAX_QUANTITY
     """The largest quantity of one goods in one order."""
-    max_items: int = 50
+    max_items: int = MAX_ITEMS
     """The most distinct goods in one order."""
     sweep_interval_s: float = 60.0
     """How often the sweep looks for overdue unpaid orders (a backup of the deadline timers)."""

@@ -12,7 +12,7 @@ from enum import Enum
 
 from msgspec.structs import replace
 
-from shopkeep.actors.config import ShopConfig
+from shopkeep.actors.config import MAX_AMOUNT, ShopConfig
 from shopkeep.actors.order_state import (
     APPROVED,
     AWAITING_PAYMENT,
@@ -133,7 +133,9 @@ def validate_request(
     expected_total: int | None,
     config: ShopConfig,
 ) -> Refusal | None:
-    """Checks that need no other actor: the items, quantities and amounts asked for."""
+    """Checks that need no other actor: the items, quantities and amounts asked for. The one
+    place a placement request is checked: the embedded API calls it before asking the order,
+    and the order again for whatever reaches it."""
     if not items:
         return Refusal(VALIDATION_ERROR, "an order needs at least one item")
     if len(items) > config.max_items:
@@ -148,10 +150,10 @@ def validate_request(
                 VALIDATION_ERROR,
                 f"goods {goods_id}: quantity must be 1 to {config.max_quantity}, not {quantity}",
             )
-    if use_balance < 0:
-        return Refusal(VALIDATION_ERROR, "use_balance cannot be negative")
-    if expected_total is not None and expected_total < 0:
-        return Refusal(VALIDATION_ERROR, "expected_total cannot be negative")
+    if not 0 <= use_balance <= MAX_AMOUNT:
+        return Refusal(VALIDATION_ERROR, f"use_balance must be between 0 and {MAX_AMOUNT}")
+    if expected_total is not None and not 0 <= expected_total <= MAX_AMOUNT:
+        return Refusal(VALIDATION_ERROR, f"expected_total must be between 0 and {MAX_AMOUNT}")
     return None
 
 

@@ -98,6 +98,6 @@ async def test_the_server_keeps_to_its_document_under_generated_requests(
                           host="127.0.0.1") as server:
         url = str(server.make_url("")).rstrip("/")
         found = await asyncio.to_thread(fuzz, url, token, known, MAX_EXAMPLES)
-    assert found.failures == []
+    assert found.failures == [], "\n".join(found.failures)
     assert found.server_errors == 0
     assert found.cases >= MAX_EXAMPLES * 10
