@@ -185,6 +185,14 @@ async def load_order(reader: Reader, order_id: int) -> OrderState | None:
     )
 
 
+UNPAID_SQL = "SELECT id FROM orders WHERE user_id = ? AND status IN ('pending', 'awaiting_payment')"
+
+
+async def unpaid_orders(reader: Reader, user_id: int) -> list[int]:
+    """The ids of the user's orders not yet paid nor canceled (what the unpaid cap counts)."""
+    return [int(order_id) for (order_id,) in await reader.fetchall(UNPAID_SQL, (user_id,))]
+
+
 # -- writing ----------------------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shopkeep.actors.order_store import unpaid_orders
 from shopkeep.actors.protocol import (
     INVALID_STATE,
     NOT_FOUND,
@@ -61,13 +62,13 @@ from shopkeep.runtime.actor import ActivationContext
 from shopkeep.runtime.join import NotJoinable
 
 LOAD_SQL = "SELECT name, balance, points FROM users WHERE id = ?"
-# the unpaid orders, each with its debit if it has one (one read for the hot path's memory)
-UNPAID_SQL = (
-    "SELECT o.id, l.amount FROM orders o "
-    "LEFT JOIN wallet_ledger l ON l.user_id = o.user_id AND l.order_id = o.id "
-    "AND l.reason = 'order_debit' "
-    "WHERE o.user_id = ? AND o.status IN ('pending', 'awaiting_payment')"
+# which of some orders this user's ledger debited (with the unpaid orders from order_store,
+# what the hot path's memory needs); {} is a list of placeholders, at most DEBITS_READ_AT_ONCE
+DEBITED_ORDERS_SQL = (
+    "SELECT order_id FROM wallet_ledger WHERE user_id = ? AND reason = 'order_debit' "
+    "AND order_id IN ({})"
 )
+DEBITS_READ_AT_ONCE = 500
 KEY_SQL = "SELECT request_hash, order_id FROM idempotency_keys WHERE user_id = ? AND key = ?"
 KEYS_SQL = "SELECT key FROM idempotency_keys WHERE user_id = ? LIMIT ?"
 DEBITED_SQL = (
@@ -141,9 +142,15 @@ class UserActor(Actor):
             self.keys_complete = False
         else:
             self.key_hashes = {hash(str(key)) for (key,) in keys}
-        for order_id, debit_amount in await ctx.reader.fetchall(UNPAID_SQL, (user_id,)):
+        unpaid = await unpaid_orders(ctx.reader, user_id)
+        debited: set[int] = set()
+        for start in range(0, len(unpaid), DEBITS_READ_AT_ONCE):
+            some = unpaid[start:start + DEBITS_READ_AT_ONCE]
+            sql = DEBITED_ORDERS_SQL.format(", ".join("?" * len(some)))
+            debited.update(int(o) for (o,) in await ctx.reader.fetchall(sql, (user_id, *some)))
+        for order_id in unpaid:
             self.unpaid.add(order_id)
-            self.debited[order_id] = debit_amount is not None
+            self.debited[order_id] = order_id in debited
 
     @property
     def absent(self) -> bool:
