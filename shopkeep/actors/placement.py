@@ -28,8 +28,9 @@ asset's mailbox. That is also why a cut placement can be undone knowing only wha
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_rules import (
     check_expected_total,
     confirm,
@@ -37,12 +38,29 @@ from shopkeep.actors.order_rules import (
     fail_placement,
     priced,
 )
-from shopkeep.actors.order_state import INTERRUPTED, OrderState, SaveLines
+from shopkeep.actors.order_state import INTERRUPTED, Effect, OrderState, SaveLines
 from shopkeep.actors.protocol import DebitWallet, Refusal, StockTaken, TakeStock, UseCoupon
 from shopkeep.runtime import Address, Context, Overloaded
 
-if TYPE_CHECKING:
-    from shopkeep.actors.order import OrderActor
+
+class PlacingOrder(Protocol):
+    """What a placement needs of the order actor running it (``order.OrderActor``): its
+    address, its state and settings, and the way it writes a decision."""
+
+    @property
+    def address(self) -> Address:
+        """The order's address."""
+
+    @property
+    def state(self) -> OrderState | None:
+        """The order as it is now."""
+
+    @property
+    def config(self) -> ShopConfig:
+        """The shop's settings."""
+
+    def commit(self, ctx: Context, state: OrderState, effects: list[Effect]) -> None:
+        """Write ``state`` and ``effects`` into the unit and make ``state`` current."""
 
 OVERLOADED = "overloaded"
 """Failure code when an asset actor was too busy to take the step (HTTP 503)."""
@@ -63,7 +81,7 @@ def placement_failure(answer: Any) -> tuple[str, str]:
 
 
 def _fail(
-    actor: OrderActor,
+    actor: PlacingOrder,
     ctx: Context,
     state: OrderState,
     failure: tuple[str, str],
@@ -93,7 +111,7 @@ async def _take_stock(ctx: Context, state: OrderState) -> list[Any]:
 
 
 async def run_placement(
-    actor: OrderActor, ctx: Context, expected_total: int | None
+    actor: PlacingOrder, ctx: Context, expected_total: int | None
 ) -> OrderState | Refusal:
     """Steps 2-6 for the pending order in ``actor.state`` (step 1 is written and submitted)."""
     state = actor.state
@@ -154,7 +172,7 @@ async def run_placement(
     return state
 
 
-def undo_cut_placement(actor: OrderActor, ctx: Context) -> None:
+def undo_cut_placement(actor: PlacingOrder, ctx: Context) -> None:
     """Undo a pending order whose placement is not running (cut by a crash or a lost message).
 
     Everything that may have been taken is released: the stock of every goods, the coupon, and

@@ -24,8 +24,6 @@ instead, which asks each step and compensates.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from shopkeep.actors.order_messages import Place, PlacedBefore
 from shopkeep.actors.order_rules import (
     check_expected_total,
@@ -35,6 +33,7 @@ from shopkeep.actors.order_rules import (
     priced,
 )
 from shopkeep.actors.order_state import Effect, OrderState
+from shopkeep.actors.placement import PlacingOrder
 from shopkeep.actors.protocol import (
     BeginOrder,
     DebitWallet,
@@ -46,9 +45,6 @@ from shopkeep.actors.protocol import (
 )
 from shopkeep.runtime import Address, Context
 from shopkeep.runtime.join import NotJoinable
-
-if TYPE_CHECKING:
-    from shopkeep.actors.order import OrderActor
 
 
 class PlacementDiverged(RuntimeError):
@@ -76,7 +72,7 @@ class Participants:
 
 
 def place_in_one_turn(
-    actor: OrderActor, ctx: Context, message: Place, begin: BeginOrder, who: Participants
+    actor: PlacingOrder, ctx: Context, message: Place, begin: BeginOrder, who: Participants
 ) -> OrderState | Refusal | PlacedBefore | None:
     """Check, then apply, the whole placement in this turn; None when a participant cannot
     join now (nothing happened: run the saga). The participants must have been activated."""
@@ -98,7 +94,7 @@ Checked = tuple[OrderState, list[Effect]]
 
 
 def _check(
-    actor: OrderActor, ctx: Context, message: Place, begin: BeginOrder, who: Participants
+    actor: PlacingOrder, ctx: Context, message: Place, begin: BeginOrder, who: Participants
 ) -> Checked | Refusal | PlacedBefore:
     ticket = ctx.join(who.user, begin, check=True)
     if isinstance(ticket, Refusal):
