@@ -14,6 +14,7 @@ result. The kind is bound to the shop's settings and payment gateway by
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any, ClassVar
 
 from shopkeep.actors.config import ShopConfig
@@ -61,7 +62,15 @@ from shopkeep.actors.order_rules import (
     ship,
     validate_request,
 )
-from shopkeep.actors.order_state import PENDING, Effect, LogPayment, OrderState, Payment, Refund
+from shopkeep.actors.order_state import (
+    PENDING,
+    VIEW_FIELDS,
+    Effect,
+    LogPayment,
+    OrderState,
+    Payment,
+    Refund,
+)
 from shopkeep.actors.order_store import callback_body, load_order, log_rejected_callback, write
 from shopkeep.actors.payment_rules import decide_callback, refund_done, start_payment
 from shopkeep.actors.placement import placement_failure, run_placement, undo_cut_placement
@@ -72,27 +81,13 @@ from shopkeep.runtime import ActivationContext, Actor, Address, Context
 # -- views ------------------------------------------------------------------------------------
 
 
+_own_fields = attrgetter(*VIEW_FIELDS)
+
+
 def order_view(state: OrderState) -> OrderView:
-    """The order as SPEC 7 shows it."""
-    return OrderView(
-        id=state.id,
-        user_id=state.user_id,
-        status=state.status,
-        items=tuple(OrderItemView(x.goods_id, x.quantity, x.unit_price) for x in state.lines),
-        coupon_id=state.coupon_id,
-        goods_amount=state.goods_amount,
-        shipping_fee=state.shipping_fee,
-        order_amount=state.order_amount,
-        coupon_discount=state.coupon_discount,
-        wallet_amount=state.wallet_amount,
-        pay_amount=state.pay_amount,
-        cancel_reason=state.cancel_reason,
-        created_at=state.created_at,
-        confirmed_at=state.confirmed_at,
-        paid_at=state.paid_at,
-        canceled_at=state.canceled_at,
-        expires_at=state.expires_at,
-    )
+    """The order as SPEC 7 shows it: its own fields (``OrderFields``), and its items."""
+    items = tuple(OrderItemView(x.goods_id, x.quantity, x.unit_price) for x in state.lines)
+    return OrderView(**dict(zip(VIEW_FIELDS, _own_fields(state), strict=True)), items=items)
 
 
 def refund_view(order_id: int, refund: Refund) -> RefundView:

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from shopkeep.actors.order_state import OrderFields
 from shopkeep.actors.protocol import BeginOrder
 
 Items = tuple[tuple[int, int], ...]
@@ -55,26 +56,10 @@ class OrderItemView(msgspec.Struct, frozen=True, gc=False):
     unit_price: int | None
 
 
-class OrderView(msgspec.Struct, frozen=True, gc=False):
-    """An order with exactly the fields of SPEC 7's Order."""
+class OrderView(OrderFields, frozen=True, gc=False, kw_only=True):
+    """An order with exactly the fields of SPEC 7's Order: its own fields, and its items."""
 
-    id: int
-    user_id: int
-    status: str
     items: tuple[OrderItemView, ...]
-    coupon_id: int | None
-    goods_amount: int
-    shipping_fee: int
-    order_amount: int
-    coupon_discount: int
-    wallet_amount: int
-    pay_amount: int
-    cancel_reason: str | None
-    created_at: float
-    confirmed_at: float | None
-    paid_at: float | None
-    canceled_at: float | None
-    expires_at: float | None
 
 
 class PaymentView(msgspec.Struct, frozen=True, gc=False):

@@ -112,34 +112,43 @@ class ReturnRequest(msgspec.Struct, frozen=True, gc=False):
     approved_at: float | None = None
 
 
-class OrderState(msgspec.Struct, frozen=True, gc=False):
-    """Everything one order actor knows. Money is in minor units, times in Unix seconds.
-
-    ``collected`` holds every (payment id, gateway transaction id) whose money the shop has
-    accounted for (applied, or being refunded), so a repeated callback is recognised;
-    ``paid_payment_id`` is the payment that paid the order.
-    """
+class OrderFields(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """An order's own fields, as SPEC 7's Order shows them (its items apart): declared here
+    once. :class:`OrderState` (the actor's memory, and the ``orders`` row) and
+    ``order_messages.OrderView`` (the view every API answers with) both extend it, and the
+    HTTP layer's wire shape is derived from the view. Money is in minor units, times in Unix
+    seconds."""
 
     id: int
     user_id: int
     status: str
-    lines: tuple[Line, ...]
     coupon_id: int | None
-    use_balance: int
-    created_at: float
     goods_amount: int = 0
     shipping_fee: int = 0
     order_amount: int = 0
     coupon_discount: int = 0
     wallet_amount: int = 0
     pay_amount: int = 0
-    points: int = 0
     cancel_reason: str | None = None
-    failure_code: str | None = None
+    created_at: float
     confirmed_at: float | None = None
     paid_at: float | None = None
     canceled_at: float | None = None
     expires_at: float | None = None
+
+
+class OrderState(OrderFields, frozen=True, gc=False, kw_only=True):
+    """Everything one order actor knows: the order's fields and what only the shop sees.
+
+    ``collected`` holds every (payment id, gateway transaction id) whose money the shop has
+    accounted for (applied, or being refunded), so a repeated callback is recognised;
+    ``paid_payment_id`` is the payment that paid the order.
+    """
+
+    lines: tuple[Line, ...]
+    use_balance: int
+    points: int = 0
+    failure_code: str | None = None
     shipped_at: float | None = None
     delivered_at: float | None = None
     payments: tuple[Payment, ...] = ()
@@ -164,6 +173,16 @@ class OrderState(msgspec.Struct, frozen=True, gc=False):
     def return_request(self, return_id: int) -> ReturnRequest | None:
         """The return ``return_id`` of this order, if it has one."""
         return next((r for r in self.returns if r.id == return_id), None)
+
+
+NOT_IN_ROW = frozenset({"id", "lines", "payments", "refunds", "returns", "collected",
+                        "paid_payment_id"})
+"""OrderState's fields the ``orders`` row does not hold: the id is its key; the rest are rows
+of their own tables (items, payments, refunds, returns) or read from the payment log."""
+ROW_FIELDS = tuple(name for name in OrderState.__struct_fields__ if name not in NOT_IN_ROW)
+"""The ``orders`` table's columns besides ``id``: one per field of OrderState, in its order."""
+VIEW_FIELDS = OrderFields.__struct_fields__
+"""The order's own fields, in their order (what a view copies from the state)."""
 
 
 # -- effects ----------------------------------------------------------------------------------

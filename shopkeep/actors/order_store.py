@@ -7,12 +7,13 @@ message's unit of work, so a state change and everything it causes commit togeth
 
 from __future__ import annotations
 
-from typing import Any
+from operator import attrgetter
 
 import msgspec
 
 from shopkeep.actors.order_messages import DeadlineReached
 from shopkeep.actors.order_state import (
+    ROW_FIELDS,
     ArmDeadline,
     Award,
     CancelDeadline,
@@ -42,17 +43,11 @@ from shopkeep.store.reader import Reader
 DEADLINE = "deadline"
 """The name of the order's payment-deadline timer."""
 
-ORDER_COLUMNS = (
-    "user_id, status, cancel_reason, failure_code, coupon_id, use_balance, goods_amount, "
-    "shipping_fee, order_amount, coupon_discount, wallet_amount, pay_amount, points, "
-    "created_at, confirmed_at, paid_at, canceled_at, expires_at, shipped_at, delivered_at"
+ORDER_COLUMNS = ", ".join(ROW_FIELDS)
+INSERT_ORDER_SQL = (
+    f"INSERT INTO orders (id, {ORDER_COLUMNS}) VALUES (?, {', '.join('?' * len(ROW_FIELDS))})"
 )
-INSERT_ORDER_SQL = f"INSERT INTO orders (id, {ORDER_COLUMNS}) VALUES ({', '.join('?' * 21)})"
-UPDATE_ORDER_SQL = (
-    "UPDATE orders SET "
-    + ", ".join(f"{column.strip()} = ?" for column in ORDER_COLUMNS.split(","))
-    + " WHERE id = ?"
-)
+UPDATE_ORDER_SQL = f"UPDATE orders SET {', '.join(f'{c} = ?' for c in ROW_FIELDS)} WHERE id = ?"
 SELECT_ORDER_SQL = f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"
 INSERT_ITEM_SQL = (
     "INSERT INTO order_items (order_id, goods_id, quantity, unit_price) VALUES (?, ?, ?, ?)"
@@ -150,33 +145,10 @@ async def load_order(reader: Reader, order_id: int) -> OrderState | None:
         collected.add((int(payment_id), logged.gateway_txn_id))
         if action == CallbackAction.APPLIED.value:
             paid_payment_id = int(payment_id)
-    (user_id, status, cancel_reason, failure_code, coupon_id, use_balance, goods_amount,
-     shipping_fee, order_amount, coupon_discount, wallet_amount, pay_amount, points,
-     created_at, confirmed_at, paid_at, canceled_at, expires_at, shipped_at,
-     delivered_at) = row
     return OrderState(
         id=order_id,
-        user_id=user_id,
-        status=status,
+        **dict(zip(ROW_FIELDS, row, strict=True)),
         lines=tuple(Line(g, q, p) for g, q, p in items),
-        coupon_id=coupon_id,
-        use_balance=use_balance,
-        created_at=created_at,
-        goods_amount=goods_amount,
-        shipping_fee=shipping_fee,
-        order_amount=order_amount,
-        coupon_discount=coupon_discount,
-        wallet_amount=wallet_amount,
-        pay_amount=pay_amount,
-        points=points,
-        cancel_reason=cancel_reason,
-        failure_code=failure_code,
-        confirmed_at=confirmed_at,
-        paid_at=paid_at,
-        canceled_at=canceled_at,
-        expires_at=expires_at,
-        shipped_at=shipped_at,
-        delivered_at=delivered_at,
         payments=tuple(Payment(*p) for p in payments),
         refunds=tuple(Refund(*r) for r in refunds),
         returns=tuple(ReturnRequest(*r) for r in returns),
@@ -196,14 +168,8 @@ async def unpaid_orders(reader: Reader, user_id: int) -> list[int]:
 # -- writing ----------------------------------------------------------------------------------
 
 
-def _columns(state: OrderState) -> tuple[Any, ...]:
-    return (
-        state.user_id, state.status, state.cancel_reason, state.failure_code, state.coupon_id,
-        state.use_balance, state.goods_amount, state.shipping_fee, state.order_amount,
-        state.coupon_discount, state.wallet_amount, state.pay_amount, state.points,
-        state.created_at, state.confirmed_at, state.paid_at, state.canceled_at,
-        state.expires_at, state.shipped_at, state.delivered_at,
-    )
+order_row = attrgetter(*ROW_FIELDS)
+"""An order's ``orders`` row (without its id), from its state."""
 
 
 def write(
@@ -212,14 +178,14 @@ def write(
     """Write ``after`` (if its row changed) and every effect into the message's unit."""
     now = ctx.now()
     order_id = after.id
-    columns = _columns(after)
+    columns = order_row(after)
     if before is None:
         ctx.execute(INSERT_ORDER_SQL, (order_id, *columns))
         ctx.executemany(
             INSERT_ITEM_SQL,
             [(order_id, line.goods_id, line.quantity, line.unit_price) for line in after.lines],
         )
-    elif columns != _columns(before):
+    elif columns != order_row(before):
         ctx.execute(UPDATE_ORDER_SQL, (*columns, order_id))
     user = Address("user", after.user_id)
     for effect in effects:

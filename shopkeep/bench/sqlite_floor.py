@@ -16,12 +16,14 @@ import time
 from shopkeep.actors.goods import INSERT_SQL as INSERT_GOODS_SQL
 from shopkeep.actors.goods import LEDGER_SQL
 from shopkeep.actors.goods import UPDATE_SQL as UPDATE_GOODS_SQL
-from shopkeep.actors.order_store import INSERT_ITEM_SQL, INSERT_ORDER_SQL
+from shopkeep.actors.order_state import ROW_FIELDS, OrderState
+from shopkeep.actors.order_store import INSERT_ITEM_SQL, INSERT_ORDER_SQL, order_row
 from shopkeep.store.database import connect
 from shopkeep.store.migrations import MIGRATIONS, apply_migrations
 
 BATCH = 64
 """Placements per commit: one per customer of the shop benchmark."""
+USER_AT = ROW_FIELDS.index("user_id")
 
 
 def sqlite_floor_orders_per_s(folder: str, seconds: float, goods: int, price: int) -> float:
@@ -44,14 +46,17 @@ def sqlite_floor_orders_per_s(folder: str, seconds: float, goods: int, price: in
         while time.perf_counter() < deadline:
             orders, items, updates, ledger = [], [], [], []
             now = time.time()
+            row = list(order_row(OrderState(
+                id=0, user_id=0, status="awaiting_payment", lines=(), coupon_id=None,
+                use_balance=0, goods_amount=price, order_amount=price, pay_amount=price,
+                created_at=now, confirmed_at=now, expires_at=now + 1800,
+            )))
             for n in range(BATCH):
                 order_id += 1
                 goods_id = (order_id * 7919 + n) % goods
                 stocks[goods_id] -= 1
-                orders.append((
-                    order_id, n, "awaiting_payment", None, None, None, 0, price, 0, price, 0,
-                    0, price, 0, now, now, None, None, now + 1800, None, None,
-                ))
+                row[USER_AT] = n
+                orders.append((order_id, *row))
                 items.append((order_id, goods_id, 1, price))
                 updates.append((price, stocks[goods_id], 0, goods_id))
                 ledger.append((goods_id, order_id, "take", -1, now))

@@ -17,7 +17,13 @@ from shopkeep.actors.order_messages import (
     ReturnView,
     Ship,
 )
-from shopkeep.actors.order_store import HISTORY_SQL, INSERT_ITEM_SQL, INSERT_ORDER_SQL
+from shopkeep.actors.order_state import Line, OrderState
+from shopkeep.actors.order_store import (
+    HISTORY_SQL,
+    INSERT_ITEM_SQL,
+    INSERT_ORDER_SQL,
+    order_row,
+)
 from shopkeep.actors.protocol import DebitWallet, Refusal, TakeStock, UseCoupon
 from shopkeep.actors.recovery import recover_cut_placements, start_deadline_sweep
 from shopkeep.runtime import VirtualClock
@@ -183,10 +189,12 @@ async def cut_placement(shop: Shop, user_id: int, goods_id: int, coupon_id: int,
     await shop.begin(user_id, order_id)
     now = shop.clock.now()
     unit = UnitOfWork()
-    unit.execute(INSERT_ORDER_SQL, (
-        order_id, user_id, "pending", None, None, coupon_id, wallet_amount, 0, 0, 0, 0,
-        wallet_amount, 0, 0, now, None, None, None, None, None, None,
-    ))
+    pending = OrderState(
+        id=order_id, user_id=user_id, status="pending", lines=(Line(goods_id, 3),),
+        coupon_id=coupon_id, use_balance=wallet_amount, wallet_amount=wallet_amount,
+        created_at=now,
+    )
+    unit.execute(INSERT_ORDER_SQL, (order_id, *order_row(pending)))
     unit.execute(INSERT_ITEM_SQL, (order_id, goods_id, 3, None))
     unit.execute(HISTORY_SQL, (order_id, None, "pending", "placed", "", now))
     await shop.rt.store.writer.submit(unit)
