@@ -143,7 +143,10 @@ def validate_request(
     seen: set[int] = set()
     for goods_id, quantity in items:
         if goods_id in seen:
-            return Refusal(VALIDATION_ERROR, f"goods {goods_id} is listed twice")
+            return Refusal(
+                VALIDATION_ERROR,
+                f"each goods may appear once in an order: goods {goods_id} is listed twice",
+            )
         seen.add(goods_id)
         if not 1 <= quantity <= config.max_quantity:
             return Refusal(

@@ -174,6 +174,8 @@ class Life:
                 task.cancel()
             await asyncio.gather(*others, return_exceptions=True)
         await store.reader.close()
+        if store.point_reader is not store.reader:
+            await store.point_reader.close()
         with contextlib.suppress(sqlite3.Error):
             store._conn.close()  # a crash closes what it finds, as the OS does
         store._lock.release()

@@ -128,10 +128,11 @@ async def run_once(operation: Operation, disk: FaultyDisk | None, folder: str) -
         await bench.quiet()
         before = await business_state(bench)
         store = bench.shop.runtime.store
-        real_reader = store.reader
+        real_reader, real_point_reader = store.reader, store.point_reader
         if disk is not None:
             store.writer.fault = disk
             store.reader = bench.shop.reader = FaultyReader(real_reader, disk)
+            store.point_reader = FaultyReader(real_point_reader, disk)
         task = asyncio.get_running_loop().create_task(operation.run(bench))
         problems: list[str] = []
         try:
@@ -143,6 +144,7 @@ async def run_once(operation: Operation, disk: FaultyDisk | None, folder: str) -
             disk.armed = False  # the disk is repaired
             store.writer.fault = None
             store.reader = bench.shop.reader = real_reader
+            store.point_reader = real_point_reader
             if disk.crash and disk.fired:
                 await bench.crash_and_reopen()
         await bench.recover()

@@ -92,7 +92,7 @@ class ActivationContext:
         self.system = system
         self.address = address
         self.first_message = first_message
-        self.reader: Reader = system.store.reader
+        self.reader: Reader = system.store.point_reader
 
     def now(self) -> float:
         """The current time (from the injected clock)."""
@@ -214,7 +214,7 @@ class Context:
         pending = self._cell.pending
         if pending is not None and not pending.done():
             await asyncio.wait([pending])
-        return await self._system.store.reader.fetchall(sql, params)
+        return await self._system.store.point_reader.fetchall(sql, params)
 
     # -- talking --------------------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ def complete(
             envelope.resolve(reply)
         else:
             # what this reply shows must not be seen before the writes it depends on
-            pending.add_done_callback(partial(answer_after, envelope, reply))
+            _answer_after(system, envelope, reply, pending)
         return
     unit = ctx._unit
     if caller is not None:
@@ -68,7 +68,20 @@ def complete(
         caller._depend(unit)
         envelope.resolve(reply)
     else:
-        future.add_done_callback(partial(answer_after, envelope, reply))
+        _answer_after(system, envelope, reply, future)
+
+
+def _answer_after(
+    system: ActorSystem, envelope: Envelope, reply: Any, commit: asyncio.Future[None]
+) -> None:
+    """Answer ``reply`` once ``commit`` is done. An ask stays in flight until then: what
+    bounds the messages in flight bounds the callers waiting for commits too (a placement is
+    handled in one turn, and then waits for its commit only)."""
+    if envelope.reply is None:
+        commit.add_done_callback(partial(answer_after, envelope, reply))
+        return
+    envelope.answer_waits = True
+    commit.add_done_callback(partial(system.answered_after, envelope, reply))
 
 
 def submit(system: ActorSystem, cell: Cell, ctx: Context) -> asyncio.Future[None]:

@@ -54,7 +54,10 @@ def message_context() -> tuple[Address | None, str | None]:
 class Envelope:
     """One message in a mailbox, and how to answer it."""
 
-    __slots__ = ("caller", "chain", "handled", "message", "outbox_id", "reply", "timer", "trace")
+    __slots__ = (
+        "answer_waits", "caller", "chain", "handled", "message", "outbox_id", "reply", "timer",
+        "trace",
+    )
 
     def __init__(
         self,
@@ -73,6 +76,8 @@ class Envelope:
         self.outbox_id = outbox_id
         self.handled = False  # the handler ran; only the commit of its unit is awaited
         self.caller: Any = None  # the asking actor's Context, for an ask made by a handler
+        # the answer waits for a commit: the message stays in flight until it is given
+        self.answer_waits = False
 
     def resolve(self, value: Any) -> None:
         """Answer with ``value`` (no effect for tells or answers already given)."""

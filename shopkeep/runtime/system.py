@@ -28,7 +28,7 @@ import msgspec
 import structlog
 
 from shopkeep.runtime.actor import ActivationContext, Actor, Context
-from shopkeep.runtime.cell import Cell, expire, resume
+from shopkeep.runtime.cell import Cell, answer_after, expire, resume
 from shopkeep.runtime.clock import Cancellable, Clock, RealClock
 from shopkeep.runtime.completion import complete
 from shopkeep.runtime.config import RuntimeConfig
@@ -307,7 +307,7 @@ class ActorSystem:
                     log.exception("runtime_error", actor=f"{address.kind}:{address.id}")
                     envelope.fail(exc)
                 finally:
-                    self._handled(cell)
+                    self._handled(cell, envelope)
                 mailbox = cell.mailbox
                 envelope = mailbox.popleft() if mailbox else None
         finally:
@@ -318,10 +318,21 @@ class ActorSystem:
             if actor is not None and actor.absent and cell.passivatable:
                 self._registry.remove(cell)
 
-    def _handled(self, cell: Cell) -> None:
+    def _handled(self, cell: Cell, envelope: Envelope) -> None:
         cell.busy = False
         self.stats.messages += 1
         self._registry.touch(cell, self.clock.now())
+        if not envelope.answer_waits:
+            self._left_flight()
+
+    def answered_after(
+        self, envelope: Envelope, reply: Any, commit: asyncio.Future[None]
+    ) -> None:
+        """The commit an answer waited for is done: answer, and the message leaves flight."""
+        answer_after(envelope, reply, commit)
+        self._left_flight()
+
+    def _left_flight(self) -> None:
         self._in_flight -= 1
         if self._in_flight == 0:
             if self._drained is not None and not self._drained.done():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -177,3 +178,26 @@ async def test_log_lines_of_a_handler_name_its_actor_and_the_trace_that_caused_i
     finally:
         Probe.on_receive = None
     assert seen == [{"actor": "probe:3", "trace": "req-7"}]
+
+
+async def test_an_ask_waiting_for_its_commit_stays_in_flight_until_answered(
+    open_probe_runtime: OpenRuntime,
+) -> None:
+    runtime = await open_probe_runtime(RuntimeConfig(max_in_flight=1))
+    await runtime.system.ask(probe(1), Add(0))
+    disk_is_slow = threading.Event()
+
+    def slow_commit(operation: str) -> None:
+        if operation == "commit":
+            disk_is_slow.wait(10)
+
+    runtime.store.writer.fault = slow_commit
+    first = asyncio.ensure_future(runtime.system.ask(probe(1), Add(1)))
+    await asyncio.sleep(0)  # one turn: the handler runs, its answer waits for the commit
+    assert not first.done()
+    with pytest.raises(Overloaded):
+        await runtime.system.ask(probe(2), Get())
+    disk_is_slow.set()
+    assert await first == 1
+    runtime.store.writer.fault = None
+    assert await runtime.system.ask(probe(2), Get()) == 0
