@@ -7,6 +7,7 @@ ask began running in the asker's own task (see ``ActorSystem.ask``).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections import deque
 from collections.abc import Coroutine
 from typing import Any
@@ -92,6 +93,20 @@ def answer_parked(envelope: Envelope, error: Exception, parked: asyncio.Future[N
     """Answer a parked message with its error once its dead letter is recorded."""
     failure = parked.exception()
     envelope.fail(failure if failure is not None else error)
+
+
+def start_eager(
+    loop: asyncio.AbstractEventLoop, cell: Cell, coro: Coroutine[Any, Any, None]
+) -> None:
+    """Run a cell's drain coroutine in the caller's stack until it first waits; if it does, a
+    task carries on from exactly there (:func:`resume`). The fresh Context keeps the caller's
+    context variables out of the actor (its log context comes from the envelope)."""
+    context = contextvars.Context()
+    try:
+        yielded = context.run(coro.send, None)
+    except StopIteration:
+        return
+    cell.task = loop.create_task(resume(coro, yielded), context=context)
 
 
 async def resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:

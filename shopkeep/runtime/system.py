@@ -9,10 +9,10 @@ Shape (the rest of this module follows it):
   the ask runs the handler at once in the asker's task until the handler first waits (eager
   dispatch), which saves two task switches per round trip. Either way messages are handled one
   at a time, in arrival order, and every ask gets an answer: a reply, an error, or ActorStopped.
-- A handler's effects are one unit of work. The runtime submits it to the group-commit writer and
-  answers the ask only when it is committed; the actor itself goes on with its next message.
-- Supervision decides what an exception means (see ``supervision.py``). A failed commit marks the
-  actor for restart: before its next message it reloads its state from the store.
+- A handler's effects are one unit of work (other idle actors' handlers may join it: ``join.py``),
+  submitted to the group-commit writer; the ask is answered, and leaves flight, once it is
+  committed. The actor goes on with its next message meanwhile. Supervision decides what an
+  exception means (``supervision.py``); a failed commit makes the actor reload from the store.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import msgspec
 import structlog
 
 from shopkeep.runtime.actor import ActivationContext, Actor, Context
-from shopkeep.runtime.cell import Cell, answer_after, expire, resume
+from shopkeep.runtime.cell import Cell, answer_after, expire, start_eager
 from shopkeep.runtime.clock import Cancellable, Clock, RealClock
 from shopkeep.runtime.completion import complete
 from shopkeep.runtime.config import RuntimeConfig
@@ -161,7 +161,7 @@ class ActorSystem:
         envelope.caller = caller
         if cell.task is None and not cell.busy and not cell.mailbox and self.config.eager:
             self._admit()
-            self._start_eager(cell, envelope)
+            start_eager(self._loop, cell, self._drain(cell, envelope))
             if reply.done():
                 # a run of asks that never wait would never let the loop turn: yield now and then
                 self._eager_streak += 1
@@ -212,19 +212,6 @@ class ActorSystem:
             cell.task = self._loop.create_task(
                 self._drain(cell, None), context=contextvars.Context()
             )
-
-    def _start_eager(self, cell: Cell, envelope: Envelope) -> None:
-        # Run the drain coroutine in the caller's stack until it first waits; if it does, a
-        # task carries on from exactly there. The fresh Context keeps the caller's context
-        # variables out of the actor (its log context comes from the envelope).
-        coro = self._drain(cell, envelope)
-        context = contextvars.Context()
-        try:
-            yielded = context.run(coro.send, None)
-        except StopIteration:
-            return
-        assert self._loop is not None
-        cell.task = self._loop.create_task(resume(coro, yielded), context=context)
 
     # -- the registry ---------------------------------------------------------------------------
 
@@ -325,9 +312,7 @@ class ActorSystem:
         if not envelope.answer_waits:
             self._left_flight()
 
-    def answered_after(
-        self, envelope: Envelope, reply: Any, commit: asyncio.Future[None]
-    ) -> None:
+    def answered_after(self, envelope: Envelope, reply: Any, commit: asyncio.Future[None]) -> None:
         """The commit an answer waited for is done: answer, and the message leaves flight."""
         answer_after(envelope, reply, commit)
         self._left_flight()
