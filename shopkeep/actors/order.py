@@ -87,7 +87,7 @@ _own_fields = attrgetter(*VIEW_FIELDS)
 def order_view(state: OrderState) -> OrderView:
     """The order as SPEC 7 shows it: its own fields (``OrderFields``), and its items."""
     items = tuple(OrderItemView(x.goods_id, x.quantity, x.unit_price) for x in state.lines)
-    return OrderView(**dict(zip(VIEW_FIELDS, _own_fields(state), strict=True)), items=items)
+    return OrderView(*_own_fields(state), items=items)
 
 
 def refund_view(order_id: int, refund: Refund) -> RefundView:

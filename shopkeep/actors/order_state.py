@@ -112,7 +112,7 @@ class ReturnRequest(msgspec.Struct, frozen=True, gc=False):
     approved_at: float | None = None
 
 
-class OrderFields(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+class OrderFields(msgspec.Struct, frozen=True, gc=False):
     """An order's own fields, as SPEC 7's Order shows them (its items apart): declared here
     once. :class:`OrderState` (the actor's memory, and the ``orders`` row) and
     ``order_messages.OrderView`` (the view every API answers with) both extend it, and the
@@ -123,6 +123,7 @@ class OrderFields(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     user_id: int
     status: str
     coupon_id: int | None
+    created_at: float
     goods_amount: int = 0
     shipping_fee: int = 0
     order_amount: int = 0
@@ -130,7 +131,6 @@ class OrderFields(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     wallet_amount: int = 0
     pay_amount: int = 0
     cancel_reason: str | None = None
-    created_at: float
     confirmed_at: float | None = None
     paid_at: float | None = None
     canceled_at: float | None = None
@@ -182,7 +182,8 @@ of their own tables (items, payments, refunds, returns) or read from the payment
 ROW_FIELDS = tuple(name for name in OrderState.__struct_fields__ if name not in NOT_IN_ROW)
 """The ``orders`` table's columns besides ``id``: one per field of OrderState, in its order."""
 VIEW_FIELDS = OrderFields.__struct_fields__
-"""The order's own fields, in their order (what a view copies from the state)."""
+"""The order's own fields, in their order (what a view copies from the state, positionally:
+the fields that extend them are keyword-only)."""
 
 
 # -- effects ----------------------------------------------------------------------------------
