@@ -210,7 +210,12 @@ class Shop:
 
     async def user_for_token(self, token: str) -> int | None:
         """The id of the user whose token this is, or None."""
-        token_hash = hash_token(token)
+        return await self.user_for_token_hash(hash_token(token))
+
+    async def user_for_token_hash(self, token_hash: str) -> int | None:
+        """The id of the user whose token hashes (:func:`hash_token`) to ``token_hash``, or
+        None: for a caller that hashed the token already (the HTTP layer compares the hash
+        with the admin's first), so a request hashes its token once."""
         known = self._token_users
         user_id = known.get(token_hash)
         if user_id is not None:
