@@ -5,9 +5,11 @@ settings are typed app state (``SHOP``, ``CONFIG``); the factory neither opens n
 shop: whoever opened it (``main.py serve``, a test) owns its lifetime and keeps it open while
 the app serves.
 
-Middlewares, outermost first: request ids (``request_ids.py``); the caller's own (metrics, say),
-which therefore see every answer with its final status, problems included; the mapping of
-errors to problem+json (``errors.py``); authentication (``auth.py``).
+Every request goes through one middleware (``middleware.py``): its request id, its metrics
+(when the app is given a :class:`~shopkeep.http.metrics.Metrics`), the mapping of errors to
+problem+json, authentication. Middlewares of the caller's own run inside the request id and
+the metrics, outside the rest, so they see every answer with its final status, problems
+included.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from shopkeep.http.auth import Access, authentication, authorize
+from shopkeep.http.auth import Access, authorize
 from shopkeep.http.catalog import catalog
 from shopkeep.http.config import HttpConfig
-from shopkeep.http.errors import problems
 from shopkeep.http.inputs import invalid
+from shopkeep.http.metrics import Metrics
+from shopkeep.http.middleware import FrontDoor
 from shopkeep.http.openapi import publish
 from shopkeep.http.operations import Operation
-from shopkeep.http.request_ids import request_ids
 from shopkeep.http.state import CONFIG, SHOP
 from shopkeep.shop import Shop
 
@@ -39,13 +41,15 @@ def guarded(operation: Operation, handler: Handler) -> Handler:
     parameter the operation does not take is refused 422, as an unknown body field is (a
     misspelt ``?limt=`` would otherwise be silently ignored)."""
     known = frozenset(p.name for p in operation.params if p.location == "query")
+    access = None if operation.access is Access.PUBLIC else operation.access
 
     async def check_then_handle(request: web.Request) -> web.StreamResponse:
-        if operation.access is not Access.PUBLIC:
-            authorize(request, operation.access)
-        unknown = sorted(set(request.query) - known)
-        if unknown:
-            raise invalid(f"unknown query parameter {unknown[0]!r}", "query")
+        if access is not None:
+            authorize(request, access)
+        if request.query_string:  # most requests have no query: nothing to parse then
+            unknown = sorted(set(request.query) - known)
+            if unknown:
+                raise invalid(f"unknown query parameter {unknown[0]!r}", "query")
         return await handler(request)
 
     check_then_handle.__name__ = handler.__name__
@@ -59,6 +63,7 @@ def make_app(
     *,
     extra_routes: Sequence[web.RouteDef] = (),
     middlewares: Sequence[Middleware] = (),
+    metrics: Metrics | None = None,
 ) -> web.Application:
     """Build the HTTP API over ``shop``; the caller keeps the shop open while it serves.
 
@@ -68,16 +73,15 @@ def make_app(
     ``config.sandbox`` is true, whoever passes it: the sandbox marks payments paid, and must
     never be reachable on a production server by mistake. Paths under ``/sandbox/`` and
     ``/metrics`` need no token; any other extra route needs one (admin or user).
-    ``middlewares`` run inside the request-id middleware and outside the error mapping.
+    ``middlewares`` run inside the request id and the ``metrics`` (each request timed into
+    them when given), outside the error mapping.
     """
+    door = FrontDoor(shop, config.admin_hash(), config.max_body_bytes, metrics)
     app = web.Application(
         client_max_size=config.max_body_bytes,
-        middlewares=[
-            request_ids,
-            *middlewares,
-            problems(config.max_body_bytes),
-            authentication(shop, config.admin_hash()),
-        ],
+        middlewares=(
+            [door.outer, *middlewares, door.inner] if middlewares else [door.middleware]
+        ),
     )
     app[SHOP] = shop
     app[CONFIG] = config

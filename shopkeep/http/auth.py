@@ -18,15 +18,15 @@ probing, and the admin gets 404 from the few routes that act as "me" (``/v1/me``
 from __future__ import annotations
 
 import enum
+import functools
 import hmac
 from typing import Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from shopkeep.errors import ShopError
 from shopkeep.http.state import ADMIN, PRINCIPAL, Principal
-from shopkeep.shop import Shop, hash_token
+from shopkeep.shop import TOKEN_CACHE_SIZE, Shop, hash_token
 
 PUBLIC_PATHS: Final = frozenset(
     {"/healthz", "/metrics", "/openapi.json", "/docs", "/v1/payments/callback"}
@@ -79,27 +79,29 @@ async def identify(shop: Shop, admin_hash: str | None, header: str | None) -> Pr
     token = bearer_token(header)
     if token is None:
         return None
-    if admin_hash is not None and hmac.compare_digest(hash_token(token), admin_hash):
+    token_hash = hash_token(token)  # once: the admin's check and the users' lookup share it
+    if admin_hash is not None and hmac.compare_digest(token_hash, admin_hash):
         return ADMIN
-    user_id = await shop.user_for_token(token)
-    return None if user_id is None else Principal(user_id)
+    user_id = await shop.user_for_token_hash(token_hash)
+    return None if user_id is None else user_principal(user_id)
 
 
-def authentication(shop: Shop, admin_hash: str | None) -> Middleware:
-    """The middleware that puts the caller's :class:`Principal` on the request (``PRINCIPAL``)
-    or refuses 401; public paths and unrouted requests (404, 405) pass untouched."""
+@functools.lru_cache(maxsize=TOKEN_CACHE_SIZE)
+def user_principal(user_id: int) -> Principal:
+    """The :class:`Principal` of user ``user_id``: one frozen value per known user (as many as
+    the shop remembers tokens of), rather than a new one per request."""
+    return Principal(user_id)
 
-    @web.middleware
-    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if is_public(request.path) or request.match_info.http_exception is not None:
-            return await handler(request)
-        principal = await identify(shop, admin_hash, request.headers.get("Authorization"))
-        if principal is None:
-            raise ShopError("unauthorized", "a valid bearer token is required")
-        request[PRINCIPAL] = principal
-        return await handler(request)
 
-    return authenticate
+async def authenticate(request: web.Request, shop: Shop, admin_hash: str | None) -> None:
+    """Put the caller's :class:`Principal` on ``request`` (``PRINCIPAL``) or refuse 401
+    unauthorized; public paths and unrouted requests (404, 405) pass untouched."""
+    if is_public(request.path) or request.match_info.http_exception is not None:
+        return
+    principal = await identify(shop, admin_hash, request.headers.get("Authorization"))
+    if principal is None:
+        raise ShopError("unauthorized", "a valid bearer token is required")
+    request[PRINCIPAL] = principal
 
 
 def authorize(request: web.Request, access: Access) -> Principal:

@@ -176,8 +176,8 @@ def build_app(
     gateway: HttpSandboxGateway | None,
 ) -> web.Application:
     """The app of :func:`shopkeep.http.app.make_app` with metrics and, given a gateway, the
-    sandbox route and sandbox mode. The metrics middleware is given first, so that it is the
-    outermost of ours and times every answer as the client gets it, problems included."""
+    sandbox route and sandbox mode. The metrics time every answer as the client gets it,
+    problems included."""
     config = HttpConfig(
         admin_token="",
         admin_token_hash=credentials.admin_token_hash,
@@ -186,9 +186,7 @@ def build_app(
     routes = [*metrics_routes(metrics)]
     if gateway is not None:
         routes += sandbox_routes(shop, gateway)
-    return make_app(
-        shop, config, extra_routes=routes, middlewares=[metrics.middleware]
-    )
+    return make_app(shop, config, extra_routes=routes, metrics=metrics)
 
 
 @asynccontextmanager
