@@ -4,6 +4,10 @@ The shop's views carry ids as ints and times as Unix seconds (floats); SPEC 7's 
 ids as decimal strings and times as RFC 3339 UTC strings. The ``*_out`` functions build the
 response types of ``schemas.py`` from the views; :func:`id_in` and :func:`time_in` read ids and
 times from requests, refusing what no int64 id or RFC 3339 time can be (422).
+
+The types given to ``cast`` are strings where they are unions: ``cast`` is a no-op at run time,
+but its first argument is evaluated, and ``X | None`` builds (and hashes) a new union at every
+call, which cost an order's conversion as much as the rest of it together.
 """
 
 from __future__ import annotations
@@ -124,7 +128,7 @@ def order_out(view: OrderView) -> OrderOut:
         coupon_discount=view.coupon_discount,
         wallet_amount=view.wallet_amount,
         pay_amount=view.pay_amount,
-        cancel_reason=cast(CancelReason | None, view.cancel_reason),
+        cancel_reason=cast("CancelReason | None", view.cancel_reason),
         created_at=time_out(view.created_at),
         confirmed_at=maybe_time(view.confirmed_at),
         paid_at=maybe_time(view.paid_at),
@@ -136,7 +140,7 @@ def order_out(view: OrderView) -> OrderOut:
 def history_out(entry: HistoryEntry) -> HistoryOut:
     """One status change."""
     return HistoryOut(
-        cast(OrderStatus | None, entry.from_status),
+        cast("OrderStatus | None", entry.from_status),
         cast(OrderStatus, entry.to_status),
         entry.operation,
         entry.remark,
