@@ -5,10 +5,10 @@ process-wide default one), so two apps in one process (tests, the benchmark) do 
 figures or collide on names. It gives the app two things:
 
 - :meth:`Metrics.observe`, which the app's middleware calls with every answer, into a histogram
-  labelled by method, route and status. The route is the resource's canonical path
-  (``/v1/orders/{id}``), never the raw URL: one series per route, not one per order id.
-  Requests that match no route share the label ``unmatched``, so a scan of random URLs cannot
-  grow the series without bound.
+  labelled by method, route and status (``latency.py``, counted without locks). The route is
+  the resource's canonical path (``/v1/orders/{id}``), never the raw URL: one series per
+  route, not one per order id. Requests that match no route share the label ``unmatched``,
+  so a scan of random URLs cannot grow the series without bound.
 - :func:`metrics_routes`: ``GET /metrics``, the text exposition format.
 
 Everything else is read from the shop when Prometheus scrapes, by :class:`RuntimeCollector`:
@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractResource
-from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from shopkeep.http.latency import LatencyHistogram, Series
 
 if TYPE_CHECKING:
     from shopkeep.shop import Shop
@@ -44,12 +46,6 @@ RECENT_SAMPLES: Final = 1024
 """How many of the latest timer fires the lateness quantiles are computed over."""
 UNMATCHED: Final = "unmatched"
 KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
-def route_label(request: web.Request) -> str:
-    """The canonical path of the resource ``request`` matched, or ``unmatched``."""
-    resource = request.match_info.route.resource
-    return UNMATCHED if resource is None else resource.canonical
 
 
 def quantile(ordered: Sequence[float], fraction: float) -> float:
@@ -156,15 +152,14 @@ class Metrics:
 
     def __init__(self, shop: Shop, *, process: bool = True) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Histogram(
-            "http_request_duration_seconds",
+        self.requests = LatencyHistogram(
+            f"{NAMESPACE}_http_request_duration_seconds",
             "Time from a request's arrival to its answer, by method, route and status.",
             ("method", "route", "status"),
-            namespace=NAMESPACE,
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            LATENCY_BUCKETS,
         )
-        self._children: dict[tuple[str, AbstractResource | None, int], Histogram] = {}
+        self.registry.register(self.requests)
+        self._series: dict[tuple[str, AbstractResource | None, int], Series] = {}
         self.registry.register(RuntimeCollector(shop))
         if process:
             ProcessCollector(registry=self.registry)
@@ -172,19 +167,19 @@ class Metrics:
     def observe(self, request: web.Request, status: int, seconds: float) -> None:
         """Record one answered request.
 
-        The histogram's child of each (method, route, status) is looked up once and kept:
-        ``Histogram.labels`` checks and joins its label values on every call, which cost more
-        than the observation itself. The keys are bounded: the known methods and ``other``,
-        the app's routes and ``None`` (unmatched), the statuses HTTP has.
+        The series of each (method, route, status) is found once and kept by the resource
+        matched, not looked up by its label strings (the canonical path, the status as text)
+        on every request. The keys are bounded: the known methods and ``other``, the app's
+        routes and ``None`` (unmatched), the statuses HTTP has.
         """
         method = request.method if request.method in KNOWN_METHODS else "other"
         resource = request.match_info.route.resource
         key = (method, resource, status)
-        child = self._children.get(key)
-        if child is None:
+        series = self._series.get(key)
+        if series is None:
             route = UNMATCHED if resource is None else resource.canonical
-            child = self._children[key] = self.requests.labels(method, route, str(status))
-        child.observe(seconds)
+            series = self._series[key] = self.requests.labels(method, route, str(status))
+        series.observe(seconds)
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format (version 0.0.4)."""
