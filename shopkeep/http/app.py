@@ -7,7 +7,8 @@ the app serves.
 
 Every request goes through one middleware (``middleware.py``): its request id, its metrics
 (when the app is given a :class:`~shopkeep.http.metrics.Metrics`), the mapping of errors to
-problem+json, authentication. Middlewares of the caller's own run inside the request id and
+problem+json, authentication, then its operation's access check and check of the query.
+Middlewares of the caller's own run inside the request id and
 the metrics, outside the rest, so they see every answer with its final status, problems
 included.
 """
@@ -18,14 +19,12 @@ from collections.abc import Sequence
 from typing import Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Middleware
 
-from shopkeep.http.auth import Access, authorize
 from shopkeep.http.catalog import catalog
 from shopkeep.http.config import HttpConfig
-from shopkeep.http.inputs import invalid
 from shopkeep.http.metrics import Metrics
-from shopkeep.http.middleware import FrontDoor
+from shopkeep.http.middleware import FrontDoor, Guard
 from shopkeep.http.openapi import publish
 from shopkeep.http.operations import Operation
 from shopkeep.http.state import CONFIG, SHOP
@@ -34,27 +33,6 @@ from shopkeep.shop import Shop
 __all__ = ["CONFIG", "SHOP", "make_app"]
 
 SANDBOX_PREFIX: Final = "/sandbox/"
-
-
-def guarded(operation: Operation, handler: Handler) -> Handler:
-    """``handler`` behind ``operation``'s access check, then its check of the query: a query
-    parameter the operation does not take is refused 422, as an unknown body field is (a
-    misspelt ``?limt=`` would otherwise be silently ignored)."""
-    known = frozenset(p.name for p in operation.params if p.location == "query")
-    access = None if operation.access is Access.PUBLIC else operation.access
-
-    async def check_then_handle(request: web.Request) -> web.StreamResponse:
-        if access is not None:
-            authorize(request, access)
-        if request.query_string:  # most requests have no query: nothing to parse then
-            unknown = sorted(set(request.query) - known)
-            if unknown:
-                raise invalid(f"unknown query parameter {unknown[0]!r}", "query")
-        return await handler(request)
-
-    check_then_handle.__name__ = handler.__name__
-    check_then_handle.__doc__ = handler.__doc__
-    return check_then_handle
 
 
 def make_app(
@@ -94,9 +72,8 @@ def make_app(
     served: list[Operation] = []
     for operation in catalog(config):
         if operation.handler is not None:
-            app.router.add_route(
-                operation.method, operation.path, guarded(operation, operation.handler)
-            )
+            route = app.router.add_route(operation.method, operation.path, operation.handler)
+            door.guard(route, Guard.of(operation))
             served.append(operation)
         elif (operation.method, operation.path) in given:
             served.append(operation)

@@ -93,22 +93,26 @@ def user_principal(user_id: int) -> Principal:
     return Principal(user_id)
 
 
-async def authenticate(request: web.Request, shop: Shop, admin_hash: str | None) -> None:
-    """Put the caller's :class:`Principal` on ``request`` (``PRINCIPAL``) or refuse 401
-    unauthorized; public paths and unrouted requests (404, 405) pass untouched."""
+async def authenticate(
+    request: web.Request, shop: Shop, admin_hash: str | None
+) -> Principal | None:
+    """Put the caller's :class:`Principal` on ``request`` (``PRINCIPAL``) and return it, or
+    refuse 401 unauthorized; public paths and unrouted requests (404, 405) pass untouched
+    (None)."""
     if is_public(request.path) or request.match_info.http_exception is not None:
-        return
+        return None
     principal = await identify(shop, admin_hash, request.headers.get("Authorization"))
     if principal is None:
         raise ShopError("unauthorized", "a valid bearer token is required")
     request[PRINCIPAL] = principal
+    return principal
 
 
-def authorize(request: web.Request, access: Access) -> Principal:
-    """The caller, if ``access`` admits them; else ShopError not_found (see the module doc)."""
-    if PRINCIPAL not in request:
+def authorize(principal: Principal | None, access: Access) -> Principal:
+    """The caller, if ``access`` admits them (None: nobody was authenticated, 401); else
+    ShopError not_found (see the module doc)."""
+    if principal is None:
         raise ShopError("unauthorized", "a valid bearer token is required")
-    principal = request[PRINCIPAL]
     if not access.admits(principal):
         raise ShopError("not_found", "there is no such route for this caller")
     return principal

@@ -9,31 +9,66 @@ From the outside in:
    nothing for a request whose client went away (cancelled);
 3. the mapping of errors to problem+json (``errors.py``), and the refusal of a body announced
    as too large before anything reads it;
-4. authentication (``auth.py``): the caller's principal, or 401.
+4. authentication (``auth.py``): the caller's principal, or 401;
+5. the route's :class:`Guard`: whether this caller may call it (404 if not), and whether its
+   query names only parameters the operation takes (422 if not).
 
-They were four aiohttp middlewares; aiohttp wraps each one in a coroutine and a partial per
-request, plus one of its own whenever an app has any, and those layers cost as much as the
-steps themselves. So they are one coroutine here (:meth:`FrontDoor.middleware`). An app built
+They were four aiohttp middlewares and a wrapper around each handler; aiohttp wraps each
+middleware in a coroutine and a partial per request, plus one of its own whenever an app has
+any, and those layers cost as much as the steps themselves. So here they are two coroutines:
+:meth:`FrontDoor.middleware` runs steps 1-2 around the steps 3-5 of ``_inside``. An app built
 with middlewares of the caller's own runs them between steps 2 and 3, as before:
-:meth:`FrontDoor.outer` is steps 1 and 2, :meth:`FrontDoor.inner` steps 3 and 4.
+:attr:`FrontDoor.outer` is steps 1 and 2, :attr:`FrontDoor.inner` steps 3 to 5.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_urldispatcher import AbstractRoute
 
-from shopkeep.http.auth import authenticate
+from shopkeep.http.auth import Access, authenticate, authorize
 from shopkeep.http.errors import answer_error, too_large
+from shopkeep.http.inputs import invalid
+from shopkeep.http.operations import Operation
 from shopkeep.http.request_ids import HEADER, enter, leave, request_id_of
-from shopkeep.http.state import REQUEST_ID
+from shopkeep.http.state import REQUEST_ID, Principal
 
 if TYPE_CHECKING:
     from shopkeep.http.metrics import Metrics
     from shopkeep.shop import Shop
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What a route of the catalog checks before its handler runs: who may call it (None:
+    anyone, no token needed) and which query parameters it takes."""
+
+    access: Access | None
+    query: frozenset[str]
+
+    @classmethod
+    def of(cls, operation: Operation) -> Guard:
+        """The guard of ``operation``."""
+        access = None if operation.access is Access.PUBLIC else operation.access
+        return cls(access, frozenset(p.name for p in operation.params if p.location == "query"))
+
+    def check(self, request: web.Request, principal: Principal | None) -> None:
+        """Refuse the caller (404, or 401 without a token) or a query parameter the route
+        does not take (422: a misspelt ``?limt=`` would otherwise be silently ignored, as an
+        unknown body field would be)."""
+        if self.access is not None:
+            authorize(principal, self.access)
+        if request.query_string:  # most requests have no query: nothing to parse then
+            unknown = sorted(set(request.query) - self.query)
+            if unknown:
+                raise invalid(f"unknown query parameter {unknown[0]!r}", "query")
 
 
 class FrontDoor:
@@ -50,25 +85,29 @@ class FrontDoor:
         self._admin_hash = admin_hash
         self._max_body_bytes = max_body_bytes
         self._metrics = metrics
+        self._guards: dict[AbstractRoute, Guard] = {}
+        # Partials, not methods calling methods: a partial adds no coroutine of its own.
+        self.middleware: Middleware = web.middleware(partial(self._around, inside=self._inside))
+        """Every step, around the handler."""
+        self.outer: Middleware = web.middleware(partial(self._around, inside=None))
+        """Steps 1 and 2 (request id, metrics), around the handler."""
+        self.inner: Middleware = self._inside
+        """Steps 3 to 5 (problems, authentication, the guard), around the handler."""
+
+    def guard(self, route: AbstractRoute, guard: Guard) -> None:
+        """Check ``guard`` before ``route``'s handler."""
+        self._guards[route] = guard
 
     @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Every step, around ``handler``."""
-        return await self._around(request, handler, True)
-
-    @web.middleware
-    async def outer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Steps 1 and 2 (request id, metrics), around ``handler``."""
-        return await self._around(request, handler, False)
-
-    @web.middleware
-    async def inner(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Steps 3 and 4 (problems, authentication), around ``handler``."""
+    async def _inside(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         refused = too_large(request, self._max_body_bytes)
         if refused is not None:
             return refused
         try:
-            await authenticate(request, self._shop, self._admin_hash)
+            principal = await authenticate(request, self._shop, self._admin_hash)
+            guard = self._guards.get(request.match_info.route)
+            if guard is not None:
+                guard.check(request, principal)
             return await handler(request)
         except web.HTTPException as error:
             if error.status < 400:  # an answer that is not a problem (a redirect, say)
@@ -78,7 +117,10 @@ class FrontDoor:
             return answer_error(request, error)
 
     async def _around(
-        self, request: web.Request, handler: Handler, whole: bool
+        self,
+        request: web.Request,
+        handler: Handler,
+        inside: Callable[[web.Request, Handler], Awaitable[web.StreamResponse]] | None,
     ) -> web.StreamResponse:
         started = time.perf_counter()
         request_id = request_id_of(request.headers.get(HEADER))
@@ -86,10 +128,10 @@ class FrontDoor:
         bound = enter(request_id)
         metrics = self._metrics
         try:
-            if whole:
-                response = await self.inner(request, handler)
-            else:
+            if inside is None:
                 response = await handler(request)
+            else:
+                response = await inside(request, handler)
         except web.HTTPException as error:
             if metrics is not None:
                 metrics.observe(request, error.status, time.perf_counter() - started)
