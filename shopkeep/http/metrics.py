@@ -11,7 +11,8 @@ figures or collide on names. It gives the app two things:
   so a scan of random URLs cannot grow the series without bound.
 - :func:`metrics_routes`: ``GET /metrics``, the text exposition format.
 
-Everything else is read from the shop when Prometheus scrapes, by :class:`RuntimeCollector`:
+Everything else is read from the shop when Prometheus scrapes, by :class:`RuntimeCollector`
+(and the event loop's stalls from the server's loop monitor, by :class:`LoopCollector`):
 nothing on the hot path counts on the metrics' behalf. Process figures (resident memory, CPU
 seconds, open files) come from prometheus-client's ``ProcessCollector``, under their standard
 names (``process_resident_memory_bytes``), read from ``/proc``: on a system without it they are
@@ -32,6 +33,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from shopkeep.http.latency import LatencyHistogram, Series
+from shopkeep.runtime.loop_monitor import LoopMonitor
 
 if TYPE_CHECKING:
     from shopkeep.shop import Shop
@@ -147,10 +149,40 @@ def _quantiles(name: str, documentation: str, ordered: Sequence[float]) -> Gauge
     return family
 
 
+class LoopCollector:
+    """The event loop's stalls, as the server's :class:`LoopMonitor` saw them, read at each
+    scrape: the longest since start, how many reached the monitor's threshold, and the
+    quantiles of the latest ticks' lateness."""
+
+    def __init__(self, monitor: LoopMonitor) -> None:
+        self._monitor = monitor
+
+    def collect(self) -> Iterator[Metric]:
+        """The metrics, as of now."""
+        monitor = self._monitor
+        yield _gauge(
+            "loop_stall_max_seconds",
+            "The longest the event loop was late for its monitor's tick, since start.",
+            monitor.max_stall_s,
+        )
+        yield _counter(
+            "loop_stalls",
+            f"Monitor ticks at least {monitor.threshold_s} s late, since start.",
+            monitor.stalls,
+        )
+        yield _quantiles(
+            "loop_lag_recent_seconds",
+            f"How late the loop monitor's ticks ran, over the last {len(monitor.recent)} ticks.",
+            latest(monitor.recent, RECENT_SAMPLES),
+        )
+
+
 class Metrics:
     """The metrics of one app: its registry, the request histogram and the shop's collector."""
 
-    def __init__(self, shop: Shop, *, process: bool = True) -> None:
+    def __init__(
+        self, shop: Shop, *, process: bool = True, loop_monitor: LoopMonitor | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
         self.requests = LatencyHistogram(
             f"{NAMESPACE}_http_request_duration_seconds",
@@ -161,6 +193,8 @@ class Metrics:
         self.registry.register(self.requests)
         self._series: dict[tuple[str, AbstractResource | None, int], Series] = {}
         self.registry.register(RuntimeCollector(shop))
+        if loop_monitor is not None:
+            self.registry.register(LoopCollector(loop_monitor))
         if process:
             ProcessCollector(registry=self.registry)
 
