@@ -19,8 +19,9 @@ an ``Idempotency-Key``, ``Content-Length``) are built beforehand with aiohttp's
 bytes, with no socket), then handed to ``Application._handle``, the coroutine aiohttp's server
 calls for each parsed request: route resolution, the middlewares, the handler, up to the
 response object with its body encoded. Only that is timed, in batches of :data:`BATCH`
-requests; the HTTP parsing and the socket writes are aiohttp's and the same for both, so they
-are left out of both. The two sides alternate, batch by batch, on the same event loop
+requests, in the thread's CPU time (``time.thread_time``: on a shared machine, the time other
+processes hold the core is not counted); the HTTP parsing and the socket writes are aiohttp's
+and the same for both, so they are left out of both. The two sides alternate, batch by batch, on the same event loop
 (uvloop when installed, as the server), and each side's figure is the median batch: a burst
 of other work on a shared machine moves one batch, not the comparison. ``per_request_us`` of
 each side and their ratio (shopkeep / bare) are the figures.
