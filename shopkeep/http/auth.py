@@ -82,7 +82,9 @@ async def identify(shop: Shop, admin_hash: str | None, header: str | None) -> Pr
     token_hash = hash_token(token)  # once: the admin's check and the users' lookup share it
     if admin_hash is not None and hmac.compare_digest(token_hash, admin_hash):
         return ADMIN
-    user_id = await shop.user_for_token_hash(token_hash)
+    user_id = shop.known_user_for_token_hash(token_hash)
+    if user_id is None:
+        user_id = await shop.user_for_token_hash(token_hash)
     return None if user_id is None else user_principal(user_id)
 
 
@@ -101,6 +103,14 @@ async def authenticate(
     (None)."""
     if is_public(request.path) or request.match_info.http_exception is not None:
         return None
+    return await require_principal(request, shop, admin_hash)
+
+
+async def require_principal(
+    request: web.Request, shop: Shop, admin_hash: str | None
+) -> Principal:
+    """The caller's :class:`Principal`, put on ``request`` (``PRINCIPAL``), or ShopError
+    unauthorized (401), whatever the path."""
     principal = await identify(shop, admin_hash, request.headers.get("Authorization"))
     if principal is None:
         raise ShopError("unauthorized", "a valid bearer token is required")

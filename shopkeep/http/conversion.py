@@ -118,8 +118,15 @@ def order_out(view: OrderView) -> OrderOut:
     """An order.
 
     Written out field by field, positionally and without the small helpers above: it is on
-    the path of every placement, and their calls cost as much as the conversion itself.
+    the path of every placement, and their calls cost as much as the conversion itself. An
+    order confirmed in the turn that created it has one time for both: one datetime is made.
     """
+    created = _utc(view.created_at, UTC)
+    confirmed_at = view.confirmed_at
+    if confirmed_at is None:
+        confirmed = None
+    else:
+        confirmed = created if confirmed_at == view.created_at else _utc(confirmed_at, UTC)
     return OrderOut(
         str(view.id),
         str(view.user_id),
@@ -133,8 +140,8 @@ def order_out(view: OrderView) -> OrderOut:
         view.wallet_amount,
         view.pay_amount,
         cast("CancelReason | None", view.cancel_reason),
-        _utc(view.created_at, UTC),
-        None if view.confirmed_at is None else _utc(view.confirmed_at, UTC),
+        created,
+        confirmed,
         None if view.paid_at is None else _utc(view.paid_at, UTC),
         None if view.canceled_at is None else _utc(view.canceled_at, UTC),
         None if view.expires_at is None else _utc(view.expires_at, UTC),

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
-from aiohttp.web_urldispatcher import AbstractResource
+from aiohttp.web_urldispatcher import AbstractResource, AbstractRoute
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -192,6 +192,7 @@ class Metrics:
         )
         self.registry.register(self.requests)
         self._series: dict[tuple[str, AbstractResource | None, int], Series] = {}
+        self._by_route: dict[AbstractRoute, dict[int, Series]] = {}
         self.registry.register(RuntimeCollector(shop))
         if loop_monitor is not None:
             self.registry.register(LoopCollector(loop_monitor))
@@ -201,19 +202,31 @@ class Metrics:
     def observe(self, request: web.Request, status: int, seconds: float) -> None:
         """Record one answered request.
 
-        The series of each (method, route, status) is found once and kept by the resource
-        matched, not looked up by its label strings (the canonical path, the status as text)
-        on every request. The keys are bounded: the known methods and ``other``, the app's
-        routes and ``None`` (unmatched), the statuses HTTP has.
+        The series of a matched route and status is found once and kept by the route object
+        (one per method and path, fixed when the app is built), not looked up by its label
+        strings (the canonical path, the status as text) on every request.
         """
+        route = request.match_info.route
+        by_status = self._by_route.get(route)
+        series = None if by_status is None else by_status.get(status)
+        if series is None:
+            series = self._find(request, route, status)
+        series.observe(seconds)
+
+    def _find(self, request: web.Request, route: AbstractRoute, status: int) -> Series:
+        # The keys are bounded: the known methods and ``other``, the app's routes and None
+        # (unmatched: aiohttp makes a new route object for each of those requests, so they
+        # are never kept by route), the statuses HTTP has.
         method = request.method if request.method in KNOWN_METHODS else "other"
-        resource = request.match_info.route.resource
+        resource = route.resource
         key = (method, resource, status)
         series = self._series.get(key)
         if series is None:
-            route = UNMATCHED if resource is None else resource.canonical
-            series = self._series[key] = self.requests.labels(method, route, str(status))
-        series.observe(seconds)
+            path = UNMATCHED if resource is None else resource.canonical
+            series = self._series[key] = self.requests.labels(method, path, str(status))
+        if resource is not None and route.method == method:  # not a route of any method
+            self._by_route.setdefault(route, {})[status] = series
+        return series
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format (version 0.0.4)."""

@@ -15,16 +15,15 @@ From the outside in:
 
 They were four aiohttp middlewares and a wrapper around each handler; aiohttp wraps each
 middleware in a coroutine and a partial per request, plus one of its own whenever an app has
-any, and those layers cost as much as the steps themselves. So here they are two coroutines:
-:meth:`FrontDoor.middleware` runs steps 1-2 around the steps 3-5 of ``_inside``. An app built
-with middlewares of the caller's own runs them between steps 2 and 3, as before:
-:attr:`FrontDoor.outer` is steps 1 and 2, :attr:`FrontDoor.inner` steps 3 to 5.
+any, and those layers cost as much as the steps themselves. So here they are one coroutine,
+:attr:`FrontDoor.middleware`, which awaits the handler itself. An app built with middlewares of
+the caller's own runs them between steps 2 and 3, as before: :attr:`FrontDoor.outer` is steps
+1 and 2, :attr:`FrontDoor.inner` steps 3 to 5.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -33,12 +32,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_urldispatcher import AbstractRoute
 
-from shopkeep.http.auth import Access, authenticate, authorize
+from shopkeep.http.auth import Access, authenticate, authorize, is_public, require_principal
 from shopkeep.http.errors import answer_error, too_large
 from shopkeep.http.inputs import invalid
 from shopkeep.http.operations import Operation
 from shopkeep.http.request_ids import HEADER, enter, leave, request_id_of
-from shopkeep.http.state import REQUEST_ID, Principal
+from shopkeep.http.state import ADMIN, REQUEST_ID, Principal
 
 if TYPE_CHECKING:
     from shopkeep.http.metrics import Metrics
@@ -52,18 +51,36 @@ class Guard:
 
     access: Access | None
     query: frozenset[str]
+    public: bool
+    """Whether the route's path needs no token (``auth.is_public``), known once for all its
+    requests: the public paths are fixed paths and a fixed prefix, which no path parameter
+    can make or unmake."""
+    admits_admin: bool
+    admits_users: bool
 
     @classmethod
     def of(cls, operation: Operation) -> Guard:
         """The guard of ``operation``."""
         access = None if operation.access is Access.PUBLIC else operation.access
-        return cls(access, frozenset(p.name for p in operation.params if p.location == "query"))
+        query = frozenset(p.name for p in operation.params if p.location == "query")
+        return cls(
+            access,
+            query,
+            is_public(operation.path),
+            operation.access.admits(ADMIN),
+            operation.access.admits(Principal(0)),
+        )
 
     def check(self, request: web.Request, principal: Principal | None) -> None:
         """Refuse the caller (404, or 401 without a token) or a query parameter the route
         does not take (422: a misspelt ``?limt=`` would otherwise be silently ignored, as an
         unknown body field would be)."""
-        if self.access is not None:
+        # Access.admits decided once per route, for the admin and for any user; a refusal is
+        # raised by authorize, whose answers they are
+        if self.access is not None and (
+            principal is None
+            or not (self.admits_admin if principal.user_id is None else self.admits_users)
+        ):
             authorize(principal, self.access)
         if request.query_string:  # most requests have no query: nothing to parse then
             unknown = sorted(set(request.query) - self.query)
@@ -87,9 +104,9 @@ class FrontDoor:
         self._metrics = metrics
         self._guards: dict[AbstractRoute, Guard] = {}
         # Partials, not methods calling methods: a partial adds no coroutine of its own.
-        self.middleware: Middleware = web.middleware(partial(self._around, inside=self._inside))
+        self.middleware: Middleware = web.middleware(partial(self._around, whole=True))
         """Every step, around the handler."""
-        self.outer: Middleware = web.middleware(partial(self._around, inside=None))
+        self.outer: Middleware = web.middleware(partial(self._around, whole=False))
         """Steps 1 and 2 (request id, metrics), around the handler."""
         self.inner: Middleware = self._inside
         """Steps 3 to 5 (problems, authentication, the guard), around the handler."""
@@ -104,23 +121,29 @@ class FrontDoor:
         if refused is not None:
             return refused
         try:
-            principal = await authenticate(request, self._shop, self._admin_hash)
-            guard = self._guards.get(request.match_info.route)
-            if guard is not None:
-                guard.check(request, principal)
+            await self._admit(request)
             return await handler(request)
         except web.HTTPException as error:
-            if error.status < 400:  # an answer that is not a problem (a redirect, say)
-                raise
-            return answer_error(request, error)
+            return _problem_or_raise(request, error)
         except Exception as error:
             return answer_error(request, error)
+
+    async def _admit(self, request: web.Request) -> None:
+        """Steps 4 and 5: authenticate the caller, check the route's guard."""
+        guard = self._guards.get(request.match_info.route)
+        if guard is None:  # another module's route, or none matched (404, 405)
+            await authenticate(request, self._shop, self._admin_hash)
+            return
+        principal = None
+        if not guard.public:
+            principal = await require_principal(request, self._shop, self._admin_hash)
+        guard.check(request, principal)
 
     async def _around(
         self,
         request: web.Request,
         handler: Handler,
-        inside: Callable[[web.Request, Handler], Awaitable[web.StreamResponse]] | None,
+        whole: bool,
     ) -> web.StreamResponse:
         started = time.perf_counter()
         request_id = request_id_of(request.headers.get(HEADER))
@@ -128,10 +151,19 @@ class FrontDoor:
         bound = enter(request_id)
         metrics = self._metrics
         try:
-            if inside is None:
+            if not whole:
                 response = await handler(request)
+            elif (refused := too_large(request, self._max_body_bytes)) is not None:
+                response = refused
             else:
-                response = await inside(request, handler)
+                # steps 3 to 5, as in _inside, but inline: one coroutine fewer per request
+                try:
+                    await self._admit(request)
+                    response = await handler(request)
+                except web.HTTPException as error:
+                    response = _problem_or_raise(request, error)
+                except Exception as error:
+                    response = answer_error(request, error)
         except web.HTTPException as error:
             if metrics is not None:
                 metrics.observe(request, error.status, time.perf_counter() - started)
@@ -148,3 +180,11 @@ class FrontDoor:
         if not response.prepared:  # a streamed answer sent its headers already
             response.headers[HEADER] = request_id
         return response
+
+
+def _problem_or_raise(request: web.Request, error: web.HTTPException) -> web.Response:
+    """The problem+json answer to an HTTP error; one that is no error (a redirect, say) is an
+    answer of its own, raised again."""
+    if error.status < 400:
+        raise error
+    return answer_error(request, error)
