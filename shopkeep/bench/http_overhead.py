@@ -213,8 +213,18 @@ class StandInShop:
         """The cache hit of :meth:`Shop.user_for_token`."""
         return await self.user_for_token_hash(hash_token(token))
 
-    async def place_order(self, user_id: int, items: Any, **options: Any) -> OrderView:
-        """A ready order, whatever is asked."""
+    async def place_order(
+        self,
+        user_id: int,
+        items: Any,
+        *,
+        coupon_id: int | None = None,
+        use_balance: int = 0,
+        expected_total: int | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = True,
+    ) -> OrderView:
+        """A ready order, whatever is asked (the signature of :meth:`Shop.place_order`)."""
         return self._order
 
 

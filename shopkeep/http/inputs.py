@@ -58,11 +58,23 @@ async def body_of(request: web.Request, kind: type[T], *, optional: bool = False
     if optional and not raw.strip():
         return kind()
     try:
-        return msgspec.json.decode(raw, type=kind)
+        return _decoder(kind).decode(raw)
     except msgspec.ValidationError as refused:
         if "got `float`" not in str(refused):
             raise
         return _with_whole_numbers(raw, kind, refused)
+
+
+_DECODERS: Final[dict[type, msgspec.json.Decoder[Any]]] = {}
+
+
+def _decoder(kind: type[T]) -> msgspec.json.Decoder[T]:
+    # A decoder per body type, made once: msgspec.json.decode(raw, type=kind) finds the
+    # type's decoding plan again on every call. The types are the catalog's, a bounded few.
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        decoder = _DECODERS[kind] = msgspec.json.Decoder(kind)
+    return decoder
 
 
 def _with_whole_numbers(raw: bytes, kind: type[T], refused: msgspec.ValidationError) -> T:
