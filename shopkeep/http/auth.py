@@ -2,7 +2,8 @@
 
 ``Authorization: Bearer <token>``: a token whose SHA-256 is the admin's (from
 :class:`HttpConfig`, compared in constant time) makes the admin; any other token is looked up
-by its hash (``Shop.user_for_token``) and makes that user. A route that needs a token and
+by the same hash (``Shop.known_user_for_token_hash``, else ``Shop.user_for_token_hash``, which
+reads) and makes that user: a token is hashed once. A route that needs a token and
 gets none, or one nobody holds, answers 401 unauthorized.
 
 Public paths need no token: ``/healthz``, ``/metrics``, ``/openapi.json``, ``/docs``,
@@ -70,21 +71,28 @@ def bearer_token(header: str | None) -> str | None:
     return token
 
 
-async def identify(shop: Shop, admin_hash: str | None, header: str | None) -> Principal | None:
-    """The principal a bearer header names, or None (no header, not bearer, nobody's).
+def recognize(shop: Shop, admin_hash: str | None, header: str | None) -> Principal | str | None:
+    """The principal a bearer header names when it is known without a read (the admin, or a
+    user whose token the shop remembers); else, for a bearer token, its hash, which
+    :func:`user_of_hash` looks up; else None (no header, not bearer).
 
     Hashes, not tokens, are compared: the same constant-time comparison serves a server that
-    was given the admin token and one that keeps only its hash.
+    was given the admin token and one that keeps only its hash. The token is hashed once, here:
+    the admin's check and the users' lookup share the hash.
     """
     token = bearer_token(header)
     if token is None:
         return None
-    token_hash = hash_token(token)  # once: the admin's check and the users' lookup share it
+    token_hash = hash_token(token)
     if admin_hash is not None and hmac.compare_digest(token_hash, admin_hash):
         return ADMIN
     user_id = shop.known_user_for_token_hash(token_hash)
-    if user_id is None:
-        user_id = await shop.user_for_token_hash(token_hash)
+    return token_hash if user_id is None else user_principal(user_id)
+
+
+async def user_of_hash(shop: Shop, token_hash: str) -> Principal | None:
+    """The user whose token hashes to ``token_hash`` (read if need be), or None: nobody's."""
+    user_id = await shop.user_for_token_hash(token_hash)
     return None if user_id is None else user_principal(user_id)
 
 
@@ -95,23 +103,9 @@ def user_principal(user_id: int) -> Principal:
     return Principal(user_id)
 
 
-async def authenticate(
-    request: web.Request, shop: Shop, admin_hash: str | None
-) -> Principal | None:
-    """Put the caller's :class:`Principal` on ``request`` (``PRINCIPAL``) and return it, or
-    refuse 401 unauthorized; public paths and unrouted requests (404, 405) pass untouched
-    (None)."""
-    if is_public(request.path) or request.match_info.http_exception is not None:
-        return None
-    return await require_principal(request, shop, admin_hash)
-
-
-async def require_principal(
-    request: web.Request, shop: Shop, admin_hash: str | None
-) -> Principal:
-    """The caller's :class:`Principal`, put on ``request`` (``PRINCIPAL``), or ShopError
-    unauthorized (401), whatever the path."""
-    principal = await identify(shop, admin_hash, request.headers.get("Authorization"))
+def admit(request: web.Request, principal: Principal | None) -> Principal:
+    """Put ``principal`` on ``request`` (``PRINCIPAL``), or ShopError unauthorized (401) when
+    there is none: a route that needs a token got none, or one nobody holds."""
     if principal is None:
         raise ShopError("unauthorized", "a valid bearer token is required")
     request[PRINCIPAL] = principal

@@ -32,7 +32,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_urldispatcher import AbstractRoute
 
-from shopkeep.http.auth import Access, authenticate, authorize, is_public, require_principal
+from shopkeep.http.auth import Access, admit, authorize, is_public, recognize, user_of_hash
 from shopkeep.http.errors import answer_error, too_large
 from shopkeep.http.inputs import invalid
 from shopkeep.http.operations import Operation
@@ -121,23 +121,40 @@ class FrontDoor:
         if refused is not None:
             return refused
         try:
-            await self._admit(request)
+            if (token_hash := self._admit(request)) is not None:
+                await self._admit_later(request, token_hash)
             return await handler(request)
         except web.HTTPException as error:
             return _problem_or_raise(request, error)
         except Exception as error:
             return answer_error(request, error)
 
-    async def _admit(self, request: web.Request) -> None:
-        """Steps 4 and 5: authenticate the caller, check the route's guard."""
-        guard = self._guards.get(request.match_info.route)
+    def _admit(self, request: web.Request) -> str | None:
+        """Steps 4 and 5 (authenticate the caller, check the route's guard) as far as they go
+        without awaiting, which is all the way for the admin and for a token the shop
+        remembers; else the token's hash, which :meth:`_admit_later` looks up."""
+        match_info = request.match_info
+        guard = self._guards.get(match_info.route)
         if guard is None:  # another module's route, or none matched (404, 405)
-            await authenticate(request, self._shop, self._admin_hash)
-            return
+            public = is_public(request.path) or match_info.http_exception is not None
+        else:
+            public = guard.public
         principal = None
-        if not guard.public:
-            principal = await require_principal(request, self._shop, self._admin_hash)
-        guard.check(request, principal)
+        if not public:
+            found = recognize(self._shop, self._admin_hash, request.headers.get("Authorization"))
+            if isinstance(found, str):
+                return found
+            principal = admit(request, found)
+        if guard is not None:
+            guard.check(request, principal)
+        return None
+
+    async def _admit_later(self, request: web.Request, token_hash: str) -> None:
+        """Steps 4 and 5 for a token the shop had to look up."""
+        principal = admit(request, await user_of_hash(self._shop, token_hash))
+        guard = self._guards.get(request.match_info.route)
+        if guard is not None:
+            guard.check(request, principal)
 
     async def _around(
         self,
@@ -158,7 +175,8 @@ class FrontDoor:
             else:
                 # steps 3 to 5, as in _inside, but inline: one coroutine fewer per request
                 try:
-                    await self._admit(request)
+                    if (token_hash := self._admit(request)) is not None:
+                        await self._admit_later(request, token_hash)
                     response = await handler(request)
                 except web.HTTPException as error:
                     response = _problem_or_raise(request, error)
