@@ -13,12 +13,17 @@ stalls reached ``threshold_s`` (:attr:`LoopMonitor.stalls`), and the lateness of
 ticks (:attr:`LoopMonitor.recent`), for quantiles. At the default interval of 5 ms it runs 200
 callbacks a second, each a few microseconds: a thousandth of a core or less.
 
+It also times the cyclic garbage collector's collections (``gc.callbacks``), the usual cause
+of a long stall in a process with a large heap: the longest pause of each generation since
+start (:attr:`LoopMonitor.gc_pause_max_s`), so a stall can be told apart from a collection.
+
 It knows nothing of what runs on the loop; the clock and the loop are given, so a test can
 drive it on a loop of its own with a clock it moves by hand.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import deque
 from collections.abc import Callable
@@ -73,6 +78,9 @@ class LoopMonitor:
         """How many ticks ran."""
         self.recent: deque[float] = deque(maxlen=RECENT_TICKS)
         """The lateness of the latest ticks, seconds, oldest first."""
+        self.gc_pause_max_s = [0.0, 0.0, 0.0]
+        """The longest collection of each generation (0, 1, 2) since :meth:`start`, seconds."""
+        self._gc_started = 0.0
 
     @property
     def running(self) -> bool:
@@ -83,12 +91,25 @@ class LoopMonitor:
         """Begin ticking (again, after a stop; the figures go on from where they were)."""
         if self._handle is None:
             self._arm()
+            gc.callbacks.append(self._on_gc)
 
     def stop(self) -> None:
         """Stop ticking; the figures stay readable."""
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+            gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        # The collector calls this before and after each collection, in whichever thread
+        # allocated last: a pause is per process, as a stall of the loop is.
+        if phase == "start":
+            self._gc_started = self._clock()
+            return
+        pause = self._clock() - self._gc_started
+        generation = info["generation"]
+        if pause > self.gc_pause_max_s[generation]:
+            self.gc_pause_max_s[generation] = pause
 
     def _arm(self) -> None:
         self._due = self._clock() + self._interval_s

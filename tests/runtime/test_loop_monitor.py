@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import itertools
 import time
 from collections.abc import Callable
 
@@ -149,3 +151,16 @@ async def test_on_a_real_loop_a_blocking_call_is_measured() -> None:
 
     assert 0.050 <= monitor.max_stall_s < 0.5
     assert monitor.ticks > 2
+
+
+def test_a_garbage_collection_is_timed_by_generation(loop: HandLoop) -> None:
+    readings = itertools.count()
+    monitor = LoopMonitor(loop, clock=lambda: float(next(readings)))  # each reading 1 s on
+    monitor.start()
+    try:
+        gc.collect(2)
+    finally:
+        monitor.stop()
+
+    assert monitor.gc_pause_max_s[2] == 1.0
+    assert monitor._on_gc not in gc.callbacks  # a stopped monitor leaves the collector alone
