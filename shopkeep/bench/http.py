@@ -33,6 +33,7 @@ run, read from its loop monitor on ``/metrics``), ``http_overhead_shopkeep_us``,
 ``load_generator``, ``machine``; and beside them the statuses answered, the baseline's
 latencies, the open loop's offered and answered rates, the longest stall before the measured
 load began (``loop_stall_max_ms_before_load``: start, populating, warm-ups), the server's
+longest garbage collection of each generation (``gc_pause_max_ms``), the server's
 resident memory read from its ``/metrics``, and the disk's fsync latency measured just before
 (``fsync_before``: shopkeep's commits wait for it, the baseline never).
 """
@@ -145,6 +146,18 @@ async def scrape_rss(session: aiohttp.ClientSession, url: str) -> float | None:
     return await scrape(session, url, "process_resident_memory_bytes")
 
 
+async def scrape_gc_pauses_ms(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """The server's longest garbage collection of each generation since it started,
+    milliseconds (``shopkeep_gc_pause_max_seconds``): what its longest stalls often are."""
+    pauses = {}
+    for generation in ("0", "1", "2"):
+        name = f'shopkeep_gc_pause_max_seconds{{generation="{generation}"}}'
+        seconds = await scrape(session, url, name)
+        if seconds is not None:
+            pauses[generation] = seconds * 1000
+    return pauses
+
+
 async def scrape_stall_ms(session: aiohttp.ClientSession, url: str) -> float:
     """The server's longest event-loop stall since it started, milliseconds (its loop
     monitor's ``shopkeep_loop_stall_max_seconds``)."""
@@ -186,6 +199,7 @@ async def measure(
             shop_load = await generator.drive(shop.url)
             half_load = await generator.offer(shop.url, HALF * shop_load.per_s)
             stall_ms = await scrape_stall_ms(session, shop.url)
+            gc_pauses_ms = await scrape_gc_pauses_ms(session, shop.url)
             rss = await scrape_rss(session, shop.url)
             async with session.get(
                 shop.url + "/v1/audit", headers={"Authorization": f"Bearer {admin}"}
@@ -219,6 +233,7 @@ async def measure(
         "place_order_statuses_half_load": half_load.statuses,
         "place_order_socket_errors_half_load": half_load.socket_errors,
         "loop_stall_max_ms_before_load": stall_before_ms,
+        "gc_pause_max_ms": gc_pauses_ms,
         "server_rss_mb": None if rss is None else rss / 2**20,
         "fsync_before": fsync,
         "audit": report["checks"],
@@ -232,6 +247,7 @@ async def measure(
 
 def render(figures: dict[str, Any]) -> str:
     """The table printed for people."""
+    pauses = figures["gc_pause_max_ms"]
     rows = [
         ("bare_post_per_s", f"{figures['bare_post_per_s']:,.0f}"),
         ("place_order_per_s", f"{figures['place_order_per_s']:,.0f}"),
@@ -241,6 +257,7 @@ def render(figures: dict[str, Any]) -> str:
         ("half_load_offered_per_s", f"{figures['half_load_offered_per_s']:,.0f}"),
         ("place_order_p99_ms_half_load", f"{figures['place_order_p99_ms_half_load']:.2f}"),
         ("loop_stall_max_ms", f"{figures['loop_stall_max_ms']:.1f}"),
+        ("gc_pause_max_ms", json.dumps({g: round(ms, 1) for g, ms in pauses.items()})),
         ("http_overhead_shopkeep_us", f"{figures['http_overhead_shopkeep_us']:.1f}"),
         ("http_overhead_bare_us", f"{figures['http_overhead_bare_us']:.1f}"),
         ("http_overhead_ratio", f"{figures['http_overhead_ratio']:.2f}"),

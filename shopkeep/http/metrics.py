@@ -151,8 +151,8 @@ def _quantiles(name: str, documentation: str, ordered: Sequence[float]) -> Gauge
 
 class LoopCollector:
     """The event loop's stalls, as the server's :class:`LoopMonitor` saw them, read at each
-    scrape: the longest since start, how many reached the monitor's threshold, and the
-    quantiles of the latest ticks' lateness."""
+    scrape: the longest since start, how many reached the monitor's threshold, the quantiles
+    of the latest ticks' lateness, and the longest garbage collection of each generation."""
 
     def __init__(self, monitor: LoopMonitor) -> None:
         self._monitor = monitor
@@ -170,6 +170,14 @@ class LoopCollector:
             f"Monitor ticks at least {monitor.threshold_s} s late, since start.",
             monitor.stalls,
         )
+        family = GaugeMetricFamily(
+            f"{NAMESPACE}_gc_pause_max_seconds",
+            "The longest collection of the garbage collector since start, by generation.",
+            labels=["generation"],
+        )
+        for generation, pause in enumerate(monitor.gc_pause_max_s):
+            family.add_metric([str(generation)], pause)
+        yield family
         yield _quantiles(
             "loop_lag_recent_seconds",
             f"How late the loop monitor's ticks ran, over the last {len(monitor.recent)} ticks.",

@@ -57,6 +57,7 @@ def test_the_quick_http_bench_reports_every_figure(tmp_path: Path, generator: st
     assert isinstance(stall, float) and 0 <= stall < 60_000
     assert report["loop_stall_max_ms_before_load"] <= stall  # a maximum since the start
     assert "loop_stall_max_ms" in result.stdout
+    assert set(report["gc_pause_max_ms"]) == {"0", "1", "2"}
     assert report["audit_ok"] is True
     expected = "wrk" if generator == "auto" and shutil.which("wrk") else "aiohttp-client"
     assert report["load_generator"] == expected

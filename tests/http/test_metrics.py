@@ -167,6 +167,8 @@ async def test_a_loop_held_by_a_blocking_call_shows_as_the_longest_stall(
     assert samples["shopkeep_loop_stalls_total"][0][1] >= 1
     quantiles = {labels["quantile"] for labels, _ in samples["shopkeep_loop_lag_recent_seconds"]}
     assert quantiles == {"0.5", "0.99"}
+    pauses = {labels["generation"] for labels, _ in samples["shopkeep_gc_pause_max_seconds"]}
+    assert pauses == {"0", "1", "2"}
 
 
 async def test_the_server_monitors_its_loop_and_shows_it_on_metrics(tmp_path: Path) -> None:
