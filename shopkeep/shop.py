@@ -212,14 +212,28 @@ class Shop:
 
     async def user_for_token(self, token: str) -> int | None:
         """The id of the user whose token this is, or None."""
-        token_hash = hash_token(token)
+        return await self.user_for_token_hash(hash_token(token))
+
+    def known_user_for_token_hash(self, token_hash: str) -> int | None:
+        """The user of ``token_hash`` when this shop remembers it, else None (unknown here, not
+        necessarily to the database): :meth:`user_for_token_hash` without its read, nor its
+        coroutine, for the common case of a token seen before."""
         known = self._token_users
         user_id = known.get(token_hash)
         if user_id is not None:
             known.move_to_end(token_hash)
+        return user_id
+
+    async def user_for_token_hash(self, token_hash: str) -> int | None:
+        """The id of the user whose token hashes (:func:`hash_token`) to ``token_hash``, or
+        None: for a caller that hashed the token already (the HTTP layer compares the hash
+        with the admin's first), so a request hashes its token once."""
+        user_id = self.known_user_for_token_hash(token_hash)
+        if user_id is not None:
             return user_id
         user_id = await queries.user_for_token(self.reader, token_hash)
         if user_id is not None:
+            known = self._token_users
             known[token_hash] = user_id
             if len(known) > TOKEN_CACHE_SIZE:
                 known.popitem(last=False)

@@ -1,5 +1,7 @@
 """The HTTP bench's load generators: ``wrk`` (Debian's package) when installed, else a built-in
-aiohttp client, both placing one-item orders with bearer tokens and idempotency keys.
+aiohttp client, both placing one-item orders with bearer tokens and idempotency keys, as many
+as the server answers (a closed loop); and an open loop, offering a fixed rate on a schedule
+(:func:`run_open_loop`).
 """
 
 from __future__ import annotations
@@ -190,6 +192,77 @@ async def run_builtin(
     )
 
 
+async def run_open_loop(
+    url: str,
+    tokens: list[str],
+    goods_ids: list[str],
+    run: str,
+    rate_per_s: float,
+    seconds: float,
+    connections: int,
+) -> Load:
+    """Offer ``rate_per_s`` placements a second to ``url`` for ``seconds``, on a fixed
+    schedule whatever the answers take (an open loop), over at most ``connections``.
+
+    Request ``n`` is due at ``start + n / rate_per_s``; its latency runs from then, not from
+    when it was sent: a server (or a client) that falls behind is charged for the time the
+    requests it delayed waited, where a closed loop would send fewer of them and never see
+    it (coordinated omission). The schedule is kept by waking whenever the next request is
+    due and sending every request due by then.
+    """
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    errors = 0
+    pick = random.Random(run)
+    connector = aiohttp.TCPConnector(limit=connections)
+    timeout = aiohttp.ClientTimeout(total=30)
+    interval = 1.0 / rate_per_s
+    total = max(1, round(seconds * rate_per_s))
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def place(n: int, due: float) -> None:
+            nonlocal errors
+            headers = {
+                "Authorization": f"Bearer {pick.choice(tokens)}",
+                "Content-Type": "application/json",
+                "Idempotency-Key": f"{run}-{n}",
+            }
+            body = order_body(pick.choice(goods_ids))
+            try:
+                async with session.post(url + ORDERS_PATH, data=body, headers=headers) as r:
+                    await r.read()
+                    status = str(r.status)
+            except (aiohttp.ClientError, TimeoutError):
+                errors += 1
+                return
+            latencies.append(time.perf_counter() - due)
+            statuses[status] = statuses.get(status, 0) + 1
+
+        tasks: set[asyncio.Task[None]] = set()
+        start = time.perf_counter()
+        for n in range(total):
+            due = start + n * interval
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            task = asyncio.create_task(place(n, due))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    if not latencies:
+        raise RuntimeError(f"no request to {url} was answered ({errors} errors)")
+    return Load(
+        requests=len(latencies),
+        seconds=elapsed,
+        p50_ms=percentile(latencies, 0.50) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
+        max_ms=max(latencies) * 1000,
+        statuses=statuses,
+        socket_errors=errors,
+    )
+
+
 @dataclass
 class Generator:
     """The load generator of this run: wrk when installed, else the built-in one."""
@@ -216,3 +289,11 @@ class Generator:
         script.write_text(wrk_script(self.tokens, self.goods_ids, run, seed=len(run)))
         threads = max(1, min(4, (os.cpu_count() or 1)))
         return await run_wrk(url, script, duration, CONNECTIONS, threads)
+
+    async def offer(self, url: str, rate_per_s: float) -> Load:
+        """An open-loop run against ``url`` at ``rate_per_s`` (:func:`run_open_loop`), always
+        with the built-in client: wrk keeps no schedule (a closed loop, as is ours)."""
+        run = f"bench-{secrets.token_hex(4)}-{next(self.runs)}"
+        return await run_open_loop(
+            url, self.tokens, self.goods_ids, run, rate_per_s, self.seconds, CONNECTIONS
+        )

@@ -1,7 +1,9 @@
 """The HTTP benchmark: placing orders through the server, beside a bare aiohttp handler.
 
-``python -m shopkeep.bench.http --json PATH [--seconds S] [--quick]`` starts, each in a process
-of its own on 127.0.0.1 and a free port:
+``python -m shopkeep.bench.http --json PATH [--seconds S] [--quick]`` first measures the HTTP
+layer alone, in this process (:mod:`shopkeep.bench.http_overhead`: shopkeep's middleware,
+handler and conversions around a stand-in shop, against a bare aiohttp handler doing the same
+decode and encode), then starts, each in a process of its own on 127.0.0.1 and a free port:
 
 - shopkeep itself (``main.py serve``, ``synchronous=FULL``, uvloop when installed) on a fresh
   database in a temporary folder, the admin token given by environment and the unpaid-orders
@@ -16,142 +18,53 @@ one-item order for a random user (their own bearer token) and goods, with an ``I
 of its own. The load generator is ``wrk`` when installed (Debian's package), else a built-in
 aiohttp client; the JSON says which (``load_generator``). The built-in one is a single Python
 process competing with the servers for the same cores, so its figures are lower bounds, the
-baseline's more than shopkeep's. At the end ``GET /v1/audit`` must answer ok.
+baseline's more than shopkeep's. Both are closed loops: each connection sends its next request
+when the last is answered. Then shopkeep alone is offered, for the same time, half the
+placements per second it just answered, on a schedule (an open loop, the built-in client:
+:func:`shopkeep.bench.generators.run_open_loop`), each latency counted from when its request
+was due. At the end ``GET /v1/audit`` must answer ok.
 
 The figures: ``bare_post_per_s``, ``place_order_per_s``, ``place_order_p50_ms``,
-``place_order_p99_ms``, ``ratio`` (place_order_per_s / bare_post_per_s), ``audit_ok``,
+``place_order_p99_ms`` (closed loop, 64 connections), ``ratio`` (place_order_per_s /
+bare_post_per_s), ``place_order_p99_ms_half_load`` (open loop at half that capacity),
+``loop_stall_max_ms`` (the server's longest event-loop stall from its start to the end of the
+run, read from its loop monitor on ``/metrics``), ``http_overhead_shopkeep_us``,
+``http_overhead_bare_us`` and ``http_overhead_ratio`` (the micro-benchmark), ``audit_ok``,
 ``load_generator``, ``machine``; and beside them the statuses answered, the baseline's
-latencies, the server's resident memory read from its ``/metrics``, and the disk's fsync latency
-measured just before (``fsync_before``: shopkeep's commits wait for it, the baseline never).
+latencies, the open loop's offered and answered rates, the longest stall before the measured
+load began (``loop_stall_max_ms_before_load``: start, populating, warm-ups), the server's
+longest garbage collection of each generation (``gc_pause_max_ms``), the server's
+resident memory read from its ``/metrics``, and the disk's fsync latency measured just before
+(``fsync_before``: shopkeep's commits wait for it, the baseline never).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import os
 import secrets
 import shutil
-import signal
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
-import msgspec
-from aiohttp import web
 
 from shopkeep.bench.common import install_uvloop, machine, percentile, publish
-from shopkeep.bench.generators import CONNECTIONS, ORDERS_PATH, Generator
-from shopkeep.bench.processes import (
-    HOST,
-    free_port,
-    serve_argv,
-    start,
-    wait_ready,
-)
+from shopkeep.bench.generators import CONNECTIONS, Generator
+from shopkeep.bench.http_overhead import PRICE, run_bare, run_overhead
+from shopkeep.bench.processes import free_port, serve_argv, start, wait_ready
 
 USERS = 1_000
 GOODS = 1_000
 STOCK = 10_000_000
-PRICE = 1_250
+HALF: Final = 0.5
+"""The share of the capacity measured (closed loop) that the open-loop run offers."""
 
-
-# ---------------------------------------------------------------- the baseline
-
-
-class BareItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One line of the baseline's order body (the shape of shopkeep's)."""
-
-    goods_id: str
-    quantity: int
-
-
-class BareOrder(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The baseline's request body."""
-
-    items: list[BareItem]
-    coupon_id: str | None = None
-    use_balance: int = 0
-    expected_total: int | None = None
-
-
-class BareAnswer(msgspec.Struct, frozen=True):
-    """The baseline's answer: the fields and size of shopkeep's order."""
-
-    id: str
-    user_id: str
-    status: str
-    items: list[dict[str, Any]]
-    coupon_id: str | None
-    goods_amount: int
-    shipping_fee: int
-    order_amount: int
-    coupon_discount: int
-    wallet_amount: int
-    pay_amount: int
-    cancel_reason: str | None
-    created_at: datetime
-    confirmed_at: datetime | None
-    paid_at: datetime | None
-    canceled_at: datetime | None
-    expires_at: datetime | None
-
-
-def bare_app() -> web.Application:
-    """The baseline: decode the body, answer 201 with an order-sized JSON body."""
-    ids = itertools.count(1)
-
-    async def place(request: web.Request) -> web.Response:
-        order = msgspec.json.decode(await request.read(), type=BareOrder)
-        now = datetime.now(UTC)
-        answer = BareAnswer(
-            str(next(ids)), "1", "awaiting_payment",
-            [{"goods_id": i.goods_id, "quantity": i.quantity, "unit_price": PRICE}
-             for i in order.items],
-            None, PRICE, 1_000, PRICE + 1_000, 0, 0, PRICE + 1_000, None, now, now, None, None,
-            now,
-        )  # fmt: skip
-        return web.Response(
-            status=201, body=msgspec.json.encode(answer), content_type="application/json"
-        )
-
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    app = web.Application()
-    app.router.add_post(ORDERS_PATH, place)
-    app.router.add_get("/healthz", healthz)
-    return app
-
-
-async def serve_bare(port: int) -> None:
-    """Serve :func:`bare_app` on ``HOST:port`` until SIGTERM or SIGINT."""
-    runner = web.AppRunner(bare_app())
-    await runner.setup()
-    await web.TCPSite(runner, HOST, port).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-
-
-def run_bare(port: int) -> int:
-    """The baseline process's main: on the same loop as ``serve``."""
-    from shopkeep.http.server import fastest_loop_factory
-
-    with asyncio.Runner(loop_factory=fastest_loop_factory()) as runner:
-        runner.run(serve_bare(port))
-    return 0
 
 # ---------------------------------------------------------------- the shop's data
 
@@ -218,14 +131,40 @@ def fsync_latency(folder: Path, count: int = 100) -> dict[str, float]:
     }
 
 
-async def scrape_rss(session: aiohttp.ClientSession, url: str) -> float | None:
-    """The server's resident memory in bytes, from its ``/metrics``."""
+async def scrape(session: aiohttp.ClientSession, url: str, name: str) -> float | None:
+    """The value of the unlabelled sample ``name`` on the server's ``/metrics``, or None."""
     async with session.get(url + "/metrics") as response:
         text = await response.text()
     for line in text.splitlines():
-        if line.startswith("process_resident_memory_bytes "):
+        if line.startswith(name + " "):
             return float(line.split()[1])
     return None
+
+
+async def scrape_rss(session: aiohttp.ClientSession, url: str) -> float | None:
+    """The server's resident memory in bytes, from its ``/metrics``."""
+    return await scrape(session, url, "process_resident_memory_bytes")
+
+
+async def scrape_gc_pauses_ms(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """The server's longest garbage collection of each generation since it started,
+    milliseconds (``shopkeep_gc_pause_max_seconds``): what its longest stalls often are."""
+    pauses = {}
+    for generation in ("0", "1", "2"):
+        name = f'shopkeep_gc_pause_max_seconds{{generation="{generation}"}}'
+        seconds = await scrape(session, url, name)
+        if seconds is not None:
+            pauses[generation] = seconds * 1000
+    return pauses
+
+
+async def scrape_stall_ms(session: aiohttp.ClientSession, url: str) -> float:
+    """The server's longest event-loop stall since it started, milliseconds (its loop
+    monitor's ``shopkeep_loop_stall_max_seconds``)."""
+    seconds = await scrape(session, url, "shopkeep_loop_stall_max_seconds")
+    if seconds is None:
+        raise RuntimeError(f"{url}/metrics has no shopkeep_loop_stall_max_seconds")
+    return seconds * 1000
 
 
 async def measure(
@@ -256,7 +195,11 @@ async def measure(
             await generator.drive(bare.url, warmup)
             bare_load = await generator.drive(bare.url)
             await generator.drive(shop.url, warmup)
+            stall_before_ms = await scrape_stall_ms(session, shop.url)
             shop_load = await generator.drive(shop.url)
+            half_load = await generator.offer(shop.url, HALF * shop_load.per_s)
+            stall_ms = await scrape_stall_ms(session, shop.url)
+            gc_pauses_ms = await scrape_gc_pauses_ms(session, shop.url)
             rss = await scrape_rss(session, shop.url)
             async with session.get(
                 shop.url + "/v1/audit", headers={"Authorization": f"Bearer {admin}"}
@@ -273,6 +216,8 @@ async def measure(
         "place_order_p50_ms": shop_load.p50_ms,
         "place_order_p99_ms": shop_load.p99_ms,
         "ratio": shop_load.per_s / bare_load.per_s if bare_load.per_s else 0.0,
+        "place_order_p99_ms_half_load": half_load.p99_ms,
+        "loop_stall_max_ms": stall_ms,
         "audit_ok": bool(report["ok"]),
         "load_generator": generator.name,
         "place_order_max_ms": shop_load.max_ms,
@@ -281,6 +226,14 @@ async def measure(
         "bare_post_p50_ms": bare_load.p50_ms,
         "bare_post_p99_ms": bare_load.p99_ms,
         "bare_post_statuses": bare_load.statuses,
+        "half_load_offered_per_s": HALF * shop_load.per_s,
+        "half_load_answered_per_s": half_load.per_s,
+        "place_order_p50_ms_half_load": half_load.p50_ms,
+        "place_order_max_ms_half_load": half_load.max_ms,
+        "place_order_statuses_half_load": half_load.statuses,
+        "place_order_socket_errors_half_load": half_load.socket_errors,
+        "loop_stall_max_ms_before_load": stall_before_ms,
+        "gc_pause_max_ms": gc_pauses_ms,
         "server_rss_mb": None if rss is None else rss / 2**20,
         "fsync_before": fsync,
         "audit": report["checks"],
@@ -294,12 +247,20 @@ async def measure(
 
 def render(figures: dict[str, Any]) -> str:
     """The table printed for people."""
+    pauses = figures["gc_pause_max_ms"]
     rows = [
         ("bare_post_per_s", f"{figures['bare_post_per_s']:,.0f}"),
         ("place_order_per_s", f"{figures['place_order_per_s']:,.0f}"),
         ("ratio", f"{figures['ratio']:.3f}"),
         ("place_order_p50_ms", f"{figures['place_order_p50_ms']:.2f}"),
         ("place_order_p99_ms", f"{figures['place_order_p99_ms']:.2f}"),
+        ("half_load_offered_per_s", f"{figures['half_load_offered_per_s']:,.0f}"),
+        ("place_order_p99_ms_half_load", f"{figures['place_order_p99_ms_half_load']:.2f}"),
+        ("loop_stall_max_ms", f"{figures['loop_stall_max_ms']:.1f}"),
+        ("gc_pause_max_ms", json.dumps({g: round(ms, 1) for g, ms in pauses.items()})),
+        ("http_overhead_shopkeep_us", f"{figures['http_overhead_shopkeep_us']:.1f}"),
+        ("http_overhead_bare_us", f"{figures['http_overhead_bare_us']:.1f}"),
+        ("http_overhead_ratio", f"{figures['http_overhead_ratio']:.2f}"),
         ("bare_post_p50_ms", f"{figures['bare_post_p50_ms']:.2f}"),
         ("bare_post_p99_ms", f"{figures['bare_post_p99_ms']:.2f}"),
         ("place_order_statuses", json.dumps(figures["place_order_statuses"])),
@@ -308,7 +269,7 @@ def render(figures: dict[str, Any]) -> str:
         ("audit_ok", str(figures["audit_ok"])),
         ("load_generator", figures["load_generator"]),
     ]
-    return "\n".join(f"{name:<22}  {value}" for name, value in rows)
+    return "\n".join(f"{name:<28}  {value}" for name, value in rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -339,11 +300,14 @@ def main(argv: list[str] | None = None) -> int:
         (2.0, 1.0, 100, 100) if args.quick else (args.seconds, 2.0, USERS, GOODS)
     )
     load_before = os.getloadavg()[0]
+    # first, while no server runs: the micro-benchmark of the HTTP layer alone, in-process
+    overhead = run_overhead(quick=args.quick)
     # the servers run on uvloop when it is installed (serve picks it); so does the built-in
     # load generator here, which needs every bit of speed it can get
     uvloop_version = install_uvloop()
     with tempfile.TemporaryDirectory(prefix="shopkeep-bench-http-") as folder:
         figures = asyncio.run(measure(Path(folder), seconds, warmup, users, goods, use_wrk))
+    figures.update(overhead)
     figures["machine"] = machine(
         {"uvloop" if uvloop_version else "asyncio"}, uvloop_version, load_before
     )

@@ -62,11 +62,18 @@ class Server:
 
 
 def start(name: str, argv: list[str], port: int, folder: Path, env: dict[str, str]) -> Server:
-    """Start ``argv`` from the repository root, its output to a file in ``folder``."""
+    """Start ``argv`` from the repository root, its output to a file in ``folder``.
+
+    The root is also put first on ``PYTHONPATH``: the server imports the ``shopkeep`` this
+    module belongs to (a checkout's own, say) rather than whichever one the interpreter has
+    installed, however ``argv`` starts it.
+    """
     log = folder / f"{name}.log"
+    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), **env}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            argv, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+            argv, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT
         )
     return Server(name, f"http://{HOST}:{port}", process, log)
 

@@ -5,9 +5,12 @@ settings are typed app state (``SHOP``, ``CONFIG``); the factory neither opens n
 shop: whoever opened it (``main.py serve``, a test) owns its lifetime and keeps it open while
 the app serves.
 
-Middlewares, outermost first: request ids (``request_ids.py``); the caller's own (metrics, say),
-which therefore see every answer with its final status, problems included; the mapping of
-errors to problem+json (``errors.py``); authentication (``auth.py``).
+Every request goes through one middleware (``middleware.py``): its request id, its metrics
+(when the app is given a :class:`~shopkeep.http.metrics.Metrics`), the mapping of errors to
+problem+json, authentication, then its operation's access check and check of the query.
+Middlewares of the caller's own run inside the request id and
+the metrics, outside the rest, so they see every answer with its final status, problems
+included.
 """
 
 from __future__ import annotations
@@ -16,16 +19,14 @@ from collections.abc import Sequence
 from typing import Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Middleware
 
-from shopkeep.http.auth import Access, authentication, authorize
 from shopkeep.http.catalog import catalog
 from shopkeep.http.config import HttpConfig
-from shopkeep.http.errors import problems
-from shopkeep.http.inputs import invalid
+from shopkeep.http.metrics import Metrics
+from shopkeep.http.middleware import FrontDoor, Guard
 from shopkeep.http.openapi import publish
 from shopkeep.http.operations import Operation
-from shopkeep.http.request_ids import request_ids
 from shopkeep.http.state import CONFIG, SHOP
 from shopkeep.shop import Shop
 
@@ -34,31 +35,13 @@ __all__ = ["CONFIG", "SHOP", "make_app"]
 SANDBOX_PREFIX: Final = "/sandbox/"
 
 
-def guarded(operation: Operation, handler: Handler) -> Handler:
-    """``handler`` behind ``operation``'s access check, then its check of the query: a query
-    parameter the operation does not take is refused 422, as an unknown body field is (a
-    misspelt ``?limt=`` would otherwise be silently ignored)."""
-    known = frozenset(p.name for p in operation.params if p.location == "query")
-
-    async def check_then_handle(request: web.Request) -> web.StreamResponse:
-        if operation.access is not Access.PUBLIC:
-            authorize(request, operation.access)
-        unknown = sorted(set(request.query) - known)
-        if unknown:
-            raise invalid(f"unknown query parameter {unknown[0]!r}", "query")
-        return await handler(request)
-
-    check_then_handle.__name__ = handler.__name__
-    check_then_handle.__doc__ = handler.__doc__
-    return check_then_handle
-
-
 def make_app(
     shop: Shop,
     config: HttpConfig,
     *,
     extra_routes: Sequence[web.RouteDef] = (),
     middlewares: Sequence[Middleware] = (),
+    metrics: Metrics | None = None,
 ) -> web.Application:
     """Build the HTTP API over ``shop``; the caller keeps the shop open while it serves.
 
@@ -68,16 +51,15 @@ def make_app(
     ``config.sandbox`` is true, whoever passes it: the sandbox marks payments paid, and must
     never be reachable on a production server by mistake. Paths under ``/sandbox/`` and
     ``/metrics`` need no token; any other extra route needs one (admin or user).
-    ``middlewares`` run inside the request-id middleware and outside the error mapping.
+    ``middlewares`` run inside the request id and the ``metrics`` (each request timed into
+    them when given), outside the error mapping.
     """
+    door = FrontDoor(shop, config.admin_hash(), config.max_body_bytes, metrics)
     app = web.Application(
         client_max_size=config.max_body_bytes,
-        middlewares=[
-            request_ids,
-            *middlewares,
-            problems(config.max_body_bytes),
-            authentication(shop, config.admin_hash()),
-        ],
+        middlewares=(
+            [door.outer, *middlewares, door.inner] if middlewares else [door.middleware]
+        ),
     )
     app[SHOP] = shop
     app[CONFIG] = config
@@ -90,9 +72,8 @@ def make_app(
     served: list[Operation] = []
     for operation in catalog(config):
         if operation.handler is not None:
-            app.router.add_route(
-                operation.method, operation.path, guarded(operation, operation.handler)
-            )
+            route = app.router.add_route(operation.method, operation.path, operation.handler)
+            door.guard(route, Guard.of(operation))
             served.append(operation)
         elif (operation.method, operation.path) in given:
             served.append(operation)

@@ -2,7 +2,8 @@
 
 ``Authorization: Bearer <token>``: a token whose SHA-256 is the admin's (from
 :class:`HttpConfig`, compared in constant time) makes the admin; any other token is looked up
-by its hash (``Shop.user_for_token``) and makes that user. A route that needs a token and
+by the same hash (``Shop.known_user_for_token_hash``, else ``Shop.user_for_token_hash``, which
+reads) and makes that user: a token is hashed once. A route that needs a token and
 gets none, or one nobody holds, answers 401 unauthorized.
 
 Public paths need no token: ``/healthz``, ``/metrics``, ``/openapi.json``, ``/docs``,
@@ -18,15 +19,15 @@ probing, and the admin gets 404 from the few routes that act as "me" (``/v1/me``
 from __future__ import annotations
 
 import enum
+import functools
 import hmac
 from typing import Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from shopkeep.errors import ShopError
 from shopkeep.http.state import ADMIN, PRINCIPAL, Principal
-from shopkeep.shop import Shop, hash_token
+from shopkeep.shop import TOKEN_CACHE_SIZE, Shop, hash_token
 
 PUBLIC_PATHS: Final = frozenset(
     {"/healthz", "/metrics", "/openapi.json", "/docs", "/v1/payments/callback"}
@@ -70,43 +71,52 @@ def bearer_token(header: str | None) -> str | None:
     return token
 
 
-async def identify(shop: Shop, admin_hash: str | None, header: str | None) -> Principal | None:
-    """The principal a bearer header names, or None (no header, not bearer, nobody's).
+def recognize(shop: Shop, admin_hash: str | None, header: str | None) -> Principal | str | None:
+    """The principal a bearer header names when it is known without a read (the admin, or a
+    user whose token the shop remembers); else, for a bearer token, its hash, which
+    :func:`user_of_hash` looks up; else None (no header, not bearer).
 
     Hashes, not tokens, are compared: the same constant-time comparison serves a server that
-    was given the admin token and one that keeps only its hash.
+    was given the admin token and one that keeps only its hash. The token is hashed once, here:
+    the admin's check and the users' lookup share the hash.
     """
     token = bearer_token(header)
     if token is None:
         return None
-    if admin_hash is not None and hmac.compare_digest(hash_token(token), admin_hash):
+    token_hash = hash_token(token)
+    if admin_hash is not None and hmac.compare_digest(token_hash, admin_hash):
         return ADMIN
-    user_id = await shop.user_for_token(token)
-    return None if user_id is None else Principal(user_id)
+    user_id = shop.known_user_for_token_hash(token_hash)
+    return token_hash if user_id is None else user_principal(user_id)
 
 
-def authentication(shop: Shop, admin_hash: str | None) -> Middleware:
-    """The middleware that puts the caller's :class:`Principal` on the request (``PRINCIPAL``)
-    or refuses 401; public paths and unrouted requests (404, 405) pass untouched."""
-
-    @web.middleware
-    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if is_public(request.path) or request.match_info.http_exception is not None:
-            return await handler(request)
-        principal = await identify(shop, admin_hash, request.headers.get("Authorization"))
-        if principal is None:
-            raise ShopError("unauthorized", "a valid bearer token is required")
-        request[PRINCIPAL] = principal
-        return await handler(request)
-
-    return authenticate
+async def user_of_hash(shop: Shop, token_hash: str) -> Principal | None:
+    """The user whose token hashes to ``token_hash`` (read if need be), or None: nobody's."""
+    user_id = await shop.user_for_token_hash(token_hash)
+    return None if user_id is None else user_principal(user_id)
 
 
-def authorize(request: web.Request, access: Access) -> Principal:
-    """The caller, if ``access`` admits them; else ShopError not_found (see the module doc)."""
-    if PRINCIPAL not in request:
+@functools.lru_cache(maxsize=TOKEN_CACHE_SIZE)
+def user_principal(user_id: int) -> Principal:
+    """The :class:`Principal` of user ``user_id``: one frozen value per known user (as many as
+    the shop remembers tokens of), rather than a new one per request."""
+    return Principal(user_id)
+
+
+def admit(request: web.Request, principal: Principal | None) -> Principal:
+    """Put ``principal`` on ``request`` (``PRINCIPAL``), or ShopError unauthorized (401) when
+    there is none: a route that needs a token got none, or one nobody holds."""
+    if principal is None:
         raise ShopError("unauthorized", "a valid bearer token is required")
-    principal = request[PRINCIPAL]
+    request[PRINCIPAL] = principal
+    return principal
+
+
+def authorize(principal: Principal | None, access: Access) -> Principal:
+    """The caller, if ``access`` admits them (None: nobody was authenticated, 401); else
+    ShopError not_found (see the module doc)."""
+    if principal is None:
+        raise ShopError("unauthorized", "a valid bearer token is required")
     if not access.admits(principal):
         raise ShopError("not_found", "there is no such route for this caller")
     return principal

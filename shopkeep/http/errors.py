@@ -24,7 +24,6 @@ from typing import Final
 import msgspec
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.runtime import ActorStopped, AskTimeout, Overloaded, ShuttingDown
@@ -140,33 +139,20 @@ def _detail_of(error: web.HTTPException) -> str:
     return "the request body is too large"
 
 
-def problems(max_body_bytes: int) -> Middleware:
-    """The middleware that answers every expected error as problem+json, and every bug as a
-    bare 500 whose traceback goes to the log only.
-
-    It also refuses a body announced (Content-Length) as larger than ``max_body_bytes`` before
-    anything reads it; a larger chunked body is cut off by aiohttp itself on reading (the app's
-    ``client_max_size``), which lands here as 413 too.
-    """
-
-    @web.middleware
-    async def answer_problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-        length = request.content_length
-        if length is not None and length > max_body_bytes:
-            return problem("payload_too_large", f"a body has at most {max_body_bytes} bytes")
-        try:
-            return await handler(request)
-        except web.HTTPException as error:
-            if error.status < 400:
-                raise
-            return _answer(request, error)
-        except Exception as error:
-            return _answer(request, error)
-
-    return answer_problems
+def too_large(request: web.Request, max_body_bytes: int) -> web.Response | None:
+    """413 payload_too_large for a body announced (Content-Length) as larger than
+    ``max_body_bytes``, before anything reads it; else None. A larger chunked body is cut off
+    by aiohttp itself on reading (the app's ``client_max_size``), which :func:`answer_error`
+    answers 413 too."""
+    length = request.content_length
+    if length is not None and length > max_body_bytes:
+        return problem("payload_too_large", f"a body has at most {max_body_bytes} bytes")
+    return None
 
 
-def _answer(request: web.Request, error: Exception) -> web.Response:
+def answer_error(request: web.Request, error: Exception) -> web.Response:
+    """The answer to an error a handler raised: problem+json for every expected one, a bare
+    500 for a bug, whose traceback goes to the log only."""
     answer = problem_for(error)
     if answer is not None:
         return answer

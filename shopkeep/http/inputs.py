@@ -58,11 +58,23 @@ async def body_of(request: web.Request, kind: type[T], *, optional: bool = False
     if optional and not raw.strip():
         return kind()
     try:
-        return msgspec.json.decode(raw, type=kind)
+        return _decoder(kind).decode(raw)
     except msgspec.ValidationError as refused:
         if "got `float`" not in str(refused):
             raise
         return _with_whole_numbers(raw, kind, refused)
+
+
+_DECODERS: Final[dict[type, msgspec.json.Decoder[Any]]] = {}
+
+
+def _decoder(kind: type[T]) -> msgspec.json.Decoder[T]:
+    # A decoder per body type, made once: msgspec.json.decode(raw, type=kind) finds the
+    # type's decoding plan again on every call. The types are the catalog's, a bounded few.
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        decoder = _DECODERS[kind] = msgspec.json.Decoder(kind)
+    return decoder
 
 
 def _with_whole_numbers(raw: bytes, kind: type[T], refused: msgspec.ValidationError) -> T:
@@ -103,9 +115,17 @@ def path_id(request: web.Request, name: str) -> int:
     return id_in(request.match_info[name], name)
 
 
+def query_value(request: web.Request, name: str) -> str | None:
+    """The query parameter ``name``, or None; a request without a query (most of them) is
+    not parsed for one."""
+    if not request.query_string:
+        return None
+    return request.query.get(name)
+
+
 def limit_of(request: web.Request) -> int | None:
     """``?limit=``: 1 to the configured maximum, or None (the shop's default page)."""
-    raw = request.query.get("limit")
+    raw = query_value(request, "limit")
     if raw is None:
         return None
     most = request.app[CONFIG].list_limit_max
@@ -116,7 +136,7 @@ def limit_of(request: web.Request) -> int | None:
 
 def cursor_of(request: web.Request) -> str | None:
     """``?cursor=``: a ``next_cursor`` this server gave (an id), or None."""
-    raw = request.query.get("cursor")
+    raw = query_value(request, "cursor")
     if raw is None:
         return None
     id_in(raw, "cursor")
@@ -125,7 +145,7 @@ def cursor_of(request: web.Request) -> str | None:
 
 def status_of(request: web.Request) -> str | None:
     """``?status=``: one of the order statuses, or None."""
-    raw = request.query.get("status")
+    raw = query_value(request, "status")
     if raw is not None and raw not in ORDER_STATUSES:
         raise invalid(f"status is one of {', '.join(ORDER_STATUSES)}", "status")
     return raw
@@ -133,7 +153,9 @@ def status_of(request: web.Request) -> str | None:
 
 def wait_of(request: web.Request) -> bool:
     """``?wait=``: ``true`` (the default: answer the placed order) or ``false`` (202 at once)."""
-    raw = request.query.get("wait", "true")
+    raw = query_value(request, "wait")
+    if raw is None:
+        return True
     if raw not in ("true", "false"):
         raise invalid("wait is true or false", "wait")
     return raw == "true"

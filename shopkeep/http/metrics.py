@@ -4,13 +4,15 @@
 process-wide default one), so two apps in one process (tests, the benchmark) do not mix their
 figures or collide on names. It gives the app two things:
 
-- :meth:`Metrics.middleware`, which times every request into a histogram labelled by method, route
-  and status. The route is the resource's canonical path (``/v1/orders/{id}``), never the raw URL:
-  one series per route, not one per order id. Requests that match no route share the label
-  ``unmatched``, so a scan of random URLs cannot grow the series without bound.
+- :meth:`Metrics.observe`, which the app's middleware calls with every answer, into a histogram
+  labelled by method, route and status (``latency.py``, counted without locks). The route is
+  the resource's canonical path (``/v1/orders/{id}``), never the raw URL: one series per
+  route, not one per order id. Requests that match no route share the label ``unmatched``,
+  so a scan of random URLs cannot grow the series without bound.
 - :func:`metrics_routes`: ``GET /metrics``, the text exposition format.
 
-Everything else is read from the shop when Prometheus scrapes, by :class:`RuntimeCollector`:
+Everything else is read from the shop when Prometheus scrapes, by :class:`RuntimeCollector`
+(and the event loop's stalls from the server's loop monitor, by :class:`LoopCollector`):
 nothing on the hot path counts on the metrics' behalf. Process figures (resident memory, CPU
 seconds, open files) come from prometheus-client's ``ProcessCollector``, under their standard
 names (``process_resident_memory_bytes``), read from ``/proc``: on a system without it they are
@@ -21,15 +23,17 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
-from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
+from aiohttp.web_urldispatcher import AbstractResource, AbstractRoute
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from shopkeep.http.latency import LatencyHistogram, Series
+from shopkeep.runtime.loop_monitor import LoopMonitor
 
 if TYPE_CHECKING:
     from shopkeep.shop import Shop
@@ -44,12 +48,6 @@ RECENT_SAMPLES: Final = 1024
 """How many of the latest timer fires the lateness quantiles are computed over."""
 UNMATCHED: Final = "unmatched"
 KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
-def route_label(request: web.Request) -> str:
-    """The canonical path of the resource ``request`` matched, or ``unmatched``."""
-    resource = request.match_info.route.resource
-    return UNMATCHED if resource is None else resource.canonical
 
 
 def quantile(ordered: Sequence[float], fraction: float) -> float:
@@ -151,43 +149,92 @@ def _quantiles(name: str, documentation: str, ordered: Sequence[float]) -> Gauge
     return family
 
 
+class LoopCollector:
+    """The event loop's stalls, as the server's :class:`LoopMonitor` saw them, read at each
+    scrape: the longest since start, how many reached the monitor's threshold, the quantiles
+    of the latest ticks' lateness, and the longest garbage collection of each generation."""
+
+    def __init__(self, monitor: LoopMonitor) -> None:
+        self._monitor = monitor
+
+    def collect(self) -> Iterator[Metric]:
+        """The metrics, as of now."""
+        monitor = self._monitor
+        yield _gauge(
+            "loop_stall_max_seconds",
+            "The longest the event loop was late for its monitor's tick, since start.",
+            monitor.max_stall_s,
+        )
+        yield _counter(
+            "loop_stalls",
+            f"Monitor ticks at least {monitor.threshold_s} s late, since start.",
+            monitor.stalls,
+        )
+        family = GaugeMetricFamily(
+            f"{NAMESPACE}_gc_pause_max_seconds",
+            "The longest collection of the garbage collector since start, by generation.",
+            labels=["generation"],
+        )
+        for generation, pause in enumerate(monitor.gc_pause_max_s):
+            family.add_metric([str(generation)], pause)
+        yield family
+        yield _quantiles(
+            "loop_lag_recent_seconds",
+            f"How late the loop monitor's ticks ran, over the last {len(monitor.recent)} ticks.",
+            latest(monitor.recent, RECENT_SAMPLES),
+        )
+
+
 class Metrics:
     """The metrics of one app: its registry, the request histogram and the shop's collector."""
 
-    def __init__(self, shop: Shop, *, process: bool = True) -> None:
+    def __init__(
+        self, shop: Shop, *, process: bool = True, loop_monitor: LoopMonitor | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Histogram(
-            "http_request_duration_seconds",
+        self.requests = LatencyHistogram(
+            f"{NAMESPACE}_http_request_duration_seconds",
             "Time from a request's arrival to its answer, by method, route and status.",
             ("method", "route", "status"),
-            namespace=NAMESPACE,
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            LATENCY_BUCKETS,
         )
+        self.registry.register(self.requests)
+        self._series: dict[tuple[str, AbstractResource | None, int], Series] = {}
+        self._by_route: dict[AbstractRoute, dict[int, Series]] = {}
         self.registry.register(RuntimeCollector(shop))
+        if loop_monitor is not None:
+            self.registry.register(LoopCollector(loop_monitor))
         if process:
             ProcessCollector(registry=self.registry)
 
     def observe(self, request: web.Request, status: int, seconds: float) -> None:
-        """Record one answered request."""
-        method = request.method if request.method in KNOWN_METHODS else "other"
-        self.requests.labels(method, route_label(request), str(status)).observe(seconds)
+        """Record one answered request.
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Time the request. An HTTP exception counts with its own status, any other error
-        as 500; a request whose client went away (cancelled) is not counted."""
-        started = time.perf_counter()
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            self.observe(request, exc.status, time.perf_counter() - started)
-            raise
-        except Exception:
-            self.observe(request, 500, time.perf_counter() - started)
-            raise
-        self.observe(request, response.status, time.perf_counter() - started)
-        return response
+        The series of a matched route and status is found once and kept by the route object
+        (one per method and path, fixed when the app is built), not looked up by its label
+        strings (the canonical path, the status as text) on every request.
+        """
+        route = request.match_info.route
+        by_status = self._by_route.get(route)
+        series = None if by_status is None else by_status.get(status)
+        if series is None:
+            series = self._find(request, route, status)
+        series.observe(seconds)
+
+    def _find(self, request: web.Request, route: AbstractRoute, status: int) -> Series:
+        # The keys are bounded: the known methods and ``other``, the app's routes and None
+        # (unmatched: aiohttp makes a new route object for each of those requests, so they
+        # are never kept by route), the statuses HTTP has.
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        resource = route.resource
+        key = (method, resource, status)
+        series = self._series.get(key)
+        if series is None:
+            path = UNMATCHED if resource is None else resource.canonical
+            series = self._series[key] = self.requests.labels(method, path, str(status))
+        if resource is not None and route.method == method:  # not a route of any method
+            self._by_route.setdefault(route, {})[status] = series
+        return series
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format (version 0.0.4)."""

@@ -2,52 +2,64 @@
 
 The id is the client's ``X-Request-Id`` when it is sane (1 to 128 characters of letters,
 digits and ``._:-``), so a caller can follow its own id through our logs; otherwise a fresh
-one. It is bound into structlog's contextvars (lines logged by the handler) and set as
-``shopkeep.runtime.current_trace``, which the actor runtime copies into every envelope the
-request sends: an actor's task was started elsewhere and does not see this request's
-contextvars, but it logs the trace of the message it is handling.
+one: 32 hex digits, a random prefix drawn when the process starts followed by a counter.
+Counting is what makes it cheap (a version-4 UUID reads the system's random source on every
+request); the prefix keeps ids from two runs of the server apart in the logs. An id names a
+request, it is no secret: that the next one is guessable gives nobody anything.
+
+:func:`enter` binds the id into structlog's contextvars (lines logged by the handler) and sets
+it as ``shopkeep.runtime.current_trace``, which the actor runtime copies into every envelope
+the request sends: an actor's task was started elsewhere and does not see this request's
+contextvars, but it logs the trace of the message it is handling. :func:`leave` undoes both.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
-import uuid
-from typing import Final
+import secrets
+from contextvars import ContextVar, Token
+from typing import Any, Final
 
 import structlog
-from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from shopkeep.http.state import REQUEST_ID
 from shopkeep.runtime import current_trace
 
 HEADER: Final = "X-Request-Id"
 _SANE: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_PREFIX: Final = secrets.token_hex(8)
+_COUNT: Final = itertools.count(1)
+
+Bound = tuple["Token[str | None]", "Token[Any]"]
+"""What :func:`enter` bound, for :func:`leave`."""
+
+
+def _logged_var() -> ContextVar[Any]:
+    # The variable structlog's ``bind_contextvars(request_id=...)`` sets: set directly, it
+    # saves the keyword dictionaries of bind and reset on every request. Bound and reset at
+    # once here, so nothing stays bound where this module is imported.
+    token = structlog.contextvars.bind_contextvars(request_id=None)["request_id"]
+    token.var.reset(token)
+    return token.var
+
+
+_LOGGED: Final = _logged_var()
 
 
 def request_id_of(header: str | None) -> str:
     """The client's id when it is sane, else a new one (32 hex digits)."""
     if header is not None and _SANE.fullmatch(header):
         return header
-    return uuid.uuid4().hex
+    return f"{_PREFIX}{next(_COUNT):016x}"
 
 
-@web.middleware
-async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give the request its id, bind it for the logs and the actors, and answer it back."""
-    request_id = request_id_of(request.headers.get(HEADER))
-    request[REQUEST_ID] = request_id
-    trace = current_trace.set(request_id)
-    bound = structlog.contextvars.bind_contextvars(request_id=request_id)
-    try:
-        response = await handler(request)
-    except web.HTTPException as error:
-        # an exception that is an answer (a redirect, say): it carries the id too
-        error.headers[HEADER] = request_id
-        raise
-    finally:
-        structlog.contextvars.reset_contextvars(**bound)
-        current_trace.reset(trace)
-    if not response.prepared:  # a streamed answer sent its headers already
-        response.headers[HEADER] = request_id
-    return response
+def enter(request_id: str) -> Bound:
+    """Bind ``request_id`` for the logs and the actors until :func:`leave`."""
+    return current_trace.set(request_id), _LOGGED.set(request_id)
+
+
+def leave(bound: Bound) -> None:
+    """Undo :func:`enter`."""
+    trace, logged = bound
+    _LOGGED.reset(logged)
+    current_trace.reset(trace)

@@ -8,7 +8,8 @@
    the gateway secret as configured, else the one generated at first start and kept;
 2. the shop (actors and store) with its business settings, and in sandbox mode the HTTP sandbox
    gateway, whose callbacks go out over HTTP to this server's own callback route;
-3. the app: the routes of :mod:`shopkeep.http.app`, plus ``/metrics`` and, in sandbox mode,
+3. the loop monitor (:mod:`shopkeep.runtime.loop_monitor`), whose figures ``/metrics`` shows;
+   the app: the routes of :mod:`shopkeep.http.app`, plus ``/metrics`` and, in sandbox mode,
    ``/sandbox/...``; then the listening socket.
 
 Leaving the block undoes it in reverse: stop taking connections (requests under way finish),
@@ -43,6 +44,7 @@ from shopkeep.http.sandbox import (
     sandbox_routes,
 )
 from shopkeep.runtime import RealClock, RuntimeConfig
+from shopkeep.runtime.loop_monitor import LoopMonitor
 from shopkeep.shop import Shop, hash_token
 from shopkeep.store import Store, StoreConfig
 from shopkeep.store.writer import GroupCommitWriter
@@ -167,6 +169,8 @@ class Server:
     metrics: Metrics
     gateway: HttpSandboxGateway | None
     sink: HttpCallbackSink | None
+    loop_monitor: LoopMonitor | None = None
+    """How late the event loop has been for its timers (``/metrics``: ``shopkeep_loop_*``)."""
 
 
 def build_app(
@@ -176,8 +180,8 @@ def build_app(
     gateway: HttpSandboxGateway | None,
 ) -> web.Application:
     """The app of :func:`shopkeep.http.app.make_app` with metrics and, given a gateway, the
-    sandbox route and sandbox mode. The metrics middleware is given first, so that it is the
-    outermost of ours and times every answer as the client gets it, problems included."""
+    sandbox route and sandbox mode. The metrics time every answer as the client gets it,
+    problems included."""
     config = HttpConfig(
         admin_token="",
         admin_token_hash=credentials.admin_token_hash,
@@ -186,9 +190,7 @@ def build_app(
     routes = [*metrics_routes(metrics)]
     if gateway is not None:
         routes += sandbox_routes(shop, gateway)
-    return make_app(
-        shop, config, extra_routes=routes, middlewares=[metrics.middleware]
-    )
+    return make_app(shop, config, extra_routes=routes, metrics=metrics)
 
 
 @asynccontextmanager
@@ -220,7 +222,10 @@ async def running(
                 writer=options.writer,
             )
         )
-        metrics = Metrics(shop)
+        monitor = LoopMonitor(asyncio.get_running_loop())
+        monitor.start()
+        stack.callback(monitor.stop)
+        metrics = Metrics(shop, loop_monitor=monitor)
         app = build_app(shop, credentials, metrics, gateway)
         runner = web.AppRunner(app)
         await runner.setup()
@@ -253,7 +258,7 @@ async def running(
             sandbox=options.sandbox,
             order_timeout_s=options.order_timeout_s,
         )
-        yield Server(url, shop, app, metrics, gateway, sink)
+        yield Server(url, shop, app, metrics, gateway, sink, monitor)
         log.info("stopping")
     # The exit stack stopped the listener, the gateway's retries, the actors and the store.
     log.info("stopped")

@@ -23,6 +23,10 @@ FIGURES = (
     "place_order_p50_ms",
     "place_order_p99_ms",
     "ratio",
+    "place_order_p99_ms_half_load",
+    "http_overhead_shopkeep_us",
+    "http_overhead_bare_us",
+    "http_overhead_ratio",
 )
 
 
@@ -44,6 +48,16 @@ def test_the_quick_http_bench_reports_every_figure(tmp_path: Path, generator: st
         assert math.isfinite(value) and value > 0, f"{key} = {value}"
         assert key in result.stdout, f"{key} missing from the printed table"
     assert report["ratio"] == pytest.approx(report["place_order_per_s"] / report["bare_post_per_s"])
+    assert report["http_overhead_ratio"] == pytest.approx(
+        report["http_overhead_shopkeep_us"] / report["http_overhead_bare_us"]
+    )
+    assert report["half_load_offered_per_s"] == pytest.approx(report["place_order_per_s"] / 2)
+    assert set(report["place_order_statuses_half_load"]) == {"201"}
+    stall = report["loop_stall_max_ms"]
+    assert isinstance(stall, float) and 0 <= stall < 60_000
+    assert report["loop_stall_max_ms_before_load"] <= stall  # a maximum since the start
+    assert "loop_stall_max_ms" in result.stdout
+    assert set(report["gc_pause_max_ms"]) == {"0", "1", "2"}
     assert report["audit_ok"] is True
     expected = "wrk" if generator == "auto" and shutil.which("wrk") else "aiohttp-client"
     assert report["load_generator"] == expected

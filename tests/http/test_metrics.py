@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -12,7 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 
 from shopkeep.http.metrics import Metrics
-from shopkeep.http.server import Credentials, build_app
+from shopkeep.http.server import Credentials, ServeOptions, build_app, running
+from shopkeep.runtime.loop_monitor import LoopMonitor
 from shopkeep.shop import Shop, hash_token
 
 CREDENTIALS = Credentials(hash_token("metrics-test-admin-token"), "metrics-test-gateway-secret")
@@ -141,3 +145,41 @@ async def test_each_app_counts_into_its_own_registry(
     samples = await scrape(other)
 
     assert request_count(samples, method="GET", route="/healthz", status="200") == 0
+
+
+async def test_a_loop_held_by_a_blocking_call_shows_as_the_longest_stall(
+    aiohttp_client: AiohttpClient, shop: Shop
+) -> None:
+    monitor = LoopMonitor(asyncio.get_running_loop(), interval_s=0.001)
+    monitor.start()
+    try:
+        client = await aiohttp_client(
+            build_app(shop, CREDENTIALS, Metrics(shop, loop_monitor=monitor), None)
+        )
+        await asyncio.sleep(0.005)
+        time.sleep(0.040)  # what the monitor is there to see: nothing else runs meanwhile
+        await asyncio.sleep(0.005)
+        samples = await scrape(client)
+    finally:
+        monitor.stop()
+
+    assert 0.030 <= samples["shopkeep_loop_stall_max_seconds"][0][1] < 1.0
+    assert samples["shopkeep_loop_stalls_total"][0][1] >= 1
+    quantiles = {labels["quantile"] for labels, _ in samples["shopkeep_loop_lag_recent_seconds"]}
+    assert quantiles == {"0.5", "0.99"}
+    pauses = {labels["generation"] for labels, _ in samples["shopkeep_gc_pause_max_seconds"]}
+    assert pauses == {"0", "1", "2"}
+
+
+async def test_the_server_monitors_its_loop_and_shows_it_on_metrics(tmp_path: Path) -> None:
+    options = ServeOptions(db=str(tmp_path / "shop.db"), host="127.0.0.1", port=0)
+    async with (
+        running(options, announce=lambda token: None) as server,
+        aiohttp.ClientSession() as session,
+    ):
+        assert server.loop_monitor is not None and server.loop_monitor.running
+        async with session.get(server.url + "/metrics") as response:
+            text = await response.text()
+    names = {family.name for family in text_string_to_metric_families(text)}
+    assert {"shopkeep_loop_stall_max_seconds", "shopkeep_loop_stalls"} <= names
+    assert not server.loop_monitor.running  # stopped with the server

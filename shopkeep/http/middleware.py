@@ -1,0 +1,208 @@
+"""The one middleware every request goes through, in the order that makes each step right.
+
+From the outside in:
+
+1. the request id (``request_ids.py``): given the request, bound for the logs and the actors,
+   and answered back in ``X-Request-Id``, problems and redirects included;
+2. the metrics (``metrics.py``), when the app has them: the time from here to the answer, with
+   the answer's final status (problems included), 500 for an error nothing answered, and
+   nothing for a request whose client went away (cancelled);
+3. the mapping of errors to problem+json (``errors.py``), and the refusal of a body announced
+   as too large before anything reads it;
+4. authentication (``auth.py``): the caller's principal, or 401;
+5. the route's :class:`Guard`: whether this caller may call it (404 if not), and whether its
+   query names only parameters the operation takes (422 if not).
+
+They were four aiohttp middlewares and a wrapper around each handler; aiohttp wraps each
+middleware in a coroutine and a partial per request, plus one of its own whenever an app has
+any, and those layers cost as much as the steps themselves. So here they are one coroutine,
+:attr:`FrontDoor.middleware`, which awaits the handler itself. An app built with middlewares of
+the caller's own runs them between steps 2 and 3, as before: :attr:`FrontDoor.outer` is steps
+1 and 2, :attr:`FrontDoor.inner` steps 3 to 5.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_urldispatcher import AbstractRoute
+
+from shopkeep.http.auth import Access, admit, authorize, is_public, recognize, user_of_hash
+from shopkeep.http.errors import answer_error, too_large
+from shopkeep.http.inputs import invalid
+from shopkeep.http.operations import Operation
+from shopkeep.http.request_ids import HEADER, enter, leave, request_id_of
+from shopkeep.http.state import ADMIN, REQUEST_ID, Principal
+
+if TYPE_CHECKING:
+    from shopkeep.http.metrics import Metrics
+    from shopkeep.shop import Shop
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What a route of the catalog checks before its handler runs: who may call it (None:
+    anyone, no token needed) and which query parameters it takes."""
+
+    access: Access | None
+    query: frozenset[str]
+    public: bool
+    """Whether the route's path needs no token (``auth.is_public``), known once for all its
+    requests: the public paths are fixed paths and a fixed prefix, which no path parameter
+    can make or unmake."""
+    admits_admin: bool
+    admits_users: bool
+
+    @classmethod
+    def of(cls, operation: Operation) -> Guard:
+        """The guard of ``operation``."""
+        access = None if operation.access is Access.PUBLIC else operation.access
+        query = frozenset(p.name for p in operation.params if p.location == "query")
+        return cls(
+            access,
+            query,
+            is_public(operation.path),
+            operation.access.admits(ADMIN),
+            operation.access.admits(Principal(0)),
+        )
+
+    def check(self, request: web.Request, principal: Principal | None) -> None:
+        """Refuse the caller (404, or 401 without a token) or a query parameter the route
+        does not take (422: a misspelt ``?limt=`` would otherwise be silently ignored, as an
+        unknown body field would be)."""
+        # Access.admits decided once per route, for the admin and for any user; a refusal is
+        # raised by authorize, whose answers they are
+        if self.access is not None and (
+            principal is None
+            or not (self.admits_admin if principal.user_id is None else self.admits_users)
+        ):
+            authorize(principal, self.access)
+        if request.query_string:  # most requests have no query: nothing to parse then
+            unknown = sorted(set(request.query) - self.query)
+            if unknown:
+                raise invalid(f"unknown query parameter {unknown[0]!r}", "query")
+
+
+class FrontDoor:
+    """The steps of the module's docstring for one app, as one middleware or as two."""
+
+    def __init__(
+        self,
+        shop: Shop,
+        admin_hash: str | None,
+        max_body_bytes: int,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._shop = shop
+        self._admin_hash = admin_hash
+        self._max_body_bytes = max_body_bytes
+        self._metrics = metrics
+        self._guards: dict[AbstractRoute, Guard] = {}
+        # Partials, not methods calling methods: a partial adds no coroutine of its own.
+        self.middleware: Middleware = web.middleware(partial(self._around, whole=True))
+        """Every step, around the handler."""
+        self.outer: Middleware = web.middleware(partial(self._around, whole=False))
+        """Steps 1 and 2 (request id, metrics), around the handler."""
+        self.inner: Middleware = self._inside
+        """Steps 3 to 5 (problems, authentication, the guard), around the handler."""
+
+    def guard(self, route: AbstractRoute, guard: Guard) -> None:
+        """Check ``guard`` before ``route``'s handler."""
+        self._guards[route] = guard
+
+    @web.middleware
+    async def _inside(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        refused = too_large(request, self._max_body_bytes)
+        if refused is not None:
+            return refused
+        try:
+            if (token_hash := self._admit(request)) is not None:
+                await self._admit_later(request, token_hash)
+            return await handler(request)
+        except web.HTTPException as error:
+            return _problem_or_raise(request, error)
+        except Exception as error:
+            return answer_error(request, error)
+
+    def _admit(self, request: web.Request) -> str | None:
+        """Steps 4 and 5 (authenticate the caller, check the route's guard) as far as they go
+        without awaiting, which is all the way for the admin and for a token the shop
+        remembers; else the token's hash, which :meth:`_admit_later` looks up."""
+        match_info = request.match_info
+        guard = self._guards.get(match_info.route)
+        if guard is None:  # another module's route, or none matched (404, 405)
+            public = is_public(request.path) or match_info.http_exception is not None
+        else:
+            public = guard.public
+        principal = None
+        if not public:
+            found = recognize(self._shop, self._admin_hash, request.headers.get("Authorization"))
+            if isinstance(found, str):
+                return found
+            principal = admit(request, found)
+        if guard is not None:
+            guard.check(request, principal)
+        return None
+
+    async def _admit_later(self, request: web.Request, token_hash: str) -> None:
+        """Steps 4 and 5 for a token the shop had to look up."""
+        principal = admit(request, await user_of_hash(self._shop, token_hash))
+        guard = self._guards.get(request.match_info.route)
+        if guard is not None:
+            guard.check(request, principal)
+
+    async def _around(
+        self,
+        request: web.Request,
+        handler: Handler,
+        whole: bool,
+    ) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = request_id_of(request.headers.get(HEADER))
+        request[REQUEST_ID] = request_id
+        bound = enter(request_id)
+        metrics = self._metrics
+        try:
+            if not whole:
+                response = await handler(request)
+            elif (refused := too_large(request, self._max_body_bytes)) is not None:
+                response = refused
+            else:
+                # steps 3 to 5, as in _inside, but inline: one coroutine fewer per request
+                try:
+                    if (token_hash := self._admit(request)) is not None:
+                        await self._admit_later(request, token_hash)
+                    response = await handler(request)
+                except web.HTTPException as error:
+                    response = _problem_or_raise(request, error)
+                except Exception as error:
+                    response = answer_error(request, error)
+        except web.HTTPException as error:
+            if metrics is not None:
+                metrics.observe(request, error.status, time.perf_counter() - started)
+            error.headers[HEADER] = request_id  # an exception that is an answer carries it too
+            raise
+        except Exception:
+            if metrics is not None:
+                metrics.observe(request, 500, time.perf_counter() - started)
+            raise
+        finally:
+            leave(bound)
+        if metrics is not None:
+            metrics.observe(request, response.status, time.perf_counter() - started)
+        if not response.prepared:  # a streamed answer sent its headers already
+            response.headers[HEADER] = request_id
+        return response
+
+
+def _problem_or_raise(request: web.Request, error: web.HTTPException) -> web.Response:
+    """The problem+json answer to an HTTP error; one that is no error (a redirect, say) is an
+    answer of its own, raised again."""
+    if error.status < 400:
+        raise error
+    return answer_error(request, error)
