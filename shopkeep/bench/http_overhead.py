@@ -194,9 +194,11 @@ class StandInShop:
         )
         now = time.time()
         self._order = OrderView(
-            1, 1, "awaiting_payment", (OrderItemView(1, 1, PRICE),), None, PRICE, 1_000,
-            PRICE + 1_000, 0, 0, PRICE + 1_000, None, now, now, None, None, now + 1800,
-        )  # fmt: skip
+            id=1, user_id=1, status="awaiting_payment", coupon_id=None, created_at=now,
+            goods_amount=PRICE, shipping_fee=1_000, order_amount=PRICE + 1_000,
+            pay_amount=PRICE + 1_000, confirmed_at=now, expires_at=now + 1800,
+            items=(OrderItemView(1, 1, PRICE),),
+        )
 
     def known_user_for_token_hash(self, token_hash: str) -> int | None:
         """As :meth:`Shop.known_user_for_token_hash`: a remembered token's user."""

@@ -48,10 +48,10 @@ from typing import Any
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.coupon import INSERT_SQL as INSERT_COUPON_SQL
 from shopkeep.bench.common import install_uvloop, machine, percentile, publish
-from shopkeep.bench.loop_stalls import LoopStallMonitor
 from shopkeep.bench.sqlite_floor import sqlite_floor_orders_per_s
 from shopkeep.errors import ShopError
 from shopkeep.runtime.collector import freeze_survivors
+from shopkeep.runtime.loop_monitor import LoopMonitor
 from shopkeep.shop import Shop
 from shopkeep.store.database import connect
 from shopkeep.store.migrations import MIGRATIONS, apply_migrations
@@ -192,7 +192,7 @@ async def run(
             warm_up = min(1.0, seconds / 5)
             await customers(shop, user_ids, goods_ids, warm_up, seed, issued)
             before = (len(batches), writer.stats.thread_s, writer.stats.units)
-            stalls = LoopStallMonitor()
+            stalls = LoopMonitor(asyncio.get_running_loop())
             stalls.start()
             cpu_before = time.thread_time()
             started = time.perf_counter()
@@ -226,6 +226,7 @@ async def run(
         "statements_per_order": statements / placed,
         "loop_cpu_us_per_order": loop_cpu * 1e6 / placed,
         "loop_stall_max_ms": stalls.max_stall_s * 1000,
+        "gc_pause_max_ms": max(stalls.gc_pause_max_s) * 1000,
         "writer_batches": measured,
         "writer_thread_ms_per_batch": thread_s * 1000 / max(1, measured),
         "writer_alone_ms_per_batch": alone_s * 1000 / max(1, measured),

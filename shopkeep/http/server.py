@@ -19,7 +19,6 @@ stop the gateway's retries, drain the actors and flush the store, close the call
 from __future__ import annotations
 
 import asyncio
-import gc
 import secrets
 import signal
 import sqlite3
@@ -44,6 +43,7 @@ from shopkeep.http.sandbox import (
     sandbox_routes,
 )
 from shopkeep.runtime import RealClock, RuntimeConfig
+from shopkeep.runtime.collector import freeze_survivors
 from shopkeep.runtime.loop_monitor import LoopMonitor
 from shopkeep.shop import Shop, hash_token
 from shopkeep.store import Store, StoreConfig
@@ -273,9 +273,10 @@ async def serve(options: ServeOptions) -> None:
     stop = asyncio.Event()
     with stop_signals(stop.set):
         async with running(options):
-            # What starting built (modules, the app, its routes) lives as long as the process:
-            # out of the collector's sight, full collections have that much less to walk.
-            gc.freeze()
+            # What starting built lives as long as the process, and so do most objects that
+            # survive young collections (live actors): out of the full collections' sight
+            # (runtime/collector.py), which otherwise paused the loop ~180 ms under load.
+            freeze_survivors()
             await stop.wait()
 
 
