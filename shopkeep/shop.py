@@ -434,6 +434,10 @@ class Shop:
         if body.status not in ("succeeded", "failed"):
             await self._log_rejected(raw_body, "malformed")
             raise CallbackRejected(f"unknown status {body.status!r}")
+        if body.status == "succeeded" and not body.gateway_txn_id:
+            # without it a retry that names the transaction would look like a second payment
+            await self._log_rejected(raw_body, "malformed")
+            raise CallbackRejected("a successful payment needs its gateway_txn_id")
         message = PaymentCallback(payment_id, body.status, body.amount, body.gateway_txn_id)  # type: ignore[arg-type]
         reply = await self._ask(Address("order", order_id), message)
         if isinstance(reply, Refusal):

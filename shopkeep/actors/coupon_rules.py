@@ -13,6 +13,7 @@ from msgspec.structs import replace
 
 from shopkeep.actors.protocol import (
     COUPON_UNAVAILABLE,
+    NOT_FOUND,
     VALIDATION_ERROR,
     CouponView,
     CreateCoupon,
@@ -69,7 +70,8 @@ def use(coupon: Coupon, coupon_id: int, msg: UseCoupon) -> tuple[Coupon, int] | 
     if coupon.order_id == msg.order_id:
         return coupon, coupon.value
     if coupon.user_id != msg.user_id:
-        return Refusal(COUPON_UNAVAILABLE, f"coupon {coupon_id} belongs to another user")
+        # exactly as a coupon that does not exist (SPEC 7): no oracle of others' coupons
+        return Refusal(NOT_FOUND, f"coupon {coupon_id} does not exist")
     if coupon.order_id is not None:
         return Refusal(COUPON_UNAVAILABLE, f"coupon {coupon_id} is used by another order")
     if coupon.expired(msg.now):

@@ -7,6 +7,7 @@ import pytest
 from shopkeep.actors.coupon_rules import Coupon, create, release, use
 from shopkeep.actors.protocol import (
     COUPON_UNAVAILABLE,
+    NOT_FOUND,
     VALIDATION_ERROR,
     CouponView,
     CreateCoupon,
@@ -53,9 +54,9 @@ def test_using_it_again_for_the_same_order_is_the_same_use() -> None:
     assert use(held, 4, use_for(9, now=NOON + 1)) == (held, 500)
 
 
-def test_another_users_coupon_is_unavailable() -> None:
-    assert (
-        unavailable(use(FIVE_OFF, 4, use_for(9, user_id=2))) == "coupon 4 belongs to another user"
+def test_another_users_coupon_answers_as_a_missing_one() -> None:
+    assert use(FIVE_OFF, 4, use_for(9, user_id=2)) == Refusal(
+        NOT_FOUND, "coupon 4 does not exist"
     )
 
 
@@ -88,8 +89,8 @@ def test_an_order_at_the_minimum_can_use_it() -> None:
 
 def test_the_checks_name_the_owner_before_anything_else() -> None:
     held_and_expired = Coupon(1, 500, 2_000, NOON, order_id=8)
-    detail = unavailable(use(held_and_expired, 4, use_for(9, user_id=2, now=NOON, amount=1)))
-    assert detail == "coupon 4 belongs to another user"
+    refusal = use(held_and_expired, 4, use_for(9, user_id=2, now=NOON, amount=1))
+    assert refusal == Refusal(NOT_FOUND, "coupon 4 does not exist")
 
 
 def test_the_holder_releases_it() -> None:

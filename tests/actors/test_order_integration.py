@@ -54,10 +54,10 @@ async def test_a_placement_takes_stock_coupon_and_wallet_and_awaits_payment(shop
 @pytest.mark.parametrize("step", ["stock", "coupon", "price", "wallet"])
 async def test_a_refusal_at_any_step_undoes_every_earlier_step(shop: Shop, step: str) -> None:
     alice = await shop.user(balance=5_000)
-    bob = await shop.user()
     tea = await shop.goods(price=2_500, stock=10)
     cup = await shop.goods(price=1_000, stock=1 if step != "stock" else 0)
-    coupon = await shop.coupon(alice if step != "coupon" else bob, value=500)
+    # the coupon step: its minimum (100.00) is not met
+    coupon = await shop.coupon(alice, value=500, min_order_amount=10_000 if step == "coupon" else 0)
     use_balance = 1_000 if step != "wallet" else 6_000
 
     refusal = await shop.place(alice, [(tea, 2), (cup, 1)], coupon_id=coupon,

@@ -131,3 +131,17 @@ async def test_the_callback_needs_no_bearer_token_and_ignores_one(api: Api) -> N
     raw = api.callback(payment)
     headers = {**api.signed(raw), **ADMIN}
     assert (await api.call("POST", "/v1/payments/callback", headers, data=raw)).status == 200
+
+
+@pytest.mark.parametrize("txn", [None, ""])
+async def test_a_success_without_its_gateway_transaction_is_refused_and_changes_nothing(
+    api: Api, txn: str | None
+) -> None:
+    order, payment = await awaiting_payment(api)
+    raw = api.callback(payment).replace(b'"txn-1"', b"null" if txn is None else b'""')
+
+    refused = await api.call("POST", "/v1/payments/callback", api.signed(raw), data=raw)
+
+    assert refused.status == 400
+    unchanged = await api.call("GET", f"/v1/orders/{order['id']}", ADMIN)
+    assert unchanged.body["status"] == "awaiting_payment"

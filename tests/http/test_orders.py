@@ -111,17 +111,22 @@ async def test_each_business_refusal_keeps_its_code(
     assert (refused.status, refused.body["code"]) == (409, code)
 
 
-async def test_a_coupon_of_another_user_is_unavailable(api: Api) -> None:
+async def test_a_coupon_of_another_user_answers_exactly_as_a_missing_one(api: Api) -> None:
     alice, bob = await api.customer(), await api.customer()
     tea = await api.goods()
     coupon = await api.call("POST", "/v1/coupons", ADMIN, {"user_id": bob.id, "value": 100})
-    refused = await api.call(
-        "POST",
-        "/v1/orders",
-        alice.headers,
-        {"items": [{"goods_id": tea, "quantity": 1}], "coupon_id": coupon.body["id"]},
-    )
-    assert (refused.status, refused.body["code"]) == (409, "coupon_unavailable")
+    answers = []
+    for coupon_id in (coupon.body["id"], "4242424242"):
+        refused = await api.call(
+            "POST",
+            "/v1/orders",
+            alice.headers,
+            {"items": [{"goods_id": tea, "quantity": 1}], "coupon_id": coupon_id},
+        )
+        detail = refused.body["detail"].replace(coupon_id, "<id>")
+        answers.append((refused.status, refused.body["code"], detail))
+    assert answers[0] == answers[1]
+    assert answers[0][:2] == (404, "not_found")
 
 
 async def test_the_eleventh_unpaid_order_is_refused(api: Api) -> None:
