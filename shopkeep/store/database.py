@@ -12,7 +12,7 @@ from shopkeep.store.lock import ProcessLock
 from shopkeep.store.migrations import MIGRATIONS, Migration, apply_migrations
 from shopkeep.store.reader import InlineReader, Reader, ThreadedReader
 from shopkeep.store.writer import GroupCommitWriter
-from shopkeep.store.writer_process import WriterProcess
+from shopkeep.store.writer_process import STATEMENT_CACHE, WriterProcess
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 WRITER_MODES = ("thread", "process")
@@ -117,7 +117,9 @@ class Store:
 
 def connect(path: str, synchronous: str) -> sqlite3.Connection:
     """A connection to ``path`` as the writer uses it: autocommit, WAL, ``synchronous``."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, cached_statements=STATEMENT_CACHE
+    )
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         conn.close()

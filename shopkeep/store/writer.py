@@ -15,6 +15,12 @@ default).
 Order: units are committed in submission order, so a unit is durable no later than any unit
 submitted after it. A unit's future resolves only after the commit that holds it.
 
+Plan: a batch's statements are not run one call each. :mod:`shopkeep.store.batch_plan` groups
+them per table into executemany runs, keeps only the last of repeated overwrites of one row, and
+joins INSERT runs into multi-row statements, each only where it cannot change what the batch
+commits (its docstring says why). The plan is for the all-or-nothing attempt only; the retry
+below runs each unit's own statements.
+
 Failure: a batch that fails is rolled back and retried unit by unit under savepoints, so one bad
 unit does not sink its neighbours. A failed unit's future gets :class:`CommitFailed`, and so does
 every later unit of the same owner and incarnation (it was built on state that is not on disk);
@@ -30,8 +36,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from typing import Any, TypeVar
 
+from shopkeep.store.batch_plan import Schema, plan
+from shopkeep.store.batch_plan import Statement as Statement  # the bench replays them
 from shopkeep.store.errors import CommitFailed, StoreError
 from shopkeep.store.unit import UnitOfWork
 from shopkeep.store.writer_process import WriterProcess, WriterProcessDied, error_of
@@ -41,9 +50,6 @@ T = TypeVar("T")
 FaultHook = Callable[[str], None]
 """Called before each SQLite call of the writer with its name ('begin', 'statement', 'commit');
 raising from it simulates a storage fault (used by the fault tests)."""
-
-Statement = tuple[str, Any, bool]
-"""One call of a batch: SQL, its parameters (a list of rows when the flag says executemany)."""
 
 Tap = Callable[[list[Statement]], None]
 """Called on the writer thread with each batch's statements before they run (benchmarks use it
@@ -101,6 +107,7 @@ class GroupCommitWriter:
             None if inline else ThreadPoolExecutor(1, thread_name_prefix="shopkeep-writer")
         )
         self._failed_owners: dict[Hashable, int] = {}
+        self._schema: Schema | None = None  # read on the writer thread, before a batch
         self.fault: FaultHook | None = None
         self.tap: Tap | None = None
         self.on_unit_failed: Callable[[UnitOfWork, CommitFailed], None] | None = None
@@ -247,6 +254,7 @@ class GroupCommitWriter:
         stats.last_batch_units = units
 
     async def _run_call(self, call: _Call) -> None:
+        self._schema = None  # the call may change it (the batches are planned by it)
         try:
             result = await self._start(call.fn, self._conn)
         except Exception as exc:
@@ -299,7 +307,7 @@ class GroupCommitWriter:
 
     def _commit_batch(self, units: list[UnitOfWork]) -> list[BaseException | None] | None:
         conn = self._conn
-        statements = _merged(units)
+        statements = self._plan(units)
         if self.tap is not None:
             self.tap(statements)
         if self._process is not None and self.fault is None:
@@ -321,6 +329,21 @@ class GroupCommitWriter:
             if len(units) == 1:
                 return [exc]
             return self._commit_one_by_one(units)
+
+    def _plan(self, units: list[UnitOfWork]) -> list[Statement]:
+        """The batch's statements as :mod:`shopkeep.store.batch_plan` runs them."""
+        try:
+            if self._schema is None:
+                self._schema = Schema.read(self._conn)
+            statements = chain.from_iterable(unit.statements for unit in units)
+            planned, schema_may_change = plan(statements, self._schema, self._conn)
+        except Exception:
+            # e.g. the schema could not be read: run the statements as they were submitted
+            self._schema = None
+            return [statement for unit in units for statement in unit.statements]
+        if schema_may_change:
+            self._schema = None
+        return planned
 
     def _commit_in_process(
         self, units: list[UnitOfWork], statements: list[Statement]
@@ -411,32 +434,3 @@ def _record_failure(unit: UnitOfWork, failed_owners: dict[Hashable, int]) -> Non
 
 class _Skipped(Exception):
     """Marks a unit not tried because an earlier unit of its owner failed in the same batch."""
-
-
-def _merged(units: list[UnitOfWork]) -> list[Statement]:
-    """The batch's statements in order, adjacent runs of one SQL text joined into executemany.
-
-    Joining keeps the order of every statement; it only saves the per-call cost of the driver.
-    """
-    merged: list[Statement] = []
-    last_sql: str | None = None
-    rows: list[Any] = []
-    for unit in units:
-        for sql, params, many in unit.statements:
-            if sql != last_sql:
-                if rows:
-                    merged.append(_run(last_sql, rows))
-                last_sql = sql
-                rows = []
-            if many:
-                rows.extend(params)
-            else:
-                rows.append(params)
-    if rows:
-        merged.append(_run(last_sql, rows))
-    return merged
-
-
-def _run(sql: str | None, rows: list[Any]) -> Statement:
-    assert sql is not None
-    return (sql, rows[0], False) if len(rows) == 1 else (sql, rows, True)

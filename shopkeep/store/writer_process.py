@@ -33,6 +33,10 @@ import sys
 from typing import IO, Any
 
 HEADER = struct.Struct("!I")
+STATEMENT_CACHE = 512
+"""Prepared statements a writer's connection keeps (the driver's default is 128): a batch plan
+turns each INSERT text into multi-row INSERTs of up to seven sizes (see
+:mod:`shopkeep.store.batch_plan`), and a statement prepared again costs more than it saves."""
 
 Outcome = tuple[str, str] | None
 """What the child answers for a batch: None when committed, else (error class, message)."""
@@ -167,7 +171,7 @@ class WriterProcess:
 def main(argv: list[str]) -> int:
     """The child: commit each batch from stdin, answer each on stdout, until end of input."""
     path, synchronous = argv
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = sqlite3.connect(path, isolation_level=None, cached_statements=STATEMENT_CACHE)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA busy_timeout = 5000")
