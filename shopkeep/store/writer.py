@@ -35,7 +35,6 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
-from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from typing import Any, TypeVar
 
@@ -44,6 +43,7 @@ from shopkeep.store.batch_plan import Statement as Statement  # the bench replay
 from shopkeep.store.errors import CommitFailed, StoreError
 from shopkeep.store.unit import UnitOfWork
 from shopkeep.store.writer_process import WriterProcess, WriterProcessDied, error_of
+from shopkeep.store.writer_thread import WriterThread
 
 T = TypeVar("T")
 
@@ -103,9 +103,7 @@ class GroupCommitWriter:
         self._busy = False
         self._closed = False
         self._task: asyncio.Task[None] | None = None
-        self._executor = (
-            None if inline else ThreadPoolExecutor(1, thread_name_prefix="shopkeep-writer")
-        )
+        self._thread = None if inline else WriterThread("shopkeep-writer")
         self._failed_owners: dict[Hashable, int] = {}
         self._schema: Schema | None = None  # read on the writer thread, before a batch
         self.fault: FaultHook | None = None
@@ -156,8 +154,8 @@ class GroupCommitWriter:
             await self._task
         if self._process is not None:
             await self._start(self._process.close)
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        if self._thread is not None:
+            self._thread.stop()
 
     @property
     def backlog(self) -> int:
@@ -286,8 +284,8 @@ class GroupCommitWriter:
     def _start(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Begin ``fn(*args)`` on the writer thread (inline: run it now); await the result."""
         loop = asyncio.get_running_loop()
-        if self._executor is not None:
-            return loop.run_in_executor(self._executor, fn, *args)
+        if self._thread is not None:
+            return self._thread.run(loop, fn, *args)
         future: asyncio.Future[T] = loop.create_future()
         try:
             future.set_result(fn(*args))
