@@ -103,6 +103,7 @@ class GroupCommitWriter:
         self._busy = False
         self._closed = False
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop  # the loop it was started on (see start)
         self._thread = None if inline else WriterThread("shopkeep-writer")
         self._failed_owners: dict[Hashable, int] = {}
         self._schema: Schema | None = None  # read on the writer thread, before a batch
@@ -115,13 +116,14 @@ class GroupCommitWriter:
 
     def start(self) -> None:
         """Start the writer task on the running loop."""
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="shopkeep-writer")
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name="shopkeep-writer")
 
     def submit(self, unit: UnitOfWork) -> asyncio.Future[None]:
         """Queue ``unit``; the future resolves after the commit that holds it."""
         if self._closed:
             raise StoreError("the store is closed")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[None] = self._loop.create_future()
         self._queue.append((unit, future))
         self._poke()
         return future
@@ -167,11 +169,13 @@ class GroupCommitWriter:
             self._wake.set_result(None)
 
     async def _run(self) -> None:
-        # Pipelining: when a batch commits, half of its owners are answered at once and given a
-        # loop turn to submit their next units; the next batch starts on the thread with those,
-        # and only then is the other half answered, so their Python work overlaps the fsync
-        # instead of waiting for it. Units still commit in submission order, and every answer
-        # still comes after the commit that holds its unit.
+        # Pipelining: when a batch commits and more units are already queued, the next batch
+        # goes to the thread first and only then are the committed units' owners answered, so
+        # their Python work overlaps the next fsync instead of delaying it. When nothing is
+        # queued, half of the owners are answered at once and given a loop turn to submit their
+        # next units; the next batch starts with those, and only then is the other half
+        # answered. Units still commit in submission order, and every answer still comes after
+        # the commit that holds its unit.
         loop = asyncio.get_running_loop()
         deferred: list[asyncio.Future[None]] = []
         while True:
@@ -213,7 +217,11 @@ class GroupCommitWriter:
                         self._fail(unit, future, cause)  # at once: no later unit may build on it
                     else:
                         committed.append(future)
-                if len(committed) >= 8 and not self._inline:
+                if self._inline:
+                    _succeed(committed)
+                elif self._queue and not isinstance(self._queue[0], _Call):
+                    deferred = committed  # answered once the next batch is on its way
+                elif len(committed) >= 8:
                     half = len(committed) // 2
                     _succeed(committed[:half])
                     deferred = committed[half:]
@@ -236,6 +244,8 @@ class GroupCommitWriter:
         self, batch: list[tuple[UnitOfWork, asyncio.Future[None]]]
     ) -> list[tuple[UnitOfWork, asyncio.Future[None]]]:
         """The units that may be tried: not those of an owner whose earlier unit failed."""
+        if not self._failed_owners and not any(unit.after for unit, _ in batch):
+            return batch  # the common case, checked at C speed
         jobs = []
         for unit, future in batch:
             if _built_on_failure(unit, self._failed_owners) or unit.orphaned:
