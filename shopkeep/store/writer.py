@@ -42,7 +42,12 @@ from shopkeep.store.batch_plan import Schema, plan
 from shopkeep.store.batch_plan import Statement as Statement  # the bench replays them
 from shopkeep.store.errors import CommitFailed, StoreError
 from shopkeep.store.unit import UnitOfWork
-from shopkeep.store.writer_process import WriterProcess, WriterProcessDied, error_of
+from shopkeep.store.writer_process import (
+    BatchNotSent,
+    WriterProcess,
+    WriterProcessDied,
+    error_of,
+)
 from shopkeep.store.writer_thread import WriterThread
 
 T = TypeVar("T")
@@ -208,7 +213,12 @@ class GroupCommitWriter:
                 commit = self._start(self._commit, units)
                 _succeed(deferred)  # their owners run while this batch is on the disk
                 deferred = []
-                failures = await commit
+                try:
+                    failures = await commit
+                except Exception as exc:
+                    # not from SQLite (the commit catches that): e.g. a tap that raised before
+                    # the transaction began. The task goes on; the batch fails.
+                    failures = [exc] * len(units)
                 self._record(len(units), time.perf_counter() - started)
                 committed: list[asyncio.Future[None]] = []
                 for index, (unit, future) in enumerate(jobs):
@@ -285,7 +295,12 @@ class GroupCommitWriter:
         if not future.done():
             future.set_exception(error)
         if self.on_unit_failed is not None:
-            self.on_unit_failed(unit, error)
+            try:
+                self.on_unit_failed(unit, error)
+            except Exception as exc:  # the hook's bug must not stop every later commit
+                self._loop.call_exception_handler(
+                    {"message": "the writer's on_unit_failed hook raised", "exception": exc}
+                )
 
     def forget_failure(self, owner: Hashable) -> None:
         """The owner restarted from the store: its new units are built on durable state."""
@@ -361,6 +376,8 @@ class GroupCommitWriter:
         assert self._process is not None
         try:
             outcome = self._process.commit(statements)
+        except BatchNotSent:
+            return self._commit_one_by_one(units)  # nothing reached the child: find it here
         except WriterProcessDied as exc:
             # It may have committed before it died: retrying could write the batch twice, so
             # every unit fails and its actor reloads what the disk really holds.

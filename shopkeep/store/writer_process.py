@@ -47,11 +47,25 @@ class WriterProcessDied(sqlite3.OperationalError):
     committed (the store's fault, not the caller's; reload state from the store)."""
 
 
-def write_frame(stream: IO[bytes], payload: Any) -> None:
-    """Send one pickled frame."""
-    data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+class BatchNotSent(Exception):
+    """A batch could not be encoded for the writer process (a parameter that does not pickle):
+    nothing was sent, so the batch may be run elsewhere to find the unit at fault."""
+
+
+def encode(payload: Any) -> bytes:
+    """A frame's body: the pickled payload."""
+    return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def send(stream: IO[bytes], data: bytes) -> None:
+    """Send one frame whose body is ``data``."""
     stream.write(HEADER.pack(len(data)) + data)
     stream.flush()
+
+
+def write_frame(stream: IO[bytes], payload: Any) -> None:
+    """Send one pickled frame."""
+    send(stream, encode(payload))
 
 
 def read_frame(stream: IO[bytes]) -> tuple[bool, Any]:
@@ -126,11 +140,20 @@ class WriterProcess:
 
     def commit(self, statements: list[tuple[str, Any, bool]]) -> Outcome:
         """Commit ``statements`` in the child. Raises :class:`WriterProcessDied` when the child
-        is gone; the next batch starts a new one."""
-        child = self._started()
+        is gone or cannot be started (the next batch starts a new one), and
+        :class:`BatchNotSent` when ``statements`` cannot be pickled."""
+        try:
+            data = encode(statements)
+        except Exception as exc:  # pickling raises whatever the object's reducer raises
+            raise BatchNotSent(f"the batch cannot be sent to the writer process: {exc}") from exc
+        try:
+            child = self._started()
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            self._child = None
+            raise WriterProcessDied(f"cannot start the writer process: {exc}") from exc
         assert child.stdin is not None and child.stdout is not None
         try:
-            write_frame(child.stdin, statements)
+            send(child.stdin, data)
             answered, outcome = read_frame(child.stdout)
         except (BrokenPipeError, OSError) as exc:
             self._reap()

@@ -103,3 +103,32 @@ async def test_a_coalesced_away_update_that_breaks_a_check_still_fails_its_unit(
     assert isinstance(results[0], CommitFailed) and "CHECK" in str(results[0])
     assert results[1] is None
     assert await rows(store, "SELECT n FROM counters") == [(3,)]
+
+
+async def test_a_tap_that_raises_fails_its_batch_and_the_writer_goes_on(store: Store) -> None:
+    def broken_tap(statements: list[Statement]) -> None:
+        raise RuntimeError("tap broke")
+
+    store.writer.tap = broken_tap
+    with pytest.raises(CommitFailed, match="tap broke"):
+        await store.writer.submit(tagged(1, "t1", owner="a"))
+    store.writer.tap = None
+    await store.writer.submit(tagged(2, "t2", owner="b"))
+    assert await rows(store, "SELECT n FROM events") == [(2,)]
+
+
+async def test_a_failure_hook_that_raises_does_not_stop_the_writer(store: Store) -> None:
+    reported: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: reported.append(context))
+
+    def broken_hook(unit: UnitOfWork, error: CommitFailed) -> None:
+        raise RuntimeError("hook broke")
+
+    store.writer.on_unit_failed = broken_hook
+    bad = UnitOfWork("a", 1)
+    bad.execute("INSERT INTO no_such_table VALUES (1)")
+    with pytest.raises(CommitFailed):
+        await store.writer.submit(bad)
+    await store.writer.submit(tagged(2, "t2", owner="b"))
+    assert await rows(store, "SELECT n FROM events") == [(2,)]
+    assert [str(context["exception"]) for context in reported] == ["hook broke"]
