@@ -165,6 +165,13 @@ class GroupCommitWriter:
             self._thread.stop()
 
     @property
+    def mode(self) -> str:
+        """Where batches commit: "inline" (on the loop), "thread" or "process"."""
+        if self._inline:
+            return "inline"
+        return "thread" if self._process is None else "process"
+
+    @property
     def backlog(self) -> int:
         """Units and calls waiting for the writer."""
         return len(self._queue)
