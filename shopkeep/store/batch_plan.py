@@ -16,14 +16,15 @@ transformation keeps to it as follows.
    for the shapes :func:`shape_of` accepts (INSERT ... VALUES of parameters and literals, with at
    most a plain upsert clause; UPDATE and DELETE whose expressions are columns, parameters,
    literals and arithmetic: no subquery, no function call such as ``last_insert_rowid()``), on a
-   table the schema keeps to itself: an ordinary table with no trigger, and, when foreign keys
-   are enforced, in no foreign key. Statements on one table never change their relative order
-   (any statement on the table closes that table's open runs), so each table sees the same
-   sequence of statements, starting from the same state, as it would in submission order: the
-   same rows, the same rowids, the same UNIQUE conflicts (INSERT-then-UPDATE of one row, DELETE of
-   a timer then INSERT OR REPLACE of it, all keep their order). Any other statement is a barrier:
-   nothing moves across it, and since it may change the schema (a trigger, a table), the rest of
-   the batch is only joined where adjacent, as before, and the schema is read again.
+   table the schema keeps to itself: an ordinary table with no trigger and no TEMP object of its
+   name (a trigger, a shadowing table), and, when foreign keys are enforced, in no foreign key.
+   Statements on one table never change their relative order (any statement on the table
+   closes that table's open run), so each table sees the same sequence of statements, starting
+   from the same state, as it would in submission order: the same rows, the same rowids, the
+   same UNIQUE conflicts (INSERT-then-UPDATE of one row, DELETE of a timer then INSERT OR
+   REPLACE of it, all keep their order). Any other statement is a barrier: nothing moves across
+   it. One that is not an INSERT, UPDATE or DELETE may change the schema (a trigger, a table),
+   so after it the rest of the batch is only joined where adjacent, and the schema is read again.
 2. Coalescing repeated UPDATEs. Within one run of ``UPDATE t SET a = ?, b = ? WHERE k = ? [AND
    ...]``, rows with the same key (equal values of the same types, so the same rows match in
    SQL) are kept only at their last occurrence. This is equivalent when: every SET value is a
@@ -158,6 +159,9 @@ class Schema:
             if kind == "table" and not (sql or "").upper().startswith("CREATE VIRTUAL")
         }
         linked = {table.lower() for kind, _, table, _ in rows if kind == "trigger"}
+        # a TEMP table may shadow a table of the same name, a TEMP trigger may fire on one
+        temp = conn.execute("SELECT name, tbl_name FROM sqlite_temp_master").fetchall()
+        linked.update(str(name).lower() for row in temp for name in row)
         if conn.execute("PRAGMA foreign_keys").fetchone()[0]:
             for table in tables:
                 query = 'SELECT "table" FROM pragma_foreign_key_list(?)'

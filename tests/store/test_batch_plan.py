@@ -127,6 +127,16 @@ def test_a_table_with_a_trigger_is_never_reordered() -> None:
     assert texts(calls) == [INSERT_ITEM, LOG, INSERT_ITEM]
 
 
+def test_a_temp_trigger_counts_too() -> None:
+    conn = connect()
+    conn.execute(
+        "CREATE TEMP TRIGGER audit AFTER INSERT ON main.items BEGIN INSERT INTO log (what) "
+        "VALUES ('item'); END"
+    )
+    statements = [one(INSERT_ITEM, 1, "a", 1), one(LOG, "x"), one(INSERT_ITEM, 2, "b", 1)]
+    assert texts(planned(statements, conn)) == [INSERT_ITEM, LOG, INSERT_ITEM]
+
+
 def test_after_a_schema_change_runs_only_join_their_neighbours() -> None:
     conn = connect()
     ddl = one("CREATE TABLE later (n INTEGER)")
