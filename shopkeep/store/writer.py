@@ -5,12 +5,15 @@ an fsync. Committing each unit alone caps the server near the fsync rate; commit
 that queued up while the previous batch was on disk amortises one fsync over all of them.
 
 Why its own thread and not aiosqlite: aiosqlite makes one thread hop per call (~60 us here), and a
-unit has several statements. The writer hands a whole batch to its thread in one hop, and runs the
-statements there with the stdlib driver, which releases the GIL while SQLite works. With a
+unit has several statements. The writer's thread runs a whole batch in one go with the stdlib
+driver, which releases the GIL while SQLite works. The thread drives itself: the loop appends
+units to a queue (and kicks the thread if it sleeps), the thread takes everything queued as its
+next batch the moment the previous one is committed, and the loop only hears each outcome (one
+``call_soon_threadsafe`` a batch). No loop turn lies between two commits, which matters when the
+loop is busy: a batch handed over by the loop waited for the loop's turn. With a
 :class:`~shopkeep.store.writer_process.WriterProcess` the thread only hands each batch on to the
 writer's own process and waits: binding and stepping then never compete with the event loop for
-the GIL (``StoreConfig(writer="process")``, ``serve --writer process``; the thread is the
-default).
+the GIL (``StoreConfig(writer="process")``, ``serve --writer process``).
 
 Order: units are committed in submission order, so a unit is durable no later than any unit
 submitted after it. A unit's future resolves only after the commit that holds it.
@@ -31,7 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -48,7 +53,6 @@ from shopkeep.store.writer_process import (
     WriterProcessDied,
     error_of,
 )
-from shopkeep.store.writer_thread import WriterThread
 
 T = TypeVar("T")
 
@@ -87,6 +91,11 @@ class WriterStats:
         self.recent_commit_s: deque[float] = deque(maxlen=1024)
 
 
+Job = tuple[UnitOfWork, asyncio.Future[None]]
+Outcome = tuple[list[Job], list[BaseException | None] | None, float]
+"""A batch's jobs, one failure (or None) a job (None: all committed), and its commit time."""
+
+
 class GroupCommitWriter:
     """Commits units of work in submission order, many to a transaction."""
 
@@ -102,15 +111,20 @@ class GroupCommitWriter:
         self._process = process
         self._inline = inline
         self._max_batch = max_batch
-        self._queue: deque[tuple[UnitOfWork, asyncio.Future[None]] | _Call] = deque()
-        self._wake: asyncio.Future[None] | None = None
+        # Appended on the loop, taken on the writer thread: deque's append and popleft are
+        # atomic, so the two need no lock.
+        self._queue: deque[Job | _Call] = deque()
+        self._unsettled = 0  # submitted units and calls whose future is not settled yet
         self._idle: asyncio.Future[None] | None = None
-        self._busy = False
         self._closed = False
-        self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop  # the loop it was started on (see start)
-        self._thread = None if inline else WriterThread("shopkeep-writer")
-        self._failed_owners: dict[Hashable, int] = {}
+        self._task: asyncio.Task[None] | None = None  # inline: the task that commits
+        self._wake: asyncio.Future[None] | None = None  # inline: wakes that task
+        self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Future[None] | None = None  # the thread has ended
+        self._kicks: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._sleeping = False  # the thread waits for a kick
+        self._failed_owners: dict[Hashable, int] = {}  # the writer thread's (inline: loop's)
         self._schema: Schema | None = None  # read on the writer thread, before a batch
         self.fault: FaultHook | None = None
         self.tap: Tap | None = None
@@ -120,15 +134,23 @@ class GroupCommitWriter:
     # -- the loop side -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the writer task on the running loop."""
+        """Start committing: the writer thread, or (inline) a task on the running loop."""
         self._loop = asyncio.get_running_loop()
-        self._task = self._loop.create_task(self._run(), name="shopkeep-writer")
+        if self._inline:
+            self._task = self._loop.create_task(self._run_inline(), name="shopkeep-writer")
+            return
+        self._stopped = self._loop.create_future()
+        # A daemon: a program that exits without closing its store does not hang on it (a
+        # transaction cut by the exit is rolled back by SQLite at the next open, as after a crash)
+        self._thread = threading.Thread(target=self._work, name="shopkeep-writer", daemon=True)
+        self._thread.start()
 
     def submit(self, unit: UnitOfWork) -> asyncio.Future[None]:
         """Queue ``unit``; the future resolves after the commit that holds it."""
         if self._closed:
             raise StoreError("the store is closed")
         future: asyncio.Future[None] = self._loop.create_future()
+        self._unsettled += 1
         self._queue.append((unit, future))
         self._poke()
         return future
@@ -140,29 +162,30 @@ class GroupCommitWriter:
         """
         if self._closed:
             raise StoreError("the store is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._unsettled += 1
         self._queue.append(_Call(fn, future))
         self._poke()
         return await future
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is committed (or has failed)."""
-        while self._queue or self._busy:
+        while self._unsettled:
             if self._idle is None or self._idle.done():
-                self._idle = asyncio.get_running_loop().create_future()
+                self._idle = self._loop.create_future()
             await asyncio.shield(self._idle)
 
     async def close(self) -> None:
-        """Flush, stop the task and the thread. The connection is the caller's to close."""
+        """Flush, then stop the thread (and the writer process). The connection is the caller's
+        to close."""
         await self.flush()
         self._closed = True
         self._poke()
         if self._task is not None:
             await self._task
-        if self._process is not None:
-            await self._start(self._process.close)
-        if self._thread is not None:
-            self._thread.stop()
+        if self._stopped is not None and self._thread is not None:
+            await self._stopped
+            self._thread.join()
 
     @property
     def mode(self) -> str:
@@ -176,126 +199,50 @@ class GroupCommitWriter:
         """Units and calls waiting for the writer."""
         return len(self._queue)
 
+    def forget_failure(self, owner: Hashable) -> None:
+        """The owner restarted from the store: its new units are built on durable state."""
+        self._failed_owners.pop(owner, None)
+
     def _poke(self) -> None:
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
+        if self._inline:
+            if self._wake is not None and not self._wake.done():
+                self._wake.set_result(None)
+        elif self._sleeping:
+            self._kicks.put(None)
 
-    async def _run(self) -> None:
-        # Pipelining: when a batch commits and more units are already queued, the next batch
-        # goes to the thread first and only then are the committed units' owners answered, so
-        # their Python work overlaps the next fsync instead of delaying it. When nothing is
-        # queued, half of the owners are answered at once and given a loop turn to submit their
-        # next units; the next batch starts with those, and only then is the other half
-        # answered. Units still commit in submission order, and every answer still comes after
-        # the commit that holds its unit.
-        loop = asyncio.get_running_loop()
-        deferred: list[asyncio.Future[None]] = []
-        while True:
-            if not self._queue:
-                if deferred:
-                    _succeed(deferred)
-                    deferred = []
-                    continue
-                if self._idle is not None and not self._idle.done():
-                    self._idle.set_result(None)
-                if self._closed:
-                    return
-                self._wake = loop.create_future()
-                await self._wake
-                continue
-            self._busy = True
-            try:
-                head = self._queue[0]
-                if isinstance(head, _Call):
-                    _succeed(deferred)
-                    deferred = []
-                    self._queue.popleft()
-                    await self._run_call(head)
-                    continue
-                jobs = self._admitted(self._take_batch())
-                if not jobs:
-                    continue
-                units = [unit for unit, _ in jobs]
-                started = time.perf_counter()
-                commit = self._start(self._commit, units)
-                _succeed(deferred)  # their owners run while this batch is on the disk
-                deferred = []
-                try:
-                    failures = await commit
-                except Exception as exc:
-                    # not from SQLite (the commit catches that): e.g. a tap that raised before
-                    # the transaction began. The task goes on; the batch fails.
-                    failures = [exc] * len(units)
-                self._record(len(units), time.perf_counter() - started)
-                committed: list[asyncio.Future[None]] = []
-                for index, (unit, future) in enumerate(jobs):
-                    cause = failures[index] if failures is not None else None
-                    if cause is not None:
-                        self._fail(unit, future, cause)  # at once: no later unit may build on it
-                    else:
-                        committed.append(future)
-                if self._inline:
-                    _succeed(committed)
-                elif self._queue and not isinstance(self._queue[0], _Call):
-                    deferred = committed  # answered once the next batch is on its way
-                elif len(committed) >= 8:
-                    half = len(committed) // 2
-                    _succeed(committed[:half])
-                    deferred = committed[half:]
-                    await asyncio.sleep(0)
-                else:
-                    _succeed(committed)
-            finally:
-                self._busy = False
-
-    def _take_batch(self) -> list[tuple[UnitOfWork, asyncio.Future[None]]]:
-        batch: list[tuple[UnitOfWork, asyncio.Future[None]]] = []
-        queue = self._queue
-        while queue and len(batch) < self._max_batch and not isinstance(queue[0], _Call):
-            job = queue.popleft()
-            assert not isinstance(job, _Call)
-            batch.append(job)
-        return batch
-
-    def _admitted(
-        self, batch: list[tuple[UnitOfWork, asyncio.Future[None]]]
-    ) -> list[tuple[UnitOfWork, asyncio.Future[None]]]:
-        """The units that may be tried: not those of an owner whose earlier unit failed."""
-        if not self._failed_owners and not any(unit.after for unit, _ in batch):
-            return batch  # the common case, checked at C speed
-        jobs = []
-        for unit, future in batch:
-            if _built_on_failure(unit, self._failed_owners) or unit.orphaned:
-                self._fail(unit, future, None)
-            else:
-                jobs.append((unit, future))
-        return jobs
-
-    def _record(self, units: int, seconds: float) -> None:
+    def _settle(self, outcome: Outcome) -> None:
+        """On the loop: answer a batch's units, failures first (no later unit may build on one)."""
+        jobs, failures, seconds = outcome
         stats = self.stats
         stats.recent_commit_s.append(seconds)
         stats.batches += 1
-        stats.units += units
-        stats.last_batch_units = units
+        stats.units += len(jobs)
+        stats.last_batch_units = len(jobs)
+        if failures is not None:
+            for (unit, future), cause in zip(jobs, failures, strict=True):
+                if cause is not None:
+                    self._report(unit, future, cause)
+        for _, future in jobs:
+            if not future.done():
+                future.set_result(None)
+        self._settled(len(jobs))
 
-    async def _run_call(self, call: _Call) -> None:
-        self._schema = None  # the call may change it (the batches are planned by it)
-        try:
-            result = await self._start(call.fn, self._conn)
-        except Exception as exc:
-            if not call.future.done():
-                call.future.set_exception(exc)
-        else:
-            if not call.future.done():
+    def _settle_call(self, call: _Call, result: Any, error: BaseException | None) -> None:
+        if not call.future.done():
+            if error is not None:
+                call.future.set_exception(error)
+            else:
                 call.future.set_result(result)
+        self._settled(1)
 
-    def _fail(
-        self, unit: UnitOfWork, future: asyncio.Future[None], cause: BaseException | None
-    ) -> None:
-        unit.failed = True
-        _record_failure(unit, self._failed_owners)
+    def _settled(self, count: int) -> None:
+        self._unsettled -= count
+        if not self._unsettled and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+
+    def _report(self, unit: UnitOfWork, future: asyncio.Future[None], cause: BaseException) -> None:
         self.stats.failed_units += 1
-        if cause is None or isinstance(cause, _Skipped):
+        if isinstance(cause, _Skipped):
             error = CommitFailed("not committed: a unit it was built on failed")
         else:
             error = CommitFailed(f"commit failed: {cause}", cause)
@@ -309,21 +256,114 @@ class GroupCommitWriter:
                     {"message": "the writer's on_unit_failed hook raised", "exception": exc}
                 )
 
-    def forget_failure(self, owner: Hashable) -> None:
-        """The owner restarted from the store: its new units are built on durable state."""
-        self._failed_owners.pop(owner, None)
+    async def _run_inline(self) -> None:
+        # The deterministic mode: the same steps as the thread's, on the loop, no thread at all.
+        while True:
+            item = self._next_item()
+            if item is None:
+                if self._closed:
+                    return
+                self._wake = self._loop.create_future()
+                await self._wake
+                continue
+            self._handle(item, self._settle, self._settle_call)
 
-    def _start(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """Begin ``fn(*args)`` on the writer thread (inline: run it now); await the result."""
-        loop = asyncio.get_running_loop()
-        if self._thread is not None:
-            return self._thread.run(loop, fn, *args)
-        future: asyncio.Future[T] = loop.create_future()
+    # -- the writer thread ---------------------------------------------------------------------
+    #
+    # Pipelining: the thread takes the next batch as soon as it has committed one (the units
+    # submitted while that one was on the disk), and hands the outcome to the loop without
+    # waiting for it: the loop answers a batch's units while the next batch is being written,
+    # and no loop turn lies between two commits. Units still commit in submission order, and
+    # every answer still comes after the commit that holds its unit.
+
+    def _work(self) -> None:
         try:
-            future.set_result(fn(*args))
+            while (item := self._next_item(wait=True)) is not None:
+                self._handle(item, self._post_settle, self._post_settle_call)
+        finally:
+            if self._process is not None:
+                self._process.close()
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                self._loop.call_soon_threadsafe(_set_done, self._stopped)
+
+    def _post_settle(self, outcome: Outcome) -> None:
+        self._loop.call_soon_threadsafe(self._settle, outcome)
+
+    def _post_settle_call(self, call: _Call, result: Any, error: BaseException | None) -> None:
+        self._loop.call_soon_threadsafe(self._settle_call, call, result, error)
+
+    def _next_item(self, wait: bool = False) -> list[Job] | _Call | None:
+        """The next call or batch; None when there is none (``wait``: once closed)."""
+        queue = self._queue
+        while True:
+            if queue:
+                if isinstance(queue[0], _Call):
+                    return queue.popleft()  # type: ignore[return-value]
+                batch: list[Job] = []
+                while queue and len(batch) < self._max_batch and not isinstance(queue[0], _Call):
+                    batch.append(queue.popleft())  # type: ignore[arg-type]
+                return batch
+            if self._closed or not wait:
+                return None
+            # Sleep until submit kicks. The flag goes up before the queue is looked at again, so
+            # a unit queued after that look finds the flag up and kicks (extra kicks are harmless).
+            self._sleeping = True
+            if not queue and not self._closed:
+                self._kicks.get()
+            self._sleeping = False
+
+    def _handle(
+        self,
+        item: list[Job] | _Call,
+        settle: Callable[[Outcome], None],
+        settle_call: Callable[[_Call, Any, BaseException | None], None],
+    ) -> None:
+        if isinstance(item, _Call):
+            self._schema = None  # the call may change it (the batches are planned by it)
+            try:
+                result = item.fn(self._conn)
+            except Exception as exc:
+                settle_call(item, None, exc)
+            else:
+                settle_call(item, result, None)
+            return
+        started = time.perf_counter()
+        try:
+            failures = self._commit_admitted(item)
         except Exception as exc:
-            future.set_exception(exc)
-        return future
+            # not from SQLite (the commit catches that): e.g. a tap that raised before the
+            # transaction began. The writer goes on; the batch fails.
+            failures = [exc] * len(item)
+            for unit, _ in item:
+                self._mark_failed(unit)
+        settle((item, failures, time.perf_counter() - started))
+
+    def _commit_admitted(self, jobs: list[Job]) -> list[BaseException | None] | None:
+        """Commit the units that may be tried (not those built on a failed unit); one failure
+        (or None) a job, or None when all committed."""
+        failed_owners = self._failed_owners
+        if failed_owners or any(unit.after for unit, _ in jobs):
+            refused = [
+                _built_on_failure(unit, failed_owners) or unit.orphaned for unit, _ in jobs
+            ]
+        else:
+            refused = None  # the common case, checked at C speed
+        if refused is None or not any(refused):
+            failures = self._commit([unit for unit, _ in jobs])
+        else:
+            tried = [unit for (unit, _), no in zip(jobs, refused, strict=True) if not no]
+            outcome = self._commit(tried) if tried else None
+            each = iter(outcome if outcome is not None else [None] * len(tried))
+            failures = [_Skipped() if no else next(each) for no in refused]
+        if failures is not None:
+            for (unit, _), cause in zip(jobs, failures, strict=True):
+                if cause is not None:
+                    self._mark_failed(unit)
+        return failures
+
+    def _mark_failed(self, unit: UnitOfWork) -> None:
+        unit.failed = True
+        _record_failure(unit, self._failed_owners)
 
     # -- the thread side -----------------------------------------------------------------------
 
@@ -443,10 +483,9 @@ class GroupCommitWriter:
             self.fault(operation)
 
 
-def _succeed(futures: list[asyncio.Future[None]]) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_result(None)
+def _set_done(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 def _built_on_failure(unit: UnitOfWork, failed_owners: dict[Hashable, int]) -> bool:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,20 @@ async def rows(store: Store, sql: str) -> list[tuple[object, ...]]:
     return await store.reader.fetchall(sql)
 
 
+@asynccontextmanager
+async def writer_held(store: Store) -> AsyncIterator[None]:
+    """Keep the writer busy until the block ends, so that what it submits is one batch (the
+    writer takes a batch as soon as it is free)."""
+    gate = threading.Event()
+    held = asyncio.create_task(store.writer.call(lambda conn: gate.wait(10)))
+    await asyncio.sleep(0)  # the call is queued first
+    try:
+        yield
+    finally:
+        gate.set()
+        await held
+
+
 async def test_a_grouped_batch_with_a_failing_unit_commits_its_neighbours(store: Store) -> None:
     calls: list[list[Statement]] = []
     store.writer.tap = calls.append
@@ -60,9 +76,9 @@ async def test_a_grouped_batch_with_a_failing_unit_commits_its_neighbours(store:
         orphan,  # built on the failed unit
         tagged(7, "t7", owner="a", incarnation=2),  # after a restart: fine
     ]
-    results = await asyncio.gather(
-        *(store.writer.submit(unit) for unit in units), return_exceptions=True
-    )
+    async with writer_held(store):
+        futures = [store.writer.submit(unit) for unit in units]
+    results = await asyncio.gather(*futures, return_exceptions=True)
     assert len(calls) == 1 and len(calls[0]) < 14  # one batch, its 14 statements grouped
     assert [r is None for r in results] == [True, True, False, True, False, False, True]
     assert isinstance(results[2], CommitFailed) and "UNIQUE" in str(results[2])
