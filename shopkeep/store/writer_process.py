@@ -1,10 +1,14 @@
 """The writer's own process: commits batches on a connection of its own, away from the GIL.
 
-Why a process: the group-commit writer thread binds every statement's parameters and steps
-SQLite while holding the GIL, and the event loop wants the GIL for the same microseconds, so
-under load the thread commits a batch about three times slower than the same connection with
-no loop beside it (``python -m shopkeep.bench.shop`` measures both). A process of its own has
-its own interpreter: the loop thread only pickles a batch and waits on a pipe.
+Why a process: the group-commit writer thread binds every statement's parameters while holding
+the GIL and drops and retakes it around every SQLite step, and the event loop wants the GIL for
+the same microseconds (``python -m shopkeep.bench.shop`` measures the writer in the run and
+alone). A process of its own has its own interpreter: the writer thread only pickles a batch and
+waits on a pipe. What it costs instead is a pipe round trip and a process switch a batch, so it
+pays where the loop is the bottleneck (the HTTP server under the load harness's mix: ``python -m
+shopkeep.proof soak --writer process``) and loses where batches are cheap and frequent (the
+commit section of ``python -m shopkeep.bench.runtime --writer process``). The thread is the
+default.
 
 The protocol is one frame each way per batch on the child's stdin and stdout: a 4-byte length
 then a pickle. The parent sends the batch's statements; the child runs them in one transaction
