@@ -84,7 +84,7 @@ class WriterStats:
 
     def __init__(self) -> None:
         self.batches = 0
-        self.units = 0
+        self.units = 0  # committed (a failed unit counts in failed_units only)
         self.failed_units = 0
         self.last_batch_units = 0
         self.thread_s = 0.0  # time spent committing batches on the writer thread, in all
@@ -200,7 +200,11 @@ class GroupCommitWriter:
         return len(self._queue)
 
     def forget_failure(self, owner: Hashable) -> None:
-        """The owner restarted from the store: its new units are built on durable state."""
+        """The owner restarted from the store: its new units are built on durable state.
+
+        Call it before the owner's new incarnation submits a unit: the writer thread reads this
+        state when it takes a batch (a dict's pop and get are atomic, so no lock is needed).
+        """
         self._failed_owners.pop(owner, None)
 
     def _poke(self) -> None:
@@ -216,8 +220,11 @@ class GroupCommitWriter:
         stats = self.stats
         stats.recent_commit_s.append(seconds)
         stats.batches += 1
-        stats.units += len(jobs)
-        stats.last_batch_units = len(jobs)
+        committed = len(jobs)
+        if failures is not None:
+            committed -= sum(cause is not None for cause in failures)
+        stats.units += committed
+        stats.last_batch_units = committed
         if failures is not None:
             for (unit, future), cause in zip(jobs, failures, strict=True):
                 if cause is not None:
