@@ -212,6 +212,7 @@ class GroupCommitWriter:
             if self._wake is not None and not self._wake.done():
                 self._wake.set_result(None)
         elif self._sleeping:
+            self._sleeping = False  # one kick wakes it: the units queued after it need none
             self._kicks.put(None)
 
     def _settle(self, outcome: Outcome) -> None:
@@ -313,7 +314,8 @@ class GroupCommitWriter:
             if self._closed or not wait:
                 return None
             # Sleep until submit kicks. The flag goes up before the queue is looked at again, so
-            # a unit queued after that look finds the flag up and kicks (extra kicks are harmless).
+            # a unit queued after that look finds the flag up and kicks; a kick left over when the
+            # look found a unit only makes the next sleep look once more.
             self._sleeping = True
             if not queue and not self._closed:
                 self._kicks.get()
