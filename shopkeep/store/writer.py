@@ -22,7 +22,8 @@ Plan: a batch's statements are not run one call each. :mod:`shopkeep.store.batch
 them per table into executemany runs, keeps only the last of repeated overwrites of one row, and
 joins INSERT runs into multi-row statements, each only where it cannot change what the batch
 commits (its docstring says why). The plan is for the all-or-nothing attempt only; the retry
-below runs each unit's own statements.
+below runs each unit's own statements. The transactions themselves, on the writer thread, are
+:mod:`shopkeep.store.batch_commit`'s.
 
 Failure: a batch that fails is rolled back and retried unit by unit under savepoints, so one bad
 unit does not sink its neighbours. A failed unit's future gets :class:`CommitFailed`, and so does
@@ -40,29 +41,22 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
-from itertools import chain
 from typing import Any, TypeVar
 
-from shopkeep.store.batch_plan import Schema, plan
+from shopkeep.store.batch_commit import (
+    BatchCommitter,
+    FaultHook,
+    Skipped,
+    Tap,
+    built_on_failure,
+    record_failure,
+)
 from shopkeep.store.batch_plan import Statement as Statement  # the bench replays them
 from shopkeep.store.errors import CommitFailed, StoreError
 from shopkeep.store.unit import UnitOfWork
-from shopkeep.store.writer_process import (
-    BatchNotSent,
-    WriterProcess,
-    WriterProcessDied,
-    error_of,
-)
+from shopkeep.store.writer_process import WriterProcess
 
 T = TypeVar("T")
-
-FaultHook = Callable[[str], None]
-"""Called before each SQLite call of the writer with its name ('begin', 'statement', 'commit');
-raising from it simulates a storage fault (used by the fault tests)."""
-
-Tap = Callable[[list[Statement]], None]
-"""Called on the writer thread with each batch's statements before they run (benchmarks use it
-to replay the same batches on a connection of their own and so measure the writer alone)."""
 
 
 class _Call:
@@ -125,9 +119,7 @@ class GroupCommitWriter:
         self._kicks: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._sleeping = False  # the thread waits for a kick
         self._failed_owners: dict[Hashable, int] = {}  # the writer thread's (inline: loop's)
-        self._schema: Schema | None = None  # read on the writer thread, before a batch
-        self.fault: FaultHook | None = None
-        self.tap: Tap | None = None
+        self._committer = BatchCommitter(conn, process)
         self.on_unit_failed: Callable[[UnitOfWork, CommitFailed], None] | None = None
         self.stats = WriterStats()
 
@@ -186,6 +178,24 @@ class GroupCommitWriter:
         if self._stopped is not None and self._thread is not None:
             await self._stopped
             self._thread.join()
+
+    @property
+    def fault(self) -> FaultHook | None:
+        """The storage-fault hook (see :data:`FaultHook`); None: no fault."""
+        return self._committer.fault
+
+    @fault.setter
+    def fault(self, hook: FaultHook | None) -> None:
+        self._committer.fault = hook
+
+    @property
+    def tap(self) -> Tap | None:
+        """What sees each batch's statements before they run (see :data:`Tap`)."""
+        return self._committer.tap
+
+    @tap.setter
+    def tap(self, tap: Tap | None) -> None:
+        self._committer.tap = tap
 
     @property
     def mode(self) -> str:
@@ -250,7 +260,7 @@ class GroupCommitWriter:
 
     def _report(self, unit: UnitOfWork, future: asyncio.Future[None], cause: BaseException) -> None:
         self.stats.failed_units += 1
-        if isinstance(cause, _Skipped):
+        if isinstance(cause, Skipped):
             error = CommitFailed("not committed: a unit it was built on failed")
         else:
             error = CommitFailed(f"commit failed: {cause}", cause)
@@ -328,7 +338,7 @@ class GroupCommitWriter:
         settle_call: Callable[[_Call, Any, BaseException | None], None],
     ) -> None:
         if isinstance(item, _Call):
-            self._schema = None  # the call may change it (the batches are planned by it)
+            self._committer.schema = None  # the call may change it (batches are planned by it)
             try:
                 result = item.fn(self._conn)
             except Exception as exc:
@@ -353,7 +363,7 @@ class GroupCommitWriter:
         failed_owners = self._failed_owners
         if failed_owners or any(unit.after for unit, _ in jobs):
             refused = [
-                _built_on_failure(unit, failed_owners) or unit.orphaned for unit, _ in jobs
+                built_on_failure(unit, failed_owners) or unit.orphaned for unit, _ in jobs
             ]
         else:
             refused = None  # the common case, checked at C speed
@@ -363,154 +373,25 @@ class GroupCommitWriter:
             tried = [unit for (unit, _), no in zip(jobs, refused, strict=True) if not no]
             outcome = self._commit(tried) if tried else None
             each = iter(outcome if outcome is not None else [None] * len(tried))
-            failures = [_Skipped() if no else next(each) for no in refused]
+            failures = [Skipped() if no else next(each) for no in refused]
         if failures is not None:
             for (unit, _), cause in zip(jobs, failures, strict=True):
                 if cause is not None:
                     self._mark_failed(unit)
         return failures
 
-    def _mark_failed(self, unit: UnitOfWork) -> None:
-        unit.failed = True
-        _record_failure(unit, self._failed_owners)
-
-    # -- the thread side -----------------------------------------------------------------------
-
     def _commit(self, units: list[UnitOfWork]) -> list[BaseException | None] | None:
-        """Commit ``units`` in one transaction; ``None`` when all did, else one entry a unit."""
         started = time.perf_counter()
         try:
-            return self._commit_batch(units)
+            return self._committer.commit(units)
         finally:
             self.stats.thread_s += time.perf_counter() - started
 
-    def _commit_batch(self, units: list[UnitOfWork]) -> list[BaseException | None] | None:
-        conn = self._conn
-        statements = self._plan(units)
-        if self.tap is not None:
-            self.tap(statements)
-        if self._process is not None and self.fault is None:
-            return self._commit_in_process(units, statements)
-        try:
-            self._check("begin")
-            conn.execute("BEGIN IMMEDIATE")
-            for sql, params, many in statements:
-                self._check("statement")
-                if many:
-                    conn.executemany(sql, params)
-                else:
-                    conn.execute(sql, params)
-            self._check("commit")
-            conn.execute("COMMIT")
-            return None
-        except Exception as exc:
-            self._rollback()
-            if len(units) == 1:
-                return [exc]
-            return self._commit_one_by_one(units)
-
-    def _plan(self, units: list[UnitOfWork]) -> list[Statement]:
-        """The batch's statements as :mod:`shopkeep.store.batch_plan` runs them."""
-        try:
-            if self._schema is None:
-                self._schema = Schema.read(self._conn)
-            statements = chain.from_iterable(unit.statements for unit in units)
-            planned, schema_may_change = plan(statements, self._schema, self._conn)
-        except Exception:
-            # e.g. the schema could not be read: run the statements as they were submitted
-            self._schema = None
-            return [statement for unit in units for statement in unit.statements]
-        if schema_may_change:
-            self._schema = None
-        return planned
-
-    def _commit_in_process(
-        self, units: list[UnitOfWork], statements: list[Statement]
-    ) -> list[BaseException | None] | None:
-        # The fault hook runs only in this process, so a writer under fault injection commits
-        # on the thread instead (the same statements, the same unit-by-unit retry).
-        assert self._process is not None
-        try:
-            outcome = self._process.commit(statements)
-        except BatchNotSent:
-            return self._commit_one_by_one(units)  # nothing reached the child: find it here
-        except WriterProcessDied as exc:
-            # It may have committed before it died: retrying could write the batch twice, so
-            # every unit fails and its actor reloads what the disk really holds.
-            return [exc] * len(units)
-        if outcome is None:
-            return None
-        if len(units) == 1:
-            return [error_of(outcome)]
-        # rolled back in the child: find the failing units here, on this process's connection
-        return self._commit_one_by_one(units)
-
-    def _commit_one_by_one(self, units: list[UnitOfWork]) -> list[BaseException | None]:
-        conn = self._conn
-        failures: list[BaseException | None] = [None] * len(units)
-        failed_owners: dict[Hashable, int] = {}  # owner -> incarnation whose unit failed
-        try:
-            self._check("begin")
-            conn.execute("BEGIN IMMEDIATE")
-            failed_units: set[int] = set()  # ids of this batch's units that failed
-            for index, unit in enumerate(units):
-                if _built_on_failure(unit, failed_owners) or any(
-                    id(d) in failed_units or d.failed for d in unit.after
-                ):
-                    failures[index] = _Skipped()
-                    failed_units.add(id(unit))
-                    continue
-                conn.execute("SAVEPOINT unit")
-                try:
-                    for sql, params, many in unit.statements:
-                        self._check("statement")
-                        if many:
-                            conn.executemany(sql, params)
-                        else:
-                            conn.execute(sql, params)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO unit")
-                    failures[index] = exc
-                    failed_units.add(id(unit))
-                    _record_failure(unit, failed_owners)
-                conn.execute("RELEASE unit")
-            self._check("commit")
-            conn.execute("COMMIT")
-        except Exception as exc:
-            self._rollback()
-            return [exc] * len(units)
-        return failures
-
-    def _rollback(self) -> None:
-        if self._conn.in_transaction:
-            # SQLite may have rolled back already (e.g. after SQLITE_FULL): nothing is pending
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
-
-    def _check(self, operation: str) -> None:
-        if self.fault is not None:
-            self.fault(operation)
+    def _mark_failed(self, unit: UnitOfWork) -> None:
+        unit.failed = True
+        record_failure(unit, self._failed_owners)
 
 
 def _set_done(future: asyncio.Future[None] | None) -> None:
     if future is not None and not future.done():
         future.set_result(None)
-
-
-def _built_on_failure(unit: UnitOfWork, failed_owners: dict[Hashable, int]) -> bool:
-    """Whether an owner of ``unit`` had a unit fail in this incarnation (or a later one)."""
-    for owner, incarnation in unit.owners():
-        failed_incarnation = failed_owners.get(owner)
-        if failed_incarnation is not None and incarnation <= failed_incarnation:
-            return True
-    return False
-
-
-def _record_failure(unit: UnitOfWork, failed_owners: dict[Hashable, int]) -> None:
-    """Note that every owner of ``unit`` has a failed unit in its incarnation."""
-    for owner, incarnation in unit.owners():
-        failed_owners[owner] = max(incarnation, failed_owners.get(owner, -1))
-
-
-class _Skipped(Exception):
-    """Marks a unit not tried because an earlier unit of its owner failed in the same batch."""
