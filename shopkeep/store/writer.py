@@ -361,12 +361,14 @@ class GroupCommitWriter:
         """Commit the units that may be tried (not those built on a failed unit); one failure
         (or None) a job, or None when all committed."""
         failed_owners = self._failed_owners
+        refused: list[bool] | None = None  # the common case: no unit to refuse
         if failed_owners or any(unit.after for unit, _ in jobs):
-            refused = [
-                built_on_failure(unit, failed_owners) or unit.orphaned for unit, _ in jobs
-            ]
-        else:
-            refused = None  # the common case, checked at C speed
+            refused = []
+            for unit, _ in jobs:
+                no = built_on_failure(unit, failed_owners) or unit.orphaned
+                if no:
+                    self._mark_failed(unit)  # at once: a later unit here may be built on it
+                refused.append(no)
         if refused is None or not any(refused):
             failures = self._commit([unit for unit, _ in jobs])
         else:

@@ -148,3 +148,25 @@ async def test_a_failure_hook_that_raises_does_not_stop_the_writer(store: Store)
     await store.writer.submit(tagged(2, "t2", owner="b"))
     assert await rows(store, "SELECT n FROM events") == [(2,)]
     assert [str(context["exception"]) for context in reported] == ["hook broke"]
+
+
+async def test_a_refused_unit_refuses_the_later_units_of_its_joined_owners_in_its_batch(
+    store: Store,
+) -> None:
+    bad = UnitOfWork("a", 1)
+    bad.execute("INSERT INTO no_such_table VALUES (1)")
+    with pytest.raises(CommitFailed):
+        await store.writer.submit(bad)
+    refused = tagged(1, "t1", owner="a")  # a later unit of the failed owner...
+    refused.joined.append(("b", 1))  # ... that also changed b
+    built_on_b = tagged(2, "t2", owner="b")  # so b's next unit is built on a failure
+    built_on_refused = tagged(3, "t3", owner="c")
+    built_on_refused.after.append(refused)
+    fine = tagged(4, "t4", owner="d")
+    async with writer_held(store):
+        futures = [
+            store.writer.submit(unit) for unit in (refused, built_on_b, built_on_refused, fine)
+        ]
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    assert [isinstance(result, CommitFailed) for result in results] == [True, True, True, False]
+    assert await rows(store, "SELECT n FROM events") == [(4,)]
