@@ -13,7 +13,7 @@ next batch the moment the previous one is committed, and the loop only hears eac
 loop is busy: a batch handed over by the loop waited for the loop's turn. With a
 :class:`~shopkeep.store.writer_process.WriterProcess` the thread only hands each batch on to the
 writer's own process and waits: binding and stepping then never compete with the event loop for
-the GIL (``StoreConfig(writer="process")``, ``serve --writer process``).
+the GIL (``StoreConfig(writer="process")``, the store's default; ``serve --writer process``).
 
 Order: units are committed in submission order, so a unit is durable no later than any unit
 submitted after it. A unit's future resolves only after the commit that holds it.

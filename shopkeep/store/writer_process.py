@@ -4,11 +4,12 @@ Why a process: the group-commit writer thread binds every statement's parameters
 the GIL and drops and retakes it around every SQLite step, and the event loop wants the GIL for
 the same microseconds (``python -m shopkeep.bench.shop`` measures the writer in the run and
 alone). A process of its own has its own interpreter: the writer thread only pickles a batch and
-waits on a pipe. What it costs instead is a pipe round trip and a process switch a batch, so it
-pays where the loop is the bottleneck (the HTTP server under the load harness's mix: ``python -m
-shopkeep.proof soak --writer process``) and loses where batches are cheap and frequent (the
-commit section of ``python -m shopkeep.bench.runtime --writer process``). The thread is the
-default.
+waits on a pipe. What it costs instead is a pipe round trip and a process switch a batch; with
+the writer thread taking everything queued at once, batches are large enough for that to be
+paid back: the commit section of ``python -m shopkeep.bench.runtime --writer process`` is as
+fast as with the thread, and the server's capacity under the load harness's mix (``python -m
+shopkeep.proof soak --writer process``) is higher. It is the store's default
+(:class:`~shopkeep.store.database.StoreConfig`).
 
 The protocol is one frame each way per batch on the child's stdin and stdout: a 4-byte length
 then a pickle. The parent sends the batch's statements; the child runs them in one transaction
