@@ -1,8 +1,11 @@
 """The runtime benchmark: the actor runtime and its store, each figure beside a baseline.
 
-``python -m shopkeep.bench.runtime --json PATH [--quick]`` measures, in one run on this machine,
-and prints a table (metric, value, target, baseline/peer, pass/fail). A missed target is
-reported, never an exit status: the figures are for people, not a gate.
+``python -m shopkeep.bench.runtime --json PATH [--quick] [--writer thread|process]`` measures,
+in one run on this machine, and prints a table (metric, value, target, baseline/peer,
+pass/fail). A missed target is reported, never an exit status: the figures are for people, not
+a gate. ``--writer`` chooses where every section's store commits, on a thread of the section's
+process or in a writer process of its own (see :mod:`shopkeep.store.writer_process`); without
+it, the store's default; the JSON's ``scale.writer`` says which.
 
 What is measured, and why each comparison is fair:
 
@@ -23,7 +26,10 @@ What is measured, and why each comparison is fair:
   (``synchronous=FULL``, so each commit is an fsync). ``commit_units_per_s_single`` is the same
   workload through the same writer with ``max_batch=1``: one transaction, one fsync per unit,
   which is what an actor store without group commit does. ``commit_mean_batch_*`` is
-  ``units / batches`` of the writer during the timed window. ``commit_sqlite_ceiling_*`` is what
+  ``units / batches`` of the writer during the timed window,
+  ``commit_writer_ms_per_batch_group`` the writer thread's time per batch (from taking it to its
+  commit; with a writer process, the wait for it included), and ``commit_writer_in_process`` is 1
+  when the writer committed in a process of its own. ``commit_sqlite_ceiling_*`` is what
   bare sqlite3 does with the same rows and transactions (64 units or 1 unit per commit) back to
   back in one thread: the disk's and SQLite's share of the cost, with no event loop in the way.
 - ``idle_actor_bytes``: memory per live idle actor over 100,000 activations of a kind with one
@@ -57,7 +63,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Coroutine
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from shopkeep.bench.common import install_uvloop, machine
@@ -82,6 +88,8 @@ from shopkeep.bench.runtime_subject import (
     child_env,
     temp_folder,
 )
+from shopkeep.store import StoreConfig
+from shopkeep.store.database import WRITER_MODES
 
 # -- the report -----------------------------------------------------------------------------------
 
@@ -190,13 +198,15 @@ def run_section(name: str, scale: Scale) -> Figures:
     return asyncio.run(outcome)
 
 
-def run_section_in_child(name: str, quick: bool) -> tuple[Figures, str]:
+def run_section_in_child(name: str, quick: bool, writer: str | None) -> tuple[Figures, str]:
     """Run one section in a fresh process; its figures and the event loop it used."""
     with temp_folder() as directory:
         out = os.path.join(directory, "section.json")
         command = [sys.executable, "-m", MODULE, "--section", name, "--json", out]
         if quick:
             command.append("--quick")
+        if writer is not None:
+            command += ["--writer", writer]
         child = subprocess.run(command, cwd=ROOT, env=child_env(), timeout=1800, check=False)
         if child.returncode != 0:
             raise RuntimeError(f"section {name} failed with status {child.returncode}")
@@ -205,25 +215,30 @@ def run_section_in_child(name: str, quick: bool) -> tuple[Figures, str]:
     return {k: float(v) for k, v in report["figures"].items()}, str(report["loop"])
 
 
-def run_all(quick: bool, json_path: str | None, uvloop_version: str | None) -> dict[str, Any]:
+def run_all(
+    quick: bool, json_path: str | None, uvloop_version: str | None, writer: str | None = None
+) -> dict[str, Any]:
     """Every section, each in its own process; print the table, write the JSON."""
     figures: Figures = {}
     loops: set[str] = set()
     load_before = os.getloadavg()[0]
     for name in SECTIONS:
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        section, loop = run_section_in_child(name, quick)
+        section, loop = run_section_in_child(name, quick, writer)
         figures.update(section)
         loops.add(loop)
     met = {target.name: bool(target.met(figures)) for target in TARGETS}
     report: dict[str, Any] = {
         **figures,
         "machine": machine(loops, uvloop_version, load_before),
-        "scale": {"quick": quick, **asdict(QUICK if quick else Scale())},
+        "scale": {"quick": quick, **asdict(replace(QUICK if quick else Scale(), writer=writer))},
         "targets_met": met,
     }
     print(render_table(figures, met))
-    print(f"event loop: {', '.join(sorted(loops))}; quick: {quick}")
+    print(
+        f"event loop: {', '.join(sorted(loops))}; quick: {quick}; "
+        f"writer: {writer or 'the default (' + StoreConfig.writer + ')'}"
+    )
     if json_path is not None:
         with open(json_path, "w") as file:
             json.dump(report, file, indent=2)
@@ -243,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
     parser.add_argument("--json", metavar="PATH", help="write the figures here as JSON")
     parser.add_argument("--quick", action="store_true", help="scaled down, for the tests")
+    parser.add_argument(
+        "--writer",
+        choices=WRITER_MODES,
+        help="where the stores commit: on a thread or in a process (default: the store's)",
+    )
     parser.add_argument("--section", choices=sorted(SECTIONS), help=argparse.SUPPRESS)
     parser.add_argument("--ready-probe", metavar="DB", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -254,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging(logging.WARNING, sys.stderr)
     if args.section:
-        scale = QUICK if args.quick else Scale()
+        scale = replace(QUICK if args.quick else Scale(), writer=args.writer)
         figures = run_section(args.section, scale)
         report = {"figures": figures, "loop": _loop_name()}
         if args.json:
@@ -263,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(json.dumps(report))
         return 0
-    run_all(args.quick, args.json, uvloop_version)
+    run_all(args.quick, args.json, uvloop_version, args.writer)
     return 0
 
 

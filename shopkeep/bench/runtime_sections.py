@@ -120,8 +120,10 @@ async def measure_asks(scale: Scale) -> Figures:
     lazy = RuntimeConfig(idle_timeout_s=LONG_S, eager=False)
     with temp_folder() as directory:
         async with (
-            bench_system(database_path(directory)) as eager_system,
-            bench_system(os.path.join(directory, "lazy.db"), config=lazy) as lazy_system,
+            bench_system(database_path(directory), writer=scale.writer) as eager_system,
+            bench_system(
+                os.path.join(directory, "lazy.db"), config=lazy, writer=scale.writer
+            ) as lazy_system,
         ):
             runs: list[tuple[str, Callable[[], Coroutine[Any, Any, float]]]] = [
                 ("raw_future_ask_per_s", partial(_raw_asks, scale.asks)),
@@ -141,7 +143,9 @@ async def measure_tells(scale: Scale) -> Figures:
     config = RuntimeConfig(idle_timeout_s=LONG_S, mailbox_size=n + 16, max_in_flight=n + 1024)
     best = 0.0
     with temp_folder() as directory:
-        async with bench_system(database_path(directory), config=config) as system:
+        async with bench_system(
+            database_path(directory), config=config, writer=scale.writer
+        ) as system:
             tell, address = system.tell, Address(KIND, 1)
             await system.ask(address, PING)
             for _ in range(ROUNDS):
@@ -217,18 +221,29 @@ async def _activate(system: ActorSystem, ids: range, chunk: int = 64) -> None:
         await asyncio.gather(*(system.ask(Address(KIND, i), PING) for i in range(start, stop)))
 
 
-async def _commit_throughput(scale: Scale, max_batch: int) -> tuple[float, float]:
+async def _commit_throughput(scale: Scale, max_batch: int) -> dict[str, float]:
+    """The commit workload's rate, mean batch, the writer thread's time per batch (from handing
+    a batch over to its commit) and whether the writer ran in a process of its own."""
     with temp_folder() as directory:
-        async with bench_system(database_path(directory), max_batch=max_batch) as system:
+        async with bench_system(
+            database_path(directory), max_batch=max_batch, writer=scale.writer
+        ) as system:
             addresses = [Address(KIND, i) for i in range(CLIENTS)]
             await _activate(system, range(CLIENTS))
             await commit_load(system, addresses, _until(0.2))  # the WAL file grows to size
-            stats = system.store.writer.stats
-            units, batches = stats.units, stats.batches
+            writer = system.store.writer
+            stats = writer.stats
+            units, batches, thread_s = stats.units, stats.batches, stats.thread_s
             started = time.perf_counter()
             committed = await commit_load(system, addresses, _until(scale.commit_s))
             elapsed = time.perf_counter() - started
-            return committed / elapsed, (stats.units - units) / max(1, stats.batches - batches)
+            batches = max(1, stats.batches - batches)
+            return {
+                "rate": committed / elapsed,
+                "batch": (stats.units - units) / batches,
+                "ms_per_batch": (stats.thread_s - thread_s) / batches * 1000,
+                "in_process": float(writer.mode == "process"),
+            }
 
 
 def sqlite_ceiling(path: str, units_per_commit: int, seconds: float) -> float:
@@ -255,24 +270,26 @@ def sqlite_ceiling(path: str, units_per_commit: int, seconds: float) -> float:
 
 async def measure_commit_group(scale: Scale) -> Figures:
     """``commit_units_per_s_group``: the commit workload with normal group commit."""
-    rate, batch = await _commit_throughput(scale, max_batch=1024)
+    run = await _commit_throughput(scale, max_batch=1024)
     with temp_folder() as directory:
         ceiling = sqlite_ceiling(database_path(directory), CLIENTS, scale.commit_s)
     return {
-        "commit_units_per_s_group": rate,
-        "commit_mean_batch_group": batch,
+        "commit_units_per_s_group": run["rate"],
+        "commit_mean_batch_group": run["batch"],
+        "commit_writer_ms_per_batch_group": run["ms_per_batch"],
+        "commit_writer_in_process": run["in_process"],
         "commit_sqlite_ceiling_64_units_per_s": ceiling,
     }
 
 
 async def measure_commit_single(scale: Scale) -> Figures:
     """``commit_units_per_s_single``: the same workload, one unit per transaction."""
-    rate, batch = await _commit_throughput(scale, max_batch=1)
+    run = await _commit_throughput(scale, max_batch=1)
     with temp_folder() as directory:
         ceiling = sqlite_ceiling(database_path(directory), 1, scale.commit_s)
     return {
-        "commit_units_per_s_single": rate,
-        "commit_mean_batch_single": batch,
+        "commit_units_per_s_single": run["rate"],
+        "commit_mean_batch_single": run["batch"],
         "commit_sqlite_ceiling_1_units_per_s": ceiling,
     }
 
@@ -287,7 +304,7 @@ async def measure_idle_actors(scale: Scale) -> Figures:
     warm = range(10_000_000, 10_000_000 + 1_000)  # first-use costs are not per actor
     with temp_folder() as directory:
         path = database_path(directory)
-        async with bench_system(path, config=config) as system:
+        async with bench_system(path, config=config, writer=scale.writer) as system:
             await _activate(system, warm)
             gc.collect()
             before = rss_bytes()
@@ -297,7 +314,7 @@ async def measure_idle_actors(scale: Scale) -> Figures:
             gc.collect()
             rss_per_actor = (rss_bytes() - before) / n
             assert system.live_actors >= n, "actors were passivated while being counted"
-        async with bench_system(path, config=config) as system:
+        async with bench_system(path, config=config, writer=scale.writer) as system:
             await _activate(system, warm)
             gc.collect()
             tracemalloc.start()
@@ -321,7 +338,7 @@ async def measure_timers_rss(scale: Scale) -> Figures:
     per_actor = scale.timer_messages * TIMERS_PER_MESSAGE
     rng = random.Random(1)
     with temp_folder() as directory:
-        async with bench_system(database_path(directory)) as system:
+        async with bench_system(database_path(directory), writer=scale.writer) as system:
             gc.collect()
             baseline = rss_bytes()
             far = system.clock.now() + LONG_S
@@ -356,7 +373,7 @@ async def measure_timer_lateness(scale: Scale) -> Figures:
     total = scale.lateness_timers
     rng = random.Random(2)
     with temp_folder() as directory:
-        async with bench_system(database_path(directory)) as system:
+        async with bench_system(database_path(directory), writer=scale.writer) as system:
             clock = system.clock
             load = [Address(KIND, i) for i in range(CLIENTS)]
             timer_ids = range(1_000_000, 1_000_000 + math.ceil(total / TIMERS_PER_MESSAGE))

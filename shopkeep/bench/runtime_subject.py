@@ -6,6 +6,7 @@ Shared by the sections (:mod:`shopkeep.bench.runtime_sections`) and the report
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import AsyncIterator
@@ -123,15 +124,23 @@ class BenchActor(Actor):
 
 @asynccontextmanager
 async def bench_system(
-    path: str, *, max_batch: int = 1024, config: RuntimeConfig | None = None
+    path: str,
+    *,
+    max_batch: int = 1024,
+    config: RuntimeConfig | None = None,
+    writer: str | None = None,
 ) -> AsyncIterator[ActorSystem]:
     """A started system of :class:`BenchActor` on the database at ``path`` (FULL durability).
 
     Not ``bootstrap.open_runtime``: the commit section needs ``StoreConfig.max_batch``.
+    ``writer`` overrides the store's default writer ("thread" or "process").
     """
-    store = await Store.open(
-        StoreConfig(path, synchronous="FULL", migrations=BENCH_MIGRATIONS, max_batch=max_batch)
+    store_config = StoreConfig(
+        path, synchronous="FULL", migrations=BENCH_MIGRATIONS, max_batch=max_batch
     )
+    if writer is not None:
+        store_config = dataclasses.replace(store_config, writer=writer)
+    store = await Store.open(store_config)
     try:
         system = ActorSystem(
             store, clock=RealClock(), config=config or RuntimeConfig(idle_timeout_s=LONG_S)
@@ -162,6 +171,8 @@ class Scale:
     lateness_window_s: float = 10.0
     lateness_lead_s: float = 3.0
     restart_rows: int = 1_000_000
+    writer: str | None = None
+    """Where every section's store commits ("thread" or "process"); None: the store's default."""
 
 
 QUICK = Scale(

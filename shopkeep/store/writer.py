@@ -5,15 +5,25 @@ an fsync. Committing each unit alone caps the server near the fsync rate; commit
 that queued up while the previous batch was on disk amortises one fsync over all of them.
 
 Why its own thread and not aiosqlite: aiosqlite makes one thread hop per call (~60 us here), and a
-unit has several statements. The writer hands a whole batch to its thread in one hop, and runs the
-statements there with the stdlib driver, which releases the GIL while SQLite works. With a
+unit has several statements. The writer's thread runs a whole batch in one go with the stdlib
+driver, which releases the GIL while SQLite works. The thread drives itself: the loop appends
+units to a queue (and kicks the thread if it sleeps), the thread takes everything queued as its
+next batch the moment the previous one is committed, and the loop only hears each outcome (one
+``call_soon_threadsafe`` a batch). No loop turn lies between two commits, which matters when the
+loop is busy: a batch handed over by the loop waited for the loop's turn. With a
 :class:`~shopkeep.store.writer_process.WriterProcess` the thread only hands each batch on to the
 writer's own process and waits: binding and stepping then never compete with the event loop for
-the GIL (``StoreConfig(writer="process")``, ``serve --writer process``; the thread is the
-default).
+the GIL (``StoreConfig(writer="process")``, the store's default; ``serve --writer process``).
 
 Order: units are committed in submission order, so a unit is durable no later than any unit
 submitted after it. A unit's future resolves only after the commit that holds it.
+
+Plan: a batch's statements are not run one call each. :mod:`shopkeep.store.batch_plan` groups
+them per table into executemany runs, keeps only the last of repeated overwrites of one row, and
+joins INSERT runs into multi-row statements, each only where it cannot change what the batch
+commits (its docstring says why). The plan is for the all-or-nothing attempt only; the retry
+below runs each unit's own statements. The transactions themselves, on the writer thread, are
+:mod:`shopkeep.store.batch_commit`'s.
 
 Failure: a batch that fails is rolled back and retried unit by unit under savepoints, so one bad
 unit does not sink its neighbours. A failed unit's future gets :class:`CommitFailed`, and so does
@@ -25,29 +35,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from shopkeep.store.batch_commit import (
+    BatchCommitter,
+    FaultHook,
+    Skipped,
+    Tap,
+    built_on_failure,
+    record_failure,
+)
+from shopkeep.store.batch_plan import Statement as Statement  # the bench replays them
 from shopkeep.store.errors import CommitFailed, StoreError
 from shopkeep.store.unit import UnitOfWork
-from shopkeep.store.writer_process import WriterProcess, WriterProcessDied, error_of
+from shopkeep.store.writer_process import WriterProcess
 
 T = TypeVar("T")
-
-FaultHook = Callable[[str], None]
-"""Called before each SQLite call of the writer with its name ('begin', 'statement', 'commit');
-raising from it simulates a storage fault (used by the fault tests)."""
-
-Statement = tuple[str, Any, bool]
-"""One call of a batch: SQL, its parameters (a list of rows when the flag says executemany)."""
-
-Tap = Callable[[list[Statement]], None]
-"""Called on the writer thread with each batch's statements before they run (benchmarks use it
-to replay the same batches on a connection of their own and so measure the writer alone)."""
 
 
 class _Call:
@@ -69,11 +78,16 @@ class WriterStats:
 
     def __init__(self) -> None:
         self.batches = 0
-        self.units = 0
+        self.units = 0  # committed (a failed unit counts in failed_units only)
         self.failed_units = 0
         self.last_batch_units = 0
         self.thread_s = 0.0  # time spent committing batches on the writer thread, in all
         self.recent_commit_s: deque[float] = deque(maxlen=1024)
+
+
+Job = tuple[UnitOfWork, asyncio.Future[None]]
+Outcome = tuple[list[Job], list[BaseException | None] | None, float]
+"""A batch's jobs, one failure (or None) a job (None: all committed), and its commit time."""
 
 
 class GroupCommitWriter:
@@ -91,32 +105,44 @@ class GroupCommitWriter:
         self._process = process
         self._inline = inline
         self._max_batch = max_batch
-        self._queue: deque[tuple[UnitOfWork, asyncio.Future[None]] | _Call] = deque()
-        self._wake: asyncio.Future[None] | None = None
+        # Appended on the loop, taken on the writer thread: deque's append and popleft are
+        # atomic, so the two need no lock.
+        self._queue: deque[Job | _Call] = deque()
+        self._unsettled = 0  # submitted units and calls whose future is not settled yet
         self._idle: asyncio.Future[None] | None = None
-        self._busy = False
         self._closed = False
-        self._task: asyncio.Task[None] | None = None
-        self._executor = (
-            None if inline else ThreadPoolExecutor(1, thread_name_prefix="shopkeep-writer")
-        )
-        self._failed_owners: dict[Hashable, int] = {}
-        self.fault: FaultHook | None = None
-        self.tap: Tap | None = None
+        self._loop: asyncio.AbstractEventLoop  # the loop it was started on (see start)
+        self._task: asyncio.Task[None] | None = None  # inline: the task that commits
+        self._wake: asyncio.Future[None] | None = None  # inline: wakes that task
+        self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Future[None] | None = None  # the thread has ended
+        self._kicks: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._sleeping = False  # the thread waits for a kick
+        self._failed_owners: dict[Hashable, int] = {}  # the writer thread's (inline: loop's)
+        self._committer = BatchCommitter(conn, process)
         self.on_unit_failed: Callable[[UnitOfWork, CommitFailed], None] | None = None
         self.stats = WriterStats()
 
     # -- the loop side -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the writer task on the running loop."""
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="shopkeep-writer")
+        """Start committing: the writer thread, or (inline) a task on the running loop."""
+        self._loop = asyncio.get_running_loop()
+        if self._inline:
+            self._task = self._loop.create_task(self._run_inline(), name="shopkeep-writer")
+            return
+        self._stopped = self._loop.create_future()
+        # A daemon: a program that exits without closing its store does not hang on it (a
+        # transaction cut by the exit is rolled back by SQLite at the next open, as after a crash)
+        self._thread = threading.Thread(target=self._work, name="shopkeep-writer", daemon=True)
+        self._thread.start()
 
     def submit(self, unit: UnitOfWork) -> asyncio.Future[None]:
         """Queue ``unit``; the future resolves after the commit that holds it."""
         if self._closed:
             raise StoreError("the store is closed")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._unsettled += 1
         self._queue.append((unit, future))
         self._poke()
         return future
@@ -128,315 +154,246 @@ class GroupCommitWriter:
         """
         if self._closed:
             raise StoreError("the store is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._unsettled += 1
         self._queue.append(_Call(fn, future))
         self._poke()
         return await future
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is committed (or has failed)."""
-        while self._queue or self._busy:
+        while self._unsettled:
             if self._idle is None or self._idle.done():
-                self._idle = asyncio.get_running_loop().create_future()
+                self._idle = self._loop.create_future()
             await asyncio.shield(self._idle)
 
     async def close(self) -> None:
-        """Flush, stop the task and the thread. The connection is the caller's to close."""
+        """Flush, then stop the thread (and the writer process). The connection is the caller's
+        to close."""
         await self.flush()
         self._closed = True
         self._poke()
         if self._task is not None:
             await self._task
-        if self._process is not None:
-            await self._start(self._process.close)
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        if self._stopped is not None and self._thread is not None:
+            await self._stopped
+            self._thread.join()
+
+    @property
+    def fault(self) -> FaultHook | None:
+        """The storage-fault hook (see :data:`FaultHook`); None: no fault."""
+        return self._committer.fault
+
+    @fault.setter
+    def fault(self, hook: FaultHook | None) -> None:
+        self._committer.fault = hook
+
+    @property
+    def tap(self) -> Tap | None:
+        """What sees each batch's statements before they run (see :data:`Tap`)."""
+        return self._committer.tap
+
+    @tap.setter
+    def tap(self, tap: Tap | None) -> None:
+        self._committer.tap = tap
+
+    @property
+    def mode(self) -> str:
+        """Where batches commit: "inline" (on the loop), "thread" or "process"."""
+        if self._inline:
+            return "inline"
+        return "thread" if self._process is None else "process"
 
     @property
     def backlog(self) -> int:
         """Units and calls waiting for the writer."""
         return len(self._queue)
 
+    def forget_failure(self, owner: Hashable) -> None:
+        """The owner restarted from the store: its new units are built on durable state.
+
+        Call it before the owner's new incarnation submits a unit: the writer thread reads this
+        state when it takes a batch (a dict's pop and get are atomic, so no lock is needed).
+        """
+        self._failed_owners.pop(owner, None)
+
     def _poke(self) -> None:
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
+        if self._inline:
+            if self._wake is not None and not self._wake.done():
+                self._wake.set_result(None)
+        elif self._sleeping:
+            self._sleeping = False  # one kick wakes it: the units queued after it need none
+            self._kicks.put(None)
 
-    async def _run(self) -> None:
-        # Pipelining: when a batch commits, half of its owners are answered at once and given a
-        # loop turn to submit their next units; the next batch starts on the thread with those,
-        # and only then is the other half answered, so their Python work overlaps the fsync
-        # instead of waiting for it. Units still commit in submission order, and every answer
-        # still comes after the commit that holds its unit.
-        loop = asyncio.get_running_loop()
-        deferred: list[asyncio.Future[None]] = []
-        while True:
-            if not self._queue:
-                if deferred:
-                    _succeed(deferred)
-                    deferred = []
-                    continue
-                if self._idle is not None and not self._idle.done():
-                    self._idle.set_result(None)
-                if self._closed:
-                    return
-                self._wake = loop.create_future()
-                await self._wake
-                continue
-            self._busy = True
-            try:
-                head = self._queue[0]
-                if isinstance(head, _Call):
-                    _succeed(deferred)
-                    deferred = []
-                    self._queue.popleft()
-                    await self._run_call(head)
-                    continue
-                jobs = self._admitted(self._take_batch())
-                if not jobs:
-                    continue
-                units = [unit for unit, _ in jobs]
-                started = time.perf_counter()
-                commit = self._start(self._commit, units)
-                _succeed(deferred)  # their owners run while this batch is on the disk
-                deferred = []
-                failures = await commit
-                self._record(len(units), time.perf_counter() - started)
-                committed: list[asyncio.Future[None]] = []
-                for index, (unit, future) in enumerate(jobs):
-                    cause = failures[index] if failures is not None else None
-                    if cause is not None:
-                        self._fail(unit, future, cause)  # at once: no later unit may build on it
-                    else:
-                        committed.append(future)
-                if len(committed) >= 8 and not self._inline:
-                    half = len(committed) // 2
-                    _succeed(committed[:half])
-                    deferred = committed[half:]
-                    await asyncio.sleep(0)
-                else:
-                    _succeed(committed)
-            finally:
-                self._busy = False
-
-    def _take_batch(self) -> list[tuple[UnitOfWork, asyncio.Future[None]]]:
-        batch: list[tuple[UnitOfWork, asyncio.Future[None]]] = []
-        queue = self._queue
-        while queue and len(batch) < self._max_batch and not isinstance(queue[0], _Call):
-            job = queue.popleft()
-            assert not isinstance(job, _Call)
-            batch.append(job)
-        return batch
-
-    def _admitted(
-        self, batch: list[tuple[UnitOfWork, asyncio.Future[None]]]
-    ) -> list[tuple[UnitOfWork, asyncio.Future[None]]]:
-        """The units that may be tried: not those of an owner whose earlier unit failed."""
-        jobs = []
-        for unit, future in batch:
-            if _built_on_failure(unit, self._failed_owners) or unit.orphaned:
-                self._fail(unit, future, None)
-            else:
-                jobs.append((unit, future))
-        return jobs
-
-    def _record(self, units: int, seconds: float) -> None:
+    def _settle(self, outcome: Outcome) -> None:
+        """On the loop: answer a batch's units, failures first (no later unit may build on one)."""
+        jobs, failures, seconds = outcome
         stats = self.stats
         stats.recent_commit_s.append(seconds)
         stats.batches += 1
-        stats.units += units
-        stats.last_batch_units = units
+        committed = len(jobs)
+        if failures is not None:
+            committed -= sum(cause is not None for cause in failures)
+        stats.units += committed
+        stats.last_batch_units = committed
+        if failures is not None:
+            for (unit, future), cause in zip(jobs, failures, strict=True):
+                if cause is not None:
+                    self._report(unit, future, cause)
+        for _, future in jobs:
+            if not future.done():
+                future.set_result(None)
+        self._settled(len(jobs))
 
-    async def _run_call(self, call: _Call) -> None:
-        try:
-            result = await self._start(call.fn, self._conn)
-        except Exception as exc:
-            if not call.future.done():
-                call.future.set_exception(exc)
-        else:
-            if not call.future.done():
+    def _settle_call(self, call: _Call, result: Any, error: BaseException | None) -> None:
+        if not call.future.done():
+            if error is not None:
+                call.future.set_exception(error)
+            else:
                 call.future.set_result(result)
+        self._settled(1)
 
-    def _fail(
-        self, unit: UnitOfWork, future: asyncio.Future[None], cause: BaseException | None
-    ) -> None:
-        unit.failed = True
-        _record_failure(unit, self._failed_owners)
+    def _settled(self, count: int) -> None:
+        self._unsettled -= count
+        if not self._unsettled and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+
+    def _report(self, unit: UnitOfWork, future: asyncio.Future[None], cause: BaseException) -> None:
         self.stats.failed_units += 1
-        if cause is None or isinstance(cause, _Skipped):
+        if isinstance(cause, Skipped):
             error = CommitFailed("not committed: a unit it was built on failed")
         else:
             error = CommitFailed(f"commit failed: {cause}", cause)
         if not future.done():
             future.set_exception(error)
         if self.on_unit_failed is not None:
-            self.on_unit_failed(unit, error)
+            try:
+                self.on_unit_failed(unit, error)
+            except Exception as exc:  # the hook's bug must not stop every later commit
+                self._loop.call_exception_handler(
+                    {"message": "the writer's on_unit_failed hook raised", "exception": exc}
+                )
 
-    def forget_failure(self, owner: Hashable) -> None:
-        """The owner restarted from the store: its new units are built on durable state."""
-        self._failed_owners.pop(owner, None)
+    async def _run_inline(self) -> None:
+        # The deterministic mode: the same steps as the thread's, on the loop, no thread at all.
+        while True:
+            item = self._next_item()
+            if item is None:
+                if self._closed:
+                    return
+                self._wake = self._loop.create_future()
+                await self._wake
+                continue
+            self._handle(item, self._settle, self._settle_call)
 
-    def _start(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """Begin ``fn(*args)`` on the writer thread (inline: run it now); await the result."""
-        loop = asyncio.get_running_loop()
-        if self._executor is not None:
-            return loop.run_in_executor(self._executor, fn, *args)
-        future: asyncio.Future[T] = loop.create_future()
+    # -- the writer thread ---------------------------------------------------------------------
+    #
+    # Pipelining: the thread takes the next batch as soon as it has committed one (the units
+    # submitted while that one was on the disk), and hands the outcome to the loop without
+    # waiting for it: the loop answers a batch's units while the next batch is being written,
+    # and no loop turn lies between two commits. Units still commit in submission order, and
+    # every answer still comes after the commit that holds its unit.
+
+    def _work(self) -> None:
         try:
-            future.set_result(fn(*args))
-        except Exception as exc:
-            future.set_exception(exc)
-        return future
+            while (item := self._next_item(wait=True)) is not None:
+                self._handle(item, self._post_settle, self._post_settle_call)
+        finally:
+            if self._process is not None:
+                self._process.close()
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                self._loop.call_soon_threadsafe(_set_done, self._stopped)
 
-    # -- the thread side -----------------------------------------------------------------------
+    def _post_settle(self, outcome: Outcome) -> None:
+        self._loop.call_soon_threadsafe(self._settle, outcome)
 
-    def _commit(self, units: list[UnitOfWork]) -> list[BaseException | None] | None:
-        """Commit ``units`` in one transaction; ``None`` when all did, else one entry a unit."""
+    def _post_settle_call(self, call: _Call, result: Any, error: BaseException | None) -> None:
+        self._loop.call_soon_threadsafe(self._settle_call, call, result, error)
+
+    def _next_item(self, wait: bool = False) -> list[Job] | _Call | None:
+        """The next call or batch; None when there is none (``wait``: once closed)."""
+        queue = self._queue
+        while True:
+            if queue:
+                if isinstance(queue[0], _Call):
+                    return queue.popleft()  # type: ignore[return-value]
+                batch: list[Job] = []
+                while queue and len(batch) < self._max_batch and not isinstance(queue[0], _Call):
+                    batch.append(queue.popleft())  # type: ignore[arg-type]
+                return batch
+            if self._closed or not wait:
+                return None
+            # Sleep until submit kicks. The flag goes up before the queue is looked at again, so
+            # a unit queued after that look finds the flag up and kicks; a kick left over when the
+            # look found a unit only makes the next sleep look once more.
+            self._sleeping = True
+            if not queue and not self._closed:
+                self._kicks.get()
+            self._sleeping = False
+
+    def _handle(
+        self,
+        item: list[Job] | _Call,
+        settle: Callable[[Outcome], None],
+        settle_call: Callable[[_Call, Any, BaseException | None], None],
+    ) -> None:
+        if isinstance(item, _Call):
+            self._committer.schema = None  # the call may change it (batches are planned by it)
+            try:
+                result = item.fn(self._conn)
+            except Exception as exc:
+                settle_call(item, None, exc)
+            else:
+                settle_call(item, result, None)
+            return
         started = time.perf_counter()
         try:
-            return self._commit_batch(units)
+            failures = self._commit_admitted(item)
+        except Exception as exc:
+            # not from SQLite (the commit catches that): e.g. a tap that raised before the
+            # transaction began. The writer goes on; the batch fails.
+            failures = [exc] * len(item)
+            for unit, _ in item:
+                self._mark_failed(unit)
+        settle((item, failures, time.perf_counter() - started))
+
+    def _commit_admitted(self, jobs: list[Job]) -> list[BaseException | None] | None:
+        """Commit the units that may be tried (not those built on a failed unit); one failure
+        (or None) a job, or None when all committed."""
+        failed_owners = self._failed_owners
+        refused: list[bool] | None = None  # the common case: no unit to refuse
+        if failed_owners or any(unit.after for unit, _ in jobs):
+            refused = []
+            for unit, _ in jobs:
+                no = built_on_failure(unit, failed_owners) or unit.orphaned
+                if no:
+                    self._mark_failed(unit)  # at once: a later unit here may be built on it
+                refused.append(no)
+        if refused is None or not any(refused):
+            failures = self._commit([unit for unit, _ in jobs])
+        else:
+            tried = [unit for (unit, _), no in zip(jobs, refused, strict=True) if not no]
+            outcome = self._commit(tried) if tried else None
+            each = iter(outcome if outcome is not None else [None] * len(tried))
+            failures = [Skipped() if no else next(each) for no in refused]
+        if failures is not None:
+            for (unit, _), cause in zip(jobs, failures, strict=True):
+                if cause is not None:
+                    self._mark_failed(unit)
+        return failures
+
+    def _commit(self, units: list[UnitOfWork]) -> list[BaseException | None] | None:
+        started = time.perf_counter()
+        try:
+            return self._committer.commit(units)
         finally:
             self.stats.thread_s += time.perf_counter() - started
 
-    def _commit_batch(self, units: list[UnitOfWork]) -> list[BaseException | None] | None:
-        conn = self._conn
-        statements = _merged(units)
-        if self.tap is not None:
-            self.tap(statements)
-        if self._process is not None and self.fault is None:
-            return self._commit_in_process(units, statements)
-        try:
-            self._check("begin")
-            conn.execute("BEGIN IMMEDIATE")
-            for sql, params, many in statements:
-                self._check("statement")
-                if many:
-                    conn.executemany(sql, params)
-                else:
-                    conn.execute(sql, params)
-            self._check("commit")
-            conn.execute("COMMIT")
-            return None
-        except Exception as exc:
-            self._rollback()
-            if len(units) == 1:
-                return [exc]
-            return self._commit_one_by_one(units)
-
-    def _commit_in_process(
-        self, units: list[UnitOfWork], statements: list[Statement]
-    ) -> list[BaseException | None] | None:
-        # The fault hook runs only in this process, so a writer under fault injection commits
-        # on the thread instead (the same statements, the same unit-by-unit retry).
-        assert self._process is not None
-        try:
-            outcome = self._process.commit(statements)
-        except WriterProcessDied as exc:
-            # It may have committed before it died: retrying could write the batch twice, so
-            # every unit fails and its actor reloads what the disk really holds.
-            return [exc] * len(units)
-        if outcome is None:
-            return None
-        if len(units) == 1:
-            return [error_of(outcome)]
-        # rolled back in the child: find the failing units here, on this process's connection
-        return self._commit_one_by_one(units)
-
-    def _commit_one_by_one(self, units: list[UnitOfWork]) -> list[BaseException | None]:
-        conn = self._conn
-        failures: list[BaseException | None] = [None] * len(units)
-        failed_owners: dict[Hashable, int] = {}  # owner -> incarnation whose unit failed
-        try:
-            self._check("begin")
-            conn.execute("BEGIN IMMEDIATE")
-            failed_units: set[int] = set()  # ids of this batch's units that failed
-            for index, unit in enumerate(units):
-                if _built_on_failure(unit, failed_owners) or any(
-                    id(d) in failed_units or d.failed for d in unit.after
-                ):
-                    failures[index] = _Skipped()
-                    failed_units.add(id(unit))
-                    continue
-                conn.execute("SAVEPOINT unit")
-                try:
-                    for sql, params, many in unit.statements:
-                        self._check("statement")
-                        if many:
-                            conn.executemany(sql, params)
-                        else:
-                            conn.execute(sql, params)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO unit")
-                    failures[index] = exc
-                    failed_units.add(id(unit))
-                    _record_failure(unit, failed_owners)
-                conn.execute("RELEASE unit")
-            self._check("commit")
-            conn.execute("COMMIT")
-        except Exception as exc:
-            self._rollback()
-            return [exc] * len(units)
-        return failures
-
-    def _rollback(self) -> None:
-        if self._conn.in_transaction:
-            # SQLite may have rolled back already (e.g. after SQLITE_FULL): nothing is pending
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
-
-    def _check(self, operation: str) -> None:
-        if self.fault is not None:
-            self.fault(operation)
+    def _mark_failed(self, unit: UnitOfWork) -> None:
+        unit.failed = True
+        record_failure(unit, self._failed_owners)
 
 
-def _succeed(futures: list[asyncio.Future[None]]) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_result(None)
-
-
-def _built_on_failure(unit: UnitOfWork, failed_owners: dict[Hashable, int]) -> bool:
-    """Whether an owner of ``unit`` had a unit fail in this incarnation (or a later one)."""
-    for owner, incarnation in unit.owners():
-        failed_incarnation = failed_owners.get(owner)
-        if failed_incarnation is not None and incarnation <= failed_incarnation:
-            return True
-    return False
-
-
-def _record_failure(unit: UnitOfWork, failed_owners: dict[Hashable, int]) -> None:
-    """Note that every owner of ``unit`` has a failed unit in its incarnation."""
-    for owner, incarnation in unit.owners():
-        failed_owners[owner] = max(incarnation, failed_owners.get(owner, -1))
-
-
-class _Skipped(Exception):
-    """Marks a unit not tried because an earlier unit of its owner failed in the same batch."""
-
-
-def _merged(units: list[UnitOfWork]) -> list[Statement]:
-    """The batch's statements in order, adjacent runs of one SQL text joined into executemany.
-
-    Joining keeps the order of every statement; it only saves the per-call cost of the driver.
-    """
-    merged: list[Statement] = []
-    last_sql: str | None = None
-    rows: list[Any] = []
-    for unit in units:
-        for sql, params, many in unit.statements:
-            if sql != last_sql:
-                if rows:
-                    merged.append(_run(last_sql, rows))
-                last_sql = sql
-                rows = []
-            if many:
-                rows.extend(params)
-            else:
-                rows.append(params)
-    if rows:
-        merged.append(_run(last_sql, rows))
-    return merged
-
-
-def _run(sql: str | None, rows: list[Any]) -> Statement:
-    assert sql is not None
-    return (sql, rows[0], False) if len(rows) == 1 else (sql, rows, True)
+def _set_done(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)

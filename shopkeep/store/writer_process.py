@@ -1,10 +1,15 @@
 """The writer's own process: commits batches on a connection of its own, away from the GIL.
 
-Why a process: the group-commit writer thread binds every statement's parameters and steps
-SQLite while holding the GIL, and the event loop wants the GIL for the same microseconds, so
-under load the thread commits a batch about three times slower than the same connection with
-no loop beside it (``python -m shopkeep.bench.shop`` measures both). A process of its own has
-its own interpreter: the loop thread only pickles a batch and waits on a pipe.
+Why a process: the group-commit writer thread binds every statement's parameters while holding
+the GIL and drops and retakes it around every SQLite step, and the event loop wants the GIL for
+the same microseconds (``python -m shopkeep.bench.shop`` measures the writer in the run and
+alone). A process of its own has its own interpreter: the writer thread only pickles a batch and
+waits on a pipe. What it costs instead is a pipe round trip and a process switch a batch; with
+the writer thread taking everything queued at once, batches are large enough for that to be
+paid back: the commit section of ``python -m shopkeep.bench.runtime --writer process`` is as
+fast as with the thread, and the server's capacity under the load harness's mix (``python -m
+shopkeep.proof soak --writer process``) is higher. It is the store's default
+(:class:`~shopkeep.store.database.StoreConfig`).
 
 The protocol is one frame each way per batch on the child's stdin and stdout: a 4-byte length
 then a pickle. The parent sends the batch's statements; the child runs them in one transaction
@@ -33,6 +38,10 @@ import sys
 from typing import IO, Any
 
 HEADER = struct.Struct("!I")
+STATEMENT_CACHE = 512
+"""Prepared statements a writer's connection keeps (the driver's default is 128): a batch plan
+turns each INSERT text into multi-row INSERTs of up to seven sizes (see
+:mod:`shopkeep.store.batch_plan`), and a statement prepared again costs more than it saves."""
 
 Outcome = tuple[str, str] | None
 """What the child answers for a batch: None when committed, else (error class, message)."""
@@ -43,11 +52,25 @@ class WriterProcessDied(sqlite3.OperationalError):
     committed (the store's fault, not the caller's; reload state from the store)."""
 
 
-def write_frame(stream: IO[bytes], payload: Any) -> None:
-    """Send one pickled frame."""
-    data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+class BatchNotSent(Exception):
+    """A batch could not be encoded for the writer process (a parameter that does not pickle):
+    nothing was sent, so the batch may be run elsewhere to find the unit at fault."""
+
+
+def encode(payload: Any) -> bytes:
+    """A frame's body: the pickled payload."""
+    return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def send(stream: IO[bytes], data: bytes) -> None:
+    """Send one frame whose body is ``data``."""
     stream.write(HEADER.pack(len(data)) + data)
     stream.flush()
+
+
+def write_frame(stream: IO[bytes], payload: Any) -> None:
+    """Send one pickled frame."""
+    send(stream, encode(payload))
 
 
 def read_frame(stream: IO[bytes]) -> tuple[bool, Any]:
@@ -122,11 +145,20 @@ class WriterProcess:
 
     def commit(self, statements: list[tuple[str, Any, bool]]) -> Outcome:
         """Commit ``statements`` in the child. Raises :class:`WriterProcessDied` when the child
-        is gone; the next batch starts a new one."""
-        child = self._started()
+        is gone or cannot be started (the next batch starts a new one), and
+        :class:`BatchNotSent` when ``statements`` cannot be pickled."""
+        try:
+            data = encode(statements)
+        except Exception as exc:  # pickling raises whatever the object's reducer raises
+            raise BatchNotSent(f"the batch cannot be sent to the writer process: {exc}") from exc
+        try:
+            child = self._started()
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            self._child = None
+            raise WriterProcessDied(f"cannot start the writer process: {exc}") from exc
         assert child.stdin is not None and child.stdout is not None
         try:
-            write_frame(child.stdin, statements)
+            send(child.stdin, data)
             answered, outcome = read_frame(child.stdout)
         except (BrokenPipeError, OSError) as exc:
             self._reap()
@@ -167,7 +199,7 @@ class WriterProcess:
 def main(argv: list[str]) -> int:
     """The child: commit each batch from stdin, answer each on stdout, until end of input."""
     path, synchronous = argv
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = sqlite3.connect(path, isolation_level=None, cached_statements=STATEMENT_CACHE)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA busy_timeout = 5000")

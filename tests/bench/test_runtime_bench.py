@@ -71,3 +71,32 @@ def test_the_quick_runtime_bench_reports_every_figure_as_a_positive_number(
     assert all(isinstance(met, bool) for met in report["targets_met"].values())
     for key in FIGURES:
         assert key in result.stdout, f"{key} missing from the printed table"
+
+
+def test_the_commit_section_runs_with_the_writer_in_its_own_process(tmp_path: Path) -> None:
+    out = tmp_path / "commit.json"
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shopkeep.bench.runtime",
+            "--section",
+            "commit_group",
+            "--quick",
+            "--writer",
+            "process",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())["figures"]
+    assert figures["commit_units_per_s_group"] > 0
+    assert figures["commit_writer_in_process"] == 1

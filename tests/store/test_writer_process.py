@@ -191,3 +191,44 @@ async def test_after_a_sigkill_the_writer_process_ends_and_releases_the_file(
         assert await events(reopened) == [7]
     finally:
         await reopened.close()
+
+
+async def test_a_writer_process_that_cannot_start_fails_its_batch_and_the_writer_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_store(tmp_path / "p.db")
+    try:
+        process_of(store).close()  # the next batch has to start a new one
+
+        def no_process(*args: Any, **kwargs: Any) -> Any:
+            raise OSError("Resource temporarily unavailable")
+
+        monkeypatch.setattr(subprocess, "Popen", no_process)
+        results = await asyncio.gather(
+            *(store.writer.submit(unit(n)) for n in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(r, CommitFailed) for r in results)
+        assert "cannot start the writer process" in str(results[0])
+        monkeypatch.undo()
+        await store.writer.submit(unit(9))  # the writer task is still there
+        assert await events(store) == [9]
+    finally:
+        await store.close()
+
+
+async def test_a_parameter_that_does_not_pickle_fails_only_its_unit(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "p.db")
+    try:
+        bad = UnitOfWork("a", 1)
+        bad.execute(INSERT, (lambda: 1,))
+        results = await asyncio.gather(
+            store.writer.submit(unit(1)),
+            store.writer.submit(bad),
+            store.writer.submit(unit(2)),
+            return_exceptions=True,
+        )
+        assert results[0] is None and results[2] is None
+        assert isinstance(results[1], CommitFailed)
+        assert await events(store) == [1, 2]
+    finally:
+        await store.close()

@@ -1,0 +1,173 @@
+"""The writer thread's side of a group commit: one batch, one SQLite transaction.
+
+:class:`BatchCommitter` runs a batch's planned statements (:mod:`shopkeep.store.batch_plan`) in
+one transaction on the writer's connection, or hands them to the writer's own process
+(:mod:`shopkeep.store.writer_process`). When that all-or-nothing attempt fails, it is rolled back
+and the batch is run again unit by unit, each under a savepoint and with its own statements in
+their own order, so one bad unit does not sink its neighbours and the unit at fault is found
+exactly as if there had been no plan. The event loop's side, which queues units and answers
+them, is :mod:`shopkeep.store.writer`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable, Hashable
+from itertools import chain
+
+from shopkeep.store.batch_plan import Schema, Statement, plan
+from shopkeep.store.unit import UnitOfWork
+from shopkeep.store.writer_process import (
+    BatchNotSent,
+    WriterProcess,
+    WriterProcessDied,
+    error_of,
+)
+
+FaultHook = Callable[[str], None]
+"""Called before each SQLite call of the writer with its name ('begin', 'statement', 'commit');
+raising from it simulates a storage fault (used by the fault tests)."""
+
+Tap = Callable[[list[Statement]], None]
+"""Called on the writer thread with each batch's statements before they run (benchmarks use it
+to replay the same batches on a connection of their own and so measure the writer alone)."""
+
+
+class BatchCommitter:
+    """Commits batches of units on the writer's connection (call it from one thread only)."""
+
+    def __init__(self, conn: sqlite3.Connection, process: WriterProcess | None) -> None:
+        self.conn = conn
+        self.process = process
+        self.fault: FaultHook | None = None
+        self.tap: Tap | None = None
+        self.schema: Schema | None = None  # what the plan knows of the tables; None: read it
+
+    def commit(self, units: list[UnitOfWork]) -> list[BaseException | None] | None:
+        """Commit ``units`` in one transaction; ``None`` when all did, else one entry a unit
+        (the failures the unit-by-unit retry found)."""
+        conn = self.conn
+        statements = self._plan(units)
+        if self.tap is not None:
+            self.tap(statements)
+        if self.process is not None and self.fault is None:
+            return self._commit_in_process(units, statements)
+        try:
+            self._check("begin")
+            conn.execute("BEGIN IMMEDIATE")
+            for sql, params, many in statements:
+                self._check("statement")
+                if many:
+                    conn.executemany(sql, params)
+                else:
+                    conn.execute(sql, params)
+            self._check("commit")
+            conn.execute("COMMIT")
+            return None
+        except Exception as exc:
+            self._rollback()
+            if len(units) == 1:
+                return [exc]
+            return self._commit_one_by_one(units)
+
+    def _plan(self, units: list[UnitOfWork]) -> list[Statement]:
+        """The batch's statements as :mod:`shopkeep.store.batch_plan` runs them."""
+        try:
+            if self.schema is None:
+                self.schema = Schema.read(self.conn)
+            statements = chain.from_iterable(unit.statements for unit in units)
+            planned, schema_may_change = plan(statements, self.schema, self.conn)
+        except Exception:
+            # e.g. the schema could not be read: run the statements as they were submitted
+            self.schema = None
+            return [statement for unit in units for statement in unit.statements]
+        if schema_may_change:
+            self.schema = None
+        return planned
+
+    def _commit_in_process(
+        self, units: list[UnitOfWork], statements: list[Statement]
+    ) -> list[BaseException | None] | None:
+        # The fault hook runs only in this process, so a writer under fault injection commits
+        # on the thread instead (the same statements, the same unit-by-unit retry).
+        assert self.process is not None
+        try:
+            outcome = self.process.commit(statements)
+        except BatchNotSent:
+            return self._commit_one_by_one(units)  # nothing reached the child: find it here
+        except WriterProcessDied as exc:
+            # It may have committed before it died: retrying could write the batch twice, so
+            # every unit fails and its actor reloads what the disk really holds.
+            return [exc] * len(units)
+        if outcome is None:
+            return None
+        if len(units) == 1:
+            return [error_of(outcome)]
+        # rolled back in the child: find the failing units here, on this process's connection
+        return self._commit_one_by_one(units)
+
+    def _commit_one_by_one(self, units: list[UnitOfWork]) -> list[BaseException | None]:
+        conn = self.conn
+        failures: list[BaseException | None] = [None] * len(units)
+        failed_owners: dict[Hashable, int] = {}  # owner -> incarnation whose unit failed
+        try:
+            self._check("begin")
+            conn.execute("BEGIN IMMEDIATE")
+            failed_units: set[int] = set()  # ids of this batch's units that failed
+            for index, unit in enumerate(units):
+                if built_on_failure(unit, failed_owners) or any(
+                    id(d) in failed_units or d.failed for d in unit.after
+                ):
+                    failures[index] = Skipped()
+                    failed_units.add(id(unit))
+                    continue
+                conn.execute("SAVEPOINT unit")
+                try:
+                    for sql, params, many in unit.statements:
+                        self._check("statement")
+                        if many:
+                            conn.executemany(sql, params)
+                        else:
+                            conn.execute(sql, params)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO unit")
+                    failures[index] = exc
+                    failed_units.add(id(unit))
+                    record_failure(unit, failed_owners)
+                conn.execute("RELEASE unit")
+            self._check("commit")
+            conn.execute("COMMIT")
+        except Exception as exc:
+            self._rollback()
+            return [exc] * len(units)
+        return failures
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            # SQLite may have rolled back already (e.g. after SQLITE_FULL): nothing is pending
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+
+    def _check(self, operation: str) -> None:
+        if self.fault is not None:
+            self.fault(operation)
+
+
+def built_on_failure(unit: UnitOfWork, failed_owners: dict[Hashable, int]) -> bool:
+    """Whether an owner of ``unit`` had a unit fail in this incarnation (or a later one)."""
+    for owner, incarnation in unit.owners():
+        failed_incarnation = failed_owners.get(owner)
+        if failed_incarnation is not None and incarnation <= failed_incarnation:
+            return True
+    return False
+
+
+def record_failure(unit: UnitOfWork, failed_owners: dict[Hashable, int]) -> None:
+    """Note that every owner of ``unit`` has a failed unit in its incarnation."""
+    for owner, incarnation in unit.owners():
+        failed_owners[owner] = max(incarnation, failed_owners.get(owner, -1))
+
+
+class Skipped(Exception):
+    """Marks a unit not tried because an earlier unit of its owner failed in the same batch."""
