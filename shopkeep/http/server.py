@@ -145,7 +145,9 @@ def _keep_settings(generated: dict[str, str], conn: sqlite3.Connection) -> dict[
 
 async def open_credentials(options: ServeOptions) -> Credentials:
     """:func:`settle_credentials` on the database of ``options``, opened just for that."""
-    store = await Store.open(StoreConfig(options.db, synchronous=options.synchronous))
+    # a few reads and at most one write: not worth a writer process of its own
+    config = StoreConfig(options.db, synchronous=options.synchronous, writer="thread")
+    store = await Store.open(config)
     try:
         return await settle_credentials(
             store.writer, admin_token=options.admin_token, gateway_secret=options.gateway_secret

@@ -9,8 +9,8 @@ import pytest
 
 from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Shop
+from shopkeep.store.batch_commit import FaultHook
 from shopkeep.store.errors import CommitFailed
-from shopkeep.store.writer import FaultHook
 from tests.shop.conftest import assert_audit_ok, settle
 
 
