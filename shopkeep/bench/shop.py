@@ -19,7 +19,8 @@ The runs, one after the other in the same process:
   of it (``*_floor_ratio``), since this machine's disk speed swings from run to run.
 
 Beside them, what bounds the rate: ``units_per_order`` and ``statements_per_order`` (what a
-placement costs the writer: rows, an executemany counting each of its rows), the writer's time
+placement asks of the writer: the statements its units carry, before the writer's batch plan
+groups a batch's statements per table), the writer's time
 per batch twice: in the run, from handing a batch over to its commit
 (``writer_thread_ms_per_batch``), and for the very same batches replayed afterwards on a
 connection with no event loop beside it (``writer_alone_ms_per_batch``); the event loop's CPU
@@ -191,7 +192,9 @@ async def run(
             issued = await issue_coupons(shop, user_ids, per_user) if coupons else None
             warm_up = min(1.0, seconds / 5)
             await customers(shop, user_ids, goods_ids, warm_up, seed, issued)
-            before = (len(batches), writer.stats.thread_s, writer.stats.units)
+            before = (
+                len(batches), writer.stats.thread_s, writer.stats.units, writer.stats.statements
+            )
             stalls = LoopMonitor(asyncio.get_running_loop())
             stalls.start()
             cpu_before = time.thread_time()
@@ -206,12 +209,10 @@ async def run(
             measured = len(batches) - before[0]
             thread_s = writer.stats.thread_s - before[1]
             units = writer.stats.units - before[2]
+            statements = writer.stats.statements - before[3]
             writer.tap = None
             report = await shop.audit()
         alone_s = writer_alone(os.path.join(folder, "replay.db"), batches, before[0])
-    statements = sum(
-        len(params) if many else 1 for batch in batches[before[0]:] for _, params, many in batch
-    )
     placed = max(1, len(latencies))
     return {
         "place_orders_per_s": len(latencies) / elapsed,

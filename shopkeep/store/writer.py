@@ -73,12 +73,14 @@ class WriterStats:
     """Counters for metrics and benchmarks: how the batches look and how long commits take."""
 
     __slots__ = (
-        "batches", "failed_units", "last_batch_units", "recent_commit_s", "thread_s", "units",
+        "batches", "failed_units", "last_batch_units", "recent_commit_s", "statements",
+        "thread_s", "units",
     )
 
     def __init__(self) -> None:
         self.batches = 0
         self.units = 0  # committed (a failed unit counts in failed_units only)
+        self.statements = 0  # submitted, as the units wrote them (before the batch plan)
         self.failed_units = 0
         self.last_batch_units = 0
         self.thread_s = 0.0  # time spent committing batches on the writer thread, in all
@@ -142,6 +144,7 @@ class GroupCommitWriter:
         if self._closed:
             raise StoreError("the store is closed")
         future: asyncio.Future[None] = self._loop.create_future()
+        self.stats.statements += len(unit.statements)
         self._unsettled += 1
         self._queue.append((unit, future))
         self._poke()
