@@ -100,11 +100,11 @@ def add_serve_parser(subparsers: Any) -> None:
         "--writer",
         type=str.lower,
         choices=WRITER_MODES,
-        default=_env("SHOPKEEP_WRITER", "thread"),
+        default=_env("SHOPKEEP_WRITER", "process"),
         help=(
-            "where commits run: a thread of the server's process, or a process of their own, "
-            "which is faster when other work contends for the cores (see the README's "
-            "performance section; env SHOPKEEP_WRITER; default: %(default)s)"
+            "where commits run: a process of their own, which keeps SQLite's work off the "
+            "server's GIL (faster, and shorter waits under load), or a thread of the server's "
+            "process (see docs/performance.md; env SHOPKEEP_WRITER; default: %(default)s)"
         ),
     )
     parser.add_argument(

@@ -54,7 +54,7 @@ class Plan:
     memory_growth: float = 0.10
     p99_drift: float = 2.0
     seed: int = 1
-    writer: str = "thread"
+    writer: str = "process"
 
 
 @dataclass

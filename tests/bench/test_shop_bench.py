@@ -30,7 +30,7 @@ def test_the_quick_shop_bench_reports_every_figure_and_a_clean_audit(tmp_path: P
         "place_orders_per_s", "place_p50_ms", "place_p99_ms", "loop_cpu_us_per_order",
         "writer_thread_ms_per_batch", "writer_alone_ms_per_batch", "loop_stall_max_ms",
     )
-    for run in (report, report["coupon_wallet"], report["process_writer"]):
+    for run in (report, report["coupon_wallet"], report["thread_writer"]):
         for figure in figures:
             assert isinstance(run[figure], float) and run[figure] > 0, figure
         assert run["orders_placed"] > 0
