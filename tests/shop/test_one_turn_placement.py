@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from shopkeep.actors.order_store import HISTORY_SQL, INSERT_ITEM_SQL, INSERT_ORDER_SQL
@@ -9,35 +12,46 @@ from shopkeep.actors.protocol import GetGoods
 from shopkeep.errors import ShopError
 from shopkeep.runtime import Address, VirtualClock
 from shopkeep.shop import Shop
-from shopkeep.store.writer import Statement
+from shopkeep.store import UnitOfWork
 from tests.shop.conftest import assert_audit_ok, settle
 
 
 class Units:
-    """Counts the units of work, and collects the statements, the shop commits meanwhile."""
+    """Counts the units of work the shop submits meanwhile, and collects their statements (as
+    the units wrote them, before the writer's batch plan groups them)."""
 
-    def __init__(self, shop: Shop) -> None:
+    def __init__(self, shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
         self.writer = shop.runtime.store.writer
-        self.units = self.writer.stats.units
-        self.statements: list[Statement] = []
-        self.writer.tap = self.statements.extend
+        self.units: list[UnitOfWork] = []
+        submit = self.writer.submit
+
+        def recording(unit: UnitOfWork) -> asyncio.Future[None]:
+            self.units.append(unit)
+            return submit(unit)
+
+        monkeypatch.setattr(self.writer, "submit", recording)
 
     async def counted(self) -> int:
         await self.writer.flush()
-        self.writer.tap = None
-        return self.writer.stats.units - self.units
+        return len(self.units)
+
+    @property
+    def statements(self) -> list[tuple[str, Any, bool]]:
+        return [statement for unit in self.units for statement in unit.statements]
 
     def rows(self, sql: str) -> int:
         return sum(len(params) if many else 1 for text, params, many in self.statements
                    if text == sql)
 
 
-async def test_a_plain_placement_is_one_unit_with_the_order_born_confirmed(shop: Shop) -> None:
+async def test_a_plain_placement_is_one_unit_with_the_order_born_confirmed(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tea = await shop.create_goods("tea", price=1_500, stock=10)
     user = (await shop.create_user("ann")).user.id
     await shop.get_goods(tea.id)  # the participants are live (and idle)
     await shop.get_user(user)
-    watch = Units(shop)
+    watch = Units(shop, monkeypatch)
     order = await shop.place_order(user, [(tea.id, 2)])
     assert await watch.counted() == 1
     assert order.status == "awaiting_payment"
@@ -53,14 +67,16 @@ async def test_a_plain_placement_is_one_unit_with_the_order_born_confirmed(shop:
     await assert_audit_ok(shop)
 
 
-async def test_a_placement_with_coupon_wallet_and_key_is_one_unit(shop: Shop) -> None:
+async def test_a_placement_with_coupon_wallet_and_key_is_one_unit(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tea = await shop.create_goods("tea", price=1_500, stock=10)
     user = (await shop.create_user("ann", balance=1_000)).user.id
     coupon = await shop.create_coupon(user, 300)
     await shop.get_goods(tea.id)
     await shop.get_user(user)
     await shop.get_coupon(coupon.id)
-    watch = Units(shop)
+    watch = Units(shop, monkeypatch)
     order = await shop.place_order(
         user, [(tea.id, 1)], coupon_id=coupon.id, use_balance=500, idempotency_key="k-1"
     )
@@ -76,7 +92,7 @@ async def test_a_placement_with_coupon_wallet_and_key_is_one_unit(shop: Shop) ->
 
 
 async def test_participants_that_are_not_live_are_loaded_and_join(
-    shop: Shop, clock: VirtualClock
+    shop: Shop, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tea = await shop.create_goods("tea", price=1_500, stock=10)
     user = (await shop.create_user("ann")).user.id
@@ -84,17 +100,19 @@ async def test_participants_that_are_not_live_are_loaded_and_join(
     await clock.advance(shop.runtime.system.config.idle_timeout_s + 1)
     shop.runtime.system.passivate_idle()
     assert not shop.runtime.system.is_live(Address("goods", tea.id))
-    watch = Units(shop)
+    watch = Units(shop, monkeypatch)
     await shop.place_order(user, [(tea.id, 1)])
     assert await watch.counted() == 1
 
 
-async def test_a_busy_participant_sends_the_placement_down_the_saga(shop: Shop) -> None:
+async def test_a_busy_participant_sends_the_placement_down_the_saga(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tea = await shop.create_goods("tea", price=1_500, stock=10)
     user = (await shop.create_user("ann")).user.id
     await shop.get_goods(tea.id)
     await shop.get_user(user)
-    watch = Units(shop)
+    watch = Units(shop, monkeypatch)
     # queued, not yet handled: the goods actor cannot join a turn until it has drained it
     shop.runtime.system.tell(Address("goods", tea.id), GetGoods())
     order = await shop.place_order(user, [(tea.id, 3)])
@@ -104,11 +122,13 @@ async def test_a_busy_participant_sends_the_placement_down_the_saga(shop: Shop) 
     await assert_audit_ok(shop)
 
 
-async def test_a_refusal_in_one_turn_leaves_every_participant_as_it_was(shop: Shop) -> None:
+async def test_a_refusal_in_one_turn_leaves_every_participant_as_it_was(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tea = await shop.create_goods("tea", price=1_500, stock=10)
     scarce = await shop.create_goods("saffron", price=9_000, stock=1)
     user = (await shop.create_user("ann", balance=2_000)).user.id
-    watch = Units(shop)
+    watch = Units(shop, monkeypatch)
     with pytest.raises(ShopError) as refused:
         await shop.place_order(user, [(tea.id, 2), (scarce.id, 2)], use_balance=2_000)
     assert refused.value.code == "insufficient_stock"
