@@ -188,12 +188,16 @@ def write(
     elif columns != order_row(before):
         ctx.execute(UPDATE_ORDER_SQL, (*columns, order_id))
     user = Address("user", after.user_id)
+    # a decision's history rows in one statement (a placement has two: placed, confirmed)
+    history = [
+        (order_id, e.from_status, e.to_status, e.operation, e.remark, now)
+        for e in effects
+        if isinstance(e, History)
+    ]
+    if history:
+        ctx.executemany(HISTORY_SQL, history)
     for effect in effects:
         match effect:
-            case History(from_status, to_status, operation, remark):
-                ctx.execute(
-                    HISTORY_SQL, (order_id, from_status, to_status, operation, remark, now)
-                )
             case SaveLines() if before is not None:  # a new order's rows have their prices
                 ctx.executemany(
                     PRICE_ITEM_SQL,

@@ -58,6 +58,7 @@ async def test_a_plain_placement_is_one_unit_with_the_order_born_confirmed(
     assert watch.rows(INSERT_ORDER_SQL) == 1
     assert watch.rows(INSERT_ITEM_SQL) == 1
     assert watch.rows(HISTORY_SQL) == 2  # placed, confirmed
+    assert len(watch.statements) == 6  # with the goods' stock, its ledger row, the deadline
     assert not any(sql.startswith("UPDATE orders") for sql, _, _ in watch.statements)
     history = await shop.order_history(order.id)
     assert [(h.from_status, h.to_status, h.operation) for h in history] == [
