@@ -2,7 +2,8 @@
 
 Reads never go through the actors (they would queue behind writes for no gain): they see the
 last committed state, which includes every write whose answer was already given.
-Lists are newest first, ``limit`` capped, with an opaque ``next_cursor`` (the last id).
+Lists are newest first (an order's history and refunds oldest first), ``limit`` capped, with
+an opaque ``next_cursor`` (the last id).
 """
 
 from __future__ import annotations
@@ -37,17 +38,29 @@ class HistoryEntry(msgspec.Struct, frozen=True):
 
 
 def page_bounds(limit: int | None, cursor: str | None) -> tuple[int, int]:
-    """The checked limit and the id to continue below (a cursor is the last id seen)."""
+    """For a list newest first: the checked limit and the id to continue below (a cursor is
+    the last id seen)."""
+    size, last = _page(limit, cursor)
+    return size, 2**63 - 1 if last is None else last
+
+
+def page_after(limit: int | None, cursor: str | None) -> tuple[int, int]:
+    """For a list oldest first (an order's history, its refunds): the checked limit and the
+    id to continue above."""
+    size, last = _page(limit, cursor)
+    return size, 0 if last is None else last
+
+
+def _page(limit: int | None, cursor: str | None) -> tuple[int, int | None]:
     size = 50 if limit is None else limit
     if not 1 <= size <= MAX_LIMIT:
         raise ShopError("validation_error", f"limit must be between 1 and {MAX_LIMIT}")
     if cursor is None:
-        return size, 2**63 - 1
+        return size, None
     try:
-        below = int(cursor)
+        return size, int(cursor)
     except ValueError:
         raise ShopError("validation_error", "cursor is not one this server gave") from None
-    return size, below
 
 
 def paged(items: list[T], ids: list[int], size: int) -> Page[T]:
@@ -96,14 +109,17 @@ async def return_order(reader: Reader, return_id: int) -> int | None:
     return int(row[0]) if row else None
 
 
-async def order_history(reader: Reader, order_id: int) -> list[HistoryEntry]:
-    """Every status change of an order, oldest first."""
+async def order_history(
+    reader: Reader, order_id: int, limit: int | None, cursor: str | None
+) -> Page[HistoryEntry]:
+    """An order's status changes, oldest first, a page at a time."""
+    size, after = page_after(limit, cursor)
     rows = await reader.fetchall(
-        "SELECT from_status, to_status, operation, remark, at FROM order_history "
-        "WHERE order_id = ? ORDER BY id",
-        (order_id,),
+        "SELECT id, from_status, to_status, operation, remark, at FROM order_history "
+        "WHERE order_id = ? AND id > ? ORDER BY id LIMIT ?",
+        (order_id, after, size + 1),
     )
-    return [HistoryEntry(*row) for row in rows]
+    return paged([HistoryEntry(*row[1:]) for row in rows], [row[0] for row in rows], size)
 
 
 async def order_ids(

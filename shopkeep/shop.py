@@ -392,11 +392,16 @@ class Shop:
         return queries.paged(views, ids, size)
 
     async def order_history(
-        self, order_id: int, *, user_id: int | None = None
-    ) -> list[HistoryEntry]:
-        """Every status change of the order, oldest first."""
+        self,
+        order_id: int,
+        *,
+        user_id: int | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[HistoryEntry]:
+        """The order's status changes, oldest first, a page at a time."""
         answer(await self._ask_order(order_id, user_id, GetOrder()), OrderView)  # exists, theirs
-        return await queries.order_history(self.reader, order_id)
+        return await queries.order_history(self.reader, order_id, limit, cursor)
 
     async def start_payment(
         self, order_id: int, *, user_id: int | None = None
@@ -492,9 +497,19 @@ class Shop:
             raise ShopError("not_found", f"return {return_id} does not exist")
         return answer(await self._ask_order(order_id, None, ApproveReturn(return_id)), ReturnView)
 
-    async def refunds(self, order_id: int, *, user_id: int | None = None) -> list[RefundView]:
-        """The order's after-sale records, oldest first."""
-        return list(answer(await self._ask_order(order_id, user_id, GetRefunds()), tuple))
+    async def refunds(
+        self,
+        order_id: int,
+        *,
+        user_id: int | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[RefundView]:
+        """The order's after-sale records, oldest first, a page at a time."""
+        size, after = queries.page_after(limit, cursor)
+        refunds = answer(await self._ask_order(order_id, user_id, GetRefunds()), tuple)
+        later = [refund for refund in refunds if refund.id > after][: size + 1]
+        return queries.paged(later, [refund.id for refund in later], size)
 
     # -- audit ----------------------------------------------------------------------------------
 

@@ -75,7 +75,7 @@ def catalog(config: HttpConfig) -> list[Operation]:
            {200: s.OrderOut}),
         op("GET", "/v1/orders/{order_id}/history", "getOrderHistory",
            "An order's status changes, oldest first", owner, routes.order_history,
-           {200: s.HistoryList}),
+           {200: s.HistoryList}, params=paged),
         op("POST", "/v1/orders/{order_id}/payment", "startPayment",
            "Start paying an order (200: the same open payment again)", owner,
            routes.start_payment, {201: s.PaymentOut, 200: s.PaymentOut},
@@ -96,7 +96,7 @@ def catalog(config: HttpConfig) -> list[Operation]:
            {200: s.ReturnOut}, refusals=("invalid_state",)),
         op("GET", "/v1/orders/{order_id}/refunds", "listRefunds",
            "An order's refunds, oldest first", owner, routes.order_refunds,
-           {200: s.RefundList}),
+           {200: s.RefundList}, params=paged),
     ]
     return [
         op("POST", "/v1/users", "createUser", "Create a user (the answer has their token)",

@@ -170,8 +170,10 @@ async def get_order(request: web.Request) -> web.Response:
 async def order_history(request: web.Request) -> web.Response:
     """GET /v1/orders/{order_id}/history."""
     order_id = path_id(request, "order_id")
-    entries = await shop_of(request).order_history(order_id, user_id=scope_of(request))
-    return reply(s.HistoryList([c.history_out(e) for e in entries], None))
+    page = await shop_of(request).order_history(
+        order_id, user_id=scope_of(request), limit=limit_of(request), cursor=cursor_of(request)
+    )
+    return reply(s.HistoryList([c.history_out(e) for e in page.items], page.next_cursor))
 
 
 async def start_payment(request: web.Request) -> web.Response:
@@ -225,8 +227,10 @@ async def approve_return(request: web.Request) -> web.Response:
 async def order_refunds(request: web.Request) -> web.Response:
     """GET /v1/orders/{order_id}/refunds."""
     order_id = path_id(request, "order_id")
-    refunds = await shop_of(request).refunds(order_id, user_id=scope_of(request))
-    return reply(s.RefundList([c.refund_out(r) for r in refunds], None))
+    page = await shop_of(request).refunds(
+        order_id, user_id=scope_of(request), limit=limit_of(request), cursor=cursor_of(request)
+    )
+    return reply(s.RefundList([c.refund_out(r) for r in page.items], page.next_cursor))
 
 
 # -- the gateway, the audit -------------------------------------------------------------------

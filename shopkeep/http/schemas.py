@@ -276,17 +276,17 @@ class OrderPage(msgspec.Struct, frozen=True):
 
 
 class HistoryList(msgspec.Struct, frozen=True):
-    """An order's history, oldest first, whole (``next_cursor`` is always null)."""
+    """A page of an order's history, oldest first (``next_cursor``: null on the last page)."""
 
     items: list[HistoryOut]
-    next_cursor: None
+    next_cursor: str | None
 
 
 class RefundList(msgspec.Struct, frozen=True):
-    """An order's refunds, oldest first, whole (``next_cursor`` is always null)."""
+    """A page of an order's refunds, oldest first (``next_cursor``: null on the last page)."""
 
     items: list[RefundOut]
-    next_cursor: None
+    next_cursor: str | None
 
 
 class CallbackReceived(msgspec.Struct, frozen=True):

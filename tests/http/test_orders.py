@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.http.conftest import ADMIN, Api
@@ -338,3 +340,37 @@ async def test_a_paid_order_canceled_is_refunded_through_the_gateway(api: Api) -
     assert [(r["kind"], r["gateway_amount"], r["status"]) for r in refunds.body["items"]] == [
         ("cancel", 6_000, "refunded")
     ]
+
+
+async def walk(api: Api, path: str, headers: dict[str, str]) -> list[list[Any]]:
+    """Every page of the list at ``path``, one item a page, following ``next_cursor``."""
+    pages: list[list[Any]] = []
+    cursor = None
+    for _ in range(20):
+        query = "?limit=1" + ("" if cursor is None else f"&cursor={cursor}")
+        page = await api.call("GET", path + query, headers)
+        assert page.status == 200, page.body
+        pages.append(page.body["items"])
+        cursor = page.body["next_cursor"]
+        if cursor is None:
+            return pages
+    raise AssertionError(f"{path} did not end")
+
+
+async def test_an_orders_history_and_refunds_are_paged_like_every_list(api: Api) -> None:
+    alice = await api.customer()
+    order = await api.order(alice, await api.goods(price=12_000))
+    await api.pay(alice, order)
+    canceled = await api.call("POST", f"/v1/orders/{order['id']}/cancel", alice.headers)
+    assert canceled.status == 200
+    await api.settle()  # the refund, and its history entry
+    base = f"/v1/orders/{order['id']}"
+    whole = (await api.call("GET", base + "/history", alice.headers)).body["items"]
+    assert [page for page in await walk(api, base + "/history", alice.headers) if page] == [
+        [entry] for entry in whole
+    ]
+    assert len(whole) == 5  # placed, confirmed, paid, canceled_by_user, refunded
+    refunds = await walk(api, base + "/refunds", alice.headers)
+    assert [r["kind"] for page in refunds for r in page] == ["cancel"]
+    refused = await api.call("GET", base + "/history?limit=0", alice.headers)
+    assert (refused.status, refused.body["code"]) == (422, "validation_error")

@@ -60,7 +60,7 @@ async def test_a_plain_placement_is_one_unit_with_the_order_born_confirmed(
     assert watch.rows(HISTORY_SQL) == 2  # placed, confirmed
     assert len(watch.statements) == 6  # with the goods' stock, its ledger row, the deadline
     assert not any(sql.startswith("UPDATE orders") for sql, _, _ in watch.statements)
-    history = await shop.order_history(order.id)
+    history = (await shop.order_history(order.id)).items
     assert [(h.from_status, h.to_status, h.operation) for h in history] == [
         (None, "pending", "placed"), ("pending", "awaiting_payment", "confirmed"),
     ]

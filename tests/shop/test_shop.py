@@ -84,7 +84,7 @@ async def test_a_success_callback_and_the_deadline_at_the_same_instant_agree(
         await shop.get_order(order.id)  # queued behind the deadline's fire: it is handled
         await shop.handle_callback(body, signature)
     final = await shop.get_order(order.id)
-    refunds = await shop.refunds(order.id)
+    refunds = (await shop.refunds(order.id)).items
     if first == "callback":
         assert final.status == "paid" and refunds == []
     else:
@@ -122,17 +122,17 @@ async def test_a_paid_order_canceled_while_the_gateway_refuses_refunds_is_refund
     sandbox(shop).fail_refunds_until(clock.now() + 120)
     canceled = await shop.cancel_order(order.id, user_id=user)
     assert canceled.status == "canceled"
-    [refund] = await shop.refunds(order.id, user_id=user)
+    [refund] = (await shop.refunds(order.id, user_id=user)).items
     assert (refund.kind, refund.status, refund.gateway_amount) == (
         "cancel",
         "refunding",
         payment.amount,
     )
     await clock.advance(60)
-    assert (await shop.refunds(order.id))[0].status == "refunding"
+    assert ((await shop.refunds(order.id)).items)[0].status == "refunding"
     await clock.advance(600)
     await settle(shop)
-    assert (await shop.refunds(order.id))[0].status == "refunded"
+    assert ((await shop.refunds(order.id)).items)[0].status == "refunded"
     assert sandbox(shop).total_refunded == payment.amount
     await assert_audit_ok(shop)
 
@@ -172,7 +172,7 @@ async def test_a_returned_order_is_refunded_and_its_stock_comes_back(
     await settle(shop)
     assert (await shop.get_order(order.id)).status == "returned"
     assert (await shop.get_goods(tea.id)).stock == 5
-    assert [r.status for r in await shop.refunds(order.id)] == ["refunded"]
+    assert [r.status for r in (await shop.refunds(order.id)).items] == ["refunded"]
     await assert_audit_ok(shop)
 
 
@@ -210,7 +210,7 @@ async def test_a_cancel_sent_during_an_asynchronous_placement_is_applied_after_i
     assert pending.status == "pending"
     canceled = await shop.cancel_order(pending.id, user_id=user)
     assert (canceled.status, canceled.cancel_reason) == ("canceled", "user")
-    history = [h.operation for h in await shop.order_history(pending.id)]
+    history = [h.operation for h in (await shop.order_history(pending.id)).items]
     assert history[0] == "placed" and "confirmed" in history
     await settle(shop)
     assert (await shop.get_goods(tea.id)).stock == 3

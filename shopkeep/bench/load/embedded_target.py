@@ -156,7 +156,7 @@ class EmbeddedTarget:
     async def refund_kinds(self, customer: Customer, order_id: str) -> list[str]:
         """:meth:`Shop.refunds`, as the user."""
         refunds = await refusing(self._shop.refunds(int(order_id), user_id=int(customer.id)))
-        return [refund.kind for refund in refunds]
+        return [refund.kind for refund in refunds.items]
 
     async def audit(self) -> dict[str, Any]:
         """:meth:`Shop.audit`."""
