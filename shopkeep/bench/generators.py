@@ -164,6 +164,30 @@ async def run_wrk(url: str, script: Path, seconds: float, connections: int, thre
     )
 
 
+async def place_one(
+    session: aiohttp.ClientSession,
+    url: str,
+    pick: random.Random,
+    tokens: list[str],
+    goods_ids: list[str],
+    key: str,
+) -> str | None:
+    """Place a one-item order for a random user and goods; its status, or None when no answer
+    came (a socket error or a time-out)."""
+    headers = {
+        "Authorization": f"Bearer {pick.choice(tokens)}",
+        "Content-Type": "application/json",
+        "Idempotency-Key": key,
+    }
+    body = order_body(pick.choice(goods_ids))
+    try:
+        async with session.post(url + ORDERS_PATH, data=body, headers=headers) as response:
+            await response.read()
+            return str(response.status)
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+
+
 async def run_builtin(
     url: str, tokens: list[str], goods_ids: list[str], run: str, seconds: float, connections: int
 ) -> Load:
@@ -181,18 +205,10 @@ async def run_builtin(
             nonlocal errors
             pick = random.Random(f"{run}-{n}")
             while time.perf_counter() < deadline:
-                headers = {
-                    "Authorization": f"Bearer {pick.choice(tokens)}",
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": f"{run}-{next(keys)}",
-                }
-                body = order_body(pick.choice(goods_ids))
                 started = time.perf_counter()
-                try:
-                    async with session.post(url + ORDERS_PATH, data=body, headers=headers) as r:
-                        await r.read()
-                        status = str(r.status)
-                except (aiohttp.ClientError, TimeoutError):
+                key = f"{run}-{next(keys)}"
+                status = await place_one(session, url, pick, tokens, goods_ids, key)
+                if status is None:
                     errors += 1
                     continue
                 latencies.append(time.perf_counter() - started)
@@ -234,17 +250,8 @@ async def run_open_loop(
 
         async def place(n: int, due: float) -> None:
             nonlocal errors
-            headers = {
-                "Authorization": f"Bearer {pick.choice(tokens)}",
-                "Content-Type": "application/json",
-                "Idempotency-Key": f"{run}-{n}",
-            }
-            body = order_body(pick.choice(goods_ids))
-            try:
-                async with session.post(url + ORDERS_PATH, data=body, headers=headers) as r:
-                    await r.read()
-                    status = str(r.status)
-            except (aiohttp.ClientError, TimeoutError):
+            status = await place_one(session, url, pick, tokens, goods_ids, f"{run}-{n}")
+            if status is None:
                 errors += 1
                 return
             latencies.append(time.perf_counter() - due)
