@@ -104,6 +104,14 @@ class RuntimeCollector:
             latest(writer.stats.recent_commit_s, RECENT_SAMPLES),
         )
         yield _gauge("writer_backlog", "Units and calls waiting for the writer.", writer.backlog)
+        rejected = CounterMetricFamily(
+            f"{NAMESPACE}_callbacks_rejected",
+            "Payment callbacks refused before any order saw them (never stored), by reason.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self._shop.rejected_callbacks.items()):
+            rejected.add_metric([reason], count)
+        yield rejected
         yield _gauge(
             "timers_pending_in_memory",
             "Durable timers armed in memory (the rest wait in the database).",

@@ -145,3 +145,21 @@ async def test_a_success_without_its_gateway_transaction_is_refused_and_changes_
     assert refused.status == 400
     unchanged = await api.call("GET", f"/v1/orders/{order['id']}", ADMIN)
     assert unchanged.body["status"] == "awaiting_payment"
+
+
+async def test_callbacks_that_fail_verification_are_counted_and_never_stored(api: Api) -> None:
+    order, payment = await awaiting_payment(api)
+    await api.settle()
+    before = await api.shop.reader.fetchone("SELECT count(*), coalesce(sum(length(body)), 0) "
+                                            "FROM payment_log")
+    junk = b'{"payment_id": "' + b"9" * 60_000 + b'"}'
+    for headers in ({}, {"Shopkeep-Signature": "t=1,v1=" + "0" * 64}):
+        for _ in range(10):
+            refused = await api.call("POST", "/v1/payments/callback", headers, data=junk)
+            assert refused.status == 400
+    after = await api.shop.reader.fetchone("SELECT count(*), coalesce(sum(length(body)), 0) "
+                                           "FROM payment_log")
+    assert after == before
+    assert api.shop.rejected_callbacks == {"signature_missing": 10, "signature_stale": 10}
+    unchanged = await api.call("GET", f"/v1/orders/{order['id']}", ADMIN)
+    assert unchanged.body["status"] == "awaiting_payment" and payment["amount"] > 0

@@ -183,3 +183,11 @@ async def test_the_server_monitors_its_loop_and_shows_it_on_metrics(tmp_path: Pa
     names = {family.name for family in text_string_to_metric_families(text)}
     assert {"shopkeep_loop_stall_max_seconds", "shopkeep_loop_stalls"} <= names
     assert not server.loop_monitor.running  # stopped with the server
+
+
+async def test_callbacks_refused_before_any_order_are_counted_by_reason(client: Client) -> None:
+    for _ in range(3):
+        refused = await client.post("/v1/payments/callback", data=b"{}")
+        assert refused.status == 400
+    samples = await scrape(client)
+    assert ({"reason": "signature_missing"}, 3.0) in samples["shopkeep_callbacks_rejected_total"]
