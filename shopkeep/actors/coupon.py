@@ -44,8 +44,9 @@ class CouponActor(Actor):
     coupon: Coupon | None
 
     async def on_activate(self, ctx: ActivationContext) -> None:
-        """Load the coupons row (absent: not created yet)."""
-        row = await ctx.reader.fetchone(LOAD_SQL, (self.address.id,))
+        """Load the coupons row (absent: not created yet), off the loop: a coupon is loaded
+        once, for the order that uses it, so its row is seldom in the page cache."""
+        row = await ctx.threaded_reader.fetchone(LOAD_SQL, (self.address.id,))
         if row is None:
             self.coupon = None
             return
