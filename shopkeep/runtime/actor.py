@@ -254,6 +254,23 @@ class Context:
         find them (each load is a read; a live one costs a lookup)."""
         await activate(self._system, addresses)
 
+    def _joining(self, cell: Cell) -> Context:
+        """The context a handler joined to this turn runs with: its own address, this turn's
+        trace and chain, and this turn's unit, timers, sends and dependencies themselves, so
+        what it writes is this turn's with nothing to copy (see :meth:`_rewind`)."""
+        joined = Context.__new__(Context)
+        joined._system = self._system
+        joined._cell = cell
+        joined.address = cell.address
+        joined.envelope = self._join_envelope()
+        joined._unit = self.unit
+        joined._timer_ops = self._timer_ops
+        joined._sends = self._sends
+        joined._after = self._after
+        joined._joined = self._joined
+        joined._join_envelope_ = self._join_envelope_
+        return joined
+
     def _join_envelope(self) -> Envelope:
         """The envelope the handlers joined to this turn see: this turn's trace and chain (one
         for all of them; they read no message from it, and no answer goes through it)."""
@@ -264,19 +281,27 @@ class Context:
             self._join_envelope_ = envelope
         return envelope
 
-    def _absorb(self, joined: Context, cell: Cell) -> None:
-        """Take over what a joined handler wrote: one unit, owned by both."""
+    def _marks(self) -> tuple[int, int, int, int]:
+        """How much this turn has written so far (see :meth:`_rewind`)."""
+        unit = self.unit
+        return len(unit.statements), len(self._timer_ops), len(self._sends), len(self._after)
+
+    def _rewind(self, marks: tuple[int, int, int, int]) -> None:
+        """Drop what was written since ``marks``: a joined handler that failed wrote it."""
+        statements, timer_ops, sends, after = marks
+        del self.unit.statements[statements:]
+        del self._timer_ops[timer_ops:]
+        del self._sends[sends:]
+        del self._after[after:]
+
+    def _joined_by(self, cell: Cell) -> None:
+        """``cell``'s handler joined this turn: it owns this turn's unit too."""
         if cell not in self._joined:
             self._joined.append(cell)
-        unit = self.unit
-        if joined._unit is not None:
-            unit.statements.extend(joined._unit.statements)
         owner = (cell.address, cell.incarnation)
+        unit = self.unit
         if owner not in unit.joined:
             unit.joined.append(owner)
-        self._timer_ops.extend(joined._timer_ops)
-        self._sends.extend(joined._sends)
-        self._after.extend(joined._after)
 
     def _depend(self, unit: UnitOfWork) -> None:
         """This message's effects build on ``unit`` (another actor's, not yet committed)."""

@@ -87,8 +87,8 @@ def join(
     assert actor is not None
     if check:
         return actor.check(message)
-    envelope = ctx._join_envelope()
-    joined = type(ctx)(system, cell, envelope)
+    joined = ctx._joining(cell)
+    marks = ctx._marks()
     cell.busy = True
     try:
         coroutine = actor.receive(joined, message)
@@ -101,10 +101,11 @@ def join(
             raise JoinWaited(f"{to.kind}:{to.id} waited while handling {type(message).__name__}")
     except BaseException:
         cell.needs_restart = True  # its memory may hold part of what it was doing
+        ctx._rewind(marks)  # and none of what it wrote may reach the disk
         raise
     finally:
         cell.busy = False
-    ctx._absorb(joined, cell)
+    ctx._joined_by(cell)
     system.stats.messages += 1
     system.registry.touch(cell, system.clock.now())
     return reply
