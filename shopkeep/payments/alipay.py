@@ -95,7 +95,7 @@ class AlipayProvider:
         self.app_id = app_id
         self._key = private_key
         self._alipay_key = alipay_public_key
-        self._notify_url = notify_url
+        self.notify_url = notify_url
         self._url = url
         self._seller_id = seller_id
         self._clock = clock
@@ -130,7 +130,7 @@ class AlipayProvider:
             "biz_content": wire.biz_content(biz),
         }
         if notify:
-            params["notify_url"] = self._notify_url
+            params["notify_url"] = self.notify_url
         return wire.sign_params(params, self._key, wire.REQUEST_UNSIGNED)
 
     async def _call(

@@ -102,7 +102,7 @@ class WeChatPayProvider:
         self._serial = cert_serial
         self._apiv3_key = apiv3_key
         self._platform_key = platform_key
-        self._notify_url = notify_url
+        self.notify_url = notify_url
         self._url = url.rstrip("/")
         self._clock = clock
         self._transport = Transport("wechatpay", timeout_s)
@@ -165,7 +165,7 @@ class WeChatPayProvider:
             "out_trade_no": str(request.payment_id),
             "time_expire": deadline,
             "attach": str(request.order_id),
-            "notify_url": self._notify_url,
+            "notify_url": self.notify_url,
             "amount": {"total": request.amount, "currency": request.currency},
         })
         if status != 200 or not isinstance(answer.get("code_url"), str):
