@@ -66,7 +66,8 @@ async def world(
     provider_key: rsa.RSAPrivateKey,
     receiver_of: Callable[[str], Awaitable[Receiver]],
 ) -> AsyncIterator[World]:
-    fake = FakeAlipay(app_id=APP_ID, app_public_key=merchant_key.public_key(), key=provider_key)
+    fake = FakeAlipay(app_id=APP_ID, app_public_key=merchant_key.public_key(), key=provider_key,
+                      time_scale=1e-6)
     await fake.start()
     receiver = await receiver_of(NOTIFY_PATH)
     private_file, public_file = write_keys(tmp_path, merchant_key, provider_key)
@@ -119,7 +120,15 @@ async def test_alipay_sends_again_until_the_answer_is_success(world: World) -> N
     delivery = await world.fake.pay("7")
     assert delivery is not None and (delivery.acknowledged, delivery.attempts) == (True, 3)
     assert world.provider.answer(True).body == b"success"
+    assert world.provider.answer(True).status == 200
     assert world.provider.answer(False).body != b"success"
+
+
+async def test_alipay_gives_up_after_its_eight_notifications(world: World) -> None:
+    await world.start()
+    world.receiver.refuse_next = 100
+    delivery = await world.fake.pay("7")
+    assert delivery is not None and (delivery.acknowledged, delivery.attempts) == (False, 8)
 
 
 async def test_a_forged_or_altered_notification_is_refused(

@@ -45,6 +45,8 @@ class FakeAlipay(FakeServer):
     """Alipay for ``app_id``: ``app_public_key`` checks the shop's requests, ``key`` signs."""
 
     name = "alipay"
+    # the first try, then 4m, 10m, 10m, 1h, 2h, 6h, 15h: 8 notifications in about 25 h
+    schedule = (0.0, 240.0, 600.0, 600.0, 3600.0, 7200.0, 21600.0, 54000.0)
 
     def __init__(
         self, *, app_id: str, app_public_key: rsa.RSAPublicKey, key: rsa.RSAPrivateKey,

@@ -4,14 +4,15 @@ the books of refunds received, and notifications delivered with retries.
 A fake is told what to do by its owner (a test, the proof harness): :meth:`FakeServer.fail_refunds`
 makes the next refund calls answer 500, :meth:`FakeServer.hang_refunds` makes them never answer
 (the client times out), and each fake's ``pay`` makes the customer pay and the provider notify,
-retrying until the shop acknowledges, like the provider (its number of tries, on a short clock).
+retrying until the shop acknowledges, like the provider (its documented schedule, with a
+provider's minute a millisecond).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -20,8 +21,8 @@ from aiohttp import web
 
 HOST: Final = "127.0.0.1"
 """Fakes listen on loopback only."""
-DEFAULT_RETRIES: Final = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)
-"""A provider's retry schedule on a short clock: pauses before each try (the first at once)."""
+TIME_SCALE: Final = 1 / 60_000
+"""The fakes' clock for notification retries: a provider's minute is a millisecond here."""
 
 
 @dataclass
@@ -51,11 +52,15 @@ class FakeServer:
     """An aiohttp app on 127.0.0.1 (port chosen by the OS) with the shared switches and books."""
 
     name = "fake"
+    schedule: tuple[float, ...] = (0.0, 60.0, 600.0)
+    """The provider's pauses before each try of a notification, in its seconds (the first try
+    at once); each fake sets its provider's documented schedule."""
 
-    def __init__(self, retries: Sequence[float] = DEFAULT_RETRIES) -> None:
+    def __init__(self, *, time_scale: float = TIME_SCALE) -> None:
         self.app = web.Application()
         self.url = ""
-        self.retries = tuple(retries)
+        self.retries = tuple(pause * time_scale for pause in self.schedule)
+        """The pauses on this fake's clock."""
         self.refunds: dict[str, FakeRefund] = {}
         """Idempotency key -> the refund made under it (a repeat adds nothing here)."""
         self.refund_calls: list[str] = []

@@ -33,6 +33,8 @@ class FakeStripe(FakeServer):
     ``webhook_secret`` (both may be set after construction)."""
 
     name = "stripe"
+    # test mode: the first try and 3 more over a few hours (live mode backs off for 3 days)
+    schedule = (0.0, 3600.0, 7200.0, 10800.0)
 
     def __init__(self, *, api_key: str, webhook_secret: str, webhook_url: str = "",
                  **options: Any) -> None:

@@ -43,6 +43,9 @@ class FakeWeChatPay(FakeServer):
     ``platform_key`` signs answers and notifications, ``apiv3_key`` encrypts resources."""
 
     name = "wechatpay"
+    # the first try, then 15s/15s/30s/3m/10m/20m/30m/30m/30m/60m/3h/3h/3h/6h/6h (Native pay)
+    schedule = (0.0, 15.0, 15.0, 30.0, 180.0, 600.0, 1200.0, 1800.0, 1800.0, 1800.0, 3600.0,
+                10800.0, 10800.0, 10800.0, 21600.0, 21600.0)
 
     def __init__(
         self, *, mch_id: str, merchant_public_key: rsa.RSAPublicKey,
