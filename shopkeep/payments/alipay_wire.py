@@ -1,0 +1,107 @@
+"""Alipay's open-API wire format (RSA2): pure functions, shared by the provider and its fake.
+
+- A request is a set of string parameters (``app_id``, ``method``, ``charset``, ``sign_type``,
+  ``timestamp``, ``version``, ``biz_content`` as JSON, ...) signed with the app's private key:
+  SHA256withRSA over ``k=v`` pairs sorted by key and joined with ``&``, leaving out ``sign`` and
+  empty values (``sign_type`` is signed in a request).
+- A response is JSON, ``{"<method with _ for .>_response": {...}, "sign": "..."}``, signed by
+  Alipay over the exact bytes of the ``..._response`` value as they appear in the body.
+- A notification is form-encoded parameters signed by Alipay over the sorted pairs leaving out
+  ``sign`` *and* ``sign_type``, values URL-decoded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from shopkeep.payments.keys import sign_sha256_rsa, verify_sha256_rsa
+
+PRODUCTION_URL: Final = "https://openapi.alipay.com/gateway.do"
+"""Alipay's production open-API gateway (``--alipay-url`` defaults to it)."""
+SUCCESS_CODE: Final = "10000"
+"""A response's ``code`` when the call succeeded."""
+BEIJING: Final = timezone(timedelta(hours=8), "Asia/Shanghai")
+"""Alipay's times are written in China Standard Time, without a zone."""
+
+REQUEST_UNSIGNED: Final = frozenset({"sign"})
+NOTIFICATION_UNSIGNED: Final = frozenset({"sign", "sign_type"})
+
+
+def signing_string(params: Mapping[str, str], unsigned: frozenset[str]) -> bytes:
+    """The bytes signed: sorted ``k=v`` pairs joined by ``&``, ``unsigned`` keys and empty
+    values left out, UTF-8."""
+    pairs = (f"{k}={v}" for k, v in sorted(params.items()) if k not in unsigned and v != "")
+    return "&".join(pairs).encode("utf-8")
+
+
+def sign_params(
+    params: Mapping[str, str], key: rsa.RSAPrivateKey, unsigned: frozenset[str]
+) -> dict[str, str]:
+    """``params`` with ``sign`` added."""
+    return {**params, "sign": sign_sha256_rsa(key, signing_string(params, unsigned))}
+
+
+def verify_params(
+    params: Mapping[str, str], key: rsa.RSAPublicKey, unsigned: frozenset[str]
+) -> bool:
+    """Whether ``params['sign']`` is ``key``'s signature of the other parameters."""
+    return verify_sha256_rsa(key, signing_string(params, unsigned), params.get("sign"))
+
+
+def beijing_time(unix_s: float) -> str:
+    """``yyyy-MM-dd HH:mm:ss`` in China Standard Time, as Alipay writes times."""
+    return datetime.fromtimestamp(unix_s, BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def parse_beijing_time(text: str) -> float:
+    """The Unix seconds of a ``yyyy-MM-dd HH:mm:ss`` China Standard Time."""
+    moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=BEIJING)
+    return moment.astimezone(UTC).timestamp()
+
+
+def biz_content(fields: Mapping[str, Any]) -> str:
+    """``biz_content``: compact JSON, non-ASCII kept (Alipay reads UTF-8)."""
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+
+
+def response_key(method: str) -> str:
+    """``alipay.trade.query`` -> ``alipay_trade_query_response``."""
+    return method.replace(".", "_") + "_response"
+
+
+def signed_section(body: str, key: str) -> tuple[dict[str, Any], str] | None:
+    """The value of ``key`` in the response ``body``, and its exact text (what Alipay signed).
+
+    The text is cut from the body as it came, not re-serialised: re-encoding would change
+    spacing or escapes and the signature would no longer match.
+    """
+    decoder = json.JSONDecoder()
+    marker = json.dumps(key) + ":"
+    start = body.find(marker)
+    if start < 0:
+        return None
+    start += len(marker)
+    while start < len(body) and body[start] in " \t\r\n":
+        start += 1
+    try:
+        value, end = decoder.raw_decode(body, start)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    return value, body[start:end]
+
+
+def signed_response(
+    method: str, section: Mapping[str, Any], key: rsa.RSAPrivateKey
+) -> bytes:
+    """A response body as Alipay sends it (for the fake): the section and its signature."""
+    text = json.dumps(section, ensure_ascii=False, separators=(",", ":"))
+    signature = sign_sha256_rsa(key, text.encode("utf-8"))
+    name = response_key(method) if section.get("code") != "40002" else "error_response"
+    return f'{{"{name}":{text},"sign":"{signature}"}}'.encode()

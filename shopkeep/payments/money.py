@@ -1,0 +1,78 @@
+"""Money on the wire: ISO 4217 codes, and integer minor units <-> decimal strings, exactly.
+
+The shop counts money in integer minor units (fen, cents). Alipay writes amounts as decimal
+strings in major units (``"12.34"`` yuan); converting those through ``float`` loses cents
+(``0.29 * 100 == 28.999999999999996``), so they go through :class:`~decimal.Decimal` only, and
+a string with more decimals than the currency has is refused rather than rounded.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Final
+
+ZERO_DECIMAL: Final = frozenset(
+    {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
+     "VND", "VUV", "XAF", "XOF", "XPF"}
+)
+"""ISO 4217 currencies without minor units (an amount in yen is a whole number of yen)."""
+THREE_DECIMAL: Final = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
+"""ISO 4217 currencies with three decimals."""
+
+_CODE = re.compile(r"[A-Z]{3}")
+# Plain decimal notation only: no sign, exponent, spaces, "NaN" or "Infinity" (all of which
+# Decimal() would accept), and no leading zeros that hide a typo ("012.3").
+_DECIMAL = re.compile(r"(0|[1-9][0-9]{0,17})(\.[0-9]+)?")
+
+
+class AmountError(ValueError):
+    """A decimal amount that is not an exact, non-negative amount of the currency."""
+
+
+def check_currency(code: str) -> str:
+    """``code`` if it is an ISO 4217 alphabetic code (three capital letters); ValueError else."""
+    if not _CODE.fullmatch(code):
+        raise ValueError(f"a currency is an ISO 4217 code of three capital letters, not {code!r}")
+    return code
+
+
+def exponent(currency: str) -> int:
+    """How many decimals ``currency``'s minor unit has (2 unless listed above)."""
+    if currency in ZERO_DECIMAL:
+        return 0
+    if currency in THREE_DECIMAL:
+        return 3
+    return 2
+
+
+def to_decimal_string(minor: int, currency: str = "CNY") -> str:
+    """Minor units as the decimal string of major units: ``1234`` fen -> ``"12.34"``."""
+    if minor < 0:
+        raise AmountError(f"an amount is not negative, not {minor}")
+    places = exponent(currency)
+    if places == 0:
+        return str(minor)
+    whole, part = divmod(minor, 10**places)
+    return f"{whole}.{part:0{places}d}"
+
+
+def from_decimal_string(text: str, currency: str = "CNY") -> int:
+    """A decimal string of major units as minor units: ``"12.34"`` -> ``1234``, exactly.
+
+    Refuses (:class:`AmountError`) anything but plain non-negative decimal notation, and more
+    decimals than the currency has: ``"0.001"`` yuan is no amount of fen, and ``"1.230"`` is
+    refused too, since a sender that writes three decimals is not writing yuan as Alipay does.
+    """
+    match = _DECIMAL.fullmatch(text)
+    if match is None:
+        raise AmountError(f"not a decimal amount: {text[:40]!r}")
+    places = exponent(currency)
+    decimals = len(match.group(2) or ".") - 1
+    if decimals > places:
+        raise AmountError(f"{text!r} has more than {places} decimals for {currency}")
+    try:
+        value = Decimal(text).scaleb(places)
+    except InvalidOperation:  # pragma: no cover - the pattern admits only valid decimals
+        raise AmountError(f"not a decimal amount: {text[:40]!r}") from None
+    return int(value)

@@ -1,0 +1,308 @@
+"""What the shop needs from a payment provider (SPEC 10), and the values that cross it.
+
+Four providers implement :class:`PaymentProvider`: the sandbox, Alipay, WeChat Pay and Stripe.
+The order and refund actors use the interface without knowing which one is behind it:
+
+- :meth:`~PaymentProvider.start_payment` turns a payment into what the customer needs to pay
+  (:class:`Checkout`: a page URL, a QR code, a ``weixin://`` code URL or a client secret);
+- :meth:`~PaymentProvider.verify_callback` turns the raw bytes and headers of a notification
+  into a :class:`Notice` (the shop's one callback shape, currency included), an
+  :class:`Ignored` (authentic, but not about a payment: acknowledge it and do nothing) or a
+  :class:`Refused` (failed verification: change nothing, count the reason);
+  :meth:`~PaymentProvider.answer` is the HTTP answer each provider expects;
+- :meth:`~PaymentProvider.refund` pays back with the refund id as the provider's idempotency
+  key; :meth:`~PaymentProvider.query_payment` and :meth:`~PaymentProvider.query_refund` ask
+  the provider when a notification never came.
+
+Whether the amount and currency of a :class:`Notice` are the payment's is the shop's decision
+(it knows the payment), never the provider's. Calls that may be retried raise
+:class:`~shopkeep.actors.gateway.GatewayError` when the provider is down, slow or answers 5xx;
+:class:`GatewayRefused` (a subclass, so a caller that retries everything still retries) when it
+answered a definite no.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final, Literal, Protocol
+
+import msgspec
+
+from shopkeep.actors.gateway import CallbackBody, GatewayError
+
+__all__ = [
+    "Checkout",
+    "ConfigurationError",
+    "GatewayError",
+    "GatewayRefused",
+    "HttpAnswer",
+    "Ignored",
+    "Notice",
+    "PaymentClosed",
+    "PaymentOpen",
+    "PaymentPaid",
+    "PaymentProvider",
+    "PaymentRef",
+    "PaymentRequest",
+    "PaymentState",
+    "RefundDone",
+    "RefundFailed",
+    "RefundMissing",
+    "RefundProcessing",
+    "RefundRequest",
+    "RefundState",
+    "Refused",
+    "Verdict",
+]
+
+BAD_SIGNATURE: Final = "bad_signature"
+"""A refusal reason: no signature, a malformed one, or one that does not verify."""
+STALE: Final = "stale"
+"""A refusal reason: signed too long ago (a replay, or a clock far off)."""
+MALFORMED: Final = "malformed"
+"""A refusal reason: authentic bytes that do not make a payment notification."""
+WRONG_APP: Final = "wrong_app"
+"""A refusal reason: authentic, but for another app, merchant or seller."""
+
+
+class ConfigurationError(Exception):
+    """A provider was chosen without its credentials, or with ones it cannot read.
+
+    The operator's fault: ``str()`` is one line naming the setting, for ``serve`` to print.
+    """
+
+
+class GatewayRefused(GatewayError):
+    """The provider answered a definite no (a 4xx, a business error code).
+
+    Still a :class:`GatewayError`, so a refund keeps being retried (and logged) until someone
+    looks; but a caller may tell it apart from an outage.
+    """
+
+
+# -- starting a payment -----------------------------------------------------------------------
+
+
+class PaymentRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A payment to start: amounts in integer minor units, ``currency`` ISO 4217 (``CNY``),
+    ``deadline`` the order's payment deadline (Unix seconds), ``channel`` ``page`` or ``qr``
+    (Alipay: page-pay URL or precreate QR code; the others have one channel)."""
+
+    payment_id: int
+    order_id: int
+    amount: int
+    currency: str
+    description: str
+    deadline: float
+    channel: Literal["page", "qr"] = "page"
+
+
+class Checkout(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What the customer needs to pay (SPEC 10's table; one of the four fields is set).
+
+    ``provider_ref`` is the provider's own id of the payment where it differs from the payment
+    id (Stripe's PaymentIntent id): the shop keeps it with the payment, for queries and refunds.
+    """
+
+    gateway_url: str | None = None
+    qr_code: str | None = None
+    code_url: str | None = None
+    client_secret: str | None = None
+    provider_ref: str | None = None
+
+
+# -- callbacks --------------------------------------------------------------------------------
+
+
+class Notice(msgspec.Struct, frozen=True, kw_only=True):
+    """A verified payment notification in the shop's one callback shape, with its currency.
+
+    ``event_id`` is the provider's id of the notification (Alipay's ``notify_id``, WeChat
+    Pay's and Stripe's event ``id``; None for the sandbox), for the logs. ``order_id`` is None
+    when the provider did not carry it back: the shop looks the payment's order up.
+    """
+
+    payment_id: int
+    order_id: int | None
+    amount: int
+    currency: str
+    status: Literal["succeeded", "failed"]
+    gateway_txn_id: str | None
+    event_id: str | None = None
+
+    def callback_body(self) -> CallbackBody:
+        """The same notice as the sandbox's callback body (SPEC 7); ``order_id`` must be
+        known by then."""
+        if self.order_id is None:
+            raise ValueError(f"payment {self.payment_id}: the order is not known")
+        return CallbackBody(
+            str(self.payment_id), str(self.order_id), self.amount, self.status,
+            self.gateway_txn_id,
+        )
+
+
+class Ignored(msgspec.Struct, frozen=True):
+    """An authentic notification that is not about a payment's result (a refund's, a Stripe
+    event of another type, Alipay's ``TRADE_FINISHED`` after a refund): acknowledge it and
+    change nothing. ``reason`` says which, for the logs."""
+
+    reason: str
+
+
+class Refused(msgspec.Struct, frozen=True):
+    """A notification that failed verification: answer it as refused and change nothing.
+    ``reason`` is a stable word (``bad_signature``, ``stale``, ``malformed``, ``wrong_app``)
+    for the rejected-callbacks metric; ``detail`` says more, for a log line."""
+
+    reason: str
+    detail: str = ""
+
+
+Verdict = Notice | Ignored | Refused
+"""What :meth:`PaymentProvider.verify_callback` makes of a notification."""
+
+
+class HttpAnswer(msgspec.Struct, frozen=True):
+    """The HTTP answer a provider expects to a notification (status, media type, body)."""
+
+    status: int
+    content_type: str | None
+    body: bytes
+
+
+# -- refunds and queries ----------------------------------------------------------------------
+
+
+class RefundRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Pay ``amount`` back of the payment ``payment_id`` (of ``payment_amount`` in all).
+
+    ``refund_id`` is the idempotency key (Alipay's ``out_request_no``, WeChat Pay's
+    ``out_refund_no``, Stripe's ``Idempotency-Key``): the same request again refunds nothing
+    more. ``gateway_txn_id`` is the transaction refunded when the shop knows it (Stripe: the
+    PaymentIntent); ``provider_ref`` the one :class:`Checkout` gave.
+    """
+
+    refund_id: int
+    payment_id: int | None
+    amount: int
+    currency: str
+    payment_amount: int
+    gateway_txn_id: str | None = None
+    provider_ref: str | None = None
+
+
+class RefundDone(msgspec.Struct, frozen=True):
+    """The provider refunded it (now, or before: a repeat of a done refund)."""
+
+
+class RefundProcessing(msgspec.Struct, frozen=True):
+    """The provider took the refund and has not finished it: query again later."""
+
+
+class RefundFailed(msgspec.Struct, frozen=True):
+    """The provider gave up on the refund (WeChat Pay CLOSED/ABNORMAL, Stripe failed): money
+    did not move; someone must look."""
+
+    reason: str
+
+
+class RefundMissing(msgspec.Struct, frozen=True):
+    """The provider has no such refund (it never arrived): send it again."""
+
+
+RefundState = RefundDone | RefundProcessing | RefundFailed | RefundMissing
+"""What a refund call or a refund query learns. :meth:`PaymentProvider.refund` answers only
+:class:`RefundDone` or :class:`RefundProcessing` (anything else is raised)."""
+
+
+class PaymentRef(msgspec.Struct, frozen=True, kw_only=True):
+    """A payment to ask the provider about."""
+
+    payment_id: int
+    order_id: int
+    amount: int
+    currency: str
+    provider_ref: str | None = None
+
+
+class PaymentPaid(msgspec.Struct, frozen=True, kw_only=True):
+    """The provider collected ``amount`` (minor units, in ``currency``) in ``gateway_txn_id``:
+    apply it as the success notification would be."""
+
+    amount: int
+    currency: str
+    gateway_txn_id: str
+
+
+class PaymentClosed(msgspec.Struct, frozen=True):
+    """The payment can no longer be paid (closed, canceled, failed for good)."""
+
+    reason: str
+
+
+class PaymentOpen(msgspec.Struct, frozen=True):
+    """Not paid yet, and still payable (or never opened by the customer: Alipay creates the
+    trade only when the buyer opens the cashier)."""
+
+
+PaymentState = PaymentPaid | PaymentClosed | PaymentOpen
+"""What :meth:`PaymentProvider.query_payment` learns."""
+
+
+# -- the interface ----------------------------------------------------------------------------
+
+
+class PaymentProvider(Protocol):
+    """A payment provider, as the shop uses it (SPEC 10)."""
+
+    name: str
+    """``sandbox``, ``alipay``, ``wechatpay`` or ``stripe`` (the payment JSON's ``gateway``)."""
+
+    callback_path: str
+    """The route its notifications arrive on (``/v1/payments/alipay/notify``, ...)."""
+
+    async def start_payment(self, request: PaymentRequest) -> Checkout:
+        """What the customer needs to pay ``request``; asking again for the same payment
+        answers the same (the provider's idempotency). Raises GatewayError."""
+        ...
+
+    async def verify_callback(
+        self, raw_body: bytes, headers: Mapping[str, str], now: float
+    ) -> Verdict:
+        """Verify a notification's signature (on the raw bytes) and parse it. ``headers``
+        may be any case; ``now`` (Unix seconds) bounds replays where the scheme signs a time."""
+        ...
+
+    def answer(self, handled: bool, detail: str = "") -> HttpAnswer:
+        """The HTTP answer to a notification: acknowledged (handled, duplicates and ignored
+        ones included), or refused (the provider will send it again)."""
+        ...
+
+    async def refund(self, request: RefundRequest) -> RefundDone | RefundProcessing:
+        """Ask for the refund, ``refund_id`` as idempotency key. Raises GatewayError on a 5xx,
+        a timeout or a refused connection (retry later with the same request)."""
+        ...
+
+    async def query_refund(self, request: RefundRequest) -> RefundState:
+        """Where the refund stands at the provider. Raises GatewayError."""
+        ...
+
+    async def query_payment(self, payment: PaymentRef) -> PaymentState:
+        """Where the payment stands at the provider. Raises GatewayError."""
+        ...
+
+    async def close(self) -> None:
+        """Release the provider's connections."""
+        ...
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """``headers[name]`` regardless of case (a plain dict from a test, or aiohttp's)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    wanted = name.lower()
+    for key, found in headers.items():
+        if key.lower() == wanted:
+            return found
+    return None

@@ -1,0 +1,112 @@
+"""SPEC 10's payment configuration, and the one place a provider is built from it.
+
+One field per flag: ``--alipay-app-id`` is ``alipay_app_id``, read from
+``SHOPKEEP_ALIPAY_APP_ID`` when the flag is not given (SPEC 8's rule; the command line does
+that mapping). Secrets are only ever file paths here. :func:`build_provider` turns the settings
+into a provider, or raises :class:`ConfigurationError` with one line naming what is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+import msgspec
+
+from shopkeep.payments import alipay_wire, wechatpay_wire
+from shopkeep.payments.alipay import AlipayProvider
+from shopkeep.payments.money import check_currency
+from shopkeep.payments.provider import ConfigurationError, PaymentProvider
+from shopkeep.payments.stripe_provider import PRODUCTION_URL as STRIPE_URL
+from shopkeep.payments.stripe_provider import StripeProvider
+from shopkeep.payments.transport import CALL_TIMEOUT_S
+from shopkeep.payments.wechatpay import WeChatPayProvider
+
+GATEWAYS: Final = ("sandbox", "alipay", "wechatpay", "stripe")
+"""The names ``--gateway`` takes."""
+CNY_ONLY: Final = frozenset({"alipay", "wechatpay"})
+"""Providers whose domestic APIs take yuan only."""
+DEFAULT_CURRENCY: Final = "CNY"
+
+
+class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything SPEC 10 configures (None: not given)."""
+
+    gateway: str | None = None
+    currency: str = DEFAULT_CURRENCY
+    public_url: str = ""
+    alipay_app_id: str | None = None
+    alipay_private_key_file: str | None = None
+    alipay_public_key_file: str | None = None
+    alipay_url: str = alipay_wire.PRODUCTION_URL
+    wechatpay_mch_id: str | None = None
+    wechatpay_app_id: str | None = None
+    wechatpay_private_key_file: str | None = None
+    wechatpay_cert_serial: str | None = None
+    wechatpay_apiv3_key_file: str | None = None
+    wechatpay_platform_public_key_file: str | None = None
+    wechatpay_url: str = wechatpay_wire.PRODUCTION_URL
+    stripe_api_key_file: str | None = None
+    stripe_webhook_secret_file: str | None = None
+    stripe_api_base: str = STRIPE_URL
+
+
+def check_gateway(settings: ProviderSettings) -> str:
+    """The chosen gateway's name, once it and the currency are valid for each other."""
+    gateway = settings.gateway
+    if not gateway:
+        raise ConfigurationError(
+            f"--gateway is required: one of {', '.join(GATEWAYS)} (--sandbox means sandbox)"
+        )
+    if gateway not in GATEWAYS:
+        raise ConfigurationError(f"--gateway {gateway!r}: one of {', '.join(GATEWAYS)}")
+    try:
+        currency = check_currency(settings.currency)
+    except ValueError as exc:
+        raise ConfigurationError(f"--currency: {exc}") from None
+    if gateway in CNY_ONLY and currency != "CNY":
+        raise ConfigurationError(f"--gateway {gateway} takes --currency CNY, not {currency}")
+    return gateway
+
+
+def build_provider(
+    settings: ProviderSettings,
+    sandbox: Callable[[], PaymentProvider],
+    *,
+    timeout_s: float = CALL_TIMEOUT_S,
+) -> PaymentProvider:
+    """The provider ``settings`` choose; ``sandbox`` builds the sandbox (its gateway belongs
+    to the composition root). ConfigurationError, in one line, when anything is missing."""
+    gateway = check_gateway(settings)
+    if gateway == "sandbox":
+        return sandbox()
+    if gateway == "stripe":
+        return StripeProvider.from_files(
+            api_key_file=settings.stripe_api_key_file,
+            webhook_secret_file=settings.stripe_webhook_secret_file,
+            api_base=settings.stripe_api_base,
+            timeout_s=timeout_s,
+        )
+    if not settings.public_url:
+        raise ConfigurationError(f"--public-url is required: {gateway} calls the shop back there")
+    base = settings.public_url.rstrip("/")
+    if gateway == "alipay":
+        return AlipayProvider.from_files(
+            app_id=settings.alipay_app_id,
+            private_key_file=settings.alipay_private_key_file,
+            public_key_file=settings.alipay_public_key_file,
+            notify_url=base + AlipayProvider.callback_path,
+            url=settings.alipay_url,
+            timeout_s=timeout_s,
+        )
+    return WeChatPayProvider.from_files(
+        mch_id=settings.wechatpay_mch_id,
+        app_id=settings.wechatpay_app_id,
+        private_key_file=settings.wechatpay_private_key_file,
+        cert_serial=settings.wechatpay_cert_serial,
+        apiv3_key_file=settings.wechatpay_apiv3_key_file,
+        platform_public_key_file=settings.wechatpay_platform_public_key_file,
+        notify_url=base + WeChatPayProvider.callback_path,
+        url=settings.wechatpay_url,
+        timeout_s=timeout_s,
+    )

@@ -1,0 +1,274 @@
+"""Stripe as a payment provider (SPEC 10), through the official ``stripe`` SDK.
+
+- Start: a PaymentIntent (amount in minor units, the currency, ``metadata`` with the payment and
+  order ids), created with the payment id as Idempotency-Key: asking again answers the same
+  intent. The customer gets its ``client_secret``; the intent's id is the ``provider_ref``.
+- Webhooks: ``Stripe-Signature`` checked the way the SDK does it
+  (``stripe.Webhook.construct_event``: every ``v1`` signature, 300 s tolerance), over the raw
+  bytes. ``payment_intent.succeeded`` succeeds with ``amount_received``,
+  ``payment_intent.payment_failed`` fails; other event types, and intents this shop did not
+  create (no ``payment_id`` in their metadata), are acknowledged and ignored.
+- Refunds: ``POST /v1/refunds`` with the refund id as Idempotency-Key; refund queries list the
+  intent's refunds and find the one whose metadata names the refund id. Payment queries
+  retrieve the intent (or search by metadata when its id is not known).
+
+Idempotency keys are prefixed (``shopkeep-payment-7``, ``shopkeep-refund-7``): Stripe keys
+share one space per account, and payment 7 and refund 7 must not meet in it. The SDK's own
+retries are off: the shop's refund actor retries, with back-off, on :class:`GatewayError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+import msgspec
+import stripe
+
+from shopkeep.payments.keys import read_secret
+from shopkeep.payments.provider import (
+    BAD_SIGNATURE,
+    MALFORMED,
+    STALE,
+    Checkout,
+    ConfigurationError,
+    GatewayError,
+    GatewayRefused,
+    HttpAnswer,
+    Ignored,
+    Notice,
+    PaymentClosed,
+    PaymentOpen,
+    PaymentPaid,
+    PaymentRef,
+    PaymentRequest,
+    PaymentState,
+    RefundDone,
+    RefundFailed,
+    RefundMissing,
+    RefundProcessing,
+    RefundRequest,
+    RefundState,
+    Refused,
+    Verdict,
+    header,
+)
+from shopkeep.payments.transport import CALL_TIMEOUT_S
+
+WEBHOOK_PATH: Final = "/v1/payments/stripe/webhook"
+PRODUCTION_URL: Final = stripe.DEFAULT_API_BASE
+TOLERANCE_S: Final = 300
+"""How old a webhook's signed time may be (the SDK's default)."""
+SIGNATURE_HEADER: Final = "Stripe-Signature"
+RETRYABLE_STATUS: Final = frozenset({409, 429})
+"""4xx that mean "not now": a concurrent request with the same key, or rate limiting."""
+
+
+class Intent(msgspec.Struct, frozen=True):
+    """The fields of a PaymentIntent the shop reads."""
+
+    id: str
+    amount: int
+    currency: str
+    status: str
+    amount_received: int = 0
+    metadata: dict[str, str] = {}
+
+
+class Event(msgspec.Struct, frozen=True):
+    """A webhook event: its id, type, and the object it is about (read per type)."""
+
+    id: str
+    type: str
+    data: dict[str, Any]
+
+
+class StripeProvider:
+    """Stripe with secret key ``api_key`` at ``api_base``; webhooks signed with
+    ``webhook_secret``."""
+
+    name = "stripe"
+    callback_path = WEBHOOK_PATH
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        webhook_secret: str,
+        api_base: str = PRODUCTION_URL,
+        timeout_s: float = CALL_TIMEOUT_S,
+        tolerance_s: int = TOLERANCE_S,
+    ) -> None:
+        if not api_key:
+            raise ConfigurationError("--stripe-api-key-file is required")
+        if not webhook_secret:
+            raise ConfigurationError("--stripe-webhook-secret-file is required")
+        self._secret = webhook_secret
+        self._tolerance_s = tolerance_s
+        self._http = stripe.AIOHTTPClient(timeout=timeout_s)
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base.rstrip("/")},
+            http_client=self._http,
+            max_network_retries=0,
+        )
+
+    @classmethod
+    def from_files(
+        cls, *, api_key_file: str | None, webhook_secret_file: str | None, **options: Any
+    ) -> StripeProvider:
+        """Built from secret files (SPEC 10's flags); ConfigurationError in one line if not."""
+        return cls(
+            api_key=read_secret(api_key_file, "--stripe-api-key-file"),
+            webhook_secret=read_secret(webhook_secret_file, "--stripe-webhook-secret-file"),
+            **options,
+        )
+
+    # -- requests -------------------------------------------------------------------------------
+
+    async def start_payment(self, request: PaymentRequest) -> Checkout:
+        """A PaymentIntent, once per payment id; its client secret."""
+        async with _calling(f"create the PaymentIntent of payment {request.payment_id}"):
+            intent = await self._client.v1.payment_intents.create_async(
+                {
+                    "amount": request.amount,
+                    "currency": request.currency.lower(),
+                    "description": request.description[:1000] or f"order {request.order_id}",
+                    "metadata": {"payment_id": str(request.payment_id),
+                                 "order_id": str(request.order_id)},
+                },
+                {"idempotency_key": f"shopkeep-payment-{request.payment_id}"},
+            )
+        if not intent.client_secret:
+            raise GatewayRefused(f"stripe: PaymentIntent {intent.id} has no client_secret")
+        return Checkout(client_secret=intent.client_secret, provider_ref=intent.id)
+
+    async def refund(self, request: RefundRequest) -> RefundDone | RefundProcessing:
+        """``POST /v1/refunds`` of the PaymentIntent, the refund id as Idempotency-Key."""
+        intent_id = _intent_of(request)
+        async with _calling(f"refund {request.refund_id}"):
+            refund = await self._client.v1.refunds.create_async(
+                {
+                    "payment_intent": intent_id,
+                    "amount": request.amount,
+                    "metadata": {"refund_id": str(request.refund_id)},
+                },
+                {"idempotency_key": f"shopkeep-refund-{request.refund_id}"},
+            )
+        state = _refund_state(refund.status)
+        if isinstance(state, RefundDone | RefundProcessing):
+            return state
+        raise GatewayRefused(f"stripe: refund {request.refund_id} is {refund.status}")
+
+    async def query_refund(self, request: RefundRequest) -> RefundState:
+        """The intent's refund whose metadata names ``refund_id``, if any."""
+        intent_id = _intent_of(request)
+        async with _calling(f"list the refunds of {intent_id}"):
+            refunds = await self._client.v1.refunds.list_async(
+                {"payment_intent": intent_id, "limit": 100}
+            )
+        for refund in refunds.data:
+            metadata = refund.metadata.to_dict() if refund.metadata else {}
+            if metadata.get("refund_id") == str(request.refund_id):
+                return _refund_state(refund.status)
+        return RefundMissing()
+
+    async def query_payment(self, payment: PaymentRef) -> PaymentState:
+        """Retrieve the PaymentIntent (found by metadata when its id is not known)."""
+        async with _calling(f"find the PaymentIntent of payment {payment.payment_id}"):
+            if payment.provider_ref:
+                found = await self._client.v1.payment_intents.retrieve_async(
+                    payment.provider_ref
+                )
+            else:
+                query = f"metadata['payment_id']:'{payment.payment_id}'"
+                results = await self._client.v1.payment_intents.search_async({"query": query})
+                if not results.data:
+                    return PaymentOpen()
+                found = results.data[0]
+        intent = msgspec.convert(found.to_dict(), Intent)
+        if intent.status == "succeeded":
+            return PaymentPaid(amount=intent.amount_received, currency=intent.currency.upper(),
+                               gateway_txn_id=intent.id)
+        if intent.status == "canceled":
+            return PaymentClosed("canceled")
+        return PaymentOpen()
+
+    # -- webhooks -------------------------------------------------------------------------------
+
+    async def verify_callback(
+        self, raw_body: bytes, headers: Mapping[str, str], now: float
+    ) -> Verdict:
+        """A webhook event, verified by the SDK (its clock is the system's: ``now`` unused)."""
+        try:
+            stripe.Webhook.construct_event(
+                raw_body, header(headers, SIGNATURE_HEADER), self._secret, self._tolerance_s
+            )
+        except stripe.SignatureVerificationError as exc:
+            reason = STALE if "tolerance" in str(exc) else BAD_SIGNATURE
+            return Refused(reason, str(exc).split(".")[0][:120])
+        except ValueError:  # not UTF-8, or not JSON, though signed
+            return Refused(MALFORMED, "the payload is not a JSON event")
+        try:
+            event = msgspec.json.decode(raw_body, type=Event)
+            if event.type not in ("payment_intent.succeeded", "payment_intent.payment_failed"):
+                return Ignored(f"event {event.type[:60]}")
+            intent = msgspec.convert(event.data.get("object"), Intent)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return Refused(MALFORMED, f"not a PaymentIntent event: {exc}")
+        payment = intent.metadata.get("payment_id", "")
+        if not payment.isdigit():
+            return Ignored(f"PaymentIntent {intent.id[:60]} is not one of this shop's")
+        order = intent.metadata.get("order_id", "")
+        succeeded = event.type == "payment_intent.succeeded"
+        return Notice(
+            payment_id=int(payment),
+            order_id=int(order) if order.isdigit() else None,
+            amount=intent.amount_received if succeeded else intent.amount,
+            currency=intent.currency.upper(),
+            status="succeeded" if succeeded else "failed",
+            gateway_txn_id=intent.id,
+            event_id=event.id,
+        )
+
+    def answer(self, handled: bool, detail: str = "") -> HttpAnswer:
+        """200 once handled; a 400 makes Stripe send the event again."""
+        if handled:
+            return HttpAnswer(200, "application/json", b'{"received":true}')
+        body = msgspec.json.encode({"error": detail[:200] or "refused"})
+        return HttpAnswer(400, "application/json", body)
+
+    async def close(self) -> None:
+        """Close the SDK's HTTP session."""
+        await self._http.close_async()  # type: ignore[no-untyped-call]  # untyped in the SDK
+
+
+@asynccontextmanager
+async def _calling(what: str) -> AsyncIterator[None]:
+    """Stripe's errors as the provider interface's: outages retryable, the rest refusals."""
+    try:
+        yield
+    except stripe.APIConnectionError as exc:
+        raise GatewayError(f"stripe: {what}: {exc.user_message or exc}") from None
+    except stripe.StripeError as exc:
+        status = exc.http_status
+        message = f"stripe: {what}: {status} {exc.user_message or exc}"
+        if status is None or status >= 500 or status in RETRYABLE_STATUS:
+            raise GatewayError(message) from None
+        raise GatewayRefused(message) from None
+
+
+def _intent_of(request: RefundRequest) -> str:
+    intent = request.gateway_txn_id or request.provider_ref
+    if not intent:
+        raise GatewayRefused(f"stripe: refund {request.refund_id} names no PaymentIntent")
+    return intent
+
+
+def _refund_state(status: str | None) -> RefundState:
+    if status == "succeeded":
+        return RefundDone()
+    if status in ("pending", "requires_action"):
+        return RefundProcessing()
+    return RefundFailed(str(status))

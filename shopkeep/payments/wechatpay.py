@@ -1,0 +1,297 @@
+"""WeChat Pay API v3 as a payment provider (SPEC 10).
+
+- Start: Native pay (``POST /v3/pay/transactions/native``) answers the ``code_url`` the customer
+  scans; ``out_trade_no`` is the payment id, ``attach`` carries the order id (WeChat Pay hands
+  it back in the notification), ``time_expire`` is the order's deadline.
+- Notifications: ``Wechatpay-Signature`` over ``timestamp\\nnonce\\nbody\\n`` checked with the
+  platform public key, the timestamp within 5 minutes of now (WeChat Pay's window for requests),
+  then ``resource`` decrypted with the API v3 key; ``mchid`` and ``appid`` must be ours.
+  ``TRANSACTION.SUCCESS`` succeeds; other events (refunds') are acknowledged and ignored. A
+  ``WECHATPAY/SIGNTEST/`` probe fails verification like any bad signature. Answer 204, or a 4xx
+  with ``{"code": "FAIL", ...}`` (a 200 with FAIL would not be retried).
+- Refunds: ``POST /v3/refund/domestic/refunds``, ``out_refund_no`` = refund id (a repeat
+  answers the same refund); queries by ``out_trade_no`` and ``out_refund_no``.
+
+Every request is signed with the merchant key; every answer is checked with the platform key.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from shopkeep.payments import wechatpay_wire as wire
+from shopkeep.payments.alipay_wire import BEIJING
+from shopkeep.payments.keys import load_private_key, load_public_key, read_secret
+from shopkeep.payments.provider import (
+    BAD_SIGNATURE,
+    MALFORMED,
+    STALE,
+    WRONG_APP,
+    Checkout,
+    ConfigurationError,
+    GatewayError,
+    GatewayRefused,
+    HttpAnswer,
+    Ignored,
+    Notice,
+    PaymentClosed,
+    PaymentOpen,
+    PaymentPaid,
+    PaymentRef,
+    PaymentRequest,
+    PaymentState,
+    RefundDone,
+    RefundFailed,
+    RefundMissing,
+    RefundProcessing,
+    RefundRequest,
+    RefundState,
+    Refused,
+    Verdict,
+    header,
+)
+from shopkeep.payments.transport import CALL_TIMEOUT_S, Transport
+
+NOTIFY_PATH: Final = "/v1/payments/wechatpay/notify"
+TOLERANCE_S: Final = 300.0
+"""How far a notification's signed time may be from now."""
+OPEN_STATES: Final = frozenset({"NOTPAY", "USERPAYING", "ACCEPT"})
+PAID_STATES: Final = frozenset({"SUCCESS", "REFUND"})
+
+
+class WeChatPayProvider:
+    """WeChat Pay for merchant ``mch_id`` and app ``app_id``, through the API at ``url``.
+
+    ``private_key`` and ``cert_serial`` are the merchant's API key and its certificate's
+    serial (they sign requests); ``apiv3_key`` (32 bytes) decrypts notifications;
+    ``platform_key`` checks WeChat Pay's answers and notifications.
+    """
+
+    name = "wechatpay"
+    callback_path = NOTIFY_PATH
+
+    def __init__(
+        self,
+        *,
+        mch_id: str,
+        app_id: str,
+        private_key: rsa.RSAPrivateKey,
+        cert_serial: str,
+        apiv3_key: bytes,
+        platform_key: rsa.RSAPublicKey,
+        notify_url: str,
+        url: str = wire.PRODUCTION_URL,
+        timeout_s: float = CALL_TIMEOUT_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        for value, setting in ((mch_id, "--wechatpay-mch-id"), (app_id, "--wechatpay-app-id"),
+                               (cert_serial, "--wechatpay-cert-serial")):
+            if not value:
+                raise ConfigurationError(f"{setting} is required")
+        if len(apiv3_key) != 32:
+            raise ConfigurationError("--wechatpay-apiv3-key-file: the API v3 key is 32 bytes")
+        self.mch_id = mch_id
+        self.app_id = app_id
+        self._key = private_key
+        self._serial = cert_serial
+        self._apiv3_key = apiv3_key
+        self._platform_key = platform_key
+        self.notify_url = notify_url
+        self._url = url.rstrip("/")
+        self._clock = clock
+        self._transport = Transport("wechatpay", timeout_s)
+
+    @classmethod
+    def from_files(
+        cls, *, mch_id: str | None, app_id: str | None, private_key_file: str | None,
+        cert_serial: str | None, apiv3_key_file: str | None,
+        platform_public_key_file: str | None, **options: Any,
+    ) -> WeChatPayProvider:
+        """Built from key files (SPEC 10's flags); ConfigurationError in one line if not."""
+        return cls(
+            mch_id=mch_id or "",
+            app_id=app_id or "",
+            cert_serial=cert_serial or "",
+            private_key=load_private_key(private_key_file, "--wechatpay-private-key-file"),
+            apiv3_key=read_secret(apiv3_key_file, "--wechatpay-apiv3-key-file").encode(),
+            platform_key=load_public_key(
+                platform_public_key_file, "--wechatpay-platform-public-key-file"
+            ),
+            **options,
+        )
+
+    # -- requests -------------------------------------------------------------------------------
+
+    async def _call(
+        self, method: str, path: str, payload: Mapping[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """Send a signed request; the status and JSON of an answer signed by the platform."""
+        body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
+        headers = {
+            "Authorization": wire.authorization(
+                mch_id=self.mch_id, serial=self._serial, key=self._key, method=method,
+                path=path, body=body, timestamp=str(int(self._clock())), nonce=wire.new_nonce(),
+            ),
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
+        reply = await self._transport.call(method, self._url + path, body=body or None,
+                                           headers=headers)
+        said = reply.headers
+        if not wire.verify_signed(self._platform_key, header(said, wire.TIMESTAMP),
+                                  header(said, wire.NONCE), header(said, wire.SIGNATURE),
+                                  reply.body):
+            raise GatewayError(f"wechatpay: the answer to {method} {path} is not signed by "
+                               f"WeChat Pay ({reply.status})")
+        try:
+            answer = json.loads(reply.body) if reply.body else {}
+        except ValueError:
+            raise GatewayError(f"wechatpay: {method} {path}: not JSON") from None
+        return reply.status, answer if isinstance(answer, dict) else {}
+
+    async def start_payment(self, request: PaymentRequest) -> Checkout:
+        """Native pay: the ``code_url`` to show as a QR code."""
+        deadline = datetime.fromtimestamp(request.deadline, BEIJING).isoformat(timespec="seconds")
+        status, answer = await self._call("POST", "/v3/pay/transactions/native", {
+            "appid": self.app_id,
+            "mchid": self.mch_id,
+            "description": request.description[:127] or f"order {request.order_id}",
+            "out_trade_no": str(request.payment_id),
+            "time_expire": deadline,
+            "attach": str(request.order_id),
+            "notify_url": self.notify_url,
+            "amount": {"total": request.amount, "currency": request.currency},
+        })
+        if status != 200 or not isinstance(answer.get("code_url"), str):
+            raise GatewayRefused(f"wechatpay: native pay answered {status}: {_said(answer)}")
+        return Checkout(code_url=answer["code_url"])
+
+    async def refund(self, request: RefundRequest) -> RefundDone | RefundProcessing:
+        """A domestic refund, ``out_refund_no`` = the refund id."""
+        if request.payment_id is None:
+            raise GatewayRefused(f"wechatpay: refund {request.refund_id} names no payment")
+        status, answer = await self._call("POST", "/v3/refund/domestic/refunds", {
+            "out_trade_no": str(request.payment_id),
+            "out_refund_no": str(request.refund_id),
+            "amount": {"refund": request.amount, "total": request.payment_amount,
+                       "currency": request.currency},
+        })
+        if status != 200:
+            raise GatewayRefused(f"wechatpay: refund {request.refund_id}: {status} "
+                                 f"{_said(answer)}")
+        state = _refund_state(answer)
+        if isinstance(state, RefundDone | RefundProcessing):
+            return state
+        raise GatewayRefused(f"wechatpay: refund {request.refund_id}: {answer.get('status')}")
+
+    async def query_refund(self, request: RefundRequest) -> RefundState:
+        """``GET /v3/refund/domestic/refunds/{out_refund_no}``."""
+        status, answer = await self._call(
+            "GET", f"/v3/refund/domestic/refunds/{request.refund_id}"
+        )
+        if status == 404:
+            return RefundMissing()
+        if status != 200:
+            raise GatewayRefused(f"wechatpay: refund query {request.refund_id}: {_said(answer)}")
+        return _refund_state(answer)
+
+    async def query_payment(self, payment: PaymentRef) -> PaymentState:
+        """``GET /v3/pay/transactions/out-trade-no/{out_trade_no}?mchid=``."""
+        path = f"/v3/pay/transactions/out-trade-no/{payment.payment_id}?mchid={self.mch_id}"
+        status, answer = await self._call("GET", path)
+        if status == 404:
+            return PaymentOpen()  # ORDER_NOT_EXIST
+        if status != 200:
+            raise GatewayRefused(f"wechatpay: query {payment.payment_id}: {_said(answer)}")
+        state = answer.get("trade_state")
+        if state in PAID_STATES:
+            try:
+                amount = answer["amount"]
+                return PaymentPaid(amount=_whole(amount["total"]),
+                                   currency=str(amount["currency"]),
+                                   gateway_txn_id=str(answer["transaction_id"]))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise GatewayError(f"wechatpay: query {payment.payment_id}: {exc}") from None
+        if state in OPEN_STATES:
+            return PaymentOpen()
+        return PaymentClosed(str(state))
+
+    # -- notifications --------------------------------------------------------------------------
+
+    async def verify_callback(
+        self, raw_body: bytes, headers: Mapping[str, str], now: float
+    ) -> Verdict:
+        """An API v3 notification: signature, time, then the decrypted resource."""
+        timestamp = header(headers, wire.TIMESTAMP)
+        if not wire.verify_signed(self._platform_key, timestamp, header(headers, wire.NONCE),
+                                  header(headers, wire.SIGNATURE), raw_body):
+            return Refused(BAD_SIGNATURE, "Wechatpay-Signature does not verify")
+        if timestamp is None or not timestamp.isdigit() or abs(now - int(timestamp)) > TOLERANCE_S:
+            return Refused(STALE, f"signed at {str(timestamp)[:20]}, now is {int(now)}")
+        try:
+            event = json.loads(raw_body)
+            if event.get("event_type") != "TRANSACTION.SUCCESS":
+                return Ignored(f"event {str(event.get('event_type'))[:40]}")
+            plain = json.loads(wire.decrypt_resource(self._apiv3_key, event["resource"]))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return Refused(MALFORMED, f"not a payment notification: {exc}")
+        if plain.get("mchid") != self.mch_id or plain.get("appid") != self.app_id:
+            return Refused(WRONG_APP, "mchid or appid is not ours")
+        return _notice(plain, str(event.get("id") or "") or None)
+
+    def answer(self, handled: bool, detail: str = "") -> HttpAnswer:
+        """204 once handled; 400 with ``{"code": "FAIL"}`` makes WeChat Pay send it again."""
+        if handled:
+            return HttpAnswer(204, None, b"")
+        body = json.dumps({"code": "FAIL", "message": detail[:200] or "refused"}).encode()
+        return HttpAnswer(400, "application/json", body)
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        await self._transport.close()
+
+
+def _notice(plain: Mapping[str, Any], event_id: str | None) -> Verdict:
+    try:
+        if plain.get("trade_state") != "SUCCESS":
+            return Ignored(f"trade state {str(plain.get('trade_state'))[:40]}")
+        amount = plain["amount"]
+        attach = str(plain.get("attach") or "")
+        return Notice(
+            payment_id=int(plain["out_trade_no"]),
+            order_id=int(attach) if attach.isdigit() else None,
+            amount=_whole(amount["total"]),
+            currency=str(amount["currency"]),
+            status="succeeded",
+            gateway_txn_id=str(plain["transaction_id"]),
+            event_id=event_id,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        return Refused(MALFORMED, f"not a payment notification: {exc}")
+
+
+def _whole(value: object) -> int:
+    """An amount in fen as JSON gives it: a whole number, never a float or a bool."""
+    if type(value) is not int:
+        raise ValueError(f"an amount is a whole number of fen, not {value!r}")
+    return value
+
+
+def _refund_state(answer: Mapping[str, Any]) -> RefundState:
+    status = answer.get("status")
+    if status == "SUCCESS":
+        return RefundDone()
+    if status == "PROCESSING":
+        return RefundProcessing()
+    # CLOSED (no money moved in 7 days: retry under a new number) or ABNORMAL (manual)
+    return RefundFailed(str(status))
+
+
+def _said(answer: Mapping[str, Any]) -> str:
+    return f"{answer.get('code', '')} {answer.get('message', '')}".strip()

@@ -1,0 +1,265 @@
+"""Alipay against its local fake: page pay and QR, RSA2 notifications, refunds, queries."""
+
+from __future__ import annotations
+
+import base64
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from shopkeep.payments import alipay_wire as wire
+from shopkeep.payments.alipay import NOTIFY_PATH, AlipayProvider
+from shopkeep.payments.fakes.alipay import FakeAlipay
+from shopkeep.payments.provider import (
+    BAD_SIGNATURE,
+    WRONG_APP,
+    ConfigurationError,
+    GatewayError,
+    Ignored,
+    Notice,
+    PaymentOpen,
+    PaymentPaid,
+    PaymentRef,
+    PaymentRequest,
+    RefundDone,
+    RefundMissing,
+    RefundRequest,
+    Refused,
+)
+from tests.payments.conftest import Receiver, write_keys
+
+APP_ID = "2021000000000001"
+
+
+class World:
+    """The fake, the provider pointed at it, and the shop's notify route."""
+
+    def __init__(self, fake: FakeAlipay, provider: AlipayProvider, receiver: Receiver) -> None:
+        self.fake = fake
+        self.provider = provider
+        self.receiver = receiver
+
+    async def start(self, payment_id: int = 7, amount: int = 1999, channel: str = "page") -> str:
+        """Start a payment and open the cashier (the trade exists at Alipay from then on)."""
+        request = PaymentRequest(
+            payment_id=payment_id, order_id=70, amount=amount, currency="CNY",
+            description="order 70", deadline=2_000_000_000.0, channel=channel,  # type: ignore[arg-type]
+        )
+        checkout = await self.provider.start_payment(request)
+        if channel == "page":
+            assert checkout.gateway_url is not None
+            url = checkout.gateway_url
+            async with aiohttp.ClientSession() as browser, browser.get(url) as page:
+                assert page.status == 200
+        return str(payment_id)
+
+
+@pytest.fixture
+async def world(
+    tmp_path: Path,
+    merchant_key: rsa.RSAPrivateKey,
+    provider_key: rsa.RSAPrivateKey,
+    receiver_of: Callable[[str], Awaitable[Receiver]],
+) -> AsyncIterator[World]:
+    fake = FakeAlipay(app_id=APP_ID, app_public_key=merchant_key.public_key(), key=provider_key,
+                      time_scale=1e-6)
+    await fake.start()
+    receiver = await receiver_of(NOTIFY_PATH)
+    private_file, public_file = write_keys(tmp_path, merchant_key, provider_key)
+    provider = AlipayProvider.from_files(
+        app_id=APP_ID, private_key_file=private_file, public_key_file=public_file,
+        notify_url=receiver.url, url=fake.gateway_url, timeout_s=0.5,
+    )
+    receiver.provider = provider
+    yield World(fake, provider, receiver)
+    await provider.close()
+    await fake.close()
+
+
+def refund_of(payment_id: int, refund_id: int = 31, amount: int = 1999) -> RefundRequest:
+    return RefundRequest(refund_id=refund_id, payment_id=payment_id, amount=amount,
+                         currency="CNY", payment_amount=1999)
+
+
+async def test_a_payment_is_a_signed_page_pay_url_the_cashier_accepts(world: World) -> None:
+    await world.start(amount=1999)
+    trade = world.fake.trades["7"]
+    assert (trade.amount, trade.passback, trade.notify_url) == (1999, "70", world.receiver.url)
+
+
+async def test_the_qr_channel_answers_the_precreated_qr_code(world: World) -> None:
+    checkout = await world.provider.start_payment(PaymentRequest(
+        payment_id=8, order_id=80, amount=5, currency="CNY", description="x",
+        deadline=2_000_000_000.0, channel="qr"))
+    assert checkout.qr_code == "https://qr.alipay.com/fake8"
+    assert checkout.gateway_url is None
+
+
+async def test_a_genuine_notification_is_the_shops_callback_with_the_exact_amount(
+    world: World,
+) -> None:
+    await world.start(amount=1999)
+    delivery = await world.fake.pay("7")
+    assert delivery is not None and (delivery.acknowledged, delivery.attempts) == (True, 1)
+    notice = world.receiver.verdicts[0]
+    assert isinstance(notice, Notice)
+    trade_no = world.fake.trades["7"].trade_no
+    assert (notice.payment_id, notice.order_id) == (7, 70)
+    assert (notice.amount, notice.currency) == (1999, "CNY")
+    assert (notice.status, notice.gateway_txn_id) == ("succeeded", trade_no)
+
+
+async def test_alipay_sends_again_until_the_answer_is_success(world: World) -> None:
+    await world.start()
+    world.receiver.refuse_next = 2
+    delivery = await world.fake.pay("7")
+    assert delivery is not None and (delivery.acknowledged, delivery.attempts) == (True, 3)
+    assert world.provider.answer(True).body == b"success"
+    assert world.provider.answer(True).status == 200
+    assert world.provider.answer(False).body != b"success"
+
+
+async def test_alipay_gives_up_after_its_eight_notifications(world: World) -> None:
+    await world.start()
+    world.receiver.refuse_next = 100
+    delivery = await world.fake.pay("7")
+    assert delivery is not None and (delivery.acknowledged, delivery.attempts) == (False, 8)
+
+
+async def test_a_forged_or_altered_notification_is_refused(
+    world: World, forger_key: rsa.RSAPrivateKey
+) -> None:
+    await world.start()
+    await world.fake.pay("7", notify=False)
+    genuine = dict(urllib.parse.parse_qsl(world.fake.notification("7").decode()))
+    forged = wire.sign_params(genuine, forger_key, wire.NOTIFICATION_UNSIGNED)
+    altered = genuine | {"total_amount": "0.01"}
+    unsigned = {k: v for k, v in genuine.items() if k != "sign"}
+    for params in (forged, altered, unsigned):
+        verdict = await world.provider.verify_callback(
+            urllib.parse.urlencode(params).encode(), {}, 0.0)
+        assert isinstance(verdict, Refused) and verdict.reason == BAD_SIGNATURE
+
+
+async def test_a_notification_for_another_app_is_refused(world: World) -> None:
+    await world.start()
+    await world.fake.pay("7", notify=False)
+    body = world.fake.notification("7", app_id="2021000000000002")
+    verdict = await world.provider.verify_callback(body, {}, 0.0)
+    assert isinstance(verdict, Refused) and verdict.reason == WRONG_APP
+
+
+async def test_refund_and_finished_notifications_are_acknowledged_and_ignored(
+    world: World,
+) -> None:
+    await world.start()
+    await world.fake.pay("7", notify=False)
+    full_refund = world.fake.notification("7", trade_status="TRADE_CLOSED", refund_fee="19.99",
+                                          gmt_refund="2024-01-01 00:00:00")
+    partial = world.fake.notification("7", trade_status="TRADE_FINISHED", refund_fee="1.00",
+                                      out_biz_no="31")
+    for body in (full_refund, partial):
+        assert isinstance(await world.provider.verify_callback(body, {}, 0.0), Ignored)
+    closed = await world.provider.verify_callback(
+        world.fake.notification("7", trade_status="TRADE_CLOSED", trade_no=""), {}, 0.0)
+    assert isinstance(closed, Notice) and closed.status == "failed"
+
+
+async def test_a_refund_asked_twice_is_made_once(world: World) -> None:
+    await world.start()
+    await world.fake.pay("7", notify=False)
+    assert await world.provider.refund(refund_of(7)) == RefundDone()
+    assert await world.provider.refund(refund_of(7)) == RefundDone()
+    assert list(world.fake.refunds) == ["7/31"]
+    assert world.fake.refund_calls == ["7/31", "7/31"]
+    assert world.fake.refunded("7") == 1999
+    assert await world.provider.query_refund(refund_of(7)) == RefundDone()
+    assert await world.provider.query_refund(refund_of(7, refund_id=32)) == RefundMissing()
+
+
+async def test_a_refund_the_provider_fails_or_never_answers_is_an_error_to_retry(
+    world: World,
+) -> None:
+    await world.start()
+    await world.fake.pay("7", notify=False)
+    world.fake.fail_refunds(1)
+    with pytest.raises(GatewayError):
+        await world.provider.refund(refund_of(7))
+    world.fake.hang_refunds(1)
+    with pytest.raises(GatewayError):
+        await world.provider.refund(refund_of(7))
+    assert world.fake.refunds == {}
+    assert await world.provider.refund(refund_of(7)) == RefundDone()
+    assert world.fake.refunded("7") == 1999
+
+
+async def test_a_query_finds_a_payment_whose_notification_was_dropped(world: World) -> None:
+    ref = PaymentRef(payment_id=7, order_id=70, amount=1999, currency="CNY")
+    assert await world.provider.query_payment(ref) == PaymentOpen()  # TRADE_NOT_EXIST
+    await world.start()
+    assert await world.provider.query_payment(ref) == PaymentOpen()
+    await world.fake.pay("7", notify=False)
+    assert world.receiver.verdicts == []
+    paid = await world.provider.query_payment(ref)
+    assert paid == PaymentPaid(amount=1999, currency="CNY",
+                               gateway_txn_id=world.fake.trades["7"].trade_no)
+
+
+async def test_an_answer_not_signed_by_alipay_is_not_believed(
+    world: World, tmp_path: Path, merchant_key: rsa.RSAPrivateKey, forger_key: rsa.RSAPrivateKey,
+) -> None:
+    private_file, public_file = write_keys(tmp_path, merchant_key, forger_key)
+    misled = AlipayProvider.from_files(
+        app_id=APP_ID, private_key_file=private_file, public_key_file=public_file,
+        notify_url=world.receiver.url, url=world.fake.gateway_url)
+    try:
+        with pytest.raises(GatewayError, match="not signed by Alipay"):
+            await misled.query_payment(PaymentRef(payment_id=7, order_id=70, amount=1,
+                                                  currency="CNY"))
+    finally:
+        await misled.close()
+
+
+def test_keys_are_read_as_pem_or_as_alipays_bare_base64(
+    tmp_path: Path, merchant_key: rsa.RSAPrivateKey, provider_key: rsa.RSAPrivateKey
+) -> None:
+    pkcs1 = merchant_key.private_bytes(serialization.Encoding.DER,
+                                       serialization.PrivateFormat.TraditionalOpenSSL,
+                                       serialization.NoEncryption())
+    spki = provider_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "app.txt").write_text(base64.b64encode(pkcs1).decode() + "\n")
+    (tmp_path / "alipay.txt").write_text("  " + base64.b64encode(spki).decode() + "\n")
+    provider = AlipayProvider.from_files(
+        app_id=APP_ID, private_key_file=str(tmp_path / "app.txt"),
+        public_key_file=str(tmp_path / "alipay.txt"), notify_url="http://127.0.0.1/n")
+    assert provider.app_id == APP_ID
+
+
+@pytest.mark.parametrize(
+    ("app_id", "private", "public", "says"),
+    [
+        (None, "app.pem", "alipay.pem", "--alipay-app-id is required"),
+        (APP_ID, None, "alipay.pem", "--alipay-private-key-file is required"),
+        (APP_ID, "missing.pem", "alipay.pem", "--alipay-private-key-file"),
+        (APP_ID, "app.pem", "garbage.pem", "--alipay-public-key-file"),
+    ],
+)
+def test_a_provider_without_readable_credentials_refuses_in_one_line(
+    tmp_path: Path, merchant_key: rsa.RSAPrivateKey,
+    app_id: str | None, private: str | None, public: str, says: str,
+) -> None:
+    write_keys(tmp_path, merchant_key, merchant_key)
+    (tmp_path / "app.pem").write_bytes((tmp_path / "private.pem").read_bytes())
+    (tmp_path / "alipay.pem").write_bytes((tmp_path / "public.pem").read_bytes())
+    (tmp_path / "garbage.pem").write_text("-----BEGIN PUBLIC KEY-----\nnope\n")
+    with pytest.raises(ConfigurationError) as error:
+        AlipayProvider.from_files(
+            app_id=app_id, private_key_file=str(tmp_path / private) if private else None,
+            public_key_file=str(tmp_path / public), notify_url="http://127.0.0.1/n")
+    assert says in str(error.value) and "\n" not in str(error.value)

@@ -1,0 +1,88 @@
+"""Choosing and building a provider from SPEC 10's settings: each provider from its files,
+and a one-line refusal for whatever is missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from shopkeep.actors.gateway import SandboxGateway
+from shopkeep.payments.alipay import AlipayProvider
+from shopkeep.payments.provider import ConfigurationError, PaymentProvider
+from shopkeep.payments.sandbox import SandboxProvider
+from shopkeep.payments.settings import ProviderSettings, build_provider
+from shopkeep.payments.stripe_provider import StripeProvider
+from shopkeep.payments.wechatpay import WeChatPayProvider
+from shopkeep.runtime import VirtualClock
+from tests.payments.conftest import write_keys
+
+
+def sandbox() -> PaymentProvider:
+    return SandboxProvider(SandboxGateway("secret", VirtualClock()), "secret")
+
+
+@pytest.fixture
+def files(tmp_path: Path, merchant_key: rsa.RSAPrivateKey) -> dict[str, str]:
+    private_file, public_file = write_keys(tmp_path, merchant_key, merchant_key)
+    (tmp_path / "apiv3").write_text("0123456789abcdef0123456789abcdef\n")
+    (tmp_path / "secret").write_text("sk_test_x\n")
+    return {"private": private_file, "public": public_file, "apiv3": str(tmp_path / "apiv3"),
+            "secret": str(tmp_path / "secret")}
+
+
+async def test_each_gateway_builds_its_provider(files: dict[str, str]) -> None:
+    built = [
+        build_provider(ProviderSettings(gateway="sandbox"), sandbox),
+        build_provider(ProviderSettings(
+            gateway="alipay", public_url="https://shop.example/", alipay_app_id="2021",
+            alipay_private_key_file=files["private"],
+            alipay_public_key_file=files["public"]), sandbox),
+        build_provider(ProviderSettings(
+            gateway="wechatpay", public_url="https://shop.example", wechatpay_mch_id="19",
+            wechatpay_app_id="wx1", wechatpay_private_key_file=files["private"],
+            wechatpay_cert_serial="5157", wechatpay_apiv3_key_file=files["apiv3"],
+            wechatpay_platform_public_key_file=files["public"]), sandbox),
+        build_provider(ProviderSettings(
+            gateway="stripe", currency="USD", stripe_api_key_file=files["secret"],
+            stripe_webhook_secret_file=files["secret"]), sandbox),
+    ]
+    kinds = [SandboxProvider, AlipayProvider, WeChatPayProvider, StripeProvider]
+    assert [type(p) for p in built] == kinds
+    assert [p.name for p in built] == ["sandbox", "alipay", "wechatpay", "stripe"]
+    for provider in built[1:]:
+        await provider.close()
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        (ProviderSettings(), "--gateway is required: one of sandbox, alipay, wechatpay, stripe"),
+        (ProviderSettings(gateway="paypal"), "--gateway 'paypal'"),
+        (ProviderSettings(gateway="sandbox", currency="usd"), "--currency"),
+        (ProviderSettings(gateway="alipay", currency="USD"), "takes --currency CNY"),
+        (ProviderSettings(gateway="alipay"), "--public-url is required"),
+        (ProviderSettings(gateway="alipay", public_url="https://s"), "--alipay-app-id"),
+        (ProviderSettings(gateway="alipay", public_url="https://s", alipay_app_id="1"),
+         "--alipay-private-key-file is required"),
+        (ProviderSettings(gateway="wechatpay", public_url="https://s"),
+         "--wechatpay-private-key-file is required"),
+        (ProviderSettings(gateway="stripe"), "--stripe-api-key-file is required"),
+    ],
+)
+def test_a_gateway_without_its_settings_refuses_in_one_line(
+    settings: ProviderSettings, says: str
+) -> None:
+    with pytest.raises(ConfigurationError) as error:
+        build_provider(settings, sandbox)
+    assert says in str(error.value) and "\n" not in str(error.value)
+
+
+def test_notify_urls_are_the_public_url_and_the_providers_route(files: dict[str, str]) -> None:
+    alipay = build_provider(ProviderSettings(
+        gateway="alipay", public_url="https://shop.example/", alipay_app_id="2021",
+        alipay_private_key_file=files["private"], alipay_public_key_file=files["public"]),
+        sandbox)
+    assert isinstance(alipay, AlipayProvider)
+    assert alipay.notify_url == "https://shop.example/v1/payments/alipay/notify"

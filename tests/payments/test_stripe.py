@@ -1,0 +1,216 @@
+"""Stripe against its local fake, through the official SDK: PaymentIntents, webhooks signed
+the way the SDK verifies them, refunds with idempotency keys, queries."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from shopkeep.payments.fakes.stripe import FakeStripe, stripe_signature
+from shopkeep.payments.provider import (
+    BAD_SIGNATURE,
+    MALFORMED,
+    STALE,
+    ConfigurationError,
+    GatewayError,
+    GatewayRefused,
+    Ignored,
+    Notice,
+    PaymentOpen,
+    PaymentPaid,
+    PaymentRef,
+    PaymentRequest,
+    RefundDone,
+    RefundMissing,
+    RefundRequest,
+    Refused,
+)
+from shopkeep.payments.stripe_provider import WEBHOOK_PATH, StripeProvider
+from tests.payments.conftest import Receiver
+
+API_KEY = "sk_test_fake"
+SECRET = "whsec_fake"
+
+
+class World:
+    """The fake, the provider pointed at it, and the shop's webhook route."""
+
+    def __init__(self, fake: FakeStripe, provider: StripeProvider, receiver: Receiver) -> None:
+        self.fake = fake
+        self.provider = provider
+        self.receiver = receiver
+
+    async def start(self, payment_id: int = 7, amount: int = 1999) -> str:
+        """Start a payment; the PaymentIntent's id."""
+        checkout = await self.provider.start_payment(PaymentRequest(
+            payment_id=payment_id, order_id=70, amount=amount, currency="USD",
+            description="order 70", deadline=2_000_000_000.0))
+        assert checkout.provider_ref is not None
+        assert checkout.client_secret == f"{checkout.provider_ref}_secret_fake"
+        return checkout.provider_ref
+
+    def headers(self, payload: bytes, **options: int) -> dict[str, str]:
+        return {"Stripe-Signature": stripe_signature(SECRET, payload, **options)}
+
+
+@pytest.fixture
+async def world(
+    tmp_path: Path, receiver_of: Callable[[str], Awaitable[Receiver]]
+) -> AsyncIterator[World]:
+    receiver = await receiver_of(WEBHOOK_PATH)
+    fake = FakeStripe(api_key=API_KEY, webhook_secret=SECRET, webhook_url=receiver.url)
+    await fake.start()
+    (tmp_path / "api_key").write_text(f"  {API_KEY}\n")
+    (tmp_path / "webhook_secret").write_text(f"{SECRET}\n")
+    provider = StripeProvider.from_files(
+        api_key_file=str(tmp_path / "api_key"),
+        webhook_secret_file=str(tmp_path / "webhook_secret"),
+        api_base=fake.url, timeout_s=0.5,
+    )
+    receiver.provider = provider
+    yield World(fake, provider, receiver)
+    await provider.close()
+    await fake.close()
+
+
+def refund_of(intent: str, refund_id: int = 31, amount: int = 1999) -> RefundRequest:
+    return RefundRequest(refund_id=refund_id, payment_id=7, amount=amount, currency="USD",
+                         payment_amount=1999, gateway_txn_id=intent)
+
+
+async def test_a_payment_is_one_payment_intent_however_often_it_is_started(world: World) -> None:
+    first = await world.start(amount=1999)
+    again = await world.start(amount=1999)
+    assert first == again and list(world.fake.intents) == [first]
+    intent = world.fake.intents[first]
+    assert (intent["amount"], intent["currency"]) == (1999, "usd")
+    assert intent["metadata"] == {"payment_id": "7", "order_id": "70"}
+
+
+async def test_a_genuine_webhook_is_the_shops_callback_with_amount_received(
+    world: World,
+) -> None:
+    intent = await world.start(amount=1999)
+    delivery = await world.fake.pay(intent)
+    assert delivery is not None and delivery.answers == [200]
+    notice = world.receiver.verdicts[0]
+    assert isinstance(notice, Notice)
+    assert (notice.payment_id, notice.order_id, notice.status) == (7, 70, "succeeded")
+    assert (notice.amount, notice.currency, notice.gateway_txn_id) == (1999, "USD", intent)
+
+
+async def test_a_failed_payment_and_other_events(world: World) -> None:
+    intent = await world.start()
+    await world.fake.fail(intent)
+    failed = world.receiver.verdicts[0]
+    assert isinstance(failed, Notice) and failed.status == "failed"
+    other = world.fake.event("charge.refunded", {"id": "ch_1", "object": "charge"})
+    verdict = await world.provider.verify_callback(other, world.headers(other), time.time())
+    assert isinstance(verdict, Ignored)
+    foreign = world.fake.event("payment_intent.succeeded", world.fake.intents[intent]
+                               | {"metadata": {}})
+    verdict = await world.provider.verify_callback(foreign, world.headers(foreign), time.time())
+    assert isinstance(verdict, Ignored)
+
+
+async def test_stripe_sends_again_until_the_answer_is_2xx(world: World) -> None:
+    intent = await world.start()
+    world.receiver.refuse_next = 2
+    delivery = await world.fake.pay(intent)
+    assert delivery is not None and delivery.answers == [400, 400, 200]
+
+
+async def test_a_forged_altered_or_stale_webhook_is_refused(world: World) -> None:
+    intent = await world.start()
+    await world.fake.pay(intent, notify=False)
+    payload = world.fake.event("payment_intent.succeeded", world.fake.intents[intent])
+    forged = {"Stripe-Signature": stripe_signature("whsec_other", payload)}
+    altered = payload.replace(b'"amount_received": 1999', b'"amount_received": 1')
+    assert altered != payload
+    for raw, headers in ((payload, forged), (altered, world.headers(payload)), (payload, {})):
+        verdict = await world.provider.verify_callback(raw, headers, time.time())
+        assert isinstance(verdict, Refused) and verdict.reason == BAD_SIGNATURE
+    old = world.headers(payload, timestamp=int(time.time()) - 301)
+    verdict = await world.provider.verify_callback(payload, old, time.time())
+    assert isinstance(verdict, Refused) and verdict.reason == STALE
+    garbage = b"not json"
+    verdict = await world.provider.verify_callback(garbage, world.headers(garbage), time.time())
+    assert isinstance(verdict, Refused) and verdict.reason == MALFORMED
+
+
+async def test_a_refund_asked_twice_is_made_once(world: World) -> None:
+    intent = await world.start()
+    await world.fake.pay(intent, notify=False)
+    assert await world.provider.refund(refund_of(intent)) == RefundDone()
+    assert await world.provider.refund(refund_of(intent)) == RefundDone()
+    assert list(world.fake.refunds) == ["shopkeep-refund-31"]
+    assert world.fake.refund_calls == ["shopkeep-refund-31"] * 2
+    assert world.fake.refunded(intent) == 1999
+    assert await world.provider.query_refund(refund_of(intent)) == RefundDone()
+    assert await world.provider.query_refund(refund_of(intent, refund_id=32)) == RefundMissing()
+
+
+async def test_a_refund_the_provider_fails_or_never_answers_is_an_error_to_retry(
+    world: World,
+) -> None:
+    intent = await world.start()
+    await world.fake.pay(intent, notify=False)
+    world.fake.fail_refunds(1)
+    with pytest.raises(GatewayError) as failed:
+        await world.provider.refund(refund_of(intent))
+    assert not isinstance(failed.value, GatewayRefused)
+    world.fake.hang_refunds(1)
+    with pytest.raises(GatewayError) as hung:
+        await world.provider.refund(refund_of(intent))
+    assert not isinstance(hung.value, GatewayRefused)
+    assert world.fake.refunds == {}
+    assert await world.provider.refund(refund_of(intent)) == RefundDone()
+    assert world.fake.refunded(intent) == 1999
+
+
+async def test_a_refund_stripe_refuses_is_a_refusal(world: World) -> None:
+    intent = await world.start()
+    with pytest.raises(GatewayRefused, match="400"):  # not paid: nothing to refund
+        await world.provider.refund(refund_of(intent))
+
+
+async def test_a_query_finds_a_payment_whose_webhook_was_dropped(world: World) -> None:
+    unknown = PaymentRef(payment_id=7, order_id=70, amount=1999, currency="USD")
+    assert await world.provider.query_payment(unknown) == PaymentOpen()
+    intent = await world.start()
+    known = PaymentRef(payment_id=7, order_id=70, amount=1999, currency="USD",
+                       provider_ref=intent)
+    assert await world.provider.query_payment(known) == PaymentOpen()
+    await world.fake.pay(intent, notify=False)
+    assert world.receiver.verdicts == []
+    paid = PaymentPaid(amount=1999, currency="USD", gateway_txn_id=intent)
+    assert await world.provider.query_payment(known) == paid
+    assert await world.provider.query_payment(unknown) == paid  # found by its metadata
+
+
+async def test_a_wrong_api_key_is_refused_by_stripe(world: World) -> None:
+    wrong = StripeProvider(api_key="sk_test_other", webhook_secret=SECRET,
+                           api_base=world.fake.url)
+    try:
+        with pytest.raises(GatewayRefused, match="401"):
+            await wrong.start_payment(PaymentRequest(
+                payment_id=9, order_id=90, amount=1, currency="USD", description="x",
+                deadline=2_000_000_000.0))
+    finally:
+        await wrong.close()
+
+
+def test_a_missing_or_empty_secret_file_refuses_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "empty").write_text("\n  \n")
+    for files, says in (
+        ({"api_key_file": None, "webhook_secret_file": None}, "--stripe-api-key-file"),
+        ({"api_key_file": str(tmp_path / "empty"), "webhook_secret_file": None},
+         "--stripe-api-key-file"),
+    ):
+        with pytest.raises(ConfigurationError, match=says) as error:
+            StripeProvider.from_files(**files)
+        assert "\n" not in str(error.value)
+
