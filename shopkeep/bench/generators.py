@@ -16,10 +16,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from shopkeep.bench.common import percentile
+from shopkeep.bench.open_loop import OpenLoop
 
 ORDERS_PATH = "/v1/orders"
 CONNECTIONS = 64
@@ -235,41 +237,25 @@ async def run_open_loop(
     Request ``n`` is due at ``start + n / rate_per_s``; its latency runs from then, not from
     when it was sent: a server (or a client) that falls behind is charged for the time the
     requests it delayed waited, where a closed loop would send fewer of them and never see
-    it (coordinated omission). The schedule is kept by waking whenever the next request is
-    due and sending every request due by then.
+    it (coordinated omission). The client is :class:`shopkeep.bench.open_loop.OpenLoop`, a few
+    microseconds a request, so that its own queueing is not what the tail measures.
     """
-    latencies: list[float] = []
-    statuses: dict[str, int] = {}
-    errors = 0
     pick = random.Random(run)
-    connector = aiohttp.TCPConnector(limit=connections)
-    timeout = aiohttp.ClientTimeout(total=30)
-    interval = 1.0 / rate_per_s
-    total = max(1, round(seconds * rate_per_s))
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    host = urlsplit(url).netloc.encode()
 
-        async def place(n: int, due: float) -> None:
-            nonlocal errors
-            status = await place_one(session, url, pick, tokens, goods_ids, f"{run}-{n}")
-            if status is None:
-                errors += 1
-                return
-            latencies.append(time.perf_counter() - due)
-            statuses[status] = statuses.get(status, 0) + 1
+    def request(n: int) -> bytes:
+        body = order_body(pick.choice(goods_ids))
+        head = (
+            f"POST {ORDERS_PATH} HTTP/1.1\r\nHost: {host.decode()}\r\n"
+            f"Authorization: Bearer {pick.choice(tokens)}\r\n"
+            f"Content-Type: application/json\r\nIdempotency-Key: {run}-{n}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
 
-        tasks: set[asyncio.Task[None]] = set()
-        start = time.perf_counter()
-        for n in range(total):
-            due = start + n * interval
-            wait = due - time.perf_counter()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            task = asyncio.create_task(place(n, due))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
-    return Load.of(url, latencies, elapsed, statuses, errors)
+    client = OpenLoop(url, connections)
+    elapsed = await client.run(request, rate_per_s, seconds)
+    return Load.of(url, client.latencies, elapsed, client.statuses, client.errors)
 
 
 @dataclass
@@ -300,8 +286,8 @@ class Generator:
         return await run_wrk(url, script, duration, CONNECTIONS, threads)
 
     async def offer(self, url: str, rate_per_s: float) -> Load:
-        """An open-loop run against ``url`` at ``rate_per_s`` (:func:`run_open_loop`), always
-        with the built-in client: wrk keeps no schedule (a closed loop, as is ours)."""
+        """An open-loop run against ``url`` at ``rate_per_s`` (:func:`run_open_loop`), whichever
+        the closed-loop generator: wrk keeps no schedule."""
         run = f"bench-{secrets.token_hex(4)}-{next(self.runs)}"
         return await run_open_loop(
             url, self.tokens, self.goods_ids, run, rate_per_s, self.seconds, CONNECTIONS

@@ -20,9 +20,9 @@ aiohttp client; the JSON says which (``load_generator``). The built-in one is a 
 process competing with the servers for the same cores, so its figures are lower bounds, the
 baseline's more than shopkeep's. Both are closed loops: each connection sends its next request
 when the last is answered. Then shopkeep alone is offered, for the same time, half the
-placements per second it just answered, on a schedule (an open loop, the built-in client:
-:func:`shopkeep.bench.generators.run_open_loop`), each latency counted from when its request
-was due. At the end ``GET /v1/audit`` must answer ok.
+placements per second it just answered, on a schedule (an open loop over raw sockets, light
+enough not to add a tail of its own: :func:`shopkeep.bench.generators.run_open_loop`), each
+latency counted from when its request was due. At the end ``GET /v1/audit`` must answer ok.
 
 The figures: ``bare_post_per_s``, ``place_order_per_s``, ``place_order_p50_ms``,
 ``place_order_p99_ms`` (closed loop, 64 connections), ``ratio`` (place_order_per_s /
