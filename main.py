@@ -128,6 +128,7 @@ def add_serve_parser(subparsers: Any) -> None:
             "too_many_unpaid_orders (env SHOPKEEP_MAX_UNPAID_ORDERS; default: %(default)s)"
         ),
     )
+    _add_connection_flags(parser)
     parser.add_argument(
         "--admin-token",
         metavar="TOKEN",
@@ -172,6 +173,45 @@ def add_serve_parser(subparsers: Any) -> None:
     parser.set_defaults(run=run_serve, check=functools.partial(check_serve, parser))
 
 
+def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    """``serve``'s bounds on connections (SPEC 7; shopkeep.http.connection_limits)."""
+    from shopkeep.http.connection_limits import KEEPALIVE_S, MAX_CONNECTIONS, READ_S
+
+    parser.add_argument(
+        "--keepalive-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=_env("SHOPKEEP_KEEPALIVE_TIMEOUT", f"{KEEPALIVE_S:g}"),
+        help=(
+            "an idle keep-alive connection is closed after this long (env "
+            "SHOPKEEP_KEEPALIVE_TIMEOUT; default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--read-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=_env("SHOPKEEP_READ_TIMEOUT", f"{READ_S:g}"),
+        help=(
+            "a request's line, headers and body must all arrive within this long of its "
+            "first byte (and a new connection's first request within this long of the "
+            "connection), else the connection is closed unanswered: a slow or half-sent "
+            "request cannot hold a connection (env SHOPKEEP_READ_TIMEOUT; default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--max-connections",
+        metavar="N",
+        type=int,
+        default=_env("SHOPKEEP_MAX_CONNECTIONS", str(MAX_CONNECTIONS)),
+        help=(
+            "connections open at once; one more is closed as soon as it is accepted, the "
+            "open ones are served as before. Keep it below the process's limit on open "
+            "files (ulimit -n) (env SHOPKEEP_MAX_CONNECTIONS; default: %(default)s)"
+        ),
+    )
+
+
 def check_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Usage errors argparse cannot see; exits with status 2 through ``parser.error``."""
     # argparse checks `choices` on the command line only, not on a default from the environment
@@ -190,6 +230,14 @@ def check_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error(f"argument --order-timeout: {args.order_timeout} is not a positive number")
     if args.max_unpaid_orders < 1:
         parser.error(f"argument --max-unpaid-orders: {args.max_unpaid_orders} is less than 1")
+    for flag, seconds in (
+        ("--keepalive-timeout", args.keepalive_timeout),
+        ("--read-timeout", args.read_timeout),
+    ):
+        if not (math.isfinite(seconds) and seconds > 0):
+            parser.error(f"argument {flag}: {seconds} is not a positive number")
+    if args.max_connections < 1:
+        parser.error(f"argument --max-connections: {args.max_connections} is less than 1")
     check_secret(parser, "--admin-token", args.admin_token)
     check_secret(parser, "--gateway-secret", args.gateway_secret)
     if args.sandbox is None:
@@ -235,6 +283,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if problem is not None:
         return _fail(f"cannot use database path {args.db}: {problem}")
 
+    from shopkeep.http.connection_limits import ConnectionLimits
     from shopkeep.http.server import ServeOptions, StartupError, fastest_loop_factory, serve
     from shopkeep.logs import configure_logging
     from shopkeep.store.errors import StoreError
@@ -251,6 +300,11 @@ def run_serve(args: argparse.Namespace) -> int:
         gateway_secret=args.gateway_secret,
         sandbox=args.sandbox,
         sandbox_callback_url=args.sandbox_callback_url,
+        connections=ConnectionLimits(
+            keepalive_s=args.keepalive_timeout,
+            read_s=args.read_timeout,
+            max_connections=args.max_connections,
+        ),
     )
     configure_logging()
     try:

@@ -117,6 +117,10 @@ def problem_for(error: BaseException) -> web.Response | None:
             return problem("overloaded", str(error), retry_after=error.retry_after)
         case AskTimeout() | ActorStopped():
             return problem("unavailable", "the shop did not answer in time; try again")
+        case ConnectionResetError():
+            # reading the request failed: its client left, or was cut off for sending too
+            # slowly (connections.py); nobody reads this answer, and it is no bug of ours
+            return problem("bad_request", "the connection was lost before the request was read")
         case web.HTTPException() if error.status >= 400:
             code = _BY_STATUS.get(error.status, "bad_request")
             answer = problem(code, error.reason if code == "bad_request" else _detail_of(error))

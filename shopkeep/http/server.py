@@ -34,6 +34,8 @@ from aiohttp import web
 from shopkeep.actors.config import ShopConfig
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
+from shopkeep.http.connection_limits import ConnectionLimits
+from shopkeep.http.connections import BoundedRunner, BoundedServer
 from shopkeep.http.metrics import Metrics, metrics_routes
 from shopkeep.http.sandbox import (
     CALLBACK_PATH,
@@ -83,6 +85,8 @@ class ServeOptions:
     sandbox: bool = False
     sandbox_callback_url: str | None = None
     """Where the sandbox gateway POSTs callbacks; this server's own callback route if None."""
+    connections: ConnectionLimits = ConnectionLimits()
+    """Keep-alive and read timeouts, and the cap on open connections (SPEC 7)."""
     runtime: RuntimeConfig | None = None
     """The actor runtime's limits (:data:`SERVER_RUNTIME` when None); no flag sets them: a
     test or a proof that needs a small in-flight cap builds its options in Python."""
@@ -175,6 +179,8 @@ class Server:
     sink: HttpCallbackSink | None
     loop_monitor: LoopMonitor | None = None
     """How late the event loop has been for its timers (``/metrics``: ``shopkeep_loop_*``)."""
+    connections: BoundedServer | None = None
+    """The server that accepts connections: how many are open, refused, timed out."""
 
 
 def build_app(
@@ -231,7 +237,7 @@ async def running(
         stack.callback(monitor.stop)
         metrics = Metrics(shop, loop_monitor=monitor)
         app = build_app(shop, credentials, metrics, gateway)
-        runner = web.AppRunner(app)
+        runner = BoundedRunner(app, options.connections)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         try:
@@ -261,8 +267,11 @@ async def running(
             writer=options.writer,
             sandbox=options.sandbox,
             order_timeout_s=options.order_timeout_s,
+            keepalive_s=options.connections.keepalive_s,
+            read_s=options.connections.read_s,
+            max_connections=options.connections.max_connections,
         )
-        yield Server(url, shop, app, metrics, gateway, sink, monitor)
+        yield Server(url, shop, app, metrics, gateway, sink, monitor, runner.bounded)
         log.info("stopping")
     # The exit stack stopped the listener, the gateway's retries, the actors and the store.
     log.info("stopped")
