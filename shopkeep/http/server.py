@@ -24,7 +24,7 @@ import signal
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Final
 
@@ -85,7 +85,7 @@ class ServeOptions:
     sandbox: bool = False
     sandbox_callback_url: str | None = None
     """Where the sandbox gateway POSTs callbacks; this server's own callback route if None."""
-    connections: ConnectionLimits = ConnectionLimits()
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     """Keep-alive and read timeouts, and the cap on open connections (SPEC 7)."""
     runtime: RuntimeConfig | None = None
     """The actor runtime's limits (:data:`SERVER_RUNTIME` when None); no flag sets them: a
