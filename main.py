@@ -134,9 +134,20 @@ def add_serve_parser(subparsers: Any) -> None:
         metavar="TOKEN",
         default=_env("SHOPKEEP_ADMIN_TOKEN", None),
         help=(
-            f"the bearer token of the admin, at least {MIN_SECRET_LENGTH} characters (env "
-            "SHOPKEEP_ADMIN_TOKEN); without one, a token is generated at first start, printed "
-            "that once, and only its hash kept in the database"
+            f"the bearer token of the admin, printable ASCII, at least {MIN_SECRET_LENGTH} "
+            "characters (env SHOPKEEP_ADMIN_TOKEN); without one, a token is generated at first "
+            "start, printed that once, and only its hash kept in the database. On the command "
+            "line it is visible to every local user (ps): prefer the environment variable or "
+            "--admin-token-file"
+        ),
+    )
+    parser.add_argument(
+        "--admin-token-file",
+        metavar="PATH",
+        default=_env("SHOPKEEP_ADMIN_TOKEN_FILE", None),
+        help=(
+            "read the admin token from this file instead, surrounding whitespace ignored "
+            "(env SHOPKEEP_ADMIN_TOKEN_FILE)"
         ),
     )
     parser.add_argument(
@@ -146,7 +157,18 @@ def add_serve_parser(subparsers: Any) -> None:
         help=(
             "the secret payment callbacks are signed with (HMAC-SHA256), at least "
             f"{MIN_SECRET_LENGTH} characters (env SHOPKEEP_GATEWAY_SECRET); without one, a "
-            "secret is generated at first start and kept in the database"
+            "new secret is made at every start and never stored, which only the sandbox "
+            "gateway can sign with. On the command line it is visible to every local user "
+            "(ps): prefer the environment variable or --gateway-secret-file"
+        ),
+    )
+    parser.add_argument(
+        "--gateway-secret-file",
+        metavar="PATH",
+        default=_env("SHOPKEEP_GATEWAY_SECRET_FILE", None),
+        help=(
+            "read the gateway secret from this file instead, surrounding whitespace ignored "
+            "(env SHOPKEEP_GATEWAY_SECRET_FILE)"
         ),
     )
     parser.add_argument(
@@ -238,7 +260,12 @@ def check_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             parser.error(f"argument {flag}: {seconds} is not a positive number")
     if args.max_connections < 1:
         parser.error(f"argument --max-connections: {args.max_connections} is less than 1")
+    args.admin_token = secret_of(parser, "--admin-token", args.admin_token, args.admin_token_file)
+    args.gateway_secret = secret_of(
+        parser, "--gateway-secret", args.gateway_secret, args.gateway_secret_file
+    )
     check_secret(parser, "--admin-token", args.admin_token)
+    check_token_characters(parser, "--admin-token", args.admin_token)
     check_secret(parser, "--gateway-secret", args.gateway_secret)
     if args.sandbox is None:
         word = (os.environ.get("SHOPKEEP_SANDBOX") or "").strip().lower()
@@ -254,6 +281,31 @@ def check_secret(parser: argparse.ArgumentParser, flag: str, value: str | None) 
     """Refuse a configured token or secret too short to resist guessing."""
     if value is not None and len(value) < MIN_SECRET_LENGTH:
         parser.error(f"argument {flag}: shorter than {MIN_SECRET_LENGTH} characters")
+
+
+def check_token_characters(parser: argparse.ArgumentParser, flag: str, value: str | None) -> None:
+    """Refuse a bearer token no request could carry: the server takes printable ASCII only."""
+    if value is not None and not (value.isascii() and value.isprintable()):
+        parser.error(f"argument {flag}: not printable ASCII")
+
+
+def secret_of(
+    parser: argparse.ArgumentParser, flag: str, value: str | None, path: str | None
+) -> str | None:
+    """The secret given as ``flag``, or read from the file ``path`` given as ``flag``-file
+    (not both): a file keeps it out of ``ps``."""
+    if path is None:
+        return value
+    if value is not None:
+        parser.error(f"argument {flag}-file: give {flag} or {flag}-file, not both")
+    try:
+        secret = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        parser.error(f"argument {flag}-file: cannot read {path}: {reason}")
+    if not secret:
+        parser.error(f"argument {flag}-file: {path} is empty")
+    return secret
 
 
 def database_path_problem(path: str) -> str | None:
