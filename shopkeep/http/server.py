@@ -10,7 +10,8 @@
    gateway, whose callbacks go out over HTTP to this server's own callback route;
 3. the loop monitor (:mod:`shopkeep.runtime.loop_monitor`), whose figures ``/metrics`` shows;
    the app: the routes of :mod:`shopkeep.http.app`, plus ``/metrics`` and, in sandbox mode,
-   ``/sandbox/...``; then the listening socket.
+   ``/sandbox/...``; then the listening socket, whose connections are bounded
+   (:mod:`shopkeep.http.connections`: keep-alive and read timeouts, a cap).
 
 Leaving the block undoes it in reverse: stop taking connections (requests under way finish),
 stop the gateway's retries, drain the actors and flush the store, close the callback client.
@@ -250,6 +251,8 @@ async def running(
         runner = BoundedRunner(app, options.connections)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
+        if runner.bounded is not None:
+            metrics.watch_connections(runner.bounded)
         try:
             await web.TCPSite(runner, options.host, options.port).start()
         except OSError as error:

@@ -150,3 +150,10 @@ async def test_connections_over_the_cap_are_closed_while_the_open_ones_keep_work
         for streams in kept:
             assert await healthy(streams)
         assert counts(server).open == 3
+        assert b"shopkeep_connections_refused_total 1.0" in await metrics_text(kept[0])
+
+
+async def metrics_text(streams: Streams) -> bytes:
+    reader, writer = streams
+    writer.write(request_bytes("GET", "/metrics", {}))
+    return (await asyncio.wait_for(read_answer(reader), WAIT_S)).body
