@@ -128,14 +128,26 @@ def add_serve_parser(subparsers: Any) -> None:
             "too_many_unpaid_orders (env SHOPKEEP_MAX_UNPAID_ORDERS; default: %(default)s)"
         ),
     )
+    _add_connection_flags(parser)
     parser.add_argument(
         "--admin-token",
         metavar="TOKEN",
         default=_env("SHOPKEEP_ADMIN_TOKEN", None),
         help=(
-            f"the bearer token of the admin, at least {MIN_SECRET_LENGTH} characters (env "
-            "SHOPKEEP_ADMIN_TOKEN); without one, a token is generated at first start, printed "
-            "that once, and only its hash kept in the database"
+            f"the bearer token of the admin, printable ASCII, at least {MIN_SECRET_LENGTH} "
+            "characters (env SHOPKEEP_ADMIN_TOKEN); without one, a token is generated at first "
+            "start, printed that once, and only its hash kept in the database. On the command "
+            "line it is visible to every local user (ps): prefer the environment variable or "
+            "--admin-token-file"
+        ),
+    )
+    parser.add_argument(
+        "--admin-token-file",
+        metavar="PATH",
+        default=_env("SHOPKEEP_ADMIN_TOKEN_FILE", None),
+        help=(
+            "read the admin token from this file instead, surrounding whitespace ignored "
+            "(env SHOPKEEP_ADMIN_TOKEN_FILE)"
         ),
     )
     parser.add_argument(
@@ -145,7 +157,18 @@ def add_serve_parser(subparsers: Any) -> None:
         help=(
             "the secret payment callbacks are signed with (HMAC-SHA256), at least "
             f"{MIN_SECRET_LENGTH} characters (env SHOPKEEP_GATEWAY_SECRET); without one, a "
-            "secret is generated at first start and kept in the database"
+            "new secret is made at every start and never stored, which only the sandbox "
+            "gateway can sign with. On the command line it is visible to every local user "
+            "(ps): prefer the environment variable or --gateway-secret-file"
+        ),
+    )
+    parser.add_argument(
+        "--gateway-secret-file",
+        metavar="PATH",
+        default=_env("SHOPKEEP_GATEWAY_SECRET_FILE", None),
+        help=(
+            "read the gateway secret from this file instead, surrounding whitespace ignored "
+            "(env SHOPKEEP_GATEWAY_SECRET_FILE)"
         ),
     )
     parser.add_argument(
@@ -172,6 +195,45 @@ def add_serve_parser(subparsers: Any) -> None:
     parser.set_defaults(run=run_serve, check=functools.partial(check_serve, parser))
 
 
+def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    """``serve``'s bounds on connections (SPEC 7; shopkeep.http.connection_limits)."""
+    from shopkeep.http.connection_limits import KEEPALIVE_S, MAX_CONNECTIONS, READ_S
+
+    parser.add_argument(
+        "--keepalive-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=_env("SHOPKEEP_KEEPALIVE_TIMEOUT", f"{KEEPALIVE_S:g}"),
+        help=(
+            "an idle keep-alive connection is closed after this long (env "
+            "SHOPKEEP_KEEPALIVE_TIMEOUT; default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--read-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=_env("SHOPKEEP_READ_TIMEOUT", f"{READ_S:g}"),
+        help=(
+            "a request's line, headers and body must all arrive within this long of its "
+            "first byte (and a new connection's first request within this long of the "
+            "connection), else the connection is closed unanswered: a slow or half-sent "
+            "request cannot hold a connection (env SHOPKEEP_READ_TIMEOUT; default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--max-connections",
+        metavar="N",
+        type=int,
+        default=_env("SHOPKEEP_MAX_CONNECTIONS", str(MAX_CONNECTIONS)),
+        help=(
+            "connections open at once; one more is closed as soon as it is accepted, the "
+            "open ones are served as before. Keep it below the process's limit on open "
+            "files (ulimit -n) (env SHOPKEEP_MAX_CONNECTIONS; default: %(default)s)"
+        ),
+    )
+
+
 def check_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Usage errors argparse cannot see; exits with status 2 through ``parser.error``."""
     # argparse checks `choices` on the command line only, not on a default from the environment
@@ -190,7 +252,20 @@ def check_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error(f"argument --order-timeout: {args.order_timeout} is not a positive number")
     if args.max_unpaid_orders < 1:
         parser.error(f"argument --max-unpaid-orders: {args.max_unpaid_orders} is less than 1")
+    for flag, seconds in (
+        ("--keepalive-timeout", args.keepalive_timeout),
+        ("--read-timeout", args.read_timeout),
+    ):
+        if not (math.isfinite(seconds) and seconds > 0):
+            parser.error(f"argument {flag}: {seconds} is not a positive number")
+    if args.max_connections < 1:
+        parser.error(f"argument --max-connections: {args.max_connections} is less than 1")
+    args.admin_token = secret_of(parser, "--admin-token", args.admin_token, args.admin_token_file)
+    args.gateway_secret = secret_of(
+        parser, "--gateway-secret", args.gateway_secret, args.gateway_secret_file
+    )
     check_secret(parser, "--admin-token", args.admin_token)
+    check_token_characters(parser, "--admin-token", args.admin_token)
     check_secret(parser, "--gateway-secret", args.gateway_secret)
     if args.sandbox is None:
         word = (os.environ.get("SHOPKEEP_SANDBOX") or "").strip().lower()
@@ -206,6 +281,31 @@ def check_secret(parser: argparse.ArgumentParser, flag: str, value: str | None) 
     """Refuse a configured token or secret too short to resist guessing."""
     if value is not None and len(value) < MIN_SECRET_LENGTH:
         parser.error(f"argument {flag}: shorter than {MIN_SECRET_LENGTH} characters")
+
+
+def check_token_characters(parser: argparse.ArgumentParser, flag: str, value: str | None) -> None:
+    """Refuse a bearer token no request could carry: the server takes printable ASCII only."""
+    if value is not None and not (value.isascii() and value.isprintable()):
+        parser.error(f"argument {flag}: not printable ASCII")
+
+
+def secret_of(
+    parser: argparse.ArgumentParser, flag: str, value: str | None, path: str | None
+) -> str | None:
+    """The secret given as ``flag``, or read from the file ``path`` given as ``flag``-file
+    (not both): a file keeps it out of ``ps``."""
+    if path is None:
+        return value
+    if value is not None:
+        parser.error(f"argument {flag}-file: give {flag} or {flag}-file, not both")
+    try:
+        secret = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        parser.error(f"argument {flag}-file: cannot read {path}: {reason}")
+    if not secret:
+        parser.error(f"argument {flag}-file: {path} is empty")
+    return secret
 
 
 def database_path_problem(path: str) -> str | None:
@@ -235,6 +335,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if problem is not None:
         return _fail(f"cannot use database path {args.db}: {problem}")
 
+    from shopkeep.http.connection_limits import ConnectionLimits
     from shopkeep.http.server import ServeOptions, StartupError, fastest_loop_factory, serve
     from shopkeep.logs import configure_logging
     from shopkeep.store.errors import StoreError
@@ -251,6 +352,11 @@ def run_serve(args: argparse.Namespace) -> int:
         gateway_secret=args.gateway_secret,
         sandbox=args.sandbox,
         sandbox_callback_url=args.sandbox_callback_url,
+        connections=ConnectionLimits(
+            keepalive_s=args.keepalive_timeout,
+            read_s=args.read_timeout,
+            max_connections=args.max_connections,
+        ),
     )
     configure_logging()
     try:

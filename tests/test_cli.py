@@ -25,8 +25,13 @@ SERVE_FLAGS = {
     "--writer": "SHOPKEEP_WRITER",
     "--order-timeout": "SHOPKEEP_ORDER_TIMEOUT",
     "--max-unpaid-orders": "SHOPKEEP_MAX_UNPAID_ORDERS",
+    "--keepalive-timeout": "SHOPKEEP_KEEPALIVE_TIMEOUT",
+    "--read-timeout": "SHOPKEEP_READ_TIMEOUT",
+    "--max-connections": "SHOPKEEP_MAX_CONNECTIONS",
     "--admin-token": "SHOPKEEP_ADMIN_TOKEN",
+    "--admin-token-file": "SHOPKEEP_ADMIN_TOKEN_FILE",
     "--gateway-secret": "SHOPKEEP_GATEWAY_SECRET",
+    "--gateway-secret-file": "SHOPKEEP_GATEWAY_SECRET_FILE",
     "--sandbox": "SHOPKEEP_SANDBOX",
     "--sandbox-callback-url": "SHOPKEEP_SANDBOX_CALLBACK_URL",
 }
@@ -69,6 +74,7 @@ def test_serve_help_explains_every_flag_and_its_environment_variable() -> None:
     for flag, variable in SERVE_FLAGS.items():
         assert flag in text
         assert variable in text, variable
+    assert text.count("visible to every local user (ps)") == 2  # the token and the secret
 
 
 @pytest.mark.parametrize("command", ["demo", "bench", "audit"])
@@ -117,7 +123,14 @@ def test_serve_on_a_directory_fails_in_one_line(tmp_path: Path) -> None:
         ("serve", "--order-timeout", "0"),
         ("serve", "--order-timeout", "nan"),
         ("serve", "--max-unpaid-orders", "0"),
+        ("serve", "--keepalive-timeout", "0"),
+        ("serve", "--read-timeout", "inf"),
+        ("serve", "--max-connections", "0"),
         ("serve", "--admin-token", "short"),
+        ("serve", "--admin-token", "sixteen-or-more-but-caf\u00e9"),
+        ("serve", "--admin-token-file", "/nonexistent/token"),
+        ("serve", "--admin-token-file", "main.py", "--admin-token", "a" * 20),
+        ("serve", "--gateway-secret-file", "/nonexistent/secret"),
         ("serve", "--sandbox-callback-url", "ftp://x"),
         ("demo", "--nope"),
         ("audit", "--nope"),
@@ -295,3 +308,20 @@ async def test_serve_prints_a_generated_admin_token_once_and_accepts_it_after(
     assert second == ""  # shown once: the second start cannot know it
     assert kept == hashlib.sha256(token.encode()).hexdigest()
     assert (status, by_hash) == (200, 401)
+
+
+async def test_serve_takes_the_admin_token_from_a_file_kept_out_of_ps(tmp_path: Path) -> None:
+    token_file = tmp_path / "admin-token"
+    token = "token-from-a-file-0123456789"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+
+    process, url = await start_serve(tmp_path / "shop.db", "--admin-token-file", str(token_file))
+    try:
+        status = await asyncio.to_thread(admin_get, f"{url}/v1/audit", token)
+        wrong = await asyncio.to_thread(admin_get, f"{url}/v1/audit", "another-token-0123456789")
+    finally:
+        printed = await stop_serve(process)
+
+    assert (status, wrong) == (200, 401)
+    assert printed == ""  # a configured token: none generated, none printed

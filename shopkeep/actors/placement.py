@@ -30,6 +30,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
+import structlog
+
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_rules import (
     check_expected_total,
@@ -41,6 +43,8 @@ from shopkeep.actors.order_rules import (
 from shopkeep.actors.order_state import INTERRUPTED, Effect, OrderState, SaveLines
 from shopkeep.actors.protocol import DebitWallet, Refusal, StockTaken, TakeStock, UseCoupon
 from shopkeep.runtime import Address, Context, Overloaded
+
+log = structlog.get_logger("shopkeep.placement")
 
 
 class PlacingOrder(Protocol):
@@ -68,16 +72,22 @@ UNAVAILABLE = "unavailable"
 """Failure code when an asset actor failed to take the step (HTTP 503)."""
 
 
+BUSY_DETAIL = "the shop is too busy to take this order now; try again"
+"""The detail of an ``overloaded`` placement (which actor was full is ours to know)."""
+FAILED_DETAIL = "the order could not be placed now; try again"
+"""The detail of an ``unavailable`` placement: what failed inside is logged, never answered."""
+
+
 def placement_failure(answer: Any) -> tuple[str, str]:
     """The failure code and detail of a step that did not succeed: its refusal, or the error of
-    its ask (``overloaded`` or ``unavailable``)."""
+    its ask (``overloaded`` or ``unavailable``, with a detail that names nothing internal: it
+    reaches the client and the order's history; the error itself is logged)."""
     if isinstance(answer, Refusal):
         return answer.code, answer.detail
     if isinstance(answer, Overloaded):
-        return OVERLOADED, str(answer)
-    if isinstance(answer, BaseException):
-        return UNAVAILABLE, f"{type(answer).__name__}: {answer}"
-    return UNAVAILABLE, f"unexpected answer {answer!r}"
+        return OVERLOADED, BUSY_DETAIL
+    log.warning("placement_step_failed", error=f"{type(answer).__name__}: {answer!s:.500}")
+    return UNAVAILABLE, FAILED_DETAIL
 
 
 def _fail(

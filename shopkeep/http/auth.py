@@ -61,12 +61,19 @@ def is_public(path: str) -> bool:
 
 
 def bearer_token(header: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    """The token of an ``Authorization: Bearer <token>`` header, or None (nobody's: 401).
+
+    Tokens are printable ASCII (SPEC 7). A header of other bytes is nobody's token: aiohttp
+    hands them over as lone surrogates (``\\xff`` is ``\\udcff``), which cannot even be
+    encoded to be hashed.
+    """
     if header is None:
         return None
     scheme, _, token = header.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN:
+        return None
+    if not (token.isascii() and token.isprintable()):
         return None
     return token
 

@@ -67,6 +67,9 @@ PROBLEMS: Final[dict[str, tuple[int, str]]] = {
 }
 """Every code this API answers with, its status and title (the docs page lists them)."""
 
+BUSY: Final = "the shop is too busy now; try again after Retry-After seconds"
+"""The detail of every 503 overloaded the runtime raised."""
+
 REFUSED: Final = (409, "Refused")
 """Any other business refusal code."""
 
@@ -114,9 +117,14 @@ def problem_for(error: BaseException) -> web.Response | None:
         case ShuttingDown():
             return problem("unavailable", "the server is stopping", retry_after=error.retry_after)
         case Overloaded():
-            return problem("overloaded", str(error), retry_after=error.retry_after)
+            # which mailbox was full, or how many messages were in flight, is ours to know
+            return problem("overloaded", BUSY, retry_after=error.retry_after)
         case AskTimeout() | ActorStopped():
             return problem("unavailable", "the shop did not answer in time; try again")
+        case ConnectionResetError():
+            # reading the request failed: its client left, or was cut off for sending too
+            # slowly (connections.py); nobody reads this answer, and it is no bug of ours
+            return problem("bad_request", "the connection was lost before the request was read")
         case web.HTTPException() if error.status >= 400:
             code = _BY_STATUS.get(error.status, "bad_request")
             answer = problem(code, error.reason if code == "bad_request" else _detail_of(error))

@@ -12,7 +12,8 @@ figures or collide on names. It gives the app two things:
 - :func:`metrics_routes`: ``GET /metrics``, the text exposition format.
 
 Everything else is read from the shop when Prometheus scrapes, by :class:`RuntimeCollector`
-(and the event loop's stalls from the server's loop monitor, by :class:`LoopCollector`):
+(and the event loop's stalls from the server's loop monitor, by :class:`LoopCollector`, its
+connections by :class:`ConnectionCollector`):
 nothing on the hot path counts on the metrics' behalf. Process figures (resident memory, CPU
 seconds, open files) come from prometheus-client's ``ProcessCollector``, under their standard
 names (``process_resident_memory_bytes``), read from ``/proc``: on a system without it they are
@@ -36,6 +37,7 @@ from shopkeep.http.latency import LatencyHistogram, Series
 from shopkeep.runtime.loop_monitor import LoopMonitor
 
 if TYPE_CHECKING:
+    from shopkeep.http.connections import BoundedServer
     from shopkeep.shop import Shop
 
 NAMESPACE: Final = "shopkeep"
@@ -193,6 +195,30 @@ class LoopCollector:
         )
 
 
+class ConnectionCollector:
+    """The server's connections (:mod:`shopkeep.http.connections`), read at each scrape: how
+    many are open, how many were closed on accept (over the cap) and how many for a request
+    that did not arrive whole in time."""
+
+    def __init__(self, server: BoundedServer) -> None:
+        self._server = server
+
+    def collect(self) -> Iterator[Metric]:
+        """The metrics, as of now."""
+        server = self._server
+        yield _gauge("connections_open", "HTTP connections open now.", server.open)
+        yield _counter(
+            "connections_refused",
+            "Connections closed on accept because the cap of open ones was reached.",
+            server.refused,
+        )
+        yield _counter(
+            "connections_read_timeouts",
+            "Connections closed because a request did not arrive whole within the read timeout.",
+            server.read_timeouts,
+        )
+
+
 class Metrics:
     """The metrics of one app: its registry, the request histogram and the shop's collector."""
 
@@ -243,6 +269,10 @@ class Metrics:
         if resource is not None and route.method == method:  # not a route of any method
             self._by_route.setdefault(route, {})[status] = series
         return series
+
+    def watch_connections(self, server: BoundedServer) -> None:
+        """Show ``server``'s connections too (:class:`ConnectionCollector`)."""
+        self.registry.register(ConnectionCollector(server))
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format (version 0.0.4)."""

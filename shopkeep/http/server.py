@@ -5,12 +5,13 @@
 1. the credentials, settled in the database's ``settings`` table before the shop opens (the
    gateway secret must be known to open it): a configured admin token wins; otherwise the hash
    of one generated at first start, whose plain text is announced that once and never again;
-   the gateway secret as configured, else the one generated at first start and kept;
+   the gateway secret as configured, else a new one for this run, never written anywhere;
 2. the shop (actors and store) with its business settings, and in sandbox mode the HTTP sandbox
    gateway, whose callbacks go out over HTTP to this server's own callback route;
 3. the loop monitor (:mod:`shopkeep.runtime.loop_monitor`), whose figures ``/metrics`` shows;
    the app: the routes of :mod:`shopkeep.http.app`, plus ``/metrics`` and, in sandbox mode,
-   ``/sandbox/...``; then the listening socket.
+   ``/sandbox/...``; then the listening socket, whose connections are bounded
+   (:mod:`shopkeep.http.connections`: keep-alive and read timeouts, a cap).
 
 Leaving the block undoes it in reverse: stop taking connections (requests under way finish),
 stop the gateway's retries, drain the actors and flush the store, close the callback client.
@@ -24,7 +25,7 @@ import signal
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Final
 
@@ -34,6 +35,8 @@ from aiohttp import web
 from shopkeep.actors.config import ShopConfig
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
+from shopkeep.http.connection_limits import ConnectionLimits
+from shopkeep.http.connections import BoundedRunner, BoundedServer
 from shopkeep.http.metrics import Metrics, metrics_routes
 from shopkeep.http.sandbox import (
     CALLBACK_PATH,
@@ -54,7 +57,8 @@ log = structlog.get_logger("shopkeep.serve")
 ADMIN_TOKEN_HASH: Final = "admin_token_hash"
 """``settings`` key: the SHA-256 (hex) of the admin token generated at first start."""
 GATEWAY_SECRET: Final = "gateway_secret"
-"""``settings`` key: the gateway secret generated at first start (HMAC needs it in clear)."""
+"""``settings`` key under which earlier versions kept a generated gateway secret, in clear;
+deleted at every start (see :func:`settle_credentials`)."""
 
 
 class StartupError(Exception):
@@ -83,6 +87,8 @@ class ServeOptions:
     sandbox: bool = False
     sandbox_callback_url: str | None = None
     """Where the sandbox gateway POSTs callbacks; this server's own callback route if None."""
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    """Keep-alive and read timeouts, and the cap on open connections (SPEC 7)."""
     runtime: RuntimeConfig | None = None
     """The actor runtime's limits (:data:`SERVER_RUNTIME` when None); no flag sets them: a
     test or a proof that needs a small in-flight cap builds its options in Python."""
@@ -109,39 +115,48 @@ class Credentials:
 async def settle_credentials(
     writer: GroupCommitWriter, *, admin_token: str | None, gateway_secret: str | None
 ) -> Credentials:
-    """The credentials to run with, generating and keeping in ``settings`` what is missing.
+    """The credentials to run with, generating what is missing.
 
     A configured value is used as given and not stored (configuration stays the operator's).
-    What is generated is written with ``INSERT OR IGNORE``, then read back: the row that won is
-    the one in force, and the new token is announced only if it is that one.
+    A generated admin token's hash is written with ``INSERT OR IGNORE``, then read back: the
+    row that won is the one in force, and the new token is announced only if it is that one.
+
+    A generated gateway secret is kept in memory only, new at every start: HMAC needs it in
+    clear, so stored it would be readable in every copy of the database, and nobody else can
+    use it anyway (it is never shown: a real gateway needs a configured secret, and the
+    sandbox gateway signs with this process's). One stored by an earlier version is deleted.
     """
     token = None if admin_token else secrets.token_urlsafe(32)
     generated: dict[str, str] = {}
     if token is not None:
         generated[ADMIN_TOKEN_HASH] = hash_token(token)
-    if not gateway_secret:
-        generated[GATEWAY_SECRET] = secrets.token_hex(32)
     stored = await writer.call(partial(_keep_settings, generated))
     admin_hash = hash_token(admin_token) if admin_token else stored[ADMIN_TOKEN_HASH]
     new_token = token if token is not None and hash_token(token) == admin_hash else None
-    return Credentials(admin_hash, gateway_secret or stored[GATEWAY_SECRET], new_token)
+    return Credentials(admin_hash, gateway_secret or secrets.token_hex(32), new_token)
 
 
 def _keep_settings(generated: dict[str, str], conn: sqlite3.Connection) -> dict[str, str]:
-    """Insert what is missing of ``generated``; every credential setting, as stored now."""
+    """Insert what is missing of ``generated`` and forget a stored gateway secret; every
+    credential setting, as stored now."""
+    # the forgotten secret's bytes are overwritten, not left in a free page of the file
+    (secure,) = conn.execute("PRAGMA secure_delete").fetchone()
+    conn.execute("PRAGMA secure_delete = ON")
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.executemany(
             "INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", generated.items()
         )
+        conn.execute("DELETE FROM settings WHERE key = ?", (GATEWAY_SECRET,))
         found = conn.execute(
-            "SELECT key, value FROM settings WHERE key IN (?, ?)",
-            (ADMIN_TOKEN_HASH, GATEWAY_SECRET),
+            "SELECT key, value FROM settings WHERE key = ?", (ADMIN_TOKEN_HASH,)
         ).fetchall()
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    finally:
+        conn.execute(f"PRAGMA secure_delete = {int(secure)}")
     return {str(key): str(value) for key, value in found}
 
 
@@ -175,6 +190,8 @@ class Server:
     sink: HttpCallbackSink | None
     loop_monitor: LoopMonitor | None = None
     """How late the event loop has been for its timers (``/metrics``: ``shopkeep_loop_*``)."""
+    connections: BoundedServer | None = None
+    """The server that accepts connections: how many are open, refused, timed out."""
 
 
 def build_app(
@@ -231,9 +248,11 @@ async def running(
         stack.callback(monitor.stop)
         metrics = Metrics(shop, loop_monitor=monitor)
         app = build_app(shop, credentials, metrics, gateway)
-        runner = web.AppRunner(app)
+        runner = BoundedRunner(app, options.connections)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
+        if runner.bounded is not None:
+            metrics.watch_connections(runner.bounded)
         try:
             await web.TCPSite(runner, options.host, options.port).start()
         except OSError as error:
@@ -261,8 +280,11 @@ async def running(
             writer=options.writer,
             sandbox=options.sandbox,
             order_timeout_s=options.order_timeout_s,
+            keepalive_s=options.connections.keepalive_s,
+            read_s=options.connections.read_s,
+            max_connections=options.connections.max_connections,
         )
-        yield Server(url, shop, app, metrics, gateway, sink, monitor)
+        yield Server(url, shop, app, metrics, gateway, sink, monitor, runner.bounded)
         log.info("stopping")
     # The exit stack stopped the listener, the gateway's retries, the actors and the store.
     log.info("stopped")

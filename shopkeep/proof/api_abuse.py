@@ -5,6 +5,8 @@
 
 - schemathesis with every check, as the admin and as a user (:mod:`shopkeep.proof.api_fuzz`);
 - the BOLA matrix and mass assignment (:mod:`shopkeep.proof.api_probes`);
+- half-open connections and header bytes that are not ASCII, on raw sockets
+  (:mod:`shopkeep.proof.api_sockets`; the server's read timeout is made short for them);
 - the unpaid-orders cap: one user places cap + 15 orders at once; exactly cap are placed, the
   rest refused 409 too_many_unpaid_orders, and the audit stays ok;
 
@@ -26,6 +28,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from shopkeep.bench.processes import HOST
 from shopkeep.proof.api_flood import Flooded, flood
 from shopkeep.proof.api_fuzz import Fuzzed, fuzz
 from shopkeep.proof.api_probes import (
@@ -37,10 +40,13 @@ from shopkeep.proof.api_probes import (
     build_scene,
     mass_assignment,
 )
+from shopkeep.proof.api_sockets import HalfOpen, HeaderBytes, half_open, header_bytes
 from shopkeep.proof.serving import ServeProcess
 
 UNPAID_CAP = 5
 OVER_THE_CAP = 15
+READ_TIMEOUT_S = 2.0
+"""The server's ``--read-timeout``: the half-open connections are closed after it."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,8 @@ class Figures:
     bola: Probed = field(default_factory=Probed)
     mass: Probed = field(default_factory=Probed)
     capped: Capped = field(default_factory=Capped)
+    half_open: HalfOpen | None = None
+    header_bytes: HeaderBytes = field(default_factory=HeaderBytes)
     audit_failures: list[str] = field(default_factory=list)
     flooded: Flooded | None = None
     seconds: float = 0.0
@@ -116,6 +124,8 @@ class Figures:
         if (self.capped.placed, self.capped.refused) != (UNPAID_CAP, OVER_THE_CAP):
             found.append(f"unpaid cap: {self.capped.placed} placed, {self.capped.refused} refused")
         found += [f"unpaid cap: {other}" for other in self.capped.other]
+        found += self.half_open.problems if self.half_open else ["half-open: not run"]
+        found += self.header_bytes.problems
         found += [f"audit: {failure}" for failure in self.audit_failures]
         found += [f"flood: {p}" for p in (self.flooded.problems if self.flooded else [])]
         return found
@@ -143,7 +153,9 @@ class Figures:
             f"{violations} violations; BOLA {self.bola.probes} probes {len(self.bola.leaks)} "
             f"leaks; mass assignment {self.mass.probes} fields {len(self.mass.leaks)} accepted; "
             f"unpaid cap {UNPAID_CAP} {cap} ({self.capped.placed} placed, "
-            f"{self.capped.refused} refused of {UNPAID_CAP + OVER_THE_CAP}); {flood_text}; "
+            f"{self.capped.refused} refused of {UNPAID_CAP + OVER_THE_CAP}); "
+            f"{self.half_open.text() if self.half_open else 'half-open not run'}; "
+            f"{self.header_bytes.text()}; {flood_text}; "
             f"{len(self.problems)} problems, {self.seconds:.0f} s"
         )
 
@@ -155,7 +167,8 @@ async def run(folder: Path, examples: int, flood_seconds: float) -> Figures:
     admin_token, secret = secrets.token_urlsafe(24), secrets.token_hex(16)
     admin = bearer(admin_token)
     flags = ["--admin-token", admin_token, "--gateway-secret", secret,
-             "--max-unpaid-orders", str(UNPAID_CAP)]  # fmt: skip
+             "--max-unpaid-orders", str(UNPAID_CAP),
+             "--read-timeout", str(READ_TIMEOUT_S)]  # fmt: skip
     with ServeProcess(folder / "shop.db", folder, flags) as server:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             await server.start(session)
@@ -164,6 +177,8 @@ async def run(folder: Path, examples: int, flood_seconds: float) -> Figures:
             figures.bola = await bola_matrix(call, scene)
             figures.mass = await mass_assignment(call, scene)
             figures.capped = await unpaid_cap(call, admin, scene.ids["goods"])
+            figures.half_open = await half_open(HOST, server.port, READ_TIMEOUT_S)
+            figures.header_bytes = await header_bytes(HOST, server.port)
             for token in (admin_token, scene.alice.headers["Authorization"].split()[1]):
                 known = known_ids(scene)
                 figures.fuzzed.append(

@@ -8,6 +8,7 @@ delivered again; a person looks at the table and decides.
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -33,22 +34,29 @@ _encode = msgspec.msgpack.Encoder().encode
 def park(
     system: ActorSystem, cell: Cell, envelope: Envelope, exc: Exception, attempts: int
 ) -> None:
-    """Record the message as a dead letter and answer it with the error."""
+    """Record the message as a dead letter and answer it with the error.
+
+    Whatever the message and the error hold, the row is written: a message that failed may be
+    one that cannot be encoded (a string of lone surrogates, from header bytes that were not
+    UTF-8) and an error's text may hold what SQLite cannot bind, so each column is made in a
+    way that cannot raise (:func:`_text`), and a payload that does not encode is left NULL.
+    """
     address = cell.address
     try:
         payload: bytes | None = _encode(envelope.message)
-    except (TypeError, msgspec.EncodeError):
+    except Exception:  # whatever the message's fields raise: the repr below stands for it
         payload = None
+    error_text = _text(lambda: f"{type(exc).__name__}: {exc}")
     unit = UnitOfWork()
     unit.execute(
         DEAD_LETTER_SQL,
         (
             address.kind,
             address.id,
-            repr(envelope.message)[:4000],
+            _text(lambda: repr(envelope.message))[:4000],
             payload,
-            f"{type(exc).__name__}: {exc}",
-            "".join(traceback.format_exception(exc)),
+            error_text,
+            _text(lambda: "".join(traceback.format_exception(exc))),
             attempts,
             system.clock.now(),
         ),
@@ -62,8 +70,18 @@ def park(
     system.stats.dead_letters += 1
     error = MessageFailed(
         f"{address.kind}:{address.id} failed on {type(envelope.message).__name__}: "
-        f"{type(exc).__name__}: {exc}",
+        f"{error_text}",
         dead_lettered=True,
     )
     error.__cause__ = exc
     system.store.writer.submit(unit).add_done_callback(partial(answer_parked, envelope, error))
+
+
+def _text(make: Callable[[], str]) -> str:
+    """``make()`` as text SQLite can store: lone surrogates escaped, and a stand-in naming the
+    failure when ``make`` itself raises (an exception whose ``__str__`` or ``__repr__`` fails)."""
+    try:
+        text = make()
+    except Exception as failure:
+        text = f"<unprintable: {type(failure).__name__}>"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

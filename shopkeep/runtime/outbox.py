@@ -6,7 +6,8 @@ delivers it; the receiver's unit of work deletes the row (``CONSUME_SQL``), so a
 message and recording that it was applied are one transaction. A delivery that fails (the actor
 stopped, its commit failed, the system was full) is retried with back-off until it succeeds or
 the receiver parks it as a dead letter. After a crash, the rows still in the table are exactly
-the messages not yet applied, and they are delivered again at start.
+the messages not yet applied, and they are delivered again at start; after a unit whose outcome
+is unknown (it failed, but may have committed), the table is scanned again at once.
 
 Memory is bounded: at most ``outbox_max_in_flight`` deliveries at once and
 ``outbox_max_backlog`` waiting in memory; beyond that, messages wait in the table only and are
@@ -68,8 +69,10 @@ class OutboxDispatcher:
 
     @property
     def delivering(self) -> int:
-        """Deliveries under way, or waiting in memory to start (not those waiting to retry)."""
-        return self._delivering + len(self._backlog)
+        """Deliveries under way, or waiting in memory to start (not those waiting to retry),
+        plus one while the table is being scanned for more."""
+        scanning = self._scan_task is not None and not self._scan_task.done()
+        return self._delivering + len(self._backlog) + scanning
 
     @property
     def backlog(self) -> int:
@@ -87,6 +90,14 @@ class OutboxDispatcher:
         self._backlog.append((message_id, to, message))
         self._pump()
 
+    def rescan(self) -> None:
+        """Read the table again: a unit failed whose outcome is unknown (the writer process
+        died during its batch, which may have committed), and any message it committed would
+        otherwise wait for the next start. Messages already known are not delivered twice."""
+        if self._running:
+            self._spilled = True
+            self._pump()
+
     def _pump(self) -> None:
         limit = self._system.config.outbox_max_in_flight
         while self._running and self._backlog and self._delivering < limit:
@@ -94,6 +105,15 @@ class OutboxDispatcher:
         scanning = self._scan_task is not None and not self._scan_task.done()
         if self._running and self._spilled and not self._backlog and not scanning:
             self._scan_task = asyncio.get_running_loop().create_task(self._scan())
+            # a rescan asked for while this scan runs may come after the page it needed:
+            # pump again once it is done, which scans again if one was asked for
+            self._scan_task.add_done_callback(self._scanned)
+
+    def _scanned(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("outbox_scan_failed", error=repr(task.exception()))
+            return  # the store is closing (or broken): the next start scans again
+        self._pump()
 
     def _deliver(self, message_id: int, to: Address, message: Any) -> None:
         system = self._system

@@ -429,6 +429,9 @@ class ActorSystem:
             if cell is not None and cell.incarnation == incarnation:
                 cell.needs_restart = True  # its memory is ahead of the disk: reload first
         self.timers.resync()
+        # durable messages go out when their unit is known to be committed: one that failed
+        # may have committed all the same, so what it sent is looked for in the table
+        self.outbox.rescan()
 
     def _stop_cell(self, cell: Cell, reason: str) -> None:
         address = cell.address

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from shopkeep.store.errors import StoreError
 from shopkeep.store.lock import ProcessLock
 from shopkeep.store.migrations import MIGRATIONS, Migration, apply_migrations
+from shopkeep.store.private_files import create_private
 from shopkeep.store.reader import InlineReader, Reader, ThreadedReader
 from shopkeep.store.writer import GroupCommitWriter
 from shopkeep.store.writer_process import STATEMENT_CACHE, WriterProcess
@@ -84,6 +85,10 @@ class Store:
         lock = ProcessLock(path)
         lock.acquire(config.lock_wait_s)
         try:
+            try:
+                create_private(path)  # before SQLite creates it (and its -wal, -shm) 0644
+            except OSError as exc:
+                raise StoreError(f"cannot open database {path}: {exc.strerror}") from exc
             conn = connect(path, config.synchronous)
             try:
                 version = apply_migrations(conn, config.migrations)

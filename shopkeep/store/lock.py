@@ -13,6 +13,7 @@ import os
 import time
 
 from shopkeep.store.errors import DatabaseInUse, StoreError
+from shopkeep.store.private_files import open_private
 
 
 class ProcessLock:
@@ -30,7 +31,7 @@ class ProcessLock:
         restarted at once after a SIGKILL waits for that instead of refusing.
         """
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_private(self.path)
         except OSError as exc:
             raise StoreError(f"cannot create lock file {self.path}: {exc.strerror}") from exc
         deadline = time.monotonic() + wait_s

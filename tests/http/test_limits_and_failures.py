@@ -80,6 +80,7 @@ async def test_load_answers_503_with_retry_after(
     )
     assert (refused.status, refused.body["code"]) == (503, code)
     assert refused.headers["Retry-After"] == retry_after
+    assert not any(word in refused.body["detail"] for word in ("mailbox", "no answer"))
     if isinstance(error, ShopError):
         assert refused.body["order_id"] == "12"
 

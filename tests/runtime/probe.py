@@ -32,7 +32,9 @@ class Get(msgspec.Struct, tag=True, frozen=True):
 
 
 class Boom(msgspec.Struct, tag=True, frozen=True):
-    """Add 1000 in memory only, then raise: a restart must forget the 1000."""
+    """Add 1000 in memory only, then raise: a restart must forget the 1000. ``error``:
+    "runtime" raises RuntimeError("boom"), "value" ValueError, anything else RuntimeError of
+    that text."""
 
     error: str = "runtime"
 
@@ -166,7 +168,7 @@ class Probe(Actor):
                 self.value += 1000
                 if error == "value":
                     raise ValueError("bad value")
-                raise RuntimeError("boom")
+                raise RuntimeError("boom" if error == "runtime" else error)
             case Arm(name, delay, n):
                 ctx.arm_timer(name, ctx.now() + delay, Fired(name, n))
                 return None

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from shopkeep.bootstrap import Runtime, open_runtime
 from shopkeep.runtime import RuntimeConfig, VirtualClock
+from shopkeep.store import UnitOfWork
+from shopkeep.store.writer_process import WriterProcessDied
 from tests.runtime.conftest import OpenRuntime
 from tests.runtime.probe import PROBE_MIGRATIONS, Add, Boom, Get, Probe, Send, count_rows, probe
 
@@ -73,3 +77,26 @@ async def test_a_poison_durable_message_is_parked_and_not_delivered_again(
     assert row == (3, "Boom(error='runtime')", 3)
     await clock.advance(60)
     assert [m for a, m in Probe.journal if a == 3] == [Boom()] * 3
+
+
+async def test_a_message_whose_unit_failed_after_committing_is_delivered_without_a_restart(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    committer = runtime.store.writer._committer
+    really_commit = committer.commit
+
+    def committed_then_lost(units: list[UnitOfWork]) -> list[BaseException | None] | None:
+        # What a writer process that dies after its COMMIT looks like from here: the batch
+        # is on disk, and every unit of it is reported failed (its outcome is unknown).
+        monkeypatch.setattr(committer, "commit", really_commit)
+        assert really_commit(units) is None
+        return [WriterProcessDied("the writer process is gone")] * len(units)
+
+    monkeypatch.setattr(committer, "commit", committed_then_lost)
+    with pytest.raises(Exception, match="writer process is gone"):
+        await runtime.system.ask(probe(1), Send(2, 5))
+
+    await runtime.system.quiet()
+    assert await runtime.system.ask(probe(2), Get()) == 5
+    assert await outbox_rows(runtime) == 0
+    assert runtime.system.outbox.delivered == 1

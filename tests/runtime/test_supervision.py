@@ -87,6 +87,27 @@ async def test_resume_keeps_the_state_and_parks_the_message(
     assert len(await dead_letters(runtime)) == 1
 
 
+async def test_a_message_that_cannot_be_encoded_is_parked_all_the_same(
+    open_probe_runtime: OpenRuntime,
+) -> None:
+    runtime = await open_probe_runtime(policy(Directive.RESUME))
+    lone = "key \udcff"  # what header bytes that are not UTF-8 become in aiohttp
+
+    with pytest.raises(MessageFailed, match="RuntimeError: key") as failed:
+        await runtime.system.ask(probe(1), Boom(lone))
+
+    assert failed.value.dead_lettered
+    [(message, error, attempts)] = await dead_letters(runtime)
+    assert (message, error, attempts) == (
+        "Boom(error='key \\udcff')",
+        "RuntimeError: key \\udcff",
+        1,
+    )
+    row = await runtime.store.reader.fetchone("SELECT payload, traceback FROM dead_letters")
+    assert row is not None and row[0] is None and "key \\udcff" in row[1]
+    assert await runtime.system.ask(probe(1), Get()) == 1000  # resumed, and goes on
+
+
 async def test_stop_answers_every_queued_ask_with_actor_stopped(
     open_probe_runtime: OpenRuntime,
 ) -> None:

@@ -1,0 +1,139 @@
+"""The server's connections, bounded (SPEC 7): :class:`BoundedRunner` runs an app under
+:class:`~shopkeep.http.connection_limits.ConnectionLimits`.
+
+What aiohttp does itself: close a keep-alive connection idle for ``keepalive_timeout`` (its
+default is an hour; ours is 15 s). What it does not, and this module adds:
+
+- a read deadline: from the first byte of a request (or from the accept, for a connection's
+  first request) its line, headers and body must all arrive within ``read_s``, else the
+  connection is closed unanswered, the way Go's ``ReadHeaderTimeout`` and nginx's
+  ``client_header_timeout`` do. aiohttp waits for a half-sent request for as long as the
+  keep-alive timer lets it, and for a half-sent body for ever;
+- a cap: a connection accepted while ``max_connections`` are open is closed at once, without a
+  word (it was not read, so there is no request to answer); those open are served as before.
+
+aiohttp has no hook for either, so each connection's protocol is our subclass of its
+:class:`~aiohttp.web.RequestHandler`, made by our :class:`~aiohttp.web.Server`. The deadline
+looks at two attributes of aiohttp's handler that are not public (``_messages``, the requests
+parsed and not yet handled, and ``_request_count``); tests/http/test_connections.py fails if
+they change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+from aiohttp.streams import StreamReader
+
+from shopkeep.http.connection_limits import ConnectionLimits
+
+
+class BoundedServer(web.Server):
+    """aiohttp's low-level server whose connections are :class:`BoundedRequestHandler`."""
+
+    def __init__(self, handler: Any, *, limits: ConnectionLimits, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.limits = limits
+        self.refused = 0
+        """Connections closed on accept because ``max_connections`` were open."""
+        self.read_timeouts = 0
+        """Connections closed because a request did not arrive whole within ``read_s``."""
+        self._handler_kwargs = {
+            key: value
+            for key, value in kwargs.items()
+            if key not in ("request_factory", "handler_cancellation", "loop")
+        }
+        self._handler_loop = asyncio.get_running_loop()
+
+    def __call__(self) -> BoundedRequestHandler:
+        """A new connection's protocol (asyncio calls this on every accept)."""
+        return BoundedRequestHandler(
+            self,
+            loop=self._handler_loop,
+            keepalive_timeout=self.limits.keepalive_s,
+            **self._handler_kwargs,
+        )
+
+    @property
+    def open(self) -> int:
+        """Connections open now (aiohttp counts one until its last request is handled)."""
+        return len(self.connections)
+
+
+class BoundedRequestHandler(web.RequestHandler):
+    """One connection: aiohttp's handler, refused over the cap, closed when a request is late."""
+
+    def __init__(self, server: BoundedServer, **kwargs: Any) -> None:
+        super().__init__(server, **kwargs)
+        self._bounds = server
+        self._refused = False
+        self._deadline: asyncio.TimerHandle | None = None
+        self._body: StreamReader | None = None  # of the last request whose headers arrived
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        server = self._bounds
+        if server.open >= server.limits.max_connections:
+            # Before aiohttp sees it: no task, no timer, not counted. The kernel accepted it
+            # already; closing it is the only refusal there is.
+            self._refused = True
+            server.refused += 1
+            transport.close()
+            return
+        super().connection_made(transport)
+        self._arm()  # the first request must begin (and end) within the bound too
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._refused:
+            return
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._deadline is None and data:
+            self._arm()  # the first byte of a request
+        parsed = self._request_count
+        super().data_received(data)
+        if self._request_count != parsed and self._messages:
+            self._body = self._messages[-1][1]  # headers arrived; the body may still come
+        if self._body is not None and self._body.is_eof():
+            self._disarm()  # the request is whole
+        # Bytes of a next, pipelined request that came with the end of this one get no
+        # deadline of their own: the keep-alive timer closes a connection waiting for them.
+
+    def _arm(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(self._bounds.limits.read_s, self._overdue)
+
+    def _disarm(self) -> None:
+        self._body = None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _overdue(self) -> None:
+        self._deadline = None
+        self._bounds.read_timeouts += 1
+        self.force_close()
+
+
+class BoundedRunner(web.AppRunner):
+    """:class:`aiohttp.web.AppRunner` whose server bounds its connections by ``limits``."""
+
+    def __init__(self, app: web.Application, limits: ConnectionLimits) -> None:
+        super().__init__(app)
+        self.limits = limits
+
+    async def _make_server(self) -> web.Server:
+        # The app's startup and freeze are aiohttp's; only the server that accepts is ours.
+        made = await super()._make_server()
+        return BoundedServer(
+            made.request_handler, limits=self.limits, request_factory=made.request_factory
+        )
+
+    @property
+    def bounded(self) -> BoundedServer | None:
+        """The server, once set up (for its counts)."""
+        server = self.server
+        return server if isinstance(server, BoundedServer) else None

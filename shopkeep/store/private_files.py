@@ -1,0 +1,44 @@
+"""The files the store creates are its owner's alone: mode 0600, whatever the umask.
+
+The database holds every order, wallet and token hash; with the usual umask (022) SQLite and
+``os.open`` would create it, its ``-wal`` and ``-shm`` files and its lock file readable by every
+local user. SQLite creates ``-wal`` and ``-shm`` with the database file's own mode, so creating
+the database file 0600 before SQLite opens it is enough for all three.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+PRIVATE: Final = 0o600
+
+
+def open_private(path: str) -> int:
+    """Open ``path`` for reading and writing (a descriptor), creating it ``0600`` when missing.
+
+    A file that exists is opened as it is: its mode is its owner's choice. Raises OSError.
+    """
+    fd = _create(path)
+    return os.open(path, os.O_RDWR) if fd is None else fd
+
+
+def create_private(path: str) -> None:
+    """Create ``path`` empty and ``0600`` unless it exists (SQLite takes an empty file for a
+    new database). Raises OSError."""
+    fd = _create(path)
+    if fd is not None:
+        os.close(fd)
+
+
+def _create(path: str) -> int | None:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE)
+    except FileExistsError:
+        return None
+    try:
+        os.fchmod(fd, PRIVATE)  # a umask such as 0277 would have taken the owner's bits too
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

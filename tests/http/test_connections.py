@@ -1,0 +1,159 @@
+"""The server's connections are bounded (SPEC 7), seen from real sockets on 127.0.0.1: a
+request that does not arrive whole in time is closed, so is an idle keep-alive connection, and
+connections beyond the cap are closed while the open ones go on being served.
+
+The bounds are made small (tenths of a second) and each test awaits the close, within a wait
+several times the bound, rather than sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import pytest
+import structlog
+
+from shopkeep.http.connection_limits import ConnectionLimits
+from shopkeep.http.connections import BoundedServer
+from shopkeep.http.server import ServeOptions, Server, running
+from shopkeep.proof.raw_http import (
+    read_answer,
+    request_bytes,
+    seconds_until_closed,
+)
+
+BOUND_S = 0.2
+WAIT_S = 5.0
+"""How long a test waits for a close that should come after about BOUND_S."""
+LONG_S = 60.0
+"""A bound no test reaches."""
+HALF_A_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+HEALTHZ = request_bytes("GET", "/healthz", {})
+
+Serve = Callable[[ConnectionLimits], AbstractAsyncContextManager[Server]]
+Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Serve:
+    """Run a server on 127.0.0.1 with the given connection limits."""
+
+    @asynccontextmanager
+    async def served(limits: ConnectionLimits) -> AsyncIterator[Server]:
+        options = ServeOptions(
+            db=str(tmp_path / "shop.db"), port=0, writer="thread", connections=limits
+        )
+        async with running(options, announce=lambda token: None) as server:
+            yield server
+
+    return served
+
+
+async def connect(server: Server) -> Streams:
+    host, port = server.url.removeprefix("http://").split(":")
+    return await asyncio.open_connection(host, int(port))
+
+
+def counts(server: Server) -> BoundedServer:
+    assert server.connections is not None
+    return server.connections
+
+
+async def healthy(streams: Streams) -> bool:
+    """Ask /healthz on an open connection; whether it answered 200."""
+    reader, writer = streams
+    writer.write(HEALTHZ)
+    return (await asyncio.wait_for(read_answer(reader), WAIT_S)).status == 200
+
+
+async def test_a_connection_that_sent_half_a_request_is_closed_within_the_read_bound(
+    serve: Serve,
+) -> None:
+    async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=BOUND_S)) as server:
+        reader, writer = await connect(server)
+        writer.write(HALF_A_REQUEST)
+
+        closed_after = await seconds_until_closed(reader, WAIT_S)
+
+        assert closed_after is not None and closed_after >= BOUND_S * 0.5
+        assert counts(server).read_timeouts == 1
+        assert await healthy(await connect(server))
+
+
+async def test_a_request_whose_body_stops_halfway_is_closed_within_the_read_bound(
+    serve: Serve,
+) -> None:
+    async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=BOUND_S)) as server:
+        reader, writer = await connect(server)
+        whole = request_bytes("POST", "/v1/payments/callback", {}, b"{" + b" " * 99)
+        with structlog.testing.capture_logs() as logs:
+            writer.write(whole[:-50])
+
+            assert await seconds_until_closed(reader, WAIT_S) is not None
+            assert counts(server).read_timeouts == 1
+            assert await healthy(await connect(server))
+        assert [line for line in logs if line["log_level"] == "error"] == []  # not a bug: no 500
+
+
+async def test_a_request_sent_slowly_but_whole_within_the_bound_is_answered(
+    serve: Serve,
+) -> None:
+    async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=LONG_S)) as server:
+        reader, writer = await connect(server)
+        for byte in range(len(HEALTHZ)):
+            writer.write(HEALTHZ[byte : byte + 1])
+            await writer.drain()
+
+        assert (await asyncio.wait_for(read_answer(reader), WAIT_S)).status == 200
+        assert counts(server).read_timeouts == 0
+
+
+async def test_a_connection_that_says_nothing_is_closed_within_the_read_bound(
+    serve: Serve,
+) -> None:
+    async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=BOUND_S)) as server:
+        reader, _ = await connect(server)
+
+        assert await seconds_until_closed(reader, WAIT_S) is not None
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_time(
+    serve: Serve,
+) -> None:
+    async with serve(ConnectionLimits(keepalive_s=BOUND_S, read_s=LONG_S)) as server:
+        streams = await connect(server)
+        assert await healthy(streams)
+        assert await healthy(streams)  # kept alive between requests
+
+        closed_after = await seconds_until_closed(streams[0], WAIT_S)
+
+        assert closed_after is not None and closed_after >= BOUND_S * 0.5
+        assert counts(server).read_timeouts == 0
+
+
+async def test_connections_over_the_cap_are_closed_while_the_open_ones_keep_working(
+    serve: Serve,
+) -> None:
+    async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=LONG_S, max_connections=3)) as (
+        server
+    ):
+        kept = [await connect(server) for _ in range(3)]
+        for streams in kept:
+            assert await healthy(streams)  # accepted and served: each one counts now
+
+        over, _ = await connect(server)
+
+        assert await seconds_until_closed(over, WAIT_S) is not None
+        assert counts(server).refused == 1
+        for streams in kept:
+            assert await healthy(streams)
+        assert counts(server).open == 3
+        assert b"shopkeep_connections_refused_total 1.0" in await metrics_text(kept[0])
+
+
+async def metrics_text(streams: Streams) -> bytes:
+    reader, writer = streams
+    writer.write(request_bytes("GET", "/metrics", {}))
+    return (await asyncio.wait_for(read_answer(reader), WAIT_S)).body

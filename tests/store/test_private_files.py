@@ -1,0 +1,76 @@
+"""The database, its -wal and -shm files and its lock file are created readable and writable
+by their owner only (mode 0600), whatever the umask (SPEC 8)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shopkeep.store import Store, StoreConfig
+from tests.store.test_store import EVENTS, events, unit
+
+SUFFIXES = ("", "-wal", "-shm", ".lock")
+
+
+@pytest.fixture
+def umask() -> Iterator[None]:
+    """The usual umask (022: files readable by everyone) while the test runs."""
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("writer", ["thread", "process"])
+async def test_a_new_database_and_the_files_beside_it_are_their_owners_alone(
+    tmp_path: Path, umask: None, writer: str
+) -> None:
+    db = tmp_path / "shop.db"
+    store = await Store.open(StoreConfig(str(db), migrations=EVENTS, writer=writer))
+    try:
+        await store.writer.submit(unit(1))
+
+        assert {suffix: mode(Path(f"{db}{suffix}")) for suffix in SUFFIXES} == dict.fromkeys(
+            SUFFIXES, 0o600
+        )
+    finally:
+        await store.close()
+
+
+async def test_a_umask_that_takes_the_owners_bits_does_not_make_it_unusable(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "shop.db"
+    before = os.umask(0o277)
+    try:
+        store = await Store.open(StoreConfig(str(db), migrations=EVENTS, writer="thread"))
+    finally:
+        os.umask(before)
+    try:
+        await store.writer.submit(unit(1))
+        assert await events(store) == [1]
+        assert mode(db) == 0o600
+    finally:
+        await store.close()
+
+
+async def test_an_existing_database_keeps_the_mode_its_owner_gave_it(
+    tmp_path: Path, umask: None
+) -> None:
+    db = tmp_path / "shop.db"
+    store = await Store.open(StoreConfig(str(db), migrations=EVENTS, writer="thread"))
+    await store.close()
+    db.chmod(0o640)
+
+    store = await Store.open(StoreConfig(str(db), migrations=EVENTS, writer="thread"))
+    await store.close()
+
+    assert mode(db) == 0o640
+
