@@ -1,0 +1,143 @@
+"""Copying a live database: SQLite's online backup, then the copy checked.
+
+``shopkeep backup --db PATH --to FILE`` runs :func:`backup` while the server keeps serving. The
+copy is taken in steps of :data:`PAGES_PER_STEP` pages with a pause between them, so the backup
+never holds the disk for long; all the steps read one snapshot, the one a read transaction on
+the source sees when the backup begins. Without it, SQLite restarts a stepped backup whenever
+another connection writes the source, and a shop under load writes every few milliseconds: the
+backup would never end. In WAL mode a reader blocks no writer, so the server commits on as
+usual (its WAL grows until the backup ends, as behind any long reader).
+
+The copy is written to ``FILE.partial`` (created readable by its owner only, as the database
+is) and renamed to ``FILE`` only once it is whole and has passed SQLite's ``integrity_check``
+and the shop's audit: a file named ``FILE`` is always a checked backup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from shopkeep.actors.audit import AuditReport, audit_file
+from shopkeep.store.private_files import create_private
+
+PAGES_PER_STEP: Final = 1024
+"""Pages copied per step (4 MiB at SQLite's default page size)."""
+PAUSE_S: Final = 0.005
+"""The pause between two steps, in which the disk is the server's alone."""
+
+Progress = Callable[[int, int], None]
+"""Called after each step with (pages copied so far, pages in all)."""
+
+
+class BackupError(Exception):
+    """The backup could not be made or the copy failed its checks (the user's to act on: the
+    message says which file and why); nothing is left at the target path."""
+
+
+@dataclass(frozen=True)
+class BackupReport:
+    """What a backup made and how its copy was checked."""
+
+    path: str
+    pages: int
+    seconds: float
+    integrity: str
+    """SQLite's ``integrity_check`` of the copy: "ok", or its first complaint."""
+    audit: AuditReport
+
+    @property
+    def ok(self) -> bool:
+        """Whether the copy is sound: SQLite's check and every invariant of the audit hold."""
+        return self.integrity == "ok" and self.audit.ok
+
+
+def backup(
+    source: str,
+    target: str,
+    *,
+    pages_per_step: int = PAGES_PER_STEP,
+    pause_s: float = PAUSE_S,
+    progress: Progress | None = None,
+) -> BackupReport:
+    """Copy the database at ``source`` to ``target`` consistently, while others write it.
+
+    Raises :class:`BackupError` when ``source`` is not a database file, ``target`` exists
+    already, or the copy fails a check (the copy is then removed).
+    """
+    if not Path(source).is_file():
+        raise BackupError(f"cannot back up {source}: no such database file")
+    if os.path.lexists(target):
+        raise BackupError(f"cannot back up to {target}: it exists already")
+    partial = target + ".partial"
+    started = time.perf_counter()
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)  # a backup that was interrupted earlier
+        create_private(partial)
+        pages = _copy(source, partial, pages_per_step, pause_s, progress)
+        integrity = _integrity(partial)
+        report = BackupReport(
+            target, pages, time.perf_counter() - started, integrity, audit_file(partial)
+        )
+    except (OSError, sqlite3.Error) as exc:
+        _remove(partial)
+        raise BackupError(f"cannot back up {source} to {target}: {exc}") from exc
+    except BaseException:
+        _remove(partial)
+        raise
+    if not report.ok:
+        _remove(partial)
+        failed = [c.name for c in report.audit.checks if not c.ok]
+        why = f"integrity_check: {integrity}" if integrity != "ok" else f"audit: {failed}"
+        raise BackupError(f"the copy of {source} failed its checks ({why}); nothing was kept")
+    os.replace(partial, target)
+    return report
+
+
+def _copy(
+    source: str, partial: str, pages_per_step: int, pause_s: float, progress: Progress | None
+) -> int:
+    src = sqlite3.connect(source, isolation_level=None)
+    try:
+        src.execute("PRAGMA busy_timeout = 5000")
+        # One snapshot for every step (see the module's docstring).
+        src.execute("BEGIN")
+        src.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        dest = sqlite3.connect(partial)
+        copied = 0
+        try:
+
+            def step(status: int, remaining: int, total: int) -> None:
+                nonlocal copied
+                copied = total
+                if progress is not None:
+                    progress(total - remaining, total)
+
+            src.backup(dest, pages=pages_per_step, progress=step, sleep=pause_s)
+        finally:
+            dest.close()
+        src.execute("COMMIT")
+        return copied
+    finally:
+        src.close()
+
+
+def _integrity(path: str) -> str:
+    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("PRAGMA integrity_check").fetchall()
+    finally:
+        conn.close()
+    return "; ".join(str(row[0]) for row in rows[:3])
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
