@@ -115,8 +115,16 @@ def problem_for(error: BaseException) -> web.Response | None:
             return problem("unavailable", "the server is stopping", retry_after=error.retry_after)
         case Overloaded():
             return problem("overloaded", str(error), retry_after=error.retry_after)
-        case AskTimeout() | ActorStopped():
-            return problem("unavailable", "the shop did not answer in time; try again")
+        case AskTimeout():
+            # the request may still be done after this answer: say so (SPEC 7: a 503 says
+            # what was done); a retry under the same Idempotency-Key is safe either way
+            return problem(
+                "unavailable",
+                "the shop did not answer in time and may still carry the request out: retry "
+                "it with the same Idempotency-Key, or look before retrying without one",
+            )
+        case ActorStopped():
+            return problem("unavailable", "the shop did not answer; nothing was done, try again")
         case web.HTTPException() if error.status >= 400:
             code = _BY_STATUS.get(error.status, "bad_request")
             answer = problem(code, error.reason if code == "bad_request" else _detail_of(error))
