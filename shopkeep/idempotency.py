@@ -11,6 +11,7 @@ is kept by the actor that does the work (``actors/key_store.py``). Here:
   waits for the first's answer, then finds its record (a replay) or none (the first did nothing;
   it runs afresh). Without it, the same key sent at the same moment to two different actors
   would each see it free.
+- :class:`Once`: how the Shop asks an operation under a key (placements: ``placing.py``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
+import msgspec
+
+from shopkeep.actors.key_rules import ADMIN, request_hash
+from shopkeep.actors.order_messages import AsUser
+from shopkeep.actors.protocol import Keyed, Replayed
+from shopkeep.errors import answer
 from shopkeep.requests import check_key
+from shopkeep.runtime import ActorSystem, Address
+
+T = TypeVar("T")
 
 
 class IdempotencyKey:
@@ -75,3 +86,43 @@ class InFlight:
 
     def __len__(self) -> int:
         return len(self._locks)
+
+
+class Once:
+    """Asks the actors for a Shop, each request under an Idempotency-Key at most once."""
+
+    __slots__ = ("in_flight", "system")
+
+    def __init__(self, system: ActorSystem) -> None:
+        self.system = system
+        self.in_flight = InFlight()
+
+    async def ask(
+        self,
+        address: Address,
+        message: Any,
+        kind: type[T],
+        idempotency_key: str | IdempotencyKey | None,
+        request: tuple[Any, ...],
+        user_id: int | None = None,
+    ) -> T:
+        """Ask ``message`` (for ``user_id``: only if the order is theirs) and answer as ``kind``.
+
+        Under a key (of ``user_id``, or of the admin) ``request`` (the operation's name, its
+        ids and values) is done at most once: the actor that does it records the key and its
+        answer with its effect, and the same request again answers that answer (the key's
+        ``replayed``); another request under the key, ShopError idempotency_conflict."""
+        key = key_of(idempotency_key)
+        principal = ADMIN if user_id is None else user_id
+        if key is not None:
+            message = Keyed(principal, key.value, request_hash(*request), message)
+        if user_id is not None:
+            message = AsUser(user_id, message)
+        if key is None:
+            return answer(await self.system.ask(address, message), kind)
+        async with self.in_flight.hold(principal, key.value):
+            reply = await self.system.ask(address, message)
+        if isinstance(reply, Replayed):
+            key.replayed = True
+            return msgspec.msgpack.decode(reply.answer, type=kind)
+        return answer(reply, kind)

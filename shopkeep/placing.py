@@ -21,6 +21,8 @@ invite a second order. HTTP answers it 202, as it answers ``?wait=false``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from shopkeep.actors.config import ShopConfig
@@ -34,12 +36,13 @@ from shopkeep.actors.order_messages import (
     Place,
     PlacedBefore,
 )
-from shopkeep.actors.order_rules import new_order, placement_outcome
+from shopkeep.actors.order_rules import new_order, placement_outcome, validate_request
 from shopkeep.actors.order_store import load_order
 from shopkeep.actors.placement import UNDONE_FAILURES
 from shopkeep.actors.protocol import BeginOrder, Refusal
-from shopkeep.errors import answer
+from shopkeep.errors import ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, InFlight
+from shopkeep.requests import check_amount, checked_items
 from shopkeep.runtime import ActorSystem, Address, AskTimeout
 from shopkeep.store.reader import Reader
 
@@ -53,6 +56,27 @@ class PlaceRequest(msgspec.Struct, frozen=True, gc=False):
     use_balance: int
     expected_total: int | None
     wait: bool
+
+    @classmethod
+    def checked(
+        cls,
+        user_id: int,
+        items: Any,
+        coupon_id: int | None,
+        use_balance: int,
+        expected_total: int | None,
+        wait: bool,
+        config: ShopConfig,
+    ) -> PlaceRequest:
+        """The request, or ShopError validation_error (or the order rules' refusal)."""
+        lines = checked_items(items)
+        check_amount("use_balance", use_balance)
+        if expected_total is not None:
+            check_amount("expected_total", expected_total)
+        refusal = validate_request(lines, use_balance, expected_total, config)
+        if refusal is not None:
+            raise ShopError.of(refusal)
+        return cls(user_id, lines, coupon_id, use_balance, expected_total, wait)
 
     def message(self, begin: BeginOrder | None) -> Place | Accept:
         """The order's message: Place (wait for the outcome) or Accept (pending at once)."""

@@ -32,7 +32,6 @@ from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.coupon import CouponActor
 from shopkeep.actors.gateway import CallbackBody, Gateway, SandboxGateway
 from shopkeep.actors.goods import GoodsActor
-from shopkeep.actors.key_rules import ADMIN, request_hash
 from shopkeep.actors.key_sweep import KeySweepActor, start_key_sweep
 from shopkeep.actors.kinds import order_kinds
 from shopkeep.actors.order import order_view
@@ -55,7 +54,6 @@ from shopkeep.actors.order_messages import (
     Ship,
     StartPayment,
 )
-from shopkeep.actors.order_rules import validate_request
 from shopkeep.actors.order_store import load_order
 from shopkeep.actors.protocol import (
     CouponView,
@@ -67,9 +65,7 @@ from shopkeep.actors.protocol import (
     GetGoods,
     GetUser,
     GoodsView,
-    Keyed,
     Refusal,
-    Replayed,
     UpdateGoods,
     UserView,
 )
@@ -78,14 +74,13 @@ from shopkeep.actors.signature import verify
 from shopkeep.actors.user import UserActor
 from shopkeep.bootstrap import Runtime, open_runtime
 from shopkeep.errors import CallbackRejected, ShopError, answer
-from shopkeep.idempotency import IdempotencyKey, InFlight, key_of
+from shopkeep.idempotency import IdempotencyKey, Once, key_of
 from shopkeep.placing import Placer, PlaceRequest
 from shopkeep.queries import HistoryEntry, Page
 from shopkeep.requests import (
     LATEST_TIME,
     check_amount,
     check_name,
-    checked_items,
 )
 from shopkeep.runtime import Address, Clock, RealClock, RuntimeConfig
 from shopkeep.store.reader import Reader
@@ -131,8 +126,8 @@ class Shop:
         # rotated nor revoked, users never deleted), so a known token needs no read per
         # request; unknown ones are not remembered, so junk tokens cannot grow this.
         self._token_users: OrderedDict[str, int] = OrderedDict()
-        self._in_flight = InFlight()
-        self._placer = Placer(self.system, self.reader, config, self._in_flight)
+        self._once = Once(self.system)
+        self._placer = Placer(self.system, self.reader, config, self._once.in_flight)
 
     @classmethod
     @asynccontextmanager
@@ -185,34 +180,6 @@ class Shop:
 
     async def _ask(self, address: Address, message: Any) -> Any:
         return await self.system.ask(address, message)
-
-    async def _once(
-        self,
-        address: Address,
-        message: Any,
-        kind: type[T],
-        idempotency_key: Key,
-        request: tuple[Any, ...],
-        user_id: int | None = None,
-    ) -> T:
-        """Ask ``message`` (for ``user_id``: only if the order is theirs) and answer as ``kind``.
-
-        Under a key (of ``user_id``, or of the admin), at most once: the actor that does it
-        records the key and its answer with its effect, and the same ``request`` again answers
-        that answer (the key's ``replayed``); another request, idempotency_conflict."""
-        key = key_of(idempotency_key)
-        if key is not None:
-            principal = ADMIN if user_id is None else user_id
-            message = Keyed(principal, key.value, request_hash(*request), message)
-        wrapped = message if user_id is None else AsUser(user_id, message)
-        if key is None:
-            return answer(await self._ask(address, wrapped), kind)
-        async with self._in_flight.hold(principal, key.value):
-            reply = await self._ask(address, wrapped)
-        if isinstance(reply, Replayed):
-            key.replayed = True
-            return msgspec.msgpack.decode(reply.answer, type=kind)
-        return answer(reply, kind)
 
     # -- users ----------------------------------------------------------------------------------
 
@@ -267,7 +234,7 @@ class Shop:
         """Add ``amount`` to the user's wallet (an admin operation); under a key, once."""
         check_amount("amount", amount, minimum=1)
         request = ("credit_wallet", user_id, amount)
-        return await self._once(
+        return await self._once.ask(
             Address("user", user_id), CreditWallet(amount), UserView, idempotency_key, request
         )
 
@@ -299,7 +266,7 @@ class Shop:
             check_amount("restock", restock, minimum=1)
         request = ("update_goods", goods_id, price, restock)
         message = UpdateGoods(price, restock)
-        return await self._once(
+        return await self._once.ask(
             Address("goods", goods_id), message, GoodsView, idempotency_key, request
         )
 
@@ -356,26 +323,15 @@ class Shop:
         idempotency_key: Key = None,
         wait: bool = True,
     ) -> OrderView:
-        """Place an order (SPEC 2). With ``wait``, the answer is the confirmed (or paid) order
-        or a ShopError with the refusal's code (and the failed order's id); without it, the
-        pending order at once (poll it). With ``wait``, a placement still running when the ask
-        times out answers its order pending too, and goes on.
-
-        The same ``idempotency_key`` with the same request (items, coupon, balance, expected
-        total, ``wait``) answers the first answer again, as it was recorded (the key's
-        ``replayed`` says so), or the first order's outcome when none was recorded; with
-        another request, idempotency_conflict. A first placement that failed overloaded,
-        unavailable or interrupted did nothing: the same key places afresh (``placing.py``)."""
-        lines = checked_items(items)
-        check_amount("use_balance", use_balance)
-        if expected_total is not None:
-            check_amount("expected_total", expected_total)
-        refusal = validate_request(lines, use_balance, expected_total, self.config)
-        if refusal is not None:
-            raise ShopError.of(refusal)
-        key = key_of(idempotency_key)
-        request = PlaceRequest(user_id, lines, coupon_id, use_balance, expected_total, wait)
-        return await self._placer.place(request, key)
+        """Place an order (SPEC 2): the confirmed (or paid) order, or ShopError with the
+        refusal (and the failed order's id); without ``wait``, or when the placement outlasts
+        the ask timeout (it goes on), the pending order (poll it). Under an
+        ``idempotency_key`` the same request answers the first answer again; see
+        :mod:`shopkeep.placing`."""
+        request = PlaceRequest.checked(
+            user_id, items, coupon_id, use_balance, expected_total, wait, self.config
+        )
+        return await self._placer.place(request, key_of(idempotency_key))
 
     async def _ask_order(self, order_id: int, user_id: int | None, message: Any) -> Any:
         """Ask the order ``message``; for a user, only if the order is theirs (the order
@@ -422,7 +378,7 @@ class Shop:
         """Start the payment of an order awaiting payment (the same open one when asked
         again: ``created`` is False then; under a key, the first answer again)."""
         request = ("start_payment", order_id)
-        return await self._once(
+        return await self._once.ask(
             Address("order", order_id), StartPayment(), PaymentStarted, idempotency_key,
             request, user_id,
         )
@@ -493,21 +449,21 @@ class Shop:
             raise ShopError("validation_error", "by must be user or admin")
         cancel = Cancel(by)  # type: ignore[arg-type]
         request = ("cancel_order", order_id, by)
-        return await self._once(
+        return await self._once.ask(
             Address("order", order_id), cancel, OrderView, idempotency_key, request, user_id
         )
 
     async def ship(self, order_id: int, *, idempotency_key: Key = None) -> OrderView:
         """The paid order leaves the warehouse (admin)."""
         request = ("ship", order_id)
-        return await self._once(
+        return await self._once.ask(
             Address("order", order_id), Ship(), OrderView, idempotency_key, request
         )
 
     async def deliver(self, order_id: int, *, idempotency_key: Key = None) -> OrderView:
         """The shipped order was delivered (admin)."""
         request = ("deliver", order_id)
-        return await self._once(
+        return await self._once.ask(
             Address("order", order_id), Deliver(), OrderView, idempotency_key, request
         )
 
@@ -523,7 +479,7 @@ class Shop:
         if len(reason) > 2000:
             raise ShopError("validation_error", "a reason has at most 2000 characters")
         request = ("request_return", order_id, reason)
-        return await self._once(
+        return await self._once.ask(
             Address("order", order_id), RequestReturn(reason), ReturnView, idempotency_key,
             request, user_id,
         )
@@ -535,7 +491,7 @@ class Shop:
         if order_id is None:
             raise ShopError("not_found", f"return {return_id} does not exist")
         request = ("approve_return", return_id)
-        return await self._once(
+        return await self._once.ask(
             Address("order", order_id), ApproveReturn(return_id), ReturnView, key, request
         )
 
