@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from shopkeep.actors import placement
 from shopkeep.actors.goods import GoodsActor
 from shopkeep.actors.protocol import GetGoods
 from shopkeep.requests import KEY_PATTERN, MAX_KEY
@@ -226,21 +227,27 @@ async def test_a_placement_past_the_ask_timeout_answers_202_with_its_pending_ord
 ) -> None:
     alice = await api.customer()
     tea = await api.goods()
-    gate = asyncio.Event()
-    handle = GoodsActor.receive
+    gate, holding, reached = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    handle, take_stock = GoodsActor.receive, placement._take_stock
 
     async def busy(actor: GoodsActor, ctx: Context, message: Any) -> Any:
         if isinstance(message, GetGoods):
+            holding.set()
             await gate.wait()
         return await handle(actor, ctx, message)
 
+    async def taking(ctx: Context, state: Any) -> list[Any]:
+        reached.set()  # the placement asks the busy goods now: it waits behind the GetGoods
+        return await take_stock(ctx, state)
+
     monkeypatch.setattr(GoodsActor, "receive", busy)
+    monkeypatch.setattr(placement, "_take_stock", taking)
     held = asyncio.create_task(api.call("GET", f"/v1/goods/{tea}", ADMIN))
+    await holding.wait()
     placing = asyncio.create_task(
         api.call("POST", "/v1/orders", alice.headers, {"items": [{"goods_id": tea, "quantity": 1}]})
     )
-    for _ in range(50):  # the placement reaches the busy goods (through the server's loop)
-        await asyncio.sleep(0)
+    await reached.wait()
     await api.clock.advance(api.shop.runtime.system.config.ask_timeout_s)
     answered = await placing
     gate.set()
