@@ -6,7 +6,11 @@ become :class:`ShopError`, whose ``code`` the HTTP layer maps to a status in one
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from shopkeep.actors.protocol import Refusal
+
+T = TypeVar("T")
 
 
 class ShopError(Exception):
@@ -33,3 +37,12 @@ class CallbackRejected(Exception):
 
     The gateway's fault, or a forger's: nothing changed; HTTP answers 400.
     """
+
+
+def answer(reply: Any, kind: type[T]) -> T:
+    """An actor's answer as ``kind``, or its refusal raised as a ShopError."""
+    if isinstance(reply, Refusal):
+        raise ShopError.of(reply)
+    if not isinstance(reply, kind):
+        raise TypeError(f"expected {kind.__name__}, got {type(reply).__name__}")
+    return reply

@@ -6,13 +6,21 @@ The HTTP layer checks shapes and types first (msgspec); these are the rules both
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Final
 
 from shopkeep.actors.config import MAX_AMOUNT
 from shopkeep.errors import ShopError
 
 MAX_NAME = 200
-MAX_KEY = 200
+MAX_KEY: Final = 255
+"""The longest Idempotency-Key (SPEC 7: printable ASCII, at most 255 characters)."""
+KEY_PATTERN: Final = f"^[!-~](?:[ -~]{{0,{MAX_KEY - 2}}}[!-~])?$"
+"""What an Idempotency-Key may be: 1 to :data:`MAX_KEY` printable ASCII characters (0x20 to
+0x7E), neither the first nor the last a space: HTTP strips spaces around a header's value, so a
+key sent with them would arrive as another key. Read by :func:`check_key` and the OpenAPI
+document (a JSON Schema ``pattern``: ECMA-262 and Python read it alike)."""
+_KEY: Final = re.compile(KEY_PATTERN)
 LATEST_TIME = 253_402_300_800.0
 """10000-01-01T00:00:00Z: no time the API takes may be later (RFC 3339 has four-digit years)."""
 
@@ -29,6 +37,18 @@ def check_name(name: str) -> None:
     """Refuse an empty or overlong name."""
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
         raise ShopError("validation_error", f"name must be 1 to {MAX_NAME} characters")
+
+
+def check_key(key: object) -> str:
+    """The Idempotency-Key ``key``, or ShopError validation_error: it must match
+    :data:`KEY_PATTERN`. The detail never repeats the key (it may hold any bytes at all)."""
+    if not isinstance(key, str) or _KEY.fullmatch(key) is None:
+        raise ShopError(
+            "validation_error",
+            f"an Idempotency-Key is 1 to {MAX_KEY} printable ASCII characters, "
+            "without a space first or last",
+        )
+    return key
 
 
 def checked_items(items: Any) -> tuple[tuple[int, int], ...]:

@@ -32,10 +32,10 @@ from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.coupon import CouponActor
 from shopkeep.actors.gateway import CallbackBody, Gateway, SandboxGateway
 from shopkeep.actors.goods import GoodsActor
+from shopkeep.actors.key_sweep import KeySweepActor, start_key_sweep
 from shopkeep.actors.kinds import order_kinds
 from shopkeep.actors.order import order_view
 from shopkeep.actors.order_messages import (
-    Accept,
     ApproveReturn,
     AsUser,
     CallbackHandled,
@@ -48,19 +48,14 @@ from shopkeep.actors.order_messages import (
     PaymentCallback,
     PaymentStarted,
     PaymentView,
-    Place,
-    PlacedBefore,
     RefundView,
     RequestReturn,
     ReturnView,
     Ship,
     StartPayment,
 )
-from shopkeep.actors.order_rules import validate_request
 from shopkeep.actors.order_store import load_order
 from shopkeep.actors.protocol import (
-    NOT_FOUND,
-    BeginOrder,
     CouponView,
     CreateCoupon,
     CreateGoods,
@@ -78,14 +73,14 @@ from shopkeep.actors.recovery import recover_cut_placements, start_deadline_swee
 from shopkeep.actors.signature import verify
 from shopkeep.actors.user import UserActor
 from shopkeep.bootstrap import Runtime, open_runtime
-from shopkeep.errors import CallbackRejected, ShopError
+from shopkeep.errors import CallbackRejected, ShopError, answer
+from shopkeep.idempotency import IdempotencyKey, Once, key_of
+from shopkeep.placing import Placer, PlaceRequest
 from shopkeep.queries import HistoryEntry, Page
 from shopkeep.requests import (
     LATEST_TIME,
-    MAX_KEY,
     check_amount,
     check_name,
-    checked_items,
 )
 from shopkeep.runtime import Address, Clock, RealClock, RuntimeConfig
 from shopkeep.store.reader import Reader
@@ -94,7 +89,11 @@ T = TypeVar("T")
 
 TOKEN_CACHE_SIZE = 65_536
 """How many token hashes a Shop remembers the user of (least recently used first out)."""
-ASSET_KINDS = (UserActor, GoodsActor, CouponActor, AssetsActor)
+ASSET_KINDS = (UserActor, GoodsActor, CouponActor, AssetsActor, KeySweepActor)
+"""The kinds bound to nothing (the order's kinds are bound to the settings and the gateway)."""
+Key = str | IdempotencyKey | None
+"""An optional Idempotency-Key: a string, or an IdempotencyKey to learn whether the answer was
+replayed (SPEC 7; see :mod:`shopkeep.idempotency`)."""
 
 
 class CreatedUser(msgspec.Struct, frozen=True):
@@ -107,15 +106,6 @@ class CreatedUser(msgspec.Struct, frozen=True):
 def hash_token(token: str) -> str:
     """How tokens are kept: their SHA-256, so a copy of the database reveals none."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def answer(reply: Any, kind: type[T]) -> T:
-    """The actor's answer as ``kind``, or its refusal raised as a ShopError."""
-    if isinstance(reply, Refusal):
-        raise ShopError.of(reply)
-    if not isinstance(reply, kind):
-        raise TypeError(f"expected {kind.__name__}, got {type(reply).__name__}")
-    return reply
 
 
 class Shop:
@@ -136,6 +126,8 @@ class Shop:
         # rotated nor revoked, users never deleted), so a known token needs no read per
         # request; unknown ones are not remembered, so junk tokens cannot grow this.
         self._token_users: OrderedDict[str, int] = OrderedDict()
+        self._once = Once(self.system)
+        self._placer = Placer(self.system, self.reader, config, self._once.in_flight)
 
     @classmethod
     @asynccontextmanager
@@ -178,6 +170,7 @@ class Shop:
                 the_gateway.attach(shop.acknowledge_callback)
             await recover_cut_placements(runtime.system)
             sweep = start_deadline_sweep(runtime.system, settings)
+            start_key_sweep(runtime.system)
             try:
                 yield shop
             finally:
@@ -235,10 +228,15 @@ class Shop:
                 known.popitem(last=False)
         return user_id
 
-    async def credit_wallet(self, user_id: int, amount: int) -> UserView:
-        """Add ``amount`` to the user's wallet (an admin operation)."""
+    async def credit_wallet(
+        self, user_id: int, amount: int, *, idempotency_key: Key = None
+    ) -> UserView:
+        """Add ``amount`` to the user's wallet (an admin operation); under a key, once."""
         check_amount("amount", amount, minimum=1)
-        return answer(await self._ask(Address("user", user_id), CreditWallet(amount)), UserView)
+        request = ("credit_wallet", user_id, amount)
+        return await self._once.ask(
+            Address("user", user_id), CreditWallet(amount), UserView, idempotency_key, request
+        )
 
     # -- goods ----------------------------------------------------------------------------------
 
@@ -254,15 +252,22 @@ class Shop:
         )
 
     async def update_goods(
-        self, goods_id: int, *, price: int | None = None, restock: int | None = None
+        self,
+        goods_id: int,
+        *,
+        price: int | None = None,
+        restock: int | None = None,
+        idempotency_key: Key = None,
     ) -> GoodsView:
-        """Change a goods' price and/or add stock."""
+        """Change a goods' price and/or add stock; under a key, once."""
         if price is not None:
             check_amount("price", price)
         if restock is not None:
             check_amount("restock", restock, minimum=1)
-        return answer(
-            await self._ask(Address("goods", goods_id), UpdateGoods(price, restock)), GoodsView
+        request = ("update_goods", goods_id, price, restock)
+        message = UpdateGoods(price, restock)
+        return await self._once.ask(
+            Address("goods", goods_id), message, GoodsView, idempotency_key, request
         )
 
     async def get_goods(self, goods_id: int) -> GoodsView:
@@ -315,50 +320,18 @@ class Shop:
         coupon_id: int | None = None,
         use_balance: int = 0,
         expected_total: int | None = None,
-        idempotency_key: str | None = None,
+        idempotency_key: Key = None,
         wait: bool = True,
     ) -> OrderView:
-        """Place an order (SPEC 2). With ``wait``, the answer is the confirmed (or paid) order
-        or a ShopError with the refusal's code (and the failed order's id); without it, the
-        pending order at once (poll it). The same ``idempotency_key`` with the same request
-        answers the same order; with another request, idempotency_conflict."""
-        lines = checked_items(items)
-        check_amount("use_balance", use_balance)
-        if expected_total is not None:
-            check_amount("expected_total", expected_total)
-        refusal = validate_request(lines, use_balance, expected_total, self.config)
-        if refusal is not None:
-            raise ShopError.of(refusal)
-        request_hash = ""  # compared only between two uses of one key
-        if idempotency_key is not None:
-            if not 1 <= len(idempotency_key) <= MAX_KEY:
-                raise ShopError(
-                    "validation_error", f"an idempotency key has 1 to {MAX_KEY} characters"
-                )
-            request = msgspec.json.encode([lines, coupon_id, use_balance, expected_total])
-            request_hash = hashlib.sha256(request).hexdigest()
-        order_id = self.system.ids.next()
-        begin = BeginOrder(order_id, idempotency_key, request_hash, self.config.max_unpaid_orders)
-        kind = Place if wait else Accept
-        # The new order asks the user's BeginOrder itself (see Place.begin); nothing is
-        # counted against the user unless the order got the message.
-        reply = await self._ask(
-            Address("order", order_id),
-            kind(user_id, lines, coupon_id, use_balance, expected_total, begin=begin),
+        """Place an order (SPEC 2): the confirmed (or paid) order, or ShopError with the
+        refusal (and the failed order's id); without ``wait``, or when the placement outlasts
+        the ask timeout (it goes on), the pending order (poll it). Under an
+        ``idempotency_key`` the same request answers the first answer again; see
+        :mod:`shopkeep.placing`."""
+        request = PlaceRequest.checked(
+            user_id, items, coupon_id, use_balance, expected_total, wait, self.config
         )
-        if isinstance(reply, PlacedBefore):
-            # asked again, Place answers the first placement's outcome (its refusal included)
-            # and changes nothing; Accept answers the order as it is
-            first = Address("order", reply.order_id)
-            again = kind(user_id, lines, coupon_id, use_balance, expected_total)
-            if not wait:
-                found = await self._ask(first, GetOrder())
-                if not (isinstance(found, Refusal) and found.code == NOT_FOUND):
-                    return answer(found, OrderView)
-                # A crash cut the first placement after the user kept its key and before the
-                # order was recorded: nothing of it exists, so Accept below places it now.
-            return answer(await self._ask(first, again), OrderView)
-        return answer(reply, OrderView)
+        return await self._placer.place(request, key_of(idempotency_key))
 
     async def _ask_order(self, order_id: int, user_id: int | None, message: Any) -> Any:
         """Ask the order ``message``; for a user, only if the order is theirs (the order
@@ -400,11 +373,15 @@ class Shop:
         return await queries.order_history(self.reader, order_id, limit, cursor)
 
     async def start_payment(
-        self, order_id: int, *, user_id: int | None = None
+        self, order_id: int, *, user_id: int | None = None, idempotency_key: Key = None
     ) -> PaymentStarted:
         """Start the payment of an order awaiting payment (the same open one when asked
-        again: ``created`` is False then)."""
-        return answer(await self._ask_order(order_id, user_id, StartPayment()), PaymentStarted)
+        again: ``created`` is False then; under a key, the first answer again)."""
+        request = ("start_payment", order_id)
+        return await self._once.ask(
+            Address("order", order_id), StartPayment(), PaymentStarted, idempotency_key,
+            request, user_id,
+        )
 
     async def payments(self, order_id: int, *, user_id: int | None = None) -> list[PaymentView]:
         """The order's payments, oldest first."""
@@ -460,36 +437,63 @@ class Shop:
         self.rejected_callbacks[reason] += 1
 
     async def cancel_order(
-        self, order_id: int, *, by: str = "user", user_id: int | None = None
+        self,
+        order_id: int,
+        *,
+        by: str = "user",
+        user_id: int | None = None,
+        idempotency_key: Key = None,
     ) -> OrderView:
         """Cancel the order (SPEC 5); canceling twice answers the order as it is."""
         if by not in ("user", "admin"):
             raise ShopError("validation_error", "by must be user or admin")
         cancel = Cancel(by)  # type: ignore[arg-type]
-        return answer(await self._ask_order(order_id, user_id, cancel), OrderView)
+        request = ("cancel_order", order_id, by)
+        return await self._once.ask(
+            Address("order", order_id), cancel, OrderView, idempotency_key, request, user_id
+        )
 
-    async def ship(self, order_id: int) -> OrderView:
+    async def ship(self, order_id: int, *, idempotency_key: Key = None) -> OrderView:
         """The paid order leaves the warehouse (admin)."""
-        return answer(await self._ask_order(order_id, None, Ship()), OrderView)
+        request = ("ship", order_id)
+        return await self._once.ask(
+            Address("order", order_id), Ship(), OrderView, idempotency_key, request
+        )
 
-    async def deliver(self, order_id: int) -> OrderView:
+    async def deliver(self, order_id: int, *, idempotency_key: Key = None) -> OrderView:
         """The shipped order was delivered (admin)."""
-        return answer(await self._ask_order(order_id, None, Deliver()), OrderView)
+        request = ("deliver", order_id)
+        return await self._once.ask(
+            Address("order", order_id), Deliver(), OrderView, idempotency_key, request
+        )
 
     async def request_return(
-        self, order_id: int, reason: str = "", *, user_id: int | None = None
+        self,
+        order_id: int,
+        reason: str = "",
+        *,
+        user_id: int | None = None,
+        idempotency_key: Key = None,
     ) -> ReturnView:
-        """Ask to return a delivered order."""
+        """Ask to return a delivered order (asking again answers the same request)."""
         if len(reason) > 2000:
             raise ShopError("validation_error", "a reason has at most 2000 characters")
-        return answer(await self._ask_order(order_id, user_id, RequestReturn(reason)), ReturnView)
+        request = ("request_return", order_id, reason)
+        return await self._once.ask(
+            Address("order", order_id), RequestReturn(reason), ReturnView, idempotency_key,
+            request, user_id,
+        )
 
-    async def approve_return(self, return_id: int) -> ReturnView:
+    async def approve_return(self, return_id: int, *, idempotency_key: Key = None) -> ReturnView:
         """Approve a return (admin): refund, and the stock goes back."""
+        key = key_of(idempotency_key)  # checked before the read
         order_id = await queries.return_order(self.reader, return_id)
         if order_id is None:
             raise ShopError("not_found", f"return {return_id} does not exist")
-        return answer(await self._ask_order(order_id, None, ApproveReturn(return_id)), ReturnView)
+        request = ("approve_return", return_id)
+        return await self._once.ask(
+            Address("order", order_id), ApproveReturn(return_id), ReturnView, key, request
+        )
 
     async def refunds(
         self,

@@ -18,12 +18,14 @@ from collections import OrderedDict
 from typing import Any
 
 from shopkeep.actors.goods_rules import Goods, StockMove, create, give_back, take, update
+from shopkeep.actors.key_store import run_keyed
 from shopkeep.actors.protocol import (
     INVALID_STATE,
     NOT_FOUND,
     CreateGoods,
     GetGoods,
     GoodsMessage,
+    Keyed,
     Refusal,
     ReturnStock,
     StockTaken,
@@ -119,6 +121,9 @@ class GoodsActor(Actor):
                     self._write(ctx, updated, back)
                 self.taken.pop(order_id, None)
                 return None
+            case Keyed():
+                # the admin's PATCH under an Idempotency-Key: a restock is done once
+                return await run_keyed(ctx, message, self.receive)
         raise TypeError(f"goods actors do not handle {type(message).__name__}")
 
     def check(self, message: Any) -> Any:

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.fulfilment import Dispatch, Intercept
 from shopkeep.actors.gateway import Gateway
+from shopkeep.actors.key_store import keep_placement_answer, run_keyed
 from shopkeep.actors.order_messages import (
     Accept,
     ApproveReturn,
@@ -75,7 +76,14 @@ from shopkeep.actors.order_store import callback_body, load_order, log_rejected_
 from shopkeep.actors.payment_rules import decide_callback, refund_done, start_payment
 from shopkeep.actors.placement import placement_failure, run_placement, undo_cut_placement
 from shopkeep.actors.placement_turn import Participants, place_in_one_turn
-from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, OrderSettled, OrderTicket, Refusal
+from shopkeep.actors.protocol import (
+    INVALID_STATE,
+    NOT_FOUND,
+    Keyed,
+    OrderSettled,
+    OrderTicket,
+    Refusal,
+)
 from shopkeep.runtime import ActivationContext, Actor, Address, Context
 
 # -- views ------------------------------------------------------------------------------------
@@ -178,6 +186,9 @@ class OrderActor(Actor):
         assert state is not None
         now = ctx.now()
         match message:
+            case Keyed():
+                # a user's or the admin's request under an Idempotency-Key: at most once
+                return await run_keyed(ctx, message, self._handle)
             case GetOrder() | Run() | UndoPlacement():
                 return order_view(state) if isinstance(message, GetOrder) else self._outcome()
             case StartPayment():
@@ -252,8 +263,10 @@ class OrderActor(Actor):
             except Exception as exc:  # overloaded, or a load failed: nothing was done
                 return Refusal(*placement_failure(exc))
             placed = place_in_one_turn(self, ctx, message, message.begin, who)
+            if isinstance(placed, OrderState):
+                return self._keep_answer(ctx, message, order_view(placed))
             if placed is not None:
-                return order_view(placed) if isinstance(placed, OrderState) else placed
+                return placed
         if message.begin is not None:
             # Asked from here, not by the caller beforehand: the user's unit (the key, the
             # unpaid count) becomes a commit dependency of the order's, so the placement waits
@@ -282,9 +295,19 @@ class OrderActor(Actor):
         if isinstance(message, Accept):
             # enqueued now, before the answer leaves: nothing the caller sends can overtake it
             ctx.tell(self.address, Run(message.expected_total))
-            return self._outcome()
+            return self._keep_answer(ctx, message, self._outcome())
         ctx.checkpoint()
-        return await self._run(ctx, Run(message.expected_total))
+        return self._keep_answer(ctx, message, await self._run(ctx, Run(message.expected_total)))
+
+    def _keep_answer(
+        self, ctx: Context, message: Place | Accept, answer: OrderView | Refusal
+    ) -> OrderView | Refusal:
+        """Record the placement's answer with its Idempotency-Key, in this unit (a refusal is
+        not recorded: the failed order answers it for ever, see Shop.place_order)."""
+        begin = message.begin
+        if begin is not None and begin.key is not None and isinstance(answer, OrderView):
+            keep_placement_answer(ctx, message.user_id, begin.key, begin.order_id, answer)
+        return answer
 
     async def _run(self, ctx: Context, message: Run) -> OrderView | Refusal:
         try:

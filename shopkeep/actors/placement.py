@@ -70,6 +70,10 @@ OVERLOADED = "overloaded"
 """Failure code when an asset actor was too busy to take the step (HTTP 503)."""
 UNAVAILABLE = "unavailable"
 """Failure code when an asset actor failed to take the step (HTTP 503)."""
+UNDONE_FAILURES = frozenset({OVERLOADED, UNAVAILABLE, INTERRUPTED})
+"""Failure codes of a placement that did nothing for the customer: no business rule said no,
+everything taken was given back. Its Idempotency-Key does not stay bound to it (SPEC 7: the
+retry runs afresh; ``Shop.place_order``)."""
 
 
 BUSY_DETAIL = "the shop is too busy to take this order now; try again"

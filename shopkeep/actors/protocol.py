@@ -16,6 +16,8 @@ event loop for up to ~180 ms).
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 # -- refusals ---------------------------------------------------------------------------------
@@ -37,6 +39,31 @@ class Refusal(msgspec.Struct, frozen=True, tag=True, gc=False):
     code: str
     detail: str
     order_id: int | None = None
+
+
+# -- Idempotency-Keys (see key_rules.py and key_store.py) -------------------------------------
+
+
+class Keyed(msgspec.Struct, frozen=True, gc=False):
+    """``message`` under an Idempotency-Key of ``principal`` (a user's id, or 0 for the admin).
+
+    The actor that owns the effect answers :class:`Replayed` when the key was bound to the same
+    request (``request_hash``) before, Refusal idempotency_conflict when to another; otherwise
+    it handles ``message`` and, when the answer binds the key, records the key and the answer
+    in the same unit of work as the effect. Asked, never stored.
+    """
+
+    principal: int
+    key: str
+    request_hash: str
+    message: Any
+
+
+class Replayed(msgspec.Struct, frozen=True, gc=False):
+    """The answer to a :class:`Keyed` request seen before: its first answer, as recorded
+    (msgpack; the asker knows its type). Nothing was done again."""
+
+    answer: bytes
 
 
 # -- user: wallet, points, unpaid orders, idempotency keys -----------------------------------
@@ -76,12 +103,17 @@ class BeginOrder(msgspec.Struct, frozen=True, tag=True, gc=False):
     (``existing=True``); the same key with another hash is refused idempotency_conflict.
     Otherwise the unpaid-orders cap is checked (too_many_unpaid_orders) and ``order_id`` is
     counted as unpaid until OrderSettled.
+
+    ``replaces``: the order the key was bound to, whose placement did nothing (it failed
+    overloaded, unavailable or interrupted, everything given back): the key is bound afresh to
+    ``order_id`` as if new (SPEC 7: such a first attempt does not bind its key).
     """
 
     order_id: int
     key: str | None
     request_hash: str
     max_unpaid: int
+    replaces: int | None = None
 
 
 class OrderTicket(msgspec.Struct, frozen=True, tag=True, gc=False):
@@ -132,6 +164,15 @@ class OrderSettled(msgspec.Struct, frozen=True, tag=True, gc=False):
     order_id: int
 
 
+class KeySeen(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """Another actor bound the user's Idempotency-Key ``key`` (an order's cancel, payment or
+    return asked by the user): the user actor's memory of its keys learns of it, so that a
+    placement under the same key reads it rather than believing it new. Told, not durable: a
+    restarted user actor reads its keys from the table."""
+
+    key: str
+
+
 UserMessage = (
     CreateUser
     | GetUser
@@ -142,6 +183,7 @@ UserMessage = (
     | AwardPoints
     | RevokePoints
     | OrderSettled
+    | KeySeen
 )
 
 # -- goods: price and stock -------------------------------------------------------------------

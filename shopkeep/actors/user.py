@@ -12,11 +12,14 @@ What memory answers and what needs a read:
   only a DebitWallet for an order this activation knows nothing about reads the ledger (and
   should memory ever be wrong, the unique index on (user, order, reason) refuses the second
   debit's commit: a failed ask, never money taken twice);
-- Idempotency-Keys are answered from memory too: activation reads the user's keys once (up to
-  :data:`KEYS_KNOWN`), the most recent :data:`KEYS_KEPT` are kept whole and the others as a
-  hash, so a new key is known to be new without a read. Only a key whose hash matches one
-  not kept whole (a retry of an old key, or a hash collision), or any key of a user with more
-  keys than memory holds, is read from the table (the hit is kept);
+- a placement's Idempotency-Key is answered from memory too: activation reads the user's keys
+  once (up to :data:`KEYS_KNOWN`), the most recent :data:`KEYS_KEPT` are kept whole and the
+  others as a hash, so a new key is known to be new without a read. Only a key whose hash
+  matches one not kept whole (a retry of an old key, or a hash collision), a key kept longer
+  than the retention (the sweep may have pruned it: the table says), or any key of a user with
+  more keys than memory holds, is read from the table (the hit is kept). Keys the user's other
+  requests bound (in the order actors) are told here (KeySeen). A wallet credit's key is the
+  admin's, not the user's: it is read from the table (``key_store.run_keyed``);
 - durable compensations (ReleaseWallet, AwardPoints, RevokePoints) read the order's ledger rows
   with ``ctx.query`` (read-your-writes) and apply at most once per (order, reason), so a
   redelivery, or the same compensation sent twice under two message ids, changes nothing.
@@ -26,6 +29,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shopkeep.actors import key_store
+from shopkeep.actors.key_rules import expired
 from shopkeep.actors.order_store import unpaid_orders
 from shopkeep.actors.protocol import (
     INVALID_STATE,
@@ -36,6 +41,8 @@ from shopkeep.actors.protocol import (
     CreditWallet,
     DebitWallet,
     GetUser,
+    Keyed,
+    KeySeen,
     OrderSettled,
     OrderTicket,
     Refusal,
@@ -69,8 +76,6 @@ DEBITED_ORDERS_SQL = (
     "AND order_id IN ({})"
 )
 DEBITS_READ_AT_ONCE = 500
-KEY_SQL = "SELECT request_hash, order_id FROM idempotency_keys WHERE user_id = ? AND key = ?"
-KEYS_SQL = "SELECT key FROM idempotency_keys WHERE user_id = ? LIMIT ?"
 DEBITED_SQL = (
     "SELECT 1 FROM wallet_ledger WHERE user_id = ? AND order_id = ? AND reason = 'order_debit'"
 )
@@ -100,11 +105,6 @@ KEYS_KNOWN = 1024
 """Keys a user actor knows of (as hashes, beyond the :data:`KEYS_KEPT` kept whole), loaded at
 activation and added to as keys are used; a user with more is read from the table for every
 new key. About 60 bytes a key: 1,024 bound a busy user to ~60 KiB."""
-
-INSERT_KEY_SQL = (
-    "INSERT INTO idempotency_keys (user_id, key, request_hash, order_id, created_at) "
-    "VALUES (?, ?, ?, ?, ?)"
-)
 
 
 class UserActor(Actor):
@@ -137,11 +137,11 @@ class UserActor(Actor):
         self.account = None if row is None else Account(str(row[0]), int(row[1]), int(row[2]))
         if row is None:
             return
-        keys = await ctx.reader.fetchall(KEYS_SQL, (user_id, KEYS_KNOWN + 1))
+        keys = await key_store.keys_of(ctx.reader, user_id, KEYS_KNOWN + 1)
         if len(keys) > KEYS_KNOWN:
             self.keys_complete = False
         else:
-            self.key_hashes = {hash(str(key)) for (key,) in keys}
+            self.key_hashes = {hash(key) for key in keys}
         unpaid = await unpaid_orders(ctx.reader, user_id)
         debited: set[int] = set()
         for start in range(0, len(unpaid), DEBITS_READ_AT_ONCE):
@@ -205,6 +205,12 @@ class UserActor(Actor):
                 self.unpaid.discard(order_id)
                 self.debited.pop(order_id, None)
                 return None
+            case KeySeen(key):
+                if key not in self.keys:
+                    self._know_hash(key)
+                return None
+            case Keyed():
+                return await key_store.run_keyed(ctx, message, self.receive)
         raise TypeError(f"user actors do not handle {type(message).__name__}")
 
     def _create(self, ctx: Context, msg: CreateUser) -> Any:
@@ -230,10 +236,10 @@ class UserActor(Actor):
             return Refusal(NOT_FOUND, f"user {self.address.id} does not exist")
         match message:
             case BeginOrder(key=key):
-                seen = None if key is None else self.keys.get(key)
-                if key is not None and seen is None and not self._surely_new(key):
-                    raise NotJoinable(f"user {self.address.id} must read key {key!r}")
-                return begin_order(self.address.id, self.unpaid, seen, message)
+                if key is not None and not self._surely_new(key):
+                    # a key seen before (a retry: rare) takes the path that can read
+                    raise NotJoinable(f"user {self.address.id} must look a key up")
+                return begin_order(self.address.id, self.unpaid, None, message)
             case DebitWallet():
                 # asked before the order's BeginOrder: a new order, debited of nothing yet
                 decision = debit(account, self.address.id, message, False)
@@ -242,44 +248,65 @@ class UserActor(Actor):
 
     async def _begin(self, ctx: Context, msg: BeginOrder) -> OrderTicket | Refusal:
         user_id = self.address.id
-        seen: KeyUse | None = None
-        if msg.key is not None:
-            seen = self.keys.get(msg.key)
-            if seen is None and not self._surely_new(msg.key):
-                rows = await ctx.query(KEY_SQL, (user_id, msg.key))
-                if rows:
-                    seen = KeyUse(str(rows[0][0]), int(rows[0][1]))
-                    self._keep_key(msg.key, seen)
+        key = msg.key
+        seen = None if key is None else await self._key_use(ctx, key)
         answer = begin_order(user_id, self.unpaid, seen, msg)
         if isinstance(answer, OrderTicket) and not answer.existing:
             if msg.order_id not in self.unpaid:
                 self.unpaid.add(msg.order_id)
                 # a new order cannot have been debited yet: its DebitWallet comes after this
                 self.debited.setdefault(msg.order_id, False)
-            if msg.key is not None and seen is None:
-                self._keep_key(msg.key, KeyUse(msg.request_hash, msg.order_id))
-                ctx.execute(
-                    INSERT_KEY_SQL, (user_id, msg.key, msg.request_hash, msg.order_id, ctx.now())
+            rebound = seen is not None and seen.order_id == msg.replaces
+            if key is not None and (seen is None or rebound):
+                self._keep_key(key, KeyUse(msg.request_hash, msg.order_id, ctx.now()))
+                key_store.bind_placement(
+                    ctx, user_id, key, msg.request_hash, msg.order_id,
+                    msg.replaces if rebound else None,
                 )
         return answer
 
+    async def _key_use(self, ctx: Context, key: str) -> KeyUse | None:
+        """What ``key`` was first used for, from memory when it can tell, else from the table.
+
+        A key kept longer than the retention is read again: the sweep may have pruned its row,
+        and memory must not answer for a key the table no longer has (nor take one the table
+        still has for new)."""
+        use = self.keys.get(key)
+        if use is not None and not expired(use.created_at, ctx.now()):
+            return use
+        if use is None and self._surely_new(key):
+            return None
+        kept = await key_store.find(ctx, self.address.id, key)
+        if kept is None:
+            self.keys.pop(key, None)
+            return None
+        use = KeyUse(kept.request_hash, kept.order_id, kept.created_at)
+        self._keep_key(key, use)
+        return use
+
     def _surely_new(self, key: str) -> bool:
-        """Whether memory knows ``key`` was never used by this user (it is not kept whole)."""
-        return self.keys_complete and hash(key) not in self.key_hashes
+        """Whether memory knows ``key`` was never used by this user."""
+        return key not in self.keys and self.keys_complete and hash(key) not in self.key_hashes
 
     def _keep_key(self, key: str, use: KeyUse) -> None:
         """Remember ``key`` whole; the oldest beyond :data:`KEYS_KEPT` is kept as a hash (a
         key whose hash is known is read from the table again: the unit that inserted it is
-        read-your-writes), and beyond :data:`KEYS_KNOWN` hashes memory stops being complete."""
+        read-your-writes)."""
+        self.keys.pop(key, None)  # kept in the order of use: the oldest first
         self.keys[key] = use
         if len(self.keys) > KEYS_KEPT:
             oldest = next(iter(self.keys))
             del self.keys[oldest]
-            if self.keys_complete:
-                self.key_hashes.add(hash(oldest))
-                if len(self.key_hashes) > KEYS_KNOWN:
-                    self.key_hashes = set()
-                    self.keys_complete = False
+            self._know_hash(oldest)
+
+    def _know_hash(self, key: str) -> None:
+        """Remember that ``key`` was used, as a hash; beyond :data:`KEYS_KNOWN` hashes memory
+        stops being complete (every key not kept whole is read)."""
+        if self.keys_complete:
+            self.key_hashes.add(hash(key))
+            if len(self.key_hashes) > KEYS_KNOWN:
+                self.key_hashes = set()
+                self.keys_complete = False
 
     async def _ledger(self, ctx: Context, sql: str, order_id: int) -> dict[str, int]:
         rows = await ctx.query(sql, (self.address.id, order_id))

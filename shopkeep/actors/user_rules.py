@@ -14,8 +14,8 @@ from collections.abc import Mapping, Set
 import msgspec
 from msgspec.structs import replace
 
+from shopkeep.actors.key_rules import conflict
 from shopkeep.actors.protocol import (
-    IDEMPOTENCY_CONFLICT,
     INSUFFICIENT_BALANCE,
     TOO_MANY_UNPAID_ORDERS,
     VALIDATION_ERROR,
@@ -70,10 +70,12 @@ class Change(msgspec.Struct, frozen=True, gc=False):
 
 
 class KeyUse(msgspec.Struct, frozen=True, gc=False):
-    """What an Idempotency-Key was first used for."""
+    """What an Idempotency-Key was first used for: the request, and the order it placed (None
+    when another route bound it), since ``created_at``."""
 
     request_hash: str
-    order_id: int
+    order_id: int | None
+    created_at: float
 
 
 def open_account(msg: CreateUser) -> Change | Refusal:
@@ -102,15 +104,15 @@ def begin_order(
 
     ``seen`` is the earlier use of ``msg.key`` (``None``: no key, or a new one). A key seen with
     the same request and the same order id is this very begin asked again (a saga resumed after a
-    crash): it answers ``existing=False`` so that the placement carries on rather than stops.
+    crash): it answers ``existing=False`` so that the placement carries on rather than stops. A
+    key bound to ``msg.replaces`` (a placement that did nothing) is admitted as a new one.
     """
     if seen is not None:
-        if seen.request_hash != msg.request_hash:
-            return Refusal(
-                IDEMPOTENCY_CONFLICT,
-                f"Idempotency-Key {msg.key!r} was already used with another request",
-            )
-        return OrderTicket(seen.order_id, existing=seen.order_id != msg.order_id)
+        if seen.request_hash != msg.request_hash or seen.order_id is None:
+            assert msg.key is not None  # seen only for a key
+            return conflict(msg.key)
+        if seen.order_id != msg.replaces:
+            return OrderTicket(seen.order_id, existing=seen.order_id != msg.order_id)
     if msg.order_id not in unpaid and len(unpaid) >= msg.max_unpaid:
         return Refusal(
             TOO_MANY_UNPAID_ORDERS,

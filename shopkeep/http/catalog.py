@@ -33,6 +33,23 @@ PLACEMENT_REFUSALS = (
     "too_many_unpaid_orders",
     "idempotency_conflict",
 )
+KEY_TEXT = (
+    "Optional: retry safely. The same key with the same request (path ids and body) answers "
+    "the first answer again, as it was then (even if the resource changed since), with "
+    "`Idempotent-Replayed: true`, and does nothing again; with another request, 409 "
+    "idempotency_conflict. Only an answer that did something binds the key: after a refusal, "
+    "a 404 or a 503 the retry runs afresh. Each caller's keys are their own; they are kept 24 "
+    "hours."
+)
+PLACE_KEY_TEXT = (
+    "Optional: retry safely. The same key with the same body and `wait` answers the first "
+    "answer again with `Idempotent-Replayed: true`: the order as it was placed (or accepted), "
+    "or the refusal of a placement that failed, with its `order_id`; with another body, 409 "
+    "idempotency_conflict. A placement that failed overloaded, unavailable or interrupted did "
+    "nothing (everything was given back): the retry places afresh. Kept 24 hours."
+)
+KEY = Param(IDEMPOTENCY_HEADER, "header", KEY_SCHEMA, KEY_TEXT)
+CONFLICT = "idempotency_conflict"
 SANDBOX_COMPLETE = ("POST", "/sandbox/payments/{payment_id}/complete")
 METRICS = ("GET", "/metrics")
 
@@ -60,11 +77,11 @@ def catalog(config: HttpConfig) -> list[Operation]:
         op("POST", "/v1/orders", "placeOrder", "Place an order", user, routes.place_order,
            {201: s.OrderOut, 202: s.OrderOut}, body=s.PlaceOrderRequest,
            params=(
-               Param(IDEMPOTENCY_HEADER, "header", KEY_SCHEMA,
-                     "The same key with the same body answers the same order; with another "
-                     "body, 409 idempotency_conflict."),
+               Param(IDEMPOTENCY_HEADER, "header", KEY_SCHEMA, PLACE_KEY_TEXT),
                Param("wait", "query", WAIT_SCHEMA,
-                     "false: answer 202 at once with the pending order, and poll it."),
+                     "false: answer 202 at once with the pending order, and poll it. A "
+                     "placement still running when the server stops waiting (its ask "
+                     "timeout) answers 202 pending too: it goes on, poll it."),
            ),
            refusals=PLACEMENT_REFUSALS),
         op("GET", "/v1/orders", "listOrders", "List orders (a user's own; all for the admin)",
@@ -79,21 +96,23 @@ def catalog(config: HttpConfig) -> list[Operation]:
         op("POST", "/v1/orders/{order_id}/payment", "startPayment",
            "Start paying an order (200: the same open payment again)", owner,
            routes.start_payment, {201: s.PaymentOut, 200: s.PaymentOut},
-           refusals=("invalid_state",)),
+           params=(KEY,), refusals=("invalid_state", CONFLICT)),
         op("POST", "/v1/orders/{order_id}/cancel", "cancelOrder",
            "Cancel an order (again: 200, unchanged)", owner, routes.cancel_order,
-           {200: s.OrderOut}, refusals=("invalid_state",)),
+           {200: s.OrderOut}, params=(KEY,), refusals=("invalid_state", CONFLICT)),
         op("POST", "/v1/orders/{order_id}/ship", "shipOrder", "Ship a paid order", admin,
-           routes.ship_order, {200: s.OrderOut}, refusals=("invalid_state",)),
+           routes.ship_order, {200: s.OrderOut}, params=(KEY,),
+           refusals=("invalid_state", CONFLICT)),
         op("POST", "/v1/orders/{order_id}/deliver", "deliverOrder", "Deliver a shipped order",
-           admin, routes.deliver_order, {200: s.OrderOut}, refusals=("invalid_state",)),
+           admin, routes.deliver_order, {200: s.OrderOut}, params=(KEY,),
+           refusals=("invalid_state", CONFLICT)),
         op("POST", "/v1/orders/{order_id}/returns", "requestReturn",
            "Ask to return a delivered order", owner, routes.request_return,
-           {201: s.ReturnOut}, body=s.ReturnRequest, body_required=False,
-           refusals=("invalid_state",)),
+           {201: s.ReturnOut}, body=s.ReturnRequest, body_required=False, params=(KEY,),
+           refusals=("invalid_state", CONFLICT)),
         op("POST", "/v1/returns/{return_id}/approve", "approveReturn",
            "Approve a return: refund, stock back", admin, routes.approve_return,
-           {200: s.ReturnOut}, refusals=("invalid_state",)),
+           {200: s.ReturnOut}, params=(KEY,), refusals=("invalid_state", CONFLICT)),
         op("GET", "/v1/orders/{order_id}/refunds", "listRefunds",
            "An order's refunds, oldest first", owner, routes.order_refunds,
            {200: s.RefundList}, params=paged),
@@ -107,11 +126,12 @@ def catalog(config: HttpConfig) -> list[Operation]:
            {200: s.UserOut}),
         op("POST", "/v1/users/{user_id}/wallet/credit", "creditWallet",
            "Credit a user's wallet", admin, routes.credit_wallet, {200: s.UserOut},
-           body=s.CreditRequest),
+           body=s.CreditRequest, params=(KEY,), refusals=(CONFLICT,)),
         op("POST", "/v1/goods", "createGoods", "Create a goods (SKU)", admin,
            routes.create_goods, {201: s.GoodsOut}, body=s.CreateGoodsRequest),
         op("PATCH", "/v1/goods/{goods_id}", "updateGoods", "Change a price, add stock", admin,
-           routes.update_goods, {200: s.GoodsOut}, body=s.UpdateGoodsRequest),
+           routes.update_goods, {200: s.GoodsOut}, body=s.UpdateGoodsRequest, params=(KEY,),
+           refusals=(CONFLICT,)),
         op("GET", "/v1/goods", "listGoods", "List goods, newest first", Access.ANY,
            routes.list_goods, {200: s.GoodsPage}, params=paged),
         op("GET", "/v1/goods/{goods_id}", "getGoods", "Get a goods", Access.ANY,

@@ -119,8 +119,16 @@ def problem_for(error: BaseException) -> web.Response | None:
         case Overloaded():
             # which mailbox was full, or how many messages were in flight, is ours to know
             return problem("overloaded", BUSY, retry_after=error.retry_after)
-        case AskTimeout() | ActorStopped():
-            return problem("unavailable", "the shop did not answer in time; try again")
+        case AskTimeout():
+            # the request may still be done after this answer: say so (SPEC 7: a 503 says
+            # what was done); a retry under the same Idempotency-Key is safe either way
+            return problem(
+                "unavailable",
+                "the shop did not answer in time and may still carry the request out: retry "
+                "it with the same Idempotency-Key, or look before retrying without one",
+            )
+        case ActorStopped():
+            return problem("unavailable", "the shop did not answer; nothing was done, try again")
         case ConnectionResetError():
             # reading the request failed: its client left, or was cut off for sending too
             # slowly (connections.py); nobody reads this answer, and it is no bug of ours

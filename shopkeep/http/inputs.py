@@ -16,18 +16,23 @@ from shopkeep.errors import ShopError
 from shopkeep.http.conversion import id_in
 from shopkeep.http.schemas import ID_PATTERN, EmptyRequest, OrderStatus
 from shopkeep.http.state import CONFIG, PRINCIPAL, SHOP, Principal
+from shopkeep.idempotency import IdempotencyKey
+from shopkeep.requests import KEY_PATTERN, MAX_KEY
 from shopkeep.shop import Shop
 
 T = TypeVar("T")
 
 ORDER_STATUSES: Final = get_args(OrderStatus)
-MAX_IDEMPOTENCY_KEY: Final = 200
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
+REPLAYED_HEADER: Final = "Idempotent-Replayed"
+"""Set to ``true`` on an answer that is the first answer to the same request again."""
 
 CURSOR_SCHEMA: Final = {"type": "string", "pattern": ID_PATTERN}
 STATUS_SCHEMA: Final = {"type": "string", "enum": list(ORDER_STATUSES)}
 WAIT_SCHEMA: Final = {"type": "boolean", "default": True}
-KEY_SCHEMA: Final = {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY}
+KEY_SCHEMA: Final = {
+    "type": "string", "minLength": 1, "maxLength": MAX_KEY, "pattern": KEY_PATTERN,
+}
 
 _ENCODER: Final = msgspec.json.Encoder()
 
@@ -161,16 +166,24 @@ def wait_of(request: web.Request) -> bool:
     return raw == "true"
 
 
-def idempotency_key_of(request: web.Request) -> str | None:
-    """The ``Idempotency-Key`` header: 1 to 200 characters, or None."""
+def idempotency_key_of(request: web.Request) -> IdempotencyKey | None:
+    """The ``Idempotency-Key`` header (``KEY_PATTERN``: printable ASCII, 1 to 255 characters),
+    or None. Bytes that are not ASCII arrive decoded as something else, and are refused here,
+    before any actor sees them (they cannot be stored as text)."""
     raw = request.headers.get(IDEMPOTENCY_HEADER)
-    if raw is not None and not 1 <= len(raw) <= MAX_IDEMPOTENCY_KEY:
-        raise invalid(
-            f"an idempotency key has 1 to {MAX_IDEMPOTENCY_KEY} characters", IDEMPOTENCY_HEADER
-        )
-    return raw
+    if raw is None:
+        return None
+    try:
+        return IdempotencyKey(raw)
+    except ShopError as refused:
+        raise invalid(refused.detail, IDEMPOTENCY_HEADER) from None
 
 
-def reply(value: Any, status: int = 200) -> web.Response:
-    """A JSON answer."""
-    return web.Response(body=_ENCODER.encode(value), status=status, content_type="application/json")
+def reply(value: Any, status: int = 200, *, key: IdempotencyKey | None = None) -> web.Response:
+    """A JSON answer; with ``Idempotent-Replayed: true`` when ``key`` says it was replayed."""
+    answer = web.Response(
+        body=_ENCODER.encode(value), status=status, content_type="application/json"
+    )
+    if key is not None and key.replayed:
+        answer.headers[REPLAYED_HEADER] = "true"
+    return answer

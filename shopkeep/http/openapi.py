@@ -18,6 +18,7 @@ from shopkeep import __version__
 from shopkeep.http.auth import Access
 from shopkeep.http.docs_html import render_docs
 from shopkeep.http.errors import PROBLEM_JSON, PROBLEMS, Problem
+from shopkeep.http.inputs import IDEMPOTENCY_HEADER, REPLAYED_HEADER
 from shopkeep.http.operations import Operation
 from shopkeep.http.schemas import ID_PATTERN
 
@@ -133,10 +134,21 @@ def _headers(*names: str) -> dict[str, Any]:
     return {name: {"required": True, "schema": schemas[name]} for name in names}
 
 
+_REPLAYED: Final = {
+    "required": False,
+    "description": "`true` when this is the first answer to the same request under the same "
+    "Idempotency-Key, given again: nothing was done again.",
+    "schema": {"type": "string", "enum": ["true"]},
+}
+
+
 def _responses(op: Operation, schema_of: dict[Any, Any]) -> dict[str, Any]:
     responses: dict[str, Any] = {}
+    replayable = any(p.name == IDEMPOTENCY_HEADER for p in op.params)
     for status, kind in sorted(op.answers.items()):
         answer: dict[str, Any] = {"description": op.summary, "headers": _headers("X-Request-Id")}
+        if replayable:
+            answer["headers"][REPLAYED_HEADER] = _REPLAYED
         if kind is not None:
             answer["content"] = {op.content_type: {"schema": schema_of[kind]}}
         responses[str(status)] = answer

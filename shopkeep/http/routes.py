@@ -1,8 +1,9 @@
 """Every route of SPEC 7: a thin handler per operation, each one call of one Shop method.
 
 A handler reads its inputs (``inputs.py``), calls the shop, and answers the converted view
-(``conversion.py``); every refusal and error goes up to ``errors.py`` untouched. Who may call
-each one, and what it takes and answers, is said once, in ``catalog.py``.
+(``conversion.py``); every refusal and error goes up to ``errors.py`` untouched (but for a
+placement's refusal replayed under its Idempotency-Key, which says so). Who may call each one,
+and what it takes and answers, is said once, in ``catalog.py``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import msgspec
 from aiohttp import web
 
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
+from shopkeep.errors import ShopError
 from shopkeep.http import conversion as c
 from shopkeep.http import schemas as s
+from shopkeep.http.errors import problem_for
 from shopkeep.http.inputs import (
+    REPLAYED_HEADER,
     body_of,
     caller_of,
     cursor_of,
@@ -64,9 +68,10 @@ async def get_me(request: web.Request) -> web.Response:
 
 async def credit_wallet(request: web.Request) -> web.Response:
     """POST /v1/users/{user_id}/wallet/credit."""
-    user_id = path_id(request, "user_id")
+    user_id, key = path_id(request, "user_id"), idempotency_key_of(request)
     body = await body_of(request, s.CreditRequest)
-    return reply(c.user_out(await shop_of(request).credit_wallet(user_id, body.amount)))
+    user = await shop_of(request).credit_wallet(user_id, body.amount, idempotency_key=key)
+    return reply(c.user_out(user), key=key)
 
 
 # -- goods ------------------------------------------------------------------------------------
@@ -81,10 +86,12 @@ async def create_goods(request: web.Request) -> web.Response:
 
 async def update_goods(request: web.Request) -> web.Response:
     """PATCH /v1/goods/{goods_id}."""
-    goods_id = path_id(request, "goods_id")
+    goods_id, key = path_id(request, "goods_id"), idempotency_key_of(request)
     body = await body_of(request, s.UpdateGoodsRequest)
-    goods = await shop_of(request).update_goods(goods_id, price=body.price, restock=body.restock)
-    return reply(c.goods_out(goods))
+    goods = await shop_of(request).update_goods(
+        goods_id, price=body.price, restock=body.restock, idempotency_key=key
+    )
+    return reply(c.goods_out(goods), key=key)
 
 
 async def list_goods(request: web.Request) -> web.Response:
@@ -128,7 +135,8 @@ async def list_coupons(request: web.Request) -> web.Response:
 
 
 async def place_order(request: web.Request) -> web.Response:
-    """POST /v1/orders: 201 placed (or paid), 202 pending with ``?wait=false``."""
+    """POST /v1/orders: 201 placed (or paid), 202 pending with ``?wait=false`` or when the
+    placement runs longer than the shop waits (it goes on: poll the order)."""
     user_id = caller_of(request).user_id
     assert user_id is not None  # Access.USER admits users only
     wait, key = wait_of(request), idempotency_key_of(request)
@@ -138,16 +146,25 @@ async def place_order(request: web.Request) -> web.Response:
         for i, item in enumerate(body.items)
     ]
     coupon_id = None if body.coupon_id is None else c.id_in(body.coupon_id, "$.coupon_id")
-    order = await shop_of(request).place_order(
-        user_id,
-        items,
-        coupon_id=coupon_id,
-        use_balance=body.use_balance,
-        expected_total=body.expected_total,
-        idempotency_key=key,
-        wait=wait,
-    )
-    return reply(c.order_out(order), 201 if wait else 202)
+    try:
+        order = await shop_of(request).place_order(
+            user_id,
+            items,
+            coupon_id=coupon_id,
+            use_balance=body.use_balance,
+            expected_total=body.expected_total,
+            idempotency_key=key,
+            wait=wait,
+        )
+    except ShopError as refused:
+        if key is None or not key.replayed:
+            raise
+        answer = problem_for(refused)  # the failed placement's refusal, again
+        assert answer is not None
+        answer.headers[REPLAYED_HEADER] = "true"
+        return answer
+    placed = wait and order.status != "pending"
+    return reply(c.order_out(order), 201 if placed else 202, key=key)
 
 
 async def list_orders(request: web.Request) -> web.Response:
@@ -178,50 +195,59 @@ async def order_history(request: web.Request) -> web.Response:
 
 async def start_payment(request: web.Request) -> web.Response:
     """POST /v1/orders/{order_id}/payment: 201 a new payment, 200 the open one again."""
-    order_id = path_id(request, "order_id")
+    order_id, key = path_id(request, "order_id"), idempotency_key_of(request)
     await no_body(request)
-    started = await shop_of(request).start_payment(order_id, user_id=scope_of(request))
-    return reply(c.payment_out(started.payment), 201 if started.created else 200)
+    started = await shop_of(request).start_payment(
+        order_id, user_id=scope_of(request), idempotency_key=key
+    )
+    return reply(c.payment_out(started.payment), 201 if started.created else 200, key=key)
 
 
 async def cancel_order(request: web.Request) -> web.Response:
     """POST /v1/orders/{order_id}/cancel."""
-    order_id = path_id(request, "order_id")
+    order_id, key = path_id(request, "order_id"), idempotency_key_of(request)
     await no_body(request)
     caller = caller_of(request)
     order = await shop_of(request).cancel_order(
-        order_id, by="admin" if caller.is_admin else "user", user_id=caller.user_id
+        order_id,
+        by="admin" if caller.is_admin else "user",
+        user_id=caller.user_id,
+        idempotency_key=key,
     )
-    return reply(c.order_out(order))
+    return reply(c.order_out(order), key=key)
 
 
 async def ship_order(request: web.Request) -> web.Response:
     """POST /v1/orders/{order_id}/ship."""
-    order_id = path_id(request, "order_id")
+    order_id, key = path_id(request, "order_id"), idempotency_key_of(request)
     await no_body(request)
-    return reply(c.order_out(await shop_of(request).ship(order_id)))
+    return reply(c.order_out(await shop_of(request).ship(order_id, idempotency_key=key)), key=key)
 
 
 async def deliver_order(request: web.Request) -> web.Response:
     """POST /v1/orders/{order_id}/deliver."""
-    order_id = path_id(request, "order_id")
+    order_id, key = path_id(request, "order_id"), idempotency_key_of(request)
     await no_body(request)
-    return reply(c.order_out(await shop_of(request).deliver(order_id)))
+    order = await shop_of(request).deliver(order_id, idempotency_key=key)
+    return reply(c.order_out(order), key=key)
 
 
 async def request_return(request: web.Request) -> web.Response:
     """POST /v1/orders/{order_id}/returns."""
-    order_id = path_id(request, "order_id")
+    order_id, key = path_id(request, "order_id"), idempotency_key_of(request)
     body = await body_of(request, s.ReturnRequest, optional=True)
-    made = await shop_of(request).request_return(order_id, body.reason, user_id=scope_of(request))
-    return reply(c.return_out(made), 201)
+    made = await shop_of(request).request_return(
+        order_id, body.reason, user_id=scope_of(request), idempotency_key=key
+    )
+    return reply(c.return_out(made), 201, key=key)
 
 
 async def approve_return(request: web.Request) -> web.Response:
     """POST /v1/returns/{return_id}/approve."""
-    return_id = path_id(request, "return_id")
+    return_id, key = path_id(request, "return_id"), idempotency_key_of(request)
     await no_body(request)
-    return reply(c.return_out(await shop_of(request).approve_return(return_id)))
+    approved = await shop_of(request).approve_return(return_id, idempotency_key=key)
+    return reply(c.return_out(approved), key=key)
 
 
 async def order_refunds(request: web.Request) -> web.Response:

@@ -8,7 +8,9 @@ idempotency keys recorded. After the restart, :class:`Verifier` checks, in this 
    canceled with reason timeout, and its history holds exactly one ``canceled_by_timeout``;
 2. every unknown write, sent again as a client would (same key and body; a callback re-signed,
    as the gateway retries), is wholly applied or wholly absent: a placement whose key was
-   recorded answers that same order, one whose key was not is placed anew or refused;
+   recorded answers that same order, one whose key was not is placed anew or refused, and so is
+   one whose recorded order did nothing (cut, so undone at the start, or failed overloaded or
+   unavailable: SPEC 7, such a first attempt does not bind its key);
 3. no acknowledged write is lost (:class:`Acknowledged`, over every cycle so far);
 4. no order is half done: each is out of ``pending``, and a live order holds its stock, coupon
    and wallet money while a canceled one holds none of them;
@@ -33,6 +35,7 @@ import aiohttp
 import msgspec
 
 from shopkeep.actors.audit import audit_file
+from shopkeep.actors.placement import UNDONE_FAILURES
 from shopkeep.proof.kill9_traffic import Fixture, Write, send, signed_headers
 
 LIVE = frozenset({"awaiting_payment", "paid", "shipped", "delivered"})
@@ -75,6 +78,9 @@ class Snapshot:
     """(user id, Idempotency-Key) -> the order id recorded with it."""
     orders: frozenset[str]
     """Every order recorded."""
+    undone: frozenset[str] = frozenset()
+    """The orders whose placement did nothing: pending (the start undoes them), or failed
+    overloaded or unavailable."""
 
 
 def snapshot(db: Path) -> Snapshot:
@@ -84,8 +90,15 @@ def snapshot(db: Path) -> Snapshot:
         unpaid = conn.execute(
             "SELECT id, expires_at FROM orders WHERE status = 'awaiting_payment'"
         ).fetchall()
-        keys = conn.execute("SELECT user_id, key, order_id FROM idempotency_keys").fetchall()
+        keys = conn.execute(
+            "SELECT principal, key, order_id FROM idempotency_keys WHERE order_id IS NOT NULL"
+        ).fetchall()
         orders = frozenset(str(i) for (i,) in conn.execute("SELECT id FROM orders"))
+        codes = ", ".join(f"'{code}'" for code in sorted(UNDONE_FAILURES))
+        undone = frozenset(str(i) for (i,) in conn.execute(
+            "SELECT id FROM orders WHERE status = 'pending' OR (cancel_reason = "
+            f"'placement_failed' AND failure_code IN ({codes}))"
+        ))
     report = audit_file(str(db))
     failures = tuple(f"{c.name}: {c.detail}" for c in report.checks if not c.ok)
     return Snapshot(
@@ -94,6 +107,7 @@ def snapshot(db: Path) -> Snapshot:
         unpaid={str(i): float(at) for i, at in unpaid if at is not None},
         keys={(str(u), str(k)): str(o) for u, k, o in keys},
         orders=orders,
+        undone=undone,
     )
 
 
@@ -307,7 +321,7 @@ class Verifier:
             verdict.unknown_applied += 1
         else:
             verdict.unknown_absent += 1
-        if recorded is not None:
+        if recorded is not None and recorded not in before.undone:
             # a key kept names its order, recorded or not: the retry answers (or places) it
             if again.status not in (200, 201, 202, 409) or same != recorded:
                 verdict.violations.append(f"{said}; the key had recorded order {recorded}")

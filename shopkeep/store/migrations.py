@@ -265,7 +265,37 @@ PAYMENT_LOG_BY_ORDER = Migration(
     "CREATE INDEX payment_log_by_order ON payment_log (order_id, id)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (RUNTIME_TABLES, SHOP_TABLES, PAYMENT_LOG_BY_ORDER)
+IDEMPOTENCY_KEYS_OF_EVERY_ROUTE = Migration(
+    4,
+    "Idempotency-Keys of every route that moves money or stock (SPEC 7): scoped by principal "
+    "(a user's id, or 0 for the admin), with the first answer kept to replay, and indexed by "
+    "age for the sweep that prunes them after 24 hours",
+    """
+    -- order_id: the order a placement bound the key to (NULL for other routes); answer: the
+    -- first answer (msgpack), NULL while a placement runs or when it failed.
+    CREATE TABLE idempotency_keys_v4 (
+        principal    INTEGER NOT NULL,
+        key          TEXT    NOT NULL,
+        request_hash TEXT    NOT NULL,
+        order_id     INTEGER,
+        answer       BLOB,
+        created_at   REAL    NOT NULL,
+        PRIMARY KEY (principal, key)
+    ) WITHOUT ROWID;
+    INSERT INTO idempotency_keys_v4 (principal, key, request_hash, order_id, created_at)
+        SELECT user_id, key, request_hash, order_id, created_at FROM idempotency_keys;
+    DROP TABLE idempotency_keys;
+    ALTER TABLE idempotency_keys_v4 RENAME TO idempotency_keys;
+    CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
+    """,
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    RUNTIME_TABLES,
+    SHOP_TABLES,
+    PAYMENT_LOG_BY_ORDER,
+    IDEMPOTENCY_KEYS_OF_EVERY_ROUTE,
+)
 """Every migration of the product schema, oldest first."""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -104,23 +105,44 @@ def test_an_order_already_counted_as_unpaid_is_admitted_again_at_the_cap() -> No
 
 
 def test_a_key_seen_with_the_same_request_answers_the_order_first_begun_with_it() -> None:
-    seen = KeyUse("h1", 10)
+    seen = KeyUse("h1", 10, 0.0)
     assert begin_order(1, set(), seen, begin(99, "k")) == OrderTicket(10, existing=True)
 
 
 def test_a_key_seen_with_the_same_request_is_answered_even_at_the_cap() -> None:
-    seen = KeyUse("h1", 10)
+    seen = KeyUse("h1", 10, 0.0)
     assert begin_order(1, {10, 11}, seen, begin(99, "k")) == OrderTicket(10, existing=True)
 
 
 def test_the_same_begin_asked_again_with_its_key_carries_on() -> None:
-    assert begin_order(1, {10}, KeyUse("h1", 10), begin(10, "k")) == OrderTicket(10, False)
+    assert begin_order(1, {10}, KeyUse("h1", 10, 0.0), begin(10, "k")) == OrderTicket(10, False)
 
 
 def test_a_key_seen_with_another_request_is_an_idempotency_conflict() -> None:
-    refused = refusal(begin_order(1, set(), KeyUse("h1", 10), begin(99, "k", "h2")))
+    refused = refusal(begin_order(1, set(), KeyUse("h1", 10, 0.0), begin(99, "k", "h2")))
     assert refused.code == IDEMPOTENCY_CONFLICT
     assert refused.order_id is None  # no order was recorded for this request
+
+
+def test_a_key_bound_to_a_placement_that_did_nothing_is_admitted_as_new() -> None:
+    retry = msgspec.structs.replace(begin(99, "k"), replaces=10)
+    assert begin_order(1, set(), KeyUse("h1", 10, 0.0), retry) == OrderTicket(99, False)
+
+
+def test_a_key_taken_over_meanwhile_by_another_order_is_not_rebound() -> None:
+    retry = msgspec.structs.replace(begin(99, "k"), replaces=10)
+    assert begin_order(1, set(), KeyUse("h1", 12, 0.0), retry) == OrderTicket(12, True)
+
+
+def test_a_rebound_key_still_counts_under_the_unpaid_orders_cap() -> None:
+    retry = msgspec.structs.replace(begin(12, "k"), replaces=10)
+    refused = refusal(begin_order(1, {10, 11}, KeyUse("h1", 10, 0.0), retry))
+    assert refused.code == TOO_MANY_UNPAID_ORDERS
+
+
+def test_a_key_another_route_bound_is_a_conflict_for_a_placement() -> None:
+    refused = refusal(begin_order(1, set(), KeyUse("h9", None, 0.0), begin(99, "k")))
+    assert refused.code == IDEMPOTENCY_CONFLICT
 
 
 # -- debits and releases --------------------------------------------------------------------

@@ -178,7 +178,13 @@ async def test_the_same_idempotency_key_answers_the_same_order_and_refuses_anoth
         ("?wait=maybe", {}, {"items": [{"goods_id": "1", "quantity": 1}]}, "wait"),
         (
             "",
-            {"Idempotency-Key": "k" * 201},
+            {"Idempotency-Key": "k" * 256},
+            {"items": [{"goods_id": "1", "quantity": 1}]},
+            "Idempotency-Key",
+        ),
+        (
+            "",
+            {"Idempotency-Key": "tab\tinside"},
             {"items": [{"goods_id": "1", "quantity": 1}]},
             "Idempotency-Key",
         ),

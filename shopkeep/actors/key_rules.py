@@ -1,0 +1,87 @@
+"""The rules of Idempotency-Keys (SPEC 7), with no IO: what a key seen before answers, which
+answers bind a key, and how long keys are kept.
+
+A key belongs to a *principal*: the user whose token sent it, or :data:`ADMIN` for the admin
+token; two principals never see each other's keys. Under one principal a key names one
+request: the route and its path ids and body, hashed (:func:`request_hash`). The first request
+under a key that *did something* binds the key, and its answer is recorded with it, in the
+same unit of work as what it did (``key_store.run_keyed``): nothing can be done twice, even
+across a crash, and the same request again answers the first answer as recorded (the Stripe
+convention: when the resource changed since, the replay still shows it as it was then).
+
+What does not bind: an answer that did nothing. A business refusal (409), a 404 or a 422
+changes nothing, so the retry runs afresh and may succeed once the obstacle is gone; so does a
+503 (overloaded, unavailable: nothing was enqueued, or nothing was kept). Placements are the
+one route whose refusals are recorded (a failed placement keeps its order, canceled
+placement_failed): their key stays bound to that order, except when it failed overloaded,
+unavailable or interrupted, which gave everything back (``Shop.place_order`` binds the key to
+a new placement then).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Final
+
+import msgspec
+
+from shopkeep.actors.protocol import IDEMPOTENCY_CONFLICT, Keyed, Refusal, Replayed
+
+ADMIN: Final = 0
+"""The principal of the admin token (user ids are positive)."""
+KEY_RETENTION_S: Final = 86_400.0
+"""How long a key is kept at least (SPEC 7: 24 hours); older ones are pruned."""
+KEY_SWEEP_S: Final = 3_600.0
+"""How often the keys older than :data:`KEY_RETENTION_S` are pruned: a key lives 24 to 25
+hours."""
+KEY_SWEEP_BATCH: Final = 2_000
+"""Keys deleted by one unit of work at most: a sweep after a long stop does not hold the
+writer for one huge delete; a full batch sweeps again at once."""
+
+_encode = msgspec.msgpack.Encoder().encode
+
+
+class KeptKey(msgspec.Struct, frozen=True, gc=False):
+    """A key as recorded: its request, the order a placement bound it to, the first answer."""
+
+    request_hash: str
+    order_id: int | None
+    answer: bytes | None
+    created_at: float
+
+
+def request_hash(*request: Any) -> str:
+    """The identity of a request under a key: the SHA-256 of its parts (the operation's name,
+    its path ids, its body's values), encoded as msgpack."""
+    return hashlib.sha256(_encode(request)).hexdigest()
+
+
+def conflict(key: str) -> Refusal:
+    """The refusal of a key already bound to another request."""
+    return Refusal(IDEMPOTENCY_CONFLICT, f"Idempotency-Key {key!r} was used for another request")
+
+
+def replay(seen: KeptKey | None, keyed: Keyed) -> Replayed | Refusal | None:
+    """What ``keyed`` answers given the key's record (``seen``; None: the key is free): its
+    first answer again, the conflict, or None (handle the request)."""
+    if seen is None:
+        return None
+    if seen.request_hash != keyed.request_hash or seen.answer is None:
+        # a placement's key (no answer kept) is never another route's: the hashes differ
+        return conflict(keyed.key)
+    return Replayed(seen.answer)
+
+
+def binds(answer: Any) -> bool:
+    """Whether ``answer`` did something, so that the key must keep it (see the module)."""
+    return answer is not None and not isinstance(answer, Refusal)
+
+
+def encode_answer(answer: Any) -> bytes:
+    """An answer as kept with its key (msgspec msgpack: the views are Structs)."""
+    return _encode(answer)
+
+
+def expired(created_at: float, now: float) -> bool:
+    """Whether a key recorded at ``created_at`` may have been pruned by ``now``."""
+    return created_at <= now - KEY_RETENTION_S

@@ -1,0 +1,128 @@
+"""Idempotency-Keys at the embedded API's edge: the key a caller gives, and one request at a
+time under each key.
+
+The rules (what binds a key, what a replay answers) are ``actors/key_rules.py``; the record
+is kept by the actor that does the work (``actors/key_store.py``). Here:
+
+- :class:`IdempotencyKey`: a key, checked (SPEC 7: printable ASCII, 1 to 255 characters), and
+  after the call whether its answer was the first answer again (HTTP says so with
+  ``Idempotent-Replayed: true``). A plain ``str`` is taken wherever a key is.
+- :class:`InFlight`: two requests under one key of one principal never run at once: the second
+  waits for the first's answer, then finds its record (a replay) or none (the first did nothing;
+  it runs afresh). Without it, the same key sent at the same moment to two different actors
+  would each see it free.
+- :class:`Once`: how the Shop asks an operation under a key (placements: ``placing.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import msgspec
+
+from shopkeep.actors.key_rules import ADMIN, request_hash
+from shopkeep.actors.order_messages import AsUser
+from shopkeep.actors.protocol import Keyed, Replayed
+from shopkeep.errors import answer
+from shopkeep.requests import check_key
+from shopkeep.runtime import ActorSystem, Address
+
+T = TypeVar("T")
+
+
+class IdempotencyKey:
+    """An Idempotency-Key given to a :class:`~shopkeep.shop.Shop` operation.
+
+    ``replayed`` is set by the operation: True when its answer is the first answer to the same
+    request under this key, given again with nothing done again.
+    """
+
+    __slots__ = ("replayed", "value")
+
+    def __init__(self, value: str) -> None:
+        self.value = check_key(value)
+        self.replayed = False
+
+    def __repr__(self) -> str:
+        return f"IdempotencyKey({self.value!r}, replayed={self.replayed})"
+
+
+def key_of(given: str | IdempotencyKey | None) -> IdempotencyKey | None:
+    """``given`` as an IdempotencyKey (checked: ShopError validation_error), or None."""
+    if given is None or isinstance(given, IdempotencyKey):
+        return given
+    return IdempotencyKey(given)
+
+
+class InFlight:
+    """The (principal, key) pairs whose request is running, each with the requests waiting for
+    it. Entries live only while a request holds or waits: memory is bounded by the requests in
+    flight."""
+
+    __slots__ = ("_locks",)
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[int, str], tuple[asyncio.Lock, list[int]]] = {}
+
+    @asynccontextmanager
+    async def hold(self, principal: int, key: str) -> AsyncIterator[None]:
+        """Run the block alone under ``key`` of ``principal``."""
+        scope = (principal, key)
+        entry = self._locks.get(scope)
+        if entry is None:
+            entry = self._locks[scope] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[scope]
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class Once:
+    """Asks the actors for a Shop, each request under an Idempotency-Key at most once."""
+
+    __slots__ = ("in_flight", "system")
+
+    def __init__(self, system: ActorSystem) -> None:
+        self.system = system
+        self.in_flight = InFlight()
+
+    async def ask(
+        self,
+        address: Address,
+        message: Any,
+        kind: type[T],
+        idempotency_key: str | IdempotencyKey | None,
+        request: tuple[Any, ...],
+        user_id: int | None = None,
+    ) -> T:
+        """Ask ``message`` (for ``user_id``: only if the order is theirs) and answer as ``kind``.
+
+        Under a key (of ``user_id``, or of the admin) ``request`` (the operation's name, its
+        ids and values) is done at most once: the actor that does it records the key and its
+        answer with its effect, and the same request again answers that answer (the key's
+        ``replayed``); another request under the key, ShopError idempotency_conflict."""
+        key = key_of(idempotency_key)
+        principal = ADMIN if user_id is None else user_id
+        if key is not None:
+            message = Keyed(principal, key.value, request_hash(*request), message)
+        if user_id is not None:
+            message = AsUser(user_id, message)
+        if key is None:
+            return answer(await self.system.ask(address, message), kind)
+        async with self.in_flight.hold(principal, key.value):
+            reply = await self.system.ask(address, message)
+        if isinstance(reply, Replayed):
+            key.replayed = True
+            return msgspec.msgpack.decode(reply.answer, type=kind)
+        return answer(reply, kind)

@@ -1,0 +1,176 @@
+"""Placing an order from the embedded API: the ask, its Idempotency-Key, and a placement that
+runs longer than the ask waits (SPEC 2, 7).
+
+The order id is minted here, and the new order asks the user's BeginOrder itself (see
+``Place.begin``): the user binds the key to it, so a second placement under the same key
+learns of the first (:class:`~shopkeep.actors.order_messages.PlacedBefore`). What that second
+one answers, in this order:
+
+1. the first placement's answer, recorded with the key when it placed (or, with
+   ``?wait=false``, accepted) its order: the order as it was then;
+2. else the first order's outcome now, asked of it again (it is still running: the ask waits
+   behind it; or a crash cut it before its answer was recorded: it is placed now, or undone);
+3. unless that outcome is a failure that did nothing for the customer (overloaded,
+   unavailable, interrupted: ``UNDONE_FAILURES``): then the key is bound to a new placement
+   and the request runs afresh (SPEC 7: such a first attempt does not bind its key).
+
+A placement still running when the ask times out goes on: the answer is then the order as it
+stands, pending (from the store, or as its first step records it), never a 503 that would
+invite a second order. HTTP answers it 202, as it answers ``?wait=false``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from shopkeep.actors.config import ShopConfig
+from shopkeep.actors.key_rules import request_hash
+from shopkeep.actors.key_store import placement_answer
+from shopkeep.actors.order import order_view
+from shopkeep.actors.order_messages import (
+    Accept,
+    Items,
+    OrderView,
+    Place,
+    PlacedBefore,
+)
+from shopkeep.actors.order_rules import new_order, placement_outcome, validate_request
+from shopkeep.actors.order_store import load_order
+from shopkeep.actors.placement import UNDONE_FAILURES
+from shopkeep.actors.protocol import BeginOrder, Refusal
+from shopkeep.errors import ShopError, answer
+from shopkeep.idempotency import IdempotencyKey, InFlight
+from shopkeep.requests import check_amount, checked_items
+from shopkeep.runtime import ActorSystem, Address, AskTimeout
+from shopkeep.store.reader import Reader
+
+
+class PlaceRequest(msgspec.Struct, frozen=True, gc=False):
+    """A placement as the caller asked for it (checked already)."""
+
+    user_id: int
+    lines: Items
+    coupon_id: int | None
+    use_balance: int
+    expected_total: int | None
+    wait: bool
+
+    @classmethod
+    def checked(
+        cls,
+        user_id: int,
+        items: Any,
+        coupon_id: int | None,
+        use_balance: int,
+        expected_total: int | None,
+        wait: bool,
+        config: ShopConfig,
+    ) -> PlaceRequest:
+        """The request, or ShopError validation_error (or the order rules' refusal)."""
+        lines = checked_items(items)
+        check_amount("use_balance", use_balance)
+        if expected_total is not None:
+            check_amount("expected_total", expected_total)
+        refusal = validate_request(lines, use_balance, expected_total, config)
+        if refusal is not None:
+            raise ShopError.of(refusal)
+        return cls(user_id, lines, coupon_id, use_balance, expected_total, wait)
+
+    def message(self, begin: BeginOrder | None) -> Place | Accept:
+        """The order's message: Place (wait for the outcome) or Accept (pending at once)."""
+        kind = Place if self.wait else Accept
+        return kind(
+            self.user_id, self.lines, self.coupon_id, self.use_balance, self.expected_total,
+            begin=begin,
+        )
+
+    def identity(self) -> str:
+        """What an Idempotency-Key binds to: the body and ``?wait=`` (its answer differs)."""
+        return request_hash(
+            "place_order", self.lines, self.coupon_id, self.use_balance, self.expected_total,
+            self.wait,
+        )
+
+
+class Placer:
+    """Places orders for a Shop (see the module)."""
+
+    __slots__ = ("config", "in_flight", "reader", "system")
+
+    def __init__(
+        self, system: ActorSystem, reader: Reader, config: ShopConfig, in_flight: InFlight
+    ) -> None:
+        self.system = system
+        self.reader = reader
+        self.config = config
+        self.in_flight = in_flight
+
+    async def place(self, request: PlaceRequest, key: IdempotencyKey | None) -> OrderView:
+        """The placed (or, without ``wait``, accepted) order, or ShopError with the refusal."""
+        if key is None:
+            return await self._begin(request, None, "", None)
+        async with self.in_flight.hold(request.user_id, key.value):
+            return await self._begin(request, key, request.identity(), None)
+
+    async def _begin(
+        self,
+        request: PlaceRequest,
+        key: IdempotencyKey | None,
+        identity: str,
+        replaces: int | None,
+    ) -> OrderView:
+        order_id = self.system.ids.next()
+        value = None if key is None else key.value
+        begin = BeginOrder(order_id, value, identity, self.config.max_unpaid_orders, replaces)
+        reply = await self._ask(order_id, request.message(begin), request)
+        if isinstance(reply, PlacedBefore):
+            assert key is not None  # only a key names an earlier placement
+            return await self._again(request, key, identity, reply.order_id, replaces is None)
+        return answer(reply, OrderView)
+
+    async def _again(
+        self,
+        request: PlaceRequest,
+        key: IdempotencyKey,
+        identity: str,
+        first_id: int,
+        may_rebind: bool,
+    ) -> OrderView:
+        """What a placement answers when ``key`` was bound to ``first_id`` (see the module)."""
+        kept = await placement_answer(self.reader, request.user_id, key.value, first_id)
+        if kept is not None:
+            key.replayed = True
+            return msgspec.msgpack.decode(kept, type=OrderView)
+        # Asked again, an order answers its placement's outcome; one that does not exist (a
+        # crash cut its placement after the user kept the key, before the order was recorded)
+        # is placed now.
+        reply = await self._ask(first_id, request.message(None), request)
+        if may_rebind and isinstance(reply, Refusal) and reply.code in UNDONE_FAILURES:
+            return await self._begin(request, key, identity, first_id)
+        key.replayed = True
+        return answer(reply, OrderView)
+
+    async def _ask(
+        self, order_id: int, message: Place | Accept, request: PlaceRequest
+    ) -> OrderView | Refusal | PlacedBefore:
+        try:
+            reply: OrderView | Refusal | PlacedBefore = await self.system.ask(
+                Address("order", order_id), message
+            )
+        except AskTimeout:
+            return await self._still_placing(order_id, request)
+        return reply
+
+    async def _still_placing(self, order_id: int, request: PlaceRequest) -> OrderView | Refusal:
+        """The order of a placement the ask gave up waiting for: as the store has it, or as its
+        first step records it (pending) when it has not reached the store yet."""
+        state = await load_order(self.reader, order_id)
+        if state is None:
+            now = self.system.clock.now()
+            state, _ = new_order(
+                order_id, request.user_id, request.lines, request.coupon_id,
+                request.use_balance, now,
+            )
+        return placement_outcome(state) or order_view(state)

@@ -1,0 +1,281 @@
+"""Idempotency-Key over HTTP (SPEC 7): every route that moves money or stock takes one; a retry
+answers the first answer with ``Idempotent-Replayed: true``; another body, 409; a key that is
+not printable ASCII, 422 and nothing else (issue 12, defect 5: ``k\\xff`` failed the user
+actor three times)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import pytest
+
+from shopkeep.actors import placement
+from shopkeep.actors.goods import GoodsActor
+from shopkeep.actors.protocol import GetGoods
+from shopkeep.requests import KEY_PATTERN, MAX_KEY
+from shopkeep.runtime import Context
+from tests.http.conftest import ADMIN, Answer, Api, Customer
+
+KEYED = {
+    ("post", "/v1/users/{user_id}/wallet/credit"),
+    ("patch", "/v1/goods/{goods_id}"),
+    ("post", "/v1/orders"),
+    ("post", "/v1/orders/{order_id}/payment"),
+    ("post", "/v1/orders/{order_id}/cancel"),
+    ("post", "/v1/orders/{order_id}/ship"),
+    ("post", "/v1/orders/{order_id}/deliver"),
+    ("post", "/v1/orders/{order_id}/returns"),
+    ("post", "/v1/returns/{return_id}/approve"),
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request: who sends it, where, with what body."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any = None
+
+    async def send(self, api: Api, key: str) -> Answer:
+        return await api.call(
+            self.method, self.path, {**self.headers, "Idempotency-Key": key}, self.body
+        )
+
+
+@dataclass(frozen=True)
+class Route:
+    """A keyed request, and another request under the same key."""
+
+    request: Request
+    other: Request
+
+
+async def delivered(api: Api) -> tuple[Customer, dict[str, Any]]:
+    alice = await api.customer()
+    order = await api.order(alice, await api.goods())
+    await api.delivered(alice, order)
+    return alice, order
+
+
+async def credit(api: Api) -> Route:
+    alice = await api.customer()
+    path = f"/v1/users/{alice.id}/wallet/credit"
+    return Route(Request("POST", path, ADMIN, {"amount": 500}),
+                 Request("POST", path, ADMIN, {"amount": 600}))
+
+
+async def restock(api: Api) -> Route:
+    path = f"/v1/goods/{await api.goods()}"
+    return Route(Request("PATCH", path, ADMIN, {"restock": 5}),
+                 Request("PATCH", path, ADMIN, {"restock": 6}))
+
+
+async def place(api: Api) -> Route:
+    alice, tea = await api.customer(), await api.goods()
+    return Route(
+        Request("POST", "/v1/orders", alice.headers, {"items": [{"goods_id": tea, "quantity": 1}]}),
+        Request("POST", "/v1/orders", alice.headers, {"items": [{"goods_id": tea, "quantity": 2}]}),
+    )
+
+
+async def payment(api: Api) -> Route:
+    alice = await api.customer()
+    order = await api.order(alice, await api.goods())
+    path = f"/v1/orders/{order['id']}"
+    return Route(Request("POST", f"{path}/payment", alice.headers),
+                 Request("POST", f"{path}/cancel", alice.headers))
+
+
+async def cancel(api: Api) -> Route:
+    alice = await api.customer()
+    order = await api.order(alice, await api.goods())
+    path = f"/v1/orders/{order['id']}"
+    return Route(Request("POST", f"{path}/cancel", alice.headers),
+                 Request("POST", f"{path}/payment", alice.headers))
+
+
+async def ship(api: Api) -> Route:
+    alice = await api.customer()
+    order = await api.order(alice, await api.goods())
+    await api.pay(alice, order)
+    path = f"/v1/orders/{order['id']}"
+    return Route(Request("POST", f"{path}/ship", ADMIN), Request("POST", f"{path}/deliver", ADMIN))
+
+
+async def deliver(api: Api) -> Route:
+    alice = await api.customer()
+    order = await api.order(alice, await api.goods())
+    await api.pay(alice, order)
+    path = f"/v1/orders/{order['id']}"
+    await api.call("POST", f"{path}/ship", ADMIN)
+    return Route(Request("POST", f"{path}/deliver", ADMIN), Request("POST", f"{path}/ship", ADMIN))
+
+
+async def ask_return(api: Api) -> Route:
+    alice, order = await delivered(api)
+    path = f"/v1/orders/{order['id']}/returns"
+    return Route(Request("POST", path, alice.headers, {"reason": "too strong"}),
+                 Request("POST", path, alice.headers, {"reason": "too weak"}))
+
+
+async def approve(api: Api) -> Route:
+    alice, order = await delivered(api)
+    asked = await api.call("POST", f"/v1/orders/{order['id']}/returns", alice.headers)
+    return Route(Request("POST", f"/v1/returns/{asked.body['id']}/approve", ADMIN),
+                 Request("POST", f"/v1/orders/{order['id']}/ship", ADMIN))
+
+
+ROUTES = pytest.mark.parametrize(
+    "route",
+    [credit, restock, place, payment, cancel, ship, deliver, ask_return, approve],
+    ids=lambda route: route.__name__,
+)
+
+
+@ROUTES
+async def test_a_retry_answers_the_first_answer_again_marked_replayed(
+    api: Api, route: Callable[[Api], Awaitable[Route]]
+) -> None:
+    request = (await route(api)).request
+    first = await request.send(api, "key-1")
+    again = await request.send(api, "key-1")
+
+    assert first.status in (200, 201), first.body
+    assert (again.status, again.body) == (first.status, first.body)
+    assert "Idempotent-Replayed" not in first.headers
+    assert again.headers["Idempotent-Replayed"] == "true"
+
+
+@ROUTES
+async def test_the_same_key_with_another_request_answers_409_idempotency_conflict(
+    api: Api, route: Callable[[Api], Awaitable[Route]]
+) -> None:
+    keyed = await route(api)
+    await keyed.request.send(api, "key-1")
+
+    other = await keyed.other.send(api, "key-1")
+
+    assert (other.status, other.body["code"]) == (409, "idempotency_conflict")
+    assert "Idempotent-Replayed" not in other.headers
+
+
+async def test_a_replayed_placement_refusal_says_it_is_replayed(api: Api) -> None:
+    alice = await api.customer()
+    tea = await api.goods(stock=1)
+    body = {"items": [{"goods_id": tea, "quantity": 1}], "expected_total": 1}
+    keyed = {**alice.headers, "Idempotency-Key": "k-1"}
+    await api.call("GET", f"/v1/goods/{tea}", ADMIN)  # nothing else queued: one turn or saga
+    first = await api.call("POST", "/v1/orders", keyed, body)
+    again = await api.call("POST", "/v1/orders", keyed, body)
+
+    assert (first.status, first.body["code"]) == (409, "price_changed")
+    assert again.status == 409 and again.body["code"] == "price_changed"
+
+
+async def send_raw(api: Api, head: bytes, body: bytes) -> tuple[int, dict[str, Any]]:
+    """Send ``head`` (request line and headers, CRLF-separated, without the blank line) and
+    ``body`` over a socket, as no client library would; answer the status and JSON body."""
+    server = api.client.server
+    assert server.host is not None and server.port is not None
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(
+            head + b"\r\nContent-Length: " + str(len(body)).encode()
+            + b"\r\nConnection: close\r\n\r\n" + body
+        )
+        await writer.drain()
+        answer = await reader.read()
+    finally:
+        writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    _, _, payload = rest.partition(b"\r\n\r\n")
+    return int(status_line.split()[1]), msgspec.json.decode(payload)
+
+
+@pytest.mark.parametrize("key", [b"k\xff", b"caf\xc3\xa9", b"\xff" * 300, b"tab\tinside"])
+async def test_a_key_that_is_not_printable_ascii_is_refused_422_and_no_actor_fails(
+    api: Api, key: bytes
+) -> None:
+    alice = await api.customer()
+    tea = await api.goods()
+    token = alice.headers["Authorization"].encode()
+    body = msgspec.json.encode({"items": [{"goods_id": tea, "quantity": 1}]})
+    head = (
+        b"POST /v1/orders HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\n"
+        b"Authorization: " + token + b"\r\nIdempotency-Key: " + key
+    )
+
+    status, problem = await send_raw(api, head, body)
+    await api.settle()
+
+    assert (status, problem["code"]) == (422, "validation_error")
+    assert "Idempotency-Key" in problem["detail"]
+    assert (await api.call("GET", "/v1/orders", ADMIN)).body["items"] == []
+    assert await api.shop.reader.fetchall("SELECT count(*) FROM dead_letters") == [(0,)]
+    stats = api.shop.runtime.system.stats
+    assert (stats.restarts, stats.dead_letters) == (0, 0)
+
+
+async def test_a_placement_past_the_ask_timeout_answers_202_with_its_pending_order(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await api.customer()
+    tea = await api.goods()
+    gate, holding, reached = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    handle, take_stock = GoodsActor.receive, placement._take_stock
+
+    async def busy(actor: GoodsActor, ctx: Context, message: Any) -> Any:
+        if isinstance(message, GetGoods):
+            holding.set()
+            await gate.wait()
+        return await handle(actor, ctx, message)
+
+    async def taking(ctx: Context, state: Any) -> list[Any]:
+        reached.set()  # the placement asks the busy goods now: it waits behind the GetGoods
+        return await take_stock(ctx, state)
+
+    monkeypatch.setattr(GoodsActor, "receive", busy)
+    monkeypatch.setattr(placement, "_take_stock", taking)
+    held = asyncio.create_task(api.call("GET", f"/v1/goods/{tea}", ADMIN))
+    await holding.wait()
+    placing = asyncio.create_task(
+        api.call("POST", "/v1/orders", alice.headers, {"items": [{"goods_id": tea, "quantity": 1}]})
+    )
+    await reached.wait()
+    await api.clock.advance(api.shop.runtime.system.config.ask_timeout_s)
+    answered = await placing
+    gate.set()
+    await held
+
+    assert (answered.status, answered.body["status"]) == (202, "pending")
+    polled = await api.call("GET", f"/v1/orders/{answered.body['id']}", alice.headers)
+    assert polled.status == 200
+
+
+async def test_the_document_gives_every_keyed_route_the_key_and_the_replay_header(
+    api: Api,
+) -> None:
+    document = (await api.call("GET", "/openapi.json", {})).body
+    found = set()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            params = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
+            if not params:
+                continue
+            found.add((method, path))
+            (param,) = params
+            assert param["in"] == "header" and not param["required"]
+            assert param["schema"]["pattern"] == KEY_PATTERN
+            assert param["schema"]["maxLength"] == MAX_KEY
+            assert "409" in operation["responses"]
+            successes = [s for s in operation["responses"] if s.startswith("2")]
+            for status in successes:
+                headers = operation["responses"][status]["headers"]
+                assert headers["Idempotent-Replayed"]["schema"]["enum"] == ["true"]
+    assert found == KEYED

@@ -1,0 +1,194 @@
+"""A placement that did nothing never binds its Idempotency-Key, and a 503 never hides an order
+that goes on (SPEC 7; issue 12, defect 3).
+
+Found by a black-box run with ``mailbox_size=1``: a placement refused overloaded by a busy
+goods kept its key bound to its failed order, so every retry with the key answered the same 503
+for ever; and a placement running past the ask timeout answered 503 "try again" while it went
+on, so a retry without a key placed a second order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shopkeep.actors.goods import GoodsActor
+from shopkeep.actors.protocol import GetGoods
+from shopkeep.errors import ShopError
+from shopkeep.idempotency import IdempotencyKey
+from shopkeep.runtime import Context, RuntimeConfig, VirtualClock
+from shopkeep.shop import Shop
+from tests.shop.conftest import SECRET, assert_audit_ok, settle
+
+
+class BusyGoods:
+    """Every goods actor holds a GetGoods until :meth:`release`: while it does, the goods is
+    busy, and a placement cannot take it in its own turn (it asks, queued behind)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.gate = asyncio.Event()
+        handle = GoodsActor.receive
+
+        async def receive(actor: GoodsActor, ctx: Context, message: Any) -> Any:
+            if isinstance(message, GetGoods):
+                await self.gate.wait()
+            return await handle(actor, ctx, message)
+
+        monkeypatch.setattr(GoodsActor, "receive", receive)
+        self.held: list[asyncio.Task[Any]] = []
+
+    def hold(self, shop: Shop, goods_id: int, asks: int = 1) -> None:
+        """Keep the goods busy with ``asks`` GetGoods (the first runs, the others queue)."""
+        self.held += [asyncio.create_task(shop.get_goods(goods_id)) for _ in range(asks)]
+
+    async def release(self) -> None:
+        """Let the held asks finish (those the clock moved past time out)."""
+        self.gate.set()
+        await asyncio.gather(*self.held, return_exceptions=True)
+
+
+@pytest.fixture
+async def tiny_shop(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[Shop]:
+    """A shop whose every mailbox holds one message (the issue's reproduction)."""
+    tiny = RuntimeConfig(mailbox_size=1)
+    path = str(tmp_path / "tiny.db")
+    async with Shop.open(path, clock=clock, gateway_secret=SECRET, runtime_config=tiny) as shop:
+        yield shop
+
+
+async def test_a_placement_refused_overloaded_leaves_its_key_free_for_the_retry(
+    tiny_shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = tiny_shop
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    user = (await shop.create_user("ann")).user.id
+    busy = BusyGoods(monkeypatch)
+    busy.hold(shop, tea.id, asks=2)  # one handled, one queued: the mailbox is full
+    await asyncio.sleep(0)
+
+    with pytest.raises(ShopError) as refused:
+        await shop.place_order(user, [(tea.id, 1)], idempotency_key="k-1")
+    await busy.release()
+    await settle(shop)
+    retry = IdempotencyKey("k-1")
+    placed = await shop.place_order(user, [(tea.id, 1)], idempotency_key=retry)
+    again = await shop.place_order(user, [(tea.id, 1)], idempotency_key="k-1")
+
+    assert (refused.value.code, refused.value.order_id is not None) == ("overloaded", True)
+    assert placed.status == "awaiting_payment" and not retry.replayed
+    assert placed.id != refused.value.order_id
+    assert again.id == placed.id  # now the key is bound: to the order that was placed
+    assert (await shop.get_goods(tea.id)).stock == 4
+    await assert_audit_ok(shop)
+
+
+async def test_many_placements_refused_overloaded_all_place_when_retried_with_their_keys(
+    tiny_shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = tiny_shop
+    tea = await shop.create_goods("tea", price=1_000, stock=100)
+    users = [(await shop.create_user(f"user-{n}")).user.id for n in range(12)]
+    busy = BusyGoods(monkeypatch)
+    busy.hold(shop, tea.id, asks=2)
+    await asyncio.sleep(0)
+
+    async def place(n: int, user: int) -> str:
+        try:
+            await shop.place_order(user, [(tea.id, 1)], idempotency_key=f"k-{n}")
+        except ShopError as error:
+            return error.code
+        return "placed"
+
+    first = await asyncio.gather(*(place(n, user) for n, user in enumerate(users)))
+    await busy.release()
+    await settle(shop)
+    retried = [await place(n, user) for n, user in enumerate(users)]
+
+    assert first == ["overloaded"] * 12
+    assert retried == ["placed"] * 12
+    assert (await shop.get_goods(tea.id)).stock == 88
+    await assert_audit_ok(shop)
+
+
+async def test_a_placement_past_the_ask_timeout_answers_its_order_pending_and_goes_on(
+    shop: Shop, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    user = (await shop.create_user("ann")).user.id
+    busy = BusyGoods(monkeypatch)
+    busy.hold(shop, tea.id)
+    await asyncio.sleep(0)
+
+    placing = asyncio.create_task(shop.place_order(user, [(tea.id, 1)], idempotency_key="k-1"))
+    await clock.advance(shop.runtime.system.config.ask_timeout_s)
+    pending = await placing
+    await busy.release()
+    await settle(shop)
+    outcome = await shop.get_order(pending.id)
+
+    assert pending.status == "pending"  # HTTP answers it 202: poll it, do not place it again
+    # the placement's own ask of the goods timed out too: it failed, having done nothing ...
+    assert (outcome.status, outcome.cancel_reason) == ("canceled", "placement_failed")
+    # ... so the retry under the key places the order afresh, once
+    retry = IdempotencyKey("k-1")
+    placed = await shop.place_order(user, [(tea.id, 1)], idempotency_key=retry)
+    assert placed.status == "awaiting_payment" and placed.id != pending.id
+    assert (await shop.get_goods(tea.id)).stock == 4
+    await assert_audit_ok(shop)
+
+
+async def test_a_retry_while_the_first_placement_runs_waits_and_answers_its_order(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    user = (await shop.create_user("ann")).user.id
+    busy = BusyGoods(monkeypatch)
+    busy.hold(shop, tea.id)
+    await asyncio.sleep(0)
+
+    first = asyncio.create_task(shop.place_order(user, [(tea.id, 1)], idempotency_key="k-1"))
+    retry = IdempotencyKey("k-1")
+    second = asyncio.create_task(shop.place_order(user, [(tea.id, 1)], idempotency_key=retry))
+    await asyncio.sleep(0)
+    await busy.release()
+    placed, again = await asyncio.gather(first, second)
+
+    assert again == placed and retry.replayed
+    assert (await shop.get_goods(tea.id)).stock == 4
+
+
+async def test_a_placement_a_crash_cut_leaves_its_key_free_for_the_retry(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    path = tmp_path / "shop.db"
+    async with Shop.open(str(path), clock=clock, gateway_secret=SECRET) as shop:
+        tea = await shop.create_goods("tea", price=1_000, stock=5)
+        user = (await shop.create_user("ann")).user.id
+        cut = await shop.place_order(user, [(tea.id, 1)], idempotency_key="k-1", wait=False)
+        await settle(shop)
+    with closing(sqlite3.connect(path)) as conn, conn:
+        # what a kill in the middle of its placement leaves: the order pending, no answer kept
+        conn.execute(
+            "UPDATE orders SET status = 'pending', confirmed_at = NULL, expires_at = NULL "
+            "WHERE id = ?", (cut.id,),
+        )
+        conn.execute("UPDATE idempotency_keys SET answer = NULL")
+        conn.execute("DELETE FROM timers WHERE kind = 'order'")
+
+    async with Shop.open(str(path), clock=clock, gateway_secret=SECRET) as shop:
+        await settle(shop)  # the start undoes the cut placement: interrupted
+        undone = await shop.get_order(cut.id)
+        retry = IdempotencyKey("k-1")
+        placed = await shop.place_order(user, [(tea.id, 1)], idempotency_key=retry, wait=False)
+        await settle(shop)
+
+        assert (undone.status, undone.cancel_reason) == ("canceled", "placement_failed")
+        assert placed.id != cut.id and not retry.replayed
+        assert (await shop.get_order(placed.id)).status == "awaiting_payment"
+        assert (await shop.get_goods(tea.id)).stock == 4

@@ -1,0 +1,304 @@
+"""Every operation that moves money or stock takes an Idempotency-Key (SPEC 7), embedded.
+
+Each scenario is one operation on a shop made ready for it: ``call`` does it under a key,
+``other`` is another request under the same key of the same principal, ``observe`` reads what
+the operation changes. A lost answer is a first call whose answer nobody reads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shopkeep.errors import ShopError
+from shopkeep.idempotency import IdempotencyKey
+from shopkeep.runtime import VirtualClock
+from shopkeep.shop import Key, Shop
+from tests.shop.conftest import SECRET, assert_audit_ok, sandbox, settle
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One operation, its other request under the same key, and what it changes."""
+
+    call: Callable[[Key], Awaitable[Any]]
+    other: Callable[[Key], Awaitable[Any]]
+    observe: Callable[[], Awaitable[Any]]
+
+
+async def paid_order(shop: Shop, stock: int = 5) -> tuple[int, int, int]:
+    """(user id, goods id, order id) of an order of 2 units, paid."""
+    tea = await shop.create_goods("tea", price=1_000, stock=stock)
+    user = (await shop.create_user("ann")).user.id
+    order = await shop.place_order(user, [(tea.id, 2)])
+    payment = (await shop.start_payment(order.id, user_id=user)).payment
+    assert await sandbox(shop).complete(payment.id, order.id, payment.amount, "succeeded")
+    return user, tea.id, order.id
+
+
+async def credit(shop: Shop) -> Scenario:
+    user = (await shop.create_user("ann", balance=100)).user.id
+
+    async def balance() -> int:
+        return (await shop.get_user(user)).balance
+
+    return Scenario(
+        lambda key: shop.credit_wallet(user, 500, idempotency_key=key),
+        lambda key: shop.credit_wallet(user, 700, idempotency_key=key),
+        balance,
+    )
+
+
+async def restock(shop: Shop) -> Scenario:
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+
+    async def goods() -> Any:
+        return await shop.get_goods(tea.id)
+
+    return Scenario(
+        lambda key: shop.update_goods(tea.id, restock=10, idempotency_key=key),
+        lambda key: shop.update_goods(tea.id, restock=11, idempotency_key=key),
+        goods,
+    )
+
+
+async def place(shop: Shop) -> Scenario:
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    user = (await shop.create_user("ann")).user.id
+
+    async def state() -> tuple[int, int]:
+        orders = await shop.list_orders(user_id=user)
+        return len(orders.items), (await shop.get_goods(tea.id)).stock
+
+    return Scenario(
+        lambda key: shop.place_order(user, [(tea.id, 1)], idempotency_key=key),
+        lambda key: shop.place_order(user, [(tea.id, 2)], idempotency_key=key),
+        state,
+    )
+
+
+async def start_payment(shop: Shop) -> Scenario:
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    user = (await shop.create_user("ann")).user.id
+    order = await shop.place_order(user, [(tea.id, 1)])
+
+    async def payments() -> Any:
+        return await shop.payments(order.id, user_id=user)
+
+    return Scenario(
+        lambda key: shop.start_payment(order.id, user_id=user, idempotency_key=key),
+        lambda key: shop.cancel_order(order.id, user_id=user, idempotency_key=key),
+        payments,
+    )
+
+
+async def cancel(shop: Shop) -> Scenario:
+    user, tea, order = await paid_order(shop)
+
+    async def state() -> tuple[Any, ...]:
+        await settle(shop)
+        refunds = await shop.refunds(order, user_id=user)
+        return (await shop.get_order(order)), (await shop.get_goods(tea)).stock, refunds
+
+    return Scenario(
+        lambda key: shop.cancel_order(order, user_id=user, idempotency_key=key),
+        lambda key: shop.start_payment(order, user_id=user, idempotency_key=key),
+        state,
+    )
+
+
+async def ship(shop: Shop) -> Scenario:
+    _, _, order = await paid_order(shop)
+    return Scenario(
+        lambda key: shop.ship(order, idempotency_key=key),
+        lambda key: shop.deliver(order, idempotency_key=key),
+        lambda: shop.order_history(order),
+    )
+
+
+async def deliver(shop: Shop) -> Scenario:
+    _, _, order = await paid_order(shop)
+    await shop.ship(order)
+    return Scenario(
+        lambda key: shop.deliver(order, idempotency_key=key),
+        lambda key: shop.ship(order, idempotency_key=key),
+        lambda: shop.order_history(order),
+    )
+
+
+async def request_return(shop: Shop) -> Scenario:
+    user, _, order = await paid_order(shop)
+    await shop.ship(order)
+    await shop.deliver(order)
+    return Scenario(
+        lambda key: shop.request_return(order, "too strong", user_id=user, idempotency_key=key),
+        lambda key: shop.request_return(order, "too weak", user_id=user, idempotency_key=key),
+        lambda: shop.order_history(order),
+    )
+
+
+async def approve_return(shop: Shop) -> Scenario:
+    user, tea, order = await paid_order(shop)
+    await shop.ship(order)
+    await shop.deliver(order)
+    asked = await shop.request_return(order, user_id=user)
+
+    async def state() -> tuple[Any, ...]:
+        await settle(shop)
+        refunds = await shop.refunds(order)
+        return (await shop.order_history(order)), (await shop.get_goods(tea)).stock, refunds
+
+    return Scenario(
+        lambda key: shop.approve_return(asked.id, idempotency_key=key),
+        lambda key: shop.ship(order, idempotency_key=key),
+        state,
+    )
+
+
+SCENARIOS = [credit, restock, place, start_payment, cancel, ship, deliver, request_return,
+             approve_return]
+ROUTES = pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+
+
+@ROUTES
+async def test_a_retry_after_a_lost_answer_changes_nothing_and_answers_the_first_answer(
+    shop: Shop, scenario: Callable[[Shop], Awaitable[Scenario]]
+) -> None:
+    does = await scenario(shop)
+    first = IdempotencyKey("retry-1")
+    answered = await does.call(first)  # the answer is lost on its way
+    after_first = await does.observe()
+
+    retry = IdempotencyKey("retry-1")
+    again = await does.call(retry)
+
+    assert again == answered
+    assert (first.replayed, retry.replayed) == (False, True)
+    assert await does.observe() == after_first
+    await assert_audit_ok(shop)
+
+
+@ROUTES
+async def test_the_same_key_with_another_request_is_an_idempotency_conflict(
+    shop: Shop, scenario: Callable[[Shop], Awaitable[Scenario]]
+) -> None:
+    does = await scenario(shop)
+    await does.call("k-1")
+    before = await does.observe()
+
+    with pytest.raises(ShopError) as refused:
+        await does.other("k-1")
+
+    assert refused.value.code == "idempotency_conflict"
+    assert await does.observe() == before
+
+
+async def test_a_replay_answers_the_first_answer_as_it_was_then(shop: Shop) -> None:
+    user = (await shop.create_user("ann", balance=100)).user.id
+    first = await shop.credit_wallet(user, 500, idempotency_key="credit-1")
+    await shop.credit_wallet(user, 50)
+
+    again = await shop.credit_wallet(user, 500, idempotency_key="credit-1")
+
+    assert again.balance == first.balance == 600
+    assert (await shop.get_user(user)).balance == 650
+
+
+async def test_a_payment_replayed_is_answered_created_as_the_first_time(shop: Shop) -> None:
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    user = (await shop.create_user("ann")).user.id
+    order = await shop.place_order(user, [(tea.id, 1)])
+    await shop.start_payment(order.id, user_id=user, idempotency_key="pay-1")
+
+    again = await shop.start_payment(order.id, user_id=user, idempotency_key="pay-1")
+    unkeyed = await shop.start_payment(order.id, user_id=user)
+
+    assert again.created  # HTTP answers it 201 again
+    assert not unkeyed.created and unkeyed.payment == again.payment
+
+
+async def test_each_principal_has_keys_of_its_own(shop: Shop) -> None:
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    ann = (await shop.create_user("ann")).user.id
+    bob = (await shop.create_user("bob")).user.id
+
+    for_ann = await shop.place_order(ann, [(tea.id, 1)], idempotency_key="mine")
+    for_bob = await shop.place_order(bob, [(tea.id, 2)], idempotency_key="mine")
+    credited = await shop.credit_wallet(ann, 300, idempotency_key="mine")  # the admin's
+
+    assert for_ann.id != for_bob.id
+    assert credited.balance == 300
+    assert (await shop.get_goods(tea.id)).stock == 2
+
+
+async def test_a_refusal_does_not_bind_the_key(shop: Shop) -> None:
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    user = (await shop.create_user("ann")).user.id
+    order = await shop.place_order(user, [(tea.id, 1)])
+    with pytest.raises(ShopError) as refused:
+        await shop.ship(order.id, idempotency_key="ship-1")  # not paid yet
+    payment = (await shop.start_payment(order.id)).payment
+    await sandbox(shop).complete(payment.id, order.id, payment.amount, "succeeded")
+
+    shipped = IdempotencyKey("ship-1")
+    answered = await shop.ship(order.id, idempotency_key=shipped)
+
+    assert refused.value.code == "invalid_state"
+    assert answered.status == "shipped" and not shipped.replayed
+
+
+async def test_a_key_a_users_cancel_bound_refuses_their_placement_under_it(shop: Shop) -> None:
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    user = (await shop.create_user("ann")).user.id
+    order = await shop.place_order(user, [(tea.id, 1)])
+    await shop.get_goods(tea.id)  # every participant live: the placement could take one turn
+    await shop.cancel_order(order.id, user_id=user, idempotency_key="k-1")
+    await settle(shop)
+
+    with pytest.raises(ShopError) as refused:
+        await shop.place_order(user, [(tea.id, 1)], idempotency_key="k-1")
+
+    assert refused.value.code == "idempotency_conflict"
+    assert (await shop.get_goods(tea.id)).stock == 5
+
+
+async def test_a_key_is_kept_with_its_effect_across_a_restart(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    path = str(tmp_path / "shop.db")
+    async with Shop.open(path, clock=clock, gateway_secret=SECRET) as shop:
+        tea = await shop.create_goods("tea", price=1_000, stock=5)
+        await shop.update_goods(tea.id, restock=3, idempotency_key="restock-1")
+    with closing(sqlite3.connect(path)) as conn:
+        kept = conn.execute("SELECT principal, key FROM idempotency_keys").fetchall()
+
+    async with Shop.open(path, clock=clock, gateway_secret=SECRET) as shop:
+        retry = IdempotencyKey("restock-1")
+        again = await shop.update_goods(tea.id, restock=3, idempotency_key=retry)
+        assert retry.replayed and again.stock == 8
+        assert (await shop.get_goods(tea.id)).stock == 8
+    assert kept == [(0, "restock-1")]
+
+
+@pytest.mark.parametrize("key", ["", " lead", "trail ", "k\udcff", "caf\u00e9", "x" * 256, "a\n"])
+async def test_a_key_that_is_not_printable_ascii_is_refused_and_changes_nothing(
+    shop: Shop, key: str
+) -> None:
+    user = (await shop.create_user("ann", balance=100)).user.id
+    with pytest.raises(ShopError) as refused:
+        await shop.credit_wallet(user, 500, idempotency_key=key)
+    assert refused.value.code == "validation_error"
+    assert (await shop.get_user(user)).balance == 100
+
+
+async def test_a_key_of_255_printable_characters_is_taken(shop: Shop) -> None:
+    user = (await shop.create_user("ann")).user.id
+    key = "~ !" * 85
+    await shop.credit_wallet(user, 500, idempotency_key=key)
+    assert (await shop.credit_wallet(user, 500, idempotency_key=key)).balance == 500
