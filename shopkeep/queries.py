@@ -120,22 +120,3 @@ async def order_history(
         (order_id, after, size + 1),
     )
     return paged([HistoryEntry(*row[1:]) for row in rows], [row[0] for row in rows], size)
-
-
-async def order_ids(
-    reader: Reader, user_id: int | None, status: str | None, limit: int | None, cursor: str | None
-) -> tuple[list[int], int]:
-    """Ids of orders (a user's, or all), newest first, and the page size asked for."""
-    size, below = page_bounds(limit, cursor)
-    where, params = ["id < ?"], [below]
-    if user_id is not None:
-        where.append("user_id = ?")
-        params.append(user_id)
-    if status is not None:
-        where.append("status = ?")
-        params.append(status)  # type: ignore[arg-type]
-    rows = await reader.fetchall(
-        f"SELECT id FROM orders WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
-        (*params, size + 1),
-    )
-    return [int(row[0]) for row in rows], size

@@ -57,7 +57,7 @@ from shopkeep.actors.order_messages import (
     StartPayment,
 )
 from shopkeep.actors.order_rules import validate_request
-from shopkeep.actors.order_store import load_order
+from shopkeep.actors.order_store import load_page
 from shopkeep.actors.protocol import (
     NOT_FOUND,
     BeginOrder,
@@ -379,13 +379,9 @@ class Shop:
         cursor: str | None = None,
     ) -> Page[OrderView]:
         """Orders (a user's, or all), newest first, optionally of one status."""
-        ids, size = await queries.order_ids(self.reader, user_id, status, limit, cursor)
-        views = []
-        for order_id in ids:
-            state = await load_order(self.reader, order_id)
-            if state is not None:
-                views.append(order_view(state))
-        return queries.paged(views, ids, size)
+        size, below = queries.page_bounds(limit, cursor)
+        states = await load_page(self.reader, below, size + 1, user_id=user_id, status=status)
+        return queries.paged([order_view(s) for s in states], [s.id for s in states], size)
 
     async def order_history(
         self,
