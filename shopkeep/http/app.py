@@ -15,7 +15,8 @@ included.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from aiohttp import web
@@ -27,6 +28,7 @@ from shopkeep.http.metrics import Metrics
 from shopkeep.http.middleware import FrontDoor, Guard
 from shopkeep.http.openapi import publish
 from shopkeep.http.operations import Operation
+from shopkeep.http.rate_limit import RateLimiter
 from shopkeep.http.state import CONFIG, SHOP
 from shopkeep.shop import Shop
 
@@ -42,6 +44,7 @@ def make_app(
     extra_routes: Sequence[web.RouteDef] = (),
     middlewares: Sequence[Middleware] = (),
     metrics: Metrics | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> web.Application:
     """Build the HTTP API over ``shop``; the caller keeps the shop open while it serves.
 
@@ -52,9 +55,16 @@ def make_app(
     never be reachable on a production server by mistake. Paths under ``/sandbox/`` and
     ``/metrics`` need no token; any other extra route needs one (admin or user).
     ``middlewares`` run inside the request id and the ``metrics`` (each request timed into
-    them when given), outside the error mapping.
+    them when given), outside the error mapping. ``clock`` is what the rate limit counts
+    seconds with (a test's virtual clock).
     """
-    door = FrontDoor(shop, config.admin_hash(), config.max_body_bytes, metrics)
+    limiter = None
+    if config.rate_limit_per_s > 0:
+        burst = max(1.0, config.rate_limit_per_s * config.rate_limit_burst_s)
+        limiter = RateLimiter(config.rate_limit_per_s, burst, clock)
+        if metrics is not None:
+            metrics.watch(limiter)
+    door = FrontDoor(shop, config.admin_hash(), config.max_body_bytes, metrics, limiter)
     app = web.Application(
         client_max_size=config.max_body_bytes,
         middlewares=(

@@ -11,7 +11,8 @@ the code's entry in ``/docs``. The map, by whose fault it is:
 - the business rules: 409 with the refusal's own code (insufficient_stock, coupon_unavailable,
   insufficient_balance, price_changed, invalid_state, too_many_unpaid_orders,
   idempotency_conflict; any other refusal code is a 409 too);
-- load: ``overloaded`` 503 and ``unavailable`` 503 (stopping, an ask that got no answer, or a
+- load: ``rate_limited`` 429 (one token's requests beyond its limit, ``rate_limit.py``),
+  ``overloaded`` 503 and ``unavailable`` 503 (stopping, an ask that got no answer, or a
   placement whose step failed that way), always with ``Retry-After``;
 - a bug: ``internal_error`` 500, logged with its traceback, which never leaves the server.
 """
@@ -26,6 +27,7 @@ import structlog
 from aiohttp import web
 
 from shopkeep.errors import CallbackRejected, ShopError
+from shopkeep.http.rate_limit import RateLimited
 from shopkeep.runtime import ActorStopped, AskTimeout, Overloaded, ShuttingDown
 
 log = structlog.get_logger("shopkeep.http")
@@ -61,6 +63,7 @@ PROBLEMS: Final[dict[str, tuple[int, str]]] = {
     "invalid_state": (409, "Invalid state"),
     "too_many_unpaid_orders": (409, "Too many unpaid orders"),
     "idempotency_conflict": (409, "Idempotency conflict"),
+    "rate_limited": (429, "Too many requests"),
     "overloaded": (503, "Overloaded"),
     "unavailable": (503, "Unavailable"),
     "internal_error": (500, "Internal error"),
@@ -81,7 +84,7 @@ def problem(
     retry_after: float | None = None,
 ) -> web.Response:
     """The problem+json answer for ``code``. A 401 carries ``WWW-Authenticate: Bearer``
-    (RFC 6750); a 503 always carries ``Retry-After``, in whole seconds."""
+    (RFC 6750); a 429 and a 503 always carry ``Retry-After``, in whole seconds."""
     status, title = PROBLEMS.get(code, REFUSED)
     body = Problem(
         TYPE_BASE + code, title, status, code, detail, None if order_id is None else str(order_id)
@@ -89,7 +92,7 @@ def problem(
     headers = {}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="shopkeep"'
-    if status == 503:
+    if status in (429, 503):
         headers["Retry-After"] = str(max(1, math.ceil(retry_after or 1.0)))
     return web.Response(
         status=status,
@@ -105,6 +108,8 @@ def problem_for(error: BaseException) -> web.Response | None:
         case ShopError(code=code, detail=detail, order_id=order_id):
             # placement codes overloaded / unavailable are 503s too: nothing is held, retry
             return problem(code, detail, order_id=order_id)
+        case RateLimited():
+            return problem("rate_limited", str(error), retry_after=error.retry_after)
         case CallbackRejected():
             return problem("invalid_callback", str(error))
         case msgspec.ValidationError():

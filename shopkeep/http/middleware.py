@@ -9,7 +9,10 @@ From the outside in:
    nothing for a request whose client went away (cancelled);
 3. the mapping of errors to problem+json (``errors.py``), and the refusal of a body announced
    as too large before anything reads it;
-4. authentication (``auth.py``): the caller's principal, or 401;
+4. authentication (``auth.py``): the caller's principal, or 401; and the caller's rate limit
+   (``rate_limit.py``): a user by their id, a token nobody holds by its hash (one whose bucket
+   is empty is refused before the read that would look it up); the admin and the public
+   routes (no token) are not limited;
 5. the route's :class:`Guard`: whether this caller may call it (404 if not), and whether its
    query names only parameters the operation takes (422 if not).
 
@@ -36,6 +39,7 @@ from shopkeep.http.auth import Access, admit, authorize, is_public, recognize, u
 from shopkeep.http.errors import answer_error, too_large
 from shopkeep.http.inputs import invalid
 from shopkeep.http.operations import Operation
+from shopkeep.http.rate_limit import RateLimiter
 from shopkeep.http.request_ids import HEADER, enter, leave, request_id_of
 from shopkeep.http.state import ADMIN, REQUEST_ID, Principal
 
@@ -97,8 +101,10 @@ class FrontDoor:
         admin_hash: str | None,
         max_body_bytes: int,
         metrics: Metrics | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._shop = shop
+        self._limiter = limiter
         self._admin_hash = admin_hash
         self._max_body_bytes = max_body_bytes
         self._metrics = metrics
@@ -142,8 +148,13 @@ class FrontDoor:
         principal = None
         if not public:
             found = recognize(self._shop, self._admin_hash, request.headers.get("Authorization"))
+            limiter = self._limiter
             if isinstance(found, str):
+                if limiter is not None:
+                    limiter.check(found)  # counted once it is known whose it is
                 return found
+            if limiter is not None and found is not None and found.user_id is not None:
+                limiter.admit(found.user_id)
             principal = admit(request, found)
         if guard is not None:
             guard.check(request, principal)
@@ -151,7 +162,10 @@ class FrontDoor:
 
     async def _admit_later(self, request: web.Request, token_hash: str) -> None:
         """Steps 4 and 5 for a token the shop had to look up."""
-        principal = admit(request, await user_of_hash(self._shop, token_hash))
+        found = await user_of_hash(self._shop, token_hash)
+        if self._limiter is not None:
+            self._limiter.admit(token_hash if found is None else found.user_id)
+        principal = admit(request, found)
         guard = self._guards.get(request.match_info.route)
         if guard is not None:
             guard.check(request, principal)
