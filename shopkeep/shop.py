@@ -56,7 +56,7 @@ from shopkeep.actors.order_messages import (
     Ship,
     StartPayment,
 )
-from shopkeep.actors.order_rules import validate_request
+from shopkeep.actors.order_rules import request_problems
 from shopkeep.actors.order_store import load_page
 from shopkeep.actors.protocol import (
     NOT_FOUND,
@@ -71,6 +71,7 @@ from shopkeep.actors.protocol import (
     GetUser,
     GoodsView,
     Refusal,
+    ReplaceToken,
     UpdateGoods,
     UserView,
 )
@@ -78,14 +79,17 @@ from shopkeep.actors.recovery import recover_cut_placements, start_deadline_swee
 from shopkeep.actors.signature import verify
 from shopkeep.actors.user import UserActor
 from shopkeep.bootstrap import Runtime, open_runtime
-from shopkeep.errors import CallbackRejected, ShopError
+from shopkeep.errors import CallbackRejected, FieldError, ShopError
 from shopkeep.queries import HistoryEntry, Page
 from shopkeep.requests import (
+    EARLIEST_TIME,
     LATEST_TIME,
     MAX_KEY,
+    MAX_REASON,
     check_amount,
     check_name,
     checked_items,
+    refused,
 )
 from shopkeep.runtime import Address, Clock, RealClock, RuntimeConfig
 from shopkeep.store.reader import Reader
@@ -132,10 +136,13 @@ class Shop:
         self._gateway_secret = gateway_secret
         self.rejected_callbacks: Counter[str] = Counter()
         """Callbacks refused before any order saw them, by reason (for metrics)."""
-        # A token names the same user for as long as the user exists (tokens are neither
-        # rotated nor revoked, users never deleted), so a known token needs no read per
-        # request; unknown ones are not remembered, so junk tokens cannot grow this.
+        # A token names the same user until the admin replaces it (replace_token forgets the
+        # user's), so a known token needs no read per request; unknown ones are not
+        # remembered, so junk tokens cannot grow this.
         self._token_users: OrderedDict[str, int] = OrderedDict()
+        # Counts replacements: a lookup that read the table before one was answered must not
+        # remember what it read (it could be the old token, read just before the commit).
+        self._token_epoch = 0
 
     @classmethod
     @asynccontextmanager
@@ -227,13 +234,27 @@ class Shop:
         user_id = self.known_user_for_token_hash(token_hash)
         if user_id is not None:
             return user_id
+        epoch = self._token_epoch
         user_id = await queries.user_for_token(self.reader, token_hash)
-        if user_id is not None:
+        if user_id is not None and epoch == self._token_epoch:
             known = self._token_users
             known[token_hash] = user_id
             if len(known) > TOKEN_CACHE_SIZE:
                 known.popitem(last=False)
         return user_id
+
+    async def replace_token(self, user_id: int) -> str:
+        """A new API token for the user (an admin operation), shown only here; the old one
+        names nobody from the answer on."""
+        token = secrets.token_urlsafe(32)
+        answer(
+            await self._ask(Address("user", user_id), ReplaceToken(hash_token(token))), UserView
+        )
+        self._token_epoch += 1
+        known = self._token_users
+        for token_hash in [h for h, owner in known.items() if owner == user_id]:
+            del known[token_hash]
+        return token
 
     async def credit_wallet(self, user_id: int, amount: int) -> UserView:
         """Add ``amount`` to the user's wallet (an admin operation)."""
@@ -288,16 +309,20 @@ class Shop:
         """A coupon for ``user_id`` worth ``value``."""
         check_amount("value", value, minimum=1)
         check_amount("min_order_amount", min_order_amount)
-        if expires_at is not None and not 0 <= expires_at < LATEST_TIME:
-            raise ShopError("validation_error", "expires_at must be a time between 1970 and 9999")
+        if expires_at is not None and not EARLIEST_TIME <= expires_at <= LATEST_TIME:
+            raise refused("/expires_at", "expires_at must be a time of the years 1 to 9999")
         await self.get_user(user_id)
         coupon_id = self.system.ids.next()
         message = CreateCoupon(user_id, value, min_order_amount, expires_at)
         return answer(await self._ask(Address("coupon", coupon_id), message), CouponView)
 
-    async def get_coupon(self, coupon_id: int) -> CouponView:
-        """The coupon, or ShopError not_found."""
-        return answer(await self._ask(Address("coupon", coupon_id), GetCoupon()), CouponView)
+    async def get_coupon(self, coupon_id: int, *, user_id: int | None = None) -> CouponView:
+        """The coupon; with ``user_id``, only if it is theirs (else not_found, as a missing
+        one)."""
+        coupon = answer(await self._ask(Address("coupon", coupon_id), GetCoupon()), CouponView)
+        if user_id is not None and coupon.user_id != user_id:
+            raise ShopError(NOT_FOUND, f"coupon {coupon_id} does not exist")
+        return coupon
 
     async def list_coupons(
         self, user_id: int, *, limit: int | None = None, cursor: str | None = None
@@ -326,9 +351,9 @@ class Shop:
         check_amount("use_balance", use_balance)
         if expected_total is not None:
             check_amount("expected_total", expected_total)
-        refusal = validate_request(lines, use_balance, expected_total, self.config)
-        if refusal is not None:
-            raise ShopError.of(refusal)
+        problems = request_problems(lines, use_balance, expected_total, self.config)
+        if problems:
+            raise ShopError.invalid([FieldError(detail, pointer=at) for at, detail in problems])
         request_hash = ""  # compared only between two uses of one key
         if idempotency_key is not None:
             if not 1 <= len(idempotency_key) <= MAX_KEY:
@@ -406,6 +431,14 @@ class Shop:
         """The order's payments, oldest first."""
         return list(answer(await self._ask_order(order_id, user_id, GetPayments()), tuple))
 
+    async def get_payment(self, payment_id: int, *, user_id: int | None = None) -> PaymentView:
+        """A payment as last committed; with ``user_id``, only if its order is theirs."""
+        found = await queries.payment(self.reader, payment_id)
+        if found is None or (user_id is not None and found.user_id != user_id):
+            raise ShopError(NOT_FOUND, f"payment {payment_id} does not exist")
+        url = self.gateway.payment_url(found.id)
+        return PaymentView(found.id, found.order_id, found.amount, found.status, url)
+
     async def handle_callback(self, raw_body: bytes, signature: str | None) -> CallbackHandled:
         """Verify and apply a payment callback (SPEC 3, 7). Raises CallbackRejected, having
         changed nothing, for a missing or wrong signature, a timestamp out of tolerance, a body
@@ -476,9 +509,16 @@ class Shop:
         self, order_id: int, reason: str = "", *, user_id: int | None = None
     ) -> ReturnView:
         """Ask to return a delivered order."""
-        if len(reason) > 2000:
-            raise ShopError("validation_error", "a reason has at most 2000 characters")
+        if len(reason) > MAX_REASON:
+            raise refused("/reason", f"a reason has at most {MAX_REASON} characters")
         return answer(await self._ask_order(order_id, user_id, RequestReturn(reason)), ReturnView)
+
+    async def get_return(self, return_id: int, *, user_id: int | None = None) -> ReturnView:
+        """A return as last committed; with ``user_id``, only if its order is theirs."""
+        found = await queries.return_request(self.reader, return_id)
+        if found is None or (user_id is not None and found.user_id != user_id):
+            raise ShopError(NOT_FOUND, f"return {return_id} does not exist")
+        return ReturnView(found.id, found.order_id, found.status)
 
     async def approve_return(self, return_id: int) -> ReturnView:
         """Approve a return (admin): refund, and the stock goes back."""

@@ -15,6 +15,7 @@ included.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -35,6 +36,9 @@ from shopkeep.shop import Shop
 __all__ = ["CONFIG", "SHOP", "make_app"]
 
 SANDBOX_PREFIX: Final = "/sandbox/"
+_DIGITS_ONLY: Final = re.compile(r"\{(\w+)\}")
+"""A path parameter (an id, each of them) matches digits only: ``/v1/payments/callback`` is
+not the payment ``callback``, and a path no id fits is no route (404 either way)."""
 
 
 def make_app(
@@ -82,8 +86,12 @@ def make_app(
     served: list[Operation] = []
     for operation in catalog(config):
         if operation.handler is not None:
-            route = app.router.add_route(operation.method, operation.path, operation.handler)
-            door.guard(route, Guard.of(operation))
+            guard = Guard.of(operation)
+            # every GET answers HEAD too (its headers, no body), behind the same guard
+            methods = ("GET", "HEAD") if operation.method == "GET" else (operation.method,)
+            path = _DIGITS_ONLY.sub(r"{\1:[0-9]+}", operation.path)
+            for method in methods:
+                door.guard(app.router.add_route(method, path, operation.handler), guard)
             served.append(operation)
         elif (operation.method, operation.path) in given:
             served.append(operation)
