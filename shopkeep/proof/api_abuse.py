@@ -7,6 +7,8 @@
 - the BOLA matrix and mass assignment (:mod:`shopkeep.proof.api_probes`);
 - the unpaid-orders cap: one user places cap + 15 orders at once; exactly cap are placed, the
   rest refused 409 too_many_unpaid_orders, and the audit stays ok;
+- random-id GETs: 10,000 lookups of ids that exist nowhere, each 404, with the live actors and
+  the resident memory read from ``/metrics`` before and after (nothing may stay behind);
 
 then the flood of :mod:`shopkeep.proof.api_flood`, ten times the capacity, on a server of its
 own. The last line printed is the figure; the exit status is 1 if anything was found.
@@ -25,17 +27,22 @@ from typing import Any
 
 import aiohttp
 import msgspec
+from prometheus_client.parser import text_string_to_metric_families
 
 from shopkeep.proof.api_flood import Flooded, flood
 from shopkeep.proof.api_fuzz import Fuzzed, fuzz
 from shopkeep.proof.api_probes import (
+    RANDOM_LOOKUPS,
     Call,
+    Gauges,
+    Lookups,
     Probed,
     Scene,
     bearer,
     bola_matrix,
     build_scene,
     mass_assignment,
+    random_id_lookups,
 )
 from shopkeep.proof.serving import ServeProcess
 
@@ -64,6 +71,22 @@ def http_call(session: aiohttp.ClientSession, url: str) -> Call:
             return HttpAnswer(response.status, decoded, dict(response.headers))
 
     return call
+
+
+def http_gauges(session: aiohttp.ClientSession, url: str) -> Gauges:
+    """:data:`~shopkeep.proof.api_probes.Gauges` read from the server's ``/metrics``."""
+
+    async def read() -> dict[str, float]:
+        async with session.get(url + "/metrics") as response:
+            text = await response.text()
+        return {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if not sample.labels
+        }
+
+    return read
 
 
 @dataclass
@@ -103,6 +126,7 @@ class Figures:
     bola: Probed = field(default_factory=Probed)
     mass: Probed = field(default_factory=Probed)
     capped: Capped = field(default_factory=Capped)
+    lookups: Lookups = field(default_factory=Lookups)
     audit_failures: list[str] = field(default_factory=list)
     flooded: Flooded | None = None
     seconds: float = 0.0
@@ -116,6 +140,7 @@ class Figures:
         if (self.capped.placed, self.capped.refused) != (UNPAID_CAP, OVER_THE_CAP):
             found.append(f"unpaid cap: {self.capped.placed} placed, {self.capped.refused} refused")
         found += [f"unpaid cap: {other}" for other in self.capped.other]
+        found += self.lookups.problems
         found += [f"audit: {failure}" for failure in self.audit_failures]
         found += [f"flood: {p}" for p in (self.flooded.problems if self.flooded else [])]
         return found
@@ -143,13 +168,16 @@ class Figures:
             f"{violations} violations; BOLA {self.bola.probes} probes {len(self.bola.leaks)} "
             f"leaks; mass assignment {self.mass.probes} fields {len(self.mass.leaks)} accepted; "
             f"unpaid cap {UNPAID_CAP} {cap} ({self.capped.placed} placed, "
-            f"{self.capped.refused} refused of {UNPAID_CAP + OVER_THE_CAP}); {flood_text}; "
+            f"{self.capped.refused} refused of {UNPAID_CAP + OVER_THE_CAP}); "
+            f"{self.lookups.line()}; {flood_text}; "
             f"{len(self.problems)} problems, {self.seconds:.0f} s"
         )
 
 
-async def run(folder: Path, examples: int, flood_seconds: float) -> Figures:
-    """The whole group (module docstring) in ``folder``."""
+async def run(
+    folder: Path, examples: int, flood_seconds: float, lookups: int = RANDOM_LOOKUPS
+) -> Figures:
+    """The whole group (module docstring) in ``folder``, with ``lookups`` random-id GETs."""
     began = time.perf_counter()
     figures = Figures()
     admin_token, secret = secrets.token_urlsafe(24), secrets.token_hex(16)
@@ -164,6 +192,8 @@ async def run(folder: Path, examples: int, flood_seconds: float) -> Figures:
             figures.bola = await bola_matrix(call, scene)
             figures.mass = await mass_assignment(call, scene)
             figures.capped = await unpaid_cap(call, admin, scene.ids["goods"])
+            gauges = http_gauges(session, server.url)
+            figures.lookups = await random_id_lookups(call, admin, gauges, lookups)
             for token in (admin_token, scene.alice.headers["Authorization"].split()[1]):
                 known = known_ids(scene)
                 figures.fuzzed.append(

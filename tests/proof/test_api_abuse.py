@@ -2,8 +2,8 @@
 
 The same run as ``python -m shopkeep.proof api-abuse --examples 5 --flood-seconds 2``: fewer
 schemathesis examples than tests/http/test_openapi.py (which fuzzes the in-process app with
-the same library), the whole BOLA matrix and mass-assignment list, the unpaid-orders cap, and a
-short flood at ten times the capacity.
+the same library), the whole BOLA matrix and mass-assignment list, the unpaid-orders cap,
+10,000 GETs of random ids, and a short flood at ten times the capacity.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shopkeep.proof.api_abuse import OVER_THE_CAP, UNPAID_CAP, run
+from shopkeep.proof.api_probes import RANDOM_LOOKUPS
 
 
 async def test_abuse_finds_no_leak_no_server_error_and_the_caps_hold(tmp_path: Path) -> None:
@@ -20,6 +21,8 @@ async def test_abuse_finds_no_leak_no_server_error_and_the_caps_hold(tmp_path: P
     assert sum(run.cases for run in figures.fuzzed) > 100
     assert figures.bola.probes > 40 and figures.mass.probes > 10
     assert (figures.capped.placed, figures.capped.refused) == (UNPAID_CAP, OVER_THE_CAP)
+    assert figures.lookups.lookups == RANDOM_LOOKUPS and figures.lookups.other == []
+    assert figures.lookups.actors_after <= figures.lookups.actors_before
     assert figures.flooded is not None
     assert figures.flooded.ratio >= 9.5
     assert set(figures.flooded.load.statuses) <= {201, 409, 503}
