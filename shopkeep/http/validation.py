@@ -8,6 +8,8 @@ decoding it alone into its field's declared type. So every limit stays declared 
 type's ``Meta``: msgspec applies it on the fast path, and here, with msgspec's own words.
 
 This runs only for bodies already refused: the request that decodes pays nothing for it.
+:func:`query_problem` checks a query parameter's text against its declared JSON Schema (the
+catalog's), for the route's guard, so every bad parameter is listed too.
 """
 
 from __future__ import annotations
@@ -65,9 +67,9 @@ def _walk(value: Any, kind: Any, pointer: str) -> Iterator[tuple[str, str]]:
         options = [option for option in get_args(base) if option is not _NONE]
         if value is None and len(options) < len(get_args(base)):
             return
-        if len(options) == 1:
+        if len(options) == 1 and _is_container(options[0]):
             yield from _walk(value, options[0], pointer)
-            return
+            return  # a value of any other union is msgspec's to judge, in its own words
     elif isinstance(base, type) and issubclass(base, msgspec.Struct):
         yield from _struct(value, base, pointer)
         return
@@ -77,6 +79,11 @@ def _walk(value: Any, kind: Any, pointer: str) -> Iterator[tuple[str, str]]:
     detail = _leaf(value, kind)
     if detail is not None:
         yield pointer, detail
+
+
+def _is_container(kind: Any) -> bool:
+    base, _ = _unwrap(kind)
+    return get_origin(base) is list or (isinstance(base, type) and issubclass(base, msgspec.Struct))
 
 
 def _unwrap(kind: Any) -> tuple[Any, msgspec.Meta | None]:
