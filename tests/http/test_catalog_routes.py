@@ -168,3 +168,10 @@ async def test_the_audit_answers_every_check(api: Api) -> None:
     audit = await api.call("GET", "/v1/audit", ADMIN)
     assert audit.status == 200 and audit.body["ok"] is True
     assert all(set(check) == {"name", "ok", "detail"} for check in audit.body["checks"])
+
+
+async def test_a_cursor_beyond_every_id_lists_from_the_newest(api: Api) -> None:
+    tea = await api.goods()
+    listed = await api.call("GET", "/v1/goods?cursor=9999999999999999999", ADMIN)
+    assert listed.status == 200, listed.body
+    assert [g["id"] for g in listed.body["items"]] == [tea]
