@@ -43,7 +43,7 @@ from shopkeep.http.operations import Operation
 from shopkeep.http.rate_limit import RateLimiter
 from shopkeep.http.request_ids import HEADER, enter, leave, request_id_of
 from shopkeep.http.state import ADMIN, REQUEST_ID, Principal
-from shopkeep.http.validation import query_problem
+from shopkeep.http.validation import MAX_PROBLEMS, query_problem
 
 if TYPE_CHECKING:
     from shopkeep.http.metrics import Metrics
@@ -100,6 +100,8 @@ class Guard:
                 )
                 if problem is not None:
                     found.append(FieldError(problem, parameter=name))
+                    if len(found) == MAX_PROBLEMS:
+                        break
             if found:
                 raise ShopError.invalid(found)
 

@@ -15,6 +15,7 @@ catalog's), for the route's guard, so every bad parameter is listed too.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import types
 from collections.abc import Iterator
@@ -30,9 +31,16 @@ _JSON_NAMES: Final = {
 }  # fmt: skip
 
 
+MAX_PROBLEMS: Final = 100
+"""The most problems one answer lists: a 64 KiB body of unknown fields would otherwise be
+answered with thousands of them."""
+
+
 def problems(value: Any, kind: Any) -> list[FieldError]:
-    """Every problem of ``value`` (parsed JSON) as a ``kind``, in the order of the body."""
-    return [FieldError(detail, pointer=pointer) for pointer, detail in _walk(value, kind, "")]
+    """Every problem of ``value`` (parsed JSON) as a ``kind``, in the order of the body (the
+    first :data:`MAX_PROBLEMS`)."""
+    found = itertools.islice(_walk(value, kind, ""), MAX_PROBLEMS)
+    return [FieldError(detail, pointer=pointer) for pointer, detail in found]
 
 
 def refusal_of(error: msgspec.MsgspecError) -> FieldError:

@@ -10,7 +10,13 @@ import pytest
 
 from shopkeep.errors import FieldError
 from shopkeep.http import schemas as s
-from shopkeep.http.validation import pointer_of, problems, query_problem, refusal_of
+from shopkeep.http.validation import (
+    MAX_PROBLEMS,
+    pointer_of,
+    problems,
+    query_problem,
+    refusal_of,
+)
 
 
 def first_refusal(body: Any, kind: type) -> str:
@@ -87,3 +93,10 @@ def test_a_query_parameter_is_checked_against_its_declared_schema(
     raw: str, schema: dict[str, Any], ok: bool
 ) -> None:
     assert (query_problem(raw, schema) is None) == ok
+
+
+def test_a_body_of_a_thousand_unknown_fields_is_answered_with_the_first_hundred() -> None:
+    body = {"amount": 1, **{f"field{n}": n for n in range(1_000)}}
+    found = problems(body, s.CreditRequest)
+    assert len(found) == MAX_PROBLEMS
+    assert found[0].pointer == "/field0"
