@@ -192,6 +192,17 @@ def add_serve_parser(subparsers: Any) -> None:
             "/v1/payments/callback)"
         ),
     )
+    parser.add_argument(
+        "--rate-limit",
+        metavar="PER_S",
+        type=float,
+        default=_env("SHOPKEEP_RATE_LIMIT", "200"),
+        help=(
+            "requests a second one user's token may make, in bursts of twice that; more are "
+            "refused 429 rate_limited (the admin's token is not limited; env "
+            "SHOPKEEP_RATE_LIMIT; default: %(default)s, 0 for no limit)"
+        ),
+    )
     parser.set_defaults(run=run_serve, check=functools.partial(check_serve, parser))
 
 
@@ -250,6 +261,8 @@ def check_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error(f"argument --port: {args.port} is not a TCP port (0-65535)")
     if not (math.isfinite(args.order_timeout) and args.order_timeout > 0):
         parser.error(f"argument --order-timeout: {args.order_timeout} is not a positive number")
+    if not (math.isfinite(args.rate_limit) and args.rate_limit >= 0):
+        parser.error(f"argument --rate-limit: {args.rate_limit} is not a number of requests")
     if args.max_unpaid_orders < 1:
         parser.error(f"argument --max-unpaid-orders: {args.max_unpaid_orders} is less than 1")
     for flag, seconds in (
@@ -357,6 +370,7 @@ def run_serve(args: argparse.Namespace) -> int:
             read_s=args.read_timeout,
             max_connections=args.max_connections,
         ),
+        rate_limit_per_s=args.rate_limit,
     )
     configure_logging()
     try:

@@ -6,9 +6,27 @@ become :class:`ShopError`, whose ``code`` the HTTP layer maps to a status in one
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from shopkeep.actors.protocol import Refusal
+import msgspec
+
+from shopkeep.actors.protocol import VALIDATION_ERROR, Refusal
+
+
+class FieldError(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One problem of a refused request (SPEC 7's ``errors[]``): what, and where: a JSON
+    Pointer into the request's body (RFC 6901: ``/items/0/quantity``; ``""`` is the body
+    as a whole), or the name of a query parameter or header."""
+
+    detail: str
+    pointer: str | None = None
+    parameter: str | None = None
+
+    @property
+    def where(self) -> str:
+        """The parameter or the pointer (``""``: the whole body or request)."""
+        return self.parameter if self.parameter is not None else self.pointer or ""
 
 T = TypeVar("T")
 
@@ -17,14 +35,31 @@ class ShopError(Exception):
     """The request was refused; nothing changed (except a failed placement's record).
 
     ``code`` is stable (validation_error, not_found, insufficient_stock, ...); ``detail``
-    says what was wrong in words; ``order_id`` names the order recorded as placement_failed.
+    says what was wrong in words; ``order_id`` names the order recorded as placement_failed;
+    ``errors`` lists every problem a validation_error found, each with where it is.
     """
 
-    def __init__(self, code: str, detail: str, order_id: int | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        detail: str,
+        order_id: int | None = None,
+        errors: Sequence[FieldError] = (),
+    ) -> None:
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
         self.order_id = order_id
+        self.errors = tuple(errors)
+
+    @classmethod
+    def invalid(cls, errors: Sequence[FieldError]) -> ShopError:
+        """A validation_error listing ``errors`` (at least one); its detail is the first."""
+        first = errors[0]
+        detail = f"{first.detail} - at `{first.where}`" if first.where else first.detail
+        if len(errors) > 1:
+            detail += f" (and {len(errors) - 1} more: see errors)"
+        return cls(VALIDATION_ERROR, detail, errors=errors)
 
     @classmethod
     def of(cls, refusal: Refusal) -> ShopError:

@@ -36,11 +36,11 @@ from shopkeep.actors.order_messages import (
     Place,
     PlacedBefore,
 )
-from shopkeep.actors.order_rules import new_order, placement_outcome, validate_request
+from shopkeep.actors.order_rules import new_order, placement_outcome, request_problems
 from shopkeep.actors.order_store import load_order
 from shopkeep.actors.placement import UNDONE_FAILURES
 from shopkeep.actors.protocol import BeginOrder, Refusal
-from shopkeep.errors import ShopError, answer
+from shopkeep.errors import FieldError, ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, InFlight
 from shopkeep.requests import check_amount, checked_items
 from shopkeep.runtime import ActorSystem, Address, AskTimeout
@@ -68,14 +68,14 @@ class PlaceRequest(msgspec.Struct, frozen=True, gc=False):
         wait: bool,
         config: ShopConfig,
     ) -> PlaceRequest:
-        """The request, or ShopError validation_error (or the order rules' refusal)."""
+        """The request, or ShopError validation_error listing every problem found."""
         lines = checked_items(items)
         check_amount("use_balance", use_balance)
         if expected_total is not None:
             check_amount("expected_total", expected_total)
-        refusal = validate_request(lines, use_balance, expected_total, config)
-        if refusal is not None:
-            raise ShopError.of(refusal)
+        problems = request_problems(lines, use_balance, expected_total, config)
+        if problems:
+            raise ShopError.invalid([FieldError(detail, pointer=at) for at, detail in problems])
         return cls(user_id, lines, coupon_id, use_balance, expected_total, wait)
 
     def message(self, begin: BeginOrder | None) -> Place | Accept:

@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 import msgspec
 
 from shopkeep.actors.protocol import CouponView, GoodsView
-from shopkeep.errors import ShopError
+from shopkeep.errors import FieldError, ShopError
 from shopkeep.store.reader import Reader
 
 T = TypeVar("T")
@@ -54,13 +54,17 @@ def page_after(limit: int | None, cursor: str | None) -> tuple[int, int]:
 def _page(limit: int | None, cursor: str | None) -> tuple[int, int | None]:
     size = 50 if limit is None else limit
     if not 1 <= size <= MAX_LIMIT:
-        raise ShopError("validation_error", f"limit must be between 1 and {MAX_LIMIT}")
+        detail = f"limit must be between 1 and {MAX_LIMIT}"
+        raise ShopError.invalid([FieldError(detail, parameter="limit")])
     if cursor is None:
         return size, None
     try:
-        return size, int(cursor)
+        last = int(cursor)
     except ValueError:
-        raise ShopError("validation_error", "cursor is not one this server gave") from None
+        detail = "cursor is not one this server gave"
+        raise ShopError.invalid([FieldError(detail, parameter="cursor")]) from None
+    # an id beyond 64 bits is past every id: the list goes on from the end it starts at
+    return size, min(max(last, 0), 2**63 - 1)
 
 
 def paged(items: list[T], ids: list[int], size: int) -> Page[T]:
@@ -109,6 +113,36 @@ async def return_order(reader: Reader, return_id: int) -> int | None:
     return int(row[0]) if row else None
 
 
+class Owned(msgspec.Struct, frozen=True):
+    """A payment's or a return's row, with the user whose order it is."""
+
+    id: int
+    order_id: int
+    status: str
+    user_id: int
+    amount: int = 0
+
+
+async def payment(reader: Reader, payment_id: int) -> Owned | None:
+    """A payment as committed, with its order's user; None when there is no such payment."""
+    row = await reader.fetchone(
+        "SELECT p.id, p.order_id, p.status, o.user_id, p.amount FROM payments AS p "
+        "JOIN orders AS o ON o.id = p.order_id WHERE p.id = ?",
+        (payment_id,),
+    )
+    return None if row is None else Owned(*row)
+
+
+async def return_request(reader: Reader, return_id: int) -> Owned | None:
+    """A return as committed, with its order's user; None when there is no such return."""
+    row = await reader.fetchone(
+        "SELECT r.id, r.order_id, r.status, o.user_id FROM returns AS r "
+        "JOIN orders AS o ON o.id = r.order_id WHERE r.id = ?",
+        (return_id,),
+    )
+    return None if row is None else Owned(*row)
+
+
 async def order_history(
     reader: Reader, order_id: int, limit: int | None, cursor: str | None
 ) -> Page[HistoryEntry]:
@@ -120,22 +154,3 @@ async def order_history(
         (order_id, after, size + 1),
     )
     return paged([HistoryEntry(*row[1:]) for row in rows], [row[0] for row in rows], size)
-
-
-async def order_ids(
-    reader: Reader, user_id: int | None, status: str | None, limit: int | None, cursor: str | None
-) -> tuple[list[int], int]:
-    """Ids of orders (a user's, or all), newest first, and the page size asked for."""
-    size, below = page_bounds(limit, cursor)
-    where, params = ["id < ?"], [below]
-    if user_id is not None:
-        where.append("user_id = ?")
-        params.append(user_id)
-    if status is not None:
-        where.append("status = ?")
-        params.append(status)  # type: ignore[arg-type]
-    rows = await reader.fetchall(
-        f"SELECT id FROM orders WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
-        (*params, size + 1),
-    )
-    return [int(row[0]) for row in rows], size

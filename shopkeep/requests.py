@@ -10,7 +10,7 @@ import re
 from typing import Any, Final
 
 from shopkeep.actors.config import MAX_AMOUNT
-from shopkeep.errors import ShopError
+from shopkeep.errors import FieldError, ShopError
 
 MAX_NAME = 200
 MAX_KEY: Final = 255
@@ -21,22 +21,32 @@ KEY_PATTERN: Final = f"^[!-~](?:[ -~]{{0,{MAX_KEY - 2}}}[!-~])?$"
 key sent with them would arrive as another key. Read by :func:`check_key` and the OpenAPI
 document (a JSON Schema ``pattern``: ECMA-262 and Python read it alike)."""
 _KEY: Final = re.compile(KEY_PATTERN)
-LATEST_TIME = 253_402_300_800.0
 """10000-01-01T00:00:00Z: no time the API takes may be later (RFC 3339 has four-digit years)."""
+EARLIEST_TIME = -62_135_596_800.0
+"""0001-01-01T00:00:00Z: no time the API takes may be earlier (RFC 3339 has years 1 to 9999)."""
+LATEST_TIME = 253_402_300_799.0
+"""9999-12-31T23:59:59Z: nor later."""
+MAX_REASON = 2_000
+"""The longest reason a return may give."""
+
+
+def refused(field: str, detail: str) -> ShopError:
+    """A validation_error of the request's ``field`` (a JSON Pointer into it: ``/name``)."""
+    return ShopError.invalid([FieldError(detail, pointer=field)])
 
 
 def check_amount(name: str, value: int, *, minimum: int = 0) -> None:
     """Refuse an amount that is not an integer in [minimum, MAX_AMOUNT]."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ShopError("validation_error", f"{name} must be an integer number of minor units")
+        raise refused(f"/{name}", f"{name} must be an integer number of minor units")
     if not minimum <= value <= MAX_AMOUNT:
-        raise ShopError("validation_error", f"{name} must be between {minimum} and {MAX_AMOUNT}")
+        raise refused(f"/{name}", f"{name} must be between {minimum} and {MAX_AMOUNT}")
 
 
 def check_name(name: str) -> None:
     """Refuse an empty or overlong name."""
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
-        raise ShopError("validation_error", f"name must be 1 to {MAX_NAME} characters")
+        raise refused("/name", f"name must be 1 to {MAX_NAME} characters")
 
 
 def check_key(key: object) -> str:
@@ -57,8 +67,8 @@ def checked_items(items: Any) -> tuple[tuple[int, int], ...]:
     try:
         pairs = tuple((int(goods), quantity) for goods, quantity in items)
     except (TypeError, ValueError):
-        raise ShopError("validation_error", "items must be (goods id, quantity) pairs") from None
-    for goods, quantity in pairs:
+        raise refused("/items", "items must be (goods id, quantity) pairs") from None
+    for index, (goods, quantity) in enumerate(pairs):
         if isinstance(quantity, bool) or not isinstance(quantity, int):
-            raise ShopError("validation_error", f"goods {goods}: quantity must be an integer")
+            raise refused(f"/items/{index}/quantity", f"goods {goods}: quantity must be an integer")
     return pairs

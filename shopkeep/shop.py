@@ -54,8 +54,9 @@ from shopkeep.actors.order_messages import (
     Ship,
     StartPayment,
 )
-from shopkeep.actors.order_store import load_order
+from shopkeep.actors.order_store import load_page
 from shopkeep.actors.protocol import (
+    NOT_FOUND,
     CouponView,
     CreateCoupon,
     CreateGoods,
@@ -66,6 +67,7 @@ from shopkeep.actors.protocol import (
     GetUser,
     GoodsView,
     Refusal,
+    ReplaceToken,
     UpdateGoods,
     UserView,
 )
@@ -78,9 +80,12 @@ from shopkeep.idempotency import IdempotencyKey, Once, key_of
 from shopkeep.placing import Placer, PlaceRequest
 from shopkeep.queries import HistoryEntry, Page
 from shopkeep.requests import (
+    EARLIEST_TIME,
     LATEST_TIME,
+    MAX_REASON,
     check_amount,
     check_name,
+    refused,
 )
 from shopkeep.runtime import Address, Clock, RealClock, RuntimeConfig
 from shopkeep.store.reader import Reader
@@ -122,12 +127,15 @@ class Shop:
         self._gateway_secret = gateway_secret
         self.rejected_callbacks: Counter[str] = Counter()
         """Callbacks refused before any order saw them, by reason (for metrics)."""
-        # A token names the same user for as long as the user exists (tokens are neither
-        # rotated nor revoked, users never deleted), so a known token needs no read per
-        # request; unknown ones are not remembered, so junk tokens cannot grow this.
+        # A token names the same user until the admin replaces it (replace_token forgets the
+        # user's), so a known token needs no read per request; unknown ones are not
+        # remembered, so junk tokens cannot grow this.
         self._token_users: OrderedDict[str, int] = OrderedDict()
         self._once = Once(self.system)
         self._placer = Placer(self.system, self.reader, config, self._once.in_flight)
+        # Counts replacements: a lookup that read the table before one was answered must not
+        # remember what it read (it could be the old token, read just before the commit).
+        self._token_epoch = 0
 
     @classmethod
     @asynccontextmanager
@@ -220,13 +228,27 @@ class Shop:
         user_id = self.known_user_for_token_hash(token_hash)
         if user_id is not None:
             return user_id
+        epoch = self._token_epoch
         user_id = await queries.user_for_token(self.reader, token_hash)
-        if user_id is not None:
+        if user_id is not None and epoch == self._token_epoch:
             known = self._token_users
             known[token_hash] = user_id
             if len(known) > TOKEN_CACHE_SIZE:
                 known.popitem(last=False)
         return user_id
+
+    async def replace_token(self, user_id: int) -> str:
+        """A new API token for the user (an admin operation), shown only here; the old one
+        names nobody from the answer on."""
+        token = secrets.token_urlsafe(32)
+        answer(
+            await self._ask(Address("user", user_id), ReplaceToken(hash_token(token))), UserView
+        )
+        self._token_epoch += 1
+        known = self._token_users
+        for token_hash in [h for h, owner in known.items() if owner == user_id]:
+            del known[token_hash]
+        return token
 
     async def credit_wallet(
         self, user_id: int, amount: int, *, idempotency_key: Key = None
@@ -293,16 +315,20 @@ class Shop:
         """A coupon for ``user_id`` worth ``value``."""
         check_amount("value", value, minimum=1)
         check_amount("min_order_amount", min_order_amount)
-        if expires_at is not None and not 0 <= expires_at < LATEST_TIME:
-            raise ShopError("validation_error", "expires_at must be a time between 1970 and 9999")
+        if expires_at is not None and not EARLIEST_TIME <= expires_at <= LATEST_TIME:
+            raise refused("/expires_at", "expires_at must be a time of the years 1 to 9999")
         await self.get_user(user_id)
         coupon_id = self.system.ids.next()
         message = CreateCoupon(user_id, value, min_order_amount, expires_at)
         return answer(await self._ask(Address("coupon", coupon_id), message), CouponView)
 
-    async def get_coupon(self, coupon_id: int) -> CouponView:
-        """The coupon, or ShopError not_found."""
-        return answer(await self._ask(Address("coupon", coupon_id), GetCoupon()), CouponView)
+    async def get_coupon(self, coupon_id: int, *, user_id: int | None = None) -> CouponView:
+        """The coupon; with ``user_id``, only if it is theirs (else not_found, as a missing
+        one)."""
+        coupon = answer(await self._ask(Address("coupon", coupon_id), GetCoupon()), CouponView)
+        if user_id is not None and coupon.user_id != user_id:
+            raise ShopError(NOT_FOUND, f"coupon {coupon_id} does not exist")
+        return coupon
 
     async def list_coupons(
         self, user_id: int, *, limit: int | None = None, cursor: str | None = None
@@ -352,13 +378,9 @@ class Shop:
         cursor: str | None = None,
     ) -> Page[OrderView]:
         """Orders (a user's, or all), newest first, optionally of one status."""
-        ids, size = await queries.order_ids(self.reader, user_id, status, limit, cursor)
-        views = []
-        for order_id in ids:
-            state = await load_order(self.reader, order_id)
-            if state is not None:
-                views.append(order_view(state))
-        return queries.paged(views, ids, size)
+        size, below = queries.page_bounds(limit, cursor)
+        states = await load_page(self.reader, below, size + 1, user_id=user_id, status=status)
+        return queries.paged([order_view(s) for s in states], [s.id for s in states], size)
 
     async def order_history(
         self,
@@ -386,6 +408,14 @@ class Shop:
     async def payments(self, order_id: int, *, user_id: int | None = None) -> list[PaymentView]:
         """The order's payments, oldest first."""
         return list(answer(await self._ask_order(order_id, user_id, GetPayments()), tuple))
+
+    async def get_payment(self, payment_id: int, *, user_id: int | None = None) -> PaymentView:
+        """A payment as last committed; with ``user_id``, only if its order is theirs."""
+        found = await queries.payment(self.reader, payment_id)
+        if found is None or (user_id is not None and found.user_id != user_id):
+            raise ShopError(NOT_FOUND, f"payment {payment_id} does not exist")
+        url = self.gateway.payment_url(found.id)
+        return PaymentView(found.id, found.order_id, found.amount, found.status, url)
 
     async def handle_callback(self, raw_body: bytes, signature: str | None) -> CallbackHandled:
         """Verify and apply a payment callback (SPEC 3, 7). Raises CallbackRejected, having
@@ -476,13 +506,20 @@ class Shop:
         idempotency_key: Key = None,
     ) -> ReturnView:
         """Ask to return a delivered order (asking again answers the same request)."""
-        if len(reason) > 2000:
-            raise ShopError("validation_error", "a reason has at most 2000 characters")
+        if len(reason) > MAX_REASON:
+            raise refused("/reason", f"a reason has at most {MAX_REASON} characters")
         request = ("request_return", order_id, reason)
         return await self._once.ask(
             Address("order", order_id), RequestReturn(reason), ReturnView, idempotency_key,
             request, user_id,
         )
+
+    async def get_return(self, return_id: int, *, user_id: int | None = None) -> ReturnView:
+        """A return as last committed; with ``user_id``, only if its order is theirs."""
+        found = await queries.return_request(self.reader, return_id)
+        if found is None or (user_id is not None and found.user_id != user_id):
+            raise ShopError(NOT_FOUND, f"return {return_id} does not exist")
+        return ReturnView(found.id, found.order_id, found.status)
 
     async def approve_return(self, return_id: int, *, idempotency_key: Key = None) -> ReturnView:
         """Approve a return (admin): refund, and the stock goes back."""

@@ -134,30 +134,45 @@ def validate_request(
     config: ShopConfig,
 ) -> Refusal | None:
     """Checks that need no other actor: the items, quantities and amounts asked for. The one
-    place a placement request is checked: the embedded API calls it before asking the order,
-    and the order again for whatever reaches it."""
+    place a placement request is checked: the embedded API calls it (through
+    :func:`request_problems`, for every problem) before asking the order, and the order again
+    for whatever reaches it."""
+    found = request_problems(items, use_balance, expected_total, config)
+    return Refusal(VALIDATION_ERROR, found[0][1]) if found else None
+
+
+def request_problems(
+    items: Sequence[tuple[int, int]],
+    use_balance: int,
+    expected_total: int | None,
+    config: ShopConfig,
+) -> list[tuple[str, str]]:
+    """Every problem :func:`validate_request` finds, each with where it is: a JSON Pointer
+    into the request as SPEC 7's body has it (``/items/2/quantity``)."""
+    found: list[tuple[str, str]] = []
     if not items:
-        return Refusal(VALIDATION_ERROR, "an order needs at least one item")
+        found.append(("/items", "an order needs at least one item"))
     if len(items) > config.max_items:
-        return Refusal(VALIDATION_ERROR, f"at most {config.max_items} distinct goods per order")
-    seen: set[int] = set()
-    for goods_id, quantity in items:
-        if goods_id in seen:
-            return Refusal(
-                VALIDATION_ERROR,
-                f"each goods may appear once in an order: goods {goods_id} is listed twice",
-            )
-        seen.add(goods_id)
+        found.append(("/items", f"at most {config.max_items} distinct goods per order"))
+    first: dict[int, int] = {}
+    for index, (goods_id, quantity) in enumerate(items):
+        if goods_id in first:
+            found.append((
+                f"/items/{index}/goods_id",
+                f"each goods may appear once in an order: goods {goods_id} is listed twice "
+                f"(first at /items/{first[goods_id]})",
+            ))  # fmt: skip
+        first.setdefault(goods_id, index)
         if not 1 <= quantity <= config.max_quantity:
-            return Refusal(
-                VALIDATION_ERROR,
+            found.append((
+                f"/items/{index}/quantity",
                 f"goods {goods_id}: quantity must be 1 to {config.max_quantity}, not {quantity}",
-            )
+            ))  # fmt: skip
     if not 0 <= use_balance <= MAX_AMOUNT:
-        return Refusal(VALIDATION_ERROR, f"use_balance must be between 0 and {MAX_AMOUNT}")
+        found.append(("/use_balance", f"use_balance must be between 0 and {MAX_AMOUNT}"))
     if expected_total is not None and not 0 <= expected_total <= MAX_AMOUNT:
-        return Refusal(VALIDATION_ERROR, f"expected_total must be between 0 and {MAX_AMOUNT}")
-    return None
+        found.append(("/expected_total", f"expected_total must be between 0 and {MAX_AMOUNT}"))
+    return found
 
 
 def new_order(

@@ -96,6 +96,13 @@ class CreditWallet(msgspec.Struct, frozen=True, tag=True, gc=False):
     amount: int
 
 
+class ReplaceToken(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """The user's API token is now the one hashing to ``token_hash``; the old one names
+    nobody from the commit on (answer: UserView, or Refusal not_found)."""
+
+    token_hash: str
+
+
 class BeginOrder(msgspec.Struct, frozen=True, tag=True, gc=False):
     """The placement asks before anything else (answer: OrderTicket or Refusal).
 
@@ -177,6 +184,7 @@ UserMessage = (
     CreateUser
     | GetUser
     | CreditWallet
+    | ReplaceToken
     | BeginOrder
     | DebitWallet
     | ReleaseWallet

@@ -15,7 +15,10 @@ import re
 HEADER = "Shopkeep-Signature"
 """The HTTP header that carries the signature."""
 
-_HEADER_RE = re.compile(r"t=(0|[1-9][0-9]{0,11}),v1=([0-9a-f]{64})")
+HEADER_PATTERN = "^t=(0|[1-9][0-9]{0,11}),v1=([0-9a-f]{64})$"
+"""What the header's value must match, whole (the OpenAPI document declares it too)."""
+
+_HEADER_RE = re.compile(HEADER_PATTERN)
 
 OK = "ok"
 MISSING = "missing"

@@ -47,6 +47,7 @@ from shopkeep.actors.protocol import (
     OrderTicket,
     Refusal,
     ReleaseWallet,
+    ReplaceToken,
     RevokePoints,
     UserMessage,
 )
@@ -87,6 +88,7 @@ INSERT_USER_SQL = (
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
 UPDATE_USER_SQL = "UPDATE users SET balance = ?, points = ? WHERE id = ?"
+TOKEN_SQL = "UPDATE users SET token_hash = ? WHERE id = ?"
 INSERT_WALLET_SQL = (
     "INSERT INTO wallet_ledger (user_id, order_id, reason, amount, at) VALUES (?, ?, ?, ?, ?)"
 )
@@ -175,6 +177,9 @@ class UserActor(Actor):
                 if isinstance(decision, Refusal):
                     return decision
                 return self._apply(ctx, decision).view(user_id)
+            case ReplaceToken(token_hash):
+                ctx.execute(TOKEN_SQL, (token_hash, user_id))
+                return account.view(user_id)
             case BeginOrder():
                 return await self._begin(ctx, message)
             case DebitWallet(order_id):

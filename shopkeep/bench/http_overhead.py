@@ -15,16 +15,16 @@ the same handler decoding and encoding shopkeep's own types, in one process:
   same decode and encode: the body into shopkeep's own request type (so with the same
   validation), an answer of its own order type built at once and encoded.
 
-Both are driven the same way: ``POST /v1/orders`` requests (a one-item order, a bearer token,
-an ``Idempotency-Key``, ``Content-Length``) are built beforehand with aiohttp's
-``make_mocked_request`` (a real :class:`aiohttp.web.Request` over a body stream holding the
-bytes, with no socket), then handed to ``Application._handle``, the coroutine aiohttp's server
-calls for each parsed request: route resolution, the middlewares, the handler, up to the
-response object with its body encoded. Only that is timed, in batches of :data:`BATCH`
-requests, in the thread's CPU time (``time.thread_time``: on a shared machine, the time other
-processes hold the core is not counted); the HTTP parsing and the socket writes are aiohttp's
-and the same for both, so they are left out of both. The two sides alternate, batch by batch,
-on the same event loop (uvloop when installed, as the server).
+Both are driven the same way: ``POST /v1/orders`` requests (a one-item order, the bearer token
+of one of :data:`USERS` users in turn, an ``Idempotency-Key``, ``Content-Length``) are built
+beforehand with aiohttp's ``make_mocked_request`` (a real :class:`aiohttp.web.Request` over a
+body stream holding the bytes, with no socket), then handed to ``Application._handle``, the
+coroutine aiohttp's server calls for each parsed request: route resolution, the middlewares,
+the handler, up to the response object with its body encoded. Only that is timed, in batches of
+:data:`BATCH` requests, in the thread's CPU time (``time.thread_time``: on a shared machine,
+the time other processes hold the core is not counted); the HTTP parsing and the socket writes
+are aiohttp's and the same for both, so they are left out of both. The two sides alternate,
+batch by batch, on the same event loop (uvloop when installed, as the server).
 
 Each side's figure is its median batch: a burst of other work on a shared machine moves one
 batch, not the comparison. The fastest batches are reported beside them. The figures: each
@@ -63,6 +63,8 @@ BATCH: Final = 500
 ROUNDS: Final = 30
 """Batches per side (after one to warm up); the figure is the median."""
 QUICK_ROUNDS: Final = 6
+USERS: Final = 100
+"""Users whose tokens the requests carry, in turn."""
 
 # ---------------------------------------------------------------- the baseline
 
@@ -257,9 +259,10 @@ class _Protocol:
 
 
 def mocked_posts(
-    app: web.Application, count: int, token: str, goods_id: str
+    app: web.Application, count: int, tokens: list[str], goods_id: str
 ) -> list[web.Request]:
-    """``count`` ready ``POST /v1/orders`` requests for ``app``, each with its own key."""
+    """``count`` ready ``POST /v1/orders`` requests for ``app``, each with its own key, from
+    each of ``tokens`` in turn."""
     loop = asyncio.get_running_loop()
     body = order_body(goods_id)
     protocol = _Protocol()
@@ -273,7 +276,7 @@ def mocked_posts(
         payload.feed_eof()
         headers = {
             "Host": HOST,
-            "Authorization": f"Bearer {token}",
+            "Authorization": f"Bearer {tokens[n % len(tokens)]}",
             "Content-Type": "application/json",
             "Content-Length": str(len(body)),
             "Idempotency-Key": f"overhead-{n}",
@@ -308,16 +311,19 @@ async def measure_overhead(rounds: int = ROUNDS, batch: int = BATCH) -> dict[str
     """Per-request cost of shopkeep's HTTP layer and of the bare handler (microseconds, each
     the median of ``rounds`` batches, alternating; and the fastest) and their ratios; see the
     module's docstring."""
-    token, admin = "overhead-user-token", "overhead-admin-token"
-    shop_side = shopkeep_app(StandInShop({token: 1}), admin)
+    # users' tokens, taken in turn: one token sending every request would be refused 429 by
+    # the rate limit (its cost per request is part of the measure, the refusals are not)
+    tokens = [f"overhead-user-token-{n}" for n in range(USERS)]
+    admin = "overhead-admin-token"
+    shop_side = shopkeep_app(StandInShop({t: n + 1 for n, t in enumerate(tokens)}), admin)
     bare_side = bare_typed_app()
     for app in (shop_side, bare_side):
         app.freeze()  # what the runner does before serving: middlewares prepared
     shop_s: list[float] = []
     bare_s: list[float] = []
     for n in range(rounds + 1):
-        shop_batch = mocked_posts(shop_side, batch, token, "1")
-        bare_batch = mocked_posts(bare_side, batch, token, "1")
+        shop_batch = mocked_posts(shop_side, batch, tokens, "1")
+        bare_batch = mocked_posts(bare_side, batch, tokens, "1")
         shop_first = n % 2 == 0
         for app, requests, into in (
             (shop_side, shop_batch, shop_s),

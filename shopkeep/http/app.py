@@ -15,7 +15,9 @@ included.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+import time
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from aiohttp import web
@@ -27,12 +29,16 @@ from shopkeep.http.metrics import Metrics
 from shopkeep.http.middleware import FrontDoor, Guard
 from shopkeep.http.openapi import publish
 from shopkeep.http.operations import Operation
+from shopkeep.http.rate_limit import RateLimiter
 from shopkeep.http.state import CONFIG, SHOP
 from shopkeep.shop import Shop
 
 __all__ = ["CONFIG", "SHOP", "make_app"]
 
 SANDBOX_PREFIX: Final = "/sandbox/"
+_DIGITS_ONLY: Final = re.compile(r"\{(\w+)\}")
+"""A path parameter (an id, each of them) matches digits only: ``/v1/payments/callback`` is
+not the payment ``callback``, and a path no id fits is no route (404 either way)."""
 
 
 def make_app(
@@ -42,6 +48,7 @@ def make_app(
     extra_routes: Sequence[web.RouteDef] = (),
     middlewares: Sequence[Middleware] = (),
     metrics: Metrics | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> web.Application:
     """Build the HTTP API over ``shop``; the caller keeps the shop open while it serves.
 
@@ -52,9 +59,16 @@ def make_app(
     never be reachable on a production server by mistake. Paths under ``/sandbox/`` and
     ``/metrics`` need no token; any other extra route needs one (admin or user).
     ``middlewares`` run inside the request id and the ``metrics`` (each request timed into
-    them when given), outside the error mapping.
+    them when given), outside the error mapping. ``clock`` is what the rate limit counts
+    seconds with (a test's virtual clock).
     """
-    door = FrontDoor(shop, config.admin_hash(), config.max_body_bytes, metrics)
+    limiter = None
+    if config.rate_limit_per_s > 0:
+        burst = max(1.0, config.rate_limit_per_s * config.rate_limit_burst_s)
+        limiter = RateLimiter(config.rate_limit_per_s, burst, clock)
+        if metrics is not None:
+            metrics.watch(limiter)
+    door = FrontDoor(shop, config.admin_hash(), config.max_body_bytes, metrics, limiter)
     app = web.Application(
         client_max_size=config.max_body_bytes,
         middlewares=(
@@ -72,8 +86,12 @@ def make_app(
     served: list[Operation] = []
     for operation in catalog(config):
         if operation.handler is not None:
-            route = app.router.add_route(operation.method, operation.path, operation.handler)
-            door.guard(route, Guard.of(operation))
+            guard = Guard.of(operation)
+            # every GET answers HEAD too (its headers, no body), behind the same guard
+            methods = ("GET", "HEAD") if operation.method == "GET" else (operation.method,)
+            path = _DIGITS_ONLY.sub(r"{\1:[0-9]+}", operation.path)
+            for method in methods:
+                door.guard(app.router.add_route(method, path, operation.handler), guard)
             served.append(operation)
         elif (operation.method, operation.path) in given:
             served.append(operation)

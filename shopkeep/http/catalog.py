@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
+from shopkeep.actors.signature import HEADER_PATTERN as SIGNATURE_PATTERN
 from shopkeep.http import routes
 from shopkeep.http import schemas as s
 from shopkeep.http.auth import Access
@@ -97,6 +98,8 @@ def catalog(config: HttpConfig) -> list[Operation]:
            "Start paying an order (200: the same open payment again)", owner,
            routes.start_payment, {201: s.PaymentOut, 200: s.PaymentOut},
            params=(KEY,), refusals=("invalid_state", CONFLICT)),
+        op("GET", "/v1/payments/{payment_id}", "getPayment", "Get a payment", owner,
+           routes.get_payment, {200: s.PaymentOut}),
         op("POST", "/v1/orders/{order_id}/cancel", "cancelOrder",
            "Cancel an order (again: 200, unchanged)", owner, routes.cancel_order,
            {200: s.OrderOut}, params=(KEY,), refusals=("invalid_state", CONFLICT)),
@@ -110,6 +113,8 @@ def catalog(config: HttpConfig) -> list[Operation]:
            "Ask to return a delivered order", owner, routes.request_return,
            {201: s.ReturnOut}, body=s.ReturnRequest, body_required=False, params=(KEY,),
            refusals=("invalid_state", CONFLICT)),
+        op("GET", "/v1/returns/{return_id}", "getReturn", "Get a return", owner,
+           routes.get_return, {200: s.ReturnOut}),
         op("POST", "/v1/returns/{return_id}/approve", "approveReturn",
            "Approve a return: refund, stock back", admin, routes.approve_return,
            {200: s.ReturnOut}, params=(KEY,), refusals=("invalid_state", CONFLICT)),
@@ -124,6 +129,9 @@ def catalog(config: HttpConfig) -> list[Operation]:
            {200: s.UserOut}),
         op("GET", "/v1/me", "getMe", "The calling user", user, routes.get_me,
            {200: s.UserOut}),
+        op("POST", "/v1/users/{user_id}/token", "replaceToken",
+           "Give a user a new token (the old one stops working at once)", admin,
+           routes.replace_token, {200: s.TokenOut}),
         op("POST", "/v1/users/{user_id}/wallet/credit", "creditWallet",
            "Credit a user's wallet", admin, routes.credit_wallet, {200: s.UserOut},
            body=s.CreditRequest, params=(KEY,), refusals=(CONFLICT,)),
@@ -140,11 +148,15 @@ def catalog(config: HttpConfig) -> list[Operation]:
            routes.create_coupon, {201: s.CouponOut}, body=s.CreateCouponRequest),
         op("GET", "/v1/coupons", "listCoupons", "The calling user's coupons", user,
            routes.list_coupons, {200: s.CouponPage}, params=paged),
+        op("GET", "/v1/coupons/{coupon_id}", "getCoupon",
+           "Get a coupon (a user's own; any for the admin)", owner, routes.get_coupon,
+           {200: s.CouponOut}),
         *order_ops,
         op("POST", "/v1/payments/callback", "paymentCallback",
            "The payment gateway's signed callback", Access.PUBLIC, routes.payment_callback,
            {200: s.CallbackReceived}, body=s.CallbackRequest,
-           params=(Param(SIGNATURE_HEADER, "header", {"type": "string"},
+           params=(Param(SIGNATURE_HEADER, "header",
+                         {"type": "string", "pattern": SIGNATURE_PATTERN},
                          "`t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.\" + raw body>`",
                          required=True),),
            extra_problems=(400,)),

@@ -27,6 +27,13 @@ class HttpConfig:
     """A request body larger than this is refused 413 payload_too_large, unread."""
     list_limit_max: int = 200
     """The largest ``?limit=`` a list accepts; more is refused 422 validation_error."""
+    rate_limit_per_s: float = 200.0
+    """Requests a second one token may make on average; more are refused 429 rate_limited
+    with ``Retry-After`` (SPEC 7). Users' tokens and tokens nobody holds are limited; the
+    admin's is not (the operator's own back office). 0 turns the limit off."""
+    rate_limit_burst_s: float = 2.0
+    """How many seconds' worth of requests a token may make at once (at the default rate,
+    a burst of 400) before the rate applies."""
 
     def admin_hash(self) -> str | None:
         """The SHA-256 (hex) the admin's bearer token must hash to; None when there is no

@@ -2,8 +2,9 @@
 
 The shop's views carry ids as ints and times as Unix seconds (floats); SPEC 7's wire carries
 ids as decimal strings and times as RFC 3339 UTC strings. The ``*_out`` functions build the
-response types of ``schemas.py`` from the views; :func:`id_in` and :func:`time_in` read ids and
-times from requests, refusing what no int64 id or RFC 3339 time can be (422).
+response types of ``schemas.py`` from the views; :func:`ref_in` and :func:`time_in` read ids and
+times from requests: an id no int64 can be names nothing (404, as any id that names nothing),
+and a time beyond what RFC 3339 can write in UTC is taken as the nearest one it can.
 
 The types given to ``cast`` are strings where they are unions: ``cast`` is a no-op at run time,
 but its first argument is evaluated, and ``X | None`` builds (and hashes) a new union at every
@@ -19,7 +20,6 @@ from shopkeep.actors.order_messages import OrderView, PaymentView, RefundView, R
 from shopkeep.actors.protocol import CouponView, GoodsView, UserView
 from shopkeep.errors import ShopError
 from shopkeep.http.schemas import (
-    LATEST_TIME,
     MAX_ID,
     CancelReason,
     CouponOut,
@@ -40,6 +40,7 @@ from shopkeep.http.schemas import (
     UserOut,
 )
 from shopkeep.queries import HistoryEntry
+from shopkeep.requests import EARLIEST_TIME, LATEST_TIME
 
 
 def id_out(value: int) -> str:
@@ -65,25 +66,24 @@ def maybe_time(seconds: float | None) -> datetime | None:
     return None if seconds is None else time_out(seconds)
 
 
-def id_in(value: str, where: str) -> int:
-    """An id from the wire, or ShopError validation_error naming ``where`` (a JSON path or a
-    parameter): it must be decimal digits and fit in 64 bits."""
+def ref_in(value: str, what: str) -> int:
+    """The id of a ``what`` (``"order"``, ``"goods"``...) from the wire (a path, or a body's
+    reference), or ShopError not_found: what is not decimal digits fitting in 64 bits names
+    nothing, exactly as an id that names no ``what`` (no such order can exist)."""
     if not (value.isascii() and value.isdigit() and len(value) <= 19) or int(value) > MAX_ID:
-        raise ShopError(
-            "validation_error", f"an id is 1 to 19 digits, at most {MAX_ID} - at `{where}`"
-        )
+        raise ShopError("not_found", f"{what} {value[:40]} does not exist")
     return int(value)
 
 
-def time_in(value: datetime, where: str) -> float:
-    """An aware datetime from the wire as Unix seconds, or ShopError validation_error when
-    it falls outside 1970..9999 UTC (it could not be written back as RFC 3339)."""
-    seconds = value.timestamp()
-    if not 0 <= seconds <= LATEST_TIME:
-        raise ShopError(
-            "validation_error", f"a time is between 1970 and 9999 (UTC) - at `{where}`"
-        )
-    return seconds
+def time_in(value: datetime) -> float:
+    """An aware datetime from the wire as Unix seconds. RFC 3339 writes years 1 to 9999 with
+    any offset, so a time may fall a few hours outside them in UTC, where no answer could
+    write it back: such a time is taken as the first (or last) second those years have."""
+    try:
+        seconds = value.timestamp()
+    except (ValueError, OverflowError):
+        seconds = EARLIEST_TIME if value.year == 1 else LATEST_TIME
+    return min(max(seconds, EARLIEST_TIME), LATEST_TIME)
 
 
 def user_out(view: UserView) -> UserOut:

@@ -1,17 +1,21 @@
 """Every outcome that is not a success, mapped to problem+json (RFC 9457) in one place.
 
 A problem is ``{"type", "title", "status", "code", "detail"}``, plus ``order_id`` when a failed
-placement recorded its order. ``code`` is the stable, machine-readable part; ``type`` points at
-the code's entry in ``/docs``. The map, by whose fault it is:
+placement recorded its order, and ``errors`` on a validation error. ``code`` is the stable,
+machine-readable part; ``type`` points at the code's entry in ``/docs``. The map, by whose
+fault it is:
 
-- the client: ``validation_error`` 422 (the body, a parameter or a header; ``detail`` names the
-  bad field's path, e.g. ``$.items[0].quantity``), ``unauthorized`` 401, ``not_found`` 404,
-  ``method_not_allowed`` 405, ``payload_too_large`` 413, ``invalid_callback`` 400 (a payment
-  callback that failed verification: the gateway's fault, or a forger's);
+- the client: ``validation_error`` 422 (the body, a parameter or a header; ``errors`` lists
+  every problem found, each with its JSON Pointer into the body, ``/items/0/quantity``, or
+  the name of its ``parameter``; ``detail`` says the first), ``unauthorized`` 401,
+  ``not_found`` 404 (an id that names nothing, or cannot), ``method_not_allowed`` 405,
+  ``payload_too_large`` 413, ``invalid_callback`` 400 (a payment callback that failed
+  verification: the gateway's fault, or a forger's);
 - the business rules: 409 with the refusal's own code (insufficient_stock, coupon_unavailable,
   insufficient_balance, price_changed, invalid_state, too_many_unpaid_orders,
   idempotency_conflict; any other refusal code is a 409 too);
-- load: ``overloaded`` 503 and ``unavailable`` 503 (stopping, an ask that got no answer, or a
+- load: ``rate_limited`` 429 (one token's requests beyond its limit, ``rate_limit.py``),
+  ``overloaded`` 503 and ``unavailable`` 503 (stopping, an ask that got no answer, or a
   placement whose step failed that way), always with ``Retry-After``;
 - a bug: ``internal_error`` 500, logged with its traceback, which never leaves the server.
 """
@@ -19,13 +23,17 @@ the code's entry in ``/docs``. The map, by whose fault it is:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Final
 
 import msgspec
 import structlog
 from aiohttp import web
 
-from shopkeep.errors import CallbackRejected, ShopError
+from shopkeep.actors.protocol import VALIDATION_ERROR
+from shopkeep.errors import CallbackRejected, FieldError, ShopError
+from shopkeep.http.rate_limit import RateLimited
+from shopkeep.http.validation import refusal_of
 from shopkeep.runtime import ActorStopped, AskTimeout, Overloaded, ShuttingDown
 
 log = structlog.get_logger("shopkeep.http")
@@ -36,7 +44,10 @@ TYPE_BASE: Final = "/docs#problem-"
 
 
 class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
-    """An error answer (RFC 9457). ``order_id`` names the order a failed placement recorded."""
+    """An error answer (RFC 9457). `order_id` names the order a failed placement recorded;
+    `errors` lists every problem of a refused request (validation_error), each with a JSON
+    Pointer into the body (`pointer`) or the name of a query parameter or header
+    (`parameter`)."""
 
     type: str
     title: str
@@ -44,6 +55,7 @@ class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
     code: str
     detail: str
     order_id: str | None = None
+    errors: list[FieldError] | None = None
 
 
 PROBLEMS: Final[dict[str, tuple[int, str]]] = {
@@ -61,11 +73,17 @@ PROBLEMS: Final[dict[str, tuple[int, str]]] = {
     "invalid_state": (409, "Invalid state"),
     "too_many_unpaid_orders": (409, "Too many unpaid orders"),
     "idempotency_conflict": (409, "Idempotency conflict"),
+    "placement_failed": (409, "Placement failed"),
+    "interrupted": (409, "Placement interrupted"),
+    "rate_limited": (429, "Too many requests"),
     "overloaded": (503, "Overloaded"),
     "unavailable": (503, "Unavailable"),
     "internal_error": (500, "Internal error"),
 }
-"""Every code this API answers with, its status and title (the docs page lists them)."""
+"""Every code this API answers with, its status and title (the docs page lists them, the
+OpenAPI document has them as the enum of a problem's ``code``). ``placement_failed`` and
+``interrupted`` are what a retry of a placement that failed without a refusal of its own (a
+crash cut it) answers."""
 
 BUSY: Final = "the shop is too busy now; try again after Retry-After seconds"
 """The detail of every 503 overloaded the runtime raised."""
@@ -82,17 +100,26 @@ def problem(
     *,
     order_id: int | None = None,
     retry_after: float | None = None,
+    errors: Sequence[FieldError] = (),
 ) -> web.Response:
     """The problem+json answer for ``code``. A 401 carries ``WWW-Authenticate: Bearer``
-    (RFC 6750); a 503 always carries ``Retry-After``, in whole seconds."""
+    (RFC 6750); a 429 and a 503 always carry ``Retry-After``, in whole seconds."""
     status, title = PROBLEMS.get(code, REFUSED)
+    if code == VALIDATION_ERROR and not errors:
+        errors = (FieldError(detail, pointer=""),)  # somewhere in the request: every one says
     body = Problem(
-        TYPE_BASE + code, title, status, code, detail, None if order_id is None else str(order_id)
+        TYPE_BASE + code,
+        title,
+        status,
+        code,
+        detail,
+        None if order_id is None else str(order_id),
+        list(errors) if errors else None,
     )
     headers = {}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="shopkeep"'
-    if status == 503:
+    if status in (429, 503):
         headers["Retry-After"] = str(max(1, math.ceil(retry_after or 1.0)))
     return web.Response(
         status=status,
@@ -107,13 +134,14 @@ def problem_for(error: BaseException) -> web.Response | None:
     match error:
         case ShopError(code=code, detail=detail, order_id=order_id):
             # placement codes overloaded / unavailable are 503s too: nothing is held, retry
-            return problem(code, detail, order_id=order_id)
+            return problem(code, detail, order_id=order_id, errors=error.errors)
+        case RateLimited():
+            return problem("rate_limited", str(error), retry_after=error.retry_after)
         case CallbackRejected():
             return problem("invalid_callback", str(error))
-        case msgspec.ValidationError():
-            return problem("validation_error", _with_path(str(error)))
-        case msgspec.DecodeError():
-            return problem("validation_error", f"{error} - at `$`")
+        case msgspec.ValidationError() | msgspec.DecodeError():
+            refused = ShopError.invalid([refusal_of(error)])
+            return problem(VALIDATION_ERROR, refused.detail, errors=refused.errors)
         case ShuttingDown():
             return problem("unavailable", "the server is stopping", retry_after=error.retry_after)
         case Overloaded():
@@ -140,11 +168,6 @@ def problem_for(error: BaseException) -> web.Response | None:
                 answer.headers["Allow"] = error.headers["Allow"]
             return answer
     return None
-
-
-def _with_path(message: str) -> str:
-    # msgspec names the path of nested errors only; a problem at the top level is at `$`
-    return message if " - at `" in message else f"{message} - at `$`"
 
 
 def _detail_of(error: web.HTTPException) -> str:

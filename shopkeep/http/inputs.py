@@ -1,8 +1,10 @@
-"""Reading a request: its body, path ids and query parameters, each checked or refused 422.
+"""Reading a request: its body, path ids and query parameters.
 
-Every refusal is a ``ShopError("validation_error", ...)`` (or msgspec's ValidationError) whose
-detail names what was wrong and where (``$.items[0].quantity``, ``limit``, ``order_id``), so
-``errors.py`` maps them all the same way. Answers go out through :func:`reply`.
+A body that does not decode is refused 422 validation_error listing every problem it has, each
+with its JSON Pointer (``validation.py``). The query parameters were checked against their
+declared schemas before the handler ran (``middleware.Guard``), every problem listed too, so
+the functions here only convert them. A path id that cannot be an id names nothing: 404. A
+refusal is a ``ShopError``, which ``errors.py`` maps. Answers go out through :func:`reply`.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from typing import Any, Final, TypeVar, get_args
 import msgspec
 from aiohttp import web
 
-from shopkeep.errors import ShopError
-from shopkeep.http.conversion import id_in
+from shopkeep.errors import FieldError, ShopError
+from shopkeep.http.conversion import ref_in
 from shopkeep.http.schemas import ID_PATTERN, EmptyRequest, OrderStatus
-from shopkeep.http.state import CONFIG, PRINCIPAL, SHOP, Principal
+from shopkeep.http.state import PRINCIPAL, SHOP, Principal
+from shopkeep.http.validation import problems, refusal_of
 from shopkeep.idempotency import IdempotencyKey
 from shopkeep.requests import KEY_PATTERN, MAX_KEY
 from shopkeep.shop import Shop
@@ -38,8 +41,8 @@ _ENCODER: Final = msgspec.json.Encoder()
 
 
 def invalid(detail: str, where: str) -> ShopError:
-    """A validation_error naming ``where``."""
-    return ShopError("validation_error", f"{detail} - at `{where}`")
+    """A validation_error of the query parameter or header ``where``."""
+    return ShopError.invalid([FieldError(detail, parameter=where)])
 
 
 def shop_of(request: web.Request) -> Shop:
@@ -62,12 +65,26 @@ async def body_of(request: web.Request, kind: type[T], *, optional: bool = False
     raw = await request.read()
     if optional and not raw.strip():
         return kind()
+    return decoded(raw, kind)
+
+
+def decoded(raw: bytes, kind: type[T]) -> T:
+    """``raw`` decoded as ``kind``, or ShopError validation_error listing every problem."""
     try:
         return _decoder(kind).decode(raw)
     except msgspec.ValidationError as refused:
-        if "got `float`" not in str(refused):
-            raise
-        return _with_whole_numbers(raw, kind, refused)
+        if "got `float`" in str(refused):
+            try:
+                return _with_whole_numbers(raw, kind, refused)
+            except msgspec.ValidationError:
+                pass
+        try:
+            found = problems(_whole(msgspec.json.decode(raw)), kind)
+        except RecursionError:  # nested deeper than any request type: msgspec's one will do
+            found = []
+        raise ShopError.invalid(found or [refusal_of(refused)]) from None
+    except msgspec.DecodeError as broken:
+        raise ShopError.invalid([refusal_of(broken)]) from None
 
 
 _DECODERS: Final[dict[type, msgspec.json.Decoder[Any]]] = {}
@@ -112,12 +129,13 @@ async def no_body(request: web.Request) -> None:
     sent there would be silently ignored otherwise."""
     raw = await request.read()
     if raw.strip():
-        msgspec.json.decode(raw, type=EmptyRequest)
+        decoded(raw, EmptyRequest)
 
 
 def path_id(request: web.Request, name: str) -> int:
-    """The id in the path parameter ``name``."""
-    return id_in(request.match_info[name], name)
+    """The id in the path parameter ``name`` (``order_id``...); ShopError not_found when it
+    cannot be one."""
+    return ref_in(request.match_info[name], name.removesuffix("_id"))
 
 
 def query_value(request: web.Request, name: str) -> str | None:
@@ -129,41 +147,24 @@ def query_value(request: web.Request, name: str) -> str | None:
 
 
 def limit_of(request: web.Request) -> int | None:
-    """``?limit=``: 1 to the configured maximum, or None (the shop's default page)."""
+    """``?limit=`` (checked by the route's guard), or None: the shop's default page."""
     raw = query_value(request, "limit")
-    if raw is None:
-        return None
-    most = request.app[CONFIG].list_limit_max
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and 1 <= int(raw) <= most):
-        raise invalid(f"limit is an integer from 1 to {most}", "limit")
-    return int(raw)
+    return None if raw is None else int(raw)
 
 
 def cursor_of(request: web.Request) -> str | None:
     """``?cursor=``: a ``next_cursor`` this server gave (an id), or None."""
-    raw = query_value(request, "cursor")
-    if raw is None:
-        return None
-    id_in(raw, "cursor")
-    return raw
+    return query_value(request, "cursor")
 
 
 def status_of(request: web.Request) -> str | None:
     """``?status=``: one of the order statuses, or None."""
-    raw = query_value(request, "status")
-    if raw is not None and raw not in ORDER_STATUSES:
-        raise invalid(f"status is one of {', '.join(ORDER_STATUSES)}", "status")
-    return raw
+    return query_value(request, "status")
 
 
 def wait_of(request: web.Request) -> bool:
     """``?wait=``: ``true`` (the default: answer the placed order) or ``false`` (202 at once)."""
-    raw = query_value(request, "wait")
-    if raw is None:
-        return True
-    if raw not in ("true", "false"):
-        raise invalid("wait is true or false", "wait")
-    return raw == "true"
+    return query_value(request, "wait") != "false"
 
 
 def idempotency_key_of(request: web.Request) -> IdempotencyKey | None:
@@ -179,11 +180,20 @@ def idempotency_key_of(request: web.Request) -> IdempotencyKey | None:
         raise invalid(refused.detail, IDEMPOTENCY_HEADER) from None
 
 
-def reply(value: Any, status: int = 200, *, key: IdempotencyKey | None = None) -> web.Response:
-    """A JSON answer; with ``Idempotent-Replayed: true`` when ``key`` says it was replayed."""
-    answer = web.Response(
+def reply(
+    value: Any,
+    status: int = 200,
+    location: str | None = None,
+    *,
+    key: IdempotencyKey | None = None,
+) -> web.Response:
+    """A JSON answer; one that created something names its URL in ``Location`` (SPEC 7), and
+    a replay says so with ``Idempotent-Replayed: true`` (when ``key`` says it was replayed)."""
+    response = web.Response(
         body=_ENCODER.encode(value), status=status, content_type="application/json"
     )
+    if location is not None:
+        response.headers["Location"] = location
     if key is not None and key.replayed:
-        answer.headers[REPLAYED_HEADER] = "true"
-    return answer
+        response.headers[REPLAYED_HEADER] = "true"
+    return response

@@ -34,6 +34,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from shopkeep.http.latency import LatencyHistogram, Series
+from shopkeep.http.rate_limit import RateLimiter
 from shopkeep.runtime.loop_monitor import LoopMonitor
 
 if TYPE_CHECKING:
@@ -219,6 +220,24 @@ class ConnectionCollector:
         )
 
 
+class RateLimitCollector:
+    """The per-token rate limit's refusals and the tokens it tracks, read at each scrape."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+
+    def collect(self) -> Iterator[Metric]:
+        """The metrics, as of now."""
+        yield _counter(
+            "rate_limited",
+            "Requests refused 429 rate_limited since start (one token over its limit).",
+            self._limiter.refused,
+        )
+        yield _gauge(
+            "rate_limit_tokens", "Tokens whose rate the limit tracks now.", self._limiter.tracked
+        )
+
+
 class Metrics:
     """The metrics of one app: its registry, the request histogram and the shop's collector."""
 
@@ -240,6 +259,10 @@ class Metrics:
             self.registry.register(LoopCollector(loop_monitor))
         if process:
             ProcessCollector(registry=self.registry)
+
+    def watch(self, limiter: RateLimiter) -> None:
+        """Show the rate limit's figures (``shopkeep_rate_limited_total``, the tokens tracked)."""
+        self.registry.register(RateLimitCollector(limiter))
 
     def observe(self, request: web.Request, status: int, seconds: float) -> None:
         """Record one answered request.

@@ -9,9 +9,13 @@ From the outside in:
    nothing for a request whose client went away (cancelled);
 3. the mapping of errors to problem+json (``errors.py``), and the refusal of a body announced
    as too large before anything reads it;
-4. authentication (``auth.py``): the caller's principal, or 401;
+4. authentication (``auth.py``): the caller's principal, or 401; and the caller's rate limit
+   (``rate_limit.py``): a user by their id, a token nobody holds by its hash (one whose bucket
+   is empty is refused before the read that would look it up); the admin and the public
+   routes (no token) are not limited;
 5. the route's :class:`Guard`: whether this caller may call it (404 if not), and whether its
-   query names only parameters the operation takes (422 if not).
+   query names only parameters the operation takes, each as its schema says (422 listing
+   every problem if not).
 
 They were four aiohttp middlewares and a wrapper around each handler; aiohttp wraps each
 middleware in a coroutine and a partial per request, plus one of its own whenever an app has
@@ -26,18 +30,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_urldispatcher import AbstractRoute
 
+from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.auth import Access, admit, authorize, is_public, recognize, user_of_hash
 from shopkeep.http.errors import answer_error, too_large
-from shopkeep.http.inputs import invalid
 from shopkeep.http.operations import Operation
+from shopkeep.http.rate_limit import RateLimiter
 from shopkeep.http.request_ids import HEADER, enter, leave, request_id_of
 from shopkeep.http.state import ADMIN, REQUEST_ID, Principal
+from shopkeep.http.validation import MAX_PROBLEMS, query_problem
 
 if TYPE_CHECKING:
     from shopkeep.http.metrics import Metrics
@@ -50,7 +56,8 @@ class Guard:
     anyone, no token needed) and which query parameters it takes."""
 
     access: Access | None
-    query: frozenset[str]
+    query: dict[str, dict[str, Any]]
+    """The query parameters the route takes, and the schema of each."""
     public: bool
     """Whether the route's path needs no token (``auth.is_public``), known once for all its
     requests: the public paths are fixed paths and a fixed prefix, which no path parameter
@@ -62,7 +69,7 @@ class Guard:
     def of(cls, operation: Operation) -> Guard:
         """The guard of ``operation``."""
         access = None if operation.access is Access.PUBLIC else operation.access
-        query = frozenset(p.name for p in operation.params if p.location == "query")
+        query = {p.name: p.schema for p in operation.params if p.location == "query"}
         return cls(
             access,
             query,
@@ -72,9 +79,9 @@ class Guard:
         )
 
     def check(self, request: web.Request, principal: Principal | None) -> None:
-        """Refuse the caller (404, or 401 without a token) or a query parameter the route
-        does not take (422: a misspelt ``?limt=`` would otherwise be silently ignored, as an
-        unknown body field would be)."""
+        """Refuse the caller (404, or 401 without a token), or a query with a parameter the
+        route does not take (a misspelt ``?limt=`` would otherwise be silently ignored, as an
+        unknown body field would be) or not as its schema says: 422 listing every one."""
         # Access.admits decided once per route, for the admin and for any user; a refusal is
         # raised by authorize, whose answers they are
         if self.access is not None and (
@@ -83,9 +90,20 @@ class Guard:
         ):
             authorize(principal, self.access)
         if request.query_string:  # most requests have no query: nothing to parse then
-            unknown = sorted(set(request.query) - self.query)
-            if unknown:
-                raise invalid(f"unknown query parameter {unknown[0]!r}", "query")
+            found = []
+            for name, raw in request.query.items():
+                schema = self.query.get(name)
+                problem = (
+                    f"unknown query parameter {name!r}"
+                    if schema is None
+                    else query_problem(raw, schema)
+                )
+                if problem is not None:
+                    found.append(FieldError(problem, parameter=name))
+                    if len(found) == MAX_PROBLEMS:
+                        break
+            if found:
+                raise ShopError.invalid(found)
 
 
 class FrontDoor:
@@ -97,8 +115,10 @@ class FrontDoor:
         admin_hash: str | None,
         max_body_bytes: int,
         metrics: Metrics | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._shop = shop
+        self._limiter = limiter
         self._admin_hash = admin_hash
         self._max_body_bytes = max_body_bytes
         self._metrics = metrics
@@ -142,8 +162,13 @@ class FrontDoor:
         principal = None
         if not public:
             found = recognize(self._shop, self._admin_hash, request.headers.get("Authorization"))
+            limiter = self._limiter
             if isinstance(found, str):
+                if limiter is not None:
+                    limiter.check(found)  # counted once it is known whose it is
                 return found
+            if limiter is not None and found is not None and found.user_id is not None:
+                limiter.admit(found.user_id)
             principal = admit(request, found)
         if guard is not None:
             guard.check(request, principal)
@@ -151,7 +176,10 @@ class FrontDoor:
 
     async def _admit_later(self, request: web.Request, token_hash: str) -> None:
         """Steps 4 and 5 for a token the shop had to look up."""
-        principal = admit(request, await user_of_hash(self._shop, token_hash))
+        found = await user_of_hash(self._shop, token_hash)
+        if self._limiter is not None:
+            self._limiter.admit(token_hash if found is None else found.user_id)
+        principal = admit(request, found)
         guard = self._guards.get(request.match_info.route)
         if guard is not None:
             guard.check(request, principal)

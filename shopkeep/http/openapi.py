@@ -2,12 +2,15 @@
 
 The document is generated from the catalog (``catalog.py``) and the msgspec types the handlers
 decode and encode (``msgspec.json.schema_components``), once, when the app is built: what it
-says is what is served. ``/docs`` is the same document as one plain HTML page, with no
-scripts or external assets, so it works offline (``docs_html.py``).
+says is what is served. A problem's ``code`` is the enum of every code of ``errors.PROBLEMS``.
+Descriptions come from docstrings, whose reStructuredText ``literals`` become Markdown
+`literals` here. ``/docs`` is the same document as one plain HTML page, with no scripts or
+external assets, so it works offline (``docs_html.py``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -36,16 +39,46 @@ Every error is `application/problem+json` (RFC 9457) with a stable `code`; see t
 of each operation. Authenticate with `Authorization: Bearer <token>`:
 the admin token, or a user's token (given once, when the user is created). A user sees and
 acts on their own orders only: another user's order, like a route of the admin, answers 404.
-Every answer carries an `X-Request-Id` header (the client's, when sane).
+Every answer carries an `X-Request-Id` header (the client's, when sane), and every answer
+that created something (201) its URL in `Location`. Every GET also answers HEAD.
+
+A validation error (422) lists every problem found in `errors`, each with a JSON Pointer into
+the body (`pointer`: `/items/0/quantity`) or the name of a query parameter or header
+(`parameter`). An id that is not one (in a path, or referring to something in a body) names
+nothing: 404, as an id that names nothing. Lists answer `{"items", "next_cursor"}`: pass
+`next_cursor` back as `?cursor=` for the next page (null: there is none).
+
+Too many requests from one user's token answer 429 `rate_limited` with `Retry-After` (the
+limit is the server's `--rate-limit`; the admin's token is not limited).
 """
+
+TAGS: Final = (
+    ("users", "Users, their wallets and tokens (the admin), and the calling user."),
+    ("goods", "Goods (SKUs): price and stock."),
+    ("coupons", "Coupons given to users."),
+    ("orders", "Orders: placing, paying, canceling, shipping, returns and refunds."),
+    ("gateway", "The payment gateway's signed callback, and the sandbox gateway."),
+    ("audit", "The invariants, checked now."),
+    ("service", "Liveness, metrics and this document."),
+)
+"""The document's tags, in its order: each operation has the one :func:`tag_of` its path."""
+_TAG_OF_SEGMENT: Final = {
+    "users": "users", "me": "users", "goods": "goods", "coupons": "coupons", "orders": "orders",
+    "returns": "orders", "payments": "orders", "audit": "audit", "sandbox": "gateway",
+}  # fmt: skip
+_RST_LITERAL: Final = re.compile(r"``(.+?)``")
+_RST_ROLE: Final = re.compile(r":[a-z]+:`~?([^`]+)`")
 
 _PROBLEM_TEXT: Final = {
     400: "The payment callback failed verification (invalid_callback); nothing changed.",
     401: "No bearer token, or one nobody holds (unauthorized).",
+    429: "Too many requests from this token (rate_limited): try again after `Retry-After` "
+    "seconds.",
     404: "No such thing, or not the caller's (not_found).",
     409: "A business rule refused; `code` says which.",
     413: "The body is larger than the server accepts (payload_too_large).",
-    422: "A body, parameter or header is invalid (validation_error); `detail` names where.",
+    422: "A body, parameter or header is invalid (validation_error); `errors` lists every "
+    "problem, each with where it is.",
     503: "Overloaded or unavailable: try again after `Retry-After` seconds.",
 }
 
@@ -58,19 +91,45 @@ def build_document(operations: Sequence[Operation]) -> dict[str, Any]:
         + [t for op in operations for t in op.answers.values() if t is not None]
     )
     refs, components = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
+    components["Problem"]["properties"]["code"]["enum"] = list(PROBLEMS)
     schema_of = dict(zip(types, refs, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, schema_of)
-    return {
+    used = {tag_of(op.path) for op in operations}
+    document = {
         "openapi": "3.1.0",
         "info": {"title": "shopkeep", "version": __version__, "description": DESCRIPTION},
+        "servers": [{"url": "/", "description": "The server this document is served by."}],
+        "tags": [{"name": n, "description": d} for n, d in TAGS if n in used],
         "paths": paths,
         "components": {
             "schemas": components,
             "securitySchemes": {BEARER: {"type": "http", "scheme": "bearer"}},
         },
     }
+    marked: dict[str, Any] = _markdown(document)
+    return marked
+
+
+def tag_of(path: str) -> str:
+    """The tag of an operation at ``path``: its resource (``/v1/orders/...``: orders)."""
+    if path == "/v1/payments/callback":
+        return "gateway"
+    segment = path.removeprefix("/v1/").split("/")[0]
+    return _TAG_OF_SEGMENT.get(segment, "service")
+
+
+def _markdown(value: Any, key: str = "") -> Any:
+    """``value`` with every description's reStructuredText literals (````x````) and roles
+    (``:class:`x```) written as Markdown code spans, which OpenAPI renders."""
+    if isinstance(value, dict):
+        return {k: _markdown(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_markdown(v, key) for v in value]
+    if key == "description" and isinstance(value, str):
+        return _RST_ROLE.sub(r"`\1`", _RST_LITERAL.sub(r"`\1`", value))
+    return value
 
 
 def _unique(types: Iterable[Any]) -> list[Any]:
@@ -87,6 +146,7 @@ def _operation(op: Operation, schema_of: dict[Any, Any]) -> dict[str, Any]:
         description += " Refusals (409): " + ", ".join(f"`{c}`" for c in op.refusals) + "."
     document: dict[str, Any] = {
         "operationId": op.name,
+        "tags": [tag_of(op.path)],
         "summary": op.summary,
         "description": description,
         "security": [] if op.access is Access.PUBLIC else [{BEARER: []}],
@@ -128,6 +188,7 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
 def _headers(*names: str) -> dict[str, Any]:
     schemas = {
         "X-Request-Id": {"type": "string", "minLength": 1},
+        "Location": {"type": "string", "format": "uri-reference"},
         "Retry-After": {"type": "integer", "minimum": 1},
         "WWW-Authenticate": {"type": "string"},
     }
@@ -146,7 +207,10 @@ def _responses(op: Operation, schema_of: dict[Any, Any]) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     replayable = any(p.name == IDEMPOTENCY_HEADER for p in op.params)
     for status, kind in sorted(op.answers.items()):
-        answer: dict[str, Any] = {"description": op.summary, "headers": _headers("X-Request-Id")}
+        # what is created (201), or accepted to be (a placement's 202), is named in Location
+        created = status == 201 or (status == 202 and 201 in op.answers)
+        headers = ("X-Request-Id", "Location") if created else ("X-Request-Id",)
+        answer: dict[str, Any] = {"description": op.summary, "headers": _headers(*headers)}
         if replayable:
             answer["headers"][REPLAYED_HEADER] = _REPLAYED
         if kind is not None:
@@ -156,7 +220,7 @@ def _responses(op: Operation, schema_of: dict[Any, Any]) -> dict[str, Any]:
         names = ["X-Request-Id"]
         if status == 401:
             names.append("WWW-Authenticate")
-        if status == 503:
+        if status in (429, 503):
             names.append("Retry-After")
         responses[str(status)] = {
             "description": _PROBLEM_TEXT[status],

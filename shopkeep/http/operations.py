@@ -66,7 +66,7 @@ class Operation:
         """Every problem+json status this operation may answer."""
         statuses = set(self.extra_problems)
         if self.access is not Access.PUBLIC:
-            statuses.add(401)
+            statuses.update((401, 429))
         if self.access in (Access.ADMIN, Access.USER) or self.path_params:
             statuses.add(404)
         writes = self.method in ("POST", "PATCH", "PUT")

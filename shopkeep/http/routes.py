@@ -51,7 +51,8 @@ async def create_user(request: web.Request) -> web.Response:
     """POST /v1/users."""
     body = await body_of(request, s.CreateUserRequest)
     created = await shop_of(request).create_user(body.name, body.balance)
-    return reply(c.created_user_out(created.user, created.token), 201)
+    made = c.created_user_out(created.user, created.token)
+    return reply(made, 201, f"/v1/users/{made.id}")
 
 
 async def get_user(request: web.Request) -> web.Response:
@@ -64,6 +65,13 @@ async def get_me(request: web.Request) -> web.Response:
     user_id = caller_of(request).user_id
     assert user_id is not None  # Access.USER admits users only
     return reply(c.user_out(await shop_of(request).get_user(user_id)))
+
+
+async def replace_token(request: web.Request) -> web.Response:
+    """POST /v1/users/{user_id}/token: a new token; the old one stops working at once."""
+    user_id = path_id(request, "user_id")
+    await no_body(request)
+    return reply(s.TokenOut(await shop_of(request).replace_token(user_id)))
 
 
 async def credit_wallet(request: web.Request) -> web.Response:
@@ -80,8 +88,8 @@ async def credit_wallet(request: web.Request) -> web.Response:
 async def create_goods(request: web.Request) -> web.Response:
     """POST /v1/goods."""
     body = await body_of(request, s.CreateGoodsRequest)
-    goods = await shop_of(request).create_goods(body.name, body.price, body.stock)
-    return reply(c.goods_out(goods), 201)
+    goods = c.goods_out(await shop_of(request).create_goods(body.name, body.price, body.stock))
+    return reply(goods, 201, f"/v1/goods/{goods.id}")
 
 
 async def update_goods(request: web.Request) -> web.Response:
@@ -111,14 +119,14 @@ async def get_goods(request: web.Request) -> web.Response:
 async def create_coupon(request: web.Request) -> web.Response:
     """POST /v1/coupons."""
     body = await body_of(request, s.CreateCouponRequest)
-    expires_at = None if body.expires_at is None else c.time_in(body.expires_at, "$.expires_at")
+    expires_at = None if body.expires_at is None else c.time_in(body.expires_at)
     coupon = await shop_of(request).create_coupon(
-        c.id_in(body.user_id, "$.user_id"),
+        c.ref_in(body.user_id, "user"),
         body.value,
         min_order_amount=body.min_order_amount,
         expires_at=expires_at,
     )
-    return reply(c.coupon_out(coupon), 201)
+    return reply(c.coupon_out(coupon), 201, f"/v1/coupons/{coupon.id}")
 
 
 async def list_coupons(request: web.Request) -> web.Response:
@@ -131,6 +139,14 @@ async def list_coupons(request: web.Request) -> web.Response:
     return reply(s.CouponPage([c.coupon_out(one) for one in page.items], page.next_cursor))
 
 
+async def get_coupon(request: web.Request) -> web.Response:
+    """GET /v1/coupons/{coupon_id}: a user's own, any for the admin."""
+    coupon_id = path_id(request, "coupon_id")
+    return reply(
+        c.coupon_out(await shop_of(request).get_coupon(coupon_id, user_id=scope_of(request)))
+    )
+
+
 # -- orders -----------------------------------------------------------------------------------
 
 
@@ -141,11 +157,8 @@ async def place_order(request: web.Request) -> web.Response:
     assert user_id is not None  # Access.USER admits users only
     wait, key = wait_of(request), idempotency_key_of(request)
     body = await body_of(request, s.PlaceOrderRequest)
-    items = [
-        (c.id_in(item.goods_id, f"$.items[{i}].goods_id"), item.quantity)
-        for i, item in enumerate(body.items)
-    ]
-    coupon_id = None if body.coupon_id is None else c.id_in(body.coupon_id, "$.coupon_id")
+    items = [(c.ref_in(item.goods_id, "goods"), item.quantity) for item in body.items]
+    coupon_id = None if body.coupon_id is None else c.ref_in(body.coupon_id, "coupon")
     try:
         order = await shop_of(request).place_order(
             user_id,
@@ -164,7 +177,7 @@ async def place_order(request: web.Request) -> web.Response:
         answer.headers[REPLAYED_HEADER] = "true"
         return answer
     placed = wait and order.status != "pending"
-    return reply(c.order_out(order), 201 if placed else 202, key=key)
+    return reply(c.order_out(order), 201 if placed else 202, f"/v1/orders/{order.id}", key=key)
 
 
 async def list_orders(request: web.Request) -> web.Response:
@@ -200,7 +213,18 @@ async def start_payment(request: web.Request) -> web.Response:
     started = await shop_of(request).start_payment(
         order_id, user_id=scope_of(request), idempotency_key=key
     )
-    return reply(c.payment_out(started.payment), 201 if started.created else 200, key=key)
+    payment = started.payment
+    if not started.created:  # the open payment again: nothing created
+        return reply(c.payment_out(payment), key=key)
+    return reply(c.payment_out(payment), 201, f"/v1/payments/{payment.id}", key=key)
+
+
+async def get_payment(request: web.Request) -> web.Response:
+    """GET /v1/payments/{payment_id}."""
+    payment_id = path_id(request, "payment_id")
+    return reply(
+        c.payment_out(await shop_of(request).get_payment(payment_id, user_id=scope_of(request)))
+    )
 
 
 async def cancel_order(request: web.Request) -> web.Response:
@@ -239,7 +263,15 @@ async def request_return(request: web.Request) -> web.Response:
     made = await shop_of(request).request_return(
         order_id, body.reason, user_id=scope_of(request), idempotency_key=key
     )
-    return reply(c.return_out(made), 201, key=key)
+    return reply(c.return_out(made), 201, f"/v1/returns/{made.id}", key=key)
+
+
+async def get_return(request: web.Request) -> web.Response:
+    """GET /v1/returns/{return_id}."""
+    return_id = path_id(request, "return_id")
+    return reply(
+        c.return_out(await shop_of(request).get_return(return_id, user_id=scope_of(request)))
+    )
 
 
 async def approve_return(request: web.Request) -> web.Response:

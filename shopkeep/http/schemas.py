@@ -17,24 +17,32 @@ import msgspec
 from msgspec import Meta
 
 from shopkeep.actors.audit import AuditCheck, AuditReport
+from shopkeep.actors.config import MAX_AMOUNT, MAX_ITEMS, MAX_QUANTITY
+from shopkeep.requests import MAX_NAME, MAX_REASON
 
 MAX_ID = 2**63 - 1
 """Ids are signed 64-bit integers; a longer digit string names nothing."""
 ID_PATTERN = "^[0-9]{1,19}$"
-LATEST_TIME = 253_402_300_799
-"""9999-12-31T23:59:59Z in Unix seconds: the last time RFC 3339 can write."""
 
 Id = Annotated[str, Meta(pattern=ID_PATTERN, description="A 64-bit id as a decimal string.")]
-Amount = Annotated[int, Meta(ge=0, le=10**12, description="Money, in minor units (cents).")]
-PositiveAmount = Annotated[int, Meta(ge=1, le=10**12, description="Money, in minor units.")]
-Stock = Annotated[int, Meta(ge=0, le=10**12, description="Units on hand.")]
-Restock = Annotated[int, Meta(ge=1, le=10**12, description="Units to add.")]
-Quantity = Annotated[int, Meta(ge=1, le=1000)]
-Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S", description="Not blank.")]
+Amount = Annotated[int, Meta(ge=0, le=MAX_AMOUNT, description="Money, in minor units (cents).")]
+PositiveAmount = Annotated[int, Meta(ge=1, le=MAX_AMOUNT, description="Money, in minor units.")]
+Stock = Annotated[int, Meta(ge=0, le=MAX_AMOUNT, description="Units on hand.")]
+Restock = Annotated[int, Meta(ge=1, le=MAX_AMOUNT, description="Units to add.")]
+Quantity = Annotated[int, Meta(ge=1, le=MAX_QUANTITY)]
+Name = Annotated[
+    str, Meta(min_length=1, max_length=MAX_NAME, pattern=r"\S", description="Not blank.")
+]
 Time = Annotated[
     datetime,
-    Meta(tz=True, description="An RFC 3339 time with its offset, from 1970 to 9999 (UTC)."),
+    Meta(
+        tz=True,
+        description="An RFC 3339 time with its offset. One that falls before the year 1 or "
+        "after 9999 in UTC (only an offset can make it so) is taken as the first or last "
+        "second of those years.",
+    ),
 ]
+Timestamp = Annotated[datetime, Meta(tz=True, description="An RFC 3339 time, in UTC.")]
 
 OrderStatus = Literal[
     "pending", "awaiting_payment", "paid", "shipped", "delivered", "returned", "canceled"
@@ -105,7 +113,7 @@ class PlaceOrderRequest(RequestBody, frozen=True):
         list[OrderItemRequest],
         Meta(
             min_length=1,
-            max_length=50,
+            max_length=MAX_ITEMS,
             description="One line per goods: a goods listed twice is refused 422.",
         ),
     ]
@@ -117,7 +125,7 @@ class PlaceOrderRequest(RequestBody, frozen=True):
 class ReturnRequest(RequestBody, frozen=True):
     """POST /v1/orders/{order_id}/returns (the body may be omitted)."""
 
-    reason: Annotated[str, Meta(max_length=2000)] = ""
+    reason: Annotated[str, Meta(max_length=MAX_REASON)] = ""
 
 
 class EmptyRequest(RequestBody, frozen=True):
@@ -163,6 +171,12 @@ class CreatedUserOut(msgspec.Struct, frozen=True):
     token: str
 
 
+class TokenOut(msgspec.Struct, frozen=True):
+    """A user's new token (shown this once); the one it replaced names nobody any more."""
+
+    token: str
+
+
 class GoodsOut(msgspec.Struct, frozen=True):
     """A goods (SKU)."""
 
@@ -179,7 +193,7 @@ class CouponOut(msgspec.Struct, frozen=True):
     user_id: Id
     value: int
     min_order_amount: int
-    expires_at: datetime | None
+    expires_at: Timestamp | None
     state: CouponState
     order_id: Id | None
 
@@ -207,11 +221,11 @@ class OrderOut(msgspec.Struct, frozen=True):
     wallet_amount: int
     pay_amount: int
     cancel_reason: CancelReason | None
-    created_at: datetime
-    confirmed_at: datetime | None
-    paid_at: datetime | None
-    canceled_at: datetime | None
-    expires_at: datetime | None
+    created_at: Timestamp
+    confirmed_at: Timestamp | None
+    paid_at: Timestamp | None
+    canceled_at: Timestamp | None
+    expires_at: Timestamp | None
 
 
 class HistoryOut(msgspec.Struct, frozen=True):
@@ -221,7 +235,7 @@ class HistoryOut(msgspec.Struct, frozen=True):
     to: OrderStatus
     operation: str
     remark: str
-    at: datetime
+    at: Timestamp
 
 
 class PaymentOut(msgspec.Struct, frozen=True):
@@ -251,7 +265,7 @@ class RefundOut(msgspec.Struct, frozen=True):
     wallet_amount: int
     gateway_amount: int
     status: RefundStatus
-    created_at: datetime
+    created_at: Timestamp
 
 
 class GoodsPage(msgspec.Struct, frozen=True):

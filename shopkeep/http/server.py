@@ -89,6 +89,8 @@ class ServeOptions:
     """Where the sandbox gateway POSTs callbacks; this server's own callback route if None."""
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     """Keep-alive and read timeouts, and the cap on open connections (SPEC 7)."""
+    rate_limit_per_s: float = HttpConfig.rate_limit_per_s
+    """Requests a second one token may make (``HttpConfig.rate_limit_per_s``); 0: no limit."""
     runtime: RuntimeConfig | None = None
     """The actor runtime's limits (:data:`SERVER_RUNTIME` when None); no flag sets them: a
     test or a proof that needs a small in-flight cap builds its options in Python."""
@@ -199,6 +201,8 @@ def build_app(
     credentials: Credentials,
     metrics: Metrics,
     gateway: HttpSandboxGateway | None,
+    *,
+    rate_limit_per_s: float = HttpConfig.rate_limit_per_s,
 ) -> web.Application:
     """The app of :func:`shopkeep.http.app.make_app` with metrics and, given a gateway, the
     sandbox route and sandbox mode. The metrics time every answer as the client gets it,
@@ -207,6 +211,7 @@ def build_app(
         admin_token="",
         admin_token_hash=credentials.admin_token_hash,
         sandbox=gateway is not None,
+        rate_limit_per_s=rate_limit_per_s,
     )
     routes = [*metrics_routes(metrics)]
     if gateway is not None:
@@ -247,7 +252,9 @@ async def running(
         monitor.start()
         stack.callback(monitor.stop)
         metrics = Metrics(shop, loop_monitor=monitor)
-        app = build_app(shop, credentials, metrics, gateway)
+        app = build_app(
+            shop, credentials, metrics, gateway, rate_limit_per_s=options.rate_limit_per_s
+        )
         runner = BoundedRunner(app, options.connections)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)

@@ -9,6 +9,8 @@
   (:mod:`shopkeep.proof.api_sockets`; the server's read timeout is made short for them);
 - the unpaid-orders cap: one user places cap + 15 orders at once; exactly cap are placed, the
   rest refused 409 too_many_unpaid_orders, and the audit stays ok;
+- random-id GETs: 10,000 lookups of ids that exist nowhere, each 404, with the live actors and
+  the resident memory read from ``/metrics`` before and after (nothing may stay behind);
 
 then the flood of :mod:`shopkeep.proof.api_flood`, ten times the capacity, on a server of its
 own. The last line printed is the figure; the exit status is 1 if anything was found.
@@ -27,18 +29,23 @@ from typing import Any
 
 import aiohttp
 import msgspec
+from prometheus_client.parser import text_string_to_metric_families
 
 from shopkeep.bench.processes import HOST
 from shopkeep.proof.api_flood import Flooded, flood
 from shopkeep.proof.api_fuzz import Fuzzed, fuzz
 from shopkeep.proof.api_probes import (
+    RANDOM_LOOKUPS,
     Call,
+    Gauges,
+    Lookups,
     Probed,
     Scene,
     bearer,
     bola_matrix,
     build_scene,
     mass_assignment,
+    random_id_lookups,
 )
 from shopkeep.proof.api_sockets import HalfOpen, HeaderBytes, half_open, header_bytes
 from shopkeep.proof.serving import ServeProcess
@@ -70,6 +77,22 @@ def http_call(session: aiohttp.ClientSession, url: str) -> Call:
             return HttpAnswer(response.status, decoded, dict(response.headers))
 
     return call
+
+
+def http_gauges(session: aiohttp.ClientSession, url: str) -> Gauges:
+    """:data:`~shopkeep.proof.api_probes.Gauges` read from the server's ``/metrics``."""
+
+    async def read() -> dict[str, float]:
+        async with session.get(url + "/metrics") as response:
+            text = await response.text()
+        return {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if not sample.labels
+        }
+
+    return read
 
 
 @dataclass
@@ -111,6 +134,7 @@ class Figures:
     capped: Capped = field(default_factory=Capped)
     half_open: HalfOpen | None = None
     header_bytes: HeaderBytes = field(default_factory=HeaderBytes)
+    lookups: Lookups = field(default_factory=Lookups)
     audit_failures: list[str] = field(default_factory=list)
     flooded: Flooded | None = None
     seconds: float = 0.0
@@ -126,6 +150,7 @@ class Figures:
         found += [f"unpaid cap: {other}" for other in self.capped.other]
         found += self.half_open.problems if self.half_open else ["half-open: not run"]
         found += self.header_bytes.problems
+        found += self.lookups.problems
         found += [f"audit: {failure}" for failure in self.audit_failures]
         found += [f"flood: {p}" for p in (self.flooded.problems if self.flooded else [])]
         return found
@@ -155,13 +180,15 @@ class Figures:
             f"unpaid cap {UNPAID_CAP} {cap} ({self.capped.placed} placed, "
             f"{self.capped.refused} refused of {UNPAID_CAP + OVER_THE_CAP}); "
             f"{self.half_open.text() if self.half_open else 'half-open not run'}; "
-            f"{self.header_bytes.text()}; {flood_text}; "
+            f"{self.header_bytes.text()}; {self.lookups.line()}; {flood_text}; "
             f"{len(self.problems)} problems, {self.seconds:.0f} s"
         )
 
 
-async def run(folder: Path, examples: int, flood_seconds: float) -> Figures:
-    """The whole group (module docstring) in ``folder``."""
+async def run(
+    folder: Path, examples: int, flood_seconds: float, lookups: int = RANDOM_LOOKUPS
+) -> Figures:
+    """The whole group (module docstring) in ``folder``, with ``lookups`` random-id GETs."""
     began = time.perf_counter()
     figures = Figures()
     admin_token, secret = secrets.token_urlsafe(24), secrets.token_hex(16)
@@ -179,6 +206,8 @@ async def run(folder: Path, examples: int, flood_seconds: float) -> Figures:
             figures.capped = await unpaid_cap(call, admin, scene.ids["goods"])
             figures.half_open = await half_open(HOST, server.port, READ_TIMEOUT_S)
             figures.header_bytes = await header_bytes(HOST, server.port)
+            gauges = http_gauges(session, server.url)
+            figures.lookups = await random_id_lookups(call, admin, gauges, lookups)
             for token in (admin_token, scene.alice.headers["Authorization"].split()[1]):
                 known = known_ids(scene)
                 figures.fuzzed.append(

@@ -1,4 +1,5 @@
-"""Group 5's probes of who may do what (OWASP API1 and API5) and of what a body may set (API3).
+"""Group 5's probes of who may do what (OWASP API1 and API5), of what a body may set (API3),
+and of what a lookup may cost (API4).
 
 - The BOLA matrix: every route with an id, tried as another user, with no token and with a
   wrong token; every admin route tried as a user; every "me" route tried as the admin. SPEC 7
@@ -6,13 +7,18 @@
   probing teaches a caller nothing.
 - Mass assignment: every write body of SPEC 7, valid plus one server-owned field (an id, a
   status, an amount, an owner, a token...), must be refused 422 validation_error.
+- Random ids: GETs by ids that exist nowhere answer 404 and leave nothing behind (no live
+  actor, no memory beyond noise): each used to keep an actor in memory.
 
-Both run over any :data:`Call` (the tests' in-process client, or a real server over HTTP), and
-both check at the end that nothing the probes were refused changed anything the admin can see.
+They run over any :data:`Call` (the tests' in-process client, or a real server over HTTP); the
+first two check at the end that nothing the probes were refused changed anything the admin can
+see, the third reads the server's gauges before and after (:data:`Gauges`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -237,4 +243,88 @@ async def mass_assignment(call: Call, scene: Scene) -> Probed:
         await found.expect(call, method, path, headers, payload, 422, "validation_error")
     if await snapshot(call, scene.admin) != before:
         found.leaks.append("a refused write changed what the admin sees")
+    return found
+
+
+# -- random ids: lookups of what exists nowhere leave nothing behind ---------------------------
+
+RANDOM_ID_ROUTES = (
+    "/v1/goods/{id}", "/v1/users/{id}", "/v1/orders/{id}", "/v1/orders/{id}/history",
+    "/v1/orders/{id}/refunds", "/v1/coupons/{id}", "/v1/payments/{id}", "/v1/returns/{id}",
+)  # fmt: skip
+"""The GETs by id the random-id probe takes in turn."""
+RANDOM_LOOKUPS = 10_000
+LOOKUPS_AT_ONCE = 32
+RANDOM_ID_RSS_SLACK_MB = 8.0
+"""How much the server's resident memory may grow over the lookups (the allocator's own
+noise, a few pages of caches). An actor kept per id grew it 4.5 MB over 10,000 lookups."""
+
+Gauges = Callable[[], Awaitable[dict[str, float]]]
+"""Read the server's gauges now (``shopkeep_live_actors``, ``process_resident_memory_bytes``)."""
+
+
+@dataclass
+class Lookups:
+    """What the random-id GETs did to the server: the live actors and the resident memory
+    before and after, and every answer that was not 404."""
+
+    lookups: int = 0
+    actors_before: float = 0.0
+    actors_after: float = 0.0
+    rss_before_mb: float = 0.0
+    rss_after_mb: float = 0.0
+    other: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        """Everything wrong, one line each."""
+        found = [f"random-id GET: {answer}" for answer in self.other[:5]]
+        if self.actors_after > self.actors_before:
+            found.append(
+                f"random-id GETs left actors behind: {self.actors_before:.0f} live before, "
+                f"{self.actors_after:.0f} after"
+            )
+        if self.rss_after_mb - self.rss_before_mb > RANDOM_ID_RSS_SLACK_MB:
+            found.append(
+                f"random-id GETs grew the server from {self.rss_before_mb:.1f} to "
+                f"{self.rss_after_mb:.1f} MiB"
+            )
+        return found
+
+    def line(self) -> str:
+        """The probe's figure."""
+        return (
+            f"random-id GETs {self.lookups} ({self.lookups - len(self.other)} 404): live actors "
+            f"{self.actors_before:.0f} -> {self.actors_after:.0f}, RSS {self.rss_before_mb:.1f} "
+            f"-> {self.rss_after_mb:.1f} MiB"
+        )
+
+
+async def random_id_lookups(
+    call: Call, admin: dict[str, str], gauges: Gauges, count: int = RANDOM_LOOKUPS,
+    seed: int = 12,
+) -> Lookups:  # fmt: skip
+    """``count`` GETs by ids that exist nowhere (random 63-bit ids, :data:`RANDOM_ID_ROUTES`
+    in turn, :data:`LOOKUPS_AT_ONCE` at a time, as the admin, whom no rate limit slows):
+    each must answer 404, and the live actors must not grow, nor the memory beyond noise."""
+    draw = random.Random(seed)
+    paths = [
+        RANDOM_ID_ROUTES[n % len(RANDOM_ID_ROUTES)].format(id=draw.randrange(1, 2**63))
+        for n in range(count)
+    ]
+    found = Lookups(lookups=count)
+    before = await gauges()
+    found.actors_before = before["shopkeep_live_actors"]
+    found.rss_before_mb = before["process_resident_memory_bytes"] / 2**20
+
+    async def look(batch: list[str]) -> None:
+        for path in batch:
+            answer = await call("GET", path, admin, None)
+            if answer.status != 404:
+                found.other.append(f"GET {path}: {answer.status} {answer.body}")
+
+    await asyncio.gather(*(look(paths[n::LOOKUPS_AT_ONCE]) for n in range(LOOKUPS_AT_ONCE)))
+    after = await gauges()
+    found.actors_after = after["shopkeep_live_actors"]
+    found.rss_after_mb = after["process_resident_memory_bytes"] / 2**20
     return found

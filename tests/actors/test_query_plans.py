@@ -35,3 +35,13 @@ def test_an_order_load_query_searches_an_index(schema: sqlite3.Connection, name:
     plan = schema.execute("EXPLAIN QUERY PLAN " + sql, [None] * sql.count("?")).fetchall()
     details = [row[-1] for row in plan]
     assert not [d for d in details if d.startswith("SCAN")], (name, details)
+
+
+@pytest.mark.parametrize("table", sorted(order_store.PAGE_ROWS_SQL))
+def test_a_page_of_orders_finds_each_tables_rows_by_index(
+    schema: sqlite3.Connection, table: str
+) -> None:
+    sql = order_store.PAGE_ROWS_SQL[table].format(ids="?, ?, ?")
+    plan = schema.execute("EXPLAIN QUERY PLAN " + sql, [None] * sql.count("?")).fetchall()
+    details = [row[-1] for row in plan]
+    assert not [d for d in details if d.startswith("SCAN")], (table, details)

@@ -49,18 +49,15 @@ async def test_a_credit_of_nothing_or_to_nobody_is_refused(api: Api) -> None:
     alice = await api.customer()
     zero = await api.call("POST", f"/v1/users/{alice.id}/wallet/credit", ADMIN, {"amount": 0})
     assert (zero.status, zero.body["code"]) == (422, "validation_error")
-    assert "$.amount" in zero.body["detail"]
+    assert zero.body["errors"] == [{"pointer": "/amount", "detail": "Expected `int` >= 1"}]
     nobody = await api.call("POST", "/v1/users/12345/wallet/credit", ADMIN, {"amount": 1})
     assert (nobody.status, nobody.body["code"]) == (404, "not_found")
 
 
 @pytest.mark.parametrize("user_id", ["abc", "-1", "99999999999999999999", "9223372036854775808"])
-async def test_an_id_that_is_not_a_64_bit_number_is_a_validation_error(
-    api: Api, user_id: str
-) -> None:
+async def test_an_id_that_cannot_be_a_64_bit_number_names_nothing(api: Api, user_id: str) -> None:
     refused = await api.call("GET", f"/v1/users/{user_id}", ADMIN)
-    assert (refused.status, refused.body["code"]) == (422, "validation_error")
-    assert "user_id" in refused.body["detail"]
+    assert (refused.status, refused.body["code"]) == (404, "not_found")
 
 
 async def test_goods_are_created_repriced_restocked_and_listed_page_by_page(api: Api) -> None:
@@ -129,9 +126,7 @@ async def test_a_coupon_is_given_and_listed_for_its_owner_only(api: Api) -> None
     assert (await api.call("GET", "/v1/coupons", bob.headers)).body["items"] == []
 
 
-@pytest.mark.parametrize(
-    "expires_at", ["2030-01-02T03:04:05", "yesterday", "0001-01-01T00:00:00+01:00"]
-)
+@pytest.mark.parametrize("expires_at", ["2030-01-02T03:04:05", "yesterday"])
 async def test_a_coupon_expiry_must_be_an_rfc_3339_time_with_its_offset(
     api: Api, expires_at: str
 ) -> None:
@@ -140,7 +135,26 @@ async def test_a_coupon_expiry_must_be_an_rfc_3339_time_with_its_offset(
         "POST", "/v1/coupons", ADMIN, {"user_id": alice.id, "value": 1, "expires_at": expires_at}
     )
     assert (refused.status, refused.body["code"]) == (422, "validation_error")
-    assert "$.expires_at" in refused.body["detail"]
+    assert [error["pointer"] for error in refused.body["errors"]] == ["/expires_at"]
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "taken"),
+    [
+        ("0477-03-01T12:00:00Z", "0477-03-01T12:00:00Z"),
+        ("0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00Z"),
+        ("9999-12-31T23:59:59-01:00", "9999-12-31T23:59:59Z"),
+    ],
+)
+async def test_a_coupon_expiry_of_any_year_rfc_3339_writes_is_taken(
+    api: Api, expires_at: str, taken: str
+) -> None:
+    alice = await api.customer()
+    made = await api.call(
+        "POST", "/v1/coupons", ADMIN, {"user_id": alice.id, "value": 1, "expires_at": expires_at}
+    )
+    assert made.status == 201, made.body
+    assert made.body["expires_at"] == taken
 
 
 async def test_a_coupon_for_nobody_is_not_found(api: Api) -> None:
@@ -154,3 +168,10 @@ async def test_the_audit_answers_every_check(api: Api) -> None:
     audit = await api.call("GET", "/v1/audit", ADMIN)
     assert audit.status == 200 and audit.body["ok"] is True
     assert all(set(check) == {"name", "ok", "detail"} for check in audit.body["checks"])
+
+
+async def test_a_cursor_beyond_every_id_lists_from_the_newest(api: Api) -> None:
+    tea = await api.goods()
+    listed = await api.call("GET", "/v1/goods?cursor=9999999999999999999", ADMIN)
+    assert listed.status == 200, listed.body
+    assert [g["id"] for g in listed.body["items"]] == [tea]

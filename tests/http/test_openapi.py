@@ -8,21 +8,40 @@ fuzzing of the api-abuse proof group.
 from __future__ import annotations
 
 import asyncio
-from typing import get_args
+import re
+from collections.abc import Iterator
+from typing import Any, get_args
 
 import pytest
 from aiohttp.test_utils import TestServer
 
 from shopkeep.actors.order_state import STATUSES
+from shopkeep.actors.signature import HEADER, HEADER_PATTERN, sign
 from shopkeep.http.app import make_app
 from shopkeep.http.auth import Access
 from shopkeep.http.catalog import catalog
 from shopkeep.http.config import HttpConfig
+from shopkeep.http.errors import PROBLEMS
 from shopkeep.http.schemas import OrderStatus
 from shopkeep.proof.api_fuzz import fuzz
 from tests.http.conftest import ADMIN, ADMIN_TOKEN, Api
 
 MAX_EXAMPLES = 20
+TIME_FIELDS = {
+    "created_at", "confirmed_at", "paid_at", "canceled_at", "expires_at", "at",
+}  # fmt: skip
+
+
+class AnyText(str):
+    """Equal to any string (a description's wording is not what a test pins)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str)
+
+    __hash__ = str.__hash__
+
+
+ANY_TEXT = AnyText()
 
 
 async def test_the_document_lists_every_served_route_with_its_security(api: Api) -> None:
@@ -44,7 +63,9 @@ async def test_every_problem_is_documented_as_problem_json_and_503_with_retry_af
 ) -> None:
     document = (await api.call("GET", "/openapi.json", {})).body
     place = document["paths"]["/v1/orders"]["post"]
-    assert set(place["responses"]) == {"201", "202", "401", "404", "409", "413", "422", "503"}
+    assert set(place["responses"]) == {
+        "201", "202", "401", "404", "409", "413", "422", "429", "503"
+    }  # fmt: skip
     assert place["responses"]["409"]["content"]["application/problem+json"]["schema"] == {
         "$ref": "#/components/schemas/Problem"
     }
@@ -71,6 +92,75 @@ async def test_the_docs_page_lists_every_route_and_schema_with_nothing_from_else
         assert f'id="schema-{name}"' in html
     assert 'id="problem-insufficient_stock"' in html
     assert "<script" not in html and "http://" not in html and "https://" not in html
+
+
+async def test_the_document_names_its_server_and_tags_every_operation(api: Api) -> None:
+    document = (await api.call("GET", "/openapi.json", {})).body
+    assert document["servers"] == [{"url": "/", "description": ANY_TEXT}]
+    tags = [tag["name"] for tag in document["tags"]]
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            assert operation["tags"] and set(operation["tags"]) <= set(tags), (path, method)
+    assert document["paths"]["/v1/orders/{order_id}"]["get"]["tags"] == ["orders"]
+
+
+def schemas_in(value: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every schema object nested in ``value``, with where it is."""
+    if isinstance(value, dict):
+        yield path, value
+        for key, item in value.items():
+            yield from schemas_in(item, f"{path}/{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from schemas_in(item, f"{path}/{index}")
+
+
+async def test_every_time_in_the_document_is_a_date_time(api: Api) -> None:
+    document = (await api.call("GET", "/openapi.json", {})).body
+    times = {
+        where
+        for where, schema in schemas_in(document["components"]["schemas"])
+        if where.rsplit("/properties/", 1)[-1].split("/")[0] in TIME_FIELDS
+        and schema.get("type") == "string"
+    }
+    assert len(times) == 9  # a coupon's expiry (in and out), an order's five, history, refunds
+    for where, schema in schemas_in(document["components"]["schemas"]):
+        if where in times:
+            assert schema.get("format") == "date-time", where
+
+
+async def test_a_problems_code_is_one_of_the_codes_the_api_answers(api: Api) -> None:
+    document = (await api.call("GET", "/openapi.json", {})).body
+    code = document["components"]["schemas"]["Problem"]["properties"]["code"]
+    assert code["enum"] == list(PROBLEMS)
+    assert {"validation_error", "not_found", "rate_limited", "insufficient_stock"} <= set(
+        code["enum"]
+    )
+
+
+async def test_no_description_carries_restructured_text(api: Api) -> None:
+    text = await (await api.client.get("/openapi.json")).text()
+    assert "``" not in text
+    assert not re.search(r":(class|func|meth|data|attr):`", text)
+
+
+async def test_created_answers_document_their_location(api: Api) -> None:
+    document = (await api.call("GET", "/openapi.json", {})).body
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            for status, answer in operation["responses"].items():
+                named = "Location" in answer.get("headers", {})
+                assert named == (status == "201" or (path, status) == ("/v1/orders", "202")), (
+                    path, method, status,
+                )  # fmt: skip
+
+
+async def test_the_callback_requires_its_signature_header_with_its_pattern(api: Api) -> None:
+    document = (await api.call("GET", "/openapi.json", {})).body
+    [header] = document["paths"]["/v1/payments/callback"]["post"]["parameters"]
+    assert (header["name"], header["in"], header["required"]) == (HEADER, "header", True)
+    assert header["schema"]["pattern"] == HEADER_PATTERN
+    assert re.search(HEADER_PATTERN, sign("secret", 1_700_000_000, b"{}"))
 
 
 def test_the_documented_order_statuses_are_the_state_machines() -> None:

@@ -163,18 +163,12 @@ async def test_the_same_idempotency_key_answers_the_same_order_and_refuses_anoth
 @pytest.mark.parametrize(
     ("query", "headers", "body", "where"),
     [
-        ("", {}, {"items": []}, "$.items"),
-        ("", {}, {"items": [{"goods_id": "1", "quantity": 0}]}, "$.items[0].quantity"),
-        ("", {}, {"items": [{"goods_id": "1", "quantity": 1001}]}, "$.items[0].quantity"),
-        ("", {}, {"items": [{"goods_id": "x1", "quantity": 1}]}, "$.items[0].goods_id"),
-        (
-            "",
-            {},
-            {"items": [{"goods_id": "9223372036854775808", "quantity": 1}]},
-            "$.items[0].goods_id",
-        ),
-        ("", {}, {"items": [{"goods_id": "1", "quantity": 1}] * 51}, "$.items"),
-        ("", {}, {"items": [{"goods_id": "1", "quantity": 1}], "use_balance": -1}, "$.use_balance"),
+        ("", {}, {"items": []}, "/items"),
+        ("", {}, {"items": [{"goods_id": "1", "quantity": 0}]}, "/items/0/quantity"),
+        ("", {}, {"items": [{"goods_id": "1", "quantity": 1001}]}, "/items/0/quantity"),
+        ("", {}, {"items": [{"goods_id": "x1", "quantity": 1}]}, "/items/0/goods_id"),
+        ("", {}, {"items": [{"goods_id": "1", "quantity": 1}] * 51}, "/items"),
+        ("", {}, {"items": [{"goods_id": "1", "quantity": 1}], "use_balance": -1}, "/use_balance"),
         ("?wait=maybe", {}, {"items": [{"goods_id": "1", "quantity": 1}]}, "wait"),
         (
             "",
@@ -196,7 +190,71 @@ async def test_a_bad_order_request_is_a_validation_error_naming_where(
     alice = await api.customer()
     refused = await api.call("POST", f"/v1/orders{query}", {**alice.headers, **headers}, body)
     assert (refused.status, refused.body["code"]) == (422, "validation_error")
-    assert f"`{where}`" in refused.body["detail"]
+    assert [error.get("pointer", error.get("parameter")) for error in refused.body["errors"]] == [
+        where
+    ]
+    assert (await api.call("GET", "/v1/orders", ADMIN)).body["items"] == []
+
+
+async def test_every_problem_of_an_order_body_is_listed_with_its_pointer(api: Api) -> None:
+    alice = await api.customer()
+    body = {
+        "items": [
+            {"goods_id": "1", "quantity": 0},
+            {"goods_id": "x", "quantity": 2},
+            {"goods_id": "3", "quantity": "many", "colour": "red"},
+            {"quantity": 1},
+        ],
+        "use_balance": -5,
+        "status": "paid",
+    }
+    refused = await api.call("POST", "/v1/orders", alice.headers, body)
+
+    assert (refused.status, refused.body["code"]) == (422, "validation_error")
+    assert refused.body["errors"] == [
+        {"pointer": "/items/0/quantity", "detail": "Expected `int` >= 1"},
+        {"pointer": "/items/1/goods_id", "detail": "Expected `str` matching regex '^[0-9]{1,19}$'"},
+        {"pointer": "/items/2/quantity", "detail": "Expected `int`, got `str`"},
+        {"pointer": "/items/2/colour", "detail": "Object contains unknown field `colour`"},
+        {"pointer": "/items/3/goods_id", "detail": "Object missing required field `goods_id`"},
+        {"pointer": "/use_balance", "detail": "Expected `int` >= 0"},
+        {"pointer": "/status", "detail": "Object contains unknown field `status`"},
+    ]
+    assert (
+        refused.body["detail"]
+        == "Expected `int` >= 1 - at `/items/0/quantity` (and 6 more: see errors)"
+    )
+
+
+async def test_every_rule_an_order_breaks_is_listed_with_its_pointer(api: Api) -> None:
+    alice = await api.customer()
+    tea = await api.goods()
+    line = {"goods_id": tea, "quantity": 1}
+    refused = await api.call("POST", "/v1/orders", alice.headers, {"items": [line, line, line]})
+
+    assert (refused.status, refused.body["code"]) == (422, "validation_error")
+    assert [error["pointer"] for error in refused.body["errors"]] == [
+        "/items/1/goods_id",
+        "/items/2/goods_id",
+    ]
+
+
+async def test_every_bad_query_parameter_is_listed_by_name(api: Api) -> None:
+    alice = await api.customer()
+    refused = await api.call("GET", "/v1/orders?limit=0&status=lost&cursor=x&limt=5", alice.headers)
+
+    assert (refused.status, refused.body["code"]) == (422, "validation_error")
+    assert [error["parameter"] for error in refused.body["errors"]] == [
+        "limit", "status", "cursor", "limt",
+    ]  # fmt: skip
+
+
+async def test_a_goods_id_beyond_64_bits_names_no_goods(api: Api) -> None:
+    alice = await api.customer()
+    body = {"items": [{"goods_id": "9223372036854775808", "quantity": 1}]}
+    refused = await api.call("POST", "/v1/orders", alice.headers, body)
+
+    assert (refused.status, refused.body["code"]) == (404, "not_found")
     assert (await api.call("GET", "/v1/orders", ADMIN)).body["items"] == []
 
 

@@ -3,7 +3,8 @@
 The same run as ``python -m shopkeep.proof api-abuse --examples 5 --flood-seconds 2``: fewer
 schemathesis examples than tests/http/test_openapi.py (which fuzzes the in-process app with
 the same library), the whole BOLA matrix and mass-assignment list, the unpaid-orders cap,
-half-open connections and non-ASCII header bytes, and a short flood at ten times the capacity.
+half-open connections, non-ASCII header bytes, 10,000 GETs of random ids, and a short
+flood at ten times the capacity.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shopkeep.proof.api_abuse import OVER_THE_CAP, READ_TIMEOUT_S, UNPAID_CAP, run
+from shopkeep.proof.api_probes import RANDOM_LOOKUPS
 from shopkeep.proof.api_sockets import HALF_OPEN_CONNECTIONS, HEADER_PROBES
 
 
@@ -26,6 +28,8 @@ async def test_abuse_finds_no_leak_no_server_error_and_the_caps_hold(tmp_path: P
     assert figures.half_open.slowest_s >= READ_TIMEOUT_S * 0.5  # closed by the bound, not at once
     assert figures.header_bytes.probes == len(HEADER_PROBES)
     assert figures.header_bytes.server_errors == 0
+    assert figures.lookups.lookups == RANDOM_LOOKUPS and figures.lookups.other == []
+    assert figures.lookups.actors_after <= figures.lookups.actors_before
     assert figures.flooded is not None
     assert figures.flooded.ratio >= 9.5
     assert set(figures.flooded.load.statuses) <= {201, 409, 503}

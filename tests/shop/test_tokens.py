@@ -1,11 +1,17 @@
-"""Bearer tokens name their users; known ones are remembered, unknown ones are not."""
+"""Bearer tokens name their users; known ones are remembered, unknown ones are not; a
+replaced one names nobody from the answer on."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from shopkeep import queries
 from shopkeep import shop as shop_module
+from shopkeep.errors import ShopError
 from shopkeep.shop import Shop
+from shopkeep.store.reader import Reader
 
 
 async def test_a_users_token_names_them_and_another_token_names_nobody(shop: Shop) -> None:
@@ -31,3 +37,42 @@ async def test_a_token_pushed_out_of_memory_still_names_its_user(
     assert len(shop._token_users) == 2
     first = users[0]
     assert await shop.user_for_token(first.token) == first.user.id  # read again from the store
+
+
+async def test_a_replaced_token_names_nobody_and_the_new_one_names_the_user(shop: Shop) -> None:
+    ann, bob = await shop.create_user("ann"), await shop.create_user("bob")
+    assert await shop.user_for_token(ann.token) == ann.user.id  # remembered
+
+    new = await shop.replace_token(ann.user.id)
+
+    assert await shop.user_for_token(ann.token) is None
+    assert await shop.user_for_token(new) == ann.user.id
+    assert await shop.user_for_token(bob.token) == bob.user.id
+    with pytest.raises(ShopError) as refused:
+        await shop.replace_token(4242424242)
+    assert refused.value.code == "not_found"
+
+
+async def test_a_lookup_that_read_the_old_token_before_the_replacement_does_not_keep_it(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ann = await shop.create_user("ann")
+    read = asyncio.Event()
+    replaced = asyncio.Event()
+    user_for_token = queries.user_for_token
+
+    async def slow_read(reader: Reader, token_hash: str) -> int | None:
+        found = await user_for_token(reader, token_hash)  # the old row, before the commit
+        read.set()
+        await replaced.wait()
+        return found
+
+    monkeypatch.setattr(queries, "user_for_token", slow_read)
+    lookup = asyncio.create_task(shop.user_for_token(ann.token))
+    await read.wait()
+    monkeypatch.setattr(queries, "user_for_token", user_for_token)
+    await shop.replace_token(ann.user.id)
+    replaced.set()
+
+    assert await lookup == ann.user.id  # a request that began before: it was still valid
+    assert await shop.user_for_token(ann.token) is None

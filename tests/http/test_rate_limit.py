@@ -1,0 +1,152 @@
+"""The per-token rate limit (SPEC 7): too many requests from one token answer 429 rate_limited
+with Retry-After, change nothing, and cost one number per token, bounded.
+
+The limit counts seconds on a fake clock the test moves: nothing sleeps."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from pytest_aiohttp import AiohttpClient
+
+from shopkeep.http.app import make_app
+from shopkeep.http.config import HttpConfig
+from shopkeep.http.metrics import Metrics, metrics_routes
+from shopkeep.http.rate_limit import RateLimited, RateLimiter
+from shopkeep.runtime import VirtualClock
+from shopkeep.shop import Shop
+from tests.http.conftest import ADMIN, ADMIN_TOKEN, WRONG, Api
+
+PER_S = 2.0
+BURST = 3
+
+
+class Instant:
+    """A clock that stands still until the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def instant() -> Instant:
+    return Instant()
+
+
+@pytest.fixture
+async def limited(
+    aiohttp_client: AiohttpClient, shop: Shop, clock: VirtualClock, instant: Instant
+) -> Api:
+    config = HttpConfig(
+        admin_token=ADMIN_TOKEN, rate_limit_per_s=PER_S, rate_limit_burst_s=BURST / PER_S
+    )
+    metrics = Metrics(shop, process=False)
+    app = make_app(
+        shop, config, extra_routes=[*metrics_routes(metrics)], metrics=metrics, clock=instant
+    )
+    return Api(await aiohttp_client(app), shop, clock)
+
+
+async def test_a_token_past_its_burst_is_refused_429_with_retry_after_until_it_refills(
+    limited: Api, instant: Instant
+) -> None:
+    alice = await limited.customer()
+    answers = [await limited.call("GET", "/v1/me", alice.headers) for _ in range(BURST + 1)]
+
+    assert [a.status for a in answers] == [200] * BURST + [429]
+    refused = answers[-1]
+    assert refused.content_type == "application/problem+json"
+    assert refused.body["code"] == "rate_limited" and refused.body["status"] == 429
+    assert refused.headers["Retry-After"] == "1"
+    instant.now += 1 / PER_S
+    assert (await limited.call("GET", "/v1/me", alice.headers)).status == 200
+    assert (await limited.call("GET", "/v1/me", alice.headers)).status == 429
+
+
+async def test_one_tokens_limit_leaves_other_users_the_admin_and_public_routes_alone(
+    limited: Api,
+) -> None:
+    alice, bob = await limited.customer(), await limited.customer()
+    for _ in range(BURST + 1):
+        await limited.call("GET", "/v1/me", alice.headers)
+
+    assert (await limited.call("GET", "/v1/me", bob.headers)).status == 200
+    for _ in range(3 * BURST):
+        assert (await limited.call("GET", "/v1/goods", ADMIN)).status == 200
+        assert (await limited.call("GET", "/healthz", {})).status == 200
+        assert (await limited.call("POST", "/v1/payments/callback", {}, {})).status == 400
+
+
+async def test_a_refused_request_changes_nothing(limited: Api) -> None:
+    alice = await limited.customer()
+    tea = await limited.goods(stock=10)
+    body = {"items": [{"goods_id": tea, "quantity": 1}]}
+    answers = [await limited.call("POST", "/v1/orders", alice.headers, body) for _ in range(5)]
+
+    assert [a.status for a in answers] == [201] * BURST + [429] * 2
+    assert (await limited.call("GET", f"/v1/goods/{tea}", ADMIN)).body["stock"] == 10 - BURST
+    listed = await limited.call("GET", "/v1/orders", ADMIN)
+    assert len(listed.body["items"]) == BURST
+
+
+async def test_a_token_nobody_holds_is_limited_before_it_is_looked_up(
+    limited: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = limited.shop
+    looked_up: list[str] = []
+    look_up = shop.user_for_token_hash
+
+    async def counted(token_hash: str) -> int | None:
+        looked_up.append(token_hash)
+        return await look_up(token_hash)
+
+    monkeypatch.setattr(shop, "user_for_token_hash", counted)
+    statuses = [(await limited.call("GET", "/v1/goods", WRONG)).status for _ in range(BURST + 2)]
+
+    assert statuses == [401] * BURST + [429] * 2
+    assert len(looked_up) == BURST
+
+
+async def test_the_refusals_are_counted_in_the_metrics(limited: Api) -> None:
+    alice = await limited.customer()
+    for _ in range(BURST + 2):
+        await limited.call("GET", "/v1/me", alice.headers)
+
+    scraped = await limited.client.get("/metrics")
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(await scraped.text())
+        for sample in family.samples
+    }
+    assert samples["shopkeep_rate_limited_total"] == 2
+    assert samples["shopkeep_rate_limit_tokens"] == 1
+
+
+def test_a_bucket_refills_at_its_rate_and_says_how_long_to_wait() -> None:
+    instant = Instant()
+    limiter = RateLimiter(per_second=10, burst=2, clock=instant)
+    limiter.admit("t")
+    limiter.admit("t")
+    with pytest.raises(RateLimited) as refused:
+        limiter.admit("t")
+    assert refused.value.retry_after == pytest.approx(0.1)
+    instant.now += 0.1
+    limiter.admit("t")
+    with pytest.raises(RateLimited):
+        limiter.admit("t")
+    assert limiter.refused == 2
+
+
+def test_the_tokens_tracked_stay_bounded_under_a_flood_of_distinct_tokens() -> None:
+    instant = Instant()
+    limiter = RateLimiter(per_second=1, burst=5, clock=instant, tracked=100)
+    for n in range(10_000):
+        limiter.admit(f"token-{n}")
+        if n % 1_000 == 0:
+            instant.now += 0.5
+    assert limiter.tracked <= 100
+    limiter.admit("token-9999")  # a token still tracked keeps what it spent
+    assert limiter.tracked <= 100

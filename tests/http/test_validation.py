@@ -1,0 +1,102 @@
+"""The second pass over a refused body finds every problem, where msgspec stops at the first,
+with msgspec's own words and the limits the request types declare (no second copy of them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+
+from shopkeep.errors import FieldError
+from shopkeep.http import schemas as s
+from shopkeep.http.validation import (
+    MAX_PROBLEMS,
+    pointer_of,
+    problems,
+    query_problem,
+    refusal_of,
+)
+
+
+def first_refusal(body: Any, kind: type) -> str:
+    """What msgspec itself says of ``body`` (it must refuse it)."""
+    with pytest.raises(msgspec.ValidationError) as refused:
+        msgspec.json.decode(msgspec.json.encode(body), type=kind)
+    return str(refused.value)
+
+
+def test_a_body_msgspec_refuses_once_has_every_problem_found() -> None:
+    body = {"name": "", "price": -1, "stock": 1.5, "id": "7"}
+
+    found = problems(body, s.CreateGoodsRequest)
+
+    assert [(f.pointer, f.detail) for f in found] == [
+        ("/name", "Expected `str` of length >= 1"),
+        ("/price", "Expected `int` >= 0"),
+        ("/stock", "Expected `int`, got `float`"),
+        ("/id", "Object contains unknown field `id`"),
+    ]
+    assert first_refusal(body, s.CreateGoodsRequest).startswith(found[0].detail)
+
+
+def test_what_the_second_pass_finds_msgspec_finds_one_at_a_time() -> None:
+    body: dict[str, Any] = {"items": [{"goods_id": "1", "quantity": 0}], "coupon_id": 5}
+    found = problems(body, s.PlaceOrderRequest)
+    assert [f.pointer for f in found] == ["/items/0/quantity", "/coupon_id"]
+    body["items"][0]["quantity"] = 1
+    assert first_refusal(body, s.PlaceOrderRequest) == f"{found[1].detail} - at `$.coupon_id`"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ([], [("", "Expected `object`, got `array`")]),
+        ({}, [("/amount", "Object missing required field `amount`")]),
+        ({"amount": None}, [("/amount", "Expected `int`, got `null`")]),
+        ({"amount": 1, "a/b~c": 1}, [("/a~1b~0c", "Object contains unknown field `a/b~c`")]),
+    ],
+)
+def test_a_pointer_names_the_member_even_when_it_is_missing_or_oddly_named(
+    body: Any, expected: list[tuple[str, str]]
+) -> None:
+    assert [(f.pointer, f.detail) for f in problems(body, s.CreditRequest)] == expected
+
+
+def test_a_valid_body_has_no_problem_and_null_is_taken_where_declared() -> None:
+    body = {"items": [{"goods_id": "1", "quantity": 2}], "coupon_id": None}
+    assert problems(body, s.PlaceOrderRequest) == []
+
+
+def test_msgspecs_one_refusal_becomes_a_pointer() -> None:
+    refused = msgspec.ValidationError("Expected `int` >= 1 - at `$.items[12].quantity`")
+    assert refusal_of(refused) == FieldError("Expected `int` >= 1", pointer="/items/12/quantity")
+    assert refusal_of(msgspec.DecodeError("truncated")).pointer == ""
+    assert pointer_of("$") == ""
+
+
+@pytest.mark.parametrize(
+    ("raw", "schema", "ok"),
+    [
+        ("5", {"type": "integer", "minimum": 1, "maximum": 200}, True),
+        ("0", {"type": "integer", "minimum": 1, "maximum": 200}, False),
+        ("1e2", {"type": "integer", "minimum": 1, "maximum": 200}, False),
+        ("true", {"type": "boolean"}, True),
+        ("yes", {"type": "boolean"}, False),
+        ("paid", {"type": "string", "enum": ["paid", "canceled"]}, True),
+        ("lost", {"type": "string", "enum": ["paid", "canceled"]}, False),
+        ("123", {"type": "string", "pattern": s.ID_PATTERN}, True),
+        ("12a", {"type": "string", "pattern": s.ID_PATTERN}, False),
+    ],
+)
+def test_a_query_parameter_is_checked_against_its_declared_schema(
+    raw: str, schema: dict[str, Any], ok: bool
+) -> None:
+    assert (query_problem(raw, schema) is None) == ok
+
+
+def test_a_body_of_a_thousand_unknown_fields_is_answered_with_the_first_hundred() -> None:
+    body = {"amount": 1, **{f"field{n}": n for n in range(1_000)}}
+    found = problems(body, s.CreditRequest)
+    assert len(found) == MAX_PROBLEMS
+    assert found[0].pointer == "/field0"
