@@ -11,6 +11,8 @@
   rest refused 409 too_many_unpaid_orders, and the audit stays ok;
 - random-id GETs: 10,000 lookups of ids that exist nowhere, each 404, with the live actors and
   the resident memory read from ``/metrics`` before and after (nothing may stay behind);
+- unsigned callbacks: 400 callbacks of 60 KB with a signature that cannot verify, each refused
+  400, with ``payment_log`` and the database's size read before and after (none is stored);
 
 then the flood of :mod:`shopkeep.proof.api_flood`, ten times the capacity, on a server of its
 own. The last line printed is the figure; the exit status is 1 if anything was found.
@@ -41,11 +43,13 @@ from shopkeep.proof.api_probes import (
     Lookups,
     Probed,
     Scene,
+    Unsigned,
     bearer,
     bola_matrix,
     build_scene,
     mass_assignment,
     random_id_lookups,
+    unsigned_callbacks,
 )
 from shopkeep.proof.api_sockets import HalfOpen, HeaderBytes, half_open, header_bytes
 from shopkeep.proof.serving import ServeProcess
@@ -135,6 +139,7 @@ class Figures:
     half_open: HalfOpen | None = None
     header_bytes: HeaderBytes = field(default_factory=HeaderBytes)
     lookups: Lookups = field(default_factory=Lookups)
+    unsigned: Unsigned = field(default_factory=Unsigned)
     audit_failures: list[str] = field(default_factory=list)
     flooded: Flooded | None = None
     seconds: float = 0.0
@@ -151,6 +156,7 @@ class Figures:
         found += self.half_open.problems if self.half_open else ["half-open: not run"]
         found += self.header_bytes.problems
         found += self.lookups.problems
+        found += self.unsigned.problems
         found += [f"audit: {failure}" for failure in self.audit_failures]
         found += [f"flood: {p}" for p in (self.flooded.problems if self.flooded else [])]
         return found
@@ -170,7 +176,7 @@ class Figures:
                 f"({f.load.per_s:.0f}/s offered, {f.capacity_per_s:.0f}/s placed at most): "
                 f"answers {answered}, {f.load.missing_retry_after} 503 without Retry-After, "
                 f"{other_5xx} other 5xx, {f.load.socket_errors} unanswered, RSS "
-                f"{f.rss_before_mb:.0f} -> {f.rss_peak_mb:.0f} MiB"
+                f"{f.rss_before_mb:.0f} -> {f.rss_peak_mb:.0f} MiB, {f.retried.text()}"
             )
         cap = "held" if not any(p.startswith("unpaid cap") for p in self.problems) else "BROKEN"
         return (
@@ -180,7 +186,8 @@ class Figures:
             f"unpaid cap {UNPAID_CAP} {cap} ({self.capped.placed} placed, "
             f"{self.capped.refused} refused of {UNPAID_CAP + OVER_THE_CAP}); "
             f"{self.half_open.text() if self.half_open else 'half-open not run'}; "
-            f"{self.header_bytes.text()}; {self.lookups.line()}; {flood_text}; "
+            f"{self.header_bytes.text()}; {self.lookups.line()}; {self.unsigned.line()}; "
+            f"{flood_text}; "
             f"{len(self.problems)} problems, {self.seconds:.0f} s"
         )
 
@@ -205,7 +212,11 @@ async def run(
             figures.mass = await mass_assignment(call, scene)
             figures.capped = await unpaid_cap(call, admin, scene.ids["goods"])
             figures.half_open = await half_open(HOST, server.port, READ_TIMEOUT_S)
-            figures.header_bytes = await header_bytes(HOST, server.port)
+            bob_token = scene.bob.headers["Authorization"].split()[1]
+            figures.header_bytes = await header_bytes(
+                HOST, server.port, bob_token, scene.ids["goods"]
+            )
+            figures.unsigned = await unsigned_callbacks(call, folder / "shop.db")
             gauges = http_gauges(session, server.url)
             figures.lookups = await random_id_lookups(call, admin, gauges, lookups)
             for token in (admin_token, scene.alice.headers["Authorization"].split()[1]):

@@ -12,14 +12,17 @@ sets them) and the unpaid-orders cap lifted (these customers never pay). Then:
    server answers), the offered rate measured, not assumed; meanwhile the server's resident
    memory is sampled from ``/proc/<pid>/status``;
 3. after it: every answer was 201 or 409 (business refusals) or 503 with ``Retry-After``, no
-   other 5xx, every request answered; the memory stayed within a bound; the server still
-   answers, and its audit is ok once it is quiet.
+   other 5xx, every request answered; the memory stayed within a bound; up to
+   :data:`RETRIED_AT_MOST` placements answered 503 are retried under their own
+   Idempotency-Keys and each is placed as a first attempt (a 503 binds no key), then replayed
+   on a second retry; the server still answers, and its audit is ok once it is quiet.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import random
 import shutil
@@ -47,6 +50,37 @@ ANSWER_TIMEOUT_S = 60.0
 MEMORY_BOUND_MB = 64.0
 """How much the server's resident memory may grow over its level before the flood."""
 ALLOWED = frozenset({201, 409, 503})
+RETRIED_AT_MOST = 100
+"""How many of the flood's 503 answers are retried under their keys afterwards."""
+
+
+Placement = tuple[str, str, str]
+"""One placement of the flood: (the user's token, the goods id, its Idempotency-Key)."""
+
+
+@dataclass
+class Retried:
+    """The 503 answers retried under the same Idempotency-Key once the flood is over (SPEC 7:
+    a first attempt that did nothing binds no key, so the retry runs afresh)."""
+
+    retried: int = 0
+    placed: int = 0
+    """Answered 201, as a first attempt: not marked ``Idempotent-Replayed``."""
+    replayed_again: int = 0
+    """A second retry of a placed one answered the same order, marked replayed."""
+    wrong: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        """What a retry after a 503 should not have seen."""
+        return [f"retry after 503: {w}" for w in self.wrong]
+
+    def text(self) -> str:
+        """The figure."""
+        return (
+            f"{self.retried} placements answered 503 retried under their keys: {self.placed} "
+            f"placed afresh, {self.replayed_again} replayed on a second retry"
+        )
 
 
 @dataclass
@@ -60,6 +94,8 @@ class Load:
     socket_errors: int = 0
     """Requests never answered (a connection cut, or no answer within the bound)."""
     missing_retry_after: int = 0
+    overloaded: list[Placement] = field(default_factory=list)
+    """The placements answered 503, to be retried under their keys after the flood."""
 
     @property
     def per_s(self) -> float:
@@ -77,6 +113,7 @@ class Flooded:
     rss_peak_mb: float
     audit_ok: bool
     alive: bool
+    retried: Retried = field(default_factory=Retried)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -104,8 +141,11 @@ def request_bytes(port: int, token: str, goods_id: str, key: str) -> bytes:
     return head.encode() + body
 
 
-async def read_answers(reader: asyncio.StreamReader, load: Load) -> None:
-    """Count the answers arriving on one connection until it closes."""
+async def read_answers(
+    reader: asyncio.StreamReader, load: Load, sent: collections.deque[Placement]
+) -> None:
+    """Count the answers arriving on one connection until it closes (in the order of ``sent``,
+    the placements written to it: HTTP/1.1 answers pipelined requests in order)."""
     while True:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -117,8 +157,11 @@ async def read_answers(reader: asyncio.StreamReader, load: Load) -> None:
         length = int(headers[start + 15 : headers.index(b"\r\n", start)]) if start >= 0 else 0
         await reader.readexactly(length)
         load.statuses[status] = load.statuses.get(status, 0) + 1
-        if status == 503 and b"\r\nretry-after:" not in headers:
-            load.missing_retry_after += 1
+        placement = sent.popleft()
+        if status == 503:
+            load.overloaded.append(placement)
+            if b"\r\nretry-after:" not in headers:
+                load.missing_retry_after += 1
         load.answered += 1
 
 
@@ -132,16 +175,22 @@ async def paced_load(port: int, tokens: list[str], goods: list[str], rate: float
     """
     load = Load(0, 0.0, {})
     streams = [await asyncio.open_connection(HOST, port) for _ in range(connections)]
-    readers = [asyncio.create_task(read_answers(r, load)) for r, _ in streams]
+    sent: list[collections.deque[Placement]] = [collections.deque() for _ in streams]
+    readers = [
+        asyncio.create_task(read_answers(r, load, placed))
+        for (r, _), placed in zip(streams, sent, strict=True)
+    ]
     pick = random.Random(7)
     began = time.perf_counter()
     tick = 0.01
     while (elapsed := time.perf_counter() - began) < seconds:
         due = int(rate * (elapsed + tick)) - load.requests
         for n in range(max(0, due)):
-            _, writer = streams[(load.requests + n) % connections]
+            index = (load.requests + n) % connections
             key = f"flood-{began:.0f}-{load.requests + n}"
-            writer.write(request_bytes(port, pick.choice(tokens), pick.choice(goods), key))
+            placement = (pick.choice(tokens), pick.choice(goods), key)
+            sent[index].append(placement)
+            streams[index][1].write(request_bytes(port, *placement))
         load.requests += max(0, due)
         load.seconds = elapsed + tick  # the schedule sent so far covers this much time
         await asyncio.gather(*(writer.drain() for _, writer in streams))
@@ -195,10 +244,42 @@ async def flood(folder: Path, admin: str, seconds: float, times: float = 10.0,
             stop.set()
             peak = await sampler
             flooded = Flooded(capacity, load, before, peak, audit_ok=False, alive=False)
+            flooded.retried = await retry_overloaded(session, server.url, load.overloaded)
             flooded.alive, flooded.audit_ok = await settled(session, server.url, admin)
         status = server.stop()
     flooded.problems = judge(flooded, status)
     return flooded
+
+
+async def retry_overloaded(
+    session: aiohttp.ClientSession, url: str, overloaded: list[Placement]
+) -> Retried:
+    """Retry up to :data:`RETRIED_AT_MOST` placements answered 503, each under its own key and
+    with its own body, now that the server is quiet: each must be placed as a first attempt
+    (the 503 did nothing and bound nothing), and a second retry must replay that placement."""
+    seen = Retried()
+    for token, goods_id, key in overloaded[:RETRIED_AT_MOST]:
+        seen.retried += 1
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                   "Idempotency-Key": key}  # fmt: skip
+        answers = []
+        for _ in range(2):
+            async with session.post(
+                url + ORDERS_PATH, data=order_body(goods_id), headers=headers
+            ) as response:
+                body = await response.json(content_type=None)
+                replayed = response.headers.get("Idempotent-Replayed") == "true"
+                answers.append((response.status, replayed, body.get("id")))
+        (first, first_replayed, order), (again, again_replayed, same) = answers
+        if first != 201 or first_replayed:
+            seen.wrong.append(f"{key}: {first}{' replayed' if first_replayed else ''}")
+            continue
+        seen.placed += 1
+        if again == 201 and again_replayed and same == order:
+            seen.replayed_again += 1
+        else:
+            seen.wrong.append(f"{key} again: {again}, replayed {again_replayed}, {same}")
+    return seen
 
 
 async def settled(session: aiohttp.ClientSession, url: str, admin: str) -> tuple[bool, bool]:
@@ -222,6 +303,9 @@ def judge(flooded: Flooded, status: int) -> list[str]:
         problems.append("the flood never reached the in-flight cap (no 503)")
     if flooded.rss_peak_mb - flooded.rss_before_mb > MEMORY_BOUND_MB:
         problems.append(f"memory grew {flooded.rss_peak_mb - flooded.rss_before_mb:.0f} MiB")
+    problems += flooded.retried.problems
+    if load.overloaded and not flooded.retried.retried:
+        problems.append("no placement answered 503 was retried")
     if not (flooded.alive and flooded.audit_ok):
         problems.append(f"after the flood: alive {flooded.alive}, audit ok {flooded.audit_ok}")
     if status != 0:

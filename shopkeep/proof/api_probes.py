@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
@@ -328,3 +330,79 @@ async def random_id_lookups(
     found.actors_after = after["shopkeep_live_actors"]
     found.rss_after_mb = after["process_resident_memory_bytes"] / 2**20
     return found
+
+
+UNSIGNED_CALLBACKS = 400
+UNSIGNED_BODY_BYTES = 60_000
+UNSIGNED_GROWTH_SLACK_MB = 1.0
+"""How much the database and its WAL may grow over the unsigned callbacks: nothing of them is
+stored, but the server's own commits (timers, sweeps) go on meanwhile."""
+
+
+@dataclass
+class Unsigned:
+    """What a flood of callbacks nobody signed did to the disk (SPEC 7: one that fails
+    verification is counted, never stored: anyone can send one)."""
+
+    sent: int = 0
+    refused: int = 0
+    logged_before: int = 0
+    logged_after: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+
+    @property
+    def problems(self) -> list[str]:
+        """Everything wrong, one line each."""
+        found = []
+        if self.refused != self.sent:
+            found.append(f"unsigned callbacks: {self.sent - self.refused} not refused 400")
+        if self.logged_after != self.logged_before:
+            found.append(
+                f"unsigned callbacks stored: payment_log {self.logged_before} -> "
+                f"{self.logged_after} rows"
+            )
+        if self.bytes_after - self.bytes_before > UNSIGNED_GROWTH_SLACK_MB * 2**20:
+            found.append(f"unsigned callbacks grew the database by {self.growth_mb:.1f} MiB")
+        return found
+
+    @property
+    def growth_mb(self) -> float:
+        """How much the database and its WAL grew, MiB."""
+        return (self.bytes_after - self.bytes_before) / 2**20
+
+    def line(self) -> str:
+        """The probe's figure."""
+        return (
+            f"unsigned callbacks {self.sent} x {UNSIGNED_BODY_BYTES // 1000} KB: "
+            f"{self.refused} refused 400, payment_log {self.logged_before} -> "
+            f"{self.logged_after} rows, disk {self.growth_mb:+.2f} MiB"
+        )
+
+
+def _logged_and_size(db: Path) -> tuple[int, int]:
+    """Rows in ``payment_log`` (read beside the running server) and the bytes of the database
+    and its WAL."""
+    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        (rows,) = conn.execute("SELECT count(*) FROM payment_log").fetchone()
+    finally:
+        conn.close()
+    size = sum(p.stat().st_size for p in (db, db.with_name(db.name + "-wal")) if p.exists())
+    return int(rows), size
+
+
+async def unsigned_callbacks(call: Call, db: Path, count: int = UNSIGNED_CALLBACKS) -> Unsigned:
+    """POST ``count`` callbacks of ~60 KB with a signature that cannot verify; each must be
+    refused 400, and neither ``payment_log`` nor the files may grow from them."""
+    seen = Unsigned()
+    seen.logged_before, seen.bytes_before = _logged_and_size(db)
+    body = {"payment_id": "1", "order_id": "1", "amount": 1, "status": "succeeded",
+            "gateway_txn_id": "x" * UNSIGNED_BODY_BYTES}  # fmt: skip
+    forged = {"Shopkeep-Signature": f"t={int(time.time())},v1={'0' * 64}"}
+    for _ in range(count):
+        seen.sent += 1
+        answer = await call("POST", "/v1/payments/callback", forged, body)
+        seen.refused += answer.status == 400
+    seen.logged_after, seen.bytes_after = _logged_and_size(db)
+    return seen

@@ -4,9 +4,9 @@
   connections each send part of a request and go silent, half of them inside the headers and
   half inside a body. The server must close every one within its read timeout (a margin
   allowed), and answer ``/healthz`` while they are open and after.
-- Header bytes that are not ASCII (SPEC 7: a token header that is not printable ASCII is
-  refused, never a 500): each probe sends one such header and must get its expected answer;
-  any 5xx is a server error.
+- Header bytes that are not ASCII (SPEC 7: a token or key header that is not printable ASCII
+  is refused 401 / 422, never a 500): each probe sends one such header and must get its
+  expected answer; any 5xx is a server error.
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ HEADER_PROBES: list[tuple[str, str, str, bytes, int]] = [
 ]
 """(method, path, header, its raw value, the status expected): one header of strange bytes
 each; a 401 must also be problem+json ``unauthorized``."""
+
+KEY_PROBES: list[bytes] = [b"k\xff", b"caf\xc3\xa9", b"tab\tinside", b"k" * 256]
+"""Idempotency-Keys that are not 1 to 255 printable ASCII characters, each sent with a user's
+valid token on a placement: each must be refused 422 validation_error naming the header,
+before anything is placed."""
 
 
 @dataclass
@@ -132,16 +137,27 @@ class HeaderBytes:
         )
 
 
-async def header_bytes(host: str, port: int) -> HeaderBytes:
-    """Send every probe of :data:`HEADER_PROBES`; each must get its expected answer."""
+async def header_bytes(host: str, port: int, user_token: str, goods_id: str) -> HeaderBytes:
+    """Send every probe of :data:`HEADER_PROBES`, then of :data:`KEY_PROBES` as the user of
+    ``user_token`` placing one ``goods_id``; each must get its expected answer."""
     seen = HeaderBytes()
-    for method, path, name, value, expected in HEADER_PROBES:
+    probes: list[tuple[str, str, str, bytes, int, dict[str, bytes]]] = [
+        (*probe, {}) for probe in HEADER_PROBES
+    ]
+    body = b'{"items": [{"goods_id": "%s", "quantity": 1}]}' % goods_id.encode()
+    signed_in = {"Authorization": b"Bearer " + user_token.encode()}
+    probes += [
+        ("POST", "/v1/orders", "Idempotency-Key", key, 422, signed_in) for key in KEY_PROBES
+    ]
+    for method, path, name, value, expected, others in probes:
         seen.probes += 1
-        answer = await exchange(host, port, request_bytes(method, path, {name: value}))
+        headers = {**others, name: value}
+        sent = body if name == "Idempotency-Key" else b""
+        answer = await exchange(host, port, request_bytes(method, path, headers, sent))
         if answer.status >= 500:
             seen.server_errors += 1
-        unauthorized = expected != 401 or answer.problem_code() == "unauthorized"
-        if answer.status != expected or not unauthorized:
+        code = {401: "unauthorized", 422: "validation_error"}.get(expected)
+        if answer.status != expected or (code and answer.problem_code() != code):
             seen.wrong.append(f"{method} {path} with {name}: {value[:20]!r}: {answer.status} "
                               f"{answer.body[:200]!r}")  # fmt: skip
     return seen

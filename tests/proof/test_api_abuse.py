@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from shopkeep.proof.api_abuse import OVER_THE_CAP, READ_TIMEOUT_S, UNPAID_CAP, run
-from shopkeep.proof.api_probes import RANDOM_LOOKUPS
-from shopkeep.proof.api_sockets import HALF_OPEN_CONNECTIONS, HEADER_PROBES
+from shopkeep.proof.api_probes import RANDOM_LOOKUPS, UNSIGNED_CALLBACKS
+from shopkeep.proof.api_sockets import HALF_OPEN_CONNECTIONS, HEADER_PROBES, KEY_PROBES
 
 
 async def test_abuse_finds_no_leak_no_server_error_and_the_caps_hold(tmp_path: Path) -> None:
@@ -26,7 +26,9 @@ async def test_abuse_finds_no_leak_no_server_error_and_the_caps_hold(tmp_path: P
     assert figures.half_open is not None
     assert figures.half_open.closed == HALF_OPEN_CONNECTIONS
     assert figures.half_open.slowest_s >= READ_TIMEOUT_S * 0.5  # closed by the bound, not at once
-    assert figures.header_bytes.probes == len(HEADER_PROBES)
+    assert figures.header_bytes.probes == len(HEADER_PROBES) + len(KEY_PROBES)
+    assert figures.unsigned.refused == figures.unsigned.sent == UNSIGNED_CALLBACKS
+    assert figures.unsigned.logged_after == figures.unsigned.logged_before
     assert figures.header_bytes.server_errors == 0
     assert figures.lookups.lookups == RANDOM_LOOKUPS and figures.lookups.other == []
     assert figures.lookups.actors_after <= figures.lookups.actors_before
@@ -34,4 +36,6 @@ async def test_abuse_finds_no_leak_no_server_error_and_the_caps_hold(tmp_path: P
     assert figures.flooded.ratio >= 9.5
     assert set(figures.flooded.load.statuses) <= {201, 409, 503}
     assert figures.flooded.load.statuses[503] > 0
+    retried = figures.flooded.retried
+    assert retried.retried > 0 and retried.placed == retried.replayed_again == retried.retried
     assert figures.line().startswith("api-abuse: schemathesis")
