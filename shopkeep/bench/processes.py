@@ -92,10 +92,10 @@ async def wait_ready(session: aiohttp.ClientSession, server: Server) -> None:
 
 
 def serve_argv(port: int, db: Path, *flags: str) -> list[str]:
-    """The command line of ``main.py serve`` on ``HOST:port`` over ``db``, plus ``flags``."""
+    """The command line of ``shopkeep serve`` on ``HOST:port`` over ``db``, plus ``flags``."""
     return [
-        sys.executable, "main.py", "serve", "--host", HOST, "--port", str(port), "--db", str(db),
-        *flags,
+        sys.executable, "-m", "shopkeep", "serve", "--host", HOST, "--port", str(port),
+        "--db", str(db), *flags,
     ]  # fmt: skip
 
 

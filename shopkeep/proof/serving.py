@@ -34,8 +34,8 @@ class ServeProcess:
         self.db = db
         self.folder = folder
         self.flags = flags
-        self.command = command or [sys.executable, "main.py", "serve"]
-        """What to run: ``main.py serve``, or another entry point taking its flags."""
+        self.command = command or [sys.executable, "-m", "shopkeep", "serve"]
+        """What to run: ``shopkeep serve``, or another entry point taking its flags."""
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.server: Server | None = None
