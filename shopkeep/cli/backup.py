@@ -10,6 +10,7 @@ progress goes to stderr, one summary line to stdout, and the status is 0 when th
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -40,8 +41,14 @@ def add_backup_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_db_flag(parser, "the live database to copy")
     flag(parser, "--to", metavar="FILE", help="the file to write the copy to; must not exist")
     add_log_flags(parser, "warning")
-    parser.set_defaults(run=run_backup)
+    parser.set_defaults(run=run_backup, check=functools.partial(check_backup, parser))
     return parser
+
+
+def check_backup(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The one flag without a default must be given."""
+    if args.to is None:
+        parser.error("backup needs --to FILE (or SHOPKEEP_TO)")
 
 
 def target_problem(target: str) -> str | None:
@@ -71,8 +78,6 @@ class ProgressLine:
 
 def run_backup(args: argparse.Namespace) -> int:
     """Copy and check; 0 when the copy was kept, 1 when not, 2 for the operator's mistakes."""
-    if args.to is None:
-        return fail("backup needs --to FILE (or SHOPKEEP_TO)")
     if not Path(args.db).is_file():
         return fail(f"cannot back up {args.db}: no such database file")
     problem = target_problem(args.to)
