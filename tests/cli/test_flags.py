@@ -205,3 +205,16 @@ def test_a_variable_for_another_command_is_not_read() -> None:
 
     (line,) = result.stderr.splitlines()
     assert "SHOPKEEP_PORT" not in line and "/nonexistent/x.db" in line
+
+
+def test_the_bench_never_fills_an_existing_database_named_by_the_servers_variable(
+    tmp_path: Path,
+) -> None:
+    shop = tmp_path / "shop.db"
+    shop.write_bytes(b"")
+
+    result = run_main("bench", "--embedded", env={"SHOPKEEP_DB": str(shop)})
+
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert f"SHOPKEEP_DB: {shop} exists" in line

@@ -8,6 +8,7 @@ command's. Only light modules are imported here: ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import os
 
 from shopkeep.bench.load.mix import SIGNED, MixError, parse_mix
 from shopkeep.cli.flags import flag, given_as, usage_error
@@ -65,7 +66,8 @@ def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     flag(
         parser, "--db", metavar="PATH", shown_default="a temporary file, removed after",
-        help="with --embedded, the database file",
+        help="with --embedded, the database file, which must not exist yet: the harness "
+        "fills it with users, goods and orders of its own",
     )  # fmt: skip
     flag(
         parser, "--max-error-rate", convert=fraction, metavar="FRACTION", default="0",
@@ -109,6 +111,9 @@ def check_bench_flags(parser: argparse.ArgumentParser, args: argparse.Namespace)
             args.url = None
     if not args.embedded and not args.url:
         parser.error("one of --url or --embedded is required (or SHOPKEEP_URL, SHOPKEEP_EMBEDDED)")
+    if args.embedded and args.db is not None and os.path.lexists(args.db):
+        # never a shop's own database: SHOPKEEP_DB, exported for serve, names one
+        usage_error(parser, args, "db", f"{args.db} exists; give the bench a new file")
     if args.url and not args.admin_token:
         parser.error("--url needs --admin-token (or SHOPKEEP_ADMIN_TOKEN)")
     weights = parse_mix(args.mix)
