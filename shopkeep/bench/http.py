@@ -5,7 +5,7 @@ layer alone, in this process (:mod:`shopkeep.bench.http_overhead`: shopkeep's mi
 handler and conversions around a stand-in shop, against a bare aiohttp handler doing the same
 decode and encode), then starts, each in a process of its own on 127.0.0.1 and a free port:
 
-- shopkeep itself (``main.py serve``, ``synchronous=FULL``, uvloop when installed) on a fresh
+- shopkeep itself (``shopkeep serve``, ``synchronous=FULL``, uvloop when installed) on a fresh
   database in a temporary folder, the admin token given by environment and the unpaid-orders
   cap lifted (``--max-unpaid-orders``: these customers never pay, and the cap of 10 would
   refuse nearly every order after the first ten thousand);

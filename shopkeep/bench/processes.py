@@ -101,7 +101,7 @@ def serve_argv(port: int, db: Path, *flags: str) -> list[str]:
 
 @asynccontextmanager
 async def serving(folder: Path, *flags: str, env: dict[str, str]) -> AsyncIterator[Server]:
-    """``main.py serve`` over ``folder/shop.db`` with ``flags`` and ``env``, on a free port,
+    """``shopkeep serve`` over ``folder/shop.db`` with ``flags`` and ``env``, on a free port,
     once it answers ``/healthz``; stopped (SIGTERM, by its pid) when the block ends."""
     port = free_port()
     server = start("shopkeep", serve_argv(port, folder / "shop.db", *flags), port, folder, env)

@@ -1,4 +1,4 @@
-"""The composition root of the HTTP server: ``python main.py serve`` runs :func:`serve`.
+"""The composition root of the HTTP server: ``shopkeep serve`` runs :func:`serve`.
 
 :func:`running` is the whole assembly, in the order that makes a clean stop possible:
 
@@ -339,7 +339,7 @@ def fastest_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
     A loop factory rather than a global event loop policy: policies are deprecated from
     Python 3.14 on, and this touches nothing outside the runner it is given to. Every process
-    that serves (``main.py serve``, the flood's server, the HTTP bench's bare baseline) runs on
+    that serves (``shopkeep serve``, the flood's server, the HTTP bench's bare baseline) runs on
     the loop this chooses, so they compare on the same loop.
     """
     try:
