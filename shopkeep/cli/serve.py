@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from shopkeep.actors.config import MAX_AMOUNT, ShopConfig
 from shopkeep.cli.common import (
@@ -30,6 +30,9 @@ from shopkeep.cli.values import (
     whole,
 )
 from shopkeep.http.connection_limits import KEEPALIVE_S, MAX_CONNECTIONS, READ_S
+
+if TYPE_CHECKING:
+    from shopkeep.http.server import ServeOptions
 
 SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL")
 WRITER_MODES: Final = ("process", "thread")
@@ -178,17 +181,12 @@ def check_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     check_secret(parser, args, "gateway_secret", args.gateway_secret)
 
 
-def run_serve(args: argparse.Namespace) -> int:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully; return the exit status."""
-    problem = database_path_problem(args.db)
-    if problem is not None:
-        return fail(f"cannot use database path {args.db}: {problem}")
-
+def serve_options(args: argparse.Namespace) -> ServeOptions:
+    """What ``serve`` was told, as the server takes it."""
     from shopkeep.http.connection_limits import ConnectionLimits
-    from shopkeep.http.server import ServeOptions, StartupError, fastest_loop_factory, serve
-    from shopkeep.store.errors import StoreError
+    from shopkeep.http.server import ServeOptions
 
-    options = ServeOptions(
+    return ServeOptions(
         db=args.db,
         host=args.host,
         port=args.port,
@@ -210,6 +208,18 @@ def run_serve(args: argparse.Namespace) -> int:
         ),
         rate_limit_per_s=args.rate_limit,
     )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully; return the exit status."""
+    problem = database_path_problem(args.db)
+    if problem is not None:
+        return fail(f"cannot use database path {args.db}: {problem}")
+
+    from shopkeep.http.server import StartupError, fastest_loop_factory, serve
+    from shopkeep.store.errors import StoreError
+
+    options = serve_options(args)
     configure_logs(args)
     try:
         with asyncio.Runner(loop_factory=fastest_loop_factory()) as runner:

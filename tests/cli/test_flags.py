@@ -218,3 +218,24 @@ def test_the_bench_never_fills_an_existing_database_named_by_the_servers_variabl
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     assert f"SHOPKEEP_DB: {shop} exists" in line
+
+
+async def test_the_shops_settings_reach_the_running_shop(tmp_path: Path) -> None:
+    from shopkeep.actors.config import ShopConfig
+    from shopkeep.cli.serve import serve_options
+    from shopkeep.http.server import running
+
+    args = parse(
+        "serve", "--db", str(tmp_path / "shop.db"), "--port", "0", "--order-timeout", "2m",
+        "--max-unpaid-orders", "4", "--shipping-fee", "250", "--free-shipping-threshold",
+        "5000", "--points-rate", "3",
+    )  # fmt: skip
+
+    async with running(serve_options(args), announce=lambda token: None) as server:
+        config = server.shop.config
+
+    expected = ShopConfig(
+        order_timeout_s=120, max_unpaid_orders=4, shipping_fee=250,
+        free_shipping_threshold=5000, points_per_unit=3,
+    )  # fmt: skip
+    assert config == expected
