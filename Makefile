@@ -30,7 +30,7 @@ lock:
 	$(PYTHON) -m pip install 'uv==$(UV_VERSION)'
 	printf 'setuptools>=77\n' | $(VENV)/bin/uv pip compile pyproject.toml - \
 		$(foreach extra,$(EXTRAS),--extra $(extra)) --python-version 3.11 --generate-hashes \
-		--upgrade --custom-compile-command 'make lock' -o $(LOCK)
+		--upgrade --quiet --custom-compile-command 'make lock' -o $(LOCK)
 
 test: $(VENV)/.installed
 	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=15
