@@ -239,3 +239,25 @@ async def test_the_shops_settings_reach_the_running_shop(tmp_path: Path) -> None
         free_shipping_threshold=5000, points_per_unit=3,
     )  # fmt: skip
     assert config == expected
+
+
+async def test_the_log_flags_choose_the_level_and_the_format(tmp_path: Path) -> None:
+    import asyncio
+    import signal
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "main.py", "serve", "--db", str(tmp_path / "shop.db"), "--port", "0",
+        "--sandbox", "--log-level", "warning", cwd=ROOT, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL, env={**os.environ, "SHOPKEEP_LOG_FORMAT": "console"},
+    )  # fmt: skip
+    assert process.stderr is not None
+    try:
+        first = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        rest = (await asyncio.wait_for(process.communicate(), 30))[1].decode()
+
+    assert "sandbox_enabled" in first and not first.startswith("{")  # console, not JSON
+    assert "[warning" in first
+    assert "serving" not in rest and "stopped" not in rest  # info lines are below the level
+    assert process.returncode == 0
