@@ -1,19 +1,36 @@
-# Everything runs from a virtualenv that this Makefile builds from setup.cfg on first use,
-# so a fresh machine needs only python3 (3.11+) and make.
+# Everything runs from a virtualenv that this Makefile builds on first use from requirements.lock
+# (the exact versions, with their hashes, that the tests ran with), so a fresh machine needs only
+# python3 (3.11+) and make, and gets the versions CI got. `make lock` regenerates the lock from
+# pyproject.toml's bounds (newest versions allowed); commit it with the change that needed it.
 
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
+LOCK := requirements.lock
+# The extras `make install` installs; the lock covers exactly these and the base dependencies.
+EXTRAS := test bench lint uvloop
+# The tool that writes the lock (only `make lock` installs it).
+UV_VERSION := 0.13.9
 
-.PHONY: install test lint serve bench clean
+.PHONY: install lock test lint serve bench bench-http bench-runtime wrk clean
 
 install: $(VENV)/.installed
 
-# Rebuilt whenever the dependencies change; the marker records a complete install.
-$(VENV)/.installed: setup.cfg pyproject.toml
+# Rebuilt whenever the lock or the metadata change; the marker records a complete install. pip
+# stays the version the virtualenv came with: the lock, not pip's own resolver, picks every
+# version. The project itself is installed last, editable, without its dependencies (they are
+# all in the lock) and built with the locked setuptools.
+$(VENV)/.installed: $(LOCK) pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --upgrade pip
-	$(PYTHON) -m pip install -e '.[test,bench,lint,uvloop]'
+	$(PYTHON) -m pip install --require-hashes --no-deps -r $(LOCK)
+	$(PYTHON) -m pip install --no-deps --no-build-isolation -e .
 	touch $@
+
+lock:
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install 'uv==$(UV_VERSION)'
+	printf 'setuptools>=77\n' | $(VENV)/bin/uv pip compile pyproject.toml - \
+		$(foreach extra,$(EXTRAS),--extra $(extra)) --python-version 3.11 --generate-hashes \
+		--upgrade --quiet --custom-compile-command 'make lock' -o $(LOCK)
 
 test: $(VENV)/.installed
 	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=15
@@ -29,11 +46,35 @@ lint: $(VENV)/.installed
 # tokens and the admin token are printed that once), and the sandbox gateway is on.
 DB ?= shopkeep.db
 serve: $(VENV)/.installed
-	test -f $(DB) || $(PYTHON) main.py demo --db $(DB)
-	$(PYTHON) main.py serve --db $(DB) --sandbox
+	test -f $(DB) || $(PYTHON) -m shopkeep demo --db $(DB)
+	$(PYTHON) -m shopkeep serve --db $(DB) --sandbox
 
-bench: $(VENV)/.installed
+# The load harness (docs/load-testing.md), a short run against an embedded shop; its figures go
+# to bench.json and bench.html.
+bench: $(VENV)/.installed wrk
+	$(PYTHON) -m shopkeep bench --embedded --duration 20s --concurrency 32 --order-timeout 5s \
+		--json bench.json --html bench.html
+
+# The HTTP benchmark (shopkeep beside a bare aiohttp server, docs/performance.md) needs wrk as
+# its load generator; without it, it falls back to a slower built-in client and says so.
+bench-http: $(VENV)/.installed wrk
+	$(PYTHON) -m shopkeep.bench.http --json bench-http.json
+
+# The actor runtime's micro-benchmark.
+bench-runtime: $(VENV)/.installed
 	$(PYTHON) -m shopkeep.bench.runtime --json bench-runtime.json
+
+# Debian's wrk, when apt-get can install it (as root, or through sudo without a password);
+# otherwise a warning, never a failure.
+wrk:
+	@command -v wrk >/dev/null && exit 0; \
+	if command -v apt-get >/dev/null; then \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo='sudo -n'; \
+		$$sudo apt-get install -y wrk || { $$sudo apt-get update && $$sudo apt-get install -y wrk; } \
+			|| echo "make: warning: could not install wrk; the HTTP benchmark falls back to its built-in client" >&2; \
+	else \
+		echo "make: warning: wrk is not installed and apt-get is not here to install it" >&2; \
+	fi
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

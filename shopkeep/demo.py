@@ -1,4 +1,4 @@
-"""``python main.py demo``: a fresh database filled with a small shop to try things on.
+"""``shopkeep demo``: a fresh database filled with a small shop to try things on.
 
 Three users with their API tokens, a few goods and a coupon each, created through the embedded
 API (so every ledger starts as the audit expects), then printed: ids, tokens, prices. Tokens are

@@ -1,9 +1,9 @@
 """Structured logging for the whole process: structlog, configured once at the edge.
 
 ``configure_logging()`` is called by the command line, never on import, so tests and programs that
-embed shopkeep keep whatever logging they set up. Lines go to stderr: JSON (one object per line)
-when stderr is not a terminal, so log shippers can parse them, and coloured key=value text when a
-person is watching.
+embed shopkeep keep whatever logging they set up. Lines go to stderr: by default JSON (one object
+per line) when stderr is not a terminal, so log shippers can parse them, and coloured key=value
+text when a person is watching; ``--log-format`` and ``--log-level`` choose otherwise.
 """
 
 import logging
@@ -31,12 +31,18 @@ def add_message_context(
     return event
 
 
-def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -> None:
-    """Route structlog to ``stream`` (stderr by default), as JSON unless it is a terminal."""
+def configure_logging(
+    level: int | str = logging.INFO, stream: TextIO | None = None, fmt: str | None = None
+) -> None:
+    """Route structlog to ``stream`` (stderr by default) from ``level`` up (a number or a name
+    such as ``"warning"``), as ``fmt`` says: "json", "console", or None for JSON unless the
+    stream is a terminal."""
     out = sys.stderr if stream is None else stream
+    if isinstance(level, str):
+        level = logging.getLevelNamesMapping()[level.upper()]
     renderer: structlog.typing.Processor
-    if out.isatty():
-        renderer = structlog.dev.ConsoleRenderer()
+    if (fmt or ("console" if out.isatty() else "json")) == "console":
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
     else:
         renderer = structlog.processors.JSONRenderer()
     structlog.configure(

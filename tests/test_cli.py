@@ -92,7 +92,7 @@ def test_bench_help_explains_every_flag_and_the_credentials_environment() -> Non
     text = " ".join(result.stdout.split())
     for flag in BENCH_FLAGS:
         assert flag in text, flag
-    for variable in ("SHOPKEEP_ADMIN_TOKEN", "SHOPKEEP_GATEWAY_SECRET", "SHOPKEEP_BENCH_URL"):
+    for variable in ("SHOPKEEP_ADMIN_TOKEN", "SHOPKEEP_GATEWAY_SECRET", "SHOPKEEP_URL"):
         assert variable in text, variable
 
 

@@ -1,7 +1,7 @@
 """The audit: the invariants of SPEC section 6, checked in SQL over the database at any time.
 
 ``audit(reader)`` runs on a live server's read connection; ``audit_file(path)`` opens a closed
-database read-only (``python main.py audit --db PATH``). Both run the very same statement and
+database read-only (``shopkeep audit --db PATH``). Both run the very same statement and
 judge its rows with the very same code; only the way the statement is executed differs.
 
 Why one statement: the checks compare tables that the server changes while the audit reads

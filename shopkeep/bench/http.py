@@ -5,7 +5,7 @@ layer alone, in this process (:mod:`shopkeep.bench.http_overhead`: shopkeep's mi
 handler and conversions around a stand-in shop, against a bare aiohttp handler doing the same
 decode and encode), then starts, each in a process of its own on 127.0.0.1 and a free port:
 
-- shopkeep itself (``main.py serve``, ``synchronous=FULL``, uvloop when installed) on a fresh
+- shopkeep itself (``shopkeep serve``, ``synchronous=FULL``, uvloop when installed) on a fresh
   database in a temporary folder, the admin token given by environment and the unpaid-orders
   cap lifted (``--max-unpaid-orders``: these customers never pay, and the cap of 10 would
   refuse nearly every order after the first ten thousand);
@@ -272,6 +272,18 @@ def render(figures: dict[str, Any]) -> str:
     return "\n".join(f"{name:<28}  {value}" for name, value in rows)
 
 
+FALLBACK_WARNING = (
+    "WARNING: wrk is not installed: the load generator is the built-in aiohttp client, a "
+    "Python process on the same cores, whose own speed bounds these figures (install wrk: "
+    "make wrk, or apt-get install wrk)"
+)
+
+
+def fallback_warning(requested: str, has_wrk: bool) -> str | None:
+    """The line to say loudly when ``auto`` had to fall back to the built-in client."""
+    return FALLBACK_WARNING if requested == "auto" and not has_wrk else None
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line."""
     parser = argparse.ArgumentParser(
@@ -296,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.load_generator == "wrk" and not has_wrk:
         parser.error("wrk is not installed (apt-get install wrk)")
     use_wrk = has_wrk and args.load_generator != "aiohttp-client"
+    warning = fallback_warning(args.load_generator, has_wrk)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
     seconds, warmup, users, goods = (
         (2.0, 1.0, 100, 100) if args.quick else (args.seconds, 2.0, USERS, GOODS)
     )

@@ -92,16 +92,16 @@ async def wait_ready(session: aiohttp.ClientSession, server: Server) -> None:
 
 
 def serve_argv(port: int, db: Path, *flags: str) -> list[str]:
-    """The command line of ``main.py serve`` on ``HOST:port`` over ``db``, plus ``flags``."""
+    """The command line of ``shopkeep serve`` on ``HOST:port`` over ``db``, plus ``flags``."""
     return [
-        sys.executable, "main.py", "serve", "--host", HOST, "--port", str(port), "--db", str(db),
-        *flags,
+        sys.executable, "-m", "shopkeep", "serve", "--host", HOST, "--port", str(port),
+        "--db", str(db), *flags,
     ]  # fmt: skip
 
 
 @asynccontextmanager
 async def serving(folder: Path, *flags: str, env: dict[str, str]) -> AsyncIterator[Server]:
-    """``main.py serve`` over ``folder/shop.db`` with ``flags`` and ``env``, on a free port,
+    """``shopkeep serve`` over ``folder/shop.db`` with ``flags`` and ``env``, on a free port,
     once it answers ``/healthz``; stopped (SIGTERM, by its pid) when the block ends."""
     port = free_port()
     server = start("shopkeep", serve_argv(port, folder / "shop.db", *flags), port, folder, env)

@@ -2,7 +2,7 @@
 
 Handlers stay thin: they decode, call the shop, encode (``routes.py``). The shop and the HTTP
 settings are typed app state (``SHOP``, ``CONFIG``); the factory neither opens nor closes the
-shop: whoever opened it (``main.py serve``, a test) owns its lifetime and keeps it open while
+shop: whoever opened it (``shopkeep serve``, a test) owns its lifetime and keeps it open while
 the app serves.
 
 Every request goes through one middleware (``middleware.py``): its request id, its metrics

@@ -1,4 +1,4 @@
-"""The composition root of the HTTP server: ``python main.py serve`` runs :func:`serve`.
+"""The composition root of the HTTP server: ``shopkeep serve`` runs :func:`serve`.
 
 :func:`running` is the whole assembly, in the order that makes a clean stop possible:
 
@@ -80,8 +80,11 @@ class ServeOptions:
     """Where the group-commit writer commits: "process" (its own, the default: measured faster
     and with shorter waits than a thread, which competes with the event loop for the GIL;
     docs/performance.md) or "thread"."""
-    order_timeout_s: float = 1800.0
-    max_unpaid_orders: int = 10
+    order_timeout_s: float = ShopConfig.order_timeout_s
+    max_unpaid_orders: int = ShopConfig.max_unpaid_orders
+    shipping_fee: int = ShopConfig.shipping_fee
+    free_shipping_threshold: int = ShopConfig.free_shipping_threshold
+    points_per_unit: int = ShopConfig.points_per_unit
     admin_token: str | None = None
     gateway_secret: str | None = None
     sandbox: bool = False
@@ -230,7 +233,11 @@ async def running(
     clock = RealClock()
     gateway = HttpSandboxGateway(credentials.gateway_secret, clock) if options.sandbox else None
     settings = ShopConfig(
-        order_timeout_s=options.order_timeout_s, max_unpaid_orders=options.max_unpaid_orders
+        order_timeout_s=options.order_timeout_s,
+        max_unpaid_orders=options.max_unpaid_orders,
+        shipping_fee=options.shipping_fee,
+        free_shipping_threshold=options.free_shipping_threshold,
+        points_per_unit=options.points_per_unit,
     )
     async with AsyncExitStack() as stack:
         sink = HttpCallbackSink() if gateway is not None else None
@@ -332,7 +339,7 @@ def fastest_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
     A loop factory rather than a global event loop policy: policies are deprecated from
     Python 3.14 on, and this touches nothing outside the runner it is given to. Every process
-    that serves (``main.py serve``, the flood's server, the HTTP bench's bare baseline) runs on
+    that serves (``shopkeep serve``, the flood's server, the HTTP bench's bare baseline) runs on
     the loop this chooses, so they compare on the same loop.
     """
     try:

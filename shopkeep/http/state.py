@@ -15,7 +15,7 @@ from shopkeep.http.config import HttpConfig
 from shopkeep.shop import Shop
 
 SHOP: Final = web.AppKey("shop", Shop)
-"""The shop the handlers act on; whoever opened it (``main.py serve``, a test) closes it."""
+"""The shop the handlers act on; whoever opened it (``shopkeep serve``, a test) closes it."""
 CONFIG: Final = web.AppKey("http_config", HttpConfig)
 """The HTTP layer's settings."""
 

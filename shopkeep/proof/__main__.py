@@ -1,7 +1,9 @@
 """``python -m shopkeep.proof <group> [flags]``: run one proof group on demand.
 
 The groups are looked up by name and imported only when asked for, so one group's heavy
-dependencies (schemathesis, a server process) never slow another down.
+dependencies (schemathesis, a server process) never slow another down. The packages only proofs
+and tests need are the ``proof`` extra (``pip install 'shopkeep[proof]'``), not the shop's own
+dependencies: a group that needs one that is missing says so in one line.
 """
 
 from __future__ import annotations
@@ -33,7 +35,17 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    module = importlib.import_module(GROUPS[name])
+    try:
+        module = importlib.import_module(GROUPS[name])
+    except ModuleNotFoundError as error:
+        if error.name is None or error.name.startswith("shopkeep"):
+            raise
+        print(
+            f"shopkeep.proof: error: {name} needs {error.name}, which is not installed "
+            "(pip install 'shopkeep[proof]')",
+            file=sys.stderr,
+        )
+        return 2
     status: int = module.main(rest)
     return status
 

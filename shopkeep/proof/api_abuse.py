@@ -1,7 +1,7 @@
 """Group 5: API abuse, the OWASP API Security Top 10 as it applies to shopkeep.
 
 ``python -m shopkeep.proof api-abuse --examples 100 --flood-seconds 10`` starts a real
-``python main.py serve`` (unpaid-orders cap 5) and runs, against it:
+``shopkeep serve`` (unpaid-orders cap 5) and runs, against it:
 
 - schemathesis with every check, as the admin and as a user (:mod:`shopkeep.proof.api_fuzz`);
 - the BOLA matrix and mass assignment (:mod:`shopkeep.proof.api_probes`);

@@ -1,6 +1,6 @@
 """Group 5's flood (OWASP API4, unrestricted resource consumption): ten times the capacity.
 
-A real server process is the target: the same assembly as ``main.py serve``
+A real server process is the target: the same assembly as ``shopkeep serve``
 (:func:`shopkeep.http.server.serve`), started by ``python -m shopkeep.proof.api_flood --serve``
 so that its actor runtime can be given small in-flight and live-actor caps (no flag of ``serve``
 sets them) and the unpaid-orders cap lifted (these customers never pay). Then:
@@ -314,7 +314,7 @@ def judge(flooded: Flooded, status: int) -> list[str]:
 
 
 def serve_main(argv: list[str]) -> int:
-    """``--serve``: the flood's server, ``main.py serve`` with small in-flight and live-actor
+    """``--serve``: the flood's server, ``shopkeep serve`` with small in-flight and live-actor
     caps."""
     from dataclasses import replace
 

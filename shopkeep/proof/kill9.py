@@ -1,6 +1,6 @@
 """Group 2: kill -9 of the real server, Jepsen style.
 
-``python -m shopkeep.proof kill9 --cycles 1000`` starts ``python main.py serve`` on 127.0.0.1
+``python -m shopkeep.proof kill9 --cycles 1000`` starts ``shopkeep serve`` on 127.0.0.1
 with a real SQLite file and a short payment deadline, then repeats a cycle: 8 to 32 clients
 drive mixed writes (:mod:`shopkeep.proof.kill9_traffic`), the server gets SIGKILL at a random
 moment, the file is checked with the server down, the server is restarted on the same file and

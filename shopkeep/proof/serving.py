@@ -1,4 +1,4 @@
-"""A real ``python main.py serve`` process for the proofs: started, killed, restarted.
+"""A real ``shopkeep serve`` process for the proofs: started, killed, restarted.
 
 Built on the benchmarks' process handling (:mod:`shopkeep.bench.processes`: a free port,
 output to a log file, readiness by polling ``/healthz``), so there is one way to run a server
@@ -26,7 +26,7 @@ __all__ = ["ROOT", "ServeProcess"]
 
 
 class ServeProcess:
-    """``main.py serve`` on ``db``, on one port of 127.0.0.1 for its whole life."""
+    """``shopkeep serve`` on ``db``, on one port of 127.0.0.1 for its whole life."""
 
     def __init__(
         self, db: Path, folder: Path, flags: list[str], command: list[str] | None = None
@@ -34,8 +34,8 @@ class ServeProcess:
         self.db = db
         self.folder = folder
         self.flags = flags
-        self.command = command or [sys.executable, "main.py", "serve"]
-        """What to run: ``main.py serve``, or another entry point taking its flags."""
+        self.command = command or [sys.executable, "-m", "shopkeep", "serve"]
+        """What to run: ``shopkeep serve``, or another entry point taking its flags."""
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.server: Server | None = None

@@ -1,9 +1,9 @@
 """Group 6: the soak. Ten minutes at 80% of capacity: memory must not creep, p99 must not drift.
 
-``python -m shopkeep.proof soak [--minutes 10] [--fraction 0.8]`` starts ``python main.py serve``
+``python -m shopkeep.proof soak [--minutes 10] [--fraction 0.8]`` starts ``shopkeep serve``
 (sandbox on, a 5 s payment deadline so that late callbacks happen, the writer on a thread as
 by default, or in a process of its own with ``--writer process``) on a fresh file in a
-temporary folder, then drives it with the load harness of ``python main.py bench``
+temporary folder, then drives it with the load harness of ``shopkeep bench``
 (:mod:`shopkeep.bench.load`, its whole default mix):
 
 1. capacity: the harness unpaced (each of ``--concurrency`` workers starts its next journey as
@@ -114,7 +114,7 @@ def options(plan: Plan, url: str, admin: str, secret: str, seconds: float,
 
 
 async def phase(bench: BenchOptions) -> dict[str, Any]:
-    """Run the harness once; its report (the figures of ``main.py bench --json``)."""
+    """Run the harness once; its report (the figures of ``shopkeep bench --json``)."""
     async with open_target(bench) as target:
         outcome = await drive(target, bench)
     return report_figures(bench, outcome)

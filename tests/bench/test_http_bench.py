@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from shopkeep.bench.http import FALLBACK_WARNING, fallback_warning
+
 ROOT = Path(__file__).resolve().parents[2]
 
 FIGURES = (
@@ -61,8 +63,16 @@ def test_the_quick_http_bench_reports_every_figure(tmp_path: Path, generator: st
     assert report["audit_ok"] is True
     expected = "wrk" if generator == "auto" and shutil.which("wrk") else "aiohttp-client"
     assert report["load_generator"] == expected
+    fell_back = generator == "auto" and expected == "aiohttp-client"
+    assert (FALLBACK_WARNING in result.stderr) == fell_back
     assert set(report["place_order_statuses"]) == {"201"}, report["place_order_statuses"]
     machine = report["machine"]
     assert machine["cpu_count"] >= 1
     assert isinstance(machine["uvloop"], bool)
     assert machine["python"].startswith("3.")
+
+
+def test_falling_back_to_the_built_in_client_is_said_only_when_wrk_was_wanted() -> None:
+    assert fallback_warning("auto", has_wrk=False) == FALLBACK_WARNING
+    assert fallback_warning("auto", has_wrk=True) is None
+    assert fallback_warning("aiohttp-client", has_wrk=False) is None

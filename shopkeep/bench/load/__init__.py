@@ -1,4 +1,4 @@
-"""``python main.py bench``: the load-testing harness of SPEC section 9.
+"""``shopkeep bench``: the load-testing harness of SPEC section 9.
 
 It drives a mix of customer journeys against a running server (over HTTP) or an embedded
 :class:`shopkeep.shop.Shop`, shows live progress, reports each operation's throughput and

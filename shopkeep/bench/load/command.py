@@ -1,4 +1,4 @@
-"""``python main.py bench`` once its flags are checked: run, print, write the reports.
+"""``shopkeep bench`` once its flags are checked: run, print, write the reports.
 
 The exit status: 0 when the audit is ok and the error rate is at most ``--max-error-rate``;
 1 otherwise, or when the setup could not be done (the server cannot be reached, the admin

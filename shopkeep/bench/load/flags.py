@@ -1,169 +1,122 @@
-"""The flags of ``python main.py bench``, and the usage errors argparse cannot see.
+"""The flags of ``shopkeep bench``, and the usage errors no one flag's converter can see.
 
-Declared here rather than in ``main.py`` (which keeps one ``add_<name>_parser`` per command)
-because they are many; ``env`` is main.py's lookup of a ``SHOPKEEP_*`` variable, so a flag
-falls back to the environment the same way as every other command's. Only light modules are
-imported here: ``--help`` stays fast.
+Declared here rather than in :mod:`shopkeep.cli.bench` because they are many; each is declared
+with :func:`shopkeep.cli.flags.flag`, so it has its ``SHOPKEEP_*`` variable like every other
+command's. Only light modules are imported here: ``--help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-from collections.abc import Callable
+import os
 
 from shopkeep.bench.load.mix import SIGNED, MixError, parse_mix
+from shopkeep.cli.flags import flag, given_as, usage_error
+from shopkeep.cli.values import duration, fraction, http_url, number, refuse, whole
 
-EnvLookup = Callable[[str, str | None], str | None]
+
+def mix_text(text: str) -> str:
+    """A mix as given, once it parses."""
+    try:
+        parse_mix(text)
+    except MixError as error:
+        raise refuse(str(error)) from None
+    return text
 
 
-def declare_bench_flags(parser: argparse.ArgumentParser, env: EnvLookup) -> None:
+def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
     """Add every flag of ``bench`` to ``parser``."""
     target = parser.add_mutually_exclusive_group()
-    target.add_argument(
-        "--url",
-        default=env("SHOPKEEP_BENCH_URL", None),
-        help="the server to drive, e.g. http://127.0.0.1:8080 (env SHOPKEEP_BENCH_URL)",
-    )
-    target.add_argument(
-        "--embedded",
-        action="store_true",
+    flag(parser, "--url", group=target, convert=http_url,
+         help="the server to drive, e.g. http://127.0.0.1:8080")  # fmt: skip
+    flag(
+        parser, "--embedded", group=target, is_switch=True, shown_default="off",
         help="drive a fresh shop in this process through the Python API, without HTTP",
-    )
-    parser.add_argument(
-        "--duration",
-        metavar="SECONDS",
-        type=float,
-        default=30.0,
-        help="how long journeys are started; 600 or more makes a soak (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--concurrency",
-        metavar="N",
-        type=int,
-        default=64,
-        help="workers running journeys at once, and the most connections open "
-        "(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--mix",
-        metavar="JOURNEY=WEIGHT,...",
-        default=None,
+    )  # fmt: skip
+    flag(
+        parser, "--duration", convert=duration(), metavar="DURATION", default="30s",
+        help="how long journeys are started; 10m or more makes a soak",
+    )  # fmt: skip
+    flag(
+        parser, "--concurrency", convert=whole(1), metavar="N", default="64",
+        help="workers running journeys at once, and the most connections open",
+    )  # fmt: skip
+    flag(
+        parser, "--mix", convert=mix_text, metavar="JOURNEY=WEIGHT,...",
+        shown_default="all of them, pay=25, the others 5 or 10",
         help="weights of the journeys; those left out are not run. Journeys: "
         "place, place_async, pay, pay_fail, duplicate_callback, late_callback, "
-        "cancel_unpaid, cancel_paid, ship, return, cancel_race (default: all of them, "
-        "pay=25, the others 5 or 10)",
-    )
-    parser.add_argument(
-        "--seed",
-        metavar="K",
-        type=int,
-        default=1,
-        help="seed of every random choice (journeys, shoppers, goods; default: %(default)s)",
-    )
-    parser.add_argument(
-        "--admin-token",
-        metavar="TOKEN",
-        default=env("SHOPKEEP_ADMIN_TOKEN", None),
-        help="the server's admin token, needed with --url (env SHOPKEEP_ADMIN_TOKEN)",
-    )
-    parser.add_argument(
-        "--gateway-secret",
-        metavar="SECRET",
-        default=env("SHOPKEEP_GATEWAY_SECRET", None),
-        help=(
-            "the server's gateway secret, to sign the callbacks of the duplicate_callback and "
-            "late_callback journeys (env SHOPKEEP_GATEWAY_SECRET); without it they are left "
-            "out of the default mix"
-        ),
-    )
-    parser.add_argument(
-        "--order-timeout",
-        metavar="SECONDS",
-        type=float,
-        default=5.0,
-        help=(
-            "with --embedded, the shop's payment deadline (default: %(default)s); a server's "
-            "own is read from its orders (expires_at - confirmed_at)"
-        ),
-    )
-    parser.add_argument(
-        "--db",
-        metavar="PATH",
-        default=None,
-        help="with --embedded, the database file (default: a temporary one, removed after)",
-    )
-    parser.add_argument(
-        "--max-error-rate",
-        metavar="FRACTION",
-        type=float,
-        default=0.0,
-        help=(
-            "errors / operations tolerated before the exit status is 1 (default: "
-            "%(default)s); expected refusals (e.g. insufficient_stock on place) are not errors"
-        ),
-    )
-    parser.add_argument(
-        "--settle",
-        metavar="SECONDS",
-        type=float,
-        default=30.0,
-        help=(
-            "after the run, how long to wait for the shop to be quiet (nothing in flight in "
-            "the audit) before its audit is final (default: %(default)s)"
-        ),
-    )
-    parser.add_argument(
-        "--interval",
-        metavar="SECONDS",
-        type=float,
-        default=1.0,
-        help="width of one point of the time series, and how often memory is sampled "
-        "(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--rate",
-        metavar="JOURNEYS_PER_S",
-        type=float,
-        default=None,
+        "cancel_unpaid, cancel_paid, ship, return, cancel_race",
+    )  # fmt: skip
+    flag(
+        parser, "--seed", convert=whole(), metavar="K", default="1",
+        help="seed of every random choice (journeys, shoppers, goods)",
+    )  # fmt: skip
+    flag(parser, "--admin-token", metavar="TOKEN",
+         help="the server's admin token, needed with --url")  # fmt: skip
+    flag(
+        parser, "--gateway-secret", metavar="SECRET",
+        help="the server's gateway secret, to sign the callbacks of the duplicate_callback "
+        "and late_callback journeys; without it they are left out of the default mix",
+    )  # fmt: skip
+    flag(
+        parser, "--order-timeout", convert=duration(), metavar="DURATION", default="5s",
+        help="with --embedded, the shop's payment deadline; a server's own is read from its "
+        "orders (expires_at - confirmed_at)",
+    )  # fmt: skip
+    flag(
+        parser, "--db", metavar="PATH", shown_default="a temporary file, removed after",
+        help="with --embedded, the database file, which must not exist yet: the harness "
+        "fills it with users, goods and orders of its own",
+    )  # fmt: skip
+    flag(
+        parser, "--max-error-rate", convert=fraction, metavar="FRACTION", default="0",
+        help="errors / operations tolerated before the exit status is 1; expected refusals "
+        "(e.g. insufficient_stock on place) are not errors",
+    )  # fmt: skip
+    flag(
+        parser, "--settle", convert=duration(allow_zero=True), metavar="DURATION",
+        default="30s",
+        help="after the run, how long to wait for the shop to be quiet (nothing in flight in "
+        "the audit) before its audit is final",
+    )  # fmt: skip
+    flag(
+        parser, "--interval", convert=duration(), metavar="DURATION", default="1s",
+        help="width of one point of the time series, and how often memory is sampled",
+    )  # fmt: skip
+    flag(
+        parser, "--rate", convert=number(minimum=0, inclusive=False), metavar="JOURNEYS_PER_S",
+        shown_default="no pacing, each worker starts its next journey as soon as its last "
+        "one ended",
         help="start at most this many journeys a second, paced across the workers (an open "
-        "schedule, as for a soak at a fraction of capacity); default: no pacing, each worker "
-        "starts its next journey as soon as its last one ended",
-    )
-    parser.add_argument("--json", metavar="PATH", help="write the figures here as JSON")
-    parser.add_argument(
-        "--html", metavar="PATH", help="write a self-contained HTML report with charts here"
-    )
+        "schedule, as for a soak at a fraction of capacity)",
+    )  # fmt: skip
+    flag(parser, "--json", metavar="PATH", help="write the figures here as JSON")
+    flag(parser, "--html", metavar="PATH",
+         help="write a self-contained HTML report with charts here")  # fmt: skip
 
 
 def check_bench_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Usage errors argparse cannot see (exits with status 2 through ``parser.error``); also
+    """Usage errors that span flags (exits with status 2 through ``parser.error``); also
     settles the mix into ``args.weights``."""
+    if args.url and args.embedded:
+        # argparse keeps the two apart on the command line only; one given there wins over
+        # the other's variable
+        url_typed = given_as(args, "url") == "--url"
+        if url_typed == (given_as(args, "embedded") == "--embedded"):
+            usage_error(parser, args, "embedded", f"not allowed with {given_as(args, 'url')}")
+        if url_typed:
+            args.embedded = False
+        else:
+            args.url = None
     if not args.embedded and not args.url:
-        parser.error("one of --url or --embedded is required")
-    if args.url and not args.url.startswith(("http://", "https://")):
-        parser.error(f"argument --url: {args.url!r} is not an http(s) URL")
+        parser.error("one of --url or --embedded is required (or SHOPKEEP_URL, SHOPKEEP_EMBEDDED)")
+    if args.embedded and args.db is not None and os.path.lexists(args.db):
+        # never a shop's own database: SHOPKEEP_DB, exported for serve, names one
+        usage_error(parser, args, "db", f"{args.db} exists; give the bench a new file")
     if args.url and not args.admin_token:
         parser.error("--url needs --admin-token (or SHOPKEEP_ADMIN_TOKEN)")
-    for flag, value in (
-        ("--duration", args.duration),
-        ("--order-timeout", args.order_timeout),
-        ("--interval", args.interval),
-    ):
-        if not (math.isfinite(value) and value > 0):
-            parser.error(f"argument {flag}: {value} is not a positive number")
-    if args.rate is not None and not (math.isfinite(args.rate) and args.rate > 0):
-        parser.error(f"argument --rate: {args.rate} is not a positive number")
-    if not (math.isfinite(args.settle) and args.settle >= 0):
-        parser.error(f"argument --settle: {args.settle} is not a number of seconds")
-    if args.concurrency < 1:
-        parser.error(f"argument --concurrency: {args.concurrency} is less than 1")
-    if not 0 <= args.max_error_rate <= 1:
-        parser.error(f"argument --max-error-rate: {args.max_error_rate} is not in [0, 1]")
-    try:
-        weights = parse_mix(args.mix)
-    except MixError as error:
-        parser.error(f"argument --mix: {error}")
+    weights = parse_mix(args.mix)
     if args.url and not args.gateway_secret:
         signed = sorted(SIGNED & set(weights))
         if args.mix and signed:

@@ -47,7 +47,7 @@ PARKED_BOUND_S = 40.0
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """What ``python main.py bench`` was told (see its ``--help``)."""
+    """What ``shopkeep bench`` was told (see its ``--help``)."""
 
     duration_s: float
     concurrency: int

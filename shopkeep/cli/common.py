@@ -1,0 +1,97 @@
+"""What several commands share: the database flag and its check, the logging flags, secrets."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Final
+
+from shopkeep.cli.flags import flag, given_as, usage_error
+from shopkeep.cli.values import LOG_FORMATS, LOG_LEVELS, choice, metavar_of
+
+MIN_SECRET_LENGTH: Final = 16
+
+
+def add_db_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--db PATH``: the shop's SQLite file, ``shopkeep.db`` in the working folder by default."""
+    flag(parser, "--db", metavar="PATH", default="shopkeep.db",
+         help=f"SQLite database file, {what}")  # fmt: skip
+
+
+def add_log_flags(parser: argparse.ArgumentParser, level: str) -> None:
+    """``--log-level`` (default ``level``) and ``--log-format``."""
+    flag(
+        parser, "--log-level", convert=choice(*LOG_LEVELS), metavar=metavar_of(*LOG_LEVELS),
+        default=level, help="the least severe log lines written (to stderr)",
+    )  # fmt: skip
+    flag(
+        parser, "--log-format", convert=choice(*LOG_FORMATS), metavar=metavar_of(*LOG_FORMATS),
+        shown_default="console on a terminal, json otherwise",
+        help="log lines as JSON objects, one a line, or as coloured text for a person",
+    )  # fmt: skip
+
+
+def configure_logs(args: argparse.Namespace) -> None:
+    """Set up structlog as ``--log-level`` and ``--log-format`` say."""
+    from shopkeep.logs import configure_logging
+
+    configure_logging(args.log_level, fmt=args.log_format)
+
+
+def database_path_problem(path: str) -> str | None:
+    """Why the database file at ``path`` cannot be used, or ``None`` when it looks usable.
+
+    SQLite in WAL mode creates ``-wal`` and ``-shm`` files beside the database, so the folder must
+    be writable even when the file already exists.
+    """
+    db = Path(path)
+    if db.is_dir():
+        return "it is a directory"
+    folder = db.parent
+    if not folder.exists():
+        return f"directory {str(folder)!r} does not exist"
+    if not folder.is_dir():
+        return f"{str(folder)!r} is not a directory"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"directory {str(folder)!r} is not writable"
+    if db.exists() and not os.access(db, os.R_OK | os.W_OK):
+        return "the file is not readable and writable"
+    return None
+
+
+def check_secret(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, dest: str, value: str | None
+) -> None:
+    """Refuse a configured token or secret too short to resist guessing."""
+    if value is not None and len(value) < MIN_SECRET_LENGTH:
+        usage_error(parser, args, dest, f"shorter than {MIN_SECRET_LENGTH} characters")
+
+
+def check_token_characters(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, dest: str, value: str | None
+) -> None:
+    """Refuse a bearer token no request could carry: the server takes printable ASCII only."""
+    if value is not None and not (value.isascii() and value.isprintable()):
+        usage_error(parser, args, dest, "not printable ASCII")
+
+
+def secret_of(parser: argparse.ArgumentParser, args: argparse.Namespace, dest: str) -> str | None:
+    """The secret given as ``dest``, or read from the file given as ``dest``-file (not both):
+    a file keeps it out of ``ps``. Surrounding whitespace in the file is ignored."""
+    value: str | None = getattr(args, dest)
+    path: str | None = getattr(args, dest + "_file")
+    if path is None:
+        return value
+    if value is not None:
+        option = "--" + dest.replace("_", "-")
+        usage_error(parser, args, dest + "_file", f"give {option} or {option}-file, not both")
+    try:
+        secret = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        usage_error(parser, args, dest + "_file", f"cannot read {path}: {reason}")
+    if not secret:
+        usage_error(parser, args, dest + "_file", f"{path} is empty")
+    args.sources[dest] = given_as(args, dest + "_file")  # later checks name the file's flag
+    return secret

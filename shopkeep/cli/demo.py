@@ -1,0 +1,59 @@
+"""``shopkeep demo``: a fresh database filled with a small shop to try things on."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from shopkeep.cli.common import (
+    add_db_flag,
+    add_log_flags,
+    check_secret,
+    configure_logs,
+    database_path_problem,
+)
+from shopkeep.cli.flags import fail, flag
+
+
+def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Declare ``demo`` and its flags."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "demo",
+        help="fill a fresh database with demo users, goods and coupons",
+        description=(
+            "Fill a fresh database with users, goods and coupons, and print their ids and the "
+            "users' API tokens (and the admin token, when this generates it). Refuses a "
+            "database that already holds users, goods, coupons or orders."
+        ),
+    )
+    add_db_flag(parser, "created if missing; must hold no shop data yet")
+    flag(
+        parser, "--admin-token", metavar="TOKEN",
+        help="when set, no admin token is generated: serve will be given this one; otherwise "
+        "one is generated and printed, as serve's first start does",
+    )  # fmt: skip
+    add_log_flags(parser, "warning")
+    parser.set_defaults(
+        run=run_demo,
+        check=lambda args: check_secret(parser, args, "admin_token", args.admin_token),
+    )
+    return parser
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Fill the database and print what is in it; return the exit status."""
+    problem = database_path_problem(args.db)
+    if problem is not None:
+        return fail(f"cannot use database path {args.db}: {problem}")
+
+    from shopkeep.demo import DemoRefused, fill
+    from shopkeep.store.errors import StoreError
+
+    configure_logs(args)
+    try:
+        text = asyncio.run(fill(args.db, admin_token=args.admin_token))
+    except (StoreError, DemoRefused) as error:
+        return fail(str(error))
+    print(text)
+    return 0

@@ -1,0 +1,172 @@
+"""One place that declares a flag and its environment variable (SPEC 8).
+
+:func:`flag` adds ``--some-flag`` to a parser together with ``SHOPKEEP_SOME_FLAG``: the help
+names the variable and the default, and one converter checks the value whichever way it came.
+argparse knows nothing of the variable: the flag's argparse default is :data:`UNSET`, and once
+the command line is parsed, :meth:`OneLineParser.parse_known_args` fills each flag left unset
+from its variable (through the same converter) or from its default. So a bad variable is
+reported under its own name (``SHOPKEEP_PORT: 'abc' is not a whole number``), not as the flag
+the operator never typed, and a variable for one command is never read by another.
+
+Every usage error is one line and exit status 2 (:data:`EXIT_USAGE`); the usage itself is in
+``--help``. ``args.sources`` records where each value came from, so the checks that span flags
+can name it too (:func:`given_as`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, NoReturn
+
+PROG: Final = "shopkeep"
+EXIT_USAGE: Final = 2
+PREFIX: Final = "SHOPKEEP_"
+
+Converter = Callable[[str], Any]
+"""Turns the text of a flag or variable into its value; refuses it with
+``argparse.ArgumentTypeError`` whose message says why in a few words."""
+
+
+class Unset:
+    """The argparse default of every declared flag: "not on the command line"."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = Unset()
+
+TRUE_WORDS: Final = ("1", "true", "yes", "on")
+FALSE_WORDS: Final = ("0", "false", "no", "off")
+
+
+def switch(text: str) -> bool:
+    """The value of an on/off variable (``SHOPKEEP_SANDBOX=1``)."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is neither 1 nor 0")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A declared flag: where its value may come from and how it is checked."""
+
+    option: str
+    """``--some-flag``."""
+    dest: str
+    variable: str
+    """``SHOPKEEP_SOME_FLAG``."""
+    convert: Converter
+    default: Any
+
+
+def variable_of(option: str) -> str:
+    """The environment variable of ``option``: ``--order-timeout`` -> SHOPKEEP_ORDER_TIMEOUT."""
+    return PREFIX + option.lstrip("-").upper().replace("-", "_")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, and whose declared flags fall back
+    to their environment variables."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flags: list[Flag] = []
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``<prog>: error: <message>`` and exit with status 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Parse, then settle every flag left unset from its variable or its default."""
+        parsed, rest = super().parse_known_args(args, namespace)
+        self.settle(parsed)
+        return parsed, rest
+
+    def settle(self, args: argparse.Namespace) -> None:
+        """Fill each unset flag of this parser from its variable, else its default."""
+        sources: dict[str, str] = dict(getattr(args, "sources", {}))
+        for spec in self.flags:
+            if getattr(args, spec.dest, UNSET) is not UNSET:
+                sources[spec.dest] = spec.option
+                continue
+            raw = os.environ.get(spec.variable, "")
+            if raw == "":
+                setattr(args, spec.dest, spec.default)
+                sources[spec.dest] = "default"
+                continue
+            try:
+                value = spec.convert(raw)
+            except (argparse.ArgumentTypeError, ValueError) as error:
+                self.error(f"{spec.variable}: {error}")
+            setattr(args, spec.dest, value)
+            sources[spec.dest] = spec.variable
+        args.sources = sources
+
+
+def flag(
+    parser: argparse.ArgumentParser,
+    option: str,
+    *,
+    help: str,
+    convert: Converter = str,
+    default: str | None = None,
+    metavar: str | None = None,
+    is_switch: bool = False,
+    shown_default: str | None = None,
+    group: Any = None,
+) -> None:
+    """Declare ``option`` on ``parser`` (in ``group``, a mutually exclusive group, if given)
+    with its variable; ``default`` is text as the operator would type it (converted once here),
+    ``shown_default`` what ``--help`` says when that is not the text itself."""
+    if not isinstance(parser, OneLineParser):
+        raise TypeError("flags are declared on a OneLineParser")
+    variable = variable_of(option)
+    if is_switch:
+        convert = switch
+    value = None if default is None else convert(default)
+    said = shown_default or default
+    where = f"env {variable}" + (f"; default: {said}" if said is not None else "")
+    text = f"{help} ({where})".replace("%", "%%")
+    container = parser if group is None else group
+    if is_switch:
+        action = container.add_argument(option, action="store_true", default=UNSET, help=text)
+        value = bool(value)
+    else:
+        action = container.add_argument(
+            option, type=convert, default=UNSET, metavar=metavar, help=text
+        )
+    parser.flags.append(Flag(option, action.dest, variable, convert, value))
+
+
+def given_as(args: argparse.Namespace, dest: str) -> str:
+    """How the operator gave the value of ``dest``: ``--flag``, or ``SHOPKEEP_FLAG``."""
+    sources: dict[str, str] = getattr(args, "sources", {})
+    source = sources.get(dest, "default")
+    if source == "default":
+        return "--" + dest.replace("_", "-")
+    return source
+
+
+def usage_error(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, dest: str, message: str
+) -> NoReturn:
+    """Refuse the value of ``dest`` in one line that names where it came from."""
+    source = given_as(args, dest)
+    prefix = source if source.startswith(PREFIX) else f"argument {source}"
+    parser.error(f"{prefix}: {message}")
+
+
+def fail(message: str) -> int:
+    """Say ``shopkeep: error: <message>`` on stderr; the usage exit status, to return."""
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE

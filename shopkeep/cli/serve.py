@@ -1,0 +1,231 @@
+"""``shopkeep serve``: the HTTP server (SPEC 7 and 8) on a SQLite database file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+from typing import TYPE_CHECKING, Any, Final
+
+from shopkeep.actors.config import MAX_AMOUNT, ShopConfig
+from shopkeep.cli.common import (
+    MIN_SECRET_LENGTH,
+    add_db_flag,
+    add_log_flags,
+    check_secret,
+    check_token_characters,
+    configure_logs,
+    database_path_problem,
+    secret_of,
+)
+from shopkeep.cli.flags import fail, flag
+from shopkeep.cli.values import (
+    DURATIONS_HELP,
+    choice,
+    duration,
+    http_url,
+    metavar_of,
+    number,
+    port,
+    whole,
+)
+from shopkeep.http.connection_limits import KEEPALIVE_S, MAX_CONNECTIONS, READ_S
+
+if TYPE_CHECKING:
+    from shopkeep.http.server import ServeOptions
+
+SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL")
+WRITER_MODES: Final = ("process", "thread")
+
+
+def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Declare ``serve`` and its flags."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve",
+        help="run the HTTP server",
+        description=(
+            "Run the shopkeep HTTP server (SPEC section 7) on a SQLite database file. Every "
+            f"flag has its environment variable; {DURATIONS_HELP}."
+        ),
+    )
+    add_db_flag(parser, "created if missing")
+    flag(parser, "--host", default="127.0.0.1", help="address to listen on")
+    flag(parser, "--port", convert=port, default="8080",
+         help="TCP port to listen on, 0 for any free one")  # fmt: skip
+    flag(
+        parser, "--synchronous", convert=choice(*SYNCHRONOUS_MODES, fold=str.upper),
+        metavar=metavar_of(*SYNCHRONOUS_MODES), default="FULL",
+        help="SQLite synchronous mode: FULL survives a power cut, NORMAL may lose the last "
+        "commits on one but not corrupt the file",
+    )  # fmt: skip
+    flag(
+        parser, "--writer", convert=choice(*WRITER_MODES), metavar=metavar_of(*WRITER_MODES),
+        default="process",
+        help="where commits run: a process of their own, which keeps SQLite's work off the "
+        "server's GIL (faster, and shorter waits under load), or a thread of the server's "
+        "process (see docs/performance.md)",
+    )  # fmt: skip
+    add_shop_flags(parser)
+    add_connection_flags(parser)
+    add_credential_flags(parser)
+    flag(
+        parser, "--sandbox", is_switch=True, shown_default="off",
+        help="enable the sandbox payment gateway and its route POST "
+        "/sandbox/payments/{id}/complete, which lets anyone mark a payment paid: for "
+        "trying and load-testing only, never in production (the variable takes 1 or 0)",
+    )  # fmt: skip
+    flag(
+        parser, "--sandbox-callback-url", convert=http_url, metavar="URL",
+        shown_default="this server's own /v1/payments/callback",
+        help="where the sandbox gateway POSTs its signed payment callbacks",
+    )  # fmt: skip
+    flag(
+        parser, "--rate-limit", convert=number(), metavar="PER_S", default="200",
+        shown_default="200, 0 for no limit",
+        help="requests a second one user's token may make, in bursts of twice that; more are "
+        "refused 429 rate_limited (the admin's token is not limited)",
+    )  # fmt: skip
+    add_log_flags(parser, "info")
+    parser.set_defaults(run=run_serve, check=functools.partial(check_serve, parser))
+    return parser
+
+
+def add_shop_flags(parser: argparse.ArgumentParser) -> None:
+    """The shop's business settings (:class:`shopkeep.actors.config.ShopConfig`)."""
+    defaults = ShopConfig()
+    flag(
+        parser, "--order-timeout", convert=duration(), metavar="DURATION",
+        default=f"{defaults.order_timeout_s:g}s", shown_default="30m",
+        help="an order still unpaid this long after it was confirmed is canceled, its stock, "
+        "coupon and wallet amount given back",
+    )  # fmt: skip
+    flag(
+        parser, "--max-unpaid-orders", convert=whole(1), metavar="N",
+        default=str(defaults.max_unpaid_orders),
+        help="unpaid orders one user may hold at once; one more is refused "
+        "too_many_unpaid_orders",
+    )  # fmt: skip
+    flag(
+        parser, "--shipping-fee", convert=whole(0, MAX_AMOUNT), metavar="MINOR_UNITS",
+        default=str(defaults.shipping_fee),
+        help="the flat shipping fee of an order, in minor units (cents)",
+    )  # fmt: skip
+    flag(
+        parser, "--free-shipping-threshold", convert=whole(0, MAX_AMOUNT), metavar="MINOR_UNITS",
+        default=str(defaults.free_shipping_threshold),
+        help="an order whose goods amount reaches this ships free (minor units; 0: always free)",
+    )  # fmt: skip
+    flag(
+        parser, "--points-rate", convert=whole(0, 1_000), metavar="POINTS",
+        default=str(defaults.points_per_unit),
+        help="points a user earns per whole currency unit (100 minor units) paid, from the "
+        "gateway or the wallet; 0: no points",
+    )  # fmt: skip
+
+
+def add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    """``serve``'s bounds on connections (SPEC 7; shopkeep.http.connection_limits)."""
+    flag(
+        parser, "--keepalive-timeout", convert=duration(), metavar="DURATION",
+        default=f"{KEEPALIVE_S:g}s",
+        help="an idle keep-alive connection is closed after this long",
+    )  # fmt: skip
+    flag(
+        parser, "--read-timeout", convert=duration(), metavar="DURATION", default=f"{READ_S:g}s",
+        help="a request's line, headers and body must all arrive within this long of its "
+        "first byte (and a new connection's first request within this long of the "
+        "connection), else the connection is closed unanswered: a slow or half-sent "
+        "request cannot hold a connection",
+    )  # fmt: skip
+    flag(
+        parser, "--max-connections", convert=whole(1), metavar="N", default=str(MAX_CONNECTIONS),
+        help="connections open at once; one more is closed as soon as it is accepted, the "
+        "open ones are served as before. Keep it below the process's limit on open "
+        "files (ulimit -n)",
+    )  # fmt: skip
+
+
+def add_credential_flags(parser: argparse.ArgumentParser) -> None:
+    """The admin token and the gateway secret, each also from a file (kept out of ``ps``)."""
+    flag(
+        parser, "--admin-token", metavar="TOKEN",
+        help=f"the bearer token of the admin, printable ASCII, at least {MIN_SECRET_LENGTH} "
+        "characters; without one, a token is generated at first start, printed that once, "
+        "and only its hash kept in the database. On the command line it is visible to every "
+        "local user (ps): prefer the environment variable or --admin-token-file",
+    )  # fmt: skip
+    flag(
+        parser, "--admin-token-file", metavar="PATH",
+        help="read the admin token from this file instead, surrounding whitespace ignored",
+    )  # fmt: skip
+    flag(
+        parser, "--gateway-secret", metavar="SECRET",
+        help="the secret payment callbacks are signed with (HMAC-SHA256), at least "
+        f"{MIN_SECRET_LENGTH} characters; without one, a new secret is made at every start "
+        "and never stored, which only the sandbox gateway can sign with. On the command line "
+        "it is visible to every local user (ps): prefer the environment variable or "
+        "--gateway-secret-file",
+    )  # fmt: skip
+    flag(
+        parser, "--gateway-secret-file", metavar="PATH",
+        help="read the gateway secret from this file instead, surrounding whitespace ignored",
+    )  # fmt: skip
+
+
+def check_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors no one flag's converter can see; exits with status 2 through the parser."""
+    args.admin_token = secret_of(parser, args, "admin_token")
+    args.gateway_secret = secret_of(parser, args, "gateway_secret")
+    check_secret(parser, args, "admin_token", args.admin_token)
+    check_token_characters(parser, args, "admin_token", args.admin_token)
+    check_secret(parser, args, "gateway_secret", args.gateway_secret)
+
+
+def serve_options(args: argparse.Namespace) -> ServeOptions:
+    """What ``serve`` was told, as the server takes it."""
+    from shopkeep.http.connection_limits import ConnectionLimits
+    from shopkeep.http.server import ServeOptions
+
+    return ServeOptions(
+        db=args.db,
+        host=args.host,
+        port=args.port,
+        synchronous=args.synchronous,
+        writer=args.writer,
+        order_timeout_s=args.order_timeout,
+        max_unpaid_orders=args.max_unpaid_orders,
+        shipping_fee=args.shipping_fee,
+        free_shipping_threshold=args.free_shipping_threshold,
+        points_per_unit=args.points_rate,
+        admin_token=args.admin_token,
+        gateway_secret=args.gateway_secret,
+        sandbox=args.sandbox,
+        sandbox_callback_url=args.sandbox_callback_url,
+        connections=ConnectionLimits(
+            keepalive_s=args.keepalive_timeout,
+            read_s=args.read_timeout,
+            max_connections=args.max_connections,
+        ),
+        rate_limit_per_s=args.rate_limit,
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully; return the exit status."""
+    problem = database_path_problem(args.db)
+    if problem is not None:
+        return fail(f"cannot use database path {args.db}: {problem}")
+
+    from shopkeep.http.server import StartupError, fastest_loop_factory, serve
+    from shopkeep.store.errors import StoreError
+
+    options = serve_options(args)
+    configure_logs(args)
+    try:
+        with asyncio.Runner(loop_factory=fastest_loop_factory()) as runner:
+            runner.run(serve(options))
+    except (StoreError, StartupError) as error:
+        return fail(str(error))
+    except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
+        return 130
+    return 0

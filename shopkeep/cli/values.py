@@ -1,0 +1,136 @@
+"""The converters of flag values: text in, a checked value out, or a refusal in a few words.
+
+Each raises ``argparse.ArgumentTypeError`` with a message that reads after the flag's or the
+variable's name (``--port: 'abc' is not a whole number``), so the one-line errors of the
+command line and of the environment say the same thing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Callable
+from typing import Final
+
+UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+"""The units a duration takes; a bare number is seconds."""
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
+DURATION_HINT: Final = "a duration such as 30s, 5m, 1h or 1m30s (a bare number is seconds)"
+DURATIONS_HELP: Final = "durations take units (30s, 5m, 1h, 1m30s; a bare number is seconds)"
+LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS: Final = ("json", "console")
+
+
+def refuse(message: str) -> argparse.ArgumentTypeError:
+    """The refusal converters raise."""
+    return argparse.ArgumentTypeError(message)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: ``30s``, ``5m``, ``1h``, ``250ms``, ``1m30s``, or a bare number."""
+    cleaned = text.strip().lower()
+    try:
+        seconds = float(cleaned)
+    except ValueError:
+        position, seconds = 0, 0.0
+        for match in _PART.finditer(cleaned):
+            if match.start() != position:
+                break
+            seconds += float(match.group(1)) * UNITS[match.group(2)]
+            position = match.end()
+        if position != len(cleaned) or not cleaned:
+            raise refuse(f"{text!r} is not {DURATION_HINT}") from None
+    if not math.isfinite(seconds):
+        raise refuse(f"{text!r} is not {DURATION_HINT}")
+    return seconds
+
+
+def duration(*, allow_zero: bool = False) -> Callable[[str], float]:
+    """A converter of positive durations (or of durations >= 0 when ``allow_zero``)."""
+
+    def convert(text: str) -> float:
+        seconds = parse_duration(text)
+        if seconds < 0 or (seconds == 0 and not allow_zero):
+            raise refuse(f"{text!r} is not a {'' if allow_zero else 'positive '}duration")
+        return seconds
+
+    convert.__name__ = "duration"
+    return convert
+
+
+def whole(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+    """A converter of whole numbers within [minimum, maximum]."""
+
+    def convert(text: str) -> int:
+        try:
+            number = int(text.strip())
+        except ValueError:
+            raise refuse(f"{text!r} is not a whole number") from None
+        if minimum is not None and number < minimum:
+            raise refuse(f"{number} is less than {minimum}")
+        if maximum is not None and number > maximum:
+            raise refuse(f"{number} is more than {maximum}")
+        return number
+
+    convert.__name__ = "whole"
+    return convert
+
+
+def port(text: str) -> int:
+    """A TCP port, 0 for any free one."""
+    number = whole()(text)
+    if not 0 <= number <= 65535:
+        raise refuse(f"{number} is not a TCP port (0-65535)")
+    return number
+
+
+def number(*, minimum: float = 0.0, inclusive: bool = True) -> Callable[[str], float]:
+    """A converter of finite numbers above ``minimum`` (or at it, when ``inclusive``)."""
+
+    def convert(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise refuse(f"{text!r} is not a number") from None
+        low = value >= minimum if inclusive else value > minimum
+        if not (math.isfinite(value) and low):
+            bound = f"{'at least' if inclusive else 'above'} {minimum:g}"
+            raise refuse(f"{text!r} is not a number {bound}")
+        return value
+
+    convert.__name__ = "number"
+    return convert
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1]."""
+    value = number()(text)
+    if value > 1:
+        raise refuse(f"{value:g} is not in [0, 1]")
+    return value
+
+
+def choice(*names: str, fold: Callable[[str], str] = str.lower) -> Callable[[str], str]:
+    """A converter that takes one of ``names`` (compared after ``fold``)."""
+
+    def convert(text: str) -> str:
+        value = fold(text.strip())
+        if value not in names:
+            raise refuse(f"invalid choice {text!r} (choose from {', '.join(names)})")
+        return value
+
+    convert.__name__ = "choice"
+    return convert
+
+
+def http_url(text: str) -> str:
+    """An http(s) URL."""
+    if not text.startswith(("http://", "https://")):
+        raise refuse(f"{text!r} is not an http(s) URL")
+    return text
+
+
+def metavar_of(*names: str) -> str:
+    """``{a,b}``, as argparse shows choices."""
+    return "{" + ",".join(names) + "}"

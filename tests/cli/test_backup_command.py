@@ -1,0 +1,133 @@
+"""``shopkeep backup`` end to end: a live server under the load harness is backed up, and the
+copy restores to a shop whose audit is ok; the operator's mistakes are one line, status 2.
+
+The module's own work (steps from one snapshot, the checks, 0600) is tested embedded in
+tests/store/test_backup.py; here it is the command, as an operator runs it beside ``serve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+import urllib.request
+from contextlib import closing
+from pathlib import Path
+
+from shopkeep.bench.processes import serving
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN = "backup-admin-token-0123456789"
+SECRET = "backup-gateway-secret-0123456789"
+CREDENTIALS = {"SHOPKEEP_ADMIN_TOKEN": ADMIN, "SHOPKEEP_GATEWAY_SECRET": SECRET}
+BENCH_S = 10
+"""The harness's run: its first progress line comes after 5 s, the backup is taken then."""
+TIMEOUT_S = 120
+
+
+def shopkeep(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shopkeep", *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=TIMEOUT_S, check=False,
+    )  # fmt: skip
+
+
+def assert_usage_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "error:" in line
+    for word in words:
+        assert word in line
+
+
+def orders_in(db: Path) -> int:
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return int(conn.execute("SELECT count(*) FROM orders").fetchone()[0])
+
+
+def audit_over_http(url: str) -> dict[str, object]:
+    request = urllib.request.Request(
+        f"{url}/v1/audit", headers={"Authorization": f"Bearer {ADMIN}"}
+    )
+    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+        answer: dict[str, object] = json.load(response)
+        return answer
+
+
+async def test_a_backup_taken_while_the_harness_runs_restores_to_a_shop_whose_audit_is_ok(
+    tmp_path: Path,
+) -> None:
+    live, restored = tmp_path / "live", tmp_path / "restored"
+    live.mkdir()
+    restored.mkdir()
+    copy = tmp_path / "copy.db"
+    async with serving(live, "--sandbox", "--order-timeout", "1s", env=CREDENTIALS) as server:
+        harness = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "shopkeep", "bench", "--url", server.url, "--duration",
+            f"{BENCH_S}s", "--concurrency", "8", cwd=ROOT, env={**os.environ, **CREDENTIALS},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert harness.stderr is not None
+        first_progress = await asyncio.wait_for(harness.stderr.readline(), TIMEOUT_S)
+        loading = harness.returncode is None
+        taken = await asyncio.to_thread(
+            shopkeep, "backup", "--db", str(live / "shop.db"), "--to", str(copy)
+        )
+        _, rest = await asyncio.wait_for(harness.communicate(), TIMEOUT_S)
+
+    assert first_progress.startswith(b"bench ") and loading
+    assert taken.returncode == 0, taken.stderr
+    (summary,) = taken.stdout.splitlines()
+    assert summary.startswith("backup: ok: ") and "audit ok" in summary
+    assert "pages copied" in taken.stderr  # progress, on stderr
+    assert harness.returncode == 0, rest.decode()  # the server's own audit after the run
+    assert orders_in(copy) > 0
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+    assert shopkeep("audit", "--db", str(copy)).returncode == 0
+    shutil.copy(copy, restored / "shop.db")
+    async with serving(restored, "--sandbox", env=CREDENTIALS) as server:
+        audit = await asyncio.to_thread(audit_over_http, server.url)
+    assert audit["ok"] is True, audit
+
+
+def test_a_backup_never_overwrites_a_file(tmp_path: Path) -> None:
+    db, target = tmp_path / "shop.db", tmp_path / "taken.db"
+    assert shopkeep("demo", "--db", str(db)).returncode == 0
+    target.write_text("precious")
+
+    result = shopkeep("backup", "--db", str(db), "--to", str(target))
+
+    assert_usage_error(result, str(target), "exists already")
+    assert target.read_text() == "precious"
+
+
+def test_a_backup_of_a_missing_database_or_to_nowhere_is_a_usage_error(tmp_path: Path) -> None:
+    db = tmp_path / "shop.db"
+    assert shopkeep("demo", "--db", str(db)).returncode == 0
+
+    missing = shopkeep("backup", "--db", str(tmp_path / "none.db"), "--to", str(tmp_path / "c"))
+    nowhere = shopkeep("backup", "--db", str(db), "--to", str(tmp_path / "no" / "copy.db"))
+    untold = shopkeep("backup", "--db", str(db))
+
+    assert_usage_error(missing, "none.db", "no such database file")
+    assert_usage_error(nowhere, "does not exist")
+    assert_usage_error(untold, "--to", "SHOPKEEP_TO")
+
+
+def test_a_copy_that_fails_the_audit_is_not_kept_and_the_status_is_1(tmp_path: Path) -> None:
+    db, target = tmp_path / "shop.db", tmp_path / "copy.db"
+    assert shopkeep("demo", "--db", str(db)).returncode == 0
+    with closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("UPDATE goods SET stock = stock + 7")  # behind the stock ledger's back
+
+    result = shopkeep("backup", "--db", str(db), "--to", str(target))
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith("shopkeep: error: the copy of")
+    assert "stock" in result.stderr.splitlines()[-1]
+    assert not target.exists() and not Path(f"{target}.partial").exists()

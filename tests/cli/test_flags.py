@@ -1,0 +1,263 @@
+"""Every flag of every command has its SHOPKEEP_ variable, and durations take units (SPEC 8).
+
+Parsed in this process (``build_parser``): the parser is the same one the command runs, and the
+environment is the test's (``monkeypatch``). The one-line errors as an operator meets them, in
+a real process, are at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shopkeep.cli import build_parser
+from shopkeep.cli.flags import OneLineParser, variable_of
+from shopkeep.cli.values import parse_duration
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMANDS = ("serve", "demo", "bench", "audit", "backup")
+NOT_CONFIGURATION = ("-h", "--help")
+
+
+def subparsers() -> dict[str, OneLineParser]:
+    """Each command's parser, by name."""
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    raise AssertionError("no subcommands")
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if hasattr(args, "check"):
+        args.check(args)
+    return args
+
+
+def run_main(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=60, env={**os.environ, **env}, check=False,
+    )  # fmt: skip
+
+
+def test_every_command_is_there() -> None:
+    assert tuple(subparsers()) == COMMANDS
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_flag_names_its_variable_in_help_and_reads_it(command: str) -> None:
+    parser = subparsers()[command]
+    declared = {spec.option: spec.variable for spec in parser.flags}
+
+    for action in parser._actions:
+        for option in action.option_strings:
+            if option in NOT_CONFIGURATION:
+                continue
+            variable = variable_of(option)
+            assert declared.get(option) == variable, f"{command} {option} reads no variable"
+            assert action.help is not None and f"env {variable}" in action.help, option
+    assert declared  # the walk found flags at all
+
+
+def test_every_variable_follows_the_flags_name() -> None:
+    assert variable_of("--order-timeout") == "SHOPKEEP_ORDER_TIMEOUT"
+    assert variable_of("--stripe-api-key-file") == "SHOPKEEP_STRIPE_API_KEY_FILE"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("5m", 300), ("1h", 3600), ("1m30s", 90), ("250ms", 0.25), ("2", 2),
+     ("1.5", 1.5), ("0.5h", 1800), (" 10S ", 10)],
+)  # fmt: skip
+def test_a_duration_takes_units_and_a_bare_number_is_seconds(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "s", "abc", "5x", "1h-", "inf", "nan", "-1s", "1s 2s"])
+def test_a_duration_without_a_number_or_unit_is_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_duration(text)
+
+
+def test_every_duration_flag_takes_units() -> None:
+    serve = parse(
+        "serve", "--order-timeout", "5m", "--keepalive-timeout", "30s", "--read-timeout", "1m"
+    )
+    bench = parse(
+        "bench", "--embedded", "--duration", "2m", "--order-timeout", "3s", "--settle", "0",
+        "--interval", "500ms",
+    )  # fmt: skip
+
+    assert (serve.order_timeout, serve.keepalive_timeout, serve.read_timeout) == (300, 30, 60)
+    assert (bench.duration, bench.order_timeout, bench.settle, bench.interval) == (120, 3, 0, 0.5)
+
+
+def test_a_variable_fills_a_flag_left_out_and_the_command_line_wins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SHOPKEEP_ORDER_TIMEOUT", "1h")
+    monkeypatch.setenv("SHOPKEEP_SHIPPING_FEE", "500")
+    monkeypatch.setenv("SHOPKEEP_SANDBOX", "yes")
+    monkeypatch.setenv("SHOPKEEP_LOG_FORMAT", "console")
+
+    from_env = parse("serve")
+    typed = parse("serve", "--order-timeout", "10s", "--shipping-fee", "0")
+
+    assert (from_env.order_timeout, from_env.shipping_fee, from_env.sandbox) == (3600, 500, True)
+    assert from_env.log_format == "console"
+    assert (typed.order_timeout, typed.shipping_fee) == (10, 0)
+    assert from_env.sources["order_timeout"] == "SHOPKEEP_ORDER_TIMEOUT"
+    assert typed.sources["order_timeout"] == "--order-timeout"
+
+
+def test_the_shops_settings_are_flags_with_the_configs_defaults() -> None:
+    from shopkeep.actors.config import ShopConfig
+
+    args = parse("serve")
+    given = parse(
+        "serve", "--shipping-fee", "250", "--free-shipping-threshold", "0", "--points-rate", "3",
+        "--max-unpaid-orders", "2",
+    )  # fmt: skip
+
+    defaults = ShopConfig()
+    assert (args.shipping_fee, args.free_shipping_threshold, args.points_rate) == (
+        defaults.shipping_fee, defaults.free_shipping_threshold, defaults.points_per_unit,
+    )  # fmt: skip
+    assert args.max_unpaid_orders == defaults.max_unpaid_orders
+    assert args.order_timeout == defaults.order_timeout_s
+    assert (given.shipping_fee, given.free_shipping_threshold, given.points_rate) == (250, 0, 3)
+    assert given.max_unpaid_orders == 2
+
+
+def test_the_bench_flags_read_their_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "SHOPKEEP_EMBEDDED": "1", "SHOPKEEP_DURATION": "45s", "SHOPKEEP_CONCURRENCY": "3",
+        "SHOPKEEP_MIX": "place=1", "SHOPKEEP_SEED": "7", "SHOPKEEP_JSON": "out.json",
+        "SHOPKEEP_HTML": "out.html",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+
+    args = parse("bench")
+
+    assert args.embedded and args.url is None
+    assert (args.duration, args.concurrency, args.seed) == (45, 3, 7)
+    assert args.weights == {"place": 1}
+    assert (args.json, args.html) == ("out.json", "out.html")
+
+
+def test_a_url_typed_wins_over_embedded_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SHOPKEEP_EMBEDDED", "1")
+
+    args = parse("bench", "--url", "http://127.0.0.1:1", "--admin-token", "a" * 20)
+
+    assert (args.url, args.embedded) == ("http://127.0.0.1:1", False)
+
+
+@pytest.mark.parametrize(
+    ("args", "variable", "value"),
+    [
+        (("serve",), "SHOPKEEP_PORT", "abc"),
+        (("serve",), "SHOPKEEP_PORT", "70000"),
+        (("serve",), "SHOPKEEP_ORDER_TIMEOUT", "soon"),
+        (("serve",), "SHOPKEEP_ORDER_TIMEOUT", "0s"),
+        (("serve",), "SHOPKEEP_SHIPPING_FEE", "-1"),
+        (("serve",), "SHOPKEEP_MAX_UNPAID_ORDERS", "0"),
+        (("serve",), "SHOPKEEP_ADMIN_TOKEN", "short"),
+        (("serve",), "SHOPKEEP_LOG_LEVEL", "loud"),
+        (("bench", "--embedded"), "SHOPKEEP_DURATION", "forever"),
+        (("bench", "--embedded"), "SHOPKEEP_CONCURRENCY", "0"),
+        (("bench", "--embedded"), "SHOPKEEP_MIX", "teleport=1"),
+        (("bench", "--embedded"), "SHOPKEEP_RATE", "0"),
+        (("audit",), "SHOPKEEP_LOG_FORMAT", "xml"),
+    ],
+)
+def test_a_bad_variable_is_named_in_a_one_line_error(
+    args: tuple[str, ...], variable: str, value: str
+) -> None:
+    result = run_main(*args, env={variable: value})
+
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert f"error: {variable}: " in line
+    assert "argument --" not in line  # the operator typed no flag
+
+
+def test_a_bad_duration_flag_is_named_as_the_flag() -> None:
+    result = run_main("serve", "--order-timeout", "soon", env={})
+
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert "argument --order-timeout: 'soon' is not a duration" in line
+
+
+def test_a_variable_for_another_command_is_not_read() -> None:
+    # a bad serve setting in the environment does not stop an audit
+    result = run_main("audit", "--db", "/nonexistent/x.db", env={"SHOPKEEP_PORT": "abc"})
+
+    (line,) = result.stderr.splitlines()
+    assert "SHOPKEEP_PORT" not in line and "/nonexistent/x.db" in line
+
+
+def test_the_bench_never_fills_an_existing_database_named_by_the_servers_variable(
+    tmp_path: Path,
+) -> None:
+    shop = tmp_path / "shop.db"
+    shop.write_bytes(b"")
+
+    result = run_main("bench", "--embedded", env={"SHOPKEEP_DB": str(shop)})
+
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert f"SHOPKEEP_DB: {shop} exists" in line
+
+
+async def test_the_shops_settings_reach_the_running_shop(tmp_path: Path) -> None:
+    from shopkeep.actors.config import ShopConfig
+    from shopkeep.cli.serve import serve_options
+    from shopkeep.http.server import running
+
+    args = parse(
+        "serve", "--db", str(tmp_path / "shop.db"), "--port", "0", "--order-timeout", "2m",
+        "--max-unpaid-orders", "4", "--shipping-fee", "250", "--free-shipping-threshold",
+        "5000", "--points-rate", "3",
+    )  # fmt: skip
+
+    async with running(serve_options(args), announce=lambda token: None) as server:
+        config = server.shop.config
+
+    expected = ShopConfig(
+        order_timeout_s=120, max_unpaid_orders=4, shipping_fee=250,
+        free_shipping_threshold=5000, points_per_unit=3,
+    )  # fmt: skip
+    assert config == expected
+
+
+async def test_the_log_flags_choose_the_level_and_the_format(tmp_path: Path) -> None:
+    import asyncio
+    import signal
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "main.py", "serve", "--db", str(tmp_path / "shop.db"), "--port", "0",
+        "--sandbox", "--log-level", "warning", cwd=ROOT, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL, env={**os.environ, "SHOPKEEP_LOG_FORMAT": "console"},
+    )  # fmt: skip
+    assert process.stderr is not None
+    try:
+        first = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        rest = (await asyncio.wait_for(process.communicate(), 30))[1].decode()
+
+    assert "sandbox_enabled" in first and not first.startswith("{")  # console, not JSON
+    assert "[warning" in first
+    assert "serving" not in rest and "stopped" not in rest  # info lines are below the level
+    assert process.returncode == 0
