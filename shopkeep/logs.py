@@ -230,11 +230,13 @@ class RequestLog:
         status: int,
         duration_ms: float,
         request_id: str,
-        user_id: int | None,
+        user_id: str | None,
     ) -> None:
-        """Log one answered request."""
-        # Still our pipeline? capture_logs, say, empties the very list and puts its own in.
-        if self._chain[-1] is not self._renderer:
+        """Log one answered request (``user_id`` as the API writes ids: a string)."""
+        # Still our pipeline? structlog may have been configured since (by an embedding
+        # program, a test), or capture_logs have put its own processor in the very list.
+        chain = self._chain
+        if structlog.get_config()["processors"] is not chain or chain[-1] is not self._renderer:
             self._logger.info(
                 "request", method=method, route=route, status=status,
                 duration_ms=duration_ms, request_id=request_id, user_id=user_id,

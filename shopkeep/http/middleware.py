@@ -8,8 +8,8 @@ From the outside in:
    to the answer, with the answer's final status (problems included), 500 for an error
    nothing answered, and nothing for a request whose client went away (cancelled). The
    access log is one ``request`` line per answer (``shopkeep.logs``): method, route pattern,
-   status, ``duration_ms``, ``request_id`` and ``user_id`` (None for the admin and for a
-   request without a valid token);
+   status, ``duration_ms``, ``request_id`` and ``user_id`` (a string, as the API writes ids;
+   None for the admin and for a request without a valid token);
 3. the mapping of errors to problem+json (``errors.py``), and the refusal of a body announced
    as too large before anything reads it;
 4. authentication (``auth.py``): the caller's principal, or 401; and the caller's rate limit
@@ -242,7 +242,7 @@ class FrontDoor:
             status,
             round(seconds * 1000, 3),
             request_id,
-            None if principal is None else principal.user_id,
+            None if principal is None or principal.user_id is None else str(principal.user_id),
         )
 
 
