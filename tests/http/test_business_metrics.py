@@ -25,7 +25,7 @@ async def api(
     aiohttp_client: AiohttpClient, shop: Shop, clock: VirtualClock, config: HttpConfig
 ) -> Api:
     metrics = Metrics(shop, process=False)
-    app = make_app(shop, config, extra_routes=metrics_routes(metrics), metrics=metrics)
+    app = make_app(shop, config, extra_routes=[*metrics_routes(metrics)], metrics=metrics)
     return Api(await aiohttp_client(app), shop, clock)
 
 
