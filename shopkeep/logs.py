@@ -115,14 +115,19 @@ def renderer_of(fmt: str, stream: TextIO) -> structlog.typing.Processor:
     raise ValueError(f"unknown log format {fmt!r}: use one of {', '.join(FORMATS)}")
 
 
+PENDING_LINES: Final = 64
+"""Lines kept for the end of a loop turn at most (a long turn writes them in blocks)."""
+
+
 class LineWriter:
     """Where every line goes: structlog's logger (``msg``, ``info``, ...) over a text stream.
 
     The lines logged during one turn of the event loop are written together at its end (a
     loaded server answers many requests a turn: one write and one flush for all their access
-    lines, not one each). A line of ``warning`` or above is written at once with those before
-    it, and a line logged with no loop running (another thread, a command) at once too; so
-    at most the last turn's ``info`` lines are lost if the process is killed.
+    lines, not one each), or every :data:`PENDING_LINES` in a long turn. A line of
+    ``warning`` or above is written at once with those before it, and a line logged with no
+    loop running (another thread, a command) at once too; so at most the last turn's
+    ``info`` lines are lost if the process is killed.
     """
 
     __slots__ = ("_lock", "_pending", "_scheduled", "stream")
@@ -140,8 +145,11 @@ class LineWriter:
         except RuntimeError:
             self._write(message + "\n")
             return
-        self._pending.append(message)
-        if not self._scheduled:
+        pending = self._pending
+        pending.append(message)
+        if len(pending) >= PENDING_LINES:
+            self.flush()
+        elif not self._scheduled:
             self._scheduled = True
             loop.call_soon(self.flush)
 
