@@ -145,17 +145,20 @@ class LineWriter:
         except RuntimeError:
             self._write(message + "\n")
             return
-        pending = self._pending
-        pending.append(message)
-        if len(pending) >= PENDING_LINES:
+        with self._lock:  # another thread's loop may log to the same writer
+            self._pending.append(message)
+            full = len(self._pending) >= PENDING_LINES
+            schedule = not (full or self._scheduled)
+            self._scheduled |= schedule
+        if full:
             self.flush()
-        elif not self._scheduled:
-            self._scheduled = True
+        elif schedule:
             loop.call_soon(self.flush)
 
     def urgent(self, message: str) -> None:
         """Write ``message`` as a line now, after the lines waiting for the turn's end."""
-        self._pending.append(message)
+        with self._lock:
+            self._pending.append(message)
         self.flush()
 
     debug = info = log = msg
@@ -163,11 +166,12 @@ class LineWriter:
 
     def flush(self) -> None:
         """Write the waiting lines now."""
-        self._scheduled = False
-        if self._pending:
-            text = "\n".join(self._pending) + "\n"
-            self._pending.clear()
-            self._write(text)
+        with self._lock:
+            self._scheduled = False
+            if self._pending:
+                self.stream.write("\n".join(self._pending) + "\n")
+                self._pending.clear()
+                self.stream.flush()
 
     def _write(self, text: str) -> None:
         with self._lock:

@@ -128,3 +128,38 @@ def test_an_unknown_level_or_format_is_refused_by_name() -> None:
         configure_logging("loud")
     with pytest.raises(ValueError, match="unknown log format 'xml'"):
         configure_logging("info", "xml", stream=io.StringIO())
+
+
+class CountingStream(io.StringIO):
+    """A stream that counts its writes."""
+
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+async def test_the_info_lines_of_one_loop_turn_are_written_together_at_its_end() -> None:
+    out = CountingStream()
+    configure_logging("info", "json", stream=out)
+    log = structlog.get_logger("test")
+
+    for n in range(3):
+        log.info("answered", n=n)
+    assert out.getvalue() == ""
+    await asyncio.sleep(0)  # the turn ends
+
+    assert [line["n"] for line in lines(out)] == [0, 1, 2]
+    assert out.writes == 1
+
+
+async def test_a_warning_is_written_at_once_after_the_lines_before_it() -> None:
+    out = CountingStream()
+    configure_logging("info", "json", stream=out)
+    log = structlog.get_logger("test")
+
+    log.info("answered")
+    logging.getLogger("asyncio").warning("slow callback")
+
+    assert [line["event"] for line in lines(out)] == ["answered", "slow callback"]
