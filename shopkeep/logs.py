@@ -1,18 +1,54 @@
 """Structured logging for the whole process: structlog, configured once at the edge.
 
 ``configure_logging()`` is called by the command line, never on import, so tests and programs that
-embed shopkeep keep whatever logging they set up. Lines go to stderr: by default JSON (one object
-per line) when stderr is not a terminal, so log shippers can parse them, and coloured key=value
-text when a person is watching; ``--log-format`` and ``--log-level`` choose otherwise.
+embed shopkeep keep whatever logging they set up. Every line goes to one stream (stderr by
+default) in one format: JSON, one object per line, for log shippers; or key=value text,
+coloured on a terminal, for a person watching. Without a format, a terminal gets text and
+anything else JSON.
+
+The standard library's logging (aiohttp's, asyncio's) goes through the same processors and
+renderer (structlog's :class:`~structlog.stdlib.ProcessorFormatter` on the root logger), so a
+traceback from asyncio comes out as a JSON line like any other. aiohttp's own access log is
+silenced: the front door (``shopkeep.http.middleware``) writes one ``request`` line per request,
+with the route's pattern, the status, the duration, the request id and the user.
+
+Cost: every HTTP request logs a line, so the chain is kept short and cheap: the timestamp is
+formatted once a second (:class:`IsoTimestamper`), JSON is encoded by msgspec, the request
+line skips structlog's logger machinery (:class:`RequestLog`), and the lines of one loop turn
+are written together (:class:`LineWriter`). Above ``info`` the request line costs one test.
 """
 
+import asyncio
+import atexit
+import json
 import logging
 import sys
-from typing import TextIO
+import threading
+import time
+from typing import Any, Final, TextIO
 
+import msgspec
 import structlog
 
 from shopkeep.runtime import message_context
+
+FORMATS: Final = ("json", "console")
+"""The values of ``--log-format``."""
+LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+"""The names ``--log-level`` takes (case-insensitive), most verbose first."""
+_SILENCED: Final = ("aiohttp.access",)
+"""Standard-library loggers whose lines the process writes itself: aiohttp's access log would
+repeat, less well, the front door's ``request`` line."""
+
+
+def level_of(level: str | int) -> int:
+    """The logging level of a name of :data:`LEVELS` (any case) or a number; ValueError else."""
+    if isinstance(level, int):
+        return level
+    name = level.strip().lower()
+    if name not in LEVELS:
+        raise ValueError(f"unknown log level {level!r}: use one of {', '.join(LEVELS)}")
+    return logging.getLevelNamesMapping()[name.upper()]
 
 
 def add_message_context(
@@ -31,32 +67,262 @@ def add_message_context(
     return event
 
 
+class IsoTimestamper:
+    """Adds ``timestamp``: UTC, ISO 8601 with microseconds (``2026-01-02T03:04:05.678901Z``).
+
+    structlog's ``TimeStamper(fmt="iso")`` builds a ``datetime`` per line, about as long as the
+    rest of a request's line; the date and time of day change once a second, so they are
+    formatted once a second here and only the microseconds per line.
+    """
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(
+        self, logger: object, method: str, event: structlog.typing.EventDict
+    ) -> structlog.typing.EventDict:
+        """Stamp ``event`` with the time now."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        event["timestamp"] = f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
+        return event
+
+
+_ENCODER: Final = msgspec.json.Encoder(enc_hook=repr)
+
+
+def _to_json(event: structlog.typing.EventDict, **options: Any) -> str:
+    """``event`` as one JSON object (msgspec: several times faster than ``json.dumps``); a
+    value msgspec cannot write (an integer beyond 64 bits) falls back to ``json``."""
+    try:
+        return _ENCODER.encode(event).decode()
+    except (TypeError, OverflowError, msgspec.EncodeError):
+        return json.dumps(event, default=repr)
+
+
+def renderer_of(fmt: str, stream: TextIO) -> structlog.typing.Processor:
+    """The last processor of format ``fmt`` (:data:`FORMATS`) writing to ``stream``."""
+    if fmt == "json":
+        return structlog.processors.JSONRenderer(serializer=_to_json)
+    if fmt == "console":
+        return structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    raise ValueError(f"unknown log format {fmt!r}: use one of {', '.join(FORMATS)}")
+
+
+PENDING_LINES: Final = 64
+"""Lines kept for the end of a loop turn at most (a long turn writes them in blocks)."""
+
+
+class LineWriter:
+    """Where every line goes: structlog's logger (``msg``, ``info``, ...) over a text stream.
+
+    The lines logged during one turn of the event loop are written together at its end (a
+    loaded server answers many requests a turn: one write and one flush for all their access
+    lines, not one each), or every :data:`PENDING_LINES` in a long turn. A line of
+    ``warning`` or above is written at once with those before it, and a line logged with no
+    loop running (another thread, a command) at once too; so at most the last turn's
+    ``info`` lines are lost if the process is killed.
+    """
+
+    __slots__ = ("_lock", "_pending", "_scheduled", "stream")
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._pending: list[str] = []
+        self._scheduled = False
+        self._lock = threading.Lock()
+
+    def msg(self, message: str) -> None:
+        """Write ``message`` as a line by the end of this loop turn (now, without a loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write(message + "\n")
+            return
+        with self._lock:  # another thread's loop may log to the same writer
+            self._pending.append(message)
+            full = len(self._pending) >= PENDING_LINES
+            schedule = not (full or self._scheduled)
+            self._scheduled |= schedule
+        if full:
+            self.flush()
+        elif schedule:
+            loop.call_soon(self.flush)
+
+    def urgent(self, message: str) -> None:
+        """Write ``message`` as a line now, after the lines waiting for the turn's end."""
+        with self._lock:
+            self._pending.append(message)
+        self.flush()
+
+    debug = info = log = msg
+    warning = warn = error = err = exception = critical = fatal = failure = urgent
+
+    def flush(self) -> None:
+        """Write the waiting lines now."""
+        with self._lock:
+            self._scheduled = False
+            if self._pending:
+                self.stream.write("\n".join(self._pending) + "\n")
+                self._pending.clear()
+                self.stream.flush()
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(text)
+            self.stream.flush()
+
+
+class _LineHandler(logging.Handler):
+    """The root logger's handler: a standard-library record, formatted, to the LineWriter."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        super().__init__()
+        self.writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            if record.levelno >= logging.WARNING:
+                self.writer.urgent(line)
+            else:
+                self.writer.msg(line)
+        except Exception:
+            self.handleError(record)
+
+
+class RequestLog:
+    """The access log: one ``request`` line per answered request, at ``info``.
+
+    Through structlog's logger ``shopkeep.access``, so a program that embeds shopkeep and
+    configured structlog itself (or a test's ``capture_logs``) gets the line as any other
+    event. Under :func:`configure_logging`'s own pipeline the event takes a shorter way to
+    the same line: the fields a request line has no use for (the bound context, an actor, a
+    stack) are not looked for, and structlog's logger machinery (three calls, each copying
+    the keywords) is skipped; what remains is the level, the timestamp, the renderer and the
+    write, the very objects of the pipeline. That halves what the line costs a request, and
+    a level above ``info`` costs one test.
+    """
+
+    __slots__ = ("_chain", "_enabled", "_logger", "_out", "_renderer", "_stamp")
+
+    def __init__(self) -> None:
+        self._logger = structlog.get_logger("shopkeep.access")
+        self._chain: list[Any] = [object()]  # no pipeline of ours yet: never the renderer
+        self._renderer: structlog.typing.Processor | None = None
+        self._stamp = IsoTimestamper()
+        self._out: Any = None
+        self._enabled = True
+
+    def take(
+        self,
+        chain: list[structlog.typing.Processor],
+        stamp: IsoTimestamper,
+        out: LineWriter,
+        threshold: int,
+    ) -> None:
+        """Write straight to ``out`` while structlog runs ``chain`` (configure_logging's,
+        whose last processor renders and whose ``stamp`` stamps)."""
+        self._chain = chain
+        self._renderer = chain[-1]
+        self._stamp = stamp
+        self._out = out
+        self._enabled = threshold <= logging.INFO
+
+    def request(
+        self,
+        method: str,
+        route: str,
+        status: int,
+        duration_ms: float,
+        request_id: str,
+        user_id: str | None,
+    ) -> None:
+        """Log one answered request (``user_id`` as the API writes ids: a string)."""
+        # Still our pipeline? structlog may have been configured since (by an embedding
+        # program, a test), or capture_logs have put its own processor in the very list.
+        chain = self._chain
+        if structlog.get_config()["processors"] is not chain or chain[-1] is not self._renderer:
+            self._logger.info(
+                "request", method=method, route=route, status=status,
+                duration_ms=duration_ms, request_id=request_id, user_id=user_id,
+            )  # fmt: skip
+        elif self._enabled:
+            event: structlog.typing.EventDict = {
+                "method": method, "route": route, "status": status, "duration_ms": duration_ms,
+                "request_id": request_id, "user_id": user_id, "event": "request",
+                "level": "info",
+            }  # fmt: skip
+            self._out.msg(self._renderer(None, "info", self._stamp(None, "info", event)))
+
+
+ACCESS: Final = RequestLog()
+"""The process's access log (the front door writes to it)."""
+
+
+_handler: _LineHandler | None = None  # the root logger's handler configure_logging added
+
+
+def _flush_at_exit() -> None:
+    if _handler is not None:
+        _handler.writer.flush()
+
+
 def configure_logging(
-    level: int | str = logging.INFO, stream: TextIO | None = None, fmt: str | None = None
+    level: str | int = logging.INFO, fmt: str | None = None, *, stream: TextIO | None = None
 ) -> None:
-    """Route structlog to ``stream`` (stderr by default) from ``level`` up (a number or a name
-    such as ``"warning"``), as ``fmt`` says: "json", "console", or None for JSON unless the
-    stream is a terminal."""
+    """Send every line of the process, structlog's and the standard library's, to ``stream``
+    (stderr by default) as ``fmt`` (``json`` or ``console``; None: console on a terminal, JSON
+    otherwise), dropping those below ``level`` (a name of :data:`LEVELS` or a number).
+
+    ValueError for an unknown level or format. Calling it again replaces what it set up.
+    """
+    global _handler
+    threshold = level_of(level)
     out = sys.stderr if stream is None else stream
-    if isinstance(level, str):
-        level = logging.getLevelNamesMapping()[level.upper()]
-    renderer: structlog.typing.Processor
-    if (fmt or ("console" if out.isatty() else "json")) == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
-    else:
-        renderer = structlog.processors.JSONRenderer()
+    renderer = renderer_of(fmt or ("console" if out.isatty() else "json"), out)
+    stamp = IsoTimestamper()
+    shared: list[structlog.typing.Processor] = [
+        # Context bound with bind_contextvars (a request id, an order id) joins every line.
+        structlog.contextvars.merge_contextvars,
+        add_message_context,
+        structlog.processors.add_log_level,
+        stamp,
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+    ]
+    chain = [*shared, renderer]
+    writer = LineWriter(out)
     structlog.configure(
-        processors=[
-            # Context bound with bind_contextvars (a request id, an order id) joins every line.
-            structlog.contextvars.merge_contextvars,
-            add_message_context,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        processors=chain,
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
+        logger_factory=lambda *args: writer,
         cache_logger_on_first_use=True,
     )
+    ACCESS.take(chain, stamp, writer, threshold)
+    handler = _LineHandler(writer)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            # a record of the standard library gets the same fields, plus its logger's name
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+        _handler.writer.flush()
+    else:
+        atexit.register(_flush_at_exit)
+    root.addHandler(handler)
+    root.setLevel(threshold)
+    _handler = handler
+    for name in _SILENCED:
+        logging.getLogger(name).setLevel(max(threshold, logging.WARNING))
+    logging.captureWarnings(True)  # warnings.warn too, as lines of the ``py.warnings`` logger

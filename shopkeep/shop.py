@@ -54,6 +54,7 @@ from shopkeep.actors.order_messages import (
     Ship,
     StartPayment,
 )
+from shopkeep.actors.order_stats import OrderStats
 from shopkeep.actors.order_store import load_page
 from shopkeep.actors.protocol import (
     NOT_FOUND,
@@ -117,7 +118,12 @@ class Shop:
     """The shop's operations over one database. Build it with :meth:`Shop.open`."""
 
     def __init__(
-        self, runtime: Runtime, config: ShopConfig, gateway: Gateway, gateway_secret: str
+        self,
+        runtime: Runtime,
+        config: ShopConfig,
+        gateway: Gateway,
+        gateway_secret: str,
+        order_stats: OrderStats | None = None,
     ) -> None:
         self.runtime = runtime
         self.system = runtime.system
@@ -127,6 +133,8 @@ class Shop:
         self._gateway_secret = gateway_secret
         self.rejected_callbacks: Counter[str] = Counter()
         """Callbacks refused before any order saw them, by reason (for metrics)."""
+        self.order_stats = OrderStats() if order_stats is None else order_stats
+        """What the orders decided (for metrics): the one their kind was bound to."""
         # A token names the same user until the admin replaces it (replace_token forgets the
         # user's), so a known token needs no read per request; unknown ones are not
         # remembered, so junk tokens cannot grow this.
@@ -164,16 +172,17 @@ class Shop:
         secret = gateway_secret or secrets.token_hex(32)
         the_clock = clock or RealClock()
         the_gateway: Gateway = gateway or SandboxGateway(secret, the_clock)
+        stats = OrderStats()
         async with open_runtime(
             path,
             synchronous=synchronous,
             clock=the_clock,
             config=runtime_config,
-            kinds=[*ASSET_KINDS, *order_kinds(settings, the_gateway)],
+            kinds=[*ASSET_KINDS, *order_kinds(settings, the_gateway, stats)],
             inline=inline,
             writer=writer,
         ) as runtime:
-            shop = cls(runtime, settings, the_gateway, secret)
+            shop = cls(runtime, settings, the_gateway, secret, stats)
             if isinstance(the_gateway, SandboxGateway):
                 the_gateway.attach(shop.acknowledge_callback)
             await recover_cut_placements(runtime.system)

@@ -17,14 +17,20 @@ from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.fulfilment import WarehouseActor
 from shopkeep.actors.gateway import Gateway
 from shopkeep.actors.order import OrderActor
+from shopkeep.actors.order_stats import OrderStats
 from shopkeep.actors.refund import RefunderActor
 from shopkeep.runtime import Actor
 
 
-def order_kinds(config: ShopConfig, gateway: Gateway) -> list[type[Actor]]:
+def order_kinds(
+    config: ShopConfig, gateway: Gateway, stats: OrderStats | None = None
+) -> list[type[Actor]]:
     """The ``order``, ``warehouse`` and ``refunder`` kinds, bound to ``config`` and
-    ``gateway``. Register them with the asset kinds (user, goods, coupon, assets)."""
+    ``gateway`` (and the order's to ``stats``, where it counts what it decides: a new
+    :class:`OrderStats` when not given). Register them with the asset kinds (user, goods,
+    coupon, assets)."""
     bound = {"config": config, "gateway": gateway, "__slots__": ()}
-    order: type[Actor] = type("OrderActor", (OrderActor,), dict(bound))
+    counted = {**bound, "stats": OrderStats() if stats is None else stats}
+    order: type[Actor] = type("OrderActor", (OrderActor,), counted)
     refunder: type[Actor] = type("RefunderActor", (RefunderActor,), dict(bound))
     return [order, WarehouseActor, refunder]

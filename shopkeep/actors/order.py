@@ -72,6 +72,7 @@ from shopkeep.actors.order_state import (
     Payment,
     Refund,
 )
+from shopkeep.actors.order_stats import OrderStats
 from shopkeep.actors.order_store import callback_body, load_order, log_rejected_callback, write
 from shopkeep.actors.payment_rules import decide_callback, refund_done, start_payment
 from shopkeep.actors.placement import placement_failure, run_placement, undo_cut_placement
@@ -117,6 +118,7 @@ class OrderActor(Actor):
     messages = OrderMessage
     config: ClassVar[ShopConfig] = ShopConfig()
     gateway: ClassVar[Gateway]
+    stats: ClassVar[OrderStats] = OrderStats()
 
     async def on_activate(self, ctx: ActivationContext) -> None:
         """Load the order (None when it does not exist yet, or when it is being created)."""
@@ -131,6 +133,7 @@ class OrderActor(Actor):
     def commit(self, ctx: Context, state: OrderState, effects: list[Effect]) -> None:
         """Write ``state`` and ``effects`` into the unit and make ``state`` current."""
         write(ctx, self.state, state, effects)
+        self.stats.decided(self.state, state, effects)
         self.state = state
 
     def payment_view(self, payment: Payment) -> PaymentView:
@@ -173,6 +176,7 @@ class OrderActor(Actor):
                 body = callback_body(self.address.id, said)
                 log_rejected_callback(ctx, self.address.id, message.payment_id, body,
                                       "unknown_payment")
+                self.stats.callbacks_rejected["unknown_payment"] += 1
             return Refusal(NOT_FOUND, f"there is no order {self.address.id}")
         if state.status == PENDING:
             if isinstance(message, Run) and self.placing:
@@ -256,15 +260,17 @@ class OrderActor(Actor):
                 message.items, message.use_balance, message.expected_total, self.config
             )
             if refusal is not None:
-                return refusal
+                return self._refused(refusal)
             who = Participants(message)
             try:
                 await ctx.activate(who.all())  # the turn itself must not wait
             except Exception as exc:  # overloaded, or a load failed: nothing was done
-                return Refusal(*placement_failure(exc))
+                return self._refused(Refusal(*placement_failure(exc)))
             placed = place_in_one_turn(self, ctx, message, message.begin, who)
             if isinstance(placed, OrderState):
                 return self._keep_answer(ctx, message, order_view(placed))
+            if isinstance(placed, Refusal):
+                return self._refused(placed)
             if placed is not None:
                 return placed
         if message.begin is not None:
@@ -275,9 +281,9 @@ class OrderActor(Actor):
                 ticket = await ctx.ask(Address("user", message.user_id), message.begin)
             except Exception as exc:
                 code, detail = placement_failure(exc)
-                return Refusal(code, detail)
+                return self._refused(Refusal(code, detail))
             if not isinstance(ticket, OrderTicket):
-                return Refusal(*placement_failure(ticket))
+                return self._refused(Refusal(*placement_failure(ticket)))
             if ticket.existing:
                 return PlacedBefore(ticket.order_id)
         refusal = validate_request(
@@ -286,7 +292,7 @@ class OrderActor(Actor):
         if refusal is not None:
             # the caller's BeginOrder counted this order as unpaid: it never will be
             ctx.send(Address("user", message.user_id), OrderSettled(self.address.id))
-            return refusal
+            return self._refused(refusal)
         self.commit(ctx, *new_order(
             self.address.id, message.user_id, message.items, message.coupon_id,
             message.use_balance, ctx.now(),
@@ -298,6 +304,12 @@ class OrderActor(Actor):
             return self._keep_answer(ctx, message, self._outcome())
         ctx.checkpoint()
         return self._keep_answer(ctx, message, await self._run(ctx, Run(message.expected_total)))
+
+    def _refused(self, refusal: Refusal) -> Refusal:
+        """Count a placement refused before any order was recorded (one that was is counted
+        by its commit, as a cancel with its failure code)."""
+        self.stats.refused[refusal.code] += 1
+        return refusal
 
     def _keep_answer(
         self, ctx: Context, message: Place | Accept, answer: OrderView | Refusal
@@ -332,6 +344,7 @@ class OrderActor(Actor):
             log_rejected_callback(
                 ctx, state.id, message.payment_id, callback_body(state.id, said), reason
             )
+            self.stats.callbacks_rejected[reason] += 1
             return outcome
         self.commit(ctx, outcome.state, outcome.effects)
         duplicate = outcome.action.value == "duplicate"

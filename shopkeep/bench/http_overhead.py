@@ -348,8 +348,15 @@ async def measure_overhead(rounds: int = ROUNDS, batch: int = BATCH) -> dict[str
 
 
 def run_overhead(quick: bool = False) -> dict[str, float]:
-    """:func:`measure_overhead` on the server's event loop, in this process."""
+    """:func:`measure_overhead` on the server's event loop, in this process, logging as
+    ``serve`` does: JSON lines into a file (the access log's line is part of a request's
+    cost; the file is a temporary one, gone when the process ends)."""
+    import tempfile
+
     from shopkeep.http.server import fastest_loop_factory
+    from shopkeep.logs import configure_logging
+
+    configure_logging("info", "json", stream=tempfile.TemporaryFile("w"))  # noqa: SIM115
 
     with asyncio.Runner(loop_factory=fastest_loop_factory()) as runner:
         return runner.run(measure_overhead(QUICK_ROUNDS if quick else ROUNDS))

@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from shopkeep.logs import configure_logging
 
-    configure_logging(logging.WARNING, sys.stderr)
+    configure_logging(logging.WARNING, stream=sys.stderr)
     if args.section:
         scale = replace(QUICK if args.quick else Scale(), writer=args.writer)
         figures = run_section(args.section, scale)

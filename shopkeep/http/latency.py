@@ -1,4 +1,5 @@
-"""The request-latency histogram, counted without locks, exposed as prometheus-client's own.
+"""Histograms counted without locks (:class:`~shopkeep.tally.Tally`), exposed as
+prometheus-client's own: the request latency by label set, and any one tally.
 
 prometheus-client's ``Histogram`` may be shared between threads, so each observation takes a
 lock for its bucket and another for its sum; with the lookup of the labelled child, that was
@@ -11,16 +12,18 @@ last), then ``_count``, ``_sum`` and ``_created`` (left out, as prometheus-clien
 
 from __future__ import annotations
 
-import math
+import functools
 import os
 import time
-from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
+from shopkeep.tally import Tally
+
 _go_float: Callable[[float], str] = floatToGoString  # how prometheus-client writes ``le``
+_le: Callable[[float], str] = functools.cache(_go_float)  # a few bounds, written every scrape
 _CREATED = os.environ.get("PROMETHEUS_DISABLE_CREATED_SERIES", "False").lower() not in (
     "true",
     "1",
@@ -28,21 +31,37 @@ _CREATED = os.environ.get("PROMETHEUS_DISABLE_CREATED_SERIES", "False").lower() 
 )
 
 
-class Series:
-    """The counts of one label set."""
+class Series(Tally):
+    """The counts of one label set, and when it was made."""
 
-    __slots__ = ("_bounds", "counts", "created", "sum")
+    __slots__ = ("created",)
 
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self._bounds = bounds
-        self.counts = [0] * len(bounds)
-        self.sum = 0.0
+    def __init__(self, buckets: Sequence[float]) -> None:
+        super().__init__(buckets)
         self.created = time.time()
 
-    def observe(self, seconds: float) -> None:
-        """Count one duration in the first bucket whose bound is at least ``seconds``."""
-        self.counts[bisect_left(self._bounds, seconds)] += 1
-        self.sum += seconds
+
+def add_samples(
+    metric: Metric, name: str, labels: dict[str, str], tally: Tally, created: float | None
+) -> None:
+    """``tally``'s samples, as ``Histogram`` writes them, into ``metric``: the cumulative
+    ``_bucket`` with ``le``, ``_count``, ``_sum``, and ``_created`` when given (and not
+    disabled)."""
+    total = 0
+    for bound, count in zip(tally.bounds, tally.counts, strict=True):
+        total += count
+        metric.add_sample(f"{name}_bucket", {**labels, "le": _le(bound)}, total)
+    metric.add_sample(f"{name}_count", labels, total)
+    metric.add_sample(f"{name}_sum", labels, tally.sum)
+    if _CREATED and created is not None:
+        metric.add_sample(f"{name}_created", labels, created)
+
+
+def histogram(name: str, documentation: str, tally: Tally) -> Metric:
+    """A histogram family of one series (no labels) from ``tally``."""
+    metric = Metric(name, documentation, "histogram")
+    add_samples(metric, name, {}, tally, None)
+    return metric
 
 
 class LatencyHistogram:
@@ -54,15 +73,14 @@ class LatencyHistogram:
         self.name = name
         self.documentation = documentation
         self._labelnames = tuple(labelnames)
-        self._bounds = (*buckets, math.inf)
-        self._les = tuple(_go_float(bound) for bound in self._bounds)
+        self._buckets = tuple(buckets)
         self._series: dict[tuple[str, ...], Series] = {}
 
     def labels(self, *values: str) -> Series:
         """The series of these label values (in ``labelnames`` order), made on first use."""
         found = self._series.get(values)
         if found is None:
-            found = self._series[values] = Series(self._bounds)
+            found = self._series[values] = Series(self._buckets)
         return found
 
     def collect(self) -> Iterator[Metric]:
@@ -70,12 +88,5 @@ class LatencyHistogram:
         metric = Metric(self.name, self.documentation, "histogram")
         for values, series in self._series.items():
             labels = dict(zip(self._labelnames, values, strict=True))
-            total = 0
-            for le, count in zip(self._les, series.counts, strict=True):
-                total += count
-                metric.add_sample(f"{self.name}_bucket", {**labels, "le": le}, total)
-            metric.add_sample(f"{self.name}_count", labels, total)
-            metric.add_sample(f"{self.name}_sum", labels, series.sum)
-            if _CREATED:
-                metric.add_sample(f"{self.name}_created", labels, series.created)
+            add_samples(metric, self.name, labels, series, series.created)
         yield metric

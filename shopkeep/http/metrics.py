@@ -12,9 +12,12 @@ figures or collide on names. It gives the app two things:
 - :func:`metrics_routes`: ``GET /metrics``, the text exposition format.
 
 Everything else is read from the shop when Prometheus scrapes, by :class:`RuntimeCollector`
-(and the event loop's stalls from the server's loop monitor, by :class:`LoopCollector`, its
-connections by :class:`ConnectionCollector`):
-nothing on the hot path counts on the metrics' behalf. Process figures (resident memory, CPU
+(the runtime and the store), :class:`BusinessCollector` (orders, callbacks, refunds, from the
+counts the orders keep as they decide) and :class:`BuildInfoCollector` (and the event loop's
+stalls from the server's loop monitor, by :class:`LoopCollector`, its connections by
+:class:`ConnectionCollector`): nothing on the hot path counts on the metrics' behalf. Each is
+a class of its own, registered on the one registry, so another module's collector (the
+payment providers', say) joins them the same way. Process figures (resident memory, CPU
 seconds, open files) come from prometheus-client's ``ProcessCollector``, under their standard
 names (``process_resident_memory_bytes``), read from ``/proc``: on a system without it they are
 absent.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final
 
@@ -33,7 +37,8 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from shopkeep.http.latency import LatencyHistogram, Series
+from shopkeep import __version__
+from shopkeep.http.latency import LatencyHistogram, Series, histogram
 from shopkeep.http.rate_limit import RateLimiter
 from shopkeep.runtime.loop_monitor import LoopMonitor
 
@@ -48,7 +53,7 @@ LATENCY_BUCKETS: Final = (
 """Request latency buckets, seconds: from half a millisecond (a cached read) to ten seconds."""
 QUANTILES: Final = (0.5, 0.99)
 RECENT_SAMPLES: Final = 1024
-"""How many of the latest timer fires the lateness quantiles are computed over."""
+"""How many of the loop monitor's latest ticks its lag quantiles are computed over."""
 UNMATCHED: Final = "unmatched"
 KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -69,10 +74,10 @@ def latest(samples: Sequence[float], count: int) -> list[float]:
 class RuntimeCollector:
     """Reads the shop's live figures whenever the registry is collected (at each scrape).
 
-    The recent-window figures (commit latency, timer lateness) are gauges with a ``quantile``
-    label rather than summaries: they are computed over the last samples the runtime keeps, not
-    accumulated since start, so a summary's ``_sum`` and ``_count`` would go backwards and make
-    ``rate()`` lie. Counts since start (commits, dead letters) are counters.
+    Durations (commit latency, timer lateness) are histograms counted since start by the
+    writer (per batch) and the timers (per fire): they can be summed across processes and
+    their quantiles taken over any window by Prometheus (``histogram_quantile``). Counts since
+    start (commits, dead letters) are counters.
     """
 
     def __init__(self, shop: Shop) -> None:
@@ -101,29 +106,21 @@ class RuntimeCollector:
         )
         yield _counter("commit_batches", "Group commits since start.", writer.stats.batches)
         yield _counter("commit_units", "Units of work committed since start.", writer.stats.units)
-        yield _quantiles(
-            "commit_recent_seconds",
-            f"Commit latency over the last {writer.stats.recent_commit_s.maxlen} commits.",
-            latest(writer.stats.recent_commit_s, RECENT_SAMPLES),
+        yield histogram(
+            f"{NAMESPACE}_commit_seconds",
+            "How long group commits took, from the batch's hand-over to its outcome.",
+            writer.stats.commit_s,
         )
         yield _gauge("writer_backlog", "Units and calls waiting for the writer.", writer.backlog)
-        rejected = CounterMetricFamily(
-            f"{NAMESPACE}_callbacks_rejected",
-            "Payment callbacks refused before any order saw them (never stored), by reason.",
-            labels=["reason"],
-        )
-        for reason, count in sorted(self._shop.rejected_callbacks.items()):
-            rejected.add_metric([reason], count)
-        yield rejected
         yield _gauge(
             "timers_pending_in_memory",
             "Durable timers armed in memory (the rest wait in the database).",
             system.timers.pending_in_memory,
         )
-        yield _quantiles(
-            "timer_lateness_recent_seconds",
-            f"How late timers fired, over the last {RECENT_SAMPLES} fires.",
-            latest(system.timers.lateness, RECENT_SAMPLES),
+        yield histogram(
+            f"{NAMESPACE}_timer_lateness_seconds",
+            "How late durable timers fired, after their due time.",
+            system.timers.lateness_s,
         )
         yield _gauge(
             "outbox_backlog",
@@ -157,6 +154,83 @@ def _quantiles(name: str, documentation: str, ordered: Sequence[float]) -> Gauge
     family = GaugeMetricFamily(f"{NAMESPACE}_{name}", documentation, labels=["quantile"])
     for fraction in QUANTILES:
         family.add_metric([str(fraction)], quantile(ordered, fraction))
+    return family
+
+
+class BusinessCollector:
+    """What the shop did, read at each scrape from the counts kept where it happens (the
+    orders' :class:`~shopkeep.actors.order_stats.OrderStats`, the shop's refused callbacks):
+    orders placed, refused and canceled, callbacks by what they led to or why they were
+    refused, refunds by kind and status."""
+
+    def __init__(self, shop: Shop) -> None:
+        self._shop = shop
+
+    def collect(self) -> Iterator[Metric]:
+        """The metrics, as of now."""
+        stats = self._shop.order_stats
+        yield _counter(
+            "orders_placed", "Orders placed (confirmed by their placement).", stats.placed
+        )
+        yield _by(
+            "orders_refused",
+            "Placements refused, by the refusal's code (insufficient_stock, ...).",
+            ["code"],
+            {(code,): n for code, n in stats.refused.items()},
+        )
+        yield _by(
+            "orders_canceled",
+            "Orders canceled, by reason (placement_failed, user, timeout, admin).",
+            ["reason"],
+            {(reason,): n for reason, n in stats.canceled.items()},
+        )
+        yield _by(
+            "callbacks",
+            "Verified payment callbacks, by what they led to (applied, duplicate, failed, "
+            "late_payment_refund, duplicate_payment_refund, ignored).",
+            ["result"],
+            {(result,): n for result, n in stats.callbacks.items()},
+        )
+        rejected = self._shop.rejected_callbacks + stats.callbacks_rejected
+        yield _by(
+            "callbacks_rejected",
+            "Payment callbacks refused, by reason: signature_* and malformed before any order "
+            "saw them (never stored), unknown_payment and amount by their order (logged).",
+            ["reason"],
+            {(reason,): n for reason, n in rejected.items()},
+        )
+        yield _by(
+            "refunds",
+            "Refunds by kind (cancel, return, late_payment, duplicate_payment) and status, "
+            "each counted once in each status it reaches (refunding, then refunded).",
+            ["kind", "status"],
+            {key: n for key, n in stats.refunds.items()},
+        )
+
+
+class BuildInfoCollector:
+    """``shopkeep_build_info{version, python} 1``: which shopkeep on which Python answers."""
+
+    def __init__(self) -> None:
+        python = ".".join(str(part) for part in sys.version_info[:3])
+        self._family = GaugeMetricFamily(
+            f"{NAMESPACE}_build_info",
+            "Always 1; the labels say the shopkeep version and the Python version.",
+            labels=["version", "python"],
+        )
+        self._family.add_metric([__version__, python], 1)
+
+    def collect(self) -> Iterator[Metric]:
+        """The one sample."""
+        yield self._family
+
+
+def _by(
+    name: str, documentation: str, labels: list[str], counts: dict[tuple[str, ...], int]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(f"{NAMESPACE}_{name}", documentation, labels=labels)
+    for values, count in sorted(counts.items()):
+        family.add_metric(list(values), count)
     return family
 
 
@@ -255,6 +329,8 @@ class Metrics:
         self._series: dict[tuple[str, AbstractResource | None, int], Series] = {}
         self._by_route: dict[AbstractRoute, dict[int, Series]] = {}
         self.registry.register(RuntimeCollector(shop))
+        self.registry.register(BusinessCollector(shop))
+        self.registry.register(BuildInfoCollector())
         if loop_monitor is not None:
             self.registry.register(LoopCollector(loop_monitor))
         if process:

@@ -4,9 +4,12 @@ From the outside in:
 
 1. the request id (``request_ids.py``): given the request, bound for the logs and the actors,
    and answered back in ``X-Request-Id``, problems and redirects included;
-2. the metrics (``metrics.py``), when the app has them: the time from here to the answer, with
-   the answer's final status (problems included), 500 for an error nothing answered, and
-   nothing for a request whose client went away (cancelled);
+2. the metrics (``metrics.py``), when the app has them, and the access log: the time from here
+   to the answer, with the answer's final status (problems included), 500 for an error
+   nothing answered, and nothing for a request whose client went away (cancelled). The
+   access log is one ``request`` line per answer (``shopkeep.logs``): method, route pattern,
+   status, ``duration_ms``, ``request_id`` and ``user_id`` (a string, as the API writes ids;
+   None for the admin and for a request without a valid token);
 3. the mapping of errors to problem+json (``errors.py``), and the refusal of a body announced
    as too large before anything reads it;
 4. authentication (``auth.py``): the caller's principal, or 401; and the caller's rate limit
@@ -39,11 +42,13 @@ from aiohttp.web_urldispatcher import AbstractRoute
 from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.auth import Access, admit, authorize, is_public, recognize, user_of_hash
 from shopkeep.http.errors import answer_error, too_large
+from shopkeep.http.metrics import UNMATCHED
 from shopkeep.http.operations import Operation
 from shopkeep.http.rate_limit import RateLimiter
 from shopkeep.http.request_ids import HEADER, enter, leave, request_id_of
-from shopkeep.http.state import ADMIN, REQUEST_ID, Principal
+from shopkeep.http.state import ADMIN, PRINCIPAL, REQUEST_ID, Principal
 from shopkeep.http.validation import MAX_PROBLEMS, query_problem
+from shopkeep.logs import ACCESS
 
 if TYPE_CHECKING:
     from shopkeep.http.metrics import Metrics
@@ -194,7 +199,6 @@ class FrontDoor:
         request_id = request_id_of(request.headers.get(HEADER))
         request[REQUEST_ID] = request_id
         bound = enter(request_id)
-        metrics = self._metrics
         try:
             if not whole:
                 response = await handler(request)
@@ -211,21 +215,35 @@ class FrontDoor:
                 except Exception as error:
                     response = answer_error(request, error)
         except web.HTTPException as error:
-            if metrics is not None:
-                metrics.observe(request, error.status, time.perf_counter() - started)
+            self._answered(request, error.status, started, request_id)
             error.headers[HEADER] = request_id  # an exception that is an answer carries it too
             raise
         except Exception:
-            if metrics is not None:
-                metrics.observe(request, 500, time.perf_counter() - started)
+            self._answered(request, 500, started, request_id)
             raise
         finally:
             leave(bound)
-        if metrics is not None:
-            metrics.observe(request, response.status, time.perf_counter() - started)
+        self._answered(request, response.status, started, request_id)
         if not response.prepared:  # a streamed answer sent its headers already
             response.headers[HEADER] = request_id
         return response
+
+    def _answered(self, request: web.Request, status: int, started: float, request_id: str) -> None:
+        """Count the answer in the metrics and write its access-log line."""
+        seconds = time.perf_counter() - started
+        if self._metrics is not None:
+            self._metrics.observe(request, status, seconds)
+        resource = request.match_info.route.resource
+        principal = request.get(PRINCIPAL)
+        # the route's pattern, as the metrics label it: no line names a route per order id
+        ACCESS.request(
+            request.method,
+            UNMATCHED if resource is None else resource.canonical,
+            status,
+            round(seconds * 1000, 3),
+            request_id,
+            None if principal is None or principal.user_id is None else str(principal.user_id),
+        )
 
 
 def _problem_or_raise(request: web.Request, error: web.HTTPException) -> web.Response:

@@ -32,6 +32,7 @@ import structlog
 from shopkeep.runtime.clock import Cancellable
 from shopkeep.runtime.envelope import Address, Envelope, TimerFire, TimerKey
 from shopkeep.runtime.errors import MessageFailed, Overloaded
+from shopkeep.tally import Tally
 
 if TYPE_CHECKING:
     from shopkeep.runtime.system import ActorSystem
@@ -47,6 +48,12 @@ RETRY_S = 0.05
 LATENESS_KEPT = 16_384
 """Lateness samples kept, the latest (the runtime bench fires 10,000 timers and reads them all).
 At 100,000 the deque filled for half an hour under a soak's timeouts, growing the server."""
+LATENESS_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0,
+    3600.0,
+)  # fmt: skip
+"""Bounds of the lateness histogram, seconds: a fire on time is late by a loop turn; one
+overdue after a restart by as long as the shop was down."""
 _BEFORE_ALL = (-math.inf, -1)
 
 
@@ -77,6 +84,8 @@ class TimerService:
         self._load_task: asyncio.Task[None] | None = None
         self._epoch = 0  # bumped by resync and trim: a page read before it is stale
         self.lateness: deque[float] = deque(maxlen=LATENESS_KEPT)
+        self.lateness_s = Tally(LATENESS_BUCKETS)
+        """Every fire's lateness since start, for the metrics' histogram."""
         self.fired = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -166,6 +175,7 @@ class TimerService:
     def record_lateness(self, seconds: float) -> None:
         """Record how late a fire was handled, in seconds after its due time."""
         self.lateness.append(seconds)
+        self.lateness_s.observe(seconds)
         self.fired += 1
 
     @property

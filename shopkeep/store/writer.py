@@ -55,6 +55,7 @@ from shopkeep.store.batch_plan import Statement as Statement  # the bench replay
 from shopkeep.store.errors import CommitFailed, StoreError
 from shopkeep.store.unit import UnitOfWork
 from shopkeep.store.writer_process import WriterProcess
+from shopkeep.tally import Tally
 
 T = TypeVar("T")
 
@@ -69,12 +70,19 @@ class _Call:
         self.future = future
 
 
+COMMIT_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+"""Bounds of the commit-latency histogram, seconds: an fsync takes from a fraction of a
+millisecond (a fast disk's cache) to many (a busy disk)."""
+
+
 class WriterStats:
     """Counters for metrics and benchmarks: how the batches look and how long commits take."""
 
     __slots__ = (
-        "batches", "failed_units", "last_batch_units", "recent_commit_s", "statements",
-        "thread_s", "units",
+        "batches", "commit_s", "failed_units", "last_batch_units", "statements", "thread_s",
+        "units",
     )
 
     def __init__(self) -> None:
@@ -84,7 +92,8 @@ class WriterStats:
         self.failed_units = 0
         self.last_batch_units = 0
         self.thread_s = 0.0  # time spent committing batches on the writer thread, in all
-        self.recent_commit_s: deque[float] = deque(maxlen=1024)
+        self.commit_s = Tally(COMMIT_BUCKETS)
+        """How long each batch took to commit, from its hand-over to its outcome."""
 
 
 Job = tuple[UnitOfWork, asyncio.Future[None]]
@@ -232,7 +241,7 @@ class GroupCommitWriter:
         """On the loop: answer a batch's units, failures first (no later unit may build on one)."""
         jobs, failures, seconds = outcome
         stats = self.stats
-        stats.recent_commit_s.append(seconds)
+        stats.commit_s.observe(seconds)
         stats.batches += 1
         committed = len(jobs)
         if failures is not None:

@@ -350,7 +350,7 @@ def main(argv: Sequence[str]) -> int:
     global GENERATION
     args = parse_args(argv)
     GENERATION = args.generation
-    configure_logging(logging.INFO, sys.stderr)
+    configure_logging(logging.INFO, stream=sys.stderr)
     started = time.monotonic()
     status = asyncio.run(run(args))
     print(

@@ -498,7 +498,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str]) -> int:
     """Entry point."""
     args = parse_args(argv)
-    configure_logging(logging.WARNING, sys.stderr)
+    configure_logging(logging.WARNING, stream=sys.stderr)
     started = time.monotonic()
     status = asyncio.run(run(args))
     print(

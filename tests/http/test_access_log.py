@@ -1,0 +1,99 @@
+"""One access-log line per request: method, route pattern, status, duration, request id, user."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from shopkeep.logs import configure_logging
+from tests.http.conftest import ADMIN, Api
+
+
+@pytest.fixture
+def out() -> Iterator[io.StringIO]:
+    """The process logging as ``serve`` does (JSON), into a stream; restored afterwards."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    yield stream
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.captureWarnings(False)
+
+
+def requests(stream: io.StringIO) -> list[dict[str, Any]]:
+    """The access-log lines written to ``stream``."""
+    parsed = [json.loads(line) for line in stream.getvalue().splitlines()]
+    return [line for line in parsed if line["event"] == "request"]
+
+
+async def test_a_request_writes_one_line_naming_its_route_pattern_not_its_ids(
+    api: Api, out: io.StringIO
+) -> None:
+    alice = await api.customer()
+    tea = await api.goods()
+    out.truncate(0)
+    out.seek(0)
+
+    answered = await api.call("GET", f"/v1/goods/{tea}", alice.headers)
+
+    [line] = requests(out)
+    assert line == {
+        "event": "request",
+        "level": "info",
+        "method": "GET",
+        "route": "/v1/goods/{goods_id}",
+        "status": 200,
+        "request_id": answered.headers["X-Request-Id"],
+        "user_id": alice.id,
+        "duration_ms": line["duration_ms"],
+        "timestamp": line["timestamp"],
+    }
+    assert 0 <= line["duration_ms"] < 10_000
+
+
+async def test_problems_unmatched_paths_and_the_admin_are_logged_too(
+    api: Api, out: io.StringIO
+) -> None:
+    await api.call("GET", "/no/such/path", {})
+    await api.call("GET", "/v1/orders", {})  # no token: 401
+    await api.call("GET", "/v1/users/1", ADMIN)  # no such user: 404
+    given = await api.call("GET", "/healthz", {"X-Request-Id": "trace-me-42"})
+
+    logged = [(r["route"], r["status"], r["user_id"], r["request_id"]) for r in requests(out)]
+    assert logged == [
+        ("unmatched", 404, None, logged[0][3]),
+        ("/v1/orders", 401, None, logged[1][3]),
+        ("/v1/users/{user_id}", 404, None, logged[2][3]),
+        ("/healthz", 200, None, "trace-me-42"),
+    ]
+    assert given.headers["X-Request-Id"] == "trace-me-42"
+
+
+async def test_above_info_no_request_is_logged(api: Api, out: io.StringIO) -> None:
+    configure_logging("warning", "json", stream=out)
+
+    await api.call("GET", "/healthz", {})
+
+    assert requests(out) == []
+
+
+async def test_a_program_that_configured_structlog_itself_gets_the_line_as_an_event(
+    api: Api,
+) -> None:
+    with capture_logs() as captured:
+        answered = await api.call("GET", "/healthz", {})
+
+    [line] = [event for event in captured if event["event"] == "request"]
+    assert line["route"] == "/healthz" and line["status"] == 200
+    assert line["request_id"] == answered.headers["X-Request-Id"]

@@ -1,0 +1,165 @@
+"""configure_logging: one format for every line of the process, the standard library's too."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+from shopkeep.logs import configure_logging, level_of
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Whatever logging the process had before the test, back after it."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    access = logging.getLogger("aiohttp.access")
+    access_level = access.level
+    yield
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    access.setLevel(access_level)
+    logging.captureWarnings(False)
+
+
+def lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    """Each line of ``stream`` parsed as JSON (each must be one object)."""
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_a_structlog_line_is_one_json_object_with_level_and_utc_timestamp() -> None:
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+
+    structlog.get_logger("test").info("stocked", goods_id=7)
+
+    [line] = lines(out)
+    assert line["event"] == "stocked" and line["goods_id"] == 7 and line["level"] == "info"
+    assert line["timestamp"].endswith("Z")
+    assert len(line["timestamp"]) == len("2026-01-02T03:04:05.678901Z")
+
+
+def test_an_aiohttp_record_of_the_standard_library_comes_out_as_the_same_json() -> None:
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+
+    logging.getLogger("aiohttp.server").error("Error handling request from %s", "127.0.0.1")
+
+    [line] = lines(out)
+    assert line["event"] == "Error handling request from 127.0.0.1"
+    assert (line["level"], line["logger"]) == ("error", "aiohttp.server")
+    assert line["timestamp"].endswith("Z")
+
+
+async def test_an_asyncio_error_with_its_exception_is_one_json_line_with_the_traceback() -> None:
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+
+    try:
+        raise ValueError("lost")
+    except ValueError as error:
+        asyncio.get_running_loop().call_exception_handler({"message": "boom", "exception": error})
+
+    [line] = lines(out)
+    assert (line["logger"], line["level"], line["event"]) == ("asyncio", "error", "boom")
+    assert "ValueError: lost" in line["exception"]
+
+
+def test_lines_below_the_level_are_dropped_for_both_kinds_of_logger() -> None:
+    out = io.StringIO()
+    configure_logging("warning", "json", stream=out)
+
+    structlog.get_logger("test").info("quiet")
+    logging.getLogger("asyncio").info("quiet too")
+    logging.getLogger("asyncio").warning("heard")
+
+    assert [line["event"] for line in lines(out)] == ["heard"]
+
+
+def test_aiohttps_own_access_log_is_silenced_at_info() -> None:
+    out = io.StringIO()
+    configure_logging("debug", "json", stream=out)
+
+    logging.getLogger("aiohttp.access").info('127.0.0.1 "GET / HTTP/1.1" 200')
+
+    assert out.getvalue() == ""
+
+
+def test_the_console_format_is_plain_text_without_colours_off_a_terminal() -> None:
+    out = io.StringIO()
+    configure_logging("info", "console", stream=out)
+
+    structlog.get_logger("test").info("stocked", goods_id=7)
+    logging.getLogger("asyncio").warning("slow callback")
+
+    text = out.getvalue()
+    assert "stocked" in text and "goods_id=7" in text and "slow callback" in text
+    assert "\x1b[" not in text
+
+
+def test_without_a_format_a_stream_that_is_no_terminal_gets_json() -> None:
+    out = io.StringIO()
+    configure_logging("info", None, stream=out)
+
+    structlog.get_logger("test").info("stocked")
+
+    assert lines(out)[0]["event"] == "stocked"
+
+
+@pytest.mark.parametrize(
+    ("given", "level"),
+    [("debug", 10), ("INFO", 20), ("Warning", 30), ("error", 40), ("critical", 50), (25, 25)],
+)
+def test_a_level_is_a_name_in_any_case_or_a_number(given: str | int, level: int) -> None:
+    assert level_of(given) == level
+
+
+def test_an_unknown_level_or_format_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="unknown log level 'loud'"):
+        configure_logging("loud")
+    with pytest.raises(ValueError, match="unknown log format 'xml'"):
+        configure_logging("info", "xml", stream=io.StringIO())
+
+
+class CountingStream(io.StringIO):
+    """A stream that counts its writes."""
+
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+async def test_the_info_lines_of_one_loop_turn_are_written_together_at_its_end() -> None:
+    out = CountingStream()
+    configure_logging("info", "json", stream=out)
+    log = structlog.get_logger("test")
+
+    for n in range(3):
+        log.info("answered", n=n)
+    assert out.getvalue() == ""
+    await asyncio.sleep(0)  # the turn ends
+
+    assert [line["n"] for line in lines(out)] == [0, 1, 2]
+    assert out.writes == 1
+
+
+async def test_a_warning_is_written_at_once_after_the_lines_before_it() -> None:
+    out = CountingStream()
+    configure_logging("info", "json", stream=out)
+    log = structlog.get_logger("test")
+
+    log.info("answered")
+    logging.getLogger("asyncio").warning("slow callback")
+
+    assert [line["event"] for line in lines(out)] == ["answered", "slow callback"]
