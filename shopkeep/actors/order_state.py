@@ -80,13 +80,23 @@ class Line(msgspec.Struct, frozen=True, gc=False):
 
 
 class Payment(msgspec.Struct, frozen=True, gc=False):
-    """A payment of the order (status created, succeeded, failed, refunded)."""
+    """A payment of the order (status created, succeeded, failed, refunded).
+
+    ``gateway`` is the provider it goes through (SPEC 10), ``currency`` ISO 4217;
+    ``checkout`` what the customer was given to pay it (the provider's
+    :class:`~shopkeep.payments.provider.Checkout` as JSON; None until the provider answered)
+    and ``provider_ref`` the provider's own id of it, where it has one (Stripe's PaymentIntent).
+    """
 
     id: int
     amount: int
     status: str
     txn_id: str | None
     created_at: float
+    gateway: str = "sandbox"
+    currency: str = "CNY"
+    checkout: str | None = None
+    provider_ref: str | None = None
 
 
 class Refund(msgspec.Struct, frozen=True, gc=False):

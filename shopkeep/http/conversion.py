@@ -25,6 +25,7 @@ from shopkeep.http.schemas import (
     CouponOut,
     CouponState,
     CreatedUserOut,
+    Gateway,
     GoodsOut,
     HistoryOut,
     OrderItemOut,
@@ -166,7 +167,12 @@ def payment_out(view: PaymentView) -> PaymentOut:
         id_out(view.order_id),
         view.amount,
         cast(PaymentStatus, view.status),
+        cast(Gateway, view.gateway),
+        view.currency,
         view.gateway_url,
+        view.qr_code,
+        view.code_url,
+        view.client_secret,
     )
 
 

@@ -42,7 +42,7 @@ RUNTIME_METRICS = (
 
 @pytest.fixture
 async def shop(tmp_path: Path) -> AsyncIterator[Shop]:
-    async with Shop.open(str(tmp_path / "shop.db")) as shop:
+    async with Shop.open(str(tmp_path / "shop.db"), gateway="sandbox") as shop:
         yield shop
 
 
