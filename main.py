@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from shopkeep.payments.flags import add_provider_flags, check_provider_flags, provider_settings
+
 PROG = "shopkeep"
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 WRITER_MODES = ("process", "thread")
@@ -203,6 +205,7 @@ def add_serve_parser(subparsers: Any) -> None:
             "SHOPKEEP_RATE_LIMIT; default: %(default)s, 0 for no limit)"
         ),
     )
+    add_provider_flags(parser)
     parser.set_defaults(run=run_serve, check=functools.partial(check_serve, parser))
 
 
@@ -288,6 +291,7 @@ def check_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     url = args.sandbox_callback_url
     if url is not None and not url.startswith(("http://", "https://")):
         parser.error(f"argument --sandbox-callback-url: {url!r} is not an http(s) URL")
+    check_provider_flags(parser, args)
 
 
 def check_secret(parser: argparse.ArgumentParser, flag: str, value: str | None) -> None:
@@ -365,6 +369,8 @@ def run_serve(args: argparse.Namespace) -> int:
         gateway_secret=args.gateway_secret,
         sandbox=args.sandbox,
         sandbox_callback_url=args.sandbox_callback_url,
+        payments=provider_settings(args),
+        refund_query_after_s=args.refund_query_after,
         connections=ConnectionLimits(
             keepalive_s=args.keepalive_timeout,
             read_s=args.read_timeout,

@@ -234,18 +234,17 @@ async def running(
     options: ServeOptions, *, announce: Callable[[str], None] = announce_admin_token
 ) -> AsyncIterator[Server]:
     """Run the server of ``options`` until the block ends; see the module's docstring."""
+    payments = options.payments
+    if options.sandbox:
+        payments = msgspec.structs.replace(payments, gateway="sandbox")
+    # a real provider is built (its credentials read) before the database is touched
+    real = None if payments.gateway == "sandbox" else open_provider(options, payments, None, "")
     credentials = await open_credentials(options)
     if credentials.new_admin_token is not None:
         announce(credentials.new_admin_token)
     clock = RealClock()
-    payments = options.payments
-    if options.sandbox:
-        payments = msgspec.structs.replace(payments, gateway="sandbox")
-    gateway = (
-        HttpSandboxGateway(credentials.gateway_secret, clock)
-        if payments.gateway == "sandbox" else None
-    )
-    provider = open_provider(options, payments, gateway, credentials.gateway_secret)
+    gateway = HttpSandboxGateway(credentials.gateway_secret, clock) if real is None else None
+    provider = real or open_provider(options, payments, gateway, credentials.gateway_secret)
     settings = ShopConfig(
         order_timeout_s=options.order_timeout_s,
         max_unpaid_orders=options.max_unpaid_orders,

@@ -1,0 +1,163 @@
+"""SPEC 10's command-line flags: their declarations, their checks, and the ProviderSettings.
+
+``serve`` calls :func:`add_provider_flags` on its parser, :func:`check_provider_flags` among
+its usage checks, and :func:`provider_settings` to build the server's options. Every flag
+falls back to its ``SHOPKEEP_*`` variable (SPEC 8: ``--stripe-api-key-file`` ->
+``SHOPKEEP_STRIPE_API_KEY_FILE``). Secrets are file paths only, never values on the command
+line (visible in ``ps``). Light on imports: ``--help`` must stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from typing import TYPE_CHECKING, Final
+
+from shopkeep.payments.names import DEFAULT_CURRENCY, GATEWAYS
+
+if TYPE_CHECKING:
+    from shopkeep.payments.settings import ProviderSettings
+
+DEFAULT_REFUND_QUERY_AFTER: Final = "10m"
+UNITS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+PROVIDER_FLAGS: Final = (
+    # (flag, metavar, help): each read from SHOPKEEP_<FLAG> when not given
+    ("--alipay-app-id", "ID", "Alipay: the app's APPID (the notification's app_id must match)"),
+    ("--alipay-private-key-file", "PATH",
+     "Alipay: the app's RSA private key (PEM, PKCS#1 or PKCS#8), which signs the requests"),
+    ("--alipay-public-key-file", "PATH",
+     "Alipay: Alipay's public key (PEM, or the console's bare base64), which checks the "
+     "notifications and answers"),
+    ("--alipay-url", "URL", "Alipay: the gateway (default: the production openapi.alipay.com)"),
+    ("--wechatpay-mch-id", "ID", "WeChat Pay: the merchant id (mchid)"),
+    ("--wechatpay-app-id", "ID", "WeChat Pay: the appid payments are made for"),
+    ("--wechatpay-private-key-file", "PATH",
+     "WeChat Pay: the merchant API private key (PEM), which signs the requests"),
+    ("--wechatpay-cert-serial", "SERIAL", "WeChat Pay: the merchant API certificate's serial"),
+    ("--wechatpay-apiv3-key-file", "PATH",
+     "WeChat Pay: the API v3 key (32 bytes), which decrypts the notifications"),
+    ("--wechatpay-platform-public-key-file", "PATH",
+     "WeChat Pay: the platform public key (PEM), which checks the notifications and answers"),
+    ("--wechatpay-url", "URL",
+     "WeChat Pay: the API (default: the production api.mch.weixin.qq.com)"),
+    ("--stripe-api-key-file", "PATH", "Stripe: a file holding the secret API key (sk_...)"),
+    ("--stripe-webhook-secret-file", "PATH",
+     "Stripe: a file holding the webhook's signing secret (whsec_...)"),
+    ("--stripe-api-base", "URL", "Stripe: the API (default: the production api.stripe.com)"),
+)
+
+
+def env_name(flag: str) -> str:
+    """SPEC 8's rule: ``--stripe-api-key-file`` -> ``SHOPKEEP_STRIPE_API_KEY_FILE``."""
+    return "SHOPKEEP_" + flag.lstrip("-").replace("-", "_").upper()
+
+
+def _env(flag: str, default: str | None = None) -> str | None:
+    value = os.environ.get(env_name(flag))
+    return default if value is None or value == "" else value
+
+
+def add_provider_flags(parser: argparse.ArgumentParser) -> None:
+    """Declare ``--gateway``, ``--currency``, ``--public-url``, ``--refund-query-after`` and
+    each provider's flags."""
+    group = parser.add_argument_group(
+        "payment provider (SPEC 10)",
+        "Secrets are read from files (or the variables naming those files), never from the "
+        "command line. The provider calls back at --public-url followed by its route: "
+        "/v1/payments/alipay/notify, /v1/payments/wechatpay/notify, "
+        "/v1/payments/stripe/webhook (set in Stripe's dashboard).",
+    )
+    group.add_argument(
+        "--gateway",
+        metavar="NAME",
+        default=_env("--gateway"),
+        help=(
+            f"the payment provider: one of {', '.join(GATEWAYS)} (env SHOPKEEP_GATEWAY); "
+            "required: serve never falls back to the sandbox (--sandbox means --gateway "
+            "sandbox)"
+        ),
+    )
+    group.add_argument(
+        "--currency",
+        metavar="CODE",
+        default=_env("--currency", DEFAULT_CURRENCY),
+        help="the shop's currency, ISO 4217 (env SHOPKEEP_CURRENCY; default: %(default)s)",
+    )
+    group.add_argument(
+        "--public-url",
+        metavar="URL",
+        default=_env("--public-url"),
+        help=(
+            "the base URL the provider calls back (env SHOPKEEP_PUBLIC_URL; default: the "
+            "listening address, which a provider on the internet cannot reach)"
+        ),
+    )
+    group.add_argument(
+        "--refund-query-after",
+        metavar="DURATION",
+        default=_env("--refund-query-after", DEFAULT_REFUND_QUERY_AFTER),
+        help=(
+            "a refund the provider took and has not finished is asked about again after "
+            "this (30s, 5m, 1h; a bare number is seconds; env SHOPKEEP_REFUND_QUERY_AFTER; "
+            "default: %(default)s)"
+        ),
+    )
+    for flag, metavar, text in PROVIDER_FLAGS:
+        group.add_argument(
+            flag, metavar=metavar, default=_env(flag), help=f"{text} (env {env_name(flag)})"
+        )
+
+
+def duration(text: str) -> float:
+    """Seconds of ``30s``, ``5m``, ``1h`` or a bare number; ValueError otherwise."""
+    text = text.strip()
+    scale = UNITS.get(text[-1:], 1.0)
+    number = float(text[:-1] if text[-1:] in UNITS else text)
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(text)
+    return number * scale
+
+
+def check_provider_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors, one line each: no gateway chosen (naming the choices), an unknown one,
+    ``--sandbox`` with another gateway, a bad duration. Sets ``args.sandbox`` for
+    ``--gateway sandbox`` and ``args.gateway`` for ``--sandbox``."""
+    choices = ", ".join(GATEWAYS)
+    if args.sandbox:
+        if args.gateway not in (None, "sandbox"):
+            parser.error(f"argument --sandbox: not allowed with --gateway {args.gateway}")
+        args.gateway = "sandbox"
+    if args.gateway is None:
+        parser.error(
+            f"a payment gateway is required: --gateway {{{choices.replace(', ', ',')}}} (env "
+            "SHOPKEEP_GATEWAY), or --sandbox to try the shop out"
+        )
+    if args.gateway not in GATEWAYS:
+        parser.error(f"argument --gateway: invalid choice {args.gateway!r} (choose from {choices})")
+    args.sandbox = args.gateway == "sandbox"
+    try:
+        args.refund_query_after = duration(args.refund_query_after)
+    except ValueError:
+        parser.error(
+            f"argument --refund-query-after: {args.refund_query_after!r} is not a duration "
+            "(30s, 5m, 1h)"
+        )
+
+
+def provider_settings(args: argparse.Namespace) -> ProviderSettings:
+    """The ProviderSettings the checked ``args`` say (the providers' defaults where a flag
+    was not given)."""
+    from shopkeep.payments.settings import ProviderSettings
+
+    given = {
+        flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_"))
+        for flag, _, _ in PROVIDER_FLAGS
+    }
+    return ProviderSettings(
+        gateway=args.gateway,
+        currency=args.currency.strip().upper(),
+        public_url=args.public_url or "",
+        **{name: value for name, value in given.items() if value is not None},
+    )
