@@ -341,7 +341,7 @@ class OrderActor(Actor):
             return refusal
         self.commit(ctx, *new_order(
             self.address.id, message.user_id, message.items, message.coupon_id,
-            message.use_balance, ctx.now(),
+            message.use_balance, ctx.now(), self.config.currency,
         ))
         self.placing = True
         if isinstance(message, Accept):

@@ -145,6 +145,8 @@ class OrderFields(msgspec.Struct, frozen=True, gc=False):
     paid_at: float | None = None
     canceled_at: float | None = None
     expires_at: float | None = None
+    currency: str = "CNY"
+    """ISO 4217: the shop's currency when the order was placed (SPEC 10)."""
 
 
 class OrderState(OrderFields, frozen=True, gc=False, kw_only=True):

@@ -119,7 +119,7 @@ def bare_app() -> web.Application:
             [{"goods_id": i.goods_id, "quantity": i.quantity, "unit_price": PRICE}
              for i in order.items],
             None, PRICE, 1_000, PRICE + 1_000, 0, 0, PRICE + 1_000, None, now, now, None, None,
-            now,
+            now, "CNY",
         )  # fmt: skip
         return web.Response(
             status=201, body=msgspec.json.encode(answer), content_type="application/json"

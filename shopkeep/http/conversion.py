@@ -146,6 +146,7 @@ def order_out(view: OrderView) -> OrderOut:
         None if view.paid_at is None else _utc(view.paid_at, UTC),
         None if view.canceled_at is None else _utc(view.canceled_at, UTC),
         None if view.expires_at is None else _utc(view.expires_at, UTC),
+        view.currency,
     )
 
 

@@ -227,6 +227,8 @@ class OrderOut(msgspec.Struct, frozen=True):
     paid_at: Timestamp | None
     canceled_at: Timestamp | None
     expires_at: Timestamp | None
+    currency: str
+    """ISO 4217 (SPEC 10): the currency of every amount of the order."""
 
 
 class HistoryOut(msgspec.Struct, frozen=True):
