@@ -13,6 +13,7 @@ The tests of ``tests/providers`` and ``python -m shopkeep.proof callbacks`` use 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import secrets
@@ -162,11 +163,21 @@ class ProviderWorld:
         return await fake.pay(self.key_of(payment), notify=notify)  # type: ignore[no-any-return]
 
     def notification(
-        self, payment: Mapping[str, Any], *, forged: bool = False, **changes: Any
+        self, payment: Mapping[str, Any], *, forged: bool = False, at: float | None = None,
+        **changes: Any,
     ) -> tuple[bytes, dict[str, str]]:
         """A signed success notification of the paid ``payment`` (body, headers), with
-        ``changes`` to its fields before signing; ``forged``: signed with another key."""
+        ``changes`` to its fields before signing; ``forged``: signed with another key; ``at``:
+        the time signed (WeChat Pay and Stripe sign one; default the shop's clock's now)."""
+        when = int(self.shop.system.clock.now() if at is None else at)
         key = self.key_of(payment)
+        other = changes.pop("out_trade_no", None)
+        if other is not None:  # about a payment the shop never started: a copy of this one
+            books: Any = self.fake.trades if isinstance(self.fake, FakeAlipay) else (
+                self.fake.orders  # type: ignore[attr-defined]
+            )
+            books[other] = dataclasses.replace(books[key], out_trade_no=other)
+            key = other
         if isinstance(self.fake, FakeAlipay):
             fake_a = self.fake
             saved = fake_a._key
@@ -184,7 +195,7 @@ class ProviderWorld:
             if forged:
                 fake_w._platform_key = self.forger
             try:
-                return body, fake_w.headers_for(body)
+                return body, fake_w.headers_for(body, when)
             finally:
                 fake_w._platform_key = saved
         assert isinstance(self.fake, FakeStripe)
@@ -192,7 +203,7 @@ class ProviderWorld:
         body = self.fake.event("payment_intent.succeeded", intent)
         secret = "whsec_forger" if forged else self.fake.webhook_secret
         return body, {"Content-Type": "application/json",
-                      "Stripe-Signature": stripe_signature(secret, body)}
+                      "Stripe-Signature": stripe_signature(secret, body, when)}
 
     def refunds_under(self, refund_id: str) -> list[FakeRefund]:
         """The refunds the provider made under ``refund_id`` as idempotency key (Alipay keys
