@@ -61,20 +61,20 @@ class PaymentQueryActor(Actor):
         try:
             state = await self.provider.query_payment(ref)
         except Exception as exc:  # down or refusing: the order times out; a late callback
-            self.outcomes["error"] += 1  # is still refunded
+            self.outcomes["payment:error"] += 1  # is still refunded
             log.info("payment_query_failed", payment_id=message.payment_id,
                      error=f"{type(exc).__name__}: {exc}")
             outcome = f"payment {message.payment_id}: the provider did not answer ({exc})"
             ctx.send(order, DeadlineReached(True, outcome))
             return None
         if isinstance(state, PaymentPaid):
-            self.outcomes["paid"] += 1
+            self.outcomes["payment:paid"] += 1
             ctx.send(order, PaymentCallback(
                 message.payment_id, "succeeded", state.amount, state.gateway_txn_id,
                 state.currency, "query",
             ))
             return None
         word = "closed" if isinstance(state, PaymentClosed) else "open"
-        self.outcomes[word] += 1
+        self.outcomes[f"payment:{word}"] += 1
         ctx.send(order, DeadlineReached(True, f"payment {message.payment_id}: {word}"))
         return None

@@ -118,27 +118,27 @@ class RefunderActor(Actor):
         try:
             state = await self.provider.query_refund(message.request())
         except Exception as exc:
-            self.outcomes["error"] += 1
+            self.outcomes["refund:error"] += 1
             self._retry(ctx, message, exc, query=True)
             return False
         now = ctx.now()
         match state:
             case ProviderRefundDone():
-                self.outcomes["refunded"] += 1
+                self.outcomes["refund:refunded"] += 1
                 ctx.execute(REFUND_LOG_SQL, (message.refund_id, "refund_queried", "done", now))
                 ctx.send(Address("order", message.order_id), RefundDone(message.refund_id))
                 return True
             case RefundProcessing():
-                self.outcomes["processing"] += 1
+                self.outcomes["refund:processing"] += 1
                 self._query_later(ctx, message, "still processing")
             case RefundMissing():
-                self.outcomes["missing"] += 1
+                self.outcomes["refund:missing"] += 1
                 ctx.execute(REFUND_LOG_SQL, (message.refund_id, "refund_queried",
                                              "the provider has no such refund: sent again", now))
                 again = msgspec.structs.replace(message, attempt=message.attempt + 1)
                 ctx.tell(self.address, again)
             case RefundFailed(reason):
-                self.outcomes["failed"] += 1
+                self.outcomes["refund:failed"] += 1
                 detail = f"the provider failed it ({reason}): left refunding for manual action"
                 log.warning("refund_failed_at_provider", refund_id=message.refund_id,
                             order_id=message.order_id, reason=reason)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from shopkeep.http.metrics import active_queries
 from shopkeep.proof.provider_world import PROVIDERS, ProviderWorld, provider_world
 from shopkeep.runtime import VirtualClock
 
@@ -200,7 +201,7 @@ async def test_a_notification_that_never_comes_is_found_by_the_active_query(
     status, history = await world.call("GET", f"/v1/orders/{order['id']}/history", world.admin)
     assert status == 200
     assert "payment_queried" in [entry["operation"] for entry in history["items"]]
-    assert world.shop.active_queries["paid"] >= 1
+    assert world.shop.active_queries["payment:paid"] >= 1
     await world.audit_ok()
 
 
@@ -214,7 +215,7 @@ async def test_an_unpaid_order_is_asked_about_then_times_out_and_a_late_success_
     await world.shop.runtime.system.quiet()
     timed_out = await world.order(order["id"])
     assert (timed_out["status"], timed_out["cancel_reason"]) == ("canceled", "timeout")
-    assert world.shop.active_queries["open"] >= 1  # the timer, and maybe the sweep too
+    assert world.shop.active_queries["payment:open"] >= 1  # the timer, and maybe the sweep too
     await world.pay(payment, notify=False)
     body, headers = world.notification(payment)  # signed at the shop's (advanced) now
     status, answer = await world.post(body, headers)
@@ -223,3 +224,14 @@ async def test_an_unpaid_order_is_asked_about_then_times_out_and_a_late_success_
     [refund] = await world.refunds(order["id"])
     assert (refund["kind"], refund["status"]) == ("late_payment", "refunded")
     await world.audit_ok()
+
+
+async def test_the_active_queries_show_in_the_metrics(
+    world: ProviderWorld, clock: VirtualClock
+) -> None:
+    await paid_at_provider(world)
+    await clock.advance(world.shop.config.order_timeout_s)
+    await world.shop.runtime.system.quiet()
+    family = active_queries(world.shop.active_queries)
+    [sample] = [s for s in family.samples if s.labels == {"what": "payment", "outcome": "paid"}]
+    assert sample.value >= 1

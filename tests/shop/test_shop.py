@@ -360,5 +360,5 @@ async def test_a_payment_whose_notification_never_came_is_found_by_the_query_at_
     assert final.status == "paid"
     operations = [entry.operation for entry in (await shop.order_history(order.id)).items]
     assert "payment_queried" in operations
-    assert shop.active_queries["paid"] == 1
+    assert shop.active_queries["payment:paid"] == 1
     await assert_audit_ok(shop)
