@@ -45,6 +45,7 @@ from shopkeep.actors.order_messages import (
     Place,
     PlacedBefore,
     RefundDone,
+    RefundStuck,
     RefundView,
     RequestReturn,
     ReturnView,
@@ -200,7 +201,9 @@ class OrderActor(Actor):
                 return Refusal(NOT_FOUND, f"there is no order {self.address.id}")
             message = message.message
         if state is None:
-            if isinstance(message, DeadlineReached | RefundDone | UndoPlacement | Run):
+            if isinstance(
+                message, DeadlineReached | RefundDone | RefundStuck | UndoPlacement | Run
+            ):
                 return None
             if isinstance(message, PaymentCallback):
                 said = LogPayment(message.payment_id, message.status, message.amount,
@@ -282,6 +285,14 @@ class OrderActor(Actor):
                 state, effects, request = approved
                 self.commit(ctx, state, effects)
                 return ReturnView(request.id, state.id, request.status)
+            case RefundStuck(refund_id, reason):
+                status = state.status
+                self.commit(ctx, state, [History(
+                    status, status, "refund_failed",
+                    f"refund {refund_id}: the provider failed it ({reason}); it stays "
+                    "refunding until someone acts on it",
+                )])
+                return None
             case RefundDone(refund_id):
                 done = refund_done(state, refund_id, now)
                 if done is not None:

@@ -25,6 +25,7 @@ Ship / Deliver             OrderView
 RequestReturn              ReturnView (status requested)
 ApproveReturn              ReturnView (status approved)
 RefundDone                 None (durable, from the refunder)
+RefundStuck                None (durable, from the refunder: a history row)
 GetRefunds / GetPayments   tuple of RefundView / PaymentView
 =========================  ==================================================================
 
@@ -252,6 +253,14 @@ class RefundDone(msgspec.Struct, frozen=True, tag=True, gc=False):
     refund_id: int
 
 
+class RefundStuck(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """Durable, from the refunder: the provider failed ``refund_id`` (``reason``); it stays
+    refunding, for someone to act on, and the history says so."""
+
+    refund_id: int
+    reason: str
+
+
 class GetRefunds(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Answer the order's refunds, oldest first."""
 
@@ -285,6 +294,7 @@ OrderMessage = (
     | RequestReturn
     | ApproveReturn
     | RefundDone
+    | RefundStuck
     | GetRefunds
     | GetPayments
 )

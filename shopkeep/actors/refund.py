@@ -30,7 +30,7 @@ import msgspec
 import structlog
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.order_messages import RefundDone
+from shopkeep.actors.order_messages import RefundDone, RefundStuck
 from shopkeep.payments.provider import (
     PaymentProvider,
     RefundFailed,
@@ -143,6 +143,8 @@ class RefunderActor(Actor):
                 log.warning("refund_failed_at_provider", refund_id=message.refund_id,
                             order_id=message.order_id, reason=reason)
                 ctx.execute(REFUND_LOG_SQL, (message.refund_id, "provider_failed", detail, now))
+                ctx.send(Address("order", message.order_id),
+                         RefundStuck(message.refund_id, reason))
         return False
 
     def _query_later(self, ctx: Context, message: RefundAttempt, why: str) -> None:
