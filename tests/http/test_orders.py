@@ -26,6 +26,7 @@ ORDER_FIELDS = {
     "paid_at",
     "canceled_at",
     "expires_at",
+    "currency",  # SPEC 10: the shop's currency, shown in orders
 }
 
 
