@@ -58,7 +58,7 @@ class DemoShop:
 
 async def fill(db: str, *, admin_token: str | None = None) -> str:
     """Fill the fresh database at ``db`` and return what to print."""
-    async with Shop.open(db) as shop:
+    async with Shop.open(db, gateway="sandbox") as shop:
         found = await shop.reader.fetchone(SHOP_DATA_SQL)
         if found is not None and found[0]:
             raise DemoRefused(f"{db} already holds shop data; demo fills only a fresh database")

@@ -171,6 +171,6 @@ class Placer:
             now = self.system.clock.now()
             state, _ = new_order(
                 order_id, request.user_id, request.lines, request.coupon_id,
-                request.use_balance, now,
+                request.use_balance, now, self.config.currency,
             )
         return placement_outcome(state) or order_view(state)

@@ -2,7 +2,7 @@
 
 A shop's own program opens a :class:`Shop` on a database file and calls it::
 
-    async with Shop.open("shop.db") as shop:
+    async with Shop.open("shop.db", gateway="sandbox") as shop:
         alice = await shop.create_user("alice", balance=5_000)
         tea = await shop.create_goods("tea", price=1_200, stock=40)
         order = await shop.place_order(alice.user.id, [(tea.id, 2)])
@@ -19,9 +19,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -30,16 +30,17 @@ from shopkeep.actors.assets import AssetsActor
 from shopkeep.actors.audit import AuditReport, audit
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.coupon import CouponActor
-from shopkeep.actors.gateway import CallbackBody, Gateway, SandboxGateway
+from shopkeep.actors.gateway import GatewayError, SandboxGateway
 from shopkeep.actors.goods import GoodsActor
 from shopkeep.actors.key_sweep import KeySweepActor, start_key_sweep
-from shopkeep.actors.kinds import order_kinds
+from shopkeep.actors.kinds import as_provider, order_kinds
 from shopkeep.actors.order import order_view
 from shopkeep.actors.order_messages import (
     ApproveReturn,
     AsUser,
     CallbackHandled,
     Cancel,
+    CheckoutReady,
     Deliver,
     GetOrder,
     GetPayments,
@@ -73,11 +74,18 @@ from shopkeep.actors.protocol import (
     UserView,
 )
 from shopkeep.actors.recovery import recover_cut_placements, start_deadline_sweep
-from shopkeep.actors.signature import verify
+from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.actors.user import UserActor
 from shopkeep.bootstrap import Runtime, open_runtime
 from shopkeep.errors import CallbackRejected, ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, Once, key_of
+from shopkeep.payments.provider import (
+    Ignored,
+    PaymentProvider,
+    PaymentRequest,
+    Refused,
+)
+from shopkeep.payments.sandbox import SandboxProvider
 from shopkeep.placing import Placer, PlaceRequest
 from shopkeep.queries import HistoryEntry, Page
 from shopkeep.requests import (
@@ -121,20 +129,29 @@ class Shop:
         self,
         runtime: Runtime,
         config: ShopConfig,
-        gateway: Gateway,
-        gateway_secret: str,
+        gateway: PaymentProvider | SandboxGateway,
+        gateway_secret: str = "",
+        queries: Counter[str] | None = None,
         order_stats: OrderStats | None = None,
     ) -> None:
         self.runtime = runtime
         self.system = runtime.system
         self.config = config
-        self.gateway = gateway
+        self.provider: PaymentProvider = as_provider(gateway, config.currency)
+        """The payment provider (SPEC 10): payments start, callbacks verify, refunds go
+        through it."""
+        self.gateway: SandboxGateway | None = (
+            self.provider.gateway if isinstance(self.provider, SandboxProvider) else None
+        )
+        """The sandbox gateway behind the provider, in sandbox mode (None otherwise)."""
         self.reader: Reader = runtime.store.reader
         self._gateway_secret = gateway_secret
         self.rejected_callbacks: Counter[str] = Counter()
         """Callbacks refused before any order saw them, by reason (for metrics)."""
         self.order_stats = OrderStats() if order_stats is None else order_stats
         """What the orders decided (for metrics): the one their kind was bound to."""
+        self.active_queries: Counter[str] = Counter() if queries is None else queries
+        """Active queries of the provider (SPEC 10), by what they learned (for metrics)."""
         # A token names the same user until the admin replaces it (replace_token forgets the
         # user's), so a known token needs no read per request; unknown ones are not
         # remembered, so junk tokens cannot grow this.
@@ -151,9 +168,9 @@ class Shop:
         cls,
         path: str,
         *,
+        gateway: PaymentProvider | SandboxGateway | Literal["sandbox"],
         config: ShopConfig | None = None,
         clock: Clock | None = None,
-        gateway: Gateway | None = None,
         gateway_secret: str | None = None,
         runtime_config: RuntimeConfig | None = None,
         synchronous: str = "FULL",
@@ -162,29 +179,41 @@ class Shop:
     ) -> AsyncIterator[Shop]:
         """Open the shop on the database at ``path`` until the block ends (then stop cleanly).
 
-        Without a ``gateway``, an in-process :class:`SandboxGateway` signs callbacks with
-        ``gateway_secret`` (random when not given) and delivers them to this shop. At start,
-        placements cut by a crash are undone and the sweep of overdue unpaid orders begins.
-        ``writer="process"`` commits in a process of its own, which a busy shop is faster with
-        (see :mod:`shopkeep.store.writer_process`); the default keeps everything in this one.
+        ``gateway`` is the payment provider, always named (SPEC 10: no silent fake):
+        ``"sandbox"`` for an in-process :class:`SandboxGateway` that signs callbacks with
+        ``gateway_secret`` (random when not given) and delivers them to this shop; a
+        SandboxGateway of the caller's (delivered to this shop too); or any
+        :class:`~shopkeep.payments.provider.PaymentProvider` (see
+        :func:`shopkeep.payments.settings.build_provider`). The shop closes it at the end.
+        At start, placements cut by a crash are undone and the sweep of overdue unpaid orders
+        begins. ``writer="process"`` commits in a process of its own, which a busy shop is
+        faster with (see :mod:`shopkeep.store.writer_process`); the default keeps everything
+        in this one.
         """
         settings = config or ShopConfig()
         secret = gateway_secret or secrets.token_hex(32)
         the_clock = clock or RealClock()
-        the_gateway: Gateway = gateway or SandboxGateway(secret, the_clock)
+        if isinstance(gateway, str):
+            if gateway != "sandbox":
+                raise ValueError(f"gateway {gateway!r}: 'sandbox' or a PaymentProvider")
+            chosen: PaymentProvider | SandboxGateway = SandboxGateway(secret, the_clock)
+        else:
+            chosen = gateway
+        provider = as_provider(chosen, settings.currency)
+        queries: Counter[str] = Counter()
         stats = OrderStats()
         async with open_runtime(
             path,
             synchronous=synchronous,
             clock=the_clock,
             config=runtime_config,
-            kinds=[*ASSET_KINDS, *order_kinds(settings, the_gateway, stats)],
+            kinds=[*ASSET_KINDS, *order_kinds(settings, provider, queries, stats)],
             inline=inline,
             writer=writer,
         ) as runtime:
-            shop = cls(runtime, settings, the_gateway, secret, stats)
-            if isinstance(the_gateway, SandboxGateway):
-                the_gateway.attach(shop.acknowledge_callback)
+            shop = cls(runtime, settings, provider, secret, queries, stats)
+            if shop.gateway is not None:
+                shop.gateway.attach(shop.acknowledge_callback)
             await recover_cut_placements(runtime.system)
             sweep = start_deadline_sweep(runtime.system, settings)
             start_key_sweep(runtime.system)
@@ -192,8 +221,7 @@ class Shop:
                 yield shop
             finally:
                 sweep.cancel()
-                if isinstance(the_gateway, SandboxGateway):
-                    await the_gateway.close()
+                await provider.close()
 
     async def _ask(self, address: Address, message: Any) -> Any:
         return await self.system.ask(address, message)
@@ -404,61 +432,102 @@ class Shop:
         return await queries.order_history(self.reader, order_id, limit, cursor)
 
     async def start_payment(
-        self, order_id: int, *, user_id: int | None = None, idempotency_key: Key = None
+        self,
+        order_id: int,
+        *,
+        user_id: int | None = None,
+        idempotency_key: Key = None,
+        channel: Literal["page", "qr"] = "page",
     ) -> PaymentStarted:
         """Start the payment of an order awaiting payment (the same open one when asked
-        again: ``created`` is False then; under a key, the first answer again)."""
+        again: ``created`` is False then; under a key, the first answer again), with what the
+        customer needs to pay it (SPEC 10; ``channel="qr"``: Alipay's QR code). The provider
+        is asked here, outside the order's turn, and its answer kept with the payment
+        (CheckoutReady); a provider that does not answer is 503 unavailable, and asking again
+        answers the same payment."""
         request = ("start_payment", order_id)
-        return await self._once.ask(
+        started = await self._once.ask(
             Address("order", order_id), StartPayment(), PaymentStarted, idempotency_key,
             request, user_id,
         )
+        if started.payment.has_checkout:
+            return started
+        view = await self._checkout(started, channel)
+        return PaymentStarted(view, started.created, started.deadline)
+
+    async def _checkout(
+        self, started: PaymentStarted, channel: Literal["page", "qr"]
+    ) -> PaymentView:
+        """Ask the provider what the customer needs to pay, and keep it with the payment."""
+        payment = started.payment
+        deadline = started.deadline
+        if deadline is None:
+            deadline = self.system.clock.now() + self.config.order_timeout_s
+        request = PaymentRequest(
+            payment_id=payment.id, order_id=payment.order_id, amount=payment.amount,
+            currency=payment.currency, description=f"order {payment.order_id}",
+            deadline=deadline, channel=channel,
+        )
+        try:
+            checkout = await self.provider.start_payment(request)
+        except GatewayError as exc:
+            raise ShopError(
+                "unavailable", f"the payment provider did not answer ({exc}); try again"
+            ) from None
+        kept = CheckoutReady(
+            payment.id, msgspec.json.encode(checkout).decode(), checkout.provider_ref
+        )
+        return answer(await self._ask(Address("order", payment.order_id), kept), PaymentView)
 
     async def payments(self, order_id: int, *, user_id: int | None = None) -> list[PaymentView]:
         """The order's payments, oldest first."""
         return list(answer(await self._ask_order(order_id, user_id, GetPayments()), tuple))
 
     async def get_payment(self, payment_id: int, *, user_id: int | None = None) -> PaymentView:
-        """A payment as last committed; with ``user_id``, only if its order is theirs."""
+        """A payment; with ``user_id``, only if its order is theirs."""
         found = await queries.payment(self.reader, payment_id)
         if found is None or (user_id is not None and found.user_id != user_id):
             raise ShopError(NOT_FOUND, f"payment {payment_id} does not exist")
-        url = self.gateway.payment_url(found.id)
-        return PaymentView(found.id, found.order_id, found.amount, found.status, url)
+        for view in await self.payments(found.order_id):
+            if view.id == payment_id:
+                return view
+        raise ShopError(NOT_FOUND, f"payment {payment_id} does not exist")
 
-    async def handle_callback(self, raw_body: bytes, signature: str | None) -> CallbackHandled:
-        """Verify and apply a payment callback (SPEC 3, 7). Raises CallbackRejected, having
-        changed nothing, for a missing or wrong signature, a timestamp out of tolerance, a body
-        that does not parse, an unknown payment, a wrong amount. What fails verification is
-        counted by reason (``rejected_callbacks``) and never stored: anyone can send it, and
-        storing it would let anyone fill the disk (SPEC 7). An unknown payment or a wrong
-        amount, signed by the gateway, is logged by its order."""
-        verified, reason = verify(
-            self._gateway_secret,
-            signature,
-            raw_body,
-            self.system.clock.now(),
-            self.config.callback_tolerance_s,
+    async def handle_callback(
+        self, raw_body: bytes, headers: Mapping[str, str] | str | None
+    ) -> CallbackHandled:
+        """Verify and apply a payment notification (SPEC 3, 7, 10) through the provider.
+
+        ``headers`` are the request's (a str is the sandbox's ``Shopkeep-Signature`` alone).
+        Raises CallbackRejected, having changed nothing, for what fails the provider's
+        verification (signature, timestamp, body, app or merchant), an unknown payment, a
+        wrong amount or currency. What fails verification is counted by reason
+        (``rejected_callbacks``) and never stored: anyone can send it, and storing it would
+        let anyone fill the disk (SPEC 7). An unknown payment, a wrong amount or currency,
+        signed by the provider, is logged by its order. An authentic notification that is not
+        about a payment's result (:class:`~shopkeep.payments.provider.Ignored`) is
+        acknowledged: the answer's action is ``ignored``, its order None.
+        """
+        if not isinstance(headers, Mapping):
+            headers = {} if headers is None else {SIGNATURE_HEADER: headers}
+        verdict = await self.provider.verify_callback(raw_body, headers, self.system.clock.now())
+        if isinstance(verdict, Refused):
+            self._reject(verdict.reason)
+            raise CallbackRejected(verdict.detail or verdict.reason)
+        if isinstance(verdict, Ignored):
+            return CallbackHandled("ignored", False, None)
+        order_id = verdict.order_id
+        if order_id is None:
+            found = await queries.payment(self.reader, verdict.payment_id)
+            if found is None:
+                self._reject("unknown_payment")
+                raise CallbackRejected(f"there is no payment {verdict.payment_id}")
+            order_id = found.order_id
+        # the sandbox's callback names no currency: its payments are in the shop's
+        currency = None if isinstance(self.provider, SandboxProvider) else verdict.currency
+        message = PaymentCallback(
+            verdict.payment_id, verdict.status, verdict.amount, verdict.gateway_txn_id, currency
         )
-        if not verified:
-            self._reject(f"signature_{reason}")
-            raise CallbackRejected(f"signature: {reason}")
-        try:
-            body = msgspec.json.decode(raw_body, type=CallbackBody)
-            payment_id, order_id = int(body.payment_id), int(body.order_id)
-            if not (0 < payment_id < 2**63 and 0 < order_id < 2**63):
-                raise ValueError("an id out of range")
-        except (msgspec.DecodeError, ValueError):
-            self._reject("malformed")
-            raise CallbackRejected("the body is not a payment callback") from None
-        if body.status not in ("succeeded", "failed"):
-            self._reject("malformed")
-            raise CallbackRejected(f"unknown status {body.status!r}")
-        if body.status == "succeeded" and not body.gateway_txn_id:
-            # without it a retry that names the transaction would look like a second payment
-            self._reject("malformed")
-            raise CallbackRejected("a successful payment needs its gateway_txn_id")
-        message = PaymentCallback(payment_id, body.status, body.amount, body.gateway_txn_id)  # type: ignore[arg-type]
         reply = await self._ask(Address("order", order_id), message)
         if isinstance(reply, Refusal):
             raise CallbackRejected(reply.detail)

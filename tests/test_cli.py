@@ -34,6 +34,24 @@ SERVE_FLAGS = {
     "--gateway-secret-file": "SHOPKEEP_GATEWAY_SECRET_FILE",
     "--sandbox": "SHOPKEEP_SANDBOX",
     "--sandbox-callback-url": "SHOPKEEP_SANDBOX_CALLBACK_URL",
+    "--gateway": "SHOPKEEP_GATEWAY",
+    "--currency": "SHOPKEEP_CURRENCY",
+    "--public-url": "SHOPKEEP_PUBLIC_URL",
+    "--refund-query-after": "SHOPKEEP_REFUND_QUERY_AFTER",
+    "--alipay-app-id": "SHOPKEEP_ALIPAY_APP_ID",
+    "--alipay-private-key-file": "SHOPKEEP_ALIPAY_PRIVATE_KEY_FILE",
+    "--alipay-public-key-file": "SHOPKEEP_ALIPAY_PUBLIC_KEY_FILE",
+    "--alipay-url": "SHOPKEEP_ALIPAY_URL",
+    "--wechatpay-mch-id": "SHOPKEEP_WECHATPAY_MCH_ID",
+    "--wechatpay-app-id": "SHOPKEEP_WECHATPAY_APP_ID",
+    "--wechatpay-private-key-file": "SHOPKEEP_WECHATPAY_PRIVATE_KEY_FILE",
+    "--wechatpay-cert-serial": "SHOPKEEP_WECHATPAY_CERT_SERIAL",
+    "--wechatpay-apiv3-key-file": "SHOPKEEP_WECHATPAY_APIV3_KEY_FILE",
+    "--wechatpay-platform-public-key-file": "SHOPKEEP_WECHATPAY_PLATFORM_PUBLIC_KEY_FILE",
+    "--wechatpay-url": "SHOPKEEP_WECHATPAY_URL",
+    "--stripe-api-key-file": "SHOPKEEP_STRIPE_API_KEY_FILE",
+    "--stripe-webhook-secret-file": "SHOPKEEP_STRIPE_WEBHOOK_SECRET_FILE",
+    "--stripe-api-base": "SHOPKEEP_STRIPE_API_BASE",
 }
 BENCH_FLAGS = (
     "--url", "--embedded", "--duration", "--concurrency", "--mix", "--seed", "--admin-token",
@@ -97,7 +115,7 @@ def test_bench_help_explains_every_flag_and_the_credentials_environment() -> Non
 
 
 def test_serve_on_a_missing_directory_fails_in_one_line() -> None:
-    result = run_main("serve", "--db", "/nonexistent-dir/x.db")
+    result = run_main("serve", "--sandbox", "--db", "/nonexistent-dir/x.db")
 
     assert result.returncode == 2
     lines = result.stderr.splitlines()
@@ -107,7 +125,7 @@ def test_serve_on_a_missing_directory_fails_in_one_line() -> None:
 
 
 def test_serve_on_a_directory_fails_in_one_line(tmp_path: Path) -> None:
-    result = run_main("serve", "--db", str(tmp_path))
+    result = run_main("serve", "--sandbox", "--db", str(tmp_path))
 
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
@@ -132,6 +150,10 @@ def test_serve_on_a_directory_fails_in_one_line(tmp_path: Path) -> None:
         ("serve", "--admin-token-file", "main.py", "--admin-token", "a" * 20),
         ("serve", "--gateway-secret-file", "/nonexistent/secret"),
         ("serve", "--sandbox-callback-url", "ftp://x"),
+        ("serve",),  # no gateway
+        ("serve", "--gateway", "paypal"),
+        ("serve", "--sandbox", "--gateway", "stripe"),
+        ("serve", "--sandbox", "--refund-query-after", "soon"),
         ("demo", "--nope"),
         ("audit", "--nope"),
         ("bench",),
@@ -158,6 +180,23 @@ def test_a_bad_flag_is_a_one_line_usage_error(args: tuple[str, ...]) -> None:
 
     assert_one_line_error(result)
     assert "Traceback" not in result.stderr
+
+
+def test_serve_without_a_gateway_refuses_naming_the_choices(tmp_path: Path) -> None:
+    result = run_main("serve", "--db", str(tmp_path / "shop.db"))
+
+    assert_one_line_error(result, "--gateway", "sandbox", "alipay", "wechatpay", "stripe")
+    assert not (tmp_path / "shop.db").exists()
+
+
+@pytest.mark.parametrize("gateway", ["alipay", "wechatpay", "stripe"])
+def test_a_provider_without_its_credentials_refuses_in_one_line(
+    tmp_path: Path, gateway: str
+) -> None:
+    result = run_main("serve", "--gateway", gateway, "--db", str(tmp_path / "shop.db"))
+
+    assert_one_line_error(result, f"--{gateway}-")
+    assert not (tmp_path / "shop.db").exists()  # refused before the database was touched
 
 
 def test_a_negative_order_timeout_is_refused_in_one_line() -> None:
@@ -247,10 +286,10 @@ def test_audit_of_a_file_that_is_not_a_database_fails_in_one_line(tmp_path: Path
 
 
 async def start_serve(db: Path, *args: str) -> tuple[asyncio.subprocess.Process, str]:
-    """``serve`` on a free port of 127.0.0.1, and its URL once it logs that it serves."""
+    """``serve --sandbox`` on a free port of 127.0.0.1, and its URL once it logs that it serves."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "main.py", "serve", "--db", str(db), "--host", "127.0.0.1",
-        "--port", "0", *args,
+        "--port", "0", "--sandbox", *args,
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert process.stderr is not None

@@ -95,6 +95,11 @@ class SandboxGateway:
         self.refund_attempts = 0
         self.deliveries = 0
 
+    @property
+    def secret(self) -> bytes | str:
+        """The secret callbacks are signed with (the shop verifies them with it)."""
+        return self._secret
+
     # -- the shop's side ------------------------------------------------------------------------
 
     def payment_url(self, payment_id: int) -> str:

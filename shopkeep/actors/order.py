@@ -14,12 +14,15 @@ result. The kind is bound to the shop's settings and payment gateway by
 
 from __future__ import annotations
 
+from collections import Counter
 from operator import attrgetter
 from typing import Any, ClassVar
 
+import msgspec
+import structlog
+
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.fulfilment import Dispatch, Intercept
-from shopkeep.actors.gateway import Gateway
 from shopkeep.actors.key_store import keep_placement_answer, run_keyed
 from shopkeep.actors.order_messages import (
     Accept,
@@ -27,6 +30,7 @@ from shopkeep.actors.order_messages import (
     AsUser,
     CallbackHandled,
     Cancel,
+    CheckoutReady,
     DeadlineReached,
     Deliver,
     GetOrder,
@@ -41,6 +45,7 @@ from shopkeep.actors.order_messages import (
     Place,
     PlacedBefore,
     RefundDone,
+    RefundStuck,
     RefundView,
     RequestReturn,
     ReturnView,
@@ -64,17 +69,33 @@ from shopkeep.actors.order_rules import (
     validate_request,
 )
 from shopkeep.actors.order_state import (
+    AWAITING_PAYMENT,
+    CREATED,
     PENDING,
     VIEW_FIELDS,
     Effect,
+    History,
     LogPayment,
     OrderState,
     Payment,
     Refund,
 )
 from shopkeep.actors.order_stats import OrderStats
-from shopkeep.actors.order_store import callback_body, load_order, log_rejected_callback, write
-from shopkeep.actors.payment_rules import decide_callback, refund_done, start_payment
+from shopkeep.actors.order_store import (
+    DEADLINE,
+    callback_body,
+    load_order,
+    log_rejected_callback,
+    write,
+)
+from shopkeep.actors.payment_query import QueryPayment
+from shopkeep.actors.payment_rules import (
+    WRONG_CURRENCY,
+    decide_callback,
+    keep_checkout,
+    refund_done,
+    start_payment,
+)
 from shopkeep.actors.placement import placement_failure, run_placement, undo_cut_placement
 from shopkeep.actors.placement_turn import Participants, place_in_one_turn
 from shopkeep.actors.protocol import (
@@ -85,7 +106,10 @@ from shopkeep.actors.protocol import (
     OrderTicket,
     Refusal,
 )
+from shopkeep.payments.provider import Checkout, PaymentProvider
 from shopkeep.runtime import ActivationContext, Actor, Address, Context
+
+log = structlog.get_logger("shopkeep.order")
 
 # -- views ------------------------------------------------------------------------------------
 
@@ -97,6 +121,20 @@ def order_view(state: OrderState) -> OrderView:
     """The order as SPEC 7 shows it: its own fields (``OrderFields``), and its items."""
     items = tuple(OrderItemView(x.goods_id, x.quantity, x.unit_price) for x in state.lines)
     return OrderView(*_own_fields(state), items=items)
+
+
+def payment_view(order_id: int, payment: Payment) -> PaymentView:
+    """A payment as SPEC 10 shows it: with what the customer was given to pay it."""
+    checkout = (
+        Checkout() if payment.checkout is None
+        else msgspec.json.decode(payment.checkout, type=Checkout)
+    )
+    return PaymentView(
+        id=payment.id, order_id=order_id, amount=payment.amount, status=payment.status,
+        gateway=payment.gateway, currency=payment.currency, gateway_url=checkout.gateway_url,
+        qr_code=checkout.qr_code, code_url=checkout.code_url,
+        client_secret=checkout.client_secret,
+    )
 
 
 def refund_view(order_id: int, refund: Refund) -> RefundView:
@@ -111,13 +149,14 @@ def refund_view(order_id: int, refund: Refund) -> RefundView:
 
 
 class OrderActor(Actor):
-    """One order. ``config`` and ``gateway`` are bound by ``kinds.order_kinds``."""
+    """One order. ``config`` and ``provider`` are bound by ``kinds.order_kinds``."""
 
     __slots__ = ("placing", "state")
     kind = "order"
     messages = OrderMessage
     config: ClassVar[ShopConfig] = ShopConfig()
-    gateway: ClassVar[Gateway]
+    provider: ClassVar[PaymentProvider]
+    outcomes: ClassVar[Counter[str]] = Counter()
     stats: ClassVar[OrderStats] = OrderStats()
 
     async def on_activate(self, ctx: ActivationContext) -> None:
@@ -137,11 +176,8 @@ class OrderActor(Actor):
         self.state = state
 
     def payment_view(self, payment: Payment) -> PaymentView:
-        """A payment with its gateway link."""
-        return PaymentView(
-            payment.id, self.address.id, payment.amount, payment.status,
-            self.gateway.payment_url(payment.id),
-        )
+        """A payment with what the customer needs to pay it."""
+        return payment_view(self.address.id, payment)
 
     def view(self) -> OrderView:
         """The order as it is now (it must exist)."""
@@ -168,7 +204,9 @@ class OrderActor(Actor):
                 return Refusal(NOT_FOUND, f"there is no order {self.address.id}")
             message = message.message
         if state is None:
-            if isinstance(message, DeadlineReached | RefundDone | UndoPlacement | Run):
+            if isinstance(
+                message, DeadlineReached | RefundDone | RefundStuck | UndoPlacement | Run
+            ):
                 return None
             if isinstance(message, PaymentCallback):
                 said = LogPayment(message.payment_id, message.status, message.amount,
@@ -196,20 +234,37 @@ class OrderActor(Actor):
             case GetOrder() | Run() | UndoPlacement():
                 return order_view(state) if isinstance(message, GetOrder) else self._outcome()
             case StartPayment():
-                started = start_payment(state, ctx.new_id(), now)
+                # the provider is asked by the caller, outside this turn (CheckoutReady)
+                started = start_payment(
+                    state, ctx.new_id(), now, self.provider.name, self.config.currency
+                )
                 if isinstance(started, Refusal):
                     return started
                 state, effects, payment, created = started
                 self.commit(ctx, state, effects)
-                return PaymentStarted(self.payment_view(payment), created)
+                return PaymentStarted(self.payment_view(payment), created, state.expires_at)
+            case CheckoutReady(payment_id, checkout, provider_ref):
+                kept = keep_checkout(state, payment_id, checkout, provider_ref)
+                if kept is None:
+                    return Refusal(NOT_FOUND, f"order {state.id} has no payment {payment_id}")
+                state, effects, payment = kept
+                if effects:
+                    self.commit(ctx, state, effects)
+                return self.payment_view(payment)
             case PaymentCallback():
                 return self._callback(ctx, message)
             case Cancel(by):
                 return await self._cancel(ctx, by)
-            case DeadlineReached():
+            case DeadlineReached(queried, outcome):
+                if not queried and self._query_open_payment(ctx, state, now):
+                    return self.view()
                 decision = deadline_reached(state, now)
                 if decision is not None:
-                    self.commit(ctx, *decision)
+                    state, effects = decision
+                    if outcome:
+                        effects = [History(AWAITING_PAYMENT, AWAITING_PAYMENT,
+                                           "payment_queried", outcome), *effects]
+                    self.commit(ctx, state, effects)
                 return self.view()
             case Ship():
                 return await self._ship(ctx)
@@ -234,6 +289,14 @@ class OrderActor(Actor):
                 state, effects, request = approved
                 self.commit(ctx, state, effects)
                 return ReturnView(request.id, state.id, request.status)
+            case RefundStuck(refund_id, reason):
+                status = state.status
+                self.commit(ctx, state, [History(
+                    status, status, "refund_failed",
+                    f"refund {refund_id}: the provider failed it ({reason}); it stays "
+                    "refunding until someone acts on it",
+                )])
+                return None
             case RefundDone(refund_id):
                 done = refund_done(state, refund_id, now)
                 if done is not None:
@@ -295,7 +358,7 @@ class OrderActor(Actor):
             return self._refused(refusal)
         self.commit(ctx, *new_order(
             self.address.id, message.user_id, message.items, message.coupon_id,
-            message.use_balance, ctx.now(),
+            message.use_balance, ctx.now(), self.config.currency,
         ))
         self.placing = True
         if isinstance(message, Accept):
@@ -335,20 +398,50 @@ class OrderActor(Actor):
         assert state is not None
         outcome = decide_callback(
             state, message.payment_id, message.status, message.amount, message.gateway_txn_id,
-            ctx.now(), ctx.new_id(), self.config,
+            ctx.now(), ctx.new_id(), self.config, message.currency,
         )
         if isinstance(outcome, Refusal):
             said = LogPayment(message.payment_id, message.status, message.amount,
                               message.gateway_txn_id, "rejected", False)
-            reason = "unknown_payment" if outcome.code == NOT_FOUND else "amount"
+            reason = {NOT_FOUND: "unknown_payment", WRONG_CURRENCY: "currency"}.get(
+                outcome.code, "amount"
+            )
+            if outcome.code != NOT_FOUND:  # authentic, yet not what was asked: someone looks
+                log.warning("callback_refused", order_id=state.id, reason=reason,
+                            detail=outcome.detail)
             log_rejected_callback(
                 ctx, state.id, message.payment_id, callback_body(state.id, said), reason
             )
             self.stats.callbacks_rejected[reason] += 1
             return outcome
-        self.commit(ctx, outcome.state, outcome.effects)
+        effects = outcome.effects
+        if message.via == "query":  # SPEC 10's active query: the history says how it was found
+            status = outcome.state.status
+            effects = [*effects, History(status, status, "payment_queried",
+                                         f"payment {message.payment_id}: {message.status} "
+                                         f"({message.gateway_txn_id}), {outcome.action.value}")]
+        self.commit(ctx, outcome.state, effects)
         duplicate = outcome.action.value == "duplicate"
         return CallbackHandled(outcome.action.value, duplicate, order_view(outcome.state))
+
+    def _query_open_payment(self, ctx: Context, state: OrderState, now: float) -> bool:
+        """At the deadline, an open payment is asked of the provider before the order times
+        out (a notification that never came loses nothing); the deadline timer is re-armed
+        ``payment_query_grace_s`` later, in case the answer never comes either. False: no
+        payment to ask about, the order times out now."""
+        if state.status != AWAITING_PAYMENT or state.expires_at is None or (
+            state.expires_at > now
+        ):
+            return False
+        payment = next((p for p in state.payments if p.status == CREATED), None)
+        if payment is None:
+            return False
+        ctx.send(Address("payment_query", payment.id), QueryPayment(
+            state.id, payment.id, payment.amount, payment.currency, payment.provider_ref
+        ))
+        grace = now + self.config.payment_query_grace_s
+        ctx.arm_timer(DEADLINE, grace, DeadlineReached(True, "the provider did not answer"))
+        return True
 
     # -- cancels and fulfilment -----------------------------------------------------------------
 

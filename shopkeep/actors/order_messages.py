@@ -16,7 +16,8 @@ Accept                     OrderView (pending) at once; the placement runs after
 Run                        like Place (told by Accept to itself; harmless to tell again)
 UndoPlacement              OrderView: a placement cut by a crash is undone (recovery)
 GetOrder                   OrderView, or Refusal not_found
-StartPayment               PaymentStarted(payment, created)
+StartPayment               PaymentStarted(payment, created, deadline)
+CheckoutReady              PaymentView, with what the customer needs to pay it
 PaymentCallback            CallbackHandled(action, duplicate, order)
 Cancel                     OrderView (canceled, or unchanged when canceled already)
 DeadlineReached            OrderView, or None when there is no such order
@@ -24,6 +25,7 @@ Ship / Deliver             OrderView
 RequestReturn              ReturnView (status requested)
 ApproveReturn              ReturnView (status approved)
 RefundDone                 None (durable, from the refunder)
+RefundStuck                None (durable, from the refunder: a history row)
 GetRefunds / GetPayments   tuple of RefundView / PaymentView
 =========================  ==================================================================
 
@@ -62,22 +64,36 @@ class OrderView(OrderFields, frozen=True, gc=False, kw_only=True):
     items: tuple[OrderItemView, ...]
 
 
-class PaymentView(msgspec.Struct, frozen=True, gc=False):
-    """A payment and the link where the user pays it."""
+class PaymentView(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """A payment, its provider and currency, and what the customer needs to pay it (SPEC 10:
+    ``gateway_url``, ``qr_code``, ``code_url`` or ``client_secret``, whichever the provider
+    gives; all None until the provider answered)."""
 
     id: int
     order_id: int
     amount: int
     status: str
-    gateway_url: str
+    gateway: str = "sandbox"
+    currency: str = "CNY"
+    gateway_url: str | None = None
+    qr_code: str | None = None
+    code_url: str | None = None
+    client_secret: str | None = None
+
+    @property
+    def has_checkout(self) -> bool:
+        """Whether the provider's answer is known (one of the four fields is set)."""
+        return any((self.gateway_url, self.qr_code, self.code_url, self.client_secret))
 
 
 class PaymentStarted(msgspec.Struct, frozen=True, gc=False):
     """The answer to StartPayment: ``created`` False when the open payment is answered again
-    (HTTP 200 instead of 201)."""
+    (HTTP 200 instead of 201); ``deadline`` the order's payment deadline (what the provider is
+    told the payment expires at)."""
 
     payment: PaymentView
     created: bool
+    deadline: float | None = None
 
 
 class CallbackHandled(msgspec.Struct, frozen=True, gc=False):
@@ -86,7 +102,7 @@ class CallbackHandled(msgspec.Struct, frozen=True, gc=False):
 
     action: str
     duplicate: bool
-    order: OrderView
+    order: OrderView | None
 
 
 class RefundView(msgspec.Struct, frozen=True, gc=False):
@@ -177,6 +193,21 @@ class PaymentCallback(msgspec.Struct, frozen=True, tag=True, gc=False):
     status: Literal["succeeded", "failed"]
     amount: int
     gateway_txn_id: str | None = None
+    currency: str | None = None
+    """ISO 4217, as the provider said it (None: the sandbox's callback names none)."""
+    via: str = "callback"
+    """``callback``, or ``query`` when the active query found the payment (SPEC 10)."""
+
+
+class CheckoutReady(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """The provider answered what the customer needs to pay ``payment_id``: ``checkout`` is
+    its :class:`~shopkeep.payments.provider.Checkout` as JSON. Kept with the payment (the
+    first one kept wins: the provider answers the same payment the same). Answers the
+    PaymentView."""
+
+    payment_id: int
+    checkout: str
+    provider_ref: str | None = None
 
 
 class Cancel(msgspec.Struct, frozen=True, tag=True, gc=False):
@@ -186,7 +217,14 @@ class Cancel(msgspec.Struct, frozen=True, tag=True, gc=False):
 
 
 class DeadlineReached(msgspec.Struct, frozen=True, tag=True, gc=False):
-    """The payment deadline passed (the durable timer, or the sweep): cancel if unpaid."""
+    """The payment deadline passed (the durable timer, or the sweep): cancel if unpaid.
+
+    An order with an open payment first has the provider asked about it (SPEC 10's active
+    query, ``payment_query.py``): ``queried`` is True when that was done (or given up on), and
+    ``outcome`` says what the provider answered, for the history."""
+
+    queried: bool = False
+    outcome: str = ""
 
 
 class Ship(msgspec.Struct, frozen=True, tag=True, gc=False):
@@ -215,6 +253,14 @@ class RefundDone(msgspec.Struct, frozen=True, tag=True, gc=False):
     refund_id: int
 
 
+class RefundStuck(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """Durable, from the refunder: the provider failed ``refund_id`` (``reason``); it stays
+    refunding, for someone to act on, and the history says so."""
+
+    refund_id: int
+    reason: str
+
+
 class GetRefunds(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Answer the order's refunds, oldest first."""
 
@@ -239,6 +285,7 @@ OrderMessage = (
     | UndoPlacement
     | GetOrder
     | StartPayment
+    | CheckoutReady
     | PaymentCallback
     | Cancel
     | DeadlineReached
@@ -247,6 +294,7 @@ OrderMessage = (
     | RequestReturn
     | ApproveReturn
     | RefundDone
+    | RefundStuck
     | GetRefunds
     | GetPayments
 )

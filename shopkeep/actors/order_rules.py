@@ -182,9 +182,11 @@ def new_order(
     coupon_id: int | None,
     use_balance: int,
     now: float,
+    currency: str = "CNY",
 ) -> Decision:
-    """The pending order, before any asset is taken."""
+    """The pending order, before any asset is taken, in the shop's ``currency``."""
     state = OrderState(
+        currency=currency,
         id=order_id,
         user_id=user_id,
         status=PENDING,

@@ -80,13 +80,23 @@ class Line(msgspec.Struct, frozen=True, gc=False):
 
 
 class Payment(msgspec.Struct, frozen=True, gc=False):
-    """A payment of the order (status created, succeeded, failed, refunded)."""
+    """A payment of the order (status created, succeeded, failed, refunded).
+
+    ``gateway`` is the provider it goes through (SPEC 10), ``currency`` ISO 4217;
+    ``checkout`` what the customer was given to pay it (the provider's
+    :class:`~shopkeep.payments.provider.Checkout` as JSON; None until the provider answered)
+    and ``provider_ref`` the provider's own id of it, where it has one (Stripe's PaymentIntent).
+    """
 
     id: int
     amount: int
     status: str
     txn_id: str | None
     created_at: float
+    gateway: str = "sandbox"
+    currency: str = "CNY"
+    checkout: str | None = None
+    provider_ref: str | None = None
 
 
 class Refund(msgspec.Struct, frozen=True, gc=False):
@@ -135,6 +145,8 @@ class OrderFields(msgspec.Struct, frozen=True, gc=False):
     paid_at: float | None = None
     canceled_at: float | None = None
     expires_at: float | None = None
+    currency: str = "CNY"
+    """ISO 4217: the shop's currency when the order was placed (SPEC 10)."""
 
 
 class OrderState(OrderFields, frozen=True, gc=False, kw_only=True):

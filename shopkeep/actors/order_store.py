@@ -58,16 +58,19 @@ HISTORY_SQL = (
     "INSERT INTO order_history (order_id, from_status, to_status, operation, remark, at) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
+PAYMENT_COLUMNS = (
+    "id, amount, status, gateway_txn_id, created_at, gateway, currency, checkout, provider_ref"
+)
+"""The payments columns :class:`Payment` is made of, in its fields' order."""
 UPSERT_PAYMENT_SQL = (
     "INSERT INTO payments (id, order_id, amount, status, gateway_txn_id, created_at, "
-    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+    "updated_at, gateway, currency, checkout, provider_ref) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
     "status = excluded.status, gateway_txn_id = excluded.gateway_txn_id, "
-    "updated_at = excluded.updated_at"
+    "updated_at = excluded.updated_at, checkout = excluded.checkout, "
+    "provider_ref = excluded.provider_ref"
 )
-SELECT_PAYMENTS_SQL = (
-    "SELECT id, amount, status, gateway_txn_id, created_at FROM payments "
-    "WHERE order_id = ? ORDER BY id"
-)
+SELECT_PAYMENTS_SQL = f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = ? ORDER BY id"
 PAYMENT_LOG_SQL = (
     "INSERT INTO payment_log (payment_id, order_id, verified, duplicate, action, body, at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -180,7 +183,7 @@ PAGE_SQL = (
 PAGE_ROWS_SQL = {
     "items": "SELECT order_id, goods_id, quantity, unit_price FROM order_items "
     "WHERE order_id IN ({ids})",
-    "payments": "SELECT order_id, id, amount, status, gateway_txn_id, created_at FROM payments "
+    "payments": f"SELECT order_id, {PAYMENT_COLUMNS} FROM payments "
     "WHERE order_id IN ({ids}) ORDER BY id",
     "refunds": "SELECT order_id, id, kind, payment_id, wallet_amount, gateway_amount, status, "
     "created_at, refunded_at FROM refunds WHERE order_id IN ({ids}) ORDER BY id",
@@ -295,7 +298,8 @@ def write(
             case SavePayment(p):
                 ctx.execute(
                     UPSERT_PAYMENT_SQL,
-                    (p.id, order_id, p.amount, p.status, p.txn_id, p.created_at, now),
+                    (p.id, order_id, p.amount, p.status, p.txn_id, p.created_at, now,
+                     p.gateway, p.currency, p.checkout, p.provider_ref),
                 )
             case LogPayment():
                 body = callback_body(order_id, effect)
@@ -312,7 +316,14 @@ def write(
                 )
                 ctx.execute(REFUND_LOG_SQL, (r.id, event, detail, now))
             case RequestRefund(r):
-                attempt = RefundAttempt(r.id, order_id, r.payment_id, r.gateway_amount)
+                paid = after.payment(r.payment_id) if r.payment_id is not None else None
+                attempt = RefundAttempt(
+                    r.id, order_id, r.payment_id, r.gateway_amount,
+                    currency=paid.currency if paid else "CNY",
+                    payment_amount=paid.amount if paid else r.gateway_amount,
+                    gateway_txn_id=paid.txn_id if paid else None,
+                    provider_ref=paid.provider_ref if paid else None,
+                )
                 ctx.send(Address("refunder", r.id), attempt)
             case SaveReturn(request):
                 ctx.execute(

@@ -69,18 +69,36 @@ class CallbackAction(StrEnum):
 
 
 def start_payment(
-    state: OrderState, payment_id: int, now: float
+    state: OrderState, payment_id: int, now: float, gateway: str = "sandbox",
+    currency: str = "CNY",
 ) -> tuple[OrderState, list[Effect], Payment, bool] | Refusal:
-    """A payment of the pay amount for an order awaiting payment; the open one if there is
-    one. Returns the state, effects, the payment and whether it is new."""
+    """A payment of the pay amount for an order awaiting payment, through ``gateway`` in
+    ``currency``; the open one if there is one (of the same gateway: one started before the
+    shop changed providers cannot be paid any more, so a new one is made). Returns the
+    state, effects, the payment and whether it is new."""
     if state.status != AWAITING_PAYMENT:
         return invalid_state(state, "start a payment")
     for payment in state.payments:
-        if payment.status == CREATED:
+        if payment.status == CREATED and payment.gateway == gateway:
             return state, [], payment, False
-    payment = Payment(payment_id, state.pay_amount, CREATED, None, now)
+    payment = Payment(payment_id, state.pay_amount, CREATED, None, now, gateway, currency)
     state = replace(state, payments=(*state.payments, payment))
     return state, [SavePayment(payment)], payment, True
+
+
+def keep_checkout(
+    state: OrderState, payment_id: int, checkout: str, provider_ref: str | None
+) -> tuple[OrderState, list[Effect], Payment] | None:
+    """Keep what the provider answered for ``payment_id`` (a JSON Checkout); the first one
+    kept stays (the provider answers the same payment the same). None: no such payment."""
+    payment = state.payment(payment_id)
+    if payment is None:
+        return None
+    if payment.checkout is not None:
+        return state, [], payment
+    payment = replace(payment, checkout=checkout, provider_ref=provider_ref)
+    state, effects = _with_payment(state, payment)
+    return state, effects, payment
 
 
 # -- callbacks --------------------------------------------------------------------------------
@@ -118,8 +136,15 @@ class CallbackOutcome:
         self.action = action
 
 
-def check_callback(state: OrderState, payment_id: int, amount: int) -> Payment | Refusal:
-    """The payment must be this order's, and the amount must be the payment's."""
+WRONG_CURRENCY = "wrong_currency"
+"""The code of a refusal for a callback in another currency than the payment's."""
+
+
+def check_callback(
+    state: OrderState, payment_id: int, amount: int, currency: str | None = None
+) -> Payment | Refusal:
+    """The payment must be this order's, and the amount (and the currency, when the
+    provider names one) must be the payment's."""
     payment = state.payment(payment_id)
     if payment is None:
         return Refusal(NOT_FOUND, f"order {state.id} has no payment {payment_id}", state.id)
@@ -127,6 +152,12 @@ def check_callback(state: OrderState, payment_id: int, amount: int) -> Payment |
         return Refusal(
             VALIDATION_ERROR,
             f"payment {payment_id} is for {payment.amount}, the callback says {amount}",
+            state.id,
+        )
+    if currency is not None and currency != payment.currency:
+        return Refusal(
+            WRONG_CURRENCY,
+            f"payment {payment_id} is in {payment.currency}, the callback says {currency}",
             state.id,
         )
     return payment
@@ -141,9 +172,10 @@ def decide_callback(
     now: float,
     refund_id: int,
     config: ShopConfig,
+    currency: str | None = None,
 ) -> CallbackOutcome | Refusal:
     """Apply a verified callback (``refund_id`` is used if it leads to a refund)."""
-    checked = check_callback(state, payment_id, amount)
+    checked = check_callback(state, payment_id, amount, currency)
     if isinstance(checked, Refusal):
         return checked
     payment = checked

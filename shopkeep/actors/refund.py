@@ -1,30 +1,44 @@
-"""Refunds through the gateway: the ``refunder`` kind, one actor per refund id (SPEC 5).
+"""Refunds through the provider: the ``refunder`` kind, one actor per refund id (SPEC 5, 10).
 
 The order writes the refund record (status refunding) and, in the same unit, a durable
-:class:`RefundAttempt` to ``refunder:<refund id>``. The refunder calls the gateway's refund with
-the refund id as idempotency key, only after that unit is committed (durable messages go out
-after their commit), so no money leaves before its record exists. Then:
+:class:`RefundAttempt` to ``refunder:<refund id>``. The refunder calls the provider's refund
+with the refund id as idempotency key, only after that unit is committed (durable messages go
+out after their commit), so no money leaves before its record exists. Then, by the provider's
+answer:
 
-- success: a durable :class:`~shopkeep.actors.order_messages.RefundDone` to the order, which
+- done: a durable :class:`~shopkeep.actors.order_messages.RefundDone` to the order, which
   marks the record refunded;
-- failure: a refund_log row, and a durable timer that tries again after a back-off
-  (``refund_retry_s`` doubling up to ``refund_retry_max_s``). A gateway outage never rolls the
-  refund record back: it stays refunding, visible, until the gateway does it.
+- processing (taken, not finished): a durable timer asks the provider again
+  (:class:`RefundQuery`) after ``refund_query_after_s``; the query's answer is applied the
+  same way: done -> RefundDone; processing -> ask again later; missing (the provider never
+  got it) -> send the refund again; failed -> a refund_log row and a warning: the record stays
+  refunding, for someone to act on (the provider said no: sending it again would not help);
+- an error (down, a timeout, a 5xx, a refusal): a refund_log row, and a durable timer that
+  tries again after a back-off (``refund_retry_s`` doubling up to ``refund_retry_max_s``). An
+  outage never rolls the refund record back: it stays refunding, visible, until it is done.
 
-A crash between the gateway's refund and the commit that records it redelivers the attempt;
+A crash between the provider's refund and the commit that records it redelivers the attempt;
 the idempotency key makes the second call refund nothing more.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, ClassVar
 
 import msgspec
 import structlog
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.gateway import Gateway
-from shopkeep.actors.order_messages import RefundDone
+from shopkeep.actors.order_messages import RefundDone, RefundStuck
+from shopkeep.payments.provider import (
+    PaymentProvider,
+    RefundFailed,
+    RefundMissing,
+    RefundProcessing,
+    RefundRequest,
+)
+from shopkeep.payments.provider import RefundDone as ProviderRefundDone
 from shopkeep.runtime import Actor, Address, Context
 
 log = structlog.get_logger("shopkeep.refund")
@@ -34,16 +48,36 @@ ATTEMPTS_SQL = "UPDATE refunds SET attempts = ? WHERE id = ?"
 
 
 class RefundAttempt(msgspec.Struct, frozen=True, tag=True, gc=False):
-    """Refund ``amount`` of ``payment_id`` through the gateway (try number ``attempt``)."""
+    """Refund ``amount`` of ``payment_id`` through the provider (try number ``attempt``), in
+    ``currency``, of a payment of ``payment_amount`` paid in ``gateway_txn_id`` (the provider's
+    ``provider_ref``). The defaults read attempts stored before providers existed."""
 
     refund_id: int
     order_id: int
     payment_id: int | None
     amount: int
     attempt: int = 1
+    currency: str = "CNY"
+    payment_amount: int = 0
+    gateway_txn_id: str | None = None
+    provider_ref: str | None = None
+
+    def request(self) -> RefundRequest:
+        """What the provider is asked, the refund id as idempotency key."""
+        return RefundRequest(
+            refund_id=self.refund_id, payment_id=self.payment_id, amount=self.amount,
+            currency=self.currency, payment_amount=self.payment_amount or self.amount,
+            gateway_txn_id=self.gateway_txn_id, provider_ref=self.provider_ref,
+        )
 
 
-RefunderMessage = RefundAttempt
+class RefundQuery(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """Ask the provider where the refund of ``attempt`` stands (its timer fired)."""
+
+    attempt: RefundAttempt
+
+
+RefunderMessage = RefundAttempt | RefundQuery
 
 
 def retry_delay(attempt: int, config: ShopConfig) -> float:
@@ -52,30 +86,85 @@ def retry_delay(attempt: int, config: ShopConfig) -> float:
 
 
 class RefunderActor(Actor):
-    """Calls the gateway until the refund is done. Bound to a gateway by ``kinds.order_kinds``."""
+    """Calls the provider until the refund is done. Bound by ``kinds.order_kinds``."""
 
     __slots__ = ()
     kind = "refunder"
     messages = RefunderMessage
     config: ClassVar[ShopConfig] = ShopConfig()
-    gateway: ClassVar[Gateway]
+    provider: ClassVar[PaymentProvider]
+    outcomes: ClassVar[Counter[str]] = Counter()
+    """Refund queries by what they learned (``/metrics``)."""
 
     async def receive(self, ctx: Context, message: Any) -> Any:
-        """Try the refund; on failure arm the retry timer."""
+        """Try the refund (or ask where it stands); on failure arm the retry timer."""
+        if isinstance(message, RefundQuery):
+            return await self._query(ctx, message.attempt)
         if not isinstance(message, RefundAttempt):
             raise TypeError(f"unexpected message {message!r}")
-        now = ctx.now()
         try:
-            await self.gateway.refund(message.refund_id, message.payment_id, message.amount)
+            state = await self.provider.refund(message.request())
         except Exception as exc:  # an outage or a refusal: both are retried, never dropped
-            delay = retry_delay(message.attempt, self.config)
-            detail = f"try {message.attempt}: {type(exc).__name__}: {exc}; again in {delay:g} s"
-            log.info("refund_failed", refund_id=message.refund_id, detail=detail)
-            ctx.execute(REFUND_LOG_SQL, (message.refund_id, "gateway_failed", detail, now))
-            ctx.execute(ATTEMPTS_SQL, (message.attempt, message.refund_id))
-            again = msgspec.structs.replace(message, attempt=message.attempt + 1)
-            ctx.arm_timer("retry", now + delay, again)
+            self._retry(ctx, message, exc)
             return False
         ctx.execute(ATTEMPTS_SQL, (message.attempt, message.refund_id))
+        if isinstance(state, RefundProcessing):
+            self._query_later(ctx, message, "the provider is processing it")
+            return False
         ctx.send(Address("order", message.order_id), RefundDone(message.refund_id))
         return True
+
+    async def _query(self, ctx: Context, message: RefundAttempt) -> bool:
+        try:
+            state = await self.provider.query_refund(message.request())
+        except Exception as exc:
+            self.outcomes["refund:error"] += 1
+            self._retry(ctx, message, exc, query=True)
+            return False
+        now = ctx.now()
+        match state:
+            case ProviderRefundDone():
+                self.outcomes["refund:refunded"] += 1
+                ctx.execute(REFUND_LOG_SQL, (message.refund_id, "refund_queried", "done", now))
+                ctx.send(Address("order", message.order_id), RefundDone(message.refund_id))
+                return True
+            case RefundProcessing():
+                self.outcomes["refund:processing"] += 1
+                self._query_later(ctx, message, "still processing")
+            case RefundMissing():
+                self.outcomes["refund:missing"] += 1
+                ctx.execute(REFUND_LOG_SQL, (message.refund_id, "refund_queried",
+                                             "the provider has no such refund: sent again", now))
+                again = msgspec.structs.replace(message, attempt=message.attempt + 1)
+                ctx.tell(self.address, again)
+            case RefundFailed(reason):
+                self.outcomes["refund:failed"] += 1
+                detail = f"the provider failed it ({reason}): left refunding for manual action"
+                log.warning("refund_failed_at_provider", refund_id=message.refund_id,
+                            order_id=message.order_id, reason=reason)
+                ctx.execute(REFUND_LOG_SQL, (message.refund_id, "provider_failed", detail, now))
+                ctx.send(Address("order", message.order_id),
+                         RefundStuck(message.refund_id, reason))
+        return False
+
+    def _query_later(self, ctx: Context, message: RefundAttempt, why: str) -> None:
+        now = ctx.now()
+        after = self.config.refund_query_after_s
+        detail = f"{why}: asked again in {after:g} s"
+        ctx.execute(REFUND_LOG_SQL, (message.refund_id, "provider_processing", detail, now))
+        ctx.arm_timer("query", now + after, RefundQuery(message))
+
+    def _retry(
+        self, ctx: Context, message: RefundAttempt, exc: Exception, *, query: bool = False
+    ) -> None:
+        """Log the failure and try again (the refund, or the query) after a back-off."""
+        now = ctx.now()
+        number = message.attempt
+        delay = retry_delay(number, self.config)
+        what = "query" if query else "try"
+        detail = f"{what} {number}: {type(exc).__name__}: {exc}; again in {delay:g} s"
+        log.info("refund_failed", refund_id=message.refund_id, detail=detail)
+        ctx.execute(REFUND_LOG_SQL, (message.refund_id, "gateway_failed", detail, now))
+        ctx.execute(ATTEMPTS_SQL, (number, message.refund_id))
+        later = msgspec.structs.replace(message, attempt=number + 1)
+        ctx.arm_timer("retry", now + delay, RefundQuery(later) if query else later)

@@ -177,7 +177,7 @@ async def measure(
     python = sys.executable
     shop = start(
         "shopkeep",
-        serve_argv(shop_port, folder / "shop.db", "--synchronous", "FULL",
+        serve_argv(shop_port, folder / "shop.db", "--sandbox", "--synchronous", "FULL",
                    "--max-unpaid-orders", str(10**9)),
         shop_port, folder, {"SHOPKEEP_ADMIN_TOKEN": admin},
     )  # fmt: skip

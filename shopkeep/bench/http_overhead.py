@@ -105,6 +105,7 @@ class BareAnswer(msgspec.Struct, frozen=True):
     paid_at: datetime | None
     canceled_at: datetime | None
     expires_at: datetime | None
+    currency: str
 
 
 def bare_app() -> web.Application:
@@ -119,7 +120,7 @@ def bare_app() -> web.Application:
             [{"goods_id": i.goods_id, "quantity": i.quantity, "unit_price": PRICE}
              for i in order.items],
             None, PRICE, 1_000, PRICE + 1_000, 0, 0, PRICE + 1_000, None, now, now, None, None,
-            now,
+            now, "CNY",
         )  # fmt: skip
         return web.Response(
             status=201, body=msgspec.json.encode(answer), content_type="application/json"
@@ -148,7 +149,7 @@ def bare_typed_app() -> web.Application:
             str(next(ids)), "1", "awaiting_payment",
             [OrderItemOut(i.goods_id, i.quantity, PRICE) for i in order.items],
             None, PRICE, 1_000, PRICE + 1_000, 0, 0, PRICE + 1_000, None, now, now, None, None,
-            now,
+            now, "CNY",
         )  # fmt: skip
         body = encoder.encode(answer)
         return web.Response(status=201, body=body, content_type="application/json")

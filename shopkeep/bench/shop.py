@@ -185,7 +185,7 @@ async def run(
     with tempfile.TemporaryDirectory(prefix="shopkeep-bench-") as folder:
         config = ShopConfig(max_unpaid_orders=10**9)
         path = os.path.join(folder, "shop.db")
-        async with Shop.open(path, config=config, writer=writer_mode) as shop:
+        async with Shop.open(path, gateway="sandbox", config=config, writer=writer_mode) as shop:
             writer = shop.runtime.store.writer
             writer.tap = batches.append
             user_ids, goods_ids = await populate(shop, users, goods)

@@ -30,6 +30,7 @@ from shopkeep.cli.values import (
     whole,
 )
 from shopkeep.http.connection_limits import KEEPALIVE_S, MAX_CONNECTIONS, READ_S
+from shopkeep.payments.flags import add_provider_flags, check_provider_flags, provider_settings
 
 if TYPE_CHECKING:
     from shopkeep.http.server import ServeOptions
@@ -85,6 +86,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="requests a second one user's token may make, in bursts of twice that; more are "
         "refused 429 rate_limited (the admin's token is not limited)",
     )  # fmt: skip
+    add_provider_flags(parser)
     add_log_flags(parser, "info")
     parser.set_defaults(run=run_serve, check=functools.partial(check_serve, parser))
     return parser
@@ -179,6 +181,7 @@ def check_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     check_secret(parser, args, "admin_token", args.admin_token)
     check_token_characters(parser, args, "admin_token", args.admin_token)
     check_secret(parser, args, "gateway_secret", args.gateway_secret)
+    check_provider_flags(parser, args)
 
 
 def serve_options(args: argparse.Namespace) -> ServeOptions:
@@ -207,6 +210,8 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
             max_connections=args.max_connections,
         ),
         rate_limit_per_s=args.rate_limit,
+        payments=provider_settings(args),
+        refund_query_after_s=args.refund_query_after,
     )
 
 

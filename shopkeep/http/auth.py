@@ -30,7 +30,10 @@ from shopkeep.http.state import ADMIN, PRINCIPAL, Principal
 from shopkeep.shop import TOKEN_CACHE_SIZE, Shop, hash_token
 
 PUBLIC_PATHS: Final = frozenset(
-    {"/healthz", "/metrics", "/openapi.json", "/docs", "/v1/payments/callback"}
+    {"/healthz", "/metrics", "/openapi.json", "/docs", "/v1/payments/callback",
+     # the providers' notifications (SPEC 10), each verified by its provider's scheme
+     "/v1/payments/alipay/notify", "/v1/payments/wechatpay/notify",
+     "/v1/payments/stripe/webhook"}
 )
 PUBLIC_PREFIXES: Final = ("/sandbox/",)
 MAX_TOKEN: Final = 512

@@ -17,6 +17,7 @@ from shopkeep.http import schemas as s
 from shopkeep.http.auth import Access
 from shopkeep.http.config import HttpConfig
 from shopkeep.http.inputs import (
+    CHANNEL_SCHEMA,
     CURSOR_SCHEMA,
     IDEMPOTENCY_HEADER,
     KEY_SCHEMA,
@@ -26,6 +27,24 @@ from shopkeep.http.inputs import (
 from shopkeep.http.openapi import docs_page, openapi_json
 from shopkeep.http.operations import Operation, Param
 
+CHANNEL_TEXT = (
+    "Alipay only: `qr` answers a `qr_code` (alipay.trade.precreate) instead of the page-pay "
+    "`gateway_url`; other providers have one channel and ignore it. Asked again, the payment "
+    "answers what it was first given."
+)
+NOTIFY_ROUTES = (
+    ("/v1/payments/alipay/notify", "alipayNotify",
+     "Alipay's asynchronous notification: form-encoded, RSA2-signed; answered with the plain "
+     "text `success` once handled (duplicates included), anything else makes Alipay resend"),
+    ("/v1/payments/wechatpay/notify", "wechatpayNotify",
+     "WeChat Pay API v3's notification: `Wechatpay-Signature` over `timestamp\nnonce\nbody\n`, "
+     "the resource AEAD_AES_256_GCM-encrypted; answered 204 once handled, 4xx refused"),
+    ("/v1/payments/stripe/webhook", "stripeWebhook",
+     "Stripe's webhook: `Stripe-Signature` (300 s tolerance); `payment_intent.succeeded` / "
+     "`payment_intent.payment_failed`, other events acknowledged and ignored; 200 once handled"),
+)
+"""The providers' own callback routes (SPEC 10): no bearer token, each verified by its
+provider's scheme; a route of a provider the server is not configured for answers 404."""
 PLACEMENT_REFUSALS = (
     "insufficient_stock",
     "coupon_unavailable",
@@ -74,6 +93,11 @@ def catalog(config: HttpConfig) -> list[Operation]:
     paged = page_params(config)
     op = Operation
     owner, admin, user = Access.OWNER, Access.ADMIN, Access.USER
+    notify_ops = [
+        op("POST", path, name, summary, Access.PUBLIC, routes.provider_notify,
+           {200: None, 204: None}, extra_problems=(400, 404), body_required=False)
+        for path, name, summary in NOTIFY_ROUTES
+    ]
     order_ops = [
         op("POST", "/v1/orders", "placeOrder", "Place an order", user, routes.place_order,
            {201: s.OrderOut, 202: s.OrderOut}, body=s.PlaceOrderRequest,
@@ -97,7 +121,8 @@ def catalog(config: HttpConfig) -> list[Operation]:
         op("POST", "/v1/orders/{order_id}/payment", "startPayment",
            "Start paying an order (200: the same open payment again)", owner,
            routes.start_payment, {201: s.PaymentOut, 200: s.PaymentOut},
-           params=(KEY,), refusals=("invalid_state", CONFLICT)),
+           params=(KEY, Param("channel", "query", CHANNEL_SCHEMA, CHANNEL_TEXT)),
+           refusals=("invalid_state", CONFLICT)),
         op("GET", "/v1/payments/{payment_id}", "getPayment", "Get a payment", owner,
            routes.get_payment, {200: s.PaymentOut}),
         op("POST", "/v1/orders/{order_id}/cancel", "cancelOrder",
@@ -160,6 +185,7 @@ def catalog(config: HttpConfig) -> list[Operation]:
                          "`t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.\" + raw body>`",
                          required=True),),
            extra_problems=(400,)),
+        *notify_ops,
         op(*SANDBOX_COMPLETE, "sandboxCompletePayment",
            "Sandbox only: finish paying; the sandbox gateway then calls back, signed",
            Access.PUBLIC, None, {202: None}, body=s.SandboxCompleteRequest),

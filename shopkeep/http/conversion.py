@@ -25,6 +25,7 @@ from shopkeep.http.schemas import (
     CouponOut,
     CouponState,
     CreatedUserOut,
+    Gateway,
     GoodsOut,
     HistoryOut,
     OrderItemOut,
@@ -145,6 +146,7 @@ def order_out(view: OrderView) -> OrderOut:
         None if view.paid_at is None else _utc(view.paid_at, UTC),
         None if view.canceled_at is None else _utc(view.canceled_at, UTC),
         None if view.expires_at is None else _utc(view.expires_at, UTC),
+        view.currency,
     )
 
 
@@ -166,7 +168,12 @@ def payment_out(view: PaymentView) -> PaymentOut:
         id_out(view.order_id),
         view.amount,
         cast(PaymentStatus, view.status),
+        cast(Gateway, view.gateway),
+        view.currency,
         view.gateway_url,
+        view.qr_code,
+        view.code_url,
+        view.client_secret,
     )
 
 

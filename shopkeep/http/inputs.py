@@ -9,7 +9,7 @@ refusal is a ``ShopError``, which ``errors.py`` maps. Answers go out through :fu
 
 from __future__ import annotations
 
-from typing import Any, Final, TypeVar, get_args
+from typing import Any, Final, Literal, TypeVar, get_args
 
 import msgspec
 from aiohttp import web
@@ -33,6 +33,8 @@ REPLAYED_HEADER: Final = "Idempotent-Replayed"
 CURSOR_SCHEMA: Final = {"type": "string", "pattern": ID_PATTERN}
 STATUS_SCHEMA: Final = {"type": "string", "enum": list(ORDER_STATUSES)}
 WAIT_SCHEMA: Final = {"type": "boolean", "default": True}
+CHANNEL_SCHEMA: Final = {"type": "string", "enum": ["page", "qr"], "default": "page"}
+"""``?channel=`` of a payment start: Alipay's page pay (``page``) or its QR code (``qr``)."""
 KEY_SCHEMA: Final = {
     "type": "string", "minLength": 1, "maxLength": MAX_KEY, "pattern": KEY_PATTERN,
 }
@@ -165,6 +167,12 @@ def status_of(request: web.Request) -> str | None:
 def wait_of(request: web.Request) -> bool:
     """``?wait=``: ``true`` (the default: answer the placed order) or ``false`` (202 at once)."""
     return query_value(request, "wait") != "false"
+
+
+def channel_of(request: web.Request) -> Literal["page", "qr"]:
+    """``?channel=``: ``qr`` for Alipay's precreate QR code, else ``page`` (checked by the
+    route's guard)."""
+    return "qr" if query_value(request, "channel") == "qr" else "page"
 
 
 def idempotency_key_of(request: web.Request) -> IdempotencyKey | None:

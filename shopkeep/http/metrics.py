@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
@@ -112,6 +112,7 @@ class RuntimeCollector:
             writer.stats.commit_s,
         )
         yield _gauge("writer_backlog", "Units and calls waiting for the writer.", writer.backlog)
+        yield active_queries(self._shop.active_queries)
         yield _gauge(
             "timers_pending_in_memory",
             "Durable timers armed in memory (the rest wait in the database).",
@@ -387,3 +388,17 @@ def metrics_routes(metrics: Metrics) -> Iterable[web.RouteDef]:
         )
 
     return [web.get("/metrics", scrape, name="metrics")]
+
+
+def active_queries(counts: Mapping[str, int]) -> CounterMetricFamily:
+    """SPEC 10's active queries of the provider (a payment open at its deadline, a refund
+    still processing), by what (payment, refund) and by what they learned."""
+    family = CounterMetricFamily(
+        f"{NAMESPACE}_active_queries",
+        "Payments and refunds asked of the provider (SPEC 10), by outcome.",
+        labels=["what", "outcome"],
+    )
+    for key, count in sorted(counts.items()):
+        what, _, outcome = key.partition(":")
+        family.add_metric([what, outcome], count)
+    return family

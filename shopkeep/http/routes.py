@@ -12,7 +12,7 @@ import msgspec
 from aiohttp import web
 
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
-from shopkeep.errors import ShopError
+from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.http import conversion as c
 from shopkeep.http import schemas as s
 from shopkeep.http.errors import problem_for
@@ -20,6 +20,7 @@ from shopkeep.http.inputs import (
     REPLAYED_HEADER,
     body_of,
     caller_of,
+    channel_of,
     cursor_of,
     idempotency_key_of,
     limit_of,
@@ -211,7 +212,7 @@ async def start_payment(request: web.Request) -> web.Response:
     order_id, key = path_id(request, "order_id"), idempotency_key_of(request)
     await no_body(request)
     started = await shop_of(request).start_payment(
-        order_id, user_id=scope_of(request), idempotency_key=key
+        order_id, user_id=scope_of(request), idempotency_key=key, channel=channel_of(request)
     )
     payment = started.payment
     if not started.created:  # the open payment again: nothing created
@@ -300,6 +301,27 @@ async def payment_callback(request: web.Request) -> web.Response:
     raw = await request.read()
     await shop_of(request).handle_callback(raw, request.headers.get(SIGNATURE_HEADER))
     return reply(s.CallbackReceived(True))
+
+
+async def provider_notify(request: web.Request) -> web.Response:
+    """POST /v1/payments/alipay/notify, /v1/payments/wechatpay/notify,
+    /v1/payments/stripe/webhook: the raw bytes and headers go to the shop, which has its
+    provider verify them; the answer is the one that provider expects (SPEC 10: Alipay the
+    plain text ``success``, WeChat Pay 204, Stripe 200), or its refusal. A route of a provider
+    the shop is not configured for is 404."""
+    shop = shop_of(request)
+    provider = shop.provider
+    if request.path != provider.callback_path:
+        raise ShopError("not_found", f"this shop takes payments through {provider.name}")
+    raw = await request.read()
+    try:
+        await shop.handle_callback(raw, request.headers)
+        said = provider.answer(True)
+    except CallbackRejected as rejected:
+        said = provider.answer(False, str(rejected))
+    return web.Response(
+        status=said.status, body=said.body or None, content_type=said.content_type
+    )
 
 
 async def run_audit(request: web.Request) -> web.Response:

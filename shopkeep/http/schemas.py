@@ -49,6 +49,7 @@ OrderStatus = Literal[
 ]
 CancelReason = Literal["placement_failed", "user", "timeout", "admin"]
 PaymentStatus = Literal["created", "succeeded", "failed", "refunded"]
+Gateway = Literal["sandbox", "alipay", "wechatpay", "stripe"]
 RefundKind = Literal["cancel", "return", "late_payment", "duplicate_payment"]
 RefundStatus = Literal["refunding", "refunded", "failed"]
 ReturnStatus = Literal["requested", "approved"]
@@ -226,6 +227,8 @@ class OrderOut(msgspec.Struct, frozen=True):
     paid_at: Timestamp | None
     canceled_at: Timestamp | None
     expires_at: Timestamp | None
+    currency: str
+    """ISO 4217 (SPEC 10): the currency of every amount of the order."""
 
 
 class HistoryOut(msgspec.Struct, frozen=True):
@@ -238,14 +241,22 @@ class HistoryOut(msgspec.Struct, frozen=True):
     at: Timestamp
 
 
-class PaymentOut(msgspec.Struct, frozen=True):
-    """A payment and the gateway link where the user pays it."""
+class PaymentOut(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A payment: its provider (``gateway``) and ``currency``, and what the customer needs to
+    pay it, whichever the provider gives (SPEC 10): ``gateway_url`` (the sandbox, Alipay's
+    page pay), ``qr_code`` (Alipay with ``?channel=qr``), ``code_url`` (WeChat Pay Native) or
+    ``client_secret`` (Stripe's PaymentIntent). The others are absent."""
 
     id: Id
     order_id: Id
     amount: int
     status: PaymentStatus
-    gateway_url: str
+    gateway: Gateway
+    currency: str
+    gateway_url: str | None = None
+    qr_code: str | None = None
+    code_url: str | None = None
+    client_secret: str | None = None
 
 
 class ReturnOut(msgspec.Struct, frozen=True):

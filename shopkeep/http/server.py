@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Final
 
+import msgspec
 import structlog
 from aiohttp import web
 
@@ -45,6 +46,9 @@ from shopkeep.http.sandbox import (
     local_url,
     sandbox_routes,
 )
+from shopkeep.payments.provider import ConfigurationError, PaymentProvider
+from shopkeep.payments.sandbox import SandboxProvider
+from shopkeep.payments.settings import ProviderSettings, build_provider
 from shopkeep.runtime import RealClock, RuntimeConfig
 from shopkeep.runtime.collector import freeze_survivors
 from shopkeep.runtime.loop_monitor import LoopMonitor
@@ -88,10 +92,16 @@ class ServeOptions:
     admin_token: str | None = None
     gateway_secret: str | None = None
     sandbox: bool = False
+    """``--sandbox``: the same as ``payments.gateway == "sandbox"``."""
+    payments: ProviderSettings = field(default_factory=ProviderSettings)
+    """The payment provider and its configuration (SPEC 10). Without a gateway (and without
+    ``sandbox``) the server refuses to start: it never falls back to a fake silently."""
     sandbox_callback_url: str | None = None
     """Where the sandbox gateway POSTs callbacks; this server's own callback route if None."""
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     """Keep-alive and read timeouts, and the cap on open connections (SPEC 7)."""
+    refund_query_after_s: float = ShopConfig.refund_query_after_s
+    """A refund the provider has not finished is asked about again after this (SPEC 10)."""
     rate_limit_per_s: float = HttpConfig.rate_limit_per_s
     """Requests a second one token may make (``HttpConfig.rate_limit_per_s``); 0: no limit."""
     runtime: RuntimeConfig | None = None
@@ -227,17 +237,25 @@ async def running(
     options: ServeOptions, *, announce: Callable[[str], None] = announce_admin_token
 ) -> AsyncIterator[Server]:
     """Run the server of ``options`` until the block ends; see the module's docstring."""
+    payments = options.payments
+    if options.sandbox:
+        payments = msgspec.structs.replace(payments, gateway="sandbox")
+    # a real provider is built (its credentials read) before the database is touched
+    real = None if payments.gateway == "sandbox" else open_provider(options, payments, None, "")
     credentials = await open_credentials(options)
     if credentials.new_admin_token is not None:
         announce(credentials.new_admin_token)
     clock = RealClock()
-    gateway = HttpSandboxGateway(credentials.gateway_secret, clock) if options.sandbox else None
+    gateway = HttpSandboxGateway(credentials.gateway_secret, clock) if real is None else None
+    provider = real or open_provider(options, payments, gateway, credentials.gateway_secret)
     settings = ShopConfig(
         order_timeout_s=options.order_timeout_s,
         max_unpaid_orders=options.max_unpaid_orders,
         shipping_fee=options.shipping_fee,
         free_shipping_threshold=options.free_shipping_threshold,
         points_per_unit=options.points_per_unit,
+        currency=payments.currency,
+        refund_query_after_s=options.refund_query_after_s,
     )
     async with AsyncExitStack() as stack:
         sink = HttpCallbackSink() if gateway is not None else None
@@ -248,7 +266,7 @@ async def running(
                 options.db,
                 config=settings,
                 clock=clock,
-                gateway=gateway,
+                gateway=provider,
                 gateway_secret=credentials.gateway_secret,
                 runtime_config=options.runtime or SERVER_RUNTIME,
                 synchronous=options.synchronous,
@@ -292,7 +310,8 @@ async def running(
             db=options.db,
             synchronous=options.synchronous,
             writer=options.writer,
-            sandbox=options.sandbox,
+            gateway=provider.name,
+            currency=payments.currency,
             order_timeout_s=options.order_timeout_s,
             keepalive_s=options.connections.keepalive_s,
             read_s=options.connections.read_s,
@@ -302,6 +321,30 @@ async def running(
         log.info("stopping")
     # The exit stack stopped the listener, the gateway's retries, the actors and the store.
     log.info("stopped")
+
+
+def open_provider(
+    options: ServeOptions,
+    payments: ProviderSettings,
+    gateway: HttpSandboxGateway | None,
+    secret: str,
+) -> PaymentProvider:
+    """The payment provider ``payments`` choose (the sandbox over ``gateway``); its callbacks
+    come back to ``--public-url`` (by default the listening address). StartupError, in one
+    line naming the choices or what is missing, when it cannot be built."""
+    if not payments.public_url:
+        here = local_url(options.host, options.port)
+        payments = msgspec.structs.replace(payments, public_url=here)
+    currency = payments.currency
+
+    def sandbox() -> PaymentProvider:
+        assert gateway is not None
+        return SandboxProvider(gateway, secret, currency=currency)
+
+    try:
+        return build_provider(payments, sandbox)
+    except ConfigurationError as error:
+        raise StartupError(str(error)) from None
 
 
 async def serve(options: ServeOptions) -> None:

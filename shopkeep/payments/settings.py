@@ -16,17 +16,17 @@ import msgspec
 from shopkeep.payments import alipay_wire, wechatpay_wire
 from shopkeep.payments.alipay import AlipayProvider
 from shopkeep.payments.money import check_currency
+from shopkeep.payments.names import DEFAULT_CURRENCY, GATEWAYS
 from shopkeep.payments.provider import ConfigurationError, PaymentProvider
 from shopkeep.payments.stripe_provider import PRODUCTION_URL as STRIPE_URL
 from shopkeep.payments.stripe_provider import StripeProvider
 from shopkeep.payments.transport import CALL_TIMEOUT_S
 from shopkeep.payments.wechatpay import WeChatPayProvider
 
-GATEWAYS: Final = ("sandbox", "alipay", "wechatpay", "stripe")
-"""The names ``--gateway`` takes."""
+__all__ = ["DEFAULT_CURRENCY", "GATEWAYS", "ProviderSettings", "build_provider", "check_gateway"]
+
 CNY_ONLY: Final = frozenset({"alipay", "wechatpay"})
 """Providers whose domestic APIs take yuan only."""
-DEFAULT_CURRENCY: Final = "CNY"
 
 
 class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):

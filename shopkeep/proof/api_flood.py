@@ -330,7 +330,7 @@ def serve_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     options = ServeOptions(
         db=args.db, host=args.host, port=args.port, admin_token=args.admin_token,
-        max_unpaid_orders=10**9,
+        max_unpaid_orders=10**9, sandbox=True,
         runtime=replace(SERVER_RUNTIME, max_in_flight=args.max_in_flight,
                         max_live_actors=SMALL_LIVE_ACTORS),
     )  # fmt: skip

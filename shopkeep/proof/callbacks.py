@@ -17,6 +17,10 @@ Figures: forged callbacks accepted (must be 0); double credits (orders paid twic
 awarded twice, or money kept for an order other than its pay amount, from the gateway's books:
 must be 0); duplicates acknowledged (must be 100%); late payments refunded (must be 100%).
 ``python -m shopkeep.proof callbacks --count 50000`` runs a larger stream.
+
+Then the same kinds of trouble go to each real provider's notify route, in its own wire format
+and signature scheme, from its local fake (:mod:`shopkeep.proof.provider_callbacks`; ``--orders``
+orders per provider, 40 by default), with the same figures per provider.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 
 from shopkeep.proof.callback_stream import Stream, Tally
 from shopkeep.proof.harness import scratch_folder, silenced_logs
+from shopkeep.proof.provider_callbacks import ORDERS, ProviderFigures, run_all
 
 COUNT = 5_000
 HTTP_SHARE = 0.06
@@ -45,6 +50,8 @@ class Figures:
     late_refunded: int = 0
     audit: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    providers: list[ProviderFigures] = field(default_factory=list)
+    """The same stream's figures against each real provider's fake."""
 
     @property
     def ok(self) -> bool:
@@ -57,6 +64,7 @@ class Figures:
             and self.late_refunded == t.late
             and t.genuine_refused == 0
             and not self.audit
+            and all(provider.ok for provider in self.providers)
         )
 
     def line(self) -> str:
@@ -78,8 +86,11 @@ def _percent(part: int, whole: int) -> str:
     return "n/a" if whole == 0 else f"{100 * part / whole:.0f}%"
 
 
-def run(count: int, seed: int = 0, http_share: float = HTTP_SHARE) -> Figures:
-    """Send ``count`` callbacks drawn from ``seed``; the figures."""
+def run(
+    count: int, seed: int = 0, http_share: float = HTTP_SHARE, orders: int = ORDERS
+) -> Figures:
+    """Send ``count`` callbacks drawn from ``seed`` to the sandbox, then the providers' stream
+    of ``orders`` orders each (none: 0); the figures."""
     folder = scratch_folder("shopkeep-callbacks-")
     started = time.perf_counter()
     try:
@@ -87,6 +98,8 @@ def run(count: int, seed: int = 0, http_share: float = HTTP_SHARE) -> Figures:
             # a plain loop, not the seeded one: the seeded loop reorders the selector's own
             # socket callbacks too, which real sockets (the HTTP share) do not survive
             figures = asyncio.run(_run(str(folder / "shop.db"), count, seed, http_share))
+            if orders:
+                figures.providers = asyncio.run(run_all(folder, orders, seed))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     figures.seconds = time.perf_counter() - started
@@ -116,11 +129,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--http-share", type=float, default=HTTP_SHARE, help="the share sent over HTTP"
     )
+    parser.add_argument(
+        "--orders", type=int, default=ORDERS,
+        help="orders per real provider (Alipay, WeChat Pay, Stripe fakes); 0 skips them",
+    )
     args = parser.parse_args(argv)
-    figures = run(args.count, args.seed, args.http_share)
+    figures = run(args.count, args.seed, args.http_share, args.orders)
     for problem in figures.double_credits + figures.audit:
         print(f"FAILED: {problem}")
     for kind, number in sorted(figures.tally.kinds.items()):
         print(f"{kind:>24}: {number}")
     print(figures.line())
+    for provider in figures.providers:
+        for problem in provider.double_credits:
+            print(f"FAILED ({provider.provider}): {problem}")
+        print(provider.line())
     return 0 if figures.ok else 1

@@ -102,6 +102,8 @@ async def run(plan: Plan, folder: Path) -> Figures:
     rng = random.Random(plan.seed)
     admin, secret = secrets.token_urlsafe(24), secrets.token_hex(16)
     flags = [
+        "--gateway",
+        "sandbox",
         "--admin-token",
         admin,
         "--gateway-secret",

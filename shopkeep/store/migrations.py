@@ -290,11 +290,26 @@ IDEMPOTENCY_KEYS_OF_EVERY_ROUTE = Migration(
     """,
 )
 
+PAYMENT_PROVIDERS = Migration(
+    5,
+    "payment providers (SPEC 10): which gateway a payment went through and in which currency, "
+    "what the customer was given to pay it (the provider's checkout, JSON) and the provider's "
+    "own id of it; the order's currency. Rows from before are the sandbox's, in CNY",
+    """
+    ALTER TABLE payments ADD COLUMN gateway TEXT NOT NULL DEFAULT 'sandbox';
+    ALTER TABLE payments ADD COLUMN currency TEXT NOT NULL DEFAULT 'CNY';
+    ALTER TABLE payments ADD COLUMN checkout TEXT;
+    ALTER TABLE payments ADD COLUMN provider_ref TEXT;
+    ALTER TABLE orders ADD COLUMN currency TEXT NOT NULL DEFAULT 'CNY';
+    """,
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     RUNTIME_TABLES,
     SHOP_TABLES,
     PAYMENT_LOG_BY_ORDER,
     IDEMPOTENCY_KEYS_OF_EVERY_ROUTE,
+    PAYMENT_PROVIDERS,
 )
 """Every migration of the product schema, oldest first."""
 

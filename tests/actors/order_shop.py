@@ -26,10 +26,12 @@ from shopkeep.actors.goods import GoodsActor
 from shopkeep.actors.kinds import order_kinds
 from shopkeep.actors.order_messages import (
     CallbackHandled,
+    CheckoutReady,
     GetOrder,
     OrderView,
     PaymentCallback,
     PaymentStarted,
+    PaymentView,
     Place,
     StartPayment,
 )
@@ -50,6 +52,7 @@ from shopkeep.actors.protocol import (
 from shopkeep.actors.signature import verify
 from shopkeep.actors.user import UserActor
 from shopkeep.bootstrap import Runtime, open_runtime
+from shopkeep.payments.provider import Checkout
 from shopkeep.runtime import Actor, ActorSystem, Address, VirtualClock
 
 SECRET = "test-gateway-secret"
@@ -137,7 +140,15 @@ class Shop:
         """StartPayment, which must succeed."""
         started = await self.ask("order", order_id, StartPayment())
         assert isinstance(started, PaymentStarted), started
-        return started
+        payment = started.payment
+        if payment.has_checkout:
+            return started
+        # what shopkeep.shop.Shop does: ask the provider (the sandbox), keep its answer
+        checkout = Checkout(gateway_url=self.gateway.payment_url(payment.id))
+        kept = CheckoutReady(payment.id, msgspec.json.encode(checkout).decode())
+        view = await self.ask("order", order_id, kept)
+        assert isinstance(view, PaymentView), view
+        return PaymentStarted(view, started.created, started.deadline)
 
     async def pay(self, order_id: int, status: str = "succeeded", txn_id: str | None = None
                   ) -> PaymentStarted:

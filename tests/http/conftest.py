@@ -163,7 +163,9 @@ def config() -> HttpConfig:
 
 @pytest.fixture
 async def shop(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[Shop]:
-    async with Shop.open(str(tmp_path / "shop.db"), clock=clock, gateway_secret=SECRET) as opened:
+    async with Shop.open(
+        str(tmp_path / "shop.db"), gateway="sandbox", clock=clock, gateway_secret=SECRET
+    ) as opened:
         yield opened
 
 

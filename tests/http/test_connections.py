@@ -43,7 +43,8 @@ def serve(tmp_path: Path) -> Serve:
     @asynccontextmanager
     async def served(limits: ConnectionLimits) -> AsyncIterator[Server]:
         options = ServeOptions(
-            db=str(tmp_path / "shop.db"), port=0, writer="thread", connections=limits
+            db=str(tmp_path / "shop.db"), port=0, writer="thread", connections=limits,
+            sandbox=True,
         )
         async with running(options, announce=lambda token: None) as server:
             yield server

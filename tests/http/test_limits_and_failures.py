@@ -89,7 +89,9 @@ async def test_a_full_runtime_answers_503_overloaded_with_its_retry_after(
     aiohttp_client: AiohttpClient, tmp_path: Path, clock: VirtualClock, config: HttpConfig
 ) -> None:
     full = RuntimeConfig(max_in_flight=0, overload_retry_after_s=2.0)  # not one message fits
-    async with Shop.open(str(tmp_path / "full.db"), clock=clock, runtime_config=full) as shop:
+    async with Shop.open(
+        str(tmp_path / "full.db"), gateway="sandbox", clock=clock, runtime_config=full
+    ) as shop:
         client = await aiohttp_client(make_app(shop, config))
         async with client.get("/v1/goods/1", headers=ADMIN) as refused:
             assert refused.status == 503

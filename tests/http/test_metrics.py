@@ -42,7 +42,7 @@ RUNTIME_METRICS = (
 
 @pytest.fixture
 async def shop(tmp_path: Path) -> AsyncIterator[Shop]:
-    async with Shop.open(str(tmp_path / "shop.db")) as shop:
+    async with Shop.open(str(tmp_path / "shop.db"), gateway="sandbox") as shop:
         yield shop
 
 
@@ -172,7 +172,7 @@ async def test_a_loop_held_by_a_blocking_call_shows_as_the_longest_stall(
 
 
 async def test_the_server_monitors_its_loop_and_shows_it_on_metrics(tmp_path: Path) -> None:
-    options = ServeOptions(db=str(tmp_path / "shop.db"), host="127.0.0.1", port=0)
+    options = ServeOptions(db=str(tmp_path / "shop.db"), host="127.0.0.1", port=0, sandbox=True)
     async with (
         running(options, announce=lambda token: None) as server,
         aiohttp.ClientSession() as session,

@@ -163,6 +163,27 @@ async def test_the_callback_requires_its_signature_header_with_its_pattern(api: 
     assert re.search(HEADER_PATTERN, sign("secret", 1_700_000_000, b"{}"))
 
 
+async def test_the_providers_notify_routes_and_the_payment_fields_are_documented(
+    api: Api,
+) -> None:
+    document = (await api.call("GET", "/openapi.json", {})).body
+    for path in ("/v1/payments/alipay/notify", "/v1/payments/wechatpay/notify",
+                 "/v1/payments/stripe/webhook"):
+        assert not document["paths"][path]["post"].get("security"), path
+    payment = document["components"]["schemas"]["PaymentOut"]
+    assert {"gateway", "currency"} <= set(payment["required"])
+    assert {"gateway_url", "qr_code", "code_url", "client_secret"} <= set(payment["properties"])
+    start = document["paths"]["/v1/orders/{order_id}/payment"]["post"]
+    [channel] = [p for p in start["parameters"] if p["name"] == "channel"]
+    assert channel["schema"]["enum"] == ["page", "qr"]
+    assert "currency" in document["components"]["schemas"]["OrderOut"]["required"]
+
+
+async def test_a_notify_route_of_another_provider_is_not_found(api: Api) -> None:
+    answer = await api.call("POST", "/v1/payments/alipay/notify", {}, data=b"a=b")
+    assert (answer.status, answer.body["code"]) == (404, "not_found")
+
+
 def test_the_documented_order_statuses_are_the_state_machines() -> None:
     assert get_args(OrderStatus) == STATUSES
 

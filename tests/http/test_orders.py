@@ -26,6 +26,7 @@ ORDER_FIELDS = {
     "paid_at",
     "canceled_at",
     "expires_at",
+    "currency",  # SPEC 10: the shop's currency, shown in orders
 }
 
 
@@ -299,8 +300,11 @@ async def test_a_payment_is_started_once_then_answered_again_with_200(api: Api) 
     order = await api.order(alice, await api.goods(price=12_000))
     started = await api.call("POST", f"/v1/orders/{order['id']}/payment", alice.headers)
     assert started.status == 201
-    assert set(started.body) == {"id", "order_id", "amount", "status", "gateway_url"}
+    assert set(started.body) == {
+        "id", "order_id", "amount", "status", "gateway", "currency", "gateway_url"
+    }
     assert (started.body["amount"], started.body["status"]) == (12_000, "created")
+    assert (started.body["gateway"], started.body["currency"]) == ("sandbox", "CNY")
     again = await api.call("POST", f"/v1/orders/{order['id']}/payment", alice.headers)
     assert (again.status, again.body) == (200, started.body)
 

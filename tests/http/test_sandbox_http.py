@@ -19,7 +19,8 @@ from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.actors.signature import verify
 from shopkeep.http.sandbox import HttpCallbackSink
-from shopkeep.http.server import ServeOptions, Server, running
+from shopkeep.http.server import ServeOptions, Server, StartupError, running
+from shopkeep.payments.settings import ProviderSettings
 from shopkeep.runtime import RealClock
 
 TIMEOUT_S = 10.0
@@ -165,8 +166,27 @@ async def test_a_body_that_is_not_a_result_is_refused(
     assert (status, problem["code"]) == (422, "validation_error")
 
 
-async def test_without_sandbox_mode_the_route_does_not_exist(tmp_path: Path) -> None:
+async def test_a_server_without_a_gateway_refuses_to_start_naming_the_choices(
+    tmp_path: Path,
+) -> None:
     options = ServeOptions(db=str(tmp_path / "shop.db"), host="127.0.0.1", port=0)
+    with pytest.raises(StartupError, match="sandbox, alipay, wechatpay, stripe"):
+        async with running(options, announce=lambda token: None):
+            pass
+    assert not (tmp_path / "shop.db").exists()  # refused before the database was touched
+
+
+async def test_without_sandbox_mode_the_route_does_not_exist(tmp_path: Path) -> None:
+    key, hook = tmp_path / "stripe.key", tmp_path / "stripe.whsec"
+    key.write_text("sk_test_shopkeep\n")
+    hook.write_text("whsec_shopkeep\n")
+    payments = ProviderSettings(
+        gateway="stripe", stripe_api_key_file=str(key), stripe_webhook_secret_file=str(hook),
+        stripe_api_base="http://127.0.0.1:9",  # never called here
+    )
+    options = ServeOptions(
+        db=str(tmp_path / "shop.db"), host="127.0.0.1", port=0, payments=payments
+    )
     async with (
         running(options, announce=lambda token: None) as server,
         aiohttp.ClientSession(base_url=server.url) as http,

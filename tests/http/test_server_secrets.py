@@ -23,7 +23,8 @@ async def test_a_fresh_server_stores_no_gateway_secret_and_its_files_are_private
     db = tmp_path / "shop.db"
     before = os.umask(0o022)
     try:
-        async with running(ServeOptions(db=str(db), port=0), announce=lambda token: None) as server:
+        options = ServeOptions(db=str(db), port=0, sandbox=True)
+        async with running(options, announce=lambda token: None) as server:
             secret = server.shop._gateway_secret
             modes = {
                 name: stat.S_IMODE(Path(f"{db}{name}").stat().st_mode)
@@ -42,7 +43,7 @@ async def test_a_gateway_secret_an_earlier_version_stored_is_deleted_at_start(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "shop.db"
-    options = ServeOptions(db=str(db), port=0)
+    options = ServeOptions(db=str(db), port=0, sandbox=True)
     async with running(options, announce=lambda token: None):
         pass
     with closing(sqlite3.connect(db)) as conn, conn:

@@ -30,7 +30,7 @@ async def test_thirty_kills_lose_no_acknowledged_write_and_leave_nothing_half_do
 
 
 async def empty_shop(db: Path) -> None:
-    async with Shop.open(str(db), clock=VirtualClock(), gateway_secret="s" * 16):
+    async with Shop.open(str(db), gateway="sandbox", clock=VirtualClock(), gateway_secret="s" * 16):
         pass
 
 

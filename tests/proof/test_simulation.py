@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-import shopkeep.shop as shop_module
+import shopkeep.payments.sandbox as sandbox_module
 from shopkeep.proof.simulation import figure, main, run_seed, run_seeds
 
 SEEDS = 500
@@ -52,8 +52,9 @@ def test_different_seeds_tell_different_stories() -> None:
 def test_a_failing_seed_is_printed_with_its_replay_and_replays_identically(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # a planted bug: the shop takes every signature for good, so forgeries get through
-    monkeypatch.setattr(shop_module, "verify", lambda *_: (True, "ok"))
+    # a planted bug: the sandbox provider takes every signature for good, so forgeries get
+    # through
+    monkeypatch.setattr(sandbox_module, "verify", lambda *_: (True, "ok"))
 
     status = main(["--seeds", "8"])
 

@@ -22,7 +22,9 @@ def clock() -> VirtualClock:
 
 @pytest.fixture
 async def shop(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[Shop]:
-    async with Shop.open(str(tmp_path / "shop.db"), clock=clock, gateway_secret=SECRET) as opened:
+    async with Shop.open(
+        str(tmp_path / "shop.db"), gateway="sandbox", clock=clock, gateway_secret=SECRET
+    ) as opened:
         yield opened
 
 
@@ -31,7 +33,9 @@ async def saga_shop(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[Shop]:
     """A shop whose every placement takes the saga of asks (none is placed in one turn)."""
     config = ShopConfig(one_turn_placement=False)
     path = str(tmp_path / "saga.db")
-    async with Shop.open(path, clock=clock, gateway_secret=SECRET, config=config) as opened:
+    async with Shop.open(
+        path, gateway="sandbox", clock=clock, gateway_secret=SECRET, config=config
+    ) as opened:
         yield opened
 
 

@@ -437,7 +437,7 @@ async def run(args: argparse.Namespace) -> int:
     """One life of the process; its exit status (when it is not killed first)."""
     rng = random.Random(args.seed)
     started_at = time.time()
-    async with Shop.open(args.db, config=CONFIG, gateway_secret=SECRET) as shop:
+    async with Shop.open(args.db, gateway="sandbox", config=CONFIG, gateway_secret=SECRET) as shop:
         await shop.runtime.store.writer.flush()
         rows = await shop.reader.fetchall(
             "SELECT id FROM orders WHERE status = 'pending' AND created_at < ?", (started_at,)

@@ -58,7 +58,9 @@ async def tiny_shop(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[Shop]:
     """A shop whose every mailbox holds one message (the issue's reproduction)."""
     tiny = RuntimeConfig(mailbox_size=1)
     path = str(tmp_path / "tiny.db")
-    async with Shop.open(path, clock=clock, gateway_secret=SECRET, runtime_config=tiny) as shop:
+    async with Shop.open(
+        path, gateway="sandbox", clock=clock, gateway_secret=SECRET, runtime_config=tiny
+    ) as shop:
         yield shop
 
 
@@ -167,7 +169,7 @@ async def test_a_placement_a_crash_cut_leaves_its_key_free_for_the_retry(
     tmp_path: Path, clock: VirtualClock
 ) -> None:
     path = tmp_path / "shop.db"
-    async with Shop.open(str(path), clock=clock, gateway_secret=SECRET) as shop:
+    async with Shop.open(str(path), gateway="sandbox", clock=clock, gateway_secret=SECRET) as shop:
         tea = await shop.create_goods("tea", price=1_000, stock=5)
         user = (await shop.create_user("ann")).user.id
         cut = await shop.place_order(user, [(tea.id, 1)], idempotency_key="k-1", wait=False)
@@ -181,7 +183,7 @@ async def test_a_placement_a_crash_cut_leaves_its_key_free_for_the_retry(
         conn.execute("UPDATE idempotency_keys SET answer = NULL")
         conn.execute("DELETE FROM timers WHERE kind = 'order'")
 
-    async with Shop.open(str(path), clock=clock, gateway_secret=SECRET) as shop:
+    async with Shop.open(str(path), gateway="sandbox", clock=clock, gateway_secret=SECRET) as shop:
         await settle(shop)  # the start undoes the cut placement: interrupted
         undone = await shop.get_order(cut.id)
         retry = IdempotencyKey("k-1")

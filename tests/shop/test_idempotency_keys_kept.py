@@ -25,7 +25,9 @@ async def test_keys_beyond_the_kept_ones_are_forgotten_in_memory_and_honoured_fr
     monkeypatch.setattr(user, "KEYS_KEPT", 2)
     config = ShopConfig(max_unpaid_orders=100)
     path = str(tmp_path / "shop.db")
-    async with Shop.open(path, clock=clock, gateway_secret=SECRET, config=config) as shop:
+    async with Shop.open(
+        path, gateway="sandbox", clock=clock, gateway_secret=SECRET, config=config
+    ) as shop:
         tea = await shop.create_goods("tea", price=100, stock=100)
         ann = (await shop.create_user("ann")).user.id
         placed = [

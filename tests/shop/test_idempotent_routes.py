@@ -272,13 +272,13 @@ async def test_a_key_is_kept_with_its_effect_across_a_restart(
     tmp_path: Path, clock: VirtualClock
 ) -> None:
     path = str(tmp_path / "shop.db")
-    async with Shop.open(path, clock=clock, gateway_secret=SECRET) as shop:
+    async with Shop.open(path, gateway="sandbox", clock=clock, gateway_secret=SECRET) as shop:
         tea = await shop.create_goods("tea", price=1_000, stock=5)
         await shop.update_goods(tea.id, restock=3, idempotency_key="restock-1")
     with closing(sqlite3.connect(path)) as conn:
         kept = conn.execute("SELECT principal, key FROM idempotency_keys").fetchall()
 
-    async with Shop.open(path, clock=clock, gateway_secret=SECRET) as shop:
+    async with Shop.open(path, gateway="sandbox", clock=clock, gateway_secret=SECRET) as shop:
         retry = IdempotencyKey("restock-1")
         again = await shop.update_goods(tea.id, restock=3, idempotency_key=retry)
         assert retry.replayed and again.stock == 8

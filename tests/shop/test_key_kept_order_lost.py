@@ -35,7 +35,7 @@ async def test_a_retry_with_the_key_of_an_order_a_crash_never_recorded_places_it
     tmp_path: Path, clock: VirtualClock, wait: bool
 ) -> None:
     db = tmp_path / "shop.db"
-    async with Shop.open(str(db), clock=clock, gateway_secret=SECRET) as shop:
+    async with Shop.open(str(db), gateway="sandbox", clock=clock, gateway_secret=SECRET) as shop:
         tea = await shop.create_goods("tea", price=1_000, stock=5)
         user = (await shop.create_user("ann")).user.id
         first = await shop.place_order(user, [(tea.id, 1)], idempotency_key="k", wait=wait)
@@ -48,7 +48,9 @@ async def test_a_retry_with_the_key_of_an_order_a_crash_never_recorded_places_it
 
     # a restart some time later: the retry's placement draws another order id than the key's
     restarted = VirtualClock(start=clock.now() + 60)
-    async with Shop.open(str(db), clock=restarted, gateway_secret=SECRET) as shop:
+    async with Shop.open(
+        str(db), gateway="sandbox", clock=restarted, gateway_secret=SECRET
+    ) as shop:
         again = await shop.place_order(user, [(tea.id, 1)], idempotency_key="k", wait=wait)
         await settle(shop)
         placed = await shop.get_order(again.id)

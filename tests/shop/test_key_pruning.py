@@ -33,7 +33,9 @@ async def awake_shop(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[Shop]
     across the day the test lets pass."""
     awake = RuntimeConfig(idle_timeout_s=10 * KEY_RETENTION_S)
     path = str(tmp_path / "shop.db")
-    async with Shop.open(path, clock=clock, gateway_secret=SECRET, runtime_config=awake) as shop:
+    async with Shop.open(
+        path, gateway="sandbox", clock=clock, gateway_secret=SECRET, runtime_config=awake
+    ) as shop:
         yield shop
 
 

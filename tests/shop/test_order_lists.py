@@ -39,7 +39,9 @@ async def test_a_page_of_orders_costs_the_same_few_queries_whatever_its_size(
 ) -> None:
     config = ShopConfig(max_unpaid_orders=1_000)
     path = str(tmp_path / "shop.db")
-    async with Shop.open(path, clock=VirtualClock(), gateway_secret=SECRET, config=config) as shop:
+    async with Shop.open(
+        path, gateway="sandbox", clock=VirtualClock(), gateway_secret=SECRET, config=config
+    ) as shop:
         tea = await shop.create_goods("tea", price=1_000, stock=10_000)
         alice = (await shop.create_user("alice")).user.id
         for _ in range(210):

@@ -512,14 +512,14 @@ async def test_a_restart_at_the_same_instant_hands_out_no_id_twice(tmp_path: Pat
     again before its clock has moved on (a quick restart, a wall clock stepped back) must
     still hand out ids above every id it stored."""
     path, clock = str(tmp_path / "shop.db"), VirtualClock()
-    async with Shop.open(path, clock=clock, inline=True) as shop:
+    async with Shop.open(path, gateway="sandbox", clock=clock, inline=True) as shop:
         alice = (await shop.create_user("alice")).user.id
         tea = (await shop.create_goods("tea", price=1_000, stock=5)).id
         first = await shop.place_order(alice, [(tea, 1)])
         await shop.cancel_order(first.id)
         await clock.settle()  # the release is applied: no outbox row, no timer is left
 
-    async with Shop.open(path, clock=clock, inline=True) as shop:
+    async with Shop.open(path, gateway="sandbox", clock=clock, inline=True) as shop:
         bob = (await shop.create_user("bob")).user
         second = await shop.place_order(bob.id, [(tea, 1)])
 

@@ -34,7 +34,9 @@ async def test_a_placement_whose_pending_order_fails_to_commit_keeps_no_coupon_o
     tmp_path: Path,
 ) -> None:
     clock = VirtualClock()
-    async with Shop.open(str(tmp_path / "shop.db"), clock=clock, inline=True) as shop:
+    async with Shop.open(
+        str(tmp_path / "shop.db"), gateway="sandbox", clock=clock, inline=True
+    ) as shop:
         alice = (await shop.create_user("alice", balance=5_000)).user.id
         tea = await shop.create_goods("tea", price=1_500, stock=5)
         coupon = await shop.create_coupon(alice, 1_000)

@@ -28,7 +28,7 @@ async def test_a_backup_taken_while_orders_are_placed_is_whole_and_audits_ok(
     source, copy = str(tmp_path / "shop.db"), str(tmp_path / "copy.db")
     progress: list[tuple[int, int]] = []
     config = ShopConfig(max_unpaid_orders=ORDERS)  # these customers never pay
-    async with Shop.open(source, writer="process", config=config) as shop:
+    async with Shop.open(source, gateway="sandbox", writer="process", config=config) as shop:
         users = [(await shop.create_user(f"u{n}")).user.id for n in range(8)]
         goods = (await shop.create_goods("tea", price=100, stock=10 * ORDERS)).id
         placing = asyncio.gather(
@@ -51,7 +51,7 @@ async def test_a_backup_taken_while_orders_are_placed_is_whole_and_audits_ok(
     assert 0 <= copied <= ORDERS and placed_in_source > 0
     assert stat.S_IMODE(os.stat(copy).st_mode) == 0o600
     assert not os.path.exists(copy + ".partial")
-    async with Shop.open(copy) as restored:
+    async with Shop.open(copy, gateway="sandbox") as restored:
         assert (await restored.audit()).ok
 
 

@@ -262,5 +262,7 @@ async def open_target(options: BenchOptions) -> AsyncIterator[Target]:
         if path is None:
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="shopkeep-bench-"))
             path = os.path.join(folder, "shop.db")
-        async with Shop.open(str(Path(path)), config=config, gateway_secret=secret) as shop:
+        async with Shop.open(
+            str(Path(path)), gateway="sandbox", config=config, gateway_secret=secret
+        ) as shop:
             yield EmbeddedTarget(shop, secret)

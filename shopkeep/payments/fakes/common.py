@@ -68,6 +68,8 @@ class FakeServer:
         self._failing = 0
         self._hanging = 0
         self._released = asyncio.Event()
+        self.refund_arrived = asyncio.Event()
+        """Set by each refund call as it arrives (clear it to await the next one)."""
         self._runner: web.AppRunner | None = None
         self._client: aiohttp.ClientSession | None = None
         self._ids = itertools.count(1)
@@ -115,6 +117,7 @@ class FakeServer:
         """Called first by each fake's refund route: records the call, then answers 500, hangs,
         or lets the refund go on (None)."""
         self.refund_calls.append(key)
+        self.refund_arrived.set()
         if self._hanging:
             self._hanging -= 1
             await self._released.wait()

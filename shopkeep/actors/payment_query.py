@@ -1,0 +1,80 @@
+"""The active query (SPEC 10): the ``payment_query`` kind, one actor per payment id.
+
+At its deadline an order with a payment still open does not time out at once: it sends a
+durable :class:`QueryPayment` here (and re-arms its deadline a grace period later). This
+actor asks the provider, outside the order's turn, and tells the order what it learned:
+
+- paid: a :class:`~shopkeep.actors.order_messages.PaymentCallback` (``via="query"``), applied
+  exactly as the success notification would be: the order is paid, or, when it timed out
+  meanwhile, the money is refunded as a late payment;
+- open, closed, or no answer: :class:`~shopkeep.actors.order_messages.DeadlineReached` with
+  ``queried`` set: the order times out as it would have, its history saying what was asked.
+
+Outcomes are counted by kind (``/metrics``: ``shopkeep_active_queries_total``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, ClassVar
+
+import msgspec
+import structlog
+
+from shopkeep.actors.config import ShopConfig
+from shopkeep.actors.order_messages import DeadlineReached, PaymentCallback
+from shopkeep.payments.provider import PaymentClosed, PaymentPaid, PaymentProvider, PaymentRef
+from shopkeep.runtime import Actor, Address, Context
+
+log = structlog.get_logger("shopkeep.payment_query")
+
+
+class QueryPayment(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """Ask the provider where payment ``payment_id`` of order ``order_id`` stands."""
+
+    order_id: int
+    payment_id: int
+    amount: int
+    currency: str
+    provider_ref: str | None = None
+
+
+class PaymentQueryActor(Actor):
+    """Asks the provider about one payment. Bound by ``kinds.order_kinds``."""
+
+    __slots__ = ()
+    kind = "payment_query"
+    messages = QueryPayment
+    config: ClassVar[ShopConfig] = ShopConfig()
+    provider: ClassVar[PaymentProvider]
+    outcomes: ClassVar[Counter[str]] = Counter()
+
+    async def receive(self, ctx: Context, message: Any) -> Any:
+        """Ask, and tell the order the answer (see the module's docstring)."""
+        if not isinstance(message, QueryPayment):
+            raise TypeError(f"unexpected message {message!r}")
+        order = Address("order", message.order_id)
+        ref = PaymentRef(
+            payment_id=message.payment_id, order_id=message.order_id, amount=message.amount,
+            currency=message.currency, provider_ref=message.provider_ref,
+        )
+        try:
+            state = await self.provider.query_payment(ref)
+        except Exception as exc:  # down or refusing: the order times out; a late callback
+            self.outcomes["payment:error"] += 1  # is still refunded
+            log.info("payment_query_failed", payment_id=message.payment_id,
+                     error=f"{type(exc).__name__}: {exc}")
+            outcome = f"payment {message.payment_id}: the provider did not answer ({exc})"
+            ctx.send(order, DeadlineReached(True, outcome))
+            return None
+        if isinstance(state, PaymentPaid):
+            self.outcomes["payment:paid"] += 1
+            ctx.send(order, PaymentCallback(
+                message.payment_id, "succeeded", state.amount, state.gateway_txn_id,
+                state.currency, "query",
+            ))
+            return None
+        word = "closed" if isinstance(state, PaymentClosed) else "open"
+        self.outcomes[f"payment:{word}"] += 1
+        ctx.send(order, DeadlineReached(True, f"payment {message.payment_id}: {word}"))
+        return None

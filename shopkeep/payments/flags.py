@@ -1,0 +1,126 @@
+"""SPEC 10's command-line flags: their declarations, their checks, and the ProviderSettings.
+
+``serve`` (:mod:`shopkeep.cli.serve`) calls :func:`add_provider_flags` on its parser,
+:func:`check_provider_flags` among its usage checks, and :func:`provider_settings` to build
+the server's options. Every flag falls back to its ``SHOPKEEP_*`` variable (SPEC 8:
+``--stripe-api-key-file`` -> ``SHOPKEEP_STRIPE_API_KEY_FILE``). Secrets are file paths only,
+never values on the command line (visible in ``ps``). Light on imports: ``--help`` must stay
+fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Final
+
+from shopkeep.payments.names import DEFAULT_CURRENCY, GATEWAYS
+
+if TYPE_CHECKING:
+    from shopkeep.payments.settings import ProviderSettings
+
+DEFAULT_REFUND_QUERY_AFTER: Final = "10m"
+
+PROVIDER_FLAGS: Final = (
+    # (flag, metavar, help): each read from SHOPKEEP_<FLAG> when not given
+    ("--alipay-app-id", "ID", "Alipay: the app's APPID (the notification's app_id must match)"),
+    ("--alipay-private-key-file", "PATH",
+     "Alipay: the app's RSA private key (PEM, PKCS#1 or PKCS#8), which signs the requests"),
+    ("--alipay-public-key-file", "PATH",
+     "Alipay: Alipay's public key (PEM, or the console's bare base64), which checks the "
+     "notifications and answers"),
+    ("--alipay-url", "URL", "Alipay: the gateway (default: the production openapi.alipay.com)"),
+    ("--wechatpay-mch-id", "ID", "WeChat Pay: the merchant id (mchid)"),
+    ("--wechatpay-app-id", "ID", "WeChat Pay: the appid payments are made for"),
+    ("--wechatpay-private-key-file", "PATH",
+     "WeChat Pay: the merchant API private key (PEM), which signs the requests"),
+    ("--wechatpay-cert-serial", "SERIAL", "WeChat Pay: the merchant API certificate's serial"),
+    ("--wechatpay-apiv3-key-file", "PATH",
+     "WeChat Pay: the API v3 key (32 bytes), which decrypts the notifications"),
+    ("--wechatpay-platform-public-key-file", "PATH",
+     "WeChat Pay: the platform public key (PEM), which checks the notifications and answers"),
+    ("--wechatpay-url", "URL",
+     "WeChat Pay: the API (default: the production api.mch.weixin.qq.com)"),
+    ("--stripe-api-key-file", "PATH", "Stripe: a file holding the secret API key (sk_...)"),
+    ("--stripe-webhook-secret-file", "PATH",
+     "Stripe: a file holding the webhook's signing secret (whsec_...)"),
+    ("--stripe-api-base", "URL", "Stripe: the API (default: the production api.stripe.com)"),
+)
+
+
+def add_provider_flags(parser: argparse.ArgumentParser) -> None:
+    """Declare ``--gateway``, ``--currency``, ``--public-url``, ``--refund-query-after`` and
+    each provider's flags, each with its variable (:func:`shopkeep.cli.flags.flag`)."""
+    from shopkeep.cli.flags import flag
+    from shopkeep.cli.values import choice, duration, http_url, metavar_of
+
+    group = parser.add_argument_group(
+        "payment provider (SPEC 10)",
+        "Secrets are read from files (or the variables naming those files), never from the "
+        "command line. The provider calls back at --public-url followed by its route: "
+        "/v1/payments/alipay/notify, /v1/payments/wechatpay/notify, "
+        "/v1/payments/stripe/webhook (set in Stripe's dashboard).",
+    )
+    flag(
+        parser, "--gateway", group=group, convert=choice(*GATEWAYS),
+        metavar=metavar_of(*GATEWAYS),
+        help="the payment provider; required: serve never falls back to the sandbox "
+        "(--sandbox means --gateway sandbox)",
+    )  # fmt: skip
+    flag(
+        parser, "--currency", group=group, convert=currency_code, metavar="CODE",
+        default=DEFAULT_CURRENCY, help="the shop's currency, ISO 4217",
+    )  # fmt: skip
+    flag(
+        parser, "--public-url", group=group, convert=http_url, metavar="URL",
+        help="the base URL the provider calls back (default: the listening address, which a "
+        "provider on the internet cannot reach)",
+    )  # fmt: skip
+    flag(
+        parser, "--refund-query-after", group=group, convert=duration(), metavar="DURATION",
+        default=DEFAULT_REFUND_QUERY_AFTER,
+        help="a refund the provider took and has not finished is asked about again after this",
+    )  # fmt: skip
+    for option, metavar, text in PROVIDER_FLAGS:
+        flag(parser, option, group=group, metavar=metavar, help=text)
+
+
+def currency_code(text: str) -> str:
+    """An ISO 4217 code as the shop keeps it (upper case, three letters)."""
+    code = text.strip().upper()
+    if not (len(code) == 3 and code.isascii() and code.isalpha()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 4217 currency code")
+    return code
+
+
+def check_provider_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors, one line each: no gateway chosen (naming the choices), ``--sandbox`` with
+    another gateway. Sets ``args.sandbox`` for ``--gateway sandbox`` and ``args.gateway`` for
+    ``--sandbox``."""
+    choices = ",".join(GATEWAYS)
+    if args.sandbox:
+        if args.gateway not in (None, "sandbox"):
+            parser.error(f"argument --sandbox: not allowed with --gateway {args.gateway}")
+        args.gateway = "sandbox"
+    if args.gateway is None:
+        parser.error(
+            f"a payment gateway is required: --gateway {{{choices}}} (env "
+            "SHOPKEEP_GATEWAY), or --sandbox to try the shop out"
+        )
+    args.sandbox = args.gateway == "sandbox"
+
+
+def provider_settings(args: argparse.Namespace) -> ProviderSettings:
+    """The ProviderSettings the checked ``args`` say (the providers' defaults where a flag
+    was not given)."""
+    from shopkeep.payments.settings import ProviderSettings
+
+    given = {
+        flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_"))
+        for flag, _, _ in PROVIDER_FLAGS
+    }
+    return ProviderSettings(
+        gateway=args.gateway,
+        currency=args.currency,
+        public_url=args.public_url or "",
+        **{name: value for name, value in given.items() if value is not None},
+    )

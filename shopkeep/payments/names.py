@@ -1,0 +1,10 @@
+"""The names SPEC 10 configures by, in a module light enough for ``--help`` to import."""
+
+from __future__ import annotations
+
+from typing import Final
+
+GATEWAYS: Final = ("sandbox", "alipay", "wechatpay", "stripe")
+"""The names ``--gateway`` takes."""
+DEFAULT_CURRENCY: Final = "CNY"
+"""The shop's currency unless ``--currency`` says another (ISO 4217)."""

@@ -1,0 +1,69 @@
+"""A whole journey through shopkeep's HTTP API with each real provider, against its local fake:
+place, start paying, the provider collects and notifies, the order is paid; cancel, the
+refund reaches the provider under the refund id; the audit holds."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from shopkeep.proof.provider_world import PROVIDERS, ProviderWorld, provider_world
+
+CHECKOUT_FIELD = {"alipay": "gateway_url", "wechatpay": "code_url", "stripe": "client_secret"}
+
+
+@pytest.fixture(params=PROVIDERS)
+async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ProviderWorld]:
+    async with provider_world(request.param, tmp_path) as made:
+        yield made
+
+
+async def test_a_customer_pays_cancels_and_is_refunded_through_the_provider(
+    world: ProviderWorld,
+) -> None:
+    alice = await world.customer()
+    order = await world.placed(alice)
+    assert order["currency"] == world.shop.config.currency
+    payment = await world.start_payment(alice, order)
+    assert payment["gateway"] == world.name
+    assert payment["currency"] == world.shop.config.currency
+    assert payment[CHECKOUT_FIELD[world.name]]
+    assert {"gateway_url", "qr_code", "code_url", "client_secret"} & set(payment) == {
+        CHECKOUT_FIELD[world.name]
+    }
+
+    delivery = await world.pay(payment)
+    assert delivery is not None and delivery.acknowledged and delivery.attempts == 1
+    assert (await world.order(order["id"]))["status"] == "paid"
+
+    status, canceled = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
+    assert (status, canceled["status"]) == (200, "canceled")
+    await world.shop.runtime.system.quiet()
+    [refund] = await world.refunds(order["id"])
+    assert (refund["status"], refund["gateway_amount"]) == ("refunded", payment["amount"])
+    [made] = world.refunds_under(refund["id"])  # the refund id is the idempotency key
+    assert made.amount == payment["amount"]
+    await world.audit_ok()
+
+
+async def test_starting_a_payment_again_answers_the_same_checkout(world: ProviderWorld) -> None:
+    alice = await world.customer()
+    order = await world.placed(alice)
+    first = await world.start_payment(alice, order)
+    again = await world.start_payment(alice, order)
+    assert again == first
+    status, got = await world.call("GET", f"/v1/payments/{first['id']}", alice)
+    assert (status, got) == (200, first)
+
+
+async def test_alipay_gives_a_qr_code_when_asked_for_the_qr_channel(tmp_path: Path) -> None:
+    async with provider_world("alipay", tmp_path) as world:
+        alice = await world.customer()
+        order = await world.placed(alice)
+        status, payment = await world.call(
+            "POST", f"/v1/orders/{order['id']}/payment?channel=qr", alice
+        )
+        assert status == 201, payment
+        assert payment["qr_code"] and "gateway_url" not in payment

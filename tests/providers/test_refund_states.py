@@ -1,0 +1,86 @@
+"""A refund WeChat Pay takes but has not finished (PROCESSING) is asked about again after
+``refund_query_after_s``: done then, it is refunded; failed (ABNORMAL), it stays refunding for
+someone to act on, and the order's history says so."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shopkeep.payments.fakes.wechatpay import FakeWeChatPay
+from shopkeep.proof.provider_world import ProviderWorld, provider_world
+from shopkeep.runtime import VirtualClock
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock(start=time.time())
+
+
+@pytest.fixture
+async def world(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[ProviderWorld]:
+    async with provider_world("wechatpay", tmp_path, clock=clock) as made:
+        yield made
+
+
+async def processing_refund(world: ProviderWorld, clock: VirtualClock) -> tuple[str, str]:
+    """A paid order canceled, its refund answered PROCESSING: (order id, refund key)."""
+    fake = world.fake
+    assert isinstance(fake, FakeWeChatPay)
+    alice = await world.customer()
+    order = await world.placed(alice)
+    payment = await world.start_payment(alice, order)
+    await world.pay(payment)
+    fake.fail_refunds(1)  # the first call fails: its key tells the refund id
+    status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
+    assert status == 200
+    await world.shop.runtime.system.quiet()
+    key = fake.refund_calls[-1]
+    fake.refund_answers[key] = answer(fake, payment, key, "PROCESSING")
+    await clock.advance(world.shop.config.refund_retry_s)
+    await world.shop.runtime.system.quiet()
+    [refund] = await world.refunds(order["id"])
+    assert refund["status"] == "refunding"
+    return str(order["id"]), key
+
+
+def answer(fake: FakeWeChatPay, payment: dict[str, Any], key: str, status: str) -> dict[str, Any]:
+    return {"refund_id": "5030X", "out_refund_no": key, "out_trade_no": str(payment["id"]),
+            "status": status, "amount": {"refund": payment["amount"],
+                                         "total": payment["amount"], "currency": "CNY"}}
+
+
+async def test_a_processing_refund_is_asked_about_later_and_marked_refunded(
+    world: ProviderWorld, clock: VirtualClock
+) -> None:
+    order_id, key = await processing_refund(world, clock)
+    fake = world.fake
+    assert isinstance(fake, FakeWeChatPay)
+    fake.refund_answers[key]["status"] = "SUCCESS"
+    await clock.advance(world.shop.config.refund_query_after_s)
+    await world.shop.runtime.system.quiet()
+    [refund] = await world.refunds(order_id)
+    assert refund["status"] == "refunded"
+    assert world.shop.active_queries["refund:refunded"] == 1
+    await world.audit_ok()
+
+
+async def test_a_refund_the_provider_failed_stays_refunding_and_the_history_says_so(
+    world: ProviderWorld, clock: VirtualClock
+) -> None:
+    order_id, key = await processing_refund(world, clock)
+    fake = world.fake
+    assert isinstance(fake, FakeWeChatPay)
+    fake.refund_answers[key]["status"] = "ABNORMAL"
+    await clock.advance(world.shop.config.refund_query_after_s)
+    await world.shop.runtime.system.quiet()
+    [refund] = await world.refunds(order_id)
+    assert refund["status"] == "refunding"
+    status, history = await world.call("GET", f"/v1/orders/{order_id}/history", world.admin)
+    assert status == 200
+    assert history["items"][-1]["operation"] == "refund_failed"
+    assert world.shop.active_queries["refund:failed"] == 1
