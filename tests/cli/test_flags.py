@@ -88,14 +88,16 @@ def test_a_duration_without_a_number_or_unit_is_refused(text: str) -> None:
 
 def test_every_duration_flag_takes_units() -> None:
     serve = parse(
-        "serve", "--order-timeout", "5m", "--keepalive-timeout", "30s", "--read-timeout", "1m"
-    )
+        "serve", "--sandbox", "--order-timeout", "5m", "--keepalive-timeout", "30s",
+        "--read-timeout", "1m", "--refund-query-after", "2m",
+    )  # fmt: skip
     bench = parse(
         "bench", "--embedded", "--duration", "2m", "--order-timeout", "3s", "--settle", "0",
         "--interval", "500ms",
     )  # fmt: skip
 
     assert (serve.order_timeout, serve.keepalive_timeout, serve.read_timeout) == (300, 30, 60)
+    assert serve.refund_query_after == 120
     assert (bench.duration, bench.order_timeout, bench.settle, bench.interval) == (120, 3, 0, 0.5)
 
 
@@ -120,10 +122,10 @@ def test_a_variable_fills_a_flag_left_out_and_the_command_line_wins(
 def test_the_shops_settings_are_flags_with_the_configs_defaults() -> None:
     from shopkeep.actors.config import ShopConfig
 
-    args = parse("serve")
+    args = parse("serve", "--sandbox")
     given = parse(
-        "serve", "--shipping-fee", "250", "--free-shipping-threshold", "0", "--points-rate", "3",
-        "--max-unpaid-orders", "2",
+        "serve", "--sandbox", "--shipping-fee", "250", "--free-shipping-threshold", "0",
+        "--points-rate", "3", "--max-unpaid-orders", "2",
     )  # fmt: skip
 
     defaults = ShopConfig()
@@ -226,7 +228,8 @@ async def test_the_shops_settings_reach_the_running_shop(tmp_path: Path) -> None
     from shopkeep.http.server import running
 
     args = parse(
-        "serve", "--db", str(tmp_path / "shop.db"), "--port", "0", "--order-timeout", "2m",
+        "serve", "--sandbox", "--db", str(tmp_path / "shop.db"), "--port", "0",
+        "--order-timeout", "2m",
         "--max-unpaid-orders", "4", "--shipping-fee", "250", "--free-shipping-threshold",
         "5000", "--points-rate", "3",
     )  # fmt: skip
