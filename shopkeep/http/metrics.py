@@ -25,10 +25,8 @@ absent.
 
 from __future__ import annotations
 
-import itertools
-import math
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
@@ -51,24 +49,8 @@ LATENCY_BUCKETS: Final = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 """Request latency buckets, seconds: from half a millisecond (a cached read) to ten seconds."""
-QUANTILES: Final = (0.5, 0.99)
-RECENT_SAMPLES: Final = 1024
-"""How many of the loop monitor's latest ticks its lag quantiles are computed over."""
 UNMATCHED: Final = "unmatched"
 KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
-def quantile(ordered: Sequence[float], fraction: float) -> float:
-    """The nearest-rank quantile of already sorted ``ordered`` samples (NaN when empty)."""
-    if not ordered:
-        return math.nan
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
-def latest(samples: Sequence[float], count: int) -> list[float]:
-    """The last ``count`` samples of a deque or list, sorted (read from the end, so a long
-    deque costs ``count`` steps, not its length)."""
-    return sorted(itertools.islice(reversed(samples), count))
 
 
 class RuntimeCollector:
@@ -149,13 +131,6 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(f"{NAMESPACE}_{name}", documentation, value=value)
-
-
-def _quantiles(name: str, documentation: str, ordered: Sequence[float]) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(f"{NAMESPACE}_{name}", documentation, labels=["quantile"])
-    for fraction in QUANTILES:
-        family.add_metric([str(fraction)], quantile(ordered, fraction))
-    return family
 
 
 class BusinessCollector:
@@ -264,10 +239,10 @@ class LoopCollector:
         for generation, pause in enumerate(monitor.gc_pause_max_s):
             family.add_metric([str(generation)], pause)
         yield family
-        yield _quantiles(
-            "loop_lag_recent_seconds",
-            f"How late the loop monitor's ticks ran, over the last {len(monitor.recent)} ticks.",
-            latest(monitor.recent, RECENT_SAMPLES),
+        yield histogram(
+            f"{NAMESPACE}_loop_lag_seconds",
+            "How late the loop monitor's ticks ran, since start.",
+            monitor.lag_s,
         )
 
 

@@ -29,11 +29,16 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final, Protocol
 
+from shopkeep.tally import Tally
+
 INTERVAL_S: Final = 0.005
 """How often the monitor asks to run: the resolution of what it measures."""
 THRESHOLD_S: Final = 0.020
 """A lateness from which a tick counts as a stall (:attr:`LoopMonitor.stalls`)."""
 RECENT_TICKS: Final = 1024
+LAG_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+"""Bounds of the lateness histogram, seconds: on an idle loop a tick is late by well under a
+millisecond; the 20 ms bucket is the benchmarks' stall bound."""
 """How many of the latest latenesses are kept for quantiles."""
 
 
@@ -78,6 +83,8 @@ class LoopMonitor:
         """How many ticks ran."""
         self.recent: deque[float] = deque(maxlen=RECENT_TICKS)
         """The lateness of the latest ticks, seconds, oldest first."""
+        self.lag_s = Tally(LAG_BUCKETS)
+        """Every tick's lateness since :meth:`start`, counted in buckets (a histogram)."""
         self.gc_pause_max_s = [0.0, 0.0, 0.0]
         """The longest collection of each generation (0, 1, 2) since :meth:`start`, seconds."""
         self._gc_started = 0.0
@@ -119,6 +126,7 @@ class LoopMonitor:
         late = max(0.0, self._clock() - self._due)
         self.ticks += 1
         self.recent.append(late)
+        self.lag_s.observe(late)
         if late > self.max_stall_s:
             self.max_stall_s = late
         if late >= self.threshold_s:
