@@ -360,5 +360,8 @@ async def test_a_payment_whose_notification_never_came_is_found_by_the_query_at_
     assert final.status == "paid"
     operations = [entry.operation for entry in (await shop.order_history(order.id)).items]
     assert "payment_queried" in operations
-    assert shop.active_queries["payment:paid"] == 1
+    # asked at least once; the order re-arms its deadline while it asks, so under load a
+    # second ask may go out before the first answer is applied: it finds the order paid
+    # and changes nothing (the audit below: the money is counted once)
+    assert shop.active_queries["payment:paid"] >= 1
     await assert_audit_ok(shop)
