@@ -12,9 +12,10 @@
   intent's refunds and find the one whose metadata names the refund id. Payment queries
   retrieve the intent (or search by metadata when its id is not known).
 
-Idempotency keys are prefixed (``shopkeep-payment-7``, ``shopkeep-refund-7``): Stripe keys
-share one space per account, and payment 7 and refund 7 must not meet in it. The SDK's own
-retries are off: the shop's refund actor retries, with back-off, on :class:`GatewayError`.
+Idempotency keys are the ids themselves, as SPEC 10 says (the payment id for the intent, the
+refund id for the refund): Stripe keys share one space per account, and the shop's ids never
+meet there, since one generator hands out every id of the shop. The SDK's own retries are
+off: the shop's refund actor retries, with back-off, on :class:`GatewayError`.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class StripeProvider:
                     "metadata": {"payment_id": str(request.payment_id),
                                  "order_id": str(request.order_id)},
                 },
-                {"idempotency_key": f"shopkeep-payment-{request.payment_id}"},
+                {"idempotency_key": str(request.payment_id)},
             )
         if not intent.client_secret:
             raise GatewayRefused(f"stripe: PaymentIntent {intent.id} has no client_secret")
@@ -154,7 +155,7 @@ class StripeProvider:
                     "amount": request.amount,
                     "metadata": {"refund_id": str(request.refund_id)},
                 },
-                {"idempotency_key": f"shopkeep-refund-{request.refund_id}"},
+                {"idempotency_key": str(request.refund_id)},
             )
         state = _refund_state(refund.status)
         if isinstance(state, RefundDone | RefundProcessing):

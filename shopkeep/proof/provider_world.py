@@ -207,7 +207,7 @@ class ProviderWorld:
 
     def refunds_under(self, refund_id: str) -> list[FakeRefund]:
         """The refunds the provider made under ``refund_id`` as idempotency key (Alipay keys
-        them by trade and ``out_request_no``, Stripe's key is ``shopkeep-refund-<id>``)."""
+        them by trade and ``out_request_no``, Stripe's key is the refund id)."""
         return [r for key, r in self.fake.refunds.items() if _names(key, refund_id)]
 
     def calls_under(self, refund_id: str) -> int:
