@@ -12,8 +12,18 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from shopkeep.payments.fakes.common import FakeServer
 from shopkeep.payments.keys import private_pem, public_pem
-from shopkeep.payments.provider import PaymentProvider, Refused, Verdict
+from shopkeep.payments.provider import (
+    GatewayError,
+    GatewayRefused,
+    PaymentProvider,
+    RefundDone,
+    RefundMissing,
+    RefundRequest,
+    Refused,
+    Verdict,
+)
 
 
 def new_key() -> rsa.RSAPrivateKey:
@@ -108,3 +118,40 @@ async def receiver_of() -> AsyncIterator[Callable[[str], Awaitable[Receiver]]]:
     yield start
     for receiver in made:
         await receiver.close()
+
+
+async def assert_refund_made_once(
+    provider: PaymentProvider,
+    fake: FakeServer,
+    refund: RefundRequest,
+    other: RefundRequest,
+    paid: str,
+    key: str,
+) -> None:
+    """Asked twice, ``refund`` is made once, under the provider's idempotency ``key``, of the
+    payment known to the fake as ``paid``; a query finds it, and finds no ``other`` refund."""
+    assert await provider.refund(refund) == RefundDone()
+    assert await provider.refund(refund) == RefundDone()
+    assert list(fake.refunds) == [key]
+    assert fake.refund_calls == [key, key]
+    assert fake.refunded(paid) == refund.amount
+    assert await provider.query_refund(refund) == RefundDone()
+    assert await provider.query_refund(other) == RefundMissing()
+
+
+async def assert_refund_failures_retryable(
+    provider: PaymentProvider, fake: FakeServer, refund: RefundRequest, paid: str
+) -> None:
+    """A refund the provider answers 500 to, or never answers, raises a GatewayError to retry
+    (not a refusal) and moves no money; the next try makes it."""
+    fake.fail_refunds(1)
+    with pytest.raises(GatewayError) as failed:
+        await provider.refund(refund)
+    assert not isinstance(failed.value, GatewayRefused)
+    fake.hang_refunds(1)
+    with pytest.raises(GatewayError) as hung:
+        await provider.refund(refund)
+    assert not isinstance(hung.value, GatewayRefused)
+    assert fake.refunds == {}
+    assert await provider.refund(refund) == RefundDone()
+    assert fake.refunded(paid) == refund.amount

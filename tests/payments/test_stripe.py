@@ -15,7 +15,6 @@ from shopkeep.payments.provider import (
     MALFORMED,
     STALE,
     ConfigurationError,
-    GatewayError,
     GatewayRefused,
     Ignored,
     Notice,
@@ -23,13 +22,15 @@ from shopkeep.payments.provider import (
     PaymentPaid,
     PaymentRef,
     PaymentRequest,
-    RefundDone,
-    RefundMissing,
     RefundRequest,
     Refused,
 )
 from shopkeep.payments.stripe_provider import WEBHOOK_PATH, StripeProvider
-from tests.payments.conftest import Receiver
+from tests.payments.conftest import (
+    Receiver,
+    assert_refund_failures_retryable,
+    assert_refund_made_once,
+)
 
 API_KEY = "sk_test_fake"
 SECRET = "whsec_fake"
@@ -144,13 +145,9 @@ async def test_a_forged_altered_or_stale_webhook_is_refused(world: World) -> Non
 async def test_a_refund_asked_twice_is_made_once(world: World) -> None:
     intent = await world.start()
     await world.fake.pay(intent, notify=False)
-    assert await world.provider.refund(refund_of(intent)) == RefundDone()
-    assert await world.provider.refund(refund_of(intent)) == RefundDone()
-    assert list(world.fake.refunds) == ["31"]  # the refund id itself (SPEC 10)
-    assert world.fake.refund_calls == ["31"] * 2
-    assert world.fake.refunded(intent) == 1999
-    assert await world.provider.query_refund(refund_of(intent)) == RefundDone()
-    assert await world.provider.query_refund(refund_of(intent, refund_id=32)) == RefundMissing()
+    refund, other = refund_of(intent), refund_of(intent, refund_id=32)
+    # the idempotency key is the refund id itself (SPEC 10)
+    await assert_refund_made_once(world.provider, world.fake, refund, other, intent, "31")
 
 
 async def test_a_refund_the_provider_fails_or_never_answers_is_an_error_to_retry(
@@ -158,17 +155,7 @@ async def test_a_refund_the_provider_fails_or_never_answers_is_an_error_to_retry
 ) -> None:
     intent = await world.start()
     await world.fake.pay(intent, notify=False)
-    world.fake.fail_refunds(1)
-    with pytest.raises(GatewayError) as failed:
-        await world.provider.refund(refund_of(intent))
-    assert not isinstance(failed.value, GatewayRefused)
-    world.fake.hang_refunds(1)
-    with pytest.raises(GatewayError) as hung:
-        await world.provider.refund(refund_of(intent))
-    assert not isinstance(hung.value, GatewayRefused)
-    assert world.fake.refunds == {}
-    assert await world.provider.refund(refund_of(intent)) == RefundDone()
-    assert world.fake.refunded(intent) == 1999
+    await assert_refund_failures_retryable(world.provider, world.fake, refund_of(intent), intent)
 
 
 async def test_a_refund_stripe_refuses_is_a_refusal(world: World) -> None:

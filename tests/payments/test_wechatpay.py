@@ -25,13 +25,16 @@ from shopkeep.payments.provider import (
     PaymentPaid,
     PaymentRef,
     PaymentRequest,
-    RefundDone,
-    RefundMissing,
     RefundRequest,
     Refused,
 )
 from shopkeep.payments.wechatpay import NOTIFY_PATH, WeChatPayProvider
-from tests.payments.conftest import Receiver, write_keys
+from tests.payments.conftest import (
+    Receiver,
+    assert_refund_failures_retryable,
+    assert_refund_made_once,
+    write_keys,
+)
 
 MCH_ID = "1900000001"
 APP_ID = "wx0000000000000001"
@@ -155,13 +158,9 @@ async def test_a_resource_that_does_not_decrypt_is_refused(world: World) -> None
 async def test_a_refund_asked_twice_is_made_once(world: World) -> None:
     await world.start()
     await world.fake.pay("7", notify=False)
-    assert await world.provider.refund(refund_of(7)) == RefundDone()
-    assert await world.provider.refund(refund_of(7)) == RefundDone()
-    assert list(world.fake.refunds) == ["31"]
-    assert world.fake.refund_calls == ["31", "31"]
-    assert world.fake.refunded("7") == 1999
-    assert await world.provider.query_refund(refund_of(7)) == RefundDone()
-    assert await world.provider.query_refund(refund_of(7, refund_id=32)) == RefundMissing()
+    await assert_refund_made_once(
+        world.provider, world.fake, refund_of(7), refund_of(7, refund_id=32), "7", "31"
+    )
 
 
 async def test_a_refund_the_provider_fails_or_never_answers_is_an_error_to_retry(
@@ -169,15 +168,7 @@ async def test_a_refund_the_provider_fails_or_never_answers_is_an_error_to_retry
 ) -> None:
     await world.start()
     await world.fake.pay("7", notify=False)
-    world.fake.fail_refunds(1)
-    with pytest.raises(GatewayError):
-        await world.provider.refund(refund_of(7))
-    world.fake.hang_refunds(1)
-    with pytest.raises(GatewayError):
-        await world.provider.refund(refund_of(7))
-    assert world.fake.refunds == {}
-    assert await world.provider.refund(refund_of(7)) == RefundDone()
-    assert world.fake.refunded("7") == 1999
+    await assert_refund_failures_retryable(world.provider, world.fake, refund_of(7), "7")
 
 
 async def test_a_query_finds_a_payment_whose_notification_was_dropped(world: World) -> None:
