@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from shopkeep.actors.protocol import CouponView, GoodsView
-from shopkeep.http.server import settle_credentials
+from shopkeep.credentials import settle_credentials
 from shopkeep.shop import CreatedUser, Shop
 
 USERS: Final = (("alice", 5_000), ("bob", 0), ("carol", 20_000))

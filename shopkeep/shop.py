@@ -25,13 +25,14 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from shopkeep import queries
+from shopkeep.actors import order_store
+from shopkeep.actors import user as users
 from shopkeep.actors.assets import AssetsActor
 from shopkeep.actors.audit import AuditReport, audit
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.coupon import CouponActor
+from shopkeep.actors.coupon import CouponActor, list_coupons
 from shopkeep.actors.gateway import GatewayError, SandboxGateway
-from shopkeep.actors.goods import GoodsActor
+from shopkeep.actors.goods import GoodsActor, list_goods
 from shopkeep.actors.key_sweep import KeySweepActor, start_key_sweep
 from shopkeep.actors.kinds import as_provider, order_kinds
 from shopkeep.actors.order import order_view
@@ -56,7 +57,7 @@ from shopkeep.actors.order_messages import (
     StartPayment,
 )
 from shopkeep.actors.order_stats import OrderStats
-from shopkeep.actors.order_store import load_page
+from shopkeep.actors.order_store import HistoryEntry, load_page
 from shopkeep.actors.protocol import (
     NOT_FOUND,
     CouponView,
@@ -79,6 +80,7 @@ from shopkeep.actors.user import UserActor
 from shopkeep.bootstrap import Runtime, open_runtime
 from shopkeep.errors import CallbackRejected, ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, Once, key_of
+from shopkeep.paging import Page, page_after, page_bounds, paged
 from shopkeep.payments.provider import (
     Ignored,
     PaymentProvider,
@@ -87,7 +89,6 @@ from shopkeep.payments.provider import (
 )
 from shopkeep.payments.sandbox import SandboxProvider
 from shopkeep.placing import Placer, PlaceRequest
-from shopkeep.queries import HistoryEntry, Page
 from shopkeep.requests import (
     EARLIEST_TIME,
     LATEST_TIME,
@@ -266,7 +267,7 @@ class Shop:
         if user_id is not None:
             return user_id
         epoch = self._token_epoch
-        user_id = await queries.user_for_token(self.reader, token_hash)
+        user_id = await users.user_of_token_hash(self.reader, token_hash)
         if user_id is not None and epoch == self._token_epoch:
             known = self._token_users
             known[token_hash] = user_id
@@ -337,7 +338,7 @@ class Shop:
         self, *, limit: int | None = None, cursor: str | None = None
     ) -> Page[GoodsView]:
         """Goods, newest first."""
-        return await queries.list_goods(self.reader, limit, cursor)
+        return await list_goods(self.reader, limit, cursor)
 
     # -- coupons --------------------------------------------------------------------------------
 
@@ -371,7 +372,7 @@ class Shop:
         self, user_id: int, *, limit: int | None = None, cursor: str | None = None
     ) -> Page[CouponView]:
         """A user's coupons, newest first."""
-        return await queries.list_coupons(self.reader, user_id, limit, cursor)
+        return await list_coupons(self.reader, user_id, limit, cursor)
 
     # -- orders ---------------------------------------------------------------------------------
 
@@ -415,9 +416,9 @@ class Shop:
         cursor: str | None = None,
     ) -> Page[OrderView]:
         """Orders (a user's, or all), newest first, optionally of one status."""
-        size, below = queries.page_bounds(limit, cursor)
+        size, below = page_bounds(limit, cursor)
         states = await load_page(self.reader, below, size + 1, user_id=user_id, status=status)
-        return queries.paged([order_view(s) for s in states], [s.id for s in states], size)
+        return paged([order_view(s) for s in states], [s.id for s in states], size)
 
     async def order_history(
         self,
@@ -429,7 +430,7 @@ class Shop:
     ) -> Page[HistoryEntry]:
         """The order's status changes, oldest first, a page at a time."""
         answer(await self._ask_order(order_id, user_id, GetOrder()), OrderView)  # exists, theirs
-        return await queries.order_history(self.reader, order_id, limit, cursor)
+        return await order_store.order_history(self.reader, order_id, limit, cursor)
 
     async def start_payment(
         self,
@@ -485,7 +486,7 @@ class Shop:
 
     async def get_payment(self, payment_id: int, *, user_id: int | None = None) -> PaymentView:
         """A payment; with ``user_id``, only if its order is theirs."""
-        found = await queries.payment(self.reader, payment_id)
+        found = await order_store.payment(self.reader, payment_id)
         if found is None or (user_id is not None and found.user_id != user_id):
             raise ShopError(NOT_FOUND, f"payment {payment_id} does not exist")
         for view in await self.payments(found.order_id):
@@ -518,7 +519,7 @@ class Shop:
             return CallbackHandled("ignored", False, None)
         order_id = verdict.order_id
         if order_id is None:
-            found = await queries.payment(self.reader, verdict.payment_id)
+            found = await order_store.payment(self.reader, verdict.payment_id)
             if found is None:
                 self._reject("unknown_payment")
                 raise CallbackRejected(f"there is no payment {verdict.payment_id}")
@@ -594,7 +595,7 @@ class Shop:
 
     async def get_return(self, return_id: int, *, user_id: int | None = None) -> ReturnView:
         """A return as last committed; with ``user_id``, only if its order is theirs."""
-        found = await queries.return_request(self.reader, return_id)
+        found = await order_store.return_request(self.reader, return_id)
         if found is None or (user_id is not None and found.user_id != user_id):
             raise ShopError(NOT_FOUND, f"return {return_id} does not exist")
         return ReturnView(found.id, found.order_id, found.status)
@@ -602,7 +603,7 @@ class Shop:
     async def approve_return(self, return_id: int, *, idempotency_key: Key = None) -> ReturnView:
         """Approve a return (admin): refund, and the stock goes back."""
         key = key_of(idempotency_key)  # checked before the read
-        order_id = await queries.return_order(self.reader, return_id)
+        order_id = await order_store.return_order(self.reader, return_id)
         if order_id is None:
             raise ShopError("not_found", f"return {return_id} does not exist")
         request = ("approve_return", return_id)
@@ -619,10 +620,10 @@ class Shop:
         cursor: str | None = None,
     ) -> Page[RefundView]:
         """The order's after-sale records, oldest first, a page at a time."""
-        size, after = queries.page_after(limit, cursor)
+        size, after = page_after(limit, cursor)
         refunds = answer(await self._ask_order(order_id, user_id, GetRefunds()), tuple)
         later = [refund for refund in refunds if refund.id > after][: size + 1]
-        return queries.paged(later, [refund.id for refund in later], size)
+        return paged(later, [refund.id for refund in later], size)
 
     # -- audit ----------------------------------------------------------------------------------
 

@@ -15,15 +15,18 @@ from shopkeep.actors.protocol import (
     INVALID_STATE,
     NOT_FOUND,
     CouponMessage,
+    CouponView,
     CreateCoupon,
     GetCoupon,
     Refusal,
     ReleaseCoupon,
     UseCoupon,
 )
+from shopkeep.paging import Page, page_bounds, paged
 from shopkeep.runtime import Actor, Context
 from shopkeep.runtime.actor import ActivationContext
 from shopkeep.runtime.join import NotJoinable
+from shopkeep.store.reader import Reader
 
 LOAD_SQL = "SELECT user_id, value, min_order_amount, expires_at, order_id FROM coupons WHERE id = ?"
 INSERT_SQL = (
@@ -123,3 +126,20 @@ class CouponActor(Actor):
     def _hold(self, ctx: Context, coupon: Coupon) -> None:
         self.coupon = coupon
         ctx.execute(HOLD_SQL, (coupon.order_id, self.address.id))
+
+
+async def list_coupons(
+    reader: Reader, user_id: int, limit: int | None, cursor: str | None
+) -> Page[CouponView]:
+    """A user's coupons, newest first."""
+    size, below = page_bounds(limit, cursor)
+    rows = await reader.fetchall(
+        "SELECT id, user_id, value, min_order_amount, expires_at, order_id FROM coupons "
+        "WHERE user_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+        (user_id, below, size + 1),
+    )
+    views = [
+        CouponView(r[0], r[1], r[2], r[3], r[4], "used" if r[5] is not None else "unused", r[5])
+        for r in rows
+    ]
+    return paged(views, [row[0] for row in rows], size)

@@ -25,6 +25,7 @@ from shopkeep.actors.protocol import (
     CreateGoods,
     GetGoods,
     GoodsMessage,
+    GoodsView,
     Keyed,
     Refusal,
     ReturnStock,
@@ -32,9 +33,11 @@ from shopkeep.actors.protocol import (
     TakeStock,
     UpdateGoods,
 )
+from shopkeep.paging import Page, page_bounds, paged
 from shopkeep.runtime import Actor, Context
 from shopkeep.runtime.actor import ActivationContext
 from shopkeep.runtime.join import NotJoinable
+from shopkeep.store.reader import Reader
 
 LOAD_SQL = "SELECT name, price, stock, initial_stock, restocked FROM goods WHERE id = ?"
 HELD_SQL = "SELECT reason, quantity FROM stock_ledger WHERE goods_id = ? AND order_id = ?"
@@ -180,3 +183,13 @@ class GoodsActor(Actor):
                 break
             taken.popitem(last=False)
         taken[order_id] = (now, answer)
+
+
+async def list_goods(reader: Reader, limit: int | None, cursor: str | None) -> Page[GoodsView]:
+    """Goods, newest first."""
+    size, below = page_bounds(limit, cursor)
+    rows = await reader.fetchall(
+        "SELECT id, name, price, stock FROM goods WHERE id < ? ORDER BY id DESC LIMIT ?",
+        (below, size + 1),
+    )
+    return paged([GoodsView(*row) for row in rows], [row[0] for row in rows], size)

@@ -125,9 +125,11 @@ class ReturnRequest(msgspec.Struct, frozen=True, gc=False):
 class OrderFields(msgspec.Struct, frozen=True, gc=False):
     """An order's own fields, as SPEC 7's Order shows them (its items apart): declared here
     once. :class:`OrderState` (the actor's memory, and the ``orders`` row) and
-    ``order_messages.OrderView`` (the view every API answers with) both extend it, and the
-    HTTP layer's wire shape is derived from the view. Money is in minor units, times in Unix
-    seconds."""
+    ``order_messages.OrderView`` (the view every API answers with) both extend it, and the row's
+    columns are its fields (``ROW_FIELDS``). The HTTP layer's wire shape
+    (``http.schemas.OrderOut``) is declared apart, since its types differ (ids as strings,
+    times as RFC 3339, statuses as the OpenAPI document's enums), and a test holds it to exactly
+    these fields and the items. Money is in minor units, times in Unix seconds."""
 
     id: int
     user_id: int

@@ -37,6 +37,7 @@ from shopkeep.actors.order_state import (
 from shopkeep.actors.payment_rules import CallbackAction
 from shopkeep.actors.protocol import AwardPoints, OrderSettled, ReleaseAssets
 from shopkeep.actors.refund import RefundAttempt
+from shopkeep.paging import Page, page_after, paged
 from shopkeep.runtime import Address, Context
 from shopkeep.store.reader import Reader, Row
 
@@ -339,3 +340,82 @@ def log_rejected_callback(
     """A callback that named a payment this order does not have, or the wrong amount."""
     ctx.execute(PAYMENT_LOG_SQL, (payment_id, order_id, 0, 0, f"rejected_{reason}", body,
                                   ctx.now()))
+
+
+# -- reads for the embedded API and recovery --------------------------------------------------
+
+
+class HistoryEntry(msgspec.Struct, frozen=True):
+    """One status change of an order."""
+
+    from_status: str | None
+    to_status: str
+    operation: str
+    remark: str
+    at: float
+
+
+async def return_order(reader: Reader, return_id: int) -> int | None:
+    """The order a return was asked for, or None when there is no such return."""
+    row = await reader.fetchone("SELECT order_id FROM returns WHERE id = ?", (return_id,))
+    return int(row[0]) if row else None
+
+
+class Owned(msgspec.Struct, frozen=True):
+    """A payment's or a return's row, with the user whose order it is."""
+
+    id: int
+    order_id: int
+    status: str
+    user_id: int
+    amount: int = 0
+
+
+async def payment(reader: Reader, payment_id: int) -> Owned | None:
+    """A payment as committed, with its order's user; None when there is no such payment."""
+    row = await reader.fetchone(
+        "SELECT p.id, p.order_id, p.status, o.user_id, p.amount FROM payments AS p "
+        "JOIN orders AS o ON o.id = p.order_id WHERE p.id = ?",
+        (payment_id,),
+    )
+    return None if row is None else Owned(*row)
+
+
+async def return_request(reader: Reader, return_id: int) -> Owned | None:
+    """A return as committed, with its order's user; None when there is no such return."""
+    row = await reader.fetchone(
+        "SELECT r.id, r.order_id, r.status, o.user_id FROM returns AS r "
+        "JOIN orders AS o ON o.id = r.order_id WHERE r.id = ?",
+        (return_id,),
+    )
+    return None if row is None else Owned(*row)
+
+
+async def order_history(
+    reader: Reader, order_id: int, limit: int | None, cursor: str | None
+) -> Page[HistoryEntry]:
+    """An order's status changes, oldest first, a page at a time."""
+    size, after = page_after(limit, cursor)
+    rows = await reader.fetchall(
+        "SELECT id, from_status, to_status, operation, remark, at FROM order_history "
+        "WHERE order_id = ? AND id > ? ORDER BY id LIMIT ?",
+        (order_id, after, size + 1),
+    )
+    return paged([HistoryEntry(*row[1:]) for row in rows], [row[0] for row in rows], size)
+
+
+PENDING_SQL = "SELECT id FROM orders WHERE status = 'pending' AND created_at <= ? LIMIT ?"
+OVERDUE_SQL = (
+    "SELECT id FROM orders WHERE status = 'awaiting_payment' AND expires_at <= ? "
+    "ORDER BY expires_at LIMIT ?"
+)
+
+
+async def pending_orders(reader: Reader, created_by: float, limit: int) -> list[int]:
+    """Up to ``limit`` orders still ``pending`` that were created by ``created_by``."""
+    return [int(row[0]) for row in await reader.fetchall(PENDING_SQL, (created_by, limit))]
+
+
+async def overdue_orders(reader: Reader, now: float, limit: int) -> list[int]:
+    """Up to ``limit`` orders awaiting payment past their deadline at ``now``, oldest first."""
+    return [int(row[0]) for row in await reader.fetchall(OVERDUE_SQL, (now, limit))]

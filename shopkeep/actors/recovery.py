@@ -25,16 +25,12 @@ import structlog
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import DeadlineReached, UndoPlacement
+from shopkeep.actors.order_store import overdue_orders, pending_orders
 from shopkeep.runtime import ActorSystem, Address, Overloaded
 from shopkeep.runtime.clock import Cancellable
 
 log = structlog.get_logger("shopkeep.recovery")
 
-PENDING_SQL = "SELECT id FROM orders WHERE status = 'pending' AND created_at <= ? LIMIT ?"
-OVERDUE_SQL = (
-    "SELECT id FROM orders WHERE status = 'awaiting_payment' AND expires_at <= ? "
-    "ORDER BY expires_at LIMIT ?"
-)
 BATCH = 1000
 """Orders asked at once during recovery; and the most told per sweep and query."""
 
@@ -48,22 +44,22 @@ async def recover_cut_placements(system: ActorSystem) -> int:
     now = system.clock.now()
     undone = 0
     while True:
-        rows = await system.store.reader.fetchall(PENDING_SQL, (now, BATCH))
-        if not rows:
+        order_ids = await pending_orders(system.store.reader, now, BATCH)
+        if not order_ids:
             return undone
         answers = await asyncio.gather(
-            *(system.ask(Address("order", int(row[0])), UndoPlacement(), internal=True)
-              for row in rows),
+            *(system.ask(Address("order", order_id), UndoPlacement(), internal=True)
+              for order_id in order_ids),
             return_exceptions=True,
         )
-        for row, answer in zip(rows, answers, strict=True):
+        for order_id, answer in zip(order_ids, answers, strict=True):
             if isinstance(answer, BaseException):
-                log.error("placement_recovery_failed", order_id=row[0],
+                log.error("placement_recovery_failed", order_id=order_id,
                           error=f"{type(answer).__name__}: {answer}")
             else:
                 undone += 1
         await system.store.writer.flush()
-        if len(rows) < BATCH or undone == 0:
+        if len(order_ids) < BATCH or undone == 0:
             return undone
 
 
@@ -113,8 +109,8 @@ class DeadlineSweep:
         system = self._system
         now = system.clock.now()
         reader = system.store.reader
-        overdue = await reader.fetchall(OVERDUE_SQL, (now, BATCH))
-        stuck = await reader.fetchall(PENDING_SQL, (now - self.pending_grace_s, BATCH))
+        overdue = await overdue_orders(reader, now, BATCH)
+        stuck = await pending_orders(reader, now - self.pending_grace_s, BATCH)
         told = self._tell(overdue, DeadlineReached()) + self._tell(stuck, UndoPlacement())
         self.sweeps += 1
         self.told += told
@@ -122,11 +118,11 @@ class DeadlineSweep:
             log.info("deadline_sweep", overdue=len(overdue), stuck=len(stuck))
         return told
 
-    def _tell(self, rows: Iterable[tuple[object, ...]], message: object) -> int:
+    def _tell(self, order_ids: Iterable[int], message: object) -> int:
         told = 0
-        for row in rows:
+        for order_id in order_ids:
             try:
-                self._system.tell(Address("order", int(str(row[0]))), message, internal=True)
+                self._system.tell(Address("order", order_id), message, internal=True)
             except Overloaded:
                 break  # the next sweep tries again
             told += 1

@@ -68,6 +68,7 @@ from shopkeep.actors.user_rules import (
 from shopkeep.runtime import Actor, Context
 from shopkeep.runtime.actor import ActivationContext
 from shopkeep.runtime.join import NotJoinable
+from shopkeep.store.reader import Reader
 
 LOAD_SQL = "SELECT name, balance, points FROM users WHERE id = ?"
 # which of some orders this user's ledger debited (with the unpaid orders from order_store,
@@ -330,3 +331,9 @@ class UserActor(Actor):
     def _write_move(self, ctx: Context, move: WalletMove | PointsMove) -> None:
         sql = INSERT_WALLET_SQL if isinstance(move, WalletMove) else INSERT_POINTS_SQL
         ctx.execute(sql, (self.address.id, move.order_id, move.reason, move.amount, ctx.now()))
+
+
+async def user_of_token_hash(reader: Reader, token_hash: str) -> int | None:
+    """The user whose token hashes to ``token_hash``."""
+    row = await reader.fetchone("SELECT id FROM users WHERE token_hash = ?", (token_hash,))
+    return int(row[0]) if row else None

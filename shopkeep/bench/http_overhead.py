@@ -235,8 +235,9 @@ class StandInShop:
 
 def shopkeep_app(shop: StandInShop, admin_token: str) -> web.Application:
     """The app ``serve`` builds (metrics included), over ``shop``."""
+    from shopkeep.credentials import Credentials
     from shopkeep.http.metrics import Metrics
-    from shopkeep.http.server import Credentials, build_app
+    from shopkeep.http.server import build_app
 
     real = cast(Shop, shop)  # the handlers call only what StandInShop has
     metrics = Metrics(real, process=False)

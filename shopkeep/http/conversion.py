@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import cast
 
 from shopkeep.actors.order_messages import OrderView, PaymentView, RefundView, ReturnView
+from shopkeep.actors.order_store import HistoryEntry
 from shopkeep.actors.protocol import CouponView, GoodsView, UserView
 from shopkeep.errors import ShopError
 from shopkeep.http.schemas import (
@@ -40,7 +41,6 @@ from shopkeep.http.schemas import (
     ReturnStatus,
     UserOut,
 )
-from shopkeep.queries import HistoryEntry
 from shopkeep.requests import EARLIEST_TIME, LATEST_TIME
 
 

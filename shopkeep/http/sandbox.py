@@ -39,7 +39,6 @@ CALLBACK_PATH: Final = "/v1/payments/callback"
 PAYMENTS_PATH: Final = "/sandbox/payments"
 CALLBACK_TIMEOUT_S: Final = 30.0
 """How long one callback POST may take before the gateway counts it as failed and retries."""
-PAYMENT_SQL: Final = "SELECT order_id, amount FROM payments WHERE id = ?"
 
 
 class HttpSandboxGateway(SandboxGateway):
@@ -100,10 +99,8 @@ def sandbox_routes(shop: Shop, gateway: SandboxGateway) -> Iterable[web.RouteDef
         payment_id = _payment_id(request.match_info["payment_id"])
         # a body that does not decode is refused 422 by the app's problem mapping
         body = msgspec.json.decode(await request.read(), type=SandboxCompleteRequest)
-        row = await shop.reader.fetchone(PAYMENT_SQL, (payment_id,))
-        if row is None:
-            raise ShopError("not_found", f"payment {payment_id} does not exist")
-        order_id, amount = int(row[0]), int(row[1])
+        payment = await shop.get_payment(payment_id)  # ShopError not_found: 404
+        order_id, amount = payment.order_id, payment.amount
         gateway.complete_soon(payment_id, order_id, amount, body.result)
         log.info(
             "sandbox_payment_completed",

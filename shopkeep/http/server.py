@@ -20,20 +20,17 @@ stop the gateway's retries, drain the actors and flush the store, close the call
 from __future__ import annotations
 
 import asyncio
-import secrets
 import signal
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Final
 
 import msgspec
 import structlog
 from aiohttp import web
 
 from shopkeep.actors.config import ShopConfig
+from shopkeep.credentials import Credentials, settle_credentials
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
 from shopkeep.http.connection_limits import ConnectionLimits
@@ -52,18 +49,10 @@ from shopkeep.payments.settings import ProviderSettings, build_provider
 from shopkeep.runtime import RealClock, RuntimeConfig
 from shopkeep.runtime.collector import freeze_survivors
 from shopkeep.runtime.loop_monitor import LoopMonitor
-from shopkeep.shop import Shop, hash_token
+from shopkeep.shop import Shop
 from shopkeep.store import Store, StoreConfig
-from shopkeep.store.writer import GroupCommitWriter
 
 log = structlog.get_logger("shopkeep.serve")
-
-ADMIN_TOKEN_HASH: Final = "admin_token_hash"
-"""``settings`` key: the SHA-256 (hex) of the admin token generated at first start."""
-GATEWAY_SECRET: Final = "gateway_secret"
-"""``settings`` key under which earlier versions kept a generated gateway secret, in clear;
-deleted at every start (see :func:`settle_credentials`)."""
-
 
 class StartupError(Exception):
     """The server could not start because of its configuration; ``str()`` is one line.
@@ -115,64 +104,6 @@ five minutes). An order is busy in the seconds after it is placed and rarely aft
 five minutes of them alive made the heap so large that the cyclic garbage collector's full
 collections, which find nothing to free there, paused the event loop 50-300 ms every few
 seconds under the soak (``python -m shopkeep.proof soak``; measured with ``gc.callbacks``)."""
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """The admin token's hash and the gateway secret, as the server will use them."""
-
-    admin_token_hash: str
-    gateway_secret: str
-    new_admin_token: str | None = None
-    """The admin token generated just now, in clear: announce it, it is never known again."""
-
-
-async def settle_credentials(
-    writer: GroupCommitWriter, *, admin_token: str | None, gateway_secret: str | None
-) -> Credentials:
-    """The credentials to run with, generating what is missing.
-
-    A configured value is used as given and not stored (configuration stays the operator's).
-    A generated admin token's hash is written with ``INSERT OR IGNORE``, then read back: the
-    row that won is the one in force, and the new token is announced only if it is that one.
-
-    A generated gateway secret is kept in memory only, new at every start: HMAC needs it in
-    clear, so stored it would be readable in every copy of the database, and nobody else can
-    use it anyway (it is never shown: a real gateway needs a configured secret, and the
-    sandbox gateway signs with this process's). One stored by an earlier version is deleted.
-    """
-    token = None if admin_token else secrets.token_urlsafe(32)
-    generated: dict[str, str] = {}
-    if token is not None:
-        generated[ADMIN_TOKEN_HASH] = hash_token(token)
-    stored = await writer.call(partial(_keep_settings, generated))
-    admin_hash = hash_token(admin_token) if admin_token else stored[ADMIN_TOKEN_HASH]
-    new_token = token if token is not None and hash_token(token) == admin_hash else None
-    return Credentials(admin_hash, gateway_secret or secrets.token_hex(32), new_token)
-
-
-def _keep_settings(generated: dict[str, str], conn: sqlite3.Connection) -> dict[str, str]:
-    """Insert what is missing of ``generated`` and forget a stored gateway secret; every
-    credential setting, as stored now."""
-    # the forgotten secret's bytes are overwritten, not left in a free page of the file
-    (secure,) = conn.execute("PRAGMA secure_delete").fetchone()
-    conn.execute("PRAGMA secure_delete = ON")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.executemany(
-            "INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", generated.items()
-        )
-        conn.execute("DELETE FROM settings WHERE key = ?", (GATEWAY_SECRET,))
-        found = conn.execute(
-            "SELECT key, value FROM settings WHERE key = ?", (ADMIN_TOKEN_HASH,)
-        ).fetchall()
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    finally:
-        conn.execute(f"PRAGMA secure_delete = {int(secure)}")
-    return {str(key): str(value) for key, value in found}
 
 
 async def open_credentials(options: ServeOptions) -> Credentials:

@@ -14,8 +14,9 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 
+from shopkeep.credentials import Credentials
 from shopkeep.http.metrics import Metrics
-from shopkeep.http.server import Credentials, ServeOptions, build_app, running
+from shopkeep.http.server import ServeOptions, build_app, running
 from shopkeep.runtime.loop_monitor import LoopMonitor
 from shopkeep.shop import Shop, hash_token
 

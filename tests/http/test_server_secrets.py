@@ -9,7 +9,8 @@ import stat
 from contextlib import closing
 from pathlib import Path
 
-from shopkeep.http.server import GATEWAY_SECRET, ServeOptions, running
+from shopkeep.credentials import GATEWAY_SECRET
+from shopkeep.http.server import ServeOptions, running
 
 
 def settings(db: Path) -> dict[str, str]:

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from shopkeep import queries
 from shopkeep import shop as shop_module
+from shopkeep.actors import user as users
 from shopkeep.errors import ShopError
 from shopkeep.shop import Shop
 from shopkeep.store.reader import Reader
@@ -59,7 +59,7 @@ async def test_a_lookup_that_read_the_old_token_before_the_replacement_does_not_
     ann = await shop.create_user("ann")
     read = asyncio.Event()
     replaced = asyncio.Event()
-    user_for_token = queries.user_for_token
+    user_for_token = users.user_of_token_hash
 
     async def slow_read(reader: Reader, token_hash: str) -> int | None:
         found = await user_for_token(reader, token_hash)  # the old row, before the commit
@@ -67,10 +67,10 @@ async def test_a_lookup_that_read_the_old_token_before_the_replacement_does_not_
         await replaced.wait()
         return found
 
-    monkeypatch.setattr(queries, "user_for_token", slow_read)
+    monkeypatch.setattr(users, "user_of_token_hash", slow_read)
     lookup = asyncio.create_task(shop.user_for_token(ann.token))
     await read.wait()
-    monkeypatch.setattr(queries, "user_for_token", user_for_token)
+    monkeypatch.setattr(users, "user_of_token_hash", user_for_token)
     await shop.replace_token(ann.user.id)
     replaced.set()
 

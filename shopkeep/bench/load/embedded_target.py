@@ -20,7 +20,6 @@ from shopkeep.actors.signature import sign
 from shopkeep.bench.common import rss_bytes
 from shopkeep.bench.load.target import Customer, Order, Payment, Refused
 from shopkeep.errors import CallbackRejected, ShopError
-from shopkeep.http.sandbox import PAYMENT_SQL
 from shopkeep.runtime import AskTimeout, Overloaded
 from shopkeep.shop import Shop
 
@@ -115,10 +114,8 @@ class EmbeddedTarget:
 
     async def complete_payment(self, payment_id: str, result: str) -> None:
         """What ``POST /sandbox/payments/{id}/complete`` does, without HTTP."""
-        row = await self._shop.reader.fetchone(PAYMENT_SQL, (int(payment_id),))
-        if row is None:
-            raise Refused("not_found", f"payment {payment_id} does not exist")
-        self._gateway.complete_soon(int(payment_id), int(row[0]), int(row[1]), result)
+        payment = await refusing(self._shop.get_payment(int(payment_id)))
+        self._gateway.complete_soon(int(payment_id), payment.order_id, payment.amount, result)
 
     async def send_callback(self, raw_body: bytes, signature: str) -> None:
         """:meth:`Shop.handle_callback`."""

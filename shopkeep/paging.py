@@ -1,0 +1,59 @@
+"""Pages of a list: a checked ``limit``, an opaque cursor (the last id seen), and
+``next_cursor`` (None on the last page). Lists are newest first, an order's history and refunds
+oldest first; each table's own module runs the query.
+"""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+import msgspec
+
+from shopkeep.errors import FieldError, ShopError
+
+T = TypeVar("T")
+MAX_LIMIT = 200
+
+
+class Page(msgspec.Struct, Generic[T], frozen=True):
+    """One page of a list: ``next_cursor`` is None on the last page."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+def page_bounds(limit: int | None, cursor: str | None) -> tuple[int, int]:
+    """For a list newest first: the checked limit and the id to continue below (a cursor is
+    the last id seen)."""
+    size, last = _page(limit, cursor)
+    return size, 2**63 - 1 if last is None else last
+
+
+def page_after(limit: int | None, cursor: str | None) -> tuple[int, int]:
+    """For a list oldest first (an order's history, its refunds): the checked limit and the
+    id to continue above."""
+    size, last = _page(limit, cursor)
+    return size, 0 if last is None else last
+
+
+def _page(limit: int | None, cursor: str | None) -> tuple[int, int | None]:
+    size = 50 if limit is None else limit
+    if not 1 <= size <= MAX_LIMIT:
+        detail = f"limit must be between 1 and {MAX_LIMIT}"
+        raise ShopError.invalid([FieldError(detail, parameter="limit")])
+    if cursor is None:
+        return size, None
+    try:
+        last = int(cursor)
+    except ValueError:
+        detail = "cursor is not one this server gave"
+        raise ShopError.invalid([FieldError(detail, parameter="cursor")]) from None
+    # an id beyond 64 bits is past every id: the list goes on from the end it starts at
+    return size, min(max(last, 0), 2**63 - 1)
+
+
+def paged(items: list[T], ids: list[int], size: int) -> Page[T]:
+    """A page of ``items`` (fetched with one extra, so as to know whether more follow)."""
+    more = len(items) > size
+    items, ids = items[:size], ids[:size]
+    return Page(items, str(ids[-1]) if more and ids else None)
