@@ -28,7 +28,11 @@ from shopkeep.runtime.actor import ActivationContext
 from shopkeep.runtime.join import NotJoinable
 from shopkeep.store.reader import Reader
 
-LOAD_SQL = "SELECT user_id, value, min_order_amount, expires_at, order_id FROM coupons WHERE id = ?"
+LOAD_SQL = (
+    "SELECT id, user_id, value, min_order_amount, expires_at, order_id FROM coupons "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+)
+"""The coupons of a turn's activations, loaded together (``KeyedLoads``)."""
 INSERT_SQL = (
     "INSERT INTO coupons (id, user_id, value, min_order_amount, expires_at, order_id, created_at) "
     "VALUES (?, ?, ?, ?, ?, NULL, ?)"
@@ -47,9 +51,10 @@ class CouponActor(Actor):
     coupon: Coupon | None
 
     async def on_activate(self, ctx: ActivationContext) -> None:
-        """Load the coupons row (absent: not created yet), off the loop: a coupon is loaded
-        once, for the order that uses it, so its row is seldom in the page cache."""
-        row = await ctx.threaded_reader.fetchone(LOAD_SQL, (self.address.id,))
+        """Load the coupons row (absent: not created yet), off the loop and with the other
+        coupons loaded in the same turn: a coupon is loaded once, for the order that uses it,
+        so its row is seldom in the page cache, and concurrent placements load many."""
+        row = await ctx.keyed_loads.load(LOAD_SQL, self.address.id)
         if row is None:
             self.coupon = None
             return

@@ -11,7 +11,7 @@ from shopkeep.store.errors import StoreError
 from shopkeep.store.lock import ProcessLock
 from shopkeep.store.migrations import MIGRATIONS, Migration, apply_migrations
 from shopkeep.store.private_files import create_private
-from shopkeep.store.reader import InlineReader, Reader, ThreadedReader
+from shopkeep.store.reader import InlineReader, KeyedLoads, Reader, ThreadedReader
 from shopkeep.store.writer import GroupCommitWriter
 from shopkeep.store.writer_process import STATEMENT_CACHE, WriterProcess
 
@@ -68,6 +68,8 @@ class Store:
         self.writer = writer
         self.reader = reader
         self.point_reader = reader if point_reader is None else point_reader
+        self.keyed_loads = KeyedLoads(reader)
+        """``reader``'s loads by key, those of one loop turn made as one query."""
         self.schema_version = schema_version
         self._lock = lock
         self._conn = conn
