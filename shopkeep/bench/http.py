@@ -31,7 +31,10 @@ bare_post_per_s), ``place_order_p99_ms_half_load`` (open loop at half that capac
 run, read from its loop monitor on ``/metrics``), ``http_overhead_shopkeep_us``,
 ``http_overhead_bare_us`` and ``http_overhead_ratio`` (the micro-benchmark), ``audit_ok``,
 ``load_generator``, ``machine``; and beside them the statuses answered, the baseline's
-latencies, the open loop's offered and answered rates, the longest stall before the measured
+latencies, the open loop's offered and answered rates, the server's group commits during the
+open loop (``commit_p50_ms_half_load``, ``commit_p99_ms_half_load``, from its
+``shopkeep_commit_seconds`` histogram: how much of the tail a commit is), the longest stall
+before the measured
 load began (``loop_stall_max_ms_before_load``: start, populating, warm-ups), the server's
 longest garbage collection of each generation (``gc_pause_max_ms``), the server's
 resident memory read from its ``/metrics``, and the disk's fsync latency measured just before
@@ -64,6 +67,10 @@ GOODS = 1_000
 STOCK = 10_000_000
 HALF: Final = 0.5
 """The share of the capacity measured (closed loop) that the open-loop run offers."""
+COMMIT_HISTOGRAM: Final = "shopkeep_commit_seconds"
+"""The server's histogram of its group commits, each from the batch's hand-over to the writer
+to its outcome (SQLite's commit and its fsync included): beside the placements' tail at half
+load, how much of it a commit is."""
 
 
 # ---------------------------------------------------------------- the shop's data
@@ -141,6 +148,43 @@ async def scrape(session: aiohttp.ClientSession, url: str, name: str) -> float |
     return None
 
 
+async def scrape_buckets(
+    session: aiohttp.ClientSession, url: str, name: str
+) -> list[tuple[float, float]]:
+    """The cumulative buckets of the unlabelled histogram ``name`` on ``/metrics``: (upper
+    bound, count) pairs, in order."""
+    async with session.get(url + "/metrics") as response:
+        text = await response.text()
+    prefix = name + '_bucket{le="'
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            bound, _, count = line[len(prefix):].partition('"} ')
+            buckets.append((float(bound), float(count)))
+    return buckets
+
+
+def histogram_quantile(
+    q: float, before: list[tuple[float, float]], after: list[tuple[float, float]]
+) -> float | None:
+    """The ``q`` quantile of what a histogram counted between two scrapes, interpolated
+    linearly within its bucket as Prometheus' ``histogram_quantile`` does; None when nothing
+    was counted (or it fell in the last, unbounded bucket)."""
+    counted = [(bound, now - then) for (bound, now), (_, then) in zip(after, before, strict=True)]
+    if not counted or counted[-1][1] <= 0:
+        return None
+    rank = q * counted[-1][1]
+    lower, below = 0.0, 0.0
+    for bound, cumulative in counted:
+        if cumulative >= rank:
+            if bound == float("inf"):
+                return None
+            share = (rank - below) / (cumulative - below) if cumulative > below else 1.0
+            return lower + (bound - lower) * share
+        lower, below = bound, cumulative
+    return None
+
+
 async def scrape_rss(session: aiohttp.ClientSession, url: str) -> float | None:
     """The server's resident memory in bytes, from its ``/metrics``."""
     return await scrape(session, url, "process_resident_memory_bytes")
@@ -197,7 +241,9 @@ async def measure(
             await generator.drive(shop.url, warmup)
             stall_before_ms = await scrape_stall_ms(session, shop.url)
             shop_load = await generator.drive(shop.url)
+            commits_before = await scrape_buckets(session, shop.url, COMMIT_HISTOGRAM)
             half_load = await generator.offer(shop.url, HALF * shop_load.per_s)
+            commits_after = await scrape_buckets(session, shop.url, COMMIT_HISTOGRAM)
             stall_ms = await scrape_stall_ms(session, shop.url)
             gc_pauses_ms = await scrape_gc_pauses_ms(session, shop.url)
             rss = await scrape_rss(session, shop.url)
@@ -228,6 +274,8 @@ async def measure(
         "bare_post_statuses": bare_load.statuses,
         "half_load_offered_per_s": HALF * shop_load.per_s,
         "half_load_answered_per_s": half_load.per_s,
+        "commit_p99_ms_half_load": _ms(histogram_quantile(0.99, commits_before, commits_after)),
+        "commit_p50_ms_half_load": _ms(histogram_quantile(0.50, commits_before, commits_after)),
         "place_order_p50_ms_half_load": half_load.p50_ms,
         "place_order_max_ms_half_load": half_load.max_ms,
         "place_order_statuses_half_load": half_load.statuses,
@@ -256,6 +304,8 @@ def render(figures: dict[str, Any]) -> str:
         ("place_order_p99_ms", f"{figures['place_order_p99_ms']:.2f}"),
         ("half_load_offered_per_s", f"{figures['half_load_offered_per_s']:,.0f}"),
         ("place_order_p99_ms_half_load", f"{figures['place_order_p99_ms_half_load']:.2f}"),
+        ("commit_p50_ms_half_load", _shown(figures["commit_p50_ms_half_load"])),
+        ("commit_p99_ms_half_load", _shown(figures["commit_p99_ms_half_load"])),
         ("loop_stall_max_ms", f"{figures['loop_stall_max_ms']:.1f}"),
         ("gc_pause_max_ms", json.dumps({g: round(ms, 1) for g, ms in pauses.items()})),
         ("http_overhead_shopkeep_us", f"{figures['http_overhead_shopkeep_us']:.1f}"),
@@ -270,6 +320,14 @@ def render(figures: dict[str, Any]) -> str:
         ("load_generator", figures["load_generator"]),
     ]
     return "\n".join(f"{name:<28}  {value}" for name, value in rows)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
+
+
+def _shown(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms:.2f}"
 
 
 FALLBACK_WARNING = (

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from shopkeep.bench.http import FALLBACK_WARNING, fallback_warning
+from shopkeep.bench.http import FALLBACK_WARNING, fallback_warning, histogram_quantile
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,6 +26,8 @@ FIGURES = (
     "place_order_p99_ms",
     "ratio",
     "place_order_p99_ms_half_load",
+    "commit_p50_ms_half_load",
+    "commit_p99_ms_half_load",
     "http_overhead_shopkeep_us",
     "http_overhead_bare_us",
     "http_overhead_ratio",
@@ -76,3 +78,17 @@ def test_falling_back_to_the_built_in_client_is_said_only_when_wrk_was_wanted() 
     assert fallback_warning("auto", has_wrk=False) == FALLBACK_WARNING
     assert fallback_warning("auto", has_wrk=True) is None
     assert fallback_warning("aiohttp-client", has_wrk=False) is None
+
+
+def test_a_quantile_of_what_a_histogram_counted_between_two_scrapes_is_interpolated() -> None:
+    before = [(0.001, 10.0), (0.01, 10.0), (float("inf"), 10.0)]
+    after = [(0.001, 10.0), (0.01, 110.0), (float("inf"), 110.0)]  # 100 more, 1 to 10 ms
+
+    assert histogram_quantile(0.5, before, after) == pytest.approx(0.0055)
+    assert histogram_quantile(0.99, before, after) == pytest.approx(0.00991)
+
+
+def test_a_histogram_that_counted_nothing_has_no_quantile() -> None:
+    buckets = [(0.001, 3.0), (float("inf"), 3.0)]
+
+    assert histogram_quantile(0.99, buckets, buckets) is None
