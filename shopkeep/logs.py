@@ -85,13 +85,17 @@ class IsoTimestamper:
         self, logger: object, method: str, event: structlog.typing.EventDict
     ) -> structlog.typing.EventDict:
         """Stamp ``event`` with the time now."""
+        event["timestamp"] = self.now()
+        return event
+
+    def now(self) -> str:
+        """The time now, as a line's ``timestamp``."""
         now = time.time()
         second = int(now)
         if second != self._second:
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = second
-        event["timestamp"] = f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
-        return event
+        return f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
 
 
 _ENCODER: Final = msgspec.json.Encoder(enc_hook=repr)
@@ -104,6 +108,25 @@ def _to_json(event: structlog.typing.EventDict, **options: Any) -> str:
         return _ENCODER.encode(event).decode()
     except (TypeError, OverflowError, msgspec.EncodeError):
         return json.dumps(event, default=repr)
+
+
+class AccessLine(msgspec.Struct, gc=False):
+    """The JSON access line, field by field in the order the JSON renderer writes an event's
+    keys: encoded straight from this struct, it is the very line the renderer would write
+    from the event's dictionary, for a third of the cost."""
+
+    method: str
+    route: str
+    status: int
+    duration_ms: float
+    request_id: str
+    user_id: str | None
+    event: str
+    level: str
+    timestamp: str
+
+
+_ACCESS_ENCODER: Final = msgspec.json.Encoder()
 
 
 def renderer_of(fmt: str, stream: TextIO) -> structlog.typing.Processor:
@@ -206,11 +229,12 @@ class RequestLog:
     the same line: the fields a request line has no use for (the bound context, an actor, a
     stack) are not looked for, and structlog's logger machinery (three calls, each copying
     the keywords) is skipped; what remains is the level, the timestamp, the renderer and the
-    write, the very objects of the pipeline. That halves what the line costs a request, and
-    a level above ``info`` costs one test.
+    write, the very objects of the pipeline; in JSON, the line is encoded from an
+    :class:`AccessLine` instead of a dictionary through the renderer. A request's line costs a
+    third of the way through structlog, and a level above ``info`` costs one test.
     """
 
-    __slots__ = ("_chain", "_enabled", "_logger", "_out", "_renderer", "_stamp")
+    __slots__ = ("_chain", "_enabled", "_json", "_logger", "_out", "_renderer", "_stamp")
 
     def __init__(self) -> None:
         self._logger = structlog.get_logger("shopkeep.access")
@@ -219,6 +243,7 @@ class RequestLog:
         self._stamp = IsoTimestamper()
         self._out: Any = None
         self._enabled = True
+        self._json = False
 
     def take(
         self,
@@ -226,14 +251,18 @@ class RequestLog:
         stamp: IsoTimestamper,
         out: LineWriter,
         threshold: int,
+        *,
+        json_lines: bool = False,
     ) -> None:
         """Write straight to ``out`` while structlog runs ``chain`` (configure_logging's,
-        whose last processor renders and whose ``stamp`` stamps)."""
+        whose last processor renders and whose ``stamp`` stamps); with ``json_lines`` (the
+        renderer writes JSON) as an :class:`AccessLine`."""
         self._chain = chain
         self._renderer = chain[-1]
         self._stamp = stamp
         self._out = out
         self._enabled = threshold <= logging.INFO
+        self._json = json_lines
 
     def request(
         self,
@@ -253,6 +282,12 @@ class RequestLog:
                 "request", method=method, route=route, status=status,
                 duration_ms=duration_ms, request_id=request_id, user_id=user_id,
             )  # fmt: skip
+        elif self._json and self._enabled:
+            line = AccessLine(
+                method, route, status, duration_ms, request_id, user_id, "request", "info",
+                self._stamp.now(),
+            )  # fmt: skip
+            self._out.msg(_ACCESS_ENCODER.encode(line).decode())
         elif self._enabled:
             event: structlog.typing.EventDict = {
                 "method": method, "route": route, "status": status, "duration_ms": duration_ms,
@@ -286,7 +321,8 @@ def configure_logging(
     global _handler
     threshold = level_of(level)
     out = sys.stderr if stream is None else stream
-    renderer = renderer_of(fmt or ("console" if out.isatty() else "json"), out)
+    chosen = fmt or ("console" if out.isatty() else "json")
+    renderer = renderer_of(chosen, out)
     stamp = IsoTimestamper()
     shared: list[structlog.typing.Processor] = [
         # Context bound with bind_contextvars (a request id, an order id) joins every line.
@@ -305,7 +341,7 @@ def configure_logging(
         logger_factory=lambda *args: writer,
         cache_logger_on_first_use=True,
     )
-    ACCESS.take(chain, stamp, writer, threshold)
+    ACCESS.take(chain, stamp, writer, threshold, json_lines=chosen == "json")
     handler = _LineHandler(writer)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

@@ -12,7 +12,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from shopkeep.logs import configure_logging
+from shopkeep.logs import ACCESS, configure_logging
 from tests.http.conftest import ADMIN, Api
 
 
@@ -97,3 +97,21 @@ async def test_a_program_that_configured_structlog_itself_gets_the_line_as_an_ev
     [line] = [event for event in captured if event["event"] == "request"]
     assert line["route"] == "/healthz" and line["status"] == 200
     assert line["request_id"] == answered.headers["X-Request-Id"]
+
+
+def test_the_json_access_line_is_the_line_the_renderer_writes_from_the_same_event(
+    out: io.StringIO,
+) -> None:
+    ACCESS.request("POST", "/v1/orders", 201, 1.25, "req-1", None)
+    writer = structlog.get_config()["logger_factory"]()
+    writer.flush()
+    [direct] = out.getvalue().splitlines()
+    stamped = json.loads(direct)["timestamp"]
+
+    renderer = structlog.get_config()["processors"][-1]
+    event = {
+        "method": "POST", "route": "/v1/orders", "status": 201, "duration_ms": 1.25,
+        "request_id": "req-1", "user_id": None, "event": "request", "level": "info",
+        "timestamp": stamped,
+    }  # fmt: skip
+    assert direct == renderer(None, "info", event)
