@@ -110,7 +110,7 @@ class OneLineParser(argparse.ArgumentParser):
                 continue
             try:
                 if spec.repeatable:
-                    value = [spec.convert(part) for part in raw.split(",") if part.strip()]
+                    value = [spec.convert(part.strip()) for part in raw.split(",") if part.strip()]
                 else:
                     value = spec.convert(raw)
             except (argparse.ArgumentTypeError, ValueError) as error:

@@ -34,13 +34,19 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def quit_now(*_: object) -> None:
+    """End the process at once: the operator asked twice, or once while the reports are
+    being written (there is no run left to stop)."""
+    say("bench: interrupted again: exiting now, without a report")
+    os._exit(EXIT_INTERRUPTED_TWICE)
+
+
 def interrupter(stop: asyncio.Event) -> Callable[[], None]:
-    """The SIGINT handler: the first stops the run, the second ends the process."""
+    """The SIGINT handler of the run: the first stops it, the second ends the process."""
 
     def on_interrupt() -> None:
         if stop.is_set():
-            say("bench: interrupted again: exiting now, without a report")
-            os._exit(EXIT_INTERRUPTED_TWICE)
+            quit_now()
         say("bench: interrupted: stopping the run, then the summary (Ctrl-C again to quit now)")
         stop.set()
 
@@ -75,6 +81,24 @@ def execute(
         where = options.url or "the embedded shop"
         say(f"shopkeep: error: bench setup against {where} failed: {refused}")
         return EXIT_SETUP
+    previous = signal.signal(signal.SIGINT, quit_now)
+    try:
+        return report(options, outcome, json_path, html_path, baseline, uvloop_version,
+                      load_before)  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def report(
+    options: BenchOptions,
+    outcome: Outcome,
+    json_path: str | None,
+    html_path: str | None,
+    baseline: Baseline | None,
+    uvloop_version: str | None,
+    load_before: float,
+) -> int:
+    """Print the summary, write the reports, say the failures; the exit status."""
     data = figures(options, outcome, baseline)
     data["machine"] = machine(
         {"uvloop" if uvloop_version else "asyncio"}, uvloop_version, load_before

@@ -1,10 +1,10 @@
 """``--compare previous.json``: each figure of this run against the same figure of an earlier one.
 
 The figures compared are the run's totals (operations, throughput, errors, error rate, dropped
-starts) and, per operation both runs have, its count, throughput and latency p50 / p90 / p99 /
-max. A change is relative (``+12.5%``); None when the earlier figure was 0 or missing. Whether
-a change is better or worse depends on the figure: higher throughput is better, higher latency
-or more errors worse (``worse_when_higher``).
+starts) and, per operation both runs have, its count, throughput, latency p50 / p90 / p99 /
+max and errors. A change is relative (``+12.5%``); None when the earlier figure was 0 or
+missing. Whether a change is better or worse depends on the figure: higher throughput is
+better, higher latency or more errors worse (``worse_when_higher``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 OPERATION_FIGURES: Final = ("count", "per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms")
-TOTAL_FIGURES: Final = ("count", "per_s", "errors", "error_rate")
+TOTAL_FIGURES: Final = ("count", "per_s", "errors", "error_rate", *OPERATION_FIGURES[2:])
 BETTER_HIGHER: Final = frozenset({"count", "per_s"})
 
 
@@ -72,7 +72,23 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any
             _row(f"{operation}.{name}", old.get(name), new.get(name), name)
             for name in OPERATION_FIGURES
         ]
+        errors = (sum(old.get("errors", {}).values()), sum(new.get("errors", {}).values()))
+        rows.append(_row(f"{operation}.errors", *errors, "errors"))
     return rows
+
+
+STATISTICS: Final = ("count", "per_s", "errors", "p50_ms", "p90_ms", "p99_ms", "max_ms")
+"""The columns of :func:`change_table`."""
+
+
+def change_table(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any] | None]]]:
+    """The changes as a table for people: ``total``, then one row per operation, each with
+    the row of :func:`changes` of every statistic in :data:`STATISTICS` (None where none)."""
+    by_figure = {row["figure"]: row for row in rows}
+    names = ["total", *sorted({row["figure"].partition(".")[0] for row in rows} - {"total"})]
+    return [
+        (name, [by_figure.get(f"{name}.{statistic}") for statistic in STATISTICS]) for name in names
+    ]
 
 
 def shown_change(row: dict[str, Any]) -> str:
@@ -85,4 +101,4 @@ def is_worse(row: dict[str, Any]) -> bool:
     change = row["change"]
     if change is None or change == 0:
         return False
-    return (change > 0) == row["worse_when_higher"]
+    return bool(change > 0) == bool(row["worse_when_higher"])

@@ -56,9 +56,11 @@ def percentile_ms(histogram: HdrHistogram, percentile: float) -> float | None:
     return float(histogram.get_value_at_percentile(percentile)) / 1000
 
 
-def latency_figures(histogram: HdrHistogram) -> dict[str, float | None]:
-    """p50, p90, p99, max and mean of ``histogram``, in milliseconds (None when empty)."""
-    if histogram.get_total_count() == 0:
+def latency_figures(histogram: HdrHistogram, sum_s: float = 0.0) -> dict[str, float | None]:
+    """p50, p90, p99, max of ``histogram`` and the mean of its ``sum_s``, in milliseconds
+    (None when empty)."""
+    count = histogram.get_total_count()
+    if count == 0:
         return {"p50_ms": None, "p90_ms": None, "p99_ms": None, "max_ms": None, "mean_ms": None}
     values = histogram.get_percentile_to_value_dict(list(PERCENTILES))
     return {
@@ -66,7 +68,7 @@ def latency_figures(histogram: HdrHistogram) -> dict[str, float | None]:
         "p90_ms": values[90.0] / 1000,
         "p99_ms": values[99.0] / 1000,
         "max_ms": histogram.get_max_value() / 1000,
-        "mean_ms": histogram.get_mean_value() / 1000,
+        "mean_ms": sum_s * 1000 / count,
     }
 
 
@@ -88,6 +90,8 @@ class Operation:
     window: HdrHistogram = field(default_factory=lambda: new_histogram(WINDOW_DIGITS))
     errors: Counter[str] = field(default_factory=Counter)
     refusals: Counter[str] = field(default_factory=Counter)
+    sum_s: float = 0.0
+    """The latencies' sum, for their mean (the histogram's own walks every bucket)."""
 
     @property
     def count(self) -> int:
@@ -120,6 +124,7 @@ class Recorder:
         self.started = clock()
         self.operations: dict[str, Operation] = {}
         self.histogram = new_histogram()
+        self.sum_s = 0.0
         self.errors = 0
         self.refusals = 0
         self.journeys: Counter[str] = Counter()
@@ -141,7 +146,7 @@ class Recorder:
 
     def warming_up(self, at: float | None = None) -> bool:
         """Whether ``at`` (default: now), on the run's clock, falls in the warm-up."""
-        return (self.now() if at is None else at) < self.warmup_s
+        return self.warmup_s > 0 and (self.now() if at is None else at) < self.warmup_s
 
     def _current(self) -> Window:
         """The window of now, once the ones time moved past are closed into rows."""
@@ -196,6 +201,8 @@ class Recorder:
         record(operation.window, seconds)
         record(self.histogram, seconds)
         record(window.histogram, seconds)
+        operation.sum_s += seconds
+        self.sum_s += seconds
         if refusal is not None:
             operation.refusals[refusal] += 1
             self.refusals += 1
@@ -242,15 +249,18 @@ class Recorder:
         """A latency statistic (``pN``, ``mean``, ``max``) in ms of ``operation`` (None: every
         operation), or None when it never ran."""
         if operation is None:
-            histogram = self.histogram
+            histogram, sum_s = self.histogram, self.sum_s
         elif operation in self.operations:
-            histogram = self.operations[operation].histogram
+            histogram, sum_s = (
+                self.operations[operation].histogram,
+                self.operations[operation].sum_s,
+            )
         else:
             return None
         if histogram.get_total_count() == 0:
             return None
         if statistic == "mean":
-            return float(histogram.get_mean_value()) / 1000
+            return float(sum_s * 1000 / histogram.get_total_count())
         if statistic == "max":
             return float(histogram.get_max_value()) / 1000
         return percentile_ms(histogram, float(statistic[1:]))
@@ -266,7 +276,7 @@ class Recorder:
             figures[name] = {
                 "count": operation.count,
                 "per_s": operation.count / elapsed if elapsed else 0.0,
-                **latency_figures(operation.histogram),
+                **latency_figures(operation.histogram, operation.sum_s),
                 "errors": dict(operation.errors),
                 "expected_refusals": dict(operation.refusals),
                 "curve": curve(operation.histogram),
@@ -283,7 +293,10 @@ class Recorder:
             last -= 1  # a run that ends on a window's edge has no window after it
         while self._window.index < last:
             self._close(self.interval_s)
-        if self._window.index == last:
+        window = self._window
+        if window.index == last and (
+            window.histogram.get_total_count() or window.errors or not self.rows
+        ):  # an empty sliver after the last journey ended is no point of the series
             begins = last * self.interval_s
             self._close(min(self.interval_s, max(elapsed - begins, 0.0)) or self.interval_s)
         return self.rows

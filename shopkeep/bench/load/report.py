@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
-from shopkeep.bench.load.compare import Baseline, changes, shown_change
+from shopkeep.bench.load.compare import STATISTICS, Baseline, change_table, changes, shown_change
 from shopkeep.bench.load.mix import EXPECTED
 from shopkeep.bench.load.recorder import curve, latency_figures
 from shopkeep.bench.load.run import BenchOptions, Outcome
@@ -71,7 +71,7 @@ def figures(
             "errors": recorder.errors,
             "expected_refusals": recorder.refusals,
             "error_rate": error_rate,
-            **latency_figures(recorder.histogram),
+            **latency_figures(recorder.histogram, recorder.sum_s),
             "curve": curve(recorder.histogram),
         },
         "dropped": {"total": dropped, "planned": recorder.planned, **recorder.dropped},
@@ -230,22 +230,13 @@ def _comparison(data: dict[str, Any]) -> list[str]:
     comparison = data.get("comparison")
     if comparison is None:
         return []
-    rows = [("figure", "before", "after", "change")]
-    for row in comparison["changes"]:
-        rows.append((row["figure"], _value(row["before"]), _value(row["after"]),
-                     shown_change(row)))  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [f"compared with {comparison['path']}:"]
+    rows: list[tuple[str, ...]] = [("operation", *STATISTICS)]
+    for name, changed in change_table(comparison["changes"]):
+        rows.append((name, *("" if cell is None else shown_change(cell) for cell in changed)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [f"compared with {comparison['path']} (change of each figure):"]
     for row in rows:
-        lines.append("  " + row[0].ljust(widths[0]) + "".join(
-            "  " + cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)
-        ))  # fmt: skip
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  " + "  ".join(cells))
     return lines
-
-
-def _value(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.4g}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
