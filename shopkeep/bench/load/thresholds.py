@@ -80,6 +80,7 @@ def is_latency(statistic: str) -> bool:
 
 def parse_threshold(text: str) -> Threshold:
     """The threshold of ``text``; :class:`ThresholdError` says what is wrong with it."""
+    text = text.strip()
     shape = _SHAPE.match(text.lower())
     if shape is None:
         raise ThresholdError(f"{text!r} is not a threshold ({GRAMMAR})")
