@@ -212,3 +212,18 @@ def test_ctrl_c_ends_the_run_and_still_writes_the_reports(tmp_path: Path) -> Non
     assert process.returncode == report["exit_status"], stdout + stderr
     assert "interrupted: the run was ended early" in stdout
     assert "Interrupted (Ctrl-C)" in page.read_text()
+
+
+async def test_an_error_rate_above_the_maximum_exits_4(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    # one request a second per shopper: most of the journeys' requests are refused 429
+    async with serving(tmp_path, *SERVE_FLAGS, "--rate-limit", "1", env=CREDENTIALS) as server:
+        result = await asyncio.to_thread(
+            bench, "--url", server.url, "--concurrency", "2", "--duration", "1s", "--mix",
+            "pay=1", "--settle", "10s", "--max-error-rate", "0.01", "--json", str(out),
+        )  # fmt: skip
+
+    assert result.returncode == 4, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["audit_ok"] is True and report["totals"]["error_rate"] > 0.01
+    assert "is above --max-error-rate 1.0000%" in result.stderr
