@@ -56,7 +56,7 @@ SERVE_FLAGS = {
 BENCH_FLAGS = (
     "--url", "--embedded", "--duration", "--concurrency", "--mix", "--seed", "--admin-token",
     "--gateway-secret", "--order-timeout", "--db", "--max-error-rate", "--settle", "--interval",
-    "--rate", "--json", "--html",
+    "--rate", "--warmup", "--ramp", "--threshold", "--compare", "--json", "--html",
 )  # fmt: skip
 CHECKS = ("stock", "wallet", "points", "coupons", "money", "states", "refunds")
 START_TIMEOUT_S = 30.0
@@ -164,6 +164,12 @@ def test_serve_on_a_directory_fails_in_one_line(tmp_path: Path) -> None:
         ("bench", "--embedded", "--concurrency", "0"),
         ("bench", "--embedded", "--max-error-rate", "2"),
         ("bench", "--embedded", "--url", "http://127.0.0.1:1"),
+        ("bench", "--embedded", "--threshold", "place.p99<50"),
+        ("bench", "--embedded", "--threshold", "teleport.p99<5ms"),
+        ("bench", "--embedded", "--warmup", "soon"),
+        ("bench", "--embedded", "--ramp", "-1s"),
+        ("bench", "--embedded", "--compare", "/nonexistent/previous.json"),
+        ("bench", "--embedded", "--compare", "main.py"),
         (
             "bench",
             "--url",

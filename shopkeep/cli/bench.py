@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import argparse
 import functools
+import textwrap
 from typing import Any
 
 from shopkeep.cli.common import add_log_flags, configure_logs
+
+HELP_WIDTH = 78
+EXIT_STATUSES = """exit status (when several apply, the first in this list wins):
+  1  the audit failed (an invariant of the shop is broken)
+  4  the error rate is above --max-error-rate (or no operation was answered)
+  3  a --threshold failed
+  0  none of the above: the run passed
+  2  a usage error (a bad flag or variable) or the setup failed (no run)"""
 
 
 def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -17,18 +26,23 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "bench",
         help="drive a load mix against a server (or an embedded shop) and audit it",
-        description=(
+        # raw text, so that the exit statuses stay one a line: the description is wrapped here
+        description=textwrap.fill(
             "The load-testing harness (SPEC section 9). Creates its own users, goods and "
             "coupons, then runs a mix of customer journeys (placements sync and async, "
             "payments through the sandbox gateway, duplicate and late signed callbacks, "
             "cancels of unpaid and paid orders, ship, deliver, returns) with live progress; "
             "prints per operation its count, throughput, latency p50/p90/p99/max and errors "
             "by code, the harness's own CPU use and the shop's memory, then waits for the "
-            "shop to be quiet and runs the audit. Exit status 0 when the audit is ok and the "
-            "error rate is at most --max-error-rate, 1 otherwise, 2 for a usage error. "
+            "shop to be quiet and runs the audit, and checks the --threshold figures. "
             "Against a server, it must run with --sandbox; give it a short --order-timeout "
-            "(a few seconds) for late callbacks to happen during the run."
+            "(a few seconds) for late callbacks to happen during the run. Ctrl-C ends the run "
+            "early and still prints the summary and writes the reports; a second Ctrl-C quits "
+            "at once (status 130).",
+            width=HELP_WIDTH,
         ),
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     declare_bench_flags(parser)
     add_log_flags(parser, "warning")
@@ -37,7 +51,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    """Run the bench; 0 when the audit is ok and errors stay under the rate, else 1."""
+    """Run the bench; its exit status (see :data:`EXIT_STATUSES`)."""
     from shopkeep.bench.load.command import execute
     from shopkeep.bench.load.run import BenchOptions
 
@@ -57,5 +71,8 @@ def run_bench(args: argparse.Namespace) -> int:
         settle_s=args.settle,
         interval_s=args.interval,
         rate_per_s=args.rate,
+        warmup_s=args.warmup,
+        ramp_s=args.ramp,
+        thresholds=tuple(args.threshold),
     )
-    return execute(options, args.json, args.html)
+    return execute(options, args.json, args.html, args.compare)

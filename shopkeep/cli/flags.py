@@ -65,6 +65,8 @@ class Flag:
     """``SHOPKEEP_SOME_FLAG``."""
     convert: Converter
     default: Any
+    repeatable: bool = False
+    """Given any number of times (a list); its variable holds the values comma-separated."""
 
 
 def variable_of(option: str) -> str:
@@ -96,16 +98,21 @@ class OneLineParser(argparse.ArgumentParser):
         """Fill each unset flag of this parser from its variable, else its default."""
         sources: dict[str, str] = dict(getattr(args, "sources", {}))
         for spec in self.flags:
-            if getattr(args, spec.dest, UNSET) is not UNSET:
+            given = getattr(args, spec.dest, UNSET)
+            if given is not UNSET and not (spec.repeatable and given is None):
                 sources[spec.dest] = spec.option
                 continue
             raw = os.environ.get(spec.variable, "")
             if raw == "":
-                setattr(args, spec.dest, spec.default)
+                default = list(spec.default) if spec.repeatable else spec.default
+                setattr(args, spec.dest, default)
                 sources[spec.dest] = "default"
                 continue
             try:
-                value = spec.convert(raw)
+                if spec.repeatable:
+                    value = [spec.convert(part.strip()) for part in raw.split(",") if part.strip()]
+                else:
+                    value = spec.convert(raw)
             except (argparse.ArgumentTypeError, ValueError) as error:
                 self.error(f"{spec.variable}: {error}")
             setattr(args, spec.dest, value)
@@ -124,10 +131,13 @@ def flag(
     is_switch: bool = False,
     shown_default: str | None = None,
     group: Any = None,
+    repeatable: bool = False,
 ) -> None:
     """Declare ``option`` on ``parser`` (in ``group``, a mutually exclusive group, if given)
     with its variable; ``default`` is text as the operator would type it (converted once here),
-    ``shown_default`` what ``--help`` says when that is not the text itself."""
+    ``shown_default`` what ``--help`` says when that is not the text itself. A ``repeatable``
+    flag may be given many times (its value is the list, empty by default); its variable holds
+    the values comma-separated."""
     if not isinstance(parser, OneLineParser):
         raise TypeError("flags are declared on a OneLineParser")
     variable = variable_of(option)
@@ -135,17 +145,24 @@ def flag(
         convert = switch
     value = None if default is None else convert(default)
     said = shown_default or default
-    where = f"env {variable}" + (f"; default: {said}" if said is not None else "")
+    where = f"env {variable}" + (", comma-separated" if repeatable else "")
+    where += f"; default: {said}" if said is not None else ""
     text = f"{help} ({where})".replace("%", "%%")
     container = parser if group is None else group
     if is_switch:
         action = container.add_argument(option, action="store_true", default=UNSET, help=text)
         value = bool(value)
+    elif repeatable:
+        # argparse's append copies its default, so "not given" is None here rather than UNSET
+        action = container.add_argument(
+            option, type=convert, action="append", default=None, metavar=metavar, help=text
+        )
+        value = []
     else:
         action = container.add_argument(
             option, type=convert, default=UNSET, metavar=metavar, help=text
         )
-    parser.flags.append(Flag(option, action.dest, variable, convert, value))
+    parser.flags.append(Flag(option, action.dest, variable, convert, value, repeatable))
 
 
 def given_as(args: argparse.Namespace, dest: str) -> str:

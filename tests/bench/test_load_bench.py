@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -99,7 +100,8 @@ async def test_a_short_bench_against_a_server_runs_every_operation_and_passes_th
     html = ChartCounter()
     html.feed(page.read_text())
     html.close()
-    assert html.tags["svg"] == 3  # throughput, latency, memory
+    # throughput, latency, memory; the distribution; each operation over time
+    assert html.tags["svg"] == 4 + len(report["operations"])
     assert html.tags["polyline"] >= 5
     assert html.scripts_with_src == 0  # self-contained: nothing to fetch
     assert "approve_return" in "".join(html.text)
@@ -143,3 +145,85 @@ async def test_a_server_with_a_broken_invariant_makes_the_bench_fail(tmp_path: P
     assert report["audit_ok"] is False
     assert [c["name"] for c in report["audit"] if not c["ok"]] == ["stock"]
     assert "the audit failed: stock" in result.stderr
+
+
+# -- what CI gates on: thresholds, exit statuses, Ctrl-C -------------------------------------
+
+SHORT_EMBEDDED = ("--embedded", "--concurrency", "2", "--duration", "1s", "--mix", "pay=1",
+                  "--settle", "10s")  # fmt: skip
+
+
+def test_a_failed_threshold_exits_3_and_a_passed_one_0_with_the_changes_since_the_last_run(
+    tmp_path: Path,
+) -> None:
+    first, second, page = tmp_path / "first.json", tmp_path / "second.json", tmp_path / "b.html"
+
+    failed = bench(*SHORT_EMBEDDED, "--threshold", "place.p99<0.001ms", "--json", str(first))
+    passed = bench(
+        *SHORT_EMBEDDED, "--threshold", "place.p99<60s", "--threshold", "errors<0.1%",
+        "--compare", str(first), "--json", str(second), "--html", str(page),
+    )  # fmt: skip
+
+    assert failed.returncode == 3, failed.stdout + failed.stderr
+    assert "bench: threshold place.p99<0.001ms failed: measured" in failed.stderr
+    assert json.loads(first.read_text())["thresholds"][0]["passed"] is False
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "ok      place.p99<60s" in passed.stdout
+    assert f"compared with {first}" in passed.stdout
+    report = json.loads(second.read_text())
+    assert report["thresholds"][1] == {**report["thresholds"][1], "passed": True}
+    assert {"place.p99_ms", "total.per_s"} <= {c["figure"] for c in report["comparison"]["changes"]}
+    html = ChartCounter()
+    html.feed(page.read_text())
+    assert "place latency" in html.text and "Latency distribution" in "".join(html.text)
+    assert html.scripts_with_src == 0
+
+
+def test_a_malformed_threshold_is_a_one_line_usage_error() -> None:
+    result = bench("--embedded", "--threshold", "place.p99<50")
+
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert "argument --threshold: 'place.p99<50': a latency takes a unit" in line
+
+
+def test_ctrl_c_ends_the_run_and_still_writes_the_reports(tmp_path: Path) -> None:
+    out, page = tmp_path / "bench.json", tmp_path / "bench.html"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shopkeep", "bench", "--embedded", "--concurrency", "2",
+         "--duration", "10m", "--json", str(out), "--html", str(page)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **CREDENTIALS},
+    )  # fmt: skip
+    assert process.stderr is not None
+    said = []
+    for line in process.stderr:  # the first progress line: the run is under way
+        said.append(line)
+        if line.startswith("bench ") and "ops" in line:
+            break
+
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+
+    stderr = "".join(said) + stderr
+    assert "Traceback" not in stderr
+    report = json.loads(out.read_text())
+    assert report["interrupted"] is True and report["elapsed_s"] < 60
+    assert process.returncode == report["exit_status"], stdout + stderr
+    assert "interrupted: the run was ended early" in stdout
+    assert "Interrupted (Ctrl-C)" in page.read_text()
+
+
+async def test_an_error_rate_above_the_maximum_exits_4(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    # one request a second per shopper: most of the journeys' requests are refused 429
+    async with serving(tmp_path, *SERVE_FLAGS, "--rate-limit", "1", env=CREDENTIALS) as server:
+        result = await asyncio.to_thread(
+            bench, "--url", server.url, "--concurrency", "2", "--duration", "1s", "--mix",
+            "pay=1", "--settle", "10s", "--max-error-rate", "0.01", "--json", str(out),
+        )  # fmt: skip
+
+    assert result.returncode == 4, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["audit_ok"] is True and report["totals"]["error_rate"] > 0.01
+    assert "is above --max-error-rate 1.0000%" in result.stderr

@@ -154,6 +154,26 @@ def test_the_bench_flags_read_their_variables(monkeypatch: pytest.MonkeyPatch) -
     assert (args.json, args.html) == ("out.json", "out.html")
 
 
+def test_thresholds_repeat_on_the_command_line_or_come_comma_separated_from_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SHOPKEEP_WARMUP", "5s")
+    monkeypatch.setenv("SHOPKEEP_RAMP", "1m")
+    monkeypatch.setenv("SHOPKEEP_THRESHOLD", "place.p99<50ms, errors<0.1%")
+
+    from_env = parse("bench", "--embedded")
+    typed = parse("bench", "--embedded", "--threshold", "p99<1s", "--threshold", "per_s>10")
+    none = build_parser().parse_args(["bench", "--embedded", "--threshold", "p99<1s"])
+    monkeypatch.delenv("SHOPKEEP_THRESHOLD")
+    default = parse("bench", "--embedded")
+
+    assert (from_env.warmup, from_env.ramp) == (5, 60)
+    assert [t.text for t in from_env.threshold] == ["place.p99<50ms", "errors<0.1%"]
+    assert [t.text for t in typed.threshold] == ["p99<1s", "per_s>10"]  # the variable unread
+    assert typed.sources["threshold"] == "--threshold" and len(none.threshold) == 1
+    assert default.threshold == [] and default.compare is None
+
+
 def test_a_url_typed_wins_over_embedded_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -179,6 +199,9 @@ def test_a_url_typed_wins_over_embedded_from_the_environment(
         (("bench", "--embedded"), "SHOPKEEP_CONCURRENCY", "0"),
         (("bench", "--embedded"), "SHOPKEEP_MIX", "teleport=1"),
         (("bench", "--embedded"), "SHOPKEEP_RATE", "0"),
+        (("bench", "--embedded"), "SHOPKEEP_THRESHOLD", "place.p99<5ms,errors<"),
+        (("bench", "--embedded"), "SHOPKEEP_WARMUP", "-5s"),
+        (("bench", "--embedded"), "SHOPKEEP_COMPARE", "/nonexistent/previous.json"),
         (("audit",), "SHOPKEEP_LOG_FORMAT", "xml"),
     ],
 )

@@ -9,6 +9,10 @@ latency, and ends with the audit. One concern per module:
 - :mod:`.target` what a journey needs from a shop, and :mod:`.http_target` /
   :mod:`.embedded_target` its two implementations;
 - :mod:`.journeys` the journeys themselves; :mod:`.recorder` what they measured;
-- :mod:`.run` setup, workers, the quiet-wait and the audit; :mod:`.progress` the live line;
-- :mod:`.report` the text table and the JSON figures; :mod:`.html_report` the HTML page.
+- :mod:`.schedule` when journeys start (closed or paced, the ramp, an early stop);
+- :mod:`.run` setup, the run, the quiet-wait and the audit; :mod:`.progress` the live line;
+- :mod:`.thresholds` the figures CI gates on; :mod:`.compare` the changes since an earlier run;
+- :mod:`.report` the text table, the JSON figures and the exit status; :mod:`.html_report` the
+  HTML page, its charts drawn by :mod:`.charts`;
+- :mod:`.command` what ``shopkeep bench`` does once its flags are read (Ctrl-C included).
 """

@@ -1,30 +1,76 @@
-"""``shopkeep bench`` once its flags are checked: run, print, write the reports.
+"""``shopkeep bench`` once its flags are checked: run, print, write the reports, exit.
 
-The exit status: 0 when the audit is ok and the error rate is at most ``--max-error-rate``;
-1 otherwise, or when the setup could not be done (the server cannot be reached, the admin
-token is refused: said in one line, before any figure).
+The exit status is :func:`shopkeep.bench.load.report.exit_status`'s (0 ok, 1 the audit failed,
+4 the error rate is above ``--max-error-rate``, 3 a threshold failed: the most serious wins),
+or 2 when the setup could not be done (the server cannot be reached, the admin token is
+refused: said in one line, before any figure).
+
+Ctrl-C (SIGINT) ends the run early: the journeys stop, one audit is asked, and the summary is
+printed and the reports written as for any run (they say it was interrupted). A second Ctrl-C
+ends the process at once, with status 130 and no report.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
+from collections.abc import Callable
 
 from shopkeep.bench.common import install_uvloop, machine, publish
+from shopkeep.bench.load.compare import Baseline
 from shopkeep.bench.load.html_report import render_html
-from shopkeep.bench.load.report import figures, render
+from shopkeep.bench.load.report import EXIT_SETUP, figures, render
 from shopkeep.bench.load.run import BenchOptions, Outcome, drive, open_target
 from shopkeep.bench.load.target import Refused
 
+EXIT_INTERRUPTED_TWICE = 130
+"""128 + SIGINT, as a shell reports a process that Ctrl-C ended."""
+
+
+def say(line: str) -> None:
+    """A line for the operator, on stderr (stdout is the report)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def quit_now(*_: object) -> None:
+    """End the process at once: the operator asked twice, or once while the reports are
+    being written (there is no run left to stop)."""
+    say("bench: interrupted again: exiting now, without a report")
+    os._exit(EXIT_INTERRUPTED_TWICE)
+
+
+def interrupter(stop: asyncio.Event) -> Callable[[], None]:
+    """The SIGINT handler of the run: the first stops it, the second ends the process."""
+
+    def on_interrupt() -> None:
+        if stop.is_set():
+            quit_now()
+        say("bench: interrupted: stopping the run, then the summary (Ctrl-C again to quit now)")
+        stop.set()
+
+    return on_interrupt
+
 
 async def measure(options: BenchOptions) -> Outcome:
-    """Open the target and drive it."""
-    async with open_target(options) as target:
-        return await drive(target, options)
+    """Open the target and drive it, Ctrl-C stopping the run early."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, interrupter(stop))
+    try:
+        async with open_target(options) as target:
+            return await drive(target, options, stop=stop, say=say)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
-def execute(options: BenchOptions, json_path: str | None, html_path: str | None) -> int:
+def execute(
+    options: BenchOptions,
+    json_path: str | None,
+    html_path: str | None,
+    baseline: Baseline | None = None,
+) -> int:
     """Run the bench of ``options``; print the table; write JSON and HTML if asked; the exit
     status (see the module docstring)."""
     load_before = os.getloadavg()[0]
@@ -33,16 +79,35 @@ def execute(options: BenchOptions, json_path: str | None, html_path: str | None)
         outcome = asyncio.run(measure(options))
     except Refused as refused:
         where = options.url or "the embedded shop"
-        print(f"shopkeep: error: bench setup against {where} failed: {refused}", file=sys.stderr)
-        return 1
-    data = figures(options, outcome)
+        say(f"shopkeep: error: bench setup against {where} failed: {refused}")
+        return EXIT_SETUP
+    previous = signal.signal(signal.SIGINT, quit_now)
+    try:
+        return report(options, outcome, json_path, html_path, baseline, uvloop_version,
+                      load_before)  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def report(
+    options: BenchOptions,
+    outcome: Outcome,
+    json_path: str | None,
+    html_path: str | None,
+    baseline: Baseline | None,
+    uvloop_version: str | None,
+    load_before: float,
+) -> int:
+    """Print the summary, write the reports, say the failures; the exit status."""
+    data = figures(options, outcome, baseline)
     data["machine"] = machine(
         {"uvloop" if uvloop_version else "asyncio"}, uvloop_version, load_before
     )
     if html_path:
         with open(html_path, "w", encoding="utf-8") as file:
             file.write(render_html(data))
-    status = publish(data, render(data), json_path)
+    publish(data, render(data), json_path)
     for failure in data["failures"]:
-        print(f"bench: {failure}", file=sys.stderr)
-    return max(status, 0 if data["passed"] else 1)
+        say(f"bench: {failure}")
+    status: int = data["exit_status"]
+    return status

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import os
 
+from shopkeep.bench.load.compare import Baseline, BaselineError, read_baseline
 from shopkeep.bench.load.mix import SIGNED, MixError, parse_mix
+from shopkeep.bench.load.thresholds import Threshold, ThresholdError, parse_threshold
 from shopkeep.cli.flags import flag, given_as, usage_error
 from shopkeep.cli.values import duration, fraction, http_url, number, refuse, whole
 
@@ -22,6 +24,22 @@ def mix_text(text: str) -> str:
     except MixError as error:
         raise refuse(str(error)) from None
     return text
+
+
+def threshold(text: str) -> Threshold:
+    """A threshold, once it parses."""
+    try:
+        return parse_threshold(text)
+    except ThresholdError as error:
+        raise refuse(str(error)) from None
+
+
+def baseline(path: str) -> Baseline:
+    """An earlier run's JSON report, read."""
+    try:
+        return read_baseline(path)
+    except BaselineError as error:
+        raise refuse(str(error)) from None
 
 
 def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +89,7 @@ def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     flag(
         parser, "--max-error-rate", convert=fraction, metavar="FRACTION", default="0",
-        help="errors / operations tolerated before the exit status is 1; expected refusals "
+        help="errors / operations tolerated before the exit status is 4; expected refusals "
         "(e.g. insufficient_stock on place) are not errors",
     )  # fmt: skip
     flag(
@@ -88,8 +106,33 @@ def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
         parser, "--rate", convert=number(minimum=0, inclusive=False), metavar="JOURNEYS_PER_S",
         shown_default="no pacing, each worker starts its next journey as soon as its last "
         "one ended",
-        help="start at most this many journeys a second, paced across the workers (an open "
-        "schedule, as for a soak at a fraction of capacity)",
+        help="start this many journeys a second on an open schedule (as for a soak at a "
+        "fraction of capacity): latency counts from each journey's due time, and a start "
+        "that cannot be made on time (every worker busy, or the schedule behind by more "
+        "than 0.1s) is dropped and counted",
+    )  # fmt: skip
+    flag(
+        parser, "--warmup", convert=duration(allow_zero=True), metavar="DURATION", default="0s",
+        help="run journeys this long before --duration, and leave them out of the figures",
+    )  # fmt: skip
+    flag(
+        parser, "--ramp", convert=duration(allow_zero=True), metavar="DURATION", default="0s",
+        help="from the start (the warm-up's), raise the concurrency, or the --rate, linearly "
+        "to its target over this time",
+    )  # fmt: skip
+    flag(
+        parser, "--threshold", convert=threshold, metavar="FIGURE<VALUE", repeatable=True,
+        shown_default="none",
+        help="a figure the run must meet, else the exit status is 3; repeatable. "
+        "FIGURE is OPERATION.STATISTIC (place.p99) or a STATISTIC of the whole run; "
+        "STATISTIC is a latency pN, mean or max (VALUE in ms or s), errors or dropped "
+        "(VALUE with % for a rate, bare for a count), count or per_s; comparators < <= > >=. "
+        "E.g. --threshold 'place.p99<50ms' --threshold 'errors<0.1%'",
+    )  # fmt: skip
+    flag(
+        parser, "--compare", convert=baseline, metavar="PREVIOUS_JSON",
+        help="an earlier run's --json report: the text and HTML reports show each figure's "
+        "change against it",
     )  # fmt: skip
     flag(parser, "--json", metavar="PATH", help="write the figures here as JSON")
     flag(parser, "--html", metavar="PATH",

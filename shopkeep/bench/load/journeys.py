@@ -32,6 +32,7 @@ import msgspec
 
 from shopkeep.actors.gateway import CallbackBody
 from shopkeep.bench.load.recorder import Recorder
+from shopkeep.bench.load.schedule import take_due
 from shopkeep.bench.load.target import Customer, Order, Payment, Refused, Target
 
 T = TypeVar("T")
@@ -102,14 +103,18 @@ class Journeys:
 
     async def timed(self, name: str, call: Awaitable[T]) -> T:
         """The answer of ``call``, its latency recorded under ``name``; a refusal is recorded
-        and raised again (it ends the journey)."""
-        started = time.perf_counter()
+        and raised again (it ends the journey). A paced journey's first operation is timed
+        from the journey's due time (:func:`~.schedule.take_due`)."""
+        started = self.recorder.now()
+        due = take_due()
+        if due is not None:
+            started = min(started, due)
         try:
             answer = await call
         except Refused as refused:
-            self.recorder.outcome(name, time.perf_counter() - started, refused.code)
+            self.recorder.outcome(name, self.recorder.now() - started, refused.code)
             raise
-        self.recorder.answered(name, time.perf_counter() - started)
+        self.recorder.answered(name, self.recorder.now() - started)
         return answer
 
     async def wait_for(

@@ -45,6 +45,16 @@ DEFAULT_MIX: Mapping[str, int] = {
 }
 """The default weights: every journey, the happy path most often."""
 
+OPERATIONS = frozenset(
+    {
+        "place", "place_async", "await_placed", "get_order", "start_payment",
+        "complete_success", "await_paid", "complete_failure", "callback", "callback_duplicate",
+        "await_timeout", "callback_late", "get_refunds", "await_refund", "cancel_unpaid",
+        "cancel_paid", "ship", "deliver", "request_return", "approve_return",
+    }
+)  # fmt: skip
+"""Every operation the journeys time (the rows of the report, the names a threshold takes)."""
+
 SIGNED = frozenset({"duplicate_callback", "late_callback"})
 """Journeys that send callbacks of their own, signed with the gateway secret."""
 

@@ -1,51 +1,66 @@
-"""The figures of a run, for machines (JSON) and for people (a text table).
+"""The figures of a run, for machines (JSON) and for people (a text table), and its exit status.
 
-The JSON holds: what was run (``mode``, ``url``, ``mix``, ``concurrency``, ``seed``), per
-operation ``count``, ``per_s``, ``p50_ms`` / ``p90_ms`` / ``p99_ms`` / ``max_ms``, ``errors``
-and ``expected_refusals`` by code; the totals and ``error_rate`` (errors / attempts); the
-journeys started and skipped; ``client_cpu`` (process CPU seconds / wall seconds of the run);
-the shop's resident memory at the start and the end; ``series`` (per interval: throughput,
-errors, latency percentiles, memory); the audit (``audit`` as its checks, ``audit_ok``, how
-many audits it took to find the shop quiet); ``failures`` (why the exit status is not 0) and
-``machine``. The same dict is the input of the HTML report.
+The JSON holds: what was run (``mode``, ``url``, ``mix``, ``concurrency``, ``seed``, ``rate_per_s``,
+``warmup_s``, ``ramp_s``), whether it was ``interrupted``; per operation ``count``, ``per_s``,
+``p50_ms`` / ``p90_ms`` / ``p99_ms`` / ``max_ms`` / ``mean_ms``, ``errors`` and
+``expected_refusals`` by code, and ``curve`` (its latency distribution); the totals and
+``error_rate`` (errors / attempts), with the latency figures and ``curve`` of every operation
+together; ``dropped`` paced starts; the journeys started and skipped; ``warmup_operations``;
+``client_cpu`` (process CPU seconds / wall seconds of the run); the shop's resident memory at
+the start and the end; ``series`` (per window: throughput, errors, latency percentiles of every
+operation and of each, memory); the audit (``audit`` as its checks, ``audit_ok``, how many
+audits it took to find the shop quiet); ``thresholds`` (each with its measured value and
+whether it passed); ``comparison`` (with ``--compare``); ``failures`` (why the exit status is
+not 0), ``exit_status`` and ``machine``. The same dict is the input of the HTML report.
+
+The exit status (:func:`exit_status`), the most serious failure winning: 1 when the audit
+failed; else 4 when the error rate is above ``--max-error-rate`` (or nothing was answered);
+else 3 when a threshold failed; else 0. (2, a usage or set-up error, ends a run before it has
+figures.)
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Final
 
+from shopkeep.bench.load.compare import STATISTICS, Baseline, change_table, changes, shown_change
 from shopkeep.bench.load.mix import EXPECTED
+from shopkeep.bench.load.recorder import curve, latency_figures
 from shopkeep.bench.load.run import BenchOptions, Outcome
+from shopkeep.bench.load.thresholds import check, shown
+
+EXIT_OK: Final = 0
+EXIT_AUDIT: Final = 1
+EXIT_SETUP: Final = 2
+EXIT_THRESHOLD: Final = 3
+EXIT_ERRORS: Final = 4
 
 
-def figures(options: BenchOptions, outcome: Outcome) -> dict[str, Any]:
+def figures(
+    options: BenchOptions, outcome: Outcome, baseline: Baseline | None = None
+) -> dict[str, Any]:
     """Everything the run measured, as JSON-ready data (see the module docstring)."""
     recorder = outcome.recorder
     elapsed = outcome.elapsed_s
     operations = recorder.operation_figures(elapsed)
+    series = recorder.series(elapsed)
     answered = recorder.count
     attempts = answered + recorder.errors
     error_rate = recorder.errors / attempts if attempts else 0.0
-    failures: list[str] = []
-    if not outcome.audit["ok"]:
-        bad = [c["name"] for c in outcome.audit["checks"] if not c["ok"]]
-        failures.append(f"the audit failed: {', '.join(bad) or 'no answer'}")
-    if error_rate > options.max_error_rate:
-        failures.append(
-            f"error rate {error_rate:.4%} is above --max-error-rate {options.max_error_rate:.4%}"
-        )
-    if attempts == 0:
-        failures.append("no operation was answered")
-    return {
+    dropped = sum(recorder.dropped.values())
+    data: dict[str, Any] = {
         "mode": "http" if options.url else "embedded",
         "url": options.url,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "duration_s": options.duration_s,
         "elapsed_s": elapsed,
+        "interrupted": outcome.interrupted,
         "setup_s": outcome.setup_s,
         "concurrency": options.concurrency,
         "rate_per_s": options.rate_per_s,
+        "warmup_s": options.warmup_s,
+        "ramp_s": options.ramp_s,
         "seed": options.seed,
         "mix": options.mix,
         "operations": operations,
@@ -56,25 +71,62 @@ def figures(options: BenchOptions, outcome: Outcome) -> dict[str, Any]:
             "errors": recorder.errors,
             "expected_refusals": recorder.refusals,
             "error_rate": error_rate,
+            **latency_figures(recorder.histogram, recorder.sum_s),
+            "curve": curve(recorder.histogram),
         },
+        "dropped": {"total": dropped, "planned": recorder.planned, **recorder.dropped},
         "journeys": dict(recorder.journeys),
         "skipped_journeys": dict(recorder.skipped),
+        "warmup_operations": recorder.warmup_operations,
         "client_cpu": {
             "cpu_s": outcome.cpu_s,
             "wall_s": elapsed,
             "utilization": outcome.cpu_s / elapsed if elapsed else 0.0,
         },
         "resident_memory_bytes": {"start": outcome.memory_start, "end": outcome.memory_end},
-        "series": recorder.series(elapsed),
+        "series": series,
         "audit_ok": bool(outcome.audit["ok"]),
         "audit": outcome.audit["checks"],
         "audit_quiet": outcome.quiet,
         "audit_attempts": outcome.audit_attempts,
         "audit_wait_s": outcome.audit_wait_s,
         "max_error_rate": options.max_error_rate,
-        "failures": failures,
-        "passed": not failures,
     }
+    data["thresholds"] = check(list(options.thresholds), data, recorder.latency)
+    if baseline is not None:
+        data["comparison"] = {"path": baseline.path, "changes": changes(baseline.data, data)}
+    failures: list[str] = []
+    if not outcome.audit["ok"]:
+        bad = [c["name"] for c in outcome.audit["checks"] if not c["ok"]]
+        failures.append(f"the audit failed: {', '.join(bad) or 'no answer'}")
+    if error_rate > options.max_error_rate:
+        failures.append(
+            f"error rate {error_rate:.4%} is above --max-error-rate {options.max_error_rate:.4%}"
+        )
+    if attempts == 0:
+        failures.append("no operation was answered")
+    failures += [
+        f"threshold {t['threshold']} failed: measured {shown(t['measured'], t['unit'])}"
+        for t in data["thresholds"]
+        if not t["passed"]
+    ]
+    data["failures"] = failures
+    data["passed"] = not failures
+    data["exit_status"] = exit_status(data)
+    return data
+
+
+def exit_status(data: dict[str, Any]) -> int:
+    """The exit status of a run's figures, the most serious failure winning (see the module
+    docstring)."""
+    if not data["audit_ok"]:
+        return EXIT_AUDIT
+    totals = data["totals"]
+    if totals["error_rate"] > data["max_error_rate"] or totals["count"] + totals["errors"] == 0:
+        return EXIT_ERRORS
+    if not all(threshold["passed"] for threshold in data["thresholds"]):
+        return EXIT_THRESHOLD
+    return EXIT_OK
 
 
 def _ms(value: float | None) -> str:
@@ -120,17 +172,25 @@ def render(data: dict[str, Any]) -> str:
                 f"expected refusals {_codes(op['expected_refusals'])}"
             )
     totals = data["totals"]
+    dropped = data["dropped"]
     cpu = data["client_cpu"]
     memory = data["resident_memory_bytes"]
     audit = "ok" if data["audit_ok"] else "FAILED"
     quiet = "quiet" if data["audit_quiet"] else "NOT quiet"
+    pace = f"  rate {data['rate_per_s']:g}/s" if data["rate_per_s"] else ""
     lines += [
         "",
-        f"mode {data['mode']}  concurrency {data['concurrency']}  "
+        f"mode {data['mode']}  concurrency {data['concurrency']}{pace}  "
         f"elapsed {data['elapsed_s']:.1f}s  seed {data['seed']}",
+        f"warm-up {data['warmup_s']:g}s ({data['warmup_operations']:,} ops left out)  "
+        f"ramp {data['ramp_s']:g}s",
         f"total {totals['count']:,} ops, {totals['per_s']:,.1f} ops/s; errors "
         f"{totals['errors']:,} ({totals['error_rate']:.3%}); expected refusals "
         f"{totals['expected_refusals']:,}",
+        f"latency, every operation: p50 {_ms(totals['p50_ms'])}  p90 {_ms(totals['p90_ms'])}  "
+        f"p99 {_ms(totals['p99_ms'])}  max {_ms(totals['max_ms'])} ms",
+        f"dropped starts {dropped['total']:,} of {dropped['planned']:,} planned "
+        f"({_codes({k: v for k, v in dropped.items() if k not in ('total', 'planned')})})",
         f"journeys {_codes(data['journeys'])}",
         f"skipped journeys {_codes(data['skipped_journeys'])}",
         f"client cpu {cpu['cpu_s']:.1f}s / {cpu['wall_s']:.1f}s wall = "
@@ -139,11 +199,44 @@ def render(data: dict[str, Any]) -> str:
         f"audit {audit} ({quiet} after {data['audit_attempts']} audits, "
         f"{data['audit_wait_s']:.1f}s)",
     ]
-    for check in data["audit"]:
+    for audit_check in data["audit"]:
         lines.append(
-            f"  {'ok' if check['ok'] else 'FAILED':<6}  {check['name']:<8}  {check['detail']}"
+            f"  {'ok' if audit_check['ok'] else 'FAILED':<6}  {audit_check['name']:<8}  "
+            f"{audit_check['detail']}"
         )
+    lines += _thresholds(data) + _comparison(data)
+    if data["interrupted"]:
+        lines.append("interrupted: the run was ended early (Ctrl-C); its figures are partial")
     lines.append(
-        "result: " + ("pass" if data["passed"] else "FAIL: " + "; ".join(data["failures"]))
+        f"result: {'pass' if data['passed'] else 'FAIL: ' + '; '.join(data['failures'])} "
+        f"(exit status {data['exit_status']})"
     )
     return "\n".join(lines)
+
+
+def _thresholds(data: dict[str, Any]) -> list[str]:
+    if not data["thresholds"]:
+        return []
+    lines = ["thresholds:"]
+    for t in data["thresholds"]:
+        lines.append(
+            f"  {'ok' if t['passed'] else 'FAILED':<6}  {t['threshold']:<24}  "
+            f"measured {shown(t['measured'], t['unit'])}"
+        )
+    return lines
+
+
+def _comparison(data: dict[str, Any]) -> list[str]:
+    comparison = data.get("comparison")
+    if comparison is None:
+        return []
+    rows: list[tuple[str, ...]] = [("operation", *STATISTICS)]
+    for name, changed in change_table(comparison["changes"]):
+        rows.append((name, *("" if cell is None else shown_change(cell) for cell in changed)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [f"compared with {comparison['path']} (change of each figure):"]
+    for row in rows:
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  " + "  ".join(cells))
+    return lines

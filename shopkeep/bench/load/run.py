@@ -4,14 +4,18 @@
    and two coupons; ``PLENTIFUL_GOODS`` goods with stock that never runs out, and one scarce
    goods that does (so the run proves, under load, that the last units are sold once).
 2. The run: ``concurrency`` workers, each with its own shoppers and its own seeded random
-   picks, start journeys until ``duration`` has passed, and finish the one under way. Orders
-   parked for a late callback are then awaited (each is due before the end of the run).
+   picks, start journeys (as :mod:`.schedule` says: closed or paced, ramped) through the
+   warm-up and ``duration``, and finish the ones under way. Orders parked for a late callback
+   are then awaited (each is due before the end of the run).
    Meanwhile the shop's resident memory is sampled every interval, and the process's CPU time
    is measured against the wall time (``client_cpu``: near 1.0 means the harness itself, one
    Python process, was the limit; in embedded mode the shop shares that process and its CPU).
 3. Quiet and audit: releases and refunds drain through the shop's outbox after the answers
    went out, so the audit is asked again, every :data:`AUDIT_PAUSE_S`, until it is ok with
    nothing in flight, or ``settle`` seconds have passed; the last answer is the verdict.
+
+A stop (Ctrl-C) ends the run at once: journeys under way and parked ones are cancelled, and
+the audit is asked once, without waiting for quiet.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import random
 import secrets
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +36,9 @@ from typing import Any
 from shopkeep.bench.load.journeys import Catalog, Journeys, Shopper
 from shopkeep.bench.load.progress import show_progress
 from shopkeep.bench.load.recorder import Recorder
+from shopkeep.bench.load.schedule import Schedule
 from shopkeep.bench.load.target import Refused, Target
+from shopkeep.bench.load.thresholds import Threshold
 
 SHOPPERS_PER_WORKER = 2
 PLENTIFUL_GOODS = 20
@@ -62,7 +68,12 @@ class BenchOptions:
     settle_s: float = 30.0
     interval_s: float = 1.0
     rate_per_s: float | None = None
-    """Journeys started per second at most, across all workers (None: no pacing)."""
+    """Journeys started per second, across all workers (None: no pacing)."""
+    warmup_s: float = 0.0
+    """Journeys run before ``duration_s`` whose figures are left out."""
+    ramp_s: float = 0.0
+    """From the start, how long the concurrency (or the rate) takes to reach its target."""
+    thresholds: tuple[Threshold, ...] = ()
 
 
 @dataclass
@@ -79,6 +90,8 @@ class Outcome:
     audit_wait_s: float
     quiet: bool
     setup_s: float
+    interrupted: bool = False
+    """Ended early by Ctrl-C."""
 
 
 async def populate(
@@ -116,21 +129,15 @@ async def populate(
     return shoppers, Catalog(list(plentiful), scarce)
 
 
-class Pacer:
-    """Hands out start times ``1 / rate`` apart: a worker waits for its turn to start a
-    journey, so the run offers ``rate`` journeys a second while the workers keep up."""
-
-    def __init__(self, rate_per_s: float) -> None:
-        self.spacing = 1.0 / rate_per_s
-        self.next_start: float | None = None
-
-    async def turn(self) -> None:
-        """Wait until this worker's start time (at once when the schedule is behind)."""
-        now = time.perf_counter()
-        start = now if self.next_start is None else max(self.next_start, now)
-        self.next_start = start + self.spacing
-        if start > now:
-            await asyncio.sleep(start - now)  # the schedule's pace, not a wait for a result
+def setup_plan(options: BenchOptions) -> str:
+    """The line said before the setup: what the harness adds to the shop, and how."""
+    users = options.concurrency * SHOPPERS_PER_WORKER
+    where = options.url or "an embedded shop"
+    how = "its HTTP API" if options.url else "its Python API"
+    return (
+        f"bench: adding {users} users, {PLENTIFUL_GOODS + 1} goods and "
+        f"{users * COUPONS_PER_SHOPPER} coupons to {where} through {how}, then its orders"
+    )
 
 
 async def sample_memory(target: Target, recorder: Recorder) -> None:
@@ -140,35 +147,67 @@ async def sample_memory(target: Target, recorder: Recorder) -> None:
         await asyncio.sleep(recorder.interval_s)
 
 
-async def drive(target: Target, options: BenchOptions) -> Outcome:
-    """Set up, run the mix, wait for quiet and audit; see the module docstring."""
+async def await_parked(journeys: Journeys, recorder: Recorder, stop: asyncio.Event) -> None:
+    """Wait for the orders parked for a late callback (each is due before the end of the
+    run), at most :data:`PARKED_BOUND_S`; at ``stop`` (or past the bound) they are cancelled."""
+    stopper = asyncio.create_task(stop.wait())
+    deadline = time.perf_counter() + PARKED_BOUND_S
+    try:
+        while journeys.parked and not stop.is_set():
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                break
+            await asyncio.wait(
+                set(journeys.parked) | {stopper}, timeout=left,
+                return_when=asyncio.FIRST_COMPLETED,
+            )  # fmt: skip
+    finally:
+        stopper.cancel()
+    late = list(journeys.parked)
+    for task in late:
+        if not stop.is_set():
+            recorder.failed("callback_late", "never_due")
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
+
+
+async def drive(
+    target: Target,
+    options: BenchOptions,
+    stop: asyncio.Event | None = None,
+    say: Callable[[str], None] | None = None,
+) -> Outcome:
+    """Set up, run the mix, wait for quiet and audit; see the module docstring. ``stop`` ends
+    the run early (Ctrl-C): one audit follows, without waiting for quiet. ``say`` is told
+    what the setup adds to the shop, before it starts."""
+    stop = stop or asyncio.Event()
     pick = random.Random(options.seed)
+    if say is not None:
+        say(setup_plan(options))
     setup_started = time.perf_counter()
     shoppers, catalog = await populate(target, options, pick)
     setup_s = time.perf_counter() - setup_started
     memory_start = await target.resident_memory()
-    recorder = Recorder(options.interval_s)
-    journeys = Journeys(
-        target, recorder, catalog, f"bench-{secrets.token_hex(4)}", options.duration_s
-    )
+    recorder = Recorder(options.interval_s, warmup_s=options.warmup_s)
+    ends_at = options.warmup_s + options.duration_s
+    journeys = Journeys(target, recorder, catalog, f"bench-{secrets.token_hex(4)}", ends_at)
     names = list(options.mix)
     weights = [options.mix[name] for name in names]
-    pacer = None if options.rate_per_s is None else Pacer(options.rate_per_s)
+    choosers = [random.Random(f"{options.seed}-{n}") for n in range(options.concurrency)]
 
-    async def worker(number: int) -> None:
-        choose = random.Random(f"{options.seed}-{number}")
+    async def run_one(number: int) -> None:
+        choose = choosers[number]
         mine = shoppers[number * SHOPPERS_PER_WORKER : (number + 1) * SHOPPERS_PER_WORKER]
-        while recorder.now() < options.duration_s:
-            if pacer is not None:
-                await pacer.turn()
-                if recorder.now() >= options.duration_s:
-                    break
-            name = choose.choices(names, weights)[0]
-            recorder.journeys[name] += 1
-            # a refusal was counted where it happened; it ends the journey, not the worker
-            with contextlib.suppress(Refused):
-                await journeys.by_name[name](choose.choice(mine), choose)
+        name = choose.choices(names, weights)[0]
+        recorder.started_journey(name)
+        # a refusal was counted where it happened; it ends the journey, not the worker
+        with contextlib.suppress(Refused):
+            await journeys.by_name[name](choose.choice(mine), choose)
 
+    schedule = Schedule(
+        recorder, run_one, concurrency=options.concurrency, ends_at=ends_at,
+        ramp_s=options.ramp_s, rate=options.rate_per_s, stop=stop,
+    )  # fmt: skip
     cpu_started = time.process_time()
     watchers = [
         asyncio.create_task(sample_memory(target, recorder)),
@@ -177,22 +216,19 @@ async def drive(target: Target, options: BenchOptions) -> Outcome:
         ),
     ]
     try:
-        await asyncio.gather(*(worker(n) for n in range(options.concurrency)))
-        if journeys.parked:
-            _, late = await asyncio.wait(set(journeys.parked), timeout=PARKED_BOUND_S)
-            for task in late:
-                recorder.failed("callback_late", "never_due")
-                task.cancel()
+        await schedule.run()
+        await await_parked(journeys, recorder, stop)
     finally:
         for task in watchers:
             task.cancel()
         for task in watchers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-    elapsed = recorder.now()
+    elapsed = recorder.measured()
     cpu_s = time.process_time() - cpu_started
+    interrupted = stop.is_set()
     settle_started = time.perf_counter()
-    audit, attempts, quiet = await settle(target, options.settle_s)
+    audit, attempts, quiet = await settle(target, 0.0 if interrupted else options.settle_s, stop)
     return Outcome(
         recorder=recorder,
         elapsed_s=elapsed,
@@ -204,6 +240,7 @@ async def drive(target: Target, options: BenchOptions) -> Outcome:
         audit_wait_s=time.perf_counter() - settle_started,
         quiet=quiet,
         setup_s=setup_s,
+        interrupted=interrupted,
     )
 
 
@@ -212,9 +249,12 @@ def in_flight(report: dict[str, Any]) -> bool:
     return any("in flight" in check["detail"] for check in report["checks"])
 
 
-async def settle(target: Target, bound_s: float) -> tuple[dict[str, Any], int, bool]:
+async def settle(
+    target: Target, bound_s: float, stop: asyncio.Event | None = None
+) -> tuple[dict[str, Any], int, bool]:
     """The audit once the shop is quiet (ok, nothing in flight), or the last one after
-    ``bound_s``; with the number of audits asked and whether quiet was reached."""
+    ``bound_s`` (or at ``stop``); with the number of audits asked and whether quiet was
+    reached."""
     deadline = time.perf_counter() + bound_s
     attempts = 0
     report: dict[str, Any] = {"ok": False, "checks": []}
@@ -230,7 +270,7 @@ async def settle(target: Target, bound_s: float) -> tuple[dict[str, Any], int, b
         else:
             if report["ok"] and not in_flight(report):
                 return report, attempts, True
-        if time.perf_counter() >= deadline:
+        if time.perf_counter() >= deadline or (stop is not None and stop.is_set()):
             return report, attempts, False
         await asyncio.sleep(AUDIT_PAUSE_S)
 

@@ -1,0 +1,104 @@
+"""``--compare previous.json``: each figure of this run against the same figure of an earlier one.
+
+The figures compared are the run's totals (operations, throughput, errors, error rate, dropped
+starts) and, per operation both runs have, its count, throughput, latency p50 / p90 / p99 /
+max and errors. A change is relative (``+12.5%``); None when the earlier figure was 0 or
+missing. Whether a change is better or worse depends on the figure: higher throughput is
+better, higher latency or more errors worse (``worse_when_higher``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+OPERATION_FIGURES: Final = ("count", "per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms")
+TOTAL_FIGURES: Final = ("count", "per_s", "errors", "error_rate", *OPERATION_FIGURES[2:])
+BETTER_HIGHER: Final = frozenset({"count", "per_s"})
+
+
+class BaselineError(ValueError):
+    """A ``--compare`` file that cannot be read as a bench report (said in one line)."""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """An earlier run's figures (its ``--json`` file) and where they were read from."""
+
+    path: str
+    data: dict[str, Any]
+
+
+def read_baseline(path: str) -> Baseline:
+    """The bench report at ``path``; :class:`BaselineError` when it is not one."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            data = json.load(file)
+    except OSError as error:
+        raise BaselineError(f"cannot read {path}: {error.strerror}") from None
+    except (ValueError, UnicodeDecodeError):
+        raise BaselineError(f"{path} is not JSON") from None
+    if not isinstance(data, dict) or not {"operations", "totals"} <= set(data):
+        raise BaselineError(f"{path} is not a report of shopkeep bench --json")
+    return Baseline(path, data)
+
+
+def _row(figure: str, before: Any, after: Any, statistic: str) -> dict[str, Any]:
+    change = None
+    if isinstance(before, int | float) and isinstance(after, int | float) and before:
+        change = (after - before) / before
+    return {
+        "figure": figure,
+        "before": before,
+        "after": after,
+        "change": change,
+        "worse_when_higher": statistic not in BETTER_HIGHER,
+    }
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every compared figure: ``figure``, ``before``, ``after``, ``change`` (relative)."""
+    rows = [
+        _row(f"total.{name}", before["totals"].get(name), after["totals"].get(name), name)
+        for name in TOTAL_FIGURES
+    ]
+    if "dropped" in before and "dropped" in after:
+        rows.append(_row("total.dropped", before["dropped"]["total"],
+                         after["dropped"]["total"], "dropped"))  # fmt: skip
+    for operation in sorted(set(before["operations"]) & set(after["operations"])):
+        old, new = before["operations"][operation], after["operations"][operation]
+        rows += [
+            _row(f"{operation}.{name}", old.get(name), new.get(name), name)
+            for name in OPERATION_FIGURES
+        ]
+        errors = (sum(old.get("errors", {}).values()), sum(new.get("errors", {}).values()))
+        rows.append(_row(f"{operation}.errors", *errors, "errors"))
+    return rows
+
+
+STATISTICS: Final = ("count", "per_s", "errors", "p50_ms", "p90_ms", "p99_ms", "max_ms")
+"""The columns of :func:`change_table`."""
+
+
+def change_table(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any] | None]]]:
+    """The changes as a table for people: ``total``, then one row per operation, each with
+    the row of :func:`changes` of every statistic in :data:`STATISTICS` (None where none)."""
+    by_figure = {row["figure"]: row for row in rows}
+    names = ["total", *sorted({row["figure"].partition(".")[0] for row in rows} - {"total"})]
+    return [
+        (name, [by_figure.get(f"{name}.{statistic}") for statistic in STATISTICS]) for name in names
+    ]
+
+
+def shown_change(row: dict[str, Any]) -> str:
+    """The change as the reports show it: ``+12.5%``, or ``-`` when there is none."""
+    return "-" if row["change"] is None else f"{row['change']:+.1%}"
+
+
+def is_worse(row: dict[str, Any]) -> bool:
+    """Whether the figure moved the wrong way."""
+    change = row["change"]
+    if change is None or change == 0:
+        return False
+    return bool(change > 0) == bool(row["worse_when_higher"])

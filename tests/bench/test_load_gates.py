@@ -1,0 +1,298 @@
+"""What makes the bench usable in CI, in this process: thresholds, the exit status, warm-up,
+the ramp, and a paced schedule timed from each journey's due time on a stepped clock."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+
+from shopkeep.bench.load.compare import changes
+from shopkeep.bench.load.html_report import render_html
+from shopkeep.bench.load.journeys import Catalog, Journeys, Shopper
+from shopkeep.bench.load.recorder import Recorder
+from shopkeep.bench.load.report import figures, render
+from shopkeep.bench.load.run import BenchOptions, Outcome
+from shopkeep.bench.load.schedule import LATE_BOUND_S, Schedule, paced_start, worker_start
+from shopkeep.bench.load.target import Customer, Order
+from shopkeep.bench.load.thresholds import Threshold, ThresholdError, parse_threshold
+
+
+class SteppedClock:
+    """Time that moves only when the test says. A sleeper wakes at the first move that reaches
+    its time, *at that move's time*: a move past it is an event loop held up, which wakes it
+    late."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self.now + delay, future))
+        await future
+
+    async def move_to(self, when: float) -> None:
+        self.now = when
+        for entry in [entry for entry in self._sleepers if entry[0] <= when]:
+            self._sleepers.remove(entry)
+            entry[1].set_result(None)
+        for _ in range(20):  # the woken tasks run before time moves again
+            await asyncio.sleep(0)
+
+
+# -- thresholds -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("place.p99<50ms", Threshold("place.p99<50ms", "place", "p99", "<", 50.0)),
+        ("errors<0.1%", Threshold("errors<0.1%", None, "errors", "<", 0.001, is_rate=True)),
+        ("errors <= 3", Threshold("errors <= 3", None, "errors", "<=", 3.0)),
+        ("p99.9<1s", Threshold("p99.9<1s", None, "p99.9", "<", 1000.0)),
+        ("await_paid.max>=2ms", Threshold("await_paid.max>=2ms", "await_paid", "max", ">=", 2.0)),
+        ("per_s>100", Threshold("per_s>100", None, "per_s", ">", 100.0)),
+        ("dropped<1%", Threshold("dropped<1%", None, "dropped", "<", 0.01, is_rate=True)),
+    ],
+)
+def test_a_threshold_reads_its_figure_comparator_and_value_in_the_figures_unit(
+    text: str, expected: Threshold
+) -> None:
+    assert parse_threshold(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("place.p99<50", "takes a unit"),
+        ("place.p99=50ms", "not a threshold"),
+        ("teleport.p99<5ms", "neither an operation"),
+        ("place.median<5ms", "not a statistic"),
+        ("per_s>5ms", "plain number"),
+        ("place.dropped<1%", "whole run only"),
+        ("p0<5ms", "percentile"),
+        ("errors<5ms", "a rate .with %. or a count"),
+        ("", "not a threshold"),
+    ],
+)
+def test_a_malformed_threshold_says_what_is_wrong(text: str, words: str) -> None:
+    with pytest.raises(ThresholdError, match=words):
+        parse_threshold(text)
+
+
+def run_figures(
+    *thresholds: str,
+    errors: int = 0,
+    audit_ok: bool = True,
+    max_error_rate: float = 0.0,
+) -> dict[str, Any]:
+    clock = SteppedClock()
+    clock.now = 0.5
+    recorder = Recorder(1.0, clock=clock)
+    clock.now = 1.0
+    recorder.answered("place", 0.040)
+    recorder.answered("place", 0.060, "insufficient_stock")
+    for _ in range(errors):
+        recorder.failed("ship", "overloaded")
+    checks = [{"name": "stock", "ok": audit_ok, "detail": "on hand = initial"}]
+    outcome = Outcome(recorder, 1.0, 0.2, 4e7, 5e7, {"ok": audit_ok, "checks": checks}, 1, 0.0,
+                      True, 0.1)  # fmt: skip
+    options = BenchOptions(
+        duration_s=1.0, concurrency=2, mix={"place": 1}, seed=7, max_error_rate=max_error_rate,
+        thresholds=tuple(parse_threshold(text) for text in thresholds),
+    )  # fmt: skip
+    return figures(options, outcome)
+
+
+def test_thresholds_are_checked_against_the_histograms_and_shown_in_every_report() -> None:
+    data = run_figures("place.p99<50ms", "place.max<100ms", "errors<0.1%", "approve_return.p50<1s")
+
+    assert [(t["threshold"], t["passed"]) for t in data["thresholds"]] == [
+        ("place.p99<50ms", False),  # 60 ms, at the histogram's precision
+        ("place.max<100ms", True),
+        ("errors<0.1%", True),
+        ("approve_return.p50<1s", False),  # never ran: nothing measured does not pass
+    ]
+    assert data["thresholds"][0]["measured"] == pytest.approx(60.0, rel=1e-3)
+    assert data["exit_status"] == 3
+    text = render(data)
+    assert "FAILED  place.p99<50ms" in text and "measured 60.0" in text
+    assert "nothing measured" in text
+    page = render_html(data)
+    assert "place.p99&lt;50ms" in page and "approve_return.p50&lt;1s" in page
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status"),
+    [
+        ({}, 0),
+        ({"thresholds": ("place.p99<1ms",)}, 3),
+        ({"errors": 1}, 4),
+        ({"errors": 1, "max_error_rate": 0.5}, 0),
+        ({"errors": 1, "thresholds": ("place.p99<1ms",)}, 4),  # errors are more serious
+        ({"errors": 1, "thresholds": ("place.p99<1ms",), "audit_ok": False}, 1),  # the audit most
+    ],
+)
+def test_the_exit_status_is_that_of_the_most_serious_failure(
+    kwargs: dict[str, Any], status: int
+) -> None:
+    thresholds = kwargs.pop("thresholds", ())
+
+    data = run_figures(*thresholds, **kwargs)
+
+    assert data["exit_status"] == status
+    assert data["passed"] is (status == 0)
+
+
+def test_a_comparison_gives_each_figures_change_and_which_way_is_worse() -> None:
+    before, after = run_figures(), run_figures(errors=1)
+    before["operations"]["place"]["p99_ms"] = 30.0
+
+    rows = {row["figure"]: row for row in changes(before, after)}
+
+    assert rows["place.p99_ms"]["change"] == pytest.approx(1.0, rel=1e-2)  # 30 -> 60 ms
+    assert rows["place.p99_ms"]["worse_when_higher"] is True
+    assert rows["total.per_s"]["worse_when_higher"] is False
+    assert rows["total.errors"]["change"] is None  # from 0: no ratio
+
+
+# -- warm-up, ramp, pacing --------------------------------------------------------------------
+
+
+def test_what_started_during_the_warm_up_is_left_out_of_the_figures() -> None:
+    clock = SteppedClock()
+    recorder = Recorder(1.0, clock=clock, warmup_s=5.0)
+
+    clock.now = 3.0
+    recorder.started_journey("pay")
+    recorder.answered("place", 0.010)
+    recorder.failed("ship", "overloaded")
+    clock.now = 5.5
+    recorder.answered("place", 1.0)  # started at 4.5, in the warm-up
+    recorder.started_journey("pay")
+    recorder.answered("place", 0.020)
+    clock.now = 7.25
+
+    assert recorder.count == 1 and recorder.errors == 0
+    assert recorder.warmup_operations == 3
+    assert dict(recorder.journeys) == {"pay": 1}
+    assert recorder.measured() == 2.25
+    rows = recorder.series(recorder.measured())
+    # the series starts after the warm-up; the empty sliver after the last answer is left out
+    assert [(row["t"], row["ops_per_s"]) for row in rows] == [(1.0, 1.0), (2.0, 0.0)]
+
+
+def test_a_paced_schedule_ramps_its_rate_linearly_then_holds_it() -> None:
+    starts = [paced_start(k, rate=10.0, ramp_s=2.0) for k in range(13)]
+
+    assert starts[0] == 0.0
+    assert starts == sorted(starts)
+    # 10 starts are due over a 2 s ramp to 10/s (its mean rate 5/s), then one every 0.1 s
+    assert starts[10] == pytest.approx(2.0)
+    assert starts[12] - starts[11] == pytest.approx(0.1)
+    assert starts[2] - starts[1] > starts[11] - starts[10]  # slower at first
+    assert [paced_start(k, 4.0, 0.0) for k in range(3)] == [0.0, 0.25, 0.5]
+
+
+def test_closed_workers_join_one_by_one_over_the_ramp() -> None:
+    assert [worker_start(n, 4, 2.0) for n in range(4)] == [0.0, 0.5, 1.0, 1.5]
+
+
+class SlowShop:
+    """Answers a placement after the next of ``service_s`` on ``clock``."""
+
+    def __init__(self, clock: SteppedClock, service_s: list[float]) -> None:
+        self.clock = clock
+        self.service_s = service_s
+
+    async def place_order(self, customer: Customer, items: Any, **kwargs: Any) -> Order:
+        await self.clock.sleep(self.service_s.pop(0))
+        return Order("1", "awaiting_payment", 100, None, None, None, None)
+
+
+async def test_a_paced_journey_is_timed_from_its_due_time_and_late_or_busy_starts_dropped() -> None:
+    clock = SteppedClock()
+    recorder = Recorder(1.0, clock=clock)
+    shop = SlowShop(clock, [0.15, 0.05])
+    journeys = Journeys(shop, recorder, Catalog(["g1"], "g0"), "run", 1.0)  # type: ignore[arg-type]
+    shopper = Shopper(Customer("1", "token"))
+
+    async def run_one(number: int) -> None:
+        recorder.started_journey("place")
+        await journeys.place(shopper, random.Random(1))
+
+    # one worker, starts due every 0.1 s until 0.35: at 0, 0.1, 0.2, 0.3
+    schedule = Schedule(
+        recorder, run_one, concurrency=1, ends_at=0.35, rate=10.0, sleep=clock.sleep
+    )
+    running = asyncio.create_task(schedule.run())
+    await clock.move_to(0.0)  # the start due at 0 is made: the shop takes 0.15 s
+    await clock.move_to(0.1)  # due now, but the only worker is busy: dropped
+    await clock.move_to(0.15)
+    await clock.move_to(0.24)  # the loop was held up, within the bound: made late
+    await clock.move_to(0.29)  # answered 0.05 s after it was made, 0.09 s after it was due
+    await clock.move_to(0.3 + 2 * LATE_BOUND_S)  # held up too long: dropped
+    await running
+
+    assert dict(recorder.journeys) == {"place": 2}
+    assert dict(recorder.dropped) == {"busy": 1, "late": 1}
+    assert recorder.planned == 4
+    assert recorder.latency("place", "max") == pytest.approx(150.0, rel=1e-3)
+    assert recorder.latency("place", "p50") == pytest.approx(90.0, rel=1e-3)  # not 50
+
+
+async def test_a_stop_cancels_the_journeys_under_way_and_starts_no_other() -> None:
+    clock = SteppedClock()
+    recorder = Recorder(1.0, clock=clock)
+    stop = asyncio.Event()
+    started: list[int] = []
+
+    async def run_one(number: int) -> None:
+        started.append(number)
+        await clock.sleep(10.0)
+
+    schedule = Schedule(
+        recorder, run_one, concurrency=2, ends_at=60.0, stop=stop, sleep=clock.sleep
+    )
+    running = asyncio.create_task(schedule.run())
+    await clock.move_to(0.0)
+    stop.set()
+    await running
+
+    assert started == [0, 1]
+    assert not schedule.running
+
+
+class Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.titles: list[str] = []
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in_title = tag == "title"
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.titles.append(data)
+            self._in_title = False
+
+
+def test_the_html_report_charts_the_distribution_and_each_operation_over_time() -> None:
+    data = run_figures("place.p99<1s")
+    data["comparison"] = {"path": "old.json", "changes": changes(run_figures(), data)}
+    parsed = Tags()
+
+    parsed.feed(render_html(data))
+
+    assert "Latency distribution (percentile, HDR histograms)" in parsed.titles
+    assert "place latency" in parsed.titles
+    assert "Latency over time, every operation" in parsed.titles
+    assert "Compared with old.json" in render_html(data)
