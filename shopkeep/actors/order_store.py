@@ -11,7 +11,7 @@ from operator import attrgetter
 
 import msgspec
 
-from shopkeep.actors.order_messages import DeadlineReached
+from shopkeep.actors.order_messages import DeadlineReached, RefundView
 from shopkeep.actors.order_state import (
     ROW_FIELDS,
     ArmDeadline,
@@ -339,3 +339,71 @@ def log_rejected_callback(
     """A callback that named a payment this order does not have, or the wrong amount."""
     ctx.execute(PAYMENT_LOG_SQL, (payment_id, order_id, 0, 0, f"rejected_{reason}", body,
                                   ctx.now()))
+
+
+# -- reading for the back office (the admin console) ------------------------------------------
+
+MINUTES_SQL = (
+    "SELECT CAST((created_at - ?) / 60 AS INTEGER), count(*) FROM orders "
+    "WHERE created_at >= ? GROUP BY 1"
+)
+PAID_MINUTES_SQL = (
+    "SELECT CAST((paid_at - ?) / 60 AS INTEGER), sum(wallet_amount + pay_amount) FROM orders "
+    "WHERE paid_at >= ? GROUP BY 1"
+)
+REFUNDS_IN_FLIGHT_SQL = (
+    "SELECT id, order_id, kind, wallet_amount, gateway_amount, status, created_at "
+    "FROM refunds WHERE status = 'refunding' ORDER BY id LIMIT ?"
+)
+RETURNS_SQL = (
+    "SELECT id, order_id, reason, status, created_at, approved_at FROM returns "
+    "WHERE {where} ORDER BY id LIMIT ?"
+)
+
+
+class MinuteFigures(msgspec.Struct, frozen=True, gc=False):
+    """Orders placed and money paid (wallet and gateway) in each minute since ``since``:
+    ``orders[i]`` and ``paid[i]`` are minute ``i`` (from ``since + 60 i``)."""
+
+    since: float
+    orders: list[int]
+    paid: list[int]
+
+
+class ReturnRow(msgspec.Struct, frozen=True, gc=False):
+    """A return request as the back office shows it (status ``requested`` or ``approved``)."""
+
+    id: int
+    order_id: int
+    reason: str
+    status: str
+    created_at: float
+    approved_at: float | None
+
+
+async def minute_figures(reader: Reader, since: float, minutes: int) -> MinuteFigures:
+    """Orders placed (by ``created_at``) and amounts paid (by ``paid_at``) per minute for the
+    ``minutes`` minutes from ``since``."""
+    orders, paid = [0] * minutes, [0] * minutes
+    for sql, into in ((MINUTES_SQL, orders), (PAID_MINUTES_SQL, paid)):
+        for minute, value in await reader.fetchall(sql, (since, since)):
+            if 0 <= minute < minutes:
+                into[int(minute)] = int(value or 0)
+    return MinuteFigures(since, orders, paid)
+
+
+async def refunds_in_flight(reader: Reader, count: int) -> list[RefundView]:
+    """Up to ``count`` refunds still ``refunding``, oldest first."""
+    return [RefundView(*row) for row in await reader.fetchall(REFUNDS_IN_FLIGHT_SQL, (count,))]
+
+
+async def returns_waiting(reader: Reader, count: int) -> list[ReturnRow]:
+    """Up to ``count`` return requests not yet approved, oldest first."""
+    rows = await reader.fetchall(RETURNS_SQL.format(where="status = 'requested'"), (count,))
+    return [ReturnRow(*row) for row in rows]
+
+
+async def returns_of(reader: Reader, order_id: int) -> list[ReturnRow]:
+    """The order's return requests, oldest first."""
+    rows = await reader.fetchall(RETURNS_SQL.format(where="order_id = ?"), (order_id, 100))
+    return [ReturnRow(*row) for row in rows]

@@ -50,6 +50,7 @@ from shopkeep.actors.protocol import (
     ReplaceToken,
     RevokePoints,
     UserMessage,
+    UserView,
 )
 from shopkeep.actors.user_rules import (
     Account,
@@ -68,6 +69,7 @@ from shopkeep.actors.user_rules import (
 from shopkeep.runtime import Actor, Context
 from shopkeep.runtime.actor import ActivationContext
 from shopkeep.runtime.join import NotJoinable
+from shopkeep.store.reader import Reader
 
 LOAD_SQL = "SELECT name, balance, points FROM users WHERE id = ?"
 # which of some orders this user's ledger debited (with the unpaid orders from order_store,
@@ -330,3 +332,15 @@ class UserActor(Actor):
     def _write_move(self, ctx: Context, move: WalletMove | PointsMove) -> None:
         sql = INSERT_WALLET_SQL if isinstance(move, WalletMove) else INSERT_POINTS_SQL
         ctx.execute(sql, (self.address.id, move.order_id, move.reason, move.amount, ctx.now()))
+
+
+# -- reading for the back office (the admin console) ------------------------------------------
+
+USERS_PAGE_SQL = (
+    "SELECT id, name, balance, points FROM users WHERE id < ? ORDER BY id DESC LIMIT ?"
+)
+
+
+async def list_users(reader: Reader, below: int, count: int) -> list[UserView]:
+    """Up to ``count`` users with an id below ``below``, newest first."""
+    return [UserView(*row) for row in await reader.fetchall(USERS_PAGE_SQL, (below, count))]
