@@ -104,6 +104,8 @@ class ServeOptions:
     """A refund the provider has not finished is asked about again after this (SPEC 10)."""
     rate_limit_per_s: float = HttpConfig.rate_limit_per_s
     """Requests a second one token may make (``HttpConfig.rate_limit_per_s``); 0: no limit."""
+    admin_ui: bool = True
+    """Serve the admin console at ``/admin`` (``--no-admin-ui``: not at all, /admin is 404)."""
     runtime: RuntimeConfig | None = None
     """The actor runtime's limits (:data:`SERVER_RUNTIME` when None); no flag sets them: a
     test or a proof that needs a small in-flight cap builds its options in Python."""
@@ -216,10 +218,13 @@ def build_app(
     gateway: HttpSandboxGateway | None,
     *,
     rate_limit_per_s: float = HttpConfig.rate_limit_per_s,
+    admin_ui: bool = False,
+    secure_cookies: bool = False,
 ) -> web.Application:
     """The app of :func:`shopkeep.http.app.make_app` with metrics and, given a gateway, the
     sandbox route and sandbox mode. The metrics time every answer as the client gets it,
-    problems included."""
+    problems included. ``admin_ui``: the admin console at ``/admin`` too (``shopkeep.admin``),
+    its session cookie Secure when ``secure_cookies``."""
     config = HttpConfig(
         admin_token="",
         admin_token_hash=credentials.admin_token_hash,
@@ -229,7 +234,12 @@ def build_app(
     routes = [*metrics_routes(metrics)]
     if gateway is not None:
         routes += sandbox_routes(shop, gateway)
-    return make_app(shop, config, extra_routes=routes, metrics=metrics)
+    app = make_app(shop, config, extra_routes=routes, metrics=metrics)
+    if admin_ui:
+        from shopkeep.admin import mount
+
+        mount(app, shop, credentials.admin_token_hash, metrics=metrics, secure=secure_cookies)
+    return app
 
 
 @asynccontextmanager
@@ -278,7 +288,14 @@ async def running(
         stack.callback(monitor.stop)
         metrics = Metrics(shop, loop_monitor=monitor)
         app = build_app(
-            shop, credentials, metrics, gateway, rate_limit_per_s=options.rate_limit_per_s
+            shop,
+            credentials,
+            metrics,
+            gateway,
+            rate_limit_per_s=options.rate_limit_per_s,
+            admin_ui=options.admin_ui,
+            # the console's cookie is Secure where browsers reach the server over HTTPS
+            secure_cookies=payments.public_url.startswith("https://"),
         )
         runner = BoundedRunner(app, options.connections)
         await runner.setup()
