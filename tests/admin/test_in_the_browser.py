@@ -19,7 +19,7 @@ import pytest
 from playwright.async_api import BrowserContext, Dialog, Page, expect
 
 from shopkeep.admin.screenshots import CHROMIUM, chromium, sign_in
-from shopkeep.http.server import Server, ServeOptions, running
+from shopkeep.http.server import ServeOptions, Server, running
 
 pytestmark = [
     pytest.mark.skipif(
@@ -54,7 +54,8 @@ class Shopfront:
 
     async def customer(self, balance: int = 0) -> tuple[str, str]:
         """A new user's id and token."""
-        made = await self.call("POST", "/v1/users", ADMIN_TOKEN, {"name": "ann", "balance": balance})
+        body = {"name": "ann", "balance": balance}
+        made = await self.call("POST", "/v1/users", ADMIN_TOKEN, body)
         return made["id"], made["token"]
 
     async def goods(self, name: str = "tea", price: int = 1_200) -> str:
