@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import BrowserContext, Dialog, Page, expect
+from playwright.async_api import BrowserContext, ConsoleMessage, Dialog, Page, expect
 
 from shopkeep.admin.screenshots import CHROMIUM, chromium, sign_in
 from shopkeep.http.server import ServeOptions, Server, running
@@ -136,6 +136,13 @@ async def test_the_dashboard_and_an_order_fit_a_phone(shopfront: Shopfront, page
 async def test_an_order_placed_through_the_api_appears_on_the_dashboard(
     shopfront: Shopfront, page: Page
 ) -> None:
+    problems: list[str] = []  # the page's own errors: a script or style the policy refused
+
+    def said(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            problems.append(message.text)
+
+    page.on("console", said)
     await sign_in(page, shopfront.url, ADMIN_TOKEN)
     _, token = await shopfront.customer()
     order = await shopfront.order(token, await shopfront.goods())
@@ -144,6 +151,7 @@ async def test_an_order_placed_through_the_api_appears_on_the_dashboard(
     await expect(awaiting).to_be_visible(timeout=15_000)
     await awaiting.click()
     await expect(page.get_by_role("heading", name=f"Order {order['id']}")).to_be_visible()
+    assert problems == []
 
 
 async def test_shipping_an_order_from_its_page_adds_shipped_to_its_history(
