@@ -104,14 +104,19 @@ def field(form: Form, name: str, *, required: bool = True) -> int | None:
 
 
 def amount(form: Form, name: str, *, required: bool = True) -> int | None:
-    """Money typed as a decimal amount (``12.34``) in minor units, or a whole number of
-    them with no point."""
+    """Money typed as a person writes it (``12``, ``12.5``, ``12.34``: currency units), in
+    minor units; or ShopError validation_error naming the field."""
     raw = form.get(name)
     text = raw.strip() if isinstance(raw, str) else ""
-    if "." not in text:
+    if not text:
         return field(form, name, required=required)
-    whole, _, cents = text.partition(".")
-    if not (whole or "0").isdigit() or not cents.isdigit() or len(cents) > 2 or len(whole) > 16:
+    whole, point, cents = text.partition(".")
+    if (
+        not (whole or "0").isdigit()
+        or (point and not cents.isdigit())
+        or len(cents) > 2
+        or len(whole) > 16
+    ):
         raise ShopError.invalid([FieldError(f"{name} is not an amount", pointer=f"/{name}")])
     return int(whole or "0") * 100 + int(cents.ljust(2, "0"))
 

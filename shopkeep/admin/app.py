@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 import jinja2
@@ -45,8 +46,15 @@ class Console:
     """The SHA-256 (hex) the admin token must hash to; None: nobody can sign in."""
     sessions: SessionStore
     metrics: Metrics
-    secure: bool
-    """Whether the session cookie is Secure (the server's public URL is https)."""
+    public_url: str
+    """Where browsers reach the server (``--public-url``; "" when they reach it directly): an
+    https one makes the session cookie Secure, and a form posted from a page of its origin
+    is from here too (behind a proxy that does not pass the Host on)."""
+
+    @property
+    def secure(self) -> bool:
+        """Whether the session cookie is Secure: browsers reach the server over HTTPS."""
+        return self.public_url.startswith("https://")
     audit: tuple[float, AuditReport] | None = field(default=None)
     """The last audit and when it ran (the dashboard shows it; the audit page runs it)."""
 
@@ -66,13 +74,14 @@ def mount(
     admin_hash: str | None,
     *,
     metrics: Metrics | None = None,
-    secure: bool = False,
+    public_url: str = "",
     clock: Clock | None = None,
 ) -> Console:
     """Serve the console at ``/admin`` of ``app``, over ``shop``; sign-in takes the token
     whose SHA-256 is ``admin_hash``. ``metrics`` are the server's (the dashboard's live
-    figures are theirs; a registry of the console's own when None). ``secure``: the cookie is
-    sent over HTTPS only. ``clock``: what sessions expire by (the shop's when None)."""
+    figures are theirs; a registry of the console's own when None). ``public_url``: where
+    browsers reach the server (:attr:`Console.public_url`). ``clock``: what sessions expire
+    by (the shop's when None)."""
     from shopkeep.admin import actions, pages  # the handlers import this module's state
 
     console = Console(
@@ -80,7 +89,7 @@ def mount(
         admin_hash,
         SessionStore(clock or shop.system.clock),
         metrics if metrics is not None else Metrics(shop, process=False),
-        secure,
+        public_url.rstrip("/"),
     )
     admin = web.Application(middlewares=[door])
     admin[CONSOLE] = console
@@ -120,13 +129,17 @@ def refused_page(request: web.Request, reason: str) -> web.Response:
     return response
 
 
-def same_origin(request: web.Request) -> bool:
-    """False when the browser says the POST comes from a page of another origin."""
+def same_origin(request: web.Request, public_url: str) -> bool:
+    """False when the browser says the POST comes from a page of another origin than this
+    server's (as the request names it, or its public URL)."""
     origin = request.headers.get("Origin")
     if origin is None:  # an older browser, or a client that is not one
         return True
-    return origin in (f"{request.scheme}://{request.host}", f"http://{request.host}",
-                      f"https://{request.host}")
+    ours = {f"http://{request.host}", f"https://{request.host}"}
+    if public_url:
+        parts = urlsplit(public_url)
+        ours.add(f"{parts.scheme}://{parts.netloc}")
+    return origin in ours
 
 
 def error_page(request: web.Request, error: ShopError) -> web.Response:
@@ -149,7 +162,7 @@ async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
     if path.startswith(f"{PREFIX}/static/"):
         return await handler(request)
-    if request.method == "POST" and not same_origin(request):
+    if request.method == "POST" and not same_origin(request, console.public_url):
         return refused_page(request, "the form was sent from another site")
     session = console.sessions.find(request.cookies.get(COOKIE))
     if session is None and path not in OPEN_PATHS:

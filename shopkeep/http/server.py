@@ -219,12 +219,13 @@ def build_app(
     *,
     rate_limit_per_s: float = HttpConfig.rate_limit_per_s,
     admin_ui: bool = False,
-    secure_cookies: bool = False,
+    public_url: str = "",
 ) -> web.Application:
     """The app of :func:`shopkeep.http.app.make_app` with metrics and, given a gateway, the
     sandbox route and sandbox mode. The metrics time every answer as the client gets it,
     problems included. ``admin_ui``: the admin console at ``/admin`` too (``shopkeep.admin``),
-    its session cookie Secure when ``secure_cookies``."""
+    reached by browsers at ``public_url`` (``--public-url``: an https one makes its session
+    cookie Secure)."""
     config = HttpConfig(
         admin_token="",
         admin_token_hash=credentials.admin_token_hash,
@@ -238,7 +239,7 @@ def build_app(
     if admin_ui:
         from shopkeep.admin import mount
 
-        mount(app, shop, credentials.admin_token_hash, metrics=metrics, secure=secure_cookies)
+        mount(app, shop, credentials.admin_token_hash, metrics=metrics, public_url=public_url)
     return app
 
 
@@ -294,8 +295,7 @@ async def running(
             gateway,
             rate_limit_per_s=options.rate_limit_per_s,
             admin_ui=options.admin_ui,
-            # the console's cookie is Secure where browsers reach the server over HTTPS
-            secure_cookies=payments.public_url.startswith("https://"),
+            public_url=payments.public_url,
         )
         runner = BoundedRunner(app, options.connections)
         await runner.setup()

@@ -75,10 +75,10 @@ async def shop(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[Shop]:
         yield opened
 
 
-def console_app(shop: Shop, *, secure: bool = False) -> tuple[web.Application, Console]:
+def console_app(shop: Shop, *, public_url: str = "") -> tuple[web.Application, Console]:
     """The API's app with the console mounted, as ``shopkeep serve`` builds it."""
     app = make_app(shop, HttpConfig(admin_token=ADMIN_TOKEN))
-    console = mount(app, shop, hash_token(ADMIN_TOKEN), secure=secure)
+    console = mount(app, shop, hash_token(ADMIN_TOKEN), public_url=public_url)
     return app, console
 
 

@@ -8,6 +8,7 @@ from pytest_aiohttp import AiohttpClient
 from shopkeep.admin.sessions import ABSOLUTE_S, COOKIE, IDLE_S
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
+from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Shop
 from tests.admin.conftest import ADMIN_TOKEN, Browser, console_app
 
@@ -44,7 +45,7 @@ async def test_signing_in_sets_an_httponly_strict_cookie_that_holds_no_token(
 async def test_the_cookie_is_secure_when_the_public_url_is_https(
     aiohttp_client: AiohttpClient, shop: Shop
 ) -> None:
-    client = await aiohttp_client(console_app(shop, secure=True)[0])
+    client = await aiohttp_client(console_app(shop, public_url="https://shop.example")[0])
     async with client.post(
         "/admin/sign-in", data={"token": ADMIN_TOKEN}, allow_redirects=False
     ) as response:
@@ -120,6 +121,24 @@ async def test_a_form_without_its_csrf_token_is_refused_and_changes_nothing(
         assert status == 403
         assert "CSRF token is missing or wrong" in page
     assert (await browser.shop.get_user(made.user.id)).balance == 100
+
+
+async def test_a_form_from_the_public_urls_origin_is_taken(
+    aiohttp_client: AiohttpClient, shop: Shop, clock: VirtualClock
+) -> None:
+    app, console = console_app(shop, public_url="http://shop.example/")
+    client = await aiohttp_client(app)
+    browser = Browser(client, shop, clock, console)
+    made = await shop.create_user("ann", balance=100)
+    await browser.sign_in()
+    path = f"/admin/users/{made.user.id}"
+    fields = {**await browser.form_fields(path, f"{path}/credit"), "amount": "5"}
+    async with client.post(
+        f"{path}/credit", data=fields, headers={"Origin": "http://shop.example"},
+        allow_redirects=False,
+    ) as response:
+        assert response.status == 303
+    assert (await shop.get_user(made.user.id)).balance == 600
 
 
 async def test_a_form_from_another_origin_is_refused(browser: Browser) -> None:
@@ -198,3 +217,18 @@ async def test_without_the_console_admin_is_not_found(
     for path in ("/admin", "/admin/sign-in", "/admin/static/admin.css"):
         async with client.get(path, allow_redirects=False) as response:
             assert response.status == 404, path
+
+
+async def test_money_is_typed_in_currency_units(browser: Browser) -> None:
+    made = await browser.shop.create_user("ann", balance=0)
+    await browser.sign_in()
+    path = f"/admin/users/{made.user.id}"
+    for typed in ("5", "0.5", "1.25"):
+        fields = {**await browser.form_fields(path, f"{path}/credit"), "amount": typed}
+        assert (await browser.send(f"{path}/credit", fields))[0] == 303
+    assert (await browser.shop.get_user(made.user.id)).balance == 500 + 50 + 125
+    for typed in ("1.234", "-1", "abc", "1.", ".5x"):
+        fields = {**await browser.form_fields(path, f"{path}/credit"), "amount": typed}
+        await browser.send(f"{path}/credit", fields)
+        assert "validation_error" in (await browser.page(path))[1], typed
+    assert (await browser.shop.get_user(made.user.id)).balance == 675
