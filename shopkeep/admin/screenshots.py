@@ -13,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
+
+from shopkeep.runtime import RealClock
+from shopkeep.runtime.clock import Cancellable
 
 if TYPE_CHECKING:
     from playwright.async_api import BrowserContext, Page
@@ -31,6 +34,23 @@ CHROMIUM_ARGS: Final = (
 )  # fmt: skip
 """Headless, and quiet: no update checks, sync or other traffic of the browser's own."""
 ADMIN_TOKEN: Final = "screenshot-admin-token-0123456789"
+HOUR: Final = 3600.0
+
+
+class Rewound(RealClock):
+    """Wall time less ``behind_s`` seconds, which :func:`fill` brings back to zero as it goes:
+    an hour of orders placed in a few seconds, each at its own minute."""
+
+    def __init__(self, behind_s: float) -> None:
+        self.behind_s = behind_s
+
+    def now(self) -> float:
+        """This clock's time: wall time, ``behind_s`` ago."""
+        return super().now() - self.behind_s
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Cancellable:
+        """Run ``callback`` at this clock's ``when`` (its delay counted now)."""
+        return self.call_later(when - self.now(), callback)
 
 
 @asynccontextmanager
@@ -63,9 +83,9 @@ async def sign_in(page: Page, url: str, token: str) -> None:
     await page.wait_for_url(f"{url}/admin")
 
 
-async def fill(server: Server) -> int:
-    """A small shop's orders, in every state; the id of one to show (delivered, a return
-    asked for)."""
+async def fill(server: Server, clock: Rewound) -> int:
+    """A small shop's last hour of orders, in every state (a few of the last half hour's
+    still awaiting payment); the id of one to show (delivered, a return asked for)."""
     shop = server.shop
     names = ("Ada", "Grace", "Linus", "Barbara", "Ken", "Margaret")
     users = [(await shop.create_user(name, balance=20_000)).user.id for name in names]
@@ -76,10 +96,11 @@ async def fill(server: Server) -> int:
     ]  # fmt: skip
     shown = 0
     for i in range(36):
+        clock.behind_s = HOUR * (1 - (i + 1) / 37)  # orders spread over the last hour
         user = users[i % len(users)]
         items = [(goods[i % len(goods)], 1 + i % 3)] + ([(goods[-1], 1)] if i % 4 == 0 else [])
         order = await shop.place_order(user, items, use_balance=500 if i % 3 == 0 else 0)
-        if i % 5 != 4:  # a few left awaiting payment
+        if i % 5 != 4 or i < 20:  # a few of the last half hour's left awaiting payment
             payment = (await shop.start_payment(order.id)).payment
             assert server.gateway is not None
             await server.gateway.complete(payment.id, order.id, payment.amount, "succeeded")
@@ -87,6 +108,7 @@ async def fill(server: Server) -> int:
                 await shop.ship(order.id)
             if i == 7:
                 shown = order.id
+    clock.behind_s = 0.0
     await shop.deliver(shown)
     await shop.request_return(shown, "The lid does not fit.")
     return shown
@@ -101,8 +123,9 @@ async def take(docs: Path) -> None:
             db=str(Path(folder) / "shop.db"), port=0, sandbox=True, writer="thread",
             admin_token=ADMIN_TOKEN,
         )  # fmt: skip
-        async with running(options) as server:
-            order_id = await fill(server)
+        clock = Rewound(HOUR)
+        async with running(options, clock=clock) as server:
+            order_id = await fill(server, clock)
             async with chromium(Path(folder) / "profile") as browser:
                 page = await browser.new_page()
                 await sign_in(page, server.url, ADMIN_TOKEN)

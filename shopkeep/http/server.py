@@ -49,7 +49,7 @@ from shopkeep.http.sandbox import (
 from shopkeep.payments.provider import ConfigurationError, PaymentProvider
 from shopkeep.payments.sandbox import SandboxProvider
 from shopkeep.payments.settings import ProviderSettings, build_provider
-from shopkeep.runtime import RealClock, RuntimeConfig
+from shopkeep.runtime import Clock, RealClock, RuntimeConfig
 from shopkeep.runtime.collector import freeze_survivors
 from shopkeep.runtime.loop_monitor import LoopMonitor
 from shopkeep.shop import Shop, hash_token
@@ -245,9 +245,14 @@ def build_app(
 
 @asynccontextmanager
 async def running(
-    options: ServeOptions, *, announce: Callable[[str], None] = announce_admin_token
+    options: ServeOptions,
+    *,
+    announce: Callable[[str], None] = announce_admin_token,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Server]:
-    """Run the server of ``options`` until the block ends; see the module's docstring."""
+    """Run the server of ``options`` until the block ends; see the module's docstring.
+    ``clock``: the shop's time (wall time when None; the console's screenshots set it back
+    to draw an hour of orders in a minute)."""
     payments = options.payments
     if options.sandbox:
         payments = msgspec.structs.replace(payments, gateway="sandbox")
@@ -256,7 +261,7 @@ async def running(
     credentials = await open_credentials(options)
     if credentials.new_admin_token is not None:
         announce(credentials.new_admin_token)
-    clock = RealClock()
+    clock = clock or RealClock()
     gateway = HttpSandboxGateway(credentials.gateway_secret, clock) if real is None else None
     provider = real or open_provider(options, payments, gateway, credentials.gateway_secret)
     settings = ShopConfig(
