@@ -12,6 +12,7 @@ the runtime's own table.
 from __future__ import annotations
 
 from shopkeep import queries
+from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.goods import StockEntry, stock_ledger
 from shopkeep.actors.order import order_view
 from shopkeep.actors.order_messages import OrderView, RefundView
@@ -49,6 +50,7 @@ class BackOffice:
 
     reader: Reader
     system: ActorSystem
+    config: ShopConfig
 
     async def list_users(
         self, *, limit: int | None = None, cursor: str | None = None
@@ -98,7 +100,12 @@ class BackOffice:
         one last)."""
         now = self.system.clock.now()
         since = (now // 60 - (minutes - 1)) * 60
-        return await minute_figures(self.reader, since, minutes)
+        # an order paid since then was placed at most its payment deadline before
+        oldest_payable = since - self.config.order_timeout_s - 60
+        return await minute_figures(
+            self.reader, since, minutes,
+            placed_from=first_id_after(since - 1), paid_from=first_id_after(oldest_payable),
+        )  # fmt: skip
 
     async def refunds_in_flight(self) -> list[RefundView]:
         """Refunds recorded and not yet paid back (``refunding``), oldest first."""

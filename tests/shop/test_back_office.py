@@ -138,3 +138,19 @@ async def test_a_dead_letter_whose_message_was_not_kept_can_only_be_discarded(
     assert await shop.dead_letter_count() == 0
     with pytest.raises(ShopError):
         await shop.discard_dead_letter(letter_id)
+
+
+async def test_money_paid_within_the_hour_counts_for_an_order_placed_before_it(
+    shop: Shop, clock: VirtualClock
+) -> None:
+    ann = (await shop.create_user("ann")).user
+    tea = await shop.create_goods("tea", price=1_000, stock=10)
+    order = await shop.place_order(ann.id, [(tea.id, 1)])
+    await clock.advance(20 * 60)  # paid near its deadline
+    payment = (await shop.start_payment(order.id)).payment
+    assert shop.gateway is not None
+    assert await shop.gateway.complete(payment.id, order.id, payment.amount, "succeeded")
+    await clock.advance(50 * 60)  # placed 70 minutes ago, paid 50
+    figures = await shop.minute_figures(60)
+    assert sum(figures.orders) == 0
+    assert sum(figures.paid) == payment.amount
