@@ -11,7 +11,7 @@ EXTRAS := test bench lint uvloop
 # The tool that writes the lock (only `make lock` installs it).
 UV_VERSION := 0.13.9
 
-.PHONY: install lock test lint serve bench bench-http bench-runtime wrk clean
+.PHONY: install lock test lint serve bench bench-http bench-runtime wrk chromium screenshots clean
 
 install: $(VENV)/.installed
 
@@ -32,7 +32,7 @@ lock:
 		$(foreach extra,$(EXTRAS),--extra $(extra)) --python-version 3.11 --generate-hashes \
 		--upgrade --quiet --custom-compile-command 'make lock' -o $(LOCK)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed chromium
 	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=15
 
 # Both linters always run, so one report shows every problem; either failing fails the target.
@@ -75,6 +75,24 @@ wrk:
 	else \
 		echo "make: warning: wrk is not installed and apt-get is not here to install it" >&2; \
 	fi
+
+# Debian's Chromium, which the admin console's browser tests drive through Playwright (they are
+# skipped, saying so, where there is none at /usr/bin/chromium); Playwright never downloads a
+# browser of its own. Installed when apt-get can (as root, or through sudo without a password);
+# otherwise a warning, never a failure.
+chromium:
+	@test -x /usr/bin/chromium && exit 0; \
+	if command -v apt-get >/dev/null; then \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo='sudo -n'; \
+		$$sudo apt-get install -y chromium || { $$sudo apt-get update && $$sudo apt-get install -y chromium; } \
+			|| echo "make: warning: could not install chromium; the admin console's browser tests will be skipped" >&2; \
+	else \
+		echo "make: warning: chromium is not installed and apt-get is not here to install it" >&2; \
+	fi
+
+# The admin console's pictures in docs/ (README), taken by headless Chromium.
+screenshots: $(VENV)/.installed chromium
+	$(PYTHON) -m shopkeep.admin.screenshots docs
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -77,6 +77,7 @@ from shopkeep.actors.protocol import (
 from shopkeep.actors.recovery import recover_cut_placements, start_deadline_sweep
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.actors.user import UserActor
+from shopkeep.back_office import BackOffice
 from shopkeep.bootstrap import Runtime, open_runtime
 from shopkeep.errors import CallbackRejected, ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, Once, key_of
@@ -123,8 +124,12 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class Shop:
-    """The shop's operations over one database. Build it with :meth:`Shop.open`."""
+class Shop(BackOffice):
+    """The shop's operations over one database. Build it with :meth:`Shop.open`.
+
+    The operator's reads beyond SPEC 7 (users, the stock ledger, dead letters, per-minute
+    figures; what the admin console shows) are its base class's,
+    :class:`~shopkeep.back_office.BackOffice`."""
 
     def __init__(
         self,

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+import msgspec
+
 from shopkeep.actors.goods_rules import Goods, StockMove, create, give_back, take, update
 from shopkeep.actors.key_store import run_keyed
 from shopkeep.actors.protocol import (
@@ -193,3 +195,28 @@ async def list_goods(reader: Reader, limit: int | None, cursor: str | None) -> P
         (below, size + 1),
     )
     return paged([GoodsView(*row) for row in rows], [row[0] for row in rows], size)
+
+
+# -- reading for the back office (the admin console) ------------------------------------------
+
+STOCK_LEDGER_SQL = (
+    "SELECT id, order_id, reason, quantity, at FROM stock_ledger "
+    "WHERE goods_id = ? AND id < ? ORDER BY id DESC LIMIT ?"
+)
+
+
+class StockEntry(msgspec.Struct, frozen=True, gc=False):
+    """One movement of a goods' stock caused by an order (take: negative; release, return:
+    positive). Restocks are not in the ledger: they are the goods row's ``restocked``."""
+
+    id: int
+    order_id: int
+    reason: str
+    quantity: int
+    at: float
+
+
+async def stock_ledger(reader: Reader, goods_id: int, below: int, count: int) -> list[StockEntry]:
+    """Up to ``count`` of the goods' ledger rows with an id below ``below``, newest first."""
+    rows = await reader.fetchall(STOCK_LEDGER_SQL, (goods_id, below, count))
+    return [StockEntry(*row) for row in rows]

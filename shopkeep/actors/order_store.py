@@ -11,7 +11,7 @@ from operator import attrgetter
 
 import msgspec
 
-from shopkeep.actors.order_messages import DeadlineReached
+from shopkeep.actors.order_messages import DeadlineReached, RefundView
 from shopkeep.actors.order_state import (
     ROW_FIELDS,
     ArmDeadline,
@@ -419,3 +419,78 @@ async def pending_orders(reader: Reader, created_by: float, limit: int) -> list[
 async def overdue_orders(reader: Reader, now: float, limit: int) -> list[int]:
     """Up to ``limit`` orders awaiting payment past their deadline at ``now``, oldest first."""
     return [int(row[0]) for row in await reader.fetchall(OVERDUE_SQL, (now, limit))]
+
+
+# -- reading for the back office (the admin console) ------------------------------------------
+
+# ``id >= ?`` bounds each scan to the recent orders through the primary key (ids are
+# time-ordered): no index on the times, and a dashboard polling every few seconds
+MINUTES_SQL = (
+    "SELECT CAST((created_at - ?) / 60 AS INTEGER), count(*) FROM orders "
+    "WHERE id >= ? AND created_at >= ? GROUP BY 1"
+)
+PAID_MINUTES_SQL = (
+    "SELECT CAST((paid_at - ?) / 60 AS INTEGER), sum(wallet_amount + pay_amount) FROM orders "
+    "WHERE id >= ? AND paid_at >= ? GROUP BY 1"
+)
+REFUNDS_IN_FLIGHT_SQL = (
+    "SELECT id, order_id, kind, wallet_amount, gateway_amount, status, created_at "
+    "FROM refunds WHERE status = 'refunding' ORDER BY id LIMIT ?"
+)
+RETURNS_SQL = (
+    "SELECT id, order_id, reason, status, created_at, approved_at FROM returns "
+    "WHERE {where} ORDER BY id LIMIT ?"
+)
+
+
+class MinuteFigures(msgspec.Struct, frozen=True, gc=False):
+    """Orders placed and money paid (wallet and gateway) in each minute since ``since``:
+    ``orders[i]`` and ``paid[i]`` are minute ``i`` (from ``since + 60 i``)."""
+
+    since: float
+    orders: list[int]
+    paid: list[int]
+
+
+class ReturnRow(msgspec.Struct, frozen=True, gc=False):
+    """A return request as the back office shows it (status ``requested`` or ``approved``)."""
+
+    id: int
+    order_id: int
+    reason: str
+    status: str
+    created_at: float
+    approved_at: float | None
+
+
+async def minute_figures(
+    reader: Reader, since: float, minutes: int, *, placed_from: int, paid_from: int
+) -> MinuteFigures:
+    """Orders placed (by ``created_at``) and amounts paid (by ``paid_at``) per minute for the
+    ``minutes`` minutes from ``since``: of the orders whose id is at least ``placed_from``
+    (every order made since then), and ``paid_from`` (every order that can have been paid
+    since then)."""
+    orders, paid = [0] * minutes, [0] * minutes
+    for sql, first, into in ((MINUTES_SQL, placed_from, orders),
+                             (PAID_MINUTES_SQL, paid_from, paid)):  # fmt: skip
+        for minute, value in await reader.fetchall(sql, (since, first, since)):
+            if 0 <= minute < minutes:
+                into[int(minute)] = int(value or 0)
+    return MinuteFigures(since, orders, paid)
+
+
+async def refunds_in_flight(reader: Reader, count: int) -> list[RefundView]:
+    """Up to ``count`` refunds still ``refunding``, oldest first."""
+    return [RefundView(*row) for row in await reader.fetchall(REFUNDS_IN_FLIGHT_SQL, (count,))]
+
+
+async def returns_waiting(reader: Reader, count: int) -> list[ReturnRow]:
+    """Up to ``count`` return requests not yet approved, oldest first."""
+    rows = await reader.fetchall(RETURNS_SQL.format(where="status = 'requested'"), (count,))
+    return [ReturnRow(*row) for row in rows]
+
+
+async def returns_of(reader: Reader, order_id: int) -> list[ReturnRow]:
+    """The order's return requests, oldest first."""
+    rows = await reader.fetchall(RETURNS_SQL.format(where="order_id = ?"), (order_id, 100))
+    return [ReturnRow(*row) for row in rows]

@@ -50,6 +50,7 @@ from shopkeep.actors.protocol import (
     ReplaceToken,
     RevokePoints,
     UserMessage,
+    UserView,
 )
 from shopkeep.actors.user_rules import (
     Account,
@@ -337,3 +338,15 @@ async def user_of_token_hash(reader: Reader, token_hash: str) -> int | None:
     """The user whose token hashes to ``token_hash``."""
     row = await reader.fetchone("SELECT id FROM users WHERE token_hash = ?", (token_hash,))
     return int(row[0]) if row else None
+
+
+# -- reading for the back office (the admin console) ------------------------------------------
+
+USERS_PAGE_SQL = (
+    "SELECT id, name, balance, points FROM users WHERE id < ? ORDER BY id DESC LIMIT ?"
+)
+
+
+async def list_users(reader: Reader, below: int, count: int) -> list[UserView]:
+    """Up to ``count`` users with an id below ``below``, newest first."""
+    return [UserView(*row) for row in await reader.fetchall(USERS_PAGE_SQL, (below, count))]

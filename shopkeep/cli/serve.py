@@ -86,6 +86,11 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="requests a second one user's token may make, in bursts of twice that; more are "
         "refused 429 rate_limited (the admin's token is not limited)",
     )  # fmt: skip
+    flag(
+        parser, "--no-admin-ui", is_switch=True, shown_default="off: the console is served",
+        help="do not serve the admin console at /admin (then /admin answers 404); the console "
+        "signs in with the admin token (the variable takes 1 or 0)",
+    )  # fmt: skip
     add_provider_flags(parser)
     add_log_flags(parser, "info")
     parser.set_defaults(run=run_serve, check=functools.partial(check_serve, parser))
@@ -210,6 +215,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
             max_connections=args.max_connections,
         ),
         rate_limit_per_s=args.rate_limit,
+        admin_ui=not args.no_admin_ui,
         payments=provider_settings(args),
         refund_query_after_s=args.refund_query_after,
     )

@@ -7,7 +7,9 @@ reads) and makes that user: a token is hashed once. A route that needs a token a
 gets none, or one nobody holds, answers 401 unauthorized.
 
 Public paths need no token: ``/healthz``, ``/metrics``, ``/openapi.json``, ``/docs``,
-``/v1/payments/callback`` (authenticated by its signature instead) and ``/sandbox/...``.
+``/v1/payments/callback`` (authenticated by its signature instead), ``/sandbox/...``, and the
+admin console ``/admin`` (``shopkeep.admin``: it signs the admin in with a session of its own;
+served only when ``shopkeep serve`` mounts it, else 404 as any unknown path).
 
 Roles (SPEC 7 has no 403, on purpose): a valid token on a route of the other role answers
 404 not_found, as if the route did not exist for that caller, the same answer a user gets for
@@ -33,9 +35,9 @@ PUBLIC_PATHS: Final = frozenset(
     {"/healthz", "/metrics", "/openapi.json", "/docs", "/v1/payments/callback",
      # the providers' notifications (SPEC 10), each verified by its provider's scheme
      "/v1/payments/alipay/notify", "/v1/payments/wechatpay/notify",
-     "/v1/payments/stripe/webhook"}
+     "/v1/payments/stripe/webhook", "/admin"}
 )
-PUBLIC_PREFIXES: Final = ("/sandbox/",)
+PUBLIC_PREFIXES: Final = ("/sandbox/", "/admin/")
 MAX_TOKEN: Final = 512
 """A longer bearer token is nobody's (and is not worth hashing)."""
 

@@ -46,7 +46,7 @@ from shopkeep.http.sandbox import (
 from shopkeep.payments.provider import ConfigurationError, PaymentProvider
 from shopkeep.payments.sandbox import SandboxProvider
 from shopkeep.payments.settings import ProviderSettings, build_provider
-from shopkeep.runtime import RealClock, RuntimeConfig
+from shopkeep.runtime import Clock, RealClock, RuntimeConfig
 from shopkeep.runtime.collector import freeze_survivors
 from shopkeep.runtime.loop_monitor import LoopMonitor
 from shopkeep.shop import Shop
@@ -93,6 +93,8 @@ class ServeOptions:
     """A refund the provider has not finished is asked about again after this (SPEC 10)."""
     rate_limit_per_s: float = HttpConfig.rate_limit_per_s
     """Requests a second one token may make (``HttpConfig.rate_limit_per_s``); 0: no limit."""
+    admin_ui: bool = True
+    """Serve the admin console at ``/admin`` (``--no-admin-ui``: not at all, /admin is 404)."""
     runtime: RuntimeConfig | None = None
     """The actor runtime's limits (:data:`SERVER_RUNTIME` when None); no flag sets them: a
     test or a proof that needs a small in-flight cap builds its options in Python."""
@@ -147,10 +149,14 @@ def build_app(
     gateway: HttpSandboxGateway | None,
     *,
     rate_limit_per_s: float = HttpConfig.rate_limit_per_s,
+    admin_ui: bool = False,
+    public_url: str = "",
 ) -> web.Application:
     """The app of :func:`shopkeep.http.app.make_app` with metrics and, given a gateway, the
     sandbox route and sandbox mode. The metrics time every answer as the client gets it,
-    problems included."""
+    problems included. ``admin_ui``: the admin console at ``/admin`` too (``shopkeep.admin``),
+    reached by browsers at ``public_url`` (``--public-url``: an https one makes its session
+    cookie Secure)."""
     config = HttpConfig(
         admin_token="",
         admin_token_hash=credentials.admin_token_hash,
@@ -160,14 +166,24 @@ def build_app(
     routes = [*metrics_routes(metrics)]
     if gateway is not None:
         routes += sandbox_routes(shop, gateway)
-    return make_app(shop, config, extra_routes=routes, metrics=metrics)
+    app = make_app(shop, config, extra_routes=routes, metrics=metrics)
+    if admin_ui:
+        from shopkeep.admin import mount
+
+        mount(app, shop, credentials.admin_token_hash, metrics=metrics, public_url=public_url)
+    return app
 
 
 @asynccontextmanager
 async def running(
-    options: ServeOptions, *, announce: Callable[[str], None] = announce_admin_token
+    options: ServeOptions,
+    *,
+    announce: Callable[[str], None] = announce_admin_token,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Server]:
-    """Run the server of ``options`` until the block ends; see the module's docstring."""
+    """Run the server of ``options`` until the block ends; see the module's docstring.
+    ``clock``: the shop's time (wall time when None; the console's screenshots set it back
+    to draw an hour of orders in a minute)."""
     payments = options.payments
     if options.sandbox:
         payments = msgspec.structs.replace(payments, gateway="sandbox")
@@ -176,7 +192,7 @@ async def running(
     credentials = await open_credentials(options)
     if credentials.new_admin_token is not None:
         announce(credentials.new_admin_token)
-    clock = RealClock()
+    clock = clock or RealClock()
     gateway = HttpSandboxGateway(credentials.gateway_secret, clock) if real is None else None
     provider = real or open_provider(options, payments, gateway, credentials.gateway_secret)
     settings = ShopConfig(
@@ -209,7 +225,13 @@ async def running(
         stack.callback(monitor.stop)
         metrics = Metrics(shop, loop_monitor=monitor)
         app = build_app(
-            shop, credentials, metrics, gateway, rate_limit_per_s=options.rate_limit_per_s
+            shop,
+            credentials,
+            metrics,
+            gateway,
+            rate_limit_per_s=options.rate_limit_per_s,
+            admin_ui=options.admin_ui,
+            public_url=payments.public_url,
         )
         runner = BoundedRunner(app, options.connections)
         await runner.setup()

@@ -2,7 +2,8 @@
 
 Parking is one unit of its own (no owner: it stands whatever happens to the actor). It also
 consumes the message's durable sources, so a parked outbox message or timer fire is not
-delivered again; a person looks at the table and decides.
+delivered again; a person looks at the table and decides (the admin console lists them with
+:func:`list_dead_letters`, and :func:`retry` or :func:`discard` one).
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from shopkeep.runtime.actor import SEND_SQL
 from shopkeep.runtime.cell import Cell, answer_parked
-from shopkeep.runtime.envelope import Envelope
+from shopkeep.runtime.envelope import Address, Envelope
 from shopkeep.runtime.errors import MessageFailed
 from shopkeep.runtime.outbox import CONSUME_SQL
 from shopkeep.runtime.timers import FIRE_DONE_SQL
@@ -28,7 +30,33 @@ DEAD_LETTER_SQL = (
     "INSERT INTO dead_letters (kind, actor_id, message, payload, error, traceback, attempts, at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+LIST_SQL = (
+    "SELECT id, kind, actor_id, message, error, '', attempts, at, payload IS NOT NULL "
+    "FROM dead_letters WHERE id < ? ORDER BY id DESC LIMIT ?"
+)
+GET_SQL = (
+    "SELECT id, kind, actor_id, message, error, traceback, attempts, at, payload IS NOT NULL "
+    "FROM dead_letters WHERE id = ?"
+)
+COUNT_SQL = "SELECT count(*) FROM dead_letters"
+PAYLOAD_SQL = "SELECT kind, actor_id, payload FROM dead_letters WHERE id = ?"
+DELETE_SQL = "DELETE FROM dead_letters WHERE id = ?"
 _encode = msgspec.msgpack.Encoder().encode
+
+
+class DeadLetter(msgspec.Struct, frozen=True, gc=False):
+    """A parked message as a person reads it (``traceback`` is empty in lists)."""
+
+    id: int
+    kind: str
+    actor_id: int
+    message: str
+    error: str
+    traceback: str
+    attempts: int
+    at: float
+    retryable: bool
+    """Whether its message was stored whole (encodable), so :func:`retry` can send it again."""
 
 
 def park(
@@ -85,3 +113,59 @@ def _text(make: Callable[[], str]) -> str:
     except Exception as failure:
         text = f"<unprintable: {type(failure).__name__}>"
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+async def list_dead_letters(system: ActorSystem, below: int, count: int) -> list[DeadLetter]:
+    """Up to ``count`` dead letters with an id below ``below``, newest first (no tracebacks)."""
+    rows = await system.store.reader.fetchall(LIST_SQL, (below, count))
+    return [_letter(row) for row in rows]
+
+
+async def get_dead_letter(system: ActorSystem, letter_id: int) -> DeadLetter | None:
+    """The dead letter with its traceback, or None."""
+    row = await system.store.reader.fetchone(GET_SQL, (letter_id,))
+    return None if row is None else _letter(row)
+
+
+def _letter(row: Any) -> DeadLetter:
+    return DeadLetter(
+        int(row[0]), str(row[1]), int(row[2]), str(row[3]), str(row[4]), str(row[5]),
+        int(row[6]), float(row[7]), bool(row[8]),
+    )
+
+
+async def count_dead_letters(system: ActorSystem) -> int:
+    """How many dead letters wait for a person (the counter ``dead_letters`` counts since
+    start; this is what is in the table now)."""
+    row = await system.store.reader.fetchone(COUNT_SQL)
+    return 0 if row is None else int(row[0])
+
+
+async def retry(system: ActorSystem, letter_id: int) -> bool:
+    """Send the parked message again, as a durable message (the outbox), and remove it from
+    the dead letters, in one unit: delivered at least once from here on, applied once as any
+    outbox message. False when there is no such letter, or its message was not stored whole
+    (it cannot be sent again; discard it)."""
+    row = await system.store.reader.fetchone(PAYLOAD_SQL, (letter_id,))
+    if row is None or row[2] is None:
+        return False
+    kind, actor_id, payload = str(row[0]), int(row[1]), bytes(row[2])
+    message: Any = system.decode(kind, payload)
+    message_id = system.ids.next()
+    unit = UnitOfWork()
+    unit.execute(SEND_SQL, (message_id, kind, actor_id, payload, system.clock.now()))
+    unit.execute(DELETE_SQL, (letter_id,))
+    await system.store.writer.submit(unit)
+    system.outbox.committed(message_id, Address(kind, actor_id), message)
+    return True
+
+
+async def discard(system: ActorSystem, letter_id: int) -> bool:
+    """Delete the dead letter (a person decided its message is not to be applied); False
+    when there is no such letter."""
+    if await get_dead_letter(system, letter_id) is None:
+        return False
+    unit = UnitOfWork()
+    unit.execute(DELETE_SQL, (letter_id,))
+    await system.store.writer.submit(unit)
+    return True

@@ -17,7 +17,7 @@ ENTRY_POINTS = {
     "python -m shopkeep": [sys.executable, "-m", "shopkeep"],
     "main.py": [sys.executable, str(ROOT / "main.py")],
 }
-TEST_ONLY = ("hypothesis", "schemathesis", "pykka", "psutil", "pytest")
+TEST_ONLY = ("hypothesis", "schemathesis", "pykka", "psutil", "pytest", "playwright")
 
 
 def run(entry: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -55,6 +55,7 @@ def test_the_command_line_and_the_server_import_no_test_only_package() -> None:
     probe = (
         "import sys; from shopkeep.cli import build_parser; build_parser(); "
         "import shopkeep.http.server, shopkeep.bench.load.command, shopkeep.store.backup; "
+        "import shopkeep.admin.pages, shopkeep.admin.actions, shopkeep.admin.screenshots; "
         f"print(sorted(set({TEST_ONLY!r}) & set(sys.modules)))"
     )
 

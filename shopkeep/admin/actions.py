@@ -1,0 +1,238 @@
+"""The console's forms (POST): sign-in and sign-out, and each action through the shop's API.
+
+Every action goes through the same :class:`~shopkeep.shop.Shop` method the HTTP API calls, with
+an Idempotency-Key derived from the form's nonce where the method takes one, and acts once per
+form (:meth:`~shopkeep.admin.sessions.Session.spend`). Its outcome is a notice on the page it
+redirects to (POST, then redirect, then GET: a reload does not send the form again); a refusal
+of the shop is shown as its title, code and detail, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from shopkeep.admin.app import PREFIX, SESSION, SIGN_IN, console_of, set_cookie, to
+from shopkeep.admin.formatting import money
+from shopkeep.admin.pages import ID, render, shop_of, whole_id
+from shopkeep.admin.sessions import COOKIE, idempotency_key, valid_nonce
+from shopkeep.errors import FieldError, ShopError
+from shopkeep.http.errors import PROBLEMS, REFUSED
+from shopkeep.shop import hash_token
+
+routes = web.RouteTableDef()
+Form = MultiDictProxy[Any]
+Act = Callable[[Form, str], Awaitable[str]]
+"""An action: given the form and its Idempotency-Key, does it and says what was done."""
+
+
+def explain(error: ShopError) -> str:
+    """A refusal as a person reads it: ``Insufficient stock (insufficient_stock): ...``."""
+    _, title = PROBLEMS.get(error.code, REFUSED)
+    text = f"{title} ({error.code}): {error.detail}"
+    wheres = [f"{e.where or 'form'}: {e.detail}" for e in error.errors if e.detail != error.detail]
+    return text + ("; " + "; ".join(wheres) if wheres else "")
+
+
+@routes.post(SIGN_IN.removeprefix(PREFIX))
+async def sign_in(request: web.Request) -> web.StreamResponse:
+    """The admin token in, a session out (the token is compared and forgotten)."""
+    console = console_of(request)
+    form = await request.post()
+    token = form.get("token")
+    expected = console.admin_hash
+    if (
+        not isinstance(token, str)
+        or not token.strip().isascii()
+        or expected is None
+        or not hmac.compare_digest(hash_token(token.strip()), expected)
+    ):
+        response = render(request, "sign_in.html", problem="That is not the admin token.")
+        response.set_status(401)
+        return response
+    old = request.get(SESSION)
+    if old is not None:
+        console.sessions.close(old.id)  # a new id at each sign-in: no fixation
+    session = console.sessions.open()
+    response = web.Response(status=303, headers={"Location": PREFIX})
+    set_cookie(response, console, session)
+    return response
+
+
+@routes.post("/sign-out")
+async def sign_out(request: web.Request) -> web.StreamResponse:
+    """End the session, here and in the browser."""
+    console_of(request).sessions.close(request[SESSION].id)
+    response = web.Response(status=303, headers={"Location": SIGN_IN})
+    response.del_cookie(COOKIE, path=PREFIX)
+    return response
+
+
+async def act(request: web.Request, back: str, action: Act) -> web.StreamResponse:
+    """Run ``action`` once for the form's nonce; say what happened on ``back``."""
+    session = request[SESSION]
+    form = await request.post()
+    nonce = form.get("nonce")
+    if not isinstance(nonce, str) or not valid_nonce(nonce):
+        session.notify("error", "The form had no nonce; nothing was done. Try again.")
+    elif not session.spend(nonce):
+        session.notify("ok", "That form was sent already; it acted once.")
+    else:
+        try:
+            session.notify("ok", await action(form, idempotency_key(nonce)))
+        except ShopError as error:
+            session.notify("error", explain(error))
+    raise to(back)
+
+
+def field(form: Form, name: str, *, required: bool = True) -> int | None:
+    """A whole number from the form (money in minor units, an id), or ShopError
+    validation_error naming the field."""
+    raw = form.get(name)
+    text = raw.strip() if isinstance(raw, str) else ""
+    if not text:
+        if required:
+            raise ShopError.invalid([FieldError(f"{name} is required", pointer=f"/{name}")])
+        return None
+    if not text.isdigit() or len(text) > 19:
+        raise ShopError.invalid([FieldError(f"{name} is not a whole number", pointer=f"/{name}")])
+    return int(text)
+
+
+def amount(form: Form, name: str, *, required: bool = True) -> int | None:
+    """Money typed as a person writes it (``12``, ``12.5``, ``12.34``: currency units), in
+    minor units; or ShopError validation_error naming the field."""
+    raw = form.get(name)
+    text = raw.strip() if isinstance(raw, str) else ""
+    if not text:
+        return field(form, name, required=required)
+    whole, point, cents = text.partition(".")
+    if (
+        not (whole or "0").isdigit()
+        or (point and not cents.isdigit())
+        or len(cents) > 2
+        or len(whole) > 16
+    ):
+        raise ShopError.invalid([FieldError(f"{name} is not an amount", pointer=f"/{name}")])
+    return int(whole or "0") * 100 + int(cents.ljust(2, "0"))
+
+
+def _required(value: int | None) -> int:
+    assert value is not None  # field(..., required=True) raised otherwise
+    return value
+
+
+@routes.post(f"/orders/{ID}/{{what:ship|deliver|cancel}}")
+async def order_action(request: web.Request) -> web.StreamResponse:
+    """Ship, deliver or cancel the order (as the admin)."""
+    shop, order_id = shop_of(request), whole_id(request)
+    what = request.match_info["what"]
+
+    async def action(form: Form, key: str) -> str:
+        if what == "ship":
+            order = await shop.ship(order_id, idempotency_key=key)
+        elif what == "deliver":
+            order = await shop.deliver(order_id, idempotency_key=key)
+        else:
+            order = await shop.cancel_order(order_id, by="admin", idempotency_key=key)
+        return f"Order {order.id} is {order.status.replace('_', ' ')}."
+
+    return await act(request, f"{PREFIX}/orders/{order_id}", action)
+
+
+@routes.post(f"/returns/{ID}/approve")
+async def approve_return(request: web.Request) -> web.StreamResponse:
+    """Approve a return: the refund starts and the stock goes back."""
+    shop, return_id = shop_of(request), whole_id(request)
+    form = await request.post()
+    back = form.get("back")
+    where = back if isinstance(back, str) and back.startswith(f"{PREFIX}/") else PREFIX
+
+    async def action(form: Form, key: str) -> str:
+        approved = await shop.approve_return(return_id, idempotency_key=key)
+        return f"Return {approved.id} of order {approved.order_id} is {approved.status}."
+
+    return await act(request, where, action)
+
+
+@routes.post(f"/goods/{ID}")
+async def update_goods(request: web.Request) -> web.StreamResponse:
+    """A new price, and/or stock added."""
+    shop, goods_id = shop_of(request), whole_id(request)
+
+    async def action(form: Form, key: str) -> str:
+        price = amount(form, "price", required=False)
+        restock = field(form, "restock", required=False)
+        if price is None and restock is None:
+            raise ShopError("validation_error", "give a price, a restock, or both")
+        goods = await shop.update_goods(goods_id, price=price, restock=restock,
+                                        idempotency_key=key)  # fmt: skip
+        return f"{goods.name}: price {money(goods.price)}, {goods.stock} in stock."
+
+    return await act(request, f"{PREFIX}/goods/{goods_id}", action)
+
+
+@routes.post(f"/users/{ID}/credit")
+async def credit(request: web.Request) -> web.StreamResponse:
+    """Credit the user's wallet."""
+    shop, user_id = shop_of(request), whole_id(request)
+
+    async def action(form: Form, key: str) -> str:
+        added = _required(amount(form, "amount"))
+        user = await shop.credit_wallet(user_id, added, idempotency_key=key)
+        return f"{money(added)} credited: the wallet holds {money(user.balance)}."
+
+    return await act(request, f"{PREFIX}/users/{user_id}", action)
+
+
+@routes.post(f"/users/{ID}/token")
+async def replace_token(request: web.Request) -> web.StreamResponse:
+    """A new API token for the user, shown once on the page the form leads to."""
+    shop, user_id = shop_of(request), whole_id(request)
+
+    async def action(form: Form, key: str) -> str:
+        token = await shop.replace_token(user_id)
+        return f"The new token (shown this once; the old one no longer works): {token}"
+
+    return await act(request, f"{PREFIX}/users/{user_id}", action)
+
+
+@routes.post("/coupons")
+async def issue_coupon(request: web.Request) -> web.StreamResponse:
+    """Issue a coupon to a user."""
+    shop = shop_of(request)
+    form = await request.post()
+    named = form.get("user_id")
+    back = f"{PREFIX}/coupons"
+    if isinstance(named, str) and named.strip().isdigit() and len(named.strip()) <= 19:
+        back += f"?user={named.strip()}"
+
+    async def action(form: Form, key: str) -> str:
+        coupon = await shop.create_coupon(
+            _required(field(form, "user_id")),
+            _required(amount(form, "value")),
+            min_order_amount=amount(form, "min_order_amount", required=False) or 0,
+        )
+        return f"Coupon {coupon.id} worth {money(coupon.value)} issued to user {coupon.user_id}."
+
+    return await act(request, back, action)
+
+
+@routes.post(f"/dead-letters/{ID}/{{what:retry|discard}}")
+async def dead_letter_action(request: web.Request) -> web.StreamResponse:
+    """Send a dead letter's message again, or discard it."""
+    shop, letter_id = shop_of(request), whole_id(request)
+    what = request.match_info["what"]
+
+    async def action(form: Form, key: str) -> str:
+        if what == "retry":
+            await shop.retry_dead_letter(letter_id)
+            return f"Dead letter {letter_id} was sent again."
+        await shop.discard_dead_letter(letter_id)
+        return f"Dead letter {letter_id} was discarded."
+
+    return await act(request, f"{PREFIX}/dead-letters", action)

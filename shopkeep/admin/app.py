@@ -1,0 +1,190 @@
+"""The console's aiohttp application, mounted at ``/admin`` of the server's app.
+
+:func:`mount` adds it as a sub-application: its own routes, templates (Jinja2 through
+aiohttp-jinja2, autoescaped: every value a page shows is text, whatever it holds) and static
+files (``/admin/static``, vendored: nothing comes from another host). Its middleware is the
+door of :mod:`shopkeep.admin.sessions`: a page without a session redirects to the sign-in page;
+a POST must come from this origin and carry the session's CSRF token, or it is refused with
+a 403 page and nothing done. The API's own door lets ``/admin`` through without a bearer
+token (``shopkeep.http.auth.PUBLIC_PREFIXES``): the console authenticates by its session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from shopkeep.actors.audit import AuditReport
+from shopkeep.admin import formatting
+from shopkeep.admin.sessions import COOKIE, Session, SessionStore, new_nonce
+from shopkeep.errors import ShopError
+from shopkeep.http.errors import PROBLEMS, REFUSED
+from shopkeep.http.metrics import Metrics
+from shopkeep.runtime import Clock
+from shopkeep.shop import Shop
+
+PREFIX: Final = "/admin"
+HERE: Final = Path(__file__).parent
+SIGN_IN: Final = f"{PREFIX}/sign-in"
+OPEN_PATHS: Final = frozenset({SIGN_IN})
+"""Paths of the console a browser without a session may ask for (with ``/admin/static/``)."""
+
+
+@dataclass
+class Console:
+    """What the console's handlers work with."""
+
+    shop: Shop
+    admin_hash: str | None
+    """The SHA-256 (hex) the admin token must hash to; None: nobody can sign in."""
+    sessions: SessionStore
+    metrics: Metrics
+    public_url: str
+    """Where browsers reach the server (``--public-url``; "" when they reach it directly): an
+    https one makes the session cookie Secure, and a form posted from a page of its origin
+    is from here too (behind a proxy that does not pass the Host on)."""
+
+    @property
+    def secure(self) -> bool:
+        """Whether the session cookie is Secure: browsers reach the server over HTTPS."""
+        return self.public_url.startswith("https://")
+    audit: tuple[float, AuditReport] | None = field(default=None)
+    """The last audit and when it ran (the dashboard shows it; the audit page runs it)."""
+
+
+CONSOLE: Final = web.AppKey("admin_console", Console)
+SESSION: Final = web.RequestKey("admin_session", Session)
+
+
+def console_of(request: web.Request) -> Console:
+    """The console serving ``request``."""
+    return request.config_dict[CONSOLE]
+
+
+def mount(
+    app: web.Application,
+    shop: Shop,
+    admin_hash: str | None,
+    *,
+    metrics: Metrics | None = None,
+    public_url: str = "",
+    clock: Clock | None = None,
+) -> Console:
+    """Serve the console at ``/admin`` of ``app``, over ``shop``; sign-in takes the token
+    whose SHA-256 is ``admin_hash``. ``metrics`` are the server's (the dashboard's live
+    figures are theirs; a registry of the console's own when None). ``public_url``: where
+    browsers reach the server (:attr:`Console.public_url`). ``clock``: what sessions expire
+    by (the shop's when None)."""
+    from shopkeep.admin import actions, pages  # the handlers import this module's state
+
+    console = Console(
+        shop,
+        admin_hash,
+        SessionStore(clock or shop.system.clock),
+        metrics if metrics is not None else Metrics(shop, process=False),
+        public_url.rstrip("/"),
+    )
+    admin = web.Application(middlewares=[door])
+    admin[CONSOLE] = console
+    environment = aiohttp_jinja2.setup(
+        admin,
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    environment.globals["nonce"] = new_nonce
+    environment.filters.update(formatting.FILTERS)
+    admin.router.add_static("/static", HERE / "static", name="static")
+    admin.router.add_routes([*pages.routes, *actions.routes])
+    app.add_subapp(PREFIX, admin)
+    return console
+
+
+def set_cookie(response: web.StreamResponse, console: Console, session: Session) -> None:
+    """Give the browser the session's id (and nothing else)."""
+    response.set_cookie(
+        COOKIE, session.id, path=PREFIX, httponly=True, samesite="Strict", secure=console.secure
+    )
+
+
+def to(location: str) -> web.HTTPSeeOther:
+    """A redirect after a form (the browser asks for ``location`` with a GET)."""
+    return web.HTTPSeeOther(location)
+
+
+def refused_page(request: web.Request, reason: str) -> web.Response:
+    """The 403 page of a POST without its session's CSRF token, or from another origin."""
+    values: dict[str, object] = {
+        "reason": reason, "session": None, "csrf": "", "notices": [], "path": ""
+    }
+    response = aiohttp_jinja2.render_template("refused.html", request, values, status=403)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def same_origin(request: web.Request, public_url: str) -> bool:
+    """False when the browser says the POST comes from a page of another origin than this
+    server's (as the request names it, or its public URL)."""
+    origin = request.headers.get("Origin")
+    if origin is None:  # an older browser, or a client that is not one
+        return True
+    ours = {f"http://{request.host}", f"https://{request.host}"}
+    if public_url:
+        parts = urlsplit(public_url)
+        ours.add(f"{parts.scheme}://{parts.netloc}")
+    return origin in ours
+
+
+def error_page(request: web.Request, error: ShopError) -> web.Response:
+    """A page the shop refused to show (no such order, a filter that is not one), with the
+    status the API would answer."""
+    from shopkeep.admin.actions import explain
+
+    status, _ = PROBLEMS.get(error.code, REFUSED)
+    values: dict[str, object] = {
+        "message": explain(error), "session": request.get(SESSION), "csrf": "", "notices": [],
+        "path": request.path,
+    }
+    return aiohttp_jinja2.render_template("error.html", request, values, status=status)
+
+
+@web.middleware
+async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Sessions, the origin of POSTs, CSRF; and no page kept in a cache."""
+    console = console_of(request)
+    path = request.path
+    if path.startswith(f"{PREFIX}/static/"):
+        return await handler(request)
+    if request.method == "POST" and not same_origin(request, console.public_url):
+        return refused_page(request, "the form was sent from another site")
+    session = console.sessions.find(request.cookies.get(COOKIE))
+    if session is None and path not in OPEN_PATHS:
+        if request.headers.get("HX-Request") == "true":  # htmx: a redirect of the whole page
+            return web.Response(status=204, headers={"HX-Redirect": SIGN_IN})
+        raise to(SIGN_IN)
+    if session is not None:
+        request[SESSION] = session
+        if request.method == "POST" and path != SIGN_IN:
+            form = await request.post()
+            given = form.get("csrf")
+            if not session.csrf_matches(given if isinstance(given, str) else None):
+                return refused_page(request, "the form's CSRF token is missing or wrong")
+    try:
+        response = await handler(request)
+    except ShopError as error:
+        response = error_page(request, error)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'",
+    )
+    return response

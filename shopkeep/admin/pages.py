@@ -1,0 +1,210 @@
+"""The console's pages (GET): each reads through the shop's embedded API and renders a template.
+
+No page writes anything; the forms on them post to :mod:`shopkeep.admin.actions`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from shopkeep.actors.order_state import STATUSES
+from shopkeep.admin import dashboard
+from shopkeep.admin.app import PREFIX, SESSION, SIGN_IN, console_of
+from shopkeep.errors import FieldError, ShopError
+from shopkeep.shop import Shop
+
+routes = web.RouteTableDef()
+ID = "{id:[0-9]{1,19}}"
+"""A path's id: digits, at most 64 bits' worth (a longer one is no route: 404)."""
+
+
+def render(request: web.Request, template: str, **values: Any) -> web.Response:
+    """``template`` with ``values`` and what every page shows (the session's CSRF token and
+    notices, the time)."""
+    session = request.get(SESSION)
+    values.setdefault("now", console_of(request).shop.system.clock.now())
+    values["session"] = session
+    values["csrf"] = "" if session is None else session.csrf
+    values["notices"] = [] if session is None else session.take_notices()
+    values["path"] = request.path
+    return aiohttp_jinja2.render_template(template, request, values)
+
+
+def shop_of(request: web.Request) -> Shop:
+    """The shop the console shows."""
+    return console_of(request).shop
+
+
+def whole_id(request: web.Request) -> int:
+    """The path's id."""
+    return int(request.match_info["id"])
+
+
+@routes.get(SIGN_IN.removeprefix(PREFIX))
+async def sign_in_page(request: web.Request) -> web.StreamResponse:
+    """The sign-in form (a signed-in browser goes to the dashboard)."""
+    if SESSION in request:
+        raise web.HTTPSeeOther(PREFIX)
+    return render(request, "sign_in.html", problem=None)
+
+
+@routes.get("")
+async def dashboard_page(request: web.Request) -> web.StreamResponse:
+    """The dashboard, whose live part refreshes itself (``/admin/live``)."""
+    return render(request, "dashboard.html", **await dashboard.live(console_of(request)))
+
+
+@routes.get("/")
+async def slash(request: web.Request) -> web.StreamResponse:
+    """``/admin/`` is the dashboard's address with a slash."""
+    raise web.HTTPSeeOther(PREFIX)
+
+
+@routes.get("/live")
+async def live_fragment(request: web.Request) -> web.StreamResponse:
+    """The dashboard's live part alone, for htmx's polling."""
+    return render(request, "_live.html", **await dashboard.live(console_of(request)))
+
+
+def _time(request: web.Request, name: str) -> float | None:
+    """A query's time (``2026-12-02T16:30``, UTC, as a datetime-local input sends it)."""
+    text = request.query.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        problem = FieldError(f"{name} is not a time like 2026-12-02T16:30", parameter=name)
+        raise ShopError.invalid([problem]) from None
+
+
+def _number(request: web.Request, name: str) -> int | None:
+    text = request.query.get(name, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or len(text) > 19:
+        raise ShopError.invalid([FieldError(f"{name} is not an id", parameter=name)])
+    return int(text)
+
+
+@routes.get("/orders")
+async def orders_page(request: web.Request) -> web.StreamResponse:
+    """Orders, newest first, filtered by status, user and time of creation, a page at a time."""
+    status = request.query.get("status") or None
+    if status is not None and status not in STATUSES:
+        detail = f"status is one of {', '.join(STATUSES)}"
+        raise ShopError.invalid([FieldError(detail, parameter="status")])
+    page = await shop_of(request).find_orders(
+        status=status,
+        user_id=_number(request, "user"),
+        since=_time(request, "since"),
+        until=_time(request, "until"),
+        limit=50,
+        cursor=request.query.get("cursor") or None,
+    )
+    filters = {k: v for k, v in request.query.items() if k != "cursor" and v}
+    return render(request, "orders.html", page=page, statuses=STATUSES, filters=filters)
+
+
+@routes.get(f"/orders/{ID}")
+async def order_page(request: web.Request) -> web.StreamResponse:
+    """An order: its items and amounts, its history as a timeline, payments, refunds,
+    returns, and the actions its status allows."""
+    shop, order_id = shop_of(request), whole_id(request)
+    order = await shop.get_order(order_id)
+    history = await shop.order_history(order_id, limit=200)
+    return render(
+        request,
+        "order.html",
+        order=order,
+        history=history.items,
+        payments=await shop.payments(order_id),
+        refunds=(await shop.refunds(order_id, limit=200)).items,
+        returns=await shop.order_returns(order_id),
+        goods={item.goods_id: await _goods_name(shop, item.goods_id) for item in order.items},
+    )
+
+
+async def _goods_name(shop: Shop, goods_id: int) -> str:
+    try:
+        return (await shop.get_goods(goods_id)).name
+    except ShopError:
+        return f"goods {goods_id}"
+
+
+@routes.get("/goods")
+async def goods_page(request: web.Request) -> web.StreamResponse:
+    """Goods, newest first, with their price and stock."""
+    page = await shop_of(request).list_goods(limit=50, cursor=request.query.get("cursor"))
+    return render(request, "goods.html", page=page)
+
+
+@routes.get(f"/goods/{ID}")
+async def goods_item_page(request: web.Request) -> web.StreamResponse:
+    """A goods: price and restock forms, and its stock ledger."""
+    shop, goods_id = shop_of(request), whole_id(request)
+    goods = await shop.get_goods(goods_id)
+    ledger = await shop.stock_ledger(goods_id, limit=50, cursor=request.query.get("cursor"))
+    return render(request, "goods_item.html", goods=goods, ledger=ledger)
+
+
+@routes.get("/users")
+async def users_page(request: web.Request) -> web.StreamResponse:
+    """Users, newest first, with their wallet and points."""
+    page = await shop_of(request).list_users(limit=50, cursor=request.query.get("cursor"))
+    return render(request, "users.html", page=page)
+
+
+@routes.get(f"/users/{ID}")
+async def user_page(request: web.Request) -> web.StreamResponse:
+    """A user: wallet and points, a credit form, token replacement, their coupons."""
+    shop, user_id = shop_of(request), whole_id(request)
+    user = await shop.get_user(user_id)
+    coupons = await shop.list_coupons(user_id, limit=50)
+    orders = await shop.find_orders(user_id=user_id, limit=10)
+    return render(request, "user.html", user=user, coupons=coupons.items, orders=orders.items)
+
+
+@routes.get("/coupons")
+async def coupons_page(request: web.Request) -> web.StreamResponse:
+    """The form that issues a coupon, and a user's coupons when one is named."""
+    user_id = _number(request, "user")
+    coupons = None if user_id is None else (await shop_of(request).list_coupons(user_id)).items
+    return render(request, "coupons.html", user_id=user_id, coupons=coupons)
+
+
+@routes.get("/refunds")
+async def refunds_page(request: web.Request) -> web.StreamResponse:
+    """Returns waiting for approval, and refunds not yet paid back."""
+    shop = shop_of(request)
+    return render(
+        request,
+        "refunds.html",
+        returns=await shop.returns_waiting(),
+        refunds=await shop.refunds_in_flight(),
+    )
+
+
+@routes.get("/dead-letters")
+async def dead_letters_page(request: web.Request) -> web.StreamResponse:
+    """Messages that failed every try, newest first."""
+    page = await shop_of(request).dead_letters(limit=50, cursor=request.query.get("cursor"))
+    return render(request, "dead_letters.html", page=page)
+
+
+@routes.get(f"/dead-letters/{ID}")
+async def dead_letter_page(request: web.Request) -> web.StreamResponse:
+    """A dead letter with its traceback, to retry or discard."""
+    letter = await shop_of(request).dead_letter(whole_id(request))
+    return render(request, "dead_letter.html", letter=letter)
+
+
+@routes.get("/audit")
+async def audit_page(request: web.Request) -> web.StreamResponse:
+    """The invariants of SPEC 6, checked now."""
+    report = await dashboard.audit_now(console_of(request))
+    return render(request, "audit.html", report=report)

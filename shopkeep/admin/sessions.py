@@ -1,0 +1,145 @@
+"""The console's sign-in sessions: server-side, a random id in a cookie, a CSRF token each.
+
+Signing in with the admin token opens a :class:`Session`; the browser keeps only its id, in a
+cookie that scripts cannot read (HttpOnly), that no other site's page sends (SameSite=Strict),
+sent over HTTPS only when the server's public URL is https (Secure). The token itself is never
+kept: not in the cookie, not in the session. A session ends when it is idle for
+:data:`IDLE_S`, at :data:`ABSOLUTE_S` after sign-in whatever its use, or at sign-out; the
+sessions live in this process's memory (a restart signs everyone out).
+
+Every form the console serves carries the session's CSRF token, and every POST is refused
+(403, nothing done) unless it comes back: another site can make a browser send the cookie with
+a form, never read the token out of the console's pages. Each form also carries a nonce of its
+own: a form sent twice (a double click, a reload of the answer) acts once
+(:meth:`Session.spend`), and the Idempotency-Key of the shop's operation is derived from it
+(:func:`idempotency_key`), so even two sends racing each other act once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Final
+
+from shopkeep.runtime import Clock
+
+COOKIE: Final = "shopkeep_admin"
+"""The session cookie's name (its path is ``/admin``)."""
+IDLE_S: Final = 30 * 60.0
+"""A session unused this long is over (seconds)."""
+ABSOLUTE_S: Final = 12 * 3600.0
+"""A session is over this long after sign-in, however busy (seconds)."""
+MAX_SESSIONS: Final = 1_000
+"""Sessions kept at once; one more ends the least recently used (a bound on memory)."""
+SPENT_KEPT: Final = 512
+"""Nonces of used forms a session remembers, the most recent."""
+MAX_NONCE: Final = 64
+
+
+@dataclass
+class Session:
+    """One signed-in browser: its cookie's id, its CSRF token, and what it has done."""
+
+    id: str
+    csrf: str
+    started: float
+    seen: float
+    notices: list[tuple[str, str]] = field(default_factory=list)
+    """Messages for the next page shown: (``ok`` or ``error``, text); shown once."""
+    spent: OrderedDict[str, None] = field(default_factory=OrderedDict)
+
+    def notify(self, kind: str, text: str) -> None:
+        """Show ``text`` on the next page (``kind``: ok or error)."""
+        self.notices.append((kind, text))
+
+    def take_notices(self) -> list[tuple[str, str]]:
+        """The messages to show now; they are not shown again."""
+        notices, self.notices = self.notices, []
+        return notices
+
+    def spend(self, nonce: str) -> bool:
+        """True the first time a form's ``nonce`` is sent, False after (the form acted)."""
+        if nonce in self.spent:
+            return False
+        self.spent[nonce] = None
+        if len(self.spent) > SPENT_KEPT:
+            self.spent.popitem(last=False)
+        return True
+
+    def csrf_matches(self, given: str | None) -> bool:
+        """Whether ``given`` is this session's CSRF token (compared in constant time)."""
+        if given is None or not given.isascii():
+            return False
+        return hmac.compare_digest(given.encode(), self.csrf.encode())
+
+
+def valid_nonce(nonce: str | None) -> bool:
+    """A nonce as the console makes them: URL-safe base64 text of a bounded length."""
+    return (
+        nonce is not None
+        and 0 < len(nonce) <= MAX_NONCE
+        and nonce.isascii()
+        and all(c.isalnum() or c in "-_" for c in nonce)
+    )
+
+
+def new_nonce() -> str:
+    """A form's nonce: 128 random bits."""
+    return secrets.token_urlsafe(16)
+
+
+def idempotency_key(nonce: str) -> str:
+    """The Idempotency-Key of the shop operation a form with ``nonce`` asks for."""
+    return f"admin-console-{nonce}"
+
+
+class SessionStore:
+    """The open sessions, on ``clock`` (a test's virtual clock moves them to their end)."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        idle_s: float = IDLE_S,
+        absolute_s: float = ABSOLUTE_S,
+        max_sessions: int = MAX_SESSIONS,
+    ) -> None:
+        self._clock = clock
+        self.idle_s = idle_s
+        self.absolute_s = absolute_s
+        self._max = max_sessions
+        self._open: OrderedDict[str, Session] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def open(self) -> Session:
+        """A new session (after a sign-in with the admin token)."""
+        now = self._clock.now()
+        session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), now, now)
+        self._open[session.id] = session
+        while len(self._open) > self._max:
+            self._open.popitem(last=False)
+        return session
+
+    def find(self, session_id: str | None) -> Session | None:
+        """The open session of this id, now marked used; None if there is none, or it is over
+        (then it is forgotten)."""
+        if not session_id:
+            return None
+        session = self._open.get(session_id)
+        if session is None:
+            return None
+        now = self._clock.now()
+        if now - session.seen >= self.idle_s or now - session.started >= self.absolute_s:
+            del self._open[session_id]
+            return None
+        session.seen = now
+        self._open.move_to_end(session_id)
+        return session
+
+    def close(self, session_id: str) -> None:
+        """End the session (sign-out)."""
+        self._open.pop(session_id, None)

@@ -1,0 +1,154 @@
+"""What a shop's back office reads and does beyond SPEC 7's API: the admin console's needs.
+
+:class:`BackOffice` is a part of :class:`shopkeep.shop.Shop` (its base class), kept apart so
+the storefront's operations and the operator's read as two lists. Each method reads through
+the one module that owns its table (``actors/user.py`` the users, ``actors/goods.py`` the
+stock ledger, ``actors/order_store.py`` orders, refunds and returns,
+``runtime/dead_letters.py`` the dead letters); none writes shop state except
+:meth:`BackOffice.retry_dead_letter` and :meth:`BackOffice.discard_dead_letter`, which act on
+the runtime's own table.
+"""
+
+from __future__ import annotations
+
+from shopkeep.actors.config import ShopConfig
+from shopkeep.actors.goods import StockEntry, stock_ledger
+from shopkeep.actors.order import order_view
+from shopkeep.actors.order_messages import OrderView, RefundView
+from shopkeep.actors.order_store import (
+    MinuteFigures,
+    ReturnRow,
+    load_page,
+    minute_figures,
+    refunds_in_flight,
+    returns_of,
+    returns_waiting,
+)
+from shopkeep.actors.protocol import NOT_FOUND, UserView
+from shopkeep.actors.user import list_users
+from shopkeep.errors import ShopError
+from shopkeep.paging import Page, page_bounds, paged
+from shopkeep.runtime import ActorSystem
+from shopkeep.runtime import dead_letters as letters
+from shopkeep.runtime.dead_letters import DeadLetter
+from shopkeep.runtime.ids import EPOCH_MS, SEQUENCE_BITS
+from shopkeep.store.reader import Reader
+
+SHORT_LIST = 50
+"""How many in-flight refunds or waiting returns one look shows at most."""
+
+
+def first_id_after(at: float) -> int:
+    """The smallest id the generator hands out after the time ``at`` (Unix seconds): ids are
+    time-ordered (``runtime/ids.py``), so every id made at or before ``at`` is below it."""
+    return max(0, (int(at * 1000) + 1 - EPOCH_MS) << SEQUENCE_BITS)
+
+
+class BackOffice:
+    """The operator's reads and the dead letters' handling, on a shop's reader and system."""
+
+    reader: Reader
+    system: ActorSystem
+    config: ShopConfig
+
+    async def list_users(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[UserView]:
+        """Users, newest first."""
+        size, below = page_bounds(limit, cursor)
+        users = await list_users(self.reader, below, size + 1)
+        return paged(users, [user.id for user in users], size)
+
+    async def stock_ledger(
+        self, goods_id: int, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[StockEntry]:
+        """The goods' stock movements caused by orders, newest first."""
+        size, below = page_bounds(limit, cursor)
+        rows = await stock_ledger(self.reader, goods_id, below, size + 1)
+        return paged(rows, [row.id for row in rows], size)
+
+    async def find_orders(
+        self,
+        *,
+        user_id: int | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[OrderView]:
+        """Orders newest first, as ``Shop.list_orders``, also between two times of creation
+        (``since`` included, ``until`` included; Unix seconds). The ids say when each order
+        was made, so ``until`` is where the list starts and ``since`` where it stops."""
+        size, below = page_bounds(limit, cursor)
+        if until is not None:
+            below = min(below, first_id_after(until))
+        states = await load_page(self.reader, below, size + 1, user_id=user_id, status=status)
+        views = [order_view(state) for state in states]
+        # newest first: once one is older than ``since``, every later one is too
+        past = since is not None and any(view.created_at < since for view in views)
+        if since is not None or until is not None:
+            low = -float("inf") if since is None else since
+            high = float("inf") if until is None else until
+            views = [view for view in views if low <= view.created_at <= high]
+        page = paged(views, [view.id for view in views], size)
+        return Page(page.items, None) if past else page
+
+    async def minute_figures(self, minutes: int = 60) -> MinuteFigures:
+        """Orders placed and money paid per minute, the last ``minutes`` minutes (the current
+        one last)."""
+        now = self.system.clock.now()
+        since = (now // 60 - (minutes - 1)) * 60
+        # an order paid since then was placed at most its payment deadline before
+        oldest_payable = since - self.config.order_timeout_s - 60
+        return await minute_figures(
+            self.reader, since, minutes,
+            placed_from=first_id_after(since - 1), paid_from=first_id_after(oldest_payable),
+        )  # fmt: skip
+
+    async def refunds_in_flight(self) -> list[RefundView]:
+        """Refunds recorded and not yet paid back (``refunding``), oldest first."""
+        return await refunds_in_flight(self.reader, SHORT_LIST)
+
+    async def returns_waiting(self) -> list[ReturnRow]:
+        """Return requests waiting for the admin's approval, oldest first."""
+        return await returns_waiting(self.reader, SHORT_LIST)
+
+    async def order_returns(self, order_id: int) -> list[ReturnRow]:
+        """The order's return requests (their ids are what ``approve_return`` takes)."""
+        return await returns_of(self.reader, order_id)
+
+    async def dead_letters(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[DeadLetter]:
+        """Messages that failed every try, newest first (their tracebacks in
+        :meth:`dead_letter`)."""
+        size, below = page_bounds(limit, cursor)
+        found = await letters.list_dead_letters(self.system, below, size + 1)
+        return paged(found, [letter.id for letter in found], size)
+
+    async def dead_letter(self, letter_id: int) -> DeadLetter:
+        """One dead letter with its traceback, or ShopError not_found."""
+        letter = await letters.get_dead_letter(self.system, letter_id)
+        if letter is None:
+            raise ShopError(NOT_FOUND, f"dead letter {letter_id} does not exist")
+        return letter
+
+    async def dead_letter_count(self) -> int:
+        """How many dead letters wait for a person now."""
+        return await letters.count_dead_letters(self.system)
+
+    async def retry_dead_letter(self, letter_id: int) -> None:
+        """Send the dead letter's message again (durably, through the outbox) and remove it
+        from the dead letters; ShopError not_found, or invalid_state when its message was
+        not stored whole and cannot be sent again."""
+        letter = await self.dead_letter(letter_id)
+        if not letter.retryable or not await letters.retry(self.system, letter_id):
+            raise ShopError(
+                "invalid_state", f"dead letter {letter_id} cannot be sent again: discard it"
+            )
+
+    async def discard_dead_letter(self, letter_id: int) -> None:
+        """Remove the dead letter, its message not applied; ShopError not_found."""
+        if not await letters.discard(self.system, letter_id):
+            raise ShopError(NOT_FOUND, f"dead letter {letter_id} does not exist")

@@ -1,0 +1,234 @@
+"""Sessions, CSRF and expiry, through aiohttp's test client (no browser): fast, on a virtual
+clock where time matters."""
+
+from __future__ import annotations
+
+from pytest_aiohttp import AiohttpClient
+
+from shopkeep.admin.sessions import ABSOLUTE_S, COOKIE, IDLE_S
+from shopkeep.http.app import make_app
+from shopkeep.http.config import HttpConfig
+from shopkeep.runtime import VirtualClock
+from shopkeep.shop import Shop
+from tests.admin.conftest import ADMIN_TOKEN, Browser, console_app
+
+
+async def test_a_page_without_a_session_redirects_to_the_sign_in_page(browser: Browser) -> None:
+    for path in ("/admin", "/admin/orders", "/admin/users/1", "/admin/live"):
+        status, _ = await browser.page(path)
+        assert status == 303, path
+    async with browser.client.get("/admin/orders", allow_redirects=False) as response:
+        assert response.headers["Location"] == "/admin/sign-in"
+
+
+async def test_htmx_without_a_session_is_told_to_load_the_sign_in_page(browser: Browser) -> None:
+    async with browser.client.get("/admin/live", headers={"HX-Request": "true"}) as response:
+        assert response.headers["HX-Redirect"] == "/admin/sign-in"
+
+
+async def test_signing_in_sets_an_httponly_strict_cookie_that_holds_no_token(
+    aiohttp_client: AiohttpClient, shop: Shop
+) -> None:
+    client = await aiohttp_client(console_app(shop)[0])
+    async with client.post(
+        "/admin/sign-in", data={"token": ADMIN_TOKEN}, allow_redirects=False
+    ) as response:
+        assert response.status == 303
+        cookie = response.cookies[COOKIE]
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Strict"
+    assert cookie["path"] == "/admin"
+    assert not cookie["secure"]
+    assert ADMIN_TOKEN not in cookie.value and len(cookie.value) >= 40
+
+
+async def test_the_cookie_is_secure_when_the_public_url_is_https(
+    aiohttp_client: AiohttpClient, shop: Shop
+) -> None:
+    client = await aiohttp_client(console_app(shop, public_url="https://shop.example")[0])
+    async with client.post(
+        "/admin/sign-in", data={"token": ADMIN_TOKEN}, allow_redirects=False
+    ) as response:
+        assert response.cookies[COOKIE]["secure"] is True
+
+
+async def test_a_wrong_token_does_not_sign_in(browser: Browser) -> None:
+    assert await browser.sign_in("not-the-admin-token") == 401
+    assert await browser.sign_in("") == 401
+    assert len(browser.console.sessions) == 0
+    status, _ = await browser.page("/admin")
+    assert status == 303
+
+
+async def test_a_user_token_does_not_sign_in(browser: Browser) -> None:
+    made = await browser.shop.create_user("mallory")
+    assert await browser.sign_in(made.token) == 401
+
+
+async def test_signed_in_the_dashboard_is_shown(browser: Browser) -> None:
+    assert await browser.sign_in() == 303
+    status, html = await browser.page("/admin")
+    assert status == 200
+    assert "Awaiting payment" in html and "Audit" in html
+
+
+async def test_a_session_idle_too_long_is_over(browser: Browser) -> None:
+    await browser.sign_in()
+    await browser.clock.advance(IDLE_S - 1)
+    assert (await browser.page("/admin"))[0] == 200  # used: idle again from now
+    await browser.clock.advance(IDLE_S - 1)
+    assert (await browser.page("/admin"))[0] == 200
+    await browser.clock.advance(IDLE_S)
+    assert (await browser.page("/admin"))[0] == 303
+    assert len(browser.console.sessions) == 0
+
+
+async def test_a_session_ends_at_its_absolute_lifetime_however_busy(browser: Browser) -> None:
+    await browser.sign_in()
+    step = IDLE_S / 2
+    used = 0.0
+    while used + step < ABSOLUTE_S:
+        await browser.clock.advance(step)
+        used += step
+        assert (await browser.page("/admin/goods"))[0] == 200
+    await browser.clock.advance(step)
+    assert (await browser.page("/admin/goods"))[0] == 303
+
+
+async def test_signing_out_ends_the_session(browser: Browser) -> None:
+    await browser.sign_in()
+    fields = await browser.form_fields("/admin", "/admin/sign-out")
+    status, location = await browser.send("/admin/sign-out", fields)
+    assert (status, location) == (303, "/admin/sign-in")
+    assert len(browser.console.sessions) == 0
+    assert (await browser.page("/admin"))[0] == 303
+
+
+async def test_a_form_without_its_csrf_token_is_refused_and_changes_nothing(
+    browser: Browser,
+) -> None:
+    made = await browser.shop.create_user("ann", balance=100)
+    await browser.sign_in()
+    path = f"/admin/users/{made.user.id}"
+    fields = await browser.form_fields(path, f"{path}/credit")
+    for csrf in (None, "", "wrong", fields["csrf"] + "x"):
+        sent = {**fields, "amount": "5.00"}
+        if csrf is None:
+            del sent["csrf"]
+        else:
+            sent["csrf"] = csrf
+        status, page = await browser.send(f"{path}/credit", sent)
+        assert status == 403
+        assert "CSRF token is missing or wrong" in page
+    assert (await browser.shop.get_user(made.user.id)).balance == 100
+
+
+async def test_a_form_from_the_public_urls_origin_is_taken(
+    aiohttp_client: AiohttpClient, shop: Shop, clock: VirtualClock
+) -> None:
+    app, console = console_app(shop, public_url="http://shop.example/")
+    client = await aiohttp_client(app)
+    browser = Browser(client, shop, clock, console)
+    made = await shop.create_user("ann", balance=100)
+    await browser.sign_in()
+    path = f"/admin/users/{made.user.id}"
+    fields = {**await browser.form_fields(path, f"{path}/credit"), "amount": "5"}
+    async with client.post(
+        f"{path}/credit", data=fields, headers={"Origin": "http://shop.example"},
+        allow_redirects=False,
+    ) as response:
+        assert response.status == 303
+    assert (await shop.get_user(made.user.id)).balance == 600
+
+
+async def test_a_form_from_another_origin_is_refused(browser: Browser) -> None:
+    made = await browser.shop.create_user("ann", balance=100)
+    await browser.sign_in()
+    path = f"/admin/users/{made.user.id}"
+    fields = {**await browser.form_fields(path, f"{path}/credit"), "amount": "5"}
+    async with browser.client.post(
+        f"{path}/credit", data=fields, headers={"Origin": "https://evil.example"}
+    ) as response:
+        assert response.status == 403
+    assert (await browser.shop.get_user(made.user.id)).balance == 100
+
+
+async def test_the_same_form_sent_twice_acts_once(browser: Browser) -> None:
+    made = await browser.shop.create_user("ann", balance=100)
+    await browser.sign_in()
+    path = f"/admin/users/{made.user.id}"
+    fields = {**await browser.form_fields(path, f"{path}/credit"), "amount": "2.50"}
+    for _ in range(2):
+        status, location = await browser.send(f"{path}/credit", fields)
+        assert (status, location) == (303, path)
+    assert (await browser.shop.get_user(made.user.id)).balance == 350
+    html = (await browser.page(path))[1]
+    assert "2.50 credited" in html and "sent already" in html
+
+
+async def test_a_refusal_of_the_shop_is_shown_with_its_code_and_changes_nothing(
+    browser: Browser,
+) -> None:
+    made = await browser.shop.create_user("ann", balance=0)
+    tea = await browser.shop.create_goods("tea", price=500, stock=3)
+    order = await browser.shop.place_order(made.user.id, [(tea.id, 1)])
+    await browser.sign_in()
+    path = f"/admin/orders/{order.id}"
+    fields = await browser.form_fields(path, f"{path}/cancel")
+    # shipping an unpaid order: the page offers no such button, a forged form is refused
+    status, location = await browser.send(f"{path}/ship", fields)
+    assert (status, location) == (303, path)
+    html = (await browser.page(path))[1]
+    assert "invalid_state" in html
+    assert (await browser.shop.get_order(order.id)).status == "awaiting_payment"
+
+
+async def test_every_page_is_shown_to_the_admin(browser: Browser) -> None:
+    shop = browser.shop
+    made = await shop.create_user("ann", balance=10_000)
+    tea = await shop.create_goods("tea", price=500, stock=3)
+    order = await shop.place_order(made.user.id, [(tea.id, 1)], use_balance=10_000)
+    await shop.create_coupon(made.user.id, 300)
+    await browser.sign_in()
+    for path in (
+        "/admin", "/admin/live", "/admin/orders", f"/admin/orders/{order.id}",
+        f"/admin/orders?status=paid&user={made.user.id}&since=2020-01-01T00:00",
+        "/admin/goods", f"/admin/goods/{tea.id}", "/admin/users", f"/admin/users/{made.user.id}",
+        "/admin/coupons", f"/admin/coupons?user={made.user.id}", "/admin/refunds",
+        "/admin/dead-letters", "/admin/audit",
+    ):  # fmt: skip
+        status, html = await browser.page(path)
+        assert status == 200, (path, html)
+    assert "all invariants hold" in (await browser.page("/admin/audit"))[1]
+
+
+async def test_a_missing_order_or_a_bad_filter_is_a_page_saying_so(browser: Browser) -> None:
+    await browser.sign_in()
+    status, html = await browser.page("/admin/orders/12345")
+    assert status == 404 and "not_found" in html
+    status, html = await browser.page("/admin/orders?status=lost")
+    assert status == 422 and "validation_error" in html
+
+
+async def test_without_the_console_admin_is_not_found(
+    aiohttp_client: AiohttpClient, shop: Shop
+) -> None:
+    client = await aiohttp_client(make_app(shop, HttpConfig(admin_token=ADMIN_TOKEN)))
+    for path in ("/admin", "/admin/sign-in", "/admin/static/admin.css"):
+        async with client.get(path, allow_redirects=False) as response:
+            assert response.status == 404, path
+
+
+async def test_money_is_typed_in_currency_units(browser: Browser) -> None:
+    made = await browser.shop.create_user("ann", balance=0)
+    await browser.sign_in()
+    path = f"/admin/users/{made.user.id}"
+    for typed in ("5", "0.5", "1.25"):
+        fields = {**await browser.form_fields(path, f"{path}/credit"), "amount": typed}
+        assert (await browser.send(f"{path}/credit", fields))[0] == 303
+    assert (await browser.shop.get_user(made.user.id)).balance == 500 + 50 + 125
+    for typed in ("1.234", "-1", "abc", "1.", ".5x"):
+        fields = {**await browser.form_fields(path, f"{path}/credit"), "amount": typed}
+        await browser.send(f"{path}/credit", fields)
+        assert "validation_error" in (await browser.page(path))[1], typed
+    assert (await browser.shop.get_user(made.user.id)).balance == 675
