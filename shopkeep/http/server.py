@@ -8,10 +8,11 @@
    the gateway secret as configured, else a new one for this run, never written anywhere;
 2. the shop (actors and store) with its business settings, and in sandbox mode the HTTP sandbox
    gateway, whose callbacks go out over HTTP to this server's own callback route;
-3. the loop monitor (:mod:`shopkeep.runtime.loop_monitor`), whose figures ``/metrics`` shows;
-   the app: the routes of :mod:`shopkeep.http.app`, plus ``/metrics`` and, in sandbox mode,
-   ``/sandbox/...``; then the listening socket, whose connections are bounded
-   (:mod:`shopkeep.http.connections`: keep-alive and read timeouts, a cap).
+3. the app: the routes of :mod:`shopkeep.http.app`, plus ``/metrics``, the admin console
+   (``/admin``) unless turned off and, in sandbox mode, ``/sandbox/...``; then the listening
+   socket, whose connections are bounded (:mod:`shopkeep.http.connections`: keep-alive and
+   read timeouts, a cap); then the loop monitor (:mod:`shopkeep.runtime.loop_monitor`), whose
+   figures ``/metrics`` shows, from the moment the server listens.
 
 Leaving the block undoes it in reverse: stop taking connections (requests under way finish),
 stop the gateway's retries, drain the actors and flush the store, close the callback client.
@@ -221,8 +222,6 @@ async def running(
             )
         )
         monitor = LoopMonitor(asyncio.get_running_loop())
-        monitor.start()
-        stack.callback(monitor.stop)
         metrics = Metrics(shop, loop_monitor=monitor)
         app = build_app(
             shop,
@@ -257,6 +256,10 @@ async def running(
                 "POST /sandbox/payments/{payment_id}/complete; never run it so in production",
                 callback_url=sink.url,
             )
+        # from here on the loop serves: what starting took (building the app, the console's
+        # templates) is no stall a request could have waited behind
+        monitor.start()
+        stack.callback(monitor.stop)
         log.info(
             "serving",
             url=url,
