@@ -9,7 +9,9 @@ of the shop is shown as its title, code and detail, and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +24,7 @@ from shopkeep.admin.pages import ID, render, shop_of, whole_id
 from shopkeep.admin.sessions import COOKIE, idempotency_key, valid_nonce
 from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.errors import PROBLEMS, REFUSED
+from shopkeep.http.rate_limit import RateLimited
 from shopkeep.shop import hash_token
 
 routes = web.RouteTableDef()
@@ -42,6 +45,16 @@ def explain(error: ShopError) -> str:
 async def sign_in(request: web.Request) -> web.StreamResponse:
     """The admin token in, a session out (the token is compared and forgotten)."""
     console = console_of(request)
+    address = request.remote or ""
+    try:
+        console.wrong_sign_ins.check(address)
+    except RateLimited as limited:
+        wait = math.ceil(limited.retry_after)
+        problem = f"Too many wrong tokens from here: try again in {wait} s."
+        response = render(request, "sign_in.html", problem=problem)
+        response.set_status(429)
+        response.headers["Retry-After"] = str(wait)
+        return response
     form = await request.post()
     token = form.get("token")
     expected = console.admin_hash
@@ -51,6 +64,8 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         or expected is None
         or not hmac.compare_digest(hash_token(token.strip()), expected)
     ):
+        with contextlib.suppress(RateLimited):  # refused at the next try, by check()
+            console.wrong_sign_ins.admit(address)
         response = render(request, "sign_in.html", problem="That is not the admin token.")
         response.set_status(401)
         return response

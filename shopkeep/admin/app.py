@@ -27,6 +27,7 @@ from shopkeep.admin.sessions import COOKIE, Session, SessionStore, new_nonce
 from shopkeep.errors import ShopError
 from shopkeep.http.errors import PROBLEMS, REFUSED
 from shopkeep.http.metrics import Metrics
+from shopkeep.http.rate_limit import RateLimiter
 from shopkeep.runtime import Clock
 from shopkeep.shop import Shop
 
@@ -51,12 +52,24 @@ class Console:
     https one makes the session cookie Secure, and a form posted from a page of its origin
     is from here too (behind a proxy that does not pass the Host on)."""
 
+    wrong_sign_ins: RateLimiter
+    """Wrong tokens by the address they came from: past the burst, sign-in answers 429."""
+
     @property
     def secure(self) -> bool:
         """Whether the session cookie is Secure: browsers reach the server over HTTPS."""
         return self.public_url.startswith("https://")
     audit: tuple[float, AuditReport] | None = field(default=None)
     """The last audit and when it ran (the dashboard shows it; the audit page runs it)."""
+
+
+WRONG_SIGN_INS_BURST: Final = 10
+"""Wrong tokens one address may send in a row before it is made to wait."""
+WRONG_SIGN_INS_PER_S: Final = 0.2
+"""Then one more wrong token every five seconds: guessing a token of 16 characters or more is
+hopeless anyway; this keeps a script from trying millions. Behind a reverse proxy every
+browser comes from the proxy's address, so a flood of wrong tokens makes everyone wait; the
+JSON API still takes the token meanwhile."""
 
 
 CONSOLE: Final = web.AppKey("admin_console", Console)
@@ -84,12 +97,14 @@ def mount(
     by (the shop's when None)."""
     from shopkeep.admin import actions, pages  # the handlers import this module's state
 
+    time = clock or shop.system.clock
     console = Console(
         shop,
         admin_hash,
-        SessionStore(clock or shop.system.clock),
+        SessionStore(time),
         metrics if metrics is not None else Metrics(shop, process=False),
         public_url.rstrip("/"),
+        RateLimiter(WRONG_SIGN_INS_PER_S, WRONG_SIGN_INS_BURST, time.now),
     )
     admin = web.Application(middlewares=[door])
     admin[CONSOLE] = console

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pytest_aiohttp import AiohttpClient
 
+from shopkeep.admin.app import WRONG_SIGN_INS_BURST, WRONG_SIGN_INS_PER_S
 from shopkeep.admin.sessions import ABSOLUTE_S, COOKIE, IDLE_S
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
@@ -232,3 +233,15 @@ async def test_money_is_typed_in_currency_units(browser: Browser) -> None:
         await browser.send(f"{path}/credit", fields)
         assert "validation_error" in (await browser.page(path))[1], typed
     assert (await browser.shop.get_user(made.user.id)).balance == 675
+
+
+async def test_wrong_tokens_past_the_burst_are_made_to_wait_even_the_right_one(
+    browser: Browser,
+) -> None:
+    for _ in range(WRONG_SIGN_INS_BURST):
+        assert await browser.sign_in("not-the-admin-token") == 401
+
+    assert await browser.sign_in("not-the-admin-token") == 429
+    assert await browser.sign_in() == 429  # nothing is compared while it waits
+    await browser.clock.advance(1 / WRONG_SIGN_INS_PER_S)
+    assert await browser.sign_in() == 303
