@@ -20,11 +20,11 @@ from shopkeep.actors.order_store import (
     ReturnRow,
     load_page,
     minute_figures,
-    refunds_in_flight,
     returns_of,
     returns_waiting,
 )
 from shopkeep.actors.protocol import NOT_FOUND, UserView
+from shopkeep.actors.refund_store import refunds_in_flight
 from shopkeep.actors.user import list_users
 from shopkeep.errors import ShopError
 from shopkeep.paging import Page, page_bounds, paged

@@ -11,7 +11,7 @@ from operator import attrgetter
 
 import msgspec
 
-from shopkeep.actors.order_messages import DeadlineReached, RefundView
+from shopkeep.actors.order_messages import DeadlineReached
 from shopkeep.actors.order_state import (
     ROW_FIELDS,
     ArmDeadline,
@@ -37,6 +37,12 @@ from shopkeep.actors.order_state import (
 from shopkeep.actors.payment_rules import CallbackAction
 from shopkeep.actors.protocol import AwardPoints, OrderSettled, ReleaseAssets
 from shopkeep.actors.refund import RefundAttempt
+from shopkeep.actors.refund_store import (
+    PAGE_REFUNDS_SQL,
+    REFUND_LOG_SQL,
+    SELECT_REFUNDS_SQL,
+    UPSERT_REFUND_SQL,
+)
 from shopkeep.paging import Page, page_after, paged
 from shopkeep.runtime import Address, Context
 from shopkeep.store.reader import Reader, Row
@@ -85,17 +91,6 @@ SELECT_COUNTED_SQL = (
     "SELECT payment_id, action, body FROM payment_log WHERE order_id = ? AND verified = 1 "
     f"AND action IN ({', '.join('?' * len(COUNTED_ACTIONS))}) ORDER BY id"
 )
-UPSERT_REFUND_SQL = (
-    "INSERT INTO refunds (id, order_id, payment_id, kind, wallet_amount, gateway_amount, "
-    "status, created_at, refunded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
-    "refunded_at = excluded.refunded_at"
-)
-SELECT_REFUNDS_SQL = (
-    "SELECT id, kind, payment_id, wallet_amount, gateway_amount, status, created_at, "
-    "refunded_at FROM refunds WHERE order_id = ? ORDER BY id"
-)
-REFUND_LOG_SQL = "INSERT INTO refund_log (refund_id, event, detail, at) VALUES (?, ?, ?, ?)"
 UPSERT_RETURN_SQL = (
     "INSERT INTO returns (id, order_id, reason, status, created_at, approved_at) "
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
@@ -186,8 +181,7 @@ PAGE_ROWS_SQL = {
     "WHERE order_id IN ({ids})",
     "payments": f"SELECT order_id, {PAYMENT_COLUMNS} FROM payments "
     "WHERE order_id IN ({ids}) ORDER BY id",
-    "refunds": "SELECT order_id, id, kind, payment_id, wallet_amount, gateway_amount, status, "
-    "created_at, refunded_at FROM refunds WHERE order_id IN ({ids}) ORDER BY id",
+    "refunds": PAGE_REFUNDS_SQL,
     "returns": "SELECT order_id, id, reason, status, created_at, approved_at FROM returns "
     "WHERE order_id IN ({ids}) ORDER BY id",
     "counted": "SELECT order_id, payment_id, action, body FROM payment_log "
@@ -433,10 +427,6 @@ PAID_MINUTES_SQL = (
     "SELECT CAST((paid_at - ?) / 60 AS INTEGER), sum(wallet_amount + pay_amount) FROM orders "
     "WHERE id >= ? AND paid_at >= ? GROUP BY 1"
 )
-REFUNDS_IN_FLIGHT_SQL = (
-    "SELECT id, order_id, kind, wallet_amount, gateway_amount, status, created_at "
-    "FROM refunds WHERE status = 'refunding' ORDER BY id LIMIT ?"
-)
 RETURNS_SQL = (
     "SELECT id, order_id, reason, status, created_at, approved_at FROM returns "
     "WHERE {where} ORDER BY id LIMIT ?"
@@ -477,11 +467,6 @@ async def minute_figures(
             if 0 <= minute < minutes:
                 into[int(minute)] = int(value or 0)
     return MinuteFigures(since, orders, paid)
-
-
-async def refunds_in_flight(reader: Reader, count: int) -> list[RefundView]:
-    """Up to ``count`` refunds still ``refunding``, oldest first."""
-    return [RefundView(*row) for row in await reader.fetchall(REFUNDS_IN_FLIGHT_SQL, (count,))]
 
 
 async def returns_waiting(reader: Reader, count: int) -> list[ReturnRow]:

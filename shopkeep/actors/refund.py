@@ -31,6 +31,7 @@ import structlog
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import RefundDone, RefundStuck
+from shopkeep.actors.refund_store import ATTEMPTS_SQL, REFUND_LOG_SQL
 from shopkeep.payments.provider import (
     PaymentProvider,
     RefundFailed,
@@ -43,8 +44,6 @@ from shopkeep.runtime import Actor, Address, Context
 
 log = structlog.get_logger("shopkeep.refund")
 
-REFUND_LOG_SQL = "INSERT INTO refund_log (refund_id, event, detail, at) VALUES (?, ?, ?, ?)"
-ATTEMPTS_SQL = "UPDATE refunds SET attempts = ? WHERE id = ?"
 
 
 class RefundAttempt(msgspec.Struct, frozen=True, tag=True, gc=False):
