@@ -70,8 +70,13 @@ def maybe_time(seconds: float | None) -> datetime | None:
 def ref_in(value: str, what: str) -> int:
     """The id of a ``what`` (``"order"``, ``"goods"``...) from the wire (a path, or a body's
     reference), or ShopError not_found: what is not decimal digits fitting in 64 bits names
-    nothing, exactly as an id that names no ``what`` (no such order can exist)."""
-    if not (value.isascii() and value.isdigit() and len(value) <= 19) or int(value) > MAX_ID:
+    nothing, exactly as an id that names no ``what`` (no such order can exist); nor does an id
+    with leading zeros (``0042``): one thing has one URL, as the server writes its id."""
+    if (
+        not (value.isascii() and value.isdigit() and len(value) <= 19)
+        or (value[0] == "0" and len(value) > 1)
+        or int(value) > MAX_ID
+    ):
         raise ShopError("not_found", f"{what} {value[:40]} does not exist")
     return int(value)
 

@@ -34,3 +34,11 @@ async def test_a_thousand_lookups_of_random_ids_leave_the_live_actors_unchanged(
         answer = await api.call(method, path, headers, body)
         assert answer.status == 404, (method, path, answer.body)
     assert system.live_actors == before
+
+
+async def test_an_id_written_with_leading_zeros_names_nothing(api: Api) -> None:
+    tea = await api.goods()
+
+    assert (await api.call("GET", f"/v1/goods/{tea}", ADMIN)).status == 200
+    assert (await api.call("GET", f"/v1/goods/0{tea}", ADMIN)).status == 404
+    assert (await api.call("GET", "/v1/goods/00", ADMIN)).status == 404
