@@ -64,31 +64,29 @@ bench-http: $(VENV)/.installed wrk
 bench-runtime: $(VENV)/.installed
 	$(PYTHON) -m shopkeep.bench.runtime --json bench-runtime.json
 
-# Debian's wrk, when apt-get can install it (as root, or through sudo without a password);
-# otherwise a warning, never a failure.
-wrk:
-	@command -v wrk >/dev/null && exit 0; \
+# A Debian package ($(1)) that provides $(2), installed when $(2) is missing and apt-get can (as
+# root, or through sudo without a password); otherwise a warning saying what happens without
+# it ($(3)), never a failure.
+define apt_install
+	@command -v $(2) >/dev/null && exit 0; \
 	if command -v apt-get >/dev/null; then \
 		sudo=; [ "$$(id -u)" = 0 ] || sudo='sudo -n'; \
-		$$sudo apt-get install -y wrk || { $$sudo apt-get update && $$sudo apt-get install -y wrk; } \
-			|| echo "make: warning: could not install wrk; the HTTP benchmark falls back to its built-in client" >&2; \
+		$$sudo apt-get install -y $(1) || { $$sudo apt-get update && $$sudo apt-get install -y $(1); } \
+			|| echo "make: warning: could not install $(1); $(3)" >&2; \
 	else \
-		echo "make: warning: wrk is not installed and apt-get is not here to install it" >&2; \
+		echo "make: warning: $(1) is not installed and apt-get is not here to install it; $(3)" >&2; \
 	fi
+endef
 
-# Debian's Chromium, which the admin console's browser tests drive through Playwright (they are
-# skipped, saying so, where there is none at /usr/bin/chromium); Playwright never downloads a
-# browser of its own. Installed when apt-get can (as root, or through sudo without a password);
-# otherwise a warning, never a failure.
+# wrk, the HTTP benchmark's load generator.
+wrk:
+	$(call apt_install,wrk,wrk,the HTTP benchmark falls back to its built-in client)
+
+# Chromium, which the admin console's browser tests drive through Playwright (they are skipped,
+# saying so, where there is none at /usr/bin/chromium); Playwright never downloads a browser of
+# its own.
 chromium:
-	@test -x /usr/bin/chromium && exit 0; \
-	if command -v apt-get >/dev/null; then \
-		sudo=; [ "$$(id -u)" = 0 ] || sudo='sudo -n'; \
-		$$sudo apt-get install -y chromium || { $$sudo apt-get update && $$sudo apt-get install -y chromium; } \
-			|| echo "make: warning: could not install chromium; the admin console's browser tests will be skipped" >&2; \
-	else \
-		echo "make: warning: chromium is not installed and apt-get is not here to install it" >&2; \
-	fi
+	$(call apt_install,chromium,/usr/bin/chromium,the admin console's browser tests will be skipped)
 
 # The admin console's pictures in docs/ (README), taken by headless Chromium.
 screenshots: $(VENV)/.installed chromium
