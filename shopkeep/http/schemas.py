@@ -25,7 +25,9 @@ MAX_ID = 2**63 - 1
 ID_PATTERN = "^(0|[1-9][0-9]{0,18})$"
 """Decimal digits as the server writes an id: no leading zero, at most 19 of them."""
 
-Id = Annotated[str, Meta(pattern=ID_PATTERN, description="A 64-bit id as a decimal string (no leading zeros).")]
+Id = Annotated[
+    str, Meta(pattern=ID_PATTERN, description="A 64-bit id as a decimal string (no leading zeros).")
+]
 Amount = Annotated[int, Meta(ge=0, le=MAX_AMOUNT, description="Money, in minor units (cents).")]
 PositiveAmount = Annotated[int, Meta(ge=1, le=MAX_AMOUNT, description="Money, in minor units.")]
 Stock = Annotated[int, Meta(ge=0, le=MAX_AMOUNT, description="Units on hand.")]
