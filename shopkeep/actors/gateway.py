@@ -135,6 +135,11 @@ class SandboxGateway:
         remembered (read-only: record with :meth:`collect`)."""
         return self._books.collected
 
+    def transactions(self, payment_id: int) -> Mapping[str | None, int]:
+        """Transaction id -> the amount collected, of ``payment_id`` (empty when it is not
+        remembered)."""
+        return self._books.transactions(payment_id)
+
     @property
     def refunded(self) -> Mapping[int, tuple[int | None, int]]:
         """Refund id -> (payment id, amount), of the refunds remembered."""

@@ -64,6 +64,12 @@ class SandboxBooks:
         """Whether the books still hold ``payment_id``."""
         return payment_id is not None and payment_id in self._payments
 
+    def transactions(self, payment_id: int) -> Mapping[str | None, int]:
+        """Transaction id -> amount collected for ``payment_id``, first first (empty when
+        not remembered): one payment's, without walking every book as :attr:`collected`."""
+        book = self._payments.get(payment_id)
+        return MappingProxyType({} if book is None else book.txns)
+
     def last_body(self, payment_id: int) -> bytes | None:
         """The last callback body sent for ``payment_id``, if remembered."""
         book = self._payments.get(payment_id)

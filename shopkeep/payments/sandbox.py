@@ -125,8 +125,8 @@ class SandboxProvider:
 
     async def query_payment(self, payment: PaymentRef) -> PaymentState:
         """Paid if the sandbox collected the payment (its first transaction), else open."""
-        for (payment_id, txn_id), amount in self.gateway.collected.items():
-            if payment_id == payment.payment_id and txn_id is not None:
+        for txn_id, amount in self.gateway.transactions(payment.payment_id).items():
+            if txn_id is not None:
                 return PaymentPaid(amount=amount, currency=self._currency, gateway_txn_id=txn_id)
         return PaymentOpen()
 

@@ -116,6 +116,23 @@ async def test_a_query_finds_what_the_sandbox_collected(provider: SandboxProvide
         amount=500, currency="EUR", gateway_txn_id="txn-1")
 
 
+async def test_a_query_reads_its_payment_s_book_not_every_book(
+    provider: SandboxProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for payment_id in range(1, 1_001):
+        provider.gateway.collect(payment_id, f"txn-{payment_id}", 100)
+
+    def walked(_: object) -> None:
+        raise AssertionError("the query walked every payment's book")
+
+    # the active query runs at every unpaid order's deadline: walking the books each time
+    # made it cost as much as the sandbox remembers (a tenth of the load harness's loop)
+    monkeypatch.setattr(SandboxGateway, "collected", property(walked))
+    ref = PaymentRef(payment_id=500, order_id=5_000, amount=100, currency="EUR")
+    assert await provider.query_payment(ref) == PaymentPaid(
+        amount=100, currency="EUR", gateway_txn_id="txn-500")
+
+
 def test_the_answers_are_spec_7s(provider: SandboxProvider) -> None:
     assert provider.answer(True).status == 200
     assert provider.answer(True).body == b'{"received":true}'
