@@ -126,9 +126,6 @@ class AccessLine(msgspec.Struct, gc=False):
     timestamp: str
 
 
-_ACCESS_ENCODER: Final = msgspec.json.Encoder()
-
-
 def renderer_of(fmt: str, stream: TextIO) -> structlog.typing.Processor:
     """The last processor of format ``fmt`` (:data:`FORMATS`) writing to ``stream``."""
     if fmt == "json":
@@ -287,7 +284,7 @@ class RequestLog:
                 method, route, status, duration_ms, request_id, user_id, "request", "info",
                 self._stamp.now(),
             )  # fmt: skip
-            self._out.msg(_ACCESS_ENCODER.encode(line).decode())
+            self._out.msg(_ENCODER.encode(line).decode())
         elif self._enabled:
             event: structlog.typing.EventDict = {
                 "method": method, "route": route, "status": status, "duration_ms": duration_ms,

@@ -35,7 +35,6 @@ from shopkeep.actors.gateway import GatewayError, SandboxGateway
 from shopkeep.actors.goods import GoodsActor, list_goods
 from shopkeep.actors.key_sweep import KeySweepActor, start_key_sweep
 from shopkeep.actors.kinds import as_provider, order_kinds
-from shopkeep.actors.order import order_view
 from shopkeep.actors.order_messages import (
     ApproveReturn,
     AsUser,
@@ -57,7 +56,7 @@ from shopkeep.actors.order_messages import (
     StartPayment,
 )
 from shopkeep.actors.order_stats import OrderStats
-from shopkeep.actors.order_store import HistoryEntry, load_page
+from shopkeep.actors.order_store import HistoryEntry
 from shopkeep.actors.protocol import (
     NOT_FOUND,
     CouponView,
@@ -81,7 +80,7 @@ from shopkeep.back_office import BackOffice
 from shopkeep.bootstrap import Runtime, open_runtime
 from shopkeep.errors import CallbackRejected, ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, Once, key_of
-from shopkeep.paging import Page, page_after, page_bounds, paged
+from shopkeep.paging import Page, page_after, paged
 from shopkeep.payments.provider import (
     Ignored,
     PaymentProvider,
@@ -420,10 +419,9 @@ class Shop(BackOffice):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page[OrderView]:
-        """Orders (a user's, or all), newest first, optionally of one status."""
-        size, below = page_bounds(limit, cursor)
-        states = await load_page(self.reader, below, size + 1, user_id=user_id, status=status)
-        return paged([order_view(s) for s in states], [s.id for s in states], size)
+        """Orders (a user's, or all), newest first, optionally of one status: the back
+        office's :meth:`find_orders` without bounds in time."""
+        return await self.find_orders(user_id=user_id, status=status, limit=limit, cursor=cursor)
 
     async def order_history(
         self,

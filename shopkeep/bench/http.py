@@ -138,11 +138,15 @@ def fsync_latency(folder: Path, count: int = 100) -> dict[str, float]:
     }
 
 
+async def metrics_lines(session: aiohttp.ClientSession, url: str) -> list[str]:
+    """The lines of the server's ``/metrics`` now."""
+    async with session.get(url + "/metrics") as response:
+        return (await response.text()).splitlines()
+
+
 async def scrape(session: aiohttp.ClientSession, url: str, name: str) -> float | None:
     """The value of the unlabelled sample ``name`` on the server's ``/metrics``, or None."""
-    async with session.get(url + "/metrics") as response:
-        text = await response.text()
-    for line in text.splitlines():
+    for line in await metrics_lines(session, url):
         if line.startswith(name + " "):
             return float(line.split()[1])
     return None
@@ -153,11 +157,9 @@ async def scrape_buckets(
 ) -> list[tuple[float, float]]:
     """The cumulative buckets of the unlabelled histogram ``name`` on ``/metrics``: (upper
     bound, count) pairs, in order."""
-    async with session.get(url + "/metrics") as response:
-        text = await response.text()
     prefix = name + '_bucket{le="'
     buckets = []
-    for line in text.splitlines():
+    for line in await metrics_lines(session, url):
         if line.startswith(prefix):
             bound, _, count = line[len(prefix):].partition('"} ')
             buckets.append((float(bound), float(count)))
