@@ -8,8 +8,11 @@ TakeStock is on the placement's hot path and touches no disk for reads. It is as
 order and goods; the takes of the last minute (a few thousand at most) are remembered so that
 an ask repeated within an activation answers the same StockTaken instead of taking twice
 (beyond that memory, the unique index on the ledger refuses a second take's commit).
-ReturnStock is a durable compensation: it reads the order's ledger rows for this goods
-(read-your-writes) and gives back what they hold.
+ReturnStock is a durable compensation: it gives back what the order holds of this goods, known
+from memory when the take is one of those remembered (no return can have followed it unseen:
+a return forgets the take), else read from the order's ledger rows (read-your-writes). Cancels
+and timeouts of recent orders so leave the actor without a wait, free to join the next
+placement's turn.
 """
 
 from __future__ import annotations
@@ -19,7 +22,15 @@ from typing import Any
 
 import msgspec
 
-from shopkeep.actors.goods_rules import Goods, StockMove, create, give_back, take, update
+from shopkeep.actors.goods_rules import (
+    TAKE,
+    Goods,
+    StockMove,
+    create,
+    give_back,
+    take,
+    update,
+)
 from shopkeep.actors.key_store import run_keyed
 from shopkeep.actors.protocol import (
     INVALID_STATE,
@@ -70,8 +81,8 @@ class GoodsActor(Actor):
     messages = GoodsMessage
 
     goods: Goods | None
-    taken: OrderedDict[int, tuple[float, StockTaken]]
-    """Order id -> (when, the answer), oldest first."""
+    taken: OrderedDict[int, tuple[float, StockTaken, int]]
+    """Order id -> (when, the answer, the quantity taken), oldest first."""
 
     async def on_activate(self, ctx: ActivationContext) -> None:
         """Load the goods row (absent: not created yet)."""
@@ -117,11 +128,16 @@ class GoodsActor(Actor):
                     return decision
                 updated, move, answer = decision
                 self._write(ctx, updated, move)
-                self._remember(order_id, answer, ctx.now())
+                self._remember(order_id, answer, message.quantity, ctx.now())
                 return answer
             case ReturnStock(order_id):
-                rows = await ctx.query(HELD_SQL, (goods_id, order_id))
-                updated, back = give_back(goods, message, {str(r): int(q) for r, q in rows})
+                remembered = self.taken.get(order_id)
+                if remembered is not None:
+                    ledger = {TAKE: -remembered[2]}
+                else:
+                    rows = await ctx.query(HELD_SQL, (goods_id, order_id))
+                    ledger = {str(r): int(q) for r, q in rows}
+                updated, back = give_back(goods, message, ledger)
                 if back is not None:
                     self._write(ctx, updated, back)
                 self.taken.pop(order_id, None)
@@ -172,7 +188,7 @@ class GoodsActor(Actor):
                 LEDGER_SQL, (self.address.id, move.order_id, move.reason, move.quantity, ctx.now())
             )
 
-    def _remember(self, order_id: int, answer: StockTaken, now: float) -> None:
+    def _remember(self, order_id: int, answer: StockTaken, quantity: int, now: float) -> None:
         """Remember a take, forgetting those older than :data:`RECENT_TAKES_S` and the oldest
         beyond :data:`RECENT_TAKES`. An OrderedDict, not a dict: finding a plain dict's first
         entry walks past every slot deleted before it (microseconds a take, once thousands
@@ -180,11 +196,11 @@ class GoodsActor(Actor):
         taken = self.taken
         forget_before = now - RECENT_TAKES_S
         while taken:
-            when, _ = next(iter(taken.values()))
+            when = next(iter(taken.values()))[0]
             if len(taken) < RECENT_TAKES and when >= forget_before:
                 break
             taken.popitem(last=False)
-        taken[order_id] = (now, answer)
+        taken[order_id] = (now, answer, quantity)
 
 
 async def list_goods(reader: Reader, limit: int | None, cursor: str | None) -> Page[GoodsView]:

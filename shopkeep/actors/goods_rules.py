@@ -25,6 +25,8 @@ from shopkeep.actors.protocol import (
     UpdateGoods,
 )
 
+TAKE = "take"
+"""The stock ledger's reason for what an order took."""
 RETURN_REASONS = frozenset({"release", "return"})
 """The ledger reasons a ReturnStock may carry."""
 
@@ -89,7 +91,7 @@ def take(
         )
     return (
         replace(goods, stock=goods.stock - msg.quantity),
-        StockMove(msg.order_id, "take", -msg.quantity),
+        StockMove(msg.order_id, TAKE, -msg.quantity),
         StockTaken(goods.price),
     )
 

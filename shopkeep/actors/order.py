@@ -97,7 +97,7 @@ from shopkeep.actors.payment_rules import (
     start_payment,
 )
 from shopkeep.actors.placement import placement_failure, run_placement, undo_cut_placement
-from shopkeep.actors.placement_turn import Participants, place_in_one_turn
+from shopkeep.actors.placement_turn import place_in_one_turn
 from shopkeep.actors.protocol import (
     INVALID_STATE,
     NOT_FOUND,
@@ -324,12 +324,7 @@ class OrderActor(Actor):
             )
             if refusal is not None:
                 return self._refused(refusal)
-            who = Participants(message)
-            try:
-                await ctx.activate(who.all())  # the turn itself must not wait
-            except Exception as exc:  # overloaded, or a load failed: nothing was done
-                return self._refused(Refusal(*placement_failure(exc)))
-            placed = place_in_one_turn(self, ctx, message, message.begin, who)
+            placed = await place_in_one_turn(self, ctx, message, message.begin)
             if isinstance(placed, OrderState):
                 return self._keep_answer(ctx, message, order_view(placed))
             if isinstance(placed, Refusal):

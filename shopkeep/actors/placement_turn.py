@@ -17,9 +17,12 @@ The order's row, items and history, the stock takes and their ledger rows, the c
 the wallet debit and its ledger row, the Idempotency-Key and the deadline are one unit: all of it
 reaches the disk, or none of it and every participant reloads from the store.
 
-When a participant cannot join (it is handling another message or has one queued, or its memory
-cannot answer a check without a read), the placement takes the saga in ``placement.py``
-instead, which asks each step and compensates.
+Before the turn, the order activates its participants (``Context.activate``): those not live are
+loaded, and for one handling another message or with mail queued, the order waits for its turn
+in that mailbox. When a participant still cannot join as the turn runs (it became busy again
+meanwhile) the order tries again, :data:`JOIN_ATTEMPTS` times in all; when it cannot join at all
+(its memory cannot answer a check without a read), the placement takes the saga in
+``placement.py`` instead, which asks each step and compensates.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from shopkeep.actors.order_rules import (
     priced,
 )
 from shopkeep.actors.order_state import Effect, OrderState
-from shopkeep.actors.placement import PlacingOrder
+from shopkeep.actors.placement import PlacingOrder, placement_failure
 from shopkeep.actors.protocol import (
     BeginOrder,
     DebitWallet,
@@ -44,7 +47,12 @@ from shopkeep.actors.protocol import (
     UseCoupon,
 )
 from shopkeep.runtime import Address, Context
-from shopkeep.runtime.join import NotJoinable
+from shopkeep.runtime.join import NotJoinable, ParticipantBusy
+
+JOIN_ATTEMPTS = 3
+"""Turns a placement tries, each after waiting for its busy participants, before the saga.
+Under load a participant is mostly busy for one message (a release, a read): one wait is
+usually enough, and a participant busy three times running is one the saga waits for too."""
 
 
 class PlacementDiverged(RuntimeError):
@@ -71,17 +79,33 @@ class Participants:
         return [self.user, *self.goods, *coupon]
 
 
-def place_in_one_turn(
-    actor: PlacingOrder, ctx: Context, message: Place, begin: BeginOrder, who: Participants
+async def place_in_one_turn(
+    actor: PlacingOrder, ctx: Context, message: Place, begin: BeginOrder
 ) -> OrderState | Refusal | PlacedBefore | None:
-    """Check, then apply, the whole placement in this turn; None when a participant cannot
-    join now (nothing happened: run the saga). The participants must have been activated."""
-    try:
-        checked = _check(actor, ctx, message, begin, who)
-    except NotJoinable:
-        return None
-    if isinstance(checked, Refusal | PlacedBefore):
-        return checked
+    """Check, then apply, the whole placement in one turn, after waiting for its participants'
+    turns; None when they cannot join (nothing happened: run the saga). A refusal here was
+    decided before anything was written (a wait refused as overloaded included)."""
+    who = Participants(message)
+    for _ in range(JOIN_ATTEMPTS):
+        try:
+            await ctx.activate(who.all())  # the turn itself must not wait
+        except Exception as exc:  # overloaded, or a load failed: nothing was done
+            return Refusal(*placement_failure(exc))
+        try:
+            checked = _check(actor, ctx, message, begin, who)
+        except ParticipantBusy:
+            continue  # one became busy while the order waited for another
+        except NotJoinable:
+            return None
+        if isinstance(checked, Refusal | PlacedBefore):
+            return checked
+        return _place(actor, ctx, begin, who, checked)
+    return None
+
+
+def _place(
+    actor: PlacingOrder, ctx: Context, begin: BeginOrder, who: Participants, checked: Checked
+) -> OrderState:
     state, effects = checked
     _apply(ctx, state, begin, who)
     confirmed, confirm_effects = confirm(state, ctx.now(), actor.config)
@@ -112,7 +136,12 @@ def _check(
             return _refusal(quote)
         prices[goods_id] = quote.unit_price
     state, effects = new_order(
-        order_id, message.user_id, message.items, message.coupon_id, message.use_balance, now,
+        order_id,
+        message.user_id,
+        message.items,
+        message.coupon_id,
+        message.use_balance,
+        now,
         actor.config.currency,
     )
     state = priced(state, prices, actor.config)

@@ -253,8 +253,9 @@ class Context:
         return join(self._system, self, to, message, check=check)
 
     async def activate(self, addresses: Iterable[Address]) -> None:
-        """Load those of ``addresses`` that are not live, so that joins later in this turn
-        find them (each load is a read; a live one costs a lookup)."""
+        """Make ``addresses`` joinable for the rest of this turn if they can be: load those
+        not live (a read each), wait for the turn of those busy (a message queued behind
+        theirs); an idle, live one costs a lookup. See ``join.activate``."""
         await activate(self._system, addresses)
 
     def _joining(self, cell: Cell) -> Context:

@@ -9,8 +9,10 @@ run meanwhile, so what a participant answered in a check still holds when the as
 Rules of a join (``Context.join``):
 
 - The participant must be *joinable*: live, loaded, not handling a message, nothing queued, not
-  marked for restart. Otherwise :class:`NotJoinable` is raised and nothing happened: the caller
-  takes its slower path (the saga of asks).
+  marked for restart. Otherwise :class:`ParticipantBusy` is raised and nothing happened: the
+  caller waits for the participant's turn and tries again, or takes its slower path (the saga
+  of asks). A participant whose memory cannot answer a check raises :class:`NotJoinable`
+  itself: only the slower path can serve that message.
 - Its handler must finish without waiting. A handler that would wait is closed and the
   participant marked for restart (its memory may be half-changed): :class:`JoinWaited`.
 - Each participant changes only its own state, as always; its writes, timers and durable
@@ -20,8 +22,13 @@ Rules of a join (``Context.join``):
 - Until that unit is committed the participant's answers to others wait for it, as they wait
   for any unit of its own (``cell.pending``).
 
-:func:`activate` loads actors that are not live yet (a read each), so that a turn about to join
-them finds them loaded.
+:func:`activate` makes participants joinable before the turn that joins them: it loads those
+not live yet (a read each), and waits for the turn of those handling a message or with mail
+queued, by queueing a message of its own behind theirs (:data:`ACTIVATE`, which no handler
+sees). Waiting in the mailbox, not beside it, keeps the participant's order fair: a placement
+joins after the messages that came before it, as an ask would be handled, but without the
+saga's round trips and compensations. Whatever arrives meanwhile may make a participant busy
+again by the time the turn runs; the caller then tries again or takes its slower path.
 """
 
 from __future__ import annotations
@@ -43,6 +50,11 @@ class NotJoinable(ActorSystemError):
 
     Nobody's fault: the caller takes its path that does not join (asks). Nothing happened.
     """
+
+
+class ParticipantBusy(NotJoinable):
+    """The actor is not live, or is handling a message or has mail queued: it may join once
+    its turn has come (:func:`activate` waits for that)."""
 
 
 class JoinWaited(ActorSystemError):
@@ -82,7 +94,7 @@ def join(
     """
     cell = system.registry.get(to)
     if cell is None or not joinable(cell):
-        raise NotJoinable(f"{to.kind}:{to.id} cannot join the turn now")
+        raise ParticipantBusy(f"{to.kind}:{to.id} cannot join the turn now")
     actor = cell.actor
     assert actor is not None
     if check:
@@ -119,9 +131,9 @@ def restart_joined(cells: list[Cell]) -> None:
 
 
 async def activate(system: ActorSystem, addresses: Iterable[Address]) -> None:
-    """Load each of ``addresses`` that is not live and loaded (no message reaches a handler)."""
+    """Make each of ``addresses`` joinable if it can be: load it if it is not live and loaded,
+    and wait for its turn if it is busy or has mail queued (no message reaches a handler)."""
     registry = system.registry
     for address in addresses:
-        cell = registry.get(address)
-        if cell is None or cell.actor is None or cell.needs_restart:
+        if not joinable(registry.get(address)):
             await system.ask(address, ACTIVATE, internal=True)

@@ -7,11 +7,12 @@ import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
-from shopkeep.actors.goods import RECENT_TAKES_S
+from shopkeep.actors.goods import HELD_SQL, RECENT_TAKES_S
 from shopkeep.actors.protocol import (
     COUPON_UNAVAILABLE,
     IDEMPOTENCY_CONFLICT,
@@ -47,7 +48,7 @@ from shopkeep.actors.protocol import (
     UserView,
 )
 from shopkeep.bootstrap import Runtime
-from shopkeep.runtime import VirtualClock
+from shopkeep.runtime import Context, VirtualClock
 from shopkeep.store.errors import CommitFailed
 from tests.actors.asset_shop import (
     assets,
@@ -117,6 +118,51 @@ async def test_a_take_is_remembered_a_minute_and_after_that_the_ledger_refuses_a
     assert (await ask(goods(1), GetGoods())).stock == 6
     ledger = await rows(shop, "SELECT order_id, reason, quantity FROM stock_ledger ORDER BY id")
     assert ledger == [(7, "take", -3), (8, "take", -1)]
+
+
+class HeldReads:
+    """Counts the goods actors' reads of what an order holds (the ledger rows a return needs
+    when the take is not remembered)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        query = Context.query
+
+        async def counted(ctx: Context, sql: str, params: Any = ()) -> Any:
+            if sql == HELD_SQL:
+                self.count += 1
+            return await query(ctx, sql, params)
+
+        monkeypatch.setattr(Context, "query", counted)
+
+
+async def test_a_return_of_a_remembered_take_gives_it_back_without_a_read(
+    shop: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ask = shop.system.ask
+    await ask(goods(1), CreateGoods("tea", 450, 10))
+    await ask(goods(1), TakeStock(7, 3))
+    reads = HeldReads(monkeypatch)
+    await ask(goods(1), ReturnStock(7))
+    assert reads.count == 0
+    await ask(goods(1), ReturnStock(7))  # forgotten by the first: read, and nothing is left
+    assert reads.count == 1
+    assert (await ask(goods(1), GetGoods())).stock == 10
+    ledger = await rows(shop, "SELECT order_id, reason, quantity FROM stock_ledger ORDER BY id")
+    assert ledger == [(7, "take", -3), (7, "release", 3)]
+
+
+async def test_a_return_after_a_restart_reads_what_the_order_holds(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_shop(db) as rt:
+        await rt.system.ask(goods(1), CreateGoods("tea", 450, 10))
+        await rt.system.ask(goods(1), TakeStock(7, 3))
+    reads = HeldReads(monkeypatch)
+    async with open_shop(db) as rt:
+        await rt.system.ask(goods(1), ReturnStock(7))
+        assert reads.count == 1
+        assert (await rt.system.ask(goods(1), GetGoods())).stock == 10
 
 
 async def test_a_thousand_buyers_of_a_hundred_units_get_exactly_a_hundred(shop: Runtime) -> None:

@@ -10,7 +10,7 @@ from shopkeep.bootstrap import Runtime
 from shopkeep.runtime import Directive, MessageFailed, RuntimeConfig, SupervisionPolicy
 from shopkeep.runtime.join import JoinWaited, NotJoinable
 from tests.runtime.conftest import OpenRuntime
-from tests.runtime.probe import Add, Get, Join, Probe, Wait, count_rows, probe
+from tests.runtime.probe import Add, Get, Join, Probe, Wait, arrival, count_rows, gate, probe
 
 
 async def rows(runtime: Runtime) -> list[tuple[int, int]]:
@@ -133,3 +133,23 @@ async def test_activate_loads_an_actor_so_that_it_can_join(runtime: Runtime) -> 
     await activate(runtime.system, [probe(2), probe(3)])
     assert runtime.system.is_live(probe(3))
     assert await runtime.system.ask(probe(1), Join(3, 1, Add(2))) == 2
+
+
+async def test_activate_waits_for_a_busy_actors_turn_in_its_mailbox(runtime: Runtime) -> None:
+    from shopkeep.runtime.join import activate, joinable
+
+    await runtime.system.ask(probe(2), Add(6))
+    held = asyncio.create_task(runtime.system.ask(probe(2), Wait("held")))
+    await arrival("held")
+    queued = asyncio.create_task(runtime.system.ask(probe(2), Add(1)))
+    await asyncio.sleep(0)
+    assert not joinable(runtime.system.registry.get(probe(2)))
+    waiting = asyncio.create_task(activate(runtime.system, [probe(2)]))
+    await asyncio.sleep(0)
+    assert not waiting.done()  # behind the held message and the one queued before it
+    gate("held").set()
+    await waiting
+    assert held.done()
+    assert joinable(runtime.system.registry.get(probe(2)))
+    assert await runtime.system.ask(probe(1), Join(2, 1, Add(2))) == 9  # after the Add(1)
+    assert await queued == 7

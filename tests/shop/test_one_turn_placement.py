@@ -1,16 +1,19 @@
-"""The common placement is one turn and one unit of work; a busy participant takes the saga."""
+"""The common placement is one turn and one unit of work; it waits for a busy participant's
+turn, and takes the saga only when one stays busy or cannot answer from memory."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
 
 from shopkeep.actors.order_store import HISTORY_SQL, INSERT_ITEM_SQL, INSERT_ORDER_SQL
+from shopkeep.actors.placement_turn import JOIN_ATTEMPTS
 from shopkeep.actors.protocol import GetGoods
 from shopkeep.errors import ShopError
-from shopkeep.runtime import Address, VirtualClock
+from shopkeep.runtime import Address, Context, VirtualClock
 from shopkeep.shop import Shop
 from shopkeep.store import UnitOfWork
 from tests.shop.conftest import assert_audit_ok, settle
@@ -40,8 +43,9 @@ class Units:
         return [statement for unit in self.units for statement in unit.statements]
 
     def rows(self, sql: str) -> int:
-        return sum(len(params) if many else 1 for text, params, many in self.statements
-                   if text == sql)
+        return sum(
+            len(params) if many else 1 for text, params, many in self.statements if text == sql
+        )
 
 
 async def test_a_plain_placement_is_one_unit_with_the_order_born_confirmed(
@@ -62,7 +66,8 @@ async def test_a_plain_placement_is_one_unit_with_the_order_born_confirmed(
     assert not any(sql.startswith("UPDATE orders") for sql, _, _ in watch.statements)
     history = (await shop.order_history(order.id)).items
     assert [(h.from_status, h.to_status, h.operation) for h in history] == [
-        (None, "pending", "placed"), ("pending", "awaiting_payment", "confirmed"),
+        (None, "pending", "placed"),
+        ("pending", "awaiting_payment", "confirmed"),
     ]
     assert (await shop.get_goods(tea.id)).stock == 8
     await assert_audit_ok(shop)
@@ -106,7 +111,7 @@ async def test_participants_that_are_not_live_are_loaded_and_join(
     assert await watch.counted() == 1
 
 
-async def test_a_busy_participant_sends_the_placement_down_the_saga(
+async def test_a_participant_with_mail_queued_is_waited_for_and_the_placement_is_one_unit(
     shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tea = await shop.create_goods("tea", price=1_500, stock=10)
@@ -114,13 +119,60 @@ async def test_a_busy_participant_sends_the_placement_down_the_saga(
     await shop.get_goods(tea.id)
     await shop.get_user(user)
     watch = Units(shop, monkeypatch)
-    # queued, not yet handled: the goods actor cannot join a turn until it has drained it
+    # queued, not yet handled: the goods cannot join a turn before it has handled it, so the
+    # order waits for the goods' turn in its mailbox, then places in one turn
     shop.runtime.system.tell(Address("goods", tea.id), GetGoods())
     order = await shop.place_order(user, [(tea.id, 3)])
+    assert await watch.counted() == 1
+    assert order.status == "awaiting_payment"
+    assert (await shop.get_goods(tea.id)).stock == 7
+    await assert_audit_ok(shop)
+
+
+async def test_a_participant_busy_again_at_every_turn_sends_the_placement_down_the_saga(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tea = await shop.create_goods("tea", price=1_500, stock=10)
+    user = (await shop.create_user("ann")).user.id
+    goods = Address("goods", tea.id)
+    activate = Context.activate
+    waits = 0
+
+    async def mail_arrives_after_each_wait(ctx: Context, addresses: Iterable[Address]) -> None:
+        nonlocal waits
+        await activate(ctx, addresses)
+        waits += 1
+        shop.runtime.system.tell(goods, GetGoods())  # busy again before the turn runs
+
+    monkeypatch.setattr(Context, "activate", mail_arrives_after_each_wait)
+    watch = Units(shop, monkeypatch)
+    order = await shop.place_order(user, [(tea.id, 3)])
+    assert waits == JOIN_ATTEMPTS
     assert await watch.counted() > 1  # the saga's units
     assert order.status == "awaiting_payment"
     assert (await shop.get_goods(tea.id)).stock == 7
     await assert_audit_ok(shop)
+
+
+async def test_a_key_the_user_must_look_up_sends_the_placement_down_the_saga_at_once(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tea = await shop.create_goods("tea", price=1_500, stock=10)
+    user = (await shop.create_user("ann")).user.id
+    first = await shop.place_order(user, [(tea.id, 1)], idempotency_key="k-1")
+    await settle(shop)
+    activate = Context.activate
+    waits = 0
+
+    async def counted(ctx: Context, addresses: Iterable[Address]) -> None:
+        nonlocal waits
+        waits += 1
+        await activate(ctx, addresses)
+
+    monkeypatch.setattr(Context, "activate", counted)
+    again = await shop.place_order(user, [(tea.id, 1)], idempotency_key="k-1")
+    assert again.id == first.id
+    assert waits == 1
 
 
 async def test_a_refusal_in_one_turn_leaves_every_participant_as_it_was(
