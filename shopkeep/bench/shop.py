@@ -56,6 +56,7 @@ from shopkeep.runtime.collector import freeze_survivors
 from shopkeep.runtime.loop_monitor import LoopMonitor
 from shopkeep.shop import Shop
 from shopkeep.store.database import connect
+from shopkeep.store.gil import hand_gil_over_sooner
 from shopkeep.store.migrations import MIGRATIONS, apply_migrations
 from shopkeep.store.writer import Statement
 from shopkeep.store.writer_process import commit_statements
@@ -290,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short, small run (for tests)")
     args = parser.parse_args(argv)
     uvloop_version = install_uvloop()
-    freeze_survivors()
+    freeze_survivors()  # the process as ``serve`` runs it
+    hand_gil_over_sooner()
     seconds, users, goods = (1.0, 50, 50) if args.quick else (args.seconds, USERS, GOODS)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="shopkeep-floor-") as folder:

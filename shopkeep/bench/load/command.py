@@ -25,6 +25,7 @@ from shopkeep.bench.load.report import EXIT_SETUP, figures, render
 from shopkeep.bench.load.run import BenchOptions, Outcome, drive, open_target
 from shopkeep.bench.load.target import Refused
 from shopkeep.runtime.collector import freeze_survivors
+from shopkeep.store.gil import hand_gil_over_sooner
 
 EXIT_INTERRUPTED_TWICE = 130
 """128 + SIGINT, as a shell reports a process that Ctrl-C ended."""
@@ -80,8 +81,9 @@ def execute(
         # the embedded shop lives in this process, which is its server: its collector is kept
         # from walking the long-lived heap as ``serve``'s is (without it the full collections
         # grew with the shop and its p99 with them: 120 ms at the start of a minute, 500 at
-        # its end)
+        # its end), and its loop hands the GIL to the store's threads as soon (store/gil.py)
         freeze_survivors()
+        hand_gil_over_sooner()
     try:
         outcome = asyncio.run(measure(options))
     except Refused as refused:
