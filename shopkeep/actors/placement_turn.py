@@ -20,9 +20,11 @@ reaches the disk, or none of it and every participant reloads from the store.
 Before the turn, the order activates its participants (``Context.activate``): those not live are
 loaded, and for one handling another message or with mail queued, the order waits for its turn
 in that mailbox. When a participant still cannot join as the turn runs (it became busy again
-meanwhile) the order tries again, :data:`JOIN_ATTEMPTS` times in all; when it cannot join at all
-(its memory cannot answer a check without a read), the placement takes the saga in
-``placement.py`` instead, which asks each step and compensates.
+meanwhile) the order tries again, :data:`JOIN_ATTEMPTS` times in all. The placement takes the
+saga in ``placement.py`` instead, which asks each step and compensates, when a participant
+cannot join at all (its memory cannot answer a check without a read), stays busy through every
+try, or is busy past half the ask timeout: the saga records the pending order first, so a
+caller that stops waiting is answered an order that exists and goes on.
 """
 
 from __future__ import annotations
@@ -89,6 +91,9 @@ async def place_in_one_turn(
     for _ in range(JOIN_ATTEMPTS):
         try:
             await ctx.activate(who.all())  # the turn itself must not wait
+        except ParticipantBusy:
+            # busy past the wait: the saga records the order now, while the caller still waits
+            return None
         except Exception as exc:  # overloaded, or a load failed: nothing was done
             return Refusal(*placement_failure(exc))
         try:

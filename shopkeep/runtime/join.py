@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from shopkeep.runtime.envelope import Address
-from shopkeep.runtime.errors import ActorSystemError
+from shopkeep.runtime.errors import ActorSystemError, AskTimeout
 
 if TYPE_CHECKING:
     from shopkeep.runtime.actor import Context
@@ -130,10 +130,28 @@ def restart_joined(cells: list[Cell]) -> None:
         cell.needs_restart = True
 
 
+WAIT_SHARE = 0.5
+"""The longest :func:`activate` waits for one participant, as a share of the ask timeout. The
+turn that joins is usually answering an ask: past this wait it takes its slower path while its
+asker still waits, so the asker hears of what that path does (a saga records its order first)
+rather than giving up on a turn that never ran."""
+
+
 async def activate(system: ActorSystem, addresses: Iterable[Address]) -> None:
     """Make each of ``addresses`` joinable if it can be: load it if it is not live and loaded,
-    and wait for its turn if it is busy or has mail queued (no message reaches a handler)."""
+    and wait for its turn if it is busy or has mail queued (no message reaches a handler).
+
+    Raises ParticipantBusy when one's turn has not come within :data:`WAIT_SHARE` of the ask
+    timeout (the message it queued is answered later, to nobody); Overloaded when its mailbox
+    is full; a load's failure as it is.
+    """
     registry = system.registry
+    wait_s = system.config.ask_timeout_s * WAIT_SHARE
     for address in addresses:
         if not joinable(registry.get(address)):
-            await system.ask(address, ACTIVATE, internal=True)
+            try:
+                await system.ask(address, ACTIVATE, internal=True, timeout=wait_s)
+            except AskTimeout:
+                raise ParticipantBusy(
+                    f"{address.kind}:{address.id} was busy for {wait_s:g} s"
+                ) from None

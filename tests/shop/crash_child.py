@@ -14,7 +14,8 @@ to know about the restart and prints it on one line::
   then ``shop.audit()`` was ok (``failed`` lists the checks that were not).
 
 On its first life it creates the cast (users with wallet balances, goods with little stock,
-coupons); later lives find it again in the database. Then ``CLIENTS`` client loops run as fast
+coupons); later lives find it again in the database. Its even lives place every order by the
+saga, its odd lives mostly in one turn. Then ``CLIENTS`` client loops run as fast
 as they can: they place orders (sync and async, with coupons and wallet balance), pay them
 through the sandbox gateway (successes, failures, duplicate callbacks, a second payment of a
 paid order, late payments after the deadline), cancel unpaid and paid orders, ship, deliver and
@@ -39,7 +40,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from shopkeep.actors.config import ShopConfig
@@ -60,6 +61,9 @@ OPENING_BALANCE = 20_000
 CLIENTS = 16
 SECRET = "shop-crash-test-gateway-secret"
 CONFIG = ShopConfig(order_timeout_s=2.0, sweep_interval_s=0.5)
+SAGA_CONFIG = replace(CONFIG, one_turn_placement=False)
+"""The even lives' settings: every placement takes the saga, so kills cut sagas under way (in
+the odd lives most placements are one turn, which no kill can leave half done)."""
 
 QUIET_TIMEOUT_S = 10.0
 """How long the child waits for the outbox to drain before it audits."""
@@ -437,7 +441,8 @@ async def run(args: argparse.Namespace) -> int:
     """One life of the process; its exit status (when it is not killed first)."""
     rng = random.Random(args.seed)
     started_at = time.time()
-    async with Shop.open(args.db, gateway="sandbox", config=CONFIG, gateway_secret=SECRET) as shop:
+    config = SAGA_CONFIG if args.generation % 2 == 0 else CONFIG
+    async with Shop.open(args.db, gateway="sandbox", config=config, gateway_secret=SECRET) as shop:
         await shop.runtime.store.writer.flush()
         rows = await shop.reader.fetchall(
             "SELECT id FROM orders WHERE status = 'pending' AND created_at < ?", (started_at,)
