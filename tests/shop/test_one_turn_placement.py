@@ -4,7 +4,7 @@ turn, and takes the saga only when one stays busy or cannot answer from memory."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -46,6 +46,25 @@ class Units:
         return sum(
             len(params) if many else 1 for text, params, many in self.statements if text == sql
         )
+
+
+class Activations:
+    """Counts the placements' waits for their participants (``Context.activate``), running
+    ``then`` after each."""
+
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, then: Callable[[], None] | None = None
+    ) -> None:
+        self.count = 0
+        activate = Context.activate
+
+        async def counted(ctx: Context, addresses: Iterable[Address]) -> None:
+            await activate(ctx, addresses)
+            self.count += 1
+            if then is not None:
+                then()
+
+        monkeypatch.setattr(Context, "activate", counted)
 
 
 async def test_a_plain_placement_is_one_unit_with_the_order_born_confirmed(
@@ -135,19 +154,11 @@ async def test_a_participant_busy_again_at_every_turn_sends_the_placement_down_t
     tea = await shop.create_goods("tea", price=1_500, stock=10)
     user = (await shop.create_user("ann")).user.id
     goods = Address("goods", tea.id)
-    activate = Context.activate
-    waits = 0
-
-    async def mail_arrives_after_each_wait(ctx: Context, addresses: Iterable[Address]) -> None:
-        nonlocal waits
-        await activate(ctx, addresses)
-        waits += 1
-        shop.runtime.system.tell(goods, GetGoods())  # busy again before the turn runs
-
-    monkeypatch.setattr(Context, "activate", mail_arrives_after_each_wait)
+    # mail arrives after each wait: the goods is busy again before the turn runs
+    waits = Activations(monkeypatch, then=lambda: shop.runtime.system.tell(goods, GetGoods()))
     watch = Units(shop, monkeypatch)
     order = await shop.place_order(user, [(tea.id, 3)])
-    assert waits == JOIN_ATTEMPTS
+    assert waits.count == JOIN_ATTEMPTS
     assert await watch.counted() > 1  # the saga's units
     assert order.status == "awaiting_payment"
     assert (await shop.get_goods(tea.id)).stock == 7
@@ -161,18 +172,10 @@ async def test_a_key_the_user_must_look_up_sends_the_placement_down_the_saga_at_
     user = (await shop.create_user("ann")).user.id
     first = await shop.place_order(user, [(tea.id, 1)], idempotency_key="k-1")
     await settle(shop)
-    activate = Context.activate
-    waits = 0
-
-    async def counted(ctx: Context, addresses: Iterable[Address]) -> None:
-        nonlocal waits
-        waits += 1
-        await activate(ctx, addresses)
-
-    monkeypatch.setattr(Context, "activate", counted)
+    waits = Activations(monkeypatch)
     again = await shop.place_order(user, [(tea.id, 1)], idempotency_key="k-1")
     assert again.id == first.id
-    assert waits == 1
+    assert waits.count == 1
 
 
 async def test_a_refusal_in_one_turn_leaves_every_participant_as_it_was(
