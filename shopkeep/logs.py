@@ -29,6 +29,7 @@ from typing import Any, Final, TextIO
 
 import msgspec
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 from shopkeep.runtime import message_context
 
@@ -199,12 +200,28 @@ class LineWriter:
             self.stream.flush()
 
 
+class _UnparsableRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse (bytes that are not HTTP: a scanner, a broken
+    client or proxy) as an error with its traceback, though it answers it 400 itself and none
+    of shopkeep's code ran: the client's fault, made one warning line with the parser's reason
+    and no traceback. Every other error of aiohttp's keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if record.name == "aiohttp.server" and isinstance(error, HttpProcessingError):
+            record.msg, record.args = "%s: %s", (record.getMessage(), error)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 class _LineHandler(logging.Handler):
     """The root logger's handler: a standard-library record, formatted, to the LineWriter."""
 
     def __init__(self, writer: LineWriter) -> None:
         super().__init__()
         self.writer = writer
+        self.addFilter(_UnparsableRequests())
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import structlog
+from aiohttp.http_exceptions import BadHttpMessage
 
 from shopkeep.logs import configure_logging, level_of
 
@@ -72,6 +73,37 @@ async def test_an_asyncio_error_with_its_exception_is_one_json_line_with_the_tra
     [line] = lines(out)
     assert (line["logger"], line["level"], line["event"]) == ("asyncio", "error", "boom")
     assert "ValueError: lost" in line["exception"]
+
+
+def test_a_request_aiohttp_could_not_parse_is_one_warning_line_without_a_traceback() -> None:
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    try:
+        raise BadHttpMessage("Invalid header token")
+    except BadHttpMessage as error:
+        logging.getLogger("aiohttp.server").error(
+            "Error handling request from %s", "127.0.0.1", exc_info=error
+        )
+
+    [line] = lines(out)
+    assert line["event"] == (
+        "Error handling request from 127.0.0.1: 400, message:\n  Invalid header token"
+    )
+    assert (line["level"], line["logger"]) == ("warning", "aiohttp.server")
+    assert "exception" not in line
+
+
+def test_any_other_error_of_aiohttps_keeps_its_traceback() -> None:
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    try:
+        raise RuntimeError("a bug")
+    except RuntimeError as error:
+        logging.getLogger("aiohttp.server").error("Error handling request", exc_info=error)
+
+    [line] = lines(out)
+    assert line["level"] == "error"
+    assert "Traceback" in line["exception"] and "a bug" in line["exception"]
 
 
 def test_lines_below_the_level_are_dropped_for_both_kinds_of_logger() -> None:
