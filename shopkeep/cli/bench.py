@@ -16,7 +16,8 @@ EXIT_STATUSES = """exit status (when several apply, the first in this list wins)
   4  the error rate is above --max-error-rate (or no operation was answered)
   3  a --threshold failed
   0  none of the above: the run passed
-  2  a usage error (a bad flag or variable) or the setup failed (no run)"""
+  2  a usage error (a bad flag or variable) or the setup failed (no run)
+  130  a second Ctrl-C, or one during the setup (no report)"""
 
 
 def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -37,8 +38,8 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
             "shop to be quiet and runs the audit, and checks the --threshold figures. "
             "Against a server, it must run with --sandbox; give it a short --order-timeout "
             "(a few seconds) for late callbacks to happen during the run. Ctrl-C ends the run "
-            "early and still prints the summary and writes the reports; a second Ctrl-C quits "
-            "at once (status 130).",
+            "early and still prints the summary and writes the reports; a second Ctrl-C, or one "
+            "during the setup, quits at once (status 130).",
             width=HELP_WIDTH,
         ),
         epilog=EXIT_STATUSES,

@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.request
 from contextlib import closing
 from html.parser import HTMLParser
@@ -212,6 +213,36 @@ def test_ctrl_c_ends_the_run_and_still_writes_the_reports(tmp_path: Path) -> Non
     assert process.returncode == report["exit_status"], stdout + stderr
     assert "interrupted: the run was ended early" in stdout
     assert "Interrupted (Ctrl-C)" in page.read_text()
+
+
+def test_ctrl_c_during_the_setup_stops_it_there_with_status_130_and_no_report(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "bench.json"
+    # 4,000 workers: adding their shoppers and coupons takes seconds, the Ctrl-C lands in it
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shopkeep", "bench", "--embedded", "--concurrency", "4000",
+         "--duration", "10m", "--json", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **CREDENTIALS},
+    )  # fmt: skip
+    assert process.stderr is not None
+    said = []
+    for line in process.stderr:  # the line said before the setup starts
+        said.append(line)
+        if line.startswith("bench: adding"):
+            break
+
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+
+    stderr = "".join(said) + stderr
+    assert process.returncode == 130, stdout + stderr
+    assert "bench: interrupted during the setup: nothing was run" in stderr
+    assert "Traceback" not in stderr
+    assert not out.exists()
+    assert time.monotonic() - started < 10
 
 
 async def test_an_error_rate_above_the_maximum_exits_4(tmp_path: Path) -> None:

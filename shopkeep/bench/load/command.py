@@ -7,7 +7,8 @@ refused: said in one line, before any figure).
 
 Ctrl-C (SIGINT) ends the run early: the journeys stop, one audit is asked, and the summary is
 printed and the reports written as for any run (they say it was interrupted). A second Ctrl-C
-ends the process at once, with status 130 and no report.
+ends the process at once, with status 130 and no report; so does a Ctrl-C during the setup,
+before any journey ran (there is nothing to report).
 """
 
 from __future__ import annotations
@@ -22,13 +23,20 @@ from shopkeep.bench.common import install_uvloop, machine, publish
 from shopkeep.bench.load.compare import Baseline
 from shopkeep.bench.load.html_report import render_html
 from shopkeep.bench.load.report import EXIT_SETUP, figures, render
-from shopkeep.bench.load.run import BenchOptions, Outcome, drive, open_target
+from shopkeep.bench.load.run import (
+    BenchOptions,
+    Outcome,
+    SetupInterrupted,
+    drive,
+    open_target,
+)
 from shopkeep.bench.load.target import Refused
 from shopkeep.runtime.collector import freeze_survivors
 from shopkeep.store.gil import hand_gil_over_sooner
 
-EXIT_INTERRUPTED_TWICE = 130
-"""128 + SIGINT, as a shell reports a process that Ctrl-C ended."""
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT, as a shell reports a process that Ctrl-C ended: a second Ctrl-C, or one
+during the setup (no report either way)."""
 
 
 def say(line: str) -> None:
@@ -40,7 +48,7 @@ def quit_now(*_: object) -> None:
     """End the process at once: the operator asked twice, or once while the reports are
     being written (there is no run left to stop)."""
     say("bench: interrupted again: exiting now, without a report")
-    os._exit(EXIT_INTERRUPTED_TWICE)
+    os._exit(EXIT_INTERRUPTED)
 
 
 def interrupter(stop: asyncio.Event) -> Callable[[], None]:
@@ -86,6 +94,9 @@ def execute(
         hand_gil_over_sooner()
     try:
         outcome = asyncio.run(measure(options))
+    except SetupInterrupted as interrupted:
+        say(f"bench: {interrupted}")
+        return EXIT_INTERRUPTED
     except Refused as refused:
         where = options.url or "the embedded shop"
         say(f"shopkeep: error: bench setup against {where} failed: {refused}")

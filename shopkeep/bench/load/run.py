@@ -15,7 +15,8 @@
    nothing in flight, or ``settle`` seconds have passed; the last answer is the verdict.
 
 A stop (Ctrl-C) ends the run at once: journeys under way and parked ones are cancelled, and
-the audit is asked once, without waiting for quiet.
+the audit is asked once, without waiting for quiet. A stop during the setup ends it there
+(:class:`SetupInterrupted`): there is no run to report.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ import random
 import secrets
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from shopkeep.bench.load.journeys import Catalog, Journeys, Shopper
 from shopkeep.bench.load.progress import show_progress
@@ -39,6 +40,8 @@ from shopkeep.bench.load.recorder import Recorder
 from shopkeep.bench.load.schedule import Schedule
 from shopkeep.bench.load.target import Refused, Target
 from shopkeep.bench.load.thresholds import Threshold
+
+T = TypeVar("T")
 
 SHOPPERS_PER_WORKER = 2
 PLENTIFUL_GOODS = 20
@@ -171,6 +174,28 @@ async def await_parked(journeys: Journeys, recorder: Recorder, stop: asyncio.Eve
     await asyncio.gather(*late, return_exceptions=True)
 
 
+class SetupInterrupted(Exception):
+    """The operator stopped the bench (Ctrl-C) before the setup was done: nothing was run.
+    What the setup had added to the shop (users, goods, coupons) stays there."""
+
+
+async def unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T:
+    """``work``'s result; SetupInterrupted (``work`` cancelled) if ``stop`` is set first."""
+    working = asyncio.ensure_future(work)
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({working, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not working.done():
+            working.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await working
+    if working.cancelled():
+        raise SetupInterrupted("interrupted during the setup: nothing was run")
+    return working.result()
+
+
 async def drive(
     target: Target,
     options: BenchOptions,
@@ -185,7 +210,7 @@ async def drive(
     if say is not None:
         say(setup_plan(options))
     setup_started = time.perf_counter()
-    shoppers, catalog = await populate(target, options, pick)
+    shoppers, catalog = await unless_stopped(populate(target, options, pick), stop)
     setup_s = time.perf_counter() - setup_started
     memory_start = await target.resident_memory()
     recorder = Recorder(options.interval_s, warmup_s=options.warmup_s)
