@@ -126,13 +126,20 @@ def order_view(state: OrderState) -> OrderView:
 def payment_view(order_id: int, payment: Payment) -> PaymentView:
     """A payment as SPEC 10 shows it: with what the customer was given to pay it."""
     checkout = (
-        Checkout() if payment.checkout is None
+        Checkout()
+        if payment.checkout is None
         else msgspec.json.decode(payment.checkout, type=Checkout)
     )
     return PaymentView(
-        id=payment.id, order_id=order_id, amount=payment.amount, status=payment.status,
-        gateway=payment.gateway, currency=payment.currency, gateway_url=checkout.gateway_url,
-        qr_code=checkout.qr_code, code_url=checkout.code_url,
+        id=payment.id,
+        order_id=order_id,
+        amount=payment.amount,
+        status=payment.status,
+        gateway=payment.gateway,
+        currency=payment.currency,
+        gateway_url=checkout.gateway_url,
+        qr_code=checkout.qr_code,
+        code_url=checkout.code_url,
         client_secret=checkout.client_secret,
     )
 
@@ -140,8 +147,13 @@ def payment_view(order_id: int, payment: Payment) -> PaymentView:
 def refund_view(order_id: int, refund: Refund) -> RefundView:
     """A refund as SPEC 7 shows it."""
     return RefundView(
-        refund.id, order_id, refund.kind, refund.wallet_amount, refund.gateway_amount,
-        refund.status, refund.created_at,
+        refund.id,
+        order_id,
+        refund.kind,
+        refund.wallet_amount,
+        refund.gateway_amount,
+        refund.status,
+        refund.created_at,
     )
 
 
@@ -151,7 +163,7 @@ def refund_view(order_id: int, refund: Refund) -> RefundView:
 class OrderActor(Actor):
     """One order. ``config`` and ``provider`` are bound by ``kinds.order_kinds``."""
 
-    __slots__ = ("placing", "state")
+    __slots__ = ("placing", "querying", "state")
     kind = "order"
     messages = OrderMessage
     config: ClassVar[ShopConfig] = ShopConfig()
@@ -168,6 +180,8 @@ class OrderActor(Actor):
         # True only while this activation runs (or has queued) the order's placement: a
         # pending order loaded from the store is a placement cut short.
         self.placing = False
+        # The payment whose active query this activation sent and has not heard back from.
+        self.querying: int | None = None
 
     def commit(self, ctx: Context, state: OrderState, effects: list[Effect]) -> None:
         """Write ``state`` and ``effects`` into the unit and make ``state`` current."""
@@ -209,11 +223,18 @@ class OrderActor(Actor):
             ):
                 return None
             if isinstance(message, PaymentCallback):
-                said = LogPayment(message.payment_id, message.status, message.amount,
-                                  message.gateway_txn_id, "rejected", False)
+                said = LogPayment(
+                    message.payment_id,
+                    message.status,
+                    message.amount,
+                    message.gateway_txn_id,
+                    "rejected",
+                    False,
+                )
                 body = callback_body(self.address.id, said)
-                log_rejected_callback(ctx, self.address.id, message.payment_id, body,
-                                      "unknown_payment")
+                log_rejected_callback(
+                    ctx, self.address.id, message.payment_id, body, "unknown_payment"
+                )
                 self.stats.callbacks_rejected["unknown_payment"] += 1
             return Refusal(NOT_FOUND, f"there is no order {self.address.id}")
         if state.status == PENDING:
@@ -258,12 +279,15 @@ class OrderActor(Actor):
             case DeadlineReached(queried, outcome):
                 if not queried and self._query_open_payment(ctx, state, now):
                     return self.view()
+                self.querying = None
                 decision = deadline_reached(state, now)
                 if decision is not None:
                     state, effects = decision
                     if outcome:
-                        effects = [History(AWAITING_PAYMENT, AWAITING_PAYMENT,
-                                           "payment_queried", outcome), *effects]
+                        effects = [
+                            History(AWAITING_PAYMENT, AWAITING_PAYMENT, "payment_queried", outcome),
+                            *effects,
+                        ]
                     self.commit(ctx, state, effects)
                 return self.view()
             case Ship():
@@ -291,11 +315,19 @@ class OrderActor(Actor):
                 return ReturnView(request.id, state.id, request.status)
             case RefundStuck(refund_id, reason):
                 status = state.status
-                self.commit(ctx, state, [History(
-                    status, status, "refund_failed",
-                    f"refund {refund_id}: the provider failed it ({reason}); it stays "
-                    "refunding until someone acts on it",
-                )])
+                self.commit(
+                    ctx,
+                    state,
+                    [
+                        History(
+                            status,
+                            status,
+                            "refund_failed",
+                            f"refund {refund_id}: the provider failed it ({reason}); it stays "
+                            "refunding until someone acts on it",
+                        )
+                    ],
+                )
                 return None
             case RefundDone(refund_id):
                 done = refund_done(state, refund_id, now)
@@ -351,10 +383,18 @@ class OrderActor(Actor):
             # the caller's BeginOrder counted this order as unpaid: it never will be
             ctx.send(Address("user", message.user_id), OrderSettled(self.address.id))
             return self._refused(refusal)
-        self.commit(ctx, *new_order(
-            self.address.id, message.user_id, message.items, message.coupon_id,
-            message.use_balance, ctx.now(), self.config.currency,
-        ))
+        self.commit(
+            ctx,
+            *new_order(
+                self.address.id,
+                message.user_id,
+                message.items,
+                message.coupon_id,
+                message.use_balance,
+                ctx.now(),
+                self.config.currency,
+            ),
+        )
         self.placing = True
         if isinstance(message, Accept):
             # enqueued now, before the answer leaves: nothing the caller sends can overtake it
@@ -392,18 +432,32 @@ class OrderActor(Actor):
         state = self.state
         assert state is not None
         outcome = decide_callback(
-            state, message.payment_id, message.status, message.amount, message.gateway_txn_id,
-            ctx.now(), ctx.new_id(), self.config, message.currency,
+            state,
+            message.payment_id,
+            message.status,
+            message.amount,
+            message.gateway_txn_id,
+            ctx.now(),
+            ctx.new_id(),
+            self.config,
+            message.currency,
         )
         if isinstance(outcome, Refusal):
-            said = LogPayment(message.payment_id, message.status, message.amount,
-                              message.gateway_txn_id, "rejected", False)
+            said = LogPayment(
+                message.payment_id,
+                message.status,
+                message.amount,
+                message.gateway_txn_id,
+                "rejected",
+                False,
+            )
             reason = {NOT_FOUND: "unknown_payment", WRONG_CURRENCY: "currency"}.get(
                 outcome.code, "amount"
             )
             if outcome.code != NOT_FOUND:  # authentic, yet not what was asked: someone looks
-                log.warning("callback_refused", order_id=state.id, reason=reason,
-                            detail=outcome.detail)
+                log.warning(
+                    "callback_refused", order_id=state.id, reason=reason, detail=outcome.detail
+                )
             log_rejected_callback(
                 ctx, state.id, message.payment_id, callback_body(state.id, said), reason
             )
@@ -412,9 +466,16 @@ class OrderActor(Actor):
         effects = outcome.effects
         if message.via == "query":  # SPEC 10's active query: the history says how it was found
             status = outcome.state.status
-            effects = [*effects, History(status, status, "payment_queried",
-                                         f"payment {message.payment_id}: {message.status} "
-                                         f"({message.gateway_txn_id}), {outcome.action.value}")]
+            effects = [
+                *effects,
+                History(
+                    status,
+                    status,
+                    "payment_queried",
+                    f"payment {message.payment_id}: {message.status} "
+                    f"({message.gateway_txn_id}), {outcome.action.value}",
+                ),
+            ]
         self.commit(ctx, outcome.state, effects)
         duplicate = outcome.action.value == "duplicate"
         return CallbackHandled(outcome.action.value, duplicate, order_view(outcome.state))
@@ -424,16 +485,22 @@ class OrderActor(Actor):
         out (a notification that never came loses nothing); the deadline timer is re-armed
         ``payment_query_grace_s`` later, in case the answer never comes either. False: no
         payment to ask about, the order times out now."""
-        if state.status != AWAITING_PAYMENT or state.expires_at is None or (
-            state.expires_at > now
-        ):
+        if state.status != AWAITING_PAYMENT or state.expires_at is None or (state.expires_at > now):
             return False
         payment = next((p for p in state.payments if p.status == CREATED), None)
         if payment is None:
             return False
-        ctx.send(Address("payment_query", payment.id), QueryPayment(
-            state.id, payment.id, payment.amount, payment.currency, payment.provider_ref
-        ))
+        if self.querying == payment.id:
+            # asked already (the deadline sweep tells an overdue order again while its answer
+            # is on the way): the answer, or the re-armed deadline, decides
+            return True
+        self.querying = payment.id
+        ctx.send(
+            Address("payment_query", payment.id),
+            QueryPayment(
+                state.id, payment.id, payment.amount, payment.currency, payment.provider_ref
+            ),
+        )
         grace = now + self.config.payment_query_grace_s
         ctx.arm_timer(DEADLINE, grace, DeadlineReached(True, "the provider did not answer"))
         return True

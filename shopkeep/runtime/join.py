@@ -11,8 +11,9 @@ Rules of a join (``Context.join``):
 - The participant must be *joinable*: live, loaded, not handling a message, nothing queued, not
   marked for restart. Otherwise :class:`ParticipantBusy` is raised and nothing happened: the
   caller waits for the participant's turn and tries again, or takes its slower path (the saga
-  of asks). A participant whose memory cannot answer a check raises :class:`NotJoinable`
-  itself: only the slower path can serve that message.
+  of asks). One that is not live at all is :class:`NotJoinable`, and so is a participant
+  whose memory cannot answer a check (it raises that itself): only the slower path can serve
+  those.
 - Its handler must finish without waiting. A handler that would wait is closed and the
   participant marked for restart (its memory may be half-changed): :class:`JoinWaited`.
 - Each participant changes only its own state, as always; its writes, timers and durable
@@ -53,8 +54,10 @@ class NotJoinable(ActorSystemError):
 
 
 class ParticipantBusy(NotJoinable):
-    """The actor is not live, or is handling a message or has mail queued: it may join once
-    its turn has come (:func:`activate` waits for that)."""
+    """The actor is loading, handling a message, has mail queued or must reload: it may join
+    once its turn has come (:func:`activate` waits for that). An actor that is not live at all
+    is plainly NotJoinable: after :func:`activate`, that is one with nothing to load (the
+    runtime drops an absent actor's activation), which only the slower path can answer."""
 
 
 class JoinWaited(ActorSystemError):
@@ -93,7 +96,9 @@ def join(
     unit.
     """
     cell = system.registry.get(to)
-    if cell is None or not joinable(cell):
+    if cell is None:
+        raise NotJoinable(f"{to.kind}:{to.id} is not live")
+    if not joinable(cell):
         raise ParticipantBusy(f"{to.kind}:{to.id} cannot join the turn now")
     actor = cell.actor
     assert actor is not None

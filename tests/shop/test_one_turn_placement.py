@@ -178,6 +178,17 @@ async def test_a_key_the_user_must_look_up_sends_the_placement_down_the_saga_at_
     assert waits.count == 1
 
 
+async def test_goods_that_do_not_exist_are_looked_for_once_and_refused_not_found(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = (await shop.create_user("ann")).user.id
+    waits = Activations(monkeypatch)
+    with pytest.raises(ShopError) as refused:
+        await shop.place_order(user, [(424242, 1)])
+    assert refused.value.code == "not_found"
+    assert waits.count == 1  # nothing to load: the saga asks, and is refused
+
+
 async def test_a_refusal_in_one_turn_leaves_every_participant_as_it_was(
     shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
