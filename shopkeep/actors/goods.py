@@ -133,7 +133,8 @@ class GoodsActor(Actor):
             case ReturnStock(order_id):
                 remembered = self.taken.get(order_id)
                 if remembered is not None:
-                    ledger = {TAKE: -remembered[2]}
+                    _, _, quantity = remembered
+                    ledger = {TAKE: -quantity}
                 else:
                     rows = await ctx.query(HELD_SQL, (goods_id, order_id))
                     ledger = {str(r): int(q) for r, q in rows}
@@ -196,7 +197,7 @@ class GoodsActor(Actor):
         taken = self.taken
         forget_before = now - RECENT_TAKES_S
         while taken:
-            when = next(iter(taken.values()))[0]
+            when, _, _ = next(iter(taken.values()))
             if len(taken) < RECENT_TAKES and when >= forget_before:
                 break
             taken.popitem(last=False)

@@ -126,20 +126,13 @@ def order_view(state: OrderState) -> OrderView:
 def payment_view(order_id: int, payment: Payment) -> PaymentView:
     """A payment as SPEC 10 shows it: with what the customer was given to pay it."""
     checkout = (
-        Checkout()
-        if payment.checkout is None
+        Checkout() if payment.checkout is None
         else msgspec.json.decode(payment.checkout, type=Checkout)
     )
     return PaymentView(
-        id=payment.id,
-        order_id=order_id,
-        amount=payment.amount,
-        status=payment.status,
-        gateway=payment.gateway,
-        currency=payment.currency,
-        gateway_url=checkout.gateway_url,
-        qr_code=checkout.qr_code,
-        code_url=checkout.code_url,
+        id=payment.id, order_id=order_id, amount=payment.amount, status=payment.status,
+        gateway=payment.gateway, currency=payment.currency, gateway_url=checkout.gateway_url,
+        qr_code=checkout.qr_code, code_url=checkout.code_url,
         client_secret=checkout.client_secret,
     )
 
@@ -147,13 +140,8 @@ def payment_view(order_id: int, payment: Payment) -> PaymentView:
 def refund_view(order_id: int, refund: Refund) -> RefundView:
     """A refund as SPEC 7 shows it."""
     return RefundView(
-        refund.id,
-        order_id,
-        refund.kind,
-        refund.wallet_amount,
-        refund.gateway_amount,
-        refund.status,
-        refund.created_at,
+        refund.id, order_id, refund.kind, refund.wallet_amount, refund.gateway_amount,
+        refund.status, refund.created_at,
     )
 
 
@@ -223,18 +211,11 @@ class OrderActor(Actor):
             ):
                 return None
             if isinstance(message, PaymentCallback):
-                said = LogPayment(
-                    message.payment_id,
-                    message.status,
-                    message.amount,
-                    message.gateway_txn_id,
-                    "rejected",
-                    False,
-                )
+                said = LogPayment(message.payment_id, message.status, message.amount,
+                                  message.gateway_txn_id, "rejected", False)
                 body = callback_body(self.address.id, said)
-                log_rejected_callback(
-                    ctx, self.address.id, message.payment_id, body, "unknown_payment"
-                )
+                log_rejected_callback(ctx, self.address.id, message.payment_id, body,
+                                      "unknown_payment")
                 self.stats.callbacks_rejected["unknown_payment"] += 1
             return Refusal(NOT_FOUND, f"there is no order {self.address.id}")
         if state.status == PENDING:
@@ -284,10 +265,8 @@ class OrderActor(Actor):
                 if decision is not None:
                     state, effects = decision
                     if outcome:
-                        effects = [
-                            History(AWAITING_PAYMENT, AWAITING_PAYMENT, "payment_queried", outcome),
-                            *effects,
-                        ]
+                        effects = [History(AWAITING_PAYMENT, AWAITING_PAYMENT,
+                                           "payment_queried", outcome), *effects]
                     self.commit(ctx, state, effects)
                 return self.view()
             case Ship():
@@ -315,19 +294,11 @@ class OrderActor(Actor):
                 return ReturnView(request.id, state.id, request.status)
             case RefundStuck(refund_id, reason):
                 status = state.status
-                self.commit(
-                    ctx,
-                    state,
-                    [
-                        History(
-                            status,
-                            status,
-                            "refund_failed",
-                            f"refund {refund_id}: the provider failed it ({reason}); it stays "
-                            "refunding until someone acts on it",
-                        )
-                    ],
-                )
+                self.commit(ctx, state, [History(
+                    status, status, "refund_failed",
+                    f"refund {refund_id}: the provider failed it ({reason}); it stays "
+                    "refunding until someone acts on it",
+                )])
                 return None
             case RefundDone(refund_id):
                 done = refund_done(state, refund_id, now)
@@ -383,18 +354,10 @@ class OrderActor(Actor):
             # the caller's BeginOrder counted this order as unpaid: it never will be
             ctx.send(Address("user", message.user_id), OrderSettled(self.address.id))
             return self._refused(refusal)
-        self.commit(
-            ctx,
-            *new_order(
-                self.address.id,
-                message.user_id,
-                message.items,
-                message.coupon_id,
-                message.use_balance,
-                ctx.now(),
-                self.config.currency,
-            ),
-        )
+        self.commit(ctx, *new_order(
+            self.address.id, message.user_id, message.items, message.coupon_id,
+            message.use_balance, ctx.now(), self.config.currency,
+        ))
         self.placing = True
         if isinstance(message, Accept):
             # enqueued now, before the answer leaves: nothing the caller sends can overtake it
@@ -432,32 +395,18 @@ class OrderActor(Actor):
         state = self.state
         assert state is not None
         outcome = decide_callback(
-            state,
-            message.payment_id,
-            message.status,
-            message.amount,
-            message.gateway_txn_id,
-            ctx.now(),
-            ctx.new_id(),
-            self.config,
-            message.currency,
+            state, message.payment_id, message.status, message.amount, message.gateway_txn_id,
+            ctx.now(), ctx.new_id(), self.config, message.currency,
         )
         if isinstance(outcome, Refusal):
-            said = LogPayment(
-                message.payment_id,
-                message.status,
-                message.amount,
-                message.gateway_txn_id,
-                "rejected",
-                False,
-            )
+            said = LogPayment(message.payment_id, message.status, message.amount,
+                              message.gateway_txn_id, "rejected", False)
             reason = {NOT_FOUND: "unknown_payment", WRONG_CURRENCY: "currency"}.get(
                 outcome.code, "amount"
             )
             if outcome.code != NOT_FOUND:  # authentic, yet not what was asked: someone looks
-                log.warning(
-                    "callback_refused", order_id=state.id, reason=reason, detail=outcome.detail
-                )
+                log.warning("callback_refused", order_id=state.id, reason=reason,
+                            detail=outcome.detail)
             log_rejected_callback(
                 ctx, state.id, message.payment_id, callback_body(state.id, said), reason
             )
@@ -466,16 +415,9 @@ class OrderActor(Actor):
         effects = outcome.effects
         if message.via == "query":  # SPEC 10's active query: the history says how it was found
             status = outcome.state.status
-            effects = [
-                *effects,
-                History(
-                    status,
-                    status,
-                    "payment_queried",
-                    f"payment {message.payment_id}: {message.status} "
-                    f"({message.gateway_txn_id}), {outcome.action.value}",
-                ),
-            ]
+            effects = [*effects, History(status, status, "payment_queried",
+                                         f"payment {message.payment_id}: {message.status} "
+                                         f"({message.gateway_txn_id}), {outcome.action.value}")]
         self.commit(ctx, outcome.state, effects)
         duplicate = outcome.action.value == "duplicate"
         return CallbackHandled(outcome.action.value, duplicate, order_view(outcome.state))
@@ -485,7 +427,9 @@ class OrderActor(Actor):
         out (a notification that never came loses nothing); the deadline timer is re-armed
         ``payment_query_grace_s`` later, in case the answer never comes either. False: no
         payment to ask about, the order times out now."""
-        if state.status != AWAITING_PAYMENT or state.expires_at is None or (state.expires_at > now):
+        if state.status != AWAITING_PAYMENT or state.expires_at is None or (
+            state.expires_at > now
+        ):
             return False
         payment = next((p for p in state.payments if p.status == CREATED), None)
         if payment is None:
@@ -495,12 +439,9 @@ class OrderActor(Actor):
             # is on the way): the answer, or the re-armed deadline, decides
             return True
         self.querying = payment.id
-        ctx.send(
-            Address("payment_query", payment.id),
-            QueryPayment(
-                state.id, payment.id, payment.amount, payment.currency, payment.provider_ref
-            ),
-        )
+        ctx.send(Address("payment_query", payment.id), QueryPayment(
+            state.id, payment.id, payment.amount, payment.currency, payment.provider_ref
+        ))
         grace = now + self.config.payment_query_grace_s
         ctx.arm_timer(DEADLINE, grace, DeadlineReached(True, "the provider did not answer"))
         return True

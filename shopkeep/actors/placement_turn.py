@@ -141,12 +141,7 @@ def _check(
             return _refusal(quote)
         prices[goods_id] = quote.unit_price
     state, effects = new_order(
-        order_id,
-        message.user_id,
-        message.items,
-        message.coupon_id,
-        message.use_balance,
-        now,
+        order_id, message.user_id, message.items, message.coupon_id, message.use_balance, now,
         actor.config.currency,
     )
     state = priced(state, prices, actor.config)

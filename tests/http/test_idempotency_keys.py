@@ -19,6 +19,7 @@ from shopkeep.actors.protocol import GetGoods
 from shopkeep.requests import KEY_PATTERN, MAX_KEY
 from shopkeep.runtime import Address, Context
 from tests.http.conftest import ADMIN, Answer, Api, Customer
+from tests.shop.conftest import mail_queued
 
 KEYED = {
     ("post", "/v1/users/{user_id}/wallet/credit"),
@@ -66,16 +67,14 @@ async def delivered(api: Api) -> tuple[Customer, dict[str, Any]]:
 async def credit(api: Api) -> Route:
     alice = await api.customer()
     path = f"/v1/users/{alice.id}/wallet/credit"
-    return Route(
-        Request("POST", path, ADMIN, {"amount": 500}), Request("POST", path, ADMIN, {"amount": 600})
-    )
+    return Route(Request("POST", path, ADMIN, {"amount": 500}),
+                 Request("POST", path, ADMIN, {"amount": 600}))
 
 
 async def restock(api: Api) -> Route:
     path = f"/v1/goods/{await api.goods()}"
-    return Route(
-        Request("PATCH", path, ADMIN, {"restock": 5}), Request("PATCH", path, ADMIN, {"restock": 6})
-    )
+    return Route(Request("PATCH", path, ADMIN, {"restock": 5}),
+                 Request("PATCH", path, ADMIN, {"restock": 6}))
 
 
 async def place(api: Api) -> Route:
@@ -90,20 +89,16 @@ async def payment(api: Api) -> Route:
     alice = await api.customer()
     order = await api.order(alice, await api.goods())
     path = f"/v1/orders/{order['id']}"
-    return Route(
-        Request("POST", f"{path}/payment", alice.headers),
-        Request("POST", f"{path}/cancel", alice.headers),
-    )
+    return Route(Request("POST", f"{path}/payment", alice.headers),
+                 Request("POST", f"{path}/cancel", alice.headers))
 
 
 async def cancel(api: Api) -> Route:
     alice = await api.customer()
     order = await api.order(alice, await api.goods())
     path = f"/v1/orders/{order['id']}"
-    return Route(
-        Request("POST", f"{path}/cancel", alice.headers),
-        Request("POST", f"{path}/payment", alice.headers),
-    )
+    return Route(Request("POST", f"{path}/cancel", alice.headers),
+                 Request("POST", f"{path}/payment", alice.headers))
 
 
 async def ship(api: Api) -> Route:
@@ -126,19 +121,15 @@ async def deliver(api: Api) -> Route:
 async def ask_return(api: Api) -> Route:
     alice, order = await delivered(api)
     path = f"/v1/orders/{order['id']}/returns"
-    return Route(
-        Request("POST", path, alice.headers, {"reason": "too strong"}),
-        Request("POST", path, alice.headers, {"reason": "too weak"}),
-    )
+    return Route(Request("POST", path, alice.headers, {"reason": "too strong"}),
+                 Request("POST", path, alice.headers, {"reason": "too weak"}))
 
 
 async def approve(api: Api) -> Route:
     alice, order = await delivered(api)
     asked = await api.call("POST", f"/v1/orders/{order['id']}/returns", alice.headers)
-    return Route(
-        Request("POST", f"/v1/returns/{asked.body['id']}/approve", ADMIN),
-        Request("POST", f"/v1/orders/{order['id']}/ship", ADMIN),
-    )
+    return Route(Request("POST", f"/v1/returns/{asked.body['id']}/approve", ADMIN),
+                 Request("POST", f"/v1/orders/{order['id']}/ship", ADMIN))
 
 
 ROUTES = pytest.mark.parametrize(
@@ -196,11 +187,8 @@ async def send_raw(api: Api, head: bytes, body: bytes) -> tuple[int, dict[str, A
     reader, writer = await asyncio.open_connection(server.host, server.port)
     try:
         writer.write(
-            head
-            + b"\r\nContent-Length: "
-            + str(len(body)).encode()
-            + b"\r\nConnection: close\r\n\r\n"
-            + body
+            head + b"\r\nContent-Length: " + str(len(body)).encode()
+            + b"\r\nConnection: close\r\n\r\n" + body
         )
         await writer.drain()
         answer = await reader.read()
@@ -263,7 +251,7 @@ async def test_a_placement_past_the_ask_timeout_answers_202_with_its_pending_ord
     # the order waits for the goods' turn in its mailbox, half the ask timeout at most; then
     # the saga records it pending and asks; at the ask timeout the answer is that order
     timeout = api.shop.runtime.system.config.ask_timeout_s
-    await queued_behind(api, Address("goods", int(tea)))
+    await mail_queued(api.shop, Address("goods", int(tea)))
     await api.clock.advance(timeout / 2)
     await reached.wait()
     await api.clock.advance(timeout / 2)
@@ -274,20 +262,6 @@ async def test_a_placement_past_the_ask_timeout_answers_202_with_its_pending_ord
     assert (answered.status, answered.body["status"]) == (202, "pending")
     polled = await api.call("GET", f"/v1/orders/{answered.body['id']}", alice.headers)
     assert polled.status == 200
-
-
-async def queued_behind(api: Api, address: Address, within_s: float = 10.0) -> None:
-    """Until a message waits in ``address``'s mailbox (nothing announces one: the loop is
-    given turns until it does)."""
-
-    async def waiting() -> None:
-        while True:
-            cell = api.shop.runtime.system.registry.get(address)
-            if cell is not None and cell.mailbox:
-                return
-            await asyncio.sleep(0)
-
-    await asyncio.wait_for(waiting(), within_s)
 
 
 async def test_the_document_gives_every_keyed_route_the_key_and_the_replay_header(

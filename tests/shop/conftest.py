@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.gateway import SandboxGateway
-from shopkeep.runtime import VirtualClock
+from shopkeep.runtime import Address, VirtualClock
 from shopkeep.shop import Shop
 
 SECRET = "test-gateway-secret"
@@ -48,6 +49,20 @@ def sandbox(shop: Shop) -> SandboxGateway:
 async def settle(shop: Shop) -> None:
     """Wait until the shop is quiet: durable releases and refunds delivered and applied."""
     await shop.runtime.system.quiet()
+
+
+async def mail_queued(shop: Shop, address: Address, within_s: float = 10.0) -> None:
+    """Wait until a message waits in ``address``'s mailbox (behind the one it is handling).
+    Nothing announces a message queued, so the loop is given turns until one is."""
+
+    async def waiting() -> None:
+        while True:
+            cell = shop.runtime.system.registry.get(address)
+            if cell is not None and cell.mailbox:
+                return
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(waiting(), within_s)
 
 
 async def assert_audit_ok(shop: Shop) -> None:

@@ -25,12 +25,12 @@ from shopkeep.errors import ShopError
 from shopkeep.idempotency import IdempotencyKey
 from shopkeep.runtime import Address, Context, RuntimeConfig, VirtualClock
 from shopkeep.shop import Shop
-from tests.shop.conftest import SECRET, assert_audit_ok, settle
+from tests.shop.conftest import SECRET, assert_audit_ok, mail_queued, settle
 
 
 class BusyGoods:
     """Every goods actor holds a GetGoods until :meth:`release`: while it does, the goods is
-    busy, and a placement cannot take it in its own turn (it asks, queued behind)."""
+    busy, and a placement waits for its turn, queued behind in its mailbox."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.gate = asyncio.Event()
@@ -47,21 +47,6 @@ class BusyGoods:
     def hold(self, shop: Shop, goods_id: int, asks: int = 1) -> None:
         """Keep the goods busy with ``asks`` GetGoods (the first runs, the others queue)."""
         self.held += [asyncio.create_task(shop.get_goods(goods_id)) for _ in range(asks)]
-
-    @staticmethod
-    async def queued(shop: Shop, goods_id: int, within_s: float = 10.0) -> None:
-        """Wait until a message waits in the busy goods' mailbox (a placement's ask, queued
-        behind the held one): until then its ask and their time-outs may not be armed yet.
-        Nothing announces a message queued, so the loop is given turns until one is."""
-
-        async def waiting() -> None:
-            while True:
-                cell = shop.runtime.system.registry.get(Address("goods", goods_id))
-                if cell is not None and cell.mailbox:
-                    return
-                await asyncio.sleep(0)
-
-        await asyncio.wait_for(waiting(), within_s)
 
     async def release(self) -> None:
         """Let the held asks finish (those the clock moved past time out)."""
@@ -156,7 +141,7 @@ async def test_a_placement_past_the_ask_timeout_answers_its_order_pending_and_go
     await asyncio.sleep(0)
 
     placing = asyncio.create_task(shop.place_order(user, [(tea.id, 1)], idempotency_key="k-1"))
-    await busy.queued(shop, tea.id)
+    await mail_queued(shop, Address("goods", tea.id))  # the order waits for its turn
     # Half-way the order stops waiting for the busy goods' turn and takes the saga, which
     # records it pending and asks the goods (queued behind); at the ask timeout the shop
     # stops waiting and answers the order as it stands.

@@ -43,9 +43,8 @@ class Units:
         return [statement for unit in self.units for statement in unit.statements]
 
     def rows(self, sql: str) -> int:
-        return sum(
-            len(params) if many else 1 for text, params, many in self.statements if text == sql
-        )
+        return sum(len(params) if many else 1 for text, params, many in self.statements
+                   if text == sql)
 
 
 class Activations:
@@ -85,8 +84,7 @@ async def test_a_plain_placement_is_one_unit_with_the_order_born_confirmed(
     assert not any(sql.startswith("UPDATE orders") for sql, _, _ in watch.statements)
     history = (await shop.order_history(order.id)).items
     assert [(h.from_status, h.to_status, h.operation) for h in history] == [
-        (None, "pending", "placed"),
-        ("pending", "awaiting_payment", "confirmed"),
+        (None, "pending", "placed"), ("pending", "awaiting_payment", "confirmed"),
     ]
     assert (await shop.get_goods(tea.id)).stock == 8
     await assert_audit_ok(shop)
