@@ -149,32 +149,46 @@ class LineWriter:
     ``warning`` or above is written at once with those before it, and a line logged with no
     loop running (another thread, a command) at once too; so at most the last turn's
     ``info`` lines are lost if the process is killed.
+
+    An access line waits as its :class:`AccessLine` (:meth:`record`) and is encoded with the
+    others of its turn, in one call, when they are written: a request's line costs its
+    struct, not an encoding, a decoding and a join of its own.
     """
 
     __slots__ = ("_lock", "_pending", "_scheduled", "stream")
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
-        self._pending: list[str] = []
+        self._pending: list[str | AccessLine] = []
         self._scheduled = False
         self._lock = threading.Lock()
 
     def msg(self, message: str) -> None:
         """Write ``message`` as a line by the end of this loop turn (now, without a loop)."""
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
             self._write(message + "\n")
             return
+        self._keep(message)
+
+    def record(self, line: AccessLine) -> None:
+        """Write ``line`` by the end of this loop turn (now, without a loop)."""
+        self._keep(line)
+
+    def _keep(self, line: str | AccessLine) -> None:
         with self._lock:  # another thread's loop may log to the same writer
-            self._pending.append(message)
+            self._pending.append(line)
             full = len(self._pending) >= PENDING_LINES
             schedule = not (full or self._scheduled)
             self._scheduled |= schedule
         if full:
             self.flush()
         elif schedule:
-            loop.call_soon(self.flush)
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # a record with no loop running
+                self.flush()
 
     def urgent(self, message: str) -> None:
         """Write ``message`` as a line now, after the lines waiting for the turn's end."""
@@ -190,7 +204,7 @@ class LineWriter:
         with self._lock:
             self._scheduled = False
             if self._pending:
-                self.stream.write("\n".join(self._pending) + "\n")
+                self.stream.write(_joined(self._pending))
                 self._pending.clear()
                 self.stream.flush()
 
@@ -198,6 +212,22 @@ class LineWriter:
         with self._lock:
             self.stream.write(text)
             self.stream.flush()
+
+
+def _joined(lines: list[str | AccessLine]) -> str:
+    """``lines`` as text, each ended by a newline, in order; each run of access lines encoded
+    in one call."""
+    parts: list[str] = []
+    start = 0
+    for end, line in enumerate(lines):
+        if isinstance(line, str):
+            if start < end:
+                parts.append(_ENCODER.encode_lines(lines[start:end]).decode())
+            parts.append(line + "\n")
+            start = end + 1
+    if start < len(lines):
+        parts.append(_ENCODER.encode_lines(lines[start:]).decode())
+    return "".join(parts)
 
 
 class _UnparsableRequests(logging.Filter):
@@ -297,11 +327,12 @@ class RequestLog:
                 duration_ms=duration_ms, request_id=request_id, user_id=user_id,
             )  # fmt: skip
         elif self._json and self._enabled:
-            line = AccessLine(
-                method, route, status, duration_ms, request_id, user_id, "request", "info",
-                self._stamp.now(),
+            self._out.record(
+                AccessLine(
+                    method, route, status, duration_ms, request_id, user_id, "request",
+                    "info", self._stamp.now(),
+                )
             )  # fmt: skip
-            self._out.msg(_ENCODER.encode(line).decode())
         elif self._enabled:
             event: structlog.typing.EventDict = {
                 "method": method, "route": route, "status": status, "duration_ms": duration_ms,

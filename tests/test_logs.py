@@ -13,7 +13,7 @@ import pytest
 import structlog
 from aiohttp.http_exceptions import BadHttpMessage
 
-from shopkeep.logs import configure_logging, level_of
+from shopkeep.logs import ACCESS, configure_logging, level_of
 
 
 @pytest.fixture(autouse=True)
@@ -195,3 +195,22 @@ async def test_a_warning_is_written_at_once_after_the_lines_before_it() -> None:
     logging.getLogger("asyncio").warning("slow callback")
 
     assert [line["event"] for line in lines(out)] == ["answered", "slow callback"]
+
+
+async def test_access_lines_and_other_lines_of_a_turn_keep_the_order_they_were_logged_in() -> None:
+    out = CountingStream()
+    configure_logging("info", "json", stream=out)
+    log = structlog.get_logger("test")
+
+    ACCESS.request("GET", "/healthz", 200, 0.5, "first", None)
+    log.info("between")
+    ACCESS.request("POST", "/v1/orders", 201, 1.5, "second", "7")
+    ACCESS.request("GET", "/v1/orders/{order_id}", 200, 0.7, "third", "7")
+    await asyncio.sleep(0)  # the turn ends
+
+    written = lines(out)
+    assert [line.get("request_id", line["event"]) for line in written] == [
+        "first", "between", "second", "third",
+    ]  # fmt: skip
+    assert written[2]["route"] == "/v1/orders" and written[2]["user_id"] == "7"
+    assert out.writes == 1

@@ -68,11 +68,13 @@ def make_app(
         limiter = RateLimiter(config.rate_limit_per_s, burst, clock)
         if metrics is not None:
             metrics.watch(limiter)
-    door = FrontDoor(shop, config.admin_hash(), config.max_body_bytes, metrics, limiter)
+    door = FrontDoor(
+        shop, config.admin_hash(), config.max_body_bytes, metrics, limiter, split=bool(middlewares)
+    )
     app = web.Application(
         client_max_size=config.max_body_bytes,
         middlewares=(
-            [door.outer, *middlewares, door.inner] if middlewares else [door.middleware]
+            [door.middleware, *middlewares, door.inner] if middlewares else [door.middleware]
         ),
     )
     app[SHOP] = shop

@@ -20,19 +20,17 @@ From the outside in:
    query names only parameters the operation takes, each as its schema says (422 listing
    every problem if not).
 
-They were four aiohttp middlewares and a wrapper around each handler; aiohttp wraps each
-middleware in a coroutine and a partial per request, plus one of its own whenever an app has
-any, and those layers cost as much as the steps themselves. So here they are one coroutine,
-:attr:`FrontDoor.middleware`, which awaits the handler itself. An app built with middlewares of
-the caller's own runs them between steps 2 and 3, as before: :attr:`FrontDoor.outer` is steps
-1 and 2, :attr:`FrontDoor.inner` steps 3 to 5.
+Why one: aiohttp wraps each middleware in a coroutine and a partial per request, plus one of
+its own whenever an app has any, and those layers would cost as much as the steps themselves.
+So the steps are one coroutine, :attr:`FrontDoor.middleware`, which awaits the handler itself.
+An app built with middlewares of the caller's own runs them between steps 2 and 3: a split
+:class:`FrontDoor`'s ``middleware`` is steps 1 and 2, its ``inner`` steps 3 to 5.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -112,7 +110,9 @@ class Guard:
 
 
 class FrontDoor:
-    """The steps of the module's docstring for one app, as one middleware or as two."""
+    """The steps of the module's docstring for one app: all of them in :attr:`middleware`, or,
+    ``split`` around the caller's own middlewares, steps 1 and 2 in :attr:`middleware` and 3
+    to 5 in :attr:`inner`."""
 
     def __init__(
         self,
@@ -121,18 +121,21 @@ class FrontDoor:
         max_body_bytes: int,
         metrics: Metrics | None = None,
         limiter: RateLimiter | None = None,
+        *,
+        split: bool = False,
     ) -> None:
         self._shop = shop
         self._limiter = limiter
         self._admin_hash = admin_hash
         self._max_body_bytes = max_body_bytes
         self._metrics = metrics
+        self._whole = not split
         self._guards: dict[AbstractRoute, Guard] = {}
-        # Partials, not methods calling methods: a partial adds no coroutine of its own.
-        self.middleware: Middleware = web.middleware(partial(self._around, whole=True))
-        """Every step, around the handler."""
-        self.outer: Middleware = web.middleware(partial(self._around, whole=False))
-        """Steps 1 and 2 (request id, metrics), around the handler."""
+        # Bound methods, not partials of one with a keyword: aiohttp calls a middleware with
+        # ``handler=`` by keyword, and a partial's keywords are merged into a new dictionary
+        # on every call.
+        self.middleware: Middleware = self._around
+        """Every step around the handler; steps 1 and 2 (request id, metrics) when split."""
         self.inner: Middleware = self._inside
         """Steps 3 to 5 (problems, authentication, the guard), around the handler."""
 
@@ -189,18 +192,14 @@ class FrontDoor:
         if guard is not None:
             guard.check(request, principal)
 
-    async def _around(
-        self,
-        request: web.Request,
-        handler: Handler,
-        whole: bool,
-    ) -> web.StreamResponse:
+    @web.middleware
+    async def _around(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         request_id = request_id_of(request.headers.get(HEADER))
         request[REQUEST_ID] = request_id
         bound = enter(request_id)
         try:
-            if not whole:
+            if not self._whole:
                 response = await handler(request)
             elif (refused := too_large(request, self._max_body_bytes)) is not None:
                 response = refused

@@ -14,6 +14,7 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from shopkeep.http.app import make_app
+from shopkeep.http.auth import bearer_hash
 from shopkeep.http.config import HttpConfig
 from shopkeep.proof.api_probes import (
     ADMIN_ROUTES,
@@ -191,3 +192,15 @@ async def test_without_an_admin_token_nobody_is_admin(
     client = await aiohttp_client(make_app(shop, HttpConfig(admin_token="")))
     async with client.get("/v1/audit", headers=bearer("")) as refused:
         assert refused.status == 401
+
+
+def test_a_bearer_header_is_parsed_and_hashed_once_for_the_requests_that_repeat_it() -> None:
+    header = "Bearer a-token-sent-with-every-request"
+    before = bearer_hash.cache_info()
+
+    hashes = {bearer_hash(header) for _ in range(3)}
+
+    assert hashes == {hash_token("a-token-sent-with-every-request")}
+    after = bearer_hash.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 2)
+    assert bearer_hash("Basic a-token-sent-with-every-request") is None

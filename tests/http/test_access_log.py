@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -115,3 +116,23 @@ def test_the_json_access_line_is_the_line_the_renderer_writes_from_the_same_even
         "timestamp": stamped,
     }  # fmt: skip
     assert direct == renderer(None, "info", event)
+
+
+async def test_a_program_that_configures_structlog_after_serve_did_gets_the_line_as_an_event(
+    out: io.StringIO,
+) -> None:
+    events: list[structlog.typing.EventDict] = []
+
+    def keep(logger: object, method: str, event: structlog.typing.EventDict) -> str:
+        events.append(event)
+        return "kept"
+
+    structlog.configure(processors=[keep], logger_factory=structlog.ReturnLoggerFactory())
+    ACCESS.request("POST", "/v1/orders", 201, 1.25, "req-1", "7")
+    ACCESS.request("GET", "/healthz", 200, 0.5, "req-2", None)
+    await asyncio.sleep(0)  # the turn ends: nothing waits in serve's writer
+
+    assert [(e["route"], e["request_id"]) for e in events] == [
+        ("/v1/orders", "req-1"), ("/healthz", "req-2"),
+    ]  # fmt: skip
+    assert out.getvalue() == ""
