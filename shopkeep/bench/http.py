@@ -35,7 +35,9 @@ latencies, the open loop's offered and answered rates, the server's group commit
 open loop (``commit_p50_ms_half_load``, ``commit_p99_ms_half_load``, from its
 ``shopkeep_commit_seconds`` histogram: how much of the tail a commit is), the longest stall
 before the measured
-load began (``loop_stall_max_ms_before_load``: start, populating, warm-ups), the server's
+load began (``loop_stall_max_ms_before_load``: start, populating, warm-ups), the loop thread's
+CPU time over the interval that ended in the longest stall (``loop_stall_max_cpu_ms``: far
+below the stall, the loop was waiting for the GIL or a core, not working), the server's
 longest garbage collection of each generation (``gc_pause_max_ms``), the server's
 resident memory read from its ``/metrics``, and the disk's fsync latency measured just before
 (``fsync_before``: shopkeep's commits wait for it, the baseline never).
@@ -204,6 +206,13 @@ async def scrape_gc_pauses_ms(session: aiohttp.ClientSession, url: str) -> dict[
     return pauses
 
 
+async def scrape_stall_cpu_ms(session: aiohttp.ClientSession, url: str) -> float | None:
+    """The server loop thread's CPU time over the interval that ended in its longest stall,
+    milliseconds (``shopkeep_loop_stall_max_cpu_seconds``)."""
+    seconds = await scrape(session, url, "shopkeep_loop_stall_max_cpu_seconds")
+    return None if seconds is None else seconds * 1000
+
+
 async def scrape_stall_ms(session: aiohttp.ClientSession, url: str) -> float:
     """The server's longest event-loop stall since it started, milliseconds (its loop
     monitor's ``shopkeep_loop_stall_max_seconds``)."""
@@ -247,6 +256,7 @@ async def measure(
             half_load = await generator.offer(shop.url, HALF * shop_load.per_s)
             commits_after = await scrape_buckets(session, shop.url, COMMIT_HISTOGRAM)
             stall_ms = await scrape_stall_ms(session, shop.url)
+            stall_cpu_ms = await scrape_stall_cpu_ms(session, shop.url)
             gc_pauses_ms = await scrape_gc_pauses_ms(session, shop.url)
             rss = await scrape_rss(session, shop.url)
             async with session.get(
@@ -283,6 +293,7 @@ async def measure(
         "place_order_statuses_half_load": half_load.statuses,
         "place_order_socket_errors_half_load": half_load.socket_errors,
         "loop_stall_max_ms_before_load": stall_before_ms,
+        "loop_stall_max_cpu_ms": stall_cpu_ms,
         "gc_pause_max_ms": gc_pauses_ms,
         "server_rss_mb": None if rss is None else rss / 2**20,
         "fsync_before": fsync,
@@ -309,6 +320,7 @@ def render(figures: dict[str, Any]) -> str:
         ("commit_p50_ms_half_load", _shown(figures["commit_p50_ms_half_load"])),
         ("commit_p99_ms_half_load", _shown(figures["commit_p99_ms_half_load"])),
         ("loop_stall_max_ms", f"{figures['loop_stall_max_ms']:.1f}"),
+        ("loop_stall_max_cpu_ms", _shown(figures["loop_stall_max_cpu_ms"])),
         ("gc_pause_max_ms", json.dumps({g: round(ms, 1) for g, ms in pauses.items()})),
         ("http_overhead_shopkeep_us", f"{figures['http_overhead_shopkeep_us']:.1f}"),
         ("http_overhead_bare_us", f"{figures['http_overhead_bare_us']:.1f}"),

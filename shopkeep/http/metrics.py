@@ -212,7 +212,8 @@ def _by(
 
 class LoopCollector:
     """The event loop's stalls, as the server's :class:`LoopMonitor` saw them, read at each
-    scrape: the longest since start, how many reached the monitor's threshold, the quantiles
+    scrape: the longest since start (and the loop's CPU time over it), how many reached the
+    monitor's threshold, the quantiles
     of the latest ticks' lateness, and the longest garbage collection of each generation."""
 
     def __init__(self, monitor: LoopMonitor) -> None:
@@ -225,6 +226,13 @@ class LoopCollector:
             "loop_stall_max_seconds",
             "The longest the event loop was late for its monitor's tick, since start.",
             monitor.max_stall_s,
+        )
+        yield _gauge(
+            "loop_stall_max_cpu_seconds",
+            "The event loop thread's CPU time over the interval that ended in its longest "
+            "stall: far below the stall, the loop was waiting (for the GIL or a core), not "
+            "working.",
+            monitor.max_stall_cpu_s,
         )
         yield _counter(
             "loop_stalls",

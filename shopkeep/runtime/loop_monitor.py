@@ -17,6 +17,13 @@ It also times the cyclic garbage collector's collections (``gc.callbacks``), the
 of a long stall in a process with a large heap: the longest pause of each generation since
 start (:attr:`LoopMonitor.gc_pause_max_s`), so a stall can be told apart from a collection.
 
+A stall is either work or waiting: the loop's own Python running long, or its thread not
+running at all (waiting for the GIL another thread holds, or for a core the system gave to
+another process). The monitor tells them apart by the loop thread's CPU time
+(``time.thread_time``) over the interval that ended in the longest stall
+(:attr:`LoopMonitor.max_stall_cpu_s`): close to the stall, the loop was working; far below,
+it was waiting.
+
 It knows nothing of what runs on the loop; the clock and the loop are given, so a test can
 drive it on a loop of its own with a clock it moves by hand.
 """
@@ -67,16 +74,26 @@ class LoopMonitor:
         interval_s: float = INTERVAL_S,
         threshold_s: float = THRESHOLD_S,
         clock: Callable[[], float] = time.perf_counter,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         self._loop = loop
         self._interval_s = interval_s
         self.threshold_s = threshold_s
         """A tick at least this late counts in :attr:`stalls`."""
         self._clock = clock
+        self._cpu_clock = cpu_clock
         self._due = 0.0
+        self._last_cpu = 0.0
+        self._last_tick = 0.0
         self._handle: Cancellable | None = None
         self.max_stall_s = 0.0
         """The longest lateness seen since :meth:`start`, seconds."""
+        self.max_stall_cpu_s = 0.0
+        """The loop thread's CPU time from the tick before the longest stall to its end,
+        seconds: the part of that interval the loop spent working."""
+        self.max_stall_span_s = 0.0
+        """The wall time from the tick before the longest stall to its end, seconds (the
+        interval :attr:`max_stall_cpu_s` is measured over)."""
         self.stalls = 0
         """How many ticks were at least ``threshold_s`` late."""
         self.ticks = 0
@@ -97,7 +114,9 @@ class LoopMonitor:
     def start(self) -> None:
         """Begin ticking (again, after a stop; the figures go on from where they were)."""
         if self._handle is None:
+            self._last_cpu = self._cpu_clock()
             self._arm()
+            self._last_tick = self._clock()
             gc.callbacks.append(self._on_gc)
 
     def stop(self) -> None:
@@ -123,12 +142,16 @@ class LoopMonitor:
         self._handle = self._loop.call_later(self._interval_s, self._tick)
 
     def _tick(self) -> None:
-        late = max(0.0, self._clock() - self._due)
+        now, cpu = self._clock(), self._cpu_clock()
+        late = max(0.0, now - self._due)
         self.ticks += 1
         self.recent.append(late)
         self.lag_s.observe(late)
         if late > self.max_stall_s:
             self.max_stall_s = late
+            self.max_stall_cpu_s = cpu - self._last_cpu
+            self.max_stall_span_s = now - self._last_tick
         if late >= self.threshold_s:
             self.stalls += 1
+        self._last_cpu, self._last_tick = cpu, now
         self._arm()

@@ -60,6 +60,7 @@ def test_the_quick_http_bench_reports_every_figure(tmp_path: Path, generator: st
     stall = report["loop_stall_max_ms"]
     assert isinstance(stall, float) and 0 <= stall < 60_000
     assert report["loop_stall_max_ms_before_load"] <= stall  # a maximum since the start
+    assert 0 <= report["loop_stall_max_cpu_ms"] < 60_000
     assert "loop_stall_max_ms" in result.stdout
     assert set(report["gc_pause_max_ms"]) == {"0", "1", "2"}
     assert report["audit_ok"] is True

@@ -33,6 +33,7 @@ def test_the_quick_shop_bench_reports_every_figure_and_a_clean_audit(tmp_path: P
     for run in (report, report["coupon_wallet"], report["thread_writer"]):
         for figure in figures:
             assert isinstance(run[figure], float) and run[figure] > 0, figure
+        assert 0 <= run["loop_stall_max_cpu_ms"] < 60_000
         assert run["orders_placed"] > 0
         assert run["refusals"] == {}
         assert run["audit_ok"] is True

@@ -165,6 +165,7 @@ async def test_a_loop_held_by_a_blocking_call_shows_as_the_longest_stall(
         monitor.stop()
 
     assert 0.030 <= samples["shopkeep_loop_stall_max_seconds"][0][1] < 1.0
+    assert samples["shopkeep_loop_stall_max_cpu_seconds"][0][1] < 0.030  # it slept, idle
     assert samples["shopkeep_loop_stalls_total"][0][1] >= 1
     lag = {labels["le"]: value for labels, value in samples["shopkeep_loop_lag_seconds_bucket"]}
     assert lag["+Inf"] >= 1 and lag["0.02"] < lag["+Inf"]  # the 40 ms stall is over 20 ms

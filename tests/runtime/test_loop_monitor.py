@@ -32,10 +32,15 @@ class HandLoop:
 
     def __init__(self) -> None:
         self.now = 0.0
+        self.cpu = 0.0
+        """The loop thread's CPU time: it moves while a callback works, not while it waits."""
         self.timers: list[Timer] = []
 
     def clock(self) -> float:
         return self.now
+
+    def cpu_clock(self) -> float:
+        return self.cpu
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> Handle:
         handle = Handle()
@@ -56,6 +61,14 @@ class HandLoop:
     def busy(self, seconds: float) -> None:
         """Hold the loop for ``seconds``: timers due meanwhile run late, when it is over."""
         self.now += seconds
+        self.cpu += seconds
+        self.idle(0.0)
+
+    def off_cpu(self, seconds: float, working: float = 0.0) -> None:
+        """Hold the loop for ``seconds`` of which its thread ran only ``working`` (it waited
+        for the GIL or a core the rest of the time)."""
+        self.now += seconds
+        self.cpu += working
         self.idle(0.0)
 
     def _next_due(self, end: float) -> Timer | None:
@@ -69,7 +82,9 @@ def loop() -> HandLoop:
 
 
 def monitor_on(loop: HandLoop, **options: float) -> LoopMonitor:
-    monitor = LoopMonitor(loop, clock=loop.clock, interval_s=0.005, **options)
+    monitor = LoopMonitor(
+        loop, clock=loop.clock, cpu_clock=loop.cpu_clock, interval_s=0.005, **options
+    )
     monitor.start()
     return monitor
 
@@ -106,6 +121,20 @@ def test_the_longest_stall_is_kept_and_only_stalls_over_the_threshold_are_counte
 
     assert 0.035 <= monitor.max_stall_s <= 0.040
     assert monitor.stalls == 2
+
+
+def test_the_longest_stall_says_how_much_of_it_the_loop_spent_working(loop: HandLoop) -> None:
+    monitor = monitor_on(loop)
+    loop.idle(0.005)  # a tick ran at 5 ms
+
+    loop.busy(0.030)  # working from 5 to 35 ms
+    loop.idle(0.1)
+    assert (monitor.max_stall_cpu_s, monitor.max_stall_span_s) == pytest.approx((0.030, 0.030))
+
+    loop.off_cpu(0.050, working=0.002)  # a longer one, spent waiting
+    assert monitor.max_stall_s == pytest.approx(0.045, abs=0.005)
+    assert monitor.max_stall_cpu_s == pytest.approx(0.002)
+    assert 0.050 <= monitor.max_stall_span_s <= 0.055  # from the tick before, up to 5 ms earlier
 
 
 def test_after_a_stall_the_ticks_are_on_time_again(loop: HandLoop) -> None:
@@ -151,6 +180,23 @@ async def test_on_a_real_loop_a_blocking_call_is_measured() -> None:
 
     assert 0.050 <= monitor.max_stall_s < 0.5
     assert monitor.ticks > 2
+    assert monitor.max_stall_cpu_s < 0.040  # a sleep holds the loop without working
+
+
+async def test_on_a_real_loop_a_stall_spent_computing_shows_its_cpu_time() -> None:
+    monitor = LoopMonitor(asyncio.get_running_loop(), interval_s=0.001)
+    monitor.start()
+    try:
+        await asyncio.sleep(0.01)  # let it tick
+        started = time.thread_time()
+        while time.thread_time() - started < 0.060:  # hold the loop, working
+            pass
+        await asyncio.sleep(0.01)
+    finally:
+        monitor.stop()
+
+    assert monitor.max_stall_s >= 0.050
+    assert monitor.max_stall_cpu_s >= 0.060
 
 
 def test_a_garbage_collection_is_timed_by_generation(loop: HandLoop) -> None:
