@@ -6,11 +6,11 @@ actor's mailbox, behind whatever is there. The handler's unit deletes the row, s
 handled exactly once in effect: a crash before that commit leaves the row, and it fires again
 after restart, to an actor whose state (reloaded from the store) does not have the effect yet.
 
-Memory is bounded however many timers are pending: only the earliest ``timer_page_size`` are in
-memory (the *window*, up to ``horizon``); the rest wait in the database, ordered by (due, seq),
-and are read a page at a time as the window empties. Pages are read through the writer (between
-batches), so a page sees every unit submitted before it, and the arms and cancels submitted while
-it is being read are replayed on top of it.
+Memory is bounded however many timers are pending: only the earliest (``timer_page_size`` to
+twice that) are in memory (the *window*, up to ``horizon``); the rest wait in the database,
+ordered by (due, seq), and are read a page at a time as the window empties. Pages are read
+through the writer (between batches), so a page sees every unit submitted before it, and the
+arms and cancels submitted while it is being read are replayed on top of it.
 
 Staleness: each arming has a unique ``seq``. A fire carries it, and is dropped when the actor has
 since canceled or re-armed that timer. Overdue timers (after a restart) fire at most
@@ -133,28 +133,44 @@ class TimerService:
             if self._complete or (due_at, seq) <= self._horizon:
                 self._armed[key] = _Armed(due_at, seq, message)
                 heapq.heappush(self._heap, (due_at, seq, key))
-                if len(self._armed) > 2 * self._system.config.timer_page_size:
+                if len(self._heap) > 2 * self._system.config.timer_page_size:
                     self._trim()
 
     def _trim(self) -> None:
-        """Keep only the earliest page in memory; the rest are safe in the database.
+        """Keep only the earliest page in memory; the rest are safe in the database. The heap
+        loses its stale entries (of timers canceled or re-armed) on the way.
 
         Every armed timer is in a submitted unit, and pages are read through the writer after
         all submitted units, so a timer dropped here is found again when its page is read.
+
+        It runs on the loop, in the turn of the arm that overfilled the heap (every
+        ``timer_page_size`` placements or so, which each arm a deadline), so it sorts the
+        heap's tuples, compared in C, and walks them once. With pages of 4096, sorting the
+        timers by a key function and then filtering the heap took 20-26 ms of the loop's
+        time here, and this way 10 ms; with pages of 1024 (the default), 1-2 ms.
         """
         page_size = self._system.config.timer_page_size
-        self._epoch += 1  # a page being read was read from the old horizon: read it again
-        ordered = sorted(self._armed.items(), key=lambda item: (item[1].due_at, item[1].seq))
-        last = ordered[page_size - 1][1]
-        self._horizon = (last.due_at, last.seq)
-        self._complete = False
-        for key, _ in ordered[page_size:]:
-            del self._armed[key]
-        # drop the heap entries of timers no longer armed in memory (a retried fire keeps its
-        # seq with a later time, so compare by key and seq, not by time)
         armed = self._armed
-        self._heap = [e for e in self._heap if e[2] in armed and armed[e[2]].seq == e[1]]
-        heapq.heapify(self._heap)
+        heap: list[tuple[float, int, TimerKey]] = []  # a sorted list is a heap
+        horizon: tuple[float, int] | None = None
+        for entry in sorted(self._heap):
+            _, seq, key = entry
+            timer = armed.get(key)
+            if timer is None or timer.seq != seq:
+                continue  # canceled or re-armed: a stale entry
+            if horizon is None:
+                heap.append(entry)
+                if len(heap) == page_size:
+                    horizon = (entry[0], entry[1])
+            elif (timer.due_at, timer.seq) <= horizon:
+                heap.append(entry)  # a retried fire: its entry is later than its due time
+            else:
+                del armed[key]  # by its own (due, seq), as its row is read back by
+        self._heap = heap
+        if horizon is not None:  # else fewer than a page are waiting: nothing to drop
+            self._epoch += 1  # a page being read was read from the old horizon: read it again
+            self._horizon = horizon
+            self._complete = False
 
     def is_current(self, fire: TimerFire) -> bool:
         """Whether ``fire`` is still the armed timer of its key (not canceled or re-armed)."""

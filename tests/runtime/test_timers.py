@@ -161,6 +161,35 @@ async def test_more_timers_than_the_window_holds_all_fire_in_order_exactly_once(
     assert await pending_rows(runtime) == 0
 
 
+async def test_deadlines_past_a_full_window_wait_in_the_database_and_fire_in_order(
+    open_probe_runtime: OpenRuntime, clock: VirtualClock
+) -> None:
+    # deadlines armed in the order they fall due, as placements arm theirs, some canceled
+    runtime = await open_probe_runtime(RuntimeConfig(timer_page_size=8), inline=True)
+    for i in range(40):
+        await runtime.system.ask(probe(i % 7), Arm(f"t{i}", 10 + i, 1))
+        if i % 5 == 4:
+            await runtime.system.ask(probe(i % 7), Disarm(f"t{i}"))
+    assert runtime.system.timers.pending_in_memory <= 16
+    await clock.advance(60)
+    fired = [m.name for _, m in Probe.journal if isinstance(m, Fired)]
+    assert fired == [f"t{i}" for i in range(40) if i % 5 != 4]
+    assert await pending_rows(runtime) == 0
+
+
+async def test_timers_canceled_as_fast_as_they_are_armed_leave_no_heap_behind(
+    open_probe_runtime: OpenRuntime,
+) -> None:
+    # a shop whose customers pay: each deadline armed is canceled soon after
+    runtime = await open_probe_runtime(RuntimeConfig(timer_page_size=8), inline=True)
+    for i in range(100):
+        await runtime.system.ask(probe(i % 7), Arm(f"t{i}", 10 + i, 1))
+        await runtime.system.ask(probe(i % 7), Disarm(f"t{i}"))
+    timers = runtime.system.timers
+    assert timers.pending_in_memory == 0
+    assert len(timers._heap) <= 16  # the canceled ones' entries are dropped as it fills
+
+
 async def test_a_timer_armed_in_a_unit_that_failed_to_commit_was_never_armed(
     open_probe_runtime: OpenRuntime, clock: VirtualClock
 ) -> None:
