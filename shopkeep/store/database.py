@@ -13,7 +13,12 @@ from shopkeep.store.migrations import MIGRATIONS, Migration, apply_migrations
 from shopkeep.store.private_files import create_private
 from shopkeep.store.reader import InlineReader, KeyedLoads, Reader, ThreadedReader
 from shopkeep.store.writer import GroupCommitWriter
-from shopkeep.store.writer_process import STATEMENT_CACHE, WriterProcess
+from shopkeep.store.writer_process import (
+    BACKSTOP_PAGES,
+    STATEMENT_CACHE,
+    Checkpointer,
+    WriterProcess,
+)
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 WRITER_MODES = ("thread", "process")
@@ -32,7 +37,8 @@ class StoreConfig:
     section (on two cores and on one) and on the embedded shop bench, uses a third less of
     this process's CPU a unit, and gives the server a higher capacity under the soak's mix.
     ``lock_wait_s``: how long to wait for another process's lock before refusing (see
-    :meth:`ProcessLock.acquire`).
+    :meth:`ProcessLock.acquire`). Either writer leaves the WAL's checkpoints to a thread of
+    its own (:class:`~shopkeep.store.writer_process.Checkpointer`), out of the commits.
     """
 
     path: str
@@ -63,6 +69,7 @@ class Store:
         reader: Reader,
         schema_version: int,
         point_reader: Reader | None = None,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self.config = config
         self.writer = writer
@@ -73,6 +80,7 @@ class Store:
         self.schema_version = schema_version
         self._lock = lock
         self._conn = conn
+        self._checkpointer = checkpointer
 
     @classmethod
     async def open(cls, config: StoreConfig) -> Store:
@@ -123,16 +131,24 @@ class Store:
                 conn.close()
                 lock.release()
                 raise StoreError(f"cannot start the writer process: {exc}") from exc
+        checkpointer = None
+        if config.writer == "thread" and not config.inline:
+            # the writer process runs its own; inline, SQLite's automatic one (no threads)
+            conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+            checkpointer = Checkpointer(path, config.synchronous)
+            checkpointer.start()
         writer = GroupCommitWriter(
             conn, inline=config.inline, max_batch=config.max_batch, process=process
         )
         writer.start()
-        return cls(config, lock, conn, writer, reader, version, point_reader)
+        return cls(config, lock, conn, writer, reader, version, point_reader, checkpointer)
 
     async def close(self) -> None:
         """Flush the writer, close both connections, release the lock."""
         try:
             await self.writer.close()
+            if self._checkpointer is not None:
+                self._checkpointer.close()
             await self.reader.close()
             if self.point_reader is not self.reader:
                 await self.point_reader.close()

@@ -35,9 +35,15 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import threading
 from typing import IO, Any
 
 HEADER = struct.Struct("!I")
+CHECKPOINT_EVERY_S = 0.05
+"""How often the :class:`Checkpointer` copies what the WAL gained into the database file."""
+BACKSTOP_PAGES = 10_000
+"""WAL pages past which a writer's commit still checkpoints by itself (SQLite's own automatic
+checkpoint, 1000 pages by default): only when the checkpointer fell behind or is gone."""
 STATEMENT_CACHE = 512
 """Prepared statements a writer's connection keeps (the driver's default is 128): a batch plan
 turns each INSERT text into multi-row INSERTs of up to seven sizes (see
@@ -111,6 +117,63 @@ def error_of(outcome: tuple[str, str]) -> sqlite3.Error:
     if isinstance(kind, type) and issubclass(kind, sqlite3.Error):
         return kind(message)
     return sqlite3.Error(f"{name}: {message}")
+
+
+class Checkpointer:
+    """Copies the WAL's new pages into the database file every ``every_s`` seconds, on a
+    connection and a thread of its own, so that no commit does it.
+
+    Why: left to SQLite, the commit that takes the WAL past 1000 pages copies them into the
+    database file and syncs it before it returns, and under load that is one commit in a
+    hundred: 8-19 ms instead of 1 (4-5 ms of it CPU, in the writer process), the tail of every
+    placement's latency. A PASSIVE checkpoint waits for no writer or reader and none waits
+    for it; run this often, each copies a few hundred pages. The writers keep an automatic
+    checkpoint only past :data:`BACKSTOP_PAGES`, in case this one falls behind or is gone.
+
+    Lives here, in a module of the standard library only, as the writer process runs it too.
+    """
+
+    def __init__(self, path: str, synchronous: str, every_s: float = CHECKPOINT_EVERY_S) -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="shopkeep-checkpoint", daemon=True)
+
+    def start(self) -> None:
+        """Begin checkpointing, in the background."""
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop, after the checkpoint under way if any."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        conn = open_checkpointer(self._path, self._synchronous)
+        try:
+            while not self._stop.wait(self._every_s):
+                with contextlib.suppress(sqlite3.Error):  # tried again in every_s; the backstop
+                    checkpoint(conn)  # bounds the WAL meanwhile
+        finally:
+            conn.close()
+
+
+def open_checkpointer(path: str, synchronous: str) -> sqlite3.Connection:
+    """A connection to checkpoint ``path`` with (syncing the database file as ``synchronous``
+    says, as the writer's own checkpoints would)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+def checkpoint(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Copy into the database file what the WAL holds that no reader still needs; (pages in
+    the WAL, pages copied)."""
+    _, pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return pages, copied
 
 
 class WriterProcess:
@@ -203,6 +266,9 @@ def main(argv: list[str]) -> int:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+    checkpointer = Checkpointer(path, synchronous)
+    checkpointer.start()
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     try:
         while True:
@@ -213,6 +279,7 @@ def main(argv: list[str]) -> int:
     except BrokenPipeError:
         return 0  # the parent is gone; whatever was committed is durable, the rest never began
     finally:
+        checkpointer.close()
         conn.close()
 
 
