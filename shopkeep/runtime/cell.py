@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 from collections import deque
 from collections.abc import Coroutine
+from functools import partial
 from typing import Any
 
 from shopkeep.runtime.actor import Actor
@@ -106,7 +108,26 @@ def start_eager(
         yielded = context.run(coro.send, None)
     except StopIteration:
         return
-    cell.task = loop.create_task(resume(coro, yielded), context=context)
+    task = loop.create_task(resume(coro, yielded), context=context)
+    task.add_done_callback(partial(_never_resumed, coro, yielded), context=context)
+    cell.task = task
+
+
+def _never_resumed(coro: Coroutine[Any, Any, None], yielded: Any, task: asyncio.Task[None]) -> None:
+    """A cell's task cancelled before its first step never ran :func:`resume`: its coroutine
+    would stay suspended until collected, its handler's cleanup never run (the message it was
+    handling unanswered), and the future it waits for left pending, to be answered later to
+    nobody ("Future exception was never retrieved"). Do here what Task.cancel does: call off
+    that future, and give the coroutine the cancellation."""
+    if inspect.getcoroutinestate(coro) != inspect.CORO_SUSPENDED:
+        return  # resume ran it to its end
+    if isinstance(yielded, asyncio.Future):
+        yielded.cancel()
+    try:
+        coro.throw(asyncio.CancelledError())
+    except (StopIteration, asyncio.CancelledError):
+        return
+    coro.close()  # it awaited again while stopping: nothing is left to step it
 
 
 async def resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:

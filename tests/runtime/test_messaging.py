@@ -16,6 +16,7 @@ from shopkeep.runtime import (
     RuntimeConfig,
     VirtualClock,
 )
+from shopkeep.runtime.cell import Cell, start_eager
 from tests.runtime.conftest import OpenRuntime
 from tests.runtime.probe import Add, AskOther, Get, Probe, Wait, arrival, gate, probe
 
@@ -138,6 +139,29 @@ async def test_a_caller_cancelled_mid_ask_does_not_cut_the_actor_short(runtime: 
     gate("g").set()
     assert await runtime.system.ask(probe(1), Get()) == 5
     assert [m for _, m in Probe.journal] == [Wait("g"), Add(5), Get()]
+
+
+async def test_a_cell_task_cancelled_before_its_first_step_still_stops_its_handler() -> None:
+    loop = asyncio.get_running_loop()
+    waited_for: asyncio.Future[None] = loop.create_future()  # an answer on its way
+    stopped: list[str] = []
+
+    async def handling() -> None:
+        try:
+            await waited_for
+        except asyncio.CancelledError:
+            stopped.append("told")
+            raise
+
+    cell = Cell(probe(1), Probe, 0.0)
+    start_eager(loop, cell, handling())  # runs until it waits
+    assert cell.task is not None
+    cell.task.cancel()  # before the loop ever stepped the task
+
+    with pytest.raises(asyncio.CancelledError):
+        await cell.task
+    assert stopped == ["told"]
+    assert waited_for.cancelled()  # an answer given later reaches nobody and says nothing
 
 
 async def test_a_checkpoint_makes_a_sagas_first_step_durable_even_if_the_rest_fails(
