@@ -164,8 +164,8 @@ def open_checkpointer(path: str, synchronous: str) -> sqlite3.Connection:
     """A connection to checkpoint ``path`` with (syncing the database file as ``synchronous``
     says, as the writer's own checkpoints would)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
     return conn
 
 
@@ -263,9 +263,9 @@ def main(argv: list[str]) -> int:
     """The child: commit each batch from stdin, answer each on stdout, until end of input."""
     path, synchronous = argv
     conn = sqlite3.connect(path, isolation_level=None, cached_statements=STATEMENT_CACHE)
+    conn.execute("PRAGMA busy_timeout = 5000")  # first: a killed predecessor may need recovery
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
-    conn.execute("PRAGMA busy_timeout = 5000")
     conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
     checkpointer = Checkpointer(path, synchronous)
     checkpointer.start()
