@@ -9,7 +9,7 @@ import pytest
 from shopkeep.bootstrap import Runtime
 from shopkeep.runtime import ActivationFailed, RuntimeConfig, VirtualClock
 from tests.runtime.conftest import OpenRuntime
-from tests.runtime.probe import Add, Get, Probe, probe
+from tests.runtime.probe import Add, Get, Probe, Wait, arrival, gate, probe
 
 
 async def test_an_actor_is_activated_by_its_first_message_with_its_state_from_the_store(
@@ -77,3 +77,23 @@ async def test_an_actor_that_cannot_load_answers_activation_failed_and_loads_lat
         await runtime.system.ask(probe(1), Get())
     Probe.fail_activation.clear()
     assert await runtime.system.ask(probe(1), Add(1)) == 1
+
+
+async def test_mailbox_depths_are_read_from_the_cells_with_mail_not_from_every_live_one(
+    runtime: Runtime,
+) -> None:
+    system = runtime.system
+    for actor_id in range(1, 101):
+        await system.ask(probe(actor_id), Add(1))  # a hundred live, idle actors
+    held = asyncio.create_task(system.ask(probe(7), Wait("held")))
+    await arrival("held")
+    queued = [asyncio.create_task(system.ask(probe(7), Add(1))) for _ in range(2)]
+    await asyncio.sleep(0)
+
+    assert list(system.mailbox_depths()) == [2]
+    assert len(system._mailed) == 1  # what a scrape walks
+
+    gate("held").set()
+    await asyncio.gather(held, *queued)
+    assert list(system.mailbox_depths()) == []
+    assert not system._mailed
