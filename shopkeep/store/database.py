@@ -14,10 +14,10 @@ from shopkeep.store.private_files import create_private
 from shopkeep.store.reader import InlineReader, KeyedLoads, Reader, ThreadedReader
 from shopkeep.store.writer import GroupCommitWriter
 from shopkeep.store.writer_process import (
-    BACKSTOP_PAGES,
     STATEMENT_CACHE,
     Checkpointer,
     WriterProcess,
+    checkpoint_aside,
 )
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
@@ -134,9 +134,7 @@ class Store:
         checkpointer = None
         if config.writer == "thread" and not config.inline:
             # the writer process runs its own; inline, SQLite's automatic one (no threads)
-            conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
-            checkpointer = Checkpointer(path, config.synchronous)
-            checkpointer.start()
+            checkpointer = checkpoint_aside(conn, path, config.synchronous)
         writer = GroupCommitWriter(
             conn, inline=config.inline, max_batch=config.max_batch, process=process
         )

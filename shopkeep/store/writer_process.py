@@ -160,6 +160,16 @@ class Checkpointer:
             conn.close()
 
 
+def checkpoint_aside(conn: sqlite3.Connection, path: str, synchronous: str) -> Checkpointer:
+    """Leave the checkpoints of the writer's ``conn`` to a :class:`Checkpointer`, started now
+    (``conn`` checkpoints by itself only past :data:`BACKSTOP_PAGES`); close it before
+    ``conn``."""
+    conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+    checkpointer = Checkpointer(path, synchronous)
+    checkpointer.start()
+    return checkpointer
+
+
 def open_checkpointer(path: str, synchronous: str) -> sqlite3.Connection:
     """A connection to checkpoint ``path`` with (syncing the database file as ``synchronous``
     says, as the writer's own checkpoints would)."""
@@ -266,9 +276,7 @@ def main(argv: list[str]) -> int:
     conn.execute("PRAGMA busy_timeout = 5000")  # first: a killed predecessor may need recovery
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
-    conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
-    checkpointer = Checkpointer(path, synchronous)
-    checkpointer.start()
+    checkpointer = checkpoint_aside(conn, path, synchronous)
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     try:
         while True:
