@@ -31,6 +31,7 @@ class Cell:
         "busy",
         "incarnation",
         "last_used",
+        "listed_at",
         "mailbox",
         "needs_restart",
         "pending",
@@ -47,6 +48,8 @@ class Cell:
         self.task: asyncio.Task[None] | None = None
         self.busy = False
         self.last_used = now
+        self.listed_at = now
+        """When the registry last put it at the end of its order (see ``registry.py``)."""
         self.incarnation = 0
         self.pending: asyncio.Future[None] | None = None
         self.pending_unit: UnitOfWork | None = None

@@ -58,6 +58,9 @@ from shopkeep.store import Store, UnitOfWork
 
 log = structlog.get_logger("shopkeep.runtime")
 
+PASSIVATION_SLICE = 2048
+"""Idle activations the periodic sweep drops in one turn of the loop (about a millisecond)."""
+
 
 class ActorSystem:
     """Hosts actor kinds on one store. The composition root builds one and starts it."""
@@ -238,17 +241,36 @@ class ActorSystem:
 
     def passivate_idle(self) -> int:
         """Drop every activation idle for longer than the idle timeout; return how many."""
-        idle = self._registry.passivate_idle(self.clock.now() - self.config.idle_timeout_s)
-        self.stats.passivations += idle
+        cutoff = self.clock.now() - self.config.idle_timeout_s
+        idle = 0
+        while went := self._passivate_slice(cutoff):
+            idle += went
+            if went < PASSIVATION_SLICE:
+                break
         return idle
+
+    def _passivate_slice(self, cutoff: float) -> int:
+        went = self._registry.passivate_idle(cutoff, PASSIVATION_SLICE)
+        self.stats.passivations += went
+        return went
 
     def _schedule_passivation(self) -> None:
         interval = max(0.5, min(60.0, self.config.idle_timeout_s / 2))
-        self._passivation = self.clock.call_later(interval, self._passivation_tick)
+        self._passivation = self.clock.call_later(
+            interval, partial(self._passivation_tick, None)
+        )
 
-    def _passivation_tick(self) -> None:
-        self.passivate_idle()
-        if not self._stopping:
+    def _passivation_tick(self, cutoff: float | None) -> None:
+        # A slice a turn of the loop: a minute of a busy shop's orders going idle at once,
+        # dropped in one turn, would hold every request for tens of milliseconds.
+        if cutoff is None:
+            cutoff = self.clock.now() - self.config.idle_timeout_s
+        if self._stopping:
+            return
+        if self._passivate_slice(cutoff) == PASSIVATION_SLICE:
+            assert self._loop is not None
+            self._loop.call_soon(self._passivation_tick, cutoff)
+        else:
             self._schedule_passivation()
 
     @property

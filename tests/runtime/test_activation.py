@@ -8,6 +8,7 @@ import pytest
 
 from shopkeep.bootstrap import Runtime
 from shopkeep.runtime import ActivationFailed, RuntimeConfig, VirtualClock
+from shopkeep.runtime import system as system_module
 from tests.runtime.conftest import OpenRuntime
 from tests.runtime.probe import Add, Get, Probe, Wait, arrival, gate, probe
 
@@ -50,6 +51,29 @@ async def test_an_idle_actor_is_passivated_and_reloads_its_state_on_its_next_mes
     assert not system.is_live(probe(1))
     assert await system.ask(probe(1), Get()) == 9
     assert Probe.activations == [1, 1]
+
+
+async def test_the_idle_sweep_drops_a_slice_a_turn_until_every_idle_actor_is_gone(
+    open_probe_runtime: OpenRuntime, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(system_module, "PASSIVATION_SLICE", 3)
+    runtime = await open_probe_runtime(RuntimeConfig(idle_timeout_s=60))
+    system = runtime.system
+    for actor in range(8):
+        await system.ask(probe(actor), Add(actor))
+    await clock.advance(50)
+    await system.ask(probe(8), Add(8))  # used since: not idle at the sweep
+
+    turns: list[int] = []
+    advanced = asyncio.ensure_future(clock.advance(40))  # the sweep at 90 s, cutoff 30 s
+    while not advanced.done():
+        turns.append(system.live_actors)
+        await asyncio.sleep(0)
+
+    assert [probe(n) for n in range(9) if system.is_live(probe(n))] == [probe(8)]
+    assert system.stats.passivations == 8
+    assert {9, 6, 3, 1} <= set(turns)  # 3, 3, then 2 in three turns
+    assert await system.ask(probe(5), Get()) == 5
 
 
 async def test_the_live_actor_cap_passivates_the_least_recently_used_first(
