@@ -13,7 +13,7 @@ import pytest
 import structlog
 from aiohttp.http_exceptions import BadHttpMessage
 
-from shopkeep.logs import ACCESS, configure_logging, level_of
+from shopkeep.logs import ACCESS, IsoTimestamper, configure_logging, level_of
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +47,21 @@ def test_a_structlog_line_is_one_json_object_with_level_and_utc_timestamp() -> N
     assert line["event"] == "stocked" and line["goods_id"] == 7 and line["level"] == "info"
     assert line["timestamp"].endswith("Z")
     assert len(line["timestamp"]) == len("2026-01-02T03:04:05.678901Z")
+
+
+def test_a_timestamp_is_the_utc_second_and_its_microseconds_zero_padded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stamp = IsoTimestamper()
+    second = 1_767_323_045  # 2026-01-02T03:04:05Z
+    for nanos, expected in [
+        (42_999, "2026-01-02T03:04:05.000042Z"),
+        (678_901_000, "2026-01-02T03:04:05.678901Z"),
+        (1_000_000_000, "2026-01-02T03:04:06.000000Z"),
+        (999_999_999, "2026-01-02T03:04:05.999999Z"),  # back a second: its own date again
+    ]:
+        monkeypatch.setattr("time.time_ns", lambda nanos=nanos: second * 10**9 + nanos)
+        assert stamp.now() == expected
 
 
 def test_an_aiohttp_record_of_the_standard_library_comes_out_as_the_same_json() -> None:
