@@ -58,8 +58,10 @@ from shopkeep.store import Store, UnitOfWork
 
 log = structlog.get_logger("shopkeep.runtime")
 
-PASSIVATION_SLICE = 2048
-"""Idle activations the periodic sweep drops in one turn of the loop (about a millisecond)."""
+PASSIVATION_SLICE = 512
+"""Idle activations the periodic sweep drops in one turn of the loop: 0.6 ms for order actors
+here (3.8 ms the longest), where the 50,000 – 60,000 of a busy half minute took 110 – 160 ms in
+one turn."""
 
 
 class ActorSystem:
@@ -256,13 +258,11 @@ class ActorSystem:
 
     def _schedule_passivation(self) -> None:
         interval = max(0.5, min(60.0, self.config.idle_timeout_s / 2))
-        self._passivation = self.clock.call_later(
-            interval, partial(self._passivation_tick, None)
-        )
+        self._passivation = self.clock.call_later(interval, self._passivation_tick)
 
-    def _passivation_tick(self, cutoff: float | None) -> None:
-        # A slice a turn of the loop: a minute of a busy shop's orders going idle at once,
-        # dropped in one turn, would hold every request for tens of milliseconds.
+    def _passivation_tick(self, cutoff: float | None = None) -> None:
+        # A slice a turn of the loop: a busy shop's orders of the last interval, going idle
+        # together and dropped in one turn, held every request for over 100 milliseconds.
         if cutoff is None:
             cutoff = self.clock.now() - self.config.idle_timeout_s
         if self._stopping:
