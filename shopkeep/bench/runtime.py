@@ -37,6 +37,10 @@ What is measured, and why each comparison is fair:
   Python allocation the activations keep, registry slot included); ``idle_actor_rss_bytes`` is
   the process RSS growth per actor, measured in a pass without tracemalloc, and
   ``activations_per_s`` how fast that pass activated them (64 at a time).
+- ``idle_sweep_stall_ms``: the longest stall of the loop while the periodic idle sweep (every
+  second, at an idle timeout of 2 s) passivates as many actors as ``idle_actor_bytes`` counts,
+  activated together; beside it, ``idle_sweep_one_turn_ms``, the same number dropped in one
+  turn of the loop, as the sweep did before it took a slice of them a turn.
 - ``timers_1m_rss_mb``: process RSS with 1,000,000 durable timers pending (armed through actors:
   1,000 actors x 10 messages x 100 timers, due in a day), the system still running.
 - ``timer_lateness_p99_ms``: 10,000 timers due uniformly in a 10 s window (armed a few seconds
@@ -72,6 +76,7 @@ from shopkeep.bench.runtime_sections import (
     measure_commit_group,
     measure_commit_single,
     measure_idle_actors,
+    measure_idle_sweep,
     measure_pykka,
     measure_restart,
     measure_tells,
@@ -100,6 +105,7 @@ SECTIONS: dict[str, Callable[[Scale], Coroutine[Any, Any, Figures] | Figures]] =
     "commit_group": measure_commit_group,
     "commit_single": measure_commit_single,
     "idle_actors": measure_idle_actors,
+    "idle_sweep": measure_idle_sweep,
     "timers_rss": measure_timers_rss,
     "timer_lateness": measure_timer_lateness,
     "restart": measure_restart,
@@ -147,6 +153,13 @@ TARGETS = (
     ),
     Target(
         "idle_actor_bytes", "idle_actor_bytes", "<= 1,000", lambda f: f["idle_actor_bytes"] <= 1000
+    ),
+    Target(
+        "idle_sweep_stall_ms",
+        "idle_sweep_stall_ms",
+        "<= 20",
+        lambda f: f["idle_sweep_stall_ms"] <= 20,
+        "idle_sweep_one_turn_ms",
     ),
     Target(
         "timers_1m_rss_mb", "timers_1m_rss_mb", "<= 300", lambda f: f["timers_1m_rss_mb"] <= 300

@@ -54,6 +54,7 @@ from shopkeep.runtime import (
     Address,
     RuntimeConfig,
 )
+from shopkeep.runtime.loop_monitor import LoopMonitor
 from shopkeep.store import Store, StoreConfig
 
 # -- asks and tells -------------------------------------------------------------------------------
@@ -330,6 +331,42 @@ async def measure_idle_actors(scale: Scale) -> Figures:
         "idle_actor_bytes": traced_per_actor,
         "idle_actor_rss_bytes": rss_per_actor,
         "activations_per_s": activations_per_s,
+    }
+
+
+SWEEP_IDLE_S = 2.0
+"""The idle timeout of the sweep section: its periodic sweep runs every second."""
+
+
+async def measure_idle_sweep(scale: Scale) -> Figures:
+    """``idle_sweep_stall_ms``: the longest loop stall while the periodic sweep passivates
+    ``scale.idle_actors`` actors that went idle together; beside it, the same number dropped
+    in one turn (``idle_sweep_one_turn_ms``, what the sweep did before it took a slice a turn)."""
+    n = scale.idle_actors
+    capacity = max(200_000, 2 * n)
+    with temp_folder() as directory:
+        path = database_path(directory)
+        config = RuntimeConfig(idle_timeout_s=SWEEP_IDLE_S, max_live_actors=capacity)
+        async with bench_system(path, config=config, writer=scale.writer) as system:
+            await _activate(system, range(n))
+            stalls = LoopMonitor(asyncio.get_running_loop())
+            stalls.start()
+            deadline = time.perf_counter() + 10 * SWEEP_IDLE_S
+            while system.live_actors and time.perf_counter() < deadline:
+                await asyncio.sleep(0.05)
+            stalls.stop()
+            assert not system.live_actors, "the sweep left idle actors live"
+        config = RuntimeConfig(idle_timeout_s=LONG_S, max_live_actors=capacity)
+        async with bench_system(path, config=config, writer=scale.writer) as system:
+            await _activate(system, range(n))
+            started = time.perf_counter()
+            went = system.registry.passivate_idle(math.inf, n)
+            one_turn_s = time.perf_counter() - started
+            assert went == n, f"{went} of {n} actors passivated in one turn"
+    return {
+        "idle_sweep_stall_ms": stalls.max_stall_s * 1000,
+        "idle_sweep_one_turn_ms": one_turn_s * 1000,
+        "idle_sweep_actors": n,
     }
 
 
