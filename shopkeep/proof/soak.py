@@ -1,8 +1,8 @@
 """Group 6: the soak. Ten minutes at 80% of capacity: memory must not creep, p99 must not drift.
 
 ``python -m shopkeep.proof soak [--minutes 10] [--fraction 0.8]`` starts ``shopkeep serve``
-(sandbox on, a 5 s payment deadline so that late callbacks happen, the writer on a thread as
-by default, or in a process of its own with ``--writer process``) on a fresh file in a
+(sandbox on, a 5 s payment deadline so that late callbacks happen, the writer in a process of
+its own as by default, or on a thread with ``--writer thread``) on a fresh file in a
 temporary folder, then drives it with the load harness of ``shopkeep bench``
 (:mod:`shopkeep.bench.load`, its whole default mix):
 
@@ -209,7 +209,7 @@ def main(argv: list[str]) -> int:
                         help="largest p99 allowed in an interval, times the first one's")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="the harness's seed")
     parser.add_argument("--writer", choices=("thread", "process"), default=defaults.writer,
-                        help="where the server commits (serve --writer; default: thread)")
+                        help="where the server commits (serve --writer; default: process)")
     parser.add_argument("--folder", type=Path, help="keep the database and logs here")
     args = parser.parse_args(argv)
     plan = Plan(
