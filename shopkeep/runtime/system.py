@@ -242,17 +242,12 @@ class ActorSystem:
         return cell
 
     def passivate_idle(self) -> int:
-        """Drop every activation idle for longer than the idle timeout; return how many."""
-        cutoff = self.clock.now() - self.config.idle_timeout_s
-        idle = 0
-        while went := self._passivate_slice(cutoff):
-            idle += went
-            if went < PASSIVATION_SLICE:
-                break
-        return idle
+        """Drop every activation idle for longer than the idle timeout, now, in one turn (the
+        periodic sweep takes a slice a turn); return how many."""
+        return self._passivate(self.clock.now() - self.config.idle_timeout_s, len(self._registry))
 
-    def _passivate_slice(self, cutoff: float) -> int:
-        went = self._registry.passivate_idle(cutoff, PASSIVATION_SLICE)
+    def _passivate(self, cutoff: float, most: int) -> int:
+        went = self._registry.passivate_idle(cutoff, most)
         self.stats.passivations += went
         return went
 
@@ -263,11 +258,11 @@ class ActorSystem:
     def _passivation_tick(self, cutoff: float | None = None) -> None:
         # A slice a turn of the loop: a busy shop's orders of the last interval, going idle
         # together and dropped in one turn, held every request for over 100 milliseconds.
-        if cutoff is None:
-            cutoff = self.clock.now() - self.config.idle_timeout_s
         if self._stopping:
             return
-        if self._passivate_slice(cutoff) == PASSIVATION_SLICE:
+        if cutoff is None:
+            cutoff = self.clock.now() - self.config.idle_timeout_s
+        if self._passivate(cutoff, PASSIVATION_SLICE) == PASSIVATION_SLICE:
             assert self._loop is not None
             self._loop.call_soon(self._passivation_tick, cutoff)
         else:
