@@ -17,8 +17,6 @@ is kept by the actor that does the work (``actors/key_store.py``). Here:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import msgspec
@@ -65,27 +63,54 @@ class InFlight:
     __slots__ = ("_locks",)
 
     def __init__(self) -> None:
-        self._locks: dict[tuple[int, str], tuple[asyncio.Lock, list[int]]] = {}
+        self._locks: dict[tuple[int, str], _Entry] = {}
 
-    @asynccontextmanager
-    async def hold(self, principal: int, key: str) -> AsyncIterator[None]:
-        """Run the block alone under ``key`` of ``principal``."""
-        scope = (principal, key)
-        entry = self._locks.get(scope)
-        if entry is None:
-            entry = self._locks[scope] = (asyncio.Lock(), [0])
-        lock, users = entry
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._locks[scope]
+    def hold(self, principal: int, key: str) -> Held:
+        """``async with`` it to run the block alone under ``key`` of ``principal``."""
+        return Held(self._locks, (principal, key))
 
     def __len__(self) -> int:
         return len(self._locks)
+
+
+_Entry = tuple[asyncio.Lock, list[int]]
+"""A key's lock, and how many requests hold or wait for it."""
+
+
+class Held:
+    """One request's turn under a key (:meth:`InFlight.hold`).
+
+    A class rather than an ``asynccontextmanager``: every keyed request goes through it, and
+    a generator-based context manager costs about 2 us more a request (measured under uvloop).
+    """
+
+    __slots__ = ("_entry", "_locks", "_scope")
+
+    def __init__(self, locks: dict[tuple[int, str], _Entry], scope: tuple[int, str]) -> None:
+        self._locks = locks
+        self._scope = scope
+
+    async def __aenter__(self) -> None:
+        entry = self._locks.get(self._scope)
+        if entry is None:
+            entry = self._locks[self._scope] = (asyncio.Lock(), [0])
+        self._entry = entry
+        entry[1][0] += 1
+        try:
+            await entry[0].acquire()
+        except BaseException:  # cancelled while waiting: no longer a user of the entry
+            self._leave()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._entry[0].release()
+        self._leave()
+
+    def _leave(self) -> None:
+        users = self._entry[1]
+        users[0] -= 1
+        if not users[0]:
+            del self._locks[self._scope]
 
 
 class Once:
