@@ -120,6 +120,23 @@ async def test_a_connection_that_says_nothing_is_closed_within_the_read_bound(
         assert await seconds_until_closed(reader, WAIT_S) is not None
 
 
+async def test_late_requests_begun_one_after_another_are_each_closed_and_the_prompt_kept(
+    serve: Serve,
+) -> None:
+    async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=BOUND_S)) as server:
+        prompt = await connect(server)
+        assert await healthy(prompt)
+        late = [await connect(server) for _ in range(3)]  # kept: a dropped writer closes
+        for _, writer in late:
+            writer.write(HALF_A_REQUEST)
+            await writer.drain()
+
+        for reader, _ in late:
+            assert await seconds_until_closed(reader, WAIT_S) is not None
+        assert counts(server).read_timeouts == 3
+        assert await healthy(prompt)  # whole requests, each read at once: never late
+
+
 async def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_time(
     serve: Serve,
 ) -> None:
