@@ -39,8 +39,16 @@ load began (``loop_stall_max_ms_before_load``: start, populating, warm-ups), the
 CPU time over the interval that ended in the longest stall (``loop_stall_max_cpu_ms``: far
 below the stall, the loop was waiting for the GIL or a core, not working), the server's
 longest garbage collection of each generation (``gc_pause_max_ms``), the server's
-resident memory read from its ``/metrics``, and the disk's fsync latency measured just before
-(``fsync_before``: shopkeep's commits wait for it, the baseline never).
+resident memory read from its ``/metrics``, the disk's fsync latency measured just before
+(``fsync_before``: shopkeep's commits wait for it, the baseline never), and what each answer
+cost the servers' CPU, read from ``/proc`` around each run (None elsewhere): the event loop's
+thread of each (``bare_post_loop_cpu_us``, ``place_order_loop_cpu_us``, and at half load
+``place_order_loop_cpu_us_half_load``) and shopkeep's whole process, its writer's thread
+included (``place_order_process_cpu_us``; the writer's own process is not counted). A loop
+that needs N microseconds an answer answers at most a million over N a second, whatever the
+load generator does. Of that, the time shopkeep's process spent in garbage collections, per
+placement (``place_order_gc_us``, ``place_order_gc_us_half_load``, from its
+``shopkeep_gc_seconds_total``).
 """
 
 from __future__ import annotations
@@ -54,15 +62,16 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
 
 from shopkeep.bench.common import install_uvloop, machine, percentile, publish
-from shopkeep.bench.generators import CONNECTIONS, Generator
+from shopkeep.bench.generators import CONNECTIONS, Generator, Load
 from shopkeep.bench.http_overhead import PRICE, run_bare, run_overhead
-from shopkeep.bench.processes import free_port, serve_argv, start, wait_ready
+from shopkeep.bench.processes import cpu_s, free_port, serve_argv, start, wait_ready
 
 USERS = 1_000
 GOODS = 1_000
@@ -206,6 +215,18 @@ async def scrape_gc_pauses_ms(session: aiohttp.ClientSession, url: str) -> dict[
     return pauses
 
 
+async def scrape_gc_seconds(session: aiohttp.ClientSession, url: str) -> float | None:
+    """The server's time in garbage collections since it started, every generation
+    (``shopkeep_gc_seconds_total``), seconds; None when its ``/metrics`` has none."""
+    total = None
+    for generation in ("0", "1", "2"):
+        name = f'shopkeep_gc_seconds_total{{generation="{generation}"}}'
+        seconds = await scrape(session, url, name)
+        if seconds is not None:
+            total = (total or 0.0) + seconds
+    return total
+
+
 async def scrape_stall_cpu_ms(session: aiohttp.ClientSession, url: str) -> float | None:
     """The server loop thread's CPU time over the interval that ended in its longest stall,
     milliseconds (``shopkeep_loop_stall_max_cpu_seconds``)."""
@@ -248,13 +269,18 @@ async def measure(
             tokens, goods_ids = await populate(session, shop.url, admin, users, goods)
             generator = Generator(tokens, goods_ids, folder, seconds, use_wrk)
             await generator.drive(bare.url, warmup)
-            bare_load = await generator.drive(bare.url)
+            bare_load, bare_cpu = await with_cpu(bare.process.pid, generator.drive(bare.url))
             await generator.drive(shop.url, warmup)
             stall_before_ms = await scrape_stall_ms(session, shop.url)
-            shop_load = await generator.drive(shop.url)
+            gc_before = await scrape_gc_seconds(session, shop.url)
+            shop_load, shop_cpu = await with_cpu(shop.process.pid, generator.drive(shop.url))
+            gc_between = await scrape_gc_seconds(session, shop.url)
             commits_before = await scrape_buckets(session, shop.url, COMMIT_HISTOGRAM)
-            half_load = await generator.offer(shop.url, HALF * shop_load.per_s)
+            half_load, half_cpu = await with_cpu(
+                shop.process.pid, generator.offer(shop.url, HALF * shop_load.per_s)
+            )
             commits_after = await scrape_buckets(session, shop.url, COMMIT_HISTOGRAM)
+            gc_after = await scrape_gc_seconds(session, shop.url)
             stall_ms = await scrape_stall_ms(session, shop.url)
             stall_cpu_ms = await scrape_stall_cpu_ms(session, shop.url)
             gc_pauses_ms = await scrape_gc_pauses_ms(session, shop.url)
@@ -276,6 +302,12 @@ async def measure(
         "ratio": shop_load.per_s / bare_load.per_s if bare_load.per_s else 0.0,
         "place_order_p99_ms_half_load": half_load.p99_ms,
         "loop_stall_max_ms": stall_ms,
+        "bare_post_loop_cpu_us": bare_cpu.loop_us,
+        "place_order_loop_cpu_us": shop_cpu.loop_us,
+        "place_order_process_cpu_us": shop_cpu.process_us,
+        "place_order_loop_cpu_us_half_load": half_cpu.loop_us,
+        "place_order_gc_us": _per_answer_us(gc_before, gc_between, shop_load),
+        "place_order_gc_us_half_load": _per_answer_us(gc_between, gc_after, half_load),
         "audit_ok": bool(report["ok"]),
         "load_generator": generator.name,
         "place_order_max_ms": shop_load.max_ms,
@@ -322,6 +354,15 @@ def render(figures: dict[str, Any]) -> str:
         ("loop_stall_max_ms", f"{figures['loop_stall_max_ms']:.1f}"),
         ("loop_stall_max_cpu_ms", _shown(figures["loop_stall_max_cpu_ms"])),
         ("gc_pause_max_ms", json.dumps({g: round(ms, 1) for g, ms in pauses.items()})),
+        ("bare_post_loop_cpu_us", _shown(figures["bare_post_loop_cpu_us"], 1)),
+        ("place_order_loop_cpu_us", _shown(figures["place_order_loop_cpu_us"], 1)),
+        ("place_order_process_cpu_us", _shown(figures["place_order_process_cpu_us"], 1)),
+        (
+            "place_order_loop_cpu_us_half_load",
+            _shown(figures["place_order_loop_cpu_us_half_load"], 1),
+        ),
+        ("place_order_gc_us", _shown(figures["place_order_gc_us"], 1)),
+        ("place_order_gc_us_half_load", _shown(figures["place_order_gc_us_half_load"], 1)),
         ("http_overhead_shopkeep_us", f"{figures['http_overhead_shopkeep_us']:.1f}"),
         ("http_overhead_bare_us", f"{figures['http_overhead_bare_us']:.1f}"),
         ("http_overhead_ratio", f"{figures['http_overhead_ratio']:.2f}"),
@@ -333,15 +374,48 @@ def render(figures: dict[str, Any]) -> str:
         ("audit_ok", str(figures["audit_ok"])),
         ("load_generator", figures["load_generator"]),
     ]
-    return "\n".join(f"{name:<28}  {value}" for name, value in rows)
+    return "\n".join(f"{name:<34}  {value}" for name, value in rows)
 
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1000
 
 
-def _shown(ms: float | None) -> str:
-    return "-" if ms is None else f"{ms:.2f}"
+def _shown(value: float | None, places: int = 2) -> str:
+    return "-" if value is None else f"{value:.{places}f}"
+
+
+class CpuPerAnswer:
+    """What a server's CPU cost an answer over one load run, in microseconds: its event loop's
+    thread (``loop_us``) and its whole process, every thread (``process_us``); None where the
+    system does not say (no ``/proc``)."""
+
+    __slots__ = ("loop_us", "process_us")
+
+    def __init__(self, loop_us: float | None, process_us: float | None) -> None:
+        self.loop_us = loop_us
+        self.process_us = process_us
+
+
+async def with_cpu(pid: int, run: Awaitable[Load]) -> tuple[Load, CpuPerAnswer]:
+    """``run``'s load, and what the server ``pid`` spent on each of its answers.
+
+    The CPU read before and after the run includes the few moments around it in which the
+    load generator starts and stops, when the server is idle.
+    """
+    loop_before, process_before = cpu_s(pid, main_thread=True), cpu_s(pid)
+    load = await run
+    loop_after, process_after = cpu_s(pid, main_thread=True), cpu_s(pid)
+    return load, CpuPerAnswer(
+        _per_answer_us(loop_before, loop_after, load),
+        _per_answer_us(process_before, process_after, load),
+    )
+
+
+def _per_answer_us(before: float | None, after: float | None, load: Load) -> float | None:
+    if before is None or after is None or not load.requests:
+        return None
+    return (after - before) / load.requests * 1e6
 
 
 FALLBACK_WARNING = (

@@ -61,6 +61,20 @@ class Server:
         return self.process.returncode
 
 
+def cpu_s(pid: int, *, main_thread: bool = False) -> float | None:
+    """CPU seconds (user and system) used so far by process ``pid``, all its threads, or with
+    ``main_thread`` its main thread alone (a server's event loop); None where ``/proc`` does
+    not say (not Linux, or the process is gone)."""
+    path = f"/proc/{pid}/task/{pid}/stat" if main_thread else f"/proc/{pid}/stat"
+    try:
+        with open(path) as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    # after the command's closing parenthesis: state is field 3, utime 14, stime 15 (proc(5))
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start(name: str, argv: list[str], port: int, folder: Path, env: dict[str, str]) -> Server:
     """Start ``argv`` from the repository root, its output to a file in ``folder``.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from shopkeep.bench.http import FALLBACK_WARNING, fallback_warning, histogram_quantile
+from shopkeep.bench.processes import cpu_s
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,6 +33,15 @@ FIGURES = (
     "http_overhead_shopkeep_us",
     "http_overhead_bare_us",
     "http_overhead_ratio",
+)
+
+CPU_FIGURES = (
+    "bare_post_loop_cpu_us",
+    "place_order_loop_cpu_us",
+    "place_order_process_cpu_us",
+    "place_order_loop_cpu_us_half_load",
+    "place_order_gc_us",
+    "place_order_gc_us_half_load",
 )
 
 
@@ -61,6 +72,9 @@ def test_the_quick_http_bench_reports_every_figure(tmp_path: Path, generator: st
     assert isinstance(stall, float) and 0 <= stall < 60_000
     assert report["loop_stall_max_ms_before_load"] <= stall  # a maximum since the start
     assert 0 <= report["loop_stall_max_cpu_ms"] < 60_000
+    for key in CPU_FIGURES:  # read from /proc (which these machines have) and /metrics
+        assert 0 < report[key] < 1_000_000, f"{key} = {report[key]}"
+        assert key in result.stdout, f"{key} missing from the printed table"
     assert "loop_stall_max_ms" in result.stdout
     assert set(report["gc_pause_max_ms"]) == {"0", "1", "2"}
     assert report["audit_ok"] is True
@@ -93,3 +107,14 @@ def test_a_histogram_that_counted_nothing_has_no_quantile() -> None:
     buckets = [(0.001, 3.0), (float("inf"), 3.0)]
 
     assert histogram_quantile(0.99, buckets, buckets) is None
+
+
+def test_a_process_cpu_is_read_whole_or_its_main_thread_and_none_once_it_is_gone() -> None:
+    main_thread = cpu_s(os.getpid(), main_thread=True)
+    whole = cpu_s(os.getpid())
+    assert main_thread is not None and whole is not None
+    assert 0 < main_thread <= whole  # this test process has run for more than a tick
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert cpu_s(gone.pid) is None
