@@ -247,6 +247,21 @@ class LoopCollector:
         for generation, pause in enumerate(monitor.gc_pause_max_s):
             family.add_metric([str(generation)], pause)
         yield family
+        spent = CounterMetricFamily(
+            f"{NAMESPACE}_gc_seconds",
+            "Time spent in the garbage collector's collections since start, by generation.",
+            labels=["generation"],
+        )
+        collections = CounterMetricFamily(
+            f"{NAMESPACE}_gc_collections",
+            "The garbage collector's collections since start, by generation.",
+            labels=["generation"],
+        )
+        for generation in range(3):
+            spent.add_metric([str(generation)], monitor.gc_seconds[generation])
+            collections.add_metric([str(generation)], monitor.gc_collections[generation])
+        yield spent
+        yield collections
         yield histogram(
             f"{NAMESPACE}_loop_lag_seconds",
             "How late the loop monitor's ticks ran, since start.",

@@ -104,6 +104,11 @@ class LoopMonitor:
         """Every tick's lateness since :meth:`start`, counted in buckets (a histogram)."""
         self.gc_pause_max_s = [0.0, 0.0, 0.0]
         """The longest collection of each generation (0, 1, 2) since :meth:`start`, seconds."""
+        self.gc_seconds = [0.0, 0.0, 0.0]
+        """The time spent in collections of each generation since :meth:`start`, seconds: the
+        collector's share of the process, beside the loop's CPU."""
+        self.gc_collections = [0, 0, 0]
+        """Collections of each generation since :meth:`start`."""
         self._gc_started = 0.0
 
     @property
@@ -134,6 +139,8 @@ class LoopMonitor:
             return
         pause = self._clock() - self._gc_started
         generation = info["generation"]
+        self.gc_seconds[generation] += pause
+        self.gc_collections[generation] += 1
         if pause > self.gc_pause_max_s[generation]:
             self.gc_pause_max_s[generation] = pause
 

@@ -171,6 +171,12 @@ async def test_a_loop_held_by_a_blocking_call_shows_as_the_longest_stall(
     assert lag["+Inf"] >= 1 and lag["0.02"] < lag["+Inf"]  # the 40 ms stall is over 20 ms
     pauses = {labels["generation"] for labels, _ in samples["shopkeep_gc_pause_max_seconds"]}
     assert pauses == {"0", "1", "2"}
+    spent = {labels["generation"]: value for labels, value in samples["shopkeep_gc_seconds_total"]}
+    counted = {
+        labels["generation"]: value for labels, value in samples["shopkeep_gc_collections_total"]
+    }
+    assert set(spent) == set(counted) == {"0", "1", "2"}
+    assert all(value >= 0 for value in [*spent.values(), *counted.values()])
 
 
 async def test_the_server_monitors_its_loop_and_shows_it_on_metrics(tmp_path: Path) -> None:

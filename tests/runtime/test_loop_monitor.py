@@ -210,3 +210,20 @@ def test_a_garbage_collection_is_timed_by_generation(loop: HandLoop) -> None:
 
     assert monitor.gc_pause_max_s[2] == 1.0
     assert monitor._on_gc not in gc.callbacks  # a stopped monitor leaves the collector alone
+
+
+def test_the_time_in_collections_is_added_up_by_generation(loop: HandLoop) -> None:
+    readings = itertools.count()
+    monitor = LoopMonitor(loop, clock=lambda: float(next(readings)))  # each reading 1 s on
+    gc.disable()  # only these three: no automatic collection in between
+    monitor.start()
+    try:
+        gc.collect(2)
+        gc.collect(2)
+        gc.collect(0)
+    finally:
+        monitor.stop()
+        gc.enable()
+
+    assert monitor.gc_collections == [1, 0, 2]
+    assert monitor.gc_seconds == [1.0, 0.0, 2.0]  # each collection read the clock twice
