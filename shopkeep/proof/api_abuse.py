@@ -200,7 +200,8 @@ async def run(
     figures = Figures()
     admin_token, secret = secrets.token_urlsafe(24), secrets.token_hex(16)
     admin = bearer(admin_token)
-    flags = ["--gateway", "sandbox", "--admin-token", admin_token, "--gateway-secret", secret,
+    # a token may begin with "-", which a separate argument would read as an option
+    flags = ["--gateway", "sandbox", f"--admin-token={admin_token}", "--gateway-secret", secret,
              "--max-unpaid-orders", str(UNPAID_CAP),
              "--read-timeout", str(READ_TIMEOUT_S)]  # fmt: skip
     with ServeProcess(folder / "shop.db", folder, flags) as server:

@@ -228,7 +228,7 @@ async def flood(folder: Path, admin: str, seconds: float, times: float = 10.0,
     """Run the flood of the module's docstring against a server of its own in ``folder``:
     ``times`` the measured capacity, offered for ``seconds``."""
     command = [*ServeProcess.python_m("shopkeep.proof.api_flood"), "--serve"]
-    flags = ["--admin-token", admin, "--max-in-flight", str(SMALL_IN_FLIGHT)]
+    flags = [f"--admin-token={admin}", "--max-in-flight", str(SMALL_IN_FLIGHT)]
     with ServeProcess(folder / "flood.db", folder, flags, command) as server:
         timeout = aiohttp.ClientTimeout(total=60)
         async with aiohttp.ClientSession(timeout=timeout) as session:

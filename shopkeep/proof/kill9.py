@@ -104,8 +104,7 @@ async def run(plan: Plan, folder: Path) -> Figures:
     flags = [
         "--gateway",
         "sandbox",
-        "--admin-token",
-        admin,
+        f"--admin-token={admin}",  # a token may begin with "-": not a separate argument
         "--gateway-secret",
         secret,
         "--order-timeout",
