@@ -57,6 +57,7 @@ from shopkeep.errors import ShopError
 from shopkeep.runtime.collector import freeze_survivors
 from shopkeep.runtime.loop_monitor import LoopMonitor
 from shopkeep.shop import Shop
+from shopkeep.store.batch_plan import planned
 from shopkeep.store.database import connect
 from shopkeep.store.gil import hand_gil_over_sooner
 from shopkeep.store.migrations import MIGRATIONS, apply_migrations
@@ -167,8 +168,10 @@ def writer_alone(path: str, batches: list[list[Statement]], measured_from: int) 
     try:
         apply_migrations(conn, MIGRATIONS)
         spent = 0.0
-        for index, statements in enumerate(batches):
+        schema = None
+        for index, submitted in enumerate(batches):
             started = time.perf_counter()
+            statements, schema = planned(conn, submitted, schema)  # as the writer plans them
             failed = commit_statements(conn, statements)
             if failed is not None:
                 raise RuntimeError(f"a batch that committed in the run failed alone: {failed}")

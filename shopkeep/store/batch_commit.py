@@ -2,7 +2,8 @@
 
 :class:`BatchCommitter` runs a batch's planned statements (:mod:`shopkeep.store.batch_plan`) in
 one transaction on the writer's connection, or hands them to the writer's own process
-(:mod:`shopkeep.store.writer_process`). When that all-or-nothing attempt fails, it is rolled back
+(:mod:`shopkeep.store.writer_process`), which plans them there, off the event loop's GIL. When
+that all-or-nothing attempt fails, it is rolled back
 and the batch is run again unit by unit, each under a savepoint and with its own statements in
 their own order, so one bad unit does not sink its neighbours and the unit at fault is found
 exactly as if there had been no plan. The event loop's side, which queues units and answers
@@ -14,9 +15,8 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Callable, Hashable
-from itertools import chain
 
-from shopkeep.store.batch_plan import Schema, Statement, plan
+from shopkeep.store.batch_plan import Schema, Statement, planned
 from shopkeep.store.unit import UnitOfWork
 from shopkeep.store.writer_process import (
     BatchNotSent,
@@ -30,8 +30,9 @@ FaultHook = Callable[[str], None]
 raising from it simulates a storage fault (used by the fault tests)."""
 
 Tap = Callable[[list[Statement]], None]
-"""Called on the writer thread with each batch's statements before they run (benchmarks use it
-to replay the same batches on a connection of their own and so measure the writer alone)."""
+"""Called on the writer thread with each batch's statements, as its units wrote them, before
+they are planned and run (benchmarks use it to replay the same batches on a connection of their
+own, planned the same way, and so measure the writer alone)."""
 
 
 class BatchCommitter:
@@ -43,16 +44,25 @@ class BatchCommitter:
         self.fault: FaultHook | None = None
         self.tap: Tap | None = None
         self.schema: Schema | None = None  # what the plan knows of the tables; None: read it
+        self._child_schema_stale = False  # the writer process must read the schema again
+
+    def schema_may_have_changed(self) -> None:
+        """Something ran on the writer's connection that may have changed the schema (a
+        call): the plans read it again, here and in the writer's process."""
+        self.schema = None
+        self._child_schema_stale = True
 
     def commit(self, units: list[UnitOfWork]) -> list[BaseException | None] | None:
         """Commit ``units`` in one transaction; ``None`` when all did, else one entry a unit
         (the failures the unit-by-unit retry found)."""
         conn = self.conn
-        statements = self._plan(units)
+        submitted = [statement for unit in units for statement in unit.statements]
         if self.tap is not None:
-            self.tap(statements)
+            self.tap(submitted)
         if self.process is not None and self.fault is None:
-            return self._commit_in_process(units, statements)
+            # planned in the writer's process, whose GIL is not the event loop's
+            return self._commit_in_process(units, submitted)
+        statements, self.schema = planned(conn, submitted, self.schema)
         try:
             self._check("begin")
             conn.execute("BEGIN IMMEDIATE")
@@ -71,29 +81,15 @@ class BatchCommitter:
                 return [exc]
             return self._commit_one_by_one(units)
 
-    def _plan(self, units: list[UnitOfWork]) -> list[Statement]:
-        """The batch's statements as :mod:`shopkeep.store.batch_plan` runs them."""
-        try:
-            if self.schema is None:
-                self.schema = Schema.read(self.conn)
-            statements = chain.from_iterable(unit.statements for unit in units)
-            planned, schema_may_change = plan(statements, self.schema, self.conn)
-        except Exception:
-            # e.g. the schema could not be read: run the statements as they were submitted
-            self.schema = None
-            return [statement for unit in units for statement in unit.statements]
-        if schema_may_change:
-            self.schema = None
-        return planned
-
     def _commit_in_process(
         self, units: list[UnitOfWork], statements: list[Statement]
     ) -> list[BaseException | None] | None:
         # The fault hook runs only in this process, so a writer under fault injection commits
         # on the thread instead (the same statements, the same unit-by-unit retry).
         assert self.process is not None
+        stale, self._child_schema_stale = self._child_schema_stale, False
         try:
-            outcome = self.process.commit(statements)
+            outcome = self.process.commit(statements, fresh_schema=stale)
         except BatchNotSent:
             return self._commit_one_by_one(units)  # nothing reached the child: find it here
         except WriterProcessDied as exc:

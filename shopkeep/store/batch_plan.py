@@ -244,6 +244,22 @@ class _Run:
         self.rows: list[Any] = []
 
 
+def planned(
+    conn: sqlite3.Connection, statements: list[Statement], schema: Schema | None
+) -> tuple[list[Statement], Schema | None]:
+    """``statements`` as the writer runs them on ``conn``, planned with ``schema`` (None: read
+    it first), and the schema to plan the next batch with (None when it must be read again).
+    When the plan cannot be made (the schema cannot be read, say) the statements run as they
+    were submitted. The writer's process and its thread both plan through this."""
+    try:
+        if schema is None:
+            schema = Schema.read(conn)
+        calls, schema_may_change = plan(statements, schema, conn)
+    except Exception:
+        return statements, None
+    return calls, None if schema_may_change else schema
+
+
 def plan(
     statements: Iterable[Statement], schema: Schema, conn: sqlite3.Connection
 ) -> tuple[list[Statement], bool]:

@@ -21,9 +21,9 @@ submitted after it. A unit's future resolves only after the commit that holds it
 Plan: a batch's statements are not run one call each. :mod:`shopkeep.store.batch_plan` groups
 them per table into executemany runs, keeps only the last of repeated overwrites of one row, and
 joins INSERT runs into multi-row statements, each only where it cannot change what the batch
-commits (its docstring says why). The plan is for the all-or-nothing attempt only; the retry
-below runs each unit's own statements. The transactions themselves, on the writer thread, are
-:mod:`shopkeep.store.batch_commit`'s.
+commits (its docstring says why); with a writer process the plan is made there. The plan is
+for the all-or-nothing attempt only; the retry below runs each unit's own statements. The
+transactions themselves, on the writer thread, are :mod:`shopkeep.store.batch_commit`'s.
 
 Failure: a batch that fails is rolled back and retried unit by unit under savepoints, so one bad
 unit does not sink its neighbours. A failed unit's future gets :class:`CommitFailed`, and so does
@@ -350,7 +350,7 @@ class GroupCommitWriter:
         settle_call: Callable[[_Call, Any, BaseException | None], None],
     ) -> None:
         if isinstance(item, _Call):
-            self._committer.schema = None  # the call may change it (batches are planned by it)
+            self._committer.schema_may_have_changed()  # batches are planned by it
             try:
                 result = item.fn(self._conn)
             except Exception as exc:

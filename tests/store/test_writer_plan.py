@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shopkeep.store import MIGRATIONS, CommitFailed, Migration, Store, StoreConfig, UnitOfWork
-from shopkeep.store.batch_plan import Statement
+from shopkeep.store.batch_plan import Statement, planned
 
 TABLES = (
     *MIGRATIONS,
@@ -79,7 +79,9 @@ async def test_a_grouped_batch_with_a_failing_unit_commits_its_neighbours(store:
     async with writer_held(store):
         futures = [store.writer.submit(unit) for unit in units]
     results = await asyncio.gather(*futures, return_exceptions=True)
-    assert len(calls) == 1 and len(calls[0]) < 14  # one batch, its 14 statements grouped
+    assert len(calls) == 1 and len(calls[0]) == 14  # one batch, as its units wrote it
+    grouped, _ = await store.writer.call(lambda conn: planned(conn, calls[0], None))
+    assert len(grouped) < 14  # and planned into fewer calls (in the writer's process, if any)
     assert [r is None for r in results] == [True, True, False, True, False, False, True]
     assert isinstance(results[2], CommitFailed) and "UNIQUE" in str(results[2])
     assert await rows(store, "SELECT n FROM events ORDER BY n") == [(1,), (2,), (4,), (7,)]
@@ -170,3 +172,37 @@ async def test_a_refused_unit_refuses_the_later_units_of_its_joined_owners_in_it
     results = await asyncio.gather(*futures, return_exceptions=True)
     assert [isinstance(result, CommitFailed) for result in results] == [True, True, True, False]
     assert await rows(store, "SELECT n FROM events") == [(4,)]
+
+
+async def test_a_trigger_added_by_a_call_stops_the_coalescing_of_its_tables_updates(
+    store: Store,
+) -> None:
+    setup = UnitOfWork("setup")
+    setup.execute("INSERT INTO counters (id, n) VALUES (1, 0)")
+    await store.writer.submit(setup)
+    await coalescing_batch(store, (1, 2))  # planned with the schema as it was: read, kept
+    await store.writer.call(
+        lambda conn: conn.executescript(
+            "CREATE TABLE seen (n INTEGER);"
+            "CREATE TRIGGER counted AFTER UPDATE ON counters"
+            " BEGIN INSERT INTO seen (n) VALUES (new.n); END;"
+        )
+    )
+
+    await coalescing_batch(store, (3, 4, 5))
+
+    # every UPDATE ran: the plan (in the writer's process, if any) read the schema again
+    assert await rows(store, "SELECT n FROM seen ORDER BY rowid") == [(3,), (4,), (5,)]
+    assert await rows(store, "SELECT n FROM counters") == [(5,)]
+
+
+async def coalescing_batch(store: Store, values: tuple[int, ...]) -> None:
+    """One batch of UPDATEs of the same counter, one unit each (the plan would keep the last)."""
+    units = []
+    for n in values:
+        unit = UnitOfWork("counter", 1)
+        unit.execute(COUNT, (n, 1))
+        units.append(unit)
+    async with writer_held(store):
+        futures = [store.writer.submit(unit) for unit in units]
+    await asyncio.gather(*futures)

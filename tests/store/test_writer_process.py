@@ -118,12 +118,12 @@ async def test_every_unit_of_a_batch_whose_writer_died_fails_and_nothing_is_retr
         real_commit = process.commit
         calls: list[int] = []
 
-        def dies_once(statements: list[tuple[str, Any, bool]]) -> Outcome:
+        def dies_once(statements: list[tuple[str, Any, bool]], fresh_schema: bool) -> Outcome:
             calls.append(len(statements))
             if len(calls) == 1:
                 real_commit(statements)  # it may well have committed before dying
                 raise WriterProcessDied("the writer process ended in the middle of a batch")
-            return real_commit(statements)
+            return real_commit(statements, fresh_schema=fresh_schema)
 
         monkeypatch.setattr(process, "commit", dies_once)
         results = await asyncio.gather(
