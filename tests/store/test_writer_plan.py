@@ -94,9 +94,7 @@ async def test_a_grouped_batch_with_a_failing_unit_commits_its_neighbours(store:
 
 
 async def test_coalesced_updates_leave_the_last_value(store: Store) -> None:
-    setup = UnitOfWork("setup")
-    setup.execute("INSERT INTO counters (id, n) VALUES (1, 0)")
-    await store.writer.submit(setup)
+    await counter_at(store, 0)
     futures = []
     for n in range(1, 11):
         unit = UnitOfWork("counter", 1)
@@ -109,9 +107,7 @@ async def test_coalesced_updates_leave_the_last_value(store: Store) -> None:
 async def test_a_coalesced_away_update_that_breaks_a_check_still_fails_its_unit(
     store: Store,
 ) -> None:
-    setup = UnitOfWork("setup")
-    setup.execute("INSERT INTO counters (id, n) VALUES (1, 5)")
-    await store.writer.submit(setup)
+    await counter_at(store, 5)
     broken, fixed = UnitOfWork("x", 1), UnitOfWork("y", 1)
     broken.execute(COUNT, (-1, 1))
     fixed.execute(COUNT, (3, 1))
@@ -177,9 +173,7 @@ async def test_a_refused_unit_refuses_the_later_units_of_its_joined_owners_in_it
 async def test_a_trigger_added_by_a_call_stops_the_coalescing_of_its_tables_updates(
     store: Store,
 ) -> None:
-    setup = UnitOfWork("setup")
-    setup.execute("INSERT INTO counters (id, n) VALUES (1, 0)")
-    await store.writer.submit(setup)
+    await counter_at(store, 0)
     await coalescing_batch(store, (1, 2))  # planned with the schema as it was: read, kept
     await store.writer.call(
         lambda conn: conn.executescript(
@@ -194,6 +188,13 @@ async def test_a_trigger_added_by_a_call_stops_the_coalescing_of_its_tables_upda
     # every UPDATE ran: the plan (in the writer's process, if any) read the schema again
     assert await rows(store, "SELECT n FROM seen ORDER BY rowid") == [(3,), (4,), (5,)]
     assert await rows(store, "SELECT n FROM counters") == [(5,)]
+
+
+async def counter_at(store: Store, n: int) -> None:
+    """Counter 1, committed at ``n``."""
+    setup = UnitOfWork("setup")
+    setup.execute("INSERT INTO counters (id, n) VALUES (1, ?)", (n,))
+    await store.writer.submit(setup)
 
 
 async def coalescing_batch(store: Store, values: tuple[int, ...]) -> None:
