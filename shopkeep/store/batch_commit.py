@@ -87,15 +87,16 @@ class BatchCommitter:
         # The fault hook runs only in this process, so a writer under fault injection commits
         # on the thread instead (the same statements, the same unit-by-unit retry).
         assert self.process is not None
-        stale, self._child_schema_stale = self._child_schema_stale, False
         try:
-            outcome = self.process.commit(statements, fresh_schema=stale)
+            outcome = self.process.commit(statements, fresh_schema=self._child_schema_stale)
         except BatchNotSent:
-            return self._commit_one_by_one(units)  # nothing reached the child: find it here
+            # nothing reached the child (not the flag either): find the unit at fault here
+            return self._commit_one_by_one(units)
         except WriterProcessDied as exc:
             # It may have committed before it died: retrying could write the batch twice, so
             # every unit fails and its actor reloads what the disk really holds.
             return [exc] * len(units)
+        self._child_schema_stale = False
         if outcome is None:
             return None
         if len(units) == 1:

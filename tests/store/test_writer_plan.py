@@ -26,6 +26,12 @@ TABLES = (
 EVENT = "INSERT INTO events (n) VALUES (?)"
 TAG = "INSERT INTO tags (name, n) VALUES (?, ?)"
 COUNT = "UPDATE counters SET n = ? WHERE id = ?"
+COUNTED = (
+    "CREATE TABLE seen (n INTEGER);"
+    "CREATE TRIGGER counted AFTER UPDATE ON counters"
+    " BEGIN INSERT INTO seen (n) VALUES (new.n); END;"
+)
+"""A trigger that records every UPDATE of a counter: its table is no longer plain to the plan."""
 
 
 @pytest.fixture(params=["thread", "process"])
@@ -175,19 +181,32 @@ async def test_a_trigger_added_by_a_call_stops_the_coalescing_of_its_tables_upda
 ) -> None:
     await counter_at(store, 0)
     await coalescing_batch(store, (1, 2))  # planned with the schema as it was: read, kept
-    await store.writer.call(
-        lambda conn: conn.executescript(
-            "CREATE TABLE seen (n INTEGER);"
-            "CREATE TRIGGER counted AFTER UPDATE ON counters"
-            " BEGIN INSERT INTO seen (n) VALUES (new.n); END;"
-        )
-    )
+    await store.writer.call(lambda conn: conn.executescript(COUNTED))
 
     await coalescing_batch(store, (3, 4, 5))
 
     # every UPDATE ran: the plan (in the writer's process, if any) read the schema again
     assert await rows(store, "SELECT n FROM seen ORDER BY rowid") == [(3,), (4,), (5,)]
     assert await rows(store, "SELECT n FROM counters") == [(5,)]
+
+
+async def test_the_schema_is_read_again_even_when_the_batch_after_the_call_was_not_sent(
+    store: Store,
+) -> None:
+    await counter_at(store, 0)
+    await coalescing_batch(store, (1, 2))
+    await store.writer.call(lambda conn: conn.executescript(COUNTED))
+    unsendable = UnitOfWork("other", 1)
+    unsendable.execute(EVENT, (lambda: 1,))  # no pickle: never reaches a writer process
+    with pytest.raises(CommitFailed):
+        await store.writer.submit(unsendable)
+    counted = UnitOfWork("counter", 1)  # one unit, so no call holds the writer before it
+    for n in (3, 4, 5):
+        counted.execute(COUNT, (n, 1))
+
+    await store.writer.submit(counted)
+
+    assert await rows(store, "SELECT n FROM seen ORDER BY rowid") == [(3,), (4,), (5,)]
 
 
 async def counter_at(store: Store, n: int) -> None:
