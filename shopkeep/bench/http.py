@@ -203,28 +203,32 @@ async def scrape_rss(session: aiohttp.ClientSession, url: str) -> float | None:
     return await scrape(session, url, "process_resident_memory_bytes")
 
 
+async def scrape_by_generation(
+    session: aiohttp.ClientSession, url: str, name: str
+) -> dict[str, float]:
+    """The samples of ``name`` on the server's ``/metrics``, by their ``generation`` label (the
+    collector's figures), from one reading."""
+    prefix = name + '{generation="'
+    found = {}
+    for line in await metrics_lines(session, url):
+        if line.startswith(prefix):
+            generation, _, value = line[len(prefix):].partition('"} ')
+            found[generation] = float(value)
+    return found
+
+
 async def scrape_gc_pauses_ms(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
     """The server's longest garbage collection of each generation since it started,
     milliseconds (``shopkeep_gc_pause_max_seconds``): what its longest stalls often are."""
-    pauses = {}
-    for generation in ("0", "1", "2"):
-        name = f'shopkeep_gc_pause_max_seconds{{generation="{generation}"}}'
-        seconds = await scrape(session, url, name)
-        if seconds is not None:
-            pauses[generation] = seconds * 1000
-    return pauses
+    pauses = await scrape_by_generation(session, url, "shopkeep_gc_pause_max_seconds")
+    return {generation: seconds * 1000 for generation, seconds in pauses.items()}
 
 
 async def scrape_gc_seconds(session: aiohttp.ClientSession, url: str) -> float | None:
     """The server's time in garbage collections since it started, every generation
     (``shopkeep_gc_seconds_total``), seconds; None when its ``/metrics`` has none."""
-    total = None
-    for generation in ("0", "1", "2"):
-        name = f'shopkeep_gc_seconds_total{{generation="{generation}"}}'
-        seconds = await scrape(session, url, name)
-        if seconds is not None:
-            total = (total or 0.0) + seconds
-    return total
+    spent = await scrape_by_generation(session, url, "shopkeep_gc_seconds_total")
+    return sum(spent.values()) if spent else None
 
 
 async def scrape_stall_cpu_ms(session: aiohttp.ClientSession, url: str) -> float | None:
