@@ -90,12 +90,13 @@ class BoundedServer(web.Server):
         # a timer may fire a little before its time (the loop's clock resolution)
         late = self._handler_loop.time() + DEADLINE_SLACK_S - read_s
         earliest: float | None = None
-        for connection in self.connections:
-            since = cast(BoundedRequestHandler, connection).reading_since
+        for handler in self.connections:
+            connection = cast(BoundedRequestHandler, handler)  # every one is made by __call__
+            since = connection.reading_since
             if since is None:
                 continue
             if since <= late:
-                cast(BoundedRequestHandler, connection).overdue()
+                connection.overdue()
             elif earliest is None or since < earliest:
                 earliest = since
         if earliest is not None:
