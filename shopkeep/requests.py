@@ -6,7 +6,6 @@ The HTTP layer checks shapes and types first (msgspec); these are the rules both
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 
 from shopkeep.actors.config import MAX_AMOUNT
@@ -20,7 +19,6 @@ KEY_PATTERN: Final = f"^[!-~](?:[ -~]{{0,{MAX_KEY - 2}}}[!-~])?$"
 0x7E), neither the first nor the last a space: HTTP strips spaces around a header's value, so a
 key sent with them would arrive as another key. Read by :func:`check_key` and the OpenAPI
 document (a JSON Schema ``pattern``: ECMA-262 and Python read it alike)."""
-_KEY: Final = re.compile(KEY_PATTERN)
 """10000-01-01T00:00:00Z: no time the API takes may be later (RFC 3339 has four-digit years)."""
 EARLIEST_TIME = -62_135_596_800.0
 """0001-01-01T00:00:00Z: no time the API takes may be earlier (RFC 3339 has years 1 to 9999)."""
@@ -52,7 +50,16 @@ def check_name(name: str) -> None:
 def check_key(key: object) -> str:
     """The Idempotency-Key ``key``, or ShopError validation_error: it must match
     :data:`KEY_PATTERN`. The detail never repeats the key (it may hold any bytes at all)."""
-    if not isinstance(key, str) or _KEY.fullmatch(key) is None:
+    # KEY_PATTERN with str's own tests, a few times cheaper than the expression (a keyed
+    # request pays it): printable ASCII is 0x20 to 0x7E, and a space is printable
+    if not (
+        isinstance(key, str)
+        and 0 < len(key) <= MAX_KEY
+        and key.isascii()
+        and key.isprintable()
+        and key[0] != " "
+        and key[-1] != " "
+    ):
         raise ShopError(
             "validation_error",
             f"an Idempotency-Key is 1 to {MAX_KEY} printable ASCII characters, "

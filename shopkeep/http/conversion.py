@@ -72,13 +72,13 @@ def ref_in(value: str, what: str) -> int:
     reference), or ShopError not_found: what is not decimal digits fitting in 64 bits names
     nothing, exactly as an id that names no ``what`` (no such order can exist); nor does an id
     with leading zeros (``0042``): one thing has one URL, as the server writes its id."""
-    if (
-        not (value.isascii() and value.isdigit() and len(value) <= 19)
-        or (value[0] == "0" and len(value) > 1)
-        or int(value) > MAX_ID
+    if len(value) <= 19 and value.isdigit() and value.isascii() and (
+        value[0] != "0" or len(value) == 1
     ):
-        raise ShopError("not_found", f"{what} {value[:40]} does not exist")
-    return int(value)
+        number = int(value)
+        if number <= MAX_ID:
+            return number
+    raise ShopError("not_found", f"{what} {value[:40]} does not exist")
 
 
 def time_in(value: datetime) -> float:

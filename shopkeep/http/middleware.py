@@ -194,7 +194,7 @@ class FrontDoor:
 
     @web.middleware
     async def _around(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.perf_counter()
+        started = time.perf_counter_ns()
         request_id = request_id_of(request.headers.get(HEADER))
         request[REQUEST_ID] = request_id
         bound = enter(request_id)
@@ -227,21 +227,26 @@ class FrontDoor:
             response.headers[HEADER] = request_id
         return response
 
-    def _answered(self, request: web.Request, status: int, started: float, request_id: str) -> None:
+    def _answered(self, request: web.Request, status: int, started: int, request_id: str) -> None:
         """Count the answer in the metrics and write its access-log line."""
-        seconds = time.perf_counter() - started
+        # whole microseconds, in integers: a float rounded to three decimals (round(x, 3))
+        # costs more than the rest of the arithmetic here together
+        micros = (time.perf_counter_ns() - started) // 1000
         if self._metrics is not None:
-            self._metrics.observe(request, status, seconds)
+            self._metrics.observe(request, status, micros / 1_000_000)
         resource = request.match_info.route.resource
-        principal = request.get(PRINCIPAL)
+        try:
+            user_id = request[PRINCIPAL].user_id
+        except KeyError:  # not authenticated (a public route, or refused before)
+            user_id = None
         # the route's pattern, as the metrics label it: no line names a route per order id
         ACCESS.request(
             request.method,
             UNMATCHED if resource is None else resource.canonical,
             status,
-            round(seconds * 1000, 3),
+            micros / 1000,
             request_id,
-            None if principal is None or principal.user_id is None else str(principal.user_id),
+            None if user_id is None else str(user_id),
         )
 
 

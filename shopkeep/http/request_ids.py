@@ -28,7 +28,9 @@ from shopkeep.runtime import current_trace
 HEADER: Final = "X-Request-Id"
 _SANE: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _PREFIX: Final = secrets.token_hex(8)
-_COUNT: Final = itertools.count(1)
+_COUNT: Final = itertools.count(1 << 64 | 1)
+"""The counter, from 2**64 + 1: its hexadecimal digits after ``0x1`` are the count's 16, zero
+padded, with no format specification to parse on every request."""
 
 Bound = tuple["Token[str | None]", "Token[Any]"]
 """What :func:`enter` bound, for :func:`leave`."""
@@ -50,7 +52,7 @@ def request_id_of(header: str | None) -> str:
     """The client's id when it is sane, else a new one (32 hex digits)."""
     if header is not None and _SANE.fullmatch(header):
         return header
-    return f"{_PREFIX}{next(_COUNT):016x}"
+    return _PREFIX + hex(next(_COUNT))[3:]
 
 
 def enter(request_id: str) -> Bound:
