@@ -32,14 +32,8 @@ side's cost per request (``http_overhead_shopkeep_us``, ``http_overhead_bare_us`
 ratio (``http_overhead_ratio``, shopkeep / bare); the same from the fastest batches
 (``..._min_us``, ``http_overhead_ratio_min``).
 
-Times move with the machine (on a shared one the ratio of medians swung from 2.3 to 3.0 in a
-day); instructions do not. ``python -m shopkeep.bench.http_overhead --instructions`` counts
-what each side executes a request under valgrind's callgrind (:func:`measure_instructions`):
-each side runs in a process of its own twice, building the same :data:`COUNTED` requests both
-times and handling them in one only, so the difference over their number is the instructions
-a request costs, its collections included, the building and the start-up not; the same
-figures on every run of the same code. A change to the HTTP layer shows there exactly, where
-the times cannot resolve it; the target stays the time ratio.
+The same comparison counted in instructions, which do not move with the machine, is
+:mod:`shopkeep.bench.http_instructions`.
 """
 
 from __future__ import annotations
@@ -47,17 +41,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
-import os
-import re
-import shutil
 import signal
 import statistics
-import subprocess
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar, cast
 
@@ -82,8 +70,6 @@ ROUNDS: Final = 30
 QUICK_ROUNDS: Final = 6
 USERS: Final = 100
 """Users whose tokens the requests carry, in turn."""
-COUNTED: Final = 1_000
-"""Requests whose instructions are counted, on each side (:func:`measure_instructions`)."""
 
 # ---------------------------------------------------------------- the baseline
 
@@ -400,90 +386,7 @@ def run_overhead(quick: bool = False) -> dict[str, float]:
     return run_as_served(measure_overhead(QUICK_ROUNDS if quick else ROUNDS))
 
 
-# ---------------------------------------------------------------- instructions
-
-SIDES: Final = ("shopkeep", "bare")
-_COLLECTED: Final = re.compile(r"Collected : (\d+)")
-
-
-async def handle_counted(side: str, count: int, handle: bool) -> None:
-    """What a counted process does: build ``count`` requests for ``side`` (after handling a
-    few to warm it up), and handle them only if ``handle``."""
-    tokens = user_tokens()
-    shop_side, bare_side = both_apps(tokens)
-    app = shop_side if side == "shopkeep" else bare_side
-    for request in mocked_posts(app, 200, tokens, "1"):
-        await app._handle(request)
-    requests = mocked_posts(app, count, tokens, "1")
-    if handle:
-        for request in requests:
-            await app._handle(request)
-
-
-def instructions_of(valgrind_output: str) -> int:
-    """The instructions callgrind counted, from what it printed."""
-    found = _COLLECTED.search(valgrind_output)
-    if found is None:
-        raise RuntimeError(f"callgrind printed no count: {valgrind_output[-500:]}")
-    return int(found.group(1))
-
-
-def count_instructions(side: str, count: int, handle: bool, valgrind: str) -> int:
-    """The instructions a process of :func:`handle_counted` executes, under callgrind."""
-    done = subprocess.run(
-        [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null",
-         sys.executable, "-m", "shopkeep.bench.http_overhead",
-         "--counted", side, str(count), "1" if handle else "0"],
-        capture_output=True, text=True, check=True,
-        env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dictionaries on every run
-    )  # fmt: skip
-    return instructions_of(done.stderr)
-
-
-def measure_instructions(count: int = COUNTED) -> dict[str, float]:
-    """Instructions a request costs on each side and their ratio (see the module's
-    docstring); RuntimeError without valgrind. Two processes at a time."""
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        raise RuntimeError("counting instructions needs valgrind (Debian's package valgrind)")
-    runs = [(side, handle) for side in SIDES for handle in (False, True)]
-    with ThreadPoolExecutor(2) as pool:
-        counted = list(
-            pool.map(lambda run: count_instructions(run[0], count, run[1], valgrind), runs)
-        )
-    by_run = dict(zip(runs, counted, strict=True))
-    each = {side: (by_run[side, True] - by_run[side, False]) / count for side in SIDES}
-    return {
-        "http_overhead_shopkeep_instructions": each["shopkeep"],
-        "http_overhead_bare_instructions": each["bare"],
-        "http_overhead_instructions_ratio": each["shopkeep"] / each["bare"],
-        "http_overhead_counted": count,
-    }
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Print the micro-benchmark's figures as JSON (``--instructions``: the instruction
-    counts instead of the times)."""
-    import argparse
+if __name__ == "__main__":
     import json
 
-    parser = argparse.ArgumentParser(
-        prog="python -m shopkeep.bench.http_overhead",
-        description="shopkeep's HTTP layer beside a bare aiohttp handler, per request",
-    )
-    parser.add_argument(
-        "--instructions", action="store_true", help="count instructions (valgrind) instead"
-    )
-    parser.add_argument("--counted", nargs=3, help=argparse.SUPPRESS)  # a counted process
-    options = parser.parse_args(argv)
-    if options.counted:
-        side, count, handle = options.counted
-        run_as_served(handle_counted(side, int(count), handle == "1"))
-        return 0
-    figures = measure_instructions() if options.instructions else run_overhead()
-    print(json.dumps(figures, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    print(json.dumps(run_overhead(), indent=2))

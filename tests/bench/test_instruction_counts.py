@@ -1,7 +1,7 @@
-"""The micro-benchmark's instruction counts (``--instructions``): a counted process handles its
-requests, callgrind's count is read from what it prints, and without valgrind the mode says
-what it needs instead of failing obscurely. (The counts themselves take a minute under
-valgrind: the on-demand run's business, not the suite's.)"""
+"""The HTTP micro-benchmark in instructions (``shopkeep.bench.http_instructions``): a counted
+process handles its requests, callgrind's count is read from what it prints, and without
+valgrind it says what it needs instead of failing obscurely. (The counts themselves take a
+minute under valgrind: the on-demand run's business, not the suite's.)"""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from shopkeep.bench import http_overhead
-from shopkeep.bench.http_overhead import instructions_of, measure_instructions
+from shopkeep.bench import http_instructions
+from shopkeep.bench.http_instructions import instructions_of, measure_instructions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,7 @@ CALLGRIND_TAIL = """==123== Events    : Ir
 @pytest.mark.parametrize("side", ["shopkeep", "bare"])
 def test_a_counted_process_handles_its_requests_and_ends_cleanly(side: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "shopkeep.bench.http_overhead", "--counted", side, "20", "1"],
+        [sys.executable, "-m", "shopkeep.bench.http_instructions", "--counted", side, "20", "1"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -58,7 +58,7 @@ def test_the_per_request_count_is_the_difference_over_the_requests(
     }  # fmt: skip
     monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/valgrind")
     monkeypatch.setattr(
-        http_overhead,
+        http_instructions,
         "count_instructions",
         lambda side, count, handle, valgrind: counted[side, handle],
     )
