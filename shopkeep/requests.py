@@ -17,9 +17,9 @@ MAX_KEY: Final = 255
 KEY_PATTERN: Final = f"^[!-~](?:[ -~]{{0,{MAX_KEY - 2}}}[!-~])?$"
 """What an Idempotency-Key may be: 1 to :data:`MAX_KEY` printable ASCII characters (0x20 to
 0x7E), neither the first nor the last a space: HTTP strips spaces around a header's value, so a
-key sent with them would arrive as another key. Read by :func:`check_key` and the OpenAPI
-document (a JSON Schema ``pattern``: ECMA-262 and Python read it alike)."""
-"""10000-01-01T00:00:00Z: no time the API takes may be later (RFC 3339 has four-digit years)."""
+key sent with them would arrive as another key. Published in the OpenAPI document (a JSON
+Schema ``pattern``); :func:`check_key` applies the same rule with ``str``'s own tests
+(tests/shop/test_key_check.py holds the two together)."""
 EARLIEST_TIME = -62_135_596_800.0
 """0001-01-01T00:00:00Z: no time the API takes may be earlier (RFC 3339 has years 1 to 9999)."""
 LATEST_TIME = 253_402_300_799.0

@@ -163,18 +163,27 @@ async def scrape(session: aiohttp.ClientSession, url: str, name: str) -> float |
     return None
 
 
+async def scrape_labelled(
+    session: aiohttp.ClientSession, url: str, name: str, label: str
+) -> list[tuple[str, float]]:
+    """The samples of ``name`` whose one label is ``label``, on the server's ``/metrics``:
+    (the label's value, the sample's value) pairs, in the order the page gives them."""
+    prefix = f'{name}{{{label}="'
+    found = []
+    for line in await metrics_lines(session, url):
+        if line.startswith(prefix):
+            labelled, _, value = line[len(prefix):].partition('"} ')
+            found.append((labelled, float(value)))
+    return found
+
+
 async def scrape_buckets(
     session: aiohttp.ClientSession, url: str, name: str
 ) -> list[tuple[float, float]]:
     """The cumulative buckets of the unlabelled histogram ``name`` on ``/metrics``: (upper
     bound, count) pairs, in order."""
-    prefix = name + '_bucket{le="'
-    buckets = []
-    for line in await metrics_lines(session, url):
-        if line.startswith(prefix):
-            bound, _, count = line[len(prefix):].partition('"} ')
-            buckets.append((float(bound), float(count)))
-    return buckets
+    found = await scrape_labelled(session, url, name + "_bucket", "le")
+    return [(float(bound), count) for bound, count in found]
 
 
 def histogram_quantile(
@@ -208,13 +217,7 @@ async def scrape_by_generation(
 ) -> dict[str, float]:
     """The samples of ``name`` on the server's ``/metrics``, by their ``generation`` label (the
     collector's figures), from one reading."""
-    prefix = name + '{generation="'
-    found = {}
-    for line in await metrics_lines(session, url):
-        if line.startswith(prefix):
-            generation, _, value = line[len(prefix):].partition('"} ')
-            found[generation] = float(value)
-    return found
+    return dict(await scrape_labelled(session, url, name, "generation"))
 
 
 async def scrape_gc_pauses_ms(session: aiohttp.ClientSession, url: str) -> dict[str, float]:

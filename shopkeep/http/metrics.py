@@ -26,7 +26,7 @@ absent.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
@@ -210,6 +210,20 @@ def _by(
     return family
 
 
+def _by_generation(
+    kind: type[GaugeMetricFamily | CounterMetricFamily],
+    name: str,
+    documentation: str,
+    values: Sequence[float],
+) -> Metric:
+    """A family of one sample per generation of the garbage collector (``values[n]`` is
+    generation ``n``'s)."""
+    family = kind(f"{NAMESPACE}_{name}", documentation, labels=["generation"])
+    for generation, value in enumerate(values):
+        family.add_metric([str(generation)], value)
+    return family
+
+
 class LoopCollector:
     """The event loop's stalls, as the server's :class:`LoopMonitor` saw them, read at each
     scrape: the longest since start (and the loop's CPU time over it), how many reached the
@@ -239,29 +253,24 @@ class LoopCollector:
             f"Monitor ticks at least {monitor.threshold_s} s late, since start.",
             monitor.stalls,
         )
-        family = GaugeMetricFamily(
-            f"{NAMESPACE}_gc_pause_max_seconds",
+        yield _by_generation(
+            GaugeMetricFamily,
+            "gc_pause_max_seconds",
             "The longest collection of the garbage collector since start, by generation.",
-            labels=["generation"],
+            monitor.gc_pause_max_s,
         )
-        for generation, pause in enumerate(monitor.gc_pause_max_s):
-            family.add_metric([str(generation)], pause)
-        yield family
-        spent = CounterMetricFamily(
-            f"{NAMESPACE}_gc_seconds",
+        yield _by_generation(
+            CounterMetricFamily,
+            "gc_seconds",
             "Time spent in the garbage collector's collections since start, by generation.",
-            labels=["generation"],
+            monitor.gc_seconds,
         )
-        collections = CounterMetricFamily(
-            f"{NAMESPACE}_gc_collections",
+        yield _by_generation(
+            CounterMetricFamily,
+            "gc_collections",
             "The garbage collector's collections since start, by generation.",
-            labels=["generation"],
+            monitor.gc_collections,
         )
-        for generation in range(3):
-            spent.add_metric([str(generation)], monitor.gc_seconds[generation])
-            collections.add_metric([str(generation)], monitor.gc_collections[generation])
-        yield spent
-        yield collections
         yield histogram(
             f"{NAMESPACE}_loop_lag_seconds",
             "How late the loop monitor's ticks ran, since start.",

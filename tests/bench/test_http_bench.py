@@ -115,7 +115,7 @@ def test_a_process_cpu_is_read_whole_or_its_main_thread_and_none_once_it_is_gone
     assert main_thread is not None and whole is not None
     assert main_thread > 0  # this test process has run for more than a tick
     # the kernel scales a thread's ticks and the whole process's each on its own: the sum may
-    # come out a tick under the main thread's share (seen in make test)
+    # come out up to two ticks under the main thread's share (one short was seen in make test)
     assert main_thread <= whole + 2 / os.sysconf("SC_CLK_TCK")
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])

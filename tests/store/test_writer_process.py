@@ -121,7 +121,7 @@ async def test_every_unit_of_a_batch_whose_writer_died_fails_and_nothing_is_retr
         def dies_once(statements: list[tuple[str, Any, bool]], fresh_schema: bool) -> Outcome:
             calls.append(len(statements))
             if len(calls) == 1:
-                real_commit(statements)  # it may well have committed before dying
+                real_commit(statements, fresh_schema=fresh_schema)  # may have committed, then died
                 raise WriterProcessDied("the writer process ended in the middle of a batch")
             return real_commit(statements, fresh_schema=fresh_schema)
 
