@@ -9,7 +9,7 @@ anything else JSON.
 The standard library's logging (aiohttp's, asyncio's) goes through the same processors and
 renderer (structlog's :class:`~structlog.stdlib.ProcessorFormatter` on the root logger), so a
 traceback from asyncio comes out as a JSON line like any other. aiohttp's own access log is
-silenced: the front door (``shopkeep.http.middleware``) writes one ``request`` line per request,
+silenced: the front door (``shopkeep.http.front_door``) writes one ``request`` line per request,
 with the route's pattern, the status, the duration, the request id and the user.
 
 Cost: every HTTP request logs a line, so the chain is kept short and cheap: the timestamp is

@@ -2,11 +2,13 @@
 
 :func:`mount` adds it as a sub-application: its own routes, templates (Jinja2 through
 aiohttp-jinja2, autoescaped: every value a page shows is text, whatever it holds) and static
-files (``/admin/static``, vendored: nothing comes from another host). Its middleware is the
-door of :mod:`shopkeep.admin.sessions`: a page without a session redirects to the sign-in page;
-a POST must come from this origin and carry the session's CSRF token, or it is refused with
-a 403 page and nothing done. The API's own door lets ``/admin`` through without a bearer
-token (``shopkeep.http.auth.PUBLIC_PREFIXES``): the console authenticates by its session.
+files (``/admin/static``, vendored: nothing comes from another host). Each page and action
+is behind the console's :func:`door`, itself behind the API's front door
+(``shopkeep.http.front_door``: request ids, metrics, the access log): a page without a session
+redirects to the sign-in page; a POST must come from this origin and carry the session's CSRF
+token, or it is refused with a 403 page and nothing done. The API's front door lets
+``/admin`` through without a bearer token (``shopkeep.http.auth.PUBLIC_PREFIXES``): the
+console authenticates by its session.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from shopkeep.admin import formatting
 from shopkeep.admin.sessions import COOKIE, Session, SessionStore, new_nonce
 from shopkeep.errors import ShopError
 from shopkeep.http.errors import PROBLEMS, REFUSED
+from shopkeep.http.front_door import DOOR
 from shopkeep.http.metrics import Metrics
 from shopkeep.http.rate_limit import RateLimiter
 from shopkeep.runtime import Clock
@@ -106,7 +109,7 @@ def mount(
         public_url.rstrip("/"),
         RateLimiter(WRONG_SIGN_INS_PER_S, WRONG_SIGN_INS_BURST, time.now),
     )
-    admin = web.Application(middlewares=[door])
+    admin = web.Application()
     admin[CONSOLE] = console
     environment = aiohttp_jinja2.setup(
         admin,
@@ -116,10 +119,42 @@ def mount(
     )
     environment.globals["nonce"] = new_nonce
     environment.filters.update(formatting.FILTERS)
-    admin.router.add_static("/static", HERE / "static", name="static")
-    admin.router.add_routes([*pages.routes, *actions.routes])
+    front = app[DOOR]
+    front.add_routes(admin.router, [static_files(HERE / "static")], public=True)
+    pages_and_actions = [_route_behind_door(route) for route in (*pages.routes, *actions.routes)]
+    front.add_routes(admin.router, pages_and_actions, public=True)
+    front.add_unmatched(admin.router, around=behind_door)
     app.add_subapp(PREFIX, admin)
     return console
+
+
+def static_files(directory: Path) -> web.RouteDef:
+    """``GET /static/{name}``: the files of ``directory`` (vendored, read at start: a name
+    that is not one of them is 404, whatever it holds)."""
+    files = {path.name: path for path in directory.iterdir() if path.is_file()}
+
+    async def static(request: web.Request) -> web.StreamResponse:
+        path = files.get(request.match_info["name"])
+        if path is None:
+            raise web.HTTPNotFound()
+        return web.FileResponse(path)
+
+    return web.get("/static/{name}", static)
+
+
+def _route_behind_door(route: web.AbstractRouteDef) -> web.RouteDef:
+    if not isinstance(route, web.RouteDef):  # a table's static files, say: served past it
+        raise TypeError(f"the console's routes are handlers, not {route!r}")
+    return web.RouteDef(route.method, route.path, behind_door(route.handler), route.kwargs)
+
+
+def behind_door(handler: Handler) -> Handler:
+    """``handler`` behind the console's :func:`door`."""
+
+    async def entered(request: web.Request) -> web.StreamResponse:
+        return await door(request, handler)
+
+    return entered
 
 
 def set_cookie(response: web.StreamResponse, console: Console, session: Session) -> None:
@@ -170,13 +205,10 @@ def error_page(request: web.Request, error: ShopError) -> web.Response:
     return aiohttp_jinja2.render_template("error.html", request, values, status=status)
 
 
-@web.middleware
 async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Sessions, the origin of POSTs, CSRF; and no page kept in a cache."""
     console = console_of(request)
     path = request.path
-    if path.startswith(f"{PREFIX}/static/"):
-        return await handler(request)
     if request.method == "POST" and not same_origin(request, console.public_url):
         return refused_page(request, "the form was sent from another site")
     session = console.sessions.find(request.cookies.get(COOKIE))

@@ -1,7 +1,7 @@
 """The HTTP benchmark: placing orders through the server, beside a bare aiohttp handler.
 
 ``python -m shopkeep.bench.http --json PATH [--seconds S] [--quick]`` first measures the HTTP
-layer alone, in this process (:mod:`shopkeep.bench.http_overhead`: shopkeep's middleware,
+layer alone, in this process (:mod:`shopkeep.bench.http_overhead`: shopkeep's front door,
 handler and conversions around a stand-in shop, against a bare aiohttp handler doing the same
 decode and encode), then starts, each in a process of its own on 127.0.0.1 and a free port:
 

@@ -6,8 +6,8 @@ middleware. The HTTP bench serves it in a process of its own (:func:`run_bare`) 
 whole placements with it. :func:`measure_overhead` compares shopkeep's HTTP layer alone with
 the same handler decoding and encoding shopkeep's own types, in one process:
 
-- shopkeep's side is the app the server builds (``shopkeep.http.server.build_app``: every
-  middleware, the metrics, the access check, the handler, the conversion of the answer) over
+- shopkeep's side is the app the server builds (``shopkeep.http.server.build_app``: the
+  front door, the metrics, the access check, the handler, the conversion of the answer) over
   a stand-in shop (:class:`StandInShop`) whose token lookup is a dictionary hit, as the real
   shop's cache of known tokens is, and whose ``place_order`` returns a ready order: what is
   left is exactly what the HTTP layer adds around the shop call;
@@ -19,7 +19,7 @@ Both are driven the same way: ``POST /v1/orders`` requests (a one-item order, th
 of one of :data:`USERS` users in turn, an ``Idempotency-Key``, ``Content-Length``) are built
 beforehand with aiohttp's ``make_mocked_request`` (a real :class:`aiohttp.web.Request` over a
 body stream holding the bytes, with no socket), then handed to ``Application._handle``, the
-coroutine aiohttp's server calls for each parsed request: route resolution, the middlewares,
+coroutine aiohttp's server calls for each parsed request: route resolution, the front door,
 the handler, up to the response object with its body encoded. Only that is timed, in batches of
 :data:`BATCH` requests, in the thread's CPU time (``time.thread_time``: on a shared machine,
 the time other processes hold the core is not counted); the HTTP parsing and the socket writes
@@ -323,7 +323,7 @@ def user_tokens() -> list[str]:
 
 def both_apps(tokens: list[str]) -> tuple[web.Application, web.Application]:
     """Shopkeep's side (over a :class:`StandInShop` knowing ``tokens``) and the bare side,
-    frozen as the runner freezes an app before serving (middlewares prepared)."""
+    frozen as the runner freezes an app before serving."""
     shop_side = shopkeep_app(
         StandInShop({t: n + 1 for n, t in enumerate(tokens)}), "overhead-admin-token"
     )

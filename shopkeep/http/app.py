@@ -5,12 +5,16 @@ settings are typed app state (``SHOP``, ``CONFIG``); the factory neither opens n
 shop: whoever opened it (``shopkeep serve``, a test) owns its lifetime and keeps it open while
 the app serves.
 
-Every request goes through one middleware (``middleware.py``): its request id, its metrics
-(when the app is given a :class:`~shopkeep.http.metrics.Metrics`), the mapping of errors to
-problem+json, authentication, then its operation's access check and check of the query.
-Middlewares of the caller's own run inside the request id and
-the metrics, outside the rest, so they see every answer with its final status, problems
-included.
+Every request goes through the front door (``front_door.py``), each route's handler
+behind it: its request id, its metrics (when the app is given a
+:class:`~shopkeep.http.metrics.Metrics`), the mapping of errors to problem+json,
+authentication, then its operation's access check and check of the query; a request no route
+takes is answered 404 or 405 through the same steps. Middlewares of the caller's own run
+inside the request id and the metrics, outside the rest, so they see every answer with its
+final status, problems included. Routes are added here, or by the door's
+:meth:`~shopkeep.http.front_door.FrontDoor.add_routes` (the admin console's): one added to
+the app another way would be served past the door (no token asked), so the app refuses to
+start with one.
 """
 
 from __future__ import annotations
@@ -25,15 +29,15 @@ from aiohttp.typedefs import Middleware
 
 from shopkeep.http.catalog import catalog
 from shopkeep.http.config import HttpConfig
+from shopkeep.http.front_door import DOOR, Entrance, FrontDoor, Guard
 from shopkeep.http.metrics import Metrics
-from shopkeep.http.middleware import FrontDoor, Guard
 from shopkeep.http.openapi import publish
 from shopkeep.http.operations import Operation
 from shopkeep.http.rate_limit import RateLimiter
 from shopkeep.http.state import CONFIG, SHOP
 from shopkeep.shop import Shop
 
-__all__ = ["CONFIG", "SHOP", "make_app"]
+__all__ = ["CONFIG", "DOOR", "SHOP", "make_app"]
 
 SANDBOX_PREFIX: Final = "/sandbox/"
 _DIGITS_ONLY: Final = re.compile(r"\{(\w+)\}")
@@ -73,12 +77,12 @@ def make_app(
     )
     app = web.Application(
         client_max_size=config.max_body_bytes,
-        middlewares=(
-            [door.middleware, *middlewares, door.inner] if middlewares else [door.middleware]
-        ),
+        # none unless the caller has some: see front_door.py for why
+        middlewares=[door.middleware, *middlewares] if middlewares else [],
     )
     app[SHOP] = shop
     app[CONFIG] = config
+    app[DOOR] = door
     mounted = [
         route
         for route in extra_routes
@@ -93,10 +97,23 @@ def make_app(
             methods = ("GET", "HEAD") if operation.method == "GET" else (operation.method,)
             path = _DIGITS_ONLY.sub(r"{\1:[0-9]+}", operation.path)
             for method in methods:
-                door.guard(app.router.add_route(method, path, operation.handler), guard)
+                app.router.add_route(method, path, door.entrance(method, operation.handler, guard))
             served.append(operation)
         elif (operation.method, operation.path) in given:
             served.append(operation)
-    app.router.add_routes(mounted)
+    door.add_routes(app.router, mounted)
+    door.add_unmatched(app.router)
+    app.on_startup.append(_refuse_routes_past_the_door)
     publish(app, served)
     return app
+
+
+async def _refuse_routes_past_the_door(app: web.Application) -> None:
+    """Refuse to start an app with a route whose handler is not behind the front door."""
+    for route in app.router.routes():  # a sub-app's too
+        if not isinstance(getattr(route.handler, "__self__", None), Entrance):
+            where = route.resource.canonical if route.resource is not None else "?"
+            raise RuntimeError(
+                f"{route.method} {where} is served past the front door (no token asked): "
+                "add it with make_app's extra_routes, or the door's add_routes (app[DOOR])"
+            )

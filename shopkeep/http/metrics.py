@@ -4,7 +4,7 @@
 process-wide default one), so two apps in one process (tests, the benchmark) do not mix their
 figures or collide on names. It gives the app two things:
 
-- :meth:`Metrics.observe`, which the app's middleware calls with every answer, into a histogram
+- :meth:`Metrics.series`, where the app's front door observes every answer's time, a histogram
   labelled by method, route and status (``latency.py``, counted without locks). The route is
   the resource's canonical path (``/v1/orders/{id}``), never the raw URL: one series per
   route, not one per order id. Requests that match no route share the label ``unmatched``,
@@ -30,7 +30,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
-from aiohttp.web_urldispatcher import AbstractResource, AbstractRoute
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -334,8 +333,6 @@ class Metrics:
             LATENCY_BUCKETS,
         )
         self.registry.register(self.requests)
-        self._series: dict[tuple[str, AbstractResource | None, int], Series] = {}
-        self._by_route: dict[AbstractRoute, dict[int, Series]] = {}
         self.registry.register(RuntimeCollector(shop))
         self.registry.register(BusinessCollector(shop))
         self.registry.register(BuildInfoCollector())
@@ -348,34 +345,15 @@ class Metrics:
         """Show the rate limit's figures (``shopkeep_rate_limited_total``, the tokens tracked)."""
         self.registry.register(RateLimitCollector(limiter))
 
-    def observe(self, request: web.Request, status: int, seconds: float) -> None:
-        """Record one answered request.
+    def series(self, method: str, route: str, status: int) -> Series:
+        """The latency series of answers of ``status`` to ``method`` on ``route`` (a route's
+        pattern, or :data:`UNMATCHED`), for the front door to observe each answer's time in.
 
-        The series of a matched route and status is found once and kept by the route object
-        (one per method and path, fixed when the app is built), not looked up by its label
-        strings (the canonical path, the status as text) on every request.
+        The label values are bounded: the known methods and ``other``, the app's routes, the
+        statuses HTTP has.
         """
-        route = request.match_info.route
-        by_status = self._by_route.get(route)
-        series = None if by_status is None else by_status.get(status)
-        if series is None:
-            series = self._find(request, route, status)
-        series.observe(seconds)
-
-    def _find(self, request: web.Request, route: AbstractRoute, status: int) -> Series:
-        # The keys are bounded: the known methods and ``other``, the app's routes and None
-        # (unmatched: aiohttp makes a new route object for each of those requests, so they
-        # are never kept by route), the statuses HTTP has.
-        method = request.method if request.method in KNOWN_METHODS else "other"
-        resource = route.resource
-        key = (method, resource, status)
-        series = self._series.get(key)
-        if series is None:
-            path = UNMATCHED if resource is None else resource.canonical
-            series = self._series[key] = self.requests.labels(method, path, str(status))
-        if resource is not None and route.method == method:  # not a route of any method
-            self._by_route.setdefault(route, {})[status] = series
-        return series
+        known = method if method in KNOWN_METHODS else "other"
+        return self.requests.labels(known, route, str(status))
 
     def watch_connections(self, server: BoundedServer) -> None:
         """Show ``server``'s connections too (:class:`ConnectionCollector`)."""

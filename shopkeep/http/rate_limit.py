@@ -14,7 +14,7 @@ half the room is still taken (that many distinct tokens busy at once), the oldes
 dropped down to half, which starts them afresh: under such a flood some tokens get their burst
 again, and memory stays bounded. A sweep is paid for by the insertions that filled the room.
 
-Who is counted is the front door's choice (``middleware.py``): a user by their id, a token
+Who is counted is the front door's choice (``front_door.py``): a user by their id, a token
 nobody holds by its hash, never the admin.
 """
 

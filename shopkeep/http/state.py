@@ -1,6 +1,6 @@
 """The typed state the app and each request carry (``web.AppKey`` / ``web.RequestKey``).
 
-Kept apart from ``app.py`` so that the middlewares and routes, which the factory imports, can
+Kept apart from ``app.py`` so that the front door and routes, which the factory imports, can
 read the state without importing the factory.
 """
 
@@ -35,6 +35,6 @@ class Principal:
 ADMIN: Final = Principal(None)
 
 PRINCIPAL: Final = web.RequestKey("principal", Principal)
-"""Set by the auth middleware on every request that presented a valid token."""
+"""Set by the front door on every request that presented a valid token."""
 REQUEST_ID: Final = web.RequestKey("request_id", str)
-"""Set by the request-id middleware on every request."""
+"""Set by the front door on every request."""

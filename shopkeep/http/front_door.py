@@ -1,0 +1,379 @@
+"""The front door every request goes through: the steps around each route's handler, in the
+order that makes each step right.
+
+From the outside in:
+
+1. the request id (``request_ids.py``): given the request, bound for the logs and the actors,
+   and answered back in ``X-Request-Id``, problems and redirects included;
+2. the metrics (``metrics.py``), when the app has them, and the access log: the time from here
+   to the answer, with the answer's final status (problems included), 500 for an error
+   nothing answered, and nothing for a request whose client went away (cancelled). The
+   access log is one ``request`` line per answer (``shopkeep.logs``): method, route pattern,
+   status, ``duration_ms``, ``request_id`` and ``user_id`` (a string, as the API writes ids;
+   None for the admin and for a request without a valid token);
+3. the mapping of errors to problem+json (``errors.py``), and the refusal of a body announced
+   as too large before anything reads it;
+4. authentication (``auth.py``): the caller's principal, or 401; and the caller's rate limit
+   (``rate_limit.py``): a user by their id, a token nobody holds by its hash (one whose bucket
+   is empty is refused before the read that would look it up); the admin and the public
+   routes (no token) are not limited;
+5. the route's :class:`Guard`: whether this caller may call it (404 if not), and whether its
+   query names only parameters the operation takes, each as its schema says (422 listing
+   every problem if not).
+
+Why around each handler, not as a middleware: an aiohttp app with one middleware anywhere in
+its tree builds, for every request, a chain of partials and a coroutine of its own around
+the handler, which cost a request about as much as the steps of 3 to 5 together. So each
+route is added with its handler already behind the door (:meth:`FrontDoor.entrance`, one
+:class:`Entrance` per route), and a request no route takes goes to the door's last route,
+which answers 404 or 405 (with ``Allow``) as aiohttp would, through the same steps
+(:meth:`FrontDoor.add_unmatched`). An app built with middlewares of the caller's own runs
+them between steps 2 and 3: then the door is split, steps 1 and 2 in
+:attr:`FrontDoor.middleware` and 3 to 5 in each entrance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from shopkeep.errors import FieldError, ShopError
+from shopkeep.http.auth import Access, admit, authorize, is_public, recognize, user_of_hash
+from shopkeep.http.errors import answer_error, too_large
+from shopkeep.http.latency import Series
+from shopkeep.http.metrics import UNMATCHED
+from shopkeep.http.operations import Operation
+from shopkeep.http.rate_limit import RateLimiter
+from shopkeep.http.request_ids import HEADER, enter, leave, request_id_of
+from shopkeep.http.state import ADMIN, PRINCIPAL, REQUEST_ID, Principal
+from shopkeep.http.validation import MAX_PROBLEMS, query_problem
+from shopkeep.logs import ACCESS
+
+if TYPE_CHECKING:
+    from shopkeep.http.metrics import Metrics
+    from shopkeep.shop import Shop
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What a route of the catalog checks before its handler runs: who may call it (None:
+    anyone, no token needed) and which query parameters it takes."""
+
+    access: Access | None
+    query: dict[str, dict[str, Any]]
+    """The query parameters the route takes, and the schema of each."""
+    public: bool
+    """Whether the route's path needs no token (``auth.is_public``), known once for all its
+    requests: the public paths are fixed paths and a fixed prefix, which no path parameter
+    can make or unmake."""
+    admits_admin: bool
+    admits_users: bool
+
+    @classmethod
+    def of(cls, operation: Operation) -> Guard:
+        """The guard of ``operation``."""
+        access = None if operation.access is Access.PUBLIC else operation.access
+        query = {p.name: p.schema for p in operation.params if p.location == "query"}
+        return cls(
+            access,
+            query,
+            is_public(operation.path),
+            operation.access.admits(ADMIN),
+            operation.access.admits(Principal(0)),
+        )
+
+    def check(self, request: web.Request, principal: Principal | None) -> None:
+        """Refuse the caller (404, or 401 without a token), or a query with a parameter the
+        route does not take (a misspelt ``?limt=`` would otherwise be silently ignored, as an
+        unknown body field would be) or not as its schema says: 422 listing every one."""
+        # Access.admits decided once per route, for the admin and for any user; a refusal is
+        # raised by authorize, whose answers they are
+        if self.access is not None and (
+            principal is None
+            or not (self.admits_admin if principal.user_id is None else self.admits_users)
+        ):
+            authorize(principal, self.access)
+        if request.query_string:  # most requests have no query: nothing to parse then
+            found = []
+            for name, raw in request.query.items():
+                schema = self.query.get(name)
+                problem = (
+                    f"unknown query parameter {name!r}"
+                    if schema is None
+                    else query_problem(raw, schema)
+                )
+                if problem is not None:
+                    found.append(FieldError(problem, parameter=name))
+                    if len(found) == MAX_PROBLEMS:
+                        break
+            if found:
+                raise ShopError.invalid(found)
+
+
+class FrontDoor:
+    """The steps of the module's docstring for one app: each route's :class:`Entrance` takes
+    all of them, or, ``split`` around the caller's own middlewares, steps 3 to 5, with steps 1
+    and 2 in :attr:`middleware`."""
+
+    def __init__(
+        self,
+        shop: Shop,
+        admin_hash: str | None,
+        max_body_bytes: int,
+        metrics: Metrics | None = None,
+        limiter: RateLimiter | None = None,
+        *,
+        split: bool = False,
+    ) -> None:
+        self._shop = shop
+        self._limiter = limiter
+        self._admin_hash = admin_hash
+        self._max_body_bytes = max_body_bytes
+        self._metrics = metrics
+        self.split = split
+        """Whether steps 1 and 2 are :attr:`middleware`'s (the caller's middlewares run
+        between), not each entrance's."""
+        self.middleware: Middleware = self._around
+        """Steps 1 and 2 (request id, metrics) around the caller's middlewares, when split."""
+
+    def entrance(
+        self, method: str, handler: Handler, guard: Guard | None = None, *, public: bool = False
+    ) -> Handler:
+        """``handler`` behind the door, to be added as the handler of its route of ``method``:
+        checked by ``guard`` (None: a route of another module, which needs a token unless
+        ``public``)."""
+        public = public or (guard is not None and guard.public)
+        entrance = Entrance(self, method, handler, guard, public)
+        return entrance.inner if self.split else entrance.whole
+
+    def add_routes(
+        self, router: web.UrlDispatcher, routes: Iterable[web.RouteDef], *, public: bool = False
+    ) -> None:
+        """Add ``routes`` (of another module than the catalog's) to ``router`` behind the door:
+        each needs a token unless ``public`` or its path is public (``auth.is_public``)."""
+        for route in routes:
+            handler = self.entrance(
+                route.method, route.handler, public=public or is_public(route.path)
+            )
+            web.RouteDef(route.method, route.path, handler, route.kwargs).register(router)
+
+    def add_unmatched(
+        self, router: web.UrlDispatcher, *, around: Callable[[Handler], Handler] | None = None
+    ) -> None:
+        """Add to ``router``, last, the route of every request its other routes do not take:
+        404 not_found, or 405 method_not_allowed with ``Allow`` when the path is a route's by
+        other methods, each through the door's steps (and ``around``'s, given a wrapper of
+        the handlers of the other routes)."""
+        handler = _unmatched if around is None else around(_unmatched)
+        entrance = Entrance(self, "*", handler, None, public=True)
+        entrance.route = UNMATCHED
+        router.add_route(
+            "*", "/{path:.*}", entrance.inner if self.split else entrance.whole,
+            name=UNMATCHED,
+        )  # fmt: skip
+
+    def admit(self, request: web.Request, guard: Guard | None, public: bool) -> str | None:
+        """Steps 4 and 5 (authenticate the caller, check the route's guard) as far as they go
+        without awaiting, which is all the way for the admin and for a token the shop
+        remembers; else the token's hash, which :meth:`admit_later` looks up."""
+        principal = None
+        if not public:
+            found = recognize(self._shop, self._admin_hash, request.headers.get("Authorization"))
+            limiter = self._limiter
+            if isinstance(found, str):
+                if limiter is not None:
+                    limiter.check(found)  # counted once it is known whose it is
+                return found
+            if limiter is not None and found is not None and found.user_id is not None:
+                limiter.admit(found.user_id)
+            principal = admit(request, found)
+        if guard is not None:
+            guard.check(request, principal)
+        return None
+
+    async def admit_later(
+        self, request: web.Request, guard: Guard | None, token_hash: str
+    ) -> None:
+        """Steps 4 and 5 for a token the shop had to look up."""
+        found = await user_of_hash(self._shop, token_hash)
+        if self._limiter is not None:
+            self._limiter.admit(token_hash if found is None else found.user_id)
+        principal = admit(request, found)
+        if guard is not None:
+            guard.check(request, principal)
+
+    def too_large(self, request: web.Request) -> web.Response | None:
+        """The 413 answer to a body announced as larger than the app takes, or None."""
+        return too_large(request, self._max_body_bytes)
+
+    @web.middleware
+    async def _around(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter_ns()
+        request_id = request_id_of(request.headers.get(HEADER))
+        request[REQUEST_ID] = request_id
+        bound = enter(request_id)
+        try:
+            response = await handler(request)
+        except web.HTTPException as error:
+            self.answered(request, error.status, started, request_id, _route_of(request))
+            error.headers[HEADER] = request_id  # an exception that is an answer carries it too
+            raise
+        except Exception:
+            self.answered(request, 500, started, request_id, _route_of(request))
+            raise
+        finally:
+            leave(bound)
+        self.answered(request, response.status, started, request_id, _route_of(request))
+        if not response.prepared:  # a streamed answer sent its headers already
+            response.headers[HEADER] = request_id
+        return response
+
+    def answered(
+        self,
+        request: web.Request,
+        status: int,
+        started: int,
+        request_id: str,
+        route: str,
+        series: dict[int, Series] | None = None,
+    ) -> None:
+        """Count the answer in the metrics (its series kept in ``series`` by status, when
+        given) and write its access-log line; ``route`` is the route's pattern, as the
+        metrics label it: no line names a route per order id."""
+        # whole microseconds, in integers: a float rounded to three decimals (round(x, 3))
+        # costs more than the rest of the arithmetic here together
+        micros = (time.perf_counter_ns() - started) // 1000
+        if self._metrics is not None:
+            found = None if series is None else series.get(status)
+            if found is None:
+                found = self._metrics.series(request.method, route, status)
+                if series is not None:
+                    series[status] = found
+            found.observe(micros / 1_000_000)
+        try:
+            user_id = request[PRINCIPAL].user_id
+        except KeyError:  # not authenticated (a public route, or refused before)
+            user_id = None
+        ACCESS.request(
+            request.method,
+            route,
+            status,
+            micros / 1000,
+            request_id,
+            None if user_id is None else str(user_id),
+        )
+
+
+class Entrance:
+    """One route's way in: the door's steps around its handler (:meth:`whole`), or steps 3 to
+    5 only (:meth:`inner`) when the door is split."""
+
+    __slots__ = ("_door", "_guard", "_handler", "_method", "_public", "_series", "route")
+
+    def __init__(
+        self, door: FrontDoor, method: str, handler: Handler, guard: Guard | None, public: bool
+    ) -> None:
+        self._door = door
+        self._method = method
+        self._handler = handler
+        self._guard = guard
+        self._public = public
+        self._series: dict[int, Series] = {}
+        self.route: str | None = None
+        """The route's pattern (``/v1/orders/{order_id}``), learnt from its first request: a
+        sub-app's routes get their prefix only once the sub-app is added."""
+
+    async def whole(self, request: web.Request) -> web.StreamResponse:
+        """Every step around the handler."""
+        door = self._door
+        started = time.perf_counter_ns()
+        request_id = request_id_of(request.headers.get(HEADER))
+        request[REQUEST_ID] = request_id
+        bound = enter(request_id)
+        route = self.route or self._learn(request)
+        # the series of the route's own method (not a HEAD a GET's route answers too, nor
+        # any method of the unmatched route) by status: this entrance's to keep
+        series = self._series if request.method == self._method else None
+        try:
+            if (refused := door.too_large(request)) is not None:
+                response: web.StreamResponse = refused
+            else:
+                # steps 3 to 5, as in inner, but inline: one coroutine fewer per request
+                try:
+                    if (token_hash := door.admit(request, self._guard, self._public)) is not None:
+                        await door.admit_later(request, self._guard, token_hash)
+                    response = await self._handler(request)
+                except web.HTTPException as error:
+                    response = _problem_or_raise(request, error)
+                except Exception as error:
+                    response = answer_error(request, error)
+        except web.HTTPException as error:
+            door.answered(request, error.status, started, request_id, route, series)
+            error.headers[HEADER] = request_id  # an exception that is an answer carries it too
+            raise
+        except Exception:
+            door.answered(request, 500, started, request_id, route, series)
+            raise
+        finally:
+            leave(bound)
+        door.answered(request, response.status, started, request_id, route, series)
+        if not response.prepared:  # a streamed answer sent its headers already
+            response.headers[HEADER] = request_id
+        return response
+
+    async def inner(self, request: web.Request) -> web.StreamResponse:
+        """Steps 3 to 5 around the handler."""
+        door = self._door
+        refused = door.too_large(request)
+        if refused is not None:
+            return refused
+        try:
+            if (token_hash := door.admit(request, self._guard, self._public)) is not None:
+                await door.admit_later(request, self._guard, token_hash)
+            return await self._handler(request)
+        except web.HTTPException as error:
+            return _problem_or_raise(request, error)
+        except Exception as error:
+            return answer_error(request, error)
+
+    def _learn(self, request: web.Request) -> str:
+        self.route = _route_of(request)
+        return self.route
+
+
+DOOR: Final = web.AppKey("front_door", FrontDoor)
+"""The API app's front door, for a module that adds routes behind it (the admin console)."""
+
+
+def _route_of(request: web.Request) -> str:
+    """The pattern of the route ``request`` matched (``unmatched`` for none)."""
+    resource = request.match_info.route.resource
+    if resource is None or resource.name == UNMATCHED:
+        return UNMATCHED
+    return resource.canonical
+
+
+async def _unmatched(request: web.Request) -> web.StreamResponse:
+    """The answer to a request no route takes: 405 with ``Allow`` when the path is a route's
+    by other methods (a route of this request's app, the unmatched one aside), else 404."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource.name != UNMATCHED:
+            _, methods = await resource.resolve(request)
+            allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
+
+
+def _problem_or_raise(request: web.Request, error: web.HTTPException) -> web.Response:
+    """The problem+json answer to an HTTP error; one that is no error (a redirect, say) is an
+    answer of its own, raised again."""
+    if error.status < 400:
+        raise error
+    return answer_error(request, error)
