@@ -164,13 +164,16 @@ class LineWriter:
     struct, not an encoding, a decoding and a join of its own.
     """
 
-    __slots__ = ("_lock", "_pending", "_scheduled", "stream")
+    __slots__ = ("_lock", "_pending", "_scheduled", "flushes", "stream")
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self._pending: list[str | AccessLine] = []
         self._scheduled = False
         self._lock = threading.Lock()
+        self.flushes = 0
+        """How many times the waiting lines were written (or found none): each block of
+        lines is written in the flush numbered after it."""
 
     def msg(self, message: str) -> None:
         """Write ``message`` as a line by the end of this loop turn (now, without a loop)."""
@@ -179,13 +182,10 @@ class LineWriter:
         except RuntimeError:
             self._write(message + "\n")
             return
-        self._keep(message)
+        self.record(message)
 
-    def record(self, line: AccessLine) -> None:
+    def record(self, line: str | AccessLine) -> None:
         """Write ``line`` by the end of this loop turn (now, without a loop)."""
-        self._keep(line)
-
-    def _keep(self, line: str | AccessLine) -> None:
         with self._lock:  # another thread's loop may log to the same writer
             self._pending.append(line)
             full = len(self._pending) >= PENDING_LINES
@@ -212,6 +212,7 @@ class LineWriter:
         """Write the waiting lines now."""
         with self._lock:
             self._scheduled = False
+            self.flushes += 1
             if self._pending:
                 self.stream.write(_joined(self._pending))
                 self._pending.clear()
@@ -287,16 +288,20 @@ class RequestLog:
     third of the way through structlog, and a level above ``info`` costs one test.
     """
 
-    __slots__ = ("_chain", "_enabled", "_json", "_logger", "_out", "_renderer", "_stamp")
+    __slots__ = (
+        "_chain", "_checked", "_enabled", "_json", "_out", "_renderer", "_stamp"
+    )  # fmt: skip
 
     def __init__(self) -> None:
-        self._logger = structlog.get_logger("shopkeep.access")
         self._chain: list[Any] = [object()]  # no pipeline of ours yet: never the renderer
         self._renderer: structlog.typing.Processor | None = None
         self._stamp = IsoTimestamper()
         self._out: Any = None
         self._enabled = True
         self._json = False
+        self._checked = -1
+        """The writer's block (``LineWriter.flushes``) in which the pipeline was last found
+        to be ours."""
 
     def take(
         self,
@@ -316,6 +321,7 @@ class RequestLog:
         self._out = out
         self._enabled = threshold <= logging.INFO
         self._json = json_lines
+        self._checked = -1
 
     def request(
         self,
@@ -327,11 +333,19 @@ class RequestLog:
         user_id: str | None,
     ) -> None:
         """Log one answered request (``user_id`` as the API writes ids: a string)."""
-        # Still our pipeline? structlog may have been configured since (by an embedding
-        # program, a test), or capture_logs have put its own processor in the very list.
+        # Still our pipeline? capture_logs puts its own processor in the very list (looked at
+        # on every line), and structlog may have been configured since, by an embedding
+        # program or a test: asked once per block of lines the writer writes (a loop turn's),
+        # since get_config() builds a dictionary each time; a line found ours waits in that
+        # block, so the next block asks again.
         chain = self._chain
-        if structlog.get_config()["processors"] is not chain or chain[-1] is not self._renderer:
-            self._logger.info(
+        if chain[-1] is not self._renderer or (
+            self._checked != self._out.flushes and not self._still_ours()
+        ):
+            # a logger got anew: one kept would keep the first pipeline it met
+            # (configure_logging caches loggers on first use, and a later configure that does
+            # not say otherwise keeps that)
+            structlog.get_logger("shopkeep.access").info(
                 "request", method=method, route=route, status=status,
                 duration_ms=duration_ms, request_id=request_id, user_id=user_id,
             )  # fmt: skip
@@ -349,6 +363,15 @@ class RequestLog:
                 "level": "info",
             }  # fmt: skip
             self._out.msg(self._renderer(None, "info", self._stamp(None, "info", event)))
+
+    def _still_ours(self) -> bool:
+        """Whether structlog still runs the pipeline :meth:`take` was given; if so, and a line
+        is to be written, not asked again until the writer's next block."""
+        if structlog.get_config()["processors"] is not self._chain:
+            return False
+        if self._enabled:
+            self._checked = self._out.flushes
+        return True
 
 
 ACCESS: Final = RequestLog()

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
 from shopkeep.errors import FieldError, ShopError
@@ -49,8 +49,8 @@ from shopkeep.http.latency import Series
 from shopkeep.http.metrics import UNMATCHED
 from shopkeep.http.operations import Operation
 from shopkeep.http.rate_limit import RateLimiter
-from shopkeep.http.request_ids import HEADER, enter, leave, request_id_of
-from shopkeep.http.state import ADMIN, PRINCIPAL, REQUEST_ID, Principal
+from shopkeep.http.request_ids import HEADER_KEY, bind, request_id_of
+from shopkeep.http.state import ADMIN, PRINCIPAL, Principal
 from shopkeep.http.validation import MAX_PROBLEMS, query_problem
 from shopkeep.logs import ACCESS
 
@@ -133,7 +133,8 @@ class FrontDoor:
         self._shop = shop
         self._limiter = limiter
         self._admin_hash = admin_hash
-        self._max_body_bytes = max_body_bytes
+        self.max_body_bytes = max_body_bytes
+        """The largest body the app takes (larger: 413)."""
         self._metrics = metrics
         self.split = split
         """Whether steps 1 and 2 are :attr:`middleware`'s (the caller's middlewares run
@@ -177,13 +178,16 @@ class FrontDoor:
             name=UNMATCHED,
         )  # fmt: skip
 
-    def admit(self, request: web.Request, guard: Guard | None, public: bool) -> str | None:
+    def admit(
+        self, request: web.Request, guard: Guard | None, public: bool
+    ) -> Principal | str | None:
         """Steps 4 and 5 (authenticate the caller, check the route's guard) as far as they go
         without awaiting, which is all the way for the admin and for a token the shop
-        remembers; else the token's hash, which :meth:`admit_later` looks up."""
+        remembers: the caller (None on a public route); else the token's hash, which
+        :meth:`admit_later` looks up."""
         principal = None
         if not public:
-            found = recognize(self._shop, self._admin_hash, request.headers.get("Authorization"))
+            found = recognize(self._shop, self._admin_hash, request.headers.get(hdrs.AUTHORIZATION))
             limiter = self._limiter
             if isinstance(found, str):
                 if limiter is not None:
@@ -194,73 +198,67 @@ class FrontDoor:
             principal = admit(request, found)
         if guard is not None:
             guard.check(request, principal)
-        return None
+        return principal
 
     async def admit_later(
         self, request: web.Request, guard: Guard | None, token_hash: str
-    ) -> None:
-        """Steps 4 and 5 for a token the shop had to look up."""
+    ) -> Principal:
+        """Steps 4 and 5 for a token the shop had to look up: the caller."""
         found = await user_of_hash(self._shop, token_hash)
         if self._limiter is not None:
             self._limiter.admit(token_hash if found is None else found.user_id)
         principal = admit(request, found)
         if guard is not None:
             guard.check(request, principal)
-
-    def too_large(self, request: web.Request) -> web.Response | None:
-        """The 413 answer to a body announced as larger than the app takes, or None."""
-        return too_large(request, self._max_body_bytes)
+        return principal
 
     @web.middleware
     async def _around(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter_ns()
-        request_id = request_id_of(request.headers.get(HEADER))
-        request[REQUEST_ID] = request_id
-        bound = enter(request_id)
+        request_id = request_id_of(request.headers.get(HEADER_KEY))
+        bind(request_id)
+        method, route = request.method, _route_of(request)
         try:
             response = await handler(request)
         except web.HTTPException as error:
-            self.answered(request, error.status, started, request_id, _route_of(request))
-            error.headers[HEADER] = request_id  # an exception that is an answer carries it too
+            self.answered(method, route, error.status, started, request_id, _caller(request))
+            error.headers[HEADER_KEY] = request_id  # an exception that is an answer carries it too
             raise
         except Exception:
-            self.answered(request, 500, started, request_id, _route_of(request))
+            self.answered(method, route, 500, started, request_id, _caller(request))
             raise
-        finally:
-            leave(bound)
-        self.answered(request, response.status, started, request_id, _route_of(request))
+        self.answered(method, route, response.status, started, request_id, _caller(request))
         if not response.prepared:  # a streamed answer sent its headers already
-            response.headers[HEADER] = request_id
+            response.headers[HEADER_KEY] = request_id
         return response
 
     def answered(
         self,
-        request: web.Request,
+        method: str,
+        route: str,
         status: int,
         started: int,
         request_id: str,
-        route: str,
+        caller: Principal | None,
         series: dict[int, Series] | None = None,
     ) -> None:
-        """Count the answer in the metrics (its series kept in ``series`` by status, when
-        given) and write its access-log line; ``route`` is the route's pattern, as the
-        metrics label it: no line names a route per order id."""
+        """Count the answer of ``status`` to a request of ``method`` on ``route`` (the route's
+        pattern, as the metrics label it: no line names a route per order id) from ``caller``
+        (None: not authenticated) in the metrics (its series kept in ``series`` by status,
+        when given) and write its access-log line."""
         # whole microseconds, in integers: a float rounded to three decimals (round(x, 3))
         # costs more than the rest of the arithmetic here together
         micros = (time.perf_counter_ns() - started) // 1000
         if self._metrics is not None:
             found = None if series is None else series.get(status)
             if found is None:
-                found = self._metrics.series(request.method, route, status)
+                found = self._metrics.series(method, route, status)
                 if series is not None:
                     series[status] = found
             found.observe(micros / 1_000_000)
-        try:
-            user_id = request[PRINCIPAL].user_id
-        except KeyError:  # not authenticated (a public route, or refused before)
-            user_id = None
+        user_id = None if caller is None else caller.user_id
         ACCESS.request(
-            request.method,
+            method,
             route,
             status,
             micros / 1000,
@@ -292,49 +290,54 @@ class Entrance:
         """Every step around the handler."""
         door = self._door
         started = time.perf_counter_ns()
-        request_id = request_id_of(request.headers.get(HEADER))
-        request[REQUEST_ID] = request_id
-        bound = enter(request_id)
+        request_id = request_id_of(request.headers.get(HEADER_KEY))
+        bind(request_id)
         route = self.route or self._learn(request)
         # the series of the route's own method (not a HEAD a GET's route answers too, nor
         # any method of the unmatched route) by status: this entrance's to keep
-        series = self._series if request.method == self._method else None
+        method = request.method
+        series = self._series if method == self._method else None
+        caller: Principal | str | None = None
         try:
-            if (refused := door.too_large(request)) is not None:
+            if (refused := too_large(request, door.max_body_bytes)) is not None:
                 response: web.StreamResponse = refused
             else:
                 # steps 3 to 5, as in inner, but inline: one coroutine fewer per request
                 try:
-                    if (token_hash := door.admit(request, self._guard, self._public)) is not None:
-                        await door.admit_later(request, self._guard, token_hash)
+                    caller = door.admit(request, self._guard, self._public)
+                    if isinstance(caller, str):  # a token's hash to look up
+                        caller = await door.admit_later(request, self._guard, caller)
                     response = await self._handler(request)
                 except web.HTTPException as error:
                     response = _problem_or_raise(request, error)
                 except Exception as error:
                     response = answer_error(request, error)
         except web.HTTPException as error:
-            door.answered(request, error.status, started, request_id, route, series)
-            error.headers[HEADER] = request_id  # an exception that is an answer carries it too
+            door.answered(method, route, error.status, started, request_id, _caller(request))
+            error.headers[HEADER_KEY] = request_id  # an exception that is an answer carries it too
             raise
         except Exception:
-            door.answered(request, 500, started, request_id, route, series)
+            door.answered(method, route, 500, started, request_id, _caller(request))
             raise
-        finally:
-            leave(bound)
-        door.answered(request, response.status, started, request_id, route, series)
+        # the caller admit found, or, refused after (by the guard) or on a public route, who
+        # the request names if anyone
+        if not isinstance(caller, Principal):
+            caller = _caller(request)
+        door.answered(method, route, response.status, started, request_id, caller, series)
         if not response.prepared:  # a streamed answer sent its headers already
-            response.headers[HEADER] = request_id
+            response.headers[HEADER_KEY] = request_id
         return response
 
     async def inner(self, request: web.Request) -> web.StreamResponse:
         """Steps 3 to 5 around the handler."""
         door = self._door
-        refused = door.too_large(request)
+        refused = too_large(request, door.max_body_bytes)
         if refused is not None:
             return refused
         try:
-            if (token_hash := door.admit(request, self._guard, self._public)) is not None:
-                await door.admit_later(request, self._guard, token_hash)
+            caller = door.admit(request, self._guard, self._public)
+            if isinstance(caller, str):  # a token's hash to look up
+                await door.admit_later(request, self._guard, caller)
             return await self._handler(request)
         except web.HTTPException as error:
             return _problem_or_raise(request, error)
@@ -348,6 +351,11 @@ class Entrance:
 
 DOOR: Final = web.AppKey("front_door", FrontDoor)
 """The API app's front door, for a module that adds routes behind it (the admin console)."""
+
+
+def _caller(request: web.Request) -> Principal | None:
+    """Who ``request`` was found to come from, if anyone."""
+    return request.get(PRINCIPAL)
 
 
 def _route_of(request: web.Request) -> str:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any, Final, Literal, TypeVar, get_args
 
 import msgspec
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import istr
 
 from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.conversion import ref_in
@@ -29,6 +30,7 @@ ORDER_STATUSES: Final = get_args(OrderStatus)
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
 """Set to ``true`` on an answer that is the first answer to the same request again."""
+_IDEMPOTENCY_KEY: Final = istr(IDEMPOTENCY_HEADER)  # looked up without folding its case
 
 CURSOR_SCHEMA: Final = {"type": "string", "pattern": ID_PATTERN}
 STATUS_SCHEMA: Final = {"type": "string", "enum": list(ORDER_STATUSES)}
@@ -166,7 +168,8 @@ def status_of(request: web.Request) -> str | None:
 
 def wait_of(request: web.Request) -> bool:
     """``?wait=``: ``true`` (the default: answer the placed order) or ``false`` (202 at once)."""
-    return query_value(request, "wait") != "false"
+    # query_value's test inline: every placement asks
+    return not request.query_string or request.query.get("wait") != "false"
 
 
 def channel_of(request: web.Request) -> Literal["page", "qr"]:
@@ -179,7 +182,7 @@ def idempotency_key_of(request: web.Request) -> IdempotencyKey | None:
     """The ``Idempotency-Key`` header (``KEY_PATTERN``: printable ASCII, 1 to 255 characters),
     or None. Bytes that are not ASCII arrive decoded as something else, and are refused here,
     before any actor sees them (they cannot be stored as text)."""
-    raw = request.headers.get(IDEMPOTENCY_HEADER)
+    raw = request.headers.get(_IDEMPOTENCY_KEY)
     if raw is None:
         return None
     try:
@@ -201,7 +204,7 @@ def reply(
         body=_ENCODER.encode(value), status=status, content_type="application/json"
     )
     if location is not None:
-        response.headers["Location"] = location
+        response.headers[hdrs.LOCATION] = location
     if key is not None and key.replayed:
         response.headers[REPLAYED_HEADER] = "true"
     return response

@@ -7,10 +7,13 @@ Counting is what makes it cheap (a version-4 UUID reads the system's random sour
 request); the prefix keeps ids from two runs of the server apart in the logs. An id names a
 request, it is no secret: that the next one is guessable gives nobody anything.
 
-:func:`enter` binds the id into structlog's contextvars (lines logged by the handler) and sets
+:func:`bind` binds the id into structlog's contextvars (lines logged by the handler) and sets
 it as ``shopkeep.runtime.current_trace``, which the actor runtime copies into every envelope
 the request sends: an actor's task was started elsewhere and does not see this request's
-contextvars, but it logs the trace of the message it is handling. :func:`leave` undoes both.
+contextvars, but it logs the trace of the message it is handling (a handler of another
+module reads the id as ``current_trace.get()``). Nothing unbinds them:
+aiohttp handles each request in a task of its own, whose copy of the context ends with it
+(resetting two variables would cost a request as much as setting them).
 """
 
 from __future__ import annotations
@@ -18,23 +21,22 @@ from __future__ import annotations
 import itertools
 import re
 import secrets
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from typing import Any, Final
 
 import structlog
+from multidict import istr
 
 from shopkeep.runtime import current_trace
 
 HEADER: Final = "X-Request-Id"
+HEADER_KEY: Final = istr(HEADER)
+"""The header's name as aiohttp's headers take it without folding its case on every request."""
 _SANE: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _PREFIX: Final = secrets.token_hex(8)
 _COUNT: Final = itertools.count(1 << 64 | 1)
 """The counter, from 2**64 + 1: its hexadecimal digits after ``0x1`` are the count's 16, zero
 padded, with no format specification to parse on every request."""
-
-Bound = tuple["Token[str | None]", "Token[Any]"]
-"""What :func:`enter` bound, for :func:`leave`."""
-
 
 def _logged_var() -> ContextVar[Any]:
     # The variable structlog's ``bind_contextvars(request_id=...)`` sets: set directly, it
@@ -55,13 +57,7 @@ def request_id_of(header: str | None) -> str:
     return _PREFIX + hex(next(_COUNT))[3:]
 
 
-def enter(request_id: str) -> Bound:
-    """Bind ``request_id`` for the logs and the actors until :func:`leave`."""
-    return current_trace.set(request_id), _LOGGED.set(request_id)
-
-
-def leave(bound: Bound) -> None:
-    """Undo :func:`enter`."""
-    trace, logged = bound
-    _LOGGED.reset(logged)
-    current_trace.reset(trace)
+def bind(request_id: str) -> None:
+    """Bind ``request_id`` for the logs and the actors, in the context of the request's task."""
+    current_trace.set(request_id)
+    _LOGGED.set(request_id)

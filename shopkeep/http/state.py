@@ -36,5 +36,3 @@ ADMIN: Final = Principal(None)
 
 PRINCIPAL: Final = web.RequestKey("principal", Principal)
 """Set by the front door on every request that presented a valid token."""
-REQUEST_ID: Final = web.RequestKey("request_id", str)
-"""Set by the front door on every request."""

@@ -136,3 +136,22 @@ async def test_a_program_that_configures_structlog_after_serve_did_gets_the_line
         ("/v1/orders", "req-1"), ("/healthz", "req-2"),
     ]  # fmt: skip
     assert out.getvalue() == ""
+
+
+async def test_structlog_configured_between_two_loop_turns_gets_the_later_turns_lines(
+    out: io.StringIO,
+) -> None:
+    events: list[structlog.typing.EventDict] = []
+
+    def keep(logger: object, method: str, event: structlog.typing.EventDict) -> str:
+        events.append(event)
+        return "kept"
+
+    ACCESS.request("POST", "/v1/orders", 201, 1.25, "before", "7")
+    await asyncio.sleep(0)  # the turn ends: serve's writer writes its line
+    structlog.configure(processors=[keep], logger_factory=structlog.ReturnLoggerFactory())
+    ACCESS.request("GET", "/healthz", 200, 0.5, "after", None)
+    await asyncio.sleep(0)
+
+    assert [json.loads(line)["request_id"] for line in out.getvalue().splitlines()] == ["before"]
+    assert [e["request_id"] for e in events] == ["after"]
