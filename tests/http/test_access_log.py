@@ -118,9 +118,9 @@ def test_the_json_access_line_is_the_line_the_renderer_writes_from_the_same_even
     assert direct == renderer(None, "info", event)
 
 
-async def test_a_program_that_configures_structlog_after_serve_did_gets_the_line_as_an_event(
-    out: io.StringIO,
-) -> None:
+def configure_structlog_to_keep_events() -> list[structlog.typing.EventDict]:
+    """Configure structlog as a program embedding shopkeep might: every event kept in the list
+    returned."""
     events: list[structlog.typing.EventDict] = []
 
     def keep(logger: object, method: str, event: structlog.typing.EventDict) -> str:
@@ -128,6 +128,13 @@ async def test_a_program_that_configures_structlog_after_serve_did_gets_the_line
         return "kept"
 
     structlog.configure(processors=[keep], logger_factory=structlog.ReturnLoggerFactory())
+    return events
+
+
+async def test_a_program_that_configures_structlog_after_serve_did_gets_the_line_as_an_event(
+    out: io.StringIO,
+) -> None:
+    events = configure_structlog_to_keep_events()
     ACCESS.request("POST", "/v1/orders", 201, 1.25, "req-1", "7")
     ACCESS.request("GET", "/healthz", 200, 0.5, "req-2", None)
     await asyncio.sleep(0)  # the turn ends: nothing waits in serve's writer
@@ -141,15 +148,9 @@ async def test_a_program_that_configures_structlog_after_serve_did_gets_the_line
 async def test_structlog_configured_between_two_loop_turns_gets_the_later_turns_lines(
     out: io.StringIO,
 ) -> None:
-    events: list[structlog.typing.EventDict] = []
-
-    def keep(logger: object, method: str, event: structlog.typing.EventDict) -> str:
-        events.append(event)
-        return "kept"
-
     ACCESS.request("POST", "/v1/orders", 201, 1.25, "before", "7")
     await asyncio.sleep(0)  # the turn ends: serve's writer writes its line
-    structlog.configure(processors=[keep], logger_factory=structlog.ReturnLoggerFactory())
+    events = configure_structlog_to_keep_events()
     ACCESS.request("GET", "/healthz", 200, 0.5, "after", None)
     await asyncio.sleep(0)
 
