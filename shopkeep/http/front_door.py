@@ -256,14 +256,13 @@ class FrontDoor:
                 if series is not None:
                     series[status] = found
             found.observe(micros / 1_000_000)
-        user_id = None if caller is None else caller.user_id
         ACCESS.request(
             method,
             route,
             status,
             micros / 1000,
             request_id,
-            None if user_id is None else str(user_id),
+            None if caller is None else caller.logged_as,
         )
 
 

@@ -6,7 +6,7 @@ read the state without importing the factory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from aiohttp import web
@@ -25,6 +25,13 @@ class Principal:
     """Who is asking: the admin (``user_id`` None) or one user."""
 
     user_id: int | None
+    logged_as: str | None = field(init=False, compare=False)
+    """``user_id`` as the access log writes it (as text, as the API writes ids), made once per
+    principal rather than once per request."""
+
+    def __post_init__(self) -> None:
+        text = None if self.user_id is None else str(self.user_id)
+        object.__setattr__(self, "logged_as", text)  # a frozen dataclass's own field
 
     @property
     def is_admin(self) -> bool:
