@@ -171,12 +171,9 @@ class FrontDoor:
         other methods, each through the door's steps (and ``around``'s, given a wrapper of
         the handlers of the other routes)."""
         handler = _unmatched if around is None else around(_unmatched)
-        entrance = Entrance(self, "*", handler, None, public=True)
-        entrance.route = UNMATCHED
-        router.add_route(
-            "*", "/{path:.*}", entrance.inner if self.split else entrance.whole,
-            name=UNMATCHED,
-        )  # fmt: skip
+        # named so that its answers are labelled ``unmatched`` (_route_of), not by its pattern
+        entered = self.entrance("*", handler, public=True)
+        router.add_route("*", "/{path:.*}", entered, name=UNMATCHED)
 
     def admit(
         self, request: web.Request, guard: Guard | None, public: bool
