@@ -24,12 +24,14 @@ Rules of a join (``Context.join``):
   for any unit of its own (``cell.pending``).
 
 :func:`activate` makes participants joinable before the turn that joins them: it loads those
-not live yet (a read each), and waits for the turn of those handling a message or with mail
-queued, by queueing a message of its own behind theirs (:data:`ACTIVATE`, which no handler
-sees). Waiting in the mailbox, not beside it, keeps the participant's order fair: a placement
-joins after the messages that came before it, as an ask would be handled, but without the
-saga's round trips and compensations. Whatever arrives meanwhile may make a participant busy
-again by the time the turn runs; the caller then tries again or takes its slower path.
+not live yet (a read each) in the caller's own coroutine (``ActorSystem.load_here``: no message,
+no task; what they are sent meanwhile waits in their mailbox), and waits for the turn of those
+handling a message or with mail queued, by queueing a message of its own behind theirs
+(:data:`ACTIVATE`, which no handler sees). Waiting in the mailbox, not beside it, keeps the
+participant's order fair: a placement joins after the messages that came before it, as an ask
+would be handled, but without the saga's round trips and compensations. Whatever arrives
+meanwhile may make a participant busy again by the time the turn runs; the caller then tries
+again or takes its slower path.
 """
 
 from __future__ import annotations
@@ -143,8 +145,9 @@ rather than giving up on a turn that never ran."""
 
 
 async def activate(system: ActorSystem, addresses: Iterable[Address]) -> None:
-    """Make each of ``addresses`` joinable if it can be: load it if it is not live and loaded,
-    and wait for its turn if it is busy or has mail queued (no message reaches a handler).
+    """Make each of ``addresses`` joinable if it can be: load it here if it is not live and
+    loaded and nothing else is at it, and wait for its turn if it is loading, busy or has mail
+    queued (no message reaches a handler).
 
     Raises ParticipantBusy when one's turn has not come within :data:`WAIT_SHARE` of the ask
     timeout (the message it queued is answered later, to nobody); Overloaded when its mailbox
@@ -153,7 +156,7 @@ async def activate(system: ActorSystem, addresses: Iterable[Address]) -> None:
     registry = system.registry
     wait_s = system.config.ask_timeout_s * WAIT_SHARE
     for address in addresses:
-        if not joinable(registry.get(address)):
+        if not joinable(registry.get(address)) and not await system.load_here(address):
             try:
                 await system.ask(address, ACTIVATE, internal=True, timeout=wait_s)
             except AskTimeout:

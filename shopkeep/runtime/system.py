@@ -215,10 +215,11 @@ class ActorSystem:
         self._admit()
         mailbox.append(envelope)
         if cell.task is None and not cell.busy:
-            assert self._loop is not None, "start() the actor system first"
-            cell.task = self._loop.create_task(
-                self._drain(cell, None), context=contextvars.Context()
-            )
+            self._start_drain(cell)
+
+    def _start_drain(self, cell: Cell) -> None:
+        assert self._loop is not None, "start() the actor system first"
+        cell.task = self._loop.create_task(self._drain(cell, None), context=contextvars.Context())
 
     # -- the registry ---------------------------------------------------------------------------
 
@@ -407,8 +408,46 @@ class ActorSystem:
         )
         return directive
 
+    async def load_here(self, address: Address) -> bool:
+        """Load ``address`` in the caller's own coroutine, when it is not live or is live but
+        idle and unloaded (or must reload): no message, no task of its own; True when it is
+        loaded then (absent ones too: see ``Actor.absent``). False when it is another
+        message's turn (loading, handling, mail queued): wait in its mailbox instead.
+
+        What the cell is sent meanwhile waits in its mailbox and is handled after the load,
+        in a task of its own, as it would be behind a message. Raises ActivationFailed when the
+        load fails (the cell stays unloaded: its next message tries again)."""
+        cell = self._cell(address)
+        if cell.busy or cell.task is not None or cell.mailbox:
+            return False
+        if cell.actor is not None and not cell.needs_restart:
+            return True
+        cell.busy = True
+        try:
+            await self._activate(cell, ACTIVATE)
+        finally:
+            cell.busy = False
+            if cell.mailbox:
+                self._start_drain(cell)
+            else:
+                actor = cell.actor
+                if actor is not None and actor.absent and cell.passivatable:
+                    self._registry.remove(cell)
+        self._registry.touch(cell, self.clock.now())
+        return True
+
     async def _load(self, cell: Cell, envelope: Envelope) -> bool:
-        """(Re)activate: wait until all the old activation submitted is settled, then load."""
+        """(Re)activate for ``envelope``: False, and ``envelope`` failed, if it could not."""
+        try:
+            await self._activate(cell, envelope.message)
+        except ActivationFailed as error:
+            envelope.fail(error)
+            return False
+        return True
+
+    async def _activate(self, cell: Cell, first: Any) -> None:
+        """(Re)activate: wait until all the old activation submitted is settled, then load
+        (for the message ``first``, on a first activation). ActivationFailed if it could not."""
         pending = cell.pending
         if pending is not None and not pending.done():
             await asyncio.wait([pending])
@@ -416,8 +455,9 @@ class ActorSystem:
         cell.actor = None
         actor = cell.behavior(cell.address)
         try:
-            first = None if restarting else envelope.message
-            await actor.on_activate(ActivationContext(self, cell.address, first))
+            await actor.on_activate(
+                ActivationContext(self, cell.address, None if restarting else first)
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -427,9 +467,7 @@ class ActorSystem:
                 error=f"{type(exc).__name__}: {exc}",
             )
             error = ActivationFailed(f"{cell.address.kind}:{cell.address.id} could not load")
-            error.__cause__ = exc
-            envelope.fail(error)
-            return False
+            raise error from exc
         self._incarnations += 1
         cell.incarnation = self._incarnations
         cell.needs_restart = False
@@ -437,7 +475,6 @@ class ActorSystem:
         self.stats.activations += 1
         if restarting:
             self.stats.restarts += 1
-        return True
 
     def _unit_failed(self, unit: UnitOfWork, error: Exception) -> None:
         owner = unit.owner

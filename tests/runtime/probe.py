@@ -128,6 +128,8 @@ class Probe(Actor):
     gates: ClassVar[dict[str, asyncio.Event]] = {}
     arrivals: ClassVar[dict[str, asyncio.Event]] = {}
     fail_activation: ClassVar[set[int]] = set()
+    held_activation: ClassVar[set[int]] = set()
+    """Ids whose loads arrive at ``load <id>`` and wait for the gate of that name."""
     on_receive: ClassVar[Callable[[], object] | None] = None
 
     @classmethod
@@ -137,10 +139,15 @@ class Probe(Actor):
         cls.gates = {}
         cls.arrivals = {}
         cls.fail_activation = set()
+        cls.held_activation = set()
 
     async def on_activate(self, ctx: ActivationContext) -> None:
         if self.address.id in self.fail_activation:
             raise OSError("cannot load")
+        if self.address.id in self.held_activation:
+            name = f"load {self.address.id}"
+            self.arrivals.setdefault(name, asyncio.Event()).set()
+            await self.gates.setdefault(name, asyncio.Event()).wait()
         row = await ctx.reader.fetchone("SELECT value FROM probe WHERE id = ?", (self.address.id,))
         self.value = int(row[0]) if row else 0
         self.activations.append(self.address.id)

@@ -7,8 +7,14 @@ import asyncio
 import pytest
 
 from shopkeep.bootstrap import Runtime
-from shopkeep.runtime import Directive, MessageFailed, RuntimeConfig, SupervisionPolicy
-from shopkeep.runtime.join import JoinWaited, NotJoinable
+from shopkeep.runtime import (
+    ActivationFailed,
+    Directive,
+    MessageFailed,
+    RuntimeConfig,
+    SupervisionPolicy,
+)
+from shopkeep.runtime.join import JoinWaited, NotJoinable, activate, joinable
 from tests.runtime.conftest import OpenRuntime
 from tests.runtime.probe import Add, Get, Join, Probe, Wait, arrival, count_rows, gate, probe
 
@@ -126,8 +132,6 @@ async def test_a_participants_answer_to_others_waits_for_the_joined_commit(
 
 
 async def test_activate_loads_an_actor_so_that_it_can_join(runtime: Runtime) -> None:
-    from shopkeep.runtime.join import activate
-
     await runtime.system.ask(probe(2), Add(6))
     runtime.system.passivate_idle()
     await activate(runtime.system, [probe(2), probe(3)])
@@ -136,8 +140,6 @@ async def test_activate_loads_an_actor_so_that_it_can_join(runtime: Runtime) -> 
 
 
 async def test_activate_waits_for_a_busy_actors_turn_in_its_mailbox(runtime: Runtime) -> None:
-    from shopkeep.runtime.join import activate, joinable
-
     await runtime.system.ask(probe(2), Add(6))
     held = asyncio.create_task(runtime.system.ask(probe(2), Wait("held")))
     await arrival("held")
@@ -153,3 +155,36 @@ async def test_activate_waits_for_a_busy_actors_turn_in_its_mailbox(runtime: Run
     assert joinable(runtime.system.registry.get(probe(2)))
     assert await runtime.system.ask(probe(1), Join(2, 1, Add(2))) == 9  # after the Add(1)
     assert await queued == 7
+
+
+async def test_activate_loads_a_cold_actor_in_the_callers_task_and_its_mail_waits_for_the_load(
+    runtime: Runtime,
+) -> None:
+    handled = runtime.system.stats.messages
+    Probe.held_activation.add(2)
+    loading = asyncio.create_task(activate(runtime.system, [probe(2)]))
+    await arrival("load 2")
+    cell = runtime.system.registry.get(probe(2))
+    assert cell is not None and cell.task is None  # no message, no task: the activating task's
+    sent = asyncio.create_task(runtime.system.ask(probe(2), Add(1)))
+    second = asyncio.create_task(activate(runtime.system, [probe(2)]))
+    await asyncio.sleep(0)
+    assert not sent.done() and not second.done()  # queued behind the load
+    gate("load 2").set()
+    await loading
+    assert await sent == 1
+    await second
+    assert runtime.system.stats.messages == handled + 2  # those two; the load was no message
+    assert joinable(runtime.system.registry.get(probe(2)))
+    assert Probe.activations == [2]  # one load for all three
+
+
+async def test_a_load_that_fails_under_activate_raises_and_the_next_message_loads_again(
+    runtime: Runtime,
+) -> None:
+    Probe.fail_activation.add(3)
+    with pytest.raises(ActivationFailed):
+        await activate(runtime.system, [probe(3)])
+    assert not joinable(runtime.system.registry.get(probe(3)))
+    Probe.fail_activation.clear()
+    assert await runtime.system.ask(probe(3), Add(2)) == 2
