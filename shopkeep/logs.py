@@ -25,6 +25,7 @@ import logging
 import sys
 import threading
 import time
+from collections import deque
 from typing import Any, Final, TextIO
 
 import msgspec
@@ -82,10 +83,12 @@ class IsoTimestamper:
     call, and cost as much as the rest of the stamp).
     """
 
-    __slots__ = ("_prefix", "_second")
+    __slots__ = ("_prefix", "_second_ns")
 
     def __init__(self) -> None:
-        self._second = -1
+        # the second being written, in nanoseconds: none yet (no time_ns is within a second
+        # after this one)
+        self._second_ns = -(2**63)
         self._prefix = ""
 
     def __call__(
@@ -97,15 +100,18 @@ class IsoTimestamper:
 
     def now(self) -> str:
         """The time now, as a line's ``timestamp``."""
-        # whole microseconds, in integers: half the cost of splitting a float into its
-        # second and fraction
-        micros = time.time_ns() // 1000
-        second = micros // 1_000_000
-        if second != self._second:
+        # In integers (half the cost of splitting a float into its second and fraction), and
+        # from the nanoseconds into the second being written: a subtraction, where dividing
+        # the whole count (three of Python's 30-bit digits) takes division's slow path.
+        ns = time.time_ns()
+        into = ns - self._second_ns
+        if not 0 <= into < 1_000_000_000:
+            second = ns // 1_000_000_000
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
-            self._second = second
-        fraction = micros - second * 1_000_000
-        return self._prefix + _THREE_DIGITS[fraction // 1000] + _THREE_DIGITS_Z[fraction % 1000]
+            self._second_ns = second * 1_000_000_000
+            into = ns - self._second_ns
+        micros = into // 1000
+        return self._prefix + _THREE_DIGITS[micros // 1000] + _THREE_DIGITS_Z[micros % 1000]
 
 
 _ENCODER: Final = msgspec.json.Encoder(enc_hook=repr)
@@ -168,7 +174,11 @@ class LineWriter:
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
-        self._pending: list[str | AccessLine] = []
+        # Lines are added without a lock (a lock cost a request's line a tenth of its price):
+        # a deque's append and popleft are each atomic, so another thread's line is either
+        # among those a flush takes or left for the next. The lock keeps flushes (and writes
+        # of lines logged with no loop) from interleaving on the stream.
+        self._pending: deque[str | AccessLine] = deque()
         self._scheduled = False
         self._lock = threading.Lock()
         self.flushes = 0
@@ -186,14 +196,15 @@ class LineWriter:
 
     def record(self, line: str | AccessLine) -> None:
         """Write ``line`` by the end of this loop turn (now, without a loop)."""
-        with self._lock:  # another thread's loop may log to the same writer
-            self._pending.append(line)
-            full = len(self._pending) >= PENDING_LINES
-            schedule = not (full or self._scheduled)
-            self._scheduled |= schedule
-        if full:
+        pending = self._pending
+        pending.append(line)
+        if len(pending) >= PENDING_LINES:
             self.flush()
-        elif schedule:
+        elif not self._scheduled:
+            # A flush resets this before it takes the lines: a line added while one was
+            # scheduled is taken by it, or finds none scheduled and schedules one. Two
+            # threads scheduling at once make a flush that finds nothing, no harm.
+            self._scheduled = True
             try:
                 asyncio.get_running_loop().call_soon(self.flush)
             except RuntimeError:  # a record with no loop running
@@ -201,8 +212,7 @@ class LineWriter:
 
     def urgent(self, message: str) -> None:
         """Write ``message`` as a line now, after the lines waiting for the turn's end."""
-        with self._lock:
-            self._pending.append(message)
+        self._pending.append(message)
         self.flush()
 
     debug = info = log = msg
@@ -213,9 +223,11 @@ class LineWriter:
         with self._lock:
             self._scheduled = False
             self.flushes += 1
-            if self._pending:
-                self.stream.write(_joined(self._pending))
-                self._pending.clear()
+            pending = self._pending
+            if pending:
+                # as many as there are now: a line another thread adds meanwhile stays
+                lines = [pending.popleft() for _ in range(len(pending))]
+                self.stream.write(_joined(lines))
                 self.stream.flush()
 
     def _write(self, text: str) -> None:

@@ -6,12 +6,17 @@ import asyncio
 import io
 import json
 import logging
+import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 import structlog
 from aiohttp.http_exceptions import BadHttpMessage
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shopkeep.logs import ACCESS, IsoTimestamper, configure_logging, level_of
 
@@ -62,6 +67,19 @@ def test_a_timestamp_is_the_utc_second_and_its_microseconds_zero_padded(
     ]:
         monkeypatch.setattr("time.time_ns", lambda nanos=nanos: second * 10**9 + nanos)
         assert stamp.now() == expected
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**62), min_size=1, max_size=20))
+def test_a_timestamp_is_what_datetime_writes_for_any_times_in_any_order(
+    times_ns: list[int],
+) -> None:
+    stamp = IsoTimestamper()
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for ns in times_ns:
+        with mock.patch("time.time_ns", return_value=ns):
+            written = stamp.now()
+        at = epoch + timedelta(microseconds=ns // 1000)
+        assert written == at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def test_an_aiohttp_record_of_the_standard_library_comes_out_as_the_same_json() -> None:
@@ -229,3 +247,27 @@ async def test_access_lines_and_other_lines_of_a_turn_keep_the_order_they_were_l
     ]  # fmt: skip
     assert written[2]["route"] == "/v1/orders" and written[2]["user_id"] == "7"
     assert out.writes == 1
+
+
+def test_lines_logged_by_loops_on_several_threads_at_once_each_come_out_once() -> None:
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+
+    async def log_lines(thread: int) -> None:
+        for n in range(2_000):
+            ACCESS.request("GET", "/healthz", 200, 0.5, f"{thread}-{n}", None)
+            if n % 50 == 0:
+                await asyncio.sleep(0)  # a turn ends: its lines are written
+
+    threads = [
+        threading.Thread(target=asyncio.run, args=(log_lines(thread),)) for thread in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    ACCESS.request("GET", "/healthz", 200, 0.5, "last", None)  # no loop here: written at once
+
+    written = [line["request_id"] for line in lines(out)]
+    expected = [f"{thread}-{n}" for thread in range(4) for n in range(2_000)]
+    assert sorted(written) == sorted([*expected, "last"])
