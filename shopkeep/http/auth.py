@@ -1,4 +1,4 @@
-"""Who may call what: bearer tokens in, a :class:`Principal` on the request, roles per route.
+"""Who may call what: bearer tokens in, the caller's :class:`Principal`, roles per route.
 
 ``Authorization: Bearer <token>``: a token whose SHA-256 is the admin's (from
 :class:`HttpConfig`, compared in constant time) makes the admin; any other token is looked up
@@ -25,10 +25,8 @@ import functools
 import hmac
 from typing import Final
 
-from aiohttp import web
-
 from shopkeep.errors import ShopError
-from shopkeep.http.state import ADMIN, PRINCIPAL, Principal
+from shopkeep.http.state import ADMIN, Principal
 from shopkeep.shop import TOKEN_CACHE_SIZE, Shop, hash_token
 
 PUBLIC_PATHS: Final = frozenset(
@@ -131,20 +129,17 @@ def user_principal(user_id: int) -> Principal:
     return Principal(user_id)
 
 
-def admit(request: web.Request, principal: Principal | None) -> Principal:
-    """Put ``principal`` on ``request`` (``PRINCIPAL``), or ShopError unauthorized (401) when
-    there is none: a route that needs a token got none, or one nobody holds."""
-    if principal is None:
-        raise ShopError("unauthorized", "a valid bearer token is required")
-    request[PRINCIPAL] = principal
-    return principal
+def unauthorized() -> ShopError:
+    """The refusal (401) of a request to a route that needs a token and got none, or one
+    nobody holds."""
+    return ShopError("unauthorized", "a valid bearer token is required")
 
 
 def authorize(principal: Principal | None, access: Access) -> Principal:
     """The caller, if ``access`` admits them (None: nobody was authenticated, 401); else
     ShopError not_found (see the module doc)."""
     if principal is None:
-        raise ShopError("unauthorized", "a valid bearer token is required")
+        raise unauthorized()
     if not access.admits(principal):
         raise ShopError("not_found", "there is no such route for this caller")
     return principal

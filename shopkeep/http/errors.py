@@ -28,7 +28,7 @@ from typing import Final
 
 import msgspec
 import structlog
-from aiohttp import hdrs, web
+from aiohttp import web
 
 from shopkeep.actors.protocol import VALIDATION_ERROR
 from shopkeep.errors import CallbackRejected, FieldError, ShopError
@@ -178,16 +178,12 @@ def _detail_of(error: web.HTTPException) -> str:
     return "the request body is too large"
 
 
-def too_large(request: web.Request, max_body_bytes: int) -> web.Response | None:
-    """413 payload_too_large for a body announced (Content-Length) as larger than
-    ``max_body_bytes``, before anything reads it; else None. A larger chunked body is cut off
-    by aiohttp itself on reading (the app's ``client_max_size``), which :func:`answer_error`
-    answers 413 too."""
-    # the header, not request.content_length: the same int() for half the calls
-    length = request.headers.get(hdrs.CONTENT_LENGTH)
-    if length is not None and int(length) > max_body_bytes:
-        return problem("payload_too_large", f"a body has at most {max_body_bytes} bytes")
-    return None
+def too_large(max_body_bytes: int) -> web.Response:
+    """413 payload_too_large: the answer to a body announced (Content-Length) as larger than
+    ``max_body_bytes``, before anything reads it. A larger chunked body is cut off by aiohttp
+    itself on reading (the app's ``client_max_size``), which :func:`answer_error` answers 413
+    too."""
+    return problem("payload_too_large", f"a body has at most {max_body_bytes} bytes")
 
 
 def answer_error(request: web.Request, error: Exception) -> web.Response:

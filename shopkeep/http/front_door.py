@@ -41,15 +41,23 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
+from multidict import CIMultiDictProxy
 
 from shopkeep.errors import FieldError, ShopError
-from shopkeep.http.auth import Access, admit, authorize, is_public, recognize, user_of_hash
+from shopkeep.http.auth import (
+    Access,
+    authorize,
+    is_public,
+    recognize,
+    unauthorized,
+    user_of_hash,
+)
 from shopkeep.http.errors import answer_error, too_large
 from shopkeep.http.latency import Series
 from shopkeep.http.metrics import UNMATCHED
 from shopkeep.http.operations import Operation
 from shopkeep.http.rate_limit import RateLimiter
-from shopkeep.http.request_ids import HEADER_KEY, bind, request_id_of
+from shopkeep.http.request_ids import HEADER_KEY, bind
 from shopkeep.http.state import ADMIN, PRINCIPAL, Principal
 from shopkeep.http.validation import MAX_PROBLEMS, query_problem
 from shopkeep.logs import ACCESS
@@ -176,23 +184,29 @@ class FrontDoor:
         router.add_route("*", "/{path:.*}", entered, name=UNMATCHED)
 
     def admit(
-        self, request: web.Request, guard: Guard | None, public: bool
+        self,
+        request: web.Request,
+        headers: CIMultiDictProxy[str],
+        guard: Guard | None,
+        public: bool,
     ) -> Principal | str | None:
-        """Steps 4 and 5 (authenticate the caller, check the route's guard) as far as they go
-        without awaiting, which is all the way for the admin and for a token the shop
-        remembers: the caller (None on a public route); else the token's hash, which
-        :meth:`admit_later` looks up."""
+        """Steps 4 and 5 (authenticate the caller by ``headers``, the request's, put them on the
+        request as ``PRINCIPAL``, check the route's guard) as far as they go without awaiting,
+        which is all the way for the admin and for a token the shop remembers: the caller
+        (None on a public route); else the token's hash, which :meth:`admit_later` looks up."""
         principal = None
         if not public:
-            found = recognize(self._shop, self._admin_hash, request.headers.get(hdrs.AUTHORIZATION))
+            found = recognize(self._shop, self._admin_hash, headers.get(hdrs.AUTHORIZATION))
             limiter = self._limiter
             if isinstance(found, str):
                 if limiter is not None:
                     limiter.check(found)  # counted once it is known whose it is
                 return found
-            if limiter is not None and found is not None and found.user_id is not None:
+            if found is None:
+                raise unauthorized()
+            if limiter is not None and found.user_id is not None:
                 limiter.admit(found.user_id)
-            principal = admit(request, found)
+            request[PRINCIPAL] = principal = found
         if guard is not None:
             guard.check(request, principal)
         return principal
@@ -204,16 +218,17 @@ class FrontDoor:
         found = await user_of_hash(self._shop, token_hash)
         if self._limiter is not None:
             self._limiter.admit(token_hash if found is None else found.user_id)
-        principal = admit(request, found)
+        if found is None:
+            raise unauthorized()
+        request[PRINCIPAL] = found
         if guard is not None:
-            guard.check(request, principal)
-        return principal
+            guard.check(request, found)
+        return found
 
     @web.middleware
     async def _around(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter_ns()
-        request_id = request_id_of(request.headers.get(HEADER_KEY))
-        bind(request_id)
+        request_id = bind(request.headers.get(HEADER_KEY))
         method, route = request.method, _route_of(request)
         try:
             response = await handler(request)
@@ -286,8 +301,8 @@ class Entrance:
         """Every step around the handler."""
         door = self._door
         started = time.perf_counter_ns()
-        request_id = request_id_of(request.headers.get(HEADER_KEY))
-        bind(request_id)
+        headers = request.headers  # a property: read once
+        request_id = bind(headers.get(HEADER_KEY))
         route = self.route or self._learn(request)
         # the series of the route's own method (not a HEAD a GET's route answers too, nor
         # any method of the unmatched route) by status: this entrance's to keep
@@ -295,12 +310,15 @@ class Entrance:
         series = self._series if method == self._method else None
         caller: Principal | str | None = None
         try:
-            if (refused := too_large(request, door.max_body_bytes)) is not None:
-                response: web.StreamResponse = refused
+            # the announced size from its header: request.content_length is the same int()
+            # in twice the calls
+            length = headers.get(hdrs.CONTENT_LENGTH)
+            if length is not None and int(length) > door.max_body_bytes:
+                response: web.StreamResponse = too_large(door.max_body_bytes)
             else:
                 # steps 3 to 5, as in inner, but inline: one coroutine fewer per request
                 try:
-                    caller = door.admit(request, self._guard, self._public)
+                    caller = door.admit(request, headers, self._guard, self._public)
                     if isinstance(caller, str):  # a token's hash to look up
                         caller = await door.admit_later(request, self._guard, caller)
                     response = await self._handler(request)
@@ -327,11 +345,12 @@ class Entrance:
     async def inner(self, request: web.Request) -> web.StreamResponse:
         """Steps 3 to 5 around the handler."""
         door = self._door
-        refused = too_large(request, door.max_body_bytes)
-        if refused is not None:
-            return refused
+        headers = request.headers
+        length = headers.get(hdrs.CONTENT_LENGTH)
+        if length is not None and int(length) > door.max_body_bytes:
+            return too_large(door.max_body_bytes)
         try:
-            caller = door.admit(request, self._guard, self._public)
+            caller = door.admit(request, headers, self._guard, self._public)
             if isinstance(caller, str):  # a token's hash to look up
                 await door.admit_later(request, self._guard, caller)
             return await self._handler(request)

@@ -7,13 +7,13 @@ Counting is what makes it cheap (a version-4 UUID reads the system's random sour
 request); the prefix keeps ids from two runs of the server apart in the logs. An id names a
 request, it is no secret: that the next one is guessable gives nobody anything.
 
-:func:`bind` binds the id into structlog's contextvars (lines logged by the handler) and sets
-it as ``shopkeep.runtime.current_trace``, which the actor runtime copies into every envelope
-the request sends: an actor's task was started elsewhere and does not see this request's
-contextvars, but it logs the trace of the message it is handling (a handler of another
-module reads the id as ``current_trace.get()``). Nothing unbinds them:
-aiohttp handles each request in a task of its own, whose copy of the context ends with it
-(resetting two variables would cost a request as much as setting them).
+:func:`bind` makes the id and binds it into structlog's contextvars (lines logged by the
+handler) and sets it as ``shopkeep.runtime.current_trace``, which the actor runtime copies into
+every envelope the request sends: an actor's task was started elsewhere and does not see this
+request's contextvars, but it logs the trace of the message it is handling (a handler of
+another module reads the id as ``current_trace.get()``). Nothing unbinds them: aiohttp
+handles each request in a task of its own, whose copy of the context ends with it (resetting
+two variables would cost a request as much as setting them).
 """
 
 from __future__ import annotations
@@ -50,14 +50,13 @@ def _logged_var() -> ContextVar[Any]:
 _LOGGED: Final = _logged_var()
 
 
-def request_id_of(header: str | None) -> str:
-    """The client's id when it is sane, else a new one (32 hex digits)."""
+def bind(header: str | None) -> str:
+    """The request's id: the client's (``header``) when it is sane, else a new one (32 hex
+    digits); bound for the logs and the actors, in the context of the request's task."""
     if header is not None and _SANE.fullmatch(header):
-        return header
-    return _PREFIX + hex(next(_COUNT))[3:]
-
-
-def bind(request_id: str) -> None:
-    """Bind ``request_id`` for the logs and the actors, in the context of the request's task."""
+        request_id = header
+    else:
+        request_id = _PREFIX + hex(next(_COUNT))[3:]
     current_trace.set(request_id)
     _LOGGED.set(request_id)
+    return request_id
