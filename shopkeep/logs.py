@@ -165,9 +165,10 @@ class LineWriter:
     loop running (another thread, a command) at once too; so at most the last turn's
     ``info`` lines are lost if the process is killed.
 
-    An access line waits as its :class:`AccessLine` (:meth:`record`) and is encoded with the
-    others of its turn, in one call, when they are written: a request's line costs its
-    struct, not an encoding, a decoding and a join of its own.
+    An access line waits as its :class:`AccessLine` (:meth:`record`), and any other line as
+    its text's bytes (``msgspec.Raw``, which the encoder copies as they are): the lines of a
+    turn are made one text in one call, in order, when they are written. A request's line
+    costs its struct, not an encoding, a decoding and a join of its own.
     """
 
     __slots__ = ("_lock", "_pending", "_scheduled", "flushes", "stream")
@@ -178,7 +179,7 @@ class LineWriter:
         # a deque's append and popleft are each atomic, so another thread's line is either
         # among those a flush takes or left for the next. The lock keeps flushes (and writes
         # of lines logged with no loop) from interleaving on the stream.
-        self._pending: deque[str | AccessLine] = deque()
+        self._pending: deque[AccessLine | msgspec.Raw] = deque()
         self._scheduled = False
         self._lock = threading.Lock()
         self.flushes = 0
@@ -192,9 +193,9 @@ class LineWriter:
         except RuntimeError:
             self._write(message + "\n")
             return
-        self.record(message)
+        self.record(_text(message))
 
-    def record(self, line: str | AccessLine) -> None:
+    def record(self, line: AccessLine | msgspec.Raw) -> None:
         """Write ``line`` by the end of this loop turn (now, without a loop)."""
         pending = self._pending
         pending.append(line)
@@ -212,7 +213,7 @@ class LineWriter:
 
     def urgent(self, message: str) -> None:
         """Write ``message`` as a line now, after the lines waiting for the turn's end."""
-        self._pending.append(message)
+        self._pending.append(_text(message))
         self.flush()
 
     debug = info = log = msg
@@ -227,7 +228,7 @@ class LineWriter:
             if pending:
                 # as many as there are now: a line another thread adds meanwhile stays
                 lines = [pending.popleft() for _ in range(len(pending))]
-                self.stream.write(_joined(lines))
+                self.stream.write(_ENCODER.encode_lines(lines).decode())
                 self.stream.flush()
 
     def _write(self, text: str) -> None:
@@ -236,20 +237,10 @@ class LineWriter:
             self.stream.flush()
 
 
-def _joined(lines: list[str | AccessLine]) -> str:
-    """``lines`` as text, each ended by a newline, in order; each run of access lines encoded
-    in one call."""
-    parts: list[str] = []
-    start = 0
-    for end, line in enumerate(lines):
-        if isinstance(line, str):
-            if start < end:
-                parts.append(_ENCODER.encode_lines(lines[start:end]).decode())
-            parts.append(line + "\n")
-            start = end + 1
-    if start < len(lines):
-        parts.append(_ENCODER.encode_lines(lines[start:]).decode())
-    return "".join(parts)
+def _text(line: str) -> msgspec.Raw:
+    """A line that is text already, to be written as it is among the encoded ones (a lone
+    surrogate, from bytes that were not text, as its escape)."""
+    return msgspec.Raw(line.encode("utf-8", "backslashreplace"))
 
 
 class _UnparsableRequests(logging.Filter):
