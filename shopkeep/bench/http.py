@@ -33,21 +33,22 @@ run, read from its loop monitor on ``/metrics``), ``http_overhead_shopkeep_us``,
 ``load_generator``, ``machine``; and beside them the statuses answered, the baseline's
 latencies, the open loop's offered and answered rates, the server's group commits during the
 open loop (``commit_p50_ms_half_load``, ``commit_p99_ms_half_load``, from its
-``shopkeep_commit_seconds`` histogram: how much of the tail a commit is), the longest stall
-before the measured
-load began (``loop_stall_max_ms_before_load``: start, populating, warm-ups), the loop thread's
-CPU time over the interval that ended in the longest stall (``loop_stall_max_cpu_ms``: far
-below the stall, the loop was waiting for the GIL or a core, not working), the server's
-longest garbage collection of each generation (``gc_pause_max_ms``), the server's
-resident memory read from its ``/metrics``, the disk's fsync latency measured just before
+``shopkeep_commit_seconds`` histogram: how much of the tail a commit is; and
+``commits_over_50ms_half_load``, how many took longer: one commit of hundreds of milliseconds is
+below the commits' p99 but holds every placement in flight), the longest stall before the
+measured load began (``loop_stall_max_ms_before_load``: start, populating, warm-ups), the loop
+thread's CPU time over the interval that ended in the longest stall (``loop_stall_max_cpu_ms``:
+far below the stall, the loop was waiting for the GIL or a core, not working), the server's
+longest garbage collection of each generation (``gc_pause_max_ms``), the server's resident
+memory read from its ``/metrics``, the disk's fsync latency measured just before
 (``fsync_before``: shopkeep's commits wait for it, the baseline never), and what each answer
 cost the servers' CPU, read from ``/proc`` around each run (None elsewhere): the event loop's
 thread of each (``bare_post_loop_cpu_us``, ``place_order_loop_cpu_us``, and at half load
 ``place_order_loop_cpu_us_half_load``) and shopkeep's whole process, its writer's thread
-included (``place_order_process_cpu_us``; the writer's own process is not counted). A loop
-that needs N microseconds an answer answers at most a million over N a second, whatever the
-load generator does. Of that, the time shopkeep's process spent in garbage collections, per
-placement (``place_order_gc_us``, ``place_order_gc_us_half_load``, from its
+included (``place_order_process_cpu_us``; the writer's own process is not counted). A loop that
+needs N microseconds an answer answers at most a million over N a second, whatever the load
+generator does. Of that, the time shopkeep's process spent in garbage collections, per placement
+(``place_order_gc_us``, ``place_order_gc_us_half_load``, from its
 ``shopkeep_gc_seconds_total``).
 """
 
@@ -56,6 +57,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import secrets
 import shutil
@@ -207,6 +209,15 @@ def histogram_quantile(
     return None
 
 
+def counted_over(
+    bound: float, before: list[tuple[float, float]], after: list[tuple[float, float]]
+) -> float:
+    """How many observations a histogram counted above ``bound`` (one of its bucket bounds)
+    between two scrapes."""
+    counted = {upper: now - then for (upper, now), (_, then) in zip(after, before, strict=True)}
+    return counted[math.inf] - counted[bound]
+
+
 async def scrape_rss(session: aiohttp.ClientSession, url: str) -> float | None:
     """The server's resident memory in bytes, from its ``/metrics``."""
     return await scrape(session, url, "process_resident_memory_bytes")
@@ -327,6 +338,7 @@ async def measure(
         "half_load_answered_per_s": half_load.per_s,
         "commit_p99_ms_half_load": _ms(histogram_quantile(0.99, commits_before, commits_after)),
         "commit_p50_ms_half_load": _ms(histogram_quantile(0.50, commits_before, commits_after)),
+        "commits_over_50ms_half_load": counted_over(0.05, commits_before, commits_after),
         "place_order_p50_ms_half_load": half_load.p50_ms,
         "place_order_max_ms_half_load": half_load.max_ms,
         "place_order_statuses_half_load": half_load.statuses,
@@ -358,6 +370,7 @@ def render(figures: dict[str, Any]) -> str:
         ("place_order_p99_ms_half_load", f"{figures['place_order_p99_ms_half_load']:.2f}"),
         ("commit_p50_ms_half_load", _shown(figures["commit_p50_ms_half_load"])),
         ("commit_p99_ms_half_load", _shown(figures["commit_p99_ms_half_load"])),
+        ("commits_over_50ms_half_load", f"{figures['commits_over_50ms_half_load']:,.0f}"),
         ("loop_stall_max_ms", f"{figures['loop_stall_max_ms']:.1f}"),
         ("loop_stall_max_cpu_ms", _shown(figures["loop_stall_max_cpu_ms"])),
         ("gc_pause_max_ms", json.dumps({g: round(ms, 1) for g, ms in pauses.items()})),

@@ -16,7 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from shopkeep.bench.http import FALLBACK_WARNING, fallback_warning, histogram_quantile
+from shopkeep.bench.http import (
+    FALLBACK_WARNING,
+    counted_over,
+    fallback_warning,
+    histogram_quantile,
+)
 from shopkeep.bench.processes import cpu_s
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +73,8 @@ def test_the_quick_http_bench_reports_every_figure(tmp_path: Path, generator: st
     )
     assert report["half_load_offered_per_s"] == pytest.approx(report["place_order_per_s"] / 2)
     assert set(report["place_order_statuses_half_load"]) == {"201"}
+    assert 0 <= report["commits_over_50ms_half_load"] <= report["half_load_answered_per_s"] * 60
+    assert "commits_over_50ms_half_load" in result.stdout
     stall = report["loop_stall_max_ms"]
     assert isinstance(stall, float) and 0 <= stall < 60_000
     assert report["loop_stall_max_ms_before_load"] <= stall  # a maximum since the start
@@ -101,6 +108,14 @@ def test_a_quantile_of_what_a_histogram_counted_between_two_scrapes_is_interpola
 
     assert histogram_quantile(0.5, before, after) == pytest.approx(0.0055)
     assert histogram_quantile(0.99, before, after) == pytest.approx(0.00991)
+
+
+def test_what_a_histogram_counted_over_a_bound_between_two_scrapes_is_counted() -> None:
+    before = [(0.01, 10.0), (0.05, 12.0), (0.1, 12.0), (float("inf"), 13.0)]
+    after = [(0.01, 90.0), (0.05, 95.0), (0.1, 97.0), (float("inf"), 99.0)]
+
+    assert counted_over(0.05, before, after) == 3  # 86 counted, 83 of them within 50 ms
+    assert counted_over(0.1, before, after) == 1
 
 
 def test_a_histogram_that_counted_nothing_has_no_quantile() -> None:
