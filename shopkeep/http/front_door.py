@@ -327,11 +327,13 @@ class Entrance:
                 except Exception as error:
                     response = answer_error(request, error)
         except web.HTTPException as error:
-            door.answered(method, route, error.status, started, request_id, _caller(request))
+            door.answered(
+                method, route, error.status, started, request_id, _caller(request), series
+            )
             error.headers[HEADER_KEY] = request_id  # an exception that is an answer carries it too
             raise
         except Exception:
-            door.answered(method, route, 500, started, request_id, _caller(request))
+            door.answered(method, route, 500, started, request_id, _caller(request), series)
             raise
         # the caller admit found, or, refused after (by the guard) or on a public route, who
         # the request names if anyone

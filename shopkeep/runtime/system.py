@@ -324,9 +324,14 @@ class ActorSystem:
             if cell.mailbox is not None and not cell.mailbox:
                 cell.mailbox = None
                 self._mailed.discard(cell)
-            actor = cell.actor
-            if actor is not None and actor.absent and cell.passivatable:
-                self._registry.remove(cell)
+            self._drop_if_absent(cell)
+
+    def _drop_if_absent(self, cell: Cell) -> None:
+        """Drop the activation of an id that names nothing (``Actor.absent``) once it is idle:
+        messages to ids that do not exist must not fill the registry."""
+        actor = cell.actor
+        if actor is not None and actor.absent and cell.passivatable:
+            self._registry.remove(cell)
 
     def _handled(self, cell: Cell, envelope: Envelope) -> None:
         cell.busy = False
@@ -428,11 +433,9 @@ class ActorSystem:
         finally:
             cell.busy = False
             if cell.mailbox:
-                self._start_drain(cell)
+                self._start_drain(cell)  # which drops it after them, if absent
             else:
-                actor = cell.actor
-                if actor is not None and actor.absent and cell.passivatable:
-                    self._registry.remove(cell)
+                self._drop_if_absent(cell)
         self._registry.touch(cell, self.clock.now())
         return True
 
