@@ -10,15 +10,18 @@ decode and encode), then starts, each in a process of its own on 127.0.0.1 and a
   cap lifted (``--max-unpaid-orders``: these customers never pay, and the cap of 10 would
   refuse nearly every order after the first ten thousand);
 - the baseline: a bare aiohttp app, on the same event loop, whose one POST handler decodes a
-  body of the same shape with msgspec and answers 201 with an order-sized JSON body.
+  body of the same shape with msgspec and answers 201 with an order-sized JSON body;
+- the same bare app waiting 3 ms before it answers (:data:`WAITING_BARE_WAIT_S`), as a
+  placement waits for its commits: what the waiting itself costs aiohttp and the kernel an
+  answer (each wake-up answers fewer requests at a time), apart from what shopkeep does.
 
-It creates 1,000 users and 1,000 goods through the API, then drives both with the same load
+It creates 1,000 users and 1,000 goods through the API, then drives all three with the same load
 generator, 64 connections, for the same time (after the same warm-up): every request places a
 one-item order for a random user (their own bearer token) and goods, with an ``Idempotency-Key``
 of its own. The load generator is ``wrk`` when installed (Debian's package), else a built-in
 aiohttp client; the JSON says which (``load_generator``). The built-in one is a single Python
 process competing with the servers for the same cores, so its figures are lower bounds, the
-baseline's more than shopkeep's. Both are closed loops: each connection sends its next request
+baselines' more than shopkeep's. All are closed loops: each connection sends its next request
 when the last is answered. Then shopkeep alone is offered, for the same time, half the
 placements per second it just answered, on a schedule (an open loop over raw sockets, light
 enough not to add a tail of its own: :func:`shopkeep.bench.generators.run_open_loop`), each
@@ -31,8 +34,10 @@ bare_post_per_s), ``place_order_p99_ms_half_load`` (open loop at half that capac
 run, read from its loop monitor on ``/metrics``), ``http_overhead_shopkeep_us``,
 ``http_overhead_bare_us`` and ``http_overhead_ratio`` (the micro-benchmark), ``audit_ok``,
 ``load_generator``, ``machine``; and beside them the statuses answered, the baseline's
-latencies, the open loop's offered and answered rates, the server's group commits during the
-open loop (``commit_p50_ms_half_load``, ``commit_p99_ms_half_load``, from its
+latencies, the open loop's offered and answered rates, the waiting baseline's rate and its
+loop's CPU an answer (``waiting_bare_post_per_s``, ``waiting_bare_post_loop_cpu_us``,
+``waiting_bare_wait_ms``), the server's group commits during the open loop
+(``commit_p50_ms_half_load``, ``commit_p99_ms_half_load``, from its
 ``shopkeep_commit_seconds`` histogram: how much of the tail a commit is; and
 ``commits_over_50ms_half_load``, how many took longer: one commit of hundreds of milliseconds is
 below the commits' p99 but holds every placement in flight), the longest stall before the
@@ -80,6 +85,9 @@ GOODS = 1_000
 STOCK = 10_000_000
 HALF: Final = 0.5
 """The share of the capacity measured (closed loop) that the open-loop run offers."""
+WAITING_BARE_WAIT_S: Final = 0.003
+"""How long the waiting baseline's handler waits before it answers: about what a placement
+waits for its group commits under this load (the commit in flight, then its own)."""
 COMMIT_HISTOGRAM: Final = "shopkeep_commit_seconds"
 """The server's histogram of its group commits, each from the batch's hand-over to the writer
 to its outcome (SQLite's commit and its fsync included): beside the placements' tail at half
@@ -280,14 +288,26 @@ async def measure(
         [python, "-m", "shopkeep.bench.http", "--bare-server", str(bare_port)],
         bare_port, folder, {},
     )  # fmt: skip
+    waiting_port = free_port()
+    waiting = start(
+        "bare-waiting",
+        [python, "-m", "shopkeep.bench.http", "--bare-server", str(waiting_port),
+         "--bare-wait-s", str(WAITING_BARE_WAIT_S)],
+        waiting_port, folder, {},
+    )  # fmt: skip
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             await wait_ready(session, shop)
             await wait_ready(session, bare)
+            await wait_ready(session, waiting)
             tokens, goods_ids = await populate(session, shop.url, admin, users, goods)
             generator = Generator(tokens, goods_ids, folder, seconds, use_wrk)
             await generator.drive(bare.url, warmup)
             bare_load, bare_cpu = await with_cpu(bare.process.pid, generator.drive(bare.url))
+            await generator.drive(waiting.url, warmup)
+            waiting_load, waiting_cpu = await with_cpu(
+                waiting.process.pid, generator.drive(waiting.url)
+            )
             await generator.drive(shop.url, warmup)
             stall_before_ms = await scrape_stall_ms(session, shop.url)
             gc_before = await scrape_gc_seconds(session, shop.url)
@@ -309,6 +329,7 @@ async def measure(
                 report = await response.json()
     finally:
         bare.stop()
+        waiting.stop()
         status = shop.stop()
     if status != 0:
         raise RuntimeError(f"shopkeep stopped with status {status}:\n{shop.tail()}")
@@ -321,6 +342,9 @@ async def measure(
         "place_order_p99_ms_half_load": half_load.p99_ms,
         "loop_stall_max_ms": stall_ms,
         "bare_post_loop_cpu_us": bare_cpu.loop_us,
+        "waiting_bare_post_per_s": waiting_load.per_s,
+        "waiting_bare_post_loop_cpu_us": waiting_cpu.loop_us,
+        "waiting_bare_wait_ms": WAITING_BARE_WAIT_S * 1000,
         "place_order_loop_cpu_us": shop_cpu.loop_us,
         "place_order_process_cpu_us": shop_cpu.process_us,
         "place_order_loop_cpu_us_half_load": half_cpu.loop_us,
@@ -375,6 +399,8 @@ def render(figures: dict[str, Any]) -> str:
         ("loop_stall_max_cpu_ms", _shown(figures["loop_stall_max_cpu_ms"])),
         ("gc_pause_max_ms", json.dumps({g: round(ms, 1) for g, ms in pauses.items()})),
         ("bare_post_loop_cpu_us", _shown(figures["bare_post_loop_cpu_us"], 1)),
+        ("waiting_bare_post_per_s", f"{figures['waiting_bare_post_per_s']:,.0f}"),
+        ("waiting_bare_post_loop_cpu_us", _shown(figures["waiting_bare_post_loop_cpu_us"], 1)),
         ("place_order_loop_cpu_us", _shown(figures["place_order_loop_cpu_us"], 1)),
         ("place_order_process_cpu_us", _shown(figures["place_order_process_cpu_us"], 1)),
         (
@@ -467,9 +493,10 @@ def main(argv: list[str] | None = None) -> int:
         help="wrk when installed (auto, the default), or the built-in aiohttp client",
     )
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--bare-wait-s", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_server is not None:
-        return run_bare(args.bare_server)
+        return run_bare(args.bare_server, args.bare_wait_s)
     has_wrk = shutil.which("wrk") is not None
     if args.load_generator == "wrk" and not has_wrk:
         parser.error("wrk is not installed (apt-get install wrk)")

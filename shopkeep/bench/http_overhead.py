@@ -113,12 +113,15 @@ class BareAnswer(msgspec.Struct, frozen=True):
     currency: str
 
 
-def bare_app() -> web.Application:
-    """The baseline: decode the body, answer 201 with an order-sized JSON body."""
+def bare_app(wait_s: float = 0.0) -> web.Application:
+    """The baseline: decode the body, answer 201 with an order-sized JSON body; with
+    ``wait_s``, that long after decoding (as a placement waits for its commit)."""
     ids = itertools.count(1)
 
     async def place(request: web.Request) -> web.Response:
         order = msgspec.json.decode(await request.read(), type=BareOrder)
+        if wait_s:
+            await asyncio.sleep(wait_s)
         now = datetime.now(UTC)
         answer = BareAnswer(
             str(next(ids)), "1", "awaiting_payment",
@@ -164,9 +167,9 @@ def bare_typed_app() -> web.Application:
     return app
 
 
-async def serve_bare(port: int) -> None:
-    """Serve :func:`bare_app` on ``HOST:port`` until SIGTERM or SIGINT."""
-    runner = web.AppRunner(bare_app())
+async def serve_bare(port: int, wait_s: float = 0.0) -> None:
+    """Serve :func:`bare_app` (waiting ``wait_s``) on ``HOST:port`` until SIGTERM or SIGINT."""
+    runner = web.AppRunner(bare_app(wait_s))
     await runner.setup()
     await web.TCPSite(runner, HOST, port).start()
     stop = asyncio.Event()
@@ -179,12 +182,12 @@ async def serve_bare(port: int) -> None:
         await runner.cleanup()
 
 
-def run_bare(port: int) -> int:
+def run_bare(port: int, wait_s: float = 0.0) -> int:
     """The baseline process's main: on the same loop as ``serve``."""
     from shopkeep.http.server import fastest_loop_factory
 
     with asyncio.Runner(loop_factory=fastest_loop_factory()) as runner:
-        runner.run(serve_bare(port))
+        runner.run(serve_bare(port, wait_s))
     return 0
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from shopkeep.bench.http import (
     FALLBACK_WARNING,
+    WAITING_BARE_WAIT_S,
     counted_over,
     fallback_warning,
     histogram_quantile,
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 FIGURES = (
     "bare_post_per_s",
+    "waiting_bare_post_per_s",
     "place_order_per_s",
     "place_order_p50_ms",
     "place_order_p99_ms",
@@ -42,6 +44,7 @@ FIGURES = (
 
 CPU_FIGURES = (
     "bare_post_loop_cpu_us",
+    "waiting_bare_post_loop_cpu_us",
     "place_order_loop_cpu_us",
     "place_order_process_cpu_us",
     "place_order_loop_cpu_us_half_load",
@@ -72,6 +75,7 @@ def test_the_quick_http_bench_reports_every_figure(tmp_path: Path, generator: st
         report["http_overhead_shopkeep_us"] / report["http_overhead_bare_us"]
     )
     assert report["half_load_offered_per_s"] == pytest.approx(report["place_order_per_s"] / 2)
+    assert report["waiting_bare_wait_ms"] == pytest.approx(WAITING_BARE_WAIT_S * 1000)
     assert set(report["place_order_statuses_half_load"]) == {"201"}
     assert 0 <= report["commits_over_50ms_half_load"] <= report["half_load_answered_per_s"] * 60
     assert "commits_over_50ms_half_load" in result.stdout
