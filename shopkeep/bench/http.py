@@ -78,7 +78,7 @@ import aiohttp
 from shopkeep.bench.common import install_uvloop, machine, percentile, publish
 from shopkeep.bench.generators import CONNECTIONS, Generator, Load
 from shopkeep.bench.http_overhead import PRICE, run_bare, run_overhead
-from shopkeep.bench.processes import cpu_s, free_port, serve_argv, start, wait_ready
+from shopkeep.bench.processes import Server, cpu_s, free_port, serve_argv, start, wait_ready
 
 USERS = 1_000
 GOODS = 1_000
@@ -202,14 +202,14 @@ def histogram_quantile(
     """The ``q`` quantile of what a histogram counted between two scrapes, interpolated
     linearly within its bucket as Prometheus' ``histogram_quantile`` does; None when nothing
     was counted (or it fell in the last, unbounded bucket)."""
-    counted = [(bound, now - then) for (bound, now), (_, then) in zip(after, before, strict=True)]
+    counted = counted_between(before, after)
     if not counted or counted[-1][1] <= 0:
         return None
     rank = q * counted[-1][1]
     lower, below = 0.0, 0.0
     for bound, cumulative in counted:
         if cumulative >= rank:
-            if bound == float("inf"):
+            if bound == math.inf:
                 return None
             share = (rank - below) / (cumulative - below) if cumulative > below else 1.0
             return lower + (bound - lower) * share
@@ -222,8 +222,15 @@ def counted_over(
 ) -> float:
     """How many observations a histogram counted above ``bound`` (one of its bucket bounds)
     between two scrapes."""
-    counted = {upper: now - then for (upper, now), (_, then) in zip(after, before, strict=True)}
+    counted = dict(counted_between(before, after))
     return counted[math.inf] - counted[bound]
+
+
+def counted_between(
+    before: list[tuple[float, float]], after: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """A histogram's cumulative bucket counts between two scrapes: (bound, counted since)."""
+    return [(bound, now - then) for (bound, now), (_, then) in zip(after, before, strict=True)]
 
 
 async def scrape_rss(session: aiohttp.ClientSession, url: str) -> float | None:
@@ -269,32 +276,29 @@ async def scrape_stall_ms(session: aiohttp.ClientSession, url: str) -> float:
     return seconds * 1000
 
 
+def start_bare(name: str, folder: Path, wait_s: float = 0.0) -> Server:
+    """The bare baseline (:func:`~shopkeep.bench.http_overhead.bare_app`, waiting ``wait_s``
+    before each answer) in a process of its own, on a free port."""
+    port = free_port()
+    argv = [sys.executable, "-m", "shopkeep.bench.http", "--bare-server", str(port)]
+    return start(name, [*argv, "--bare-wait-s", str(wait_s)], port, folder, {})
+
+
 async def measure(
     folder: Path, seconds: float, warmup: float, users: int, goods: int, use_wrk: bool
 ) -> dict[str, Any]:
     """Start both servers, populate, measure each, audit, stop; the figures."""
     fsync = fsync_latency(folder)
     admin = secrets.token_urlsafe(32)
-    shop_port, bare_port = free_port(), free_port()
-    python = sys.executable
+    shop_port = free_port()
     shop = start(
         "shopkeep",
         serve_argv(shop_port, folder / "shop.db", "--sandbox", "--synchronous", "FULL",
                    "--max-unpaid-orders", str(10**9)),
         shop_port, folder, {"SHOPKEEP_ADMIN_TOKEN": admin},
     )  # fmt: skip
-    bare = start(
-        "bare",
-        [python, "-m", "shopkeep.bench.http", "--bare-server", str(bare_port)],
-        bare_port, folder, {},
-    )  # fmt: skip
-    waiting_port = free_port()
-    waiting = start(
-        "bare-waiting",
-        [python, "-m", "shopkeep.bench.http", "--bare-server", str(waiting_port),
-         "--bare-wait-s", str(WAITING_BARE_WAIT_S)],
-        waiting_port, folder, {},
-    )  # fmt: skip
+    bare = start_bare("bare", folder)
+    waiting = start_bare("bare-waiting", folder, WAITING_BARE_WAIT_S)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             await wait_ready(session, shop)
