@@ -1,8 +1,11 @@
 """The ``idempotency_keys`` table: every statement that reads or writes it (rules: key_rules.py).
 
-One row per (principal, key): the request's hash, the order a placement bound the key to, the
-first answer (msgpack), and when the key was bound. Written only by the actor whose unit of
-work holds the effect the key guards, in that same unit:
+One row per (principal, key) (a unique index): the request's hash, the order a placement bound
+the key to, the first answer (msgpack), and when the key was bound. The rows are in the order
+they were written (a rowid table), so a new key's row, answer and all, goes to the table's last
+page and only its index entry to a random one: a commit writes fewer pages.
+
+Written only by the actor whose unit of work holds the effect the key guards, in that same unit:
 
 - the user actor binds a placement's key (``BeginOrder``), and the order actor adds the
   placement's answer in the unit that confirms (or accepts) the order;
@@ -57,8 +60,8 @@ OLD_SQL: Final = (
     "SELECT count(*) FROM (SELECT 1 FROM idempotency_keys WHERE created_at <= ? LIMIT ?)"
 )
 PRUNE_SQL: Final = (
-    "DELETE FROM idempotency_keys WHERE (principal, key) IN "
-    "(SELECT principal, key FROM idempotency_keys WHERE created_at <= ? LIMIT ?)"
+    "DELETE FROM idempotency_keys WHERE rowid IN "
+    "(SELECT rowid FROM idempotency_keys WHERE created_at <= ? LIMIT ?)"
 )
 
 

@@ -304,12 +304,38 @@ PAYMENT_PROVIDERS = Migration(
     """,
 )
 
+KEYS_APPENDED_IN_TIME_ORDER = Migration(
+    6,
+    "idempotency_keys as a rowid table, unique by (principal, key): each new key's row, with "
+    "the answer it keeps (a few hundred bytes), is appended to the table's last page instead of "
+    "landing on a random one of a table ordered by key; only its small index entry does (a "
+    "placement's commit wrote 2.8 pages of the table, and splits, against 1.3 of this index)",
+    """
+    CREATE TABLE idempotency_keys_v6 (
+        principal    INTEGER NOT NULL,
+        key          TEXT    NOT NULL,
+        request_hash TEXT    NOT NULL,
+        order_id     INTEGER,
+        answer       BLOB,
+        created_at   REAL    NOT NULL
+    );
+    INSERT INTO idempotency_keys_v6 (principal, key, request_hash, order_id, answer, created_at)
+        SELECT principal, key, request_hash, order_id, answer, created_at
+        FROM idempotency_keys ORDER BY created_at;
+    DROP TABLE idempotency_keys;
+    ALTER TABLE idempotency_keys_v6 RENAME TO idempotency_keys;
+    CREATE UNIQUE INDEX idempotency_keys_once ON idempotency_keys (principal, key);
+    CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
+    """,
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     RUNTIME_TABLES,
     SHOP_TABLES,
     PAYMENT_LOG_BY_ORDER,
     IDEMPOTENCY_KEYS_OF_EVERY_ROUTE,
     PAYMENT_PROVIDERS,
+    KEYS_APPENDED_IN_TIME_ORDER,
 )
 """Every migration of the product schema, oldest first."""
 
