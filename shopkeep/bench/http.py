@@ -40,7 +40,11 @@ loop's CPU an answer (``waiting_bare_post_per_s``, ``waiting_bare_post_loop_cpu_
 (``commit_p50_ms_half_load``, ``commit_p99_ms_half_load``, from its
 ``shopkeep_commit_seconds`` histogram: how much of the tail a commit is; and
 ``commits_over_50ms_half_load``, how many took longer: one commit of hundreds of milliseconds is
-below the commits' p99 but holds every placement in flight), the longest stall before the
+below the commits' p99 but holds every placement in flight), the share of the placements the
+server itself timed at over 10 ms in the open loop (``server_over_10ms_share_half_load``, from
+its ``shopkeep_http_request_duration_seconds`` histogram, arrival to answer: above 0.01 the
+server misses the half-load target by itself, whatever the load generator and the kernel add
+around it), the longest stall before the
 measured load began (``loop_stall_max_ms_before_load``: start, populating, warm-ups), the loop
 thread's CPU time over the interval that ended in the longest stall (``loop_stall_max_cpu_ms``:
 far below the stall, the loop was waiting for the GIL or a core, not working), the server's
@@ -92,6 +96,11 @@ COMMIT_HISTOGRAM: Final = "shopkeep_commit_seconds"
 """The server's histogram of its group commits, each from the batch's hand-over to the writer
 to its outcome (SQLite's commit and its fsync included): beside the placements' tail at half
 load, how much of it a commit is."""
+REQUEST_HISTOGRAM: Final = "shopkeep_http_request_duration_seconds"
+PLACED_SERIES: Final = 'method="POST",route="/v1/orders",status="201"'
+"""The labels of the placements answered 201 in :data:`REQUEST_HISTOGRAM`."""
+SERVER_BOUND_S: Final = 0.010
+"""The half-load latency target, seconds: a bucket bound of :data:`REQUEST_HISTOGRAM`."""
 
 
 # ---------------------------------------------------------------- the shop's data
@@ -188,12 +197,25 @@ async def scrape_labelled(
 
 
 async def scrape_buckets(
-    session: aiohttp.ClientSession, url: str, name: str
+    session: aiohttp.ClientSession, url: str, name: str, series: str = ""
 ) -> list[tuple[float, float]]:
-    """The cumulative buckets of the unlabelled histogram ``name`` on ``/metrics``: (upper
-    bound, count) pairs, in order."""
-    found = await scrape_labelled(session, url, name + "_bucket", "le")
-    return [(float(bound), count) for bound, count in found]
+    """The cumulative buckets of the histogram ``name`` on ``/metrics``, of its series whose
+    labels besides ``le`` are ``series`` (``'a="x",b="y"'``, sorted as the page writes them,
+    after ``le``; none: unlabelled): (upper bound, count) pairs, in order."""
+    return buckets_in(await metrics_lines(session, url), name, series)
+
+
+def buckets_in(lines: list[str], name: str, series: str = "") -> list[tuple[float, float]]:
+    """:func:`scrape_buckets` of the page's ``lines``."""
+    prefix = f'{name}_bucket{{le="'
+    closing = f'",{series}}} ' if series else '"} '
+    found = []
+    for line in lines:
+        if line.startswith(prefix):
+            bound, matched, value = line[len(prefix):].partition(closing)
+            if matched and '"' not in bound:  # not a series with more labels
+                found.append((float(bound), float(value)))
+    return found
 
 
 def histogram_quantile(
@@ -224,6 +246,21 @@ def counted_over(
     between two scrapes."""
     counted = dict(counted_between(before, after))
     return counted[math.inf] - counted[bound]
+
+
+def share_over(
+    bound: float, before: list[tuple[float, float]], after: list[tuple[float, float]]
+) -> float | None:
+    """The share of what a histogram counted between two scrapes that was above ``bound`` (one
+    of its bucket bounds); None when it counted nothing."""
+    counted = counted_between(before, after)
+    total = counted[-1][1] if counted else 0.0
+    return counted_over(bound, before, after) / total if total > 0 else None
+
+
+async def placed_buckets(session: aiohttp.ClientSession, url: str) -> list[tuple[float, float]]:
+    """The buckets of the server's own timing of the placements it answered 201 so far."""
+    return await scrape_buckets(session, url, REQUEST_HISTOGRAM, PLACED_SERIES)
 
 
 def counted_between(
@@ -318,10 +355,12 @@ async def measure(
             shop_load, shop_cpu = await with_cpu(shop.process.pid, generator.drive(shop.url))
             gc_between = await scrape_gc_seconds(session, shop.url)
             commits_before = await scrape_buckets(session, shop.url, COMMIT_HISTOGRAM)
+            placed_before = await placed_buckets(session, shop.url)
             half_load, half_cpu = await with_cpu(
                 shop.process.pid, generator.offer(shop.url, HALF * shop_load.per_s)
             )
             commits_after = await scrape_buckets(session, shop.url, COMMIT_HISTOGRAM)
+            placed_after = await placed_buckets(session, shop.url)
             gc_after = await scrape_gc_seconds(session, shop.url)
             stall_ms = await scrape_stall_ms(session, shop.url)
             stall_cpu_ms = await scrape_stall_cpu_ms(session, shop.url)
@@ -367,6 +406,7 @@ async def measure(
         "commit_p99_ms_half_load": _ms(histogram_quantile(0.99, commits_before, commits_after)),
         "commit_p50_ms_half_load": _ms(histogram_quantile(0.50, commits_before, commits_after)),
         "commits_over_50ms_half_load": counted_over(0.05, commits_before, commits_after),
+        "server_over_10ms_share_half_load": share_over(SERVER_BOUND_S, placed_before, placed_after),
         "place_order_p50_ms_half_load": half_load.p50_ms,
         "place_order_max_ms_half_load": half_load.max_ms,
         "place_order_statuses_half_load": half_load.statuses,
@@ -399,6 +439,8 @@ def render(figures: dict[str, Any]) -> str:
         ("commit_p50_ms_half_load", _shown(figures["commit_p50_ms_half_load"])),
         ("commit_p99_ms_half_load", _shown(figures["commit_p99_ms_half_load"])),
         ("commits_over_50ms_half_load", f"{figures['commits_over_50ms_half_load']:,.0f}"),
+        ("server_over_10ms_share_half_load",
+         _shown(figures["server_over_10ms_share_half_load"], 3)),
         ("loop_stall_max_ms", f"{figures['loop_stall_max_ms']:.1f}"),
         ("loop_stall_max_cpu_ms", _shown(figures["loop_stall_max_cpu_ms"])),
         ("gc_pause_max_ms", json.dumps({g: round(ms, 1) for g, ms in pauses.items()})),

@@ -19,9 +19,11 @@ import pytest
 from shopkeep.bench.http import (
     FALLBACK_WARNING,
     WAITING_BARE_WAIT_S,
+    buckets_in,
     counted_over,
     fallback_warning,
     histogram_quantile,
+    share_over,
 )
 from shopkeep.bench.processes import cpu_s
 
@@ -79,6 +81,8 @@ def test_the_quick_http_bench_reports_every_figure(tmp_path: Path, generator: st
     assert set(report["place_order_statuses_half_load"]) == {"201"}
     assert 0 <= report["commits_over_50ms_half_load"] <= report["half_load_answered_per_s"] * 60
     assert "commits_over_50ms_half_load" in result.stdout
+    assert 0 <= report["server_over_10ms_share_half_load"] <= 1  # the server's own timing
+    assert "server_over_10ms_share_half_load" in result.stdout
     stall = report["loop_stall_max_ms"]
     assert isinstance(stall, float) and 0 <= stall < 60_000
     assert report["loop_stall_max_ms_before_load"] <= stall  # a maximum since the start
@@ -122,10 +126,38 @@ def test_what_a_histogram_counted_over_a_bound_between_two_scrapes_is_counted() 
     assert counted_over(0.1, before, after) == 1
 
 
-def test_a_histogram_that_counted_nothing_has_no_quantile() -> None:
+def test_the_share_a_histogram_counted_over_a_bound_between_two_scrapes_is_of_all_counted() -> None:
+    before = [(0.01, 10.0), (0.05, 12.0), (float("inf"), 13.0)]
+    after = [(0.01, 90.0), (0.05, 95.0), (float("inf"), 113.0)]
+
+    assert share_over(0.01, before, after) == pytest.approx(20 / 100)  # 80 of 100 within 10 ms
+    assert share_over(0.05, before, after) == pytest.approx(17 / 100)
+
+
+def test_the_buckets_of_one_series_of_a_histogram_are_read_from_the_metrics_page() -> None:
+    page = [
+        '# TYPE x_seconds histogram',
+        'x_seconds_bucket{le="0.01",method="GET",route="/v1/orders",status="200"} 7.0',
+        'x_seconds_bucket{le="0.01",method="POST",route="/v1/orders",status="201"} 3.0',
+        'x_seconds_bucket{le="+Inf",method="POST",route="/v1/orders",status="201"} 4.0',
+        'x_seconds_count{method="POST",route="/v1/orders",status="201"} 4.0',
+        'y_seconds_bucket{le="0.5"} 2.0',
+        'y_seconds_bucket{le="+Inf"} 5.0',
+    ]
+
+    placed = buckets_in(page, "x_seconds", 'method="POST",route="/v1/orders",status="201"')
+
+    assert placed == [(0.01, 3.0), (float("inf"), 4.0)]
+    assert buckets_in(page, "y_seconds") == [(0.5, 2.0), (float("inf"), 5.0)]
+    assert buckets_in(page, "x_seconds") == []  # no unlabelled series
+
+
+def test_a_histogram_that_counted_nothing_has_no_quantile_nor_share() -> None:
     buckets = [(0.001, 3.0), (float("inf"), 3.0)]
 
     assert histogram_quantile(0.99, buckets, buckets) is None
+    assert share_over(0.001, buckets, buckets) is None
+    assert share_over(0.001, [], []) is None  # a series the server has not made yet
 
 
 def test_a_process_cpu_is_read_whole_or_its_main_thread_and_none_once_it_is_gone() -> None:
