@@ -187,12 +187,23 @@ async def scrape_labelled(
 ) -> list[tuple[str, float]]:
     """The samples of ``name`` whose one label is ``label``, on the server's ``/metrics``:
     (the label's value, the sample's value) pairs, in the order the page gives them."""
+    return labelled_in(await metrics_lines(session, url), name, label)
+
+
+def labelled_in(
+    lines: list[str], name: str, label: str, series: str = ""
+) -> list[tuple[str, float]]:
+    """The samples of ``name`` in a ``/metrics`` page's ``lines`` whose first label is
+    ``label`` and whose others are ``series`` (``'a="x",b="y"'``, sorted as the page writes
+    them; none: ``label`` alone): (``label``'s value, the sample's value) pairs, in order."""
     prefix = f'{name}{{{label}="'
+    closing = f'",{series}}} ' if series else '"} '
     found = []
-    for line in await metrics_lines(session, url):
+    for line in lines:
         if line.startswith(prefix):
-            labelled, _, value = line[len(prefix):].partition('"} ')
-            found.append((labelled, float(value)))
+            labelled, matched, value = line[len(prefix):].partition(closing)
+            if matched and '"' not in labelled:  # not a series with other labels
+                found.append((labelled, float(value)))
     return found
 
 
@@ -200,22 +211,15 @@ async def scrape_buckets(
     session: aiohttp.ClientSession, url: str, name: str, series: str = ""
 ) -> list[tuple[float, float]]:
     """The cumulative buckets of the histogram ``name`` on ``/metrics``, of its series whose
-    labels besides ``le`` are ``series`` (``'a="x",b="y"'``, sorted as the page writes them,
-    after ``le``; none: unlabelled): (upper bound, count) pairs, in order."""
+    labels besides ``le`` are ``series`` (as :func:`labelled_in` takes them; the page writes
+    ``le`` first): (upper bound, count) pairs, in order."""
     return buckets_in(await metrics_lines(session, url), name, series)
 
 
 def buckets_in(lines: list[str], name: str, series: str = "") -> list[tuple[float, float]]:
     """:func:`scrape_buckets` of the page's ``lines``."""
-    prefix = f'{name}_bucket{{le="'
-    closing = f'",{series}}} ' if series else '"} '
-    found = []
-    for line in lines:
-        if line.startswith(prefix):
-            bound, matched, value = line[len(prefix):].partition(closing)
-            if matched and '"' not in bound:  # not a series with more labels
-                found.append((float(bound), float(value)))
-    return found
+    buckets = labelled_in(lines, f"{name}_bucket", "le", series)
+    return [(float(bound), count) for bound, count in buckets]
 
 
 def histogram_quantile(
