@@ -53,11 +53,18 @@ memory read from its ``/metrics``, the disk's fsync latency measured just before
 (``fsync_before``: shopkeep's commits wait for it, the baseline never), and what each answer
 cost the servers' CPU, read from ``/proc`` around each run (None elsewhere): the event loop's
 thread of each (``bare_post_loop_cpu_us``, ``place_order_loop_cpu_us``, and at half load
-``place_order_loop_cpu_us_half_load``) and shopkeep's whole process, its writer's thread
-included (``place_order_process_cpu_us``; the writer's own process is not counted). A loop that
-needs N microseconds an answer answers at most a million over N a second, whatever the load
-generator does. Of that, the time shopkeep's process spent in garbage collections, per placement
-(``place_order_gc_us``, ``place_order_gc_us_half_load``, from its
+``place_order_loop_cpu_us_half_load``), each server's whole process, shopkeep's writer thread
+included (``bare_post_process_cpu_us``, ``place_order_process_cpu_us``), shopkeep's writer
+process (``place_order_writer_process_cpu_us``: SQLite's writes and fsyncs), the load
+generator's side (``bare_post_generator_cpu_us``, ``place_order_generator_cpu_us``: wrk, or
+this process with the built-in one) and all of these together (``bare_post_cores_cpu_us``,
+``place_order_cores_cpu_us``). A loop that needs N microseconds an answer answers at most a
+million over N a second, whatever the load generator does; and the cores, which the server,
+its writer process and the generator share, answer at most their number times a million over
+``place_order_cores_cpu_us`` a second (``place_order_cores_bound_per_s``; over
+``bare_post_per_s``, ``ratio_cores_bound``: the highest ``ratio`` this machine's cores allow
+shopkeep as it costs them now, however fast its loop). Of the process's time, the time spent in
+garbage collections, per placement (``place_order_gc_us``, ``place_order_gc_us_half_load``, from its
 ``shopkeep_gc_seconds_total``).
 """
 
@@ -75,14 +82,23 @@ import tempfile
 import time
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import aiohttp
 
 from shopkeep.bench.common import install_uvloop, machine, percentile, publish
 from shopkeep.bench.generators import CONNECTIONS, Generator, Load
 from shopkeep.bench.http_overhead import PRICE, run_bare, run_overhead
-from shopkeep.bench.processes import Server, cpu_s, free_port, serve_argv, start, wait_ready
+from shopkeep.bench.processes import (
+    Server,
+    children_cpu_s,
+    cpu_s,
+    free_port,
+    own_side_cpu_s,
+    serve_argv,
+    start,
+    wait_ready,
+)
 
 USERS = 1_000
 GOODS = 1_000
@@ -380,6 +396,7 @@ async def measure(
         status = shop.stop()
     if status != 0:
         raise RuntimeError(f"shopkeep stopped with status {status}:\n{shop.tail()}")
+    place_bound = cores_bound_per_s(shop_cpu)
     return {
         "bare_post_per_s": bare_load.per_s,
         "place_order_per_s": shop_load.per_s,
@@ -394,6 +411,16 @@ async def measure(
         "waiting_bare_wait_ms": WAITING_BARE_WAIT_S * 1000,
         "place_order_loop_cpu_us": shop_cpu.loop_us,
         "place_order_process_cpu_us": shop_cpu.process_us,
+        "place_order_writer_process_cpu_us": shop_cpu.children_us,
+        "place_order_generator_cpu_us": shop_cpu.generator_us,
+        "place_order_cores_cpu_us": shop_cpu.cores_us,
+        "bare_post_process_cpu_us": bare_cpu.process_us,
+        "bare_post_generator_cpu_us": bare_cpu.generator_us,
+        "bare_post_cores_cpu_us": bare_cpu.cores_us,
+        "place_order_cores_bound_per_s": place_bound,
+        "ratio_cores_bound": (
+            None if place_bound is None or not bare_load.per_s else place_bound / bare_load.per_s
+        ),
         "place_order_loop_cpu_us_half_load": half_cpu.loop_us,
         "place_order_gc_us": _per_answer_us(gc_before, gc_between, shop_load),
         "place_order_gc_us_half_load": _per_answer_us(gc_between, gc_after, half_load),
@@ -453,6 +480,12 @@ def render(figures: dict[str, Any]) -> str:
         ("waiting_bare_post_loop_cpu_us", _shown(figures["waiting_bare_post_loop_cpu_us"], 1)),
         ("place_order_loop_cpu_us", _shown(figures["place_order_loop_cpu_us"], 1)),
         ("place_order_process_cpu_us", _shown(figures["place_order_process_cpu_us"], 1)),
+        ("place_order_writer_process_cpu_us",
+         _shown(figures["place_order_writer_process_cpu_us"], 1)),
+        ("place_order_cores_cpu_us", _shown(figures["place_order_cores_cpu_us"], 1)),
+        ("bare_post_cores_cpu_us", _shown(figures["bare_post_cores_cpu_us"], 1)),
+        ("place_order_cores_bound_per_s", _shown(figures["place_order_cores_bound_per_s"], 0)),
+        ("ratio_cores_bound", _shown(figures["ratio_cores_bound"], 3)),
         (
             "place_order_loop_cpu_us_half_load",
             _shown(figures["place_order_loop_cpu_us_half_load"], 1),
@@ -481,31 +514,55 @@ def _shown(value: float | None, places: int = 2) -> str:
     return "-" if value is None else f"{value:.{places}f}"
 
 
-class CpuPerAnswer:
-    """What a server's CPU cost an answer over one load run, in microseconds: its event loop's
-    thread (``loop_us``) and its whole process, every thread (``process_us``); None where the
+class CpuPerAnswer(NamedTuple):
+    """What one load run cost the machine's CPU an answer, in microseconds; None where the
     system does not say (no ``/proc``)."""
 
-    __slots__ = ("loop_us", "process_us")
+    loop_us: float | None
+    """The server's event loop's thread."""
+    process_us: float | None
+    """The server's whole process, every thread."""
+    children_us: float | None
+    """The server's child processes (shopkeep's writer process; none for the baselines)."""
+    generator_us: float | None
+    """The load generator's side: this process and the generator's command (wrk)."""
 
-    def __init__(self, loop_us: float | None, process_us: float | None) -> None:
-        self.loop_us = loop_us
-        self.process_us = process_us
+    @property
+    def cores_us(self) -> float | None:
+        """All of it: what an answer takes of the cores the server, its writer process and
+        the load generator share."""
+        if self.process_us is None or self.generator_us is None:
+            return None
+        return self.process_us + (self.children_us or 0.0) + self.generator_us
 
 
 async def with_cpu(pid: int, run: Awaitable[Load]) -> tuple[Load, CpuPerAnswer]:
-    """``run``'s load, and what the server ``pid`` spent on each of its answers.
+    """``run``'s load, and what the server ``pid``, its children and the load generator spent
+    on each of its answers.
 
     The CPU read before and after the run includes the few moments around it in which the
     load generator starts and stops, when the server is idle.
     """
     loop_before, process_before = cpu_s(pid, main_thread=True), cpu_s(pid)
+    children_before, generator_before = children_cpu_s(pid), own_side_cpu_s()
     load = await run
     loop_after, process_after = cpu_s(pid, main_thread=True), cpu_s(pid)
+    children_after, generator_after = children_cpu_s(pid), own_side_cpu_s()
     return load, CpuPerAnswer(
         _per_answer_us(loop_before, loop_after, load),
         _per_answer_us(process_before, process_after, load),
+        _per_answer_us(children_before, children_after, load),
+        _per_answer_us(generator_before, generator_after, load),
     )
+
+
+def cores_bound_per_s(cpu: CpuPerAnswer) -> float | None:
+    """The answers a second this machine's cores could give at most, each costing
+    ``cpu.cores_us``, were every core busy with them."""
+    cores_us = cpu.cores_us
+    if not cores_us:
+        return None
+    return (os.cpu_count() or 1) * 1e6 / cores_us
 
 
 def _per_answer_us(before: float | None, after: float | None, load: Load) -> float | None:

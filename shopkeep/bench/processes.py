@@ -75,6 +75,37 @@ def cpu_s(pid: int, *, main_thread: bool = False) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_s(pid: int) -> float | None:
+    """CPU seconds used so far by the live child processes of ``pid`` together (a server's
+    writer process); None where ``/proc`` does not say. A child that has ended is not
+    counted: read it while the children run."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    total = 0.0
+    for entry in entries:
+        if entry.isdigit() and _parent_of(entry) == pid:
+            total += cpu_s(int(entry)) or 0.0
+    return total
+
+
+def _parent_of(pid: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return None  # ended meanwhile
+    return int(fields[1])  # ppid, field 4 of proc(5)
+
+
+def own_side_cpu_s() -> float:
+    """CPU seconds used so far by this process and its ended, reaped children (a load
+    generator run as a command, or run in this process)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def start(name: str, argv: list[str], port: int, folder: Path, env: dict[str, str]) -> Server:
     """Start ``argv`` from the repository root, its output to a file in ``folder``.
 

@@ -19,13 +19,15 @@ import pytest
 from shopkeep.bench.http import (
     FALLBACK_WARNING,
     WAITING_BARE_WAIT_S,
+    CpuPerAnswer,
     buckets_in,
+    cores_bound_per_s,
     counted_over,
     fallback_warning,
     histogram_quantile,
     share_over,
 )
-from shopkeep.bench.processes import cpu_s
+from shopkeep.bench.processes import children_cpu_s, cpu_s, own_side_cpu_s
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,6 +54,10 @@ CPU_FIGURES = (
     "place_order_loop_cpu_us_half_load",
     "place_order_gc_us",
     "place_order_gc_us_half_load",
+    "place_order_writer_process_cpu_us",
+    "place_order_cores_cpu_us",
+    "bare_post_cores_cpu_us",
+    "place_order_cores_bound_per_s",
 )
 
 
@@ -90,6 +96,10 @@ def test_the_quick_http_bench_reports_every_figure(tmp_path: Path, generator: st
     for key in CPU_FIGURES:  # read from /proc (which these machines have) and /metrics
         assert 0 < report[key] < 1_000_000, f"{key} = {report[key]}"
         assert key in result.stdout, f"{key} missing from the printed table"
+    assert report["ratio_cores_bound"] == pytest.approx(
+        report["place_order_cores_bound_per_s"] / report["bare_post_per_s"]
+    )
+    assert "ratio_cores_bound" in result.stdout
     assert "loop_stall_max_ms" in result.stdout
     assert set(report["gc_pause_max_ms"]) == {"0", "1", "2"}
     assert report["audit_ok"] is True
@@ -172,3 +182,39 @@ def test_a_process_cpu_is_read_whole_or_its_main_thread_and_none_once_it_is_gone
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     assert cpu_s(gone.pid) is None
+
+
+SPIN = "import time\nend = time.thread_time() + 0.2\nwhile time.thread_time() < end: pass\n"
+"""A child's program: use 0.2 s of CPU."""
+
+
+def test_a_live_childs_cpu_is_counted_for_its_parent() -> None:
+    before = children_cpu_s(os.getpid())
+    child = subprocess.Popen(
+        [sys.executable, "-c", SPIN + "print('spun', flush=True)\ninput()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "spun\n"
+        after = children_cpu_s(os.getpid())
+    finally:
+        child.communicate("", timeout=30)
+    assert before is not None and after is not None
+    assert after - before >= 0.1  # its 0.2 s, in whole ticks
+
+
+def test_a_reaped_childs_cpu_is_counted_on_this_side() -> None:
+    before = own_side_cpu_s()
+
+    subprocess.run([sys.executable, "-c", SPIN], check=True, timeout=30)
+
+    assert own_side_cpu_s() - before >= 0.1
+
+
+def test_the_cores_bound_is_the_cores_over_what_an_answer_costs_them_all() -> None:
+    cpu = CpuPerAnswer(loop_us=100.0, process_us=120.0, children_us=60.0, generator_us=20.0)
+
+    assert cpu.cores_us == 200.0
+    assert cores_bound_per_s(cpu) == pytest.approx((os.cpu_count() or 1) * 5_000)
+    unknown = CpuPerAnswer(loop_us=None, process_us=None, children_us=None, generator_us=20.0)
+    assert cores_bound_per_s(unknown) is None  # no /proc: nothing to say
