@@ -8,7 +8,9 @@ page and only its index entry to a random one: a commit writes fewer pages.
 Written only by the actor whose unit of work holds the effect the key guards, in that same unit:
 
 - the user actor binds a placement's key (``BeginOrder``), and the order actor adds the
-  placement's answer in the unit that confirms (or accepts) the order;
+  placement's answer in the unit that confirms (or accepts) the order; a placement decided in
+  one turn, where both write into one unit, has the order write the row whole instead
+  (``BeginOrder.row_by_order``): one insert, not an insert and an update of the same row;
 - every other keyed request goes through :func:`run_keyed`, in the actor that does it (the
   user for a wallet credit, the goods for a PATCH, the order for a payment, a cancel, a ship, a
   delivery, a return or its approval).
@@ -31,7 +33,7 @@ from shopkeep.actors.key_rules import (
     encode_answer,
     replay,
 )
-from shopkeep.actors.protocol import Keyed, KeySeen
+from shopkeep.actors.protocol import BeginOrder, Keyed, KeySeen
 from shopkeep.runtime import Address, Context, Overloaded
 from shopkeep.store.reader import Reader
 
@@ -102,11 +104,16 @@ def bind_placement(
         ctx.execute(REBIND_SQL, (order_id, ctx.now(), user_id, key, replaces))
 
 
-def keep_placement_answer(
-    ctx: Context, user_id: int, key: str, order_id: int, answer: Any
-) -> None:
-    """Record the placement's answer with its key, in the unit that placed (or accepted) it."""
-    ctx.execute(ANSWER_SQL, (encode_answer(answer), user_id, key, order_id))
+def keep_placement_answer(ctx: Context, begin: BeginOrder, user_id: int, answer: Any) -> None:
+    """Record the placement's answer with its key (``begin.key``), in the unit that placed (or
+    accepted) it: in the key's row the user wrote, or, when the order writes the row
+    (``begin.row_by_order``), in the row as it is inserted."""
+    encoded = encode_answer(answer)
+    if begin.row_by_order:
+        row = (user_id, begin.key, begin.request_hash, begin.order_id, encoded, ctx.now())
+        ctx.execute(INSERT_SQL, row)
+    else:
+        ctx.execute(ANSWER_SQL, (encoded, user_id, begin.key, begin.order_id))
 
 
 async def placement_answer(reader: Reader, user_id: int, key: str, order_id: int) -> bytes | None:

@@ -101,6 +101,7 @@ from shopkeep.actors.placement_turn import place_in_one_turn
 from shopkeep.actors.protocol import (
     INVALID_STATE,
     NOT_FOUND,
+    BeginOrder,
     Keyed,
     OrderSettled,
     OrderTicket,
@@ -327,9 +328,12 @@ class OrderActor(Actor):
             )
             if refusal is not None:
                 return self._refused(refusal)
-            placed = await place_in_one_turn(self, ctx, message, message.begin)
+            begin = message.begin
+            if begin.key is not None:
+                begin = msgspec.structs.replace(begin, row_by_order=True)  # one unit: one row
+            placed = await place_in_one_turn(self, ctx, message, begin)
             if isinstance(placed, OrderState):
-                return self._keep_answer(ctx, message, order_view(placed))
+                return self._keep_answer(ctx, message.user_id, begin, order_view(placed))
             if isinstance(placed, Refusal):
                 return self._refused(placed)
             if placed is not None:
@@ -362,9 +366,10 @@ class OrderActor(Actor):
         if isinstance(message, Accept):
             # enqueued now, before the answer leaves: nothing the caller sends can overtake it
             ctx.tell(self.address, Run(message.expected_total))
-            return self._keep_answer(ctx, message, self._outcome())
+            return self._keep_answer(ctx, message.user_id, message.begin, self._outcome())
         ctx.checkpoint()
-        return self._keep_answer(ctx, message, await self._run(ctx, Run(message.expected_total)))
+        answer = await self._run(ctx, Run(message.expected_total))
+        return self._keep_answer(ctx, message.user_id, message.begin, answer)
 
     def _refused(self, refusal: Refusal) -> Refusal:
         """Count a placement refused before any order was recorded (one that was is counted
@@ -373,13 +378,12 @@ class OrderActor(Actor):
         return refusal
 
     def _keep_answer(
-        self, ctx: Context, message: Place | Accept, answer: OrderView | Refusal
+        self, ctx: Context, user_id: int, begin: BeginOrder | None, answer: OrderView | Refusal
     ) -> OrderView | Refusal:
         """Record the placement's answer with its Idempotency-Key, in this unit (a refusal is
         not recorded: the failed order answers it for ever, see Shop.place_order)."""
-        begin = message.begin
         if begin is not None and begin.key is not None and isinstance(answer, OrderView):
-            keep_placement_answer(ctx, message.user_id, begin.key, begin.order_id, answer)
+            keep_placement_answer(ctx, begin, user_id, answer)
         return answer
 
     async def _run(self, ctx: Context, message: Run) -> OrderView | Refusal:

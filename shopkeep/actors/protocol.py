@@ -114,6 +114,12 @@ class BeginOrder(msgspec.Struct, frozen=True, tag=True, gc=False):
     ``replaces``: the order the key was bound to, whose placement did nothing (it failed
     overloaded, unavailable or interrupted, everything given back): the key is bound afresh to
     ``order_id`` as if new (SPEC 7: such a first attempt does not bind its key).
+
+    ``row_by_order``: the placement is decided in one turn (``placement_turn.py``), and the
+    order writes the key's row itself, its answer in it, in the one unit they share: the user
+    only remembers the key. (Only a key the user knows is new joins such a turn, so the row
+    is always a new one.) One statement instead of an insert and then an update of the same
+    row, which would also keep the writer from joining a batch's inserts into one.
     """
 
     order_id: int
@@ -121,6 +127,7 @@ class BeginOrder(msgspec.Struct, frozen=True, tag=True, gc=False):
     request_hash: str
     max_unpaid: int
     replaces: int | None = None
+    row_by_order: bool = False
 
 
 class OrderTicket(msgspec.Struct, frozen=True, tag=True, gc=False):

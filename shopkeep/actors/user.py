@@ -266,10 +266,11 @@ class UserActor(Actor):
             rebound = seen is not None and seen.order_id == msg.replaces
             if key is not None and (seen is None or rebound):
                 self._keep_key(key, KeyUse(msg.request_hash, msg.order_id, ctx.now()))
-                key_store.bind_placement(
-                    ctx, user_id, key, msg.request_hash, msg.order_id,
-                    msg.replaces if rebound else None,
-                )
+                if not msg.row_by_order:  # else the order writes it, with its answer
+                    key_store.bind_placement(
+                        ctx, user_id, key, msg.request_hash, msg.order_id,
+                        msg.replaces if rebound else None,
+                    )
         return answer
 
     async def _key_use(self, ctx: Context, key: str) -> KeyUse | None:

@@ -7,12 +7,16 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import msgspec
 import pytest
 
+from shopkeep.actors import key_store
+from shopkeep.actors.order_messages import OrderView
 from shopkeep.actors.order_store import HISTORY_SQL, INSERT_ITEM_SQL, INSERT_ORDER_SQL
 from shopkeep.actors.placement_turn import JOIN_ATTEMPTS
 from shopkeep.actors.protocol import GetGoods
 from shopkeep.errors import ShopError
+from shopkeep.idempotency import IdempotencyKey
 from shopkeep.runtime import Address, Context, VirtualClock
 from shopkeep.shop import Shop
 from shopkeep.store import UnitOfWork
@@ -112,6 +116,29 @@ async def test_a_placement_with_coupon_wallet_and_key_is_one_unit(
     assert (await shop.get_user(user)).balance == 500
     assert (await shop.get_coupon(coupon.id)).state == "used"
     await assert_audit_ok(shop)
+
+
+async def test_a_keyed_placement_writes_its_keys_row_once_with_the_answer_in_it(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tea = await shop.create_goods("tea", price=1_500, stock=10)
+    user = (await shop.create_user("ann")).user.id
+    await shop.get_goods(tea.id)
+    await shop.get_user(user)
+    watch = Units(shop, monkeypatch)
+    key = IdempotencyKey("k-1")
+
+    order = await shop.place_order(user, [(tea.id, 1)], idempotency_key=key)
+
+    assert await watch.counted() == 1
+    assert watch.rows(key_store.INSERT_SQL) == 1
+    assert watch.rows(key_store.ANSWER_SQL) == 0  # no second write of the same row
+    assert len(watch.statements) == 7  # a plain placement's six, and the key's row
+    kept = await key_store.placement_answer(shop.runtime.store.reader, user, "k-1", order.id)
+    assert kept is not None and msgspec.msgpack.decode(kept, type=OrderView) == order
+    again = IdempotencyKey("k-1")
+    assert await shop.place_order(user, [(tea.id, 1)], idempotency_key=again) == order
+    assert again.replayed and not key.replayed
 
 
 async def test_participants_that_are_not_live_are_loaded_and_join(
