@@ -14,7 +14,7 @@ from shopkeep.actors import key_store
 from shopkeep.actors.order_messages import OrderView
 from shopkeep.actors.order_store import HISTORY_SQL, INSERT_ITEM_SQL, INSERT_ORDER_SQL
 from shopkeep.actors.placement_turn import JOIN_ATTEMPTS
-from shopkeep.actors.protocol import GetGoods
+from shopkeep.actors.protocol import GetGoods, GoodsView
 from shopkeep.errors import ShopError
 from shopkeep.idempotency import IdempotencyKey
 from shopkeep.runtime import Address, Context, VirtualClock
@@ -70,13 +70,20 @@ class Activations:
         monkeypatch.setattr(Context, "activate", counted)
 
 
+async def live_goods_and_user(shop: Shop) -> tuple[GoodsView, int]:
+    """A tea (1,500 a unit, 10 in stock) and a user's id, both actors live and idle: what a
+    placement joins in one turn."""
+    tea = await shop.create_goods("tea", price=1_500, stock=10)
+    user = (await shop.create_user("ann")).user.id
+    await shop.get_goods(tea.id)
+    await shop.get_user(user)
+    return tea, user
+
+
 async def test_a_plain_placement_is_one_unit_with_the_order_born_confirmed(
     shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tea = await shop.create_goods("tea", price=1_500, stock=10)
-    user = (await shop.create_user("ann")).user.id
-    await shop.get_goods(tea.id)  # the participants are live (and idle)
-    await shop.get_user(user)
+    tea, user = await live_goods_and_user(shop)
     watch = Units(shop, monkeypatch)
     order = await shop.place_order(user, [(tea.id, 2)])
     assert await watch.counted() == 1
@@ -121,10 +128,7 @@ async def test_a_placement_with_coupon_wallet_and_key_is_one_unit(
 async def test_a_keyed_placement_writes_its_keys_row_once_with_the_answer_in_it(
     shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tea = await shop.create_goods("tea", price=1_500, stock=10)
-    user = (await shop.create_user("ann")).user.id
-    await shop.get_goods(tea.id)
-    await shop.get_user(user)
+    tea, user = await live_goods_and_user(shop)
     watch = Units(shop, monkeypatch)
     key = IdempotencyKey("k-1")
 
@@ -158,10 +162,7 @@ async def test_participants_that_are_not_live_are_loaded_and_join(
 async def test_a_participant_with_mail_queued_is_waited_for_and_the_placement_is_one_unit(
     shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tea = await shop.create_goods("tea", price=1_500, stock=10)
-    user = (await shop.create_user("ann")).user.id
-    await shop.get_goods(tea.id)
-    await shop.get_user(user)
+    tea, user = await live_goods_and_user(shop)
     watch = Units(shop, monkeypatch)
     # queued, not yet handled: the goods cannot join a turn before it has handled it, so the
     # order waits for the goods' turn in its mailbox, then places in one turn
