@@ -25,7 +25,9 @@ At 3,000 (and generation 1 every third) it is 5-6 us, and the longest collection
 6.5-8.5 ms at the default (an embedded run of 60,000 keyed placements, 64 customers, twice each).
 Larger thresholds cost less still but pause longer: 10,000 with generation 1 every time, 3-4 us
 and 15 ms; 20,000 and the default ten, 3-4 us but 80-107 ms, since generation 1 then holds ten
-young generations' survivors when it is walked.
+young generations' survivors when it is walked. Over HTTP (``python -m shopkeep.bench.http``,
+three alternated pairs): 7-8 us a placement against 26-30, 6.6% more placements a second, the
+half-load p99 the same within the runs' spread (docs/performance.md).
 
 It is process-wide, so it is for the program that owns the process to call: ``shopkeep serve``
 and the benchmarks do; a program embedding the shop may.
