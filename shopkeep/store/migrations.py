@@ -329,6 +329,21 @@ KEYS_APPENDED_IN_TIME_ORDER = Migration(
     """,
 )
 
+STOCK_LEDGER_BY_GOODS_IN_TIME_ORDER = Migration(
+    7,
+    "the stock ledger's indexes: unique by (order, goods, reason), which also finds an order's "
+    "rows, and by (goods, id), which pages a goods' ledger newest first without sorting it "
+    "(the index by goods, order and reason made every page of the admin console's ledger sort "
+    "all of the goods' rows); a placement's ledger row still adds one index entry at a random "
+    "place and one at the end",
+    """
+    DROP INDEX stock_ledger_once;
+    DROP INDEX stock_ledger_by_order;
+    CREATE UNIQUE INDEX stock_ledger_once ON stock_ledger (order_id, goods_id, reason);
+    CREATE INDEX stock_ledger_by_goods ON stock_ledger (goods_id, id);
+    """,
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     RUNTIME_TABLES,
     SHOP_TABLES,
@@ -336,6 +351,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     IDEMPOTENCY_KEYS_OF_EVERY_ROUTE,
     PAYMENT_PROVIDERS,
     KEYS_APPENDED_IN_TIME_ORDER,
+    STOCK_LEDGER_BY_GOODS_IN_TIME_ORDER,
 )
 """Every migration of the product schema, oldest first."""
 
