@@ -65,14 +65,8 @@ def cpu_s(pid: int, *, main_thread: bool = False) -> float | None:
     """CPU seconds (user and system) used so far by process ``pid``, all its threads, or with
     ``main_thread`` its main thread alone (a server's event loop); None where ``/proc`` does
     not say (not Linux, or the process is gone)."""
-    path = f"/proc/{pid}/task/{pid}/stat" if main_thread else f"/proc/{pid}/stat"
-    try:
-        with open(path) as stat:
-            fields = stat.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    # after the command's closing parenthesis: state is field 3, utime 14, stime 15 (proc(5))
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    fields = _stat_of(f"/proc/{pid}/task/{pid}/stat" if main_thread else f"/proc/{pid}/stat")
+    return None if fields is None else _cpu_of(fields)
 
 
 def children_cpu_s(pid: int) -> float | None:
@@ -85,18 +79,26 @@ def children_cpu_s(pid: int) -> float | None:
         return None
     total = 0.0
     for entry in entries:
-        if entry.isdigit() and _parent_of(entry) == pid:
-            total += cpu_s(int(entry)) or 0.0
+        fields = _stat_of(f"/proc/{entry}/stat") if entry.isdigit() else None
+        if fields is not None and int(fields[1]) == pid:  # ppid, field 4 of proc(5)
+            total += _cpu_of(fields)
     return total
 
 
-def _parent_of(pid: str) -> int | None:
+def _stat_of(path: str) -> list[str] | None:
+    """The fields of a ``stat`` file after the command's closing parenthesis (field 3, the
+    state, first; proc(5)); None when it cannot be read (no ``/proc``, or the process is
+    gone)."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
+        with open(path) as stat:
+            return stat.read().rpartition(")")[2].split()
     except OSError:
-        return None  # ended meanwhile
-    return int(fields[1])  # ppid, field 4 of proc(5)
+        return None
+
+
+def _cpu_of(fields: list[str]) -> float:
+    """utime and stime (fields 14 and 15), in seconds."""
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def own_side_cpu_s() -> float:
