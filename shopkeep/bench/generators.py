@@ -1,7 +1,7 @@
 """The HTTP bench's load generators: ``wrk`` (Debian's package) when installed, else a built-in
-aiohttp client, both placing one-item orders with bearer tokens and idempotency keys, as many
-as the server answers (a closed loop); and an open loop, offering a fixed rate on a schedule
-(:func:`run_open_loop`).
+aiohttp client, both placing one-item orders with bearer tokens and idempotency keys (or
+reading ``GET /v1/me`` with the same tokens), as many as the server answers (a closed loop);
+and an open loop, offering a fixed rate on a schedule (:func:`run_open_loop`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from shopkeep.bench.common import percentile
 from shopkeep.bench.open_loop import OpenLoop
 
 ORDERS_PATH = "/v1/orders"
+ME_PATH = "/v1/me"
 CONNECTIONS = 64
 
 
@@ -93,13 +94,7 @@ end
 
 function request()
   counter = counter + 1
-  local body = '{"items":[{"goods_id":"' .. goods[math.random(#goods)] .. '","quantity":1}]}'
-  local headers = {
-    ["Authorization"] = "Bearer " .. tokens[math.random(#tokens)],
-    ["Content-Type"] = "application/json",
-    ["Idempotency-Key"] = "%(run)s-" .. tid .. "-" .. counter,
-  }
-  return wrk.format("POST", "%(path)s", headers, body)
+%(request)s
 end
 
 function response(status, headers, body)
@@ -127,18 +122,39 @@ end
 """
 
 
-def wrk_script(tokens: list[str], goods_ids: list[str], run: str, seed: int) -> str:
-    """The wrk Lua script placing one-item orders (``run`` makes its idempotency keys new)."""
+PLACE_LUA = """\
+  local body = '{"items":[{"goods_id":"' .. goods[math.random(#goods)] .. '","quantity":1}]}'
+  local headers = {
+    ["Authorization"] = "Bearer " .. tokens[math.random(#tokens)],
+    ["Content-Type"] = "application/json",
+    ["Idempotency-Key"] = "%(run)s-" .. tid .. "-" .. counter,
+  }
+  return wrk.format("POST", "%(path)s", headers, body)"""
+"""wrk's request: a one-item order for a random user and goods, with a key of its own."""
+
+READ_LUA = """\
+  local headers = {["Authorization"] = "Bearer " .. tokens[math.random(#tokens)]}
+  return wrk.format("GET", "%(path)s", headers, nil)"""
+"""wrk's request: a random user reading who they are (an authenticated read from memory)."""
+
+
+def wrk_script(
+    tokens: list[str], goods_ids: list[str], run: str, seed: int, *, read: bool = False
+) -> str:
+    """The wrk Lua script placing one-item orders (``run`` makes its idempotency keys new), or
+    with ``read``, asking ``GET /v1/me`` as a random user."""
 
     def lua_list(values: list[str]) -> str:
         return ", ".join(f'"{value}"' for value in values)
 
+    request = (READ_LUA % {"path": ME_PATH}) if read else (
+        PLACE_LUA % {"run": run, "path": ORDERS_PATH}
+    )
     return WRK_SCRIPT % {
         "tokens": lua_list(tokens),
         "goods": lua_list(goods_ids),
         "seed": seed,
-        "run": run,
-        "path": ORDERS_PATH,
+        "request": request,
     }
 
 
@@ -190,10 +206,31 @@ async def place_one(
         return None
 
 
+async def read_one(
+    session: aiohttp.ClientSession, url: str, pick: random.Random, tokens: list[str]
+) -> str | None:
+    """Ask ``GET /v1/me`` as a random user; its status, or None when no answer came."""
+    headers = {"Authorization": f"Bearer {pick.choice(tokens)}"}
+    try:
+        async with session.get(url + ME_PATH, headers=headers) as response:
+            await response.read()
+            return str(response.status)
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+
+
 async def run_builtin(
-    url: str, tokens: list[str], goods_ids: list[str], run: str, seconds: float, connections: int
+    url: str,
+    tokens: list[str],
+    goods_ids: list[str],
+    run: str,
+    seconds: float,
+    connections: int,
+    *,
+    read: bool = False,
 ) -> Load:
-    """Drive ``url`` with ``connections`` aiohttp client loops for ``seconds``."""
+    """Drive ``url`` with ``connections`` aiohttp client loops for ``seconds``, placing orders
+    (or with ``read``, reading ``GET /v1/me``)."""
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     errors = 0
@@ -208,8 +245,11 @@ async def run_builtin(
             pick = random.Random(f"{run}-{n}")
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                key = f"{run}-{next(keys)}"
-                status = await place_one(session, url, pick, tokens, goods_ids, key)
+                if read:
+                    status = await read_one(session, url, pick, tokens)
+                else:
+                    key = f"{run}-{next(keys)}"
+                    status = await place_one(session, url, pick, tokens, goods_ids, key)
                 if status is None:
                     errors += 1
                     continue
@@ -274,14 +314,17 @@ class Generator:
         """What the JSON calls it."""
         return "wrk" if self.use_wrk else "aiohttp-client"
 
-    async def drive(self, url: str, seconds: float | None = None) -> Load:
-        """One run against ``url`` (a fresh run id, so every idempotency key is new)."""
+    async def drive(self, url: str, seconds: float | None = None, *, read: bool = False) -> Load:
+        """One run against ``url`` (a fresh run id, so every idempotency key is new), placing
+        orders, or with ``read`` asking ``GET /v1/me``."""
         run = f"bench-{secrets.token_hex(4)}-{next(self.runs)}"
         duration = self.seconds if seconds is None else seconds
         if not self.use_wrk:
-            return await run_builtin(url, self.tokens, self.goods_ids, run, duration, CONNECTIONS)
+            return await run_builtin(
+                url, self.tokens, self.goods_ids, run, duration, CONNECTIONS, read=read
+            )
         script = self.folder / f"{run}.lua"
-        script.write_text(wrk_script(self.tokens, self.goods_ids, run, seed=len(run)))
+        script.write_text(wrk_script(self.tokens, self.goods_ids, run, seed=len(run), read=read))
         threads = max(1, min(4, (os.cpu_count() or 1)))
         return await run_wrk(url, script, duration, CONNECTIONS, threads)
 

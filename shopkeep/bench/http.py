@@ -27,6 +27,12 @@ placements per second it just answered, on a schedule (an open loop over raw soc
 enough not to add a tail of its own: :func:`shopkeep.bench.generators.run_open_loop`), each
 latency counted from when its request was due. At the end ``GET /v1/audit`` must answer ok.
 
+Before the placements, the same connections and tokens ask shopkeep ``GET /v1/me`` (each
+user reading who they are: the whole HTTP layer, authentication included, and an answer from
+the user's memory, no write): what any authenticated request costs this server before a
+placement adds its own work (``get_me_per_s``, ``ratio_get_me`` over ``bare_post_per_s``, and
+its loop's CPU an answer, ``get_me_loop_cpu_us``). A placement cannot answer faster than that.
+
 The figures: ``bare_post_per_s``, ``place_order_per_s``, ``place_order_p50_ms``,
 ``place_order_p99_ms`` (closed loop, 64 connections), ``ratio`` (place_order_per_s /
 bare_post_per_s), ``place_order_p99_ms_half_load`` (open loop at half that capacity),
@@ -369,6 +375,10 @@ async def measure(
             waiting_load, waiting_cpu = await with_cpu(
                 waiting.process.pid, generator.drive(waiting.url)
             )
+            await generator.drive(shop.url, warmup, read=True)
+            read_load, read_cpu = await with_cpu(
+                shop.process.pid, generator.drive(shop.url, read=True)
+            )
             await generator.drive(shop.url, warmup)
             stall_before_ms = await scrape_stall_ms(session, shop.url)
             gc_before = await scrape_gc_seconds(session, shop.url)
@@ -410,6 +420,10 @@ async def measure(
         "waiting_bare_post_loop_cpu_us": waiting_cpu.loop_us,
         "waiting_bare_wait_ms": WAITING_BARE_WAIT_S * 1000,
         "place_order_loop_cpu_us": shop_cpu.loop_us,
+        "get_me_per_s": read_load.per_s,
+        "get_me_loop_cpu_us": read_cpu.loop_us,
+        "ratio_get_me": read_load.per_s / bare_load.per_s if bare_load.per_s else 0.0,
+        "get_me_statuses": read_load.statuses,
         "place_order_process_cpu_us": shop_cpu.process_us,
         "place_order_writer_process_cpu_us": shop_cpu.children_us,
         "place_order_generator_cpu_us": shop_cpu.generator_us,
@@ -479,6 +493,9 @@ def render(figures: dict[str, Any]) -> str:
         ("waiting_bare_post_per_s", f"{figures['waiting_bare_post_per_s']:,.0f}"),
         ("waiting_bare_post_loop_cpu_us", _shown(figures["waiting_bare_post_loop_cpu_us"], 1)),
         ("place_order_loop_cpu_us", _shown(figures["place_order_loop_cpu_us"], 1)),
+        ("get_me_per_s", f"{figures['get_me_per_s']:,.0f}"),
+        ("ratio_get_me", f"{figures['ratio_get_me']:.3f}"),
+        ("get_me_loop_cpu_us", _shown(figures["get_me_loop_cpu_us"], 1)),
         ("place_order_process_cpu_us", _shown(figures["place_order_process_cpu_us"], 1)),
         ("place_order_writer_process_cpu_us",
          _shown(figures["place_order_writer_process_cpu_us"], 1)),

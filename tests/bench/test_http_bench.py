@@ -38,6 +38,8 @@ FIGURES = (
     "place_order_p50_ms",
     "place_order_p99_ms",
     "ratio",
+    "get_me_per_s",
+    "ratio_get_me",
     "place_order_p99_ms_half_load",
     "commit_p50_ms_half_load",
     "commit_p99_ms_half_load",
@@ -50,6 +52,7 @@ CPU_FIGURES = (
     "bare_post_loop_cpu_us",
     "waiting_bare_post_loop_cpu_us",
     "place_order_loop_cpu_us",
+    "get_me_loop_cpu_us",
     "place_order_process_cpu_us",
     "place_order_loop_cpu_us_half_load",
     "place_order_gc_us",
@@ -79,6 +82,10 @@ def test_the_quick_http_bench_reports_every_figure(tmp_path: Path, generator: st
         assert math.isfinite(value) and value > 0, f"{key} = {value}"
         assert key in result.stdout, f"{key} missing from the printed table"
     assert report["ratio"] == pytest.approx(report["place_order_per_s"] / report["bare_post_per_s"])
+    assert report["ratio_get_me"] == pytest.approx(
+        report["get_me_per_s"] / report["bare_post_per_s"]
+    )
+    assert set(report["get_me_statuses"]) == {"200"}, report["get_me_statuses"]
     assert report["http_overhead_ratio"] == pytest.approx(
         report["http_overhead_shopkeep_us"] / report["http_overhead_bare_us"]
     )
