@@ -412,7 +412,7 @@ async def measure(
         "place_order_per_s": shop_load.per_s,
         "place_order_p50_ms": shop_load.p50_ms,
         "place_order_p99_ms": shop_load.p99_ms,
-        "ratio": shop_load.per_s / bare_load.per_s if bare_load.per_s else 0.0,
+        "ratio": _over_bare(shop_load, bare_load),
         "place_order_p99_ms_half_load": half_load.p99_ms,
         "loop_stall_max_ms": stall_ms,
         "bare_post_loop_cpu_us": bare_cpu.loop_us,
@@ -422,7 +422,7 @@ async def measure(
         "place_order_loop_cpu_us": shop_cpu.loop_us,
         "get_me_per_s": read_load.per_s,
         "get_me_loop_cpu_us": read_cpu.loop_us,
-        "ratio_get_me": read_load.per_s / bare_load.per_s if bare_load.per_s else 0.0,
+        "ratio_get_me": _over_bare(read_load, bare_load),
         "get_me_statuses": read_load.statuses,
         "place_order_process_cpu_us": shop_cpu.process_us,
         "place_order_writer_process_cpu_us": shop_cpu.children_us,
@@ -521,6 +521,11 @@ def render(figures: dict[str, Any]) -> str:
         ("load_generator", figures["load_generator"]),
     ]
     return "\n".join(f"{name:<34}  {value}" for name, value in rows)
+
+
+def _over_bare(load: Load, bare: Load) -> float:
+    """``load``'s answers a second over the bare POST's (0 when the bare one answered none)."""
+    return load.per_s / bare.per_s if bare.per_s else 0.0
 
 
 def _ms(seconds: float | None) -> float | None:
