@@ -3,11 +3,14 @@ server that drops connections never answered instead of waiting for it."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from shopkeep.bench.open_loop import OpenLoop
+from shopkeep.bench.open_loop import OpenLoop, Ticker
 
 
 def request(n: int) -> bytes:
@@ -62,3 +65,27 @@ def test_it_runs_on_uvloop_too() -> None:
         loop.run_until_complete(test_every_request_offered_is_answered_and_timed())
     finally:
         loop.close()
+
+
+async def test_the_ticker_hands_over_each_request_once_in_order_at_its_due_time() -> None:
+    fallen: list[tuple[int, float]] = []
+    ticker = Ticker(asyncio.get_running_loop(), fallen.extend, rate_per_s=2_000, total=50)
+    try:
+        await ticker.run()
+    finally:
+        ticker.stop()
+
+    assert [n for n, _ in fallen] == list(range(50))
+    assert [due for _, due in fallen] == [ticker.start + n / 2_000 for n in range(50)]
+
+
+async def test_a_run_cut_short_ends_its_ticker_thread() -> None:
+    ticker = Ticker(asyncio.get_running_loop(), lambda due: None, rate_per_s=100, total=10_000)
+    running = asyncio.ensure_future(ticker.run())
+    await asyncio.sleep(0)  # the run has started its thread
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    ticker.stop()
+
+    assert not any(thread.name == "open-loop-ticker" for thread in threading.enumerate())
