@@ -59,8 +59,8 @@ memory read from its ``/metrics``, the disk's fsync latency measured just before
 (``fsync_before``: shopkeep's commits wait for it, the baseline never), and what each answer
 cost the servers' CPU, read from ``/proc`` around each run (None elsewhere): the event loop's
 thread of each (``bare_post_loop_cpu_us``, ``place_order_loop_cpu_us``, and at half load
-``place_order_loop_cpu_us_half_load``), each server's whole process, every thread of it
-(``bare_post_process_cpu_us``, ``place_order_process_cpu_us``), shopkeep's writer
+``place_order_loop_cpu_us_half_load``), each server's whole process, shopkeep's writer thread
+included (``bare_post_process_cpu_us``, ``place_order_process_cpu_us``), shopkeep's writer
 process (``place_order_writer_process_cpu_us``: SQLite's writes and fsyncs), the load
 generator's side (``bare_post_generator_cpu_us``, ``place_order_generator_cpu_us``: wrk, or
 this process with the built-in one) and all of these together (``bare_post_cores_cpu_us``,

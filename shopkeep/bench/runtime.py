@@ -27,12 +27,11 @@ What is measured, and why each comparison is fair:
   workload through the same writer with ``max_batch=1``: one transaction, one fsync per unit,
   which is what an actor store without group commit does. ``commit_mean_batch_*`` is
   ``units / batches`` of the writer during the timed window,
-  ``commit_writer_ms_per_batch_group`` the writer's time per batch (from taking it to its commit;
-  with a writer process, from writing it to the pipe to reading the answer), and
-  ``commit_writer_in_process`` is 1 when the writer committed in a process of its own.
-  ``commit_sqlite_ceiling_*`` is what bare sqlite3 does with the same rows and transactions (64
-  units or 1 unit per commit) back to back in one thread: the disk's and SQLite's share of the
-  cost, with no event loop in the way.
+  ``commit_writer_ms_per_batch_group`` the writer thread's time per batch (from taking it to its
+  commit; with a writer process, the wait for it included), and ``commit_writer_in_process`` is 1
+  when the writer committed in a process of its own. ``commit_sqlite_ceiling_*`` is what
+  bare sqlite3 does with the same rows and transactions (64 units or 1 unit per commit) back to
+  back in one thread: the disk's and SQLite's share of the cost, with no event loop in the way.
 - ``idle_actor_bytes``: memory per live idle actor over 100,000 activations of a kind with one
   int field (each loaded from the store, asked once, written nothing), by tracemalloc (every
   Python allocation the activations keep, registry slot included); ``idle_actor_rss_bytes`` is

@@ -223,8 +223,8 @@ async def _activate(system: ActorSystem, ids: range, chunk: int = 64) -> None:
 
 
 async def _commit_throughput(scale: Scale, max_batch: int) -> dict[str, float]:
-    """The commit workload's rate, mean batch, the writer's time per batch (from handing a
-    batch over to its commit) and whether the writer ran in a process of its own."""
+    """The commit workload's rate, mean batch, the writer thread's time per batch (from handing
+    a batch over to its commit) and whether the writer ran in a process of its own."""
     with temp_folder() as directory:
         async with bench_system(
             database_path(directory), max_batch=max_batch, writer=scale.writer

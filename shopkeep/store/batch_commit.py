@@ -1,13 +1,13 @@
 """The writer thread's side of a group commit: one batch, one SQLite transaction.
 
 :class:`BatchCommitter` runs a batch's planned statements (:mod:`shopkeep.store.batch_plan`) in
-one transaction on the writer's connection. When that all-or-nothing attempt fails, it is
-rolled back and the batch is run again unit by unit (:meth:`BatchCommitter.commit_one_by_one`),
-each under a savepoint and with its own statements in their own order, so one bad unit does not
-sink its neighbours and the unit at fault is found exactly as if there had been no plan. A batch
-the writer's own process (:mod:`shopkeep.store.writer_process`) could not commit is run again
-so too, here. The event loop's side, which queues units, hands batches to the writer's process
-and answers them, is :mod:`shopkeep.store.writer`.
+one transaction on the writer's connection, or hands them to the writer's own process
+(:mod:`shopkeep.store.writer_process`), which plans them there, off the event loop's GIL. When
+that all-or-nothing attempt fails, it is rolled back
+and the batch is run again unit by unit, each under a savepoint and with its own statements in
+their own order, so one bad unit does not sink its neighbours and the unit at fault is found
+exactly as if there had been no plan. The event loop's side, which queues units and answers
+them, is :mod:`shopkeep.store.writer`.
 """
 
 from __future__ import annotations
@@ -18,34 +18,39 @@ from collections.abc import Callable, Hashable
 
 from shopkeep.store.batch_plan import Schema, Statement, planned
 from shopkeep.store.unit import UnitOfWork
+from shopkeep.store.writer_process import (
+    BatchNotSent,
+    WriterProcess,
+    WriterProcessDied,
+    error_of,
+)
 
 FaultHook = Callable[[str], None]
 """Called before each SQLite call of the writer with its name ('begin', 'statement', 'commit');
 raising from it simulates a storage fault (used by the fault tests)."""
 
 Tap = Callable[[list[Statement]], None]
-"""Called with each batch's statements, as its units wrote them, before they are planned and
-run, on the writer thread (on the loop for a batch sent to the writer's process). Benchmarks
-use it to replay the same batches on a connection of their own, planned the same way, and so
-measure the writer alone."""
+"""Called on the writer thread with each batch's statements, as its units wrote them, before
+they are planned and run (benchmarks use it to replay the same batches on a connection of their
+own, planned the same way, and so measure the writer alone)."""
 
 
 class BatchCommitter:
     """Commits batches of units on the writer's connection (call it from one thread only)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, process: WriterProcess | None) -> None:
         self.conn = conn
+        self.process = process
         self.fault: FaultHook | None = None
         self.tap: Tap | None = None
         self.schema: Schema | None = None  # what the plan knows of the tables; None: read it
-        self.child_schema_stale = False
-        """The writer's process must read the schema again before planning its next batch."""
+        self._child_schema_stale = False  # the writer process must read the schema again
 
     def schema_may_have_changed(self) -> None:
         """Something ran on the writer's connection that may have changed the schema (a
         call): the plans read it again, here and in the writer's process."""
         self.schema = None
-        self.child_schema_stale = True
+        self._child_schema_stale = True
 
     def commit(self, units: list[UnitOfWork]) -> list[BaseException | None] | None:
         """Commit ``units`` in one transaction; ``None`` when all did, else one entry a unit
@@ -54,6 +59,9 @@ class BatchCommitter:
         submitted = [statement for unit in units for statement in unit.statements]
         if self.tap is not None:
             self.tap(submitted)
+        if self.process is not None and self.fault is None:
+            # planned in the writer's process, whose GIL is not the event loop's
+            return self._commit_in_process(units, submitted)
         statements, self.schema = planned(conn, submitted, self.schema)
         try:
             self._check("begin")
@@ -71,11 +79,32 @@ class BatchCommitter:
             self._rollback()
             if len(units) == 1:
                 return [exc]
-            return self.commit_one_by_one(units)
+            return self._commit_one_by_one(units)
 
-    def commit_one_by_one(self, units: list[UnitOfWork]) -> list[BaseException | None]:
-        """Commit ``units`` in one transaction, each under a savepoint of its own; one entry a
-        unit: None (committed), its error, or :class:`Skipped` (built on one that failed)."""
+    def _commit_in_process(
+        self, units: list[UnitOfWork], statements: list[Statement]
+    ) -> list[BaseException | None] | None:
+        # The fault hook runs only in this process, so a writer under fault injection commits
+        # on the thread instead (the same statements, the same unit-by-unit retry).
+        assert self.process is not None
+        try:
+            outcome = self.process.commit(statements, fresh_schema=self._child_schema_stale)
+        except BatchNotSent:
+            # nothing reached the child (not the flag either): find the unit at fault here
+            return self._commit_one_by_one(units)
+        except WriterProcessDied as exc:
+            # It may have committed before it died: retrying could write the batch twice, so
+            # every unit fails and its actor reloads what the disk really holds.
+            return [exc] * len(units)
+        self._child_schema_stale = False
+        if outcome is None:
+            return None
+        if len(units) == 1:
+            return [error_of(outcome)]
+        # rolled back in the child: find the failing units here, on this process's connection
+        return self._commit_one_by_one(units)
+
+    def _commit_one_by_one(self, units: list[UnitOfWork]) -> list[BaseException | None]:
         conn = self.conn
         failures: list[BaseException | None] = [None] * len(units)
         failed_owners: dict[Hashable, int] = {}  # owner -> incarnation whose unit failed

@@ -1,7 +1,8 @@
 """How soon the event loop hands the GIL to the store's threads: within half a millisecond.
 
-Why: the thread writer's thread (``writer="thread"``) needs the GIL to bind each statement, and
-the reader thread for each row it returns. While the event
+Why: the store's writer thread needs the GIL for a few tens of microseconds at each end of a
+batch (to hand the statements to the writer process and to read its answer; with the thread
+writer, to bind each statement), and the reader thread for each row it returns. While the event
 loop runs Python it holds the GIL, and CPython makes a thread that wants it wait for the switch
 interval, 5 ms by default, before the holder is asked to let go. Under load the loop is seldom
 idle, so each batch waited up to twice that: ``python -m shopkeep.bench.shop`` measured the

@@ -4,26 +4,16 @@ Why one writer: SQLite allows one writer at a time, and with ``synchronous=FULL`
 an fsync. Committing each unit alone caps the server near the fsync rate; committing all the units
 that queued up while the previous batch was on disk amortises one fsync over all of them.
 
-Where a batch commits: with a :class:`~shopkeep.store.writer_process.WriterProcess`
-(``StoreConfig(writer="process")``, the store's default; ``serve --writer process``), in the
-writer's own process, which binds and steps without competing with the event loop for the GIL.
-The loop drives it: it writes each batch to the process's pipe and reads the answer when the
-pipe has it (:class:`~shopkeep.store.writer_process.LoopLink`), settles that batch's units and
-sends everything queued meanwhile as the next batch in the same callback, so no loop turn lies
-between an answer and the next batch. Nothing is handed between threads on that path: a writer
-thread that only carried batches to the process cost a thread wake, two hand-overs of the GIL
-and a ``call_soon_threadsafe`` a batch, more than the carrying itself (at 1,300 placements a
-second over HTTP, 9% of a core, and the loop's own share went down by less when the loop took
-the pipe over). What must run on this process's connection (a call, the unit-by-unit retry of a
-batch the process rolled back, a batch under fault injection) runs on a thread of its own, one
-thing at a time, in the queue's order.
-
-Without a process (``writer="thread"``) the writer's thread commits, with the stdlib driver,
-which releases the GIL while SQLite works (not aiosqlite: one thread hop a call, ~60 us here,
-and a unit has several statements). That thread drives itself: the loop appends units to a
-queue (and kicks the thread if it sleeps), the thread takes everything queued as its next batch
-the moment the previous one is committed, and the loop only hears each outcome (one
-``call_soon_threadsafe`` a batch).
+Why its own thread and not aiosqlite: aiosqlite makes one thread hop per call (~60 us here), and a
+unit has several statements. The writer's thread runs a whole batch in one go with the stdlib
+driver, which releases the GIL while SQLite works. The thread drives itself: the loop appends
+units to a queue (and kicks the thread if it sleeps), the thread takes everything queued as its
+next batch the moment the previous one is committed, and the loop only hears each outcome (one
+``call_soon_threadsafe`` a batch). No loop turn lies between two commits, which matters when the
+loop is busy: a batch handed over by the loop waited for the loop's turn. With a
+:class:`~shopkeep.store.writer_process.WriterProcess` the thread only hands each batch on to the
+writer's own process and waits: binding and stepping then never compete with the event loop for
+the GIL (``StoreConfig(writer="process")``, the store's default; ``serve --writer process``).
 
 Order: units are committed in submission order, so a unit is durable no later than any unit
 submitted after it. A unit's future resolves only after the commit that holds it.
@@ -51,7 +41,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from shopkeep.store.batch_commit import (
@@ -65,16 +54,7 @@ from shopkeep.store.batch_commit import (
 from shopkeep.store.batch_plan import Statement as Statement  # the bench replays them
 from shopkeep.store.errors import CommitFailed, StoreError
 from shopkeep.store.unit import UnitOfWork
-from shopkeep.store.writer_process import (
-    BatchNotSent,
-    LoopLink,
-    WriterProcess,
-    WriterProcessDied,
-    error_of,
-)
-from shopkeep.store.writer_process import (
-    Outcome as ProcessOutcome,
-)
+from shopkeep.store.writer_process import WriterProcess
 from shopkeep.tally import Tally
 
 T = TypeVar("T")
@@ -111,7 +91,7 @@ class WriterStats:
         self.statements = 0  # submitted, as the units wrote them (before the batch plan)
         self.failed_units = 0
         self.last_batch_units = 0
-        self.thread_s = 0.0  # time spent committing batches (on the thread, or in the process)
+        self.thread_s = 0.0  # time spent committing batches on the writer thread, in all
         self.commit_s = Tally(COMMIT_BUCKETS)
         """How long each batch took to commit, from its hand-over to its outcome."""
 
@@ -119,23 +99,6 @@ class WriterStats:
 Job = tuple[UnitOfWork, asyncio.Future[None]]
 Outcome = tuple[list[Job], list[BaseException | None] | None, float]
 """A batch's jobs, one failure (or None) a job (None: all committed), and its commit time."""
-Failures = list[BaseException | None] | None
-"""One failure (or None) a unit, or None when every unit committed."""
-
-
-class _Sent:
-    """A batch in the writer's process: its jobs, the units tried (not refused), which were
-    refused (None: none), and when it was sent."""
-
-    __slots__ = ("jobs", "refused", "started", "tried")
-
-    def __init__(
-        self, jobs: list[Job], tried: list[UnitOfWork], refused: list[bool] | None, started: float
-    ) -> None:
-        self.jobs = jobs
-        self.tried = tried
-        self.refused = refused
-        self.started = started
 
 
 class GroupCommitWriter:
@@ -167,13 +130,7 @@ class GroupCommitWriter:
         self._kicks: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._sleeping = False  # the thread waits for a kick
         self._failed_owners: dict[Hashable, int] = {}  # the writer thread's (inline: loop's)
-        self._committer = BatchCommitter(conn)
-        # with a process: the loop drives it, and this thread runs what needs conn
-        self._link: LoopLink | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._busy = False  # a batch is in the process, or work on the executor's thread
-        self._pump_due = False  # a _pump is scheduled
-        self._sent: _Sent | None = None
+        self._committer = BatchCommitter(conn, process)
         self.on_unit_failed: Callable[[UnitOfWork, CommitFailed], None] | None = None
         self.stats = WriterStats()
 
@@ -184,10 +141,6 @@ class GroupCommitWriter:
         self._loop = asyncio.get_running_loop()
         if self._inline:
             self._task = self._loop.create_task(self._run_inline(), name="shopkeep-writer")
-            return
-        if self._process is not None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="shopkeep-writer")
-            self._link = LoopLink(self._process, self._loop, self._answered, self._cut)
             return
         self._stopped = self._loop.create_future()
         # A daemon: a program that exits without closing its store does not hang on it (a
@@ -234,10 +187,6 @@ class GroupCommitWriter:
         self._poke()
         if self._task is not None:
             await self._task
-        if self._link is not None and self._executor is not None:
-            self._link.stop()
-            await self._loop.run_in_executor(self._executor, self._link.process.close)
-            self._executor.shutdown()
         if self._stopped is not None and self._thread is not None:
             await self._stopped
             self._thread.join()
@@ -284,11 +233,6 @@ class GroupCommitWriter:
         if self._inline:
             if self._wake is not None and not self._wake.done():
                 self._wake.set_result(None)
-        elif self._link is not None:
-            if not self._busy and not self._pump_due and not self._closed:
-                # after the submitting turn: the units it and its neighbours submit go together
-                self._pump_due = True
-                self._loop.call_soon(self._pump)
         elif self._sleeping:
             self._sleeping = False  # one kick wakes it: the units queued after it need none
             self._kicks.put(None)
@@ -367,6 +311,8 @@ class GroupCommitWriter:
             while (item := self._next_item(wait=True)) is not None:
                 self._handle(item, self._post_settle, self._post_settle_call)
         finally:
+            if self._process is not None:
+                self._process.close()
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                 self._loop.call_soon_threadsafe(_set_done, self._stopped)
 
@@ -423,33 +369,24 @@ class GroupCommitWriter:
                 self._mark_failed(unit)
         settle((item, failures, time.perf_counter() - started))
 
-    def _commit_admitted(self, jobs: list[Job]) -> Failures:
+    def _commit_admitted(self, jobs: list[Job]) -> list[BaseException | None] | None:
         """Commit the units that may be tried (not those built on a failed unit); one failure
         (or None) a job, or None when all committed."""
-        refused = self._admit(jobs)
-        tried = _tried(jobs, refused)
-        return self._failures(jobs, refused, self._commit(tried) if tried else None)
-
-    def _admit(self, jobs: list[Job]) -> list[bool] | None:
-        """Which of ``jobs`` may not be tried, being built on a failed unit (each marked failed
-        at once: a later unit of the batch may be built on it); None when all may."""
         failed_owners = self._failed_owners
-        if not failed_owners and not any(unit.after for unit, _ in jobs):
-            return None  # the common case: no unit to refuse
-        refused = []
-        for unit, _ in jobs:
-            no = built_on_failure(unit, failed_owners) or unit.orphaned
-            if no:
-                self._mark_failed(unit)
-            refused.append(no)
-        return refused if any(refused) else None
-
-    def _failures(self, jobs: list[Job], refused: list[bool] | None, tried: Failures) -> Failures:
-        """One failure a job, from the tried units' outcome (``tried``: None when all of them
-        committed) and the refused ones; every unit that failed is marked so."""
-        failures = tried
-        if refused is not None:
-            each = iter(tried if tried is not None else [None] * refused.count(False))
+        refused: list[bool] | None = None  # the common case: no unit to refuse
+        if failed_owners or any(unit.after for unit, _ in jobs):
+            refused = []
+            for unit, _ in jobs:
+                no = built_on_failure(unit, failed_owners) or unit.orphaned
+                if no:
+                    self._mark_failed(unit)  # at once: a later unit here may be built on it
+                refused.append(no)
+        if refused is None or not any(refused):
+            failures = self._commit([unit for unit, _ in jobs])
+        else:
+            tried = [unit for (unit, _), no in zip(jobs, refused, strict=True) if not no]
+            outcome = self._commit(tried) if tried else None
+            each = iter(outcome if outcome is not None else [None] * len(tried))
             failures = [Skipped() if no else next(each) for no in refused]
         if failures is not None:
             for (unit, _), cause in zip(jobs, failures, strict=True):
@@ -467,143 +404,6 @@ class GroupCommitWriter:
     def _mark_failed(self, unit: UnitOfWork) -> None:
         unit.failed = True
         record_failure(unit, self._failed_owners)
-
-
-    # -- the writer's process, driven from the loop -----------------------------------------------
-    #
-    # One thing at a time, in the queue's order, as on the thread: a batch in the process or work
-    # on the executor's thread (``_busy``). Each ends on the loop, which then starts the next.
-
-    def _pump(self) -> None:
-        self._pump_due = False
-        while not self._busy:
-            item = self._next_item()
-            if item is None:
-                return
-            if isinstance(item, _Call) or self._committer.fault is not None:
-                # the fault hook runs only in this process: such a batch commits on the thread
-                self._on_thread(item)
-            else:
-                self._send(item)
-
-    def _send(self, jobs: list[Job]) -> None:
-        link, committer = self._link, self._committer
-        assert link is not None
-        refused = self._admit(jobs)
-        tried = _tried(jobs, refused)
-        started = time.perf_counter()
-        if not tried:
-            self._finish(_Sent(jobs, tried, refused, started), None)
-            return
-        statements = [statement for unit in tried for statement in unit.statements]
-        try:
-            if committer.tap is not None:
-                committer.tap(statements)
-            link.send(statements, fresh_schema=committer.child_schema_stale)
-        except BatchNotSent:
-            # nothing reached the child: find the unit at fault on this process's connection
-            self._retry_on_thread(_Sent(jobs, tried, refused, started))
-            return
-        except Exception as exc:
-            # the process is gone or cannot start (its outcome unknown: not retried), or a tap
-            # raised before anything was sent: the batch fails, the writer goes on
-            self._finish(_Sent(jobs, tried, refused, started), [exc] * len(tried))
-            return
-        committer.child_schema_stale = False
-        self._sent = _Sent(jobs, tried, refused, started)
-        self._busy = True
-
-    def _answered(self, outcome: ProcessOutcome) -> None:
-        """The process answered the batch in flight (None: committed)."""
-        sent, self._sent = self._sent, None
-        assert sent is not None
-        self._busy = False
-        if outcome is None:
-            self._finish(sent, None)
-        elif len(sent.tried) == 1:
-            self._finish(sent, [error_of(outcome)])
-        else:
-            self._retry_on_thread(sent)  # rolled back in the child: find the failing units here
-        self._pump()
-
-    def _cut(self, error: WriterProcessDied) -> None:
-        """The process ended with the batch in flight: it may have committed before it died.
-        Retrying could write the batch twice, so every unit fails and its owner reloads what
-        the disk really holds."""
-        sent, self._sent = self._sent, None
-        assert sent is not None
-        self._busy = False
-        self._finish(sent, [error] * len(sent.tried))
-        self._pump()
-
-    def _finish(self, sent: _Sent, tried: Failures) -> None:
-        seconds = time.perf_counter() - sent.started
-        self.stats.thread_s += seconds
-        self._settle((sent.jobs, self._failures(sent.jobs, sent.refused, tried), seconds))
-
-    def _retry_on_thread(self, sent: _Sent) -> None:
-        committer = self._committer
-
-        def retry() -> Failures:
-            return committer.commit_one_by_one(sent.tried)
-
-        def then(outcome: Failures | BaseException) -> None:
-            if isinstance(outcome, BaseException):
-                outcome = [outcome] * len(sent.tried)
-            self._finish(sent, outcome)
-
-        self._run_on_thread(retry, then)
-
-    def _on_thread(self, item: list[Job] | _Call) -> None:
-        def handle() -> tuple[Any, ...]:
-            handled: list[tuple[Any, ...]] = []
-            self._handle(
-                item,
-                lambda outcome: handled.append((outcome,)),
-                lambda call, result, error: handled.append((call, result, error)),
-            )
-            return handled[0]
-
-        def then(handled: tuple[Any, ...] | BaseException) -> None:
-            if isinstance(handled, BaseException):  # _handle catches all but a bug of its own
-                handled = _broken(item, handled)
-            if isinstance(item, _Call):
-                self._settle_call(*handled)
-            else:
-                self._settle(*handled)
-
-        self._run_on_thread(handle, then)
-
-    def _run_on_thread(
-        self, work: Callable[[], T], then: Callable[[T | BaseException], None]
-    ) -> None:
-        """Run ``work`` on the executor's thread, then ``then`` with its result (or what it
-        raised) on the loop, and go on with the queue."""
-        assert self._executor is not None
-        self._busy = True
-        running = self._loop.run_in_executor(self._executor, work)
-
-        def done(future: asyncio.Future[T]) -> None:
-            self._busy = False
-            error = future.exception()
-            then(future.result() if error is None else error)
-            self._pump()
-
-        running.add_done_callback(done)
-
-
-def _tried(jobs: list[Job], refused: list[bool] | None) -> list[UnitOfWork]:
-    """The units of ``jobs`` not refused."""
-    if refused is None:
-        return [unit for unit, _ in jobs]
-    return [unit for (unit, _), no in zip(jobs, refused, strict=True) if not no]
-
-
-def _broken(item: list[Job] | _Call, error: BaseException) -> tuple[Any, ...]:
-    """What to settle ``item`` with when the work meant to commit it raised ``error``."""
-    if isinstance(item, _Call):
-        return (item, None, error)
-    return ((item, [error] * len(item), 0.0),)
 
 
 def _set_done(future: asyncio.Future[None] | None) -> None:

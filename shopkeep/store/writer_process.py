@@ -3,13 +3,11 @@
 Why a process: the group-commit writer thread binds every statement's parameters while holding
 the GIL and drops and retakes it around every SQLite step, and the event loop wants the GIL for
 the same microseconds (``python -m shopkeep.bench.shop`` measures the writer in the run and
-alone). A process of its own has its own interpreter: the event loop only pickles a batch and
-writes it to a pipe, and reads the answer when the pipe says it is there (:class:`LoopLink`; no
-thread of this process is woken, and none takes the GIL from the loop, on the common path).
-What it costs instead is a pipe round trip and a process switch a batch; with everything
-queued meanwhile taken as the next batch, batches are large enough for that to be paid back:
-the commit section of ``python -m shopkeep.bench.runtime --writer process`` is as fast as with
-the thread, and the server's capacity under the load harness's mix (``python -m
+alone). A process of its own has its own interpreter: the writer thread only pickles a batch and
+waits on a pipe. What it costs instead is a pipe round trip and a process switch a batch; with
+the writer thread taking everything queued at once, batches are large enough for that to be
+paid back: the commit section of ``python -m shopkeep.bench.runtime --writer process`` is as
+fast as with the thread, and the server's capacity under the load harness's mix (``python -m
 shopkeep.proof soak --writer process``) is higher. It is the store's default
 (:class:`~shopkeep.store.database.StoreConfig`).
 
@@ -19,8 +17,8 @@ that says the schema may have changed since the last batch; the child plans them
 (:mod:`shopkeep.store.batch_plan`, with the schema it read, read again after the flag or a
 statement that may change it), runs them in one transaction and answers ``None`` (committed)
 or ``(error class name, message)`` (rolled back, nothing written). Planning here rather than
-in the parent keeps a few microseconds a statement off the event loop (9 us a plain
-placement). Sorting out which unit failed is the parent's
+on the parent's writer thread keeps a few microseconds a statement off the event loop's GIL
+(9 us a plain placement, timed on that thread). Sorting out which unit failed is the parent's
 business (it retries the batch unit by unit on its own connection, see
 :mod:`shopkeep.store.writer`), so the child stays this small.
 
@@ -39,20 +37,15 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 import pickle
 import sqlite3
 import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import IO, TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # the child imports no more than it needs
-    import asyncio
+from typing import IO, Any
 
 HEADER = struct.Struct("!I")
 CHECKPOINT_EVERY_S = 0.05
@@ -203,8 +196,8 @@ def checkpoint(conn: sqlite3.Connection) -> tuple[int, int]:
 
 
 class WriterProcess:
-    """The parent's handle on the child: starts it, replaces it, ends it. Batches go through
-    its pipes by a :class:`LoopLink`."""
+    """The parent's handle on the child: send a batch, get its outcome (blocking: call it from
+    the writer thread, never from the event loop)."""
 
     def __init__(self, path: str, synchronous: str, keep_fds: tuple[int, ...] = ()) -> None:
         self.path = path
@@ -212,31 +205,54 @@ class WriterProcess:
         self.keep_fds = keep_fds
         self._child: subprocess.Popen[bytes] | None = None
 
-    def started(self) -> subprocess.Popen[bytes]:
-        """The running child, started now if there is none (or the last one ended). Raises
-        :class:`WriterProcessDied` when it cannot be started."""
+    def _started(self) -> subprocess.Popen[bytes]:
         child = self._child
         if child is None or child.poll() is not None:
-            try:
-                child = self._child = subprocess.Popen(
-                    [sys.executable, "-I", "-S", __file__, self.path, self.synchronous],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    pass_fds=self.keep_fds,
-                )
-            except (OSError, subprocess.SubprocessError, ValueError) as exc:
-                self._child = None
-                raise WriterProcessDied(f"cannot start the writer process: {exc}") from exc
+            child = self._child = subprocess.Popen(
+                [sys.executable, "-I", "-S", __file__, self.path, self.synchronous],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                pass_fds=self.keep_fds,
+            )
         return child
 
     def start(self) -> None:
         """Start the child now (otherwise it starts with the first batch)."""
-        self.started()
+        self._started()
 
     @property
     def pid(self) -> int | None:
         """The child's process id, while it runs."""
         return None if self._child is None else self._child.pid
+
+    def commit(
+        self, statements: list[tuple[str, Any, bool]], *, fresh_schema: bool = False
+    ) -> Outcome:
+        """Plan and commit ``statements`` in the child (with ``fresh_schema``, after reading
+        the schema again). Raises :class:`WriterProcessDied` when the child is gone or cannot
+        be started (the next batch starts a new one), and :class:`BatchNotSent` when
+        ``statements`` cannot be pickled."""
+        try:
+            data = encode((fresh_schema, statements))
+        except Exception as exc:  # pickling raises whatever the object's reducer raises
+            raise BatchNotSent(f"the batch cannot be sent to the writer process: {exc}") from exc
+        try:
+            child = self._started()
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            self._child = None
+            raise WriterProcessDied(f"cannot start the writer process: {exc}") from exc
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            send(child.stdin, data)
+            answered, outcome = read_frame(child.stdout)
+        except (BrokenPipeError, OSError) as exc:
+            self._reap()
+            raise WriterProcessDied(f"the writer process is gone: {exc}") from exc
+        if not answered:
+            self._reap()
+            raise WriterProcessDied("the writer process ended in the middle of a batch")
+        result: Outcome = outcome
+        return result
 
     def close(self, timeout: float = 30.0) -> None:
         """End the child: close its input and wait for it to exit (killed after ``timeout``)."""
@@ -254,9 +270,7 @@ class WriterProcess:
         if child.stdout is not None:
             child.stdout.close()
 
-    def reap(self) -> None:
-        """The child is gone or broke the protocol: kill it if it still runs, and forget it (the
-        next batch starts another)."""
+    def _reap(self) -> None:
         child, self._child = self._child, None
         if child is not None:
             child.kill()
@@ -265,132 +279,6 @@ class WriterProcess:
                 if stream is not None:
                     with contextlib.suppress(OSError):
                         stream.close()
-
-
-class LoopLink:
-    """The event loop's end of a :class:`WriterProcess`'s pipes: a batch written without
-    blocking (:meth:`send`), each answer handed to ``on_answer`` on the loop as soon as it is
-    read, and the child's end, when a batch may have been cut by it, to ``on_gone``.
-
-    One batch at a time: the caller sends the next only after the last one's answer (or its
-    ``on_gone``). A child that ended between two batches is replaced by the next :meth:`send`.
-    """
-
-    def __init__(
-        self,
-        process: WriterProcess,
-        loop: asyncio.AbstractEventLoop,
-        on_answer: Callable[[Outcome], None],
-        on_gone: Callable[[WriterProcessDied], None],
-    ) -> None:
-        self.process = process
-        self._loop = loop
-        self._on_answer = on_answer
-        self._on_gone = on_gone
-        self._child: subprocess.Popen[bytes] | None = None  # the child the fds below are of
-        self._out = -1  # its stdin, written to
-        self._in = -1  # its stdout, read from
-        self._unsent = bytearray()  # what the pipe did not take yet
-        self._received = bytearray()  # an answer read in part
-        self._waiting = False  # a batch was sent and its answer not read yet
-
-    def send(self, statements: list[tuple[str, Any, bool]], *, fresh_schema: bool) -> None:
-        """Write a batch for the child to plan and commit (with ``fresh_schema``, after reading
-        the schema again). Raises :class:`BatchNotSent` when ``statements`` cannot be pickled
-        (nothing was sent) and :class:`WriterProcessDied` when no child can be started or the
-        pipe is broken (the batch may have been cut: its outcome is unknown)."""
-        try:
-            data = encode((fresh_schema, statements))
-        except Exception as exc:  # pickling raises whatever the object's reducer raises
-            raise BatchNotSent(f"the batch cannot be sent to the writer process: {exc}") from exc
-        self._attach()
-        try:
-            self._write(HEADER.pack(len(data)) + data)
-        except OSError as exc:  # BrokenPipeError: the child is gone
-            self._detach()
-            self.process.reap()
-            raise WriterProcessDied(f"the writer process is gone: {exc}") from exc
-        self._waiting = True
-
-    def stop(self) -> None:
-        """Stop listening (on the loop, once no batch is in flight); the caller then ends the
-        process (:meth:`WriterProcess.close`, which blocks until it exits)."""
-        self._detach()
-
-    def _attach(self) -> None:
-        child = self._child
-        if child is not None:
-            if child.poll() is None:
-                return
-            self._detach()  # before its pipes are closed: the loop must not watch a closed fd
-            self.process.reap()
-        child = self.process.started()  # the one started at open, or a new one
-        assert child.stdin is not None and child.stdout is not None
-        self._child, self._out, self._in = child, child.stdin.fileno(), child.stdout.fileno()
-        os.set_blocking(self._out, False)
-        os.set_blocking(self._in, False)
-        self._loop.add_reader(self._in, self._readable)
-
-    def _detach(self) -> None:
-        if self._child is not None:
-            self._loop.remove_reader(self._in)
-            self._loop.remove_writer(self._out)
-        self._child, self._out, self._in = None, -1, -1
-        self._unsent.clear()
-        self._received.clear()
-
-    def _write(self, data: bytes) -> None:
-        if self._unsent:
-            self._unsent += data
-            return
-        try:
-            written = os.write(self._out, data)
-        except BlockingIOError:
-            written = 0
-        if written < len(data):
-            self._unsent += data[written:]
-            self._loop.add_writer(self._out, self._writable)
-
-    def _writable(self) -> None:
-        try:
-            written = os.write(self._out, self._unsent)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._gone(f"the writer process is gone: {exc}")
-            return
-        del self._unsent[:written]
-        if not self._unsent:
-            self._loop.remove_writer(self._out)
-
-    def _readable(self) -> None:
-        try:
-            data = os.read(self._in, 65_536)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._gone(f"the writer process is gone: {exc}")
-            return
-        if not data:
-            self._gone("the writer process ended in the middle of a batch")
-            return
-        received = self._received
-        received += data
-        while len(received) >= HEADER.size:
-            (size,) = HEADER.unpack_from(received)
-            if len(received) < HEADER.size + size:
-                return
-            outcome: Outcome = pickle.loads(received[HEADER.size : HEADER.size + size])
-            del received[: HEADER.size + size]
-            self._waiting = False
-            self._on_answer(outcome)
-
-    def _gone(self, why: str) -> None:
-        waiting, self._waiting = self._waiting, False
-        self._detach()
-        self.process.reap()
-        if waiting:
-            self._on_gone(WriterProcessDied(why))
 
 
 def load_batch_plan() -> ModuleType:

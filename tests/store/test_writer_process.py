@@ -91,22 +91,22 @@ class OnlyHere:
     """Unpicklable in the writer process (it imports nothing of ours): it dies reading it."""
 
 
-async def test_a_writer_process_that_dies_during_a_batch_is_reported_and_replaced(
+def test_a_writer_process_that_dies_during_a_batch_is_reported_and_replaced(
     tmp_path: Path,
 ) -> None:
-    store = await open_store(tmp_path / "p.db")
+    path = str(tmp_path / "d.db")
+    sqlite3.connect(path).execute("CREATE TABLE events (n INTEGER)").connection.close()
+    process = WriterProcess(path, "FULL")
     try:
-        await store.writer.submit(unit(1))
-        first = process_of(store).pid
-        dies = UnitOfWork("a", 1)
-        dies.execute(INSERT, (OnlyHere(),))
-        with pytest.raises(CommitFailed, match="ended in the middle of a batch"):
-            await store.writer.submit(dies)
-        await store.writer.submit(unit(2))
-        assert process_of(store).pid not in (None, first)
-        assert await events(store) == [1, 2]
+        assert process.commit([(INSERT, (1,), False)]) is None
+        first = process.pid
+        with pytest.raises(WriterProcessDied, match="ended in the middle of a batch"):
+            process.commit([(INSERT, OnlyHere(), False)])
+        assert process.commit([(INSERT, (2,), False)]) is None
+        assert process.pid not in (None, first)
     finally:
-        await store.close()
+        process.close()
+    assert sqlite3.connect(path).execute("SELECT n FROM events").fetchall() == [(1,), (2,)]
 
 
 async def test_every_unit_of_a_batch_whose_writer_died_fails_and_nothing_is_retried(
@@ -114,29 +114,25 @@ async def test_every_unit_of_a_batch_whose_writer_died_fails_and_nothing_is_retr
 ) -> None:
     store = await open_store(tmp_path / "p.db")
     try:
-        writer = store.writer
-        link = writer._link
-        assert link is not None
-        answers: list[Outcome] = []
+        process = process_of(store)
+        real_commit = process.commit
+        calls: list[int] = []
 
-        def dies_after_its_commit(outcome: Outcome) -> None:
-            # the batch was committed, then the process died before its answer was read
-            answers.append(outcome)
-            if len(answers) == 1:
-                link._waiting = False
-                writer._cut(WriterProcessDied("the writer process is gone"))
-            else:
-                writer._answered(outcome)
+        def dies_once(statements: list[tuple[str, Any, bool]], fresh_schema: bool) -> Outcome:
+            calls.append(len(statements))
+            if len(calls) == 1:
+                real_commit(statements, fresh_schema=fresh_schema)  # may have committed, then died
+                raise WriterProcessDied("the writer process ended in the middle of a batch")
+            return real_commit(statements, fresh_schema=fresh_schema)
 
-        monkeypatch.setattr(link, "_on_answer", dies_after_its_commit)
+        monkeypatch.setattr(process, "commit", dies_once)
         results = await asyncio.gather(
-            *(writer.submit(unit(n)) for n in range(3)), return_exceptions=True
+            *(store.writer.submit(unit(n)) for n in range(3)), return_exceptions=True
         )
         assert all(isinstance(r, CommitFailed) for r in results)
-        await writer.submit(unit(9))
+        await store.writer.submit(unit(9))
         # the batch is on disk once, never twice: the outcome was unknown, not retried
         assert await events(store) == [0, 1, 2, 9]
-        assert answers == [None, None]
     finally:
         await store.close()
 
@@ -206,11 +202,7 @@ async def test_a_writer_process_that_cannot_start_fails_its_batch_and_the_writer
 ) -> None:
     store = await open_store(tmp_path / "p.db")
     try:
-        await store.writer.submit(unit(1))
-        child = process_of(store)._child
-        assert child is not None
-        child.kill()  # our own child: the next batch has to start a new one
-        child.wait(10)
+        process_of(store).close()  # the next batch has to start a new one
 
         def no_process(*args: Any, **kwargs: Any) -> Any:
             raise OSError("Resource temporarily unavailable")
@@ -223,7 +215,7 @@ async def test_a_writer_process_that_cannot_start_fails_its_batch_and_the_writer
         assert "cannot start the writer process" in str(results[0])
         monkeypatch.undo()
         await store.writer.submit(unit(9))  # the writer task is still there
-        assert await events(store) == [1, 9]
+        assert await events(store) == [9]
     finally:
         await store.close()
 
