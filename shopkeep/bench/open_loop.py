@@ -196,7 +196,8 @@ class Ticker:
     def stop(self) -> None:
         """Stop ticking (at once when the run was cut short) and end the thread."""
         self._stopped.set()
-        self._thread.join()
+        if self._thread.ident is not None:  # started
+            self._thread.join()
 
     def _tick(self) -> None:
         start, interval, total = self.start, self._interval, self._total
