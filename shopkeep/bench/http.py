@@ -59,7 +59,10 @@ memory read from its ``/metrics``, the disk's fsync latency measured just before
 (``fsync_before``: shopkeep's commits wait for it, the baseline never), and what each answer
 cost the servers' CPU, read from ``/proc`` around each run (None elsewhere): the event loop's
 thread of each (``bare_post_loop_cpu_us``, ``place_order_loop_cpu_us``, and at half load
-``place_order_loop_cpu_us_half_load``), each server's whole process, shopkeep's writer thread
+``place_order_loop_cpu_us_half_load``, with the share of the loop's time it kept busy,
+``place_order_loop_busy_half_load``: a placement costs the loop more the fewer share a turn, so
+"half" the capacity keeps the loop more than half busy, and the tail is its queueing), each
+server's whole process, shopkeep's writer thread
 included (``bare_post_process_cpu_us``, ``place_order_process_cpu_us``), shopkeep's writer
 process (``place_order_writer_process_cpu_us``: SQLite's writes and fsyncs), the load
 generator's side (``bare_post_generator_cpu_us``, ``place_order_generator_cpu_us``: wrk, or
@@ -436,6 +439,7 @@ async def measure(
             None if place_bound is None or not bare_load.per_s else place_bound / bare_load.per_s
         ),
         "place_order_loop_cpu_us_half_load": half_cpu.loop_us,
+        "place_order_loop_busy_half_load": busy_share(half_cpu.loop_us, half_load),
         "place_order_gc_us": _per_answer_us(gc_before, gc_between, shop_load),
         "place_order_gc_us_half_load": _per_answer_us(gc_between, gc_after, half_load),
         "audit_ok": bool(report["ok"]),
@@ -507,6 +511,7 @@ def render(figures: dict[str, Any]) -> str:
             "place_order_loop_cpu_us_half_load",
             _shown(figures["place_order_loop_cpu_us_half_load"], 1),
         ),
+        ("place_order_loop_busy_half_load", _shown(figures["place_order_loop_busy_half_load"], 3)),
         ("place_order_gc_us", _shown(figures["place_order_gc_us"], 1)),
         ("place_order_gc_us_half_load", _shown(figures["place_order_gc_us_half_load"], 1)),
         ("http_overhead_shopkeep_us", f"{figures['http_overhead_shopkeep_us']:.1f}"),
@@ -585,6 +590,12 @@ def cores_bound_per_s(cpu: CpuPerAnswer) -> float | None:
     if not cores_us:
         return None
     return (os.cpu_count() or 1) * 1e6 / cores_us
+
+
+def busy_share(cpu_us: float | None, load: Load) -> float | None:
+    """The share of a thread's time that ``cpu_us`` of its CPU an answer kept it busy at
+    ``load``'s rate of answers (an estimate: the CPU is read in clock ticks)."""
+    return None if cpu_us is None else cpu_us * load.per_s / 1e6
 
 
 def _per_answer_us(before: float | None, after: float | None, load: Load) -> float | None:

@@ -107,6 +107,11 @@ def test_the_quick_http_bench_reports_every_figure(tmp_path: Path, generator: st
         report["place_order_cores_bound_per_s"] / report["bare_post_per_s"]
     )
     assert "ratio_cores_bound" in result.stdout
+    assert report["place_order_loop_busy_half_load"] == pytest.approx(
+        report["place_order_loop_cpu_us_half_load"] * report["half_load_answered_per_s"] / 1e6
+    )
+    assert 0 < report["place_order_loop_busy_half_load"] < 2  # read in clock ticks: an estimate
+    assert "place_order_loop_busy_half_load" in result.stdout
     assert "loop_stall_max_ms" in result.stdout
     assert set(report["gc_pause_max_ms"]) == {"0", "1", "2"}
     assert report["audit_ok"] is True
