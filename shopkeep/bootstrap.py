@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from shopkeep.runtime import Actor, ActorSystem, Clock, RealClock, RuntimeConfig
+from shopkeep.runtime.collector import collect_frozen
 from shopkeep.store import MIGRATIONS, Migration, Store, StoreConfig
 
 
@@ -38,7 +39,10 @@ async def open_runtime(
     """Open the database at ``db_path`` and run an actor system on it until the block ends.
 
     ``writer``: "thread" or "process", where the group-commit writer commits (see StoreConfig).
+    Where the collector freezes survivors, what earlier runtimes of this process left frozen is
+    collected first (``collector.collect_frozen``).
     """
+    collect_frozen()
     store = await Store.open(
         StoreConfig(
             db_path, synchronous=synchronous, migrations=migrations, inline=inline, writer=writer

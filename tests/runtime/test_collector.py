@@ -4,11 +4,13 @@ and what survives generation 1 frozen."""
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
 
 from shopkeep.runtime import collector
+from tests.runtime.conftest import OpenRuntime
 
 
 @pytest.fixture
@@ -50,3 +52,52 @@ def test_freezing_twice_installs_one_callback() -> None:
     collector.freeze_survivors()
 
     assert gc.callbacks.count(collector._freeze_after_generation_1) == 1
+
+
+class Node:
+    """An object that can be in a reference cycle and watched by a weak reference."""
+
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+def frozen_cycle() -> weakref.ref[Node]:
+    """A reference cycle, frozen, then dropped: garbage that no collection walks."""
+    first, second = Node(), Node()
+    first.other, second.other = second, first
+    gc.freeze()
+    return weakref.ref(first)
+
+
+@pytest.mark.usefixtures("process_collector")
+def test_collecting_the_frozen_frees_a_frozen_cycle_gone_to_garbage() -> None:
+    collector.freeze_survivors()
+    watched = frozen_cycle()
+    gc.collect()
+    assert watched() is not None  # frozen: no collection sees it
+
+    collected = collector.collect_frozen()
+
+    assert watched() is None
+    assert collected >= 2
+
+
+@pytest.mark.usefixtures("process_collector")
+def test_without_the_freeze_collecting_the_frozen_does_nothing() -> None:
+    collector._installed = False
+    watched = frozen_cycle()
+
+    assert collector.collect_frozen() == 0
+    assert watched() is not None
+
+
+@pytest.mark.usefixtures("process_collector")
+async def test_a_runtime_that_opens_collects_what_earlier_ones_left_frozen(
+    open_probe_runtime: OpenRuntime,
+) -> None:
+    collector.freeze_survivors()
+    watched = frozen_cycle()
+
+    await open_probe_runtime()
+
+    assert watched() is None
