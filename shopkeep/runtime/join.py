@@ -25,7 +25,8 @@ Rules of a join (``Context.join``):
 
 :func:`activate` makes participants joinable before the turn that joins them: it loads those
 not live yet (a read each) in the caller's own coroutine (``ActorSystem.load_here``: no message,
-no task; what they are sent meanwhile waits in their mailbox), and waits for the turn of those
+no task; what they are sent meanwhile waits in their mailbox; one whose id names nothing stays
+live for the rest of the turn, so that its own check says so), and waits for the turn of those
 handling a message or with mail queued, by queueing a message of its own behind theirs
 (:data:`ACTIVATE`, which no handler sees). Waiting in the mailbox, not beside it, keeps the
 participant's order fair: a placement joins after the messages that came before it, as an ask
@@ -58,8 +59,8 @@ class NotJoinable(ActorSystemError):
 class ParticipantBusy(NotJoinable):
     """The actor is loading, handling a message, has mail queued or must reload: it may join
     once its turn has come (:func:`activate` waits for that). An actor that is not live at all
-    is plainly NotJoinable: after :func:`activate`, that is one with nothing to load (the
-    runtime drops an absent actor's activation), which only the slower path can answer."""
+    is plainly NotJoinable (after :func:`activate`, one that went away while the turn waited
+    for another), which only the slower path can answer."""
 
 
 class JoinWaited(ActorSystemError):
@@ -155,11 +156,21 @@ async def activate(system: ActorSystem, addresses: Iterable[Address]) -> None:
     """
     registry = system.registry
     wait_s = system.config.ask_timeout_s * WAIT_SHARE
-    for address in addresses:
-        if not joinable(registry.get(address)) and not await system.load_here(address):
+    loaded: list[Address] = []
+    try:
+        for address in addresses:
+            if joinable(registry.get(address)):
+                continue
+            if await system.load_here(address):
+                loaded.append(address)
+                continue
             try:
                 await system.ask(address, ACTIVATE, internal=True, timeout=wait_s)
             except AskTimeout:
                 raise ParticipantBusy(
                     f"{address.kind}:{address.id} was busy for {wait_s:g} s"
                 ) from None
+    finally:
+        if loaded:
+            # those naming nothing stay for the caller's turn (their checks say so), no longer
+            system.drop_absent_soon(loaded)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any
 
@@ -419,6 +419,9 @@ class ActorSystem:
         loaded then (absent ones too: see ``Actor.absent``). False when it is another
         message's turn (loading, handling, mail queued): wait in its mailbox instead.
 
+        An absent one with no mail is left live, for the caller's turn to hear from its own
+        check that it names nothing: the caller drops it after (:meth:`drop_absent_soon`).
+
         What the cell is sent meanwhile waits in its mailbox and is handled after the load,
         in a task of its own, as it would be behind a message. Raises ActivationFailed when the
         load fails (the cell stays unloaded: its next message tries again)."""
@@ -434,10 +437,17 @@ class ActorSystem:
             cell.busy = False
             if cell.mailbox:
                 self._start_drain(cell)  # which drops it after them, if absent
-            else:
-                self._drop_if_absent(cell)
         self._registry.touch(cell, self.clock.now())
         return True
+
+    def drop_absent_soon(self, addresses: Iterable[Address]) -> None:
+        """Once the current turn is over (the loop's next callbacks), drop the activations
+        of ``addresses`` that name nothing and are idle, as a message handled to one would."""
+        assert self._loop is not None, "start() the actor system first"
+        for address in addresses:
+            cell = self._registry.get(address)
+            if cell is not None:
+                self._loop.call_soon(self._drop_if_absent, cell)
 
     async def _load(self, cell: Cell, envelope: Envelope) -> bool:
         """(Re)activate for ``envelope``: False, and ``envelope`` failed, if it could not."""

@@ -130,6 +130,8 @@ class Probe(Actor):
     fail_activation: ClassVar[set[int]] = set()
     held_activation: ClassVar[set[int]] = set()
     """Ids whose loads arrive at ``load <id>`` and wait for the gate of that name."""
+    nothing: ClassVar[set[int]] = set()
+    """Ids that name nothing (``absent``), as an id never created does."""
     on_receive: ClassVar[Callable[[], object] | None] = None
 
     @classmethod
@@ -140,6 +142,7 @@ class Probe(Actor):
         cls.arrivals = {}
         cls.fail_activation = set()
         cls.held_activation = set()
+        cls.nothing = set()
 
     async def on_activate(self, ctx: ActivationContext) -> None:
         if self.address.id in self.fail_activation:
@@ -151,6 +154,10 @@ class Probe(Actor):
         row = await ctx.reader.fetchone("SELECT value FROM probe WHERE id = ?", (self.address.id,))
         self.value = int(row[0]) if row else 0
         self.activations.append(self.address.id)
+
+    @property
+    def absent(self) -> bool:
+        return self.address.id in self.nothing
 
     def check(self, message: Any) -> Any:
         if isinstance(message, Get):

@@ -139,6 +139,18 @@ async def test_activate_loads_an_actor_so_that_it_can_join(runtime: Runtime) -> 
     assert await runtime.system.ask(probe(1), Join(3, 1, Add(2))) == 2
 
 
+async def test_an_id_that_names_nothing_stays_for_the_activating_turn_then_is_dropped(
+    runtime: Runtime,
+) -> None:
+    Probe.nothing.add(3)
+    await activate(runtime.system, [probe(3), probe(4)])  # 4 loads after 3, awaiting a read
+    # still there for the rest of this turn, so that its check can say it names nothing
+    assert joinable(runtime.system.registry.get(probe(3)))
+    await asyncio.sleep(0)  # the turn is over
+    assert not runtime.system.is_live(probe(3))
+    assert runtime.system.is_live(probe(4))
+
+
 async def test_activate_waits_for_a_busy_actors_turn_in_its_mailbox(runtime: Runtime) -> None:
     await runtime.system.ask(probe(2), Add(6))
     held = asyncio.create_task(runtime.system.ask(probe(2), Wait("held")))

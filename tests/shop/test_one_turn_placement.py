@@ -204,15 +204,22 @@ async def test_a_key_the_user_must_look_up_sends_the_placement_down_the_saga_at_
     assert waits.count == 1
 
 
-async def test_goods_that_do_not_exist_are_looked_for_once_and_refused_not_found(
-    shop: Shop, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("missing", ["goods", "coupon"])
+async def test_goods_or_a_coupon_that_do_not_exist_are_refused_with_nothing_recorded(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch, missing: str
 ) -> None:
+    # SPEC 2: "every goods exists", "the coupon exists" are checks: a failure changes nothing
+    tea = await shop.create_goods("tea", price=1_500, stock=10)
     user = (await shop.create_user("ann")).user.id
-    waits = Activations(monkeypatch)
+    waits, watch = Activations(monkeypatch), Units(shop, monkeypatch)
+    items, coupon = ([(424242, 1)], None) if missing == "goods" else ([(tea.id, 1)], 434343)
     with pytest.raises(ShopError) as refused:
-        await shop.place_order(user, [(424242, 1)])
-    assert refused.value.code == "not_found"
-    assert waits.count == 1  # nothing to load: the saga asks, and is refused
+        await shop.place_order(user, items, coupon_id=coupon)
+    assert (refused.value.code, refused.value.order_id) == ("not_found", None)
+    assert waits.count == 1  # looked for once, and its own check said it names nothing
+    assert await watch.counted() == 0
+    assert (await shop.list_orders(user_id=user)).items == []
+    assert not shop.runtime.system.is_live(Address(missing, 424242 if coupon is None else coupon))
 
 
 async def test_a_refusal_in_one_turn_leaves_every_participant_as_it_was(
