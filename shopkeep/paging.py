@@ -1,6 +1,7 @@
-"""Pages of a list: a checked ``limit``, an opaque cursor (the last id seen), and
-``next_cursor`` (None on the last page). Lists are newest first, an order's history and refunds
-oldest first; each table's own module runs the query.
+"""Pages of a list: a ``limit`` (capped: more than :data:`MAX_LIMIT` is taken as the cap, SPEC
+7), an opaque cursor (the last id seen), and ``next_cursor`` (None on the last page). Lists are
+newest first, an order's history and refunds oldest first; each table's own module runs the
+query.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from shopkeep.errors import FieldError, ShopError
 
 T = TypeVar("T")
 MAX_LIMIT = 200
+"""The most items a page holds: a larger ``limit`` is taken as this."""
+DEFAULT_LIMIT = 50
+"""The items of a page when no ``limit`` is given."""
 
 
 class Page(msgspec.Struct, Generic[T], frozen=True):
@@ -23,24 +27,23 @@ class Page(msgspec.Struct, Generic[T], frozen=True):
 
 
 def page_bounds(limit: int | None, cursor: str | None) -> tuple[int, int]:
-    """For a list newest first: the checked limit and the id to continue below (a cursor is
-    the last id seen)."""
+    """For a list newest first: the page's size (the limit, capped) and the id to continue
+    below (a cursor is the last id seen)."""
     size, last = _page(limit, cursor)
     return size, 2**63 - 1 if last is None else last
 
 
 def page_after(limit: int | None, cursor: str | None) -> tuple[int, int]:
-    """For a list oldest first (an order's history, its refunds): the checked limit and the
-    id to continue above."""
+    """For a list oldest first (an order's history, its refunds): the page's size (the limit,
+    capped) and the id to continue above."""
     size, last = _page(limit, cursor)
     return size, 0 if last is None else last
 
 
 def _page(limit: int | None, cursor: str | None) -> tuple[int, int | None]:
-    size = 50 if limit is None else limit
-    if not 1 <= size <= MAX_LIMIT:
-        detail = f"limit must be between 1 and {MAX_LIMIT}"
-        raise ShopError.invalid([FieldError(detail, parameter="limit")])
+    size = DEFAULT_LIMIT if limit is None else min(limit, MAX_LIMIT)
+    if size < 1:
+        raise ShopError.invalid([FieldError("limit must be at least 1", parameter="limit")])
     if cursor is None:
         return size, None
     try:

@@ -90,7 +90,7 @@ def make_app(
     ]
     given = {(route.method, route.path) for route in mounted}
     served: list[Operation] = []
-    for operation in catalog(config):
+    for operation in catalog():
         if operation.handler is not None:
             guard = Guard.of(operation)
             # every GET answers HEAD too (its headers, no body), behind the same guard

@@ -15,7 +15,6 @@ from shopkeep.actors.signature import HEADER_PATTERN as SIGNATURE_PATTERN
 from shopkeep.http import routes
 from shopkeep.http import schemas as s
 from shopkeep.http.auth import Access
-from shopkeep.http.config import HttpConfig
 from shopkeep.http.inputs import (
     CHANNEL_SCHEMA,
     CURSOR_SCHEMA,
@@ -26,6 +25,7 @@ from shopkeep.http.inputs import (
 )
 from shopkeep.http.openapi import docs_page, openapi_json
 from shopkeep.http.operations import Operation, Param
+from shopkeep.paging import DEFAULT_LIMIT, MAX_LIMIT
 
 CHANNEL_TEXT = (
     "Alipay only: `qr` answers a `qr_code` (alipay.trade.precreate) instead of the page-pay "
@@ -74,23 +74,22 @@ SANDBOX_COMPLETE = ("POST", "/sandbox/payments/{payment_id}/complete")
 METRICS = ("GET", "/metrics")
 
 
-def page_params(config: HttpConfig) -> tuple[Param, ...]:
+def page_params() -> tuple[Param, ...]:
     """``?limit=`` and ``?cursor=`` of every paged list."""
-    most = config.list_limit_max
     return (
         Param(
             "limit",
             "query",
-            {"type": "integer", "minimum": 1, "maximum": most, "default": 50},
-            f"Items per page, 1 to {most}.",
+            {"type": "integer", "minimum": 1, "default": DEFAULT_LIMIT},
+            f"Items per page, at least 1; capped: more than {MAX_LIMIT} is taken as {MAX_LIMIT}.",
         ),
         Param("cursor", "query", CURSOR_SCHEMA, "The `next_cursor` of the previous page."),
     )
 
 
-def catalog(config: HttpConfig) -> list[Operation]:
+def catalog() -> list[Operation]:
     """Every operation, in the order of SPEC 7's table."""
-    paged = page_params(config)
+    paged = page_params()
     op = Operation
     owner, admin, user = Access.OWNER, Access.ADMIN, Access.USER
     notify_ops = [

@@ -25,8 +25,6 @@ class HttpConfig:
     """Mount the sandbox gateway's routes (``/sandbox/...``); off in production."""
     max_body_bytes: int = 64 * 1024
     """A request body larger than this is refused 413 payload_too_large, unread."""
-    list_limit_max: int = 200
-    """The largest ``?limit=`` a list accepts; more is refused 422 validation_error."""
     rate_limit_per_s: float = 200.0
     """Requests a second one token may make on average; more are refused 429 rate_limited
     with ``Retry-After`` (SPEC 7). Users' tokens and tokens nobody holds are limited; the

@@ -165,7 +165,10 @@ def query_problem(raw: str, schema: dict[str, Any]) -> str | None:
         return None if raw in ("true", "false") else "Expected `true` or `false`"
     if kind == "integer":
         low, high = schema.get("minimum"), schema.get("maximum")
-        bounds = f" from {low} to {high}" if low is not None and high is not None else ""
+        if low is not None and high is not None:
+            bounds = f" from {low} to {high}"
+        else:
+            bounds = "" if low is None else f" of at least {low}"
         digits = raw.removeprefix("-")
         if not (digits.isascii() and digits.isdigit() and len(digits) <= 18):
             return f"Expected an integer{bounds}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from shopkeep.paging import MAX_LIMIT, page_after, page_bounds
 from tests.http.conftest import ADMIN, Api
 
 
@@ -82,11 +83,21 @@ async def test_any_user_may_read_the_goods(api: Api) -> None:
     assert (await api.call("GET", f"/v1/goods/{tea}", alice.headers)).status == 200
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=201", "limit=x", "cursor=abc", "cursor=-5"])
+@pytest.mark.parametrize("query", ["limit=0", "limit=-3", "limit=x", "cursor=abc", "cursor=-5"])
 async def test_a_bad_page_is_a_validation_error(api: Api, query: str) -> None:
     refused = await api.call("GET", f"/v1/goods?{query}", ADMIN)
     assert (refused.status, refused.body["code"]) == (422, "validation_error")
     assert query.split("=")[0] in refused.body["detail"]
+
+
+async def test_a_limit_above_the_cap_is_taken_as_the_cap(api: Api) -> None:
+    # SPEC 7: lists take ?limit= (capped); a page never holds more than the cap
+    for _ in range(3):
+        await api.goods()
+    for limit in (MAX_LIMIT + 1, 10**9):
+        page = await api.call("GET", f"/v1/goods?limit={limit}", ADMIN)
+        assert (page.status, len(page.body["items"]), page.body["next_cursor"]) == (200, 3, None)
+    assert page_bounds(MAX_LIMIT + 1, None)[0] == page_after(2**63 - 1, None)[0] == MAX_LIMIT
 
 
 async def test_unknown_goods_are_not_found_and_a_bad_patch_is_refused(api: Api) -> None:
