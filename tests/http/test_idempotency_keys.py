@@ -166,17 +166,26 @@ async def test_the_same_key_with_another_request_answers_409_idempotency_conflic
     assert "Idempotent-Replayed" not in other.headers
 
 
-async def test_a_replayed_placement_refusal_says_it_is_replayed(api: Api) -> None:
+async def test_a_placement_refused_before_anything_was_recorded_leaves_its_key_unbound(
+    api: Api,
+) -> None:
+    # the checks refuse in one turn, before any order exists: the attempt did nothing, so (as
+    # after a 503) the key binds nothing and a retry runs afresh
     alice = await api.customer()
     tea = await api.goods(stock=1)
     body = {"items": [{"goods_id": tea, "quantity": 1}], "expected_total": 1}
     keyed = {**alice.headers, "Idempotency-Key": "k-1"}
-    await api.call("GET", f"/v1/goods/{tea}", ADMIN)  # nothing else queued: one turn or saga
+    await api.call("GET", f"/v1/goods/{tea}", ADMIN)  # every participant live: one turn
     first = await api.call("POST", "/v1/orders", keyed, body)
     again = await api.call("POST", "/v1/orders", keyed, body)
+    placed = await api.call("POST", "/v1/orders", keyed, {**body, "expected_total": None})
 
-    assert (first.status, first.body["code"]) == (409, "price_changed")
-    assert again.status == 409 and again.body["code"] == "price_changed"
+    assert (first.status, first.body["code"], "order_id" in first.body) == (
+        409, "price_changed", False
+    )
+    assert (again.status, again.body["code"]) == (409, "price_changed")
+    assert "Idempotent-Replayed" not in again.headers
+    assert placed.status == 201 and "Idempotent-Replayed" not in placed.headers
 
 
 async def send_raw(api: Api, head: bytes, body: bytes) -> tuple[int, dict[str, Any]]:
