@@ -28,6 +28,10 @@ child may still be committing its last batch), and ends it by closing its stdin.
 exits at end of input, between two transactions; a parent that dies mid-frame leaves a partial
 frame, which is never run.
 
+A child that dies (killed, out of memory) is replaced by the next batch, with a warning on
+the standard library's ``shopkeep.store`` logger (which ``shopkeep serve`` writes as its other
+lines): the batch it was writing fails, and its actors reload what the disk holds.
+
 This module imports only the standard library: the child runs it as a script with ``-I -S``
 (no site-packages, no environment), which starts in a few tens of milliseconds; it loads
 ``batch_plan.py``, standard library only too, from its file beside this one.
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import pickle
 import sqlite3
 import struct
@@ -60,6 +65,7 @@ turns each INSERT text into multi-row INSERTs of up to seven sizes (see
 
 Outcome = tuple[str, str] | None
 """What the child answers for a batch: None when committed, else (error class, message)."""
+log = logging.getLogger("shopkeep.store")
 
 
 class WriterProcessDied(sqlite3.OperationalError):
@@ -207,7 +213,10 @@ class WriterProcess:
 
     def _started(self) -> subprocess.Popen[bytes]:
         child = self._child
-        if child is None or child.poll() is not None:
+        if child is not None and child.poll() is not None:
+            self._reap()  # died since its last batch
+            child = None
+        if child is None:
             child = self._child = subprocess.Popen(
                 [sys.executable, "-I", "-S", __file__, self.path, self.synchronous],
                 stdin=subprocess.PIPE,
@@ -271,10 +280,15 @@ class WriterProcess:
             child.stdout.close()
 
     def _reap(self) -> None:
+        """The child died (or was cut off mid-frame): end it for good, and say so."""
         child, self._child = self._child, None
         if child is not None:
             child.kill()
-            child.wait()
+            status = child.wait()
+            how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
+            log.warning(
+                "the writer process %d ended (%s); the next batch starts another", child.pid, how
+            )
             for stream in (child.stdin, child.stdout):
                 if stream is not None:
                     with contextlib.suppress(OSError):

@@ -67,7 +67,7 @@ async def test_closing_the_store_ends_the_writer_process(tmp_path: Path) -> None
 
 
 async def test_a_writer_process_killed_between_batches_is_replaced_for_the_next(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = await open_store(tmp_path / "p.db")
     try:
@@ -83,6 +83,9 @@ async def test_a_writer_process_killed_between_batches_is_replaced_for_the_next(
         await store.writer.submit(unit(2))
         assert process_of(store).pid not in (None, first)
         assert await events(store) == [1, 2]
+        said = [r.getMessage() for r in caplog.records if r.name == "shopkeep.store"]
+        assert said == [f"the writer process {first} ended (killed by signal 9); the next "
+                        "batch starts another"]
     finally:
         await store.close()
 
@@ -92,7 +95,7 @@ class OnlyHere:
 
 
 def test_a_writer_process_that_dies_during_a_batch_is_reported_and_replaced(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = str(tmp_path / "d.db")
     sqlite3.connect(path).execute("CREATE TABLE events (n INTEGER)").connection.close()
@@ -104,6 +107,9 @@ def test_a_writer_process_that_dies_during_a_batch_is_reported_and_replaced(
             process.commit([(INSERT, OnlyHere(), False)])
         assert process.commit([(INSERT, (2,), False)]) is None
         assert process.pid not in (None, first)
+        warned = [r for r in caplog.records if r.name == "shopkeep.store"]
+        assert [(r.levelname, f"writer process {first} ended" in r.getMessage())
+                for r in warned] == [("WARNING", True)]
     finally:
         process.close()
     assert sqlite3.connect(path).execute("SELECT n FROM events").fetchall() == [(1,), (2,)]
