@@ -11,11 +11,12 @@ convention: when the resource changed since, the replay still shows it as it was
 
 What does not bind: an answer that did nothing. A business refusal (409), a 404 or a 422
 changes nothing, so the retry runs afresh and may succeed once the obstacle is gone; so does a
-503 (overloaded, unavailable: nothing was enqueued, or nothing was kept). Placements are the
-one route whose refusals are recorded (a failed placement keeps its order, canceled
-placement_failed): their key stays bound to that order, except when it failed overloaded,
-unavailable or interrupted, which gave everything back (``Shop.place_order`` binds the key to
-a new placement then).
+503 (overloaded, unavailable: nothing was enqueued, or nothing was kept). A placement refused
+by its checks before any order existed (the common path, one turn) is such a refusal too. A
+placement whose order was recorded before it failed (the saga, ``?wait=false``) keeps that
+order, canceled placement_failed, and its key stays bound to it: the refusal is answered again,
+replayed, except when it failed overloaded, unavailable or interrupted, which gave everything
+back (``Shop.place_order`` binds the key to a new placement then).
 """
 
 from __future__ import annotations

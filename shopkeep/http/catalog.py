@@ -66,7 +66,9 @@ PLACE_KEY_TEXT = (
     "answer again with `Idempotent-Replayed: true`: the order as it was placed (or accepted), "
     "or the refusal of a placement that failed, with its `order_id`; with another body, 409 "
     "idempotency_conflict. A placement that failed overloaded, unavailable or interrupted did "
-    "nothing (everything was given back): the retry places afresh. Kept 24 hours."
+    "nothing (everything was given back): the retry places afresh, and so does the retry of "
+    "a placement refused before any order was recorded (a refusal without `order_id`). Kept "
+    "24 hours."
 )
 KEY = Param(IDEMPOTENCY_HEADER, "header", KEY_SCHEMA, KEY_TEXT)
 CONFLICT = "idempotency_conflict"
