@@ -10,13 +10,16 @@ the operator never typed, and a variable for one command is never read by anothe
 
 Every usage error is one line and exit status 2 (:data:`EXIT_USAGE`); the usage itself is in
 ``--help``. ``args.sources`` records where each value came from, so the checks that span flags
-can name it too (:func:`given_as`).
+can name it too (:func:`given_as`). A flag an error names is followed by its variable
+(:func:`with_variables`: ``argument --port (env SHOPKEEP_PORT): 'abc' is not a whole
+number``), wherever the error was raised.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -74,6 +77,24 @@ def variable_of(option: str) -> str:
     return PREFIX + option.lstrip("-").upper().replace("-", "_")
 
 
+OPTION_NAMED: Final = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+NO_VARIABLE: Final = frozenset({"--help", "--version"})
+
+
+def with_variables(message: str) -> str:
+    """``message`` with each flag it names followed by its variable, unless the message names
+    that variable already (SPEC 8: one-line errors about a flag name its variable)."""
+
+    def named(found: re.Match[str]) -> str:
+        option = found.group()
+        variable = variable_of(option)
+        if option in NO_VARIABLE or variable in message:
+            return option
+        return f"{option} (env {variable})"
+
+    return OPTION_NAMED.sub(named, message)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line, and whose declared flags fall back
     to their environment variables."""
@@ -84,7 +105,7 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Print ``<prog>: error: <message>`` and exit with status 2."""
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {with_variables(message)} (see --help)\n")
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
@@ -185,5 +206,5 @@ def usage_error(
 
 def fail(message: str) -> int:
     """Say ``shopkeep: error: <message>`` on stderr; the usage exit status, to return."""
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {with_variables(message)}", file=sys.stderr)
     return EXIT_USAGE

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from shopkeep.cli import build_parser
-from shopkeep.cli.flags import OneLineParser, variable_of
+from shopkeep.cli.flags import OneLineParser, variable_of, with_variables
 from shopkeep.cli.values import parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -216,12 +216,39 @@ def test_a_bad_variable_is_named_in_a_one_line_error(
     assert "argument --" not in line  # the operator typed no flag
 
 
-def test_a_bad_duration_flag_is_named_as_the_flag() -> None:
+def test_a_bad_duration_flag_is_named_as_the_flag_with_its_variable() -> None:
     result = run_main("serve", "--order-timeout", "soon", env={})
 
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
-    assert "argument --order-timeout: 'soon' is not a duration" in line
+    assert (
+        "argument --order-timeout (env SHOPKEEP_ORDER_TIMEOUT): 'soon' is not a duration" in line
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("serve", "--port", "abc", "--sandbox"), "--port (env SHOPKEEP_PORT)"),
+        (("serve", "--gateway", "paypal"), "--gateway (env SHOPKEEP_GATEWAY)"),
+        (("serve", "--gateway", "alipay"), "--alipay-app-id (env SHOPKEEP_ALIPAY_APP_ID)"),
+        (("bench", "--concurrency", "0"), "--concurrency (env SHOPKEEP_CONCURRENCY)"),
+    ],
+)
+def test_every_one_line_error_about_a_flag_names_its_variable(
+    args: tuple[str, ...], named: str
+) -> None:
+    # SPEC 8: each flag's variable is "named in --help and in one-line errors about it"
+    result = run_main(*args, env={})
+
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert named in line
+
+
+def test_a_variable_already_named_is_not_named_twice() -> None:
+    said = with_variables("a gateway is required: --gateway NAME (env SHOPKEEP_GATEWAY), or --help")
+    assert said == "a gateway is required: --gateway NAME (env SHOPKEEP_GATEWAY), or --help"
 
 
 def test_a_variable_for_another_command_is_not_read() -> None:
