@@ -185,7 +185,10 @@ def test_a_malformed_threshold_is_a_one_line_usage_error() -> None:
 
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
-    assert "argument --threshold: 'place.p99<50': a latency takes a unit" in line
+    assert (
+        "argument --threshold (env SHOPKEEP_THRESHOLD): 'place.p99<50': a latency takes a unit"
+        in line
+    )
 
 
 def test_ctrl_c_ends_the_run_and_still_writes_the_reports(tmp_path: Path) -> None:
