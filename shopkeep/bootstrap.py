@@ -24,6 +24,12 @@ class Runtime:
     store: Store
 
 
+class _Open:
+    """How many runtimes of this process are open (from their opening to their close)."""
+
+    count = 0
+
+
 @asynccontextmanager
 async def open_runtime(
     db_path: str,
@@ -40,22 +46,29 @@ async def open_runtime(
 
     ``writer``: "thread" or "process", where the group-commit writer commits (see StoreConfig).
     Where the collector freezes survivors, what earlier runtimes of this process left frozen is
-    collected first (``collector.collect_frozen``).
+    collected first (``collector.collect_frozen``), unless another runtime is open: that full
+    collection would pause it.
     """
-    collect_frozen()
-    store = await Store.open(
-        StoreConfig(
-            db_path, synchronous=synchronous, migrations=migrations, inline=inline, writer=writer
-        )
-    )
+    if _Open.count == 0:
+        collect_frozen()
+    _Open.count += 1
     try:
-        system = ActorSystem(store, clock=clock or RealClock(), config=config)
-        for kind in kinds:
-            system.register(kind)
-        await system.start()
+        store = await Store.open(
+            StoreConfig(
+                db_path, synchronous=synchronous, migrations=migrations, inline=inline,
+                writer=writer,
+            )
+        )
         try:
-            yield Runtime(system, store)
+            system = ActorSystem(store, clock=clock or RealClock(), config=config)
+            for kind in kinds:
+                system.register(kind)
+            await system.start()
+            try:
+                yield Runtime(system, store)
+            finally:
+                await system.stop()
         finally:
-            await system.stop()
+            await store.close()
     finally:
-        await store.close()
+        _Open.count -= 1

@@ -81,8 +81,8 @@ def collect_frozen() -> int:
     A full collection of the whole heap: a few hundred milliseconds after a closed shop of a
     few seconds' placements (three such shops in a row left 432,986 frozen objects and a peak
     of 270 MB; collected before each next one, 34,390 and 164 MB). Call it where that pause is
-    harmless, before a runtime takes messages: another shop running in the same process pauses
-    with it.
+    harmless: ``bootstrap.open_runtime`` does, before a runtime takes messages, when no other
+    runtime of the process is open (a running one would pause with it).
     """
     if not _installed:
         return 0

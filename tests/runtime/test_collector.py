@@ -6,11 +6,14 @@ from __future__ import annotations
 import gc
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from shopkeep.bootstrap import open_runtime
 from shopkeep.runtime import collector
 from tests.runtime.conftest import OpenRuntime
+from tests.runtime.probe import PROBE_MIGRATIONS, Probe
 
 
 @pytest.fixture
@@ -101,3 +104,16 @@ async def test_a_runtime_that_opens_collects_what_earlier_ones_left_frozen(
     await open_probe_runtime()
 
     assert watched() is None
+
+
+@pytest.mark.usefixtures("process_collector")
+async def test_a_runtime_that_opens_beside_a_running_one_leaves_the_frozen_alone(
+    open_probe_runtime: OpenRuntime, tmp_path: Path
+) -> None:
+    collector.freeze_survivors()
+    await open_probe_runtime()  # running: a full collection now would pause it
+    watched = frozen_cycle()
+
+    async with open_runtime(str(tmp_path / "beside.db"), kinds=[Probe],
+                            migrations=PROBE_MIGRATIONS):
+        assert watched() is not None
