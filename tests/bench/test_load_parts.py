@@ -14,7 +14,7 @@ from shopkeep.bench.load.mix import DEFAULT_MIX, JOURNEYS, MixError, parse_mix
 from shopkeep.bench.load.progress import status_line
 from shopkeep.bench.load.recorder import Recorder, new_histogram, percentile_ms, record
 from shopkeep.bench.load.report import figures, render
-from shopkeep.bench.load.run import BenchOptions, Outcome, in_flight
+from shopkeep.bench.load.run import BenchOptions, Outcome, in_flight, setup_plan
 
 
 class FakeClock:
@@ -29,6 +29,18 @@ class FakeClock:
 
 def test_the_default_mix_runs_every_journey() -> None:
     assert set(parse_mix(None)) == set(JOURNEYS) == set(DEFAULT_MIX)
+
+
+def test_over_http_without_the_gateway_secret_the_plan_says_which_journeys_are_left_out() -> None:
+    over_http = BenchOptions(1.0, 1, {"pay": 1}, 1, url="http://127.0.0.1:1", admin_token="t")
+    signed = BenchOptions(1.0, 1, {"pay": 1}, 1, url="http://127.0.0.1:1", admin_token="t",
+                          gateway_secret="s")
+
+    assert setup_plan(over_http).splitlines()[1].startswith(
+        "bench: journeys duplicate_callback, late_callback left out"
+    )
+    assert len(setup_plan(signed).splitlines()) == 1
+    assert len(setup_plan(BenchOptions(1.0, 1, {"pay": 1}, 1)).splitlines()) == 1
 
 
 def test_a_mix_keeps_only_the_journeys_it_weighs() -> None:

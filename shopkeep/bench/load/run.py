@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from shopkeep.bench.load.journeys import Catalog, Journeys, Shopper
+from shopkeep.bench.load.mix import SIGNED
 from shopkeep.bench.load.progress import show_progress
 from shopkeep.bench.load.recorder import Recorder
 from shopkeep.bench.load.schedule import Schedule
@@ -133,14 +134,21 @@ async def populate(
 
 
 def setup_plan(options: BenchOptions) -> str:
-    """The line said before the setup: what the harness adds to the shop, and how."""
+    """What is said before the setup: what the harness adds to the shop, and how; over HTTP
+    without the gateway secret, that the journeys which sign callbacks are left out."""
     users = options.concurrency * SHOPPERS_PER_WORKER
     where = options.url or "an embedded shop"
     how = "its HTTP API" if options.url else "its Python API"
-    return (
+    plan = (
         f"bench: adding {users} users, {PLENTIFUL_GOODS + 1} goods and "
         f"{users * COUPONS_PER_SHOPPER} coupons to {where} through {how}, then its orders"
     )
+    if options.url and not options.gateway_secret:
+        plan += (
+            f"\nbench: journeys {', '.join(sorted(SIGNED))} left out: they send callbacks "
+            "of their own, signed (give --gateway-secret, the server's, to run them)"
+        )
+    return plan
 
 
 async def sample_memory(target: Target, recorder: Recorder) -> None:
