@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Final
 
-from shopkeep.shop import hash_token
+from shopkeep.shop import hash_token, new_token
 from shopkeep.store.writer import GroupCommitWriter
 
 ADMIN_TOKEN_HASH: Final = "admin_token_hash"
@@ -45,14 +45,14 @@ async def settle_credentials(
     use it anyway (it is never shown: a real gateway needs a configured secret, and the
     sandbox gateway signs with this process's). One stored by an earlier version is deleted.
     """
-    token = None if admin_token else secrets.token_urlsafe(32)
+    token = None if admin_token else new_token()
     generated: dict[str, str] = {}
     if token is not None:
         generated[ADMIN_TOKEN_HASH] = hash_token(token)
     stored = await writer.call(partial(_keep_settings, generated))
     admin_hash = hash_token(admin_token) if admin_token else stored[ADMIN_TOKEN_HASH]
-    new_token = token if token is not None and hash_token(token) == admin_hash else None
-    return Credentials(admin_hash, gateway_secret or secrets.token_hex(32), new_token)
+    announced = token if token is not None and hash_token(token) == admin_hash else None
+    return Credentials(admin_hash, gateway_secret or secrets.token_hex(32), announced)
 
 
 def _keep_settings(generated: dict[str, str], conn: sqlite3.Connection) -> dict[str, str]:

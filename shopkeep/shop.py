@@ -123,6 +123,14 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def new_token() -> str:
+    """A new bearer token: 256 random bits, URL-safe, never beginning with ``-`` (one in 64
+    would, and a command line such as ``bench --admin-token`` takes it for an option)."""
+    while (token := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return token
+
+
 class Shop(BackOffice):
     """The shop's operations over one database. Build it with :meth:`Shop.open`.
 
@@ -237,7 +245,7 @@ class Shop(BackOffice):
         """A new user with an opening wallet balance, and their token (shown only here)."""
         check_name(name)
         check_amount("balance", balance)
-        token = secrets.token_urlsafe(32)
+        token = new_token()
         user_id = self.system.ids.next()
         view = answer(
             await self._ask(Address("user", user_id), CreateUser(name, balance, hash_token(token))),
@@ -282,7 +290,7 @@ class Shop(BackOffice):
     async def replace_token(self, user_id: int) -> str:
         """A new API token for the user (an admin operation), shown only here; the old one
         names nobody from the answer on."""
-        token = secrets.token_urlsafe(32)
+        token = new_token()
         answer(
             await self._ask(Address("user", user_id), ReplaceToken(hash_token(token))), UserView
         )

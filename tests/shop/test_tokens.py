@@ -4,13 +4,14 @@ replaced one names nobody from the answer on."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 
 import pytest
 
 from shopkeep import shop as shop_module
 from shopkeep.actors import user as users
 from shopkeep.errors import ShopError
-from shopkeep.shop import Shop
+from shopkeep.shop import Shop, new_token
 from shopkeep.store.reader import Reader
 
 
@@ -76,3 +77,11 @@ async def test_a_lookup_that_read_the_old_token_before_the_replacement_does_not_
 
     assert await lookup == ann.user.id  # a request that began before: it was still valid
     assert await shop.user_for_token(ann.token) is None
+
+
+def test_a_new_token_never_begins_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a command line (bench --admin-token) would take such a token for an option
+    drawn = iter(["-leading-dash", "-again", "fine_token"])
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda nbytes: next(drawn))
+
+    assert new_token() == "fine_token"
