@@ -77,7 +77,8 @@ def variable_of(option: str) -> str:
     return PREFIX + option.lstrip("-").upper().replace("-", "_")
 
 
-OPTION_NAMED: Final = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+OPTION_NAMED: Final = re.compile(r"(?<![^\s(`'\"])--[a-z][a-z0-9-]*")
+"""A flag named in a message: ``--`` after a space, a bracket or a quote (not in a path)."""
 NO_VARIABLE: Final = frozenset({"--help", "--version"})
 
 

@@ -246,6 +246,11 @@ def test_every_one_line_error_about_a_flag_names_its_variable(
     assert named in line
 
 
+def test_a_path_with_dashes_in_a_message_is_not_taken_for_a_flag() -> None:
+    said = "cannot use database path /tmp/a--b/--c.db: no such directory"
+    assert with_variables(said) == said
+
+
 def test_a_variable_already_named_is_not_named_twice() -> None:
     said = with_variables("a gateway is required: --gateway NAME (env SHOPKEEP_GATEWAY), or --help")
     assert said == "a gateway is required: --gateway NAME (env SHOPKEEP_GATEWAY), or --help"
