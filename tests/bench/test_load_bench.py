@@ -38,12 +38,17 @@ EVERY_OPERATION = {
 }  # fmt: skip
 
 
-def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``main.py bench`` with ``args``, to its end (stdout and stderr captured)."""
+def bench(
+    *args: str, env: dict[str, str] | None = None, secret: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``main.py bench`` with ``args``, to its end (stdout and stderr captured); without
+    ``secret``, not told the server's gateway secret."""
+    told = {**os.environ, **CREDENTIALS, **(env or {})}
+    if not secret:
+        del told["SHOPKEEP_GATEWAY_SECRET"]
     return subprocess.run(
         [sys.executable, "main.py", "bench", "--concurrency", "8", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
-        env={**os.environ, **CREDENTIALS, **(env or {})},
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False, env=told,
     )  # fmt: skip
 
 
@@ -106,6 +111,23 @@ async def test_a_short_bench_against_a_server_runs_every_operation_and_passes_th
     assert html.tags["polyline"] >= 5
     assert html.scripts_with_src == 0  # self-contained: nothing to fetch
     assert "approve_return" in "".join(html.text)
+
+
+async def test_without_the_gateway_secret_late_callbacks_come_from_the_sandbox(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "bench.json"
+    async with serving(tmp_path, *SERVE_FLAGS, env=CREDENTIALS) as server:
+        result = await asyncio.to_thread(
+            bench, "--url", server.url, "--duration", "4", "--json", str(out), secret=False
+        )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "journeys duplicate_callback left out" in result.stdout + result.stderr
+    operations = json.loads(out.read_text())["operations"]
+    assert "callback_duplicate" not in operations and "callback_late" not in operations
+    for name in ("complete_late", "await_timeout", "await_refund"):
+        assert operations[name]["count"] > 0 and operations[name]["errors"] == {}, name
 
 
 def test_a_short_embedded_bench_runs_every_operation_and_passes_the_audit(

@@ -37,7 +37,7 @@ def test_over_http_without_the_gateway_secret_the_plan_says_which_journeys_are_l
                           gateway_secret="s")
 
     assert setup_plan(over_http).splitlines()[1].startswith(
-        "bench: journeys duplicate_callback, late_callback left out"
+        "bench: journeys duplicate_callback left out"
     )
     assert len(setup_plan(signed).splitlines()) == 1
     assert len(setup_plan(BenchOptions(1.0, 1, {"pay": 1}, 1)).splitlines()) == 1

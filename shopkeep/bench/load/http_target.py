@@ -181,6 +181,11 @@ class HttpTarget:
             raise RuntimeError("no gateway secret: signed callbacks are not possible")
         return sign(self._secret, timestamp, raw_body)
 
+    @property
+    def signs(self) -> bool:
+        """Whether the gateway secret was given."""
+        return self._secret is not None
+
     async def cancel_order(self, customer: Customer, order_id: str) -> Order:
         """POST /v1/orders/{id}/cancel as the user."""
         path = f"/v1/orders/{order_id}/cancel"

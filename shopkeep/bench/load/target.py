@@ -100,6 +100,11 @@ class Target(Protocol):
         """The ``Shopkeep-Signature`` header value for ``raw_body`` (needs the secret)."""
         ...
 
+    @property
+    def signs(self) -> bool:
+        """Whether :meth:`sign` can sign: the gateway secret is known."""
+        ...
+
     async def cancel_order(self, customer: Customer, order_id: str) -> Order:
         """Cancel as the user."""
         ...
