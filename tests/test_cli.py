@@ -177,8 +177,8 @@ def test_serve_on_a_directory_fails_in_one_line(tmp_path: Path) -> None:
             "--admin-token",
             "a" * 20,
             "--mix",
-            "late_callback=1",
-        ),  # signed callbacks, no gateway secret
+            "duplicate_callback=1",
+        ),  # a callback sent twice needs the gateway secret
     ],
 )
 def test_a_bad_flag_is_a_one_line_usage_error(args: tuple[str, ...]) -> None:
