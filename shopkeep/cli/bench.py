@@ -62,6 +62,7 @@ def run_bench(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         concurrency=args.concurrency,
         mix=args.weights,
+        left_out=args.left_out,
         seed=args.seed,
         url=None if args.embedded else args.url,
         admin_token=args.admin_token,

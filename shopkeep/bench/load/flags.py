@@ -160,9 +160,11 @@ def check_bench_flags(parser: argparse.ArgumentParser, args: argparse.Namespace)
     if args.url and not args.admin_token:
         parser.error("--url needs --admin-token (or SHOPKEEP_ADMIN_TOKEN)")
     weights = parse_mix(args.mix)
+    args.left_out = ()
     if args.url and not args.gateway_secret:
         signed = sorted(SIGNED & set(weights))
         if args.mix and signed:
             parser.error(f"journeys {', '.join(signed)} need --gateway-secret")
         weights = {name: weight for name, weight in weights.items() if name not in SIGNED}
+        args.left_out = tuple(signed)  # of the default mix: the setup's line says so
     args.weights = weights
