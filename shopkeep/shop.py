@@ -535,10 +535,9 @@ class Shop(BackOffice):
                 self._reject("unknown_payment")
                 raise CallbackRejected(f"there is no payment {verdict.payment_id}")
             order_id = found.order_id
-        # the sandbox's callback names no currency: its payments are in the shop's
-        currency = None if isinstance(self.provider, SandboxProvider) else verdict.currency
         message = PaymentCallback(
-            verdict.payment_id, verdict.status, verdict.amount, verdict.gateway_txn_id, currency
+            verdict.payment_id, verdict.status, verdict.amount, verdict.gateway_txn_id,
+            verdict.currency,
         )
         reply = await self._ask(Address("order", order_id), message)
         if isinstance(reply, Refusal):

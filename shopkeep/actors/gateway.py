@@ -50,14 +50,19 @@ class Gateway(Protocol):
         ...
 
 
-class CallbackBody(msgspec.Struct, frozen=True, gc=False):
-    """The JSON body of a payment callback (SPEC 7). Ids are strings on the wire."""
+class CallbackBody(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True,
+                   omit_defaults=True):
+    """The JSON body of a payment callback (SPEC 7). Ids are strings on the wire.
+
+    ``currency`` is optional (the sandbox sends none): when a body names one, it must be the
+    payment's (SPEC 10). A field not listed here makes the body one that does not parse."""
 
     payment_id: str
     order_id: str
     amount: int
     status: str
     gateway_txn_id: str | None
+    currency: str | None = None
 
 
 class SandboxGateway:

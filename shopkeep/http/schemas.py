@@ -145,6 +145,11 @@ class CallbackRequest(RequestBody, frozen=True):
     amount: Amount
     status: Literal["succeeded", "failed"]
     gateway_txn_id: str | None
+    currency: Annotated[
+        str | None,
+        Meta(description="Optional (the sandbox sends none); when named, it must be the "
+                         "payment's currency, else the callback is refused 400."),
+    ] = None
 
 
 class SandboxCompleteRequest(RequestBody, frozen=True):

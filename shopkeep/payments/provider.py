@@ -120,12 +120,14 @@ class Notice(msgspec.Struct, frozen=True, kw_only=True):
     ``event_id`` is the provider's id of the notification (Alipay's ``notify_id``, WeChat
     Pay's and Stripe's event ``id``; None for the sandbox), for the logs. ``order_id`` is None
     when the provider did not carry it back: the shop looks the payment's order up.
+    ``currency`` is None when the notice names none (the sandbox's callback may leave it out):
+    the payment's own is taken; one named must be the payment's.
     """
 
     payment_id: int
     order_id: int | None
     amount: int
-    currency: str
+    currency: str | None
     status: Literal["succeeded", "failed"]
     gateway_txn_id: str | None
     event_id: str | None = None
@@ -137,7 +139,7 @@ class Notice(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"payment {self.payment_id}: the order is not known")
         return CallbackBody(
             str(self.payment_id), str(self.order_id), self.amount, self.status,
-            self.gateway_txn_id,
+            self.gateway_txn_id, self.currency,
         )
 
 

@@ -94,7 +94,7 @@ class SandboxProvider:
             payment_id=payment_id,
             order_id=order_id,
             amount=body.amount,
-            currency=self._currency,
+            currency=body.currency,
             status="succeeded" if body.status == "succeeded" else "failed",
             gateway_txn_id=body.gateway_txn_id,
         )

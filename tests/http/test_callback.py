@@ -91,6 +91,16 @@ def wrong_amount(api: Api, payment: dict[str, Any]) -> tuple[bytes, dict[str, st
     return raw, api.signed(raw)
 
 
+def another_currency(api: Api, payment: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    raw = api.callback(payment).replace(b"}", b', "currency": "USD"}')
+    return raw, api.signed(raw)
+
+
+def unknown_field(api: Api, payment: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    raw = api.callback(payment).replace(b"}", b', "paid_by": "someone else"}')
+    return raw, api.signed(raw)
+
+
 def replay_of_another_signature(api: Api, payment: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
     signed_failure = api.signed(api.callback(payment, "failed"))
     return api.callback(payment), signed_failure
@@ -106,6 +116,8 @@ FORGERIES: list[Forgery] = [
     malformed_body,
     unknown_payment,
     wrong_amount,
+    another_currency,
+    unknown_field,
     replay_of_another_signature,
 ]
 
@@ -124,6 +136,17 @@ async def test_a_forged_callback_is_refused_400_and_changes_nothing(
     now = await api.call("GET", f"/v1/orders/{order['id']}", ADMIN)
     assert (now.body["status"], now.body["paid_at"]) == ("awaiting_payment", None)
     assert (await api.call("GET", "/v1/audit", ADMIN)).body["ok"] is True
+
+
+async def test_a_callback_naming_the_payments_own_currency_is_applied(api: Api) -> None:
+    order, payment = await awaiting_payment(api)
+    assert payment["currency"] == "CNY"
+    raw = api.callback(payment).replace(b"}", b', "currency": "CNY"}')
+
+    answered = await api.call("POST", "/v1/payments/callback", api.signed(raw), data=raw)
+
+    assert (answered.status, answered.body) == (200, {"received": True})
+    assert (await api.call("GET", f"/v1/orders/{order['id']}", ADMIN)).body["status"] == "paid"
 
 
 async def test_the_callback_needs_no_bearer_token_and_ignores_one(api: Api) -> None:

@@ -61,13 +61,13 @@ async def test_a_payment_is_the_sandbox_page(provider: SandboxProvider) -> None:
     assert provider.callback_path == CALLBACK_PATH
 
 
-async def test_a_signed_callback_is_a_notice_in_the_shops_currency(
+async def test_a_signed_callback_naming_no_currency_is_a_notice_of_the_payments_own(
     provider: SandboxProvider, sent: list[tuple[bytes, str]], clock: VirtualClock
 ) -> None:
     assert await provider.gateway.complete(7, 70, 500, "succeeded", "txn-1")
     raw, signature = sent[0]
     notice = await provider.verify_callback(raw, {HEADER.lower(): signature}, clock.now())
-    assert notice == Notice(payment_id=7, order_id=70, amount=500, currency="EUR",
+    assert notice == Notice(payment_id=7, order_id=70, amount=500, currency=None,
                             status="succeeded", gateway_txn_id="txn-1")
     assert isinstance(notice, Notice)
     assert msgspec.json.encode(notice.callback_body()) == raw
