@@ -20,6 +20,11 @@ KEY_PATTERN: Final = f"^[!-~](?:[ -~]{{0,{MAX_KEY - 2}}}[!-~])?$"
 key sent with them would arrive as another key. Published in the OpenAPI document (a JSON
 Schema ``pattern``); :func:`check_key` applies the same rule with ``str``'s own tests
 (tests/shop/test_key_check.py holds the two together)."""
+KEY_RULE: Final = (
+    f"an Idempotency-Key is 1 to {MAX_KEY} printable ASCII characters, without a space first "
+    "or last"
+)
+"""The detail of a refused Idempotency-Key (it never repeats the key: it may hold any bytes)."""
 EARLIEST_TIME = -62_135_596_800.0
 """0001-01-01T00:00:00Z: no time the API takes may be earlier (RFC 3339 has years 1 to 9999)."""
 LATEST_TIME = 253_402_300_799.0
@@ -60,11 +65,7 @@ def check_key(key: object) -> str:
         and key[0] != " "
         and key[-1] != " "
     ):
-        raise ShopError(
-            "validation_error",
-            f"an Idempotency-Key is 1 to {MAX_KEY} printable ASCII characters, "
-            "without a space first or last",
-        )
+        raise ShopError("validation_error", KEY_RULE)
     return key
 
 

@@ -10,7 +10,10 @@ default is an hour; ours is 15 s). What it does not, and this module adds:
   ``client_header_timeout`` do. aiohttp waits for a half-sent request for as long as the
   keep-alive timer lets it, and for a half-sent body for ever;
 - a cap: a connection accepted while ``max_connections`` are open is closed at once, without a
-  word (it was not read, so there is no request to answer); those open are served as before.
+  word (it was not read, so there is no request to answer); those open are served as before;
+- a request aiohttp's parser refuses (a control character in a header, a line past its limit)
+  is answered problem+json like every other refusal (``errors.unparsable``), where aiohttp
+  answers plain text quoting the refused line and logs it with a traceback, token and all.
 
 aiohttp has no hook for either, so each connection's protocol is our subclass of its
 :class:`~aiohttp.web.RequestHandler`, made by our :class:`~aiohttp.web.Server`. The deadline
@@ -29,10 +32,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Final, cast
 
+import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
 
 from shopkeep.http.connection_limits import ConnectionLimits
+from shopkeep.http.errors import unparsable
+
+log = structlog.get_logger("shopkeep.http")
 
 DEADLINE_SLACK_S: Final = 0.001
 """How early a read deadline may be taken as reached: a timer may fire up to the loop's clock
@@ -144,6 +152,21 @@ class BoundedRequestHandler(web.RequestHandler):
             self._done()  # the request is whole
         # Bytes of a next, pipelined request that came with the end of this one get no
         # deadline of their own: the keep-alive timer closes a connection waiting for them.
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        answer = unparsable(exc)
+        # the parser's own message quotes the refused bytes: only what they were is logged
+        log.info("http_unparsable_request", status=answer.status, error=type(exc).__name__)
+        answer.force_close()  # where the next request would begin in these bytes is unknown
+        return answer
 
     def overdue(self) -> None:
         """The request did not arrive whole within the bound: close the connection."""

@@ -23,17 +23,22 @@ fault it is:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Final
 
 import msgspec
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from shopkeep.actors.protocol import VALIDATION_ERROR
 from shopkeep.errors import CallbackRejected, FieldError, ShopError
+from shopkeep.http.auth import unauthorized
+from shopkeep.http.inputs import IDEMPOTENCY_HEADER, invalid
 from shopkeep.http.rate_limit import RateLimited
 from shopkeep.http.validation import refusal_of
+from shopkeep.requests import KEY_RULE
 from shopkeep.runtime import ActorStopped, AskTimeout, Overloaded, ShuttingDown
 
 log = structlog.get_logger("shopkeep.http")
@@ -168,6 +173,32 @@ def problem_for(error: BaseException) -> web.Response | None:
                 answer.headers["Allow"] = error.headers["Allow"]
             return answer
     return None
+
+
+_REFUSED_HEADER: Final = re.compile(r"\n\s*b['\"]([!#$%&*+.^_`|~0-9A-Za-z-]+):")
+"""The name of the header line aiohttp's parser quotes in its refusal (``b'Name: value'``)."""
+
+
+def unparsable(error: HttpProcessingError) -> web.Response:
+    """The answer to a request aiohttp's parser refused before any handler saw it: bytes no
+    HTTP client sends (a control character in a header, a line past its limit).
+
+    problem+json like every other answer, and never the refused bytes (they may hold a token).
+    A refused ``Authorization`` is nobody's token (401) and a refused ``Idempotency-Key`` an
+    invalid key (422 naming it), as when either arrives as other bytes that are not printable
+    ASCII (SPEC 7); anything else is 400 bad_request, which says what the parser found."""
+    found = _REFUSED_HEADER.search(error.message)
+    header = found.group(1).lower() if found else None
+    if header == hdrs.AUTHORIZATION.lower():
+        answer = problem_for(unauthorized())
+    elif header == IDEMPOTENCY_HEADER.lower():
+        answer = problem_for(invalid(KEY_RULE, IDEMPOTENCY_HEADER))
+    else:
+        said = error.message.split(":", 1)[0].strip() or "the request is not valid HTTP"
+        where = "" if found is None else f" (header {found.group(1)})"
+        answer = problem("bad_request", f"{said}{where}")
+    assert answer is not None
+    return answer
 
 
 def _detail_of(error: web.HTTPException) -> str:

@@ -1,0 +1,103 @@
+"""Requests aiohttp's parser refuses before any handler sees them (a control character in a
+header, a line past its limit), sent raw to a running server on 127.0.0.1: each is answered
+problem+json like any other refusal, never repeats the refused bytes, and changes nothing. A
+token or key header of such bytes is refused 401 / 422 as SPEC 7 says of any header that is not
+printable ASCII."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from shopkeep.http.server import ServeOptions, Server, running
+from shopkeep.proof.raw_http import RawAnswer, exchange, request_bytes
+from shopkeep.requests import KEY_RULE
+
+ADMIN_TOKEN = "admin-token-of-the-unparsable-tests"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}".encode()}
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Server]:
+    options = ServeOptions(
+        db=str(tmp_path / "shop.db"), port=0, writer="thread", sandbox=True,
+        admin_token=ADMIN_TOKEN,
+    )
+    async with running(options, announce=lambda token: None) as served:
+        yield served
+
+
+async def send(
+    server: Server, method: str, path: str, headers: dict[str, bytes], body: bytes = b""
+) -> RawAnswer:
+    host, port = server.url.removeprefix("http://").split(":")
+    return await exchange(host, int(port), request_bytes(method, path, headers, body))
+
+
+def problem_of(answer: RawAnswer) -> dict[str, object]:
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    problem: dict[str, object] = msgspec.json.decode(answer.body)
+    return problem
+
+
+@pytest.mark.parametrize("control", [b"\x01", b"\x7f", b"\x00"])
+async def test_a_token_with_a_control_character_is_refused_401(
+    server: Server, control: bytes
+) -> None:
+    answer = await send(server, "GET", "/v1/me", {"Authorization": b"Bearer ab" + control + b"cd"})
+
+    assert answer.status == 401
+    assert problem_of(answer)["code"] == "unauthorized"
+    assert answer.headers["www-authenticate"].startswith("Bearer")
+    assert b"ab" not in answer.body
+
+
+async def test_a_key_with_a_control_character_is_refused_422_and_credits_nothing(
+    server: Server,
+) -> None:
+    created = await send(server, "POST", "/v1/users", ADMIN, b'{"name": "ann", "balance": 100}')
+    user = msgspec.json.decode(created.body)
+    credit = b'{"amount": 500}'
+
+    answer = await send(
+        server, "POST", f"/v1/users/{user['id']}/wallet/credit",
+        {**ADMIN, "Idempotency-Key": b"key\x01one"}, credit,
+    )
+
+    assert answer.status == 422
+    problem = problem_of(answer)
+    assert problem["code"] == "validation_error"
+    assert problem["errors"] == [{"parameter": "Idempotency-Key", "detail": KEY_RULE}]
+    after = await send(server, "GET", f"/v1/users/{user['id']}", ADMIN)
+    assert msgspec.json.decode(after.body)["balance"] == 100
+
+
+async def test_another_header_the_parser_refuses_is_a_400_problem_naming_it_not_its_value(
+    server: Server,
+) -> None:
+    answer = await send(server, "GET", "/healthz", {"X-Trace": b"secret\x01value"})
+
+    assert answer.status == 400
+    problem = problem_of(answer)
+    assert problem["code"] == "bad_request"
+    assert "X-Trace" in str(problem["detail"])
+    assert b"secret" not in answer.body
+
+
+async def test_a_header_line_past_the_parsers_limit_is_a_400_problem(server: Server) -> None:
+    answer = await send(server, "GET", "/healthz", {"X-Long": b"a" * 9_000})
+
+    assert answer.status == 400
+    assert problem_of(answer)["code"] == "bad_request"
+    assert b"aaaa" not in answer.body
+
+
+async def test_the_server_still_answers_after_refusing_unparsable_requests(
+    server: Server,
+) -> None:
+    await send(server, "GET", "/v1/me", {"Authorization": b"Bearer \x01"})
+
+    assert (await send(server, "GET", "/healthz", {})).status == 200
