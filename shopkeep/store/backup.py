@@ -10,7 +10,10 @@ usual (its WAL grows until the backup ends, as behind any long reader).
 
 The copy is written to ``FILE.partial`` (created readable by its owner only, as the database
 is) and renamed to ``FILE`` only once it is whole and has passed SQLite's ``integrity_check``
-and the shop's audit: a file named ``FILE`` is always a checked backup.
+and the shop's audit: a file named ``FILE`` is always a checked backup. The copy is one file,
+in SQLite's rollback-journal mode (the source's WAL mode would leave ``-wal`` and ``-shm`` files
+beside it, made by the checks' read-only connections and never removed); a server that opens
+it puts it back in WAL mode.
 """
 
 from __future__ import annotations
@@ -121,6 +124,7 @@ def _copy(
                     progress(total - remaining, total)
 
             src.backup(dest, pages=pages_per_step, progress=step, sleep=pause_s)
+            dest.execute("PRAGMA journal_mode = DELETE")  # one file (see the module)
         finally:
             dest.close()
         src.execute("COMMIT")
