@@ -73,6 +73,7 @@ PLACE_KEY_TEXT = (
 KEY = Param(IDEMPOTENCY_HEADER, "header", KEY_SCHEMA, KEY_TEXT)
 CONFLICT = "idempotency_conflict"
 SANDBOX_COMPLETE = ("POST", "/sandbox/payments/{payment_id}/complete")
+SANDBOX_CHECKOUT = ("GET", "/sandbox/payments/{payment_id}")
 METRICS = ("GET", "/metrics")
 
 
@@ -187,6 +188,10 @@ def catalog() -> list[Operation]:
                          required=True),),
            extra_problems=(400,)),
         *notify_ops,
+        op(*SANDBOX_CHECKOUT, "sandboxCheckout",
+           "Sandbox only: the page a sandbox payment's `gateway_url` links to: the payment (for "
+           "a browser, `Accept: text/html`, a page whose buttons complete it)",
+           Access.PUBLIC, None, {200: s.PaymentOut}),
         op(*SANDBOX_COMPLETE, "sandboxCompletePayment",
            "Sandbox only: finish paying; the sandbox gateway then calls back, signed",
            Access.PUBLIC, None, {202: None}, body=s.SandboxCompleteRequest),

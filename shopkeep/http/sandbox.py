@@ -4,7 +4,9 @@ With ``serve --sandbox`` the server plays both sides of a payment:
 
 - the user "pays" by ``POST /sandbox/payments/{payment_id}/complete`` with
   ``{"result": "succeeded"}`` (or ``"failed"``), which answers 202 at once; the payment link of
-  every payment (``gateway_url``) points at ``/sandbox/payments/{payment_id}`` on this server;
+  every payment (``gateway_url``) points at ``/sandbox/payments/{payment_id}`` on this server,
+  the sandbox's checkout: the payment as JSON, or for a browser a page whose two buttons send
+  that POST;
 - the gateway then calls the shop back the way a real one does: a signed JSON body POSTed over
   HTTP to ``/v1/payments/callback`` (this very server by default), retried with back-off by
   :meth:`SandboxGateway.deliver` until the answer is a 200.
@@ -16,6 +18,7 @@ is mounted only in sandbox mode: anyone who can reach it can mark a payment paid
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
@@ -25,8 +28,10 @@ import structlog
 from aiohttp import web
 
 from shopkeep.actors.gateway import SandboxGateway
+from shopkeep.actors.order_messages import PaymentView
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.errors import ShopError
+from shopkeep.http.conversion import payment_out
 from shopkeep.http.schemas import SandboxCompleteRequest
 from shopkeep.runtime import Clock
 
@@ -91,7 +96,17 @@ class HttpCallbackSink:
 
 
 def sandbox_routes(shop: Shop, gateway: SandboxGateway) -> Iterable[web.RouteDef]:
-    """``POST /sandbox/payments/{payment_id}/complete``: complete a payment through ``gateway``."""
+    """``GET /sandbox/payments/{payment_id}``, the checkout a payment's ``gateway_url`` links
+    to, and ``POST /sandbox/payments/{payment_id}/complete``: complete a payment through
+    ``gateway``."""
+
+    async def checkout(request: web.Request) -> web.Response:
+        """The payment (404 for one this shop never started): a page with its two buttons for
+        a browser (``Accept`` naming ``text/html``), else the payment's JSON."""
+        payment = await shop.get_payment(_payment_id(request.match_info["payment_id"]))
+        if "text/html" in request.headers.get("Accept", ""):
+            return web.Response(text=checkout_page(payment), content_type="text/html")
+        return web.json_response(payment_out(payment), dumps=_json_text)
 
     async def complete(request: web.Request) -> web.Response:
         """Answer 202 (no body) once the callback is scheduled; 404 for a payment this shop
@@ -111,7 +126,44 @@ def sandbox_routes(shop: Shop, gateway: SandboxGateway) -> Iterable[web.RouteDef
         # no body, as the OpenAPI catalog documents it: the outcome shows on the order
         return web.Response(status=202)
 
-    return [web.post(PAYMENTS_PATH + "/{payment_id}/complete", complete, name="sandbox_complete")]
+    return [
+        web.get(PAYMENTS_PATH + "/{payment_id}", checkout, name="sandbox_checkout"),
+        web.post(PAYMENTS_PATH + "/{payment_id}/complete", complete, name="sandbox_complete"),
+    ]
+
+
+def _json_text(value: object) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def checkout_page(payment: PaymentView) -> str:
+    """The sandbox's checkout page of ``payment``: what it collects, and a button to pay and
+    one to fail, each POSTing ``/complete`` (the gateway then calls the shop back, signed)."""
+    units, cents = divmod(payment.amount, 100)
+    amount = html.escape(f"{units}.{cents:02d} {payment.currency}")
+    paid = payment.status != "created"
+    state = "" if not paid else f"<p>This payment is {html.escape(payment.status)}.</p>"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sandbox payment {payment.id}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: sans-serif; max-width: 32rem; margin: 3rem auto">
+<h1>Sandbox payment</h1>
+<p>Order {payment.order_id} asks <strong>{amount}</strong>. This is the sandbox: no money moves.</p>
+{state}<p><button data-result="succeeded"{" disabled" if paid else ""}>Pay</button>
+<button data-result="failed"{" disabled" if paid else ""}>Fail</button></p>
+<p id="said" role="status"></p>
+<script>
+for (const button of document.querySelectorAll("button")) {{
+  button.addEventListener("click", async () => {{
+    const answer = await fetch(location.pathname + "/complete", {{
+      method: "POST", headers: {{"Content-Type": "application/json"}},
+      body: JSON.stringify({{result: button.dataset.result}})}});
+    document.getElementById("said").textContent = answer.status === 202
+      ? "Done: the gateway now calls the shop back." : "Refused (" + answer.status + ").";
+  }});
+}}
+</script></body></html>
+"""
 
 
 def _payment_id(text: str) -> int:

@@ -145,12 +145,41 @@ async def test_a_failed_payment_leaves_the_order_awaiting_payment(
     assert answers == [True]
 
 
+async def test_the_payment_link_answers_the_payment_as_json(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    _, payment = await order_awaiting_payment(server, http)
+
+    async with http.get(payment["gateway_url"]) as response:
+        assert response.status == 200
+        assert response.content_type == "application/json"
+        assert await response.json() == payment
+
+
+async def test_the_payment_link_opened_in_a_browser_is_a_page_that_completes_it(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    _, payment = await order_awaiting_payment(server, http)
+
+    async with http.get(payment["gateway_url"], headers={"Accept": "text/html"}) as response:
+        assert response.status == 200
+        assert response.content_type == "text/html"
+        page = await response.text()
+
+    assert payment["amount"] == 2_200  # the tea and the shipping fee
+    assert "22.00 CNY" in page and f"Order {payment['order_id']}" in page
+    assert '"/complete"' in page and 'data-result="succeeded"' in page
+    assert 'data-result="failed"' in page and "disabled" not in page
+
+
 async def test_an_unknown_payment_is_not_found(server: Server, http: aiohttp.ClientSession) -> None:
     for payment_id in ("123", "not-a-number", "9" * 30, "9" * 5000, "0", "-1"):
         status, problem = await post(
             http, f"/sandbox/payments/{payment_id}/complete", None, {"result": "succeeded"}
         )
         assert (status, problem["code"]) == (404, "not_found"), payment_id
+        async with http.get(f"/sandbox/payments/{payment_id}") as response:
+            assert response.status == 404, payment_id
 
 
 @pytest.mark.parametrize(
