@@ -36,8 +36,12 @@ class ShopError(Exception):
 
     ``code`` is stable (validation_error, not_found, insufficient_stock, ...); ``detail``
     says what was wrong in words; ``order_id`` names the order recorded as placement_failed;
-    ``errors`` lists every problem a validation_error found, each with where it is.
+    ``errors`` lists every problem a validation_error found, each with where it is;
+    ``replayed`` is True when the refusal is the first answer to the same request under its
+    Idempotency-Key, given again (HTTP: ``Idempotent-Replayed: true``).
     """
+
+    replayed: bool = False
 
     def __init__(
         self,
@@ -74,10 +78,13 @@ class CallbackRejected(Exception):
     """
 
 
-def answer(reply: Any, kind: type[T]) -> T:
-    """An actor's answer as ``kind``, or its refusal raised as a ShopError."""
+def answer(reply: Any, kind: type[T], *, replayed: bool = False) -> T:
+    """An actor's answer as ``kind``, or its refusal raised as a ShopError (``replayed``: a
+    refusal kept with an Idempotency-Key, given again)."""
     if isinstance(reply, Refusal):
-        raise ShopError.of(reply)
+        refused = ShopError.of(reply)
+        refused.replayed = replayed
+        raise refused
     if not isinstance(reply, kind):
         raise TypeError(f"expected {kind.__name__}, got {type(reply).__name__}")
     return reply

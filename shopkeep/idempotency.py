@@ -19,9 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, TypeVar
 
-import msgspec
-
-from shopkeep.actors.key_rules import ADMIN, request_hash
+from shopkeep.actors.key_rules import ADMIN, decode_answer, request_hash
 from shopkeep.actors.order_messages import AsUser
 from shopkeep.actors.protocol import Keyed, Replayed
 from shopkeep.errors import answer
@@ -149,5 +147,5 @@ class Once:
             reply = await self.system.ask(address, message)
         if isinstance(reply, Replayed):
             key.replayed = True
-            return msgspec.msgpack.decode(reply.answer, type=kind)
+            return answer(decode_answer(reply.answer, kind), kind, replayed=True)
         return answer(reply, kind)

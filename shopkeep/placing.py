@@ -7,7 +7,8 @@ learns of the first (:class:`~shopkeep.actors.order_messages.PlacedBefore`). Wha
 one answers, in this order:
 
 1. the first placement's answer, recorded with the key when it placed (or, with
-   ``?wait=false``, accepted) its order: the order as it was then;
+   ``?wait=false``, accepted) its order, or refused it before any order was recorded: the
+   order as it was then, or that refusal;
 2. else the first order's outcome now, asked of it again (it is still running: the ask waits
    behind it; or a crash cut it before its answer was recorded: it is placed now, or undone);
 3. unless that outcome is a failure that did nothing for the customer (overloaded,
@@ -26,7 +27,7 @@ from typing import Any
 import msgspec
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.key_rules import request_hash
+from shopkeep.actors.key_rules import decode_answer, request_hash
 from shopkeep.actors.key_store import placement_answer
 from shopkeep.actors.order import order_view
 from shopkeep.actors.order_messages import (
@@ -142,7 +143,7 @@ class Placer:
         kept = await placement_answer(self.reader, request.user_id, key.value, first_id)
         if kept is not None:
             key.replayed = True
-            return msgspec.msgpack.decode(kept, type=OrderView)
+            return answer(decode_answer(kept, OrderView), OrderView, replayed=True)
         # Asked again, an order answers its placement's outcome; one that does not exist (a
         # crash cut its placement after the user kept the key, before the order was recorded)
         # is placed now.
@@ -150,7 +151,7 @@ class Placer:
         if may_rebind and isinstance(reply, Refusal) and reply.code in UNDONE_FAILURES:
             return await self._begin(request, key, identity, first_id)
         key.replayed = True
-        return answer(reply, OrderView)
+        return answer(reply, OrderView, replayed=True)
 
     async def _ask(
         self, order_id: int, message: Place | Accept, request: PlaceRequest

@@ -9,24 +9,38 @@ same unit of work as what it did (``key_store.run_keyed``): nothing can be done 
 across a crash, and the same request again answers the first answer as recorded (the Stripe
 convention: when the resource changed since, the replay still shows it as it was then).
 
-What does not bind: an answer that did nothing. A business refusal (409), a 404 or a 422
-changes nothing, so the retry runs afresh and may succeed once the obstacle is gone; so does a
-503 (overloaded, unavailable: nothing was enqueued, or nothing was kept). A placement refused
-by its checks before any order existed (the common path, one turn) is such a refusal too. A
-placement whose order was recorded before it failed (the saga, ``?wait=false``) keeps that
-order, canceled placement_failed, and its key stays bound to it: the refusal is answered again,
-replayed, except when it failed overloaded, unavailable or interrupted, which gave everything
-back (``Shop.place_order`` binds the key to a new placement then).
+What does not bind: a request that did nothing because it was never carried out. A 503
+(overloaded, unavailable: nothing was enqueued, or nothing was kept) and a placement that
+failed interrupted (everything given back) leave the key free, and the retry runs afresh (SPEC
+7); so does a validation error, which no actor acts on, and a conflict, whose key is another
+request's already. Every other answer binds, a business refusal (409) or a 404 of the actor
+that handled the request included: the same request again answers the same refusal, replayed,
+even once the obstacle is gone (the Stripe convention; a new attempt takes a new key). A
+placement refused by its checks in one turn binds its key to the order id it was given, which
+names no order, with the refusal as the answer; a placement whose order was recorded before
+it failed (the saga, ``?wait=false``) keeps that order, canceled placement_failed, and its key
+stays bound to it: the refusal is answered again from the order, except when it failed
+overloaded, unavailable or interrupted (``Shop.place_order`` binds the key to a new placement
+then).
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 
-from shopkeep.actors.protocol import IDEMPOTENCY_CONFLICT, Keyed, Refusal, Replayed
+from shopkeep.actors.placement import UNDONE_FAILURES
+from shopkeep.actors.protocol import (
+    IDEMPOTENCY_CONFLICT,
+    VALIDATION_ERROR,
+    Keyed,
+    Refusal,
+    Replayed,
+)
+
+T = TypeVar("T")
 
 ADMIN: Final = 0
 """The principal of the admin token (user ids are positive)."""
@@ -39,7 +53,21 @@ KEY_SWEEP_BATCH: Final = 2_000
 """Keys deleted by one unit of work at most: a sweep after a long stop does not hold the
 writer for one huge delete; a full batch sweeps again at once."""
 
+NOT_BINDING: Final = UNDONE_FAILURES | {VALIDATION_ERROR, IDEMPOTENCY_CONFLICT}
+"""The refusal codes that leave a key free (see the module)."""
+
 _encode = msgspec.msgpack.Encoder().encode
+_decode_refusal = msgspec.msgpack.Decoder(Refusal).decode
+
+
+class _Tag(msgspec.Struct, frozen=True, gc=False):
+    """The tag of a kept answer: ``"Refusal"`` for a refusal, None for a view (no view has a
+    field of that name)."""
+
+    type: str | None = None
+
+
+_decode_tag = msgspec.msgpack.Decoder(_Tag).decode
 
 
 class KeptKey(msgspec.Struct, frozen=True, gc=False):
@@ -74,13 +102,24 @@ def replay(seen: KeptKey | None, keyed: Keyed) -> Replayed | Refusal | None:
 
 
 def binds(answer: Any) -> bool:
-    """Whether ``answer`` did something, so that the key must keep it (see the module)."""
-    return answer is not None and not isinstance(answer, Refusal)
+    """Whether the key must keep ``answer``: any but a refusal in :data:`NOT_BINDING` (see
+    the module)."""
+    if isinstance(answer, Refusal):
+        return answer.code not in NOT_BINDING
+    return answer is not None
 
 
 def encode_answer(answer: Any) -> bytes:
-    """An answer as kept with its key (msgspec msgpack: the views are Structs)."""
+    """An answer as kept with its key (msgspec msgpack: the views are Structs, a refusal a
+    tagged one)."""
     return _encode(answer)
+
+
+def decode_answer(kept: bytes, kind: type[T]) -> T | Refusal:
+    """A kept answer as it was given: the refusal, or else a ``kind``."""
+    if _decode_tag(kept).type == Refusal.__struct_config__.tag:
+        return _decode_refusal(kept)
+    return msgspec.msgpack.decode(kept, type=kind)
 
 
 def expired(created_at: float, now: float) -> bool:

@@ -5,12 +5,15 @@ the key to, the first answer (msgpack), and when the key was bound. The rows are
 they were written (a rowid table), so a new key's row, answer and all, goes to the table's last
 page and only its index entry to a random one: a commit writes fewer pages.
 
-Written only by the actor whose unit of work holds the effect the key guards, in that same unit:
+Written only by the actor whose unit of work holds the effect the key guards (or the refusal
+it answered), in that same unit:
 
 - the user actor binds a placement's key (``BeginOrder``), and the order actor adds the
   placement's answer in the unit that confirms (or accepts) the order; a placement decided in
   one turn, where both write into one unit, has the order write the row whole instead
-  (``BeginOrder.row_by_order``): one insert, not an insert and an update of the same row;
+  (``BeginOrder.row_by_order``): one insert, not an insert and an update of the same row. A
+  placement refused by its checks in that turn has the order write the row with the refusal;
+  one the user refuses in the saga (too many unpaid orders), the user;
 - every other keyed request goes through :func:`run_keyed`, in the actor that does it (the
   user for a wallet credit, the goods for a PATCH, the order for a payment, a cancel, a ship, a
   delivery, a return or its approval).
@@ -33,7 +36,7 @@ from shopkeep.actors.key_rules import (
     encode_answer,
     replay,
 )
-from shopkeep.actors.protocol import BeginOrder, Keyed, KeySeen
+from shopkeep.actors.protocol import BeginOrder, Keyed, KeySeen, Refusal
 from shopkeep.runtime import Address, Context, Overloaded
 from shopkeep.store.reader import Reader
 
@@ -95,19 +98,22 @@ def bind_placement(
     request_hash: str,
     order_id: int,
     replaces: int | None,
+    refusal: Refusal | None = None,
 ) -> None:
-    """Bind ``key`` to the placement of ``order_id`` (no answer yet), in the user's unit; with
-    ``replaces``, take it over from that order, whose placement did nothing."""
+    """Bind ``key`` to the placement of ``order_id`` (no answer yet, or the user's own
+    ``refusal`` of it), in the user's unit; with ``replaces``, take it over from that order,
+    whose placement did nothing."""
     if replaces is None:
-        ctx.execute(INSERT_SQL, (user_id, key, request_hash, order_id, None, ctx.now()))
+        answer = None if refusal is None else encode_answer(refusal)
+        ctx.execute(INSERT_SQL, (user_id, key, request_hash, order_id, answer, ctx.now()))
     else:
         ctx.execute(REBIND_SQL, (order_id, ctx.now(), user_id, key, replaces))
 
 
 def keep_placement_answer(ctx: Context, begin: BeginOrder, user_id: int, answer: Any) -> None:
     """Record the placement's answer with its key (``begin.key``), in the unit that placed (or
-    accepted) it: in the key's row the user wrote, or, when the order writes the row
-    (``begin.row_by_order``), in the row as it is inserted."""
+    accepted) it, or refused it in one turn: in the key's row the user wrote, or, when the
+    order writes the row (``begin.row_by_order``), in the row as it is inserted."""
     encoded = encode_answer(answer)
     if begin.row_by_order:
         row = (user_id, begin.key, begin.request_hash, begin.order_id, encoded, ctx.now())

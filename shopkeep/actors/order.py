@@ -380,8 +380,8 @@ class OrderActor(Actor):
     def _keep_answer(
         self, ctx: Context, user_id: int, begin: BeginOrder | None, answer: OrderView | Refusal
     ) -> OrderView | Refusal:
-        """Record the placement's answer with its Idempotency-Key, in this unit (a refusal is
-        not recorded: the failed order answers it for ever, see Shop.place_order)."""
+        """Record the placement's answer with its Idempotency-Key, in this unit (the refusal of
+        a recorded order is not: the failed order answers it for ever, see placing.py)."""
         if begin is not None and begin.key is not None and isinstance(answer, OrderView):
             keep_placement_answer(ctx, begin, user_id, answer)
         return answer

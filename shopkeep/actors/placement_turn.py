@@ -9,7 +9,8 @@ ends), in two passes:
    quotes its price and says whether the quantity is there, the coupon says whether it applies
    and its value; then the amounts are priced and discounted, ``expected_total`` is compared,
    and the user says whether the wallet amount is there. Any refusal answers at once and
-   nothing was written anywhere: there is nothing to undo.
+   nothing was taken anywhere: there is nothing to undo (under an Idempotency-Key, the key's
+   row keeps the refusal: ``key_rules``).
 2. **Applies**: the same messages, handled. Since no other message ran in between, each
    answers as its check did; the order is born confirmed (or paid) with its final amounts.
 
@@ -29,6 +30,8 @@ caller that stops waiting is answered an order that exists and goes on.
 
 from __future__ import annotations
 
+from shopkeep.actors.key_rules import binds
+from shopkeep.actors.key_store import keep_placement_answer
 from shopkeep.actors.order_messages import Place, PlacedBefore
 from shopkeep.actors.order_rules import (
     check_expected_total,
@@ -42,6 +45,7 @@ from shopkeep.actors.placement import PlacingOrder, placement_failure
 from shopkeep.actors.protocol import (
     BeginOrder,
     DebitWallet,
+    KeySeen,
     OrderTicket,
     Refusal,
     StockTaken,
@@ -102,7 +106,9 @@ async def place_in_one_turn(
             continue  # one became busy while the order waited for another
         except NotJoinable:
             return None
-        if isinstance(checked, Refusal | PlacedBefore):
+        if isinstance(checked, Refusal):
+            return _keep_refusal(ctx, message, begin, who, checked)
+        if isinstance(checked, PlacedBefore):
             return checked
         return _place(actor, ctx, begin, who, checked)
     return None
@@ -173,6 +179,20 @@ def _apply(ctx: Context, state: OrderState, begin: BeginOrder, who: Participants
         _expect(ctx.join(who.coupon, use), int)
     if state.wallet_amount > 0:
         _expect(ctx.join(who.user, DebitWallet(order_id, state.wallet_amount)), int)
+
+
+def _keep_refusal(
+    ctx: Context, message: Place, begin: BeginOrder, who: Participants, refusal: Refusal
+) -> Refusal:
+    """The checks' refusal, kept with the placement's Idempotency-Key when it binds one
+    (``key_rules.binds``): the order writes the key's row, refusal and all, into the turn's
+    unit, and the user is told of the key in the same turn (``KeySeen``), so that it looks the
+    key up from now on. A user that does not exist keeps no keys."""
+    if begin.key is not None and binds(refusal):
+        assert begin.row_by_order  # the one-turn placement's key row is the order's to write
+        if ctx.join(who.user, KeySeen(begin.key)) is None:  # else: no such user
+            keep_placement_answer(ctx, begin, message.user_id, refusal)
+    return refusal
 
 
 def _expect(answer: object, kind: type) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from shopkeep.actors import key_store
-from shopkeep.actors.key_rules import expired
+from shopkeep.actors.key_rules import binds, expired
 from shopkeep.actors.order_store import unpaid_orders
 from shopkeep.actors.protocol import (
     INVALID_STATE,
@@ -258,7 +258,15 @@ class UserActor(Actor):
         key = msg.key
         seen = None if key is None else await self._key_use(ctx, key)
         answer = begin_order(user_id, self.unpaid, seen, msg)
-        if isinstance(answer, OrderTicket) and not answer.existing:
+        if isinstance(answer, Refusal):
+            if key is not None and seen is None and binds(answer):
+                # the key keeps the refusal (too many unpaid orders): key_rules
+                self._keep_key(key, KeyUse(msg.request_hash, msg.order_id, ctx.now()))
+                key_store.bind_placement(
+                    ctx, user_id, key, msg.request_hash, msg.order_id, None, answer
+                )
+            return answer
+        if not answer.existing:
             if msg.order_id not in self.unpaid:
                 self.unpaid.add(msg.order_id)
                 # a new order cannot have been debited yet: its DebitWallet comes after this

@@ -56,19 +56,19 @@ PLACEMENT_REFUSALS = (
 KEY_TEXT = (
     "Optional: retry safely. The same key with the same request (path ids and body) answers "
     "the first answer again, as it was then (even if the resource changed since), with "
-    "`Idempotent-Replayed: true`, and does nothing again; with another request, 409 "
-    "idempotency_conflict. Only an answer that did something binds the key: after a refusal, "
-    "a 404 or a 503 the retry runs afresh. Each caller's keys are their own; they are kept 24 "
-    "hours."
+    "`Idempotent-Replayed: true`, and does nothing again: a success, or a refusal (409, or a "
+    "404 of the resource's own rules), even once its obstacle is gone; with another request, "
+    "409 idempotency_conflict. A first attempt that did nothing binds nothing and the retry "
+    "runs afresh: a 503, a 422, or a 404 for a path id that names nothing of the caller's. "
+    "Each caller's keys are their own; they are kept 24 hours."
 )
 PLACE_KEY_TEXT = (
     "Optional: retry safely. The same key with the same body and `wait` answers the first "
     "answer again with `Idempotent-Replayed: true`: the order as it was placed (or accepted), "
-    "or the refusal of a placement that failed, with its `order_id`; with another body, 409 "
-    "idempotency_conflict. A placement that failed overloaded, unavailable or interrupted did "
-    "nothing (everything was given back): the retry places afresh, and so does the retry of "
-    "a placement refused before any order was recorded (a refusal without `order_id`). Kept "
-    "24 hours."
+    "or the refusal of a placement (with its `order_id` when its order was recorded), even "
+    "once its obstacle is gone; with another body, 409 idempotency_conflict. A placement that "
+    "failed overloaded, unavailable or interrupted did nothing (everything was given back), "
+    "nor did a 422: the retry places afresh. Kept 24 hours."
 )
 KEY = Param(IDEMPOTENCY_HEADER, "header", KEY_SCHEMA, KEY_TEXT)
 CONFLICT = "idempotency_conflict"

@@ -35,7 +35,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from shopkeep.actors.protocol import VALIDATION_ERROR
 from shopkeep.errors import CallbackRejected, FieldError, ShopError
 from shopkeep.http.auth import unauthorized
-from shopkeep.http.inputs import IDEMPOTENCY_HEADER, invalid
+from shopkeep.http.inputs import IDEMPOTENCY_HEADER, REPLAYED_HEADER, invalid
 from shopkeep.http.rate_limit import RateLimited
 from shopkeep.http.validation import refusal_of
 from shopkeep.requests import KEY_RULE
@@ -139,7 +139,10 @@ def problem_for(error: BaseException) -> web.Response | None:
     match error:
         case ShopError(code=code, detail=detail, order_id=order_id):
             # placement codes overloaded / unavailable are 503s too: nothing is held, retry
-            return problem(code, detail, order_id=order_id, errors=error.errors)
+            answer = problem(code, detail, order_id=order_id, errors=error.errors)
+            if error.replayed:  # the first answer under its Idempotency-Key, again
+                answer.headers[REPLAYED_HEADER] = "true"
+            return answer
         case RateLimited():
             return problem("rate_limited", str(error), retry_after=error.retry_after)
         case CallbackRejected():

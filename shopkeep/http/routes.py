@@ -1,8 +1,8 @@
 """Every route of SPEC 7: a thin handler per operation, each one call of one Shop method.
 
 A handler reads its inputs (``inputs.py``), calls the shop, and answers the converted view
-(``conversion.py``); every refusal and error goes up to ``errors.py`` untouched (but for a
-placement's refusal replayed under its Idempotency-Key, which says so). Who may call each one,
+(``conversion.py``); every refusal and error goes up to ``errors.py`` untouched (a refusal
+replayed under its Idempotency-Key says so itself). Who may call each one,
 and what it takes and answers, is said once, in ``catalog.py``.
 """
 
@@ -15,9 +15,7 @@ from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.http import conversion as c
 from shopkeep.http import schemas as s
-from shopkeep.http.errors import problem_for
 from shopkeep.http.inputs import (
-    REPLAYED_HEADER,
     body_of,
     caller_of,
     channel_of,
@@ -163,23 +161,15 @@ async def place_order(request: web.Request) -> web.Response:
     body = await body_of(request, s.PlaceOrderRequest)
     items = [(c.ref_in(item.goods_id, "goods"), item.quantity) for item in body.items]
     coupon_id = None if body.coupon_id is None else c.ref_in(body.coupon_id, "coupon")
-    try:
-        order = await request.app[SHOP].place_order(
-            user_id,
-            items,
-            coupon_id=coupon_id,
-            use_balance=body.use_balance,
-            expected_total=body.expected_total,
-            idempotency_key=key,
-            wait=wait,
-        )
-    except ShopError as refused:
-        if key is None or not key.replayed:
-            raise
-        answer = problem_for(refused)  # the failed placement's refusal, again
-        assert answer is not None
-        answer.headers[REPLAYED_HEADER] = "true"
-        return answer
+    order = await request.app[SHOP].place_order(
+        user_id,
+        items,
+        coupon_id=coupon_id,
+        use_balance=body.use_balance,
+        expected_total=body.expected_total,
+        idempotency_key=key,
+        wait=wait,
+    )
     placed = wait and order.status != "pending"
     return reply(c.order_out(order), 201 if placed else 202, f"/v1/orders/{order.id}", key=key)
 

@@ -8,9 +8,10 @@ idempotency keys recorded. After the restart, :class:`Verifier` checks, in this 
    canceled with reason timeout, and its history holds exactly one ``canceled_by_timeout``;
 2. every unknown write, sent again as a client would (same key and body; a callback re-signed,
    as the gateway retries), is wholly applied or wholly absent: a placement whose key was
-   recorded answers that same order, one whose key was not is placed anew or refused, and so is
-   one whose recorded order did nothing (cut, so undone at the start, or failed overloaded or
-   unavailable: SPEC 7, such a first attempt does not bind its key);
+   recorded answers that same order, one whose key kept a refusal (its checks refused it before
+   any order was recorded) answers that refusal again, one whose key was not is placed anew or
+   refused, and so is one whose recorded order did nothing (cut, so undone at the start, or
+   failed overloaded or unavailable: SPEC 7, such a first attempt does not bind its key);
 3. no acknowledged write is lost (:class:`Acknowledged`, over every cycle so far);
 4. no order is half done: each is out of ``pending``, and a live order holds its stock, coupon
    and wallet money while a canceled one holds none of them;
@@ -35,7 +36,9 @@ import aiohttp
 import msgspec
 
 from shopkeep.actors.audit import audit_file
+from shopkeep.actors.key_rules import decode_answer
 from shopkeep.actors.placement import UNDONE_FAILURES
+from shopkeep.actors.protocol import Refusal
 from shopkeep.proof.kill9_traffic import Fixture, Write, send, signed_headers
 
 LIVE = frozenset({"awaiting_payment", "paid", "shipped", "delivered"})
@@ -81,6 +84,9 @@ class Snapshot:
     undone: frozenset[str] = frozenset()
     """The orders whose placement did nothing: pending (the start undoes them), or failed
     overloaded or unavailable."""
+    refused: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(user id, Idempotency-Key) -> the code of the refusal kept with it, for placements
+    refused before any order was recorded."""
 
 
 def snapshot(db: Path) -> Snapshot:
@@ -91,7 +97,8 @@ def snapshot(db: Path) -> Snapshot:
             "SELECT id, expires_at FROM orders WHERE status = 'awaiting_payment'"
         ).fetchall()
         keys = conn.execute(
-            "SELECT principal, key, order_id FROM idempotency_keys WHERE order_id IS NOT NULL"
+            "SELECT principal, key, order_id, answer FROM idempotency_keys "
+            "WHERE order_id IS NOT NULL"
         ).fetchall()
         orders = frozenset(str(i) for (i,) in conn.execute("SELECT id FROM orders"))
         codes = ", ".join(f"'{code}'" for code in sorted(UNDONE_FAILURES))
@@ -105,9 +112,15 @@ def snapshot(db: Path) -> Snapshot:
         integrity=str(integrity),
         audit_failures=failures,
         unpaid={str(i): float(at) for i, at in unpaid if at is not None},
-        keys={(str(u), str(k)): str(o) for u, k, o in keys},
+        keys={(str(u), str(k)): str(o) for u, k, o, _ in keys},
         orders=orders,
         undone=undone,
+        refused={
+            (str(u), str(k)): refusal.code
+            for u, k, o, answer in keys
+            if answer is not None and str(o) not in orders
+            and isinstance(refusal := decode_answer(bytes(answer), dict), Refusal)
+        },
     )
 
 
@@ -315,6 +328,13 @@ class Verifier:
                 verdict.violations.append(said)
             return
         key = write.headers["Idempotency-Key"]
+        refused = before.refused.get((write.customer.id, key))
+        if refused is not None:
+            # refused before any order was recorded: the key keeps the refusal
+            verdict.unknown_absent += 1
+            if again.status != 409 or answer.get("code") != refused:
+                verdict.violations.append(f"{said}; the key had kept the refusal {refused}")
+            return
         recorded = before.keys.get((write.customer.id, key))
         same = str(answer.get("id", answer.get("order_id")))
         if recorded in before.orders:

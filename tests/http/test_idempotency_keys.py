@@ -166,11 +166,11 @@ async def test_the_same_key_with_another_request_answers_409_idempotency_conflic
     assert "Idempotent-Replayed" not in other.headers
 
 
-async def test_a_placement_refused_before_anything_was_recorded_leaves_its_key_unbound(
+async def test_a_placement_refused_by_its_checks_keeps_the_refusal_under_its_key(
     api: Api,
 ) -> None:
-    # the checks refuse in one turn, before any order exists: the attempt did nothing, so (as
-    # after a 503) the key binds nothing and a retry runs afresh
+    # the checks refuse in one turn, before any order exists; the refusal is the first answer,
+    # so the same request answers it again, replayed, and another request is a conflict
     alice = await api.customer()
     tea = await api.goods(stock=1)
     body = {"items": [{"goods_id": tea, "quantity": 1}], "expected_total": 1}
@@ -178,14 +178,36 @@ async def test_a_placement_refused_before_anything_was_recorded_leaves_its_key_u
     await api.call("GET", f"/v1/goods/{tea}", ADMIN)  # every participant live: one turn
     first = await api.call("POST", "/v1/orders", keyed, body)
     again = await api.call("POST", "/v1/orders", keyed, body)
-    placed = await api.call("POST", "/v1/orders", keyed, {**body, "expected_total": None})
+    other = await api.call("POST", "/v1/orders", keyed, {**body, "expected_total": None})
 
     assert (first.status, first.body["code"], "order_id" in first.body) == (
         409, "price_changed", False
     )
-    assert (again.status, again.body["code"]) == (409, "price_changed")
-    assert "Idempotent-Replayed" not in again.headers
-    assert placed.status == 201 and "Idempotent-Replayed" not in placed.headers
+    assert "Idempotent-Replayed" not in first.headers
+    assert (again.status, again.body) == (first.status, first.body)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert (other.status, other.body["code"]) == (409, "idempotency_conflict")
+    assert (await api.call("GET", "/v1/orders", alice.headers)).body["items"] == []
+    assert (await api.call("GET", f"/v1/goods/{tea}", ADMIN)).body["stock"] == 1
+
+
+async def test_a_refused_request_is_refused_again_under_its_key_after_the_obstacle_is_gone(
+    api: Api,
+) -> None:
+    alice = await api.customer()
+    order = await api.order(alice, await api.goods())
+    ship = f"/v1/orders/{order['id']}/ship"
+    keyed = {**ADMIN, "Idempotency-Key": "ship-1"}
+    refused = await api.call("POST", ship, keyed)
+    await api.pay(alice, order)
+
+    again = await api.call("POST", ship, keyed)
+    shipped = await api.call("POST", ship, {**ADMIN, "Idempotency-Key": "ship-2"})
+
+    assert (refused.status, refused.body["code"]) == (409, "invalid_state")
+    assert (again.status, again.body) == (refused.status, refused.body)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert (shipped.status, shipped.body["status"]) == (200, "shipped")
 
 
 async def send_raw(api: Api, head: bytes, body: bytes) -> tuple[int, dict[str, Any]]:

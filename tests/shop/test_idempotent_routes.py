@@ -237,7 +237,9 @@ async def test_each_principal_has_keys_of_its_own(shop: Shop) -> None:
     assert (await shop.get_goods(tea.id)).stock == 2
 
 
-async def test_a_refusal_does_not_bind_the_key(shop: Shop) -> None:
+async def test_a_refusal_binds_the_key_and_is_answered_again_after_the_obstacle_is_gone(
+    shop: Shop,
+) -> None:
     tea = await shop.create_goods("tea", price=1_000, stock=5)
     user = (await shop.create_user("ann")).user.id
     order = await shop.place_order(user, [(tea.id, 1)])
@@ -246,11 +248,14 @@ async def test_a_refusal_does_not_bind_the_key(shop: Shop) -> None:
     payment = (await shop.start_payment(order.id)).payment
     await sandbox(shop).complete(payment.id, order.id, payment.amount, "succeeded")
 
-    shipped = IdempotencyKey("ship-1")
-    answered = await shop.ship(order.id, idempotency_key=shipped)
+    with pytest.raises(ShopError) as again:
+        await shop.ship(order.id, idempotency_key="ship-1")
 
-    assert refused.value.code == "invalid_state"
-    assert answered.status == "shipped" and not shipped.replayed
+    assert refused.value.code == again.value.code == "invalid_state"
+    assert again.value.detail == refused.value.detail
+    assert again.value.replayed and not refused.value.replayed
+    assert (await shop.get_order(order.id)).status == "paid"
+    assert (await shop.ship(order.id, idempotency_key="ship-2")).status == "shipped"
 
 
 async def test_a_key_a_users_cancel_bound_refuses_their_placement_under_it(shop: Shop) -> None:

@@ -238,3 +238,51 @@ async def test_a_refusal_in_one_turn_leaves_every_participant_as_it_was(
     order = await shop.place_order(user, [(tea.id, 2)], use_balance=2_000)
     assert order.wallet_amount == 2_000
     await assert_audit_ok(shop)
+
+
+async def test_a_keyed_refusal_in_one_turn_writes_only_its_keys_row_and_is_replayed(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scarce = await shop.create_goods("saffron", price=9_000, stock=1)
+    user = (await shop.create_user("ann")).user.id
+    await shop.get_goods(scarce.id)  # every participant live: one turn
+    watch = Units(shop, monkeypatch)
+    with pytest.raises(ShopError) as refused:
+        await shop.place_order(user, [(scarce.id, 2)], idempotency_key="k-1")
+    assert await watch.counted() == 1
+    assert [text for text, _, _ in watch.statements] == [key_store.INSERT_SQL]
+    await shop.update_goods(scarce.id, restock=5)  # the obstacle is gone; the key keeps it
+
+    retry = IdempotencyKey("k-1")
+    with pytest.raises(ShopError) as again:
+        await shop.place_order(user, [(scarce.id, 2)], idempotency_key=retry)
+
+    assert refused.value.code == again.value.code == "insufficient_stock"
+    assert again.value.replayed and retry.replayed and refused.value.order_id is None
+    assert (await shop.list_orders(user_id=user)).items == []
+    assert (await shop.get_goods(scarce.id)).stock == 6
+    await assert_audit_ok(shop)
+
+
+async def test_a_keyed_placement_the_user_refuses_in_the_saga_keeps_the_refusal(
+    saga_shop: Shop,
+) -> None:
+    shop = saga_shop
+    tea = await shop.create_goods("tea", price=1_000, stock=50)
+    user = (await shop.create_user("ann")).user.id
+    unpaid = [await shop.place_order(user, [(tea.id, 1)]) for _ in range(10)]
+    with pytest.raises(ShopError) as refused:
+        await shop.place_order(user, [(tea.id, 1)], idempotency_key="eleventh")
+    await shop.cancel_order(unpaid[0].id, user_id=user)  # room for one more now
+
+    with pytest.raises(ShopError) as again:
+        await shop.place_order(user, [(tea.id, 1)], idempotency_key="eleventh")
+    with pytest.raises(ShopError) as other:
+        await shop.place_order(user, [(tea.id, 2)], idempotency_key="eleventh")
+
+    assert refused.value.code == again.value.code == "too_many_unpaid_orders"
+    assert again.value.replayed and not refused.value.replayed
+    assert other.value.code == "idempotency_conflict"
+    assert (await shop.place_order(user, [(tea.id, 1)], idempotency_key="new")).status == (
+        "awaiting_payment"
+    )
