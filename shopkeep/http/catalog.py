@@ -8,7 +8,7 @@ documented only when the factory is actually given a route for them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.actors.signature import HEADER_PATTERN as SIGNATURE_PATTERN
@@ -77,22 +77,21 @@ SANDBOX_CHECKOUT = ("GET", "/sandbox/payments/{payment_id}")
 METRICS = ("GET", "/metrics")
 
 
-def page_params() -> tuple[Param, ...]:
-    """``?limit=`` and ``?cursor=`` of every paged list."""
-    return (
-        Param(
-            "limit",
-            "query",
-            {"type": "integer", "minimum": 1, "default": DEFAULT_LIMIT},
-            f"Items per page, at least 1; capped: more than {MAX_LIMIT} is taken as {MAX_LIMIT}.",
-        ),
-        Param("cursor", "query", CURSOR_SCHEMA, "The `next_cursor` of the previous page."),
-    )
+PAGE_PARAMS: Final = (
+    Param(
+        "limit",
+        "query",
+        {"type": "integer", "minimum": 1, "default": DEFAULT_LIMIT},
+        f"Items per page, at least 1; capped: more than {MAX_LIMIT} is taken as {MAX_LIMIT}.",
+    ),
+    Param("cursor", "query", CURSOR_SCHEMA, "The `next_cursor` of the previous page."),
+)
+"""``?limit=`` and ``?cursor=`` of every paged list."""
 
 
 def catalog() -> list[Operation]:
     """Every operation, in the order of SPEC 7's table."""
-    paged = page_params()
+    paged = PAGE_PARAMS
     op = Operation
     owner, admin, user = Access.OWNER, Access.ADMIN, Access.USER
     notify_ops = [
