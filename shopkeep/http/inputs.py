@@ -64,9 +64,26 @@ def scope_of(request: web.Request) -> int | None:
     return caller_of(request).user_id
 
 
+async def body_bytes(request: web.Request) -> bytes:
+    """The request's body, as ``request.read()`` answers it (and will again).
+
+    A body that came whole with its headers (a request's small JSON body does) is taken in
+    one step: ``request.read()`` reads it in two (the bytes, then the end), a tenth of what
+    a placement's HTTP layer costs beyond a bare handler. Only a body whose size the door
+    checked already (``Content-Length``) is taken so; any other is read by aiohttp, which
+    counts it against ``client_max_size`` as it comes.
+    """
+    content = request.content
+    if content.is_eof() and request.content_length is not None:
+        raw = content.read_nowait()
+        request._read_bytes = raw  # what request.read() answers from now on
+        return raw
+    return await request.read()
+
+
 async def body_of(request: web.Request, kind: type[T], *, optional: bool = False) -> T:
     """The body decoded as ``kind``; with ``optional``, an absent body is ``kind()``."""
-    raw = await request.read()
+    raw = await body_bytes(request)
     if optional and not raw.strip():
         return kind()
     return decoded(raw, kind)
@@ -133,7 +150,7 @@ def _whole(value: Any) -> Any:
 async def no_body(request: web.Request) -> None:
     """Refuse a body on an operation that takes none (``{}`` and nothing are fine): a field
     sent there would be silently ignored otherwise."""
-    raw = await request.read()
+    raw = await body_bytes(request)
     if raw.strip():
         decoded(raw, EmptyRequest)
 

@@ -16,6 +16,7 @@ from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.http import conversion as c
 from shopkeep.http import schemas as s
 from shopkeep.http.inputs import (
+    body_bytes,
     body_of,
     caller_of,
     channel_of,
@@ -291,7 +292,7 @@ async def order_refunds(request: web.Request) -> web.Response:
 async def payment_callback(request: web.Request) -> web.Response:
     """POST /v1/payments/callback: the raw bytes go to the shop, which checks the signature
     over exactly them (a re-encoded body would not match)."""
-    raw = await request.read()
+    raw = await body_bytes(request)
     await shop_of(request).handle_callback(raw, request.headers.get(SIGNATURE_HEADER))
     return reply(s.CallbackReceived(True))
 
@@ -306,7 +307,7 @@ async def provider_notify(request: web.Request) -> web.Response:
     provider = shop.provider
     if request.path != provider.callback_path:
         raise ShopError("not_found", f"this shop takes payments through {provider.name}")
-    raw = await request.read()
+    raw = await body_bytes(request)
     try:
         await shop.handle_callback(raw, request.headers)
         said = provider.answer(True)
