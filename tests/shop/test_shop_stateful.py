@@ -7,7 +7,9 @@ and async, with coupons and wallet balance), starts payments, has the sandbox ga
 success or failure (again and again: duplicates, second transactions, late callbacks after a
 deadline), cancels, ships, delivers and returns, moves time forward (so deadlines and refund
 retries fire), makes the gateway's refunds fail for a while, and restarts the shop on the same
-file. After every step:
+file. Some placements carry an Idempotency-Key, and are sent again later under it: the retry
+answers the first answer again (the same order, or the same refusal), marked replayed, however
+the shop changed meanwhile and across restarts, while the key is kept. After every step:
 
 - the audit (SPEC 6) is ok: work in flight (pending placements, outbox messages) is not a
   violation;
@@ -46,9 +48,11 @@ from hypothesis.stateful import (
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.gateway import SandboxGateway
+from shopkeep.actors.key_rules import KEY_RETENTION_S, NOT_BINDING
 from shopkeep.actors.order_messages import PaymentView
 from shopkeep.actors.order_state import TRANSITIONS
 from shopkeep.errors import ShopError
+from shopkeep.idempotency import IdempotencyKey
 from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Shop
 
@@ -102,6 +106,22 @@ class OrderRequest(NamedTuple):
     coupon: str | None
     use_balance: int
     wait: bool
+    keyed: bool
+
+
+class KeyedPlacement(NamedTuple):
+    """A placement sent under an Idempotency-Key, and what it answered first: the order's id,
+    or the refusal's code and order id."""
+
+    key: str
+    user_id: int
+    items: list[tuple[int, int]]
+    coupon_id: int | None
+    use_balance: int
+    wait: bool
+    at: float
+    order_id: int | None
+    refused: str | None
 
 
 order_requests = st.builds(
@@ -116,6 +136,7 @@ order_requests = st.builds(
     coupon=st.sampled_from(COUPON_CHOICES),
     use_balance=st.sampled_from([0, 0, 800, 5_000, 40_000]),
     wait=st.sampled_from([True, True, False]),
+    keyed=st.booleans(),
 )
 
 
@@ -141,6 +162,7 @@ class ShopMachine(RuleBasedStateMachine):
         """Payments the gateway has called back about at least once (it can resend those)."""
         self.last_seen: dict[int, str] = {}
         self.restarts = 0
+        self.keyed: list[KeyedPlacement] = []
 
     # -- driving the loop -----------------------------------------------------------------------
 
@@ -227,6 +249,9 @@ class ShopMachine(RuleBasedStateMachine):
         user_id = self.users[request.user % len(self.users)]
         items = [(self.goods[goods], quantity) for goods, quantity in request.lines]
         coupon_id = self.coupon_for(user_id, request.coupon)
+        key = f"place-{len(self.keyed)}" if request.keyed else None
+        first = KeyedPlacement(key or "", user_id, items, coupon_id, request.use_balance,
+                               request.wait, self.clock.now(), None, None)
         try:
             order = self.run(
                 self.the_shop.place_order(
@@ -235,6 +260,7 @@ class ShopMachine(RuleBasedStateMachine):
                     coupon_id=coupon_id,
                     use_balance=request.use_balance,
                     wait=request.wait,
+                    idempotency_key=key,
                 )
             )
         except ShopError as error:
@@ -245,10 +271,40 @@ class ShopMachine(RuleBasedStateMachine):
             event(f"place: {error.code}")
             if error.order_id is not None:
                 self.know_new_order(error.order_id, user_id)
+            if key is not None:
+                self.keyed.append(first._replace(order_id=error.order_id, refused=error.code))
             return
         assert order.status in ({"awaiting_payment", "paid"} if request.wait else {"pending"})
         event(f"place: {order.status}")
         self.know_new_order(order.id, user_id)
+        if key is not None:
+            self.keyed.append(first._replace(order_id=order.id))
+
+    @precondition(lambda self: self.keyed)
+    @rule(pick=picks)
+    def the_user_sends_a_keyed_placement_again(self, pick: int) -> None:
+        """The same request under the same key answers the first answer again, replayed."""
+        first = self.keyed[pick % len(self.keyed)]
+        key = IdempotencyKey(first.key)
+        try:
+            again = self.run(
+                self.the_shop.place_order(
+                    first.user_id,
+                    first.items,
+                    coupon_id=first.coupon_id,
+                    use_balance=first.use_balance,
+                    wait=first.wait,
+                    idempotency_key=key,
+                )
+            )
+            answered: tuple[int | None, str | None] = (again.id, None)
+        except ShopError as error:
+            answered = (error.order_id, error.code)
+        if self.clock.now() - first.at >= KEY_RETENTION_S or first.refused in NOT_BINDING:
+            return  # the key may be gone, or never bound: the retry ran afresh
+        assert answered == (first.order_id, first.refused), (first, answered)
+        assert key.replayed
+        event("keyed placement sent again: " + ("refused" if first.refused else "placed"))
 
     def coupon_for(self, user_id: int, choice: str | None) -> int | None:
         if choice is None:
