@@ -7,6 +7,7 @@ signed payment callbacks with the test's gateway secret, so tests read as the st
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from pytest_aiohttp import AiohttpClient
 from shopkeep.actors.signature import sign
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
+from shopkeep.http.server import ServeOptions, Server, running
 from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Shop
 
@@ -175,3 +177,12 @@ async def api(
 ) -> Api:
     client = await aiohttp_client(make_app(shop, config))
     return Api(client, shop, clock)
+
+
+@asynccontextmanager
+async def serving(folder: Path, **options: Any) -> AsyncIterator[Server]:
+    """A real server on 127.0.0.1 (a port of its own) over a new database in ``folder``, with
+    ``options`` (``ServeOptions``' fields); the admin token a first start makes is not shown."""
+    served = ServeOptions(db=str(folder / "shop.db"), port=0, **options)
+    async with running(served, announce=lambda token: None) as server:
+        yield server

@@ -8,8 +8,8 @@ several times the bound, rather than sleeping."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
@@ -17,12 +17,13 @@ import structlog
 
 from shopkeep.http.connection_limits import ConnectionLimits
 from shopkeep.http.connections import BoundedServer
-from shopkeep.http.server import ServeOptions, Server, running
+from shopkeep.http.server import Server
 from shopkeep.proof.raw_http import (
     read_answer,
     request_bytes,
     seconds_until_closed,
 )
+from tests.http.conftest import serving
 
 BOUND_S = 0.2
 WAIT_S = 5.0
@@ -40,14 +41,8 @@ Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 def serve(tmp_path: Path) -> Serve:
     """Run a server on 127.0.0.1 with the given connection limits."""
 
-    @asynccontextmanager
-    async def served(limits: ConnectionLimits) -> AsyncIterator[Server]:
-        options = ServeOptions(
-            db=str(tmp_path / "shop.db"), port=0, writer="thread", connections=limits,
-            sandbox=True,
-        )
-        async with running(options, announce=lambda token: None) as server:
-            yield server
+    def served(limits: ConnectionLimits) -> AbstractAsyncContextManager[Server]:
+        return serving(tmp_path, writer="thread", connections=limits, sandbox=True)
 
     return served
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from shopkeep.http.server import ServeOptions, Server, running
+from shopkeep.http.server import Server
 from shopkeep.proof.raw_http import RawAnswer, exchange, request_bytes
 from shopkeep.requests import KEY_RULE
+from tests.http.conftest import serving
 
 ADMIN_TOKEN = "admin-token-of-the-unparsable-tests"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}".encode()}
@@ -22,11 +23,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}".encode()}
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Server]:
-    options = ServeOptions(
-        db=str(tmp_path / "shop.db"), port=0, writer="thread", sandbox=True,
-        admin_token=ADMIN_TOKEN,
-    )
-    async with running(options, announce=lambda token: None) as served:
+    async with serving(tmp_path, writer="thread", sandbox=True, admin_token=ADMIN_TOKEN) as served:
         yield served
 
 
