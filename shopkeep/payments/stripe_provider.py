@@ -5,7 +5,9 @@
   intent. The customer gets its ``client_secret``; the intent's id is the ``provider_ref``.
 - Webhooks: ``Stripe-Signature`` checked the way the SDK does it
   (``stripe.Webhook.construct_event``: every ``v1`` signature, 300 s tolerance), over the raw
-  bytes. ``payment_intent.succeeded`` succeeds with ``amount_received``,
+  bytes; the SDK refuses a timestamp too far in the past only, and one too far in the future
+  is refused too (SPEC 3: a window, as the sandbox's and WeChat Pay's are).
+  ``payment_intent.succeeded`` succeeds with ``amount_received``,
   ``payment_intent.payment_failed`` fails; other event types, and intents this shop did not
   create (no ``payment_id`` in their metadata), are acknowledged and ignored.
 - Refunds: ``POST /v1/refunds`` with the refund id as Idempotency-Key; refund queries list the
@@ -201,16 +203,19 @@ class StripeProvider:
     async def verify_callback(
         self, raw_body: bytes, headers: Mapping[str, str], now: float
     ) -> Verdict:
-        """A webhook event, verified by the SDK (its clock is the system's: ``now`` unused)."""
+        """A webhook event, verified by the SDK (its clock is the system's), and not signed
+        further ahead of ``now`` than the tolerance (which the SDK does not check)."""
+        signature = header(headers, SIGNATURE_HEADER)
         try:
-            stripe.Webhook.construct_event(
-                raw_body, header(headers, SIGNATURE_HEADER), self._secret, self._tolerance_s
-            )
+            stripe.Webhook.construct_event(raw_body, signature, self._secret, self._tolerance_s)
         except stripe.SignatureVerificationError as exc:
             reason = STALE if "tolerance" in str(exc) else BAD_SIGNATURE
             return Refused(reason, str(exc).split(".")[0][:120])
         except ValueError:  # not UTF-8, or not JSON, though signed
             return Refused(MALFORMED, "the payload is not a JSON event")
+        signed_at = signed_time(signature)
+        if signed_at > now + self._tolerance_s:
+            return Refused(STALE, f"Timestamp {signed_at} is ahead of the tolerance zone")
         try:
             event = msgspec.json.decode(raw_body, type=Event)
             if event.type not in ("payment_intent.succeeded", "payment_intent.payment_failed"):
@@ -273,3 +278,12 @@ def _refund_state(status: str | None) -> RefundState:
     if status in ("pending", "requires_action"):
         return RefundProcessing()
     return RefundFailed(str(status))
+
+
+def signed_time(signature: str | None) -> int:
+    """The ``t=`` of a ``Stripe-Signature`` the SDK has verified (so it has one, an integer)."""
+    for part in (signature or "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t":
+            return int(value)
+    raise ValueError("a verified Stripe-Signature has a t=")

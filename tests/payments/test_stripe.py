@@ -134,9 +134,12 @@ async def test_a_forged_altered_or_stale_webhook_is_refused(world: World) -> Non
     for raw, headers in ((payload, forged), (altered, world.headers(payload)), (payload, {})):
         verdict = await world.provider.verify_callback(raw, headers, time.time())
         assert isinstance(verdict, Refused) and verdict.reason == BAD_SIGNATURE
-    old = world.headers(payload, timestamp=int(time.time()) - 301)
-    verdict = await world.provider.verify_callback(payload, old, time.time())
-    assert isinstance(verdict, Refused) and verdict.reason == STALE
+    for off_by in (-301, 301, 10 * 365 * 86_400):  # outside the window, either side
+        signed = world.headers(payload, timestamp=int(time.time()) + off_by)
+        verdict = await world.provider.verify_callback(payload, signed, time.time())
+        assert isinstance(verdict, Refused) and verdict.reason == STALE, off_by
+    near = world.headers(payload, timestamp=int(time.time()) + 250)
+    assert isinstance(await world.provider.verify_callback(payload, near, time.time()), Notice)
     garbage = b"not json"
     verdict = await world.provider.verify_callback(garbage, world.headers(garbage), time.time())
     assert isinstance(verdict, Refused) and verdict.reason == MALFORMED
