@@ -170,6 +170,10 @@ def test_serve_on_a_directory_fails_in_one_line(tmp_path: Path) -> None:
         ("bench", "--embedded", "--ramp", "-1s"),
         ("bench", "--embedded", "--compare", "/nonexistent/previous.json"),
         ("bench", "--embedded", "--compare", "main.py"),
+        ("bench", "--embedded", "--db", "/nonexistent/dir/bench.db"),
+        ("bench", "--embedded", "--json", "/nonexistent/dir/report.json"),
+        ("bench", "--embedded", "--json", "shopkeep"),  # a directory
+        ("bench", "--embedded", "--html", "/nonexistent/dir/report.html"),
         (
             "bench",
             "--url",
@@ -186,6 +190,15 @@ def test_a_bad_flag_is_a_one_line_usage_error(args: tuple[str, ...]) -> None:
 
     assert_one_line_error(result)
     assert "Traceback" not in result.stderr
+
+
+def test_a_flag_cut_short_is_unknown_and_the_value_after_it_is_not_repeated() -> None:
+    # argparse would take it for --stripe-api-key-file and print the key back as a file name
+    result = run_main("serve", "--gateway", "stripe", "--stripe-api-key", "sk_test_secret")
+
+    assert_one_line_error(result, "unrecognized arguments: --stripe-api-key (and 1 value)")
+    assert "sk_test_secret" not in result.stderr
+    assert "SHOPKEEP_STRIPE_API_KEY " not in result.stderr  # an unknown flag has no variable
 
 
 def test_serve_without_a_gateway_refuses_naming_the_choices(tmp_path: Path) -> None:

@@ -13,8 +13,10 @@ from shopkeep.cli.common import add_log_flags, configure_logs
 HELP_WIDTH = 78
 EXIT_STATUSES = """exit status (when several apply, the first in this list wins):
   1  the audit failed (an invariant of the shop is broken)
-  4  the error rate is above --max-error-rate (or no operation was answered)
+  4  the error rate is above --max-error-rate (or no operation was answered, or
+     the audit itself went unanswered)
   3  a --threshold failed
+  5  the run passed, but its --json or --html report could not be written
   0  none of the above: the run passed
   2  a usage error (a bad flag or variable) or the setup failed (no run)
   130  a second Ctrl-C, or one during the setup (no report)"""

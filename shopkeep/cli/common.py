@@ -39,23 +39,24 @@ def configure_logs(args: argparse.Namespace) -> None:
     configure_logging(args.log_level, fmt=args.log_format)
 
 
-def database_path_problem(path: str) -> str | None:
-    """Why the database file at ``path`` cannot be used, or ``None`` when it looks usable.
+def writable_path_problem(path: str) -> str | None:
+    """Why a file cannot be created or written at ``path`` (a database, a report), or None
+    when it looks writable.
 
-    SQLite in WAL mode creates ``-wal`` and ``-shm`` files beside the database, so the folder must
-    be writable even when the file already exists.
+    A database's folder must be writable even when the file exists already: SQLite in WAL
+    mode creates ``-wal`` and ``-shm`` files beside it.
     """
-    db = Path(path)
-    if db.is_dir():
+    file = Path(path)
+    if file.is_dir():
         return "it is a directory"
-    folder = db.parent
+    folder = file.parent
     if not folder.exists():
         return f"directory {str(folder)!r} does not exist"
     if not folder.is_dir():
         return f"{str(folder)!r} is not a directory"
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"directory {str(folder)!r} is not writable"
-    if db.exists() and not os.access(db, os.R_OK | os.W_OK):
+    if file.exists() and not os.access(file, os.R_OK | os.W_OK):
         return "the file is not readable and writable"
     return None
 

@@ -21,7 +21,7 @@ import argparse
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
@@ -82,31 +82,62 @@ OPTION_NAMED: Final = re.compile(r"(?<![^\s(`'\"])--[a-z][a-z0-9-]*")
 NO_VARIABLE: Final = frozenset({"--help", "--version"})
 
 
-def with_variables(message: str) -> str:
+def with_variables(message: str, known: Collection[str] | None = None) -> str:
     """``message`` with each flag it names followed by its variable, unless the message names
-    that variable already (SPEC 8: one-line errors about a flag name its variable)."""
+    that variable already (SPEC 8: one-line errors about a flag name its variable); given
+    ``known``, only the flags in it (an unknown flag has no variable)."""
 
     def named(found: re.Match[str]) -> str:
         option = found.group()
         variable = variable_of(option)
-        if option in NO_VARIABLE or variable in message:
+        if option in NO_VARIABLE or variable in message or (known and option not in known):
             return option
         return f"{option} (env {variable})"
 
     return OPTION_NAMED.sub(named, message)
 
 
+UNRECOGNIZED: Final = "unrecognized arguments: "
+
+
+def without_values(message: str) -> str:
+    """argparse's refusal of unknown arguments naming only the flags among them: the words
+    after an unknown flag are its value, which may be a secret typed to the wrong flag."""
+    if not message.startswith(UNRECOGNIZED):
+        return message
+    words = message.removeprefix(UNRECOGNIZED).split()
+    flags = [word.partition("=")[0] for word in words if word.startswith("-")]
+    if not flags:
+        return message
+    left = len(words) - len(flags)
+    values = f" (and {left} value{'s' * (left > 1)})" if left else ""
+    return UNRECOGNIZED + " ".join(flags) + values
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line, and whose declared flags fall back
-    to their environment variables."""
+    to their environment variables. A flag is only ever its whole name: argparse would take
+    ``--stripe-api-key sk_...`` for ``--stripe-api-key-file`` and print the secret back as a
+    missing file."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self.flags: list[Flag] = []
 
     def error(self, message: str) -> NoReturn:
         """Print ``<prog>: error: <message>`` and exit with status 2."""
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {with_variables(message)} (see --help)\n")
+        said = with_variables(without_values(message), self.known_options())
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {said} (see --help)\n")
+
+    def known_options(self) -> set[str]:
+        """Every flag this parser and its commands' parsers take."""
+        known = set(self._option_string_actions)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for command in action.choices.values():
+                    known.update(command._option_string_actions)
+        return known
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None

@@ -23,6 +23,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from shopkeep.bench.processes import serving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,6 +202,16 @@ def test_a_failed_threshold_exits_3_and_a_passed_one_0_with_the_changes_since_th
     html.feed(page.read_text())
     assert "place latency" in html.text and "Latency distribution" in "".join(html.text)
     assert html.scripts_with_src == 0
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a disk that is full)")
+def test_a_report_that_cannot_be_written_after_the_run_exits_5_and_the_table_is_printed() -> None:
+    result = bench(*SHORT_EMBEDDED, "--json", "/dev/full")  # every write fails: disk full
+
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "place" in result.stdout  # the table came first
+    assert "bench: cannot write the report:" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_malformed_threshold_is_a_one_line_usage_error() -> None:

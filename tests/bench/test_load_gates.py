@@ -91,6 +91,7 @@ def run_figures(
     *thresholds: str,
     errors: int = 0,
     audit_ok: bool = True,
+    audit_answered: bool = True,
     max_error_rate: float = 0.0,
 ) -> dict[str, Any]:
     clock = SteppedClock()
@@ -102,8 +103,11 @@ def run_figures(
     for _ in range(errors):
         recorder.failed("ship", "overloaded")
     checks = [{"name": "stock", "ok": audit_ok, "detail": "on hand = initial"}]
-    outcome = Outcome(recorder, 1.0, 0.2, 4e7, 5e7, {"ok": audit_ok, "checks": checks}, 1, 0.0,
-                      True, 0.1)  # fmt: skip
+    audit = {"ok": audit_ok, "checks": checks}
+    if not audit_answered:  # as settle says it when the shop does not answer
+        audit = {"ok": False, "answered": False,
+                 "checks": [{"name": "audit", "ok": False, "detail": "refused: gone"}]}
+    outcome = Outcome(recorder, 1.0, 0.2, 4e7, 5e7, audit, 1, 0.0, True, 0.1)
     options = BenchOptions(
         duration_s=1.0, concurrency=2, mix={"place": 1}, seed=7, max_error_rate=max_error_rate,
         thresholds=tuple(parse_threshold(text) for text in thresholds),
@@ -138,6 +142,8 @@ def test_thresholds_are_checked_against_the_histograms_and_shown_in_every_report
         ({"errors": 1, "max_error_rate": 0.5}, 0),
         ({"errors": 1, "thresholds": ("place.p99<1ms",)}, 4),  # errors are more serious
         ({"errors": 1, "thresholds": ("place.p99<1ms",), "audit_ok": False}, 1),  # the audit most
+        ({"audit_answered": False}, 4),  # no audit is no failed invariant: an error of the run
+        ({"audit_answered": False, "thresholds": ("place.p99<1ms",)}, 4),
     ],
 )
 def test_the_exit_status_is_that_of_the_most_serious_failure(
@@ -149,6 +155,9 @@ def test_the_exit_status_is_that_of_the_most_serious_failure(
 
     assert data["exit_status"] == status
     assert data["passed"] is (status == 0)
+    if not kwargs.get("audit_answered", True):
+        assert "the audit could not be asked (refused: gone)" in data["failures"]
+        assert "audit NOT ANSWERED" in render(data)
 
 
 def test_a_comparison_gives_each_figures_change_and_which_way_is_worse() -> None:

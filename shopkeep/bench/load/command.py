@@ -109,6 +109,11 @@ def execute(
         signal.signal(signal.SIGINT, previous)
 
 
+REPORT_UNWRITTEN = 5
+"""The exit status of a run that passed but whose --json or --html report could not be
+written."""
+
+
 def report(
     options: BenchOptions,
     outcome: Outcome,
@@ -123,11 +128,16 @@ def report(
     data["machine"] = machine(
         {"uvloop" if uvloop_version else "asyncio"}, uvloop_version, load_before
     )
-    if html_path:
-        with open(html_path, "w", encoding="utf-8") as file:
-            file.write(render_html(data))
-    publish(data, render(data), json_path)
+    written = True
+    try:
+        publish(data, render(data), json_path)  # the table first: it is never lost
+        if html_path:
+            with open(html_path, "w", encoding="utf-8") as file:
+                file.write(render_html(data))
+    except OSError as exc:  # the paths were checked before the run: a full disk, say
+        say(f"bench: cannot write the report: {exc}")
+        written = False
     for failure in data["failures"]:
         say(f"bench: {failure}")
     status: int = data["exit_status"]
-    return status
+    return REPORT_UNWRITTEN if status == 0 and not written else status

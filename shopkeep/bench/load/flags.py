@@ -13,6 +13,7 @@ import os
 from shopkeep.bench.load.compare import Baseline, BaselineError, read_baseline
 from shopkeep.bench.load.mix import SIGNED, MixError, parse_mix
 from shopkeep.bench.load.thresholds import Threshold, ThresholdError, parse_threshold
+from shopkeep.cli.common import writable_path_problem
 from shopkeep.cli.flags import flag, given_as, usage_error
 from shopkeep.cli.values import duration, fraction, http_url, number, refuse, whole
 
@@ -75,7 +76,8 @@ def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
     flag(
         parser, "--gateway-secret", metavar="SECRET",
         help="the server's gateway secret, to sign the callbacks of the duplicate_callback "
-        "and late_callback journeys; without it they are left out of the default mix",
+        "and late_callback journeys; without it duplicate_callback is left out of the default "
+        "mix, and late_callback has the sandbox call back late",
     )  # fmt: skip
     flag(
         parser, "--order-timeout", convert=duration(), metavar="DURATION", default="5s",
@@ -154,9 +156,18 @@ def check_bench_flags(parser: argparse.ArgumentParser, args: argparse.Namespace)
             args.url = None
     if not args.embedded and not args.url:
         parser.error("one of --url or --embedded is required (or SHOPKEEP_URL, SHOPKEEP_EMBEDDED)")
-    if args.embedded and args.db is not None and os.path.lexists(args.db):
-        # never a shop's own database: SHOPKEEP_DB, exported for serve, names one
-        usage_error(parser, args, "db", f"{args.db} exists; give the bench a new file")
+    if args.embedded and args.db is not None:
+        if os.path.lexists(args.db):
+            # never a shop's own database: SHOPKEEP_DB, exported for serve, names one
+            usage_error(parser, args, "db", f"{args.db} exists; give the bench a new file")
+        refused = writable_path_problem(args.db)
+        if refused is not None:
+            usage_error(parser, args, "db", f"cannot use database path {args.db}: {refused}")
+    for report in ("json", "html"):  # checked now: a run is not lost for a report's path
+        path = getattr(args, report)
+        refused = None if path is None else writable_path_problem(path)
+        if refused is not None:
+            usage_error(parser, args, report, f"cannot write {path}: {refused}")
     if args.url and not args.admin_token:
         parser.error("--url needs --admin-token (or SHOPKEEP_ADMIN_TOKEN)")
     weights = parse_mix(args.mix)

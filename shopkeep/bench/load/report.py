@@ -8,14 +8,16 @@ The JSON holds: what was run (``mode``, ``url``, ``mix``, ``concurrency``, ``see
 together; ``dropped`` paced starts; the journeys started and skipped; ``warmup_operations``;
 ``client_cpu`` (process CPU seconds / wall seconds of the run); the shop's resident memory at
 the start and the end; ``series`` (per window: throughput, errors, latency percentiles of every
-operation and of each, memory); the audit (``audit`` as its checks, ``audit_ok``, how many
-audits it took to find the shop quiet); ``thresholds`` (each with its measured value and
-whether it passed); ``comparison`` (with ``--compare``); ``failures`` (why the exit status is
-not 0), ``exit_status`` and ``machine``. The same dict is the input of the HTML report.
+operation and of each, memory); the audit (``audit`` as its checks, ``audit_ok``,
+``audit_answered``, how many audits it took to find the shop quiet); ``thresholds`` (each
+with its measured value and whether it passed); ``comparison`` (with ``--compare``);
+``failures`` (why the exit status is not 0), ``exit_status`` and ``machine``. The same dict is
+the input of the HTML report.
 
 The exit status (:func:`exit_status`), the most serious failure winning: 1 when the audit
-failed; else 4 when the error rate is above ``--max-error-rate`` (or nothing was answered);
-else 3 when a threshold failed; else 0. (2, a usage or set-up error, ends a run before it has
+failed; else 4 when the error rate is above ``--max-error-rate`` (or nothing was answered, or
+the audit itself went unanswered: the shop stopped, say); else 3 when a threshold failed;
+else 0. (2, a usage or set-up error, ends a run before it has
 figures.)
 """
 
@@ -86,6 +88,7 @@ def figures(
         "resident_memory_bytes": {"start": outcome.memory_start, "end": outcome.memory_end},
         "series": series,
         "audit_ok": bool(outcome.audit["ok"]),
+        "audit_answered": bool(outcome.audit.get("answered", True)),
         "audit": outcome.audit["checks"],
         "audit_quiet": outcome.quiet,
         "audit_attempts": outcome.audit_attempts,
@@ -96,7 +99,10 @@ def figures(
     if baseline is not None:
         data["comparison"] = {"path": baseline.path, "changes": changes(baseline.data, data)}
     failures: list[str] = []
-    if not outcome.audit["ok"]:
+    if not data["audit_answered"]:
+        said = "; ".join(c["detail"] for c in outcome.audit["checks"]) or "no answer"
+        failures.append(f"the audit could not be asked ({said})")
+    elif not outcome.audit["ok"]:
         bad = [c["name"] for c in outcome.audit["checks"] if not c["ok"]]
         failures.append(f"the audit failed: {', '.join(bad) or 'no answer'}")
     if error_rate > options.max_error_rate:
@@ -119,10 +125,12 @@ def figures(
 def exit_status(data: dict[str, Any]) -> int:
     """The exit status of a run's figures, the most serious failure winning (see the module
     docstring)."""
-    if not data["audit_ok"]:
+    answered = data.get("audit_answered", True)
+    if answered and not data["audit_ok"]:
         return EXIT_AUDIT
     totals = data["totals"]
-    if totals["error_rate"] > data["max_error_rate"] or totals["count"] + totals["errors"] == 0:
+    errors = totals["error_rate"] > data["max_error_rate"] or not answered
+    if errors or totals["count"] + totals["errors"] == 0:
         return EXIT_ERRORS
     if not all(threshold["passed"] for threshold in data["thresholds"]):
         return EXIT_THRESHOLD
@@ -175,7 +183,7 @@ def render(data: dict[str, Any]) -> str:
     dropped = data["dropped"]
     cpu = data["client_cpu"]
     memory = data["resident_memory_bytes"]
-    audit = "ok" if data["audit_ok"] else "FAILED"
+    audit = "ok" if data["audit_ok"] else "FAILED" if data["audit_answered"] else "NOT ANSWERED"
     quiet = "quiet" if data["audit_quiet"] else "NOT quiet"
     pace = f"  rate {data['rate_per_s']:g}/s" if data["rate_per_s"] else ""
     lines += [

@@ -299,6 +299,7 @@ async def settle(
         except Refused as refused:
             report = {
                 "ok": False,
+                "answered": False,  # nothing is known of the invariants: not a failed audit
                 "checks": [{"name": "audit", "ok": False, "detail": f"refused: {refused}"}],
             }
         else:
