@@ -150,6 +150,9 @@ def test_serve_on_a_directory_fails_in_one_line(tmp_path: Path) -> None:
         ("serve", "--admin-token-file", "main.py", "--admin-token", "a" * 20),
         ("serve", "--gateway-secret-file", "/nonexistent/secret"),
         ("serve", "--sandbox-callback-url", "ftp://x"),
+        ("serve", "--gateway", "alipay", "--alipay-url", "notaurl"),
+        ("serve", "--gateway", "wechatpay", "--wechatpay-url", "ftp://x"),
+        ("serve", "--gateway", "stripe", "--stripe-api-base", "api.stripe.com"),
         ("serve",),  # no gateway
         ("serve", "--gateway", "paypal"),
         ("serve", "--sandbox", "--gateway", "stripe"),

@@ -81,7 +81,8 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
         help="a refund the provider took and has not finished is asked about again after this",
     )  # fmt: skip
     for option, metavar, text in PROVIDER_FLAGS:
-        flag(parser, option, group=group, metavar=metavar, help=text)
+        convert = http_url if metavar == "URL" else str  # a provider's address is http(s)
+        flag(parser, option, group=group, metavar=metavar, help=text, convert=convert)
 
 
 def currency_code(text: str) -> str:
