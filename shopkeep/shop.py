@@ -456,14 +456,24 @@ class Shop(BackOffice):
         customer needs to pay it (SPEC 10; ``channel="qr"``: Alipay's QR code). The provider
         is asked here, outside the order's turn, and its answer kept with the payment
         (CheckoutReady); a provider that does not answer is 503 unavailable, and asking again
-        answers the same payment."""
+        answers the same payment (under the same key, as a first answer: the 503 was the only
+        one given); a replay shows the payment as it is, with what the provider answered."""
         request = ("start_payment", order_id)
+        key = key_of(idempotency_key)
         started = await self._once.ask(
-            Address("order", order_id), StartPayment(), PaymentStarted, idempotency_key,
-            request, user_id,
+            Address("order", order_id), StartPayment(), PaymentStarted, key, request, user_id
         )
         if started.payment.has_checkout:
             return started
+        if key is not None and key.replayed:
+            # the key kept the payment before its provider answered: as the provider answered
+            # the first attempt (replayed), or not, when the caller was answered 503 (then this
+            # answer is the first one given, not a replay)
+            payment = started.payment
+            for view in await self.payments(payment.order_id):
+                if view.id == payment.id and view.has_checkout:
+                    return PaymentStarted(view, started.created, started.deadline)
+            key.replayed = False
         view = await self._checkout(started, channel)
         return PaymentStarted(view, started.created, started.deadline)
 

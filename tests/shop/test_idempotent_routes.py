@@ -16,8 +16,11 @@ from typing import Any
 
 import pytest
 
+from shopkeep.actors.gateway import GatewayError, SandboxGateway
 from shopkeep.errors import ShopError
 from shopkeep.idempotency import IdempotencyKey
+from shopkeep.payments.provider import Checkout, PaymentRequest
+from shopkeep.payments.sandbox import SandboxProvider
 from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Key, Shop
 from tests.shop.conftest import SECRET, assert_audit_ok, sandbox, settle
@@ -307,3 +310,38 @@ async def test_a_key_of_255_printable_characters_is_taken(shop: Shop) -> None:
     key = "~ !" * 85
     await shop.credit_wallet(user, 500, idempotency_key=key)
     assert (await shop.credit_wallet(user, 500, idempotency_key=key)).balance == 500
+
+
+class ProviderDownOnce(SandboxProvider):
+    """The sandbox, whose first payment start does not answer."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        super().__init__(SandboxGateway(SECRET, clock), SECRET)
+        self.down = True
+
+    async def start_payment(self, request: PaymentRequest) -> Checkout:
+        if self.down:
+            self.down = False
+            raise GatewayError("the provider did not answer")
+        return await super().start_payment(request)
+
+
+async def test_a_payment_start_answered_503_is_not_replayed_to_its_retry(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    provider = ProviderDownOnce(clock)
+    async with Shop.open(str(tmp_path / "shop.db"), gateway=provider, clock=clock) as shop:
+        tea = await shop.create_goods("tea", price=1_000, stock=5)
+        user = (await shop.create_user("ann")).user.id
+        order = await shop.place_order(user, [(tea.id, 1)])
+        with pytest.raises(ShopError) as down:
+            await shop.start_payment(order.id, idempotency_key="pay-1")
+
+        retry, again = IdempotencyKey("pay-1"), IdempotencyKey("pay-1")
+        first = await shop.start_payment(order.id, idempotency_key=retry)
+        second = await shop.start_payment(order.id, idempotency_key=again)
+
+    assert down.value.code == "unavailable"
+    # the first answer the caller saw is the retry's: a new payment, not a replay
+    assert first.created and first.payment.gateway_url is not None and not retry.replayed
+    assert second == first and again.replayed
