@@ -179,13 +179,14 @@ def catalog() -> list[Operation]:
            {200: s.CouponOut}),
         *order_ops,
         op("POST", "/v1/payments/callback", "paymentCallback",
-           "The payment gateway's signed callback", Access.PUBLIC, routes.payment_callback,
+           "The sandbox gateway's signed callback (404 on a shop of another provider)",
+           Access.PUBLIC, routes.payment_callback,
            {200: s.CallbackReceived}, body=s.CallbackRequest,
            params=(Param(SIGNATURE_HEADER, "header",
                          {"type": "string", "pattern": SIGNATURE_PATTERN},
                          "`t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.\" + raw body>`",
                          required=True),),
-           extra_problems=(400,)),
+           extra_problems=(400, 404)),  # 404: a shop of another provider
         *notify_ops,
         op(*SANDBOX_CHECKOUT, "sandboxCheckout",
            "Sandbox only: the page a sandbox payment's `gateway_url` links to: the payment (for "

@@ -32,6 +32,7 @@ from shopkeep.http.inputs import (
     wait_of,
 )
 from shopkeep.http.state import PRINCIPAL, SHOP
+from shopkeep.payments.provider import PaymentProvider
 
 _HEALTHY = msgspec.json.encode(s.Health("ok"))
 
@@ -290,11 +291,21 @@ async def order_refunds(request: web.Request) -> web.Response:
 
 
 async def payment_callback(request: web.Request) -> web.Response:
-    """POST /v1/payments/callback: the raw bytes go to the shop, which checks the signature
-    over exactly them (a re-encoded body would not match)."""
+    """POST /v1/payments/callback, the sandbox gateway's (SPEC 7): the raw bytes go to the
+    shop, which checks the signature over exactly them (a re-encoded body would not match). A
+    shop that takes payments through a provider answers 404 here, as on another provider's
+    route: its notifications have a route of their own, and an answer of their own."""
+    shop = shop_of(request)
+    _served_by(shop.provider, request.path)
     raw = await body_bytes(request)
-    await shop_of(request).handle_callback(raw, request.headers.get(SIGNATURE_HEADER))
+    await shop.handle_callback(raw, request.headers.get(SIGNATURE_HEADER))
     return reply(s.CallbackReceived(True))
+
+
+def _served_by(provider: PaymentProvider, path: str) -> None:
+    """ShopError not_found unless ``path`` is the callback route of the shop's provider."""
+    if path != provider.callback_path:
+        raise ShopError("not_found", f"this shop takes payments through {provider.name}")
 
 
 async def provider_notify(request: web.Request) -> web.Response:
@@ -305,8 +316,7 @@ async def provider_notify(request: web.Request) -> web.Response:
     the shop is not configured for is 404."""
     shop = shop_of(request)
     provider = shop.provider
-    if request.path != provider.callback_path:
-        raise ShopError("not_found", f"this shop takes payments through {provider.name}")
+    _served_by(provider, request.path)
     raw = await body_bytes(request)
     try:
         await shop.handle_callback(raw, request.headers)

@@ -235,3 +235,22 @@ async def test_the_active_queries_show_in_the_metrics(
     family = active_queries(world.shop.active_queries)
     [sample] = [s for s in family.samples if s.labels == {"what": "payment", "outcome": "paid"}]
     assert sample.value >= 1
+
+
+async def test_the_sandboxs_callback_route_is_not_found_on_a_providers_shop(
+    world: ProviderWorld,
+) -> None:
+    alice = await world.customer()
+    order = await world.placed(alice)
+    payment = await world.start_payment(alice, order)
+    await world.pay(payment, notify=False)
+    body, headers = world.notification(payment)  # genuine, but sent to the sandbox's route
+
+    async with world.session.post(
+        world.url + "/v1/payments/callback", data=body, headers=headers
+    ) as answer:
+        assert answer.status == 404
+        problem = await answer.json(content_type=None)
+
+    assert problem["code"] == "not_found" and world.name in problem["detail"]
+    assert (await world.order(order["id"]))["status"] == "awaiting_payment"
