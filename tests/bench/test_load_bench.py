@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 
 from shopkeep.bench.processes import serving
+from shopkeep.http.server import ServeOptions, running
+from shopkeep.payments.settings import ProviderSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "bench-admin-token-0123456789"
@@ -295,3 +297,25 @@ async def test_an_error_rate_above_the_maximum_exits_4(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["audit_ok"] is True and report["totals"]["error_rate"] > 0.01
     assert "is above --max-error-rate 1.0000%" in result.stderr
+
+
+async def test_a_server_not_in_sandbox_mode_is_refused_before_anything_is_created(
+    tmp_path: Path,
+) -> None:
+    key, hook = tmp_path / "stripe.key", tmp_path / "stripe.whsec"
+    key.write_text("sk_test_shopkeep\n")
+    hook.write_text("whsec_shopkeep\n")
+    payments = ProviderSettings(
+        gateway="stripe", stripe_api_key_file=str(key), stripe_webhook_secret_file=str(hook),
+        stripe_api_base="http://127.0.0.1:9",  # never called: nothing is placed
+    )  # fmt: skip
+    options = ServeOptions(
+        db=str(tmp_path / "shop.db"), port=0, payments=payments, admin_token=ADMIN
+    )
+    async with running(options, announce=lambda token: None) as server:
+        result = await asyncio.to_thread(bench, "--url", server.url, "--duration", "1")
+        users = await server.shop.list_users()
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "not in sandbox mode (serve --sandbox)" in result.stderr
+    assert users.items == []

@@ -64,6 +64,9 @@ class EmbeddedTarget:
         self._gateway = shop.gateway
         self._secret = gateway_secret
 
+    async def ready(self) -> None:
+        """Always: the embedded shop is opened with the sandbox gateway."""
+
     async def create_user(self, name: str, balance: int) -> Customer:
         """:meth:`Shop.create_user`."""
         made = await refusing(self._shop.create_user(name, balance))

@@ -12,7 +12,7 @@ answer that does not match its schema, ``bad_answer``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import aiohttp
 import msgspec
@@ -22,6 +22,7 @@ from shopkeep.actors.signature import sign
 from shopkeep.bench.http import scrape_rss
 from shopkeep.bench.load.target import Customer, Order, Payment, Refused
 from shopkeep.http import schemas
+from shopkeep.http.catalog import SANDBOX_COMPLETE
 
 T = TypeVar("T")
 
@@ -50,6 +51,9 @@ def order_of(out: schemas.OrderOut) -> Order:
         _seconds(out.confirmed_at),
         _seconds(out.expires_at),
     )
+
+
+SANDBOX_COMPLETE_PATH: Final = SANDBOX_COMPLETE[1]
 
 
 class HttpTarget:
@@ -115,6 +119,16 @@ class HttpTarget:
     @staticmethod
     def _as(customer: Customer) -> dict[str, str]:
         return {"Authorization": f"Bearer {customer.token}"}
+
+    async def ready(self) -> None:
+        """The server's OpenAPI document lists its sandbox route only in sandbox mode."""
+        document = await self._get("/openapi.json", dict[str, Any], {})
+        if SANDBOX_COMPLETE_PATH not in document.get("paths", {}):
+            raise Refused(
+                "not_sandbox",
+                "the server is not in sandbox mode (serve --sandbox): the journeys pay through "
+                "its sandbox gateway",
+            )
 
     async def create_user(self, name: str, balance: int) -> Customer:
         """POST /v1/users."""

@@ -102,7 +102,9 @@ class Outcome:
 async def populate(
     target: Target, options: BenchOptions, pick: random.Random
 ) -> tuple[list[Shopper], Catalog]:
-    """Create the shoppers, their coupons and the goods, ``concurrency`` requests at a time."""
+    """Create the shoppers, their coupons and the goods, ``concurrency`` requests at a time
+    (once the target says it can run the journeys)."""
+    await target.ready()
     batch = max(1, options.concurrency)
     shoppers: list[Shopper] = []
     total = options.concurrency * SHOPPERS_PER_WORKER

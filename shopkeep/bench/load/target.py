@@ -55,6 +55,11 @@ class Payment:
 class Target(Protocol):
     """A shop to drive: a server over HTTP, or a :class:`~shopkeep.shop.Shop` in process."""
 
+    async def ready(self) -> None:
+        """Refused ``not_sandbox`` when the shop does not pay through the sandbox gateway,
+        which the journeys complete payments with: said before anything is created."""
+        ...
+
     async def create_user(self, name: str, balance: int) -> Customer:
         """A new user with an opening wallet balance (admin)."""
         ...
