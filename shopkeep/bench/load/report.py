@@ -17,8 +17,8 @@ the input of the HTML report.
 The exit status (:func:`exit_status`), the most serious failure winning: 1 when the audit
 failed; else 4 when the error rate is above ``--max-error-rate`` (or nothing was answered, or
 the audit itself went unanswered: the shop stopped, say); else 3 when a threshold failed;
-else 0. (2, a usage or set-up error, ends a run before it has
-figures.)
+else 0. (2, a usage or set-up error, ends a run before it has figures; 5, a report that could
+not be written, is the command's.)
 """
 
 from __future__ import annotations
