@@ -469,10 +469,9 @@ class Shop(BackOffice):
             # the key kept the payment before its provider answered: as the provider answered
             # the first attempt (replayed), or not, when the caller was answered 503 (then this
             # answer is the first one given, not a replay)
-            payment = started.payment
-            for view in await self.payments(payment.order_id):
-                if view.id == payment.id and view.has_checkout:
-                    return PaymentStarted(view, started.created, started.deadline)
+            now = await self._payment_of(started.payment.order_id, started.payment.id)
+            if now is not None and now.has_checkout:
+                return PaymentStarted(now, started.created, started.deadline)
             key.replayed = False
         view = await self._checkout(started, channel)
         return PaymentStarted(view, started.created, started.deadline)
@@ -510,10 +509,17 @@ class Shop(BackOffice):
         found = await order_store.payment(self.reader, payment_id)
         if found is None or (user_id is not None and found.user_id != user_id):
             raise ShopError(NOT_FOUND, f"payment {payment_id} does not exist")
-        for view in await self.payments(found.order_id):
+        view = await self._payment_of(found.order_id, payment_id)
+        if view is None:
+            raise ShopError(NOT_FOUND, f"payment {payment_id} does not exist")
+        return view
+
+    async def _payment_of(self, order_id: int, payment_id: int) -> PaymentView | None:
+        """Payment ``payment_id`` as order ``order_id`` holds it now; None if it has none."""
+        for view in await self.payments(order_id):
             if view.id == payment_id:
                 return view
-        raise ShopError(NOT_FOUND, f"payment {payment_id} does not exist")
+        return None
 
     async def handle_callback(
         self, raw_body: bytes, headers: Mapping[str, str] | str | None

@@ -32,7 +32,7 @@ from shopkeep.actors.order_messages import PaymentView
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.errors import ShopError
 from shopkeep.http.conversion import payment_out
-from shopkeep.http.inputs import body_bytes
+from shopkeep.http.inputs import body_bytes, reply
 from shopkeep.http.schemas import SandboxCompleteRequest
 from shopkeep.runtime import Clock
 
@@ -107,7 +107,7 @@ def sandbox_routes(shop: Shop, gateway: SandboxGateway) -> Iterable[web.RouteDef
         payment = await shop.get_payment(_payment_id(request.match_info["payment_id"]))
         if "text/html" in request.headers.get("Accept", ""):
             return web.Response(text=checkout_page(payment), content_type="text/html")
-        return web.json_response(payment_out(payment), dumps=_json_text)
+        return reply(payment_out(payment))
 
     async def complete(request: web.Request) -> web.Response:
         """Answer 202 (no body) once the callback is scheduled; 404 for a payment this shop
@@ -131,10 +131,6 @@ def sandbox_routes(shop: Shop, gateway: SandboxGateway) -> Iterable[web.RouteDef
         web.get(PAYMENTS_PATH + "/{payment_id}", checkout, name="sandbox_checkout"),
         web.post(PAYMENTS_PATH + "/{payment_id}/complete", complete, name="sandbox_complete"),
     ]
-
-
-def _json_text(value: object) -> str:
-    return msgspec.json.encode(value).decode()
 
 
 def checkout_page(payment: PaymentView) -> str:
