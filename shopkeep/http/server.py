@@ -21,6 +21,7 @@ stop the gateway's retries, drain the actors and flush the store, close the call
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
@@ -305,13 +306,14 @@ def open_provider(
 
 
 async def serve(options: ServeOptions) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully.
+    """Serve until SIGINT or SIGTERM, then shut down gracefully; a second one while it is
+    stopping ends the process at once (:func:`stopper`).
 
     The signals are caught from before the start, so a stop asked for while the server is
     still starting (say, right after it logged ``serving``) is a graceful stop too.
     """
     stop = asyncio.Event()
-    with stop_signals(stop.set):
+    with stop_signals(stopper(stop)):
         async with running(options):
             # What starting built lives as long as the process, and so do most objects that
             # survive young collections (live actors): out of the full collections' sight
@@ -322,13 +324,37 @@ async def serve(options: ServeOptions) -> None:
             await stop.wait()
 
 
+def stopper(
+    stop: asyncio.Event, exit_now: Callable[[int], object] = os._exit
+) -> Callable[[int], None]:
+    """The handler of SIGINT and SIGTERM: the first sets ``stop`` (the graceful stop: requests
+    under way finish, the actors drain, the store commits what they wrote); one more while
+    that runs ends the process at once, with the status a shell gives a process that signal
+    ended (130, 143). Nothing acknowledged is lost: an answer waits for its commit, and the
+    writer's process finishes the transaction it is in before it sees its input end."""
+
+    def on_signal(signum: int) -> None:
+        if not stop.is_set():
+            stop.set()
+            return
+        log.warning(
+            "stopping_now",
+            signal=signal.Signals(signum).name,
+            detail="asked again while stopping: ending without waiting for the rest of the "
+            "stop; what was not committed was never acknowledged",
+        )
+        exit_now(128 + signum)
+
+    return on_signal
+
+
 @contextmanager
-def stop_signals(callback: Callable[[], None]) -> Iterator[None]:
-    """Call ``callback`` on SIGINT or SIGTERM while the block runs."""
+def stop_signals(callback: Callable[[int], None]) -> Iterator[None]:
+    """Call ``callback`` with the signal's number on SIGINT or SIGTERM while the block runs."""
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
     for signum in signals:
-        loop.add_signal_handler(signum, callback)
+        loop.add_signal_handler(signum, callback, signum)
     try:
         yield
     finally:
