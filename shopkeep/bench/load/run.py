@@ -6,7 +6,11 @@
 2. The run: ``concurrency`` workers, each with its own shoppers and its own seeded random
    picks, start journeys (as :mod:`.schedule` says: closed or paced, ramped) through the
    warm-up and ``duration``, and finish the ones under way. Orders parked for a late callback
-   are then awaited (each is due before the end of the run).
+   are then awaited (each is due before the end of the run). A worker whose journey could not
+   reach the server (``connection_error``: it was stopped, or killed) pauses before its next
+   one, :data:`FIRST_PAUSE_S` doubling up to :data:`LONGEST_PAUSE_S`, until a journey gets
+   through: a server that is down is not hammered, and its errors count in tens, not in tens
+   of thousands.
    Meanwhile the shop's resident memory is sampled every interval, and the process's CPU time
    is measured against the wall time (``client_cpu``: near 1.0 means the harness itself, one
    Python process, was the limit; in embedded mode the shop shares that process and its CPU).
@@ -52,6 +56,16 @@ COUPONS_PER_SHOPPER = 2
 COUPON_VALUE = 200
 AUDIT_PAUSE_S = 0.5
 PARKED_BOUND_S = 40.0
+UNREACHABLE = frozenset({"connection_error"})
+"""The refusals that say the server could not be reached (see the module: the worker pauses)."""
+FIRST_PAUSE_S = 0.05
+LONGEST_PAUSE_S = 1.0
+
+
+def next_pause(last_s: float) -> float:
+    """How long a worker pauses after a journey that could not reach the server, having
+    paused ``last_s`` after the one before (0: that one got through)."""
+    return min(LONGEST_PAUSE_S, max(FIRST_PAUSE_S, 2 * last_s))
 
 
 @dataclass(frozen=True)
@@ -230,15 +244,22 @@ async def drive(
     names = list(options.mix)
     weights = [options.mix[name] for name in names]
     choosers = [random.Random(f"{options.seed}-{n}") for n in range(options.concurrency)]
+    pauses = [0.0] * options.concurrency  # each worker's last pause for an unreachable server
 
     async def run_one(number: int) -> None:
         choose = choosers[number]
         mine = shoppers[number * SHOPPERS_PER_WORKER : (number + 1) * SHOPPERS_PER_WORKER]
         name = choose.choices(names, weights)[0]
         recorder.started_journey(name)
-        # a refusal was counted where it happened; it ends the journey, not the worker
-        with contextlib.suppress(Refused):
+        try:
             await journeys.by_name[name](choose.choice(mine), choose)
+        except Refused as refused:
+            # counted where it happened; it ends the journey, not the worker
+            if refused.code in UNREACHABLE:
+                pauses[number] = next_pause(pauses[number])
+                await asyncio.sleep(pauses[number])  # a stop cancels it with the journey
+            return
+        pauses[number] = 0.0
 
     schedule = Schedule(
         recorder, run_one, concurrency=options.concurrency, ends_at=ends_at,

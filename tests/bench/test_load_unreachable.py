@@ -1,0 +1,65 @@
+"""A server the bench cannot reach: its workers pause between journeys instead of hammering it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shopkeep.bench.load.embedded_target import EmbeddedTarget
+from shopkeep.bench.load.mix import DEFAULT_MIX
+from shopkeep.bench.load.run import (
+    FIRST_PAUSE_S,
+    LONGEST_PAUSE_S,
+    BenchOptions,
+    drive,
+    next_pause,
+)
+from shopkeep.bench.load.target import Customer, Order, Refused
+from shopkeep.shop import Shop
+
+SECRET = "unreachable-gateway-secret-0123456789"
+
+
+class Unreachable(EmbeddedTarget):
+    """A shop set up as usual whose placements never arrive, as when its server is down (every
+    journey begins with one)."""
+
+    async def place_order(
+        self,
+        customer: Customer,
+        items: list[tuple[str, int]],
+        *,
+        coupon_id: str | None,
+        use_balance: int,
+        key: str,
+        wait: bool,
+    ) -> Order:
+        raise Refused("connection_error", "POST /v1/orders: Cannot connect to host")
+
+
+def test_the_pause_doubles_from_the_first_to_the_longest() -> None:
+    pauses = [next_pause(0.0)]
+    while pauses[-1] < LONGEST_PAUSE_S:
+        pauses.append(next_pause(pauses[-1]))
+
+    assert pauses[0] == FIRST_PAUSE_S
+    assert all(later == min(2 * earlier, LONGEST_PAUSE_S)
+               for earlier, later in zip(pauses, pauses[1:]))  # fmt: skip
+    assert next_pause(LONGEST_PAUSE_S) == LONGEST_PAUSE_S
+
+
+async def test_workers_pause_between_journeys_that_cannot_reach_the_server(
+    tmp_path: Path,
+) -> None:
+    options = BenchOptions(
+        duration_s=2.0, concurrency=4, mix=dict(DEFAULT_MIX), seed=7, settle_s=0.0
+    )
+    async with Shop.open(
+        str(tmp_path / "shop.db"), gateway="sandbox", gateway_secret=SECRET
+    ) as shop:
+        outcome = await drive(Unreachable(shop, SECRET), options)
+
+    # each worker tries at 0, 0.05, 0.15, 0.35, 0.75 and 1.55 s: six in two seconds (without
+    # the pause, tens of thousands)
+    assert 4 <= outcome.recorder.errors <= 4 * 7
+    assert {code for operation in outcome.recorder.operations.values()
+            for code in operation.errors} == {"connection_error"}  # fmt: skip
