@@ -19,8 +19,9 @@ from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.conversion import ref_in
 from shopkeep.http.schemas import ID_PATTERN, EmptyRequest, OrderStatus
 from shopkeep.http.state import PRINCIPAL, SHOP, Principal
-from shopkeep.http.validation import problems, refusal_of
+from shopkeep.http.validation import WHOLE_DIGITS, problems, refusal_of
 from shopkeep.idempotency import IdempotencyKey
+from shopkeep.paging import MAX_LIMIT
 from shopkeep.requests import KEY_PATTERN, MAX_KEY
 from shopkeep.shop import Shop
 
@@ -170,9 +171,12 @@ def query_value(request: web.Request, name: str) -> str | None:
 
 
 def limit_of(request: web.Request) -> int | None:
-    """``?limit=`` (checked by the route's guard), or None: the shop's default page."""
+    """``?limit=`` (checked by the route's guard: a whole number of at least 1), or None: the
+    shop's default page. One too long to parse is more than the cap, which it is taken as."""
     raw = query_value(request, "limit")
-    return None if raw is None else int(raw)
+    if raw is None:
+        return None
+    return MAX_LIMIT if len(raw) > WHOLE_DIGITS else int(raw)
 
 
 def cursor_of(request: web.Request) -> str | None:
