@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from shopkeep.bench.load.embedded_target import EmbeddedTarget
@@ -43,7 +44,7 @@ def test_the_pause_doubles_from_the_first_to_the_longest() -> None:
 
     assert pauses[0] == FIRST_PAUSE_S
     assert all(later == min(2 * earlier, LONGEST_PAUSE_S)
-               for earlier, later in zip(pauses, pauses[1:]))  # fmt: skip
+               for earlier, later in itertools.pairwise(pauses))  # fmt: skip
     assert next_pause(LONGEST_PAUSE_S) == LONGEST_PAUSE_S
 
 
