@@ -176,7 +176,8 @@ def limit_of(request: web.Request) -> int | None:
     raw = query_value(request, "limit")
     if raw is None:
         return None
-    return MAX_LIMIT if len(raw) > WHOLE_DIGITS else int(raw)
+    significant = raw.lstrip("0")  # the guard let only digits by, of at least 1
+    return MAX_LIMIT if len(significant) > WHOLE_DIGITS else int(significant)
 
 
 def cursor_of(request: web.Request) -> str | None:

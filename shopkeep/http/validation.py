@@ -177,12 +177,13 @@ def query_problem(raw: str, schema: dict[str, Any]) -> str | None:
         digits = raw.removeprefix("-")
         if not (digits.isascii() and digits.isdigit()):
             return f"Expected an integer{bounds}"
-        if len(digits) > WHOLE_DIGITS:
+        significant = digits.lstrip("0") or "0"
+        if len(significant) > WHOLE_DIGITS:
             # beyond any bound the catalog declares: only its sign says which side, and it
             # is not parsed (a query line holds 8,000 digits; int() refuses past 4,300)
             beyond = low if raw.startswith("-") else high
             return None if beyond is None else f"Expected an integer{bounds}"
-        number = int(raw)
+        number = -int(significant) if raw.startswith("-") else int(significant)
         if (low is not None and number < low) or (high is not None and number > high):
             return f"Expected an integer{bounds}"
         return None

@@ -103,6 +103,9 @@ async def test_a_limit_above_the_cap_is_taken_as_the_cap(api: Api) -> None:
     for limit in (str(MAX_LIMIT + 1), "1000000000", "181617197657144131584", "9" * 4400):
         page = await api.call("GET", f"/v1/goods?limit={limit}", ADMIN)
         assert (page.status, len(page.body["items"]), page.body["next_cursor"]) == (200, 3, None)
+    # zeros in front change nothing: 2, however written
+    padded = await api.call("GET", "/v1/goods?limit=" + "0" * 4400 + "2", ADMIN)
+    assert (padded.status, len(padded.body["items"])) == (200, 2)
     assert page_bounds(MAX_LIMIT + 1, None)[0] == page_after(2**63 - 1, None)[0] == MAX_LIMIT
 
 
