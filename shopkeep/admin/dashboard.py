@@ -9,7 +9,7 @@ the dead letters waiting, the last audit, and a few figures read from the same r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from prometheus_client.metrics_core import Metric
 
@@ -21,19 +21,30 @@ AUDIT_FRESH_S: Final = 60.0
 """The dashboard runs the audit again when its last run is older than this (the audit reads
 every table; the audit page runs it at each visit)."""
 AWAITING_SHOWN: Final = 20
+class LiveFigure(NamedTuple):
+    """A figure of the dashboard's live part: metric ``name`` (without the ``shopkeep_``
+    prefix), summed over the samples whose labels include ``only``, shown as ``label``."""
+
+    name: str
+    label: str
+    only: tuple[tuple[str, str], ...] = ()
+
+
 LIVE_FIGURES: Final = (
-    ("orders_placed", "orders placed"),
-    ("orders_canceled", "orders canceled"),
-    ("orders_refused", "orders refused"),
-    ("callbacks", "payment callbacks"),
-    ("refunds", "refunds"),
-    ("http_request_duration_seconds", "HTTP requests answered"),
-    ("live_actors", "live actors"),
-    ("messages_in_flight", "messages in flight"),
-    ("writer_backlog", "writer backlog"),
-    ("outbox_backlog", "outbox backlog"),
-    ("dead_letters", "dead letters since start"),
-    ("loop_stall_max_seconds", "longest loop stall (s)"),
+    LiveFigure("orders_placed", "orders placed"),
+    LiveFigure("orders_canceled", "orders canceled"),
+    LiveFigure("orders_refused", "orders refused"),
+    LiveFigure("callbacks", "payment callbacks"),
+    # a refund is counted once in each status it reaches: each begins refunding
+    LiveFigure("refunds", "refunds begun", (("status", "refunding"),)),
+    LiveFigure("refunds", "refunds paid back", (("status", "refunded"),)),
+    LiveFigure("http_request_duration_seconds", "HTTP requests answered"),
+    LiveFigure("live_actors", "live actors"),
+    LiveFigure("messages_in_flight", "messages in flight"),
+    LiveFigure("writer_backlog", "writer backlog"),
+    LiveFigure("outbox_backlog", "outbox backlog"),
+    LiveFigure("dead_letters", "dead letters since start"),
+    LiveFigure("loop_stall_max_seconds", "longest loop stall (s)"),
 )
 """The metrics the dashboard shows (without the ``shopkeep_`` prefix), and their labels."""
 SUFFIXES: Final = ("", "_total", "_count")
@@ -62,16 +73,22 @@ def bars(values: list[int], since: float) -> list[Bar]:
 
 
 def live_figures(families: list[Metric]) -> list[tuple[str, float]]:
-    """The values of :data:`LIVE_FIGURES` in ``families`` (each summed over its labels)."""
-    wanted = {f"{NAMESPACE}_{name}": label for name, label in LIVE_FIGURES}
-    found: dict[str, float] = {}
-    for family in families:
-        label = wanted.get(family.name)
-        if label is None:
+    """The values of :data:`LIVE_FIGURES` found in ``families``, each with its label."""
+    by_name = {family.name: family for family in families}
+    shown = []
+    for figure in LIVE_FIGURES:
+        family = by_name.get(f"{NAMESPACE}_{figure.name}")
+        if family is None:
             continue
         names = {family.name + suffix for suffix in SUFFIXES}
-        found[label] = sum(s.value for s in family.samples if s.name in names)
-    return [(label, found[label]) for _, label in LIVE_FIGURES if label in found]
+        total = sum(
+            sample.value
+            for sample in family.samples
+            if sample.name in names
+            and all(sample.labels.get(key) == value for key, value in figure.only)
+        )
+        shown.append((figure.label, total))
+    return shown
 
 
 async def audit_now(console: Console, *, fresh_s: float = 0.0) -> AuditReport:
