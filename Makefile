@@ -51,7 +51,7 @@ serve: $(VENV)/.installed
 
 # The load harness (docs/load-testing.md), a short run against an embedded shop; its figures go
 # to bench.json and bench.html.
-bench: $(VENV)/.installed wrk
+bench: $(VENV)/.installed
 	$(PYTHON) -m shopkeep bench --embedded --duration 20s --concurrency 32 --order-timeout 5s \
 		--json bench.json --html bench.html
 

@@ -317,5 +317,7 @@ async def test_a_server_not_in_sandbox_mode_is_refused_before_anything_is_create
         users = await server.shop.list_users()
 
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "not in sandbox mode (serve --sandbox)" in result.stderr
+    *_, error = result.stderr.splitlines()  # after the lines saying what the setup would add
+    assert error.startswith(f"shopkeep bench: error: setup against {server.url} failed: ")
+    assert "not in sandbox mode (serve --sandbox)" in error
     assert users.items == []

@@ -99,7 +99,7 @@ def execute(
         return EXIT_INTERRUPTED
     except Refused as refused:
         where = options.url or "the embedded shop"
-        say(f"shopkeep: error: bench setup against {where} failed: {refused}")
+        say(f"shopkeep bench: error: setup against {where} failed: {refused}")
         return EXIT_SETUP
     previous = signal.signal(signal.SIGINT, quit_now)
     try:
