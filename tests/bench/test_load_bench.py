@@ -317,7 +317,27 @@ async def test_a_server_not_in_sandbox_mode_is_refused_before_anything_is_create
         users = await server.shop.list_users()
 
     assert result.returncode == 2, result.stdout + result.stderr
-    *_, error = result.stderr.splitlines()  # after the lines saying what the setup would add
+    [error] = result.stderr.splitlines()  # one line: nor does it say what it would have added
     assert error.startswith(f"shopkeep bench: error: setup against {server.url} failed: ")
     assert "not in sandbox mode (serve --sandbox)" in error
+    assert users.items == []
+
+
+async def test_an_admin_token_the_server_refuses_stops_the_bench_before_anything_is_created(
+    tmp_path: Path,
+) -> None:
+    options = ServeOptions(
+        db=str(tmp_path / "shop.db"), port=0, sandbox=True, admin_token=ADMIN
+    )
+    async with running(options, announce=lambda token: None) as server:
+        result = await asyncio.to_thread(
+            bench, "--url", server.url, "--duration", "1",
+            env={"SHOPKEEP_ADMIN_TOKEN": "not-the-admin-token-0123456789"},
+        )  # fmt: skip
+        users = await server.shop.list_users()
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    [error] = result.stderr.splitlines()
+    assert error.startswith(f"shopkeep bench: error: setup against {server.url} failed: ")
+    assert "unauthorized" in error
     assert users.items == []

@@ -121,7 +121,13 @@ class HttpTarget:
         return {"Authorization": f"Bearer {customer.token}"}
 
     async def ready(self) -> None:
-        """The server's OpenAPI document lists its sandbox route only in sandbox mode."""
+        """The admin token is taken (asked for a user no id names: 404, not 401); the
+        server's OpenAPI document lists its sandbox route only in sandbox mode."""
+        try:
+            await self._call("GET", "/v1/users/0", None, headers=self._admin)
+        except Refused as refused:
+            if refused.code != "not_found":
+                raise
         document = await self._get("/openapi.json", dict[str, Any], {})
         if SANDBOX_COMPLETE_PATH not in document.get("paths", {}):
             raise Refused(

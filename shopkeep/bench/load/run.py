@@ -116,9 +116,7 @@ class Outcome:
 async def populate(
     target: Target, options: BenchOptions, pick: random.Random
 ) -> tuple[list[Shopper], Catalog]:
-    """Create the shoppers, their coupons and the goods, ``concurrency`` requests at a time
-    (once the target says it can run the journeys)."""
-    await target.ready()
+    """Create the shoppers, their coupons and the goods, ``concurrency`` requests at a time."""
     batch = max(1, options.concurrency)
     shoppers: list[Shopper] = []
     total = options.concurrency * SHOPPERS_PER_WORKER
@@ -232,6 +230,8 @@ async def drive(
     what the setup adds to the shop, before it starts."""
     stop = stop or asyncio.Event()
     pick = random.Random(options.seed)
+    # a target that cannot run the journeys is refused before the plan is said
+    await unless_stopped(target.ready(), stop)
     if say is not None:
         say(setup_plan(options))
     setup_started = time.perf_counter()

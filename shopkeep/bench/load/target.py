@@ -56,8 +56,10 @@ class Target(Protocol):
     """A shop to drive: a server over HTTP, or a :class:`~shopkeep.shop.Shop` in process."""
 
     async def ready(self) -> None:
-        """Refused ``not_sandbox`` when the shop does not pay through the sandbox gateway,
-        which the journeys complete payments with: said before anything is created."""
+        """Refused (before anything is created) when the journeys cannot run: the shop does
+        not answer (``connection_error``), does not take the admin token (``unauthorized``),
+        or does not pay through the sandbox gateway, which the journeys complete payments
+        with (``not_sandbox``)."""
         ...
 
     async def create_user(self, name: str, balance: int) -> Customer:
