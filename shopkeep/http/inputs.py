@@ -19,7 +19,7 @@ from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.conversion import ref_in
 from shopkeep.http.schemas import ID_PATTERN, EmptyRequest, OrderStatus
 from shopkeep.http.state import PRINCIPAL, SHOP, Principal
-from shopkeep.http.validation import WHOLE_DIGITS, problems, refusal_of
+from shopkeep.http.validation import problems, refusal_of, whole_number
 from shopkeep.idempotency import IdempotencyKey
 from shopkeep.paging import MAX_LIMIT
 from shopkeep.requests import KEY_PATTERN, MAX_KEY
@@ -176,8 +176,9 @@ def limit_of(request: web.Request) -> int | None:
     raw = query_value(request, "limit")
     if raw is None:
         return None
-    significant = raw.lstrip("0")  # the guard let only digits by, of at least 1
-    return MAX_LIMIT if len(significant) > WHOLE_DIGITS else int(significant)
+    number = whole_number(raw)  # the guard let only whole numbers of at least 1 by
+    assert number is not None
+    return int(min(number, MAX_LIMIT))  # an infinite one (too long to parse) is past the cap
 
 
 def cursor_of(request: web.Request) -> str | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import re
 import types
 from collections.abc import Iterator
@@ -162,6 +163,21 @@ WHOLE_DIGITS: Final = 18
 digits, so a longer one is beyond them all."""
 
 
+def whole_number(raw: str) -> int | float | None:
+    """A query parameter's text as a whole number: None when it is not one (digits, a ``-``
+    first or not); past :data:`WHOLE_DIGITS` significant digits, beyond every bound, the
+    infinity of its sign, unparsed (a query line holds 8,000 digits; ``int()`` refuses past
+    4,300)."""
+    negative = raw.startswith("-")
+    digits = raw[1:] if negative else raw
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > WHOLE_DIGITS:
+        return -math.inf if negative else math.inf
+    return -int(significant) if negative else int(significant)
+
+
 def query_problem(raw: str, schema: dict[str, Any]) -> str | None:
     """What is wrong with ``raw``, a query parameter's text, as the JSON Schema ``schema`` it
     is declared with (the few kinds the catalog's parameters use), or None."""
@@ -174,16 +190,9 @@ def query_problem(raw: str, schema: dict[str, Any]) -> str | None:
             bounds = f" from {low} to {high}"
         else:
             bounds = "" if low is None else f" of at least {low}"
-        digits = raw.removeprefix("-")
-        if not (digits.isascii() and digits.isdigit()):
+        number = whole_number(raw)
+        if number is None:
             return f"Expected an integer{bounds}"
-        significant = digits.lstrip("0") or "0"
-        if len(significant) > WHOLE_DIGITS:
-            # beyond any bound the catalog declares: only its sign says which side, and it
-            # is not parsed (a query line holds 8,000 digits; int() refuses past 4,300)
-            beyond = low if raw.startswith("-") else high
-            return None if beyond is None else f"Expected an integer{bounds}"
-        number = -int(significant) if raw.startswith("-") else int(significant)
         if (low is not None and number < low) or (high is not None and number > high):
             return f"Expected an integer{bounds}"
         return None
