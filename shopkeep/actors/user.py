@@ -261,10 +261,7 @@ class UserActor(Actor):
         if isinstance(answer, Refusal):
             if key is not None and seen is None and binds(answer):
                 # the key keeps the refusal (too many unpaid orders): key_rules
-                self._keep_key(key, KeyUse(msg.request_hash, msg.order_id, ctx.now()))
-                key_store.bind_placement(
-                    ctx, user_id, key, msg.request_hash, msg.order_id, None, answer
-                )
+                self._bind(ctx, key, msg, None, answer)
             return answer
         if not answer.existing:
             if msg.order_id not in self.unpaid:
@@ -273,13 +270,25 @@ class UserActor(Actor):
                 self.debited.setdefault(msg.order_id, False)
             rebound = seen is not None and seen.order_id == msg.replaces
             if key is not None and (seen is None or rebound):
-                self._keep_key(key, KeyUse(msg.request_hash, msg.order_id, ctx.now()))
-                if not msg.row_by_order:  # else the order writes it, with its answer
-                    key_store.bind_placement(
-                        ctx, user_id, key, msg.request_hash, msg.order_id,
-                        msg.replaces if rebound else None,
-                    )
+                self._bind(ctx, key, msg, msg.replaces if rebound else None)
         return answer
+
+    def _bind(
+        self,
+        ctx: Context,
+        key: str,
+        msg: BeginOrder,
+        replaces: int | None,
+        refusal: Refusal | None = None,
+    ) -> None:
+        """Bind ``key`` to ``msg``'s placement, in memory and in this unit: its row, with the
+        user's own ``refusal`` if any, unless the order writes it whole (``row_by_order``: a
+        placement decided in one turn, with its answer)."""
+        self._keep_key(key, KeyUse(msg.request_hash, msg.order_id, ctx.now()))
+        if refusal is not None or not msg.row_by_order:
+            key_store.bind_placement(
+                ctx, self.address.id, key, msg.request_hash, msg.order_id, replaces, refusal
+            )
 
     async def _key_use(self, ctx: Context, key: str) -> KeyUse | None:
         """What ``key`` was first used for, from memory when it can tell, else from the table.
