@@ -11,8 +11,9 @@ From the outside in:
    access log is one ``request`` line per answer (``shopkeep.logs``): method, route pattern,
    status, ``duration_ms``, ``request_id`` and ``user_id`` (a string, as the API writes ids;
    None for the admin and for a request without a valid token);
-3. the mapping of errors to problem+json (``errors.py``), and the refusal of a body announced
-   as too large before anything reads it;
+3. the mapping of errors to problem+json (``errors.py``), a validation_error completed with the
+   problems of the request's parts not checked yet (:meth:`Guard.every_problem`), and the
+   refusal of a body announced as too large before anything reads it;
 4. authentication (``auth.py``): the caller's principal, or 401; and the caller's rate limit
    (``rate_limit.py``): a user by their id, a token nobody holds by its hash (one whose bucket
    is empty is refused before the read that would look it up); the admin and the public
@@ -43,6 +44,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDictProxy
 
+from shopkeep.actors.protocol import VALIDATION_ERROR
 from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.auth import (
     Access,
@@ -53,11 +55,13 @@ from shopkeep.http.auth import (
     user_of_hash,
 )
 from shopkeep.http.errors import answer_error, too_large
+from shopkeep.http.inputs import IDEMPOTENCY_HEADER, body_of, idempotency_key_of
 from shopkeep.http.latency import Series
 from shopkeep.http.metrics import UNMATCHED
 from shopkeep.http.operations import Operation
 from shopkeep.http.rate_limit import RateLimiter
 from shopkeep.http.request_ids import HEADER_KEY, bind
+from shopkeep.http.schemas import EmptyRequest
 from shopkeep.http.state import ADMIN, PRINCIPAL, Principal
 from shopkeep.http.validation import MAX_PROBLEMS, query_problem
 from shopkeep.logs import ACCESS
@@ -81,18 +85,29 @@ class Guard:
     can make or unmake."""
     admits_admin: bool
     admits_users: bool
+    takes_key: bool
+    """Whether the route reads an ``Idempotency-Key`` header."""
+    body: type | None
+    """What the route's handler decodes its body as (an empty one for a POST that takes
+    none), refusing it 422; None where the body is no validation's (a GET; a provider's
+    callback, verified by its signature first and refused 400)."""
+    body_optional: bool
 
     @classmethod
     def of(cls, operation: Operation) -> Guard:
         """The guard of ``operation``."""
         access = None if operation.access is Access.PUBLIC else operation.access
         query = {p.name: p.schema for p in operation.params if p.location == "query"}
+        validated = operation.method in ("POST", "PATCH") and 400 not in operation.extra_problems
         return cls(
             access,
             query,
             is_public(operation.path),
             operation.access.admits(ADMIN),
             operation.access.admits(Principal(0)),
+            any(p.name == IDEMPOTENCY_HEADER for p in operation.params),
+            (operation.body or EmptyRequest) if validated else None,
+            not operation.body_required or operation.body is None,
         )
 
     def check(self, request: web.Request, principal: Principal | None) -> None:
@@ -121,6 +136,31 @@ class Guard:
                         break
             if found:
                 raise ShopError.invalid(found)
+
+    async def every_problem(self, request: web.Request, refused: ShopError) -> ShopError:
+        """``refused``, a validation_error of one part of ``request``, with the problems of the
+        parts its handler had not checked yet: SPEC 7's 422 lists every problem found, where a
+        handler stops at the first part that has one. The parts are checked in one order, by
+        this guard and then by every handler: the query, the ``Idempotency-Key``, the body."""
+        found = list(refused.errors)
+        parts = {_part_of(problem) for problem in found}
+        if not found or BODY in parts:
+            return refused
+        if HEADER not in parts and self.takes_key:
+            try:
+                idempotency_key_of(request)
+            except ShopError as more:
+                found += more.errors
+        if self.body is not None:
+            try:
+                await body_of(request, self.body, optional=self.body_optional)
+            except ShopError as more:
+                found += more.errors
+            except (web.HTTPException, OSError):
+                pass  # a body that cannot be read (too large, the client gone) adds nothing
+        if len(found) == len(refused.errors):
+            return refused
+        return ShopError.invalid(found[:MAX_PROBLEMS])
 
 
 class FrontDoor:
@@ -325,7 +365,7 @@ class Entrance:
                 except web.HTTPException as error:
                     response = _problem_or_raise(request, error)
                 except Exception as error:
-                    response = answer_error(request, error)
+                    response = await self._answer_error(request, error)
         except web.HTTPException as error:
             door.answered(
                 method, route, error.status, started, request_id, _caller(request), series
@@ -359,7 +399,15 @@ class Entrance:
         except web.HTTPException as error:
             return _problem_or_raise(request, error)
         except Exception as error:
-            return answer_error(request, error)
+            return await self._answer_error(request, error)
+
+    async def _answer_error(self, request: web.Request, error: Exception) -> web.Response:
+        """The problem+json answer to ``error``; a validation_error lists every problem of
+        the request (:meth:`Guard.every_problem`)."""
+        guard = self._guard
+        if guard is not None and isinstance(error, ShopError) and error.code == VALIDATION_ERROR:
+            error = await guard.every_problem(request, error)
+        return answer_error(request, error)
 
     def _learn(self, request: web.Request) -> str:
         self.route = _route_of(request)
@@ -368,6 +416,17 @@ class Entrance:
 
 DOOR: Final = web.AppKey("front_door", FrontDoor)
 """The API app's front door, for a module that adds routes behind it (the admin console)."""
+
+
+QUERY, HEADER, BODY = "query", "header", "body"
+
+
+def _part_of(problem: FieldError) -> str:
+    """The part of a request a problem is in: the body (a pointer), the Idempotency-Key (the
+    only header a route validates) or the query."""
+    if problem.pointer is not None:
+        return BODY
+    return HEADER if problem.parameter == IDEMPOTENCY_HEADER else QUERY
 
 
 def _caller(request: web.Request) -> Principal | None:
