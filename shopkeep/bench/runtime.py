@@ -276,7 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=WRITER_MODES,
         help="where the stores commit: on a thread or in a process (default: the store's)",
     )
-    parser.add_argument("--section", choices=sorted(SECTIONS), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--section",
+        choices=sorted(SECTIONS),
+        help="run this section alone, in this process, and print (or write) its figures as JSON",
+    )
     parser.add_argument("--ready-probe", metavar="DB", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     uvloop_version = install_uvloop()
