@@ -43,6 +43,7 @@ import contextlib
 import importlib.util
 import logging
 import pickle
+import signal
 import sqlite3
 import struct
 import subprocess
@@ -311,6 +312,12 @@ def load_batch_plan() -> ModuleType:
 def main(argv: list[str]) -> int:
     """The child: plan and commit each batch from stdin, answer each on stdout, until end of
     input."""
+    # The parent ends this process by ending its input, after its last batch. A Ctrl-C at a
+    # terminal, or a service manager stopping the whole group, signals this process too: left
+    # to their defaults, SIGINT would print a KeyboardInterrupt's traceback and SIGTERM end
+    # it at once, failing the batches the parent is still flushing.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     path, synchronous = argv
     batch_plan = load_batch_plan()
     conn = sqlite3.connect(path, isolation_level=None, cached_statements=STATEMENT_CACHE)
