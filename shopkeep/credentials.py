@@ -77,3 +77,16 @@ def _keep_settings(generated: dict[str, str], conn: sqlite3.Connection) -> dict[
     finally:
         conn.execute(f"PRAGMA secure_delete = {int(secure)}")
     return {str(key): str(value) for key, value in found}
+
+
+async def forget_admin_token(writer: GroupCommitWriter, admin_hash: str) -> None:
+    """Forget the generated admin token of hash ``admin_hash`` (a start that failed before it
+    announced it): the next start generates and announces another."""
+    await writer.call(partial(_forget_admin_token, admin_hash))
+
+
+def _forget_admin_token(admin_hash: str, conn: sqlite3.Connection) -> None:
+    with conn:
+        conn.execute(
+            "DELETE FROM settings WHERE key = ? AND value = ?", (ADMIN_TOKEN_HASH, admin_hash)
+        )

@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import stat
 from contextlib import closing
 from pathlib import Path
 
-from shopkeep.credentials import GATEWAY_SECRET
-from shopkeep.http.server import ServeOptions, running
+import pytest
+
+from shopkeep.credentials import ADMIN_TOKEN_HASH, GATEWAY_SECRET
+from shopkeep.http.server import ServeOptions, StartupError, running
+from shopkeep.shop import hash_token
 
 
 def settings(db: Path) -> dict[str, str]:
@@ -54,3 +58,39 @@ async def test_a_gateway_secret_an_earlier_version_stored_is_deleted_at_start(
         assert server.shop._gateway_secret != "old"
 
     assert GATEWAY_SECRET not in settings(db)
+
+
+async def test_a_first_start_that_cannot_listen_shows_no_token_and_the_next_start_shows_one(
+    tmp_path: Path,
+) -> None:
+    # The token used to be printed, then the start failed: an operator reading the error
+    # had lost it, and the next start printed none.
+    shown: list[str] = []
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = ServeOptions(db=str(tmp_path / "shop.db"), port=port, sandbox=True)
+        with pytest.raises(StartupError, match="cannot listen"):
+            async with running(busy, announce=shown.append):
+                pass  # never reached
+    assert shown == []
+    assert ADMIN_TOKEN_HASH not in settings(tmp_path / "shop.db")
+
+    options = ServeOptions(db=str(tmp_path / "shop.db"), port=0, sandbox=True)
+    async with running(options, announce=shown.append) as server:
+        assert len(shown) == 1
+        assert server.shop is not None
+    assert settings(tmp_path / "shop.db")[ADMIN_TOKEN_HASH] == hash_token(shown[0])
+
+
+async def test_a_token_announced_by_a_start_stays_when_that_server_fails_later(
+    tmp_path: Path,
+) -> None:
+    shown: list[str] = []
+    options = ServeOptions(db=str(tmp_path / "shop.db"), port=0, sandbox=True)
+    with pytest.raises(RuntimeError, match="the block failed"):
+        async with running(options, announce=shown.append):
+            raise RuntimeError("the block failed")
+    assert len(shown) == 1
+    assert settings(tmp_path / "shop.db")[ADMIN_TOKEN_HASH] == hash_token(shown[0])
