@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -129,7 +130,25 @@ def test_serve_on_a_directory_fails_in_one_line(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith("shopkeep: error: cannot use database path")
+    assert result.stderr.startswith(
+        "shopkeep: error: argument --db (env SHOPKEEP_DB): cannot use database path"
+    )
+
+
+def test_serve_on_a_port_taken_fails_in_one_line_naming_host_and_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run_main("serve", "--sandbox", "--db", str(tmp_path / "s.db"), "--port", port)
+
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(
+        "shopkeep: error: argument --host (env SHOPKEEP_HOST), --port (env SHOPKEEP_PORT): "
+        f"cannot listen on 127.0.0.1:{port}: "
+    )
+    assert result.stdout == ""  # no admin token shown by a start that did not serve
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from shopkeep.cli.common import add_db_flag, add_log_flags, configure_logs
-from shopkeep.cli.flags import fail
+from shopkeep.cli.flags import fail_about
 
 
 def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -37,9 +37,9 @@ def run_audit(args: argparse.Namespace) -> int:
     try:
         report = audit_file(args.db)
     except FileNotFoundError:
-        return fail(f"cannot audit {args.db}: no such database file")
+        return fail_about(args, "db", f"cannot audit {args.db}: no such database file")
     except sqlite3.Error as error:
-        return fail(f"cannot audit {args.db}: {error}")
+        return fail_about(args, "db", f"cannot audit {args.db}: {error}")
     width = max(len(check.name) for check in report.checks)
     for check in report.checks:
         verdict = "ok" if check.ok else "FAILED"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from shopkeep.cli.common import add_db_flag, add_log_flags, configure_logs
-from shopkeep.cli.flags import PROG, fail, flag
+from shopkeep.cli.flags import PROG, fail_about, flag
 
 PROGRESS_STEPS = 10
 """Progress is said at each tenth of the pages copied."""
@@ -79,10 +79,10 @@ class ProgressLine:
 def run_backup(args: argparse.Namespace) -> int:
     """Copy and check; 0 when the copy was kept, 1 when not, 2 for the operator's mistakes."""
     if not Path(args.db).is_file():
-        return fail(f"cannot back up {args.db}: no such database file")
+        return fail_about(args, "db", f"cannot back up {args.db}: no such database file")
     problem = target_problem(args.to)
     if problem is not None:
-        return fail(f"cannot back up to {args.to}: {problem}")
+        return fail_about(args, "to", f"cannot back up to {args.to}: {problem}")
 
     from shopkeep.store.backup import BackupError, backup
 

@@ -13,7 +13,7 @@ from shopkeep.cli.common import (
     configure_logs,
     writable_path_problem,
 )
-from shopkeep.cli.flags import fail, flag
+from shopkeep.cli.flags import fail_about, flag
 
 
 def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -45,7 +45,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """Fill the database and print what is in it; return the exit status."""
     problem = writable_path_problem(args.db)
     if problem is not None:
-        return fail(f"cannot use database path {args.db}: {problem}")
+        return fail_about(args, "db", f"cannot use database path {args.db}: {problem}")
 
     from shopkeep.demo import DemoRefused, fill
     from shopkeep.store.errors import StoreError
@@ -54,6 +54,6 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         text = asyncio.run(fill(args.db, admin_token=args.admin_token))
     except (StoreError, DemoRefused) as error:
-        return fail(str(error))
+        return fail_about(args, "db", str(error))
     print(text)
     return 0

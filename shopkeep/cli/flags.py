@@ -227,16 +227,27 @@ def given_as(args: argparse.Namespace, dest: str) -> str:
     return source
 
 
+def argument_named(args: argparse.Namespace, dest: str) -> str:
+    """Where the value of ``dest`` came from, as an error names it: ``argument --flag`` (the
+    flag, or its default) or ``SHOPKEEP_FLAG``."""
+    source = given_as(args, dest)
+    return source if source.startswith(PREFIX) else f"argument {source}"
+
+
 def usage_error(
     parser: argparse.ArgumentParser, args: argparse.Namespace, dest: str, message: str
 ) -> NoReturn:
     """Refuse the value of ``dest`` in one line that names where it came from."""
-    source = given_as(args, dest)
-    prefix = source if source.startswith(PREFIX) else f"argument {source}"
-    parser.error(f"{prefix}: {message}")
+    parser.error(f"{argument_named(args, dest)}: {message}")
 
 
 def fail(message: str) -> int:
     """Say ``shopkeep: error: <message>`` on stderr; the usage exit status, to return."""
     print(f"{PROG}: error: {with_variables(message)}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def fail_about(args: argparse.Namespace, dest: str, message: str) -> int:
+    """:func:`fail` for a value of ``dest`` found unusable after parsing (a database path, a
+    port taken), naming where it came from as a usage error does."""
+    return fail(f"{argument_named(args, dest)}: {message}")

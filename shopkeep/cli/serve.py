@@ -18,7 +18,7 @@ from shopkeep.cli.common import (
     secret_of,
     writable_path_problem,
 )
-from shopkeep.cli.flags import fail, flag
+from shopkeep.cli.flags import argument_named, fail, fail_about, flag, given_as
 from shopkeep.cli.values import (
     DURATIONS_HELP,
     choice,
@@ -225,9 +225,9 @@ def run_serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM, then shut down gracefully; return the exit status."""
     problem = writable_path_problem(args.db)
     if problem is not None:
-        return fail(f"cannot use database path {args.db}: {problem}")
+        return fail_about(args, "db", f"cannot use database path {args.db}: {problem}")
 
-    from shopkeep.http.server import StartupError, fastest_loop_factory, serve
+    from shopkeep.http.server import ListenError, StartupError, fastest_loop_factory, serve
     from shopkeep.store.errors import StoreError
 
     options = serve_options(args)
@@ -235,7 +235,11 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         with asyncio.Runner(loop_factory=fastest_loop_factory()) as runner:
             runner.run(serve(options))
-    except (StoreError, StartupError) as error:
+    except ListenError as error:
+        return fail(f"{argument_named(args, 'host')}, {given_as(args, 'port')}: {error}")
+    except StoreError as error:
+        return fail_about(args, "db", str(error))
+    except StartupError as error:
         return fail(str(error))
     except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
         return 130

@@ -66,6 +66,10 @@ class StartupError(Exception):
     """
 
 
+class ListenError(StartupError):
+    """The server could not listen where it was told (a port taken, a host not ours)."""
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     """Everything ``serve`` is told (SPEC 8); each comes from a flag or a ``SHOPKEEP_*``."""
@@ -267,9 +271,8 @@ async def running(
             await web.TCPSite(runner, options.host, options.port).start()
         except OSError as error:
             reason = error.strerror or str(error)
-            raise StartupError(
-                f"cannot listen on {options.host}:{options.port}: {reason}"
-            ) from error
+            where = f"{options.host}:{options.port}"
+            raise ListenError(f"cannot listen on {where}: {reason}") from error
         bound_host, bound_port = runner.addresses[0][:2]
         url = local_url(bound_host, bound_port)
         if gateway is not None and sink is not None:

@@ -233,6 +233,11 @@ def test_a_bad_duration_flag_is_named_as_the_flag_with_its_variable() -> None:
         (("serve", "--gateway", "paypal"), "--gateway (env SHOPKEEP_GATEWAY)"),
         (("serve", "--gateway", "alipay"), "--alipay-app-id (env SHOPKEEP_ALIPAY_APP_ID)"),
         (("bench", "--concurrency", "0"), "--concurrency (env SHOPKEEP_CONCURRENCY)"),
+        # values refused after parsing: a database path, the file to back up to
+        (("serve", "--sandbox", "--db", "/nonexistent-dir/x.db"), "--db (env SHOPKEEP_DB)"),
+        (("demo", "--db", "/nonexistent-dir/x.db"), "--db (env SHOPKEEP_DB)"),
+        (("audit", "--db", "/nonexistent-dir/x.db"), "--db (env SHOPKEEP_DB)"),
+        (("backup", "--db", "/nonexistent-dir/x.db", "--to", "x"), "--db (env SHOPKEEP_DB)"),
     ],
 )
 def test_every_one_line_error_about_a_flag_names_its_variable(
