@@ -33,9 +33,10 @@ def add_backup_parser(subparsers: Any) -> argparse.ArgumentParser:
             "a few pages at a time, all from one snapshot), then check the copy (SQLite's "
             "integrity_check and the shop's audit). The copy is readable by its owner only and "
             "named FILE only once it passed; an existing FILE is never overwritten. Exit status "
-            "0 when the copy was kept, 1 when it failed a check (nothing is kept), 2 for a "
-            "usage error. Restore by stopping the server and putting the copy in the "
-            "database's place (with no -wal or -shm file beside it)."
+            "0 when the copy was kept, 1 when it was not (the source could not be copied, or "
+            "the copy failed a check: nothing is kept), 2 for a usage error. Restore by "
+            "stopping the server and putting the copy in the database's place (with no -wal "
+            "or -shm file beside it)."
         ),
     )
     add_db_flag(parser, "the live database to copy")
