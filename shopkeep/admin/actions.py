@@ -18,9 +18,10 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from shopkeep.actors.protocol import VALIDATION_ERROR
 from shopkeep.admin.app import PREFIX, SESSION, SIGN_IN, console_of, set_cookie, to
 from shopkeep.admin.formatting import money
-from shopkeep.admin.pages import ID, render, shop_of, whole_id
+from shopkeep.admin.pages import ID, render, shop_of, whole_id, whole_text
 from shopkeep.admin.sessions import COOKIE, idempotency_key, valid_nonce
 from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.errors import PROBLEMS, REFUSED
@@ -34,11 +35,18 @@ Act = Callable[[Form, str], Awaitable[str]]
 
 
 def explain(error: ShopError) -> str:
-    """A refusal as a person reads it: ``Insufficient stock (insufficient_stock): ...``."""
+    """A refusal as a person reads it: ``Insufficient stock (insufficient_stock): ...``; a
+    validation error lists each problem once, by the field's name where its words do not
+    name it already (``Validation error (validation_error): price is not an amount``)."""
     _, title = PROBLEMS.get(error.code, REFUSED)
-    text = f"{title} ({error.code}): {error.detail}"
-    wheres = [f"{e.where or 'form'}: {e.detail}" for e in error.errors if e.detail != error.detail]
-    return text + ("; " + "; ".join(wheres) if wheres else "")
+    if not error.errors:
+        return f"{title} ({error.code}): {error.detail}"
+    return f"{title} ({error.code}): " + "; ".join(_problem(e) for e in error.errors)
+
+
+def _problem(problem: FieldError) -> str:
+    name = problem.where.lstrip("/")
+    return problem.detail if not name or name in problem.detail else f"{name}: {problem.detail}"
 
 
 @routes.post(SIGN_IN.removeprefix(PREFIX))
@@ -69,6 +77,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         response = render(request, "sign_in.html", problem="That is not the admin token.")
         response.set_status(401)
         return response
+    console.wrong_sign_ins.forget(address)  # the wrong tokens counted are those in a row
     old = request.get(SESSION)
     if old is not None:
         console.sessions.close(old.id)  # a new id at each sign-in: no fixation
@@ -95,11 +104,13 @@ async def act(request: web.Request, back: str, action: Act) -> web.StreamRespons
     if not isinstance(nonce, str) or not valid_nonce(nonce):
         session.notify("error", "The form had no nonce; nothing was done. Try again.")
     elif not session.spend(nonce):
-        session.notify("ok", "That form was sent already; it acted once.")
+        session.notify("ok", "That form was sent already; it is not done twice.")
     else:
         try:
             session.notify("ok", await action(form, idempotency_key(nonce)))
         except ShopError as error:
+            if error.code == VALIDATION_ERROR:  # nothing done, nothing bound: send it again
+                session.unspend(nonce)
             session.notify("error", explain(error))
     raise to(back)
 
@@ -113,9 +124,10 @@ def field(form: Form, name: str, *, required: bool = True) -> int | None:
         if required:
             raise ShopError.invalid([FieldError(f"{name} is required", pointer=f"/{name}")])
         return None
-    if not text.isdigit() or len(text) > 19:
+    number = whole_text(text)
+    if number is None:
         raise ShopError.invalid([FieldError(f"{name} is not a whole number", pointer=f"/{name}")])
-    return int(text)
+    return number
 
 
 def amount(form: Form, name: str, *, required: bool = True) -> int | None:
@@ -126,14 +138,11 @@ def amount(form: Form, name: str, *, required: bool = True) -> int | None:
     if not text:
         return field(form, name, required=required)
     whole, point, cents = text.partition(".")
-    if (
-        not (whole or "0").isdigit()
-        or (point and not cents.isdigit())
-        or len(cents) > 2
-        or len(whole) > 16
-    ):
+    units = whole_text(whole or "0")
+    hundredths = whole_text(cents.ljust(2, "0")) if cents or not point else None
+    if units is None or hundredths is None or len(cents) > 2 or len(whole) > 16:
         raise ShopError.invalid([FieldError(f"{name} is not an amount", pointer=f"/{name}")])
-    return int(whole or "0") * 100 + int(cents.ljust(2, "0"))
+    return units * 100 + hundredths
 
 
 def _required(value: int | None) -> int:
@@ -223,8 +232,9 @@ async def issue_coupon(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     named = form.get("user_id")
     back = f"{PREFIX}/coupons"
-    if isinstance(named, str) and named.strip().isdigit() and len(named.strip()) <= 19:
-        back += f"?user={named.strip()}"
+    user_id = whole_text(named.strip()) if isinstance(named, str) else None
+    if user_id is not None:
+        back += f"?user={user_id}"
 
     async def action(form: Form, key: str) -> str:
         coupon = await shop.create_coupon(

@@ -13,6 +13,7 @@ console authenticates by its session.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -174,9 +175,7 @@ def refused_page(request: web.Request, reason: str) -> web.Response:
     values: dict[str, object] = {
         "reason": reason, "session": None, "csrf": "", "notices": [], "path": ""
     }
-    response = aiohttp_jinja2.render_template("refused.html", request, values, status=403)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return aiohttp_jinja2.render_template("refused.html", request, values, status=403)
 
 
 def same_origin(request: web.Request, public_url: str) -> bool:
@@ -205,8 +204,36 @@ def error_page(request: web.Request, error: ShopError) -> web.Response:
     return aiohttp_jinja2.render_template("error.html", request, values, status=status)
 
 
+PAGE_HEADERS: Final = {
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'"
+    ),
+}
+"""What every answer of the console carries (a page's own may be stricter), with
+``Cache-Control: no-store``."""
+
+
 async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Sessions, the origin of POSTs, CSRF; and no page kept in a cache."""
+    """Sessions, the origin of POSTs, CSRF; and on every answer, refusals and redirects
+    included, :data:`PAGE_HEADERS` and no copy kept in a cache."""
+    try:
+        response = await _through_door(request, handler)
+    except web.HTTPException as answer:  # a redirect is raised, and is an answer too
+        _protect(answer.headers)
+        raise
+    _protect(response.headers)
+    return response
+
+
+def _protect(headers: MutableMapping[str, str]) -> None:
+    headers["Cache-Control"] = "no-store"
+    for name, value in PAGE_HEADERS.items():
+        headers.setdefault(name, value)
+
+
+async def _through_door(request: web.Request, handler: Handler) -> web.StreamResponse:
     console = console_of(request)
     path = request.path
     if request.method == "POST" and not same_origin(request, console.public_url):
@@ -224,14 +251,6 @@ async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
             if not session.csrf_matches(given if isinstance(given, str) else None):
                 return refused_page(request, "the form's CSRF token is missing or wrong")
     try:
-        response = await handler(request)
+        return await handler(request)
     except ShopError as error:
-        response = error_page(request, error)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault(
-        "Content-Security-Policy",
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'",
-    )
-    return response
+        return error_page(request, error)

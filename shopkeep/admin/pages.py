@@ -70,25 +70,43 @@ async def live_fragment(request: web.Request) -> web.StreamResponse:
     return render(request, "_live.html", **await dashboard.live(console_of(request)))
 
 
-def _time(request: web.Request, name: str) -> float | None:
-    """A query's time (``2026-12-02T16:30``, UTC, as a datetime-local input sends it)."""
+def whole_text(text: str) -> int | None:
+    """``text`` as a whole number of at most 19 digits, or None: ASCII digits only, since
+    ``str.isdigit`` also takes ``²`` (which ``int`` refuses) and ``١`` (which it reads as 1),
+    and the API takes neither."""
+    if text.isascii() and text.isdigit() and len(text) <= 19:
+        return int(text)
+    return None
+
+
+def _time(request: web.Request, name: str, *, to_the_minute_end: bool = False) -> float | None:
+    """A query's time (``2026-12-02T16:30``, UTC, as a datetime-local input sends it); with
+    ``to_the_minute_end``, a time given to the minute means the minute's last instant (a
+    bound "until 16:30" takes what was made at 16:30:37)."""
     text = request.query.get(name, "").strip()
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+        when = datetime.fromisoformat(text).replace(tzinfo=UTC)
     except ValueError:
         problem = FieldError(f"{name} is not a time like 2026-12-02T16:30", parameter=name)
         raise ShopError.invalid([problem]) from None
+    to_the_minute = len(text) <= len("2026-12-02T16:30")
+    return when.timestamp() + (MINUTE_END_S if to_the_minute_end and to_the_minute else 0.0)
+
+
+MINUTE_END_S = 60 - 1e-6
+"""From a minute's first instant to its last (the orders' times are kept to the microsecond)."""
 
 
 def _number(request: web.Request, name: str) -> int | None:
     text = request.query.get(name, "").strip()
     if not text:
         return None
-    if not text.isdigit() or len(text) > 19:
+    number = whole_text(text)
+    if number is None:
         raise ShopError.invalid([FieldError(f"{name} is not an id", parameter=name)])
-    return int(text)
+    return number
 
 
 @routes.get("/orders")
@@ -102,7 +120,7 @@ async def orders_page(request: web.Request) -> web.StreamResponse:
         status=status,
         user_id=_number(request, "user"),
         since=_time(request, "since"),
-        until=_time(request, "until"),
+        until=_time(request, "until", to_the_minute_end=True),
         limit=50,
         cursor=request.query.get("cursor") or None,
     )

@@ -51,8 +51,10 @@ class Session:
     spent: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
     def notify(self, kind: str, text: str) -> None:
-        """Show ``text`` on the next page (``kind``: ok or error)."""
-        self.notices.append((kind, text))
+        """Show ``text`` on the next page (``kind``: ok or error), once however often it was
+        said since."""
+        if (kind, text) not in self.notices:
+            self.notices.append((kind, text))
 
     def take_notices(self) -> list[tuple[str, str]]:
         """The messages to show now; they are not shown again."""
@@ -67,6 +69,11 @@ class Session:
         if len(self.spent) > SPENT_KEPT:
             self.spent.popitem(last=False)
         return True
+
+    def unspend(self, nonce: str) -> None:
+        """Let the form of ``nonce`` be sent again: it was refused before it did anything (its
+        fields were not valid), and bound nothing."""
+        self.spent.pop(nonce, None)
 
     def csrf_matches(self, given: str | None) -> bool:
         """Whether ``given`` is this session's CSRF token (compared in constant time)."""

@@ -87,6 +87,10 @@ class RateLimiter:
         if len(buckets) > self._tracked:
             self._forget(now)
 
+    def forget(self, key: Hashable) -> None:
+        """Start ``key`` afresh, with its whole burst."""
+        self._full_at.pop(key, None)
+
     @property
     def tracked(self) -> int:
         """Tokens whose buckets are kept now."""

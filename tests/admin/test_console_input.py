@@ -1,0 +1,122 @@
+"""What the console takes from a person and how it answers: numbers in ASCII digits only, a form
+refused for its fields sent again, the whole minute a time filter names, every answer with the
+page headers, and wrong tokens counted only in a row.
+
+A black-box run found each: ``²`` in a number field answered 500 (``str.isdigit`` took it,
+``int`` refused it), ``١٠`` credited 10.00 where the API refuses it, a refused form resent
+was said to have "acted once", the 403 page lacked the CSP, and a right token between wrong
+ones did not start the count again.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shopkeep.admin.app import WRONG_SIGN_INS_BURST
+from tests.admin.conftest import Browser
+
+
+@pytest.mark.parametrize("typed", ["²", "1.²", "١٠", "१"])
+async def test_a_number_in_other_digits_is_refused_on_the_page_and_changes_nothing(
+    browser: Browser, typed: str
+) -> None:
+    made = await browser.shop.create_user("ann", balance=100)
+    await browser.sign_in()
+    path = f"/admin/users/{made.user.id}"
+    fields = {**await browser.form_fields(path, f"{path}/credit"), "amount": typed}
+
+    assert await browser.send(f"{path}/credit", fields) == (303, path)
+    html = (await browser.page(path))[1]
+    assert "Validation error (validation_error): amount is not an amount" in html
+    assert (await browser.shop.get_user(made.user.id)).balance == 100
+
+
+@pytest.mark.parametrize("filter_", ["user=²", "user=١٢"])
+async def test_a_filter_in_other_digits_is_a_page_saying_so(
+    browser: Browser, filter_: str
+) -> None:
+    await browser.sign_in()
+
+    status, html = await browser.page(f"/admin/orders?{filter_}")
+
+    assert status == 422 and "user is not an id" in html
+
+
+async def test_a_form_refused_for_its_fields_can_be_sent_again_and_then_acts(
+    browser: Browser,
+) -> None:
+    made = await browser.shop.create_user("ann", balance=100)
+    await browser.sign_in()
+    path = f"/admin/users/{made.user.id}"
+    fields = await browser.form_fields(path, f"{path}/credit")
+
+    await browser.send(f"{path}/credit", {**fields, "amount": "abc"})
+    await browser.send(f"{path}/credit", {**fields, "amount": "5"})
+
+    assert (await browser.shop.get_user(made.user.id)).balance == 600
+    html = (await browser.page(path))[1]
+    assert "5.00 credited" in html and "sent already" not in html
+
+
+async def test_a_form_sent_again_is_said_once_however_often(browser: Browser) -> None:
+    made = await browser.shop.create_user("ann", balance=100)
+    await browser.sign_in()
+    path = f"/admin/users/{made.user.id}"
+    fields = {**await browser.form_fields(path, f"{path}/credit"), "amount": "1"}
+
+    for _ in range(4):
+        await browser.send(f"{path}/credit", fields)
+
+    html = (await browser.page(path))[1]
+    assert html.count("sent already; it is not done twice") == 1
+    assert (await browser.shop.get_user(made.user.id)).balance == 200
+
+
+async def test_until_a_minute_takes_the_orders_made_in_that_minute(browser: Browser) -> None:
+    made = await browser.shop.create_user("ann", balance=0)
+    tea = await browser.shop.create_goods("tea", price=500, stock=3)
+    now = browser.clock.now()
+    await browser.clock.advance(60 - now % 60 + 37)  # 37 s into a minute
+    order = await browser.shop.place_order(made.user.id, [(tea.id, 1)])
+    minute = datetime.fromtimestamp(order.created_at, UTC)
+    earlier = minute - timedelta(minutes=1)
+    await browser.sign_in()
+
+    at, before = f"{minute:%Y-%m-%dT%H:%M}", f"{earlier:%Y-%m-%dT%H:%M}"
+    _, within_it = await browser.page(f"/admin/orders?since={at}&until={at}")
+    _, until_before = await browser.page(f"/admin/orders?until={before}")
+
+    assert f"/admin/orders/{order.id}" in within_it
+    assert f"/admin/orders/{order.id}" not in until_before
+
+
+async def test_a_refused_form_and_a_redirect_carry_the_page_headers(browser: Browser) -> None:
+    made = await browser.shop.create_user("ann", balance=100)
+    await browser.sign_in()
+    path = f"/admin/users/{made.user.id}"
+    fields = {**await browser.form_fields(path, f"{path}/credit"), "amount": "1", "csrf": "x"}
+
+    async with browser.client.post(f"{path}/credit", data=fields) as refused:
+        assert refused.status == 403
+        refused_headers = refused.headers
+    browser.client.session.cookie_jar.clear()  # signed out: a page is a redirect
+    async with browser.client.get("/admin", allow_redirects=False) as redirected:
+        assert redirected.status == 303
+        redirected_headers = redirected.headers
+
+    for headers in (refused_headers, redirected_headers):
+        assert headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert headers["Cache-Control"] == "no-store"
+
+
+async def test_a_right_token_starts_the_count_of_wrong_ones_again(browser: Browser) -> None:
+    for _ in range(WRONG_SIGN_INS_BURST - 1):
+        assert await browser.sign_in("not-the-admin-token") == 401
+    assert await browser.sign_in() == 303
+
+    for _ in range(WRONG_SIGN_INS_BURST - 1):
+        assert await browser.sign_in("not-the-admin-token") == 401
+    assert await browser.sign_in() == 303
