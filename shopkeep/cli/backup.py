@@ -33,8 +33,9 @@ def add_backup_parser(subparsers: Any) -> argparse.ArgumentParser:
             "a few pages at a time, all from one snapshot), then check the copy (SQLite's "
             "integrity_check and the shop's audit). The copy is readable by its owner only and "
             "named FILE only once it passed; an existing FILE is never overwritten. Exit status "
-            "0 when the copy was kept, 1 when it was not (the source could not be copied, or "
-            "the copy failed a check: nothing is kept), 2 for a usage error. Restore by "
+            "0 when the copy was kept, 1 when it was not (the source could not be read as a "
+            "database, or the copy failed a check: nothing is kept), 2 for a usage error (no "
+            "such source file, FILE exists already). Restore by "
             "stopping the server and putting the copy in the database's place (with no -wal "
             "or -shm file beside it)."
         ),

@@ -139,9 +139,9 @@ def main(argv: list[str]) -> int:
         print(f"FAILED: {problem}")
     for kind, number in sorted(figures.tally.kinds.items()):
         print(f"{kind:>24}: {number}")
-    print(figures.line())
     for provider in figures.providers:
         for problem in provider.double_credits:
             print(f"FAILED ({provider.provider}): {problem}")
         print(provider.line())
+    print(figures.line())  # the group's figure, last as every group's
     return 0 if figures.ok else 1
