@@ -224,13 +224,13 @@ class StripeProvider:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return Refused(MALFORMED, f"not a PaymentIntent event: {exc}")
         payment = intent.metadata.get("payment_id", "")
-        if not payment.isdigit():
+        if not (payment.isascii() and payment.isdigit()):
             return Ignored(f"PaymentIntent {intent.id[:60]} is not one of this shop's")
         order = intent.metadata.get("order_id", "")
         succeeded = event.type == "payment_intent.succeeded"
         return Notice(
             payment_id=int(payment),
-            order_id=int(order) if order.isdigit() else None,
+            order_id=int(order) if order.isascii() and order.isdigit() else None,
             amount=intent.amount_received if succeeded else intent.amount,
             currency=intent.currency.upper(),
             status="succeeded" if succeeded else "failed",

@@ -21,7 +21,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -232,7 +232,7 @@ class WeChatPayProvider:
         if not wire.verify_signed(self._platform_key, timestamp, header(headers, wire.NONCE),
                                   header(headers, wire.SIGNATURE), raw_body):
             return Refused(BAD_SIGNATURE, "Wechatpay-Signature does not verify")
-        if timestamp is None or not timestamp.isdigit() or abs(now - int(timestamp)) > TOLERANCE_S:
+        if not _digits(timestamp) or abs(now - int(timestamp)) > TOLERANCE_S:
             return Refused(STALE, f"signed at {str(timestamp)[:20]}, now is {int(now)}")
         try:
             event = json.loads(raw_body)
@@ -265,7 +265,7 @@ def _notice(plain: Mapping[str, Any], event_id: str | None) -> Verdict:
         attach = str(plain.get("attach") or "")
         return Notice(
             payment_id=int(plain["out_trade_no"]),
-            order_id=int(attach) if attach.isdigit() else None,
+            order_id=int(attach) if _digits(attach) else None,
             amount=_whole(amount["total"]),
             currency=str(amount["currency"]),
             status="succeeded",
@@ -295,3 +295,9 @@ def _refund_state(answer: Mapping[str, Any]) -> RefundState:
 
 def _said(answer: Mapping[str, Any]) -> str:
     return f"{answer.get('code', '')} {answer.get('message', '')}".strip()
+
+
+def _digits(text: str | None) -> TypeGuard[str]:
+    """Whether ``text`` is a whole number in ASCII digits (``str.isdigit`` takes ``²`` too,
+    which ``int`` refuses)."""
+    return text is not None and text.isascii() and text.isdigit()
