@@ -30,6 +30,8 @@ def refuse(message: str) -> argparse.ArgumentTypeError:
 def parse_duration(text: str) -> float:
     """Seconds in ``text``: ``30s``, ``5m``, ``1h``, ``250ms``, ``1m30s``, or a bare number."""
     cleaned = text.strip().lower()
+    if not cleaned.isascii():  # float() and \d also take other scripts' digits ("١٠s")
+        raise refuse(f"{text!r} is not {DURATION_HINT}")
     try:
         seconds = float(cleaned)
     except ValueError:
@@ -63,10 +65,12 @@ def whole(minimum: int | None = None, maximum: int | None = None) -> Callable[[s
     """A converter of whole numbers within [minimum, maximum]."""
 
     def convert(text: str) -> int:
-        try:
-            number = int(text.strip())
-        except ValueError:
-            raise refuse(f"{text!r} is not a whole number") from None
+        cleaned = text.strip()
+        digits = cleaned.removeprefix("-")
+        # ASCII digits only: int() also takes "8_080" and other scripts' digits ("١٠")
+        if not (digits.isascii() and digits.isdigit()):
+            raise refuse(f"{text!r} is not a whole number")
+        number = int(cleaned)
         if minimum is not None and number < minimum:
             raise refuse(f"{number} is less than {minimum}")
         if maximum is not None and number > maximum:

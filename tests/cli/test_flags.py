@@ -17,7 +17,7 @@ import pytest
 
 from shopkeep.cli import build_parser
 from shopkeep.cli.flags import OneLineParser, variable_of, with_variables
-from shopkeep.cli.values import parse_duration
+from shopkeep.cli.values import parse_duration, whole
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ("serve", "demo", "bench", "audit", "backup")
@@ -80,10 +80,23 @@ def test_a_duration_takes_units_and_a_bare_number_is_seconds(text: str, seconds:
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "s", "abc", "5x", "1h-", "inf", "nan", "-1s", "1s 2s"])
+@pytest.mark.parametrize(
+    "text", ["", "s", "abc", "5x", "1h-", "inf", "nan", "-1s", "1s 2s", "١٠s", "١٠"]
+)
 def test_a_duration_without_a_number_or_unit_is_refused(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["١٠٨٠", "8_080", "+8080", "8080.0", "²"])
+def test_a_whole_number_flag_takes_ascii_digits_only(text: str) -> None:
+    # int() takes the first three (another script's digits, an underscore, a plus sign)
+    with pytest.raises(argparse.ArgumentTypeError, match="is not a whole number"):
+        whole(1, 65_535)(text)
+
+
+def test_a_whole_number_flag_takes_a_sign_and_spaces_around() -> None:
+    assert (whole()(" 8080 "), whole()("-3")) == (8080, -3)
 
 
 def test_every_duration_flag_takes_units() -> None:
