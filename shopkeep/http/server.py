@@ -215,18 +215,6 @@ async def running(
     real = None if payments.gateway == "sandbox" else open_provider(options, payments, None, "")
     credentials = await open_credentials(options)
     new_token = credentials.new_admin_token
-    clock = clock or RealClock()
-    gateway = HttpSandboxGateway(credentials.gateway_secret, clock) if real is None else None
-    provider = real or open_provider(options, payments, gateway, credentials.gateway_secret)
-    settings = ShopConfig(
-        order_timeout_s=options.order_timeout_s,
-        max_unpaid_orders=options.max_unpaid_orders,
-        shipping_fee=options.shipping_fee,
-        free_shipping_threshold=options.free_shipping_threshold,
-        points_per_unit=options.points_per_unit,
-        currency=payments.currency,
-        refund_query_after_s=options.refund_query_after_s,
-    )
     async with AsyncExitStack() as stack:
         if new_token is not None:
             # run last, once the shop has closed its database: a start that fails before the
@@ -236,6 +224,18 @@ async def running(
                     await forget_new_admin_token(options, new_token, announce)
 
             stack.push_async_exit(forget_unannounced)
+        clock = clock or RealClock()
+        gateway = HttpSandboxGateway(credentials.gateway_secret, clock) if real is None else None
+        provider = real or open_provider(options, payments, gateway, credentials.gateway_secret)
+        settings = ShopConfig(
+            order_timeout_s=options.order_timeout_s,
+            max_unpaid_orders=options.max_unpaid_orders,
+            shipping_fee=options.shipping_fee,
+            free_shipping_threshold=options.free_shipping_threshold,
+            points_per_unit=options.points_per_unit,
+            currency=payments.currency,
+            refund_query_after_s=options.refund_query_after_s,
+        )
         sink = HttpCallbackSink() if gateway is not None else None
         if sink is not None:
             stack.push_async_callback(sink.close)
