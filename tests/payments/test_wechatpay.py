@@ -133,6 +133,10 @@ async def test_a_forged_altered_stale_or_probe_notification_is_refused(
     stale = world.fake.headers_for(body, timestamp=int(now) - 301)
     verdict = await world.provider.verify_callback(body, stale, now)
     assert isinstance(verdict, Refused) and verdict.reason == STALE
+    for odd in ("²", "١٧", ""):  # str.isdigit takes the first two; int() refuses ²
+        signed_odd = world.fake.headers_for(body, timestamp=odd)
+        verdict = await world.provider.verify_callback(body, signed_odd, now)
+        assert isinstance(verdict, Refused) and verdict.reason == STALE
     assert isinstance(await world.provider.verify_callback(body, genuine, now), Notice)
 
 

@@ -105,8 +105,9 @@ class FakeWeChatPay(FakeServer):
         }
         return json.dumps(event, ensure_ascii=False).encode()
 
-    def headers_for(self, body: bytes, timestamp: int | None = None) -> dict[str, str]:
-        """The platform's signature headers for ``body``, signed now by default."""
+    def headers_for(self, body: bytes, timestamp: int | str | None = None) -> dict[str, str]:
+        """The platform's signature headers for ``body``, signed now by default (or at
+        ``timestamp``: any text, as a header can carry)."""
         when = str(int(time.time()) if timestamp is None else timestamp)
         return {"Content-Type": "application/json",
                 **wire.signed_headers(self._platform_key, PLATFORM_SERIAL, body, when)}
