@@ -39,6 +39,7 @@ from aiohttp.streams import StreamReader
 
 from shopkeep.http.connection_limits import ConnectionLimits
 from shopkeep.http.errors import unparsable
+from shopkeep.http.request_ids import HEADER_KEY, new_id
 
 log = structlog.get_logger("shopkeep.http")
 
@@ -163,8 +164,15 @@ class BoundedRequestHandler(web.RequestHandler):
         if not isinstance(exc, HttpProcessingError):
             return super().handle_error(request, status, exc, message)
         answer = unparsable(exc)
+        request_id = new_id()  # a client's own is among the headers that did not parse
+        answer.headers[HEADER_KEY] = request_id
         # the parser's own message quotes the refused bytes: only what they were is logged
-        log.info("http_unparsable_request", status=answer.status, error=type(exc).__name__)
+        log.info(
+            "http_unparsable_request",
+            status=answer.status,
+            error=type(exc).__name__,
+            request_id=request_id,
+        )
         answer.force_close()  # where the next request would begin in these bytes is unknown
         return answer
 

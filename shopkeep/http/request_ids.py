@@ -56,7 +56,13 @@ def bind(header: str | None) -> str:
     if header is not None and _SANE.fullmatch(header):
         request_id = header
     else:
-        request_id = _PREFIX + hex(next(_COUNT))[3:]
+        request_id = _PREFIX + hex(next(_COUNT))[3:]  # new_id() inline: every request asks
     current_trace.set(request_id)
     _LOGGED.set(request_id)
     return request_id
+
+
+def new_id() -> str:
+    """A new request id (32 hex digits), bound nowhere: for a request no handler sees (one
+    the HTTP parser refused), whose answer and log line still carry one."""
+    return _PREFIX + hex(next(_COUNT))[3:]

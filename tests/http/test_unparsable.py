@@ -6,6 +6,7 @@ printable ASCII."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -90,6 +91,21 @@ async def test_a_header_line_past_the_parsers_limit_is_a_400_problem(server: Ser
     assert answer.status == 400
     assert problem_of(answer)["code"] == "bad_request"
     assert b"aaaa" not in answer.body
+
+
+async def test_an_unparsable_request_is_answered_with_a_request_id_of_its_own(
+    server: Server,
+) -> None:
+    # OpenAPI: every answer carries X-Request-Id; the client's own cannot be trusted among
+    # headers that did not parse
+    answers = [
+        await send(server, "GET", "/healthz", {"X-Request-Id": b"mine", "X-Bad": b"a\x01"})
+        for _ in range(2)
+    ]
+
+    ids = [answer.headers["x-request-id"] for answer in answers]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", request_id) for request_id in ids)
+    assert ids[0] != ids[1]
 
 
 async def test_the_server_still_answers_after_refusing_unparsable_requests(
