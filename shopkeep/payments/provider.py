@@ -308,3 +308,11 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
         if key.lower() == wanted:
             return found
     return None
+
+
+def whole_number(text: str | None) -> int | None:
+    """``text`` (a notification's field or header) as the whole number its ASCII digits
+    write, or None: ``str.isdigit`` also takes ``²``, which ``int`` refuses."""
+    if text is not None and text.isascii() and text.isdigit():
+        return int(text)
+    return None

@@ -56,6 +56,7 @@ from shopkeep.payments.provider import (
     Refused,
     Verdict,
     header,
+    whole_number,
 )
 from shopkeep.payments.transport import CALL_TIMEOUT_S
 
@@ -223,14 +224,13 @@ class StripeProvider:
             intent = msgspec.convert(event.data.get("object"), Intent)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return Refused(MALFORMED, f"not a PaymentIntent event: {exc}")
-        payment = intent.metadata.get("payment_id", "")
-        if not (payment.isascii() and payment.isdigit()):
+        payment_id = whole_number(intent.metadata.get("payment_id"))
+        if payment_id is None:
             return Ignored(f"PaymentIntent {intent.id[:60]} is not one of this shop's")
-        order = intent.metadata.get("order_id", "")
         succeeded = event.type == "payment_intent.succeeded"
         return Notice(
-            payment_id=int(payment),
-            order_id=int(order) if order.isascii() and order.isdigit() else None,
+            payment_id=payment_id,
+            order_id=whole_number(intent.metadata.get("order_id")),
             amount=intent.amount_received if succeeded else intent.amount,
             currency=intent.currency.upper(),
             status="succeeded" if succeeded else "failed",

@@ -21,7 +21,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Final, TypeGuard
+from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -55,6 +55,7 @@ from shopkeep.payments.provider import (
     Refused,
     Verdict,
     header,
+    whole_number,
 )
 from shopkeep.payments.transport import CALL_TIMEOUT_S, Transport
 
@@ -232,7 +233,8 @@ class WeChatPayProvider:
         if not wire.verify_signed(self._platform_key, timestamp, header(headers, wire.NONCE),
                                   header(headers, wire.SIGNATURE), raw_body):
             return Refused(BAD_SIGNATURE, "Wechatpay-Signature does not verify")
-        if not _digits(timestamp) or abs(now - int(timestamp)) > TOLERANCE_S:
+        signed_at = whole_number(timestamp)
+        if signed_at is None or abs(now - signed_at) > TOLERANCE_S:
             return Refused(STALE, f"signed at {str(timestamp)[:20]}, now is {int(now)}")
         try:
             event = json.loads(raw_body)
@@ -265,7 +267,7 @@ def _notice(plain: Mapping[str, Any], event_id: str | None) -> Verdict:
         attach = str(plain.get("attach") or "")
         return Notice(
             payment_id=int(plain["out_trade_no"]),
-            order_id=int(attach) if _digits(attach) else None,
+            order_id=whole_number(attach),
             amount=_whole(amount["total"]),
             currency=str(amount["currency"]),
             status="succeeded",
@@ -295,9 +297,3 @@ def _refund_state(answer: Mapping[str, Any]) -> RefundState:
 
 def _said(answer: Mapping[str, Any]) -> str:
     return f"{answer.get('code', '')} {answer.get('message', '')}".strip()
-
-
-def _digits(text: str | None) -> TypeGuard[str]:
-    """Whether ``text`` is a whole number in ASCII digits (``str.isdigit`` takes ``²`` too,
-    which ``int`` refuses)."""
-    return text is not None and text.isascii() and text.isdigit()
