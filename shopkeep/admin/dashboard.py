@@ -21,6 +21,9 @@ AUDIT_FRESH_S: Final = 60.0
 """The dashboard runs the audit again when its last run is older than this (the audit reads
 every table; the audit page runs it at each visit)."""
 AWAITING_SHOWN: Final = 20
+"""How many of the orders awaiting payment the dashboard lists."""
+
+
 class LiveFigure(NamedTuple):
     """A figure of the dashboard's live part: metric ``name`` (without the ``shopkeep_``
     prefix), summed over the samples whose labels include ``only``, shown as ``label``."""

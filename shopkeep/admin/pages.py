@@ -79,6 +79,10 @@ def whole_text(text: str) -> int | None:
     return None
 
 
+MINUTE_END_S = 60 - 1e-6
+"""From a minute's first instant to its last (the orders' times are kept to the microsecond)."""
+
+
 def _time(request: web.Request, name: str, *, to_the_minute_end: bool = False) -> float | None:
     """A query's time (``2026-12-02T16:30``, UTC, as a datetime-local input sends it); with
     ``to_the_minute_end``, a time given to the minute means the minute's last instant (a
@@ -93,10 +97,6 @@ def _time(request: web.Request, name: str, *, to_the_minute_end: bool = False) -
         raise ShopError.invalid([problem]) from None
     to_the_minute = len(text) <= len("2026-12-02T16:30")
     return when.timestamp() + (MINUTE_END_S if to_the_minute_end and to_the_minute else 0.0)
-
-
-MINUTE_END_S = 60 - 1e-6
-"""From a minute's first instant to its last (the orders' times are kept to the microsecond)."""
 
 
 def _number(request: web.Request, name: str) -> int | None:
