@@ -13,6 +13,9 @@ answer:
   same way: done -> RefundDone; processing -> ask again later; missing (the provider never
   got it) -> send the refund again; failed -> a refund_log row and a warning: the record stays
   refunding, for someone to act on (the provider said no: sending it again would not help);
+- closed (the provider closed it without paying it out: WeChat Pay's CLOSED, Stripe's
+  canceled), from the refund call or a query -> a refund_log row, and the refund sent again
+  under the next key (``RefundRequest.issue``), since the closed one's key names it for good;
 - an error (down, a timeout, a 5xx, a refusal): a refund_log row, and a durable timer that
   tries again after a back-off (``refund_retry_s`` doubling up to ``refund_retry_max_s``). An
   outage never rolls the refund record back: it stays refunding, visible, until it is done.
@@ -34,6 +37,7 @@ from shopkeep.actors.order_messages import RefundDone, RefundStuck
 from shopkeep.actors.refund_store import ATTEMPTS_SQL, REFUND_LOG_SQL
 from shopkeep.payments.provider import (
     PaymentProvider,
+    RefundClosed,
     RefundFailed,
     RefundMissing,
     RefundProcessing,
@@ -60,13 +64,16 @@ class RefundAttempt(msgspec.Struct, frozen=True, tag=True, gc=False):
     payment_amount: int = 0
     gateway_txn_id: str | None = None
     provider_ref: str | None = None
+    issue: int = 0
+    """How many times the provider closed this refund unpaid (``RefundRequest.issue``)."""
 
     def request(self) -> RefundRequest:
-        """What the provider is asked, the refund id as idempotency key."""
+        """What the provider is asked, the refund id (and issue) as idempotency key."""
         return RefundRequest(
             refund_id=self.refund_id, payment_id=self.payment_id, amount=self.amount,
             currency=self.currency, payment_amount=self.payment_amount or self.amount,
             gateway_txn_id=self.gateway_txn_id, provider_ref=self.provider_ref,
+            issue=self.issue,
         )
 
 
@@ -110,6 +117,9 @@ class RefunderActor(Actor):
         if isinstance(state, RefundProcessing):
             self._query_later(ctx, message, "the provider is processing it")
             return False
+        if isinstance(state, RefundClosed):
+            self._issue_again(ctx, message, state.reason)
+            return False
         ctx.send(Address("order", message.order_id), RefundDone(message.refund_id))
         return True
 
@@ -135,7 +145,10 @@ class RefunderActor(Actor):
                 ctx.execute(REFUND_LOG_SQL, (message.refund_id, "refund_queried",
                                              "the provider has no such refund: sent again", now))
                 again = msgspec.structs.replace(message, attempt=message.attempt + 1)
-                ctx.tell(self.address, again)
+                ctx.send(self.address, again)  # durable: a crash now must not drop it
+            case RefundClosed(reason):
+                self.outcomes["refund:closed"] += 1
+                self._issue_again(ctx, message, reason)
             case RefundFailed(reason):
                 self.outcomes["refund:failed"] += 1
                 detail = f"the provider failed it ({reason}): left refunding for manual action"
@@ -145,6 +158,18 @@ class RefunderActor(Actor):
                 ctx.send(Address("order", message.order_id),
                          RefundStuck(message.refund_id, reason))
         return False
+
+    def _issue_again(self, ctx: Context, message: RefundAttempt, reason: str) -> None:
+        """The provider closed the refund unpaid: send it again under its next key."""
+        again = msgspec.structs.replace(
+            message, attempt=message.attempt + 1, issue=message.issue + 1
+        )
+        detail = (f"the provider closed it unpaid ({reason}): sent again as "
+                  f"{again.request().key}")
+        log.warning("refund_closed_at_provider", refund_id=message.refund_id,
+                    order_id=message.order_id, reason=reason)
+        ctx.execute(REFUND_LOG_SQL, (message.refund_id, "provider_closed", detail, ctx.now()))
+        ctx.send(self.address, again)  # durable: a crash now must not drop it
 
     def _query_later(self, ctx: Context, message: RefundAttempt, why: str) -> None:
         now = ctx.now()

@@ -45,12 +45,14 @@ __all__ = [
     "PaymentRef",
     "PaymentRequest",
     "PaymentState",
+    "RefundClosed",
     "RefundDone",
     "RefundFailed",
     "RefundMissing",
     "RefundProcessing",
     "RefundRequest",
     "RefundState",
+    "RefundTaken",
     "Refused",
     "Verdict",
 ]
@@ -178,10 +180,12 @@ class HttpAnswer(msgspec.Struct, frozen=True):
 class RefundRequest(msgspec.Struct, frozen=True, kw_only=True):
     """Pay ``amount`` back of the payment ``payment_id`` (of ``payment_amount`` in all).
 
-    ``refund_id`` is the idempotency key (Alipay's ``out_request_no``, WeChat Pay's
+    :attr:`key` is the idempotency key (Alipay's ``out_request_no``, WeChat Pay's
     ``out_refund_no``, Stripe's ``Idempotency-Key``): the same request again refunds nothing
-    more. ``gateway_txn_id`` is the transaction refunded when the shop knows it (Stripe: the
-    PaymentIntent); ``provider_ref`` the one :class:`Checkout` gave.
+    more. ``issue`` counts the times the provider closed the refund without paying it out
+    (:class:`RefundClosed`), each closing answered by the same refund sent again under a key
+    of its own. ``gateway_txn_id`` is the transaction refunded when the shop knows it
+    (Stripe: the PaymentIntent); ``provider_ref`` the one :class:`Checkout` gave.
     """
 
     refund_id: int
@@ -191,6 +195,14 @@ class RefundRequest(msgspec.Struct, frozen=True, kw_only=True):
     payment_amount: int
     gateway_txn_id: str | None = None
     provider_ref: str | None = None
+    issue: int = 0
+
+    @property
+    def key(self) -> str:
+        """The refund's idempotency key at the provider: the refund id, then ``-<issue>`` once
+        it was sent again after a closing (a closed refund's key names that closed refund for
+        good)."""
+        return str(self.refund_id) if self.issue == 0 else f"{self.refund_id}-{self.issue}"
 
 
 class RefundDone(msgspec.Struct, frozen=True):
@@ -202,8 +214,16 @@ class RefundProcessing(msgspec.Struct, frozen=True):
 
 
 class RefundFailed(msgspec.Struct, frozen=True):
-    """The provider gave up on the refund (WeChat Pay CLOSED/ABNORMAL, Stripe failed): money
-    did not move; someone must look."""
+    """The provider could not pay the refund out (WeChat Pay ABNORMAL: the card refused it;
+    Stripe failed: the card is gone): sending it again would not help; someone must look."""
+
+    reason: str
+
+
+class RefundClosed(msgspec.Struct, frozen=True):
+    """The provider closed the refund without paying it out (WeChat Pay CLOSED, after a week
+    in PROCESSING; Stripe canceled): no money moved, and the refund is to be sent again under
+    a new key (its :attr:`RefundRequest.issue` the next)."""
 
     reason: str
 
@@ -212,9 +232,13 @@ class RefundMissing(msgspec.Struct, frozen=True):
     """The provider has no such refund (it never arrived): send it again."""
 
 
-RefundState = RefundDone | RefundProcessing | RefundFailed | RefundMissing
+RefundState = RefundDone | RefundProcessing | RefundClosed | RefundFailed | RefundMissing
 """What a refund call or a refund query learns. :meth:`PaymentProvider.refund` answers only
-:class:`RefundDone` or :class:`RefundProcessing` (anything else is raised)."""
+:class:`RefundDone`, :class:`RefundProcessing` or :class:`RefundClosed` (anything else is
+raised)."""
+
+RefundTaken = RefundDone | RefundProcessing | RefundClosed
+"""What :meth:`PaymentProvider.refund` answers."""
 
 
 class PaymentRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -280,9 +304,10 @@ class PaymentProvider(Protocol):
         ones included), or refused (the provider will send it again)."""
         ...
 
-    async def refund(self, request: RefundRequest) -> RefundDone | RefundProcessing:
-        """Ask for the refund, ``refund_id`` as idempotency key. Raises GatewayError on a 5xx,
-        a timeout or a refused connection (retry later with the same request)."""
+    async def refund(self, request: RefundRequest) -> RefundTaken:
+        """Ask for the refund, its :attr:`~RefundRequest.key` as idempotency key. Raises
+        GatewayError on a 5xx, a timeout or a refused connection (retry later with the same
+        request)."""
         ...
 
     async def query_refund(self, request: RefundRequest) -> RefundState:

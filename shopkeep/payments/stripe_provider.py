@@ -11,8 +11,10 @@
   ``payment_intent.payment_failed`` fails; other event types, and intents this shop did not
   create (no ``payment_id`` in their metadata), are acknowledged and ignored.
 - Refunds: ``POST /v1/refunds`` with the refund id as Idempotency-Key; refund queries list the
-  intent's refunds and find the one whose metadata names the refund id. Payment queries
-  retrieve the intent (or search by metadata when its id is not known).
+  intent's refunds and find the one whose metadata names the refund id. A refund Stripe
+  canceled moved no money and is sent again under ``<refund id>-<n>``; a failed one (the card
+  is gone) is the merchant's to settle. Payment queries retrieve the intent (or search by
+  metadata when its id is not known).
 
 Idempotency keys are the ids themselves, as SPEC 10 says (the payment id for the intent, the
 refund id for the refund): Stripe keys share one space per account, and the shop's ids never
@@ -47,12 +49,14 @@ from shopkeep.payments.provider import (
     PaymentRef,
     PaymentRequest,
     PaymentState,
+    RefundClosed,
     RefundDone,
     RefundFailed,
     RefundMissing,
     RefundProcessing,
     RefundRequest,
     RefundState,
+    RefundTaken,
     Refused,
     Verdict,
     header,
@@ -148,25 +152,26 @@ class StripeProvider:
             raise GatewayRefused(f"stripe: PaymentIntent {intent.id} has no client_secret")
         return Checkout(client_secret=intent.client_secret, provider_ref=intent.id)
 
-    async def refund(self, request: RefundRequest) -> RefundDone | RefundProcessing:
-        """``POST /v1/refunds`` of the PaymentIntent, the refund id as Idempotency-Key."""
+    async def refund(self, request: RefundRequest) -> RefundTaken:
+        """``POST /v1/refunds`` of the PaymentIntent, the refund's key as Idempotency-Key and
+        in its metadata."""
         intent_id = _intent_of(request)
         async with _calling(f"refund {request.refund_id}"):
             refund = await self._client.v1.refunds.create_async(
                 {
                     "payment_intent": intent_id,
                     "amount": request.amount,
-                    "metadata": {"refund_id": str(request.refund_id)},
+                    "metadata": {"refund_id": request.key},
                 },
-                {"idempotency_key": str(request.refund_id)},
+                {"idempotency_key": request.key},
             )
         state = _refund_state(refund.status)
-        if isinstance(state, RefundDone | RefundProcessing):
+        if isinstance(state, RefundDone | RefundProcessing | RefundClosed):
             return state
         raise GatewayRefused(f"stripe: refund {request.refund_id} is {refund.status}")
 
     async def query_refund(self, request: RefundRequest) -> RefundState:
-        """The intent's refund whose metadata names ``refund_id``, if any."""
+        """The intent's refund whose metadata names the refund's key, if any."""
         intent_id = _intent_of(request)
         async with _calling(f"list the refunds of {intent_id}"):
             refunds = await self._client.v1.refunds.list_async(
@@ -174,7 +179,7 @@ class StripeProvider:
             )
         for refund in refunds.data:
             metadata = refund.metadata.to_dict() if refund.metadata else {}
-            if metadata.get("refund_id") == str(request.refund_id):
+            if metadata.get("refund_id") == request.key:
                 return _refund_state(refund.status)
         return RefundMissing()
 
@@ -277,7 +282,9 @@ def _refund_state(status: str | None) -> RefundState:
         return RefundDone()
     if status in ("pending", "requires_action"):
         return RefundProcessing()
-    return RefundFailed(str(status))
+    if status == "canceled":  # no money moved: send it again
+        return RefundClosed(status)
+    return RefundFailed(str(status))  # failed: the card is gone, for the merchant to settle
 
 
 def signed_time(signature: str | None) -> int:

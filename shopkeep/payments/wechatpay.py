@@ -10,7 +10,9 @@
   ``WECHATPAY/SIGNTEST/`` probe fails verification like any bad signature. Answer 204, or a 4xx
   with ``{"code": "FAIL", ...}`` (a 200 with FAIL would not be retried).
 - Refunds: ``POST /v3/refund/domestic/refunds``, ``out_refund_no`` = refund id (a repeat
-  answers the same refund); queries by ``out_trade_no`` and ``out_refund_no``.
+  answers the same refund), queried by ``out_refund_no``. A refund CLOSED (a week in
+  PROCESSING, no money moved) is sent again as ``<refund id>-<n>``, since its number names the
+  closed one for good; an ABNORMAL one (the card refused it) is the merchant's to settle.
 
 Every request is signed with the merchant key; every answer is checked with the platform key.
 """
@@ -46,12 +48,14 @@ from shopkeep.payments.provider import (
     PaymentRef,
     PaymentRequest,
     PaymentState,
+    RefundClosed,
     RefundDone,
     RefundFailed,
     RefundMissing,
     RefundProcessing,
     RefundRequest,
     RefundState,
+    RefundTaken,
     Refused,
     Verdict,
     header,
@@ -173,13 +177,13 @@ class WeChatPayProvider:
             raise GatewayRefused(f"wechatpay: native pay answered {status}: {_said(answer)}")
         return Checkout(code_url=answer["code_url"])
 
-    async def refund(self, request: RefundRequest) -> RefundDone | RefundProcessing:
-        """A domestic refund, ``out_refund_no`` = the refund id."""
+    async def refund(self, request: RefundRequest) -> RefundTaken:
+        """A domestic refund, ``out_refund_no`` = the refund's key."""
         if request.payment_id is None:
             raise GatewayRefused(f"wechatpay: refund {request.refund_id} names no payment")
         status, answer = await self._call("POST", "/v3/refund/domestic/refunds", {
             "out_trade_no": str(request.payment_id),
-            "out_refund_no": str(request.refund_id),
+            "out_refund_no": request.key,
             "amount": {"refund": request.amount, "total": request.payment_amount,
                        "currency": request.currency},
         })
@@ -187,14 +191,14 @@ class WeChatPayProvider:
             raise GatewayRefused(f"wechatpay: refund {request.refund_id}: {status} "
                                  f"{_said(answer)}")
         state = _refund_state(answer)
-        if isinstance(state, RefundDone | RefundProcessing):
+        if isinstance(state, RefundDone | RefundProcessing | RefundClosed):
             return state
         raise GatewayRefused(f"wechatpay: refund {request.refund_id}: {answer.get('status')}")
 
     async def query_refund(self, request: RefundRequest) -> RefundState:
         """``GET /v3/refund/domestic/refunds/{out_refund_no}``."""
         status, answer = await self._call(
-            "GET", f"/v3/refund/domestic/refunds/{request.refund_id}"
+            "GET", f"/v3/refund/domestic/refunds/{request.key}"
         )
         if status == 404:
             return RefundMissing()
@@ -291,7 +295,9 @@ def _refund_state(answer: Mapping[str, Any]) -> RefundState:
         return RefundDone()
     if status == "PROCESSING":
         return RefundProcessing()
-    # CLOSED (no money moved in 7 days: retry under a new number) or ABNORMAL (manual)
+    if status == "CLOSED":  # a week in PROCESSING and no money moved: send it again
+        return RefundClosed(status)
+    # ABNORMAL: the card refused it, for the merchant to settle by hand
     return RefundFailed(str(status))
 
 

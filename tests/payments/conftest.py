@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -18,6 +19,7 @@ from shopkeep.payments.provider import (
     GatewayError,
     GatewayRefused,
     PaymentProvider,
+    RefundClosed,
     RefundDone,
     RefundMissing,
     RefundRequest,
@@ -137,6 +139,25 @@ async def assert_refund_made_once(
     assert fake.refunded(paid) == refund.amount
     assert await provider.query_refund(refund) == RefundDone()
     assert await provider.query_refund(other) == RefundMissing()
+
+
+async def assert_closed_refund_sent_again(
+    provider: PaymentProvider, fake: FakeServer, refund: RefundRequest, paid: str, said: str
+) -> None:
+    """A refund the provider closed unpaid (saying ``said``) is closed to a query and to the
+    same request again; sent again as the next issue, under the refund id and ``-1``, it is a
+    new refund, which a query finds done. The money moves once, by the second."""
+    assert await provider.refund(refund) == RefundDone()
+    fake.close_refund(refund.key)
+    assert fake.refunded(paid) == 0
+    assert await provider.query_refund(refund) == RefundClosed(said)
+    assert await provider.refund(refund) == RefundClosed(said)  # its key names it for good
+    again = msgspec.structs.replace(refund, issue=1)
+    assert again.key == f"{refund.refund_id}-1"
+    assert await provider.refund(again) == RefundDone()
+    assert await provider.query_refund(again) == RefundDone()
+    assert list(fake.refunds) == [again.key]
+    assert fake.refunded(paid) == refund.amount
 
 
 async def assert_refund_failures_retryable(

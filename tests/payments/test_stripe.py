@@ -28,6 +28,7 @@ from shopkeep.payments.provider import (
 from shopkeep.payments.stripe_provider import WEBHOOK_PATH, StripeProvider
 from tests.payments.conftest import (
     Receiver,
+    assert_closed_refund_sent_again,
     assert_refund_failures_retryable,
     assert_refund_made_once,
 )
@@ -151,6 +152,16 @@ async def test_a_refund_asked_twice_is_made_once(world: World) -> None:
     refund, other = refund_of(intent), refund_of(intent, refund_id=32)
     # the idempotency key is the refund id itself (SPEC 10)
     await assert_refund_made_once(world.provider, world.fake, refund, other, intent, "31")
+
+
+async def test_a_refund_stripe_canceled_is_sent_again_under_a_key_of_its_own(
+    world: World,
+) -> None:
+    intent = await world.start()
+    await world.fake.pay(intent, notify=False)
+    await assert_closed_refund_sent_again(
+        world.provider, world.fake, refund_of(intent), intent, "canceled"
+    )
 
 
 async def test_a_refund_the_provider_fails_or_never_answers_is_an_error_to_retry(

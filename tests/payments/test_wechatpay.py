@@ -31,6 +31,7 @@ from shopkeep.payments.provider import (
 from shopkeep.payments.wechatpay import NOTIFY_PATH, WeChatPayProvider
 from tests.payments.conftest import (
     Receiver,
+    assert_closed_refund_sent_again,
     assert_refund_failures_retryable,
     assert_refund_made_once,
     write_keys,
@@ -165,6 +166,14 @@ async def test_a_refund_asked_twice_is_made_once(world: World) -> None:
     await assert_refund_made_once(
         world.provider, world.fake, refund_of(7), refund_of(7, refund_id=32), "7", "31"
     )
+
+
+async def test_a_refund_wechat_pay_closed_is_sent_again_under_a_key_of_its_own(
+    world: World,
+) -> None:
+    await world.start()
+    await world.fake.pay("7", notify=False)
+    await assert_closed_refund_sent_again(world.provider, world.fake, refund_of(7), "7", "CLOSED")
 
 
 async def test_a_refund_the_provider_fails_or_never_answers_is_an_error_to_retry(

@@ -1,6 +1,7 @@
 """A refund WeChat Pay takes but has not finished (PROCESSING) is asked about again after
 ``refund_query_after_s``: done then, it is refunded; failed (ABNORMAL), it stays refunding for
-someone to act on, and the order's history says so."""
+someone to act on, and the order's history says so; closed unpaid (CLOSED), it is sent again
+under a number of its own; unknown to the provider, under its own number again."""
 
 from __future__ import annotations
 
@@ -84,3 +85,61 @@ async def test_a_refund_the_provider_failed_stays_refunding_and_the_history_says
     assert status == 200
     assert history["items"][-1]["operation"] == "refund_failed"
     assert world.shop.active_queries["refund:failed"] == 1
+
+
+async def test_a_refund_wechat_pay_closed_unpaid_is_sent_again_under_a_new_number(
+    world: ProviderWorld, clock: VirtualClock
+) -> None:
+    order_id, key = await processing_refund(world, clock)
+    fake = world.fake
+    assert isinstance(fake, FakeWeChatPay)
+    fake.refund_answers[key]["status"] = "CLOSED"  # a week in PROCESSING, no money moved
+    await clock.advance(world.shop.config.refund_query_after_s)
+    await world.shop.runtime.system.quiet()
+    assert fake.refund_calls[-1] == f"{key}-1"
+    assert list(fake.refunds) == [f"{key}-1"]
+    [refund] = await world.refunds(order_id)
+    assert refund["status"] == "refunded"
+    assert world.shop.active_queries["refund:closed"] == 1
+    await world.audit_ok()
+
+
+async def test_a_refund_call_answered_closed_is_sent_again_under_a_new_number(
+    world: ProviderWorld, clock: VirtualClock
+) -> None:
+    fake = world.fake
+    assert isinstance(fake, FakeWeChatPay)
+    alice = await world.customer()
+    order = await world.placed(alice)
+    payment = await world.start_payment(alice, order)
+    await world.pay(payment)
+    fake.fail_refunds(1)  # the first call fails: its key tells the refund id
+    status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
+    assert status == 200
+    await world.shop.runtime.system.quiet()
+    key = fake.refund_calls[-1]
+    fake.refund_answers[key] = answer(fake, payment, key, "CLOSED")  # closed before, unpaid
+    await clock.advance(world.shop.config.refund_retry_s)
+    await world.shop.runtime.system.quiet()
+    assert fake.refund_calls == [key, key, f"{key}-1"]
+    [refund] = await world.refunds(order["id"])
+    assert refund["status"] == "refunded"
+    assert fake.refunded(str(payment["id"])) == payment["amount"]
+    await world.audit_ok()
+
+
+async def test_a_refund_the_provider_has_no_word_of_is_sent_again_under_its_number(
+    world: ProviderWorld, clock: VirtualClock
+) -> None:
+    order_id, key = await processing_refund(world, clock)
+    fake = world.fake
+    assert isinstance(fake, FakeWeChatPay)
+    del fake.refund_answers[key]  # the query answers 404: the refund never arrived
+    await clock.advance(world.shop.config.refund_query_after_s)
+    await world.shop.runtime.system.quiet()
+    assert fake.refund_calls[-1] == key
+    assert list(fake.refunds) == [key]
+    [refund] = await world.refunds(order_id)
+    assert refund["status"] == "refunded"
+    assert world.shop.active_queries["refund:missing"] == 1
+    await world.audit_ok()

@@ -134,6 +134,17 @@ class FakeServer:
             refund = self.refunds[key] = FakeRefund(key, payment, amount, self.next_id(prefix))
         return refund
 
+    def close_refund(self, key: str) -> None:
+        """Close the refund made under ``key`` unpaid, as a provider does to one it could not
+        pay out (WeChat Pay's CLOSED, Stripe's canceled): its amount is the payment's again,
+        and this fake's answers about it say it is closed."""
+        self.closed(self.refunds.pop(key))
+
+    def closed(self, refund: FakeRefund) -> None:
+        """Make this fake's answers about ``refund`` say it is closed (each provider's word);
+        a provider that closes no refund (Alipay) raises."""
+        raise NotImplementedError(f"{self.name} closes no refund")
+
     def refunded(self, payment: str) -> int:
         """Everything refunded of ``payment``."""
         return sum(r.amount for r in self.refunds.values() if r.payment == payment)

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from shopkeep.payments.fakes.common import Delivery, FakeServer
+from shopkeep.payments.fakes.common import Delivery, FakeRefund, FakeServer
 
 
 def stripe_signature(secret: str, payload: bytes, timestamp: int | None = None) -> str:
@@ -189,6 +189,10 @@ class FakeStripe(FakeServer):
         self.stripe_refunds[made.provider_id] = refund
         self._save(request, params, refund)
         return web.json_response(refund)
+
+    def closed(self, refund: FakeRefund) -> None:
+        """Stripe's word for a refund closed unpaid (a replay of its creation says it too)."""
+        self.stripe_refunds[refund.provider_id]["status"] = "canceled"
 
     async def _list_refunds(self, request: web.Request) -> web.Response:
         params = await self._params(request)

@@ -18,7 +18,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shopkeep.payments import wechatpay_wire as wire
-from shopkeep.payments.fakes.common import Delivery, FakeServer
+from shopkeep.payments.fakes.common import Delivery, FakeRefund, FakeServer
 from shopkeep.payments.keys import verify_sha256_rsa
 
 PLATFORM_SERIAL: Final = "PUB_KEY_ID_0000000000000001"
@@ -179,6 +179,10 @@ class FakeWeChatPay(FakeServer):
                                                   "currency": order.currency}}
         self.refund_answers[key] = answer
         return self._answer(200, answer)
+
+    def closed(self, refund: FakeRefund) -> None:
+        """WeChat Pay's word for a refund closed unpaid."""
+        self.refund_answers[refund.key]["status"] = "CLOSED"
 
     async def _refund_query(self, request: web.Request) -> web.Response:
         if await self._authorized(request) is None:
