@@ -43,7 +43,7 @@ from shopkeep.actors.placement import UNDONE_FAILURES
 from shopkeep.actors.protocol import BeginOrder, Refusal
 from shopkeep.errors import FieldError, ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, InFlight
-from shopkeep.requests import check_amount, checked_items
+from shopkeep.requests import check_amount, check_id, checked_items
 from shopkeep.runtime import ActorSystem, Address, AskTimeout
 from shopkeep.store.reader import Reader
 
@@ -70,7 +70,10 @@ class PlaceRequest(msgspec.Struct, frozen=True, gc=False):
         config: ShopConfig,
     ) -> PlaceRequest:
         """The request, or ShopError validation_error listing every problem found."""
+        check_id("user_id", user_id)
         lines = checked_items(items)
+        if coupon_id is not None:
+            check_id("coupon_id", coupon_id)
         check_amount("use_balance", use_balance)
         if expected_total is not None:
             check_amount("expected_total", expected_total)

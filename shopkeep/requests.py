@@ -46,6 +46,17 @@ def check_amount(name: str, value: int, *, minimum: int = 0) -> None:
         raise refused(f"/{name}", f"{name} must be between {minimum} and {MAX_AMOUNT}")
 
 
+def check_id(name: str, value: object, at: str | None = None) -> int:
+    """``value``, the id ``name`` (at the pointer ``at``, else ``/name``), or ShopError
+    validation_error: an id is an ``int`` (not a bool, nor its digits as text), since ``"42"``
+    would name another actor than ``42``, with a state of its own."""
+    if type(value) is not int:
+        raise refused(
+            at or f"/{name}", f"{name} must be an integer id, not {type(value).__name__}"
+        )
+    return value
+
+
 def check_name(name: str) -> None:
     """Refuse an empty or overlong name."""
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
@@ -73,10 +84,11 @@ def checked_items(items: Any) -> tuple[tuple[int, int], ...]:
     """(goods id, quantity) pairs from ``items``, each a pair of whole numbers; else ShopError
     validation_error. Their limits are the order's rules (``order_rules.validate_request``)."""
     try:
-        pairs = tuple((int(goods), quantity) for goods, quantity in items)
+        pairs = tuple((goods, quantity) for goods, quantity in items)
     except (TypeError, ValueError):
         raise refused("/items", "items must be (goods id, quantity) pairs") from None
     for index, (goods, quantity) in enumerate(pairs):
+        check_id("goods_id", goods, f"/items/{index}/goods_id")
         if isinstance(quantity, bool) or not isinstance(quantity, int):
             raise refused(f"/items/{index}/quantity", f"goods {goods}: quantity must be an integer")
     return pairs

@@ -94,6 +94,7 @@ from shopkeep.requests import (
     LATEST_TIME,
     MAX_REASON,
     check_amount,
+    check_id,
     check_name,
     refused,
 )
@@ -129,6 +130,13 @@ def new_token() -> str:
     while (token := secrets.token_urlsafe(32)).startswith("-"):
         pass
     return token
+
+
+def _actor(kind: str, actor_id: object) -> Address:
+    """The address of the ``kind`` actor whose id a caller passed, checked (``check_id``):
+    an actor is found by its id's value and type, so ``"42"`` would reach another actor than
+    the shop's ``42``, with a state of its own."""
+    return Address(kind, check_id(f"{kind}_id", actor_id))
 
 
 class Shop(BackOffice):
@@ -255,7 +263,7 @@ class Shop(BackOffice):
 
     async def get_user(self, user_id: int) -> UserView:
         """The user, or ShopError not_found."""
-        return answer(await self._ask(Address("user", user_id), GetUser()), UserView)
+        return answer(await self._ask(_actor("user", user_id), GetUser()), UserView)
 
     async def user_for_token(self, token: str) -> int | None:
         """The id of the user whose token this is, or None."""
@@ -292,7 +300,7 @@ class Shop(BackOffice):
         names nobody from the answer on."""
         token = new_token()
         answer(
-            await self._ask(Address("user", user_id), ReplaceToken(hash_token(token))), UserView
+            await self._ask(_actor("user", user_id), ReplaceToken(hash_token(token))), UserView
         )
         self._token_epoch += 1
         known = self._token_users
@@ -307,7 +315,7 @@ class Shop(BackOffice):
         check_amount("amount", amount, minimum=1)
         request = ("credit_wallet", user_id, amount)
         return await self._once.ask(
-            Address("user", user_id), CreditWallet(amount), UserView, idempotency_key, request
+            _actor("user", user_id), CreditWallet(amount), UserView, idempotency_key, request
         )
 
     # -- goods ----------------------------------------------------------------------------------
@@ -339,12 +347,12 @@ class Shop(BackOffice):
         request = ("update_goods", goods_id, price, restock)
         message = UpdateGoods(price, restock)
         return await self._once.ask(
-            Address("goods", goods_id), message, GoodsView, idempotency_key, request
+            _actor("goods", goods_id), message, GoodsView, idempotency_key, request
         )
 
     async def get_goods(self, goods_id: int) -> GoodsView:
         """The goods, or ShopError not_found."""
-        return answer(await self._ask(Address("goods", goods_id), GetGoods()), GoodsView)
+        return answer(await self._ask(_actor("goods", goods_id), GetGoods()), GoodsView)
 
     async def list_goods(
         self, *, limit: int | None = None, cursor: str | None = None
@@ -375,7 +383,7 @@ class Shop(BackOffice):
     async def get_coupon(self, coupon_id: int, *, user_id: int | None = None) -> CouponView:
         """The coupon; with ``user_id``, only if it is theirs (else not_found, as a missing
         one)."""
-        coupon = answer(await self._ask(Address("coupon", coupon_id), GetCoupon()), CouponView)
+        coupon = answer(await self._ask(_actor("coupon", coupon_id), GetCoupon()), CouponView)
         if user_id is not None and coupon.user_id != user_id:
             raise ShopError(NOT_FOUND, f"coupon {coupon_id} does not exist")
         return coupon
@@ -384,7 +392,7 @@ class Shop(BackOffice):
         self, user_id: int, *, limit: int | None = None, cursor: str | None = None
     ) -> Page[CouponView]:
         """A user's coupons, newest first."""
-        return await list_coupons(self.reader, user_id, limit, cursor)
+        return await list_coupons(self.reader, check_id("user_id", user_id), limit, cursor)
 
     # -- orders ---------------------------------------------------------------------------------
 
@@ -413,7 +421,7 @@ class Shop(BackOffice):
         """Ask the order ``message``; for a user, only if the order is theirs (the order
         actor checks it: another user's order answers not_found, as a missing one)."""
         wrapped = message if user_id is None else AsUser(user_id, message)
-        return await self._ask(Address("order", order_id), wrapped)
+        return await self._ask(_actor("order", order_id), wrapped)
 
     async def get_order(self, order_id: int, *, user_id: int | None = None) -> OrderView:
         """The order; with ``user_id``, only if it is theirs (else not_found)."""
@@ -461,7 +469,7 @@ class Shop(BackOffice):
         request = ("start_payment", order_id)
         key = key_of(idempotency_key)
         started = await self._once.ask(
-            Address("order", order_id), StartPayment(), PaymentStarted, key, request, user_id
+            _actor("order", order_id), StartPayment(), PaymentStarted, key, request, user_id
         )
         if started.payment.has_checkout:
             return started
@@ -506,7 +514,7 @@ class Shop(BackOffice):
 
     async def get_payment(self, payment_id: int, *, user_id: int | None = None) -> PaymentView:
         """A payment; with ``user_id``, only if its order is theirs."""
-        found = await order_store.payment(self.reader, payment_id)
+        found = await order_store.payment(self.reader, check_id("payment_id", payment_id))
         if found is None or (user_id is not None and found.user_id != user_id):
             raise ShopError(NOT_FOUND, f"payment {payment_id} does not exist")
         view = await self._payment_of(found.order_id, payment_id)
@@ -585,21 +593,21 @@ class Shop(BackOffice):
         cancel = Cancel(by)  # type: ignore[arg-type]
         request = ("cancel_order", order_id, by)
         return await self._once.ask(
-            Address("order", order_id), cancel, OrderView, idempotency_key, request, user_id
+            _actor("order", order_id), cancel, OrderView, idempotency_key, request, user_id
         )
 
     async def ship(self, order_id: int, *, idempotency_key: Key = None) -> OrderView:
         """The paid order leaves the warehouse (admin)."""
         request = ("ship", order_id)
         return await self._once.ask(
-            Address("order", order_id), Ship(), OrderView, idempotency_key, request
+            _actor("order", order_id), Ship(), OrderView, idempotency_key, request
         )
 
     async def deliver(self, order_id: int, *, idempotency_key: Key = None) -> OrderView:
         """The shipped order was delivered (admin)."""
         request = ("deliver", order_id)
         return await self._once.ask(
-            Address("order", order_id), Deliver(), OrderView, idempotency_key, request
+            _actor("order", order_id), Deliver(), OrderView, idempotency_key, request
         )
 
     async def request_return(
@@ -615,13 +623,13 @@ class Shop(BackOffice):
             raise refused("/reason", f"a reason has at most {MAX_REASON} characters")
         request = ("request_return", order_id, reason)
         return await self._once.ask(
-            Address("order", order_id), RequestReturn(reason), ReturnView, idempotency_key,
+            _actor("order", order_id), RequestReturn(reason), ReturnView, idempotency_key,
             request, user_id,
         )
 
     async def get_return(self, return_id: int, *, user_id: int | None = None) -> ReturnView:
         """A return as last committed; with ``user_id``, only if its order is theirs."""
-        found = await order_store.return_request(self.reader, return_id)
+        found = await order_store.return_request(self.reader, check_id("return_id", return_id))
         if found is None or (user_id is not None and found.user_id != user_id):
             raise ShopError(NOT_FOUND, f"return {return_id} does not exist")
         return ReturnView(found.id, found.order_id, found.status)
@@ -629,7 +637,7 @@ class Shop(BackOffice):
     async def approve_return(self, return_id: int, *, idempotency_key: Key = None) -> ReturnView:
         """Approve a return (admin): refund, and the stock goes back."""
         key = key_of(idempotency_key)  # checked before the read
-        order_id = await order_store.return_order(self.reader, return_id)
+        order_id = await order_store.return_order(self.reader, check_id("return_id", return_id))
         if order_id is None:
             raise ShopError("not_found", f"return {return_id} does not exist")
         request = ("approve_return", return_id)

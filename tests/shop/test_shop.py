@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -299,6 +300,44 @@ async def test_bad_requests_are_refused_with_validation_error_and_change_nothing
         await shop.place_order(user, items, **options)  # type: ignore[arg-type]
     assert refused.value.code == "validation_error"
     assert (await shop.list_orders()).items == []
+
+
+async def test_an_id_passed_as_text_is_refused_and_reaches_no_actor(shop: Shop) -> None:
+    # "42" would name another actor than 42, with a balance of its own to spend again
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    user = await customer(shop, balance=5_000)
+    coupon = await shop.create_coupon(user, 500)
+    order = await shop.place_order(user, [(tea.id, 1)], use_balance=2_000)
+    live = shop.runtime.system.live_actors
+    loose: Any = shop  # a caller the signatures' types do not hold
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: loose.place_order(str(user), [(tea.id, 1)], use_balance=5_000),
+        lambda: loose.place_order(user, [(str(tea.id), 1)]),
+        lambda: loose.place_order(user, [(tea.id, 1)], coupon_id=str(coupon.id)),
+        lambda: loose.place_order(user, [(float(tea.id), 1)]),
+        lambda: loose.get_user(str(user)),
+        lambda: loose.credit_wallet(str(user), 100),
+        lambda: loose.get_goods(str(tea.id)),
+        lambda: loose.update_goods(str(tea.id), restock=1),
+        lambda: loose.get_coupon(str(coupon.id)),
+        lambda: loose.list_coupons(str(user)),
+        lambda: loose.get_order(str(order.id)),
+        lambda: loose.cancel_order(str(order.id)),
+        lambda: loose.start_payment(True),
+        lambda: loose.get_payment(str(order.id)),
+        lambda: loose.get_return(str(order.id)),
+        lambda: loose.approve_return(str(order.id)),
+    ]
+    for call in calls:
+        with pytest.raises(ShopError) as refused:
+            await call()
+        assert refused.value.code == "validation_error"
+        assert "must be an integer id" in refused.value.errors[0].detail
+    assert shop.runtime.system.live_actors == live
+    assert (await shop.get_user(user)).balance == 3_000
+    assert (await shop.get_goods(tea.id)).stock == 4
+    assert (await shop.get_order(order.id)).status == "paid"
+    assert (await shop.audit()).ok
 
 
 async def test_forged_altered_and_stale_callbacks_change_nothing(
