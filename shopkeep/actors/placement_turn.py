@@ -10,7 +10,13 @@ ends), in two passes:
    and its value; then the amounts are priced and discounted, ``expected_total`` is compared,
    and the user says whether the wallet amount is there. Any refusal answers at once and
    nothing was taken anywhere: there is nothing to undo (under an Idempotency-Key, the key's
-   row keeps the refusal: ``key_rules``).
+   row keeps the refusal: ``key_rules``). The one refusal held back is the unpaid-orders
+   cap's: an order its coupon and wallet pay in full goes straight to paid and is never one
+   more unpaid order (SPEC 2), which only its amounts tell. So a user at the cap is refused
+   once the order proves to leave something to pay, or at the first other refusal (the cap
+   answering, as the first check that failed). The saga asks the user before anything is
+   priced, so an order that takes it (a participant busy, ``?wait=false``) is held to the cap
+   even when it would pay nothing.
 2. **Applies**: the same messages, handled. Since no other message ran in between, each
    answers as its check did; the order is born confirmed (or paid) with its final amounts.
 
@@ -30,6 +36,8 @@ caller that stops waiting is answered an order that exists and goes on.
 
 from __future__ import annotations
 
+import msgspec
+
 from shopkeep.actors.key_rules import binds
 from shopkeep.actors.key_store import keep_placement_answer
 from shopkeep.actors.order_messages import Place, PlacedBefore
@@ -43,6 +51,7 @@ from shopkeep.actors.order_rules import (
 from shopkeep.actors.order_state import Effect, OrderState
 from shopkeep.actors.placement import PlacingOrder, placement_failure
 from shopkeep.actors.protocol import (
+    TOO_MANY_UNPAID_ORDERS,
     BeginOrder,
     DebitWallet,
     KeySeen,
@@ -118,6 +127,8 @@ def _place(
     actor: PlacingOrder, ctx: Context, begin: BeginOrder, who: Participants, checked: Checked
 ) -> OrderState:
     state, effects = checked
+    if state.pay_amount == 0:  # paid at once: never unpaid, so under no cap (see _check)
+        begin = msgspec.structs.replace(begin, max_unpaid=None)
     _apply(ctx, state, begin, who)
     confirmed, confirm_effects = confirm(state, ctx.now(), actor.config)
     actor.commit(ctx, confirmed, [*effects, *confirm_effects])
@@ -132,11 +143,14 @@ def _check(
     actor: PlacingOrder, ctx: Context, message: Place, begin: BeginOrder, who: Participants
 ) -> Checked | Refusal | PlacedBefore:
     ticket = ctx.join(who.user, begin, check=True)
+    capped: Refusal | None = None
     if isinstance(ticket, Refusal):
-        return ticket
-    if not isinstance(ticket, OrderTicket):
+        if ticket.code != TOO_MANY_UNPAID_ORDERS:
+            return ticket
+        capped = ticket  # unless the order proves to pay nothing (below)
+    elif not isinstance(ticket, OrderTicket):
         raise PlacementDiverged(f"the user's check answered {ticket!r}")
-    if ticket.existing:
+    elif ticket.existing:
         return PlacedBefore(ticket.order_id)
     order_id = actor.address.id
     now = ctx.now()
@@ -144,7 +158,7 @@ def _check(
     for (goods_id, quantity), goods in zip(message.items, who.goods, strict=True):
         quote = ctx.join(goods, TakeStock(order_id, quantity), check=True)
         if not isinstance(quote, StockTaken):
-            return _refusal(quote)
+            return capped or _refusal(quote)
         prices[goods_id] = quote.unit_price
     state, effects = new_order(
         order_id, message.user_id, message.items, message.coupon_id, message.use_balance, now,
@@ -156,16 +170,18 @@ def _check(
         use = UseCoupon(order_id, message.user_id, state.order_amount, now)
         value = ctx.join(who.coupon, use, check=True)
         if not isinstance(value, int) or isinstance(value, bool):
-            return _refusal(value)
+            return capped or _refusal(value)
         coupon_value = value
     state = discounted(state, coupon_value)
+    if capped is not None and state.pay_amount > 0:
+        return capped
     refusal = check_expected_total(state, message.expected_total)
-    if refusal is not None:
-        return Refusal(refusal.code, refusal.detail)  # no order was recorded: no order id
+    if refusal is not None:  # no order was recorded: no order id
+        return capped or Refusal(refusal.code, refusal.detail)
     if state.wallet_amount > 0:
         balance = ctx.join(who.user, DebitWallet(order_id, state.wallet_amount), check=True)
         if isinstance(balance, Refusal):
-            return balance
+            return capped or balance
     return state, effects
 
 

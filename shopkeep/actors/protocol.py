@@ -108,8 +108,10 @@ class BeginOrder(msgspec.Struct, frozen=True, tag=True, gc=False):
 
     With ``key``: the same key and ``request_hash`` answer the order first begun with it
     (``existing=True``); the same key with another hash is refused idempotency_conflict.
-    Otherwise the unpaid-orders cap is checked (too_many_unpaid_orders) and ``order_id`` is
-    counted as unpaid until OrderSettled.
+    Otherwise the unpaid-orders cap, ``max_unpaid``, is checked (too_many_unpaid_orders) and
+    ``order_id`` is counted as unpaid until OrderSettled. ``max_unpaid`` None: the order pays
+    nothing (its coupon and wallet cover it), goes straight to paid, and is never one more
+    unpaid order, so no cap applies (known only once it is priced: ``placement_turn.py``).
 
     ``replaces``: the order the key was bound to, whose placement did nothing (it failed
     overloaded, unavailable or interrupted, everything given back): the key is bound afresh to
@@ -125,7 +127,7 @@ class BeginOrder(msgspec.Struct, frozen=True, tag=True, gc=False):
     order_id: int
     key: str | None
     request_hash: str
-    max_unpaid: int
+    max_unpaid: int | None
     replaces: int | None = None
     row_by_order: bool = False
 

@@ -113,10 +113,11 @@ def begin_order(
             return conflict(msg.key)
         if seen.order_id != msg.replaces:
             return OrderTicket(seen.order_id, existing=seen.order_id != msg.order_id)
-    if msg.order_id not in unpaid and len(unpaid) >= msg.max_unpaid:
+    cap = msg.max_unpaid
+    if cap is not None and msg.order_id not in unpaid and len(unpaid) >= cap:
         return Refusal(
             TOO_MANY_UNPAID_ORDERS,
-            f"user {user_id} already has {len(unpaid)} unpaid orders (at most {msg.max_unpaid})",
+            f"user {user_id} already has {len(unpaid)} unpaid orders (at most {cap})",
         )
     return OrderTicket(msg.order_id, existing=False)
 

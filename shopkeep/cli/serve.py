@@ -110,7 +110,7 @@ def add_shop_flags(parser: argparse.ArgumentParser) -> None:
         parser, "--max-unpaid-orders", convert=whole(1), metavar="N",
         default=str(defaults.max_unpaid_orders),
         help="unpaid orders one user may hold at once; one more is refused "
-        "too_many_unpaid_orders",
+        "too_many_unpaid_orders (an order its coupon and wallet pay in full is never unpaid)",
     )  # fmt: skip
     flag(
         parser, "--shipping-fee", convert=whole(0, MAX_AMOUNT), metavar="MINOR_UNITS",

@@ -207,6 +207,38 @@ async def test_the_unpaid_orders_cap_refuses_one_more(shop: Shop) -> None:
     assert (await shop.get_goods(tea.id)).stock == 90
 
 
+async def test_an_order_paid_in_full_by_coupon_or_wallet_is_placed_at_the_cap(
+    shop: Shop,
+) -> None:
+    # it goes straight to paid: never one more unpaid order (SPEC 2)
+    tea = await shop.create_goods("tea", price=1_000, stock=100)
+    user = await customer(shop, balance=10_000)
+    for _ in range(10):
+        await shop.place_order(user, [(tea.id, 1)])
+    coupon = await shop.create_coupon(user, 5_000)
+    by_wallet = await shop.place_order(user, [(tea.id, 1)], use_balance=2_000)
+    by_coupon = await shop.place_order(user, [(tea.id, 1)], coupon_id=coupon.id)
+    assert (by_wallet.status, by_wallet.pay_amount) == ("paid", 0)
+    assert (by_coupon.status, by_coupon.pay_amount) == ("paid", 0)
+    short = await shop.create_coupon(user, 500)
+    leaves: tuple[dict[str, Any], ...] = (
+        {"use_balance": 1_999},
+        {"coupon_id": short.id},
+        {"use_balance": 2_000, "expected_total": 1},  # refused otherwise too: the cap says
+    )
+    for leaves_to_pay in leaves:
+        with pytest.raises(ShopError) as refused:
+            await shop.place_order(user, [(tea.id, 1)], **leaves_to_pay)
+        assert refused.value.code == "too_many_unpaid_orders"
+    with pytest.raises(ShopError) as refused:  # the cap is the first check that fails
+        await shop.place_order(user, [(tea.id, 1_000)], use_balance=2_000)
+    assert refused.value.code == "too_many_unpaid_orders"
+    assert (await shop.get_goods(tea.id)).stock == 88
+    assert (await shop.get_user(user)).balance == 8_000
+    assert (await shop.get_coupon(short.id)).state == "unused"
+    await assert_audit_ok(shop)
+
+
 async def test_a_cancel_sent_during_an_asynchronous_placement_is_applied_after_it(
     shop: Shop,
 ) -> None:
