@@ -16,6 +16,7 @@ The HTTP layer (``shopkeep/http``) is a thin adapter over this class.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 from collections import Counter, OrderedDict
@@ -69,6 +70,7 @@ from shopkeep.actors.protocol import (
     GetUser,
     GoodsView,
     Refusal,
+    ReleasesSent,
     ReplaceToken,
     UpdateGoods,
     UserView,
@@ -592,9 +594,11 @@ class Shop(BackOffice):
             raise ShopError("validation_error", "by must be user or admin")
         cancel = Cancel(by)  # type: ignore[arg-type]
         request = ("cancel_order", order_id, by)
-        return await self._once.ask(
+        canceled = await self._once.ask(
             _actor("order", order_id), cancel, OrderView, idempotency_key, request, user_id
         )
+        await self._given_back(order_id)
+        return canceled
 
     async def ship(self, order_id: int, *, idempotency_key: Key = None) -> OrderView:
         """The paid order leaves the warehouse (admin)."""
@@ -641,9 +645,21 @@ class Shop(BackOffice):
         if order_id is None:
             raise ShopError("not_found", f"return {return_id} does not exist")
         request = ("approve_return", return_id)
-        return await self._once.ask(
+        approved = await self._once.ask(
             Address("order", order_id), ApproveReturn(return_id), ReturnView, key, request
         )
+        await self._given_back(order_id)
+        return approved
+
+    async def _given_back(self, order_id: int) -> None:
+        """Wait until what the order gave back (a cancel's, a return's) is in the mailboxes of
+        its assets' actors (``ReleasesSent``), so that the caller's next read of the stock, the
+        coupon or the wallet sees it back: a 200 and then the old balance would look like a
+        lost release. Not waited for past a second, and never an error of the caller's: the
+        cancel is done, and the releases are durable and land anyway (a fan-out whose commit
+        failed is delivered again; a shop too busy or stopping answers without waiting)."""
+        with contextlib.suppress(Exception):
+            await self.system.ask(Address("assets", order_id), ReleasesSent(), timeout=1.0)
 
     async def refunds(
         self,

@@ -27,6 +27,7 @@ from shopkeep.actors.protocol import (
     GoodsMessage,
     ReleaseAssets,
     ReleaseCoupon,
+    ReleasesSent,
     ReleaseWallet,
     ReturnStock,
     RevokePoints,
@@ -100,4 +101,9 @@ class AssetsActor(Actor):
                 raise ValueError(
                     f"ReleaseAssets of order {order_id} sent to assets:{self.address.id}"
                 )
+            case ReleasesSent():
+                # Writes nothing, so it is answered after the unit of the ReleaseAssets before
+                # it commits, and after that commit's messages are delivered (they go out in
+                # the commit's callbacks, which run before this answer's)
+                return None
         raise TypeError(f"assets actors do not handle {type(message).__name__}")

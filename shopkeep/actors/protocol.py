@@ -323,4 +323,11 @@ class ReleaseAssets(msgspec.Struct, frozen=True, tag=True, gc=False):
     stock_reason: str = "release"
 
 
-AssetsMessage = ReleaseAssets
+class ReleasesSent(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """To ``assets:<order id>``, asked by the shop after a cancel or a return's approval:
+    answered once every ReleaseAssets queued before it is fanned out, its unit committed and
+    its messages delivered into the mailboxes of the assets' actors, so that a read which
+    follows queues behind them and sees what was given back."""
+
+
+AssetsMessage = ReleaseAssets | ReleasesSent

@@ -127,7 +127,8 @@ def catalog() -> list[Operation]:
         op("GET", "/v1/payments/{payment_id}", "getPayment", "Get a payment", owner,
            routes.get_payment, {200: s.PaymentOut}),
         op("POST", "/v1/orders/{order_id}/cancel", "cancelOrder",
-           "Cancel an order (again: 200, unchanged)", owner, routes.cancel_order,
+           "Cancel an order, answered with its stock, coupon and wallet amount back (the "
+           "gateway's refund follows); again: 200, unchanged", owner, routes.cancel_order,
            {200: s.OrderOut}, params=(KEY,), refusals=("invalid_state", CONFLICT)),
         op("POST", "/v1/orders/{order_id}/ship", "shipOrder", "Ship a paid order", admin,
            routes.ship_order, {200: s.OrderOut}, params=(KEY,),
@@ -142,7 +143,8 @@ def catalog() -> list[Operation]:
         op("GET", "/v1/returns/{return_id}", "getReturn", "Get a return", owner,
            routes.get_return, {200: s.ReturnOut}),
         op("POST", "/v1/returns/{return_id}/approve", "approveReturn",
-           "Approve a return: refund, stock back", admin, routes.approve_return,
+           "Approve a return, answered with its stock and wallet amount back (the "
+           "gateway's refund follows)", admin, routes.approve_return,
            {200: s.ReturnOut}, params=(KEY,), refusals=("invalid_state", CONFLICT)),
         op("GET", "/v1/orders/{order_id}/refunds", "listRefunds",
            "An order's refunds, oldest first", owner, routes.order_refunds,

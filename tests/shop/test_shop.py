@@ -239,6 +239,33 @@ async def test_an_order_paid_in_full_by_coupon_or_wallet_is_placed_at_the_cap(
     await assert_audit_ok(shop)
 
 
+async def test_what_a_cancel_gives_back_is_seen_by_the_next_read(shop: Shop) -> None:
+    # no settling in between: the answer comes once the releases are in their actors' hands
+    tea = await shop.create_goods("tea", price=1_000, stock=10)
+    user = await customer(shop, balance=5_000)
+    coupon = await shop.create_coupon(user, 100)
+    order = await shop.place_order(user, [(tea.id, 1)], use_balance=500, coupon_id=coupon.id)
+    await shop.cancel_order(order.id, user_id=user)
+    assert (await shop.get_goods(tea.id)).stock == 10
+    assert (await shop.get_coupon(coupon.id)).state == "unused"
+    assert (await shop.get_user(user)).balance == 5_000
+
+
+async def test_what_an_approved_return_gives_back_is_seen_by_the_next_read(
+    shop: Shop,
+) -> None:
+    tea = await shop.create_goods("tea", price=1_000, stock=10)
+    user = await customer(shop, balance=5_000)
+    order = await shop.place_order(user, [(tea.id, 2)], use_balance=3_000)
+    assert order.status == "paid"
+    await shop.ship(order.id)
+    await shop.deliver(order.id)
+    asked = await shop.request_return(order.id, user_id=user)
+    await shop.approve_return(asked.id)
+    assert (await shop.get_goods(tea.id)).stock == 10
+    assert (await shop.get_user(user)).balance == 5_000
+
+
 async def test_a_cancel_sent_during_an_asynchronous_placement_is_applied_after_it(
     shop: Shop,
 ) -> None:
