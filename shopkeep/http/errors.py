@@ -40,6 +40,7 @@ from shopkeep.http.rate_limit import RateLimited
 from shopkeep.http.validation import refusal_of
 from shopkeep.requests import KEY_RULE
 from shopkeep.runtime import ActorStopped, AskTimeout, Overloaded, ShuttingDown
+from shopkeep.store.errors import CommitFailed
 
 log = structlog.get_logger("shopkeep.http")
 
@@ -165,6 +166,15 @@ def problem_for(error: BaseException) -> web.Response | None:
             )
         case ActorStopped():
             return problem("unavailable", "the shop did not answer; nothing was done, try again")
+        case CommitFailed():
+            # the store refused the write (locked past its busy timeout, a full disk) or its
+            # writer process died mid-batch, when the batch may have committed after all: a
+            # retry under the same Idempotency-Key is safe either way (SPEC 7: 503, retry)
+            return problem(
+                "unavailable",
+                "the shop could not write it to its store, so it is most likely not done: "
+                "retry it with the same Idempotency-Key, or look before retrying without one",
+            )
         case ConnectionResetError():
             # reading the request failed: its client left, or was cut off for sending too
             # slowly (connections.py); nobody reads this answer, and it is no bug of ours
