@@ -22,7 +22,7 @@ invite a second order. HTTP answers it 202, as it answers ``?wait=false``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -91,11 +91,22 @@ class PlaceRequest(msgspec.Struct, frozen=True, gc=False):
         )
 
     def identity(self) -> str:
-        """What an Idempotency-Key binds to: the body and ``?wait=`` (its answer differs)."""
+        """What an Idempotency-Key binds to: the body (SPEC 2: the same key with the same body
+        returns the same order), not ``?wait=``. A retry that waits where the first did not
+        (or the reverse) is answered the first answer: the order as it was accepted, pending,
+        or as it was placed.
+
+        The body is hashed as the waiting request's was when ``?wait=`` counted: a key bound
+        then (by a waiting placement, nearly every one) still matches its retry."""
         return request_hash(
             "place_order", self.lines, self.coupon_id, self.use_balance, self.expected_total,
-            self.wait,
+            _AS_WAITING,
         )
+
+
+_AS_WAITING: Final = True
+"""The last part of every placement's identity: once ``?wait=``, now always as if true (see
+:meth:`PlaceRequest.identity`)."""
 
 
 class Placer:

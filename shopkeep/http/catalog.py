@@ -63,8 +63,9 @@ KEY_TEXT = (
     "Each caller's keys are their own; they are kept 24 hours."
 )
 PLACE_KEY_TEXT = (
-    "Optional: retry safely. The same key with the same body and `wait` answers the first "
-    "answer again with `Idempotent-Replayed: true`: the order as it was placed (or accepted), "
+    "Optional: retry safely. The same key with the same body (whatever its `wait`) answers "
+    "the first answer again with `Idempotent-Replayed: true`: the order as it was placed (or "
+    "accepted, pending: 202), "
     "or the refusal of a placement (with its `order_id` when its order was recorded), even "
     "once its obstacle is gone; with another body, 409 idempotency_conflict. A placement that "
     "failed overloaded, unavailable or interrupted did nothing (everything was given back), "

@@ -172,8 +172,10 @@ async def place_order(request: web.Request) -> web.Response:
         idempotency_key=key,
         wait=wait,
     )
-    placed = wait and order.status != "pending"
-    return reply(c.order_out(order), 201 if placed else 202, f"/v1/orders/{order.id}", key=key)
+    # pending: accepted (?wait=false), or still running past the shop's wait; a retry under
+    # the key answers as its first answer did, whatever its own ?wait=
+    status = 202 if order.status == "pending" else 201
+    return reply(c.order_out(order), status, f"/v1/orders/{order.id}", key=key)
 
 
 async def list_orders(request: web.Request) -> web.Response:

@@ -166,6 +166,23 @@ async def test_the_same_key_with_another_request_answers_409_idempotency_conflic
     assert "Idempotent-Replayed" not in other.headers
 
 
+async def test_the_same_key_and_body_with_or_without_waiting_answer_the_same_order(
+    api: Api,
+) -> None:
+    # SPEC 2: the same key with the same body returns the same order; ?wait= is no body
+    alice, tea = await api.customer(), await api.goods()
+    body = {"items": [{"goods_id": tea, "quantity": 1}]}
+    for first, then in (("?wait=false", ""), ("", "?wait=false")):
+        key = {**alice.headers, "Idempotency-Key": f"either-way{first}"}
+        placed = await api.call("POST", f"/v1/orders{first}", key, body)
+        again = await api.call("POST", f"/v1/orders{then}", key, body)
+        assert placed.status in (201, 202), placed.body
+        assert (again.status, again.body) == (placed.status, placed.body)
+        assert again.headers["Idempotent-Replayed"] == "true"
+    orders = await api.call("GET", "/v1/orders", alice.headers)
+    assert len(orders.body["items"]) == 2
+
+
 async def test_a_placement_refused_by_its_checks_keeps_the_refusal_under_its_key(
     api: Api,
 ) -> None:
