@@ -28,25 +28,50 @@ async def world(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[ProviderWo
         yield made
 
 
-async def processing_refund(world: ProviderWorld, clock: VirtualClock) -> tuple[str, str]:
-    """A paid order canceled, its refund answered PROCESSING: (order id, refund key)."""
+async def refund_answered(
+    world: ProviderWorld, clock: VirtualClock, status: str
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """A paid order canceled, its refund's second call answered ``status`` (the first failed,
+    so that its key tells the refund id): (order, payment, refund key)."""
     fake = world.fake
     assert isinstance(fake, FakeWeChatPay)
     alice = await world.customer()
     order = await world.placed(alice)
     payment = await world.start_payment(alice, order)
     await world.pay(payment)
-    fake.fail_refunds(1)  # the first call fails: its key tells the refund id
-    status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
-    assert status == 200
+    fake.fail_refunds(1)
+    status_code, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
+    assert status_code == 200
     await world.shop.runtime.system.quiet()
     key = fake.refund_calls[-1]
-    fake.refund_answers[key] = answer(fake, payment, key, "PROCESSING")
+    fake.refund_answers[key] = answer(fake, payment, key, status)
     await clock.advance(world.shop.config.refund_retry_s)
     await world.shop.runtime.system.quiet()
+    return order, payment, key
+
+
+async def processing_refund(world: ProviderWorld, clock: VirtualClock) -> tuple[str, str]:
+    """A paid order canceled, its refund answered PROCESSING: (order id, refund key)."""
+    order, _, key = await refund_answered(world, clock, "PROCESSING")
     [refund] = await world.refunds(order["id"])
     assert refund["status"] == "refunding"
     return str(order["id"]), key
+
+
+async def queried_as(
+    world: ProviderWorld, clock: VirtualClock, key: str, status: str | None
+) -> FakeWeChatPay:
+    """The processing refund under ``key`` asked about again, WeChat Pay answering ``status``
+    (None: it has no such refund, 404); the fake."""
+    fake = world.fake
+    assert isinstance(fake, FakeWeChatPay)
+    if status is None:
+        del fake.refund_answers[key]
+    else:
+        fake.refund_answers[key]["status"] = status
+    await clock.advance(world.shop.config.refund_query_after_s)
+    await world.shop.runtime.system.quiet()
+    return fake
 
 
 def answer(fake: FakeWeChatPay, payment: dict[str, Any], key: str, status: str) -> dict[str, Any]:
@@ -59,11 +84,7 @@ async def test_a_processing_refund_is_asked_about_later_and_marked_refunded(
     world: ProviderWorld, clock: VirtualClock
 ) -> None:
     order_id, key = await processing_refund(world, clock)
-    fake = world.fake
-    assert isinstance(fake, FakeWeChatPay)
-    fake.refund_answers[key]["status"] = "SUCCESS"
-    await clock.advance(world.shop.config.refund_query_after_s)
-    await world.shop.runtime.system.quiet()
+    await queried_as(world, clock, key, "SUCCESS")
     [refund] = await world.refunds(order_id)
     assert refund["status"] == "refunded"
     assert world.shop.active_queries["refund:refunded"] == 1
@@ -74,11 +95,7 @@ async def test_a_refund_the_provider_failed_stays_refunding_and_the_history_says
     world: ProviderWorld, clock: VirtualClock
 ) -> None:
     order_id, key = await processing_refund(world, clock)
-    fake = world.fake
-    assert isinstance(fake, FakeWeChatPay)
-    fake.refund_answers[key]["status"] = "ABNORMAL"
-    await clock.advance(world.shop.config.refund_query_after_s)
-    await world.shop.runtime.system.quiet()
+    await queried_as(world, clock, key, "ABNORMAL")
     [refund] = await world.refunds(order_id)
     assert refund["status"] == "refunding"
     status, history = await world.call("GET", f"/v1/orders/{order_id}/history", world.admin)
@@ -91,11 +108,7 @@ async def test_a_refund_wechat_pay_closed_unpaid_is_sent_again_under_a_new_numbe
     world: ProviderWorld, clock: VirtualClock
 ) -> None:
     order_id, key = await processing_refund(world, clock)
-    fake = world.fake
-    assert isinstance(fake, FakeWeChatPay)
-    fake.refund_answers[key]["status"] = "CLOSED"  # a week in PROCESSING, no money moved
-    await clock.advance(world.shop.config.refund_query_after_s)
-    await world.shop.runtime.system.quiet()
+    fake = await queried_as(world, clock, key, "CLOSED")  # a week in PROCESSING, no money moved
     assert fake.refund_calls[-1] == f"{key}-1"
     assert list(fake.refunds) == [f"{key}-1"]
     [refund] = await world.refunds(order_id)
@@ -107,20 +120,9 @@ async def test_a_refund_wechat_pay_closed_unpaid_is_sent_again_under_a_new_numbe
 async def test_a_refund_call_answered_closed_is_sent_again_under_a_new_number(
     world: ProviderWorld, clock: VirtualClock
 ) -> None:
+    order, payment, key = await refund_answered(world, clock, "CLOSED")  # closed, unpaid
     fake = world.fake
     assert isinstance(fake, FakeWeChatPay)
-    alice = await world.customer()
-    order = await world.placed(alice)
-    payment = await world.start_payment(alice, order)
-    await world.pay(payment)
-    fake.fail_refunds(1)  # the first call fails: its key tells the refund id
-    status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
-    assert status == 200
-    await world.shop.runtime.system.quiet()
-    key = fake.refund_calls[-1]
-    fake.refund_answers[key] = answer(fake, payment, key, "CLOSED")  # closed before, unpaid
-    await clock.advance(world.shop.config.refund_retry_s)
-    await world.shop.runtime.system.quiet()
     assert fake.refund_calls == [key, key, f"{key}-1"]
     [refund] = await world.refunds(order["id"])
     assert refund["status"] == "refunded"
@@ -132,11 +134,7 @@ async def test_a_refund_the_provider_has_no_word_of_is_sent_again_under_its_numb
     world: ProviderWorld, clock: VirtualClock
 ) -> None:
     order_id, key = await processing_refund(world, clock)
-    fake = world.fake
-    assert isinstance(fake, FakeWeChatPay)
-    del fake.refund_answers[key]  # the query answers 404: the refund never arrived
-    await clock.advance(world.shop.config.refund_query_after_s)
-    await world.shop.runtime.system.quiet()
+    fake = await queried_as(world, clock, key, None)  # 404: the refund never arrived
     assert fake.refund_calls[-1] == key
     assert list(fake.refunds) == [key]
     [refund] = await world.refunds(order_id)
