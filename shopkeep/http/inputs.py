@@ -9,6 +9,7 @@ refusal is a ``ShopError``, which ``errors.py`` maps. Answers go out through :fu
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Final, Literal, TypeVar, get_args
 
 import msgspec
@@ -103,7 +104,7 @@ def decoded(raw: bytes, kind: type[T]) -> T:
             except msgspec.ValidationError:
                 pass
         try:
-            found = problems(_whole(msgspec.json.decode(raw)), kind)
+            found = problems(_as_written(raw), kind)
         except RecursionError:  # nested deeper than any request type: msgspec's one will do
             found = []
         raise ShopError.invalid(found or [refusal_of(refused)]) from None
@@ -133,14 +134,25 @@ def _with_whole_numbers(raw: bytes, kind: type[T], refused: msgspec.ValidationEr
     runs only after a refusal that names a float: the common request pays nothing.
     """
     try:
-        return msgspec.convert(_whole(msgspec.json.decode(raw)), type=kind)
+        return msgspec.convert(_as_written(raw), type=kind)
     except (msgspec.ValidationError, RecursionError):
         raise refused from None
 
 
+_EXACT: Final = msgspec.json.Decoder(float_hook=Decimal)
+"""JSON with each number that has a fraction or an exponent read as the decimal written."""
+
+
+def _as_written(raw: bytes) -> Any:
+    """``raw`` as plain JSON values, each number that is a whole one as written (``5.0``,
+    ``5e0``) an ``int``, any other a ``float``: read as a float first, ``1999.9999999999999``
+    would round to 2000.0 and pass for a whole number of cents, which it is not."""
+    return _whole(_EXACT.decode(raw))
+
+
 def _whole(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, list):
         return [_whole(item) for item in value]
     if isinstance(value, dict):

@@ -37,3 +37,22 @@ async def test_a_number_as_a_string_is_still_refused(api: Api) -> None:
 
     assert (refused.status, refused.body["code"]) == (422, "validation_error")
     assert (await api.call("GET", "/v1/goods", ADMIN)).body["items"] == []
+
+
+async def test_a_fraction_too_small_for_a_float_is_refused_not_rounded_away(api: Api) -> None:
+    # as a float, 1999.9999999999999 is 2000.0: read as written, it is no whole number of cents
+    for price in (b"1999.9999999999999", b"1.0000000000000001", b"2e-1"):
+        raw = b'{"name": "tea", "price": ' + price + b', "stock": 3}'
+        refused = await api.call("POST", "/v1/goods", ADMIN, data=raw)
+        assert (refused.status, refused.body["code"]) == (422, "validation_error"), price
+        assert refused.body["errors"] == [
+            {"pointer": "/price", "detail": "Expected `int`, got `float`"}
+        ]
+    assert (await api.call("GET", "/v1/goods", ADMIN)).body["items"] == []
+
+
+async def test_a_whole_number_written_with_an_exponent_is_the_integer_it_is(api: Api) -> None:
+    made = await api.call("POST", "/v1/goods", ADMIN, data=b'{"name": "tea", "price": 15e2, '
+                          b'"stock": 3E0}')  # fmt: skip
+    assert made.status == 201, made.body
+    assert (made.body["price"], made.body["stock"]) == (1500, 3)
