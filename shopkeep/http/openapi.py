@@ -45,8 +45,9 @@ that created something (201) its URL in `Location`. Every GET also answers HEAD.
 A validation error (422) lists every problem found in `errors`, in the query, the
 `Idempotency-Key` header and the body together, each with a JSON Pointer into the body
 (`pointer`: `/items/0/quantity`) or the name of a query parameter or header (`parameter`).
-An id that is not one (in a path, or referring to something in a body) names nothing: 404,
-as an id that names nothing. Lists answer `{"items", "next_cursor"}`: pass
+An id in a path that is not one names nothing: 404, as an id that names nothing; in a body,
+an id is a decimal string (the schema's pattern), else 422. Lists answer `{"items",
+"next_cursor"}`: pass
 `next_cursor` back as `?cursor=` for the next page (null: there is none).
 
 Too many requests from one user's token answer 429 `rate_limited` with `Retry-After` (the
