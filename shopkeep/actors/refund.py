@@ -16,6 +16,7 @@ answer:
 - closed (the provider closed it without paying it out: WeChat Pay's CLOSED, Stripe's
   canceled), from the refund call or a query -> a refund_log row, and the refund sent again
   under the next key (``RefundRequest.issue``), since the closed one's key names it for good;
+  failed, from the refund call too, as from a query;
 - an error (down, a timeout, a 5xx, a refusal): a refund_log row, and a durable timer that
   tries again after a back-off (``refund_retry_s`` doubling up to ``refund_retry_max_s``). An
   outage never rolls the refund record back: it stays refunding, visible, until it is done.
@@ -42,12 +43,12 @@ from shopkeep.payments.provider import (
     RefundMissing,
     RefundProcessing,
     RefundRequest,
+    RefundState,
 )
 from shopkeep.payments.provider import RefundDone as ProviderRefundDone
 from shopkeep.runtime import Actor, Address, Context
 
 log = structlog.get_logger("shopkeep.refund")
-
 
 
 class RefundAttempt(msgspec.Struct, frozen=True, tag=True, gc=False):
@@ -114,14 +115,7 @@ class RefunderActor(Actor):
             self._retry(ctx, message, exc)
             return False
         ctx.execute(ATTEMPTS_SQL, (message.attempt, message.refund_id))
-        if isinstance(state, RefundProcessing):
-            self._query_later(ctx, message, "the provider is processing it")
-            return False
-        if isinstance(state, RefundClosed):
-            self._issue_again(ctx, message, state.reason)
-            return False
-        ctx.send(Address("order", message.order_id), RefundDone(message.refund_id))
-        return True
+        return self._learned(ctx, message, state)
 
     async def _query(self, ctx: Context, message: RefundAttempt) -> bool:
         try:
@@ -130,16 +124,26 @@ class RefunderActor(Actor):
             self.outcomes["refund:error"] += 1
             self._retry(ctx, message, exc, query=True)
             return False
+        return self._learned(ctx, message, state, queried=True)
+
+    def _learned(
+        self, ctx: Context, message: RefundAttempt, state: RefundState, *, queried: bool = False
+    ) -> bool:
+        """Act on where the refund stands, as the refund call or a query (``queried``, which
+        ``/metrics`` counts by outcome) found it: True once it is done."""
         now = ctx.now()
         match state:
             case ProviderRefundDone():
-                self.outcomes["refund:refunded"] += 1
-                ctx.execute(REFUND_LOG_SQL, (message.refund_id, "refund_queried", "done", now))
+                if queried:
+                    self.outcomes["refund:refunded"] += 1
+                    ctx.execute(REFUND_LOG_SQL, (message.refund_id, "refund_queried", "done", now))
                 ctx.send(Address("order", message.order_id), RefundDone(message.refund_id))
                 return True
             case RefundProcessing():
-                self.outcomes["refund:processing"] += 1
-                self._query_later(ctx, message, "still processing")
+                if queried:
+                    self.outcomes["refund:processing"] += 1
+                why = "still processing" if queried else "the provider is processing it"
+                self._query_later(ctx, message, why)
             case RefundMissing():
                 self.outcomes["refund:missing"] += 1
                 ctx.execute(REFUND_LOG_SQL, (message.refund_id, "refund_queried",
@@ -147,10 +151,12 @@ class RefunderActor(Actor):
                 again = msgspec.structs.replace(message, attempt=message.attempt + 1)
                 ctx.send(self.address, again)  # durable: a crash now must not drop it
             case RefundClosed(reason):
-                self.outcomes["refund:closed"] += 1
+                if queried:
+                    self.outcomes["refund:closed"] += 1
                 self._issue_again(ctx, message, reason)
             case RefundFailed(reason):
-                self.outcomes["refund:failed"] += 1
+                if queried:
+                    self.outcomes["refund:failed"] += 1
                 detail = f"the provider failed it ({reason}): left refunding for manual action"
                 log.warning("refund_failed_at_provider", refund_id=message.refund_id,
                             order_id=message.order_id, reason=reason)

@@ -232,13 +232,12 @@ class RefundMissing(msgspec.Struct, frozen=True):
     """The provider has no such refund (it never arrived): send it again."""
 
 
-RefundState = RefundDone | RefundProcessing | RefundClosed | RefundFailed | RefundMissing
-"""What a refund call or a refund query learns. :meth:`PaymentProvider.refund` answers only
-:class:`RefundDone`, :class:`RefundProcessing` or :class:`RefundClosed` (anything else is
-raised)."""
+RefundTaken = RefundDone | RefundProcessing | RefundClosed | RefundFailed
+"""What :meth:`PaymentProvider.refund` answers: the provider took the refund, whatever came
+of it (a refusal of the request, or an outage, is raised)."""
 
-RefundTaken = RefundDone | RefundProcessing | RefundClosed
-"""What :meth:`PaymentProvider.refund` answers."""
+RefundState = RefundTaken | RefundMissing
+"""What a refund query learns: also that the provider has no such refund."""
 
 
 class PaymentRef(msgspec.Struct, frozen=True, kw_only=True):

@@ -165,10 +165,7 @@ class StripeProvider:
                 },
                 {"idempotency_key": request.key},
             )
-        state = _refund_state(refund.status)
-        if isinstance(state, RefundDone | RefundProcessing | RefundClosed):
-            return state
-        raise GatewayRefused(f"stripe: refund {request.refund_id} is {refund.status}")
+        return _refund_state(refund.status)
 
     async def query_refund(self, request: RefundRequest) -> RefundState:
         """The intent's refund whose metadata names the refund's key, if any."""
@@ -277,7 +274,7 @@ def _intent_of(request: RefundRequest) -> str:
     return intent
 
 
-def _refund_state(status: str | None) -> RefundState:
+def _refund_state(status: str | None) -> RefundTaken:
     if status == "succeeded":
         return RefundDone()
     if status in ("pending", "requires_action"):

@@ -190,10 +190,7 @@ class WeChatPayProvider:
         if status != 200:
             raise GatewayRefused(f"wechatpay: refund {request.refund_id}: {status} "
                                  f"{_said(answer)}")
-        state = _refund_state(answer)
-        if isinstance(state, RefundDone | RefundProcessing | RefundClosed):
-            return state
-        raise GatewayRefused(f"wechatpay: refund {request.refund_id}: {answer.get('status')}")
+        return _refund_state(answer)
 
     async def query_refund(self, request: RefundRequest) -> RefundState:
         """``GET /v3/refund/domestic/refunds/{out_refund_no}``."""
@@ -289,7 +286,7 @@ def _whole(value: object) -> int:
     return value
 
 
-def _refund_state(answer: Mapping[str, Any]) -> RefundState:
+def _refund_state(answer: Mapping[str, Any]) -> RefundTaken:
     status = answer.get("status")
     if status == "SUCCESS":
         return RefundDone()

@@ -141,3 +141,19 @@ async def test_a_refund_the_provider_has_no_word_of_is_sent_again_under_its_numb
     assert refund["status"] == "refunded"
     assert world.shop.active_queries["refund:missing"] == 1
     await world.audit_ok()
+
+
+async def test_a_refund_call_answered_abnormal_is_left_for_manual_action_not_sent_again(
+    world: ProviderWorld, clock: VirtualClock
+) -> None:
+    order, _, key = await refund_answered(world, clock, "ABNORMAL")
+    fake = world.fake
+    assert isinstance(fake, FakeWeChatPay)
+    await clock.advance(world.shop.config.refund_retry_max_s * 4)
+    await world.shop.runtime.system.quiet()
+    assert fake.refund_calls == [key, key]  # the failed first try, then ABNORMAL: no more
+    [refund] = await world.refunds(order["id"])
+    assert refund["status"] == "refunding"
+    status, history = await world.call("GET", f"/v1/orders/{order['id']}/history", world.admin)
+    assert status == 200
+    assert history["items"][-1]["operation"] == "refund_failed"
