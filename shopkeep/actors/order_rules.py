@@ -57,6 +57,7 @@ from shopkeep.actors.protocol import (
     VALIDATION_ERROR,
     Refusal,
 )
+from shopkeep.payments.money import exponent
 
 # -- transitions ------------------------------------------------------------------------------
 
@@ -97,8 +98,10 @@ def wallet_amount(use_balance: int, remaining: int) -> int:
 
 
 def points_for(pay_amount: int, wallet: int, config: ShopConfig) -> int:
-    """Points per whole currency unit (100 minor units) of pay amount + wallet amount."""
-    return config.points_per_unit * ((pay_amount + wallet) // 100)
+    """Points per whole currency unit of pay amount + wallet amount (100 minor units of yuan
+    or dollars, one yen: as many as the currency's minor unit has)."""
+    unit: int = 10 ** exponent(config.currency)
+    return config.points_per_unit * ((pay_amount + wallet) // unit)
 
 
 def priced(state: OrderState, unit_prices: Mapping[int, int], config: ShopConfig) -> OrderState:

@@ -125,8 +125,8 @@ def add_shop_flags(parser: argparse.ArgumentParser) -> None:
     flag(
         parser, "--points-rate", convert=whole(0, 1_000), metavar="POINTS",
         default=str(defaults.points_per_unit),
-        help="points a user earns per whole currency unit (100 minor units) paid, from the "
-        "gateway or the wallet; 0: no points",
+        help="points a user earns per whole currency unit paid (a yuan or a dollar: 100 minor "
+        "units; a yen: one), from the gateway or the wallet; 0: no points",
     )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Final
 
+from shopkeep.payments.money import check_currency
 from shopkeep.payments.names import DEFAULT_CURRENCY, GATEWAYS
 
 if TYPE_CHECKING:
@@ -86,11 +87,13 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def currency_code(text: str) -> str:
-    """An ISO 4217 code as the shop keeps it (upper case, three letters)."""
-    code = text.strip().upper()
-    if not (len(code) == 3 and code.isascii() and code.isalpha()):
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 4217 currency code")
-    return code
+    """A currency's ISO 4217 code (``money.CURRENCIES``), as the shop keeps it: in capitals."""
+    try:
+        return check_currency(text.strip().upper())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not the ISO 4217 code of a currency (CNY, USD, EUR...)"
+        ) from None
 
 
 def check_provider_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

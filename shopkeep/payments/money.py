@@ -20,7 +20,20 @@ ZERO_DECIMAL: Final = frozenset(
 THREE_DECIMAL: Final = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
 """ISO 4217 currencies with three decimals."""
 
-_CODE = re.compile(r"[A-Z]{3}")
+_CURRENCY_TABLE: Final = """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN
+    BWP BYN BZD CAD CDF CHF CLP CNY COP CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR
+    FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HRK HTG HUF IDR ILS INR IQD IRR ISK JMD
+    JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK
+    MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN
+    PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL
+    THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYI UYU UZS VED VES VND VUV WST XAF XCD
+    XOF XPF YER ZAR ZMW ZWG ZWL
+"""
+CURRENCIES: Final = frozenset(_CURRENCY_TABLE.split())
+"""The ISO 4217 codes of currencies goods are priced in: every active one (and a few withdrawn
+lately, still in a shop's books), without the funds, metals and testing codes (XAU, XTS...)."""
+
 # Plain decimal notation only: no sign, exponent, spaces, "NaN" or "Infinity" (all of which
 # Decimal() would accept), and no leading zeros that hide a typo ("012.3").
 _DECIMAL = re.compile(r"(0|[1-9][0-9]{0,17})(\.[0-9]+)?")
@@ -31,9 +44,10 @@ class AmountError(ValueError):
 
 
 def check_currency(code: str) -> str:
-    """``code`` if it is an ISO 4217 alphabetic code (three capital letters); ValueError else."""
-    if not _CODE.fullmatch(code):
-        raise ValueError(f"a currency is an ISO 4217 code of three capital letters, not {code!r}")
+    """``code`` if it is the ISO 4217 code of a currency (:data:`CURRENCIES`), in capitals;
+    ValueError else."""
+    if code not in CURRENCIES:
+        raise ValueError(f"{code!r} is not the ISO 4217 code of a currency (CNY, USD, EUR...)")
     return code
 
 

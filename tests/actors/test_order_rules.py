@@ -134,6 +134,9 @@ def test_points_count_whole_currency_units_of_pay_and_wallet_amounts() -> None:
     assert points_for(1_950, 50, CONFIG) == 20
     assert points_for(99, 0, CONFIG) == 0
     assert points_for(1_000, 0, ShopConfig(points_per_unit=3)) == 30
+    # a yen has no minor unit, a dinar a thousand
+    assert points_for(3_234, 0, ShopConfig(currency="JPY")) == 3_234
+    assert points_for(3_234, 0, ShopConfig(currency="KWD")) == 3
 
 
 def test_an_order_is_priced_from_the_unit_prices_of_its_stock_takes() -> None:

@@ -7,6 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shopkeep.payments.money import (
+    CURRENCIES,
+    THREE_DECIMAL,
+    ZERO_DECIMAL,
     AmountError,
     check_currency,
     exponent,
@@ -62,6 +65,11 @@ def test_currencies_have_their_iso_4217_decimals() -> None:
     with pytest.raises(AmountError):
         from_decimal_string("1.5", "JPY")
     assert check_currency("USD") == "USD"
-    for bad in ("usd", "US", "USDT", "U1D"):
+    for bad in ("usd", "US", "USDT", "U1D", "YEN", "ABC", "XAU", "XTS"):
         with pytest.raises(ValueError):
             check_currency(bad)
+
+
+def test_every_currency_with_other_decimals_than_two_is_a_currency() -> None:
+    assert ZERO_DECIMAL | THREE_DECIMAL <= CURRENCIES
+    assert all(len(code) == 3 and code.isalpha() and code.isupper() for code in CURRENCIES)
