@@ -141,9 +141,11 @@ async def test_a_forged_altered_or_stale_webhook_is_refused(world: World) -> Non
         assert isinstance(verdict, Refused) and verdict.reason == STALE, off_by
     near = world.headers(payload, timestamp=int(time.time()) + 250)
     assert isinstance(await world.provider.verify_callback(payload, near, time.time()), Notice)
-    garbage = b"not json"
-    verdict = await world.provider.verify_callback(garbage, world.headers(garbage), time.time())
-    assert isinstance(verdict, Refused) and verdict.reason == MALFORMED
+    for garbage in (b"not json", b"[]", b'"event"', b"1", b'{"type": 5}', b"\xff\xfe"):
+        verdict = await world.provider.verify_callback(
+            garbage, world.headers(garbage), time.time()
+        )
+        assert isinstance(verdict, Refused) and verdict.reason == MALFORMED, garbage
 
 
 async def test_a_refund_asked_twice_is_made_once(world: World) -> None:
