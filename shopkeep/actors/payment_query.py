@@ -10,6 +10,12 @@ actor asks the provider, outside the order's turn, and tells the order what it l
 - open, closed, or no answer: :class:`~shopkeep.actors.order_messages.DeadlineReached` with
   ``queried`` set: the order times out as it would have, its history saying what was asked.
 
+No answer (the provider down, or refusing) does not end it: the payment may have been
+collected, and its notification lost. A durable timer asks again after a back-off (the
+refunds' ``refund_retry_s``, doubling up to ``refund_retry_max_s``) until the provider
+answers: paid, the order (timed out by then) refunds it as a late payment; open or closed,
+nothing more is done.
+
 Outcomes are counted by kind (``/metrics``: ``shopkeep_active_queries_total``).
 """
 
@@ -23,6 +29,7 @@ import structlog
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import DeadlineReached, PaymentCallback
+from shopkeep.actors.refund import retry_delay
 from shopkeep.payments.provider import PaymentClosed, PaymentPaid, PaymentProvider, PaymentRef
 from shopkeep.runtime import Actor, Address, Context
 
@@ -37,6 +44,9 @@ class QueryPayment(msgspec.Struct, frozen=True, tag=True, gc=False):
     amount: int
     currency: str
     provider_ref: str | None = None
+    attempt: int = 0
+    """0: the deadline's query; from 1, a query again after one the provider did not answer
+    (the order has timed out already: only a payment found collected is told)."""
 
 
 class PaymentQueryActor(Actor):
@@ -60,12 +70,16 @@ class PaymentQueryActor(Actor):
         )
         try:
             state = await self.provider.query_payment(ref)
-        except Exception as exc:  # down or refusing: the order times out; a late callback
-            self.outcomes["payment:error"] += 1  # is still refunded
+        except Exception as exc:  # down or refusing: the order times out, and is asked about
+            self.outcomes["payment:error"] += 1  # again until the provider answers
+            delay = retry_delay(message.attempt + 1, self.config)
             log.info("payment_query_failed", payment_id=message.payment_id,
-                     error=f"{type(exc).__name__}: {exc}")
-            outcome = f"payment {message.payment_id}: the provider did not answer ({exc})"
-            ctx.send(order, DeadlineReached(True, outcome))
+                     error=f"{type(exc).__name__}: {exc}", again_in_s=delay)
+            if message.attempt == 0:
+                outcome = f"payment {message.payment_id}: the provider did not answer ({exc})"
+                ctx.send(order, DeadlineReached(True, outcome))
+            again = msgspec.structs.replace(message, attempt=message.attempt + 1)
+            ctx.arm_timer("again", ctx.now() + delay, again)
             return None
         if isinstance(state, PaymentPaid):
             self.outcomes["payment:paid"] += 1
@@ -76,5 +90,6 @@ class PaymentQueryActor(Actor):
             return None
         word = "closed" if isinstance(state, PaymentClosed) else "open"
         self.outcomes[f"payment:{word}"] += 1
-        ctx.send(order, DeadlineReached(True, f"payment {message.payment_id}: {word}"))
+        if message.attempt == 0:  # else the order timed out when the first went unanswered
+            ctx.send(order, DeadlineReached(True, f"payment {message.payment_id}: {word}"))
         return None

@@ -11,7 +11,7 @@ import pytest
 
 from shopkeep.actors.recovery import DeadlineSweep
 from shopkeep.errors import CallbackRejected, ShopError
-from shopkeep.payments.provider import PaymentRef
+from shopkeep.payments.provider import GatewayError, PaymentRef
 from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Shop
 from tests.shop.conftest import assert_audit_ok, sandbox, settle
@@ -462,6 +462,40 @@ async def test_a_payment_whose_notification_never_came_is_found_by_the_query_at_
     operations = [entry.operation for entry in (await shop.order_history(order.id)).items]
     assert "payment_queried" in operations
     assert shop.active_queries["payment:paid"] == 1
+    await assert_audit_ok(shop)
+
+
+async def test_a_query_the_provider_did_not_answer_is_asked_again_and_a_found_payment_refunded(
+    shop: Shop, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SPEC 10: a callback that never arrives loses nothing, even with the provider down at
+    # the deadline: the order times out, and the payment found later is refunded
+    tea = await shop.create_goods("tea", price=2_000, stock=10)
+    user = await customer(shop)
+    order = await shop.place_order(user, [(tea.id, 1)])
+    payment = (await shop.start_payment(order.id)).payment
+    sandbox(shop).collect(payment.id, "txn-lost", payment.amount)  # paid; no callback
+    provider = shop.provider
+    query, outage = provider.query_payment, [3]
+
+    async def down_a_while(ref: PaymentRef) -> Any:
+        if outage[0]:
+            outage[0] -= 1
+            raise GatewayError("the provider is down")
+        return await query(ref)
+
+    monkeypatch.setattr(provider, "query_payment", down_a_while)
+    await clock.advance(1800)
+    await settle(shop)
+    timed_out = await shop.get_order(order.id)
+    assert (timed_out.status, timed_out.cancel_reason) == ("canceled", "timeout")
+    for _ in range(3):  # each unanswered query asks again after a longer pause
+        await clock.advance(shop.config.refund_retry_max_s)
+        await settle(shop)
+    assert shop.active_queries["payment:error"] == 3
+    assert shop.active_queries["payment:paid"] == 1
+    [refund] = (await shop.refunds(order.id)).items
+    assert (refund.kind, refund.gateway_amount) == ("late_payment", payment.amount)
     await assert_audit_ok(shop)
 
 
