@@ -334,12 +334,15 @@ def deadline_reached(state: OrderState, now: float) -> Decision | None:
 # -- refunds ----------------------------------------------------------------------------------
 
 
-def open_refund(state: OrderState, refund: Refund, now: float) -> Decision:
-    """Record a refund (status refunding) and ask the refunder for its gateway part; with no
-    gateway part it is refunded at once (its wallet part goes back with the release)."""
+def open_refund(
+    state: OrderState, refund: Refund, now: float, txn_id: str | None = None
+) -> Decision:
+    """Record a refund (status refunding) and ask the refunder for its gateway part (of the
+    transaction ``txn_id``, else of the payment's own); with no gateway part it is refunded at
+    once (its wallet part goes back with the release)."""
     effects: list[Effect] = []
     if refund.gateway_amount > 0:
-        effects += [SaveRefund(refund, "created"), RequestRefund(refund)]
+        effects += [SaveRefund(refund, "created"), RequestRefund(refund, txn_id)]
     else:
         refund = replace(refund, status=REFUNDED, refunded_at=now)
         effects.append(SaveRefund(refund, "refunded", "nothing to refund through the gateway"))

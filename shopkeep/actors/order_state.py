@@ -276,9 +276,12 @@ class SaveRefund(msgspec.Struct, frozen=True, gc=False):
 
 
 class RequestRefund(msgspec.Struct, frozen=True, gc=False):
-    """Ask the refunder, durably, to refund the gateway part of ``refund``."""
+    """Ask the refunder, durably, to refund the gateway part of ``refund``: the transaction
+    ``txn_id`` when given (a second one of the payment, refunded as a duplicate), else the
+    payment's own."""
 
     refund: Refund
+    txn_id: str | None = None
 
 
 class SaveReturn(msgspec.Struct, frozen=True, gc=False):

@@ -310,13 +310,13 @@ def write(
                      r.status, r.created_at, r.refunded_at),
                 )
                 ctx.execute(REFUND_LOG_SQL, (r.id, event, detail, now))
-            case RequestRefund(r):
+            case RequestRefund(r, txn_id):
                 paid = after.payment(r.payment_id) if r.payment_id is not None else None
                 attempt = RefundAttempt(
                     r.id, order_id, r.payment_id, r.gateway_amount,
                     currency=paid.currency if paid else "CNY",
                     payment_amount=paid.amount if paid else r.gateway_amount,
-                    gateway_txn_id=paid.txn_id if paid else None,
+                    gateway_txn_id=txn_id or (paid.txn_id if paid else None),
                     provider_ref=paid.provider_ref if paid else None,
                 )
                 ctx.send(Address("refunder", r.id), attempt)

@@ -200,7 +200,8 @@ def decide_callback(
                 DUPLICATE_PAYMENT
             )
             refund = Refund(refund_id, kind, payment_id, 0, amount, REFUNDING, now)
-            state, refund_effects = open_refund(state, refund, now)
+            # this callback's transaction: a duplicate may be a second one of the payment
+            state, refund_effects = open_refund(state, refund, now, txn_id)
             effects += refund_effects
             effects.append(
                 History(state.status, state.status, f"{kind}_refund",

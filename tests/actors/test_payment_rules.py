@@ -152,7 +152,7 @@ def test_a_success_for_a_canceled_order_is_refunded_as_a_late_payment() -> None:
     assert outcome.action is A.LATE_PAYMENT_REFUND and outcome.state.status == CANCELED
     (refund,) = outcome.state.refunds
     assert (refund.kind, refund.payment_id, refund.gateway_amount) == ("late_payment", 50, 6_000)
-    assert RequestRefund(refund) in outcome.effects
+    assert RequestRefund(refund, "t1") in outcome.effects
     assert callback(outcome.state).action is A.DUPLICATE  # and its repeat is a no-op
 
 
@@ -172,6 +172,7 @@ def test_the_same_payment_with_another_transaction_is_refunded() -> None:
     assert outcome.action is A.DUPLICATE_PAYMENT_REFUND
     (refund,) = outcome.state.refunds
     assert refund.payment_id == 50 and refund.gateway_amount == 6_000
+    assert RequestRefund(refund, "t2") in outcome.effects  # the second one, not t1 that pays
     assert callback(outcome.state, txn="t2").action is A.DUPLICATE
     # refunded: the payment that pays the order stays succeeded
     done = refund_done(outcome.state, refund.id, NOW + 20)

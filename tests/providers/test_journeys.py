@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from shopkeep.payments.fakes.stripe import FakeStripe
 from shopkeep.proof.provider_world import PROVIDERS, ProviderWorld, provider_world
 
 CHECKOUT_FIELD = {"alipay": "gateway_url", "wechatpay": "code_url", "stripe": "client_secret"}
@@ -67,3 +68,30 @@ async def test_alipay_gives_a_qr_code_when_asked_for_the_qr_channel(tmp_path: Pa
         )
         assert status == 201, payment
         assert payment["qr_code"] and "gateway_url" not in payment
+
+
+async def test_a_second_stripe_intent_of_a_paid_payment_is_the_one_refunded(
+    tmp_path: Path,
+) -> None:
+    # SPEC 3.4: the same payment with another transaction is refunded: that transaction
+    async with provider_world("stripe", tmp_path) as world:
+        fake = world.fake
+        assert isinstance(fake, FakeStripe)
+        alice = await world.customer()
+        order = await world.placed(alice)
+        payment = await world.start_payment(alice, order)
+        await world.pay(payment)
+        first = fake.intent_of(payment["id"])
+        fake.intents["pi_second"] = {**first, "id": "pi_second", "client_secret": "pi_second_s"}
+        await fake.pay("pi_second")
+        await world.shop.runtime.system.quiet()
+        status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
+        assert status == 200
+        await world.shop.runtime.system.quiet()
+        refunds = await world.refunds(order["id"])
+        assert [(r["kind"], r["status"]) for r in refunds] == [
+            ("duplicate_payment", "refunded"), ("cancel", "refunded")
+        ]
+        made = {refund.payment: refund.amount for refund in fake.refunds.values()}
+        assert made == {"pi_second": payment["amount"], first["id"]: payment["amount"]}
+        await world.audit_ok()
