@@ -24,6 +24,7 @@ off: the shop's refund actor retries, with back-off, on :class:`GatewayError`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -136,9 +137,33 @@ class StripeProvider:
     # -- requests -------------------------------------------------------------------------------
 
     async def start_payment(self, request: PaymentRequest) -> Checkout:
-        """A PaymentIntent, once per payment id; its client secret."""
-        async with _calling(f"create the PaymentIntent of payment {request.payment_id}"):
-            intent = await self._client.v1.payment_intents.create_async(
+        """A PaymentIntent, once per payment id; its client secret.
+
+        Stripe keeps the first answer under an Idempotency-Key, a 500 included, and replays it
+        for a day: a retry under the payment id alone would be refused as long. So a replayed
+        5xx is reconciled (providers.md): the intent is looked for by its metadata, in case the
+        first request made it after all; none found, one is made under a key of its own for
+        this try. A customer who pays two intents of one payment is refunded the second, as a
+        duplicate payment."""
+        try:
+            intent = await self._create_intent(request, str(request.payment_id))
+        except _ReplayedFailure as replayed:
+            found = await self._intent_of_payment(request.payment_id)
+            if found is None:
+                found = await self._create_intent(
+                    request, f"{request.payment_id}-{replayed.retry_key}"
+                )
+            intent = found
+        if not intent.client_secret:
+            raise GatewayRefused(f"stripe: PaymentIntent {intent.id} has no client_secret")
+        return Checkout(client_secret=intent.client_secret, provider_ref=intent.id)
+
+    async def _create_intent(self, request: PaymentRequest, key: str) -> Any:
+        """``POST /v1/payment_intents`` under the Idempotency-Key ``key``; _ReplayedFailure when
+        Stripe answers a failure it kept under that key (``Idempotent-Replayed``)."""
+        what = f"create the PaymentIntent of payment {request.payment_id}"
+        try:
+            return await self._client.v1.payment_intents.create_async(
                 {
                     "amount": request.amount,
                     "currency": request.currency.lower(),
@@ -146,11 +171,21 @@ class StripeProvider:
                     "metadata": {"payment_id": str(request.payment_id),
                                  "order_id": str(request.order_id)},
                 },
-                {"idempotency_key": str(request.payment_id)},
+                {"idempotency_key": key},
             )
-        if not intent.client_secret:
-            raise GatewayRefused(f"stripe: PaymentIntent {intent.id} has no client_secret")
-        return Checkout(client_secret=intent.client_secret, provider_ref=intent.id)
+        except stripe.StripeError as exc:
+            status = exc.http_status
+            replayed = (exc.headers or {}).get("idempotent-replayed") == "true"
+            if replayed and status is not None and status >= 500:
+                raise _ReplayedFailure(time.time_ns()) from None
+            raise _gateway_error(what, exc) from None
+
+    async def _intent_of_payment(self, payment_id: int) -> Any | None:
+        """The PaymentIntent whose metadata names ``payment_id``, if Stripe finds one."""
+        async with _calling(f"find the PaymentIntent of payment {payment_id}"):
+            query = f"metadata['payment_id']:'{payment_id}'"
+            results = await self._client.v1.payment_intents.search_async({"query": query})
+        return results.data[0] if results.data else None
 
     async def refund(self, request: RefundRequest) -> RefundTaken:
         """``POST /v1/refunds`` of the PaymentIntent, the refund's key as Idempotency-Key and
@@ -183,16 +218,15 @@ class StripeProvider:
     async def query_payment(self, payment: PaymentRef) -> PaymentState:
         """Retrieve the PaymentIntent (found by metadata when its id is not known)."""
         async with _calling(f"find the PaymentIntent of payment {payment.payment_id}"):
+            found: Any
             if payment.provider_ref:
                 found = await self._client.v1.payment_intents.retrieve_async(
                     payment.provider_ref
                 )
             else:
-                query = f"metadata['payment_id']:'{payment.payment_id}'"
-                results = await self._client.v1.payment_intents.search_async({"query": query})
-                if not results.data:
+                found = await self._intent_of_payment(payment.payment_id)
+                if found is None:
                     return PaymentOpen()
-                found = results.data[0]
         intent = msgspec.convert(found.to_dict(), Intent)
         if intent.status == "succeeded":
             return PaymentPaid(amount=intent.amount_received, currency=intent.currency.upper(),
@@ -263,14 +297,28 @@ async def _calling(what: str) -> AsyncIterator[None]:
     """Stripe's errors as the provider interface's: outages retryable, the rest refusals."""
     try:
         yield
-    except stripe.APIConnectionError as exc:
-        raise GatewayError(f"stripe: {what}: {exc.user_message or exc}") from None
     except stripe.StripeError as exc:
-        status = exc.http_status
-        message = f"stripe: {what}: {status} {exc.user_message or exc}"
-        if status is None or status >= 500 or status in RETRYABLE_STATUS:
-            raise GatewayError(message) from None
-        raise GatewayRefused(message) from None
+        raise _gateway_error(what, exc) from None
+
+
+def _gateway_error(what: str, exc: stripe.StripeError) -> GatewayError:
+    """A Stripe error as the provider interface's: an outage retryable, the rest a refusal."""
+    if isinstance(exc, stripe.APIConnectionError):
+        return GatewayError(f"stripe: {what}: {exc.user_message or exc}")
+    status = exc.http_status
+    message = f"stripe: {what}: {status} {exc.user_message or exc}"
+    if status is None or status >= 500 or status in RETRYABLE_STATUS:
+        return GatewayError(message)
+    return GatewayRefused(message)
+
+
+class _ReplayedFailure(Exception):
+    """Stripe replayed a 5xx it kept under the Idempotency-Key: reconcile, then try again
+    under a key of its own (``retry_key`` makes it)."""
+
+    def __init__(self, retry_key: int) -> None:
+        super().__init__(f"a failure replayed; the next key ends -{retry_key}")
+        self.retry_key = retry_key
 
 
 def _intent_of(request: RefundRequest) -> str:

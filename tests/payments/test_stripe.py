@@ -15,6 +15,7 @@ from shopkeep.payments.provider import (
     MALFORMED,
     STALE,
     ConfigurationError,
+    GatewayError,
     GatewayRefused,
     Ignored,
     Notice,
@@ -217,3 +218,22 @@ def test_a_missing_or_empty_secret_file_refuses_in_one_line(tmp_path: Path) -> N
             StripeProvider.from_files(**files)
         assert "\n" not in str(error.value)
 
+
+
+@pytest.mark.parametrize("made", [False, True])
+async def test_a_failure_stripe_replays_under_the_payment_id_is_reconciled(
+    world: World, made: bool
+) -> None:
+    # Stripe keeps a 500 under its Idempotency-Key and replays it for a day: the payment id
+    # alone would stay unpayable (providers.md: a replayed 500 means reconcile, not resend)
+    world.fake.fail_intents(1, made=made)
+    request = PaymentRequest(payment_id=7, order_id=70, amount=1999, currency="USD",
+                             description="order 70", deadline=2_000_000_000.0)
+    with pytest.raises(GatewayError):
+        await world.provider.start_payment(request)
+    checkout = await world.provider.start_payment(request)
+    again = await world.provider.start_payment(request)
+    assert checkout.client_secret and again == checkout
+    [intent] = world.fake.intents.values()  # found when it was made, else made once more
+    assert checkout.provider_ref == intent["id"]
+    assert intent["metadata"] == {"payment_id": "7", "order_id": "70"}

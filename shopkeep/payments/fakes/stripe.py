@@ -45,6 +45,7 @@ class FakeStripe(FakeServer):
         self.intents: dict[str, dict[str, Any]] = {}
         self.stripe_refunds: dict[str, dict[str, Any]] = {}
         self._replays: dict[str, tuple[str, dict[str, Any], int, dict[str, Any]]] = {}
+        self._failing_intents = (0, False)
         routes = self.app.router
         routes.add_post("/v1/payment_intents", self._create_intent)
         routes.add_get("/v1/payment_intents/search", self._search_intents)
@@ -122,10 +123,20 @@ class FakeStripe(FakeServer):
                           "used with the same parameters they were first used with.")
         return web.json_response(body, status=status, headers={"Idempotent-Replayed": "true"})
 
-    def _save(self, request: web.Request, params: dict[str, Any], body: dict[str, Any]) -> None:
+    def _save(
+        self, request: web.Request, params: dict[str, Any], body: dict[str, Any],
+        status: int = 200,
+    ) -> None:
         key = request.headers.get("Idempotency-Key")
         if key:
-            self._replays[key] = (request.path, params, 200, body)
+            self._replays[key] = (request.path, params, status, body)
+
+    def fail_intents(self, times: int = 1, *, made: bool = False) -> None:
+        """The next ``times`` PaymentIntent creations answer 500, kept under their
+        Idempotency-Key as Stripe keeps a failure whose execution began: the same key is
+        answered the same 500 again (``Idempotent-Replayed``). ``made``: the intent was
+        created before the failure."""
+        self._failing_intents = (times, made)
 
     async def _create_intent(self, request: web.Request) -> web.Response:
         params = await self._params(request)
@@ -142,9 +153,21 @@ class FakeStripe(FakeServer):
             "description": params.get("description"), "metadata": params.get("metadata", {}),
             "latest_charge": None, "livemode": False,
         }
+        failing, made = self._failing_intents
+        if failing:
+            self._failing_intents = (failing - 1, made)
+            if not made:
+                return self._fail(request, params)
         self.intents[intent_id] = intent
+        if failing:
+            return self._fail(request, params)
         self._save(request, params, intent)
         return web.json_response(intent)
+
+    def _fail(self, request: web.Request, params: dict[str, Any]) -> web.Response:
+        body = {"error": {"type": "api_error", "message": "An unknown error occurred"}}
+        self._save(request, params, body, 500)
+        return web.json_response(body, status=500)
 
     async def _get_intent(self, request: web.Request) -> web.Response:
         params = await self._params(request)
