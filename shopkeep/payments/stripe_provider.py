@@ -2,7 +2,9 @@
 
 - Start: a PaymentIntent (amount in minor units, the currency, ``metadata`` with the payment and
   order ids), created with the payment id as Idempotency-Key: asking again answers the same
-  intent. The customer gets its ``client_secret``; the intent's id is the ``provider_ref``.
+  intent. The customer gets its ``client_secret``; the intent's id is the ``provider_ref``. A
+  5xx Stripe replays under that key is reconciled: the intent found by its metadata, else one
+  made under ``<payment id>-<n>`` (:meth:`StripeProvider.start_payment`).
 - Webhooks: ``Stripe-Signature`` checked the way the SDK does it
   (``stripe.Webhook.construct_event``: every ``v1`` signature, 300 s tolerance), over the raw
   bytes; the SDK refuses a timestamp too far in the past only, and one too far in the future
