@@ -83,6 +83,7 @@ from shopkeep.bootstrap import Runtime, open_runtime
 from shopkeep.errors import CallbackRejected, ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, Once, key_of
 from shopkeep.paging import Page, page_after, paged
+from shopkeep.payments.names import QR_GATEWAYS
 from shopkeep.payments.provider import (
     Ignored,
     PaymentProvider,
@@ -473,7 +474,7 @@ class Shop(BackOffice):
         started = await self._once.ask(
             _actor("order", order_id), StartPayment(), PaymentStarted, key, request, user_id
         )
-        if started.payment.has_checkout:
+        if started.payment.has_checkout and not self._other_channel(started.payment, channel):
             return started
         if key is not None and key.replayed:
             # the key kept the payment before its provider answered: as the provider answered
@@ -485,6 +486,13 @@ class Shop(BackOffice):
             key.replayed = False
         view = await self._checkout(started, channel)
         return PaymentStarted(view, started.created, started.deadline)
+
+    def _other_channel(self, payment: PaymentView, channel: Literal["page", "qr"]) -> bool:
+        """Whether ``channel`` asks the open payment for what its provider has not given yet:
+        the QR code of one started as a page, or the reverse (``QR_GATEWAYS``)."""
+        if self.provider.name not in QR_GATEWAYS:
+            return False
+        return (payment.qr_code if channel == "qr" else payment.gateway_url) is None
 
     async def _checkout(
         self, started: PaymentStarted, channel: Literal["page", "qr"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+import msgspec
 from msgspec.structs import replace
 
 from shopkeep.actors.config import ShopConfig
@@ -89,13 +90,18 @@ def start_payment(
 def keep_checkout(
     state: OrderState, payment_id: int, checkout: str, provider_ref: str | None
 ) -> tuple[OrderState, list[Effect], Payment] | None:
-    """Keep what the provider answered for ``payment_id`` (a JSON Checkout); the first one
-    kept stays (the provider answers the same payment the same). None: no such payment."""
+    """Keep what the provider answered for ``payment_id`` (a JSON Checkout); what was kept
+    first stays (the provider answers the same payment the same), and a field it lacks is
+    added (the QR code of a payment first started as a page). None: no such payment."""
     payment = state.payment(payment_id)
     if payment is None:
         return None
     if payment.checkout is not None:
-        return state, [], payment
+        kept = msgspec.json.decode(payment.checkout)
+        merged = {**msgspec.json.decode(checkout), **kept}
+        if merged == kept:
+            return state, [], payment
+        checkout, provider_ref = msgspec.json.encode(merged).decode(), payment.provider_ref
     payment = replace(payment, checkout=checkout, provider_ref=provider_ref)
     state, effects = _with_payment(state, payment)
     return state, effects, payment

@@ -6,5 +6,8 @@ from typing import Final
 
 GATEWAYS: Final = ("sandbox", "alipay", "wechatpay", "stripe")
 """The names ``--gateway`` takes."""
+QR_GATEWAYS: Final = frozenset({"alipay"})
+"""The gateways whose customer pays a page (``gateway_url``) or a QR code (``qr_code``, the
+``qr`` channel), as asked: the others have one way to pay."""
 DEFAULT_CURRENCY: Final = "CNY"
 """The shop's currency unless ``--currency`` says another (ISO 4217)."""

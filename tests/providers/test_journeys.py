@@ -70,6 +70,25 @@ async def test_alipay_gives_a_qr_code_when_asked_for_the_qr_channel(tmp_path: Pa
         assert payment["qr_code"] and "gateway_url" not in payment
 
 
+async def test_an_alipay_payment_started_as_a_page_gives_its_qr_code_when_asked_after(
+    tmp_path: Path,
+) -> None:
+    async with provider_world("alipay", tmp_path) as world:
+        alice = await world.customer()
+        order = await world.placed(alice)
+        path = f"/v1/orders/{order['id']}/payment"
+        status, page = await world.call("POST", path, alice)
+        assert status == 201 and page["gateway_url"] and "qr_code" not in page
+        status, both = await world.call("POST", f"{path}?channel=qr", alice)
+        assert status == 200, both  # the same open payment, with its QR code as well
+        assert both["id"] == page["id"] and both["gateway_url"] == page["gateway_url"]
+        assert both["qr_code"]
+        status, again = await world.call("POST", path, alice)
+        assert (status, again) == (200, both)
+        status, got = await world.call("GET", f"/v1/payments/{page['id']}", alice)
+        assert (status, got) == (200, both)
+
+
 async def test_a_second_stripe_intent_of_a_paid_payment_is_the_one_refunded(
     tmp_path: Path,
 ) -> None:
