@@ -16,7 +16,7 @@ answer:
 - closed (the provider closed it without paying it out: WeChat Pay's CLOSED, Stripe's
   canceled), from the refund call or a query -> a refund_log row, and the refund sent again
   under the next key (``RefundRequest.issue``), since the closed one's key names it for good;
-  failed, from the refund call too, as from a query;
+- failed as the refund call answers it: as when a query finds it failed;
 - an error (down, a timeout, a 5xx, a refusal): a refund_log row, and a durable timer that
   tries again after a back-off (``refund_retry_s`` doubling up to ``refund_retry_max_s``). An
   outage never rolls the refund record back: it stays refunding, visible, until it is done.
