@@ -15,6 +15,7 @@ from shopkeep.actors.order_state import STATUSES
 from shopkeep.admin import dashboard
 from shopkeep.admin.app import PREFIX, SESSION, SIGN_IN, console_of
 from shopkeep.errors import FieldError, ShopError
+from shopkeep.http.schemas import MAX_ID
 from shopkeep.shop import Shop
 
 routes = web.RouteTableDef()
@@ -40,8 +41,12 @@ def shop_of(request: web.Request) -> Shop:
 
 
 def whole_id(request: web.Request) -> int:
-    """The path's id."""
-    return int(request.match_info["id"])
+    """The path's id; ShopError not_found past 64 bits (nineteen digits may be), as the API
+    answers an id no int64 can be."""
+    number = int(request.match_info["id"])
+    if number > MAX_ID:
+        raise ShopError("not_found", f"{number} names nothing: no id is that large")
+    return number
 
 
 @routes.get(SIGN_IN.removeprefix(PREFIX))
@@ -104,7 +109,7 @@ def _number(request: web.Request, name: str) -> int | None:
     if not text:
         return None
     number = whole_text(text)
-    if number is None:
+    if number is None or number > MAX_ID:
         raise ShopError.invalid([FieldError(f"{name} is not an id", parameter=name)])
     return number
 

@@ -120,3 +120,38 @@ async def test_a_right_token_starts_the_count_of_wrong_ones_again(browser: Brows
     for _ in range(WRONG_SIGN_INS_BURST - 1):
         assert await browser.sign_in("not-the-admin-token") == 401
     assert await browser.sign_in() == 303
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/admin/orders/9999999999999999999", "/admin/users/9223372036854775808",
+     "/admin/goods/9999999999999999999"],
+)
+async def test_an_id_past_64_bits_is_a_page_saying_not_found(browser: Browser, path: str) -> None:
+    await browser.sign_in()
+
+    status, html = await browser.page(path)
+
+    assert status == 404 and "names nothing" in html
+
+
+async def test_a_filter_past_64_bits_is_a_page_saying_so(browser: Browser) -> None:
+    await browser.sign_in()
+
+    status, html = await browser.page("/admin/orders?user=9999999999999999999")
+
+    assert status == 422 and "user is not an id" in html
+
+
+async def test_an_action_on_an_id_past_64_bits_changes_nothing_and_says_not_found(
+    browser: Browser,
+) -> None:
+    made = await browser.shop.create_user("ann", balance=100)
+    await browser.sign_in()
+    path = f"/admin/users/{made.user.id}"
+    fields = await browser.form_fields(path, f"{path}/credit")
+    too_large = "/admin/orders/9999999999999999999/ship"
+
+    status, answer = await browser.send(too_large, fields)
+
+    assert status == 404 and "names nothing" in answer
