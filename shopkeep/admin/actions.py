@@ -26,7 +26,8 @@ from shopkeep.admin.sessions import COOKIE, idempotency_key, valid_nonce
 from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.errors import PROBLEMS, REFUSED
 from shopkeep.http.rate_limit import RateLimited
-from shopkeep.shop import hash_token
+from shopkeep.payments.money import exponent
+from shopkeep.shop import Shop, hash_token
 
 routes = web.RouteTableDef()
 Form = MultiDictProxy[Any]
@@ -130,19 +131,29 @@ def field(form: Form, name: str, *, required: bool = True) -> int | None:
     return number
 
 
-def amount(form: Form, name: str, *, required: bool = True) -> int | None:
-    """Money typed as a person writes it (``12``, ``12.5``, ``12.34``: currency units), in
-    minor units; or ShopError validation_error naming the field."""
+def amount(form: Form, name: str, places: int, *, required: bool = True) -> int | None:
+    """Money typed as a person writes it (``12``, ``12.5``, ``12.34``: currency units, of a
+    currency whose minor unit has ``places`` decimals), in minor units; or ShopError
+    validation_error naming the field."""
     raw = form.get(name)
     text = raw.strip() if isinstance(raw, str) else ""
     if not text:
         return field(form, name, required=required)
-    whole, point, cents = text.partition(".")
+    whole, point, part = text.partition(".")
     units = whole_text(whole or "0")
-    hundredths = whole_text(cents.ljust(2, "0")) if cents or not point else None
-    if units is None or hundredths is None or len(cents) > 2 or len(whole) > 16:
+    if places == 0:  # a yen has no fraction
+        fraction = None if point else 0
+    else:
+        fraction = whole_text(part.ljust(places, "0")) if part or not point else None
+    if units is None or fraction is None or len(part) > places or len(whole) > 16:
         raise ShopError.invalid([FieldError(f"{name} is not an amount", pointer=f"/{name}")])
-    return units * 100 + hundredths
+    scale: int = 10**places
+    return units * scale + fraction
+
+
+def _places(shop: Shop) -> int:
+    """How many decimals the shop's currency has: what ``amount`` and ``money`` follow."""
+    return exponent(shop.config.currency)
 
 
 def _required(value: int | None) -> int:
@@ -189,13 +200,13 @@ async def update_goods(request: web.Request) -> web.StreamResponse:
     shop, goods_id = shop_of(request), whole_id(request)
 
     async def action(form: Form, key: str) -> str:
-        price = amount(form, "price", required=False)
+        price = amount(form, "price", _places(shop), required=False)
         restock = field(form, "restock", required=False)
         if price is None and restock is None:
             raise ShopError("validation_error", "give a price, a restock, or both")
         goods = await shop.update_goods(goods_id, price=price, restock=restock,
                                         idempotency_key=key)  # fmt: skip
-        return f"{goods.name}: price {money(goods.price)}, {goods.stock} in stock."
+        return f"{goods.name}: price {money(goods.price, _places(shop))}, {goods.stock} in stock."
 
     return await act(request, f"{PREFIX}/goods/{goods_id}", action)
 
@@ -206,9 +217,10 @@ async def credit(request: web.Request) -> web.StreamResponse:
     shop, user_id = shop_of(request), whole_id(request)
 
     async def action(form: Form, key: str) -> str:
-        added = _required(amount(form, "amount"))
+        places = _places(shop)
+        added = _required(amount(form, "amount", places))
         user = await shop.credit_wallet(user_id, added, idempotency_key=key)
-        return f"{money(added)} credited: the wallet holds {money(user.balance)}."
+        return f"{money(added, places)} credited: the wallet holds {money(user.balance, places)}."
 
     return await act(request, f"{PREFIX}/users/{user_id}", action)
 
@@ -239,10 +251,11 @@ async def issue_coupon(request: web.Request) -> web.StreamResponse:
     async def action(form: Form, key: str) -> str:
         coupon = await shop.create_coupon(
             _required(field(form, "user_id")),
-            _required(amount(form, "value")),
-            min_order_amount=amount(form, "min_order_amount", required=False) or 0,
+            _required(amount(form, "value", _places(shop))),
+            min_order_amount=amount(form, "min_order_amount", _places(shop), required=False) or 0,
         )
-        return f"Coupon {coupon.id} worth {money(coupon.value)} issued to user {coupon.user_id}."
+        worth = money(coupon.value, _places(shop))
+        return f"Coupon {coupon.id} worth {worth} issued to user {coupon.user_id}."
 
     return await act(request, back, action)
 

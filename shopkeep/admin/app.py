@@ -119,7 +119,7 @@ def mount(
         undefined=jinja2.StrictUndefined,
     )
     environment.globals["nonce"] = new_nonce
-    environment.filters.update(formatting.FILTERS)
+    environment.filters.update(formatting.filters_for(shop.config.currency))
     front = app[DOOR]
     front.add_routes(admin.router, [static_files(HERE / "static")], public=True)
     pages_and_actions = [_route_behind_door(route) for route in (*pages.routes, *actions.routes)]

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from shopkeep.payments.money import exponent
 
-def money(minor: int | None) -> str:
-    """Minor units (cents) as a decimal amount: ``123456`` -> ``1,234.56``."""
+
+def money(minor: int | None, places: int = 2) -> str:
+    """Minor units as a decimal amount of a currency whose minor unit has ``places`` decimals
+    (``payments.money.exponent``): ``123456`` -> ``1,234.56``; in yen (0), ``123,456``."""
     if minor is None:
         return "–"
     sign = "-" if minor < 0 else ""
-    whole, cents = divmod(abs(minor), 100)
-    return f"{sign}{whole:,}.{cents:02d}"
+    if places == 0:
+        return f"{sign}{abs(minor):,}"
+    whole, part = divmod(abs(minor), 10**places)
+    return f"{sign}{whole:,}.{part:0{places}d}"
 
 
 def when(at: float | None) -> str:
@@ -50,4 +56,10 @@ FILTERS: Final[dict[str, Callable[..., Any]]] = {
     "left": seconds_left,
     "figure": figure,
 }
-"""The filters the templates use: ``{{ order.pay_amount | money }}``."""
+"""The filters the templates use: ``{{ order.pay_amount | money }}`` (the console sets
+``money`` to the shop's currency: :func:`filters_for`)."""
+
+
+def filters_for(currency: str) -> dict[str, Callable[..., Any]]:
+    """:data:`FILTERS`, money written in ``currency``'s decimals."""
+    return {**FILTERS, "money": functools.partial(money, places=exponent(currency))}

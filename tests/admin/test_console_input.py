@@ -11,11 +11,16 @@ ones did not start the count again.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 
+from shopkeep.actors.config import ShopConfig
 from shopkeep.admin.app import WRONG_SIGN_INS_BURST
-from tests.admin.conftest import Browser
+from shopkeep.runtime import VirtualClock
+from shopkeep.shop import Shop
+from tests.admin.conftest import Browser, console_app
 
 
 @pytest.mark.parametrize("typed", ["²", "1.²", "١٠", "१"])
@@ -155,3 +160,31 @@ async def test_an_action_on_an_id_past_64_bits_changes_nothing_and_says_not_foun
     status, answer = await browser.send(too_large, fields)
 
     assert status == 404 and "names nothing" in answer
+
+
+@pytest.mark.parametrize(("currency", "typed", "credited", "shown"), [
+    ("JPY", "12", 12, "1,500"),  # a yen has no minor unit
+    ("KWD", "1.5", 1_500, "1.500"),  # a dinar has a thousand fils
+])
+async def test_money_is_written_and_read_in_the_shops_currency(
+    aiohttp_client: AiohttpClient, tmp_path: Path, clock: VirtualClock,
+    currency: str, typed: str, credited: int, shown: str,
+) -> None:
+    config = ShopConfig(currency=currency)
+    async with Shop.open(
+        str(tmp_path / "shop.db"), gateway="sandbox", clock=clock, config=config
+    ) as shop:
+        app, console = console_app(shop)
+        browser = Browser(await aiohttp_client(app), shop, clock, console)
+        made = await shop.create_user("ann")
+        tea = await shop.create_goods("tea", price=1_500, stock=3)
+        await browser.sign_in()
+        assert f"{shown}</td>" in (await browser.page("/admin/goods"))[1]
+        path = f"/admin/users/{made.user.id}"
+        fields = await browser.form_fields(path, f"{path}/credit")
+        await browser.send(f"{path}/credit", {**fields, "amount": typed})
+        assert (await shop.get_user(made.user.id)).balance == credited
+        fields = await browser.form_fields(path, f"{path}/credit")
+        await browser.send(f"{path}/credit", {**fields, "amount": "1.2345"})  # past its decimals
+        assert (await shop.get_user(made.user.id)).balance == credited
+        assert (await shop.get_goods(tea.id)).price == 1_500
