@@ -13,12 +13,13 @@ import contextlib
 import hmac
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from shopkeep.actors.protocol import VALIDATION_ERROR
+from shopkeep.actors.placement import OVERLOADED, UNAVAILABLE
+from shopkeep.actors.protocol import NOT_FOUND, VALIDATION_ERROR
 from shopkeep.admin.app import PREFIX, SESSION, SIGN_IN, console_of, set_cookie, to
 from shopkeep.admin.formatting import money
 from shopkeep.admin.pages import ID, render, shop_of, whole_id, whole_text
@@ -97,6 +98,11 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
     return response
 
 
+SENT_AGAIN: Final = frozenset({VALIDATION_ERROR, NOT_FOUND, OVERLOADED, UNAVAILABLE})
+"""The refusals of a form that did nothing and bound no key (SPEC 7: a 422, a 404 for an id
+that names nothing, a 503): it may be sent again, corrected (a mistyped user id) or later."""
+
+
 async def act(request: web.Request, back: str, action: Act) -> web.StreamResponse:
     """Run ``action`` once for the form's nonce; say what happened on ``back``."""
     session = request[SESSION]
@@ -110,7 +116,7 @@ async def act(request: web.Request, back: str, action: Act) -> web.StreamRespons
         try:
             session.notify("ok", await action(form, idempotency_key(nonce)))
         except ShopError as error:
-            if error.code == VALIDATION_ERROR:  # nothing done, nothing bound: send it again
+            if error.code in SENT_AGAIN:
                 session.unspend(nonce)
             session.notify("error", explain(error))
     raise to(back)

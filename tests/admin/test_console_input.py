@@ -188,3 +188,19 @@ async def test_money_is_written_and_read_in_the_shops_currency(
         await browser.send(f"{path}/credit", {**fields, "amount": "1.2345"})  # past its decimals
         assert (await shop.get_user(made.user.id)).balance == credited
         assert (await shop.get_goods(tea.id)).price == 1_500
+
+
+async def test_a_coupon_form_refused_for_a_user_that_does_not_exist_can_be_sent_corrected(
+    browser: Browser,
+) -> None:
+    made = await browser.shop.create_user("ann")
+    await browser.sign_in()
+    fields = await browser.form_fields("/admin/coupons", "/admin/coupons")
+
+    await browser.send("/admin/coupons", {**fields, "user_id": "12345", "value": "5"})
+    await browser.send("/admin/coupons", {**fields, "user_id": str(made.user.id), "value": "5"})
+
+    [coupon] = (await browser.shop.list_coupons(made.user.id)).items
+    assert coupon.value == 500
+    html = (await browser.page(f"/admin/coupons?user={made.user.id}"))[1]
+    assert "sent already" not in html
