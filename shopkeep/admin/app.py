@@ -13,7 +13,7 @@ console authenticates by its session.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -121,7 +121,9 @@ def mount(
     environment.globals["nonce"] = new_nonce
     environment.filters.update(formatting.filters_for(shop.config.currency))
     front = app[DOOR]
-    front.add_routes(admin.router, [static_files(HERE / "static")], public=True)
+    # the assets need no session, yet carry the page headers like every answer of the console
+    static = static_files(HERE / "static")
+    front.add_routes(admin.router, [web.get(static.path, protected(static.handler))], public=True)
     pages_and_actions = [_route_behind_door(route) for route in (*pages.routes, *actions.routes)]
     front.add_routes(admin.router, pages_and_actions, public=True)
     front.add_unmatched(admin.router, around=behind_door)
@@ -215,16 +217,32 @@ PAGE_HEADERS: Final = {
 ``Cache-Control: no-store``."""
 
 
-async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Sessions, the origin of POSTs, CSRF; and on every answer, refusals and redirects
-    included, :data:`PAGE_HEADERS` and no copy kept in a cache."""
+def protected(handler: Handler) -> Handler:
+    """``handler`` with :data:`PAGE_HEADERS` on its answers (refusals included), and no
+    session asked for."""
+
+    async def answered(request: web.Request) -> web.StreamResponse:
+        return await _with_page_headers(handler(request))
+
+    return answered
+
+
+async def _with_page_headers(
+    answering: Awaitable[web.StreamResponse],
+) -> web.StreamResponse:
     try:
-        response = await _through_door(request, handler)
+        response = await answering
     except web.HTTPException as answer:  # a redirect is raised, and is an answer too
         _protect(answer.headers)
         raise
     _protect(response.headers)
     return response
+
+
+async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Sessions, the origin of POSTs, CSRF; and on every answer, refusals and redirects
+    included, :data:`PAGE_HEADERS` and no copy kept in a cache."""
+    return await _with_page_headers(_through_door(request, handler))
 
 
 def _protect(headers: MutableMapping[str, str]) -> None:

@@ -99,6 +99,10 @@ REFUSED: Final = (409, "Refused")
 
 _BY_STATUS: Final = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
+_ERROR_OWN: Final = frozenset({hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH})
+"""The headers of aiohttp's own text answer to an HTTPException, which its problem+json
+answer replaces."""
+
 
 def problem(
     code: str,
@@ -182,8 +186,11 @@ def problem_for(error: BaseException) -> web.Response | None:
         case web.HTTPException() if error.status >= 400:
             code = _BY_STATUS.get(error.status, "bad_request")
             answer = problem(code, error.reason if code == "bad_request" else _detail_of(error))
-            if "Allow" in error.headers:  # a 405 says which methods the route takes
-                answer.headers["Allow"] = error.headers["Allow"]
+            # what the error says besides its text: a 405's Allow, the headers a wrapper of
+            # the handler put on it (the admin console's page headers)
+            for name, value in error.headers.items():
+                if name not in _ERROR_OWN:
+                    answer.headers[name] = value
             return answer
     return None
 

@@ -117,6 +117,24 @@ async def test_a_refused_form_and_a_redirect_carry_the_page_headers(browser: Bro
         assert headers["Cache-Control"] == "no-store"
 
 
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/admin/static/admin.css", 200),
+    ("GET", "/admin/static/nope.js", 404),
+    ("GET", "/admin/nope", 404),
+    ("PUT", "/admin/orders", 405),
+])
+async def test_assets_and_routes_the_console_has_not_carry_the_page_headers(
+    browser: Browser, method: str, path: str, status: int
+) -> None:
+    await browser.sign_in()
+
+    async with browser.client.request(method, path, allow_redirects=False) as answered:
+        assert answered.status == status
+        assert answered.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in answered.headers["Content-Security-Policy"]
+        assert answered.headers["Cache-Control"] == "no-store"
+
+
 async def test_a_right_token_starts_the_count_of_wrong_ones_again(browser: Browser) -> None:
     for _ in range(WRONG_SIGN_INS_BURST - 1):
         assert await browser.sign_in("not-the-admin-token") == 401
