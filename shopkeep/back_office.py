@@ -18,6 +18,7 @@ from shopkeep.actors.order_messages import OrderView, RefundView
 from shopkeep.actors.order_store import (
     MinuteFigures,
     ReturnRow,
+    due_soonest,
     load_page,
     minute_figures,
     returns_of,
@@ -105,6 +106,10 @@ class BackOffice:
             self.reader, since, minutes,
             placed_from=first_id_after(since - 1), paid_from=first_id_after(oldest_payable),
         )  # fmt: skip
+
+    async def due_soonest(self, count: int) -> list[OrderView]:
+        """Up to ``count`` orders awaiting payment, the nearest deadline first."""
+        return [order_view(state) for state in await due_soonest(self.reader, count)]
 
     async def refunds_in_flight(self) -> list[RefundView]:
         """Refunds recorded and not yet paid back (``refunding``), oldest first."""

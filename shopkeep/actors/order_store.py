@@ -206,6 +206,23 @@ async def load_page(
         filters += " AND status = ?"
         params.append(status)  # type: ignore[arg-type]
     rows = await reader.fetchall(PAGE_SQL.format(filters=filters), (*params, count))
+    return await _states_of(reader, rows)
+
+
+DUE_SOONEST_SQL = (
+    f"SELECT id, {ORDER_COLUMNS} FROM orders WHERE status = 'awaiting_payment' "
+    "ORDER BY expires_at, id LIMIT ?"
+)
+
+
+async def due_soonest(reader: Reader, count: int) -> list[OrderState]:
+    """Up to ``count`` orders awaiting payment, the nearest deadline first."""
+    return await _states_of(reader, await reader.fetchall(DUE_SOONEST_SQL, (count,)))
+
+
+async def _states_of(reader: Reader, rows: list[Row]) -> list[OrderState]:
+    """The orders of ``rows`` (id and ORDER_COLUMNS), in their order, in six queries however
+    many they are."""
     if not rows:
         return []
     ids = [int(row[0]) for row in rows]

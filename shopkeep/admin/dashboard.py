@@ -108,16 +108,16 @@ async def live(console: Console) -> dict[str, Any]:
     """The live fragment's values."""
     shop = console.shop
     figures = await shop.minute_figures()
-    awaiting = await shop.find_orders(status="awaiting_payment", limit=AWAITING_SHOWN)
-    deadlines = sorted(awaiting.items, key=lambda order: order.expires_at or 0.0)
+    # one more than shown: whether there are more than the list shows
+    awaiting = await shop.due_soonest(AWAITING_SHOWN + 1)
     return {
         "now": shop.system.clock.now(),
         "orders_chart": bars(figures.orders, figures.since),
         "paid_chart": bars(figures.paid, figures.since),
         "orders_last_hour": sum(figures.orders),
         "paid_last_hour": sum(figures.paid),
-        "awaiting": deadlines,
-        "awaiting_more": awaiting.next_cursor is not None,
+        "awaiting": awaiting[:AWAITING_SHOWN],
+        "awaiting_more": len(awaiting) > AWAITING_SHOWN,
         "refunds": await shop.refunds_in_flight(),
         "dead_letters": await shop.dead_letter_count(),
         "audit": await audit_now(console, fresh_s=AUDIT_FRESH_S),

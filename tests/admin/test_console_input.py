@@ -18,6 +18,7 @@ from pytest_aiohttp import AiohttpClient
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.admin.app import WRONG_SIGN_INS_BURST
+from shopkeep.admin.dashboard import AWAITING_SHOWN
 from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Shop
 from tests.admin.conftest import Browser, console_app
@@ -222,3 +223,21 @@ async def test_a_coupon_form_refused_for_a_user_that_does_not_exist_can_be_sent_
     assert coupon.value == 500
     html = (await browser.page(f"/admin/coupons?user={made.user.id}"))[1]
     assert "sent already" not in html
+
+
+async def test_the_dashboard_lists_the_orders_whose_deadlines_are_nearest(
+    browser: Browser,
+) -> None:
+    shop = browser.shop
+    tea = await shop.create_goods("tea", price=100, stock=100)
+    users = [(await shop.create_user(f"u{n}")).user.id for n in range(3)]
+    placed = []
+    for n in range(AWAITING_SHOWN + 5):  # placed one after the other: the first are due first
+        placed.append(await shop.place_order(users[n % 3], [(tea.id, 1)]))
+        await browser.clock.advance(1)
+    await browser.sign_in()
+
+    html = (await browser.page("/admin/live"))[1]
+
+    shown = [order.id for order in placed if f"/admin/orders/{order.id}" in html]
+    assert shown == [order.id for order in placed[:AWAITING_SHOWN]]
