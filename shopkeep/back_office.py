@@ -23,9 +23,10 @@ from shopkeep.actors.order_store import (
     minute_figures,
     returns_of,
     returns_waiting,
+    returns_waiting_count,
 )
 from shopkeep.actors.protocol import NOT_FOUND, UserView
-from shopkeep.actors.refund_store import refunds_in_flight
+from shopkeep.actors.refund_store import refunds_in_flight, refunds_in_flight_count
 from shopkeep.actors.user import list_users
 from shopkeep.errors import ShopError
 from shopkeep.paging import Page, page_bounds, paged
@@ -118,6 +119,14 @@ class BackOffice:
     async def returns_waiting(self) -> list[ReturnRow]:
         """Return requests waiting for the admin's approval, oldest first."""
         return await returns_waiting(self.reader, SHORT_LIST)
+
+    async def in_flight_counts(self) -> tuple[int, int]:
+        """How many refunds are in flight and how many returns wait, in all (the lists above
+        show the oldest :data:`SHORT_LIST` of each)."""
+        return (
+            await refunds_in_flight_count(self.reader),
+            await returns_waiting_count(self.reader),
+        )
 
     async def order_returns(self, order_id: int) -> list[ReturnRow]:
         """The order's return requests (their ids are what ``approve_return`` takes)."""

@@ -492,6 +492,15 @@ async def returns_waiting(reader: Reader, count: int) -> list[ReturnRow]:
     return [ReturnRow(*row) for row in rows]
 
 
+RETURNS_WAITING_COUNT_SQL = "SELECT COUNT(*) FROM returns WHERE status = 'requested'"
+
+
+async def returns_waiting_count(reader: Reader) -> int:
+    """How many return requests are not yet approved."""
+    [(count,)] = await reader.fetchall(RETURNS_WAITING_COUNT_SQL)
+    return int(count)
+
+
 async def returns_of(reader: Reader, order_id: int) -> list[ReturnRow]:
     """The order's return requests, oldest first."""
     rows = await reader.fetchall(RETURNS_SQL.format(where="order_id = ?"), (order_id, 100))

@@ -36,3 +36,12 @@ REFUNDS_IN_FLIGHT_SQL = (
 async def refunds_in_flight(reader: Reader, count: int) -> list[RefundView]:
     """Up to ``count`` refunds still ``refunding``, oldest first."""
     return [RefundView(*row) for row in await reader.fetchall(REFUNDS_IN_FLIGHT_SQL, (count,))]
+
+
+REFUNDS_IN_FLIGHT_COUNT_SQL = "SELECT COUNT(*) FROM refunds WHERE status = 'refunding'"
+
+
+async def refunds_in_flight_count(reader: Reader) -> int:
+    """How many refunds are still ``refunding``."""
+    [(count,)] = await reader.fetchall(REFUNDS_IN_FLIGHT_COUNT_SQL)
+    return int(count)

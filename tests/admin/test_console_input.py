@@ -17,8 +17,10 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from shopkeep.actors.config import ShopConfig
+from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.admin.app import WRONG_SIGN_INS_BURST
 from shopkeep.admin.dashboard import AWAITING_SHOWN
+from shopkeep.back_office import SHORT_LIST
 from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Shop
 from tests.admin.conftest import Browser, console_app
@@ -241,3 +243,26 @@ async def test_the_dashboard_lists_the_orders_whose_deadlines_are_nearest(
 
     shown = [order.id for order in placed if f"/admin/orders/{order.id}" in html]
     assert shown == [order.id for order in placed[:AWAITING_SHOWN]]
+
+
+async def test_refunds_in_flight_are_counted_all_though_the_oldest_fifty_are_listed(
+    browser: Browser,
+) -> None:
+    shop = browser.shop
+    assert isinstance(shop.gateway, SandboxGateway)
+    shop.gateway.refunds_failing = True  # every refund stays in flight
+    tea = await shop.create_goods("tea", price=100, stock=100)
+    user = (await shop.create_user("ann")).user.id
+    for _ in range(SHORT_LIST + 5):
+        order = await shop.place_order(user, [(tea.id, 1)])
+        payment = (await shop.start_payment(order.id)).payment
+        await shop.gateway.complete(payment.id, order.id, payment.amount, "succeeded")
+        await shop.runtime.system.quiet()
+        await shop.cancel_order(order.id)
+    await browser.sign_in()
+
+    live = (await browser.page("/admin/live"))[1]
+    listed = (await browser.page("/admin/refunds"))[1]
+
+    assert f'<a href="/admin/refunds">{SHORT_LIST + 5}</a>' in live
+    assert f"The oldest {SHORT_LIST} of {SHORT_LIST + 5}." in listed
