@@ -189,15 +189,23 @@ async def user_page(request: web.Request) -> web.StreamResponse:
     user = await shop.get_user(user_id)
     coupons = await shop.list_coupons(user_id, limit=50)
     orders = await shop.find_orders(user_id=user_id, limit=10)
-    return render(request, "user.html", user=user, coupons=coupons.items, orders=orders.items)
+    return render(
+        request, "user.html", user=user, coupons=coupons.items,
+        coupons_more=coupons.next_cursor is not None, orders=orders.items,
+    )  # fmt: skip
 
 
 @routes.get("/coupons")
 async def coupons_page(request: web.Request) -> web.StreamResponse:
     """The form that issues a coupon, and a user's coupons when one is named."""
     user_id = _number(request, "user")
-    coupons = None if user_id is None else (await shop_of(request).list_coupons(user_id)).items
-    return render(request, "coupons.html", user_id=user_id, coupons=coupons)
+    if user_id is None:
+        return render(request, "coupons.html", user_id=None, coupons=None)
+    page = await shop_of(request).list_coupons(user_id, cursor=request.query.get("cursor"))
+    return render(
+        request, "coupons.html", user_id=user_id, coupons=page.items, page=page,
+        filters={"user": user_id},
+    )  # fmt: skip
 
 
 @routes.get("/refunds")

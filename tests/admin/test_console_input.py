@@ -266,3 +266,19 @@ async def test_refunds_in_flight_are_counted_all_though_the_oldest_fifty_are_lis
 
     assert f'<a href="/admin/refunds">{SHORT_LIST + 5}</a>' in live
     assert f"The oldest {SHORT_LIST} of {SHORT_LIST + 5}." in listed
+
+
+async def test_a_users_coupons_are_paged_not_cut_off(browser: Browser) -> None:
+    shop = browser.shop
+    user = (await shop.create_user("ann")).user.id
+    made = [(await shop.create_coupon(user, 100)).id for _ in range(60)]
+    await browser.sign_in()
+
+    first = (await browser.page(f"/admin/coupons?user={user}"))[1]
+    older = first[first.index('class="pager"'):].split('href="', 1)[1].split('"', 1)[0]
+    second = (await browser.page(f"/admin/coupons{older.replace('&amp;', '&')}"))[1]
+    on_user_page = (await browser.page(f"/admin/users/{user}"))[1]
+
+    shown = [coupon for coupon in made if f"<td>{coupon}</td>" in first + second]
+    assert sorted(shown) == sorted(made)
+    assert "All their coupons" in on_user_page
