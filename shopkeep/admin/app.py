@@ -199,9 +199,12 @@ def error_page(request: web.Request, error: ShopError) -> web.Response:
     from shopkeep.admin.actions import explain
 
     status, _ = PROBLEMS.get(error.code, REFUSED)
+    session, message = request.get(SESSION), explain(error)
+    # what a form said on its way here (the refusal of an action on what is not there), once
+    said = [] if session is None else session.take_notices()
     values: dict[str, object] = {
-        "message": explain(error), "session": request.get(SESSION), "csrf": "", "notices": [],
-        "path": request.path,
+        "message": message, "session": session, "csrf": "", "path": request.path,
+        "notices": [(kind, text) for kind, text in said if text != message],
     }
     return aiohttp_jinja2.render_template("error.html", request, values, status=status)
 

@@ -23,14 +23,17 @@ ID = "{id:[0-9]{1,19}}"
 """A path's id: digits, at most 64 bits' worth (a longer one is no route: 404)."""
 
 
-def render(request: web.Request, template: str, **values: Any) -> web.Response:
+def render(
+    request: web.Request, template: str, *, fragment: bool = False, **values: Any
+) -> web.Response:
     """``template`` with ``values`` and what every page shows (the session's CSRF token and
-    notices, the time)."""
+    notices, the time). A ``fragment`` of a page (htmx's polling) shows no notices, so it
+    leaves them for the page a form leads to."""
     session = request.get(SESSION)
     values.setdefault("now", console_of(request).shop.system.clock.now())
     values["session"] = session
     values["csrf"] = "" if session is None else session.csrf
-    values["notices"] = [] if session is None else session.take_notices()
+    values["notices"] = [] if session is None or fragment else session.take_notices()
     values["path"] = request.path
     return aiohttp_jinja2.render_template(template, request, values)
 
@@ -72,7 +75,8 @@ async def slash(request: web.Request) -> web.StreamResponse:
 @routes.get("/live")
 async def live_fragment(request: web.Request) -> web.StreamResponse:
     """The dashboard's live part alone, for htmx's polling."""
-    return render(request, "_live.html", **await dashboard.live(console_of(request)))
+    live = await dashboard.live(console_of(request))
+    return render(request, "_live.html", fragment=True, **live)
 
 
 def whole_text(text: str) -> int | None:

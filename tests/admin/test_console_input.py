@@ -282,3 +282,34 @@ async def test_a_users_coupons_are_paged_not_cut_off(browser: Browser) -> None:
     shown = [coupon for coupon in made if f"<td>{coupon}</td>" in first + second]
     assert sorted(shown) == sorted(made)
     assert "All their coupons" in on_user_page
+
+
+async def test_the_dashboards_polling_leaves_a_forms_notice_for_the_page_it_leads_to(
+    browser: Browser,
+) -> None:
+    made = await browser.shop.create_user("ann")
+    await browser.sign_in()
+    path = f"/admin/users/{made.user.id}"
+    fields = await browser.form_fields(path, f"{path}/token")
+
+    assert await browser.send(f"{path}/token", fields) == (303, path)
+    await browser.page("/admin/live")  # a poll between the form and its page
+    html = (await browser.page(path))[1]
+
+    assert "The new token (shown this once" in html
+
+
+async def test_a_refusal_of_an_action_on_what_is_not_there_is_shown_once(
+    browser: Browser,
+) -> None:
+    made = await browser.shop.create_user("ann")
+    await browser.sign_in()
+    path = f"/admin/users/{made.user.id}"
+    fields = await browser.form_fields(path, f"{path}/credit")
+
+    status, back = await browser.send("/admin/orders/42/cancel", fields)
+    refused = (await browser.page(back))[1]
+    next_page = (await browser.page("/admin/goods"))[1]
+
+    assert (status, refused.count("no order 42")) == (303, 1)
+    assert "no order 42" not in next_page
