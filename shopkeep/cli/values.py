@@ -48,13 +48,24 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def duration(*, allow_zero: bool = False) -> Callable[[str], float]:
-    """A converter of positive durations (or of durations >= 0 when ``allow_zero``)."""
+MAX_DURATION_S: Final = 366 * 86_400.0
+"""The longest duration a flag takes, a year and a day: no wait of shopkeep's is longer, and a
+time much further ahead is none an order's deadline could be written as (``--order-timeout
+1e12`` placed orders whose times no answer could write)."""
+
+
+def duration(*, allow_zero: bool = False, minimum: float = 0.0) -> Callable[[str], float]:
+    """A converter of positive durations (or of durations >= 0 when ``allow_zero``), at least
+    ``minimum`` seconds and at most :data:`MAX_DURATION_S`."""
 
     def convert(text: str) -> float:
         seconds = parse_duration(text)
         if seconds < 0 or (seconds == 0 and not allow_zero):
             raise refuse(f"{text!r} is not a {'' if allow_zero else 'positive '}duration")
+        if seconds > MAX_DURATION_S:
+            raise refuse(f"{text!r} is longer than a year and a day")
+        if seconds and seconds < minimum:
+            raise refuse(f"{text!r} is shorter than {minimum * 1000:g}ms")
         return seconds
 
     convert.__name__ = "duration"

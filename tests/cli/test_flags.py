@@ -17,7 +17,7 @@ import pytest
 
 from shopkeep.cli import build_parser
 from shopkeep.cli.flags import OneLineParser, variable_of, with_variables
-from shopkeep.cli.values import parse_duration, whole
+from shopkeep.cli.values import duration, parse_duration, whole
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ("serve", "demo", "bench", "audit", "backup")
@@ -86,6 +86,17 @@ def test_a_duration_takes_units_and_a_bare_number_is_seconds(text: str, seconds:
 def test_a_duration_without_a_number_or_unit_is_refused(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         parse_duration(text)
+
+
+def test_a_duration_flag_refuses_more_than_a_year_and_a_day_or_less_than_its_least() -> None:
+    # an --order-timeout of 1e12 s placed orders whose deadlines no answer could write
+    for text in ("1e12", "31622401", "8800h"):
+        with pytest.raises(argparse.ArgumentTypeError, match="longer than a year and a day"):
+            duration()(text)
+    assert duration()("8784h") == 366 * 86_400
+    with pytest.raises(argparse.ArgumentTypeError, match="shorter than 10ms"):
+        duration(minimum=0.01)("1e-6")
+    assert duration(minimum=0.01, allow_zero=True)("0") == 0
 
 
 @pytest.mark.parametrize("text", ["١٠٨٠", "8_080", "+8080", "8080.0", "²"])

@@ -101,8 +101,9 @@ def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
         "the audit) before its audit is final",
     )  # fmt: skip
     flag(
-        parser, "--interval", convert=duration(), metavar="DURATION", default="1s",
-        help="width of one point of the time series, and how often memory is sampled",
+        parser, "--interval", convert=duration(minimum=0.01), metavar="DURATION", default="1s",
+        help="width of one point of the time series (10ms at least), and how often memory "
+        "is sampled",
     )  # fmt: skip
     flag(
         parser, "--rate", convert=number(minimum=0, inclusive=False), metavar="JOURNEYS_PER_S",
