@@ -177,6 +177,7 @@ def test_serve_on_a_port_taken_fails_in_one_line_naming_host_and_port(tmp_path: 
         ("serve", "--sandbox", "--gateway", "stripe"),
         ("serve", "--sandbox", "--refund-query-after", "soon"),
         ("demo", "--nope"),
+        ("demo", "--admin-token", "sixteen-or-more-but-\x01"),  # serve would refuse it
         ("audit", "--nope"),
         ("bench",),
         ("bench", "--url", "http://127.0.0.1:1"),  # no admin token

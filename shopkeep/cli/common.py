@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Final
 
-from shopkeep.cli.flags import flag, given_as, usage_error
+from shopkeep.cli.flags import flag, given_as, on_command_line, usage_error
 from shopkeep.cli.values import LOG_FORMATS, LOG_LEVELS, choice, metavar_of
 
 MIN_SECRET_LENGTH: Final = 16
@@ -77,16 +77,32 @@ def check_token_characters(
         usage_error(parser, args, dest, "not printable ASCII")
 
 
+def check_admin_token(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, value: str | None
+) -> None:
+    """Refuse an admin token too short to resist guessing, or one no request could carry."""
+    check_secret(parser, args, "admin_token", value)
+    check_token_characters(parser, args, "admin_token", value)
+
+
 def secret_of(parser: argparse.ArgumentParser, args: argparse.Namespace, dest: str) -> str | None:
     """The secret given as ``dest``, or read from the file given as ``dest``-file (not both):
     a file keeps it out of ``ps``. Surrounding whitespace in the file is ignored."""
     value: str | None = getattr(args, dest)
     path: str | None = getattr(args, dest + "_file")
+    if path is not None and value is not None:
+        # a flag beats a variable: the one given on the command line wins over the other's
+        # variable (an exported SHOPKEEP_ADMIN_TOKEN, --admin-token-file given); both given
+        # the same way, which one was meant is unknown
+        if on_command_line(args, dest) and not on_command_line(args, dest + "_file"):
+            path = None
+        elif on_command_line(args, dest + "_file") and not on_command_line(args, dest):
+            value = None
+        else:
+            option = "--" + dest.replace("_", "-")
+            usage_error(parser, args, dest + "_file", f"give {option} or {option}-file, not both")
     if path is None:
         return value
-    if value is not None:
-        option = "--" + dest.replace("_", "-")
-        usage_error(parser, args, dest + "_file", f"give {option} or {option}-file, not both")
     try:
         secret = Path(path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as error:

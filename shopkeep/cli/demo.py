@@ -9,7 +9,7 @@ from typing import Any
 from shopkeep.cli.common import (
     add_db_flag,
     add_log_flags,
-    check_secret,
+    check_admin_token,
     configure_logs,
     writable_path_problem,
 )
@@ -36,7 +36,7 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_log_flags(parser, "warning")
     parser.set_defaults(
         run=run_demo,
-        check=lambda args: check_secret(parser, args, "admin_token", args.admin_token),
+        check=lambda args: check_admin_token(parser, args, args.admin_token),
     )
     return parser
 

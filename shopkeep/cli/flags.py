@@ -227,6 +227,12 @@ def given_as(args: argparse.Namespace, dest: str) -> str:
     return source
 
 
+def on_command_line(args: argparse.Namespace, dest: str) -> bool:
+    """Whether ``dest`` was given as a flag (not by its variable, nor left to its default)."""
+    sources: dict[str, str] = getattr(args, "sources", {})
+    return sources.get(dest, "default").startswith("--")
+
+
 def argument_named(args: argparse.Namespace, dest: str) -> str:
     """Where the value of ``dest`` came from, as an error names it: ``argument --flag`` (the
     flag, or its default) or ``SHOPKEEP_FLAG``."""

@@ -12,8 +12,8 @@ from shopkeep.cli.common import (
     MIN_SECRET_LENGTH,
     add_db_flag,
     add_log_flags,
+    check_admin_token,
     check_secret,
-    check_token_characters,
     configure_logs,
     secret_of,
     writable_path_problem,
@@ -183,8 +183,7 @@ def check_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     """Usage errors no one flag's converter can see; exits with status 2 through the parser."""
     args.admin_token = secret_of(parser, args, "admin_token")
     args.gateway_secret = secret_of(parser, args, "gateway_secret")
-    check_secret(parser, args, "admin_token", args.admin_token)
-    check_token_characters(parser, args, "admin_token", args.admin_token)
+    check_admin_token(parser, args, args.admin_token)
     check_secret(parser, args, "gateway_secret", args.gateway_secret)
     check_provider_flags(parser, args)
 

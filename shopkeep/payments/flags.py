@@ -100,11 +100,23 @@ def check_provider_flags(parser: argparse.ArgumentParser, args: argparse.Namespa
     """Usage errors, one line each: no gateway chosen (naming the choices), ``--sandbox`` with
     another gateway. Sets ``args.sandbox`` for ``--gateway sandbox`` and ``args.gateway`` for
     ``--sandbox``."""
+    from shopkeep.cli.flags import argument_named, given_as, on_command_line
+
     choices = ",".join(GATEWAYS)
     if args.sandbox:
         if args.gateway not in (None, "sandbox"):
-            parser.error(f"argument --sandbox: not allowed with --gateway {args.gateway}")
-        args.gateway = "sandbox"
+            # a flag beats a variable; both given the same way contradict each other
+            if on_command_line(args, "sandbox") and not on_command_line(args, "gateway"):
+                args.gateway = None
+            elif not (on_command_line(args, "gateway") and not on_command_line(args, "sandbox")):
+                parser.error(
+                    f"{argument_named(args, 'sandbox')}: not allowed with "
+                    f"{given_as(args, 'gateway')} {args.gateway}"
+                )
+            else:
+                args.sandbox = False
+        if args.sandbox:
+            args.gateway = "sandbox"
     if args.gateway is None:
         parser.error(
             f"a payment gateway is required: --gateway {{{choices}}} (env "

@@ -348,3 +348,34 @@ async def test_the_log_flags_choose_the_level_and_the_format(tmp_path: Path) -> 
     assert "[warning" in first
     assert "serving" not in rest and "stopped" not in rest  # info lines are below the level
     assert process.returncode == 0
+
+
+def test_a_flag_beats_the_variable_of_the_flag_it_excludes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # SPEC 8: each flag is also read from its variable; given on the command line, it wins
+    token_file = tmp_path / "token"
+    token_file.write_text("from-the-file-0123456789\n")
+    monkeypatch.setenv("SHOPKEEP_ADMIN_TOKEN", "from-the-variable-0123456789")
+    by_file = parse("serve", "--sandbox", "--admin-token-file", str(token_file))
+    assert by_file.admin_token == "from-the-file-0123456789"
+    monkeypatch.delenv("SHOPKEEP_ADMIN_TOKEN")
+    monkeypatch.setenv("SHOPKEEP_ADMIN_TOKEN_FILE", str(token_file))
+    by_flag = parse("serve", "--sandbox", "--admin-token", "from-the-flag-0123456789")
+    assert by_flag.admin_token == "from-the-flag-0123456789"
+    monkeypatch.setenv("SHOPKEEP_GATEWAY", "stripe")
+    assert parse("serve", "--sandbox").gateway == "sandbox"
+    monkeypatch.delenv("SHOPKEEP_GATEWAY")
+    monkeypatch.setenv("SHOPKEEP_SANDBOX", "1")
+    chosen = parse("serve", "--gateway", "stripe")
+    assert (chosen.gateway, chosen.sandbox) == ("stripe", False)
+
+
+def test_two_variables_that_exclude_each_other_are_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SHOPKEEP_GATEWAY", "stripe")
+    monkeypatch.setenv("SHOPKEEP_SANDBOX", "1")
+    with pytest.raises(SystemExit):
+        parse("serve")
+    assert "SHOPKEEP_SANDBOX: not allowed with SHOPKEEP_GATEWAY stripe" in capsys.readouterr().err
