@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+TOO_LONG = "x" * 300 + ".db"
+"""A file name no file system here takes (255 bytes at most)."""
 ROOT = Path(__file__).resolve().parent.parent
 SERVE_FLAGS = {
     "--db": "SHOPKEEP_DB",
@@ -206,6 +208,13 @@ def test_serve_on_a_port_taken_fails_in_one_line_naming_host_and_port(tmp_path: 
             "--mix",
             "duplicate_callback=1",
         ),  # a callback sent twice needs the gateway secret
+        # a file name longer than the file system takes
+        ("audit", "--db", TOO_LONG),
+        ("demo", "--db", TOO_LONG),
+        ("serve", "--sandbox", "--db", TOO_LONG),
+        ("bench", "--embedded", "--json", TOO_LONG),
+        ("backup", "--db", TOO_LONG, "--to", "copy.db"),
+        ("backup", "--db", "main.py", "--to", "y" * 250 + ".db"),  # and ".partial" past it
     ],
 )
 def test_a_bad_flag_is_a_one_line_usage_error(args: tuple[str, ...]) -> None:

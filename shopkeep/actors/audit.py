@@ -106,14 +106,31 @@ def audit_file(path: str) -> AuditReport:
     shopkeep database.
     """
     file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"no database file at {path}")
-    conn = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
     try:
-        rows = conn.execute(AUDIT_SQL).fetchall()
+        found = file.is_file()
+    except OSError as error:  # a name the system cannot even look up (too long, say)
+        raise FileNotFoundError(f"no database file at {path}: {error.strerror}") from None
+    if not found:
+        raise FileNotFoundError(f"no database file at {path}")
+    try:
+        rows = _audit_rows(f"{file.resolve().as_uri()}?mode=ro")
+    except sqlite3.OperationalError:
+        # read-only, a database in WAL mode still makes its -shm file beside it: a copy in a
+        # folder it cannot write is read as a file nothing changes, unless commits wait in
+        # its WAL (which that reading would not see)
+        wal = Path(f"{file}-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise
+        rows = _audit_rows(f"{file.resolve().as_uri()}?immutable=1")
+    return judge(rows)
+
+
+def _audit_rows(uri: str) -> list[Row]:
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        return conn.execute(AUDIT_SQL).fetchall()
     finally:
         conn.close()
-    return judge(rows)
 
 
 def judge(rows: list[Row]) -> AuditReport:

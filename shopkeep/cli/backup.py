@@ -60,9 +60,20 @@ def target_problem(target: str) -> str | None:
     folder = Path(target).parent
     if not folder.is_dir():
         return f"directory {str(folder)!r} does not exist"
+    # the copy is first written beside it, under its name and ".partial"
+    if len(os.fsencode(Path(target).name + ".partial")) > _longest_name(folder):
+        return "its name is too long"
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"directory {str(folder)!r} is not writable"
     return None
+
+
+def _longest_name(folder: Path) -> int:
+    """The longest file name ``folder``'s file system takes, in bytes."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
 
 
 class ProgressLine:
@@ -80,7 +91,11 @@ class ProgressLine:
 
 def run_backup(args: argparse.Namespace) -> int:
     """Copy and check; 0 when the copy was kept, 1 when not, 2 for the operator's mistakes."""
-    if not Path(args.db).is_file():
+    try:
+        found = Path(args.db).is_file()
+    except OSError as error:  # a name the system cannot even look up (too long, say)
+        return fail_about(args, "db", f"cannot back up {args.db}: {error.strerror}")
+    if not found:
         return fail_about(args, "db", f"cannot back up {args.db}: no such database file")
     problem = target_problem(args.to)
     if problem is not None:

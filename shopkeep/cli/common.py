@@ -46,7 +46,13 @@ def writable_path_problem(path: str) -> str | None:
     A database's folder must be writable even when the file exists already: SQLite in WAL
     mode creates ``-wal`` and ``-shm`` files beside it.
     """
-    file = Path(path)
+    try:
+        return _writable_path_problem(Path(path))
+    except OSError as error:  # a name the system cannot even look up (too long, say)
+        return error.strerror or str(error)
+
+
+def _writable_path_problem(file: Path) -> str | None:
     if file.is_dir():
         return "it is a directory"
     folder = file.parent
