@@ -87,10 +87,15 @@ class BoundedServer(web.Server):
             self._sweep = self._handler_loop.call_at(since + self.limits.read_s, self._close_late)
 
     async def shutdown(self, timeout: float | None = None) -> None:
-        if self._sweep is not None:
-            self._sweep.cancel()
-            self._sweep = None
-        await super().shutdown(timeout)
+        # The read deadline holds while the requests under way finish: one whose body is still
+        # coming is answered if it arrives in time, else cut at its deadline, not waited for
+        # as long as the stop's own time-out
+        try:
+            await super().shutdown(timeout)
+        finally:
+            if self._sweep is not None:
+                self._sweep.cancel()
+                self._sweep = None
 
     def _close_late(self) -> None:
         """Close every connection past its read deadline; set the timer for the next one."""

@@ -93,6 +93,26 @@ async def test_a_request_whose_body_stops_halfway_is_closed_within_the_read_boun
         assert [line for line in logs if line["log_level"] == "error"] == []  # not a bug: no 500
 
 
+async def test_a_stop_cuts_a_body_still_coming_at_its_read_bound_not_its_own_time_out(
+    serve: Serve,
+) -> None:
+    served = serve(ConnectionLimits(keepalive_s=LONG_S, read_s=BOUND_S))
+    server = await served.__aenter__()
+    try:
+        reader, writer = await connect(server)
+        whole = request_bytes("POST", "/v1/payments/callback", {}, b"{" + b" " * 99)
+        writer.write(whole[:-50])
+        for _ in range(int(WAIT_S / 0.01)):  # until its handler waits for the rest of the body
+            if any(getattr(c, "_request_in_progress", False) for c in counts(server).connections):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        # the stop waits for requests under way, this one until its read bound (it waited
+        # aiohttp's 60 s before)
+        await asyncio.wait_for(served.__aexit__(None, None, None), WAIT_S)
+    assert await seconds_until_closed(reader, WAIT_S) is not None
+
+
 async def test_a_request_sent_slowly_but_whole_within_the_bound_is_answered(
     serve: Serve,
 ) -> None:
