@@ -283,7 +283,8 @@ async def running(
             gateway.public_url = url
             sink.url = options.sandbox_callback_url or url + CALLBACK_PATH
             gateway.attach(sink)
-            log.warning(
+            # loudly (SPEC 8): at the highest level, which no --log-level hides
+            log.critical(
                 "sandbox_enabled",
                 detail="anyone who can reach this server can mark payments paid through "
                 "POST /sandbox/payments/{payment_id}/complete; never run it so in production",

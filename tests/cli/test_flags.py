@@ -334,7 +334,7 @@ async def test_the_log_flags_choose_the_level_and_the_format(tmp_path: Path) -> 
 
     process = await asyncio.create_subprocess_exec(
         sys.executable, "main.py", "serve", "--db", str(tmp_path / "shop.db"), "--port", "0",
-        "--sandbox", "--log-level", "warning", cwd=ROOT, stderr=asyncio.subprocess.PIPE,
+        "--sandbox", "--log-level", "critical", cwd=ROOT, stderr=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.DEVNULL, env={**os.environ, "SHOPKEEP_LOG_FORMAT": "console"},
     )  # fmt: skip
     assert process.stderr is not None
@@ -344,8 +344,9 @@ async def test_the_log_flags_choose_the_level_and_the_format(tmp_path: Path) -> 
         process.send_signal(signal.SIGTERM)
         rest = (await asyncio.wait_for(process.communicate(), 30))[1].decode()
 
+    # the sandbox said loudly, at every level (SPEC 8)
     assert "sandbox_enabled" in first and not first.startswith("{")  # console, not JSON
-    assert "[warning" in first
+    assert "[critical" in first
     assert "serving" not in rest and "stopped" not in rest  # info lines are below the level
     assert process.returncode == 0
 
