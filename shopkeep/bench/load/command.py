@@ -140,4 +140,9 @@ def report(
     for failure in data["failures"]:
         say(f"bench: {failure}")
     status: int = data["exit_status"]
-    return REPORT_UNWRITTEN if status == 0 and not written else status
+    if status == 0 and not written:
+        # the table, printed first, said 0: the last line says what the status is now
+        say(f"bench: the run passed, but its report was not written: exit status "
+            f"{REPORT_UNWRITTEN}")
+        return REPORT_UNWRITTEN
+    return status
