@@ -258,6 +258,15 @@ class SandboxGateway:
             await self._clock.sleep(delay)
             delay = min(self._retry_max_s, delay * 2)
 
+    async def settle(self, within_s: float) -> None:
+        """Wait up to ``within_s`` for the callbacks on their way (of :meth:`complete_soon`)
+        to be acknowledged: a graceful stop lets what the sandbox answered 202 to reach the
+        shop, whose deadline's query could not find it after a restart (the sandbox's books
+        are memory)."""
+        tasks = list(self._tasks)
+        if tasks:
+            await asyncio.wait(tasks, timeout=within_s)
+
     async def close(self) -> None:
         """Stop retrying callbacks still waiting for an acknowledgement."""
         tasks = list(self._tasks)

@@ -15,8 +15,9 @@
    read timeouts, a cap); then the loop monitor (:mod:`shopkeep.runtime.loop_monitor`), whose
    figures ``/metrics`` shows, from the moment the server listens.
 
-Leaving the block undoes it in reverse: stop taking connections (requests under way finish),
-stop the gateway's retries, drain the actors and flush the store, close the callback client.
+Leaving the block undoes it in reverse: let the sandbox's callbacks on their way arrive
+(``SANDBOX_SETTLE_S`` at most), stop taking connections (requests under way finish), stop the
+gateway's retries, drain the actors and flush the store, close the callback client.
 """
 
 from __future__ import annotations
@@ -108,6 +109,9 @@ class ServeOptions:
     """The actor runtime's limits (:data:`SERVER_RUNTIME` when None); no flag sets them: a
     test or a proof that needs a small in-flight cap builds its options in Python."""
 
+
+SANDBOX_SETTLE_S = 5.0
+"""How long a graceful stop waits for the sandbox's callbacks on their way, at most."""
 
 SERVER_RUNTIME = RuntimeConfig(idle_timeout_s=60.0)
 """The server's runtime: actors idle for a minute are passivated (the runtime's default is
@@ -269,6 +273,9 @@ async def running(
         runner = BoundedRunner(app, options.connections)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
+        if gateway is not None:
+            # before the listener closes: the sandbox's callbacks on their way still reach it
+            stack.push_async_callback(gateway.settle, SANDBOX_SETTLE_S)
         if runner.bounded is not None:
             metrics.watch_connections(runner.bounded)
         try:

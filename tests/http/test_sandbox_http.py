@@ -22,6 +22,7 @@ from shopkeep.http.sandbox import HttpCallbackSink
 from shopkeep.http.server import ServeOptions, Server, StartupError, running
 from shopkeep.payments.settings import ProviderSettings
 from shopkeep.runtime import RealClock
+from shopkeep.shop import Shop
 
 TIMEOUT_S = 10.0
 POLLS = 20
@@ -281,3 +282,40 @@ async def test_a_refused_connection_is_retried_not_raised() -> None:
             await sink.close()
 
     assert acknowledged and len(attempts) == 3
+
+
+async def test_a_graceful_stop_lets_the_callbacks_answered_202_arrive(tmp_path: Path) -> None:
+    # Nothing acknowledged is lost: the sandbox's retries are memory, and its books too (the
+    # deadline's query after a restart would find nothing): the stop lets them arrive first
+    options = ServeOptions(
+        db=str(tmp_path / "shop.db"), host="127.0.0.1", port=0, sandbox=True, gateway_secret=SECRET
+    )
+    async with running(options, announce=lambda token: None) as server:
+        assert server.gateway is not None and server.sink is not None
+        sink, first_tries, refused = server.sink, set[bytes](), asyncio.Event()
+
+        async def refusing_each_first_try(raw_body: bytes, signature: str) -> bool:
+            if raw_body not in first_tries:  # each callback waits for its retry
+                first_tries.add(raw_body)
+                if len(first_tries) == 3:
+                    refused.set()
+                return False
+            return await sink(raw_body, signature)
+
+        server.gateway.attach(refusing_each_first_try)
+        shop = server.shop
+        user = (await shop.create_user("ada")).user.id
+        tea = await shop.create_goods("tea", price=1_200, stock=3)
+        orders = [await shop.place_order(user, [(tea.id, 1)]) for _ in range(3)]
+        timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
+        async with aiohttp.ClientSession(base_url=server.url, timeout=timeout) as http:
+            for order in orders:
+                payment = (await shop.start_payment(order.id)).payment
+                status, _ = await post(
+                    http, f"/sandbox/payments/{payment.id}/complete", None, {"result": "succeeded"}
+                )
+                assert status == 202
+        await asyncio.wait_for(refused.wait(), TIMEOUT_S)
+    async with Shop.open(options.db, gateway="sandbox", gateway_secret=SECRET) as reopened:
+        for order in orders:
+            assert (await reopened.get_order(order.id)).status == "paid"
