@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from shopkeep.actors.order_messages import OrderView, PaymentView
 from shopkeep.actors.recovery import DeadlineSweep
 from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.payments.provider import GatewayError, PaymentRef
@@ -19,6 +20,14 @@ from tests.shop.conftest import assert_audit_ok, sandbox, settle
 
 async def customer(shop: Shop, balance: int = 0) -> int:
     return (await shop.create_user("customer", balance=balance)).user.id
+
+
+async def payment_started(shop: Shop) -> tuple[OrderView, PaymentView]:
+    """A customer's new order of one tea (20.00), and the payment started for it."""
+    tea = await shop.create_goods("tea", price=2_000, stock=10)
+    user = await customer(shop)
+    order = await shop.place_order(user, [(tea.id, 1)])
+    return order, (await shop.start_payment(order.id)).payment
 
 
 async def test_a_thousand_customers_racing_for_a_hundred_units_get_exactly_a_hundred(
@@ -73,10 +82,7 @@ async def test_a_success_callback_pays_the_order_and_awards_points(shop: Shop) -
 async def test_a_success_callback_and_the_deadline_at_the_same_instant_agree(
     shop: Shop, clock: VirtualClock, first: str
 ) -> None:
-    tea = await shop.create_goods("tea", price=2_000, stock=10)
-    user = await customer(shop)
-    order = await shop.place_order(user, [(tea.id, 1)])
-    payment = (await shop.start_payment(order.id)).payment
+    order, payment = await payment_started(shop)
     await clock.advance(1800 - 0.001)
     body = sandbox(shop).callback(payment.id, order.id, payment.amount, "succeeded", "txn-1")
     signature = sandbox(shop).signature(body)
@@ -450,10 +456,7 @@ async def test_a_signed_callback_with_ids_out_of_range_is_rejected(shop: Shop) -
 async def test_a_payment_whose_notification_never_came_is_found_by_the_query_at_the_deadline(
     shop: Shop, clock: VirtualClock
 ) -> None:
-    tea = await shop.create_goods("tea", price=2_000, stock=10)
-    user = await customer(shop)
-    order = await shop.place_order(user, [(tea.id, 1)])
-    payment = (await shop.start_payment(order.id)).payment
+    order, payment = await payment_started(shop)
     sandbox(shop).collect(payment.id, "txn-lost", payment.amount)  # paid; no callback
     await clock.advance(1800)
     await settle(shop)
@@ -470,10 +473,7 @@ async def test_a_query_the_provider_did_not_answer_is_asked_again_and_a_found_pa
 ) -> None:
     # SPEC 10: a callback that never arrives loses nothing, even with the provider down at
     # the deadline: the order times out, and the payment found later is refunded
-    tea = await shop.create_goods("tea", price=2_000, stock=10)
-    user = await customer(shop)
-    order = await shop.place_order(user, [(tea.id, 1)])
-    payment = (await shop.start_payment(order.id)).payment
+    order, payment = await payment_started(shop)
     sandbox(shop).collect(payment.id, "txn-lost", payment.amount)  # paid; no callback
     provider = shop.provider
     query, outage = provider.query_payment, [3]
@@ -502,10 +502,7 @@ async def test_a_query_the_provider_did_not_answer_is_asked_again_and_a_found_pa
 async def test_an_overdue_order_swept_again_while_its_query_is_out_is_asked_about_once(
     shop: Shop, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tea = await shop.create_goods("tea", price=2_000, stock=10)
-    user = await customer(shop)
-    order = await shop.place_order(user, [(tea.id, 1)])
-    payment = (await shop.start_payment(order.id)).payment
+    order, payment = await payment_started(shop)
     answer, asked = asyncio.Event(), []
     provider = shop.provider
     query = provider.query_payment
