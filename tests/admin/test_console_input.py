@@ -201,6 +201,8 @@ async def test_money_is_written_and_read_in_the_shops_currency(
         tea = await shop.create_goods("tea", price=1_500, stock=3)
         await browser.sign_in()
         assert f"{shown}</td>" in (await browser.page("/admin/goods"))[1]
+        coupon_form = (await browser.page("/admin/coupons"))[1]
+        assert f'placeholder="{"500" if currency == "JPY" else "0.500"}"' in coupon_form
         path = f"/admin/users/{made.user.id}"
         fields = await browser.form_fields(path, f"{path}/credit")
         await browser.send(f"{path}/credit", {**fields, "amount": typed})
