@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Final
 
-from shopkeep.cli.flags import flag, given_as, on_command_line, usage_error
+from shopkeep.cli.flags import flag, flag_over_variable, given_as, usage_error
 from shopkeep.cli.values import LOG_FORMATS, LOG_LEVELS, choice, metavar_of
 
 MIN_SECRET_LENGTH: Final = 16
@@ -97,16 +97,15 @@ def secret_of(parser: argparse.ArgumentParser, args: argparse.Namespace, dest: s
     value: str | None = getattr(args, dest)
     path: str | None = getattr(args, dest + "_file")
     if path is not None and value is not None:
-        # a flag beats a variable: the one given on the command line wins over the other's
-        # variable (an exported SHOPKEEP_ADMIN_TOKEN, --admin-token-file given); both given
-        # the same way, which one was meant is unknown
-        if on_command_line(args, dest) and not on_command_line(args, dest + "_file"):
-            path = None
-        elif on_command_line(args, dest + "_file") and not on_command_line(args, dest):
-            value = None
-        else:
+        # an exported SHOPKEEP_ADMIN_TOKEN, say, and --admin-token-file given
+        wins = flag_over_variable(args, dest, dest + "_file")
+        if wins is None:
             option = "--" + dest.replace("_", "-")
             usage_error(parser, args, dest + "_file", f"give {option} or {option}-file, not both")
+        if wins == dest:
+            path = None
+        else:
+            value = None
     if path is None:
         return value
     try:

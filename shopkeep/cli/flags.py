@@ -233,6 +233,17 @@ def on_command_line(args: argparse.Namespace, dest: str) -> bool:
     return sources.get(dest, "default").startswith("--")
 
 
+def flag_over_variable(args: argparse.Namespace, one: str, other: str) -> str | None:
+    """Of two flags that exclude each other, both set, the one given on the command line when
+    the other came from its variable (a flag beats a variable); None when both were given the
+    same way, and which one was meant is unknown."""
+    if on_command_line(args, one) and not on_command_line(args, other):
+        return one
+    if on_command_line(args, other) and not on_command_line(args, one):
+        return other
+    return None
+
+
 def argument_named(args: argparse.Namespace, dest: str) -> str:
     """Where the value of ``dest`` came from, as an error names it: ``argument --flag`` (the
     flag, or its default) or ``SHOPKEEP_FLAG``."""

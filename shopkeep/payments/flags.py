@@ -100,23 +100,22 @@ def check_provider_flags(parser: argparse.ArgumentParser, args: argparse.Namespa
     """Usage errors, one line each: no gateway chosen (naming the choices), ``--sandbox`` with
     another gateway. Sets ``args.sandbox`` for ``--gateway sandbox`` and ``args.gateway`` for
     ``--sandbox``."""
-    from shopkeep.cli.flags import argument_named, given_as, on_command_line
+    from shopkeep.cli.flags import argument_named, flag_over_variable, given_as
 
     choices = ",".join(GATEWAYS)
+    if args.sandbox and args.gateway not in (None, "sandbox"):
+        wins = flag_over_variable(args, "sandbox", "gateway")
+        if wins is None:
+            parser.error(
+                f"{argument_named(args, 'sandbox')}: not allowed with "
+                f"{given_as(args, 'gateway')} {args.gateway}"
+            )
+        if wins == "sandbox":
+            args.gateway = None
+        else:
+            args.sandbox = False
     if args.sandbox:
-        if args.gateway not in (None, "sandbox"):
-            # a flag beats a variable; both given the same way contradict each other
-            if on_command_line(args, "sandbox") and not on_command_line(args, "gateway"):
-                args.gateway = None
-            elif not (on_command_line(args, "gateway") and not on_command_line(args, "sandbox")):
-                parser.error(
-                    f"{argument_named(args, 'sandbox')}: not allowed with "
-                    f"{given_as(args, 'gateway')} {args.gateway}"
-                )
-            else:
-                args.sandbox = False
-        if args.sandbox:
-            args.gateway = "sandbox"
+        args.gateway = "sandbox"
     if args.gateway is None:
         parser.error(
             f"a payment gateway is required: --gateway {{{choices}}} (env "
