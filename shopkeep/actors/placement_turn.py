@@ -143,22 +143,34 @@ def _check(
     actor: PlacingOrder, ctx: Context, message: Place, begin: BeginOrder, who: Participants
 ) -> Checked | Refusal | PlacedBefore:
     ticket = ctx.join(who.user, begin, check=True)
-    capped: Refusal | None = None
     if isinstance(ticket, Refusal):
         if ticket.code != TOO_MANY_UNPAID_ORDERS:
             return ticket
-        capped = ticket  # unless the order proves to pay nothing (below)
-    elif not isinstance(ticket, OrderTicket):
+        # at the cap, unless the order proves to pay nothing; else the cap's refusal answers,
+        # as the first check that failed
+        checked = _check_assets(actor, ctx, message, who)
+        if isinstance(checked, Refusal) or checked[0].pay_amount > 0:
+            return ticket
+        return checked
+    if not isinstance(ticket, OrderTicket):
         raise PlacementDiverged(f"the user's check answered {ticket!r}")
-    elif ticket.existing:
+    if ticket.existing:
         return PlacedBefore(ticket.order_id)
+    return _check_assets(actor, ctx, message, who)
+
+
+def _check_assets(
+    actor: PlacingOrder, ctx: Context, message: Place, who: Participants
+) -> Checked | Refusal:
+    """The checks after the user's admission: the stock and prices, the coupon, the amounts,
+    ``expected_total``, the wallet."""
     order_id = actor.address.id
     now = ctx.now()
     prices: dict[int, int] = {}
     for (goods_id, quantity), goods in zip(message.items, who.goods, strict=True):
         quote = ctx.join(goods, TakeStock(order_id, quantity), check=True)
         if not isinstance(quote, StockTaken):
-            return capped or _refusal(quote)
+            return _refusal(quote)
         prices[goods_id] = quote.unit_price
     state, effects = new_order(
         order_id, message.user_id, message.items, message.coupon_id, message.use_balance, now,
@@ -170,18 +182,16 @@ def _check(
         use = UseCoupon(order_id, message.user_id, state.order_amount, now)
         value = ctx.join(who.coupon, use, check=True)
         if not isinstance(value, int) or isinstance(value, bool):
-            return capped or _refusal(value)
+            return _refusal(value)
         coupon_value = value
     state = discounted(state, coupon_value)
-    if capped is not None and state.pay_amount > 0:
-        return capped
     refusal = check_expected_total(state, message.expected_total)
-    if refusal is not None:  # no order was recorded: no order id
-        return capped or Refusal(refusal.code, refusal.detail)
+    if refusal is not None:
+        return Refusal(refusal.code, refusal.detail)  # no order was recorded: no order id
     if state.wallet_amount > 0:
         balance = ctx.join(who.user, DebitWallet(order_id, state.wallet_amount), check=True)
         if isinstance(balance, Refusal):
-            return capped or balance
+            return balance
     return state, effects
 
 
