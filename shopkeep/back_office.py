@@ -120,13 +120,15 @@ class BackOffice:
         """Return requests waiting for the admin's approval, oldest first."""
         return await returns_waiting(self.reader, SHORT_LIST)
 
-    async def in_flight_counts(self) -> tuple[int, int]:
-        """How many refunds are in flight and how many returns wait, in all (the lists above
-        show the oldest :data:`SHORT_LIST` of each)."""
-        return (
-            await refunds_in_flight_count(self.reader),
-            await returns_waiting_count(self.reader),
-        )
+    async def refunds_in_flight_count(self) -> int:
+        """How many refunds are in flight in all (the list above shows the oldest
+        :data:`SHORT_LIST`)."""
+        return await refunds_in_flight_count(self.reader)
+
+    async def returns_waiting_count(self) -> int:
+        """How many returns wait for approval in all (the list above shows the oldest
+        :data:`SHORT_LIST`)."""
+        return await returns_waiting_count(self.reader)
 
     async def order_returns(self, order_id: int) -> list[ReturnRow]:
         """The order's return requests (their ids are what ``approve_return`` takes)."""

@@ -119,7 +119,7 @@ async def live(console: Console) -> dict[str, Any]:
         "awaiting": awaiting[:AWAITING_SHOWN],
         "awaiting_more": len(awaiting) > AWAITING_SHOWN,
         "refunds": await shop.refunds_in_flight(),
-        "refunds_total": (await shop.in_flight_counts())[0],
+        "refunds_total": await shop.refunds_in_flight_count(),
         "dead_letters": await shop.dead_letter_count(),
         "audit": await audit_now(console, fresh_s=AUDIT_FRESH_S),
         "figures": live_figures(list(console.metrics.registry.collect())),

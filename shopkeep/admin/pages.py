@@ -216,14 +216,13 @@ async def coupons_page(request: web.Request) -> web.StreamResponse:
 async def refunds_page(request: web.Request) -> web.StreamResponse:
     """Returns waiting for approval, and refunds not yet paid back."""
     shop = shop_of(request)
-    refunds_total, returns_total = await shop.in_flight_counts()
     return render(
         request,
         "refunds.html",
         returns=await shop.returns_waiting(),
         refunds=await shop.refunds_in_flight(),
-        returns_total=returns_total,
-        refunds_total=refunds_total,
+        returns_total=await shop.returns_waiting_count(),
+        refunds_total=await shop.refunds_in_flight_count(),
     )
 
 
