@@ -58,6 +58,14 @@ class Browser:
         form = html[start : html.index("</form>", start)]
         return dict(HIDDEN.findall(form))
 
+    async def user_form(self, action: str, balance: int = 100) -> tuple[int, str, dict[str, str]]:
+        """A new user ``ann`` holding ``balance``, and the console signed in: the user's id,
+        their page, and the hidden fields of its ``action`` form (``credit``, ``token``)."""
+        made = await self.shop.create_user("ann", balance=balance)
+        await self.sign_in()
+        path = f"/admin/users/{made.user.id}"
+        return made.user.id, path, await self.form_fields(path, f"{path}/{action}")
+
     async def send(self, action: str, fields: dict[str, str]) -> tuple[int, str]:
         """POST a form to ``action``: the status, and the Location (or the text of a page)."""
         async with self.client.post(action, data=fields, allow_redirects=False) as response:

@@ -30,15 +30,13 @@ from tests.admin.conftest import Browser, console_app
 async def test_a_number_in_other_digits_is_refused_on_the_page_and_changes_nothing(
     browser: Browser, typed: str
 ) -> None:
-    made = await browser.shop.create_user("ann", balance=100)
-    await browser.sign_in()
-    path = f"/admin/users/{made.user.id}"
-    fields = {**await browser.form_fields(path, f"{path}/credit"), "amount": typed}
+    user_id, path, fields = await browser.user_form("credit")
+    fields = {**fields, "amount": typed}
 
     assert await browser.send(f"{path}/credit", fields) == (303, path)
     html = (await browser.page(path))[1]
     assert "Validation error (validation_error): amount is not an amount" in html
-    assert (await browser.shop.get_user(made.user.id)).balance == 100
+    assert (await browser.shop.get_user(user_id)).balance == 100
 
 
 @pytest.mark.parametrize("filter_", ["user=²", "user=١٢"])
@@ -55,31 +53,26 @@ async def test_a_filter_in_other_digits_is_a_page_saying_so(
 async def test_a_form_refused_for_its_fields_can_be_sent_again_and_then_acts(
     browser: Browser,
 ) -> None:
-    made = await browser.shop.create_user("ann", balance=100)
-    await browser.sign_in()
-    path = f"/admin/users/{made.user.id}"
-    fields = await browser.form_fields(path, f"{path}/credit")
+    user_id, path, fields = await browser.user_form("credit")
 
     await browser.send(f"{path}/credit", {**fields, "amount": "abc"})
     await browser.send(f"{path}/credit", {**fields, "amount": "5"})
 
-    assert (await browser.shop.get_user(made.user.id)).balance == 600
+    assert (await browser.shop.get_user(user_id)).balance == 600
     html = (await browser.page(path))[1]
     assert "5.00 credited" in html and "sent already" not in html
 
 
 async def test_a_form_sent_again_is_said_once_however_often(browser: Browser) -> None:
-    made = await browser.shop.create_user("ann", balance=100)
-    await browser.sign_in()
-    path = f"/admin/users/{made.user.id}"
-    fields = {**await browser.form_fields(path, f"{path}/credit"), "amount": "1"}
+    user_id, path, fields = await browser.user_form("credit")
+    fields = {**fields, "amount": "1"}
 
     for _ in range(4):
         await browser.send(f"{path}/credit", fields)
 
     html = (await browser.page(path))[1]
     assert html.count("sent already; it is not done twice") == 1
-    assert (await browser.shop.get_user(made.user.id)).balance == 200
+    assert (await browser.shop.get_user(user_id)).balance == 200
 
 
 async def test_until_a_minute_takes_the_orders_made_in_that_minute(browser: Browser) -> None:
@@ -101,10 +94,8 @@ async def test_until_a_minute_takes_the_orders_made_in_that_minute(browser: Brow
 
 
 async def test_a_refused_form_and_a_redirect_carry_the_page_headers(browser: Browser) -> None:
-    made = await browser.shop.create_user("ann", balance=100)
-    await browser.sign_in()
-    path = f"/admin/users/{made.user.id}"
-    fields = {**await browser.form_fields(path, f"{path}/credit"), "amount": "1", "csrf": "x"}
+    _, path, fields = await browser.user_form("credit")
+    fields = {**fields, "amount": "1", "csrf": "x"}
 
     async with browser.client.post(f"{path}/credit", data=fields) as refused:
         assert refused.status == 403
@@ -172,10 +163,7 @@ async def test_a_filter_past_64_bits_is_a_page_saying_so(browser: Browser) -> No
 async def test_an_action_on_an_id_past_64_bits_changes_nothing_and_says_not_found(
     browser: Browser,
 ) -> None:
-    made = await browser.shop.create_user("ann", balance=100)
-    await browser.sign_in()
-    path = f"/admin/users/{made.user.id}"
-    fields = await browser.form_fields(path, f"{path}/credit")
+    _, _, fields = await browser.user_form("credit")
     too_large = "/admin/orders/9999999999999999999/ship"
 
     status, answer = await browser.send(too_large, fields)
@@ -289,10 +277,7 @@ async def test_a_users_coupons_are_paged_not_cut_off(browser: Browser) -> None:
 async def test_the_dashboards_polling_leaves_a_forms_notice_for_the_page_it_leads_to(
     browser: Browser,
 ) -> None:
-    made = await browser.shop.create_user("ann")
-    await browser.sign_in()
-    path = f"/admin/users/{made.user.id}"
-    fields = await browser.form_fields(path, f"{path}/token")
+    _, path, fields = await browser.user_form("token", balance=0)
 
     assert await browser.send(f"{path}/token", fields) == (303, path)
     await browser.page("/admin/live")  # a poll between the form and its page
@@ -304,10 +289,7 @@ async def test_the_dashboards_polling_leaves_a_forms_notice_for_the_page_it_lead
 async def test_a_refusal_of_an_action_on_what_is_not_there_is_shown_once(
     browser: Browser,
 ) -> None:
-    made = await browser.shop.create_user("ann")
-    await browser.sign_in()
-    path = f"/admin/users/{made.user.id}"
-    fields = await browser.form_fields(path, f"{path}/credit")
+    _, _, fields = await browser.user_form("credit", balance=0)
 
     status, back = await browser.send("/admin/orders/42/cancel", fields)
     refused = (await browser.page(back))[1]

@@ -108,10 +108,7 @@ async def test_signing_out_ends_the_session(browser: Browser) -> None:
 async def test_a_form_without_its_csrf_token_is_refused_and_changes_nothing(
     browser: Browser,
 ) -> None:
-    made = await browser.shop.create_user("ann", balance=100)
-    await browser.sign_in()
-    path = f"/admin/users/{made.user.id}"
-    fields = await browser.form_fields(path, f"{path}/credit")
+    user_id, path, fields = await browser.user_form("credit")
     for csrf in (None, "", "wrong", fields["csrf"] + "x"):
         sent = {**fields, "amount": "5.00"}
         if csrf is None:
@@ -121,7 +118,7 @@ async def test_a_form_without_its_csrf_token_is_refused_and_changes_nothing(
         status, page = await browser.send(f"{path}/credit", sent)
         assert status == 403
         assert "CSRF token is missing or wrong" in page
-    assert (await browser.shop.get_user(made.user.id)).balance == 100
+    assert (await browser.shop.get_user(user_id)).balance == 100
 
 
 async def test_a_form_from_the_public_urls_origin_is_taken(
@@ -143,26 +140,22 @@ async def test_a_form_from_the_public_urls_origin_is_taken(
 
 
 async def test_a_form_from_another_origin_is_refused(browser: Browser) -> None:
-    made = await browser.shop.create_user("ann", balance=100)
-    await browser.sign_in()
-    path = f"/admin/users/{made.user.id}"
-    fields = {**await browser.form_fields(path, f"{path}/credit"), "amount": "5"}
+    user_id, path, fields = await browser.user_form("credit")
+    fields = {**fields, "amount": "5"}
     async with browser.client.post(
         f"{path}/credit", data=fields, headers={"Origin": "https://evil.example"}
     ) as response:
         assert response.status == 403
-    assert (await browser.shop.get_user(made.user.id)).balance == 100
+    assert (await browser.shop.get_user(user_id)).balance == 100
 
 
 async def test_the_same_form_sent_twice_acts_once(browser: Browser) -> None:
-    made = await browser.shop.create_user("ann", balance=100)
-    await browser.sign_in()
-    path = f"/admin/users/{made.user.id}"
-    fields = {**await browser.form_fields(path, f"{path}/credit"), "amount": "2.50"}
+    user_id, path, fields = await browser.user_form("credit")
+    fields = {**fields, "amount": "2.50"}
     for _ in range(2):
         status, location = await browser.send(f"{path}/credit", fields)
         assert (status, location) == (303, path)
-    assert (await browser.shop.get_user(made.user.id)).balance == 350
+    assert (await browser.shop.get_user(user_id)).balance == 350
     html = (await browser.page(path))[1]
     assert "2.50 credited" in html and "sent already" in html
 
