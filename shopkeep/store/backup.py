@@ -9,11 +9,11 @@ backup would never end. In WAL mode a reader blocks no writer, so the server com
 usual (its WAL grows until the backup ends, as behind any long reader).
 
 The copy is written to ``FILE.partial`` (created readable by its owner only, as the database
-is) and renamed to ``FILE`` only once it is whole and has passed SQLite's ``integrity_check``
-and the shop's audit: a file named ``FILE`` is always a checked backup. The copy is one file,
-in SQLite's rollback-journal mode (the source's WAL mode would leave ``-wal`` and ``-shm`` files
-beside it, made by the checks' read-only connections and never removed); a server that opens
-it puts it back in WAL mode.
+is; one there already is left alone, and the backup refused) and renamed to ``FILE`` only once
+it is whole and has passed SQLite's ``integrity_check`` and the shop's audit: a file named
+``FILE`` is always a checked backup. The copy is one file, in SQLite's rollback-journal mode
+(the source's WAL mode would leave ``-wal`` and ``-shm`` files beside it, made by the checks'
+read-only connections and never removed); a server that opens it puts it back in WAL mode.
 """
 
 from __future__ import annotations
@@ -81,9 +81,16 @@ def backup(
     partial = target + ".partial"
     started = time.perf_counter()
     try:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)  # a backup that was interrupted earlier
-        create_private(partial)
+        # never someone else's file: another backup's under way, or one a kill cut short
+        create_private(partial, exclusive=True)
+    except FileExistsError as exc:
+        raise BackupError(
+            f"cannot back up to {target}: {partial} exists (another backup is writing it, "
+            "or one was cut short: remove it)"
+        ) from exc
+    except OSError as exc:  # named for the target: the .partial is not the user's name
+        raise BackupError(f"cannot back up to {target}: {exc.strerror}") from exc
+    try:
         pages = _copy(source, partial, pages_per_step, pause_s, progress)
         integrity = _integrity(partial)
         report = BackupReport(

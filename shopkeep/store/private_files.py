@@ -8,6 +8,7 @@ the database file 0600 before SQLite opens it is enough for all three.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Final
 
@@ -23,12 +24,16 @@ def open_private(path: str) -> int:
     return os.open(path, os.O_RDWR) if fd is None else fd
 
 
-def create_private(path: str) -> None:
+def create_private(path: str, *, exclusive: bool = False) -> None:
     """Create ``path`` empty and ``0600`` unless it exists (SQLite takes an empty file for a
-    new database). Raises OSError."""
+    new database); with ``exclusive``, a file there already is a FileExistsError (it is
+    someone else's). Raises OSError."""
     fd = _create(path)
-    if fd is not None:
-        os.close(fd)
+    if fd is None:
+        if exclusive:
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path)
+        return
+    os.close(fd)
 
 
 def _create(path: str) -> int | None:

@@ -67,6 +67,29 @@ def test_a_backup_never_overwrites_a_file(tmp_path: Path) -> None:
     assert target.read_text() == "precious"
 
 
+def test_a_backup_leaves_a_partial_copy_it_did_not_write_alone(tmp_path: Path) -> None:
+    source, target = tmp_path / "shop.db", tmp_path / "copy.db"
+    sqlite3.connect(source).close()
+    underway = tmp_path / "copy.db.partial"  # another backup's, still being written
+    underway.write_text("another backup's pages")
+
+    with pytest.raises(BackupError, match=r"copy\.db\.partial exists"):
+        backup(str(source), str(target))
+
+    assert underway.read_text() == "another backup's pages" and not target.exists()
+
+
+def test_a_target_that_cannot_be_created_is_named_as_the_user_gave_it(tmp_path: Path) -> None:
+    source = tmp_path / "shop.db"
+    sqlite3.connect(source).close()
+
+    with pytest.raises(BackupError) as refused:
+        backup(str(source), "/proc/shopkeep-backup.db")
+
+    assert "/proc/shopkeep-backup.db:" in str(refused.value)
+    assert ".partial" not in str(refused.value)
+
+
 def test_a_missing_database_is_refused_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(BackupError, match="no such database file"):
         backup(str(tmp_path / "nothing.db"), str(tmp_path / "copy.db"))
