@@ -11,6 +11,10 @@ from typing import Any, Final
 from shopkeep.actors.config import MAX_AMOUNT
 from shopkeep.errors import FieldError, ShopError
 
+MAX_ID: Final = 2**63 - 1
+"""Ids are signed 64-bit integers; a longer digit string names nothing."""
+ID_PATTERN: Final = "^(0|[1-9][0-9]{0,18})$"
+"""Decimal digits as the server writes an id: no leading zero, at most 19 of them."""
 MAX_NAME = 200
 MAX_KEY: Final = 255
 """The longest Idempotency-Key (SPEC 7: printable ASCII, at most 255 characters)."""
@@ -55,6 +59,19 @@ def check_id(name: str, value: object, at: str | None = None) -> int:
             at or f"/{name}", f"{name} must be an integer id, not {type(value).__name__}"
         )
     return value
+
+
+def id_in_text(text: str) -> int | None:
+    """The id ``text`` writes as the server writes ids (:data:`ID_PATTERN`, up to
+    :data:`MAX_ID`), else None: ``int()`` would also take ``+7``, `` 7``, ``7_0`` and
+    ``007``, each another spelling of an id that has one."""
+    if len(text) <= 19 and text.isdigit() and text.isascii() and (
+        text[0] != "0" or len(text) == 1
+    ):
+        number = int(text)
+        if number <= MAX_ID:
+            return number
+    return None
 
 
 def check_name(name: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 
 HEADER = "Shopkeep-Signature"
@@ -62,7 +63,8 @@ def verify(
     if match is None:
         return False, MALFORMED
     timestamp = int(match.group(1))
-    if abs(now - timestamp) > tolerance_s:
+    # in whole seconds, as the header counts: 300 s ago is 300 s away, not 300.7
+    if abs(math.floor(now) - timestamp) > tolerance_s:
         return False, STALE
     expected = digest(secret, timestamp, raw_body)
     if not hmac.compare_digest(expected, match.group(2)):

@@ -15,7 +15,7 @@ from shopkeep.actors.order_state import STATUSES
 from shopkeep.admin import dashboard
 from shopkeep.admin.app import PREFIX, SESSION, SIGN_IN, console_of
 from shopkeep.errors import FieldError, ShopError
-from shopkeep.http.schemas import MAX_ID
+from shopkeep.requests import MAX_ID
 from shopkeep.shop import Shop
 
 routes = web.RouteTableDef()

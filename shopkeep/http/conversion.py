@@ -22,7 +22,6 @@ from shopkeep.actors.order_store import HistoryEntry
 from shopkeep.actors.protocol import CouponView, GoodsView, UserView
 from shopkeep.errors import ShopError
 from shopkeep.http.schemas import (
-    MAX_ID,
     CancelReason,
     CouponOut,
     CouponState,
@@ -42,7 +41,7 @@ from shopkeep.http.schemas import (
     ReturnStatus,
     UserOut,
 )
-from shopkeep.requests import EARLIEST_TIME, LATEST_TIME
+from shopkeep.requests import EARLIEST_TIME, LATEST_TIME, id_in_text
 
 
 def id_out(value: int) -> str:
@@ -84,13 +83,10 @@ def ref_in(value: str, what: str) -> int:
     reference), or ShopError not_found: what is not decimal digits fitting in 64 bits names
     nothing, exactly as an id that names no ``what`` (no such order can exist); nor does an id
     with leading zeros (``0042``): one thing has one URL, as the server writes its id."""
-    if len(value) <= 19 and value.isdigit() and value.isascii() and (
-        value[0] != "0" or len(value) == 1
-    ):
-        number = int(value)
-        if number <= MAX_ID:
-            return number
-    raise ShopError("not_found", f"{what} {value[:40]} does not exist")
+    number = id_in_text(value)
+    if number is None:
+        raise ShopError("not_found", f"{what} {value[:40]} does not exist")
+    return number
 
 
 def time_in(value: datetime) -> float:

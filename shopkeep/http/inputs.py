@@ -18,12 +18,12 @@ from multidict import istr
 
 from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.conversion import ref_in
-from shopkeep.http.schemas import ID_PATTERN, EmptyRequest, OrderStatus
+from shopkeep.http.schemas import EmptyRequest, OrderStatus
 from shopkeep.http.state import PRINCIPAL, SHOP, Principal
 from shopkeep.http.validation import problems, refusal_of, whole_number
 from shopkeep.idempotency import IdempotencyKey
 from shopkeep.paging import MAX_LIMIT
-from shopkeep.requests import KEY_PATTERN, MAX_KEY
+from shopkeep.requests import ID_PATTERN, KEY_PATTERN, MAX_KEY
 from shopkeep.shop import Shop
 
 T = TypeVar("T")

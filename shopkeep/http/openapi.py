@@ -23,7 +23,7 @@ from shopkeep.http.docs_html import render_docs
 from shopkeep.http.errors import PROBLEM_JSON, PROBLEMS, Problem
 from shopkeep.http.inputs import IDEMPOTENCY_HEADER, REPLAYED_HEADER
 from shopkeep.http.operations import Operation
-from shopkeep.http.schemas import ID_PATTERN
+from shopkeep.requests import ID_PATTERN
 
 DOCUMENT: Final = web.AppKey("openapi_document", bytes)
 DOCS: Final = web.AppKey("docs_page", str)

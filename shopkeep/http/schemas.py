@@ -18,12 +18,7 @@ from msgspec import Meta
 
 from shopkeep.actors.audit import AuditCheck, AuditReport
 from shopkeep.actors.config import MAX_AMOUNT, MAX_ITEMS, MAX_QUANTITY
-from shopkeep.requests import MAX_NAME, MAX_REASON
-
-MAX_ID = 2**63 - 1
-"""Ids are signed 64-bit integers; a longer digit string names nothing."""
-ID_PATTERN = "^(0|[1-9][0-9]{0,18})$"
-"""Decimal digits as the server writes an id: no leading zero, at most 19 of them."""
+from shopkeep.requests import ID_PATTERN, MAX_NAME, MAX_REASON
 
 Id = Annotated[
     str, Meta(pattern=ID_PATTERN, description="A 64-bit id as a decimal string (no leading zeros).")

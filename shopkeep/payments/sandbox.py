@@ -35,11 +35,11 @@ from shopkeep.payments.provider import (
     Verdict,
     header,
 )
+from shopkeep.requests import id_in_text
 
 CALLBACK_PATH: Final = "/v1/payments/callback"
 TOLERANCE_S: Final = 300.0
 """How far a callback's signed time may be from now (SPEC 7)."""
-MAX_ID: Final = 2**63
 
 
 class SandboxProvider:
@@ -80,10 +80,11 @@ class SandboxProvider:
             return Refused(f"signature_{reason}", f"signature: {reason}")
         try:
             body = msgspec.json.decode(raw_body, type=CallbackBody)
-            payment_id, order_id = int(body.payment_id), int(body.order_id)
-        except (msgspec.DecodeError, ValueError):
+        except msgspec.DecodeError:
             return Refused(MALFORMED, "the body is not a payment callback")
-        if not (0 < payment_id < MAX_ID and 0 < order_id < MAX_ID):
+        # ids as the shop writes them: " 7", "+7" or "007" is no payment's
+        payment_id, order_id = id_in_text(body.payment_id), id_in_text(body.order_id)
+        if not payment_id or not order_id:
             return Refused(MALFORMED, "the body is not a payment callback")
         if body.status not in ("succeeded", "failed"):
             return Refused(MALFORMED, f"unknown status {body.status!r}")

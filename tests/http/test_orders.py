@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from shopkeep.http.schemas import ID_PATTERN
+from shopkeep.requests import ID_PATTERN
 from tests.http.conftest import ADMIN, Api
 
 ORDER_FIELDS = {

@@ -17,6 +17,7 @@ from shopkeep.http.validation import (
     query_problem,
     refusal_of,
 )
+from shopkeep.requests import ID_PATTERN
 
 
 def first_refusal(body: Any, kind: type) -> str:
@@ -85,8 +86,8 @@ def test_msgspecs_one_refusal_becomes_a_pointer() -> None:
         ("yes", {"type": "boolean"}, False),
         ("paid", {"type": "string", "enum": ["paid", "canceled"]}, True),
         ("lost", {"type": "string", "enum": ["paid", "canceled"]}, False),
-        ("123", {"type": "string", "pattern": s.ID_PATTERN}, True),
-        ("12a", {"type": "string", "pattern": s.ID_PATTERN}, False),
+        ("123", {"type": "string", "pattern": ID_PATTERN}, True),
+        ("12a", {"type": "string", "pattern": ID_PATTERN}, False),
     ],
 )
 def test_a_query_parameter_is_checked_against_its_declared_schema(

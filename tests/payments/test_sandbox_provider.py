@@ -93,6 +93,35 @@ async def test_a_callback_failing_spec_7s_checks_is_refused_with_the_same_reason
         assert isinstance(verdict, Refused) and verdict.reason == reason, (raw, verdict)
 
 
+@pytest.mark.parametrize("seconds_away", [-300, 300])
+async def test_a_callback_signed_300_seconds_away_either_way_is_within_the_window(
+    provider: SandboxProvider, seconds_away: int
+) -> None:
+    gateway = provider.gateway
+    body = gateway.callback(7, 70, 500, "succeeded", "txn-1")
+    now = 1_800_000_000.9  # late in its second: the header counts whole seconds
+    signed = gateway.signature(body, int(now) + seconds_away)
+
+    verdict = await provider.verify_callback(body, {HEADER: signed}, now)
+
+    assert isinstance(verdict, Notice)
+
+
+@pytest.mark.parametrize("spelt", ["07", "+7", " 7", "7\n", "7_0", "٧", "0"])
+async def test_a_callback_naming_an_id_not_as_the_shop_writes_it_is_malformed(
+    provider: SandboxProvider, clock: VirtualClock, spelt: str
+) -> None:
+    body = msgspec.json.encode(
+        {"payment_id": spelt, "order_id": "70", "amount": 500, "status": "succeeded",
+         "gateway_txn_id": "txn-1"}
+    )
+    signed = provider.gateway.signature(body)
+
+    verdict = await provider.verify_callback(body, {HEADER: signed}, clock.now())
+
+    assert isinstance(verdict, Refused) and verdict.reason == MALFORMED
+
+
 async def test_refunds_are_made_once_and_fail_while_the_sandbox_fails_them(
     provider: SandboxProvider,
 ) -> None:
