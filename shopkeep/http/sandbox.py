@@ -23,7 +23,6 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
 import aiohttp
-import msgspec
 import structlog
 from aiohttp import web
 
@@ -32,7 +31,7 @@ from shopkeep.actors.order_messages import PaymentView
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.errors import ShopError
 from shopkeep.http.conversion import payment_out
-from shopkeep.http.inputs import body_bytes, reply
+from shopkeep.http.inputs import body_of, reply
 from shopkeep.http.schemas import SandboxCompleteRequest
 from shopkeep.runtime import Clock
 
@@ -113,8 +112,8 @@ def sandbox_routes(shop: Shop, gateway: SandboxGateway) -> Iterable[web.RouteDef
         """Answer 202 (no body) once the callback is scheduled; 404 for a payment this shop
         never started; 422 for a body that is not ``{"result": "succeeded" | "failed"}``."""
         payment_id = _payment_id(request.match_info["payment_id"])
-        # a body that does not decode is refused 422 by the app's problem mapping
-        body = msgspec.json.decode(await body_bytes(request), type=SandboxCompleteRequest)
+        # refused 422 listing every problem, as every route's body is
+        body = await body_of(request, SandboxCompleteRequest)
         payment = await shop.get_payment(payment_id)  # ShopError not_found: 404
         order_id, amount = payment.order_id, payment.amount
         gateway.complete_soon(payment_id, order_id, amount, body.result)

@@ -196,6 +196,18 @@ async def test_a_body_that_is_not_a_result_is_refused(
     assert (status, problem["code"]) == (422, "validation_error")
 
 
+async def test_a_refused_result_lists_every_problem_where_it_is(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    _, payment = await order_awaiting_payment(server, http)
+    body = {"result": "ok", "amount": 5}
+
+    status, problem = await post(http, f"/sandbox/payments/{payment['id']}/complete", None, body)
+
+    assert status == 422
+    assert sorted(e["pointer"] for e in problem["errors"]) == ["/amount", "/result"]
+
+
 async def test_a_server_without_a_gateway_refuses_to_start_naming_the_choices(
     tmp_path: Path,
 ) -> None:
