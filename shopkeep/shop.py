@@ -16,6 +16,7 @@ The HTTP layer (``shopkeep/http``) is a thin adapter over this class.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import secrets
@@ -605,7 +606,7 @@ class Shop(BackOffice):
         canceled = await self._once.ask(
             _actor("order", order_id), cancel, OrderView, idempotency_key, request, user_id
         )
-        await self._given_back(order_id)
+        await self._given_back(canceled)
         return canceled
 
     async def ship(self, order_id: int, *, idempotency_key: Key = None) -> OrderView:
@@ -656,18 +657,33 @@ class Shop(BackOffice):
         approved = await self._once.ask(
             Address("order", order_id), ApproveReturn(return_id), ReturnView, key, request
         )
-        await self._given_back(order_id)
+        with contextlib.suppress(Exception):  # as _given_back: never the caller's error
+            await self._given_back(await self.system.ask(Address("order", order_id), GetOrder()))
         return approved
 
-    async def _given_back(self, order_id: int) -> None:
-        """Wait until what the order gave back (a cancel's, a return's) is in the mailboxes of
-        its assets' actors (``ReleasesSent``), so that the caller's next read of the stock, the
-        coupon or the wallet sees it back: a 200 and then the old balance would look like a
-        lost release. Not waited for past a second, and never an error of the caller's: the
-        cancel is done, and the releases are durable and land anyway (a fan-out whose commit
-        failed is delivered again; a shop too busy or stopping answers without waiting)."""
+    async def _given_back(self, order: OrderView) -> None:
+        """Wait until what ``order`` gave back (a cancel's, a return's) is committed by its
+        assets' actors, so that the caller's next read sees it back, of one actor (the goods)
+        or of the database (the goods and coupon lists): a 200 and then the old stock, coupon
+        or balance would look like a lost release.
+
+        ``ReleasesSent`` answers once the releases are in the actors' mailboxes; a read of
+        each actor then queues behind them, and its answer waits for their commit (an answer
+        is never seen before the writes it follows). Not waited for past a second, and never
+        an error of the caller's: the cancel is done, and the releases are durable and land
+        anyway (a fan-out whose commit failed is delivered again; a shop too busy or stopping
+        answers without waiting)."""
+        system = self.system
         with contextlib.suppress(Exception):
-            await self.system.ask(Address("assets", order_id), ReleasesSent(), timeout=1.0)
+            async with asyncio.timeout(1.0):
+                await system.ask(Address("assets", order.id), ReleasesSent())
+                # asked only now: behind the releases in each mailbox
+                reads = [system.ask(Address("goods", item.goods_id), GetGoods())
+                         for item in order.items]
+                if order.coupon_id is not None:
+                    reads.append(system.ask(Address("coupon", order.coupon_id), GetCoupon()))
+                reads.append(system.ask(Address("user", order.user_id), GetUser()))
+                await asyncio.gather(*reads)
 
     async def refunds(
         self,

@@ -257,6 +257,18 @@ async def test_what_a_cancel_gives_back_is_seen_by_the_next_read(shop: Shop) -> 
     assert (await shop.get_user(user)).balance == 5_000
 
 
+async def test_what_a_cancel_gives_back_is_seen_by_the_lists_read_next(shop: Shop) -> None:
+    # the lists read the database, not the actors: the releases must be committed too
+    tea = await shop.create_goods("tea", price=1_000, stock=10)
+    user = await customer(shop, balance=5_000)
+    coupon = await shop.create_coupon(user, 100)
+    order = await shop.place_order(user, [(tea.id, 1)], coupon_id=coupon.id)
+    await shop.cancel_order(order.id, user_id=user)
+    [listed_coupon] = (await shop.list_coupons(user)).items
+    [listed_tea] = (await shop.list_goods()).items
+    assert (listed_coupon.state, listed_tea.stock) == ("unused", 10)
+
+
 async def test_what_an_approved_return_gives_back_is_seen_by_the_next_read(
     shop: Shop,
 ) -> None:
