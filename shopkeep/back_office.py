@@ -14,7 +14,7 @@ from __future__ import annotations
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.goods import StockEntry, stock_ledger
 from shopkeep.actors.order import order_view
-from shopkeep.actors.order_messages import OrderView, RefundView
+from shopkeep.actors.order_messages import OrderView
 from shopkeep.actors.order_store import (
     MinuteFigures,
     ReturnRow,
@@ -26,7 +26,11 @@ from shopkeep.actors.order_store import (
     returns_waiting_count,
 )
 from shopkeep.actors.protocol import NOT_FOUND, UserView
-from shopkeep.actors.refund_store import refunds_in_flight, refunds_in_flight_count
+from shopkeep.actors.refund_store import (
+    RefundInFlight,
+    refunds_in_flight,
+    refunds_in_flight_count,
+)
 from shopkeep.actors.user import list_users
 from shopkeep.errors import ShopError
 from shopkeep.paging import Page, page_bounds, paged
@@ -112,7 +116,7 @@ class BackOffice:
         """Up to ``count`` orders awaiting payment, the nearest deadline first."""
         return [order_view(state) for state in await due_soonest(self.reader, count)]
 
-    async def refunds_in_flight(self) -> list[RefundView]:
+    async def refunds_in_flight(self) -> list[RefundInFlight]:
         """Refunds recorded and not yet paid back (``refunding``), oldest first."""
         return await refunds_in_flight(self.reader, SHORT_LIST)
 

@@ -53,7 +53,9 @@ from shopkeep.actors.order_messages import (
     PaymentView,
     RefundView,
     RequestReturn,
+    ReturnAsked,
     ReturnView,
+    SettleRefund,
     Ship,
     StartPayment,
 )
@@ -77,6 +79,7 @@ from shopkeep.actors.protocol import (
     UserView,
 )
 from shopkeep.actors.recovery import recover_cut_placements, start_deadline_sweep
+from shopkeep.actors.refund_store import refund_standing
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.actors.user import UserActor
 from shopkeep.back_office import BackOffice
@@ -630,13 +633,14 @@ class Shop(BackOffice):
         *,
         user_id: int | None = None,
         idempotency_key: Key = None,
-    ) -> ReturnView:
-        """Ask to return a delivered order (asking again answers the same request)."""
+    ) -> ReturnAsked:
+        """Ask to return a delivered order (asking again answers the same request, not
+        ``created``)."""
         if len(reason) > MAX_REASON:
             raise refused("/reason", f"a reason has at most {MAX_REASON} characters")
         request = ("request_return", order_id, reason)
         return await self._once.ask(
-            _actor("order", order_id), RequestReturn(reason), ReturnView, idempotency_key,
+            _actor("order", order_id), RequestReturn(reason), ReturnAsked, idempotency_key,
             request, user_id,
         )
 
@@ -698,6 +702,33 @@ class Shop(BackOffice):
         refunds = answer(await self._ask_order(order_id, user_id, GetRefunds()), tuple)
         later = [refund for refund in refunds if refund.id > after][: size + 1]
         return paged(later, [refund.id for refund in later], size)
+
+    async def settle_refund(
+        self, refund_id: int, note: str, *, idempotency_key: Key = None
+    ) -> RefundView:
+        """The provider failed the refund (it stays ``refunding``) and the shop's staff paid it
+        back another way, which ``note`` says (admin): mark it refunded, with a history row.
+
+        Refused invalid_state for a refund the provider has not failed: it may still pay it
+        out, and the money would go back twice."""
+        key = key_of(idempotency_key)  # checked before the read
+        if not note.strip() or len(note) > MAX_REASON:
+            raise refused("/note", f"a note says how it was paid back, in 1 to {MAX_REASON} "
+                          "characters")
+        standing = await refund_standing(self.reader, check_id("refund_id", refund_id))
+        if standing is None:
+            raise ShopError("not_found", f"refund {refund_id} does not exist")
+        if standing.status == "refunding" and standing.provider_failed is None:
+            raise ShopError(
+                "invalid_state",
+                f"refund {refund_id} is still with the provider; only one it failed is settled "
+                "by hand",
+            )
+        request = ("settle_refund", refund_id, note)
+        return await self._once.ask(
+            Address("order", standing.order_id), SettleRefund(refund_id, note), RefundView, key,
+            request,
+        )  # fmt: skip
 
     # -- audit ----------------------------------------------------------------------------------
 

@@ -48,8 +48,10 @@ from shopkeep.actors.order_messages import (
     RefundStuck,
     RefundView,
     RequestReturn,
+    ReturnAsked,
     ReturnView,
     Run,
+    SettleRefund,
     Ship,
     StartPayment,
     UndoPlacement,
@@ -94,6 +96,7 @@ from shopkeep.actors.payment_rules import (
     decide_callback,
     keep_checkout,
     refund_done,
+    settle_by_hand,
     start_payment,
 )
 from shopkeep.actors.placement import placement_failure, run_placement, undo_cut_placement
@@ -285,7 +288,7 @@ class OrderActor(Actor):
                     return requested
                 state, effects, request = requested
                 self.commit(ctx, state, effects)
-                return ReturnView(request.id, state.id, request.status)
+                return ReturnAsked(request.id, state.id, request.status, created=bool(effects))
             case ApproveReturn(return_id):
                 approved = approve_return(state, return_id, now, ctx.new_id())
                 if isinstance(approved, Refusal):
@@ -306,6 +309,14 @@ class OrderActor(Actor):
                 if done is not None:
                     self.commit(ctx, *done)
                 return None
+            case SettleRefund(refund_id, note):
+                settled = settle_by_hand(state, refund_id, note, now)
+                if isinstance(settled, Refusal):
+                    return settled
+                self.commit(ctx, *settled)
+                refund = settled[0].refund(refund_id)
+                assert refund is not None
+                return refund_view(state.id, refund)
             case GetRefunds():
                 return tuple(refund_view(state.id, r) for r in state.refunds)
             case GetPayments():

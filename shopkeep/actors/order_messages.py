@@ -22,10 +22,11 @@ PaymentCallback            CallbackHandled(action, duplicate, order)
 Cancel                     OrderView (canceled, or unchanged when canceled already)
 DeadlineReached            OrderView, or None when there is no such order
 Ship / Deliver             OrderView
-RequestReturn              ReturnView (status requested)
+RequestReturn              ReturnAsked (status requested; created False for the open one again)
 ApproveReturn              ReturnView (status approved)
 RefundDone                 None (durable, from the refunder)
 RefundStuck                None (durable, from the refunder: a history row)
+SettleRefund               RefundView (refunded), or Refusal not_found / invalid_state
 GetRefunds / GetPayments   tuple of RefundView / PaymentView
 =========================  ==================================================================
 
@@ -123,6 +124,13 @@ class ReturnView(msgspec.Struct, frozen=True, gc=False):
     id: int
     order_id: int
     status: str
+
+
+class ReturnAsked(ReturnView, frozen=True, gc=False):
+    """The answer to RequestReturn: ``created`` False when the order's open request is
+    answered again (HTTP 200 instead of 201)."""
+
+    created: bool = True
 
 
 # -- messages ---------------------------------------------------------------------------------
@@ -261,6 +269,14 @@ class RefundStuck(msgspec.Struct, frozen=True, tag=True, gc=False):
     reason: str
 
 
+class SettleRefund(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """The admin: the provider failed ``refund_id`` and the shop's staff paid it back another
+    way (``note``: how); mark it refunded."""
+
+    refund_id: int
+    note: str
+
+
 class GetRefunds(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Answer the order's refunds, oldest first."""
 
@@ -295,6 +311,7 @@ OrderMessage = (
     | ApproveReturn
     | RefundDone
     | RefundStuck
+    | SettleRefund
     | GetRefunds
     | GetPayments
 )

@@ -52,7 +52,7 @@ from shopkeep.actors.order_state import (
     SavePayment,
     SaveRefund,
 )
-from shopkeep.actors.protocol import NOT_FOUND, VALIDATION_ERROR, Refusal
+from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, VALIDATION_ERROR, Refusal
 
 
 class CallbackAction(StrEnum):
@@ -226,8 +226,12 @@ def _with_payment(state: OrderState, payment: Payment) -> tuple[OrderState, list
 # -- refunds done -----------------------------------------------------------------------------
 
 
-def refund_done(state: OrderState, refund_id: int, now: float) -> Decision | None:
+def refund_done(
+    state: OrderState, refund_id: int, now: float, *, settled_by_hand: str | None = None
+) -> Decision | None:
     """The gateway refunded ``refund_id``: mark it refunded (None if it is already, or unknown).
+    With ``settled_by_hand`` (the staff's note), the provider failed it and the shop's staff
+    paid it back another way: refunded all the same, and the history says how.
 
     The payment refunded is marked refunded too, except when the refund was for a second
     transaction of the payment that paid the order (that payment still pays it).
@@ -237,11 +241,16 @@ def refund_done(state: OrderState, refund_id: int, now: float) -> Decision | Non
         return None
     refund = replace(refund, status=REFUNDED, refunded_at=now)
     state = replace(state, refunds=tuple(refund if r.id == refund_id else r for r in state.refunds))
-    effects: list[Effect] = [
-        SaveRefund(refund, "refunded"),
-        History(state.status, state.status, "refunded",
-                f"refund {refund_id} ({refund.kind}): {refund.gateway_amount}"),
-    ]
+    status, what = state.status, f"refund {refund_id} ({refund.kind}): {refund.gateway_amount}"
+    effects: list[Effect]
+    if settled_by_hand is None:
+        effects = [SaveRefund(refund, "refunded"), History(status, status, "refunded", what)]
+    else:
+        effects = [
+            SaveRefund(refund, "settled_by_hand", settled_by_hand),
+            History(status, status, "refund_settled",
+                    f"{what}, paid back outside the provider: {settled_by_hand}"),
+        ]
     whole_payment = refund.kind in (CANCEL_REFUND, RETURN_REFUND, LATE_PAYMENT) or (
         refund.payment_id != state.paid_payment_id
     )
@@ -250,3 +259,18 @@ def refund_done(state: OrderState, refund_id: int, now: float) -> Decision | Non
         state, saved = _with_payment(state, replace(payment, status=REFUNDED))
         effects += saved
     return state, effects
+
+
+def settle_by_hand(state: OrderState, refund_id: int, note: str, now: float) -> Decision | Refusal:
+    """The shop's staff paid ``refund_id`` back another way (``note`` says how): refunded, as
+    :func:`refund_done` with ``settled_by_hand``. Only a refund still refunding; whether the
+    provider failed it (so that it will not pay it out too) is the shop's check, on the
+    refund's row, before it asks."""
+    refund = state.refund(refund_id)
+    if refund is None:
+        return Refusal(NOT_FOUND, f"order {state.id} has no refund {refund_id}", state.id)
+    if refund.status == REFUNDED:
+        return Refusal(INVALID_STATE, f"refund {refund_id} is refunded already", state.id)
+    settled = refund_done(state, refund_id, now, settled_by_hand=note)
+    assert settled is not None  # refunding, so not done yet
+    return settled

@@ -35,7 +35,7 @@ import structlog
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import RefundDone, RefundStuck
-from shopkeep.actors.refund_store import ATTEMPTS_SQL, REFUND_LOG_SQL
+from shopkeep.actors.refund_store import ATTEMPTS_SQL, PROVIDER_FAILED_SQL, REFUND_LOG_SQL
 from shopkeep.payments.provider import (
     PaymentProvider,
     RefundClosed,
@@ -161,6 +161,7 @@ class RefunderActor(Actor):
                 log.warning("refund_failed_at_provider", refund_id=message.refund_id,
                             order_id=message.order_id, reason=reason)
                 ctx.execute(REFUND_LOG_SQL, (message.refund_id, "provider_failed", detail, now))
+                ctx.execute(PROVIDER_FAILED_SQL, (reason, message.refund_id))
                 ctx.send(Address("order", message.order_id),
                          RefundStuck(message.refund_id, reason))
         return False

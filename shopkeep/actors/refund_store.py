@@ -1,13 +1,15 @@
 """The ``refunds`` and ``refund_log`` tables: every statement that reads or writes them.
 
 A refund's row is its order's: the order actor records it, its status and its amounts
-(``order_store``); the refunder (``refund.py``) counts the attempts on it and logs what each
-attempt learned. Both write through the statements here, so the tables' shape is in one place.
+(``order_store``); the refunder (``refund.py``) counts the attempts on it, logs what each
+attempt learned, and marks one the provider failed. Both write through the statements here, so
+the tables' shape is in one place.
 """
 
 from __future__ import annotations
 
-from shopkeep.actors.order_messages import RefundView
+import msgspec
+
 from shopkeep.store.reader import Reader
 
 UPSERT_REFUND_SQL = (
@@ -27,15 +29,49 @@ PAGE_REFUNDS_SQL = (
 """The refunds of a page of orders (``order_store.load_page``)."""
 REFUND_LOG_SQL = "INSERT INTO refund_log (refund_id, event, detail, at) VALUES (?, ?, ?, ?)"
 ATTEMPTS_SQL = "UPDATE refunds SET attempts = ? WHERE id = ?"
+PROVIDER_FAILED_SQL = "UPDATE refunds SET provider_failed = ? WHERE id = ?"
+"""The provider failed the refund (its reason): it stays refunding, for the staff to settle."""
 REFUNDS_IN_FLIGHT_SQL = (
-    "SELECT id, order_id, kind, wallet_amount, gateway_amount, status, created_at "
-    "FROM refunds WHERE status = 'refunding' ORDER BY id LIMIT ?"
+    "SELECT id, order_id, kind, wallet_amount, gateway_amount, status, created_at, "
+    "provider_failed FROM refunds WHERE status = 'refunding' ORDER BY id LIMIT ?"
 )
 
 
-async def refunds_in_flight(reader: Reader, count: int) -> list[RefundView]:
+class RefundInFlight(msgspec.Struct, frozen=True, gc=False):
+    """A refund not yet paid back, as the back office lists it: SPEC 7's fields, and why the
+    provider failed it when it did (then it waits for the staff, not for the provider)."""
+
+    id: int
+    order_id: int
+    kind: str
+    wallet_amount: int
+    gateway_amount: int
+    status: str
+    created_at: float
+    provider_failed: str | None
+
+
+async def refunds_in_flight(reader: Reader, count: int) -> list[RefundInFlight]:
     """Up to ``count`` refunds still ``refunding``, oldest first."""
-    return [RefundView(*row) for row in await reader.fetchall(REFUNDS_IN_FLIGHT_SQL, (count,))]
+    rows = await reader.fetchall(REFUNDS_IN_FLIGHT_SQL, (count,))
+    return [RefundInFlight(*row) for row in rows]
+
+
+SETTLEABLE_SQL = "SELECT order_id, status, provider_failed FROM refunds WHERE id = ?"
+
+
+class RefundStanding(msgspec.Struct, frozen=True, gc=False):
+    """Where a refund stands, as settling it by hand needs to know."""
+
+    order_id: int
+    status: str
+    provider_failed: str | None
+
+
+async def refund_standing(reader: Reader, refund_id: int) -> RefundStanding | None:
+    """The refund's order, status and the provider's failure, if any (None: no such refund)."""
+    rows = await reader.fetchall(SETTLEABLE_SQL, (refund_id,))
+    return RefundStanding(*rows[0]) if rows else None
 
 
 REFUNDS_IN_FLIGHT_COUNT_SQL = "SELECT COUNT(*) FROM refunds WHERE status = 'refunding'"

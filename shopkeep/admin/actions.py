@@ -200,6 +200,21 @@ async def approve_return(request: web.Request) -> web.StreamResponse:
     return await act(request, where, action)
 
 
+@routes.post(f"/refunds/{ID}/settle")
+async def settle_refund(request: web.Request) -> web.StreamResponse:
+    """Mark a refund the provider failed as paid back another way, as the note says."""
+    shop, refund_id = shop_of(request), whole_id(request)
+
+    async def action(form: Form, key: str) -> str:
+        note = form.get("note")
+        settled = await shop.settle_refund(
+            refund_id, note.strip() if isinstance(note, str) else "", idempotency_key=key
+        )
+        return f"Refund {settled.id} of order {settled.order_id} is {settled.status}."
+
+    return await act(request, f"{PREFIX}/refunds", action)
+
+
 @routes.post(f"/goods/{ID}")
 async def update_goods(request: web.Request) -> web.StreamResponse:
     """A new price, and/or stock added."""

@@ -223,6 +223,7 @@ async def refunds_page(request: web.Request) -> web.StreamResponse:
         refunds=await shop.refunds_in_flight(),
         returns_total=await shop.returns_waiting_count(),
         refunds_total=await shop.refunds_in_flight_count(),
+        settle_forms=True,  # here, not on the dashboard, whose polling would wipe a typed note
     )
 
 

@@ -138,9 +138,10 @@ def catalog() -> list[Operation]:
            admin, routes.deliver_order, {200: s.OrderOut}, params=(KEY,),
            refusals=("invalid_state", CONFLICT)),
         op("POST", "/v1/orders/{order_id}/returns", "requestReturn",
-           "Ask to return a delivered order", owner, routes.request_return,
-           {201: s.ReturnOut}, body=s.ReturnRequest, body_required=False, params=(KEY,),
-           refusals=("invalid_state", CONFLICT)),
+           "Ask to return a delivered order (200: its open request again, whatever the "
+           "reason given)", owner, routes.request_return,
+           {201: s.ReturnOut, 200: s.ReturnOut}, body=s.ReturnRequest, body_required=False,
+           params=(KEY,), refusals=("invalid_state", CONFLICT)),
         op("GET", "/v1/returns/{return_id}", "getReturn", "Get a return", owner,
            routes.get_return, {200: s.ReturnOut}),
         op("POST", "/v1/returns/{return_id}/approve", "approveReturn",

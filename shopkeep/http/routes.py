@@ -255,12 +255,14 @@ async def deliver_order(request: web.Request) -> web.Response:
 
 
 async def request_return(request: web.Request) -> web.Response:
-    """POST /v1/orders/{order_id}/returns."""
+    """POST /v1/orders/{order_id}/returns: 201 a new request, 200 the open one again."""
     order_id, key = path_id(request, "order_id"), idempotency_key_of(request)
     body = await body_of(request, s.ReturnRequest, optional=True)
     made = await shop_of(request).request_return(
         order_id, body.reason, user_id=scope_of(request), idempotency_key=key
     )
+    if not made.created:  # the order's open request again: nothing created
+        return reply(c.return_out(made), key=key)
     return reply(c.return_out(made), 201, f"/v1/returns/{made.id}", key=key)
 
 

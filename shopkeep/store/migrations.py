@@ -344,6 +344,20 @@ STOCK_LEDGER_BY_GOODS_IN_TIME_ORDER = Migration(
     """,
 )
 
+REFUNDS_THE_PROVIDER_FAILED = Migration(
+    8,
+    "why the provider failed a refund (WeChat Pay ABNORMAL, Stripe failed), kept on its row: "
+    "such a refund stays refunding until the shop's staff pay it back another way and settle "
+    "it by hand; rows failed before are found in their refund log",
+    """
+    ALTER TABLE refunds ADD COLUMN provider_failed TEXT;
+    UPDATE refunds SET provider_failed = (
+        SELECT detail FROM refund_log
+        WHERE refund_id = refunds.id AND event = 'provider_failed' ORDER BY id DESC LIMIT 1
+    ) WHERE status = 'refunding';
+    """,
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     RUNTIME_TABLES,
     SHOP_TABLES,
@@ -352,6 +366,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     PAYMENT_PROVIDERS,
     KEYS_APPENDED_IN_TIME_ORDER,
     STOCK_LEDGER_BY_GOODS_IN_TIME_ORDER,
+    REFUNDS_THE_PROVIDER_FAILED,
 )
 """Every migration of the product schema, oldest first."""
 

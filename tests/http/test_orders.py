@@ -396,6 +396,22 @@ async def test_a_return_needs_a_delivered_order_and_may_come_without_a_body(api:
     assert asked.status == 201
 
 
+async def test_asking_again_to_return_an_order_answers_its_open_request_with_200(
+    api: Api,
+) -> None:
+    alice = await api.customer()
+    order = await api.order(alice, await api.goods())
+    await api.delivered(alice, order)
+    path = f"/v1/orders/{order['id']}/returns"
+    first = await api.call("POST", path, alice.headers, {"reason": "too big"})
+
+    again = await api.call("POST", path, alice.headers, {"reason": "too small"})
+
+    assert (first.status, again.status) == (201, 200)
+    assert again.body == first.body
+    assert "Location" not in again.headers
+
+
 async def test_an_unknown_return_is_not_found(api: Api) -> None:
     refused = await api.call("POST", "/v1/returns/77/approve", ADMIN)
     assert (refused.status, refused.body["code"]) == (404, "not_found")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from shopkeep.errors import ShopError
 from shopkeep.payments.fakes.wechatpay import FakeWeChatPay
 from shopkeep.proof.provider_world import ProviderWorld, provider_world
 from shopkeep.runtime import VirtualClock
@@ -157,3 +158,75 @@ async def test_a_refund_call_answered_abnormal_is_left_for_manual_action_not_sen
     status, history = await world.call("GET", f"/v1/orders/{order['id']}/history", world.admin)
     assert status == 200
     assert history["items"][-1]["operation"] == "refund_failed"
+
+
+async def test_a_refund_the_provider_failed_is_settled_by_hand_with_a_note_of_how(
+    world: ProviderWorld, clock: VirtualClock
+) -> None:
+    order, _, _ = await refund_answered(world, clock, "ABNORMAL")
+    [refund] = await world.refunds(order["id"])
+    [waiting] = await world.shop.refunds_in_flight()
+    assert waiting.id == int(refund["id"]) and waiting.provider_failed == "ABNORMAL"
+
+    settled = await world.shop.settle_refund(int(refund["id"]), "bank transfer, ref 4411")
+
+    assert settled.status == "refunded"
+    [refund] = await world.refunds(order["id"])
+    assert refund["status"] == "refunded"
+    status, history = await world.call("GET", f"/v1/orders/{order['id']}/history", world.admin)
+    assert status == 200
+    last = history["items"][-1]
+    assert last["operation"] == "refund_settled" and "bank transfer, ref 4411" in last["remark"]
+    assert await world.shop.refunds_in_flight() == []
+    await world.audit_ok()
+
+
+async def test_a_refund_still_with_the_provider_cannot_be_settled_by_hand(
+    world: ProviderWorld, clock: VirtualClock
+) -> None:
+    order_id, _ = await processing_refund(world, clock)
+    [refund] = await world.refunds(order_id)
+
+    with pytest.raises(ShopError) as refused:
+        await world.shop.settle_refund(int(refund["id"]), "bank transfer")
+
+    assert refused.value.code == "invalid_state"
+    [refund] = await world.refunds(order_id)
+    assert refund["status"] == "refunding"
+
+
+async def test_a_refund_settled_by_hand_is_not_settled_again(
+    world: ProviderWorld, clock: VirtualClock
+) -> None:
+    order, _, _ = await refund_answered(world, clock, "ABNORMAL")
+    [refund] = await world.refunds(order["id"])
+    await world.shop.settle_refund(int(refund["id"]), "cash at the counter")
+
+    with pytest.raises(ShopError) as refused:
+        await world.shop.settle_refund(int(refund["id"]), "cash at the counter")
+
+    assert refused.value.code == "invalid_state"
+    status, history = await world.call("GET", f"/v1/orders/{order['id']}/history", world.admin)
+    assert status == 200
+    assert [e["operation"] for e in history["items"]].count("refund_settled") == 1
+
+
+@pytest.mark.parametrize("note", ["", "   ", "x" * 2001])
+async def test_settling_a_refund_by_hand_needs_a_note_of_how(
+    world: ProviderWorld, clock: VirtualClock, note: str
+) -> None:
+    order, _, _ = await refund_answered(world, clock, "ABNORMAL")
+    [refund] = await world.refunds(order["id"])
+
+    with pytest.raises(ShopError) as refused:
+        await world.shop.settle_refund(int(refund["id"]), note)
+
+    assert refused.value.code == "validation_error"
+    [refund] = await world.refunds(order["id"])
+    assert refund["status"] == "refunding"
+
+
+async def test_settling_a_refund_that_does_not_exist_is_not_found(world: ProviderWorld) -> None:
+    with pytest.raises(ShopError) as refused:
+        await world.shop.settle_refund(424242, "bank transfer")
+    assert refused.value.code == "not_found"

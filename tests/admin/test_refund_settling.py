@@ -1,0 +1,73 @@
+"""A refund the provider failed is shown with its reason on the refunds page, and settled there
+by hand once the staff paid it back another way; the dashboard points to that page instead of
+holding a form its polling would wipe."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+
+from shopkeep.actors.gateway import SandboxGateway
+from shopkeep.actors.refund_store import PROVIDER_FAILED_SQL
+from shopkeep.shop import Shop
+from tests.admin.conftest import Browser
+
+
+async def refund_the_provider_failed(shop: Shop) -> tuple[int, int]:
+    """A paid order canceled, its refund failed by the provider ("the card is gone"), as the
+    refunder records it: (order id, refund id)."""
+    assert isinstance(shop.gateway, SandboxGateway)
+    shop.gateway.refunds_failing = True  # in flight, and the clock never moves to retry it
+    tea = await shop.create_goods("tea", price=100, stock=10)
+    user = (await shop.create_user("ann")).user.id
+    order = await shop.place_order(user, [(tea.id, 1)])
+    payment = (await shop.start_payment(order.id)).payment
+    await shop.gateway.complete(payment.id, order.id, payment.amount, "succeeded")
+    await shop.runtime.system.quiet()
+    await shop.cancel_order(order.id)
+    [refund] = (await shop.refunds(order.id)).items
+    with closing(sqlite3.connect(shop.runtime.store.config.path)) as conn, conn:
+        conn.execute(PROVIDER_FAILED_SQL, ("expired_or_canceled_card", refund.id))
+    return order.id, refund.id
+
+
+async def test_the_refunds_page_settles_a_refund_the_provider_failed(browser: Browser) -> None:
+    order_id, refund_id = await refund_the_provider_failed(browser.shop)
+    await browser.sign_in()
+    path, action = "/admin/refunds", f"/admin/refunds/{refund_id}/settle"
+    assert "The provider failed it (expired_or_canceled_card)" in (await browser.page(path))[1]
+    fields = await browser.form_fields(path, action)
+
+    answered = await browser.send(action, {**fields, "note": "bank transfer, ref 4411"})
+
+    assert answered == (303, path)
+    html = (await browser.page(path))[1]
+    assert f"Refund {refund_id} of order {order_id} is refunded." in html
+    assert "Every refund is paid back." in html
+    [refund] = (await browser.shop.refunds(order_id)).items
+    assert refund.status == "refunded"
+
+
+async def test_a_settling_form_without_a_note_changes_nothing(browser: Browser) -> None:
+    order_id, refund_id = await refund_the_provider_failed(browser.shop)
+    await browser.sign_in()
+    path, action = "/admin/refunds", f"/admin/refunds/{refund_id}/settle"
+    fields = await browser.form_fields(path, action)
+
+    await browser.send(action, {**fields, "note": "  "})
+
+    assert "a note says how it was paid back" in (await browser.page(path))[1]
+    [refund] = (await browser.shop.refunds(order_id)).items
+    assert refund.status == "refunding"
+
+
+async def test_the_dashboard_points_to_the_refunds_page_for_a_failed_refund(
+    browser: Browser,
+) -> None:
+    _, refund_id = await refund_the_provider_failed(browser.shop)
+    await browser.sign_in()
+
+    live = (await browser.page("/admin/live"))[1]
+
+    assert "The provider failed it (expired_or_canceled_card)" in live
+    assert f"/admin/refunds/{refund_id}/settle" not in live
