@@ -17,10 +17,14 @@ from shopkeep.store.private_files import open_private
 
 
 class ProcessLock:
-    """An exclusive, non-blocking lock on ``<database>.lock`` held for the life of the store."""
+    """An exclusive, non-blocking lock on ``<database>.lock`` held for the life of the store.
+
+    ``<database>`` is the file's real path, its symbolic links resolved: opened through a link,
+    the database must meet the lock of the server that opened it by its own name."""
 
     def __init__(self, database_path: str) -> None:
-        self.path = database_path + ".lock"
+        self.path = os.path.realpath(database_path) + ".lock"
+        self._database = database_path
         self._fd: int | None = None
 
     def acquire(self, wait_s: float = 0.0) -> None:
@@ -45,10 +49,12 @@ class ProcessLock:
                     continue
                 holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
                 os.close(fd)
-                raise DatabaseInUse(
-                    f"database {self._database} is in use by another shopkeep process "
-                    f"(pid {holder})"
-                ) from None
+                by = (
+                    "a shop already open in this process"
+                    if holder == str(os.getpid())
+                    else f"another shopkeep process (pid {holder})"
+                )
+                raise DatabaseInUse(f"database {self._database} is in use by {by}") from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
@@ -57,10 +63,6 @@ class ProcessLock:
     def fd(self) -> int | None:
         """The locked file's descriptor while held: a child given it holds the lock too."""
         return self._fd
-
-    @property
-    def _database(self) -> str:
-        return self.path.removesuffix(".lock")
 
     def release(self) -> None:
         """Let go of the lock (idempotent)."""

@@ -80,8 +80,18 @@ async def test_a_database_from_a_newer_shopkeep_is_refused_unchanged(tmp_path: P
 
 
 async def test_a_second_store_on_the_same_file_is_refused(store: Store, tmp_path: Path) -> None:
-    with pytest.raises(DatabaseInUse, match=r"in use by another shopkeep process \(pid \d+\)"):
+    with pytest.raises(DatabaseInUse, match="in use by a shop already open in this process"):
         await Store.open(StoreConfig(str(tmp_path / "s.db"), migrations=EVENTS, lock_wait_s=0))
+
+
+async def test_a_second_store_through_a_symbolic_link_is_refused(
+    store: Store, tmp_path: Path
+) -> None:
+    link = tmp_path / "elsewhere" / "link.db"
+    link.parent.mkdir()
+    link.symlink_to(tmp_path / "s.db")
+    with pytest.raises(DatabaseInUse, match=f"database {link} is in use"):
+        await Store.open(StoreConfig(str(link), migrations=EVENTS, lock_wait_s=0))
 
 
 async def test_a_second_process_on_the_same_file_refuses_with_one_line(
