@@ -15,6 +15,7 @@ from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.goods import StockEntry, stock_ledger
 from shopkeep.actors.order import order_view
 from shopkeep.actors.order_messages import OrderView
+from shopkeep.actors.order_state import STATUSES
 from shopkeep.actors.order_store import (
     MinuteFigures,
     ReturnRow,
@@ -32,8 +33,9 @@ from shopkeep.actors.refund_store import (
     refunds_in_flight_count,
 )
 from shopkeep.actors.user import list_users
-from shopkeep.errors import ShopError
+from shopkeep.errors import FieldError, ShopError
 from shopkeep.paging import Page, page_bounds, paged
+from shopkeep.requests import check_id
 from shopkeep.runtime import ActorSystem
 from shopkeep.runtime import dead_letters as letters
 from shopkeep.runtime.dead_letters import DeadLetter
@@ -86,6 +88,11 @@ class BackOffice:
         """Orders newest first, as ``Shop.list_orders``, also between two times of creation
         (``since`` included, ``until`` included; Unix seconds). The ids say when each order
         was made, so ``until`` is where the list starts and ``since`` where it stops."""
+        if user_id is not None:
+            check_id("user_id", user_id)
+        if status is not None and status not in STATUSES:
+            detail = f"status must be one of {', '.join(STATUSES)}"
+            raise ShopError.invalid([FieldError(detail, parameter="status")])
         size, below = page_bounds(limit, cursor)
         if until is not None:
             below = min(below, first_id_after(until))

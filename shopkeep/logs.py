@@ -389,6 +389,26 @@ def _flush_at_exit() -> None:
         _handler.writer.flush()
 
 
+def log_through_stdlib_unless_configured() -> None:
+    """In a program that has not configured structlog (one embedding a shop), make shopkeep's
+    lines records of the standard library's loggers, one text each, under that program's own
+    handlers and levels: structlog's defaults would print them on stdout, which such a program
+    may use for data, with tracebacks of dozens of lines. A program that configured structlog,
+    or ``shopkeep serve`` (:func:`configure_logging`), keeps its own."""
+    if structlog.is_configured():
+        return
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            add_message_context,
+            structlog.processors.format_exc_info,
+            structlog.processors.KeyValueRenderer(key_order=["event"]),
+        ],
+        wrapper_class=structlog.stdlib.BoundLogger,
+        logger_factory=structlog.stdlib.LoggerFactory(),
+    )
+
+
 def configure_logging(
     level: str | int = logging.INFO, fmt: str | None = None, *, stream: TextIO | None = None
 ) -> None:

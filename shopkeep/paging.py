@@ -41,6 +41,12 @@ def page_after(limit: int | None, cursor: str | None) -> tuple[int, int]:
 
 
 def _page(limit: int | None, cursor: str | None) -> tuple[int, int | None]:
+    # an embedder's mistakes (HTTP passes an int and a str): refused, not a TypeError
+    if limit is not None and type(limit) is not int:
+        raise ShopError.invalid([FieldError("limit must be an int", parameter="limit")])
+    if cursor is not None and type(cursor) is not str:
+        detail = "cursor must be the str a page gave"
+        raise ShopError.invalid([FieldError(detail, parameter="cursor")])
     size = DEFAULT_LIMIT if limit is None else min(limit, MAX_LIMIT)
     if size < 1:
         raise ShopError.invalid([FieldError("limit must be at least 1", parameter="limit")])

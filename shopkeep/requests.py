@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from shopkeep.actors.config import MAX_AMOUNT
+from shopkeep.actors.protocol import NOT_FOUND
 from shopkeep.errors import FieldError, ShopError
 
 MAX_ID: Final = 2**63 - 1
@@ -53,11 +54,15 @@ def check_amount(name: str, value: int, *, minimum: int = 0) -> None:
 def check_id(name: str, value: object, at: str | None = None) -> int:
     """``value``, the id ``name`` (at the pointer ``at``, else ``/name``), or ShopError
     validation_error: an id is an ``int`` (not a bool, nor its digits as text), since ``"42"``
-    would name another actor than ``42``, with a state of its own."""
+    would name another actor than ``42``, with a state of its own. An int no id can be (below
+    0, past :data:`MAX_ID`: SQLite's integers end there) names nothing: not_found, as the HTTP
+    API answers such an id in a path."""
     if type(value) is not int:
         raise refused(
             at or f"/{name}", f"{name} must be an integer id, not {type(value).__name__}"
         )
+    if not 0 <= value <= MAX_ID:
+        raise ShopError(NOT_FOUND, f"{name.removesuffix('_id')} {value} does not exist")
     return value
 
 

@@ -86,6 +86,7 @@ from shopkeep.back_office import BackOffice
 from shopkeep.bootstrap import Runtime, open_runtime
 from shopkeep.errors import CallbackRejected, ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, Once, key_of
+from shopkeep.logs import log_through_stdlib_unless_configured
 from shopkeep.paging import Page, page_after, paged
 from shopkeep.payments.names import QR_GATEWAYS
 from shopkeep.payments.provider import (
@@ -218,6 +219,7 @@ class Shop(BackOffice):
         faster with (see :mod:`shopkeep.store.writer_process`); the default keeps everything
         in this one.
         """
+        log_through_stdlib_unless_configured()
         settings = config or ShopConfig()
         secret = gateway_secret or secrets.token_hex(32)
         the_clock = clock or RealClock()
@@ -225,8 +227,12 @@ class Shop(BackOffice):
             if gateway != "sandbox":
                 raise ValueError(f"gateway {gateway!r}: 'sandbox' or a PaymentProvider")
             chosen: PaymentProvider | SandboxGateway = SandboxGateway(secret, the_clock)
-        else:
+        elif isinstance(gateway, SandboxGateway | PaymentProvider):
             chosen = gateway
+        else:  # None above all: SPEC 10 wants the gateway named, never a silent default
+            raise TypeError(
+                f"gateway {gateway!r}: 'sandbox', a SandboxGateway or a PaymentProvider"
+            )
         provider = as_provider(chosen, settings.currency)
         queries: Counter[str] = Counter()
         stats = OrderStats()
@@ -380,8 +386,12 @@ class Shop(BackOffice):
         """A coupon for ``user_id`` worth ``value``."""
         check_amount("value", value, minimum=1)
         check_amount("min_order_amount", min_order_amount)
-        if expires_at is not None and not EARLIEST_TIME <= expires_at <= LATEST_TIME:
-            raise refused("/expires_at", "expires_at must be a time of the years 1 to 9999")
+        if expires_at is not None and (
+            type(expires_at) not in (int, float) or not EARLIEST_TIME <= expires_at <= LATEST_TIME
+        ):  # True is an int, and "2020" no time: both refused, as the HTTP API refuses them
+            raise refused(
+                "/expires_at", "expires_at must be a time (Unix seconds) of the years 1 to 9999"
+            )
         await self.get_user(user_id)
         coupon_id = self.system.ids.next()
         message = CreateCoupon(user_id, value, min_order_amount, expires_at)
@@ -636,8 +646,8 @@ class Shop(BackOffice):
     ) -> ReturnAsked:
         """Ask to return a delivered order (asking again answers the same request, not
         ``created``)."""
-        if len(reason) > MAX_REASON:
-            raise refused("/reason", f"a reason has at most {MAX_REASON} characters")
+        if type(reason) is not str or len(reason) > MAX_REASON:
+            raise refused("/reason", f"a reason is text of at most {MAX_REASON} characters")
         request = ("request_return", order_id, reason)
         return await self._once.ask(
             _actor("order", order_id), RequestReturn(reason), ReturnAsked, idempotency_key,
@@ -712,7 +722,7 @@ class Shop(BackOffice):
         Refused invalid_state for a refund the provider has not failed: it may still pay it
         out, and the money would go back twice."""
         key = key_of(idempotency_key)  # checked before the read
-        if not note.strip() or len(note) > MAX_REASON:
+        if type(note) is not str or not note.strip() or len(note) > MAX_REASON:
             raise refused("/note", f"a note says how it was paid back, in 1 to {MAX_REASON} "
                           "characters")
         standing = await refund_standing(self.reader, check_id("refund_id", refund_id))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Final
+
+from shopkeep.payments.money import CURRENCIES
 
 MAX_AMOUNT = 10**12
 """The largest amount of money (minor units) any request may carry: 10 billion."""
@@ -10,6 +13,19 @@ MAX_QUANTITY = 1_000
 """The default largest quantity of one goods in one order."""
 MAX_ITEMS = 50
 """The default most distinct goods in one order."""
+MAX_DURATION_S: Final = 366 * 86_400.0
+"""The longest duration a setting (or a flag) takes, a year and a day: no wait of shopkeep's is
+longer, and a time much further ahead is none an order's deadline could be written as
+(``--order-timeout 1e12`` placed orders whose times no answer could write)."""
+WHOLE_BOUNDS: Final[dict[str, tuple[int, int | None]]] = {
+    "free_shipping_threshold": (0, MAX_AMOUNT),
+    "shipping_fee": (0, MAX_AMOUNT),
+    "max_unpaid_orders": (1, None),
+    "points_per_unit": (0, 1_000),
+    "max_quantity": (1, None),
+    "max_items": (1, None),
+}
+"""The whole-number settings' bounds (None: none above), which ``serve``'s flags take too."""
 
 
 @dataclass(frozen=True)
@@ -49,3 +65,23 @@ class ShopConfig:
     """Place an order in one turn and one unit of work when its user, goods and coupon can join
     the order's turn (``placement_turn.py``); off, every placement takes the saga of asks
     (``placement.py``), which is also the path whenever a participant is busy."""
+
+    def __post_init__(self) -> None:
+        """Refuse a setting no shop can run by (ValueError naming it): a negative fee would
+        have the customer paid to buy, a timeout of 0 cancel every order as it is born."""
+        for name, (low, high) in WHOLE_BOUNDS.items():
+            value = getattr(self, name)
+            if type(value) is not int or value < low or (high is not None and value > high):
+                within = f"{low} to {high}" if high is not None else f"{low} or more"
+                raise ValueError(f"ShopConfig.{name} must be a whole number, {within}: {value!r}")
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.name.endswith("_s") and (
+                type(value) not in (int, float) or not 0 < value <= MAX_DURATION_S
+            ):
+                raise ValueError(
+                    f"ShopConfig.{field.name} must be a number of seconds above 0, at most a "
+                    f"year and a day: {value!r}"
+                )
+        if self.currency not in CURRENCIES:
+            raise ValueError(f"ShopConfig.currency must be an ISO 4217 code: {self.currency!r}")

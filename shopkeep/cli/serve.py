@@ -7,7 +7,7 @@ import asyncio
 import functools
 from typing import TYPE_CHECKING, Any, Final
 
-from shopkeep.actors.config import MAX_AMOUNT, ShopConfig
+from shopkeep.actors.config import WHOLE_BOUNDS, ShopConfig
 from shopkeep.cli.common import (
     MIN_SECRET_LENGTH,
     add_db_flag,
@@ -107,23 +107,24 @@ def add_shop_flags(parser: argparse.ArgumentParser) -> None:
         "coupon and wallet amount given back",
     )  # fmt: skip
     flag(
-        parser, "--max-unpaid-orders", convert=whole(1), metavar="N",
-        default=str(defaults.max_unpaid_orders),
+        parser, "--max-unpaid-orders", convert=whole(*WHOLE_BOUNDS["max_unpaid_orders"]),
+        metavar="N", default=str(defaults.max_unpaid_orders),
         help="unpaid orders one user may hold at once; one more is refused "
         "too_many_unpaid_orders (an order its coupon and wallet pay in full is never unpaid)",
     )  # fmt: skip
     flag(
-        parser, "--shipping-fee", convert=whole(0, MAX_AMOUNT), metavar="MINOR_UNITS",
-        default=str(defaults.shipping_fee),
+        parser, "--shipping-fee", convert=whole(*WHOLE_BOUNDS["shipping_fee"]),
+        metavar="MINOR_UNITS", default=str(defaults.shipping_fee),
         help="the flat shipping fee of an order, in minor units (cents)",
     )  # fmt: skip
     flag(
-        parser, "--free-shipping-threshold", convert=whole(0, MAX_AMOUNT), metavar="MINOR_UNITS",
+        parser, "--free-shipping-threshold",
+        convert=whole(*WHOLE_BOUNDS["free_shipping_threshold"]), metavar="MINOR_UNITS",
         default=str(defaults.free_shipping_threshold),
         help="an order whose goods amount reaches this ships free (minor units; 0: always free)",
     )  # fmt: skip
     flag(
-        parser, "--points-rate", convert=whole(0, 1_000), metavar="POINTS",
+        parser, "--points-rate", convert=whole(*WHOLE_BOUNDS["points_per_unit"]), metavar="POINTS",
         default=str(defaults.points_per_unit),
         help="points a user earns per whole currency unit paid (a yuan or a dollar: 100 minor "
         "units; a yen: one), from the gateway or the wallet; 0: no points",

@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable
 from typing import Final
 
+from shopkeep.actors.config import MAX_DURATION_S
+
 UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 """The units a duration takes; a bare number is seconds."""
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
@@ -48,10 +50,6 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-MAX_DURATION_S: Final = 366 * 86_400.0
-"""The longest duration a flag takes, a year and a day: no wait of shopkeep's is longer, and a
-time much further ahead is none an order's deadline could be written as (``--order-timeout
-1e12`` placed orders whose times no answer could write)."""
 
 
 def duration(*, allow_zero: bool = False, minimum: float = 0.0) -> Callable[[str], float]:

@@ -24,7 +24,7 @@ answered a definite no.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, Protocol, runtime_checkable
 
 import msgspec
 
@@ -277,8 +277,10 @@ PaymentState = PaymentPaid | PaymentClosed | PaymentOpen
 # -- the interface ----------------------------------------------------------------------------
 
 
+@runtime_checkable
 class PaymentProvider(Protocol):
-    """A payment provider, as the shop uses it (SPEC 10)."""
+    """A payment provider, as the shop uses it (SPEC 10). ``isinstance`` tells whether an
+    object has every member named here (not their signatures)."""
 
     name: str
     """``sandbox``, ``alipay``, ``wechatpay`` or ``stripe`` (the payment JSON's ``gateway``)."""

@@ -1,0 +1,123 @@
+"""What a program embedding the shop gets for its mistakes: a clear exception before anything
+changes (a ShopError with the HTTP API's codes, or a ValueError or TypeError for the shop's own
+setup), and shopkeep's log lines on its own standard logging, never on its stdout.
+
+A black-box run of the embedded API found each: ``gateway=None`` opened a shop that failed at
+its first payment, ids past 64 bits raised SQLite's OverflowError, a negative shipping fee was
+paid, and wrong types leaked TypeErrors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shopkeep.actors.config import ShopConfig
+from shopkeep.errors import ShopError
+from shopkeep.shop import Shop
+
+PAST_64_BITS = 2**64
+
+
+async def test_a_shop_needs_its_gateway_named(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="'sandbox', a SandboxGateway or a PaymentProvider"):
+        async with Shop.open(str(tmp_path / "shop.db"), gateway=None):  # type: ignore[arg-type]
+            pass
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"shipping_fee": -5_000},
+        {"free_shipping_threshold": -1},
+        {"order_timeout_s": -5},
+        {"order_timeout_s": 0},
+        {"order_timeout_s": float("nan")},
+        {"max_unpaid_orders": 0},
+        {"points_per_unit": True},
+        {"currency": "dollars"},
+    ],
+)
+def test_a_setting_no_shop_can_run_by_is_refused_naming_it(setting: dict[str, Any]) -> None:
+    [name] = setting
+    with pytest.raises(ValueError, match=f"ShopConfig.{name} must be"):
+        ShopConfig(**setting)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda shop: shop.get_user(PAST_64_BITS),
+        lambda shop: shop.get_goods(PAST_64_BITS),
+        lambda shop: shop.get_order(PAST_64_BITS),
+        lambda shop: shop.cancel_order(PAST_64_BITS),
+        lambda shop: shop.get_payment(PAST_64_BITS),
+        lambda shop: shop.approve_return(PAST_64_BITS),
+        lambda shop: shop.list_orders(user_id=PAST_64_BITS),
+        lambda shop: shop.place_order(PAST_64_BITS, [(1, 1)]),
+    ],
+)
+async def test_an_id_past_64_bits_names_nothing(
+    shop: Shop, call: Callable[[Shop], Awaitable[object]]
+) -> None:
+    with pytest.raises(ShopError) as refused:
+        await call(shop)
+    assert refused.value.code == "not_found"
+
+
+async def test_an_item_past_64_bits_names_no_goods(shop: Shop) -> None:
+    user = (await shop.create_user("ann")).user.id
+    with pytest.raises(ShopError) as refused:
+        await shop.place_order(user, [(PAST_64_BITS, 1)])
+    assert refused.value.code == "not_found"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda shop, user: shop.create_coupon(user, 5, expires_at="2020"),
+        lambda shop, user: shop.create_coupon(user, 5, expires_at=True),
+        lambda shop, user: shop.list_orders(limit="5"),
+        lambda shop, user: shop.list_orders(cursor=5),
+        lambda shop, user: shop.list_orders(status="bogus"),
+        lambda shop, user: shop.request_return(1, 5),
+        lambda shop, user: shop.settle_refund(1, None),
+    ],
+)
+async def test_a_value_of_the_wrong_type_is_a_validation_error(
+    shop: Shop, call: Callable[[Shop, int], Awaitable[object]]
+) -> None:
+    user = (await shop.create_user("ann")).user.id
+    with pytest.raises(ShopError) as refused:
+        await call(shop, user)
+    assert refused.value.code == "validation_error"
+    assert (await shop.list_coupons(user)).items == []
+
+
+def test_an_embedding_program_gets_shopkeeps_lines_through_its_own_logging(
+    tmp_path: Path,
+) -> None:
+    program = textwrap.dedent(f"""
+        import asyncio, logging, sys
+        import structlog
+        from shopkeep.shop import Shop
+
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="EMBEDDER %(message)s")
+
+        async def main():
+            async with Shop.open({str(tmp_path / "shop.db")!r}, gateway="sandbox"):
+                structlog.get_logger("shopkeep.order").warning("order_odd", order_id=7)
+
+        asyncio.run(main())
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert "EMBEDDER event='order_odd' order_id=7" in done.stderr
