@@ -399,6 +399,7 @@ def log_through_stdlib_unless_configured() -> None:
         return
     structlog.configure(
         processors=[
+            structlog.stdlib.filter_by_level,  # first: a line its logger drops costs no more
             structlog.contextvars.merge_contextvars,
             add_message_context,
             structlog.processors.format_exc_info,
