@@ -69,6 +69,17 @@ def add_message_context(
     return event
 
 
+def ids_as_text(
+    logger: object, method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """Write an id (a field ``id`` or ``..._id``) as text, as the API and the access line do:
+    a 64-bit id is past the integers a JSON reader in JavaScript keeps exactly (2**53)."""
+    for key, value in event.items():
+        if type(value) is int and (key == "id" or key.endswith("_id")):
+            event[key] = str(value)
+    return event
+
+
 _THREE_DIGITS: Final = tuple(f"{n:03d}" for n in range(1000))
 _THREE_DIGITS_Z: Final = tuple(f"{n:03d}Z" for n in range(1000))
 
@@ -402,6 +413,7 @@ def log_through_stdlib_unless_configured() -> None:
             structlog.stdlib.filter_by_level,  # first: a line its logger drops costs no more
             structlog.contextvars.merge_contextvars,
             add_message_context,
+            ids_as_text,
             structlog.processors.format_exc_info,
             structlog.processors.KeyValueRenderer(key_order=["event"]),
         ],
@@ -429,6 +441,7 @@ def configure_logging(
         # Context bound with bind_contextvars (a request id, an order id) joins every line.
         structlog.contextvars.merge_contextvars,
         add_message_context,
+        ids_as_text,
         structlog.processors.add_log_level,
         stamp,
         structlog.processors.StackInfoRenderer(),

@@ -296,6 +296,19 @@ def test_demo_fills_a_fresh_database_and_prints_ids_and_tokens(tmp_path: Path) -
     assert result.stdout.count(" id ") >= 3 + 4 + 3  # users, goods, coupons
 
 
+def test_demo_whose_reader_goes_away_ends_quietly(tmp_path: Path) -> None:
+    # ``shopkeep demo | head -n 1``: the pipe is closed before demo writes
+    demo = subprocess.Popen(
+        [sys.executable, "main.py", "demo", "--db", str(tmp_path / "shop.db")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert demo.stdout is not None and demo.stderr is not None
+    demo.stdout.close()
+    stderr = demo.stderr.read().decode()
+    assert demo.wait(timeout=60) == 128 + signal.SIGPIPE
+    assert "Traceback" not in stderr
+
+
 def test_demo_refuses_a_database_that_holds_data(tmp_path: Path) -> None:
     db = str(tmp_path / "shop.db")
     assert run_main("demo", "--db", db).returncode == 0

@@ -49,9 +49,20 @@ def test_a_structlog_line_is_one_json_object_with_level_and_utc_timestamp() -> N
     structlog.get_logger("test").info("stocked", goods_id=7)
 
     [line] = lines(out)
-    assert line["event"] == "stocked" and line["goods_id"] == 7 and line["level"] == "info"
+    assert line["event"] == "stocked" and line["goods_id"] == "7" and line["level"] == "info"
     assert line["timestamp"].endswith("Z")
     assert len(line["timestamp"]) == len("2026-01-02T03:04:05.678901Z")
+
+
+def test_an_id_is_written_as_text_as_the_api_writes_it_and_other_numbers_are_not() -> None:
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+
+    structlog.get_logger("test").info("paid", payment_id=387415539938492416, id=2**62, amount=5)
+
+    [line] = lines(out)
+    assert (line["payment_id"], line["id"]) == ("387415539938492416", str(2**62))
+    assert line["amount"] == 5
 
 
 def test_a_timestamp_is_the_utc_second_and_its_microseconds_zero_padded(

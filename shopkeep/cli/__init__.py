@@ -18,7 +18,11 @@ Heavy modules (the runtime, the store, aiohttp) are imported inside the ``run_*`
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import sys
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from shopkeep import __version__
 from shopkeep.cli.audit import add_audit_parser
@@ -30,6 +34,10 @@ from shopkeep.cli.serve import add_serve_parser
 from shopkeep.cli.values import DURATIONS_HELP
 
 __all__ = ["build_parser", "main"]
+
+BROKEN_PIPE: Final = 128 + signal.SIGPIPE
+"""The exit status of a command whose output's reader closed first, as a shell's own commands
+end (killed by SIGPIPE, which Python turns into an exception)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,4 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if check is not None:
         check(args)
     run: Callable[[argparse.Namespace], int] = args.run
-    return run(args)
+    try:
+        return run(args)
+    except BrokenPipeError:
+        # the reader went away (``shopkeep demo | head -n 1``): what it wanted it has; the
+        # interpreter's own flush of stdout at exit must not raise it again as a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE

@@ -120,4 +120,4 @@ def test_an_embedding_program_gets_shopkeeps_lines_through_its_own_logging(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
-    assert "EMBEDDER event='order_odd' order_id=7" in done.stderr
+    assert "EMBEDDER event='order_odd' order_id='7'" in done.stderr
