@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
+from shopkeep.actors.order_messages import RefundView
 from shopkeep.store.reader import Reader
 
 UPSERT_REFUND_SQL = (
@@ -37,18 +38,11 @@ REFUNDS_IN_FLIGHT_SQL = (
 )
 
 
-class RefundInFlight(msgspec.Struct, frozen=True, gc=False):
+class RefundInFlight(RefundView, frozen=True, gc=False):
     """A refund not yet paid back, as the back office lists it: SPEC 7's fields, and why the
     provider failed it when it did (then it waits for the staff, not for the provider)."""
 
-    id: int
-    order_id: int
-    kind: str
-    wallet_amount: int
-    gateway_amount: int
-    status: str
-    created_at: float
-    provider_failed: str | None
+    provider_failed: str | None = None
 
 
 async def refunds_in_flight(reader: Reader, count: int) -> list[RefundInFlight]:
