@@ -349,12 +349,17 @@ class OrderActor(Actor):
                 return self._refused(placed)
             if placed is not None:
                 return placed
+        capped = False
         if message.begin is not None:
             # Asked from here, not by the caller beforehand: the user's unit (the key, the
             # unpaid count) becomes a commit dependency of the order's, so the placement waits
-            # for no commit before it starts.
+            # for no commit before it starts. An order its coupon or wallet may pay in full is
+            # admitted at the cap provisionally: only its amounts tell (SPEC 2).
+            begin = message.begin
+            if message.coupon_id is not None or message.use_balance > 0:
+                begin = msgspec.structs.replace(begin, provisional=True)
             try:
-                ticket = await ctx.ask(Address("user", message.user_id), message.begin)
+                ticket = await ctx.ask(Address("user", message.user_id), begin)
             except Exception as exc:
                 code, detail = placement_failure(exc)
                 return self._refused(Refusal(code, detail))
@@ -362,6 +367,7 @@ class OrderActor(Actor):
                 return self._refused(Refusal(*placement_failure(ticket)))
             if ticket.existing:
                 return PlacedBefore(ticket.order_id)
+            capped = ticket.capped
         refusal = validate_request(
             message.items, message.use_balance, message.expected_total, self.config
         )
@@ -376,10 +382,10 @@ class OrderActor(Actor):
         self.placing = True
         if isinstance(message, Accept):
             # enqueued now, before the answer leaves: nothing the caller sends can overtake it
-            ctx.tell(self.address, Run(message.expected_total))
+            ctx.tell(self.address, Run(message.expected_total, capped))
             return self._keep_answer(ctx, message.user_id, message.begin, self._outcome())
         ctx.checkpoint()
-        answer = await self._run(ctx, Run(message.expected_total))
+        answer = await self._run(ctx, Run(message.expected_total, capped))
         return self._keep_answer(ctx, message.user_id, message.begin, answer)
 
     def _refused(self, refusal: Refusal) -> Refusal:
@@ -399,7 +405,7 @@ class OrderActor(Actor):
 
     async def _run(self, ctx: Context, message: Run) -> OrderView | Refusal:
         try:
-            placed = await run_placement(self, ctx, message.expected_total)
+            placed = await run_placement(self, ctx, message.expected_total, message.capped)
         finally:
             self.placing = False
         return placed if isinstance(placed, Refusal) else order_view(placed)

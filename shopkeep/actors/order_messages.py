@@ -175,9 +175,11 @@ class PlacedBefore(msgspec.Struct, frozen=True, gc=False):
 
 
 class Run(msgspec.Struct, frozen=True, tag=True, gc=False):
-    """Run the placement of an accepted order (a no-op once it ran; Accept tells it)."""
+    """Run the placement of an accepted order (a no-op once it ran; Accept tells it).
+    ``capped``: its user was at the unpaid-orders cap (``OrderTicket.capped``)."""
 
     expected_total: int | None = None
+    capped: bool = False
 
 
 class UndoPlacement(msgspec.Struct, frozen=True, tag=True, gc=False):

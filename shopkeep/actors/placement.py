@@ -6,7 +6,9 @@
 2. Take the stock of every item (asked concurrently: different goods actors), learning the unit
    prices. 3. Price the order. 4. Use the coupon, if any. Then the discount, wallet and pay
    amounts are known and ``expected_total`` is checked (price_changed): the coupon's value is
-   only known once it is used, so the check comes after step 4 and before the wallet.
+   only known once it is used, so the check comes after step 4 and before the wallet; so is
+   the unpaid-orders cap of a user who was at it (admitted provisionally: an order that pays
+   nothing goes through, one more unpaid order is refused too_many_unpaid_orders).
 5. Debit the wallet, if any wallet amount: first the amounts are written and checkpointed, so
    that whoever undoes a cut placement knows what may have been debited.
 6. Confirm: awaiting payment with its deadline, or paid when nothing is left to pay.
@@ -41,7 +43,14 @@ from shopkeep.actors.order_rules import (
     priced,
 )
 from shopkeep.actors.order_state import INTERRUPTED, Effect, OrderState, SaveLines
-from shopkeep.actors.protocol import DebitWallet, Refusal, StockTaken, TakeStock, UseCoupon
+from shopkeep.actors.protocol import (
+    TOO_MANY_UNPAID_ORDERS,
+    DebitWallet,
+    Refusal,
+    StockTaken,
+    TakeStock,
+    UseCoupon,
+)
 from shopkeep.runtime import Address, Context, Overloaded
 
 log = structlog.get_logger("shopkeep.placement")
@@ -125,9 +134,11 @@ async def _take_stock(ctx: Context, state: OrderState) -> list[Any]:
 
 
 async def run_placement(
-    actor: PlacingOrder, ctx: Context, expected_total: int | None
+    actor: PlacingOrder, ctx: Context, expected_total: int | None, capped: bool = False
 ) -> OrderState | Refusal:
-    """Steps 2-6 for the pending order in ``actor.state`` (step 1 is written and submitted)."""
+    """Steps 2-6 for the pending order in ``actor.state`` (step 1 is written and submitted).
+    ``capped``: its user was at the unpaid-orders cap, which refuses it once its amounts show
+    it leaves something to pay (an order paid in full is never unpaid: SPEC 2)."""
     state = actor.state
     assert state is not None
     order_id = state.id
@@ -163,6 +174,11 @@ async def run_placement(
     refusal = check_expected_total(state, expected_total)
     if refusal is not None:
         return _fail(actor, ctx, state, (refusal.code, refusal.detail), coupon_asked=True)
+    if capped and state.pay_amount > 0:
+        cap = config.max_unpaid_orders
+        detail = (f"user {state.user_id} already has {cap} unpaid orders (at most {cap}), and "
+                  f"this one leaves {state.pay_amount} to pay")
+        return _fail(actor, ctx, state, (TOO_MANY_UNPAID_ORDERS, detail), coupon_asked=True)
 
     # 5. wallet
     if state.wallet_amount > 0:

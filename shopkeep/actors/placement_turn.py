@@ -14,9 +14,10 @@ ends), in two passes:
    cap's: an order its coupon and wallet pay in full goes straight to paid and is never one
    more unpaid order (SPEC 2), which only its amounts tell. So a user at the cap is refused
    once the order proves to leave something to pay, or at the first other refusal (the cap
-   answering, as the first check that failed). The saga asks the user before anything is
-   priced, so an order that takes it (a participant busy, ``?wait=false``) is held to the cap
-   even when it would pay nothing.
+   answering, as the first check that failed). The saga, which asks the user before anything
+   is priced, admits such an order at the cap provisionally and refuses it once priced unless
+   it pays nothing (``placement.py``); a refusal there comes after stock was taken, so it is
+   undone and recorded, as the saga's refusals are.
 2. **Applies**: the same messages, handled. Since no other message ran in between, each
    answers as its check did; the order is born confirmed (or paid) with its final amounts.
 

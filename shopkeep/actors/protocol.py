@@ -122,6 +122,11 @@ class BeginOrder(msgspec.Struct, frozen=True, tag=True, gc=False):
     only remembers the key. (Only a key the user knows is new joins such a turn, so the row
     is always a new one.) One statement instead of an insert and then an update of the same
     row, which would also keep the writer from joining a batch's inserts into one.
+
+    ``provisional``: a user at the cap admits the order all the same, saying so
+    (``OrderTicket.capped``), and the placement refuses it too_many_unpaid_orders once priced
+    unless it pays nothing: the saga (``placement.py``) asks before it prices, for an order
+    whose coupon or wallet may pay it in full.
     """
 
     order_id: int
@@ -130,13 +135,16 @@ class BeginOrder(msgspec.Struct, frozen=True, tag=True, gc=False):
     max_unpaid: int | None
     replaces: int | None = None
     row_by_order: bool = False
+    provisional: bool = False
 
 
 class OrderTicket(msgspec.Struct, frozen=True, tag=True, gc=False):
-    """The order to place (``existing``: the key was seen; do not place it again)."""
+    """The order to place (``existing``: the key was seen; do not place it again; ``capped``:
+    admitted at the cap, provisionally: see BeginOrder)."""
 
     order_id: int
     existing: bool
+    capped: bool = False
 
 
 class DebitWallet(msgspec.Struct, frozen=True, tag=True, gc=False):

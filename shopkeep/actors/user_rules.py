@@ -115,6 +115,8 @@ def begin_order(
             return OrderTicket(seen.order_id, existing=seen.order_id != msg.order_id)
     cap = msg.max_unpaid
     if cap is not None and msg.order_id not in unpaid and len(unpaid) >= cap:
+        if msg.provisional:  # to be refused once priced, unless it pays nothing
+            return OrderTicket(msg.order_id, existing=False, capped=True)
         return Refusal(
             TOO_MANY_UNPAID_ORDERS,
             f"user {user_id} already has {len(unpaid)} unpaid orders (at most {cap})",

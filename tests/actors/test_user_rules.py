@@ -100,6 +100,14 @@ def test_one_more_unpaid_order_than_the_cap_is_refused() -> None:
     assert refused.detail == "user 1 already has 2 unpaid orders (at most 2)"
 
 
+def test_a_provisional_order_is_admitted_at_the_cap_and_told_so() -> None:
+    provisional = msgspec.structs.replace(begin(12), provisional=True)
+    assert begin_order(1, {10, 11}, None, provisional) == OrderTicket(
+        12, existing=False, capped=True
+    )
+    assert begin_order(1, {10}, None, provisional) == OrderTicket(12, existing=False)
+
+
 def test_an_order_already_counted_as_unpaid_is_admitted_again_at_the_cap() -> None:
     assert begin_order(1, {10, 11}, None, begin(11)) == OrderTicket(11, existing=False)
 

@@ -245,6 +245,36 @@ async def test_an_order_paid_in_full_by_coupon_or_wallet_is_placed_at_the_cap(
     await assert_audit_ok(shop)
 
 
+@pytest.mark.parametrize("wait", [True, False])
+async def test_the_saga_places_an_order_paid_in_full_at_the_cap_and_undoes_one_that_is_not(
+    saga_shop: Shop, wait: bool
+) -> None:
+    # the saga asks the user before pricing: admitted at the cap provisionally (SPEC 2)
+    shop = saga_shop
+    tea = await shop.create_goods("tea", price=1_000, stock=100)
+    user = await customer(shop, balance=10_000)
+    for _ in range(10):
+        await shop.place_order(user, [(tea.id, 1)])
+    coupon, short = await shop.create_coupon(user, 5_000), await shop.create_coupon(user, 500)
+
+    by_coupon = await shop.place_order(user, [(tea.id, 1)], coupon_id=coupon.id, wait=wait)
+    try:
+        leaves_to_pay = (
+            await shop.place_order(user, [(tea.id, 1)], coupon_id=short.id, wait=wait)
+        ).id
+    except ShopError as refused:  # waited for: the refusal, naming the order it recorded
+        assert refused.code == "too_many_unpaid_orders" and refused.order_id is not None
+        leaves_to_pay = refused.order_id
+    await settle(shop)
+
+    assert (await shop.get_order(by_coupon.id)).status == "paid"
+    undone = await shop.get_order(leaves_to_pay)
+    assert (undone.status, undone.cancel_reason) == ("canceled", "placement_failed")
+    assert (await shop.get_coupon(short.id)).state == "unused"
+    assert (await shop.get_goods(tea.id)).stock == 89
+    await assert_audit_ok(shop)
+
+
 async def test_what_a_cancel_gives_back_is_seen_by_the_next_read(shop: Shop) -> None:
     # no settling in between: the answer comes once the releases are in their actors' hands
     tea = await shop.create_goods("tea", price=1_000, stock=10)
