@@ -41,10 +41,13 @@ from shopkeep.actors.audit_checks import (
 )
 from shopkeep.actors.audit_flight import read_outbox
 from shopkeep.actors.audit_order_checks import (
+    AMOUNTS,
+    AMOUNTS_CTES,
     MONEY,
     MONEY_CTES,
     REFUNDS,
     STATES,
+    judge_amounts,
     judge_money,
     judge_refunds,
     judge_states,
@@ -60,6 +63,7 @@ CHECKS: tuple[Check, ...] = (
     Check("money", MONEY, judge_money, MONEY_CTES),
     Check("states", STATES, judge_states),
     Check("refunds", REFUNDS, judge_refunds),
+    Check("amounts", AMOUNTS, judge_amounts, AMOUNTS_CTES),
 )
 """The invariants, in the order the report lists them."""
 

@@ -1,4 +1,5 @@
-"""The order-side invariants of SPEC section 6: money, states, refunds.
+"""The order-side invariants of SPEC section 6: money, states, refunds, and the amounts of
+SPEC 2 they rest on.
 
 Written as :mod:`shopkeep.actors.audit_sql` describes (SQL branches, fingerprint gates, a
 judge each). These read the tables the order actor writes (orders, payments, refunds, refund_log,
@@ -19,6 +20,7 @@ from shopkeep.actors.audit_sql import (
     agree,
     behind,
     fold,
+    gate,
 )
 
 _STATUSES = "(" + ", ".join(f"'{s}'" for s in STATUSES) + ")"
@@ -169,3 +171,78 @@ def judge_refunds(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
     for refund_id, order_id, status, *_ in found.get("refunds.status", ()):
         bad.append(f"refund {refund_id} of order {order_id} is {status!r}")
     return Verdict(bad, moving, f"{counts.refunds} refunds, each recorded and logged")
+
+
+# -- amounts ----------------------------------------------------------------------------------
+
+# Orders whose amounts are final: all but a placement running (pending) or one that failed,
+# which may have stopped before it was priced.
+_PRICED = (
+    "status != 'pending' AND NOT (status = 'canceled' AND cancel_reason = 'placement_failed')"
+)
+_UNPRICED_IDS = (
+    "(SELECT id FROM orders WHERE status = 'pending' "
+    "OR (status = 'canceled' AND cancel_reason = 'placement_failed'))"
+)
+# An item's price is NULL until its order is priced: an unpriced order's goods amount is 0.
+_ITEMS = "(SELECT order_id, quantity * unit_price AS amount FROM order_items)"
+_DEBITS = (
+    "(SELECT order_id, -amount AS amount FROM wallet_ledger WHERE reason = 'order_debit' "
+    f"AND order_id NOT IN {_UNPRICED_IDS})"
+)
+
+AMOUNTS_CTES = (
+    gate("items_gate", fold("orders", "id", "goods_amount"), fold(_ITEMS, "order_id", "amount")),
+    gate(
+        "debits_gate",
+        fold(f"(SELECT id, wallet_amount FROM orders WHERE {_PRICED})", "id", "wallet_amount"),
+        fold(_DEBITS, "order_id", "amount"),
+    ),
+)
+AMOUNTS = (
+    "SELECT 'amounts.order', id, goods_amount, shipping_fee, order_amount, coupon_discount, "
+    f"wallet_amount, pay_amount FROM orders WHERE {_PRICED} AND ("
+    "order_amount != goods_amount + shipping_fee "
+    "OR pay_amount != order_amount - coupon_discount - wallet_amount "
+    "OR min(goods_amount, shipping_fee, coupon_discount, wallet_amount, pay_amount) < 0 "
+    "OR (coupon_id IS NULL AND coupon_discount != 0))",
+    # per order, only when the fingerprints of the goods amounts and the items' disagree
+    "SELECT 'amounts.items', o.id, o.goods_amount, i.amount, NULL, NULL, NULL, NULL "
+    f"FROM {behind('items_gate')} (SELECT order_id, coalesce(sum(amount), 0) AS amount "
+    f"FROM {_ITEMS} GROUP BY order_id) AS i JOIN orders AS o ON o.id = i.order_id "
+    "WHERE o.goods_amount != i.amount",
+    "SELECT 'amounts.debit', o.id, o.wallet_amount, coalesce(d.amount, 0), NULL, NULL, NULL, "
+    f"NULL FROM {behind('debits_gate')} orders AS o LEFT JOIN (SELECT order_id, "
+    f"sum(amount) AS amount FROM {_DEBITS} GROUP BY order_id) AS d ON d.order_id = o.id "
+    f"WHERE {_PRICED.replace('status', 'o.status').replace('cancel_reason', 'o.cancel_reason')} "
+    "AND o.wallet_amount != coalesce(d.amount, 0)",
+    "SELECT 'amounts.payment', o.id, o.status, o.pay_amount, NULL, NULL, NULL, NULL "
+    f"FROM orders AS o WHERE o.status IN {KEPT} AND o.pay_amount > 0 AND NOT EXISTS "
+    "(SELECT 1 FROM payments AS p WHERE p.order_id = o.id AND p.status = 'succeeded' "
+    "AND p.amount = o.pay_amount)",
+)
+
+
+def judge_amounts(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
+    """Every priced order's amounts are SPEC 2's: order = goods + shipping, pay = order -
+    coupon discount - wallet amount, none negative, no discount without a coupon; its goods
+    amount is what its items cost; its wallet amount is what the wallet's ledger says it
+    debited; and an order that keeps money it was paid has the succeeded payment of its pay
+    amount."""
+    bad: list[str] = []
+    for order_id, goods, shipping, order, discount, wallet, pay in found.get(
+        "amounts.order", ()
+    ):
+        bad.append(
+            f"order {order_id}: goods {goods} + shipping {shipping} = order {order}, less "
+            f"discount {discount} and wallet {wallet} = pay {pay} does not add up"
+        )
+    for order_id, goods, items, *_ in found.get("amounts.items", ()):
+        bad.append(f"order {order_id}: goods amount {goods}, but its items cost {items}")
+    for order_id, wallet, debited, *_ in found.get("amounts.debit", ()):
+        bad.append(f"order {order_id}: wallet amount {wallet}, but the wallet debited {debited}")
+    for order_id, status, pay, *_ in found.get("amounts.payment", ()):
+        bad.append(f"{status} order {order_id} has no succeeded payment of its {pay}")
+    return Verdict(
+        bad, 0, f"{counts.orders} orders' amounts add up, with their items, wallet and payment"
+    )

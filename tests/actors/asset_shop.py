@@ -14,8 +14,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from shopkeep.actors.assets import AssetsActor
+from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.coupon import CouponActor
 from shopkeep.actors.goods import GoodsActor
+from shopkeep.actors.order_rules import shipping_fee
 from shopkeep.actors.user import UserActor
 from shopkeep.bootstrap import Runtime, open_runtime
 from shopkeep.runtime import Actor, Address, VirtualClock
@@ -80,21 +82,38 @@ async def record_order(
     *,
     coupon_id: int | None = None,
     wallet_amount: int = 0,
-    pay_amount: int = 0,
     cancel_reason: str | None = None,
 ) -> None:
-    """Write an order's row and items as the order actor would (amounts as given)."""
+    """Write an order's row and items as the order actor would, priced as SPEC 2 prices it
+    (the goods' prices, the default shipping, the coupon's value, ``wallet_amount``) unless
+    it is pending (a placement running: not priced yet)."""
     now = rt.system.clock.now()
+    config = ShopConfig()
 
     def write(conn: sqlite3.Connection) -> None:
+        priced = status != "pending"
+        price_of = "SELECT price FROM goods WHERE id = ?"
+        prices = {
+            goods_id: conn.execute(price_of, (goods_id,)).fetchone()[0] for goods_id in items
+        } if priced else dict.fromkeys(items)  # fmt: skip
+        goods = sum(price * items[goods_id] for goods_id, price in prices.items() if price)
+        shipping = shipping_fee(goods, config) if priced and items else 0
+        value = 0
+        if coupon_id is not None and priced:
+            [(value,)] = conn.execute("SELECT value FROM coupons WHERE id = ?", (coupon_id,))
+        discount = min(value, goods + shipping)
         conn.execute(
-            "INSERT INTO orders (id, user_id, status, cancel_reason, coupon_id, wallet_amount, "
-            "pay_amount, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (order_id, user_id, status, cancel_reason, coupon_id, wallet_amount, pay_amount, now),
-        )
+            "INSERT INTO orders (id, user_id, status, cancel_reason, coupon_id, goods_amount, "
+            "shipping_fee, order_amount, coupon_discount, wallet_amount, pay_amount, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (order_id, user_id, status, cancel_reason, coupon_id, goods, shipping,
+             goods + shipping, discount, wallet_amount, goods + shipping - discount - wallet_amount,
+             now),
+        )  # fmt: skip
         conn.executemany(
-            "INSERT INTO order_items (order_id, goods_id, quantity) VALUES (?, ?, ?)",
-            [(order_id, goods_id, quantity) for goods_id, quantity in items.items()],
+            "INSERT INTO order_items (order_id, goods_id, quantity, unit_price) "
+            "VALUES (?, ?, ?, ?)",
+            [(order_id, goods_id, n, prices[goods_id]) for goods_id, n in items.items()],
         )
 
     await rt.store.writer.call(write)

@@ -67,16 +67,18 @@ async def stock_a_shop(rt: Runtime) -> None:
     await ask(goods(TEA), TakeStock(101, 1))
     await ask(goods(CUP), TakeStock(101, 1))
     await ask(user(ANN), DebitWallet(101, 500))
-    await record_order(rt, 101, ANN, "canceled", {TEA: 1, CUP: 1}, cancel_reason="user")
+    await record_order(
+        rt, 101, ANN, "canceled", {TEA: 1, CUP: 1}, wallet_amount=500, cancel_reason="user"
+    )
     await ask(assets(101), ReleaseAssets(101, ANN, (TEA, CUP), None, 500, revoke_points=False))
 
     await ask(goods(CUP), TakeStock(102, 1))
-    await record_order(rt, 102, BOB, "paid", {CUP: 1}, pay_amount=2_200)
+    await record_order(rt, 102, BOB, "paid", {CUP: 1})  # pays 1_200 + 1_000 shipping
     await record_payment(rt, 1_002, 102, 2_200)
 
     await ask(goods(TEA), TakeStock(103, 1))
     await ask(user(BOB), AwardPoints(103, 14))
-    await record_order(rt, 103, BOB, "canceled", {TEA: 1}, pay_amount=1_450, cancel_reason="user")
+    await record_order(rt, 103, BOB, "canceled", {TEA: 1}, cancel_reason="user")  # paid 1_450
     await record_payment(rt, 1_003, 103, 1_450, refund_id=2_003)
     await ask(assets(103), ReleaseAssets(103, BOB, (TEA,), None, 0, revoke_points=True))
     await settled(rt)
@@ -108,7 +110,9 @@ async def test_a_consistent_shop_audits_ok_and_says_what_it_checked(tmp_path: Pa
         report = await audit(rt.store.reader)
     assert report.ok, failing(report)
     details = {check.name: check.detail for check in report.checks}
-    assert list(details) == ["stock", "wallet", "points", "coupons", "money", "states", "refunds"]
+    assert list(details) == [
+        "stock", "wallet", "points", "coupons", "money", "states", "refunds", "amounts"
+    ]  # fmt: skip
     assert details["money"] == "collected 3650 = kept by orders 2200 + refunded 0 + refunding 1450"
     assert details["stock"] == "2 goods: on hand = initial + restocked - held by orders"
 
@@ -186,6 +190,35 @@ def test_a_canceled_order_without_a_reason_fails_the_states_check(shop_db: str) 
     corrupt(shop_db, "UPDATE orders SET cancel_reason = NULL WHERE id = 101")
     assert failing(audit_file(shop_db)) == {
         "states": "1 violation: canceled order 101 has no cancel reason"
+    }
+
+
+def test_amounts_that_do_not_add_up_fail_the_amounts_check(shop_db: str) -> None:
+    corrupt(shop_db, "UPDATE orders SET coupon_discount = 400 WHERE id = 100")
+    assert failing(audit_file(shop_db)) == {
+        "amounts": "1 violation: order 100: goods 900 + shipping 1000 = order 1900, less "
+        "discount 400 and wallet 1400 = pay 0 does not add up"
+    }
+
+
+def test_a_goods_amount_its_items_do_not_cost_fails_the_amounts_check(shop_db: str) -> None:
+    corrupt(shop_db, "UPDATE order_items SET quantity = 3 WHERE order_id = 102")
+    assert failing(audit_file(shop_db)) == {
+        "amounts": "1 violation: order 102: goods amount 1200, but its items cost 3600"
+    }
+
+
+def test_a_wallet_amount_the_wallet_did_not_debit_fails_the_amounts_check(shop_db: str) -> None:
+    corrupt(shop_db, "UPDATE orders SET wallet_amount = 1300, coupon_discount = 600 WHERE id = 100")
+    assert failing(audit_file(shop_db)) == {
+        "amounts": "1 violation: order 100: wallet amount 1300, but the wallet debited 1400"
+    }
+
+
+def test_a_paid_order_without_its_payment_fails_the_amounts_check(shop_db: str) -> None:
+    corrupt(shop_db, "DELETE FROM payments WHERE order_id = 102")
+    assert failing(audit_file(shop_db)) == {
+        "amounts": "1 violation: paid order 102 has no succeeded payment of its 2200"
     }
 
 
