@@ -187,6 +187,8 @@ def test_serve_on_a_port_taken_fails_in_one_line_naming_host_and_port(tmp_path: 
         ("bench", "--embedded", "--mix", "teleport=1"),
         ("bench", "--embedded", "--duration", "0"),
         ("bench", "--embedded", "--concurrency", "0"),
+        ("bench", "--embedded", "--concurrency", "100000000"),  # a user each, made first
+        ("bench", "--embedded", "--rate", "1e9"),  # a schedule no loop keeps
         ("bench", "--embedded", "--max-error-rate", "2"),
         ("bench", "--embedded", "--url", "http://127.0.0.1:1"),
         ("bench", "--embedded", "--threshold", "place.p99<50"),

@@ -98,8 +98,11 @@ def port(text: str) -> int:
     return number
 
 
-def number(*, minimum: float = 0.0, inclusive: bool = True) -> Callable[[str], float]:
-    """A converter of finite numbers above ``minimum`` (or at it, when ``inclusive``)."""
+def number(
+    *, minimum: float = 0.0, inclusive: bool = True, maximum: float = math.inf
+) -> Callable[[str], float]:
+    """A converter of finite numbers above ``minimum`` (or at it, when ``inclusive``), and at
+    most ``maximum``."""
 
     def convert(text: str) -> float:
         try:
@@ -110,6 +113,8 @@ def number(*, minimum: float = 0.0, inclusive: bool = True) -> Callable[[str], f
         if not (math.isfinite(value) and low):
             bound = f"{'at least' if inclusive else 'above'} {minimum:g}"
             raise refuse(f"{text!r} is not a number {bound}")
+        if value > maximum:
+            raise refuse(f"{text!r} is more than {maximum:g}")
         return value
 
     convert.__name__ = "number"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Final
 
 from shopkeep.bench.load.compare import Baseline, BaselineError, read_baseline
 from shopkeep.bench.load.mix import SIGNED, MixError, parse_mix
@@ -16,6 +17,12 @@ from shopkeep.bench.load.thresholds import Threshold, ThresholdError, parse_thre
 from shopkeep.cli.common import writable_path_problem
 from shopkeep.cli.flags import flag, given_as, usage_error
 from shopkeep.cli.values import duration, fraction, http_url, number, refuse, whole
+
+MAX_CONCURRENCY: Final = 10_000
+"""The most workers a run takes: each is a user with coupons made before it starts, and a
+connection (``serve`` takes 1,024 at once by default, ``--max-connections``)."""
+MAX_RATE: Final = 100_000.0
+"""The highest --rate: far past what one shop answers, and what the schedule can keep."""
 
 
 def mix_text(text: str) -> str:
@@ -57,8 +64,9 @@ def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
         help="how long journeys are started; 10m or more makes a soak",
     )  # fmt: skip
     flag(
-        parser, "--concurrency", convert=whole(1), metavar="N", default="64",
-        help="workers running journeys at once, and the most connections open",
+        parser, "--concurrency", convert=whole(1, MAX_CONCURRENCY), metavar="N", default="64",
+        help="workers running journeys at once, and the most connections open (each worker "
+        f"is a user of its own, made before the run: at most {MAX_CONCURRENCY:,})",
     )  # fmt: skip
     flag(
         parser, "--mix", convert=mix_text, metavar="JOURNEY=WEIGHT,...",
@@ -106,7 +114,8 @@ def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
         "is sampled",
     )  # fmt: skip
     flag(
-        parser, "--rate", convert=number(minimum=0, inclusive=False), metavar="JOURNEYS_PER_S",
+        parser, "--rate", convert=number(minimum=0, inclusive=False, maximum=MAX_RATE),
+        metavar="JOURNEYS_PER_S",
         shown_default="no pacing, each worker starts its next journey as soon as its last "
         "one ended",
         help="start this many journeys a second on an open schedule (as for a soak at a "

@@ -184,7 +184,10 @@ def render(data: dict[str, Any]) -> str:
     cpu = data["client_cpu"]
     memory = data["resident_memory_bytes"]
     audit = "ok" if data["audit_ok"] else "FAILED" if data["audit_answered"] else "NOT ANSWERED"
-    quiet = "quiet" if data["audit_quiet"] else "NOT quiet"
+    # a failure the audits saw to the end of --settle is no longer a matter of what is in flight
+    quiet = "quiet" if data["audit_quiet"] else (
+        "still failing" if data["audit_answered"] and not data["audit_ok"] else "NOT quiet"
+    )
     pace = f"  rate {data['rate_per_s']:g}/s" if data["rate_per_s"] else ""
     lines += [
         "",
