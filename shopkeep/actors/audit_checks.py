@@ -184,6 +184,9 @@ COUPONS = (
     "SELECT 'coupons.held', o.id, o.coupon_id, c.order_id, c.id IS NULL, NULL, NULL, NULL "
     "FROM orders AS o LEFT JOIN coupons AS c ON c.id = o.coupon_id "
     f"WHERE o.coupon_id IS NOT NULL AND o.status IN {LIVE} AND c.order_id IS NOT o.id",
+    # orders holding a coupon of another user's (a coupon belongs to its user: SPEC 2)
+    "SELECT 'coupons.owner', o.id, o.user_id, c.id, c.user_id, NULL, NULL, NULL "
+    "FROM orders AS o JOIN coupons AS c ON c.id = o.coupon_id WHERE c.user_id != o.user_id",
 )
 
 
@@ -208,6 +211,8 @@ def judge_coupons(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
             moving += 1
         elif status != "returned":
             bad.append(f"coupon {coupon_id} is still marked used by {status} order {held_by}")
+    for order_id, user_id, coupon_id, owner, *_ in found.get("coupons.owner", ()):
+        bad.append(f"order {order_id} of user {user_id} holds coupon {coupon_id} of user {owner}")
     for order_id, coupon_id, marked_by, missing, *_ in found.get("coupons.held", ()):
         if missing:
             bad.append(f"live order {order_id} holds coupon {coupon_id}, which does not exist")

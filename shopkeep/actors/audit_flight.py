@@ -8,7 +8,9 @@ The shop's asset kinds are decoded with their own message unions, and a pending 
 is expanded exactly as the ``assets`` actor will expand it (:func:`release_messages`). A message
 for any other kind (order, payment, refund actors) is read generically: it counts for the order
 named by its ``order_id`` field, or by its address when it is sent to an ``order`` actor, and
-the audit then excuses every check of that order, since anything may follow from it.
+the audit then excuses every check of that order, since anything may follow from it. A
+message to an ``order`` actor must be one of the order's own (:data:`OrderMessage`): any other
+is undecodable, and excuses nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import msgspec
 
 from shopkeep.actors.assets import Release, release_messages
+from shopkeep.actors.order_messages import OrderMessage
 from shopkeep.actors.protocol import (
     AssetsMessage,
     AwardPoints,
@@ -34,6 +37,7 @@ from shopkeep.actors.protocol import (
 )
 from shopkeep.runtime import Address
 
+_ORDER_DECODER: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(OrderMessage)
 _DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
     "assets": msgspec.msgpack.Decoder(AssetsMessage),
     "goods": msgspec.msgpack.Decoder(GoodsMessage),
@@ -89,7 +93,10 @@ def read_outbox(rows: Iterable[tuple[Any, ...]]) -> InFlight:
         flight.messages += 1
         decoder = _DECODERS.get(kind)
         try:
-            if decoder is None:
+            if kind == "order":
+                _ORDER_DECODER.decode(bytes(payload))  # the order's own, or undecodable
+                _note_foreign(flight, kind, actor_id, msgspec.msgpack.decode(bytes(payload)))
+            elif decoder is None:
                 _note_foreign(flight, kind, actor_id, msgspec.msgpack.decode(bytes(payload)))
             else:
                 _note(flight, Address(kind, actor_id), decoder.decode(bytes(payload)))

@@ -12,6 +12,7 @@ from shopkeep.actors.audit_flight import InFlight
 from shopkeep.actors.audit_sql import (
     CANCEL_REASONS,
     KEPT,
+    REFUND_KINDS,
     RELEASED,
     STATUSES,
     Counts,
@@ -25,6 +26,7 @@ from shopkeep.actors.audit_sql import (
 
 _STATUSES = "(" + ", ".join(f"'{s}'" for s in STATUSES) + ")"
 _REASONS = "(" + ", ".join(f"'{r}'" for r in CANCEL_REASONS) + ")"
+_KINDS = "(" + ", ".join(f"'{k}'" for k in REFUND_KINDS) + ")"
 
 # -- money ------------------------------------------------------------------------------------
 
@@ -32,10 +34,15 @@ _REASONS = "(" + ", ".join(f"'{r}'" for r in CANCEL_REASONS) + ")"
 # (payment, transaction) already counted): the payment log is the record of what the gateway
 # collected, one row per transaction, even when one payment is collected twice. (CAST: the log
 # keeps the body as bytes, and from SQLite 3.45 the JSON functions read a BLOB as binary JSONB.)
+# A body that is no JSON is read as nothing (CASE: SQLite evaluates json_extract on it only
+# when json_valid says it can), and named by the money check: one such row must not stop the
+# whole audit with SQLite's "malformed JSON".
+_READABLE = "json_valid(CAST(body AS TEXT))"
 _COLLECTIONS = (
-    "(SELECT order_id, json_extract(CAST(body AS TEXT), '$.amount') AS amount FROM payment_log "
-    "WHERE verified = 1 AND duplicate = 0 "
-    "AND json_extract(CAST(body AS TEXT), '$.status') = 'succeeded')"
+    f"(SELECT order_id, CASE WHEN {_READABLE} THEN json_extract(CAST(body AS TEXT), '$.amount') "
+    "END AS amount FROM payment_log WHERE verified = 1 AND duplicate = 0 "
+    f"AND CASE WHEN {_READABLE} THEN json_extract(CAST(body AS TEXT), '$.status') END "
+    "= 'succeeded')"
 )
 _KEPT = f"(SELECT id AS order_id, pay_amount AS amount FROM orders WHERE status IN {KEPT})"
 _REFUNDED = "(SELECT order_id, gateway_amount AS amount FROM refunds WHERE status = 'refunded')"
@@ -61,6 +68,8 @@ MONEY = (
     f"UNION ALL SELECT order_id, 0, 0, amount FROM {_REFUNDED} "
     f"UNION ALL SELECT order_id, 0, 0, amount FROM {_REFUNDING}) "
     "GROUP BY order_id HAVING sum(collected) != sum(kept) + sum(refunded)",
+    "SELECT 'money.unreadable', id, order_id, NULL, NULL, NULL, NULL, NULL FROM payment_log "
+    f"WHERE verified = 1 AND NOT {_READABLE}",
 )
 
 
@@ -91,6 +100,8 @@ def judge_money(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
             bad.append(
                 f"order {order_id}: collected {collected}, but kept {kept} + refunded {refunded}"
             )
+    for log_id, order_id, *_ in found.get("money.unreadable", ()):
+        bad.append(f"payment log row {log_id} of order {order_id} is no callback body")
     summary = "collected = kept by orders + refunded"
     for collected, kept, refunded, refunding, *_ in found.get("money.total", ()):
         summary = (
@@ -151,8 +162,8 @@ REFUNDS = (
     # the log once per refund
     "SELECT 'refunds.unlogged', id, order_id, NULL, NULL, NULL, NULL, NULL FROM refunds "
     "WHERE id NOT IN (SELECT refund_id FROM refund_log)",
-    "SELECT 'refunds.status', id, order_id, status, NULL, NULL, NULL, NULL FROM refunds "
-    "WHERE status NOT IN ('refunding', 'refunded')",
+    "SELECT 'refunds.status', id, order_id, status, kind, NULL, NULL, NULL FROM refunds "
+    f"WHERE status NOT IN ('refunding', 'refunded') OR kind NOT IN {_KINDS}",
 )
 
 
@@ -168,8 +179,9 @@ def judge_refunds(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
             bad.append(f"{status} order {order_id} was paid but has no refund record")
     for refund_id, order_id, *_ in found.get("refunds.unlogged", ()):
         bad.append(f"refund {refund_id} of order {order_id} has no log")
-    for refund_id, order_id, status, *_ in found.get("refunds.status", ()):
-        bad.append(f"refund {refund_id} of order {order_id} is {status!r}")
+    for refund_id, order_id, status, kind, *_ in found.get("refunds.status", ()):
+        what = status if status not in ("refunding", "refunded") else f"of kind {kind}"
+        bad.append(f"refund {refund_id} of order {order_id} is {what!r}")
     return Verdict(bad, moving, f"{counts.refunds} refunds, each recorded and logged")
 
 

@@ -15,8 +15,9 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
         "audit",
         help="check the invariants of a database offline",
         description=(
-            "Check the invariants (stock, wallet, points, coupons, money, states, refunds) of a "
-            "database file, opened read-only: a live shop's, or a backup. Prints each check; "
+            "Check the invariants (stock, wallet, points, coupons, money, states, refunds, "
+            "amounts) of a database file, opened read-only: a live shop's, or a backup. Prints "
+            "each check; "
             "exit status 0 when all hold, 1 when one is violated, 2 when the file cannot be "
             "audited."
         ),

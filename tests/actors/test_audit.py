@@ -222,6 +222,29 @@ def test_a_paid_order_without_its_payment_fails_the_amounts_check(shop_db: str) 
     }
 
 
+def test_an_order_holding_another_users_coupon_fails_the_coupons_check(shop_db: str) -> None:
+    corrupt(shop_db, f"UPDATE coupons SET user_id = {BOB} WHERE id = {USED}")
+    assert failing(audit_file(shop_db)) == {
+        "coupons": f"1 violation: order 100 of user {ANN} holds coupon {USED} of user {BOB}"
+    }
+
+
+def test_a_refund_of_no_known_kind_fails_the_refunds_check(shop_db: str) -> None:
+    corrupt(shop_db, "UPDATE refunds SET kind = 'banana'")
+    assert failing(audit_file(shop_db)) == {
+        "refunds": "1 violation: refund 2003 of order 103 is 'of kind banana'"
+    }
+
+
+def test_a_payment_log_row_that_is_no_json_is_named_and_the_audit_goes_on(
+    shop_db: str,
+) -> None:
+    corrupt(shop_db, "UPDATE payment_log SET body = x'ff00' WHERE order_id = 102")
+    failed = failing(audit_file(shop_db))
+    assert failed["money"].startswith("2 violations: order 102: collected 0, but kept 2200")
+    assert "of order 102 is no callback body" in failed["money"]
+
+
 def test_an_order_awaiting_payment_without_its_deadline_fails_the_states_check(
     shop_db: str,
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from shopkeep.actors.audit_flight import read_outbox
+from shopkeep.actors.order_messages import RefundDone
 from shopkeep.actors.protocol import (
     AwardPoints,
     OrderSettled,
@@ -60,10 +61,16 @@ def test_what_is_not_a_compensation_moves_nothing() -> None:
 
 def test_a_message_of_another_kind_counts_for_the_order_it_names_or_is_sent_to() -> None:
     flight = read_outbox(
-        [row("refunder", 55, RefundAttempt(55, 7)), row("order", 8, OrderSettled(1))]
+        [row("refunder", 55, RefundAttempt(55, 7)), row("order", 8, RefundDone(3))]
     )
-    assert flight.orders == {7, 8, 1}
+    assert flight.orders == {7, 8}
     assert flight.stock_moving(7, 10) and flight.wallet_moving(8)
+
+
+def test_a_message_to_an_order_that_is_none_of_the_orders_own_excuses_nothing() -> None:
+    flight = read_outbox([row("order", 8, OrderSettled(1))])  # a user's message
+    assert flight.undecodable == 1
+    assert flight.orders == set()
 
 
 def test_a_row_that_cannot_be_decoded_is_counted_not_guessed_at() -> None:
