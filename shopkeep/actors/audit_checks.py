@@ -184,9 +184,12 @@ COUPONS = (
     "SELECT 'coupons.held', o.id, o.coupon_id, c.order_id, c.id IS NULL, NULL, NULL, NULL "
     "FROM orders AS o LEFT JOIN coupons AS c ON c.id = o.coupon_id "
     f"WHERE o.coupon_id IS NOT NULL AND o.status IN {LIVE} AND c.order_id IS NOT o.id",
-    # orders holding a coupon of another user's (a coupon belongs to its user: SPEC 2)
+    # orders placed with a coupon of another user's (a coupon belongs to its user: SPEC 2);
+    # a placement running, or one that failed (on that very coupon, say), was not placed
     "SELECT 'coupons.owner', o.id, o.user_id, c.id, c.user_id, NULL, NULL, NULL "
-    "FROM orders AS o JOIN coupons AS c ON c.id = o.coupon_id WHERE c.user_id != o.user_id",
+    "FROM orders AS o JOIN coupons AS c ON c.id = o.coupon_id WHERE c.user_id != o.user_id "
+    "AND o.status != 'pending' "
+    "AND NOT (o.status = 'canceled' AND o.cancel_reason = 'placement_failed')",
 )
 
 

@@ -229,6 +229,15 @@ def test_an_order_holding_another_users_coupon_fails_the_coupons_check(shop_db: 
     }
 
 
+def test_a_placement_that_failed_on_another_users_coupon_is_no_violation(shop_db: str) -> None:
+    corrupt(
+        shop_db,
+        "INSERT INTO orders (id, user_id, status, cancel_reason, coupon_id, created_at) "
+        f"VALUES (106, {BOB}, 'canceled', 'placement_failed', {SPARE}, 0)",
+    )
+    assert audit_file(shop_db).ok
+
+
 def test_a_refund_of_no_known_kind_fails_the_refunds_check(shop_db: str) -> None:
     corrupt(shop_db, "UPDATE refunds SET kind = 'banana'")
     assert failing(audit_file(shop_db)) == {
