@@ -172,12 +172,13 @@ def to(location: str) -> web.HTTPSeeOther:
     return web.HTTPSeeOther(location)
 
 
-def refused_page(request: web.Request, reason: str) -> web.Response:
-    """The 403 page of a POST without its session's CSRF token, or from another origin."""
+def refused_page(request: web.Request, reason: str, status: int = 403) -> web.Response:
+    """The page of a POST refused before anything is done: 403 without its session's CSRF
+    token or from another origin, 400 for a form that is not text."""
     values: dict[str, object] = {
         "reason": reason, "session": None, "csrf": "", "notices": [], "path": ""
     }
-    return aiohttp_jinja2.render_template("refused.html", request, values, status=403)
+    return aiohttp_jinja2.render_template("refused.html", request, values, status=status)
 
 
 def same_origin(request: web.Request, public_url: str) -> bool:
@@ -257,8 +258,13 @@ def _protect(headers: MutableMapping[str, str]) -> None:
 async def _through_door(request: web.Request, handler: Handler) -> web.StreamResponse:
     console = console_of(request)
     path = request.path
-    if request.method == "POST" and not same_origin(request, console.public_url):
-        return refused_page(request, "the form was sent from another site")
+    if request.method == "POST":
+        if not same_origin(request, console.public_url):
+            return refused_page(request, "the form was sent from another site")
+        try:
+            await request.post()  # read once here (aiohttp keeps it for the handler's reads)
+        except (UnicodeDecodeError, LookupError):  # bytes of no charset, or a charset unknown
+            return refused_page(request, "the form is not text in a charset it names", 400)
     session = console.sessions.find(request.cookies.get(COOKIE))
     if session is None and path not in OPEN_PATHS:
         if request.headers.get("HX-Request") == "true":  # htmx: a redirect of the whole page

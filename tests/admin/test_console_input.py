@@ -297,3 +297,35 @@ async def test_a_refusal_of_an_action_on_what_is_not_there_is_shown_once(
 
     assert (status, refused.count("no order 42")) == (303, 1)
     assert "no order 42" not in next_page
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"token=\xff\xfe", "application/x-www-form-urlencoded"),  # no UTF-8
+        (b"token=x", "application/x-www-form-urlencoded; charset=no-such-charset"),
+    ],
+)
+async def test_a_form_that_is_not_text_is_refused_on_a_page_before_sign_in(
+    browser: Browser, body: bytes, content_type: str
+) -> None:
+    async with browser.client.post(
+        "/admin/sign-in", data=body, headers={"Content-Type": content_type},
+        allow_redirects=False,
+    ) as response:  # fmt: skip
+        assert response.status == 400
+        assert "the form is not text in a charset it names" in await response.text()
+
+
+async def test_a_signed_in_form_that_is_not_text_changes_nothing(browser: Browser) -> None:
+    user_id, path, fields = await browser.user_form("credit")
+    body = f"csrf={fields['csrf']}&nonce={fields['nonce']}&amount=".encode() + b"\xff\xfe"
+
+    async with browser.client.post(
+        f"{path}/credit", data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"}, allow_redirects=False,
+    ) as response:  # fmt: skip
+        assert response.status == 400
+
+    assert (await browser.shop.get_user(user_id)).balance == 100
+
