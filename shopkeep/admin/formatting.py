@@ -10,16 +10,18 @@ from typing import Any, Final
 from shopkeep.payments.money import exponent
 
 
-def money(minor: int | None, places: int = 2) -> str:
+def money(minor: int | None, places: int = 2, *, grouped: bool = True) -> str:
     """Minor units as a decimal amount of a currency whose minor unit has ``places`` decimals
-    (``payments.money.exponent``): ``123456`` -> ``1,234.56``; in yen (0), ``123,456``."""
+    (``payments.money.exponent``): ``123456`` -> ``1,234.56``; in yen (0), ``123,456``. Not
+    ``grouped``, as a form takes it typed (``1234.56``): a field's placeholder."""
     if minor is None:
         return "–"
     sign = "-" if minor < 0 else ""
+    thousands = "," if grouped else ""
     if places == 0:
-        return f"{sign}{abs(minor):,}"
+        return f"{sign}{abs(minor):{thousands}}"
     whole, part = divmod(abs(minor), 10**places)
-    return f"{sign}{whole:,}.{part:0{places}d}"
+    return f"{sign}{whole:{thousands}}.{part:0{places}d}"
 
 
 def when(at: float | None) -> str:

@@ -191,6 +191,8 @@ async def test_money_is_written_and_read_in_the_shops_currency(
         assert f"{shown}</td>" in (await browser.page("/admin/goods"))[1]
         coupon_form = (await browser.page("/admin/coupons"))[1]
         assert f'placeholder="{"500" if currency == "JPY" else "0.500"}"' in coupon_form
+        price_form = (await browser.page(f"/admin/goods/{tea.id}"))[1]  # as typed: no commas
+        assert f'placeholder="{"1500" if currency == "JPY" else "1.500"}"' in price_form
         path = f"/admin/users/{made.user.id}"
         fields = await browser.form_fields(path, f"{path}/credit")
         await browser.send(f"{path}/credit", {**fields, "amount": typed})
