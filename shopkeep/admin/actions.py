@@ -21,8 +21,8 @@ from multidict import MultiDictProxy
 from shopkeep.actors.placement import OVERLOADED, UNAVAILABLE
 from shopkeep.actors.protocol import NOT_FOUND, VALIDATION_ERROR
 from shopkeep.admin.app import PREFIX, SESSION, SIGN_IN, console_of, set_cookie, to
-from shopkeep.admin.formatting import money
-from shopkeep.admin.pages import ID, render, shop_of, whole_id, whole_text
+from shopkeep.admin.formatting import money, when
+from shopkeep.admin.pages import ID, render, shop_of, typed_time, whole_id, whole_text
 from shopkeep.admin.sessions import COOKIE, idempotency_key, valid_nonce
 from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.errors import PROBLEMS, REFUSED
@@ -162,6 +162,19 @@ def _places(shop: Shop) -> int:
     return exponent(shop.config.currency)
 
 
+def _expiry(form: Form) -> float | None:
+    """The coupon form's optional expiry, or ShopError validation_error naming it."""
+    raw = form.get("expires_at")
+    text = raw.strip() if isinstance(raw, str) else ""
+    if not text:
+        return None
+    try:
+        return typed_time(text)
+    except ValueError:
+        detail = "expires_at is not a time like 2026-12-31T23:59"
+        raise ShopError.invalid([FieldError(detail, pointer="/expires_at")]) from None
+
+
 def _required(value: int | None) -> int:
     assert value is not None  # field(..., required=True) raised otherwise
     return value
@@ -274,9 +287,11 @@ async def issue_coupon(request: web.Request) -> web.StreamResponse:
             _required(field(form, "user_id")),
             _required(amount(form, "value", _places(shop))),
             min_order_amount=amount(form, "min_order_amount", _places(shop), required=False) or 0,
+            expires_at=_expiry(form),
         )
         worth = money(coupon.value, _places(shop))
-        return f"Coupon {coupon.id} worth {worth} issued to user {coupon.user_id}."
+        until = "" if coupon.expires_at is None else f", valid until {when(coupon.expires_at)} UTC"
+        return f"Coupon {coupon.id} worth {worth} issued to user {coupon.user_id}{until}."
 
     return await act(request, back, action)
 

@@ -100,12 +100,21 @@ def _time(request: web.Request, name: str, *, to_the_minute_end: bool = False) -
     if not text:
         return None
     try:
-        when = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        when = typed_time(text)
     except ValueError:
         problem = FieldError(f"{name} is not a time like 2026-12-02T16:30", parameter=name)
         raise ShopError.invalid([problem]) from None
     to_the_minute = len(text) <= len("2026-12-02T16:30")
-    return when.timestamp() + (MINUTE_END_S if to_the_minute_end and to_the_minute else 0.0)
+    return when + (MINUTE_END_S if to_the_minute_end and to_the_minute else 0.0)
+
+
+def typed_time(text: str) -> float:
+    """A time as a datetime-local input sends it (``2026-12-02T16:30``: UTC, as the console
+    shows times), or with an offset of its own, in Unix seconds; ValueError for no time."""
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        return when.replace(tzinfo=UTC).timestamp()
+    return when.timestamp()
 
 
 def _number(request: web.Request, name: str) -> int | None:

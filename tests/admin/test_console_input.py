@@ -331,3 +331,47 @@ async def test_a_signed_in_form_that_is_not_text_changes_nothing(browser: Browse
 
     assert (await browser.shop.get_user(user_id)).balance == 100
 
+
+@pytest.mark.parametrize(
+    ("typed", "expires_at"),
+    [
+        ("2030-01-01T00:00", datetime(2030, 1, 1, tzinfo=UTC)),  # a datetime-local field: UTC
+        ("2030-01-01T08:00+08:00", datetime(2030, 1, 1, tzinfo=UTC)),  # its own offset kept
+        ("", None),
+    ],
+)
+async def test_a_coupon_is_issued_with_the_expiry_typed_and_listed_with_it(
+    browser: Browser, typed: str, expires_at: datetime | None
+) -> None:
+    made = await browser.shop.create_user("ann")
+    await browser.sign_in()
+    fields = await browser.form_fields("/admin/coupons", "/admin/coupons")
+
+    await browser.send(
+        "/admin/coupons", {**fields, "user_id": str(made.user.id), "value": "5",
+                           "expires_at": typed},
+    )  # fmt: skip
+
+    [coupon] = (await browser.shop.list_coupons(made.user.id)).items
+    expected = None if expires_at is None else expires_at.timestamp()
+    assert coupon.expires_at == expected
+    listed = (await browser.page(f"/admin/coupons?user={made.user.id}"))[1]
+    assert ("2030-01-01 00:00:00</td>" in listed) == (expires_at is not None)
+
+
+async def test_a_coupon_expiry_that_is_no_time_is_refused_and_issues_nothing(
+    browser: Browser,
+) -> None:
+    made = await browser.shop.create_user("ann")
+    await browser.sign_in()
+    fields = await browser.form_fields("/admin/coupons", "/admin/coupons")
+
+    await browser.send(
+        "/admin/coupons", {**fields, "user_id": str(made.user.id), "value": "5",
+                           "expires_at": "next week"},
+    )  # fmt: skip
+
+    assert (await browser.shop.list_coupons(made.user.id)).items == []
+    page = (await browser.page(f"/admin/coupons?user={made.user.id}"))[1]
+    assert "expires_at is not a time like 2026-12-31T23:59" in page
+
