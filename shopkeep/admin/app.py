@@ -25,6 +25,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from shopkeep.actors.audit import AuditReport
+from shopkeep.actors.protocol import NOT_FOUND
 from shopkeep.admin import formatting
 from shopkeep.admin.sessions import COOKIE, Session, SessionStore, new_nonce
 from shopkeep.errors import ShopError
@@ -281,3 +282,12 @@ async def _through_door(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     except ShopError as error:
         return error_page(request, error)
+    except web.HTTPNotFound:  # no page at this address (``/admin/orders/abc``): a page saying so
+        missing = ShopError(NOT_FOUND, f"no page of the console is at {path[:200]}")
+        return error_page(request, missing)
+    except web.HTTPMethodNotAllowed as refused:  # the page is there, not for this method
+        page = error_page(request, ShopError(
+            "method_not_allowed", f"{path[:200]} takes {', '.join(sorted(refused.allowed_methods))}"
+        ))  # fmt: skip
+        page.headers["Allow"] = refused.headers.get("Allow", "")
+        return page

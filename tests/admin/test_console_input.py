@@ -375,3 +375,14 @@ async def test_a_coupon_expiry_that_is_no_time_is_refused_and_issues_nothing(
     page = (await browser.page(f"/admin/coupons?user={made.user.id}"))[1]
     assert "expires_at is not a time like 2026-12-31T23:59" in page
 
+
+@pytest.mark.parametrize("path", ["/admin/orders/abc", "/admin/users/-1", "/admin/nonexistent"])
+async def test_an_address_that_is_no_page_is_a_page_saying_so(browser: Browser, path: str) -> None:
+    await browser.sign_in()
+
+    async with browser.client.get(path, allow_redirects=False) as response:
+        assert response.status == 404
+        assert response.content_type == "text/html"
+        assert "Content-Security-Policy" in response.headers
+        assert f"no page of the console is at {path}" in await response.text()
+
