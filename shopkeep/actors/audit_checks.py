@@ -13,6 +13,7 @@ from shopkeep.actors.audit_sql import (
     RELEASED,
     Counts,
     Findings,
+    P,
     Verdict,
     behind,
     fold,
@@ -30,11 +31,27 @@ OUTBOX_BRANCH = "SELECT 'outbox', id, kind, actor_id, payload, NULL, NULL, NULL 
 
 # -- stock ------------------------------------------------------------------------------------
 
+# A live order holds what its items say, goods by goods: its items' quantities against the
+# takes of its ledger rows, each weighted by its goods (so that two goods' quantities swapped
+# do not cancel out), folded by order.
+_LIVE_IDS = f"(SELECT id FROM orders WHERE status IN {LIVE})"
+_WEIGHT = f"((goods_id % {P}) + 1)"
 STOCK_CTES = (
     gate(
         "stock_gate",
         fold("goods", "id", "stock - initial_stock - restocked"),
         fold("stock_ledger", "goods_id", "quantity"),
+    ),
+    gate(
+        "held_gate",
+        fold(
+            f"(SELECT order_id, quantity * {_WEIGHT} % {P} AS v FROM order_items "
+            f"WHERE order_id IN {_LIVE_IDS})", "order_id", "v",
+        ),
+        fold(
+            f"(SELECT order_id, -quantity * {_WEIGHT} % {P} AS v FROM stock_ledger "
+            f"WHERE order_id IN {_LIVE_IDS})", "order_id", "v",
+        ),
     ),
 )
 STOCK = (
@@ -54,6 +71,12 @@ STOCK = (
     f"WHERE o.status IN {RELEASED} AND "
     f"{nonzero('stock_ledger AS x WHERE x.order_id = o.id', 'x.goods_id', 'x.quantity')} "
     "GROUP BY o.id, l.goods_id HAVING sum(l.quantity) != 0",
+    # a live order whose ledger does not hold what its items say (only when the gate is open)
+    "SELECT 'stock.held', order_id, goods_id, sum(ordered), sum(taken), NULL, NULL, NULL "
+    f"FROM {behind('held_gate')} (SELECT order_id, goods_id, quantity AS ordered, 0 AS taken "
+    f"FROM order_items WHERE order_id IN {_LIVE_IDS} UNION ALL SELECT order_id, goods_id, 0, "
+    f"-quantity FROM stock_ledger WHERE order_id IN {_LIVE_IDS}) "
+    "GROUP BY order_id, goods_id HAVING sum(ordered) != sum(taken)",
 )
 
 
@@ -69,6 +92,8 @@ def judge_stock(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
             f"goods {goods_id}: stock {stock}, but initial {initial} + restocked "
             f"{restocked} + ledger {net:+d} = {initial + restocked + net}"
         )
+    for order_id, goods_id, ordered, taken, *_ in found.get("stock.held", ()):
+        bad.append(f"order {order_id} ordered {ordered} of goods {goods_id}, but holds {taken}")
     for goods_id, rows, *_ in found.get("stock.orphan", ()):
         bad.append(f"goods {goods_id} does not exist but has {rows} stock ledger rows")
     for order_id, goods_id, net, status, *_ in found.get("stock.order", ()):

@@ -204,7 +204,17 @@ def test_amounts_that_do_not_add_up_fail_the_amounts_check(shop_db: str) -> None
 def test_a_goods_amount_its_items_do_not_cost_fails_the_amounts_check(shop_db: str) -> None:
     corrupt(shop_db, "UPDATE order_items SET quantity = 3 WHERE order_id = 102")
     assert failing(audit_file(shop_db)) == {
-        "amounts": "1 violation: order 102: goods amount 1200, but its items cost 3600"
+        "stock": f"1 violation: order 102 ordered 3 of goods {CUP}, but holds 1",
+        "amounts": "1 violation: order 102: goods amount 1200, but its items cost 3600",
+    }
+
+
+def test_stock_a_live_order_holds_for_another_fails_the_stock_check(shop_db: str) -> None:
+    # the goods' totals are unchanged: only the orders' own rows tell
+    corrupt(shop_db, "UPDATE stock_ledger SET order_id = 102 WHERE order_id = 100")
+    assert failing(audit_file(shop_db)) == {
+        "stock": f"2 violations: order 100 ordered 2 of goods {TEA}, but holds 0; "
+        f"order 102 ordered 0 of goods {TEA}, but holds 2"
     }
 
 
