@@ -232,6 +232,12 @@ AMOUNTS = (
     f"FROM orders AS o WHERE o.status IN {KEPT} AND o.pay_amount > 0 AND NOT EXISTS "
     "(SELECT 1 FROM payments AS p WHERE p.order_id = o.id AND p.status = 'succeeded' "
     "AND p.amount = o.pay_amount)",
+    # a cancel's or a return's refund gives the order's wallet amount back; a late or second
+    # payment's refunds only what the gateway collected (the money check weighs gateway parts)
+    "SELECT 'amounts.refund', r.id, r.order_id, r.kind, r.wallet_amount, o.wallet_amount, "
+    "NULL, NULL FROM refunds AS r JOIN orders AS o ON o.id = r.order_id "
+    "WHERE r.wallet_amount != CASE WHEN r.kind IN ('cancel', 'return') "
+    "THEN o.wallet_amount ELSE 0 END",
 )
 
 
@@ -239,8 +245,8 @@ def judge_amounts(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
     """Every priced order's amounts are SPEC 2's: order = goods + shipping, pay = order -
     coupon discount - wallet amount, none negative, no discount without a coupon; its goods
     amount is what its items cost; its wallet amount is what the wallet's ledger says it
-    debited; and an order that keeps money it was paid has the succeeded payment of its pay
-    amount."""
+    debited; an order that keeps money it was paid has the succeeded payment of its pay
+    amount; and each refund's wallet part is the order's (a cancel's, a return's) or none."""
     bad: list[str] = []
     for order_id, goods, shipping, order, discount, wallet, pay in found.get(
         "amounts.order", ()
@@ -255,6 +261,11 @@ def judge_amounts(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
         bad.append(f"order {order_id}: wallet amount {wallet}, but the wallet debited {debited}")
     for order_id, status, pay, *_ in found.get("amounts.payment", ()):
         bad.append(f"{status} order {order_id} has no succeeded payment of its {pay}")
+    for refund_id, order_id, kind, wallet, order_wallet, *_ in found.get("amounts.refund", ()):
+        owed = order_wallet if kind in ("cancel", "return") else 0
+        bad.append(
+            f"{kind} refund {refund_id} of order {order_id} gives the wallet {wallet}, not {owed}"
+        )
     return Verdict(
         bad, 0, f"{counts.orders} orders' amounts add up, with their items, wallet and payment"
     )

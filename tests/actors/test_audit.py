@@ -225,6 +225,15 @@ def test_a_wallet_amount_the_wallet_did_not_debit_fails_the_amounts_check(shop_d
     }
 
 
+def test_a_refund_whose_wallet_part_is_not_the_orders_fails_the_amounts_check(
+    shop_db: str,
+) -> None:
+    corrupt(shop_db, "UPDATE refunds SET wallet_amount = 300")
+    assert failing(audit_file(shop_db)) == {
+        "amounts": "1 violation: cancel refund 2003 of order 103 gives the wallet 300, not 0"
+    }
+
+
 def test_a_paid_order_without_its_payment_fails_the_amounts_check(shop_db: str) -> None:
     corrupt(shop_db, "DELETE FROM payments WHERE order_id = 102")
     assert failing(audit_file(shop_db)) == {
