@@ -332,6 +332,19 @@ async def test_a_signed_in_form_that_is_not_text_changes_nothing(browser: Browse
     assert (await browser.shop.get_user(user_id)).balance == 100
 
 
+async def coupon_issued_expiring(browser: Browser, typed: str) -> tuple[int, str]:
+    """A new user ``ann``, the console's coupon form sent for her with ``typed`` as the
+    expiry: her id, and her coupons' page after it."""
+    made = await browser.shop.create_user("ann")
+    await browser.sign_in()
+    fields = await browser.form_fields("/admin/coupons", "/admin/coupons")
+    await browser.send(
+        "/admin/coupons", {**fields, "user_id": str(made.user.id), "value": "5",
+                           "expires_at": typed},
+    )  # fmt: skip
+    return made.user.id, (await browser.page(f"/admin/coupons?user={made.user.id}"))[1]
+
+
 @pytest.mark.parametrize(
     ("typed", "expires_at"),
     [
@@ -343,36 +356,20 @@ async def test_a_signed_in_form_that_is_not_text_changes_nothing(browser: Browse
 async def test_a_coupon_is_issued_with_the_expiry_typed_and_listed_with_it(
     browser: Browser, typed: str, expires_at: datetime | None
 ) -> None:
-    made = await browser.shop.create_user("ann")
-    await browser.sign_in()
-    fields = await browser.form_fields("/admin/coupons", "/admin/coupons")
+    user_id, listed = await coupon_issued_expiring(browser, typed)
 
-    await browser.send(
-        "/admin/coupons", {**fields, "user_id": str(made.user.id), "value": "5",
-                           "expires_at": typed},
-    )  # fmt: skip
-
-    [coupon] = (await browser.shop.list_coupons(made.user.id)).items
+    [coupon] = (await browser.shop.list_coupons(user_id)).items
     expected = None if expires_at is None else expires_at.timestamp()
     assert coupon.expires_at == expected
-    listed = (await browser.page(f"/admin/coupons?user={made.user.id}"))[1]
     assert ("2030-01-01 00:00:00</td>" in listed) == (expires_at is not None)
 
 
 async def test_a_coupon_expiry_that_is_no_time_is_refused_and_issues_nothing(
     browser: Browser,
 ) -> None:
-    made = await browser.shop.create_user("ann")
-    await browser.sign_in()
-    fields = await browser.form_fields("/admin/coupons", "/admin/coupons")
+    user_id, page = await coupon_issued_expiring(browser, "next week")
 
-    await browser.send(
-        "/admin/coupons", {**fields, "user_id": str(made.user.id), "value": "5",
-                           "expires_at": "next week"},
-    )  # fmt: skip
-
-    assert (await browser.shop.list_coupons(made.user.id)).items == []
-    page = (await browser.page(f"/admin/coupons?user={made.user.id}"))[1]
+    assert (await browser.shop.list_coupons(user_id)).items == []
     assert "expires_at is not a time like 2026-12-31T23:59" in page
 
 
