@@ -95,9 +95,9 @@ def read_outbox(rows: Iterable[tuple[Any, ...]]) -> InFlight:
         try:
             if kind == "order":
                 _ORDER_DECODER.decode(bytes(payload))  # the order's own, or undecodable
-                _note_foreign(flight, kind, actor_id, msgspec.msgpack.decode(bytes(payload)))
+                flight.orders.add(actor_id)
             elif decoder is None:
-                _note_foreign(flight, kind, actor_id, msgspec.msgpack.decode(bytes(payload)))
+                _note_foreign(flight, msgspec.msgpack.decode(bytes(payload)))
             else:
                 _note(flight, Address(kind, actor_id), decoder.decode(bytes(payload)))
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -123,9 +123,7 @@ def _note(flight: InFlight, to: Address, message: Any) -> None:
             pass  # not a compensation (OrderSettled, a create...): moves nothing audited
 
 
-def _note_foreign(flight: InFlight, kind: str, actor_id: int, message: Any) -> None:
-    if kind == "order":
-        flight.orders.add(actor_id)
+def _note_foreign(flight: InFlight, message: Any) -> None:
     order_id = message.get("order_id") if isinstance(message, dict) else None
     if isinstance(order_id, int):
         flight.orders.add(order_id)

@@ -283,13 +283,14 @@ async def issue_coupon(request: web.Request) -> web.StreamResponse:
         back += f"?user={user_id}"
 
     async def action(form: Form, key: str) -> str:
+        places = _places(shop)
         coupon = await shop.create_coupon(
             _required(field(form, "user_id")),
-            _required(amount(form, "value", _places(shop))),
-            min_order_amount=amount(form, "min_order_amount", _places(shop), required=False) or 0,
+            _required(amount(form, "value", places)),
+            min_order_amount=amount(form, "min_order_amount", places, required=False) or 0,
             expires_at=_expiry(form),
         )
-        worth = money(coupon.value, _places(shop))
+        worth = money(coupon.value, places)
         until = "" if coupon.expires_at is None else f", valid until {when(coupon.expires_at)} UTC"
         return f"Coupon {coupon.id} worth {worth} issued to user {coupon.user_id}{until}."
 

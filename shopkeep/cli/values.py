@@ -50,8 +50,6 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-
-
 def duration(*, allow_zero: bool = False, minimum: float = 0.0) -> Callable[[str], float]:
     """A converter of positive durations (or of durations >= 0 when ``allow_zero``), at least
     ``minimum`` seconds and at most :data:`MAX_DURATION_S`."""

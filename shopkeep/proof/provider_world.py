@@ -156,6 +156,15 @@ class ProviderWorld:
             return str(self.fake.intent_of(payment["id"])["id"])
         return str(payment["id"])
 
+    async def paid_order(self) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
+        """A new customer's order, paid through the provider and its notification
+        acknowledged: (customer, order, payment)."""
+        customer = await self.customer()
+        order = await self.placed(customer)
+        payment = await self.start_payment(customer, order)
+        await self.pay(payment)
+        return customer, order, payment
+
     async def pay(self, payment: Mapping[str, Any], *, notify: bool = True) -> Delivery | None:
         """The customer pays; the provider notifies the shop (unless ``notify`` is False),
         retrying until acknowledged."""

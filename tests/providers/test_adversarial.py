@@ -172,10 +172,7 @@ async def test_a_second_success_for_a_paid_order_is_refunded(world: ProviderWorl
 async def test_a_refund_is_retried_until_the_provider_does_it(
     world: ProviderWorld, clock: VirtualClock, trouble: str
 ) -> None:
-    alice = await world.customer()
-    order = await world.placed(alice)
-    payment = await world.start_payment(alice, order)
-    await world.pay(payment)
+    alice, order, _ = await world.paid_order()
     if trouble == "500":
         world.fake.fail_refunds(2)
     else:

@@ -96,10 +96,7 @@ async def test_a_second_stripe_intent_of_a_paid_payment_is_the_one_refunded(
     async with provider_world("stripe", tmp_path) as world:
         fake = world.fake
         assert isinstance(fake, FakeStripe)
-        alice = await world.customer()
-        order = await world.placed(alice)
-        payment = await world.start_payment(alice, order)
-        await world.pay(payment)
+        alice, order, payment = await world.paid_order()
         first = fake.intent_of(payment["id"])
         fake.intents["pi_second"] = {**first, "id": "pi_second", "client_secret": "pi_second_s"}
         await fake.pay("pi_second")

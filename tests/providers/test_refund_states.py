@@ -36,10 +36,7 @@ async def refund_answered(
     so that its key tells the refund id): (order, payment, refund key)."""
     fake = world.fake
     assert isinstance(fake, FakeWeChatPay)
-    alice = await world.customer()
-    order = await world.placed(alice)
-    payment = await world.start_payment(alice, order)
-    await world.pay(payment)
+    alice, order, payment = await world.paid_order()
     fake.fail_refunds(1)
     status_code, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
     assert status_code == 200
