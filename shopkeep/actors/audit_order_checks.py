@@ -12,6 +12,7 @@ from shopkeep.actors.audit_flight import InFlight
 from shopkeep.actors.audit_sql import (
     CANCEL_REASONS,
     KEPT,
+    PAYMENT_STATUSES,
     REFUND_KINDS,
     RELEASED,
     STATUSES,
@@ -38,12 +39,31 @@ _KINDS = "(" + ", ".join(f"'{k}'" for k in REFUND_KINDS) + ")"
 # when json_valid says it can), and named by the money check: one such row must not stop the
 # whole audit with SQLite's "malformed JSON".
 _READABLE = "json_valid(CAST(body AS TEXT))"
+_COLLECTED = (
+    "FROM payment_log WHERE verified = 1 AND duplicate = 0 "
+    f"AND CASE WHEN {_READABLE} THEN json_extract(CAST(body AS TEXT), '$.status') END "
+    "= 'succeeded'"
+)
 _COLLECTIONS = (
     f"(SELECT order_id, CASE WHEN {_READABLE} THEN json_extract(CAST(body AS TEXT), '$.amount') "
-    "END AS amount FROM payment_log WHERE verified = 1 AND duplicate = 0 "
-    f"AND CASE WHEN {_READABLE} THEN json_extract(CAST(body AS TEXT), '$.status') END "
-    "= 'succeeded')"
+    f"END AS amount {_COLLECTED})"
 )
+# the payments collected, by what the shop made of each collection (the log's action, beside
+# its body: reading every body again would cost this check two thirds of its time); a body
+# that disagrees with its action shows in the money check's sums
+_COLLECTED_PAYMENTS = (
+    "(SELECT payment_id FROM payment_log WHERE verified = 1 AND duplicate = 0 AND action IN "
+    "('applied', 'late_payment_refund', 'duplicate_payment_refund'))"
+)
+# The payment a refund marks refunded when it is done (payment_rules.refund_done): a cancel's,
+# a return's or a late payment's; a second payment's too, unless it is a second transaction of
+# the payment that paid the order (logged ``applied``), which still pays it.
+_WHOLLY_REFUNDED = (
+    "(SELECT payment_id FROM refunds WHERE status = 'refunded' AND payment_id IS NOT NULL "
+    "AND (kind != 'duplicate_payment' OR payment_id NOT IN (SELECT payment_id FROM payment_log "
+    "WHERE action = 'applied' AND verified = 1 AND duplicate = 0 AND payment_id IS NOT NULL)))"
+)
+_PAYMENT_STATUSES = "(" + ", ".join(f"'{s}'" for s in PAYMENT_STATUSES) + ")"
 _KEPT = f"(SELECT id AS order_id, pay_amount AS amount FROM orders WHERE status IN {KEPT})"
 _REFUNDED = "(SELECT order_id, gateway_amount AS amount FROM refunds WHERE status = 'refunded')"
 _REFUNDING = "(SELECT order_id, gateway_amount AS amount FROM refunds WHERE status = 'refunding')"
@@ -70,6 +90,15 @@ MONEY = (
     "GROUP BY order_id HAVING sum(collected) != sum(kept) + sum(refunded)",
     "SELECT 'money.unreadable', id, order_id, NULL, NULL, NULL, NULL, NULL FROM payment_log "
     f"WHERE verified = 1 AND NOT {_READABLE}",
+    # each payment's row against the log and the refunds (a row per payment, one or two an
+    # order: no gate needed); its status is written in the unit that logs its callback or
+    # marks its refund done, so none is ever in flight
+    "SELECT 'money.payment', id, order_id, status, expected, NULL, NULL, NULL FROM ("
+    f"SELECT p.id, p.order_id, p.status, CASE WHEN p.id IN {_COLLECTED_PAYMENTS} THEN "
+    f"CASE WHEN p.id IN {_WHOLLY_REFUNDED} THEN 'refunded' ELSE 'succeeded' END END AS expected "
+    "FROM payments AS p) "
+    f"WHERE status NOT IN {_PAYMENT_STATUSES} "
+    "OR (expected IS NULL AND status IN ('succeeded', 'refunded')) OR status != expected",
 )
 
 
@@ -90,6 +119,11 @@ def judge_money(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
     payments collected nothing. Collections are counted from the payment log rather than from
     ``payments``, because one payment collected twice is one ``payments`` row but two
     transactions at the gateway.
+
+    Each ``payments`` row must then say what the log and the refunds say of it: succeeded once
+    collected, refunded once a refund of it is paid out (a cancel's, a return's, a late
+    payment's, or a second payment's that did not pay the order), created or failed while
+    nothing was collected.
     """
     bad: list[str] = []
     moving = 0
@@ -102,6 +136,14 @@ def judge_money(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
             )
     for log_id, order_id, *_ in found.get("money.unreadable", ()):
         bad.append(f"payment log row {log_id} of order {order_id} is no callback body")
+    for payment_id, order_id, status, expected, *_ in found.get("money.payment", ()):
+        payment = f"payment {payment_id} of order {order_id} is {status!r}"
+        if status not in PAYMENT_STATUSES:
+            bad.append(payment)
+        elif expected is None:
+            bad.append(f"{payment}, but the log shows no collection of it")
+        else:
+            bad.append(f"{payment}, but its collection and refunds make it {expected!r}")
     summary = "collected = kept by orders + refunded"
     for collected, kept, refunded, refunding, *_ in found.get("money.total", ()):
         summary = (

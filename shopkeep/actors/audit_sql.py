@@ -41,6 +41,7 @@ P = 2_147_483_647
 STATUSES = ("pending", "awaiting_payment", "paid", "shipped", "delivered", "returned", "canceled")
 CANCEL_REASONS = ("placement_failed", "user", "timeout", "admin")
 REFUND_KINDS = ("cancel", "return", "late_payment", "duplicate_payment")
+PAYMENT_STATUSES = ("created", "succeeded", "failed", "refunded")
 RELEASED = "('canceled', 'returned')"
 """Orders that must have given back what they held."""
 LIVE = "('awaiting_payment', 'paid', 'shipped', 'delivered')"

@@ -241,6 +241,54 @@ def test_a_paid_order_without_its_payment_fails_the_amounts_check(shop_db: str) 
     }
 
 
+def test_a_refunded_payment_set_back_to_succeeded_fails_the_money_check(shop_db: str) -> None:
+    corrupt(shop_db, "UPDATE refunds SET status = 'refunded' WHERE id = 2003")
+    assert failing(audit_file(shop_db)) == {
+        "money": "1 violation: payment 1003 of order 103 is 'succeeded', but its collection "
+        "and refunds make it 'refunded'"
+    }
+
+
+def test_a_payment_marked_refunded_with_no_refund_paid_out_fails_the_money_check(
+    shop_db: str,
+) -> None:
+    # order 103's refund is still refunding
+    corrupt(shop_db, "UPDATE payments SET status = 'refunded' WHERE id = 1003")
+    assert failing(audit_file(shop_db)) == {
+        "money": "1 violation: payment 1003 of order 103 is 'refunded', but its collection "
+        "and refunds make it 'succeeded'"
+    }
+
+
+def test_a_payment_succeeded_with_nothing_collected_fails_the_money_check(shop_db: str) -> None:
+    # a second payment of a paid order, never collected and so never refunded
+    corrupt(
+        shop_db,
+        "INSERT INTO payments (id, order_id, amount, status, created_at, updated_at) "
+        "VALUES (1004, 102, 2200, 'succeeded', 0, 0)",
+    )
+    assert failing(audit_file(shop_db)) == {
+        "money": "1 violation: payment 1004 of order 102 is 'succeeded', but the log shows no "
+        "collection of it"
+    }
+
+
+def test_a_collected_payment_marked_failed_fails_the_money_check(shop_db: str) -> None:
+    corrupt(shop_db, "UPDATE payments SET status = 'failed' WHERE id = 1002")
+    assert failing(audit_file(shop_db)) == {
+        "money": "1 violation: payment 1002 of order 102 is 'failed', but its collection and "
+        "refunds make it 'succeeded'",
+        "amounts": "1 violation: paid order 102 has no succeeded payment of its 2200",
+    }
+
+
+def test_a_payment_of_no_known_status_fails_the_money_check(shop_db: str) -> None:
+    corrupt(shop_db, "UPDATE payments SET status = 'settled' WHERE id = 1003")
+    assert failing(audit_file(shop_db)) == {
+        "money": "1 violation: payment 1003 of order 103 is 'settled'"
+    }
+
+
 def test_an_order_holding_another_users_coupon_fails_the_coupons_check(shop_db: str) -> None:
     corrupt(shop_db, f"UPDATE coupons SET user_id = {BOB} WHERE id = {USED}")
     assert failing(audit_file(shop_db)) == {
