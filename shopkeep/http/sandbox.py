@@ -29,9 +29,8 @@ from aiohttp import web
 from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.order_messages import PaymentView
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
-from shopkeep.errors import ShopError
 from shopkeep.http.conversion import payment_out
-from shopkeep.http.inputs import body_of, reply
+from shopkeep.http.inputs import body_of, path_id, reply
 from shopkeep.http.schemas import SandboxCompleteRequest
 from shopkeep.runtime import Clock
 
@@ -103,7 +102,7 @@ def sandbox_routes(shop: Shop, gateway: SandboxGateway) -> Iterable[web.RouteDef
     async def checkout(request: web.Request) -> web.Response:
         """The payment (404 for one this shop never started): a page with its two buttons for
         a browser (``Accept`` naming ``text/html``), else the payment's JSON."""
-        payment = await shop.get_payment(_payment_id(request.match_info["payment_id"]))
+        payment = await shop.get_payment(path_id(request, "payment_id"))
         if "text/html" in request.headers.get("Accept", ""):
             return web.Response(text=checkout_page(payment), content_type="text/html")
         return reply(payment_out(payment))
@@ -111,7 +110,7 @@ def sandbox_routes(shop: Shop, gateway: SandboxGateway) -> Iterable[web.RouteDef
     async def complete(request: web.Request) -> web.Response:
         """Answer 202 (no body) once the callback is scheduled; 404 for a payment this shop
         never started; 422 for a body that is not ``{"result": "succeeded" | "failed"}``."""
-        payment_id = _payment_id(request.match_info["payment_id"])
+        payment_id = path_id(request, "payment_id")
         # refused 422 listing every problem, as every route's body is
         body = await body_of(request, SandboxCompleteRequest)
         payment = await shop.get_payment(payment_id)  # ShopError not_found: 404
@@ -160,14 +159,6 @@ for (const button of document.querySelectorAll("button")) {{
 }}
 </script></body></html>
 """
-
-
-def _payment_id(text: str) -> int:
-    """The payment id in the path; text that is not a 64-bit id names no payment (404)."""
-    # the length first: int() refuses digit strings of more than 4300 characters
-    if not (text.isascii() and text.isdigit() and len(text) <= 19 and 0 < int(text) < 2**63):
-        raise ShopError("not_found", f"payment {text[:40]} does not exist")
-    return int(text)
 
 
 def local_url(host: str, port: int) -> str:

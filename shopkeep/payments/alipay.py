@@ -57,6 +57,7 @@ from shopkeep.payments.provider import (
     RefundState,
     Refused,
     Verdict,
+    shop_id,
 )
 from shopkeep.payments.transport import CALL_TIMEOUT_S, Transport
 
@@ -266,12 +267,16 @@ def _classify(params: Mapping[str, str]) -> Verdict:
         return Ignored(f"refund notification ({status})")
     if status not in PAID and status != "TRADE_CLOSED":
         return Ignored(f"trade status {status[:40]}")
+    payment_id = shop_id(params.get("out_trade_no"))
+    passback = params.get("passback_params", "")
+    order_id = shop_id(passback) if passback else None
+    if payment_id is None or (passback and order_id is None):
+        return Refused(
+            MALFORMED, "not a payment notification: out_trade_no or passback_params is no id"
+        )
     try:
-        payment_id = int(params.get("out_trade_no", ""))
-        passback = params.get("passback_params", "")
-        order_id = int(passback) if passback else None
         amount = from_decimal_string(params.get("total_amount", ""), CURRENCY)
-    except (ValueError, AmountError) as exc:
+    except AmountError as exc:
         return Refused(MALFORMED, f"not a payment notification: {exc}")
     txn_id = params.get("trade_no") or None
     if status in PAID and txn_id is None:

@@ -29,6 +29,7 @@ from typing import Final, Literal, Protocol, runtime_checkable
 import msgspec
 
 from shopkeep.actors.gateway import CallbackBody, GatewayError
+from shopkeep.requests import id_in_text
 
 __all__ = [
     "Checkout",
@@ -342,3 +343,10 @@ def whole_number(text: str | None) -> int | None:
     if text is not None and text.isascii() and text.isdigit():
         return int(text)
     return None
+
+
+def shop_id(text: object) -> int | None:
+    """A payment's or an order's id as a notification gives it back, or None: the shop sent
+    it, so it is written as the shop writes ids (:func:`shopkeep.requests.id_in_text`);
+    ``int`` would also take `` 7``, ``+7`` or ``007``, and ids past 64 bits no table holds."""
+    return id_in_text(text) if isinstance(text, str) else None

@@ -63,7 +63,7 @@ from shopkeep.payments.provider import (
     Refused,
     Verdict,
     header,
-    whole_number,
+    shop_id,
 )
 from shopkeep.payments.transport import CALL_TIMEOUT_S
 
@@ -268,13 +268,13 @@ class StripeProvider:
             intent = msgspec.convert(event.data.get("object"), Intent)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return Refused(MALFORMED, f"not a PaymentIntent event: {exc}")
-        payment_id = whole_number(intent.metadata.get("payment_id"))
+        payment_id = shop_id(intent.metadata.get("payment_id"))
         if payment_id is None:
             return Ignored(f"PaymentIntent {intent.id[:60]} is not one of this shop's")
         succeeded = event.type == "payment_intent.succeeded"
         return Notice(
             payment_id=payment_id,
-            order_id=whole_number(intent.metadata.get("order_id")),
+            order_id=shop_id(intent.metadata.get("order_id")),
             amount=intent.amount_received if succeeded else intent.amount,
             currency=intent.currency.upper(),
             status="succeeded" if succeeded else "failed",

@@ -59,6 +59,7 @@ from shopkeep.payments.provider import (
     Refused,
     Verdict,
     header,
+    shop_id,
     whole_number,
 )
 from shopkeep.payments.transport import CALL_TIMEOUT_S, Transport
@@ -265,10 +266,12 @@ def _notice(plain: Mapping[str, Any], event_id: str | None) -> Verdict:
         if plain.get("trade_state") != "SUCCESS":
             return Ignored(f"trade state {str(plain.get('trade_state'))[:40]}")
         amount = plain["amount"]
-        attach = str(plain.get("attach") or "")
+        payment_id = shop_id(plain["out_trade_no"])
+        if payment_id is None:
+            raise ValueError("out_trade_no is no payment id")
         return Notice(
-            payment_id=int(plain["out_trade_no"]),
-            order_id=whole_number(attach),
+            payment_id=payment_id,
+            order_id=shop_id(plain.get("attach")),
             amount=_whole(amount["total"]),
             currency=str(amount["currency"]),
             status="succeeded",

@@ -157,6 +157,19 @@ async def test_the_payment_link_answers_the_payment_as_json(
         assert await response.json() == payment
 
 
+async def test_a_payment_id_written_with_a_leading_zero_names_no_payment(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    _, payment = await order_awaiting_payment(server, http)
+
+    async with http.get(f"/sandbox/payments/0{payment['id']}") as response:
+        assert response.status == 404
+    status, problem = await post(
+        http, f"/sandbox/payments/0{payment['id']}/complete", None, {"result": "succeeded"}
+    )
+    assert (status, problem["code"]) == (404, "not_found")
+
+
 async def test_the_payment_link_opened_in_a_browser_is_a_page_that_completes_it(
     server: Server, http: aiohttp.ClientSession
 ) -> None:
@@ -174,7 +187,7 @@ async def test_the_payment_link_opened_in_a_browser_is_a_page_that_completes_it(
 
 
 async def test_an_unknown_payment_is_not_found(server: Server, http: aiohttp.ClientSession) -> None:
-    for payment_id in ("123", "not-a-number", "9" * 30, "9" * 5000, "0", "-1"):
+    for payment_id in ("123", "not-a-number", "9" * 30, "9" * 5000, "0", "-1", "+1", " 1"):
         status, problem = await post(
             http, f"/sandbox/payments/{payment_id}/complete", None, {"result": "succeeded"}
         )

@@ -17,6 +17,7 @@ from shopkeep.payments.alipay import NOTIFY_PATH, AlipayProvider
 from shopkeep.payments.fakes.alipay import FakeAlipay
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
+    MALFORMED,
     WRONG_APP,
     ConfigurationError,
     GatewayError,
@@ -155,6 +156,18 @@ async def test_a_notification_for_another_app_is_refused(world: World) -> None:
     body = world.fake.notification("7", app_id="2021000000000002")
     verdict = await world.provider.verify_callback(body, {}, 0.0)
     assert isinstance(verdict, Refused) and verdict.reason == WRONG_APP
+
+
+async def test_a_signed_notification_naming_no_id_as_the_shop_writes_it_is_malformed(
+    world: World,
+) -> None:
+    await world.start()
+    await world.fake.pay("7", notify=False)
+    for odd in ("07", " 7", "+7", "7_0", "99999999999999999999", "x"):
+        for field in ("out_trade_no", "passback_params"):
+            body = world.fake.notification("7", **{field: odd})
+            verdict = await world.provider.verify_callback(body, {}, 0.0)
+            assert isinstance(verdict, Refused) and verdict.reason == MALFORMED, (field, odd)
 
 
 async def test_refund_and_finished_notifications_are_acknowledged_and_ignored(

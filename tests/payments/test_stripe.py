@@ -119,6 +119,25 @@ async def test_a_failed_payment_and_other_events(world: World) -> None:
     assert isinstance(verdict, Ignored)
 
 
+async def test_a_webhook_naming_no_id_as_the_shop_writes_it_is_not_the_shops(
+    world: World,
+) -> None:
+    intent = await world.start()
+    for odd in ("07", " 7", "+7", "7_0", "99999999999999999999", "x"):
+        metadata = {"payment_id": odd, "order_id": "70"}
+        event = world.fake.event(
+            "payment_intent.succeeded", world.fake.intents[intent] | {"metadata": metadata}
+        )
+        verdict = await world.provider.verify_callback(event, world.headers(event), time.time())
+        assert isinstance(verdict, Ignored), odd
+        metadata = {"payment_id": "7", "order_id": odd}
+        event = world.fake.event(
+            "payment_intent.succeeded", world.fake.intents[intent] | {"metadata": metadata}
+        )
+        verdict = await world.provider.verify_callback(event, world.headers(event), time.time())
+        assert isinstance(verdict, Notice) and verdict.order_id is None, odd
+
+
 async def test_stripe_sends_again_until_the_answer_is_2xx(world: World) -> None:
     intent = await world.start()
     world.receiver.refuse_next = 2

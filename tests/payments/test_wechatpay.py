@@ -160,6 +160,23 @@ async def test_a_resource_that_does_not_decrypt_is_refused(world: World) -> None
     assert isinstance(verdict, Refused) and verdict.reason == MALFORMED
 
 
+async def test_a_signed_notification_naming_no_id_as_the_shop_writes_it_is_malformed(
+    world: World,
+) -> None:
+    await world.start()
+    await world.fake.pay("7", notify=False)
+    for odd in ("07", " 7", "+7", "7_0", "99999999999999999999", "x"):
+        body = world.fake.notification("7", out_trade_no=odd)
+        verdict = await world.provider.verify_callback(
+            body, world.fake.headers_for(body), time.time())
+        assert isinstance(verdict, Refused) and verdict.reason == MALFORMED, odd
+        # the order's id is optional: one that is no id is not read as another order's
+        body = world.fake.notification("7", attach=odd)
+        verdict = await world.provider.verify_callback(
+            body, world.fake.headers_for(body), time.time())
+        assert isinstance(verdict, Notice) and verdict.order_id is None, odd
+
+
 async def test_a_refund_asked_twice_is_made_once(world: World) -> None:
     await world.start()
     await world.fake.pay("7", notify=False)

@@ -77,7 +77,7 @@ class FakeAlipay(FakeServer):
             return None
         return await self.notify(trade.notify_url, self.notification(out_trade_no))
 
-    def notification(self, out_trade_no: str, **fields: str) -> bytes:
+    def notification(self, out_trade_no: str, /, **fields: str) -> bytes:
         """The signed form body Alipay would send about the trade now; ``fields`` override
         (or, set to ``""``, remove) parameters before signing."""
         trade = self.trades[out_trade_no]

@@ -91,7 +91,7 @@ class FakeWeChatPay(FakeServer):
                        "currency": order.currency, "payer_currency": order.currency},
         }
 
-    def notification(self, out_trade_no: str, **plain: Any) -> bytes:
+    def notification(self, out_trade_no: str, /, **plain: Any) -> bytes:
         """The raw body of a TRANSACTION.SUCCESS notification; ``plain`` overrides fields of
         the transaction before it is encrypted."""
         resource = self.transaction(out_trade_no) | plain
