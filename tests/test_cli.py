@@ -123,7 +123,7 @@ def test_serve_on_a_missing_directory_fails_in_one_line() -> None:
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("shopkeep: error:")
+    assert lines[0].startswith("shopkeep serve: error:")
     assert "/nonexistent-dir/x.db" in lines[0]
 
 
@@ -133,7 +133,7 @@ def test_serve_on_a_directory_fails_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(
-        "shopkeep: error: argument --db (env SHOPKEEP_DB): cannot use database path"
+        "shopkeep serve: error: argument --db (env SHOPKEEP_DB): cannot use database path"
     )
 
 
@@ -147,7 +147,7 @@ def test_serve_on_a_port_taken_fails_in_one_line_naming_host_and_port(tmp_path: 
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     assert line.startswith(
-        "shopkeep: error: argument --host (env SHOPKEEP_HOST), --port (env SHOPKEEP_PORT): "
+        "shopkeep serve: error: argument --host (env SHOPKEEP_HOST), --port (env SHOPKEEP_PORT): "
         f"cannot listen on 127.0.0.1:{port}: "
     )
     assert result.stdout == ""  # no admin token shown by a start that did not serve

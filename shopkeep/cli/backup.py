@@ -107,7 +107,7 @@ def run_backup(args: argparse.Namespace) -> int:
     try:
         report = backup(args.db, args.to, progress=ProgressLine())
     except BackupError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        print(f"{PROG} backup: error: {error}", file=sys.stderr)
         return 1
     size = os.path.getsize(report.path) / 2**20
     print(

@@ -124,6 +124,10 @@ class OneLineParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self.flags: list[Flag] = []
+        # A value that starts with a minus and a digit is a value, not a flag (no flag is
+        # spelt so): argparse takes only ``-5`` and ``-0.5`` so, and answered ``--order-timeout
+        # -5s`` with "expected one argument" instead of saying what is wrong with -5s.
+        self._negative_number_matcher = re.compile(r"^-\d")
 
     def error(self, message: str) -> NoReturn:
         """Print ``<prog>: error: <message>`` and exit with status 2."""
@@ -258,13 +262,14 @@ def usage_error(
     parser.error(f"{argument_named(args, dest)}: {message}")
 
 
-def fail(message: str) -> int:
-    """Say ``shopkeep: error: <message>`` on stderr; the usage exit status, to return."""
-    print(f"{PROG}: error: {with_variables(message)}", file=sys.stderr)
+def fail(args: argparse.Namespace, message: str) -> int:
+    """Say ``shopkeep COMMAND: error: <message>`` on stderr, as the command's parser says a
+    usage error; the usage exit status, to return."""
+    print(f"{PROG} {args.command}: error: {with_variables(message)}", file=sys.stderr)
     return EXIT_USAGE
 
 
 def fail_about(args: argparse.Namespace, dest: str, message: str) -> int:
     """:func:`fail` for a value of ``dest`` found unusable after parsing (a database path, a
     port taken), naming where it came from as a usage error does."""
-    return fail(f"{argument_named(args, dest)}: {message}")
+    return fail(args, f"{argument_named(args, dest)}: {message}")

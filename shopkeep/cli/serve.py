@@ -236,11 +236,11 @@ def run_serve(args: argparse.Namespace) -> int:
         with asyncio.Runner(loop_factory=fastest_loop_factory()) as runner:
             runner.run(serve(options))
     except ListenError as error:
-        return fail(f"{argument_named(args, 'host')}, {given_as(args, 'port')}: {error}")
+        return fail(args, f"{argument_named(args, 'host')}, {given_as(args, 'port')}: {error}")
     except StoreError as error:
         return fail_about(args, "db", str(error))
     except StartupError as error:
-        return fail(str(error))
+        return fail(args, str(error))
     except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
         return 130
     return 0

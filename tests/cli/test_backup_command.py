@@ -143,6 +143,6 @@ def test_a_copy_that_fails_the_audit_is_not_kept_and_the_status_is_1(tmp_path: P
     result = shopkeep("backup", "--db", str(db), "--to", str(target))
 
     assert result.returncode == 1
-    assert result.stderr.splitlines()[-1].startswith("shopkeep: error: the copy of")
+    assert result.stderr.splitlines()[-1].startswith("shopkeep backup: error: the copy of")
     assert "stock" in result.stderr.splitlines()[-1]
     assert not target.exists() and not Path(f"{target}.partial").exists()

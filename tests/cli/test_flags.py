@@ -240,13 +240,15 @@ def test_a_bad_variable_is_named_in_a_one_line_error(
     assert "argument --" not in line  # the operator typed no flag
 
 
-def test_a_bad_duration_flag_is_named_as_the_flag_with_its_variable() -> None:
-    result = run_main("serve", "--order-timeout", "soon", env={})
+@pytest.mark.parametrize("value", ["soon", "-5s"])
+def test_a_bad_duration_flag_is_named_as_the_flag_with_its_variable(value: str) -> None:
+    result = run_main("serve", "--order-timeout", value, env={})
 
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     assert (
-        "argument --order-timeout (env SHOPKEEP_ORDER_TIMEOUT): 'soon' is not a duration" in line
+        f"argument --order-timeout (env SHOPKEEP_ORDER_TIMEOUT): '{value}' is not a duration"
+        in line
     )
 
 

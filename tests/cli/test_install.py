@@ -48,7 +48,7 @@ def test_each_entry_point_runs_the_same_commands(entry: str, tmp_path: Path) -> 
     assert helped.returncode == 0 and "SHOPKEEP_ORDER_TIMEOUT" in helped.stdout
     assert missing.returncode == 2
     assert missing.stderr.startswith(
-        "shopkeep: error: argument --db (env SHOPKEEP_DB): cannot audit"
+        "shopkeep audit: error: argument --db (env SHOPKEEP_DB): cannot audit"
     )
     assert missing.stderr.count("\n") == 1
 
