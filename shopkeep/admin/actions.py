@@ -18,6 +18,7 @@ from typing import Any, Final
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from shopkeep.actors.config import MAX_AMOUNT
 from shopkeep.actors.placement import OVERLOADED, UNAVAILABLE
 from shopkeep.actors.protocol import NOT_FOUND, VALIDATION_ERROR
 from shopkeep.admin.app import PREFIX, SESSION, SIGN_IN, console_of, set_cookie, to
@@ -137,10 +138,13 @@ def field(form: Form, name: str, *, required: bool = True) -> int | None:
     return number
 
 
-def amount(form: Form, name: str, places: int, *, required: bool = True) -> int | None:
+def amount(
+    form: Form, name: str, places: int, *, required: bool = True, minimum: int = 0
+) -> int | None:
     """Money typed as a person writes it (``12``, ``12.5``, ``12.34``: currency units, of a
-    currency whose minor unit has ``places`` decimals), in minor units; or ShopError
-    validation_error naming the field."""
+    currency whose minor unit has ``places`` decimals), in minor units, from ``minimum`` to
+    the shop's largest amount; or ShopError validation_error naming the field (the range
+    written as it is typed: the shop's own refusal would give it in minor units)."""
     raw = form.get(name)
     text = raw.strip() if isinstance(raw, str) else ""
     if not text:
@@ -154,7 +158,13 @@ def amount(form: Form, name: str, places: int, *, required: bool = True) -> int 
     if units is None or fraction is None or len(part) > places or len(whole) > 16:
         raise ShopError.invalid([FieldError(f"{name} is not an amount", pointer=f"/{name}")])
     scale: int = 10**places
-    return units * scale + fraction
+    minor = units * scale + fraction
+    if not minimum <= minor <= MAX_AMOUNT:
+        detail = (
+            f"{name} must be between {money(minimum, places)} and {money(MAX_AMOUNT, places)}"
+        )
+        raise ShopError.invalid([FieldError(detail, pointer=f"/{name}")])
+    return minor
 
 
 def _places(shop: Shop) -> int:
@@ -252,7 +262,7 @@ async def credit(request: web.Request) -> web.StreamResponse:
 
     async def action(form: Form, key: str) -> str:
         places = _places(shop)
-        added = _required(amount(form, "amount", places))
+        added = _required(amount(form, "amount", places, minimum=1))
         user = await shop.credit_wallet(user_id, added, idempotency_key=key)
         return f"{money(added, places)} credited: the wallet holds {money(user.balance, places)}."
 
@@ -286,7 +296,7 @@ async def issue_coupon(request: web.Request) -> web.StreamResponse:
         places = _places(shop)
         coupon = await shop.create_coupon(
             _required(field(form, "user_id")),
-            _required(amount(form, "value", places)),
+            _required(amount(form, "value", places, minimum=1)),
             min_order_amount=amount(form, "min_order_amount", places, required=False) or 0,
             expires_at=_expiry(form),
         )

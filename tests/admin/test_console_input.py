@@ -39,6 +39,24 @@ async def test_a_number_in_other_digits_is_refused_on_the_page_and_changes_nothi
     assert (await browser.shop.get_user(user_id)).balance == 100
 
 
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        ("0", "amount must be between 0.01 and 10,000,000,000.00"),
+        ("10000000000.01", "amount must be between 0.01 and 10,000,000,000.00"),
+    ],
+)
+async def test_an_amount_out_of_range_is_refused_in_the_units_it_is_typed_in(
+    browser: Browser, typed: str, said: str
+) -> None:
+    user_id, path, fields = await browser.user_form("credit")
+
+    assert await browser.send(f"{path}/credit", {**fields, "amount": typed}) == (303, path)
+    html = (await browser.page(path))[1]
+    assert f"Validation error (validation_error): {said}" in html
+    assert (await browser.shop.get_user(user_id)).balance == 100
+
+
 @pytest.mark.parametrize("filter_", ["user=²", "user=١٢"])
 async def test_a_filter_in_other_digits_is_a_page_saying_so(
     browser: Browser, filter_: str
