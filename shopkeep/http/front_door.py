@@ -222,6 +222,9 @@ class FrontDoor:
         # named so that its answers are labelled ``unmatched`` (_route_of), not by its pattern
         entered = self.entrance("*", handler, public=True)
         router.add_route("*", "/{path:.*}", entered, name=UNMATCHED)
+        # A sub-app's own prefix (``DELETE /admin``) is the empty path within it, which the
+        # pattern above does not match: aiohttp answered it a plain-text 405 of its own.
+        router.add_route("*", "", entered, name=_UNMATCHED_PREFIX)
 
     def admit(
         self,
@@ -434,10 +437,15 @@ def _caller(request: web.Request) -> Principal | None:
     return request.get(PRINCIPAL)
 
 
+_UNMATCHED_PREFIX: Final = f"{UNMATCHED}-prefix"
+_UNMATCHED_NAMES: Final = frozenset({UNMATCHED, _UNMATCHED_PREFIX})
+"""The names of the routes :meth:`FrontDoor.add_unmatched` adds."""
+
+
 def _route_of(request: web.Request) -> str:
     """The pattern of the route ``request`` matched (``unmatched`` for none)."""
     resource = request.match_info.route.resource
-    if resource is None or resource.name == UNMATCHED:
+    if resource is None or resource.name in _UNMATCHED_NAMES:
         return UNMATCHED
     return resource.canonical
 
@@ -447,7 +455,7 @@ async def _unmatched(request: web.Request) -> web.StreamResponse:
     by other methods (a route of this request's app, the unmatched one aside), else 404."""
     allowed: set[str] = set()
     for resource in request.app.router.resources():
-        if resource.name != UNMATCHED:
+        if resource.name not in _UNMATCHED_NAMES:
             _, methods = await resource.resolve(request)
             allowed |= methods
     if allowed:

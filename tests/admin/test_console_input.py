@@ -134,6 +134,7 @@ async def test_a_refused_form_and_a_redirect_carry_the_page_headers(browser: Bro
     ("GET", "/admin/static/nope.js", 404),
     ("GET", "/admin/nope", 404),
     ("PUT", "/admin/orders", 405),
+    ("DELETE", "/admin", 405),
 ])
 async def test_assets_and_routes_the_console_has_not_carry_the_page_headers(
     browser: Browser, method: str, path: str, status: int
