@@ -61,8 +61,9 @@ STOCK = (
     "(SELECT goods_id, sum(quantity) AS net FROM stock_ledger NOT INDEXED GROUP BY goods_id) "
     "AS l ON l.goods_id = g.id "
     "WHERE g.stock != g.initial_stock + g.restocked + coalesce(l.net, 0)",
-    "SELECT 'stock.orphan', goods_id, count(*), NULL, NULL, NULL, NULL, NULL "
-    f"FROM {behind('stock_gate')} stock_ledger "
+    # not behind the gate: a missing goods whose rows net to zero leaves the folds agreeing
+    # (one pass of the ledger's index by goods, 5 ms over 157,000 rows)
+    "SELECT 'stock.orphan', goods_id, count(*), NULL, NULL, NULL, NULL, NULL FROM stock_ledger "
     "WHERE goods_id NOT IN (SELECT id FROM goods) GROUP BY goods_id",
     # a released order's rows are looked at goods by goods only when its own fingerprint
     # (of quantity by goods, over its few rows) says they do not net to zero

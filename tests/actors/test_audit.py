@@ -148,6 +148,19 @@ def test_stock_changed_without_a_ledger_row_fails_the_stock_check(shop_db: str) 
     }
 
 
+def test_ledger_rows_of_goods_that_do_not_exist_fail_the_stock_check_though_they_net_to_zero(
+    shop_db: str,
+) -> None:
+    corrupt(
+        shop_db,
+        "INSERT INTO stock_ledger (goods_id, order_id, reason, quantity, at) "
+        "VALUES (99, 101, 'take', -1, 0), (99, 101, 'release', 1, 0)",
+    )
+    assert failing(audit_file(shop_db)) == {
+        "stock": "1 violation: goods 99 does not exist but has 2 stock ledger rows"
+    }
+
+
 def test_a_wallet_balance_off_its_ledger_fails_the_wallet_check(shop_db: str) -> None:
     corrupt(shop_db, f"UPDATE users SET balance = balance + 500 WHERE id = {BOB}")
     assert failing(audit_file(shop_db)) == {
