@@ -39,6 +39,8 @@ from shopkeep.shop import Shop
 PREFIX: Final = "/admin"
 HERE: Final = Path(__file__).parent
 SIGN_IN: Final = f"{PREFIX}/sign-in"
+LIVE: Final = f"{PREFIX}/live"
+"""The dashboard's live part, which its page polls."""
 OPEN_PATHS: Final = frozenset({SIGN_IN})
 """Paths of the console a browser without a session may ask for (with ``/admin/static/``)."""
 
@@ -266,7 +268,8 @@ async def _through_door(request: web.Request, handler: Handler) -> web.StreamRes
             await request.post()  # read once here (aiohttp keeps it for the handler's reads)
         except (UnicodeDecodeError, LookupError):  # bytes of no charset, or a charset unknown
             return refused_page(request, "the form is not text in a charset it names", 400)
-    session = console.sessions.find(request.cookies.get(COOKIE))
+    # the dashboard polls its live part every few seconds, with no one at the screen as well
+    session = console.sessions.find(request.cookies.get(COOKIE), used=path != LIVE)
     if session is None and path not in OPEN_PATHS:
         if request.headers.get("HX-Request") == "true":  # htmx: a redirect of the whole page
             return web.Response(status=204, headers={"HX-Redirect": SIGN_IN})

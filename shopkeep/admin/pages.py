@@ -13,7 +13,7 @@ from aiohttp import web
 
 from shopkeep.actors.order_state import STATUSES
 from shopkeep.admin import dashboard
-from shopkeep.admin.app import PREFIX, SESSION, SIGN_IN, console_of
+from shopkeep.admin.app import LIVE, PREFIX, SESSION, SIGN_IN, console_of
 from shopkeep.errors import FieldError, ShopError
 from shopkeep.requests import MAX_ID
 from shopkeep.shop import Shop
@@ -72,7 +72,7 @@ async def slash(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(PREFIX)
 
 
-@routes.get("/live")
+@routes.get(LIVE.removeprefix(PREFIX))
 async def live_fragment(request: web.Request) -> web.StreamResponse:
     """The dashboard's live part alone, for htmx's polling."""
     live = await dashboard.live(console_of(request))

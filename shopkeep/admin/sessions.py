@@ -4,8 +4,9 @@ Signing in with the admin token opens a :class:`Session`; the browser keeps only
 cookie that scripts cannot read (HttpOnly), that no other site's page sends (SameSite=Strict),
 sent over HTTPS only when the server's public URL is https (Secure). The token itself is never
 kept: not in the cookie, not in the session. A session ends when it is idle for
-:data:`IDLE_S`, at :data:`ABSOLUTE_S` after sign-in whatever its use, or at sign-out; the
-sessions live in this process's memory (a restart signs everyone out).
+:data:`IDLE_S` (the dashboard's polling of its live part is not a use), at :data:`ABSOLUTE_S`
+after sign-in whatever its use, or at sign-out; the sessions live in this process's memory (a
+restart signs everyone out).
 
 Every form the console serves carries the session's CSRF token, and every POST is refused
 (403, nothing done) unless it comes back: another site can make a browser send the cookie with
@@ -131,9 +132,9 @@ class SessionStore:
             self._open.popitem(last=False)
         return session
 
-    def find(self, session_id: str | None) -> Session | None:
-        """The open session of this id, now marked used; None if there is none, or it is over
-        (then it is forgotten)."""
+    def find(self, session_id: str | None, *, used: bool = True) -> Session | None:
+        """The open session of this id, marked used (unless not ``used``: a page's own polling
+        is no one using it); None if there is none, or it is over (then it is forgotten)."""
         if not session_id:
             return None
         session = self._open.get(session_id)
@@ -143,8 +144,9 @@ class SessionStore:
         if now - session.seen >= self.idle_s or now - session.started >= self.absolute_s:
             del self._open[session_id]
             return None
-        session.seen = now
-        self._open.move_to_end(session_id)
+        if used:
+            session.seen = now
+            self._open.move_to_end(session_id)
         return session
 
     def close(self, session_id: str) -> None:

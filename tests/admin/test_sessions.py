@@ -84,6 +84,19 @@ async def test_a_session_idle_too_long_is_over(browser: Browser) -> None:
     assert len(browser.console.sessions) == 0
 
 
+async def test_the_dashboards_polling_does_not_keep_an_idle_session_open(
+    browser: Browser,
+) -> None:
+    await browser.sign_in()
+    for _ in range(int(IDLE_S // 5) - 1):  # the page polls its live part every 5 s
+        await browser.clock.advance(5)
+        assert (await browser.page("/admin/live"))[0] == 200
+    await browser.clock.advance(5)
+
+    assert (await browser.page("/admin/live"))[0] == 303
+    assert len(browser.console.sessions) == 0
+
+
 async def test_a_session_ends_at_its_absolute_lifetime_however_busy(browser: Browser) -> None:
     await browser.sign_in()
     step = IDLE_S / 2
