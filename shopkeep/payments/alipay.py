@@ -6,10 +6,12 @@
   notification; ``time_expire`` is the order's deadline.
 - Notifications: form-encoded, RSA2 over the sorted parameters without ``sign``/``sign_type``,
   checked with Alipay's public key; ``app_id`` (and ``seller_id`` when configured) must be
-  ours. ``TRADE_SUCCESS``/``TRADE_FINISHED`` succeed, ``TRADE_CLOSED`` fails; a notification
-  with refund fields (``refund_fee``, ``gmt_refund``, ``out_biz_no``) is about a refund and is
-  acknowledged and ignored, so the ``TRADE_CLOSED`` of a full refund, or a ``TRADE_FINISHED``
-  after a partial one, never reads as a payment result. A plain ``TRADE_FINISHED`` (the refund
+  ours, and ``notify_time`` (the time Alipay sent it, at every retry: Beijing time to the
+  second) within ``TOLERANCE_S`` of now. ``TRADE_SUCCESS``/``TRADE_FINISHED`` succeed,
+  ``TRADE_CLOSED`` fails; a notification with refund fields (``refund_fee``, ``gmt_refund``,
+  ``out_biz_no``) is about a refund and is acknowledged and ignored, so the ``TRADE_CLOSED``
+  of a full refund, or a ``TRADE_FINISHED`` after a partial one, never reads as a payment
+  result. A plain ``TRADE_FINISHED`` (the refund
   window ended) repeats a success the shop already counted: a duplicate, harmless.
 - Refunds: ``alipay.trade.refund`` with ``out_request_no`` = refund id. ``fund_change=Y`` is
   done; ``N`` (a repeat, or still moving) is settled by ``alipay.trade.fastpay.refund.query``
@@ -36,6 +38,8 @@ from shopkeep.payments.money import AmountError, from_decimal_string, to_decimal
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
+    STALE,
+    TOLERANCE_S,
     WRONG_APP,
     Checkout,
     ConfigurationError,
@@ -247,6 +251,13 @@ class AlipayProvider:
             return Refused(WRONG_APP, f"app_id {params.get('app_id', '')[:40]!r} is not ours")
         if self._seller_id is not None and params.get("seller_id") != self._seller_id:
             return Refused(WRONG_APP, "seller_id is not ours")
+        sent = params.get("notify_time", "")
+        try:
+            sent_at: float | None = wire.parse_beijing_time(sent)
+        except ValueError:
+            sent_at = None
+        if sent_at is None or abs(now - sent_at) > TOLERANCE_S:
+            return Refused(STALE, f"notify_time {sent[:20]!r}, now is {wire.beijing_time(now)}")
         return _classify(params)
 
     def answer(self, handled: bool, detail: str = "") -> HttpAnswer:

@@ -62,6 +62,9 @@ BAD_SIGNATURE: Final = "bad_signature"
 """A refusal reason: no signature, a malformed one, or one that does not verify."""
 STALE: Final = "stale"
 """A refusal reason: signed too long ago (a replay, or a clock far off)."""
+TOLERANCE_S: Final = 300
+"""How far from now, either side, a notification may have been signed or sent (SPEC 3): a
+replay of an older one, or one from a clock this far off, is refused ``STALE``."""
 MALFORMED: Final = "malformed"
 """A refusal reason: authentic bytes that do not make a payment notification."""
 WRONG_APP: Final = "wrong_app"

@@ -19,6 +19,7 @@ from shopkeep.actors.gateway import CallbackBody, SandboxGateway
 from shopkeep.actors.signature import HEADER, verify
 from shopkeep.payments.provider import (
     MALFORMED,
+    TOLERANCE_S,
     Checkout,
     HttpAnswer,
     Notice,
@@ -38,8 +39,6 @@ from shopkeep.payments.provider import (
 from shopkeep.requests import id_in_text
 
 CALLBACK_PATH: Final = "/v1/payments/callback"
-TOLERANCE_S: Final = 300.0
-"""How far a callback's signed time may be from now (SPEC 7)."""
 
 
 class SandboxProvider:

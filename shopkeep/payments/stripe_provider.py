@@ -39,6 +39,7 @@ from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
     STALE,
+    TOLERANCE_S,
     Checkout,
     ConfigurationError,
     GatewayError,
@@ -69,8 +70,6 @@ from shopkeep.payments.transport import CALL_TIMEOUT_S
 
 WEBHOOK_PATH: Final = "/v1/payments/stripe/webhook"
 PRODUCTION_URL: Final = stripe.DEFAULT_API_BASE
-TOLERANCE_S: Final = 300
-"""How old a webhook's signed time may be (the SDK's default)."""
 SIGNATURE_HEADER: Final = "Stripe-Signature"
 RETRYABLE_STATUS: Final = frozenset({409, 429})
 """4xx that mean "not now": a concurrent request with the same key, or rate limiting."""
@@ -249,6 +248,9 @@ class StripeProvider:
         fail on JSON that is no object (``[]``) with an AttributeError: the signature is checked
         alone, and the event read here, where what is not a PaymentIntent event is refused."""
         signature = header(headers, SIGNATURE_HEADER)
+        if signature is not None and not signature.isascii():
+            # the SDK's comparison raises TypeError on any other character
+            return Refused(BAD_SIGNATURE, "Stripe-Signature is not ASCII")
         try:
             stripe.WebhookSignature.verify_header(
                 raw_body, signature, self._secret, self._tolerance_s

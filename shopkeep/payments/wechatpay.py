@@ -34,6 +34,7 @@ from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
     STALE,
+    TOLERANCE_S,
     WRONG_APP,
     Checkout,
     ConfigurationError,
@@ -65,8 +66,6 @@ from shopkeep.payments.provider import (
 from shopkeep.payments.transport import CALL_TIMEOUT_S, Transport
 
 NOTIFY_PATH: Final = "/v1/payments/wechatpay/notify"
-TOLERANCE_S: Final = 300.0
-"""How far a notification's signed time may be from now."""
 OPEN_STATES: Final = frozenset({"NOTPAY", "USERPAYING", "ACCEPT"})
 PAID_STATES: Final = frozenset({"SUCCESS", "REFUND"})
 
@@ -245,6 +244,8 @@ class WeChatPayProvider:
             plain = json.loads(wire.decrypt_resource(self._apiv3_key, event["resource"]))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return Refused(MALFORMED, f"not a payment notification: {exc}")
+        if not isinstance(plain, dict):
+            return Refused(MALFORMED, "the resource is not a transaction")
         if plain.get("mchid") != self.mch_id or plain.get("appid") != self.app_id:
             return Refused(WRONG_APP, "mchid or appid is not ours")
         return _notice(plain, str(event.get("id") or "") or None)
@@ -269,13 +270,18 @@ def _notice(plain: Mapping[str, Any], event_id: str | None) -> Verdict:
         payment_id = shop_id(plain["out_trade_no"])
         if payment_id is None:
             raise ValueError("out_trade_no is no payment id")
+        txn_id = plain.get("transaction_id")
+        if not isinstance(txn_id, str) or not txn_id:
+            # a success is a transaction of WeChat Pay's: without its id, a second notification
+            # of the same payment would count as a second payment, and refund the only one
+            raise ValueError("a successful transaction without transaction_id")
         return Notice(
             payment_id=payment_id,
             order_id=shop_id(plain.get("attach")),
             amount=_whole(amount["total"]),
             currency=str(amount["currency"]),
             status="succeeded",
-            gateway_txn_id=str(plain["transaction_id"]),
+            gateway_txn_id=txn_id,
             event_id=event_id,
         )
     except (KeyError, TypeError, ValueError) as exc:

@@ -23,7 +23,8 @@ from shopkeep.actors.signature import HEADER
 from shopkeep.errors import CallbackRejected
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
-from shopkeep.proof.forgery import FORGERIES, TOLERANCE_S, forge
+from shopkeep.payments.provider import TOLERANCE_S
+from shopkeep.proof.forgery import FORGERIES, forge
 from shopkeep.proof.harness import SECRET, Life, audit_failures, settle
 from shopkeep.runtime import VirtualClock
 

@@ -16,9 +16,7 @@ import msgspec
 
 from shopkeep.actors.gateway import CallbackBody
 from shopkeep.actors.signature import sign
-
-TOLERANCE_S = 300
-"""SPEC 7: a callback signed more than this far from now is refused."""
+from shopkeep.payments.provider import TOLERANCE_S
 
 FORGERIES = (
     "bit-flipped body",

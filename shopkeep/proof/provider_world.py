@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from shopkeep.actors.config import ShopConfig
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
+from shopkeep.payments.alipay_wire import beijing_time
 from shopkeep.payments.fakes.alipay import PATH as ALIPAY_PATH
 from shopkeep.payments.fakes.alipay import FakeAlipay
 from shopkeep.payments.fakes.common import Delivery, FakeRefund, FakeServer
@@ -177,7 +178,7 @@ class ProviderWorld:
     ) -> tuple[bytes, dict[str, str]]:
         """A signed success notification of the paid ``payment`` (body, headers), with
         ``changes`` to its fields before signing; ``forged``: signed with another key; ``at``:
-        the time signed (WeChat Pay and Stripe sign one; default the shop's clock's now)."""
+        the time it says it was signed or sent (default the shop's clock's now)."""
         when = int(self.shop.system.clock.now() if at is None else at)
         key = self.key_of(payment)
         other = changes.pop("out_trade_no", None)
@@ -193,7 +194,7 @@ class ProviderWorld:
             if forged:
                 fake_a._key = self.forger
             try:
-                body = fake_a.notification(key, **changes)
+                body = fake_a.notification(key, **({"notify_time": beijing_time(when)} | changes))
             finally:
                 fake_a._key = saved
             return body, {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}

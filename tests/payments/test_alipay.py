@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -18,6 +19,8 @@ from shopkeep.payments.fakes.alipay import FakeAlipay
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
+    STALE,
+    TOLERANCE_S,
     WRONG_APP,
     ConfigurationError,
     GatewayError,
@@ -146,7 +149,7 @@ async def test_a_forged_or_altered_notification_is_refused(
     unsigned = {k: v for k, v in genuine.items() if k != "sign"}
     for params in (forged, altered, unsigned):
         verdict = await world.provider.verify_callback(
-            urllib.parse.urlencode(params).encode(), {}, 0.0)
+            urllib.parse.urlencode(params).encode(), {}, time.time())
         assert isinstance(verdict, Refused) and verdict.reason == BAD_SIGNATURE
 
 
@@ -154,7 +157,7 @@ async def test_a_notification_for_another_app_is_refused(world: World) -> None:
     await world.start()
     await world.fake.pay("7", notify=False)
     body = world.fake.notification("7", app_id="2021000000000002")
-    verdict = await world.provider.verify_callback(body, {}, 0.0)
+    verdict = await world.provider.verify_callback(body, {}, time.time())
     assert isinstance(verdict, Refused) and verdict.reason == WRONG_APP
 
 
@@ -166,8 +169,23 @@ async def test_a_signed_notification_naming_no_id_as_the_shop_writes_it_is_malfo
     for odd in ("07", " 7", "+7", "7_0", "99999999999999999999", "x"):
         for field in ("out_trade_no", "passback_params"):
             body = world.fake.notification("7", **{field: odd})
-            verdict = await world.provider.verify_callback(body, {}, 0.0)
+            verdict = await world.provider.verify_callback(body, {}, time.time())
             assert isinstance(verdict, Refused) and verdict.reason == MALFORMED, (field, odd)
+
+
+async def test_a_notification_sent_outside_the_window_or_at_no_time_is_refused_stale(
+    world: World,
+) -> None:
+    await world.start()
+    await world.fake.pay("7", notify=False)
+    now = time.time()
+    for sent in (wire.beijing_time(now - TOLERANCE_S - 2), wire.beijing_time(now + 2 * 86_400),
+                 "yesterday", ""):
+        body = world.fake.notification("7", notify_time=sent)
+        verdict = await world.provider.verify_callback(body, {}, now)
+        assert isinstance(verdict, Refused) and verdict.reason == STALE, sent
+    retried = world.fake.notification("7", notify_time=wire.beijing_time(now - 60))
+    assert isinstance(await world.provider.verify_callback(retried, {}, now), Notice)
 
 
 async def test_refund_and_finished_notifications_are_acknowledged_and_ignored(
@@ -180,9 +198,9 @@ async def test_refund_and_finished_notifications_are_acknowledged_and_ignored(
     partial = world.fake.notification("7", trade_status="TRADE_FINISHED", refund_fee="1.00",
                                       out_biz_no="31")
     for body in (full_refund, partial):
-        assert isinstance(await world.provider.verify_callback(body, {}, 0.0), Ignored)
+        assert isinstance(await world.provider.verify_callback(body, {}, time.time()), Ignored)
     closed = await world.provider.verify_callback(
-        world.fake.notification("7", trade_status="TRADE_CLOSED", trade_no=""), {}, 0.0)
+        world.fake.notification("7", trade_status="TRADE_CLOSED", trade_no=""), {}, time.time())
     assert isinstance(closed, Notice) and closed.status == "failed"
 
 

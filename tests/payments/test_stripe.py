@@ -161,6 +161,11 @@ async def test_a_forged_altered_or_stale_webhook_is_refused(world: World) -> Non
         assert isinstance(verdict, Refused) and verdict.reason == STALE, off_by
     near = world.headers(payload, timestamp=int(time.time()) + 250)
     assert isinstance(await world.provider.verify_callback(payload, near, time.time()), Notice)
+    for odd in ("t=1,v1=\u00ff", "t=\u0661,v1=00"):  # no ASCII: the SDK would raise TypeError
+        verdict = await world.provider.verify_callback(
+            payload, {"Stripe-Signature": odd}, time.time()
+        )
+        assert isinstance(verdict, Refused) and verdict.reason == BAD_SIGNATURE, odd
     for garbage in (b"not json", b"[]", b'"event"', b"1", b'{"type": 5}', b"\xff\xfe"):
         verdict = await world.provider.verify_callback(
             garbage, world.headers(garbage), time.time()

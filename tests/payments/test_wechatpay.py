@@ -177,6 +177,29 @@ async def test_a_signed_notification_naming_no_id_as_the_shop_writes_it_is_malfo
         assert isinstance(verdict, Notice) and verdict.order_id is None, odd
 
 
+async def test_a_success_without_its_transaction_id_is_malformed(world: World) -> None:
+    await world.start()
+    await world.fake.pay("7", notify=False)
+    for txn in ("", 123, None):
+        body = world.fake.notification("7", transaction_id=txn)
+        verdict = await world.provider.verify_callback(
+            body, world.fake.headers_for(body), time.time())
+        assert isinstance(verdict, Refused) and verdict.reason == MALFORMED, txn
+
+
+async def test_a_resource_that_is_no_transaction_object_is_malformed(world: World) -> None:
+    await world.start()
+    event = json.loads(world.fake.notification("7"))
+    for plain in ([1], "x", 5, None):
+        event["resource"] = wire.encrypt_resource(
+            APIV3_KEY, json.dumps(plain).encode(), "transaction"
+        )
+        body = json.dumps(event).encode()
+        verdict = await world.provider.verify_callback(
+            body, world.fake.headers_for(body), time.time())
+        assert isinstance(verdict, Refused) and verdict.reason == MALFORMED, plain
+
+
 async def test_a_refund_asked_twice_is_made_once(world: World) -> None:
     await world.start()
     await world.fake.pay("7", notify=False)
