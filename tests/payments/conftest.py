@@ -27,6 +27,10 @@ from shopkeep.payments.provider import (
     Verdict,
 )
 
+NOT_IDS = ("07", " 7", "+7", "7_0", "99999999999999999999", "x")
+"""Texts that are no id as the shop writes ids (another spelling of 7, or past 64 bits):
+what a notification naming a payment or an order by one of them names nothing."""
+
 
 def new_key() -> rsa.RSAPrivateKey:
     """A fresh RSA-2048 key (the size both Chinese providers use)."""
