@@ -1,4 +1,5 @@
-"""The ``settings`` table: the credentials a server runs with (its one reader and writer).
+"""The credentials a server runs with, generated at its first start if need be and kept in
+the ``settings`` table (:mod:`shopkeep.store.settings`).
 
 The admin token is kept as its hash only; a generated gateway secret is never stored.
 """
@@ -6,12 +7,12 @@ The admin token is kept as its hash only; a generated gateway secret is never st
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from functools import partial
 from typing import Final
 
 from shopkeep.shop import hash_token, new_token
+from shopkeep.store import settings
 from shopkeep.store.writer import GroupCommitWriter
 
 ADMIN_TOKEN_HASH: Final = "admin_token_hash"
@@ -49,44 +50,16 @@ async def settle_credentials(
     generated: dict[str, str] = {}
     if token is not None:
         generated[ADMIN_TOKEN_HASH] = hash_token(token)
-    stored = await writer.call(partial(_keep_settings, generated))
+    # a secret stored by an earlier version is forgotten
+    stored = await writer.call(
+        partial(settings.keep, generated, read=[ADMIN_TOKEN_HASH], forget=[GATEWAY_SECRET])
+    )
     admin_hash = hash_token(admin_token) if admin_token else stored[ADMIN_TOKEN_HASH]
     announced = token if token is not None and hash_token(token) == admin_hash else None
     return Credentials(admin_hash, gateway_secret or secrets.token_hex(32), announced)
 
 
-def _keep_settings(generated: dict[str, str], conn: sqlite3.Connection) -> dict[str, str]:
-    """Insert what is missing of ``generated`` and forget a stored gateway secret; every
-    credential setting, as stored now."""
-    # the forgotten secret's bytes are overwritten, not left in a free page of the file
-    (secure,) = conn.execute("PRAGMA secure_delete").fetchone()
-    conn.execute("PRAGMA secure_delete = ON")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.executemany(
-            "INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", generated.items()
-        )
-        conn.execute("DELETE FROM settings WHERE key = ?", (GATEWAY_SECRET,))
-        found = conn.execute(
-            "SELECT key, value FROM settings WHERE key = ?", (ADMIN_TOKEN_HASH,)
-        ).fetchall()
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    finally:
-        conn.execute(f"PRAGMA secure_delete = {int(secure)}")
-    return {str(key): str(value) for key, value in found}
-
-
 async def forget_admin_token(writer: GroupCommitWriter, admin_hash: str) -> None:
     """Forget the generated admin token of hash ``admin_hash`` (a start that failed before it
     announced it): the next start generates and announces another."""
-    await writer.call(partial(_forget_admin_token, admin_hash))
-
-
-def _forget_admin_token(admin_hash: str, conn: sqlite3.Connection) -> None:
-    with conn:
-        conn.execute(
-            "DELETE FROM settings WHERE key = ? AND value = ?", (ADMIN_TOKEN_HASH, admin_hash)
-        )
+    await writer.call(partial(settings.forget, ADMIN_TOKEN_HASH, admin_hash))

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import secrets
+import sqlite3
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -108,6 +110,7 @@ from shopkeep.requests import (
 )
 from shopkeep.runtime import Address, Clock, RealClock, RuntimeConfig
 from shopkeep.store.reader import Reader
+from shopkeep.store.settings import keep as keep_settings
 
 T = TypeVar("T")
 
@@ -118,6 +121,21 @@ ASSET_KINDS = (UserActor, GoodsActor, CouponActor, AssetsActor, KeySweepActor)
 Key = str | IdempotencyKey | None
 """An optional Idempotency-Key: a string, or an IdempotencyKey to learn whether the answer was
 replayed (SPEC 7; see :mod:`shopkeep.idempotency`)."""
+
+
+CURRENCY_SETTING = "currency"
+"""``settings`` key: the currency the database keeps its amounts in, decided at its first
+start (or by its orders, in a database from before it was kept)."""
+
+
+class CurrencyMismatch(ValueError):
+    """The database keeps its amounts in another currency than the shop was opened with: its
+    balances, prices and orders would be read as amounts of the wrong money."""
+
+
+def _kept_currency(configured: str, conn: sqlite3.Connection) -> str:
+    first = order_store.latest_currency(conn) or configured
+    return keep_settings({CURRENCY_SETTING: first}, conn)[CURRENCY_SETTING]
 
 
 class CreatedUser(msgspec.Struct, frozen=True):
@@ -245,6 +263,19 @@ class Shop(BackOffice):
             inline=inline,
             writer=writer,
         ) as runtime:
+            try:
+                kept = await runtime.store.writer.call(
+                    functools.partial(_kept_currency, settings.currency)
+                )
+            except BaseException:
+                await provider.close()
+                raise
+            if kept != settings.currency:
+                await provider.close()
+                raise CurrencyMismatch(
+                    f"{path} keeps its amounts in {kept}; it cannot be opened as a shop in "
+                    f"{settings.currency}"
+                )
             shop = cls(runtime, settings, provider, secret, queries, stats)
             if shop.gateway is not None:
                 shop.gateway.attach(shop.acknowledge_callback)

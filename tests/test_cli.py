@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from shopkeep.cli import main
+
 TOO_LONG = "x" * 300 + ".db"
 """A file name no file system here takes (255 bytes at most)."""
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,6 +137,17 @@ def test_serve_on_a_directory_fails_in_one_line(tmp_path: Path) -> None:
     assert result.stderr.startswith(
         "shopkeep serve: error: argument --db (env SHOPKEEP_DB): cannot use database path"
     )
+
+
+def test_serve_in_another_currency_than_its_database_keeps_fails_in_one_line(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "s.db")
+    assert run_main("demo", "--db", path).returncode == 0  # a shop in CNY
+
+    result = run_main("serve", "--sandbox", "--db", path, "--currency", "USD", "--port", "0")
+
+    assert_one_line_error(result, "--currency (env SHOPKEEP_CURRENCY)", "keeps its amounts in CNY")
 
 
 def test_serve_on_a_port_taken_fails_in_one_line_naming_host_and_port(tmp_path: Path) -> None:
@@ -282,6 +295,22 @@ def test_a_bad_writer_or_rate_is_refused_in_one_line(
     result = run_main(*args, env=env)
 
     assert_one_line_error(result, said)
+
+
+def test_a_ctrl_c_before_a_command_handles_it_ends_the_command_quietly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt  # as while serve still imports aiohttp
+
+    monkeypatch.setattr("shopkeep.cli.audit.run_audit", interrupted)
+
+    try:
+        status = main(["audit", "--db", str(tmp_path / "s.db")])
+    except KeyboardInterrupt:  # raised on, it would stop the test run itself
+        pytest.fail("the Ctrl-C went through main as a traceback")
+    assert status == 128 + signal.SIGINT
+    assert capsys.readouterr().err == ""
 
 
 def test_demo_fills_a_fresh_database_and_prints_ids_and_tokens(tmp_path: Path) -> None:

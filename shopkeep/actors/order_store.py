@@ -7,6 +7,7 @@ message's unit of work, so a state change and everything it causes commit togeth
 
 from __future__ import annotations
 
+import sqlite3
 from operator import attrgetter
 
 import msgspec
@@ -364,6 +365,13 @@ class HistoryEntry(msgspec.Struct, frozen=True):
     operation: str
     remark: str
     at: float
+
+
+def latest_currency(conn: sqlite3.Connection) -> str | None:
+    """The currency of the latest order, if there is one: what a database from before the
+    shop's currency was kept with it holds its amounts in."""
+    row = conn.execute("SELECT currency FROM orders ORDER BY id DESC LIMIT 1").fetchone()
+    return None if row is None else str(row[0])
 
 
 async def return_order(reader: Reader, return_id: int) -> int | None:

@@ -38,6 +38,8 @@ __all__ = ["build_parser", "main"]
 BROKEN_PIPE: Final = 128 + signal.SIGPIPE
 """The exit status of a command whose output's reader closed first, as a shell's own commands
 end (killed by SIGPIPE, which Python turns into an exception)."""
+INTERRUPTED: Final = 128 + signal.SIGINT
+"""The exit status of a command a Ctrl-C stopped before it could stop gracefully."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,11 +67,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check: Callable[[argparse.Namespace], None] | None = getattr(args, "check", None)
-    if check is not None:
-        check(args)
-    run: Callable[[argparse.Namespace], int] = args.run
     try:
+        if check is not None:
+            check(args)
+        run: Callable[[argparse.Namespace], int] = args.run
         return run(args)
+    except KeyboardInterrupt:
+        # a Ctrl-C before the command set its own handling (while it imports what it needs,
+        # in the first half second of serve): quit at once, as a second Ctrl-C does
+        return INTERRUPTED
     except BrokenPipeError:
         # the reader went away (``shopkeep demo | head -n 1``): what it wanted it has; the
         # interpreter's own flush of stdout at exit must not raise it again as a traceback

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import signal
 from typing import TYPE_CHECKING, Any, Final
 
 from shopkeep.actors.config import WHOLE_BOUNDS, ShopConfig
@@ -228,6 +229,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return fail_about(args, "db", f"cannot use database path {args.db}: {problem}")
 
     from shopkeep.http.server import ListenError, StartupError, fastest_loop_factory, serve
+    from shopkeep.shop import CurrencyMismatch
     from shopkeep.store.errors import StoreError
 
     options = serve_options(args)
@@ -239,8 +241,10 @@ def run_serve(args: argparse.Namespace) -> int:
         return fail(args, f"{argument_named(args, 'host')}, {given_as(args, 'port')}: {error}")
     except StoreError as error:
         return fail_about(args, "db", str(error))
+    except CurrencyMismatch as error:
+        return fail_about(args, "currency", str(error))
     except StartupError as error:
         return fail(args, str(error))
     except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
-        return 130
+        return 128 + signal.SIGINT
     return 0

@@ -247,9 +247,10 @@ class FrontDoor:
                 return found
             if found is None:
                 raise unauthorized()
+            # known before the rate limit is asked: a 429's access line names its caller too
+            request[PRINCIPAL] = principal = found
             if limiter is not None and found.user_id is not None:
                 limiter.admit(found.user_id)
-            request[PRINCIPAL] = principal = found
         if guard is not None:
             guard.check(request, principal)
         return principal
@@ -259,11 +260,12 @@ class FrontDoor:
     ) -> Principal:
         """Steps 4 and 5 for a token the shop had to look up: the caller."""
         found = await user_of_hash(self._shop, token_hash)
+        if found is not None:
+            request[PRINCIPAL] = found
         if self._limiter is not None:
             self._limiter.admit(token_hash if found is None else found.user_id)
         if found is None:
             raise unauthorized()
-        request[PRINCIPAL] = found
         if guard is not None:
             guard.check(request, found)
         return found

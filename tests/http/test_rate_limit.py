@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
+from structlog.testing import capture_logs
 
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
@@ -64,6 +65,20 @@ async def test_a_token_past_its_burst_is_refused_429_with_retry_after_until_it_r
     instant.now += 1 / PER_S
     assert (await limited.call("GET", "/v1/me", alice.headers)).status == 200
     assert (await limited.call("GET", "/v1/me", alice.headers)).status == 429
+
+
+async def test_a_refusal_names_in_the_access_log_the_user_it_limits(limited: Api) -> None:
+    alice = await limited.customer()
+    with capture_logs() as logged:
+        statuses = [
+            (await limited.call("GET", "/v1/me", alice.headers)).status for _ in range(BURST + 1)
+        ]
+
+    assert statuses[-1] == 429
+    lines = [line for line in logged if line["event"] == "request"]
+    assert [(line["status"], line["user_id"]) for line in lines] == [
+        (200, alice.id)
+    ] * BURST + [(429, alice.id)]
 
 
 async def test_one_tokens_limit_leaves_other_users_the_admin_and_public_routes_alone(

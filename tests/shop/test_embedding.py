@@ -8,6 +8,7 @@ paid, and wrong types leaked TypeErrors."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ import pytest
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.errors import ShopError
-from shopkeep.shop import Shop
+from shopkeep.shop import CurrencyMismatch, Shop
 
 PAST_64_BITS = 2**64
 
@@ -27,6 +28,34 @@ PAST_64_BITS = 2**64
 async def test_a_shop_needs_its_gateway_named(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="'sandbox', a SandboxGateway or a PaymentProvider"):
         async with Shop.open(str(tmp_path / "shop.db"), gateway=None):  # type: ignore[arg-type]
+            pass
+
+
+async def test_a_database_keeps_the_currency_it_was_first_opened_in(tmp_path: Path) -> None:
+    path = str(tmp_path / "shop.db")
+    async with Shop.open(path, gateway="sandbox") as shop:
+        await shop.create_user("ann", balance=10_000)  # 100.00 yuan
+
+    with pytest.raises(CurrencyMismatch, match="keeps its amounts in CNY"):
+        async with Shop.open(path, gateway="sandbox", config=ShopConfig(currency="USD")):
+            pass
+    async with Shop.open(path, gateway="sandbox") as shop:  # and opens again as it was
+        assert shop.config.currency == "CNY"
+
+
+async def test_a_database_from_before_the_currency_was_kept_keeps_its_orders_one(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "shop.db")
+    async with Shop.open(path, gateway="sandbox") as shop:
+        ann = await shop.create_user("ann", balance=0)
+        tea = await shop.create_goods("tea", price=500, stock=5)
+        await shop.place_order(ann.user.id, [(tea.id, 1)])
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM settings WHERE key = 'currency'")
+
+    with pytest.raises(CurrencyMismatch, match="keeps its amounts in CNY"):
+        async with Shop.open(path, gateway="sandbox", config=ShopConfig(currency="EUR")):
             pass
 
 

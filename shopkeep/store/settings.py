@@ -1,0 +1,52 @@
+"""The ``settings`` table: what a database keeps about itself from one start to the next, by
+key (the generated admin token's hash, the shop's currency). The one module that reads and
+writes it; each caller names its own keys. The connection comes last, as
+``GroupCommitWriter.call`` gives it to a partial of these.
+
+A value is written once: the first start that stores a key decides it, and later starts read
+it back (``INSERT OR IGNORE``, then a read, in one transaction), so two starts racing each
+other agree on whichever won.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping
+
+
+def keep(
+    first: Mapping[str, str],
+    conn: sqlite3.Connection,
+    *,
+    read: Iterable[str] = (),
+    forget: Iterable[str] = (),
+) -> dict[str, str]:
+    """In one transaction on the writer's ``conn``: store each value of ``first`` whose key has
+    none yet, delete the keys ``forget`` (their bytes overwritten in the file, not left in a
+    free page), and answer what is stored now under the keys of ``first`` and ``read``."""
+    wanted = [*first, *read]
+    (secure,) = conn.execute("PRAGMA secure_delete").fetchone()
+    conn.execute("PRAGMA secure_delete = ON")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(
+            "INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", first.items()
+        )
+        conn.executemany("DELETE FROM settings WHERE key = ?", [(key,) for key in forget])
+        found = conn.execute(
+            f"SELECT key, value FROM settings WHERE key IN ({', '.join('?' * len(wanted))})",
+            wanted,
+        ).fetchall()
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.execute(f"PRAGMA secure_delete = {int(secure)}")
+    return {str(key): str(value) for key, value in found}
+
+
+def forget(key: str, value: str, conn: sqlite3.Connection) -> None:
+    """Delete ``key`` if it still holds ``value`` (what this start stored, not another's)."""
+    with conn:
+        conn.execute("DELETE FROM settings WHERE key = ? AND value = ?", (key, value))
