@@ -773,6 +773,11 @@ class Shop(BackOffice):
 
     # -- audit ----------------------------------------------------------------------------------
 
+    def store_busy_s(self) -> float:
+        """How long the store has been at its current commit (0 between commits): seconds
+        here mean a disk that stopped answering, with every write waiting on it."""
+        return self.runtime.store.writer.stats.busy_s()
+
     async def audit(self) -> AuditReport:
         """The invariants of SPEC section 6, computed from the database now."""
         await self.runtime.store.writer.flush()

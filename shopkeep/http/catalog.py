@@ -202,7 +202,7 @@ def catalog() -> list[Operation]:
         op("GET", "/v1/audit", "audit", "Check the invariants now", admin, routes.run_audit,
            {200: s.AuditOut}),
         op("GET", "/healthz", "healthz", "Liveness", Access.PUBLIC, routes.healthz,
-           {200: s.Health}, touches_shop=False),
+           {200: s.Health}, touches_shop=False, extra_problems=(503,)),  # a stalled store
         op(*METRICS, "metrics", "Prometheus metrics", Access.PUBLIC, None, {200: str},
            touches_shop=False, content_type="text/plain"),
         op("GET", "/openapi.json", "openapi", "This document", Access.PUBLIC, openapi_json,

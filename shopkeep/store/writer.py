@@ -81,8 +81,8 @@ class WriterStats:
     """Counters for metrics and benchmarks: how the batches look and how long commits take."""
 
     __slots__ = (
-        "batches", "commit_s", "failed_units", "last_batch_units", "statements", "thread_s",
-        "units",
+        "batches", "busy_since", "commit_s", "failed_units", "last_batch_units", "statements",
+        "thread_s", "units",
     )
 
     def __init__(self) -> None:
@@ -94,6 +94,15 @@ class WriterStats:
         self.thread_s = 0.0  # time spent committing batches on the writer thread, in all
         self.commit_s = Tally(COMMIT_BUCKETS)
         """How long each batch took to commit, from its hand-over to its outcome."""
+        self.busy_since: float | None = None
+        """When (``time.perf_counter``) the batch or call the writer is at began; None
+        between them. Set on the writer's thread, read on the loop: one attribute."""
+
+    def busy_s(self) -> float:
+        """How long the writer has been at its current batch or call (0 when at none): what
+        a disk that stopped answering shows as."""
+        since = self.busy_since
+        return 0.0 if since is None else max(0.0, time.perf_counter() - since)
 
 
 Job = tuple[UnitOfWork, asyncio.Future[None]]
@@ -349,16 +358,19 @@ class GroupCommitWriter:
         settle: Callable[[Outcome], None],
         settle_call: Callable[[_Call, Any, BaseException | None], None],
     ) -> None:
+        stats = self.stats
+        stats.busy_since = started = time.perf_counter()
         if isinstance(item, _Call):
             self._committer.schema_may_have_changed()  # batches are planned by it
             try:
                 result = item.fn(self._conn)
             except Exception as exc:
+                stats.busy_since = None
                 settle_call(item, None, exc)
             else:
+                stats.busy_since = None
                 settle_call(item, result, None)
             return
-        started = time.perf_counter()
         try:
             failures = self._commit_admitted(item)
         except Exception as exc:
@@ -367,6 +379,7 @@ class GroupCommitWriter:
             failures = [exc] * len(item)
             for unit, _ in item:
                 self._mark_failed(unit)
+        stats.busy_since = None
         settle((item, failures, time.perf_counter() - started))
 
     def _commit_admitted(self, jobs: list[Job]) -> list[BaseException | None] | None:
