@@ -123,13 +123,22 @@ class Guard:
             authorize(principal, self.access)
         if request.query_string:  # most requests have no query: nothing to parse then
             found = []
+            seen: set[str] = set()
+            repeated: set[str] = set()
             for name, raw in request.query.items():
                 schema = self.query.get(name)
-                problem = (
-                    f"unknown query parameter {name!r}"
-                    if schema is None
-                    else query_problem(raw, schema)
-                )
+                if name in seen:
+                    # each takes one value: ?status=paid&status=canceled read as paid alone
+                    # would answer another question than the one asked
+                    if name in repeated:
+                        continue
+                    repeated.add(name)
+                    problem: str | None = f"query parameter {name!r} is given more than once"
+                elif schema is None:
+                    problem = f"unknown query parameter {name!r}"
+                else:
+                    problem = query_problem(raw, schema)
+                seen.add(name)
                 if problem is not None:
                     found.append(FieldError(problem, parameter=name))
                     if len(found) == MAX_PROBLEMS:

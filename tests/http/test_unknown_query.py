@@ -1,4 +1,5 @@
-"""A query parameter an operation does not take is refused 422, as an unknown body field is.
+"""A query parameter an operation does not take is refused 422, as an unknown body field is;
+so is one given twice, which would be read as its first value alone.
 
 The server ignored them: ``GET /v1/goods?limt=5`` answered the default page, and schemathesis's
 negative_data_rejection check (every check, as ``python -m shopkeep.proof api-abuse`` runs it)
@@ -17,6 +18,17 @@ async def test_an_unknown_query_parameter_is_refused_422(api: Api, path: str) ->
     refused = await api.call("GET", path, ADMIN)
 
     assert (refused.status, refused.body["code"]) == (422, "validation_error")
+
+
+async def test_a_query_parameter_given_twice_is_refused_once_naming_it(api: Api) -> None:
+    refused = await api.call(
+        "GET", "/v1/orders?status=paid&status=canceled&status=shipped&limit=2", ADMIN
+    )
+
+    assert (refused.status, refused.body["code"]) == (422, "validation_error")
+    assert refused.body["errors"] == [
+        {"detail": "query parameter 'status' is given more than once", "parameter": "status"}
+    ]
 
 
 async def test_the_query_parameters_an_operation_takes_are_served(api: Api) -> None:
