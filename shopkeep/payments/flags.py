@@ -30,6 +30,9 @@ PROVIDER_FLAGS: Final = (
      "Alipay: Alipay's public key (PEM, or the console's bare base64), which checks the "
      "notifications and answers"),
     ("--alipay-url", "URL", "Alipay: the gateway (default: the production openapi.alipay.com)"),
+    ("--alipay-seller-id", "ID",
+     "Alipay: the merchant's seller id (2088...), which a notification's seller_id must then "
+     "match (Alipay's own list of checks; default: not checked)"),
     ("--wechatpay-mch-id", "ID", "WeChat Pay: the merchant id (mchid)"),
     ("--wechatpay-app-id", "ID", "WeChat Pay: the appid payments are made for"),
     ("--wechatpay-private-key-file", "PATH",

@@ -39,6 +39,7 @@ class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
     alipay_private_key_file: str | None = None
     alipay_public_key_file: str | None = None
     alipay_url: str = alipay_wire.PRODUCTION_URL
+    alipay_seller_id: str | None = None
     wechatpay_mch_id: str | None = None
     wechatpay_app_id: str | None = None
     wechatpay_private_key_file: str | None = None
@@ -97,6 +98,7 @@ def build_provider(
             public_key_file=settings.alipay_public_key_file,
             notify_url=base + AlipayProvider.callback_path,
             url=settings.alipay_url,
+            seller_id=settings.alipay_seller_id,
             timeout_s=timeout_s,
         )
     return WeChatPayProvider.from_files(

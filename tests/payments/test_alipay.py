@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import msgspec
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shopkeep.payments import alipay_wire as wire
 from shopkeep.payments.alipay import NOTIFY_PATH, AlipayProvider
-from shopkeep.payments.fakes.alipay import FakeAlipay
+from shopkeep.payments.fakes.alipay import SELLER_ID, FakeAlipay
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
@@ -33,6 +34,7 @@ from shopkeep.payments.provider import (
     RefundRequest,
     Refused,
 )
+from shopkeep.payments.settings import ProviderSettings, build_provider
 from tests.payments.conftest import (
     NOT_IDS,
     Receiver,
@@ -187,6 +189,32 @@ async def test_a_notification_sent_outside_the_window_or_at_no_time_is_refused_s
         assert isinstance(verdict, Refused) and verdict.reason == STALE, sent
     retried = world.fake.notification("7", notify_time=wire.beijing_time(now - 60))
     assert isinstance(await world.provider.verify_callback(retried, {}, now), Notice)
+
+
+async def test_with_a_seller_id_configured_another_sellers_notification_is_refused(
+    world: World, tmp_path: Path
+) -> None:
+    await world.start()
+    await world.fake.pay("7", notify=False)
+    body = world.fake.notification("7")
+    settings = ProviderSettings(
+        gateway="alipay", public_url="https://shop.example", alipay_app_id=APP_ID,
+        alipay_private_key_file=str(tmp_path / "private.pem"),
+        alipay_public_key_file=str(tmp_path / "public.pem"), alipay_url=world.fake.gateway_url,
+        alipay_seller_id=SELLER_ID,
+    )  # fmt: skip
+    ours = build_provider(settings, sandbox=lambda: world.provider)
+    theirs = build_provider(
+        msgspec.structs.replace(settings, alipay_seller_id="2088000000000002"),
+        sandbox=lambda: world.provider,
+    )
+    try:
+        assert isinstance(await ours.verify_callback(body, {}, time.time()), Notice)
+        refused = await theirs.verify_callback(body, {}, time.time())
+        assert isinstance(refused, Refused) and refused.reason == WRONG_APP
+    finally:
+        await ours.close()
+        await theirs.close()
 
 
 async def test_refund_and_finished_notifications_are_acknowledged_and_ignored(
