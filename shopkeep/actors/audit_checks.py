@@ -65,6 +65,10 @@ STOCK = (
     # (one pass of the ledger's index by goods, 5 ms over 157,000 rows)
     "SELECT 'stock.orphan', goods_id, count(*), NULL, NULL, NULL, NULL, NULL FROM stock_ledger "
     "WHERE goods_id NOT IN (SELECT id FROM goods) GROUP BY goods_id",
+    # every take is an order's: the saga writes its pending order before it takes anything
+    "SELECT 'stock.no_order', order_id, goods_id, sum(quantity), NULL, NULL, NULL, NULL "
+    "FROM stock_ledger WHERE order_id NOT IN (SELECT id FROM orders) "
+    "GROUP BY order_id, goods_id",
     # a released order's rows are looked at goods by goods only when its own fingerprint
     # (of quantity by goods, over its few rows) says they do not net to zero
     "SELECT 'stock.order', o.id, l.goods_id, sum(l.quantity), o.status, NULL, NULL, NULL "
@@ -97,6 +101,8 @@ def judge_stock(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
         bad.append(f"order {order_id} ordered {ordered} of goods {goods_id}, but holds {taken}")
     for goods_id, rows, *_ in found.get("stock.orphan", ()):
         bad.append(f"goods {goods_id} does not exist but has {rows} stock ledger rows")
+    for order_id, goods_id, net, *_ in found.get("stock.no_order", ()):
+        bad.append(f"order {order_id} does not exist but moved {net:+d} of goods {goods_id}")
     for order_id, goods_id, net, status, *_ in found.get("stock.order", ()):
         if net > 0:
             bad.append(

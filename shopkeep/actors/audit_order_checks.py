@@ -166,12 +166,28 @@ STATES = (
     "WHERE t.kind = 'order' AND t.actor_id = o.id AND t.name = 'deadline')",
     "SELECT 'states.pending', count(*), NULL, NULL, NULL, NULL, NULL, NULL FROM orders "
     "WHERE status = 'pending'",
+    # what each status says happened has its time, and an order awaiting payment has a
+    # deadline and something to pay (one that pays nothing is paid at once, SPEC 2)
+    "SELECT 'states.times', id, status, paid_at, canceled_at, expires_at, pay_amount, NULL "
+    f"FROM orders WHERE (status IN {KEPT} OR status = 'returned') AND paid_at IS NULL "
+    "OR status = 'canceled' AND canceled_at IS NULL "
+    "OR status = 'awaiting_payment' AND (expires_at IS NULL OR pay_amount <= 0)",
+    # a returned order was returned by an approved request, and only such an order was
+    "SELECT 'states.return', r.id, r.order_id, r.status, o.status, NULL, NULL, NULL "
+    "FROM returns AS r LEFT JOIN orders AS o ON o.id = r.order_id "
+    "WHERE r.status NOT IN ('requested', 'approved') "
+    "OR (r.status = 'approved') != (o.status IS 'returned')",
+    "SELECT 'states.unreturned', id, NULL, NULL, NULL, NULL, NULL, NULL FROM orders "
+    "WHERE status = 'returned' AND id NOT IN "
+    "(SELECT order_id FROM returns WHERE status = 'approved')",
 )
 
 
 def judge_states(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
-    """Every order in an allowed state, a cancel reason iff canceled, every order awaiting
-    payment with its deadline timer; pending orders (placements running) are in flight."""
+    """Every order in an allowed state, a cancel reason iff canceled, the time of what its
+    status says happened, every order awaiting payment with its deadline (and its timer) and
+    something to pay; an order returned iff a return of it was approved, and every return
+    requested or approved; pending orders (placements running) are in flight."""
     bad: list[str] = []
     for order_id, status, reason, *_ in found.get("states.order", ()):
         if status not in STATUSES:
@@ -184,6 +200,24 @@ def judge_states(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
             bad.append(f"canceled order {order_id} has unknown cancel reason {reason!r}")
     for order_id, *_ in found.get("states.deadline", ()):
         bad.append(f"order {order_id} awaits payment with no deadline timer")
+    for order_id, status, _, _, expires_at, pay, *_ in found.get("states.times", ()):
+        if status == "canceled":
+            bad.append(f"canceled order {order_id} has no canceled_at")
+        elif status != "awaiting_payment":
+            bad.append(f"{status} order {order_id} has no paid_at")
+        elif expires_at is None:
+            bad.append(f"order {order_id} awaits payment with no deadline (expires_at)")
+        else:
+            bad.append(f"order {order_id} awaits a payment of {pay}")
+    for return_id, order_id, status, order_status, *_ in found.get("states.return", ()):
+        if status not in ("requested", "approved"):
+            bad.append(f"return {return_id} of order {order_id} is {status!r}")
+        elif order_status is None:
+            bad.append(f"return {return_id} names order {order_id}, which does not exist")
+        else:
+            bad.append(f"{status} return {return_id} of order {order_id}, which is {order_status}")
+    for order_id, *_ in found.get("states.unreturned", ()):
+        bad.append(f"returned order {order_id} has no approved return")
     pending = sum(int(row[0]) for row in found.get("states.pending", ()))
     return Verdict(
         bad,
@@ -206,12 +240,22 @@ REFUNDS = (
     "WHERE id NOT IN (SELECT refund_id FROM refund_log)",
     "SELECT 'refunds.status', id, order_id, status, kind, NULL, NULL, NULL FROM refunds "
     f"WHERE status NOT IN ('refunding', 'refunded') OR kind NOT IN {_KINDS}",
+    # a cancel's refund is a canceled order's, a return's a returned order's
+    "SELECT 'refunds.kind', r.id, r.order_id, r.kind, o.status, NULL, NULL, NULL "
+    "FROM refunds AS r JOIN orders AS o ON o.id = r.order_id "
+    "WHERE r.kind = 'cancel' AND o.status != 'canceled' "
+    "OR r.kind = 'return' AND o.status != 'returned'",
+    # a refund is refunded in the unit that logs it so (or settled by hand)
+    "SELECT 'refunds.unlogged_done', id, order_id, NULL, NULL, NULL, NULL, NULL FROM refunds "
+    "WHERE status = 'refunded' AND id NOT IN (SELECT refund_id FROM refund_log "
+    "WHERE event IN ('refunded', 'settled_by_hand'))",
 )
 
 
 def judge_refunds(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
     """Every canceled or returned order that was paid has a refund record, every refund record
-    has its log, and no refund is left outside refunding / refunded."""
+    has its log (a refunded one, the entry that refunded it), no refund is left outside
+    refunding / refunded, and a cancel's or a return's refund is of an order so ended."""
     bad: list[str] = []
     moving = 0
     for order_id, status, *_ in found.get("refunds.missing", ()):
@@ -224,6 +268,10 @@ def judge_refunds(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
     for refund_id, order_id, status, kind, *_ in found.get("refunds.status", ()):
         what = status if status not in ("refunding", "refunded") else f"of kind {kind}"
         bad.append(f"refund {refund_id} of order {order_id} is {what!r}")
+    for refund_id, order_id, kind, status, *_ in found.get("refunds.kind", ()):
+        bad.append(f"{kind} refund {refund_id} is of order {order_id}, which is {status}")
+    for refund_id, order_id, *_ in found.get("refunds.unlogged_done", ()):
+        bad.append(f"refund {refund_id} of order {order_id} is refunded, but its log never says so")
     return Verdict(bad, moving, f"{counts.refunds} refunds, each recorded and logged")
 
 
@@ -274,6 +322,11 @@ AMOUNTS = (
     f"FROM orders AS o WHERE o.status IN {KEPT} AND o.pay_amount > 0 AND NOT EXISTS "
     "(SELECT 1 FROM payments AS p WHERE p.order_id = o.id AND p.status = 'succeeded' "
     "AND p.amount = o.pay_amount)",
+    # a coupon takes off at most its value (SPEC 2: min(value, order amount))
+    "SELECT 'amounts.coupon', o.id, o.coupon_discount, c.id, c.value, NULL, NULL, NULL "
+    "FROM orders AS o JOIN coupons AS c ON c.id = o.coupon_id "
+    f"WHERE {_PRICED.replace('status', 'o.status').replace('cancel_reason', 'o.cancel_reason')} "
+    "AND o.coupon_discount > c.value",
     # a cancel's or a return's refund gives the order's wallet amount back; a late or second
     # payment's refunds only what the gateway collected (the money check weighs gateway parts)
     "SELECT 'amounts.refund', r.id, r.order_id, r.kind, r.wallet_amount, o.wallet_amount, "
@@ -303,6 +356,10 @@ def judge_amounts(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
         bad.append(f"order {order_id}: wallet amount {wallet}, but the wallet debited {debited}")
     for order_id, status, pay, *_ in found.get("amounts.payment", ()):
         bad.append(f"{status} order {order_id} has no succeeded payment of its {pay}")
+    for order_id, discount, coupon_id, value, *_ in found.get("amounts.coupon", ()):
+        bad.append(
+            f"order {order_id}: discount {discount}, but coupon {coupon_id} is worth {value}"
+        )
     for refund_id, order_id, kind, wallet, order_wallet, *_ in found.get("amounts.refund", ()):
         owed = order_wallet if kind in ("cancel", "return") else 0
         bad.append(

@@ -102,13 +102,18 @@ async def record_order(
         if coupon_id is not None and priced:
             [(value,)] = conn.execute("SELECT value FROM coupons WHERE id = ?", (coupon_id,))
         discount = min(value, goods + shipping)
+        # the times its status says: paid, canceled, or a deadline to pay by
+        paid_at = now if status in ("paid", "shipped", "delivered", "returned") else None
+        canceled_at = now if status == "canceled" else None
+        expires_at = now + config.order_timeout_s if status == "awaiting_payment" else None
         conn.execute(
             "INSERT INTO orders (id, user_id, status, cancel_reason, coupon_id, goods_amount, "
             "shipping_fee, order_amount, coupon_discount, wallet_amount, pay_amount, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "created_at, paid_at, canceled_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (order_id, user_id, status, cancel_reason, coupon_id, goods, shipping,
              goods + shipping, discount, wallet_amount, goods + shipping - discount - wallet_amount,
-             now),
+             now, paid_at, canceled_at, expires_at),
         )  # fmt: skip
         conn.executemany(
             "INSERT INTO order_items (order_id, goods_id, quantity, unit_price) "

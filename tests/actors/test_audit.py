@@ -234,7 +234,9 @@ def test_stock_a_live_order_holds_for_another_fails_the_stock_check(shop_db: str
 def test_a_wallet_amount_the_wallet_did_not_debit_fails_the_amounts_check(shop_db: str) -> None:
     corrupt(shop_db, "UPDATE orders SET wallet_amount = 1300, coupon_discount = 600 WHERE id = 100")
     assert failing(audit_file(shop_db)) == {
-        "amounts": "1 violation: order 100: wallet amount 1300, but the wallet debited 1400"
+        # pay stays 0 with a discount past the coupon's value: that is found too
+        "amounts": "2 violations: order 100: wallet amount 1300, but the wallet debited 1400; "
+        "order 100: discount 600, but coupon 20 is worth 500"
     }
 
 
@@ -256,6 +258,7 @@ def test_a_paid_order_without_its_payment_fails_the_amounts_check(shop_db: str) 
 
 def test_a_refunded_payment_set_back_to_succeeded_fails_the_money_check(shop_db: str) -> None:
     corrupt(shop_db, "UPDATE refunds SET status = 'refunded' WHERE id = 2003")
+    corrupt(shop_db, "INSERT INTO refund_log (refund_id, event, at) VALUES (2003, 'refunded', 0)")
     assert failing(audit_file(shop_db)) == {
         "money": "1 violation: payment 1003 of order 103 is 'succeeded', but its collection "
         "and refunds make it 'refunded'"
@@ -302,6 +305,69 @@ def test_a_payment_of_no_known_status_fails_the_money_check(shop_db: str) -> Non
     }
 
 
+def test_stock_taken_by_an_order_that_does_not_exist_fails_the_stock_check(shop_db: str) -> None:
+    corrupt(
+        shop_db,
+        "INSERT INTO stock_ledger (goods_id, order_id, reason, quantity, at) "
+        f"VALUES ({TEA}, 42, 'take', -5, 0)",
+    )
+    corrupt(shop_db, f"UPDATE goods SET stock = stock - 5 WHERE id = {TEA}")
+    assert failing(audit_file(shop_db)) == {
+        "stock": f"1 violation: order 42 does not exist but moved -5 of goods {TEA}"
+    }
+
+
+@pytest.mark.parametrize(
+    ("sql", "said"),
+    [
+        ("UPDATE orders SET paid_at = NULL WHERE id = 102", "paid order 102 has no paid_at"),
+        ("UPDATE orders SET canceled_at = NULL WHERE id = 101",
+         "canceled order 101 has no canceled_at"),
+    ],
+)
+def test_a_status_without_the_time_it_says_fails_the_states_check(
+    shop_db: str, sql: str, said: str
+) -> None:
+    corrupt(shop_db, sql)
+    assert failing(audit_file(shop_db)) == {"states": f"1 violation: {said}"}
+
+
+def test_a_returned_order_without_an_approved_return_fails_the_states_check(
+    shop_db: str,
+) -> None:
+    corrupt(shop_db, "UPDATE orders SET status = 'returned' WHERE id = 102")
+    corrupt(
+        shop_db,
+        "INSERT INTO returns (id, order_id, status, created_at) VALUES (7, 100, 'bogus', 0)",
+    )
+    failed = failing(audit_file(shop_db))
+    assert "returned order 102 has no approved return" in failed["states"]
+    assert "return 7 of order 100 is 'bogus'" in failed["states"]
+
+
+def test_a_discount_past_the_coupons_value_fails_the_amounts_check(shop_db: str) -> None:
+    corrupt(shop_db, f"UPDATE coupons SET value = 100 WHERE id = {USED}")
+    assert failing(audit_file(shop_db)) == {
+        "amounts": f"1 violation: order 100: discount 500, but coupon {USED} is worth 100"
+    }
+
+
+@pytest.mark.parametrize(
+    ("sql", "said"),
+    [
+        ("UPDATE refunds SET kind = 'return' WHERE id = 2003",
+         "return refund 2003 is of order 103, which is canceled"),
+        ("UPDATE refunds SET status = 'refunded' WHERE id = 2003",
+         "refund 2003 of order 103 is refunded, but its log never says so"),
+    ],
+)
+def test_a_refund_its_order_or_log_does_not_bear_out_fails_the_refunds_check(
+    shop_db: str, sql: str, said: str
+) -> None:
+    corrupt(shop_db, sql)
+    assert failing(audit_file(shop_db))["refunds"] == f"1 violation: {said}"
+
+
 def test_an_order_holding_another_users_coupon_fails_the_coupons_check(shop_db: str) -> None:
     corrupt(shop_db, f"UPDATE coupons SET user_id = {BOB} WHERE id = {USED}")
     assert failing(audit_file(shop_db)) == {
@@ -312,8 +378,8 @@ def test_an_order_holding_another_users_coupon_fails_the_coupons_check(shop_db: 
 def test_a_placement_that_failed_on_another_users_coupon_is_no_violation(shop_db: str) -> None:
     corrupt(
         shop_db,
-        "INSERT INTO orders (id, user_id, status, cancel_reason, coupon_id, created_at) "
-        f"VALUES (106, {BOB}, 'canceled', 'placement_failed', {SPARE}, 0)",
+        "INSERT INTO orders (id, user_id, status, cancel_reason, coupon_id, created_at, "
+        f"canceled_at) VALUES (106, {BOB}, 'canceled', 'placement_failed', {SPARE}, 0, 0)",
     )
     assert audit_file(shop_db).ok
 
@@ -339,7 +405,8 @@ def test_an_order_awaiting_payment_without_its_deadline_fails_the_states_check(
 ) -> None:
     corrupt(shop_db, "UPDATE orders SET status = 'awaiting_payment' WHERE id = 100")
     assert failing(audit_file(shop_db)) == {
-        "states": "1 violation: order 100 awaits payment with no deadline timer"
+        "states": "2 violations: order 100 awaits payment with no deadline timer; order 100 "
+        "awaits payment with no deadline (expires_at)"
     }
 
 
