@@ -245,6 +245,13 @@ REFUNDS = (
     "FROM refunds AS r JOIN orders AS o ON o.id = r.order_id "
     "WHERE r.kind = 'cancel' AND o.status != 'canceled' "
     "OR r.kind = 'return' AND o.status != 'returned'",
+    # a refund still refunding is being driven: an attempt on its way to its refunder, or the
+    # refunder's timer (a query, a retry), each deleted only in the unit that replaces it;
+    # else the provider failed it (left for the staff), or its end is on its way to the order
+    "SELECT 'refunds.stuck', r.id, r.order_id, NULL, NULL, NULL, NULL, NULL FROM refunds AS r "
+    "WHERE r.status = 'refunding' AND r.provider_failed IS NULL AND NOT EXISTS "
+    "(SELECT 1 FROM timers AS t WHERE t.kind = 'refunder' AND t.actor_id = r.id) "
+    "AND NOT EXISTS (SELECT 1 FROM outbox AS b WHERE b.kind = 'refunder' AND b.actor_id = r.id)",
     # a refund is refunded in the unit that logs it so (or settled by hand)
     "SELECT 'refunds.unlogged_done', id, order_id, NULL, NULL, NULL, NULL, NULL FROM refunds "
     "WHERE status = 'refunded' AND id NOT IN (SELECT refund_id FROM refund_log "
@@ -255,7 +262,9 @@ REFUNDS = (
 def judge_refunds(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
     """Every canceled or returned order that was paid has a refund record, every refund record
     has its log (a refunded one, the entry that refunded it), no refund is left outside
-    refunding / refunded, and a cancel's or a return's refund is of an order so ended."""
+    refunding / refunded, a refund refunding is still being driven (an attempt or a timer of
+    its refunder) unless the provider failed it, and a cancel's or a return's refund is of an
+    order so ended."""
     bad: list[str] = []
     moving = 0
     for order_id, status, *_ in found.get("refunds.missing", ()):
@@ -270,6 +279,13 @@ def judge_refunds(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
         bad.append(f"refund {refund_id} of order {order_id} is {what!r}")
     for refund_id, order_id, kind, status, *_ in found.get("refunds.kind", ()):
         bad.append(f"{kind} refund {refund_id} is of order {order_id}, which is {status}")
+    for refund_id, order_id, *_ in found.get("refunds.stuck", ()):
+        if flight.order_moving(order_id):
+            moving += 1
+        else:
+            bad.append(
+                f"refund {refund_id} of order {order_id} is refunding with nothing driving it"
+            )
     for refund_id, order_id, *_ in found.get("refunds.unlogged_done", ()):
         bad.append(f"refund {refund_id} of order {order_id} is refunded, but its log never says so")
     return Verdict(bad, moving, f"{counts.refunds} refunds, each recorded and logged")

@@ -13,11 +13,14 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import msgspec
+
 from shopkeep.actors.assets import AssetsActor
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.coupon import CouponActor
 from shopkeep.actors.goods import GoodsActor
 from shopkeep.actors.order_rules import shipping_fee
+from shopkeep.actors.refund import RefundAttempt, RefundQuery
 from shopkeep.actors.user import UserActor
 from shopkeep.bootstrap import Runtime, open_runtime
 from shopkeep.runtime import Actor, Address, VirtualClock
@@ -128,7 +131,8 @@ async def record_payment(
     rt: Runtime, payment_id: int, order_id: int, amount: int, *, refund_id: int | None = None
 ) -> None:
     """A payment collected through the gateway (its verified callback logged), and, with
-    ``refund_id``, the refund of it that was opened (refunding, with its log)."""
+    ``refund_id``, the refund of it that was opened (refunding, with its log, its refunder's
+    query an hour away)."""
     now = rt.system.clock.now()
     body = (
         f'{{"payment_id":"{payment_id}","order_id":"{order_id}","amount":{amount},'
@@ -156,6 +160,14 @@ async def record_payment(
             conn.execute(
                 "INSERT INTO refund_log (refund_id, event, at) VALUES (?, 'created', ?)",
                 (refund_id, now),
+            )
+            # what drives it: its refunder asks the provider again later (the provider took
+            # it, and has not paid it out yet)
+            attempt = RefundAttempt(refund_id, order_id, payment_id, amount)
+            conn.execute(
+                "INSERT INTO timers (kind, actor_id, name, due_at, seq, payload) "
+                "VALUES ('refunder', ?, 'query', ?, ?, ?)",
+                (refund_id, now + 3600, refund_id, msgspec.msgpack.encode(RefundQuery(attempt))),
             )
 
     await rt.store.writer.call(write)

@@ -368,6 +368,23 @@ def test_a_refund_its_order_or_log_does_not_bear_out_fails_the_refunds_check(
     assert failing(audit_file(shop_db))["refunds"] == f"1 violation: {said}"
 
 
+def test_a_refund_refunding_with_nothing_driving_it_fails_the_refunds_check(
+    shop_db: str,
+) -> None:
+    corrupt(shop_db, "DELETE FROM timers WHERE kind = 'refunder'")
+    assert failing(audit_file(shop_db)) == {
+        "refunds": "1 violation: refund 2003 of order 103 is refunding with nothing driving it"
+    }
+
+
+def test_a_refund_the_provider_failed_is_left_to_the_staff_not_a_violation(
+    shop_db: str,
+) -> None:
+    corrupt(shop_db, "DELETE FROM timers WHERE kind = 'refunder'")
+    corrupt(shop_db, "UPDATE refunds SET provider_failed = 'card refused' WHERE id = 2003")
+    assert audit_file(shop_db).ok
+
+
 def test_an_order_holding_another_users_coupon_fails_the_coupons_check(shop_db: str) -> None:
     corrupt(shop_db, f"UPDATE coupons SET user_id = {BOB} WHERE id = {USED}")
     assert failing(audit_file(shop_db)) == {
