@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from shopkeep.actors.audit_flight import InFlight
 from shopkeep.actors.audit_sql import (
+    KEPT,
     LIVE,
     RELEASED,
     Counts,
@@ -176,23 +177,26 @@ POINTS = (
     "SELECT 'points.orphan', user_id, count(*), NULL, NULL, NULL, NULL, NULL "
     f"FROM {behind('points_gate')} points_ledger "
     "WHERE user_id NOT IN (SELECT id FROM users) GROUP BY user_id",
-    "SELECT 'points.order', id, user_id, status, net, NULL, NULL, NULL FROM "
+    # a canceled or returned order gives none; one that keeps its payment, what it recorded
+    "SELECT 'points.order', id, user_id, status, net, owed, NULL, NULL FROM "
     "(SELECT o.id, o.user_id, o.status, (SELECT coalesce(sum(p.amount), 0) FROM points_ledger "
-    "AS p WHERE p.user_id = o.user_id AND p.order_id = o.id) AS net "
-    f"FROM orders AS o WHERE o.status IN {RELEASED}) WHERE net != 0",
+    "AS p WHERE p.user_id = o.user_id AND p.order_id = o.id) AS net, "
+    f"CASE WHEN o.status IN {KEPT} THEN o.points ELSE 0 END AS owed "
+    f"FROM orders AS o WHERE o.status IN {RELEASED} OR o.status IN {KEPT}) WHERE net != owed",
 )
 
 
 def judge_points(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
-    """Points = the points ledger for every user; a canceled or returned order's points were
-    taken back (unless that is in flight), and never more than it gave."""
+    """Points = the points ledger for every user; an order that keeps its payment gives its
+    user the points it recorded, a canceled or returned order's points were taken back (unless
+    that is in flight), and never more than it gave."""
     bad: list[str] = []
     moving = 0
     for user_id, points, total, *_ in found.get("points.user", ()):
         bad.append(f"user {user_id}: points {points}, but the points ledger sums to {total}")
     for user_id, rows, *_ in found.get("points.orphan", ()):
         bad.append(f"user {user_id} does not exist but has {rows} points ledger rows")
-    for order_id, user_id, status, net, *_ in found.get("points.order", ()):
+    for order_id, user_id, status, net, owed, *_ in found.get("points.order", ()):
         if net < 0:
             bad.append(
                 f"{status} order {order_id} took back {-net} more points from user {user_id} "
@@ -200,9 +204,11 @@ def judge_points(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
             )
         elif flight.points_moving(order_id):
             moving += 1
+        elif owed:
+            bad.append(f"{status} order {order_id} gives user {user_id} {net} points, not {owed}")
         else:
             bad.append(f"{status} order {order_id} still gives user {user_id} {net} points")
-    return Verdict(bad, moving, f"{counts.users} users: points = points ledger")
+    return Verdict(bad, moving, f"{counts.users} users: points = points ledger, each order's")
 
 
 # -- coupons ----------------------------------------------------------------------------------

@@ -86,10 +86,11 @@ async def record_order(
     coupon_id: int | None = None,
     wallet_amount: int = 0,
     cancel_reason: str | None = None,
+    points: int = 0,
 ) -> None:
     """Write an order's row and items as the order actor would, priced as SPEC 2 prices it
     (the goods' prices, the default shipping, the coupon's value, ``wallet_amount``) unless
-    it is pending (a placement running: not priced yet)."""
+    it is pending (a placement running: not priced yet), with the ``points`` it gave."""
     now = rt.system.clock.now()
     config = ShopConfig()
 
@@ -112,11 +113,11 @@ async def record_order(
         conn.execute(
             "INSERT INTO orders (id, user_id, status, cancel_reason, coupon_id, goods_amount, "
             "shipping_fee, order_amount, coupon_discount, wallet_amount, pay_amount, "
-            "created_at, paid_at, canceled_at, expires_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "created_at, paid_at, canceled_at, expires_at, points) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (order_id, user_id, status, cancel_reason, coupon_id, goods, shipping,
              goods + shipping, discount, wallet_amount, goods + shipping - discount - wallet_amount,
-             now, paid_at, canceled_at, expires_at),
+             now, paid_at, canceled_at, expires_at, points),
         )  # fmt: skip
         conn.executemany(
             "INSERT INTO order_items (order_id, goods_id, quantity, unit_price) "

@@ -62,7 +62,9 @@ async def stock_a_shop(rt: Runtime) -> None:
     await ask(user(ANN), DebitWallet(100, 1_400))
     await ask(user(ANN), AwardPoints(100, 14))
     await ask(user(ANN), OrderSettled(100))
-    await record_order(rt, 100, ANN, "paid", {TEA: 2}, coupon_id=USED, wallet_amount=1_400)
+    await record_order(
+        rt, 100, ANN, "paid", {TEA: 2}, coupon_id=USED, wallet_amount=1_400, points=14
+    )
 
     await ask(goods(TEA), TakeStock(101, 1))
     await ask(goods(CUP), TakeStock(101, 1))
@@ -383,6 +385,15 @@ def test_a_refund_the_provider_failed_is_left_to_the_staff_not_a_violation(
     corrupt(shop_db, "DELETE FROM timers WHERE kind = 'refunder'")
     corrupt(shop_db, "UPDATE refunds SET provider_failed = 'card refused' WHERE id = 2003")
     assert audit_file(shop_db).ok
+
+
+def test_points_a_paid_order_did_not_give_fail_the_points_check(shop_db: str) -> None:
+    # the ledger and the balance agree: only the order's own record tells
+    corrupt(shop_db, "UPDATE points_ledger SET amount = amount + 1000 WHERE order_id = 100")
+    corrupt(shop_db, f"UPDATE users SET points = points + 1000 WHERE id = {ANN}")
+    assert failing(audit_file(shop_db)) == {
+        "points": f"1 violation: paid order 100 gives user {ANN} 1014 points, not 14"
+    }
 
 
 def test_an_order_holding_another_users_coupon_fails_the_coupons_check(shop_db: str) -> None:
