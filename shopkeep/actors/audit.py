@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -52,7 +53,7 @@ from shopkeep.actors.audit_order_checks import (
     judge_refunds,
     judge_states,
 )
-from shopkeep.actors.audit_sql import Check, Counts, Row, Verdict
+from shopkeep.actors.audit_sql import LIVE, Check, Counts, Row, Verdict
 from shopkeep.store.reader import Reader
 
 CHECKS: tuple[Check, ...] = (
@@ -79,6 +80,14 @@ def statement(checks: tuple[Check, ...]) -> str:
 AUDIT_SQL = statement(CHECKS)
 """The one statement of the audit."""
 
+LIVE_OF_SQL = (
+    "SELECT id, status FROM orders WHERE id IN (SELECT value FROM json_each(?)) "
+    f"AND status IN {LIVE}"
+)
+"""Which of the orders a JSON array names hold their assets: read after the audit's statement
+for the orders whose releases it found in flight. No snapshot is needed for it: such an order
+was canceled, returned or failed in the unit that wrote its release, and those are final."""
+
 SHOWN = 5
 """Violations named in a failed check's detail (the rest are counted)."""
 
@@ -100,7 +109,10 @@ class AuditReport(msgspec.Struct, frozen=True, gc=False):
 
 async def audit(reader: Reader) -> AuditReport:
     """Audit the committed state seen by ``reader`` (a live server's read connection)."""
-    return judge(await reader.fetchall(AUDIT_SQL))
+    rows = await reader.fetchall(AUDIT_SQL)
+    released = released_orders(rows)
+    live = await reader.fetchall(LIVE_OF_SQL, (released,)) if released != "[]" else []
+    return judge(rows, live)
 
 
 def audit_file(path: str) -> AuditReport:
@@ -117,7 +129,7 @@ def audit_file(path: str) -> AuditReport:
     if not found:
         raise FileNotFoundError(f"no database file at {path}")
     try:
-        rows = _audit_rows(f"{file.resolve().as_uri()}?mode=ro")
+        rows, live = _audit_rows(f"{file.resolve().as_uri()}?mode=ro")
     except sqlite3.OperationalError:
         # read-only, a database in WAL mode still makes its -shm file beside it: a copy in a
         # folder it cannot write is read as a file nothing changes, unless commits wait in
@@ -125,22 +137,33 @@ def audit_file(path: str) -> AuditReport:
         wal = Path(f"{file}-wal")
         if wal.exists() and wal.stat().st_size > 0:
             raise
-        rows = _audit_rows(f"{file.resolve().as_uri()}?immutable=1")
-    return judge(rows)
+        rows, live = _audit_rows(f"{file.resolve().as_uri()}?immutable=1")
+    return judge(rows, live)
 
 
-def _audit_rows(uri: str) -> list[Row]:
+def _audit_rows(uri: str) -> tuple[list[Row], list[Row]]:
     conn = sqlite3.connect(uri, uri=True)
     try:
-        return conn.execute(AUDIT_SQL).fetchall()
+        rows = conn.execute(AUDIT_SQL).fetchall()
+        released = released_orders(rows)
+        live = conn.execute(LIVE_OF_SQL, (released,)).fetchall() if released != "[]" else []
+        return rows, live
     finally:
         conn.close()
 
 
-def judge(rows: list[Row]) -> AuditReport:
+def released_orders(rows: list[Row]) -> str:
+    """The orders whose releases wait in the outbox the rows of :data:`AUDIT_SQL` show, as
+    a JSON array (:data:`LIVE_OF_SQL`'s parameter)."""
+    flight = read_outbox(row[1:5] for row in rows if row[0] == "outbox")
+    return msgspec.json.encode(sorted(flight.released)).decode()
+
+
+def judge(rows: list[Row], live: Sequence[Row] = ()) -> AuditReport:
     """The report on the rows of :data:`AUDIT_SQL`: one check per invariant, in order, and one
     more, ``outbox``, failing, only if some outbox row cannot be decoded (the runtime could not
-    deliver it either, so whatever it carried is stuck)."""
+    deliver it either, so whatever it carried is stuck) or gives back what an order that
+    holds its assets holds (``live``: :data:`LIVE_OF_SQL`'s rows, such orders and status)."""
     found: defaultdict[str, list[Row]] = defaultdict(list)
     for row in rows:
         found[row[0]].append(row[1:])
@@ -148,10 +171,10 @@ def judge(rows: list[Row]) -> AuditReport:
     counts = Counts(goods, users, coupons, orders, refunds)
     flight = read_outbox(row[:4] for row in found["outbox"])
     checks = [_report(check.name, check.judge(found, flight, counts)) for check in CHECKS]
-    if flight.undecodable:
-        checks.append(
-            AuditCheck("outbox", False, f"{flight.undecodable} outbox rows cannot be decoded")
-        )
+    stuck = [f"{flight.undecodable} outbox rows cannot be decoded"] if flight.undecodable else []
+    stuck += [f"a release of {status} order {order_id} is on its way" for order_id, status in live]
+    if stuck:
+        checks.append(AuditCheck("outbox", False, "; ".join(stuck)))
     return AuditReport(all(check.ok for check in checks), checks)
 
 

@@ -64,6 +64,10 @@ class InFlight:
     """Orders with an AwardPoints or RevokePoints on its way."""
     orders: set[int] = field(default_factory=set)
     """Orders named by a durable message of another kind (order, payment, refund...)."""
+    released: set[int] = field(default_factory=set)
+    """Orders giving something back (stock, a coupon, wallet money, points): each such
+    message is written in the unit that cancels or returns its order, or fails its placement,
+    so none is for an order that holds its assets."""
 
     def stock_moving(self, order_id: int, goods_id: int) -> bool:
         """Whether stock of ``goods_id`` held by ``order_id`` may still be given back."""
@@ -113,11 +117,17 @@ def _note(flight: InFlight, to: Address, message: Any) -> None:
                 _note(flight, release_to, release)
         case ReturnStock(order_id):
             flight.stock.add((order_id, to.id))
+            flight.released.add(order_id)
         case ReleaseCoupon(order_id):
             flight.coupons.add((to.id, order_id))
+            flight.released.add(order_id)
         case ReleaseWallet(order_id):
             flight.wallet.add(order_id)
-        case AwardPoints(order_id) | RevokePoints(order_id):
+            flight.released.add(order_id)
+        case RevokePoints(order_id):
+            flight.points.add(order_id)
+            flight.released.add(order_id)
+        case AwardPoints(order_id):
             flight.points.add(order_id)
         case _:
             pass  # not a compensation (OrderSettled, a create...): moves nothing audited

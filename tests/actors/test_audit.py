@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -18,6 +19,8 @@ from shopkeep.actors.protocol import (
     DebitWallet,
     OrderSettled,
     ReleaseAssets,
+    ReturnStock,
+    RevokePoints,
     TakeStock,
     UpdateGoods,
     UseCoupon,
@@ -489,6 +492,27 @@ def test_a_release_assets_in_the_outbox_counts_exactly_as_it_will_fan_out(shop_d
         )
     conn.close()
     assert audit_file(shop_db).ok
+
+
+@pytest.mark.parametrize(
+    "release",
+    [ReturnStock(100, "release"), RevokePoints(100)],
+    ids=["stock", "points"],
+)
+def test_a_release_on_its_way_for_an_order_that_holds_its_assets_fails_the_audit(
+    shop_db: str, release: Any
+) -> None:
+    # a paid order gives nothing back: no unit that keeps it paid writes such a message
+    kind, actor_id = ("goods", TEA) if isinstance(release, ReturnStock) else ("user", ANN)
+    with sqlite3.connect(shop_db) as conn:
+        conn.execute(
+            "INSERT INTO outbox (id, kind, actor_id, payload, created_at) VALUES (1, ?, ?, ?, 0)",
+            (kind, actor_id, msgspec.msgpack.encode(release)),
+        )
+    conn.close()
+    assert failing(audit_file(shop_db)) == {
+        "outbox": "a release of paid order 100 is on its way"
+    }
 
 
 def test_stock_moved_between_two_goods_is_found_though_the_totals_still_agree(
