@@ -40,7 +40,7 @@ from shopkeep.actors.audit_checks import (
     judge_stock,
     judge_wallet,
 )
-from shopkeep.actors.audit_flight import read_outbox
+from shopkeep.actors.audit_flight import InFlight, read_outbox
 from shopkeep.actors.audit_order_checks import (
     AMOUNTS,
     AMOUNTS_CTES,
@@ -53,7 +53,7 @@ from shopkeep.actors.audit_order_checks import (
     judge_refunds,
     judge_states,
 )
-from shopkeep.actors.audit_sql import LIVE, Check, Counts, Row, Verdict
+from shopkeep.actors.audit_sql import LIVE, Check, Counts, Findings, Row, Verdict
 from shopkeep.store.reader import Reader
 
 CHECKS: tuple[Check, ...] = (
@@ -109,10 +109,10 @@ class AuditReport(msgspec.Struct, frozen=True, gc=False):
 
 async def audit(reader: Reader) -> AuditReport:
     """Audit the committed state seen by ``reader`` (a live server's read connection)."""
-    rows = await reader.fetchall(AUDIT_SQL)
-    released = released_orders(rows)
-    live = await reader.fetchall(LIVE_OF_SQL, (released,)) if released != "[]" else []
-    return judge(rows, live)
+    found, flight = sort_rows(await reader.fetchall(AUDIT_SQL))
+    released = released_orders(flight)
+    live = await reader.fetchall(LIVE_OF_SQL, (released,)) if released else []
+    return judge(found, flight, live)
 
 
 def audit_file(path: str) -> AuditReport:
@@ -129,7 +129,7 @@ def audit_file(path: str) -> AuditReport:
     if not found:
         raise FileNotFoundError(f"no database file at {path}")
     try:
-        rows, live = _audit_rows(f"{file.resolve().as_uri()}?mode=ro")
+        read = _audit_rows(f"{file.resolve().as_uri()}?mode=ro")
     except sqlite3.OperationalError:
         # read-only, a database in WAL mode still makes its -shm file beside it: a copy in a
         # folder it cannot write is read as a file nothing changes, unless commits wait in
@@ -137,39 +137,43 @@ def audit_file(path: str) -> AuditReport:
         wal = Path(f"{file}-wal")
         if wal.exists() and wal.stat().st_size > 0:
             raise
-        rows, live = _audit_rows(f"{file.resolve().as_uri()}?immutable=1")
-    return judge(rows, live)
+        read = _audit_rows(f"{file.resolve().as_uri()}?immutable=1")
+    return judge(*read)
 
 
-def _audit_rows(uri: str) -> tuple[list[Row], list[Row]]:
+def _audit_rows(uri: str) -> tuple[Findings, InFlight, list[Row]]:
     conn = sqlite3.connect(uri, uri=True)
     try:
-        rows = conn.execute(AUDIT_SQL).fetchall()
-        released = released_orders(rows)
-        live = conn.execute(LIVE_OF_SQL, (released,)).fetchall() if released != "[]" else []
-        return rows, live
+        found, flight = sort_rows(conn.execute(AUDIT_SQL).fetchall())
+        released = released_orders(flight)
+        live = conn.execute(LIVE_OF_SQL, (released,)).fetchall() if released else []
+        return found, flight, live
     finally:
         conn.close()
 
 
-def released_orders(rows: list[Row]) -> str:
-    """The orders whose releases wait in the outbox the rows of :data:`AUDIT_SQL` show, as
-    a JSON array (:data:`LIVE_OF_SQL`'s parameter)."""
-    flight = read_outbox(row[1:5] for row in rows if row[0] == "outbox")
-    return msgspec.json.encode(sorted(flight.released)).decode()
-
-
-def judge(rows: list[Row], live: Sequence[Row] = ()) -> AuditReport:
-    """The report on the rows of :data:`AUDIT_SQL`: one check per invariant, in order, and one
-    more, ``outbox``, failing, only if some outbox row cannot be decoded (the runtime could not
-    deliver it either, so whatever it carried is stuck) or gives back what an order that
-    holds its assets holds (``live``: :data:`LIVE_OF_SQL`'s rows, such orders and status)."""
+def sort_rows(rows: list[Row]) -> tuple[Findings, InFlight]:
+    """The rows of :data:`AUDIT_SQL` by tag (without it), and what its outbox rows carry."""
     found: defaultdict[str, list[Row]] = defaultdict(list)
     for row in rows:
         found[row[0]].append(row[1:])
+    return found, read_outbox(row[:4] for row in found["outbox"])
+
+
+def released_orders(flight: InFlight) -> str | None:
+    """The orders whose releases are in flight, as :data:`LIVE_OF_SQL`'s parameter (a JSON
+    array); None when there are none."""
+    return msgspec.json.encode(sorted(flight.released)).decode() if flight.released else None
+
+
+def judge(found: Findings, flight: InFlight, live: Sequence[Row]) -> AuditReport:
+    """The report on the rows of :data:`AUDIT_SQL` (``found`` and ``flight``, by
+    :func:`sort_rows`): one check per invariant, in order, and one more, ``outbox``, failing,
+    only if some outbox row cannot be decoded (the runtime could not deliver it either, so
+    whatever it carried is stuck) or gives back what an order that holds its assets holds
+    (``live``: :data:`LIVE_OF_SQL`'s rows, such orders and their status)."""
     goods, users, coupons, orders, refunds, *_ = found["counts"][0]
     counts = Counts(goods, users, coupons, orders, refunds)
-    flight = read_outbox(row[:4] for row in found["outbox"])
     checks = [_report(check.name, check.judge(found, flight, counts)) for check in CHECKS]
     stuck = [f"{flight.undecodable} outbox rows cannot be decoded"] if flight.undecodable else []
     stuck += [f"a release of {status} order {order_id} is on its way" for order_id, status in live]

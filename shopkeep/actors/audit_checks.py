@@ -20,6 +20,7 @@ from shopkeep.actors.audit_sql import (
     fold,
     gate,
     nonzero,
+    placed,
 )
 
 COUNTS_BRANCH = (
@@ -226,8 +227,7 @@ COUPONS = (
     # a placement running, or one that failed (on that very coupon, say), was not placed
     "SELECT 'coupons.owner', o.id, o.user_id, c.id, c.user_id, NULL, NULL, NULL "
     "FROM orders AS o JOIN coupons AS c ON c.id = o.coupon_id WHERE c.user_id != o.user_id "
-    "AND o.status != 'pending' "
-    "AND NOT (o.status = 'canceled' AND o.cancel_reason = 'placement_failed')",
+    f"AND {placed('o')}",
 )
 
 

@@ -23,6 +23,7 @@ from shopkeep.actors.audit_sql import (
     behind,
     fold,
     gate,
+    placed,
 )
 
 _STATUSES = "(" + ", ".join(f"'{s}'" for s in STATUSES) + ")"
@@ -39,14 +40,11 @@ _KINDS = "(" + ", ".join(f"'{k}'" for k in REFUND_KINDS) + ")"
 # when json_valid says it can), and named by the money check: one such row must not stop the
 # whole audit with SQLite's "malformed JSON".
 _READABLE = "json_valid(CAST(body AS TEXT))"
-_COLLECTED = (
-    "FROM payment_log WHERE verified = 1 AND duplicate = 0 "
-    f"AND CASE WHEN {_READABLE} THEN json_extract(CAST(body AS TEXT), '$.status') END "
-    "= 'succeeded'"
-)
 _COLLECTIONS = (
     f"(SELECT order_id, CASE WHEN {_READABLE} THEN json_extract(CAST(body AS TEXT), '$.amount') "
-    f"END AS amount {_COLLECTED})"
+    "END AS amount FROM payment_log WHERE verified = 1 AND duplicate = 0 "
+    f"AND CASE WHEN {_READABLE} THEN json_extract(CAST(body AS TEXT), '$.status') END "
+    "= 'succeeded')"
 )
 # the payments collected, by what the shop made of each collection (the log's action, beside
 # its body: reading every body again would cost this check two thirds of its time); a body
@@ -293,11 +291,8 @@ def judge_refunds(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
 
 # -- amounts ----------------------------------------------------------------------------------
 
-# Orders whose amounts are final: all but a placement running (pending) or one that failed,
-# which may have stopped before it was priced.
-_PRICED = (
-    "status != 'pending' AND NOT (status = 'canceled' AND cancel_reason = 'placement_failed')"
-)
+_PRICED = placed()
+# its complement written out: the planner reads ``status = 'pending'`` by the index on status
 _UNPRICED_IDS = (
     "(SELECT id FROM orders WHERE status = 'pending' "
     "OR (status = 'canceled' AND cancel_reason = 'placement_failed'))"
@@ -332,7 +327,7 @@ AMOUNTS = (
     "SELECT 'amounts.debit', o.id, o.wallet_amount, coalesce(d.amount, 0), NULL, NULL, NULL, "
     f"NULL FROM {behind('debits_gate')} orders AS o LEFT JOIN (SELECT order_id, "
     f"sum(amount) AS amount FROM {_DEBITS} GROUP BY order_id) AS d ON d.order_id = o.id "
-    f"WHERE {_PRICED.replace('status', 'o.status').replace('cancel_reason', 'o.cancel_reason')} "
+    f"WHERE {placed('o')} "
     "AND o.wallet_amount != coalesce(d.amount, 0)",
     "SELECT 'amounts.payment', o.id, o.status, o.pay_amount, NULL, NULL, NULL, NULL "
     f"FROM orders AS o WHERE o.status IN {KEPT} AND o.pay_amount > 0 AND NOT EXISTS "
@@ -341,7 +336,7 @@ AMOUNTS = (
     # a coupon takes off at most its value (SPEC 2: min(value, order amount))
     "SELECT 'amounts.coupon', o.id, o.coupon_discount, c.id, c.value, NULL, NULL, NULL "
     "FROM orders AS o JOIN coupons AS c ON c.id = o.coupon_id "
-    f"WHERE {_PRICED.replace('status', 'o.status').replace('cancel_reason', 'o.cancel_reason')} "
+    f"WHERE {placed('o')} "
     "AND o.coupon_discount > c.value",
     # a cancel's or a return's refund gives the order's wallet amount back; a late or second
     # payment's refunds only what the gateway collected (the money check weighs gateway parts)

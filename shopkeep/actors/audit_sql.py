@@ -85,6 +85,17 @@ class Check:
     ctes: tuple[str, ...] = field(default=())
 
 
+def placed(table: str = "") -> str:
+    """The condition that an order (a row of ``orders``, or of its alias ``table``) was placed,
+    its amounts final: all but a placement running (pending) or one that failed, which may
+    have stopped before it was priced."""
+    t = f"{table}." if table else ""
+    return (
+        f"{t}status != 'pending' "
+        f"AND NOT ({t}status = 'canceled' AND {t}cancel_reason = 'placement_failed')"
+    )
+
+
 def sums(key: str, value: str) -> tuple[str, str, str]:
     """The three aggregates of a fingerprint of ``value`` by ``key`` (NULL over no rows)."""
     v = f"(({value}) % {P})"
