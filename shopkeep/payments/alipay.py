@@ -11,8 +11,8 @@
   ``TRADE_CLOSED`` fails; a notification with refund fields (``refund_fee``, ``gmt_refund``,
   ``out_biz_no``) is about a refund and is acknowledged and ignored, so the ``TRADE_CLOSED``
   of a full refund, or a ``TRADE_FINISHED`` after a partial one, never reads as a payment
-  result. A plain ``TRADE_FINISHED`` (the refund
-  window ended) repeats a success the shop already counted: a duplicate, harmless.
+  result. A plain ``TRADE_FINISHED`` (the refund window ended) repeats a success the shop
+  already counted: a duplicate, harmless.
 - Refunds: ``alipay.trade.refund`` with ``out_request_no`` = refund id. ``fund_change=Y`` is
   done; ``N`` (a repeat, or still moving) is settled by ``alipay.trade.fastpay.refund.query``
   (``REFUND_SUCCESS``). Queries: ``alipay.trade.query``; ``ACQ.TRADE_NOT_EXIST`` means the
@@ -39,7 +39,6 @@ from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
     STALE,
-    TOLERANCE_S,
     WRONG_APP,
     Checkout,
     ConfigurationError,
@@ -62,6 +61,7 @@ from shopkeep.payments.provider import (
     Refused,
     Verdict,
     shop_id,
+    stale,
 )
 from shopkeep.payments.transport import CALL_TIMEOUT_S, Transport
 
@@ -256,7 +256,7 @@ class AlipayProvider:
             sent_at: float | None = wire.parse_beijing_time(sent)
         except ValueError:
             sent_at = None
-        if sent_at is None or abs(now - sent_at) > TOLERANCE_S:
+        if stale(sent_at, now):
             return Refused(STALE, f"notify_time {sent[:20]!r}, now is {wire.beijing_time(now)}")
         return _classify(params)
 

@@ -353,3 +353,9 @@ def shop_id(text: object) -> int | None:
     it, so it is written as the shop writes ids (:func:`shopkeep.requests.id_in_text`);
     ``int`` would also take `` 7``, ``+7`` or ``007``, and ids past 64 bits no table holds."""
     return id_in_text(text) if isinstance(text, str) else None
+
+
+def stale(at: float | None, now: float) -> bool:
+    """Whether a notification signed or sent at ``at`` (Unix seconds; None: no time could be
+    read from it) is further than :data:`TOLERANCE_S` from ``now``, either side."""
+    return at is None or abs(now - at) > TOLERANCE_S

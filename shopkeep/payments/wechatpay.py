@@ -34,7 +34,6 @@ from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
     STALE,
-    TOLERANCE_S,
     WRONG_APP,
     Checkout,
     ConfigurationError,
@@ -61,6 +60,7 @@ from shopkeep.payments.provider import (
     Verdict,
     header,
     shop_id,
+    stale,
     whole_number,
 )
 from shopkeep.payments.transport import CALL_TIMEOUT_S, Transport
@@ -235,7 +235,7 @@ class WeChatPayProvider:
                                   header(headers, wire.SIGNATURE), raw_body):
             return Refused(BAD_SIGNATURE, "Wechatpay-Signature does not verify")
         signed_at = whole_number(timestamp)
-        if signed_at is None or abs(now - signed_at) > TOLERANCE_S:
+        if stale(signed_at, now):
             return Refused(STALE, f"signed at {str(timestamp)[:20]}, now is {int(now)}")
         try:
             event = json.loads(raw_body)
