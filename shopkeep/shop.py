@@ -267,15 +267,14 @@ class Shop(BackOffice):
                 kept = await runtime.store.writer.call(
                     functools.partial(_kept_currency, settings.currency)
                 )
+                if kept != settings.currency:
+                    raise CurrencyMismatch(
+                        f"{path} keeps its amounts in {kept}; it cannot be opened as a shop in "
+                        f"{settings.currency}"
+                    )
             except BaseException:
                 await provider.close()
                 raise
-            if kept != settings.currency:
-                await provider.close()
-                raise CurrencyMismatch(
-                    f"{path} keeps its amounts in {kept}; it cannot be opened as a shop in "
-                    f"{settings.currency}"
-                )
             shop = cls(runtime, settings, provider, secret, queries, stats)
             if shop.gateway is not None:
                 shop.gateway.attach(shop.acknowledge_callback)
