@@ -29,7 +29,7 @@ from shopkeep.cli.audit import add_audit_parser
 from shopkeep.cli.backup import add_backup_parser
 from shopkeep.cli.bench import add_bench_parser
 from shopkeep.cli.demo import add_demo_parser
-from shopkeep.cli.flags import PROG, OneLineParser
+from shopkeep.cli.flags import EXIT_INTERRUPTED, PROG, OneLineParser
 from shopkeep.cli.serve import add_serve_parser
 from shopkeep.cli.values import DURATIONS_HELP
 
@@ -38,8 +38,6 @@ __all__ = ["build_parser", "main"]
 BROKEN_PIPE: Final = 128 + signal.SIGPIPE
 """The exit status of a command whose output's reader closed first, as a shell's own commands
 end (killed by SIGPIPE, which Python turns into an exception)."""
-INTERRUPTED: Final = 128 + signal.SIGINT
-"""The exit status of a command a Ctrl-C stopped before it could stop gracefully."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         # a Ctrl-C before the command set its own handling (while it imports what it needs,
         # in the first half second of serve): quit at once, as a second Ctrl-C does
-        return INTERRUPTED
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # the reader went away (``shopkeep demo | head -n 1``): what it wanted it has; the
         # interpreter's own flush of stdout at exit must not raise it again as a traceback

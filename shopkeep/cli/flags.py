@@ -27,6 +27,9 @@ from typing import Any, Final, NoReturn
 
 PROG: Final = "shopkeep"
 EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+"""128 + SIGINT, as a shell reports a process Ctrl-C ended: a command stopped before it could
+stop gracefully (while it starts, or by a second Ctrl-C)."""
 PREFIX: Final = "SHOPKEEP_"
 
 Converter = Callable[[str], Any]

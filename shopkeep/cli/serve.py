@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import signal
 from typing import TYPE_CHECKING, Any, Final
 
 from shopkeep.actors.config import WHOLE_BOUNDS, ShopConfig
@@ -19,7 +18,14 @@ from shopkeep.cli.common import (
     secret_of,
     writable_path_problem,
 )
-from shopkeep.cli.flags import argument_named, fail, fail_about, flag, given_as
+from shopkeep.cli.flags import (
+    EXIT_INTERRUPTED,
+    argument_named,
+    fail,
+    fail_about,
+    flag,
+    given_as,
+)
 from shopkeep.cli.values import (
     DURATIONS_HELP,
     choice,
@@ -246,5 +252,5 @@ def run_serve(args: argparse.Namespace) -> int:
     except StartupError as error:
         return fail(args, str(error))
     except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
-        return 128 + signal.SIGINT
+        return EXIT_INTERRUPTED
     return 0

@@ -31,12 +31,9 @@ from shopkeep.bench.load.run import (
     open_target,
 )
 from shopkeep.bench.load.target import Refused
+from shopkeep.cli.flags import EXIT_INTERRUPTED
 from shopkeep.runtime.collector import freeze_survivors
 from shopkeep.store.gil import hand_gil_over_sooner
-
-EXIT_INTERRUPTED = 130
-"""128 + SIGINT, as a shell reports a process that Ctrl-C ended: a second Ctrl-C, or one
-during the setup (no report either way)."""
 
 
 def say(line: str) -> None:
