@@ -23,7 +23,8 @@ KEY_PATTERN: Final = f"^[!-~](?:[ -~]{{0,{MAX_KEY - 2}}}[!-~])?$"
 """What an Idempotency-Key may be: 1 to :data:`MAX_KEY` printable ASCII characters (0x20 to
 0x7E), neither the first nor the last a space: HTTP strips spaces around a header's value, so a
 key sent with them would arrive as another key. Published in the OpenAPI document (a JSON
-Schema ``pattern``); :func:`check_key` applies the same rule with ``str``'s own tests
+Schema ``pattern``); :class:`~shopkeep.idempotency.IdempotencyKey` applies the same rule with
+``str``'s own tests
 (tests/shop/test_key_check.py holds the two together)."""
 KEY_RULE: Final = (
     f"an Idempotency-Key is 1 to {MAX_KEY} printable ASCII characters, without a space first "
@@ -83,23 +84,6 @@ def check_name(name: str) -> None:
     """Refuse an empty or overlong name."""
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
         raise refused("/name", f"name must be 1 to {MAX_NAME} characters")
-
-
-def check_key(key: object) -> str:
-    """The Idempotency-Key ``key``, or ShopError validation_error: it must match
-    :data:`KEY_PATTERN`. The detail never repeats the key (it may hold any bytes at all)."""
-    # KEY_PATTERN with str's own tests, a few times cheaper than the expression (a keyed
-    # request pays it): printable ASCII is 0x20 to 0x7E, and a space is printable
-    if not (
-        isinstance(key, str)
-        and 0 < len(key) <= MAX_KEY
-        and key.isascii()
-        and key.isprintable()
-        and key[0] != " "
-        and key[-1] != " "
-    ):
-        raise ShopError("validation_error", KEY_RULE)
-    return key
 
 
 def checked_items(items: Any) -> tuple[tuple[int, int], ...]:

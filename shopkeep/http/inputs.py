@@ -66,21 +66,28 @@ def scope_of(request: web.Request) -> int | None:
     return caller_of(request).user_id
 
 
-async def body_bytes(request: web.Request) -> bytes:
-    """The request's body, as ``request.read()`` answers it (and will again).
+def buffered_body(request: web.Request) -> bytes | None:
+    """The request's body when it came whole with its headers (a request's small JSON body
+    does), taken in one step and left where ``request.read()`` answers it again; else None,
+    for :func:`body_bytes` to read.
 
-    A body that came whole with its headers (a request's small JSON body does) is taken in
-    one step: ``request.read()`` reads it in two (the bytes, then the end), a tenth of what
-    a placement's HTTP layer costs beyond a bare handler. Only a body whose size the door
-    checked already (``Content-Length``) is taken so; any other is read by aiohttp, which
-    counts it against ``client_max_size`` as it comes.
+    ``request.read()`` reads a body in two steps (the bytes, then the end), a tenth of what a
+    placement's HTTP layer costs beyond a bare handler. Only a body whose size the door checked
+    already (``Content-Length``: the header's presence, the door read its value) is taken so;
+    any other is read by aiohttp, which counts it against ``client_max_size`` as it comes.
     """
     content = request.content
-    if content.is_eof() and request.content_length is not None:
+    if content.is_eof() and hdrs.CONTENT_LENGTH in request.headers:
         raw = content.read_nowait()
         request._read_bytes = raw  # what request.read() answers from now on
         return raw
-    return await request.read()
+    return None
+
+
+async def body_bytes(request: web.Request) -> bytes:
+    """The request's body, as ``request.read()`` answers it (and will again)."""
+    raw = buffered_body(request)
+    return raw if raw is not None else await request.read()
 
 
 async def body_of(request: web.Request, kind: type[T], *, optional: bool = False) -> T:
@@ -201,12 +208,6 @@ def cursor_of(request: web.Request) -> str | None:
 def status_of(request: web.Request) -> str | None:
     """``?status=``: one of the order statuses, or None."""
     return query_value(request, "status")
-
-
-def wait_of(request: web.Request) -> bool:
-    """``?wait=``: ``true`` (the default: answer the placed order) or ``false`` (202 at once)."""
-    # query_value's test inline: every placement asks
-    return not request.query_string or request.query.get("wait") != "false"
 
 
 def channel_of(request: web.Request) -> Literal["page", "qr"]:

@@ -21,9 +21,11 @@ from shopkeep.http.errors import problem
 from shopkeep.http.inputs import (
     body_bytes,
     body_of,
+    buffered_body,
     caller_of,
     channel_of,
     cursor_of,
+    decoded,
     idempotency_key_of,
     limit_of,
     no_body,
@@ -32,7 +34,6 @@ from shopkeep.http.inputs import (
     scope_of,
     shop_of,
     status_of,
-    wait_of,
 )
 from shopkeep.http.state import PRINCIPAL, SHOP
 from shopkeep.payments.provider import PaymentProvider
@@ -170,12 +171,16 @@ async def get_coupon(request: web.Request) -> web.Response:
 async def place_order(request: web.Request) -> web.Response:
     """POST /v1/orders: 201 placed (or paid), 202 pending with ``?wait=false`` or when the
     placement runs longer than the shop waits (it goes on: poll the order)."""
-    # the caller and the shop read here, not by caller_of and shop_of: two calls fewer on
-    # the path of every placement
+    # the caller and the shop read here, not by caller_of and shop_of, ?wait= read without
+    # query_value, and the body decoded from buffered_body, not by the coroutines of body_of
+    # and body_bytes: five calls fewer on the path of every placement
     user_id = request[PRINCIPAL].user_id
     assert user_id is not None  # Access.USER admits users only
-    wait, key = wait_of(request), idempotency_key_of(request)
-    body = await body_of(request, s.PlaceOrderRequest)
+    # ?wait=false: 202 at once; else (true, the default) answer the placed order
+    wait = not request.query_string or request.query.get("wait") != "false"
+    key = idempotency_key_of(request)
+    raw = buffered_body(request)
+    body = decoded(raw if raw is not None else await request.read(), s.PlaceOrderRequest)
     items = [(c.ref_in(item.goods_id, "goods"), item.quantity) for item in body.items]
     coupon_id = None if body.coupon_id is None else c.ref_in(body.coupon_id, "coupon")
     order = await request.app[SHOP].place_order(

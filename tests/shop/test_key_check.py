@@ -1,4 +1,4 @@
-"""An Idempotency-Key is checked by ``check_key`` with str's own tests, and published to
+"""An Idempotency-Key is checked by ``IdempotencyKey`` with str's own tests, and published to
 clients as ``KEY_PATTERN``: the two must accept exactly the same keys."""
 
 from __future__ import annotations
@@ -10,14 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shopkeep.errors import ShopError
-from shopkeep.requests import KEY_PATTERN, MAX_KEY, check_key
+from shopkeep.idempotency import IdempotencyKey
+from shopkeep.requests import KEY_PATTERN, MAX_KEY
 
 PATTERN = re.compile(KEY_PATTERN)
 
 
 def accepted(key: str) -> bool:
     try:
-        check_key(key)
+        IdempotencyKey(key)
     except ShopError:
         return False
     return True
