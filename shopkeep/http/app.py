@@ -101,7 +101,9 @@ def make_app(
             served.append(operation)
         elif (operation.method, operation.path) in given:
             served.append(operation)
-    door.add_routes(app.router, mounted)
+    # the other modules' routes the catalog documents are checked as it says, as its own are
+    guards = {(op.method, op.path): Guard.of(op) for op in served if op.handler is None}
+    door.add_routes(app.router, mounted, guards=guards)
     door.add_unmatched(app.router)
     app.on_startup.append(_refuse_routes_past_the_door)
     publish(app, served)

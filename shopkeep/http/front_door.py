@@ -36,7 +36,7 @@ them between steps 2 and 3: then the door is split, steps 1 and 2 in
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -210,13 +210,21 @@ class FrontDoor:
         return entrance.inner if self.split else entrance.whole
 
     def add_routes(
-        self, router: web.UrlDispatcher, routes: Iterable[web.RouteDef], *, public: bool = False
+        self,
+        router: web.UrlDispatcher,
+        routes: Iterable[web.RouteDef],
+        *,
+        public: bool = False,
+        guards: Mapping[tuple[str, str], Guard] | None = None,
     ) -> None:
         """Add ``routes`` (of another module than the catalog's) to ``router`` behind the door:
-        each needs a token unless ``public`` or its path is public (``auth.is_public``)."""
+        each needs a token unless ``public`` or its path is public (``auth.is_public``), and
+        is checked by its guard in ``guards`` (by method and path) when it has one there (the
+        catalog documents it: its query is refused as any route's is)."""
         for route in routes:
+            guard = None if guards is None else guards.get((route.method, route.path))
             handler = self.entrance(
-                route.method, route.handler, public=public or is_public(route.path)
+                route.method, route.handler, guard, public=public or is_public(route.path)
             )
             web.RouteDef(route.method, route.path, handler, route.kwargs).register(router)
 

@@ -40,7 +40,8 @@ of each operation. Authenticate with `Authorization: Bearer <token>`:
 the admin token, or a user's token (given once, when the user is created). A user sees and
 acts on their own orders only: another user's order, like a route of the admin, answers 404.
 Every answer carries an `X-Request-Id` header (the client's, when sane), and every answer
-that created something (201) its URL in `Location`. Every GET also answers HEAD.
+that created something (201) its URL in `Location`. Every GET also answers HEAD; a method a
+path does not take answers 405 `method_not_allowed`, its `Allow` header naming the ones it does.
 
 A validation error (422) lists every problem found in `errors`, in the query, the
 `Idempotency-Key` header and the body together, each with a JSON Pointer into the body

@@ -69,10 +69,10 @@ class Operation:
             statuses.update((401, 429))
         if self.access in (Access.ADMIN, Access.USER) or self.path_params:
             statuses.add(404)
-        writes = self.method in ("POST", "PATCH", "PUT")
         statuses.add(422)  # an unknown query parameter, on any operation
-        if writes:
-            statuses.add(413)
+        # a body announced larger than the server takes, whatever the method: the door refuses
+        # it before the route's handler (or anything) reads it
+        statuses.add(413)
         if self.refusals:
             statuses.add(409)
         if self.touches_shop:

@@ -79,6 +79,18 @@ async def test_every_problem_is_documented_as_problem_json_and_503_with_retry_af
     assert request["additionalProperties"] is False
 
 
+async def test_every_operation_documents_the_413_the_door_answers_to_an_oversized_body(
+    api: Api,
+) -> None:
+    # the door refuses a body announced larger than the server takes on any route, a GET's too
+    document = (await api.call("GET", "/openapi.json", {})).body
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            assert "413" in operation["responses"], (method, path)
+    refused = await api.call("GET", "/healthz", {}, data=b"x" * (HttpConfig.max_body_bytes + 1))
+    assert refused.status == 413
+
+
 async def test_the_docs_page_lists_every_route_and_schema_with_nothing_from_elsewhere(
     api: Api,
 ) -> None:

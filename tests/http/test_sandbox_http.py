@@ -344,3 +344,29 @@ async def test_a_graceful_stop_lets_the_callbacks_answered_202_arrive(tmp_path: 
     async with Shop.open(options.db, gateway="sandbox", gateway_secret=SECRET) as reopened:
         for order in orders:
             assert (await reopened.get_order(order.id)).status == "paid"
+
+
+async def test_a_completion_with_an_unknown_query_parameter_is_refused_listing_every_problem(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    # the sandbox's routes are checked as the catalog documents them, as the API's own are
+    _, payment = await order_awaiting_payment(server, http)
+    complete = f"/sandbox/payments/{payment['id']}/complete?x=1"
+
+    status, refused = await post(http, complete, None, {"result": "succeeded"})
+    assert (status, refused["errors"]) == (
+        422, [{"detail": "unknown query parameter 'x'", "parameter": "x"}]
+    )
+    status, refused = await post(http, complete, None, {})
+    assert status == 422
+    assert [error.get("parameter") or error.get("pointer") for error in refused["errors"]] == [
+        "x", "/result"
+    ]
+
+
+async def test_the_metrics_refuse_an_unknown_query_parameter(http: aiohttp.ClientSession) -> None:
+    async with http.get("/metrics?x=1") as response:
+        assert response.status == 422
+        assert (await response.json(content_type=None))["code"] == "validation_error"
+    async with http.get("/metrics") as response:
+        assert response.status == 200
