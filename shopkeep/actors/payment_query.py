@@ -2,19 +2,24 @@
 
 At its deadline an order with a payment still open does not time out at once: it sends a
 durable :class:`QueryPayment` here (and re-arms its deadline a grace period later). This
-actor asks the provider, outside the order's turn, and tells the order what it learned:
+actor asks the provider, outside the order's turn. A payment the provider still has open is
+closed there (``close_payment``; asked about again when the close does not say where it
+stands): a customer still on the checkout page cannot pay an order that timed out (only to
+be refunded, the provider's fees lost), and one who paid in the meantime is found. Then it
+tells the order what it learned:
 
 - paid: a :class:`~shopkeep.actors.order_messages.PaymentCallback` (``via="query"``), applied
   exactly as the success notification would be: the order is paid, or, when it timed out
   meanwhile, the money is refunded as a late payment;
-- open, closed, or no answer: :class:`~shopkeep.actors.order_messages.DeadlineReached` with
+- closed (by the shop just now, or before), open (a provider that closes nothing: the
+  sandbox), or no answer: :class:`~shopkeep.actors.order_messages.DeadlineReached` with
   ``queried`` set: the order times out as it would have, its history saying what was asked.
 
-No answer (the provider down, or refusing) does not end it: the payment may have been
-collected, and its notification lost. A durable timer asks again after a back-off (the
-refunds' ``refund_retry_s``, doubling up to ``refund_retry_max_s``) until the provider
-answers: paid, the order (timed out by then) refunds it as a late payment; open or closed,
-nothing more is done.
+No answer (the provider down, or refusing, the query or the close) does not end it: the
+payment may have been collected, and its notification lost, or it may still be payable. A
+durable timer asks again after a back-off (the refunds' ``refund_retry_s``, doubling up to
+``refund_retry_max_s``) until the provider answers: paid, the order (timed out by then)
+refunds it as a late payment; open, it is closed; closed, nothing more is done.
 
 Outcomes are counted by kind (``/metrics``: ``shopkeep_active_queries_total``).
 """
@@ -30,7 +35,13 @@ import structlog
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import DeadlineReached, PaymentCallback
 from shopkeep.actors.refund import retry_delay
-from shopkeep.payments.provider import PaymentClosed, PaymentPaid, PaymentProvider, PaymentRef
+from shopkeep.payments.provider import (
+    PaymentClosed,
+    PaymentOpen,
+    PaymentPaid,
+    PaymentProvider,
+    PaymentRef,
+)
 from shopkeep.runtime import Actor, Address, Context
 
 log = structlog.get_logger("shopkeep.payment_query")
@@ -68,8 +79,13 @@ class PaymentQueryActor(Actor):
             payment_id=message.payment_id, order_id=message.order_id, amount=message.amount,
             currency=message.currency, provider_ref=message.provider_ref,
         )
+        closed_now = False
         try:
             state = await self.provider.query_payment(ref)
+            if isinstance(state, PaymentOpen):
+                closed = await self.provider.close_payment(ref)
+                closed_now = isinstance(closed, PaymentClosed)
+                state = await self.provider.query_payment(ref) if closed is None else closed
         except Exception as exc:  # down or refusing: the order times out, and is asked about
             self.outcomes["payment:error"] += 1  # again until the provider answers
             delay = retry_delay(message.attempt + 1, self.config)
@@ -90,6 +106,8 @@ class PaymentQueryActor(Actor):
             return None
         word = "closed" if isinstance(state, PaymentClosed) else "open"
         self.outcomes[f"payment:{word}"] += 1
+        if closed_now and word == "closed":
+            word = "open, closed now"
         if message.attempt == 0:  # else the order timed out when the first went unanswered
             ctx.send(order, DeadlineReached(True, f"payment {message.payment_id}: {word}"))
         return None

@@ -16,7 +16,8 @@
 - Refunds: ``alipay.trade.refund`` with ``out_request_no`` = refund id. ``fund_change=Y`` is
   done; ``N`` (a repeat, or still moving) is settled by ``alipay.trade.fastpay.refund.query``
   (``REFUND_SUCCESS``). Queries: ``alipay.trade.query``; ``ACQ.TRADE_NOT_EXIST`` means the
-  buyer has not opened the cashier yet: still open.
+  buyer has not opened the cashier yet: still open. A trade open at the order's deadline is
+  closed by ``alipay.trade.close``.
 
 Every response is checked against Alipay's public key before it is believed. Amounts are yuan
 strings, converted exactly (:mod:`shopkeep.payments.money`); Alipay's domestic trades are CNY.
@@ -68,6 +69,12 @@ from shopkeep.payments.transport import CALL_TIMEOUT_S, Transport
 NOTIFY_PATH: Final = "/v1/payments/alipay/notify"
 CURRENCY: Final = "CNY"
 PAID: Final = frozenset({"TRADE_SUCCESS", "TRADE_FINISHED"})
+_UNCLOSABLE: Final = frozenset({
+    "ACQ.TRADE_NOT_EXIST", "ACQ.TRADE_STATUS_ERROR", "ACQ.TRADE_HAS_SUCCESS",
+    "ACQ.TRADE_HAS_CLOSE",
+})
+"""``alipay.trade.close``'s refusals of a trade that is not waiting for the buyer (never
+opened, paid, closed): nothing left to close."""
 REFUND_FIELDS: Final = ("refund_fee", "gmt_refund", "out_biz_no")
 FORM: Final = {"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"}
 
@@ -227,6 +234,19 @@ class AlipayProvider:
         if status == "TRADE_CLOSED":
             return PaymentClosed("TRADE_CLOSED")
         return PaymentOpen()
+
+    async def close_payment(self, payment: PaymentRef) -> PaymentClosed | None:
+        """``alipay.trade.close`` by ``out_trade_no``: closed. A trade the buyer never opened
+        (Alipay creates it at the cashier; past ``time_expire`` it cannot be), or one no
+        longer waiting for the buyer (paid, closed), is no error: None, the query says which."""
+        section = await self._call(
+            "alipay.trade.close", {"out_trade_no": str(payment.payment_id)}
+        )
+        if section.get("code") == wire.SUCCESS_CODE:
+            return PaymentClosed("TRADE_CLOSED")
+        if section.get("sub_code") in _UNCLOSABLE:
+            return None
+        raise GatewayRefused(f"alipay: close {payment.payment_id}: {_said(section)}")
 
     # -- notifications --------------------------------------------------------------------------
 

@@ -323,6 +323,14 @@ class PaymentProvider(Protocol):
         """Where the payment stands at the provider. Raises GatewayError."""
         ...
 
+    async def close_payment(self, payment: PaymentRef) -> PaymentState | None:
+        """Close the payment at the provider, so that it can no longer be paid: what the shop
+        does with a payment found open at its order's deadline, before the order times out.
+        Answers where it stands when the close says: closed (or open, from a provider that
+        closes nothing); None when the close did not settle it (paid or closed meanwhile,
+        never opened by the customer), which a query then tells. Raises GatewayError."""
+        ...
+
     async def close(self) -> None:
         """Release the provider's connections."""
         ...

@@ -130,6 +130,11 @@ class SandboxProvider:
                 return PaymentPaid(amount=amount, currency=self._currency, gateway_txn_id=txn_id)
         return PaymentOpen()
 
+    async def close_payment(self, payment: PaymentRef) -> PaymentOpen:
+        """Open still: the sandbox's payments are completed by whoever tests with it, late ones
+        included on purpose (the load-testing harness sends them), so it closes none."""
+        return PaymentOpen()
+
     async def close(self) -> None:
         """Stop the sandbox's callback retries."""
         await self.gateway.close()

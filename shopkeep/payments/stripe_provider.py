@@ -16,7 +16,9 @@
   intent's refunds and find the one whose metadata names the refund id. A refund Stripe
   canceled moved no money and is sent again under ``<refund id>-<n>``; a failed one (the card
   is gone) is the merchant's to settle. Payment queries retrieve the intent (or search by
-  metadata when its id is not known).
+  metadata when its id is not known); an intent open at the order's deadline is canceled
+  (``abandoned``): a PaymentIntent has no expiry of its own, and one left open could still
+  be paid, days later, only to be refunded, its fees lost.
 
 Idempotency keys are the ids themselves, as SPEC 10 says (the payment id for the intent, the
 refund id for the refund): Stripe keys share one space per account, and the shop's ids never
@@ -235,6 +237,27 @@ class StripeProvider:
         if intent.status == "canceled":
             return PaymentClosed("canceled")
         return PaymentOpen()
+
+    async def close_payment(self, payment: PaymentRef) -> PaymentClosed | None:
+        """Cancel the PaymentIntent (``cancellation_reason=abandoned``): canceled; one that
+        succeeded or was canceled meanwhile cannot be (``payment_intent_unexpected_state``),
+        and one never created needs nothing: None, the query says which."""
+        intent_id = payment.provider_ref
+        if not intent_id:
+            found = await self._intent_of_payment(payment.payment_id)
+            if found is None:
+                return None
+            intent_id = str(found.id)
+        async with _calling(f"cancel the PaymentIntent of payment {payment.payment_id}"):
+            try:
+                await self._client.v1.payment_intents.cancel_async(
+                    intent_id, {"cancellation_reason": "abandoned"}
+                )
+            except stripe.InvalidRequestError as exc:
+                if exc.code != "payment_intent_unexpected_state":
+                    raise
+                return None
+        return PaymentClosed("canceled")
 
     # -- webhooks -------------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@
   answers the same refund), queried by ``out_refund_no``. A refund CLOSED (a week in
   PROCESSING, no money moved) is sent again as ``<refund id>-<n>``, since its number names the
   closed one for good; an ABNORMAL one (the card refused it) is the merchant's to settle.
+- Queries: by ``out_trade_no``; an order open at the deadline is closed (``.../close``) before
+  the order is treated as unpaid, as WeChat Pay asks of a merchant whose customer paid late.
 
 Every request is signed with the merchant key; every answer is checked with the platform key.
 """
@@ -68,6 +70,8 @@ from shopkeep.payments.transport import CALL_TIMEOUT_S, Transport
 NOTIFY_PATH: Final = "/v1/payments/wechatpay/notify"
 OPEN_STATES: Final = frozenset({"NOTPAY", "USERPAYING", "ACCEPT"})
 PAID_STATES: Final = frozenset({"SUCCESS", "REFUND"})
+_UNCLOSABLE: Final = frozenset({"ORDER_CLOSED", "ORDERPAID", "ORDER_NOT_EXIST"})
+"""The close's refusals of an order that is not waiting for the customer: nothing to close."""
 
 
 class WeChatPayProvider:
@@ -223,6 +227,18 @@ class WeChatPayProvider:
         if state in OPEN_STATES:
             return PaymentOpen()
         return PaymentClosed(str(state))
+
+    async def close_payment(self, payment: PaymentRef) -> PaymentClosed | None:
+        """``POST /v3/pay/transactions/out-trade-no/{out_trade_no}/close``: 204, closed. An
+        order paid or closed already, one WeChat Pay has no word of, and one the customer is
+        paying this moment (202 ``USER_PAYING``) are no error: None, the query says which."""
+        path = f"/v3/pay/transactions/out-trade-no/{payment.payment_id}/close"
+        status, answer = await self._call("POST", path, {"mchid": self.mch_id})
+        if status == 204:
+            return PaymentClosed("CLOSED")
+        if status in (202, 404) or answer.get("code") in _UNCLOSABLE:
+            return None
+        raise GatewayRefused(f"wechatpay: close {payment.payment_id}: {status} {_said(answer)}")
 
     # -- notifications --------------------------------------------------------------------------
 

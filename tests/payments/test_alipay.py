@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from shopkeep.payments import alipay_wire as wire
 from shopkeep.payments.alipay import NOTIFY_PATH, AlipayProvider
 from shopkeep.payments.fakes.alipay import SELLER_ID, FakeAlipay
+from shopkeep.payments.fakes.common import Unpayable
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
@@ -27,6 +28,7 @@ from shopkeep.payments.provider import (
     GatewayError,
     Ignored,
     Notice,
+    PaymentClosed,
     PaymentOpen,
     PaymentPaid,
     PaymentRef,
@@ -314,3 +316,26 @@ def test_a_provider_without_readable_credentials_refuses_in_one_line(
             app_id=app_id, private_key_file=str(tmp_path / private) if private else None,
             public_key_file=str(tmp_path / public), notify_url="http://127.0.0.1/n")
     assert says in str(error.value) and "\n" not in str(error.value)
+
+
+async def test_a_trade_open_at_the_deadline_is_closed_and_can_no_longer_be_paid(
+    world: World,
+) -> None:
+    ref = PaymentRef(payment_id=7, order_id=70, amount=1999, currency="CNY")
+    assert await world.provider.close_payment(ref) is None  # never opened: TRADE_NOT_EXIST
+    await world.start()
+
+    assert await world.provider.close_payment(ref) == PaymentClosed("TRADE_CLOSED")
+    assert await world.provider.query_payment(ref) == PaymentClosed("TRADE_CLOSED")
+    with pytest.raises(Unpayable):
+        await world.fake.pay("7")
+    assert await world.provider.close_payment(ref) is None  # closed already: no error
+
+
+async def test_a_trade_paid_before_the_close_stays_paid(world: World) -> None:
+    await world.start()
+    await world.fake.pay("7", notify=False)
+    ref = PaymentRef(payment_id=7, order_id=70, amount=1999, currency="CNY")
+
+    assert await world.provider.close_payment(ref) is None  # TRADE_STATUS_ERROR
+    assert isinstance(await world.provider.query_payment(ref), PaymentPaid)

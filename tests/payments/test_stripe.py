@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from shopkeep.payments.fakes.common import Unpayable
 from shopkeep.payments.fakes.stripe import FakeStripe, stripe_signature
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
@@ -19,6 +20,7 @@ from shopkeep.payments.provider import (
     GatewayRefused,
     Ignored,
     Notice,
+    PaymentClosed,
     PaymentOpen,
     PaymentPaid,
     PaymentRef,
@@ -262,3 +264,31 @@ async def test_a_failure_stripe_replays_under_the_payment_id_is_reconciled(
     [intent] = world.fake.intents.values()  # found when it was made, else made once more
     assert checkout.provider_ref == intent["id"]
     assert intent["metadata"] == {"payment_id": "7", "order_id": "70"}
+
+
+async def test_an_intent_closed_at_the_deadline_is_canceled_and_can_no_longer_be_paid(
+    world: World,
+) -> None:
+    intent = await world.start()
+    ref = PaymentRef(payment_id=7, order_id=70, amount=1999, currency="USD", provider_ref=intent)
+
+    assert await world.provider.close_payment(ref) == PaymentClosed("canceled")
+    assert world.fake.intents[intent]["cancellation_reason"] == "abandoned"
+    assert await world.provider.query_payment(ref) == PaymentClosed("canceled")
+    with pytest.raises(Unpayable):
+        await world.fake.pay(intent)
+    # canceled already: nothing more to close, and no error
+    assert await world.provider.close_payment(ref) is None
+
+
+async def test_an_intent_paid_before_the_close_is_not_canceled_and_the_query_finds_it(
+    world: World,
+) -> None:
+    intent = await world.start()
+    await world.fake.pay(intent, notify=False)
+    unknown = PaymentRef(payment_id=7, order_id=70, amount=1999, currency="USD")
+
+    assert await world.provider.close_payment(unknown) is None  # found by its metadata
+    assert await world.provider.query_payment(unknown) == PaymentPaid(
+        amount=1999, currency="USD", gateway_txn_id=intent
+    )

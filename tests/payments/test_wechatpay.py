@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shopkeep.payments import wechatpay_wire as wire
+from shopkeep.payments.fakes.common import Unpayable
 from shopkeep.payments.fakes.wechatpay import PLATFORM_SERIAL, FakeWeChatPay
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
@@ -21,6 +22,7 @@ from shopkeep.payments.provider import (
     ConfigurationError,
     GatewayError,
     Notice,
+    PaymentClosed,
     PaymentOpen,
     PaymentPaid,
     PaymentRef,
@@ -277,3 +279,25 @@ def test_an_apiv3_key_of_the_wrong_length_refuses_in_one_line(
             mch_id=MCH_ID, app_id=APP_ID, private_key_file=private_file, cert_serial="1",
             apiv3_key_file=str(tmp_path / "apiv3.key"), platform_public_key_file=public_file,
             notify_url="http://127.0.0.1/n")
+
+
+async def test_an_order_open_at_the_deadline_is_closed_and_can_no_longer_be_paid(
+    world: World,
+) -> None:
+    ref = PaymentRef(payment_id=7, order_id=70, amount=1999, currency="CNY")
+    assert await world.provider.close_payment(ref) is None  # ORDER_NOT_EXIST
+    await world.start()
+
+    assert await world.provider.close_payment(ref) == PaymentClosed("CLOSED")
+    assert await world.provider.query_payment(ref) == PaymentClosed("CLOSED")
+    with pytest.raises(Unpayable):
+        await world.fake.pay("7")
+
+
+async def test_an_order_paid_before_the_close_stays_paid(world: World) -> None:
+    await world.start()
+    await world.fake.pay("7", notify=False)
+    ref = PaymentRef(payment_id=7, order_id=70, amount=1999, currency="CNY")
+
+    assert await world.provider.close_payment(ref) is None  # ORDERPAID
+    assert isinstance(await world.provider.query_payment(ref), PaymentPaid)

@@ -2,7 +2,8 @@
 (SPEC 3 and 10): what fails verification, or names a wrong amount, currency, merchant or
 payment, changes nothing; duplicates are acknowledged and applied once; a success for a
 canceled order, and a second success, are refunded; refunds outlast a provider answering 500
-or not at all; a notification that never comes is found by the active query."""
+or not at all; a notification that never comes is found by the active query, and a payment
+still open at its order's deadline is closed at the provider."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from typing import Any
 import pytest
 
 from shopkeep.http.metrics import active_queries
+from shopkeep.payments.fakes.common import Unpayable
 from shopkeep.payments.fakes.stripe import FakeStripe
+from shopkeep.payments.provider import GatewayRefused, PaymentRef
 from shopkeep.proof.provider_world import PROVIDERS, ProviderWorld, provider_world
 from shopkeep.runtime import VirtualClock
 
@@ -206,7 +209,7 @@ async def test_a_notification_that_never_comes_is_found_by_the_active_query(
     await world.audit_ok()
 
 
-async def test_an_unpaid_order_is_asked_about_then_times_out_and_a_late_success_is_refunded(
+async def test_an_unpaid_order_is_closed_at_the_provider_at_its_deadline_and_cannot_be_paid_after(
     world: ProviderWorld, clock: VirtualClock
 ) -> None:
     alice = await world.customer()
@@ -214,10 +217,35 @@ async def test_an_unpaid_order_is_asked_about_then_times_out_and_a_late_success_
     payment = await world.start_payment(alice, order)
     await clock.advance(world.shop.config.order_timeout_s)
     await world.shop.runtime.system.quiet()
+
     timed_out = await world.order(order["id"])
     assert (timed_out["status"], timed_out["cancel_reason"]) == ("canceled", "timeout")
-    assert world.shop.active_queries["payment:open"] >= 1  # the timer, and maybe the sweep too
-    await world.pay(payment, notify=False)
+    status, history = await world.call("GET", f"/v1/orders/{order['id']}/history", world.admin)
+    assert status == 200
+    assert f"payment {payment['id']}: open, closed now" in [e["remark"] for e in history["items"]]
+    assert world.shop.active_queries["payment:closed"] >= 1
+    with pytest.raises(Unpayable):  # the customer still on the checkout page
+        await world.pay(payment)
+    await world.audit_ok()
+
+
+async def test_a_success_after_a_timeout_whose_close_failed_is_refunded(
+    world: ProviderWorld, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refusing(ref: PaymentRef) -> None:
+        raise GatewayRefused("the provider refuses to close it")
+
+    monkeypatch.setattr(world.shop.provider, "close_payment", refusing)
+    alice = await world.customer()
+    order = await world.placed(alice)
+    payment = await world.start_payment(alice, order)
+    await clock.advance(world.shop.config.order_timeout_s)
+    await world.shop.runtime.system.quiet()
+    timed_out = await world.order(order["id"])
+    assert (timed_out["status"], timed_out["cancel_reason"]) == ("canceled", "timeout")
+    assert world.shop.active_queries["payment:error"] >= 1  # asked again later, to close it
+
+    await world.pay(payment, notify=False)  # still open at the provider: paid late
     body, headers = world.notification(payment)  # signed at the shop's (advanced) now
     status, answer = await world.post(body, headers)
     assert world.acknowledged(status, answer), (status, answer)

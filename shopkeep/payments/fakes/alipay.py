@@ -4,8 +4,9 @@ It speaks the documented wire format (:mod:`shopkeep.payments.alipay_wire`): it 
 request's RSA2 signature with the app's public key and signs its answers and notifications with
 its own key (the shop is configured with the public half, as with Alipay's real key). Methods:
 ``alipay.trade.page.pay`` (GET, the customer's browser: creates the trade),
-``alipay.trade.precreate``, ``alipay.trade.query``, ``alipay.trade.refund`` (once per
-``out_request_no``: a repeat answers ``fund_change=N``), ``alipay.trade.fastpay.refund.query``.
+``alipay.trade.precreate``, ``alipay.trade.query``, ``alipay.trade.close`` (a trade waiting for
+the buyer only: a closed one cannot be paid, :class:`Unpayable`), ``alipay.trade.refund`` (once
+per ``out_request_no``: a repeat answers ``fund_change=N``), ``alipay.trade.fastpay.refund.query``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shopkeep.payments import alipay_wire as wire
-from shopkeep.payments.fakes.common import Delivery, FakeServer
+from shopkeep.payments.fakes.common import Delivery, FakeServer, Unpayable
 from shopkeep.payments.money import from_decimal_string, to_decimal_string
 
 PATH: Final = "/gateway.do"
@@ -71,6 +72,8 @@ class FakeAlipay(FakeServer):
         """The buyer pays the trade; Alipay notifies (unless ``notify`` is False: a dropped
         notification, which only a query finds)."""
         trade = self.trades[out_trade_no]
+        if trade.status == "TRADE_CLOSED":
+            raise Unpayable(f"trade {out_trade_no} is closed")
         trade.status = "TRADE_SUCCESS"
         trade.trade_no = trade.trade_no or self.next_id("2024")
         if not notify:
@@ -126,6 +129,7 @@ class FakeAlipay(FakeServer):
         handler = {
             "alipay.trade.precreate": self._precreate,
             "alipay.trade.query": self._query,
+            "alipay.trade.close": self._close,
             "alipay.trade.refund": self._refund,
             "alipay.trade.fastpay.refund.query": self._refund_query,
         }.get(method)
@@ -159,6 +163,15 @@ class FakeAlipay(FakeServer):
             return _error("40004", "ACQ.TRADE_NOT_EXIST")
         return _ok(out_trade_no=trade.out_trade_no, trade_no=trade.trade_no,
                    trade_status=trade.status, total_amount=to_decimal_string(trade.amount))
+
+    def _close(self, params: Mapping[str, str], biz: Mapping[str, Any]) -> dict[str, Any]:
+        trade = self.trades.get(str(biz.get("out_trade_no")))
+        if trade is None:
+            return _error("40004", "ACQ.TRADE_NOT_EXIST")
+        if trade.status != "WAIT_BUYER_PAY":
+            return _error("40004", "ACQ.TRADE_STATUS_ERROR")
+        trade.status = "TRADE_CLOSED"
+        return _ok(out_trade_no=trade.out_trade_no, trade_no=trade.trade_no)
 
     def _refund(self, params: Mapping[str, str], biz: Mapping[str, Any]) -> dict[str, Any]:
         trade = self.trades.get(str(biz.get("out_trade_no")))

@@ -44,6 +44,10 @@ class Delivery:
     answers: list[int] = field(default_factory=list)
 
 
+class Unpayable(Exception):
+    """The customer tried to pay a payment the provider closed (or canceled): it refuses."""
+
+
 Acknowledges = Callable[[int, bytes], bool]
 """Whether an HTTP answer (status, body) acknowledges a notification, by the provider's rule."""
 

@@ -4,7 +4,7 @@ It answers the ``stripe`` SDK as Stripe does: form-encoded requests with a beare
 JSON objects, and Idempotency-Key replays (the same key and parameters answer the first answer
 again, other parameters are an ``idempotency_error``). Webhook events are signed with the
 endpoint secret the way the SDK verifies them: ``Stripe-Signature: t=<unix>,v1=<hex>``, hex an
-HMAC-SHA256 over ``<t>.<payload>``.
+HMAC-SHA256 over ``<t>.<payload>``. A canceled PaymentIntent cannot be paid (:class:`Unpayable`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ from typing import Any
 
 from aiohttp import web
 
-from shopkeep.payments.fakes.common import Delivery, FakeRefund, FakeServer
+from shopkeep.payments.fakes.common import Delivery, FakeRefund, FakeServer, Unpayable
+
+_CANCELABLE = frozenset({
+    "requires_payment_method", "requires_confirmation", "requires_action", "processing",
+    "requires_capture",
+})
+"""The statuses Stripe cancels a PaymentIntent in."""
 
 
 def stripe_signature(secret: str, payload: bytes, timestamp: int | None = None) -> str:
@@ -50,6 +56,7 @@ class FakeStripe(FakeServer):
         routes.add_post("/v1/payment_intents", self._create_intent)
         routes.add_get("/v1/payment_intents/search", self._search_intents)
         routes.add_get("/v1/payment_intents/{id}", self._get_intent)
+        routes.add_post("/v1/payment_intents/{id}/cancel", self._cancel_intent)
         routes.add_post("/v1/refunds", self._create_refund)
         routes.add_get("/v1/refunds", self._list_refunds)
 
@@ -66,6 +73,8 @@ class FakeStripe(FakeServer):
         """The customer confirms and pays the intent; Stripe sends ``payment_intent.succeeded``
         to the webhook (unless ``notify`` is False)."""
         intent = self.intents[intent_id]
+        if intent["status"] == "canceled":
+            raise Unpayable(f"PaymentIntent {intent_id} is canceled")
         intent.update(status="succeeded", amount_received=intent["amount"],
                       latest_charge=self.next_id("ch_"))
         if not notify:
@@ -178,6 +187,20 @@ class FakeStripe(FakeServer):
             return _error(404, "invalid_request_error", "No such payment_intent")
         return web.json_response(intent)
 
+    async def _cancel_intent(self, request: web.Request) -> web.Response:
+        params = await self._params(request)
+        if isinstance(params, web.Response):
+            return params
+        intent = self.intents.get(request.match_info["id"])
+        if intent is None:
+            return _error(404, "invalid_request_error", "No such payment_intent")
+        if intent["status"] not in _CANCELABLE:
+            return _error(400, "invalid_request_error", "You cannot cancel this PaymentIntent "
+                          f"because it has a status of {intent['status']}.",
+                          "payment_intent_unexpected_state")
+        intent.update(status="canceled", cancellation_reason=params.get("cancellation_reason"))
+        return web.json_response(intent)
+
     async def _search_intents(self, request: web.Request) -> web.Response:
         params = await self._params(request)
         if isinstance(params, web.Response):
@@ -227,5 +250,6 @@ class FakeStripe(FakeServer):
                                   "url": "/v1/refunds"})
 
 
-def _error(status: int, kind: str, message: str) -> web.Response:
-    return web.json_response({"error": {"type": kind, "message": message}}, status=status)
+def _error(status: int, kind: str, message: str, code: str | None = None) -> web.Response:
+    error = {"type": kind, "message": message} | ({} if code is None else {"code": code})
+    return web.json_response({"error": error}, status=status)

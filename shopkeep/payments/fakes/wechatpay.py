@@ -3,8 +3,9 @@
 It checks each request's ``Authorization`` (``WECHATPAY2-SHA256-RSA2048``) with the merchant's
 public key, signs every answer and notification with its platform key (``Wechatpay-*``
 headers), and encrypts notification resources with the API v3 key (AEAD_AES_256_GCM). Routes:
-Native pay, the order query by ``out_trade_no``, domestic refunds (once per ``out_refund_no``:
-a repeat answers the same refund) and the refund query.
+Native pay, the order query and the close by ``out_trade_no`` (an order waiting for the
+customer only: a closed one cannot be paid, :class:`Unpayable`), domestic refunds (once per
+``out_refund_no``: a repeat answers the same refund) and the refund query.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shopkeep.payments import wechatpay_wire as wire
-from shopkeep.payments.fakes.common import Delivery, FakeRefund, FakeServer
+from shopkeep.payments.fakes.common import Delivery, FakeRefund, FakeServer, Unpayable
 from shopkeep.payments.keys import verify_sha256_rsa
 
 PLATFORM_SERIAL: Final = "PUB_KEY_ID_0000000000000001"
@@ -61,6 +62,7 @@ class FakeWeChatPay(FakeServer):
         routes = self.app.router
         routes.add_post("/v3/pay/transactions/native", self._native)
         routes.add_get("/v3/pay/transactions/out-trade-no/{no}", self._query)
+        routes.add_post("/v3/pay/transactions/out-trade-no/{no}/close", self._close)
         routes.add_post("/v3/refund/domestic/refunds", self._refund)
         routes.add_get("/v3/refund/domestic/refunds/{no}", self._refund_query)
 
@@ -69,6 +71,8 @@ class FakeWeChatPay(FakeServer):
     async def pay(self, out_trade_no: str, *, notify: bool = True) -> Delivery | None:
         """The customer pays the order; WeChat Pay notifies (unless ``notify`` is False)."""
         order = self.orders[out_trade_no]
+        if order.trade_state == "CLOSED":
+            raise Unpayable(f"order {out_trade_no} is closed")
         order.trade_state = "SUCCESS"
         order.transaction_id = order.transaction_id or self.next_id("4200")
         if not notify:
@@ -153,6 +157,20 @@ class FakeWeChatPay(FakeServer):
         if no not in self.orders:
             return self._answer(404, {"code": "ORDER_NOT_EXIST", "message": "no such order"})
         return self._answer(200, self.transaction(no))
+
+    async def _close(self, request: web.Request) -> web.Response:
+        body = await self._authorized(request)
+        if body is None:
+            return self._answer(401, {"code": "SIGN_ERROR", "message": "bad signature"})
+        if json.loads(body).get("mchid") != self.mch_id:
+            return self._answer(400, {"code": "PARAM_ERROR", "message": "mchid"})
+        order = self.orders.get(request.match_info["no"])
+        if order is None:
+            return self._answer(404, {"code": "ORDER_NOT_EXIST", "message": "no such order"})
+        if order.trade_state in ("SUCCESS", "REFUND"):
+            return self._answer(400, {"code": "ORDERPAID", "message": "the order is paid"})
+        order.trade_state = "CLOSED"
+        return self._answer(204, None)
 
     async def _refund(self, request: web.Request) -> web.Response:
         body = await self._authorized(request)
