@@ -371,6 +371,13 @@ def test_audit_of_a_missing_file_fails_in_one_line(tmp_path: Path) -> None:
     assert not Path(missing).exists()
 
 
+def test_audit_of_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:
+    result = run_main("audit", "--db", str(tmp_path))
+
+    assert_one_line_error(result, str(tmp_path))
+    assert "it is a folder, not a database file" in result.stderr
+
+
 def test_audit_of_a_file_that_is_not_a_database_fails_in_one_line(tmp_path: Path) -> None:
     junk = tmp_path / "junk.db"
     junk.write_text("not a database")

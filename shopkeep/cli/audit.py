@@ -7,6 +7,7 @@ from typing import Any
 
 from shopkeep.cli.common import add_db_flag, add_log_flags, configure_logs
 from shopkeep.cli.flags import fail_about
+from shopkeep.cli.values import missing_database
 
 
 def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -38,7 +39,7 @@ def run_audit(args: argparse.Namespace) -> int:
     try:
         report = audit_file(args.db)
     except FileNotFoundError:
-        return fail_about(args, "db", f"cannot audit {args.db}: no such database file")
+        return fail_about(args, "db", f"cannot audit {args.db}: {missing_database(args.db)}")
     except sqlite3.Error as error:
         return fail_about(args, "db", f"cannot audit {args.db}: {error}")
     width = max(len(check.name) for check in report.checks)

@@ -18,6 +18,7 @@ from typing import Any
 
 from shopkeep.cli.common import add_db_flag, add_log_flags, configure_logs
 from shopkeep.cli.flags import PROG, fail_about, flag
+from shopkeep.cli.values import missing_database
 
 PROGRESS_STEPS = 10
 """Progress is said at each tenth of the pages copied."""
@@ -96,7 +97,7 @@ def run_backup(args: argparse.Namespace) -> int:
     except OSError as error:  # a name the system cannot even look up (too long, say)
         return fail_about(args, "db", f"cannot back up {args.db}: {error.strerror}")
     if not found:
-        return fail_about(args, "db", f"cannot back up {args.db}: no such database file")
+        return fail_about(args, "db", f"cannot back up {args.db}: {missing_database(args.db)}")
     problem = target_problem(args.to)
     if problem is not None:
         return fail_about(args, "to", f"cannot back up to {args.to}: {problem}")

@@ -19,7 +19,7 @@ EXIT_STATUSES = """exit status (when several apply, the first in this list wins)
   5  the run passed, but its --json or --html report could not be written
   0  none of the above: the run passed
   2  a usage error (a bad flag or variable) or the setup failed (no run)
-  130  a second Ctrl-C, or one during the setup (no report)"""
+  130  a second Ctrl-C (or SIGTERM), or one during the setup (no report)"""
 
 
 def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -39,9 +39,9 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
             "by code, the harness's own CPU use and the shop's memory, then waits for the "
             "shop to be quiet and runs the audit, and checks the --threshold figures. "
             "Against a server, it must run with --sandbox; give it a short --order-timeout "
-            "(a few seconds) for late callbacks to happen during the run. Ctrl-C ends the run "
-            "early and still prints the summary and writes the reports; a second Ctrl-C, or one "
-            "during the setup, quits at once (status 130).",
+            "(a few seconds) for late callbacks to happen during the run. Ctrl-C (or SIGTERM) "
+            "ends the run early and still prints the summary and writes the reports; a second "
+            "one, or one during the setup, quits at once (status 130).",
             width=HELP_WIDTH,
         ),
         epilog=EXIT_STATUSES,

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
+import urllib.parse
 from collections.abc import Callable
 from typing import Final
 
@@ -141,10 +143,24 @@ def choice(*names: str, fold: Callable[[str], str] = str.lower) -> Callable[[str
 
 
 def http_url(text: str) -> str:
-    """An http(s) URL."""
+    """An http(s) URL naming a host, and a TCP port if it names one."""
     if not text.startswith(("http://", "https://")):
         raise refuse(f"{text!r} is not an http(s) URL")
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018  (read for its check: digits, 0 to 65535)
+    except ValueError:
+        raise refuse(f"{text!r}: its port is not a TCP port (0-65535)") from None
+    if not parts.hostname:
+        raise refuse(f"{text!r} names no host")
     return text
+
+
+def missing_database(path: str) -> str:
+    """Why there is no database file at ``path`` to read: a folder there, or nothing."""
+    if os.path.isdir(path):
+        return "it is a folder, not a database file"
+    return "no such database file"
 
 
 def metavar_of(*names: str) -> str:

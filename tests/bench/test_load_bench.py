@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from shopkeep.bench.processes import serving
 from shopkeep.http.server import ServeOptions, running
@@ -229,13 +230,17 @@ def test_a_malformed_threshold_is_a_one_line_usage_error() -> None:
     )
 
 
-def test_ctrl_c_ends_the_run_and_still_writes_the_reports(tmp_path: Path) -> None:
-    out, page = tmp_path / "bench.json", tmp_path / "bench.html"
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_ends_the_run_and_still_writes_the_reports_and_removes_its_database(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    out, page, temporary = tmp_path / "bench.json", tmp_path / "bench.html", tmp_path / "tmp"
+    temporary.mkdir()  # where the embedded shop's temporary database goes
     process = subprocess.Popen(
         [sys.executable, "-m", "shopkeep", "bench", "--embedded", "--concurrency", "2",
          "--duration", "10m", "--json", str(out), "--html", str(page)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, **CREDENTIALS},
+        env={**os.environ, **CREDENTIALS, "TMPDIR": str(temporary)},
     )  # fmt: skip
     assert process.stderr is not None
     said = []
@@ -243,8 +248,9 @@ def test_ctrl_c_ends_the_run_and_still_writes_the_reports(tmp_path: Path) -> Non
         said.append(line)
         if line.startswith("bench ") and "ops" in line:
             break
+    assert list(temporary.iterdir())  # the database, under way
 
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=60)
 
     stderr = "".join(said) + stderr
@@ -253,7 +259,8 @@ def test_ctrl_c_ends_the_run_and_still_writes_the_reports(tmp_path: Path) -> Non
     assert report["interrupted"] is True and report["elapsed_s"] < 60
     assert process.returncode == report["exit_status"], stdout + stderr
     assert "interrupted: the run was ended early" in stdout
-    assert "Interrupted (Ctrl-C)" in page.read_text()
+    assert "Interrupted (Ctrl-C or SIGTERM)" in page.read_text()
+    assert not list(temporary.iterdir())
 
 
 def test_ctrl_c_during_the_setup_stops_it_there_with_status_130_and_no_report(
@@ -323,6 +330,57 @@ async def test_a_server_not_in_sandbox_mode_is_refused_before_anything_is_create
     assert error.startswith(f"shopkeep bench: error: setup against {server.url} failed: ")
     assert "not in sandbox mode (serve --sandbox)" in error
     assert users.items == []
+
+
+async def test_a_server_that_is_not_shopkeep_is_named_so(tmp_path: Path) -> None:
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"hello": "world"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        result = await asyncio.to_thread(bench, "--url", f"http://127.0.0.1:{port}",
+                                         "--duration", "1")
+    finally:
+        await runner.cleanup()
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    [error] = result.stderr.splitlines()
+    assert "not_shopkeep: the server is not shopkeep" in error
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://127.0.0.1:99999", "its port is not a TCP port (0-65535)"),
+        ("http://127.0.0.1:abc", "its port is not a TCP port (0-65535)"),
+        ("http://:8080", "names no host"),
+    ],
+)
+def test_a_url_with_a_bad_port_or_no_host_is_a_one_line_usage_error(url: str, says: str) -> None:
+    result = bench("--url", url, "--duration", "1")
+
+    assert result.returncode == 2
+    [error] = result.stderr.splitlines()
+    assert says in error and "SHOPKEEP_URL" in error
+
+
+def test_a_compare_file_whose_parts_are_not_a_reports_is_refused_before_the_run(
+    tmp_path: Path,
+) -> None:
+    weird = tmp_path / "weird.json"
+    weird.write_text('{"operations": {}, "totals": []}')
+
+    result = bench("--embedded", "--duration", "1", "--compare", str(weird))
+
+    assert result.returncode == 2
+    [error] = result.stderr.splitlines()
+    assert "is not a report of shopkeep bench --json" in error
 
 
 async def test_an_admin_token_the_server_refuses_stops_the_bench_before_anything_is_created(

@@ -106,7 +106,7 @@ def run_figures(
     audit = {"ok": audit_ok, "checks": checks}
     if not audit_answered:  # as settle says it when the shop does not answer
         audit = {"ok": False, "answered": False,
-                 "checks": [{"name": "audit", "ok": False, "detail": "refused: gone"}]}
+                 "checks": [{"name": "answer", "ok": False, "detail": "refused: gone"}]}
     outcome = Outcome(recorder, 1.0, 0.2, 4e7, 5e7, audit, 1, 0.0, True, 0.1)
     options = BenchOptions(
         duration_s=1.0, concurrency=2, mix={"place": 1}, seed=7, max_error_rate=max_error_rate,
@@ -116,19 +116,25 @@ def run_figures(
 
 
 def test_thresholds_are_checked_against_the_histograms_and_shown_in_every_report() -> None:
-    data = run_figures("place.p99<50ms", "place.max<100ms", "errors<0.1%", "approve_return.p50<1s")
+    data = run_figures(
+        "place.p99<50ms", "place.max<100ms", "errors<0.1%", "approve_return.p50<1s",
+        "approve_return.count<1", "approve_return.errors<1", "approve_return.errors<1%",
+    )
 
     assert [(t["threshold"], t["passed"]) for t in data["thresholds"]] == [
         ("place.p99<50ms", False),  # 60 ms, at the histogram's precision
         ("place.max<100ms", True),
         ("errors<0.1%", True),
         ("approve_return.p50<1s", False),  # never ran: nothing measured does not pass
+        ("approve_return.count<1", True),  # never ran: counted none, and none failed
+        ("approve_return.errors<1", True),
+        ("approve_return.errors<1%", False),  # a rate of nothing: nothing measured
     ]
     assert data["thresholds"][0]["measured"] == pytest.approx(60.0, rel=1e-3)
     assert data["exit_status"] == 3
     text = render(data)
     assert "FAILED  place.p99<50ms" in text and "measured 60.0" in text
-    assert "nothing measured" in text
+    assert "measured nothing" in text
     page = render_html(data)
     assert "place.p99&lt;50ms" in page and "approve_return.p50&lt;1s" in page
 

@@ -8,7 +8,9 @@ refused: said in one line, before any figure).
 Ctrl-C (SIGINT) ends the run early: the journeys stop, one audit is asked, and the summary is
 printed and the reports written as for any run (they say it was interrupted). A second Ctrl-C
 ends the process at once, with status 130 and no report; so does a Ctrl-C during the setup,
-before any journey ran (there is nothing to report).
+before any journey ran (there is nothing to report). SIGTERM (``timeout``, a CI job's end,
+``docker stop``) is taken as Ctrl-C: the run ends with its summary, and an embedded run's
+temporary database is removed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from typing import Final
 
 from shopkeep.bench.common import install_uvloop, machine, publish
 from shopkeep.bench.load.compare import Baseline
@@ -48,28 +51,37 @@ def quit_now(*_: object) -> None:
     os._exit(EXIT_INTERRUPTED)
 
 
+STOPPING_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+"""What stops a run (the first) or ends the process (the second): Ctrl-C, and the SIGTERM of
+``timeout``, a CI job's end or ``docker stop``."""
+
+
 def interrupter(stop: asyncio.Event) -> Callable[[], None]:
-    """The SIGINT handler of the run: the first stops it, the second ends the process."""
+    """The handler of :data:`STOPPING_SIGNALS` during the run: the first stops it, the second
+    ends the process."""
 
     def on_interrupt() -> None:
         if stop.is_set():
             quit_now()
-        say("bench: interrupted: stopping the run, then the summary (Ctrl-C again to quit now)")
+        say("bench: interrupted: stopping (a run under way ends with its summary; "
+            "interrupt again to quit now)")
         stop.set()
 
     return on_interrupt
 
 
 async def measure(options: BenchOptions) -> Outcome:
-    """Open the target and drive it, Ctrl-C stopping the run early."""
+    """Open the target and drive it, Ctrl-C or SIGTERM stopping the run early."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, interrupter(stop))
+    for signum in STOPPING_SIGNALS:
+        loop.add_signal_handler(signum, interrupter(stop))
     try:
         async with open_target(options) as target:
             return await drive(target, options, stop=stop, say=say)
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
+        for signum in STOPPING_SIGNALS:
+            loop.remove_signal_handler(signum)
 
 
 def execute(
@@ -98,12 +110,13 @@ def execute(
         where = options.url or "the embedded shop"
         say(f"shopkeep bench: error: setup against {where} failed: {refused}")
         return EXIT_SETUP
-    previous = signal.signal(signal.SIGINT, quit_now)
+    previous = {signum: signal.signal(signum, quit_now) for signum in STOPPING_SIGNALS}
     try:
         return report(options, outcome, json_path, html_path, baseline, uvloop_version,
                       load_before)  # fmt: skip
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 REPORT_UNWRITTEN = 5

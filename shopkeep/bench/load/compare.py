@@ -39,9 +39,23 @@ def read_baseline(path: str) -> Baseline:
         raise BaselineError(f"cannot read {path}: {error.strerror}") from None
     except (ValueError, UnicodeDecodeError):
         raise BaselineError(f"{path} is not JSON") from None
-    if not isinstance(data, dict) or not {"operations", "totals"} <= set(data):
+    if not _is_report(data):
         raise BaselineError(f"{path} is not a report of shopkeep bench --json")
     return Baseline(path, data)
+
+
+def _is_report(data: Any) -> bool:
+    """Whether ``data`` has the parts of a report :func:`changes` reads, of their types."""
+    if not isinstance(data, dict):
+        return False
+    operations, totals = data.get("operations"), data.get("totals")
+    if not isinstance(operations, dict) or not isinstance(totals, dict):
+        return False
+    for figures in operations.values():
+        if not isinstance(figures, dict) or not isinstance(figures.get("errors", {}), dict):
+            return False
+    dropped = data.get("dropped")
+    return dropped is None or (isinstance(dropped, dict) and "total" in dropped)
 
 
 def _row(figure: str, before: Any, after: Any, statistic: str) -> dict[str, Any]:

@@ -210,7 +210,7 @@ def render_html(data: dict[str, Any]) -> str:
     )
     verdict += f"<p>exit status {data['exit_status']}</p>"
     if data["interrupted"]:
-        verdict += '<p class="fail">Interrupted (Ctrl-C): the figures are partial.</p>'
+        verdict += '<p class="fail">Interrupted (Ctrl-C or SIGTERM): the figures are partial.</p>'
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'

@@ -121,15 +121,22 @@ class HttpTarget:
         return {"Authorization": f"Bearer {customer.token}"}
 
     async def ready(self) -> None:
-        """The admin token is taken (asked for a user no id names: 404, not 401); the
-        server's OpenAPI document lists its sandbox route only in sandbox mode."""
+        """The server is shopkeep (its OpenAPI document says so), the admin token is taken
+        (asked for a user no id names: 404, not 401), and the server is in sandbox mode (its
+        document lists the sandbox's route only then)."""
+        document = await self._get("/openapi.json", dict[str, Any], {})
+        info, paths = document.get("info"), document.get("paths")
+        if not isinstance(info, dict) or info.get("title") != "shopkeep" or not isinstance(
+            paths, dict
+        ):
+            raise Refused("not_shopkeep", "the server is not shopkeep: its /openapi.json is "
+                          "not shopkeep's document")
         try:
             await self._call("GET", "/v1/users/0", None, headers=self._admin)
         except Refused as refused:
             if refused.code != "not_found":
                 raise
-        document = await self._get("/openapi.json", dict[str, Any], {})
-        if SANDBOX_COMPLETE_PATH not in document.get("paths", {}):
+        if SANDBOX_COMPLETE_PATH not in paths:
             raise Refused(
                 "not_sandbox",
                 "the server is not in sandbox mode (serve --sandbox): the journeys pay through "

@@ -217,7 +217,9 @@ def render(data: dict[str, Any]) -> str:
         )
     lines += _thresholds(data) + _comparison(data)
     if data["interrupted"]:
-        lines.append("interrupted: the run was ended early (Ctrl-C); its figures are partial")
+        lines.append(
+            "interrupted: the run was ended early (Ctrl-C or SIGTERM); its figures are partial"
+        )
     lines.append(
         f"result: {'pass' if data['passed'] else 'FAIL: ' + '; '.join(data['failures'])} "
         f"(exit status {data['exit_status']})"

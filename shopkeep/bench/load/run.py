@@ -110,7 +110,7 @@ class Outcome:
     quiet: bool
     setup_s: float
     interrupted: bool = False
-    """Ended early by Ctrl-C."""
+    """Ended early by Ctrl-C or SIGTERM."""
 
 
 async def populate(
@@ -323,7 +323,7 @@ async def settle(
             report = {
                 "ok": False,
                 "answered": False,  # nothing is known of the invariants: not a failed audit
-                "checks": [{"name": "audit", "ok": False, "detail": f"refused: {refused}"}],
+                "checks": [{"name": "answer", "ok": False, "detail": f"refused: {refused}"}],
             }
         else:
             if report["ok"] and not in_flight(report):

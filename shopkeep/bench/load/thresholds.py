@@ -11,8 +11,9 @@ A threshold is ``FIGURE COMPARATOR VALUE``, e.g. ``place.p99<50ms`` or ``errors<
   (of the starts planned) or a count;
 - ``COMPARATOR`` is one of ``<``, ``<=``, ``>``, ``>=``.
 
-A figure with nothing measured (a latency of an operation that never ran) fails its threshold:
-a gate that cannot be checked does not pass.
+A figure with nothing measured (a latency or an error rate of an operation that never ran)
+fails its threshold: a gate that cannot be checked does not pass. Its count, throughput and
+errors are measured: 0.
 """
 
 from __future__ import annotations
@@ -139,9 +140,11 @@ def measure(threshold: Threshold, data: dict[str, Any], latency: LatencyOf) -> f
         count, per_s, errors = totals["count"], totals["per_s"], totals["errors"]
     else:
         figures = data["operations"].get(threshold.operation)
-        if figures is None:
-            return None
-        count, per_s, errors = figures["count"], figures["per_s"], sum(figures["errors"].values())
+        if figures is None:  # an operation of the mix that never ran: none, none failed
+            count, per_s, errors = 0, 0.0, 0
+        else:
+            count, per_s = figures["count"], figures["per_s"]
+            errors = sum(figures["errors"].values())
     if threshold.statistic == "count":
         return float(count)
     if threshold.statistic == "per_s":
@@ -176,7 +179,7 @@ def check(
 def shown(value: float | None, unit: str) -> str:
     """A measured value or a limit as the reports show it."""
     if value is None:
-        return "nothing measured"
+        return "nothing"
     if unit == "%":
         return f"{value:.3%}"
     if unit == "ms":
