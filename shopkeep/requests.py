@@ -6,6 +6,7 @@ The HTTP layer checks shapes and types first (msgspec); these are the rules both
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 from shopkeep.actors.config import MAX_AMOUNT
@@ -31,6 +32,14 @@ KEY_RULE: Final = (
     "or last"
 )
 """The detail of a refused Idempotency-Key (it never repeats the key: it may hold any bytes)."""
+_CONTROLS: Final = r"\x00-\x1f\x7f-\x9f"
+TEXT_PATTERN: Final = rf"^[^{_CONTROLS}]*$"
+"""Free text the shop keeps (a name, a reason, a note): no control character (NUL, ESC, DEL,
+the C1 range), which pages, logs and terminals would get as it is. Published as the JSON Schema
+``pattern`` of such fields."""
+NAME_PATTERN: Final = rf"^[^{_CONTROLS}]*[^\s{_CONTROLS}][^{_CONTROLS}]*$"
+"""A name: free text (:data:`TEXT_PATTERN`) that is not blank."""
+_TEXT: Final = re.compile(TEXT_PATTERN)
 EARLIEST_TIME = -62_135_596_800.0
 """0001-01-01T00:00:00Z: no time the API takes may be earlier (RFC 3339 has years 1 to 9999)."""
 LATEST_TIME = 253_402_300_799.0
@@ -80,10 +89,17 @@ def id_in_text(text: str) -> int | None:
     return None
 
 
+def is_text(value: str) -> bool:
+    """Whether ``value`` is free text the shop keeps: :data:`TEXT_PATTERN`."""
+    return _TEXT.match(value) is not None
+
+
 def check_name(name: str) -> None:
-    """Refuse an empty or overlong name."""
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
-        raise refused("/name", f"name must be 1 to {MAX_NAME} characters")
+    """Refuse an empty, overlong or not text (:data:`NAME_PATTERN`) name."""
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or not is_text(name):
+        raise refused(
+            "/name", f"name must be 1 to {MAX_NAME} characters, none a control character"
+        )
 
 
 def checked_items(items: Any) -> tuple[tuple[int, int], ...]:

@@ -106,6 +106,7 @@ from shopkeep.requests import (
     check_amount,
     check_id,
     check_name,
+    is_text,
     refused,
 )
 from shopkeep.runtime import Address, Clock, RealClock, RuntimeConfig
@@ -676,8 +677,9 @@ class Shop(BackOffice):
     ) -> ReturnAsked:
         """Ask to return a delivered order (asking again answers the same request, not
         ``created``)."""
-        if type(reason) is not str or len(reason) > MAX_REASON:
-            raise refused("/reason", f"a reason is text of at most {MAX_REASON} characters")
+        if type(reason) is not str or len(reason) > MAX_REASON or not is_text(reason):
+            raise refused("/reason", f"a reason is text of at most {MAX_REASON} characters, "
+                          "none a control character")
         request = ("request_return", order_id, reason)
         return await self._once.ask(
             _actor("order", order_id), RequestReturn(reason), ReturnAsked, idempotency_key,
@@ -752,9 +754,11 @@ class Shop(BackOffice):
         Refused invalid_state for a refund the provider has not failed: it may still pay it
         out, and the money would go back twice."""
         key = key_of(idempotency_key)  # checked before the read
-        if type(note) is not str or not note.strip() or len(note) > MAX_REASON:
+        if type(note) is not str or not note.strip() or len(note) > MAX_REASON or (
+            not is_text(note)
+        ):
             raise refused("/note", f"a note says how it was paid back, in 1 to {MAX_REASON} "
-                          "characters")
+                          "characters, none a control character")
         standing = await refund_standing(self.reader, check_id("refund_id", refund_id))
         if standing is None:
             raise ShopError("not_found", f"refund {refund_id} does not exist")

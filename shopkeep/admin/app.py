@@ -13,7 +13,6 @@ console authenticates by its session.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -123,10 +122,12 @@ def mount(
     )
     environment.globals["nonce"] = new_nonce
     environment.filters.update(formatting.filters_for(shop.config.currency))
+    # every answer of the console carries the page headers: its pages', its refusals and
+    # redirects, its assets', and the front door's own (a 413 of a form too large, a 500)
+    admin.on_response_prepare.append(_with_page_headers)
     front = app[DOOR]
-    # the assets need no session, yet carry the page headers like every answer of the console
-    static = static_files(HERE / "static")
-    front.add_routes(admin.router, [web.get(static.path, protected(static.handler))], public=True)
+    static = static_files(HERE / "static")  # the assets need no session
+    front.add_routes(admin.router, [static], public=True)
     pages_and_actions = [_route_behind_door(route) for route in (*pages.routes, *actions.routes)]
     front.add_routes(admin.router, pages_and_actions, public=True)
     front.add_unmatched(admin.router, around=behind_door)
@@ -186,15 +187,24 @@ def refused_page(request: web.Request, reason: str, status: int = 403) -> web.Re
 
 def same_origin(request: web.Request, public_url: str) -> bool:
     """False when the browser says the POST comes from a page of another origin than this
-    server's (as the request names it, or its public URL)."""
-    origin = request.headers.get("Origin")
-    if origin is None:  # an older browser, or a client that is not one
-        return True
+    server's (as the request names it, or its public URL): by ``Origin``; without it (an
+    older browser), by ``Sec-Fetch-Site`` or the ``Referer``'s origin. A request that says
+    none of them (a client that is not a browser) is taken: its CSRF token still decides."""
     ours = {f"http://{request.host}", f"https://{request.host}"}
     if public_url:
         parts = urlsplit(public_url)
         ours.add(f"{parts.scheme}://{parts.netloc}")
-    return origin in ours
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return origin in ours
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    referer = request.headers.get("Referer")
+    if referer is not None:
+        parts = urlsplit(referer)
+        return f"{parts.scheme}://{parts.netloc}" in ours
+    return True
 
 
 def error_page(request: web.Request, error: ShopError) -> web.Response:
@@ -224,41 +234,18 @@ PAGE_HEADERS: Final = {
 ``Cache-Control: no-store``."""
 
 
-def protected(handler: Handler) -> Handler:
-    """``handler`` with :data:`PAGE_HEADERS` on its answers (refusals included), and no
-    session asked for."""
-
-    async def answered(request: web.Request) -> web.StreamResponse:
-        return await _with_page_headers(handler(request))
-
-    return answered
-
-
-async def _with_page_headers(
-    answering: Awaitable[web.StreamResponse],
-) -> web.StreamResponse:
-    try:
-        response = await answering
-    except web.HTTPException as answer:  # a redirect is raised, and is an answer too
-        _protect(answer.headers)
-        raise
-    _protect(response.headers)
-    return response
-
-
-async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Sessions, the origin of POSTs, CSRF; and on every answer, refusals and redirects
-    included, :data:`PAGE_HEADERS` and no copy kept in a cache."""
-    return await _with_page_headers(_through_door(request, handler))
-
-
-def _protect(headers: MutableMapping[str, str]) -> None:
+async def _with_page_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The console's ``on_response_prepare``: :data:`PAGE_HEADERS` (where a page has none of
+    its own) and no copy kept in a cache, on every answer as it is sent."""
+    headers = response.headers
     headers["Cache-Control"] = "no-store"
     for name, value in PAGE_HEADERS.items():
         headers.setdefault(name, value)
 
 
-async def _through_door(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Sessions, the origin of POSTs, CSRF (every answer gets its headers as it is sent:
+    :func:`_with_page_headers`)."""
     console = console_of(request)
     path = request.path
     if request.method == "POST":

@@ -18,7 +18,7 @@ from msgspec import Meta
 
 from shopkeep.actors.audit import AuditCheck, AuditReport
 from shopkeep.actors.config import MAX_AMOUNT, MAX_ITEMS, MAX_QUANTITY
-from shopkeep.requests import ID_PATTERN, MAX_NAME, MAX_REASON
+from shopkeep.requests import ID_PATTERN, MAX_NAME, MAX_REASON, NAME_PATTERN, TEXT_PATTERN
 
 Id = Annotated[
     str, Meta(pattern=ID_PATTERN, description="A 64-bit id as a decimal string (no leading zeros).")
@@ -29,7 +29,9 @@ Stock = Annotated[int, Meta(ge=0, le=MAX_AMOUNT, description="Units on hand.")]
 Restock = Annotated[int, Meta(ge=1, le=MAX_AMOUNT, description="Units to add.")]
 Quantity = Annotated[int, Meta(ge=1, le=MAX_QUANTITY)]
 Name = Annotated[
-    str, Meta(min_length=1, max_length=MAX_NAME, pattern=r"\S", description="Not blank.")
+    str,
+    Meta(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN,
+         description="Not blank; no control character."),
 ]
 Time = Annotated[
     datetime,
@@ -124,7 +126,9 @@ class PlaceOrderRequest(RequestBody, frozen=True):
 class ReturnRequest(RequestBody, frozen=True):
     """POST /v1/orders/{order_id}/returns (the body may be omitted)."""
 
-    reason: Annotated[str, Meta(max_length=MAX_REASON)] = ""
+    reason: Annotated[
+        str, Meta(max_length=MAX_REASON, pattern=TEXT_PATTERN, description="No control character.")
+    ] = ""
 
 
 class EmptyRequest(RequestBody, frozen=True):

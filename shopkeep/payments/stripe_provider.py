@@ -203,7 +203,7 @@ class StripeProvider:
                 },
                 {"idempotency_key": request.key},
             )
-        return _refund_state(refund.status)
+        return _refund_state(refund)
 
     async def query_refund(self, request: RefundRequest) -> RefundState:
         """The intent's refund whose metadata names the refund's key, if any."""
@@ -215,7 +215,7 @@ class StripeProvider:
         for refund in refunds.data:
             metadata = refund.metadata.to_dict() if refund.metadata else {}
             if metadata.get("refund_id") == request.key:
-                return _refund_state(refund.status)
+                return _refund_state(refund)
         return RefundMissing()
 
     async def query_payment(self, payment: PaymentRef) -> PaymentState:
@@ -355,14 +355,19 @@ def _intent_of(request: RefundRequest) -> str:
     return intent
 
 
-def _refund_state(status: str | None) -> RefundTaken:
+def _refund_state(refund: Any) -> RefundTaken:
+    """Where a Stripe refund object stands."""
+    status = refund.status
     if status == "succeeded":
         return RefundDone()
     if status in ("pending", "requires_action"):
         return RefundProcessing()
     if status == "canceled":  # no money moved: send it again
         return RefundClosed(status)
-    return RefundFailed(str(status))  # failed: the card is gone, for the merchant to settle
+    # failed: the card is gone, for the merchant to settle; its failure_reason (absent from
+    # the object, not null, until then) says why
+    reason = getattr(refund, "failure_reason", None)
+    return RefundFailed(f"{status}: {reason}" if reason else str(status))
 
 
 def signed_time(signature: str | None) -> int:

@@ -21,6 +21,7 @@ from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.admin.app import WRONG_SIGN_INS_BURST
 from shopkeep.admin.dashboard import AWAITING_SHOWN
 from shopkeep.back_office import SHORT_LIST
+from shopkeep.http.config import HttpConfig
 from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Shop
 from tests.admin.conftest import Browser, console_app
@@ -402,3 +403,15 @@ async def test_an_address_that_is_no_page_is_a_page_saying_so(browser: Browser, 
         assert "Content-Security-Policy" in response.headers
         assert f"no page of the console is at {path}" in await response.text()
 
+
+
+async def test_a_form_too_large_for_the_front_door_carries_the_page_headers(
+    browser: Browser,
+) -> None:
+    _, path, fields = await browser.user_form("credit")
+    fields = {**fields, "amount": "1", "note": "x" * (HttpConfig.max_body_bytes + 1)}
+
+    async with browser.client.post(f"{path}/credit", data=fields) as refused:
+        assert refused.status == 413
+        assert refused.headers["X-Frame-Options"] == "DENY"
+        assert refused.headers["Cache-Control"] == "no-store"

@@ -3,6 +3,7 @@ clock where time matters."""
 
 from __future__ import annotations
 
+import pytest
 from pytest_aiohttp import AiohttpClient
 
 from shopkeep.admin.app import WRONG_SIGN_INS_BURST, WRONG_SIGN_INS_PER_S
@@ -152,14 +153,35 @@ async def test_a_form_from_the_public_urls_origin_is_taken(
     assert (await shop.get_user(made.user.id)).balance == 600
 
 
-async def test_a_form_from_another_origin_is_refused(browser: Browser) -> None:
+@pytest.mark.parametrize(
+    "says",
+    [
+        {"Origin": "https://evil.example"},
+        # an older browser, without Origin, says it another way
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Referer": "https://evil.example/page"},
+    ],
+)
+async def test_a_form_from_another_origin_is_refused(
+    browser: Browser, says: dict[str, str]
+) -> None:
     user_id, path, fields = await browser.user_form("credit")
     fields = {**fields, "amount": "5"}
-    async with browser.client.post(
-        f"{path}/credit", data=fields, headers={"Origin": "https://evil.example"}
-    ) as response:
+    async with browser.client.post(f"{path}/credit", data=fields, headers=says) as response:
         assert response.status == 403
     assert (await browser.shop.get_user(user_id)).balance == 100
+
+
+async def test_a_form_whose_referer_is_the_console_itself_is_taken(browser: Browser) -> None:
+    user_id, path, fields = await browser.user_form("credit")
+    fields = {**fields, "amount": "5"}
+    referer = str(browser.client.make_url(path))
+    async with browser.client.post(
+        f"{path}/credit", data=fields,
+        headers={"Referer": referer, "Sec-Fetch-Site": "same-origin"}, allow_redirects=False,
+    ) as response:
+        assert response.status == 303
+    assert (await browser.shop.get_user(user_id)).balance == 600
 
 
 async def test_the_same_form_sent_twice_acts_once(browser: Browser) -> None:

@@ -183,3 +183,11 @@ async def test_extra_middlewares_see_every_answer_with_its_final_status(
     await client.get("/v1/goods")
     await client.get("/healthz")
     assert statuses == [401, 200]
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "\x1b[31mred", "tab\there", "del\x7f", "c1\x85"])
+async def test_a_name_with_a_control_character_is_refused_422(api: Api, name: str) -> None:
+    refused = await api.call("POST", "/v1/goods", ADMIN, {"name": name, "price": 1, "stock": 1})
+
+    assert (refused.status, refused.body["code"]) == (422, "validation_error")
+    assert refused.body["errors"][0]["pointer"] == "/name"

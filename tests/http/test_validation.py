@@ -101,3 +101,4 @@ def test_a_body_of_a_thousand_unknown_fields_is_answered_with_the_first_hundred(
     found = problems(body, s.CreditRequest)
     assert len(found) == MAX_PROBLEMS
     assert found[0].pointer == "/field0"
+

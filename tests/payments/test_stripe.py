@@ -25,6 +25,8 @@ from shopkeep.payments.provider import (
     PaymentPaid,
     PaymentRef,
     PaymentRequest,
+    RefundDone,
+    RefundFailed,
     RefundRequest,
     Refused,
 )
@@ -191,6 +193,19 @@ async def test_a_refund_stripe_canceled_is_sent_again_under_a_key_of_its_own(
     await world.fake.pay(intent, notify=False)
     await assert_closed_refund_sent_again(
         world.provider, world.fake, refund_of(intent), intent, "canceled"
+    )
+
+
+async def test_a_refund_that_failed_at_stripe_says_its_failure_reason(world: World) -> None:
+    intent = await world.start()
+    await world.fake.pay(intent, notify=False)
+    refund = refund_of(intent)
+    assert await world.provider.refund(refund) == RefundDone()
+
+    world.fake.fail_refund(refund.key)  # the card is gone
+
+    assert await world.provider.query_refund(refund) == RefundFailed(
+        "failed: expired_or_canceled_card"
     )
 
 

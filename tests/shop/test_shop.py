@@ -566,3 +566,18 @@ async def test_an_overdue_order_swept_again_while_its_query_is_out_is_asked_abou
     final = await shop.get_order(order.id)
     assert (final.status, final.cancel_reason) == ("canceled", "timeout")
     await assert_audit_ok(shop)
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\x1b]0;title\x07", "line\nbreak"])
+async def test_free_text_with_a_control_character_is_refused_and_changes_nothing(
+    shop: Shop, text: str
+) -> None:
+    with pytest.raises(ShopError, match="control character"):
+        await shop.create_user(text)
+    with pytest.raises(ShopError, match="control character"):
+        await shop.create_goods(text, price=1, stock=1)
+    with pytest.raises(ShopError, match="control character"):
+        await shop.request_return(1, text)
+    with pytest.raises(ShopError, match="control character"):
+        await shop.settle_refund(1, text)
+    assert (await shop.list_users()).items == []

@@ -178,22 +178,28 @@ class FakeStripe(FakeServer):
         self._save(request, params, body, 500)
         return web.json_response(body, status=500)
 
-    async def _get_intent(self, request: web.Request) -> web.Response:
+    async def _intent_asked(
+        self, request: web.Request
+    ) -> tuple[dict[str, Any], dict[str, Any]] | web.Response:
+        """The request's parameters and the PaymentIntent its path names, or the answer that
+        refuses it (401, 404)."""
         params = await self._params(request)
         if isinstance(params, web.Response):
             return params
         intent = self.intents.get(request.match_info["id"])
         if intent is None:
             return _error(404, "invalid_request_error", "No such payment_intent")
-        return web.json_response(intent)
+        return params, intent
+
+    async def _get_intent(self, request: web.Request) -> web.Response:
+        asked = await self._intent_asked(request)
+        return asked if isinstance(asked, web.Response) else web.json_response(asked[1])
 
     async def _cancel_intent(self, request: web.Request) -> web.Response:
-        params = await self._params(request)
-        if isinstance(params, web.Response):
-            return params
-        intent = self.intents.get(request.match_info["id"])
-        if intent is None:
-            return _error(404, "invalid_request_error", "No such payment_intent")
+        asked = await self._intent_asked(request)
+        if isinstance(asked, web.Response):
+            return asked
+        params, intent = asked
         if intent["status"] not in _CANCELABLE:
             return _error(400, "invalid_request_error", "You cannot cancel this PaymentIntent "
                           f"because it has a status of {intent['status']}.",
@@ -239,6 +245,12 @@ class FakeStripe(FakeServer):
     def closed(self, refund: FakeRefund) -> None:
         """Stripe's word for a refund closed unpaid (a replay of its creation says it too)."""
         self.stripe_refunds[refund.provider_id]["status"] = "canceled"
+
+    def fail_refund(self, key: str, reason: str = "expired_or_canceled_card") -> None:
+        """The refund made under ``key`` failed after Stripe took it (the card is gone): its
+        ``failure_reason`` says why."""
+        made = self.refunds[key]
+        self.stripe_refunds[made.provider_id].update(status="failed", failure_reason=reason)
 
     async def _list_refunds(self, request: web.Request) -> web.Response:
         params = await self._params(request)
