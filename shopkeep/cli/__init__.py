@@ -1,4 +1,5 @@
-"""The shopkeep command line: ``shopkeep serve | demo | bench | audit | backup`` (SPEC 8).
+"""The shopkeep command line: ``shopkeep serve | demo | bench | audit | backup | restore``
+(SPEC 8).
 
 The same parser runs as the ``shopkeep`` console script, as ``python -m shopkeep`` and as
 ``python main.py`` in a checkout. Each subcommand has its module here: ``add_<name>_parser``
@@ -30,6 +31,7 @@ from shopkeep.cli.backup import add_backup_parser
 from shopkeep.cli.bench import add_bench_parser
 from shopkeep.cli.demo import add_demo_parser
 from shopkeep.cli.flags import EXIT_INTERRUPTED, PROG, OneLineParser
+from shopkeep.cli.restore import add_restore_parser
 from shopkeep.cli.serve import add_serve_parser
 from shopkeep.cli.values import DURATIONS_HELP
 
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(subparsers)
     add_audit_parser(subparsers)
     add_backup_parser(subparsers)
+    add_restore_parser(subparsers)
     return parser
 
 

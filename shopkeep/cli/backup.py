@@ -36,9 +36,8 @@ def add_backup_parser(subparsers: Any) -> argparse.ArgumentParser:
             "named FILE only once it passed; an existing FILE is never overwritten. Exit status "
             "0 when the copy was kept, 1 when it was not (the source could not be read as a "
             "database, or the copy failed a check: nothing is kept), 2 for a usage error (no "
-            "such source file, FILE exists already). Restore by "
-            "stopping the server and putting the copy in the database's place (with no -wal "
-            "or -shm file beside it)."
+            "such source file, FILE exists already). Restore with shopkeep restore, the "
+            "server stopped."
         ),
     )
     add_db_flag(parser, "the live database to copy")

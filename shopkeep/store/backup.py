@@ -92,9 +92,9 @@ def backup(
         raise BackupError(f"cannot back up to {target}: {exc.strerror}") from exc
     try:
         pages = _copy(source, partial, pages_per_step, pause_s, progress)
-        integrity = _integrity(partial)
+        found = integrity(partial)
         report = BackupReport(
-            target, pages, time.perf_counter() - started, integrity, audit_file(partial)
+            target, pages, time.perf_counter() - started, found, audit_file(partial)
         )
     except (OSError, sqlite3.Error) as exc:
         _remove(partial)
@@ -105,7 +105,7 @@ def backup(
     if not report.ok:
         _remove(partial)
         failed = [c.name for c in report.audit.checks if not c.ok]
-        why = f"integrity_check: {integrity}" if integrity != "ok" else f"audit: {failed}"
+        why = f"integrity_check: {found}" if found != "ok" else f"audit: {failed}"
         raise BackupError(f"the copy of {source} failed its checks ({why}); nothing was kept")
     os.replace(partial, target)
     return report
@@ -140,7 +140,9 @@ def _copy(
         src.close()
 
 
-def _integrity(path: str) -> str:
+def integrity(path: str) -> str:
+    """SQLite's ``integrity_check`` of the database at ``path`` (read only): "ok", or its
+    first complaints."""
     conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
     try:
         rows = conn.execute("PRAGMA integrity_check").fetchall()

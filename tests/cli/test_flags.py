@@ -20,7 +20,7 @@ from shopkeep.cli.flags import OneLineParser, variable_of, with_variables
 from shopkeep.cli.values import duration, parse_duration, whole
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = ("serve", "demo", "bench", "audit", "backup")
+COMMANDS = ("serve", "demo", "bench", "audit", "backup", "restore")
 NOT_CONFIGURATION = ("-h", "--help")
 
 

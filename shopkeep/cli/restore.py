@@ -1,0 +1,75 @@
+"""``shopkeep restore``: a backup put back in a stopped database's place (the work is
+:func:`shopkeep.store.restore.restore`'s).
+
+The operator's mistakes (no such backup, the database still served) are refused in one line
+with status 2 and change nothing; a backup that fails its checks, status 1, changes nothing
+either; a restore done says in one line where the database it replaced went.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from pathlib import Path
+from typing import Any
+
+from shopkeep.cli.common import add_db_flag, add_log_flags, configure_logs
+from shopkeep.cli.flags import PROG, fail_about, flag
+from shopkeep.cli.values import missing_database
+
+
+def add_restore_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Declare ``restore`` and its flags."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "restore",
+        help="put a backup back in a stopped database's place",
+        description=(
+            "Put a backup (made by shopkeep backup) in the place of the database, the server "
+            "stopped. The backup is checked first (SQLite's integrity_check and the shop's "
+            "audit). The database it replaces is not deleted: it is renamed, with its -wal and "
+            "-shm files, to PATH.replaced-<UTC time>, so that nothing of it is lost and nothing "
+            "of it mixes into the restored file (a -wal file left by a server that did not stop "
+            "cleanly would be applied to whatever file is next opened under its name: a plain "
+            "copy over the database corrupts it). Exit status 0 when restored, 1 when the "
+            "backup failed its checks (nothing changed), 2 for a usage error (no such backup, "
+            "the database in use by a server: nothing changed)."
+        ),
+    )
+    add_db_flag(parser, "the database to put the backup in the place of")
+    flag(parser, "--from", metavar="FILE", help="the backup to restore")
+    add_log_flags(parser, "warning")
+    parser.set_defaults(run=run_restore, check=functools.partial(check_restore, parser))
+    return parser
+
+
+def check_restore(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The one flag without a default must be given."""
+    if getattr(args, "from") is None:
+        parser.error("restore needs --from FILE (or SHOPKEEP_FROM)")
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    """Restore; 0 done, 1 the backup failed its checks, 2 for the operator's mistakes."""
+    source = getattr(args, "from")
+    try:
+        found = Path(source).is_file()
+    except OSError as error:  # a name the system cannot even look up (too long, say)
+        return fail_about(args, "from", f"cannot restore {source}: {error.strerror}")
+    if not found:
+        return fail_about(args, "from", f"cannot restore {source}: {missing_database(source)}")
+
+    from shopkeep.store.errors import DatabaseInUse
+    from shopkeep.store.restore import RestoreError, restore
+
+    configure_logs(args)
+    try:
+        report = restore(source, args.db)
+    except DatabaseInUse as error:
+        return fail_about(args, "db", f"cannot restore over {args.db}: {error}: stop it first")
+    except RestoreError as error:
+        print(f"{PROG} restore: error: {error}", file=sys.stderr)
+        return 1
+    kept = "" if report.replaced is None else f"; the database it replaced is {report.replaced}"
+    print(f"restore: ok: {source} -> {report.path}{kept}")
+    return 0

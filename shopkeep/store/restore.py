@@ -1,0 +1,132 @@
+"""Putting a backup back in a database's place, with nothing of the database it replaces
+mixed into it.
+
+A database in WAL mode is up to three files: ``shop.db``, ``shop.db-wal`` and ``shop.db-shm``.
+After a server that stopped uncleanly (a second SIGTERM, a kill, a power cut) the ``-wal``
+file holds commits the main file has not taken yet, and SQLite applies it to whatever file
+next opens under that name. A backup copied over ``shop.db`` beside such a ``-wal`` is a
+corrupt database: pages of the old one written over pages of the backup. So :func:`restore`:
+
+1. holds the database's lock (:class:`~shopkeep.store.lock.ProcessLock`) throughout: no
+   server may open it meanwhile, and a server that holds it refuses the restore;
+2. checks the backup first (SQLite's ``integrity_check`` and the shop's audit): a backup that
+   fails them changes nothing;
+3. moves the database it replaces aside whole, its ``-wal`` and ``-shm`` files with it under
+   the same new name (``shop.db.replaced-<UTC time>``, with ``-wal`` and ``-shm``), where
+   SQLite still finds them together: nothing of it is lost, and nothing of it stays beside
+   the restored file;
+4. copies the backup to ``shop.db.partial`` (readable by its owner only), syncs it and renames
+   it ``shop.db``: a crash midway leaves either no ``shop.db`` (run the restore again) or the
+   whole backup.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from shopkeep.actors.audit import audit_file
+from shopkeep.store.backup import BackupError, integrity
+from shopkeep.store.lock import ProcessLock
+from shopkeep.store.private_files import create_private
+
+COMPANIONS: Final = ("-wal", "-shm")
+"""The files SQLite keeps beside a database in WAL mode, named after it."""
+
+
+class RestoreError(BackupError):
+    """The restore could not be done (the message says which file and why); the database is
+    as it was."""
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """What a restore did."""
+
+    path: str
+    replaced: str | None
+    """Where the database it replaced went (its ``-wal`` and ``-shm`` beside it), or None when
+    there was none."""
+
+
+def restore(backup: str, database: str, *, now: float | None = None) -> RestoreReport:
+    """Put the backup at ``backup`` in the place of the database at ``database`` (see the
+    module's docstring). Raises :class:`RestoreError`, or DatabaseInUse while a server holds
+    the database."""
+    if not Path(backup).is_file():
+        raise RestoreError(f"cannot restore {backup}: no such backup file")
+    lock = ProcessLock(database)
+    lock.acquire()  # DatabaseInUse: a server has it open
+    try:
+        _check(backup)
+        replaced = _move_aside(database, time.time() if now is None else now)
+        _copy_in(backup, database)
+    finally:
+        lock.release()
+    return RestoreReport(database, replaced)
+
+
+def _check(backup: str) -> None:
+    try:
+        found = integrity(backup)
+        report = audit_file(backup)
+    except (sqlite3.Error, OSError) as exc:  # not a database, or not a shop's
+        raise RestoreError(f"cannot restore {backup}: {exc}") from None
+    if found != "ok":
+        raise RestoreError(f"cannot restore {backup}: integrity_check: {found}")
+    if not report.ok:
+        failed = [check.name for check in report.checks if not check.ok]
+        raise RestoreError(f"cannot restore {backup}: its audit fails: {failed}")
+
+
+def _move_aside(database: str, now: float) -> str | None:
+    """Rename the database and its companions to one new name; that name, or None when there
+    is no database there."""
+    present = [suffix for suffix in ("", *COMPANIONS) if os.path.lexists(database + suffix)]
+    if not present:
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    aside = f"{database}.replaced-{stamp}"
+    if any(os.path.lexists(aside + suffix) for suffix in ("", *COMPANIONS)):
+        raise RestoreError(f"cannot move {database} aside: {aside} exists already")
+    # the companions first: a crash between two renames leaves no -wal beside the old name
+    # that another main file could take (the main file is renamed last)
+    for suffix in (*COMPANIONS, ""):
+        if suffix in present:
+            os.rename(database + suffix, aside + suffix)
+    _sync_folder(database)
+    return aside
+
+
+def _copy_in(backup: str, database: str) -> None:
+    partial = database + ".partial"
+    try:
+        create_private(partial, exclusive=True)
+    except FileExistsError:
+        raise RestoreError(
+            f"cannot restore to {database}: {partial} exists (a restore cut short: remove it)"
+        ) from None
+    try:
+        with open(backup, "rb") as source, open(partial, "r+b") as target:
+            shutil.copyfileobj(source, target)
+            target.flush()
+            os.fsync(target.fileno())
+    except OSError as exc:
+        os.unlink(partial)
+        raise RestoreError(f"cannot restore to {database}: {exc.strerror}") from None
+    os.replace(partial, database)
+    _sync_folder(database)
+
+
+def _sync_folder(path: str) -> None:
+    """Make the renames in ``path``'s folder durable."""
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,117 @@
+"""``shopkeep restore``: a backup put back in the place of a database a server left with a
+``-wal`` file (a copy over it would take that file's pages), checked first, the replaced
+database kept whole beside it; the operator's mistakes are one line and change nothing."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from shopkeep.actors.audit import audit_file
+from shopkeep.store.backup import integrity
+from shopkeep.store.lock import ProcessLock
+from tests.cli.test_backup_command import assert_usage_error, shopkeep
+
+
+def users_in(db: Path) -> int:
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return int(conn.execute("SELECT count(*) FROM users").fetchone()[0])
+
+
+def shop_with_a_backup(folder: Path) -> tuple[Path, Path]:
+    """A demo shop's database and a backup of it."""
+    db, copy = folder / "shop.db", folder / "copy.db"
+    assert shopkeep("demo", "--db", str(db)).returncode == 0
+    assert shopkeep("backup", "--db", str(db), "--to", str(copy)).returncode == 0
+    return db, copy
+
+
+def leave_a_wal(db: Path) -> None:
+    """Leave ``db`` as a server stopped uncleanly leaves it: commits in its ``-wal`` file that
+    its main file has not taken (a connection's close would fold them in and remove it)."""
+    wal = Path(f"{db}-wal")
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        with conn:
+            conn.execute("UPDATE users SET name = name || ' (renamed after the backup)'")
+        kept = wal.read_bytes()
+    wal.write_bytes(kept)
+
+
+def test_a_backup_restored_over_a_database_left_with_its_wal_is_whole_and_keeps_the_old_one(
+    tmp_path: Path,
+) -> None:
+    db, copy = shop_with_a_backup(tmp_path)
+    users = users_in(copy)
+    leave_a_wal(db)
+    assert Path(f"{db}-wal").stat().st_size > 0
+
+    result = shopkeep("restore", "--from", str(copy), "--db", str(db))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"restore: ok: {copy} -> {db}; the database it replaced is ")
+    assert not Path(f"{db}-wal").exists() and not Path(f"{db}-shm").exists()
+    assert integrity(str(db)) == "ok" and audit_file(str(db)).ok
+    assert users_in(db) == users
+    [replaced] = tmp_path.glob("shop.db.replaced-*[0-9]Z")
+    assert Path(f"{replaced}-wal").exists()  # the old database whole: its commits with it
+    assert users_in(replaced) == users  # read with its -wal, as it was
+    assert (db.stat().st_mode & 0o777) == 0o600
+
+
+def test_a_restore_over_a_database_a_server_holds_is_refused_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    db, copy = shop_with_a_backup(tmp_path)
+    before = db.read_bytes()
+    lock = ProcessLock(str(db))
+    lock.acquire()  # as a running server holds it
+    try:
+        result = shopkeep("restore", "--from", str(copy), "--db", str(db))
+    finally:
+        lock.release()
+
+    assert_usage_error(result, "--db", "is in use", "stop it first")
+    assert db.read_bytes() == before
+    assert not list(tmp_path.glob("shop.db.replaced-*"))
+
+
+def test_a_backup_that_fails_its_checks_is_not_restored(tmp_path: Path) -> None:
+    db, copy = shop_with_a_backup(tmp_path)
+    with closing(sqlite3.connect(copy)) as conn, conn:
+        conn.execute("UPDATE goods SET stock = stock + 7")  # behind the stock ledger's back
+    before = db.read_bytes()
+
+    result = shopkeep("restore", "--from", str(copy), "--db", str(db))
+
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"shopkeep restore: error: cannot restore {copy}: its audit fails")
+    assert db.read_bytes() == before
+
+
+def test_a_restore_to_where_no_database_is_puts_the_backup_there(tmp_path: Path) -> None:
+    _, copy = shop_with_a_backup(tmp_path)
+    fresh = tmp_path / "fresh.db"
+
+    result = shopkeep("restore", "--from", str(copy), "--db", str(fresh))
+
+    assert (result.returncode, result.stdout.strip()) == (0, f"restore: ok: {copy} -> {fresh}")
+    assert audit_file(str(fresh)).ok
+
+
+def test_a_missing_backup_or_none_named_is_a_usage_error(tmp_path: Path) -> None:
+    db, _ = shop_with_a_backup(tmp_path)
+    shutil.copy(db, tmp_path / "untouched.db")
+
+    missing = shopkeep("restore", "--from", str(tmp_path / "none.db"), "--db", str(db))
+    folder = shopkeep("restore", "--from", str(tmp_path), "--db", str(db))
+    untold = shopkeep("restore", "--db", str(db))
+
+    assert_usage_error(missing, "--from", "none.db", "no such database file")
+    assert_usage_error(folder, "--from", "it is a folder")
+    assert_usage_error(untold, "--from", "SHOPKEEP_FROM")
+    assert db.read_bytes() == (tmp_path / "untouched.db").read_bytes()
