@@ -106,9 +106,15 @@ def checked_items(items: Any) -> tuple[tuple[int, int], ...]:
     """(goods id, quantity) pairs from ``items``, each a pair of whole numbers; else ShopError
     validation_error. Their limits are the order's rules (``order_rules.validate_request``)."""
     try:
-        pairs = tuple((goods, quantity) for goods, quantity in items)
+        listed = list(items)
+        # a mapping of two keys would unpack as its keys: ("goods_id", "quantity")
+        if not all(isinstance(item, tuple | list) for item in listed):
+            raise TypeError("an item that is not a pair")
+        pairs = tuple((goods, quantity) for goods, quantity in listed)
     except (TypeError, ValueError):
-        raise refused("/items", "items must be (goods id, quantity) pairs") from None
+        raise refused(
+            "/items", "items must be (goods id, quantity) pairs, as [(7, 2)]"
+        ) from None
     for index, (goods, quantity) in enumerate(pairs):
         check_id("goods_id", goods, f"/items/{index}/goods_id")
         if isinstance(quantity, bool) or not isinstance(quantity, int):

@@ -581,3 +581,15 @@ async def test_free_text_with_a_control_character_is_refused_and_changes_nothing
     with pytest.raises(ShopError, match="control character"):
         await shop.settle_refund(1, text)
     assert (await shop.list_users()).items == []
+
+
+@pytest.mark.parametrize(
+    "items", [[{"goods_id": 1, "quantity": 1}], "ab", [1, 2], [(1, 2, 3)], None]
+)
+async def test_items_that_are_not_pairs_are_refused_saying_what_they_must_be(
+    shop: Shop, items: Any
+) -> None:
+    user = await shop.create_user("ann")
+    with pytest.raises(ShopError, match=r"items must be \(goods id, quantity\) pairs") as refused:
+        await shop.place_order(user.user.id, items)
+    assert refused.value.code == "validation_error"
