@@ -467,6 +467,18 @@ class OrderActor(Actor):
         ctx.arm_timer(DEADLINE, grace, DeadlineReached(True, "the provider did not answer"))
         return True
 
+    def _close_open_payments(self, ctx: Context, state: OrderState) -> None:
+        """A payment still open when the order is canceled unpaid is closed at the provider, so
+        that a customer still on its checkout page cannot pay a canceled order (only to be
+        refunded, the provider's fees lost); one collected meanwhile is found by the query
+        before the close, and refunded as a late payment. The order does not wait for it."""
+        for payment in state.payments:
+            if payment.status == CREATED:
+                ctx.send(Address("payment_query", payment.id), QueryPayment(
+                    state.id, payment.id, payment.amount, payment.currency,
+                    payment.provider_ref, attempt=1,
+                ))
+
     # -- cancels and fulfilment -----------------------------------------------------------------
 
     async def _cancel(self, ctx: Context, by: str) -> OrderView | Refusal:
@@ -477,6 +489,7 @@ class OrderActor(Actor):
             return plan
         if plan is CancelPlan.UNPAID:
             self.commit(ctx, *cancel_unpaid(state, by, ctx.now()))
+            self._close_open_payments(ctx, state)
         elif plan is CancelPlan.INTERCEPT:
             # SPEC 5: fulfilment is intercepted first, synchronously; shipped -> nothing changes
             intercepted = await ctx.ask(Address("warehouse", state.id), Intercept())

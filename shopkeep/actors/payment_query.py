@@ -1,8 +1,9 @@
 """The active query (SPEC 10): the ``payment_query`` kind, one actor per payment id.
 
 At its deadline an order with a payment still open does not time out at once: it sends a
-durable :class:`QueryPayment` here (and re-arms its deadline a grace period later). This
-actor asks the provider, outside the order's turn. A payment the provider still has open is
+durable :class:`QueryPayment` here (and re-arms its deadline a grace period later); an order
+canceled unpaid sends one too, and does not wait for it. This actor asks the provider,
+outside the order's turn. A payment the provider still has open is
 closed there (``close_payment``; asked about again when the close does not say where it
 stands): a customer still on the checkout page cannot pay an order that timed out (only to
 be refunded, the provider's fees lost), and one who paid in the meantime is found. Then it
@@ -56,8 +57,10 @@ class QueryPayment(msgspec.Struct, frozen=True, tag=True, gc=False):
     currency: str
     provider_ref: str | None = None
     attempt: int = 0
-    """0: the deadline's query; from 1, a query again after one the provider did not answer
-    (the order has timed out already: only a payment found collected is told)."""
+    """0: the deadline's query, whose answer the order waits for; from 1, one the order does
+    not wait for: again after one the provider did not answer (the order timed out meanwhile),
+    or after the order was canceled unpaid. Then only a payment found collected is told to the
+    order; one still open is closed."""
 
 
 class PaymentQueryActor(Actor):

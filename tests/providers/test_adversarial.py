@@ -143,14 +143,33 @@ async def test_a_success_for_a_canceled_order_is_refunded(world: ProviderWorld) 
     alice = await world.customer()
     order = await world.placed(alice)
     payment = await world.start_payment(alice, order)
+    await world.pay(payment, notify=False)  # collected as the customer cancels: news to come
     status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
     assert status == 200
-    delivery = await world.pay(payment)
-    assert delivery is not None and delivery.acknowledged
+    body, headers = world.notification(payment)
+    status, answer = await world.post(body, headers)
+    assert world.acknowledged(status, answer), (status, answer)
     await world.shop.runtime.system.quiet()
     [refund] = await world.refunds(order["id"])
     assert (refund["kind"], refund["status"]) == ("late_payment", "refunded")
-    assert len(world.refunds_under(refund["id"])) == 1
+    assert len(world.refunds_under(refund["id"])) == 1  # found by the query and notified: once
+    await world.audit_ok()
+
+
+async def test_a_payment_open_when_its_order_is_canceled_is_closed_at_the_provider(
+    world: ProviderWorld,
+) -> None:
+    alice = await world.customer()
+    order = await world.placed(alice)
+    payment = await world.start_payment(alice, order)
+    status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
+    assert status == 200
+    await world.shop.runtime.system.quiet()
+
+    assert world.shop.active_queries["payment:closed"] == 1
+    with pytest.raises(Unpayable):  # the customer still on the checkout page
+        await world.pay(payment)
+    assert await world.refunds(order["id"]) == []
     await world.audit_ok()
 
 
