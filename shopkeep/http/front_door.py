@@ -20,7 +20,12 @@ From the outside in:
    routes (no token) are not limited;
 5. the route's :class:`Guard`: whether this caller may call it (404 if not), and whether its
    query names only parameters the operation takes, each as its schema says (422 listing
-   every problem if not).
+   every problem if not);
+6. a write (any method but GET, HEAD, OPTIONS) while the store is stalled (one commit under
+   way for over :data:`STALLED_AFTER_S`: its disk does not answer) is refused 503
+   ``unavailable`` with nothing done, rather than left waiting with every write before it for
+   an answer no one can give (:meth:`FrontDoor.watch_store`, once a second and at each
+   ``/healthz``).
 
 Why around each handler, not as a middleware: an aiohttp app with one middleware anywhere in
 its tree builds, for every request, a chain of partials and a coroutine of its own around
@@ -35,6 +40,7 @@ them between steps 2 and 3: then the door is split, steps 1 and 2 in
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -54,7 +60,7 @@ from shopkeep.http.auth import (
     unauthorized,
     user_of_hash,
 )
-from shopkeep.http.errors import answer_error, too_large
+from shopkeep.http.errors import answer_error, problem, too_large
 from shopkeep.http.inputs import IDEMPOTENCY_HEADER, body_of, idempotency_key_of
 from shopkeep.http.latency import Series
 from shopkeep.http.metrics import UNMATCHED
@@ -69,6 +75,15 @@ from shopkeep.logs import ACCESS
 if TYPE_CHECKING:
     from shopkeep.http.metrics import Metrics
     from shopkeep.shop import Shop
+
+
+STALLED_AFTER_S: Final = 10.0
+"""How long one commit may take before the store counts as stalled: commits take
+milliseconds, one beside a checkpoint under a second."""
+WATCH_S: Final = 1.0
+"""How often the door looks at the store while the app runs."""
+_READS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+"""The methods still served while the store is stalled."""
 
 
 @dataclass(frozen=True)
@@ -198,6 +213,34 @@ class FrontDoor:
         between), not each entrance's."""
         self.middleware: Middleware = self._around
         """Steps 1 and 2 (request id, metrics) around the caller's middlewares, when split."""
+        self.store_stalled = False
+        """Whether the store was stalled when last looked at (:meth:`watch_store`): writes
+        are refused while it is (step 6)."""
+        self._watching: asyncio.TimerHandle | None = None
+
+    def watch_store(self) -> float:
+        """Look at the store now: how long it has been at its current commit (0 between
+        commits); past :data:`STALLED_AFTER_S` it is stalled, and writes are refused until it
+        is looked at again and answers."""
+        busy_s = self._shop.store_busy_s()
+        self.store_stalled = busy_s > STALLED_AFTER_S
+        return busy_s
+
+    async def start_watching(self, app: web.Application) -> None:
+        """The app's start: look at the store every :data:`WATCH_S` until it stops."""
+        loop = asyncio.get_running_loop()
+
+        def look() -> None:
+            self.watch_store()
+            self._watching = loop.call_later(WATCH_S, look)
+
+        self._watching = loop.call_later(WATCH_S, look)
+
+    async def stop_watching(self, app: web.Application) -> None:
+        """The app's end: stop looking."""
+        if self._watching is not None:
+            self._watching.cancel()
+            self._watching = None
 
     def entrance(
         self, method: str, handler: Handler, guard: Guard | None = None, *, public: bool = False
@@ -383,7 +426,10 @@ class Entrance:
                     caller = door.admit(request, headers, self._guard, self._public)
                     if isinstance(caller, str):  # a token's hash to look up
                         caller = await door.admit_later(request, self._guard, caller)
-                    response = await self._handler(request)
+                    if door.store_stalled and method not in _READS:
+                        response = _stalled()
+                    else:
+                        response = await self._handler(request)
                 except web.HTTPException as error:
                     response = _problem_or_raise(request, error)
                 except Exception as error:
@@ -417,6 +463,8 @@ class Entrance:
             caller = door.admit(request, headers, self._guard, self._public)
             if isinstance(caller, str):  # a token's hash to look up
                 await door.admit_later(request, self._guard, caller)
+            if door.store_stalled and request.method not in _READS:
+                return _stalled()
             return await self._handler(request)
         except web.HTTPException as error:
             return _problem_or_raise(request, error)
@@ -488,3 +536,12 @@ def _problem_or_raise(request: web.Request, error: web.HTTPException) -> web.Res
     if error.status < 400:
         raise error
     return answer_error(request, error)
+
+
+def _stalled() -> web.Response:
+    """The answer to a write while the store is stalled (step 6)."""
+    return problem(
+        "unavailable",
+        f"the store has been at one commit for over {STALLED_AFTER_S:.0f} s (its disk does not "
+        "answer): nothing was done; try again later",
+    )

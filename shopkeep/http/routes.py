@@ -8,8 +8,6 @@ and what it takes and answers, is said once, in ``catalog.py``.
 
 from __future__ import annotations
 
-from typing import Final
-
 import msgspec
 from aiohttp import web
 
@@ -18,6 +16,7 @@ from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.http import conversion as c
 from shopkeep.http import schemas as s
 from shopkeep.http.errors import problem
+from shopkeep.http.front_door import DOOR
 from shopkeep.http.inputs import (
     body_bytes,
     body_of,
@@ -39,21 +38,20 @@ from shopkeep.http.state import PRINCIPAL, SHOP
 from shopkeep.payments.provider import PaymentProvider
 
 _HEALTHY = msgspec.json.encode(s.Health("ok"))
-STALLED_AFTER_S: Final = 10.0
-"""How long one commit may take before /healthz says the store is stalled (commits take
-milliseconds; a checkpoint beside one, under a second)."""
 
 
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: answers 200 ``{"status": "ok"}`` while the process serves, without a token;
-    503 unavailable while the store has been at one commit for over :data:`STALLED_AFTER_S`
-    (its disk stopped answering: every write waits, and a supervisor should know).
+    503 unavailable while the store has been at one commit for over
+    :data:`~shopkeep.http.front_door.STALLED_AFTER_S` (its disk stopped answering: writes are
+    refused or wait, and a supervisor should know).
 
     It touches neither the actors nor the database, so it stays cheap and answers even when the
     shop is overloaded.
     """
-    busy_s = request.app[SHOP].store_busy_s()
-    if busy_s > STALLED_AFTER_S:
+    door = request.app[DOOR]
+    busy_s = door.watch_store()
+    if door.store_stalled:
         return problem(
             "unavailable",
             f"the store has been at one commit for {busy_s:.0f} s: its disk does not answer, "

@@ -1,5 +1,5 @@
 """GET /healthz: liveness, answered without a token and without touching the shop's actors or
-database; 503 while the store is stuck at one commit."""
+database; 503 while the store is stuck at one commit, and every write refused meanwhile."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import cast
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-from shopkeep.http import routes
+from shopkeep.http import front_door
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
 from shopkeep.shop import Shop
-from tests.http.conftest import Api
+from tests.http.conftest import ADMIN, Api
 
 
 class UnusableShop:
@@ -42,10 +42,10 @@ async def test_healthz_answers_ok_without_a_token_or_the_shop(
     assert await response.json() == {"status": "ok"}
 
 
-async def test_healthz_answers_503_while_the_store_is_stuck_at_one_commit(
+async def test_healthz_answers_503_while_the_store_is_stuck_at_one_commit_and_writes_are_refused(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(routes, "STALLED_AFTER_S", 0.0)  # any commit under way is "stuck"
+    monkeypatch.setattr(front_door, "STALLED_AFTER_S", 0.0)  # any commit under way is "stuck"
     entered, release = threading.Event(), threading.Event()
 
     def stuck_disk(conn: object) -> None:
@@ -54,7 +54,9 @@ async def test_healthz_answers_503_while_the_store_is_stuck_at_one_commit(
 
     held = asyncio.ensure_future(api.shop.runtime.store.writer.call(stuck_disk))
     assert await asyncio.to_thread(entered.wait, 10)
-    stalled = await api.call("GET", "/healthz", {})
+    stalled = await api.call("GET", "/healthz", {})  # looks at the store: stalled
+    refused = await api.call("POST", "/v1/users", ADMIN, {"name": "ann"})
+    read = await api.call("GET", "/v1/goods", ADMIN)
     release.set()
     await held
 
@@ -63,4 +65,28 @@ async def test_healthz_answers_503_while_the_store_is_stuck_at_one_commit(
         "detail"
     ]
     assert "Retry-After" in stalled.headers
-    assert (await api.call("GET", "/healthz", {})).status == 200
+    assert (refused.status, refused.body["code"]) == (503, "unavailable")
+    assert "nothing was done" in refused.body["detail"] and "Retry-After" in refused.headers
+    assert read.status == 200  # reads are served meanwhile
+    assert (await api.call("GET", "/healthz", {})).status == 200  # looked at again: it answers
+    assert (await api.call("POST", "/v1/users", ADMIN, {"name": "ann"})).status == 201
+    assert [user.name for user in (await api.shop.list_users()).items] == ["ann"]
+
+
+async def test_a_running_app_looks_at_its_store_by_itself(
+    aiohttp_client: AiohttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(front_door, "WATCH_S", 0.01)
+    app = make_app(cast(Shop, UnusableShop()), HttpConfig(admin_token="unused"))
+    door, looked = app[front_door.DOOR], asyncio.Event()
+    watch = door.watch_store
+
+    def watched() -> float:
+        looked.set()
+        return watch()
+
+    monkeypatch.setattr(door, "watch_store", watched)
+    await aiohttp_client(app)  # started: its door watches the store from now on
+
+    await asyncio.wait_for(looked.wait(), 5)
+    assert door.store_stalled is False
