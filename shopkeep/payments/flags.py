@@ -41,7 +41,8 @@ PROVIDER_FLAGS: Final = (
     ("--wechatpay-apiv3-key-file", "PATH",
      "WeChat Pay: the API v3 key (32 bytes), which decrypts the notifications"),
     ("--wechatpay-platform-public-key-file", "PATH",
-     "WeChat Pay: the platform public key (PEM), which checks the notifications and answers"),
+     "WeChat Pay: the platform public key (PEM), which checks the notifications and answers; "
+     "several, one after the other, while WeChat Pay rotates it"),
     ("--wechatpay-url", "URL",
      "WeChat Pay: the API (default: the production api.mch.weixin.qq.com)"),
     ("--stripe-api-key-file", "PATH", "Stripe: a file holding the secret API key (sk_...)"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -19,6 +20,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from shopkeep.payments.provider import ConfigurationError
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN [A-Z0-9 ]+-----.*?-----END [A-Z0-9 ]+-----", re.DOTALL)
+"""One armoured block of a PEM file."""
 
 
 def read_secret(path: str | Path | None, setting: str) -> str:
@@ -54,7 +58,25 @@ def load_private_key(path: str | Path | None, setting: str) -> rsa.RSAPrivateKey
 
 def load_public_key(path: str | Path | None, setting: str) -> rsa.RSAPublicKey:
     """An RSA public key from a PEM (SubjectPublicKeyInfo) or bare base64 file."""
-    der = _der(_read(path, setting), setting, path)
+    return _public_key(_read(path, setting), setting, path)
+
+
+def load_public_keys(path: str | Path | None, setting: str) -> tuple[rsa.RSAPublicKey, ...]:
+    """Every RSA public key of a file of one or more PEM blocks, one after the other (or of
+    one bare base64 body): a provider's keys while it rotates them, the old and the new."""
+    data = _read(path, setting)
+    if not data.strip().startswith(b"-----"):
+        return (_public_key(data, setting, path),)
+    blocks = _PEM_BLOCK.findall(data)
+    if not blocks:
+        raise ConfigurationError(
+            f"{setting} {path}: not an RSA public key (PEM SubjectPublicKeyInfo)"
+        )
+    return tuple(_public_key(block, setting, path) for block in blocks)
+
+
+def _public_key(data: bytes, setting: str, path: str | Path | None) -> rsa.RSAPublicKey:
+    der = _der(data, setting, path)
     try:
         key = (
             serialization.load_pem_public_key(der)

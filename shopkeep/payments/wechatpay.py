@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shopkeep.payments import wechatpay_wire as wire
 from shopkeep.payments.alipay_wire import BEIJING
-from shopkeep.payments.keys import load_private_key, load_public_key, read_secret
+from shopkeep.payments.keys import load_private_key, load_public_keys, read_secret
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
@@ -79,7 +79,8 @@ class WeChatPayProvider:
 
     ``private_key`` and ``cert_serial`` are the merchant's API key and its certificate's
     serial (they sign requests); ``apiv3_key`` (32 bytes) decrypts notifications;
-    ``platform_key`` checks WeChat Pay's answers and notifications.
+    ``platform_keys`` check WeChat Pay's answers and notifications (one verifying is enough:
+    while WeChat Pay rotates its key, the old one and the new).
     """
 
     name = "wechatpay"
@@ -93,7 +94,7 @@ class WeChatPayProvider:
         private_key: rsa.RSAPrivateKey,
         cert_serial: str,
         apiv3_key: bytes,
-        platform_key: rsa.RSAPublicKey,
+        platform_keys: Sequence[rsa.RSAPublicKey],
         notify_url: str,
         url: str = wire.PRODUCTION_URL,
         timeout_s: float = CALL_TIMEOUT_S,
@@ -110,7 +111,9 @@ class WeChatPayProvider:
         self._key = private_key
         self._serial = cert_serial
         self._apiv3_key = apiv3_key
-        self._platform_key = platform_key
+        if not platform_keys:
+            raise ConfigurationError("--wechatpay-platform-public-key-file: no key")
+        self._platform_keys = tuple(platform_keys)
         self.notify_url = notify_url
         self._url = url.rstrip("/")
         self._clock = clock
@@ -129,7 +132,7 @@ class WeChatPayProvider:
             cert_serial=cert_serial or "",
             private_key=load_private_key(private_key_file, "--wechatpay-private-key-file"),
             apiv3_key=read_secret(apiv3_key_file, "--wechatpay-apiv3-key-file").encode(),
-            platform_key=load_public_key(
+            platform_keys=load_public_keys(
                 platform_public_key_file, "--wechatpay-platform-public-key-file"
             ),
             **options,
@@ -153,7 +156,7 @@ class WeChatPayProvider:
         reply = await self._transport.call(method, self._url + path, body=body or None,
                                            headers=headers)
         said = reply.headers
-        if not wire.verify_signed(self._platform_key, header(said, wire.TIMESTAMP),
+        if not wire.verify_signed(self._platform_keys, header(said, wire.TIMESTAMP),
                                   header(said, wire.NONCE), header(said, wire.SIGNATURE),
                                   reply.body):
             raise GatewayError(f"wechatpay: the answer to {method} {path} is not signed by "
@@ -247,7 +250,7 @@ class WeChatPayProvider:
     ) -> Verdict:
         """An API v3 notification: signature, time, then the decrypted resource."""
         timestamp = header(headers, wire.TIMESTAMP)
-        if not wire.verify_signed(self._platform_key, timestamp, header(headers, wire.NONCE),
+        if not wire.verify_signed(self._platform_keys, timestamp, header(headers, wire.NONCE),
                                   header(headers, wire.SIGNATURE), raw_body):
             return Refused(BAD_SIGNATURE, "Wechatpay-Signature does not verify")
         signed_at = whole_number(timestamp)

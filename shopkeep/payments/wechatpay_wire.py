@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -84,13 +84,15 @@ def signed_headers(
 
 
 def verify_signed(
-    key: rsa.RSAPublicKey, timestamp: str | None, nonce: str | None, signature: str | None,
-    body: bytes,
+    keys: Sequence[rsa.RSAPublicKey], timestamp: str | None, nonce: str | None,
+    signature: str | None, body: bytes,
 ) -> bool:
-    """Whether the ``Wechatpay-*`` headers sign ``body`` with the platform key."""
+    """Whether the ``Wechatpay-*`` headers sign ``body`` with one of the platform keys (the
+    old one and the new while WeChat Pay rotates them)."""
     if timestamp is None or nonce is None:
         return False
-    return verify_sha256_rsa(key, response_message(timestamp, nonce, body), signature)
+    message = response_message(timestamp, nonce, body)
+    return any(verify_sha256_rsa(key, message, signature) for key in keys)
 
 
 def decrypt_resource(apiv3_key: bytes, resource: Mapping[str, object]) -> bytes:

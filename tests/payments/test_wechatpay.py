@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from shopkeep.payments import wechatpay_wire as wire
 from shopkeep.payments.fakes.common import Unpayable
 from shopkeep.payments.fakes.wechatpay import PLATFORM_SERIAL, FakeWeChatPay
+from shopkeep.payments.keys import private_pem, public_pem
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
@@ -243,7 +244,7 @@ async def test_an_answer_not_signed_by_the_platform_is_not_believed(
 ) -> None:
     misled = WeChatPayProvider(
         mch_id=MCH_ID, app_id=APP_ID, private_key=merchant_key, cert_serial="5157F09E",
-        apiv3_key=APIV3_KEY, platform_key=forger_key.public_key(),
+        apiv3_key=APIV3_KEY, platform_keys=[forger_key.public_key()],
         notify_url=world.receiver.url, url=world.fake.url)
     try:
         with pytest.raises(GatewayError, match="not signed by WeChat Pay"):
@@ -253,12 +254,32 @@ async def test_an_answer_not_signed_by_the_platform_is_not_believed(
         await misled.close()
 
 
+async def test_a_key_file_of_the_old_platform_key_and_the_new_believes_either(
+    world: World, tmp_path: Path, merchant_key: rsa.RSAPrivateKey,
+    provider_key: rsa.RSAPrivateKey, forger_key: rsa.RSAPrivateKey,
+) -> None:
+    # while WeChat Pay rotates its platform key, answers come signed by the old or the new
+    ring = tmp_path / "platform-keys.pem"
+    ring.write_bytes(public_pem(forger_key.public_key()) + public_pem(provider_key.public_key()))
+    private_file = tmp_path / "merchant.pem"
+    private_file.write_bytes(private_pem(merchant_key))
+    rotating = WeChatPayProvider.from_files(
+        mch_id=MCH_ID, app_id=APP_ID, private_key_file=str(private_file),
+        cert_serial="5157F09E", apiv3_key_file=str(tmp_path / "apiv3.key"),
+        platform_public_key_file=str(ring), notify_url=world.receiver.url, url=world.fake.url)
+    try:
+        ref = PaymentRef(payment_id=7, order_id=70, amount=1, currency="CNY")
+        assert await rotating.query_payment(ref) == PaymentOpen()  # signed with the second
+    finally:
+        await rotating.close()
+
+
 async def test_a_request_signed_with_another_merchant_key_is_refused_by_wechat_pay(
     world: World, forger_key: rsa.RSAPrivateKey, provider_key: rsa.RSAPrivateKey,
 ) -> None:
     impostor = WeChatPayProvider(
         mch_id=MCH_ID, app_id=APP_ID, private_key=forger_key, cert_serial="5157F09E",
-        apiv3_key=APIV3_KEY, platform_key=provider_key.public_key(),
+        apiv3_key=APIV3_KEY, platform_keys=[provider_key.public_key()],
         notify_url=world.receiver.url, url=world.fake.url)
     try:
         with pytest.raises(GatewayError, match="401"):
