@@ -7,7 +7,7 @@ from typing import Any
 
 from shopkeep.cli.common import add_db_flag, add_log_flags, configure_logs
 from shopkeep.cli.flags import fail_about
-from shopkeep.cli.values import missing_database
+from shopkeep.cli.values import database_file_problem
 
 
 def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -36,11 +36,12 @@ def run_audit(args: argparse.Namespace) -> int:
     from shopkeep.actors.audit import audit_file
 
     configure_logs(args)
+    missing = database_file_problem(args.db)
+    if missing is not None:
+        return fail_about(args, "db", f"cannot audit {args.db}: {missing}")
     try:
         report = audit_file(args.db)
-    except FileNotFoundError:
-        return fail_about(args, "db", f"cannot audit {args.db}: {missing_database(args.db)}")
-    except sqlite3.Error as error:
+    except (sqlite3.Error, OSError) as error:  # not a database; gone since it was looked at
         return fail_about(args, "db", f"cannot audit {args.db}: {error}")
     width = max(len(check.name) for check in report.checks)
     for check in report.checks:

@@ -18,7 +18,7 @@ from typing import Any
 
 from shopkeep.cli.common import add_db_flag, add_log_flags, configure_logs
 from shopkeep.cli.flags import PROG, fail_about, flag
-from shopkeep.cli.values import missing_database
+from shopkeep.cli.values import database_file_problem
 
 PROGRESS_STEPS = 10
 """Progress is said at each tenth of the pages copied."""
@@ -91,12 +91,9 @@ class ProgressLine:
 
 def run_backup(args: argparse.Namespace) -> int:
     """Copy and check; 0 when the copy was kept, 1 when not, 2 for the operator's mistakes."""
-    try:
-        found = Path(args.db).is_file()
-    except OSError as error:  # a name the system cannot even look up (too long, say)
-        return fail_about(args, "db", f"cannot back up {args.db}: {error.strerror}")
-    if not found:
-        return fail_about(args, "db", f"cannot back up {args.db}: {missing_database(args.db)}")
+    missing = database_file_problem(args.db)
+    if missing is not None:
+        return fail_about(args, "db", f"cannot back up {args.db}: {missing}")
     problem = target_problem(args.to)
     if problem is not None:
         return fail_about(args, "to", f"cannot back up to {args.to}: {problem}")

@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-from pathlib import Path
 from typing import Any
 
 from shopkeep.cli.common import add_db_flag, add_log_flags, configure_logs
 from shopkeep.cli.flags import PROG, fail_about, flag
-from shopkeep.cli.values import missing_database
+from shopkeep.cli.values import database_file_problem
 
 
 def add_restore_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -52,12 +51,9 @@ def check_restore(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 def run_restore(args: argparse.Namespace) -> int:
     """Restore; 0 done, 1 the backup failed its checks, 2 for the operator's mistakes."""
     source = getattr(args, "from")
-    try:
-        found = Path(source).is_file()
-    except OSError as error:  # a name the system cannot even look up (too long, say)
-        return fail_about(args, "from", f"cannot restore {source}: {error.strerror}")
-    if not found:
-        return fail_about(args, "from", f"cannot restore {source}: {missing_database(source)}")
+    missing = database_file_problem(source)
+    if missing is not None:
+        return fail_about(args, "from", f"cannot restore {source}: {missing}")
 
     from shopkeep.store.errors import DatabaseInUse
     from shopkeep.store.restore import RestoreError, restore

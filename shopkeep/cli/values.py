@@ -156,11 +156,18 @@ def http_url(text: str) -> str:
     return text
 
 
-def missing_database(path: str) -> str:
-    """Why there is no database file at ``path`` to read: a folder there, or nothing."""
+def database_file_problem(path: str) -> str | None:
+    """Why there is no database file at ``path`` to read (a folder there, nothing, a name the
+    system cannot look up), or None when there is a file."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return "no such database file"
+    except (OSError, ValueError) as error:  # too long a name, a NUL in it
+        return getattr(error, "strerror", None) or str(error)
     if os.path.isdir(path):
         return "it is a folder, not a database file"
-    return "no such database file"
+    return None if os.path.isfile(path) else "not a regular file"
 
 
 def metavar_of(*names: str) -> str:

@@ -228,17 +228,25 @@ async def test_a_notification_that_never_comes_is_found_by_the_active_query(
     await world.audit_ok()
 
 
-async def test_an_unpaid_order_is_closed_at_the_provider_at_its_deadline_and_cannot_be_paid_after(
+async def timed_out_unpaid(
     world: ProviderWorld, clock: VirtualClock
-) -> None:
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An order whose payment was started and never paid, past its deadline: timed out."""
     alice = await world.customer()
     order = await world.placed(alice)
     payment = await world.start_payment(alice, order)
     await clock.advance(world.shop.config.order_timeout_s)
     await world.shop.runtime.system.quiet()
-
     timed_out = await world.order(order["id"])
     assert (timed_out["status"], timed_out["cancel_reason"]) == ("canceled", "timeout")
+    return order, payment
+
+
+async def test_an_unpaid_order_is_closed_at_the_provider_at_its_deadline_and_cannot_be_paid_after(
+    world: ProviderWorld, clock: VirtualClock
+) -> None:
+    order, payment = await timed_out_unpaid(world, clock)
+
     status, history = await world.call("GET", f"/v1/orders/{order['id']}/history", world.admin)
     assert status == 200
     assert f"payment {payment['id']}: open, closed now" in [e["remark"] for e in history["items"]]
@@ -255,13 +263,7 @@ async def test_a_success_after_a_timeout_whose_close_failed_is_refunded(
         raise GatewayRefused("the provider refuses to close it")
 
     monkeypatch.setattr(world.shop.provider, "close_payment", refusing)
-    alice = await world.customer()
-    order = await world.placed(alice)
-    payment = await world.start_payment(alice, order)
-    await clock.advance(world.shop.config.order_timeout_s)
-    await world.shop.runtime.system.quiet()
-    timed_out = await world.order(order["id"])
-    assert (timed_out["status"], timed_out["cancel_reason"]) == ("canceled", "timeout")
+    order, payment = await timed_out_unpaid(world, clock)
     assert world.shop.active_queries["payment:error"] >= 1  # asked again later, to close it
 
     await world.pay(payment, notify=False)  # still open at the provider: paid late
