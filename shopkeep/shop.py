@@ -23,9 +23,9 @@ import hashlib
 import secrets
 import sqlite3
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -109,8 +109,8 @@ from shopkeep.requests import (
     is_text,
     refused,
 )
-from shopkeep.runtime import Address, Clock, RealClock, RuntimeConfig
-from shopkeep.store.reader import Reader
+from shopkeep.runtime import Address, Clock, RealClock, RuntimeConfig, ShuttingDown
+from shopkeep.store.reader import Reader, Row
 from shopkeep.store.settings import keep as keep_settings
 
 T = TypeVar("T")
@@ -287,9 +287,16 @@ class Shop(BackOffice):
             finally:
                 sweep.cancel()
                 await provider.close()
+                # a shop kept past its block answers every call as its actors do: ShuttingDown
+                # (a read would otherwise meet a closed connection's ValueError)
+                shop.reader = _CLOSED
 
     async def _ask(self, address: Address, message: Any) -> Any:
         return await self.system.ask(address, message)
+
+    def _check_open(self) -> None:
+        if self.reader is _CLOSED:
+            raise ShuttingDown(CLOSED)
 
     # -- users ----------------------------------------------------------------------------------
 
@@ -783,5 +790,25 @@ class Shop(BackOffice):
 
     async def audit(self) -> AuditReport:
         """The invariants of SPEC section 6, computed from the database now."""
+        self._check_open()  # a closed writer's flush would not say so
         await self.runtime.store.writer.flush()
         return await audit(self.reader)
+
+
+CLOSED: Final = "the shop is closed: open it again (Shop.open) to use it"
+
+
+class _ClosedReader:
+    """The reader of a shop whose block has ended: every read is :class:`ShuttingDown`."""
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        raise ShuttingDown(CLOSED)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        raise ShuttingDown(CLOSED)
+
+    async def close(self) -> None:
+        """Nothing is open."""
+
+
+_CLOSED: Final = _ClosedReader()

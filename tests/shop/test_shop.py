@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from shopkeep.actors.order_messages import OrderView, PaymentView
 from shopkeep.actors.recovery import DeadlineSweep
 from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.payments.provider import GatewayError, PaymentRef
-from shopkeep.runtime import VirtualClock
+from shopkeep.runtime import ShuttingDown, VirtualClock
 from shopkeep.shop import Shop
 from tests.shop.conftest import assert_audit_ok, sandbox, settle
 
@@ -593,3 +594,16 @@ async def test_items_that_are_not_pairs_are_refused_saying_what_they_must_be(
     with pytest.raises(ShopError, match=r"items must be \(goods id, quantity\) pairs") as refused:
         await shop.place_order(user.user.id, items)
     assert refused.value.code == "validation_error"
+
+
+async def test_a_shop_kept_past_its_block_answers_every_call_shutting_down(
+    tmp_path: Path,
+) -> None:
+    async with Shop.open(str(tmp_path / "shop.db"), gateway="sandbox") as shop:
+        made = await shop.create_user("ann")
+
+    for call in (
+        shop.get_user(made.user.id), shop.list_users(), shop.audit(), shop.create_user("bo"),
+    ):
+        with pytest.raises(ShuttingDown):
+            await call
