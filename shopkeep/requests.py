@@ -91,7 +91,8 @@ def id_in_text(text: str) -> int | None:
 
 def is_text(value: str) -> bool:
     """Whether ``value`` is free text the shop keeps: :data:`TEXT_PATTERN`."""
-    return _TEXT.match(value) is not None
+    # fullmatch: the pattern's $ would let a newline at the very end through in Python's re
+    return _TEXT.fullmatch(value) is not None
 
 
 def check_name(name: str) -> None:

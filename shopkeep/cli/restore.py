@@ -55,14 +55,18 @@ def run_restore(args: argparse.Namespace) -> int:
     if missing is not None:
         return fail_about(args, "from", f"cannot restore {source}: {missing}")
 
-    from shopkeep.store.errors import DatabaseInUse
-    from shopkeep.store.restore import RestoreError, restore
+    from shopkeep.store.errors import DatabaseInUse, StoreError
+    from shopkeep.store.restore import RestoreError, RestoreRefused, restore
 
     configure_logs(args)
     try:
         report = restore(source, args.db)
     except DatabaseInUse as error:
         return fail_about(args, "db", f"cannot restore over {args.db}: {error}: stop it first")
+    except RestoreRefused as refused:
+        return fail_about(args, "from" if refused.about == "backup" else "db", str(refused))
+    except StoreError as error:  # the lock file cannot be made there (a folder not writable)
+        return fail_about(args, "db", f"cannot restore to {args.db}: {error}")
     except RestoreError as error:
         print(f"{PROG} restore: error: {error}", file=sys.stderr)
         return 1

@@ -96,7 +96,9 @@ class Store:
         lock.acquire(config.lock_wait_s)
         try:
             try:
-                create_private(path)  # before SQLite creates it (and its -wal, -shm) 0644
+                # before SQLite creates it (and its -wal, -shm) 0644; where a symbolic link
+                # points, since SQLite creates the files there
+                create_private(os.path.realpath(path))
             except OSError as exc:
                 raise StoreError(f"cannot open database {path}: {exc.strerror}") from exc
             conn = connect(path, config.synchronous)

@@ -44,6 +44,16 @@ class RestoreError(BackupError):
     as it was."""
 
 
+class RestoreRefused(RestoreError):
+    """The restore asked for cannot be: no such backup, a backup restored over itself, a
+    database in a folder that does not exist. ``about`` names the part at fault, ``backup``
+    or ``database``."""
+
+    def __init__(self, message: str, about: str) -> None:
+        super().__init__(message)
+        self.about = about
+
+
 @dataclass(frozen=True)
 class RestoreReport:
     """What a restore did."""
@@ -56,10 +66,15 @@ class RestoreReport:
 
 def restore(backup: str, database: str, *, now: float | None = None) -> RestoreReport:
     """Put the backup at ``backup`` in the place of the database at ``database`` (see the
-    module's docstring). Raises :class:`RestoreError`, or DatabaseInUse while a server holds
-    the database."""
+    module's docstring); through a symbolic link, where it points, as SQLite opens it. Raises
+    :class:`RestoreError`, or DatabaseInUse while a server holds the database."""
     if not Path(backup).is_file():
-        raise RestoreError(f"cannot restore {backup}: no such backup file")
+        raise RestoreRefused(f"cannot restore {backup}: no such backup file", "backup")
+    named, database = database, os.path.realpath(database)
+    if os.path.realpath(backup) == database:
+        raise RestoreRefused(f"cannot restore {backup} over itself", "backup")
+    if not os.path.isdir(os.path.dirname(database)):
+        raise RestoreRefused(f"cannot restore to {named}: its folder does not exist", "database")
     lock = ProcessLock(database)
     lock.acquire()  # DatabaseInUse: a server has it open
     try:
@@ -68,7 +83,7 @@ def restore(backup: str, database: str, *, now: float | None = None) -> RestoreR
         _copy_in(backup, database)
     finally:
         lock.release()
-    return RestoreReport(database, replaced)
+    return RestoreReport(named, replaced)
 
 
 def _check(backup: str) -> None:
@@ -92,8 +107,10 @@ def _move_aside(database: str, now: float) -> str | None:
         return None
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
     aside = f"{database}.replaced-{stamp}"
-    if any(os.path.lexists(aside + suffix) for suffix in ("", *COMPANIONS)):
-        raise RestoreError(f"cannot move {database} aside: {aside} exists already")
+    taken = 1
+    while any(os.path.lexists(aside + suffix) for suffix in ("", *COMPANIONS)):
+        taken += 1  # restored twice within a second
+        aside = f"{database}.replaced-{stamp}-{taken}"
     # the companions first: a crash between two renames leaves no -wal beside the old name
     # that another main file could take (the main file is renamed last)
     for suffix in (*COMPANIONS, ""):

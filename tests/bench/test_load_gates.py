@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from shopkeep.bench.load import command
 from shopkeep.bench.load.compare import changes
 from shopkeep.bench.load.html_report import render_html
 from shopkeep.bench.load.journeys import Catalog, Journeys, Shopper
@@ -311,3 +312,23 @@ def test_the_html_report_charts_the_distribution_and_each_operation_over_time() 
     assert "place latency" in parsed.titles
     assert "Latency over time, every operation" in parsed.titles
     assert "Compared with old.json" in render_html(data)
+
+
+def test_a_signal_sent_twice_at_once_stops_the_run_and_a_later_one_quits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `timeout` sends its SIGTERM to the command and again to its process group: one request
+    now, quits = [100.0], []
+    monkeypatch.setattr("shopkeep.bench.load.command.time.monotonic", lambda: now[0])
+    monkeypatch.setattr(command, "quit_now", lambda: quits.append(now[0]))
+    monkeypatch.setattr(command, "say", lambda line: None)
+    stop = asyncio.Event()
+    on_signal = command.interrupter(stop)
+
+    on_signal()
+    now[0] += 0.001
+    on_signal()
+    assert stop.is_set() and quits == []
+    now[0] += command.SAME_SIGNAL_S
+    on_signal()
+    assert quits == [now[0]]

@@ -115,3 +115,40 @@ def test_a_missing_backup_or_none_named_is_a_usage_error(tmp_path: Path) -> None
     assert_usage_error(folder, "--from", "it is a folder")
     assert_usage_error(untold, "--from", "SHOPKEEP_FROM")
     assert db.read_bytes() == (tmp_path / "untouched.db").read_bytes()
+
+
+def test_a_restore_over_itself_or_into_no_folder_is_a_usage_error_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    _, copy = shop_with_a_backup(tmp_path)
+    before = copy.read_bytes()
+
+    itself = shopkeep("restore", "--from", str(copy), "--db", str(copy))
+    nowhere = shopkeep("restore", "--from", str(copy), "--db", str(tmp_path / "no" / "shop.db"))
+
+    assert_usage_error(itself, "--from", "over itself")
+    assert_usage_error(nowhere, "--db", "its folder does not exist")
+    assert copy.read_bytes() == before and not list(tmp_path.glob("copy.db.replaced-*"))
+
+
+def test_two_restores_in_a_row_keep_both_databases_they_replaced(tmp_path: Path) -> None:
+    db, copy = shop_with_a_backup(tmp_path)
+
+    for _ in range(2):
+        assert shopkeep("restore", "--from", str(copy), "--db", str(db)).returncode == 0
+
+    assert len(list(tmp_path.glob("shop.db.replaced-*[0-9Z]"))) == 2
+    assert audit_file(str(db)).ok
+
+
+def test_a_restore_through_a_link_restores_where_it_points(tmp_path: Path) -> None:
+    db, copy = shop_with_a_backup(tmp_path)
+    link = tmp_path / "link.db"
+    link.symlink_to(db)
+
+    result = shopkeep("restore", "--from", str(copy), "--db", str(link))
+
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and link.resolve() == db.resolve()
+    assert audit_file(str(db)).ok and list(tmp_path.glob("shop.db.replaced-*"))
+

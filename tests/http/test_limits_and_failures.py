@@ -185,7 +185,9 @@ async def test_extra_middlewares_see_every_answer_with_its_final_status(
     assert statuses == [401, 200]
 
 
-@pytest.mark.parametrize("name", ["a\x00b", "\x1b[31mred", "tab\there", "del\x7f", "c1\x85"])
+@pytest.mark.parametrize(
+    "name", ["a\x00b", "\x1b[31mred", "tab\there", "del\x7f", "c1\x85", "eve\n"]
+)
 async def test_a_name_with_a_control_character_is_refused_422(api: Api, name: str) -> None:
     refused = await api.call("POST", "/v1/goods", ADMIN, {"name": name, "price": 1, "stock": 1})
 

@@ -569,7 +569,7 @@ async def test_an_overdue_order_swept_again_while_its_query_is_out_is_asked_abou
     await assert_audit_ok(shop)
 
 
-@pytest.mark.parametrize("text", ["a\x00b", "\x1b]0;title\x07", "line\nbreak"])
+@pytest.mark.parametrize("text", ["a\x00b", "\x1b]0;title\x07", "line\nbreak", "eve\n"])
 async def test_free_text_with_a_control_character_is_refused_and_changes_nothing(
     shop: Shop, text: str
 ) -> None:

@@ -44,6 +44,23 @@ async def test_a_new_database_and_the_files_beside_it_are_their_owners_alone(
         await store.close()
 
 
+async def test_a_database_opened_through_a_link_is_created_its_owners_alone_where_it_points(
+    tmp_path: Path, umask: None
+) -> None:
+    (tmp_path / "data").mkdir()
+    real, link = tmp_path / "data" / "real.db", tmp_path / "link.db"
+    link.symlink_to(real)  # nothing there yet: the store creates it
+    store = await Store.open(StoreConfig(str(link), migrations=EVENTS, writer="thread"))
+    try:
+        await store.writer.submit(unit(1))
+
+        assert {suffix: mode(Path(f"{real}{suffix}")) for suffix in SUFFIXES} == dict.fromkeys(
+            SUFFIXES, 0o600
+        )
+    finally:
+        await store.close()
+
+
 async def test_a_umask_that_takes_the_owners_bits_does_not_make_it_unusable(
     tmp_path: Path,
 ) -> None:

@@ -19,6 +19,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Final
 
@@ -56,13 +57,23 @@ STOPPING_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 ``timeout``, a CI job's end or ``docker stop``."""
 
 
+SAME_SIGNAL_S: Final = 0.5
+"""A second signal this soon after the first is the same request, not another: ``timeout``
+sends its SIGTERM to the command and again to the command's process group."""
+
+
 def interrupter(stop: asyncio.Event) -> Callable[[], None]:
     """The handler of :data:`STOPPING_SIGNALS` during the run: the first stops it, the second
-    ends the process."""
+    (not within :data:`SAME_SIGNAL_S` of it) ends the process."""
+    first = [0.0]
 
     def on_interrupt() -> None:
+        now = time.monotonic()
         if stop.is_set():
+            if now - first[0] < SAME_SIGNAL_S:
+                return
             quit_now()
+        first[0] = now
         say("bench: interrupted: stopping (a run under way ends with its summary; "
             "interrupt again to quit now)")
         stop.set()
