@@ -10,14 +10,13 @@ progress goes to stderr, one summary line to stdout, and the status is 0 when th
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from shopkeep.cli.common import add_db_flag, add_log_flags, configure_logs
-from shopkeep.cli.flags import PROG, fail_about, flag
+from shopkeep.cli.common import add_db_flag, add_file_flag, add_log_flags, configure_logs
+from shopkeep.cli.flags import PROG, fail_about
 from shopkeep.cli.values import database_file_problem
 
 PROGRESS_STEPS = 10
@@ -41,16 +40,10 @@ def add_backup_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     add_db_flag(parser, "the live database to copy")
-    flag(parser, "--to", metavar="FILE", help="the file to write the copy to; must not exist")
+    add_file_flag(parser, "backup", "--to", "the file to write the copy to; must not exist")
     add_log_flags(parser, "warning")
-    parser.set_defaults(run=run_backup, check=functools.partial(check_backup, parser))
+    parser.set_defaults(run=run_backup)
     return parser
-
-
-def check_backup(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """The one flag without a default must be given."""
-    if args.to is None:
-        parser.error("backup needs --to FILE (or SHOPKEEP_TO)")
 
 
 def target_problem(target: str) -> str | None:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Final
 
-from shopkeep.cli.flags import flag, flag_over_variable, given_as, usage_error
+from shopkeep.cli.flags import flag, flag_over_variable, given_as, usage_error, variable_of
 from shopkeep.cli.values import LOG_FORMATS, LOG_LEVELS, choice, metavar_of
 
 MIN_SECRET_LENGTH: Final = 16
@@ -17,6 +17,21 @@ def add_db_flag(parser: argparse.ArgumentParser, what: str) -> None:
     """``--db PATH``: the shop's SQLite file, ``shopkeep.db`` in the working folder by default."""
     flag(parser, "--db", metavar="PATH", default="shopkeep.db",
          help=f"SQLite database file, {what}")  # fmt: skip
+
+
+def add_file_flag(
+    parser: argparse.ArgumentParser, command: str, option: str, help: str
+) -> None:
+    """``option FILE``, which ``command`` needs and has no default for: its ``check`` refuses
+    a command line without it in one line."""
+    flag(parser, option, metavar="FILE", help=help)
+    dest, variable = option.removeprefix("--").replace("-", "_"), variable_of(option)
+
+    def check(args: argparse.Namespace) -> None:
+        if getattr(args, dest) is None:
+            parser.error(f"{command} needs {option} FILE (or {variable})")
+
+    parser.set_defaults(check=check)
 
 
 def add_log_flags(parser: argparse.ArgumentParser, level: str) -> None:

@@ -9,12 +9,11 @@ either; a restore done says in one line where the database it replaced went.
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 from typing import Any
 
-from shopkeep.cli.common import add_db_flag, add_log_flags, configure_logs
-from shopkeep.cli.flags import PROG, fail_about, flag
+from shopkeep.cli.common import add_db_flag, add_file_flag, add_log_flags, configure_logs
+from shopkeep.cli.flags import PROG, fail_about
 from shopkeep.cli.values import database_file_problem
 
 
@@ -36,16 +35,10 @@ def add_restore_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     add_db_flag(parser, "the database to put the backup in the place of")
-    flag(parser, "--from", metavar="FILE", help="the backup to restore")
+    add_file_flag(parser, "restore", "--from", "the backup to restore")
     add_log_flags(parser, "warning")
-    parser.set_defaults(run=run_restore, check=functools.partial(check_restore, parser))
+    parser.set_defaults(run=run_restore)
     return parser
-
-
-def check_restore(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """The one flag without a default must be given."""
-    if getattr(args, "from") is None:
-        parser.error("restore needs --from FILE (or SHOPKEEP_FROM)")
 
 
 def run_restore(args: argparse.Namespace) -> int:
