@@ -40,6 +40,7 @@ the C1 range), which pages, logs and terminals would get as it is. Published as 
 NAME_PATTERN: Final = rf"^[^{_CONTROLS}]*[^\s{_CONTROLS}][^{_CONTROLS}]*$"
 """A name: free text (:data:`TEXT_PATTERN`) that is not blank."""
 _TEXT: Final = re.compile(TEXT_PATTERN)
+_NAME: Final = re.compile(NAME_PATTERN)
 EARLIEST_TIME = -62_135_596_800.0
 """0001-01-01T00:00:00Z: no time the API takes may be earlier (RFC 3339 has years 1 to 9999)."""
 LATEST_TIME = 253_402_300_799.0
@@ -89,15 +90,16 @@ def id_in_text(text: str) -> int | None:
     return None
 
 
-def is_text(value: str) -> bool:
-    """Whether ``value`` is free text the shop keeps: :data:`TEXT_PATTERN`."""
-    # fullmatch: the pattern's $ would let a newline at the very end through in Python's re
-    return _TEXT.fullmatch(value) is not None
+def is_text(value: str, *, blank: bool = True) -> bool:
+    """Whether ``value`` is free text the shop keeps (:data:`TEXT_PATTERN`); without
+    ``blank``, not blank either (:data:`NAME_PATTERN`)."""
+    # fullmatch: the patterns' $ would let a newline at the very end through in Python's re
+    return (_TEXT if blank else _NAME).fullmatch(value) is not None
 
 
 def check_name(name: str) -> None:
     """Refuse an empty, overlong or not text (:data:`NAME_PATTERN`) name."""
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or not is_text(name):
+    if not isinstance(name, str) or len(name) > MAX_NAME or not is_text(name, blank=False):
         raise refused(
             "/name", f"name must be 1 to {MAX_NAME} characters, none a control character"
         )

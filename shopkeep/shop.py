@@ -761,9 +761,7 @@ class Shop(BackOffice):
         Refused invalid_state for a refund the provider has not failed: it may still pay it
         out, and the money would go back twice."""
         key = key_of(idempotency_key)  # checked before the read
-        if type(note) is not str or not note.strip() or len(note) > MAX_REASON or (
-            not is_text(note)
-        ):
+        if type(note) is not str or len(note) > MAX_REASON or not is_text(note, blank=False):
             raise refused("/note", f"a note says how it was paid back, in 1 to {MAX_REASON} "
                           "characters, none a control character")
         standing = await refund_standing(self.reader, check_id("refund_id", refund_id))

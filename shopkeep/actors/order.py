@@ -460,9 +460,7 @@ class OrderActor(Actor):
             # is on the way): the answer, or the re-armed deadline, decides
             return True
         self.querying = payment.id
-        ctx.send(Address("payment_query", payment.id), QueryPayment(
-            state.id, payment.id, payment.amount, payment.currency, payment.provider_ref
-        ))
+        _ask_provider(ctx, state, payment)
         grace = now + self.config.payment_query_grace_s
         ctx.arm_timer(DEADLINE, grace, DeadlineReached(True, "the provider did not answer"))
         return True
@@ -474,10 +472,7 @@ class OrderActor(Actor):
         before the close, and refunded as a late payment. The order does not wait for it."""
         for payment in state.payments:
             if payment.status == CREATED:
-                ctx.send(Address("payment_query", payment.id), QueryPayment(
-                    state.id, payment.id, payment.amount, payment.currency,
-                    payment.provider_ref, attempt=1,
-                ))
+                _ask_provider(ctx, state, payment, attempt=1)
 
     # -- cancels and fulfilment -----------------------------------------------------------------
 
@@ -510,3 +505,11 @@ class OrderActor(Actor):
                 return Refusal(dispatched.code, dispatched.detail, state.id)
             self.commit(ctx, *shipped)
         return self.view()
+
+
+def _ask_provider(ctx: Context, state: OrderState, payment: Payment, attempt: int = 0) -> None:
+    """Send ``payment`` of the order to its ``payment_query`` actor, which asks the provider
+    (``attempt`` 0: the order waits for the answer; see :class:`QueryPayment`)."""
+    ctx.send(Address("payment_query", payment.id), QueryPayment(
+        state.id, payment.id, payment.amount, payment.currency, payment.provider_ref, attempt
+    ))

@@ -109,7 +109,7 @@ class PaymentQueryActor(Actor):
             return None
         word = "closed" if isinstance(state, PaymentClosed) else "open"
         self.outcomes[f"payment:{word}"] += 1
-        if closed_now and word == "closed":
+        if closed_now:  # the state is the close's answer, closed
             word = "open, closed now"
         if message.attempt == 0:  # else the order timed out when the first went unanswered
             ctx.send(order, DeadlineReached(True, f"payment {message.payment_id}: {word}"))

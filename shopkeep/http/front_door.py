@@ -213,6 +213,8 @@ class FrontDoor:
         between), not each entrance's."""
         self.middleware: Middleware = self._around
         """Steps 1 and 2 (request id, metrics) around the caller's middlewares, when split."""
+        self.store_busy_s = 0.0
+        """How long the store had been at its current commit when last looked at."""
         self.store_stalled = False
         """Whether the store was stalled when last looked at (:meth:`watch_store`): writes
         are refused while it is (step 6)."""
@@ -222,7 +224,7 @@ class FrontDoor:
         """Look at the store now: how long it has been at its current commit (0 between
         commits); past :data:`STALLED_AFTER_S` it is stalled, and writes are refused until it
         is looked at again and answers."""
-        busy_s = self._shop.store_busy_s()
+        self.store_busy_s = busy_s = self._shop.store_busy_s()
         self.store_stalled = busy_s > STALLED_AFTER_S
         return busy_s
 
@@ -427,7 +429,7 @@ class Entrance:
                     if isinstance(caller, str):  # a token's hash to look up
                         caller = await door.admit_later(request, self._guard, caller)
                     if door.store_stalled and method not in _READS:
-                        response = _stalled()
+                        response = stalled_problem(door.store_busy_s, _NOTHING_DONE)
                     else:
                         response = await self._handler(request)
                 except web.HTTPException as error:
@@ -464,7 +466,7 @@ class Entrance:
             if isinstance(caller, str):  # a token's hash to look up
                 await door.admit_later(request, self._guard, caller)
             if door.store_stalled and request.method not in _READS:
-                return _stalled()
+                return stalled_problem(door.store_busy_s, _NOTHING_DONE)
             return await self._handler(request)
         except web.HTTPException as error:
             return _problem_or_raise(request, error)
@@ -538,10 +540,14 @@ def _problem_or_raise(request: web.Request, error: web.HTTPException) -> web.Res
     return answer_error(request, error)
 
 
-def _stalled() -> web.Response:
-    """The answer to a write while the store is stalled (step 6)."""
+_NOTHING_DONE: Final = "nothing was done; try again later"
+"""What a write refused while the store is stalled (step 6) is told."""
+
+
+def stalled_problem(busy_s: float, said: str) -> web.Response:
+    """503 unavailable: the store has been at one commit for ``busy_s`` seconds, its disk not
+    answering, and ``said`` (what that means for this request)."""
     return problem(
         "unavailable",
-        f"the store has been at one commit for over {STALLED_AFTER_S:.0f} s (its disk does not "
-        "answer): nothing was done; try again later",
+        f"the store has been at one commit for {busy_s:.0f} s: its disk does not answer; {said}",
     )

@@ -15,8 +15,7 @@ from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.http import conversion as c
 from shopkeep.http import schemas as s
-from shopkeep.http.errors import problem
-from shopkeep.http.front_door import DOOR
+from shopkeep.http.front_door import DOOR, stalled_problem
 from shopkeep.http.inputs import (
     body_bytes,
     body_of,
@@ -52,11 +51,7 @@ async def healthz(request: web.Request) -> web.Response:
     door = request.app[DOOR]
     busy_s = door.watch_store()
     if door.store_stalled:
-        return problem(
-            "unavailable",
-            f"the store has been at one commit for {busy_s:.0f} s: its disk does not answer, "
-            "and every write waits for it",
-        )
+        return stalled_problem(busy_s, "writes are refused meanwhile")
     return web.Response(body=_HEALTHY, content_type="application/json")
 
 

@@ -58,7 +58,16 @@ class BackupReport:
     @property
     def ok(self) -> bool:
         """Whether the copy is sound: SQLite's check and every invariant of the audit hold."""
-        return self.integrity == "ok" and self.audit.ok
+        return failed_checks(self.integrity, self.audit) is None
+
+
+def failed_checks(integrity: str, audit: AuditReport) -> str | None:
+    """Why a copy of a database fails its checks, SQLite's ``integrity_check`` (its answer,
+    ``integrity``) then the shop's ``audit``; None when it passes them."""
+    if integrity != "ok":
+        return f"integrity_check: {integrity}"
+    failed = [check.name for check in audit.checks if not check.ok]
+    return f"its audit fails: {failed}" if failed else None
 
 
 def backup(
@@ -102,10 +111,9 @@ def backup(
     except BaseException:
         _remove(partial)
         raise
-    if not report.ok:
+    why = failed_checks(found, report.audit)
+    if why is not None:
         _remove(partial)
-        failed = [c.name for c in report.audit.checks if not c.ok]
-        why = f"integrity_check: {found}" if found != "ok" else f"audit: {failed}"
         raise BackupError(f"the copy of {source} failed its checks ({why}); nothing was kept")
     os.replace(partial, target)
     return report

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Final
 
 from shopkeep.actors.audit import audit_file
-from shopkeep.store.backup import BackupError, integrity
+from shopkeep.store.backup import BackupError, failed_checks, integrity
 from shopkeep.store.lock import ProcessLock
 from shopkeep.store.private_files import create_private
 
@@ -88,15 +88,11 @@ def restore(backup: str, database: str, *, now: float | None = None) -> RestoreR
 
 def _check(backup: str) -> None:
     try:
-        found = integrity(backup)
-        report = audit_file(backup)
+        why = failed_checks(integrity(backup), audit_file(backup))
     except (sqlite3.Error, OSError) as exc:  # not a database, or not a shop's
         raise RestoreError(f"cannot restore {backup}: {exc}") from None
-    if found != "ok":
-        raise RestoreError(f"cannot restore {backup}: integrity_check: {found}")
-    if not report.ok:
-        failed = [check.name for check in report.checks if not check.ok]
-        raise RestoreError(f"cannot restore {backup}: its audit fails: {failed}")
+    if why is not None:
+        raise RestoreError(f"cannot restore {backup}: {why}")
 
 
 def _move_aside(database: str, now: float) -> str | None:

@@ -362,14 +362,14 @@ class GroupCommitWriter:
         stats.busy_since = started = time.perf_counter()
         if isinstance(item, _Call):
             self._committer.schema_may_have_changed()  # batches are planned by it
+            result: Any = None
+            error: BaseException | None = None
             try:
                 result = item.fn(self._conn)
             except Exception as exc:
-                stats.busy_since = None
-                settle_call(item, None, exc)
-            else:
-                stats.busy_since = None
-                settle_call(item, result, None)
+                error = exc
+            stats.busy_since = None
+            settle_call(item, result, error)
             return
         try:
             failures = self._commit_admitted(item)

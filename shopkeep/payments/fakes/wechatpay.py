@@ -136,13 +136,21 @@ class FakeWeChatPay(FakeServer):
             return None
         return body
 
-    async def _native(self, request: web.Request) -> web.Response:
+    async def _merchants(self, request: web.Request) -> dict[str, Any] | web.Response:
+        """The JSON body of a request signed by the merchant and naming it (``mchid``), or the
+        answer that refuses it (401, 400)."""
         body = await self._authorized(request)
         if body is None:
             return self._answer(401, {"code": "SIGN_ERROR", "message": "bad signature"})
-        asked = json.loads(body)
+        asked: dict[str, Any] = json.loads(body)
         if asked.get("mchid") != self.mch_id:
             return self._answer(400, {"code": "PARAM_ERROR", "message": "mchid"})
+        return asked
+
+    async def _native(self, request: web.Request) -> web.Response:
+        asked = await self._merchants(request)
+        if isinstance(asked, web.Response):
+            return asked
         no = str(asked["out_trade_no"])
         if no not in self.orders:
             self.orders[no] = Order(no, str(asked["appid"]), int(asked["amount"]["total"]),
@@ -159,11 +167,9 @@ class FakeWeChatPay(FakeServer):
         return self._answer(200, self.transaction(no))
 
     async def _close(self, request: web.Request) -> web.Response:
-        body = await self._authorized(request)
-        if body is None:
-            return self._answer(401, {"code": "SIGN_ERROR", "message": "bad signature"})
-        if json.loads(body).get("mchid") != self.mch_id:
-            return self._answer(400, {"code": "PARAM_ERROR", "message": "mchid"})
+        asked = await self._merchants(request)
+        if isinstance(asked, web.Response):
+            return asked
         order = self.orders.get(request.match_info["no"])
         if order is None:
             return self._answer(404, {"code": "ORDER_NOT_EXIST", "message": "no such order"})
