@@ -20,7 +20,7 @@ import structlog
 
 from shopkeep.actors.sandbox_books import PAYMENTS_REMEMBERED, SandboxBooks
 from shopkeep.actors.signature import sign
-from shopkeep.runtime import Clock
+from shopkeep.runtime import Clock, ShuttingDown
 
 log = structlog.get_logger("shopkeep.gateway")
 
@@ -94,6 +94,7 @@ class SandboxGateway:
         self._sink: CallbackSink | None = None
         self._txn_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[bool]] = set()
+        self._settling = False  # a graceful stop began: no new callback is taken on
         self._refunds_fail_until = float("-inf")
         self.refunds_failing = False
         self._books = SandboxBooks(remember)
@@ -225,7 +226,12 @@ class SandboxGateway:
         status: str,
         txn_id: str | None = None,
     ) -> asyncio.Task[bool]:
-        """:meth:`complete` in a task of its own (the sandbox HTTP route answers 202 at once)."""
+        """:meth:`complete` in a task of its own (the sandbox HTTP route answers 202 at once).
+
+        Raises ShuttingDown once :meth:`settle` has begun: a callback taken on then could not
+        reach a shop that is closing, and the sandbox's books do not outlive the process."""
+        if self._settling:
+            raise ShuttingDown("the sandbox is stopping: complete the payment after the restart")
         task = asyncio.get_running_loop().create_task(
             self.complete(payment_id, order_id, amount, status, txn_id)
         )
@@ -259,10 +265,11 @@ class SandboxGateway:
             delay = min(self._retry_max_s, delay * 2)
 
     async def settle(self, within_s: float) -> None:
-        """Wait up to ``within_s`` for the callbacks on their way (of :meth:`complete_soon`)
-        to be acknowledged: a graceful stop lets what the sandbox answered 202 to reach the
-        shop, whose deadline's query could not find it after a restart (the sandbox's books
-        are memory)."""
+        """Take no more completes (:meth:`complete_soon` refuses them), and wait up to
+        ``within_s`` for the callbacks on their way to be acknowledged: a graceful stop lets
+        what the sandbox answered 202 to reach the shop, whose deadline's query could not find
+        it after a restart (the sandbox's books are memory)."""
+        self._settling = True
         tasks = list(self._tasks)
         if tasks:
             await asyncio.wait(tasks, timeout=within_s)

@@ -197,7 +197,8 @@ def catalog() -> list[Operation]:
            "a browser, `Accept: text/html`, a page whose buttons complete it)",
            Access.PUBLIC, None, {200: s.PaymentOut}),
         op(*SANDBOX_COMPLETE, "sandboxCompletePayment",
-           "Sandbox only: finish paying; the sandbox gateway then calls back, signed",
+           "Sandbox only: finish paying; the sandbox gateway then calls back, signed (503 "
+           "`unavailable` once the server is stopping: complete it after the restart)",
            Access.PUBLIC, None, {202: None}, body=s.SandboxCompleteRequest),
         op("GET", "/v1/audit", "audit", "Check the invariants now", admin, routes.run_audit,
            {200: s.AuditOut}),

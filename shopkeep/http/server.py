@@ -16,8 +16,9 @@
    figures ``/metrics`` shows, from the moment the server listens.
 
 Leaving the block undoes it in reverse: let the sandbox's callbacks on their way arrive
-(``SANDBOX_SETTLE_S`` at most), stop taking connections (requests under way finish), stop the
-gateway's retries, drain the actors and flush the store, close the callback client.
+(``SANDBOX_SETTLE_S`` at most; a sandbox complete is refused 503 from then on), stop taking
+connections (requests under way finish), stop the gateway's retries, drain the actors and
+flush the store, close the callback client.
 """
 
 from __future__ import annotations

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import pytest
 
 from shopkeep.actors.gateway import CallbackBody, GatewayError, SandboxGateway
 from shopkeep.actors.signature import verify
-from shopkeep.runtime import VirtualClock
+from shopkeep.runtime import ShuttingDown, VirtualClock
 
 
 async def test_a_callback_is_signed_and_retried_with_back_off_until_acknowledged() -> None:
@@ -84,3 +86,26 @@ async def test_the_books_forget_the_oldest_payments_but_keep_exact_totals() -> N
 def test_the_books_refuse_a_bound_below_one() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         SandboxGateway("s", VirtualClock(), remember=0)
+
+
+async def test_a_settling_gateway_refuses_new_completes_and_waits_for_those_it_took() -> None:
+    gateway = SandboxGateway("s", VirtualClock())
+    shop_answers = asyncio.Event()
+
+    async def shop(raw_body: bytes, header: str) -> bool:
+        await shop_answers.wait()
+        return True
+
+    gateway.attach(shop)
+    taken = gateway.complete_soon(7, 8, 1_500, "succeeded", "txn-1")
+    settling = asyncio.create_task(gateway.settle(within_s=5))
+    await asyncio.sleep(0)  # settle has begun
+
+    with pytest.raises(ShuttingDown):
+        gateway.complete_soon(9, 10, 700, "succeeded", "txn-2")
+    assert not settling.done()
+    shop_answers.set()
+    await settling
+
+    assert taken.result() is True
+    assert gateway.collected == {(7, "txn-1"): 1_500}

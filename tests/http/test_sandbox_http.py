@@ -346,6 +346,36 @@ async def test_a_graceful_stop_lets_the_callbacks_answered_202_arrive(tmp_path: 
             assert (await reopened.get_order(order.id)).status == "paid"
 
 
+async def test_once_the_stop_has_begun_a_completion_is_refused_rather_than_lost(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    # a 202 then could not reach a shop that is closing, nor outlive it in the sandbox's books
+    assert server.gateway is not None and server.sink is not None
+    sink, shop_may_answer = server.sink, asyncio.Event()
+
+    async def answering_when_let(raw_body: bytes, signature: str) -> bool:
+        await shop_may_answer.wait()
+        return await sink(raw_body, signature)
+
+    server.gateway.attach(answering_when_let)
+    _, first = await order_awaiting_payment(server, http)
+    status, _ = await post(
+        http, f"/sandbox/payments/{first['id']}/complete", None, {"result": "succeeded"}
+    )
+    assert status == 202
+    stopping = asyncio.create_task(server.gateway.settle(TIMEOUT_S))  # as the stop begins it
+    _, second = await order_awaiting_payment(server, http)
+
+    status, refused = await post(
+        http, f"/sandbox/payments/{second['id']}/complete", None, {"result": "succeeded"}
+    )
+    assert (status, refused["code"]) == (503, "unavailable")
+    shop_may_answer.set()
+    await asyncio.wait_for(stopping, TIMEOUT_S)
+    assert (await server.shop.get_order(int(first["order_id"]))).status == "paid"
+    assert (await server.shop.get_order(int(second["order_id"]))).status == "awaiting_payment"
+
+
 async def test_a_completion_with_an_unknown_query_parameter_is_refused_listing_every_problem(
     server: Server, http: aiohttp.ClientSession
 ) -> None:
