@@ -72,7 +72,6 @@ from shopkeep.actors.order_rules import (
 )
 from shopkeep.actors.order_state import (
     AWAITING_PAYMENT,
-    CREATED,
     PENDING,
     VIEW_FIELDS,
     Effect,
@@ -95,6 +94,7 @@ from shopkeep.actors.payment_rules import (
     WRONG_CURRENCY,
     decide_callback,
     keep_checkout,
+    payments_to_ask,
     refund_done,
     settle_by_hand,
     start_payment,
@@ -444,15 +444,17 @@ class OrderActor(Actor):
         return CallbackHandled(outcome.action.value, duplicate, order_view(outcome.state))
 
     def _query_open_payment(self, ctx: Context, state: OrderState, now: float) -> bool:
-        """At the deadline, an open payment is asked of the provider before the order times
-        out (a notification that never came loses nothing); the deadline timer is re-armed
+        """At the deadline, an open payment (else the last that failed, which some providers
+        still take: ``STILL_PAYABLE``) is asked of the provider before the order times out (a
+        notification that never came loses nothing), any other such payment is closed and
+        asked about without waiting for it; the deadline timer is re-armed
         ``payment_query_grace_s`` later, in case the answer never comes either. False: no
         payment to ask about, the order times out now."""
         if state.status != AWAITING_PAYMENT or state.expires_at is None or (
             state.expires_at > now
         ):
             return False
-        payment = next((p for p in state.payments if p.status == CREATED), None)
+        payment, others = payments_to_ask(state)
         if payment is None:
             return False
         if self.querying == payment.id:
@@ -461,17 +463,21 @@ class OrderActor(Actor):
             return True
         self.querying = payment.id
         _ask_provider(ctx, state, payment)
+        for other in others:  # closed too; one found paid pays the order, or is refunded
+            _ask_provider(ctx, state, other, attempt=1)
         grace = now + self.config.payment_query_grace_s
         ctx.arm_timer(DEADLINE, grace, DeadlineReached(True, "the provider did not answer"))
         return True
 
     def _close_open_payments(self, ctx: Context, state: OrderState) -> None:
-        """A payment still open when the order is canceled unpaid is closed at the provider, so
-        that a customer still on its checkout page cannot pay a canceled order (only to be
-        refunded, the provider's fees lost); one collected meanwhile is found by the query
-        before the close, and refunded as a late payment. The order does not wait for it."""
-        for payment in state.payments:
-            if payment.status == CREATED:
+        """A payment still open (or failed, yet payable: see ``STILL_PAYABLE``) when the order
+        is canceled unpaid is closed at the provider, so that a customer still on its checkout
+        page cannot pay a canceled order (only to be refunded, the provider's fees lost); one
+        collected meanwhile is found by the query before the close, and refunded as a late
+        payment. The order does not wait for it."""
+        waited, others = payments_to_ask(state)
+        if waited is not None:
+            for payment in (waited, *others):
                 _ask_provider(ctx, state, payment, attempt=1)
 
     # -- cancels and fulfilment -----------------------------------------------------------------

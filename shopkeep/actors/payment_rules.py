@@ -87,6 +87,22 @@ def start_payment(
     return state, [SavePayment(payment)], payment, True
 
 
+STILL_PAYABLE = (CREATED, FAILED)
+"""The payment states a provider may still collect on: open, and failed (a Stripe
+PaymentIntent whose card was declined takes another card, on the same checkout page)."""
+
+
+def payments_to_ask(state: OrderState) -> tuple[Payment | None, list[Payment]]:
+    """The order's payments the provider may still collect on, to be closed there and asked
+    about (SPEC 10) at the deadline or at a cancel before payment: the one whose answer the
+    deadline waits for (the open one, else the last that failed), and the others."""
+    payable = [payment for payment in state.payments if payment.status in STILL_PAYABLE]
+    if not payable:
+        return None, []
+    waited = next((p for p in payable if p.status == CREATED), payable[-1])
+    return waited, [payment for payment in payable if payment is not waited]
+
+
 def keep_checkout(
     state: OrderState, payment_id: int, checkout: str, provider_ref: str | None
 ) -> tuple[OrderState, list[Effect], Payment] | None:

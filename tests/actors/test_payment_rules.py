@@ -43,6 +43,7 @@ from shopkeep.actors.payment_rules import (
     CallbackOutcome,
     classify_callback,
     decide_callback,
+    payments_to_ask,
     refund_done,
     start_payment,
 )
@@ -96,6 +97,23 @@ def test_only_an_order_awaiting_payment_can_start_one() -> None:
     state = replace(awaiting(), status=PAID)
     refusal = start_payment(state, 50, NOW)
     assert isinstance(refusal, Refusal) and refusal.code == "invalid_state"
+
+
+def test_the_deadline_asks_about_the_open_payment_and_closes_the_failed_ones_beside_it() -> None:
+    none_started = awaiting()
+    failed_twice = callback(
+        with_payment(callback(with_payment(none_started), "failed", None).state, 51),
+        "failed", None, payment_id=51,
+    ).state
+    open_after = with_payment(failed_twice, 52)
+
+    assert payments_to_ask(none_started) == (None, [])
+    waited, others = payments_to_ask(failed_twice)  # a declined card: Stripe takes another
+    assert waited is not None and waited.id == 51 and [p.id for p in others] == [50]
+    waited, others = payments_to_ask(open_after)
+    assert waited is not None and waited.id == 52 and [p.id for p in others] == [50, 51]
+    waited, others = payments_to_ask(callback(open_after, payment_id=52).state)
+    assert waited is not None and [p.id for p in (waited, *others)] == [51, 50]  # not 52, paid
 
 
 # -- the decision table -----------------------------------------------------------------------

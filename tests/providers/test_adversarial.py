@@ -276,6 +276,58 @@ async def test_a_success_after_a_timeout_whose_close_failed_is_refunded(
     await world.audit_ok()
 
 
+@pytest.fixture
+async def stripe(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[ProviderWorld]:
+    async with provider_world("stripe", tmp_path, clock=clock) as made:
+        yield made
+
+
+async def failed_at_stripe(
+    stripe: ProviderWorld,
+) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
+    """An order whose payment failed, the shop told (the card declined): its PaymentIntent
+    still takes another card on the same checkout page. (customer, order, payment)"""
+    alice = await stripe.customer()
+    order = await stripe.placed(alice)
+    payment = await stripe.start_payment(alice, order)
+    fake: Any = stripe.fake
+    await fake.fail(stripe.key_of(payment))
+    status, told = await stripe.call("GET", f"/v1/payments/{payment['id']}", alice)
+    assert (status, told["status"]) == (200, "failed")
+    return alice, order, payment
+
+
+async def test_a_stripe_payment_that_failed_then_was_paid_without_news_is_found_at_the_deadline(
+    stripe: ProviderWorld, clock: VirtualClock
+) -> None:
+    _, order, payment = await failed_at_stripe(stripe)
+    await stripe.pay(payment, notify=False)  # another card, and the webhook lost
+
+    await clock.advance(stripe.shop.config.order_timeout_s)
+    await stripe.shop.runtime.system.quiet()
+    assert (await stripe.order(order["id"]))["status"] == "paid"
+    assert await stripe.refunds(order["id"]) == []
+    await stripe.audit_ok()
+
+
+async def test_a_stripe_payment_that_failed_is_closed_at_the_deadline_and_at_a_cancel(
+    stripe: ProviderWorld, clock: VirtualClock
+) -> None:
+    _, timing_out, at_deadline = await failed_at_stripe(stripe)
+    alice, canceled, at_cancel = await failed_at_stripe(stripe)
+    status, _ = await stripe.call("POST", f"/v1/orders/{canceled['id']}/cancel", alice)
+    assert status == 200
+
+    await clock.advance(stripe.shop.config.order_timeout_s)
+    await stripe.shop.runtime.system.quiet()
+    timed_out = await stripe.order(timing_out["id"])
+    assert (timed_out["status"], timed_out["cancel_reason"]) == ("canceled", "timeout")
+    for payment in (at_deadline, at_cancel):  # the customer still on the checkout page
+        with pytest.raises(Unpayable):
+            await stripe.pay(payment)
+    await stripe.audit_ok()
+
+
 async def test_the_active_queries_show_in_the_metrics(
     world: ProviderWorld, clock: VirtualClock
 ) -> None:
