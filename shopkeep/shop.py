@@ -515,7 +515,8 @@ class Shop(BackOffice):
         channel: Literal["page", "qr"] = "page",
     ) -> PaymentStarted:
         """Start the payment of an order awaiting payment (the same open one when asked
-        again: ``created`` is False then; under a key, the first answer again), with what the
+        again: ``created`` is False then, unless no answer gave it yet, the provider having
+        failed the start; under a key, the first answer again), with what the
         customer needs to pay it (SPEC 10; ``channel="qr"``: Alipay's QR code). The provider
         is asked here, outside the order's turn, and its answer kept with the payment
         (CheckoutReady); a provider that does not answer is 503 unavailable, and asking again
@@ -536,8 +537,7 @@ class Shop(BackOffice):
             if now is not None and now.has_checkout:
                 return PaymentStarted(now, started.created, started.deadline)
             key.replayed = False
-        view = await self._checkout(started, channel)
-        return PaymentStarted(view, started.created, started.deadline)
+        return await self._checkout(started, channel)
 
     def _other_channel(self, payment: PaymentView, channel: Literal["page", "qr"]) -> bool:
         """Whether ``channel`` asks the open payment for what its provider has not given yet:
@@ -548,8 +548,10 @@ class Shop(BackOffice):
 
     async def _checkout(
         self, started: PaymentStarted, channel: Literal["page", "qr"]
-    ) -> PaymentView:
-        """Ask the provider what the customer needs to pay, and keep it with the payment."""
+    ) -> PaymentStarted:
+        """Ask the provider what the customer needs to pay, and keep it with the payment:
+        ``created`` when the payment had no checkout before (the one answer that gives the
+        customer the payment first, whichever request made it)."""
         payment = started.payment
         deadline = started.deadline
         if deadline is None:
@@ -568,7 +570,7 @@ class Shop(BackOffice):
         kept = CheckoutReady(
             payment.id, msgspec.json.encode(checkout).decode(), checkout.provider_ref
         )
-        return answer(await self._ask(Address("order", payment.order_id), kept), PaymentView)
+        return answer(await self._ask(Address("order", payment.order_id), kept), PaymentStarted)
 
     async def payments(self, order_id: int, *, user_id: int | None = None) -> list[PaymentView]:
         """The order's payments, oldest first."""

@@ -212,8 +212,8 @@ class PaymentCallback(msgspec.Struct, frozen=True, tag=True, gc=False):
 class CheckoutReady(msgspec.Struct, frozen=True, tag=True, gc=False):
     """The provider answered what the customer needs to pay ``payment_id``: ``checkout`` is
     its :class:`~shopkeep.payments.provider.Checkout` as JSON. Kept with the payment (the
-    first one kept wins: the provider answers the same payment the same). Answers the
-    PaymentView."""
+    first one kept wins: the provider answers the same payment the same). Answers
+    PaymentStarted, ``created`` when this is the payment's first checkout."""
 
     payment_id: int
     checkout: str

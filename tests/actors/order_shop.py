@@ -31,7 +31,6 @@ from shopkeep.actors.order_messages import (
     OrderView,
     PaymentCallback,
     PaymentStarted,
-    PaymentView,
     Place,
     StartPayment,
 )
@@ -146,9 +145,9 @@ class Shop:
         # what shopkeep.shop.Shop does: ask the provider (the sandbox), keep its answer
         checkout = Checkout(gateway_url=self.gateway.payment_url(payment.id))
         kept = CheckoutReady(payment.id, msgspec.json.encode(checkout).decode())
-        view = await self.ask("order", order_id, kept)
-        assert isinstance(view, PaymentView), view
-        return PaymentStarted(view, started.created, started.deadline)
+        given = await self.ask("order", order_id, kept)
+        assert isinstance(given, PaymentStarted), given
+        return given
 
     async def pay(self, order_id: int, status: str = "succeeded", txn_id: str | None = None
                   ) -> PaymentStarted:

@@ -345,3 +345,23 @@ async def test_a_payment_start_answered_503_is_not_replayed_to_its_retry(
     # the first answer the caller saw is the retry's: a new payment, not a replay
     assert first.created and first.payment.gateway_url is not None and not retry.replayed
     assert second == first and again.replayed
+
+
+async def test_a_payment_start_answered_503_is_created_by_its_retry_without_a_key(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    provider = ProviderDownOnce(clock)
+    async with Shop.open(str(tmp_path / "shop.db"), gateway=provider, clock=clock) as shop:
+        tea = await shop.create_goods("tea", price=1_000, stock=5)
+        user = (await shop.create_user("ann")).user.id
+        order = await shop.place_order(user, [(tea.id, 1)])
+        with pytest.raises(ShopError) as down:
+            await shop.start_payment(order.id)
+
+        retry = await shop.start_payment(order.id)
+        again = await shop.start_payment(order.id)
+
+    assert down.value.code == "unavailable"
+    # the 503 gave the customer nothing: the retry is the payment's creation to them (201)
+    assert retry.created and retry.payment.gateway_url is not None
+    assert (again.created, again.payment) == (False, retry.payment)
