@@ -24,7 +24,7 @@ from shopkeep.http.inputs import (
     WAIT_SCHEMA,
 )
 from shopkeep.http.openapi import docs_page, openapi_json
-from shopkeep.http.operations import Operation, Param
+from shopkeep.http.operations import NativeRefusal, Operation, Param
 from shopkeep.paging import DEFAULT_LIMIT, MAX_LIMIT
 
 CHANNEL_TEXT = (
@@ -32,19 +32,33 @@ CHANNEL_TEXT = (
     "`gateway_url`; other providers have one channel and ignore it. Asked again, the payment "
     "answers what it was first given."
 )
+_TEXT: Final = {"type": "string"}
 NOTIFY_ROUTES = (
     ("/v1/payments/alipay/notify", "alipayNotify",
      "Alipay's asynchronous notification: form-encoded, RSA2-signed; answered with the plain "
-     "text `success` once handled (duplicates included), anything else makes Alipay resend"),
+     "text `success` once handled (duplicates included), anything else makes Alipay resend",
+     {200: str}, "text/plain",
+     NativeRefusal("text/plain", {**_TEXT, "enum": ["fail"]},
+                   "Refused (Alipay's own answer, the text `fail`): Alipay sends it again")),
     ("/v1/payments/wechatpay/notify", "wechatpayNotify",
      "WeChat Pay API v3's notification: `Wechatpay-Signature` over `timestamp\nnonce\nbody\n`, "
-     "the resource AEAD_AES_256_GCM-encrypted; answered 204 once handled, 4xx refused"),
+     "the resource AEAD_AES_256_GCM-encrypted; answered 204 once handled, 4xx refused",
+     {204: None}, "application/json",
+     NativeRefusal("application/json", {
+         "type": "object", "required": ["code", "message"],
+         "properties": {"code": {**_TEXT, "enum": ["FAIL"]}, "message": _TEXT},
+     }, "Refused (WeChat Pay's own answer, `code` FAIL): WeChat Pay sends it again")),
     ("/v1/payments/stripe/webhook", "stripeWebhook",
      "Stripe's webhook: `Stripe-Signature` (300 s tolerance); `payment_intent.succeeded` / "
-     "`payment_intent.payment_failed`, other events acknowledged and ignored; 200 once handled"),
+     "`payment_intent.payment_failed`, other events acknowledged and ignored; 200 once handled",
+     {200: s.CallbackReceived}, "application/json",
+     NativeRefusal("application/json", {
+         "type": "object", "required": ["error"], "properties": {"error": _TEXT},
+     }, "Refused (what failed, in `error`): Stripe sends the event again")),
 )
 """The providers' own callback routes (SPEC 10): no bearer token, each verified by its
-provider's scheme; a route of a provider the server is not configured for answers 404."""
+provider's scheme and answered in that provider's format (their 400 is no problem+json: the
+provider reads it); a route of a provider the server is not configured for answers 404."""
 PLACEMENT_REFUSALS = (
     "insufficient_stock",
     "coupon_unavailable",
@@ -96,9 +110,10 @@ def catalog() -> list[Operation]:
     op = Operation
     owner, admin, user = Access.OWNER, Access.ADMIN, Access.USER
     notify_ops = [
-        op("POST", path, name, summary, Access.PUBLIC, routes.provider_notify,
-           {200: None, 204: None}, extra_problems=(400, 404), body_required=False)
-        for path, name, summary in NOTIFY_ROUTES
+        op("POST", path, name, summary, Access.PUBLIC, routes.provider_notify, answers,
+           content_type=content_type, native_refusal=refusal, extra_problems=(404,),
+           body_required=False)
+        for path, name, summary, answers, content_type, refusal in NOTIFY_ROUTES
     ]
     order_ops = [
         op("POST", "/v1/orders", "placeOrder", "Place an order", user, routes.place_order,

@@ -219,6 +219,13 @@ def _responses(op: Operation, schema_of: dict[Any, Any]) -> dict[str, Any]:
         if kind is not None:
             answer["content"] = {op.content_type: {"schema": schema_of[kind]}}
         responses[str(status)] = answer
+    native = op.native_refusal
+    if native is not None:
+        responses["400"] = {
+            "description": native.description,
+            "headers": _headers("X-Request-Id"),
+            "content": {native.content_type: {"schema": native.schema}},
+        }
     for status in op.problem_statuses():
         names = ["X-Request-Id"]
         if status == 401:

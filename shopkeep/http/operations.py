@@ -34,6 +34,16 @@ class Param:
 
 
 @dataclass(frozen=True)
+class NativeRefusal:
+    """The 400 of a payment provider's own route, in the format that provider reads (not
+    problem+json): its media type, the JSON Schema of its body, and what it says."""
+
+    content_type: str
+    schema: dict[str, Any]
+    description: str
+
+
+@dataclass(frozen=True)
 class Operation:
     """One route. ``answers`` maps each success status to the type of its body (anything
     msgspec can describe: a Struct, ``str``, ``dict[str, Any]``), or None for no body."""
@@ -56,6 +66,8 @@ class Operation:
     content_type: str = "application/json"
     """The media type of the success answers."""
     extra_problems: tuple[int, ...] = field(default=())
+    native_refusal: NativeRefusal | None = None
+    """A provider's route: its 400 in that provider's format, in place of a problem."""
 
     @property
     def path_params(self) -> list[str]:
@@ -77,4 +89,6 @@ class Operation:
             statuses.add(409)
         if self.touches_shop:
             statuses.add(503)
+        if self.native_refusal is not None:
+            statuses.discard(400)
         return sorted(statuses)

@@ -8,6 +8,7 @@ fuzzing of the api-abuse proof group.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Iterator
 from typing import Any, get_args
@@ -23,6 +24,9 @@ from shopkeep.http.catalog import catalog
 from shopkeep.http.config import HttpConfig
 from shopkeep.http.errors import PROBLEMS
 from shopkeep.http.schemas import OrderStatus
+from shopkeep.payments.alipay import AlipayProvider
+from shopkeep.payments.stripe_provider import StripeProvider
+from shopkeep.payments.wechatpay import WeChatPayProvider
 from shopkeep.proof.api_fuzz import fuzz
 from tests.http.conftest import ADMIN, ADMIN_TOKEN, Api
 
@@ -189,6 +193,37 @@ async def test_the_providers_notify_routes_and_the_payment_fields_are_documented
     [channel] = [p for p in start["parameters"] if p["name"] == "channel"]
     assert channel["schema"]["enum"] == ["page", "qr"]
     assert "currency" in document["components"]["schemas"]["OrderOut"]["required"]
+
+
+@pytest.mark.parametrize(
+    ("path", "provider"),
+    [("/v1/payments/alipay/notify", AlipayProvider),
+     ("/v1/payments/wechatpay/notify", WeChatPayProvider),
+     ("/v1/payments/stripe/webhook", StripeProvider)],
+)
+async def test_a_notify_routes_answers_are_documented_in_its_providers_own_format(
+    api: Api, path: str, provider: Any
+) -> None:
+    # the provider reads them, so they are its format, not problem+json
+    responses = (await api.call("GET", "/openapi.json", {})).body["paths"][path]["post"][
+        "responses"
+    ]
+    for handled in (True, False):
+        said = provider.answer(None, handled, "signature: mismatch")  # reads nothing of its own
+        documented = responses[str(said.status)]
+        if not said.body:
+            assert "content" not in documented
+            continue
+        [(media, content)] = documented["content"].items()
+        assert media == said.content_type
+        schema = content["schema"]
+        if media == "text/plain":
+            assert said.body.decode() in schema.get("enum", [said.body.decode()])
+        elif "$ref" not in schema:
+            body = json.loads(said.body)
+            assert set(schema["required"]) <= set(body) <= set(schema["properties"])
+            for name, value in body.items():
+                assert value in schema["properties"][name].get("enum", [value])
 
 
 async def test_a_notify_route_of_another_provider_is_not_found(api: Api) -> None:
