@@ -17,10 +17,13 @@ tells the order what it learned:
   ``queried`` set: the order times out as it would have, its history saying what was asked.
 
 No answer (the provider down, or refusing, the query or the close) does not end it: the
-payment may have been collected, and its notification lost, or it may still be payable. A
-durable timer asks again after a back-off (the refunds' ``refund_retry_s``, doubling up to
-``refund_retry_max_s``) until the provider answers: paid, the order (timed out by then)
-refunds it as a late payment; open, it is closed; closed, nothing more is done.
+payment may have been collected, and its notification lost, or it may still be payable. Nor
+does a close the provider turns down while the payment stays open (the customer is paying it
+this moment: WeChat Pay's USERPAYING, a Stripe intent processing). A durable timer asks again
+after a back-off (the refunds' ``refund_retry_s``, doubling up to ``refund_retry_max_s``)
+until the provider says where it stands: paid, the order (timed out by then) refunds it as a
+late payment; open, it is closed; closed, or unknown to the provider (never opened, and past
+its deadline no longer can be), nothing more is done.
 
 Outcomes are counted by kind (``/metrics``: ``shopkeep_active_queries_total``).
 """
@@ -89,17 +92,16 @@ class PaymentQueryActor(Actor):
                 closed = await self.provider.close_payment(ref)
                 closed_now = isinstance(closed, PaymentClosed)
                 state = await self.provider.query_payment(ref) if closed is None else closed
+                if closed is None and isinstance(state, PaymentOpen) and state.exists:
+                    # the close refused, and payable still: the customer is paying it this
+                    # moment (WeChat Pay's USERPAYING, a Stripe intent processing)
+                    self.outcomes["payment:open"] += 1
+                    said = "open, and the provider would not close it now"
+                    return self._again(ctx, message, order, "payment_still_open", said)
         except Exception as exc:  # down or refusing: the order times out, and is asked about
             self.outcomes["payment:error"] += 1  # again until the provider answers
-            delay = retry_delay(message.attempt + 1, self.config)
-            log.info("payment_query_failed", payment_id=message.payment_id,
-                     error=f"{type(exc).__name__}: {exc}", again_in_s=delay)
-            if message.attempt == 0:
-                outcome = f"payment {message.payment_id}: the provider did not answer ({exc})"
-                ctx.send(order, DeadlineReached(True, outcome))
-            again = msgspec.structs.replace(message, attempt=message.attempt + 1)
-            ctx.arm_timer("again", ctx.now() + delay, again)
-            return None
+            said = f"the provider did not answer ({exc})"
+            return self._again(ctx, message, order, "payment_query_failed", said)
         if isinstance(state, PaymentPaid):
             self.outcomes["payment:paid"] += 1
             ctx.send(order, PaymentCallback(
@@ -114,3 +116,15 @@ class PaymentQueryActor(Actor):
         if message.attempt == 0:  # else the order timed out when the first went unanswered
             ctx.send(order, DeadlineReached(True, f"payment {message.payment_id}: {word}"))
         return None
+
+    def _again(
+        self, ctx: Context, message: QueryPayment, order: Address, event: str, said: str
+    ) -> None:
+        """Where the payment stands is not settled yet: ask again after a back-off; the
+        deadline's own query lets the order time out meanwhile, its history saying why."""
+        delay = retry_delay(message.attempt + 1, self.config)
+        log.info(event, payment_id=message.payment_id, said=said, again_in_s=delay)
+        if message.attempt == 0:
+            ctx.send(order, DeadlineReached(True, f"payment {message.payment_id}: {said}"))
+        again = msgspec.structs.replace(message, attempt=message.attempt + 1)
+        ctx.arm_timer("again", ctx.now() + delay, again)

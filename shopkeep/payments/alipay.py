@@ -220,7 +220,7 @@ class AlipayProvider:
         )
         if section.get("code") != wire.SUCCESS_CODE:
             if section.get("sub_code") == "ACQ.TRADE_NOT_EXIST":
-                return PaymentOpen()
+                return PaymentOpen(exists=False)
             raise GatewayRefused(f"alipay: query {payment.payment_id}: {_said(section)}")
         status = section.get("trade_status")
         if status in PAID:

@@ -270,8 +270,11 @@ class PaymentClosed(msgspec.Struct, frozen=True):
 
 
 class PaymentOpen(msgspec.Struct, frozen=True):
-    """Not paid yet, and still payable (or never opened by the customer: Alipay creates the
-    trade only when the buyer opens the cashier)."""
+    """Not paid yet, and still payable; ``exists`` False when the provider has no such payment
+    (never opened by the customer: Alipay creates the trade only when the buyer opens the
+    cashier; or never created), which nobody can pay once its deadline has passed."""
+
+    exists: bool = True
 
 
 PaymentState = PaymentPaid | PaymentClosed | PaymentOpen

@@ -229,7 +229,7 @@ class StripeProvider:
             else:
                 found = await self._intent_of_payment(payment.payment_id)
                 if found is None:
-                    return PaymentOpen()
+                    return PaymentOpen(exists=False)
         intent = msgspec.convert(found.to_dict(), Intent)
         if intent.status == "succeeded":
             return PaymentPaid(amount=intent.amount_received, currency=intent.currency.upper(),

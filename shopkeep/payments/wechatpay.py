@@ -215,7 +215,7 @@ class WeChatPayProvider:
         path = f"/v3/pay/transactions/out-trade-no/{payment.payment_id}?mchid={self.mch_id}"
         status, answer = await self._call("GET", path)
         if status == 404:
-            return PaymentOpen()  # ORDER_NOT_EXIST
+            return PaymentOpen(exists=False)  # ORDER_NOT_EXIST
         if status != 200:
             raise GatewayRefused(f"wechatpay: query {payment.payment_id}: {_said(answer)}")
         state = answer.get("trade_state")

@@ -253,7 +253,7 @@ async def test_a_refund_the_provider_fails_or_never_answers_is_an_error_to_retry
 
 async def test_a_query_finds_a_payment_whose_notification_was_dropped(world: World) -> None:
     ref = PaymentRef(payment_id=7, order_id=70, amount=1999, currency="CNY")
-    assert await world.provider.query_payment(ref) == PaymentOpen()  # TRADE_NOT_EXIST
+    assert await world.provider.query_payment(ref) == PaymentOpen(exists=False)  # TRADE_NOT_EXIST
     await world.start()
     assert await world.provider.query_payment(ref) == PaymentOpen()
     await world.fake.pay("7", notify=False)

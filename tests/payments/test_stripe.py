@@ -225,7 +225,7 @@ async def test_a_refund_stripe_refuses_is_a_refusal(world: World) -> None:
 
 async def test_a_query_finds_a_payment_whose_webhook_was_dropped(world: World) -> None:
     unknown = PaymentRef(payment_id=7, order_id=70, amount=1999, currency="USD")
-    assert await world.provider.query_payment(unknown) == PaymentOpen()
+    assert await world.provider.query_payment(unknown) == PaymentOpen(exists=False)
     intent = await world.start()
     known = PaymentRef(payment_id=7, order_id=70, amount=1999, currency="USD",
                        provider_ref=intent)

@@ -230,7 +230,7 @@ async def test_a_refund_the_provider_fails_or_never_answers_is_an_error_to_retry
 
 async def test_a_query_finds_a_payment_whose_notification_was_dropped(world: World) -> None:
     ref = PaymentRef(payment_id=7, order_id=70, amount=1999, currency="CNY")
-    assert await world.provider.query_payment(ref) == PaymentOpen()  # ORDER_NOT_EXIST
+    assert await world.provider.query_payment(ref) == PaymentOpen(exists=False)  # ORDER_NOT_EXIST
     await world.start()
     assert await world.provider.query_payment(ref) == PaymentOpen()  # NOTPAY
     await world.fake.pay("7", notify=False)
@@ -269,7 +269,8 @@ async def test_a_key_file_of_the_old_platform_key_and_the_new_believes_either(
         platform_public_key_file=str(ring), notify_url=world.receiver.url, url=world.fake.url)
     try:
         ref = PaymentRef(payment_id=7, order_id=70, amount=1, currency="CNY")
-        assert await rotating.query_payment(ref) == PaymentOpen()  # signed with the second
+        # the answer (no such order) is signed with the second key
+        assert await rotating.query_payment(ref) == PaymentOpen(exists=False)
     finally:
         await rotating.close()
 

@@ -328,6 +328,38 @@ async def test_a_stripe_payment_that_failed_is_closed_at_the_deadline_and_at_a_c
     await stripe.audit_ok()
 
 
+@pytest.fixture
+async def wechatpay(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[ProviderWorld]:
+    async with provider_world("wechatpay", tmp_path, clock=clock) as made:
+        yield made
+
+
+@pytest.mark.parametrize("end", ["deadline", "cancel"])
+async def test_a_payment_being_paid_when_its_order_ends_is_asked_about_until_it_settles(
+    wechatpay: ProviderWorld, clock: VirtualClock, end: str
+) -> None:
+    alice = await wechatpay.customer()
+    order = await wechatpay.placed(alice)
+    payment = await wechatpay.start_payment(alice, order)
+    fake: Any = wechatpay.fake
+    fake.begin_paying(wechatpay.key_of(payment))  # which no close can end
+    if end == "cancel":
+        status, _ = await wechatpay.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
+        assert status == 200
+    await clock.advance(wechatpay.shop.config.order_timeout_s)
+    await wechatpay.shop.runtime.system.quiet()
+    assert (await wechatpay.order(order["id"]))["status"] == "canceled"
+    assert await wechatpay.refunds(order["id"]) == []
+
+    await wechatpay.pay(payment, notify=False)  # the customer's payment goes through, unsaid
+    for _ in range(3):
+        await clock.advance(wechatpay.shop.config.refund_retry_max_s)
+        await wechatpay.shop.runtime.system.quiet()
+    [refund] = await wechatpay.refunds(order["id"])
+    assert (refund["kind"], refund["status"]) == ("late_payment", "refunded")
+    await wechatpay.audit_ok()
+
+
 async def test_the_active_queries_show_in_the_metrics(
     world: ProviderWorld, clock: VirtualClock
 ) -> None:

@@ -82,6 +82,11 @@ class FakeWeChatPay(FakeServer):
             order.notify_url, body, lambda: self.headers_for(body), _acknowledged
         )
 
+    def begin_paying(self, out_trade_no: str) -> None:
+        """The customer is paying the order this moment (entering the password): USERPAYING,
+        which the close turns down (202 ``USER_PAYING``); :meth:`pay` ends it."""
+        self.orders[out_trade_no].trade_state = "USERPAYING"
+
     def transaction(self, out_trade_no: str) -> dict[str, Any]:
         """The order as a ``transaction`` resource (the plaintext of a notification)."""
         order = self.orders[out_trade_no]
@@ -175,6 +180,8 @@ class FakeWeChatPay(FakeServer):
             return self._answer(404, {"code": "ORDER_NOT_EXIST", "message": "no such order"})
         if order.trade_state in ("SUCCESS", "REFUND"):
             return self._answer(400, {"code": "ORDERPAID", "message": "the order is paid"})
+        if order.trade_state == "USERPAYING":
+            return self._answer(202, {"code": "USER_PAYING", "message": "the customer is paying"})
         order.trade_state = "CLOSED"
         return self._answer(204, None)
 
