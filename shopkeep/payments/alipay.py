@@ -316,7 +316,9 @@ def _classify(params: Mapping[str, str]) -> Verdict:
         payment_id=payment_id,
         order_id=order_id,
         amount=amount,
-        currency=CURRENCY,
+        # a domestic trade names none (yuan); a cross-border one its pricing currency, which
+        # the order refuses unless it is the payment's
+        currency=params.get("trans_currency") or params.get("currency") or CURRENCY,
         status="succeeded" if status in PAID else "failed",
         gateway_txn_id=txn_id,
         event_id=params.get("notify_id"),
