@@ -30,7 +30,8 @@ from shopkeep.paging import DEFAULT_LIMIT, MAX_LIMIT
 CHANNEL_TEXT = (
     "Alipay only: `qr` answers a `qr_code` (alipay.trade.precreate) instead of the page-pay "
     "`gateway_url`; other providers have one channel and ignore it. Asked again, the payment "
-    "answers what it was first given."
+    "answers what it was given before, and, asked for the channel it was not started with, "
+    "that channel's link beside it (the customer may pay by either)."
 )
 _TEXT: Final = {"type": "string"}
 NOTIFY_ROUTES = (

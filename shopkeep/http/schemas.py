@@ -251,8 +251,9 @@ class HistoryOut(msgspec.Struct, frozen=True):
 class PaymentOut(msgspec.Struct, frozen=True, omit_defaults=True):
     """A payment: its provider (``gateway``) and ``currency``, and what the customer needs to
     pay it, whichever the provider gives (SPEC 10): ``gateway_url`` (the sandbox, Alipay's
-    page pay), ``qr_code`` (Alipay with ``?channel=qr``), ``code_url`` (WeChat Pay Native) or
-    ``client_secret`` (Stripe's PaymentIntent). The others are absent."""
+    page pay), ``qr_code`` (Alipay with ``?channel=qr``; beside ``gateway_url`` once asked for
+    both), ``code_url`` (WeChat Pay Native) or ``client_secret`` (Stripe's PaymentIntent). The
+    others are absent."""
 
     id: Id
     order_id: Id
