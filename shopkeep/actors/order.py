@@ -438,11 +438,11 @@ class OrderActor(Actor):
             self.stats.callbacks_rejected[reason] += 1
             return outcome
         effects = outcome.effects
-        if message.via == "query":  # SPEC 10's active query: the history says how it was found
-            status = outcome.state.status
-            effects = [*effects, History(status, status, "payment_queried",
-                                         f"payment {message.payment_id}: {message.status} "
-                                         f"({message.gateway_txn_id}), {outcome.action.value}")]
+        if message.via == "query":  # SPEC 10's active query: the history says how it was
+            status = state.status  # found, before what it changed
+            effects = [History(status, status, "payment_queried",
+                               f"payment {message.payment_id}: {message.status} "
+                               f"({message.gateway_txn_id}), {outcome.action.value}"), *effects]
         self.commit(ctx, outcome.state, effects)
         duplicate = outcome.action.value == "duplicate"
         return CallbackHandled(outcome.action.value, duplicate, order_view(outcome.state))

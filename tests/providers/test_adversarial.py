@@ -222,7 +222,9 @@ async def test_a_notification_that_never_comes_is_found_by_the_active_query(
     assert (await world.order(order["id"]))["status"] == "paid"
     status, history = await world.call("GET", f"/v1/orders/{order['id']}/history", world.admin)
     assert status == 200
-    assert "payment_queried" in [entry["operation"] for entry in history["items"]]
+    steps = [(entry["operation"], entry["to"]) for entry in history["items"]]
+    asked = steps.index(("payment_queried", "awaiting_payment"))  # the cause, then its effect
+    assert steps[asked + 1][1] == "paid"
     assert world.shop.active_queries["payment:paid"] >= 1
     await world.audit_ok()
 
