@@ -633,11 +633,10 @@ class Shop(BackOffice):
         return answer(reply, CallbackHandled)
 
     async def acknowledge_callback(self, raw_body: bytes, signature: str) -> bool:
-        """The sandbox gateway's way in: True when the callback was handled (acknowledged)."""
-        try:
-            await self.handle_callback(raw_body, signature)
-        except CallbackRejected:
-            return False
+        """The in-process sandbox gateway's way in: True once the callback is handled
+        (acknowledged); CallbackRejected when refused, which the gateway does not retry (in
+        process the same callback is refused again: its payment or amount is wrong)."""
+        await self.handle_callback(raw_body, signature)
         return True
 
     def _reject(self, reason: str) -> None:

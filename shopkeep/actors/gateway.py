@@ -20,6 +20,7 @@ import structlog
 
 from shopkeep.actors.sandbox_books import PAYMENTS_REMEMBERED, SandboxBooks
 from shopkeep.actors.signature import sign
+from shopkeep.errors import CallbackRejected
 from shopkeep.runtime import Clock, ShuttingDown
 
 log = structlog.get_logger("shopkeep.gateway")
@@ -208,15 +209,26 @@ class SandboxGateway:
         :meth:`complete_soon`.
 
         A success without ``txn_id`` gets a new transaction id; passing one already used
-        collects nothing more (it is the same transaction, called back again).
+        collects nothing more (it is the same transaction, called back again). ``status`` is
+        "succeeded" or "failed" (ValueError otherwise). A callback the shop in this process
+        refuses (CallbackRejected: an unknown payment, a wrong amount) is refused for good:
+        it is raised here, and what it collected is taken back.
         """
+        if status not in ("succeeded", "failed"):
+            raise ValueError(f'a payment completes "succeeded" or "failed", not {status!r}')
+        collected = False
         if status == "succeeded":
             if txn_id is None:
                 txn_id = f"sbx-{payment_id}-{next(self._txn_ids)}"
-            self.collect(payment_id, txn_id, amount)
+            collected = self.collect(payment_id, txn_id, amount)
         body = self.callback(payment_id, order_id, amount, status, txn_id)
         self._books.payment(payment_id).last_body = body
-        return await self.deliver(body)
+        try:
+            return await self.deliver(body)
+        except CallbackRejected:
+            if collected:
+                self._books.uncollect(payment_id, txn_id)
+            raise
 
     def complete_soon(
         self,
@@ -257,8 +269,8 @@ class SandboxGateway:
             try:
                 if await self._sink(raw_body, self.signature(raw_body)):
                     return True
-            except asyncio.CancelledError:
-                raise
+            except (asyncio.CancelledError, CallbackRejected):
+                raise  # refused in process: the same body would be refused again
             except Exception as exc:  # the shop failed: a real gateway just tries again
                 log.info("sandbox_callback_failed", error=f"{type(exc).__name__}: {exc}")
             await self._clock.sleep(delay)

@@ -84,6 +84,13 @@ class SandboxBooks:
         self.total_collected += amount
         return True
 
+    def uncollect(self, payment_id: int, txn_id: str | None) -> None:
+        """Take back what :meth:`collect` recorded in ``txn_id``: a payment that never was (the
+        shop refused its callback for good)."""
+        book = self._payments.get(payment_id)
+        if book is not None and txn_id in book.txns:
+            self.total_collected -= book.txns.pop(txn_id)
+
     def refundable(self, payment_id: int | None) -> int:
         """What was collected for ``payment_id`` and not refunded yet (0 when not remembered)."""
         book = self._payments.get(payment_id) if payment_id is not None else None

@@ -79,6 +79,25 @@ async def test_a_success_callback_pays_the_order_and_awards_points(shop: Shop) -
     await assert_audit_ok(shop)
 
 
+async def test_a_completion_the_shop_refuses_raises_at_once_and_collects_nothing(
+    shop: Shop,
+) -> None:
+    tea = await shop.create_goods("tea", price=12_000, stock=10)
+    order = await shop.place_order(await customer(shop), [(tea.id, 1)])
+    payment = (await shop.start_payment(order.id)).payment
+    gateway = sandbox(shop)
+
+    with pytest.raises(CallbackRejected):  # the wrong amount: refused again on every try
+        await gateway.complete(payment.id, order.id, 1, "succeeded")
+    with pytest.raises(CallbackRejected):
+        await gateway.complete(999, order.id, payment.amount, "succeeded")
+    with pytest.raises(ValueError, match="succeeded"):
+        await gateway.complete(payment.id, order.id, payment.amount, "bogus")
+    assert gateway.total_collected == 0
+    assert (await shop.get_order(order.id)).status == "awaiting_payment"
+    await assert_audit_ok(shop)
+
+
 @pytest.mark.parametrize("first", ["callback", "deadline"])
 async def test_a_success_callback_and_the_deadline_at_the_same_instant_agree(
     shop: Shop, clock: VirtualClock, first: str
