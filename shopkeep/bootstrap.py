@@ -7,7 +7,8 @@ closes the store. The server, the embedded API and the tests all start from here
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -22,6 +23,25 @@ class Runtime:
 
     system: ActorSystem
     store: Store
+
+
+async def finish_despite_cancel(step: Awaitable[None]) -> None:
+    """Run a closing ``step`` to its end even when the caller is cancelled meanwhile (a
+    Ctrl-C, a ``wait_for`` running out while the block ends), then let the cancel through:
+    a close cut halfway leaves the writer's and the reader's threads running, and the program
+    never exits."""
+    task = asyncio.ensure_future(step)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            cancelled = True
+    task.result()
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 class _Open:
@@ -67,8 +87,8 @@ async def open_runtime(
             try:
                 yield Runtime(system, store)
             finally:
-                await system.stop()
+                await finish_despite_cancel(system.stop())
         finally:
-            await store.close()
+            await finish_despite_cancel(store.close())
     finally:
         _Open.count -= 1

@@ -85,7 +85,7 @@ from shopkeep.actors.refund_store import refund_standing
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.actors.user import UserActor
 from shopkeep.back_office import BackOffice
-from shopkeep.bootstrap import Runtime, open_runtime
+from shopkeep.bootstrap import Runtime, finish_despite_cancel, open_runtime
 from shopkeep.errors import CallbackRejected, ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, Once, key_of
 from shopkeep.logs import log_through_stdlib_unless_configured
@@ -286,7 +286,7 @@ class Shop(BackOffice):
                 yield shop
             finally:
                 sweep.cancel()
-                await provider.close()
+                await finish_despite_cancel(provider.close())
                 # a shop kept past its block answers every call as its actors do: ShuttingDown
                 # (a read would otherwise meet a closed connection's ValueError)
                 shop.reader = _CLOSED

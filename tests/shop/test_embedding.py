@@ -8,10 +8,12 @@ paid, and wrong types leaked TypeErrors."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -150,3 +152,32 @@ def test_an_embedding_program_gets_shopkeeps_lines_through_its_own_logging(
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     assert "EMBEDDER event='order_odd' order_id='7'" in done.stderr
+
+
+@pytest.mark.parametrize("writer", ["thread", "process"])
+async def test_a_shop_cancelled_as_it_closes_still_closes_whole_then_lets_the_cancel_through(
+    tmp_path: Path, writer: str
+) -> None:
+    # a Ctrl-C or a wait_for running out just as the block ends: a close cut halfway left the
+    # writer's and the reader's threads running, and the program never exited
+    before = set(threading.enumerate())
+
+    async def session() -> None:
+        async with Shop.open(str(tmp_path / "shop.db"), gateway="sandbox", writer=writer) as shop:
+            await shop.create_user("ann")
+            block = asyncio.current_task()
+            assert block is not None
+            store_writer = shop.runtime.store.writer
+            close_writer = store_writer.close
+
+            async def cancelled_as_it_closes() -> None:
+                block.cancel()  # as the store closes, halfway through the shop's close
+                await close_writer()
+
+            store_writer.close = cancelled_as_it_closes  # type: ignore[method-assign]
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(session())
+    assert set(threading.enumerate()) <= before
+    async with Shop.open(str(tmp_path / "shop.db"), gateway="sandbox") as reopened:
+        assert (await reopened.audit()).ok  # the lock was released, and nothing was lost
