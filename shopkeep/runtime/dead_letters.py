@@ -18,13 +18,14 @@ import msgspec
 from shopkeep.runtime.actor import SEND_SQL
 from shopkeep.runtime.cell import Cell, answer_parked
 from shopkeep.runtime.envelope import Address, Envelope
-from shopkeep.runtime.errors import MessageFailed
+from shopkeep.runtime.errors import MessageFailed, ShuttingDown
 from shopkeep.runtime.outbox import CONSUME_SQL
 from shopkeep.runtime.timers import FIRE_DONE_SQL
 from shopkeep.store import UnitOfWork
 
 if TYPE_CHECKING:
     from shopkeep.runtime.system import ActorSystem
+    from shopkeep.store.reader import Reader
 
 DEAD_LETTER_SQL = (
     "INSERT INTO dead_letters (kind, actor_id, message, payload, error, traceback, attempts, at) "
@@ -117,14 +118,22 @@ def _text(make: Callable[[], str]) -> str:
 
 async def list_dead_letters(system: ActorSystem, below: int, count: int) -> list[DeadLetter]:
     """Up to ``count`` dead letters with an id below ``below``, newest first (no tracebacks)."""
-    rows = await system.store.reader.fetchall(LIST_SQL, (below, count))
+    rows = await _reader(system).fetchall(LIST_SQL, (below, count))
     return [_letter(row) for row in rows]
 
 
 async def get_dead_letter(system: ActorSystem, letter_id: int) -> DeadLetter | None:
     """The dead letter with its traceback, or None."""
-    row = await system.store.reader.fetchone(GET_SQL, (letter_id,))
+    row = await _reader(system).fetchone(GET_SQL, (letter_id,))
     return None if row is None else _letter(row)
+
+
+def _reader(system: ActorSystem) -> Reader:
+    """The store's reader, while the system runs: once it stops, ShuttingDown, as its actors
+    answer (its store's connections close next)."""
+    if system.stopping:
+        raise ShuttingDown("the actor system is stopping: its dead letters are read after")
+    return system.store.reader
 
 
 def _letter(row: Any) -> DeadLetter:
@@ -137,7 +146,7 @@ def _letter(row: Any) -> DeadLetter:
 async def count_dead_letters(system: ActorSystem) -> int:
     """How many dead letters wait for a person (the counter ``dead_letters`` counts since
     start; this is what is in the table now)."""
-    row = await system.store.reader.fetchone(COUNT_SQL)
+    row = await _reader(system).fetchone(COUNT_SQL)
     return 0 if row is None else int(row[0])
 
 
@@ -146,7 +155,7 @@ async def retry(system: ActorSystem, letter_id: int) -> bool:
     the dead letters, in one unit: delivered at least once from here on, applied once as any
     outbox message. False when there is no such letter, or its message was not stored whole
     (it cannot be sent again; discard it)."""
-    row = await system.store.reader.fetchone(PAYLOAD_SQL, (letter_id,))
+    row = await _reader(system).fetchone(PAYLOAD_SQL, (letter_id,))
     if row is None or row[2] is None:
         return False
     kind, actor_id, payload = str(row[0]), int(row[1]), bytes(row[2])
