@@ -34,14 +34,16 @@ from shopkeep.actors.refund_store import (
 )
 from shopkeep.actors.user import list_users
 from shopkeep.errors import FieldError, ShopError
-from shopkeep.paging import Page, page_bounds, paged
-from shopkeep.requests import check_id
+from shopkeep.paging import MAX_LIMIT, Page, page_bounds, paged
+from shopkeep.requests import check_count, check_id, check_time
 from shopkeep.runtime import ActorSystem
 from shopkeep.runtime import dead_letters as letters
 from shopkeep.runtime.dead_letters import DeadLetter
 from shopkeep.runtime.ids import EPOCH_MS, SEQUENCE_BITS
 from shopkeep.store.reader import Reader
 
+MINUTES_A_DAY = 1_440
+"""The most minutes :meth:`BackOffice.minute_figures` counts (a row of figures each)."""
 SHORT_LIST = 50
 """How many in-flight refunds or waiting returns one look shows at most."""
 
@@ -90,6 +92,9 @@ class BackOffice:
         was made, so ``until`` is where the list starts and ``since`` where it stops."""
         if user_id is not None:
             check_id("user_id", user_id)
+        for name, time in (("since", since), ("until", until)):
+            if time is not None:
+                check_time(name, time, in_body=False)
         if status is not None and status not in STATUSES:
             detail = f"status must be one of {', '.join(STATUSES)}"
             raise ShopError.invalid([FieldError(detail, parameter="status")])
@@ -109,7 +114,8 @@ class BackOffice:
 
     async def minute_figures(self, minutes: int = 60) -> MinuteFigures:
         """Orders placed and money paid per minute, the last ``minutes`` minutes (the current
-        one last)."""
+        one last), up to a day's."""
+        check_count("minutes", minutes, MINUTES_A_DAY)
         now = self.system.clock.now()
         since = (now // 60 - (minutes - 1)) * 60
         # an order paid since then was placed at most its payment deadline before
@@ -120,7 +126,9 @@ class BackOffice:
         )  # fmt: skip
 
     async def due_soonest(self, count: int) -> list[OrderView]:
-        """Up to ``count`` orders awaiting payment, the nearest deadline first."""
+        """Up to ``count`` orders awaiting payment (at most a page's), the nearest deadline
+        first."""
+        check_count("count", count, MAX_LIMIT)
         return [order_view(state) for state in await due_soonest(self.reader, count)]
 
     async def refunds_in_flight(self) -> list[RefundInFlight]:

@@ -43,7 +43,7 @@ from shopkeep.actors.placement import UNDONE_FAILURES
 from shopkeep.actors.protocol import BeginOrder, Refusal
 from shopkeep.errors import FieldError, ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, InFlight
-from shopkeep.requests import check_amount, check_id, checked_items
+from shopkeep.requests import check_amount, check_choice, check_id, checked_items
 from shopkeep.runtime import ActorSystem, Address, AskTimeout
 from shopkeep.store.reader import Reader
 
@@ -77,6 +77,8 @@ class PlaceRequest(msgspec.Struct, frozen=True, gc=False):
         check_amount("use_balance", use_balance)
         if expected_total is not None:
             check_amount("expected_total", expected_total)
+        if type(wait) is not bool:  # "no" is true, and 0 no bool: refused, not guessed
+            check_choice("wait", wait, (True, False))
         problems = request_problems(lines, use_balance, expected_total, config)
         if problems:
             raise ShopError.invalid([FieldError(detail, pointer=at) for at, detail in problems])

@@ -62,6 +62,35 @@ def check_amount(name: str, value: int, *, minimum: int = 0) -> None:
         raise refused(f"/{name}", f"{name} must be between {minimum} and {MAX_AMOUNT}")
 
 
+def check_time(name: str, value: object, *, in_body: bool = True) -> None:
+    """Refuse a time that is not Unix seconds of the years 1 to 9999 (True is an int, and
+    "2020" no time: both refused, as the HTTP API refuses them); ``in_body``: a field of the
+    request's body, else a parameter of the call."""
+    if isinstance(value, int | float) and type(value) is not bool and (
+        EARLIEST_TIME <= value <= LATEST_TIME
+    ):
+        return
+    detail = f"{name} must be a time (Unix seconds) of the years 1 to 9999"
+    if in_body:
+        raise refused(f"/{name}", detail)
+    raise ShopError.invalid([FieldError(detail, parameter=name)])
+
+
+def check_choice(name: str, value: object, choices: tuple[object, ...]) -> None:
+    """Refuse a call's argument ``name`` that is none of ``choices``, of their type (1 is no
+    True), as the HTTP API refuses the same parameter."""
+    if not any(type(value) is type(choice) and value == choice for choice in choices):
+        listed = ", ".join(repr(choice) for choice in choices)
+        raise ShopError.invalid([FieldError(f"{name} must be one of {listed}", parameter=name)])
+
+
+def check_count(name: str, value: object, most: int) -> None:
+    """Refuse a call's argument ``name`` that is not an int from 1 to ``most`` (nor a bool)."""
+    if type(value) is not int or not 1 <= value <= most:
+        detail = f"{name} must be an int from 1 to {most}"
+        raise ShopError.invalid([FieldError(detail, parameter=name)])
+
+
 def check_id(name: str, value: object, at: str | None = None) -> int:
     """``value``, the id ``name`` (at the pointer ``at``, else ``/name``), or ShopError
     validation_error: an id is an ``int`` (not a bool, nor its digits as text), since ``"42"``

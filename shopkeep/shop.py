@@ -86,11 +86,11 @@ from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.actors.user import UserActor
 from shopkeep.back_office import BackOffice
 from shopkeep.bootstrap import Runtime, finish_despite_cancel, open_runtime
-from shopkeep.errors import CallbackRejected, ShopError, answer
+from shopkeep.errors import CallbackRejected, FieldError, ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, Once, key_of
 from shopkeep.logs import log_through_stdlib_unless_configured
 from shopkeep.paging import Page, page_after, paged
-from shopkeep.payments.names import QR_GATEWAYS
+from shopkeep.payments.names import CHANNELS, QR_GATEWAYS
 from shopkeep.payments.provider import (
     Ignored,
     PaymentProvider,
@@ -100,12 +100,12 @@ from shopkeep.payments.provider import (
 from shopkeep.payments.sandbox import SandboxProvider
 from shopkeep.placing import Placer, PlaceRequest
 from shopkeep.requests import (
-    EARLIEST_TIME,
-    LATEST_TIME,
     MAX_REASON,
     check_amount,
+    check_choice,
     check_id,
     check_name,
+    check_time,
     is_text,
     refused,
 )
@@ -318,6 +318,9 @@ class Shop(BackOffice):
 
     async def user_for_token(self, token: str) -> int | None:
         """The id of the user whose token this is, or None."""
+        if type(token) is not str:
+            detail = f"token must be a str, not {type(token).__name__}"
+            raise ShopError.invalid([FieldError(detail, parameter="token")])
         return await self.user_for_token_hash(hash_token(token))
 
     def known_user_for_token_hash(self, token_hash: str) -> int | None:
@@ -424,12 +427,8 @@ class Shop(BackOffice):
         """A coupon for ``user_id`` worth ``value``."""
         check_amount("value", value, minimum=1)
         check_amount("min_order_amount", min_order_amount)
-        if expires_at is not None and (
-            type(expires_at) not in (int, float) or not EARLIEST_TIME <= expires_at <= LATEST_TIME
-        ):  # True is an int, and "2020" no time: both refused, as the HTTP API refuses them
-            raise refused(
-                "/expires_at", "expires_at must be a time (Unix seconds) of the years 1 to 9999"
-            )
+        if expires_at is not None:
+            check_time("expires_at", expires_at)
         await self.get_user(user_id)
         coupon_id = self.system.ids.next()
         message = CreateCoupon(user_id, value, min_order_amount, expires_at)
@@ -522,6 +521,7 @@ class Shop(BackOffice):
         (CheckoutReady); a provider that does not answer is 503 unavailable, and asking again
         answers the same payment (under the same key, as a first answer: the 503 was the only
         one given); a replay shows the payment as it is, with what the provider answered."""
+        check_choice("channel", channel, CHANNELS)
         request = ("start_payment", order_id)
         key = key_of(idempotency_key)
         started = await self._once.ask(
@@ -608,6 +608,9 @@ class Shop(BackOffice):
         about a payment's result (:class:`~shopkeep.payments.provider.Ignored`) is
         acknowledged: the answer's action is ``ignored``, its order None.
         """
+        if type(raw_body) is not bytes:  # the request's bytes, as the provider signed them
+            detail = f"raw_body must be bytes, not {type(raw_body).__name__}"
+            raise ShopError.invalid([FieldError(detail, parameter="raw_body")])
         if not isinstance(headers, Mapping):
             headers = {} if headers is None else {SIGNATURE_HEADER: headers}
         verdict = await self.provider.verify_callback(raw_body, headers, self.system.clock.now())

@@ -23,6 +23,7 @@ from shopkeep.http.state import PRINCIPAL, SHOP, Principal
 from shopkeep.http.validation import problems, refusal_of, whole_number
 from shopkeep.idempotency import IdempotencyKey
 from shopkeep.paging import MAX_LIMIT
+from shopkeep.payments.names import CHANNELS
 from shopkeep.requests import ID_PATTERN, KEY_PATTERN, MAX_KEY
 from shopkeep.shop import Shop
 
@@ -37,7 +38,7 @@ _IDEMPOTENCY_KEY: Final = istr(IDEMPOTENCY_HEADER)  # looked up without folding 
 CURSOR_SCHEMA: Final = {"type": "string", "pattern": ID_PATTERN}
 STATUS_SCHEMA: Final = {"type": "string", "enum": list(ORDER_STATUSES)}
 WAIT_SCHEMA: Final = {"type": "boolean", "default": True}
-CHANNEL_SCHEMA: Final = {"type": "string", "enum": ["page", "qr"], "default": "page"}
+CHANNEL_SCHEMA: Final = {"type": "string", "enum": list(CHANNELS), "default": "page"}
 """``?channel=`` of a payment start: Alipay's page pay (``page``) or its QR code (``qr``)."""
 KEY_SCHEMA: Final = {
     "type": "string", "minLength": 1, "maxLength": MAX_KEY, "pattern": KEY_PATTERN,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal, get_args
 
 GATEWAYS: Final = ("sandbox", "alipay", "wechatpay", "stripe")
 """The names ``--gateway`` takes."""
 QR_GATEWAYS: Final = frozenset({"alipay"})
 """The gateways whose customer pays a page (``gateway_url``) or a QR code (``qr_code``, the
 ``qr`` channel), as asked: the others have one way to pay."""
+Channel = Literal["page", "qr"]
+"""How a customer of a QR gateway pays: a page (``gateway_url``) or a QR code (``qr_code``)."""
+CHANNELS: Final = get_args(Channel)
 DEFAULT_CURRENCY: Final = "CNY"
 """The shop's currency unless ``--currency`` says another (ISO 4217)."""

@@ -118,6 +118,16 @@ async def test_an_item_past_64_bits_names_no_goods(shop: Shop) -> None:
         lambda shop, user: shop.list_orders(status="bogus"),
         lambda shop, user: shop.request_return(1, 5),
         lambda shop, user: shop.settle_refund(1, None),
+        lambda shop, user: shop.place_order(user, [(1, 1)], wait="no"),  # "no" is true
+        lambda shop, user: shop.place_order(user, [(1, 1)], wait=0),
+        lambda shop, user: shop.start_payment(1, channel="xx"),
+        lambda shop, user: shop.handle_callback("{}", "t=1,v1=00"),  # the body's bytes
+        lambda shop, user: shop.user_for_token(None),
+        lambda shop, user: shop.find_orders(since="yesterday"),
+        lambda shop, user: shop.find_orders(until=True),
+        lambda shop, user: shop.minute_figures(10**9),  # a day's rows at most
+        lambda shop, user: shop.minute_figures(-5),
+        lambda shop, user: shop.due_soonest(-1),
     ],
 )
 async def test_a_value_of_the_wrong_type_is_a_validation_error(
