@@ -90,6 +90,10 @@ class Store:
         if config.writer not in WRITER_MODES:
             raise StoreError(f"writer must be one of {', '.join(WRITER_MODES)}")
         path = config.path
+        if path in ("", ":memory:") or path.startswith("file:"):
+            # SQLite's own names for a private in-memory or temporary database, and its URIs:
+            # no file the reader, the writer and the lock could share
+            raise StoreError(f"cannot open database {path!r}: a shop needs a database file")
         if os.path.isdir(path):
             raise StoreError(f"cannot open database {path}: it is a directory")
         lock = ProcessLock(path)

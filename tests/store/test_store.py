@@ -118,6 +118,16 @@ async def test_a_directory_is_not_a_database(tmp_path: Path) -> None:
         await Store.open(StoreConfig(str(tmp_path)))
 
 
+@pytest.mark.parametrize("name", ["", ":memory:", "file:shop.db?mode=memory"])
+async def test_sqlites_names_of_no_file_are_refused_before_anything_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match="a shop needs a database file"):
+        await Store.open(StoreConfig(name))
+    assert list(tmp_path.iterdir()) == []  # not a lock, nor a stray ":memory:" file
+
+
 async def test_many_units_share_one_transaction_and_keep_their_order(store: Store) -> None:
     futures = [store.writer.submit(unit(n, n + 1000)) for n in range(200)]
     await asyncio.gather(*futures)
