@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from html.parser import HTMLParser
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from shopkeep.bench.load import command
 from shopkeep.bench.load.compare import changes
 from shopkeep.bench.load.html_report import render_html
-from shopkeep.bench.load.journeys import Catalog, Journeys, Shopper
+from shopkeep.bench.load.journeys import HOLD_LIMIT, Catalog, Journeys, Shopper
 from shopkeep.bench.load.recorder import Recorder
 from shopkeep.bench.load.report import figures, render
 from shopkeep.bench.load.run import BenchOptions, Outcome
@@ -332,3 +333,34 @@ def test_a_signal_sent_twice_at_once_stops_the_run_and_a_later_one_quits(
     now[0] += command.SAME_SIGNAL_S
     on_signal()
     assert quits == [now[0]]
+
+
+class CancelingShop:
+    """Places orders due in 5 s, and cancels them."""
+
+    def __init__(self) -> None:
+        self.canceled = 0
+
+    async def place_order(self, customer: Customer, items: Any, **kwargs: Any) -> Order:
+        return Order("1", "awaiting_payment", 100, None, None, 0.0, 5.0)
+
+    async def cancel_order(self, customer: Customer, order_id: str) -> Order:
+        self.canceled += 1
+        return Order(order_id, "canceled", 100, None, "user", 0.0, 5.0)
+
+
+@pytest.mark.parametrize("journey", ["place", "late_callback"])
+async def test_a_shopper_holding_its_share_of_unpaid_orders_cancels_instead_of_holding_more(
+    journey: str,
+) -> None:
+    # every order held for its deadline counts against the shop's unpaid cap (10 a user)
+    shop = CancelingShop()
+    recorder = Recorder(60.0)
+    journeys = Journeys(shop, recorder, Catalog(["g1"], "g0"), "run", 60.0)  # type: ignore[arg-type]
+    shopper = Shopper(Customer("1", "token"))
+    shopper.holding = [time.time() + 5.0] * HOLD_LIMIT
+
+    await getattr(journeys, journey)(shopper, random.Random(1))
+
+    assert dict(recorder.skipped) == {journey: 1}
+    assert shop.canceled == 1 and len(shopper.holding) == HOLD_LIMIT

@@ -43,7 +43,9 @@ WAIT_BOUND_S = 15.0
 DEADLINE_MARGIN_S = 0.25
 """How long after an order's deadline a parked order starts asking whether it timed out."""
 HOLD_LIMIT = 4
-"""Orders a shopper leaves unpaid at once on purpose (the server's default cap is 10)."""
+"""Orders a shopper leaves unpaid at once on purpose, for their deadline (``place`` and
+``late_callback``): the server's default cap is 10, and the other journeys hold one more at a
+time."""
 SCARCE_SHARE = 0.1
 COUPON_SHARE = 0.2
 WALLET_SHARE = 0.3
@@ -62,6 +64,12 @@ class Shopper:
         """Whether one more unpaid order may be left for its deadline."""
         self.holding = [due for due in self.holding if due > now]
         return len(self.holding) < HOLD_LIMIT
+
+
+def _hold(shopper: Shopper, order: Order) -> None:
+    """``order`` is left unpaid until its deadline: one more of the shopper's holdings."""
+    if order.expires_at is not None:
+        shopper.holding.append(time.time() + order.expires_at - (order.confirmed_at or 0))
 
 
 @dataclass(frozen=True)
@@ -204,9 +212,7 @@ class Journeys:
             self.recorder.skipped["place"] += 1
             await self.cancel_unpaid(shopper, pick)
             return
-        order = await self._place(shopper, pick)
-        if order.expires_at is not None:
-            shopper.holding.append(time.time() + order.expires_at - (order.confirmed_at or 0))
+        _hold(shopper, await self._place(shopper, pick))
 
     async def place_async(self, shopper: Shopper, pick: random.Random) -> None:
         """Place with ``?wait=false``, poll until placed, then cancel (unless it failed)."""
@@ -245,7 +251,12 @@ class Journeys:
 
     async def late_callback(self, shopper: Shopper, pick: random.Random) -> None:
         """Start paying, let the deadline cancel the order, then call back a success: the
-        shop must acknowledge it and refund it (see the module docstring)."""
+        shop must acknowledge it and refund it (see the module docstring). The order is held
+        unpaid until then, as :meth:`place`'s, within the same bound."""
+        if not shopper.may_hold(time.time()):
+            self.recorder.skipped["late_callback"] += 1
+            await self.cancel_unpaid(shopper, pick)
+            return
         order = await self._place(shopper, pick)
         payment = await self.timed(
             "start_payment", self.target.start_payment(shopper.customer, order.id)
@@ -256,6 +267,7 @@ class Journeys:
             self.recorder.skipped["late_callback"] += 1
             await self._cancel(shopper, order, "cancel_unpaid")
             return
+        _hold(shopper, order)
         task = asyncio.create_task(self._call_back_late(shopper, payment, due))
         self.parked.add(task)
         task.add_done_callback(self.parked.discard)
