@@ -147,12 +147,13 @@ def catalog() -> list[Operation]:
            "Cancel an order, answered with its stock, coupon and wallet amount back (the "
            "gateway's refund follows); again: 200, unchanged", owner, routes.cancel_order,
            {200: s.OrderOut}, params=(KEY,), refusals=("invalid_state", CONFLICT)),
-        op("POST", "/v1/orders/{order_id}/ship", "shipOrder", "Ship a paid order", admin,
+        op("POST", "/v1/orders/{order_id}/ship", "shipOrder",
+           "Ship a paid order; again: 200, unchanged", admin,
            routes.ship_order, {200: s.OrderOut}, params=(KEY,),
            refusals=("invalid_state", CONFLICT)),
-        op("POST", "/v1/orders/{order_id}/deliver", "deliverOrder", "Deliver a shipped order",
-           admin, routes.deliver_order, {200: s.OrderOut}, params=(KEY,),
-           refusals=("invalid_state", CONFLICT)),
+        op("POST", "/v1/orders/{order_id}/deliver", "deliverOrder",
+           "Deliver a shipped order; again: 200, unchanged", admin, routes.deliver_order,
+           {200: s.OrderOut}, params=(KEY,), refusals=("invalid_state", CONFLICT)),
         op("POST", "/v1/orders/{order_id}/returns", "requestReturn",
            "Ask to return a delivered order (200: its open request again, whatever the "
            "reason given)", owner, routes.request_return,
@@ -161,9 +162,10 @@ def catalog() -> list[Operation]:
         op("GET", "/v1/returns/{return_id}", "getReturn", "Get a return", owner,
            routes.get_return, {200: s.ReturnOut}),
         op("POST", "/v1/returns/{return_id}/approve", "approveReturn",
-           "Approve a return, answered with its stock and wallet amount back (the "
-           "gateway's refund follows)", admin, routes.approve_return,
-           {200: s.ReturnOut}, params=(KEY,), refusals=("invalid_state", CONFLICT)),
+           "Approve a return, answered with its stock, coupon and wallet amount back and its "
+           "points taken back (the gateway's refund follows); again: 200, unchanged", admin,
+           routes.approve_return, {200: s.ReturnOut}, params=(KEY,),
+           refusals=("invalid_state", CONFLICT)),
         op("GET", "/v1/orders/{order_id}/refunds", "listRefunds",
            "An order's refunds, oldest first", owner, routes.order_refunds,
            {200: s.RefundList}, params=paged),
