@@ -54,10 +54,11 @@ def refused(field: str, detail: str) -> ShopError:
     return ShopError.invalid([FieldError(detail, pointer=field)])
 
 
-def check_amount(name: str, value: int, *, minimum: int = 0) -> None:
-    """Refuse an amount that is not an integer in [minimum, MAX_AMOUNT]."""
+def check_amount(name: str, value: int, *, minimum: int = 0, of: str = "minor units") -> None:
+    """Refuse an amount (``of`` money's minor units, or of stock's units) that is not an
+    integer in [minimum, MAX_AMOUNT]."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise refused(f"/{name}", f"{name} must be an integer number of minor units")
+        raise refused(f"/{name}", f"{name} must be an integer number of {of}")
     if not minimum <= value <= MAX_AMOUNT:
         raise refused(f"/{name}", f"{name} must be between {minimum} and {MAX_AMOUNT}")
 

@@ -378,7 +378,7 @@ class Shop(BackOffice):
         """A new goods (SKU) with its price and opening stock."""
         check_name(name)
         check_amount("price", price)
-        check_amount("stock", stock)
+        check_amount("stock", stock, of="units")
         goods_id = self.system.ids.next()
         return answer(
             await self._ask(Address("goods", goods_id), CreateGoods(name, price, stock)),
@@ -397,7 +397,7 @@ class Shop(BackOffice):
         if price is not None:
             check_amount("price", price)
         if restock is not None:
-            check_amount("restock", restock, minimum=1)
+            check_amount("restock", restock, minimum=1, of="units")
         request = ("update_goods", goods_id, price, restock)
         message = UpdateGoods(price, restock)
         return await self._once.ask(
@@ -612,6 +612,9 @@ class Shop(BackOffice):
             detail = f"raw_body must be bytes, not {type(raw_body).__name__}"
             raise ShopError.invalid([FieldError(detail, parameter="raw_body")])
         if not isinstance(headers, Mapping):
+            if headers is not None and type(headers) is not str:
+                detail = f"headers must be a mapping or a signature, not {type(headers).__name__}"
+                raise ShopError.invalid([FieldError(detail, parameter="headers")])
             headers = {} if headers is None else {SIGNATURE_HEADER: headers}
         verdict = await self.provider.verify_callback(raw_body, headers, self.system.clock.now())
         if isinstance(verdict, Refused):

@@ -21,6 +21,7 @@ import structlog
 from shopkeep.actors.sandbox_books import PAYMENTS_REMEMBERED, SandboxBooks
 from shopkeep.actors.signature import sign
 from shopkeep.errors import CallbackRejected
+from shopkeep.requests import check_amount, check_id
 from shopkeep.runtime import Clock, ShuttingDown
 
 log = structlog.get_logger("shopkeep.gateway")
@@ -212,8 +213,13 @@ class SandboxGateway:
         collects nothing more (it is the same transaction, called back again). ``status`` is
         "succeeded" or "failed" (ValueError otherwise). A callback the shop in this process
         refuses (CallbackRejected: an unknown payment, a wrong amount) is refused for good:
-        it is raised here, and what it collected is taken back.
+        it is raised here, and what it collected is taken back; so is ShuttingDown, from a
+        shop that has closed. The ids and the amount are checked as the shop checks its own
+        (ShopError validation_error).
         """
+        check_id("payment_id", payment_id)
+        check_id("order_id", order_id)
+        check_amount("amount", amount)
         if status not in ("succeeded", "failed"):
             raise ValueError(f'a payment completes "succeeded" or "failed", not {status!r}')
         collected = False
@@ -225,8 +231,8 @@ class SandboxGateway:
         self._books.payment(payment_id).last_body = body
         try:
             return await self.deliver(body)
-        except CallbackRejected:
-            if collected:
+        except (CallbackRejected, ShuttingDown):
+            if collected:  # raised: nothing happened, at the shop or here
                 self._books.uncollect(payment_id, txn_id)
             raise
 
@@ -269,8 +275,8 @@ class SandboxGateway:
             try:
                 if await self._sink(raw_body, self.signature(raw_body)):
                     return True
-            except (asyncio.CancelledError, CallbackRejected):
-                raise  # refused in process: the same body would be refused again
+            except (asyncio.CancelledError, CallbackRejected, ShuttingDown):
+                raise  # refused in process, or its shop closed: trying again cannot help
             except Exception as exc:  # the shop failed: a real gateway just tries again
                 log.info("sandbox_callback_failed", error=f"{type(exc).__name__}: {exc}")
             await self._clock.sleep(delay)

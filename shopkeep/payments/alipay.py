@@ -229,7 +229,8 @@ class AlipayProvider:
             except AmountError as exc:
                 raise GatewayError(f"alipay: query {payment.payment_id}: {exc}") from None
             return PaymentPaid(
-                amount=amount, currency=CURRENCY, gateway_txn_id=str(section["trade_no"])
+                amount=amount, currency=currency_named(section),
+                gateway_txn_id=str(section["trade_no"]),
             )
         if status == "TRADE_CLOSED":
             return PaymentClosed("TRADE_CLOSED")
@@ -291,6 +292,17 @@ class AlipayProvider:
         await self._transport.close()
 
 
+def currency_named(fields: Mapping[str, Any]) -> str:
+    """The currency a trade's notification or query answer names: yuan, unless its
+    ``trans_currency`` or ``currency`` (a cross-border trade's pricing currency) names
+    another, which the order then refuses as not the payment's."""
+    for name in ("trans_currency", "currency"):
+        named = fields.get(name)
+        if named and str(named) != CURRENCY:
+            return str(named)
+    return CURRENCY
+
+
 def _classify(params: Mapping[str, str]) -> Verdict:
     """A verified notification's meaning (see the module docstring)."""
     status = params.get("trade_status", "")
@@ -316,9 +328,7 @@ def _classify(params: Mapping[str, str]) -> Verdict:
         payment_id=payment_id,
         order_id=order_id,
         amount=amount,
-        # a domestic trade names none (yuan); a cross-border one its pricing currency, which
-        # the order refuses unless it is the payment's
-        currency=params.get("trans_currency") or params.get("currency") or CURRENCY,
+        currency=currency_named(params),
         status="succeeded" if status in PAID else "failed",
         gateway_txn_id=txn_id,
         event_id=params.get("notify_id"),

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shopkeep.payments import alipay_wire as wire
-from shopkeep.payments.alipay import NOTIFY_PATH, AlipayProvider
+from shopkeep.payments.alipay import NOTIFY_PATH, AlipayProvider, currency_named
 from shopkeep.payments.fakes.alipay import SELLER_ID, FakeAlipay
 from shopkeep.payments.fakes.common import Unpayable
 from shopkeep.payments.provider import (
@@ -261,6 +261,18 @@ async def test_a_query_finds_a_payment_whose_notification_was_dropped(world: Wor
     paid = await world.provider.query_payment(ref)
     assert paid == PaymentPaid(amount=1999, currency="CNY",
                                gateway_txn_id=world.fake.trades["7"].trade_no)
+
+
+@pytest.mark.parametrize(
+    ("fields", "currency"),
+    [({}, "CNY"), ({"trans_currency": "USD"}, "USD"), ({"currency": "USD"}, "USD"),
+     ({"trans_currency": "CNY", "currency": "USD"}, "USD"), ({"trans_currency": "CNY"}, "CNY")],
+)
+def test_a_trade_naming_another_currency_anywhere_is_in_that_currency(
+    fields: dict[str, str], currency: str
+) -> None:
+    # in a notification and in the query's answer alike: the order refuses it as not its own
+    assert currency_named(fields) == currency
 
 
 async def test_an_answer_not_signed_by_alipay_is_not_believed(

@@ -122,6 +122,9 @@ async def test_an_item_past_64_bits_names_no_goods(shop: Shop) -> None:
         lambda shop, user: shop.place_order(user, [(1, 1)], wait=0),
         lambda shop, user: shop.start_payment(1, channel="xx"),
         lambda shop, user: shop.handle_callback("{}", "t=1,v1=00"),  # the body's bytes
+        lambda shop, user: shop.handle_callback(b"{}", 5),
+        lambda shop, user: shop.gateway.complete(1, 2, "2200", "succeeded"),
+        lambda shop, user: shop.gateway.complete("1", 2, 2200, "succeeded"),
         lambda shop, user: shop.user_for_token(None),
         lambda shop, user: shop.find_orders(since="yesterday"),
         lambda shop, user: shop.find_orders(until=True),

@@ -624,6 +624,7 @@ async def test_a_shop_kept_past_its_block_answers_every_call_shutting_down(
     for call in (
         shop.get_user(made.user.id), shop.list_users(), shop.audit(), shop.create_user("bo"),
         shop.dead_letters(), shop.dead_letter_count(), shop.discard_dead_letter(1),
+        sandbox(shop).complete(1, 2, 100, "succeeded"),  # its callback, to a closed shop
     ):
         with pytest.raises(ShuttingDown):
             await call
