@@ -87,7 +87,7 @@ from shopkeep.actors.user import UserActor
 from shopkeep.back_office import BackOffice
 from shopkeep.bootstrap import Runtime, finish_despite_cancel, open_runtime
 from shopkeep.errors import CallbackRejected, FieldError, ShopError, answer
-from shopkeep.idempotency import IdempotencyKey, Once, key_of
+from shopkeep.idempotency import IdempotencyKey, InFlight, Once, key_of
 from shopkeep.logs import log_through_stdlib_unless_configured
 from shopkeep.paging import Page, page_after, paged
 from shopkeep.payments.names import CHANNELS, QR_GATEWAYS
@@ -206,6 +206,10 @@ class Shop(BackOffice):
         self._token_users: OrderedDict[str, int] = OrderedDict()
         self._once = Once(self.system)
         self._placer = Placer(self.system, self.reader, config, self._once.in_flight)
+        # one request at a time asks the provider for a payment's checkout: concurrent starts
+        # would each make one (a Stripe PaymentIntent after a replayed failure), and only the
+        # one the payment keeps would ever be closed
+        self._checkouts = InFlight()
         # Counts replacements: a lookup that read the table before one was answered must not
         # remember what it read (it could be the old token, read just before the commit).
         self._token_epoch = 0
@@ -551,7 +555,17 @@ class Shop(BackOffice):
     ) -> PaymentStarted:
         """Ask the provider what the customer needs to pay, and keep it with the payment:
         ``created`` when the payment had no checkout before (the one answer that gives the
-        customer the payment first, whichever request made it)."""
+        customer the payment first, whichever request made it). A start that waited for
+        another's answers what that one got."""
+        async with self._checkouts.hold(started.payment.id, channel):
+            now = await self._payment_of(started.payment.order_id, started.payment.id)
+            if now is not None and now.has_checkout and not self._other_channel(now, channel):
+                return PaymentStarted(now, False, started.deadline)
+            return await self._ask_checkout(started, channel)
+
+    async def _ask_checkout(
+        self, started: PaymentStarted, channel: Literal["page", "qr"]
+    ) -> PaymentStarted:
         payment = started.payment
         deadline = started.deadline
         if deadline is None:

@@ -95,7 +95,7 @@ class SandboxGateway:
         self._retry_max_s = retry_max_s
         self._sink: CallbackSink | None = None
         self._txn_ids = itertools.count(1)
-        self._tasks: set[asyncio.Task[bool]] = set()
+        self._tasks: dict[asyncio.Task[bool], int] = {}  # callbacks on their way: payment ids
         self._settling = False  # a graceful stop began: no new callback is taken on
         self._refunds_fail_until = float("-inf")
         self.refunds_failing = False
@@ -253,8 +253,8 @@ class SandboxGateway:
         task = asyncio.get_running_loop().create_task(
             self.complete(payment_id, order_id, amount, status, txn_id)
         )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = payment_id
+        task.add_done_callback(self._tasks.pop)
         return task
 
     async def resend(self, payment_id: int) -> bool:
@@ -291,6 +291,12 @@ class SandboxGateway:
         tasks = list(self._tasks)
         if tasks:
             await asyncio.wait(tasks, timeout=within_s)
+        if self._tasks:  # loudly: what they collected is forgotten with this process
+            log.warning(
+                "sandbox_callbacks_abandoned", payments=sorted(self._tasks.values()),
+                detail=f"not acknowledged within {within_s:g} s: complete them again after "
+                "the restart (is the callback URL right?)",
+            )
 
     async def close(self) -> None:
         """Stop retrying callbacks still waiting for an acknowledgement."""

@@ -6,6 +6,7 @@ import asyncio
 
 import msgspec
 import pytest
+from structlog.testing import capture_logs
 
 from shopkeep.actors.gateway import CallbackBody, GatewayError, SandboxGateway
 from shopkeep.actors.signature import verify
@@ -109,3 +110,19 @@ async def test_a_settling_gateway_refuses_new_completes_and_waits_for_those_it_t
 
     assert taken.result() is True
     assert gateway.collected == {(7, "txn-1"): 1_500}
+
+
+async def test_a_settle_that_runs_out_names_the_payments_whose_callbacks_it_abandons() -> None:
+    gateway = SandboxGateway("s", VirtualClock())
+
+    async def unreachable(raw_body: bytes, header: str) -> bool:
+        return False  # the callback URL answers nothing the gateway takes
+
+    gateway.attach(unreachable)
+    gateway.complete_soon(7, 8, 1_500, "succeeded", "txn-1")
+    with capture_logs() as logs:
+        await gateway.settle(within_s=0.01)
+    await gateway.close()
+
+    [abandoned] = [line for line in logs if line["event"] == "sandbox_callbacks_abandoned"]
+    assert (abandoned["log_level"], abandoned["payments"]) == ("warning", [7])

@@ -7,6 +7,7 @@ still open at its order's deadline is closed at the provider."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -296,6 +297,24 @@ async def failed_at_stripe(
     status, told = await stripe.call("GET", f"/v1/payments/{payment['id']}", alice)
     assert (status, told["status"]) == (200, "failed")
     return alice, order, payment
+
+
+async def test_payment_starts_at_once_after_a_failure_make_one_payment_intent(
+    stripe: ProviderWorld,
+) -> None:
+    # each would make one (a replayed failure is reconciled by a new intent), and only the
+    # one the payment keeps would ever be closed at its deadline
+    alice = await stripe.customer()
+    order = await stripe.placed(alice)
+    fake: Any = stripe.fake
+    fake.fail_intents(1)
+
+    answers = await asyncio.gather(*(
+        stripe.call("POST", f"/v1/orders/{order['id']}/payment", alice) for _ in range(4)
+    ))
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [200, 200, 201, 503]
+    assert len(fake.intents) == 1
 
 
 async def test_a_stripe_payment_that_failed_then_was_paid_without_news_is_found_at_the_deadline(
