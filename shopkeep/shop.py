@@ -37,6 +37,7 @@ from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.coupon import CouponActor, list_coupons
 from shopkeep.actors.gateway import GatewayError, SandboxGateway
 from shopkeep.actors.goods import GoodsActor, list_goods
+from shopkeep.actors.key_rules import ADMIN
 from shopkeep.actors.key_sweep import KeySweepActor, start_key_sweep
 from shopkeep.actors.kinds import as_provider, order_kinds
 from shopkeep.actors.order_messages import (
@@ -210,6 +211,7 @@ class Shop(BackOffice):
         # would each make one (a Stripe PaymentIntent after a replayed failure), and only the
         # one the payment keeps would ever be closed
         self._checkouts = InFlight()
+        self._keyed_starts = InFlight()
         # Counts replacements: a lookup that read the table before one was answered must not
         # remember what it read (it could be the old token, read just before the commit).
         self._token_epoch = 0
@@ -526,8 +528,22 @@ class Shop(BackOffice):
         answers the same payment (under the same key, as a first answer: the 503 was the only
         one given); a replay shows the payment as it is, with what the provider answered."""
         check_choice("channel", channel, CHANNELS)
-        request = ("start_payment", order_id)
         key = key_of(idempotency_key)
+        if key is None:
+            return await self._start_payment(order_id, user_id, None, channel)
+        # the same key's starts one at a time: a second replays the first's whole answer, its
+        # checkout included, rather than meeting a payment whose provider has not answered yet
+        async with self._keyed_starts.hold(ADMIN if user_id is None else user_id, key.value):
+            return await self._start_payment(order_id, user_id, key, channel)
+
+    async def _start_payment(
+        self,
+        order_id: int,
+        user_id: int | None,
+        key: IdempotencyKey | None,
+        channel: Literal["page", "qr"],
+    ) -> PaymentStarted:
+        request = ("start_payment", order_id)
         started = await self._once.ask(
             _actor("order", order_id), StartPayment(), PaymentStarted, key, request, user_id
         )
@@ -622,12 +638,15 @@ class Shop(BackOffice):
         about a payment's result (:class:`~shopkeep.payments.provider.Ignored`) is
         acknowledged: the answer's action is ``ignored``, its order None.
         """
+        self._check_open()  # a closed shop's answer, before any verdict on the callback
         if type(raw_body) is not bytes:  # the request's bytes, as the provider signed them
             detail = f"raw_body must be bytes, not {type(raw_body).__name__}"
             raise ShopError.invalid([FieldError(detail, parameter="raw_body")])
-        if not isinstance(headers, Mapping):
+        if not isinstance(headers, Mapping) or not all(
+            isinstance(name, str) and isinstance(value, str) for name, value in headers.items()
+        ):
             if headers is not None and type(headers) is not str:
-                detail = f"headers must be a mapping or a signature, not {type(headers).__name__}"
+                detail = "headers must be a mapping of str to str, or the signature's str"
                 raise ShopError.invalid([FieldError(detail, parameter="headers")])
             headers = {} if headers is None else {SIGNATURE_HEADER: headers}
         verdict = await self.provider.verify_callback(raw_body, headers, self.system.clock.now())

@@ -20,7 +20,7 @@ import structlog
 
 from shopkeep.actors.sandbox_books import PAYMENTS_REMEMBERED, SandboxBooks
 from shopkeep.actors.signature import sign
-from shopkeep.errors import CallbackRejected
+from shopkeep.errors import CallbackRejected, FieldError, ShopError
 from shopkeep.requests import check_amount, check_id
 from shopkeep.runtime import Clock, ShuttingDown
 
@@ -220,6 +220,9 @@ class SandboxGateway:
         check_id("payment_id", payment_id)
         check_id("order_id", order_id)
         check_amount("amount", amount)
+        if txn_id is not None and type(txn_id) is not str:
+            detail = f"txn_id must be a str, not {type(txn_id).__name__}"
+            raise ShopError.invalid([FieldError(detail, parameter="txn_id")])
         if status not in ("succeeded", "failed"):
             raise ValueError(f'a payment completes "succeeded" or "failed", not {status!r}')
         collected = False
@@ -293,7 +296,8 @@ class SandboxGateway:
             await asyncio.wait(tasks, timeout=within_s)
         if self._tasks:  # loudly: what they collected is forgotten with this process
             log.warning(
-                "sandbox_callbacks_abandoned", payments=sorted(self._tasks.values()),
+                "sandbox_callbacks_abandoned",
+                payments=sorted({str(payment) for payment in self._tasks.values()}),
                 detail=f"not acknowledged within {within_s:g} s: complete them again after "
                 "the restart (is the callback URL right?)",
             )

@@ -268,14 +268,7 @@ class OrderActor(Actor):
             case DeadlineReached(queried, outcome):
                 if not queried and self._query_open_payment(ctx, state, now):
                     return self.view()
-                self.querying = None
-                decision = deadline_reached(state, now)
-                if decision is not None:
-                    state, effects = decision
-                    if outcome:
-                        effects = [History(AWAITING_PAYMENT, AWAITING_PAYMENT,
-                                           "payment_queried", outcome), *effects]
-                    self.commit(ctx, state, effects)
+                self._time_out(ctx, state, now, outcome)
                 return self.view()
             case Ship():
                 return await self._ship(ctx)
@@ -436,6 +429,11 @@ class OrderActor(Actor):
                 ctx, state.id, message.payment_id, callback_body(state.id, said), reason
             )
             self.stats.callbacks_rejected[reason] += 1
+            if message.via == "query" and self.querying == message.payment_id:
+                # the deadline's question, answered with what the shop cannot take (another
+                # currency, another amount): the order times out now, saying so
+                self._time_out(ctx, state, ctx.now(), f"payment {message.payment_id}: "
+                               f"{message.status}, refused: {outcome.detail}")
             return outcome
         effects = outcome.effects
         if message.via == "query":  # SPEC 10's active query: the history says how it was
@@ -446,6 +444,18 @@ class OrderActor(Actor):
         self.commit(ctx, outcome.state, effects)
         duplicate = outcome.action.value == "duplicate"
         return CallbackHandled(outcome.action.value, duplicate, order_view(outcome.state))
+
+    def _time_out(self, ctx: Context, state: OrderState, now: float, outcome: str) -> None:
+        """The deadline passed, any question to the provider answered (``outcome``, for the
+        history) or given up on: the order times out, if it still awaits payment."""
+        self.querying = None
+        decision = deadline_reached(state, now)
+        if decision is not None:
+            state, effects = decision
+            if outcome:
+                effects = [History(AWAITING_PAYMENT, AWAITING_PAYMENT, "payment_queried",
+                                   outcome), *effects]
+            self.commit(ctx, state, effects)
 
     def _query_open_payment(self, ctx: Context, state: OrderState, now: float) -> bool:
         """At the deadline, an open payment (else the last that failed, which some providers

@@ -125,4 +125,4 @@ async def test_a_settle_that_runs_out_names_the_payments_whose_callbacks_it_aban
     await gateway.close()
 
     [abandoned] = [line for line in logs if line["event"] == "sandbox_callbacks_abandoned"]
-    assert (abandoned["log_level"], abandoned["payments"]) == ("warning", [7])
+    assert (abandoned["log_level"], abandoned["payments"]) == ("warning", ["7"])

@@ -317,6 +317,41 @@ async def test_payment_starts_at_once_after_a_failure_make_one_payment_intent(
     assert len(fake.intents) == 1
 
 
+async def test_payment_starts_at_once_under_one_key_answer_the_first_answer(
+    stripe: ProviderWorld,
+) -> None:
+    alice = await stripe.customer()
+    order = await stripe.placed(alice)
+    keyed = {**alice, "Idempotency-Key": "pay-once"}
+
+    answers = await asyncio.gather(*(
+        stripe.call("POST", f"/v1/orders/{order['id']}/payment", keyed) for _ in range(3)
+    ))
+    assert [status for status, _ in answers] == [201, 201, 201]
+    assert len({payment["id"] for _, payment in answers}) == 1
+    assert all(payment["client_secret"] for _, payment in answers)
+
+
+async def test_a_deadline_query_answered_in_another_currency_times_the_order_out_at_once(
+    stripe: ProviderWorld, clock: VirtualClock
+) -> None:
+    alice = await stripe.customer()
+    order = await stripe.placed(alice)
+    payment = await stripe.start_payment(alice, order)
+    fake: Any = stripe.fake
+    fake.intents[stripe.key_of(payment)]["currency"] = "eur"  # paid, but not in dollars
+    await stripe.pay(payment, notify=False)
+
+    await clock.advance(stripe.shop.config.order_timeout_s)  # not its grace: it was answered
+    await stripe.shop.runtime.system.quiet()
+    timed_out = await stripe.order(order["id"])
+    assert (timed_out["status"], timed_out["cancel_reason"]) == ("canceled", "timeout")
+    status, history = await stripe.call("GET", f"/v1/orders/{order['id']}/history", stripe.admin)
+    assert status == 200
+    [said] = [e["remark"] for e in history["items"] if e["operation"] == "payment_queried"]
+    assert "refused" in said and "EUR" in said
+
+
 async def test_a_stripe_payment_that_failed_then_was_paid_without_news_is_found_at_the_deadline(
     stripe: ProviderWorld, clock: VirtualClock
 ) -> None:

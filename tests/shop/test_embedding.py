@@ -123,6 +123,9 @@ async def test_an_item_past_64_bits_names_no_goods(shop: Shop) -> None:
         lambda shop, user: shop.start_payment(1, channel="xx"),
         lambda shop, user: shop.handle_callback("{}", "t=1,v1=00"),  # the body's bytes
         lambda shop, user: shop.handle_callback(b"{}", 5),
+        lambda shop, user: shop.handle_callback(b"{}", {"Shopkeep-Signature": 5}),
+        lambda shop, user: shop.handle_callback(b"{}", {1: "t=1,v1=00"}),
+        lambda shop, user: shop.gateway.complete(1, 2, 2200, "succeeded", b"txn"),
         lambda shop, user: shop.gateway.complete(1, 2, "2200", "succeeded"),
         lambda shop, user: shop.gateway.complete("1", 2, 2200, "succeeded"),
         lambda shop, user: shop.user_for_token(None),

@@ -625,6 +625,7 @@ async def test_a_shop_kept_past_its_block_answers_every_call_shutting_down(
         shop.get_user(made.user.id), shop.list_users(), shop.audit(), shop.create_user("bo"),
         shop.dead_letters(), shop.dead_letter_count(), shop.discard_dead_letter(1),
         sandbox(shop).complete(1, 2, 100, "succeeded"),  # its callback, to a closed shop
+        shop.handle_callback(b"{}", "t=1,v1=bad"),  # closed, before it is judged
     ):
         with pytest.raises(ShuttingDown):
             await call
