@@ -211,6 +211,7 @@ class Shop(BackOffice):
         # would each make one (a Stripe PaymentIntent after a replayed failure), and only the
         # one the payment keeps would ever be closed
         self._checkouts = InFlight()
+        # and one at a time under one Idempotency-Key, so that a second replays the first whole
         self._keyed_starts = InFlight()
         # Counts replacements: a lookup that read the table before one was answered must not
         # remember what it read (it could be the old token, read just before the commit).
