@@ -640,13 +640,13 @@ class Shop(BackOffice):
         acknowledged: the answer's action is ``ignored``, its order None.
         """
         self._check_open()  # a closed shop's answer, before any verdict on the callback
-        if type(raw_body) is not bytes:  # the request's bytes, as the provider signed them
+        if not isinstance(raw_body, bytes):  # the request's bytes, as the provider signed them
             detail = f"raw_body must be bytes, not {type(raw_body).__name__}"
             raise ShopError.invalid([FieldError(detail, parameter="raw_body")])
         if not isinstance(headers, Mapping) or not all(
             isinstance(name, str) and isinstance(value, str) for name, value in headers.items()
         ):
-            if headers is not None and type(headers) is not str:
+            if headers is not None and not isinstance(headers, str):
                 detail = "headers must be a mapping of str to str, or the signature's str"
                 raise ShopError.invalid([FieldError(detail, parameter="headers")])
             headers = {} if headers is None else {SIGNATURE_HEADER: headers}

@@ -98,6 +98,16 @@ async def test_a_completion_the_shop_refuses_raises_at_once_and_collects_nothing
     await assert_audit_ok(shop)
 
 
+async def test_a_callback_signature_given_as_a_str_of_its_own_kind_is_taken(shop: Shop) -> None:
+    class Header(str):
+        """What a web framework may hand over: a str, of a class of its own."""
+
+    order, payment = await payment_started(shop)
+    body = sandbox(shop).callback(payment.id, order.id, payment.amount, "succeeded", "txn-1")
+    handled = await shop.handle_callback(body, Header(sandbox(shop).signature(body)))
+    assert handled.action == "applied"
+
+
 @pytest.mark.parametrize("first", ["callback", "deadline"])
 async def test_a_success_callback_and_the_deadline_at_the_same_instant_agree(
     shop: Shop, clock: VirtualClock, first: str
