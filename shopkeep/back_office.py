@@ -33,9 +33,9 @@ from shopkeep.actors.refund_store import (
     refunds_in_flight_count,
 )
 from shopkeep.actors.user import list_users
-from shopkeep.errors import FieldError, ShopError
+from shopkeep.errors import ShopError
 from shopkeep.paging import MAX_LIMIT, Page, page_bounds, paged
-from shopkeep.requests import check_count, check_id, check_time
+from shopkeep.requests import check_count, check_id, check_time, refused_parameter
 from shopkeep.runtime import ActorSystem
 from shopkeep.runtime import dead_letters as letters
 from shopkeep.runtime.dead_letters import DeadLetter
@@ -96,8 +96,7 @@ class BackOffice:
             if time is not None:
                 check_time(name, time, in_body=False)
         if status is not None and status not in STATUSES:
-            detail = f"status must be one of {', '.join(STATUSES)}"
-            raise ShopError.invalid([FieldError(detail, parameter="status")])
+            raise refused_parameter("status", f"status must be one of {', '.join(STATUSES)}")
         size, below = page_bounds(limit, cursor)
         if until is not None:
             below = min(below, first_id_after(until))

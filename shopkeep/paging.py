@@ -10,7 +10,7 @@ from typing import Generic, TypeVar
 
 import msgspec
 
-from shopkeep.errors import FieldError, ShopError
+from shopkeep.requests import refused_parameter
 
 T = TypeVar("T")
 MAX_LIMIT = 200
@@ -43,20 +43,18 @@ def page_after(limit: int | None, cursor: str | None) -> tuple[int, int]:
 def _page(limit: int | None, cursor: str | None) -> tuple[int, int | None]:
     # an embedder's mistakes (HTTP passes an int and a str): refused, not a TypeError
     if limit is not None and type(limit) is not int:
-        raise ShopError.invalid([FieldError("limit must be an int", parameter="limit")])
+        raise refused_parameter("limit", "limit must be an int")
     if cursor is not None and type(cursor) is not str:
-        detail = "cursor must be the str a page gave"
-        raise ShopError.invalid([FieldError(detail, parameter="cursor")])
+        raise refused_parameter("cursor", "cursor must be the str a page gave")
     size = DEFAULT_LIMIT if limit is None else min(limit, MAX_LIMIT)
     if size < 1:
-        raise ShopError.invalid([FieldError("limit must be at least 1", parameter="limit")])
+        raise refused_parameter("limit", "limit must be at least 1")
     if cursor is None:
         return size, None
     try:
         last = int(cursor)
     except ValueError:
-        detail = "cursor is not one this server gave"
-        raise ShopError.invalid([FieldError(detail, parameter="cursor")]) from None
+        raise refused_parameter("cursor", "cursor is not one this server gave") from None
     # an id beyond 64 bits is past every id: the list goes on from the end it starts at
     return size, min(max(last, 0), 2**63 - 1)
 

@@ -54,6 +54,20 @@ def refused(field: str, detail: str) -> ShopError:
     return ShopError.invalid([FieldError(detail, pointer=field)])
 
 
+def refused_parameter(name: str, detail: str) -> ShopError:
+    """A validation_error of the parameter ``name`` (of a query, or of a Python call)."""
+    return ShopError.invalid([FieldError(detail, parameter=name)])
+
+
+def check_instance(name: str, value: object, kind: type) -> None:
+    """Refuse a call's argument ``name`` that is not a ``kind`` (an embedder's mistake the
+    HTTP API cannot make), saying what it was."""
+    if not isinstance(value, kind):
+        raise refused_parameter(
+            name, f"{name} must be {kind.__name__}, not {type(value).__name__}"
+        )
+
+
 def check_amount(name: str, value: int, *, minimum: int = 0, of: str = "minor units") -> None:
     """Refuse an amount (``of`` money's minor units, or of stock's units) that is not an
     integer in [minimum, MAX_AMOUNT]."""
@@ -72,9 +86,7 @@ def check_time(name: str, value: object, *, in_body: bool = True) -> None:
     ):
         return
     detail = f"{name} must be a time (Unix seconds) of the years 1 to 9999"
-    if in_body:
-        raise refused(f"/{name}", detail)
-    raise ShopError.invalid([FieldError(detail, parameter=name)])
+    raise refused(f"/{name}", detail) if in_body else refused_parameter(name, detail)
 
 
 def check_choice(name: str, value: object, choices: tuple[object, ...]) -> None:
@@ -82,14 +94,13 @@ def check_choice(name: str, value: object, choices: tuple[object, ...]) -> None:
     True), as the HTTP API refuses the same parameter."""
     if not any(type(value) is type(choice) and value == choice for choice in choices):
         listed = ", ".join(repr(choice) for choice in choices)
-        raise ShopError.invalid([FieldError(f"{name} must be one of {listed}", parameter=name)])
+        raise refused_parameter(name, f"{name} must be one of {listed}")
 
 
 def check_count(name: str, value: object, most: int) -> None:
     """Refuse a call's argument ``name`` that is not an int from 1 to ``most`` (nor a bool)."""
     if type(value) is not int or not 1 <= value <= most:
-        detail = f"{name} must be an int from 1 to {most}"
-        raise ShopError.invalid([FieldError(detail, parameter=name)])
+        raise refused_parameter(name, f"{name} must be an int from 1 to {most}")
 
 
 def check_id(name: str, value: object, at: str | None = None) -> int:

@@ -87,7 +87,7 @@ from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.actors.user import UserActor
 from shopkeep.back_office import BackOffice
 from shopkeep.bootstrap import Runtime, finish_despite_cancel, open_runtime
-from shopkeep.errors import CallbackRejected, FieldError, ShopError, answer
+from shopkeep.errors import CallbackRejected, ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, InFlight, Once, key_of
 from shopkeep.logs import log_through_stdlib_unless_configured
 from shopkeep.paging import Page, page_after, paged
@@ -105,10 +105,12 @@ from shopkeep.requests import (
     check_amount,
     check_choice,
     check_id,
+    check_instance,
     check_name,
     check_time,
     is_text,
     refused,
+    refused_parameter,
 )
 from shopkeep.runtime import Address, Clock, RealClock, RuntimeConfig, ShuttingDown
 from shopkeep.store.reader import Reader, Row
@@ -325,9 +327,7 @@ class Shop(BackOffice):
 
     async def user_for_token(self, token: str) -> int | None:
         """The id of the user whose token this is, or None."""
-        if type(token) is not str:
-            detail = f"token must be a str, not {type(token).__name__}"
-            raise ShopError.invalid([FieldError(detail, parameter="token")])
+        check_instance("token", token, str)
         return await self.user_for_token_hash(hash_token(token))
 
     def known_user_for_token_hash(self, token_hash: str) -> int | None:
@@ -640,16 +640,17 @@ class Shop(BackOffice):
         acknowledged: the answer's action is ``ignored``, its order None.
         """
         self._check_open()  # a closed shop's answer, before any verdict on the callback
-        if not isinstance(raw_body, bytes):  # the request's bytes, as the provider signed them
-            detail = f"raw_body must be bytes, not {type(raw_body).__name__}"
-            raise ShopError.invalid([FieldError(detail, parameter="raw_body")])
-        if not isinstance(headers, Mapping) or not all(
+        check_instance("raw_body", raw_body, bytes)  # the bytes, as the provider signed them
+        if headers is None:
+            headers = {}
+        elif isinstance(headers, str):
+            headers = {SIGNATURE_HEADER: headers}
+        elif not isinstance(headers, Mapping) or not all(
             isinstance(name, str) and isinstance(value, str) for name, value in headers.items()
         ):
-            if headers is not None and not isinstance(headers, str):
-                detail = "headers must be a mapping of str to str, or the signature's str"
-                raise ShopError.invalid([FieldError(detail, parameter="headers")])
-            headers = {} if headers is None else {SIGNATURE_HEADER: headers}
+            raise refused_parameter(
+                "headers", "headers must be a mapping of str to str, or the signature's str"
+            )
         verdict = await self.provider.verify_callback(raw_body, headers, self.system.clock.now())
         if isinstance(verdict, Refused):
             self._reject(verdict.reason)

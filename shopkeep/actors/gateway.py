@@ -20,8 +20,8 @@ import structlog
 
 from shopkeep.actors.sandbox_books import PAYMENTS_REMEMBERED, SandboxBooks
 from shopkeep.actors.signature import sign
-from shopkeep.errors import CallbackRejected, FieldError, ShopError
-from shopkeep.requests import check_amount, check_id
+from shopkeep.errors import CallbackRejected
+from shopkeep.requests import check_amount, check_id, check_instance
 from shopkeep.runtime import Clock, ShuttingDown
 
 log = structlog.get_logger("shopkeep.gateway")
@@ -220,9 +220,8 @@ class SandboxGateway:
         check_id("payment_id", payment_id)
         check_id("order_id", order_id)
         check_amount("amount", amount)
-        if txn_id is not None and type(txn_id) is not str:
-            detail = f"txn_id must be a str, not {type(txn_id).__name__}"
-            raise ShopError.invalid([FieldError(detail, parameter="txn_id")])
+        if txn_id is not None:
+            check_instance("txn_id", txn_id, str)
         if status not in ("succeeded", "failed"):
             raise ValueError(f'a payment completes "succeeded" or "failed", not {status!r}')
         collected = False

@@ -14,8 +14,8 @@ from aiohttp import web
 from shopkeep.actors.order_state import STATUSES
 from shopkeep.admin import dashboard
 from shopkeep.admin.app import LIVE, PREFIX, SESSION, SIGN_IN, console_of
-from shopkeep.errors import FieldError, ShopError
-from shopkeep.requests import MAX_ID
+from shopkeep.errors import ShopError
+from shopkeep.requests import MAX_ID, refused_parameter
 from shopkeep.shop import Shop
 
 routes = web.RouteTableDef()
@@ -102,8 +102,8 @@ def _time(request: web.Request, name: str, *, to_the_minute_end: bool = False) -
     try:
         when = typed_time(text)
     except ValueError:
-        problem = FieldError(f"{name} is not a time like 2026-12-02T16:30", parameter=name)
-        raise ShopError.invalid([problem]) from None
+        detail = f"{name} is not a time like 2026-12-02T16:30"
+        raise refused_parameter(name, detail) from None
     to_the_minute = len(text) <= len("2026-12-02T16:30")
     return when + (MINUTE_END_S if to_the_minute_end and to_the_minute else 0.0)
 
@@ -123,7 +123,7 @@ def _number(request: web.Request, name: str) -> int | None:
         return None
     number = whole_text(text)
     if number is None or number > MAX_ID:
-        raise ShopError.invalid([FieldError(f"{name} is not an id", parameter=name)])
+        raise refused_parameter(name, f"{name} is not an id")
     return number
 
 
