@@ -250,16 +250,14 @@ class OrderActor(Actor):
                 self.commit(ctx, state, effects)
                 return PaymentStarted(self.payment_view(payment), created, state.expires_at)
             case CheckoutReady(payment_id, checkout, provider_ref):
-                before = state.payment(payment_id)
                 kept = keep_checkout(state, payment_id, checkout, provider_ref)
-                if before is None or kept is None:
+                if kept is None:
                     return Refusal(NOT_FOUND, f"order {state.id} has no payment {payment_id}")
-                state, effects, payment = kept
+                state, effects, payment, first = kept
                 if effects:
                     self.commit(ctx, state, effects)
                 # the customer is given the payment with its first checkout: its creation, to
                 # them (a start the provider failed was answered 503, nothing made)
-                first = before.checkout is None
                 return PaymentStarted(self.payment_view(payment), first, state.expires_at)
             case PaymentCallback():
                 return self._callback(ctx, message)

@@ -105,22 +105,24 @@ def payments_to_ask(state: OrderState) -> tuple[Payment | None, list[Payment]]:
 
 def keep_checkout(
     state: OrderState, payment_id: int, checkout: str, provider_ref: str | None
-) -> tuple[OrderState, list[Effect], Payment] | None:
+) -> tuple[OrderState, list[Effect], Payment, bool] | None:
     """Keep what the provider answered for ``payment_id`` (a JSON Checkout); what was kept
     first stays (the provider answers the same payment the same), and a field it lacks is
-    added (the QR code of a payment first started as a page). None: no such payment."""
+    added (the QR code of a payment first started as a page). Returns the state, effects,
+    payment and whether this is its first checkout; None: no such payment."""
     payment = state.payment(payment_id)
     if payment is None:
         return None
+    first = payment.checkout is None
     if payment.checkout is not None:
         kept = msgspec.json.decode(payment.checkout)
         merged = {**msgspec.json.decode(checkout), **kept}
         if merged == kept:
-            return state, [], payment
+            return state, [], payment, False
         checkout, provider_ref = msgspec.json.encode(merged).decode(), payment.provider_ref
     payment = replace(payment, checkout=checkout, provider_ref=provider_ref)
     state, effects = _with_payment(state, payment)
-    return state, effects, payment
+    return state, effects, payment, first
 
 
 # -- callbacks --------------------------------------------------------------------------------
