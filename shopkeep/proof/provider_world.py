@@ -157,12 +157,17 @@ class ProviderWorld:
             return str(self.fake.intent_of(payment["id"])["id"])
         return str(payment["id"])
 
+    async def payment_started(self) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
+        """A new customer's order, its payment started at the provider: (customer, order,
+        payment)."""
+        customer = await self.customer()
+        order = await self.placed(customer)
+        return customer, order, await self.start_payment(customer, order)
+
     async def paid_order(self) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
         """A new customer's order, paid through the provider and its notification
         acknowledged: (customer, order, payment)."""
-        customer = await self.customer()
-        order = await self.placed(customer)
-        payment = await self.start_payment(customer, order)
+        customer, order, payment = await self.payment_started()
         await self.pay(payment)
         return customer, order, payment
 

@@ -60,9 +60,7 @@ async def world(
 
 async def paid_at_provider(world: ProviderWorld) -> tuple[dict[str, Any], dict[str, Any]]:
     """An order whose payment the provider collected, without notifying yet."""
-    alice = await world.customer()
-    order = await world.placed(alice)
-    payment = await world.start_payment(alice, order)
+    _, order, payment = await world.payment_started()
     assert await world.pay(payment, notify=False) is None
     return order, payment
 
@@ -140,9 +138,7 @@ async def test_a_duplicated_or_replayed_notification_is_acknowledged_and_applied
 
 
 async def test_a_success_for_a_canceled_order_is_refunded(world: ProviderWorld) -> None:
-    alice = await world.customer()
-    order = await world.placed(alice)
-    payment = await world.start_payment(alice, order)
+    alice, order, payment = await world.payment_started()
     await world.pay(payment, notify=False)  # collected as the customer cancels: news to come
     status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
     assert status == 200
@@ -159,9 +155,7 @@ async def test_a_success_for_a_canceled_order_is_refunded(world: ProviderWorld) 
 async def test_a_payment_open_when_its_order_is_canceled_is_closed_at_the_provider(
     world: ProviderWorld,
 ) -> None:
-    alice = await world.customer()
-    order = await world.placed(alice)
-    payment = await world.start_payment(alice, order)
+    alice, order, payment = await world.payment_started()
     status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
     assert status == 200
     await world.shop.runtime.system.quiet()
@@ -234,9 +228,7 @@ async def timed_out_unpaid(
     world: ProviderWorld, clock: VirtualClock
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """An order whose payment was started and never paid, past its deadline: timed out."""
-    alice = await world.customer()
-    order = await world.placed(alice)
-    payment = await world.start_payment(alice, order)
+    _, order, payment = await world.payment_started()
     await clock.advance(world.shop.config.order_timeout_s)
     await world.shop.runtime.system.quiet()
     timed_out = await world.order(order["id"])
@@ -289,9 +281,7 @@ async def failed_at_stripe(
 ) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
     """An order whose payment failed, the shop told (the card declined): its PaymentIntent
     still takes another card on the same checkout page. (customer, order, payment)"""
-    alice = await stripe.customer()
-    order = await stripe.placed(alice)
-    payment = await stripe.start_payment(alice, order)
+    alice, order, payment = await stripe.payment_started()
     fake: Any = stripe.fake
     await fake.fail(stripe.key_of(payment))
     status, told = await stripe.call("GET", f"/v1/payments/{payment['id']}", alice)
@@ -335,9 +325,7 @@ async def test_payment_starts_at_once_under_one_key_answer_the_first_answer(
 async def test_a_deadline_query_answered_in_another_currency_times_the_order_out_at_once(
     stripe: ProviderWorld, clock: VirtualClock
 ) -> None:
-    alice = await stripe.customer()
-    order = await stripe.placed(alice)
-    payment = await stripe.start_payment(alice, order)
+    _, order, payment = await stripe.payment_started()
     fake: Any = stripe.fake
     fake.intents[stripe.key_of(payment)]["currency"] = "eur"  # paid, but not in dollars
     await stripe.pay(payment, notify=False)
@@ -393,9 +381,7 @@ async def wechatpay(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[Provid
 async def test_a_payment_being_paid_when_its_order_ends_is_asked_about_until_it_settles(
     wechatpay: ProviderWorld, clock: VirtualClock, end: str
 ) -> None:
-    alice = await wechatpay.customer()
-    order = await wechatpay.placed(alice)
-    payment = await wechatpay.start_payment(alice, order)
+    alice, order, payment = await wechatpay.payment_started()
     fake: Any = wechatpay.fake
     fake.begin_paying(wechatpay.key_of(payment))  # which no close can end
     if end == "cancel":
@@ -429,9 +415,7 @@ async def test_the_active_queries_show_in_the_metrics(
 async def test_the_sandboxs_callback_route_is_not_found_on_a_providers_shop(
     world: ProviderWorld,
 ) -> None:
-    alice = await world.customer()
-    order = await world.placed(alice)
-    payment = await world.start_payment(alice, order)
+    _, order, payment = await world.payment_started()
     await world.pay(payment, notify=False)
     body, headers = world.notification(payment)  # genuine, but sent to the sandbox's route
 
