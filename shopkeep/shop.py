@@ -28,6 +28,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Final, Literal, TypeVar
 
 import msgspec
+import structlog
 
 from shopkeep.actors import order_store
 from shopkeep.actors import user as users
@@ -126,6 +127,7 @@ Key = str | IdempotencyKey | None
 """An optional Idempotency-Key: a string, or an IdempotencyKey to learn whether the answer was
 replayed (SPEC 7; see :mod:`shopkeep.idempotency`)."""
 
+log = structlog.get_logger("shopkeep.shop")
 
 CURRENCY_SETTING = "currency"
 """``settings`` key: the currency the database keeps its amounts in, decided at its first
@@ -661,7 +663,15 @@ class Shop(BackOffice):
         if order_id is None:
             found = await order_store.payment(self.reader, verdict.payment_id)
             if found is None:
+                # signed by the provider, yet no payment of this database's: a database restored
+                # from a backup older than the payment, or another shop's notify URL. No order
+                # logs it, and the money may be at the provider: a person looks (a warning).
                 self._reject("unknown_payment")
+                log.warning(
+                    "callback_refused", reason="unknown_payment", provider=self.provider.name,
+                    payment_id=str(verdict.payment_id), amount=verdict.amount,
+                    status=verdict.status, gateway_txn_id=verdict.gateway_txn_id,
+                )
                 raise CallbackRejected(f"there is no payment {verdict.payment_id}")
             order_id = found.order_id
         message = PaymentCallback(

@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from typing import Annotated, Protocol
 
 import msgspec
 import structlog
 
+from shopkeep.actors.config import MAX_AMOUNT
 from shopkeep.actors.sandbox_books import PAYMENTS_REMEMBERED, SandboxBooks
 from shopkeep.actors.signature import sign
 from shopkeep.errors import CallbackRejected
@@ -61,7 +62,7 @@ class CallbackBody(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=
 
     payment_id: str
     order_id: str
-    amount: int
+    amount: Annotated[int, msgspec.Meta(ge=0, le=MAX_AMOUNT)]  # as the API documents it
     status: str
     gateway_txn_id: str | None
     currency: str | None = None

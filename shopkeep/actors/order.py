@@ -220,6 +220,9 @@ class OrderActor(Actor):
                 body = callback_body(self.address.id, said)
                 log_rejected_callback(ctx, self.address.id, message.payment_id, body,
                                       "unknown_payment")
+                log.warning("callback_refused", order_id=str(self.address.id),
+                            reason="unknown_payment", payment_id=str(message.payment_id),
+                            detail=f"there is no order {self.address.id}")
                 self.stats.callbacks_rejected["unknown_payment"] += 1
             return Refusal(NOT_FOUND, f"there is no order {self.address.id}")
         if state.status == PENDING:
@@ -420,9 +423,9 @@ class OrderActor(Actor):
             reason = {NOT_FOUND: "unknown_payment", WRONG_CURRENCY: "currency"}.get(
                 outcome.code, "amount"
             )
-            if outcome.code != NOT_FOUND:  # authentic, yet not what was asked: someone looks
-                log.warning("callback_refused", order_id=state.id, reason=reason,
-                            detail=outcome.detail)
+            # authentic, yet not what was asked: the money may be at the provider, a person looks
+            log.warning("callback_refused", order_id=str(state.id), reason=reason,
+                        payment_id=str(message.payment_id), detail=outcome.detail)
             log_rejected_callback(
                 ctx, state.id, message.payment_id, callback_body(state.id, said), reason
             )

@@ -201,8 +201,16 @@ def new_order(
     return state, [History(None, PENDING, "placed")]
 
 
-def check_expected_total(state: OrderState, expected_total: int | None) -> Refusal | None:
-    """price_changed when the client expected to pay something else."""
+def check_totals(state: OrderState, expected_total: int | None) -> Refusal | None:
+    """The priced order's totals refused: validation_error when it would amount to more than
+    any amount the shop takes (:data:`MAX_AMOUNT`: its payment, refund and callbacks could not
+    carry it), price_changed when the client expected to pay something else."""
+    if state.order_amount > MAX_AMOUNT:
+        return Refusal(
+            VALIDATION_ERROR,
+            f"the order would amount to {state.order_amount}, above the most an order may "
+            f"amount to ({MAX_AMOUNT})",
+        )
     if expected_total is None or expected_total == state.pay_amount:
         return None
     return Refusal(
@@ -248,10 +256,15 @@ def fail_placement(
     coupon_asked: bool,
     wallet_debited: int,
 ) -> Decision:
-    """A step refused (or the placement was cut): undo every step, cancel placement_failed."""
+    """A step refused (or the placement was cut): undo every step, cancel placement_failed.
+
+    The order keeps what it was priced at (nothing, when it failed before its goods were), and
+    no discount or wallet amount, since every step is undone: it shows what it would have cost,
+    pay amount = order amount, as SPEC 2's formula says of an order with neither."""
     state, effects = move(state, CANCELED, "placement_failed", f"{code}: {detail}")
     state = replace(
-        state, cancel_reason=PLACEMENT_FAILED, failure_code=code, canceled_at=now
+        state, cancel_reason=PLACEMENT_FAILED, failure_code=code, canceled_at=now,
+        coupon_discount=0, wallet_amount=0, pay_amount=state.order_amount,
     )
     release = Release("release", coupon_asked and state.coupon_id is not None, wallet_debited,
                       revoke_points=False)

@@ -36,7 +36,7 @@ import structlog
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_rules import (
-    check_expected_total,
+    check_totals,
     confirm,
     discounted,
     fail_placement,
@@ -171,7 +171,7 @@ async def run_placement(
             return _fail(actor, ctx, state, placement_failure(answer), coupon_asked=True)
         coupon_value = answer
     state = discounted(state, coupon_value)
-    refusal = check_expected_total(state, expected_total)
+    refusal = check_totals(state, expected_total)
     if refusal is not None:
         return _fail(actor, ctx, state, (refusal.code, refusal.detail), coupon_asked=True)
     if capped and state.pay_amount > 0:

@@ -43,7 +43,7 @@ from shopkeep.actors.key_rules import binds
 from shopkeep.actors.key_store import keep_placement_answer
 from shopkeep.actors.order_messages import Place, PlacedBefore
 from shopkeep.actors.order_rules import (
-    check_expected_total,
+    check_totals,
     confirm,
     discounted,
     new_order,
@@ -186,7 +186,7 @@ def _check_assets(
             return _refusal(value)
         coupon_value = value
     state = discounted(state, coupon_value)
-    refusal = check_expected_total(state, message.expected_total)
+    refusal = check_totals(state, message.expected_total)
     if refusal is not None:
         return Refusal(refusal.code, refusal.detail)  # no order was recorded: no order id
     if state.wallet_amount > 0:

@@ -115,7 +115,9 @@ class PlaceOrderRequest(RequestBody, frozen=True):
         Meta(
             min_length=1,
             max_length=MAX_ITEMS,
-            description="One line per goods: a goods listed twice is refused 422.",
+            description="One line per goods: a goods listed twice is refused 422, and so is "
+                        "an order whose order amount (goods and shipping) would exceed "
+                        f"{MAX_AMOUNT}, the most any payment carries.",
         ),
     ]
     coupon_id: Id | None = None
@@ -207,7 +209,8 @@ class CouponOut(msgspec.Struct, frozen=True):
 
 
 class OrderItemOut(msgspec.Struct, frozen=True):
-    """One line of an order (``unit_price`` is null while the order is pending)."""
+    """One line of an order (``unit_price`` is null while the order is pending, and stays
+    null on an order whose placement failed before its goods were priced)."""
 
     goods_id: Id
     quantity: int

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from shopkeep.actors.config import MAX_AMOUNT
 from shopkeep.actors.order_messages import (
     Accept,
     Cancel,
@@ -77,6 +78,29 @@ async def test_a_refusal_at_any_step_undoes_every_earlier_step(shop: Shop, step:
     assert await shop.wallet(alice) == (5_000, 0)
     failure = await shop.rows("SELECT failure_code FROM orders WHERE id = ?", (order.id,))
     assert failure == [(expected_code,)]
+    await shop.audit_ok()
+
+
+async def test_an_order_amounting_to_more_than_the_shop_takes_fails_with_nothing_applied(
+    shop: Shop,
+) -> None:
+    alice = await shop.user(balance=5_000)
+    gold = await shop.goods(price=MAX_AMOUNT, stock=3)
+    coupon = await shop.coupon(alice, value=500)
+
+    refusal = await shop.place(alice, [(gold, 2)], coupon_id=coupon, use_balance=1_000)
+
+    assert isinstance(refusal, Refusal) and refusal.code == "validation_error"
+    assert refusal.order_id is not None
+    await shop.quiet()
+    order = await shop.order(refusal.order_id)
+    assert (order.status, order.cancel_reason) == ("canceled", "placement_failed")
+    assert order.order_amount == 2 * MAX_AMOUNT
+    assert (order.coupon_discount, order.wallet_amount) == (0, 0)
+    assert order.pay_amount == order.order_amount
+    assert await shop.stock(gold) == 3
+    assert await shop.coupon_holder(coupon) is None
+    assert await shop.wallet(alice) == (5_000, 0)
     await shop.audit_ok()
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from msgspec.structs import replace
 
-from shopkeep.actors.config import ShopConfig
+from shopkeep.actors.config import MAX_AMOUNT, ShopConfig
 from shopkeep.actors.order_rules import (
     CancelPlan,
     approve_return,
     can_move,
     cancel_paid,
     cancel_unpaid,
-    check_expected_total,
+    check_totals,
     confirm,
     coupon_discount,
     deadline_reached,
@@ -155,11 +155,21 @@ def test_coupon_then_wallet_then_the_gateway_pay_the_order_amount() -> None:
 
 def test_an_expected_total_that_differs_is_price_changed() -> None:
     state = discounted(priced(placed(), {1: 2_500}, CONFIG), None)
-    assert check_expected_total(state, None) is None
-    assert check_expected_total(state, 6_000) is None
-    refusal = check_expected_total(state, 5_000)
+    assert check_totals(state, None) is None
+    assert check_totals(state, 6_000) is None
+    refusal = check_totals(state, 5_000)
     assert isinstance(refusal, Refusal) and refusal.code == "price_changed"
     assert refusal.order_id == 7
+
+
+def test_an_order_amounting_to_more_than_any_amount_the_shop_takes_is_refused() -> None:
+    at_most = discounted(priced(placed(), {1: MAX_AMOUNT // 2}, CONFIG), None)
+    assert at_most.order_amount == MAX_AMOUNT  # two of them, shipped free
+    assert check_totals(at_most, None) is None
+    beyond = discounted(priced(placed(), {1: MAX_AMOUNT}, CONFIG), None)
+    refusal = check_totals(beyond, beyond.pay_amount)
+    assert isinstance(refusal, Refusal) and refusal.code == "validation_error"
+    assert str(MAX_AMOUNT) in refusal.detail
 
 
 # -- placement --------------------------------------------------------------------------------
@@ -235,6 +245,16 @@ def test_a_failed_placement_releases_what_was_asked_and_settles_the_user() -> No
         wallet_debited=300,
     )
     assert Release("release", True, 300, revoke_points=False) in with_coupon
+
+
+def test_a_failed_placement_shows_what_it_would_have_cost_with_nothing_applied() -> None:
+    asked = discounted(priced(placed(coupon_id=9, use_balance=700), {1: 500}, CONFIG), 200)
+    assert (asked.coupon_discount, asked.wallet_amount, asked.pay_amount) == (200, 700, 1_100)
+    failed, _ = fail_placement(
+        asked, "price_changed", "", NOW, coupon_asked=True, wallet_debited=0
+    )
+    assert (failed.order_amount, failed.coupon_discount, failed.wallet_amount) == (2_000, 0, 0)
+    assert failed.pay_amount == failed.order_amount
 
 
 # -- cancels and the deadline -----------------------------------------------------------------

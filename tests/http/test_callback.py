@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from shopkeep.actors.config import MAX_AMOUNT
 from shopkeep.actors.signature import sign
 from tests.http.conftest import ADMIN, Api
 
@@ -91,6 +92,11 @@ def wrong_amount(api: Api, payment: dict[str, Any]) -> tuple[bytes, dict[str, st
     return raw, api.signed(raw)
 
 
+def amount_out_of_range(api: Api, payment: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    raw = api.callback(payment, amount=MAX_AMOUNT + 1)
+    return raw, api.signed(raw)
+
+
 def another_currency(api: Api, payment: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
     raw = api.callback(payment).replace(b"}", b', "currency": "USD"}')
     return raw, api.signed(raw)
@@ -116,6 +122,7 @@ FORGERIES: list[Forgery] = [
     malformed_body,
     unknown_payment,
     wrong_amount,
+    amount_out_of_range,
     another_currency,
     unknown_field,
     replay_of_another_signature,

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from shopkeep.actors.config import MAX_AMOUNT
 from shopkeep.requests import ID_PATTERN
 from tests.http.conftest import ADMIN, Api
 
@@ -95,6 +96,20 @@ async def test_a_refused_placement_is_a_409_and_records_nothing(api: Api) -> Non
     assert "order_id" not in refused.body
     listed = await api.call("GET", "/v1/orders", alice.headers)
     assert listed.body["items"] == []
+
+
+async def test_an_order_amounting_to_more_than_any_payment_can_carry_is_a_422(api: Api) -> None:
+    alice = await api.customer()
+    gold = await api.goods(price=MAX_AMOUNT, stock=3)
+    refused = await api.call(
+        "POST", "/v1/orders", alice.headers, {"items": [{"goods_id": gold, "quantity": 2}]}
+    )
+    assert (refused.status, refused.body["code"]) == (422, "validation_error")
+    assert str(MAX_AMOUNT) in refused.body["detail"]
+    listed = await api.call("GET", "/v1/orders", alice.headers)
+    assert listed.body["items"] == []
+    goods = await api.call("GET", f"/v1/goods/{gold}", alice.headers)
+    assert goods.body["stock"] == 3
 
 
 @pytest.mark.parametrize(

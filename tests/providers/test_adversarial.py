@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from shopkeep.http.metrics import active_queries
 from shopkeep.payments.fakes.common import Unpayable
@@ -111,6 +112,24 @@ async def test_a_bad_notification_is_refused_and_changes_nothing(
     assert (await world.order(order["id"]))["status"] == "awaiting_payment"
     assert sum(world.shop.rejected_callbacks.values()) + await logged_rejections(world) >= 1
     await world.audit_ok()
+
+
+async def test_an_authentic_notification_of_no_payment_here_is_refused_with_a_warning(
+    world: ProviderWorld,
+) -> None:
+    # a database restored from a backup older than the payment: the money is at the provider
+    _, payment = await paid_at_provider(world)
+    unknown = [unknown_payment(world)]
+    if world.name == "alipay":  # its order carried back, or not: the shop looks the payment up
+        unknown.append({**unknown[0], "passback_params": ""})
+    for changes in unknown:
+        body, headers = world.notification(payment, **changes)
+        with capture_logs() as logs:
+            await refused(world, body, headers)
+        warned = [line for line in logs if line["event"] == "callback_refused"]
+        assert [(line["log_level"], line["reason"], line["payment_id"]) for line in warned] == [
+            ("warning", "unknown_payment", "999")
+        ]
 
 
 async def logged_rejections(world: ProviderWorld) -> int:
