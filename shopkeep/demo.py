@@ -12,7 +12,10 @@ printing new tokens beside old ones would mislead.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -58,15 +61,28 @@ class DemoShop:
 
 async def fill(db: str, *, admin_token: str | None = None) -> str:
     """Fill the fresh database at ``db`` and return what to print."""
+    if _holds_shop_data(db):
+        raise DemoRefused(f"{db} already holds shop data; demo fills only a fresh database")
     async with Shop.open(db, gateway="sandbox") as shop:
-        found = await shop.reader.fetchone(SHOP_DATA_SQL)
-        if found is not None and found[0]:
-            raise DemoRefused(f"{db} already holds shop data; demo fills only a fresh database")
         credentials = await settle_credentials(
             shop.runtime.store.writer, admin_token=admin_token, gateway_secret=None
         )
         made = await populate(shop, credentials.new_admin_token)
     return render(db, made, configured=admin_token is not None)
+
+
+def _holds_shop_data(db: str) -> bool:
+    """Whether ``db`` holds shop data, read before a shop opens it (an opening writes its
+    timers), so that a refused demo changes nothing; the connection's close takes away the
+    ``-wal`` and ``-shm`` files its reading made."""
+    if not os.path.isfile(db):
+        return False
+    try:
+        with closing(sqlite3.connect(db)) as conn:
+            found = conn.execute(SHOP_DATA_SQL).fetchone()
+    except sqlite3.Error:
+        return False  # no shop schema yet, or no database at all: the opening says which
+    return bool(found[0])
 
 
 async def populate(shop: Shop, admin_token: str | None) -> DemoShop:

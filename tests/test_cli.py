@@ -150,6 +150,43 @@ def test_serve_in_another_currency_than_its_database_keeps_fails_in_one_line(
     assert_one_line_error(result, "--currency (env SHOPKEEP_CURRENCY)", "keeps its amounts in CNY")
 
 
+def test_serve_on_an_empty_host_refuses_rather_than_listen_on_every_interface() -> None:
+    result = run_main("serve", "--sandbox", "--host", "", "--port", "0")
+
+    assert_one_line_error(result, "--host (env SHOPKEEP_HOST)", "0.0.0.0")
+
+
+def test_serve_on_another_programs_database_refuses_and_leaves_it_as_it_was(
+    tmp_path: Path,
+) -> None:
+    other = tmp_path / "other.db"
+    with closing(sqlite3.connect(other)) as conn, conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    before = other.read_bytes()
+
+    result = run_main("serve", "--sandbox", "--db", str(other), "--port", "0")
+
+    assert_one_line_error(result, "--db (env SHOPKEEP_DB)", "another program (notes)")
+    assert other.read_bytes() == before
+    assert not Path(f"{other}-wal").exists()
+
+
+def test_serve_on_a_database_with_damaged_pages_fails_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    assert run_main("demo", "--db", str(path)).returncode == 0
+    with closing(sqlite3.connect(path)) as conn:
+        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'orders'")
+    with path.open("r+b") as file:  # the orders' B-tree, which the start reads to recover
+        file.seek((int(root[0]) - 1) * page_size)
+        file.write(b"\xff" * 32)
+
+    result = run_main("serve", "--sandbox", "--db", str(path), "--port", "0")
+
+    assert_one_line_error(result, "--db (env SHOPKEEP_DB)", "malformed")
+    assert "Traceback" not in result.stderr
+
+
 def test_serve_on_a_port_taken_fails_in_one_line_naming_host_and_port(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -340,13 +377,16 @@ def test_demo_whose_reader_goes_away_ends_quietly(tmp_path: Path) -> None:
     assert "Traceback" not in stderr
 
 
-def test_demo_refuses_a_database_that_holds_data(tmp_path: Path) -> None:
+def test_demo_refuses_a_database_that_holds_data_and_changes_nothing(tmp_path: Path) -> None:
     db = str(tmp_path / "shop.db")
     assert run_main("demo", "--db", db).returncode == 0
+    before = Path(db).read_bytes()
 
     result = run_main("demo", "--db", db)
 
     assert_one_line_error(result, db)
+    assert Path(db).read_bytes() == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["shop.db", "shop.db.lock"]
 
 
 def test_audit_of_a_clean_database_prints_each_check_and_exits_0(tmp_path: Path) -> None:

@@ -209,7 +209,10 @@ def judge_points(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
             bad.append(f"{status} order {order_id} gives user {user_id} {net} points, not {owed}")
         else:
             bad.append(f"{status} order {order_id} still gives user {user_id} {net} points")
-    return Verdict(bad, moving, f"{counts.users} users: points = points ledger, each order's")
+    return Verdict(
+        bad, moving,
+        f"{counts.users} users: points = points ledger, each order's points given or taken back",
+    )
 
 
 # -- coupons ----------------------------------------------------------------------------------

@@ -48,6 +48,8 @@ def add_backup_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def target_problem(target: str) -> str | None:
     """Why a copy cannot be written at ``target``, or ``None``."""
+    if not target or target.endswith(("/", os.sep)):
+        return "it names no file"
     if os.path.lexists(target):
         return "it exists already"
     folder = Path(target).parent

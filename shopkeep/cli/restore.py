@@ -9,6 +9,7 @@ either; a restore done says in one line where the database it replaced went.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -47,6 +48,8 @@ def run_restore(args: argparse.Namespace) -> int:
     missing = database_file_problem(source)
     if missing is not None:
         return fail_about(args, "from", f"cannot restore {source}: {missing}")
+    if not args.db or os.path.isdir(args.db):  # a folder would be moved aside as a database
+        return fail_about(args, "db", f"cannot restore to {args.db!r}: it is a directory")
 
     from shopkeep.store.errors import DatabaseInUse, StoreError
     from shopkeep.store.restore import RestoreError, RestoreRefused, restore

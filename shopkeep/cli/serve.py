@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import sqlite3
 from typing import TYPE_CHECKING, Any, Final
 
 from shopkeep.actors.config import WHOLE_BOUNDS, ShopConfig
@@ -30,6 +31,7 @@ from shopkeep.cli.values import (
     DURATIONS_HELP,
     choice,
     duration,
+    host,
     http_url,
     metavar_of,
     number,
@@ -57,7 +59,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     add_db_flag(parser, "created if missing")
-    flag(parser, "--host", default="127.0.0.1", help="address to listen on")
+    flag(parser, "--host", convert=host, default="127.0.0.1", help="address to listen on")
     flag(parser, "--port", convert=port, default="8080",
          help="TCP port to listen on, 0 for any free one")  # fmt: skip
     flag(
@@ -247,6 +249,8 @@ def run_serve(args: argparse.Namespace) -> int:
         return fail(args, f"{argument_named(args, 'host')}, {given_as(args, 'port')}: {error}")
     except StoreError as error:
         return fail_about(args, "db", str(error))
+    except sqlite3.DatabaseError as error:  # damaged pages met as the shop reads its state
+        return fail_about(args, "db", f"cannot use database {args.db}: {error}")
     except CurrencyMismatch as error:
         return fail_about(args, "currency", str(error))
     except StartupError as error:

@@ -98,6 +98,15 @@ def port(text: str) -> int:
     return number
 
 
+def host(text: str) -> str:
+    """An address to listen on: aiohttp takes an empty one as every interface, which a typo or
+    an unset shell variable should not open the server to; every interface is asked for by
+    name (``0.0.0.0``, ``::``)."""
+    if not text.strip():
+        raise refuse("an empty address (every interface is 0.0.0.0 or ::, asked by name)")
+    return text
+
+
 def number(
     *, minimum: float = 0.0, inclusive: bool = True, maximum: float = math.inf
 ) -> Callable[[str], float]:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from shopkeep.store.errors import StoreError
 from shopkeep.store.lock import ProcessLock
-from shopkeep.store.migrations import MIGRATIONS, Migration, apply_migrations
+from shopkeep.store.migrations import (
+    MIGRATIONS,
+    Migration,
+    apply_migrations,
+    refuse_another_programs,
+)
 from shopkeep.store.private_files import create_private
 from shopkeep.store.reader import InlineReader, KeyedLoads, Reader, ThreadedReader
 from shopkeep.store.writer import GroupCommitWriter
@@ -105,7 +110,7 @@ class Store:
                 create_private(os.path.realpath(path))
             except OSError as exc:
                 raise StoreError(f"cannot open database {path}: {exc.strerror}") from exc
-            conn = connect(path, config.synchronous)
+            conn = connect(path, config.synchronous, refuse_another_programs)
             try:
                 version = apply_migrations(conn, config.migrations)
                 reader: Reader
@@ -161,11 +166,22 @@ class Store:
             self._lock.release()
 
 
-def connect(path: str, synchronous: str) -> sqlite3.Connection:
-    """A connection to ``path`` as the writer uses it: autocommit, WAL, ``synchronous``."""
+def connect(
+    path: str,
+    synchronous: str,
+    first: Callable[[sqlite3.Connection], None] | None = None,
+) -> sqlite3.Connection:
+    """A connection to ``path`` as the writer uses it: autocommit, WAL, ``synchronous``;
+    ``first`` looks at the file before anything of it changes (and may raise)."""
     conn = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, cached_statements=STATEMENT_CACHE
     )
+    if first is not None:
+        try:
+            first(conn)
+        except BaseException:
+            conn.close()
+            raise
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         conn.close()

@@ -377,6 +377,23 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
+def refuse_another_programs(conn: sqlite3.Connection) -> None:
+    """Raise :class:`SchemaMismatch` when the file holds tables but no schema version: another
+    program's database, which the migrations would fill with tables of their own (and the
+    store switch to WAL under that program). Called before anything is changed."""
+    if schema_version(conn) != 0:
+        return
+    tables = [name for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name LIMIT 4"
+    )]  # fmt: skip
+    if tables:
+        raise SchemaMismatch(
+            f"the database holds tables of another program ({', '.join(tables[:3])}"
+            f"{', ...' if len(tables) > 3 else ''}) and no shopkeep schema: give shopkeep a "
+            "file of its own (a new or an empty one)"
+        )
+
+
 def apply_migrations(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> int:
     """Bring the schema up to the last of ``migrations``; return the version reached.
 

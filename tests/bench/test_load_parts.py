@@ -142,6 +142,8 @@ def test_the_figures_fail_on_an_error_rate_above_the_limit() -> None:
     assert data["passed"] is False
     assert "error rate" in data["failures"][0]
     assert data["client_cpu"]["utilization"] == 0.25
+    # the rate's whole is said beside it: the operations answered leave the error out
+    assert "errors 1 (33.333% of 3 attempts)" in render(data)
 
 
 def test_the_text_report_has_a_row_per_operation_and_the_verdict() -> None:

@@ -37,10 +37,13 @@ and the server's lines above info."""
 TIMEOUT_S = 120
 
 
-def shopkeep(*args: str) -> subprocess.CompletedProcess[str]:
+def shopkeep(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """The command, run in ``cwd`` (where a relative or empty path lands) with this checkout's
+    package on its path."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "shopkeep", *args], cwd=ROOT, capture_output=True, text=True,
-        timeout=TIMEOUT_S, check=False,
+        [sys.executable, "-m", "shopkeep", *args], cwd=cwd, env=env, capture_output=True,
+        text=True, timeout=TIMEOUT_S, check=False,
     )  # fmt: skip
 
 
@@ -128,10 +131,15 @@ def test_a_backup_of_a_missing_database_or_to_nowhere_is_a_usage_error(tmp_path:
     missing = shopkeep("backup", "--db", str(tmp_path / "none.db"), "--to", str(tmp_path / "c"))
     nowhere = shopkeep("backup", "--db", str(db), "--to", str(tmp_path / "no" / "copy.db"))
     untold = shopkeep("backup", "--db", str(db))
+    unnamed = shopkeep("backup", "--db", str(db), "--to", "", cwd=tmp_path)
+    a_folder_to_be = shopkeep("backup", "--db", str(db), "--to", f"{tmp_path}/new/")
 
     assert_usage_error(missing, "none.db", "no such database file")
     assert_usage_error(nowhere, "does not exist")
     assert_usage_error(untold, "--to", "SHOPKEEP_TO")
+    assert_usage_error(unnamed, "--to", "names no file")
+    assert_usage_error(a_folder_to_be, "--to", "names no file")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["shop.db", "shop.db.lock"]
 
 
 def test_a_copy_that_fails_the_audit_is_not_kept_and_the_status_is_1(tmp_path: Path) -> None:

@@ -131,6 +131,23 @@ def test_a_restore_over_itself_or_into_no_folder_is_a_usage_error_and_changes_no
     assert copy.read_bytes() == before and not list(tmp_path.glob("copy.db.replaced-*"))
 
 
+def test_a_restore_to_a_folder_or_to_no_name_is_a_usage_error_and_moves_nothing(
+    tmp_path: Path,
+) -> None:
+    _, copy = shop_with_a_backup(tmp_path)
+    folder = tmp_path / "work"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("kept")
+
+    into_a_folder = shopkeep("restore", "--from", str(copy), "--db", str(folder))
+    unnamed = shopkeep("restore", "--from", str(copy), "--db", "", cwd=folder)
+
+    assert_usage_error(into_a_folder, "--db", "it is a directory")
+    assert_usage_error(unnamed, "--db", "it is a directory")
+    assert (folder / "notes.txt").read_text() == "kept"
+    assert not list(tmp_path.glob("*.replaced-*"))
+
+
 def test_two_restores_in_a_row_keep_both_databases_they_replaced(tmp_path: Path) -> None:
     db, copy = shop_with_a_backup(tmp_path)
 

@@ -99,7 +99,8 @@ def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     flag(
         parser, "--max-error-rate", convert=fraction, metavar="FRACTION", default="0",
-        help="errors / operations tolerated before the exit status is 4; expected refusals "
+        help="errors / attempts (operations answered plus errors) tolerated before the exit "
+        "status is 4; expected refusals "
         "(e.g. insufficient_stock on place) are not errors",
     )  # fmt: skip
     flag(

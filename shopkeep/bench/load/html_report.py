@@ -173,7 +173,8 @@ def _summary(data: dict[str, Any]) -> str:
             ("warm-up, ramp", f"{data['warmup_s']:g} s ({data['warmup_operations']:,} "
              f"operations left out), {data['ramp_s']:g} s"),
             ("operations", f"{totals['count']:,} ({totals['per_s']:,.1f}/s)"),
-            ("errors", f"{totals['errors']:,} ({totals['error_rate']:.3%})"),
+            ("errors", f"{totals['errors']:,} ({totals['error_rate']:.3%} of "
+                       f"{totals['count'] + totals['errors']:,} attempts)"),
             ("expected refusals", f"{totals['expected_refusals']:,}"),
             ("dropped starts", f"{dropped['total']:,} of {dropped['planned']:,} planned "
              f"({_codes(reasons)})"),

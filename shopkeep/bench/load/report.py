@@ -196,7 +196,8 @@ def render(data: dict[str, Any]) -> str:
         f"warm-up {data['warmup_s']:g}s ({data['warmup_operations']:,} ops left out)  "
         f"ramp {data['ramp_s']:g}s",
         f"total {totals['count']:,} ops, {totals['per_s']:,.1f} ops/s; errors "
-        f"{totals['errors']:,} ({totals['error_rate']:.3%}); expected refusals "
+        f"{totals['errors']:,} ({totals['error_rate']:.3%} of "
+        f"{totals['count'] + totals['errors']:,} attempts); expected refusals "
         f"{totals['expected_refusals']:,}",
         f"latency, every operation: p50 {_ms(totals['p50_ms'])}  p90 {_ms(totals['p90_ms'])}  "
         f"p99 {_ms(totals['p99_ms'])}  max {_ms(totals['max_ms'])} ms",
