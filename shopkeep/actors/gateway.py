@@ -10,7 +10,7 @@ generator can check the money side of the audit against the gateway's own books.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import itertools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Protocol
@@ -205,10 +205,12 @@ class SandboxGateway:
         amount: int,
         status: str,
         txn_id: str | None = None,
+        first_try: asyncio.Future[bool] | None = None,
     ) -> bool:
         """The user finished paying: collect (on success) and call the shop back until it
         acknowledges (True). :meth:`close` cancels the retries of tasks from
-        :meth:`complete_soon`.
+        :meth:`complete_soon`. ``first_try``, when given, is set once the first call back
+        has an outcome: whether the shop acknowledged it.
 
         A success without ``txn_id`` gets a new transaction id; passing one already used
         collects nothing more (it is the same transaction, called back again). ``status`` is
@@ -233,7 +235,7 @@ class SandboxGateway:
         body = self.callback(payment_id, order_id, amount, status, txn_id)
         self._books.payment(payment_id).last_body = body
         try:
-            return await self.deliver(body)
+            return await self.deliver(body, first_try)
         except (CallbackRejected, ShuttingDown):
             if collected:  # raised: nothing happened, at the shop or here
                 self._books.uncollect(payment_id, txn_id)
@@ -246,19 +248,34 @@ class SandboxGateway:
         amount: int,
         status: str,
         txn_id: str | None = None,
-    ) -> asyncio.Task[bool]:
-        """:meth:`complete` in a task of its own (the sandbox HTTP route answers 202 at once).
+    ) -> asyncio.Future[bool]:
+        """:meth:`complete` in a task of its own; what is returned is set once the first call
+        back has an outcome (whether the shop acknowledged it), which the sandbox HTTP route
+        waits for, a while, before it answers 202.
 
         Raises ShuttingDown once :meth:`settle` has begun: a callback taken on then could not
-        reach a shop that is closing, and the sandbox's books do not outlive the process."""
+        reach a shop that is closing, and the sandbox's books do not outlive the process. What
+        the task raises in the end (the shop refused the callback, or closed) is logged."""
         if self._settling:
             raise ShuttingDown("the sandbox is stopping: complete the payment after the restart")
-        task = asyncio.get_running_loop().create_task(
-            self.complete(payment_id, order_id, amount, status, txn_id)
+        loop = asyncio.get_running_loop()
+        first_try: asyncio.Future[bool] = loop.create_future()
+        task = loop.create_task(
+            self.complete(payment_id, order_id, amount, status, txn_id, first_try)
         )
         self._tasks[task] = payment_id
-        task.add_done_callback(self._tasks.pop)
-        return task
+        task.add_done_callback(functools.partial(self._completed, first_try))
+        return first_try
+
+    def _completed(self, first_try: asyncio.Future[bool], task: asyncio.Task[bool]) -> None:
+        payment_id = self._tasks.pop(task)
+        if not first_try.done():  # refused before any call back
+            first_try.set_result(False)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning(
+                "sandbox_callback_refused", payment_id=str(payment_id),
+                error=f"{type(task.exception()).__name__}: {task.exception()}",
+            )
 
     async def resend(self, payment_id: int) -> bool:
         """Call back again with the last body sent for ``payment_id`` (a duplicate); a
@@ -268,20 +285,28 @@ class SandboxGateway:
             raise KeyError(f"sandbox: no callback of payment {payment_id} is remembered")
         return await self.deliver(body)
 
-    async def deliver(self, raw_body: bytes) -> bool:
-        """Sign ``raw_body`` afresh on every try and deliver it until acknowledged."""
+    async def deliver(
+        self, raw_body: bytes, first_try: asyncio.Future[bool] | None = None
+    ) -> bool:
+        """Sign ``raw_body`` afresh on every try and deliver it until acknowledged;
+        ``first_try``, when given, is set to the first try's outcome."""
         if self._sink is None:
             raise RuntimeError("attach() a callback sink first")
         delay = self._retry_s
         while True:
             self.deliveries += 1
+            acknowledged = False
             try:
-                if await self._sink(raw_body, self.signature(raw_body)):
-                    return True
+                acknowledged = await self._sink(raw_body, self.signature(raw_body))
             except (asyncio.CancelledError, CallbackRejected, ShuttingDown):
                 raise  # refused in process, or its shop closed: trying again cannot help
             except Exception as exc:  # the shop failed: a real gateway just tries again
                 log.info("sandbox_callback_failed", error=f"{type(exc).__name__}: {exc}")
+            finally:
+                if first_try is not None and not first_try.done():
+                    first_try.set_result(acknowledged)
+            if acknowledged:
+                return True
             await self._clock.sleep(delay)
             delay = min(self._retry_max_s, delay * 2)
 
@@ -307,6 +332,5 @@ class SandboxGateway:
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # what one raised instead (the shop refused it, or closed) is logged as it ends
+        await asyncio.gather(*tasks, return_exceptions=True)

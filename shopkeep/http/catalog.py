@@ -25,6 +25,7 @@ from shopkeep.http.inputs import (
 )
 from shopkeep.http.openapi import docs_page, openapi_json
 from shopkeep.http.operations import NativeRefusal, Operation, Param
+from shopkeep.http.sandbox import FIRST_TRY_WAIT_S
 from shopkeep.paging import DEFAULT_LIMIT, MAX_LIMIT
 
 CHANNEL_TEXT = (
@@ -215,8 +216,12 @@ def catalog() -> list[Operation]:
            "a browser, `Accept: text/html`, a page whose buttons complete it)",
            Access.PUBLIC, None, {200: s.PaymentOut}),
         op(*SANDBOX_COMPLETE, "sandboxCompletePayment",
-           "Sandbox only: finish paying; the sandbox gateway then calls back, signed (503 "
-           "`unavailable` once the server is stopping: complete it after the restart)",
+           "Sandbox only: finish paying; the sandbox gateway then calls back, signed, "
+           "retrying until acknowledged. The 202 comes once the first call back has an outcome "
+           f"(at most {FIRST_TRY_WAIT_S:g} s later): with the default callback URL, the "
+           "payment is then applied, and a crash after the 202 loses nothing (the sandbox's "
+           "own books are memory). 503 `unavailable` once the server is stopping: complete it "
+           "after the restart",
            Access.PUBLIC, None, {202: None}, body=s.SandboxCompleteRequest),
         op("GET", "/v1/audit", "audit", "Check the invariants now", admin, routes.run_audit,
            {200: s.AuditOut}),

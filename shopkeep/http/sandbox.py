@@ -3,7 +3,9 @@
 With ``serve --sandbox`` the server plays both sides of a payment:
 
 - the user "pays" by ``POST /sandbox/payments/{payment_id}/complete`` with
-  ``{"result": "succeeded"}`` (or ``"failed"``), which answers 202 at once; the payment link of
+  ``{"result": "succeeded"}`` (or ``"failed"``), which answers 202 once the first call back
+  has an outcome (or after :data:`FIRST_TRY_WAIT_S`): the sandbox's books are memory, so a 202
+  after the shop acknowledged is a payment a crash of the process cannot lose; the payment link of
   every payment (``gateway_url``) points at ``/sandbox/payments/{payment_id}`` on this server,
   the sandbox's checkout: the payment as JSON, or for a browser a page whose two buttons send
   that POST;
@@ -18,6 +20,7 @@ is mounted only in sandbox mode: anyone who can reach it can mark a payment paid
 
 from __future__ import annotations
 
+import asyncio
 import html
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
@@ -43,6 +46,10 @@ CALLBACK_PATH: Final = "/v1/payments/callback"
 PAYMENTS_PATH: Final = "/sandbox/payments"
 CALLBACK_TIMEOUT_S: Final = 30.0
 """How long one callback POST may take before the gateway counts it as failed and retries."""
+FIRST_TRY_WAIT_S: Final = 5.0
+"""How long a complete waits for its first call back before it answers 202 anyway (the
+callback then goes on being retried, in memory): a shop that takes longer to acknowledge is
+not kept waiting on by the person paying."""
 
 
 class HttpSandboxGateway(SandboxGateway):
@@ -108,14 +115,17 @@ def sandbox_routes(shop: Shop, gateway: SandboxGateway) -> Iterable[web.RouteDef
         return reply(payment_out(payment))
 
     async def complete(request: web.Request) -> web.Response:
-        """Answer 202 (no body) once the callback is scheduled; 404 for a payment this shop
-        never started; 422 for a body that is not ``{"result": "succeeded" | "failed"}``."""
+        """Answer 202 (no body) once the first call back has an outcome, at most
+        :data:`FIRST_TRY_WAIT_S` later; 404 for a payment this shop never started; 422 for a
+        body that is not ``{"result": "succeeded" | "failed"}``."""
         payment_id = path_id(request, "payment_id")
         # refused 422 listing every problem, as every route's body is
         body = await body_of(request, SandboxCompleteRequest)
         payment = await shop.get_payment(payment_id)  # ShopError not_found: 404
         order_id, amount = payment.order_id, payment.amount
-        gateway.complete_soon(payment_id, order_id, amount, body.result)
+        first_try = gateway.complete_soon(payment_id, order_id, amount, body.result)
+        # asyncio.wait cancels nothing: a client that hangs up ends this wait, not the callback
+        await asyncio.wait([first_try], timeout=FIRST_TRY_WAIT_S)
         log.info(
             "sandbox_payment_completed",
             payment_id=payment_id,

@@ -10,6 +10,7 @@ from structlog.testing import capture_logs
 
 from shopkeep.actors.gateway import CallbackBody, GatewayError, SandboxGateway
 from shopkeep.actors.signature import verify
+from shopkeep.errors import CallbackRejected
 from shopkeep.runtime import ShuttingDown, VirtualClock
 
 
@@ -27,13 +28,43 @@ async def test_a_callback_is_signed_and_retried_with_back_off_until_acknowledged
 
     gateway.attach(shop)
     start = clock.now()
-    task = gateway.complete_soon(7, 8, 1_500, "succeeded", "txn-1")
+    first_try = gateway.complete_soon(7, 8, 1_500, "succeeded", "txn-1")
     await clock.advance(20)
 
-    assert task.done() and task.result() is True
+    assert first_try.result() is False  # what the sandbox route waits for: not acknowledged
     assert [t - start for t, _ in seen] == [0, 1, 3, 7, 11]  # 1, 2, 4, then capped at 4
     assert seen[0][1] == CallbackBody("7", "8", 1_500, "succeeded", "txn-1")
     assert gateway.collected == {(7, "txn-1"): 1_500}
+
+
+async def test_a_completion_says_when_its_first_call_back_was_acknowledged() -> None:
+    clock = VirtualClock()
+    gateway = SandboxGateway("s", clock)
+    answered: list[bool] = []
+
+    async def shop(raw_body: bytes, header: str) -> bool:
+        answered.append(True)
+        return True
+
+    gateway.attach(shop)
+    assert await gateway.complete_soon(7, 8, 1_500, "succeeded") is True
+    assert answered == [True]
+
+
+async def test_a_completion_the_shop_refuses_is_not_acknowledged_and_is_logged() -> None:
+    clock = VirtualClock()
+    gateway = SandboxGateway("s", clock)
+
+    async def shop(raw_body: bytes, header: str) -> bool:
+        raise CallbackRejected("payment 7 is for another amount")
+
+    gateway.attach(shop)
+    with capture_logs() as logs:
+        assert await gateway.complete_soon(7, 8, 1_500, "succeeded") is False
+        await gateway.close()
+    (refused,) = [line for line in logs if line["event"] == "sandbox_callback_refused"]
+    assert refused["payment_id"] == "7" and "another amount" in refused["error"]
+    assert gateway.collected == {}  # taken back: nothing happened, at the shop or here
 
 
 async def test_a_refund_is_done_once_per_key_and_fails_while_switched_off() -> None:

@@ -279,7 +279,7 @@ async def test_a_success_and_the_deadline_at_the_same_instant_success_first(
     alice = await shop.user()
     tea = await shop.goods(price=2_500, stock=10)
     deadline = clock.now() + HALF_HOUR
-    paying: list[asyncio.Task[bool]] = []
+    paying: list[asyncio.Future[bool]] = []
     payment: list[int] = []
 
     def success() -> None:

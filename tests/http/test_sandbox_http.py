@@ -114,11 +114,13 @@ async def test_a_sandbox_payment_is_called_back_over_http_and_the_order_becomes_
     ) as response:
         assert response.status == 202
 
-    order = await poll_order(
-        http, payment["order_id"], token, lambda o: o["status"] == "paid", acknowledged
-    )
-    assert order["paid_at"] is not None
-    assert answers == [True]
+    # the 202 came once the shop acknowledged: applied, so no crash after it can lose it
+    assert acknowledged.is_set() and answers == [True]
+    async with http.get(
+        f"/v1/orders/{payment['order_id']}", headers={"Authorization": f"Bearer {token}"}
+    ) as response:
+        order = await response.json()
+    assert order["status"] == "paid" and order["paid_at"] is not None
     # it came over HTTP, through the callback route, and was answered 200
     async with http.get("/metrics") as response:
         metrics = await response.text()
@@ -351,26 +353,29 @@ async def test_once_the_stop_has_begun_a_completion_is_refused_rather_than_lost(
 ) -> None:
     # a 202 then could not reach a shop that is closing, nor outlive it in the sandbox's books
     assert server.gateway is not None and server.sink is not None
-    sink, shop_may_answer = server.sink, asyncio.Event()
+    sink, on_its_way, shop_may_answer = server.sink, asyncio.Event(), asyncio.Event()
 
     async def answering_when_let(raw_body: bytes, signature: str) -> bool:
+        on_its_way.set()
         await shop_may_answer.wait()
         return await sink(raw_body, signature)
 
     server.gateway.attach(answering_when_let)
     _, first = await order_awaiting_payment(server, http)
-    status, _ = await post(
-        http, f"/sandbox/payments/{first['id']}/complete", None, {"result": "succeeded"}
-    )
-    assert status == 202
-    stopping = asyncio.create_task(server.gateway.settle(TIMEOUT_S))  # as the stop begins it
     _, second = await order_awaiting_payment(server, http)
+    taken = asyncio.create_task(
+        post(http, f"/sandbox/payments/{first['id']}/complete", None, {"result": "succeeded"})
+    )
+    await asyncio.wait_for(on_its_way.wait(), TIMEOUT_S)  # the shop not answering yet
+    stopping = asyncio.create_task(server.gateway.settle(TIMEOUT_S))  # as the stop begins it
+    await asyncio.sleep(0)
 
     status, refused = await post(
         http, f"/sandbox/payments/{second['id']}/complete", None, {"result": "succeeded"}
     )
     assert (status, refused["code"]) == (503, "unavailable")
     shop_may_answer.set()
+    assert (await taken)[0] == 202
     await asyncio.wait_for(stopping, TIMEOUT_S)
     assert (await server.shop.get_order(int(first["order_id"]))).status == "paid"
     assert (await server.shop.get_order(int(second["order_id"]))).status == "awaiting_payment"
