@@ -201,6 +201,7 @@ def test_serve_on_a_port_taken_fails_in_one_line_naming_host_and_port(tmp_path: 
         f"cannot listen on 127.0.0.1:{port}: "
     )
     assert result.stdout == ""  # no admin token shown by a start that did not serve
+    assert list(tmp_path.iterdir()) == []  # the address is tried before the database is made
 
 
 @pytest.mark.parametrize(

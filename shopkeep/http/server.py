@@ -71,6 +71,11 @@ class StartupError(Exception):
 class ListenError(StartupError):
     """The server could not listen where it was told (a port taken, a host not ours)."""
 
+    @classmethod
+    def of(cls, host: str, port: int, error: OSError) -> ListenError:
+        """The refusal of ``host``:``port``, as the system gave it."""
+        return cls(f"cannot listen on {host}:{port}: {error.strerror or error}")
+
 
 @dataclass(frozen=True)
 class ServeOptions:
@@ -207,6 +212,19 @@ def build_app(
     return app
 
 
+async def check_listenable(host: str, port: int) -> None:
+    """Listen on ``host``:``port`` as the site will, and stop at once; ListenError when that
+    fails (a port taken, an address not this machine's). A port that another process takes
+    between this and the start is still refused then, once the database is open."""
+    loop = asyncio.get_running_loop()
+    try:
+        probe = await loop.create_server(asyncio.Protocol, host, port, reuse_address=True)
+    except OSError as error:
+        raise ListenError.of(host, port, error) from error
+    probe.close()
+    await probe.wait_closed()
+
+
 @asynccontextmanager
 async def running(
     options: ServeOptions,
@@ -220,8 +238,10 @@ async def running(
     payments = options.payments
     if options.sandbox:
         payments = msgspec.structs.replace(payments, gateway="sandbox")
-    # a real provider is built (its credentials read) before the database is touched
+    # a real provider is built (its credentials read), and the address tried, before the
+    # database is touched: a start refused for either creates no database
     real = None if payments.gateway == "sandbox" else open_provider(options, payments, None, "")
+    await check_listenable(options.host, options.port)
     credentials = await open_credentials(options)
     new_token = credentials.new_admin_token
     async with AsyncExitStack() as stack:
@@ -282,9 +302,7 @@ async def running(
         try:
             await web.TCPSite(runner, options.host, options.port).start()
         except OSError as error:
-            reason = error.strerror or str(error)
-            where = f"{options.host}:{options.port}"
-            raise ListenError(f"cannot listen on {where}: {reason}") from error
+            raise ListenError.of(options.host, options.port, error) from error
         bound_host, bound_port = runner.addresses[0][:2]
         url = local_url(bound_host, bound_port)
         if gateway is not None and sink is not None:
