@@ -14,7 +14,8 @@ import pytest
 
 from shopkeep.credentials import ADMIN_TOKEN_HASH, GATEWAY_SECRET
 from shopkeep.http.server import ServeOptions, StartupError, running
-from shopkeep.shop import hash_token
+from shopkeep.payments.settings import ProviderSettings
+from shopkeep.shop import CurrencyMismatch, Shop, hash_token
 
 
 def settings(db: Path) -> dict[str, str]:
@@ -75,13 +76,30 @@ async def test_a_first_start_that_cannot_listen_shows_no_token_and_the_next_star
             async with running(busy, announce=shown.append):
                 pass  # never reached
     assert shown == []
-    assert ADMIN_TOKEN_HASH not in settings(tmp_path / "shop.db")
+    assert not (tmp_path / "shop.db").exists()  # no token made: the address was tried first
 
     options = ServeOptions(db=str(tmp_path / "shop.db"), port=0, sandbox=True)
     async with running(options, announce=shown.append) as server:
         assert len(shown) == 1
         assert server.shop is not None
     assert settings(tmp_path / "shop.db")[ADMIN_TOKEN_HASH] == hash_token(shown[0])
+
+
+async def test_a_start_that_fails_once_the_database_is_open_forgets_the_token_it_made(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "shop.db"
+    async with Shop.open(str(db), gateway="sandbox"):  # a shop in CNY, no admin token yet
+        pass
+    shown: list[str] = []
+    in_dollars = ServeOptions(
+        db=str(db), port=0, sandbox=True, payments=ProviderSettings(currency="USD")
+    )
+    with pytest.raises(CurrencyMismatch):
+        async with running(in_dollars, announce=shown.append):
+            pass  # never reached
+    assert shown == []
+    assert ADMIN_TOKEN_HASH not in settings(db)
 
 
 async def test_a_token_announced_by_a_start_stays_when_that_server_fails_later(
