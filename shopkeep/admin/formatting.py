@@ -28,7 +28,8 @@ def when(at: float | None) -> str:
     """A Unix time as UTC, to the second: ``2026-12-02 16:30:05``."""
     if at is None:
         return "–"
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    # isoformat, not strftime: the C library writes year 1 as "1", isoformat as "0001"
+    return datetime.fromtimestamp(at, UTC).replace(tzinfo=None).isoformat(" ", "seconds")
 
 
 def seconds_left(at: float | None, now: float) -> str:

@@ -5,6 +5,7 @@ No page writes anything; the forms on them post to :mod:`shopkeep.admin.actions`
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,14 +89,14 @@ def whole_text(text: str) -> int | None:
     return None
 
 
-MINUTE_END_S = 60 - 1e-6
-"""From a minute's first instant to its last (the orders' times are kept to the microsecond)."""
+LAST_INSTANT_S = 1e-6
+"""The orders' times are kept to the microsecond: a span's last instant is this before its end."""
 
 
-def _time(request: web.Request, name: str, *, to_the_minute_end: bool = False) -> float | None:
+def _time(request: web.Request, name: str, *, to_its_end: bool = False) -> float | None:
     """A query's time (``2026-12-02T16:30``, UTC, as a datetime-local input sends it); with
-    ``to_the_minute_end``, a time given to the minute means the minute's last instant (a
-    bound "until 16:30" takes what was made at 16:30:37)."""
+    ``to_its_end``, a time names the last instant of what it was given to: a day, an hour, a
+    minute or a second (a bound "until 16:30" takes what was made at 16:30:37)."""
     text = request.query.get(name, "").strip()
     if not text:
         return None
@@ -104,8 +105,21 @@ def _time(request: web.Request, name: str, *, to_the_minute_end: bool = False) -
     except ValueError:
         detail = f"{name} is not a time like 2026-12-02T16:30"
         raise refused_parameter(name, detail) from None
-    to_the_minute = len(text) <= len("2026-12-02T16:30")
-    return when + (MINUTE_END_S if to_the_minute_end and to_the_minute else 0.0)
+    span = span_named(text)
+    return when + (span - LAST_INSTANT_S if to_its_end and span else 0.0)
+
+
+def span_named(text: str) -> float:
+    """How long the time ``text`` names, in seconds: a day (``2026-12-02``), an hour, a minute,
+    a second (``16:30:37``), or an instant (0: a fraction of a second)."""
+    date_and_clock = text.replace(" ", "T", 1) if "T" not in text else text
+    _, given, clock = date_and_clock.partition("T")
+    if not given:
+        return 86_400.0
+    clock = re.split(r"[Z+-]", clock, maxsplit=1)[0]  # its offset, if any, apart
+    if "." in clock or "," in clock:
+        return 0.0
+    return (3_600.0, 60.0, 1.0)[min(clock.count(":"), 2)]
 
 
 def typed_time(text: str) -> float:
@@ -134,7 +148,7 @@ async def orders_page(request: web.Request) -> web.StreamResponse:
         status=request.query.get("status") or None,
         user_id=_number(request, "user"),
         since=_time(request, "since"),
-        until=_time(request, "until", to_the_minute_end=True),
+        until=_time(request, "until", to_its_end=True),
         limit=50,
         cursor=request.query.get("cursor") or None,
     )

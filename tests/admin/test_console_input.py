@@ -20,6 +20,7 @@ from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.admin.app import WRONG_SIGN_INS_BURST
 from shopkeep.admin.dashboard import AWAITING_SHOWN
+from shopkeep.admin.formatting import when
 from shopkeep.back_office import SHORT_LIST
 from shopkeep.http.config import HttpConfig
 from shopkeep.runtime import VirtualClock
@@ -110,6 +111,28 @@ async def test_until_a_minute_takes_the_orders_made_in_that_minute(browser: Brow
 
     assert f"/admin/orders/{order.id}" in within_it
     assert f"/admin/orders/{order.id}" not in until_before
+
+
+@pytest.mark.parametrize("given", ["%Y-%m-%d", "%Y-%m-%dT%H", "%Y-%m-%dT%H:%M:%S"])
+async def test_until_a_day_an_hour_or_a_second_takes_all_of_it(
+    browser: Browser, given: str
+) -> None:
+    made = await browser.shop.create_user("ann", balance=0)
+    tea = await browser.shop.create_goods("tea", price=500, stock=3)
+    now = browser.clock.now()
+    # an hour, two minutes, three seconds and three quarters past a whole second
+    await browser.clock.advance(1 - now % 1 + 3_723.75)
+    order = await browser.shop.place_order(made.user.id, [(tea.id, 1)])
+    at = datetime.fromtimestamp(order.created_at, UTC)
+    await browser.sign_in()
+
+    _, until_then = await browser.page(f"/admin/orders?until={at:{given}}")
+
+    assert f"/admin/orders/{order.id}" in until_then
+
+
+def test_a_time_of_the_first_years_is_shown_with_four_digits() -> None:
+    assert when(datetime(1, 1, 1, 1, tzinfo=UTC).timestamp()) == "0001-01-01 01:00:00"
 
 
 async def test_a_refused_form_and_a_redirect_carry_the_page_headers(browser: Browser) -> None:
