@@ -260,8 +260,16 @@ def fail_placement(
 
     The order keeps what it was priced at (nothing, when it failed before its goods were), and
     no discount or wallet amount, since every step is undone: it shows what it would have cost,
-    pay amount = order amount, as SPEC 2's formula says of an order with neither."""
+    pay amount = order amount, as SPEC 2's formula says of an order with neither. Priced above
+    any amount the shop takes, it keeps no price at all (as before pricing): no amount it
+    shows is beyond one (nor past a JavaScript number's exact integers); its history says
+    what it would have amounted to."""
     state, effects = move(state, CANCELED, "placement_failed", f"{code}: {detail}")
+    if state.order_amount > MAX_AMOUNT:
+        state = replace(
+            state, lines=tuple(replace(line, unit_price=None) for line in state.lines),
+            goods_amount=0, shipping_fee=0, order_amount=0,
+        )
     state = replace(
         state, cancel_reason=PLACEMENT_FAILED, failure_code=code, canceled_at=now,
         coupon_discount=0, wallet_amount=0, pay_amount=state.order_amount,

@@ -117,7 +117,9 @@ class PlaceOrderRequest(RequestBody, frozen=True):
             max_length=MAX_ITEMS,
             description="One line per goods: a goods listed twice is refused 422, and so is "
                         "an order whose order amount (goods and shipping) would exceed "
-                        f"{MAX_AMOUNT}, the most any payment carries.",
+                        f"{MAX_AMOUNT}, the most any payment carries (with `?wait=false`, "
+                        "found once the goods are priced: the order, answered 202, ends "
+                        "canceled `placement_failed`, unpriced, its history saying why).",
         ),
     ]
     coupon_id: Id | None = None

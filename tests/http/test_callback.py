@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from shopkeep.actors.config import MAX_AMOUNT
 from shopkeep.actors.signature import sign
@@ -143,6 +144,19 @@ async def test_a_forged_callback_is_refused_400_and_changes_nothing(
     now = await api.call("GET", f"/v1/orders/{order['id']}", ADMIN)
     assert (now.body["status"], now.body["paid_at"]) == ("awaiting_payment", None)
     assert (await api.call("GET", "/v1/audit", ADMIN)).body["ok"] is True
+
+
+@pytest.mark.parametrize("amount", [1, MAX_AMOUNT + 1], ids=["another", "beyond_any"])
+async def test_an_authentic_callback_of_another_amount_is_a_warning(api: Api, amount: int) -> None:
+    _, payment = await awaiting_payment(api)
+    raw = api.callback(payment, amount=amount)
+
+    with capture_logs() as logs:
+        refused = await api.call("POST", "/v1/payments/callback", api.signed(raw), data=raw)
+
+    assert refused.status == 400
+    warned = [line for line in logs if line["event"] == "callback_refused"]
+    assert [(line["log_level"], line["reason"]) for line in warned] == [("warning", "amount")]
 
 
 async def test_a_callback_naming_the_payments_own_currency_is_applied(api: Api) -> None:
