@@ -31,6 +31,7 @@ from typing import Any, Final, TextIO
 import msgspec
 import structlog
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from shopkeep.runtime import message_context
 
@@ -257,12 +258,18 @@ def _text(line: str) -> msgspec.Raw:
 class _UnparsableRequests(logging.Filter):
     """aiohttp logs a request it cannot parse (bytes that are not HTTP: a scanner, a broken
     client or proxy) as an error with its traceback, though it answers it 400 itself and none
-    of shopkeep's code ran: the client's fault, made one warning line with the parser's reason
-    and no traceback. Every other error of aiohttp's keeps its traceback."""
+    of shopkeep's code ran; and a body that does not decode (gzip that does not inflate) again
+    after the handler answered it 400, when it reads what is left of it: the client's fault,
+    made one warning line with the parser's reason and no traceback. Every other error of
+    aiohttp's keeps its traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if record.name == "aiohttp.server" and isinstance(error, HttpProcessingError):
+        if isinstance(error, RequestPayloadError):
+            error = error.__cause__ or error
+        if record.name == "aiohttp.server" and isinstance(
+            error, HttpProcessingError | RequestPayloadError
+        ):
             record.msg, record.args = "%s: %s", (record.getMessage(), error)
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.exc_info, record.exc_text = None, None

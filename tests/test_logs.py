@@ -14,7 +14,8 @@ from unittest import mock
 
 import pytest
 import structlog
-from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.http_exceptions import BadHttpMessage, ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -134,6 +135,23 @@ def test_a_request_aiohttp_could_not_parse_is_one_warning_line_without_a_traceba
         "Error handling request from 127.0.0.1: 400, message:\n  Invalid header token"
     )
     assert (line["level"], line["logger"]) == ("warning", "aiohttp.server")
+    assert "exception" not in line
+
+
+def test_a_body_that_did_not_decode_read_again_after_its_400_is_one_warning_line() -> None:
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    try:
+        try:
+            raise ContentEncodingError("Can not decode content-encoding: gzip")
+        except ContentEncodingError as cause:
+            raise RequestPayloadError(str(cause)) from cause
+    except RequestPayloadError as error:  # as aiohttp's lingering read of its rest raises it
+        logging.getLogger("aiohttp.server").error("Unhandled exception", exc_info=error)
+
+    [line] = lines(out)
+    assert (line["level"], line["logger"]) == ("warning", "aiohttp.server")
+    assert "Can not decode content-encoding: gzip" in line["event"]
     assert "exception" not in line
 
 

@@ -179,6 +179,11 @@ def problem_for(error: BaseException) -> web.Response | None:
                 "the shop could not write it to its store, so it is most likely not done: "
                 "retry it with the same Idempotency-Key, or look before retrying without one",
             )
+        case web.RequestPayloadError():
+            # the body's bytes arrived but could not be read as they said they were (gzip or
+            # deflate that does not inflate, chunks that do not add up): the client's, not ours
+            said = getattr(error.__cause__, "message", None) or str(error)
+            return problem("bad_request", f"the body could not be read: {said}")
         case ConnectionResetError():
             # reading the request failed: its client left, or was cut off for sending too
             # slowly (connections.py); nobody reads this answer, and it is no bug of ours

@@ -114,3 +114,18 @@ async def test_the_server_still_answers_after_refusing_unparsable_requests(
     await send(server, "GET", "/v1/me", {"Authorization": b"Bearer \x01"})
 
     assert (await send(server, "GET", "/healthz", {})).status == 200
+
+
+@pytest.mark.parametrize("encoding", [b"gzip", b"deflate"])
+async def test_a_body_that_does_not_decompress_is_refused_400_and_changes_nothing(
+    server: Server, encoding: bytes
+) -> None:
+    answer = await send(
+        server, "POST", "/v1/users", {**ADMIN, "Content-Encoding": encoding}, b"not compressed"
+    )
+
+    assert answer.status == 400
+    problem = problem_of(answer)
+    assert problem["code"] == "bad_request"
+    assert f"content-encoding: {encoding.decode()}" in str(problem["detail"])
+    assert (await server.shop.list_users()).items == []
