@@ -156,17 +156,26 @@ def test_serve_on_an_empty_host_refuses_rather_than_listen_on_every_interface() 
     assert_one_line_error(result, "--host (env SHOPKEEP_HOST)", "0.0.0.0")
 
 
+@pytest.mark.parametrize(
+    "schema",
+    [
+        "CREATE TABLE notes (text TEXT)",
+        "CREATE TABLE notes (text TEXT); PRAGMA user_version = 5",
+        "PRAGMA user_version = 3",  # a version, no table
+        "CREATE TABLE users (name TEXT); PRAGMA user_version = 1",  # a table of ours by name
+    ],
+)
 def test_serve_on_another_programs_database_refuses_and_leaves_it_as_it_was(
-    tmp_path: Path,
+    tmp_path: Path, schema: str
 ) -> None:
     other = tmp_path / "other.db"
-    with closing(sqlite3.connect(other)) as conn, conn:
-        conn.execute("CREATE TABLE notes (text TEXT)")
+    with closing(sqlite3.connect(other)) as conn:
+        conn.executescript(schema)
     before = other.read_bytes()
 
     result = run_main("serve", "--sandbox", "--db", str(other), "--port", "0")
 
-    assert_one_line_error(result, "--db (env SHOPKEEP_DB)", "another program (notes)")
+    assert_one_line_error(result, "--db (env SHOPKEEP_DB)", "another program's")
     assert other.read_bytes() == before
     assert not Path(f"{other}-wal").exists()
 
@@ -265,6 +274,8 @@ def test_serve_on_a_port_taken_fails_in_one_line_naming_host_and_port(tmp_path: 
         ("audit", "--db", TOO_LONG),
         ("demo", "--db", TOO_LONG),
         ("serve", "--sandbox", "--db", TOO_LONG),
+        ("serve", "--sandbox", "--db", "a-folder-to-be/"),  # a trailing slash: no file
+        ("demo", "--db", " "),
         ("bench", "--embedded", "--json", TOO_LONG),
         ("backup", "--db", TOO_LONG, "--to", "copy.db"),
         ("backup", "--db", "main.py", "--to", "y" * 250 + ".db"),  # and ".partial" past it
@@ -426,6 +437,25 @@ def test_audit_of_a_file_that_is_not_a_database_fails_in_one_line(tmp_path: Path
     result = run_main("audit", "--db", str(junk))
 
     assert_one_line_error(result, str(junk))
+
+
+def test_audit_of_a_damaged_database_fails_in_one_line_even_where_its_queries_do_not_read(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+    assert run_main("demo", "--db", str(path)).returncode == 0
+    with closing(sqlite3.connect(path)) as conn:
+        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        (root,) = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'payment_log_by_order'"
+        )
+    with path.open("r+b") as file:  # an index the invariants' queries never read
+        file.seek((int(root[0]) - 1) * page_size)
+        file.write(b"\xff" * 32)
+
+    result = run_main("audit", "--db", str(path))
+
+    assert_one_line_error(result, "cannot audit", "damaged")
 
 
 async def start_serve(db: Path, *args: str) -> tuple[asyncio.subprocess.Process, str]:

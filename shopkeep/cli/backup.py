@@ -15,7 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shopkeep.cli.common import add_db_flag, add_file_flag, add_log_flags, configure_logs
+from shopkeep.cli.common import (
+    add_db_flag,
+    add_file_flag,
+    add_log_flags,
+    configure_logs,
+    names_no_file,
+)
 from shopkeep.cli.flags import PROG, fail_about
 from shopkeep.cli.values import database_file_problem
 
@@ -48,8 +54,9 @@ def add_backup_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def target_problem(target: str) -> str | None:
     """Why a copy cannot be written at ``target``, or ``None``."""
-    if not target or target.endswith(("/", os.sep)):
-        return "it names no file"
+    unnamed = names_no_file(target)
+    if unnamed is not None:
+        return unnamed
     if os.path.lexists(target):
         return "it exists already"
     folder = Path(target).parent

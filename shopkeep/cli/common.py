@@ -54,6 +54,14 @@ def configure_logs(args: argparse.Namespace) -> None:
     configure_logging(args.log_level, fmt=args.log_format)
 
 
+def names_no_file(path: str) -> str | None:
+    """Why ``path`` names no file whatever is there ("", blanks, a folder's trailing slash,
+    which the system would drop or take as the working folder), or None."""
+    if not path.strip() or path.endswith(("/", os.sep)):
+        return "it names no file"
+    return None
+
+
 def writable_path_problem(path: str) -> str | None:
     """Why a file cannot be created or written at ``path`` (a database, a report), or None
     when it looks writable.
@@ -61,6 +69,9 @@ def writable_path_problem(path: str) -> str | None:
     A database's folder must be writable even when the file exists already: SQLite in WAL
     mode creates ``-wal`` and ``-shm`` files beside it.
     """
+    unnamed = names_no_file(path)
+    if unnamed is not None:
+        return unnamed
     try:
         return _writable_path_problem(Path(path))
     except OSError as error:  # a name the system cannot even look up (too long, say)

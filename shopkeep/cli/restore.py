@@ -13,7 +13,13 @@ import os
 import sys
 from typing import Any
 
-from shopkeep.cli.common import add_db_flag, add_file_flag, add_log_flags, configure_logs
+from shopkeep.cli.common import (
+    add_db_flag,
+    add_file_flag,
+    add_log_flags,
+    configure_logs,
+    names_no_file,
+)
 from shopkeep.cli.flags import PROG, fail_about
 from shopkeep.cli.values import database_file_problem
 
@@ -48,8 +54,10 @@ def run_restore(args: argparse.Namespace) -> int:
     missing = database_file_problem(source)
     if missing is not None:
         return fail_about(args, "from", f"cannot restore {source}: {missing}")
-    if not args.db or os.path.isdir(args.db):  # a folder would be moved aside as a database
-        return fail_about(args, "db", f"cannot restore to {args.db!r}: it is a directory")
+    # a folder would be moved aside as a database, and "" is the working folder
+    problem = names_no_file(args.db) or ("it is a directory" if os.path.isdir(args.db) else None)
+    if problem is not None:
+        return fail_about(args, "db", f"cannot restore to {args.db!r}: {problem}")
 
     from shopkeep.store.errors import DatabaseInUse, StoreError
     from shopkeep.store.restore import RestoreError, RestoreRefused, restore

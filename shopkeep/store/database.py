@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -110,7 +111,8 @@ class Store:
                 create_private(os.path.realpath(path))
             except OSError as exc:
                 raise StoreError(f"cannot open database {path}: {exc.strerror}") from exc
-            conn = connect(path, config.synchronous, refuse_another_programs)
+            mine = functools.partial(refuse_another_programs, migrations=config.migrations)
+            conn = connect(path, config.synchronous, mine)
             try:
                 version = apply_migrations(conn, config.migrations)
                 reader: Reader

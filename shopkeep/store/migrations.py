@@ -7,6 +7,7 @@ refused rather than guessed at.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -377,21 +378,29 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
-def refuse_another_programs(conn: sqlite3.Connection) -> None:
-    """Raise :class:`SchemaMismatch` when the file holds tables but no schema version: another
-    program's database, which the migrations would fill with tables of their own (and the
-    store switch to WAL under that program). Called before anything is changed."""
-    if schema_version(conn) != 0:
+def refuse_another_programs(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
+    """Raise :class:`SchemaMismatch` for another program's database: tables but no schema
+    version, or a version without the tables the first of ``migrations`` makes (no later one
+    drops them), which the migrations would fill with tables of their own (and the store
+    switch to WAL under that program). Called before anything of the file changes."""
+    tables = {name for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'"
+    )}  # fmt: skip
+    version = schema_version(conn)
+    if version == 0 and not tables:
+        return  # a new file, or an empty one: ours to fill
+    if version > 0 and migrations and first_tables(migrations[0]) <= tables:
         return
-    tables = [name for (name,) in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name LIMIT 4"
-    )]  # fmt: skip
-    if tables:
-        raise SchemaMismatch(
-            f"the database holds tables of another program ({', '.join(tables[:3])}"
-            f"{', ...' if len(tables) > 3 else ''}) and no shopkeep schema: give shopkeep a "
-            "file of its own (a new or an empty one)"
-        )
+    found = ", ".join(sorted(tables)[:3]) + (", ..." if len(tables) > 3 else "")
+    raise SchemaMismatch(
+        f"the database is another program's (schema version {version}, tables: "
+        f"{found or 'none'}): give shopkeep a file of its own (a new or an empty one)"
+    )
+
+
+def first_tables(migration: Migration) -> set[str]:
+    """The tables ``migration`` creates."""
+    return set(re.findall(r"CREATE TABLE (\w+)", migration.sql))
 
 
 def apply_migrations(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> int:

@@ -132,12 +132,14 @@ def test_a_backup_of_a_missing_database_or_to_nowhere_is_a_usage_error(tmp_path:
     nowhere = shopkeep("backup", "--db", str(db), "--to", str(tmp_path / "no" / "copy.db"))
     untold = shopkeep("backup", "--db", str(db))
     unnamed = shopkeep("backup", "--db", str(db), "--to", "", cwd=tmp_path)
+    blank = shopkeep("backup", "--db", str(db), "--to", " ", cwd=tmp_path)
     a_folder_to_be = shopkeep("backup", "--db", str(db), "--to", f"{tmp_path}/new/")
 
     assert_usage_error(missing, "none.db", "no such database file")
     assert_usage_error(nowhere, "does not exist")
     assert_usage_error(untold, "--to", "SHOPKEEP_TO")
     assert_usage_error(unnamed, "--to", "names no file")
+    assert_usage_error(blank, "--to", "names no file")
     assert_usage_error(a_folder_to_be, "--to", "names no file")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["shop.db", "shop.db.lock"]
 

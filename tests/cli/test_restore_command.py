@@ -141,9 +141,14 @@ def test_a_restore_to_a_folder_or_to_no_name_is_a_usage_error_and_moves_nothing(
 
     into_a_folder = shopkeep("restore", "--from", str(copy), "--db", str(folder))
     unnamed = shopkeep("restore", "--from", str(copy), "--db", "", cwd=folder)
+    a_folder_to_be = shopkeep("restore", "--from", str(copy), "--db", f"{tmp_path}/new/")
+    a_file_as_folder = shopkeep("restore", "--from", str(copy), "--db", f"{copy}/")
 
     assert_usage_error(into_a_folder, "--db", "it is a directory")
-    assert_usage_error(unnamed, "--db", "it is a directory")
+    assert_usage_error(unnamed, "--db", "it names no file")
+    assert_usage_error(a_folder_to_be, "--db", "it names no file")
+    assert_usage_error(a_file_as_folder, "--db", "it names no file")
+    assert not (tmp_path / "new").exists() and copy.is_file()
     assert (folder / "notes.txt").read_text() == "kept"
     assert not list(tmp_path.glob("*.replaced-*"))
 

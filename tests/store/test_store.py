@@ -73,7 +73,8 @@ async def test_migrations_are_applied_once_and_only_the_new_ones(tmp_path: Path)
 
 async def test_a_database_from_a_newer_shopkeep_is_refused_unchanged(tmp_path: Path) -> None:
     path = str(tmp_path / "new.db")
-    sqlite3.connect(path).execute("PRAGMA user_version = 99").connection.close()
+    await (await Store.open(StoreConfig(path, migrations=EVENTS))).close()
+    sqlite3.connect(path).execute("PRAGMA user_version = 99").connection.close()  # a later one
     with pytest.raises(SchemaMismatch, match="version 99 is newer than this shopkeep knows"):
         await Store.open(StoreConfig(path, migrations=EVENTS))
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (99,)
