@@ -127,6 +127,9 @@ class BoundedRequestHandler(web.RequestHandler):
         self._refused = False
         self.reading_since: float | None = None
         """When the request being read began (the loop's time); None between requests."""
+        self.cut_by_read_deadline = False
+        """The connection was closed because a request did not arrive whole in time: what its
+        handler then answers reaches no one (the access line says 408)."""
         self._body: StreamReader | None = None  # of the last request whose headers arrived
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -183,6 +186,7 @@ class BoundedRequestHandler(web.RequestHandler):
 
     def overdue(self) -> None:
         """The request did not arrive whole within the bound: close the connection."""
+        self.cut_by_read_deadline = True
         self._done()
         self._bounds.read_timeouts += 1
         self.force_close()

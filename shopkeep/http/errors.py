@@ -244,7 +244,13 @@ def too_large(max_body_bytes: int) -> web.Response:
 
 def answer_error(request: web.Request, error: Exception) -> web.Response:
     """The answer to an error a handler raised: problem+json for every expected one, a bare
-    500 for a bug, whose traceback goes to the log only."""
+    500 for a bug, whose traceback goes to the log only; nothing for a request the read
+    deadline cut (connections.py), whose connection is closed: its access line and metrics
+    say 408, as nginx's log does, not the 400 of a body that could not be read."""
+    if isinstance(error, ConnectionResetError) and getattr(
+        request.protocol, "cut_by_read_deadline", False
+    ):
+        return web.Response(status=408)
     answer = problem_for(error)
     if answer is not None:
         return answer
