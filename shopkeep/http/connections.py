@@ -48,6 +48,12 @@ DEADLINE_SLACK_S: Final = 0.001
 resolution before its time, and then found nothing late would set itself again at once."""
 
 
+READ_DEADLINE_STATUS: Final = 408
+"""What the access line of a request cut by the read deadline says (as nginx's log does)."""
+STOPPED_STATUS: Final = 503
+"""What the access line of a request whose body was still coming when the stop began says."""
+
+
 class BoundedServer(web.Server):
     """aiohttp's low-level server whose connections are :class:`BoundedRequestHandler`."""
 
@@ -87,9 +93,14 @@ class BoundedServer(web.Server):
             self._sweep = self._handler_loop.call_at(since + self.limits.read_s, self._close_late)
 
     async def shutdown(self, timeout: float | None = None) -> None:
-        # The read deadline holds while the requests under way finish: one whose body is still
-        # coming is answered if it arrives in time, else cut at its deadline, not waited for
-        # as long as the stop's own time-out
+        # Once the stop begins, aiohttp reads nothing more from any connection: a request whose
+        # body is still coming would wait for it, unanswered, until its read deadline. Cut it
+        # now (nothing of it was done; its client sends it again). The read deadline still
+        # bounds what the stop waits for.
+        for handler in list(self.connections):
+            connection = cast(BoundedRequestHandler, handler)  # every one is made by __call__
+            if connection.body_coming:
+                connection.cut(STOPPED_STATUS)
         try:
             await super().shutdown(timeout)
         finally:
@@ -127,9 +138,10 @@ class BoundedRequestHandler(web.RequestHandler):
         self._refused = False
         self.reading_since: float | None = None
         """When the request being read began (the loop's time); None between requests."""
-        self.cut_by_read_deadline = False
-        """The connection was closed because a request did not arrive whole in time: what its
-        handler then answers reaches no one (the access line says 408)."""
+        self.cut_status: int | None = None
+        """Set when the connection was closed before its request arrived whole: what its
+        handler then answers reaches no one, and its access line says this status instead
+        (408 for the read deadline, 503 for a stop)."""
         self._body: StreamReader | None = None  # of the last request whose headers arrived
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -184,11 +196,21 @@ class BoundedRequestHandler(web.RequestHandler):
         answer.force_close()  # where the next request would begin in these bytes is unknown
         return answer
 
+    @property
+    def body_coming(self) -> bool:
+        """A request's headers arrived and its body is still coming."""
+        return self._body is not None and not self._body.is_eof()
+
     def overdue(self) -> None:
         """The request did not arrive whole within the bound: close the connection."""
-        self.cut_by_read_deadline = True
-        self._done()
         self._bounds.read_timeouts += 1
+        self.cut(READ_DEADLINE_STATUS)
+
+    def cut(self, status: int) -> None:
+        """Close the connection before its request arrived whole; its access line says
+        ``status``."""
+        self.cut_status = status
+        self._done()
         self.force_close()
 
     def _begin(self) -> None:

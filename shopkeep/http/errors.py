@@ -244,13 +244,13 @@ def too_large(max_body_bytes: int) -> web.Response:
 
 def answer_error(request: web.Request, error: Exception) -> web.Response:
     """The answer to an error a handler raised: problem+json for every expected one, a bare
-    500 for a bug, whose traceback goes to the log only; nothing for a request the read
-    deadline cut (connections.py), whose connection is closed: its access line and metrics
-    say 408, as nginx's log does, not the 400 of a body that could not be read."""
-    if isinstance(error, ConnectionResetError) and getattr(
-        request.protocol, "cut_by_read_deadline", False
-    ):
-        return web.Response(status=408)
+    500 for a bug, whose traceback goes to the log only; nothing for a request whose
+    connection was cut before it arrived whole (connections.py: the read deadline, a stop):
+    its access line and metrics say why (408, 503), not the 400 of a body that could not be
+    read, which no client received."""
+    cut = getattr(request.protocol, "cut_status", None)
+    if isinstance(error, ConnectionResetError) and cut is not None:
+        return web.Response(status=cut)
     answer = problem_for(error)
     if answer is not None:
         return answer
