@@ -210,15 +210,45 @@ def test_a_failed_threshold_exits_3_and_a_passed_one_0_with_the_changes_since_th
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a disk that is full)")
-def test_a_report_that_cannot_be_written_after_the_run_exits_5_and_the_table_is_printed() -> None:
-    result = bench(*SHORT_EMBEDDED, "--json", "/dev/full")  # every write fails: disk full
+def test_a_report_that_cannot_be_written_after_the_run_exits_5_and_the_table_is_printed(
+    tmp_path: Path,
+) -> None:
+    page = tmp_path / "bench.html"
+    # every write fails: disk full; the other report is written all the same
+    result = bench(*SHORT_EMBEDDED, "--json", "/dev/full", "--html", str(page))
 
     assert result.returncode == 5, result.stdout + result.stderr
+    assert page.read_text().startswith("<!DOCTYPE html>")
     assert "place" in result.stdout  # the table came first
     assert "bench: cannot write the report:" in result.stderr
     # the table said 0 before the report failed: the last line says the status it is now
     assert result.stderr.splitlines()[-1].endswith("report was not written: exit status 5")
     assert "Traceback" not in result.stderr
+
+
+def test_one_file_for_both_reports_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    both = str(tmp_path / "report")
+
+    result = bench(*SHORT_EMBEDDED, "--json", both, "--html", both)
+
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert "--html" in line and "report's file too" in line
+    assert not (tmp_path / "report").exists()
+
+
+def test_in_a_race_of_ship_and_cancel_either_may_win(tmp_path: Path) -> None:
+    # in process the first one asked is the first the order handles: which goes first is drawn
+    out = tmp_path / "bench.json"
+
+    result = bench(*SHORT_EMBEDDED, "--mix", "cancel_race=1", "--json", str(out))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    operations = json.loads(out.read_text())["operations"]
+    for lost_some in ("ship", "cancel_paid"):
+        figures = operations[lost_some]
+        refused = figures["expected_refusals"].get("invalid_state", 0)
+        assert 0 < refused < figures["count"], (lost_some, figures)
 
 
 def test_a_malformed_threshold_is_a_one_line_usage_error() -> None:

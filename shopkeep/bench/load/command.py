@@ -150,14 +150,20 @@ def report(
         {"uvloop" if uvloop_version else "asyncio"}, uvloop_version, load_before
     )
     written = True
+    # each report on its own: one that cannot be written (the paths were checked before the
+    # run: a full disk, a folder gone) does not keep the other from being written
     try:
         publish(data, render(data), json_path)  # the table first: it is never lost
-        if html_path:
-            with open(html_path, "w", encoding="utf-8") as file:
-                file.write(render_html(data))
-    except OSError as exc:  # the paths were checked before the run: a full disk, say
+    except OSError as exc:
         say(f"bench: cannot write the report: {exc}")
         written = False
+    if html_path:
+        try:
+            with open(html_path, "w", encoding="utf-8") as file:
+                file.write(render_html(data))
+        except OSError as exc:
+            say(f"bench: cannot write the report: {exc}")
+            written = False
     for failure in data["failures"]:
         say(f"bench: {failure}")
     status: int = data["exit_status"]

@@ -179,6 +179,8 @@ def check_bench_flags(parser: argparse.ArgumentParser, args: argparse.Namespace)
         refused = None if path is None else writable_path_problem(path)
         if refused is not None:
             usage_error(parser, args, report, f"cannot write {path}: {refused}")
+    if args.json and args.html and os.path.realpath(args.json) == os.path.realpath(args.html):
+        usage_error(parser, args, "html", f"{args.html} is the --json report's file too")
     if args.url and not args.admin_token:
         parser.error("--url needs --admin-token (or SHOPKEEP_ADMIN_TOKEN)")
     weights = parse_mix(args.mix)

@@ -19,6 +19,7 @@ from typing import Any
 
 from shopkeep.bench.load.charts import NINES_TICKS, SMALL, line_chart, nines
 from shopkeep.bench.load.compare import STATISTICS, change_table, is_worse, shown_change
+from shopkeep.bench.load.report import mib
 from shopkeep.bench.load.thresholds import shown
 
 DISTRIBUTION_LINES = 4
@@ -46,10 +47,6 @@ def _value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.4g}"
     return "-" if value is None else str(value)
-
-
-def _mb(value: float | None) -> str:
-    return "n/a" if value is None else f"{value / 2**20:,.1f} MB"
 
 
 def _codes(counts: dict[str, int]) -> str:
@@ -87,7 +84,7 @@ def _over_time(series: list[dict[str, Any]]) -> list[str]:
         charts.append(
             line_chart(
                 "Shop resident memory",
-                "MB",
+                "MiB",
                 {"rss": [(t, None if v is None else v / 2**20) for t, v in memory]},
             )
         )
@@ -180,7 +177,7 @@ def _summary(data: dict[str, Any]) -> str:
              f"({_codes(reasons)})"),
             ("client CPU", f"{cpu['cpu_s']:.1f} s of {cpu['wall_s']:.1f} s "
              f"({cpu['utilization']:.0%} of one core)"),
-            ("shop resident memory", f"{_mb(rss['start'])} at start, {_mb(rss['end'])} at end"),
+            ("shop resident memory", f"{mib(rss['start'])} at start, {mib(rss['end'])} at end"),
             ("journeys", _codes(data["journeys"])),
             ("skipped journeys", _codes(data["skipped_journeys"])),
             ("mix", json.dumps(data["mix"])),

@@ -328,12 +328,15 @@ class Journeys:
         """Pay, then ship and cancel at once: whichever comes second is refused invalid_state
         (an expected refusal of both ``ship`` and ``cancel_paid``)."""
         order, _ = await self._paid(shopper, pick)
+        ship = self.timed("ship", self.target.ship(order.id))
+        cancel = self.timed("cancel_paid", self.target.cancel_order(shopper.customer, order.id))
+        # which is sent first, drawn: in process the first one asked is the first the order
+        # handles, so a fixed order would let the same one win every race
+        cancel_first = pick.random() < 0.5
         outcomes = await asyncio.gather(
-            self.timed("ship", self.target.ship(order.id)),
-            self.timed("cancel_paid", self.target.cancel_order(shopper.customer, order.id)),
-            return_exceptions=True,
+            *((cancel, ship) if cancel_first else (ship, cancel)), return_exceptions=True
         )
-        canceled = outcomes[1]
+        canceled = outcomes[0 if cancel_first else 1]
         if isinstance(canceled, Order) and canceled.status == "canceled":
             self._give_back(shopper, canceled)
         for outcome in outcomes:

@@ -145,8 +145,9 @@ def _codes(counts: dict[str, int]) -> str:
     return " ".join(f"{code}={n}" for code, n in sorted(counts.items())) or "-"
 
 
-def _mb(value: float | None) -> str:
-    return "n/a" if value is None else f"{value / 2**20:,.1f} MB"
+def mib(value: float | None) -> str:
+    """Bytes as the reports show them: MiB (2**20 bytes), or n/a."""
+    return "n/a" if value is None else f"{value / 2**20:,.1f} MiB"
 
 
 def render(data: dict[str, Any]) -> str:
@@ -207,7 +208,7 @@ def render(data: dict[str, Any]) -> str:
         f"skipped journeys {_codes(data['skipped_journeys'])}",
         f"client cpu {cpu['cpu_s']:.1f}s / {cpu['wall_s']:.1f}s wall = "
         f"{cpu['utilization']:.0%} of one core",
-        f"shop resident memory {_mb(memory['start'])} at start, {_mb(memory['end'])} at end",
+        f"shop resident memory {mib(memory['start'])} at start, {mib(memory['end'])} at end",
         f"audit {audit} ({quiet} after {data['audit_attempts']} audits, "
         f"{data['audit_wait_s']:.1f}s)",
     ]
