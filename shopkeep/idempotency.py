@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 from shopkeep.actors.key_rules import ADMIN, decode_answer, request_hash
 from shopkeep.actors.order_messages import AsUser
 from shopkeep.actors.protocol import Keyed, Replayed
-from shopkeep.errors import ShopError, answer
-from shopkeep.requests import KEY_RULE, MAX_KEY
+from shopkeep.errors import answer
+from shopkeep.requests import KEY_RULE, MAX_KEY, refused_parameter
 from shopkeep.runtime import ActorSystem, Address
 
 T = TypeVar("T")
@@ -51,7 +51,7 @@ class IdempotencyKey:
             and value[0] != " "
             and value[-1] != " "
         ):
-            raise ShopError("validation_error", KEY_RULE)
+            raise refused_parameter("idempotency_key", KEY_RULE)
         self.value = value
         self.replayed = False
 

@@ -40,10 +40,10 @@ from shopkeep.actors.order_messages import (
 from shopkeep.actors.order_rules import new_order, placement_outcome, request_problems
 from shopkeep.actors.order_store import load_order
 from shopkeep.actors.placement import UNDONE_FAILURES
-from shopkeep.actors.protocol import BeginOrder, Refusal
-from shopkeep.errors import FieldError, ShopError, answer
+from shopkeep.actors.protocol import VALIDATION_ERROR, BeginOrder, Refusal
+from shopkeep.errors import ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, InFlight
-from shopkeep.requests import check_amount, check_choice, check_id, checked_items
+from shopkeep.requests import Problems, check_amount, check_choice, check_id, checked_items
 from shopkeep.runtime import ActorSystem, Address, AskTimeout
 from shopkeep.store.reader import Reader
 
@@ -70,19 +70,24 @@ class PlaceRequest(msgspec.Struct, frozen=True, gc=False):
         config: ShopConfig,
     ) -> PlaceRequest:
         """The request, or ShopError validation_error listing every problem found."""
-        check_id("user_id", user_id)
-        lines = checked_items(items)
-        if coupon_id is not None:
-            check_id("coupon_id", coupon_id)
-        check_amount("use_balance", use_balance)
-        if expected_total is not None:
-            check_amount("expected_total", expected_total)
-        if type(wait) is not bool:  # "no" is true, and 0 no bool: refused, not guessed
-            check_choice("wait", wait, (True, False))
-        problems = request_problems(lines, use_balance, expected_total, config)
-        if problems:
-            raise ShopError.invalid([FieldError(detail, pointer=at) for at, detail in problems])
-        return cls(user_id, lines, coupon_id, use_balance, expected_total, wait)
+        # Every placement passes here: the checks in a row, raising at the first problem, cost
+        # half what gathering them does; only a request refused is checked again, gathering.
+        try:
+            check_id("user_id", user_id)
+            lines = checked_items(items)
+            if coupon_id is not None:
+                check_id("coupon_id", coupon_id)
+            check_amount("use_balance", use_balance)
+            if expected_total is not None:
+                check_amount("expected_total", expected_total)
+            if type(wait) is not bool:  # "no" is true, and 0 no bool: refused, not guessed
+                check_choice("wait", wait, (True, False))
+            if not request_problems(lines, use_balance, expected_total, config):
+                return cls(user_id, lines, coupon_id, use_balance, expected_total, wait)
+        except ShopError as refusal:
+            if refusal.code != VALIDATION_ERROR:
+                raise
+        raise every_problem(user_id, items, coupon_id, use_balance, expected_total, wait, config)
 
     def message(self, begin: BeginOrder | None) -> Place | Accept:
         """The order's message: Place (wait for the outcome) or Accept (pending at once)."""
@@ -191,3 +196,32 @@ class Placer:
                 request.use_balance, now, self.config.currency,
             )
         return placement_outcome(state) or order_view(state)
+
+
+def every_problem(
+    user_id: Any,
+    items: Any,
+    coupon_id: Any,
+    use_balance: Any,
+    expected_total: Any,
+    wait: Any,
+    config: ShopConfig,
+) -> ShopError:
+    """The validation_error listing every problem of a placement request that has one (the
+    checks of :meth:`PlaceRequest.checked`, each run whatever the others found)."""
+    each = Problems()
+    each(check_id, "user_id", user_id)
+    lines = each(checked_items, items)
+    if coupon_id is not None:
+        each(check_id, "coupon_id", coupon_id)
+    balance_ok = each.passes(check_amount, "use_balance", use_balance)
+    total_ok = expected_total is None or each.passes(
+        check_amount, "expected_total", expected_total
+    )
+    if type(wait) is not bool:
+        each(check_choice, "wait", wait, (True, False))
+    if lines is not None:  # the order's rules (the amounts' were checked above)
+        each.add(request_problems(
+            lines, use_balance if balance_ok else 0, expected_total if total_ok else None, config
+        ))  # fmt: skip
+    return ShopError.invalid(each.found)

@@ -7,10 +7,12 @@ The HTTP layer checks shapes and types first (msgspec); these are the rules both
 from __future__ import annotations
 
 import re
-from typing import Any, Final
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, Final, TypeVar
 
 from shopkeep.actors.config import MAX_AMOUNT
-from shopkeep.actors.protocol import NOT_FOUND
+from shopkeep.actors.protocol import NOT_FOUND, VALIDATION_ERROR
 from shopkeep.errors import FieldError, ShopError
 
 MAX_ID: Final = 2**63 - 1
@@ -52,6 +54,51 @@ MAX_REASON = 2_000
 def refused(field: str, detail: str) -> ShopError:
     """A validation_error of the request's ``field`` (a JSON Pointer into it: ``/name``)."""
     return ShopError.invalid([FieldError(detail, pointer=field)])
+
+
+T = TypeVar("T")
+
+
+class Problems:
+    """A call's checks, each run whatever the ones before found, their validation errors
+    gathered: at the end of ``with Problems() as each:`` one validation_error lists every
+    problem found, as the HTTP API's does (SPEC 7). Any other refusal (an id no id can be:
+    not_found) goes through at once, as it would alone."""
+
+    def __init__(self) -> None:
+        self.found: list[FieldError] = []
+
+    def __enter__(self) -> Problems:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if kind is None and self.found:
+            raise ShopError.invalid(self.found)
+
+    def __call__(self, check: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """``check(*args, **kwargs)``'s result, or None when it found a problem (kept)."""
+        try:
+            return check(*args, **kwargs)
+        except ShopError as refusal:
+            if refusal.code != VALIDATION_ERROR:
+                raise
+            self.found.extend(refusal.errors or [FieldError(refusal.detail, pointer="")])
+            return None
+
+    def passes(self, check: Callable[..., object], *args: Any, **kwargs: Any) -> bool:
+        """Run ``check``: whether it found no problem."""
+        before = len(self.found)
+        self(check, *args, **kwargs)
+        return len(self.found) == before
+
+    def add(self, problems: Iterable[tuple[str, str]]) -> None:
+        """Keep ``problems``, each (JSON Pointer, detail)."""
+        self.found.extend(FieldError(detail, pointer=at) for at, detail in problems)
 
 
 def refused_parameter(name: str, detail: str) -> ShopError:

@@ -103,6 +103,7 @@ from shopkeep.payments.sandbox import SandboxProvider
 from shopkeep.placing import Placer, PlaceRequest
 from shopkeep.requests import (
     MAX_REASON,
+    Problems,
     check_amount,
     check_choice,
     check_id,
@@ -313,8 +314,9 @@ class Shop(BackOffice):
 
     async def create_user(self, name: str, balance: int = 0) -> CreatedUser:
         """A new user with an opening wallet balance, and their token (shown only here)."""
-        check_name(name)
-        check_amount("balance", balance)
+        with Problems() as each:
+            each(check_name, name)
+            each(check_amount, "balance", balance)
         token = new_token()
         user_id = self.system.ids.next()
         view = answer(
@@ -375,7 +377,9 @@ class Shop(BackOffice):
         self, user_id: int, amount: int, *, idempotency_key: Key = None
     ) -> UserView:
         """Add ``amount`` to the user's wallet (an admin operation); under a key, once."""
-        check_amount("amount", amount, minimum=1)
+        with Problems() as each:
+            each(check_amount, "amount", amount, minimum=1)
+            each(key_of, idempotency_key)
         request = ("credit_wallet", user_id, amount)
         return await self._once.ask(
             _actor("user", user_id), CreditWallet(amount), UserView, idempotency_key, request
@@ -385,9 +389,10 @@ class Shop(BackOffice):
 
     async def create_goods(self, name: str, price: int, stock: int) -> GoodsView:
         """A new goods (SKU) with its price and opening stock."""
-        check_name(name)
-        check_amount("price", price)
-        check_amount("stock", stock, of="units")
+        with Problems() as each:
+            each(check_name, name)
+            each(check_amount, "price", price)
+            each(check_amount, "stock", stock, of="units")
         goods_id = self.system.ids.next()
         return answer(
             await self._ask(Address("goods", goods_id), CreateGoods(name, price, stock)),
@@ -403,10 +408,12 @@ class Shop(BackOffice):
         idempotency_key: Key = None,
     ) -> GoodsView:
         """Change a goods' price and/or add stock; under a key, once."""
-        if price is not None:
-            check_amount("price", price)
-        if restock is not None:
-            check_amount("restock", restock, minimum=1, of="units")
+        with Problems() as each:
+            if price is not None:
+                each(check_amount, "price", price)
+            if restock is not None:
+                each(check_amount, "restock", restock, minimum=1, of="units")
+            each(key_of, idempotency_key)
         request = ("update_goods", goods_id, price, restock)
         message = UpdateGoods(price, restock)
         return await self._once.ask(
@@ -434,10 +441,11 @@ class Shop(BackOffice):
         expires_at: float | None = None,
     ) -> CouponView:
         """A coupon for ``user_id`` worth ``value``."""
-        check_amount("value", value, minimum=1)
-        check_amount("min_order_amount", min_order_amount)
-        if expires_at is not None:
-            check_time("expires_at", expires_at)
+        with Problems() as each:
+            each(check_amount, "value", value, minimum=1)
+            each(check_amount, "min_order_amount", min_order_amount)
+            if expires_at is not None:
+                each(check_time, "expires_at", expires_at)
         await self.get_user(user_id)
         coupon_id = self.system.ids.next()
         message = CreateCoupon(user_id, value, min_order_amount, expires_at)

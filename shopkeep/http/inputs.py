@@ -24,7 +24,7 @@ from shopkeep.http.validation import problems, refusal_of, whole_number
 from shopkeep.idempotency import IdempotencyKey
 from shopkeep.paging import MAX_LIMIT
 from shopkeep.payments.names import CHANNELS
-from shopkeep.requests import ID_PATTERN, KEY_PATTERN, MAX_KEY
+from shopkeep.requests import ID_PATTERN, KEY_PATTERN, KEY_RULE, MAX_KEY
 from shopkeep.shop import Shop
 
 T = TypeVar("T")
@@ -226,8 +226,8 @@ def idempotency_key_of(request: web.Request) -> IdempotencyKey | None:
         return None
     try:
         return IdempotencyKey(raw)
-    except ShopError as refused:
-        raise invalid(refused.detail, IDEMPOTENCY_HEADER) from None
+    except ShopError:  # named as the header is, not as the Python argument
+        raise invalid(KEY_RULE, IDEMPOTENCY_HEADER) from None
 
 
 def reply(

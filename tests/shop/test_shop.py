@@ -439,6 +439,40 @@ async def test_bad_requests_are_refused_with_validation_error_and_change_nothing
     assert (await shop.list_orders()).items == []
 
 
+async def test_a_validation_error_lists_every_problem_as_the_http_api_does(shop: Shop) -> None:
+    user = await customer(shop)
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    loose: Any = shop  # a caller the signatures' types do not hold
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
+        "create_goods": lambda: shop.create_goods("", -1, -1),
+        "update_goods": lambda: shop.update_goods(
+            tea.id, price=-1, restock=0, idempotency_key=""
+        ),
+        "place_order": lambda: shop.place_order(user, [(tea.id, 0)], use_balance=-1),
+        "create_coupon": lambda: loose.create_coupon(
+            user, 0, min_order_amount=-1, expires_at="x"
+        ),
+        "credit_wallet": lambda: shop.credit_wallet(user, 0, idempotency_key=""),
+        "create_user": lambda: shop.create_user("", balance=-1),
+    }
+    found = {}
+    for name, call in calls.items():
+        with pytest.raises(ShopError) as refused:
+            await call()
+        assert refused.value.code == "validation_error"
+        found[name] = [error.pointer or error.parameter for error in refused.value.errors]
+    assert found == {
+        "create_goods": ["/name", "/price", "/stock"],
+        "update_goods": ["/price", "/restock", "idempotency_key"],
+        "place_order": ["/use_balance", "/items/0/quantity"],
+        "create_coupon": ["/value", "/min_order_amount", "/expires_at"],
+        "credit_wallet": ["/amount", "idempotency_key"],
+        "create_user": ["/name", "/balance"],
+    }
+    assert (await shop.get_goods(tea.id)) == tea
+    assert (await shop.get_user(user)).balance == 0
+
+
 async def test_an_id_passed_as_text_is_refused_and_reaches_no_actor(shop: Shop) -> None:
     # "42" would name another actor than 42, with a balance of its own to spend again
     tea = await shop.create_goods("tea", price=1_000, stock=5)
