@@ -29,7 +29,7 @@ from aiohttp.typedefs import Middleware
 
 from shopkeep.http.catalog import catalog
 from shopkeep.http.config import HttpConfig
-from shopkeep.http.front_door import DOOR, Entrance, FrontDoor, Guard
+from shopkeep.http.front_door import DOOR, Entrance, FrontDoor, Guard, continue_only
 from shopkeep.http.metrics import Metrics
 from shopkeep.http.openapi import publish
 from shopkeep.http.operations import Operation
@@ -97,7 +97,8 @@ def make_app(
             methods = ("GET", "HEAD") if operation.method == "GET" else (operation.method,)
             path = _DIGITS_ONLY.sub(r"{\1:[0-9]+}", operation.path)
             for method in methods:
-                app.router.add_route(method, path, door.entrance(method, operation.handler, guard))
+                entered = door.entrance(method, operation.handler, guard)
+                app.router.add_route(method, path, entered, expect_handler=continue_only)
             served.append(operation)
         elif (operation.method, operation.path) in given:
             served.append(operation)

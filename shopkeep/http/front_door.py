@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_urldispatcher import _default_expect_handler
 from multidict import CIMultiDictProxy
 
 from shopkeep.actors.protocol import VALIDATION_ERROR
@@ -271,7 +272,8 @@ class FrontDoor:
             handler = self.entrance(
                 route.method, route.handler, guard, public=public or is_public(route.path)
             )
-            web.RouteDef(route.method, route.path, handler, route.kwargs).register(router)
+            given = {**route.kwargs, "expect_handler": continue_only}
+            web.RouteDef(route.method, route.path, handler, given).register(router)
 
     def add_unmatched(
         self, router: web.UrlDispatcher, *, around: Callable[[Handler], Handler] | None = None
@@ -283,10 +285,10 @@ class FrontDoor:
         handler = _unmatched if around is None else around(_unmatched)
         # named so that its answers are labelled ``unmatched`` (_route_of), not by its pattern
         entered = self.entrance("*", handler, public=True)
-        router.add_route("*", "/{path:.*}", entered, name=UNMATCHED)
+        router.add_route("*", "/{path:.*}", entered, name=UNMATCHED, expect_handler=continue_only)
         # A sub-app's own prefix (``DELETE /admin``) is the empty path within it, which the
         # pattern above does not match: aiohttp answered it a plain-text 405 of its own.
-        router.add_route("*", "", entered, name=_UNMATCHED_PREFIX)
+        router.add_route("*", "", entered, name=_UNMATCHED_PREFIX, expect_handler=continue_only)
 
     def admit(
         self,
@@ -484,6 +486,16 @@ class Entrance:
     def _learn(self, request: web.Request) -> str:
         self.route = _route_of(request)
         return self.route
+
+
+async def continue_only(request: web.Request) -> None:
+    """Every route's ``Expect`` handler: aiohttp's for ``100-continue`` (a 100 before the body
+    is read), and any other expectation ignored, as RFC 9110 (10.1.1) lets a server do, so the
+    request goes through the door and its route like any other. aiohttp's own answer to one is
+    a plain-text 417 that repeats the header, made before the door: no request id, no access
+    line, no metric."""
+    if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
+        await _default_expect_handler(request)  # aiohttp's own: a 100, for HTTP/1.1 only
 
 
 DOOR: Final = web.AppKey("front_door", FrontDoor)

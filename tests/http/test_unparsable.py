@@ -6,6 +6,7 @@ printable ASCII."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import msgspec
 import pytest
 
 from shopkeep.http.server import Server
-from shopkeep.proof.raw_http import RawAnswer, exchange, request_bytes
+from shopkeep.proof.raw_http import RawAnswer, exchange, read_answer, request_bytes
 from shopkeep.requests import KEY_RULE
 from tests.http.conftest import serving
 
@@ -129,3 +130,31 @@ async def test_a_body_that_does_not_decompress_is_refused_400_and_changes_nothin
     assert problem["code"] == "bad_request"
     assert f"content-encoding: {encoding.decode()}" in str(problem["detail"])
     assert (await server.shop.list_users()).items == []
+
+
+async def test_an_expectation_other_than_100_continue_is_ignored_and_answered_by_the_route(
+    server: Server,
+) -> None:
+    request_id = b"expecting-something-else"
+    answer = await send(
+        server, "GET", "/healthz", {"Expect": b"100-continue-please", "X-Request-Id": request_id}
+    )
+
+    assert answer.status == 200  # RFC 9110 lets a server ignore it; aiohttp answered 417
+    assert answer.headers["x-request-id"] == request_id.decode()
+
+
+async def test_100_continue_still_comes_before_the_body_is_read(server: Server) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        body = b'{"name": "ann", "balance": 100}'
+        head = request_bytes("POST", "/v1/users", {**ADMIN, "Expect": b"100-continue"}, body)
+        writer.write(head[: -len(body)])  # the headers alone: the body waits for the 100
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim.startswith(b"HTTP/1.1 100 Continue")
+        writer.write(body)
+        answer = await asyncio.wait_for(read_answer(reader), 5)
+    finally:
+        writer.close()
+    assert answer.status == 201
