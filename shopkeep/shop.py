@@ -67,6 +67,7 @@ from shopkeep.actors.order_stats import OrderStats
 from shopkeep.actors.order_store import HistoryEntry
 from shopkeep.actors.protocol import (
     NOT_FOUND,
+    VALIDATION_ERROR,
     CouponView,
     CreateCoupon,
     CreateGoods,
@@ -378,6 +379,7 @@ class Shop(BackOffice):
     ) -> UserView:
         """Add ``amount`` to the user's wallet (an admin operation); under a key, once."""
         with Problems() as each:
+            each(check_id, "user_id", user_id)
             each(check_amount, "amount", amount, minimum=1)
             each(key_of, idempotency_key)
         request = ("credit_wallet", user_id, amount)
@@ -409,6 +411,7 @@ class Shop(BackOffice):
     ) -> GoodsView:
         """Change a goods' price and/or add stock; under a key, once."""
         with Problems() as each:
+            each(check_id, "goods_id", goods_id)
             if price is not None:
                 each(check_amount, "price", price)
             if restock is not None:
@@ -442,6 +445,7 @@ class Shop(BackOffice):
     ) -> CouponView:
         """A coupon for ``user_id`` worth ``value``."""
         with Problems() as each:
+            each(check_id, "user_id", user_id)
             each(check_amount, "value", value, minimum=1)
             each(check_amount, "min_order_amount", min_order_amount)
             if expires_at is not None:
@@ -483,9 +487,17 @@ class Shop(BackOffice):
         the ask timeout (it goes on), the pending order (poll it). Under an
         ``idempotency_key`` the same request answers the first answer again; see
         :mod:`shopkeep.placing`."""
-        request = PlaceRequest.checked(
-            user_id, items, coupon_id, use_balance, expected_total, wait, self.config
-        )
+        try:
+            request = PlaceRequest.checked(
+                user_id, items, coupon_id, use_balance, expected_total, wait, self.config
+            )
+        except ShopError as refusal:
+            if refusal.code != VALIDATION_ERROR:
+                raise
+            with Problems() as each:  # the key's problem too, as the HTTP API lists it
+                each.found.extend(refusal.errors)
+                each(key_of, idempotency_key)
+            raise
         return await self._placer.place(request, key_of(idempotency_key))
 
     async def _ask_order(self, order_id: int, user_id: int | None, message: Any) -> Any:

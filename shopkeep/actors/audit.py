@@ -120,7 +120,8 @@ def audit_file(path: str) -> AuditReport:
 
     Raises FileNotFoundError when there is no such file, and sqlite3.Error when it is not a
     shopkeep database or is damaged (SQLite's ``quick_check``: the audit reads only the pages
-    its queries need, and would find a file whose other pages are garbage ok).
+    its queries need, and would find a file whose other pages are garbage ok; the quick check
+    does not compare each index with its table, as ``backup``'s ``integrity_check`` does).
     """
     file = Path(path)
     try:

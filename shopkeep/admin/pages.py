@@ -16,7 +16,7 @@ from shopkeep.actors.order_state import STATUSES
 from shopkeep.admin import dashboard
 from shopkeep.admin.app import LIVE, PREFIX, SESSION, SIGN_IN, console_of
 from shopkeep.errors import ShopError
-from shopkeep.requests import MAX_ID, refused_parameter
+from shopkeep.requests import LATEST_TIME, MAX_ID, refused_parameter
 from shopkeep.shop import Shop
 
 routes = web.RouteTableDef()
@@ -106,13 +106,16 @@ def _time(request: web.Request, name: str, *, to_its_end: bool = False) -> float
         detail = f"{name} is not a time like 2026-12-02T16:30"
         raise refused_parameter(name, detail) from None
     span = span_named(text)
-    return when + (span - LAST_INSTANT_S if to_its_end and span else 0.0)
+    if not (to_its_end and span):
+        return when
+    return min(when + span - LAST_INSTANT_S, LATEST_TIME)  # the last day of 9999 too
 
 
 def span_named(text: str) -> float:
     """How long the time ``text`` names, in seconds: a day (``2026-12-02``), an hour, a minute,
     a second (``16:30:37``), or an instant (0: a fraction of a second)."""
-    date_and_clock = text.replace(" ", "T", 1) if "T" not in text else text
+    written = text.upper()  # ISO 8601 takes a "t" and a "z" as well
+    date_and_clock = written.replace(" ", "T", 1) if "T" not in written else written
     _, given, clock = date_and_clock.partition("T")
     if not given:
         return 86_400.0

@@ -183,7 +183,9 @@ def problem_for(error: BaseException) -> web.Response | None:
             # the body's bytes arrived but could not be read as they said they were (gzip or
             # deflate that does not inflate, chunks that do not add up): the client's, not ours
             said = getattr(error.__cause__, "message", None) or str(error)
-            return problem("bad_request", f"the body could not be read: {said}")
+            answer = problem("bad_request", f"the body could not be read: {said}")
+            answer.force_close()  # aiohttp closes it after: the client is told, not surprised
+            return answer
         case ConnectionResetError():
             # reading the request failed: its client left, or was cut off for sending too
             # slowly (connections.py); nobody reads this answer, and it is no bug of ours

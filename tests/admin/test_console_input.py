@@ -131,6 +131,32 @@ async def test_until_a_day_an_hour_or_a_second_takes_all_of_it(
     assert f"/admin/orders/{order.id}" in until_then
 
 
+async def test_until_a_second_written_with_a_small_t_takes_that_second_only(
+    browser: Browser,
+) -> None:
+    made = await browser.shop.create_user("ann", balance=0)
+    tea = await browser.shop.create_goods("tea", price=500, stock=3)
+    now = browser.clock.now()
+    await browser.clock.advance(1 - now % 1 + 3_723.75)
+    within = await browser.shop.place_order(made.user.id, [(tea.id, 1)])
+    await browser.clock.advance(2)
+    after = await browser.shop.place_order(made.user.id, [(tea.id, 1)])
+    await browser.sign_in()
+
+    at = datetime.fromtimestamp(within.created_at, UTC)
+    _, until_then = await browser.page(f"/admin/orders?until={at:%Y-%m-%dt%H:%M:%S}")
+
+    assert f"/admin/orders/{within.id}" in until_then
+    assert f"/admin/orders/{after.id}" not in until_then
+
+
+async def test_until_the_last_day_of_the_last_year_is_taken(browser: Browser) -> None:
+    await browser.sign_in()
+    for until in ("9999-12-31", "9999-12-31T23:59:59"):
+        status, _ = await browser.page(f"/admin/orders?until={until}")
+        assert status == 200, until
+
+
 def test_a_time_of_the_first_years_is_shown_with_four_digits() -> None:
     assert when(datetime(1, 1, 1, 1, tzinfo=UTC).timestamp()) == "0001-01-01 01:00:00"
 

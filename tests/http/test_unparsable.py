@@ -126,6 +126,7 @@ async def test_a_body_that_does_not_decompress_is_refused_400_and_changes_nothin
     )
 
     assert answer.status == 400
+    assert answer.headers["connection"] == "close"  # aiohttp closes it after such a body
     problem = problem_of(answer)
     assert problem["code"] == "bad_request"
     assert f"content-encoding: {encoding.decode()}" in str(problem["detail"])

@@ -473,6 +473,33 @@ async def test_a_validation_error_lists_every_problem_as_the_http_api_does(shop:
     assert (await shop.get_user(user)).balance == 0
 
 
+async def test_an_id_passed_as_text_or_a_bad_key_is_listed_beside_the_other_problems(
+    shop: Shop,
+) -> None:
+    user = await customer(shop)
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    loose: Any = shop  # a caller the signatures' types do not hold
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
+        "place_order": lambda: shop.place_order(
+            user, [(tea.id, 0)], use_balance=-1, idempotency_key="\n"
+        ),
+        "update_goods": lambda: loose.update_goods("x", price=-5),
+        "credit_wallet": lambda: loose.credit_wallet("u", -5),
+        "create_coupon": lambda: loose.create_coupon("u", -5),
+    }
+    found = {}
+    for name, call in calls.items():
+        with pytest.raises(ShopError) as refused:
+            await call()
+        found[name] = [error.pointer or error.parameter for error in refused.value.errors]
+    assert found == {
+        "place_order": ["/use_balance", "/items/0/quantity", "idempotency_key"],
+        "update_goods": ["/goods_id", "/price"],
+        "credit_wallet": ["/user_id", "/amount"],
+        "create_coupon": ["/user_id", "/value"],
+    }
+
+
 async def test_an_id_passed_as_text_is_refused_and_reaches_no_actor(shop: Shop) -> None:
     # "42" would name another actor than 42, with a balance of its own to spend again
     tea = await shop.create_goods("tea", price=1_000, stock=5)
