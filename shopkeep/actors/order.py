@@ -172,8 +172,9 @@ class OrderActor(Actor):
         # True only while this activation runs (or has queued) the order's placement: a
         # pending order loaded from the store is a placement cut short.
         self.placing = False
-        # The payment whose active query this activation sent and has not heard back from.
-        self.querying: int | None = None
+        # The payments whose active queries (the deadline's) this activation sent and has not
+        # heard back from, with what those it heard from said; None: no such question.
+        self.querying: Querying | None = None
 
     def commit(self, ctx: Context, state: OrderState, effects: list[Effect]) -> None:
         """Write ``state`` and ``effects`` into the unit and make ``state`` current."""
@@ -266,9 +267,11 @@ class OrderActor(Actor):
                 return self._callback(ctx, message)
             case Cancel(by):
                 return await self._cancel(ctx, by)
-            case DeadlineReached(queried, outcome):
+            case DeadlineReached(queried, outcome, payment_id):
                 if not queried and self._query_open_payment(ctx, state, now):
                     return self.view()
+                if payment_id is not None and not self._answered(payment_id, outcome):
+                    return self.view()  # another of the deadline's questions is still out
                 self._time_out(ctx, state, now, outcome)
                 return self.view()
             case Ship():
@@ -430,11 +433,11 @@ class OrderActor(Actor):
                 ctx, state.id, message.payment_id, callback_body(state.id, said), reason
             )
             self.stats.callbacks_rejected[reason] += 1
-            if message.via == "query" and self.querying == message.payment_id:
-                # the deadline's question, answered with what the shop cannot take (another
-                # currency, another amount): the order times out now, saying so
-                self._time_out(ctx, state, ctx.now(), f"payment {message.payment_id}: "
-                               f"{message.status}, refused: {outcome.detail}")
+            answer = f"payment {message.payment_id}: {message.status}, refused: {outcome.detail}"
+            if message.via == "query" and self._answered(message.payment_id, answer):
+                # the deadline's questions, the last answered with what the shop cannot take
+                # (another currency, another amount): the order times out now, saying so
+                self._time_out(ctx, state, ctx.now(), answer)
             return outcome
         effects = outcome.effects
         if message.via == "query":  # SPEC 10's active query: the history says how it was
@@ -446,9 +449,22 @@ class OrderActor(Actor):
         duplicate = outcome.action.value == "duplicate"
         return CallbackHandled(outcome.action.value, duplicate, order_view(outcome.state))
 
+    def _answered(self, payment_id: int, outcome: str) -> bool:
+        """One of the deadline's questions answered, not paid (``outcome``): whether it was
+        the last one out (the answers so far, then, are what the history says)."""
+        querying = self.querying
+        if querying is None or payment_id not in querying.out:
+            return querying is None  # an answer to no question of this activation's
+        querying.out.discard(payment_id)
+        querying.said.append(outcome)
+        return not querying.out
+
     def _time_out(self, ctx: Context, state: OrderState, now: float, outcome: str) -> None:
-        """The deadline passed, any question to the provider answered (``outcome``, for the
-        history) or given up on: the order times out, if it still awaits payment."""
+        """The deadline passed, every question to the provider answered (``outcome``, or what
+        they all said, for the history) or given up on: the order times out, if it still awaits
+        payment."""
+        if self.querying is not None and self.querying.said:
+            outcome = "; ".join(self.querying.said)
         self.querying = None
         decision = deadline_reached(state, now)
         if decision is not None:
@@ -459,27 +475,27 @@ class OrderActor(Actor):
             self.commit(ctx, state, effects)
 
     def _query_open_payment(self, ctx: Context, state: OrderState, now: float) -> bool:
-        """At the deadline, an open payment (else the last that failed, which some providers
-        still take: ``STILL_PAYABLE``) is asked of the provider before the order times out (a
-        notification that never came loses nothing), any other such payment is closed and
-        asked about without waiting for it; the deadline timer is re-armed
-        ``payment_query_grace_s`` later, in case the answer never comes either. False: no
-        payment to ask about, the order times out now."""
+        """At the deadline, every payment the provider may still collect on (an open one, and
+        those that failed, which some providers still take: ``STILL_PAYABLE``) is closed there
+        and asked about before the order times out (a notification that never came loses
+        nothing, whichever payment it was of): one found paid pays the order, and it times out
+        once all have answered otherwise; the deadline timer is re-armed
+        ``payment_query_grace_s`` later, in case some answer never comes. False: no payment to
+        ask about, the order times out now."""
         if state.status != AWAITING_PAYMENT or state.expires_at is None or (
             state.expires_at > now
         ):
             return False
-        payment, others = payments_to_ask(state)
-        if payment is None:
+        asked = payments_to_ask(state)
+        if not asked:
             return False
-        if self.querying == payment.id:
-            # asked already (the deadline sweep tells an overdue order again while its answer
-            # is on the way): the answer, or the re-armed deadline, decides
+        if self.querying is not None:
+            # asked already (the deadline sweep tells an overdue order again while the answers
+            # are on the way): the answers, or the re-armed deadline, decide
             return True
-        self.querying = payment.id
-        _ask_provider(ctx, state, payment)
-        for other in others:  # closed too; one found paid pays the order, or is refunded
-            _ask_provider(ctx, state, other, attempt=1)
+        self.querying = Querying({each.id for each in asked})
+        for each in asked:
+            _ask_provider(ctx, state, each)
         grace = now + self.config.payment_query_grace_s
         ctx.arm_timer(DEADLINE, grace, DeadlineReached(True, "the provider did not answer"))
         return True
@@ -490,10 +506,8 @@ class OrderActor(Actor):
         page cannot pay a canceled order (only to be refunded, the provider's fees lost); one
         collected meanwhile is found by the query before the close, and refunded as a late
         payment. The order does not wait for it."""
-        waited, others = payments_to_ask(state)
-        if waited is not None:
-            for payment in (waited, *others):
-                _ask_provider(ctx, state, payment, attempt=1)
+        for payment in payments_to_ask(state):
+            _ask_provider(ctx, state, payment, attempt=1)
 
     # -- cancels and fulfilment -----------------------------------------------------------------
 
@@ -526,6 +540,17 @@ class OrderActor(Actor):
                 return Refusal(dispatched.code, dispatched.detail, state.id)
             self.commit(ctx, *shipped)
         return self.view()
+
+
+class Querying:
+    """The deadline's questions to the provider: the payments not answered yet (``out``), and
+    what those answered said (``said``), for the history."""
+
+    __slots__ = ("out", "said")
+
+    def __init__(self, out: set[int]) -> None:
+        self.out = out
+        self.said: list[str] = []
 
 
 def _ask_provider(ctx: Context, state: OrderState, payment: Payment, attempt: int = 0) -> None:

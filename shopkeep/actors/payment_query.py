@@ -60,10 +60,11 @@ class QueryPayment(msgspec.Struct, frozen=True, tag=True, gc=False):
     currency: str
     provider_ref: str | None = None
     attempt: int = 0
-    """0: the deadline's query, whose answer the order waits for; from 1, one the order does
-    not wait for: again after one the provider did not answer (the order timed out meanwhile),
-    or after the order was canceled unpaid. Then only a payment found collected is told to the
-    order; one still open is closed."""
+    """0: one of the deadline's queries, whose answers the order waits for (every payment the
+    provider may still collect on); from 1, one the order does not wait for: again after one
+    the provider did not answer (the order timed out meanwhile), or after the order was
+    canceled unpaid. Then only a payment found collected is told to the order; one still open
+    is closed."""
 
 
 class PaymentQueryActor(Actor):
@@ -114,7 +115,8 @@ class PaymentQueryActor(Actor):
         if closed_now:  # the state is the close's answer, closed
             word = "open, closed now"
         if message.attempt == 0:  # else the order timed out when the first went unanswered
-            ctx.send(order, DeadlineReached(True, f"payment {message.payment_id}: {word}"))
+            said = f"payment {message.payment_id}: {word}"
+            ctx.send(order, DeadlineReached(True, said, message.payment_id))
         return None
 
     def _again(
@@ -125,6 +127,7 @@ class PaymentQueryActor(Actor):
         delay = retry_delay(message.attempt + 1, self.config)
         log.info(event, payment_id=message.payment_id, said=said, again_in_s=delay)
         if message.attempt == 0:
-            ctx.send(order, DeadlineReached(True, f"payment {message.payment_id}: {said}"))
+            said = f"payment {message.payment_id}: {said}"
+            ctx.send(order, DeadlineReached(True, said, message.payment_id))
         again = msgspec.structs.replace(message, attempt=message.attempt + 1)
         ctx.arm_timer("again", ctx.now() + delay, again)

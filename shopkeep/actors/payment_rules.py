@@ -92,15 +92,11 @@ STILL_PAYABLE = (CREATED, FAILED)
 PaymentIntent whose card was declined takes another card, on the same checkout page)."""
 
 
-def payments_to_ask(state: OrderState) -> tuple[Payment | None, list[Payment]]:
-    """The order's payments the provider may still collect on, to be closed there and asked
-    about (SPEC 10) at the deadline or at a cancel before payment: the one whose answer the
-    deadline waits for (the open one, else the last that failed), and the others."""
-    payable = [payment for payment in state.payments if payment.status in STILL_PAYABLE]
-    if not payable:
-        return None, []
-    waited = next((p for p in payable if p.status == CREATED), payable[-1])
-    return waited, [payment for payment in payable if payment is not waited]
+def payments_to_ask(state: OrderState) -> list[Payment]:
+    """The order's payments the provider may still collect on (open, or failed yet payable:
+    ``STILL_PAYABLE``), oldest first: closed there and asked about (SPEC 10) at the deadline,
+    which waits for every answer, or at a cancel before payment, which waits for none."""
+    return [payment for payment in state.payments if payment.status in STILL_PAYABLE]
 
 
 def keep_checkout(

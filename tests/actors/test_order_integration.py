@@ -300,6 +300,33 @@ async def test_a_success_and_the_deadline_at_the_same_instant_success_first(
     await shop.audit_ok()
 
 
+async def test_a_failed_payment_collected_after_all_pays_the_order_at_its_deadline(
+    shop: Shop, clock: VirtualClock
+) -> None:
+    # the customer paid the first payment on its page after its failure was notified (a
+    # Stripe PaymentIntent takes another card), its notification lost, while the second
+    # payment stays open: the deadline asks about both and waits for both answers
+    alice = await shop.user()
+    tea = await shop.goods(price=2_500, stock=10)
+    order = await shop.placed(alice, [(tea, 2)])
+    first = (await shop.start_payment(order.id)).payment
+    assert await shop.gateway.complete(first.id, order.id, 6_000, "failed")
+    second = (await shop.start_payment(order.id)).payment
+    assert second.id != first.id
+    assert shop.gateway.collect(first.id, "txn-after-the-failure", 6_000)
+
+    await clock.advance(HALF_HOUR)
+    await shop.quiet()
+
+    final = await shop.order(order.id)
+    assert final.status == "paid" and final.paid_at == order.expires_at
+    assert await shop.ask("order", order.id, GetRefunds()) == ()
+    payments = await shop.ask("order", order.id, GetPayments())
+    assert {p.id: p.status for p in payments} == {first.id: "succeeded", second.id: "created"}
+    assert "canceled_by_timeout" not in await shop.history(order.id)
+    await shop.audit_ok()
+
+
 async def test_a_success_and_the_deadline_at_the_same_instant_deadline_first(
     shop: Shop, clock: VirtualClock
 ) -> None:
