@@ -270,7 +270,7 @@ class OrderActor(Actor):
             case DeadlineReached(queried, outcome, payment_id):
                 if not queried and self._query_open_payment(ctx, state, now):
                     return self.view()
-                if payment_id is not None and not self._answered(payment_id, outcome):
+                if payment_id is not None and not self._answered(ctx, state, payment_id, outcome):
                     return self.view()  # another of the deadline's questions is still out
                 self._time_out(ctx, state, now, outcome)
                 return self.view()
@@ -434,7 +434,7 @@ class OrderActor(Actor):
             )
             self.stats.callbacks_rejected[reason] += 1
             answer = f"payment {message.payment_id}: {message.status}, refused: {outcome.detail}"
-            if message.via == "query" and self._answered(message.payment_id, answer):
+            if message.via == "query" and self._answered(ctx, state, message.payment_id, answer):
                 # the deadline's questions, the last answered with what the shop cannot take
                 # (another currency, another amount): the order times out now, saying so
                 self._time_out(ctx, state, ctx.now(), answer)
@@ -449,12 +449,17 @@ class OrderActor(Actor):
         duplicate = outcome.action.value == "duplicate"
         return CallbackHandled(outcome.action.value, duplicate, order_view(outcome.state))
 
-    def _answered(self, payment_id: int, outcome: str) -> bool:
-        """One of the deadline's questions answered, not paid (``outcome``): whether it was
-        the last one out (the answers so far, then, are what the history says)."""
+    def _answered(self, ctx: Context, state: OrderState, payment_id: int, outcome: str) -> bool:
+        """One of the deadline's questions answered, not paid (``outcome``): whether the order
+        may time out now, that answer the last one out (the answers, then, are what the history
+        says). An answer to a question of an earlier activation (the shop restarted while they
+        were out, and what this one knows of them went with it) has the questions asked again,
+        all of them: one of the others may be paid."""
         querying = self.querying
-        if querying is None or payment_id not in querying.out:
-            return querying is None  # an answer to no question of this activation's
+        if querying is None:
+            return not self._query_open_payment(ctx, state, ctx.now())
+        if payment_id not in querying.out:
+            return False  # answered already
         querying.out.discard(payment_id)
         querying.said.append(outcome)
         return not querying.out

@@ -4,10 +4,12 @@ payment callbacks and the deadline."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from shopkeep.actors.config import MAX_AMOUNT
+from shopkeep.actors.order import OrderActor
 from shopkeep.actors.order_messages import (
     Accept,
     Cancel,
@@ -18,7 +20,9 @@ from shopkeep.actors.order_messages import (
     RefundView,
 )
 from shopkeep.actors.protocol import Refusal
-from shopkeep.runtime import VirtualClock
+from shopkeep.payments.provider import PaymentRef
+from shopkeep.payments.sandbox import SandboxProvider
+from shopkeep.runtime import Address, VirtualClock
 from tests.actors.order_shop import Shop
 
 HALF_HOUR = 30 * 60
@@ -324,6 +328,41 @@ async def test_a_failed_payment_collected_after_all_pays_the_order_at_its_deadli
     payments = await shop.ask("order", order.id, GetPayments())
     assert {p.id: p.status for p in payments} == {first.id: "succeeded", second.id: "created"}
     assert "canceled_by_timeout" not in await shop.history(order.id)
+    await shop.audit_ok()
+
+
+async def test_an_answer_to_an_earlier_activations_question_has_them_all_asked_again(
+    shop: Shop, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the shop restarted while the deadline's questions were out: the last answer comes to an
+    # activation that asked nothing, and knows nothing of the others (one of them paid since)
+    alice = await shop.user()
+    tea = await shop.goods(price=2_500, stock=10)
+    order = await shop.placed(alice, [(tea, 2)])
+    first = (await shop.start_payment(order.id)).payment
+    assert await shop.gateway.complete(first.id, order.id, 6_000, "failed")
+    second = (await shop.start_payment(order.id)).payment
+    second_answers = asyncio.Event()
+    query = SandboxProvider.query_payment
+
+    async def second_answers_when_let(provider: SandboxProvider, ref: PaymentRef) -> Any:
+        if ref.payment_id == second.id:
+            await second_answers.wait()
+        return await query(provider, ref)
+
+    monkeypatch.setattr(SandboxProvider, "query_payment", second_answers_when_let)
+    await clock.advance(HALF_HOUR)  # both asked; the first answered open, the second not yet
+    cell = shop.system.registry.get(Address("order", order.id))
+    assert cell is not None and isinstance(cell.actor, OrderActor)
+    cell.actor.querying = None  # a new activation's: what the old one knew went with it
+    assert shop.gateway.collect(first.id, "txn-after-the-failure", 6_000)
+
+    second_answers.set()
+    await shop.quiet()
+
+    final = await shop.order(order.id)
+    assert final.status == "paid" and final.paid_at is not None
+    assert await shop.ask("order", order.id, GetRefunds()) == ()
     await shop.audit_ok()
 
 
