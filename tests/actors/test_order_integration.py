@@ -17,6 +17,7 @@ from shopkeep.actors.order_messages import (
     GetRefunds,
     OrderView,
     PaymentCallback,
+    PaymentView,
     RefundView,
 )
 from shopkeep.actors.protocol import Refusal
@@ -304,12 +305,9 @@ async def test_a_success_and_the_deadline_at_the_same_instant_success_first(
     await shop.audit_ok()
 
 
-async def test_a_failed_payment_collected_after_all_pays_the_order_at_its_deadline(
-    shop: Shop, clock: VirtualClock
-) -> None:
-    # the customer paid the first payment on its page after its failure was notified (a
-    # Stripe PaymentIntent takes another card), its notification lost, while the second
-    # payment stays open: the deadline asks about both and waits for both answers
+async def failed_then_another(shop: Shop) -> tuple[OrderView, PaymentView, PaymentView]:
+    """An order of 60.00 awaiting payment, its first payment failed (notified), a second
+    started: both payments the provider may still collect on."""
     alice = await shop.user()
     tea = await shop.goods(price=2_500, stock=10)
     order = await shop.placed(alice, [(tea, 2)])
@@ -317,6 +315,16 @@ async def test_a_failed_payment_collected_after_all_pays_the_order_at_its_deadli
     assert await shop.gateway.complete(first.id, order.id, 6_000, "failed")
     second = (await shop.start_payment(order.id)).payment
     assert second.id != first.id
+    return order, first, second
+
+
+async def test_a_failed_payment_collected_after_all_pays_the_order_at_its_deadline(
+    shop: Shop, clock: VirtualClock
+) -> None:
+    # the customer paid the first payment on its page after its failure was notified (a
+    # Stripe PaymentIntent takes another card), its notification lost, while the second
+    # payment stays open: the deadline asks about both and waits for both answers
+    order, first, second = await failed_then_another(shop)
     assert shop.gateway.collect(first.id, "txn-after-the-failure", 6_000)
 
     await clock.advance(HALF_HOUR)
@@ -336,12 +344,7 @@ async def test_an_answer_to_an_earlier_activations_question_has_them_all_asked_a
 ) -> None:
     # the shop restarted while the deadline's questions were out: the last answer comes to an
     # activation that asked nothing, and knows nothing of the others (one of them paid since)
-    alice = await shop.user()
-    tea = await shop.goods(price=2_500, stock=10)
-    order = await shop.placed(alice, [(tea, 2)])
-    first = (await shop.start_payment(order.id)).payment
-    assert await shop.gateway.complete(first.id, order.id, 6_000, "failed")
-    second = (await shop.start_payment(order.id)).payment
+    order, first, second = await failed_then_another(shop)
     second_answers = asyncio.Event()
     query = SandboxProvider.query_payment
 
