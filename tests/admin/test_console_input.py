@@ -18,6 +18,7 @@ from pytest_aiohttp import AiohttpClient
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.gateway import SandboxGateway
+from shopkeep.actors.order_messages import OrderView
 from shopkeep.admin.app import WRONG_SIGN_INS_BURST
 from shopkeep.admin.dashboard import AWAITING_SHOWN
 from shopkeep.admin.formatting import when
@@ -113,16 +114,23 @@ async def test_until_a_minute_takes_the_orders_made_in_that_minute(browser: Brow
     assert f"/admin/orders/{order.id}" not in until_before
 
 
+async def orders_past_a_whole_second(browser: Browser) -> tuple[OrderView, OrderView]:
+    """Two orders: one made an hour, two minutes, three seconds and three quarters past a whole
+    second of the clock, the other two seconds after it."""
+    made = await browser.shop.create_user("ann", balance=0)
+    tea = await browser.shop.create_goods("tea", price=500, stock=3)
+    now = browser.clock.now()
+    await browser.clock.advance(1 - now % 1 + 3_723.75)
+    first = await browser.shop.place_order(made.user.id, [(tea.id, 1)])
+    await browser.clock.advance(2)
+    return first, await browser.shop.place_order(made.user.id, [(tea.id, 1)])
+
+
 @pytest.mark.parametrize("given", ["%Y-%m-%d", "%Y-%m-%dT%H", "%Y-%m-%dT%H:%M:%S"])
 async def test_until_a_day_an_hour_or_a_second_takes_all_of_it(
     browser: Browser, given: str
 ) -> None:
-    made = await browser.shop.create_user("ann", balance=0)
-    tea = await browser.shop.create_goods("tea", price=500, stock=3)
-    now = browser.clock.now()
-    # an hour, two minutes, three seconds and three quarters past a whole second
-    await browser.clock.advance(1 - now % 1 + 3_723.75)
-    order = await browser.shop.place_order(made.user.id, [(tea.id, 1)])
+    order, _ = await orders_past_a_whole_second(browser)
     at = datetime.fromtimestamp(order.created_at, UTC)
     await browser.sign_in()
 
@@ -134,13 +142,7 @@ async def test_until_a_day_an_hour_or_a_second_takes_all_of_it(
 async def test_until_a_second_written_with_a_small_t_takes_that_second_only(
     browser: Browser,
 ) -> None:
-    made = await browser.shop.create_user("ann", balance=0)
-    tea = await browser.shop.create_goods("tea", price=500, stock=3)
-    now = browser.clock.now()
-    await browser.clock.advance(1 - now % 1 + 3_723.75)
-    within = await browser.shop.place_order(made.user.id, [(tea.id, 1)])
-    await browser.clock.advance(2)
-    after = await browser.shop.place_order(made.user.id, [(tea.id, 1)])
+    within, after = await orders_past_a_whole_second(browser)
     await browser.sign_in()
 
     at = datetime.fromtimestamp(within.created_at, UTC)
