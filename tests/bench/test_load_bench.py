@@ -220,7 +220,7 @@ def test_a_report_that_cannot_be_written_after_the_run_exits_5_and_the_table_is_
     assert result.returncode == 5, result.stdout + result.stderr
     assert page.read_text().startswith("<!DOCTYPE html>")
     assert "place" in result.stdout  # the table came first
-    assert "bench: cannot write the report:" in result.stderr
+    assert "bench: cannot write the --json report /dev/full:" in result.stderr
     # the table said 0 before the report failed: the last line says the status it is now
     assert result.stderr.splitlines()[-1].endswith("report was not written: exit status 5")
     assert "Traceback" not in result.stderr

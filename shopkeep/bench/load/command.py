@@ -155,14 +155,14 @@ def report(
     try:
         publish(data, render(data), json_path)  # the table first: it is never lost
     except OSError as exc:
-        say(f"bench: cannot write the report: {exc}")
+        say(f"bench: cannot write the --json report {json_path}: {exc}")
         written = False
     if html_path:
         try:
             with open(html_path, "w", encoding="utf-8") as file:
                 file.write(render_html(data))
         except OSError as exc:
-            say(f"bench: cannot write the report: {exc}")
+            say(f"bench: cannot write the --html report {html_path}: {exc}")
             written = False
     for failure in data["failures"]:
         say(f"bench: {failure}")
