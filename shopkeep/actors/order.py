@@ -442,7 +442,8 @@ class OrderActor(Actor):
         effects = outcome.effects
         if message.via == "query":  # SPEC 10's active query: the history says how it was
             status = state.status  # found, before what it changed
-            effects = [History(status, status, "payment_queried",
+            effects = [*self._answers_before(message.payment_id, status),
+                       History(status, status, "payment_queried",
                                f"payment {message.payment_id}: {message.status} "
                                f"({message.gateway_txn_id}), {outcome.action.value}"), *effects]
         self.commit(ctx, outcome.state, effects)
@@ -464,12 +465,25 @@ class OrderActor(Actor):
         querying.said.append(outcome)
         return not querying.out
 
+    def _answers_before(self, payment_id: int, status: str) -> list[Effect]:
+        """The deadline's other answers, for the history before this one's (``payment_id``,
+        found paid), when it was the last out."""
+        querying = self.querying
+        if querying is None:
+            return []
+        querying.out.discard(payment_id)
+        if querying.out or not querying.said:
+            return []
+        self.querying = None
+        return [History(status, status, "payment_queried", "; ".join(querying.said))]
+
     def _time_out(self, ctx: Context, state: OrderState, now: float, outcome: str) -> None:
         """The deadline passed, every question to the provider answered (``outcome``, or what
         they all said, for the history) or given up on: the order times out, if it still awaits
         payment."""
-        if self.querying is not None and self.querying.said:
-            outcome = "; ".join(self.querying.said)
+        answers = self.querying.said if self.querying is not None else []
+        if answers:
+            outcome = "; ".join(answers)
         self.querying = None
         decision = deadline_reached(state, now)
         if decision is not None:
@@ -478,6 +492,9 @@ class OrderActor(Actor):
                 effects = [History(AWAITING_PAYMENT, AWAITING_PAYMENT, "payment_queried",
                                    outcome), *effects]
             self.commit(ctx, state, effects)
+        elif answers:  # paid meanwhile by another of the questions: these answers came after
+            status = state.status
+            self.commit(ctx, state, [History(status, status, "payment_queried", outcome)])
 
     def _query_open_payment(self, ctx: Context, state: OrderState, now: float) -> bool:
         """At the deadline, every payment the provider may still collect on (an open one, and

@@ -336,7 +336,34 @@ async def test_a_failed_payment_collected_after_all_pays_the_order_at_its_deadli
     payments = await shop.ask("order", order.id, GetPayments())
     assert {p.id: p.status for p in payments} == {first.id: "succeeded", second.id: "created"}
     assert "canceled_by_timeout" not in await shop.history(order.id)
+    # both answers in the history, the one found paid and the other's, whichever came first
+    remarks = await shop.rows(
+        "SELECT remark FROM order_history WHERE order_id = ? AND operation = 'payment_queried'",
+        (order.id,),
+    )
+    answered = " ".join(str(remark) for (remark,) in remarks)
+    assert f"payment {first.id}: succeeded" in answered
+    assert f"payment {second.id}: open" in answered
     await shop.audit_ok()
+
+
+async def test_the_history_of_an_order_paid_at_its_deadline_has_every_answer(
+    shop: Shop, clock: VirtualClock
+) -> None:
+    order, first, second = await failed_then_another(shop)
+    assert shop.gateway.collect(second.id, "txn-its-notification-lost", 6_000)
+
+    await clock.advance(HALF_HOUR)
+    await shop.quiet()
+
+    assert (await shop.order(order.id)).status == "paid"
+    remarks = await shop.rows(
+        "SELECT remark FROM order_history WHERE order_id = ? AND operation = 'payment_queried'",
+        (order.id,),
+    )
+    answered = " ".join(str(remark) for (remark,) in remarks)
+    assert f"payment {first.id}: open" in answered
+    assert f"payment {second.id}: succeeded" in answered
 
 
 async def test_an_answer_to_an_earlier_activations_question_has_them_all_asked_again(
