@@ -35,10 +35,10 @@ from aiohttp.http_exceptions import HttpProcessingError
 from shopkeep.actors.protocol import VALIDATION_ERROR
 from shopkeep.errors import CallbackRejected, FieldError, ShopError
 from shopkeep.http.auth import unauthorized
-from shopkeep.http.inputs import IDEMPOTENCY_HEADER, REPLAYED_HEADER, invalid
+from shopkeep.http.inputs import IDEMPOTENCY_HEADER, REPLAYED_HEADER
 from shopkeep.http.rate_limit import RateLimited
 from shopkeep.http.validation import refusal_of
-from shopkeep.requests import KEY_RULE
+from shopkeep.requests import KEY_RULE, refused_parameter
 from shopkeep.runtime import ActorStopped, AskTimeout, Overloaded, ShuttingDown
 from shopkeep.store.errors import CommitFailed
 
@@ -219,7 +219,7 @@ def unparsable(error: HttpProcessingError) -> web.Response:
     if header == hdrs.AUTHORIZATION.lower():
         answer = problem_for(unauthorized())
     elif header == IDEMPOTENCY_HEADER.lower():
-        answer = problem_for(invalid(KEY_RULE, IDEMPOTENCY_HEADER))
+        answer = problem_for(refused_parameter(IDEMPOTENCY_HEADER, KEY_RULE))
     else:
         said = error.message.split(":", 1)[0].strip() or "the request is not valid HTTP"
         where = "" if found is None else f" (header {found.group(1)})"

@@ -16,7 +16,7 @@ import msgspec
 from aiohttp import hdrs, web
 from multidict import istr
 
-from shopkeep.errors import FieldError, ShopError
+from shopkeep.errors import ShopError
 from shopkeep.http.conversion import ref_in
 from shopkeep.http.schemas import EmptyRequest, OrderStatus
 from shopkeep.http.state import PRINCIPAL, SHOP, Principal
@@ -24,7 +24,7 @@ from shopkeep.http.validation import problems, refusal_of, whole_number
 from shopkeep.idempotency import IdempotencyKey
 from shopkeep.paging import MAX_LIMIT
 from shopkeep.payments.names import CHANNELS
-from shopkeep.requests import ID_PATTERN, KEY_PATTERN, KEY_RULE, MAX_KEY
+from shopkeep.requests import ID_PATTERN, KEY_PATTERN, KEY_RULE, MAX_KEY, refused_parameter
 from shopkeep.shop import Shop
 
 T = TypeVar("T")
@@ -45,11 +45,6 @@ KEY_SCHEMA: Final = {
 }
 
 _ENCODER: Final = msgspec.json.Encoder()
-
-
-def invalid(detail: str, where: str) -> ShopError:
-    """A validation_error of the query parameter or header ``where``."""
-    return ShopError.invalid([FieldError(detail, parameter=where)])
 
 
 def shop_of(request: web.Request) -> Shop:
@@ -227,7 +222,7 @@ def idempotency_key_of(request: web.Request) -> IdempotencyKey | None:
     try:
         return IdempotencyKey(raw)
     except ShopError:  # named as the header is, not as the Python argument
-        raise invalid(KEY_RULE, IDEMPOTENCY_HEADER) from None
+        raise refused_parameter(IDEMPOTENCY_HEADER, KEY_RULE) from None
 
 
 def reply(
