@@ -42,7 +42,7 @@ from shopkeep.actors.order_store import load_order
 from shopkeep.actors.placement import UNDONE_FAILURES
 from shopkeep.actors.protocol import VALIDATION_ERROR, BeginOrder, Refusal
 from shopkeep.errors import ShopError, answer
-from shopkeep.idempotency import IdempotencyKey, InFlight
+from shopkeep.idempotency import IdempotencyKey, InFlight, key_of
 from shopkeep.requests import Problems, check_amount, check_choice, check_id, checked_items
 from shopkeep.runtime import ActorSystem, Address, AskTimeout
 from shopkeep.store.reader import Reader
@@ -68,8 +68,11 @@ class PlaceRequest(msgspec.Struct, frozen=True, gc=False):
         expected_total: int | None,
         wait: bool,
         config: ShopConfig,
+        idempotency_key: str | IdempotencyKey | None = None,
     ) -> PlaceRequest:
-        """The request, or ShopError validation_error listing every problem found."""
+        """The request, or ShopError validation_error listing every problem found, the
+        ``idempotency_key``'s among them (checked here only when another is found: the key
+        is checked as it is used)."""
         # Every placement passes here: the checks in a row, raising at the first problem, cost
         # half what gathering them does; only a request refused is checked again, gathering.
         try:
@@ -87,7 +90,9 @@ class PlaceRequest(msgspec.Struct, frozen=True, gc=False):
         except ShopError as refusal:
             if refusal.code != VALIDATION_ERROR:
                 raise
-        raise every_problem(user_id, items, coupon_id, use_balance, expected_total, wait, config)
+        raise every_problem(
+            user_id, items, coupon_id, use_balance, expected_total, wait, config, idempotency_key
+        )
 
     def message(self, begin: BeginOrder | None) -> Place | Accept:
         """The order's message: Place (wait for the outcome) or Accept (pending at once)."""
@@ -206,6 +211,7 @@ def every_problem(
     expected_total: Any,
     wait: Any,
     config: ShopConfig,
+    idempotency_key: Any,
 ) -> ShopError:
     """The validation_error listing every problem of a placement request that has one (the
     checks of :meth:`PlaceRequest.checked`, each run whatever the others found)."""
@@ -224,4 +230,5 @@ def every_problem(
         each.add(request_problems(
             lines, use_balance if balance_ok else 0, expected_total if total_ok else None, config
         ))  # fmt: skip
+    each(key_of, idempotency_key)
     return ShopError.invalid(each.found)

@@ -67,7 +67,6 @@ from shopkeep.actors.order_stats import OrderStats
 from shopkeep.actors.order_store import HistoryEntry
 from shopkeep.actors.protocol import (
     NOT_FOUND,
-    VALIDATION_ERROR,
     CouponView,
     CreateCoupon,
     CreateGoods,
@@ -381,10 +380,10 @@ class Shop(BackOffice):
         with Problems() as each:
             each(check_id, "user_id", user_id)
             each(check_amount, "amount", amount, minimum=1)
-            each(key_of, idempotency_key)
+            key = each(key_of, idempotency_key)
         request = ("credit_wallet", user_id, amount)
         return await self._once.ask(
-            _actor("user", user_id), CreditWallet(amount), UserView, idempotency_key, request
+            _actor("user", user_id), CreditWallet(amount), UserView, key, request
         )
 
     # -- goods ----------------------------------------------------------------------------------
@@ -416,12 +415,10 @@ class Shop(BackOffice):
                 each(check_amount, "price", price)
             if restock is not None:
                 each(check_amount, "restock", restock, minimum=1, of="units")
-            each(key_of, idempotency_key)
+            key = each(key_of, idempotency_key)
         request = ("update_goods", goods_id, price, restock)
         message = UpdateGoods(price, restock)
-        return await self._once.ask(
-            _actor("goods", goods_id), message, GoodsView, idempotency_key, request
-        )
+        return await self._once.ask(_actor("goods", goods_id), message, GoodsView, key, request)
 
     async def get_goods(self, goods_id: int) -> GoodsView:
         """The goods, or ShopError not_found."""
@@ -487,17 +484,10 @@ class Shop(BackOffice):
         the ask timeout (it goes on), the pending order (poll it). Under an
         ``idempotency_key`` the same request answers the first answer again; see
         :mod:`shopkeep.placing`."""
-        try:
-            request = PlaceRequest.checked(
-                user_id, items, coupon_id, use_balance, expected_total, wait, self.config
-            )
-        except ShopError as refusal:
-            if refusal.code != VALIDATION_ERROR:
-                raise
-            with Problems() as each:  # the key's problem too, as the HTTP API lists it
-                each.found.extend(refusal.errors)
-                each(key_of, idempotency_key)
-            raise
+        request = PlaceRequest.checked(
+            user_id, items, coupon_id, use_balance, expected_total, wait, self.config,
+            idempotency_key,
+        )
         return await self._placer.place(request, key_of(idempotency_key))
 
     async def _ask_order(self, order_id: int, user_id: int | None, message: Any) -> Any:
