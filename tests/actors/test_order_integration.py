@@ -318,6 +318,15 @@ async def failed_then_another(shop: Shop) -> tuple[OrderView, PaymentView, Payme
     return order, first, second
 
 
+async def queried(shop: Shop, order_id: int) -> str:
+    """What the order's history says its active queries found, every row together."""
+    remarks = await shop.rows(
+        "SELECT remark FROM order_history WHERE order_id = ? AND operation = 'payment_queried'",
+        (order_id,),
+    )
+    return " ".join(str(remark) for (remark,) in remarks)
+
+
 async def test_a_failed_payment_collected_after_all_pays_the_order_at_its_deadline(
     shop: Shop, clock: VirtualClock
 ) -> None:
@@ -337,11 +346,7 @@ async def test_a_failed_payment_collected_after_all_pays_the_order_at_its_deadli
     assert {p.id: p.status for p in payments} == {first.id: "succeeded", second.id: "created"}
     assert "canceled_by_timeout" not in await shop.history(order.id)
     # both answers in the history, the one found paid and the other's, whichever came first
-    remarks = await shop.rows(
-        "SELECT remark FROM order_history WHERE order_id = ? AND operation = 'payment_queried'",
-        (order.id,),
-    )
-    answered = " ".join(str(remark) for (remark,) in remarks)
+    answered = await queried(shop, order.id)
     assert f"payment {first.id}: succeeded" in answered
     assert f"payment {second.id}: open" in answered
     await shop.audit_ok()
@@ -357,11 +362,7 @@ async def test_the_history_of_an_order_paid_at_its_deadline_has_every_answer(
     await shop.quiet()
 
     assert (await shop.order(order.id)).status == "paid"
-    remarks = await shop.rows(
-        "SELECT remark FROM order_history WHERE order_id = ? AND operation = 'payment_queried'",
-        (order.id,),
-    )
-    answered = " ".join(str(remark) for (remark,) in remarks)
+    answered = await queried(shop, order.id)
     assert f"payment {first.id}: open" in answered
     assert f"payment {second.id}: succeeded" in answered
 
