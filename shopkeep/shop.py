@@ -539,7 +539,8 @@ class Shop(BackOffice):
         is asked here, outside the order's turn, and its answer kept with the payment
         (CheckoutReady); a provider that does not answer is 503 unavailable, and asking again
         answers the same payment (under the same key, as a first answer: the 503 was the only
-        one given); a replay shows the payment as it is, with what the provider answered."""
+        one given); a replay shows the payment as the first answer did (its status then),
+        with what the provider answered."""
         check_choice("channel", channel, CHANNELS)
         key = key_of(idempotency_key)
         if key is None:
@@ -563,12 +564,13 @@ class Shop(BackOffice):
         if started.payment.has_checkout and not self._other_channel(started.payment, channel):
             return started
         if key is not None and key.replayed:
-            # the key kept the payment before its provider answered: as the provider answered
-            # the first attempt (replayed), or not, when the caller was answered 503 (then this
-            # answer is the first one given, not a replay)
+            # the key kept the payment before its provider answered: as it was then, with
+            # what the provider answered the first attempt (replayed), or not, when the caller
+            # was answered 503 (then this answer is the first one given, not a replay)
             now = await self._payment_of(started.payment.order_id, started.payment.id)
             if now is not None and now.has_checkout:
-                return PaymentStarted(now, started.created, started.deadline)
+                first = started.payment.with_checkout_of(now)
+                return PaymentStarted(first, started.created, started.deadline)
             key.replayed = False
         return await self._checkout(started, channel)
 

@@ -226,6 +226,23 @@ async def test_a_payment_replayed_is_answered_created_as_the_first_time(shop: Sh
     assert not unkeyed.created and unkeyed.payment == again.payment
 
 
+async def test_a_payment_replayed_after_it_was_paid_is_answered_as_it_was_started(
+    shop: Shop,
+) -> None:
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    user = (await shop.create_user("ann")).user.id
+    order = await shop.place_order(user, [(tea.id, 1)])
+    first = await shop.start_payment(order.id, user_id=user, idempotency_key="pay-1")
+    paid = first.payment
+    assert await sandbox(shop).complete(paid.id, order.id, paid.amount, "succeeded")
+
+    again = await shop.start_payment(order.id, user_id=user, idempotency_key="pay-1")
+
+    assert again.payment == first.payment and again.payment.status == "created"
+    assert again.created
+    assert (await shop.get_payment(paid.id)).status == "succeeded"
+
+
 async def test_each_principal_has_keys_of_its_own(shop: Shop) -> None:
     tea = await shop.create_goods("tea", price=1_000, stock=5)
     ann = (await shop.create_user("ann")).user.id
