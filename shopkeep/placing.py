@@ -13,7 +13,9 @@ one answers, in this order:
    behind it; or a crash cut it before its answer was recorded: it is placed now, or undone);
 3. unless that outcome is a failure that did nothing for the customer (overloaded,
    unavailable, interrupted: ``UNDONE_FAILURES``): then the key is bound to a new placement
-   and the request runs afresh (SPEC 7: such a first attempt does not bind its key).
+   and the request runs afresh (SPEC 7: such a first attempt does not bind its key). An
+   order accepted pending is asked too, and its key bound afresh when its placement did
+   nothing; any other outcome of it is answered as 1 (the order accepted, pending).
 
 A placement still running when the ask times out goes on: the answer is then the order as it
 stands, pending (from the store, or as its first step records it), never a 503 that would
@@ -38,6 +40,7 @@ from shopkeep.actors.order_messages import (
     PlacedBefore,
 )
 from shopkeep.actors.order_rules import new_order, placement_outcome, request_problems
+from shopkeep.actors.order_state import PENDING
 from shopkeep.actors.order_store import load_order
 from shopkeep.actors.placement import UNDONE_FAILURES
 from shopkeep.actors.protocol import VALIDATION_ERROR, BeginOrder, Refusal
@@ -167,17 +170,19 @@ class Placer:
     ) -> OrderView:
         """What a placement answers when ``key`` was bound to ``first_id`` (see the module)."""
         kept = await placement_answer(self.reader, request.user_id, key.value, first_id)
-        if kept is not None:
-            key.replayed = True
-            return answer(decode_answer(kept, OrderView), OrderView, replayed=True)
-        # Asked again, an order answers its placement's outcome; one that does not exist (a
-        # crash cut its placement after the user kept the key, before the order was recorded)
-        # is placed now.
-        reply = await self._ask(first_id, request.message(None), request)
-        if may_rebind and isinstance(reply, Refusal) and reply.code in UNDONE_FAILURES:
-            return await self._begin(request, key, identity, first_id)
+        first = None if kept is None else decode_answer(kept, OrderView)
+        if first is None or (may_rebind and _accepted(first)):
+            # Asked again, an order answers its placement's outcome; one that does not exist
+            # (a crash cut its placement after the user kept the key, before the order was
+            # recorded) is placed now. An order accepted (?wait=false) whose placement then
+            # did nothing binds nothing either.
+            reply = await self._ask(first_id, request.message(None), request)
+            if may_rebind and isinstance(reply, Refusal) and reply.code in UNDONE_FAILURES:
+                return await self._begin(request, key, identity, first_id)
+            if first is None:
+                first = reply
         key.replayed = True
-        return answer(reply, OrderView, replayed=True)
+        return answer(first, OrderView, replayed=True)
 
     async def _ask(
         self, order_id: int, message: Place | Accept, request: PlaceRequest
@@ -201,6 +206,11 @@ class Placer:
                 request.use_balance, now, self.config.currency,
             )
         return placement_outcome(state) or order_view(state)
+
+
+def _accepted(first: OrderView | Refusal) -> bool:
+    """Whether a placement's first answer was its order accepted, pending (``?wait=false``)."""
+    return isinstance(first, OrderView) and first.status == PENDING
 
 
 def every_problem(

@@ -18,10 +18,10 @@ that handled the request included: the same request again answers the same refus
 even once the obstacle is gone (the Stripe convention; a new attempt takes a new key). A
 placement refused by its checks in one turn binds its key to the order id it was given, which
 names no order, with the refusal as the answer; a placement whose order was recorded before
-it failed (the saga, ``?wait=false``) keeps that order, canceled placement_failed, and its key
-stays bound to it: the refusal is answered again from the order, except when it failed
-overloaded, unavailable or interrupted (``Shop.place_order`` binds the key to a new placement
-then).
+it failed keeps that order, canceled placement_failed, and its key stays bound to it: the
+refusal is answered again from the order (the saga), or the order as it was accepted, pending
+(``?wait=false``, whose answer was that), except when it failed overloaded, unavailable or
+interrupted (``shopkeep.placing`` binds the key to a new placement then).
 """
 
 from __future__ import annotations

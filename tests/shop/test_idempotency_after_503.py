@@ -180,8 +180,11 @@ async def test_a_retry_while_the_first_placement_runs_waits_and_answers_its_orde
     assert (await shop.get_goods(tea.id)).stock == 4
 
 
+@pytest.mark.parametrize(
+    "kept", ["no answer", "the order accepted"], ids=["cut-before-any-answer", "cut-after-202"]
+)
 async def test_a_placement_a_crash_cut_leaves_its_key_free_for_the_retry(
-    tmp_path: Path, clock: VirtualClock
+    tmp_path: Path, clock: VirtualClock, kept: str
 ) -> None:
     path = tmp_path / "shop.db"
     async with Shop.open(str(path), gateway="sandbox", clock=clock, gateway_secret=SECRET) as shop:
@@ -190,13 +193,15 @@ async def test_a_placement_a_crash_cut_leaves_its_key_free_for_the_retry(
         cut = await shop.place_order(user, [(tea.id, 1)], idempotency_key="k-1", wait=False)
         await settle(shop)
     with closing(sqlite3.connect(path)) as conn, conn:
-        # what a kill in the middle of its placement leaves: the order pending, no answer kept
+        # what a kill in the middle of its placement leaves: the order pending, and with the
+        # key no answer (a placement that waits) or the order accepted, answered 202 pending
         conn.execute(
             "UPDATE orders SET status = 'pending', confirmed_at = NULL, expires_at = NULL "
             "WHERE id = ?",
             (cut.id,),
         )
-        conn.execute("UPDATE idempotency_keys SET answer = NULL")
+        if kept == "no answer":
+            conn.execute("UPDATE idempotency_keys SET answer = NULL")
         conn.execute("DELETE FROM timers WHERE kind = 'order'")
 
     async with Shop.open(str(path), gateway="sandbox", clock=clock, gateway_secret=SECRET) as shop:
