@@ -108,7 +108,9 @@ def decoded(raw: bytes, kind: type[T]) -> T:
                 pass
         try:
             found = problems(_as_written(raw), kind)
-        except RecursionError:  # nested deeper than any request type: msgspec's one will do
+        except (RecursionError, msgspec.ValidationError):
+            # nested deeper than any request type, or an integer past 64 bits (msgspec reads
+            # none as a plain value): msgspec's one refusal will do
             found = []
         raise ShopError.invalid(found or [refusal_of(refused)]) from None
     except msgspec.DecodeError as broken:
@@ -153,8 +155,17 @@ def _as_written(raw: bytes) -> Any:
     return _whole(_EXACT.decode(raw))
 
 
+_BEYOND_DIGITS: Final = 19
+"""Digits before the point from which a number is past every bound of a request type (their
+integers are 64-bit at most): it is read as ±10**19, as refused as itself, and not converted
+(``int()`` of ``1e300000`` takes seconds of the loop, and its text is past Python's 4,300
+digits)."""
+
+
 def _whole(value: Any) -> Any:
     if isinstance(value, Decimal):
+        if value.adjusted() >= _BEYOND_DIGITS:
+            return 10**_BEYOND_DIGITS if value > 0 else -(10**_BEYOND_DIGITS)
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, list):
         return [_whole(item) for item in value]

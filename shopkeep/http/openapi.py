@@ -33,8 +33,9 @@ BEARER: Final = "bearer"
 DESCRIPTION: Final = """\
 The order and payment engine of a small online shop (SPEC section 7).
 
-JSON in and out. Ids are strings of digits, money is integer minor units (cents), written
-without a fraction (`100`, never `100.0`), times are RFC 3339 strings (answers are in UTC).
+JSON in and out. Ids are strings of digits, money is integer minor units (cents): answers
+write it `100`; a request may write a whole number as JSON Schema counts integers (`100.0`,
+`1e2`), never a fraction of a unit (`100.5`). Times are RFC 3339 strings (answers are in UTC).
 Every error is `application/problem+json` (RFC 9457) with a stable `code`; see the responses
 of each operation. Authenticate with `Authorization: Bearer <token>`:
 the admin token, or a user's token (given once, when the user is created). A user sees and
