@@ -191,8 +191,8 @@ class UserActor(Actor):
                 decision = debit(account, user_id, message, known)
                 if isinstance(decision, Refusal):
                     return decision
-                if decision.move is not None and order_id in self.unpaid:
-                    self.debited[order_id] = True  # kept only while the order is unpaid
+                if decision.move is not None and order_id in self.debited:
+                    self.debited[order_id] = True  # kept only until the order settles
                 return self._apply(ctx, decision).balance
             case ReleaseWallet(order_id):
                 ledger = await self._ledger(ctx, WALLET_ROWS_SQL, order_id)
@@ -264,10 +264,10 @@ class UserActor(Actor):
                 self._bind(ctx, key, msg, None, answer)
             return answer
         if not answer.existing:
-            if msg.order_id not in self.unpaid:
+            if msg.max_unpaid is not None:  # None: paid in full at once, never unpaid
                 self.unpaid.add(msg.order_id)
-                # a new order cannot have been debited yet: its DebitWallet comes after this
-                self.debited.setdefault(msg.order_id, False)
+            # a new order cannot have been debited yet: its DebitWallet comes after this
+            self.debited.setdefault(msg.order_id, False)
             rebound = seen is not None and seen.order_id == msg.replaces
             if key is not None and (seen is None or rebound):
                 self._bind(ctx, key, msg, msg.replaces if rebound else None)

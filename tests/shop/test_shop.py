@@ -275,6 +275,25 @@ async def test_an_order_paid_in_full_by_coupon_or_wallet_is_placed_at_the_cap(
     await assert_audit_ok(shop)
 
 
+async def test_orders_paid_in_full_placed_at_the_same_time_leave_the_cap_to_unpaid_ones(
+    shop: Shop,
+) -> None:
+    # each paid-in-full order counted as unpaid until its commit settled it: placed beside
+    # them, the user's ten unpaid orders were refused "already has 18 unpaid orders"
+    tea = await shop.create_goods("tea", price=2_000, stock=100)
+    user = await customer(shop, balance=60_000)
+    paid_in_full = [shop.place_order(user, [(tea.id, 1)], use_balance=3_000) for _ in range(20)]
+    unpaid = [shop.place_order(user, [(tea.id, 1)]) for _ in range(10)]
+
+    placed = await asyncio.gather(*paid_in_full, *unpaid)
+
+    assert [order.status for order in placed] == ["paid"] * 20 + ["awaiting_payment"] * 10
+    with pytest.raises(ShopError) as refused:
+        await shop.place_order(user, [(tea.id, 1)])
+    assert refused.value.code == "too_many_unpaid_orders"
+    assert refused.value.detail.startswith(f"user {user} already has 10 unpaid orders")
+
+
 @pytest.mark.parametrize("wait", [True, False])
 async def test_the_saga_places_an_order_paid_in_full_at_the_cap_and_undoes_one_that_is_not(
     saga_shop: Shop, wait: bool
