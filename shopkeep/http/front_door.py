@@ -285,7 +285,10 @@ class FrontDoor:
         handler = _unmatched if around is None else around(_unmatched)
         # named so that its answers are labelled ``unmatched`` (_route_of), not by its pattern
         entered = self.entrance("*", handler, public=True)
-        router.add_route("*", "/{path:.*}", entered, name=UNMATCHED, expect_handler=continue_only)
+        # [\s\S], not ".": a path may hold a newline (%0A), which "." does not match
+        router.add_route(
+            "*", r"/{path:[\s\S]*}", entered, name=UNMATCHED, expect_handler=continue_only
+        )
         # A sub-app's own prefix (``DELETE /admin``) is the empty path within it, which the
         # pattern above does not match: aiohttp answered it a plain-text 405 of its own.
         router.add_route("*", "", entered, name=_UNMATCHED_PREFIX, expect_handler=continue_only)

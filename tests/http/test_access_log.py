@@ -81,6 +81,22 @@ async def test_problems_unmatched_paths_and_the_admin_are_logged_too(
     assert given.headers["X-Request-Id"] == "trace-me-42"
 
 
+async def test_a_path_holding_a_newline_is_answered_and_logged_as_any_unmatched_one(
+    api: Api, out: io.StringIO
+) -> None:
+    # aiohttp's "." stops at a newline: no route took /healthz%0A, and aiohttp answered a
+    # plain-text 404 of its own, with no request id and no access line
+    for path in ("/healthz%0A", "/v1/orders/1%0A", "/v1/me%0A"):
+        answered = await api.call("GET", path, {})
+
+        assert answered.status == 404, path
+        assert answered.headers["Content-Type"] == "application/problem+json"
+        assert answered.body["code"] == "not_found"
+        assert "X-Request-Id" in answered.headers
+    logged = [(r["route"], r["status"]) for r in requests(out)]
+    assert logged == [("unmatched", 404)] * 3
+
+
 async def test_above_info_no_request_is_logged(api: Api, out: io.StringIO) -> None:
     configure_logging("warning", "json", stream=out)
 
