@@ -94,6 +94,7 @@ from shopkeep.logs import log_through_stdlib_unless_configured
 from shopkeep.paging import Page, page_after, paged
 from shopkeep.payments.names import CHANNELS, QR_GATEWAYS
 from shopkeep.payments.provider import (
+    GatewayRefused,
     Ignored,
     PaymentProvider,
     PaymentRequest,
@@ -609,8 +610,17 @@ class Shop(BackOffice):
         try:
             checkout = await self.provider.start_payment(request)
         except GatewayError as exc:
+            # what the provider said is the operator's to read (it names its URLs, its own
+            # codes), not the customer's: a refusal is not an outage to try again after
+            refused = isinstance(exc, GatewayRefused)
+            log.warning("payment_start_failed", payment_id=payment.id, refused=refused,
+                        error=str(exc))
+            if refused:
+                raise ShopError(
+                    "provider_refused", "the payment provider refused to start this payment"
+                ) from None
             raise ShopError(
-                "unavailable", f"the payment provider did not answer ({exc}); try again"
+                "unavailable", "the payment provider did not answer; try again"
             ) from None
         kept = CheckoutReady(
             payment.id, msgspec.json.encode(checkout).decode(), checkout.provider_ref

@@ -141,7 +141,7 @@ def catalog() -> list[Operation]:
            "Start paying an order (200: the same open payment again)", owner,
            routes.start_payment, {201: s.PaymentOut, 200: s.PaymentOut},
            params=(KEY, Param("channel", "query", CHANNEL_SCHEMA, CHANNEL_TEXT)),
-           refusals=("invalid_state", CONFLICT)),
+           refusals=("invalid_state", CONFLICT), extra_problems=(502,)),
         op("GET", "/v1/payments/{payment_id}", "getPayment", "Get a payment", owner,
            routes.get_payment, {200: s.PaymentOut}),
         op("POST", "/v1/orders/{order_id}/cancel", "cancelOrder",

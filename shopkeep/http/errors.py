@@ -84,6 +84,7 @@ PROBLEMS: Final[dict[str, tuple[int, str]]] = {
     "rate_limited": (429, "Too many requests"),
     "overloaded": (503, "Overloaded"),
     "unavailable": (503, "Unavailable"),
+    "provider_refused": (502, "Payment provider refused"),
     "internal_error": (500, "Internal error"),
 }
 """Every code this API answers with, its status and title (the docs page lists them, the

@@ -83,6 +83,8 @@ _PROBLEM_TEXT: Final = {
     413: "The body is larger than the server accepts (payload_too_large).",
     422: "A body, parameter or header is invalid (validation_error); `errors` lists every "
     "problem, each with where it is.",
+    502: "The payment provider refused to start the payment (provider_refused; the server "
+    "logs what it said): trying again helps only once the shop's settings change.",
     503: "Overloaded or unavailable: try again after `Retry-After` seconds.",
 }
 
@@ -233,11 +235,14 @@ def _responses(op: Operation, schema_of: dict[Any, Any]) -> dict[str, Any]:
             names.append("WWW-Authenticate")
         if status in (429, 503):
             names.append("Retry-After")
-        responses[str(status)] = {
+        problem: dict[str, Any] = {
             "description": _PROBLEM_TEXT[status],
             "headers": _headers(*names),
             "content": {PROBLEM_JSON: {"schema": schema_of[Problem]}},
         }
+        if replayable and status in (404, 409):  # the refusals a key binds (key_rules)
+            problem["headers"][REPLAYED_HEADER] = _REPLAYED
+        responses[str(status)] = problem
     return responses
 
 

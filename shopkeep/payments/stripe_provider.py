@@ -157,9 +157,12 @@ class StripeProvider:
                     request, f"{request.payment_id}-{replayed.retry_key}"
                 )
             intent = found
-        if not intent.client_secret:
-            raise GatewayRefused(f"stripe: PaymentIntent {intent.id} has no client_secret")
-        return Checkout(client_secret=intent.client_secret, provider_ref=intent.id)
+        # read with defaults: a StripeObject raises AttributeError for a key it was not sent
+        secret, intent_id = getattr(intent, "client_secret", None), getattr(intent, "id", None)
+        if not secret or not isinstance(secret, str) or not isinstance(intent_id, str):
+            raise GatewayError(f"stripe: the PaymentIntent answered has no client_secret or "
+                               f"id: {str(intent)[:200]!r}")
+        return Checkout(client_secret=secret, provider_ref=intent_id)
 
     async def _create_intent(self, request: PaymentRequest, key: str) -> Any:
         """``POST /v1/payment_intents`` under the Idempotency-Key ``key``; _ReplayedFailure when

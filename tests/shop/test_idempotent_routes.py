@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from shopkeep.actors.gateway import GatewayError, SandboxGateway
 from shopkeep.errors import ShopError
 from shopkeep.idempotency import IdempotencyKey
-from shopkeep.payments.provider import Checkout, PaymentRequest
+from shopkeep.payments.provider import Checkout, GatewayRefused, PaymentRequest
 from shopkeep.payments.sandbox import SandboxProvider
 from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Key, Shop
@@ -329,17 +330,18 @@ async def test_a_key_of_255_printable_characters_is_taken(shop: Shop) -> None:
     assert (await shop.credit_wallet(user, 500, idempotency_key=key)).balance == 500
 
 
-class ProviderDownOnce(SandboxProvider):
-    """The sandbox, whose first payment start does not answer."""
+class ProviderFailsOnce(SandboxProvider):
+    """The sandbox, whose first payment start fails with ``error`` (by default, it does not
+    answer)."""
 
-    def __init__(self, clock: VirtualClock) -> None:
+    def __init__(self, clock: VirtualClock, error: GatewayError | None = None) -> None:
         super().__init__(SandboxGateway(SECRET, clock), SECRET)
-        self.down = True
+        self.error: GatewayError | None = error or GatewayError("the provider did not answer")
 
     async def start_payment(self, request: PaymentRequest) -> Checkout:
-        if self.down:
-            self.down = False
-            raise GatewayError("the provider did not answer")
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
         return await super().start_payment(request)
 
 
@@ -347,7 +349,7 @@ class ProviderDownOnce(SandboxProvider):
 async def test_a_payment_start_answered_503_is_created_by_its_retry_not_replayed(
     tmp_path: Path, clock: VirtualClock, key: str | None
 ) -> None:
-    provider = ProviderDownOnce(clock)
+    provider = ProviderFailsOnce(clock)
     async with Shop.open(str(tmp_path / "shop.db"), gateway=provider, clock=clock) as shop:
         tea = await shop.create_goods("tea", price=1_000, stock=5)
         user = (await shop.create_user("ann")).user.id
@@ -366,3 +368,31 @@ async def test_a_payment_start_answered_503_is_created_by_its_retry_not_replayed
         assert not retry.replayed and again.replayed and second == first
     else:  # the same open payment, asked again
         assert (second.created, second.payment) == (False, first.payment)
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "detail"),
+    [
+        (GatewayRefused("stripe: 400 Amount must be at least $0.50 usd"), "provider_refused",
+         "the payment provider refused to start this payment"),
+        (GatewayError("wechatpay: POST http://10.0.0.7/v3/pay answered 500: SYSTEM_ERROR"),
+         "unavailable", "the payment provider did not answer; try again"),
+    ],
+    ids=["refused", "down"],
+)
+async def test_a_payment_start_the_provider_failed_says_which_and_keeps_its_words_in_the_log(
+    tmp_path: Path, clock: VirtualClock, error: GatewayError, code: str, detail: str
+) -> None:
+    provider = ProviderFailsOnce(clock, error)
+    async with Shop.open(str(tmp_path / "shop.db"), gateway=provider, clock=clock) as shop:
+        tea = await shop.create_goods("tea", price=1_000, stock=5)
+        user = (await shop.create_user("ann")).user.id
+        order = await shop.place_order(user, [(tea.id, 1)])
+        with capture_logs() as logged, pytest.raises(ShopError) as failed:
+            await shop.start_payment(order.id, user_id=user)
+        retried = await shop.start_payment(order.id, user_id=user)
+
+    assert (failed.value.code, failed.value.detail) == (code, detail)
+    [warning] = [line for line in logged if line["event"] == "payment_start_failed"]
+    assert warning["error"] == str(error) and warning["log_level"] == "warning"
+    assert retried.created and retried.payment.gateway_url is not None
