@@ -307,3 +307,20 @@ async def test_an_intent_paid_before_the_close_is_not_canceled_and_the_query_fin
     assert await world.provider.query_payment(unknown) == PaymentPaid(
         amount=1999, currency="USD", gateway_txn_id=intent
     )
+
+
+@pytest.mark.parametrize(
+    "answered", [{}, {"id": "pi_z", "object": "payment_intent", "status": "requires_action"}]
+)
+async def test_an_intent_answered_without_its_client_secret_is_an_outage_to_retry(
+    world: World, answered: dict[str, str]
+) -> None:
+    world.fake.answer_next_intent(answered)
+    request = PaymentRequest(payment_id=8, order_id=80, amount=1999, currency="USD",
+                             description="order 80", deadline=2_000_000_000.0)
+
+    with pytest.raises(GatewayError) as failed:  # it raised AttributeError: a 500
+        await world.provider.start_payment(request)
+
+    assert not isinstance(failed.value, GatewayRefused)
+    assert (await world.provider.start_payment(request)).client_secret

@@ -52,6 +52,7 @@ class FakeStripe(FakeServer):
         self.stripe_refunds: dict[str, dict[str, Any]] = {}
         self._replays: dict[str, tuple[str, dict[str, Any], int, dict[str, Any]]] = {}
         self._failing_intents = (0, False)
+        self._odd_intent: dict[str, Any] | None = None
         routes = self.app.router
         routes.add_post("/v1/payment_intents", self._create_intent)
         routes.add_get("/v1/payment_intents/search", self._search_intents)
@@ -147,6 +148,11 @@ class FakeStripe(FakeServer):
         created before the failure."""
         self._failing_intents = (times, made)
 
+    def answer_next_intent(self, body: dict[str, Any]) -> None:
+        """The next PaymentIntent creation answers 200 with ``body`` as it is (malformed: no
+        ``client_secret``, say), creating nothing."""
+        self._odd_intent = body
+
     async def _create_intent(self, request: web.Request) -> web.Response:
         params = await self._params(request)
         if isinstance(params, web.Response):
@@ -154,6 +160,9 @@ class FakeStripe(FakeServer):
         replay = self._replayed(request, params)
         if replay is not None:
             return replay
+        odd, self._odd_intent = self._odd_intent, None
+        if odd is not None:
+            return web.json_response(odd)
         intent_id = self.next_id("pi_")
         intent = {
             "id": intent_id, "object": "payment_intent", "amount": int(params["amount"]),
