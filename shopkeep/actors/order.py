@@ -72,6 +72,7 @@ from shopkeep.actors.order_rules import (
 )
 from shopkeep.actors.order_state import (
     AWAITING_PAYMENT,
+    PAID,
     PENDING,
     VIEW_FIELDS,
     Effect,
@@ -447,6 +448,12 @@ class OrderActor(Actor):
                                f"payment {message.payment_id}: {message.status} "
                                f"({message.gateway_txn_id}), {outcome.action.value}"), *effects]
         self.commit(ctx, outcome.state, effects)
+        if state.status == AWAITING_PAYMENT and outcome.state.status == PAID and (
+            self.querying is None  # else the deadline's questions close them already
+        ):
+            # its other payments still payable are closed: a declined Stripe intent would
+            # take another card, and be refunded as a duplicate payment, fees lost
+            self._close_open_payments(ctx, outcome.state)
         duplicate = outcome.action.value == "duplicate"
         return CallbackHandled(outcome.action.value, duplicate, order_view(outcome.state))
 
@@ -524,10 +531,10 @@ class OrderActor(Actor):
 
     def _close_open_payments(self, ctx: Context, state: OrderState) -> None:
         """A payment still open (or failed, yet payable: see ``STILL_PAYABLE``) when the order
-        is canceled unpaid is closed at the provider, so that a customer still on its checkout
-        page cannot pay a canceled order (only to be refunded, the provider's fees lost); one
-        collected meanwhile is found by the query before the close, and refunded as a late
-        payment. The order does not wait for it."""
+        is canceled unpaid, or paid by another payment, is closed at the provider, so that a
+        customer still on its checkout page cannot pay the order again (only to be refunded,
+        the provider's fees lost); one collected meanwhile is found by the query before the
+        close, and refunded as a late or duplicate payment. The order does not wait for it."""
         for payment in payments_to_ask(state):
             _ask_provider(ctx, state, payment, attempt=1)
 

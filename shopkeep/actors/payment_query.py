@@ -2,9 +2,9 @@
 
 At its deadline an order with a payment still open does not time out at once: it sends a
 durable :class:`QueryPayment` here (and re-arms its deadline a grace period later); an order
-canceled unpaid sends one too, and does not wait for it. This actor asks the provider,
-outside the order's turn. A payment the provider still has open is
-closed there (``close_payment``; asked about again when the close does not say where it
+canceled unpaid, or paid by another of its payments, sends one too, and does not wait for it.
+This actor asks the provider, outside the order's turn. A payment the provider still has open
+is closed there (``close_payment``; asked about again when the close does not say where it
 stands): a customer still on the checkout page cannot pay an order that timed out (only to
 be refunded, the provider's fees lost), and one who paid in the meantime is found. Then it
 tells the order what it learned:
@@ -63,8 +63,8 @@ class QueryPayment(msgspec.Struct, frozen=True, tag=True, gc=False):
     """0: one of the deadline's queries, whose answers the order waits for (every payment the
     provider may still collect on); from 1, one the order does not wait for: again after one
     the provider did not answer (the order timed out meanwhile), or after the order was
-    canceled unpaid. Then only a payment found collected is told to the order; one still open
-    is closed."""
+    canceled unpaid, or paid by another of its payments. Then only a payment found collected
+    is told to the order; one still open is closed."""
 
 
 class PaymentQueryActor(Actor):

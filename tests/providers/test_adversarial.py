@@ -390,6 +390,23 @@ async def test_a_stripe_payment_that_failed_is_closed_at_the_deadline_and_at_a_c
     await stripe.audit_ok()
 
 
+async def test_a_stripe_payment_that_failed_is_closed_once_another_pays_the_order(
+    stripe: ProviderWorld,
+) -> None:
+    alice, order, declined = await failed_at_stripe(stripe)
+    other = await stripe.start_payment(alice, order)
+    assert other["id"] != declined["id"]
+
+    await stripe.pay(other)
+    await stripe.shop.runtime.system.quiet()
+
+    assert (await stripe.order(order["id"]))["status"] == "paid"
+    with pytest.raises(Unpayable):  # the customer still on the declined one's page
+        await stripe.pay(declined)
+    assert await stripe.refunds(order["id"]) == []
+    await stripe.audit_ok()
+
+
 @pytest.fixture
 async def wechatpay(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[ProviderWorld]:
     async with provider_world("wechatpay", tmp_path, clock=clock) as made:
