@@ -94,6 +94,7 @@ from shopkeep.logs import log_through_stdlib_unless_configured
 from shopkeep.paging import Page, page_after, paged
 from shopkeep.payments.names import CHANNELS, QR_GATEWAYS
 from shopkeep.payments.provider import (
+    WRONG_APP,
     GatewayRefused,
     Ignored,
     PaymentProvider,
@@ -678,6 +679,11 @@ class Shop(BackOffice):
         verdict = await self.provider.verify_callback(raw_body, headers, self.system.clock.now())
         if isinstance(verdict, Refused):
             self._reject(verdict.reason)
+            if verdict.reason == WRONG_APP:
+                # signed by the provider, for another app or merchant: a shop set up with the
+                # wrong id refuses every payment's notification, and a person must see why
+                log.warning("callback_refused", reason=WRONG_APP, provider=self.provider.name,
+                            detail=verdict.detail)
             raise CallbackRejected(verdict.detail or verdict.reason)
         if isinstance(verdict, Ignored):
             return CallbackHandled("ignored", False, None)

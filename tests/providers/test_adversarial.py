@@ -132,6 +132,24 @@ async def test_an_authentic_notification_of_no_payment_here_is_refused_with_a_wa
         ]
 
 
+async def test_an_authentic_notification_for_another_app_is_refused_with_a_warning(
+    world: ProviderWorld,
+) -> None:
+    # a shop set up with the wrong app or merchant id refuses every real notification
+    if world.name not in WRONG_MERCHANT:
+        pytest.skip("a Stripe webhook is the account's own: no merchant id to check")
+    _, payment = await paid_at_provider(world)
+    body, headers = world.notification(payment, **WRONG_MERCHANT[world.name])
+
+    with capture_logs() as logs:
+        await refused(world, body, headers)
+
+    warned = [line for line in logs if line["event"] == "callback_refused"]
+    assert [(line["log_level"], line["reason"], line["provider"]) for line in warned] == [
+        ("warning", "wrong_app", world.name)
+    ]
+
+
 async def logged_rejections(world: ProviderWorld) -> int:
     """Authentic notifications refused by their order (amount, currency), as logged."""
     rows = await world.shop.reader.fetchall(
