@@ -360,13 +360,18 @@ def open_refund(
 ) -> Decision:
     """Record a refund (status refunding) and ask the refunder for its gateway part (of the
     transaction ``txn_id``, else of the payment's own); with no gateway part it is refunded at
-    once (its wallet part goes back with the release)."""
+    once (its wallet part goes back with the release), the history saying so."""
     effects: list[Effect] = []
     if refund.gateway_amount > 0:
         effects += [SaveRefund(refund, "created"), RequestRefund(refund, txn_id)]
     else:
         refund = replace(refund, status=REFUNDED, refunded_at=now)
-        effects.append(SaveRefund(refund, "refunded", "nothing to refund through the gateway"))
+        # the history tells it as it tells one the gateway paid back (payment_rules)
+        what = f"refund {refund.id} ({refund.kind}): {refund.gateway_amount}"
+        effects += [
+            SaveRefund(refund, "refunded", "nothing to refund through the gateway"),
+            History(state.status, state.status, "refunded", what),
+        ]
     return replace(state, refunds=(*state.refunds, refund)), effects
 
 

@@ -218,6 +218,28 @@ async def test_a_returned_order_is_refunded_and_its_stock_comes_back(
     await assert_audit_ok(shop)
 
 
+async def test_an_order_paid_by_the_wallet_alone_canceled_has_its_refund_in_its_history(
+    shop: Shop,
+) -> None:
+    # its refund is all wallet, refunded at once: the history said nothing of it
+    tea = await shop.create_goods("tea", price=20_000, stock=5)
+    user = await customer(shop, balance=30_000)
+    order = await shop.place_order(user, [(tea.id, 1)], use_balance=20_000)
+    assert order.status == "paid"
+
+    await shop.cancel_order(order.id, user_id=user)
+    await settle(shop)
+
+    [refund] = (await shop.refunds(order.id)).items
+    history = (await shop.order_history(order.id)).items
+    assert (refund.wallet_amount, refund.gateway_amount, refund.status) == (20_000, 0, "refunded")
+    assert [(e.operation, e.remark) for e in history[-2:]] == [
+        ("canceled_by_user", history[-2].remark),
+        ("refunded", f"refund {refund.id} (cancel): 0"),
+    ]
+    assert (await shop.get_user(user)).balance == 30_000
+
+
 async def test_the_same_idempotency_key_answers_the_same_order_and_refuses_another_body(
     shop: Shop,
 ) -> None:
