@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from typing import Final
 
 PRIVATE: Final = 0o600
@@ -27,11 +28,15 @@ def open_private(path: str) -> int:
 def create_private(path: str, *, exclusive: bool = False) -> None:
     """Create ``path`` empty and ``0600`` unless it exists (SQLite takes an empty file for a
     new database); with ``exclusive``, a file there already is a FileExistsError (it is
-    someone else's). Raises OSError."""
+    someone else's). An empty file there (``touch``, a deploy tool) is made ``0600`` too:
+    the database is created in it now. Raises OSError."""
     fd = _create(path)
     if fd is None:
         if exclusive:
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path)
+        found = os.stat(path)
+        if stat.S_ISREG(found.st_mode) and found.st_size == 0 and found.st_mode & 0o077:
+            os.chmod(path, PRIVATE)
         return
     os.close(fd)
 

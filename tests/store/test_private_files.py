@@ -91,3 +91,23 @@ async def test_an_existing_database_keeps_the_mode_its_owner_gave_it(
 
     assert mode(db) == 0o640
 
+
+
+async def test_an_empty_file_given_as_the_database_is_made_its_owners_alone(
+    tmp_path: Path, umask: None
+) -> None:
+    # what `touch` or a deploy tool leaves (0644): the database, its -wal and -shm were
+    # created in it readable by every local user
+    db = tmp_path / "shop.db"
+    db.touch()
+    assert mode(db) == 0o644
+
+    store = await Store.open(StoreConfig(str(db), migrations=EVENTS, writer="thread"))
+    try:
+        await store.writer.submit(unit(1))
+
+        assert {suffix: mode(Path(f"{db}{suffix}")) for suffix in SUFFIXES} == dict.fromkeys(
+            SUFFIXES, 0o600
+        )
+    finally:
+        await store.close()
