@@ -279,6 +279,11 @@ def test_serve_on_a_port_taken_fails_in_one_line_naming_host_and_port(tmp_path: 
         ("bench", "--embedded", "--json", TOO_LONG),
         ("backup", "--db", TOO_LONG, "--to", "copy.db"),
         ("backup", "--db", "main.py", "--to", "y" * 250 + ".db"),  # and ".partial" past it
+        # a base URL the routes follow: its query or fragment would come before them
+        ("serve", "--sandbox", "--public-url", "https://shop.example/?a=1"),
+        ("serve", "--sandbox", "--public-url", "https://shop.example#top"),
+        ("serve", "--sandbox", "--wechatpay-url", "https://api.example/?"),
+        ("bench", "--url", "http://127.0.0.1:8080/?x=1"),
     ],
 )
 def test_a_bad_flag_is_a_one_line_usage_error(args: tuple[str, ...]) -> None:
@@ -312,6 +317,18 @@ def test_a_provider_without_its_credentials_refuses_in_one_line(
 
     assert_one_line_error(result, f"--{gateway}-")
     assert not (tmp_path / "shop.db").exists()  # refused before the database was touched
+
+
+@pytest.mark.parametrize("gateway", ["alipay", "wechatpay"])
+def test_a_provider_told_where_to_call_back_refuses_port_0_without_a_public_url(
+    tmp_path: Path, gateway: str
+) -> None:
+    # its notify_url said port 0, the port being chosen only once the server listens
+    result = run_main("serve", "--gateway", gateway, "--port", "0",
+                      "--db", str(tmp_path / "shop.db"))  # fmt: skip
+
+    assert_one_line_error(result, "is 0", "give --public-url (env SHOPKEEP_PUBLIC_URL)")
+    assert not (tmp_path / "shop.db").exists()
 
 
 def test_a_negative_order_timeout_is_refused_in_one_line() -> None:

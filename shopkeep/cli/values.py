@@ -165,6 +165,16 @@ def http_url(text: str) -> str:
     return text
 
 
+def base_url(text: str) -> str:
+    """An http(s) URL that routes are added to (``--public-url``, a provider's address): a
+    query or a fragment would end up before each route's path."""
+    url = http_url(text)
+    parts = urllib.parse.urlsplit(url)
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise refuse(f"{text!r}: a base URL takes no query or fragment (routes follow it)")
+    return url
+
+
 def database_file_problem(path: str) -> str | None:
     """Why there is no database file at ``path`` to read (a folder there, nothing, a name the
     system cannot look up), or None when there is a file."""

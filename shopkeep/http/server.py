@@ -48,6 +48,7 @@ from shopkeep.http.sandbox import (
     local_url,
     sandbox_routes,
 )
+from shopkeep.payments.names import CALLED_BACK_AT_PUBLIC_URL
 from shopkeep.payments.provider import ConfigurationError, PaymentProvider
 from shopkeep.payments.sandbox import SandboxProvider
 from shopkeep.payments.settings import ProviderSettings, build_provider
@@ -352,6 +353,11 @@ def open_provider(
     come back to ``--public-url`` (by default the listening address). StartupError, in one
     line naming the choices or what is missing, when it cannot be built."""
     if not payments.public_url:
+        if options.port == 0 and payments.gateway in CALLED_BACK_AT_PUBLIC_URL:
+            raise StartupError(
+                f"--port is 0: the port is picked only once the server listens, and "
+                f"{payments.gateway} is told where to call back before: give --public-url"
+            )
         here = local_url(options.host, options.port)
         payments = msgspec.structs.replace(payments, public_url=here)
     currency = payments.currency

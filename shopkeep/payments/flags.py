@@ -56,7 +56,7 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
     """Declare ``--gateway``, ``--currency``, ``--public-url``, ``--refund-query-after`` and
     each provider's flags, each with its variable (:func:`shopkeep.cli.flags.flag`)."""
     from shopkeep.cli.flags import flag
-    from shopkeep.cli.values import choice, duration, http_url, metavar_of
+    from shopkeep.cli.values import base_url, choice, duration, metavar_of
 
     group = parser.add_argument_group(
         "payment provider (SPEC 10)",
@@ -76,7 +76,7 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_CURRENCY, help="the shop's currency, ISO 4217",
     )  # fmt: skip
     flag(
-        parser, "--public-url", group=group, convert=http_url, metavar="URL",
+        parser, "--public-url", group=group, convert=base_url, metavar="URL",
         help="the base URL the provider calls back (default: the listening address, which a "
         "provider on the internet cannot reach)",
     )  # fmt: skip
@@ -86,7 +86,7 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
         help="a refund the provider took and has not finished is asked about again after this",
     )  # fmt: skip
     for option, metavar, text in PROVIDER_FLAGS:
-        convert = http_url if metavar == "URL" else str  # a provider's address is http(s)
+        convert = base_url if metavar == "URL" else str  # a provider's address is http(s)
         flag(parser, option, group=group, metavar=metavar, help=text, convert=convert)
 
 

@@ -6,6 +6,9 @@ from typing import Final, Literal, get_args
 
 GATEWAYS: Final = ("sandbox", "alipay", "wechatpay", "stripe")
 """The names ``--gateway`` takes."""
+CALLED_BACK_AT_PUBLIC_URL: Final = frozenset({"alipay", "wechatpay"})
+"""The gateways told where to call back with each payment (``--public-url`` and their route):
+Stripe's webhook is set in its dashboard, the sandbox's is its own."""
 QR_GATEWAYS: Final = frozenset({"alipay"})
 """The gateways whose customer pays a page (``gateway_url``) or a QR code (``qr_code``, the
 ``qr`` channel), as asked: the others have one way to pay."""

@@ -16,7 +16,7 @@ from shopkeep.bench.load.mix import SIGNED, MixError, parse_mix
 from shopkeep.bench.load.thresholds import Threshold, ThresholdError, parse_threshold
 from shopkeep.cli.common import writable_path_problem
 from shopkeep.cli.flags import flag, given_as, usage_error
-from shopkeep.cli.values import duration, fraction, http_url, number, refuse, whole
+from shopkeep.cli.values import base_url, duration, fraction, number, refuse, whole
 
 MAX_CONCURRENCY: Final = 10_000
 """The most workers a run takes: each is a user with coupons made before it starts, and a
@@ -53,7 +53,7 @@ def baseline(path: str) -> Baseline:
 def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
     """Add every flag of ``bench`` to ``parser``."""
     target = parser.add_mutually_exclusive_group()
-    flag(parser, "--url", group=target, convert=http_url,
+    flag(parser, "--url", group=target, convert=base_url,
          help="the server to drive, e.g. http://127.0.0.1:8080")  # fmt: skip
     flag(
         parser, "--embedded", group=target, is_switch=True, shown_default="off",
