@@ -170,7 +170,9 @@ class Placer:
     ) -> OrderView:
         """What a placement answers when ``key`` was bound to ``first_id`` (see the module)."""
         kept = await placement_answer(self.reader, request.user_id, key.value, first_id)
-        first = None if kept is None else decode_answer(kept, OrderView)
+        first: OrderView | Refusal | PlacedBefore | None = (
+            None if kept is None else decode_answer(kept, OrderView)
+        )
         if first is None or (may_rebind and _accepted(first)):
             # Asked again, an order answers its placement's outcome; one that does not exist
             # (a crash cut its placement after the user kept the key, before the order was
@@ -208,7 +210,7 @@ class Placer:
         return placement_outcome(state) or order_view(state)
 
 
-def _accepted(first: OrderView | Refusal) -> bool:
+def _accepted(first: OrderView | Refusal | PlacedBefore) -> bool:
     """Whether a placement's first answer was its order accepted, pending (``?wait=false``)."""
     return isinstance(first, OrderView) and first.status == PENDING
 

@@ -9,6 +9,7 @@ from typing import Final
 
 from shopkeep.cli.flags import flag, flag_over_variable, given_as, usage_error, variable_of
 from shopkeep.cli.values import LOG_FORMATS, LOG_LEVELS, choice, metavar_of
+from shopkeep.secret_files import TooLarge, read_secret_file
 
 MIN_SECRET_LENGTH: Final = 16
 
@@ -134,10 +135,16 @@ def secret_of(parser: argparse.ArgumentParser, args: argparse.Namespace, dest: s
             value = None
     if path is None:
         return value
+    reason = None
     try:
-        secret = Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        secret = read_secret_file(path).decode("utf-8").strip()
+    except OSError as error:
+        reason = error.strerror or str(error)
+    except UnicodeDecodeError:
+        reason = "not UTF-8 text"
+    except TooLarge as error:  # /dev/zero, say: read no further
+        reason = str(error)
+    if reason is not None:
         usage_error(parser, args, dest + "_file", f"cannot read {path}: {reason}")
     if not secret:
         usage_error(parser, args, dest + "_file", f"{path} is empty")

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from shopkeep.payments.provider import ConfigurationError
+from shopkeep.secret_files import TooLarge, read_secret_file
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN [A-Z0-9 ]+-----.*?-----END [A-Z0-9 ]+-----", re.DOTALL)
 """One armoured block of a PEM file."""
@@ -130,9 +131,11 @@ def _read(path: str | Path | None, setting: str) -> bytes:
     if path is None or str(path) == "":
         raise ConfigurationError(f"{setting} is required")
     try:
-        return Path(path).read_bytes()
+        return read_secret_file(path)
     except OSError as exc:
         raise ConfigurationError(f"{setting} {path}: {exc.strerror or exc}") from None
+    except TooLarge as exc:
+        raise ConfigurationError(f"{setting} {path}: {exc}") from None
 
 
 def _der(data: bytes, setting: str, path: str | Path | None) -> bytes:

@@ -1,0 +1,29 @@
+"""Reading a secret or key file named on the command line, bounded.
+
+A token, a webhook secret or a PEM key is a few kilobytes at most; a path given by mistake
+(``/dev/zero``, a disk image) must end in a one-line refusal, not in reading until memory
+runs out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+MAX_SECRET_FILE: Final = 64 * 1024
+"""The most bytes a secret or key file holds (a 4,096-bit PEM key and its chain are under 8
+KiB)."""
+
+
+class TooLarge(ValueError):
+    """The file holds more than :data:`MAX_SECRET_FILE` bytes."""
+
+
+def read_secret_file(path: str | Path) -> bytes:
+    """The bytes of the file at ``path``; OSError when it cannot be read, :class:`TooLarge`
+    when it holds more than :data:`MAX_SECRET_FILE` (read no further)."""
+    with open(path, "rb") as file:
+        data = file.read(MAX_SECRET_FILE + 1)
+    if len(data) > MAX_SECRET_FILE:
+        raise TooLarge(f"larger than {MAX_SECRET_FILE // 1024} KiB: not a secret or key file")
+    return data
