@@ -284,6 +284,7 @@ def test_serve_on_a_port_taken_fails_in_one_line_naming_host_and_port(tmp_path: 
         ("serve", "--sandbox", "--public-url", "https://shop.example#top"),
         ("serve", "--sandbox", "--wechatpay-url", "https://api.example/?"),
         ("bench", "--url", "http://127.0.0.1:8080/?x=1"),
+        ("serve", "--sandbox", "--rate-limit", "1e-300"),  # its Retry-After: 300 digits
         # a file that never ends, given as a secret or a key: read to its first 64 KiB only
         ("serve", "--sandbox", "--admin-token-file", "/dev/zero"),
         ("serve", "--gateway", "stripe", "--stripe-api-key-file", "/dev/zero",

@@ -48,6 +48,8 @@ UNSET: Final = Unset()
 
 TRUE_WORDS: Final = ("1", "true", "yes", "on")
 FALSE_WORDS: Final = ("0", "false", "no", "off")
+SWITCH_VARIABLE: Final = "the variable takes 1 or 0, or true/false, yes/no, on/off"
+"""What a switch's help says of its variable (:func:`switch`)."""
 
 
 def switch(text: str) -> bool:
@@ -57,7 +59,9 @@ def switch(text: str) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    raise argparse.ArgumentTypeError(f"{text!r} is neither 1 nor 0")
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is neither 1 nor 0 (nor {'/'.join(TRUE_WORDS[1:])}, {'/'.join(FALSE_WORDS[1:])})"
+    )
 
 
 @dataclass(frozen=True)

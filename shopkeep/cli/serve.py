@@ -21,6 +21,7 @@ from shopkeep.cli.common import (
 )
 from shopkeep.cli.flags import (
     EXIT_INTERRUPTED,
+    SWITCH_VARIABLE,
     argument_named,
     fail,
     fail_about,
@@ -36,6 +37,7 @@ from shopkeep.cli.values import (
     metavar_of,
     number,
     port,
+    refuse,
     whole,
 )
 from shopkeep.http.connection_limits import KEEPALIVE_S, MAX_CONNECTIONS, READ_S
@@ -46,6 +48,18 @@ if TYPE_CHECKING:
 
 SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL")
 WRITER_MODES: Final = ("process", "thread")
+LEAST_RATE_LIMIT: Final = 0.001
+"""The least ``--rate-limit`` but 0 (none): one request in 1,000 s, whose 429 says so in
+``Retry-After``; 1e-300 said it in 300 digits."""
+
+
+def rate_limit(text: str) -> float:
+    """``--rate-limit``: 0 (no limit), or at least :data:`LEAST_RATE_LIMIT`."""
+    value = number()(text)
+    if 0 < value < LEAST_RATE_LIMIT:
+        raise refuse(f"{text!r} is below {LEAST_RATE_LIMIT:g} (one request in 1,000 s); 0 "
+                     "for no limit")
+    return value
 
 
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -82,7 +96,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         parser, "--sandbox", is_switch=True, shown_default="off",
         help="enable the sandbox payment gateway and its route POST "
         "/sandbox/payments/{id}/complete, which lets anyone mark a payment paid: for "
-        "trying and load-testing only, never in production (the variable takes 1 or 0)",
+        f"trying and load-testing only, never in production ({SWITCH_VARIABLE})",
     )  # fmt: skip
     flag(
         parser, "--sandbox-callback-url", convert=http_url, metavar="URL",
@@ -90,7 +104,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="where the sandbox gateway POSTs its signed payment callbacks",
     )  # fmt: skip
     flag(
-        parser, "--rate-limit", convert=number(), metavar="PER_S", default="200",
+        parser, "--rate-limit", convert=rate_limit, metavar="PER_S", default="200",
         shown_default="200, 0 for no limit",
         help="requests a second one user's token may make, in bursts of twice that; more are "
         "refused 429 rate_limited (the admin's token is not limited)",
@@ -98,7 +112,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     flag(
         parser, "--no-admin-ui", is_switch=True, shown_default="off: the console is served",
         help="do not serve the admin console at /admin (then /admin answers 404); the console "
-        "signs in with the admin token (the variable takes 1 or 0)",
+        f"signs in with the admin token ({SWITCH_VARIABLE})",
     )  # fmt: skip
     add_provider_flags(parser)
     add_log_flags(parser, "info")
