@@ -287,8 +287,15 @@ def test_serve_on_a_port_taken_fails_in_one_line_naming_host_and_port(tmp_path: 
         ("serve", "--sandbox", "--rate-limit", "1e-300"),  # its Retry-After: 300 digits
         # a file that never ends, given as a secret or a key: read to its first 64 KiB only
         ("serve", "--sandbox", "--admin-token-file", "/dev/zero"),
-        ("serve", "--gateway", "stripe", "--stripe-api-key-file", "/dev/zero",
-         "--stripe-webhook-secret-file", "/dev/zero"),  # fmt: skip
+        (
+            "serve",
+            "--gateway",
+            "stripe",
+            "--stripe-api-key-file",
+            "/dev/zero",
+            "--stripe-webhook-secret-file",
+            "/dev/zero",
+        ),
     ],
 )
 def test_a_bad_flag_is_a_one_line_usage_error(args: tuple[str, ...]) -> None:

@@ -230,6 +230,8 @@ def idempotency_key_of(request: web.Request) -> IdempotencyKey | None:
     raw = request.headers.get(_IDEMPOTENCY_KEY)
     if raw is None:
         return None
+    if len(request.headers.getall(_IDEMPOTENCY_KEY)) > 1:  # which one would bind?
+        raise refused_parameter(IDEMPOTENCY_HEADER, "given more than once: send one key")
     try:
         return IdempotencyKey(raw)
     except ShopError:  # named as the header is, not as the Python argument

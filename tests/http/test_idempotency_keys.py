@@ -271,6 +271,27 @@ async def test_a_key_that_is_not_printable_ascii_is_refused_422_and_no_actor_fai
     assert (stats.restarts, stats.dead_letters) == (0, 0)
 
 
+async def test_two_keys_on_one_request_are_refused_422_and_nothing_is_placed(api: Api) -> None:
+    # the first was taken and the second ignored: a retry sending the second alone was
+    # another request
+    alice = await api.customer()
+    tea = await api.goods()
+    token = alice.headers["Authorization"].encode()
+    body = msgspec.json.encode({"items": [{"goods_id": tea, "quantity": 1}]})
+    head = (
+        b"POST /v1/orders HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\n"
+        b"Authorization: " + token + b"\r\nIdempotency-Key: one\r\nIdempotency-Key: two"
+    )
+
+    status, problem = await send_raw(api, head, body)
+
+    assert (status, problem["code"]) == (422, "validation_error")
+    assert problem["errors"] == [
+        {"parameter": "Idempotency-Key", "detail": "given more than once: send one key"}
+    ]
+    assert (await api.call("GET", "/v1/orders", ADMIN)).body["items"] == []
+
+
 async def test_a_placement_past_the_ask_timeout_answers_202_with_its_pending_order(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
