@@ -247,20 +247,25 @@ async def send_raw(api: Api, head: bytes, body: bytes) -> tuple[int, dict[str, A
     return int(status_line.split()[1]), msgspec.json.decode(payload)
 
 
-@pytest.mark.parametrize("key", [b"k\xff", b"caf\xc3\xa9", b"\xff" * 300, b"tab\tinside"])
-async def test_a_key_that_is_not_printable_ascii_is_refused_422_and_no_actor_fails(
-    api: Api, key: bytes
-) -> None:
+async def place_with_key_lines(api: Api, keys: bytes) -> tuple[int, Any]:
+    """A customer's placement sent as raw bytes, its Idempotency-Key header lines ``keys``
+    (what no HTTP client sends): the status and the problem."""
     alice = await api.customer()
     tea = await api.goods()
     token = alice.headers["Authorization"].encode()
     body = msgspec.json.encode({"items": [{"goods_id": tea, "quantity": 1}]})
     head = (
         b"POST /v1/orders HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\n"
-        b"Authorization: " + token + b"\r\nIdempotency-Key: " + key
+        b"Authorization: " + token + b"\r\n" + keys
     )
+    return await send_raw(api, head, body)
 
-    status, problem = await send_raw(api, head, body)
+
+@pytest.mark.parametrize("key", [b"k\xff", b"caf\xc3\xa9", b"\xff" * 300, b"tab\tinside"])
+async def test_a_key_that_is_not_printable_ascii_is_refused_422_and_no_actor_fails(
+    api: Api, key: bytes
+) -> None:
+    status, problem = await place_with_key_lines(api, b"Idempotency-Key: " + key)
     await api.settle()
 
     assert (status, problem["code"]) == (422, "validation_error")
@@ -274,16 +279,9 @@ async def test_a_key_that_is_not_printable_ascii_is_refused_422_and_no_actor_fai
 async def test_two_keys_on_one_request_are_refused_422_and_nothing_is_placed(api: Api) -> None:
     # the first was taken and the second ignored: a retry sending the second alone was
     # another request
-    alice = await api.customer()
-    tea = await api.goods()
-    token = alice.headers["Authorization"].encode()
-    body = msgspec.json.encode({"items": [{"goods_id": tea, "quantity": 1}]})
-    head = (
-        b"POST /v1/orders HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\n"
-        b"Authorization: " + token + b"\r\nIdempotency-Key: one\r\nIdempotency-Key: two"
-    )
+    keys = b"Idempotency-Key: one\r\nIdempotency-Key: two"
 
-    status, problem = await send_raw(api, head, body)
+    status, problem = await place_with_key_lines(api, keys)
 
     assert (status, problem["code"]) == (422, "validation_error")
     assert problem["errors"] == [

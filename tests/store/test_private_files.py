@@ -28,20 +28,27 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+async def modes_after_a_commit(
+    opened: Path, where: Path | None = None, writer: str = "thread"
+) -> dict[str, int]:
+    """The modes of the database at ``where`` (``opened`` itself by default) and the files
+    beside it, once a store opened as ``opened`` committed a unit."""
+    store = await Store.open(StoreConfig(str(opened), migrations=EVENTS, writer=writer))
+    try:
+        await store.writer.submit(unit(1))
+        return {suffix: mode(Path(f"{where or opened}{suffix}")) for suffix in SUFFIXES}
+    finally:
+        await store.close()
+
+
+OWNERS_ALONE = dict.fromkeys(SUFFIXES, 0o600)
+
+
 @pytest.mark.parametrize("writer", ["thread", "process"])
 async def test_a_new_database_and_the_files_beside_it_are_their_owners_alone(
     tmp_path: Path, umask: None, writer: str
 ) -> None:
-    db = tmp_path / "shop.db"
-    store = await Store.open(StoreConfig(str(db), migrations=EVENTS, writer=writer))
-    try:
-        await store.writer.submit(unit(1))
-
-        assert {suffix: mode(Path(f"{db}{suffix}")) for suffix in SUFFIXES} == dict.fromkeys(
-            SUFFIXES, 0o600
-        )
-    finally:
-        await store.close()
+    assert await modes_after_a_commit(tmp_path / "shop.db", writer=writer) == OWNERS_ALONE
 
 
 async def test_a_database_opened_through_a_link_is_created_its_owners_alone_where_it_points(
@@ -50,15 +57,8 @@ async def test_a_database_opened_through_a_link_is_created_its_owners_alone_wher
     (tmp_path / "data").mkdir()
     real, link = tmp_path / "data" / "real.db", tmp_path / "link.db"
     link.symlink_to(real)  # nothing there yet: the store creates it
-    store = await Store.open(StoreConfig(str(link), migrations=EVENTS, writer="thread"))
-    try:
-        await store.writer.submit(unit(1))
 
-        assert {suffix: mode(Path(f"{real}{suffix}")) for suffix in SUFFIXES} == dict.fromkeys(
-            SUFFIXES, 0o600
-        )
-    finally:
-        await store.close()
+    assert await modes_after_a_commit(link, real) == OWNERS_ALONE
 
 
 async def test_a_umask_that_takes_the_owners_bits_does_not_make_it_unusable(
@@ -102,12 +102,4 @@ async def test_an_empty_file_given_as_the_database_is_made_its_owners_alone(
     db.touch()
     assert mode(db) == 0o644
 
-    store = await Store.open(StoreConfig(str(db), migrations=EVENTS, writer="thread"))
-    try:
-        await store.writer.submit(unit(1))
-
-        assert {suffix: mode(Path(f"{db}{suffix}")) for suffix in SUFFIXES} == dict.fromkeys(
-            SUFFIXES, 0o600
-        )
-    finally:
-        await store.close()
+    assert await modes_after_a_commit(db) == OWNERS_ALONE
