@@ -55,6 +55,8 @@ def test_a_mix_keeps_only_the_journeys_it_weighs() -> None:
         ("pay=-1", "negative"),
         ("pay=1,pay=2", "twice"),
         ("pay=0", "nothing to run"),
+        ("", "names no journey"),  # given and empty: it ran the default mix
+        (" ", "names no journey"),
     ],
 )
 def test_a_bad_mix_is_refused_with_the_reason(text: str, words: str) -> None:
@@ -144,6 +146,19 @@ def test_the_figures_fail_on_an_error_rate_above_the_limit() -> None:
     assert data["client_cpu"]["utilization"] == 0.25
     # the rate's whole is said beside it: the operations answered leave the error out
     assert "errors 1 (33.333% of 3 attempts)" in render(data)
+
+
+def test_the_client_cpu_is_over_the_wall_time_it_was_spent_in_the_warm_up_included() -> None:
+    recorder = Recorder(1.0, clock=FakeClock())
+    audit = {"ok": True, "checks": []}
+    # 4.8 s of CPU over a 6 s run of which 2 s warm-up: 80% of one core, not 120%
+    outcome = Outcome(recorder, 4.0, 4.8, 4e7, 5e7, audit, 1, 0.0, True, 0.1, cpu_wall_s=6.0)
+    options = BenchOptions(duration_s=4.0, concurrency=2, mix={"place": 1}, seed=7)
+
+    cpu = figures(options, outcome)["client_cpu"]
+
+    assert (cpu["cpu_s"], cpu["wall_s"]) == (4.8, 6.0)
+    assert cpu["utilization"] == pytest.approx(0.8)
 
 
 def test_the_text_report_has_a_row_per_operation_and_the_verdict() -> None:

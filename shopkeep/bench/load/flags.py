@@ -66,7 +66,7 @@ def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
     flag(
         parser, "--concurrency", convert=whole(1, MAX_CONCURRENCY), metavar="N", default="64",
         help="workers running journeys at once, and the most connections open (each worker "
-        f"is a user of its own, made before the run: at most {MAX_CONCURRENCY:,})",
+        f"has two users of its own, made before the run: at most {MAX_CONCURRENCY:,})",
     )  # fmt: skip
     flag(
         parser, "--mix", convert=mix_text, metavar="JOURNEY=WEIGHT,...",

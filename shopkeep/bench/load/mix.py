@@ -87,9 +87,12 @@ class MixError(ValueError):
 
 
 def parse_mix(text: str | None) -> dict[str, int]:
-    """The weights of ``name=weight,...`` (None or empty: :data:`DEFAULT_MIX`)."""
-    if not text:
+    """The weights of ``name=weight,...`` (None: :data:`DEFAULT_MIX`; an empty text, given
+    and saying nothing, is refused as every other empty value is)."""
+    if text is None:
         return dict(DEFAULT_MIX)
+    if not text.strip():
+        raise MixError("'' names no journey (journeys: " + ", ".join(JOURNEYS) + ")")
     weights: dict[str, int] = {}
     for part in text.split(","):
         name, sep, value = part.strip().partition("=")

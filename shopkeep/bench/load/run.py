@@ -110,6 +110,9 @@ class Outcome:
     quiet: bool
     setup_s: float
     interrupted: bool = False
+    cpu_wall_s: float | None = None
+    """The wall time ``cpu_s`` was spent over: the whole run, its warm-up included (None: the
+    measured time, ``elapsed_s``)."""
     """Ended early by Ctrl-C or SIGTERM."""
 
 
@@ -282,7 +285,8 @@ async def drive(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     elapsed = recorder.measured()
-    cpu_s = time.process_time() - cpu_started
+    cpu_s = time.process_time() - cpu_started  # since the start: over the warm-up too
+    cpu_wall_s = recorder.now()
     interrupted = stop.is_set()
     settle_started = time.perf_counter()
     audit, attempts, quiet = await settle(target, 0.0 if interrupted else options.settle_s, stop)
@@ -298,6 +302,7 @@ async def drive(
         quiet=quiet,
         setup_s=setup_s,
         interrupted=interrupted,
+        cpu_wall_s=cpu_wall_s,
     )
 
 
