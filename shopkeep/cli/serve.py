@@ -166,7 +166,8 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
         help="a request's line, headers and body must all arrive within this long of its "
         "first byte (and a new connection's first request within this long of the "
         "connection), else the connection is closed unanswered: a slow or half-sent "
-        "request cannot hold a connection",
+        "request cannot hold a connection; nor can a client that takes no answer for this "
+        "long (its connection is aborted)",
     )  # fmt: skip
     flag(
         parser, "--max-connections", convert=whole(1), metavar="N", default=str(MAX_CONNECTIONS),

@@ -9,13 +9,17 @@ default is an hour; ours is 15 s). What it does not, and this module adds:
   connection is closed unanswered, the way Go's ``ReadHeaderTimeout`` and nginx's
   ``client_header_timeout`` do. aiohttp waits for a half-sent request for as long as the
   keep-alive timer lets it, and for a half-sent body for ever;
+- a write deadline: a connection whose client stops taking its answers (the socket's send
+  buffer full, writing paused) for ``read_s`` is aborted. aiohttp waits for it for ever, and
+  keeps it open past every other bound: a few clients that pipeline requests and never read
+  held the cap's every connection;
 - a cap: a connection accepted while ``max_connections`` are open is closed at once, without a
   word (it was not read, so there is no request to answer); those open are served as before;
 - a request aiohttp's parser refuses (a control character in a header, a line past its limit)
   is answered problem+json like every other refusal (``errors.unparsable``), where aiohttp
   answers plain text quoting the refused line and logs it with a traceback, token and all.
 
-aiohttp has no hook for either, so each connection's protocol is our subclass of its
+aiohttp has no hook for any of these, so each connection's protocol is our subclass of its
 :class:`~aiohttp.web.RequestHandler`, made by our :class:`~aiohttp.web.Server`. The deadline
 looks at two attributes of aiohttp's handler that are not public (``_messages``, the requests
 parsed and not yet handled, and ``_request_count``); tests/http/test_connections.py fails if
@@ -64,6 +68,8 @@ class BoundedServer(web.Server):
         """Connections closed on accept because ``max_connections`` were open."""
         self.read_timeouts = 0
         """Connections closed because a request did not arrive whole within ``read_s``."""
+        self.write_timeouts = 0
+        """Connections aborted because their client took no answer for ``read_s``."""
         self._handler_kwargs = {
             key: value
             for key, value in kwargs.items()
@@ -143,6 +149,8 @@ class BoundedRequestHandler(web.RequestHandler):
         handler then answers reaches no one, and its access line says this status instead
         (408 for the read deadline, 503 for a stop)."""
         self._body: StreamReader | None = None  # of the last request whose headers arrived
+        # set while writing is paused (the client takes no more): rare, so a timer of its own
+        self._write_stall: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         server = self._bounds
@@ -160,7 +168,34 @@ class BoundedRequestHandler(web.RequestHandler):
         if self._refused:
             return
         self._done()
+        self._taking_answers()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_stall is None:
+            self._write_stall = self._bounds._handler_loop.call_later(
+                self._bounds.limits.read_s, self._not_taking_answers
+            )
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._taking_answers()
+
+    def _taking_answers(self) -> None:
+        if self._write_stall is not None:
+            self._write_stall.cancel()
+            self._write_stall = None
+
+    def _not_taking_answers(self) -> None:
+        """Writing stayed paused for ``read_s``: abort (closing would wait to send what the
+        client does not take)."""
+        self._write_stall = None
+        self._bounds.write_timeouts += 1
+        log.info("http_write_timeout", detail="the client took no answer for the read timeout")
+        transport = self.transport
+        if transport is not None:
+            transport.abort()
 
     def data_received(self, data: bytes) -> None:
         if self.reading_since is None and data:

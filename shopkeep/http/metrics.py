@@ -299,6 +299,11 @@ class ConnectionCollector:
             "Connections closed because a request did not arrive whole within the read timeout.",
             server.read_timeouts,
         )
+        yield _counter(
+            "connections_write_timeouts",
+            "Connections aborted because their client took no answer for the read timeout.",
+            server.write_timeouts,
+        )
 
 
 class RateLimitCollector:

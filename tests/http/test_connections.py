@@ -8,6 +8,7 @@ several times the bound, rather than sleeping."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 import structlog
 
 from shopkeep.http.connection_limits import ConnectionLimits
-from shopkeep.http.connections import BoundedServer
+from shopkeep.http.connections import BoundedRequestHandler, BoundedServer
 from shopkeep.http.server import Server
 from shopkeep.proof.raw_http import (
     read_answer,
@@ -197,3 +198,33 @@ async def metrics_text(streams: Streams) -> bytes:
     reader, writer = streams
     writer.write(request_bytes("GET", "/metrics", {}))
     return (await asyncio.wait_for(read_answer(reader), WAIT_S)).body
+
+
+async def test_a_client_that_takes_no_answers_is_aborted_within_the_read_bound(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # it pipelined requests and never read: aiohttp waited for it to take the answers for
+    # ever, past every other bound, and a few such clients held every connection of the cap
+    aborted = asyncio.Event()
+    give_up = BoundedRequestHandler._not_taking_answers
+
+    def noted(handler: BoundedRequestHandler) -> None:
+        give_up(handler)
+        aborted.set()
+
+    monkeypatch.setattr(BoundedRequestHandler, "_not_taking_answers", noted)
+    async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=BOUND_S)) as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        host, port = server.url.removeprefix("http://").split(":")
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=1024)  # reads ~2 KiB
+        writer.write(request_bytes("GET", "/openapi.json", {}) * 100)
+
+        await asyncio.wait_for(aborted.wait(), WAIT_S)
+
+        assert counts(server).write_timeouts == 1
+        assert await seconds_until_closed(reader, WAIT_S) is not None  # reset, or read out
+        assert await healthy(await connect(server))
+        writer.close()
