@@ -75,7 +75,6 @@ _UNCLOSABLE: Final = frozenset({
 })
 """``alipay.trade.close``'s refusals of a trade that is not waiting for the buyer (never
 opened, paid, closed): nothing left to close."""
-REFUND_FIELDS: Final = ("refund_fee", "gmt_refund", "out_biz_no")
 FORM: Final = {"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"}
 
 
@@ -303,10 +302,20 @@ def currency_named(fields: Mapping[str, Any]) -> str:
     return CURRENCY
 
 
+def _refund_notice(params: Mapping[str, str]) -> bool:
+    """Whether a notification is of a refund: it names one (``gmt_refund``, ``out_biz_no``),
+    or an amount refunded. A payment's own notification may carry ``refund_fee=0.00`` (Alipay's
+    documented sample does): no refund, so the payment's news."""
+    if params.get("gmt_refund") or params.get("out_biz_no"):
+        return True
+    fee = params.get("refund_fee", "")
+    return bool(fee) and fee.strip("0.") != ""
+
+
 def _classify(params: Mapping[str, str]) -> Verdict:
     """A verified notification's meaning (see the module docstring)."""
     status = params.get("trade_status", "")
-    if any(params.get(field) for field in REFUND_FIELDS):
+    if _refund_notice(params):
         return Ignored(f"refund notification ({status})")
     if status not in PAID and status != "TRADE_CLOSED":
         return Ignored(f"trade status {status[:40]}")

@@ -32,25 +32,41 @@ REQUEST_UNSIGNED: Final = frozenset({"sign"})
 NOTIFICATION_UNSIGNED: Final = frozenset({"sign", "sign_type"})
 
 
-def signing_string(params: Mapping[str, str], unsigned: frozenset[str]) -> bytes:
-    """The bytes signed: sorted ``k=v`` pairs joined by ``&``, ``unsigned`` keys and empty
-    values left out, UTF-8."""
-    pairs = (f"{k}={v}" for k, v in sorted(params.items()) if k not in unsigned and v != "")
+def signing_string(
+    params: Mapping[str, str], unsigned: frozenset[str], *, empty: bool = False
+) -> bytes:
+    """The bytes signed: sorted ``k=v`` pairs joined by ``&``, ``unsigned`` keys left out, and
+    empty values too unless ``empty``, UTF-8."""
+    pairs = (
+        f"{k}={v}" for k, v in sorted(params.items()) if k not in unsigned and (empty or v != "")
+    )
     return "&".join(pairs).encode("utf-8")
 
 
 def sign_params(
-    params: Mapping[str, str], key: rsa.RSAPrivateKey, unsigned: frozenset[str]
+    params: Mapping[str, str],
+    key: rsa.RSAPrivateKey,
+    unsigned: frozenset[str],
+    *,
+    empty: bool = False,
 ) -> dict[str, str]:
-    """``params`` with ``sign`` added."""
-    return {**params, "sign": sign_sha256_rsa(key, signing_string(params, unsigned))}
+    """``params`` with ``sign`` added (over their empty values too, when ``empty``)."""
+    signed = signing_string(params, unsigned, empty=empty)
+    return {**params, "sign": sign_sha256_rsa(key, signed)}
 
 
 def verify_params(
     params: Mapping[str, str], key: rsa.RSAPublicKey, unsigned: frozenset[str]
 ) -> bool:
-    """Whether ``params['sign']`` is ``key``'s signature of the other parameters."""
-    return verify_sha256_rsa(key, signing_string(params, unsigned), params.get("sign"))
+    """Whether ``params['sign']`` is ``key``'s signature of the other parameters: with empty
+    values left out, as a request's are signed, or kept (``key=``), as Alipay's SDKs check a
+    notification's (``getSignCheckContentV1``; some versions leave them out)."""
+    sign = params.get("sign")
+    if verify_sha256_rsa(key, signing_string(params, unsigned), sign):
+        return True
+    return "" in params.values() and verify_sha256_rsa(
+        key, signing_string(params, unsigned, empty=True), sign
+    )
 
 
 def beijing_time(unix_s: float) -> str:

@@ -80,9 +80,12 @@ class FakeAlipay(FakeServer):
             return None
         return await self.notify(trade.notify_url, self.notification(out_trade_no))
 
-    def notification(self, out_trade_no: str, /, **fields: str) -> bytes:
+    def notification(
+        self, out_trade_no: str, /, *, signed_empty: bool = False, **fields: str
+    ) -> bytes:
         """The signed form body Alipay would send about the trade now; ``fields`` override
-        (or, set to ``""``, remove) parameters before signing."""
+        (or, set to ``""``, remove) parameters before signing; with ``signed_empty``, one set
+        to ``""`` is sent empty, and signed so (``key=``), as some of Alipay's SDKs check."""
         trade = self.trades[out_trade_no]
         now = wire.beijing_time(time.time())
         params = {
@@ -94,8 +97,10 @@ class FakeAlipay(FakeServer):
             to_decimal_string(trade.amount), "seller_id": SELLER_ID, "subject": trade.subject,
             "gmt_payment": now, "passback_params": trade.passback,
         }
-        params = {k: v for k, v in (params | fields).items() if v != ""}
-        signed = wire.sign_params(params, self._key, wire.NOTIFICATION_UNSIGNED)
+        params = {k: v for k, v in (params | fields).items() if signed_empty or v != ""}
+        signed = wire.sign_params(
+            params, self._key, wire.NOTIFICATION_UNSIGNED, empty=signed_empty
+        )
         return urllib.parse.urlencode(signed).encode()
 
     async def notify(self, url: str, body: bytes) -> Delivery:
