@@ -586,5 +586,6 @@ def _ask_provider(ctx: Context, state: OrderState, payment: Payment, attempt: in
     """Send ``payment`` of the order to its ``payment_query`` actor, which asks the provider
     (``attempt`` 0: the order waits for the answer; see :class:`QueryPayment`)."""
     ctx.send(Address("payment_query", payment.id), QueryPayment(
-        state.id, payment.id, payment.amount, payment.currency, payment.provider_ref, attempt
+        state.id, payment.id, payment.amount, payment.currency, payment.provider_ref, attempt,
+        state.expires_at,
     ))

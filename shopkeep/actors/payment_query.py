@@ -65,6 +65,10 @@ class QueryPayment(msgspec.Struct, frozen=True, tag=True, gc=False):
     the provider did not answer (the order timed out meanwhile), or after the order was
     canceled unpaid, or paid by another of its payments. Then only a payment found collected
     is told to the order; one still open is closed."""
+    payable_until: float | None = None
+    """The payment's deadline, as the provider was told it (the order's): one the provider
+    does not have yet (never opened) may still be opened and paid until then, so a question
+    that is not the deadline's own is asked again once it has passed."""
 
 
 class PaymentQueryActor(Actor):
@@ -112,6 +116,14 @@ class PaymentQueryActor(Actor):
             return None
         word = "closed" if isinstance(state, PaymentClosed) else "open"
         self.outcomes[f"payment:{word}"] += 1
+        until = message.payable_until
+        if isinstance(state, PaymentOpen) and not state.exists and until is not None and (
+            ctx.now() < until
+        ):
+            # never opened, yet payable until its deadline (an Alipay cashier page still open
+            # when its order was canceled): asked again then, and found paid, refunded
+            again = msgspec.structs.replace(message, attempt=message.attempt + 1)
+            ctx.arm_timer("again", until + self.config.payment_query_grace_s, again)
         if closed_now:  # the state is the close's answer, closed
             word = "open, closed now"
         if message.attempt == 0:  # else the order timed out when the first went unanswered

@@ -204,6 +204,32 @@ async def test_a_payment_open_when_its_order_is_canceled_is_closed_at_the_provid
     await world.audit_ok()
 
 
+async def test_an_alipay_cashier_opened_after_its_order_was_canceled_and_paid_is_refunded(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    # canceled before the cashier was opened, the trade did not exist to close; opened after,
+    # and paid, its notification lost, it was never asked about again: collected, unrefunded
+    async with provider_world("alipay", tmp_path, clock=clock) as world:
+        alice = await world.customer()
+        order = await world.placed(alice)
+        status, payment = await world.call("POST", f"/v1/orders/{order['id']}/payment", alice)
+        assert status == 201
+        status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
+        assert status == 200
+        await world.shop.runtime.system.quiet()
+        async with world.session.get(payment["gateway_url"]) as page:
+            assert page.status == 200  # the customer, still on the page, opens the cashier
+        await world.pay(payment, notify=False)
+
+        config = world.shop.config
+        await clock.advance(config.order_timeout_s + config.payment_query_grace_s)
+        await world.shop.runtime.system.quiet()
+
+        refunds = await world.refunds(order["id"])
+        assert [(r["kind"], r["status"]) for r in refunds] == [("late_payment", "refunded")]
+        await world.audit_ok()
+
+
 async def test_a_second_success_for_a_paid_order_is_refunded(world: ProviderWorld) -> None:
     order, payment = await paid_at_provider(world)
     if isinstance(world.fake, FakeStripe):  # a second intent of the payment, collected too:
