@@ -18,6 +18,8 @@ from shopkeep.actors.order_state import (
     PAID,
     PENDING,
     PLACEMENT_FAILED,
+    REFUNDED,
+    REFUNDING,
     Effect,
     LogPayment,
     OrderState,
@@ -65,4 +67,10 @@ class OrderStats:
             if type(effect) is LogPayment:
                 self.callbacks[effect.action] += 1
             elif type(effect) is SaveRefund:
-                self.refunds[effect.refund.kind, effect.refund.status] += 1
+                refund = effect.refund
+                new = before is None or before.refund(refund.id) is None
+                if refund.status == REFUNDED and new:
+                    # begun and paid back at once (nothing through the gateway): begun too, or
+                    # "paid back" outnumbers "begun"
+                    self.refunds[refund.kind, REFUNDING] += 1
+                self.refunds[refund.kind, refund.status] += 1

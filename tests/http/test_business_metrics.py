@@ -85,6 +85,26 @@ async def test_orders_callbacks_and_refunds_are_counted_by_outcome(api: Api) -> 
     assert value(samples, refunds, kind="cancel", status="refunded") == 1
 
 
+async def test_a_refund_with_nothing_for_the_gateway_counts_as_begun_and_paid_back(
+    api: Api,
+) -> None:
+    # recorded refunded at once, it was counted paid back only: more paid back than begun
+    alice = await api.customer(balance=30_000)
+    tea = await api.goods(price=20_000)
+    placed = await api.call("POST", "/v1/orders", alice.headers,
+                            {"items": [{"goods_id": tea, "quantity": 1}], "use_balance": 20_000})
+    assert placed.body["status"] == "paid"
+    canceled = await api.call("POST", f"/v1/orders/{placed.body['id']}/cancel", alice.headers)
+    assert canceled.status == 200
+    await api.settle()
+
+    samples = await scrape(api)
+
+    refunds = "shopkeep_refunds_total"
+    assert value(samples, refunds, kind="cancel", status="refunding") == 1
+    assert value(samples, refunds, kind="cancel", status="refunded") == 1
+
+
 async def test_a_placement_that_fails_after_its_order_is_recorded_counts_as_refused_and_canceled(
     api: Api,
 ) -> None:
