@@ -92,6 +92,7 @@ from shopkeep.actors.order_store import (
 )
 from shopkeep.actors.payment_query import QueryPayment
 from shopkeep.actors.payment_rules import (
+    STILL_PAYABLE,
     WRONG_CURRENCY,
     decide_callback,
     keep_checkout,
@@ -261,6 +262,13 @@ class OrderActor(Actor):
                 state, effects, payment, first = kept
                 if effects:
                     self.commit(ctx, state, effects)
+                if state.status != AWAITING_PAYMENT and payment.status in STILL_PAYABLE:
+                    # the order ended while the provider was asked (canceled, or a retry of a
+                    # start answered 503 came after the cancel): what the provider made is
+                    # closed there, not handed to a customer who would pay a canceled order
+                    _ask_provider(ctx, state, payment, attempt=1)
+                    return Refusal(INVALID_STATE, f"order {state.id} is {state.status}: "
+                                                  "its payment was closed at the provider")
                 # the customer is given the payment with its first checkout: its creation, to
                 # them (a start the provider failed was answered 503, nothing made)
                 return PaymentStarted(self.payment_view(payment), first, state.expires_at)

@@ -339,6 +339,30 @@ async def stripe(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[ProviderW
         yield made
 
 
+async def test_a_payment_start_retried_after_its_order_was_canceled_makes_no_open_intent(
+    stripe: ProviderWorld,
+) -> None:
+    # the retry of a start answered 503 ran afresh after the cancel, and handed the customer
+    # a PaymentIntent of a canceled order, open at Stripe: paid, it was refunded, fees lost
+    alice = await stripe.customer()
+    order = await stripe.placed(alice)
+    fake: Any = stripe.fake
+    fake.fail_intents(1)
+    keyed = {**alice, "Idempotency-Key": "pay-1"}
+    path = f"/v1/orders/{order['id']}/payment"
+    status, _ = await stripe.call("POST", path, keyed)
+    assert status == 503
+    status, _ = await stripe.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
+    assert status == 200
+
+    status, refused = await stripe.call("POST", path, keyed)
+    await stripe.shop.runtime.system.quiet()
+
+    assert (status, refused["code"]) == (409, "invalid_state")
+    assert [intent["status"] for intent in fake.intents.values()] == ["canceled"]
+    await stripe.audit_ok()
+
+
 async def failed_at_stripe(
     stripe: ProviderWorld,
 ) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
