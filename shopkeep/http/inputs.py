@@ -9,6 +9,7 @@ refusal is a ``ShopError``, which ``errors.py`` maps. Answers go out through :fu
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any, Final, Literal, TypeVar, get_args
 
@@ -108,9 +109,7 @@ def decoded(raw: bytes, kind: type[T]) -> T:
                 pass
         try:
             found = problems(_as_written(raw), kind)
-        except (RecursionError, msgspec.ValidationError):
-            # nested deeper than any request type, or an integer past 64 bits (msgspec reads
-            # none as a plain value): msgspec's one refusal will do
+        except RecursionError:  # nested deeper than any request type: msgspec's one will do
             found = []
         raise ShopError.invalid(found or [refusal_of(refused)]) from None
     except msgspec.DecodeError as broken:
@@ -144,15 +143,13 @@ def _with_whole_numbers(raw: bytes, kind: type[T], refused: msgspec.ValidationEr
         raise refused from None
 
 
-_EXACT: Final = msgspec.json.Decoder(float_hook=Decimal)
-"""JSON with each number that has a fraction or an exponent read as the decimal written."""
-
-
 def _as_written(raw: bytes) -> Any:
-    """``raw`` as plain JSON values, each number that is a whole one as written (``5.0``,
-    ``5e0``) an ``int``, any other a ``float``: read as a float first, ``1999.9999999999999``
-    would round to 2000.0 and pass for a whole number of cents, which it is not."""
-    return _whole(_EXACT.decode(raw))
+    """``raw`` (JSON that msgspec parsed, then refused) as plain JSON values, each number that
+    is a whole one as written (``5.0``, ``5e0``) an ``int``, any other a ``float``: read as a
+    float first, ``1999.9999999999999`` would round to 2000.0 and pass for a whole number of
+    cents, which it is not. The standard library's parser, as it hands over each number's
+    text: msgspec reads no integer past 64 bits as a plain value."""
+    return _whole(json.loads(raw, parse_float=Decimal, parse_int=_integer))
 
 
 _BEYOND_DIGITS: Final = 19
@@ -160,12 +157,20 @@ _BEYOND_DIGITS: Final = 19
 integers are 64-bit at most): it is read as ±10**19, as refused as itself, and not converted
 (``int()`` of ``1e300000`` takes seconds of the loop, and its text is past Python's 4,300
 digits)."""
+_BEYOND: Final = 10**_BEYOND_DIGITS
+
+
+def _integer(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > _BEYOND_DIGITS:
+        return -_BEYOND if text.startswith("-") else _BEYOND
+    return int(text)
 
 
 def _whole(value: Any) -> Any:
     if isinstance(value, Decimal):
-        if value.adjusted() >= _BEYOND_DIGITS:
-            return 10**_BEYOND_DIGITS if value > 0 else -(10**_BEYOND_DIGITS)
+        if value and value.adjusted() >= _BEYOND_DIGITS:  # 0e300000 is 0
+            return _BEYOND if value > 0 else -_BEYOND
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, list):
         return [_whole(item) for item in value]
