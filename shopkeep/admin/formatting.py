@@ -53,11 +53,19 @@ def figure(value: float) -> str:
     return f"{value:.3g}"
 
 
+def isolated(text: str) -> str:
+    """``text`` between Unicode's first-strong isolate and its pop (U+2068, U+2069): a name
+    holding a right-to-left override cannot turn the page's own words after it (an id beside
+    it read backwards), in a heading or a title, where no element can isolate it."""
+    return f"\u2068{text}\u2069"
+
+
 FILTERS: Final[dict[str, Callable[..., Any]]] = {
     "money": money,
     "when": when,
     "left": seconds_left,
     "figure": figure,
+    "isolated": isolated,
 }
 """The filters the templates use: ``{{ order.pay_amount | money }}`` (the console sets
 ``money`` to the shop's currency: :func:`filters_for`)."""

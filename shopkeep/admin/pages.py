@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -125,9 +125,20 @@ def span_named(text: str) -> float:
     return (3_600.0, 60.0, 1.0)[min(clock.count(":"), 2)]
 
 
+_EXTENDED_TIME: Final = re.compile(
+    r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?)?([Zz]|[+-]\d{2}:\d{2})?"
+)
+"""ISO 8601's extended form, which :func:`span_named` reads: ``fromisoformat`` takes the
+basic form too (``20261205T2229``, a minute it would take for an hour) and a comma fraction
+(``T22,5``, half an hour it reads as half a second)."""
+
+
 def typed_time(text: str) -> float:
     """A time as a datetime-local input sends it (``2026-12-02T16:30``: UTC, as the console
-    shows times), or with an offset of its own, in Unix seconds; ValueError for no time."""
+    shows times), or with an offset of its own, in Unix seconds; ValueError for no time, or
+    one not in ISO 8601's extended form."""
+    if _EXTENDED_TIME.fullmatch(text) is None:
+        raise ValueError(f"{text[:40]!r} is not YYYY-MM-DDTHH:MM[:SS] (and an offset, or Z)")
     when = datetime.fromisoformat(text)
     if when.tzinfo is None:
         return when.replace(tzinfo=UTC).timestamp()

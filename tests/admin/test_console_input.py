@@ -152,6 +152,22 @@ async def test_until_a_second_written_with_a_small_t_takes_that_second_only(
     assert f"/admin/orders/{after.id}" not in until_then
 
 
+@pytest.mark.parametrize("typed", ["%Y%m%dT%H%M", "%Y-%m-%dT%H%M", "%Y-%m-%dT%H,5"])
+async def test_a_time_not_in_the_extended_form_is_a_page_saying_so(
+    browser: Browser, typed: str
+) -> None:
+    # taken by fromisoformat, 20261205T2229 (a minute) was read as a whole hour, T22,5 (half
+    # past) as half a second past 22:00: lists silently wrong
+    order, _ = await orders_past_a_whole_second(browser)
+    at = datetime.fromtimestamp(order.created_at, UTC)
+    await browser.sign_in()
+
+    status, page = await browser.page(f"/admin/orders?until={at:{typed}}")
+
+    assert status == 422
+    assert "until is not a time like 2026-12-02T16:30" in page
+
+
 async def test_until_the_last_day_of_the_last_year_is_taken(browser: Browser) -> None:
     await browser.sign_in()
     for until in ("9999-12-31", "9999-12-31T23:59:59"):
@@ -466,3 +482,18 @@ async def test_a_form_too_large_for_the_front_door_carries_the_page_headers(
         assert refused.status == 413
         assert refused.headers["X-Frame-Options"] == "DENY"
         assert refused.headers["Cache-Control"] == "no-store"
+
+
+async def test_a_name_that_turns_text_around_is_isolated_in_headings_and_titles(
+    browser: Browser,
+) -> None:
+    # a right-to-left override in a name turned the heading's own "user <id>" around: an
+    # operator copying the id copied another number
+    made = await browser.shop.create_user("\u202eSupport Team")
+    await browser.sign_in()
+
+    _, page = await browser.page(f"/admin/users/{made.user.id}")
+
+    isolated = "\u2068\u202eSupport Team\u2069"
+    assert f"<title>{isolated}" in page
+    assert f'<h1 class="name">{isolated} <small>user {made.user.id}</small>' in page
