@@ -23,7 +23,7 @@ from shopkeep.actors.key_rules import ADMIN, decode_answer, request_hash
 from shopkeep.actors.order_messages import AsUser
 from shopkeep.actors.protocol import Keyed, Replayed
 from shopkeep.errors import answer
-from shopkeep.requests import KEY_RULE, MAX_KEY, refused_parameter
+from shopkeep.requests import KEY_RULE, MAX_KEY, check_scope, refused_parameter
 from shopkeep.runtime import ActorSystem, Address
 
 T = TypeVar("T")
@@ -148,6 +148,7 @@ class Once:
         ids and values) is done at most once: the actor that does it records the key and its
         answer with its effect, and the same request again answers that answer (the key's
         ``replayed``); another request under the key, ShopError idempotency_conflict."""
+        user_id = check_scope(user_id)
         key = key_of(idempotency_key)
         principal = ADMIN if user_id is None else user_id
         if key is not None:

@@ -165,6 +165,13 @@ def check_id(name: str, value: object, at: str | None = None) -> int:
     return value
 
 
+def check_scope(user_id: object) -> int | None:
+    """A call's ``user_id=`` (only that user's own: another's answers not_found), checked as
+    an id; None: the admin's call, every one's. A float the id rounds to would name another
+    user, and another user's order with it."""
+    return None if user_id is None else check_id("user_id", user_id)
+
+
 def id_in_text(text: str) -> int | None:
     """The id ``text`` writes as the server writes ids (:data:`ID_PATTERN`, up to
     :data:`MAX_ID`), else None: ``int()`` would also take ``+7``, `` 7``, ``7_0`` and

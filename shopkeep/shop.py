@@ -111,6 +111,7 @@ from shopkeep.requests import (
     check_id,
     check_instance,
     check_name,
+    check_scope,
     check_time,
     is_text,
     refused,
@@ -457,6 +458,7 @@ class Shop(BackOffice):
     async def get_coupon(self, coupon_id: int, *, user_id: int | None = None) -> CouponView:
         """The coupon; with ``user_id``, only if it is theirs (else not_found, as a missing
         one)."""
+        user_id = check_scope(user_id)
         coupon = answer(await self._ask(_actor("coupon", coupon_id), GetCoupon()), CouponView)
         if user_id is not None and coupon.user_id != user_id:
             raise ShopError(NOT_FOUND, f"coupon {coupon_id} does not exist")
@@ -495,6 +497,7 @@ class Shop(BackOffice):
     async def _ask_order(self, order_id: int, user_id: int | None, message: Any) -> Any:
         """Ask the order ``message``; for a user, only if the order is theirs (the order
         actor checks it: another user's order answers not_found, as a missing one)."""
+        user_id = check_scope(user_id)
         wrapped = message if user_id is None else AsUser(user_id, message)
         return await self._ask(_actor("order", order_id), wrapped)
 
@@ -634,6 +637,7 @@ class Shop(BackOffice):
 
     async def get_payment(self, payment_id: int, *, user_id: int | None = None) -> PaymentView:
         """A payment; with ``user_id``, only if its order is theirs."""
+        user_id = check_scope(user_id)
         found = await order_store.payment(self.reader, check_id("payment_id", payment_id))
         if found is None or (user_id is not None and found.user_id != user_id):
             raise ShopError(NOT_FOUND, f"payment {payment_id} does not exist")
@@ -730,8 +734,7 @@ class Shop(BackOffice):
         idempotency_key: Key = None,
     ) -> OrderView:
         """Cancel the order (SPEC 5); canceling twice answers the order as it is."""
-        if by not in ("user", "admin"):
-            raise ShopError("validation_error", "by must be user or admin")
+        check_choice("by", by, ("user", "admin"))
         cancel = Cancel(by)  # type: ignore[arg-type]
         request = ("cancel_order", order_id, by)
         canceled = await self._once.ask(
@@ -775,6 +778,7 @@ class Shop(BackOffice):
 
     async def get_return(self, return_id: int, *, user_id: int | None = None) -> ReturnView:
         """A return as last committed; with ``user_id``, only if its order is theirs."""
+        user_id = check_scope(user_id)
         found = await order_store.return_request(self.reader, check_id("return_id", return_id))
         if found is None or (user_id is not None and found.user_id != user_id):
             raise ShopError(NOT_FOUND, f"return {return_id} does not exist")

@@ -146,6 +146,39 @@ async def test_a_value_of_the_wrong_type_is_a_validation_error(
     assert (await shop.list_coupons(user)).items == []
 
 
+SCOPED: list[Callable[[Shop, int, Any], Awaitable[object]]] = [
+    lambda shop, order, who: shop.get_order(order, user_id=who),
+    lambda shop, order, who: shop.order_history(order, user_id=who),
+    lambda shop, order, who: shop.payments(order, user_id=who),
+    lambda shop, order, who: shop.refunds(order, user_id=who),
+    lambda shop, order, who: shop.start_payment(order, user_id=who),
+    lambda shop, order, who: shop.cancel_order(order, user_id=who),
+    lambda shop, order, who: shop.request_return(order, user_id=who),
+    lambda shop, order, who: shop.get_payment(order, user_id=who),
+    lambda shop, order, who: shop.get_coupon(order, user_id=who),
+    lambda shop, order, who: shop.get_return(order, user_id=who),
+]
+
+
+@pytest.mark.parametrize("call", SCOPED)
+async def test_a_callers_user_id_that_is_no_int_is_refused_before_it_can_name_another(
+    shop: Shop, call: Callable[[Shop, int, Any], Awaitable[object]]
+) -> None:
+    # as a float, a user id rounds to its neighbour's, made the same millisecond: that user's
+    # order was read and canceled; as text, the caller's own answered not_found
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    owner = (await shop.create_user("ann")).user.id
+    order = await shop.place_order(owner, [(tea.id, 1)])
+
+    for given in (float(owner), str(owner), True):
+        with pytest.raises(ShopError) as refused:
+            await call(shop, order.id, given)
+        assert refused.value.code == "validation_error", given
+        assert refused.value.errors is not None
+        assert [e.pointer for e in refused.value.errors] == ["/user_id"]
+    assert (await shop.get_order(order.id)).status == "awaiting_payment"
+
+
 def test_an_embedding_program_gets_shopkeeps_lines_through_its_own_logging(
     tmp_path: Path,
 ) -> None:
