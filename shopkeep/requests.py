@@ -43,6 +43,10 @@ NAME_PATTERN: Final = rf"^[^{_CONTROLS}]*[^\s{_CONTROLS}][^{_CONTROLS}]*$"
 """A name: free text (:data:`TEXT_PATTERN`) that is not blank."""
 _TEXT: Final = re.compile(TEXT_PATTERN)
 _NAME: Final = re.compile(NAME_PATTERN)
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+"""What a Python str may hold and no UTF-8 can store (a JSON body cannot bring one: msgspec
+refuses it; an embedding program's str can). Not in the published patterns: to a JSON Schema
+validator without Unicode mode, every character past U+FFFF is a pair of them."""
 EARLIEST_TIME = -62_135_596_800.0
 """0001-01-01T00:00:00Z: no time the API takes may be earlier (RFC 3339 has years 1 to 9999)."""
 LATEST_TIME = 253_402_300_799.0
@@ -189,7 +193,8 @@ def is_text(value: str, *, blank: bool = True) -> bool:
     """Whether ``value`` is free text the shop keeps (:data:`TEXT_PATTERN`); without
     ``blank``, not blank either (:data:`NAME_PATTERN`)."""
     # fullmatch: the patterns' $ would let a newline at the very end through in Python's re
-    return (_TEXT if blank else _NAME).fullmatch(value) is not None
+    pattern = _TEXT if blank else _NAME
+    return pattern.fullmatch(value) is not None and _LONE_SURROGATE.search(value) is None
 
 
 def check_name(name: str) -> None:

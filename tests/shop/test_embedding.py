@@ -179,6 +179,20 @@ async def test_a_callers_user_id_that_is_no_int_is_refused_before_it_can_name_an
     assert (await shop.get_order(order.id)).status == "awaiting_payment"
 
 
+async def test_text_holding_a_lone_surrogate_is_refused_not_failed_at_its_commit(
+    shop: Shop,
+) -> None:
+    # no UTF-8 can store it: the unit failed at its commit (a storage fault, to the log)
+    with pytest.raises(ShopError) as user_refused:
+        await shop.create_user("a\udc80b")
+    with pytest.raises(ShopError) as goods_refused:
+        await shop.create_goods("x\ud800", price=10, stock=5)
+
+    assert user_refused.value.code == goods_refused.value.code == "validation_error"
+    assert (await shop.list_goods()).items == []
+    assert (await shop.create_user("emoji \U0001f375")).user.name == "emoji \U0001f375"
+
+
 def test_an_embedding_program_gets_shopkeeps_lines_through_its_own_logging(
     tmp_path: Path,
 ) -> None:
