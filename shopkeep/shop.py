@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import os
 import secrets
 import sqlite3
 from collections import Counter, OrderedDict
@@ -229,7 +230,7 @@ class Shop(BackOffice):
     @asynccontextmanager
     async def open(
         cls,
-        path: str,
+        path: str | os.PathLike[str],
         *,
         gateway: PaymentProvider | SandboxGateway | Literal["sandbox"],
         config: ShopConfig | None = None,
@@ -254,6 +255,9 @@ class Shop(BackOffice):
         in this one.
         """
         log_through_stdlib_unless_configured()
+        path = os.fspath(path)  # a pathlib.Path too
+        if not isinstance(path, str):
+            raise TypeError(f"path {path!r}: a str or an os.PathLike of str")
         settings = config or ShopConfig()
         secret = gateway_secret or secrets.token_hex(32)
         the_clock = clock or RealClock()

@@ -33,6 +33,13 @@ async def test_a_shop_needs_its_gateway_named(tmp_path: Path) -> None:
             pass
 
 
+async def test_a_shop_opens_on_a_path_object_too(tmp_path: Path) -> None:
+    # it raised AttributeError ('PosixPath' object has no attribute 'startswith')
+    async with Shop.open(tmp_path / "shop.db", gateway="sandbox") as shop:
+        made = await shop.create_goods("tea", price=100, stock=1)
+    assert (tmp_path / "shop.db").exists() and made.stock == 1
+
+
 async def test_a_database_keeps_the_currency_it_was_first_opened_in(tmp_path: Path) -> None:
     path = str(tmp_path / "shop.db")
     async with Shop.open(path, gateway="sandbox") as shop:
