@@ -7,6 +7,7 @@ runs out.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Final
 
@@ -22,7 +23,12 @@ class TooLarge(ValueError):
 def read_secret_file(path: str | Path) -> bytes:
     """The bytes of the file at ``path``; OSError when it cannot be read, :class:`TooLarge`
     when it holds more than :data:`MAX_SECRET_FILE` (read no further)."""
-    with open(path, "rb") as file:
+    # opened without waiting: a FIFO with no writer would hold the open (and the start, deaf
+    # to signals) for ever; then read as any file (a pipe with a writer, <(...) in a shell, is
+    # read to its end, one without is read as empty)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as file:
         data = file.read(MAX_SECRET_FILE + 1)
     if len(data) > MAX_SECRET_FILE:
         raise TooLarge(f"larger than {MAX_SECRET_FILE // 1024} KiB: not a secret or key file")

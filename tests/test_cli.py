@@ -284,6 +284,7 @@ def test_serve_on_a_port_taken_fails_in_one_line_naming_host_and_port(tmp_path: 
         ("serve", "--sandbox", "--public-url", "https://shop.example#top"),
         ("serve", "--sandbox", "--wechatpay-url", "https://api.example/?"),
         ("bench", "--url", "http://127.0.0.1:8080/?x=1"),
+        ("serve", "--sandbox", "--public-url", "http://sh op.example"),
         ("serve", "--sandbox", "--rate-limit", "1e-300"),  # its Retry-After: 300 digits
         # a file that never ends, given as a secret or a key: read to its first 64 KiB only
         ("serve", "--sandbox", "--admin-token-file", "/dev/zero"),
@@ -340,6 +341,25 @@ def test_a_provider_told_where_to_call_back_refuses_port_0_without_a_public_url(
                       "--db", str(tmp_path / "shop.db"))  # fmt: skip
 
     assert_one_line_error(result, "is 0", "give --public-url (env SHOPKEEP_PUBLIC_URL)")
+    assert not (tmp_path / "shop.db").exists()
+
+
+@pytest.mark.parametrize("flag", ["--admin-token-file", "--stripe-api-key-file"])
+def test_a_fifo_nobody_writes_given_as_a_secret_file_is_refused_in_one_line(
+    tmp_path: Path, flag: str
+) -> None:
+    # its open waited for a writer for ever, the server deaf to Ctrl-C and SIGTERM
+    fifo = tmp_path / "secret"
+    os.mkfifo(fifo)
+    secret = tmp_path / "webhook"
+    secret.write_text("whsec_test\n")
+    gateway = ["--sandbox"] if flag == "--admin-token-file" else [
+        "--gateway", "stripe", "--stripe-webhook-secret-file", str(secret)
+    ]
+
+    result = run_main("serve", *gateway, flag, str(fifo), "--db", str(tmp_path / "shop.db"))
+
+    assert_one_line_error(result, flag)
     assert not (tmp_path / "shop.db").exists()
 
 

@@ -176,8 +176,8 @@ async def run_placement(
         return _fail(actor, ctx, state, (refusal.code, refusal.detail), coupon_asked=True)
     if capped and state.pay_amount > 0:
         cap = config.max_unpaid_orders
-        detail = (f"user {state.user_id} already has {cap} unpaid orders (at most {cap}), and "
-                  f"this one leaves {state.pay_amount} to pay")
+        detail = (f"user {state.user_id} already has {cap} unpaid orders or more (at most "
+                  f"{cap}), and this one leaves {state.pay_amount} to pay")
         return _fail(actor, ctx, state, (TOO_MANY_UNPAID_ORDERS, detail), coupon_asked=True)
 
     # 5. wallet

@@ -155,6 +155,8 @@ def http_url(text: str) -> str:
     """An http(s) URL naming a host, and a TCP port if it names one."""
     if not text.startswith(("http://", "https://")):
         raise refuse(f"{text!r} is not an http(s) URL")
+    if any(character.isspace() or not character.isprintable() for character in text):
+        raise refuse(f"{text!r}: a URL holds no space or control character")
     try:
         parts = urllib.parse.urlsplit(text)
         parts.port  # noqa: B018  (read for its check: digits, 0 to 65535)

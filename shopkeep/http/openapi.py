@@ -84,7 +84,7 @@ _PROBLEM_TEXT: Final = {
     422: "A body, parameter or header is invalid (validation_error); `errors` lists every "
     "problem, each with where it is.",
     502: "The payment provider refused to start the payment (provider_refused; the server "
-    "logs what it said): trying again helps only once the shop's settings change.",
+    "logs what it said): trying again helps once the shop's settings or the order change.",
     503: "Overloaded or unavailable: try again after `Retry-After` seconds.",
 }
 
