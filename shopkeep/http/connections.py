@@ -13,6 +13,8 @@ default is an hour; ours is 15 s). What it does not, and this module adds:
   buffer full, writing paused) for ``read_s`` is aborted. aiohttp waits for it for ever, and
   keeps it open past every other bound: a few clients that pipeline requests and never read
   held the cap's every connection;
+- a client's half-close (its FIN, as ``nc`` sends) ends the connection once what it sent is
+  answered: asyncio's default closed it at once, the requests carried out and unanswered;
 - a cap: a connection accepted while ``max_connections`` are open is closed at once, without a
   word (it was not read, so there is no request to answer); those open are served as before;
 - a request aiohttp's parser refuses (a control character in a header, a line past its limit)
@@ -170,6 +172,17 @@ class BoundedRequestHandler(web.RequestHandler):
         self._done()
         self._taking_answers()
         super().connection_lost(exc)
+
+    def eof_received(self) -> bool:
+        """The client half-closed (it sent all it will, as ``nc`` does): what it sent is
+        answered, then the connection closes. asyncio's default closed it at once: the
+        requests were carried out and their answers lost."""
+        if not self._messages:
+            if self._waiter is not None:  # idle, waiting for a request: close now
+                return False
+            self.close()  # once the request in hand is answered
+        # else pipelined requests wait their turn: answered, the keep-alive timer closes it
+        return True  # the transport stays open for the answers
 
     def pause_writing(self) -> None:
         super().pause_writing()

@@ -228,3 +228,20 @@ async def test_a_client_that_takes_no_answers_is_aborted_within_the_read_bound(
         assert await seconds_until_closed(reader, WAIT_S) is not None  # reset, or read out
         assert await healthy(await connect(server))
         writer.close()
+
+
+async def test_a_client_that_half_closes_after_its_request_gets_the_answer(
+    serve: Serve,
+) -> None:
+    # as nc does: asyncio closed the connection on the client's FIN, the request carried out
+    # (a placement, say) and its answer never sent
+    async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=LONG_S)) as server:
+        reader, writer = await connect(server)
+        writer.write(HEALTHZ)
+        writer.write_eof()
+
+        answer = await asyncio.wait_for(read_answer(reader), WAIT_S)
+
+        assert answer.status == 200
+        assert await seconds_until_closed(reader, WAIT_S) is not None  # and then closed
+        writer.close()
