@@ -496,8 +496,13 @@ async def continue_only(request: web.Request) -> None:
     is read), and any other expectation ignored, as RFC 9110 (10.1.1) lets a server do, so the
     request goes through the door and its route like any other. aiohttp's own answer to one is
     a plain-text 417 that repeats the header, made before the door: no request id, no access
-    line, no metric."""
+    line, no metric. A body announced larger than the door takes is not invited: the door
+    answers 413 before reading it, and a client that waited for the 100 sends nothing."""
     if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
+        door = request.config_dict.get(DOOR)
+        length = request.content_length
+        if door is not None and length is not None and length > door.max_body_bytes:
+            return
         await _default_expect_handler(request)  # aiohttp's own: a 100, for HTTP/1.1 only
 
 

@@ -159,3 +159,24 @@ async def test_100_continue_still_comes_before_the_body_is_read(server: Server) 
     finally:
         writer.close()
     assert answer.status == 201
+
+
+async def test_a_body_announced_too_large_is_refused_413_without_a_100_inviting_it(
+    server: Server,
+) -> None:
+    # a 100 came first: a conforming client uploaded the whole body to learn it was refused
+    host, port = server.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        head = (
+            b"POST /v1/users HTTP/1.1\r\nHost: shop\r\nAuthorization: "
+            + ADMIN["Authorization"]
+            + b"\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+            b"Content-Length: 100000\r\n\r\n"
+        )
+        writer.write(head)  # the headers alone: the body would wait for the 100
+        answer = await asyncio.wait_for(read_answer(reader), 5)
+    finally:
+        writer.close()
+    assert answer.status == 413
+    assert (await server.shop.list_users()).items == []
