@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+import structlog
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_urldispatcher import _default_expect_handler
@@ -72,6 +73,8 @@ from shopkeep.http.schemas import EmptyRequest
 from shopkeep.http.state import ADMIN, PRINCIPAL, Principal
 from shopkeep.http.validation import MAX_PROBLEMS, query_problem
 from shopkeep.logs import ACCESS
+
+log = structlog.get_logger("shopkeep.http")
 
 if TYPE_CHECKING:
     from shopkeep.http.metrics import Metrics
@@ -226,7 +229,16 @@ class FrontDoor:
         commits); past :data:`STALLED_AFTER_S` it is stalled, and writes are refused until it
         is looked at again and answers."""
         self.store_busy_s = busy_s = self._shop.store_busy_s()
-        self.store_stalled = busy_s > STALLED_AFTER_S
+        stalled = busy_s > STALLED_AFTER_S
+        if stalled != self.store_stalled:
+            # the operator reading the log sees why writes are refused 503, and when they
+            # are taken again
+            if stalled:
+                log.warning("store_stalled", commit_s=round(busy_s, 1),
+                            detail="a commit has not finished: writes are refused 503")
+            else:
+                log.warning("store_answering", detail="commits finish again: writes are taken")
+        self.store_stalled = stalled
         return busy_s
 
     async def start_watching(self, app: web.Application) -> None:

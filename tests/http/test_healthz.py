@@ -9,6 +9,7 @@ from typing import cast
 
 import pytest
 from pytest_aiohttp import AiohttpClient
+from structlog.testing import capture_logs
 
 from shopkeep.http import front_door
 from shopkeep.http.app import make_app
@@ -54,11 +55,13 @@ async def test_healthz_answers_503_while_the_store_is_stuck_at_one_commit_and_wr
 
     held = asyncio.ensure_future(api.shop.runtime.store.writer.call(stuck_disk))
     assert await asyncio.to_thread(entered.wait, 10)
-    stalled = await api.call("GET", "/healthz", {})  # looks at the store: stalled
-    refused = await api.call("POST", "/v1/users", ADMIN, {"name": "ann"})
-    read = await api.call("GET", "/v1/goods", ADMIN)
-    release.set()
-    await held
+    with capture_logs() as logged:
+        stalled = await api.call("GET", "/healthz", {})  # looks at the store: stalled
+        refused = await api.call("POST", "/v1/users", ADMIN, {"name": "ann"})
+        read = await api.call("GET", "/v1/goods", ADMIN)
+        release.set()
+        await held
+        answering = await api.call("GET", "/healthz", {})  # looked at again: it answers
 
     assert stalled.status == 503
     assert stalled.body["code"] == "unavailable" and "its disk does not answer" in stalled.body[
@@ -68,7 +71,10 @@ async def test_healthz_answers_503_while_the_store_is_stuck_at_one_commit_and_wr
     assert (refused.status, refused.body["code"]) == (503, "unavailable")
     assert "nothing was done" in refused.body["detail"] and "Retry-After" in refused.headers
     assert read.status == 200  # reads are served meanwhile
-    assert (await api.call("GET", "/healthz", {})).status == 200  # looked at again: it answers
+    assert answering.status == 200
+    # the log says why writes were refused, and when they are taken again
+    said = [(line["event"], line["log_level"]) for line in logged if "store" in line["event"]]
+    assert said == [("store_stalled", "warning"), ("store_answering", "warning")]
     assert (await api.call("POST", "/v1/users", ADMIN, {"name": "ann"})).status == 201
     assert [user.name for user in (await api.shop.list_users()).items] == ["ann"]
 
