@@ -172,8 +172,9 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     flag(
         parser, "--max-connections", convert=whole(1), metavar="N", default=str(MAX_CONNECTIONS),
         help="connections open at once; one more is closed as soon as it is accepted, the "
-        "open ones are served as before. Keep it below the process's limit on open "
-        "files (ulimit -n)",
+        "open ones are served as before. The server raises its limit on open files "
+        "(ulimit -n) to fit, as far as the system's hard limit lets it, and warns at start "
+        "when it cannot",
     )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ so that the command line can show the defaults in ``--help`` without importing a
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass
 from typing import Final
 
@@ -35,3 +36,25 @@ class ConnectionLimits:
     and says nothing holds a socket for nothing."""
     max_connections: int = MAX_CONNECTIONS
     """Connections open at once; more are closed at once, the open ones go on being served."""
+
+
+FILES_BESIDE_CONNECTIONS: Final = 64
+"""Open files a server needs besides its connections: its database, WAL and lock, the
+writer's pipes, the listening socket, logs."""
+
+
+def files_for_connections(max_connections: int) -> int | None:
+    """Raise this process's soft limit on open files (``ulimit -n``, often 1,024) towards what
+    ``max_connections`` open at once need, as far as the hard limit lets it; None when they fit
+    now, else the connections the limit still allows. Past it, the system refuses a connection
+    before the cap sees it (no log, no metric): a cap of 1,024 under 1,024 files never held."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = max_connections + FILES_BESIDE_CONNECTIONS
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        if raised > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return None
+    return max(soft - FILES_BESIDE_CONNECTIONS, 0)

@@ -38,7 +38,7 @@ from shopkeep.actors.config import ShopConfig
 from shopkeep.credentials import Credentials, forget_admin_token, settle_credentials
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
-from shopkeep.http.connection_limits import ConnectionLimits
+from shopkeep.http.connection_limits import ConnectionLimits, files_for_connections
 from shopkeep.http.connections import BoundedRunner, BoundedServer
 from shopkeep.http.metrics import Metrics, metrics_routes
 from shopkeep.http.sandbox import (
@@ -243,6 +243,14 @@ async def running(
     # database is touched: a start refused for either creates no database
     real = None if payments.gateway == "sandbox" else open_provider(options, payments, None, "")
     await check_listenable(options.host, options.port)
+    allowed = files_for_connections(options.connections.max_connections)
+    if allowed is not None:
+        log.warning(
+            "max_connections_past_open_files", max_connections=options.connections.max_connections,
+            allowed=allowed, detail="the system's limit on open files (ulimit -n) refuses "
+            "connections past about this many before the cap does; raise it or lower "
+            "--max-connections",
+        )
     credentials = await open_credentials(options)
     new_token = credentials.new_admin_token
     async with AsyncExitStack() as stack:

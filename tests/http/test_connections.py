@@ -8,6 +8,7 @@ several times the bound, rather than sleeping."""
 from __future__ import annotations
 
 import asyncio
+import resource
 import socket
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -16,7 +17,11 @@ from pathlib import Path
 import pytest
 import structlog
 
-from shopkeep.http.connection_limits import ConnectionLimits
+from shopkeep.http.connection_limits import (
+    FILES_BESIDE_CONNECTIONS,
+    ConnectionLimits,
+    files_for_connections,
+)
 from shopkeep.http.connections import BoundedRequestHandler, BoundedServer
 from shopkeep.http.server import Server
 from shopkeep.proof.raw_http import (
@@ -245,3 +250,22 @@ async def test_a_client_that_half_closes_after_its_request_gets_the_answer(
         assert answer.status == 200
         assert await seconds_until_closed(reader, WAIT_S) is not None  # and then closed
         writer.close()
+
+
+def test_the_open_files_limit_is_raised_to_fit_the_connections_or_said_short() -> None:
+    # under `ulimit -n 1024` a cap of 1,024 never held: the system refused connections first,
+    # with no log and no metric
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 512:
+        pytest.skip(f"this machine's hard limit on open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # the hard one is kept as it is
+    try:
+        fits = files_for_connections(300)
+        raised, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        short = None if hard == resource.RLIM_INFINITY else files_for_connections(hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    assert fits is None and raised == 300 + FILES_BESIDE_CONNECTIONS
+    if hard != resource.RLIM_INFINITY:  # a cap the hard limit cannot fit: said short
+        assert short == hard - FILES_BESIDE_CONNECTIONS
