@@ -173,7 +173,7 @@ class BoundedRequestHandler(web.RequestHandler):
         self._taking_answers()
         super().connection_lost(exc)
 
-    def eof_received(self) -> bool:
+    def eof_received(self) -> bool:  # type: ignore[override]  # asyncio.Protocol: bool | None
         """The client half-closed (it sent all it will, as ``nc`` does): what it sent is
         answered, then the connection closes. asyncio's default closed it at once: the
         requests were carried out and their answers lost."""
