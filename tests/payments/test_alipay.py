@@ -256,7 +256,7 @@ async def test_a_notification_signed_over_its_empty_values_too_is_authentic(
     # was refused forever, the order paid only by the deadline's query
     await world.start(amount=200)
     await world.fake.pay("7", notify=False)
-    body = world.fake.notification("7", signed_empty=True, body="")
+    body = world.fake.notification_signed_empty("7", body="")
     assert b"body=&" in body or body.endswith(b"body=")
 
     notice = await world.provider.verify_callback(body, {}, time.time())

@@ -80,12 +80,19 @@ class FakeAlipay(FakeServer):
             return None
         return await self.notify(trade.notify_url, self.notification(out_trade_no))
 
-    def notification(
-        self, out_trade_no: str, /, *, signed_empty: bool = False, **fields: str
-    ) -> bytes:
+    def notification(self, out_trade_no: str, /, **fields: str) -> bytes:
         """The signed form body Alipay would send about the trade now; ``fields`` override
-        (or, set to ``""``, remove) parameters before signing; with ``signed_empty``, one set
-        to ``""`` is sent empty, and signed so (``key=``), as some of Alipay's SDKs check."""
+        (or, set to ``""``, remove) parameters before signing."""
+        return self._notification(out_trade_no, fields, signed_empty=False)
+
+    def notification_signed_empty(self, out_trade_no: str, /, **fields: str) -> bytes:
+        """:meth:`notification`, a field set to ``""`` sent empty and signed so (``key=``), as
+        some of Alipay's SDKs check a notification."""
+        return self._notification(out_trade_no, fields, signed_empty=True)
+
+    def _notification(
+        self, out_trade_no: str, fields: dict[str, str], *, signed_empty: bool
+    ) -> bytes:
         trade = self.trades[out_trade_no]
         now = wire.beijing_time(time.time())
         params = {
