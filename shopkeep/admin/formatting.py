@@ -55,8 +55,8 @@ def figure(value: float) -> str:
 
 def isolated(text: str) -> str:
     """``text`` between Unicode's first-strong isolate and its pop (U+2068, U+2069): a name
-    holding a right-to-left override cannot turn the page's own words after it (an id beside
-    it read backwards), in a heading or a title, where no element can isolate it."""
+    holding a right-to-left override cannot turn the page's own words after it, in a title,
+    where no element (``<bdi>``, as headings use) can isolate it."""
     return f"\u2068{text}\u2069"
 
 
