@@ -10,9 +10,9 @@ default is an hour; ours is 15 s). What it does not, and this module adds:
   ``client_header_timeout`` do. aiohttp waits for a half-sent request for as long as the
   keep-alive timer lets it, and for a half-sent body for ever;
 - a write deadline: a connection whose client stops taking its answers (the socket's send
-  buffer full, writing paused) for ``read_s`` is aborted. aiohttp waits for it for ever, and
-  keeps it open past every other bound: a few clients that pipeline requests and never read
-  held the cap's every connection;
+  buffer full, writing paused, and none of it taken) for ``read_s`` is aborted. aiohttp waits
+  for it for ever, and keeps it open past every other bound: a few clients that pipeline
+  requests and never read held the cap's every connection;
 - a client's half-close (its FIN, as ``nc`` sends) ends the connection once what it sent is
   answered: asyncio's default closed it at once, the requests carried out and unanswered;
 - a cap: a connection accepted while ``max_connections`` are open is closed at once, without a
@@ -36,11 +36,16 @@ for a deadline that almost never comes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import sys
+import termios
 from typing import Any, Final, cast
 
 import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 
 from shopkeep.http.connection_limits import ConnectionLimits
@@ -153,6 +158,7 @@ class BoundedRequestHandler(web.RequestHandler):
         self._body: StreamReader | None = None  # of the last request whose headers arrived
         # set while writing is paused (the client takes no more): rare, so a timer of its own
         self._write_stall: asyncio.TimerHandle | None = None
+        self._unsent = 0  # bytes waiting to be sent when the write deadline was set
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         server = self._bounds
@@ -177,19 +183,43 @@ class BoundedRequestHandler(web.RequestHandler):
         """The client half-closed (it sent all it will, as ``nc`` does): what it sent is
         answered, then the connection closes. asyncio's default closed it at once: the
         requests were carried out and their answers lost."""
-        if not self._messages:
-            if self._waiter is not None:  # idle, waiting for a request: close now
-                return False
+        waiter = self._waiter
+        if self._request_count == 0 or (waiter is not None and not waiter.done()):
+            return False  # nothing asked, or all answered (waiting for more): close now
+        if self._messages:
+            # requests still to answer (pipelined): the last one's answer closes it
+            message, payload = self._messages[-1]
+            if isinstance(message, RawRequestMessage):
+                self._messages[-1] = (message._replace(should_close=True), payload)
+        else:
             self.close()  # once the request in hand is answered
-        # else pipelined requests wait their turn: answered, the keep-alive timer closes it
         return True  # the transport stays open for the answers
 
     def pause_writing(self) -> None:
         super().pause_writing()
         if self._write_stall is None:
-            self._write_stall = self._bounds._handler_loop.call_later(
-                self._bounds.limits.read_s, self._not_taking_answers
-            )
+            self._arm_write_deadline()
+
+    def _arm_write_deadline(self) -> None:
+        self._unsent = self._bytes_unsent()
+        self._write_stall = self._bounds._handler_loop.call_later(
+            self._bounds.limits.read_s, self._not_taking_answers
+        )
+
+    def _bytes_unsent(self) -> int:
+        """What the client has not taken yet: the transport's buffer and the socket's send
+        queue in the kernel (which a slow reader drains long before the transport's buffer
+        moves)."""
+        transport = self.transport
+        if transport is None:
+            return 0
+        unsent = transport.get_write_buffer_size()
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError, ValueError):
+                queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+                unsent += int.from_bytes(queued, sys.byteorder)
+        return unsent
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -201,9 +231,13 @@ class BoundedRequestHandler(web.RequestHandler):
             self._write_stall = None
 
     def _not_taking_answers(self) -> None:
-        """Writing stayed paused for ``read_s``: abort (closing would wait to send what the
-        client does not take)."""
+        """Writing stayed paused for ``read_s``: unless the client took some of it meanwhile
+        (a slow reader, still reading: the deadline starts again), abort (closing would wait
+        to send what the client does not take)."""
         self._write_stall = None
+        if self.transport is not None and self._bytes_unsent() < self._unsent:
+            self._arm_write_deadline()
+            return
         self._bounds.write_timeouts += 1
         log.info("http_write_timeout", detail="the client took no answer for the read timeout")
         transport = self.transport
