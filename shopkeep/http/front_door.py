@@ -438,7 +438,7 @@ class Entrance:
             # in twice the calls
             length = headers.get(hdrs.CONTENT_LENGTH)
             if length is not None and int(length) > door.max_body_bytes:
-                response: web.StreamResponse = too_large(door.max_body_bytes)
+                response: web.StreamResponse = _too_large(door, headers)
             else:
                 # steps 3 to 5, as in inner, but inline: one coroutine fewer per request
                 try:
@@ -477,7 +477,7 @@ class Entrance:
         headers = request.headers
         length = headers.get(hdrs.CONTENT_LENGTH)
         if length is not None and int(length) > door.max_body_bytes:
-            return too_large(door.max_body_bytes)
+            return _too_large(door, headers)
         try:
             caller = door.admit(request, headers, self._guard, self._public)
             if isinstance(caller, str):  # a token's hash to look up
@@ -501,6 +501,16 @@ class Entrance:
     def _learn(self, request: web.Request) -> str:
         self.route = _route_of(request)
         return self.route
+
+
+def _too_large(door: FrontDoor, headers: CIMultiDictProxy[str]) -> web.Response:
+    """413 for a body announced larger than the door takes; with ``Expect: 100-continue`` (no
+    100 invited the body, :func:`continue_only`) the connection closes after it: what the
+    client sends next may be that body, or another request, and cannot be told apart."""
+    answer = too_large(door.max_body_bytes)
+    if hdrs.EXPECT in headers:
+        answer.force_close()
+    return answer
 
 
 async def continue_only(request: web.Request) -> None:

@@ -179,4 +179,5 @@ async def test_a_body_announced_too_large_is_refused_413_without_a_100_inviting_
     finally:
         writer.close()
     assert answer.status == 413
+    assert answer.headers["connection"] == "close"  # the body, if it comes, is no request
     assert (await server.shop.list_users()).items == []
