@@ -126,11 +126,12 @@ def span_named(text: str) -> float:
 
 
 _EXTENDED_TIME: Final = re.compile(
-    r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?)?([Zz]|[+-]\d{2}:\d{2})?"
+    r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:\d{2})?)?"
 )
 """ISO 8601's extended form, which :func:`span_named` reads: ``fromisoformat`` takes the
-basic form too (``20261205T2229``, a minute it would take for an hour) and a comma fraction
-(``T22,5``, half an hour it reads as half a second)."""
+basic form too (``20261205T2229``, a minute it would take for an hour), a comma fraction
+(``T22,5``, half an hour it reads as half a second) and a day with an offset
+(``2026-12-02+08:00``, read as 08:00 of that day in UTC): an offset comes after a time."""
 
 
 def typed_time(text: str) -> float:

@@ -152,7 +152,9 @@ async def test_until_a_second_written_with_a_small_t_takes_that_second_only(
     assert f"/admin/orders/{after.id}" not in until_then
 
 
-@pytest.mark.parametrize("typed", ["%Y%m%dT%H%M", "%Y-%m-%dT%H%M", "%Y-%m-%dT%H,5"])
+@pytest.mark.parametrize(
+    "typed", ["%Y%m%dT%H%M", "%Y-%m-%dT%H%M", "%Y-%m-%dT%H,5", "%Y-%m-%d%%2B08:00"]
+)
 async def test_a_time_not_in_the_extended_form_is_a_page_saying_so(
     browser: Browser, typed: str
 ) -> None:
