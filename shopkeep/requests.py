@@ -201,7 +201,9 @@ def check_name(name: str) -> None:
     """Refuse an empty, overlong or not text (:data:`NAME_PATTERN`) name."""
     if not isinstance(name, str) or len(name) > MAX_NAME or not is_text(name, blank=False):
         raise refused(
-            "/name", f"name must be 1 to {MAX_NAME} characters, none a control character"
+            "/name",
+            f"name must be 1 to {MAX_NAME} characters, none a control character or a lone "
+            "surrogate",
         )
 
 

@@ -773,7 +773,7 @@ class Shop(BackOffice):
         ``created``)."""
         if type(reason) is not str or len(reason) > MAX_REASON or not is_text(reason):
             raise refused("/reason", f"a reason is text of at most {MAX_REASON} characters, "
-                          "none a control character")
+                          "none a control character or a lone surrogate")
         request = ("request_return", order_id, reason)
         return await self._once.ask(
             _actor("order", order_id), RequestReturn(reason), ReturnAsked, idempotency_key,
@@ -851,7 +851,7 @@ class Shop(BackOffice):
         key = key_of(idempotency_key)  # checked before the read
         if type(note) is not str or len(note) > MAX_REASON or not is_text(note, blank=False):
             raise refused("/note", f"a note says how it was paid back, in 1 to {MAX_REASON} "
-                          "characters, none a control character")
+                          "characters, none a control character or a lone surrogate")
         standing = await refund_standing(self.reader, check_id("refund_id", refund_id))
         if standing is None:
             raise ShopError("not_found", f"refund {refund_id} does not exist")
