@@ -205,6 +205,17 @@ async def metrics_text(streams: Streams) -> bytes:
     return (await asyncio.wait_for(read_answer(reader), WAIT_S)).body
 
 
+async def small_window(server: Server) -> socket.socket:
+    """A socket connected to ``server`` whose receive window is small (4 KiB), so that what
+    its client does not read soon fills the server's buffers."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    host, port = server.url.removeprefix("http://").split(":")
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    return sock
+
+
 async def test_a_client_that_takes_no_answers_is_aborted_within_the_read_bound(
     serve: Serve, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -221,11 +232,7 @@ async def test_a_client_that_takes_no_answers_is_aborted_within_the_read_bound(
 
     monkeypatch.setattr(BoundedRequestHandler, "_not_taking_answers", noted)
     async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=BOUND_S)) as server:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        host, port = server.url.removeprefix("http://").split(":")
-        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        sock = await small_window(server)
         reader, writer = await asyncio.open_connection(sock=sock, limit=1024)  # reads ~2 KiB
         writer.write(request_bytes("GET", "/openapi.json", {}) * 100)
 
@@ -277,12 +284,8 @@ async def test_a_client_that_reads_slowly_but_steadily_is_not_cut(serve: Serve) 
     # the write deadline ran from the pause to the resume: a reader slower than the buffer's
     # low-water mark a read bound was aborted though it never stopped reading
     async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=BOUND_S)) as server:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        host, port = server.url.removeprefix("http://").split(":")
+        sock = await small_window(server)
         loop = asyncio.get_running_loop()
-        await loop.sock_connect(sock, (host, int(port)))
         asked = request_bytes("GET", "/openapi.json", {})
         await loop.sock_sendall(sock, asked * 40 + request_bytes("GET", "/healthz", {
             "Connection": b"close"}))  # fmt: skip

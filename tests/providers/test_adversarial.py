@@ -339,15 +339,23 @@ async def stripe(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[ProviderW
         yield made
 
 
+async def placed_to_fail_its_first_start(
+    stripe: ProviderWorld,
+) -> tuple[dict[str, str], dict[str, Any], Any]:
+    """(customer, order, the fake) of an order whose first PaymentIntent creation will fail."""
+    alice = await stripe.customer()
+    order = await stripe.placed(alice)
+    fake: Any = stripe.fake
+    fake.fail_intents(1)
+    return alice, order, fake
+
+
 async def test_a_payment_start_retried_after_its_order_was_canceled_makes_no_open_intent(
     stripe: ProviderWorld,
 ) -> None:
     # the retry of a start answered 503 ran afresh after the cancel, and handed the customer
     # a PaymentIntent of a canceled order, open at Stripe: paid, it was refunded, fees lost
-    alice = await stripe.customer()
-    order = await stripe.placed(alice)
-    fake: Any = stripe.fake
-    fake.fail_intents(1)
+    alice, order, fake = await placed_to_fail_its_first_start(stripe)
     keyed = {**alice, "Idempotency-Key": "pay-1"}
     path = f"/v1/orders/{order['id']}/payment"
     status, _ = await stripe.call("POST", path, keyed)
@@ -381,10 +389,7 @@ async def test_payment_starts_at_once_after_a_failure_make_one_payment_intent(
 ) -> None:
     # each would make one (a replayed failure is reconciled by a new intent), and only the
     # one the payment keeps would ever be closed at its deadline
-    alice = await stripe.customer()
-    order = await stripe.placed(alice)
-    fake: Any = stripe.fake
-    fake.fail_intents(1)
+    alice, order, fake = await placed_to_fail_its_first_start(stripe)
 
     answers = await asyncio.gather(*(
         stripe.call("POST", f"/v1/orders/{order['id']}/payment", alice) for _ in range(4)
