@@ -235,14 +235,15 @@ class BoundedRequestHandler(web.RequestHandler):
         (a slow reader, still reading: the deadline starts again), abort (closing would wait
         to send what the client does not take)."""
         self._write_stall = None
-        if self.transport is not None and self._bytes_unsent() < self._unsent:
+        transport = self.transport
+        if transport is None:
+            return  # gone meanwhile
+        if self._bytes_unsent() < self._unsent:
             self._arm_write_deadline()
             return
         self._bounds.write_timeouts += 1
         log.info("http_write_timeout", detail="the client took no answer for the read timeout")
-        transport = self.transport
-        if transport is not None:
-            transport.abort()
+        transport.abort()
 
     def data_received(self, data: bytes) -> None:
         if self.reading_since is None and data:

@@ -232,13 +232,13 @@ def idempotency_key_of(request: web.Request) -> IdempotencyKey | None:
     """The ``Idempotency-Key`` header (``KEY_PATTERN``: printable ASCII, 1 to 255 characters),
     or None. Bytes that are not ASCII arrive decoded as something else, and are refused here,
     before any actor sees them (they cannot be stored as text)."""
-    raw = request.headers.get(_IDEMPOTENCY_KEY)
-    if raw is None:
+    given = request.headers.getall(_IDEMPOTENCY_KEY, ())
+    if not given:
         return None
-    if len(request.headers.getall(_IDEMPOTENCY_KEY)) > 1:  # which one would bind?
+    if len(given) > 1:  # which one would bind?
         raise refused_parameter(IDEMPOTENCY_HEADER, "given more than once: send one key")
     try:
-        return IdempotencyKey(raw)
+        return IdempotencyKey(given[0])
     except ShopError:  # named as the header is, not as the Python argument
         raise refused_parameter(IDEMPOTENCY_HEADER, KEY_RULE) from None
 

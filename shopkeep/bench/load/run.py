@@ -110,10 +110,10 @@ class Outcome:
     quiet: bool
     setup_s: float
     interrupted: bool = False
+    """Ended early by Ctrl-C or SIGTERM."""
     cpu_wall_s: float | None = None
     """The wall time ``cpu_s`` was spent over: the whole run, its warm-up included (None: the
     measured time, ``elapsed_s``)."""
-    """Ended early by Ctrl-C or SIGTERM."""
 
 
 async def populate(
