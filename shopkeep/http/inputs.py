@@ -17,7 +17,7 @@ import msgspec
 from aiohttp import hdrs, web
 from multidict import istr
 
-from shopkeep.errors import ShopError
+from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.conversion import ref_in
 from shopkeep.http.schemas import EmptyRequest, OrderStatus
 from shopkeep.http.state import PRINCIPAL, SHOP, Principal
@@ -102,18 +102,39 @@ def decoded(raw: bytes, kind: type[T]) -> T:
         decoder: msgspec.json.Decoder[T] = _DECODERS.get(kind) or _decoder(kind)
         return decoder.decode(raw)
     except msgspec.ValidationError as refused:
+        # msgspec refuses at the first wrong value, before it has read the rest: the body may
+        # still not be JSON at all (``{"amount": 0}}``), which the second reading finds
+        try:
+            written = _as_written(raw)
+        except RecursionError:  # nested deeper than any request type: msgspec's one will do
+            raise ShopError.invalid([refusal_of(refused)]) from None
+        except ValueError as broken:  # not JSON (or not UTF-8): refused as a whole
+            raise ShopError.invalid([_not_json(raw, broken)]) from None
         if "got `float`" in str(refused):
             try:
-                return _with_whole_numbers(raw, kind, refused)
-            except msgspec.ValidationError:
+                return _with_whole_numbers(written, kind)
+            except (msgspec.ValidationError, RecursionError):
                 pass
         try:
-            found = problems(_as_written(raw), kind)
-        except RecursionError:  # nested deeper than any request type: msgspec's one will do
+            found = problems(written, kind)
+        except RecursionError:
             found = []
         raise ShopError.invalid(found or [refusal_of(refused)]) from None
     except msgspec.DecodeError as broken:
         raise ShopError.invalid([refusal_of(broken)]) from None
+
+
+def _not_json(raw: bytes, broken: ValueError) -> FieldError:
+    """The refusal of a body the standard library's parser found not to be JSON: in msgspec's
+    words when it finds the same (read without a type, so to the end), else in the standard
+    library's (``NaN``, which that parser reads and refuses here, is not JSON either)."""
+    try:
+        msgspec.json.decode(raw)
+    except msgspec.ValidationError:  # a value it cannot hold (1e400) before the fault
+        pass
+    except msgspec.DecodeError as syntax:
+        return refusal_of(syntax)
+    return FieldError(f"the body is not JSON: {broken}", pointer="")
 
 
 _DECODERS: Final[dict[type, msgspec.json.Decoder[Any]]] = {}
@@ -128,28 +149,33 @@ def _decoder(kind: type[T]) -> msgspec.json.Decoder[T]:
     return decoder
 
 
-def _with_whole_numbers(raw: bytes, kind: type[T], refused: msgspec.ValidationError) -> T:
-    """``raw`` decoded as ``kind`` with every whole number written with a fraction (``5.0``)
-    read as the integer it is, or the first refusal raised again.
+def _with_whole_numbers(written: Any, kind: type[T]) -> T:
+    """The body's plain values (:func:`_as_written`, every whole number written with a
+    fraction, ``5.0``, read as the integer it is) converted to ``kind``.
 
     JSON has one kind of number, and to JSON Schema, so to the OpenAPI document, ``5.0`` is an
     integer: refusing it refused requests the document allows (schemathesis's
     positive_data_acceptance found it). msgspec reads integers strictly, so this second pass
     runs only after a refusal that names a float: the common request pays nothing.
     """
-    try:
-        return msgspec.convert(_as_written(raw), type=kind)
-    except (msgspec.ValidationError, RecursionError):
-        raise refused from None
+    return msgspec.convert(written, type=kind)
 
 
 def _as_written(raw: bytes) -> Any:
-    """``raw`` (JSON that msgspec parsed, then refused) as plain JSON values, each number that
-    is a whole one as written (``5.0``, ``5e0``) an ``int``, any other a ``float``: read as a
-    float first, ``1999.9999999999999`` would round to 2000.0 and pass for a whole number of
-    cents, which it is not. The standard library's parser, as it hands over each number's
-    text: msgspec reads no integer past 64 bits as a plain value."""
-    return _whole(json.loads(raw, parse_float=Decimal, parse_int=_integer))
+    """``raw`` (a body msgspec began to read, then refused) as plain JSON values, each number
+    that is a whole one as written (``5.0``, ``5e0``) an ``int``, any other a ``float``: read
+    as a float first, ``1999.9999999999999`` would round to 2000.0 and pass for a whole number
+    of cents, which it is not. The standard library's parser, as it hands over each number's
+    text: msgspec reads no integer past 64 bits as a plain value. ValueError when ``raw`` is
+    not JSON after all."""
+    return _whole(
+        json.loads(raw, parse_float=Decimal, parse_int=_integer, parse_constant=_no_constant)
+    )
+
+
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity: the standard library's extension, not JSON
+    raise ValueError(f"{name} is not JSON")
 
 
 _BEYOND_DIGITS: Final = 19

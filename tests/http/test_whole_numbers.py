@@ -2,7 +2,9 @@
 
 To JSON Schema, so to the OpenAPI document, ``5.0`` is an integer; the server refused it 422.
 Found by schemathesis's positive_data_acceptance check (``python -m shopkeep.proof
-api-abuse``, which runs every check).
+api-abuse``, which runs every check). The second reading of a refused body, which finds its
+whole numbers and every problem, may meet a fault msgspec stopped before: that body is refused
+as not JSON.
 """
 
 from __future__ import annotations
@@ -98,3 +100,27 @@ async def test_zero_written_with_any_exponent_is_zero(api: Api) -> None:
 
     assert made.status == 201, made.body
     assert made.body["stock"] == 0
+
+
+async def test_a_body_broken_after_a_refused_value_is_refused_as_not_json(api: Api) -> None:
+    # msgspec refuses at the first wrong value, before it reaches the fault; the second reading,
+    # which lists every problem, met the fault and answered 500
+    customer = await api.customer(balance=100)
+    for raw in (b'{"amount": 0}}', b'{"amount": "5",}', b'{"amount": 1.5', b'{"amount": "\xff"}'):
+        refused = await api.call("POST", f"/v1/users/{customer.id}/wallet/credit", ADMIN, data=raw)
+        assert (refused.status, refused.body["code"]) == (422, "validation_error"), raw
+        [problem] = refused.body["errors"]
+        assert problem["pointer"] == "" and problem["detail"].startswith("the body is not JSON")
+    assert (await api.call("GET", f"/v1/users/{customer.id}", ADMIN)).body["balance"] == 100
+
+
+async def test_nan_is_not_json_even_beside_a_refused_value(api: Api) -> None:
+    customer = await api.customer()
+    raw = b'{"items": [{"goods_id": 1e400, "quantity": NaN}]}'
+
+    refused = await api.call("POST", "/v1/orders", customer.headers, data=raw)
+
+    assert (refused.status, refused.body["code"]) == (422, "validation_error")
+    assert refused.body["errors"] == [
+        {"pointer": "", "detail": "the body is not JSON: NaN is not JSON"}
+    ]
