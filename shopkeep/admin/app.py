@@ -189,7 +189,8 @@ def same_origin(request: web.Request, public_url: str) -> bool:
     """False when the browser says the POST comes from a page of another origin than this
     server's (as the request names it, or its public URL): by ``Origin``; without it (an
     older browser), by ``Sec-Fetch-Site`` or the ``Referer``'s origin. A request that says
-    none of them (a client that is not a browser) is taken: its CSRF token still decides."""
+    none of them (a client that is not a browser) is taken: its CSRF token still decides; a
+    ``Referer`` that is no URL (``http://[::1``) names no origin of ours."""
     ours = {f"http://{request.host}", f"https://{request.host}"}
     if public_url:
         parts = urlsplit(public_url)
@@ -202,7 +203,10 @@ def same_origin(request: web.Request, public_url: str) -> bool:
         return False
     referer = request.headers.get("Referer")
     if referer is not None:
-        parts = urlsplit(referer)
+        try:
+            parts = urlsplit(referer)
+        except ValueError:  # an IPv6 host without its bracket's end
+            return False
         return f"{parts.scheme}://{parts.netloc}" in ours
     return True
 

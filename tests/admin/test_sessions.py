@@ -160,6 +160,7 @@ async def test_a_form_from_the_public_urls_origin_is_taken(
         # an older browser, without Origin, says it another way
         {"Sec-Fetch-Site": "cross-site"},
         {"Referer": "https://evil.example/page"},
+        {"Referer": "http://[::1"},  # no URL at all: it answered 500, with a traceback logged
     ],
 )
 async def test_a_form_from_another_origin_is_refused(
