@@ -650,6 +650,14 @@ class Shop(BackOffice):
             raise ShopError(NOT_FOUND, f"payment {payment_id} does not exist")
         return view
 
+    async def knows_outcome_of(self, payment_id: int) -> bool:
+        """Whether payment ``payment_id`` has succeeded or failed here already (by its callback
+        or its deadline's query): a gateway still calling back about it tells nothing new."""
+        try:
+            return (await self.get_payment(payment_id)).status != "created"
+        except ShopError:  # never started here
+            return False
+
     async def _payment_of(self, order_id: int, payment_id: int) -> PaymentView | None:
         """Payment ``payment_id`` as order ``order_id`` holds it now; None if it has none."""
         for view in await self.payments(order_id):

@@ -310,19 +310,29 @@ class SandboxGateway:
             await self._clock.sleep(delay)
             delay = min(self._retry_max_s, delay * 2)
 
-    async def settle(self, within_s: float) -> None:
+    async def settle(
+        self, within_s: float, known: Callable[[int], Awaitable[bool]] | None = None
+    ) -> None:
         """Take no more completes (:meth:`complete_soon` refuses them), and wait up to
         ``within_s`` for the callbacks on their way to be acknowledged: a graceful stop lets
         what the sandbox answered 202 to reach the shop, whose deadline's query could not find
-        it after a restart (the sandbox's books are memory)."""
+        it after a restart (the sandbox's books are memory).
+
+        What is still unacknowledged then is forgotten with the process, loudly, with the
+        advice to complete it again, except a payment ``known`` says the shop has the outcome
+        of already (its deadline's query found it): completed again, it would be collected
+        twice, and refunded as a duplicate."""
         self._settling = True
         tasks = list(self._tasks)
         if tasks:
             await asyncio.wait(tasks, timeout=within_s)
-        if self._tasks:  # loudly: what they collected is forgotten with this process
+        pending = sorted(set(self._tasks.values()))
+        if known is not None:
+            pending = [payment for payment in pending if not await known(payment)]
+        if pending:  # loudly: what they collected is forgotten with this process
             log.warning(
                 "sandbox_callbacks_abandoned",
-                payments=sorted({str(payment) for payment in self._tasks.values()}),
+                payments=[str(payment) for payment in pending],
                 detail=f"not acknowledged within {within_s:g} s: complete them again after "
                 "the restart (is the callback URL right?)",
             )

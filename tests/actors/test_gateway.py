@@ -157,3 +157,25 @@ async def test_a_settle_that_runs_out_names_the_payments_whose_callbacks_it_aban
 
     [abandoned] = [line for line in logs if line["event"] == "sandbox_callbacks_abandoned"]
     assert (abandoned["log_level"], abandoned["payments"]) == ("warning", ["7"])
+
+
+async def test_a_settle_does_not_ask_to_complete_again_what_the_shop_has_the_outcome_of() -> None:
+    # the shop's deadline query found payment 7 paid while its callback could not get through:
+    # completed again after the restart, it would be collected twice and refunded as a duplicate
+    gateway = SandboxGateway("s", VirtualClock())
+
+    async def unreachable(raw_body: bytes, header: str) -> bool:
+        return False
+
+    async def shop_knows(payment_id: int) -> bool:
+        return payment_id == 7
+
+    gateway.attach(unreachable)
+    gateway.complete_soon(7, 8, 1_500, "succeeded", "txn-1")
+    gateway.complete_soon(9, 10, 700, "succeeded", "txn-2")
+    with capture_logs() as logs:
+        await gateway.settle(within_s=0.01, known=shop_knows)
+    await gateway.close()
+
+    [abandoned] = [line for line in logs if line["event"] == "sandbox_callbacks_abandoned"]
+    assert abandoned["payments"] == ["9"]

@@ -741,3 +741,13 @@ async def test_a_shop_kept_past_its_block_answers_every_call_shutting_down(
     ):
         with pytest.raises(ShuttingDown):
             await call
+
+
+async def test_the_shop_knows_the_outcome_of_a_payment_once_it_succeeded(shop: Shop) -> None:
+    order, payment = await payment_started(shop)
+    assert not await shop.knows_outcome_of(payment.id)
+    assert not await shop.knows_outcome_of(order.id)  # no payment of that id
+
+    await sandbox(shop).complete(payment.id, order.id, payment.amount, "succeeded")
+
+    assert await shop.knows_outcome_of(payment.id)
