@@ -94,6 +94,7 @@ from shopkeep.actors.payment_query import QueryPayment
 from shopkeep.actors.payment_rules import (
     STILL_PAYABLE,
     WRONG_CURRENCY,
+    collected_since,
     decide_callback,
     keep_checkout,
     payments_to_ask,
@@ -477,7 +478,8 @@ class OrderActor(Actor):
         if payment_id not in querying.out:
             return False  # answered already
         querying.out.discard(payment_id)
-        querying.said.append(outcome)
+        if not collected_since(state, payment_id):
+            querying.said.append(outcome)  # else asked before its callback paid: not news
         return not querying.out
 
     def _answers_before(self, payment_id: int, status: str) -> list[Effect]:

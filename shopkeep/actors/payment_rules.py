@@ -92,6 +92,15 @@ STILL_PAYABLE = (CREATED, FAILED)
 PaymentIntent whose card was declined takes another card, on the same checkout page)."""
 
 
+def collected_since(state: OrderState, payment_id: int) -> bool:
+    """Whether payment ``payment_id`` is one the order knows collected (succeeded, or
+    refunded since): a provider's answer about it that says otherwise was given before."""
+    return any(
+        payment.id == payment_id and payment.status not in STILL_PAYABLE
+        for payment in state.payments
+    )
+
+
 def payments_to_ask(state: OrderState) -> list[Payment]:
     """The order's payments the provider may still collect on (open, or failed yet payable:
     ``STILL_PAYABLE``), oldest first: closed there and asked about (SPEC 10) at the deadline,

@@ -397,6 +397,35 @@ async def test_an_answer_to_an_earlier_activations_question_has_them_all_asked_a
     await shop.audit_ok()
 
 
+async def test_a_deadline_answer_given_before_the_callback_paid_is_not_in_the_history(
+    shop: Shop, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the provider answered "open" just before the customer paid; its answer reached the order
+    # after the callback had paid it: the history said "payment P: open" below "paid"
+    alice = await shop.user()
+    tea = await shop.goods(price=2_500, stock=10)
+    order = await shop.placed(alice, [(tea, 2)])
+    payment = (await shop.start_payment(order.id)).payment
+    answer_arrives = asyncio.Event()
+    query = SandboxProvider.query_payment
+
+    async def answered_before_paid(provider: SandboxProvider, ref: PaymentRef) -> Any:
+        said = await query(provider, ref)
+        await answer_arrives.wait()
+        return said
+
+    monkeypatch.setattr(SandboxProvider, "query_payment", answered_before_paid)
+    await clock.advance(HALF_HOUR)  # asked; the answer, open, on its way
+    assert await shop.gateway.complete(payment.id, order.id, 6_000, "succeeded")
+    answer_arrives.set()
+    await shop.quiet()
+
+    assert (await shop.order(order.id)).status == "paid"
+    assert f"payment {payment.id}: open" not in await queried(shop, order.id)
+    assert await shop.ask("order", order.id, GetRefunds()) == ()
+    await shop.audit_ok()
+
+
 async def test_a_success_and_the_deadline_at_the_same_instant_deadline_first(
     shop: Shop, clock: VirtualClock
 ) -> None:
