@@ -28,6 +28,7 @@ from typing import Any, Final
 
 import msgspec
 
+from shopkeep.actors.assets import given_back
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.key_rules import decode_answer, request_hash
 from shopkeep.actors.key_store import placement_answer
@@ -158,6 +159,9 @@ class Placer:
         if isinstance(reply, PlacedBefore):
             assert key is not None  # only a key names an earlier placement
             return await self._again(request, key, identity, reply.order_id, replaces is None)
+        if isinstance(reply, Refusal) and reply.order_id is not None:
+            # a recorded order failed: what it took is given back before the refusal is told
+            await given_back(self.system, reply.order_id)
         return answer(reply, OrderView)
 
     async def _again(

@@ -16,8 +16,6 @@ The HTTP layer (``shopkeep/http``) is a thin adapter over this class.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import hashlib
 import os
@@ -33,7 +31,7 @@ import structlog
 
 from shopkeep.actors import order_store
 from shopkeep.actors import user as users
-from shopkeep.actors.assets import AssetsActor
+from shopkeep.actors.assets import AssetsActor, given_back
 from shopkeep.actors.audit import AuditReport, audit
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.coupon import CouponActor, list_coupons
@@ -78,7 +76,6 @@ from shopkeep.actors.protocol import (
     GetUser,
     GoodsView,
     Refusal,
-    ReleasesSent,
     ReplaceToken,
     UpdateGoods,
     UserView,
@@ -752,7 +749,7 @@ class Shop(BackOffice):
         canceled = await self._once.ask(
             _actor("order", order_id), cancel, OrderView, idempotency_key, request, user_id
         )
-        await self._given_back(canceled)
+        await given_back(self.system, canceled.id)
         return canceled
 
     async def ship(self, order_id: int, *, idempotency_key: Key = None) -> OrderView:
@@ -806,33 +803,8 @@ class Shop(BackOffice):
         approved = await self._once.ask(
             Address("order", order_id), ApproveReturn(return_id), ReturnView, key, request
         )
-        with contextlib.suppress(Exception):  # as _given_back: never the caller's error
-            await self._given_back(await self.system.ask(Address("order", order_id), GetOrder()))
+        await given_back(self.system, order_id)
         return approved
-
-    async def _given_back(self, order: OrderView) -> None:
-        """Wait until what ``order`` gave back (a cancel's, a return's) is committed by its
-        assets' actors, so that the caller's next read sees it back, of one actor (the goods)
-        or of the database (the goods and coupon lists): a 200 and then the old stock, coupon
-        or balance would look like a lost release.
-
-        ``ReleasesSent`` answers once the releases are in the actors' mailboxes; a read of
-        each actor then queues behind them, and its answer waits for their commit (an answer
-        is never seen before the writes it follows). Not waited for past a second, and never
-        an error of the caller's: the cancel is done, and the releases are durable and land
-        anyway (a fan-out whose commit failed is delivered again; a shop too busy or stopping
-        answers without waiting)."""
-        system = self.system
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(1.0):
-                await system.ask(Address("assets", order.id), ReleasesSent())
-                # asked only now: behind the releases in each mailbox
-                reads = [system.ask(Address("goods", item.goods_id), GetGoods())
-                         for item in order.items]
-                if order.coupon_id is not None:
-                    reads.append(system.ask(Address("coupon", order.coupon_id), GetCoupon()))
-                reads.append(system.ask(Address("user", order.user_id), GetUser()))
-                await asyncio.gather(*reads)
 
     async def refunds(
         self,

@@ -18,12 +18,18 @@ everything back exactly once.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
+from shopkeep.actors.order_messages import GetOrder, OrderView
 from shopkeep.actors.protocol import (
     AssetsMessage,
     CouponMessage,
+    GetCoupon,
+    GetGoods,
+    GetUser,
     GoodsMessage,
     ReleaseAssets,
     ReleaseCoupon,
@@ -33,7 +39,7 @@ from shopkeep.actors.protocol import (
     RevokePoints,
     UserMessage,
 )
-from shopkeep.runtime import Actor, Address, Context
+from shopkeep.runtime import Actor, ActorSystem, Address, Context
 
 Release = tuple[Address, GoodsMessage | CouponMessage | UserMessage]
 """One durable message giving back one asset: to whom, and what."""
@@ -107,3 +113,35 @@ class AssetsActor(Actor):
                 # the commit's callbacks, which run before this answer's)
                 return None
         raise TypeError(f"assets actors do not handle {type(message).__name__}")
+
+
+GIVEN_BACK_WAIT_S = 1.0
+"""How long a caller's answer waits at most for what an order gave back (:func:`given_back`)."""
+
+
+async def given_back(system: ActorSystem, order_id: int) -> None:
+    """Wait until what order ``order_id`` gave back (a cancel's, a return's, a failed
+    placement's) is committed by its assets' actors, so that the caller's next read sees it
+    back, of one actor (the goods) or of the database (the goods and coupon lists): an answer
+    and then the old stock, coupon or balance would look like a lost release, and an order
+    placed next would be refused for a unit or a coupon nothing holds.
+
+    ``ReleasesSent`` answers once the releases are in the actors' mailboxes; a read of each
+    actor then queues behind them, and its answer waits for their commit (an answer is never
+    seen before the writes it follows). Not waited for past :data:`GIVEN_BACK_WAIT_S`, and
+    never an error of the caller's: what was asked is done, and the releases are durable and
+    land anyway (a fan-out whose commit failed is delivered again; a shop too busy or
+    stopping answers without waiting)."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(GIVEN_BACK_WAIT_S):
+            order = await system.ask(Address("order", order_id), GetOrder())
+            if not isinstance(order, OrderView):
+                return
+            await system.ask(Address("assets", order_id), ReleasesSent())
+            # asked only now: behind the releases in each mailbox
+            reads = [system.ask(Address("goods", item.goods_id), GetGoods())
+                     for item in order.items]
+            if order.coupon_id is not None:
+                reads.append(system.ask(Address("coupon", order.coupon_id), GetCoupon()))
+            reads.append(system.ask(Address("user", order.user_id), GetUser()))
+            await asyncio.gather(*reads)

@@ -385,6 +385,28 @@ async def test_what_an_approved_return_gives_back_is_seen_by_the_next_read(
     assert (await shop.get_user(user)).balance == 5_000
 
 
+async def test_what_a_failed_saga_placement_took_is_back_when_it_is_refused(
+    saga_shop: Shop,
+) -> None:
+    # no settling in between: the next order for the last unit, with the same coupon, was
+    # refused insufficient_stock or coupon_unavailable while the releases were on their way
+    shop = saga_shop
+    tea = await shop.create_goods("tea", price=1_000, stock=1)
+    user = await customer(shop, balance=100)
+    coupon = await shop.create_coupon(user, 200)
+    with pytest.raises(ShopError) as refused:
+        await shop.place_order(user, [(tea.id, 1)], coupon_id=coupon.id, use_balance=500)
+    assert (refused.value.code, refused.value.order_id is not None) == (
+        "insufficient_balance", True
+    )
+    [listed_coupon] = (await shop.list_coupons(user)).items
+    assert (listed_coupon.state, (await shop.get_goods(tea.id)).stock) == ("unused", 1)
+
+    placed = await shop.place_order(user, [(tea.id, 1)], coupon_id=coupon.id)
+
+    assert placed.status == "awaiting_payment"
+
+
 async def test_a_cancel_sent_during_an_asynchronous_placement_is_applied_after_it(
     shop: Shop,
 ) -> None:
