@@ -129,6 +129,19 @@ def user_principal(user_id: int) -> Principal:
     return Principal(user_id)
 
 
+async def still_holds(shop: Shop, principal: Principal, header: str | None) -> bool:
+    """Whether the ``Authorization`` header that admitted ``principal`` still names them: a
+    user's token replaced since (``POST /v1/users/{id}/token``) names nobody from the
+    replacement's answer on, for a request admitted before it whose body was still coming
+    too. The admin's token is the configuration's, for as long as the process runs."""
+    if principal.is_admin:
+        return True
+    token_hash = None if header is None else bearer_hash(header)
+    return token_hash is not None and (
+        await shop.user_for_token_hash(token_hash) == principal.user_id
+    )
+
+
 def unauthorized() -> ShopError:
     """The refusal (401) of a request to a route that needs a token and got none, or one
     nobody holds."""

@@ -18,6 +18,7 @@ from aiohttp import hdrs, web
 from multidict import istr
 
 from shopkeep.errors import FieldError, ShopError
+from shopkeep.http.auth import still_holds, unauthorized
 from shopkeep.http.conversion import ref_in
 from shopkeep.http.schemas import EmptyRequest, OrderStatus
 from shopkeep.http.state import PRINCIPAL, SHOP, Principal
@@ -82,9 +83,21 @@ def buffered_body(request: web.Request) -> bytes | None:
 
 
 async def body_bytes(request: web.Request) -> bytes:
-    """The request's body, as ``request.read()`` answers it (and will again)."""
+    """The request's body, as ``request.read()`` answers it (and will again).
+
+    A body that was still coming when its caller was admitted (the door looks at the headers)
+    is taken only if their token still names them: one replaced meanwhile is refused 401, as
+    it would be for a request sent after the replacement."""
     raw = buffered_body(request)
-    return raw if raw is not None else await request.read()
+    if raw is not None:
+        return raw
+    raw = await request.read()
+    principal = request.get(PRINCIPAL)
+    if principal is not None and not await still_holds(
+        shop_of(request), principal, request.headers.get(hdrs.AUTHORIZATION)
+    ):
+        raise unauthorized()
+    return raw
 
 
 async def body_of(request: web.Request, kind: type[T], *, optional: bool = False) -> T:

@@ -3,8 +3,11 @@ GET answers HEAD, and the admin can replace a user's token, the old one stopping
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 
 from tests.http.conftest import ADMIN, Api, Customer, bearer
@@ -118,6 +121,31 @@ async def test_a_replaced_token_stops_working_at_once_and_the_new_one_works(api:
     assert (old.status, old.body["code"]) == (401, "unauthorized")
     new = await api.call("GET", "/v1/me", bearer(replaced.body["token"]))
     assert (new.status, new.body["id"]) == (200, alice.id)
+
+
+async def test_a_token_replaced_while_its_requests_body_comes_is_refused(api: Api) -> None:
+    # the door admits a caller by the headers; the body came seconds later, and the order was
+    # placed with a token that had named nobody since the replacement's answer
+    alice = await api.customer()
+    goods = await api.goods()
+    body = msgspec.json.encode({"items": [{"goods_id": goods, "quantity": 1}]})
+    replaced = asyncio.Event()
+
+    async def slowly() -> AsyncIterator[bytes]:
+        yield body[:10]
+        await replaced.wait()
+        yield body[10:]
+
+    placing = asyncio.create_task(
+        api.client.post("/v1/orders", data=slowly(), headers=alice.headers)
+    )
+    assert (await api.call("GET", "/healthz", {})).status == 200  # the headers are in
+    assert (await api.call("POST", f"/v1/users/{alice.id}/token", ADMIN)).status == 200
+    replaced.set()
+
+    async with await placing as answered:
+        assert answered.status == 401
+    assert (await api.call("GET", "/v1/orders", ADMIN)).body["items"] == []
 
 
 @pytest.mark.parametrize(
