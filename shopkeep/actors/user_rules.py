@@ -134,7 +134,8 @@ def debit(
         return Change(account)
     if msg.amount > account.balance:
         return Refusal(
-            INSUFFICIENT_BALANCE, f"user {user_id}: balance {account.balance}, {msg.amount} asked"
+            INSUFFICIENT_BALANCE,
+            f"user {user_id}: balance {account.balance}, the order would take {msg.amount}",
         )
     return Change(
         replace(account, balance=account.balance - msg.amount),

@@ -123,8 +123,21 @@ class PlaceOrderRequest(RequestBody, frozen=True):
         ),
     ]
     coupon_id: Id | None = None
-    use_balance: Amount = 0
-    expected_total: Amount | None = None
+    use_balance: Annotated[
+        Amount,
+        Meta(description="The most of the wallet's balance to use, in minor units: the order "
+                         "uses that much, or what is left to pay after the coupon if less "
+                         "(`wallet_amount`), refused 409 `insufficient_balance` when "
+                         "that is more than the balance."),
+    ] = 0
+    expected_total: Annotated[
+        Amount | None,
+        Meta(description="The `pay_amount` the client expects, in minor units: what the payment "
+                         "gateway is to collect, after the coupon and the wallet; another is "
+                         "refused 409 `price_changed`. A price change that `use_balance` "
+                         "absorbs (the wallet pays more, up to the amount given) leaves it "
+                         "equal: give `use_balance` as exactly what the wallet is to pay."),
+    ] = None
 
 
 class ReturnRequest(RequestBody, frozen=True):

@@ -173,7 +173,7 @@ def test_a_debit_of_nothing_writes_nothing() -> None:
 def test_a_debit_above_the_balance_is_refused_and_says_by_how_much() -> None:
     refused = refusal(debit(ANN, 1, DebitWallet(10, 1_001), already_debited=False))
     assert refused.code == INSUFFICIENT_BALANCE
-    assert refused.detail == "user 1: balance 1000, 1001 asked"
+    assert refused.detail == "user 1: balance 1000, the order would take 1001"
 
 
 def test_a_negative_debit_is_refused() -> None:
