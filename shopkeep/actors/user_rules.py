@@ -14,6 +14,7 @@ from collections.abc import Mapping, Set
 import msgspec
 from msgspec.structs import replace
 
+from shopkeep.actors.config import MAX_HELD
 from shopkeep.actors.key_rules import conflict
 from shopkeep.actors.protocol import (
     INSUFFICIENT_BALANCE,
@@ -89,9 +90,15 @@ def open_account(msg: CreateUser) -> Change | Refusal:
 
 
 def credit(account: Account, amount: int) -> Change | Refusal:
-    """An admin's credit to the wallet."""
+    """An admin's credit to the wallet, up to :data:`MAX_HELD` in it."""
     if amount <= 0:
         return Refusal(VALIDATION_ERROR, f"a credit must be positive: {amount}")
+    if account.balance + amount > MAX_HELD:
+        return Refusal(
+            VALIDATION_ERROR,
+            f"a credit of {amount} would make the balance {account.balance + amount}, above "
+            f"the most a wallet holds ({MAX_HELD})",
+        )
     return Change(
         replace(account, balance=account.balance + amount), WalletMove(None, "credit", amount)
     )
@@ -167,13 +174,17 @@ def release(account: Account, msg: ReleaseWallet, ledger: Mapping[str, int]) -> 
 
 
 def award(account: Account, msg: AwardPoints, ledger: Mapping[str, int]) -> Change:
-    """Add the points earned by a paid order, once; never after the order's revoke (durable
-    messages can be delivered out of order after retries, so a revoke may come first)."""
+    """Add the points earned by a paid order, once, up to :data:`MAX_HELD` in all; never after
+    the order's revoke (durable messages can be delivered out of order after retries, so a
+    revoke may come first)."""
     if msg.points <= 0 or "award" in ledger or "revoke" in ledger:
         return Change(account)
+    points = min(msg.points, MAX_HELD - account.points)  # the revoke takes back what was given
+    if points <= 0:
+        return Change(account)
     return Change(
-        replace(account, points=account.points + msg.points),
-        PointsMove(msg.order_id, "award", msg.points),
+        replace(account, points=account.points + points),
+        PointsMove(msg.order_id, "award", points),
     )
 
 
