@@ -17,12 +17,16 @@ from shopkeep.errors import FieldError, ShopError
 
 MAX_ID: Final = 2**63 - 1
 """Ids are signed 64-bit integers; a longer digit string names nothing."""
-ID_PATTERN: Final = "^(0|[1-9][0-9]{0,18})$"
+END: Final = "(?!\n)$"  # a newline itself, not its escape: msgspec's refusals quote it once
+"""The end of the text, in a pattern read by Python (msgspec's checks, the query's guard) as by
+JSON Schema (ECMA-262): Python's ``$`` matches before a last newline too, so ``"12\n"`` passed
+for an id, and was answered 404, not 422."""
+ID_PATTERN: Final = f"^(0|[1-9][0-9]{{0,18}}){END}"
 """Decimal digits as the server writes an id: no leading zero, at most 19 of them."""
 MAX_NAME = 200
 MAX_KEY: Final = 255
 """The longest Idempotency-Key (SPEC 7: printable ASCII, at most 255 characters)."""
-KEY_PATTERN: Final = f"^[!-~](?:[ -~]{{0,{MAX_KEY - 2}}}[!-~])?$"
+KEY_PATTERN: Final = f"^[!-~](?:[ -~]{{0,{MAX_KEY - 2}}}[!-~])?{END}"
 """What an Idempotency-Key may be: 1 to :data:`MAX_KEY` printable ASCII characters (0x20 to
 0x7E), neither the first nor the last a space: HTTP strips spaces around a header's value, so a
 key sent with them would arrive as another key. Published in the OpenAPI document (a JSON
@@ -35,11 +39,11 @@ KEY_RULE: Final = (
 )
 """The detail of a refused Idempotency-Key (it never repeats the key: it may hold any bytes)."""
 _CONTROLS: Final = r"\x00-\x1f\x7f-\x9f"
-TEXT_PATTERN: Final = rf"^[^{_CONTROLS}]*$"
+TEXT_PATTERN: Final = rf"^[^{_CONTROLS}]*{END}"
 """Free text the shop keeps (a name, a reason, a note): no control character (NUL, ESC, DEL,
 the C1 range), which pages, logs and terminals would get as it is. Published as the JSON Schema
 ``pattern`` of such fields."""
-NAME_PATTERN: Final = rf"^[^{_CONTROLS}]*[^\s{_CONTROLS}][^{_CONTROLS}]*$"
+NAME_PATTERN: Final = rf"^[^{_CONTROLS}]*[^\s{_CONTROLS}][^{_CONTROLS}]*{END}"
 """A name: free text (:data:`TEXT_PATTERN`) that is not blank."""
 _TEXT: Final = re.compile(TEXT_PATTERN)
 _NAME: Final = re.compile(NAME_PATTERN)
