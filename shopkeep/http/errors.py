@@ -22,7 +22,6 @@ fault it is:
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from typing import Final
@@ -36,7 +35,7 @@ from shopkeep.actors.protocol import VALIDATION_ERROR
 from shopkeep.errors import CallbackRejected, FieldError, ShopError
 from shopkeep.http.auth import unauthorized
 from shopkeep.http.inputs import IDEMPOTENCY_HEADER, REPLAYED_HEADER
-from shopkeep.http.rate_limit import RateLimited
+from shopkeep.http.rate_limit import RateLimited, whole_seconds
 from shopkeep.http.validation import refusal_of
 from shopkeep.requests import KEY_RULE, refused_parameter
 from shopkeep.runtime import ActorStopped, AskTimeout, Overloaded, ShuttingDown
@@ -131,7 +130,7 @@ def problem(
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="shopkeep"'
     if status in (429, 503):
-        headers["Retry-After"] = str(max(1, math.ceil(retry_after or 1.0)))
+        headers["Retry-After"] = str(whole_seconds(retry_after))
     return web.Response(
         status=status,
         body=msgspec.json.encode(body),

@@ -20,6 +20,7 @@ nobody holds by its hash, never the admin.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable
 from typing import Final
 
@@ -27,12 +28,19 @@ TRACKED: Final = 100_000
 """How many tokens' buckets are kept at most (about 100 bytes each) before forgetting."""
 
 
+def whole_seconds(wait_s: float | None) -> int:
+    """A wait as ``Retry-After`` says it: whole seconds, at least one (none given: one)."""
+    return max(1, math.ceil(wait_s or 1.0))
+
+
 class RateLimited(Exception):
     """The caller's token has made more requests than its limit allows (the caller's fault):
-    429 rate_limited, to retry after ``retry_after`` seconds."""
+    429 rate_limited, to retry after ``retry_after`` seconds, which its detail says as its
+    ``Retry-After`` does (a detail of "0.001 s" beside a header of 1 told a client two things)."""
 
     def __init__(self, retry_after: float) -> None:
-        super().__init__(f"too many requests from this token; retry after {retry_after:.3f} s")
+        wait = whole_seconds(retry_after)
+        super().__init__(f"too many requests from this token; retry after {wait} s")
         self.retry_after = retry_after
 
 

@@ -62,6 +62,7 @@ async def test_a_token_past_its_burst_is_refused_429_with_retry_after_until_it_r
     assert refused.content_type == "application/problem+json"
     assert refused.body["code"] == "rate_limited" and refused.body["status"] == 429
     assert refused.headers["Retry-After"] == "1"
+    assert refused.body["detail"].endswith("retry after 1 s")  # as the header says
     instant.now += 1 / PER_S
     assert (await limited.call("GET", "/v1/me", alice.headers)).status == 200
     assert (await limited.call("GET", "/v1/me", alice.headers)).status == 429
