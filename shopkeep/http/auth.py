@@ -36,6 +36,9 @@ PUBLIC_PATHS: Final = frozenset(
      "/v1/payments/stripe/webhook", "/admin"}
 )
 PUBLIC_PREFIXES: Final = ("/sandbox/", "/admin/")
+NO_SUCH_ROUTE: Final = "there is no such route"
+"""The detail of a 404 for a path no route has, and for a route of the other role: the same
+words, so that a user cannot tell the admin's routes by probing."""
 MAX_TOKEN: Final = 512
 """A longer bearer token is nobody's (and is not worth hashing)."""
 
@@ -154,5 +157,5 @@ def authorize(principal: Principal | None, access: Access) -> Principal:
     if principal is None:
         raise unauthorized()
     if not access.admits(principal):
-        raise ShopError("not_found", "there is no such route for this caller")
+        raise ShopError("not_found", NO_SUCH_ROUTE)
     return principal

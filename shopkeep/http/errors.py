@@ -33,7 +33,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from shopkeep.actors.protocol import VALIDATION_ERROR
 from shopkeep.errors import CallbackRejected, FieldError, ShopError
-from shopkeep.http.auth import unauthorized
+from shopkeep.http.auth import NO_SUCH_ROUTE, unauthorized
 from shopkeep.http.inputs import IDEMPOTENCY_HEADER, REPLAYED_HEADER
 from shopkeep.http.rate_limit import RateLimited, whole_seconds
 from shopkeep.http.validation import refusal_of
@@ -230,7 +230,7 @@ def unparsable(error: HttpProcessingError) -> web.Response:
 
 def _detail_of(error: web.HTTPException) -> str:
     if error.status == 404:
-        return "there is no such route"
+        return NO_SUCH_ROUTE
     if error.status == 405:
         return "this route does not take that method"
     return "the request body is too large"

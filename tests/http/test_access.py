@@ -113,6 +113,8 @@ async def test_an_admin_route_is_not_found_for_a_user_and_unauthorized_without_a
 
     as_user: Answer = await api.call(method, path, s.alice.headers, payload)
     assert (as_user.status, as_user.body["code"]) == (404, "not_found")
+    nowhere = await api.call("GET", "/v1/nothing-here", s.alice.headers)
+    assert as_user.body["detail"] == nowhere.body["detail"]  # nothing tells the routes apart
     for headers in (NONE, WRONG):
         stranger = await api.call(method, path, headers, payload)
         assert (stranger.status, stranger.body["code"]) == (401, "unauthorized")
