@@ -221,6 +221,8 @@ def test_serve_on_a_port_taken_fails_in_one_line_naming_host_and_port(tmp_path: 
         ("serve", "--order-timeout", "-1"),
         ("serve", "--order-timeout", "0"),
         ("serve", "--order-timeout", "nan"),
+        ("serve", "--order-timeout", "1e-9"),  # every order canceled as it is born
+        ("serve", "--read-timeout", "1e-9"),
         ("serve", "--max-unpaid-orders", "0"),
         ("serve", "--keepalive-timeout", "0"),
         ("serve", "--read-timeout", "inf"),
@@ -246,6 +248,7 @@ def test_serve_on_a_port_taken_fails_in_one_line_naming_host_and_port(tmp_path: 
         ("bench", "--url", "ftp://x", "--admin-token", "a" * 20),
         ("bench", "--embedded", "--mix", "teleport=1"),
         ("bench", "--embedded", "--duration", "0"),
+        ("bench", "--embedded", "--warmup", "1e-9"),
         ("bench", "--embedded", "--concurrency", "0"),
         ("bench", "--embedded", "--concurrency", "100000000"),  # a user each, made first
         ("bench", "--embedded", "--rate", "1e9"),  # a schedule no loop keeps

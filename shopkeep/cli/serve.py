@@ -124,7 +124,7 @@ def add_shop_flags(parser: argparse.ArgumentParser) -> None:
     """The shop's business settings (:class:`shopkeep.actors.config.ShopConfig`)."""
     defaults = ShopConfig()
     flag(
-        parser, "--order-timeout", convert=duration(), metavar="DURATION",
+        parser, "--order-timeout", convert=duration(minimum=1.0), metavar="DURATION",
         default=f"{defaults.order_timeout_s:g}s", shown_default="30m",
         help="an order still unpaid this long after it was confirmed is canceled, its stock, "
         "coupon and wallet amount given back",
@@ -157,12 +157,13 @@ def add_shop_flags(parser: argparse.ArgumentParser) -> None:
 def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     """``serve``'s bounds on connections (SPEC 7; shopkeep.http.connection_limits)."""
     flag(
-        parser, "--keepalive-timeout", convert=duration(), metavar="DURATION",
+        parser, "--keepalive-timeout", convert=duration(minimum=0.01), metavar="DURATION",
         default=f"{KEEPALIVE_S:g}s",
         help="an idle keep-alive connection is closed after this long",
     )  # fmt: skip
     flag(
-        parser, "--read-timeout", convert=duration(), metavar="DURATION", default=f"{READ_S:g}s",
+        parser, "--read-timeout", convert=duration(minimum=0.01), metavar="DURATION",
+        default=f"{READ_S:g}s",
         help="a request's line, headers and body must all arrive within this long of its "
         "first byte (and a new connection's first request within this long of the "
         "connection), else the connection is closed unanswered: a slow or half-sent "

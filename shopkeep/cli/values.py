@@ -19,7 +19,9 @@ from shopkeep.actors.config import MAX_DURATION_S
 
 UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 """The units a duration takes; a bare number is seconds."""
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
+_NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+"""A plain decimal number (ASCII digits: ``\\d`` also takes other scripts' digits, ``١٠``)."""
+_PART = re.compile(f"({_NUMBER.pattern})(ms|s|m|h)")
 DURATION_HINT: Final = "a duration such as 30s, 5m, 1h or 1m30s (a bare number is seconds)"
 DURATIONS_HELP: Final = "durations take units (30s, 5m, 1h, 1m30s; a bare number is seconds)"
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
@@ -32,22 +34,20 @@ def refuse(message: str) -> argparse.ArgumentTypeError:
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in ``text``: ``30s``, ``5m``, ``1h``, ``250ms``, ``1m30s``, or a bare number."""
+    """Seconds in ``text``: ``30s``, ``5m``, ``1h``, ``250ms``, ``1m30s``, or a bare number;
+    the units from the longest down, each once (``1s5m``, ``1h1h`` are not durations), the
+    numbers in plain decimals (``float()`` also reads ``1_0``, ``1e3`` and ``inf``)."""
     cleaned = text.strip().lower()
-    if not cleaned.isascii():  # float() and \d also take other scripts' digits ("١٠s")
-        raise refuse(f"{text!r} is not {DURATION_HINT}")
-    try:
-        seconds = float(cleaned)
-    except ValueError:
-        position, seconds = 0, 0.0
-        for match in _PART.finditer(cleaned):
-            if match.start() != position:
-                break
-            seconds += float(match.group(1)) * UNITS[match.group(2)]
-            position = match.end()
-        if position != len(cleaned) or not cleaned:
-            raise refuse(f"{text!r} is not {DURATION_HINT}") from None
-    if not math.isfinite(seconds):
+    if _NUMBER.fullmatch(cleaned):
+        return float(cleaned)
+    position, seconds, longest = 0, 0.0, math.inf
+    for match in _PART.finditer(cleaned):
+        unit = UNITS[match.group(2)]
+        if match.start() != position or unit >= longest:
+            break
+        seconds += float(match.group(1)) * unit
+        position, longest = match.end(), unit
+    if position != len(cleaned) or not cleaned:
         raise refuse(f"{text!r} is not {DURATION_HINT}")
     return seconds
 
@@ -63,7 +63,8 @@ def duration(*, allow_zero: bool = False, minimum: float = 0.0) -> Callable[[str
         if seconds > MAX_DURATION_S:
             raise refuse(f"{text!r} is longer than a year and a day")
         if seconds and seconds < minimum:
-            raise refuse(f"{text!r} is shorter than {minimum * 1000:g}ms")
+            shortest = f"{minimum:g}s" if minimum >= 1 else f"{minimum * 1000:g}ms"
+            raise refuse(f"{text!r} is shorter than {shortest}")
         return seconds
 
     convert.__name__ = "duration"

@@ -81,8 +81,8 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
         "provider on the internet cannot reach)",
     )  # fmt: skip
     flag(
-        parser, "--refund-query-after", group=group, convert=duration(), metavar="DURATION",
-        default=DEFAULT_REFUND_QUERY_AFTER,
+        parser, "--refund-query-after", group=group, convert=duration(minimum=1.0),
+        metavar="DURATION", default=DEFAULT_REFUND_QUERY_AFTER,
         help="a refund the provider took and has not finished is asked about again after this",
     )  # fmt: skip
     for option, metavar, text in PROVIDER_FLAGS:

@@ -60,7 +60,7 @@ def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
         help="drive a fresh shop in this process through the Python API, without HTTP",
     )  # fmt: skip
     flag(
-        parser, "--duration", convert=duration(), metavar="DURATION", default="30s",
+        parser, "--duration", convert=duration(minimum=1.0), metavar="DURATION", default="30s",
         help="how long journeys are started; 10m or more makes a soak",
     )  # fmt: skip
     flag(
@@ -88,7 +88,7 @@ def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
         "mix, and late_callback has the sandbox call back late",
     )  # fmt: skip
     flag(
-        parser, "--order-timeout", convert=duration(), metavar="DURATION", default="5s",
+        parser, "--order-timeout", convert=duration(minimum=1.0), metavar="DURATION", default="5s",
         help="with --embedded, the shop's payment deadline; a server's own is read from its "
         "orders (expires_at - confirmed_at)",
     )  # fmt: skip
@@ -104,7 +104,7 @@ def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
         "(e.g. insufficient_stock on place) are not errors",
     )  # fmt: skip
     flag(
-        parser, "--settle", convert=duration(allow_zero=True), metavar="DURATION",
+        parser, "--settle", convert=duration(allow_zero=True, minimum=0.01), metavar="DURATION",
         default="30s",
         help="after the run, how long to wait for the shop to be quiet (nothing in flight in "
         "the audit) before its audit is final",
@@ -125,11 +125,13 @@ def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
         "than 0.1s) is dropped and counted",
     )  # fmt: skip
     flag(
-        parser, "--warmup", convert=duration(allow_zero=True), metavar="DURATION", default="0s",
+        parser, "--warmup", convert=duration(allow_zero=True, minimum=0.01), metavar="DURATION",
+        default="0s",
         help="run journeys this long before --duration, and leave them out of the figures",
     )  # fmt: skip
     flag(
-        parser, "--ramp", convert=duration(allow_zero=True), metavar="DURATION", default="0s",
+        parser, "--ramp", convert=duration(allow_zero=True, minimum=0.01), metavar="DURATION",
+        default="0s",
         help="from the start (the warm-up's), raise the concurrency, or the --rate, linearly "
         "to its target over this time",
     )  # fmt: skip
