@@ -82,6 +82,7 @@ def test_a_threshold_reads_its_figure_comparator_and_value_in_the_figures_unit(
         ("p0<5ms", "percentile"),
         ("errors<5ms", "a rate .with %. or a count"),
         ("", "not a threshold"),
+        ("place.p99<١٢ms", "not a threshold"),  # other scripts' digits, as the flags
     ],
 )
 def test_a_malformed_threshold_says_what_is_wrong(text: str, words: str) -> None:

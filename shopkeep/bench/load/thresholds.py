@@ -41,11 +41,12 @@ GRAMMAR: Final = (
     "(pN, mean, max with ms or s; errors, dropped with % or as a count; count, per_s), "
     "comparator <, <=, > or >="
 )
+# ASCII digits only ([0-9]): \d also takes other scripts' digits ("١٢"), as float() reads them
 _SHAPE = re.compile(
     r"^\s*(?P<figure>[a-z_][a-z0-9_.]*)\s*(?P<op><=|>=|<|>)\s*"
-    r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|%)?\s*$"
+    r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(?P<unit>ms|s|%)?\s*$"
 )
-_PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
+_PERCENTILE = re.compile(r"^p([0-9]+(?:\.[0-9]+)?)$")
 
 
 class ThresholdError(ValueError):
