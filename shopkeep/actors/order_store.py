@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import sqlite3
 from operator import attrgetter
+from typing import Final
 
 import msgspec
 
 from shopkeep.actors.order_messages import DeadlineReached
 from shopkeep.actors.order_state import (
+    AWAITING_PAYMENT,
+    CANCELED,
+    PAID,
+    PENDING,
     ROW_FIELDS,
     ArmDeadline,
     Award,
@@ -256,6 +261,23 @@ order_row = attrgetter(*ROW_FIELDS)
 """An order's ``orders`` row (without its id), from its state."""
 
 
+STAMPED_AT: Final = {
+    PENDING: attrgetter("created_at"), AWAITING_PAYMENT: attrgetter("confirmed_at"),
+    PAID: attrgetter("paid_at"), CANCELED: attrgetter("canceled_at"),
+}
+"""The order's own time of a move into each status it keeps a time of."""
+
+
+def _at(entry: History, after: OrderState, now: float) -> float:
+    """When a history row happened: a move into a status the order keeps the time of, at
+    that time (so the history and the order agree to the microsecond); any other, ``now``."""
+    stamped = STAMPED_AT.get(entry.to_status)
+    if stamped is None or entry.from_status == entry.to_status:
+        return now
+    at: float | None = stamped(after)
+    return now if at is None else at
+
+
 def write(
     ctx: Context, before: OrderState | None, after: OrderState, effects: list[Effect]
 ) -> None:
@@ -274,7 +296,7 @@ def write(
     user = Address("user", after.user_id)
     # a decision's history rows in one statement (a placement has two: placed, confirmed)
     history = [
-        (order_id, e.from_status, e.to_status, e.operation, e.remark, now)
+        (order_id, e.from_status, e.to_status, e.operation, e.remark, _at(e, after, now))
         for e in effects
         if isinstance(e, History)
     ]

@@ -773,3 +773,33 @@ async def test_the_shop_knows_the_outcome_of_a_payment_once_it_succeeded(shop: S
     await sandbox(shop).complete(payment.id, order.id, payment.amount, "succeeded")
 
     assert await shop.knows_outcome_of(payment.id)
+
+
+class TickingClock(VirtualClock):
+    """A virtual clock a microsecond later at every reading, as a real one is."""
+
+    def now(self) -> float:
+        self._now += 1e-6
+        return self._now
+
+
+async def test_the_history_says_each_move_at_the_time_the_order_keeps_of_it(
+    tmp_path: Path,
+) -> None:
+    # read twice, the clock gave the history rows times a few microseconds after the order's
+    async with Shop.open(
+        str(tmp_path / "ticking.db"), gateway="sandbox", clock=TickingClock(),
+        gateway_secret="ticking-secret",
+    ) as shop:
+        tea = await shop.create_goods("tea", price=1_000, stock=5)
+        user = await customer(shop, balance=100_000)
+        unpaid = await shop.place_order(user, [(tea.id, 1)])
+        canceled = await shop.cancel_order(unpaid.id)
+        paid = await shop.place_order(user, [(tea.id, 1)], use_balance=100_000)
+
+        at = {(order.id, entry.to_status): entry.at for order in (canceled, paid)
+              for entry in (await shop.order_history(order.id)).items}
+        assert at[unpaid.id, "pending"] == unpaid.created_at
+        assert at[unpaid.id, "awaiting_payment"] == unpaid.confirmed_at
+        assert at[unpaid.id, "canceled"] == canceled.canceled_at
+        assert at[paid.id, "paid"] == paid.paid_at
