@@ -316,17 +316,26 @@ class Shop(BackOffice):
 
     # -- users ----------------------------------------------------------------------------------
 
-    async def create_user(self, name: str, balance: int = 0) -> CreatedUser:
-        """A new user with an opening wallet balance, and their token (shown only here)."""
+    async def create_user(
+        self, name: str, balance: int = 0, *, idempotency_key: Key = None
+    ) -> CreatedUser:
+        """A new user with an opening wallet balance, and their token (shown only here).
+
+        Under a key, one user: the same request again answers the user the first answer made,
+        with a new token, since only a token's hash is kept (the first answer's token, which
+        only that answer showed, stops working): the retry of a caller who lost the answer."""
         with Problems() as each:
             each(check_name, name)
             each(check_amount, "balance", balance)
+            key = each(key_of, idempotency_key)
         token = new_token()
-        user_id = self.system.ids.next()
-        view = answer(
-            await self._ask(Address("user", user_id), CreateUser(name, balance, hash_token(token))),
-            UserView,
+        request = ("create_user", name, balance)
+        message = CreateUser(name, balance, hash_token(token))
+        view = await self._once.ask(
+            Address("user", self.system.ids.next()), message, UserView, key, request
         )
+        if key is not None and key.replayed:
+            token = await self.replace_token(view.id)
         return CreatedUser(view, token)
 
     async def get_user(self, user_id: int) -> UserView:
@@ -392,16 +401,19 @@ class Shop(BackOffice):
 
     # -- goods ----------------------------------------------------------------------------------
 
-    async def create_goods(self, name: str, price: int, stock: int) -> GoodsView:
-        """A new goods (SKU) with its price and opening stock."""
+    async def create_goods(
+        self, name: str, price: int, stock: int, *, idempotency_key: Key = None
+    ) -> GoodsView:
+        """A new goods (SKU) with its price and opening stock; under a key, one."""
         with Problems() as each:
             each(check_name, name)
             each(check_amount, "price", price)
             each(check_amount, "stock", stock, of="units")
-        goods_id = self.system.ids.next()
-        return answer(
-            await self._ask(Address("goods", goods_id), CreateGoods(name, price, stock)),
-            GoodsView,
+            key = each(key_of, idempotency_key)
+        request = ("create_goods", name, price, stock)
+        message = CreateGoods(name, price, stock)
+        return await self._once.ask(
+            Address("goods", self.system.ids.next()), message, GoodsView, key, request
         )
 
     async def update_goods(
@@ -443,18 +455,22 @@ class Shop(BackOffice):
         *,
         min_order_amount: int = 0,
         expires_at: float | None = None,
+        idempotency_key: Key = None,
     ) -> CouponView:
-        """A coupon for ``user_id`` worth ``value``."""
+        """A coupon for ``user_id`` worth ``value``; under a key, one."""
         with Problems() as each:
             each(check_id, "user_id", user_id)
             each(check_amount, "value", value, minimum=1)
             each(check_amount, "min_order_amount", min_order_amount)
             if expires_at is not None:
                 each(check_time, "expires_at", expires_at)
+            key = each(key_of, idempotency_key)
         await self.get_user(user_id)
-        coupon_id = self.system.ids.next()
+        request = ("create_coupon", user_id, value, min_order_amount, expires_at)
         message = CreateCoupon(user_id, value, min_order_amount, expires_at)
-        return answer(await self._ask(Address("coupon", coupon_id), message), CouponView)
+        return await self._once.ask(
+            Address("coupon", self.system.ids.next()), message, CouponView, key, request
+        )
 
     async def get_coupon(self, coupon_id: int, *, user_id: int | None = None) -> CouponView:
         """The coupon; with ``user_id``, only if it is theirs (else not_found, as a missing

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from shopkeep.actors.coupon_rules import Coupon, create, release, use
+from shopkeep.actors.key_store import run_keyed
 from shopkeep.actors.protocol import (
     INVALID_STATE,
     NOT_FOUND,
@@ -18,6 +19,7 @@ from shopkeep.actors.protocol import (
     CouponView,
     CreateCoupon,
     GetCoupon,
+    Keyed,
     Refusal,
     ReleaseCoupon,
     UseCoupon,
@@ -79,6 +81,9 @@ class CouponActor(Actor):
         if coupon is None:
             if isinstance(message, CreateCoupon):
                 return self._create(ctx, message)
+            if isinstance(message, Keyed) and isinstance(message.message, CreateCoupon):
+                # the admin's create under an Idempotency-Key: its replay makes no second coupon
+                return await run_keyed(ctx, message, self.receive)
             return Refusal(NOT_FOUND, f"coupon {coupon_id} does not exist")
         match message:
             case GetCoupon():

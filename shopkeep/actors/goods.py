@@ -106,6 +106,9 @@ class GoodsActor(Actor):
         if goods is None:
             if isinstance(message, CreateGoods):
                 return self._create(ctx, message)
+            if isinstance(message, Keyed) and isinstance(message.message, CreateGoods):
+                # the admin's create under an Idempotency-Key: its replay makes no second goods
+                return await run_keyed(ctx, message, self.receive)
             return Refusal(NOT_FOUND, f"goods {goods_id} does not exist")
         match message:
             case GetGoods():

@@ -168,6 +168,9 @@ class UserActor(Actor):
         if account is None:
             if isinstance(message, CreateUser):
                 return self._create(ctx, message)
+            if isinstance(message, Keyed) and isinstance(message.message, CreateUser):
+                # the admin's create under an Idempotency-Key: its replay makes no second user
+                return await key_store.run_keyed(ctx, message, self.receive)
             return Refusal(NOT_FOUND, f"user {user_id} does not exist")
         match message:
             case GetUser():

@@ -299,6 +299,7 @@ async def issue_coupon(request: web.Request) -> web.StreamResponse:
             _required(amount(form, "value", places, minimum=1)),
             min_order_amount=amount(form, "min_order_amount", places, required=False) or 0,
             expires_at=_expiry(form),
+            idempotency_key=key,
         )
         worth = money(coupon.value, places)
         until = "" if coupon.expires_at is None else f", valid until {when(coupon.expires_at)} UTC"

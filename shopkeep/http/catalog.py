@@ -87,6 +87,11 @@ PLACE_KEY_TEXT = (
     "failed overloaded, unavailable or interrupted did nothing (everything was given back), "
     "nor did a 422: the retry places afresh. Kept 24 hours."
 )
+USER_KEY_TEXT = (
+    f"{KEY_TEXT} A replay answers the user the first answer made with a new token: only a "
+    "token's hash is kept, so the first answer's token, which only that answer showed, "
+    "stops working (the retry is that of a caller who did not get the first answer)."
+)
 KEY = Param(IDEMPOTENCY_HEADER, "header", KEY_SCHEMA, KEY_TEXT)
 CONFLICT = "idempotency_conflict"
 SANDBOX_COMPLETE = ("POST", "/sandbox/payments/{payment_id}/complete")
@@ -173,7 +178,9 @@ def catalog() -> list[Operation]:
     ]
     return [
         op("POST", "/v1/users", "createUser", "Create a user (the answer has their token)",
-           admin, routes.create_user, {201: s.CreatedUserOut}, body=s.CreateUserRequest),
+           admin, routes.create_user, {201: s.CreatedUserOut}, body=s.CreateUserRequest,
+           params=(Param(IDEMPOTENCY_HEADER, "header", KEY_SCHEMA, USER_KEY_TEXT),),
+           refusals=(CONFLICT,)),
         op("GET", "/v1/users/{user_id}", "getUser", "Get a user", admin, routes.get_user,
            {200: s.UserOut}),
         op("GET", "/v1/me", "getMe", "The calling user", user, routes.get_me,
@@ -185,7 +192,8 @@ def catalog() -> list[Operation]:
            "Credit a user's wallet", admin, routes.credit_wallet, {200: s.UserOut},
            body=s.CreditRequest, params=(KEY,), refusals=(CONFLICT,)),
         op("POST", "/v1/goods", "createGoods", "Create a goods (SKU)", admin,
-           routes.create_goods, {201: s.GoodsOut}, body=s.CreateGoodsRequest),
+           routes.create_goods, {201: s.GoodsOut}, body=s.CreateGoodsRequest, params=(KEY,),
+           refusals=(CONFLICT,)),
         op("PATCH", "/v1/goods/{goods_id}", "updateGoods", "Change a price, add stock", admin,
            routes.update_goods, {200: s.GoodsOut}, body=s.UpdateGoodsRequest, params=(KEY,),
            refusals=(CONFLICT,)),
@@ -194,7 +202,8 @@ def catalog() -> list[Operation]:
         op("GET", "/v1/goods/{goods_id}", "getGoods", "Get a goods", Access.ANY,
            routes.get_goods, {200: s.GoodsOut}),
         op("POST", "/v1/coupons", "createCoupon", "Give a user a coupon", admin,
-           routes.create_coupon, {201: s.CouponOut}, body=s.CreateCouponRequest),
+           routes.create_coupon, {201: s.CouponOut}, body=s.CreateCouponRequest, params=(KEY,),
+           refusals=(CONFLICT,)),
         op("GET", "/v1/coupons", "listCoupons", "The calling user's coupons", user,
            routes.list_coupons, {200: s.CouponPage}, params=paged),
         op("GET", "/v1/coupons/{coupon_id}", "getCoupon",

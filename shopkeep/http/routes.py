@@ -60,10 +60,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def create_user(request: web.Request) -> web.Response:
     """POST /v1/users."""
+    key = idempotency_key_of(request)
     body = await body_of(request, s.CreateUserRequest)
-    created = await shop_of(request).create_user(body.name, body.balance)
+    created = await shop_of(request).create_user(body.name, body.balance, idempotency_key=key)
     made = c.created_user_out(created.user, created.token)
-    return reply(made, 201, f"/v1/users/{made.id}")
+    return reply(made, 201, f"/v1/users/{made.id}", key=key)
 
 
 async def get_user(request: web.Request) -> web.Response:
@@ -98,9 +99,13 @@ async def credit_wallet(request: web.Request) -> web.Response:
 
 async def create_goods(request: web.Request) -> web.Response:
     """POST /v1/goods."""
+    key = idempotency_key_of(request)
     body = await body_of(request, s.CreateGoodsRequest)
-    goods = c.goods_out(await shop_of(request).create_goods(body.name, body.price, body.stock))
-    return reply(goods, 201, f"/v1/goods/{goods.id}")
+    made = await shop_of(request).create_goods(
+        body.name, body.price, body.stock, idempotency_key=key
+    )
+    goods = c.goods_out(made)
+    return reply(goods, 201, f"/v1/goods/{goods.id}", key=key)
 
 
 async def update_goods(request: web.Request) -> web.Response:
@@ -129,6 +134,7 @@ async def get_goods(request: web.Request) -> web.Response:
 
 async def create_coupon(request: web.Request) -> web.Response:
     """POST /v1/coupons."""
+    key = idempotency_key_of(request)
     body = await body_of(request, s.CreateCouponRequest)
     expires_at = None if body.expires_at is None else c.time_in(body.expires_at)
     coupon = await shop_of(request).create_coupon(
@@ -136,8 +142,9 @@ async def create_coupon(request: web.Request) -> web.Response:
         body.value,
         min_order_amount=body.min_order_amount,
         expires_at=expires_at,
+        idempotency_key=key,
     )
-    return reply(c.coupon_out(coupon), 201, f"/v1/coupons/{coupon.id}")
+    return reply(c.coupon_out(coupon), 201, f"/v1/coupons/{coupon.id}", key=key)
 
 
 async def list_coupons(request: web.Request) -> web.Response:

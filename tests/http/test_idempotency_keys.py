@@ -22,6 +22,9 @@ from tests.http.conftest import ADMIN, Answer, Api, Customer
 from tests.shop.conftest import mail_queued
 
 KEYED = {
+    ("post", "/v1/users"),
+    ("post", "/v1/goods"),
+    ("post", "/v1/coupons"),
     ("post", "/v1/users/{user_id}/wallet/credit"),
     ("patch", "/v1/goods/{goods_id}"),
     ("post", "/v1/orders"),
@@ -69,6 +72,17 @@ async def credit(api: Api) -> Route:
     path = f"/v1/users/{alice.id}/wallet/credit"
     return Route(Request("POST", path, ADMIN, {"amount": 500}),
                  Request("POST", path, ADMIN, {"amount": 600}))
+
+
+async def create_goods(api: Api) -> Route:
+    return Route(Request("POST", "/v1/goods", ADMIN, {"name": "tea", "price": 900, "stock": 5}),
+                 Request("POST", "/v1/goods", ADMIN, {"name": "tea", "price": 900, "stock": 6}))
+
+
+async def create_coupon(api: Api) -> Route:
+    alice = await api.customer()
+    return Route(Request("POST", "/v1/coupons", ADMIN, {"user_id": alice.id, "value": 100}),
+                 Request("POST", "/v1/coupons", ADMIN, {"user_id": alice.id, "value": 200}))
 
 
 async def restock(api: Api) -> Route:
@@ -134,7 +148,8 @@ async def approve(api: Api) -> Route:
 
 ROUTES = pytest.mark.parametrize(
     "route",
-    [credit, restock, place, payment, cancel, ship, deliver, ask_return, approve],
+    [create_goods, create_coupon, credit, restock, place, payment, cancel, ship, deliver,
+     ask_return, approve],
     ids=lambda route: route.__name__,
 )
 
@@ -164,6 +179,37 @@ async def test_the_same_key_with_another_request_answers_409_idempotency_conflic
 
     assert (other.status, other.body["code"]) == (409, "idempotency_conflict")
     assert "Idempotent-Replayed" not in other.headers
+
+
+async def test_goods_created_under_one_key_by_racing_retries_are_created_once(api: Api) -> None:
+    # the key was checked and then ignored: every retry made another goods, with its stock
+    request = Request("POST", "/v1/goods", ADMIN, {"name": "tea", "price": 900, "stock": 5})
+
+    answers = await asyncio.gather(*(request.send(api, "goods-1") for _ in range(5)))
+
+    assert {answer.body["id"] for answer in answers} == {answers[0].body["id"]}
+    assert len((await api.call("GET", "/v1/goods", ADMIN)).body["items"]) == 1
+
+
+async def test_a_user_created_again_under_its_key_is_the_same_user_with_a_new_token(
+    api: Api,
+) -> None:
+    # only the token's hash is kept: the replay gives a token that works, the first one stops
+    request = Request("POST", "/v1/users", ADMIN, {"name": "dana", "balance": 500})
+    first = await request.send(api, "user-1")
+
+    again = await request.send(api, "user-1")
+
+    assert (again.status, again.headers["Idempotent-Replayed"]) == (201, "true")
+    assert {k: v for k, v in again.body.items() if k != "token"} == {
+        k: v for k, v in first.body.items() if k != "token"
+    }
+    assert again.body["token"] != first.body["token"]
+    old = await api.call("GET", "/v1/me", {"Authorization": f"Bearer {first.body['token']}"})
+    new = await api.call("GET", "/v1/me", {"Authorization": f"Bearer {again.body['token']}"})
+    assert (old.status, new.status, new.body["balance"]) == (401, 200, 500)
+    other = await Request("POST", "/v1/users", ADMIN, {"name": "dana"}).send(api, "user-1")
+    assert (other.status, other.body["code"]) == (409, "idempotency_conflict")
 
 
 async def test_the_same_key_and_body_with_or_without_waiting_answer_the_same_order(
