@@ -157,15 +157,8 @@ def request_problems(
         found.append(("/items", "an order needs at least one item"))
     if len(items) > config.max_items:
         found.append(("/items", f"at most {config.max_items} distinct goods per order"))
-    first: dict[int, int] = {}
+    found.extend(repeated_goods([goods_id for goods_id, _ in items]))
     for index, (goods_id, quantity) in enumerate(items):
-        if goods_id in first:
-            found.append((
-                f"/items/{index}/goods_id",
-                f"each goods may appear once in an order: goods {goods_id} is listed twice "
-                f"(first at /items/{first[goods_id]})",
-            ))  # fmt: skip
-        first.setdefault(goods_id, index)
         if not 1 <= quantity <= config.max_quantity:
             found.append((
                 f"/items/{index}/quantity",
@@ -175,6 +168,22 @@ def request_problems(
         found.append(("/use_balance", f"use_balance must be between 0 and {MAX_AMOUNT}"))
     if expected_total is not None and not 0 <= expected_total <= MAX_AMOUNT:
         found.append(("/expected_total", f"expected_total must be between 0 and {MAX_AMOUNT}"))
+    return found
+
+
+def repeated_goods(goods_ids: Sequence[object]) -> list[tuple[str, str]]:
+    """Each line of an order that names a goods an earlier line named, with where it is: a
+    goods appears once in an order (its quantity says how many)."""
+    found: list[tuple[str, str]] = []
+    first: dict[object, int] = {}
+    for index, goods_id in enumerate(goods_ids):
+        if goods_id in first:
+            found.append((
+                f"/items/{index}/goods_id",
+                f"each goods may appear once in an order: goods {goods_id} is listed twice "
+                f"(first at /items/{first[goods_id]})",
+            ))  # fmt: skip
+        first.setdefault(goods_id, index)
     return found
 
 

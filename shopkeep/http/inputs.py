@@ -132,6 +132,9 @@ def decoded(raw: bytes, kind: type[T]) -> T:
             found = problems(written, kind)
         except RecursionError:
             found = []
+        rules = getattr(kind, "written_problems", None)  # the shop's rules past the types
+        if found and rules is not None:
+            found += rules(written)
         raise ShopError.invalid(found or [refusal_of(refused)]) from None
     except msgspec.DecodeError as broken:
         raise ShopError.invalid([refusal_of(broken)]) from None

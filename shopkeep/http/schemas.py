@@ -11,13 +11,15 @@ from these same types (``openapi.py``), so it cannot drift from what the handler
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
 from shopkeep.actors.audit import AuditCheck, AuditReport
 from shopkeep.actors.config import MAX_AMOUNT, MAX_ITEMS, MAX_QUANTITY
+from shopkeep.actors.order_rules import repeated_goods
+from shopkeep.errors import FieldError
 from shopkeep.requests import ID_PATTERN, MAX_NAME, MAX_REASON, NAME_PATTERN, TEXT_PATTERN
 
 Id = Annotated[
@@ -123,6 +125,21 @@ class PlaceOrderRequest(RequestBody, frozen=True):
         ),
     ]
     coupon_id: Id | None = None
+
+    @staticmethod
+    def written_problems(written: Any) -> list[FieldError]:
+        """What the shop's rules find in a body its types refused (a goods listed twice),
+        to be listed beside the types' problems: every problem at once (SPEC 7)."""
+        items = written.get("items") if isinstance(written, dict) else None
+        if not isinstance(items, list):
+            return []
+        goods_ids = [  # a line without a goods id of text repeats no other
+            item["goods_id"] if isinstance(item, dict) and isinstance(item.get("goods_id"), str)
+            else object()
+            for item in items
+        ]
+        return [FieldError(detail, pointer=where) for where, detail in repeated_goods(goods_ids)]
+
     use_balance: Annotated[
         Amount,
         Meta(description="The most of the wallet's balance to use, in minor units: the order "

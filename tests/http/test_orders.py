@@ -186,7 +186,8 @@ async def test_the_same_idempotency_key_answers_the_same_order_and_refuses_anoth
         ("", {}, {"items": [{"goods_id": "1", "quantity": 0}]}, "/items/0/quantity"),
         ("", {}, {"items": [{"goods_id": "1", "quantity": 1001}]}, "/items/0/quantity"),
         ("", {}, {"items": [{"goods_id": "x1", "quantity": 1}]}, "/items/0/goods_id"),
-        ("", {}, {"items": [{"goods_id": "1", "quantity": 1}] * 51}, "/items"),
+        ("", {}, {"items": [{"goods_id": str(n), "quantity": 1} for n in range(1, 52)]},
+         "/items"),
         ("", {}, {"items": [{"goods_id": "1", "quantity": 1}], "use_balance": -1}, "/use_balance"),
         ("?wait=maybe", {}, {"items": [{"goods_id": "1", "quantity": 1}]}, "wait"),
         (
@@ -213,6 +214,18 @@ async def test_a_bad_order_request_is_a_validation_error_naming_where(
         where
     ]
     assert (await api.call("GET", "/v1/orders", ADMIN)).body["items"] == []
+
+
+async def test_a_goods_listed_twice_is_listed_beside_the_bodys_other_problems(api: Api) -> None:
+    # the rule past the types ran only on a body the types took: it was missing here
+    alice = await api.customer()
+    body = {"items": [{"goods_id": "7", "quantity": 1}, {"goods_id": "7", "quantity": 1}],
+            "use_balance": -1}
+
+    refused = await api.call("POST", "/v1/orders", alice.headers, body)
+
+    assert [e["pointer"] for e in refused.body["errors"]] == ["/use_balance", "/items/1/goods_id"]
+    assert "listed twice" in refused.body["errors"][1]["detail"]
 
 
 async def test_every_problem_of_an_order_body_is_listed_with_its_pointer(api: Api) -> None:
