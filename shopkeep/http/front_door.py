@@ -25,7 +25,10 @@ From the outside in:
    way for over :data:`STALLED_AFTER_S`: its disk does not answer) is refused 503
    ``unavailable`` with nothing done, rather than left waiting with every write before it for
    an answer no one can give (:meth:`FrontDoor.watch_store`, once a second and at each
-   ``/healthz``).
+   ``/healthz``); and once the server is stopping (:meth:`FrontDoor.stop_taking_writes`), a
+   write to a route that needs a token, so that what is under way finishes and no new order
+   or payment starts that the stop would leave without its callbacks. The public routes (the
+   providers' callbacks, which the sandbox's stop still waits for) are taken.
 
 Why around each handler, not as a middleware: an aiohttp app with one middleware anywhere in
 its tree builds, for every request, a chain of partials and a coroutine of its own around
@@ -84,6 +87,8 @@ if TYPE_CHECKING:
 STALLED_AFTER_S: Final = 10.0
 """How long one commit may take before the store counts as stalled: commits take
 milliseconds, one beside a checkpoint under a second."""
+STOPPING_RETRY_S: Final = 5.0
+"""The Retry-After of a write refused while the server stops (a restart takes seconds)."""
 WATCH_S: Final = 1.0
 """How often the door looks at the store while the app runs."""
 _READS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -222,6 +227,11 @@ class FrontDoor:
         self.store_stalled = False
         """Whether the store was stalled when last looked at (:meth:`watch_store`): writes
         are refused while it is (step 6)."""
+        self.stopping = False
+        """Whether the server is stopping (:meth:`stop_taking_writes`)."""
+        self.refusing_writes = False
+        """Whether some writes are refused now (the store stalled, or the server stopping):
+        the one look a write's path takes at step 6."""
         self._watching: asyncio.TimerHandle | None = None
 
     def watch_store(self) -> float:
@@ -239,7 +249,23 @@ class FrontDoor:
             else:
                 log.warning("store_answering", detail="commits finish again: writes are taken")
         self.store_stalled = stalled
+        self.refusing_writes = stalled or self.stopping
         return busy_s
+
+    def stop_taking_writes(self) -> None:
+        """The server is stopping: from now on a write to a route that needs a token is
+        refused 503 unavailable, nothing done (step 6)."""
+        self.stopping = self.refusing_writes = True
+
+    def write_refusal(self, public: bool) -> web.Response | None:
+        """The answer to a write while :attr:`refusing_writes`, or None: taken after all (a
+        public route while the server stops)."""
+        if self.store_stalled:
+            return stalled_problem(self.store_busy_s, _NOTHING_DONE)
+        if public:
+            return None
+        return problem("unavailable", "the server is stopping; nothing was done: try again "
+                       "once it is back", retry_after=STOPPING_RETRY_S)
 
     async def start_watching(self, app: web.Application) -> None:
         """The app's start: look at the store every :data:`WATCH_S` until it stops."""
@@ -445,10 +471,10 @@ class Entrance:
                     caller = door.admit(request, headers, self._guard, self._public)
                     if isinstance(caller, str):  # a token's hash to look up
                         caller = await door.admit_later(request, self._guard, caller)
-                    if door.store_stalled and method not in _READS:
-                        response = stalled_problem(door.store_busy_s, _NOTHING_DONE)
-                    else:
-                        response = await self._handler(request)
+                    refused = None
+                    if door.refusing_writes and method not in _READS:
+                        refused = door.write_refusal(self._public)
+                    response = refused or await self._handler(request)
                 except web.HTTPException as error:
                     response = _problem_or_raise(request, error)
                 except Exception as error:
@@ -482,8 +508,10 @@ class Entrance:
             caller = door.admit(request, headers, self._guard, self._public)
             if isinstance(caller, str):  # a token's hash to look up
                 await door.admit_later(request, self._guard, caller)
-            if door.store_stalled and request.method not in _READS:
-                return stalled_problem(door.store_busy_s, _NOTHING_DONE)
+            if door.refusing_writes and request.method not in _READS:
+                refused = door.write_refusal(self._public)
+                if refused is not None:
+                    return refused
             return await self._handler(request)
         except web.HTTPException as error:
             return _problem_or_raise(request, error)

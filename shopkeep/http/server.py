@@ -15,8 +15,9 @@
    read timeouts, a cap); then the loop monitor (:mod:`shopkeep.runtime.loop_monitor`), whose
    figures ``/metrics`` shows, from the moment the server listens.
 
-Leaving the block undoes it in reverse: let the sandbox's callbacks on their way arrive
-(``SANDBOX_SETTLE_S`` at most; a sandbox complete is refused 503 from then on), stop taking
+Leaving the block undoes it in reverse: refuse new writes but the providers' callbacks (503,
+nothing done), let the sandbox's callbacks on their way arrive (``SANDBOX_SETTLE_S`` at most;
+a sandbox complete is refused 503 from then on), stop taking
 connections (requests under way finish), stop the gateway's retries, drain the actors and
 flush the store, close the callback client.
 """
@@ -36,7 +37,7 @@ from aiohttp import web
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.credentials import Credentials, forget_admin_token, settle_credentials
-from shopkeep.http.app import make_app
+from shopkeep.http.app import DOOR, make_app
 from shopkeep.http.config import HttpConfig
 from shopkeep.http.connection_limits import ConnectionLimits, files_for_connections
 from shopkeep.http.connections import BoundedRunner, BoundedServer
@@ -347,6 +348,9 @@ async def running(
             new_token = None
         yield Server(url, shop, app, metrics, gateway, sink, monitor, runner.bounded)
         log.info("stopping")
+        # no new order or payment while the sandbox's callbacks settle: requests under way
+        # finish, the providers' callbacks are still taken
+        app[DOOR].stop_taking_writes()
     # The exit stack stopped the listener, the gateway's retries, the actors and the store.
     log.info("stopped")
 

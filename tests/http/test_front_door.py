@@ -9,7 +9,7 @@ from prometheus_client import generate_latest
 from pytest_aiohttp import AiohttpClient
 
 from shopkeep.admin import mount
-from shopkeep.http.app import make_app
+from shopkeep.http.app import DOOR, make_app
 from shopkeep.http.config import HttpConfig
 from shopkeep.http.metrics import Metrics
 from shopkeep.http.request_ids import HEADER
@@ -101,3 +101,27 @@ async def test_the_console_and_its_files_are_behind_the_api_door_too(
 async def test_an_unknown_path_needs_no_token_and_is_not_found(api: Api) -> None:
     missing = await api.call("POST", "/v2/anything", NONE)
     assert (missing.status, missing.body["code"]) == (404, "not_found")
+
+
+async def test_a_stopping_server_refuses_new_writes_and_still_takes_the_callbacks(
+    api: Api,
+) -> None:
+    # while the sandbox's stop waited for its callbacks, orders and payments were still
+    # started, which the stop then left without their callbacks
+    alice = await api.customer()
+    tea = await api.goods()
+    order = await api.order(alice, tea)
+    started = await api.call("POST", f"/v1/orders/{order['id']}/payment", alice.headers)
+
+    api.client.app[DOOR].stop_taking_writes()
+
+    body = {"items": [{"goods_id": tea, "quantity": 1}]}
+    refused = await api.call("POST", "/v1/orders", alice.headers, body)
+    assert (refused.status, refused.body["code"]) == (503, "unavailable")
+    assert "stopping" in refused.body["detail"] and "Retry-After" in refused.headers
+    raw = api.callback(started.body)
+    paid = await api.call("POST", "/v1/payments/callback", api.signed(raw), data=raw)
+    assert paid.status == 200
+    read = await api.call("GET", f"/v1/orders/{order['id']}", alice.headers)
+    assert (read.status, read.body["status"]) == (200, "paid")
+    assert len((await api.call("GET", "/v1/orders", ADMIN)).body["items"]) == 1
