@@ -102,7 +102,12 @@ from shopkeep.actors.payment_rules import (
     settle_by_hand,
     start_payment,
 )
-from shopkeep.actors.placement import placement_failure, run_placement, undo_cut_placement
+from shopkeep.actors.placement import (
+    UNDONE_FAILURES,
+    placement_failure,
+    run_placement,
+    undo_cut_placement,
+)
 from shopkeep.actors.placement_turn import place_in_one_turn
 from shopkeep.actors.protocol import (
     INVALID_STATE,
@@ -408,9 +413,13 @@ class OrderActor(Actor):
     def _keep_answer(
         self, ctx: Context, user_id: int, begin: BeginOrder | None, answer: OrderView | Refusal
     ) -> OrderView | Refusal:
-        """Record the placement's answer with its Idempotency-Key, in this unit (the refusal of
-        a recorded order is not: the failed order answers it for ever, see placing.py)."""
-        if begin is not None and begin.key is not None and isinstance(answer, OrderView):
+        """Record the placement's answer with its Idempotency-Key, in this unit: the order, or
+        the refusal of a placement that failed once its order was recorded, in its own words
+        (rebuilt from the order, a replay said only "the placement failed"). Not one that did
+        nothing (``UNDONE_FAILURES``): its key is free for the retry (see placing.py)."""
+        if begin is not None and begin.key is not None and (
+            isinstance(answer, OrderView) or answer.code not in UNDONE_FAILURES
+        ):
             keep_placement_answer(ctx, begin, user_id, answer)
         return answer
 

@@ -803,3 +803,20 @@ async def test_the_history_says_each_move_at_the_time_the_order_keeps_of_it(
         assert at[unpaid.id, "awaiting_payment"] == unpaid.confirmed_at
         assert at[unpaid.id, "canceled"] == canceled.canceled_at
         assert at[paid.id, "paid"] == paid.paid_at
+
+
+async def test_a_failed_saga_placement_replayed_under_its_key_says_why_in_the_same_words(
+    saga_shop: Shop,
+) -> None:
+    # rebuilt from the failed order, the replay said only "the placement failed"
+    shop = saga_shop
+    tea = await shop.create_goods("tea", price=1_000, stock=1)
+    user = await customer(shop)
+    answers = []
+    for _ in range(2):
+        with pytest.raises(ShopError) as refused:
+            await shop.place_order(user, [(tea.id, 2)], idempotency_key="scarce-1")
+        answers.append((refused.value.code, refused.value.detail, refused.value.order_id))
+
+    assert answers[0] == answers[1]
+    assert answers[0][0] == "insufficient_stock" and "1 left, 2 asked" in answers[0][1]
