@@ -50,6 +50,7 @@ from shopkeep.actors.order_messages import (
     GetOrder,
     GetPayments,
     GetRefunds,
+    KnowsOutcome,
     OrderView,
     PaymentCallback,
     PaymentStarted,
@@ -663,13 +664,17 @@ class Shop(BackOffice):
             raise ShopError(NOT_FOUND, f"payment {payment_id} does not exist")
         return view
 
-    async def knows_outcome_of(self, payment_id: int) -> bool:
-        """Whether payment ``payment_id`` has succeeded or failed here already (by its callback
-        or its deadline's query): a gateway still calling back about it tells nothing new."""
-        try:
-            return (await self.get_payment(payment_id)).status != "created"
-        except ShopError:  # never started here
+    async def knows_outcome(self, payment_id: int, status: str, txn_id: str | None) -> bool:
+        """Whether the shop has applied what a callback of payment ``payment_id`` says
+        (``status``, and for a success its ``txn_id``), by that callback or by its deadline's
+        query: a gateway still calling it back tells nothing new."""
+        found = await order_store.payment(self.reader, payment_id)
+        if found is None:
             return False
+        knows = await self._ask(
+            Address("order", found.order_id), KnowsOutcome(payment_id, status, txn_id)
+        )
+        return knows is True
 
     async def _payment_of(self, order_id: int, payment_id: int) -> PaymentView | None:
         """Payment ``payment_id`` as order ``order_id`` holds it now; None if it has none."""

@@ -311,7 +311,9 @@ class SandboxGateway:
             delay = min(self._retry_max_s, delay * 2)
 
     async def settle(
-        self, within_s: float, known: Callable[[int], Awaitable[bool]] | None = None
+        self,
+        within_s: float,
+        known: Callable[[int, str, str | None], Awaitable[bool]] | None = None,
     ) -> None:
         """Take no more completes (:meth:`complete_soon` refuses them), and wait up to
         ``within_s`` for the callbacks on their way to be acknowledged: a graceful stop lets
@@ -319,16 +321,16 @@ class SandboxGateway:
         it after a restart (the sandbox's books are memory).
 
         What is still unacknowledged then is forgotten with the process, loudly, with the
-        advice to complete it again, except a payment ``known`` says the shop has the outcome
-        of already (its deadline's query found it): completed again, it would be collected
-        twice, and refunded as a duplicate."""
+        advice to complete it again, except a payment whose last callback ``known`` says the
+        shop has applied already (its deadline's query found that collection): completed
+        again, it would be collected twice, and refunded as a duplicate."""
         self._settling = True
         tasks = list(self._tasks)
         if tasks:
             await asyncio.wait(tasks, timeout=within_s)
         pending = sorted(set(self._tasks.values()))
         if known is not None:
-            pending = [payment for payment in pending if not await known(payment)]
+            pending = [payment for payment in pending if not await self._known(payment, known)]
         if pending:  # loudly: what they collected is forgotten with this process
             log.warning(
                 "sandbox_callbacks_abandoned",
@@ -336,6 +338,15 @@ class SandboxGateway:
                 detail=f"not acknowledged within {within_s:g} s: complete them again after "
                 "the restart (is the callback URL right?)",
             )
+
+    async def _known(
+        self, payment_id: int, known: Callable[[int, str, str | None], Awaitable[bool]]
+    ) -> bool:
+        body = self._books.last_body(payment_id)
+        if body is None:
+            return False
+        said = msgspec.json.decode(body, type=CallbackBody)
+        return await known(payment_id, said.status, said.gateway_txn_id)
 
     async def close(self) -> None:
         """Stop retrying callbacks still waiting for an acknowledgement."""

@@ -36,6 +36,7 @@ from shopkeep.actors.order_messages import (
     GetOrder,
     GetPayments,
     GetRefunds,
+    KnowsOutcome,
     OrderItemView,
     OrderMessage,
     OrderView,
@@ -97,6 +98,7 @@ from shopkeep.actors.payment_rules import (
     collected_since,
     decide_callback,
     keep_checkout,
+    knows_outcome,
     payments_to_ask,
     refund_done,
     settle_by_hand,
@@ -337,6 +339,8 @@ class OrderActor(Actor):
                 return tuple(refund_view(state.id, r) for r in state.refunds)
             case GetPayments():
                 return tuple(self.payment_view(p) for p in state.payments)
+            case KnowsOutcome(payment_id, status, txn_id):
+                return knows_outcome(state, payment_id, status, txn_id)
         raise TypeError(f"unexpected message {message!r}")
 
     # -- placement ------------------------------------------------------------------------------

@@ -297,6 +297,16 @@ class GetPayments(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Answer the order's payments, oldest first."""
 
 
+class KnowsOutcome(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """Answer whether the order has applied what a callback of payment ``payment_id`` says
+    (``status``, and for a success its ``txn_id``): a collection it accounted for, or a
+    failure it recorded."""
+
+    payment_id: int
+    status: str
+    txn_id: str | None = None
+
+
 class AsUser(msgspec.Struct, frozen=True, gc=False):
     """``message`` on behalf of user ``user_id``: handled only if the order is theirs; any
     other user's order answers not_found, exactly as a missing one (SPEC 7). Asked, never
@@ -326,4 +336,5 @@ OrderMessage = (
     | SettleRefund
     | GetRefunds
     | GetPayments
+    | KnowsOutcome
 )

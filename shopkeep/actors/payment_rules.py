@@ -101,6 +101,15 @@ def collected_since(state: OrderState, payment_id: int) -> bool:
     )
 
 
+def knows_outcome(state: OrderState, payment_id: int, status: str, txn_id: str | None) -> bool:
+    """Whether ``state`` has applied what a callback of ``payment_id`` says: a success of
+    ``txn_id`` it accounted for (paid by it, or refunded as late or duplicate), or a failure of
+    a payment it holds as failed or collected since."""
+    if status == SUCCEEDED:
+        return (payment_id, txn_id) in state.collected
+    return any(p.id == payment_id and p.status != CREATED for p in state.payments)
+
+
 def payments_to_ask(state: OrderState) -> list[Payment]:
     """The order's payments the provider may still collect on (open, or failed yet payable:
     ``STILL_PAYABLE``), oldest first: closed there and asked about (SPEC 10) at the deadline,

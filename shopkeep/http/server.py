@@ -306,7 +306,7 @@ async def running(
         stack.push_async_callback(runner.cleanup)
         if gateway is not None:
             # before the listener closes: the sandbox's callbacks on their way still reach it
-            stack.push_async_callback(gateway.settle, SANDBOX_SETTLE_S, shop.knows_outcome_of)
+            stack.push_async_callback(gateway.settle, SANDBOX_SETTLE_S, shop.knows_outcome)
         if runner.bounded is not None:
             metrics.watch_connections(runner.bounded)
         try:

@@ -167,8 +167,8 @@ async def test_a_settle_does_not_ask_to_complete_again_what_the_shop_has_the_out
     async def unreachable(raw_body: bytes, header: str) -> bool:
         return False
 
-    async def shop_knows(payment_id: int) -> bool:
-        return payment_id == 7
+    async def shop_knows(payment_id: int, status: str, txn_id: str | None) -> bool:
+        return (payment_id, status, txn_id) == (7, "succeeded", "txn-1")
 
     gateway.attach(unreachable)
     gateway.complete_soon(7, 8, 1_500, "succeeded", "txn-1")
@@ -179,3 +179,25 @@ async def test_a_settle_does_not_ask_to_complete_again_what_the_shop_has_the_out
 
     [abandoned] = [line for line in logs if line["event"] == "sandbox_callbacks_abandoned"]
     assert abandoned["payments"] == ["9"]
+
+
+async def test_a_settle_names_a_payment_collected_again_though_the_shop_knows_its_first() -> None:
+    # the shop's query applied the first collection; the second, under another transaction,
+    # is what the unacknowledged callback says: it is named, to be refunded after the restart
+    gateway = SandboxGateway("s", VirtualClock())
+
+    async def unreachable(raw_body: bytes, header: str) -> bool:
+        return False
+
+    async def shop_knows(payment_id: int, status: str, txn_id: str | None) -> bool:
+        return (payment_id, status, txn_id) == (7, "succeeded", "txn-1")
+
+    gateway.attach(unreachable)
+    gateway.complete_soon(7, 8, 1_500, "succeeded", "txn-1")
+    gateway.complete_soon(7, 8, 1_500, "succeeded", "txn-2")
+    with capture_logs() as logs:
+        await gateway.settle(within_s=0.01, known=shop_knows)
+    await gateway.close()
+
+    [abandoned] = [line for line in logs if line["event"] == "sandbox_callbacks_abandoned"]
+    assert abandoned["payments"] == ["7"]

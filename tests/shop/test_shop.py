@@ -765,14 +765,18 @@ async def test_a_shop_kept_past_its_block_answers_every_call_shutting_down(
             await call
 
 
-async def test_the_shop_knows_the_outcome_of_a_payment_once_it_succeeded(shop: Shop) -> None:
+async def test_the_shop_knows_the_outcomes_it_applied_and_no_other(shop: Shop) -> None:
     order, payment = await payment_started(shop)
-    assert not await shop.knows_outcome_of(payment.id)
-    assert not await shop.knows_outcome_of(order.id)  # no payment of that id
+    assert not await shop.knows_outcome(payment.id, "failed", None)
+    assert not await shop.knows_outcome(order.id, "succeeded", "txn-1")  # no such payment
 
-    await sandbox(shop).complete(payment.id, order.id, payment.amount, "succeeded")
+    await sandbox(shop).complete(payment.id, order.id, payment.amount, "failed")
+    assert await shop.knows_outcome(payment.id, "failed", None)
+    assert not await shop.knows_outcome(payment.id, "succeeded", "txn-1")  # failed, yet payable
+    await sandbox(shop).complete(payment.id, order.id, payment.amount, "succeeded", "txn-1")
 
-    assert await shop.knows_outcome_of(payment.id)
+    assert await shop.knows_outcome(payment.id, "succeeded", "txn-1")
+    assert not await shop.knows_outcome(payment.id, "succeeded", "txn-2")  # collected twice
 
 
 class TickingClock(VirtualClock):
