@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from operator import attrgetter
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -268,14 +268,30 @@ STAMPED_AT: Final = {
 """The order's own time of a move into each status it keeps a time of."""
 
 
-def _at(entry: History, after: OrderState, now: float) -> float:
-    """When a history row happened: a move into a status the order keeps the time of, at
-    that time (so the history and the order agree to the microsecond); any other, ``now``."""
+def _stamp(entry: History, after: OrderState) -> float | None:
+    """The order's own time of the move ``entry`` says, if it keeps one (None otherwise)."""
     stamped = STAMPED_AT.get(entry.to_status)
     if stamped is None or entry.from_status == entry.to_status:
-        return now
+        return None
     at: float | None = stamped(after)
-    return now if at is None else at
+    return at
+
+
+def _history_rows(
+    order_id: int, after: OrderState, effects: list[Effect], now: float
+) -> list[tuple[Any, ...]]:
+    """A decision's history rows, each at its time: a move into a status the order keeps the
+    time of at that time (so the history and the order agree to the microsecond), any other
+    row at the decision's (the latest such time, else ``now``): a deadline's answers written
+    above its cancel are not later than it."""
+    entries = [e for e in effects if isinstance(e, History)]
+    stamps = [_stamp(e, after) for e in entries]
+    decided = max((at for at in stamps if at is not None), default=now)
+    return [
+        (order_id, e.from_status, e.to_status, e.operation, e.remark,
+         decided if at is None else at)
+        for e, at in zip(entries, stamps, strict=True)
+    ]
 
 
 def write(
@@ -295,11 +311,7 @@ def write(
         ctx.execute(UPDATE_ORDER_SQL, (*columns, order_id))
     user = Address("user", after.user_id)
     # a decision's history rows in one statement (a placement has two: placed, confirmed)
-    history = [
-        (order_id, e.from_status, e.to_status, e.operation, e.remark, _at(e, after, now))
-        for e in effects
-        if isinstance(e, History)
-    ]
+    history = _history_rows(order_id, after, effects, now)
     if history:
         ctx.executemany(HISTORY_SQL, history)
     for effect in effects:

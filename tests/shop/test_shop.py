@@ -824,3 +824,23 @@ async def test_a_failed_saga_placement_replayed_under_its_key_says_why_in_the_sa
 
     assert answers[0] == answers[1]
     assert answers[0][0] == "insufficient_stock" and "1 left, 2 asked" in answers[0][1]
+
+
+async def test_the_history_of_an_order_timed_out_after_its_query_goes_forward_in_time(
+    tmp_path: Path,
+) -> None:
+    # the query's answer, written above the cancel, was stamped after it
+    clock = TickingClock()
+    async with Shop.open(
+        str(tmp_path / "ticking.db"), gateway="sandbox", clock=clock,
+        gateway_secret="ticking-secret",
+    ) as shop:
+        order, _ = await payment_started(shop)
+        await clock.advance(shop.config.order_timeout_s + 1)
+        await settle(shop)
+
+        history = (await shop.order_history(order.id)).items
+        assert [h.operation for h in history][-2:] == ["payment_queried", "canceled_by_timeout"]
+        times = [h.at for h in history]
+        assert times == sorted(times)
+        assert history[-1].at == (await shop.get_order(order.id)).canceled_at
