@@ -31,7 +31,7 @@ import structlog
 
 from shopkeep.actors import order_store
 from shopkeep.actors import user as users
-from shopkeep.actors.assets import AssetsActor, given_back
+from shopkeep.actors.assets import RECENTLY_CANCELED_S, AssetsActor, given_back
 from shopkeep.actors.audit import AuditReport, audit
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.coupon import CouponActor, list_coupons
@@ -520,8 +520,17 @@ class Shop(BackOffice):
         return await self._ask(_actor("order", order_id), wrapped)
 
     async def get_order(self, order_id: int, *, user_id: int | None = None) -> OrderView:
-        """The order; with ``user_id``, only if it is theirs (else not_found)."""
-        return answer(await self._ask_order(order_id, user_id, GetOrder()), OrderView)
+        """The order; with ``user_id``, only if it is theirs (else not_found). One canceled
+        a moment ago (by its deadline, a failed placement) is answered once what it gave back
+        is committed: a poll that sees it canceled and then orders the same last unit or
+        coupon again finds them free (:func:`~shopkeep.actors.assets.given_back`)."""
+        order = answer(await self._ask_order(order_id, user_id, GetOrder()), OrderView)
+        canceled_at = order.canceled_at
+        if canceled_at is not None and (
+            self.system.clock.now() - canceled_at < RECENTLY_CANCELED_S
+        ):
+            await given_back(self.system, order.id, order)
+        return order
 
     async def list_orders(
         self,
@@ -770,7 +779,7 @@ class Shop(BackOffice):
         canceled = await self._once.ask(
             _actor("order", order_id), cancel, OrderView, idempotency_key, request, user_id
         )
-        await given_back(self.system, canceled.id)
+        await given_back(self.system, canceled.id, canceled)
         return canceled
 
     async def ship(self, order_id: int, *, idempotency_key: Key = None) -> OrderView:

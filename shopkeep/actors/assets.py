@@ -117,9 +117,13 @@ class AssetsActor(Actor):
 
 GIVEN_BACK_WAIT_S = 1.0
 """How long a caller's answer waits at most for what an order gave back (:func:`given_back`)."""
+RECENTLY_CANCELED_S = 10.0
+"""How long after its cancel a read of an order waits for what it gave back
+(``Shop.get_order``): an order a deadline or a failed placement canceled, which a client
+polls, then orders the same unit or coupon again."""
 
 
-async def given_back(system: ActorSystem, order_id: int) -> None:
+async def given_back(system: ActorSystem, order_id: int, order: OrderView | None = None) -> None:
     """Wait until what order ``order_id`` gave back (a cancel's, a return's, a failed
     placement's) is committed by its assets' actors, so that the caller's next read sees it
     back, of one actor (the goods) or of the database (the goods and coupon lists): an answer
@@ -131,10 +135,11 @@ async def given_back(system: ActorSystem, order_id: int) -> None:
     seen before the writes it follows). Not waited for past :data:`GIVEN_BACK_WAIT_S`, and
     never an error of the caller's: what was asked is done, and the releases are durable and
     land anyway (a fan-out whose commit failed is delivered again; a shop too busy or
-    stopping answers without waiting)."""
+    stopping answers without waiting). ``order``: the order as the caller read it already."""
     with contextlib.suppress(Exception):
         async with asyncio.timeout(GIVEN_BACK_WAIT_S):
-            order = await system.ask(Address("order", order_id), GetOrder())
+            if order is None:
+                order = await system.ask(Address("order", order_id), GetOrder())
             if not isinstance(order, OrderView):
                 return
             await system.ask(Address("assets", order_id), ReleasesSent())

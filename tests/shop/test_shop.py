@@ -844,3 +844,43 @@ async def test_the_history_of_an_order_timed_out_after_its_query_goes_forward_in
         times = [h.at for h in history]
         assert times == sorted(times)
         assert history[-1].at == (await shop.get_order(order.id)).canceled_at
+
+
+async def test_a_polled_order_that_failed_its_placement_reads_canceled_once_all_is_back(
+    saga_shop: Shop,
+) -> None:
+    # the poll saw placement_failed before the releases landed: the last unit and the coupon
+    # were refused to the next order
+    shop = saga_shop
+    tea = await shop.create_goods("tea", price=1_000, stock=1)
+    user = await customer(shop, balance=100)
+    coupon = await shop.create_coupon(user, 200)
+    accepted = await shop.place_order(
+        user, [(tea.id, 1)], coupon_id=coupon.id, use_balance=500, wait=False
+    )
+    for _ in range(100):  # bounded: the placement runs on the loop meanwhile
+        polled = await shop.get_order(accepted.id)
+        if polled.status != "pending":
+            break
+    assert (polled.status, polled.cancel_reason) == ("canceled", "placement_failed")
+
+    placed = await shop.place_order(user, [(tea.id, 1)], coupon_id=coupon.id)
+
+    assert placed.status == "awaiting_payment"
+
+
+async def test_an_order_its_deadline_canceled_reads_canceled_once_all_is_back(
+    shop: Shop, clock: VirtualClock
+) -> None:
+    tea = await shop.create_goods("tea", price=1_000, stock=1)
+    user = await customer(shop, balance=5_000)
+    coupon = await shop.create_coupon(user, 200)
+    unpaid = await shop.place_order(user, [(tea.id, 1)], coupon_id=coupon.id, use_balance=100)
+    await clock.advance(shop.config.order_timeout_s + 1)
+
+    polled = await shop.get_order(unpaid.id)
+
+    assert (polled.status, polled.cancel_reason) == ("canceled", "timeout")
+    [listed] = (await shop.list_coupons(user)).items
+    assert (listed.state, (await shop.get_goods(tea.id)).stock) == ("unused", 1)
+    assert (await shop.get_user(user)).balance == 5_000
