@@ -22,6 +22,10 @@ MAX_DURATION_S: Final = 366 * 86_400.0
 """The longest duration a setting (or a flag) takes, a year and a day: no wait of shopkeep's is
 longer, and a time much further ahead is none an order's deadline could be written as
 (``--order-timeout 1e12`` placed orders whose times no answer could write)."""
+LEAST_S: Final = {"order_timeout_s": 1.0, "refund_query_after_s": 1.0}
+"""Durations with a floor of their own: a payment deadline shorter than a second cancels every
+order before anyone could pay it (1e-9 canceled them as they were born), and a refund asked
+about again sooner than that asks the provider in a loop."""
 WHOLE_BOUNDS: Final[dict[str, tuple[int, int | None]]] = {
     "free_shipping_threshold": (0, MAX_AMOUNT),
     "shipping_fee": (0, MAX_AMOUNT),
@@ -88,5 +92,8 @@ class ShopConfig:
                     f"ShopConfig.{field.name} must be a number of seconds above 0, at most a "
                     f"year and a day: {value!r}"
                 )
+            least = LEAST_S.get(field.name)
+            if least is not None and value < least:
+                raise ValueError(f"ShopConfig.{field.name} must be {least:g} s or more: {value!r}")
         if self.currency not in CURRENCIES:
             raise ValueError(f"ShopConfig.currency must be an ISO 4217 code: {self.currency!r}")

@@ -8,7 +8,7 @@ import functools
 import sqlite3
 from typing import TYPE_CHECKING, Any, Final
 
-from shopkeep.actors.config import WHOLE_BOUNDS, ShopConfig
+from shopkeep.actors.config import LEAST_S, WHOLE_BOUNDS, ShopConfig
 from shopkeep.cli.common import (
     MIN_SECRET_LENGTH,
     add_db_flag,
@@ -124,8 +124,8 @@ def add_shop_flags(parser: argparse.ArgumentParser) -> None:
     """The shop's business settings (:class:`shopkeep.actors.config.ShopConfig`)."""
     defaults = ShopConfig()
     flag(
-        parser, "--order-timeout", convert=duration(minimum=1.0), metavar="DURATION",
-        default=f"{defaults.order_timeout_s:g}s", shown_default="30m",
+        parser, "--order-timeout", convert=duration(minimum=LEAST_S["order_timeout_s"]),
+        metavar="DURATION", default=f"{defaults.order_timeout_s:g}s", shown_default="30m",
         help="an order still unpaid this long after it was confirmed is canceled, its stock, "
         "coupon and wallet amount given back",
     )  # fmt: skip

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Final
 
+from shopkeep.actors.config import LEAST_S
 from shopkeep.payments.money import check_currency
 from shopkeep.payments.names import DEFAULT_CURRENCY, GATEWAYS
 
@@ -81,7 +82,8 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
         "provider on the internet cannot reach)",
     )  # fmt: skip
     flag(
-        parser, "--refund-query-after", group=group, convert=duration(minimum=1.0),
+        parser, "--refund-query-after", group=group,
+        convert=duration(minimum=LEAST_S["refund_query_after_s"]),
         metavar="DURATION", default=DEFAULT_REFUND_QUERY_AFTER,
         help="a refund the provider took and has not finished is asked about again after this",
     )  # fmt: skip

@@ -11,6 +11,7 @@ import argparse
 import os
 from typing import Final
 
+from shopkeep.actors.config import LEAST_S
 from shopkeep.bench.load.compare import Baseline, BaselineError, read_baseline
 from shopkeep.bench.load.mix import SIGNED, MixError, parse_mix
 from shopkeep.bench.load.thresholds import Threshold, ThresholdError, parse_threshold
@@ -88,7 +89,8 @@ def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
         "mix, and late_callback has the sandbox call back late",
     )  # fmt: skip
     flag(
-        parser, "--order-timeout", convert=duration(minimum=1.0), metavar="DURATION", default="5s",
+        parser, "--order-timeout", convert=duration(minimum=LEAST_S["order_timeout_s"]),
+        metavar="DURATION", default="5s",
         help="with --embedded, the shop's payment deadline; a server's own is read from its "
         "orders (expires_at - confirmed_at)",
     )  # fmt: skip
