@@ -39,6 +39,7 @@ from shopkeep.actors.protocol import (
     Refusal,
     Replayed,
 )
+from shopkeep.runtime.join import NotJoinable
 
 T = TypeVar("T")
 
@@ -55,6 +56,12 @@ writer for one huge delete; a full batch sweeps again at once."""
 
 NOT_BINDING: Final = UNDONE_FAILURES | {VALIDATION_ERROR, IDEMPOTENCY_CONFLICT}
 """The refusal codes that leave a key free (see the module)."""
+
+class KeyUnknown(NotJoinable):
+    """A placement's Idempotency-Key its user's memory cannot tell new or used: the order
+    reads the keys' table, then joins again saying what it found (``BeginOrder.key_absent``);
+    a key found there takes the saga, whose user reads it for the replay or the conflict."""
+
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_refusal = msgspec.msgpack.Decoder(Refusal).decode

@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import msgspec
 
-from shopkeep.actors.key_rules import binds
-from shopkeep.actors.key_store import keep_placement_answer
+from shopkeep.actors.key_rules import KeyUnknown, binds
+from shopkeep.actors.key_store import find, keep_placement_answer
 from shopkeep.actors.order_messages import Place, PlacedBefore
 from shopkeep.actors.order_rules import (
     check_totals,
@@ -100,7 +100,24 @@ async def place_in_one_turn(
 ) -> OrderState | Refusal | PlacedBefore | None:
     """Check, then apply, the whole placement in one turn, after waiting for its participants'
     turns; None when they cannot join (nothing happened: run the saga). A refusal here was
-    decided before anything was written (a wait refused as overloaded included)."""
+    decided before anything was written (a wait refused as overloaded included). A key the
+    user's memory cannot tell is looked up in the table first (:class:`KeyUnknown`)."""
+    try:
+        return await _one_turn(actor, ctx, message, begin)
+    except KeyUnknown:
+        assert begin.key is not None  # only a key is unknown
+        if await find(ctx, message.user_id, begin.key) is not None:
+            return None  # a retry, or a conflict: the saga's user reads and answers it
+        absent = msgspec.structs.replace(begin, key_absent=True)
+        try:
+            return await _one_turn(actor, ctx, message, absent)
+        except KeyUnknown:  # nothing else tells a key unknown: never, but the saga can read
+            return None
+
+
+async def _one_turn(
+    actor: PlacingOrder, ctx: Context, message: Place, begin: BeginOrder
+) -> OrderState | Refusal | PlacedBefore | None:
     who = Participants(message)
     for _ in range(JOIN_ATTEMPTS):
         try:
@@ -114,6 +131,8 @@ async def place_in_one_turn(
             checked = _check(actor, ctx, message, begin, who)
         except ParticipantBusy:
             continue  # one became busy while the order waited for another
+        except KeyUnknown:
+            raise
         except NotJoinable:
             return None
         if isinstance(checked, Refusal):

@@ -127,6 +127,11 @@ class BeginOrder(msgspec.Struct, frozen=True, tag=True, gc=False):
     (``OrderTicket.capped``), and the placement refuses it too_many_unpaid_orders once priced
     unless it pays nothing: the saga (``placement.py``) asks before it prices, for an order
     whose coupon or wallet may pay it in full.
+
+    ``key_absent``: the order read the keys' table and ``key`` is not in it: the user takes it
+    for new without a read of its own, which a turn could not wait for (a user with more keys
+    than memory holds; its placements under the same key run one at a time,
+    ``idempotency.InFlight``, and the table's unique index is the backstop).
     """
 
     order_id: int
@@ -136,6 +141,7 @@ class BeginOrder(msgspec.Struct, frozen=True, tag=True, gc=False):
     replaces: int | None = None
     row_by_order: bool = False
     provisional: bool = False
+    key_absent: bool = False
 
 
 class OrderTicket(msgspec.Struct, frozen=True, tag=True, gc=False):

@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from shopkeep.actors import key_store
-from shopkeep.actors.key_rules import binds, expired
+from shopkeep.actors.key_rules import KeyUnknown, binds, expired
 from shopkeep.actors.order_store import unpaid_orders
 from shopkeep.actors.protocol import (
     INVALID_STATE,
@@ -104,7 +104,6 @@ dozen cover it; every new key is looked up in the table anyway. Without a small 
 who places orders without pause (never idle long enough to be passivated) grows the actor by
 every key: at 1,024 kept, the soak's 128 busy shoppers grew the server ~2.4 MiB a minute for
 its whole ten minutes (about 250 bytes a key)."""
-
 KEYS_KNOWN = 1024
 """Keys a user actor knows of (as hashes, beyond the :data:`KEYS_KEPT` kept whole), loaded at
 activation and added to as keys are used; a user with more is read from the table for every
@@ -246,9 +245,9 @@ class UserActor(Actor):
             return Refusal(NOT_FOUND, f"user {self.address.id} does not exist")
         match message:
             case BeginOrder(key=key):
-                if key is not None and not self._surely_new(key):
-                    # a key seen before (a retry: rare) takes the path that can read
-                    raise NotJoinable(f"user {self.address.id} must look a key up")
+                if key is not None and not (message.key_absent or self._surely_new(key)):
+                    # a key seen before (a retry: rare), or one memory cannot tell: read
+                    raise KeyUnknown(f"user {self.address.id} must look a key up")
                 return begin_order(self.address.id, self.unpaid, None, message)
             case DebitWallet():
                 # asked before the order's BeginOrder: a new order, debited of nothing yet
@@ -259,7 +258,7 @@ class UserActor(Actor):
     async def _begin(self, ctx: Context, msg: BeginOrder) -> OrderTicket | Refusal:
         user_id = self.address.id
         key = msg.key
-        seen = None if key is None else await self._key_use(ctx, key)
+        seen = None if key is None or msg.key_absent else await self._key_use(ctx, key)
         answer = begin_order(user_id, self.unpaid, seen, msg)
         if isinstance(answer, Refusal):
             if key is not None and seen is None and binds(answer):

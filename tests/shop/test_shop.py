@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import shopkeep.actors.user as user_actor
 from shopkeep.actors.order_messages import OrderView, PaymentView
 from shopkeep.actors.recovery import DeadlineSweep
 from shopkeep.errors import CallbackRejected, ShopError
@@ -884,3 +885,31 @@ async def test_an_order_its_deadline_canceled_reads_canceled_once_all_is_back(
     [listed] = (await shop.list_coupons(user)).items
     assert (listed.state, (await shop.get_goods(tea.id)).stock) == ("unused", 1)
     assert (await shop.get_user(user)).balance == 5_000
+
+
+async def test_a_user_with_more_keys_than_memory_holds_is_refused_by_a_check_with_no_order(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # every keyed placement of such a user took the saga, which records the order before any
+    # check: a missing coupon left a canceled order behind, and replays said less
+    monkeypatch.setattr(user_actor, "KEYS_KNOWN", 2)
+    monkeypatch.setattr(user_actor, "KEYS_KEPT", 1)
+    tea = await shop.create_goods("tea", price=1_000, stock=100)
+    user = await customer(shop)
+    first = await shop.place_order(user, [(tea.id, 1)], idempotency_key="k-0")
+    for n in range(1, 5):
+        await shop.place_order(user, [(tea.id, 1)], idempotency_key=f"k-{n}")
+
+    with pytest.raises(ShopError) as refused:
+        await shop.place_order(user, [(tea.id, 1)], coupon_id=4242, idempotency_key="k-new")
+
+    assert (refused.value.code, refused.value.order_id) == ("not_found", None)
+    assert len((await shop.list_orders(user_id=user)).items) == 5
+    again = await shop.place_order(user, [(tea.id, 1)], idempotency_key="k-0")
+    assert again.id == first.id
+    with pytest.raises(ShopError) as conflict:
+        await shop.place_order(user, [(tea.id, 2)], idempotency_key="k-0")
+    assert conflict.value.code == "idempotency_conflict"
+    placed = await shop.place_order(user, [(tea.id, 1)], idempotency_key="k-5")
+    assert placed.status == "awaiting_payment"
+    await assert_audit_ok(shop)
