@@ -250,7 +250,10 @@ class OrderItemOut(msgspec.Struct, frozen=True):
 
 
 class OrderOut(msgspec.Struct, frozen=True):
-    """An order (SPEC 7)."""
+    """An order (SPEC 7). Its amounts are known once it is priced: while it is `pending` (its
+    placement still running) they are 0 and each item's `unit_price` is null, not "nothing
+    to pay" (read `status` first), and an order canceled `placement_failed` before it was
+    priced keeps them so."""
 
     id: Id
     user_id: Id
