@@ -18,9 +18,10 @@ What memory answers and what needs a read:
   matches one not kept whole (a retry of an old key, or a hash collision), a key kept longer
   than the retention (the sweep may have pruned it: the table says), or any key of a user with
   more keys than memory holds, is read from the table (the hit is kept): by the order before
-  its one turn (a key found absent joins as such, ``BeginOrder.key_absent``), else here. Keys the user's other
-  requests bound (in the order actors) are told here (KeySeen). A wallet credit's key is the
-  admin's, not the user's: it is read from the table (``key_store.run_keyed``);
+  its one turn (a key found absent joins as such, ``BeginOrder.key_absent``), else here. Keys
+  the user's other requests bound (in the order actors) are told here (KeySeen). A wallet
+  credit's key is the admin's, not the user's: it is read from the table
+  (``key_store.run_keyed``);
 - durable compensations (ReleaseWallet, AwardPoints, RevokePoints) read the order's ledger rows
   with ``ctx.query`` (read-your-writes) and apply at most once per (order, reason), so a
   redelivery, or the same compensation sent twice under two message ids, changes nothing.

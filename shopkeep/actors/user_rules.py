@@ -126,7 +126,8 @@ def begin_order(
             return OrderTicket(msg.order_id, existing=False, capped=True)
         return Refusal(
             TOO_MANY_UNPAID_ORDERS,
-            f"user {user_id} already has {len(unpaid)} unpaid orders (at most {cap})",
+            f"user {user_id} already has {len(unpaid)} orders unpaid or being placed (at most "
+            f"{cap} unpaid)",
         )
     return OrderTicket(msg.order_id, existing=False)
 

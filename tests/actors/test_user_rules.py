@@ -105,7 +105,9 @@ def test_an_order_is_admitted_under_the_cap() -> None:
 def test_one_more_unpaid_order_than_the_cap_is_refused() -> None:
     refused = refusal(begin_order(1, {10, 11}, None, begin(12)))
     assert refused.code == TOO_MANY_UNPAID_ORDERS
-    assert refused.detail == "user 1 already has 2 unpaid orders (at most 2)"
+    assert refused.detail == (
+        "user 1 already has 2 orders unpaid or being placed (at most 2 unpaid)"
+    )
 
 
 def test_a_provisional_order_is_admitted_at_the_cap_and_told_so() -> None:

@@ -314,7 +314,7 @@ async def test_orders_paid_in_full_placed_at_the_same_time_leave_the_cap_to_unpa
     with pytest.raises(ShopError) as refused:
         await shop.place_order(user, [(tea.id, 1)])
     assert refused.value.code == "too_many_unpaid_orders"
-    assert refused.value.detail.startswith(f"user {user} already has 10 unpaid orders")
+    assert refused.value.detail.startswith(f"user {user} already has 10 orders unpaid")
 
 
 @pytest.mark.parametrize("wait", [True, False])
