@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import MutableMapping
+from typing import Any
 
 import msgspec
 import pytest
@@ -143,61 +145,43 @@ async def test_a_settling_gateway_refuses_new_completes_and_waits_for_those_it_t
     assert gateway.collected == {(7, "txn-1"): 1_500}
 
 
-async def test_a_settle_that_runs_out_names_the_payments_whose_callbacks_it_abandons() -> None:
+async def abandoned_by_a_settle(
+    *completes: tuple[int, int, str], known: bool = False
+) -> list[MutableMapping[str, Any]]:
+    """The ``sandbox_callbacks_abandoned`` lines of a settle that runs out, the callbacks of
+    ``completes`` (payment, order, transaction: succeeded, 15.00 each) unreachable; with
+    ``known``, the shop says it applied payment 7's transaction txn-1."""
     gateway = SandboxGateway("s", VirtualClock())
 
     async def unreachable(raw_body: bytes, header: str) -> bool:
         return False  # the callback URL answers nothing the gateway takes
 
-    gateway.attach(unreachable)
-    gateway.complete_soon(7, 8, 1_500, "succeeded", "txn-1")
-    with capture_logs() as logs:
-        await gateway.settle(within_s=0.01)
-    await gateway.close()
+    async def shop_knows(payment_id: int, status: str, txn_id: str | None) -> bool:
+        return (payment_id, status, txn_id) == (7, "succeeded", "txn-1")
 
-    [abandoned] = [line for line in logs if line["event"] == "sandbox_callbacks_abandoned"]
+    gateway.attach(unreachable)
+    for payment_id, order_id, txn_id in completes:
+        gateway.complete_soon(payment_id, order_id, 1_500, "succeeded", txn_id)
+    with capture_logs() as logs:
+        await gateway.settle(within_s=0.01, known=shop_knows if known else None)
+    await gateway.close()
+    return [line for line in logs if line["event"] == "sandbox_callbacks_abandoned"]
+
+
+async def test_a_settle_that_runs_out_names_the_payments_whose_callbacks_it_abandons() -> None:
+    [abandoned] = await abandoned_by_a_settle((7, 8, "txn-1"))
     assert (abandoned["log_level"], abandoned["payments"]) == ("warning", ["7"])
 
 
 async def test_a_settle_does_not_ask_to_complete_again_what_the_shop_has_the_outcome_of() -> None:
     # the shop's deadline query found payment 7 paid while its callback could not get through:
     # completed again after the restart, it would be collected twice and refunded as a duplicate
-    gateway = SandboxGateway("s", VirtualClock())
-
-    async def unreachable(raw_body: bytes, header: str) -> bool:
-        return False
-
-    async def shop_knows(payment_id: int, status: str, txn_id: str | None) -> bool:
-        return (payment_id, status, txn_id) == (7, "succeeded", "txn-1")
-
-    gateway.attach(unreachable)
-    gateway.complete_soon(7, 8, 1_500, "succeeded", "txn-1")
-    gateway.complete_soon(9, 10, 700, "succeeded", "txn-2")
-    with capture_logs() as logs:
-        await gateway.settle(within_s=0.01, known=shop_knows)
-    await gateway.close()
-
-    [abandoned] = [line for line in logs if line["event"] == "sandbox_callbacks_abandoned"]
+    [abandoned] = await abandoned_by_a_settle((7, 8, "txn-1"), (9, 10, "txn-2"), known=True)
     assert abandoned["payments"] == ["9"]
 
 
 async def test_a_settle_names_a_payment_collected_again_though_the_shop_knows_its_first() -> None:
     # the shop's query applied the first collection; the second, under another transaction,
     # is what the unacknowledged callback says: it is named, to be refunded after the restart
-    gateway = SandboxGateway("s", VirtualClock())
-
-    async def unreachable(raw_body: bytes, header: str) -> bool:
-        return False
-
-    async def shop_knows(payment_id: int, status: str, txn_id: str | None) -> bool:
-        return (payment_id, status, txn_id) == (7, "succeeded", "txn-1")
-
-    gateway.attach(unreachable)
-    gateway.complete_soon(7, 8, 1_500, "succeeded", "txn-1")
-    gateway.complete_soon(7, 8, 1_500, "succeeded", "txn-2")
-    with capture_logs() as logs:
-        await gateway.settle(within_s=0.01, known=shop_knows)
-    await gateway.close()
-
-    [abandoned] = [line for line in logs if line["event"] == "sandbox_callbacks_abandoned"]
+    [abandoned] = await abandoned_by_a_settle((7, 8, "txn-1"), (7, 8, "txn-2"), known=True)
     assert abandoned["payments"] == ["7"]

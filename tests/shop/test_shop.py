@@ -12,6 +12,7 @@ import pytest
 
 import shopkeep.actors.user as user_actor
 from shopkeep.actors.order_messages import OrderView, PaymentView
+from shopkeep.actors.protocol import CouponView, GoodsView
 from shopkeep.actors.recovery import DeadlineSweep
 from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.payments.provider import GatewayError, PaymentRef
@@ -147,9 +148,10 @@ async def test_an_unpaid_order_times_out_and_gives_everything_back(
     await clock.advance(1800)
     final = await shop.get_order(order.id)
     assert (final.status, final.cancel_reason) == ("canceled", "timeout")
-    await settle(shop)
-    assert (await shop.get_goods(tea.id)).stock == 5
-    assert (await shop.get_coupon(coupon.id)).state == "unused"
+    # no settling: a read that shows the order canceled comes once everything is back (a
+    # poll saw it canceled, and the next order for its last unit or coupon was refused)
+    [listed] = (await shop.list_coupons(user)).items
+    assert (listed.state, (await shop.get_goods(tea.id)).stock) == ("unused", 5)
     assert (await shop.get_user(user)).balance == 700
     await assert_audit_ok(shop)
 
@@ -386,13 +388,13 @@ async def test_what_an_approved_return_gives_back_is_seen_by_the_next_read(
     assert (await shop.get_user(user)).balance == 5_000
 
 
-async def test_what_a_failed_saga_placement_took_is_back_when_it_is_refused(
-    saga_shop: Shop,
-) -> None:
-    # no settling in between: the next order for the last unit, with the same coupon, was
-    # refused insufficient_stock or coupon_unavailable while the releases were on their way
-    shop = saga_shop
-    tea = await shop.create_goods("tea", price=1_000, stock=1)
+async def failed_in_the_saga(
+    shop: Shop, stock: int
+) -> tuple[GoodsView, int, CouponView, ShopError]:
+    """A tea of ``stock`` units, a user with 1.00, their coupon of 2.00, and the refusal of
+    the saga's placement of one tea with the coupon and 5.00 of the wallet: insufficient
+    balance, found after the stock and the coupon were taken (its order recorded)."""
+    tea = await shop.create_goods("tea", price=1_000, stock=stock)
     user = await customer(shop, balance=100)
     coupon = await shop.create_coupon(user, 200)
     with pytest.raises(ShopError) as refused:
@@ -400,6 +402,16 @@ async def test_what_a_failed_saga_placement_took_is_back_when_it_is_refused(
     assert (refused.value.code, refused.value.order_id is not None) == (
         "insufficient_balance", True
     )
+    return tea, user, coupon, refused.value
+
+
+async def test_what_a_failed_saga_placement_took_is_back_when_it_is_refused(
+    saga_shop: Shop,
+) -> None:
+    # no settling in between: the next order for the last unit, with the same coupon, was
+    # refused insufficient_stock or coupon_unavailable while the releases were on their way
+    shop = saga_shop
+    tea, user, coupon, _ = await failed_in_the_saga(shop, stock=1)
     [listed_coupon] = (await shop.list_coupons(user)).items
     assert (listed_coupon.state, (await shop.get_goods(tea.id)).stock) == ("unused", 1)
 
@@ -445,14 +457,9 @@ async def test_a_failed_saga_placement_undoes_every_step_and_names_its_order(
     saga_shop: Shop,
 ) -> None:
     shop = saga_shop
-    tea = await shop.create_goods("tea", price=1_000, stock=5)
-    user = await customer(shop, balance=100)
-    coupon = await shop.create_coupon(user, 200)
-    with pytest.raises(ShopError) as refused:
-        await shop.place_order(user, [(tea.id, 1)], coupon_id=coupon.id, use_balance=500)
-    assert refused.value.code == "insufficient_balance"
-    assert refused.value.order_id is not None
-    failed = await shop.get_order(refused.value.order_id)
+    tea, user, coupon, refused = await failed_in_the_saga(shop, stock=5)
+    assert refused.order_id is not None
+    failed = await shop.get_order(refused.order_id)
     assert (failed.status, failed.cancel_reason) == ("canceled", "placement_failed")
     await settle(shop)
     assert (await shop.get_goods(tea.id)).stock == 5
@@ -868,23 +875,6 @@ async def test_a_polled_order_that_failed_its_placement_reads_canceled_once_all_
     placed = await shop.place_order(user, [(tea.id, 1)], coupon_id=coupon.id)
 
     assert placed.status == "awaiting_payment"
-
-
-async def test_an_order_its_deadline_canceled_reads_canceled_once_all_is_back(
-    shop: Shop, clock: VirtualClock
-) -> None:
-    tea = await shop.create_goods("tea", price=1_000, stock=1)
-    user = await customer(shop, balance=5_000)
-    coupon = await shop.create_coupon(user, 200)
-    unpaid = await shop.place_order(user, [(tea.id, 1)], coupon_id=coupon.id, use_balance=100)
-    await clock.advance(shop.config.order_timeout_s + 1)
-
-    polled = await shop.get_order(unpaid.id)
-
-    assert (polled.status, polled.cancel_reason) == ("canceled", "timeout")
-    [listed] = (await shop.list_coupons(user)).items
-    assert (listed.state, (await shop.get_goods(tea.id)).stock) == ("unused", 1)
-    assert (await shop.get_user(user)).balance == 5_000
 
 
 async def test_a_user_with_more_keys_than_memory_holds_is_refused_by_a_check_with_no_order(
