@@ -284,13 +284,14 @@ def _history_rows(
     time of at that time (so the history and the order agree to the microsecond), any other
     row at the decision's (the latest such time, else ``now``): a deadline's answers written
     above its cancel are not later than it."""
-    entries = [e for e in effects if isinstance(e, History)]
-    stamps = [_stamp(e, after) for e in entries]
-    decided = max((at for at in stamps if at is not None), default=now)
+    stamped = [(e, _stamp(e, after)) for e in effects if isinstance(e, History)]
+    decided = now
+    if any(at is None for _, at in stamped):
+        decided = max((at for _, at in stamped if at is not None), default=now)
     return [
         (order_id, e.from_status, e.to_status, e.operation, e.remark,
          decided if at is None else at)
-        for e, at in zip(entries, stamps, strict=True)
+        for e, at in stamped
     ]
 
 

@@ -101,23 +101,8 @@ async def place_in_one_turn(
     """Check, then apply, the whole placement in one turn, after waiting for its participants'
     turns; None when they cannot join (nothing happened: run the saga). A refusal here was
     decided before anything was written (a wait refused as overloaded included). A key the
-    user's memory cannot tell is looked up in the table first (:class:`KeyUnknown`)."""
-    try:
-        return await _one_turn(actor, ctx, message, begin)
-    except KeyUnknown:
-        assert begin.key is not None  # only a key is unknown
-        if await find(ctx, message.user_id, begin.key) is not None:
-            return None  # a retry, or a conflict: the saga's user reads and answers it
-        absent = msgspec.structs.replace(begin, key_absent=True)
-        try:
-            return await _one_turn(actor, ctx, message, absent)
-        except KeyUnknown:  # nothing else tells a key unknown: never, but the saga can read
-            return None
-
-
-async def _one_turn(
-    actor: PlacingOrder, ctx: Context, message: Place, begin: BeginOrder
-) -> OrderState | Refusal | PlacedBefore | None:
+    user's memory cannot tell is looked up in the table first (:class:`KeyUnknown`): absent,
+    the turn is tried again saying so; found, the saga's user reads it and answers."""
     who = Participants(message)
     for _ in range(JOIN_ATTEMPTS):
         try:
@@ -132,7 +117,11 @@ async def _one_turn(
         except ParticipantBusy:
             continue  # one became busy while the order waited for another
         except KeyUnknown:
-            raise
+            assert begin.key is not None  # only a key is unknown
+            if begin.key_absent or await find(ctx, message.user_id, begin.key) is not None:
+                return None  # a retry, or a conflict
+            begin = msgspec.structs.replace(begin, key_absent=True)
+            continue
         except NotJoinable:
             return None
         if isinstance(checked, Refusal):
