@@ -37,7 +37,7 @@ from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.coupon import CouponActor, list_coupons
 from shopkeep.actors.gateway import GatewayError, SandboxGateway
 from shopkeep.actors.goods import GoodsActor, list_goods
-from shopkeep.actors.key_rules import ADMIN
+from shopkeep.actors.key_rules import ADMIN, encode_answer
 from shopkeep.actors.key_sweep import KeySweepActor, start_key_sweep
 from shopkeep.actors.kinds import as_provider, order_kinds
 from shopkeep.actors.order_messages import (
@@ -50,6 +50,7 @@ from shopkeep.actors.order_messages import (
     GetOrder,
     GetPayments,
     GetRefunds,
+    KeepStartAnswer,
     KnowsOutcome,
     OrderView,
     PaymentCallback,
@@ -571,8 +572,9 @@ class Shop(BackOffice):
         is asked here, outside the order's turn, and its answer kept with the payment
         (CheckoutReady); a provider that does not answer is 503 unavailable, and asking again
         answers the same payment (under the same key, as a first answer: the 503 was the only
-        one given); a replay shows the payment as the first answer did (its status then),
-        with what the provider answered."""
+        one given). Under a key, the answer given once the provider answered is kept as the
+        key's (``KeepStartAnswer``): a replay is that answer, whether it created the payment
+        included."""
         check_choice("channel", channel, CHANNELS)
         key = key_of(idempotency_key)
         if key is None:
@@ -594,17 +596,19 @@ class Shop(BackOffice):
             _actor("order", order_id), StartPayment(), PaymentStarted, key, request, user_id
         )
         if started.payment.has_checkout and not self._other_channel(started.payment, channel):
-            return started
+            return started  # the first answer again, or the open payment as it is
         if key is not None and key.replayed:
-            # the key kept the payment before its provider answered: as it was then, with
-            # what the provider answered the first attempt (replayed), or not, when the caller
-            # was answered 503 (then this answer is the first one given, not a replay)
-            now = await self._payment_of(started.payment.order_id, started.payment.id)
-            if now is not None and now.has_checkout:
-                first = started.payment.with_checkout_of(now)
-                return PaymentStarted(first, started.created, started.deadline)
+            # its first attempt was answered 503 (the provider failed), or cut: nothing kept
+            # its answer, so this one is the first given, not a replay
             key.replayed = False
-        return await self._checkout(started, channel)
+        given = await self._checkout(started, channel)
+        if key is not None:
+            # what the caller is given, kept as the key's answer: a replay gives it again,
+            # its checkout and whether it created the payment (201 or 200) included
+            principal = ADMIN if user_id is None else user_id
+            kept = KeepStartAnswer(principal, key.value, encode_answer(given))
+            await self._ask(Address("order", started.payment.order_id), kept)
+        return given
 
     def _other_channel(self, payment: PaymentView, channel: Literal["page", "qr"]) -> bool:
         """Whether ``channel`` asks the open payment for what its provider has not given yet:

@@ -58,6 +58,9 @@ REBIND_SQL: Final = (
 ANSWER_SQL: Final = (
     "UPDATE idempotency_keys SET answer = ? WHERE principal = ? AND key = ? AND order_id = ?"
 )
+REANSWER_SQL: Final = (
+    "UPDATE idempotency_keys SET answer = ? WHERE principal = ? AND key = ? AND order_id IS NULL"
+)
 PLACEMENT_ANSWER_SQL: Final = (
     "SELECT answer FROM idempotency_keys WHERE principal = ? AND key = ? AND order_id = ?"
 )
@@ -120,6 +123,12 @@ def keep_placement_answer(ctx: Context, begin: BeginOrder, user_id: int, answer:
         ctx.execute(INSERT_SQL, row)
     else:
         ctx.execute(ANSWER_SQL, (encoded, user_id, begin.key, begin.order_id))
+
+
+def keep_answer_again(ctx: Context, principal: int, key: str, answer: bytes) -> None:
+    """Keep ``answer`` as what the request under ``key`` answered, in place of the answer its
+    actor gave (a payment start's, completed by the provider's checkout after it)."""
+    ctx.execute(REANSWER_SQL, (answer, principal, key))
 
 
 async def placement_answer(reader: Reader, user_id: int, key: str, order_id: int) -> bytes | None:

@@ -23,7 +23,7 @@ import structlog
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.fulfilment import Dispatch, Intercept
-from shopkeep.actors.key_store import keep_placement_answer, run_keyed
+from shopkeep.actors.key_store import keep_answer_again, keep_placement_answer, run_keyed
 from shopkeep.actors.order_messages import (
     Accept,
     ApproveReturn,
@@ -36,6 +36,7 @@ from shopkeep.actors.order_messages import (
     GetOrder,
     GetPayments,
     GetRefunds,
+    KeepStartAnswer,
     KnowsOutcome,
     OrderItemView,
     OrderMessage,
@@ -341,6 +342,9 @@ class OrderActor(Actor):
                 return tuple(self.payment_view(p) for p in state.payments)
             case KnowsOutcome(payment_id, status, txn_id):
                 return knows_outcome(state, payment_id, status, txn_id)
+            case KeepStartAnswer(principal, key, kept):
+                keep_answer_again(ctx, principal, key, kept)
+                return None
         raise TypeError(f"unexpected message {message!r}")
 
     # -- placement ------------------------------------------------------------------------------

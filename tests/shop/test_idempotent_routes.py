@@ -370,6 +370,30 @@ async def test_a_payment_start_answered_503_is_created_by_its_retry_not_replayed
         assert (second.created, second.payment) == (False, first.payment)
 
 
+async def test_a_payment_start_replays_what_its_key_was_given_after_another_keys_503(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    # the key kept the order's answer, made before the checkout: after a start answered 503,
+    # a second key's 201 replayed as 200, and the first key, answered only the 503, replayed
+    # the second's 201 marked replayed
+    provider = ProviderFailsOnce(clock)
+    async with Shop.open(str(tmp_path / "shop.db"), gateway=provider, clock=clock) as shop:
+        tea = await shop.create_goods("tea", price=1_000, stock=5)
+        user = (await shop.create_user("ann")).user.id
+        order = await shop.place_order(user, [(tea.id, 1)])
+        with pytest.raises(ShopError):
+            await shop.start_payment(order.id, idempotency_key="a")
+        keys = [IdempotencyKey(k) for k in ("b", "b", "a")]
+        b_first, b_again, a_again = [
+            await shop.start_payment(order.id, idempotency_key=key) for key in keys
+        ]
+
+    assert b_first.created and not keys[0].replayed
+    assert b_again == b_first and keys[1].replayed  # 201 again, with its checkout
+    # the 503 was all "a" was given: its retry is a first answer, the payment open already
+    assert (a_again.created, a_again.payment, keys[2].replayed) == (False, b_first.payment, False)
+
+
 @pytest.mark.parametrize(
     ("error", "code", "detail"),
     [
