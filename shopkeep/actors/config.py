@@ -22,10 +22,14 @@ MAX_DURATION_S: Final = 366 * 86_400.0
 """The longest duration a setting (or a flag) takes, a year and a day: no wait of shopkeep's is
 longer, and a time much further ahead is none an order's deadline could be written as
 (``--order-timeout 1e12`` placed orders whose times no answer could write)."""
-LEAST_S: Final = {"order_timeout_s": 1.0, "refund_query_after_s": 1.0}
+LEAST_S: Final = {
+    "order_timeout_s": 1.0, "refund_query_after_s": 1.0,
+    "refund_retry_s": 0.01, "refund_retry_max_s": 0.01,
+}
 """Durations with a floor of their own: a payment deadline shorter than a second cancels every
 order before anyone could pay it (1e-9 canceled them as they were born), and a refund asked
-about again sooner than that asks the provider in a loop."""
+about again, or tried again, sooner asks the provider in a loop (1e-9 called it a thousand
+times in a second and a half)."""
 WHOLE_BOUNDS: Final[dict[str, tuple[int, int | None]]] = {
     "free_shipping_threshold": (0, MAX_AMOUNT),
     "shipping_fee": (0, MAX_AMOUNT),

@@ -47,6 +47,7 @@ from shopkeep.payments.provider import (
 )
 from shopkeep.payments.provider import RefundDone as ProviderRefundDone
 from shopkeep.runtime import Actor, Address, Context
+from shopkeep.runtime.backoff import doubling_delay
 
 log = structlog.get_logger("shopkeep.refund")
 
@@ -89,7 +90,7 @@ RefunderMessage = RefundAttempt | RefundQuery
 
 def retry_delay(attempt: int, config: ShopConfig) -> float:
     """The pause after failed try number ``attempt``: doubling, capped."""
-    return float(min(config.refund_retry_max_s, config.refund_retry_s * 2 ** (attempt - 1)))
+    return doubling_delay(attempt, config.refund_retry_s, config.refund_retry_max_s)
 
 
 class RefunderActor(Actor):

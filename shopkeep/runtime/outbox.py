@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from shopkeep.runtime.backoff import doubling_delay
 from shopkeep.runtime.clock import Cancellable
 from shopkeep.runtime.envelope import Address, Envelope
 from shopkeep.runtime.errors import MessageFailed
@@ -146,7 +147,7 @@ class OutboxDispatcher:
         config = self._system.config
         attempt = self._attempts.get(message_id, 0) + 1
         self._attempts[message_id] = attempt
-        delay = min(config.outbox_retry_max_s, config.outbox_retry_s * 2 ** (attempt - 1))
+        delay = doubling_delay(attempt, config.outbox_retry_s, config.outbox_retry_max_s)
         self.redeliveries += 1
         log.info(
             "outbox_retry",

@@ -78,6 +78,7 @@ async def test_a_database_from_before_the_currency_was_kept_keeps_its_orders_one
         {"order_timeout_s": float("nan")},
         {"order_timeout_s": 1e-9},  # every order canceled as it is born
         {"refund_query_after_s": 0.5},
+        {"refund_retry_s": 1e-9},
         {"max_unpaid_orders": 0},
         {"points_per_unit": True},
         {"currency": "dollars"},
