@@ -29,12 +29,14 @@ from shopkeep.errors import ShopError
 from shopkeep.http.state import ADMIN, Principal
 from shopkeep.shop import TOKEN_CACHE_SIZE, Shop, hash_token
 
-PUBLIC_PATHS: Final = frozenset(
-    {"/healthz", "/metrics", "/openapi.json", "/docs", "/v1/payments/callback",
+CALLBACK_PATHS: Final = frozenset(
+    {"/v1/payments/callback",
      # the providers' notifications (SPEC 10), each verified by its provider's scheme
      "/v1/payments/alipay/notify", "/v1/payments/wechatpay/notify",
-     "/v1/payments/stripe/webhook", "/admin"}
+     "/v1/payments/stripe/webhook"}
 )
+"""The payment providers' callbacks: public, and still taken while the server stops."""
+PUBLIC_PATHS: Final = CALLBACK_PATHS | {"/healthz", "/metrics", "/openapi.json", "/docs", "/admin"}
 PUBLIC_PREFIXES: Final = ("/sandbox/", "/admin/")
 NO_SUCH_ROUTE: Final = "there is no such route"
 """The detail of a 404 for a path no route has, and for a route of the other role: the same

@@ -25,10 +25,10 @@ From the outside in:
    way for over :data:`STALLED_AFTER_S`: its disk does not answer) is refused 503
    ``unavailable`` with nothing done, rather than left waiting with every write before it for
    an answer no one can give (:meth:`FrontDoor.watch_store`, once a second and at each
-   ``/healthz``); and once the server is stopping (:meth:`FrontDoor.stop_taking_writes`), a
-   write to a route that needs a token, so that what is under way finishes and no new order
-   or payment starts that the stop would leave without its callbacks. The public routes (the
-   providers' callbacks, which the sandbox's stop still waits for) are taken.
+   ``/healthz``); and once the server is stopping (:meth:`FrontDoor.stop_taking_writes`),
+   every write but the payment providers' callbacks (``auth.CALLBACK_PATHS``, which the
+   sandbox's stop still waits for), so that what is under way finishes and no new order or
+   payment starts that the stop would leave without its callbacks (nor a console's form).
 
 Why around each handler, not as a middleware: an aiohttp app with one middleware anywhere in
 its tree builds, for every request, a chain of partials and a coroutine of its own around
@@ -58,6 +58,7 @@ from multidict import CIMultiDictProxy
 from shopkeep.actors.protocol import VALIDATION_ERROR
 from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.auth import (
+    CALLBACK_PATHS,
     Access,
     authorize,
     is_public,
@@ -109,6 +110,9 @@ class Guard:
     can make or unmake."""
     admits_admin: bool
     admits_users: bool
+    callback: bool
+    """Whether the route takes a payment provider's callbacks (still taken while the server
+    stops)."""
     takes_key: bool
     """Whether the route reads an ``Idempotency-Key`` header."""
     body: type | None
@@ -129,6 +133,7 @@ class Guard:
             is_public(operation.path),
             operation.access.admits(ADMIN),
             operation.access.admits(Principal(0)),
+            operation.path in CALLBACK_PATHS,
             any(p.name == IDEMPOTENCY_HEADER for p in operation.params),
             (operation.body or EmptyRequest) if validated else None,
             not operation.body_required or operation.body is None,
@@ -257,12 +262,12 @@ class FrontDoor:
         refused 503 unavailable, nothing done (step 6)."""
         self.stopping = self.refusing_writes = True
 
-    def write_refusal(self, public: bool) -> web.Response | None:
+    def write_refusal(self, callback: bool) -> web.Response | None:
         """The answer to a write while :attr:`refusing_writes`, or None: taken after all (a
-        public route while the server stops)."""
+        provider's callback while the server stops)."""
         if self.store_stalled:
             return stalled_problem(self.store_busy_s, _NOTHING_DONE)
-        if public:
+        if callback:
             return None
         return problem("unavailable", "the server is stopping; nothing was done: try again "
                        "once it is back", retry_after=STOPPING_RETRY_S)
@@ -432,7 +437,9 @@ class Entrance:
     """One route's way in: the door's steps around its handler (:meth:`whole`), or steps 3 to
     5 only (:meth:`inner`) when the door is split."""
 
-    __slots__ = ("_door", "_guard", "_handler", "_method", "_public", "_series", "route")
+    __slots__ = (
+        "_callback", "_door", "_guard", "_handler", "_method", "_public", "_series", "route",
+    )
 
     def __init__(
         self, door: FrontDoor, method: str, handler: Handler, guard: Guard | None, public: bool
@@ -442,6 +449,7 @@ class Entrance:
         self._handler = handler
         self._guard = guard
         self._public = public
+        self._callback = guard is not None and guard.callback
         self._series: dict[int, Series] = {}
         self.route: str | None = None
         """The route's pattern (``/v1/orders/{order_id}``), learnt from its first request: a
@@ -473,7 +481,7 @@ class Entrance:
                         caller = await door.admit_later(request, self._guard, caller)
                     refused = None
                     if door.refusing_writes and method not in _READS:
-                        refused = door.write_refusal(self._public)
+                        refused = door.write_refusal(self._callback)
                     response = refused or await self._handler(request)
                 except web.HTTPException as error:
                     response = _problem_or_raise(request, error)
@@ -509,7 +517,7 @@ class Entrance:
             if isinstance(caller, str):  # a token's hash to look up
                 await door.admit_later(request, self._guard, caller)
             if door.refusing_writes and request.method not in _READS:
-                refused = door.write_refusal(self._public)
+                refused = door.write_refusal(self._callback)
                 if refused is not None:
                     return refused
             return await self._handler(request)

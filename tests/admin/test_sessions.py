@@ -8,7 +8,7 @@ from pytest_aiohttp import AiohttpClient
 
 from shopkeep.admin.app import WRONG_SIGN_INS_BURST, WRONG_SIGN_INS_PER_S
 from shopkeep.admin.sessions import ABSOLUTE_S, COOKIE, IDLE_S
-from shopkeep.http.app import make_app
+from shopkeep.http.app import DOOR, make_app
 from shopkeep.http.config import HttpConfig
 from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Shop
@@ -274,3 +274,16 @@ async def test_wrong_tokens_past_the_burst_are_made_to_wait_even_the_right_one(
     assert await browser.sign_in() == 429  # nothing is compared while it waits
     await browser.clock.advance(1 / WRONG_SIGN_INS_PER_S)
     assert await browser.sign_in() == 303
+
+
+async def test_a_form_sent_while_the_server_stops_is_refused_and_does_nothing(
+    browser: Browser,
+) -> None:
+    # the API refused its writes while the server stopped; the console's forms still acted
+    user_id, path, fields = await browser.user_form("credit")
+    browser.client.app[DOOR].stop_taking_writes()
+
+    status, said = await browser.send(f"{path}/credit", {**fields, "amount": "5"})
+
+    assert status == 503 and "stopping" in said
+    assert (await browser.shop.get_user(user_id)).balance == 100
