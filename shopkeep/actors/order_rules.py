@@ -180,7 +180,7 @@ def repeated_goods(goods_ids: Sequence[object]) -> list[tuple[str, str]]:
         if goods_id in first:
             found.append((
                 f"/items/{index}/goods_id",
-                f"each goods may appear once in an order: goods {goods_id} is listed twice "
+                f"each goods may appear once in an order: goods {goods_id} is listed again "
                 f"(first at /items/{first[goods_id]})",
             ))  # fmt: skip
         first.setdefault(goods_id, index)

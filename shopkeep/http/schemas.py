@@ -10,8 +10,9 @@ from these same types (``openapi.py``), so it cannot drift from what the handler
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import Meta
@@ -109,6 +110,13 @@ class OrderItemRequest(RequestBody, frozen=True):
     quantity: Quantity
 
 
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) and _ID.search(value) is not None
+
+
+_ID: Final = re.compile(ID_PATTERN)
+
+
 class PlaceOrderRequest(RequestBody, frozen=True):
     """POST /v1/orders."""
 
@@ -133,8 +141,8 @@ class PlaceOrderRequest(RequestBody, frozen=True):
         items = written.get("items") if isinstance(written, dict) else None
         if not isinstance(items, list):
             return []
-        goods_ids = [  # a line without a goods id of text repeats no other
-            item["goods_id"] if isinstance(item, dict) and isinstance(item.get("goods_id"), str)
+        goods_ids = [  # a line without a goods id (refused already) repeats no other
+            item["goods_id"] if isinstance(item, dict) and _is_id(item.get("goods_id"))
             else object()
             for item in items
         ]

@@ -181,7 +181,7 @@ def test_an_order_amounting_to_more_than_any_amount_the_shop_takes_is_refused() 
         ((), 0, None, "at least one"),
         (((1, 0),), 0, None, "quantity"),
         (((1, 1_001),), 0, None, "quantity"),
-        (((1, 1), (1, 2)), 0, None, "twice"),
+        (((1, 1), (1, 2)), 0, None, "again"),
         (((1, 1),), -1, None, "use_balance"),
         (((1, 1),), 0, -5, "expected_total"),
         (tuple((g, 1) for g in range(51)), 0, None, "at most"),

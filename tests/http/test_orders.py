@@ -219,13 +219,17 @@ async def test_a_bad_order_request_is_a_validation_error_naming_where(
 async def test_a_goods_listed_twice_is_listed_beside_the_bodys_other_problems(api: Api) -> None:
     # the rule past the types ran only on a body the types took: it was missing here
     alice = await api.customer()
-    body = {"items": [{"goods_id": "7", "quantity": 1}, {"goods_id": "7", "quantity": 1}],
+    body = {"items": [{"goods_id": "7", "quantity": 1}, {"goods_id": "7", "quantity": 1},
+                      {"goods_id": "x", "quantity": 1}, {"goods_id": "x", "quantity": 1}],
             "use_balance": -1}
 
     refused = await api.call("POST", "/v1/orders", alice.headers, body)
 
-    assert [e["pointer"] for e in refused.body["errors"]] == ["/use_balance", "/items/1/goods_id"]
-    assert "listed twice" in refused.body["errors"][1]["detail"]
+    # "x" is no id: refused as such, and not again as repeated
+    assert [e["pointer"] for e in refused.body["errors"]] == [
+        "/items/2/goods_id", "/items/3/goods_id", "/use_balance", "/items/1/goods_id"
+    ]
+    assert "listed again" in refused.body["errors"][3]["detail"]
 
 
 async def test_every_problem_of_an_order_body_is_listed_with_its_pointer(api: Api) -> None:
