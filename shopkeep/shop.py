@@ -16,6 +16,7 @@ The HTTP layer (``shopkeep/http``) is a thin adapter over this class.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import os
@@ -526,12 +527,20 @@ class Shop(BackOffice):
         is committed: a poll that sees it canceled and then orders the same last unit or
         coupon again finds them free (:func:`~shopkeep.actors.assets.given_back`)."""
         order = answer(await self._ask_order(order_id, user_id, GetOrder()), OrderView)
-        canceled_at = order.canceled_at
-        if canceled_at is not None and (
-            self.system.clock.now() - canceled_at < RECENTLY_CANCELED_S
-        ):
-            await given_back(self.system, order.id, order)
+        await self._given_back(order)
         return order
+
+    async def _given_back(self, *orders: OrderView) -> None:
+        """Wait for what each of ``orders`` canceled in the last :data:`RECENTLY_CANCELED_S`
+        gave back (:func:`~shopkeep.actors.assets.given_back`): a read that shows an order
+        canceled shows its stock, coupon and wallet back after it."""
+        now = self.system.clock.now()
+        recent = [
+            order for order in orders
+            if order.canceled_at is not None and now - order.canceled_at < RECENTLY_CANCELED_S
+        ]
+        if recent:
+            await asyncio.gather(*(given_back(self.system, o.id, o) for o in recent))
 
     async def list_orders(
         self,
@@ -542,8 +551,11 @@ class Shop(BackOffice):
         cursor: str | None = None,
     ) -> Page[OrderView]:
         """Orders (a user's, or all), newest first, optionally of one status: the back
-        office's :meth:`find_orders` without bounds in time."""
-        return await self.find_orders(user_id=user_id, status=status, limit=limit, cursor=cursor)
+        office's :meth:`find_orders` without bounds in time; those canceled a moment ago once
+        what they gave back is committed, as :meth:`get_order`."""
+        page = await self.find_orders(user_id=user_id, status=status, limit=limit, cursor=cursor)
+        await self._given_back(*page.items)
+        return page
 
     async def order_history(
         self,
@@ -553,9 +565,15 @@ class Shop(BackOffice):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page[HistoryEntry]:
-        """The order's status changes, oldest first, a page at a time."""
+        """The order's status changes, oldest first, a page at a time; an order canceled a
+        moment ago, once what it gave back is committed, as :meth:`get_order`."""
         answer(await self._ask_order(order_id, user_id, GetOrder()), OrderView)  # exists, theirs
-        return await order_store.order_history(self.reader, order_id, limit, cursor)
+        page = await order_store.order_history(self.reader, order_id, limit, cursor)
+        if any(entry.to_status == "canceled" for entry in page.items):
+            # asked now: the cancel may have committed after the order was asked above
+            now = answer(await self._ask_order(order_id, None, GetOrder()), OrderView)
+            await self._given_back(now)
+        return page
 
     async def start_payment(
         self,

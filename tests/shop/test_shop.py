@@ -903,3 +903,28 @@ async def test_a_user_with_more_keys_than_memory_holds_is_refused_by_a_check_wit
     placed = await shop.place_order(user, [(tea.id, 1)], idempotency_key="k-5")
     assert placed.status == "awaiting_payment"
     await assert_audit_ok(shop)
+
+
+@pytest.mark.parametrize("read", ["list", "history"])
+async def test_a_list_or_a_history_that_shows_an_order_timed_out_shows_all_it_gave_back(
+    shop: Shop, clock: VirtualClock, read: str
+) -> None:
+    tea = await shop.create_goods("tea", price=1_000, stock=1)
+    user = await customer(shop, balance=5_000)
+    coupon = await shop.create_coupon(user, 200)
+    unpaid = await shop.place_order(user, [(tea.id, 1)], coupon_id=coupon.id, use_balance=100)
+    await clock.advance(shop.config.order_timeout_s + 1)
+
+    for _ in range(1_000):  # polled as a client would, until the cancel is committed
+        if read == "list":
+            [listed] = (await shop.list_orders(user_id=user)).items
+            shown = listed.status
+        else:
+            shown = (await shop.order_history(unpaid.id, user_id=user)).items[-1].to_status
+        if shown == "canceled":
+            break
+    assert shown == "canceled"
+
+    [listed_coupon] = (await shop.list_coupons(user)).items
+    assert (listed_coupon.state, (await shop.get_goods(tea.id)).stock) == ("unused", 1)
+    assert (await shop.get_user(user)).balance == 5_000
