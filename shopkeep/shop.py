@@ -609,7 +609,11 @@ class Shop(BackOffice):
         key: IdempotencyKey | None,
         channel: Literal["page", "qr"],
     ) -> PaymentStarted:
-        request = ("start_payment", order_id)
+        # Alipay's QR code is another request than its page (the default, as keys always had
+        # it): the same key for both is a conflict, not the first channel's answer overwritten
+        request = ("start_payment", order_id) if channel == "page" else (
+            "start_payment", order_id, channel
+        )
         started = await self._once.ask(
             _actor("order", order_id), StartPayment(), PaymentStarted, key, request, user_id
         )
@@ -617,8 +621,13 @@ class Shop(BackOffice):
             return started  # the first answer again, or the open payment as it is
         if key is not None and key.replayed:
             # its first attempt was answered 503 (the provider failed), or cut: nothing kept
-            # its answer, so this one is the first given, not a replay
+            # its answer, so this one is the first given, not a replay; the order is asked
+            # again, as a new start would be (it may have ended since: refused, the provider
+            # not asked)
             key.replayed = False
+            started = answer(
+                await self._ask_order(order_id, user_id, StartPayment()), PaymentStarted
+            )
         given = await self._checkout(started, channel)
         if key is not None:
             # what the caller is given, kept as the key's answer: a replay gives it again,

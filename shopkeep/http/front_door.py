@@ -269,8 +269,7 @@ class FrontDoor:
             return stalled_problem(self.store_busy_s, _NOTHING_DONE)
         if callback:
             return None
-        return problem("unavailable", "the server is stopping; nothing was done: try again "
-                       "once it is back", retry_after=STOPPING_RETRY_S)
+        return stopping_problem("nothing was done: try again once it is back")
 
     async def start_watching(self, app: web.Application) -> None:
         """The app's start: look at the store every :data:`WATCH_S` until it stops."""
@@ -620,6 +619,11 @@ def _problem_or_raise(request: web.Request, error: web.HTTPException) -> web.Res
 
 _NOTHING_DONE: Final = "nothing was done; try again later"
 """What a write refused while the store is stalled (step 6) is told."""
+
+
+def stopping_problem(said: str) -> web.Response:
+    """503 unavailable: the server is stopping, and ``said`` (what that means here)."""
+    return problem("unavailable", f"the server is stopping; {said}", retry_after=STOPPING_RETRY_S)
 
 
 def stalled_problem(busy_s: float, said: str) -> web.Response:

@@ -124,4 +124,6 @@ async def test_a_stopping_server_refuses_new_writes_and_still_takes_the_callback
     assert paid.status == 200
     read = await api.call("GET", f"/v1/orders/{order['id']}", alice.headers)
     assert (read.status, read.body["status"]) == (200, "paid")
+    health = await api.call("GET", "/healthz", {})  # a load balancer sends writes elsewhere
+    assert (health.status, health.body["code"]) == (503, "unavailable")
     assert len((await api.call("GET", "/v1/orders", ADMIN)).body["items"]) == 1

@@ -394,6 +394,54 @@ async def test_a_payment_start_replays_what_its_key_was_given_after_another_keys
     assert (a_again.created, a_again.payment, keys[2].replayed) == (False, b_first.payment, False)
 
 
+async def test_a_key_answered_503_retried_after_its_order_ended_is_refused_asking_no_one(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    # the retry went to the provider with what its 503'd attempt had kept, which opened a
+    # trade for a canceled order before the order refused it
+    provider = ProviderFailsOnce(clock)
+    asked: list[int] = []
+    start = provider.start_payment
+
+    async def counted(request: PaymentRequest) -> Checkout:
+        asked.append(request.payment_id)
+        return await start(request)
+
+    provider.start_payment = counted  # type: ignore[method-assign]
+    async with Shop.open(str(tmp_path / "shop.db"), gateway=provider, clock=clock) as shop:
+        tea = await shop.create_goods("tea", price=1_000, stock=5)
+        user = (await shop.create_user("ann")).user.id
+        order = await shop.place_order(user, [(tea.id, 1)])
+        with pytest.raises(ShopError):
+            await shop.start_payment(order.id, idempotency_key="k")
+        await shop.cancel_order(order.id)
+        with pytest.raises(ShopError) as refused:
+            await shop.start_payment(order.id, idempotency_key="k")
+
+    assert refused.value.code == "invalid_state" and "cannot start a payment" in (
+        refused.value.detail
+    )
+    assert len(asked) == 1  # the first, failed attempt only
+
+
+async def test_one_key_for_a_qr_code_and_a_page_is_a_conflict(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    # the second channel's answer overwrote the first's, which the key then replayed as 200
+    async with Shop.open(str(tmp_path / "shop.db"), gateway="sandbox", clock=clock) as shop:
+        tea = await shop.create_goods("tea", price=1_000, stock=5)
+        user = (await shop.create_user("ann")).user.id
+        order = await shop.place_order(user, [(tea.id, 1)])
+        first = await shop.start_payment(order.id, idempotency_key="k", channel="qr")
+        with pytest.raises(ShopError) as other:
+            await shop.start_payment(order.id, idempotency_key="k")
+        again = IdempotencyKey("k")
+        replayed = await shop.start_payment(order.id, idempotency_key=again, channel="qr")
+
+    assert other.value.code == "idempotency_conflict"
+    assert (replayed, again.replayed) == (first, True) and first.created
+
+
 @pytest.mark.parametrize(
     ("error", "code", "detail"),
     [
