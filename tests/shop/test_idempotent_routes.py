@@ -18,6 +18,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from shopkeep.actors.gateway import GatewayError, SandboxGateway
+from shopkeep.actors.order_messages import OrderView
 from shopkeep.errors import ShopError
 from shopkeep.idempotency import IdempotencyKey
 from shopkeep.payments.provider import Checkout, GatewayRefused, PaymentRequest
@@ -330,6 +331,13 @@ async def test_a_key_of_255_printable_characters_is_taken(shop: Shop) -> None:
     assert (await shop.credit_wallet(user, 500, idempotency_key=key)).balance == 500
 
 
+async def an_order(shop: Shop) -> OrderView:
+    """Ann's order of one tea (10.00), awaiting payment."""
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    user = (await shop.create_user("ann")).user.id
+    return await shop.place_order(user, [(tea.id, 1)])
+
+
 class ProviderFailsOnce(SandboxProvider):
     """The sandbox, whose first payment start fails with ``error`` (by default, it does not
     answer)."""
@@ -351,9 +359,7 @@ async def test_a_payment_start_answered_503_is_created_by_its_retry_not_replayed
 ) -> None:
     provider = ProviderFailsOnce(clock)
     async with Shop.open(str(tmp_path / "shop.db"), gateway=provider, clock=clock) as shop:
-        tea = await shop.create_goods("tea", price=1_000, stock=5)
-        user = (await shop.create_user("ann")).user.id
-        order = await shop.place_order(user, [(tea.id, 1)])
+        order = await an_order(shop)
         with pytest.raises(ShopError) as down:
             await shop.start_payment(order.id, idempotency_key=key)
 
@@ -378,9 +384,7 @@ async def test_a_payment_start_replays_what_its_key_was_given_after_another_keys
     # the second's 201 marked replayed
     provider = ProviderFailsOnce(clock)
     async with Shop.open(str(tmp_path / "shop.db"), gateway=provider, clock=clock) as shop:
-        tea = await shop.create_goods("tea", price=1_000, stock=5)
-        user = (await shop.create_user("ann")).user.id
-        order = await shop.place_order(user, [(tea.id, 1)])
+        order = await an_order(shop)
         with pytest.raises(ShopError):
             await shop.start_payment(order.id, idempotency_key="a")
         keys = [IdempotencyKey(k) for k in ("b", "b", "a")]
@@ -409,9 +413,7 @@ async def test_a_key_answered_503_retried_after_its_order_ended_is_refused_askin
 
     provider.start_payment = counted  # type: ignore[method-assign]
     async with Shop.open(str(tmp_path / "shop.db"), gateway=provider, clock=clock) as shop:
-        tea = await shop.create_goods("tea", price=1_000, stock=5)
-        user = (await shop.create_user("ann")).user.id
-        order = await shop.place_order(user, [(tea.id, 1)])
+        order = await an_order(shop)
         with pytest.raises(ShopError):
             await shop.start_payment(order.id, idempotency_key="k")
         await shop.cancel_order(order.id)
@@ -429,9 +431,7 @@ async def test_one_key_for_a_qr_code_and_a_page_is_a_conflict(
 ) -> None:
     # the second channel's answer overwrote the first's, which the key then replayed as 200
     async with Shop.open(str(tmp_path / "shop.db"), gateway="sandbox", clock=clock) as shop:
-        tea = await shop.create_goods("tea", price=1_000, stock=5)
-        user = (await shop.create_user("ann")).user.id
-        order = await shop.place_order(user, [(tea.id, 1)])
+        order = await an_order(shop)
         first = await shop.start_payment(order.id, idempotency_key="k", channel="qr")
         with pytest.raises(ShopError) as other:
             await shop.start_payment(order.id, idempotency_key="k")
@@ -457,12 +457,10 @@ async def test_a_payment_start_the_provider_failed_says_which_and_keeps_its_word
 ) -> None:
     provider = ProviderFailsOnce(clock, error)
     async with Shop.open(str(tmp_path / "shop.db"), gateway=provider, clock=clock) as shop:
-        tea = await shop.create_goods("tea", price=1_000, stock=5)
-        user = (await shop.create_user("ann")).user.id
-        order = await shop.place_order(user, [(tea.id, 1)])
+        order = await an_order(shop)
         with capture_logs() as logged, pytest.raises(ShopError) as failed:
-            await shop.start_payment(order.id, user_id=user)
-        retried = await shop.start_payment(order.id, user_id=user)
+            await shop.start_payment(order.id, user_id=order.user_id)
+        retried = await shop.start_payment(order.id, user_id=order.user_id)
 
     assert (failed.value.code, failed.value.detail) == (code, detail)
     [warning] = [line for line in logged if line["event"] == "payment_start_failed"]
