@@ -129,7 +129,8 @@ def mount(
     static = static_files(HERE / "static")  # the assets need no session
     front.add_routes(admin.router, [static], public=True)
     pages_and_actions = [_route_behind_door(route) for route in (*pages.routes, *actions.routes)]
-    front.add_routes(admin.router, pages_and_actions, public=True)
+    # a form sent while the server stops is refused on a page of the console, not in JSON
+    front.add_routes(admin.router, pages_and_actions, public=True, stops_itself=True)
     front.add_unmatched(admin.router, around=behind_door)
     app.add_subapp(PREFIX, admin)
     return console
@@ -253,6 +254,11 @@ async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
     console = console_of(request)
     path = request.path
     if request.method == "POST":
+        if request.config_dict[DOOR].stopping:  # nothing done, as the API's writes then
+            return error_page(request, ShopError(
+                "unavailable", "the server is stopping; nothing was done: send the form again "
+                "once it is back",
+            ))  # fmt: skip
         if not same_origin(request, console.public_url):
             return refused_page(request, "the form was sent from another site")
         try:

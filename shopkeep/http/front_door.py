@@ -262,12 +262,12 @@ class FrontDoor:
         refused 503 unavailable, nothing done (step 6)."""
         self.stopping = self.refusing_writes = True
 
-    def write_refusal(self, callback: bool) -> web.Response | None:
+    def write_refusal(self, open_while_stopping: bool) -> web.Response | None:
         """The answer to a write while :attr:`refusing_writes`, or None: taken after all (a
-        provider's callback while the server stops)."""
+        provider's callback while the server stops, or a route that refuses by itself)."""
         if self.store_stalled:
             return stalled_problem(self.store_busy_s, _NOTHING_DONE)
-        if callback:
+        if open_while_stopping:
             return None
         return stopping_problem("nothing was done: try again once it is back")
 
@@ -288,13 +288,21 @@ class FrontDoor:
             self._watching = None
 
     def entrance(
-        self, method: str, handler: Handler, guard: Guard | None = None, *, public: bool = False
+        self,
+        method: str,
+        handler: Handler,
+        guard: Guard | None = None,
+        *,
+        public: bool = False,
+        stops_itself: bool = False,
     ) -> Handler:
         """``handler`` behind the door, to be added as the handler of its route of ``method``:
         checked by ``guard`` (None: a route of another module, which needs a token unless
-        ``public``)."""
+        ``public``); with ``stops_itself``, a route that refuses its own writes while the
+        server stops (:attr:`stopping`), in its own words (the console, in a page)."""
         public = public or (guard is not None and guard.public)
-        entrance = Entrance(self, method, handler, guard, public)
+        open_while_stopping = stops_itself or (guard is not None and guard.callback)
+        entrance = Entrance(self, method, handler, guard, public, open_while_stopping)
         return entrance.inner if self.split else entrance.whole
 
     def add_routes(
@@ -303,16 +311,19 @@ class FrontDoor:
         routes: Iterable[web.RouteDef],
         *,
         public: bool = False,
+        stops_itself: bool = False,
         guards: Mapping[tuple[str, str], Guard] | None = None,
     ) -> None:
         """Add ``routes`` (of another module than the catalog's) to ``router`` behind the door:
         each needs a token unless ``public`` or its path is public (``auth.is_public``), and
         is checked by its guard in ``guards`` (by method and path) when it has one there (the
-        catalog documents it: its query is refused as any route's is)."""
+        catalog documents it: its query is refused as any route's is); ``stops_itself`` as
+        :meth:`entrance` says."""
         for route in routes:
             guard = None if guards is None else guards.get((route.method, route.path))
             handler = self.entrance(
-                route.method, route.handler, guard, public=public or is_public(route.path)
+                route.method, route.handler, guard, public=public or is_public(route.path),
+                stops_itself=stops_itself,
             )
             given = {**route.kwargs, "expect_handler": continue_only}
             web.RouteDef(route.method, route.path, handler, given).register(router)
@@ -437,18 +448,25 @@ class Entrance:
     5 only (:meth:`inner`) when the door is split."""
 
     __slots__ = (
-        "_callback", "_door", "_guard", "_handler", "_method", "_public", "_series", "route",
+        "_door", "_guard", "_handler", "_method", "_open_while_stopping", "_public", "_series",
+        "route",
     )
 
     def __init__(
-        self, door: FrontDoor, method: str, handler: Handler, guard: Guard | None, public: bool
+        self,
+        door: FrontDoor,
+        method: str,
+        handler: Handler,
+        guard: Guard | None,
+        public: bool,
+        open_while_stopping: bool = False,
     ) -> None:
         self._door = door
         self._method = method
         self._handler = handler
         self._guard = guard
         self._public = public
-        self._callback = guard is not None and guard.callback
+        self._open_while_stopping = open_while_stopping
         self._series: dict[int, Series] = {}
         self.route: str | None = None
         """The route's pattern (``/v1/orders/{order_id}``), learnt from its first request: a
@@ -480,7 +498,7 @@ class Entrance:
                         caller = await door.admit_later(request, self._guard, caller)
                     refused = None
                     if door.refusing_writes and method not in _READS:
-                        refused = door.write_refusal(self._callback)
+                        refused = door.write_refusal(self._open_while_stopping)
                     response = refused or await self._handler(request)
                 except web.HTTPException as error:
                     response = _problem_or_raise(request, error)
@@ -516,7 +534,7 @@ class Entrance:
             if isinstance(caller, str):  # a token's hash to look up
                 await door.admit_later(request, self._guard, caller)
             if door.refusing_writes and request.method not in _READS:
-                refused = door.write_refusal(self._callback)
+                refused = door.write_refusal(self._open_while_stopping)
                 if refused is not None:
                     return refused
             return await self._handler(request)

@@ -285,5 +285,6 @@ async def test_a_form_sent_while_the_server_stops_is_refused_and_does_nothing(
 
     status, said = await browser.send(f"{path}/credit", {**fields, "amount": "5"})
 
-    assert status == 503 and "stopping" in said
+    assert status == 503 and "the server is stopping" in said
+    assert "<html" in said  # a page of the console, not the API's problem+json
     assert (await browser.shop.get_user(user_id)).balance == 100
