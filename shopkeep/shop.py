@@ -48,6 +48,7 @@ from shopkeep.actors.order_messages import (
     Cancel,
     CheckoutReady,
     Deliver,
+    ForgetStartKey,
     GetOrder,
     GetPayments,
     GetRefunds,
@@ -610,10 +611,11 @@ class Shop(BackOffice):
         channel: Literal["page", "qr"],
     ) -> PaymentStarted:
         # Alipay's QR code is another request than its page (the default, as keys always had
-        # it): the same key for both is a conflict, not the first channel's answer overwritten
-        request = ("start_payment", order_id) if channel == "page" else (
-            "start_payment", order_id, channel
-        )
+        # it): the same key for both is a conflict, not the first channel's answer overwritten;
+        # the other providers ignore the channel
+        request: tuple[Any, ...] = ("start_payment", order_id)
+        if channel != "page" and self.provider.name in QR_GATEWAYS:
+            request = (*request, channel)
         started = await self._once.ask(
             _actor("order", order_id), StartPayment(), PaymentStarted, key, request, user_id
         )
@@ -628,7 +630,14 @@ class Shop(BackOffice):
             started = answer(
                 await self._ask_order(order_id, user_id, StartPayment()), PaymentStarted
             )
-        given = await self._checkout(started, channel)
+        try:
+            given = await self._checkout(started, channel)
+        except ShopError:
+            if key is not None:  # the caller is given nothing: its key binds nothing (SPEC 7)
+                principal = ADMIN if user_id is None else user_id
+                forget = ForgetStartKey(principal, key.value)
+                await self._ask(Address("order", started.payment.order_id), forget)
+            raise
         if key is not None:
             # what the caller is given, kept as the key's answer: a replay gives it again,
             # its checkout and whether it created the payment (201 or 200) included

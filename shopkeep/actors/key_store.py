@@ -58,6 +58,9 @@ REBIND_SQL: Final = (
 ANSWER_SQL: Final = (
     "UPDATE idempotency_keys SET answer = ? WHERE principal = ? AND key = ? AND order_id = ?"
 )
+FORGET_SQL: Final = (
+    "DELETE FROM idempotency_keys WHERE principal = ? AND key = ? AND order_id IS NULL"
+)
 REANSWER_SQL: Final = (
     "UPDATE idempotency_keys SET answer = ? WHERE principal = ? AND key = ? AND order_id IS NULL"
 )
@@ -129,6 +132,12 @@ def keep_answer_again(ctx: Context, principal: int, key: str, answer: bytes) -> 
     """Keep ``answer`` as what the request under ``key`` answered, in place of the answer its
     actor gave (a payment start's, completed by the provider's checkout after it)."""
     ctx.execute(REANSWER_SQL, (answer, principal, key))
+
+
+def forget_key(ctx: Context, principal: int, key: str) -> None:
+    """Free ``key``: the request it was bound to answered its caller nothing (a payment start
+    whose provider failed after its actor bound the key)."""
+    ctx.execute(FORGET_SQL, (principal, key))
 
 
 async def placement_answer(reader: Reader, user_id: int, key: str, order_id: int) -> bytes | None:

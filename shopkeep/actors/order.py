@@ -23,7 +23,12 @@ import structlog
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.fulfilment import Dispatch, Intercept
-from shopkeep.actors.key_store import keep_answer_again, keep_placement_answer, run_keyed
+from shopkeep.actors.key_store import (
+    forget_key,
+    keep_answer_again,
+    keep_placement_answer,
+    run_keyed,
+)
 from shopkeep.actors.order_messages import (
     Accept,
     ApproveReturn,
@@ -33,6 +38,7 @@ from shopkeep.actors.order_messages import (
     CheckoutReady,
     DeadlineReached,
     Deliver,
+    ForgetStartKey,
     GetOrder,
     GetPayments,
     GetRefunds,
@@ -344,6 +350,9 @@ class OrderActor(Actor):
                 return knows_outcome(state, payment_id, status, txn_id)
             case KeepStartAnswer(principal, key, kept):
                 keep_answer_again(ctx, principal, key, kept)
+                return None
+            case ForgetStartKey(principal, key):
+                forget_key(ctx, principal, key)
                 return None
         raise TypeError(f"unexpected message {message!r}")
 

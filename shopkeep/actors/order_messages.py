@@ -230,6 +230,15 @@ class KeepStartAnswer(msgspec.Struct, frozen=True, tag=True, gc=False):
     answer: bytes
 
 
+class ForgetStartKey(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """Free ``key`` of ``principal``, bound by a payment start whose provider then failed (its
+    caller was answered 503 or 502, nothing given): the retry runs afresh, whatever it asks
+    (SPEC 7). Answers None."""
+
+    principal: int
+    key: str
+
+
 class Cancel(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Cancel the order, for the user or an admin (SPEC 5)."""
 
@@ -340,4 +349,5 @@ OrderMessage = (
     | GetPayments
     | KnowsOutcome
     | KeepStartAnswer
+    | ForgetStartKey
 )

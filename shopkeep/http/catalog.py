@@ -32,7 +32,8 @@ CHANNEL_TEXT = (
     "Alipay only: `qr` answers a `qr_code` (alipay.trade.precreate) instead of the page-pay "
     "`gateway_url`; other providers have one channel and ignore it. Asked again, the payment "
     "answers what it was given before, and, asked for the channel it was not started with, "
-    "that channel's link beside it (the customer may pay by either)."
+    "that channel's link beside it (the customer may pay by either). Under one "
+    "Idempotency-Key, Alipay's other channel is another request (409 idempotency_conflict)."
 )
 _TEXT: Final = {"type": "string"}
 NOTIFY_ROUTES = (

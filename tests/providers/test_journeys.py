@@ -89,6 +89,21 @@ async def test_an_alipay_payment_started_as_a_page_gives_its_qr_code_when_asked_
         assert (status, got) == (200, both)
 
 
+async def test_one_key_for_an_alipay_qr_code_and_its_page_is_a_conflict(tmp_path: Path) -> None:
+    # the second channel's answer overwrote the first's, which the key then replayed as 200
+    async with provider_world("alipay", tmp_path) as world:
+        alice = await world.customer()
+        order = await world.placed(alice)
+        path = f"/v1/orders/{order['id']}/payment"
+        keyed = {**alice, "Idempotency-Key": "k"}
+        status, first = await world.call("POST", f"{path}?channel=qr", keyed)
+        assert status == 201, first
+        status, other = await world.call("POST", path, keyed)
+        assert (status, other["code"]) == (409, "idempotency_conflict")
+        status, again = await world.call("POST", f"{path}?channel=qr", keyed)
+        assert (status, again) == (201, first)
+
+
 async def test_a_second_stripe_intent_of_a_paid_payment_is_the_one_refunded(
     tmp_path: Path,
 ) -> None:
