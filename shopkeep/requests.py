@@ -196,7 +196,7 @@ def id_in_text(text: str) -> int | None:
 def is_text(value: str, *, blank: bool = True) -> bool:
     """Whether ``value`` is free text the shop keeps (:data:`TEXT_PATTERN`); without
     ``blank``, not blank either (:data:`NAME_PATTERN`)."""
-    # fullmatch: the patterns' $ would let a newline at the very end through in Python's re
+    # fullmatch: the whole text, not a match at its start
     pattern = _TEXT if blank else _NAME
     return pattern.fullmatch(value) is not None and _LONE_SURROGATE.search(value) is None
 

@@ -568,12 +568,13 @@ class Shop(BackOffice):
     ) -> Page[HistoryEntry]:
         """The order's status changes, oldest first, a page at a time; an order canceled a
         moment ago, once what it gave back is committed, as :meth:`get_order`."""
-        answer(await self._ask_order(order_id, user_id, GetOrder()), OrderView)  # exists, theirs
+        # exists, and is theirs
+        order = answer(await self._ask_order(order_id, user_id, GetOrder()), OrderView)
         page = await order_store.order_history(self.reader, order_id, limit, cursor)
         if any(entry.to_status == "canceled" for entry in page.items):
-            # asked now: the cancel may have committed after the order was asked above
-            now = answer(await self._ask_order(order_id, None, GetOrder()), OrderView)
-            await self._given_back(now)
+            if order.canceled_at is None:  # canceled after it was asked above: asked again
+                order = answer(await self._ask_order(order_id, None, GetOrder()), OrderView)
+            await self._given_back(order)
         return page
 
     async def start_payment(
@@ -616,6 +617,7 @@ class Shop(BackOffice):
         request: tuple[Any, ...] = ("start_payment", order_id)
         if channel != "page" and self.provider.name in QR_GATEWAYS:
             request = (*request, channel)
+        principal = ADMIN if user_id is None else user_id
         started = await self._once.ask(
             _actor("order", order_id), StartPayment(), PaymentStarted, key, request, user_id
         )
@@ -634,14 +636,12 @@ class Shop(BackOffice):
             given = await self._checkout(started, channel)
         except ShopError:
             if key is not None:  # the caller is given nothing: its key binds nothing (SPEC 7)
-                principal = ADMIN if user_id is None else user_id
                 forget = ForgetStartKey(principal, key.value)
                 await self._ask(Address("order", started.payment.order_id), forget)
             raise
         if key is not None:
             # what the caller is given, kept as the key's answer: a replay gives it again,
             # its checkout and whether it created the payment (201 or 200) included
-            principal = ADMIN if user_id is None else user_id
             kept = KeepStartAnswer(principal, key.value, encode_answer(given))
             await self._ask(Address("order", started.payment.order_id), kept)
         return given

@@ -57,6 +57,7 @@ writer for one huge delete; a full batch sweeps again at once."""
 NOT_BINDING: Final = UNDONE_FAILURES | {VALIDATION_ERROR, IDEMPOTENCY_CONFLICT}
 """The refusal codes that leave a key free (see the module)."""
 
+
 class KeyUnknown(NotJoinable):
     """A placement's Idempotency-Key its user's memory cannot tell new or used: the order
     reads the keys' table, then joins again saying what it found (``BeginOrder.key_absent``);

@@ -258,8 +258,9 @@ class FrontDoor:
         return busy_s
 
     def stop_taking_writes(self) -> None:
-        """The server is stopping: from now on a write to a route that needs a token is
-        refused 503 unavailable, nothing done (step 6)."""
+        """The server is stopping: from now on every write is refused 503 unavailable, nothing
+        done, but on the routes open while it stops (the providers' callbacks, and those that
+        refuse by themselves: :meth:`write_refusal`, step 6)."""
         self.stopping = self.refusing_writes = True
 
     def write_refusal(self, open_while_stopping: bool) -> web.Response | None:

@@ -133,21 +133,6 @@ class PlaceOrderRequest(RequestBody, frozen=True):
         ),
     ]
     coupon_id: Id | None = None
-
-    @staticmethod
-    def written_problems(written: Any) -> list[FieldError]:
-        """What the shop's rules find in a body its types refused (a goods listed twice),
-        to be listed beside the types' problems: every problem at once (SPEC 7)."""
-        items = written.get("items") if isinstance(written, dict) else None
-        if not isinstance(items, list):
-            return []
-        goods_ids = [  # a line without a goods id (refused already) repeats no other
-            item["goods_id"] if isinstance(item, dict) and _is_id(item.get("goods_id"))
-            else object()
-            for item in items
-        ]
-        return [FieldError(detail, pointer=where) for where, detail in repeated_goods(goods_ids)]
-
     use_balance: Annotated[
         Amount,
         Meta(description="The most of the wallet's balance to use, in minor units: the order "
@@ -163,6 +148,20 @@ class PlaceOrderRequest(RequestBody, frozen=True):
                          "absorbs (the wallet pays more, up to the amount given) leaves it "
                          "equal: give `use_balance` as exactly what the wallet is to pay."),
     ] = None
+
+    @staticmethod
+    def written_problems(written: Any) -> list[FieldError]:
+        """What the shop's rules find in a body its types refused (a goods listed twice),
+        to be listed beside the types' problems: every problem at once (SPEC 7)."""
+        items = written.get("items") if isinstance(written, dict) else None
+        if not isinstance(items, list):
+            return []
+        goods_ids = [  # a line without a goods id (refused already) repeats no other
+            item["goods_id"] if isinstance(item, dict) and _is_id(item.get("goods_id"))
+            else object()
+            for item in items
+        ]
+        return [FieldError(detail, pointer=where) for where, detail in repeated_goods(goods_ids)]
 
 
 class ReturnRequest(RequestBody, frozen=True):
