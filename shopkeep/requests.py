@@ -14,6 +14,7 @@ from typing import Any, Final, TypeVar
 from shopkeep.actors.config import MAX_AMOUNT
 from shopkeep.actors.protocol import NOT_FOUND, VALIDATION_ERROR
 from shopkeep.errors import FieldError, ShopError
+from shopkeep.runtime import Address
 
 MAX_ID: Final = 2**63 - 1
 """Ids are signed 64-bit integers; a longer digit string names nothing."""
@@ -171,6 +172,13 @@ def check_id(name: str, value: object, at: str | None = None) -> int:
     if not 0 <= value <= MAX_ID:
         raise ShopError(NOT_FOUND, f"{name.removesuffix('_id')} {value} does not exist")
     return value
+
+
+def actor_of(kind: str, actor_id: object) -> Address:
+    """The address of the ``kind`` actor whose id a caller passed, checked (:func:`check_id`):
+    an actor is found by its id's value and type, so ``"42"`` would reach another actor than
+    the shop's ``42``, with a state of its own."""
+    return Address(kind, check_id(f"{kind}_id", actor_id))
 
 
 def check_scope(user_id: object) -> int | None:

@@ -1,0 +1,310 @@
+"""The payments' part of the embedded API: a payment started at its provider, read, and
+settled by the provider's callbacks (SPEC 3, 7 and 10).
+
+:class:`Payments` is a part of :class:`shopkeep.shop.Shop` (one of its base classes, as
+:class:`~shopkeep.back_office.BackOffice` is), kept apart so that the money's way in reads in
+one place: the order decides (its actor holds the payments), the provider is asked outside the
+order's turn, and what it answers is kept with the payment.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+import structlog
+
+from shopkeep.actors import order_store
+from shopkeep.actors.config import ShopConfig
+from shopkeep.actors.gateway import GatewayError
+from shopkeep.actors.key_rules import ADMIN, encode_answer
+from shopkeep.actors.order_messages import (
+    CallbackHandled,
+    CheckoutReady,
+    ForgetStartKey,
+    GetPayments,
+    KeepStartAnswer,
+    KnowsOutcome,
+    PaymentCallback,
+    PaymentStarted,
+    PaymentView,
+    StartPayment,
+)
+from shopkeep.actors.protocol import NOT_FOUND, Refusal
+from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
+from shopkeep.errors import CallbackRejected, ShopError, answer
+from shopkeep.idempotency import IdempotencyKey, InFlight, Once, key_of
+from shopkeep.payments.names import CHANNELS, QR_GATEWAYS
+from shopkeep.payments.provider import (
+    WRONG_APP,
+    GatewayRefused,
+    Ignored,
+    PaymentProvider,
+    PaymentRequest,
+    Refused,
+)
+from shopkeep.requests import (
+    actor_of,
+    check_choice,
+    check_id,
+    check_instance,
+    check_scope,
+    refused_parameter,
+)
+from shopkeep.runtime import ActorSystem, Address
+from shopkeep.store.reader import Reader
+
+if TYPE_CHECKING:
+    from shopkeep.shop import Key
+
+log = structlog.get_logger("shopkeep.shop")  # the Shop's log, whose part this is
+
+
+class Payments:
+    """Payments started, read and called back, on a shop's system, reader and provider."""
+
+    system: ActorSystem
+    reader: Reader
+    config: ShopConfig
+    provider: PaymentProvider
+    rejected_callbacks: Counter[str]
+    _once: Once
+    _checkouts: InFlight
+    _keyed_starts: InFlight
+
+    if TYPE_CHECKING:  # the Shop's own
+
+        async def _ask_order(self, order_id: int, user_id: int | None, message: Any) -> Any: ...
+
+        def _check_open(self) -> None: ...
+
+    async def start_payment(
+        self,
+        order_id: int,
+        *,
+        user_id: int | None = None,
+        idempotency_key: Key = None,
+        channel: Literal["page", "qr"] = "page",
+    ) -> PaymentStarted:
+        """Start the payment of an order awaiting payment (the same open one when asked
+        again: ``created`` is False then, unless no answer gave it yet, the provider having
+        failed the start; under a key, the first answer again), with what the
+        customer needs to pay it (SPEC 10; ``channel="qr"``: Alipay's QR code). The provider
+        is asked here, outside the order's turn, and its answer kept with the payment
+        (CheckoutReady); a provider that does not answer is 503 unavailable, and asking again
+        answers the same payment (under the same key, as a first answer: the 503 was the only
+        one given). Under a key, the answer given once the provider answered is kept as the
+        key's (``KeepStartAnswer``): a replay is that answer, whether it created the payment
+        included."""
+        check_choice("channel", channel, CHANNELS)
+        key = key_of(idempotency_key)
+        if key is None:
+            return await self._start_payment(order_id, user_id, None, channel)
+        # the same key's starts one at a time: a second replays the first's whole answer, its
+        # checkout included, rather than meeting a payment whose provider has not answered yet
+        async with self._keyed_starts.hold(ADMIN if user_id is None else user_id, key.value):
+            return await self._start_payment(order_id, user_id, key, channel)
+
+    async def _start_payment(
+        self,
+        order_id: int,
+        user_id: int | None,
+        key: IdempotencyKey | None,
+        channel: Literal["page", "qr"],
+    ) -> PaymentStarted:
+        # Alipay's QR code is another request than its page (the default, as keys always had
+        # it): the same key for both is a conflict, not the first channel's answer overwritten;
+        # the other providers ignore the channel
+        request: tuple[Any, ...] = ("start_payment", order_id)
+        if channel != "page" and self.provider.name in QR_GATEWAYS:
+            request = (*request, channel)
+        principal = ADMIN if user_id is None else user_id
+        started = await self._once.ask(
+            actor_of("order", order_id), StartPayment(), PaymentStarted, key, request, user_id
+        )
+        if started.payment.has_checkout and not self._other_channel(started.payment, channel):
+            return started  # the first answer again, or the open payment as it is
+        if key is not None and key.replayed:
+            # its first attempt was answered 503 (the provider failed), or cut: nothing kept
+            # its answer, so this one is the first given, not a replay; the order is asked
+            # again, as a new start would be (it may have ended since: refused, the provider
+            # not asked)
+            key.replayed = False
+            started = answer(
+                await self._ask_order(order_id, user_id, StartPayment()), PaymentStarted
+            )
+        try:
+            given = await self._checkout(started, channel)
+        except ShopError:
+            if key is not None:  # the caller is given nothing: its key binds nothing (SPEC 7)
+                forget = ForgetStartKey(principal, key.value)
+                await self.system.ask(Address("order", started.payment.order_id), forget)
+            raise
+        if key is not None:
+            # what the caller is given, kept as the key's answer: a replay gives it again,
+            # its checkout and whether it created the payment (201 or 200) included
+            kept = KeepStartAnswer(principal, key.value, encode_answer(given))
+            await self.system.ask(Address("order", started.payment.order_id), kept)
+        return given
+
+    def _other_channel(self, payment: PaymentView, channel: Literal["page", "qr"]) -> bool:
+        """Whether ``channel`` asks the open payment for what its provider has not given yet:
+        the QR code of one started as a page, or the reverse (``QR_GATEWAYS``)."""
+        if self.provider.name not in QR_GATEWAYS:
+            return False
+        return (payment.qr_code if channel == "qr" else payment.gateway_url) is None
+
+    async def _checkout(
+        self, started: PaymentStarted, channel: Literal["page", "qr"]
+    ) -> PaymentStarted:
+        """Ask the provider what the customer needs to pay, and keep it with the payment:
+        ``created`` when the payment had no checkout before (the one answer that gives the
+        customer the payment first, whichever request made it). A start that waited for
+        another's answers what that one got."""
+        async with self._checkouts.hold(started.payment.id, channel):
+            now = await self._payment_of(started.payment.order_id, started.payment.id)
+            if now is not None and now.has_checkout and not self._other_channel(now, channel):
+                return PaymentStarted(now, False, started.deadline)
+            return await self._ask_checkout(started, channel)
+
+    async def _ask_checkout(
+        self, started: PaymentStarted, channel: Literal["page", "qr"]
+    ) -> PaymentStarted:
+        payment = started.payment
+        deadline = started.deadline
+        if deadline is None:
+            deadline = self.system.clock.now() + self.config.order_timeout_s
+        request = PaymentRequest(
+            payment_id=payment.id, order_id=payment.order_id, amount=payment.amount,
+            currency=payment.currency, description=f"order {payment.order_id}",
+            deadline=deadline, channel=channel,
+        )
+        try:
+            checkout = await self.provider.start_payment(request)
+        except GatewayError as exc:
+            # what the provider said is the operator's to read (it names its URLs, its own
+            # codes), not the customer's: a refusal is not an outage to try again after
+            refused = isinstance(exc, GatewayRefused)
+            log.warning("payment_start_failed", payment_id=payment.id, refused=refused,
+                        error=str(exc))
+            if refused:
+                raise ShopError(
+                    "provider_refused", "the payment provider refused to start this payment"
+                ) from None
+            raise ShopError(
+                "unavailable", "the payment provider did not answer; try again"
+            ) from None
+        kept = CheckoutReady(
+            payment.id, msgspec.json.encode(checkout).decode(), checkout.provider_ref
+        )
+        reply = await self.system.ask(Address("order", payment.order_id), kept)
+        return answer(reply, PaymentStarted)
+
+    async def payments(self, order_id: int, *, user_id: int | None = None) -> list[PaymentView]:
+        """The order's payments, oldest first."""
+        return list(answer(await self._ask_order(order_id, user_id, GetPayments()), tuple))
+
+    async def get_payment(self, payment_id: int, *, user_id: int | None = None) -> PaymentView:
+        """A payment; with ``user_id``, only if its order is theirs."""
+        user_id = check_scope(user_id)
+        found = await order_store.payment(self.reader, check_id("payment_id", payment_id))
+        if found is None or (user_id is not None and found.user_id != user_id):
+            raise ShopError(NOT_FOUND, f"payment {payment_id} does not exist")
+        view = await self._payment_of(found.order_id, payment_id)
+        if view is None:
+            raise ShopError(NOT_FOUND, f"payment {payment_id} does not exist")
+        return view
+
+    async def knows_outcome(self, payment_id: int, status: str, txn_id: str | None) -> bool:
+        """Whether the shop has applied what a callback of payment ``payment_id`` says
+        (``status``, and for a success its ``txn_id``), by that callback or by its deadline's
+        query: a gateway still calling it back tells nothing new."""
+        found = await order_store.payment(self.reader, payment_id)
+        if found is None:
+            return False
+        knows = await self.system.ask(
+            Address("order", found.order_id), KnowsOutcome(payment_id, status, txn_id)
+        )
+        return knows is True
+
+    async def _payment_of(self, order_id: int, payment_id: int) -> PaymentView | None:
+        """Payment ``payment_id`` as order ``order_id`` holds it now; None if it has none."""
+        for view in await self.payments(order_id):
+            if view.id == payment_id:
+                return view
+        return None
+
+    async def handle_callback(
+        self, raw_body: bytes, headers: Mapping[str, str] | str | None
+    ) -> CallbackHandled:
+        """Verify and apply a payment notification (SPEC 3, 7, 10) through the provider.
+
+        ``headers`` are the request's (a str is the sandbox's ``Shopkeep-Signature`` alone).
+        Raises CallbackRejected, having changed nothing, for what fails the provider's
+        verification (signature, timestamp, body, app or merchant), an unknown payment, a
+        wrong amount or currency. What fails verification is counted by reason
+        (``rejected_callbacks``) and never stored: anyone can send it, and storing it would
+        let anyone fill the disk (SPEC 7). An unknown payment, a wrong amount or currency,
+        signed by the provider, is logged by its order. An authentic notification that is not
+        about a payment's result (:class:`~shopkeep.payments.provider.Ignored`) is
+        acknowledged: the answer's action is ``ignored``, its order None.
+        """
+        self._check_open()  # a closed shop's answer, before any verdict on the callback
+        check_instance("raw_body", raw_body, bytes)  # the bytes, as the provider signed them
+        if headers is None:
+            headers = {}
+        elif isinstance(headers, str):
+            headers = {SIGNATURE_HEADER: headers}
+        elif not isinstance(headers, Mapping) or not all(
+            isinstance(name, str) and isinstance(value, str) for name, value in headers.items()
+        ):
+            raise refused_parameter(
+                "headers", "headers must be a mapping of str to str, or the signature's str"
+            )
+        verdict = await self.provider.verify_callback(raw_body, headers, self.system.clock.now())
+        if isinstance(verdict, Refused):
+            self._reject(verdict.reason)
+            if verdict.reason == WRONG_APP:
+                # signed by the provider, for another app or merchant: a shop set up with the
+                # wrong id refuses every payment's notification, and a person must see why
+                log.warning("callback_refused", reason=WRONG_APP, provider=self.provider.name,
+                            detail=verdict.detail)
+            raise CallbackRejected(verdict.detail or verdict.reason)
+        if isinstance(verdict, Ignored):
+            return CallbackHandled("ignored", False, None)
+        order_id = verdict.order_id
+        if order_id is None:
+            found = await order_store.payment(self.reader, verdict.payment_id)
+            if found is None:
+                # signed by the provider, yet no payment of this database's: a database restored
+                # from a backup older than the payment, or another shop's notify URL. No order
+                # logs it, and the money may be at the provider: a person looks (a warning).
+                self._reject("unknown_payment")
+                log.warning(
+                    "callback_refused", reason="unknown_payment", provider=self.provider.name,
+                    payment_id=str(verdict.payment_id), amount=verdict.amount,
+                    status=verdict.status, gateway_txn_id=verdict.gateway_txn_id,
+                )
+                raise CallbackRejected(f"there is no payment {verdict.payment_id}")
+            order_id = found.order_id
+        message = PaymentCallback(
+            verdict.payment_id, verdict.status, verdict.amount, verdict.gateway_txn_id,
+            verdict.currency,
+        )
+        reply = await self.system.ask(Address("order", order_id), message)
+        if isinstance(reply, Refusal):
+            raise CallbackRejected(reply.detail)
+        return answer(reply, CallbackHandled)
+
+    async def acknowledge_callback(self, raw_body: bytes, signature: str) -> bool:
+        """The in-process sandbox gateway's way in: True once the callback is handled
+        (acknowledged); CallbackRejected when refused, which the gateway does not retry (in
+        process the same callback is refused again: its payment or amount is wrong)."""
+        await self.handle_callback(raw_body, signature)
+        return True
+
+    def _reject(self, reason: str) -> None:
+        self.rejected_callbacks[reason] += 1
+
