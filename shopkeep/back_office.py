@@ -73,6 +73,7 @@ class BackOffice:
         self, goods_id: int, *, limit: int | None = None, cursor: str | None = None
     ) -> Page[StockEntry]:
         """The goods' stock movements caused by orders, newest first."""
+        check_id("goods_id", goods_id)
         size, below = page_bounds(limit, cursor)
         rows = await stock_ledger(self.reader, goods_id, below, size + 1)
         return paged(rows, [row.id for row in rows], size)
@@ -150,7 +151,7 @@ class BackOffice:
 
     async def order_returns(self, order_id: int) -> list[ReturnRow]:
         """The order's return requests (their ids are what ``approve_return`` takes)."""
-        return await returns_of(self.reader, order_id)
+        return await returns_of(self.reader, check_id("order_id", order_id))
 
     async def dead_letters(
         self, *, limit: int | None = None, cursor: str | None = None
@@ -163,7 +164,7 @@ class BackOffice:
 
     async def dead_letter(self, letter_id: int) -> DeadLetter:
         """One dead letter with its traceback, or ShopError not_found."""
-        letter = await letters.get_dead_letter(self.system, letter_id)
+        letter = await letters.get_dead_letter(self.system, check_id("letter_id", letter_id))
         if letter is None:
             raise ShopError(NOT_FOUND, f"dead letter {letter_id} does not exist")
         return letter
@@ -184,5 +185,5 @@ class BackOffice:
 
     async def discard_dead_letter(self, letter_id: int) -> None:
         """Remove the dead letter, its message not applied; ShopError not_found."""
-        if not await letters.discard(self.system, letter_id):
+        if not await letters.discard(self.system, check_id("letter_id", letter_id)):
             raise ShopError(NOT_FOUND, f"dead letter {letter_id} does not exist")

@@ -6,17 +6,19 @@ query.
 
 from __future__ import annotations
 
+import re
 from typing import Generic, TypeVar
 
 import msgspec
 
-from shopkeep.requests import refused_parameter
+from shopkeep.requests import ID_PATTERN, refused_parameter
 
 T = TypeVar("T")
 MAX_LIMIT = 200
 """The most items a page holds: a larger ``limit`` is taken as this."""
 DEFAULT_LIMIT = 50
 """The items of a page when no ``limit`` is given."""
+_CURSOR = re.compile(ID_PATTERN)
 
 
 class Page(msgspec.Struct, Generic[T], frozen=True):
@@ -51,12 +53,12 @@ def _page(limit: int | None, cursor: str | None) -> tuple[int, int | None]:
         raise refused_parameter("limit", "limit must be at least 1")
     if cursor is None:
         return size, None
-    try:
-        last = int(cursor)
-    except ValueError:
-        raise refused_parameter("cursor", "cursor is not one this server gave") from None
+    # written as the server writes ids (HTTP's ?cursor= has their pattern): int() would also
+    # take "-5", " 5 " and "1_0", none a cursor this server gave
+    if not _CURSOR.match(cursor):
+        raise refused_parameter("cursor", "cursor is not one this server gave")
     # an id beyond 64 bits is past every id: the list goes on from the end it starts at
-    return size, min(max(last, 0), 2**63 - 1)
+    return size, min(int(cursor), 2**63 - 1)
 
 
 def paged(items: list[T], ids: list[int], size: int) -> Page[T]:

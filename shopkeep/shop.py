@@ -338,6 +338,7 @@ class Shop(Payments, BackOffice):
         """The id of the user whose token hashes (:func:`hash_token`) to ``token_hash``, or
         None: for a caller that hashed the token already (the HTTP layer compares the hash
         with the admin's first), so a request hashes its token once."""
+        check_instance("token_hash", token_hash, str)
         user_id = self.known_user_for_token_hash(token_hash)
         if user_id is not None:
             return user_id

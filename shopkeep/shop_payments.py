@@ -221,7 +221,7 @@ class Payments:
         """Whether the shop has applied what a callback of payment ``payment_id`` says
         (``status``, and for a success its ``txn_id``), by that callback or by its deadline's
         query: a gateway still calling it back tells nothing new."""
-        found = await order_store.payment(self.reader, payment_id)
+        found = await order_store.payment(self.reader, check_id("payment_id", payment_id))
         if found is None:
             return False
         knows = await self.system.ask(

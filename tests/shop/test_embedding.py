@@ -101,6 +101,12 @@ def test_a_setting_no_shop_can_run_by_is_refused_naming_it(setting: dict[str, An
         lambda shop: shop.approve_return(PAST_64_BITS),
         lambda shop: shop.list_orders(user_id=PAST_64_BITS),
         lambda shop: shop.place_order(PAST_64_BITS, [(1, 1)]),
+        lambda shop: shop.stock_ledger(PAST_64_BITS),
+        lambda shop: shop.order_returns(PAST_64_BITS),
+        lambda shop: shop.dead_letter(PAST_64_BITS),
+        lambda shop: shop.retry_dead_letter(PAST_64_BITS),
+        lambda shop: shop.discard_dead_letter(PAST_64_BITS),
+        lambda shop: shop.knows_outcome(PAST_64_BITS, "succeeded", None),
     ],
 )
 async def test_an_id_past_64_bits_names_nothing(
@@ -125,6 +131,18 @@ async def test_an_item_past_64_bits_names_no_goods(shop: Shop) -> None:
         lambda shop, user: shop.create_coupon(user, 5, expires_at=True),
         lambda shop, user: shop.list_orders(limit="5"),
         lambda shop, user: shop.list_orders(cursor=5),
+        lambda shop, user: shop.list_orders(cursor="-5"),  # int() takes these three
+        lambda shop, user: shop.list_orders(cursor=" 5 "),
+        lambda shop, user: shop.list_orders(cursor="1_0"),
+        lambda shop, user: shop.list_coupons(user, cursor="05"),
+        lambda shop, user: shop.stock_ledger("1"),  # the back office's ids are checked too
+        lambda shop, user: shop.stock_ledger(1.0),
+        lambda shop, user: shop.order_returns("1"),
+        lambda shop, user: shop.dead_letter("1"),
+        lambda shop, user: shop.dead_letter(None),
+        lambda shop, user: shop.discard_dead_letter(True),
+        lambda shop, user: shop.knows_outcome("1", "succeeded", None),
+        lambda shop, user: shop.user_for_token_hash(5),
         lambda shop, user: shop.list_orders(status="bogus"),
         lambda shop, user: shop.request_return(1, 5),
         lambda shop, user: shop.settle_refund(1, None),
