@@ -9,6 +9,7 @@ order's turn, and what it answers is kept with the payment.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -102,6 +103,20 @@ class Payments:
         key = key_of(idempotency_key)
         if key is None:
             return await self._start_payment(order_id, user_id, None, channel)
+        # each to its end though its caller stops waiting (a task canceled): its answer is
+        # kept, and a retry under the key is that answer again, not the payment it made found
+        # open, "created" lost
+        return await asyncio.shield(
+            asyncio.ensure_future(self._keyed_start(order_id, user_id, key, channel))
+        )
+
+    async def _keyed_start(
+        self,
+        order_id: int,
+        user_id: int | None,
+        key: IdempotencyKey,
+        channel: Literal["page", "qr"],
+    ) -> PaymentStarted:
         # the same key's starts one at a time: a second replays the first's whole answer, its
         # checkout included, rather than meeting a payment whose provider has not answered yet
         async with self._keyed_starts.hold(ADMIN if user_id is None else user_id, key.value):

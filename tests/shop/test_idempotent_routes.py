@@ -7,6 +7,7 @@ the operation changes. A lost answer is a first call whose answer nobody reads.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
 from contextlib import closing
@@ -374,6 +375,41 @@ async def test_a_payment_start_answered_503_is_created_by_its_retry_not_replayed
         assert not retry.replayed and again.replayed and second == first
     else:  # the same open payment, asked again
         assert (second.created, second.payment) == (False, first.payment)
+
+
+class ProviderHeld(SandboxProvider):
+    """The sandbox, whose payment starts answer once ``release`` is set."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        super().__init__(SandboxGateway(SECRET, clock), SECRET)
+        self.asked = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def start_payment(self, request: PaymentRequest) -> Checkout:
+        self.asked.set()
+        await self.release.wait()
+        return await super().start_payment(request)
+
+
+async def test_a_keyed_payment_start_whose_caller_stopped_waiting_is_replayed_as_created(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    # the start went on without its caller, the payment's checkout kept but not the key's
+    # answer: the retry found the payment open and answered "not created", not replayed, and
+    # no answer ever said the payment was created
+    provider = ProviderHeld(clock)
+    async with Shop.open(str(tmp_path / "shop.db"), gateway=provider, clock=clock) as shop:
+        order = await an_order(shop)
+        cut = asyncio.create_task(shop.start_payment(order.id, idempotency_key="pay-1"))
+        await provider.asked.wait()
+        cut.cancel()
+        provider.release.set()
+        retry = IdempotencyKey("pay-1")
+        again = await shop.start_payment(order.id, idempotency_key=retry)
+
+    assert cut.cancelled()
+    assert again.created and retry.replayed
+    assert again.payment.gateway_url is not None
 
 
 async def test_a_payment_start_replays_what_its_key_was_given_after_another_keys_503(
