@@ -103,12 +103,15 @@ class BackOffice:
             below = min(below, first_id_after(until))
         states = await load_page(self.reader, below, size + 1, user_id=user_id, status=status)
         views = [order_view(state) for state in states]
+        # compared as they are shown, to the microsecond: the time an order's answer gives,
+        # typed back as ``since``, is a float above the one kept (…0.641982 for …0.6419816)
+        shown = [round(view.created_at, 6) for view in views]
         # newest first: once one is older than ``since``, every later one is too
-        past = since is not None and any(view.created_at < since for view in views)
+        past = since is not None and any(at < since for at in shown)
         if since is not None or until is not None:
             low = -float("inf") if since is None else since
             high = float("inf") if until is None else until
-            views = [view for view in views if low <= view.created_at <= high]
+            views = [view for view, at in zip(views, shown, strict=True) if low <= at <= high]
         page = paged(views, [view.id for view in views], size)
         return Page(page.items, None) if past else page
 

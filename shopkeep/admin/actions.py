@@ -19,16 +19,18 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from shopkeep.actors.config import MAX_AMOUNT
+from shopkeep.actors.order_messages import OrderView
 from shopkeep.actors.placement import OVERLOADED, UNAVAILABLE
 from shopkeep.actors.protocol import NOT_FOUND, VALIDATION_ERROR
 from shopkeep.admin.app import PREFIX, SESSION, SIGN_IN, console_of, set_cookie, to
-from shopkeep.admin.formatting import money, when
+from shopkeep.admin.formatting import isolated, money, when
 from shopkeep.admin.pages import ID, render, shop_of, typed_time, whole_id, whole_text
 from shopkeep.admin.sessions import COOKIE, idempotency_key, valid_nonce
 from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.errors import PROBLEMS, REFUSED
 from shopkeep.http.rate_limit import RateLimited
 from shopkeep.payments.money import exponent
+from shopkeep.requests import Problems, id_in_text
 from shopkeep.shop import Shop, hash_token
 
 routes = web.RouteTableDef()
@@ -190,6 +192,18 @@ def _required(value: int | None) -> int:
     return value
 
 
+def order_outcome(before: OrderView, after: OrderView) -> str:
+    """What an order's form did, from the order before and after it: its status, or, for an
+    order the form found that way already (a stale page, another tab, its deadline), that
+    nothing was done: the shop answers such a form with the order as it is (SPEC 7), as it
+    does the API's."""
+    status = after.status.replace("_", " ")
+    if before.status != after.status:
+        return f"Order {after.id} is {status}."
+    why = f" ({after.cancel_reason.replace('_', ' ')})" if after.cancel_reason else ""
+    return f"Order {after.id} was {status}{why} already: nothing was done."
+
+
 @routes.post(f"/orders/{ID}/{{what:ship|deliver|cancel}}")
 async def order_action(request: web.Request) -> web.StreamResponse:
     """Ship, deliver or cancel the order (as the admin)."""
@@ -197,13 +211,14 @@ async def order_action(request: web.Request) -> web.StreamResponse:
     what = request.match_info["what"]
 
     async def action(form: Form, key: str) -> str:
+        before = await shop.get_order(order_id)
         if what == "ship":
             order = await shop.ship(order_id, idempotency_key=key)
         elif what == "deliver":
             order = await shop.deliver(order_id, idempotency_key=key)
         else:
             order = await shop.cancel_order(order_id, by="admin", idempotency_key=key)
-        return f"Order {order.id} is {order.status.replace('_', ' ')}."
+        return order_outcome(before, order)
 
     return await act(request, f"{PREFIX}/orders/{order_id}", action)
 
@@ -217,7 +232,11 @@ async def approve_return(request: web.Request) -> web.StreamResponse:
     where = back if isinstance(back, str) and back.startswith(f"{PREFIX}/") else PREFIX
 
     async def action(form: Form, key: str) -> str:
+        before = await shop.get_return(return_id)
         approved = await shop.approve_return(return_id, idempotency_key=key)
+        if before.status == approved.status:  # a stale page's, or another tab's
+            return (f"Return {approved.id} of order {approved.order_id} was {approved.status} "
+                    "already: nothing was done.")  # fmt: skip
         return f"Return {approved.id} of order {approved.order_id} is {approved.status}."
 
     return await act(request, where, action)
@@ -244,13 +263,15 @@ async def update_goods(request: web.Request) -> web.StreamResponse:
     shop, goods_id = shop_of(request), whole_id(request)
 
     async def action(form: Form, key: str) -> str:
-        price = amount(form, "price", _places(shop), required=False)
-        restock = field(form, "restock", required=False)
+        with Problems() as each:  # every problem of the form at once, as the API lists them
+            price = each(amount, form, "price", _places(shop), required=False)
+            restock = each(field, form, "restock", required=False)
         if price is None and restock is None:
             raise ShopError("validation_error", "give a price, a restock, or both")
         goods = await shop.update_goods(goods_id, price=price, restock=restock,
                                         idempotency_key=key)  # fmt: skip
-        return f"{goods.name}: price {money(goods.price, _places(shop))}, {goods.stock} in stock."
+        price_now = money(goods.price, _places(shop))
+        return f"{isolated(goods.name)}: price {price_now}, {goods.stock} in stock."
 
     return await act(request, f"{PREFIX}/goods/{goods_id}", action)
 
@@ -288,18 +309,20 @@ async def issue_coupon(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     named = form.get("user_id")
     back = f"{PREFIX}/coupons"
-    user_id = whole_text(named.strip()) if isinstance(named, str) else None
-    if user_id is not None:
+    user_id = id_in_text(named.strip()) if isinstance(named, str) else None
+    if user_id is not None:  # an id some user may have: their coupons' page
         back += f"?user={user_id}"
 
     async def action(form: Form, key: str) -> str:
         places = _places(shop)
+        with Problems() as each:  # every problem of the form at once, as the API lists them
+            owner = each(field, form, "user_id")
+            value = each(amount, form, "value", places, minimum=1)
+            least = each(amount, form, "min_order_amount", places, required=False)
+            expires_at = each(_expiry, form)
         coupon = await shop.create_coupon(
-            _required(field(form, "user_id")),
-            _required(amount(form, "value", places, minimum=1)),
-            min_order_amount=amount(form, "min_order_amount", places, required=False) or 0,
-            expires_at=_expiry(form),
-            idempotency_key=key,
+            _required(owner), _required(value), min_order_amount=least or 0,
+            expires_at=expires_at, idempotency_key=key,
         )
         worth = money(coupon.value, places)
         until = "" if coupon.expires_at is None else f", valid until {when(coupon.expires_at)} UTC"

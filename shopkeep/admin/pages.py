@@ -126,7 +126,8 @@ def span_named(text: str) -> float:
 
 
 _EXTENDED_TIME: Final = re.compile(
-    r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:\d{2})?)?"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([Tt ][0-9]{2}(:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?"
 )
 """ISO 8601's extended form, which :func:`span_named` reads: ``fromisoformat`` takes the
 basic form too (``20261205T2229``, a minute it would take for an hour), a comma fraction
@@ -140,7 +141,7 @@ def typed_time(text: str) -> float:
     one not in ISO 8601's extended form."""
     if _EXTENDED_TIME.fullmatch(text) is None:
         raise ValueError(f"{text[:40]!r} is not YYYY-MM-DDTHH:MM[:SS] (and an offset, or Z)")
-    when = datetime.fromisoformat(text)
+    when = datetime.fromisoformat(text.upper())  # Python 3.11's takes a "t", not a "z"
     if when.tzinfo is None:
         return when.replace(tzinfo=UTC).timestamp()
     return when.timestamp()
@@ -239,7 +240,9 @@ async def coupons_page(request: web.Request) -> web.StreamResponse:
     user_id = _number(request, "user")
     if user_id is None:
         return render(request, "coupons.html", user_id=None, coupons=None)
-    page = await shop_of(request).list_coupons(user_id, cursor=request.query.get("cursor"))
+    shop = shop_of(request)
+    await shop.get_user(user_id)  # a user who does not exist is not found, as on their page
+    page = await shop.list_coupons(user_id, cursor=request.query.get("cursor"))
     return render(
         request, "coupons.html", user_id=user_id, coupons=page.items, page=page,
         filters={"user": user_id},

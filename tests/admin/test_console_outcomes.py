@@ -1,0 +1,180 @@
+"""What the console says a form did, and what it takes back as it shows it.
+
+A black-box run found each: a form that found its order or return that way already (a stale
+page, another tab, the order's deadline) said it had done it; a name with a right-to-left
+override turned the words of a form's notice around; a form listed its first problem only; an
+order's time, typed back as "since", left that order out; a coupon for an id past 64 bits ended
+on a page without its form; a user who does not exist had an empty coupons page; a "z" for UTC
+was refused where a "t" was taken.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from shopkeep.actors.order_messages import OrderView
+from tests.admin.conftest import Browser
+from tests.shop.conftest import sandbox
+
+
+async def paid_order(browser: Browser) -> OrderView:
+    """Ann's order of one tea, paid."""
+    shop = browser.shop
+    made = await shop.create_user("ann", balance=0)
+    tea = await shop.create_goods("tea", price=500, stock=3)
+    order = await shop.place_order(made.user.id, [(tea.id, 1)])
+    payment = (await shop.start_payment(order.id)).payment
+    assert await sandbox(shop).complete(payment.id, order.id, payment.amount, "succeeded")
+    return order
+
+
+async def notice_after(browser: Browser, path: str, action: str, **typed: str) -> str:
+    """The page ``action``'s form on ``path`` leads to, once sent with ``typed``."""
+    fields = await browser.form_fields(path, action)
+    status, back = await browser.send(action, {**fields, **typed})
+    assert status == 303, back
+    return (await browser.page(back))[1]
+
+
+async def test_an_order_shipped_from_another_tab_is_said_to_be_shipped_already(
+    browser: Browser,
+) -> None:
+    order = await paid_order(browser)
+    await browser.sign_in()
+    path = f"/admin/orders/{order.id}"
+    stale = await browser.form_fields(path, f"{path}/ship")
+
+    first = await notice_after(browser, path, f"{path}/ship")
+    await browser.send(f"{path}/ship", stale)
+    second = (await browser.page(path))[1]
+
+    assert f"Order {order.id} is shipped." in first
+    assert f"Order {order.id} was shipped already: nothing was done." in second
+
+
+async def test_a_cancel_sent_after_the_deadline_says_the_order_was_canceled_by_it(
+    browser: Browser,
+) -> None:
+    made = await browser.shop.create_user("ann", balance=0)
+    tea = await browser.shop.create_goods("tea", price=500, stock=3)
+    order = await browser.shop.place_order(made.user.id, [(tea.id, 1)])
+    await browser.sign_in()
+    path = f"/admin/orders/{order.id}"
+    stale = await browser.form_fields(path, f"{path}/cancel")
+    for _ in range(4):  # past the deadline, the session kept alive (30 min idle ends it)
+        await browser.clock.advance(browser.shop.config.order_timeout_s / 4 + 1)
+        await browser.page("/admin")
+
+    await browser.send(f"{path}/cancel", stale)
+    page = (await browser.page(path))[1]
+
+    assert f"Order {order.id} was canceled (timeout) already: nothing was done." in page
+    assert (await browser.shop.get_order(order.id)).cancel_reason == "timeout"
+
+
+async def test_a_return_approved_through_the_api_is_said_to_be_approved_already(
+    browser: Browser,
+) -> None:
+    shop = browser.shop
+    order = await paid_order(browser)
+    await shop.ship(order.id)
+    await shop.deliver(order.id)
+    asked = await shop.request_return(order.id, "too big", user_id=order.user_id)
+    await browser.sign_in()
+    path = f"/admin/orders/{order.id}"
+    stale = await browser.form_fields(path, f"/admin/returns/{asked.id}/approve")
+    await shop.approve_return(asked.id)
+
+    _, back = await browser.send(f"/admin/returns/{asked.id}/approve", stale)
+    page = (await browser.page(back))[1]
+
+    assert f"Return {asked.id} of order {order.id} was approved already" in page
+
+
+async def test_a_name_that_turns_text_around_is_isolated_in_a_forms_notice(
+    browser: Browser,
+) -> None:
+    tea = await browser.shop.create_goods("rtl \u202eunclosed", price=100, stock=3)
+    await browser.sign_in()
+    path = f"/admin/goods/{tea.id}"
+
+    page = await notice_after(browser, path, path, restock="1")
+
+    assert "\u2068rtl \u202eunclosed\u2069: price 1.00, 4 in stock." in page
+
+
+async def test_the_coupon_form_lists_every_problem_and_issues_nothing(browser: Browser) -> None:
+    made = await browser.shop.create_user("ann")
+    await browser.sign_in()
+
+    page = await notice_after(
+        browser, "/admin/coupons", "/admin/coupons",
+        user_id=str(made.user.id), value="abc", min_order_amount="-1", expires_at="x",
+    )  # fmt: skip
+
+    assert "value is not an amount" in page
+    assert "min_order_amount is not an amount" in page
+    assert "expires_at is not a time" in page
+    assert (await browser.shop.list_coupons(made.user.id)).items == []
+
+
+async def test_the_goods_form_lists_every_problem_and_changes_nothing(browser: Browser) -> None:
+    tea = await browser.shop.create_goods("tea", price=100, stock=3)
+    await browser.sign_in()
+    path = f"/admin/goods/{tea.id}"
+
+    page = await notice_after(browser, path, path, price="abc", restock="abc")
+
+    assert "price is not an amount" in page and "restock is not a whole number" in page
+    assert await browser.shop.get_goods(tea.id) == tea
+
+
+async def test_an_orders_time_as_shown_typed_back_as_since_lists_that_order(
+    browser: Browser,
+) -> None:
+    made = await browser.shop.create_user("ann", balance=0)
+    tea = await browser.shop.create_goods("tea", price=500, stock=3)
+    now = browser.clock.now()
+    await browser.clock.advance(1 - now % 1 + 0.6419816)
+    order = await browser.shop.place_order(made.user.id, [(tea.id, 1)])
+    shown = round(order.created_at, 6)
+    assert shown > order.created_at  # what makes it a test: the float shown is above
+    await browser.sign_in()
+
+    at = f"{datetime.fromtimestamp(shown, UTC):%Y-%m-%dT%H:%M:%S.%f}Z"
+    _, listed = await browser.page(f"/admin/orders?since={at}&until={at}")
+
+    assert f"/admin/orders/{order.id}" in listed
+
+
+async def test_a_time_in_utc_written_with_a_small_z_is_taken(browser: Browser) -> None:
+    made = await browser.shop.create_user("ann", balance=0)
+    tea = await browser.shop.create_goods("tea", price=500, stock=3)
+    order = await browser.shop.place_order(made.user.id, [(tea.id, 1)])
+    await browser.sign_in()
+
+    at = f"{datetime.fromtimestamp(order.created_at, UTC):%Y-%m-%dT%H:%M:%S}z"
+    status, listed = await browser.page(f"/admin/orders?until={at}")
+
+    assert status == 200 and f"/admin/orders/{order.id}" in listed
+
+
+async def test_a_coupon_for_an_id_past_64_bits_comes_back_to_the_form_saying_not_found(
+    browser: Browser,
+) -> None:
+    await browser.sign_in()
+
+    page = await notice_after(
+        browser, "/admin/coupons", "/admin/coupons", user_id="9999999999999999999", value="5"
+    )
+
+    assert 'action="/admin/coupons"' in page
+    assert "user 9999999999999999999 does not exist" in page
+
+
+async def test_the_coupons_of_a_user_who_does_not_exist_are_not_found(browser: Browser) -> None:
+    await browser.sign_in()
+
+    status, page = await browser.page("/admin/coupons?user=12345")
+
+    assert status == 404 and "user 12345 does not exist" in page
