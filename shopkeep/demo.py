@@ -22,6 +22,7 @@ from typing import Final
 from shopkeep.actors.protocol import CouponView, GoodsView
 from shopkeep.credentials import settle_credentials
 from shopkeep.shop import CreatedUser, Shop
+from shopkeep.store.errors import UNREADABLE
 
 USERS: Final = (("alice", 5_000), ("bob", 0), ("carol", 20_000))
 """Name and opening wallet balance (minor units)."""
@@ -80,7 +81,7 @@ def _holds_shop_data(db: str) -> bool:
     try:
         with closing(sqlite3.connect(db)) as conn:
             found = conn.execute(SHOP_DATA_SQL).fetchone()
-    except sqlite3.Error:
+    except UNREADABLE:
         return False  # no shop schema yet, or no database at all: the opening says which
     return bool(found[0])
 

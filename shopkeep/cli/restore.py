@@ -54,8 +54,11 @@ def run_restore(args: argparse.Namespace) -> int:
     missing = database_file_problem(source)
     if missing is not None:
         return fail_about(args, "from", f"cannot restore {source}: {missing}")
-    # a folder would be moved aside as a database, and "" is the working folder
+    # a folder would be moved aside as a database, and "" is the working folder; a device or
+    # a pipe would be moved aside too
     problem = names_no_file(args.db) or ("it is a directory" if os.path.isdir(args.db) else None)
+    if problem is None and os.path.exists(args.db) and not os.path.isfile(args.db):
+        problem = "not a regular file"
     if problem is not None:
         return fail_about(args, "db", f"cannot restore to {args.db!r}: {problem}")
 

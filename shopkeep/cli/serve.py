@@ -16,8 +16,8 @@ from shopkeep.cli.common import (
     check_admin_token,
     check_secret,
     configure_logs,
+    database_path_problem,
     secret_of,
-    writable_path_problem,
 )
 from shopkeep.cli.flags import (
     EXIT_INTERRUPTED,
@@ -249,13 +249,13 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM, then shut down gracefully; return the exit status."""
-    problem = writable_path_problem(args.db)
+    problem = database_path_problem(args.db)
     if problem is not None:
         return fail_about(args, "db", f"cannot use database path {args.db}: {problem}")
 
     from shopkeep.http.server import ListenError, StartupError, fastest_loop_factory, serve
     from shopkeep.shop import CurrencyMismatch
-    from shopkeep.store.errors import StoreError
+    from shopkeep.store.errors import StoreError, unreadable
 
     options = serve_options(args)
     configure_logs(args)
@@ -266,8 +266,9 @@ def run_serve(args: argparse.Namespace) -> int:
         return fail(args, f"{argument_named(args, 'host')}, {given_as(args, 'port')}: {error}")
     except StoreError as error:
         return fail_about(args, "db", str(error))
-    except sqlite3.DatabaseError as error:  # damaged pages met as the shop reads its state
-        return fail_about(args, "db", f"cannot use database {args.db}: {error}")
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as error:  # damaged pages met as the
+        # shop reads its state (SQLite's message quoting their bytes: store.errors.UNREADABLE)
+        return fail_about(args, "db", f"cannot use database {args.db}: {unreadable(error)}")
     except CurrencyMismatch as error:
         return fail_about(args, "currency", str(error))
     except StartupError as error:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Final
 
 from shopkeep.actors.audit import AuditReport, audit_file
+from shopkeep.store.errors import UNREADABLE, unreadable
 from shopkeep.store.private_files import create_private
 
 PAGES_PER_STEP: Final = 1024
@@ -100,14 +101,14 @@ def backup(
     except OSError as exc:  # named for the target: the .partial is not the user's name
         raise BackupError(f"cannot back up to {target}: {exc.strerror}") from exc
     try:
-        pages = _copy(source, partial, pages_per_step, pause_s, progress)
+        pages = copy_database(source, partial, pages_per_step, pause_s, progress)
         found = integrity(partial)
         report = BackupReport(
             target, pages, time.perf_counter() - started, found, audit_file(partial)
         )
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, *UNREADABLE) as exc:
         _remove(partial)
-        raise BackupError(f"cannot back up {source} to {target}: {exc}") from exc
+        raise BackupError(f"cannot back up {source} to {target}: {unreadable(exc)}") from exc
     except BaseException:
         _remove(partial)
         raise
@@ -115,13 +116,26 @@ def backup(
     if why is not None:
         _remove(partial)
         raise BackupError(f"the copy of {source} failed its checks ({why}); nothing was kept")
-    os.replace(partial, target)
+    try:
+        # a link, not a rename: a file made at ``target`` while the copy ran stays untouched
+        os.link(partial, target)
+    except FileExistsError:
+        _remove(partial)
+        raise BackupError(f"cannot back up to {target}: it was made while the copy ran") from None
+    _remove(partial)
     return report
 
 
-def _copy(
-    source: str, partial: str, pages_per_step: int, pause_s: float, progress: Progress | None
+def copy_database(
+    source: str,
+    partial: str,
+    pages_per_step: int = PAGES_PER_STEP,
+    pause_s: float = PAUSE_S,
+    progress: Progress | None = None,
 ) -> int:
+    """Copy the database at ``source`` into the empty file ``partial`` through SQLite (one
+    snapshot, what its ``-wal`` holds included), as one file in rollback-journal mode; the
+    pages copied."""
     src = sqlite3.connect(source, isolation_level=None)
     try:
         src.execute("PRAGMA busy_timeout = 5000")

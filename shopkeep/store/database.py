@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from shopkeep.store.errors import StoreError
+from shopkeep.store.errors import UNREADABLE, StoreError, unreadable
 from shopkeep.store.lock import ProcessLock
 from shopkeep.store.migrations import (
     MIGRATIONS,
@@ -125,9 +125,9 @@ class Store:
             except BaseException:
                 conn.close()
                 raise
-        except sqlite3.Error as exc:
+        except UNREADABLE as exc:
             lock.release()
-            raise StoreError(f"cannot open database {path}: {exc}") from exc
+            raise StoreError(f"cannot open database {path}: {unreadable(exc)}") from exc
         except BaseException:
             lock.release()
             raise

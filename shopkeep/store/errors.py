@@ -1,5 +1,21 @@
 """Errors raised by the store. Each says whose fault it is and reads well on one line."""
 
+import sqlite3
+from typing import Final
+
+UNREADABLE: Final = (sqlite3.Error, UnicodeDecodeError)
+"""What opening or reading a file SQLite cannot read raises: its errors, or a
+UnicodeDecodeError when the message it composes quotes bytes of a damaged file (the sqlite3
+module decodes the message as UTF-8, and raises that instead)."""
+
+
+def unreadable(error: BaseException) -> str:
+    """One of :data:`UNREADABLE` in words: SQLite's message, or, where it could not be read,
+    what it means."""
+    if isinstance(error, UnicodeDecodeError):
+        return "the file is damaged (SQLite's complaint quotes bytes of it that are not text)"
+    return str(error)
+
 
 class StoreError(Exception):
     """Base class of the store's errors; ``str()`` is a one-line message fit for a user."""

@@ -16,11 +16,21 @@ from shopkeep.store.errors import DatabaseInUse, StoreError
 from shopkeep.store.private_files import open_private
 
 
+def _names_of(database: str) -> int:
+    """How many names (hard links) the file at ``database`` has; 1 when there is none yet."""
+    try:
+        return os.stat(database).st_nlink
+    except OSError:  # none yet (SQLite makes it), or not for us to look at: the open says so
+        return 1
+
+
 class ProcessLock:
     """An exclusive, non-blocking lock on ``<database>.lock`` held for the life of the store.
 
     ``<database>`` is the file's real path, its symbolic links resolved: opened through a link,
-    the database must meet the lock of the server that opened it by its own name."""
+    the database must meet the lock of the server that opened it by its own name. A file with
+    more than one name (a hard link, which no resolving can tell from the original) is
+    refused: each name would have a lock of its own."""
 
     def __init__(self, database_path: str) -> None:
         self.path = os.path.realpath(database_path) + ".lock"
@@ -55,6 +65,16 @@ class ProcessLock:
                     else f"another shopkeep process (pid {holder})"
                 )
                 raise DatabaseInUse(f"database {self._database} is in use by {by}") from None
+        links = _names_of(self._database)
+        if links > 1:
+            # The lock is the name's: through another name (a hard link) a second server
+            # would take a lock of its own, and SQLite a -wal of its own, each answering
+            # writes the other never sees (and the last to close keeping only its own)
+            os.close(fd)
+            raise StoreError(
+                f"database {self._database} has {links} names (hard links): a shop's file must "
+                "have one, or two servers could each open it by another name; remove the others"
+            )
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd

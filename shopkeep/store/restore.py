@@ -9,29 +9,32 @@ corrupt database: pages of the old one written over pages of the backup. So :fun
 
 1. holds the database's lock (:class:`~shopkeep.store.lock.ProcessLock`) throughout: no
    server may open it meanwhile, and a server that holds it refuses the restore;
-2. checks the backup first (SQLite's ``integrity_check`` and the shop's audit): a backup that
-   fails them changes nothing;
-3. moves the database it replaces aside whole, its ``-wal`` and ``-shm`` files with it under
+2. copies the backup to ``shop.db.partial`` (readable by its owner only) through SQLite, so
+   that a backup with a ``-wal`` of its own (a database a server left uncleanly, one moved
+   aside by an earlier restore) is copied with the commits its ``-wal`` holds, and one a
+   server is writing is copied as one snapshot;
+3. checks the copy (SQLite's ``integrity_check`` and the shop's audit): a backup that fails
+   them changes nothing;
+4. moves the database it replaces aside whole, its ``-wal`` and ``-shm`` files with it under
    the same new name (``shop.db.replaced-<UTC time>``, with ``-wal`` and ``-shm``), where
    SQLite still finds them together: nothing of it is lost, and nothing of it stays beside
    the restored file;
-4. copies the backup to ``shop.db.partial`` (readable by its owner only), syncs it and renames
-   it ``shop.db``: a crash midway leaves either no ``shop.db`` (run the restore again) or the
-   whole backup.
+5. renames the copy ``shop.db``: a crash midway leaves either no ``shop.db`` (run the restore
+   again) or the whole backup.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from shopkeep.actors.audit import audit_file
-from shopkeep.store.backup import BackupError, failed_checks, integrity
+from shopkeep.store.backup import BackupError, copy_database, failed_checks, integrity
+from shopkeep.store.errors import UNREADABLE, unreadable
 from shopkeep.store.lock import ProcessLock
 from shopkeep.store.private_files import create_private
 
@@ -78,19 +81,22 @@ def restore(backup: str, database: str, *, now: float | None = None) -> RestoreR
     lock = ProcessLock(database)
     lock.acquire()  # DatabaseInUse: a server has it open
     try:
-        _check(backup)
+        partial = _copy_in(backup, database)
         replaced = _move_aside(database, time.time() if now is None else now)
-        _copy_in(backup, database)
+        os.replace(partial, database)
+        _sync_folder(database)
     finally:
         lock.release()
     return RestoreReport(named, replaced)
 
 
-def _check(backup: str) -> None:
+def _check(backup: str, copy: str) -> None:
+    """Refuse the copy of ``backup`` at ``copy`` unless it passes SQLite's and the shop's
+    checks."""
     try:
-        why = failed_checks(integrity(backup), audit_file(backup))
-    except (sqlite3.Error, OSError) as exc:  # not a database, or not a shop's
-        raise RestoreError(f"cannot restore {backup}: {exc}") from None
+        why = failed_checks(integrity(copy), audit_file(copy))
+    except (*UNREADABLE, OSError) as exc:  # not a database, or not a shop's
+        raise RestoreError(f"cannot restore {backup}: {unreadable(exc)}") from None
     if why is not None:
         raise RestoreError(f"cannot restore {backup}: {why}")
 
@@ -116,7 +122,9 @@ def _move_aside(database: str, now: float) -> str | None:
     return aside
 
 
-def _copy_in(backup: str, database: str) -> None:
+def _copy_in(backup: str, database: str) -> str:
+    """The backup copied beside the database and checked (SQLite syncs it as it commits):
+    where."""
     partial = database + ".partial"
     try:
         create_private(partial, exclusive=True)
@@ -125,15 +133,25 @@ def _copy_in(backup: str, database: str) -> None:
             f"cannot restore to {database}: {partial} exists (a restore cut short: remove it)"
         ) from None
     try:
-        with open(backup, "rb") as source, open(partial, "r+b") as target:
-            shutil.copyfileobj(source, target)
-            target.flush()
-            os.fsync(target.fileno())
+        copy_database(backup, partial, pause_s=0)
     except OSError as exc:
-        os.unlink(partial)
+        _remove(partial)
         raise RestoreError(f"cannot restore to {database}: {exc.strerror}") from None
-    os.replace(partial, database)
-    _sync_folder(database)
+    except UNREADABLE as exc:  # not a database
+        _remove(partial)
+        raise RestoreError(f"cannot restore {backup}: {unreadable(exc)}") from None
+    try:
+        _check(backup, partial)
+    except BaseException:
+        _remove(partial)
+        raise
+    return partial
+
+
+def _remove(path: str) -> None:
+    for suffix in ("", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + suffix)
 
 
 def _sync_folder(path: str) -> None:

@@ -1,0 +1,122 @@
+"""What the commands make of database files that are not what they seem: a file with two names,
+a pipe, a file damaged where SQLite's complaint quotes its bytes, a backup with commits in its
+own ``-wal``, a file made at a backup's target while the copy runs.
+
+A black-box run found each: two servers served one file through a hard link, each losing the
+other's writes; a pipe as ``--db`` was opened (and a device left a journal beside it); a
+damaged file gave a traceback and the exit status of a failed audit; a restore from a file
+with a ``-wal`` left its commits out; a backup replaced a file made at its target meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from shopkeep.store.backup import BackupError, backup
+from tests.cli.test_backup_command import assert_usage_error, shopkeep
+from tests.cli.test_restore_command import shop_with_a_backup, users_in
+
+
+def test_a_database_with_a_second_name_is_refused_by_every_name(tmp_path: Path) -> None:
+    db, second = tmp_path / "shop.db", tmp_path / "second.db"
+    db.write_bytes(b"")  # a fresh database, which demo would fill
+    os.link(db, second)
+
+    for name in (db, second):
+        assert_usage_error(shopkeep("demo", "--db", str(name)), "2 names (hard links)")
+
+
+def test_a_pipe_as_the_database_is_refused_and_left_alone(tmp_path: Path) -> None:
+    pipe = tmp_path / "pipe.db"
+    os.mkfifo(pipe)
+
+    assert_usage_error(shopkeep("demo", "--db", str(pipe)), "not a regular file")
+    assert sorted(tmp_path.iterdir()) == [pipe]
+
+
+@pytest.fixture
+def damaged(tmp_path: Path) -> Path:
+    """A shop's database whose schema holds a byte that is not text, where SQLite's complaint
+    about it quotes it."""
+    db, _ = shop_with_a_backup(tmp_path)
+    pages = bytearray(db.read_bytes())
+    pages[pages.index(b"CREATE TABLE goods") + 7] = 0xAB
+    bad = tmp_path / "damaged.db"
+    bad.write_bytes(pages)
+    return bad
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["audit", "--db", "{db}"],
+        ["backup", "--db", "{db}", "--to", "{folder}/copy.db"],
+        ["demo", "--db", "{db}"],
+    ],
+)
+def test_a_damaged_file_is_refused_in_one_line(damaged: Path, command: list[str]) -> None:
+    args = [part.format(db=damaged, folder=damaged.parent) for part in command]
+    result = shopkeep(*args)
+
+    assert "Traceback" not in result.stderr
+    assert result.returncode in (1, 2) and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "damaged" in result.stderr
+    if command[0] == "audit":
+        assert result.returncode == 2  # 1 says an invariant is violated
+
+
+def test_a_damaged_backup_is_not_restored(damaged: Path) -> None:
+    target = damaged.parent / "restored.db"
+
+    result = shopkeep("restore", "--from", str(damaged), "--db", str(target))
+
+    assert result.returncode == 1 and "damaged" in result.stderr, result.stderr
+    assert not target.exists() and not Path(f"{target}.partial").exists()
+
+
+def left_by_a_kill(db: Path, to: Path) -> None:
+    """At ``to``, ``db`` as a server killed after a commit leaves it: the commit (its users
+    renamed) in the ``-wal`` file only, beside the ``-shm``."""
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        with conn:
+            conn.execute("UPDATE users SET name = name || ' (renamed after the backup)'")
+        for suffix in ("", "-wal", "-shm"):
+            shutil.copyfile(f"{db}{suffix}", f"{to}{suffix}")
+
+
+def test_a_backup_with_commits_in_its_own_wal_is_restored_with_them(tmp_path: Path) -> None:
+    _, copy = shop_with_a_backup(tmp_path)
+    killed, target = tmp_path / "killed.db", tmp_path / "restored.db"
+    left_by_a_kill(copy, killed)
+
+    result = shopkeep("restore", "--from", str(killed), "--db", str(target))
+
+    assert result.returncode == 0, result.stderr
+    with closing(sqlite3.connect(f"file:{target}?mode=ro", uri=True)) as conn:
+        [renamed] = conn.execute(
+            "SELECT count(*) FROM users WHERE name LIKE '%(renamed after the backup)'"
+        ).fetchone()
+    assert renamed == users_in(target) > 0
+
+
+def test_a_file_made_at_the_target_while_the_backup_copies_is_kept(tmp_path: Path) -> None:
+    db, _ = shop_with_a_backup(tmp_path)
+    target = tmp_path / "taken.db"
+
+    def someone_writes_the_target(done: int, total: int) -> None:
+        if not target.exists():
+            target.write_text("precious")
+
+    with pytest.raises(BackupError, match="made while the copy ran"):
+        backup(str(db), str(target), progress=someone_writes_the_target)
+
+    assert target.read_text() == "precious"
+    assert not Path(f"{target}.partial").exists()
