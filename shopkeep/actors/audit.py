@@ -150,7 +150,17 @@ def _audit_rows(uri: str) -> tuple[Findings, InFlight, list[Row]]:
         damage = [" ".join(str(row[0]).split()) for row in conn.execute("PRAGMA quick_check(3)")]
         if damage != ["ok"]:
             raise sqlite3.DatabaseError(f"the database is damaged: {'; '.join(damage)}")
-        found, flight = sort_rows(conn.execute(AUDIT_SQL).fetchall())
+        try:
+            found, flight = sort_rows(conn.execute(AUDIT_SQL).fetchall())
+        except sqlite3.OperationalError as error:
+            if "no such table" not in str(error):
+                raise
+            # an empty file, another program's, or a shop's no shopkeep has opened since a
+            # migration made the table: SQLite's words alone ("no such table: refunds") do
+            # not say which file is wrong
+            raise sqlite3.DatabaseError(
+                f"not a shop's database, or one this shopkeep has not opened yet ({error})"
+            ) from None
         released = released_orders(flight)
         live = conn.execute(LIVE_OF_SQL, (released,)).fetchall() if released else []
         return found, flight, live

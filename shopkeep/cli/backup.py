@@ -41,8 +41,8 @@ def add_backup_parser(subparsers: Any) -> argparse.ArgumentParser:
             "named FILE only once it passed; an existing FILE is never overwritten. Exit status "
             "0 when the copy was kept, 1 when it was not (the source could not be read as a "
             "database, or the copy failed a check: nothing is kept), 2 for a usage error (no "
-            "such source file, FILE exists already). Restore with shopkeep restore, the "
-            "server stopped."
+            "such source file, FILE or FILE.partial exists already). Restore with shopkeep "
+            "restore, the server stopped."
         ),
     )
     add_db_flag(parser, "the live database to copy")
@@ -59,6 +59,8 @@ def target_problem(target: str) -> str | None:
         return unnamed
     if os.path.lexists(target):
         return "it exists already"
+    if os.path.lexists(target + ".partial"):
+        return f"{target}.partial exists (another backup is writing it, or one was cut short)"
     folder = Path(target).parent
     if not folder.is_dir():
         return f"directory {str(folder)!r} does not exist"

@@ -120,3 +120,26 @@ def test_a_file_made_at_the_target_while_the_backup_copies_is_kept(tmp_path: Pat
 
     assert target.read_text() == "precious"
     assert not Path(f"{target}.partial").exists()
+
+
+@pytest.mark.parametrize("made", ["empty", "another program's"])
+def test_a_file_that_is_no_shops_is_said_to_be_so_by_the_audit(tmp_path: Path, made: str) -> None:
+    db = tmp_path / "other.db"
+    with closing(sqlite3.connect(db)) as conn:
+        if made != "empty":
+            conn.execute("CREATE TABLE notes (body TEXT)")
+
+    result = shopkeep("audit", "--db", str(db))
+
+    assert_usage_error(result, "not a shop's database")
+
+
+def test_a_backup_cut_short_before_is_a_usage_error_naming_its_partial_copy(
+    tmp_path: Path,
+) -> None:
+    db, _ = shop_with_a_backup(tmp_path)
+    (tmp_path / "again.db.partial").write_text("a copy a kill cut short")
+
+    result = shopkeep("backup", "--db", str(db), "--to", str(tmp_path / "again.db"))
+
+    assert_usage_error(result, "again.db.partial exists")
