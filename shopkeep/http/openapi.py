@@ -39,7 +39,9 @@ write it `100`; a request may write a whole number as JSON Schema counts integer
 Every error is `application/problem+json` (RFC 9457) with a stable `code`; see the responses
 of each operation. Authenticate with `Authorization: Bearer <token>`:
 the admin token, or a user's token (given once, when the user is created). A user sees and
-acts on their own orders only: another user's order, like a route of the admin, answers 404.
+acts on their own orders only: another user's order, like a route of the admin, answers 404;
+the admin's token on a route that acts as a user (`/v1/me`, placing an order, `GET
+/v1/coupons`) answers 404 too, saying so.
 Every answer carries an `X-Request-Id` header (the client's, when sane), and every answer
 that created something (201) its URL in `Location`. Every GET also answers HEAD; a method a
 path does not take answers 405 `method_not_allowed`, its `Allow` header naming the ones it does.

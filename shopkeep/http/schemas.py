@@ -182,9 +182,17 @@ class CallbackRequest(RequestBody, frozen=True):
 
     payment_id: Id
     order_id: Id
-    amount: Amount
+    amount: Annotated[
+        Amount,
+        Meta(description="Written as an integer (`2500`), as the gateway writes it: a callback "
+                         "is read as it was signed, so `2500.0` is no callback (400)."),
+    ]
     status: Literal["succeeded", "failed"]
-    gateway_txn_id: str | None
+    gateway_txn_id: Annotated[
+        str | None,
+        Meta(description="The gateway's transaction id: required when `status` is "
+                         "`succeeded` (else 400), which a refund then names."),
+    ]
     currency: Annotated[
         str | None,
         Meta(description="Optional (the sandbox sends none); when named, it must be the "

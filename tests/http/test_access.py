@@ -14,7 +14,7 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from shopkeep.http.app import make_app
-from shopkeep.http.auth import bearer_hash
+from shopkeep.http.auth import NOT_A_USER, bearer_hash
 from shopkeep.http.config import HttpConfig
 from shopkeep.proof.api_probes import (
     ADMIN_ROUTES,
@@ -128,6 +128,7 @@ async def test_a_route_that_acts_as_me_is_not_found_for_the_admin(
 ) -> None:
     refused = await api.call(method, path, ADMIN, body)
     assert (refused.status, refused.body["code"]) == (404, "not_found")
+    assert refused.body["detail"] == NOT_A_USER  # the admin knows the route: told why
 
 
 async def test_the_whole_matrix_at_once_finds_no_leak_and_changes_nothing(api: Api) -> None:
