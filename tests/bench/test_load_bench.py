@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from shopkeep.bench.load.http_target import HttpTarget
+from shopkeep.bench.load.target import Customer
 from shopkeep.bench.processes import serving
 from shopkeep.http.server import ServeOptions, running
 from shopkeep.payments.settings import ProviderSettings
@@ -224,6 +226,19 @@ def test_a_report_that_cannot_be_written_after_the_run_exits_5_and_the_table_is_
     # the table said 0 before the report failed: the last line says the status it is now
     assert result.stderr.splitlines()[-1].endswith("report was not written: exit status 5")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a disk that is full)")
+def test_an_html_report_that_cannot_be_written_leaves_its_status_in_the_json_and_table(
+    tmp_path: Path,
+) -> None:
+    figures = tmp_path / "bench.json"
+
+    result = bench(*SHORT_EMBEDDED, "--json", str(figures), "--html", "/dev/full")
+
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert json.loads(figures.read_text())["exit_status"] == 5  # it said 0
+    assert "(exit status 5)" in result.stdout
 
 
 def test_one_file_for_both_reports_is_a_one_line_usage_error(tmp_path: Path) -> None:
@@ -433,3 +448,74 @@ async def test_an_admin_token_the_server_refuses_stops_the_bench_before_anything
     assert error.startswith(f"shopkeep bench: error: setup against {server.url} failed: ")
     assert "unauthorized" in error
     assert users.items == []
+
+
+async def test_a_users_token_given_as_the_admin_token_is_refused_before_anything_is_created(
+    tmp_path: Path,
+) -> None:
+    options = ServeOptions(
+        db=str(tmp_path / "shop.db"), port=0, sandbox=True, admin_token=ADMIN
+    )
+    async with running(options, announce=lambda token: None) as server:
+        made = await server.shop.create_user("ann")
+        result = await asyncio.to_thread(
+            bench, "--url", server.url, "--duration", "1",
+            env={"SHOPKEEP_ADMIN_TOKEN": made.token},
+        )  # fmt: skip
+        users = await server.shop.list_users()
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    [error] = result.stderr.splitlines()
+    assert "the admin token is a user's token" in error
+    assert [user.id for user in users.items] == [made.user.id]
+
+
+async def test_a_server_without_an_openapi_document_is_not_shopkeep(tmp_path: Path) -> None:
+    app = web.Application()  # every path a 404 in plain text, as a file server's
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        result = await asyncio.to_thread(bench, "--url", f"http://127.0.0.1:{port}",
+                                         "--duration", "1")
+    finally:
+        await runner.cleanup()
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    [error] = result.stderr.splitlines()
+    assert "not_shopkeep: the server is not shopkeep" in error
+
+
+async def test_an_order_parked_for_its_deadline_is_not_kept_waiting_by_the_workers(
+    tmp_path: Path,
+) -> None:
+    # aiohttp's pool is not fair: with one connection a worker, a parked order's poll waited
+    # until the workers stopped, seconds the report counted as the server's
+    unlimited = ServeOptions(db=str(tmp_path / "shop.db"), port=0, sandbox=True,
+                             rate_limit_per_s=0)  # fmt: skip
+    async with running(unlimited, announce=lambda token: None) as server:
+        made = await server.shop.create_user("ann")
+        tea = await server.shop.create_goods("tea", price=100, stock=5)
+        order = await server.shop.place_order(made.user.id, [(tea.id, 1)])
+        target = HttpTarget(server.url, "unused-admin-token", None, connections=2)
+        customer = Customer(str(made.user.id), made.token)
+        parked_done = asyncio.Event()
+        polls_left = [2_000]
+
+        async def worker() -> None:
+            while not parked_done.is_set() and polls_left[0] > 0:
+                polls_left[0] -= 1
+                await target.get_order(customer, str(order.id))
+
+        try:
+            workers = [asyncio.create_task(worker()) for _ in range(2)]
+            await asyncio.sleep(0)  # the workers hold both of their connections
+            await target.get_order(customer, str(order.id))  # the parked order's poll
+            parked_done.set()
+            await asyncio.gather(*workers)
+        finally:
+            await target.close()
+
+    assert polls_left[0] > 0  # answered while the workers were still at it

@@ -19,7 +19,7 @@ from shopkeep.bench.load.recorder import Recorder
 from shopkeep.bench.load.report import figures, render
 from shopkeep.bench.load.run import BenchOptions, Outcome
 from shopkeep.bench.load.schedule import LATE_BOUND_S, Schedule, paced_start, worker_start
-from shopkeep.bench.load.target import Customer, Order
+from shopkeep.bench.load.target import Customer, Order, Payment, Refused
 from shopkeep.bench.load.thresholds import Threshold, ThresholdError, parse_threshold
 
 
@@ -81,6 +81,7 @@ def test_a_threshold_reads_its_figure_comparator_and_value_in_the_figures_unit(
         ("place.dropped<1%", "whole run only"),
         ("p0<5ms", "percentile"),
         ("errors<5ms", "a rate .with %. or a count"),
+        ("errors<150%", "at most 100%"),
         ("", "not a threshold"),
         ("place.p99<١٢ms", "not a threshold"),  # other scripts' digits, as the flags
     ],
@@ -365,3 +366,39 @@ async def test_a_shopper_holding_its_share_of_unpaid_orders_cancels_instead_of_h
 
     assert dict(recorder.skipped) == {journey: 1}
     assert shop.canceled == 1 and len(shopper.holding) == HOLD_LIMIT
+
+
+class DeadlineFirstShop:
+    """Places orders with a coupon whose payments land after their deadline canceled them."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    async def place_order(self, customer: Customer, items: Any, **kwargs: Any) -> Order:
+        return Order("1", "awaiting_payment", 100, kwargs["coupon_id"], None, 0.0, 1.0)
+
+    async def start_payment(self, customer: Customer, order_id: str) -> Payment:
+        return Payment("7", order_id, 100)
+
+    async def complete_payment(self, payment_id: str, result: str) -> None:
+        return None
+
+    async def get_order(self, customer: Customer, order_id: str) -> Order:
+        self.polls += 1
+        return Order(order_id, "canceled", 100, "c1", "timeout", 0.0, 1.0)
+
+
+async def test_a_payment_its_deadline_beat_ends_the_wait_as_an_expected_refusal() -> None:
+    # the journey polled for "paid" 15 s, then counted an error, and the run overran by it
+    shop = DeadlineFirstShop()
+    recorder = Recorder(60.0)
+    journeys = Journeys(shop, recorder, Catalog(["g1"], "g0"), "run", 60.0)  # type: ignore[arg-type]
+    shopper = Shopper(Customer("1", "token"), coupons=["c1"])
+
+    with pytest.raises(Refused):
+        await journeys.pay(shopper, random.Random(3))
+
+    assert shop.polls == 1
+    assert recorder.operations["await_paid"].refusals == {"invalid_state": 1}
+    assert recorder.errors == 0
+    assert shopper.coupons == ["c1"]  # the canceled order's coupon is the shopper's again

@@ -74,8 +74,8 @@ def interrupter(stop: asyncio.Event) -> Callable[[], None]:
                 return
             quit_now()
         first[0] = now
-        say("bench: interrupted: stopping (a run under way ends with its summary; "
-            "interrupt again to quit now)")
+        # no promise of a summary: during the setup there is none (the next line says so)
+        say("bench: interrupted: stopping (interrupt again to quit now)")
         stop.set()
 
     return on_interrupt
@@ -151,12 +151,8 @@ def report(
     )
     written = True
     # each report on its own: one that cannot be written (the paths were checked before the
-    # run: a full disk, a folder gone) does not keep the other from being written
-    try:
-        publish(data, render(data), json_path)  # the table first: it is never lost
-    except OSError as exc:
-        say(f"bench: cannot write the --json report {json_path}: {exc}")
-        written = False
+    # run: a full disk, a folder gone) does not keep the other from being written. The HTML
+    # first, so that the table and the JSON, written after it, give the status it leaves
     if html_path:
         try:
             with open(html_path, "w", encoding="utf-8") as file:
@@ -164,11 +160,19 @@ def report(
         except OSError as exc:
             say(f"bench: cannot write the --html report {html_path}: {exc}")
             written = False
+            if data["exit_status"] == 0:
+                data["exit_status"] = REPORT_UNWRITTEN
+    try:
+        publish(data, render(data), json_path)  # the table first: it is never lost
+    except OSError as exc:
+        say(f"bench: cannot write the --json report {json_path}: {exc}")
+        written = False
     for failure in data["failures"]:
         say(f"bench: {failure}")
     status: int = data["exit_status"]
-    if status == 0 and not written:
-        # the table, printed first, said 0: the last line says what the status is now
+    if status in (0, REPORT_UNWRITTEN) and not written:
+        # the table, printed before the JSON could not be written, may say 0: the last line
+        # says what the status is
         say(f"bench: the run passed, but its report was not written: exit status "
             f"{REPORT_UNWRITTEN}")
         return REPORT_UNWRITTEN

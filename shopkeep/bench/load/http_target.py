@@ -22,6 +22,7 @@ from shopkeep.actors.signature import sign
 from shopkeep.bench.http import scrape_rss
 from shopkeep.bench.load.target import Customer, Order, Payment, Refused
 from shopkeep.http import schemas
+from shopkeep.http.auth import NO_SUCH_ROUTE
 from shopkeep.http.catalog import SANDBOX_COMPLETE
 
 T = TypeVar("T")
@@ -66,7 +67,11 @@ class HttpTarget:
         self._admin = {"Authorization": f"Bearer {admin_token}"}
         self._secret = gateway_secret
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=connections),
+            # as many connections again as there are workers, for the orders parked for their
+            # deadline (their polls, their late callbacks): aiohttp's pool is not fair (a
+            # worker that frees a connection takes it back at once), and one pool for both
+            # held a parked order's poll for seconds, timed as the server's
+            connector=aiohttp.TCPConnector(limit=2 * connections),
             timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
         )
 
@@ -124,7 +129,13 @@ class HttpTarget:
         """The server is shopkeep (its OpenAPI document says so), the admin token is taken
         (asked for a user no id names: 404, not 401), and the server is in sandbox mode (its
         document lists the sandbox's route only then)."""
-        document = await self._get("/openapi.json", dict[str, Any], {})
+        try:
+            document = await self._get("/openapi.json", dict[str, Any], {})
+        except Refused as refused:
+            if refused.code.startswith("http_") or refused.code == "bad_answer":
+                raise Refused("not_shopkeep", "the server is not shopkeep: it has no "
+                              f"/openapi.json of JSON ({refused.code})") from None
+            raise
         info, paths = document.get("info"), document.get("paths")
         if not isinstance(info, dict) or info.get("title") != "shopkeep" or not isinstance(
             paths, dict
@@ -136,6 +147,8 @@ class HttpTarget:
         except Refused as refused:
             if refused.code != "not_found":
                 raise
+            if refused.detail == NO_SUCH_ROUTE:  # the route is the admin's: a user's token
+                raise Refused("unauthorized", "the admin token is a user's token") from None
         if SANDBOX_COMPLETE_PATH not in paths:
             raise Refused(
                 "not_sandbox",

@@ -127,16 +127,27 @@ class Journeys:
         return answer
 
     async def wait_for(
-        self, shopper: Shopper, order_id: str, statuses: set[str], name: str, since: float
+        self,
+        shopper: Shopper,
+        order_id: str,
+        statuses: set[str],
+        name: str,
+        since: float,
+        *,
+        ends: frozenset[str] = frozenset(),
     ) -> Order:
         """Poll the order until its status is one of ``statuses``; the wait since ``since``
-        (a ``perf_counter`` time) is recorded under ``name``."""
+        (a ``perf_counter`` time) is recorded under ``name``. An order that reaches one of
+        ``ends`` instead, where it stays, ends the wait as ``invalid_state``."""
         bound = time.perf_counter() + WAIT_BOUND_S
         while True:
             order = await self.timed("get_order", self.target.get_order(shopper.customer, order_id))
             if order.status in statuses:
                 self.recorder.answered(name, time.perf_counter() - since)
                 return order
+            if order.status in ends:
+                self.recorder.outcome(name, time.perf_counter() - since, "invalid_state")
+                raise Refused("invalid_state", f"order {order_id} is {order.status}")
             if time.perf_counter() > bound:
                 self.recorder.failed(name, "wait_timeout")
                 raise Refused("wait_timeout", f"order {order_id} stayed {order.status}")
@@ -180,7 +191,15 @@ class Journeys:
         )
         since = time.perf_counter()
         await self.timed("complete_success", self.target.complete_payment(payment.id, "succeeded"))
-        order = await self.wait_for(shopper, order.id, {"paid"}, "await_paid", since)
+        try:
+            # its deadline may come first (a short --order-timeout, a server paused): the
+            # payment is then refunded as late (SPEC 3), and the order stays canceled
+            order = await self.wait_for(
+                shopper, order.id, {"paid"}, "await_paid", since, ends=frozenset({"canceled"})
+            )
+        except Refused:
+            self._give_back(shopper, order)
+            raise
         return order, payment
 
     def _signed_success(self, payment: Payment) -> tuple[bytes, str]:

@@ -74,6 +74,8 @@ EXPECTED: Mapping[str, frozenset[str]] = {
     # an order placed asynchronously that failed: its poll sees it canceled, which is an
     # answer, not a refusal; a payment started on an order the deadline canceled meanwhile
     "start_payment": frozenset({"invalid_state"}),
+    # a payment that landed after the deadline canceled its order (refunded as late)
+    "await_paid": frozenset({"invalid_state"}),
     # the two halves of cancel_race: whichever comes second finds the other's result
     "ship": frozenset({"invalid_state"}),
     "cancel_paid": frozenset({"invalid_state"}),

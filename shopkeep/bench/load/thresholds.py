@@ -112,6 +112,8 @@ def parse_threshold(text: str) -> Threshold:
         if unit not in (None, "%"):
             raise ThresholdError(f"{text!r}: {statistic} is a rate (with %) or a count")
         rate = unit == "%"
+        if rate and number > 100:  # a share of the attempts: errors<150% holds always
+            raise ThresholdError(f"{text!r}: a rate is at most 100%")
         return Threshold(
             text, operation, statistic, shape["op"], number / 100 if rate else number, rate
         )
