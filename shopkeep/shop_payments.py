@@ -33,13 +33,15 @@ from shopkeep.actors.order_messages import (
     PaymentView,
     StartPayment,
 )
+from shopkeep.actors.order_stats import OrderStats
+from shopkeep.actors.payment_rules import CallbackAction
 from shopkeep.actors.protocol import NOT_FOUND, Refusal
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.errors import CallbackRejected, ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, InFlight, Once, key_of
 from shopkeep.payments.names import CHANNELS, QR_GATEWAYS
 from shopkeep.payments.provider import (
-    WRONG_APP,
+    AUTHENTIC_REFUSALS,
     GatewayRefused,
     Ignored,
     PaymentProvider,
@@ -71,6 +73,7 @@ class Payments:
     config: ShopConfig
     provider: PaymentProvider
     rejected_callbacks: Counter[str]
+    order_stats: OrderStats
     _once: Once
     _checkouts: InFlight
     _keyed_starts: InFlight
@@ -261,10 +264,13 @@ class Payments:
         verification (signature, timestamp, body, app or merchant), an unknown payment, a
         wrong amount or currency. What fails verification is counted by reason
         (``rejected_callbacks``) and never stored: anyone can send it, and storing it would
-        let anyone fill the disk (SPEC 7). An unknown payment, a wrong amount or currency,
-        signed by the provider, is logged by its order. An authentic notification that is not
-        about a payment's result (:class:`~shopkeep.payments.provider.Ignored`) is
-        acknowledged: the answer's action is ``ignored``, its order None.
+        let anyone fill the disk (SPEC 7); one the provider signed all the same (for another
+        app, or of no amount of the currency: ``AUTHENTIC_REFUSALS``) is logged as a warning
+        too. An unknown payment, a wrong amount or currency, signed by the provider, is logged
+        by its order. An authentic notification that is not about a payment's result
+        (:class:`~shopkeep.payments.provider.Ignored`) is acknowledged, counted with the
+        callbacks ``ignored`` and logged (``callback_ignored``, at info): the answer's action
+        is ``ignored``, its order None.
         """
         self._check_open()  # a closed shop's answer, before any verdict on the callback
         check_instance("raw_body", raw_body, bytes)  # the bytes, as the provider signed them
@@ -281,14 +287,20 @@ class Payments:
         verdict = await self.provider.verify_callback(raw_body, headers, self.system.clock.now())
         if isinstance(verdict, Refused):
             self._reject(verdict.reason)
-            if verdict.reason == WRONG_APP:
-                # signed by the provider, for another app or merchant: a shop set up with the
-                # wrong id refuses every payment's notification, and a person must see why
-                log.warning("callback_refused", reason=WRONG_APP, provider=self.provider.name,
-                            detail=verdict.detail)
+            if verdict.reason in AUTHENTIC_REFUSALS:
+                # signed by the provider, yet for another app or merchant, or of no amount of
+                # the currency: a shop set up with the wrong id refuses every payment's
+                # notification, the money may be at the provider: a person must see why
+                log.warning("callback_refused", reason=verdict.reason,
+                            provider=self.provider.name, detail=verdict.detail)
             raise CallbackRejected(verdict.detail or verdict.reason)
         if isinstance(verdict, Ignored):
-            return CallbackHandled("ignored", False, None)
+            # no order hears of it, so none counts it: counted here with the orders' verified
+            # callbacks, or a provider's news the shop drops would show nowhere
+            ignored = CallbackAction.IGNORED.value
+            self.order_stats.callbacks[ignored] += 1
+            log.info("callback_ignored", provider=self.provider.name, reason=verdict.reason)
+            return CallbackHandled(ignored, False, None)
         order_id = verdict.order_id
         if order_id is None:
             found = await order_store.payment(self.reader, verdict.payment_id)

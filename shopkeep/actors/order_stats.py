@@ -46,7 +46,9 @@ class OrderStats:
         """Orders canceled, by reason: placement_failed, user, timeout, admin."""
         self.callbacks: Counter[str] = Counter()
         """Verified callbacks, by the payment log's action (applied, duplicate, failed,
-        late_payment_refund, duplicate_payment_refund, ignored)."""
+        late_payment_refund, duplicate_payment_refund, ignored); ``ignored`` also counts the
+        authentic notifications the provider found about no payment's result (a refund's),
+        which the shop counts here, no order hearing of them."""
         self.callbacks_rejected: Counter[str] = Counter()
         """Signed callbacks an order refused: ``unknown_payment``, ``amount``."""
         self.refunds: Counter[tuple[str, str]] = Counter()

@@ -12,6 +12,10 @@ tells the order what it learned:
 - paid: a :class:`~shopkeep.actors.order_messages.PaymentCallback` (``via="query"``), applied
   exactly as the success notification would be: the order is paid, or, when it timed out
   meanwhile, the money is refunded as a late payment;
+- paid, in an answer the shop refuses as it refuses the notification saying the same
+  (:class:`~shopkeep.payments.provider.PaymentPaidRefused`: an amount that is no amount of the
+  currency): a ``callback_refused`` warning, and the order times out as below, its history
+  saying so; it is not asked again (it would answer the same);
 - closed (by the shop just now, or before), open (a provider that closes nothing: the
   sandbox), or no answer: :class:`~shopkeep.actors.order_messages.DeadlineReached` with
   ``queried`` set: the order times out as it would have, its history saying what was asked.
@@ -43,6 +47,7 @@ from shopkeep.payments.provider import (
     PaymentClosed,
     PaymentOpen,
     PaymentPaid,
+    PaymentPaidRefused,
     PaymentProvider,
     PaymentRef,
 )
@@ -114,6 +119,8 @@ class PaymentQueryActor(Actor):
                 state.currency, "query",
             ))
             return None
+        if isinstance(state, PaymentPaidRefused):
+            return self._refused(ctx, message, order, state)
         word = "closed" if isinstance(state, PaymentClosed) else "open"
         self.outcomes[f"payment:{word}"] += 1
         until = message.payable_until
@@ -130,6 +137,22 @@ class PaymentQueryActor(Actor):
             said = f"payment {message.payment_id}: {word}"
             ctx.send(order, DeadlineReached(True, said, message.payment_id))
         return None
+
+    def _refused(
+        self, ctx: Context, message: QueryPayment, order: Address, state: PaymentPaidRefused
+    ) -> None:
+        """Paid, says the provider, in words the shop refuses (an amount that is no amount of
+        the currency): refused as the notification saying it is, a warning, since the money
+        may be at the provider. No order could take it, so none is told it was paid; asking
+        again would hear the same, so the deadline's own query lets the order time out now,
+        its history saying why, as a paid answer of another amount does."""
+        self.outcomes["payment:paid"] += 1  # what it learned; refusing it is the shop's part
+        log.warning("callback_refused", reason=state.reason, provider=self.provider.name,
+                    via="query", order_id=str(message.order_id),
+                    payment_id=str(message.payment_id), detail=state.detail)
+        if message.attempt == 0:
+            said = f"payment {message.payment_id}: succeeded, refused: {state.detail}"
+            ctx.send(order, DeadlineReached(True, said, message.payment_id))
 
     def _again(
         self, ctx: Context, message: QueryPayment, order: Address, event: str, said: str

@@ -169,8 +169,10 @@ class BusinessCollector:
         rejected = self._shop.rejected_callbacks + stats.callbacks_rejected
         yield _by(
             "callbacks_rejected",
-            "Payment callbacks refused, by reason: signature_* and malformed before any order "
-            "saw them (never stored), unknown_payment and amount by their order (logged).",
+            "Payment callbacks refused, by reason: signature_* (the sandbox's), bad_signature, "
+            "stale and malformed before any order saw them (never stored); wrong_app and "
+            "wrong_amount, signed by the provider (logged); unknown_payment, amount and "
+            "currency by their order (logged).",
             ["reason"],
             {(reason,): n for reason, n in rejected.items()},
         )

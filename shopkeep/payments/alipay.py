@@ -19,8 +19,11 @@
   buyer has not opened the cashier yet: still open. A trade open at the order's deadline is
   closed by ``alipay.trade.close``.
 
-Every response is checked against Alipay's public key before it is believed. Amounts are yuan
-strings, converted exactly (:mod:`shopkeep.payments.money`); Alipay's domestic trades are CNY.
+Every response is checked against Alipay's public key before it is believed; an HTTP 4xx
+without Alipay's signed answer (a wrong ``--alipay-url``) is a refusal, not an outage. Amounts
+are yuan strings, converted exactly (:mod:`shopkeep.payments.money`); Alipay's domestic trades
+are CNY: a signed amount that is no amount of yuan (``123.450``) is refused ``wrong_amount``,
+in a notification and in a query's answer alike.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
     STALE,
+    WRONG_AMOUNT,
     WRONG_APP,
     Checkout,
     ConfigurationError,
@@ -51,6 +55,7 @@ from shopkeep.payments.provider import (
     PaymentClosed,
     PaymentOpen,
     PaymentPaid,
+    PaymentPaidRefused,
     PaymentRef,
     PaymentRequest,
     PaymentState,
@@ -75,6 +80,9 @@ _UNCLOSABLE: Final = frozenset({
 })
 """``alipay.trade.close``'s refusals of a trade that is not waiting for the buyer (never
 opened, paid, closed): nothing left to close."""
+NOT_NOW: Final = frozenset({408, 409, 429})
+"""The 4xx that mean "not now" rather than no (a request timed out, a conflict, rate
+limiting): an outage, tried again, as Stripe's adapter takes 409 and 429."""
 FORM: Final = {"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"}
 
 
@@ -147,7 +155,9 @@ class AlipayProvider:
     async def _call(
         self, method: str, biz: Mapping[str, Any], notify: bool = False
     ) -> dict[str, Any]:
-        """Call ``method``; its verified response section, whatever its ``code``."""
+        """Call ``method``; its verified response section, whatever its ``code``. Raises
+        GatewayRefused for a 4xx without one (but :data:`NOT_NOW`), GatewayError for any other
+        answer without one, one Alipay did not sign, or a ``SYSTEM_ERROR``."""
         body = urllib.parse.urlencode(self._params(method, biz, notify)).encode()
         reply = await self._transport.call("POST", self._url, body=body, headers=FORM)
         text = reply.body.decode("utf-8", "replace")
@@ -155,7 +165,13 @@ class AlipayProvider:
             text, "error_response"
         )
         if found is None:
-            raise GatewayError(f"alipay: {method} answered {reply.status}: {text[:200]!r}")
+            # no answer of Alipay's: a 4xx is a no all the same (a mistyped --alipay-url path:
+            # 404), which asking again will not change; anything else (a proxy's page, a 408)
+            # may pass
+            said = f"alipay: {method} answered {reply.status}: {text[:200]!r}"
+            if 400 <= reply.status < 500 and reply.status not in NOT_NOW:
+                raise GatewayRefused(said)
+            raise GatewayError(said)
         section, signed = found
         if not verify_sha256_rsa(self._alipay_key, signed.encode("utf-8"), _sign_of(text)):
             raise GatewayError(f"alipay: the answer to {method} is not signed by Alipay")
@@ -226,7 +242,9 @@ class AlipayProvider:
             try:
                 amount = from_decimal_string(str(section.get("total_amount")), CURRENCY)
             except AmountError as exc:
-                raise GatewayError(f"alipay: query {payment.payment_id}: {exc}") from None
+                # signed by Alipay, so no outage to ask about again (it answers the same):
+                # refused as the notification saying it is
+                return PaymentPaidRefused(WRONG_AMOUNT, f"total_amount: {exc}")
             return PaymentPaid(
                 amount=amount, currency=currency_named(section),
                 gateway_txn_id=str(section["trade_no"]),
@@ -329,7 +347,7 @@ def _classify(params: Mapping[str, str]) -> Verdict:
     try:
         amount = from_decimal_string(params.get("total_amount", ""), CURRENCY)
     except AmountError as exc:
-        return Refused(MALFORMED, f"not a payment notification: {exc}")
+        return Refused(WRONG_AMOUNT, f"total_amount: {exc}")
     txn_id = params.get("trade_no") or None
     if status in PAID and txn_id is None:
         return Refused(MALFORMED, "a paid trade without trade_no")

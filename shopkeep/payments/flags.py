@@ -11,6 +11,7 @@ fast.
 from __future__ import annotations
 
 import argparse
+import re
 from typing import TYPE_CHECKING, Final
 
 from shopkeep.actors.config import LEAST_S
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from shopkeep.payments.settings import ProviderSettings
 
 DEFAULT_REFUND_QUERY_AFTER: Final = "10m"
+ALIPAY_SELLER_ID: Final = re.compile(r"2088[0-9]{12}")
+"""An Alipay seller id (the merchant's PID): 16 ASCII digits, starting 2088."""
 
 PROVIDER_FLAGS: Final = (
     # (flag, metavar, help): each read from SHOPKEEP_<FLAG> when not given
@@ -32,8 +35,8 @@ PROVIDER_FLAGS: Final = (
      "notifications and answers"),
     ("--alipay-url", "URL", "Alipay: the gateway (default: the production openapi.alipay.com)"),
     ("--alipay-seller-id", "ID",
-     "Alipay: the merchant's seller id (2088...), which a notification's seller_id must then "
-     "match (Alipay's own list of checks; default: not checked)"),
+     "Alipay: the merchant's seller id (PID: 16 digits, 2088...), which a notification's "
+     "seller_id must then match (Alipay's own list of checks; default: not checked)"),
     ("--wechatpay-mch-id", "ID", "WeChat Pay: the merchant id (mchid)"),
     ("--wechatpay-app-id", "ID", "WeChat Pay: the appid payments are made for"),
     ("--wechatpay-private-key-file", "PATH",
@@ -89,7 +92,21 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     for option, metavar, text in PROVIDER_FLAGS:
         convert = base_url if metavar == "URL" else str  # a provider's address is http(s)
+        if option == "--alipay-seller-id":
+            convert = alipay_seller_id
         flag(parser, option, group=group, metavar=metavar, help=text, convert=convert)
+
+
+def alipay_seller_id(text: str) -> str:
+    """An Alipay seller id (:data:`ALIPAY_SELLER_ID`), surrounding whitespace ignored. Anything
+    else is refused at the start: a notification's ``seller_id`` is compared with it, and
+    would never match, every payment's notification refused (``wrong_app``)."""
+    cleaned = text.strip()
+    if ALIPAY_SELLER_ID.fullmatch(cleaned) is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an Alipay seller id (PID): 16 digits starting 2088"
+        )
+    return cleaned
 
 
 def currency_code(text: str) -> str:

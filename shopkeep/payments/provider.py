@@ -42,6 +42,7 @@ __all__ = [
     "PaymentClosed",
     "PaymentOpen",
     "PaymentPaid",
+    "PaymentPaidRefused",
     "PaymentProvider",
     "PaymentRef",
     "PaymentRequest",
@@ -69,6 +70,15 @@ MALFORMED: Final = "malformed"
 """A refusal reason: authentic bytes that do not make a payment notification."""
 WRONG_APP: Final = "wrong_app"
 """A refusal reason: authentic, but for another app, merchant or seller."""
+WRONG_AMOUNT: Final = "wrong_amount"
+"""A refusal reason: authentic, but its amount is no amount of the currency (Alipay's
+``total_amount`` ``123.451``, or ``123.450``: more decimals than yuan has)."""
+AUTHENTIC_REFUSALS: Final = (WRONG_APP, WRONG_AMOUNT)
+"""The refusal reasons of notifications the provider did sign: the money may be at the
+provider, or a shop set up wrong refuses every payment's news, so a person must see them (a
+warning in the log). The other reasons (a bad signature, stale, malformed before the
+signature is checked) are anyone's noise, only counted: logging them would let anyone fill
+the log."""
 
 
 class ConfigurationError(Exception):
@@ -159,8 +169,8 @@ class Ignored(msgspec.Struct, frozen=True):
 
 class Refused(msgspec.Struct, frozen=True):
     """A notification that failed verification: answer it as refused and change nothing.
-    ``reason`` is a stable word (``bad_signature``, ``stale``, ``malformed``, ``wrong_app``)
-    for the rejected-callbacks metric; ``detail`` says more, for a log line."""
+    ``reason`` is a stable word (``bad_signature``, ``stale``, ``malformed``, ``wrong_app``,
+    ``wrong_amount``) for the rejected-callbacks metric; ``detail`` says more, for a log line."""
 
     reason: str
     detail: str = ""
@@ -277,7 +287,18 @@ class PaymentOpen(msgspec.Struct, frozen=True):
     exists: bool = True
 
 
-PaymentState = PaymentPaid | PaymentClosed | PaymentOpen
+class PaymentPaidRefused(msgspec.Struct, frozen=True):
+    """The provider says it collected the payment, in an answer the shop refuses as it
+    refuses the notification saying the same (``reason``, one of :data:`AUTHENTIC_REFUSALS`:
+    ``wrong_amount`` for Alipay's ``total_amount`` ``123.450``, no amount of yuan). Nothing is
+    applied, and asking again would hear the same: the order times out as if answered unpaid,
+    its history saying why (``detail``)."""
+
+    reason: str
+    detail: str
+
+
+PaymentState = PaymentPaid | PaymentPaidRefused | PaymentClosed | PaymentOpen
 """What :meth:`PaymentProvider.query_payment` learns."""
 
 

@@ -8,6 +8,7 @@ into a provider, or raises :class:`ConfigurationError` with one line naming what
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from typing import Final
 
@@ -15,6 +16,7 @@ import msgspec
 
 from shopkeep.payments import alipay_wire, wechatpay_wire
 from shopkeep.payments.alipay import AlipayProvider
+from shopkeep.payments.flags import alipay_seller_id
 from shopkeep.payments.money import check_currency
 from shopkeep.payments.names import DEFAULT_CURRENCY, GATEWAYS
 from shopkeep.payments.provider import ConfigurationError, PaymentProvider
@@ -92,13 +94,19 @@ def build_provider(
         raise ConfigurationError(f"--public-url is required: {gateway} calls the shop back there")
     base = settings.public_url.rstrip("/")
     if gateway == "alipay":
+        seller_id = settings.alipay_seller_id
+        if seller_id is not None:  # the command line checked it; the embedded API may not
+            try:
+                seller_id = alipay_seller_id(seller_id)
+            except argparse.ArgumentTypeError as exc:
+                raise ConfigurationError(f"--alipay-seller-id: {exc}") from None
         return AlipayProvider.from_files(
             app_id=settings.alipay_app_id,
             private_key_file=settings.alipay_private_key_file,
             public_key_file=settings.alipay_public_key_file,
             notify_url=base + AlipayProvider.callback_path,
             url=settings.alipay_url,
-            seller_id=settings.alipay_seller_id,
+            seller_id=seller_id,
             timeout_s=timeout_s,
         )
     return WeChatPayProvider.from_files(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 import aiohttp
 import msgspec
 import pytest
+from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -23,14 +24,17 @@ from shopkeep.payments.provider import (
     MALFORMED,
     STALE,
     TOLERANCE_S,
+    WRONG_AMOUNT,
     WRONG_APP,
     ConfigurationError,
     GatewayError,
+    GatewayRefused,
     Ignored,
     Notice,
     PaymentClosed,
     PaymentOpen,
     PaymentPaid,
+    PaymentPaidRefused,
     PaymentRef,
     PaymentRequest,
     RefundRequest,
@@ -380,3 +384,84 @@ async def test_a_trade_paid_before_the_close_stays_paid(world: World) -> None:
 
     assert await world.provider.close_payment(ref) is None  # TRADE_STATUS_ERROR
     assert isinstance(await world.provider.query_payment(ref), PaymentPaid)
+
+
+async def test_a_signed_notification_of_no_amount_of_yuan_is_refused_as_a_wrong_amount(
+    world: World,
+) -> None:
+    # authentic, so not the malformed noise anyone sends: the shop warns of it
+    await world.start(amount=1999)
+    await world.fake.pay("7", notify=False)
+    for amount in ("19.991", "19.990"):
+        body = world.fake.notification("7", total_amount=amount)
+        verdict = await world.provider.verify_callback(body, {}, time.time())
+        assert isinstance(verdict, Refused) and verdict.reason == WRONG_AMOUNT, amount
+        assert amount in verdict.detail
+
+
+async def test_a_query_answering_paid_in_no_amount_of_yuan_is_refused_as_a_wrong_amount(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # it raised GatewayError, an outage to ask about again for ever
+    await world.start(amount=1999)
+    await world.fake.pay("7", notify=False)
+    answered = world.fake._query
+
+    def three_decimals(params: Mapping[str, str], biz: Mapping[str, object]) -> dict[str, object]:
+        return answered(params, biz) | {"total_amount": "19.990"}
+
+    monkeypatch.setattr(world.fake, "_query", three_decimals)
+    ref = PaymentRef(payment_id=7, order_id=70, amount=1999, currency="CNY")
+
+    refused = await world.provider.query_payment(ref)
+
+    assert isinstance(refused, PaymentPaidRefused) and refused.reason == WRONG_AMOUNT
+    assert "19.990" in refused.detail
+
+
+async def plain_page(request: web.Request) -> web.Response:
+    """A page of somebody's in front of the gateway, no answer of Alipay's."""
+    return web.Response(text="<html>portal</html>", content_type="text/html")
+
+
+async def busy(request: web.Request) -> web.Response:
+    return web.Response(status=409, text="conflict")
+
+
+@pytest.mark.parametrize(
+    ("path", "refused"),
+    [("/gateway.dp", True), ("/busy", False), ("/portal", False)],
+    ids=["404 of a mistyped path", "409 not now", "200 no answer of Alipay's"],
+)
+async def test_an_http_4xx_without_alipays_answer_is_a_refusal_on_every_call(
+    tmp_path: Path, merchant_key: rsa.RSAPrivateKey, provider_key: rsa.RSAPrivateKey,
+    path: str, refused: bool,
+) -> None:
+    # a mistyped --alipay-url answered 404 was taken for an outage: "try again" (503)
+    fake = FakeAlipay(app_id=APP_ID, app_public_key=merchant_key.public_key(), key=provider_key)
+    fake.app.router.add_post("/busy", busy)
+    fake.app.router.add_post("/portal", plain_page)
+    await fake.start()
+    private_file, public_file = write_keys(tmp_path, merchant_key, provider_key)
+    provider = AlipayProvider.from_files(
+        app_id=APP_ID, private_key_file=private_file, public_key_file=public_file,
+        notify_url="http://127.0.0.1/n", url=fake.url + path, timeout_s=0.5,
+    )
+    ref = PaymentRef(payment_id=7, order_id=70, amount=1999, currency="CNY")
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: provider.start_payment(PaymentRequest(
+            payment_id=7, order_id=70, amount=1999, currency="CNY", description="order 70",
+            deadline=2_000_000_000.0, channel="qr")),
+        lambda: provider.query_payment(ref),
+        lambda: provider.close_payment(ref),
+        lambda: provider.refund(refund_of(7)),
+        lambda: provider.query_refund(refund_of(7)),
+    ]
+    try:
+        for call in calls:
+            with pytest.raises(GatewayError) as failed:
+                await call()
+            assert isinstance(failed.value, GatewayRefused) is refused, failed.value
+    finally:
+        await provider.close()
+        await fake.close()
