@@ -13,7 +13,9 @@
   ``payment_intent.payment_failed`` fails; other event types, and intents this shop did not
   create (no ``payment_id`` in their metadata), are acknowledged and ignored.
 - Refunds: ``POST /v1/refunds`` with the refund id as Idempotency-Key; refund queries list the
-  intent's refunds and find the one whose metadata names the refund id. A refund Stripe
+  intent's refunds and find the one whose metadata names the refund id. A 5xx Stripe replays
+  under that key is reconciled as a start's is: the refund found by its metadata, else made
+  under a key of its own for that try (:meth:`StripeProvider.refund`). A refund Stripe
   canceled moved no money and is sent again under ``<refund id>-<n>``; a failed one (the card
   is gone) is the merchant's to settle. Payment queries retrieve the intent (or search by
   metadata when its id is not known); an intent open at the order's deadline is canceled
@@ -180,9 +182,7 @@ class StripeProvider:
                 {"idempotency_key": key},
             )
         except stripe.StripeError as exc:
-            status = exc.http_status
-            replayed = (exc.headers or {}).get("idempotent-replayed") == "true"
-            if replayed and status is not None and status >= 500:
+            if _replayed_failure(exc):
                 raise _ReplayedFailure(time.time_ns()) from None
             raise _gateway_error(what, exc) from None
 
@@ -195,21 +195,45 @@ class StripeProvider:
 
     async def refund(self, request: RefundRequest) -> RefundTaken:
         """``POST /v1/refunds`` of the PaymentIntent, the refund's key as Idempotency-Key and
-        in its metadata."""
-        intent_id = _intent_of(request)
-        async with _calling(f"refund {request.refund_id}"):
-            refund = await self._client.v1.refunds.create_async(
+        in its metadata.
+
+        A 5xx Stripe replays under that key is reconciled, as a payment start's is: retried
+        under the same key it would be answered the same 500 for a day, though the first
+        request may have made the refund. So the intent's refunds are looked through for the
+        one whose metadata names the key, and its state answered; none found, the refund is
+        made under a key of its own for this try (``<key>-<n>``, ``n`` the time in nanoseconds,
+        which no closed refund's issue number reaches), its metadata still naming the key, so
+        that the next reconciling or query finds it."""
+        try:
+            refund = await self._create_refund(request, request.key)
+        except _ReplayedFailure as replayed:
+            found = await self._refund_named(request)
+            if found is None:
+                found = await self._create_refund(
+                    request, f"{request.key}-{replayed.retry_key}"
+                )
+            refund = found
+        return _refund_state(refund)
+
+    async def _create_refund(self, request: RefundRequest, key: str) -> Any:
+        """``POST /v1/refunds`` under the Idempotency-Key ``key``; _ReplayedFailure when Stripe
+        answers a failure it kept under that key (``Idempotent-Replayed``)."""
+        try:
+            return await self._client.v1.refunds.create_async(
                 {
-                    "payment_intent": intent_id,
+                    "payment_intent": _intent_of(request),
                     "amount": request.amount,
                     "metadata": {"refund_id": request.key},
                 },
-                {"idempotency_key": request.key},
+                {"idempotency_key": key},
             )
-        return _refund_state(refund)
+        except stripe.StripeError as exc:
+            if _replayed_failure(exc):
+                raise _ReplayedFailure(time.time_ns()) from None
+            raise _gateway_error(f"refund {request.refund_id}", exc) from None
 
-    async def query_refund(self, request: RefundRequest) -> RefundState:
-        """The intent's refund whose metadata names the refund's key, if any."""
+    async def _refund_named(self, request: RefundRequest) -> Any | None:
+        """The intent's refund whose metadata names the refund's key, if Stripe has one."""
         intent_id = _intent_of(request)
         async with _calling(f"list the refunds of {intent_id}"):
             refunds = await self._client.v1.refunds.list_async(
@@ -218,8 +242,13 @@ class StripeProvider:
         for refund in refunds.data:
             metadata = refund.metadata.to_dict() if refund.metadata else {}
             if metadata.get("refund_id") == request.key:
-                return _refund_state(refund)
-        return RefundMissing()
+                return refund
+        return None
+
+    async def query_refund(self, request: RefundRequest) -> RefundState:
+        """The intent's refund whose metadata names the refund's key, if any."""
+        refund = await self._refund_named(request)
+        return RefundMissing() if refund is None else _refund_state(refund)
 
     async def query_payment(self, payment: PaymentRef) -> PaymentState:
         """Retrieve the PaymentIntent (found by metadata when its id is not known)."""
@@ -337,9 +366,17 @@ def _gateway_error(what: str, exc: stripe.StripeError) -> GatewayError:
         return GatewayError(f"stripe: {what}: {exc.user_message or exc}")
     status = exc.http_status
     message = f"stripe: {what}: {status} {exc.user_message or exc}"
-    if status is None or status >= 500 or status in RETRYABLE_STATUS:
+    # below 400: a 2xx whose body the SDK could not read (not JSON), no answer, not a no
+    if status is None or status >= 500 or status < 400 or status in RETRYABLE_STATUS:
         return GatewayError(message)
     return GatewayRefused(message)
+
+
+def _replayed_failure(exc: stripe.StripeError) -> bool:
+    """Whether ``exc`` is a 5xx Stripe kept under the Idempotency-Key and answered again."""
+    status = exc.http_status
+    replayed = (exc.headers or {}).get("idempotent-replayed") == "true"
+    return replayed and status is not None and status >= 500
 
 
 class _ReplayedFailure(Exception):

@@ -2,7 +2,8 @@
 
 - Start: Native pay (``POST /v3/pay/transactions/native``) answers the ``code_url`` the customer
   scans; ``out_trade_no`` is the payment id, ``attach`` carries the order id (WeChat Pay hands
-  it back in the notification), ``time_expire`` is the order's deadline.
+  it back in the notification), ``time_expire`` is the order's deadline. A 200 without a
+  ``code_url`` (or not JSON) is no answer, as a 5xx is; a 4xx is a refusal.
 - Notifications: ``Wechatpay-Signature`` over ``timestamp\\nnonce\\nbody\\n`` checked with the
   platform public key, the timestamp within 5 minutes of now (WeChat Pay's window for requests),
   then ``resource`` decrypted with the API v3 key; ``mchid`` and ``appid`` must be ours.
@@ -12,7 +13,8 @@
 - Refunds: ``POST /v3/refund/domestic/refunds``, ``out_refund_no`` = refund id (a repeat
   answers the same refund), queried by ``out_refund_no``. A refund CLOSED (a week in
   PROCESSING, no money moved) is sent again as ``<refund id>-<n>``, since its number names the
-  closed one for good; an ABNORMAL one (the card refused it) is the merchant's to settle.
+  closed one for good; an ABNORMAL one (the card refused it) is the merchant's to settle. An
+  answer with none of these statuses (a 200 saying ``SYSTEM_ERROR``) is no answer: retried.
 - Queries: by ``out_trade_no``; an order open at the deadline is closed (``.../close``) before
   the order is treated as unpaid, as WeChat Pay asks of a merchant whose customer paid late.
 
@@ -180,9 +182,14 @@ class WeChatPayProvider:
             "notify_url": self.notify_url,
             "amount": {"total": request.amount, "currency": request.currency},
         })
-        if status != 200 or not isinstance(answer.get("code_url"), str):
+        code_url = answer.get("code_url")
+        if not 200 <= status < 300:  # a 4xx (a 5xx is the transport's GatewayError)
             raise GatewayRefused(f"wechatpay: native pay answered {status}: {_said(answer)}")
-        return Checkout(code_url=answer["code_url"])
+        if not isinstance(code_url, str) or not code_url:
+            # a 2xx without what it is for is no answer (as one that is not JSON): try again
+            raise GatewayError(f"wechatpay: native pay answered {status} without a code_url: "
+                               f"{_said(answer) or str(answer)[:200]}")
+        return Checkout(code_url=code_url)
 
     async def refund(self, request: RefundRequest) -> RefundTaken:
         """A domestic refund, ``out_refund_no`` = the refund's key."""
@@ -197,7 +204,7 @@ class WeChatPayProvider:
         if status != 200:
             raise GatewayRefused(f"wechatpay: refund {request.refund_id}: {status} "
                                  f"{_said(answer)}")
-        return _refund_state(answer)
+        return _refund_state(answer, f"refund {request.refund_id}")
 
     async def query_refund(self, request: RefundRequest) -> RefundState:
         """``GET /v3/refund/domestic/refunds/{out_refund_no}``."""
@@ -208,7 +215,7 @@ class WeChatPayProvider:
             return RefundMissing()
         if status != 200:
             raise GatewayRefused(f"wechatpay: refund query {request.refund_id}: {_said(answer)}")
-        return _refund_state(answer)
+        return _refund_state(answer, f"refund query {request.refund_id}")
 
     async def query_payment(self, payment: PaymentRef) -> PaymentState:
         """``GET /v3/pay/transactions/out-trade-no/{out_trade_no}?mchid=``."""
@@ -314,7 +321,8 @@ def _whole(value: object) -> int:
     return value
 
 
-def _refund_state(answer: Mapping[str, Any]) -> RefundTaken:
+def _refund_state(answer: Mapping[str, Any], what: str) -> RefundTaken:
+    """Where a refund stands by a signed 200 about it (``what`` names the call, for errors)."""
     status = answer.get("status")
     if status == "SUCCESS":
         return RefundDone()
@@ -322,8 +330,13 @@ def _refund_state(answer: Mapping[str, Any]) -> RefundTaken:
         return RefundProcessing()
     if status == "CLOSED":  # a week in PROCESSING and no money moved: send it again
         return RefundClosed(status)
-    # ABNORMAL: the card refused it, for the merchant to settle by hand
-    return RefundFailed(str(status))
+    if status == "ABNORMAL":  # the card refused it, for the merchant to settle by hand
+        return RefundFailed(status)
+    # no status we know (a 200 saying SYSTEM_ERROR, a field missing) says nothing of the
+    # refund: a failure would invite the staff to pay it back by hand while WeChat Pay may
+    # still pay it out, twice then. No answer: asked again, under the same out_refund_no
+    raise GatewayError(f"wechatpay: {what}: answered no known status ({str(status)[:40]}): "
+                       f"{_said(answer)}")
 
 
 def _said(answer: Mapping[str, Any]) -> str:

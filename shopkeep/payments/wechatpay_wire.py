@@ -88,8 +88,13 @@ def verify_signed(
     signature: str | None, body: bytes,
 ) -> bool:
     """Whether the ``Wechatpay-*`` headers sign ``body`` with one of the platform keys (the
-    old one and the new while WeChat Pay rotates them)."""
-    if timestamp is None or nonce is None:
+    old one and the new while WeChat Pay rotates them). Headers that are not ASCII sign
+    nothing: WeChat Pay writes digits, letters and base64 there, and a byte that is not UTF-8
+    reaches us as a surrogate (aiohttp decodes headers with ``surrogateescape``), which no
+    encoding of the signed message would take."""
+    if timestamp is None or nonce is None or signature is None:
+        return False
+    if not (timestamp.isascii() and nonce.isascii() and signature.isascii()):
         return False
     message = response_message(timestamp, nonce, body)
     return any(verify_sha256_rsa(key, message, signature) for key in keys)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from shopkeep.payments.fakes.common import Unpayable
 from shopkeep.payments.fakes.stripe import FakeStripe, stripe_signature
@@ -27,7 +29,9 @@ from shopkeep.payments.provider import (
     PaymentRequest,
     RefundDone,
     RefundFailed,
+    RefundProcessing,
     RefundRequest,
+    RefundTaken,
     Refused,
 )
 from shopkeep.payments.stripe_provider import WEBHOOK_PATH, StripeProvider
@@ -43,10 +47,51 @@ API_KEY = "sk_test_fake"
 SECRET = "whsec_fake"
 
 
+class TroubledStripe(FakeStripe):
+    """The fake, with two more of Stripe's ways: a refund's 500 kept under its Idempotency-Key
+    (and replayed to the same key), and a 200 whose body is not JSON."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._kept_refund_failures = (0, False)
+        self._garbled_intents = 0
+
+    def keep_refund_failures(self, times: int = 1, *, made: bool = False) -> None:
+        """The next ``times`` refund creations answer 500, kept under their key as Stripe keeps
+        a failure whose execution began; ``made``: the refund was made before the failure."""
+        self._kept_refund_failures = (times, made)
+
+    def garble_next_intent(self) -> None:
+        """The next PaymentIntent creation answers 200 with a body that is not JSON."""
+        self._garbled_intents += 1
+
+    async def _create_refund(self, request: web.Request) -> web.Response:
+        failing, made = self._kept_refund_failures
+        if not failing:
+            return await super()._create_refund(request)
+        self._kept_refund_failures = (failing - 1, made)
+        if made:
+            await super()._create_refund(request)
+        else:
+            await self.refund_gate(request.headers.get("Idempotency-Key", ""))
+        params = await self._params(request)
+        assert not isinstance(params, web.Response)
+        return self._fail(request, params)  # kept under the key, over the refund's 200
+
+    async def _create_intent(self, request: web.Request) -> web.Response:
+        if self._garbled_intents:
+            self._garbled_intents -= 1
+            return web.Response(status=200, body=b"<html>gateway</html>",
+                                content_type="text/html")
+        return await super()._create_intent(request)
+
+
 class World:
     """The fake, the provider pointed at it, and the shop's webhook route."""
 
-    def __init__(self, fake: FakeStripe, provider: StripeProvider, receiver: Receiver) -> None:
+    def __init__(
+        self, fake: TroubledStripe, provider: StripeProvider, receiver: Receiver
+    ) -> None:
         self.fake = fake
         self.provider = provider
         self.receiver = receiver
@@ -69,7 +114,7 @@ async def world(
     tmp_path: Path, receiver_of: Callable[[str], Awaitable[Receiver]]
 ) -> AsyncIterator[World]:
     receiver = await receiver_of(WEBHOOK_PATH)
-    fake = FakeStripe(api_key=API_KEY, webhook_secret=SECRET, webhook_url=receiver.url)
+    fake = TroubledStripe(api_key=API_KEY, webhook_secret=SECRET, webhook_url=receiver.url)
     await fake.start()
     (tmp_path / "api_key").write_text(f"  {API_KEY}\n")
     (tmp_path / "webhook_secret").write_text(f"{SECRET}\n")
@@ -324,3 +369,50 @@ async def test_an_intent_answered_without_its_client_secret_is_an_outage_to_retr
 
     assert not isinstance(failed.value, GatewayRefused)
     assert (await world.provider.start_payment(request)).client_secret
+
+
+async def test_an_intent_answered_200_but_not_json_is_an_outage_to_retry(world: World) -> None:
+    # the SDK's APIError carries the 200: it was taken for a refusal (a 502, not a 503)
+    world.fake.garble_next_intent()
+    request = PaymentRequest(payment_id=8, order_id=80, amount=1999, currency="USD",
+                             description="order 80", deadline=2_000_000_000.0)
+
+    with pytest.raises(GatewayError) as failed:
+        await world.provider.start_payment(request)
+
+    assert not isinstance(failed.value, GatewayRefused)
+    assert (await world.provider.start_payment(request)).client_secret
+
+
+@pytest.mark.parametrize(("made", "then", "state"), [
+    (False, None, RefundDone()),
+    (True, None, RefundDone()),
+    (True, "pending", RefundProcessing()),
+    (True, "failed", RefundFailed("failed: expired_or_canceled_card")),
+])
+async def test_a_refund_failure_stripe_replays_under_the_refund_id_is_reconciled(
+    world: World, made: bool, then: str | None, state: RefundTaken
+) -> None:
+    # sent again under its key, the refund was answered the kept 500 for a day, never looked
+    # up though it may exist (providers.md: a replayed 500 means reconcile, not resend)
+    intent = await world.start()
+    await world.fake.pay(intent, notify=False)
+    refund = refund_of(intent)
+    world.fake.keep_refund_failures(1, made=made)
+    with pytest.raises(GatewayError):
+        await world.provider.refund(refund)
+    if then == "pending":
+        [made_first] = world.fake.refunds.values()
+        world.fake.stripe_refunds[made_first.provider_id]["status"] = "pending"
+    elif then == "failed":
+        world.fake.fail_refund(refund.key)
+
+    assert await world.provider.refund(refund) == state  # found, or made under a key of its own
+    assert await world.provider.refund(refund) == state  # found, not made again
+    assert await world.provider.query_refund(refund) == state
+
+    [kept] = world.fake.refunds  # one refund, whose metadata names the refund id
+    assert (kept == "31") if made else kept.startswith("31-")
+    assert world.fake.refunded(intent) == refund.amount
+    [stripes] = world.fake.stripe_refunds.values()
+    assert stripes["metadata"] == {"refund_id": "31"}

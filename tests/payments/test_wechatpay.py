@@ -22,12 +22,14 @@ from shopkeep.payments.provider import (
     WRONG_APP,
     ConfigurationError,
     GatewayError,
+    GatewayRefused,
     Notice,
     PaymentClosed,
     PaymentOpen,
     PaymentPaid,
     PaymentRef,
     PaymentRequest,
+    RefundFailed,
     RefundRequest,
     Refused,
 )
@@ -138,10 +140,12 @@ async def test_a_forged_altered_stale_or_probe_notification_is_refused(
     stale = world.fake.headers_for(body, timestamp=int(now) - 301)
     verdict = await world.provider.verify_callback(body, stale, now)
     assert isinstance(verdict, Refused) and verdict.reason == STALE
-    for odd in ("²", "١٧", ""):  # str.isdigit takes the first two; int() refuses ²
+    # str.isdigit takes the first two (int() refuses ²); WeChat Pay signs ASCII headers only,
+    # so they sign nothing, even signed; an empty time is no time
+    for odd, reason in (("²", BAD_SIGNATURE), ("١٧", BAD_SIGNATURE), ("", STALE)):
         signed_odd = world.fake.headers_for(body, timestamp=odd)
         verdict = await world.provider.verify_callback(body, signed_odd, now)
-        assert isinstance(verdict, Refused) and verdict.reason == STALE
+        assert isinstance(verdict, Refused) and verdict.reason == reason, odd
     assert isinstance(await world.provider.verify_callback(body, genuine, now), Notice)
 
 
@@ -323,3 +327,29 @@ async def test_an_order_paid_before_the_close_stays_paid(world: World) -> None:
 
     assert await world.provider.close_payment(ref) is None  # ORDERPAID
     assert isinstance(await world.provider.query_payment(ref), PaymentPaid)
+
+
+@pytest.mark.parametrize("answered", [
+    {"code": "SYSTEM_ERROR", "message": "busy"},  # a 200 that is no refund's answer
+    {"refund_id": "50300001", "out_refund_no": "31"},  # a refund without its status
+    {"refund_id": "50300001", "out_refund_no": "31", "status": None},
+    {"refund_id": "50300001", "out_refund_no": "31", "status": "SOMETHING_NEW"},
+])
+async def test_a_refund_answer_without_a_known_status_is_no_answer_to_retry_not_a_failure(
+    world: World, answered: dict[str, object]
+) -> None:
+    # a failure invites the staff to pay the money back by hand: only ABNORMAL says WeChat Pay
+    # could not pay it out; an answer that says nothing of the refund is asked again
+    await world.start()
+    await world.fake.pay("7", notify=False)
+    refund = refund_of(7)
+    world.fake.refund_answers[refund.key] = answered
+
+    for asked in (world.provider.refund, world.provider.query_refund):
+        with pytest.raises(GatewayError) as failed:
+            await asked(refund)
+        assert not isinstance(failed.value, GatewayRefused), asked
+
+    world.fake.refund_answers[refund.key] = {**answered, "status": "ABNORMAL"}
+    assert await world.provider.refund(refund) == RefundFailed("ABNORMAL")
+    assert await world.provider.query_refund(refund) == RefundFailed("ABNORMAL")
