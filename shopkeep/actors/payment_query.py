@@ -110,8 +110,13 @@ class PaymentQueryActor(Actor):
                     return self._again(ctx, message, order, "payment_still_open", said)
         except Exception as exc:  # down or refusing: the order times out, and is asked about
             self.outcomes["payment:error"] += 1  # again until the provider answers
-            said = f"the provider did not answer ({exc})"
-            return self._again(ctx, message, order, "payment_query_failed", said)
+            # what it said is the operator's (its URLs, its merchant id, its raw answer), in
+            # the log; the order's history, which the customer reads, says no more than this
+            error = f"{type(exc).__name__}: {exc}"
+            return self._again(
+                ctx, message, order, "payment_query_failed", "the provider did not answer",
+                error=error,
+            )
         if isinstance(state, PaymentPaid):
             self.outcomes["payment:paid"] += 1
             ctx.send(order, PaymentCallback(
@@ -155,12 +160,19 @@ class PaymentQueryActor(Actor):
             ctx.send(order, DeadlineReached(True, said, message.payment_id))
 
     def _again(
-        self, ctx: Context, message: QueryPayment, order: Address, event: str, said: str
+        self,
+        ctx: Context,
+        message: QueryPayment,
+        order: Address,
+        event: str,
+        said: str,
+        error: str | None = None,
     ) -> None:
         """Where the payment stands is not settled yet: ask again after a back-off; the
-        deadline's own query lets the order time out meanwhile, its history saying why."""
+        deadline's own query lets the order time out meanwhile, its history saying why
+        (``said``; the provider's ``error``, if any, in the log only)."""
         delay = retry_delay(message.attempt + 1, self.config)
-        log.info(event, payment_id=message.payment_id, said=said, again_in_s=delay)
+        log.info(event, payment_id=message.payment_id, said=said, again_in_s=delay, error=error)
         if message.attempt == 0:
             said = f"payment {message.payment_id}: {said}"
             ctx.send(order, DeadlineReached(True, said, message.payment_id))

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from shopkeep.actors.gateway import GatewayError
 from shopkeep.http.metrics import BusinessCollector
 from shopkeep.payments.alipay import AlipayProvider
 from shopkeep.payments.fakes.alipay import FakeAlipay
@@ -187,3 +188,28 @@ async def test_a_notification_about_no_payments_result_is_acknowledged_counted_a
 
     assert ignored_in_the_metrics(alipay) == 2
     assert (await alipay.order(order["id"]))["status"] == "awaiting_payment"
+
+
+async def test_a_deadline_query_the_provider_failed_tells_the_customer_no_more_than_that(
+    alipay: ProviderWorld, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the history, which the customer reads, quoted the provider's error: its URL, its
+    # merchant's ids, its raw answer
+    customer, order, payment = await alipay.payment_started()
+    inner = "alipay: POST http://10.0.0.7/gateway.do answered 500: 'seller 2088000000000001'"
+
+    async def down(ref: object) -> object:
+        raise GatewayError(inner)
+
+    monkeypatch.setattr(alipay.shop.provider, "query_payment", down)
+
+    with capture_logs() as logs:
+        await clock.advance(alipay.shop.config.order_timeout_s)
+        await alipay.shop.runtime.system.quiet()
+    status, history = await alipay.call("GET", f"/v1/orders/{order['id']}/history", customer)
+
+    assert status == 200
+    [said] = [e["remark"] for e in history["items"] if e["operation"] == "payment_queried"]
+    assert said == f"payment {payment['id']}: the provider did not answer"
+    [logged] = [line for line in logs if line["event"] == "payment_query_failed"]
+    assert inner in logged["error"]  # the operator's to read
