@@ -192,11 +192,18 @@ class WeChatPayProvider:
         return Checkout(code_url=code_url)
 
     async def refund(self, request: RefundRequest) -> RefundTaken:
-        """A domestic refund, ``out_refund_no`` = the refund's key."""
+        """A domestic refund, ``out_refund_no`` = the refund's key, of the transaction it gives
+        back (``transaction_id``: a second transaction of one payment is refunded, not the
+        payment's first), or of the payment (``out_trade_no``) when none is known."""
         if request.payment_id is None:
             raise GatewayRefused(f"wechatpay: refund {request.refund_id} names no payment")
+        of = (
+            {"transaction_id": request.gateway_txn_id}
+            if request.gateway_txn_id
+            else {"out_trade_no": str(request.payment_id)}
+        )
         status, answer = await self._call("POST", "/v3/refund/domestic/refunds", {
-            "out_trade_no": str(request.payment_id),
+            **of,
             "out_refund_no": request.key,
             "amount": {"refund": request.amount, "total": request.payment_amount,
                        "currency": request.currency},

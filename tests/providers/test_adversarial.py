@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 from shopkeep.http.metrics import active_queries
 from shopkeep.payments.fakes.common import Unpayable
 from shopkeep.payments.fakes.stripe import FakeStripe
+from shopkeep.payments.fakes.wechatpay import FakeWeChatPay
 from shopkeep.payments.provider import GatewayRefused, PaymentRef
 from shopkeep.proof.provider_world import PROVIDERS, ProviderWorld, provider_world
 from shopkeep.runtime import VirtualClock
@@ -235,6 +236,8 @@ async def test_a_second_success_for_a_paid_order_is_refunded(world: ProviderWorl
     if isinstance(world.fake, FakeStripe):  # a second intent of the payment, collected too:
         paid = world.fake.intent_of(payment["id"])  # the refund goes through it
         world.fake.intents["pi_OTHER"] = {**paid, "id": "pi_OTHER"}
+    if isinstance(world.fake, FakeWeChatPay):  # a second transaction of it, collected too
+        world.fake.other_transactions["4200OTHER"] = str(payment["id"])
     first, headers = world.notification(payment)
     second, more = world.notification(payment, **OTHER_TRANSACTION[world.name])
     for body, sent in ((first, headers), (second, more)):
@@ -244,6 +247,9 @@ async def test_a_second_success_for_a_paid_order_is_refunded(world: ProviderWorl
     assert (await world.order(order["id"]))["status"] == "paid"
     [refund] = await world.refunds(order["id"])
     assert (refund["kind"], refund["status"]) == ("duplicate_payment", "refunded")
+    if isinstance(world.fake, FakeWeChatPay):  # the second transaction's money, not the first
+        [made] = world.refunds_under(refund["id"])
+        assert made.payment == "4200OTHER"
     await world.audit_ok()
 
 

@@ -58,6 +58,9 @@ class FakeWeChatPay(FakeServer):
         self._platform_key = platform_key
         self._apiv3_key = apiv3_key
         self.orders: dict[str, Order] = {}
+        self.other_transactions: dict[str, str] = {}
+        """A second transaction of an order, collected too, by its id: the order's
+        ``out_trade_no`` (WeChat Pay should never make one; a test may say it did)."""
         self.refund_answers: dict[str, dict[str, Any]] = {}
         routes = self.app.router
         routes.add_post("/v3/pay/transactions/native", self._native)
@@ -196,16 +199,29 @@ class FakeWeChatPay(FakeServer):
             return gated
         if key in self.refund_answers:
             return self._answer(200, self.refund_answers[key])
-        order = self.orders.get(str(asked.get("out_trade_no")))
+        # by transaction_id or out_trade_no, as WeChat Pay takes either; a second
+        # transaction's refunds are counted against it, not the order's own
+        txn = asked.get("transaction_id")
+        if txn is None:
+            order = self.orders.get(str(asked.get("out_trade_no")))
+            paid = None if order is None else order.transaction_id
+        else:
+            paid = str(txn)
+            order = self.orders.get(self.other_transactions.get(paid, "")) or next(
+                (o for o in self.orders.values() if o.transaction_id == paid), None
+            )
         if order is None or order.trade_state not in ("SUCCESS", "REFUND"):
             return self._answer(404, {"code": "RESOURCE_NOT_EXISTS", "message": "no such order"})
+        own = paid not in self.other_transactions
+        account = order.out_trade_no if own else str(paid)
         amount = int(asked["amount"]["refund"])
-        if amount > order.amount - self.refunded(order.out_trade_no):
+        if amount > order.amount - self.refunded(account):
             return self._answer(403, {"code": "NOT_ENOUGH", "message": "refund exceeds"})
-        refund = self.record_refund(key, order.out_trade_no, amount, "5030")
-        order.trade_state = "REFUND"
+        refund = self.record_refund(key, account, amount, "5030")
+        if own:
+            order.trade_state = "REFUND"
         answer = {"refund_id": refund.provider_id, "out_refund_no": key,
-                  "transaction_id": order.transaction_id, "out_trade_no": order.out_trade_no,
+                  "transaction_id": paid, "out_trade_no": order.out_trade_no,
                   "status": "SUCCESS", "amount": {"refund": amount, "total": order.amount,
                                                   "currency": order.currency}}
         self.refund_answers[key] = answer
