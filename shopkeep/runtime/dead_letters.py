@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from shopkeep.runtime.actor import SEND_SQL
-from shopkeep.runtime.cell import Cell, answer_parked
+from shopkeep.runtime.cell import answer_parked
 from shopkeep.runtime.envelope import Address, Envelope
 from shopkeep.runtime.errors import MessageFailed, ShuttingDown
 from shopkeep.runtime.outbox import CONSUME_SQL
@@ -61,7 +61,7 @@ class DeadLetter(msgspec.Struct, frozen=True, gc=False):
 
 
 def park(
-    system: ActorSystem, cell: Cell, envelope: Envelope, exc: Exception, attempts: int
+    system: ActorSystem, address: Address, envelope: Envelope, exc: BaseException, attempts: int
 ) -> None:
     """Record the message as a dead letter and answer it with the error.
 
@@ -70,7 +70,6 @@ def park(
     UTF-8) and an error's text may hold what SQLite cannot bind, so each column is made in a
     way that cannot raise (:func:`_text`), and a payload that does not encode is left NULL.
     """
-    address = cell.address
     try:
         payload: bytes | None = _encode(envelope.message)
     except Exception:  # whatever the message's fields raise: the repr below stands for it

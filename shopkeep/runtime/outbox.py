@@ -5,9 +5,11 @@ exists if and only if the sender's state change does. After that unit commits, t
 delivers it; the receiver's unit of work deletes the row (``CONSUME_SQL``), so applying the
 message and recording that it was applied are one transaction. A delivery that fails (the actor
 stopped, its commit failed, the system was full) is retried with back-off until it succeeds or
-the receiver parks it as a dead letter. After a crash, the rows still in the table are exactly
-the messages not yet applied, and they are delivered again at start; after a unit whose outcome
-is unknown (it failed, but may have committed), the table is scanned again at once.
+the receiver parks it as a dead letter; one whose receiver's commit SQLite keeps refusing for
+what it writes (:data:`DATA_FAULTS`) is parked after ``outbox_fault_attempts`` tries. After
+a crash, the rows still in the table are exactly the messages not yet applied, and they are
+delivered again at start; after a unit whose outcome is unknown (it failed, but may have
+committed), the table is scanned again at once.
 
 Memory is bounded: at most ``outbox_max_in_flight`` deliveries at once and
 ``outbox_max_backlog`` waiting in memory; beyond that, messages wait in the table only and are
@@ -28,6 +30,7 @@ from shopkeep.runtime.backoff import doubling_delay
 from shopkeep.runtime.clock import Cancellable
 from shopkeep.runtime.envelope import Address, Envelope
 from shopkeep.runtime.errors import MessageFailed
+from shopkeep.store.errors import CommitFailed
 
 if TYPE_CHECKING:
     from shopkeep.runtime.system import ActorSystem
@@ -36,6 +39,17 @@ log = structlog.get_logger("shopkeep.runtime.outbox")
 
 CONSUME_SQL = "DELETE FROM outbox WHERE id = ?"
 PAGE_SQL = "SELECT id, kind, actor_id, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?"
+DATA_FAULTS = (
+    sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
+    OverflowError,
+)
+"""What a commit raises for what its unit writes, not for the disk (a constraint, a value
+SQLite cannot bind, an int past 64 bits): the same unit fails the same way every time."""
+
+
+def is_data_fault(error: BaseException) -> bool:
+    """Whether a delivery failed because its receiver's commit refused what it writes."""
+    return isinstance(error, CommitFailed) and isinstance(error.cause, DATA_FAULTS)
 
 
 class OutboxDispatcher:
@@ -147,6 +161,9 @@ class OutboxDispatcher:
         config = self._system.config
         attempt = self._attempts.get(message_id, 0) + 1
         self._attempts[message_id] = attempt
+        if attempt >= config.outbox_fault_attempts and is_data_fault(error):
+            self._park(message_id, to, message, error, attempt)
+            return
         delay = doubling_delay(attempt, config.outbox_retry_s, config.outbox_retry_max_s)
         self.redeliveries += 1
         log.info(
@@ -165,6 +182,22 @@ class OutboxDispatcher:
                 self._pump()
 
         self._retries[message_id] = self._system.clock.call_later(delay, again)
+
+    def _park(
+        self, message_id: int, to: Address, message: Any, error: BaseException, attempts: int
+    ) -> None:
+        """Park a message its receiver's commit keeps refusing (a dead letter, for a person;
+        its row consumed with it); if the parking does not commit, it is tried again."""
+        system = self._system
+        assert system._loop is not None
+        log.warning(
+            "outbox_parked", message_id=message_id, to=f"{to.kind}:{to.id}", attempts=attempts,
+            error=f"{type(error).__name__}: {error}",
+        )  # fmt: skip
+        reply: asyncio.Future[Any] = system._loop.create_future()
+        self._delivering += 1
+        reply.add_done_callback(lambda f: self._done(message_id, to, message, f))
+        system.park_message(to, Envelope(message, reply, outbox_id=message_id), error, attempts)
 
     async def _scan(self) -> None:
         """Read messages that are only in the table (after a restart or a spill)."""

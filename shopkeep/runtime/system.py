@@ -387,7 +387,7 @@ class ActorSystem:
                         await self.clock.sleep(policy.backoff(attempt))
                         attempt += 1
                         continue
-                park(self, cell, envelope, exc, attempt)
+                park(self, cell.address, envelope, exc, attempt)
                 if directive in (Directive.STOP, Directive.ESCALATE):
                     self._stop_cell(cell, f"{directive.value} after {type(exc).__name__}")
                     if directive is Directive.ESCALATE and self.on_escalate is not None:
@@ -516,6 +516,13 @@ class ActorSystem:
             if envelope.reply is None:
                 self.stats.dropped += 1
             envelope.fail(ActorStopped(f"{address.kind}:{address.id} stopped: {reason}"))
+
+    def park_message(
+        self, address: Address, envelope: Envelope, exc: BaseException, attempts: int
+    ) -> None:
+        """Record ``envelope``'s message to ``address`` as a dead letter, answering it with
+        ``exc`` once recorded (:func:`~shopkeep.runtime.dead_letters.park`)."""
+        park(self, address, envelope, exc, attempts)
 
     async def quiet(self) -> None:
         """Wait until nothing more will happen without the clock moving: no message queued or

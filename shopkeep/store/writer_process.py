@@ -126,9 +126,13 @@ def commit_statements(conn: sqlite3.Connection, statements: list[tuple[str, Any,
         return type(exc).__name__, str(exc)
 
 
-def error_of(outcome: tuple[str, str]) -> sqlite3.Error:
-    """The child's error as an exception of the same sqlite3 class (sqlite3.Error otherwise)."""
+def error_of(outcome: tuple[str, str]) -> Exception:
+    """The child's error as an exception of the same sqlite3 class, or an OverflowError (a
+    value SQLite cannot bind: the data's fault, as it would be in this process); sqlite3.Error
+    otherwise."""
     name, message = outcome
+    if name == "OverflowError":
+        return OverflowError(message)
     kind = getattr(sqlite3, name, None)
     if isinstance(kind, type) and issubclass(kind, sqlite3.Error):
         return kind(message)

@@ -79,6 +79,30 @@ async def test_a_poison_durable_message_is_parked_and_not_delivered_again(
     assert [m for a, m in Probe.journal if a == 3] == [Boom()] * 3
 
 
+async def test_a_message_whose_commit_sqlite_keeps_refusing_is_parked_after_its_tries(
+    open_probe_runtime: OpenRuntime, clock: VirtualClock
+) -> None:
+    # its commit failed the same way at every try (an int past 64 bits cannot be bound), and
+    # it was delivered again for ever, the audit counting it in flight, no person told
+    config = RuntimeConfig(outbox_retry_s=1, outbox_retry_max_s=1, outbox_fault_attempts=3)
+    runtime = await open_probe_runtime(config, inline=True)
+    await runtime.system.ask(probe(1), Send(2, 2**63))
+
+    for _ in range(6):
+        await clock.advance(1)
+        await runtime.system.quiet()
+
+    assert await outbox_rows(runtime) == 0
+    row = await runtime.store.reader.fetchone(
+        "SELECT actor_id, message, error, attempts FROM dead_letters"
+    )
+    assert row is not None
+    assert (row[0], row[1], row[3]) == (2, f"Add(n={2**63})", 3)
+    assert row[2].startswith("CommitFailed: ") and "too large" in row[2]
+    assert [m for a, m in Probe.journal if a == 2] == [Add(2**63)] * 3
+    assert await runtime.system.ask(probe(2), Get()) == 0  # its state as the disk has it
+
+
 async def test_a_message_whose_unit_failed_after_committing_is_delivered_without_a_restart(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
