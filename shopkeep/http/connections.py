@@ -14,7 +14,11 @@ default is an hour; ours is 15 s). What it does not, and this module adds:
   for it for ever, and keeps it open past every other bound: a few clients that pipeline
   requests and never read held the cap's every connection;
 - a client's half-close (its FIN, as ``nc`` sends) ends the connection once what it sent is
-  answered: asyncio's default closed it at once, the requests carried out and unanswered;
+  answered: asyncio's default closed it at once, the requests carried out and unanswered; in
+  the middle of a body it ends it at once (the body can never arrive whole), where aiohttp
+  waited for the rest until the read deadline;
+- a connection answered before its body arrived (a 413) reads and drops the rest for
+  :data:`LINGER_S`, not aiohttp's 10 s, then closes;
 - a cap: a connection accepted while ``max_connections`` are open is closed at once, without a
   word (it was not read, so there is no request to answer); those open are served as before;
 - a request aiohttp's parser refuses (a control character in a header, a line past its limit)
@@ -63,6 +67,13 @@ READ_DEADLINE_STATUS: Final = 408
 """What the access line of a request cut by the read deadline says (as nginx's log does)."""
 STOPPED_STATUS: Final = 503
 """What the access line of a request whose body was still coming when the stop began says."""
+CLIENT_LEFT_STATUS: Final = 400
+"""What the access line of a request whose client half-closed in the middle of its body says:
+the body can never arrive whole."""
+LINGER_S: Final = 1.0
+"""How long a connection answered before its body arrived (a 413, a 401) reads and drops the
+rest before it closes, so that the client, still sending, reads the answer rather than a
+reset. aiohttp's default, 10 s, held the connection for the read bound and counted it late."""
 
 
 class BoundedServer(web.Server):
@@ -91,6 +102,7 @@ class BoundedServer(web.Server):
             self,
             loop=self._handler_loop,
             keepalive_timeout=self.limits.keepalive_s,
+            lingering_time=LINGER_S,
             **self._handler_kwargs,
         )
 
@@ -183,6 +195,10 @@ class BoundedRequestHandler(web.RequestHandler):
         """The client half-closed (it sent all it will, as ``nc`` does): what it sent is
         answered, then the connection closes. asyncio's default closed it at once: the
         requests were carried out and their answers lost."""
+        if self.body_coming:
+            # in the middle of a body, which can never arrive whole now: the client left
+            self.cut(CLIENT_LEFT_STATUS)
+            return False
         waiter = self._waiter
         if self._request_count == 0 or (waiter is not None and not waiter.done()):
             return False  # nothing asked, or all answered (waiting for more): close now

@@ -244,6 +244,15 @@ def too_large(max_body_bytes: int) -> web.Response:
     return problem("payload_too_large", f"a body has at most {max_body_bytes} bytes")
 
 
+def _lost_with_its_connection(error: Exception) -> bool:
+    """Whether reading the request failed because its connection is gone: aiohttp raises
+    ConnectionResetError to a read under way, and RuntimeError("Connection closed.") to one
+    begun after the close (a body whose client half-closed before its handler read it)."""
+    return isinstance(error, ConnectionResetError) or (
+        type(error) is RuntimeError and str(error) == "Connection closed."
+    )
+
+
 def answer_error(request: web.Request, error: Exception) -> web.Response:
     """The answer to an error a handler raised: problem+json for every expected one, a bare
     500 for a bug, whose traceback goes to the log only; nothing for a request whose
@@ -251,7 +260,7 @@ def answer_error(request: web.Request, error: Exception) -> web.Response:
     its access line and metrics say why (408, 503), not the 400 of a body that could not be
     read, which no client received."""
     cut = getattr(request.protocol, "cut_status", None)
-    if isinstance(error, ConnectionResetError) and cut is not None:
+    if cut is not None and _lost_with_its_connection(error):
         return web.Response(status=cut)
     answer = problem_for(error)
     if answer is not None:

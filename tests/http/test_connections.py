@@ -261,6 +261,45 @@ async def test_a_client_that_half_closes_after_its_request_gets_the_answer(
         writer.close()
 
 
+async def test_a_client_that_half_closes_in_the_middle_of_its_body_is_let_go_at_once(
+    serve: Serve,
+) -> None:
+    # the connection was kept for the read bound, then logged 408 and counted a read timeout,
+    # as a slow client's would be
+    async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=LONG_S)) as server:
+        reader, writer = await connect(server)
+        whole = request_bytes("POST", "/v1/payments/callback", {}, b"{" + b" " * 99)
+        with structlog.testing.capture_logs() as logs:
+            writer.write(whole[:-50])
+            writer.write_eof()
+
+            assert await seconds_until_closed(reader, WAIT_S) is not None
+            assert await healthy(await connect(server))
+        assert counts(server).read_timeouts == 0
+        cut = [line for line in logs if line.get("route") == "/v1/payments/callback"]
+        assert [line["status"] for line in cut] == [400]
+
+
+async def test_a_connection_answered_before_its_body_came_closes_without_its_read_bound(
+    serve: Serve,
+) -> None:
+    # a 413 said "Connection: close", and the connection stayed open, lingering for the
+    # body for aiohttp's 10 s, then counted late
+    async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=LONG_S)) as server:
+        reader, writer = await connect(server)
+        writer.write(
+            b"POST /v1/goods HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nContent-Length: 40000000\r\n\r\n"
+        )
+
+        answer = await asyncio.wait_for(read_answer(reader), WAIT_S)
+
+        assert answer.status == 413
+        assert await seconds_until_closed(reader, WAIT_S) is not None  # not after LONG_S
+        assert counts(server).read_timeouts == 0
+        writer.close()
+
+
 def test_the_open_files_limit_is_raised_to_fit_the_connections_or_said_short() -> None:
     # under `ulimit -n 1024` a cap of 1,024 never held: the system refused connections first,
     # with no log and no metric
