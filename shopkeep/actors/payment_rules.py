@@ -79,6 +79,14 @@ def start_payment(
     state, effects, the payment and whether it is new."""
     if state.status != AWAITING_PAYMENT:
         return invalid_state(state, "start a payment")
+    if state.expires_at is not None and now >= state.expires_at:
+        # its deadline passed and its cancel is on the way (after a restart, deadlines long
+        # due are let out at a bounded rate): a payment started or handed out now would be
+        # collected after the deadline, of an order about to be canceled
+        return Refusal(
+            INVALID_STATE, f"order {state.id}'s payment deadline has passed: it cannot be paid",
+            state.id,
+        )
     for payment in state.payments:
         if payment.status == CREATED and payment.gateway == gateway:
             return state, [], payment, False

@@ -93,6 +93,19 @@ def test_after_a_failed_payment_a_new_one_is_started() -> None:
     assert isinstance(started, tuple) and started[2].id == 51 and started[3]
 
 
+def test_no_payment_starts_once_the_deadline_has_passed_though_its_cancel_has_not_come() -> None:
+    # after a restart the deadlines long due come at a bounded rate: an order past its own was
+    # handed a payment, and paid seconds after its deadline
+    state = with_payment(awaiting())
+    assert state.expires_at is not None
+
+    for started in (start_payment(state, 51, state.expires_at),
+                    start_payment(state, 51, state.expires_at + 6)):  # fmt: skip
+        assert isinstance(started, Refusal) and started.code == "invalid_state"
+        assert "payment deadline has passed" in started.detail
+    assert isinstance(start_payment(state, 51, state.expires_at - 0.001), tuple)
+
+
 def test_only_an_order_awaiting_payment_can_start_one() -> None:
     state = replace(awaiting(), status=PAID)
     refusal = start_payment(state, 50, NOW)
