@@ -282,13 +282,17 @@ class StripeProvider:
             intent_id = str(found.id)
         async with _calling(f"cancel the PaymentIntent of payment {payment.payment_id}"):
             try:
-                await self._client.v1.payment_intents.cancel_async(
+                canceled = await self._client.v1.payment_intents.cancel_async(
                     intent_id, {"cancellation_reason": "abandoned"}
                 )
             except stripe.InvalidRequestError as exc:
                 if exc.code != "payment_intent_unexpected_state":
                     raise
                 return None
+        if getattr(canceled, "status", None) != "canceled":
+            # a 200 that does not say it is canceled (``{}``) is no answer: the intent may
+            # still be paid, so it is asked about again, not taken for closed
+            raise GatewayError(f"stripe: cancel {intent_id}: answered no canceled intent")
         return PaymentClosed("canceled")
 
     # -- webhooks -------------------------------------------------------------------------------
@@ -404,10 +408,15 @@ def _refund_state(refund: Any) -> RefundTaken:
         return RefundProcessing()
     if status == "canceled":  # no money moved: send it again
         return RefundClosed(status)
-    # failed: the card is gone, for the merchant to settle; its failure_reason (absent from
-    # the object, not null, until then) says why
-    reason = getattr(refund, "failure_reason", None)
-    return RefundFailed(f"{status}: {reason}" if reason else str(status))
+    if status == "failed":
+        # the card is gone, for the merchant to settle; its failure_reason (absent from the
+        # object, not null, until then) says why
+        reason = getattr(refund, "failure_reason", None)
+        return RefundFailed(f"{status}: {reason}" if reason else status)
+    # no status Stripe documents (null, a new one): no answer, asked again. A failure would
+    # invite the staff to pay it back by hand while Stripe may still pay it out, twice then
+    raise GatewayError(f"stripe: refund {getattr(refund, 'id', '?')}: no known status "
+                       f"({str(status)[:40]})")
 
 
 def signed_time(signature: str | None) -> int:

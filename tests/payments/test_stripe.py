@@ -254,6 +254,37 @@ async def test_a_refund_that_failed_at_stripe_says_its_failure_reason(world: Wor
     )
 
 
+@pytest.mark.parametrize("status", [None, "a_status_stripe_adds_later"])
+async def test_a_refund_of_no_known_status_is_no_answer_not_a_failure(
+    world: World, status: str | None
+) -> None:
+    # taken for failed: the staff were invited to pay it back by hand while Stripe paid it
+    intent = await world.start()
+    await world.fake.pay(intent, notify=False)
+    refund = refund_of(intent)
+    assert await world.provider.refund(refund) == RefundDone()
+    made = world.fake.refunds[refund.key]
+    world.fake.stripe_refunds[made.provider_id]["status"] = status
+
+    with pytest.raises(GatewayError) as unanswered:
+        await world.provider.query_refund(refund)
+
+    assert not isinstance(unanswered.value, GatewayRefused)
+
+
+async def test_a_cancel_answered_without_a_canceled_intent_is_no_answer(world: World) -> None:
+    # "{}" was taken for closed: the order timed out, the intent stayed payable, and a
+    # payment made then, its webhook lost, was never found
+    intent = await world.start()
+    ref = PaymentRef(payment_id=7, order_id=70, amount=1999, currency="USD", provider_ref=intent)
+
+    world.fake.answer_next_cancel({})
+
+    with pytest.raises(GatewayError):
+        await world.provider.close_payment(ref)
+    assert world.fake.intents[intent]["status"] != "canceled"
+
+
 async def test_a_refund_the_provider_fails_or_never_answers_is_an_error_to_retry(
     world: World,
 ) -> None:

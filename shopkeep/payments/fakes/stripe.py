@@ -53,6 +53,7 @@ class FakeStripe(FakeServer):
         self._replays: dict[str, tuple[str, dict[str, Any], int, dict[str, Any]]] = {}
         self._failing_intents = (0, False)
         self._odd_intent: dict[str, Any] | None = None
+        self._odd_cancel: dict[str, Any] | None = None
         routes = self.app.router
         routes.add_post("/v1/payment_intents", self._create_intent)
         routes.add_get("/v1/payment_intents/search", self._search_intents)
@@ -153,6 +154,11 @@ class FakeStripe(FakeServer):
         ``client_secret``, say), creating nothing."""
         self._odd_intent = body
 
+    def answer_next_cancel(self, body: dict[str, Any]) -> None:
+        """The next cancel of a PaymentIntent answers 200 with ``body`` as it is (``{}``, say),
+        canceling nothing."""
+        self._odd_cancel = body
+
     async def _create_intent(self, request: web.Request) -> web.Response:
         params = await self._params(request)
         if isinstance(params, web.Response):
@@ -209,6 +215,9 @@ class FakeStripe(FakeServer):
         if isinstance(asked, web.Response):
             return asked
         params, intent = asked
+        odd, self._odd_cancel = self._odd_cancel, None
+        if odd is not None:
+            return web.json_response(odd)
         if intent["status"] not in _CANCELABLE:
             return _error(400, "invalid_request_error", "You cannot cancel this PaymentIntent "
                           f"because it has a status of {intent['status']}.",
