@@ -54,5 +54,5 @@ def order_kinds(
     counted = {**bound, "stats": OrderStats() if stats is None else stats}
     order: type[Actor] = type("OrderActor", (OrderActor,), counted)
     refunder: type[Actor] = type("RefunderActor", (RefunderActor,), dict(bound))
-    query: type[Actor] = type("PaymentQueryActor", (PaymentQueryActor,), dict(bound))
+    query: type[Actor] = type("PaymentQueryActor", (PaymentQueryActor,), counted)
     return [order, WarehouseActor, refunder, query]

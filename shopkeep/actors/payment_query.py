@@ -42,6 +42,7 @@ import structlog
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import DeadlineReached, PaymentCallback
+from shopkeep.actors.order_stats import OrderStats
 from shopkeep.actors.refund import retry_delay
 from shopkeep.payments.provider import (
     PaymentClosed,
@@ -85,6 +86,8 @@ class PaymentQueryActor(Actor):
     config: ClassVar[ShopConfig] = ShopConfig()
     provider: ClassVar[PaymentProvider]
     outcomes: ClassVar[Counter[str]] = Counter()
+    stats: ClassVar[OrderStats] = OrderStats()
+    """The orders' counts: a paid answer refused is counted with the callbacks refused."""
 
     async def receive(self, ctx: Context, message: Any) -> Any:
         """Ask, and tell the order the answer (see the module's docstring)."""
@@ -152,6 +155,7 @@ class PaymentQueryActor(Actor):
         again would hear the same, so the deadline's own query lets the order time out now,
         its history saying why, as a paid answer of another amount does."""
         self.outcomes["payment:paid"] += 1  # what it learned; refusing it is the shop's part
+        self.stats.callbacks_rejected[state.reason] += 1  # as its notification would be
         log.warning("callback_refused", reason=state.reason, provider=self.provider.name,
                     via="query", order_id=str(message.order_id),
                     payment_id=str(message.payment_id), detail=state.detail)

@@ -245,9 +245,11 @@ class AlipayProvider:
                 # signed by Alipay, so no outage to ask about again (it answers the same):
                 # refused as the notification saying it is
                 return PaymentPaidRefused(WRONG_AMOUNT, f"total_amount: {exc}")
+            txn_id = section.get("trade_no")
+            if not txn_id:  # signed, so no outage: refused as its notification would be
+                return PaymentPaidRefused(MALFORMED, "trade_no: missing from a paid trade")
             return PaymentPaid(
-                amount=amount, currency=currency_named(section),
-                gateway_txn_id=str(section["trade_no"]),
+                amount=amount, currency=currency_named(section), gateway_txn_id=str(txn_id),
             )
         if status == "TRADE_CLOSED":
             return PaymentClosed("TRADE_CLOSED")

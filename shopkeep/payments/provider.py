@@ -289,10 +289,10 @@ class PaymentOpen(msgspec.Struct, frozen=True):
 
 class PaymentPaidRefused(msgspec.Struct, frozen=True):
     """The provider says it collected the payment, in an answer the shop refuses as it
-    refuses the notification saying the same (``reason``, one of :data:`AUTHENTIC_REFUSALS`:
-    ``wrong_amount`` for Alipay's ``total_amount`` ``123.450``, no amount of yuan). Nothing is
-    applied, and asking again would hear the same: the order times out as if answered unpaid,
-    its history saying why (``detail``)."""
+    refuses the notification saying the same (``reason``: ``wrong_amount`` for Alipay's
+    ``total_amount`` ``123.450``, no amount of yuan; ``malformed`` for a paid trade without its
+    ``trade_no``). Nothing is applied, and asking again would hear the same: the order times
+    out as if answered unpaid, its history saying why (``detail``)."""
 
     reason: str
     detail: str

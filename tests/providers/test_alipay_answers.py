@@ -156,8 +156,39 @@ async def test_a_deadline_query_answering_no_amount_of_yuan_times_the_order_out_
         await alipay.shop.runtime.system.quiet()
     assert asked == [str(payment["id"])]
     assert alipay.shop.active_queries["payment:error"] == 0
+    assert alipay.shop.order_stats.callbacks_rejected["wrong_amount"] == 1  # as in /metrics
     assert await alipay.refunds(order["id"]) == []
     await alipay.audit_ok()
+
+
+async def test_a_deadline_query_answering_paid_without_its_trade_no_is_refused_once_asked(
+    alipay: ProviderWorld, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a KeyError, taken for no answer: "the provider did not answer", asked again for ever
+    _, order, payment = await alipay.payment_started()
+    await alipay.pay(payment, notify=False)
+    fake = fake_of(alipay)
+    answered, asked = fake._query, []
+
+    def no_trade_no(params: Mapping[str, str], biz: Mapping[str, Any]) -> dict[str, Any]:
+        asked.append(biz["out_trade_no"])
+        return {k: v for k, v in answered(params, biz).items() if k != "trade_no"}
+
+    monkeypatch.setattr(fake, "_query", no_trade_no)
+
+    await clock.advance(alipay.shop.config.order_timeout_s)
+    await alipay.shop.runtime.system.quiet()
+    for _ in range(3):
+        await clock.advance(alipay.shop.config.refund_retry_max_s)
+        await alipay.shop.runtime.system.quiet()
+
+    status, history = await alipay.call("GET", f"/v1/orders/{order['id']}/history", alipay.admin)
+    assert status == 200
+    [said] = [e["remark"] for e in history["items"] if e["operation"] == "payment_queried"]
+    refused = "succeeded, refused: trade_no: missing from a paid trade"
+    assert said == f"payment {payment['id']}: {refused}"
+    assert asked == [str(payment["id"])]
+    assert (await alipay.order(order["id"]))["cancel_reason"] == "timeout"
 
 
 def ignored_in_the_metrics(world: ProviderWorld) -> float:
