@@ -17,6 +17,8 @@ is kept by the actor that does the work (``actors/key_store.py``). Here:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from shopkeep.actors.key_rules import ADMIN, decode_answer, request_hash
@@ -84,6 +86,9 @@ class InFlight:
         return len(self._locks)
 
 
+_RELEASING: set[asyncio.Task[None]] = set()
+"""Keys held past their request (:meth:`Held.keep_until`), until it settles."""
+
 _Entry = tuple[asyncio.Lock, list[int]]
 """A key's lock, and how many requests hold or wait for it."""
 
@@ -95,11 +100,12 @@ class Held:
     a generator-based context manager costs about 2 us more a request (measured under uvloop).
     """
 
-    __slots__ = ("_entry", "_locks", "_scope")
+    __slots__ = ("_entry", "_kept", "_locks", "_scope")
 
     def __init__(self, locks: dict[tuple[int, str], _Entry], scope: tuple[int, str]) -> None:
         self._locks = locks
         self._scope = scope
+        self._kept = False
 
     async def __aenter__(self) -> None:
         entry = self._locks.get(self._scope)
@@ -114,6 +120,26 @@ class Held:
             raise
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if not self._kept:
+            self._release()
+
+    def keep_until(self, settled: Awaitable[None]) -> None:
+        """Hold the key past the block, until ``settled`` is done: a request whose caller
+        stopped waiting goes on in the shop, and a retry under its key must wait for it (and
+        then replay it), not run beside it (its unit would meet the first's key row)."""
+        self._kept = True
+        task = asyncio.ensure_future(self._release_after(settled))
+        _RELEASING.add(task)  # a task nothing refers to may be collected before it ends
+        task.add_done_callback(_RELEASING.discard)
+
+    async def _release_after(self, settled: Awaitable[None]) -> None:
+        try:
+            with contextlib.suppress(Exception):  # failed or refused: settled all the same
+                await settled
+        finally:
+            self._release()
+
+    def _release(self) -> None:
         self._entry[0].release()
         self._leave()
 
@@ -157,8 +183,13 @@ class Once:
             message = AsUser(user_id, message)
         if key is None:
             return answer(await self.system.ask(address, message), kind)
-        async with self.in_flight.hold(principal, key.value):
-            reply = await self.system.ask(address, message)
+        held = self.in_flight.hold(principal, key.value)
+        async with held:
+            try:
+                reply = await self.system.ask(address, message)
+            except asyncio.CancelledError:  # it goes on in the actor: see Held.keep_until
+                held.keep_until(self.system.settled(address))
+                raise
         if isinstance(reply, Replayed):
             key.replayed = True
             return answer(decode_answer(reply.answer, kind), kind, replayed=True)

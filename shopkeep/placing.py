@@ -24,6 +24,7 @@ invite a second order. HTTP answers it 202, as it answers ``?wait=false``.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Final
 
 import msgspec
@@ -140,10 +141,16 @@ class Placer:
 
     async def place(self, request: PlaceRequest, key: IdempotencyKey | None) -> OrderView:
         """The placed (or, without ``wait``, accepted) order, or ShopError with the refusal."""
+        order_id = self.system.ids.next()
         if key is None:
-            return await self._begin(request, None, "", None)
-        async with self.in_flight.hold(request.user_id, key.value):
-            return await self._begin(request, key, request.identity(), None)
+            return await self._begin(request, None, "", None, order_id)
+        held = self.in_flight.hold(request.user_id, key.value)
+        async with held:
+            try:
+                return await self._begin(request, key, request.identity(), None, order_id)
+            except asyncio.CancelledError:  # it goes on in the shop: see Held.keep_until
+                held.keep_until(self.system.settled(Address("order", order_id)))
+                raise
 
     async def _begin(
         self,
@@ -151,8 +158,8 @@ class Placer:
         key: IdempotencyKey | None,
         identity: str,
         replaces: int | None,
+        order_id: int,
     ) -> OrderView:
-        order_id = self.system.ids.next()
         value = None if key is None else key.value
         begin = BeginOrder(order_id, value, identity, self.config.max_unpaid_orders, replaces)
         reply = await self._ask(order_id, request.message(begin), request)
@@ -184,7 +191,7 @@ class Placer:
             # did nothing binds nothing either.
             reply = await self._ask(first_id, request.message(None), request)
             if may_rebind and isinstance(reply, Refusal) and reply.code in UNDONE_FAILURES:
-                return await self._begin(request, key, identity, first_id)
+                return await self._begin(request, key, identity, first_id, self.system.ids.next())
             if first is None:
                 first = reply
         key.replayed = True
