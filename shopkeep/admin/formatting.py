@@ -53,11 +53,25 @@ def figure(value: float) -> str:
     return f"{value:.3g}"
 
 
+DIRECTION_CONTROLS: Final = dict.fromkeys(
+    (*range(0x202A, 0x202F), *range(0x2066, 0x206A)), "\ufffd"
+)
+"""Unicode's explicit direction controls (embeddings, overrides, isolates and their pops), each
+shown as U+FFFD: inside a name they could close the isolate around it (a U+2069 of its own)
+and turn the page's words after it around."""
+
+
+def without_direction(text: str) -> str:
+    """``text`` with its explicit direction controls shown as U+FFFD (a name in a ``<bdi>``)."""
+    return text.translate(DIRECTION_CONTROLS)
+
+
 def isolated(text: str) -> str:
-    """``text`` between Unicode's first-strong isolate and its pop (U+2068, U+2069): a name
-    holding a right-to-left override cannot turn the page's own words after it, in a title,
-    where no element (``<bdi>``, as headings use) can isolate it."""
-    return f"\u2068{text}\u2069"
+    """``text`` between Unicode's first-strong isolate and its pop (U+2068, U+2069), its own
+    direction controls inert (:func:`without_direction`): a name holding a right-to-left
+    override cannot turn the page's own words after it, in a title or a notice, where no
+    element (``<bdi>``, as headings use) can isolate it."""
+    return f"\u2068{without_direction(text)}\u2069"
 
 
 FILTERS: Final[dict[str, Callable[..., Any]]] = {
@@ -66,6 +80,7 @@ FILTERS: Final[dict[str, Callable[..., Any]]] = {
     "left": seconds_left,
     "figure": figure,
     "isolated": isolated,
+    "without_direction": without_direction,
 }
 """The filters the templates use: ``{{ order.pay_amount | money }}`` (the console sets
 ``money`` to the shop's currency: :func:`filters_for`)."""

@@ -100,7 +100,23 @@ async def test_a_name_that_turns_text_around_is_isolated_in_a_forms_notice(
 
     page = await notice_after(browser, path, path, restock="1")
 
-    assert "\u2068rtl \u202eunclosed\u2069: price 1.00, 4 in stock." in page
+    assert "\u2068rtl \ufffdunclosed\u2069: price 1.00, 4 in stock." in page
+
+
+async def test_a_name_closing_its_own_isolate_turns_no_words_around(browser: Browser) -> None:
+    # a U+2069 of the name's own closed the isolate around it, and the override after it
+    # turned the page's words, and the user's id, around
+    made = await browser.shop.create_user("\u2069\u202emallory")
+    tea = await browser.shop.create_goods("\u2069\u202eevil", price=100, stock=3)
+    await browser.sign_in()
+
+    _, user_page = await browser.page(f"/admin/users/{made.user.id}")
+    path = f"/admin/goods/{tea.id}"
+    notice = await notice_after(browser, path, path, restock="1")
+
+    assert f"<bdi>\ufffd\ufffdmallory</bdi> <small>user {made.user.id}" in user_page
+    assert "<title>\u2068\ufffd\ufffdmallory\u2069" in user_page
+    assert "\u2068\ufffd\ufffdevil\u2069: price 1.00, 4 in stock." in notice
 
 
 async def test_the_coupon_form_lists_every_problem_and_issues_nothing(browser: Browser) -> None:
