@@ -139,6 +139,14 @@ def audit_file(path: str) -> AuditReport:
         wal = Path(f"{file}-wal")
         if wal.exists() and wal.stat().st_size > 0:
             raise
+        journal = Path(f"{file}-journal")
+        if journal.exists() and journal.stat().st_size > 0:
+            # a write cut short (a hot journal): read as it is, the file holds its half-done
+            # pages, which only a connection that may write rolls back
+            raise sqlite3.OperationalError(
+                f"a write cut short left {journal.name} beside it, which only opening the file "
+                "for writing rolls back (shopkeep restore --from it, or a server on it)"
+            ) from None
         read = _audit_rows(f"{file.resolve().as_uri()}?immutable=1")
     return judge(*read)
 

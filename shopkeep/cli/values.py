@@ -180,7 +180,7 @@ def base_url(text: str) -> str:
 
 def database_file_problem(path: str) -> str | None:
     """Why there is no database file at ``path`` to read (a folder there, nothing, a name the
-    system cannot look up), or None when there is a file."""
+    system cannot look up, a device, a file of several names), or None when there is one."""
     try:
         os.stat(path)
     except FileNotFoundError:
@@ -189,7 +189,14 @@ def database_file_problem(path: str) -> str | None:
         return getattr(error, "strerror", None) or str(error)
     if os.path.isdir(path):
         return "it is a folder, not a database file"
-    return None if os.path.isfile(path) else "not a regular file"
+    if not os.path.isfile(path):
+        return "not a regular file"
+    links = os.stat(path).st_nlink
+    if links > 1:
+        # read by another name than a server's, SQLite would read it without the server's
+        # -wal, the commits not yet copied into the file missing
+        return f"it has {links} names (hard links), of which a server may use another: remove them"
+    return None
 
 
 def metavar_of(*names: str) -> str:

@@ -102,6 +102,10 @@ class Store:
             raise StoreError(f"cannot open database {path!r}: a shop needs a database file")
         if os.path.isdir(path):
             raise StoreError(f"cannot open database {path}: it is a directory")
+        if os.path.exists(path) and not os.path.isfile(path):
+            # a device or a pipe: SQLite would fail on it only once it made its journal
+            # beside it (in /dev, for /dev/null), and the lock file too
+            raise StoreError(f"cannot open database {path}: not a regular file")
         lock = ProcessLock(path)
         lock.acquire(config.lock_wait_s)
         try:

@@ -44,6 +44,16 @@ class ProcessLock:
         parent and ends on its own once the parent is gone, at most a batch later: a server
         restarted at once after a SIGKILL waits for that instead of refusing.
         """
+        links = _names_of(self._database)
+        if links > 1:
+            # The lock is the name's: through another name (a hard link) a second server
+            # would take a lock of its own, and SQLite a -wal of its own, each answering
+            # writes the other never sees (and the last to close keeping only its own).
+            # Refused before the lock file is made: nothing is left beside it
+            raise StoreError(
+                f"database {self._database} has {links} names (hard links): a shop's file must "
+                "have one, or two servers could each open it by another name; remove the others"
+            )
         try:
             fd = open_private(self.path)
         except OSError as exc:
@@ -65,16 +75,6 @@ class ProcessLock:
                     else f"another shopkeep process (pid {holder})"
                 )
                 raise DatabaseInUse(f"database {self._database} is in use by {by}") from None
-        links = _names_of(self._database)
-        if links > 1:
-            # The lock is the name's: through another name (a hard link) a second server
-            # would take a lock of its own, and SQLite a -wal of its own, each answering
-            # writes the other never sees (and the last to close keeping only its own)
-            os.close(fd)
-            raise StoreError(
-                f"database {self._database} has {links} names (hard links): a shop's file must "
-                "have one, or two servers could each open it by another name; remove the others"
-            )
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd

@@ -417,6 +417,35 @@ def test_a_url_with_a_bad_port_or_no_host_is_a_one_line_usage_error(url: str, sa
     assert says in error and "SHOPKEEP_URL" in error
 
 
+@pytest.mark.parametrize("which", ["a pipe", "a device"])
+def test_a_compare_file_that_is_no_regular_file_is_refused_at_once(
+    tmp_path: Path, which: str
+) -> None:
+    # a pipe held the start for ever, /dev/zero was read until memory ran out
+    path = tmp_path / "pipe.json"
+    if which == "a pipe":
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")
+
+    result = bench("--embedded", "--duration", "1", "--compare", str(path))
+
+    assert result.returncode == 2
+    [error] = result.stderr.splitlines()
+    assert "is not a regular file" in error
+
+
+@pytest.mark.parametrize("token", ["admin-token-0123456789\r", "admin\ntoken-0123456789"])
+def test_an_admin_token_no_header_can_carry_is_a_one_line_usage_error(token: str) -> None:
+    result = bench(
+        "--url", "http://127.0.0.1:9", "--duration", "1", env={"SHOPKEEP_ADMIN_TOKEN": token}
+    )
+
+    assert result.returncode == 2
+    [error] = result.stderr.splitlines()
+    assert "not printable ASCII" in error and "SHOPKEEP_ADMIN_TOKEN" in error
+
+
 def test_a_compare_file_whose_parts_are_not_a_reports_is_refused_before_the_run(
     tmp_path: Path,
 ) -> None:

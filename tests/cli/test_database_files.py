@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -143,3 +145,52 @@ def test_a_backup_cut_short_before_is_a_usage_error_naming_its_partial_copy(
     result = shopkeep("backup", "--db", str(db), "--to", str(tmp_path / "again.db"))
 
     assert_usage_error(result, "again.db.partial exists")
+
+
+HALF_WRITTEN = """
+import os, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA journal_mode = DELETE")
+conn.execute("PRAGMA cache_size = 1")  # pages spill to the file before the commit
+conn.execute("BEGIN")
+conn.execute("UPDATE users SET balance = balance + 100000")
+for n in range(3000):
+    conn.execute("INSERT INTO payment_log (payment_id, order_id, verified, duplicate, action, "
+                 "body, at) VALUES (?, 1, 1, 0, 'applied', ?, 0)", (n, b"x" * 200))
+os._exit(0)  # killed mid-transaction: its journal is left hot
+"""
+
+
+def test_a_file_a_write_was_cut_short_in_is_not_audited_as_it_lies(tmp_path: Path) -> None:
+    # read immutable, its half-written pages were audited: "wallet FAILED", exit 1, of a
+    # database whose committed state holds
+    _, copy = shop_with_a_backup(tmp_path)
+    cut = subprocess.run([sys.executable, "-c", HALF_WRITTEN, str(copy)], check=False)
+    assert cut.returncode == 0 and Path(f"{copy}-journal").stat().st_size > 0
+
+    result = shopkeep("audit", "--db", str(copy))
+
+    assert_usage_error(result, "a write cut short left copy.db-journal")
+
+
+@pytest.mark.parametrize("command", ["audit", "backup"])
+def test_a_database_read_by_a_second_name_is_refused(tmp_path: Path, command: str) -> None:
+    # read by another name than the server's, without the server's -wal: commits missing
+    db, _ = shop_with_a_backup(tmp_path)
+    second = tmp_path / "second.db"
+    os.link(db, second)
+    to = ["--to", str(tmp_path / "copy2.db")] if command == "backup" else []
+    args = ["--db", str(second), *to]
+
+    assert_usage_error(shopkeep(command, *args), "2 names (hard links)")
+    assert not (tmp_path / "copy2.db").exists()
+
+
+def test_a_refused_second_name_leaves_no_lock_file_beside_it(tmp_path: Path) -> None:
+    db, second = tmp_path / "shop.db", tmp_path / "second.db"
+    db.write_bytes(b"")
+    os.link(db, second)
+
+    assert_usage_error(shopkeep("demo", "--db", str(second)), "2 names (hard links)")
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["second.db", "shop.db"]

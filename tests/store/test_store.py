@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import subprocess
 import sys
@@ -117,6 +118,17 @@ async def test_a_second_process_on_the_same_file_refuses_with_one_line(
 async def test_a_directory_is_not_a_database(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="it is a directory"):
         await Store.open(StoreConfig(str(tmp_path)))
+
+
+async def test_a_pipe_is_not_a_database_and_nothing_is_made_beside_it(tmp_path: Path) -> None:
+    # SQLite failed on it ("disk I/O error") once it had made its journal and the lock beside
+    pipe = tmp_path / "pipe.db"
+    os.mkfifo(pipe)
+
+    with pytest.raises(StoreError, match="not a regular file"):
+        await Store.open(StoreConfig(str(pipe)))
+
+    assert sorted(tmp_path.iterdir()) == [pipe]
 
 
 @pytest.mark.parametrize("name", ["", ":memory:", "file:shop.db?mode=memory"])

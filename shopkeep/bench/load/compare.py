@@ -10,12 +10,16 @@ better, higher latency or more errors worse (``worse_when_higher``).
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass
 from typing import Any, Final
 
 OPERATION_FIGURES: Final = ("count", "per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms")
 TOTAL_FIGURES: Final = ("count", "per_s", "errors", "error_rate", *OPERATION_FIGURES[2:])
 BETTER_HIGHER: Final = frozenset({"count", "per_s"})
+MAX_REPORT_BYTES: Final = 256 << 20
+"""The largest file read as a report: a day's run with a window a second is a few MiB."""
 
 
 class BaselineError(ValueError):
@@ -32,6 +36,16 @@ class Baseline:
 
 def read_baseline(path: str) -> Baseline:
     """The bench report at ``path``; :class:`BaselineError` when it is not one."""
+    try:
+        found = os.stat(path)
+    except OSError as error:
+        raise BaselineError(f"cannot read {path}: {error.strerror}") from None
+    # a regular file of a report's size: a pipe would hold the start, a device be read
+    # without end
+    if not stat.S_ISREG(found.st_mode):
+        raise BaselineError(f"{path} is not a regular file")
+    if found.st_size > MAX_REPORT_BYTES:
+        raise BaselineError(f"{path} is larger than a report ({MAX_REPORT_BYTES >> 20} MiB)")
     try:
         with open(path, encoding="utf-8") as file:
             data = json.load(file)

@@ -15,7 +15,11 @@ from shopkeep.actors.config import LEAST_S
 from shopkeep.bench.load.compare import Baseline, BaselineError, read_baseline
 from shopkeep.bench.load.mix import SIGNED, MixError, parse_mix
 from shopkeep.bench.load.thresholds import Threshold, ThresholdError, parse_threshold
-from shopkeep.cli.common import database_path_problem, writable_path_problem
+from shopkeep.cli.common import (
+    check_token_characters,
+    database_path_problem,
+    writable_path_problem,
+)
 from shopkeep.cli.flags import flag, given_as, usage_error
 from shopkeep.cli.values import base_url, duration, fraction, number, refuse, whole
 
@@ -187,6 +191,9 @@ def check_bench_flags(parser: argparse.ArgumentParser, args: argparse.Namespace)
         usage_error(parser, args, "html", f"{args.html} is the --json report's file too")
     if args.url and not args.admin_token:
         parser.error("--url needs --admin-token (or SHOPKEEP_ADMIN_TOKEN)")
+    # a CR or LF (a token file edited on Windows) no request can carry: refused here, not
+    # by aiohttp's header check in a traceback
+    check_token_characters(parser, args, "admin_token", args.admin_token)
     weights = parse_mix(args.mix)
     args.left_out = ()
     if args.url and not args.gateway_secret:
