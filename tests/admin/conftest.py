@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
+from shopkeep.actors.order_messages import OrderView
 from shopkeep.admin import mount
 from shopkeep.admin.app import Console
 from shopkeep.http.app import make_app
@@ -65,6 +66,16 @@ class Browser:
         await self.sign_in()
         path = f"/admin/users/{made.user.id}"
         return made.user.id, path, await self.form_fields(path, f"{path}/{action}")
+
+    async def order_form(self, action: str) -> tuple[OrderView, str, dict[str, str]]:
+        """Ann's unpaid order of one tea, and the console signed in: the order, its page, and
+        the hidden fields of its ``action`` form (``ship``, ``deliver``, ``cancel``)."""
+        made = await self.shop.create_user("ann", balance=0)
+        tea = await self.shop.create_goods("tea", price=500, stock=3)
+        order = await self.shop.place_order(made.user.id, [(tea.id, 1)])
+        await self.sign_in()
+        path = f"/admin/orders/{order.id}"
+        return order, path, await self.form_fields(path, f"{path}/{action}")
 
     async def send(self, action: str, fields: dict[str, str]) -> tuple[int, str]:
         """POST a form to ``action``: the status, and the Location (or the text of a page)."""

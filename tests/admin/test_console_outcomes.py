@@ -55,12 +55,7 @@ async def test_an_order_shipped_from_another_tab_is_said_to_be_shipped_already(
 async def test_a_cancel_sent_after_the_deadline_says_the_order_was_canceled_by_it(
     browser: Browser,
 ) -> None:
-    made = await browser.shop.create_user("ann", balance=0)
-    tea = await browser.shop.create_goods("tea", price=500, stock=3)
-    order = await browser.shop.place_order(made.user.id, [(tea.id, 1)])
-    await browser.sign_in()
-    path = f"/admin/orders/{order.id}"
-    stale = await browser.form_fields(path, f"{path}/cancel")
+    order, path, stale = await browser.order_form("cancel")
     for _ in range(4):  # past the deadline, the session kept alive (30 min idle ends it)
         await browser.clock.advance(browser.shop.config.order_timeout_s / 4 + 1)
         await browser.page("/admin")

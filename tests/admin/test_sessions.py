@@ -199,12 +199,7 @@ async def test_the_same_form_sent_twice_acts_once(browser: Browser) -> None:
 async def test_a_refusal_of_the_shop_is_shown_with_its_code_and_changes_nothing(
     browser: Browser,
 ) -> None:
-    made = await browser.shop.create_user("ann", balance=0)
-    tea = await browser.shop.create_goods("tea", price=500, stock=3)
-    order = await browser.shop.place_order(made.user.id, [(tea.id, 1)])
-    await browser.sign_in()
-    path = f"/admin/orders/{order.id}"
-    fields = await browser.form_fields(path, f"{path}/cancel")
+    order, path, fields = await browser.order_form("cancel")
     # shipping an unpaid order: the page offers no such button, a forged form is refused
     status, location = await browser.send(f"{path}/ship", fields)
     assert (status, location) == (303, path)

@@ -47,11 +47,6 @@ OTHER_TRANSACTION: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock(start=time.time())
-
-
 @pytest.fixture(params=PROVIDERS)
 async def world(
     request: pytest.FixtureRequest, tmp_path: Path, clock: VirtualClock

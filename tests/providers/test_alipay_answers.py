@@ -5,9 +5,7 @@ notification about no payment's result is acknowledged, counted and logged."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -17,22 +15,11 @@ from shopkeep.actors.gateway import GatewayError
 from shopkeep.http.metrics import BusinessCollector
 from shopkeep.payments.alipay import AlipayProvider
 from shopkeep.payments.fakes.alipay import FakeAlipay
-from shopkeep.proof.provider_world import ProviderWorld, provider_world
+from shopkeep.proof.provider_world import ProviderWorld
 from shopkeep.runtime import VirtualClock
 
 NO_AMOUNT_OF_YUAN = ("120.001", "120.000")
 """The order's 120 yuan written with three decimals: no amount of fen, whatever its value."""
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock(start=time.time())
-
-
-@pytest.fixture
-async def alipay(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[ProviderWorld]:
-    async with provider_world("alipay", tmp_path, clock=clock) as made:
-        yield made
 
 
 def fake_of(world: ProviderWorld) -> FakeAlipay:
@@ -121,21 +108,34 @@ async def test_noise_nobody_signed_is_refused_without_a_warning(alipay: Provider
         assert [line for line in logs if line["event"] == "callback_refused"] == []
 
 
-async def test_a_deadline_query_answering_no_amount_of_yuan_times_the_order_out_once_asked(
-    alipay: ProviderWorld, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # it was taken for no answer: the history said "did not answer", and the provider was
-    # asked again for ever, the waits doubling
+async def paid_and_queried_as(
+    alipay: ProviderWorld,
+    monkeypatch: pytest.MonkeyPatch,
+    changed: Callable[[dict[str, Any]], dict[str, Any]],
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """An order paid at Alipay, its notification lost, whose ``alipay.trade.query`` answers
+    ``changed`` of what it would: the order, its payment, and the payments asked about."""
     _, order, payment = await alipay.payment_started()
     await alipay.pay(payment, notify=False)
     fake = fake_of(alipay)
     answered, asked = fake._query, []
 
-    def three_decimals(params: Mapping[str, str], biz: Mapping[str, Any]) -> dict[str, Any]:
+    def query(params: Mapping[str, str], biz: Mapping[str, Any]) -> dict[str, Any]:
         asked.append(biz["out_trade_no"])
-        return answered(params, biz) | {"total_amount": "120.000"}
+        return changed(answered(params, biz))
 
-    monkeypatch.setattr(fake, "_query", three_decimals)
+    monkeypatch.setattr(fake, "_query", query)
+    return order, payment, asked
+
+
+async def test_a_deadline_query_answering_no_amount_of_yuan_times_the_order_out_once_asked(
+    alipay: ProviderWorld, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # it was taken for no answer: the history said "did not answer", and the provider was
+    # asked again for ever, the waits doubling
+    order, payment, asked = await paid_and_queried_as(
+        alipay, monkeypatch, lambda answer: answer | {"total_amount": "120.000"}
+    )
 
     with capture_logs() as logs:
         await clock.advance(alipay.shop.config.order_timeout_s)  # not its grace: answered
@@ -165,16 +165,9 @@ async def test_a_deadline_query_answering_paid_without_its_trade_no_is_refused_o
     alipay: ProviderWorld, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a KeyError, taken for no answer: "the provider did not answer", asked again for ever
-    _, order, payment = await alipay.payment_started()
-    await alipay.pay(payment, notify=False)
-    fake = fake_of(alipay)
-    answered, asked = fake._query, []
-
-    def no_trade_no(params: Mapping[str, str], biz: Mapping[str, Any]) -> dict[str, Any]:
-        asked.append(biz["out_trade_no"])
-        return {k: v for k, v in answered(params, biz).items() if k != "trade_no"}
-
-    monkeypatch.setattr(fake, "_query", no_trade_no)
+    order, payment, asked = await paid_and_queried_as(
+        alipay, monkeypatch, lambda answer: {k: v for k, v in answer.items() if k != "trade_no"}
+    )
 
     await clock.advance(alipay.shop.config.order_timeout_s)
     await alipay.shop.runtime.system.quiet()

@@ -5,28 +5,19 @@ under a number of its own; unknown to the provider, under its own number again."
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shopkeep.errors import ShopError
 from shopkeep.payments.fakes.wechatpay import FakeWeChatPay
-from shopkeep.proof.provider_world import ProviderWorld, provider_world
+from shopkeep.proof.provider_world import ProviderWorld
 from shopkeep.runtime import VirtualClock
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock(start=time.time())
-
-
-@pytest.fixture
-async def world(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[ProviderWorld]:
-    async with provider_world("wechatpay", tmp_path, clock=clock) as made:
-        yield made
+def world(wechatpay: ProviderWorld) -> ProviderWorld:
+    return wechatpay
 
 
 async def refund_answered(

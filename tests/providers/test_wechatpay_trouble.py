@@ -6,9 +6,7 @@ for the staff to pay back by hand."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -16,19 +14,13 @@ import pytest
 
 from shopkeep.payments import wechatpay_wire as wire
 from shopkeep.payments.fakes.wechatpay import FakeWeChatPay
-from shopkeep.proof.provider_world import ProviderWorld, provider_world
+from shopkeep.proof.provider_world import ProviderWorld
 from shopkeep.runtime import VirtualClock
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock(start=time.time())
-
-
-@pytest.fixture
-async def world(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[ProviderWorld]:
-    async with provider_world("wechatpay", tmp_path, clock=clock) as made:
-        yield made
+def world(wechatpay: ProviderWorld) -> ProviderWorld:
+    return wechatpay
 
 
 async def post_raw(url: str, body: bytes, headers: Mapping[str, bytes]) -> int:
