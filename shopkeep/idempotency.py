@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
 from shopkeep.actors.key_rules import ADMIN, decode_answer, request_hash
@@ -86,8 +86,25 @@ class InFlight:
         return len(self._locks)
 
 
-_RELEASING: set[asyncio.Task[None]] = set()
-"""Keys held past their request (:meth:`Held.keep_until`), until it settles."""
+_GOING_ON: set[asyncio.Future[Any]] = set()
+"""Work going on past the caller that asked for it (:meth:`Held.keep_until`,
+:func:`to_its_end`): a task nothing refers to may be collected before it ends."""
+
+
+def to_its_end(step: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+    """``step`` run to its end whatever becomes of its caller: await the result to have its
+    answer; canceled meanwhile, the caller is, not ``step``, whose outcome is then dropped
+    (its error too, unlogged: the caller asked for it, and is gone)."""
+    task = asyncio.ensure_future(step)
+    _GOING_ON.add(task)
+    task.add_done_callback(_ended)
+    return asyncio.shield(task)
+
+
+def _ended(task: asyncio.Future[Any]) -> None:
+    _GOING_ON.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: asyncio would log one nobody awaited
 
 _Entry = tuple[asyncio.Lock, list[int]]
 """A key's lock, and how many requests hold or wait for it."""
@@ -129,8 +146,8 @@ class Held:
         then replay it), not run beside it (its unit would meet the first's key row)."""
         self._kept = True
         task = asyncio.ensure_future(self._release_after(settled))
-        _RELEASING.add(task)  # a task nothing refers to may be collected before it ends
-        task.add_done_callback(_RELEASING.discard)
+        _GOING_ON.add(task)
+        task.add_done_callback(_ended)
 
     async def _release_after(self, settled: Awaitable[None]) -> None:
         try:

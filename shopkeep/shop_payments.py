@@ -9,7 +9,6 @@ order's turn, and what it answers is kept with the payment.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -38,7 +37,7 @@ from shopkeep.actors.payment_rules import CallbackAction
 from shopkeep.actors.protocol import NOT_FOUND, Refusal
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.errors import CallbackRejected, ShopError, answer
-from shopkeep.idempotency import IdempotencyKey, InFlight, Once, key_of
+from shopkeep.idempotency import IdempotencyKey, InFlight, Once, key_of, to_its_end
 from shopkeep.payments.names import CHANNELS, QR_GATEWAYS
 from shopkeep.payments.provider import (
     AUTHENTIC_REFUSALS,
@@ -109,9 +108,7 @@ class Payments:
         # each to its end though its caller stops waiting (a task canceled): its answer is
         # kept, and a retry under the key is that answer again, not the payment it made found
         # open, "created" lost
-        return await asyncio.shield(
-            asyncio.ensure_future(self._keyed_start(order_id, user_id, key, channel))
-        )
+        return await to_its_end(self._keyed_start(order_id, user_id, key, channel))
 
     async def _keyed_start(
         self,

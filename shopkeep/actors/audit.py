@@ -145,7 +145,7 @@ def audit_file(path: str) -> AuditReport:
             # pages, which only a connection that may write rolls back
             raise sqlite3.OperationalError(
                 f"a write cut short left {journal.name} beside it, which only opening the file "
-                "for writing rolls back (shopkeep restore --from it, or a server on it)"
+                "for writing rolls back (a restore from it, or a server on it)"
             ) from None
         read = _audit_rows(f"{file.resolve().as_uri()}?immutable=1")
     return judge(*read)

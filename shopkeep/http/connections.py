@@ -15,8 +15,8 @@ default is an hour; ours is 15 s). What it does not, and this module adds:
   requests and never read held the cap's every connection;
 - a client's half-close (its FIN, as ``nc`` sends) ends the connection once what it sent is
   answered: asyncio's default closed it at once, the requests carried out and unanswered; in
-  the middle of a body it ends it at once (the body can never arrive whole), where aiohttp
-  waited for the rest until the read deadline;
+  the middle of a body, that body's read fails at once (answered 400, after the requests
+  before it), where aiohttp waited for the rest until the read deadline;
 - a connection answered before its body arrived (a 413) reads and drops the rest for
   :data:`LINGER_S`, not aiohttp's 10 s, then closes;
 - a cap: a connection accepted while ``max_connections`` are open is closed at once, without a
@@ -67,9 +67,8 @@ READ_DEADLINE_STATUS: Final = 408
 """What the access line of a request cut by the read deadline says (as nginx's log does)."""
 STOPPED_STATUS: Final = 503
 """What the access line of a request whose body was still coming when the stop began says."""
-CLIENT_LEFT_STATUS: Final = 400
-"""What the access line of a request whose client half-closed in the middle of its body says:
-the body can never arrive whole."""
+CLIENT_LEFT: Final = "the client ended its side in the middle of the body"
+"""Why the body of a request whose client half-closed in its middle cannot be read (a 400)."""
 LINGER_S: Final = 1.0
 """How long a connection answered before its body arrived (a 413, a 401) reads and drops the
 rest before it closes, so that the client, still sending, reads the answer rather than a
@@ -195,13 +194,16 @@ class BoundedRequestHandler(web.RequestHandler):
         """The client half-closed (it sent all it will, as ``nc`` does): what it sent is
         answered, then the connection closes. asyncio's default closed it at once: the
         requests were carried out and their answers lost."""
-        if self.body_coming:
-            # in the middle of a body, which can never arrive whole now: the client left
-            self.cut(CLIENT_LEFT_STATUS)
-            return False
         waiter = self._waiter
         if self._request_count == 0 or (waiter is not None and not waiter.done()):
             return False  # nothing asked, or all answered (waiting for more): close now
+        body = self._body
+        if body is not None and not body.is_eof():
+            # in the middle of a body, which can never arrive whole now: its read fails at once
+            # (answered 400, to a client that may still read), not at the read deadline; the
+            # requests before it are answered first
+            body.set_exception(ConnectionResetError(CLIENT_LEFT))
+            self._done()
         if self._messages:
             # requests still to answer (pipelined): the last one's answer closes it
             message, payload = self._messages[-1]

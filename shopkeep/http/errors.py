@@ -244,13 +244,19 @@ def too_large(max_body_bytes: int) -> web.Response:
     return problem("payload_too_large", f"a body has at most {max_body_bytes} bytes")
 
 
-def _lost_with_its_connection(error: Exception) -> bool:
-    """Whether reading the request failed because its connection is gone: aiohttp raises
+def cut_short(request: web.Request, error: BaseException) -> int | None:
+    """The status its access line says (408, 503) when reading ``request`` failed with
+    ``error`` because the server closed its connection before it arrived whole
+    (connections.py: the read deadline, a stop); None otherwise. aiohttp raises
     ConnectionResetError to a read under way, and RuntimeError("Connection closed.") to one
-    begun after the close (a body whose client half-closed before its handler read it)."""
-    return isinstance(error, ConnectionResetError) or (
+    begun after the close."""
+    cut = getattr(request.protocol, "cut_status", None)
+    if cut is None:
+        return None
+    lost = isinstance(error, ConnectionResetError) or (
         type(error) is RuntimeError and str(error) == "Connection closed."
     )
+    return cut if lost else None
 
 
 def answer_error(request: web.Request, error: Exception) -> web.Response:
@@ -259,8 +265,8 @@ def answer_error(request: web.Request, error: Exception) -> web.Response:
     connection was cut before it arrived whole (connections.py: the read deadline, a stop):
     its access line and metrics say why (408, 503), not the 400 of a body that could not be
     read, which no client received."""
-    cut = getattr(request.protocol, "cut_status", None)
-    if cut is not None and _lost_with_its_connection(error):
+    cut = cut_short(request, error)
+    if cut is not None:
         return web.Response(status=cut)
     answer = problem_for(error)
     if answer is not None:

@@ -66,7 +66,7 @@ from shopkeep.http.auth import (
     unauthorized,
     user_of_hash,
 )
-from shopkeep.http.errors import answer_error, problem, too_large
+from shopkeep.http.errors import answer_error, cut_short, problem, too_large
 from shopkeep.http.inputs import IDEMPOTENCY_HEADER, body_of, idempotency_key_of
 from shopkeep.http.latency import Series
 from shopkeep.http.metrics import UNMATCHED
@@ -194,8 +194,12 @@ class Guard:
                 await body_of(request, self.body, optional=self.body_optional)
             except ShopError as more:
                 found += more.errors
-            except (web.HTTPException, OSError):
-                pass  # a body that cannot be read (too large, the client gone) adds nothing
+            except (web.HTTPException, OSError) as unread:
+                # a body that cannot be read (too large, the client gone) adds nothing; one
+                # whose connection the server closed is not answered (its access line says
+                # why: the caller's answer_error)
+                if cut_short(request, unread) is not None:
+                    raise
         if len(found) == len(refused.errors):
             return refused
         return ShopError.invalid(found[:MAX_PROBLEMS])
@@ -549,7 +553,10 @@ class Entrance:
         the request (:meth:`Guard.every_problem`)."""
         guard = self._guard
         if guard is not None and isinstance(error, ShopError) and error.code == VALIDATION_ERROR:
-            error = await guard.every_problem(request, error)
+            try:
+                error = await guard.every_problem(request, error)
+            except (OSError, RuntimeError) as lost:  # its connection was closed meanwhile
+                error = lost
         return answer_error(request, error)
 
     def _learn(self, request: web.Request) -> str:

@@ -426,6 +426,17 @@ def test_a_url_with_a_bad_port_or_no_host_is_a_one_line_usage_error(url: str, sa
     assert says in error and "SHOPKEEP_URL" in error
 
 
+def test_a_compare_file_nested_past_pythons_stack_is_not_json(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)
+
+    result = bench("--embedded", "--duration", "1", "--compare", str(deep))
+
+    assert result.returncode == 2
+    [error] = result.stderr.splitlines()
+    assert "is not JSON" in error
+
+
 @pytest.mark.parametrize("which", ["a pipe", "a device"])
 def test_a_compare_file_that_is_no_regular_file_is_refused_at_once(
     tmp_path: Path, which: str

@@ -29,7 +29,7 @@ from shopkeep.proof.raw_http import (
     request_bytes,
     seconds_until_closed,
 )
-from tests.http.conftest import serving
+from tests.http.conftest import ADMIN_TOKEN, serving
 
 BOUND_S = 0.2
 WAIT_S = 5.0
@@ -48,7 +48,9 @@ def serve(tmp_path: Path) -> Serve:
     """Run a server on 127.0.0.1 with the given connection limits."""
 
     def served(limits: ConnectionLimits) -> AbstractAsyncContextManager[Server]:
-        return serving(tmp_path, writer="thread", connections=limits, sandbox=True)
+        return serving(
+            tmp_path, writer="thread", connections=limits, sandbox=True, admin_token=ADMIN_TOKEN
+        )
 
     return served
 
@@ -278,6 +280,46 @@ async def test_a_client_that_half_closes_in_the_middle_of_its_body_is_let_go_at_
         assert counts(server).read_timeouts == 0
         cut = [line for line in logs if line.get("route") == "/v1/payments/callback"]
         assert [line["status"] for line in cut] == [400]
+
+
+async def test_requests_before_a_body_a_half_close_cuts_are_answered_and_it_is_a_400(
+    serve: Serve,
+) -> None:
+    # the connection was closed at the half-close, the first request carried out (a user
+    # made) and its answer lost; a 100-continue was written to the closed transport
+    async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=LONG_S)) as server:
+        reader, writer = await connect(server)
+        cut = request_bytes("POST", "/v1/payments/callback", {"Expect": b"100-continue"}, b"{" * 9)
+        with structlog.testing.capture_logs() as logs:
+            writer.write(HEALTHZ + cut[:-5])
+            writer.write_eof()
+
+            first = await asyncio.wait_for(read_answer(reader), WAIT_S)
+            assert await seconds_until_closed(reader, WAIT_S) is not None
+        assert first.status == 200
+        assert [line for line in logs if line["log_level"] == "error"] == []
+        statuses = [line["status"] for line in logs if line.get("event") == "request"]
+        assert statuses == [200, 400]
+        assert counts(server).read_timeouts == 0
+        writer.close()
+
+
+async def test_a_request_cut_by_its_read_bound_says_408_whatever_else_was_wrong_with_it(
+    serve: Serve,
+) -> None:
+    # a bad Idempotency-Key had its 422 logged (the body's lost read swallowed, to list every
+    # problem), though the client was given nothing
+    async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=BOUND_S)) as server:
+        reader, writer = await connect(server)
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}".encode(), "Idempotency-Key": b"a" * 300}
+        whole = request_bytes("POST", "/v1/users", headers, b'{"name": "ann"}' + b" " * 40)
+        with structlog.testing.capture_logs() as logs:
+            writer.write(whole[:-30])
+
+            assert await seconds_until_closed(reader, WAIT_S) is not None
+        assert counts(server).read_timeouts == 1
+        assert [line["status"] for line in logs if line.get("route") == "/v1/users"] == [408]
+        writer.close()
 
 
 async def test_a_connection_answered_before_its_body_came_closes_without_its_read_bound(

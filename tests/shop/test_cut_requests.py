@@ -10,12 +10,15 @@ settled (``Held.keep_until``).
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shopkeep.idempotency import IdempotencyKey
+from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Shop
 from tests.shop.conftest import assert_audit_ok
 
@@ -94,3 +97,29 @@ async def test_a_keyed_saga_placement_cut_short_is_replayed_by_its_retry(saga_sh
         assert await place(saga_shop, ids, again) == answered and again.replayed
     assert (await made(saga_shop))[0] == 9
     await assert_audit_ok(saga_shop)
+
+
+async def test_a_keyed_payment_start_cut_short_then_the_shop_closed_leaves_no_error_behind(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    # the start, going on without its caller, met the closed shop (ShuttingDown), and asyncio
+    # logged "Task exception was never retrieved" with its traceback
+    loop = asyncio.get_running_loop()
+    unretrieved: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: unretrieved.append(context))
+    try:
+        for turns in range(0, 8):
+            path = str(tmp_path / f"{turns}.db")
+            async with Shop.open(path, gateway="sandbox", clock=clock) as shop:
+                ann = (await shop.create_user("ann")).user.id
+                tea = await shop.create_goods("tea", price=100, stock=3)
+                order = await shop.place_order(ann, [(tea.id, 1)])
+                cut = asyncio.create_task(shop.start_payment(order.id, idempotency_key="k"))
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+                cut.cancel()
+            gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+
+    assert unretrieved == []

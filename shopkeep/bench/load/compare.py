@@ -51,7 +51,7 @@ def read_baseline(path: str) -> Baseline:
             data = json.load(file)
     except OSError as error:
         raise BaselineError(f"cannot read {path}: {error.strerror}") from None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nested past Python's stack
         raise BaselineError(f"{path} is not JSON") from None
     if not _is_report(data):
         raise BaselineError(f"{path} is not a report of shopkeep bench --json")
