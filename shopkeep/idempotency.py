@@ -106,6 +106,7 @@ def _ended(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()  # retrieved: asyncio would log one nobody awaited
 
+
 _Entry = tuple[asyncio.Lock, list[int]]
 """A key's lock, and how many requests hold or wait for it."""
 

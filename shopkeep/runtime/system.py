@@ -68,6 +68,7 @@ SETTLED: Final = object()
 """The message :meth:`ActorSystem.settled` sends: no handler sees it; its answer comes once the
 actor's last unit of work is done."""
 
+
 class ActorSystem:
     """Hosts actor kinds on one store. The composition root builds one and starts it."""
 
