@@ -203,6 +203,10 @@ class BoundedRequestHandler(web.RequestHandler):
             # (answered 400, to a client that may still read), not at the read deadline; the
             # requests before it are answered first
             body.set_exception(ConnectionResetError(CLIENT_LEFT))
+            # and at its end: a read still meets the error first, but aiohttp's lingering
+            # after the answer (reading the rest while not at the end) does not, which met
+            # it and logged an "Unhandled exception" at error level for every such client
+            body.feed_eof()
             self._done()
         if self._messages:
             # requests still to answer (pipelined): the last one's answer closes it

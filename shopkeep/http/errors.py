@@ -187,9 +187,10 @@ def problem_for(error: BaseException) -> web.Response | None:
             answer.force_close()  # aiohttp closes it after: the client is told, not surprised
             return answer
         case ConnectionResetError():
-            # reading the request failed: its client left, or was cut off for sending too
-            # slowly (connections.py); nobody reads this answer, and it is no bug of ours
-            return problem("bad_request", "the connection was lost before the request was read")
+            # reading the request failed: its client left, or ended its side in the middle of
+            # the body (connections.py), and may read this; it is no bug of ours
+            return problem("bad_request", "the request's body did not arrive whole: the "
+                           "connection ended before it")
         case web.HTTPException() if error.status >= 400:
             code = _BY_STATUS.get(error.status, "bad_request")
             answer = problem(code, error.reason if code == "bad_request" else _detail_of(error))

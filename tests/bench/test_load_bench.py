@@ -466,11 +466,21 @@ def test_an_admin_token_no_header_can_carry_is_a_one_line_usage_error(token: str
     assert "not printable ASCII" in error and "SHOPKEEP_ADMIN_TOKEN" in error
 
 
+@pytest.mark.parametrize(
+    "parts",
+    [
+        '{"operations": {}, "totals": []}',
+        # error counts that are not counts: the run went on, and its comparison failed after
+        # it in a traceback, its figures lost
+        '{"operations": {"place": {"errors": {"unavailable": "3"}}}, "totals": {}}',
+        '{"operations": {"place": {"errors": {"x": [1, 2]}}}, "totals": {}}',
+    ],
+)
 def test_a_compare_file_whose_parts_are_not_a_reports_is_refused_before_the_run(
-    tmp_path: Path,
+    tmp_path: Path, parts: str
 ) -> None:
     weird = tmp_path / "weird.json"
-    weird.write_text('{"operations": {}, "totals": []}')
+    weird.write_text(parts)
 
     result = bench("--embedded", "--duration", "1", "--compare", str(weird))
 

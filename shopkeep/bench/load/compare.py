@@ -58,6 +58,14 @@ def read_baseline(path: str) -> Baseline:
     return Baseline(path, data)
 
 
+def _counts(errors: Any) -> bool:
+    """Whether ``errors`` is what a report's errors are: counts by code (summed by
+    :func:`changes`)."""
+    return isinstance(errors, dict) and all(
+        type(count) is int and count >= 0 for count in errors.values()
+    )
+
+
 def _is_report(data: Any) -> bool:
     """Whether ``data`` has the parts of a report :func:`changes` reads, of their types."""
     if not isinstance(data, dict):
@@ -66,7 +74,7 @@ def _is_report(data: Any) -> bool:
     if not isinstance(operations, dict) or not isinstance(totals, dict):
         return False
     for figures in operations.values():
-        if not isinstance(figures, dict) or not isinstance(figures.get("errors", {}), dict):
+        if not isinstance(figures, dict) or not _counts(figures.get("errors", {})):
             return False
     dropped = data.get("dropped")
     return dropped is None or (isinstance(dropped, dict) and "total" in dropped)
