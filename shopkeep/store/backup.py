@@ -151,8 +151,12 @@ def copy_database(
                 copied = total
                 if progress is not None:
                     progress(total - remaining, total)
+                if remaining and pause_s:
+                    # the disk the server's alone for a moment; the sqlite3 module's own
+                    # ``sleep`` is taken only when a step finds the database busy
+                    time.sleep(pause_s)
 
-            src.backup(dest, pages=pages_per_step, progress=step, sleep=pause_s)
+            src.backup(dest, pages=pages_per_step, progress=step)
             dest.execute("PRAGMA journal_mode = DELETE")  # one file (see the module)
         finally:
             dest.close()

@@ -19,8 +19,9 @@ corrupt database: pages of the old one written over pages of the backup. So :fun
    the same new name (``shop.db.replaced-<UTC time>``, with ``-wal`` and ``-shm``), where
    SQLite still finds them together: nothing of it is lost, and nothing of it stays beside
    the restored file;
-5. renames the copy ``shop.db``: a crash midway leaves either no ``shop.db`` (run the restore
-   again) or the whole backup.
+5. renames the copy ``shop.db``: a crash midway leaves the database as it was, or none (moved
+   aside), beside ``shop.db.partial`` (remove it, and run the restore again), or the whole
+   backup.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def restore(backup: str, database: str, *, now: float | None = None) -> RestoreR
     lock = ProcessLock(database)
     lock.acquire()  # DatabaseInUse: a server has it open
     try:
-        partial = _copy_in(backup, database)
+        partial = _copy_in(backup, database, named)
         replaced = _move_aside(database, time.time() if now is None else now)
         os.replace(partial, database)
         _sync_folder(database)
@@ -122,15 +123,17 @@ def _move_aside(database: str, now: float) -> str | None:
     return aside
 
 
-def _copy_in(backup: str, database: str) -> str:
-    """The backup copied beside the database and checked (SQLite syncs it as it commits):
-    where."""
+def _copy_in(backup: str, database: str, named: str) -> str:
+    """The backup copied beside the database (``named`` as the user gave it) and checked
+    (SQLite syncs it as it commits): where."""
     partial = database + ".partial"
     try:
         create_private(partial, exclusive=True)
     except FileExistsError:
-        raise RestoreError(
-            f"cannot restore to {database}: {partial} exists (a restore cut short: remove it)"
+        # the operator's to remove (a restore cut short), as backup's own .partial is
+        raise RestoreRefused(
+            f"cannot restore to {named}: {named}.partial exists (a restore cut short: remove "
+            "it)", "database",
         ) from None
     try:
         copy_database(backup, partial, pause_s=0)

@@ -194,3 +194,27 @@ def test_a_refused_second_name_leaves_no_lock_file_beside_it(tmp_path: Path) -> 
     assert_usage_error(shopkeep("demo", "--db", str(second)), "2 names (hard links)")
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["second.db", "shop.db"]
+
+
+def test_a_restore_cut_short_before_is_a_usage_error_naming_its_partial_copy(
+    tmp_path: Path,
+) -> None:
+    # exit 1 said "the backup failed its checks"; the message named the resolved path
+    db, copy = shop_with_a_backup(tmp_path)
+    (tmp_path / "shop.db.partial").write_bytes(copy.read_bytes())  # a kill -9 left it
+
+    result = shopkeep("restore", "--from", str(copy), "--db", str(db))
+
+    assert_usage_error(result, f"{db}.partial exists")
+
+
+def test_a_backup_pauses_between_its_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the sqlite3 module sleeps only when a step finds the database busy: never, here
+    db, _ = shop_with_a_backup(tmp_path)
+    pauses: list[float] = []
+    monkeypatch.setattr("shopkeep.store.backup.time.sleep", pauses.append)
+
+    report = backup(str(db), str(tmp_path / "stepped.db"), pages_per_step=8, pause_s=0.04)
+
+    steps = -(-report.pages // 8)
+    assert steps > 2 and pauses == [0.04] * (steps - 1)
