@@ -79,15 +79,6 @@ def writable_path_problem(path: str) -> str | None:
         return error.strerror or str(error)
 
 
-def database_path_problem(path: str) -> str | None:
-    """:func:`writable_path_problem` for a database: where a file is, a regular one (SQLite
-    fails on a device or a pipe only once it has made its journal beside it)."""
-    problem = writable_path_problem(path)
-    if problem is None and os.path.exists(path) and not os.path.isfile(path):
-        return "not a regular file"
-    return problem
-
-
 def _writable_path_problem(file: Path) -> str | None:
     if file.is_dir():
         return "it is a directory"

@@ -11,7 +11,7 @@ from shopkeep.cli.common import (
     add_log_flags,
     check_admin_token,
     configure_logs,
-    database_path_problem,
+    writable_path_problem,
 )
 from shopkeep.cli.flags import fail_about, flag
 
@@ -43,7 +43,7 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Fill the database and print what is in it; return the exit status."""
-    problem = database_path_problem(args.db)
+    problem = writable_path_problem(args.db)
     if problem is not None:
         return fail_about(args, "db", f"cannot use database path {args.db}: {problem}")
 

@@ -16,8 +16,8 @@ from shopkeep.cli.common import (
     check_admin_token,
     check_secret,
     configure_logs,
-    database_path_problem,
     secret_of,
+    writable_path_problem,
 )
 from shopkeep.cli.flags import (
     EXIT_INTERRUPTED,
@@ -249,7 +249,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM, then shut down gracefully; return the exit status."""
-    problem = database_path_problem(args.db)
+    problem = writable_path_problem(args.db)
     if problem is not None:
         return fail_about(args, "db", f"cannot use database path {args.db}: {problem}")
 

@@ -107,22 +107,22 @@ def backup(
             target, pages, time.perf_counter() - started, found, audit_file(partial)
         )
     except (OSError, *UNREADABLE) as exc:
-        _remove(partial)
+        remove_copy(partial)
         raise BackupError(f"cannot back up {source} to {target}: {unreadable(exc)}") from exc
     except BaseException:
-        _remove(partial)
+        remove_copy(partial)
         raise
     why = failed_checks(found, report.audit)
     if why is not None:
-        _remove(partial)
+        remove_copy(partial)
         raise BackupError(f"the copy of {source} failed its checks ({why}); nothing was kept")
     try:
         # a link, not a rename: a file made at ``target`` while the copy ran stays untouched
         os.link(partial, target)
     except FileExistsError:
-        _remove(partial)
+        remove_copy(partial)
         raise BackupError(f"cannot back up to {target}: it was made while the copy ran") from None
-    _remove(partial)
+    remove_copy(partial)
     return report
 
 
@@ -177,6 +177,8 @@ def integrity(path: str) -> str:
     return "; ".join(str(row[0]) for row in rows[:3])
 
 
-def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+def remove_copy(path: str) -> None:
+    """Remove a copy a failure left (and the journal SQLite may have left beside it)."""
+    for suffix in ("", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + suffix)

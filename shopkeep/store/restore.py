@@ -26,7 +26,6 @@ corrupt database: pages of the old one written over pages of the backup. So :fun
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -34,7 +33,13 @@ from pathlib import Path
 from typing import Final
 
 from shopkeep.actors.audit import audit_file
-from shopkeep.store.backup import BackupError, copy_database, failed_checks, integrity
+from shopkeep.store.backup import (
+    BackupError,
+    copy_database,
+    failed_checks,
+    integrity,
+    remove_copy,
+)
 from shopkeep.store.errors import UNREADABLE, unreadable
 from shopkeep.store.lock import ProcessLock
 from shopkeep.store.private_files import create_private
@@ -138,23 +143,17 @@ def _copy_in(backup: str, database: str, named: str) -> str:
     try:
         copy_database(backup, partial, pause_s=0)
     except OSError as exc:
-        _remove(partial)
+        remove_copy(partial)
         raise RestoreError(f"cannot restore to {database}: {exc.strerror}") from None
     except UNREADABLE as exc:  # not a database
-        _remove(partial)
+        remove_copy(partial)
         raise RestoreError(f"cannot restore {backup}: {unreadable(exc)}") from None
     try:
         _check(backup, partial)
     except BaseException:
-        _remove(partial)
+        remove_copy(partial)
         raise
     return partial
-
-
-def _remove(path: str) -> None:
-    for suffix in ("", "-journal"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path + suffix)
 
 
 def _sync_folder(path: str) -> None:

@@ -15,11 +15,7 @@ from shopkeep.actors.config import LEAST_S
 from shopkeep.bench.load.compare import Baseline, BaselineError, read_baseline
 from shopkeep.bench.load.mix import SIGNED, MixError, parse_mix
 from shopkeep.bench.load.thresholds import Threshold, ThresholdError, parse_threshold
-from shopkeep.cli.common import (
-    check_token_characters,
-    database_path_problem,
-    writable_path_problem,
-)
+from shopkeep.cli.common import check_token_characters, writable_path_problem
 from shopkeep.cli.flags import flag, given_as, usage_error
 from shopkeep.cli.values import base_url, duration, fraction, number, refuse, whole
 
@@ -179,7 +175,7 @@ def check_bench_flags(parser: argparse.ArgumentParser, args: argparse.Namespace)
         if os.path.lexists(args.db):
             # never a shop's own database: SHOPKEEP_DB, exported for serve, names one
             usage_error(parser, args, "db", f"{args.db} exists; give the bench a new file")
-        refused = database_path_problem(args.db)
+        refused = writable_path_problem(args.db)
         if refused is not None:
             usage_error(parser, args, "db", f"cannot use database path {args.db}: {refused}")
     for report in ("json", "html"):  # checked now: a run is not lost for a report's path
