@@ -44,6 +44,7 @@ import contextlib
 import fcntl
 import sys
 import termios
+from collections.abc import Coroutine
 from typing import Any, Final, cast
 
 import structlog
@@ -51,6 +52,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
 
 from shopkeep.http.connection_limits import ConnectionLimits
 from shopkeep.http.errors import unparsable
@@ -167,6 +170,7 @@ class BoundedRequestHandler(web.RequestHandler):
         handler then answers reaches no one, and its access line says this status instead
         (408 for the read deadline, 503 for a stop)."""
         self._body: StreamReader | None = None  # of the last request whose headers arrived
+        self._answered_early: StreamReader | None = None  # a body its answer came before
         # set while writing is paused (the client takes no more): rare, so a timer of its own
         self._write_stall: asyncio.TimerHandle | None = None
         self._unsent = 0  # bytes waiting to be sent when the write deadline was set
@@ -201,11 +205,13 @@ class BoundedRequestHandler(web.RequestHandler):
         if body is not None and not body.is_eof():
             # in the middle of a body, which can never arrive whole now: its read fails at once
             # (answered 400, to a client that may still read), not at the read deadline; the
-            # requests before it are answered first
-            body.set_exception(ConnectionResetError(CLIENT_LEFT))
-            # and at its end: a read still meets the error first, but aiohttp's lingering
-            # after the answer (reading the rest while not at the end) does not, which met
-            # it and logged an "Unhandled exception" at error level for every such client
+            # requests before it are answered first. One answered already is only at its
+            # end: aiohttp's lingering, reading the rest after the answer, met the error and
+            # logged an "Unhandled exception" at error level for every such client
+            if body is not self._answered_early:
+                body.set_exception(ConnectionResetError(CLIENT_LEFT))
+            # and at its end: a read still meets the error first, but a lingering that
+            # begins after this does not read at all
             body.feed_eof()
             self._done()
         if self._messages:
@@ -216,6 +222,15 @@ class BoundedRequestHandler(web.RequestHandler):
         else:
             self.close()  # once the request in hand is answered
         return True  # the transport stays open for the answers
+
+    def finish_response(
+        self, request: BaseRequest, resp: StreamResponse, start_time: float | None
+    ) -> Coroutine[Any, Any, tuple[StreamResponse, bool]]:
+        # not a coroutine of its own: one call more on every request's path, not a frame
+        payload = request._payload
+        if not payload.is_eof():  # answered before its body came: aiohttp lingers to read it
+            self._answered_early = payload
+        return super().finish_response(request, resp, start_time)
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -309,6 +324,9 @@ class BoundedRequestHandler(web.RequestHandler):
     def overdue(self) -> None:
         """The request did not arrive whole within the bound: close the connection."""
         self._bounds.read_timeouts += 1
+        if not self.body_coming:  # its headers had not ended: no route, no access line
+            log.info("http_read_timeout", status=READ_DEADLINE_STATUS, request_id=new_id(),
+                     detail="the request's headers did not arrive within the read timeout")
         self.cut(READ_DEADLINE_STATUS)
 
     def cut(self, status: int) -> None:

@@ -78,12 +78,16 @@ async def test_a_connection_that_sent_half_a_request_is_closed_within_the_read_b
 ) -> None:
     async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=BOUND_S)) as server:
         reader, writer = await connect(server)
-        writer.write(HALF_A_REQUEST)
+        with structlog.testing.capture_logs() as logs:
+            writer.write(HALF_A_REQUEST)
 
-        closed_after = await seconds_until_closed(reader, WAIT_S)
+            closed_after = await seconds_until_closed(reader, WAIT_S)
 
         assert closed_after is not None and closed_after >= BOUND_S * 0.5
         assert counts(server).read_timeouts == 1
+        # it reached no route, so it has no access line: it had no line at all
+        said = [line for line in logs if line["event"] == "http_read_timeout"]
+        assert [line["status"] for line in said] == [408]
         assert await healthy(await connect(server))
 
 
@@ -323,6 +327,7 @@ async def test_a_request_cut_by_its_read_bound_says_408_whatever_else_was_wrong_
             assert await seconds_until_closed(reader, WAIT_S) is not None
         assert counts(server).read_timeouts == 1
         assert [line["status"] for line in logs if line.get("route") == "/v1/users"] == [408]
+        assert [line for line in logs if line["event"] == "http_read_timeout"] == []
         writer.close()
 
 
@@ -384,3 +389,26 @@ async def test_a_client_that_reads_slowly_but_steadily_is_not_cut(serve: Serve) 
 
         assert received.count(b"HTTP/1.1 200 OK") == 41
         assert counts(server).write_timeouts == 0
+
+
+async def test_a_client_that_half_closes_after_its_early_answer_leaves_no_error_in_the_log(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a 413 given before the body came, the client read it and half-closed: aiohttp's
+    # lingering, reading the rest of the body after the answer, met the body's error and
+    # logged an "Unhandled exception" with its traceback (for most such clients, as curl)
+    async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=LONG_S)) as server:
+        for _ in range(5):  # the lingering must be under way when the half-close comes
+            reader, writer = await connect(server)
+            writer.write(
+                b"POST /v1/goods HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                b"\r\nContent-Length: 200000\r\n\r\n" + b" " * 10
+            )
+            answer = await asyncio.wait_for(read_answer(reader), WAIT_S)
+            writer.write_eof()
+
+            assert answer.status == 413
+            assert await seconds_until_closed(reader, WAIT_S) is not None
+            writer.close()
+        assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == []
+        assert counts(server).read_timeouts == 0
