@@ -225,7 +225,7 @@ class OrderActor(Actor):
         state = self.state
         if isinstance(message, AsUser):
             if state is None or state.user_id != message.user_id:
-                return Refusal(NOT_FOUND, f"there is no order {self.address.id}")
+                return Refusal(NOT_FOUND, f"order {self.address.id} does not exist")
             message = message.message
         if state is None:
             if isinstance(
@@ -240,9 +240,9 @@ class OrderActor(Actor):
                                       "unknown_payment")
                 log.warning("callback_refused", order_id=str(self.address.id),
                             reason="unknown_payment", payment_id=str(message.payment_id),
-                            detail=f"there is no order {self.address.id}")
+                            detail=f"order {self.address.id} does not exist")
                 self.stats.callbacks_rejected["unknown_payment"] += 1
-            return Refusal(NOT_FOUND, f"there is no order {self.address.id}")
+            return Refusal(NOT_FOUND, f"order {self.address.id} does not exist")
         if state.status == PENDING:
             if isinstance(message, Run) and self.placing:
                 return await self._run(ctx, message)

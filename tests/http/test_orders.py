@@ -493,3 +493,13 @@ async def test_an_orders_history_and_refunds_are_paged_like_every_list(api: Api)
     assert [r["kind"] for page in refunds for r in page] == ["cancel"]
     refused = await api.call("GET", base + "/history?limit=0", alice.headers)
     assert (refused.status, refused.body["code"]) == (422, "validation_error")
+
+
+@pytest.mark.parametrize("written", ["12345", "0012", "99999999999999999999"])
+async def test_a_missing_order_is_said_missing_in_the_same_words_however_its_id_is_written(
+    api: Api, written: str
+) -> None:
+    alice = await api.customer()
+    missing = await api.call("GET", f"/v1/orders/{written}", alice.headers)
+
+    assert (missing.status, missing.body["detail"]) == (404, f"order {written} does not exist")
