@@ -76,7 +76,9 @@ _RST_LITERAL: Final = re.compile(r"``(.+?)``")
 _RST_ROLE: Final = re.compile(r":[a-z]+:`~?([^`]+)`")
 
 _PROBLEM_TEXT: Final = {
-    400: "The payment callback failed verification (invalid_callback); nothing changed.",
+    400: "The request could not be read (bad_request): a header past the server's limit, a "
+    "body that does not decode as its `Content-Encoding` says, or one that did not arrive "
+    "whole; nothing changed.",
     401: "No bearer token, or one nobody holds (unauthorized).",
     429: "Too many requests from this token (rate_limited): try again after `Retry-After` "
     "seconds.",
@@ -89,6 +91,10 @@ _PROBLEM_TEXT: Final = {
     "logs what it said): trying again helps once the shop's settings or the order change.",
     503: "Overloaded or unavailable: try again after `Retry-After` seconds.",
 }
+
+_CALLBACK_REFUSED: Final = (
+    "The payment callback failed verification (invalid_callback); nothing changed. Or: "
+)
 
 
 def build_document(operations: Sequence[Operation]) -> dict[str, Any]:
@@ -238,7 +244,9 @@ def _responses(op: Operation, schema_of: dict[Any, Any]) -> dict[str, Any]:
         if status in (429, 503):
             names.append("Retry-After")
         problem: dict[str, Any] = {
-            "description": _PROBLEM_TEXT[status],
+            "description": _CALLBACK_REFUSED + _PROBLEM_TEXT[status]
+            if status == 400 and 400 in op.extra_problems
+            else _PROBLEM_TEXT[status],
             "headers": _headers(*names),
             "content": {PROBLEM_JSON: {"schema": schema_of[Problem]}},
         }

@@ -82,6 +82,9 @@ class Operation:
         if self.access in (Access.ADMIN, Access.USER) or self.path_params:
             statuses.add(404)
         statuses.add(422)  # an unknown query parameter, on any operation
+        # a request aiohttp's parser could not read (a header past its limit, a body that does
+        # not decode as its Content-Encoding says, or that did not arrive whole), any route
+        statuses.add(400)
         # a body announced larger than the server takes, whatever the method: the door refuses
         # it before the route's handler (or anything) reads it
         statuses.add(413)

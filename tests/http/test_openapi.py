@@ -68,7 +68,7 @@ async def test_every_problem_is_documented_as_problem_json_and_503_with_retry_af
     document = (await api.call("GET", "/openapi.json", {})).body
     place = document["paths"]["/v1/orders"]["post"]
     assert set(place["responses"]) == {
-        "201", "202", "401", "404", "409", "413", "422", "429", "503"
+        "201", "202", "400", "401", "404", "409", "413", "422", "429", "503"
     }  # fmt: skip
     assert place["responses"]["409"]["content"]["application/problem+json"]["schema"] == {
         "$ref": "#/components/schemas/Problem"
@@ -259,3 +259,23 @@ async def test_the_server_keeps_to_its_document_under_generated_requests(
     assert found.failures == [], "\n".join(found.failures)
     assert found.server_errors == 0
     assert found.cases >= MAX_EXAMPLES * 10
+
+
+async def test_every_operation_declares_the_400_of_a_request_that_could_not_be_read(
+    api: Api,
+) -> None:
+    # a body that does not decode as its Content-Encoding says is 400 on any route, and was
+    # declared on none but the callbacks
+    document = (await api.call("GET", "/openapi.json", {})).body
+    undeclared = [
+        (method, path)
+        for path, ops in document["paths"].items()
+        for method, op in ops.items()
+        if "400" not in op["responses"]
+    ]
+    refused = await api.call(
+        "POST", "/v1/goods", {**ADMIN, "Content-Encoding": "deflate"}, data=b"not deflate"
+    )
+
+    assert undeclared == []
+    assert (refused.status, refused.body["code"]) == (400, "bad_request")
