@@ -15,8 +15,9 @@ from shopkeep.store.migrations import (
     Migration,
     apply_migrations,
     refuse_another_programs,
+    schema_version,
 )
-from shopkeep.store.private_files import create_private
+from shopkeep.store.private_files import create_private, make_private
 from shopkeep.store.reader import InlineReader, KeyedLoads, Reader, ThreadedReader
 from shopkeep.store.writer import GroupCommitWriter
 from shopkeep.store.writer_process import (
@@ -109,13 +110,15 @@ class Store:
         lock = ProcessLock(path)
         lock.acquire(config.lock_wait_s)
         try:
+            # where a symbolic link points, since SQLite creates the files there
+            real_path = os.path.realpath(path)
             try:
-                # before SQLite creates it (and its -wal, -shm) 0644; where a symbolic link
-                # points, since SQLite creates the files there
-                create_private(os.path.realpath(path))
+                create_private(real_path)  # before SQLite creates it (and its -wal, -shm) 0644
             except OSError as exc:
                 raise StoreError(f"cannot open database {path}: {exc.strerror}") from exc
-            mine = functools.partial(refuse_another_programs, migrations=config.migrations)
+            mine = functools.partial(
+                adopt, migrations=config.migrations, real_path=real_path, named=path
+            )
             conn = connect(path, config.synchronous, mine)
             try:
                 version = apply_migrations(conn, config.migrations)
@@ -170,6 +173,22 @@ class Store:
             self._conn.close()
         finally:
             self._lock.release()
+
+
+def adopt(
+    conn: sqlite3.Connection, migrations: Sequence[Migration], real_path: str, named: str
+) -> None:
+    """Look at the database ``conn`` opened before anything of it changes: another
+    program's is refused (:func:`refuse_another_programs`); a new one, or an empty one found
+    there (``touch``, a deploy tool, an empty SQLite file), is the shop's now, and made its
+    owner's alone with the files beside it before SQLite makes more (``named``: the path as
+    the user gave it, for the error)."""
+    refuse_another_programs(conn, migrations)
+    if schema_version(conn) == 0:
+        try:
+            make_private(real_path)
+        except OSError as exc:
+            raise StoreError(f"cannot open database {named}: {exc.strerror}") from exc
 
 
 def connect(

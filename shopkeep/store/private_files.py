@@ -28,17 +28,27 @@ def open_private(path: str) -> int:
 def create_private(path: str, *, exclusive: bool = False) -> None:
     """Create ``path`` empty and ``0600`` unless it exists (SQLite takes an empty file for a
     new database); with ``exclusive``, a file there already is a FileExistsError (it is
-    someone else's). An empty file there (``touch``, a deploy tool) is made ``0600`` too:
-    the database is created in it now. Raises OSError."""
+    someone else's). Raises OSError."""
     fd = _create(path)
     if fd is None:
         if exclusive:
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path)
-        found = os.stat(path)
-        if stat.S_ISREG(found.st_mode) and found.st_size == 0 and found.st_mode & 0o077:
-            os.chmod(path, PRIVATE)
         return
     os.close(fd)
+
+
+def make_private(path: str) -> None:
+    """Make the database ``path`` and its ``-wal`` and ``-shm``, where they are, ``0600``:
+    for a file the store adopts as new though it was there already (an empty file from
+    ``touch`` or a deploy tool, an empty SQLite database), whose mode SQLite gives the
+    ``-wal`` and ``-shm`` it makes. Raises OSError."""
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            found = os.stat(name)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(found.st_mode) and found.st_mode & 0o077:
+            os.chmod(name, PRIVATE)
 
 
 def _create(path: str) -> int | None:

@@ -4,6 +4,7 @@ by their owner only (mode 0600), whatever the umask (SPEC 8)."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,5 +102,20 @@ async def test_an_empty_file_given_as_the_database_is_made_its_owners_alone(
     db = tmp_path / "shop.db"
     db.touch()
     assert mode(db) == 0o644
+
+    assert await modes_after_a_commit(db) == OWNERS_ALONE
+
+
+async def test_an_empty_sqlite_database_given_as_the_database_is_made_its_owners_alone(
+    tmp_path: Path, umask: None
+) -> None:
+    # taken as new (no tables, version 0), it kept its 0644, and SQLite gave its -wal and
+    # -shm the same: every wallet and token hash readable by every local user
+    db = tmp_path / "shop.db"
+    made = sqlite3.connect(db)
+    made.execute("PRAGMA user_version = 0")
+    made.commit()
+    made.close()
+    assert mode(db) == 0o644 and db.stat().st_size > 0
 
     assert await modes_after_a_commit(db) == OWNERS_ALONE
