@@ -133,10 +133,10 @@ class Store:
                 conn.close()
                 raise
         except UNREADABLE as exc:
-            lock.release()
+            lock.release(undo=True)
             raise StoreError(f"cannot open database {path}: {unreadable(exc)}") from exc
         except BaseException:
-            lock.release()
+            lock.release(undo=True)
             raise
         process = None
         if config.writer == "process" and not config.inline:
@@ -149,7 +149,7 @@ class Store:
                 if point_reader is not None:
                     await point_reader.close()
                 conn.close()
-                lock.release()
+                lock.release(undo=True)
                 raise StoreError(f"cannot start the writer process: {exc}") from exc
         checkpointer = None
         if config.writer == "thread" and not config.inline:

@@ -8,6 +8,7 @@ crashed server never leaves a stale lock behind.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import time
@@ -24,6 +25,16 @@ def _names_of(database: str) -> int:
         return 1
 
 
+def _still_named(fd: int, path: str) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (not one removed meanwhile)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
+
+
 class ProcessLock:
     """An exclusive, non-blocking lock on ``<database>.lock`` held for the life of the store.
 
@@ -36,6 +47,7 @@ class ProcessLock:
         self.path = os.path.realpath(database_path) + ".lock"
         self._database = database_path
         self._fd: int | None = None
+        self._made = False  # whether this lock made the lock file
 
     def acquire(self, wait_s: float = 0.0) -> None:
         """Take the lock or raise :class:`DatabaseInUse` naming the holder's process id.
@@ -54,15 +66,29 @@ class ProcessLock:
                 f"database {self._database} has {links} names (hard links): a shop's file must "
                 "have one, or two servers could each open it by another name; remove the others"
             )
-        try:
-            fd = open_private(self.path)
-        except OSError as exc:
-            raise StoreError(f"cannot create lock file {self.path}: {exc.strerror}") from exc
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fd, made = open_private(self.path)
+            except OSError as exc:
+                raise StoreError(f"cannot create lock file {self.path}: {exc.strerror}") from exc
+            self._take(fd, deadline)
+            if _still_named(fd, self.path):
                 break
+            # its holder was refused and removed the file it made as it let go (release's
+            # undo): this one locks no name now; the next command makes the file again
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        self._made = made
+
+    def _take(self, fd: int, deadline: float) -> None:
+        """Lock ``fd``, trying until ``deadline``; else close it and raise DatabaseInUse."""
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
             except BlockingIOError:
                 if time.monotonic() < deadline:
                     time.sleep(0.02)
@@ -75,18 +101,21 @@ class ProcessLock:
                     else f"another shopkeep process (pid {holder})"
                 )
                 raise DatabaseInUse(f"database {self._database} is in use by {by}") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
 
     @property
     def fd(self) -> int | None:
         """The locked file's descriptor while held: a child given it holds the lock too."""
         return self._fd
 
-    def release(self) -> None:
-        """Let go of the lock (idempotent)."""
+    def release(self, *, undo: bool = False) -> None:
+        """Let go of the lock (idempotent). With ``undo`` (the command was refused, or failed
+        to open the store), the lock file goes too if this lock made it: a refusal leaves
+        nothing beside the database. Safe while others wait for it: a lock taken on the
+        removed file is let go and taken again on the file by that name (``acquire``)."""
         if self._fd is not None:
+            if undo and self._made:
+                with contextlib.suppress(OSError):  # gone already: nothing to undo
+                    os.unlink(self.path)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

@@ -16,13 +16,13 @@ from typing import Final
 PRIVATE: Final = 0o600
 
 
-def open_private(path: str) -> int:
-    """Open ``path`` for reading and writing (a descriptor), creating it ``0600`` when missing.
+def open_private(path: str) -> tuple[int, bool]:
+    """Open ``path`` for reading and writing: (a descriptor, whether it was made now, ``0600``).
 
     A file that exists is opened as it is: its mode is its owner's choice. Raises OSError.
     """
     fd = _create(path)
-    return os.open(path, os.O_RDWR) if fd is None else fd
+    return (os.open(path, os.O_RDWR), False) if fd is None else (fd, True)
 
 
 def create_private(path: str, *, exclusive: bool = False) -> None:

@@ -91,8 +91,10 @@ def restore(backup: str, database: str, *, now: float | None = None) -> RestoreR
         replaced = _move_aside(database, time.time() if now is None else now)
         os.replace(partial, database)
         _sync_folder(database)
-    finally:
-        lock.release()
+    except BaseException:
+        lock.release(undo=True)  # refused: nothing left beside the database, a lock included
+        raise
+    lock.release()
     return RestoreReport(named, replaced)
 
 

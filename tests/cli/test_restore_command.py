@@ -93,6 +93,19 @@ def test_a_backup_that_fails_its_checks_is_not_restored(tmp_path: Path) -> None:
     assert db.read_bytes() == before
 
 
+def test_a_refused_restore_to_where_no_database_is_leaves_nothing_there(tmp_path: Path) -> None:
+    # its `<db>.lock` stayed, beside a database that does not exist
+    _, copy = shop_with_a_backup(tmp_path)
+    with closing(sqlite3.connect(copy)) as conn, conn:
+        conn.execute("UPDATE goods SET stock = stock + 7")  # behind the stock ledger's back
+    (tmp_path / "new").mkdir()
+
+    result = shopkeep("restore", "--from", str(copy), "--db", str(tmp_path / "new" / "shop.db"))
+
+    assert result.returncode == 1
+    assert list((tmp_path / "new").iterdir()) == []
+
+
 def test_a_restore_to_where_no_database_is_puts_the_backup_there(tmp_path: Path) -> None:
     _, copy = shop_with_a_backup(tmp_path)
     fresh = tmp_path / "fresh.db"

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,8 @@ from shopkeep.store import (
     StoreError,
     UnitOfWork,
 )
+from shopkeep.store import lock as lock_module
+from shopkeep.store.lock import ProcessLock
 
 EVENTS = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "events", "CREATE TABLE events (n INTEGER)"))
 INSERT = "INSERT INTO events (n) VALUES (?)"
@@ -79,6 +82,47 @@ async def test_a_database_from_a_newer_shopkeep_is_refused_unchanged(tmp_path: P
     with pytest.raises(SchemaMismatch, match="version 99 is newer than this shopkeep knows"):
         await Store.open(StoreConfig(path, migrations=EVENTS))
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (99,)
+
+
+async def test_a_refused_database_is_left_without_a_lock_file_the_refusal_made(
+    tmp_path: Path,
+) -> None:
+    # another program's file, refused in one line, had a new `.lock` left beside it
+    other = tmp_path / "other.db"
+    with closing(sqlite3.connect(other)) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER)")
+
+    with pytest.raises(SchemaMismatch, match="another program's"):
+        await Store.open(StoreConfig(str(other), migrations=EVENTS))
+
+    assert sorted(tmp_path.iterdir()) == [other]
+
+
+def test_a_lock_taken_on_a_file_its_refused_holder_removed_is_taken_again_on_the_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the removal is safe only if a waiter that opened the file before it was removed, and
+    # locked it after, notices and locks the file by that name instead: else two holders
+    database = str(tmp_path / "s.db")
+    refused = ProcessLock(database)
+    refused.acquire()
+    opened_before = os.open(refused.path, os.O_RDWR)
+    refused.release(undo=True)
+    opens = [(opened_before, False)]  # the waiter's first open: the file now removed
+    real_open = lock_module.open_private
+    monkeypatch.setattr(
+        lock_module, "open_private", lambda path: opens.pop() if opens else real_open(path)
+    )
+
+    waiting = ProcessLock(database)
+    waiting.acquire()
+    try:
+        assert waiting.fd is not None
+        assert os.fstat(waiting.fd).st_ino == os.stat(waiting.path).st_ino
+        with pytest.raises(DatabaseInUse):
+            ProcessLock(database).acquire()  # the file by that name is the one held
+    finally:
+        waiting.release()
 
 
 async def test_a_second_store_on_the_same_file_is_refused(store: Store, tmp_path: Path) -> None:
