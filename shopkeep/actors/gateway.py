@@ -18,9 +18,10 @@ from typing import Protocol
 import msgspec
 import structlog
 
+from shopkeep.actors.protocol import INVALID_STATE
 from shopkeep.actors.sandbox_books import PAYMENTS_REMEMBERED, SandboxBooks
 from shopkeep.actors.signature import sign
-from shopkeep.errors import CallbackRejected
+from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.requests import check_amount, check_id, check_instance
 from shopkeep.runtime import Clock, ShuttingDown
 
@@ -29,6 +30,10 @@ log = structlog.get_logger("shopkeep.gateway")
 CallbackSink = Callable[[bytes, str], Awaitable[bool]]
 """Where callbacks go: ``(raw_body, signature_header) -> acknowledged``. The shop's
 ``handle_callback`` in process; an HTTP POST to ``/v1/payments/callback`` otherwise."""
+
+
+PAID_AT_PROVIDER = frozenset({"succeeded", "refunded"})
+"""A payment's statuses at the shop once its money was taken (and maybe given back)."""
 
 
 class GatewayError(Exception):
@@ -240,6 +245,20 @@ class SandboxGateway:
             if collected:  # raised: nothing happened, at the shop or here
                 self._books.uncollect(payment_id, txn_id)
             raise
+
+    def check_payable(self, payment_id: int, status: str) -> None:
+        """Refuse the user's completing ``payment_id`` (``status`` at the shop) once it was
+        paid: a real provider takes a payment once (Alipay's trade, WeChat Pay's order,
+        Stripe's PaymentIntent), so a complete sent twice (two tabs, a network's duplicate, a
+        retry) must not collect twice. A failed payment may still be paid. Raises ShopError
+        invalid_state. The test's own :meth:`complete` with a ``txn_id`` still collects
+        again, to play a provider's second transaction (SPEC 3.4)."""
+        if status in PAID_AT_PROVIDER or self._books.transactions(payment_id):
+            said = status if status in PAID_AT_PROVIDER else "being paid"
+            raise ShopError(
+                INVALID_STATE,
+                f"payment {payment_id} is {said} already: the sandbox takes a payment once",
+            )
 
     def complete_soon(
         self,

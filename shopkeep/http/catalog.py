@@ -230,9 +230,13 @@ def catalog() -> list[Operation]:
            "retrying until acknowledged. The 202 comes once the first call back has an outcome "
            f"(at most {FIRST_TRY_WAIT_S:g} s later): with the default callback URL, the "
            "payment is then applied, and a crash after the 202 loses nothing (the sandbox's "
-           "own books are memory). 503 `unavailable` once the server is stopping: complete it "
+           "own books are memory). 409 `invalid_state` for a payment paid already (succeeded "
+           "or refunded, or its success being called back): as a real provider, the sandbox "
+           "takes a payment once, so a complete sent twice collects nothing more; a failed one "
+           "may still be paid. 503 `unavailable` once the server is stopping: complete it "
            "after the restart",
-           Access.PUBLIC, None, {202: None}, body=s.SandboxCompleteRequest),
+           Access.PUBLIC, None, {202: None}, body=s.SandboxCompleteRequest,
+           refusals=("invalid_state",)),
         op("GET", "/v1/audit", "audit", "Check the invariants now", admin, routes.run_audit,
            {200: s.AuditOut}),
         op("GET", "/healthz", "healthz", "Liveness", Access.PUBLIC, routes.healthz,

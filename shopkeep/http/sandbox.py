@@ -116,12 +116,13 @@ def sandbox_routes(shop: Shop, gateway: SandboxGateway) -> Iterable[web.RouteDef
 
     async def complete(request: web.Request) -> web.Response:
         """Answer 202 (no body) once the first call back has an outcome, at most
-        :data:`FIRST_TRY_WAIT_S` later; 404 for a payment this shop never started; 422 for a
-        body that is not ``{"result": "succeeded" | "failed"}``."""
+        :data:`FIRST_TRY_WAIT_S` later; 404 for a payment this shop never started; 409 for
+        one paid already; 422 for a body that is not ``{"result": "succeeded" | "failed"}``."""
         payment_id = path_id(request, "payment_id")
         # refused 422 listing every problem, as every route's body is
         body = await body_of(request, SandboxCompleteRequest)
         payment = await shop.get_payment(payment_id)  # ShopError not_found: 404
+        gateway.check_payable(payment_id, payment.status)  # paid already: 409 invalid_state
         order_id, amount = payment.order_id, payment.amount
         first_try = gateway.complete_soon(payment_id, order_id, amount, body.result)
         # asyncio.wait cancels nothing: a client that hangs up ends this wait, not the callback

@@ -148,6 +148,47 @@ async def test_a_failed_payment_leaves_the_order_awaiting_payment(
     assert answers == [True]
 
 
+async def test_a_payment_completed_twice_is_collected_once_and_the_second_refused(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    # two tabs, or a network's duplicate: the sandbox collected again under a new transaction,
+    # and the shop refunded it as a duplicate payment, the customer charged twice meanwhile
+    token, payment = await order_awaiting_payment(server, http)
+    complete = f"/sandbox/payments/{payment['id']}/complete"
+    async with http.post(complete, json={"result": "succeeded"}) as response:
+        assert response.status == 202
+
+    for result in ("succeeded", "failed"):
+        status, problem = await post(http, complete, None, {"result": result})
+        assert (status, problem["code"]) == (409, "invalid_state")
+    await server.shop.runtime.system.quiet()
+
+    assert server.shop.gateway.total_collected == payment["amount"]
+    async with http.get(
+        f"/v1/orders/{payment['order_id']}/refunds", headers={"Authorization": f"Bearer {token}"}
+    ) as response:
+        assert (await response.json())["items"] == []
+    assert (await server.shop.audit()).ok
+
+
+async def test_a_failed_payment_may_still_be_paid_through_the_sandbox(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    acknowledged, _ = watch_callbacks(server)
+    token, payment = await order_awaiting_payment(server, http)
+    complete = f"/sandbox/payments/{payment['id']}/complete"
+    async with http.post(complete, json={"result": "failed"}) as response:
+        assert response.status == 202
+
+    async with http.post(complete, json={"result": "succeeded"}) as response:
+        assert response.status == 202
+
+    order = await poll_order(
+        http, payment["order_id"], token, lambda o: o["status"] == "paid", acknowledged
+    )
+    assert order["status"] == "paid"
+
+
 async def test_the_payment_link_answers_the_payment_as_json(
     server: Server, http: aiohttp.ClientSession
 ) -> None:

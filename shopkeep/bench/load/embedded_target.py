@@ -118,7 +118,11 @@ class EmbeddedTarget:
     async def complete_payment(self, payment_id: str, result: str) -> None:
         """What ``POST /sandbox/payments/{id}/complete`` does, without HTTP."""
         payment = await refusing(self._shop.get_payment(int(payment_id)))
-        self._gateway.complete_soon(int(payment_id), payment.order_id, payment.amount, result)
+        try:
+            self._gateway.check_payable(payment.id, payment.status)
+        except ShopError as error:  # paid already, as the route answers 409
+            raise Refused(error.code, error.detail) from None
+        self._gateway.complete_soon(payment.id, payment.order_id, payment.amount, result)
 
     async def send_callback(self, raw_body: bytes, signature: str) -> None:
         """:meth:`Shop.handle_callback`."""
