@@ -59,6 +59,36 @@ async def sleep_by_callback(clock: Clock, delay: float) -> None:
         handle.cancel()
 
 
+WALL_RECHECK_S = 1.0
+"""How often a callback due at a wall time further off looks at the wall clock again. The
+loop's timers count monotonic time: without a look, a callback armed before the wall clock
+stepped (NTP, a person, a virtual machine resumed after a pause, which monotonic time does
+not count) would run the step too early or too late."""
+
+
+class _AtWallTime:
+    """A callback run once the wall clock reads ``when``, looking at it every
+    :data:`WALL_RECHECK_S` until then."""
+
+    __slots__ = ("_callback", "_handle", "_when")
+
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self._when = when
+        self._callback = callback
+        self._arm()
+
+    def _arm(self) -> None:
+        delay = self._when - time.time()
+        loop = asyncio.get_running_loop()
+        if delay > WALL_RECHECK_S:
+            self._handle = loop.call_later(WALL_RECHECK_S, self._arm)
+        else:
+            self._handle = loop.call_later(max(0.0, delay), self._callback)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
 class RealClock:
     """Wall time, with the event loop's timers."""
 
@@ -67,8 +97,10 @@ class RealClock:
         return time.time()
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Cancellable:
-        """Run ``callback`` at wall time ``when``."""
-        return self.call_later(when - time.time(), callback)
+        """Run ``callback`` once the wall clock reads ``when``: a step of the clock moves it
+        by the step (noticed within :data:`WALL_RECHECK_S`), as it moves every time the shop
+        keeps (an order's ``expires_at`` among them)."""
+        return _AtWallTime(when, callback)
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
         """Run ``callback`` after ``delay`` seconds."""
@@ -112,6 +144,12 @@ class VirtualClock:
     def now(self) -> float:
         """The virtual time."""
         return self._now
+
+    def step(self, seconds: float) -> None:
+        """Set the time ``seconds`` forward or back at once, running nothing: a wall clock
+        stepped (NTP, a person). Callbacks keep their wall times: the next :meth:`advance`
+        runs those it reaches."""
+        self._now += seconds
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Cancellable:
         """Run ``callback`` when an advance reaches ``when`` (on the next turn if it passed)."""

@@ -270,7 +270,11 @@ class TimerService:
         clock = self._system.clock
         now = clock.now()
         rate = self._system.config.timer_max_fire_rate
-        self._tokens = min(self._burst, self._tokens + (now - self._tokens_at) * rate)
+        # a wall clock stepped back refills nothing: its negative time emptied the bucket by
+        # the step's worth, and the loop spun a wake every 1/rate s, firing nothing, as long
+        elapsed = now - self._tokens_at
+        if elapsed > 0:
+            self._tokens = min(self._burst, self._tokens + elapsed * rate)
         self._tokens_at = now
         heap = self._heap
         while heap and heap[0][0] <= now:

@@ -259,3 +259,18 @@ async def test_a_fire_consumed_while_a_page_is_read_does_not_come_back_from_that
     finally:
         writer.call = real_call  # type: ignore[method-assign]
     assert ("probe", 1, "t0") not in timers._armed
+
+
+async def test_a_wall_clock_stepped_back_does_not_hold_the_next_fires_back(
+    runtime: Runtime, clock: VirtualClock
+) -> None:
+    # the fire rate's bucket was refilled by the stepped time, negative: empty by the step's
+    # worth, so the wake came back every 1/rate s, firing nothing, for as long as the step
+    await runtime.system.ask(probe(1), Arm("before", 1, 1))
+    await clock.advance(1)
+    clock.step(-60)
+    await runtime.system.ask(probe(1), Arm("after", 1, 1))
+
+    await clock.advance(1)
+
+    assert fires() == [(1, "before"), (1, "after")]
