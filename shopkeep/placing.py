@@ -193,7 +193,10 @@ class Placer:
             if may_rebind and isinstance(reply, Refusal) and reply.code in UNDONE_FAILURES:
                 return await self._begin(request, key, identity, first_id, self.system.ids.next())
             if first is None:
-                first = reply
+                # no answer kept, so none was given (the first attempt was cut by a crash, or
+                # answered 503 when a write after the key's failed): this is the first answer,
+                # not a replay
+                return answer(reply, OrderView)
         key.replayed = True
         return answer(first, OrderView, replayed=True)
 

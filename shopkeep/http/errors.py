@@ -172,12 +172,15 @@ def problem_for(error: BaseException) -> web.Response | None:
             return problem("unavailable", "the shop did not answer; nothing was done, try again")
         case CommitFailed():
             # the store refused the write (locked past its busy timeout, a full disk) or its
-            # writer process died mid-batch, when the batch may have committed after all: a
-            # retry under the same Idempotency-Key is safe either way (SPEC 7: 503, retry)
+            # writer process died mid-batch, when the batch may have committed after all; or
+            # a request of several writes (a payment start: the payment, then its answer)
+            # had its first kept and a later one refused. A retry under the same
+            # Idempotency-Key is safe either way (SPEC 7: 503, retry)
             return problem(
                 "unavailable",
-                "the shop could not write it to its store, so it is most likely not done: "
-                "retry it with the same Idempotency-Key, or look before retrying without one",
+                "the shop could not write it to its store: it may not be done, or be done in "
+                "part; retry it (under the same Idempotency-Key if it had one), or look "
+                "before retrying",
             )
         case web.RequestPayloadError():
             # the body's bytes arrived but could not be read as they said they were (gzip or

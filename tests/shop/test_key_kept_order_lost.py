@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from shopkeep.idempotency import IdempotencyKey
 from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Shop
 from tests.shop.conftest import SECRET, assert_audit_ok, settle
@@ -51,10 +52,14 @@ async def test_a_retry_with_the_key_of_an_order_a_crash_never_recorded_places_it
     async with Shop.open(
         str(db), gateway="sandbox", clock=restarted, gateway_secret=SECRET
     ) as shop:
-        again = await shop.place_order(user, [(tea.id, 1)], idempotency_key="k", wait=wait)
+        retried = IdempotencyKey("k")
+        again = await shop.place_order(user, [(tea.id, 1)], idempotency_key=retried, wait=wait)
         await settle(shop)
         placed = await shop.get_order(again.id)
         assert again.id == first.id
+        # nothing was answered before (the client got no answer, or a 503): the first answer,
+        # not the first one given again (it said Idempotent-Replayed: true)
+        assert not retried.replayed
         assert placed.status == "awaiting_payment"
         assert (await shop.get_goods(tea.id)).stock == 4
         await assert_audit_ok(shop)
