@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sqlite3
@@ -109,11 +110,22 @@ class Store:
             raise StoreError(f"cannot open database {path}: not a regular file")
         lock = ProcessLock(path)
         lock.acquire(config.lock_wait_s)
+        # where a symbolic link points, since SQLite creates the files there
+        real_path = os.path.realpath(path)
+        made = False
+
+        def give_up() -> None:
+            # refused or failed: nothing this opening made is left, the lock file included;
+            # a database it made half (a full disk cut its migrations) would be taken for
+            # a shop's by the next command
+            if made:
+                remove_database(real_path)
+            lock.release(undo=True)
+
         try:
-            # where a symbolic link points, since SQLite creates the files there
-            real_path = os.path.realpath(path)
             try:
-                create_private(real_path)  # before SQLite creates it (and its -wal, -shm) 0644
+                # before SQLite creates it (and its -wal, -shm) 0644
+                made = create_private(real_path)
             except OSError as exc:
                 raise StoreError(f"cannot open database {path}: {exc.strerror}") from exc
             mine = functools.partial(
@@ -133,10 +145,10 @@ class Store:
                 conn.close()
                 raise
         except UNREADABLE as exc:
-            lock.release(undo=True)
+            give_up()
             raise StoreError(f"cannot open database {path}: {unreadable(exc)}") from exc
         except BaseException:
-            lock.release(undo=True)
+            give_up()
             raise
         process = None
         if config.writer == "process" and not config.inline:
@@ -149,7 +161,7 @@ class Store:
                 if point_reader is not None:
                     await point_reader.close()
                 conn.close()
-                lock.release(undo=True)
+                give_up()
                 raise StoreError(f"cannot start the writer process: {exc}") from exc
         checkpointer = None
         if config.writer == "thread" and not config.inline:
@@ -173,6 +185,14 @@ class Store:
             self._conn.close()
         finally:
             self._lock.release()
+
+
+def remove_database(path: str) -> None:
+    """Remove the database file at ``path`` with its ``-wal`` and ``-shm``, where they are (one
+    no connection has open)."""
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
 
 
 def adopt(

@@ -78,10 +78,14 @@ class ProcessLock:
             # its holder was refused and removed the file it made as it let go (release's
             # undo): this one locks no name now; the next command makes the file again
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
         self._fd = fd
         self._made = made
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())  # whose it is, for DatabaseInUse's words
+        except OSError as exc:  # a full disk: one line, and no lock file left
+            self.release(undo=True)
+            raise StoreError(f"cannot write lock file {self.path}: {exc.strerror}") from exc
 
     def _take(self, fd: int, deadline: float) -> None:
         """Lock ``fd``, trying until ``deadline``; else close it and raise DatabaseInUse."""

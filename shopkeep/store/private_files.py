@@ -25,16 +25,17 @@ def open_private(path: str) -> tuple[int, bool]:
     return (os.open(path, os.O_RDWR), False) if fd is None else (fd, True)
 
 
-def create_private(path: str, *, exclusive: bool = False) -> None:
+def create_private(path: str, *, exclusive: bool = False) -> bool:
     """Create ``path`` empty and ``0600`` unless it exists (SQLite takes an empty file for a
-    new database); with ``exclusive``, a file there already is a FileExistsError (it is
-    someone else's). Raises OSError."""
+    new database); whether it was made now. With ``exclusive``, a file there already is a
+    FileExistsError (it is someone else's). Raises OSError."""
     fd = _create(path)
     if fd is None:
         if exclusive:
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path)
-        return
+        return False
     os.close(fd)
+    return True
 
 
 def make_private(path: str) -> None:

@@ -39,7 +39,8 @@ def keep(
         ).fetchall()
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite rolls back by itself after some errors (a full disk):
+            conn.execute("ROLLBACK")  # a ROLLBACK then would raise in place of the error
         raise
     finally:
         conn.execute(f"PRAGMA secure_delete = {int(secure)}")

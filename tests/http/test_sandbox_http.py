@@ -168,7 +168,8 @@ async def test_a_payment_completed_twice_is_collected_once_and_the_second_refuse
         assert (status, problem["code"]) == (409, "invalid_state")
     await server.shop.runtime.system.quiet()
 
-    assert server.shop.gateway.total_collected == payment["amount"]
+    assert server.gateway is not None
+    assert server.gateway.total_collected == payment["amount"]
     async with http.get(
         f"/v1/orders/{payment['order_id']}/refunds", headers={"Authorization": f"Bearer {token}"}
     ) as response:

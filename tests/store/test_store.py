@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import sqlite3
 import subprocess
@@ -24,8 +25,9 @@ from shopkeep.store import (
     StoreError,
     UnitOfWork,
 )
-from shopkeep.store import lock as lock_module
 from shopkeep.store.lock import ProcessLock
+from shopkeep.store.private_files import open_private
+from shopkeep.store.settings import keep
 
 EVENTS = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "events", "CREATE TABLE events (n INTEGER)"))
 INSERT = "INSERT INTO events (n) VALUES (?)"
@@ -98,6 +100,47 @@ async def test_a_refused_database_is_left_without_a_lock_file_the_refusal_made(
     assert sorted(tmp_path.iterdir()) == [other]
 
 
+async def test_a_new_database_whose_migrations_fail_is_not_left_half_made(
+    tmp_path: Path,
+) -> None:
+    # a full disk cut them: the half-made file (some tables, version 1) was left, and the
+    # next command took it for a shop's ("no such column" from the audit)
+    failing = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "cut", "CREATE TABLE cut ("))
+
+    with pytest.raises(StoreError):
+        await Store.open(StoreConfig(str(tmp_path / "new.db"), migrations=failing))
+
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_lock_file_a_full_disk_cannot_write_is_one_error_and_left_nowhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the pid's write raised OSError past every handler: a traceback, and an empty lock left
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("shopkeep.store.lock.os.write", full)
+
+    with pytest.raises(StoreError, match=r"cannot write lock file .*No space left on device"):
+        await Store.open(StoreConfig(str(tmp_path / "new.db"), migrations=EVENTS))
+
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_settings_kept_on_a_full_database_raise_its_own_error(tmp_path: Path) -> None:
+    # SQLite had rolled back by itself: the ROLLBACK raised "no transaction is active" in
+    # place of "database or disk is full", the words the command line then showed
+    with closing(sqlite3.connect(tmp_path / "full.db", isolation_level=None)) as conn:
+        conn.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT)")
+        (pages,) = conn.execute("PRAGMA page_count").fetchone()
+        conn.execute(f"PRAGMA max_page_count = {pages}")  # as full as a disk can be
+
+        with pytest.raises(sqlite3.OperationalError, match="full"):
+            keep({"admin": "x" * 100_000}, conn)
+
+
 def test_a_lock_taken_on_a_file_its_refused_holder_removed_is_taken_again_on_the_new_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -109,9 +152,9 @@ def test_a_lock_taken_on_a_file_its_refused_holder_removed_is_taken_again_on_the
     opened_before = os.open(refused.path, os.O_RDWR)
     refused.release(undo=True)
     opens = [(opened_before, False)]  # the waiter's first open: the file now removed
-    real_open = lock_module.open_private
     monkeypatch.setattr(
-        lock_module, "open_private", lambda path: opens.pop() if opens else real_open(path)
+        "shopkeep.store.lock.open_private",
+        lambda path: opens.pop() if opens else open_private(path),
     )
 
     waiting = ProcessLock(database)
