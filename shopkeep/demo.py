@@ -22,6 +22,7 @@ from typing import Final
 from shopkeep.actors.protocol import CouponView, GoodsView
 from shopkeep.credentials import settle_credentials
 from shopkeep.shop import CreatedUser, Shop
+from shopkeep.store.database import remove_database
 from shopkeep.store.errors import UNREADABLE
 
 USERS: Final = (("alice", 5_000), ("bob", 0), ("carol", 20_000))
@@ -64,11 +65,17 @@ async def fill(db: str, *, admin_token: str | None = None) -> str:
     """Fill the fresh database at ``db`` and return what to print."""
     if _holds_shop_data(db):
         raise DemoRefused(f"{db} already holds shop data; demo fills only a fresh database")
-    async with Shop.open(db, gateway="sandbox") as shop:
-        credentials = await settle_credentials(
-            shop.runtime.store.writer, admin_token=admin_token, gateway_secret=None
-        )
-        made = await populate(shop, credentials.new_admin_token)
+    fresh = not os.path.exists(db)
+    try:
+        async with Shop.open(db, gateway="sandbox") as shop:
+            credentials = await settle_credentials(
+                shop.runtime.store.writer, admin_token=admin_token, gateway_secret=None
+            )
+            made = await populate(shop, credentials.new_admin_token)
+    except BaseException:
+        if fresh:  # half filled (a full disk), its tokens never shown: it would only refuse
+            remove_database(os.path.realpath(db))  # the next demo
+        raise
     return render(db, made, configured=admin_token is not None)
 
 

@@ -1,0 +1,30 @@
+"""The demo fills a fresh database whole, or leaves none: a half-filled one (a full disk cut
+it) holds users whose tokens were never printed, and refused the next demo for ever."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shopkeep.demo import fill
+from shopkeep.shop import Shop
+from shopkeep.store.errors import CommitFailed
+
+
+async def test_a_demo_a_full_disk_cut_leaves_no_database_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def full(*args: Any, **kwargs: Any) -> Any:
+        raise CommitFailed("commit failed: database or disk is full")
+
+    monkeypatch.setattr(Shop, "create_coupon", full)  # after the users and goods were made
+    db = tmp_path / "shop.db"
+
+    with pytest.raises(CommitFailed):
+        await fill(str(db))
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["shop.db.lock"]
+    monkeypatch.undo()
+    assert "admin token" in (await fill(str(db))).lower()  # and the next demo fills it
