@@ -671,6 +671,16 @@ class Shop(Payments, BackOffice):
         here mean a disk that stopped answering, with every write waiting on it."""
         return self.runtime.store.writer.stats.busy_s()
 
+    def store_refusal(self, within_s: float) -> str | None:
+        """What SQLite said if the store refused a write for its own sake (a full disk, an
+        I/O error) in the last ``within_s`` seconds and has committed none whole since."""
+        return self.runtime.store.writer.stats.refusing(within_s)
+
+    def store_wrote_again(self) -> bool:
+        """Whether the store has committed a write since it last refused one for its own
+        sake."""
+        return self.runtime.store.writer.stats.wrote_again()
+
     async def audit(self) -> AuditReport:
         """The invariants of SPEC section 6, computed from the database now."""
         self._check_open()  # a closed writer's flush would not say so

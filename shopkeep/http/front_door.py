@@ -92,6 +92,10 @@ STOPPING_RETRY_S: Final = 5.0
 """The Retry-After of a write refused while the server stops (a restart takes seconds)."""
 WATCH_S: Final = 1.0
 """How often the door looks at the store while the app runs."""
+REFUSING_WITHIN_S: Final = 5.0
+"""How recent a refusal of the store's own (a full disk) must be, with no commit since, for
+the store to count as refusing writes (``/healthz`` 503): a shop that writes nothing after
+it does not stay unhealthy for ever."""
 _READS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 """The methods still served while the store is stalled."""
 
@@ -236,6 +240,9 @@ class FrontDoor:
         self.store_stalled = False
         """Whether the store was stalled when last looked at (:meth:`watch_store`): writes
         are refused while it is (step 6)."""
+        self.store_refusal: str | None = None
+        """What SQLite said when the store last refused writes for its own sake (a full
+        disk), while it counts as refusing them (:meth:`watch_store`); else None."""
         self.stopping = False
         """Whether the server is stopping (:meth:`stop_taking_writes`)."""
         self.refusing_writes = False
@@ -259,6 +266,11 @@ class FrontDoor:
                 log.warning("store_answering", detail="commits finish again: writes are taken")
         self.store_stalled = stalled
         self.refusing_writes = stalled or self.stopping
+        refusal = self._shop.store_refusal(REFUSING_WITHIN_S)
+        if refusal is None and self.store_refusal is not None and self._shop.store_wrote_again():
+            # (the runtime said when it began: store_refusing_writes)
+            log.warning("store_writing_again", detail="commits succeed again: writes are kept")
+        self.store_refusal = refusal
         return busy_s
 
     def stop_taking_writes(self) -> None:
@@ -650,6 +662,15 @@ _NOTHING_DONE: Final = "nothing was done; try again later"
 def stopping_problem(said: str) -> web.Response:
     """503 unavailable: the server is stopping, and ``said`` (what that means here)."""
     return problem("unavailable", f"the server is stopping; {said}", retry_after=STOPPING_RETRY_S)
+
+
+def refusing_problem(refusal: str) -> web.Response:
+    """503 unavailable: the store refuses writes for its own sake; ``refusal``, SQLite's
+    words (``database or disk is full``)."""
+    return problem(
+        "unavailable",
+        f"the store refuses writes ({refusal}): they fail, nothing of them kept; reads answer",
+    )
 
 
 def stalled_problem(busy_s: float, said: str) -> web.Response:

@@ -87,6 +87,18 @@ class RuntimeCollector:
         )
         yield _counter("commit_batches", "Group commits since start.", writer.stats.batches)
         yield _counter("commit_units", "Units of work committed since start.", writer.stats.units)
+        yield _counter(
+            "commit_failed_units",
+            "Units of work not committed since start: refused by the store, for what they "
+            "write or for its own sake (see commit_refused_units), or built on one refused.",
+            writer.stats.failed_units,
+        )
+        yield _counter(
+            "commit_refused_units",
+            "Units of work the store refused for its own sake since start (a full disk, an "
+            "I/O error).",
+            writer.stats.refused_units,
+        )
         yield histogram(
             f"{NAMESPACE}_commit_seconds",
             "How long group commits took, from the batch's hand-over to its outcome.",

@@ -15,7 +15,7 @@ from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.http import conversion as c
 from shopkeep.http import schemas as s
-from shopkeep.http.front_door import DOOR, stalled_problem, stopping_problem
+from shopkeep.http.front_door import DOOR, refusing_problem, stalled_problem, stopping_problem
 from shopkeep.http.inputs import (
     body_bytes,
     body_of,
@@ -43,8 +43,10 @@ async def healthz(request: web.Request) -> web.Response:
     """Liveness: answers 200 ``{"status": "ok"}`` while the process serves, without a token;
     503 unavailable while the store has been at one commit for over
     :data:`~shopkeep.http.front_door.STALLED_AFTER_S` (its disk stopped answering: writes are
-    refused or wait, and a supervisor should know), and once the server is stopping (writes
-    are refused: a load balancer sends them elsewhere).
+    refused or wait, and a supervisor should know), while it refuses writes for its own sake
+    (a full disk, within :data:`~shopkeep.http.front_door.REFUSING_WITHIN_S` with no commit
+    since), and once the server is stopping (writes are refused: a load balancer sends them
+    elsewhere).
 
     It touches neither the actors nor the database, so it stays cheap and answers even when the
     shop is overloaded.
@@ -53,6 +55,8 @@ async def healthz(request: web.Request) -> web.Response:
     busy_s = door.watch_store()
     if door.store_stalled:
         return stalled_problem(busy_s, "writes are refused meanwhile")
+    if door.store_refusal is not None:
+        return refusing_problem(door.store_refusal)
     if door.stopping:
         return stopping_problem("writes are refused")
     return web.Response(body=_HEALTHY, content_type="application/json")

@@ -42,7 +42,7 @@ class RuntimeConfig:
     """Longest delay between two deliveries of a durable message."""
     outbox_fault_attempts: int = 5
     """Tries of a durable message whose receiver's commit SQLite refuses for what it writes
-    (a constraint, a value it cannot bind: ``outbox.DATA_FAULTS``), after which it is parked
+    (a constraint, a value it cannot bind: ``store.errors.DATA_FAULTS``), after which it is parked
     as a dead letter: tried again, it would fail the same way for ever. A disk's failures
     (full, I/O, locked) are tried for as long as they last."""
     drain_timeout_s: float = 30.0

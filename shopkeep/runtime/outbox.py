@@ -6,10 +6,10 @@ delivers it; the receiver's unit of work deletes the row (``CONSUME_SQL``), so a
 message and recording that it was applied are one transaction. A delivery that fails (the actor
 stopped, its commit failed, the system was full) is retried with back-off until it succeeds or
 the receiver parks it as a dead letter; one whose receiver's commit SQLite keeps refusing for
-what it writes (:data:`DATA_FAULTS`) is parked after ``outbox_fault_attempts`` tries. After
-a crash, the rows still in the table are exactly the messages not yet applied, and they are
-delivered again at start; after a unit whose outcome is unknown (it failed, but may have
-committed), the table is scanned again at once.
+what it writes (:data:`~shopkeep.store.errors.DATA_FAULTS`) is parked after
+``outbox_fault_attempts`` tries. After a crash, the rows still in the table are exactly the
+messages not yet applied, and they are delivered again at start; after a unit whose outcome is
+unknown (it failed, but may have committed), the table is scanned again at once.
 
 Memory is bounded: at most ``outbox_max_in_flight`` deliveries at once and
 ``outbox_max_backlog`` waiting in memory; beyond that, messages wait in the table only and are
@@ -30,7 +30,7 @@ from shopkeep.runtime.backoff import doubling_delay
 from shopkeep.runtime.clock import Cancellable
 from shopkeep.runtime.envelope import Address, Envelope
 from shopkeep.runtime.errors import MessageFailed
-from shopkeep.store.errors import CommitFailed
+from shopkeep.store.errors import DATA_FAULTS, CommitFailed
 
 if TYPE_CHECKING:
     from shopkeep.runtime.system import ActorSystem
@@ -39,14 +39,6 @@ log = structlog.get_logger("shopkeep.runtime.outbox")
 
 CONSUME_SQL = "DELETE FROM outbox WHERE id = ?"
 PAGE_SQL = "SELECT id, kind, actor_id, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?"
-DATA_FAULTS = (
-    sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
-    OverflowError,
-)
-"""What a commit raises for what its unit writes, not for the disk (a constraint, a value
-SQLite cannot bind, an int past 64 bits): the same unit fails the same way every time."""
-
-
 def is_data_fault(error: BaseException) -> bool:
     """Whether a delivery failed because its receiver's commit refused what it writes."""
     return isinstance(error, CommitFailed) and isinstance(error.cause, DATA_FAULTS)

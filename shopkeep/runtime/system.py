@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
@@ -55,6 +56,7 @@ from shopkeep.runtime.stats import RuntimeStats
 from shopkeep.runtime.supervision import Directive, RestartBudget, SupervisionPolicy
 from shopkeep.runtime.timers import TimerService
 from shopkeep.store import Store, UnitOfWork
+from shopkeep.store.errors import DATA_FAULTS, CommitFailed
 
 log = structlog.get_logger("shopkeep.runtime")
 
@@ -64,6 +66,8 @@ here (3.8 ms the longest), where the 50,000 – 60,000 of a busy half minute too
 one turn."""
 
 
+REFUSALS_SAID_EVERY_S: Final = 10.0
+"""How often, at most, the log says the store refuses units for its own sake."""
 SETTLED: Final = object()
 """The message :meth:`ActorSystem.settled` sends: no handler sees it; its answer comes once the
 actor's last unit of work is done."""
@@ -101,6 +105,8 @@ class ActorSystem:
         self._quiet_waiters: list[asyncio.Future[None]] = []
         self._passivation: Cancellable | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._refusals_said_at: float | None = None  # time.monotonic(), see _say_refusals
+        self._refusals_said = 0  # the store's refused units then
         store.writer.on_unit_failed = self._unit_failed
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -501,13 +507,18 @@ class ActorSystem:
         if restarting:
             self.stats.restarts += 1
 
-    def _unit_failed(self, unit: UnitOfWork, error: Exception) -> None:
+    def _unit_failed(self, unit: UnitOfWork, error: CommitFailed) -> None:
         owner = unit.owner
-        log.warning(
-            "unit_failed",
-            actor=f"{owner.kind}:{owner.id}" if isinstance(owner, Address) else str(owner),
-            error=str(error),
-        )
+        actor = f"{owner.kind}:{owner.id}" if isinstance(owner, Address) else str(owner)
+        cause = error.cause
+        if isinstance(cause, DATA_FAULTS):  # for what it writes: every try fails alike
+            log.warning("unit_failed", actor=actor, error=str(error))
+        else:
+            # the store's own (a full disk: said once a while, not a line a unit), or built
+            # on a unit that failed (said of that one)
+            log.debug("unit_failed", actor=actor, error=str(error))
+            if cause is not None:
+                self._say_refusals(cause)
         for address, incarnation in unit.owners():
             cell = self._registry.get(address) if isinstance(address, Address) else None
             if cell is not None and cell.incarnation == incarnation:
@@ -516,6 +527,25 @@ class ActorSystem:
         # durable messages go out when their unit is known to be committed: one that failed
         # may have committed all the same, so what it sent is looked for in the table
         self.outbox.rescan()
+
+    def _say_refusals(self, cause: BaseException) -> None:
+        """Say in the log that the store refuses units for its own sake, at most every
+        :data:`REFUSALS_SAID_EVERY_S` while it does (a full disk refused hundreds a second,
+        each a warning line)."""
+        now = time.monotonic()
+        said_at = self._refusals_said_at
+        if said_at is not None and now - said_at < REFUSALS_SAID_EVERY_S:
+            return
+        refused = self.store.writer.stats.refused_units
+        log.warning(
+            "store_refusing_writes",
+            error=str(cause),
+            units=refused - self._refusals_said,
+            detail="commits fail for the store's own sake (a full disk, an I/O error): "
+            "their writes are not kept, and their callers told so",
+        )
+        self._refusals_said_at = now
+        self._refusals_said = refused
 
     def _stop_cell(self, cell: Cell, reason: str) -> None:
         address = cell.address

@@ -17,6 +17,14 @@ def unreadable(error: BaseException) -> str:
     return str(error)
 
 
+DATA_FAULTS: Final = (
+    sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
+    OverflowError,
+)
+"""What a commit raises for what its unit writes, not for the disk (a constraint, a value
+SQLite cannot bind, an int past 64 bits): the same unit fails the same way every time."""
+
+
 class StoreError(Exception):
     """Base class of the store's errors; ``str()`` is a one-line message fit for a user."""
 

@@ -52,7 +52,7 @@ from shopkeep.store.batch_commit import (
     record_failure,
 )
 from shopkeep.store.batch_plan import Statement as Statement  # the bench replays them
-from shopkeep.store.errors import CommitFailed, StoreError
+from shopkeep.store.errors import DATA_FAULTS, CommitFailed, StoreError
 from shopkeep.store.unit import UnitOfWork
 from shopkeep.store.writer_process import WriterProcess
 from shopkeep.tally import Tally
@@ -81,8 +81,8 @@ class WriterStats:
     """Counters for metrics and benchmarks: how the batches look and how long commits take."""
 
     __slots__ = (
-        "batches", "busy_since", "commit_s", "failed_units", "last_batch_units", "statements",
-        "thread_s", "units",
+        "batches", "busy_since", "commit_s", "committed_at", "failed_units", "last_batch_units",
+        "refusal", "refused_at", "refused_units", "statements", "thread_s", "units",
     )
 
     def __init__(self) -> None:
@@ -97,6 +97,28 @@ class WriterStats:
         self.busy_since: float | None = None
         """When (``time.perf_counter``) the batch or call the writer is at began; None
         between them. Set on the writer's thread, read on the loop: one attribute."""
+        self.refused_units = 0
+        """Units the store refused for its own sake (a full disk, an I/O error), not for what
+        they write (:data:`~shopkeep.store.errors.DATA_FAULTS`): in ``failed_units`` too."""
+        self.refusal = ""
+        """What SQLite said the last time it refused a unit so."""
+        self.refused_at: float | None = None
+        """When (``time.monotonic``) it last did; None if never."""
+        self.committed_at: float | None = None
+        """When (``time.monotonic``) a batch last committed whole; None if none has."""
+
+    def refusing(self, within_s: float) -> str | None:
+        """What the store said if it refused a unit for its own sake (a full disk) in the last
+        ``within_s`` seconds and no batch has committed whole since; else None."""
+        refused_at = self.refused_at
+        if refused_at is None or time.monotonic() - refused_at > within_s:
+            return None
+        return None if self.wrote_again() else self.refusal
+
+    def wrote_again(self) -> bool:
+        """Whether a batch committed whole after the store's last refusal of its own."""
+        refused_at, committed_at = self.refused_at, self.committed_at
+        return refused_at is not None and committed_at is not None and committed_at > refused_at
 
     def busy_s(self) -> float:
         """How long the writer has been at its current batch or call (0 when at none): what
@@ -257,7 +279,9 @@ class GroupCommitWriter:
             committed -= sum(cause is not None for cause in failures)
         stats.units += committed
         stats.last_batch_units = committed
-        if failures is not None:
+        if failures is None:
+            stats.committed_at = time.monotonic()
+        else:
             for (unit, future), cause in zip(jobs, failures, strict=True):
                 if cause is not None:
                     self._report(unit, future, cause)
@@ -280,11 +304,16 @@ class GroupCommitWriter:
             self._idle.set_result(None)
 
     def _report(self, unit: UnitOfWork, future: asyncio.Future[None], cause: BaseException) -> None:
-        self.stats.failed_units += 1
+        stats = self.stats
+        stats.failed_units += 1
         if isinstance(cause, Skipped):
             error = CommitFailed("not committed: a unit it was built on failed")
         else:
             error = CommitFailed(f"commit failed: {cause}", cause)
+            if not isinstance(cause, DATA_FAULTS):
+                stats.refused_units += 1
+                stats.refusal = str(cause)
+                stats.refused_at = time.monotonic()
         if not future.done():
             future.set_exception(error)
         if self.on_unit_failed is not None:

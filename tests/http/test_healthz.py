@@ -4,6 +4,7 @@ database; 503 while the store is stuck at one commit, and every write refused me
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from typing import cast
 
@@ -28,6 +29,12 @@ class UnusableShop:
 
     def store_busy_s(self) -> float:
         return 0.0
+
+    def store_refusal(self, within_s: float) -> str | None:
+        return None
+
+    def store_wrote_again(self) -> bool:
+        return False
 
 
 async def test_healthz_answers_ok_without_a_token_or_the_shop(
@@ -96,3 +103,41 @@ async def test_a_running_app_looks_at_its_store_by_itself(
 
     await asyncio.wait_for(looked.wait(), 5)
     assert door.store_stalled is False
+
+
+def fill_up(conn: sqlite3.Connection) -> None:
+    """The writer's database can grow no more: as full as a disk can be."""
+    (pages,) = conn.execute("PRAGMA page_count").fetchone()
+    conn.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def make_room(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA max_page_count = 1073741823")
+
+
+async def test_healthz_answers_503_while_the_store_refuses_writes_as_a_full_disk_does(
+    api: Api,
+) -> None:
+    # every write answered 503 while /healthz said ok, no metric counted it, and the log
+    # had a warning a unit (9,000 in 50 s under load)
+    writer = api.shop.runtime.store.writer
+    await writer.call(fill_up)
+    with capture_logs() as logged:
+        answers = [
+            (await api.call("POST", "/v1/goods", ADMIN, {"name": f"g{n}", "price": 1, "stock": 1}))
+            for n in range(300)
+        ]
+        full = await api.call("GET", "/healthz", {})
+        await writer.call(make_room)
+        again = await api.call("POST", "/v1/goods", ADMIN, {"name": "tea", "price": 1, "stock": 1})
+        healthy = await api.call("GET", "/healthz", {})
+
+    refused = [answer for answer in answers if answer.status == 503]
+    assert len(refused) >= 2  # the database filled up on the way
+    assert all(answer.body["code"] == "unavailable" for answer in refused)
+    assert full.status == 503 and "database or disk is full" in full.body["detail"]
+    assert again.status == 201 and healthy.status == 200
+    # one line when it began, one when it ended: no line a unit
+    said = [line["event"] for line in logged if line["log_level"] == "warning"]
+    assert said == ["store_refusing_writes", "store_writing_again"]
+    assert writer.stats.refused_units == len(refused)  # shopkeep_commit_refused_units_total

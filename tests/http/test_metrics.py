@@ -29,6 +29,8 @@ RUNTIME_METRICS = (
     "shopkeep_mailbox_depth_sum",
     "shopkeep_commit_batch_units",
     "shopkeep_commit_batches",
+    "shopkeep_commit_failed_units",
+    "shopkeep_commit_refused_units",
     "shopkeep_commit_seconds",
     "shopkeep_writer_backlog",
     "shopkeep_timers_pending_in_memory",

@@ -171,7 +171,7 @@ def test_the_childs_errors_keep_their_sqlite_class() -> None:
     assert isinstance(error_of(("OperationalError", "disk I/O")), sqlite3.OperationalError)
     unknown = error_of(("ValueError", "odd"))
     assert type(unknown) is sqlite3.Error and "ValueError: odd" in str(unknown)
-    # a value SQLite cannot bind is the data's fault here as there (outbox.DATA_FAULTS)
+    # a value SQLite cannot bind is the data's fault here as there (store.errors.DATA_FAULTS)
     assert isinstance(error_of(("OverflowError", "too large")), OverflowError)
 
 
