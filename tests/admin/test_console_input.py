@@ -386,8 +386,8 @@ async def test_a_refusal_of_an_action_on_what_is_not_there_is_shown_once(
     refused = (await browser.page(back))[1]
     next_page = (await browser.page("/admin/goods"))[1]
 
-    assert (status, refused.count("no order 42")) == (303, 1)
-    assert "no order 42" not in next_page
+    assert (status, refused.count("order 42 does not exist")) == (303, 1)
+    assert "order 42 does not exist" not in next_page
 
 
 @pytest.mark.parametrize(
