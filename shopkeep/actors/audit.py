@@ -54,6 +54,7 @@ from shopkeep.actors.audit_order_checks import (
     judge_states,
 )
 from shopkeep.actors.audit_sql import LIVE, Check, Counts, Findings, Row, Verdict
+from shopkeep.store.migrations import MIGRATIONS, apply_migrations, schema_version
 from shopkeep.store.reader import Reader
 
 CHECKS: tuple[Check, ...] = (
@@ -158,6 +159,8 @@ def _audit_rows(uri: str) -> tuple[Findings, InFlight, list[Row]]:
         damage = [" ".join(str(row[0]).split()) for row in conn.execute("PRAGMA quick_check(3)")]
         if damage != ["ok"]:
             raise sqlite3.DatabaseError(f"the database is damaged: {'; '.join(damage)}")
+        if 0 < schema_version(conn) < len(MIGRATIONS):
+            conn = migrated_copy(conn)
         try:
             found, flight = sort_rows(conn.execute(AUDIT_SQL).fetchall())
         except sqlite3.OperationalError as error:
@@ -174,6 +177,22 @@ def _audit_rows(uri: str) -> tuple[Findings, InFlight, list[Row]]:
         return found, flight, live
     finally:
         conn.close()
+
+
+def migrated_copy(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """A copy in memory of the shop ``conn`` reads, migrated as a start migrates it (``conn``
+    closed): what an older shopkeep wrote (a backup from before an upgrade, a file an older
+    server runs) is audited as this one sees it, and the file is not changed."""
+    copy = sqlite3.connect(":memory:")
+    try:
+        conn.backup(copy)
+        apply_migrations(copy, MIGRATIONS)
+    except BaseException:
+        copy.close()
+        raise
+    finally:
+        conn.close()
+    return copy
 
 
 def sort_rows(rows: list[Row]) -> tuple[Findings, InFlight]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from shopkeep.actors.protocol import (
     UseCoupon,
 )
 from shopkeep.bootstrap import Runtime
+from shopkeep.store.migrations import MIGRATIONS, apply_migrations
 from tests.actors.asset_shop import (
     assets,
     coupon,
@@ -139,6 +141,28 @@ async def test_an_empty_database_audits_ok(tmp_path: Path) -> None:
     async with open_shop(path):
         pass
     assert audit_file(path).ok
+
+
+def test_a_shop_an_older_shopkeep_wrote_is_audited_as_migrated_and_left_as_it_was(
+    tmp_path: Path,
+) -> None:
+    # "no such column: r.provider_failed": a backup from before an upgrade could not be
+    # audited, backed up or restored by the new shopkeep (only served)
+    old = tmp_path / "old.db"
+    with closing(sqlite3.connect(old, isolation_level=None)) as conn:
+        apply_migrations(conn, MIGRATIONS[:5])
+        conn.execute(
+            "INSERT INTO users (id, name, token_hash, balance, points, created_at) "
+            "VALUES (1, 'ann', 'h', 0, 0, 1.0)"
+        )
+    before = old.read_bytes()
+
+    report = audit_file(str(old))
+
+    assert report.ok, report
+    assert old.read_bytes() == before
+    with closing(sqlite3.connect(old)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (5,)
 
 
 def test_audit_file_of_a_missing_file_says_so(tmp_path: Path) -> None:

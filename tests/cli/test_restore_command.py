@@ -12,6 +12,7 @@ from pathlib import Path
 from shopkeep.actors.audit import audit_file
 from shopkeep.store.backup import integrity
 from shopkeep.store.lock import ProcessLock
+from shopkeep.store.migrations import MIGRATIONS, apply_migrations
 from tests.cli.test_backup_command import assert_usage_error, shopkeep
 
 
@@ -104,6 +105,22 @@ def test_a_refused_restore_to_where_no_database_is_leaves_nothing_there(tmp_path
 
     assert result.returncode == 1
     assert list((tmp_path / "new").iterdir()) == []
+
+
+def test_a_backup_an_older_shopkeep_made_is_restored_and_migrated_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    # its checks ran this shopkeep's audit on the older schema: "no such column", exit 1
+    old = tmp_path / "old.db"
+    with closing(sqlite3.connect(old, isolation_level=None)) as conn:
+        apply_migrations(conn, MIGRATIONS[:5])
+    db = tmp_path / "shop.db"
+
+    result = shopkeep("restore", "--from", str(old), "--db", str(db))
+
+    assert result.returncode == 0, result.stderr
+    assert audit_file(str(db)).ok
+    assert shopkeep("demo", "--db", str(db)).returncode == 0  # opened: migrated, and filled
 
 
 def test_a_restore_to_where_no_database_is_puts_the_backup_there(tmp_path: Path) -> None:
