@@ -672,14 +672,9 @@ class Shop(Payments, BackOffice):
         return self.runtime.store.writer.stats.busy_s()
 
     def store_refusal(self, within_s: float) -> str | None:
-        """What SQLite said if the store refused a write for its own sake (a full disk, an
-        I/O error) in the last ``within_s`` seconds and has committed none whole since."""
+        """What SQLite said if the store is refusing writes for its own sake (a full disk, an
+        I/O error), its last refusal in the last ``within_s`` seconds."""
         return self.runtime.store.writer.stats.refusing(within_s)
-
-    def store_wrote_again(self) -> bool:
-        """Whether the store has committed a write since it last refused one for its own
-        sake."""
-        return self.runtime.store.writer.stats.wrote_again()
 
     async def audit(self) -> AuditReport:
         """The invariants of SPEC section 6, computed from the database now."""

@@ -171,17 +171,7 @@ def problem_for(error: BaseException) -> web.Response | None:
         case ActorStopped():
             return problem("unavailable", "the shop did not answer; nothing was done, try again")
         case CommitFailed():
-            # the store refused the write (locked past its busy timeout, a full disk) or its
-            # writer process died mid-batch, when the batch may have committed after all; or
-            # a request of several writes (a payment start: the payment, then its answer)
-            # had its first kept and a later one refused. A retry under the same
-            # Idempotency-Key is safe either way (SPEC 7: 503, retry)
-            return problem(
-                "unavailable",
-                "the shop could not write it to its store: it may not be done, or be done in "
-                "part; retry it (under the same Idempotency-Key if it had one), or look "
-                "before retrying",
-            )
+            return commit_failed_problem("POST", keyed=False)
         case web.RequestPayloadError():
             # the body's bytes arrived but could not be read as they said they were (gzip or
             # deflate that does not inflate, chunks that do not add up): the client's, not ours
@@ -263,6 +253,25 @@ def cut_short(request: web.Request, error: BaseException) -> int | None:
     return cut if lost else None
 
 
+def commit_failed_problem(method: str, keyed: bool) -> web.Response:
+    """503 unavailable for a request the store failed (CommitFailed), in words for what it
+    was. The store refused a write (locked past its busy timeout, a full disk) or its writer
+    process died mid-batch, when the batch may have committed after all; or a request of
+    several writes (a payment start: the payment, then its answer) had its first kept and a
+    later one refused. A read fails so when it waited behind its actor's failed write: its
+    answer came from what the disk never took. A retry under the same Idempotency-Key is safe
+    either way (SPEC 7: 503, retry)."""
+    if method in ("GET", "HEAD"):
+        said = "the shop could not answer it: a write before it could not be stored; try again"
+    else:
+        retry = "retry it under the same Idempotency-Key" if keyed else "look before retrying it"
+        said = (
+            "the shop could not write it to its store: it may not be done, or be done in "
+            f"part; {retry}"
+        )
+    return problem("unavailable", said)
+
+
 def answer_error(request: web.Request, error: Exception) -> web.Response:
     """The answer to an error a handler raised: problem+json for every expected one, a bare
     500 for a bug, whose traceback goes to the log only; nothing for a request whose
@@ -272,6 +281,8 @@ def answer_error(request: web.Request, error: Exception) -> web.Response:
     cut = cut_short(request, error)
     if cut is not None:
         return web.Response(status=cut)
+    if isinstance(error, CommitFailed):
+        return commit_failed_problem(request.method, IDEMPOTENCY_HEADER in request.headers)
     answer = problem_for(error)
     if answer is not None:
         return answer

@@ -266,11 +266,7 @@ class FrontDoor:
                 log.warning("store_answering", detail="commits finish again: writes are taken")
         self.store_stalled = stalled
         self.refusing_writes = stalled or self.stopping
-        refusal = self._shop.store_refusal(REFUSING_WITHIN_S)
-        if refusal is None and self.store_refusal is not None and self._shop.store_wrote_again():
-            # (the runtime said when it began: store_refusing_writes)
-            log.warning("store_writing_again", detail="commits succeed again: writes are kept")
-        self.store_refusal = refusal
+        self.store_refusal = self._shop.store_refusal(REFUSING_WITHIN_S)
         return busy_s
 
     def stop_taking_writes(self) -> None:
@@ -669,7 +665,8 @@ def refusing_problem(refusal: str) -> web.Response:
     words (``database or disk is full``)."""
     return problem(
         "unavailable",
-        f"the store refuses writes ({refusal}): they fail, nothing of them kept; reads answer",
+        f"the store refuses writes ({refusal}): each it refuses is answered 503, as is a read "
+        "that waited behind one; writes that fit are taken, other reads answer",
     )
 
 

@@ -105,9 +105,10 @@ class ActorSystem:
         self._quiet_waiters: list[asyncio.Future[None]] = []
         self._passivation: Cancellable | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._refusals_said_at: float | None = None  # time.monotonic(), see _say_refusals
-        self._refusals_said = 0  # the store's refused units then
+        self._refusals_said_at = 0.0  # time.monotonic() of the last store_refusing_writes
+        self._refusal_began = 0  # the store's refused units before its run of refusals
         store.writer.on_unit_failed = self._unit_failed
+        store.writer.on_refusal_changed = self._refusal_changed
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -518,7 +519,7 @@ class ActorSystem:
             # on a unit that failed (said of that one)
             log.debug("unit_failed", actor=actor, error=str(error))
             if cause is not None:
-                self._say_refusals(cause)
+                self._remind_refusals()
         for address, incarnation in unit.owners():
             cell = self._registry.get(address) if isinstance(address, Address) else None
             if cell is not None and cell.incarnation == incarnation:
@@ -528,24 +529,36 @@ class ActorSystem:
         # may have committed all the same, so what it sent is looked for in the table
         self.outbox.rescan()
 
-    def _say_refusals(self, cause: BaseException) -> None:
-        """Say in the log that the store refuses units for its own sake, at most every
-        :data:`REFUSALS_SAID_EVERY_S` while it does (a full disk refused hundreds a second,
-        each a warning line)."""
-        now = time.monotonic()
-        said_at = self._refusals_said_at
-        if said_at is not None and now - said_at < REFUSALS_SAID_EVERY_S:
+    def _refusal_changed(self, refusing: bool) -> None:
+        """Say in the log when a run of the store's own refusals (a full disk) begins and
+        ends: two lines, not a warning a unit refused (hundreds a second under load)."""
+        stats = self.store.writer.stats
+        if refusing:
+            self._refusal_began = stats.refused_units - 1
+            self._say_refusals(stats.refused_units - self._refusal_began)
             return
-        refused = self.store.writer.stats.refused_units
+        log.warning(
+            "store_writing_again",
+            refused_units=stats.refused_units - self._refusal_began,
+            detail="commits succeed again: writes are kept",
+        )
+
+    def _remind_refusals(self) -> None:
+        """Say again, every :data:`REFUSALS_SAID_EVERY_S` while the run lasts, that the store
+        refuses units."""
+        if time.monotonic() - self._refusals_said_at >= REFUSALS_SAID_EVERY_S:
+            self._say_refusals(self.store.writer.stats.refused_units - self._refusal_began)
+
+    def _say_refusals(self, units: int) -> None:
+        stats = self.store.writer.stats
         log.warning(
             "store_refusing_writes",
-            error=str(cause),
-            units=refused - self._refusals_said,
-            detail="commits fail for the store's own sake (a full disk, an I/O error): "
-            "their writes are not kept, and their callers told so",
+            error=stats.refusal,
+            refused_units=units,
+            detail="commits fail for the store's own sake (a full disk, an I/O error): their "
+            "writes are not kept, and their callers told so",
         )
-        self._refusals_said_at = now
-        self._refusals_said = refused
+        self._refusals_said_at = time.monotonic()
 
     def _stop_cell(self, cell: Cell, reason: str) -> None:
         address = cell.address

@@ -77,12 +77,19 @@ COMMIT_BUCKETS = (
 millisecond (a fast disk's cache) to many (a busy disk)."""
 
 
+WRITING_AGAIN_AFTER_S = 1.0
+"""How long after its last refusal of its own (a full disk) a batch committed whole ends the
+run of refusals: a disk nearly full takes some commits between refusals, which would each
+end one and begin the next."""
+
+
 class WriterStats:
     """Counters for metrics and benchmarks: how the batches look and how long commits take."""
 
     __slots__ = (
-        "batches", "busy_since", "commit_s", "committed_at", "failed_units", "last_batch_units",
-        "refusal", "refused_at", "refused_units", "statements", "thread_s", "units",
+        "batches", "busy_since", "commit_s", "failed_units", "in_refusal",
+        "last_batch_units", "refusal", "refused_at", "refused_units", "statements", "thread_s",
+        "units",
     )
 
     def __init__(self) -> None:
@@ -104,21 +111,17 @@ class WriterStats:
         """What SQLite said the last time it refused a unit so."""
         self.refused_at: float | None = None
         """When (``time.monotonic``) it last did; None if never."""
-        self.committed_at: float | None = None
-        """When (``time.monotonic``) a batch last committed whole; None if none has."""
+        self.in_refusal = False
+        """Whether the store is in a run of refusals of its own: from one until a batch
+        commits whole :data:`WRITING_AGAIN_AFTER_S` or more after the last."""
 
     def refusing(self, within_s: float) -> str | None:
-        """What the store said if it refused a unit for its own sake (a full disk) in the last
-        ``within_s`` seconds and no batch has committed whole since; else None."""
+        """What the store said if it is in a run of refusals of its own (a full disk) and
+        refused a unit in the last ``within_s`` seconds; else None."""
         refused_at = self.refused_at
-        if refused_at is None or time.monotonic() - refused_at > within_s:
+        if not self.in_refusal or refused_at is None or time.monotonic() - refused_at > within_s:
             return None
-        return None if self.wrote_again() else self.refusal
-
-    def wrote_again(self) -> bool:
-        """Whether a batch committed whole after the store's last refusal of its own."""
-        refused_at, committed_at = self.refused_at, self.committed_at
-        return refused_at is not None and committed_at is not None and committed_at > refused_at
+        return self.refusal
 
     def busy_s(self) -> float:
         """How long the writer has been at its current batch or call (0 when at none): what
@@ -163,6 +166,9 @@ class GroupCommitWriter:
         self._failed_owners: dict[Hashable, int] = {}  # the writer thread's (inline: loop's)
         self._committer = BatchCommitter(conn, process)
         self.on_unit_failed: Callable[[UnitOfWork, CommitFailed], None] | None = None
+        self.on_refusal_changed: Callable[[bool], None] | None = None
+        """Called when a run of the store's own refusals begins (True) or ends (False); see
+        :attr:`WriterStats.in_refusal`."""
         self.stats = WriterStats()
 
     # -- the loop side -------------------------------------------------------------------------
@@ -280,7 +286,12 @@ class GroupCommitWriter:
         stats.units += committed
         stats.last_batch_units = committed
         if failures is None:
-            stats.committed_at = time.monotonic()
+            # (in a run of refusals, refused_at is set)
+            if stats.in_refusal and time.monotonic() - (stats.refused_at or 0.0) >= (
+                WRITING_AGAIN_AFTER_S
+            ):
+                stats.in_refusal = False
+                self._refusal_changed()
         else:
             for (unit, future), cause in zip(jobs, failures, strict=True):
                 if cause is not None:
@@ -314,6 +325,9 @@ class GroupCommitWriter:
                 stats.refused_units += 1
                 stats.refusal = str(cause)
                 stats.refused_at = time.monotonic()
+                if not stats.in_refusal:
+                    stats.in_refusal = True
+                    self._refusal_changed()
         if not future.done():
             future.set_exception(error)
         if self.on_unit_failed is not None:
@@ -322,6 +336,15 @@ class GroupCommitWriter:
             except Exception as exc:  # the hook's bug must not stop every later commit
                 self._loop.call_exception_handler(
                     {"message": "the writer's on_unit_failed hook raised", "exception": exc}
+                )
+
+    def _refusal_changed(self) -> None:
+        if self.on_refusal_changed is not None:
+            try:
+                self.on_refusal_changed(self.stats.in_refusal)
+            except Exception as exc:  # the hook's bug must not stop every later commit
+                self._loop.call_exception_handler(
+                    {"message": "the writer's on_refusal_changed hook raised", "exception": exc}
                 )
 
     async def _run_inline(self) -> None:

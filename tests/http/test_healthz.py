@@ -15,7 +15,9 @@ from structlog.testing import capture_logs
 from shopkeep.http import front_door
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
+from shopkeep.http.errors import commit_failed_problem
 from shopkeep.shop import Shop
+from shopkeep.store import writer as writer_module
 from tests.http.conftest import ADMIN, Api
 
 
@@ -32,9 +34,6 @@ class UnusableShop:
 
     def store_refusal(self, within_s: float) -> str | None:
         return None
-
-    def store_wrote_again(self) -> bool:
-        return False
 
 
 async def test_healthz_answers_ok_without_a_token_or_the_shop(
@@ -116,28 +115,51 @@ def make_room(conn: sqlite3.Connection) -> None:
 
 
 async def test_healthz_answers_503_while_the_store_refuses_writes_as_a_full_disk_does(
-    api: Api,
+    api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # every write answered 503 while /healthz said ok, no metric counted it, and the log
     # had a warning a unit (9,000 in 50 s under load)
+    monkeypatch.setattr(writer_module, "WRITING_AGAIN_AFTER_S", 0.0)  # the first commit ends it
     writer = api.shop.runtime.store.writer
-    await writer.call(fill_up)
+    refused, healths = [], []
     with capture_logs() as logged:
-        answers = [
-            (await api.call("POST", "/v1/goods", ADMIN, {"name": f"g{n}", "price": 1, "stock": 1}))
-            for n in range(300)
-        ]
-        full = await api.call("GET", "/healthz", {})
-        await writer.call(make_room)
-        again = await api.call("POST", "/v1/goods", ADMIN, {"name": "tea", "price": 1, "stock": 1})
-        healthy = await api.call("GET", "/healthz", {})
+        for run in range(2):  # each run of refusals said, its start and its end
+            await writer.call(fill_up)
+            for n in range(300):
+                body = {"name": f"g{run}-{n}", "price": 1, "stock": 1}
+                answer = await api.call("POST", "/v1/goods", ADMIN, body)
+                if answer.status == 503:
+                    refused.append(answer)
+            healths.append(await api.call("GET", "/healthz", {}))
+            await writer.call(make_room)
+            tea = {"name": "tea", "price": 1, "stock": 1}
+            assert (await api.call("POST", "/v1/goods", ADMIN, tea)).status == 201
+            healths.append(await api.call("GET", "/healthz", {}))
 
-    refused = [answer for answer in answers if answer.status == 503]
-    assert len(refused) >= 2  # the database filled up on the way
+    assert len(refused) >= 4  # the database filled up on the way, twice
     assert all(answer.body["code"] == "unavailable" for answer in refused)
-    assert full.status == 503 and "database or disk is full" in full.body["detail"]
-    assert again.status == 201 and healthy.status == 200
-    # one line when it began, one when it ended: no line a unit
+    assert [health.status for health in healths] == [503, 200, 503, 200]
+    assert "database or disk is full" in healths[0].body["detail"]
+    # one line when each run began, one when it ended: no line a unit
     said = [line["event"] for line in logged if line["log_level"] == "warning"]
-    assert said == ["store_refusing_writes", "store_writing_again"]
+    assert said == ["store_refusing_writes", "store_writing_again"] * 2
     assert writer.stats.refused_units == len(refused)  # shopkeep_commit_refused_units_total
+
+
+@pytest.mark.parametrize(
+    ("method", "keyed", "said"),
+    [
+        ("GET", False, "could not answer it: a write before it could not be stored"),
+        ("POST", True, "retry it under the same Idempotency-Key"),
+        ("POST", False, "look before retrying it"),
+    ],
+)
+def test_a_request_the_store_failed_is_told_what_that_means_for_it(
+    method: str, keyed: bool, said: str
+) -> None:
+    # a read that waited behind a refused write was told "could not write it", and a write
+    # without a key to retry "under the same Idempotency-Key"
+    answer = commit_failed_problem(method, keyed)
+
+    assert answer.status == 503
+    assert answer.text is not None and said in answer.text
