@@ -102,6 +102,7 @@ class SandboxGateway:
         self._sink: CallbackSink | None = None
         self._txn_ids = itertools.count(1)
         self._tasks: dict[asyncio.Task[bool], int] = {}  # callbacks on their way: payment ids
+        self._paying: dict[asyncio.Task[bool], int] = {}  # those of successes: payment ids
         self._settling = False  # a graceful stop began: no new callback is taken on
         self._refunds_fail_until = float("-inf")
         self.refunds_failing = False
@@ -253,7 +254,10 @@ class SandboxGateway:
         retry) must not collect twice. A failed payment may still be paid. Raises ShopError
         invalid_state. The test's own :meth:`complete` with a ``txn_id`` still collects
         again, to play a provider's second transaction (SPEC 3.4)."""
-        if status in PAID_AT_PROVIDER or self._books.transactions(payment_id):
+        # a success on its way may not have collected yet (its task has not run): a second
+        # sent at the same moment would find the books empty
+        paying = payment_id in self._paying.values() or self._books.transactions(payment_id)
+        if status in PAID_AT_PROVIDER or paying:
             said = status if status in PAID_AT_PROVIDER else "being paid"
             raise ShopError(
                 INVALID_STATE,
@@ -283,11 +287,14 @@ class SandboxGateway:
             self.complete(payment_id, order_id, amount, status, txn_id, first_try)
         )
         self._tasks[task] = payment_id
+        if status == "succeeded":
+            self._paying[task] = payment_id
         task.add_done_callback(functools.partial(self._completed, first_try))
         return first_try
 
     def _completed(self, first_try: asyncio.Future[bool], task: asyncio.Task[bool]) -> None:
         payment_id = self._tasks.pop(task)
+        self._paying.pop(task, None)
         if not first_try.done():  # refused before any call back
             first_try.set_result(False)
         if not task.cancelled() and task.exception() is not None:

@@ -18,6 +18,7 @@ from pytest_aiohttp import AiohttpServer
 from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.actors.signature import verify
+from shopkeep.errors import ShopError
 from shopkeep.http.sandbox import HttpCallbackSink
 from shopkeep.http.server import ServeOptions, Server, StartupError, running
 from shopkeep.payments.settings import ProviderSettings
@@ -129,6 +130,25 @@ async def test_a_sandbox_payment_is_called_back_over_http_and_the_order_becomes_
         'route="/v1/payments/callback",status="200"} 1.0'
     ) in metrics
     assert (await server.shop.audit()).ok
+
+
+async def test_a_complete_right_behind_another_is_refused_before_the_first_collected(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    # two at the same moment: the second looked at the books before the first's task had
+    # collected, found them empty, and collected too
+    _, payment = await order_awaiting_payment(server, http)
+    gateway = server.gateway
+    assert gateway is not None
+    payment_id, order_id = int(payment["id"]), int(payment["order_id"])
+
+    gateway.check_payable(payment_id, "created")
+    first = gateway.complete_soon(payment_id, order_id, payment["amount"], "succeeded")
+    with pytest.raises(ShopError, match="being paid already"):
+        gateway.check_payable(payment_id, "created")  # its task has not run yet
+    assert await asyncio.wait_for(first, TIMEOUT_S)
+
+    assert gateway.total_collected == payment["amount"]
 
 
 async def test_a_failed_payment_leaves_the_order_awaiting_payment_and_may_still_be_paid(
