@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -157,7 +158,7 @@ async def forget_new_admin_token(
             await forget_admin_token(store.writer, hash_token(token))
         finally:
             await store.close()
-    except (StoreError, OSError):
+    except (StoreError, OSError, sqlite3.Error):  # a full disk: SQLite's own error
         announce(token)
 
 

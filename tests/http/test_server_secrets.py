@@ -112,3 +112,27 @@ async def test_a_token_announced_by_a_start_stays_when_that_server_fails_later(
             raise RuntimeError("the block failed")
     assert len(shown) == 1
     assert settings(tmp_path / "shop.db")[ADMIN_TOKEN_HASH] == hash_token(shown[0])
+
+
+async def test_a_token_a_failed_start_cannot_forget_is_announced_after_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a disk that filled up meanwhile: the forgetting raised SQLite's error, not a
+    # StoreError, so the token stayed in force and was never shown: the admin locked out
+    async def full(*args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr("shopkeep.http.server.forget_admin_token", full)
+    db = tmp_path / "shop.db"
+    async with Shop.open(str(db), gateway="sandbox"):  # a shop in CNY, no admin token yet
+        pass
+    shown: list[str] = []
+    in_dollars = ServeOptions(
+        db=str(db), port=0, sandbox=True, payments=ProviderSettings(currency="USD")
+    )
+    with pytest.raises(CurrencyMismatch):
+        async with running(in_dollars, announce=shown.append):
+            pass  # never reached
+
+    assert len(shown) == 1
+    assert settings(db)[ADMIN_TOKEN_HASH] == hash_token(shown[0])
