@@ -24,6 +24,7 @@ from shopkeep.credentials import settle_credentials
 from shopkeep.shop import CreatedUser, Shop
 from shopkeep.store.database import remove_database
 from shopkeep.store.errors import UNREADABLE
+from shopkeep.store.private_files import create_private
 
 USERS: Final = (("alice", 5_000), ("bob", 0), ("carol", 20_000))
 """Name and opening wallet balance (minor units)."""
@@ -65,7 +66,8 @@ async def fill(db: str, *, admin_token: str | None = None) -> str:
     """Fill the fresh database at ``db`` and return what to print."""
     if _holds_shop_data(db):
         raise DemoRefused(f"{db} already holds shop data; demo fills only a fresh database")
-    fresh = not os.path.exists(db)
+    given_empty = os.path.isfile(db) and os.path.getsize(db) == 0  # touch, a deploy tool
+    fresh = given_empty or not os.path.exists(db)
     try:
         async with Shop.open(db, gateway="sandbox") as shop:
             credentials = await settle_credentials(
@@ -74,7 +76,10 @@ async def fill(db: str, *, admin_token: str | None = None) -> str:
             made = await populate(shop, credentials.new_admin_token)
     except BaseException:
         if fresh:  # half filled (a full disk), its tokens never shown: it would only refuse
-            remove_database(os.path.realpath(db))  # the next demo
+            real_path = os.path.realpath(db)  # the next demo
+            remove_database(real_path)
+            if given_empty:
+                create_private(real_path)  # as it was given, its owner's alone
         raise
     return render(db, made, configured=admin_token is not None)
 

@@ -13,18 +13,25 @@ from shopkeep.shop import Shop
 from shopkeep.store.errors import CommitFailed
 
 
+@pytest.mark.parametrize("given", ["nothing", "an empty file"])
 async def test_a_demo_a_full_disk_cut_leaves_no_database_behind(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
 ) -> None:
     async def full(*args: Any, **kwargs: Any) -> Any:
         raise CommitFailed("commit failed: database or disk is full")
 
     monkeypatch.setattr(Shop, "create_coupon", full)  # after the users and goods were made
     db = tmp_path / "shop.db"
+    if given == "an empty file":
+        db.touch()  # it was left half filled: not fresh to the next demo
 
     with pytest.raises(CommitFailed):
         await fill(str(db))
 
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["shop.db.lock"]
+    left = sorted(path.name for path in tmp_path.iterdir())
+    if given == "an empty file":
+        assert left == ["shop.db", "shop.db.lock"] and db.stat().st_size == 0
+    else:
+        assert left == ["shop.db.lock"]
     monkeypatch.undo()
     assert "admin token" in (await fill(str(db))).lower()  # and the next demo fills it
