@@ -85,11 +85,10 @@ async def test_a_first_start_that_cannot_listen_shows_no_token_and_the_next_star
     assert settings(tmp_path / "shop.db")[ADMIN_TOKEN_HASH] == hash_token(shown[0])
 
 
-async def test_a_start_that_fails_once_the_database_is_open_forgets_the_token_it_made(
-    tmp_path: Path,
-) -> None:
-    db = tmp_path / "shop.db"
-    async with Shop.open(str(db), gateway="sandbox"):  # a shop in CNY, no admin token yet
+async def start_failing_once_open(db: Path) -> list[str]:
+    """Start a server on a shop in CNY without an admin token, in dollars: it makes a token,
+    then fails once the database is open; the tokens it announced."""
+    async with Shop.open(str(db), gateway="sandbox"):
         pass
     shown: list[str] = []
     in_dollars = ServeOptions(
@@ -98,7 +97,14 @@ async def test_a_start_that_fails_once_the_database_is_open_forgets_the_token_it
     with pytest.raises(CurrencyMismatch):
         async with running(in_dollars, announce=shown.append):
             pass  # never reached
-    assert shown == []
+    return shown
+
+
+async def test_a_start_that_fails_once_the_database_is_open_forgets_the_token_it_made(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "shop.db"
+    assert await start_failing_once_open(db) == []
     assert ADMIN_TOKEN_HASH not in settings(db)
 
 
@@ -124,15 +130,8 @@ async def test_a_token_a_failed_start_cannot_forget_is_announced_after_all(
 
     monkeypatch.setattr("shopkeep.http.server.forget_admin_token", full)
     db = tmp_path / "shop.db"
-    async with Shop.open(str(db), gateway="sandbox"):  # a shop in CNY, no admin token yet
-        pass
-    shown: list[str] = []
-    in_dollars = ServeOptions(
-        db=str(db), port=0, sandbox=True, payments=ProviderSettings(currency="USD")
-    )
-    with pytest.raises(CurrencyMismatch):
-        async with running(in_dollars, announce=shown.append):
-            pass  # never reached
+
+    shown = await start_failing_once_open(db)
 
     assert len(shown) == 1
     assert settings(db)[ADMIN_TOKEN_HASH] == hash_token(shown[0])
