@@ -3,11 +3,13 @@ it) holds users whose tokens were never printed, and refused the next demo for e
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from shopkeep.cli import main
 from shopkeep.demo import fill
 from shopkeep.shop import Shop
 from shopkeep.store.errors import CommitFailed
@@ -35,3 +37,19 @@ async def test_a_demo_a_full_disk_cut_leaves_no_database_behind(
         assert left == ["shop.db.lock"]
     monkeypatch.undo()
     assert "admin token" in (await fill(str(db))).lower()  # and the next demo fills it
+
+
+def test_a_demo_sqlite_refused_as_the_shop_opened_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a disk full as the shop kept its currency: SQLite's own error, a traceback and exit 1
+    async def full(db: str, *, admin_token: str | None = None) -> str:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr("shopkeep.demo.fill", full)
+
+    status = main(["demo", "--db", str(tmp_path / "shop.db")])
+
+    [line] = capsys.readouterr().err.splitlines()
+    assert status == 2
+    assert line.endswith("database or disk is full") and "error:" in line

@@ -48,12 +48,14 @@ def run_demo(args: argparse.Namespace) -> int:
         return fail_about(args, "db", f"cannot use database path {args.db}: {problem}")
 
     from shopkeep.demo import DemoRefused, fill
-    from shopkeep.store.errors import StoreError
+    from shopkeep.store.errors import UNREADABLE, StoreError, unreadable
 
     configure_logs(args)
     try:
         text = asyncio.run(fill(args.db, admin_token=args.admin_token))
     except (StoreError, DemoRefused) as error:
         return fail_about(args, "db", str(error))
+    except UNREADABLE as error:  # SQLite's own, as the shop opens (a disk full, damaged pages)
+        return fail_about(args, "db", f"cannot use database {args.db}: {unreadable(error)}")
     print(text)
     return 0
