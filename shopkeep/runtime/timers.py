@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from shopkeep.runtime.backoff import doubling_delay
 from shopkeep.runtime.clock import Cancellable
 from shopkeep.runtime.envelope import Address, Envelope, TimerFire, TimerKey
 from shopkeep.runtime.errors import MessageFailed, Overloaded
+from shopkeep.store.errors import DATA_FAULTS, CommitFailed
 from shopkeep.tally import Tally
 
 if TYPE_CHECKING:
@@ -45,6 +47,11 @@ PAGE_SQL = (
     "WHERE (due_at, seq) > (?, ?) ORDER BY due_at, seq LIMIT ?"
 )
 RETRY_S = 0.05
+REFUSED_MOST_S = 5.0
+"""The longest pause of every fire while the store refuses the fires' units for its own sake
+(a full disk): each refusal doubles it from :data:`RETRY_S`, a handled fire ends it. Without
+it, every overdue deadline fired again at each reload of the window, each a few milliseconds
+(hundreds of refused commits a second an order)."""
 LATENESS_KEPT = 16_384
 """Lateness samples kept, the latest (the runtime bench fires 10,000 timers and reads them all).
 At 100,000 the deque filled for half an hour under a soak's timeouts, growing the server."""
@@ -80,6 +87,8 @@ class TimerService:
         self._wake_at = math.inf
         self._tokens = 0.0
         self._tokens_at = 0.0
+        self._refused = 0  # fires the store refused in a row
+        self._paused_until = -math.inf  # no fire before (the clock's time), see REFUSED_MOST_S
         self._running = False
         self._load_task: asyncio.Task[None] | None = None
         self._epoch = 0  # bumped by resync and trim: a page read before it is stale
@@ -255,7 +264,7 @@ class TimerService:
             self._schedule_load()
         if not heap:
             return
-        when = heap[0][0]
+        when = max(heap[0][0], self._paused_until)
         if when < self._wake_at:
             if self._wake is not None:
                 self._wake.cancel()
@@ -269,6 +278,9 @@ class TimerService:
             return
         clock = self._system.clock
         now = clock.now()
+        if now < self._paused_until:
+            self._reschedule()
+            return
         rate = self._system.config.timer_max_fire_rate
         # a wall clock stepped back refills nothing: its negative time emptied the bucket by
         # the step's worth, and the loop spun a wake every 1/rate s, firing nothing, as long
@@ -322,7 +334,14 @@ class TimerService:
             return
         error = reply.exception()
         if error is None or (isinstance(error, MessageFailed) and error.dead_lettered):
+            self._refused = 0
             return  # handled (or parked): the row is gone
+        cause = error.cause if isinstance(error, CommitFailed) else None
+        if cause is not None and not isinstance(cause, DATA_FAULTS):
+            # the store refuses writes (a full disk): every fire would fail alike
+            self._refused += 1
+            pause = doubling_delay(self._refused, RETRY_S, REFUSED_MOST_S)
+            self._paused_until = self._system.clock.now() + pause
         self._retry(key, seq)  # not handled: still armed, try again shortly
 
     def _retry(self, key: TimerKey, seq: int) -> None:

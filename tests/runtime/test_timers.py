@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from shopkeep.bootstrap import Runtime
@@ -274,3 +276,26 @@ async def test_a_wall_clock_stepped_back_does_not_hold_the_next_fires_back(
     await clock.advance(1)
 
     assert fires() == [(1, "before"), (1, "after")]
+
+
+async def test_fires_the_store_refuses_pause_longer_each_time_then_go_on_once_it_writes(
+    open_probe_runtime: OpenRuntime, clock: VirtualClock
+) -> None:
+    # each refusal reloaded the window and the overdue timer fired again at once: a full
+    # disk saw hundreds of refused commits a second an overdue deadline
+    runtime = await open_probe_runtime(inline=True)  # reloads take no real time
+
+    def disk_full(operation: str) -> None:
+        if operation == "commit":
+            raise sqlite3.OperationalError("database or disk is full")
+
+    await runtime.system.ask(probe(1), Arm("deadline", 5, 1))
+    runtime.store.writer.fault = disk_full
+    await clock.advance(5)
+    await clock.advance(1)  # pauses of 50, 100, 200 and 400 ms between the fires
+
+    assert 3 <= len(fires()) <= 6
+    runtime.store.writer.fault = None
+    await clock.advance(2)
+    assert await runtime.system.ask(probe(1), Get()) == 1  # handled at last
+    assert await pending_rows(runtime) == 0
