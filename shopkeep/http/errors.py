@@ -272,7 +272,7 @@ def commit_failed_problem(method: str, keyed: bool) -> web.Response:
     return problem("unavailable", said)
 
 
-def answer_error(request: web.Request, error: Exception) -> web.Response:
+def answer_error(request: web.Request, error: Exception, takes_key: bool = True) -> web.Response:
     """The answer to an error a handler raised: problem+json for every expected one, a bare
     500 for a bug, whose traceback goes to the log only; nothing for a request whose
     connection was cut before it arrived whole (connections.py: the read deadline, a stop):
@@ -281,8 +281,9 @@ def answer_error(request: web.Request, error: Exception) -> web.Response:
     cut = cut_short(request, error)
     if cut is not None:
         return web.Response(status=cut)
-    if isinstance(error, CommitFailed):
-        return commit_failed_problem(request.method, IDEMPOTENCY_HEADER in request.headers)
+    if isinstance(error, CommitFailed):  # a key the route does not read (takes_key) is none
+        keyed = takes_key and IDEMPOTENCY_HEADER in request.headers
+        return commit_failed_problem(request.method, keyed)
     answer = problem_for(error)
     if answer is not None:
         return answer

@@ -565,7 +565,7 @@ class Entrance:
                 error = await guard.every_problem(request, error)
             except (OSError, RuntimeError) as lost:  # its connection was closed meanwhile
                 error = lost
-        return answer_error(request, error)
+        return answer_error(request, error, guard is None or guard.takes_key)
 
     def _learn(self, request: web.Request) -> str:
         self.route = _route_of(request)

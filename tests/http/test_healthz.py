@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from pytest_aiohttp import AiohttpClient
@@ -18,6 +18,7 @@ from shopkeep.http.config import HttpConfig
 from shopkeep.http.errors import commit_failed_problem
 from shopkeep.shop import Shop
 from shopkeep.store import writer as writer_module
+from shopkeep.store.errors import CommitFailed
 from tests.http.conftest import ADMIN, Api
 
 
@@ -163,3 +164,21 @@ def test_a_request_the_store_failed_is_told_what_that_means_for_it(
 
     assert answer.status == 503
     assert answer.text is not None and said in answer.text
+
+
+async def test_a_key_sent_to_a_route_that_reads_none_is_not_named_in_its_503(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a token's replacement reads no Idempotency-Key: its 503 told a caller who sent one to
+    # retry under it, as if it were kept
+    async def refused(*args: Any, **kwargs: Any) -> Any:
+        raise CommitFailed("commit failed: database or disk is full")
+
+    monkeypatch.setattr(api.shop, "replace_token", refused)
+    user = await api.customer()
+    keyed = {**ADMIN, "Idempotency-Key": "again-1"}
+
+    answer = await api.call("POST", f"/v1/users/{user.id}/token", keyed)
+
+    assert answer.status == 503
+    assert answer.body["detail"].endswith("look before retrying it")
