@@ -68,15 +68,17 @@ async def fill(db: str, *, admin_token: str | None = None) -> str:
         raise DemoRefused(f"{db} already holds shop data; demo fills only a fresh database")
     given_empty = os.path.isfile(db) and os.path.getsize(db) == 0  # touch, a deploy tool
     fresh = given_empty or not os.path.exists(db)
+    opened = False
     try:
         async with Shop.open(db, gateway="sandbox") as shop:
+            opened = True  # (an opening refused or failed leaves nothing it made itself)
             credentials = await settle_credentials(
                 shop.runtime.store.writer, admin_token=admin_token, gateway_secret=None
             )
             made = await populate(shop, credentials.new_admin_token)
     except BaseException:
-        if fresh:  # half filled (a full disk), its tokens never shown: it would only refuse
-            real_path = os.path.realpath(db)  # the next demo
+        if fresh and opened:  # half filled (a full disk), its tokens never shown: it would
+            real_path = os.path.realpath(db)  # only refuse the next demo
             remove_database(real_path)
             if given_empty:
                 create_private(real_path)  # as it was given, its owner's alone
