@@ -22,9 +22,8 @@ from typing import Final
 from shopkeep.actors.protocol import CouponView, GoodsView
 from shopkeep.credentials import settle_credentials
 from shopkeep.shop import CreatedUser, Shop
-from shopkeep.store.database import remove_database
 from shopkeep.store.errors import UNREADABLE
-from shopkeep.store.private_files import create_private
+from shopkeep.store.private_files import create_private, remove_database
 
 USERS: Final = (("alice", 5_000), ("bob", 0), ("carol", 20_000))
 """Name and opening wallet balance (minor units)."""

@@ -139,8 +139,12 @@ def problem(
     )
 
 
-def problem_for(error: BaseException) -> web.Response | None:
-    """The answer for an expected error, or None for a bug (the caller answers 500)."""
+def problem_for(
+    error: BaseException, method: str = "POST", keyed: bool = False
+) -> web.Response | None:
+    """The answer for an expected error, or None for a bug (the caller answers 500);
+    ``method`` and ``keyed`` (an Idempotency-Key sent to a route that reads one) say what the
+    request was, for the words of a failed commit's."""
     match error:
         case ShopError(code=code, detail=detail, order_id=order_id):
             # placement codes overloaded / unavailable are 503s too: nothing is held, retry
@@ -171,7 +175,7 @@ def problem_for(error: BaseException) -> web.Response | None:
         case ActorStopped():
             return problem("unavailable", "the shop did not answer; nothing was done, try again")
         case CommitFailed():
-            return commit_failed_problem("POST", keyed=False)
+            return commit_failed_problem(method, keyed)
         case web.RequestPayloadError():
             # the body's bytes arrived but could not be read as they said they were (gzip or
             # deflate that does not inflate, chunks that do not add up): the client's, not ours
@@ -281,10 +285,9 @@ def answer_error(request: web.Request, error: Exception, takes_key: bool = True)
     cut = cut_short(request, error)
     if cut is not None:
         return web.Response(status=cut)
-    if isinstance(error, CommitFailed):  # a key the route does not read (takes_key) is none
-        keyed = takes_key and IDEMPOTENCY_HEADER in request.headers
-        return commit_failed_problem(request.method, keyed)
-    answer = problem_for(error)
+    # a key the route does not read (takes_key) is none
+    keyed = takes_key and IDEMPOTENCY_HEADER in request.headers
+    answer = problem_for(error, request.method, keyed)
     if answer is not None:
         return answer
     log.exception("http_internal_error", method=request.method, path=request.path)

@@ -30,7 +30,7 @@ from shopkeep.runtime.backoff import doubling_delay
 from shopkeep.runtime.clock import Cancellable
 from shopkeep.runtime.envelope import Address, Envelope
 from shopkeep.runtime.errors import MessageFailed
-from shopkeep.store.errors import DATA_FAULTS, CommitFailed
+from shopkeep.store.errors import CommitFailed
 
 if TYPE_CHECKING:
     from shopkeep.runtime.system import ActorSystem
@@ -41,7 +41,7 @@ CONSUME_SQL = "DELETE FROM outbox WHERE id = ?"
 PAGE_SQL = "SELECT id, kind, actor_id, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?"
 def is_data_fault(error: BaseException) -> bool:
     """Whether a delivery failed because its receiver's commit refused what it writes."""
-    return isinstance(error, CommitFailed) and isinstance(error.cause, DATA_FAULTS)
+    return isinstance(error, CommitFailed) and error.of_data
 
 
 class OutboxDispatcher:

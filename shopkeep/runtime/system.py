@@ -56,7 +56,7 @@ from shopkeep.runtime.stats import RuntimeStats
 from shopkeep.runtime.supervision import Directive, RestartBudget, SupervisionPolicy
 from shopkeep.runtime.timers import TimerService
 from shopkeep.store import Store, UnitOfWork
-from shopkeep.store.errors import DATA_FAULTS, CommitFailed
+from shopkeep.store.errors import CommitFailed
 
 log = structlog.get_logger("shopkeep.runtime")
 
@@ -511,14 +511,13 @@ class ActorSystem:
     def _unit_failed(self, unit: UnitOfWork, error: CommitFailed) -> None:
         owner = unit.owner
         actor = f"{owner.kind}:{owner.id}" if isinstance(owner, Address) else str(owner)
-        cause = error.cause
-        if isinstance(cause, DATA_FAULTS):  # for what it writes: every try fails alike
+        if error.of_data:  # every try fails alike: a person must look
             log.warning("unit_failed", actor=actor, error=str(error))
         else:
             # the store's own (a full disk: said once a while, not a line a unit), or built
             # on a unit that failed (said of that one)
             log.debug("unit_failed", actor=actor, error=str(error))
-            if cause is not None:
+            if error.refused_by_store:
                 self._remind_refusals()
         for address, incarnation in unit.owners():
             cell = self._registry.get(address) if isinstance(address, Address) else None
@@ -533,9 +532,9 @@ class ActorSystem:
         """Say in the log when a run of the store's own refusals (a full disk) begins and
         ends: two lines, not a warning a unit refused (hundreds a second under load)."""
         stats = self.store.writer.stats
-        if refusing:
+        if refusing:  # at its first refused unit
             self._refusal_began = stats.refused_units - 1
-            self._say_refusals(stats.refused_units - self._refusal_began)
+            self._say_refusals(1)
             return
         log.warning(
             "store_writing_again",

@@ -33,7 +33,7 @@ from shopkeep.runtime.backoff import doubling_delay
 from shopkeep.runtime.clock import Cancellable
 from shopkeep.runtime.envelope import Address, Envelope, TimerFire, TimerKey
 from shopkeep.runtime.errors import MessageFailed, Overloaded
-from shopkeep.store.errors import DATA_FAULTS, CommitFailed
+from shopkeep.store.errors import CommitFailed
 from shopkeep.tally import Tally
 
 if TYPE_CHECKING:
@@ -336,8 +336,7 @@ class TimerService:
         if error is None or (isinstance(error, MessageFailed) and error.dead_lettered):
             self._refused = 0
             return  # handled (or parked): the row is gone
-        cause = error.cause if isinstance(error, CommitFailed) else None
-        if cause is not None and not isinstance(cause, DATA_FAULTS):
+        if isinstance(error, CommitFailed) and error.refused_by_store:
             # the store refuses writes (a full disk): every fire would fail alike
             self._refused += 1
             pause = doubling_delay(self._refused, RETRY_S, REFUSED_MOST_S)

@@ -18,7 +18,6 @@ read-only connections and never removed); a server that opens it puts it back in
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import time
@@ -29,7 +28,7 @@ from typing import Final
 
 from shopkeep.actors.audit import AuditReport, audit_file
 from shopkeep.store.errors import UNREADABLE, unreadable
-from shopkeep.store.private_files import create_private
+from shopkeep.store.private_files import create_private, remove_database
 
 PAGES_PER_STEP: Final = 1024
 """Pages copied per step (4 MiB at SQLite's default page size)."""
@@ -107,22 +106,22 @@ def backup(
             target, pages, time.perf_counter() - started, found, audit_file(partial)
         )
     except (OSError, *UNREADABLE) as exc:
-        remove_copy(partial)
+        remove_database(partial)
         raise BackupError(f"cannot back up {source} to {target}: {unreadable(exc)}") from exc
     except BaseException:
-        remove_copy(partial)
+        remove_database(partial)
         raise
     why = failed_checks(found, report.audit)
     if why is not None:
-        remove_copy(partial)
+        remove_database(partial)
         raise BackupError(f"the copy of {source} failed its checks ({why}); nothing was kept")
     try:
         # a link, not a rename: a file made at ``target`` while the copy ran stays untouched
         os.link(partial, target)
     except FileExistsError:
-        remove_copy(partial)
+        remove_database(partial)
         raise BackupError(f"cannot back up to {target}: it was made while the copy ran") from None
-    remove_copy(partial)
+    remove_database(partial)
     return report
 
 
@@ -175,10 +174,3 @@ def integrity(path: str) -> str:
     finally:
         conn.close()
     return "; ".join(str(row[0]) for row in rows[:3])
-
-
-def remove_copy(path: str) -> None:
-    """Remove a copy a failure left (and the journal SQLite may have left beside it)."""
-    for suffix in ("", "-journal"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path + suffix)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import sqlite3
@@ -18,7 +17,7 @@ from shopkeep.store.migrations import (
     refuse_another_programs,
     schema_version,
 )
-from shopkeep.store.private_files import create_private, make_private
+from shopkeep.store.private_files import create_private, make_private, remove_database
 from shopkeep.store.reader import InlineReader, KeyedLoads, Reader, ThreadedReader
 from shopkeep.store.writer import GroupCommitWriter
 from shopkeep.store.writer_process import (
@@ -185,14 +184,6 @@ class Store:
             self._conn.close()
         finally:
             self._lock.release()
-
-
-def remove_database(path: str) -> None:
-    """Remove the database file at ``path`` with its ``-wal`` and ``-shm``, where they are (one
-    no connection has open)."""
-    for name in (path, f"{path}-wal", f"{path}-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
 
 
 def adopt(

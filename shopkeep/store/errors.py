@@ -53,3 +53,15 @@ class CommitFailed(StoreError):
     def __init__(self, message: str, cause: BaseException | None = None) -> None:
         super().__init__(message)
         self.cause = cause
+
+    @property
+    def of_data(self) -> bool:
+        """Whether SQLite refused what the unit writes (:data:`DATA_FAULTS`): every try of it
+        fails alike."""
+        return isinstance(self.cause, DATA_FAULTS)
+
+    @property
+    def refused_by_store(self) -> bool:
+        """Whether the store refused the unit for its own sake (a full disk, an I/O error, a
+        writer process gone), not for what it writes, nor as built on a unit that failed."""
+        return self.cause is not None and not self.of_data

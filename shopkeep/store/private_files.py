@@ -8,6 +8,7 @@ the database file 0600 before SQLite opens it is enough for all three.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -50,6 +51,15 @@ def make_private(path: str) -> None:
             continue
         if stat.S_ISREG(found.st_mode) and found.st_mode & 0o077:
             os.chmod(name, PRIVATE)
+
+
+def remove_database(path: str) -> None:
+    """Remove a database file one made and no connection has open, with what SQLite may have
+    made beside it (``-wal`` and ``-shm``, a copy's ``-journal``): a store's opening that
+    failed, a demo cut short, a backup's or a restore's copy that failed its checks."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + suffix)
 
 
 def _create(path: str) -> int | None:

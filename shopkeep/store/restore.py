@@ -33,16 +33,10 @@ from pathlib import Path
 from typing import Final
 
 from shopkeep.actors.audit import audit_file
-from shopkeep.store.backup import (
-    BackupError,
-    copy_database,
-    failed_checks,
-    integrity,
-    remove_copy,
-)
+from shopkeep.store.backup import BackupError, copy_database, failed_checks, integrity
 from shopkeep.store.errors import UNREADABLE, unreadable
 from shopkeep.store.lock import ProcessLock
-from shopkeep.store.private_files import create_private
+from shopkeep.store.private_files import create_private, remove_database
 
 COMPANIONS: Final = ("-wal", "-shm")
 """The files SQLite keeps beside a database in WAL mode, named after it."""
@@ -145,15 +139,15 @@ def _copy_in(backup: str, database: str, named: str) -> str:
     try:
         copy_database(backup, partial, pause_s=0)
     except OSError as exc:
-        remove_copy(partial)
+        remove_database(partial)
         raise RestoreError(f"cannot restore to {database}: {exc.strerror}") from None
     except UNREADABLE as exc:  # not a database
-        remove_copy(partial)
+        remove_database(partial)
         raise RestoreError(f"cannot restore {backup}: {unreadable(exc)}") from None
     try:
         _check(backup, partial)
     except BaseException:
-        remove_copy(partial)
+        remove_database(partial)
         raise
     return partial
 

@@ -52,7 +52,7 @@ from shopkeep.store.batch_commit import (
     record_failure,
 )
 from shopkeep.store.batch_plan import Statement as Statement  # the bench replays them
-from shopkeep.store.errors import DATA_FAULTS, CommitFailed, StoreError
+from shopkeep.store.errors import CommitFailed, StoreError
 from shopkeep.store.unit import UnitOfWork
 from shopkeep.store.writer_process import WriterProcess
 from shopkeep.tally import Tally
@@ -106,7 +106,7 @@ class WriterStats:
         between them. Set on the writer's thread, read on the loop: one attribute."""
         self.refused_units = 0
         """Units the store refused for its own sake (a full disk, an I/O error), not for what
-        they write (:data:`~shopkeep.store.errors.DATA_FAULTS`): in ``failed_units`` too."""
+        they write (``CommitFailed.refused_by_store``): in ``failed_units`` too."""
         self.refusal = ""
         """What SQLite said the last time it refused a unit so."""
         self.refused_at: float | None = None
@@ -321,13 +321,13 @@ class GroupCommitWriter:
             error = CommitFailed("not committed: a unit it was built on failed")
         else:
             error = CommitFailed(f"commit failed: {cause}", cause)
-            if not isinstance(cause, DATA_FAULTS):
-                stats.refused_units += 1
-                stats.refusal = str(cause)
-                stats.refused_at = time.monotonic()
-                if not stats.in_refusal:
-                    stats.in_refusal = True
-                    self._refusal_changed()
+        if error.refused_by_store:
+            stats.refused_units += 1
+            stats.refusal = str(cause)
+            stats.refused_at = time.monotonic()
+            if not stats.in_refusal:
+                stats.in_refusal = True
+                self._refusal_changed()
         if not future.done():
             future.set_exception(error)
         if self.on_unit_failed is not None:
