@@ -359,6 +359,18 @@ REFUNDS_THE_PROVIDER_FAILED = Migration(
     """,
 )
 
+ORDERS_BY_STATUS_IN_ID_ORDER = Migration(
+    9,
+    "the orders' index by status is by (status, id, expires_at): a page of the orders of one "
+    "status, newest first, is read from it in its order (by (status, expires_at) every page "
+    "sorted all the orders of that status: 0.3 s a page, and the read connection held, with "
+    "177,000 delivered), and the deadlines' sweep still reads only the index",
+    """
+    DROP INDEX orders_by_status;
+    CREATE INDEX orders_by_status ON orders (status, id, expires_at);
+    """,
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     RUNTIME_TABLES,
     SHOP_TABLES,
@@ -368,6 +380,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     KEYS_APPENDED_IN_TIME_ORDER,
     STOCK_LEDGER_BY_GOODS_IN_TIME_ORDER,
     REFUNDS_THE_PROVIDER_FAILED,
+    ORDERS_BY_STATUS_IN_ID_ORDER,
 )
 """Every migration of the product schema, oldest first."""
 
