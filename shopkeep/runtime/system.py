@@ -554,8 +554,9 @@ class ActorSystem:
             "store_refusing_writes",
             error=stats.refusal,
             refused_units=units,
-            detail="commits fail for the store's own sake (a full disk, an I/O error): their "
-            "writes are not kept, and their callers told so",
+            detail="commits fail for the store's own sake, not for what they write (the "
+            "error says why: a full disk, an I/O error, a writer process gone, the database "
+            "file moved): their writes are not kept, and their callers told so",
         )
         self._refusals_said_at = time.monotonic()
 

@@ -20,8 +20,10 @@ from shopkeep.store.batch_plan import Schema, Statement, planned
 from shopkeep.store.unit import UnitOfWork
 from shopkeep.store.writer_process import (
     BatchNotSent,
+    FileIdentity,
     WriterProcess,
     WriterProcessDied,
+    check_still_named,
     error_of,
 )
 
@@ -38,9 +40,17 @@ own, planned the same way, and so measure the writer alone)."""
 class BatchCommitter:
     """Commits batches of units on the writer's connection (call it from one thread only)."""
 
-    def __init__(self, conn: sqlite3.Connection, process: WriterProcess | None) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        process: WriterProcess | None,
+        named: tuple[str, FileIdentity] | None = None,
+    ) -> None:
         self.conn = conn
         self.process = process
+        self.named = named
+        """The database's path and the file the store opened there: a batch is refused
+        (nothing written) while the path names another, or none (:func:`check_still_named`)."""
         self.fault: FaultHook | None = None
         self.tap: Tap | None = None
         self.schema: Schema | None = None  # what the plan knows of the tables; None: read it
@@ -55,6 +65,11 @@ class BatchCommitter:
     def commit(self, units: list[UnitOfWork]) -> list[BaseException | None] | None:
         """Commit ``units`` in one transaction; ``None`` when all did, else one entry a unit
         (the failures the unit-by-unit retry found)."""
+        if self.named is not None:
+            try:
+                check_still_named(*self.named)
+            except sqlite3.OperationalError as exc:
+                return [exc] * len(units)
         conn = self.conn
         submitted = [statement for unit in units for statement in unit.statements]
         if self.tap is not None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from shopkeep.store.errors import UNREADABLE, StoreError, unreadable
@@ -25,6 +26,7 @@ from shopkeep.store.writer_process import (
     Checkpointer,
     WriterProcess,
     checkpoint_aside,
+    file_identity,
 )
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
@@ -149,10 +151,16 @@ class Store:
         except BaseException:
             give_up()
             raise
+        # the file the store opened: while the path names another, or none, nothing is
+        # written (see check_still_named)
+        identity = file_identity(real_path)
+        assert identity is not None  # open, and made if it was missing
         process = None
         if config.writer == "process" and not config.inline:
             assert lock.fd is not None
-            process = WriterProcess(path, config.synchronous, keep_fds=(lock.fd,))
+            process = WriterProcess(
+                path, config.synchronous, keep_fds=(lock.fd,), identity=identity
+            )
             try:
                 process.start()
             except OSError as exc:
@@ -167,10 +175,26 @@ class Store:
             # the writer process runs its own; inline, SQLite's automatic one (no threads)
             checkpointer = checkpoint_aside(conn, path, config.synchronous)
         writer = GroupCommitWriter(
-            conn, inline=config.inline, max_batch=config.max_batch, process=process
+            conn, inline=config.inline, max_batch=config.max_batch, process=process,
+            named=(real_path, identity),
         )
         writer.start()
         return cls(config, lock, conn, writer, reader, version, point_reader, checkpointer)
+
+    @asynccontextmanager
+    async def own_reader(self) -> AsyncIterator[Reader]:
+        """A read connection of its own for one long read, opened for it and closed after:
+        the audit reads every order (seconds on a shop of a few hundred thousand), and on
+        :attr:`reader` the lists, the logins and the actors' loads queued behind it for as
+        long. Inline (no threads), :attr:`reader` itself."""
+        if self.config.inline:
+            yield self.reader
+            return
+        reader = await ThreadedReader.open(self.config.path, existing=True)
+        try:
+            yield reader
+        finally:
+            await reader.close()
 
     async def close(self) -> None:
         """Flush the writer, close both connections, release the lock."""

@@ -16,6 +16,8 @@ from typing import Any, Protocol, cast
 
 import aiosqlite
 
+from shopkeep.store.writer_process import existing_uri
+
 Row = tuple[Any, ...]
 
 
@@ -47,12 +49,21 @@ class ThreadedReader:
         self._conn = conn
 
     @classmethod
-    async def open(cls, path: str) -> ThreadedReader:
-        """Open a read connection to the database at ``path``."""
-        conn = await aiosqlite.connect(path, isolation_level=None)
+    async def open(cls, path: str, *, existing: bool = False) -> ThreadedReader:
+        """Open a read connection to the database at ``path``; ``existing``: only if a file
+        is there (SQLite would make an empty database where one was removed or renamed)."""
+        if existing:
+            conn = await aiosqlite.connect(existing_uri(path), isolation_level=None, uri=True)
+        else:
+            conn = await aiosqlite.connect(path, isolation_level=None)
         await conn.execute("PRAGMA query_only = 1")
         await conn.execute("PRAGMA busy_timeout = 5000")
         return cls(conn)
+
+    @property
+    def connection(self) -> aiosqlite.Connection:
+        """The aiosqlite connection (to register a function on it, say)."""
+        return self._conn
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """All rows of ``sql``, in one hop."""

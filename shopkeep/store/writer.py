@@ -54,7 +54,7 @@ from shopkeep.store.batch_commit import (
 from shopkeep.store.batch_plan import Statement as Statement  # the bench replays them
 from shopkeep.store.errors import CommitFailed, StoreError
 from shopkeep.store.unit import UnitOfWork
-from shopkeep.store.writer_process import WriterProcess
+from shopkeep.store.writer_process import FileIdentity, WriterProcess
 from shopkeep.tally import Tally
 
 T = TypeVar("T")
@@ -145,6 +145,7 @@ class GroupCommitWriter:
         inline: bool = False,
         max_batch: int = 1024,
         process: WriterProcess | None = None,
+        named: tuple[str, FileIdentity] | None = None,
     ) -> None:
         self._conn = conn
         self._process = process
@@ -164,7 +165,7 @@ class GroupCommitWriter:
         self._kicks: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._sleeping = False  # the thread waits for a kick
         self._failed_owners: dict[Hashable, int] = {}  # the writer thread's (inline: loop's)
-        self._committer = BatchCommitter(conn, process)
+        self._committer = BatchCommitter(conn, process, named)
         self.on_unit_failed: Callable[[UnitOfWork, CommitFailed], None] | None = None
         self.on_refusal_changed: Callable[[bool], None] | None = None
         """Called when a run of the store's own refusals begins (True) or ends (False); see

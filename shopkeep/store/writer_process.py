@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import os
 import pickle
 import signal
 import sqlite3
@@ -49,6 +50,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
@@ -63,6 +65,15 @@ STATEMENT_CACHE = 512
 """Prepared statements a writer's connection keeps (the driver's default is 128): a batch plan
 turns each INSERT text into multi-row INSERTs of up to seven sizes (see
 :mod:`shopkeep.store.batch_plan`), and a statement prepared again costs more than it saves."""
+
+OPEN_FAILED = 3
+"""The child's exit status when it cannot open the database for writing."""
+CANNOT_OPEN = "CannotOpen"
+"""The error the child answers the batch it was started for when it cannot open the database
+for writing (then it exits): an OperationalError of the store's, not of the batch's."""
+REOPEN_AFTER_S = 1.0
+"""How long after a child that could not open the database the next is started: meanwhile
+batches fail at once (503) rather than each starting a process."""
 
 Outcome = tuple[str, str] | None
 """What the child answers for a batch: None when committed, else (error class, message)."""
@@ -133,10 +144,55 @@ def error_of(outcome: tuple[str, str]) -> Exception:
     name, message = outcome
     if name == "OverflowError":
         return OverflowError(message)
+    if name == CANNOT_OPEN:
+        return sqlite3.OperationalError(message)
     kind = getattr(sqlite3, name, None)
     if isinstance(kind, type) and issubclass(kind, sqlite3.Error):
         return kind(message)
     return sqlite3.Error(f"{name}: {message}")
+
+
+FileIdentity = tuple[int, int]
+"""A file as the system knows it, whatever its name: (device, inode)."""
+
+
+def file_identity(path: str) -> FileIdentity | None:
+    """The file ``path`` names now (None: none)."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def check_still_named(path: str, identity: FileIdentity) -> None:
+    """Raise sqlite3.OperationalError (the store refusing, nothing written) when ``path`` no
+    longer names the database opened as ``identity``: removed, its writes would be lost when
+    the server stops (SQLite writes on into the unlinked file, and the next start makes an
+    empty shop); renamed or replaced, they would go where no one looks for them."""
+    if file_identity(path) != identity:
+        raise sqlite3.OperationalError(
+            f"the database file {path} is no longer there (removed, renamed or replaced): "
+            "nothing is written until it is back"
+        )
+
+
+def existing_uri(path: str) -> str:
+    """SQLite's URI of ``path`` opened read-write only if it is there: a plain name makes an
+    empty database where the file was removed (a shop with nothing in it, 0644)."""
+    return Path(os.path.abspath(path)).as_uri() + "?mode=rw"
+
+
+def check_writable(conn: sqlite3.Connection) -> None:
+    """Raise sqlite3.OperationalError if ``conn`` cannot write: SQLite opens a file it may not
+    write read-only without a word, and every commit then fails until the connection is made
+    again, whatever the file's permissions become."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(f"PRAGMA user_version = {int(version)}")
+    finally:
+        conn.execute("ROLLBACK")
 
 
 class Checkpointer:
@@ -171,7 +227,10 @@ class Checkpointer:
             self._thread.join()
 
     def _run(self) -> None:
-        conn = open_checkpointer(self._path, self._synchronous)
+        try:
+            conn = open_checkpointer(self._path, self._synchronous)
+        except sqlite3.Error:
+            return  # the file is gone: the writer's backstop checkpoints, if it writes at all
         try:
             while not self._stop.wait(self._every_s):
                 with contextlib.suppress(sqlite3.Error):  # tried again in every_s; the backstop
@@ -193,7 +252,9 @@ def checkpoint_aside(conn: sqlite3.Connection, path: str, synchronous: str) -> C
 def open_checkpointer(path: str, synchronous: str) -> sqlite3.Connection:
     """A connection to checkpoint ``path`` with (syncing the database file as ``synchronous``
     says, as the writer's own checkpoints would)."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(
+        existing_uri(path), isolation_level=None, check_same_thread=False, uri=True
+    )
     conn.execute("PRAGMA busy_timeout = 5000")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     return conn
@@ -210,11 +271,21 @@ class WriterProcess:
     """The parent's handle on the child: send a batch, get its outcome (blocking: call it from
     the writer thread, never from the event loop)."""
 
-    def __init__(self, path: str, synchronous: str, keep_fds: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self,
+        path: str,
+        synchronous: str,
+        keep_fds: tuple[int, ...] = (),
+        identity: FileIdentity | None = None,
+    ) -> None:
         self.path = path
         self.synchronous = synchronous
         self.keep_fds = keep_fds
+        self.identity = identity
+        """The database file the store opened: a child finding another at ``path`` writes
+        nothing (see :func:`check_still_named`)."""
         self._child: subprocess.Popen[bytes] | None = None
+        self._not_before = 0.0  # no new child before then: the last could not open the file
 
     def _started(self) -> subprocess.Popen[bytes]:
         child = self._child
@@ -222,8 +293,14 @@ class WriterProcess:
             self._reap()  # died since its last batch
             child = None
         if child is None:
+            if time.monotonic() < self._not_before:
+                raise WriterProcessDied(
+                    "the writer process could not open the database for writing; another is "
+                    f"started {REOPEN_AFTER_S:g} s after"
+                )
+            named = () if self.identity is None else tuple(map(str, self.identity))
             child = self._child = subprocess.Popen(
-                [sys.executable, "-I", "-S", __file__, self.path, self.synchronous],
+                [sys.executable, "-I", "-S", __file__, self.path, self.synchronous, *named],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 pass_fds=self.keep_fds,
@@ -266,6 +343,10 @@ class WriterProcess:
             self._reap()
             raise WriterProcessDied("the writer process ended in the middle of a batch")
         result: Outcome = outcome
+        if result is not None and result[0] == CANNOT_OPEN:
+            # it leaves now; while that lasts, no new child at every batch
+            self._not_before = time.monotonic() + REOPEN_AFTER_S
+            self._reap("it could not open the database for writing")
         return result
 
     def close(self, timeout: float = 30.0) -> None:
@@ -284,13 +365,14 @@ class WriterProcess:
         if child.stdout is not None:
             child.stdout.close()
 
-    def _reap(self) -> None:
-        """The child died (or was cut off mid-frame): end it for good, and say so."""
+    def _reap(self, why: str | None = None) -> None:
+        """The child died (or was cut off mid-frame, or leaves ``why``): end it for good, and
+        say so."""
         child, self._child = self._child, None
         if child is not None:
             child.kill()
             status = child.wait()
-            how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
+            how = why or (f"killed by signal {-status}" if status < 0 else f"exit status {status}")
             log.warning(
                 "the writer process %d ended (%s); the next batch starts another", child.pid, how
             )
@@ -313,6 +395,25 @@ def load_batch_plan() -> ModuleType:
     return module
 
 
+def open_writer(path: str, synchronous: str, identity: FileIdentity | None) -> sqlite3.Connection:
+    """The child's connection to the database at ``path``, the file the store opened
+    (``identity``), able to write; raises sqlite3.Error or OSError (see the callers)."""
+    conn = sqlite3.connect(
+        existing_uri(path), isolation_level=None, cached_statements=STATEMENT_CACHE, uri=True
+    )
+    try:
+        conn.execute("PRAGMA busy_timeout = 5000")  # first: a killed predecessor may need recovery
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        if identity is not None:
+            check_still_named(path, identity)
+        check_writable(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def main(argv: list[str]) -> int:
     """The child: plan and commit each batch from stdin, answer each on stdout, until end of
     input."""
@@ -322,14 +423,20 @@ def main(argv: list[str]) -> int:
     # it at once, failing the batches the parent is still flushing.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    path, synchronous = argv
+    path, synchronous, *named = argv
+    identity = (int(named[0]), int(named[1])) if named else None
     batch_plan = load_batch_plan()
-    conn = sqlite3.connect(path, isolation_level=None, cached_statements=STATEMENT_CACHE)
-    conn.execute("PRAGMA busy_timeout = 5000")  # first: a killed predecessor may need recovery
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute(f"PRAGMA synchronous = {synchronous}")
-    checkpointer = checkpoint_aside(conn, path, synchronous)
     source, sink = sys.stdin.buffer, sys.stdout.buffer
+    try:
+        conn = open_writer(path, synchronous, identity)
+    except (sqlite3.Error, OSError) as exc:
+        # the batch it was started for is answered why; the parent starts another for a later
+        # one (the file's permissions put right, the file back at its name)
+        received, _ = read_frame(source)
+        if received:
+            write_frame(sink, (CANNOT_OPEN, f"cannot write the database: {exc}"))
+        return OPEN_FAILED
+    checkpointer = checkpoint_aside(conn, path, synchronous)
     schema = None  # what the plan knows of the tables; None: read it
     try:
         while True:

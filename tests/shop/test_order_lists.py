@@ -1,18 +1,28 @@
 """A page of orders is read in a few batched queries, whatever its size, and says what each
-order's own load says (items, payments, refunds, returns included)."""
+order's own load says (items, payments, refunds, returns included); lists do not wait for an
+audit."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import shopkeep.shop as shop_module
+from shopkeep.actors.audit import AuditReport, audit
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_store import load_order, load_page
 from shopkeep.runtime import VirtualClock
-from shopkeep.shop import Shop
-from shopkeep.store.reader import Reader, Row
+from shopkeep.shop import Shop, hash_token
+from shopkeep.store.reader import Reader, Row, ThreadedReader
 from tests.shop.conftest import SECRET, sandbox, settle
+
+HOLD_BOUND_S = 10.0
+"""How long the audit's connection is held at most, should the list wait for it."""
 
 
 class CountingReader:
@@ -87,3 +97,32 @@ async def test_a_page_says_of_each_order_what_the_order_itself_says(shop: Shop) 
     assert [(line.goods_id, line.quantity) for line in page.items[2].items] == sorted(
         [(tea.id, 2), (cake.id, 1)]
     )
+
+
+async def test_lists_and_logins_are_answered_while_an_audit_reads(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the audit reads every order: seconds on a shop of a few hundred thousand, during which
+    # the lists and the logins (on the shop's one read connection) must not wait for it
+    loop = asyncio.get_running_loop()
+    holding, release = asyncio.Event(), threading.Event()
+
+    def hold() -> int:  # on the thread of the audit's connection
+        loop.call_soon_threadsafe(holding.set)
+        return int(release.wait(HOLD_BOUND_S))
+
+    async def audit_held_open(reader: Reader) -> AuditReport:
+        assert isinstance(reader, ThreadedReader)
+        await reader.connection.create_function("hold", 0, hold)
+        [(released,)] = await reader.fetchall("SELECT hold()")
+        assert released, "the list waited for the audit's connection"
+        return await audit(reader)
+
+    monkeypatch.setattr(shop_module, "audit", audit_held_open)
+    auditing = asyncio.create_task(shop.audit())
+    await holding.wait()
+    page = await shop.list_orders()
+    stranger = await shop.user_for_token_hash(hash_token("not a token of anyone's"))
+    release.set()
+    report = await auditing
+    assert (page.items, stranger, report.ok) == ([], None, True)

@@ -305,3 +305,32 @@ async def test_a_unit_built_on_a_unit_that_failed_fails_with_it(store: Store) ->
     with pytest.raises(CommitFailed):
         await store.writer.submit(later)
     assert await events(store) == [6]
+
+
+async def test_a_reader_of_its_own_sees_the_committed_rows_and_makes_no_file(
+    store: Store, tmp_path: Path
+) -> None:
+    await store.writer.submit(unit(1, 2))
+    async with store.own_reader() as reader:
+        assert reader is not store.reader
+        assert await reader.fetchall("SELECT n FROM events ORDER BY n") == [(1,), (2,)]
+    os.rename(store.config.path, tmp_path / "moved.db")  # an operator's mistake
+    with pytest.raises(sqlite3.OperationalError):
+        async with store.own_reader():
+            pass
+    assert not os.path.exists(store.config.path)  # SQLite would have made an empty one
+
+
+async def test_nothing_is_written_while_the_database_file_is_not_at_its_name(
+    store: Store, tmp_path: Path
+) -> None:
+    # removed, SQLite would write on into the unlinked file, every commit acknowledged and all
+    # lost when the server stops; renamed, the writes would go where no one looks
+    await store.writer.submit(unit(1))
+    os.rename(store.config.path, tmp_path / "moved.db")
+    with pytest.raises(CommitFailed, match="no longer there") as refused:
+        await store.writer.submit(unit(2))
+    assert refused.value.refused_by_store
+    os.rename(tmp_path / "moved.db", store.config.path)  # put back
+    await store.writer.submit(unit(3))
+    assert await events(store) == [1, 3]

@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 
 from shopkeep.store import CommitFailed, Store, StoreConfig, UnitOfWork
-from shopkeep.store.writer_process import Outcome, WriterProcess, WriterProcessDied, error_of
+from shopkeep.store.writer_process import (
+    Outcome,
+    WriterProcess,
+    WriterProcessDied,
+    check_writable,
+    error_of,
+    file_identity,
+)
 from tests.store.test_store import EVENTS, INSERT, events, unit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -267,3 +274,39 @@ async def test_a_parameter_that_does_not_pickle_fails_only_its_unit(tmp_path: Pa
         assert await events(store) == [1, 2]
     finally:
         await store.close()
+
+
+def test_a_writer_process_that_finds_another_file_at_the_path_writes_nothing_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = str(tmp_path / "d.db")
+    sqlite3.connect(path).execute("CREATE TABLE events (n INTEGER)").connection.close()
+    identity = file_identity(path)
+    assert identity is not None
+    os.rename(path, tmp_path / "moved.db")  # an operator's mistake, then another file there
+    sqlite3.connect(path).execute("CREATE TABLE events (n INTEGER)").connection.close()
+    process = WriterProcess(path, "FULL", identity=identity)
+    try:
+        outcome = process.commit([(INSERT, (1,), False)])
+        assert outcome is not None and "no longer there" in outcome[1]
+        # it left: the next batches fail at once, with no new process each
+        with pytest.raises(WriterProcessDied, match="could not open the database"):
+            process.commit([(INSERT, (2,), False)])
+        os.replace(tmp_path / "moved.db", path)  # put back
+        monkeypatch.setattr(time, "monotonic", lambda: float("inf"))  # REOPEN_AFTER_S later
+        assert process.commit([(INSERT, (3,), False)]) is None
+    finally:
+        process.close()
+    assert sqlite3.connect(path).execute("SELECT n FROM events").fetchall() == [(3,)]
+
+
+def test_a_connection_sqlite_opened_read_only_is_found_out(tmp_path: Path) -> None:
+    # SQLite opens a file it may not write read-only without a word (here asked to)
+    path = tmp_path / "r.db"
+    writable = sqlite3.connect(path, isolation_level=None)
+    writable.execute("CREATE TABLE events (n INTEGER)")
+    check_writable(writable)  # nothing said
+    read_only = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        check_writable(read_only)
+    assert not read_only.in_transaction
