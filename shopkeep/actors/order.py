@@ -559,9 +559,9 @@ class OrderActor(Actor):
             # are on the way): the answers, or the re-armed deadline, decide
             return True
         self.querying = Querying({each.id for each in asked})
-        for each in asked:
-            _ask_provider(ctx, state, each)
         grace = now + self.config.payment_query_grace_s
+        for each in asked:
+            _ask_provider(ctx, state, each, answer_by=grace)
         ctx.arm_timer(DEADLINE, grace, DeadlineReached(True, "the provider did not answer"))
         return True
 
@@ -618,10 +618,14 @@ class Querying:
         self.said: list[str] = []
 
 
-def _ask_provider(ctx: Context, state: OrderState, payment: Payment, attempt: int = 0) -> None:
+def _ask_provider(
+    ctx: Context, state: OrderState, payment: Payment, attempt: int = 0,
+    answer_by: float | None = None,
+) -> None:
     """Send ``payment`` of the order to its ``payment_query`` actor, which asks the provider
-    (``attempt`` 0: the order waits for the answer; see :class:`QueryPayment`)."""
+    (``attempt`` 0: the order waits for the answer until ``answer_by``; see
+    :class:`QueryPayment`)."""
     ctx.send(Address("payment_query", payment.id), QueryPayment(
         state.id, payment.id, payment.amount, payment.currency, payment.provider_ref, attempt,
-        state.expires_at,
+        state.expires_at, answer_by,
     ))

@@ -21,7 +21,9 @@ tells the order what it learned:
   ``queried`` set: the order times out as it would have, its history saying what was asked.
 
 No answer (the provider down, or refusing, the query or the close) does not end it: the
-payment may have been collected, and its notification lost, or it may still be payable. Nor
+payment may have been collected, and its notification lost, or it may still be payable. The
+deadline's own question is asked again within the order's wait for it (1, 2, 4, 8 s: a
+provider's blip does not cancel an order its customer paid); past that, the order times out. Nor
 does a close the provider turns down while the payment stays open (the customer is paying it
 this moment: WeChat Pay's USERPAYING, a Stripe intent processing). A durable timer asks again
 after a back-off (the refunds' ``refund_retry_s``, doubling up to ``refund_retry_max_s``)
@@ -75,6 +77,12 @@ class QueryPayment(msgspec.Struct, frozen=True, tag=True, gc=False):
     """The payment's deadline, as the provider was told it (the order's): one the provider
     does not have yet (never opened) may still be opened and paid until then, so a question
     that is not the deadline's own is asked again once it has passed."""
+    answer_by: float | None = None
+    """Attempt 0: when the order stops waiting for the answer (its deadline re-armed a grace
+    later). A question the provider did not answer is asked again until then: one blip (a
+    timeout, a 429, a garbled answer) must not time out an order its customer paid."""
+    asked_again: int = 0
+    """How many times the deadline's own question was asked again within ``answer_by``."""
 
 
 class PaymentQueryActor(Actor):
@@ -172,13 +180,23 @@ class PaymentQueryActor(Actor):
         said: str,
         error: str | None = None,
     ) -> None:
-        """Where the payment stands is not settled yet: ask again after a back-off; the
-        deadline's own query lets the order time out meanwhile, its history saying why
+        """Where the payment stands is not settled yet: ask again after a back-off. The
+        deadline's own query asks again while its order still waits for the answer (a
+        provider's blip); past that it lets the order time out, its history saying why
         (``said``; the provider's ``error``, if any, in the log only)."""
+        now = ctx.now()
+        if message.attempt == 0 and message.answer_by is not None:
+            soon = retry_delay(message.asked_again + 1, self.config)
+            if now + soon < message.answer_by:
+                log.info(event, payment_id=message.payment_id, said=said, again_in_s=soon,
+                         error=error)
+                sooner = msgspec.structs.replace(message, asked_again=message.asked_again + 1)
+                ctx.arm_timer("again", now + soon, sooner)
+                return
         delay = retry_delay(message.attempt + 1, self.config)
         log.info(event, payment_id=message.payment_id, said=said, again_in_s=delay, error=error)
         if message.attempt == 0:
             said = f"payment {message.payment_id}: {said}"
             ctx.send(order, DeadlineReached(True, said, message.payment_id))
         again = msgspec.structs.replace(message, attempt=message.attempt + 1)
-        ctx.arm_timer("again", ctx.now() + delay, again)
+        ctx.arm_timer("again", now + delay, again)

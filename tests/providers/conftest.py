@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,3 +31,19 @@ async def wechatpay(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[Provid
     """The shop on WeChat Pay's fake."""
     async with provider_world("wechatpay", tmp_path, clock=clock) as made:
         yield made
+
+
+async def past_the_deadline(
+    world: ProviderWorld, clock: VirtualClock, order_id: str
+) -> dict[str, Any]:
+    """The order ``order_id`` once its deadline has passed and the provider answered the
+    deadline's questions, or the order's wait for them ran out (a question unanswered is asked
+    again while the order waits)."""
+    await clock.advance(world.shop.config.order_timeout_s)
+    await world.shop.runtime.system.quiet()
+    for _ in range(int(world.shop.config.payment_query_grace_s)):
+        if (await world.order(order_id))["status"] != "awaiting_payment":
+            break
+        await clock.advance(1)
+        await world.shop.runtime.system.quiet()
+    return await world.order(order_id)

@@ -23,6 +23,7 @@ from shopkeep.payments.fakes.wechatpay import FakeWeChatPay
 from shopkeep.payments.provider import GatewayRefused, PaymentRef
 from shopkeep.proof.provider_world import PROVIDERS, ProviderWorld, provider_world
 from shopkeep.runtime import VirtualClock
+from tests.providers.conftest import past_the_deadline
 
 WRONG_AMOUNT: dict[str, dict[str, Any]] = {
     "alipay": {"total_amount": "0.01"},
@@ -293,9 +294,7 @@ async def timed_out_unpaid(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """An order whose payment was started and never paid, past its deadline: timed out."""
     _, order, payment = await world.payment_started()
-    await clock.advance(world.shop.config.order_timeout_s)
-    await world.shop.runtime.system.quiet()
-    timed_out = await world.order(order["id"])
+    timed_out = await past_the_deadline(world, clock, order["id"])
     assert (timed_out["status"], timed_out["cancel_reason"]) == ("canceled", "timeout")
     return order, payment
 
@@ -498,9 +497,7 @@ async def test_a_payment_being_paid_when_its_order_ends_is_asked_about_until_it_
     if end == "cancel":
         status, _ = await wechatpay.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
         assert status == 200
-    await clock.advance(wechatpay.shop.config.order_timeout_s)
-    await wechatpay.shop.runtime.system.quiet()
-    assert (await wechatpay.order(order["id"]))["status"] == "canceled"
+    assert (await past_the_deadline(wechatpay, clock, order["id"]))["status"] == "canceled"
     assert await wechatpay.refunds(order["id"]) == []
 
     await wechatpay.pay(payment, notify=False)  # the customer's payment goes through, unsaid

@@ -672,15 +672,12 @@ async def test_a_payment_whose_notification_never_came_is_found_by_the_query_at_
     await assert_audit_ok(shop)
 
 
-async def test_a_query_the_provider_did_not_answer_is_asked_again_and_a_found_payment_refunded(
-    shop: Shop, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+def provider_down_for(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch, queries: int
 ) -> None:
-    # SPEC 10: a callback that never arrives loses nothing, even with the provider down at
-    # the deadline: the order times out, and the payment found later is refunded
-    order, payment = await payment_started(shop)
-    sandbox(shop).collect(payment.id, "txn-lost", payment.amount)  # paid; no callback
+    """The provider answers none of the next ``queries`` payment queries."""
     provider = shop.provider
-    query, outage = provider.query_payment, [3]
+    query, outage = provider.query_payment, [queries]
 
     async def down_a_while(ref: PaymentRef) -> Any:
         if outage[0]:
@@ -689,14 +686,51 @@ async def test_a_query_the_provider_did_not_answer_is_asked_again_and_a_found_pa
         return await query(ref)
 
     monkeypatch.setattr(provider, "query_payment", down_a_while)
+
+
+async def advance_by_steps(shop: Shop, clock: VirtualClock, seconds: float) -> None:
+    """Move the clock on a second at a time, the shop settling after each."""
+    for _ in range(int(seconds)):
+        await clock.advance(1)
+        await settle(shop)
+
+
+async def test_a_query_unanswered_once_at_the_deadline_is_asked_again_before_the_order_times_out(
+    shop: Shop, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one blip of the provider's (a timeout, a 429) must not cancel an order its customer paid
+    order, payment = await payment_started(shop)
+    sandbox(shop).collect(payment.id, "txn-lost", payment.amount)  # paid; no callback
+    provider_down_for(shop, monkeypatch, queries=2)
     await clock.advance(1800)
     await settle(shop)
+    await advance_by_steps(shop, clock, shop.config.payment_query_grace_s)
+    final = await shop.get_order(order.id)
+    assert final.status == "paid"
+    assert shop.active_queries["payment:error"] == 2
+    assert (await shop.refunds(order.id)).items == []
+    await assert_audit_ok(shop)
+
+
+async def test_a_query_the_provider_did_not_answer_is_asked_again_and_a_found_payment_refunded(
+    shop: Shop, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SPEC 10: a callback that never arrives loses nothing, even with the provider down at
+    # the deadline and through the order's wait for the answer: the order times out, and the
+    # payment found later is refunded
+    order, payment = await payment_started(shop)
+    sandbox(shop).collect(payment.id, "txn-lost", payment.amount)  # paid; no callback
+    provider_down_for(shop, monkeypatch, queries=12)
+    await clock.advance(1800)
+    await settle(shop)
+    await advance_by_steps(shop, clock, shop.config.payment_query_grace_s)
     timed_out = await shop.get_order(order.id)
     assert (timed_out.status, timed_out.cancel_reason) == ("canceled", "timeout")
-    for _ in range(3):  # each unanswered query asks again after a longer pause
+    assert shop.active_queries["payment:error"] < 12
+    for _ in range(12):  # each asks again after a longer pause, until one is answered
         await clock.advance(shop.config.refund_retry_max_s)
         await settle(shop)
-    assert shop.active_queries["payment:error"] == 3
+    assert shop.active_queries["payment:error"] == 12
     assert shop.active_queries["payment:paid"] == 1
     [refund] = (await shop.refunds(order.id)).items
     assert (refund.kind, refund.gateway_amount) == ("late_payment", payment.amount)
