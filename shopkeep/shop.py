@@ -640,11 +640,12 @@ class Shop(Payments, BackOffice):
     async def settle_refund(
         self, refund_id: int, note: str, *, idempotency_key: Key = None
     ) -> RefundView:
-        """The provider failed the refund (it stays ``refunding``) and the shop's staff paid it
-        back another way, which ``note`` says (admin): mark it refunded, with a history row.
+        """The provider failed or refused the refund (it stays ``refunding``) and the shop's
+        staff paid it back another way, which ``note`` says (admin): mark it refunded, with a
+        history row; a refused one is not sent to the provider again.
 
-        Refused invalid_state for a refund the provider has not failed: it may still pay it
-        out, and the money would go back twice."""
+        Refused invalid_state for a refund the provider has neither failed nor refused: it may
+        still pay it out, and the money would go back twice."""
         key = key_of(idempotency_key)  # checked before the read
         if type(note) is not str or len(note) > MAX_REASON or not is_text(note, blank=False):
             raise refused("/note", f"a note says how it was paid back, in 1 to {MAX_REASON} "
@@ -655,8 +656,8 @@ class Shop(Payments, BackOffice):
         if standing.status == "refunding" and standing.provider_failed is None:
             raise ShopError(
                 "invalid_state",
-                f"refund {refund_id} is still with the provider; only one it failed is settled "
-                "by hand",
+                f"refund {refund_id} is still with the provider; only one it failed or refused "
+                "is settled by hand",
             )
         request = ("settle_refund", refund_id, note)
         return await self._once.ask(

@@ -321,12 +321,15 @@ class OrderActor(Actor):
                 state, effects, request = approved
                 self.commit(ctx, state, effects)
                 return ReturnView(request.id, state.id, request.status)
-            case RefundStuck(refund_id, reason):
+            case RefundStuck(refund_id, reason, retried):
                 status = state.status
+                said = (
+                    "refused it ({}); it is sent again, more and more seldom, until the "
+                    "provider takes it or it is settled by hand" if retried else
+                    "failed it ({}); it stays refunding until someone acts on it"
+                ).format(reason)
                 self.commit(ctx, state, [History(
-                    status, status, "refund_failed",
-                    f"refund {refund_id}: the provider failed it ({reason}); it stays "
-                    "refunding until someone acts on it",
+                    status, status, "refund_failed", f"refund {refund_id}: the provider {said}",
                 )])
                 return None
             case RefundDone(refund_id):

@@ -285,11 +285,13 @@ class RefundDone(msgspec.Struct, frozen=True, tag=True, gc=False):
 
 
 class RefundStuck(msgspec.Struct, frozen=True, tag=True, gc=False):
-    """Durable, from the refunder: the provider failed ``refund_id`` (``reason``); it stays
-    refunding, for someone to act on, and the history says so."""
+    """Durable, from the refunder: the provider failed ``refund_id`` (``reason``), or refused
+    it and it is ``retried``; it stays refunding, for someone to act on, and the history says
+    so."""
 
     refund_id: int
     reason: str
+    retried: bool = False
 
 
 class SettleRefund(msgspec.Struct, frozen=True, tag=True, gc=False):

@@ -17,9 +17,15 @@ answer:
   canceled), from the refund call or a query -> a refund_log row, and the refund sent again
   under the next key (``RefundRequest.issue``), since the closed one's key names it for good;
 - failed as the refund call answers it: as when a query finds it failed;
-- an error (down, a timeout, a 5xx, a refusal): a refund_log row, and a durable timer that
-  tries again after a back-off (``refund_retry_s`` doubling up to ``refund_retry_max_s``). An
-  outage never rolls the refund record back: it stays refunding, visible, until it is done.
+- an error (down, a timeout, a 5xx): a refund_log row, and a durable timer that tries again
+  after a back-off (``refund_retry_s`` doubling up to ``refund_retry_max_s``). An outage never
+  rolls the refund record back: it stays refunding, visible, until it is done;
+- a refusal (a 4xx, a business error: a refund larger than what is left to refund, a merchant
+  balance too low): tried again as an error is, since some pass once the merchant acts (a
+  balance topped up), but said where the staff look, at the first: a warning, a row in the
+  order's history, the provider's words on the refund's row. Such a refund may be settled by
+  hand (the money went back another way, a refund made in the provider's dashboard); the
+  next try finds it settled and stops.
 
 A crash between the provider's refund and the commit that records it redelivers the attempt;
 the idempotency key makes the second call refund nothing more.
@@ -35,8 +41,14 @@ import structlog
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import RefundDone, RefundStuck
-from shopkeep.actors.refund_store import ATTEMPTS_SQL, PROVIDER_FAILED_SQL, REFUND_LOG_SQL
+from shopkeep.actors.refund_store import (
+    ATTEMPTS_SQL,
+    PROVIDER_FAILED_SQL,
+    REFUND_LOG_SQL,
+    SETTLEABLE_SQL,
+)
 from shopkeep.payments.provider import (
+    GatewayRefused,
     PaymentProvider,
     RefundClosed,
     RefundFailed,
@@ -68,6 +80,9 @@ class RefundAttempt(msgspec.Struct, frozen=True, tag=True, gc=False):
     provider_ref: str | None = None
     issue: int = 0
     """How many times the provider closed this refund unpaid (``RefundRequest.issue``)."""
+    refused: bool = False
+    """The provider refused the try before (its words are on the refund's row, which lets the
+    staff settle it by hand): this one first looks whether they have."""
 
     def request(self) -> RefundRequest:
         """What the provider is asked, the refund id (and issue) as idempotency key."""
@@ -110,13 +125,42 @@ class RefunderActor(Actor):
             return await self._query(ctx, message.attempt)
         if not isinstance(message, RefundAttempt):
             raise TypeError(f"unexpected message {message!r}")
+        if message.refused and await self._settled_by_hand(ctx, message):
+            return False
         try:
             state = await self.provider.refund(message.request())
-        except Exception as exc:  # an outage or a refusal: both are retried, never dropped
+        except GatewayRefused as exc:
+            self._refused(ctx, message, exc)
+            return False
+        except Exception as exc:  # an outage: retried, never dropped
             self._retry(ctx, message, exc)
             return False
+        if message.refused:  # taken now: no longer the staff's to settle
+            ctx.execute(PROVIDER_FAILED_SQL, (None, message.refund_id))
+            message = msgspec.structs.replace(message, refused=False)
         ctx.execute(ATTEMPTS_SQL, (message.attempt, message.refund_id))
         return self._learned(ctx, message, state)
+
+    async def _settled_by_hand(self, ctx: Context, message: RefundAttempt) -> bool:
+        """Whether the staff settled the refund the provider refused (it is not refunding)."""
+        rows = await ctx.query(SETTLEABLE_SQL, (message.refund_id,))
+        if rows and rows[0][1] == "refunding":
+            return False
+        log.info("refund_settled_by_hand", refund_id=message.refund_id,
+                 order_id=message.order_id, detail="not sent to the provider again")
+        return True
+
+    def _refused(self, ctx: Context, message: RefundAttempt, exc: GatewayRefused) -> None:
+        """The provider said no: tried again after the back-off (some refusals pass once the
+        merchant acts), said at the first where the staff look (see the module's docstring)."""
+        if not message.refused:
+            reason = str(exc)
+            log.warning("refund_refused_by_provider", refund_id=message.refund_id,
+                        order_id=message.order_id, reason=reason)
+            ctx.execute(PROVIDER_FAILED_SQL, (reason, message.refund_id))
+            ctx.send(Address("order", message.order_id),
+                     RefundStuck(message.refund_id, reason, retried=True))
+        self._retry(ctx, msgspec.structs.replace(message, refused=True), exc)
 
     async def _query(self, ctx: Context, message: RefundAttempt) -> bool:
         try:

@@ -1,7 +1,8 @@
 """A refund WeChat Pay takes but has not finished (PROCESSING) is asked about again after
 ``refund_query_after_s``: done then, it is refunded; failed (ABNORMAL), it stays refunding for
 someone to act on, and the order's history says so; closed unpaid (CLOSED), it is sent again
-under a number of its own; unknown to the provider, under its own number again."""
+under a number of its own; unknown to the provider, under its own number again; refused
+(NOT_ENOUGH), it is said at once and tried again until it passes or is settled by hand."""
 
 from __future__ import annotations
 
@@ -218,3 +219,57 @@ async def test_settling_a_refund_that_does_not_exist_is_not_found(world: Provide
     with pytest.raises(ShopError) as refused:
         await world.shop.settle_refund(424242, "bank transfer")
     assert refused.value.code == "not_found"
+
+
+async def test_a_refund_the_provider_refuses_is_said_at_once_and_tried_until_settled_by_hand(
+    world: ProviderWorld, clock: VirtualClock
+) -> None:
+    # the merchant refunded the payment in WeChat Pay's own console first: the shop's refund
+    # is refused (403 NOT_ENOUGH) at every try, which only the staff can end
+    fake = world.fake
+    assert isinstance(fake, FakeWeChatPay)
+    alice, order, payment = await world.paid_order()
+    fake.record_refund("console-refund", str(payment["id"]), payment["amount"], "5030")
+    status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
+    assert status == 200
+    await world.shop.runtime.system.quiet()
+
+    [refund] = await world.refunds(order["id"])
+    [waiting] = await world.shop.refunds_in_flight()
+    assert refund["status"] == "refunding" and "NOT_ENOUGH" in (waiting.provider_failed or "")
+    tries = len(fake.refund_calls)
+    await clock.advance(world.shop.config.refund_retry_s * 2)
+    await world.shop.runtime.system.quiet()
+    assert len(fake.refund_calls) > tries  # some refusals pass once the merchant acts
+
+    await world.shop.settle_refund(int(refund["id"]), "refunded in the provider's console")
+    tries = len(fake.refund_calls)
+    await clock.advance(world.shop.config.refund_retry_max_s * 4)
+    await world.shop.runtime.system.quiet()
+    assert len(fake.refund_calls) == tries  # settled: never sent again
+    _, history = await world.call("GET", f"/v1/orders/{order['id']}/history", world.admin)
+    said = [e["remark"] for e in history["items"] if e["operation"] == "refund_failed"]
+    assert len(said) == 1 and "refused it" in said[0]
+    assert fake.refunded(str(payment["id"])) == payment["amount"]  # once, by the console
+    await world.audit_ok()
+
+
+async def test_a_refused_refund_the_provider_takes_later_is_no_longer_the_staffs_to_settle(
+    world: ProviderWorld, clock: VirtualClock
+) -> None:
+    fake = world.fake
+    assert isinstance(fake, FakeWeChatPay)
+    alice, order, payment = await world.paid_order()
+    fake.record_refund("console-refund", str(payment["id"]), payment["amount"], "5030")
+    await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
+    await world.shop.runtime.system.quiet()
+    key = fake.refund_calls[-1]
+    fake.refund_answers[key] = answer(fake, payment, key, "PROCESSING")  # taken at last
+
+    await clock.advance(world.shop.config.refund_retry_s * 2)
+    await world.shop.runtime.system.quiet()
+
+    [refund] = await world.refunds(order["id"])
+    with pytest.raises(ShopError) as refused:
+        await world.shop.settle_refund(int(refund["id"]), "bank transfer")
+    assert refused.value.code == "invalid_state"  # the provider may still pay it out
