@@ -248,7 +248,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully; return the exit status."""
+    """Serve until SIGINT, SIGTERM or SIGHUP, then shut down gracefully; return the exit status."""
     problem = writable_path_problem(args.db)
     if problem is not None:
         return fail_about(args, "db", f"cannot use database path {args.db}: {problem}")

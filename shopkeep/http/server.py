@@ -386,7 +386,7 @@ def open_provider(
 
 
 async def serve(options: ServeOptions) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully; a second one while it is
+    """Serve until SIGINT, SIGTERM or SIGHUP, then shut down gracefully; a second one while it is
     stopping ends the process at once (:func:`stopper`).
 
     The signals are caught from before the start, so a stop asked for while the server is
@@ -407,14 +407,15 @@ async def serve(options: ServeOptions) -> None:
 def stopper(
     stop: asyncio.Event, exit_now: Callable[[int], object] = os._exit
 ) -> Callable[[int], None]:
-    """The handler of SIGINT and SIGTERM: the first sets ``stop`` (the graceful stop: requests
-    under way finish, the actors drain, the store commits what they wrote); one more while
-    that runs ends the process at once, with the status a shell gives a process that signal
-    ended (130, 143). Nothing acknowledged is lost: an answer waits for its commit, and the
-    writer's process finishes the transaction it is in before it sees its input end."""
+    """The handler of SIGINT, SIGTERM and SIGHUP: the first sets ``stop`` (the graceful stop:
+    requests under way finish, the actors drain, the store commits what they wrote); one more
+    while that runs ends the process at once, with the status a shell gives a process that
+    signal ended (130, 143, 129). Nothing acknowledged is lost: an answer waits for its commit,
+    and the writer's process finishes the transaction it is in before it sees its input end."""
 
     def on_signal(signum: int) -> None:
         if not stop.is_set():
+            log.info("stop_asked", signal=signal.Signals(signum).name)
             stop.set()
             return
         log.warning(
@@ -430,9 +431,12 @@ def stopper(
 
 @contextmanager
 def stop_signals(callback: Callable[[int], None]) -> Iterator[None]:
-    """Call ``callback`` with the signal's number on SIGINT or SIGTERM while the block runs."""
+    """Call ``callback`` with the signal's number on SIGINT, SIGTERM or SIGHUP while the block
+    runs. SIGHUP too: the terminal that started the server closing, or a ``kill -HUP`` out of
+    the habit of daemons that reload on it, ended the process at once (the signal's default),
+    with requests under way cut unanswered; there is nothing to reload."""
     loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     for signum in signals:
         loop.add_signal_handler(signum, callback, signum)
     try:

@@ -102,7 +102,10 @@ class ProcessLock:
                 by = (
                     "a shop already open in this process"
                     if holder == str(os.getpid())
-                    else f"another shopkeep process (pid {holder})"
+                    # the writer process a server started holds the lock too, and outlives
+                    # it a moment (or longer, stopped): the pid alone named a process gone
+                    else f"another shopkeep process (pid {holder}, or the writer process it "
+                    "started)"
                 )
                 raise DatabaseInUse(f"database {self._database} is in use by {by}") from None
 

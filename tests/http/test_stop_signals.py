@@ -1,23 +1,37 @@
-"""SIGINT and SIGTERM: the first stops the server gracefully, a second one ends it at once."""
+"""SIGINT, SIGTERM and SIGHUP: the first stops the server gracefully, a second one ends it at
+once."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 
 from structlog.testing import capture_logs
 
-from shopkeep.http.server import stopper
+from shopkeep.http.server import stop_signals, stopper
 
 
-async def test_the_first_signal_asks_for_the_graceful_stop() -> None:
+async def test_the_first_signal_asks_for_the_graceful_stop_and_says_which() -> None:
     stop = asyncio.Event()
     exits: list[int] = []
 
-    stopper(stop, exits.append)(signal.SIGTERM)
+    with capture_logs() as logs:
+        stopper(stop, exits.append)(signal.SIGTERM)
 
     assert stop.is_set()
     assert exits == []
+    assert [(line["event"], line["signal"]) for line in logs] == [("stop_asked", "SIGTERM")]
+
+
+async def test_a_hangup_stops_the_server_gracefully_as_a_sigterm_does() -> None:
+    stop = asyncio.Event()
+    exits: list[int] = []
+    with stop_signals(stopper(stop, exits.append)):
+        os.kill(os.getpid(), signal.SIGHUP)
+        await stop.wait()
+    assert exits == []
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # given back after the block
 
 
 async def test_a_second_signal_while_stopping_ends_the_process_at_once() -> None:
