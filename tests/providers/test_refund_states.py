@@ -221,11 +221,11 @@ async def test_settling_a_refund_that_does_not_exist_is_not_found(world: Provide
     assert refused.value.code == "not_found"
 
 
-async def test_a_refund_the_provider_refuses_is_said_at_once_and_tried_until_settled_by_hand(
-    world: ProviderWorld, clock: VirtualClock
-) -> None:
-    # the merchant refunded the payment in WeChat Pay's own console first: the shop's refund
-    # is refused (403 NOT_ENOUGH) at every try, which only the staff can end
+async def refused_refund(
+    world: ProviderWorld,
+) -> tuple[FakeWeChatPay, dict[str, Any], dict[str, Any]]:
+    """A paid order the merchant refunded in WeChat Pay's own console first, then canceled:
+    the shop's refund is refused (403 NOT_ENOUGH) at every try. (the fake, order, payment)"""
     fake = world.fake
     assert isinstance(fake, FakeWeChatPay)
     alice, order, payment = await world.paid_order()
@@ -233,6 +233,13 @@ async def test_a_refund_the_provider_refuses_is_said_at_once_and_tried_until_set
     status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
     assert status == 200
     await world.shop.runtime.system.quiet()
+    return fake, order, payment
+
+
+async def test_a_refund_the_provider_refuses_is_said_at_once_and_tried_until_settled_by_hand(
+    world: ProviderWorld, clock: VirtualClock
+) -> None:
+    fake, order, payment = await refused_refund(world)  # which only the staff can end
 
     [refund] = await world.refunds(order["id"])
     [waiting] = await world.shop.refunds_in_flight()
@@ -257,12 +264,7 @@ async def test_a_refund_the_provider_refuses_is_said_at_once_and_tried_until_set
 async def test_a_refused_refund_the_provider_takes_later_is_no_longer_the_staffs_to_settle(
     world: ProviderWorld, clock: VirtualClock
 ) -> None:
-    fake = world.fake
-    assert isinstance(fake, FakeWeChatPay)
-    alice, order, payment = await world.paid_order()
-    fake.record_refund("console-refund", str(payment["id"]), payment["amount"], "5030")
-    await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
-    await world.shop.runtime.system.quiet()
+    fake, order, payment = await refused_refund(world)
     key = fake.refund_calls[-1]
     fake.refund_answers[key] = answer(fake, payment, key, "PROCESSING")  # taken at last
 

@@ -688,23 +688,28 @@ def provider_down_for(
     monkeypatch.setattr(provider, "query_payment", down_a_while)
 
 
-async def advance_by_steps(shop: Shop, clock: VirtualClock, seconds: float) -> None:
-    """Move the clock on a second at a time, the shop settling after each."""
-    for _ in range(int(seconds)):
+async def paid_unsaid_past_its_deadline(
+    shop: Shop, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch, unanswered: int
+) -> tuple[OrderView, PaymentView]:
+    """An order paid at the provider whose notification never came, past its deadline and
+    the order's wait for the provider's answer, the provider answering none of the first
+    ``unanswered`` queries: (order, payment)."""
+    order, payment = await payment_started(shop)
+    sandbox(shop).collect(payment.id, "txn-lost", payment.amount)  # paid; no callback
+    provider_down_for(shop, monkeypatch, queries=unanswered)
+    await clock.advance(1800)
+    await settle(shop)
+    for _ in range(int(shop.config.payment_query_grace_s)):  # a second at a time
         await clock.advance(1)
         await settle(shop)
+    return order, payment
 
 
 async def test_a_query_unanswered_once_at_the_deadline_is_asked_again_before_the_order_times_out(
     shop: Shop, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # one blip of the provider's (a timeout, a 429) must not cancel an order its customer paid
-    order, payment = await payment_started(shop)
-    sandbox(shop).collect(payment.id, "txn-lost", payment.amount)  # paid; no callback
-    provider_down_for(shop, monkeypatch, queries=2)
-    await clock.advance(1800)
-    await settle(shop)
-    await advance_by_steps(shop, clock, shop.config.payment_query_grace_s)
+    order, _ = await paid_unsaid_past_its_deadline(shop, clock, monkeypatch, unanswered=2)
     final = await shop.get_order(order.id)
     assert final.status == "paid"
     assert shop.active_queries["payment:error"] == 2
@@ -718,12 +723,7 @@ async def test_a_query_the_provider_did_not_answer_is_asked_again_and_a_found_pa
     # SPEC 10: a callback that never arrives loses nothing, even with the provider down at
     # the deadline and through the order's wait for the answer: the order times out, and the
     # payment found later is refunded
-    order, payment = await payment_started(shop)
-    sandbox(shop).collect(payment.id, "txn-lost", payment.amount)  # paid; no callback
-    provider_down_for(shop, monkeypatch, queries=12)
-    await clock.advance(1800)
-    await settle(shop)
-    await advance_by_steps(shop, clock, shop.config.payment_query_grace_s)
+    order, payment = await paid_unsaid_past_its_deadline(shop, clock, monkeypatch, unanswered=12)
     timed_out = await shop.get_order(order.id)
     assert (timed_out.status, timed_out.cancel_reason) == ("canceled", "timeout")
     assert shop.active_queries["payment:error"] < 12
