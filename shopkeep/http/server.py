@@ -434,9 +434,13 @@ def stop_signals(callback: Callable[[int], None]) -> Iterator[None]:
     """Call ``callback`` with the signal's number on SIGINT, SIGTERM or SIGHUP while the block
     runs. SIGHUP too: the terminal that started the server closing, or a ``kill -HUP`` out of
     the habit of daemons that reload on it, ended the process at once (the signal's default),
-    with requests under way cut unanswered; there is nothing to reload."""
+    with requests under way cut unanswered; there is nothing to reload. But a SIGHUP ignored
+    from the start stays ignored: ``nohup shopkeep serve`` asked the server to outlive its
+    terminal."""
     loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signals += (signal.SIGHUP,)
     for signum in signals:
         loop.add_signal_handler(signum, callback, signum)
     try:

@@ -58,3 +58,15 @@ async def test_a_second_sigterm_exits_with_the_status_a_shell_gives_it() -> None
     on_signal(signal.SIGTERM)
 
     assert exits == [143]
+
+
+async def test_a_hangup_ignored_from_the_start_stays_ignored_as_nohup_asks() -> None:
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup starts its command
+    try:
+        stop = asyncio.Event()
+        with stop_signals(stopper(stop, [0].append)):
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN  # no handler of ours
+            os.kill(os.getpid(), signal.SIGHUP)  # dropped by the system, the process lives
+        assert not stop.is_set()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
