@@ -683,8 +683,7 @@ class Shop(Payments, BackOffice):
         self._check_open()  # a closed writer's flush would not say so
         store = self.runtime.store
         await store.writer.flush()
-        async with store.own_reader() as reader:
-            return await audit(reader)
+        return await audit(store.audit_reader)
 
 
 CLOSED: Final = "the shop is closed: open it again (Shop.open) to use it"

@@ -22,8 +22,9 @@ tells the order what it learned:
 
 No answer (the provider down, or refusing, the query or the close) does not end it: the
 payment may have been collected, and its notification lost, or it may still be payable. The
-deadline's own question is asked again within the order's wait for it (1, 2, 4, 8 s: a
-provider's blip does not cancel an order its customer paid); past that, the order times out. Nor
+deadline's own question is asked again within the order's wait for it (after 1, 2, 4, 8 s,
+the last a second before the wait ends: a provider's blip does not cancel an order its
+customer paid); past that, the order times out. Nor
 does a close the provider turns down while the payment stays open (the customer is paying it
 this moment: WeChat Pay's USERPAYING, a Stripe intent processing). A durable timer asks again
 after a back-off (the refunds' ``refund_retry_s``, doubling up to ``refund_retry_max_s``)
@@ -37,7 +38,7 @@ Outcomes are counted by kind (``/metrics``: ``shopkeep_active_queries_total``).
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import msgspec
 import structlog
@@ -57,6 +58,11 @@ from shopkeep.payments.provider import (
 from shopkeep.runtime import Actor, Address, Context
 
 log = structlog.get_logger("shopkeep.payment_query")
+
+
+ANSWER_TIME_S: Final = 1.0
+"""What a question asked again at the deadline leaves its answer before the order stops
+waiting for it."""
 
 
 class QueryPayment(msgspec.Struct, frozen=True, tag=True, gc=False):
@@ -186,8 +192,10 @@ class PaymentQueryActor(Actor):
         (``said``; the provider's ``error``, if any, in the log only)."""
         now = ctx.now()
         if message.attempt == 0 and message.answer_by is not None:
-            soon = retry_delay(message.asked_again + 1, self.config)
-            if now + soon < message.answer_by:
+            # the last question asked while there is still time for its answer to be had
+            left = message.answer_by - ANSWER_TIME_S - now
+            soon = min(retry_delay(message.asked_again + 1, self.config), left)
+            if soon > 0:
                 log.info(event, payment_id=message.payment_id, said=said, again_in_s=soon,
                          error=error)
                 sooner = msgspec.structs.replace(message, asked_again=message.asked_again + 1)

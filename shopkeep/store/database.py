@@ -5,8 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from shopkeep.store.errors import UNREADABLE, StoreError, unreadable
@@ -60,13 +59,15 @@ class StoreConfig:
 
 
 class Store:
-    """One SQLite file: a group-commit writer, two read connections, and the lock that owns them.
+    """One SQLite file: a group-commit writer, three read connections, and the lock that owns
+    them.
 
-    ``reader`` runs each query on a thread of its own (aiosqlite): for lists, history, the
-    audit, whatever may read many rows. ``point_reader`` runs each query on the caller's thread:
-    for the small reads by key that load an actor's state or check its ledger, where a thread
-    hop costs tens of microseconds of the event loop's time and waits for the GIL (under load,
-    about a millisecond a read), and the read itself, from SQLite's cache, a few microseconds.
+    ``reader`` runs each query on a thread of its own (aiosqlite): for lists, history,
+    whatever may read many rows; ``audit_reader`` likewise, for the audit alone.
+    ``point_reader`` runs each query on the caller's thread: for the small reads by key that
+    load an actor's state or check its ledger, where a thread hop costs tens of microseconds
+    of the event loop's time and waits for the GIL (under load, about a millisecond a read),
+    and the read itself, from SQLite's cache, a few microseconds.
     """
 
     def __init__(
@@ -79,11 +80,19 @@ class Store:
         schema_version: int,
         point_reader: Reader | None = None,
         checkpointer: Checkpointer | None = None,
+        audit_reader: Reader | None = None,
     ) -> None:
         self.config = config
         self.writer = writer
         self.reader = reader
         self.point_reader = reader if point_reader is None else point_reader
+        self.audit_reader = reader if audit_reader is None else audit_reader
+        """A read connection of the audit's own: it reads every order (seconds on a shop of a
+        few hundred thousand), and on :attr:`reader` the lists, the logins and the actors'
+        loads queued behind it for as long. Opened with the others, never later by the
+        database's name, which may by then name another file (a connection of this process
+        to another file there took the live database's -wal and -shm for its own, and removed
+        them as it closed)."""
         self.keyed_loads = KeyedLoads(reader)
         """``reader``'s loads by key, those of one loop turn made as one query."""
         self.schema_version = schema_version
@@ -137,11 +146,13 @@ class Store:
                 version = apply_migrations(conn, config.migrations)
                 reader: Reader
                 point_reader: Reader | None = None
+                audit_reader: Reader | None = None
                 if config.inline:
                     reader = InlineReader.open(path)
                 else:
                     reader = await ThreadedReader.open(path)
                     point_reader = InlineReader.open(path)
+                    audit_reader = await ThreadedReader.open(path)
             except BaseException:
                 conn.close()
                 raise
@@ -164,9 +175,8 @@ class Store:
             try:
                 process.start()
             except OSError as exc:
-                await reader.close()
-                if point_reader is not None:
-                    await point_reader.close()
+                for opened in {reader, point_reader or reader, audit_reader or reader}:
+                    await opened.close()
                 conn.close()
                 give_up()
                 raise StoreError(f"cannot start the writer process: {exc}") from exc
@@ -179,32 +189,18 @@ class Store:
             named=(real_path, identity),
         )
         writer.start()
-        return cls(config, lock, conn, writer, reader, version, point_reader, checkpointer)
-
-    @asynccontextmanager
-    async def own_reader(self) -> AsyncIterator[Reader]:
-        """A read connection of its own for one long read, opened for it and closed after:
-        the audit reads every order (seconds on a shop of a few hundred thousand), and on
-        :attr:`reader` the lists, the logins and the actors' loads queued behind it for as
-        long. Inline (no threads), :attr:`reader` itself."""
-        if self.config.inline:
-            yield self.reader
-            return
-        reader = await ThreadedReader.open(self.config.path, existing=True)
-        try:
-            yield reader
-        finally:
-            await reader.close()
+        return cls(
+            config, lock, conn, writer, reader, version, point_reader, checkpointer, audit_reader
+        )
 
     async def close(self) -> None:
-        """Flush the writer, close both connections, release the lock."""
+        """Flush the writer, close the connections, release the lock."""
         try:
             await self.writer.close()
             if self._checkpointer is not None:
                 self._checkpointer.close()
-            await self.reader.close()
-            if self.point_reader is not self.reader:
-                await self.point_reader.close()
+            for opened in {self.reader, self.point_reader, self.audit_reader}:
+                await opened.close()
             self._conn.close()
         finally:
             self._lock.release()

@@ -16,8 +16,6 @@ from typing import Any, Protocol, cast
 
 import aiosqlite
 
-from shopkeep.store.writer_process import existing_uri
-
 Row = tuple[Any, ...]
 
 
@@ -37,9 +35,15 @@ class Reader(Protocol):
         ...
 
 
+SETTINGS = ("PRAGMA query_only = 1", "PRAGMA busy_timeout = 5000", "SELECT 1 FROM sqlite_master")
+"""A read connection's settings, then a first read: SQLite opens the database's -wal and -shm
+at a connection's first read, by the database's name, and one whose file was renamed by then
+refuses every read (disk I/O error)."""
+
+
 def _configure(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA query_only = 1")
-    conn.execute("PRAGMA busy_timeout = 5000")
+    for sql in SETTINGS:
+        conn.execute(sql).fetchall()
 
 
 class ThreadedReader:
@@ -49,15 +53,11 @@ class ThreadedReader:
         self._conn = conn
 
     @classmethod
-    async def open(cls, path: str, *, existing: bool = False) -> ThreadedReader:
-        """Open a read connection to the database at ``path``; ``existing``: only if a file
-        is there (SQLite would make an empty database where one was removed or renamed)."""
-        if existing:
-            conn = await aiosqlite.connect(existing_uri(path), isolation_level=None, uri=True)
-        else:
-            conn = await aiosqlite.connect(path, isolation_level=None)
-        await conn.execute("PRAGMA query_only = 1")
-        await conn.execute("PRAGMA busy_timeout = 5000")
+    async def open(cls, path: str) -> ThreadedReader:
+        """Open a read connection to the database at ``path``."""
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        for sql in SETTINGS:
+            await conn.execute_fetchall(sql)
         return cls(conn)
 
     @property

@@ -346,7 +346,7 @@ class WriterProcess:
         if result is not None and result[0] == CANNOT_OPEN:
             # it leaves now; while that lasts, no new child at every batch
             self._not_before = time.monotonic() + REOPEN_AFTER_S
-            self._reap("it could not open the database for writing")
+            self._reap(f"it could not open the database for writing: {result[1]}")
         return result
 
     def close(self, timeout: float = 30.0) -> None:
@@ -398,6 +398,10 @@ def load_batch_plan() -> ModuleType:
 def open_writer(path: str, synchronous: str, identity: FileIdentity | None) -> sqlite3.Connection:
     """The child's connection to the database at ``path``, the file the store opened
     (``identity``), able to write; raises sqlite3.Error or OSError (see the callers)."""
+    if identity is not None:
+        # before too: a connection of this process to another file there would take the
+        # database's -wal and -shm, beside it by name, for its own
+        check_still_named(path, identity)
     conn = sqlite3.connect(
         existing_uri(path), isolation_level=None, cached_statements=STATEMENT_CACHE, uri=True
     )

@@ -717,6 +717,16 @@ async def test_a_query_unanswered_once_at_the_deadline_is_asked_again_before_the
     await assert_audit_ok(shop)
 
 
+async def test_the_deadlines_question_is_asked_a_last_time_just_before_the_order_stops_waiting(
+    shop: Shop, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # unanswered at the deadline and 1, 3, 7 and 15 s after: asked again 29 s after, within
+    # the order's 30 s wait, not given up on at 15
+    order, _ = await paid_unsaid_past_its_deadline(shop, clock, monkeypatch, unanswered=5)
+    assert (await shop.get_order(order.id)).status == "paid"
+    assert shop.active_queries["payment:error"] == 5
+
+
 async def test_a_query_the_provider_did_not_answer_is_asked_again_and_a_found_payment_refunded(
     shop: Shop, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
