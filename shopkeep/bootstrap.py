@@ -61,10 +61,12 @@ async def open_runtime(
     migrations: Sequence[Migration] = MIGRATIONS,
     inline: bool = False,
     writer: str = "thread",
+    id_floors: Sequence[str] = (),
 ) -> AsyncIterator[Runtime]:
     """Open the database at ``db_path`` and run an actor system on it until the block ends.
 
     ``writer``: "thread" or "process", where the group-commit writer commits (see StoreConfig).
+    ``id_floors``: queries of ids kept in no ``id`` column (see ``ActorSystem.id_floors``).
     Where the collector freezes survivors, what earlier runtimes of this process left frozen is
     collected first (``collector.collect_frozen``), unless another runtime is open: that full
     collection would pause it.
@@ -80,7 +82,9 @@ async def open_runtime(
             )
         )
         try:
-            system = ActorSystem(store, clock=clock or RealClock(), config=config)
+            system = ActorSystem(
+                store, clock=clock or RealClock(), config=config, id_floors=id_floors
+            )
             for kind in kinds:
                 system.register(kind)
             await system.start()

@@ -37,6 +37,7 @@ from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.coupon import CouponActor, list_coupons
 from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.goods import GoodsActor, list_goods
+from shopkeep.actors.key_store import KEYS_ORDER_IDS_SQL
 from shopkeep.actors.key_sweep import KeySweepActor, start_key_sweep
 from shopkeep.actors.kinds import as_provider, order_kinds
 from shopkeep.actors.order_messages import (
@@ -256,6 +257,7 @@ class Shop(Payments, BackOffice):
             kinds=[*ASSET_KINDS, *order_kinds(settings, provider, queries, stats)],
             inline=inline,
             writer=writer,
+            id_floors=(KEYS_ORDER_IDS_SQL,),
         ) as runtime:
             try:
                 kept = await runtime.store.writer.call(

@@ -47,6 +47,11 @@ FIND_SQL: Final = (
     "WHERE principal = ? AND key = ?"
 )
 KEYS_OF_SQL: Final = "SELECT key FROM idempotency_keys WHERE principal = ? LIMIT ?"
+KEYS_ORDER_IDS_SQL: Final = "SELECT max(order_id) FROM idempotency_keys"
+"""The largest order id a key is bound to: a placement refused in one turn binds its key to
+the order id it reserved, which no order has; the id generator must not hand it out again
+after a restart whose clock has not moved on (a retry then found its key bound to a new
+order's id, and was placed again instead of answered its refusal)."""
 INSERT_SQL: Final = (
     "INSERT INTO idempotency_keys (principal, key, request_hash, order_id, answer, created_at) "
     "VALUES (?, ?, ?, ?, ?, ?)"

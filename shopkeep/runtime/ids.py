@@ -8,6 +8,7 @@ clock steps back (the sequence borrows from the next millisecond).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 
 from shopkeep.runtime.clock import Clock
 
@@ -37,12 +38,17 @@ class IdGenerator:
             self._last = floor
 
 
-def largest_stored_id(conn: sqlite3.Connection) -> int:
+def largest_stored_id(conn: sqlite3.Connection, also: Sequence[str] = ()) -> int:
     """The largest id already stored anywhere: ids must never be handed out twice, even when
     the clock stands still or steps back across a restart. Every table with an ``id`` column
-    counts (the runtime does not know the application's tables, and need not), and the
-    timers' ``seq``; each is a primary-key lookup."""
+    counts (the runtime does not know the application's tables, and need not), the timers'
+    ``seq`` (each a primary-key lookup), and what each query of ``also`` answers: the
+    application's ids kept in no ``id`` column (say, one reserved for a row never written)."""
     largest = int(conn.execute("SELECT coalesce(max(seq), 0) FROM timers").fetchone()[0])
+    for sql in also:
+        found = conn.execute(sql).fetchone()
+        if found is not None and isinstance(found[0], int):
+            largest = max(largest, found[0])
     tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     for table in tables:
         columns = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}

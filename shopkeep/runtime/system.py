@@ -21,7 +21,7 @@ import asyncio
 import contextvars
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any, Final
 
@@ -83,8 +83,12 @@ class ActorSystem:
         clock: Clock | None = None,
         config: RuntimeConfig | None = None,
         on_escalate: Callable[[Address, Exception], None] | None = None,
+        id_floors: Sequence[str] = (),
     ) -> None:
         self.store = store
+        self.id_floors = tuple(id_floors)
+        """Queries of the application's ids kept in no ``id`` column, which :attr:`ids` never
+        hands out again (see :func:`~shopkeep.runtime.ids.largest_stored_id`)."""
         self.clock: Clock = clock or RealClock()
         self.config = config or RuntimeConfig()
         self.ids = IdGenerator(self.clock)
@@ -128,7 +132,7 @@ class ActorSystem:
     async def start(self) -> None:
         """Load timers and undelivered messages, start passivation, then take messages."""
         self._loop = asyncio.get_running_loop()
-        floor = await self.store.writer.call(largest_stored_id)
+        floor = await self.store.writer.call(partial(largest_stored_id, also=self.id_floors))
         self.ids.advance_to(floor)
         await self.timers.start()
         await self.outbox.start()

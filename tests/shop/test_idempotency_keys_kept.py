@@ -44,3 +44,28 @@ async def test_keys_beyond_the_kept_ones_are_forgotten_in_memory_and_honoured_fr
         assert again.id == placed[0].id
         assert refused.value.code == "idempotency_conflict"
         assert (await shop.get_goods(tea.id)).stock == 95
+
+
+async def test_a_refusal_kept_with_its_key_is_answered_again_after_a_restart_at_the_same_time(
+    tmp_path: Path,
+) -> None:
+    # a placement refused in one turn binds its key to the order id it reserved, which no
+    # order has: a restart whose clock has not moved on handed that id out again, and the
+    # retry, finding its key bound to its own new order, was placed again
+    path, clock = str(tmp_path / "k.db"), VirtualClock()
+    async with Shop.open(path, gateway="sandbox", clock=clock, gateway_secret=SECRET) as shop:
+        user_id = (await shop.create_user("ann", 10_000)).user.id
+        tea = await shop.create_goods("tea", price=1_500, stock=10)
+        coupon = await shop.create_coupon(user_id, 500)
+        await shop.place_order(user_id, [(tea.id, 1)], coupon_id=coupon.id)
+        with pytest.raises(ShopError) as first:
+            await shop.place_order(user_id, [(tea.id, 1)], coupon_id=coupon.id,
+                                   idempotency_key="k")
+    async with Shop.open(path, gateway="sandbox", clock=clock, gateway_secret=SECRET) as shop:
+        with pytest.raises(ShopError) as again:
+            await shop.place_order(user_id, [(tea.id, 1)], coupon_id=coupon.id,
+                                   idempotency_key="k")
+        orders = (await shop.list_orders(user_id=user_id)).items
+    assert (first.value.code, first.value.order_id) == ("coupon_unavailable", None)
+    assert (again.value.code, again.value.order_id) == ("coupon_unavailable", None)
+    assert len(orders) == 1  # the first, with the coupon; nothing placed by the retry
