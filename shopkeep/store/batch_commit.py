@@ -65,18 +65,17 @@ class BatchCommitter:
     def commit(self, units: list[UnitOfWork]) -> list[BaseException | None] | None:
         """Commit ``units`` in one transaction; ``None`` when all did, else one entry a unit
         (the failures the unit-by-unit retry found)."""
-        if self.named is not None:
-            try:
-                check_still_named(*self.named)
-            except sqlite3.OperationalError as exc:
-                return [exc] * len(units)
         conn = self.conn
         submitted = [statement for unit in units for statement in unit.statements]
         if self.tap is not None:
             self.tap(submitted)
         if self.process is not None and self.fault is None:
-            # planned in the writer's process, whose GIL is not the event loop's
+            # planned in the writer's process, whose GIL is not the event loop's; it looks at
+            # the file too (here, the stat's release of the GIL cost the batch a hand-over)
             return self._commit_in_process(units, submitted)
+        moved = self._not_at_its_name(units)
+        if moved is not None:
+            return moved
         statements, self.schema = planned(conn, submitted, self.schema)
         try:
             self._check("begin")
@@ -119,7 +118,20 @@ class BatchCommitter:
         # rolled back in the child: find the failing units here, on this process's connection
         return self._commit_one_by_one(units)
 
+    def _not_at_its_name(self, units: list[UnitOfWork]) -> list[BaseException | None] | None:
+        """Each unit's failure while the database's path names another file or none (see
+        :func:`check_still_named`); None when it names the store's."""
+        if self.named is not None:
+            try:
+                check_still_named(*self.named)
+            except sqlite3.OperationalError as exc:
+                return [exc] * len(units)
+        return None
+
     def _commit_one_by_one(self, units: list[UnitOfWork]) -> list[BaseException | None]:
+        moved = self._not_at_its_name(units)
+        if moved is not None:
+            return moved
         conn = self.conn
         failures: list[BaseException | None] = [None] * len(units)
         failed_owners: dict[Hashable, int] = {}  # owner -> incarnation whose unit failed

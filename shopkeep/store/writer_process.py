@@ -448,6 +448,12 @@ def main(argv: list[str]) -> int:
             if not received:
                 return 0
             fresh_schema, statements = frame
+            if identity is not None:
+                try:
+                    check_still_named(path, identity)
+                except sqlite3.OperationalError as exc:
+                    write_frame(sink, (type(exc).__name__, str(exc)))
+                    continue
             calls, schema = batch_plan.planned(conn, statements, None if fresh_schema else schema)
             write_frame(sink, commit_statements(conn, calls))
     except BrokenPipeError:
