@@ -157,10 +157,10 @@ FileIdentity = tuple[int, int]
 
 
 def file_identity(path: str) -> FileIdentity | None:
-    """The file ``path`` names now (None: none)."""
+    """The file ``path`` names now (None: none, or none this process may look at)."""
     try:
         found = os.stat(path)
-    except FileNotFoundError:
+    except OSError:  # gone, or its folder closed to this process: not to be written either
         return None
     return found.st_dev, found.st_ino
 
