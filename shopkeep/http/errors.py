@@ -175,7 +175,7 @@ def problem_for(
         case ActorStopped():
             return problem("unavailable", "the shop did not answer; nothing was done, try again")
         case CommitFailed():
-            return commit_failed_problem(method, keyed)
+            return commit_failed_problem(method, keyed, error)
         case web.RequestPayloadError():
             # the body's bytes arrived but could not be read as they said they were (gzip or
             # deflate that does not inflate, chunks that do not add up): the client's, not ours
@@ -257,20 +257,29 @@ def cut_short(request: web.Request, error: BaseException) -> int | None:
     return cut if lost else None
 
 
-def commit_failed_problem(method: str, keyed: bool) -> web.Response:
+def commit_failed_problem(
+    method: str, keyed: bool, error: CommitFailed | None = None
+) -> web.Response:
     """503 unavailable for a request the store failed (CommitFailed), in words for what it
     was. The store refused a write (locked past its busy timeout, a full disk) or its writer
     process died mid-batch, when the batch may have committed after all; or a request of
     several writes (a payment start: the payment, then its answer) had its first kept and a
     later one refused. A read fails so when it waited behind its actor's failed write: its
     answer came from what the disk never took. A retry under the same Idempotency-Key is safe
-    either way (SPEC 7: 503, retry)."""
+    either way (SPEC 7: 503, retry). Where the store refused it for its own sake, its words
+    say why (a full disk, the database file moved: not something a retry mends soon)."""
+    why = ""
+    if error is not None and error.refused_by_store:
+        why = f" ({error.cause})"
     if method in ("GET", "HEAD"):
-        said = "the shop could not answer it: a write before it could not be stored; try again"
+        said = (
+            f"the shop could not answer it: a write before it could not be stored{why}; try "
+            "again"
+        )
     else:
         retry = "retry it under the same Idempotency-Key" if keyed else "look before retrying it"
         said = (
-            "the shop could not write it to its store: it may not be done, or be done in "
+            f"the shop could not write it to its store{why}: it may not be done, or be done in "
             f"part; {retry}"
         )
     return problem("unavailable", said)

@@ -182,3 +182,11 @@ async def test_a_key_sent_to_a_route_that_reads_none_is_not_named_in_its_503(
 
     assert answer.status == 503
     assert answer.body["detail"].endswith("look before retrying it")
+
+
+def test_a_write_the_store_refused_for_its_own_sake_says_why() -> None:
+    # the database file moved under the server: every write refused, and only /healthz said why
+    cause = sqlite3.OperationalError("the database file shop.db is no longer there")
+    answer = commit_failed_problem("POST", True, CommitFailed("commit failed", cause))
+
+    assert answer.text is not None and "shop.db is no longer there" in answer.text
