@@ -63,5 +63,6 @@ class CommitFailed(StoreError):
     @property
     def refused_by_store(self) -> bool:
         """Whether the store refused the unit for its own sake (a full disk, an I/O error, a
-        writer process gone), not for what it writes, nor as built on a unit that failed."""
+        writer process gone, the database file moved), or a unit it was built on so in a run
+        of such refusals; not for what it writes."""
         return self.cause is not None and not self.of_data

@@ -165,6 +165,7 @@ class GroupCommitWriter:
         self._kicks: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._sleeping = False  # the thread waits for a kick
         self._failed_owners: dict[Hashable, int] = {}  # the writer thread's (inline: loop's)
+        self._refusal_cause: BaseException | None = None  # the store's last refusal (the loop's)
         self._committer = BatchCommitter(conn, process, named)
         self.on_unit_failed: Callable[[UnitOfWork, CommitFailed], None] | None = None
         self.on_refusal_changed: Callable[[bool], None] | None = None
@@ -319,12 +320,21 @@ class GroupCommitWriter:
         stats = self.stats
         stats.failed_units += 1
         if isinstance(cause, Skipped):
-            error = CommitFailed("not committed: a unit it was built on failed")
+            refusal = self._refusal_cause if stats.in_refusal else None
+            if refusal is not None:
+                # built on a unit the store refused, in a run of its refusals: refused alike,
+                # and said so (a caller was told only that a unit before it failed)
+                error = CommitFailed(
+                    f"not committed: a unit it was built on failed: {refusal}", refusal
+                )
+            else:
+                error = CommitFailed("not committed: a unit it was built on failed")
         else:
             error = CommitFailed(f"commit failed: {cause}", cause)
         if error.refused_by_store:
             stats.refused_units += 1
-            stats.refusal = str(cause)
+            self._refusal_cause = error.cause
+            stats.refusal = str(error.cause)
             stats.refused_at = time.monotonic()
             if not stats.in_refusal:
                 stats.in_refusal = True

@@ -251,7 +251,10 @@ async def test_a_failing_unit_fails_alone_and_later_units_of_its_owner_are_not_c
     results = await asyncio.gather(*futures, return_exceptions=True)
     assert results[0] is None and results[2] is None and results[4] is None
     assert isinstance(results[1], CommitFailed) and "no such table" in str(results[1])
-    assert isinstance(results[3], CommitFailed) and results[3].cause is None
+    assert isinstance(results[3], CommitFailed) and "a unit it was built on failed" in str(
+        results[3]
+    )
+    assert results[3].cause is results[1].cause  # the store's refusal it was built on
     assert await events(store) == [1, 2, 4]
 
 
@@ -332,3 +335,18 @@ async def test_nothing_is_written_while_the_database_file_is_not_at_its_name(
     os.rename(tmp_path / "moved.db", store.config.path)  # put back
     await store.writer.submit(unit(3))
     assert await events(store) == [1, 3]
+
+
+async def test_a_unit_built_on_one_the_store_refused_is_refused_alike_and_says_why(
+    store: Store, tmp_path: Path
+) -> None:
+    # a caller whose unit followed a refused one of the same actor was told only that "a unit
+    # it was built on failed", and was not counted among the store's refusals
+    os.rename(store.config.path, tmp_path / "moved.db")
+    with pytest.raises(CommitFailed):
+        await store.writer.submit(unit(1, owner="a"))
+    with pytest.raises(CommitFailed, match="no longer there") as built_on:
+        await store.writer.submit(unit(2, owner="a"))
+    os.rename(tmp_path / "moved.db", store.config.path)
+    assert built_on.value.refused_by_store
+    assert store.writer.stats.refused_units == 2
