@@ -324,10 +324,10 @@ class OrderActor(Actor):
             case RefundStuck(refund_id, reason, retried):
                 status = state.status
                 said = (
-                    "refused it ({}); it is sent again, more and more seldom, until the "
+                    f"refused it ({reason}); it is sent again, more and more seldom, until the "
                     "provider takes it or it is settled by hand" if retried else
-                    "failed it ({}); it stays refunding until someone acts on it"
-                ).format(reason)
+                    f"failed it ({reason}); it stays refunding until someone acts on it"
+                )
                 self.commit(ctx, state, [History(
                     status, status, "refund_failed", f"refund {refund_id}: the provider {said}",
                 )])

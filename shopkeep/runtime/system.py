@@ -556,7 +556,7 @@ class ActorSystem:
         stats = self.store.writer.stats
         log.warning(
             "store_refusing_writes",
-            error=stats.refusal,
+            error=str(stats.refusal_cause),
             refused_units=units,
             detail="commits fail for the store's own sake, not for what they write (the "
             "error says why: a full disk, an I/O error, a writer process gone, the database "

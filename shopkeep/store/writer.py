@@ -88,8 +88,8 @@ class WriterStats:
 
     __slots__ = (
         "batches", "busy_since", "commit_s", "failed_units", "in_refusal",
-        "last_batch_units", "refusal", "refused_at", "refused_units", "statements", "thread_s",
-        "units",
+        "last_batch_units", "refusal_cause", "refused_at", "refused_units", "statements",
+        "thread_s", "units",
     )
 
     def __init__(self) -> None:
@@ -107,8 +107,8 @@ class WriterStats:
         self.refused_units = 0
         """Units the store refused for its own sake (a full disk, an I/O error), not for what
         they write (``CommitFailed.refused_by_store``): in ``failed_units`` too."""
-        self.refusal = ""
-        """What SQLite said the last time it refused a unit so."""
+        self.refusal_cause: BaseException | None = None
+        """What SQLite raised the last time it refused a unit so; None if never."""
         self.refused_at: float | None = None
         """When (``time.monotonic``) it last did; None if never."""
         self.in_refusal = False
@@ -121,7 +121,7 @@ class WriterStats:
         refused_at = self.refused_at
         if not self.in_refusal or refused_at is None or time.monotonic() - refused_at > within_s:
             return None
-        return self.refusal
+        return str(self.refusal_cause)
 
     def busy_s(self) -> float:
         """How long the writer has been at its current batch or call (0 when at none): what
@@ -165,7 +165,6 @@ class GroupCommitWriter:
         self._kicks: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._sleeping = False  # the thread waits for a kick
         self._failed_owners: dict[Hashable, int] = {}  # the writer thread's (inline: loop's)
-        self._refusal_cause: BaseException | None = None  # the store's last refusal (the loop's)
         self._committer = BatchCommitter(conn, process, named)
         self.on_unit_failed: Callable[[UnitOfWork, CommitFailed], None] | None = None
         self.on_refusal_changed: Callable[[bool], None] | None = None
@@ -320,7 +319,7 @@ class GroupCommitWriter:
         stats = self.stats
         stats.failed_units += 1
         if isinstance(cause, Skipped):
-            refusal = self._refusal_cause if stats.in_refusal else None
+            refusal = stats.refusal_cause if stats.in_refusal else None
             if refusal is not None:
                 # built on a unit the store refused, in a run of its refusals: refused alike,
                 # and said so (a caller was told only that a unit before it failed)
@@ -333,8 +332,7 @@ class GroupCommitWriter:
             error = CommitFailed(f"commit failed: {cause}", cause)
         if error.refused_by_store:
             stats.refused_units += 1
-            self._refusal_cause = error.cause
-            stats.refusal = str(error.cause)
+            stats.refusal_cause = error.cause
             stats.refused_at = time.monotonic()
             if not stats.in_refusal:
                 stats.in_refusal = True
