@@ -42,6 +42,7 @@ from shopkeep.payments.money import AmountError, from_decimal_string, to_decimal
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
+    NOT_NOW,
     STALE,
     WRONG_AMOUNT,
     WRONG_APP,
@@ -80,9 +81,6 @@ _UNCLOSABLE: Final = frozenset({
 })
 """``alipay.trade.close``'s refusals of a trade that is not waiting for the buyer (never
 opened, paid, closed): nothing left to close."""
-NOT_NOW: Final = frozenset({408, 409, 429})
-"""The 4xx that mean "not now" rather than no (a request timed out, a conflict, rate
-limiting): an outage, tried again, as Stripe's adapter takes 409 and 429."""
 FORM: Final = {"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"}
 
 

@@ -96,6 +96,12 @@ class GatewayRefused(GatewayError):
     """
 
 
+NOT_NOW: Final = frozenset({408, 409, 429})
+"""The 4xx that mean "not now" rather than no (a request that timed out, a conflict with a
+concurrent request under the same key, rate limiting): an outage, tried again, never a
+:class:`GatewayRefused`, by every adapter."""
+
+
 # -- starting a payment -----------------------------------------------------------------------
 
 

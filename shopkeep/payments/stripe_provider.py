@@ -42,6 +42,7 @@ from shopkeep.payments.keys import read_secret
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
+    NOT_NOW,
     STALE,
     TOLERANCE_S,
     Checkout,
@@ -75,8 +76,6 @@ from shopkeep.payments.transport import CALL_TIMEOUT_S
 WEBHOOK_PATH: Final = "/v1/payments/stripe/webhook"
 PRODUCTION_URL: Final = stripe.DEFAULT_API_BASE
 SIGNATURE_HEADER: Final = "Stripe-Signature"
-RETRYABLE_STATUS: Final = frozenset({409, 429})
-"""4xx that mean "not now": a concurrent request with the same key, or rate limiting."""
 
 
 class Intent(msgspec.Struct, frozen=True):
@@ -371,7 +370,7 @@ def _gateway_error(what: str, exc: stripe.StripeError) -> GatewayError:
     status = exc.http_status
     message = f"stripe: {what}: {status} {exc.user_message or exc}"
     # below 400: a 2xx whose body the SDK could not read (not JSON), no answer, not a no
-    if status is None or status >= 500 or status < 400 or status in RETRYABLE_STATUS:
+    if status is None or status >= 500 or status < 400 or status in NOT_NOW:
         return GatewayError(message)
     return GatewayRefused(message)
 

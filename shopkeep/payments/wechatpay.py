@@ -37,6 +37,7 @@ from shopkeep.payments.keys import load_private_key, load_public_keys, read_secr
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
+    NOT_NOW,
     STALE,
     WRONG_APP,
     Checkout,
@@ -145,7 +146,9 @@ class WeChatPayProvider:
     async def _call(
         self, method: str, path: str, payload: Mapping[str, Any] | None = None
     ) -> tuple[int, dict[str, Any]]:
-        """Send a signed request; the status and JSON of an answer signed by the platform."""
+        """Send a signed request; the status and JSON of an answer signed by the platform.
+        Raises GatewayRefused for an unsigned 4xx (but :data:`NOT_NOW`), GatewayError for any
+        other answer WeChat Pay did not sign, or one that is not JSON."""
         body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
         headers = {
             "Authorization": wire.authorization(
@@ -161,8 +164,15 @@ class WeChatPayProvider:
         if not wire.verify_signed(self._platform_keys, header(said, wire.TIMESTAMP),
                                   header(said, wire.NONCE), header(said, wire.SIGNATURE),
                                   reply.body):
-            raise GatewayError(f"wechatpay: the answer to {method} {path} is not signed by "
-                               f"WeChat Pay ({reply.status})")
+            unsigned = (f"wechatpay: the answer to {method} {path} is not signed by WeChat Pay "
+                        f"({reply.status}): {reply.body[:200].decode('utf-8', 'replace')!r}")
+            # WeChat Pay signs only the answers to requests whose own signature it verified:
+            # its 401 SIGN_ERROR (a wrong key or certificate serial) comes unsigned, as does a
+            # 404 of a mistyped --wechatpay-url. A 4xx is a no, which asking again will not
+            # change; trusted no further than a no is (a refusal moves no money).
+            if 400 <= reply.status < 500 and reply.status not in NOT_NOW:
+                raise GatewayRefused(unsigned)
+            raise GatewayError(unsigned)
         try:
             answer = json.loads(reply.body) if reply.body else {}
         except ValueError:

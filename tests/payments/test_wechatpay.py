@@ -287,7 +287,7 @@ async def test_a_request_signed_with_another_merchant_key_is_refused_by_wechat_p
         apiv3_key=APIV3_KEY, platform_keys=[provider_key.public_key()],
         notify_url=world.receiver.url, url=world.fake.url)
     try:
-        with pytest.raises(GatewayError, match="401"):
+        with pytest.raises(GatewayRefused, match="401"):
             await impostor.start_payment(PaymentRequest(
                 payment_id=9, order_id=90, amount=1, currency="CNY", description="x",
                 deadline=2_000_000_000.0))

@@ -1,5 +1,7 @@
 """WeChat Pay answers the shop cannot believe or read: each is no answer (a GatewayError, asked
-again: 503 for a payment start), never a refusal (502) nor a crash (500).
+again: 503 for a payment start), never a crash (500); and a 4xx WeChat Pay did not sign (its
+401 to a request whose signature it could not verify, a 404 of a mistyped URL) is a refusal
+(502), as a signed one is.
 
 The platform here writes its answers as raw bytes, signed with the platform key over exactly
 those bytes: aiohttp's server, which the fakes use, cannot send a header byte that is not
@@ -17,7 +19,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shopkeep.payments import wechatpay_wire as wire
 from shopkeep.payments.keys import sign_sha256_rsa
-from shopkeep.payments.provider import GatewayError, GatewayRefused, PaymentRequest
+from shopkeep.payments.provider import (
+    GatewayError,
+    GatewayRefused,
+    PaymentRequest,
+    RefundRequest,
+)
 from shopkeep.payments.wechatpay import WeChatPayProvider
 
 MCH_ID = "1900000001"
@@ -49,10 +56,10 @@ class RawPlatform:
 
     def answer(
         self, status: int, body: bytes, *, timestamp: bytes | None = None,
-        nonce: bytes = b"5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
+        nonce: bytes = b"5K8264ILTKCH16CQ2502SI8ZNMTM67VS", signed: bool = True,
     ) -> None:
         """Answer ``status`` and ``body`` from now on, with ``Wechatpay-*`` headers of these
-        bytes, the platform's signature covering them as they are."""
+        bytes, the platform's signature covering them as they are (none if not ``signed``)."""
         timestamp = timestamp or str(int(time.time())).encode()
         message = timestamp + b"\n" + nonce + b"\n" + body + b"\n"
         headers = {
@@ -60,6 +67,8 @@ class RawPlatform:
             wire.NONCE.encode(): nonce,
             wire.SIGNATURE.encode(): sign_sha256_rsa(self._key, message).encode(),
             wire.SERIAL.encode(): b"PUB_KEY_ID_0000000000000001",
+        } if signed else {}
+        headers |= {
             b"Content-Type": b"application/json",
             b"Content-Length": str(len(body)).encode(),
             b"Connection": b"close",
@@ -149,3 +158,31 @@ async def test_a_signed_4xx_to_a_payment_start_is_a_refusal(
     platform.answer(400, b'{"code":"PARAM_ERROR","message":"total"}')
     with pytest.raises(GatewayRefused, match="PARAM_ERROR"):
         await provider.start_payment(START)
+
+
+SIGN_ERROR = b'{"code":"SIGN_ERROR","message":"signature verification failed"}'
+NOT_FOUND_PAGE = b"<html><body>404 Not Found</body></html>"
+
+
+@pytest.mark.parametrize(("status", "body"), [(401, SIGN_ERROR), (404, NOT_FOUND_PAGE)])
+async def test_an_unsigned_4xx_is_a_refusal_with_its_words(
+    platform: RawPlatform, provider: WeChatPayProvider, status: int, body: bytes
+) -> None:
+    # WeChat Pay signs no answer to a request whose signature it could not verify (a wrong
+    # merchant key or certificate serial): asking again would be refused again, unseen
+    platform.answer(status, body, signed=False)
+    with pytest.raises(GatewayRefused, match=f"not signed by WeChat Pay \\({status}\\)") as no:
+        await provider.start_payment(START)
+    assert body[:20].decode() in str(no.value)
+    with pytest.raises(GatewayRefused):
+        await provider.refund(RefundRequest(refund_id=8, payment_id=7, amount=1999,
+                                            currency="CNY", payment_amount=1999))
+
+
+@pytest.mark.parametrize("status", [200, 408, 409, 429])
+async def test_an_unsigned_answer_that_is_not_a_no_is_no_answer(
+    platform: RawPlatform, provider: WeChatPayProvider, status: int
+) -> None:
+    # a request that timed out, a conflict, rate limiting: "not now", tried again
+    platform.answer(status, CODE_URL if status == 200 else SIGN_ERROR, signed=False)
+    await no_answer(provider)
