@@ -375,11 +375,9 @@ def open_refund(
         effects += [SaveRefund(refund, "created"), RequestRefund(refund, txn_id)]
     else:
         refund = replace(refund, status=REFUNDED, refunded_at=now)
-        # the history tells it as it tells one the gateway paid back (payment_rules)
-        what = f"refund {refund.id} ({refund.kind}): {refund.gateway_amount}"
         effects += [
             SaveRefund(refund, "refunded", "nothing to refund through the gateway"),
-            History(state.status, state.status, "refunded", what),
+            History(state.status, state.status, "refunded", refund.told()),
         ]
     return replace(state, refunds=(*state.refunds, refund)), effects
 

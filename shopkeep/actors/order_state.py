@@ -111,6 +111,14 @@ class Refund(msgspec.Struct, frozen=True, gc=False):
     created_at: float
     refunded_at: float | None = None
 
+    def told(self) -> str:
+        """The refund as the order's history tells it: which, why, and where its money went
+        (a refund paid from the wallet alone said ": 0", the provider's part)."""
+        parts = [f"{self.wallet_amount} to the wallet"] if self.wallet_amount else []
+        if self.gateway_amount or not parts:
+            parts.append(f"{self.gateway_amount} through the provider")
+        return f"refund {self.id} ({self.kind}): {', '.join(parts)}"
+
 
 class ReturnRequest(msgspec.Struct, frozen=True, gc=False):
     """A return asked for after delivery (status requested, approved)."""

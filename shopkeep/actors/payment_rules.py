@@ -281,7 +281,7 @@ def refund_done(
         return None
     refund = replace(refund, status=REFUNDED, refunded_at=now)
     state = replace(state, refunds=tuple(refund if r.id == refund_id else r for r in state.refunds))
-    status, what = state.status, f"refund {refund_id} ({refund.kind}): {refund.gateway_amount}"
+    status, what = state.status, refund.told()
     effects: list[Effect]
     if settled_by_hand is None:
         effects = [SaveRefund(refund, "refunded"), History(status, status, "refunded", what)]

@@ -302,6 +302,20 @@ def test_a_refund_with_nothing_for_the_gateway_is_refunded_at_once() -> None:
     assert not any(isinstance(e, RequestRefund) for e in effects)
 
 
+def test_a_refunds_history_says_where_each_part_of_its_money_went() -> None:
+    state, _ = cancel_paid(paid(use_balance=1_000), "user", NOW, refund_id=99)
+    assert state.refunds[0].told() == (
+        "refund 99 (cancel): 1000 to the wallet, 5000 through the provider"
+    )
+    state, effects = cancel_paid(replace(paid(use_balance=100_000), pay_amount=0), "user", NOW,
+                                 refund_id=98)
+    assert History(CANCELED, CANCELED, "refunded", "refund 98 (cancel): 6000 to the wallet") in (
+        effects
+    )
+    unpaid_wallet, _ = cancel_paid(paid(), "user", NOW, refund_id=97)
+    assert unpaid_wallet.refunds[0].told() == "refund 97 (cancel): 6000 through the provider"
+
+
 def test_the_deadline_cancels_only_an_unpaid_order_that_is_due() -> None:
     state = awaiting()
     assert deadline_reached(state, NOW + 1_799) is None
