@@ -38,9 +38,10 @@ CALLBACK_PATHS: Final = frozenset(
 """The payment providers' callbacks: public, and still taken while the server stops."""
 PUBLIC_PATHS: Final = CALLBACK_PATHS | {"/healthz", "/metrics", "/openapi.json", "/docs", "/admin"}
 PUBLIC_PREFIXES: Final = ("/sandbox/", "/admin/")
-NO_SUCH_ROUTE: Final = "there is no such route"
+NO_SUCH_ROUTE: Final = "there is no such route, or it is not this caller's"
 """The detail of a 404 for a path no route has, and for a user on a route of the admin's: the
-same words, so that a user cannot tell the admin's routes by probing."""
+same words, true of both (a user's 404 on the admin's route said there was no such route, which
+/openapi.json shows there is)."""
 NOT_A_USER: Final = "this route acts as a user (their orders, their coupons): the admin is none"
 """The admin's 404 on a user's own route: the admin knows every route, so its words may say
 why (a user's 404 on the admin's says no more than a path no route has)."""
