@@ -646,24 +646,20 @@ class Shop(Payments, BackOffice):
         staff paid it back another way, which ``note`` says (admin): mark it refunded, with a
         history row; a refused one is not sent to the provider again.
 
-        Refused invalid_state for a refund the provider has neither failed nor refused: it may
-        still pay it out, and the money would go back twice."""
+        Decided by the refund's refunder, between its tries: a try under way is answered
+        first. Refused invalid_state for a refund the provider has neither failed nor refused,
+        or took after all (that try included): it may pay it out, and the money would go back
+        twice."""
         key = key_of(idempotency_key)  # checked before the read
         if type(note) is not str or len(note) > MAX_REASON or not is_text(note, blank=False):
             raise refused("/note", f"a note says how it was paid back, in 1 to {MAX_REASON} "
                           "characters, none a control character or a lone surrogate")
         standing = await refund_standing(self.reader, check_id("refund_id", refund_id))
-        if standing is None:
+        if standing is None:  # no refunder is woken for a refund that never was
             raise ShopError("not_found", f"refund {refund_id} does not exist")
-        if standing.status == "refunding" and standing.provider_failed is None:
-            raise ShopError(
-                "invalid_state",
-                f"refund {refund_id} is still with the provider; only one it failed or refused "
-                "is settled by hand",
-            )
         request = ("settle_refund", refund_id, note)
         return await self._once.ask(
-            Address("order", standing.order_id), SettleRefund(refund_id, note), RefundView, key,
+            Address("refunder", refund_id), SettleRefund(refund_id, note), RefundView, key,
             request,
         )  # fmt: skip
 

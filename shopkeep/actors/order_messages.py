@@ -26,7 +26,8 @@ RequestReturn              ReturnAsked (status requested; created False for the 
 ApproveReturn              ReturnView (status approved)
 RefundDone                 None (durable, from the refunder)
 RefundStuck                None (durable, from the refunder: a history row)
-SettleRefund               RefundView (refunded), or Refusal not_found / invalid_state
+SettleRefund               RefundView (refunded), or Refusal not_found / invalid_state (asked
+                           by the refund's refunder, between its tries: see refund.py)
 GetRefunds / GetPayments   tuple of RefundView / PaymentView
 =========================  ==================================================================
 
@@ -296,7 +297,8 @@ class RefundStuck(msgspec.Struct, frozen=True, tag=True, gc=False):
 
 class SettleRefund(msgspec.Struct, frozen=True, tag=True, gc=False):
     """The admin: the provider failed ``refund_id`` and the shop's staff paid it back another
-    way (``note``: how); mark it refunded."""
+    way (``note``: how); mark it refunded. Asked of the refund's refunder, which asks the
+    order once no try of it is under way and the provider has not taken it."""
 
     refund_id: int
     note: str

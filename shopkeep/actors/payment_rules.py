@@ -304,8 +304,8 @@ def refund_done(
 def settle_by_hand(state: OrderState, refund_id: int, note: str, now: float) -> Decision | Refusal:
     """The shop's staff paid ``refund_id`` back another way (``note`` says how): refunded, as
     :func:`refund_done` with ``settled_by_hand``. Only a refund still refunding; whether the
-    provider failed it (so that it will not pay it out too) is the shop's check, on the
-    refund's row, before it asks."""
+    provider failed or refused it (so that it will not pay it out too) is the refunder's check
+    (``refund.settle_refusal``), made between its tries, before it asks."""
     refund = state.refund(refund_id)
     if refund is None:
         return Refusal(NOT_FOUND, f"order {state.id} has no refund {refund_id}", state.id)

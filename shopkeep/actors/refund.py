@@ -24,8 +24,15 @@ answer:
   balance too low): tried again as an error is, since some pass once the merchant acts (a
   balance topped up), but said where the staff look, at the first: a warning, a row in the
   order's history, the provider's words on the refund's row. Such a refund may be settled by
-  hand (the money went back another way, a refund made in the provider's dashboard); the
-  next try finds it settled and stops.
+  hand (the money went back another way, a refund made in the provider's dashboard).
+
+Settling by hand (:class:`~shopkeep.actors.order_messages.SettleRefund`, from
+``Shop.settle_refund``) comes through this mailbox too, so that it never overlaps a try: a
+try under way is answered first. Then the refund's row, as this actor's own last unit left it,
+decides: taken by the provider since (done or processing: ``provider_failed`` cleared), it is
+refused invalid_state, the provider paying it out; still failed or refused, the settlement is
+asked of the order, which marks it refunded, and the retry timer is canceled (a try already
+due, or redelivered after a crash, finds it settled and stops).
 
 A crash between the provider's refund and the commit that records it redelivers the attempt;
 the idempotency key makes the second call refund nothing more.
@@ -40,12 +47,14 @@ import msgspec
 import structlog
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.order_messages import RefundDone, RefundStuck
+from shopkeep.actors.order_messages import RefundDone, RefundStuck, SettleRefund
+from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, Keyed, Refusal
 from shopkeep.actors.refund_store import (
     ATTEMPTS_SQL,
     PROVIDER_FAILED_SQL,
     REFUND_LOG_SQL,
     SETTLEABLE_SQL,
+    RefundStanding,
 )
 from shopkeep.payments.provider import (
     GatewayRefused,
@@ -101,6 +110,23 @@ class RefundQuery(msgspec.Struct, frozen=True, tag=True, gc=False):
 
 
 RefunderMessage = RefundAttempt | RefundQuery
+"""What the refunder stores (timers, durable messages). It is also asked
+:class:`~shopkeep.actors.order_messages.SettleRefund`, bare or :class:`Keyed`, never stored."""
+
+
+def settle_refusal(refund_id: int, standing: RefundStanding | None) -> Refusal | None:
+    """Why the staff may not settle ``refund_id`` by hand, as its row ``standing`` says, or
+    None: the order decides the rest (refunded already, an Idempotency-Key's replay)."""
+    if standing is None:
+        return Refusal(NOT_FOUND, f"refund {refund_id} does not exist")
+    if standing.status == "refunding" and standing.provider_failed is None:
+        return Refusal(
+            INVALID_STATE,
+            f"refund {refund_id} is with the provider, which has not failed or refused it, or "
+            "took it after all: it may pay it out, so it is not settled by hand",
+            standing.order_id,
+        )
+    return None
 
 
 def retry_delay(attempt: int, config: ShopConfig) -> float:
@@ -120,9 +146,12 @@ class RefunderActor(Actor):
     """Refund queries by what they learned (``/metrics``)."""
 
     async def receive(self, ctx: Context, message: Any) -> Any:
-        """Try the refund (or ask where it stands); on failure arm the retry timer."""
+        """Try the refund (or ask where it stands); on failure arm the retry timer. Or settle
+        it by hand, between two tries."""
         if isinstance(message, RefundQuery):
             return await self._query(ctx, message.attempt)
+        if isinstance(message, SettleRefund | Keyed):
+            return await self._settle(ctx, message)
         if not isinstance(message, RefundAttempt):
             raise TypeError(f"unexpected message {message!r}")
         if message.refused and await self._settled_by_hand(ctx, message):
@@ -149,6 +178,24 @@ class RefunderActor(Actor):
         log.info("refund_settled_by_hand", refund_id=message.refund_id,
                  order_id=message.order_id, detail="not sent to the provider again")
         return True
+
+    async def _settle(self, ctx: Context, message: SettleRefund | Keyed) -> Any:
+        """The staff's settlement, handled here between two tries (see the module's
+        docstring); under an Idempotency-Key (``Keyed``), the order keeps the key."""
+        settle = message.message if isinstance(message, Keyed) else message
+        assert isinstance(settle, SettleRefund), settle
+        # read once this actor's last unit is committed: a try just answered has cleared
+        # provider_failed if the provider took it (every write of that column is this actor's)
+        rows = await ctx.query(SETTLEABLE_SQL, (settle.refund_id,))
+        standing = RefundStanding(*rows[0]) if rows else None
+        refused = settle_refusal(settle.refund_id, standing)
+        if refused is not None:
+            return refused
+        assert standing is not None
+        answer = await ctx.ask(Address("order", standing.order_id), message)
+        if not isinstance(answer, Refusal):
+            ctx.cancel_timer("retry")  # settled: never sent to the provider again
+        return answer
 
     def _refused(self, ctx: Context, message: RefundAttempt, exc: GatewayRefused) -> None:
         """The provider said no: tried again after the back-off (some refusals pass once the

@@ -2,18 +2,24 @@
 ``refund_query_after_s``: done then, it is refunded; failed (ABNORMAL), it stays refunding for
 someone to act on, and the order's history says so; closed unpaid (CLOSED), it is sent again
 under a number of its own; unknown to the provider, under its own number again; refused
-(NOT_ENOUGH), it is said at once and tried again until it passes or is settled by hand."""
+(NOT_ENOUGH), it is said at once and tried again until it passes or is settled by hand, a
+settlement waiting for the answer to a try under way."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
+from shopkeep.actors.order_messages import SettleRefund
+from shopkeep.actors.protocol import Keyed
 from shopkeep.errors import ShopError
+from shopkeep.idempotency import IdempotencyKey
 from shopkeep.payments.fakes.wechatpay import FakeWeChatPay
+from shopkeep.payments.provider import RefundRequest, RefundState
 from shopkeep.proof.provider_world import ProviderWorld
-from shopkeep.runtime import VirtualClock
+from shopkeep.runtime import Address, VirtualClock
 
 
 @pytest.fixture
@@ -200,6 +206,26 @@ async def test_a_refund_settled_by_hand_is_not_settled_again(
     assert [e["operation"] for e in history["items"]].count("refund_settled") == 1
 
 
+async def test_a_settle_by_hand_asked_again_under_its_key_is_answered_its_first_answer(
+    world: ProviderWorld, clock: VirtualClock
+) -> None:
+    order, _, _ = await refund_answered(world, clock, "ABNORMAL")
+    [refund] = await world.refunds(order["id"])
+    first = await world.shop.settle_refund(
+        int(refund["id"]), "bank transfer", idempotency_key="settle-4411"
+    )
+
+    again = IdempotencyKey("settle-4411")
+    replayed = await world.shop.settle_refund(
+        int(refund["id"]), "bank transfer", idempotency_key=again
+    )
+
+    assert replayed == first and again.replayed
+    with pytest.raises(ShopError) as conflict:  # the key names that settlement only
+        await world.shop.settle_refund(int(refund["id"]), "cash", idempotency_key="settle-4411")
+    assert conflict.value.code == "idempotency_conflict"
+
+
 @pytest.mark.parametrize("note", ["", "   ", "x" * 2001])
 async def test_settling_a_refund_by_hand_needs_a_note_of_how(
     world: ProviderWorld, clock: VirtualClock, note: str
@@ -275,3 +301,81 @@ async def test_a_refused_refund_the_provider_takes_later_is_no_longer_the_staffs
     with pytest.raises(ShopError) as refused:
         await world.shop.settle_refund(int(refund["id"]), "bank transfer")
     assert refused.value.code == "invalid_state"  # the provider may still pay it out
+
+
+async def settled_during_a_try(
+    world: ProviderWorld, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch,
+    order: dict[str, Any], refund_id: int,
+) -> asyncio.Future[Any]:
+    """The refused refund ``refund_id`` of ``order`` sent again, and the staff settling it by
+    hand while that try is at the provider, which answers it only once the settlement is
+    asked and the order has done all it can with it meanwhile: the settlement's outcome, to
+    await."""
+    provider, system = world.shop.provider, world.shop.system
+    refund, ask = provider.refund, system.ask
+    at_the_provider, settle_asked = asyncio.Event(), asyncio.Event()
+
+    async def answered_after_the_settle(request: RefundRequest) -> RefundState:
+        at_the_provider.set()
+        await settle_asked.wait()
+        await system.settled(Address("order", int(order["id"])))
+        return await refund(request)
+
+    async def asking(to: Address, message: Any, **options: Any) -> Any:
+        if isinstance(message, SettleRefund | Keyed):
+            settle_asked.set()  # the ask goes on at once: it is in a mailbox when a waiter wakes
+        return await ask(to, message, **options)
+
+    monkeypatch.setattr(provider, "refund", answered_after_the_settle)
+    monkeypatch.setattr(system, "ask", asking)
+    await clock.advance(world.shop.config.refund_retry_s)  # the retry's timer fires
+    await at_the_provider.wait()
+    return asyncio.ensure_future(world.shop.settle_refund(refund_id, "bank transfer"))
+
+
+async def refund_events(world: ProviderWorld, refund_id: int) -> list[str]:
+    """The refund's log, oldest first: what each step did, in the order it was written."""
+    rows = await world.shop.reader.fetchall(
+        "SELECT event FROM refund_log WHERE refund_id = ? ORDER BY id", (refund_id,)
+    )
+    return [event for (event,) in rows]
+
+
+async def test_a_settle_during_a_try_the_provider_then_takes_is_refused_and_paid_back_once(
+    world: ProviderWorld, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, order, payment = await refused_refund(world)
+    [refund] = await world.refunds(order["id"])
+    del fake.refunds["console-refund"]  # undone in the console: the next try passes
+
+    settling = await settled_during_a_try(world, clock, monkeypatch, order, int(refund["id"]))
+
+    with pytest.raises(ShopError) as refused:
+        await settling
+    assert refused.value.code == "invalid_state"  # the provider took it after all
+    await world.shop.runtime.system.quiet()
+    assert fake.refunded(str(payment["id"])) == payment["amount"]  # once, by the provider
+    [refund] = await world.refunds(order["id"])
+    assert refund["status"] == "refunded"
+    _, history = await world.call("GET", f"/v1/orders/{order['id']}/history", world.admin)
+    operations = [entry["operation"] for entry in history["items"]]
+    assert "refunded" in operations and "refund_settled" not in operations
+    await world.audit_ok()
+
+
+async def test_a_settle_during_a_try_the_provider_refuses_again_is_applied_after_its_answer(
+    world: ProviderWorld, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, order, payment = await refused_refund(world)  # the console's refund stays: refused
+    [refund] = await world.refunds(order["id"])
+
+    settling = await settled_during_a_try(world, clock, monkeypatch, order, int(refund["id"]))
+
+    assert (await settling).status == "refunded"
+    await clock.advance(world.shop.config.refund_retry_max_s * 4)
+    await world.shop.runtime.system.quiet()
+    assert len(fake.refund_calls) == 2  # the first try, the one under way; none after
+    events = await refund_events(world, int(refund["id"]))
+    assert events[-1] == "settled_by_hand"  # the try under way was answered before it
+    assert fake.refunded(str(payment["id"])) == payment["amount"]  # once, by the console
+    await world.audit_ok()
