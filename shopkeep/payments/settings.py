@@ -20,6 +20,7 @@ from shopkeep.payments.flags import alipay_seller_id
 from shopkeep.payments.money import check_currency
 from shopkeep.payments.names import DEFAULT_CURRENCY, GATEWAYS
 from shopkeep.payments.provider import ConfigurationError, PaymentProvider
+from shopkeep.payments.stripe_provider import NOT_TAKEN as NOT_TAKEN_BY_STRIPE
 from shopkeep.payments.stripe_provider import PRODUCTION_URL as STRIPE_URL
 from shopkeep.payments.stripe_provider import StripeProvider
 from shopkeep.payments.transport import CALL_TIMEOUT_S
@@ -69,6 +70,11 @@ def check_gateway(settings: ProviderSettings) -> str:
         raise ConfigurationError(f"--currency: {exc}") from None
     if gateway in CNY_ONLY and currency != "CNY":
         raise ConfigurationError(f"--gateway {gateway} takes --currency CNY, not {currency}")
+    if gateway == "stripe" and currency in NOT_TAKEN_BY_STRIPE:
+        raise ConfigurationError(
+            f"--gateway stripe cannot take --currency {currency}: "
+            f"{NOT_TAKEN_BY_STRIPE[currency]}"
+        )
     return gateway
 
 

@@ -45,6 +45,7 @@ from shopkeep.payments.provider import (
     NOT_NOW,
     STALE,
     TOLERANCE_S,
+    WRONG_AMOUNT,
     Checkout,
     ConfigurationError,
     GatewayError,
@@ -73,6 +74,19 @@ from shopkeep.payments.provider import (
 )
 from shopkeep.payments.transport import CALL_TIMEOUT_S
 
+SCALED: Final = {"ISK": 100}
+"""Currencies Stripe counts in another unit than ISO 4217's minor unit (the shop's), by how many
+of Stripe's make one of the shop's: Stripe writes ISK as a two-decimal currency (``100`` is one
+króna), taking whole krónur only; ISO 4217 has no minor unit for it."""
+NOT_TAKEN: Final = {
+    "MGA": "Stripe counts ariary whole, and the shop in hundredths (ISO 4217's minor unit)",
+    **{code: "Stripe takes only amounts whose last digit is 0 (tens of the minor unit), and "
+       "the shop's amounts may end in any digit"
+       for code in ("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND")},
+}
+"""Currencies whose every amount Stripe could not take as the shop counts it: ``--gateway
+stripe`` refuses them at start (a payment or refund refused by Stripe after the order was
+placed would leave it unpayable, or its money held)."""
 WEBHOOK_PATH: Final = "/v1/payments/stripe/webhook"
 PRODUCTION_URL: Final = stripe.DEFAULT_API_BASE
 SIGNATURE_HEADER: Final = "Stripe-Signature"
@@ -172,7 +186,7 @@ class StripeProvider:
         try:
             return await self._client.v1.payment_intents.create_async(
                 {
-                    "amount": request.amount,
+                    "amount": to_stripe(request.amount, request.currency),
                     "currency": request.currency.lower(),
                     "description": request.description[:1000] or f"order {request.order_id}",
                     "metadata": {"payment_id": str(request.payment_id),
@@ -221,7 +235,7 @@ class StripeProvider:
             return await self._client.v1.refunds.create_async(
                 {
                     "payment_intent": _intent_of(request),
-                    "amount": request.amount,
+                    "amount": to_stripe(request.amount, request.currency),
                     "metadata": {"refund_id": request.key},
                 },
                 {"idempotency_key": key},
@@ -263,8 +277,12 @@ class StripeProvider:
                     return PaymentOpen(exists=False)
         intent = msgspec.convert(found.to_dict(), Intent)
         if intent.status == "succeeded":
-            return PaymentPaid(amount=intent.amount_received, currency=intent.currency.upper(),
-                               gateway_txn_id=intent.id)
+            currency = intent.currency.upper()
+            try:
+                amount = from_stripe(intent.amount_received, currency)
+            except ValueError as exc:
+                raise GatewayError(f"stripe: PaymentIntent {intent.id}: {exc}") from None
+            return PaymentPaid(amount=amount, currency=currency, gateway_txn_id=intent.id)
         if intent.status == "canceled":
             return PaymentClosed("canceled")
         return PaymentOpen()
@@ -332,11 +350,16 @@ class StripeProvider:
         if payment_id is None:
             return Ignored(f"PaymentIntent {intent.id[:60]} is not one of this shop's")
         succeeded = event.type == "payment_intent.succeeded"
+        currency = intent.currency.upper()
+        try:
+            amount = from_stripe(intent.amount_received if succeeded else intent.amount, currency)
+        except ValueError as exc:
+            return Refused(WRONG_AMOUNT, str(exc))
         return Notice(
             payment_id=payment_id,
             order_id=shop_id(intent.metadata.get("order_id")),
-            amount=intent.amount_received if succeeded else intent.amount,
-            currency=intent.currency.upper(),
+            amount=amount,
+            currency=currency,
             status="succeeded" if succeeded else "failed",
             gateway_txn_id=intent.id,
             event_id=event.id,
@@ -353,6 +376,21 @@ class StripeProvider:
         """Close the SDK's HTTP session."""
         await self._http.close_async()  # type: ignore[no-untyped-call]  # untyped in the SDK
 
+
+
+def to_stripe(amount: int, currency: str) -> int:
+    """An amount in the shop's minor units, as Stripe counts it (:data:`SCALED`)."""
+    return amount * SCALED.get(currency, 1)
+
+
+def from_stripe(amount: int, currency: str) -> int:
+    """An amount Stripe wrote, in the shop's minor units; ValueError when it is not a whole
+    number of them (Stripe takes none such: a body not Stripe's, or a unit misread)."""
+    whole, part = divmod(amount, SCALED.get(currency, 1))
+    if part:
+        raise ValueError(f"{amount} {currency} as Stripe counts it is not a whole number of the "
+                         f"shop's units ({SCALED[currency]} of Stripe's each)")
+    return whole
 
 @asynccontextmanager
 async def _calling(what: str) -> AsyncIterator[None]:

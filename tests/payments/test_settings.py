@@ -69,6 +69,11 @@ async def test_each_gateway_builds_its_provider(files: dict[str, str]) -> None:
         (ProviderSettings(gateway="wechatpay", public_url="https://s"),
          "--wechatpay-private-key-file is required"),
         (ProviderSettings(gateway="stripe"), "--stripe-api-key-file is required"),
+        # Stripe's own units: amounts it could not take once the order was placed
+        (ProviderSettings(gateway="stripe", currency="KWD"),
+         "--gateway stripe cannot take --currency KWD: Stripe takes only amounts whose last "
+         "digit is 0"),
+        (ProviderSettings(gateway="stripe", currency="MGA"), "Stripe counts ariary whole"),
     ],
 )
 def test_a_gateway_without_its_settings_refuses_in_one_line(

@@ -17,6 +17,7 @@ from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
     STALE,
+    WRONG_AMOUNT,
     ConfigurationError,
     GatewayError,
     GatewayRefused,
@@ -311,6 +312,35 @@ async def test_a_query_finds_a_payment_whose_webhook_was_dropped(world: World) -
     paid = PaymentPaid(amount=1999, currency="USD", gateway_txn_id=intent)
     assert await world.provider.query_payment(known) == paid
     assert await world.provider.query_payment(unknown) == paid  # found by its metadata
+
+
+async def test_krona_go_to_stripe_in_its_hundredths_and_come_back_whole(world: World) -> None:
+    # Stripe writes ISK as a two-decimal currency (100 is one króna); ISO 4217 and the shop
+    # count whole krónur: 6000 kr sent as 6000 was a charge of 60 kr
+    checkout = await world.provider.start_payment(PaymentRequest(
+        payment_id=7, order_id=70, amount=6000, currency="ISK", description="order 70",
+        deadline=2_000_000_000.0))
+    intent = checkout.provider_ref
+    assert intent is not None and world.fake.intents[intent]["amount"] == 600_000
+    await world.fake.pay(intent)
+    notice = world.receiver.verdicts[0]
+    assert isinstance(notice, Notice) and (notice.amount, notice.currency) == (6000, "ISK")
+    ref = PaymentRef(payment_id=7, order_id=70, amount=6000, currency="ISK", provider_ref=intent)
+    assert await world.provider.query_payment(ref) == PaymentPaid(
+        amount=6000, currency="ISK", gateway_txn_id=intent)
+    refund = RefundRequest(refund_id=31, payment_id=7, amount=6000, currency="ISK",
+                           payment_amount=6000, gateway_txn_id=intent)
+    assert isinstance(await world.provider.refund(refund), RefundDone)
+    assert [r["amount"] for r in world.fake.stripe_refunds.values()] == [600_000]
+
+
+async def test_a_webhook_of_krona_not_whole_is_refused_as_a_wrong_amount(world: World) -> None:
+    intent = await world.start()
+    paid = {**world.fake.intents[intent], "status": "succeeded", "currency": "isk",
+            "amount_received": 600_050}
+    payload = world.fake.event("payment_intent.succeeded", paid)
+    verdict = await world.provider.verify_callback(payload, world.headers(payload), time.time())
+    assert isinstance(verdict, Refused) and verdict.reason == WRONG_AMOUNT
 
 
 async def test_a_wrong_api_key_is_refused_by_stripe(world: World) -> None:

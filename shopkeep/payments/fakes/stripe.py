@@ -169,6 +169,9 @@ class FakeStripe(FakeServer):
         odd, self._odd_intent = self._odd_intent, None
         if odd is not None:
             return web.json_response(odd)
+        refused = _unit_refused(str(params["currency"]), int(params["amount"]))
+        if refused is not None:
+            return refused
         intent_id = self.next_id("pi_")
         intent = {
             "id": intent_id, "object": "payment_intent", "amount": int(params["amount"]),
@@ -278,6 +281,17 @@ class FakeStripe(FakeServer):
         data = [r for r in self.stripe_refunds.values() if r["payment_intent"] == wanted]
         return web.json_response({"object": "list", "data": data[::-1], "has_more": False,
                                   "url": "/v1/refunds"})
+
+
+def _unit_refused(currency: str, amount: int) -> web.Response | None:
+    """Stripe's refusal of an amount its currency's unit rules do not allow (its "special
+    cases"): ISK in hundredths of whole krónur; the three-decimal currencies in tens."""
+    step = {"isk": 100, "bhd": 10, "jod": 10, "kwd": 10, "omr": 10, "tnd": 10}.get(currency, 1)
+    if amount % step:
+        return _error(400, "invalid_request_error",
+                      f"Invalid {currency} amount: it must be divisible by {step}",
+                      "amount_invalid")
+    return None
 
 
 def _error(status: int, kind: str, message: str, code: str | None = None) -> web.Response:
