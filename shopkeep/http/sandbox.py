@@ -35,6 +35,7 @@ from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.http.conversion import payment_out
 from shopkeep.http.inputs import body_of, path_id, reply
 from shopkeep.http.schemas import SandboxCompleteRequest
+from shopkeep.payments.money import to_decimal_string
 from shopkeep.runtime import Clock
 
 if TYPE_CHECKING:
@@ -145,8 +146,8 @@ def sandbox_routes(shop: Shop, gateway: SandboxGateway) -> Iterable[web.RouteDef
 def checkout_page(payment: PaymentView) -> str:
     """The sandbox's checkout page of ``payment``: what it collects, and a button to pay and
     one to fail, each POSTing ``/complete`` (the gateway then calls the shop back, signed)."""
-    units, cents = divmod(payment.amount, 100)
-    amount = html.escape(f"{units}.{cents:02d} {payment.currency}")
+    amount = html.escape(f"{to_decimal_string(payment.amount, payment.currency)} "
+                         f"{payment.currency}")
     paid = payment.status != "created"
     state = "" if not paid else f"<p>This payment is {html.escape(payment.status)}.</p>"
     return f"""<!doctype html>

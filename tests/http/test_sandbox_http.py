@@ -16,10 +16,11 @@ from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
 from shopkeep.actors.gateway import SandboxGateway
+from shopkeep.actors.order_messages import PaymentView
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.actors.signature import verify
 from shopkeep.errors import ShopError
-from shopkeep.http.sandbox import HttpCallbackSink
+from shopkeep.http.sandbox import HttpCallbackSink, checkout_page
 from shopkeep.http.server import ServeOptions, Server, StartupError, running
 from shopkeep.payments.settings import ProviderSettings
 from shopkeep.runtime import RealClock
@@ -454,3 +455,15 @@ async def test_the_metrics_refuse_an_unknown_query_parameter(http: aiohttp.Clien
         assert (await response.json(content_type=None))["code"] == "validation_error"
     async with http.get("/metrics") as response:
         assert response.status == 200
+
+
+@pytest.mark.parametrize(("amount", "currency", "shown"), [
+    (123_456, "JPY", "123456 JPY"), (123_456, "KWD", "123.456 KWD"), (2_200, "CNY", "22.00 CNY"),
+])
+def test_the_checkout_page_shows_the_amount_in_its_currencys_unit(
+    amount: int, currency: str, shown: str
+) -> None:
+    # yen have no minor unit: 123,456 yen showed as "1234.56 JPY"
+    page = checkout_page(PaymentView(id=1, order_id=2, amount=amount, status="created",
+                                     currency=currency))
+    assert f"<strong>{shown}</strong>" in page
