@@ -19,8 +19,11 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Final
 
+from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.protocol import CouponView, GoodsView
 from shopkeep.credentials import settle_credentials
+from shopkeep.payments.money import to_decimal_string
+from shopkeep.payments.names import DEFAULT_CURRENCY
 from shopkeep.shop import CreatedUser, Shop
 from shopkeep.store.errors import UNREADABLE
 from shopkeep.store.private_files import create_private, remove_database
@@ -61,15 +64,18 @@ class DemoShop:
     coupons: list[tuple[str, CouponView]] = field(default_factory=list)
 
 
-async def fill(db: str, *, admin_token: str | None = None) -> str:
-    """Fill the fresh database at ``db`` and return what to print."""
+async def fill(
+    db: str, *, admin_token: str | None = None, currency: str = DEFAULT_CURRENCY
+) -> str:
+    """Fill the fresh database at ``db``, a shop in ``currency``, and return what to print."""
     if _holds_shop_data(db):
         raise DemoRefused(f"{db} already holds shop data; demo fills only a fresh database")
     given_empty = os.path.isfile(db) and os.path.getsize(db) == 0  # touch, a deploy tool
     fresh = given_empty or not os.path.exists(db)
     opened = False
     try:
-        async with Shop.open(db, gateway="sandbox") as shop:
+        config = ShopConfig(currency=currency)
+        async with Shop.open(db, gateway="sandbox", config=config) as shop:
             opened = True  # (an opening refused or failed leaves nothing it made itself)
             credentials = await settle_credentials(
                 shop.runtime.store.writer, admin_token=admin_token, gateway_secret=None
@@ -82,7 +88,7 @@ async def fill(db: str, *, admin_token: str | None = None) -> str:
             if given_empty:
                 create_private(real_path)  # as it was given, its owner's alone
         raise
-    return render(db, made, configured=admin_token is not None)
+    return render(db, made, configured=admin_token is not None, currency=currency)
 
 
 def _holds_shop_data(db: str) -> bool:
@@ -117,14 +123,13 @@ async def populate(shop: Shop, admin_token: str | None) -> DemoShop:
     return made
 
 
-def money(minor: int) -> str:
-    """``1250`` as ``12.50``."""
-    return f"{minor // 100}.{minor % 100:02d}"
-
-
-def render(db: str, made: DemoShop, *, configured: bool) -> str:
+def render(db: str, made: DemoShop, *, configured: bool, currency: str = DEFAULT_CURRENCY) -> str:
     """The text printed for a person: every id and token, amounts in currency units."""
-    lines = [f"demo shop in {db}", ""]
+
+    def money(minor: int) -> str:  # 1250 fen as 12.50, 1250 yen as 1250
+        return to_decimal_string(minor, currency)
+
+    lines = [f"demo shop in {db} ({currency})", ""]
     if made.admin_token is not None:
         lines.append(f"admin token: {made.admin_token}")
         lines.append("  (shown this once: only its hash is kept; serve accepts it)")

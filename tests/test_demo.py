@@ -43,7 +43,7 @@ def test_a_demo_sqlite_refused_as_the_shop_opened_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # a disk full as the shop kept its currency: SQLite's own error, a traceback and exit 1
-    async def full(db: str, *, admin_token: str | None = None) -> str:
+    async def full(db: str, **options: Any) -> str:
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr("shopkeep.demo.fill", full)
@@ -53,3 +53,21 @@ def test_a_demo_sqlite_refused_as_the_shop_opened_is_one_line(
     [line] = capsys.readouterr().err.splitlines()
     assert status == 2
     assert line.endswith("database or disk is full") and "error:" in line
+
+
+def test_a_demo_in_yen_is_a_shop_in_yen_and_says_its_amounts_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # demo made every shop in yuan, which serve --currency JPY then refused to open
+    db = tmp_path / "shop.db"
+    monkeypatch.setenv("SHOPKEEP_CURRENCY", "jpy")
+
+    assert main(["demo", "--db", str(db)]) == 0
+
+    printed = capsys.readouterr().out
+    assert f"demo shop in {db} (JPY)" in printed
+    assert "price    1200" in printed and "12.00" not in printed  # the tea, in whole yen
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT value FROM settings WHERE key = 'currency'").fetchone() == (
+            "JPY",
+        )

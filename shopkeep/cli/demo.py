@@ -14,6 +14,7 @@ from shopkeep.cli.common import (
     writable_path_problem,
 )
 from shopkeep.cli.flags import fail_about, flag
+from shopkeep.payments.flags import add_currency_flag
 
 
 def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -33,6 +34,7 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="when set, no admin token is generated: serve will be given this one; otherwise "
         "one is generated and printed, as serve's first start does",
     )  # fmt: skip
+    add_currency_flag(parser)
     add_log_flags(parser, "warning")
     parser.set_defaults(
         run=run_demo,
@@ -48,13 +50,16 @@ def run_demo(args: argparse.Namespace) -> int:
         return fail_about(args, "db", f"cannot use database path {args.db}: {problem}")
 
     from shopkeep.demo import DemoRefused, fill
+    from shopkeep.shop import CurrencyMismatch
     from shopkeep.store.errors import UNREADABLE, StoreError, unreadable
 
     configure_logs(args)
     try:
-        text = asyncio.run(fill(args.db, admin_token=args.admin_token))
+        text = asyncio.run(fill(args.db, admin_token=args.admin_token, currency=args.currency))
     except (StoreError, DemoRefused) as error:
         return fail_about(args, "db", str(error))
+    except CurrencyMismatch as error:  # an empty database an earlier serve kept another in
+        return fail_about(args, "currency", str(error))
     except UNREADABLE as error:  # SQLite's own, as the shop opens (a disk full, damaged pages)
         return fail_about(args, "db", f"cannot use database {args.db}: {unreadable(error)}")
     print(text)

@@ -75,10 +75,7 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
         help="the payment provider; required: serve never falls back to the sandbox "
         "(--sandbox means --gateway sandbox)",
     )  # fmt: skip
-    flag(
-        parser, "--currency", group=group, convert=currency_code, metavar="CODE",
-        default=DEFAULT_CURRENCY, help="the shop's currency, ISO 4217",
-    )  # fmt: skip
+    add_currency_flag(parser, group)
     flag(
         parser, "--public-url", group=group, convert=base_url, metavar="URL",
         help="the base URL the provider calls back (default: the listening address, which a "
@@ -107,6 +104,19 @@ def alipay_seller_id(text: str) -> str:
             f"{text!r} is not an Alipay seller id (PID): 16 digits starting 2088"
         )
     return cleaned
+
+
+def add_currency_flag(
+    parser: argparse.ArgumentParser, group: argparse._ArgumentGroup | None = None
+) -> None:
+    """Declare ``--currency`` (``SHOPKEEP_CURRENCY``): the shop's one currency, which a
+    database keeps from its first opening (``serve``'s, or ``demo``'s)."""
+    from shopkeep.cli.flags import flag
+
+    flag(
+        parser, "--currency", group=group, convert=currency_code, metavar="CODE",
+        default=DEFAULT_CURRENCY, help="the shop's currency, ISO 4217",
+    )  # fmt: skip
 
 
 def currency_code(text: str) -> str:
