@@ -29,10 +29,11 @@ answer:
 Settling by hand (:class:`~shopkeep.actors.order_messages.SettleRefund`, from
 ``Shop.settle_refund``) comes through this mailbox too, so that it never overlaps a try: a
 try under way is answered first. Then the refund's row, as this actor's own last unit left it,
-decides: taken by the provider since (done or processing: ``provider_failed`` cleared), it is
-refused invalid_state, the provider paying it out; still failed or refused, the settlement is
-asked of the order, which marks it refunded, and the retry timer is canceled (a try already
-due, or redelivered after a crash, finds it settled and stops).
+decides: taken by the provider since (done or processing: ``provider_failed`` cleared), or
+its last try's answer lost (a timeout, a 5xx: cleared too, since the provider may have taken
+it; set again by the next refusal), it is refused invalid_state; still failed or refused, the
+settlement is asked of the order, which marks it refunded, and the retry timer is canceled (a
+try already due, or redelivered after a crash, finds it settled and stops).
 
 A crash between the provider's refund and the commit that records it redelivers the attempt;
 the idempotency key makes the second call refund nothing more.
@@ -122,8 +123,9 @@ def settle_refusal(refund_id: int, standing: RefundStanding | None) -> Refusal |
     if standing.status == "refunding" and standing.provider_failed is None:
         return Refusal(
             INVALID_STATE,
-            f"refund {refund_id} is with the provider, which has not failed or refused it, or "
-            "took it after all: it may pay it out, so it is not settled by hand",
+            f"refund {refund_id} is with the provider, which has not failed or refused it, "
+            "took it after all, or did not answer its last try: it may pay it out, so it is "
+            "not settled by hand",
             standing.order_id,
         )
     return None
@@ -200,11 +202,12 @@ class RefunderActor(Actor):
     def _refused(self, ctx: Context, message: RefundAttempt, exc: GatewayRefused) -> None:
         """The provider said no: tried again after the back-off (some refusals pass once the
         merchant acts), said at the first where the staff look (see the module's docstring)."""
+        reason = str(exc)
+        # on the refund's row at every refusal: a try whose answer was lost took it away
+        ctx.execute(PROVIDER_FAILED_SQL, (reason, message.refund_id))
         if not message.refused:
-            reason = str(exc)
             log.warning("refund_refused_by_provider", refund_id=message.refund_id,
                         order_id=message.order_id, reason=reason)
-            ctx.execute(PROVIDER_FAILED_SQL, (reason, message.refund_id))
             ctx.send(Address("order", message.order_id),
                      RefundStuck(message.refund_id, reason, retried=True))
         self._retry(ctx, msgspec.structs.replace(message, refused=True), exc)
@@ -282,6 +285,11 @@ class RefunderActor(Actor):
     ) -> None:
         """Log the failure and try again (the refund, or the query) after a back-off."""
         now = ctx.now()
+        if message.refused and not query and not isinstance(exc, GatewayRefused):
+            # a try of a refund the provider refused, its answer lost (a timeout, a 5xx): the
+            # provider may have taken it, so it is not the staff's to settle until a try is
+            # refused again (settled now and taken, it would be paid back twice)
+            ctx.execute(PROVIDER_FAILED_SQL, (None, message.refund_id))
         number = message.attempt
         delay = retry_delay(number, self.config)
         what = "query" if query else "try"

@@ -379,3 +379,29 @@ async def test_a_settle_during_a_try_the_provider_refuses_again_is_applied_after
     assert events[-1] == "settled_by_hand"  # the try under way was answered before it
     assert fake.refunded(str(payment["id"])) == payment["amount"]  # once, by the console
     await world.audit_ok()
+
+
+async def test_a_refused_refund_whose_last_try_went_unanswered_is_settled_only_once_refused_again(
+    world: ProviderWorld, clock: VirtualClock
+) -> None:
+    fake, order, payment = await refused_refund(world)
+    [refund] = await world.refunds(order["id"])
+    refund_id = int(refund["id"])
+    fake.fail_refunds(1)  # the next try's answer is a 500: the provider may have taken it
+
+    await clock.advance(world.shop.config.refund_retry_s * 2)
+    await world.shop.runtime.system.quiet()
+
+    [waiting] = await world.shop.refunds_in_flight()
+    assert waiting.provider_failed is None  # no longer shown as refused
+    with pytest.raises(ShopError) as refused:
+        await world.shop.settle_refund(refund_id, "bank transfer")
+    assert refused.value.code == "invalid_state" and "did not answer" in refused.value.detail
+
+    await clock.advance(world.shop.config.refund_retry_s * 4)  # the next try: refused again
+    await world.shop.runtime.system.quiet()
+    [waiting] = await world.shop.refunds_in_flight()
+    assert "NOT_ENOUGH" in (waiting.provider_failed or "")
+    assert (await world.shop.settle_refund(refund_id, "bank transfer")).status == "refunded"
+    assert fake.refunded(str(payment["id"])) == payment["amount"]  # once, by the console
+    await world.audit_ok()
