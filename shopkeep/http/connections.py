@@ -18,7 +18,8 @@ default is an hour; ours is 15 s). What it does not, and this module adds:
   the middle of a body, that body's read fails at once (answered 400, after the requests
   before it), where aiohttp waited for the rest until the read deadline;
 - a connection answered before its body arrived (a 413) reads and drops the rest for
-  :data:`LINGER_S`, not aiohttp's 10 s, then closes;
+  :data:`LINGER_S`, not aiohttp's 10 s, then closes; one whose body is compressed closes at
+  once (the rest, decompressed to be dropped, held the loop: a bomb under the size limit);
 - a cap: a connection accepted while ``max_connections`` are open is closed at once, without a
   word (it was not read, so there is no request to answer); those open are served as before;
 - a request aiohttp's parser refuses (a control character in a header, a line past its limit)
@@ -48,7 +49,7 @@ from collections.abc import Coroutine
 from typing import Any, Final, cast
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
@@ -230,6 +231,12 @@ class BoundedRequestHandler(web.RequestHandler):
         payload = request._payload
         if not payload.is_eof():  # answered before its body came: aiohttp lingers to read it
             self._answered_early = payload
+            encoding = request.headers.get(hdrs.CONTENT_ENCODING)
+            if encoding is not None and encoding.lower() != "identity":
+                # not this one: aiohttp decompresses what it reads, and its lingering reads
+                # on without ever waiting while bytes are there, all on the loop (58 KB of
+                # deflate made 60 MB to throw away: 0.3 - 0.6 s with every request held)
+                self._lingering_time = 0.0
         return super().finish_response(request, resp, start_time)
 
     def pause_writing(self) -> None:
