@@ -8,6 +8,8 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import structlog
+
 from shopkeep.store.errors import UNREADABLE, StoreError, unreadable
 from shopkeep.store.lock import ProcessLock
 from shopkeep.store.migrations import (
@@ -17,7 +19,12 @@ from shopkeep.store.migrations import (
     refuse_another_programs,
     schema_version,
 )
-from shopkeep.store.private_files import create_private, make_private, remove_database
+from shopkeep.store.private_files import (
+    create_private,
+    make_private,
+    open_to_others,
+    remove_database,
+)
 from shopkeep.store.reader import InlineReader, KeyedLoads, Reader, ThreadedReader
 from shopkeep.store.writer import GroupCommitWriter
 from shopkeep.store.writer_process import (
@@ -30,6 +37,8 @@ from shopkeep.store.writer_process import (
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 WRITER_MODES = ("thread", "process")
+
+log = structlog.get_logger("shopkeep.store")
 
 
 @dataclass(frozen=True)
@@ -220,6 +229,15 @@ def adopt(
             make_private(real_path)
         except OSError as exc:
             raise StoreError(f"cannot open database {named}: {exc.strerror}") from exc
+        return
+    mode = open_to_others(real_path)
+    if mode is not None:  # its owner's choice (a group that reads it, say): said, not undone
+        log.warning(
+            "database_not_private", path=named, mode=f"{mode:04o}",
+            detail="other users may read the shop's orders, wallets and token hashes, in the "
+            "file and in the -wal and -shm SQLite makes with its mode: chmod 600 it unless "
+            "that is meant",
+        )  # fmt: skip
 
 
 def connect(

@@ -53,6 +53,17 @@ def make_private(path: str) -> None:
             os.chmod(name, PRIVATE)
 
 
+def open_to_others(path: str) -> int | None:
+    """The mode of the file at ``path`` when others than its owner may read or write it (the
+    ``-wal`` and ``-shm`` SQLite makes beside it will be so too); None when it is private, or
+    not there."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None
+    return mode if mode & 0o077 else None
+
+
 def remove_database(path: str) -> None:
     """Remove a database file one made and no connection has open, with what SQLite may have
     made beside it (``-wal`` and ``-shm``, a copy's ``-journal``): a store's opening that

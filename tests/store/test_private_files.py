@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from shopkeep.store import Store, StoreConfig
 from tests.store.test_store import EVENTS, events, unit
@@ -87,10 +88,23 @@ async def test_an_existing_database_keeps_the_mode_its_owner_gave_it(
     await store.close()
     db.chmod(0o640)
 
-    store = await Store.open(StoreConfig(str(db), migrations=EVENTS, writer="thread"))
-    await store.close()
+    with structlog.testing.capture_logs() as logs:
+        store = await Store.open(StoreConfig(str(db), migrations=EVENTS, writer="thread"))
+        await store.close()
 
     assert mode(db) == 0o640
+    # said, since SQLite makes the -wal and -shm with its mode: others may read them too
+    [said] = [line for line in logs if line["event"] == "database_not_private"]
+    assert said["log_level"] == "warning" and said["mode"] == "0640"
+
+
+async def test_a_private_database_opens_without_a_word_of_its_mode(tmp_path: Path) -> None:
+    db = tmp_path / "shop.db"
+    for _ in range(2):  # made, then opened again
+        with structlog.testing.capture_logs() as logs:
+            store = await Store.open(StoreConfig(str(db), migrations=EVENTS, writer="thread"))
+            await store.close()
+        assert [line for line in logs if line["event"] == "database_not_private"] == []
 
 
 
