@@ -66,9 +66,11 @@ class ShopError(Exception):
         return cls(VALIDATION_ERROR, detail, errors=errors)
 
     @classmethod
-    def of(cls, refusal: Refusal) -> ShopError:
-        """The error for an actor's refusal."""
-        return cls(refusal.code, refusal.detail, refusal.order_id)
+    def of(cls, refusal: Refusal, *, replayed: bool = False) -> ShopError:
+        """The error for an actor's refusal (``replayed``: kept with an Idempotency-Key)."""
+        error = cls(refusal.code, refusal.detail, refusal.order_id)
+        error.replayed = replayed
+        return error
 
 
 class CallbackRejected(Exception):
@@ -82,9 +84,9 @@ def answer(reply: Any, kind: type[T], *, replayed: bool = False) -> T:
     """An actor's answer as ``kind``, or its refusal raised as a ShopError (``replayed``: a
     refusal kept with an Idempotency-Key, given again)."""
     if isinstance(reply, Refusal):
-        refused = ShopError.of(reply)
-        refused.replayed = replayed
-        raise refused
+        # raised as made, never from a local: the traceback holds this frame, which would
+        # hold the error, a cycle (frozen in flight by runtime/collector.py, never reclaimed)
+        raise ShopError.of(reply, replayed=replayed)
     if not isinstance(reply, kind):
         raise TypeError(f"expected {kind.__name__}, got {type(reply).__name__}")
     return reply

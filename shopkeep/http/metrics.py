@@ -37,6 +37,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from shopkeep import __version__
 from shopkeep.http.latency import LatencyHistogram, Series, histogram
 from shopkeep.http.rate_limit import RateLimiter
+from shopkeep.runtime.collector import frozen_objects
 from shopkeep.runtime.loop_monitor import LoopMonitor
 
 if TYPE_CHECKING:
@@ -283,6 +284,13 @@ class LoopCollector:
             "gc_collections",
             "The garbage collector's collections since start, by generation.",
             monitor.gc_collections,
+        )
+        yield _gauge(
+            "gc_frozen_objects",
+            "Objects the collector no longer walks (runtime/collector.py freezes what survives "
+            "its young collections): a count that only grows holds garbage in cycles, never "
+            "reclaimed.",
+            frozen_objects(),
         )
         yield histogram(
             f"{NAMESPACE}_loop_lag_seconds",
