@@ -39,6 +39,8 @@ SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 WRITER_MODES = ("thread", "process")
 
 log = structlog.get_logger("shopkeep.store")
+_SAID_NOT_PRIVATE: set[str] = set()
+"""The databases whose loose mode this process has warned of already."""
 
 
 @dataclass(frozen=True)
@@ -231,7 +233,10 @@ def adopt(
             raise StoreError(f"cannot open database {named}: {exc.strerror}") from exc
         return
     mode = open_to_others(real_path)
-    if mode is not None:  # its owner's choice (a group that reads it, say): said, not undone
+    if mode is not None and real_path not in _SAID_NOT_PRIVATE:
+        # its owner's choice (a group that reads it, say): said, not undone; once a process
+        # (a server opens it twice as it starts: for its credentials, then as the shop)
+        _SAID_NOT_PRIVATE.add(real_path)
         log.warning(
             "database_not_private", path=named, mode=f"{mode:04o}",
             detail="other users may read the shop's orders, wallets and token hashes, in the "
