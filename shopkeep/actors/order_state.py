@@ -111,13 +111,14 @@ class Refund(msgspec.Struct, frozen=True, gc=False):
     created_at: float
     refunded_at: float | None = None
 
-    def told(self) -> str:
+    def told(self, provider_part: str = "through the provider") -> str:
         """The refund as the order's history tells it: which, why, and where its money went
-        (a refund paid from the wallet alone said ": 0", the provider's part)."""
+        (a refund paid from the wallet alone said ": 0", the provider's part), the provider's
+        part said as ``provider_part`` (one the staff paid back another way, say)."""
         parts = [f"{self.wallet_amount} to the wallet"] if self.wallet_amount else []
-        if self.gateway_amount or not parts:
-            parts.append(f"{self.gateway_amount} through the provider")
-        return f"refund {self.id} ({self.kind}): {', '.join(parts)}"
+        if self.gateway_amount:
+            parts.append(f"{self.gateway_amount} {provider_part}")
+        return f"refund {self.id} ({self.kind}): {', '.join(parts) or 'nothing to pay back'}"
 
 
 class ReturnRequest(msgspec.Struct, frozen=True, gc=False):

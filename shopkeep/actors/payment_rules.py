@@ -281,15 +281,16 @@ def refund_done(
         return None
     refund = replace(refund, status=REFUNDED, refunded_at=now)
     state = replace(state, refunds=tuple(refund if r.id == refund_id else r for r in state.refunds))
-    status, what = state.status, refund.told()
+    status = state.status
     effects: list[Effect]
     if settled_by_hand is None:
-        effects = [SaveRefund(refund, "refunded"), History(status, status, "refunded", what)]
+        effects = [SaveRefund(refund, "refunded"),
+                   History(status, status, "refunded", refund.told())]
     else:
+        outside = refund.told("paid back outside the provider")
         effects = [
             SaveRefund(refund, "settled_by_hand", settled_by_hand),
-            History(status, status, "refund_settled",
-                    f"{what}, paid back outside the provider: {settled_by_hand}"),
+            History(status, status, "refund_settled", f"{outside}: {settled_by_hand}"),
         ]
     whole_payment = refund.kind in (CANCEL_REFUND, RETURN_REFUND, LATE_PAYMENT) or (
         refund.payment_id != state.paid_payment_id

@@ -314,6 +314,11 @@ def test_a_refunds_history_says_where_each_part_of_its_money_went() -> None:
     )
     unpaid_wallet, _ = cancel_paid(paid(), "user", NOW, refund_id=97)
     assert unpaid_wallet.refunds[0].told() == "refund 97 (cancel): 6000 through the provider"
+    assert unpaid_wallet.refunds[0].told("paid back outside the provider") == (
+        "refund 97 (cancel): 6000 paid back outside the provider"
+    )  # settled by hand: not through the provider too
+    nothing, _ = cancel_paid(replace(paid(), pay_amount=0), "user", NOW, refund_id=96)
+    assert nothing.refunds[0].told() == "refund 96 (cancel): nothing to pay back"  # a coupon's
 
 
 def test_the_deadline_cancels_only_an_unpaid_order_that_is_due() -> None:

@@ -171,7 +171,9 @@ async def test_a_refund_the_provider_failed_is_settled_by_hand_with_a_note_of_ho
     status, history = await world.call("GET", f"/v1/orders/{order['id']}/history", world.admin)
     assert status == 200
     last = history["items"][-1]
-    assert last["operation"] == "refund_settled" and "bank transfer, ref 4411" in last["remark"]
+    assert last["operation"] == "refund_settled" and last["remark"].endswith(
+        " paid back outside the provider: bank transfer, ref 4411"
+    ) and "through the provider" not in last["remark"]
     assert await world.shop.refunds_in_flight() == []
     await world.audit_ok()
 
