@@ -402,3 +402,119 @@ async def test_a_payment_its_deadline_beat_ends_the_wait_as_an_expected_refusal(
     assert recorder.operations["await_paid"].refusals == {"invalid_state": 1}
     assert recorder.errors == 0
     assert shopper.coupons == ["c1"]  # the canceled order's coupon is the shopper's again
+
+
+# -- which refusals are expected --------------------------------------------------------------
+
+
+class RefusingShop:
+    """A broken shop: refuses every placement with ``placement``, every start of a payment
+    with ``payment``, every ship with ``ship`` (None: does it); orders are due in 5 s."""
+
+    def __init__(
+        self, placement: str | None = None, payment: str | None = None, ship: str | None = None
+    ) -> None:
+        self.placement, self.payment, self.shipping = placement, payment, ship
+        self.placed: list[list[tuple[str, int]]] = []
+
+    async def place_order(self, customer: Customer, items: Any, **kwargs: Any) -> Order:
+        self.placed.append(items)
+        if self.placement is not None:
+            raise Refused(self.placement)
+        return Order("1", "awaiting_payment", 100, kwargs["coupon_id"], None, 0.0, 5.0)
+
+    async def start_payment(self, customer: Customer, order_id: str) -> Payment:
+        if self.payment is not None:
+            raise Refused(self.payment)
+        return Payment("7", order_id, 100)
+
+    async def complete_payment(self, payment_id: str, result: str) -> None:
+        return None
+
+    async def get_order(self, customer: Customer, order_id: str) -> Order:
+        return Order(order_id, "paid", 100, None, None, 0.0, 5.0)
+
+    async def ship(self, order_id: str) -> None:
+        if self.shipping is not None:
+            raise Refused(self.shipping)
+
+    async def deliver(self, order_id: str) -> None:
+        return None
+
+    async def cancel_order(self, customer: Customer, order_id: str) -> Order:
+        return Order(order_id, "canceled", 100, None, "user", 0.0, 5.0)
+
+
+def journeys_of(shop: Any) -> tuple[Journeys, Recorder]:
+    recorder = Recorder(60.0)
+    return Journeys(shop, recorder, Catalog(["g1", "g2"], "g0"), "run", 60.0), recorder
+
+
+async def test_a_stock_out_is_expected_only_of_a_placement_of_the_scarce_goods() -> None:
+    # a shop that says every goods is out of stock (each has 10**9) did pass, 0 errors
+    shop = RefusingShop(placement="insufficient_stock")
+    journeys, recorder = journeys_of(shop)
+    pick = random.Random(5)
+
+    for _ in range(60):
+        with pytest.raises(Refused):
+            await journeys.cancel_unpaid(Shopper(Customer("1", "token")), pick)
+
+    scarce = sum(1 for items in shop.placed if any(goods == "g0" for goods, _ in items))
+    assert 0 < scarce < 60
+    assert recorder.operations["place"].refusals == {"insufficient_stock": scarce}
+    assert recorder.operations["place"].errors == {"insufficient_stock": 60 - scarce}
+
+
+async def test_unpaid_orders_capped_are_expected_only_of_a_shopper_holding_some() -> None:
+    shop = RefusingShop(placement="too_many_unpaid_orders")
+    journeys, recorder = journeys_of(shop)
+    idle, holding = Shopper(Customer("1", "t")), Shopper(Customer("2", "t"))
+    holding.holding.append(time.time() + 60)
+
+    for shopper in (idle, holding):
+        with pytest.raises(Refused):
+            await journeys.cancel_unpaid(shopper, random.Random(1))
+
+    assert recorder.operations["place"].errors == {"too_many_unpaid_orders": 1}
+    assert recorder.operations["place"].refusals == {"too_many_unpaid_orders": 1}
+
+
+async def test_a_refused_ship_is_expected_only_in_the_race_with_a_cancel() -> None:
+    # a shop refusing every ship invalid_state did pass
+    journeys, recorder = journeys_of(RefusingShop(ship="invalid_state"))
+    shopper = Shopper(Customer("1", "token"))
+
+    with pytest.raises(Refused):
+        await journeys.ship(shopper, random.Random(1))
+    await journeys.cancel_race(shopper, random.Random(1))
+
+    assert recorder.operations["ship"].errors == {"invalid_state": 1}
+    assert recorder.operations["ship"].refusals == {"invalid_state": 1}
+
+
+async def test_a_payment_refused_before_the_deadline_could_come_is_an_error() -> None:
+    journeys, recorder = journeys_of(RefusingShop(payment="invalid_state"))
+
+    with pytest.raises(Refused):
+        await journeys.pay(Shopper(Customer("1", "token")), random.Random(1))
+
+    assert recorder.operations["start_payment"].errors == {"invalid_state": 1}
+    assert not recorder.operations["start_payment"].refusals
+
+
+class CanceledByOthersShop(DeadlineFirstShop):
+    """Its orders are canceled by the admin while the payment is under way."""
+
+    async def get_order(self, customer: Customer, order_id: str) -> Order:
+        return Order(order_id, "canceled", 100, "c1", "admin", 0.0, 1.0)
+
+
+async def test_a_wait_for_paid_ended_by_another_cancel_than_the_deadlines_is_an_error() -> None:
+    recorder = Recorder(60.0)
+    journeys = Journeys(CanceledByOthersShop(), recorder, Catalog(["g1"], "g0"), "run", 60.0)  # type: ignore[arg-type]
+
+    with pytest.raises(Refused):
+        await journeys.pay(Shopper(Customer("1", "token")), random.Random(3))
+
+    assert recorder.operations["await_paid"].errors == {"invalid_state": 1}

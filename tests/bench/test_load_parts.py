@@ -67,7 +67,7 @@ def test_a_bad_mix_is_refused_with_the_reason(text: str, words: str) -> None:
 def test_an_expected_refusal_is_an_answer_and_any_other_code_an_error() -> None:
     recorder = Recorder(1.0, clock=FakeClock())
 
-    recorder.outcome("place", 0.010, "insufficient_stock")
+    recorder.outcome("place", 0.010, "insufficient_stock", expected=True)
     recorder.outcome("place", 0.020, None)
     recorder.outcome("place", 0.030, "overloaded")
     recorder.outcome("deliver", 0.040, "invalid_state")

@@ -2,7 +2,11 @@
 
 A journey is a few operations of one shopper on one order, each timed into the recorder under
 its operation's name (``place``, ``start_payment``, ``callback_duplicate``, ...). The first
-refusal ends the journey (it is already counted: as an expected refusal or as an error).
+refusal ends the journey (it is already counted: as an expected refusal or as an error). A
+refusal is expected only where the journey provokes it (:data:`~.mix.EXPECTED`): a placement's
+``insufficient_stock`` only when it asks for the scarce goods, a ship's ``invalid_state`` only
+in ``cancel_race``; the same code anywhere else is an error (a shop refusing every placement,
+or every ship, does not pass).
 
 What the server does asynchronously is waited for by polling the order (``get_order``, every
 :data:`POLL_S`, at most :data:`WAIT_BOUND_S`); the time from the request to the state the
@@ -22,6 +26,7 @@ timeout of 30 minutes a short run has no late callbacks, by design.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import random
 import time
@@ -32,11 +37,26 @@ from typing import TypeVar
 import msgspec
 
 from shopkeep.actors.gateway import CallbackBody
+from shopkeep.bench.load.mix import placement_provokes
 from shopkeep.bench.load.recorder import Recorder
 from shopkeep.bench.load.schedule import take_due
 from shopkeep.bench.load.target import Customer, Order, Payment, Refused, Target
 
 T = TypeVar("T")
+
+Provoked = Callable[[str], bool]
+"""Whether a refusal's code was provoked on purpose by the journey that got it."""
+
+
+def unprovoked(code: str) -> bool:
+    """No refusal is provoked: every code is an error."""
+    return False
+
+
+def racing(code: str) -> bool:
+    """The two halves of ``cancel_race``: whichever comes second finds the other's result."""
+    return code == "invalid_state"
+
 
 POLL_S = 0.02
 WAIT_BOUND_S = 15.0
@@ -46,6 +66,8 @@ HOLD_LIMIT = 4
 """Orders a shopper leaves unpaid at once on purpose, for their deadline (``place`` and
 ``late_callback``): the server's default cap is 10, and the other journeys hold one more at a
 time."""
+BY_DEADLINE = "timeout"
+"""The cancel reason of an order its payment deadline canceled."""
 SCARCE_SHARE = 0.1
 COUPON_SHARE = 0.2
 WALLET_SHARE = 0.3
@@ -110,10 +132,11 @@ class Journeys:
 
     # -- timing -------------------------------------------------------------------------------
 
-    async def timed(self, name: str, call: Awaitable[T]) -> T:
+    async def timed(self, name: str, call: Awaitable[T], provoked: Provoked = unprovoked) -> T:
         """The answer of ``call``, its latency recorded under ``name``; a refusal is recorded
-        and raised again (it ends the journey). A paced journey's first operation is timed
-        from the journey's due time (:func:`~.schedule.take_due`)."""
+        (an expected refusal if ``provoked`` says the journey provoked its code, else an
+        error) and raised again (it ends the journey). A paced journey's first operation is
+        timed from the journey's due time (:func:`~.schedule.take_due`)."""
         started = self.recorder.now()
         due = take_due()
         if due is not None:
@@ -121,7 +144,8 @@ class Journeys:
         try:
             answer = await call
         except Refused as refused:
-            self.recorder.outcome(name, self.recorder.now() - started, refused.code)
+            expected = provoked(refused.code)
+            self.recorder.outcome(name, self.recorder.now() - started, refused.code, expected)
             raise
         self.recorder.answered(name, self.recorder.now() - started)
         return answer
@@ -138,7 +162,9 @@ class Journeys:
     ) -> Order:
         """Poll the order until its status is one of ``statuses``; the wait since ``since``
         (a ``perf_counter`` time) is recorded under ``name``. An order that reaches one of
-        ``ends`` instead, where it stays, ends the wait as ``invalid_state``."""
+        ``ends`` instead, where it stays, ends the wait as ``invalid_state``: expected when
+        its deadline canceled it (a payment that lands after it is refunded), else an
+        error."""
         bound = time.perf_counter() + WAIT_BOUND_S
         while True:
             order = await self.timed("get_order", self.target.get_order(shopper.customer, order_id))
@@ -146,7 +172,9 @@ class Journeys:
                 self.recorder.answered(name, time.perf_counter() - since)
                 return order
             if order.status in ends:
-                self.recorder.outcome(name, time.perf_counter() - since, "invalid_state")
+                by_deadline = order.cancel_reason == BY_DEADLINE
+                waited = time.perf_counter() - since
+                self.recorder.outcome(name, waited, "invalid_state", by_deadline)
                 raise Refused("invalid_state", f"order {order_id} is {order.status}")
             if time.perf_counter() > bound:
                 self.recorder.failed(name, "wait_timeout")
@@ -167,6 +195,13 @@ class Journeys:
             coupon = shopper.coupons.pop()
         use_balance = pick.randint(100, 500) if pick.random() < WALLET_SHARE else 0
         key = f"{self.run_id}-{next(self._keys)}"
+        provoked = functools.partial(
+            placement_provokes,
+            scarce=self.catalog.scarce in goods,
+            coupon=coupon is not None,
+            wallet=use_balance > 0,
+            holding=any(due > time.time() for due in shopper.holding),
+        )
         try:
             return await self.timed(
                 name,
@@ -178,6 +213,7 @@ class Journeys:
                     key=key,
                     wait=wait,
                 ),
+                provoked,
             )
         except Refused:
             if coupon is not None:
@@ -185,10 +221,9 @@ class Journeys:
             raise
 
     async def _paid(self, shopper: Shopper, pick: random.Random) -> tuple[Order, Payment]:
+        placing = time.perf_counter()
         order = await self._place(shopper, pick)
-        payment = await self.timed(
-            "start_payment", self.target.start_payment(shopper.customer, order.id)
-        )
+        payment = await self._start_payment(shopper, order, placing)
         since = time.perf_counter()
         await self.timed("complete_success", self.target.complete_payment(payment.id, "succeeded"))
         try:
@@ -201,6 +236,25 @@ class Journeys:
             self._give_back(shopper, order)
             raise
         return order, payment
+
+    async def _start_payment(self, shopper: Shopper, order: Order, since: float) -> Payment:
+        """Start paying ``order``, whose placement was sent at ``since`` (``perf_counter``).
+        Refused ``invalid_state``, it is expected only once the order's deadline may have
+        come (its timeout has passed since the placement was sent: the deadline canceled it
+        meanwhile); sooner, it is an error."""
+        timeout = None
+        if order.expires_at is not None and order.confirmed_at is not None:
+            timeout = order.expires_at - order.confirmed_at
+
+        def provoked(code: str) -> bool:
+            return (
+                code == "invalid_state"
+                and timeout is not None
+                and time.perf_counter() - since >= timeout
+            )
+
+        paying = self.target.start_payment(shopper.customer, order.id)
+        return await self.timed("start_payment", paying, provoked)
 
     def _signed_success(self, payment: Payment) -> tuple[bytes, str]:
         """A success callback for ``payment``, as the gateway signs it (its own transaction
@@ -248,19 +302,17 @@ class Journeys:
 
     async def pay_fail(self, shopper: Shopper, pick: random.Random) -> None:
         """A payment that fails at the sandbox, then a cancel."""
+        placing = time.perf_counter()
         order = await self._place(shopper, pick)
-        payment = await self.timed(
-            "start_payment", self.target.start_payment(shopper.customer, order.id)
-        )
+        payment = await self._start_payment(shopper, order, placing)
         await self.timed("complete_failure", self.target.complete_payment(payment.id, "failed"))
         await self._cancel(shopper, order, "cancel_unpaid")
 
     async def duplicate_callback(self, shopper: Shopper, pick: random.Random) -> None:
         """The same signed success callback twice: both acknowledged, the order paid once."""
+        placing = time.perf_counter()
         order = await self._place(shopper, pick)
-        payment = await self.timed(
-            "start_payment", self.target.start_payment(shopper.customer, order.id)
-        )
+        payment = await self._start_payment(shopper, order, placing)
         raw, signature = self._signed_success(payment)
         await self.timed("callback", self.target.send_callback(raw, signature))
         await self.timed("callback_duplicate", self.target.send_callback(raw, signature))
@@ -276,10 +328,9 @@ class Journeys:
             self.recorder.skipped["late_callback"] += 1
             await self.cancel_unpaid(shopper, pick)
             return
+        placing = time.perf_counter()
         order = await self._place(shopper, pick)
-        payment = await self.timed(
-            "start_payment", self.target.start_payment(shopper.customer, order.id)
-        )
+        payment = await self._start_payment(shopper, order, placing)
         timeout = (order.expires_at or 0) - (order.confirmed_at or 0)
         due = self.recorder.now() + timeout + DEADLINE_MARGIN_S
         if order.expires_at is None or due > self.ends_at:
@@ -347,8 +398,10 @@ class Journeys:
         """Pay, then ship and cancel at once: whichever comes second is refused invalid_state
         (an expected refusal of both ``ship`` and ``cancel_paid``)."""
         order, _ = await self._paid(shopper, pick)
-        ship = self.timed("ship", self.target.ship(order.id))
-        cancel = self.timed("cancel_paid", self.target.cancel_order(shopper.customer, order.id))
+        ship = self.timed("ship", self.target.ship(order.id), racing)
+        cancel = self.timed(
+            "cancel_paid", self.target.cancel_order(shopper.customer, order.id), racing
+        )
         # which is sent first, drawn: in process the first one asked is the first the order
         # handles, so a fixed order would let the same one win every race
         cancel_first = pick.random() < 0.5

@@ -61,27 +61,52 @@ SIGNED = frozenset({"duplicate_callback"})
 """Journeys that need the gateway secret: they send a callback of their own, the same one twice,
 which the sandbox route cannot (a late callback can come from the sandbox gateway)."""
 
-PLACEMENT_REFUSALS = frozenset(
-    {"insufficient_stock", "too_many_unpaid_orders", "coupon_unavailable", "insufficient_balance"}
-)
-"""Why a placement may be refused in this mix: the scarce goods runs out (on purpose),
-orders left to time out fill a user's unpaid quota, a coupon still being given back by a
-cancel is reused, a wallet was spent by a concurrent order of the same user."""
+PLACEMENT_REFUSALS: Mapping[str, str] = {
+    "insufficient_stock": "the placement is of the scarce goods, which runs out on purpose",
+    "coupon_unavailable": "the placement uses a coupon (one given back by a cancel may still "
+    "be on its way back)",
+    "insufficient_balance": "the placement pays part from the wallet (a concurrent order of "
+    "the same shopper may have spent it)",
+    "too_many_unpaid_orders": "the shopper holds orders left unpaid for their deadline (a "
+    "shop whose cap of unpaid orders is below the ones the mix holds)",
+}
+"""Why a placement may be refused in this mix: each code, and the placement that provokes it
+(:func:`placement_provokes`)."""
 
-EXPECTED: Mapping[str, frozenset[str]] = {
+EXPECTED: Mapping[str, Mapping[str, str]] = {
     "place": PLACEMENT_REFUSALS,
     "place_async": PLACEMENT_REFUSALS,
-    # an order placed asynchronously that failed: its poll sees it canceled, which is an
-    # answer, not a refusal; a payment started on an order the deadline canceled meanwhile
-    "start_payment": frozenset({"invalid_state"}),
-    # a payment that landed after the deadline canceled its order (refunded as late)
-    "await_paid": frozenset({"invalid_state"}),
-    # the two halves of cancel_race: whichever comes second finds the other's result
-    "ship": frozenset({"invalid_state"}),
-    "cancel_paid": frozenset({"invalid_state"}),
+    "start_payment": {
+        "invalid_state": "the order's deadline had come: a payment started on an order it "
+        "canceled meanwhile"
+    },
+    "await_paid": {
+        "invalid_state": "the order was canceled by its deadline before the payment landed "
+        "(it is refunded as late)"
+    },
+    "ship": {"invalid_state": "in cancel_race, whose cancel came first"},
+    "cancel_paid": {"invalid_state": "in cancel_race, whose ship came first"},
 }
-"""Per operation, the refusal codes that the mix provokes on purpose. Any other code of any
-operation (and any code at all of an operation not listed) is an error."""
+"""Per operation, the refusal codes that the mix provokes on purpose, and where: a code is
+expected only where its journey provokes it (the journeys decide, :mod:`.journeys`), so a shop
+that refuses every placement ``insufficient_stock``, or every ship ``invalid_state``, counts
+errors. Any other code of any operation (and any code at all of an operation not listed) is
+an error."""
+
+
+def placement_provokes(
+    code: str, *, scarce: bool, coupon: bool, wallet: bool, holding: bool
+) -> bool:
+    """Whether a placement refused ``code`` was provoked by the mix (see
+    :data:`PLACEMENT_REFUSALS`): ``scarce``, it asked for the scarce goods; ``coupon``, it
+    used a coupon; ``wallet``, it paid part from the wallet; ``holding``, its shopper holds
+    orders left unpaid for their deadline."""
+    return {
+        "insufficient_stock": scarce,
+        "coupon_unavailable": coupon,
+        "insufficient_balance": wallet,
+        "too_many_unpaid_orders": holding,
+    }.get(code, False)
 
 
 class MixError(ValueError):
@@ -114,7 +139,3 @@ def parse_mix(text: str | None) -> dict[str, int]:
         raise MixError("every weight is 0: nothing to run")
     return {name: weight for name, weight in weights.items() if weight > 0}
 
-
-def is_expected(operation: str, code: str) -> bool:
-    """Whether ``code`` is an expected refusal of ``operation``."""
-    return code in EXPECTED.get(operation, frozenset())
