@@ -289,6 +289,49 @@ async def test_a_stop_cancels_the_journeys_under_way_and_starts_no_other() -> No
     assert not schedule.running
 
 
+async def test_a_ramp_longer_than_the_run_starts_no_worker_after_its_end() -> None:
+    # workers would join at 0, 2.5, 5 and 7.5 s: the run stayed idle until 7.5 s
+    clock = SteppedClock()
+    recorder = Recorder(1.0, clock=clock)
+    started: list[tuple[int, float]] = []
+
+    async def run_one(number: int) -> None:
+        started.append((number, clock.now))
+        await clock.sleep(1.0)
+
+    schedule = Schedule(
+        recorder, run_one, concurrency=4, ends_at=2.0, ramp_s=10.0, sleep=clock.sleep
+    )
+    running = asyncio.create_task(schedule.run())
+    for when in (0.0, 1.0, 2.0):
+        await clock.move_to(when)
+
+    assert running.done()
+    assert started == [(0, 0.0), (0, 1.0)]
+    assert recorder.measured() == 2.0
+
+
+async def test_a_paced_run_lasts_its_duration_past_its_last_start() -> None:
+    # at 0.5 a second, a 5 s run ended when its last start, due at 4 s, was answered
+    clock = SteppedClock()
+    recorder = Recorder(1.0, clock=clock)
+
+    async def run_one(number: int) -> None:
+        recorder.answered("place", 0.0)
+
+    schedule = Schedule(
+        recorder, run_one, concurrency=2, ends_at=5.0, rate=0.5, sleep=clock.sleep
+    )
+    running = asyncio.create_task(schedule.run())
+    for when in (0.0, 2.0, 4.0, 4.9):
+        await clock.move_to(when)
+    assert not running.done()
+    await clock.move_to(5.0)
+    await running
+
+    assert recorder.count == 3 and recorder.measured() == 5.0
+
+
 class Tags(HTMLParser):
     def __init__(self) -> None:
         super().__init__()

@@ -2,7 +2,8 @@
 
 - Closed (no ``--rate``): ``concurrency`` workers, each starting its next journey as soon as
   its last one ended. With ``--ramp``, worker ``n`` joins at ``ramp * n / concurrency``: the
-  concurrency rises linearly to its target.
+  concurrency rises linearly to its target. A worker whose time to join is past the end never
+  starts (a ramp longer than the run held it idle until then).
 - Paced (``--rate``): an open schedule. Start ``k`` is due at a time fixed in advance
   (:func:`paced_start`; with ``--ramp`` the rate rises linearly from 0), whatever the answers
   to earlier starts. A free worker (one of ``concurrency``: the in-flight cap) takes it; its
@@ -10,7 +11,11 @@
   a slow shop that delays the schedule shows in the latencies (no coordinated omission). A
   start that cannot be made on time is *dropped*, counted by reason: ``busy`` when every worker
   is in a journey, ``late`` when the schedule itself is behind by more than
-  :data:`LATE_BOUND_S` (the event loop was held up).
+  :data:`LATE_BOUND_S` (the event loop was held up). The schedule lasts until the end, past
+  its last start: a run is as long as it was told, however slow its rate (at 0.5 a second, a
+  5 s run ended when its last journey, due at 4 s, did).
+
+Either way a run ends at its end, plus what is in flight then.
 
 Setting ``stop`` (Ctrl-C) ends either at once: no journey starts, those under way are
 cancelled (their unfinished operation is not counted).
@@ -114,7 +119,10 @@ class Schedule:
         """Each worker starts its next journey when its last one ended."""
 
         async def worker(number: int) -> None:
-            await self._until(worker_start(number, self.concurrency, self.ramp_s))
+            joins = worker_start(number, self.concurrency, self.ramp_s)
+            if joins >= self.ends_at:
+                return  # past the end: it never starts
+            await self._until(joins - self.recorder.now())
             while not self.stop.is_set() and self.recorder.now() < self.ends_at:
                 await self.run_one(number)
 
@@ -137,6 +145,7 @@ class Schedule:
             for k in range(2**62):
                 due = paced_start(k, rate, self.ramp_s)
                 if due >= self.ends_at:
+                    await self._until(self.ends_at - self.recorder.now())
                     return
                 await self._until(due - self.recorder.now())
                 if self.stop.is_set():
