@@ -332,6 +332,23 @@ async def test_a_paced_run_lasts_its_duration_past_its_last_start() -> None:
     assert recorder.count == 3 and recorder.measured() == 5.0
 
 
+def test_the_series_ends_with_the_run_what_is_answered_after_it_in_the_totals() -> None:
+    # a window [2, 2.003) of what was in flight at the end showed 333 ops/s
+    clock = SteppedClock()
+    recorder = Recorder(1.0, clock=clock, duration_s=2.0)
+    for when in (0.5, 1.5, 2.003):
+        clock.now = when
+        recorder.answered("pay", 0.001)
+    outcome = Outcome(recorder, 2.003, 0.2, 4e7, 5e7, {"ok": True, "checks": []}, 1, 0.0, True, 0.1)
+    options = BenchOptions(duration_s=2.0, concurrency=2, mix={"pay": 1}, seed=7)
+
+    data = figures(options, outcome)
+
+    assert [(row["t"], row["ops_per_s"]) for row in data["series"]] == [(1.0, 1.0), (2.0, 1.0)]
+    assert data["totals"]["count"] == 3
+    assert data["totals"]["per_s"] == pytest.approx(3 / 2.003)
+
+
 class Tags(HTMLParser):
     def __init__(self) -> None:
         super().__init__()

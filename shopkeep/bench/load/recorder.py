@@ -13,7 +13,10 @@ timeout's sixty seconds would say nothing of the server's speed); it is counted 
 
 The run's clock starts with the warm-up: an operation that *started* before ``warmup_s`` (and
 an error that happened then) is counted apart, in ``warmup_operations``, and not in the figures;
-the time series and the rates begin when the warm-up ends.
+the time series and the rates begin when the warm-up ends. The time series ends with the run's
+``duration_s``: what is answered after it (the journeys in flight at the end finishing, the
+late callbacks parked) is in the totals, not in a window of its own cut after the end (a
+sliver of a few milliseconds, whose rates over its width spiked in the chart).
 """
 
 from __future__ import annotations
@@ -116,9 +119,12 @@ class Recorder:
         interval_s: float,
         clock: Callable[[], float] = time.perf_counter,
         warmup_s: float = 0.0,
+        duration_s: float | None = None,
     ) -> None:
         self.interval_s = interval_s
         self.warmup_s = warmup_s
+        self.duration_s = duration_s
+        """The measured time the series covers (None: until :meth:`series` is asked)."""
         self._clock = clock
         self.started = clock()
         self.operations: dict[str, Operation] = {}
@@ -147,9 +153,13 @@ class Recorder:
         """Whether ``at`` (default: now), on the run's clock, falls in the warm-up."""
         return self.warmup_s > 0 and (self.now() if at is None else at) < self.warmup_s
 
-    def _current(self) -> Window:
-        """The window of now, once the ones time moved past are closed into rows."""
-        index = int(self.measured() / self.interval_s)
+    def _current(self) -> Window | None:
+        """The window of now, once the ones time moved past are closed into rows; None after
+        ``duration_s`` (the series has ended)."""
+        measured = self.measured()
+        if self.duration_s is not None and measured >= self.duration_s:
+            return None
+        index = int(measured / self.interval_s)
         while self._window.index < index:
             self._close(self.interval_s)
         return self._window
@@ -197,9 +207,10 @@ class Recorder:
         operation = self.operations.setdefault(name, Operation())
         window = self._current()
         record(operation.histogram, seconds)
-        record(operation.window, seconds)
         record(self.histogram, seconds)
-        record(window.histogram, seconds)
+        if window is not None:
+            record(operation.window, seconds)
+            record(window.histogram, seconds)
         operation.sum_s += seconds
         self.sum_s += seconds
         if refusal is not None:
@@ -213,7 +224,9 @@ class Recorder:
             return
         self.operations.setdefault(name, Operation()).errors[code] += 1
         self.errors += 1
-        self._current().errors += 1
+        window = self._current()
+        if window is not None:
+            window.errors += 1
 
     def outcome(self, name: str, seconds: float, code: str | None, expected: bool = False) -> None:
         """Record an answer, or a refusal: ``expected`` when the journey provoked it on
@@ -237,8 +250,9 @@ class Recorder:
 
     def memory(self, resident: float | None) -> None:
         """The shop's resident memory now (kept in the current window)."""
-        if resident is not None and not self.warming_up():
-            self._current().resident_memory = resident
+        window = None if resident is None or self.warming_up() else self._current()
+        if window is not None:
+            window.resident_memory = resident
 
     @property
     def count(self) -> int:
@@ -287,7 +301,9 @@ class Recorder:
         """Per window: its end (s after the warm-up), operations and errors per second,
         latency percentiles (ms) of every operation and of each (``operations``), and the
         shop's resident memory (bytes) when it was sampled. The last window is cut at
-        ``elapsed`` (measured seconds) and its rates are over what it lasted."""
+        ``elapsed`` (measured seconds: the run's ``--duration``, or less when it was stopped)
+        and its rates are over what it lasted; a window after it (what the journeys in flight
+        at the end answered after it) is left out."""
         last = int(elapsed / self.interval_s) if elapsed > 0 else 0
         if elapsed > 0 and elapsed % self.interval_s == 0:
             last -= 1  # a run that ends on a window's edge has no window after it

@@ -46,7 +46,10 @@ def figures(
     recorder = outcome.recorder
     elapsed = outcome.elapsed_s
     operations = recorder.operation_figures(elapsed)
-    series = recorder.series(elapsed)
+    # the series covers the run's --duration: what the journeys in flight at its end answer
+    # after it is in the totals, not in a window cut after the end (a sliver of a few ms
+    # whose rates, over its width, spiked in the chart)
+    series = recorder.series(min(elapsed, options.duration_s))
     answered = recorder.count
     attempts = answered + recorder.errors
     error_rate = recorder.errors / attempts if attempts else 0.0

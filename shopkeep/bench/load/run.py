@@ -241,7 +241,9 @@ async def drive(
     shoppers, catalog = await unless_stopped(populate(target, options, pick), stop)
     setup_s = time.perf_counter() - setup_started
     memory_start = await target.resident_memory()
-    recorder = Recorder(options.interval_s, warmup_s=options.warmup_s)
+    recorder = Recorder(
+        options.interval_s, warmup_s=options.warmup_s, duration_s=options.duration_s
+    )
     ends_at = options.warmup_s + options.duration_s
     journeys = Journeys(target, recorder, catalog, f"bench-{secrets.token_hex(4)}", ends_at)
     names = list(options.mix)
