@@ -111,7 +111,7 @@ def run_figures(
     if not audit_answered:  # as settle says it when the shop does not answer
         audit = {"ok": False, "answered": False,
                  "checks": [{"name": "answer", "ok": False, "detail": "refused: gone"}]}
-    outcome = Outcome(recorder, 1.0, 0.2, 4e7, 5e7, audit, 1, 0.0, True, 0.1)
+    outcome = Outcome(recorder, 1.0, 0.2, 4e7, 5e7, audit, 1, 0.0, True, 0.1, 0.0)
     options = BenchOptions(
         duration_s=1.0, concurrency=2, mix={"place": 1}, seed=7, max_error_rate=max_error_rate,
         thresholds=tuple(parse_threshold(text) for text in thresholds),
@@ -339,7 +339,8 @@ def test_the_series_ends_with_the_run_what_is_answered_after_it_in_the_totals() 
     for when in (0.5, 1.5, 2.003):
         clock.now = when
         recorder.answered("pay", 0.001)
-    outcome = Outcome(recorder, 2.003, 0.2, 4e7, 5e7, {"ok": True, "checks": []}, 1, 0.0, True, 0.1)
+    audit = {"ok": True, "checks": []}
+    outcome = Outcome(recorder, 2.003, 0.2, 4e7, 5e7, audit, 1, 0.0, True, 0.1, 0.0)
     options = BenchOptions(duration_s=2.0, concurrency=2, mix={"pay": 1}, seed=7)
 
     data = figures(options, outcome)

@@ -132,7 +132,7 @@ def run_figures(audit_detail: str, errors: int = 0) -> dict[str, Any]:
     audit = {"ok": "<" not in audit_detail, "checks": [
         {"name": "stock", "ok": "<" not in audit_detail, "detail": audit_detail}
     ]}  # fmt: skip
-    outcome = Outcome(recorder, 1.0, 0.25, 4e7, 5e7, audit, 1, 0.0, True, 0.1)
+    outcome = Outcome(recorder, 1.0, 0.25, 4e7, 5e7, audit, 1, 0.0, True, 0.1, 0.0)
     options = BenchOptions(duration_s=1.0, concurrency=2, mix={"place": 1}, seed=7)
     return figures(options, outcome)
 
@@ -152,13 +152,25 @@ def test_the_client_cpu_is_over_the_wall_time_it_was_spent_in_the_warm_up_includ
     recorder = Recorder(1.0, clock=FakeClock())
     audit = {"ok": True, "checks": []}
     # 4.8 s of CPU over a 6 s run of which 2 s warm-up: 80% of one core, not 120%
-    outcome = Outcome(recorder, 4.0, 4.8, 4e7, 5e7, audit, 1, 0.0, True, 0.1, cpu_wall_s=6.0)
+    outcome = Outcome(recorder, 4.0, 4.8, 4e7, 5e7, audit, 1, 0.0, True, 0.1, 0.0, cpu_wall_s=6.0)
     options = BenchOptions(duration_s=4.0, concurrency=2, mix={"place": 1}, seed=7)
 
     cpu = figures(options, outcome)["client_cpu"]
 
     assert (cpu["cpu_s"], cpu["wall_s"]) == (4.8, 6.0)
     assert cpu["utilization"] == pytest.approx(0.8)
+
+
+def test_the_report_says_when_the_run_started_not_when_it_was_written() -> None:
+    recorder = Recorder(1.0, clock=FakeClock())
+    audit = {"ok": True, "checks": []}
+    outcome = Outcome(recorder, 1.0, 0.1, 4e7, 5e7, audit, 1, 0.0, True, 0.1, 1_700_000_000.0)
+    options = BenchOptions(duration_s=1.0, concurrency=2, mix={"place": 1}, seed=7)
+
+    data = figures(options, outcome)
+
+    assert data["started_at"] == "2023-11-14T22:13:20Z"
+    assert "<title>shopkeep bench 2023-11-14T22:13:20Z</title>" in render_html(data)
 
 
 def test_the_text_report_has_a_row_per_operation_and_the_verdict() -> None:

@@ -1,8 +1,9 @@
 """The figures of a run, for machines (JSON) and for people (a text table), and its exit status.
 
 The JSON holds: what was run (``mode``, ``url``, ``mix``, ``concurrency``, ``seed``, ``rate_per_s``,
-``warmup_s``, ``ramp_s``), whether it was ``interrupted``; per operation ``count``, ``per_s``,
-``p50_ms`` / ``p90_ms`` / ``p99_ms`` / ``max_ms`` / ``mean_ms``, ``errors`` and
+``warmup_s``, ``ramp_s``), when it started (``started_at``, UTC), whether it was
+``interrupted``; per operation ``count``, ``per_s``, ``p50_ms`` / ``p90_ms`` / ``p99_ms`` /
+``max_ms`` / ``mean_ms``, ``errors`` and
 ``expected_refusals`` by code, and ``curve`` (its latency distribution); the totals and
 ``error_rate`` (errors / attempts), with the latency figures and ``curve`` of every operation
 together; ``dropped`` paced starts; the journeys started and skipped; ``warmup_operations``;
@@ -57,7 +58,8 @@ def figures(
     data: dict[str, Any] = {
         "mode": "http" if options.url else "embedded",
         "url": options.url,
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        # the run's start, not the report's: a report is written after --settle, or later
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(outcome.started_at)),
         "duration_s": options.duration_s,
         "elapsed_s": elapsed,
         "interrupted": outcome.interrupted,

@@ -109,6 +109,8 @@ class Outcome:
     audit_wait_s: float
     quiet: bool
     setup_s: float
+    started_at: float
+    """When the run (its warm-up included) started: Unix seconds."""
     interrupted: bool = False
     """Ended early by Ctrl-C or SIGTERM."""
     cpu_wall_s: float | None = None
@@ -244,6 +246,7 @@ async def drive(
     recorder = Recorder(
         options.interval_s, warmup_s=options.warmup_s, duration_s=options.duration_s
     )
+    started_at = time.time()  # the wall time of the recorder's start
     ends_at = options.warmup_s + options.duration_s
     journeys = Journeys(target, recorder, catalog, f"bench-{secrets.token_hex(4)}", ends_at)
     names = list(options.mix)
@@ -303,6 +306,7 @@ async def drive(
         audit_wait_s=time.perf_counter() - settle_started,
         quiet=quiet,
         setup_s=setup_s,
+        started_at=started_at,
         interrupted=interrupted,
         cpu_wall_s=cpu_wall_s,
     )
