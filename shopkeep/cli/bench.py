@@ -12,7 +12,8 @@ from shopkeep.cli.common import add_log_flags, configure_logs
 
 HELP_WIDTH = 78
 EXIT_STATUSES = """exit status (when several apply, the first in this list wins):
-  1  the audit failed (an invariant of the shop is broken)
+  1  the audit failed (an invariant of the shop is broken), or the shop was not
+     quiet within --settle (something still in flight)
   4  the error rate is above --max-error-rate (or no operation was answered, or
      the audit itself went unanswered)
   3  a --threshold failed

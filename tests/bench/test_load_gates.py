@@ -97,6 +97,8 @@ def run_figures(
     audit_ok: bool = True,
     audit_answered: bool = True,
     max_error_rate: float = 0.0,
+    quiet: bool = True,
+    interrupted: bool = False,
 ) -> dict[str, Any]:
     clock = SteppedClock()
     clock.now = 0.5
@@ -111,7 +113,9 @@ def run_figures(
     if not audit_answered:  # as settle says it when the shop does not answer
         audit = {"ok": False, "answered": False,
                  "checks": [{"name": "answer", "ok": False, "detail": "refused: gone"}]}
-    outcome = Outcome(recorder, 1.0, 0.2, 4e7, 5e7, audit, 1, 0.0, True, 0.1, 0.0)
+    outcome = Outcome(
+        recorder, 1.0, 0.2, 4e7, 5e7, audit, 7, 3.1, quiet, 0.1, 0.0, interrupted=interrupted
+    )
     options = BenchOptions(
         duration_s=1.0, concurrency=2, mix={"place": 1}, seed=7, max_error_rate=max_error_rate,
         thresholds=tuple(parse_threshold(text) for text in thresholds),
@@ -154,6 +158,9 @@ def test_thresholds_are_checked_against_the_histograms_and_shown_in_every_report
         ({"errors": 1, "thresholds": ("place.p99<1ms",), "audit_ok": False}, 1),  # the audit most
         ({"audit_answered": False}, 4),  # no audit is no failed invariant: an error of the run
         ({"audit_answered": False, "thresholds": ("place.p99<1ms",)}, 4),
+        ({"quiet": False}, 1),  # releases or refunds that never drain: it passed
+        ({"quiet": False, "errors": 1}, 1),
+        ({"quiet": False, "interrupted": True}, 0),  # its one audit does not wait for quiet
     ],
 )
 def test_the_exit_status_is_that_of_the_most_serious_failure(
@@ -168,6 +175,9 @@ def test_the_exit_status_is_that_of_the_most_serious_failure(
     if not kwargs.get("audit_answered", True):
         assert "the audit could not be asked (refused: gone)" in data["failures"]
         assert "audit NOT ANSWERED" in render(data)
+    if not kwargs.get("quiet", True) and status:
+        assert "the shop was not quiet after --settle 30s (7 audits)" in data["failures"][0]
+        assert "audit ok (NOT quiet after 7 audits, 3.1s)" in render(data)
 
 
 def test_a_comparison_gives_each_figures_change_and_which_way_is_worse() -> None:

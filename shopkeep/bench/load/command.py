@@ -1,9 +1,9 @@
 """``shopkeep bench`` once its flags are checked: run, print, write the reports, exit.
 
-The exit status is :func:`shopkeep.bench.load.report.exit_status`'s (0 ok, 1 the audit failed,
-4 the error rate is above ``--max-error-rate``, 3 a threshold failed: the most serious wins),
-or 2 when the setup could not be done (the server cannot be reached, the admin token is
-refused: said in one line, before any figure).
+The exit status is :func:`shopkeep.bench.load.report.exit_status`'s (0 ok, 1 the audit failed or
+the shop was not quiet within ``--settle``, 4 the error rate is above ``--max-error-rate``, 3 a
+threshold failed: the most serious wins), or 2 when the setup could not be done (the server cannot
+be reached, the admin token is refused: said in one line, before any figure).
 
 Ctrl-C (SIGINT) ends the run early: the journeys stop, one audit is asked, and the summary is
 printed and the reports written as for any run (they say it was interrupted). A second Ctrl-C

@@ -109,7 +109,7 @@ def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
         parser, "--settle", convert=duration(allow_zero=True, minimum=0.01), metavar="DURATION",
         default="30s",
         help="after the run, how long to wait for the shop to be quiet (nothing in flight in "
-        "the audit) before its audit is final",
+        "the audit) before its audit is final; not quiet by then, the run fails (status 1)",
     )  # fmt: skip
     flag(
         parser, "--interval", convert=duration(minimum=0.01), metavar="DURATION", default="1s",

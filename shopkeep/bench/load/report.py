@@ -15,11 +15,12 @@ with its measured value and whether it passed); ``comparison`` (with ``--compare
 ``failures`` (why the exit status is not 0), ``exit_status`` and ``machine``. The same dict is
 the input of the HTML report.
 
-The exit status (:func:`exit_status`), the most serious failure winning: 1 when the audit
-failed; else 4 when the error rate is above ``--max-error-rate`` (or nothing was answered, or
-the audit itself went unanswered: the shop stopped, say); else 3 when a threshold failed;
-else 0. (2, a usage or set-up error, ends a run before it has figures; 5, a report that could
-not be written, is the command's.)
+The exit status (:func:`exit_status`), the most serious failure winning: 1 when the audit failed,
+or the shop was not quiet within ``--settle`` (SPEC 6: once quiet, nothing is in flight; a shop
+whose releases or refunds never drain has not shown that nothing was lost); else 4 when the error
+rate is above ``--max-error-rate`` (or nothing was answered, or the audit itself went unanswered:
+the shop stopped, say); else 3 when a threshold failed; else 0. (2, a usage or set-up error, ends a
+run before it has figures; 5, a report that could not be written, is the command's.)
 """
 
 from __future__ import annotations
@@ -106,6 +107,12 @@ def figures(
     elif not outcome.audit["ok"]:
         bad = [c["name"] for c in outcome.audit["checks"] if not c["ok"]]
         failures.append(f"the audit failed: {', '.join(bad) or 'no answer'}")
+    elif not settled(data):
+        flying = [c["name"] for c in outcome.audit["checks"] if "in flight" in c["detail"]]
+        failures.append(
+            f"the shop was not quiet after --settle {options.settle_s:g}s "
+            f"({outcome.audit_attempts} audits): still in flight in {', '.join(flying) or '-'}"
+        )
     if error_rate > options.max_error_rate:
         failures.append(
             f"error rate {error_rate:.4%} is above --max-error-rate {options.max_error_rate:.4%}"
@@ -131,11 +138,17 @@ def cpu_figures(outcome: Outcome) -> dict[str, float]:
             "utilization": outcome.cpu_s / wall if wall else 0.0}
 
 
+def settled(data: dict[str, Any]) -> bool:
+    """Whether the shop was found quiet after the run, or was not waited for (an interrupted
+    run's one audit does not wait)."""
+    return bool(data.get("audit_quiet", True) or data.get("interrupted", False))
+
+
 def exit_status(data: dict[str, Any]) -> int:
     """The exit status of a run's figures, the most serious failure winning (see the module
     docstring)."""
     answered = data.get("audit_answered", True)
-    if answered and not data["audit_ok"]:
+    if answered and (not data["audit_ok"] or not settled(data)):
         return EXIT_AUDIT
     totals = data["totals"]
     errors = totals["error_rate"] > data["max_error_rate"] or not answered
@@ -196,7 +209,8 @@ def render(data: dict[str, Any]) -> str:
     audit = "ok" if data["audit_ok"] else "FAILED" if data["audit_answered"] else "NOT ANSWERED"
     # a failure the audits saw to the end of --settle is no longer a matter of what is in flight
     quiet = "quiet" if data["audit_quiet"] else (
-        "still failing" if data["audit_answered"] and not data["audit_ok"] else "NOT quiet"
+        "still failing" if data["audit_answered"] and not data["audit_ok"]
+        else "not waited for: interrupted" if data["interrupted"] else "NOT quiet"
     )
     pace = f"  rate {data['rate_per_s']:g}/s" if data["rate_per_s"] else ""
     lines += [
