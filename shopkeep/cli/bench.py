@@ -20,7 +20,8 @@ EXIT_STATUSES = """exit status (when several apply, the first in this list wins)
   5  the run passed, but its --json or --html report could not be written
   0  none of the above: the run passed
   2  a usage error (a bad flag or variable) or the setup failed (no run)
-  130  a second Ctrl-C (or SIGTERM), or one during the setup (no report)"""
+  130  a second Ctrl-C (or SIGTERM) 0.5 s or more after the first and before the
+       report, or one during the setup (no report)"""
 
 
 def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:

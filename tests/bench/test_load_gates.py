@@ -4,7 +4,9 @@ the ramp, and a paced schedule timed from each journey's due time on a stepped c
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 import time
 from html.parser import HTMLParser
 from typing import Any
@@ -396,8 +398,9 @@ def test_a_signal_sent_twice_at_once_stops_the_run_and_a_later_one_quits(
     monkeypatch.setattr("shopkeep.bench.load.command.time.monotonic", lambda: now[0])
     monkeypatch.setattr(command, "quit_now", lambda: quits.append(now[0]))
     monkeypatch.setattr(command, "say", lambda line: None)
-    stop = asyncio.Event()
-    on_signal = command.interrupter(stop)
+    stop, running = asyncio.Event(), asyncio.Event()
+    running.set()
+    on_signal = command.interrupter(stop, running)
 
     on_signal()
     now[0] += 0.001
@@ -406,6 +409,48 @@ def test_a_signal_sent_twice_at_once_stops_the_run_and_a_later_one_quits(
     now[0] += command.SAME_SIGNAL_S
     on_signal()
     assert quits == [now[0]]
+
+
+def test_a_signal_during_the_setup_stops_it_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    # it said 'interrupt again to quit now' before 'interrupted during the setup'
+    lines: list[str] = []
+    monkeypatch.setattr(command, "say", lines.append)
+    stop, running = asyncio.Event(), asyncio.Event()
+
+    command.interrupter(stop, running)()
+
+    assert stop.is_set() and lines == []
+
+
+def test_a_signal_once_the_run_is_over_leaves_the_status_the_report_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a Ctrl-C after the summary said 'exit status 0' ended the process with 130
+    quits: list[str] = []
+    monkeypatch.setattr(command, "quit_now", lambda *_: quits.append("quit"))
+    monkeypatch.setattr(command, "install_uvloop", lambda: None)
+
+    async def measured(options: BenchOptions) -> str:
+        return "outcome"
+
+    def reported(*args: Any) -> int:
+        os.kill(os.getpid(), signal.SIGINT)  # while the reports are written
+        time.sleep(0.01)
+        return 0
+
+    monkeypatch.setattr(command, "measure", measured)
+    monkeypatch.setattr(command, "report", reported)
+    options = BenchOptions(duration_s=1.0, concurrency=1, mix={"pay": 1}, seed=1, url="http://x")
+    handlers = {signum: signal.getsignal(signum) for signum in command.STOPPING_SIGNALS}
+    try:
+        status = command.execute(options, None, None)
+        os.kill(os.getpid(), signal.SIGINT)  # on the way out of the process
+        time.sleep(0.01)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+    assert status == 0 and quits == []
 
 
 class CancelingShop:

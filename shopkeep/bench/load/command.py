@@ -7,10 +7,13 @@ be reached, the admin token is refused: said in one line, before any figure).
 
 Ctrl-C (SIGINT) ends the run early: the journeys stop, one audit is asked, and the summary is
 printed and the reports written as for any run (they say it was interrupted). A second Ctrl-C
-ends the process at once, with status 130 and no report; so does a Ctrl-C during the setup,
-before any journey ran (there is nothing to report). SIGTERM (``timeout``, a CI job's end,
-``docker stop``) is taken as Ctrl-C: the run ends with its summary, and an embedded run's
-temporary database is removed.
+ends the process at once, with status 130 and no report, unless it came within
+:data:`SAME_SIGNAL_S` of the first (then it is the same request); a Ctrl-C during the setup,
+before any journey ran, ends it there (status 130, one line: there is nothing to report).
+SIGTERM (``timeout``, a CI job's end, ``docker stop``) is taken as Ctrl-C: the run ends with
+its summary, and an embedded run's temporary database is removed. Once the run is over, while
+the summary is printed and the reports written, a signal is ignored: the status they say is
+the one the process exits with (a Ctrl-C then ended it with 130 after a summary that said 0).
 """
 
 from __future__ import annotations
@@ -46,8 +49,7 @@ def say(line: str) -> None:
 
 
 def quit_now(*_: object) -> None:
-    """End the process at once: the operator asked twice, or once while the reports are
-    being written (there is no run left to stop)."""
+    """End the process at once: the operator asked twice."""
     say("bench: interrupted again: exiting now, without a report")
     os._exit(EXIT_INTERRUPTED)
 
@@ -62,9 +64,10 @@ SAME_SIGNAL_S: Final = 0.5
 sends its SIGTERM to the command and again to the command's process group."""
 
 
-def interrupter(stop: asyncio.Event) -> Callable[[], None]:
+def interrupter(stop: asyncio.Event, running: asyncio.Event) -> Callable[[], None]:
     """The handler of :data:`STOPPING_SIGNALS` during the run: the first stops it, the second
-    (not within :data:`SAME_SIGNAL_S` of it) ends the process."""
+    (not within :data:`SAME_SIGNAL_S` of it) ends the process. During the setup (``running``
+    not set yet) the stop says nothing: the setup's end says it, in one line."""
     first = [0.0]
 
     def on_interrupt() -> None:
@@ -74,22 +77,31 @@ def interrupter(stop: asyncio.Event) -> Callable[[], None]:
                 return
             quit_now()
         first[0] = now
-        # no promise of a summary: during the setup there is none (the next line says so)
-        say("bench: interrupted: stopping (interrupt again to quit now)")
+        if running.is_set():
+            say("bench: interrupted: stopping (interrupt again to quit now)")
         stop.set()
 
     return on_interrupt
 
 
+def ignore_signals() -> None:
+    """From the end of the run to the process's exit, :data:`STOPPING_SIGNALS` are ignored:
+    the summary and the reports are being written, and the exit status they say must be the
+    process's (a Ctrl-C then, or in the interpreter's exit, ended it with 130 after a summary
+    that said 0). Writing them takes milliseconds; the process exits right after."""
+    for signum in STOPPING_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 async def measure(options: BenchOptions) -> Outcome:
     """Open the target and drive it, Ctrl-C or SIGTERM stopping the run early."""
-    stop = asyncio.Event()
+    stop, running = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in STOPPING_SIGNALS:
-        loop.add_signal_handler(signum, interrupter(stop))
+        loop.add_signal_handler(signum, interrupter(stop, running))
     try:
         async with open_target(options) as target:
-            return await drive(target, options, stop=stop, say=say)
+            return await drive(target, options, stop=stop, say=say, running=running)
     finally:
         for signum in STOPPING_SIGNALS:
             loop.remove_signal_handler(signum)
@@ -102,7 +114,8 @@ def execute(
     baseline: Baseline | None = None,
 ) -> int:
     """Run the bench of ``options``; print the table; write JSON and HTML if asked; the exit
-    status (see the module docstring)."""
+    status (see the module docstring). The process is to exit with it: from the end of the
+    run on, :data:`STOPPING_SIGNALS` are ignored (:func:`ignore_signals`)."""
     load_before = os.getloadavg()[0]
     uvloop_version = install_uvloop()
     if options.url is None:
@@ -114,20 +127,19 @@ def execute(
         hand_gil_over_sooner()
     try:
         outcome = asyncio.run(measure(options))
+        ignore_signals()
     except SetupInterrupted as interrupted:
         say(f"bench: {interrupted}")
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        # a second Ctrl-C as the event loop closed, its handlers gone and ours not yet set
+        say("bench: interrupted again: exiting now, without a report")
         return EXIT_INTERRUPTED
     except Refused as refused:
         where = options.url or "the embedded shop"
         say(f"shopkeep bench: error: setup against {where} failed: {refused}")
         return EXIT_SETUP
-    previous = {signum: signal.signal(signum, quit_now) for signum in STOPPING_SIGNALS}
-    try:
-        return report(options, outcome, json_path, html_path, baseline, uvloop_version,
-                      load_before)  # fmt: skip
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    return report(options, outcome, json_path, html_path, baseline, uvloop_version, load_before)
 
 
 REPORT_UNWRITTEN = 5

@@ -229,10 +229,12 @@ async def drive(
     options: BenchOptions,
     stop: asyncio.Event | None = None,
     say: Callable[[str], None] | None = None,
+    running: asyncio.Event | None = None,
 ) -> Outcome:
     """Set up, run the mix, wait for quiet and audit; see the module docstring. ``stop`` ends
     the run early (Ctrl-C): one audit follows, without waiting for quiet. ``say`` is told
-    what the setup adds to the shop, before it starts."""
+    what the setup adds to the shop, before it starts; ``running`` is set once the setup is
+    done (a stop before it ends the setup, :class:`SetupInterrupted`)."""
     stop = stop or asyncio.Event()
     pick = random.Random(options.seed)
     # a target that cannot run the journeys is refused before the plan is said
@@ -242,6 +244,8 @@ async def drive(
     setup_started = time.perf_counter()
     shoppers, catalog = await unless_stopped(populate(target, options, pick), stop)
     setup_s = time.perf_counter() - setup_started
+    if running is not None:
+        running.set()
     memory_start = await target.resident_memory()
     recorder = Recorder(
         options.interval_s, warmup_s=options.warmup_s, duration_s=options.duration_s
