@@ -313,6 +313,31 @@ def test_the_bench_never_fills_an_existing_database_named_by_the_servers_variabl
     assert f"SHOPKEEP_DB: {shop} exists" in line
 
 
+@pytest.mark.parametrize("typed", [("--db", "bench.db"), ("--order-timeout", "3s")])
+def test_a_flag_of_the_embedded_shop_beside_url_is_refused(
+    typed: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # they were ignored without a word: the server has its own database and deadline
+    with pytest.raises(SystemExit) as exited:
+        parse("bench", "--url", "http://127.0.0.1:1", "--admin-token", "a" * 20, *typed)
+
+    assert exited.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"argument {typed[0]} " in line and "only with --embedded" in line
+    assert "a server has its own" in line
+
+
+def test_the_embedded_shops_variables_exported_for_serve_leave_a_url_run_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SHOPKEEP_DB", "shop.db")
+    monkeypatch.setenv("SHOPKEEP_ORDER_TIMEOUT", "5s")
+
+    args = parse("bench", "--url", "http://127.0.0.1:1", "--admin-token", "a" * 20)
+
+    assert args.url == "http://127.0.0.1:1"
+
+
 async def test_the_shops_settings_reach_the_running_shop(tmp_path: Path) -> None:
     from shopkeep.actors.config import ShopConfig
     from shopkeep.cli.serve import serve_options

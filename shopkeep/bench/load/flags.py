@@ -16,7 +16,7 @@ from shopkeep.bench.load.compare import Baseline, BaselineError, read_baseline
 from shopkeep.bench.load.mix import SIGNED, MixError, parse_mix
 from shopkeep.bench.load.thresholds import Threshold, ThresholdError, parse_threshold
 from shopkeep.cli.common import check_token_characters, writable_path_problem
-from shopkeep.cli.flags import flag, given_as, usage_error
+from shopkeep.cli.flags import flag, given_as, on_command_line, usage_error
 from shopkeep.cli.values import base_url, duration, fraction, number, refuse, whole
 
 MAX_CONCURRENCY: Final = 10_000
@@ -92,12 +92,12 @@ def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
         parser, "--order-timeout", convert=duration(minimum=LEAST_S["order_timeout_s"]),
         metavar="DURATION", default="5s",
         help="with --embedded, the shop's payment deadline; a server's own is read from its "
-        "orders (expires_at - confirmed_at)",
+        "orders (expires_at - confirmed_at): typed with --url, a usage error",
     )  # fmt: skip
     flag(
         parser, "--db", metavar="PATH", shown_default="a temporary file, removed after",
         help="with --embedded, the database file, which must not exist yet: the harness "
-        "fills it with users, goods and orders of its own",
+        "fills it with users, goods and orders of its own (typed with --url, a usage error)",
     )  # fmt: skip
     flag(
         parser, "--max-error-rate", convert=fraction, metavar="FRACTION", default="0",
@@ -171,6 +171,12 @@ def check_bench_flags(parser: argparse.ArgumentParser, args: argparse.Namespace)
             args.url = None
     if not args.embedded and not args.url:
         parser.error("one of --url or --embedded is required (or SHOPKEEP_URL, SHOPKEEP_EMBEDDED)")
+    if args.url:
+        for dest in ("db", "order_timeout"):
+            # typed beside --url, a flag that would mean nothing is refused; its variable,
+            # exported for serve (SHOPKEEP_DB, SHOPKEEP_ORDER_TIMEOUT), is left alone
+            if on_command_line(args, dest):
+                usage_error(parser, args, dest, "only with --embedded: a server has its own")
     if args.embedded and args.db is not None:
         if os.path.lexists(args.db):
             # never a shop's own database: SHOPKEEP_DB, exported for serve, names one
