@@ -6,24 +6,9 @@ its answer and its exception for the life of the process."""
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
 from tests.http.conftest import ADMIN, WRONG, Api
-
-
-@pytest.fixture
-def saved_garbage() -> Iterator[list[Any]]:
-    """What the collector finds unreachable while the test runs (kept, not freed)."""
-    gc.collect()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        yield gc.garbage
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
 
 
 async def test_refused_requests_leave_no_cycle_to_collect(

@@ -6,25 +6,11 @@ by such a collection, kept its whole request, about 6 KB, for the life of the pr
 from __future__ import annotations
 
 import gc
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
-
-import pytest
 
 from shopkeep.errors import ShopError
 from shopkeep.shop import Shop
-
-
-@pytest.fixture
-def saved_garbage() -> Iterator[list[Any]]:
-    """What the collector finds unreachable while the test runs (kept, not freed)."""
-    gc.collect()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        yield gc.garbage
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
 
 
 async def refused(call: Callable[[], Awaitable[Any]]) -> str:
