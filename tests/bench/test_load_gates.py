@@ -532,9 +532,11 @@ class RefusingShop:
     ) -> None:
         self.placement, self.payment, self.shipping = placement, payment, ship
         self.placed: list[list[tuple[str, int]]] = []
+        self.coupons: list[str | None] = []
 
     async def place_order(self, customer: Customer, items: Any, **kwargs: Any) -> Order:
         self.placed.append(items)
+        self.coupons.append(kwargs["coupon_id"])
         if self.placement is not None:
             raise Refused(self.placement)
         return Order("1", "awaiting_payment", 100, kwargs["coupon_id"], None, 0.0, 5.0)
@@ -558,7 +560,8 @@ class RefusingShop:
         return None
 
     async def cancel_order(self, customer: Customer, order_id: str) -> Order:
-        return Order(order_id, "canceled", 100, None, "user", 0.0, 5.0)
+        coupon = self.coupons[-1] if self.coupons else None  # the last order's, given back
+        return Order(order_id, "canceled", 100, coupon, "user", 0.0, 5.0)
 
 
 def journeys_of(shop: Any) -> tuple[Journeys, Recorder]:
@@ -580,6 +583,32 @@ async def test_a_stock_out_is_expected_only_of_a_placement_of_the_scarce_goods()
     assert 0 < scarce < 60
     assert recorder.operations["place"].refusals == {"insufficient_stock": scarce}
     assert recorder.operations["place"].errors == {"insufficient_stock": 60 - scarce}
+
+
+async def test_a_coupon_refused_is_expected_only_when_a_cancel_gave_it_back() -> None:
+    # a shop refusing every coupon coupon_unavailable did pass: any coupon's use was expected
+    shop = RefusingShop()
+    journeys, recorder = journeys_of(shop)
+    pick = random.Random(5)
+    shopper = Shopper(Customer("1", "token"), coupons=["c1"])
+    while shop.coupons[-1:] != ["c1"]:  # used, then given back by the cancel
+        await journeys.cancel_unpaid(shopper, pick)
+    assert shopper.coupons == ["c1"]
+    accepted = len(shop.coupons)
+
+    shop.placement = "coupon_unavailable"
+    first_use = Shopper(Customer("2", "token"), coupons=["c2"])
+    for coupon, of in (("c1", shopper), ("c2", first_use)):
+        while True:
+            with pytest.raises(Refused):
+                await journeys.cancel_unpaid(of, pick)
+            if shop.coupons[-1] == coupon:
+                break
+
+    place = recorder.operations["place"]
+    assert place.refusals == {"coupon_unavailable": 1}  # c1's reuse only
+    assert place.errors == {"coupon_unavailable": len(shop.coupons) - accepted - 1}
+    assert first_use.coupons == ["c2"] and "c2" not in first_use.given_back
 
 
 async def test_unpaid_orders_capped_are_expected_only_of_a_shopper_holding_some() -> None:

@@ -75,12 +75,16 @@ WALLET_SHARE = 0.3
 
 @dataclass
 class Shopper:
-    """A user the harness created, the coupons it has not used, and the deadlines of the
-    orders it left unpaid on purpose."""
+    """A user the harness created, the coupons it has not used (and which of them a cancel gave
+    back), and the deadlines of the orders it left unpaid on purpose."""
 
     customer: Customer
     coupons: list[str] = field(default_factory=list)
     holding: list[float] = field(default_factory=list)
+    given_back: set[str] = field(default_factory=set)
+    """Coupons a cancel gave back (a user's, the deadline's, a failed placement's undo) and
+    not used since: the shop releases them asynchronously, so one may still be on its way back
+    (its next use refused coupon_unavailable is expected; a coupon's first use, never)."""
 
     def may_hold(self, now: float) -> bool:
         """Whether one more unpaid order may be left for its deadline."""
@@ -198,12 +202,12 @@ class Journeys:
         provoked = functools.partial(
             placement_provokes,
             scarce=self.catalog.scarce in goods,
-            coupon=coupon is not None,
+            coupon=coupon is not None and coupon in shopper.given_back,
             wallet=use_balance > 0,
             holding=any(due > time.time() for due in shopper.holding),
         )
         try:
-            return await self.timed(
+            order = await self.timed(
                 name,
                 self.target.place_order(
                     shopper.customer,
@@ -215,10 +219,15 @@ class Journeys:
                 ),
                 provoked,
             )
-        except Refused:
+        except Refused as refused:
             if coupon is not None:
-                shopper.coupons.append(coupon)  # given back by the failed placement's undo
+                shopper.coupons.append(coupon)
+                if refused.code != "coupon_unavailable":  # the placement may have taken it:
+                    shopper.given_back.add(coupon)  # its undo gives it back asynchronously
             raise
+        if coupon is not None:
+            shopper.given_back.discard(coupon)
+        return order
 
     async def _paid(self, shopper: Shopper, pick: random.Random) -> tuple[Order, Payment]:
         placing = time.perf_counter()
@@ -272,9 +281,11 @@ class Journeys:
     @staticmethod
     def _give_back(shopper: Shopper, order: Order) -> None:
         """A canceled order's coupon is the shopper's to use again (the shop releases it
-        asynchronously, so the next use may be refused coupon_unavailable: expected)."""
+        asynchronously, so the next use may be refused coupon_unavailable: expected, as
+        :attr:`Shopper.given_back`)."""
         if order.coupon_id is not None and order.status == "canceled":
             shopper.coupons.append(order.coupon_id)
+            shopper.given_back.add(order.coupon_id)
 
     # -- the journeys -------------------------------------------------------------------------
 

@@ -63,8 +63,8 @@ which the sandbox route cannot (a late callback can come from the sandbox gatewa
 
 PLACEMENT_REFUSALS: Mapping[str, str] = {
     "insufficient_stock": "the placement is of the scarce goods, which runs out on purpose",
-    "coupon_unavailable": "the placement uses a coupon (one given back by a cancel may still "
-    "be on its way back)",
+    "coupon_unavailable": "the placement uses a coupon a cancel gave back (it may still be on "
+    "its way back); a coupon's first use, never",
     "insufficient_balance": "the placement pays part from the wallet (a concurrent order of "
     "the same shopper may have spent it)",
     "too_many_unpaid_orders": "the shopper holds orders left unpaid for their deadline (a "
@@ -99,8 +99,8 @@ def placement_provokes(
 ) -> bool:
     """Whether a placement refused ``code`` was provoked by the mix (see
     :data:`PLACEMENT_REFUSALS`): ``scarce``, it asked for the scarce goods; ``coupon``, it
-    used a coupon; ``wallet``, it paid part from the wallet; ``holding``, its shopper holds
-    orders left unpaid for their deadline."""
+    used a coupon a cancel gave back; ``wallet``, it paid part from the wallet; ``holding``,
+    its shopper holds orders left unpaid for their deadline."""
     return {
         "insufficient_stock": scarce,
         "coupon_unavailable": coupon,
