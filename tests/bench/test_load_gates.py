@@ -16,7 +16,13 @@ import pytest
 from shopkeep.bench.load import command
 from shopkeep.bench.load.compare import changes
 from shopkeep.bench.load.html_report import render_html
-from shopkeep.bench.load.journeys import HOLD_LIMIT, Catalog, Journeys, Shopper
+from shopkeep.bench.load.journeys import (
+    HOLD_LIMIT,
+    OPENING_BALANCE,
+    Catalog,
+    Journeys,
+    Shopper,
+)
 from shopkeep.bench.load.recorder import Recorder
 from shopkeep.bench.load.report import figures, render
 from shopkeep.bench.load.run import BenchOptions, Outcome
@@ -533,10 +539,12 @@ class RefusingShop:
         self.placement, self.payment, self.shipping = placement, payment, ship
         self.placed: list[list[tuple[str, int]]] = []
         self.coupons: list[str | None] = []
+        self.wallet: list[int] = []
 
     async def place_order(self, customer: Customer, items: Any, **kwargs: Any) -> Order:
         self.placed.append(items)
         self.coupons.append(kwargs["coupon_id"])
+        self.wallet.append(kwargs["use_balance"])
         if self.placement is not None:
             raise Refused(self.placement)
         return Order("1", "awaiting_payment", 100, kwargs["coupon_id"], None, 0.0, 5.0)
@@ -609,6 +617,27 @@ async def test_a_coupon_refused_is_expected_only_when_a_cancel_gave_it_back() ->
     assert place.refusals == {"coupon_unavailable": 1}  # c1's reuse only
     assert place.errors == {"coupon_unavailable": len(shop.coupons) - accepted - 1}
     assert first_use.coupons == ["c2"] and "c2" not in first_use.given_back
+
+
+async def test_a_wallet_refused_is_expected_only_once_the_shopper_may_have_spent_it() -> None:
+    # a shop refusing every wallet payment insufficient_balance did pass (each shopper opens
+    # with 100,000 and a wallet placement asks 100-500)
+    shop = RefusingShop(placement="insufficient_balance")
+    journeys, recorder = journeys_of(shop)
+    pick = random.Random(5)
+    rich, spent = Shopper(Customer("1", "token")), Shopper(Customer("2", "token"))
+    spent.wallet_floor = 99  # its placements so far asked all but 99 of its opening balance
+
+    for shopper in (rich, spent):
+        for _ in range(30):
+            with pytest.raises(Refused):
+                await journeys.cancel_unpaid(shopper, pick)
+
+    asked = [amount for amount in shop.wallet[30:] if amount > 0]
+    assert 0 < len(asked) < 30 and any(amount > 0 for amount in shop.wallet[:30])
+    assert recorder.operations["place"].refusals == {"insufficient_balance": len(asked)}
+    assert recorder.operations["place"].errors == {"insufficient_balance": 60 - len(asked)}
+    assert rich.wallet_floor == OPENING_BALANCE - sum(shop.wallet[:30])
 
 
 async def test_unpaid_orders_capped_are_expected_only_of_a_shopper_holding_some() -> None:

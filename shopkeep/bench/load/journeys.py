@@ -71,6 +71,8 @@ BY_DEADLINE = "timeout"
 SCARCE_SHARE = 0.1
 COUPON_SHARE = 0.2
 WALLET_SHARE = 0.3
+OPENING_BALANCE = 100_000
+"""Each shopper's wallet balance when the harness creates it."""
 
 
 @dataclass
@@ -81,6 +83,10 @@ class Shopper:
     customer: Customer
     coupons: list[str] = field(default_factory=list)
     holding: list[float] = field(default_factory=list)
+    wallet_floor: int = OPENING_BALANCE
+    """The least its wallet may hold, as the harness knows it: the opening balance less what
+    its placements asked of the wallet, those in flight and refused included (what comes
+    back, from a cancel or a failed placement's undo, does so asynchronously: not counted)."""
     given_back: set[str] = field(default_factory=set)
     """Coupons a cancel gave back (a user's, the deadline's, a failed placement's undo) and
     not used since: the shop releases them asynchronously, so one may still be on its way back
@@ -198,12 +204,13 @@ class Journeys:
         if shopper.coupons and pick.random() < COUPON_SHARE:
             coupon = shopper.coupons.pop()
         use_balance = pick.randint(100, 500) if pick.random() < WALLET_SHARE else 0
+        floor, shopper.wallet_floor = shopper.wallet_floor, shopper.wallet_floor - use_balance
         key = f"{self.run_id}-{next(self._keys)}"
         provoked = functools.partial(
             placement_provokes,
             scarce=self.catalog.scarce in goods,
             coupon=coupon is not None and coupon in shopper.given_back,
-            wallet=use_balance > 0,
+            wallet=use_balance > 0 and floor < use_balance,
             holding=any(due > time.time() for due in shopper.holding),
         )
         try:

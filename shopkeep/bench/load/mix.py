@@ -65,8 +65,8 @@ PLACEMENT_REFUSALS: Mapping[str, str] = {
     "insufficient_stock": "the placement is of the scarce goods, which runs out on purpose",
     "coupon_unavailable": "the placement uses a coupon a cancel gave back (it may still be on "
     "its way back); a coupon's first use, never",
-    "insufficient_balance": "the placement pays part from the wallet (a concurrent order of "
-    "the same shopper may have spent it)",
+    "insufficient_balance": "the placement asks of the wallet more than the shopper's "
+    "placements so far (in flight included) may have left of its opening balance",
     "too_many_unpaid_orders": "the shopper holds orders left unpaid for their deadline (a "
     "shop whose cap of unpaid orders is below the ones the mix holds)",
 }
@@ -99,7 +99,8 @@ def placement_provokes(
 ) -> bool:
     """Whether a placement refused ``code`` was provoked by the mix (see
     :data:`PLACEMENT_REFUSALS`): ``scarce``, it asked for the scarce goods; ``coupon``, it
-    used a coupon a cancel gave back; ``wallet``, it paid part from the wallet; ``holding``,
+    used a coupon a cancel gave back; ``wallet``, it asked of the wallet more than may be left
+    in it (:attr:`~.journeys.Shopper.wallet_floor`); ``holding``,
     its shopper holds orders left unpaid for their deadline."""
     return {
         "insufficient_stock": scarce,

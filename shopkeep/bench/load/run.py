@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shopkeep.bench.load.journeys import Catalog, Journeys, Shopper
+from shopkeep.bench.load.journeys import OPENING_BALANCE, Catalog, Journeys, Shopper
 from shopkeep.bench.load.progress import show_progress
 from shopkeep.bench.load.recorder import Recorder
 from shopkeep.bench.load.schedule import Schedule
@@ -51,7 +51,6 @@ SHOPPERS_PER_WORKER = 2
 PLENTIFUL_GOODS = 20
 PLENTY = 10**9
 SCARCE_PER_WORKER = 5
-OPENING_BALANCE = 100_000
 COUPONS_PER_SHOPPER = 2
 COUPON_VALUE = 200
 AUDIT_PAUSE_S = 0.5
