@@ -540,6 +540,8 @@ class RefusingShop:
         self.placed: list[list[tuple[str, int]]] = []
         self.coupons: list[str | None] = []
         self.wallet: list[int] = []
+        self.canceling: str | None = None
+        """The refusal of every cancel (None: cancels)."""
 
     async def place_order(self, customer: Customer, items: Any, **kwargs: Any) -> Order:
         self.placed.append(items)
@@ -568,6 +570,8 @@ class RefusingShop:
         return None
 
     async def cancel_order(self, customer: Customer, order_id: str) -> Order:
+        if self.canceling is not None:
+            raise Refused(self.canceling)
         coupon = self.coupons[-1] if self.coupons else None  # the last order's, given back
         return Order(order_id, "canceled", 100, coupon, "user", 0.0, 5.0)
 
@@ -665,6 +669,24 @@ async def test_a_refused_ship_is_expected_only_in_the_race_with_a_cancel() -> No
 
     assert recorder.operations["ship"].errors == {"invalid_state": 1}
     assert recorder.operations["ship"].refusals == {"invalid_state": 1}
+
+
+async def test_a_race_of_ship_and_cancel_that_neither_or_both_win_is_an_error() -> None:
+    # both halves refused were both expected: with --mix cancel_race=1 a shop that never
+    # ships (nor cancels a paid order) passed; both done (a shipped order canceled) too
+    shop = RefusingShop(ship="invalid_state")
+    shop.canceling = "invalid_state"
+    journeys, recorder = journeys_of(shop)
+    shopper = Shopper(Customer("1", "token"))
+
+    await journeys.cancel_race(shopper, random.Random(1))
+    shop.shipping = shop.canceling = None
+    await journeys.cancel_race(shopper, random.Random(1))
+
+    ship, cancel = recorder.operations["ship"], recorder.operations["cancel_paid"]
+    assert ship.errors == {"invalid_state": 1} and not ship.refusals and ship.count == 1
+    assert cancel.errors == {"invalid_state": 1, "race_both_done": 1}
+    assert not cancel.refusals and cancel.count == 0
 
 
 async def test_a_payment_refused_before_the_deadline_could_come_is_an_error() -> None:

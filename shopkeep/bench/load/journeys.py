@@ -5,8 +5,8 @@ its operation's name (``place``, ``start_payment``, ``callback_duplicate``, ...)
 refusal ends the journey (it is already counted: as an expected refusal or as an error). A
 refusal is expected only where the journey provokes it (:data:`~.mix.EXPECTED`): a placement's
 ``insufficient_stock`` only when it asks for the scarce goods, a ship's ``invalid_state`` only
-in ``cancel_race``; the same code anywhere else is an error (a shop refusing every placement,
-or every ship, does not pass).
+in ``cancel_race`` when the cancel won; the same code anywhere else is an error (a shop refusing
+every placement, or every ship, does not pass).
 
 What the server does asynchronously is waited for by polling the order (``get_order``, every
 :data:`POLL_S`, at most :data:`WAIT_BOUND_S`); the time from the request to the state the
@@ -51,11 +51,6 @@ Provoked = Callable[[str], bool]
 def unprovoked(code: str) -> bool:
     """No refusal is provoked: every code is an error."""
     return False
-
-
-def racing(code: str) -> bool:
-    """The two halves of ``cancel_race``: whichever comes second finds the other's result."""
-    return code == "invalid_state"
 
 
 POLL_S = 0.02
@@ -413,22 +408,49 @@ class Journeys:
         await self.timed("approve_return", self.target.approve_return(return_id))
 
     async def cancel_race(self, shopper: Shopper, pick: random.Random) -> None:
-        """Pay, then ship and cancel at once: whichever comes second is refused invalid_state
-        (an expected refusal of both ``ship`` and ``cancel_paid``)."""
+        """Pay, then ship and cancel at once: exactly one of them wins, and the other, second,
+        is refused invalid_state (an expected refusal of ``ship`` or ``cancel_paid``). Both
+        refused, or both done, is an error: each half is recorded once both have answered,
+        and a refusal is expected only when the other half won (a shop that never ships, or
+        that ships a canceled order, does not pass)."""
         order, _ = await self._paid(shopper, pick)
-        ship = self.timed("ship", self.target.ship(order.id), racing)
-        cancel = self.timed(
-            "cancel_paid", self.target.cancel_order(shopper.customer, order.id), racing
-        )
+        ship = self._unrecorded(self.target.ship(order.id))
+        cancel = self._unrecorded(self.target.cancel_order(shopper.customer, order.id))
         # which is sent first, drawn: in process the first one asked is the first the order
         # handles, so a fixed order would let the same one win every race
         cancel_first = pick.random() < 0.5
         outcomes = await asyncio.gather(
             *((cancel, ship) if cancel_first else (ship, cancel)), return_exceptions=True
         )
-        canceled = outcomes[0 if cancel_first else 1]
-        if isinstance(canceled, Order) and canceled.status == "canceled":
-            self._give_back(shopper, canceled)
         for outcome in outcomes:
-            if isinstance(outcome, BaseException) and not isinstance(outcome, Refused):
+            if isinstance(outcome, BaseException):
                 raise outcome
+        canceled, shipped = outcomes if cancel_first else outcomes[::-1]
+        assert not isinstance(canceled, BaseException) and not isinstance(shipped, BaseException)
+        (cancel_s, cancel_answer), (ship_s, ship_answer) = canceled, shipped
+        cancel_won = isinstance(cancel_answer, Order) and cancel_answer.status == "canceled"
+        ship_won = not isinstance(ship_answer, Refused)
+        if isinstance(ship_answer, Refused):
+            expected = ship_answer.code == "invalid_state" and cancel_won
+            self.recorder.outcome("ship", ship_s, ship_answer.code, expected)
+        else:
+            self.recorder.answered("ship", ship_s)
+        if isinstance(cancel_answer, Refused):
+            expected = cancel_answer.code == "invalid_state" and ship_won
+            self.recorder.outcome("cancel_paid", cancel_s, cancel_answer.code, expected)
+        elif not cancel_won:  # answered, not canceled: a cancel is done or refused (SPEC 5)
+            self.recorder.failed("cancel_paid", f"order_{cancel_answer.status}")
+        elif ship_won:  # a shipped order canceled too
+            self.recorder.failed("cancel_paid", "race_both_done")
+        else:
+            self.recorder.answered("cancel_paid", cancel_s)
+            self._give_back(shopper, cancel_answer)
+
+    async def _unrecorded(self, call: Awaitable[T]) -> tuple[float, T | Refused]:
+        """The answer of ``call`` (or its refusal) and how long it took, not recorded yet."""
+        started = self.recorder.now()
+        try:
+            answer: T | Refused = await call
+        except Refused as refused:
+            answer = refused
+        return self.recorder.now() - started, answer

@@ -28,7 +28,8 @@ JOURNEYS: Mapping[str, str] = {
     "cancel_paid": "pay, then cancel (the shop refunds)",
     "ship": "pay, ship, deliver",
     "return": "pay, ship, deliver, ask for a return, approve it (admin)",
-    "cancel_race": "pay, then ship and cancel at the same moment (one of them is refused)",
+    "cancel_race": "pay, then ship and cancel at the same moment (exactly one of them is "
+    "refused)",
 }
 """Every journey, and what it does."""
 
@@ -84,8 +85,8 @@ EXPECTED: Mapping[str, Mapping[str, str]] = {
         "invalid_state": "the order was canceled by its deadline before the payment landed "
         "(it is refunded as late)"
     },
-    "ship": {"invalid_state": "in cancel_race, whose cancel came first"},
-    "cancel_paid": {"invalid_state": "in cancel_race, whose ship came first"},
+    "ship": {"invalid_state": "in cancel_race, whose cancel came first and was done"},
+    "cancel_paid": {"invalid_state": "in cancel_race, whose ship came first and was done"},
 }
 """Per operation, the refusal codes that the mix provokes on purpose, and where: a code is
 expected only where its journey provokes it (the journeys decide, :mod:`.journeys`), so a shop
