@@ -37,7 +37,6 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from shopkeep import __version__
 from shopkeep.http.latency import LatencyHistogram, Series, histogram
 from shopkeep.http.rate_limit import RateLimiter
-from shopkeep.runtime.collector import frozen_objects
 from shopkeep.runtime.loop_monitor import LoopMonitor
 
 if TYPE_CHECKING:
@@ -285,13 +284,7 @@ class LoopCollector:
             "The garbage collector's collections since start, by generation.",
             monitor.gc_collections,
         )
-        yield _gauge(
-            "gc_frozen_objects",
-            "Objects the collector no longer walks (runtime/collector.py freezes what survives "
-            "its young collections): a count that only grows holds garbage in cycles, never "
-            "reclaimed.",
-            frozen_objects(),
-        )
+
         yield histogram(
             f"{NAMESPACE}_loop_lag_seconds",
             "How late the loop monitor's ticks ran, since start.",

@@ -69,7 +69,9 @@ def freeze_survivors() -> None:
 
 
 def frozen_objects() -> int:
-    """Objects in the permanent generation (for metrics)."""
+    """Objects in the permanent generation. CPython counts them by walking the generation's
+    list: about 10 ms a million objects, more with cold caches, all on the calling thread, so
+    not for a scrape of a busy server (a bench server's /metrics stalled its loop 27 - 40 ms)."""
     return gc.get_freeze_count()
 
 
