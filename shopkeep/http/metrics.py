@@ -284,7 +284,6 @@ class LoopCollector:
             "The garbage collector's collections since start, by generation.",
             monitor.gc_collections,
         )
-
         yield histogram(
             f"{NAMESPACE}_loop_lag_seconds",
             "How late the loop monitor's ticks ran, since start.",

@@ -42,7 +42,6 @@ from shopkeep.payments.money import AmountError, from_decimal_string, to_decimal
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
-    NOT_NOW,
     STALE,
     WRONG_AMOUNT,
     WRONG_APP,
@@ -67,6 +66,7 @@ from shopkeep.payments.provider import (
     RefundState,
     Refused,
     Verdict,
+    failure_by_status,
     shop_id,
     stale,
 )
@@ -154,7 +154,7 @@ class AlipayProvider:
         self, method: str, biz: Mapping[str, Any], notify: bool = False
     ) -> dict[str, Any]:
         """Call ``method``; its verified response section, whatever its ``code``. Raises
-        GatewayRefused for a 4xx without one (but :data:`NOT_NOW`), GatewayError for any other
+        GatewayRefused for a 4xx without one (but ``provider.NOT_NOW``), GatewayError for any other
         answer without one, one Alipay did not sign, or a ``SYSTEM_ERROR``."""
         body = urllib.parse.urlencode(self._params(method, biz, notify)).encode()
         reply = await self._transport.call("POST", self._url, body=body, headers=FORM)
@@ -167,9 +167,7 @@ class AlipayProvider:
             # 404), which asking again will not change; anything else (a proxy's page, a 408)
             # may pass
             said = f"alipay: {method} answered {reply.status}: {text[:200]!r}"
-            if 400 <= reply.status < 500 and reply.status not in NOT_NOW:
-                raise GatewayRefused(said)
-            raise GatewayError(said)
+            raise failure_by_status(reply.status, said)
         section, signed = found
         if not verify_sha256_rsa(self._alipay_key, signed.encode("utf-8"), _sign_of(text)):
             raise GatewayError(f"alipay: the answer to {method} is not signed by Alipay")

@@ -102,6 +102,16 @@ concurrent request under the same key, rate limiting): an outage, tried again, n
 :class:`GatewayRefused`, by every adapter."""
 
 
+def failure_by_status(status: int | None, said: str) -> GatewayError:
+    """The error of a call that got no answer the adapter could take (unsigned, unreadable,
+    an error of the provider's), by the HTTP status it came with: a 4xx but :data:`NOT_NOW`
+    is a no, which asking again will not change (:class:`GatewayRefused`); anything else (a
+    5xx, a 2xx not understood, no status at all) an outage, to try again."""
+    if status is not None and 400 <= status < 500 and status not in NOT_NOW:
+        return GatewayRefused(said)
+    return GatewayError(said)
+
+
 # -- starting a payment -----------------------------------------------------------------------
 
 

@@ -42,7 +42,6 @@ from shopkeep.payments.keys import read_secret
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
-    NOT_NOW,
     STALE,
     TOLERANCE_S,
     WRONG_AMOUNT,
@@ -69,6 +68,7 @@ from shopkeep.payments.provider import (
     RefundTaken,
     Refused,
     Verdict,
+    failure_by_status,
     header,
     shop_id,
 )
@@ -377,7 +377,6 @@ class StripeProvider:
         await self._http.close_async()  # type: ignore[no-untyped-call]  # untyped in the SDK
 
 
-
 def to_stripe(amount: int, currency: str) -> int:
     """An amount in the shop's minor units, as Stripe counts it (:data:`SCALED`)."""
     return amount * SCALED.get(currency, 1)
@@ -391,6 +390,7 @@ def from_stripe(amount: int, currency: str) -> int:
         raise ValueError(f"{amount} {currency} as Stripe counts it is not a whole number of the "
                          f"shop's units ({SCALED[currency]} of Stripe's each)")
     return whole
+
 
 @asynccontextmanager
 async def _calling(what: str) -> AsyncIterator[None]:
@@ -408,9 +408,7 @@ def _gateway_error(what: str, exc: stripe.StripeError) -> GatewayError:
     status = exc.http_status
     message = f"stripe: {what}: {status} {exc.user_message or exc}"
     # below 400: a 2xx whose body the SDK could not read (not JSON), no answer, not a no
-    if status is None or status >= 500 or status < 400 or status in NOT_NOW:
-        return GatewayError(message)
-    return GatewayRefused(message)
+    return failure_by_status(status, message)
 
 
 def _replayed_failure(exc: stripe.StripeError) -> bool:

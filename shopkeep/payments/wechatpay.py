@@ -37,7 +37,6 @@ from shopkeep.payments.keys import load_private_key, load_public_keys, read_secr
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
-    NOT_NOW,
     STALE,
     WRONG_APP,
     Checkout,
@@ -63,6 +62,7 @@ from shopkeep.payments.provider import (
     RefundTaken,
     Refused,
     Verdict,
+    failure_by_status,
     header,
     shop_id,
     stale,
@@ -147,7 +147,7 @@ class WeChatPayProvider:
         self, method: str, path: str, payload: Mapping[str, Any] | None = None
     ) -> tuple[int, dict[str, Any]]:
         """Send a signed request; the status and JSON of an answer signed by the platform.
-        Raises GatewayRefused for an unsigned 4xx (but :data:`NOT_NOW`), GatewayError for any
+        Raises GatewayRefused for an unsigned 4xx (but ``provider.NOT_NOW``), GatewayError for any
         other answer WeChat Pay did not sign, or one that is not JSON."""
         body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
         headers = {
@@ -170,9 +170,7 @@ class WeChatPayProvider:
             # its 401 SIGN_ERROR (a wrong key or certificate serial) comes unsigned, as does a
             # 404 of a mistyped --wechatpay-url. A 4xx is a no, which asking again will not
             # change; trusted no further than a no is (a refusal moves no money).
-            if 400 <= reply.status < 500 and reply.status not in NOT_NOW:
-                raise GatewayRefused(unsigned)
-            raise GatewayError(unsigned)
+            raise failure_by_status(reply.status, unsigned)
         try:
             answer = json.loads(reply.body) if reply.body else {}
         except ValueError:
