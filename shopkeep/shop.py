@@ -654,7 +654,7 @@ class Shop(Payments, BackOffice):
         if type(note) is not str or len(note) > MAX_REASON or not is_text(note, blank=False):
             raise refused("/note", f"a note says how it was paid back, in 1 to {MAX_REASON} "
                           "characters, none a control character or a lone surrogate")
-        standing = await refund_standing(self.reader, check_id("refund_id", refund_id))
+        standing = await refund_standing(self.reader.fetchall, check_id("refund_id", refund_id))
         if standing is None:  # no refunder is woken for a refund that never was
             raise ShopError("not_found", f"refund {refund_id} does not exist")
         request = ("settle_refund", refund_id, note)

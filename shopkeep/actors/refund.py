@@ -54,8 +54,8 @@ from shopkeep.actors.refund_store import (
     ATTEMPTS_SQL,
     PROVIDER_FAILED_SQL,
     REFUND_LOG_SQL,
-    SETTLEABLE_SQL,
     RefundStanding,
+    refund_standing,
 )
 from shopkeep.payments.provider import (
     GatewayRefused,
@@ -174,8 +174,8 @@ class RefunderActor(Actor):
 
     async def _settled_by_hand(self, ctx: Context, message: RefundAttempt) -> bool:
         """Whether the staff settled the refund the provider refused (it is not refunding)."""
-        rows = await ctx.query(SETTLEABLE_SQL, (message.refund_id,))
-        if rows and rows[0][1] == "refunding":
+        standing = await refund_standing(ctx.query, message.refund_id)
+        if standing is not None and standing.status == "refunding":
             return False
         log.info("refund_settled_by_hand", refund_id=message.refund_id,
                  order_id=message.order_id, detail="not sent to the provider again")
@@ -188,8 +188,7 @@ class RefunderActor(Actor):
         assert isinstance(settle, SettleRefund), settle
         # read once this actor's last unit is committed: a try just answered has cleared
         # provider_failed if the provider took it (every write of that column is this actor's)
-        rows = await ctx.query(SETTLEABLE_SQL, (settle.refund_id,))
-        standing = RefundStanding(*rows[0]) if rows else None
+        standing = await refund_standing(ctx.query, settle.refund_id)
         refused = settle_refusal(settle.refund_id, standing)
         if refused is not None:
             return refused

@@ -8,10 +8,13 @@ the tables' shape is in one place.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import msgspec
 
 from shopkeep.actors.order_messages import RefundView
-from shopkeep.store.reader import Reader
+from shopkeep.store.reader import Reader, Row
 
 UPSERT_REFUND_SQL = (
     "INSERT INTO refunds (id, order_id, payment_id, kind, wallet_amount, gateway_amount, "
@@ -62,9 +65,15 @@ class RefundStanding(msgspec.Struct, frozen=True, gc=False):
     provider_failed: str | None
 
 
-async def refund_standing(reader: Reader, refund_id: int) -> RefundStanding | None:
-    """The refund's order, status and the provider's failure, if any (None: no such refund)."""
-    rows = await reader.fetchall(SETTLEABLE_SQL, (refund_id,))
+Fetch = Callable[[str, tuple[Any, ...]], Awaitable[list[Row]]]
+"""A read of rows: a reader's ``fetchall``, or an actor's ``Context.query`` (which reads once
+the actor's own writes are committed)."""
+
+
+async def refund_standing(fetchall: Fetch, refund_id: int) -> RefundStanding | None:
+    """The refund's order, status and the provider's failure, if any (None: no such refund),
+    read by ``fetchall``."""
+    rows = await fetchall(SETTLEABLE_SQL, (refund_id,))
     return RefundStanding(*rows[0]) if rows else None
 
 
