@@ -232,9 +232,7 @@ class Journeys:
         return order
 
     async def _paid(self, shopper: Shopper, pick: random.Random) -> tuple[Order, Payment]:
-        placing = time.perf_counter()
-        order = await self._place(shopper, pick)
-        payment = await self._start_payment(shopper, order, placing)
+        order, payment = await self._placed_and_paying(shopper, pick)
         since = time.perf_counter()
         await self.timed("complete_success", self.target.complete_payment(payment.id, "succeeded"))
         try:
@@ -248,11 +246,15 @@ class Journeys:
             raise
         return order, payment
 
-    async def _start_payment(self, shopper: Shopper, order: Order, since: float) -> Payment:
-        """Start paying ``order``, whose placement was sent at ``since`` (``perf_counter``).
-        Refused ``invalid_state``, it is expected only once the order's deadline may have
-        come (its timeout has passed since the placement was sent: the deadline canceled it
+    async def _placed_and_paying(
+        self, shopper: Shopper, pick: random.Random
+    ) -> tuple[Order, Payment]:
+        """Place an order (:meth:`_place`) and start paying it. The payment start refused
+        ``invalid_state`` is expected only once the order's deadline may have come (its
+        timeout has passed since the placement was sent: the deadline canceled it
         meanwhile); sooner, it is an error."""
+        since = time.perf_counter()
+        order = await self._place(shopper, pick)
         timeout = None
         if order.expires_at is not None and order.confirmed_at is not None:
             timeout = order.expires_at - order.confirmed_at
@@ -265,7 +267,7 @@ class Journeys:
             )
 
         paying = self.target.start_payment(shopper.customer, order.id)
-        return await self.timed("start_payment", paying, provoked)
+        return order, await self.timed("start_payment", paying, provoked)
 
     def _signed_success(self, payment: Payment) -> tuple[bytes, str]:
         """A success callback for ``payment``, as the gateway signs it (its own transaction
@@ -315,17 +317,13 @@ class Journeys:
 
     async def pay_fail(self, shopper: Shopper, pick: random.Random) -> None:
         """A payment that fails at the sandbox, then a cancel."""
-        placing = time.perf_counter()
-        order = await self._place(shopper, pick)
-        payment = await self._start_payment(shopper, order, placing)
+        order, payment = await self._placed_and_paying(shopper, pick)
         await self.timed("complete_failure", self.target.complete_payment(payment.id, "failed"))
         await self._cancel(shopper, order, "cancel_unpaid")
 
     async def duplicate_callback(self, shopper: Shopper, pick: random.Random) -> None:
         """The same signed success callback twice: both acknowledged, the order paid once."""
-        placing = time.perf_counter()
-        order = await self._place(shopper, pick)
-        payment = await self._start_payment(shopper, order, placing)
+        order, payment = await self._placed_and_paying(shopper, pick)
         raw, signature = self._signed_success(payment)
         await self.timed("callback", self.target.send_callback(raw, signature))
         await self.timed("callback_duplicate", self.target.send_callback(raw, signature))
@@ -341,9 +339,7 @@ class Journeys:
             self.recorder.skipped["late_callback"] += 1
             await self.cancel_unpaid(shopper, pick)
             return
-        placing = time.perf_counter()
-        order = await self._place(shopper, pick)
-        payment = await self._start_payment(shopper, order, placing)
+        order, payment = await self._placed_and_paying(shopper, pick)
         timeout = (order.expires_at or 0) - (order.confirmed_at or 0)
         due = self.recorder.now() + timeout + DEADLINE_MARGIN_S
         if order.expires_at is None or due > self.ends_at:
