@@ -31,7 +31,7 @@ from typing import Any, Final
 from shopkeep.bench.load.compare import STATISTICS, Baseline, change_table, changes, shown_change
 from shopkeep.bench.load.mix import EXPECTED
 from shopkeep.bench.load.recorder import curve, latency_figures
-from shopkeep.bench.load.run import BenchOptions, Outcome
+from shopkeep.bench.load.run import BenchOptions, Outcome, checks_in_flight
 from shopkeep.bench.load.thresholds import check, shown
 
 EXIT_OK: Final = 0
@@ -108,7 +108,7 @@ def figures(
         bad = [c["name"] for c in outcome.audit["checks"] if not c["ok"]]
         failures.append(f"the audit failed: {', '.join(bad) or 'no answer'}")
     elif not settled(data):
-        flying = [c["name"] for c in outcome.audit["checks"] if "in flight" in c["detail"]]
+        flying = checks_in_flight(outcome.audit)
         failures.append(
             f"the shop was not quiet after --settle {options.settle_s:g}s "
             f"({outcome.audit_attempts} audits): still in flight in {', '.join(flying) or '-'}"

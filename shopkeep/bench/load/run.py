@@ -315,9 +315,15 @@ async def drive(
     )
 
 
+def checks_in_flight(report: dict[str, Any]) -> list[str]:
+    """The audit's checks that count something still in flight (a release, a refund, a
+    placement), by name."""
+    return [check["name"] for check in report["checks"] if "in flight" in check["detail"]]
+
+
 def in_flight(report: dict[str, Any]) -> bool:
-    """Whether a check counts something still in flight (a release, a refund, a placement)."""
-    return any("in flight" in check["detail"] for check in report["checks"])
+    """Whether a check counts something still in flight."""
+    return bool(checks_in_flight(report))
 
 
 async def settle(
