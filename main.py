@@ -1,4 +1,5 @@
-"""``python main.py serve | demo | bench | audit | backup``: the command line in a checkout.
+"""``python main.py serve | demo | bench | audit | backup | restore``: the command line in a
+checkout.
 
 The command line lives in :mod:`shopkeep.cli`; installed, it is the ``shopkeep`` command and
 ``python -m shopkeep``. This file stays so that a checkout runs without installing anything.

@@ -10,6 +10,7 @@ Playwright; ``make chromium`` installs it) and writes ``admin-dashboard.png`` an
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import tempfile
@@ -134,9 +135,24 @@ async def take(docs: Path) -> None:
                 await page.screenshot(path=str(docs / "admin-order.png"), full_page=True)
 
 
+def parser() -> argparse.ArgumentParser:
+    """The command's one argument, the folder the pictures go to."""
+    made = argparse.ArgumentParser(
+        prog="python -m shopkeep.admin.screenshots",
+        description="Write the admin console's pictures, admin-dashboard.png and "
+        "admin-order.png, from a sandbox shop filled with an hour of orders.",
+    )
+    made.add_argument(
+        "docs", nargs="?", default="docs", metavar="DOCS_DIR",
+        help="the folder to write them into (default: docs, of the current folder)",
+    )  # fmt: skip
+    return made
+
+
 def main(argv: list[str]) -> int:
-    """Write the screenshots; 2 when there is no Chromium to take them with."""
-    docs = Path(argv[0] if argv else "docs")
+    """Write the screenshots; 2 for a usage error or when there is no Chromium to take them
+    with."""
+    docs = Path(parser().parse_args(argv).docs)
     if not CHROMIUM.exists():
         print(f"no Chromium at {CHROMIUM}: `make chromium` installs it", file=sys.stderr)
         return 2

@@ -23,8 +23,8 @@ After each run, with the disk working, the shop is given time to retry, and then
   nothing held, which the state before the operation does not count);
 - what the live shop answers equals what a fresh process reads from the file.
 
-``python -m shopkeep.proof storage-faults`` runs every operation in both modes; the figure is the
-number of injection points covered.
+``python -m shopkeep.proof storage-faults`` runs every operation in every mode (``MODES``); the
+figure is the number of injection points covered.
 """
 
 from __future__ import annotations
@@ -243,7 +243,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m shopkeep.proof storage-faults")
     names = [operation.name for operation in OPERATIONS]
     parser.add_argument("--operation", action="append", choices=names, help="default: all")
-    parser.add_argument("--mode", action="append", choices=MODES, help="default: both")
+    parser.add_argument("--mode", action="append", choices=MODES, help="default: every one of them")
     parser.add_argument("--max-calls", type=int, default=MAX_CALLS, help="the largest N")
     args = parser.parse_args(argv)
     started = time.perf_counter()

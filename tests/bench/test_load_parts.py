@@ -49,7 +49,7 @@ def test_a_mix_keeps_only_the_journeys_it_weighs() -> None:
 @pytest.mark.parametrize(
     ("text", "words"),
     [
-        ("teleport=1", "not journey=weight"),
+        ("teleport=1", "'teleport' is no journey"),
         ("pay", "not journey=weight"),
         ("pay=x", "not a whole number"),
         ("pay=-1", "negative"),

@@ -66,7 +66,8 @@ def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     flag(
         parser, "--concurrency", convert=whole(1, MAX_CONCURRENCY), metavar="N", default="64",
-        help="workers running journeys at once, and the most connections open (each worker "
+        help="workers running journeys at once (over HTTP, as many connections for them and as "
+        "many again for the orders parked for their deadline; each worker "
         f"has two users of its own, made before the run: at most {MAX_CONCURRENCY:,})",
     )  # fmt: skip
     flag(

@@ -125,9 +125,11 @@ def parse_mix(text: str | None) -> dict[str, int]:
     weights: dict[str, int] = {}
     for part in text.split(","):
         name, sep, value = part.strip().partition("=")
-        if not sep or name not in JOURNEYS:
-            known = ", ".join(JOURNEYS)
+        known = ", ".join(JOURNEYS)
+        if not sep:
             raise MixError(f"{part.strip()!r} is not journey=weight (journeys: {known})")
+        if name not in JOURNEYS:
+            raise MixError(f"{name!r} is no journey (journeys: {known})")
         if name in weights:
             raise MixError(f"journey {name} is given twice")
         try:

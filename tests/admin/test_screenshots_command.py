@@ -1,0 +1,35 @@
+"""The screenshots command reads its folder through an argument parser: a flag is never a folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shopkeep.admin import screenshots
+
+
+def test_help_explains_the_command_and_does_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as ended:
+        screenshots.main(["--help"])
+    assert ended.value.code == 0
+    assert "DOCS_DIR" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_flag_is_a_usage_error_and_does_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as ended:
+        screenshots.main(["--into", "somewhere"])
+    assert ended.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_folder_defaults_to_docs() -> None:
+    assert screenshots.parser().parse_args([]).docs == "docs"
