@@ -8,7 +8,7 @@ closes the store. The server, the embedded API and the tests all start from here
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -62,11 +62,14 @@ async def open_runtime(
     inline: bool = False,
     writer: str = "thread",
     id_floors: Sequence[str] = (),
+    prepare: Callable[[Store], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open the database at ``db_path`` and run an actor system on it until the block ends.
 
     ``writer``: "thread" or "process", where the group-commit writer commits (see StoreConfig).
     ``id_floors``: queries of ids kept in no ``id`` column (see ``ActorSystem.id_floors``).
+    ``prepare``: checks of the database awaited before any actor runs (nothing in its outbox
+    or timers is sent on before they pass; what they raise ends the open).
     Where the collector freezes survivors, what earlier runtimes of this process left frozen is
     collected first (``collector.collect_frozen``), unless another runtime is open: that full
     collection would pause it.
@@ -82,6 +85,8 @@ async def open_runtime(
             )
         )
         try:
+            if prepare is not None:
+                await prepare(store)
             system = ActorSystem(
                 store, clock=clock or RealClock(), config=config, id_floors=id_floors
             )

@@ -21,7 +21,6 @@ import functools
 import hashlib
 import os
 import secrets
-import sqlite3
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -80,6 +79,7 @@ from shopkeep.bootstrap import Runtime, finish_despite_cancel, open_runtime
 from shopkeep.errors import ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, InFlight, Once, key_of
 from shopkeep.logs import log_through_stdlib_unless_configured
+from shopkeep.opening import check_database
 from shopkeep.paging import Page, page_after, paged
 from shopkeep.payments.provider import (
     PaymentProvider,
@@ -103,7 +103,6 @@ from shopkeep.requests import (
 from shopkeep.runtime import Address, Clock, RealClock, RuntimeConfig, ShuttingDown
 from shopkeep.shop_payments import Payments
 from shopkeep.store.reader import Reader, Row
-from shopkeep.store.settings import keep as keep_settings
 
 T = TypeVar("T")
 
@@ -114,21 +113,6 @@ ASSET_KINDS = (UserActor, GoodsActor, CouponActor, AssetsActor, KeySweepActor)
 Key = str | IdempotencyKey | None
 """An optional Idempotency-Key: a string, or an IdempotencyKey to learn whether the answer was
 replayed (SPEC 7; see :mod:`shopkeep.idempotency`)."""
-
-CURRENCY_SETTING = "currency"
-"""``settings`` key: the currency the database keeps its amounts in, decided at its first
-start (or by its orders, in a database from before it was kept)."""
-
-
-class CurrencyMismatch(ValueError):
-    """The database keeps its amounts in another currency than the shop was opened with: its
-    balances, prices and orders would be read as amounts of the wrong money."""
-
-
-def _kept_currency(configured: str, conn: sqlite3.Connection) -> str:
-    first = order_store.latest_currency(conn) or configured
-    return keep_settings({CURRENCY_SETTING: first}, conn)[CURRENCY_SETTING]
-
 
 class CreatedUser(msgspec.Struct, frozen=True):
     """A new user and their API token (shown once: only its hash is kept)."""
@@ -249,42 +233,40 @@ class Shop(Payments, BackOffice):
         provider = as_provider(chosen, settings.currency)
         queries: Counter[str] = Counter()
         stats = OrderStats()
-        async with open_runtime(
-            path,
-            synchronous=synchronous,
-            clock=the_clock,
-            config=runtime_config,
-            kinds=[*ASSET_KINDS, *order_kinds(settings, provider, queries, stats)],
-            inline=inline,
-            writer=writer,
-            id_floors=(KEYS_ORDER_IDS_SQL,),
-        ) as runtime:
-            try:
-                kept = await runtime.store.writer.call(
-                    functools.partial(_kept_currency, settings.currency)
-                )
-                if kept != settings.currency:
-                    raise CurrencyMismatch(
-                        f"{path} keeps its amounts in {kept}; it cannot be opened as a shop in "
-                        f"{settings.currency}"
-                    )
-            except BaseException:
-                await provider.close()
-                raise
-            shop = cls(runtime, settings, provider, secret, queries, stats)
-            if shop.gateway is not None:
-                shop.gateway.attach(shop.acknowledge_callback)
-            await recover_cut_placements(runtime.system)
-            sweep = start_deadline_sweep(runtime.system, settings)
-            start_key_sweep(runtime.system)
-            try:
-                yield shop
-            finally:
-                sweep.cancel()
+        fits = functools.partial(
+            check_database, path=path, currency=settings.currency, gateway=provider.name
+        )
+        closed = False
+        try:
+            async with open_runtime(
+                path,
+                synchronous=synchronous,
+                clock=the_clock,
+                config=runtime_config,
+                kinds=[*ASSET_KINDS, *order_kinds(settings, provider, queries, stats)],
+                inline=inline,
+                writer=writer,
+                id_floors=(KEYS_ORDER_IDS_SQL,),
+                prepare=fits,
+            ) as runtime:
+                shop = cls(runtime, settings, provider, secret, queries, stats)
+                if shop.gateway is not None:
+                    shop.gateway.attach(shop.acknowledge_callback)
+                await recover_cut_placements(runtime.system)
+                sweep = start_deadline_sweep(runtime.system, settings)
+                start_key_sweep(runtime.system)
+                try:
+                    yield shop
+                finally:
+                    sweep.cancel()
+                    closed = True  # before the actors stop: no callback delivered to them
+                    await finish_despite_cancel(provider.close())
+                    # a shop kept past its block answers every call as its actors do:
+                    # ShuttingDown (a read would otherwise meet a closed connection's ValueError)
+                    shop.reader = _CLOSED
+        finally:
+            if not closed:  # the database refused (check_database), or the start failed
                 await finish_despite_cancel(provider.close())
-                # a shop kept past its block answers every call as its actors do: ShuttingDown
-                # (a read would otherwise meet a closed connection's ValueError)
-                shop.reader = _CLOSED
 
     async def _ask(self, address: Address, message: Any) -> Any:
         return await self.system.ask(address, message)

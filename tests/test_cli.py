@@ -150,6 +150,32 @@ def test_serve_in_another_currency_than_its_database_keeps_fails_in_one_line(
     assert_one_line_error(result, "--currency (env SHOPKEEP_CURRENCY)", "keeps its amounts in CNY")
 
 
+async def sandbox_payment_in(path: str) -> None:
+    """A shop on the sandbox at ``path`` with one payment started."""
+    from shopkeep.shop import Shop
+
+    async with Shop.open(path, gateway="sandbox") as shop:
+        ann = await shop.create_user("ann", balance=0)
+        tea = await shop.create_goods("tea", price=5_000, stock=5)
+        order = await shop.place_order(ann.user.id, [(tea.id, 1)])
+        await shop.start_payment(order.id, user_id=ann.user.id)
+
+
+def test_serve_on_another_provider_than_its_payments_went_through_fails_in_one_line(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "s.db")
+    asyncio.run(sandbox_payment_in(path))
+    (tmp_path / "key").write_text("sk_test_cli\n")
+
+    result = run_main(
+        "serve", "--gateway", "stripe", "--stripe-api-key-file", str(tmp_path / "key"),
+        "--stripe-webhook-secret-file", str(tmp_path / "key"), "--db", path, "--port", "0",
+    )  # fmt: skip
+
+    assert_one_line_error(result, "--gateway (env SHOPKEEP_GATEWAY)", "1 through sandbox")
+
+
 def test_serve_on_an_empty_host_refuses_rather_than_listen_on_every_interface() -> None:
     result = run_main("serve", "--sandbox", "--host", "", "--port", "0")
 

@@ -420,6 +420,15 @@ def latest_currency(conn: sqlite3.Connection) -> str | None:
     return None if row is None else str(row[0])
 
 
+def payments_elsewhere(conn: sqlite3.Connection, gateway: str) -> dict[str, int]:
+    """How many payments went through each provider other than ``gateway`` (a scan of the
+    payments, once a start: an index would cost every payment's commit a page)."""
+    rows = conn.execute(
+        "SELECT gateway, count(*) FROM payments WHERE gateway <> ? GROUP BY gateway", (gateway,)
+    )
+    return {str(name): int(count) for name, count in rows}
+
+
 async def return_order(reader: Reader, return_id: int) -> int | None:
     """The order a return was asked for, or None when there is no such return."""
     row = await reader.fetchone("SELECT order_id FROM returns WHERE id = ?", (return_id,))

@@ -50,7 +50,7 @@ def run_demo(args: argparse.Namespace) -> int:
         return fail_about(args, "db", f"cannot use database path {args.db}: {problem}")
 
     from shopkeep.demo import DemoRefused, fill
-    from shopkeep.shop import CurrencyMismatch
+    from shopkeep.opening import CurrencyMismatch
     from shopkeep.store.errors import UNREADABLE, StoreError, unreadable
 
     configure_logs(args)

@@ -254,7 +254,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return fail_about(args, "db", f"cannot use database path {args.db}: {problem}")
 
     from shopkeep.http.server import ListenError, StartupError, fastest_loop_factory, serve
-    from shopkeep.shop import CurrencyMismatch
+    from shopkeep.opening import CurrencyMismatch, GatewayMismatch
     from shopkeep.store.errors import StoreError, unreadable
 
     options = serve_options(args)
@@ -271,6 +271,8 @@ def run_serve(args: argparse.Namespace) -> int:
         return fail_about(args, "db", f"cannot use database {args.db}: {unreadable(error)}")
     except CurrencyMismatch as error:
         return fail_about(args, "currency", str(error))
+    except GatewayMismatch as error:
+        return fail_about(args, "gateway", str(error))
     except StartupError as error:
         return fail(args, str(error))
     except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed

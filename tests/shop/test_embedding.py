@@ -22,7 +22,8 @@ import pytest
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.errors import ShopError
-from shopkeep.shop import CurrencyMismatch, Shop
+from shopkeep.opening import CurrencyMismatch
+from shopkeep.shop import Shop
 
 PAST_64_BITS = 2**64
 

@@ -1,0 +1,87 @@
+"""A database opens only as the shop it was: in its currency (test_embedding.py) and on the
+provider its payments went through. A black-box run of configuration changes found a database
+of Stripe payments served on the sandbox marking a refund Stripe never paid "refunded" (the
+sandbox refunds on trust what it has no record of), and served on Alipay sending Stripe's
+refunds and deadline queries to Alipay, refused and retried for ever, or found "open" and lost."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from shopkeep.actors.config import ShopConfig
+from shopkeep.opening import GatewayMismatch
+from shopkeep.payments.provider import PaymentProvider
+from shopkeep.payments.settings import ProviderSettings, build_provider
+from shopkeep.proof.provider_world import provider_world
+from shopkeep.runtime import VirtualClock
+from shopkeep.shop import Shop
+
+NOWHERE = "http://127.0.0.1:9"
+"""A Stripe no request reaches (the discard port): a shop refused before it runs asks none."""
+
+
+def stripe_at(folder: Path, base: str = NOWHERE) -> PaymentProvider:
+    """A Stripe provider, its key files in ``folder``."""
+    (folder / "stripe.key").write_text("sk_test_opening\n")
+    (folder / "stripe.whsec").write_text("whsec_opening\n")
+    settings = ProviderSettings(
+        gateway="stripe", currency="CNY", stripe_api_key_file=str(folder / "stripe.key"),
+        stripe_webhook_secret_file=str(folder / "stripe.whsec"), stripe_api_base=base,
+    )  # fmt: skip
+    return build_provider(settings, lambda: None, timeout_s=1.0)  # type: ignore[arg-type,return-value]
+
+
+def refund_statuses(path: Path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return [str(row[0]) for row in conn.execute("SELECT status FROM refunds ORDER BY id")]
+
+
+async def test_a_database_of_sandbox_payments_refuses_to_open_on_stripe(tmp_path: Path) -> None:
+    path = tmp_path / "shop.db"
+    async with Shop.open(path, gateway="sandbox") as shop:
+        ann = await shop.create_user("ann", balance=0)
+        tea = await shop.create_goods("tea", price=5_000, stock=5)
+        for _ in range(2):
+            order = await shop.place_order(ann.user.id, [(tea.id, 1)])
+            await shop.start_payment(order.id, user_id=ann.user.id)
+
+    with pytest.raises(GatewayMismatch, match=r"\(2 through sandbox\).* paid through stripe"):
+        async with Shop.open(path, gateway=stripe_at(tmp_path)):
+            pass  # never reached
+
+    async with Shop.open(path, gateway="sandbox") as shop:  # and opens again as it was
+        assert len((await shop.list_orders(user_id=ann.user.id)).items) == 2
+
+
+async def test_a_database_without_payments_opens_on_any_provider(tmp_path: Path) -> None:
+    path = tmp_path / "shop.db"
+    async with Shop.open(path, gateway="sandbox") as shop:  # a shop set up on the sandbox
+        ann = await shop.create_user("ann", balance=10_000)
+        tea = await shop.create_goods("tea", price=5_000, stock=5)
+        await shop.place_order(ann.user.id, [(tea.id, 1)])  # not paid: no payment
+
+    async with Shop.open(path, gateway=stripe_at(tmp_path)) as shop:
+        assert shop.provider.name == "stripe"
+        assert (await shop.get_goods(tea.id)).stock == 4
+
+
+async def test_a_stripe_refund_in_flight_is_not_settled_by_the_sandbox(tmp_path: Path) -> None:
+    clock = VirtualClock(start=time.time())
+    async with provider_world("stripe", tmp_path, clock=clock) as world:
+        alice, order, _ = await world.paid_order()
+        world.fake.fail_refunds(1_000)
+        status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
+        assert status == 200
+        await world.shop.runtime.system.quiet()
+    db = tmp_path / "shop.db"
+    assert refund_statuses(db) == ["refunding"]
+
+    with pytest.raises(GatewayMismatch, match=r"\(1 through stripe\)"):
+        async with Shop.open(db, gateway="sandbox", config=ShopConfig(currency="USD")):
+            pass  # never reached
+
+    assert refund_statuses(db) == ["refunding"]  # Stripe still owes it; nothing said otherwise
