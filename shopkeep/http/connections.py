@@ -29,8 +29,8 @@ default is an hour; ours is 15 s). What it does not, and this module adds:
 aiohttp has no hook for any of these, so each connection's protocol is our subclass of its
 :class:`~aiohttp.web.RequestHandler`, made by our :class:`~aiohttp.web.Server`. The deadline
 looks at two attributes of aiohttp's handler that are not public (``_messages``, the requests
-parsed and not yet handled, and ``_request_count``); tests/http/test_connections.py fails if
-they change.
+parsed and not yet handled, and ``_request_count``), and a broken body's framing at its
+private ``_ErrInfo``; tests/http/test_connections.py fails if they change.
 
 The deadlines share one timer, the server's: a connection notes when its request began, and the
 timer fires at the earliest deadline, closes every connection past its own and sets itself for
@@ -53,6 +53,7 @@ from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import _ErrInfo
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
@@ -206,15 +207,8 @@ class BoundedRequestHandler(web.RequestHandler):
         if body is not None and not body.is_eof():
             # in the middle of a body, which can never arrive whole now: its read fails at once
             # (answered 400, to a client that may still read), not at the read deadline; the
-            # requests before it are answered first. One answered already is only at its
-            # end: aiohttp's lingering, reading the rest after the answer, met the error and
-            # logged an "Unhandled exception" at error level for every such client
-            if body is not self._answered_early:
-                body.set_exception(ConnectionResetError(CLIENT_LEFT))
-            # and at its end: a read still meets the error first, but a lingering that
-            # begins after this does not read at all
-            body.feed_eof()
-            self._done()
+            # requests before it are answered first
+            self._body_never_whole(body, ConnectionResetError(CLIENT_LEFT))
         if self._messages:
             # requests still to answer (pipelined): the last one's answer closes it
             message, payload = self._messages[-1]
@@ -293,13 +287,43 @@ class BoundedRequestHandler(web.RequestHandler):
         if self.reading_since is None and data:
             self._begin()  # the first byte of a request
         parsed = self._request_count
+        body = self._body
         super().data_received(data)
         if self._request_count != parsed and self._messages:
-            self._body = self._messages[-1][1]  # headers arrived; the body may still come
+            message, payload = self._messages[-1]
+            if isinstance(message, _ErrInfo) and body is not None and not body.is_eof():
+                self._framing_broken(body, message)
+                return
+            self._body = payload  # headers arrived; the body may still come
         if self._body is not None and self._body.is_eof():
             self._done()  # the request is whole
         # Bytes of a next, pipelined request that came with the end of this one get no
         # deadline of their own: the keep-alive timer closes a connection waiting for them.
+
+    def _framing_broken(self, body: StreamReader, refused: _ErrInfo) -> None:
+        """The parser refused bytes in the middle of ``body`` (a chunk's size that is no
+        number): aiohttp's C parser drops the body without a word and queues the refusal as
+        a request of its own, so the handler reading the body waited for ever, past the read
+        deadline, which the refusal's empty body ended, and past the client's close: a few
+        such requests held the cap's every connection. The body's read fails now (answered
+        400 by its handler, as one request gets one answer) and the connection closes after:
+        where the next request would begin is unknown."""
+        self._messages.pop()
+        failed = web.RequestPayloadError(refused.message)
+        failed.__cause__ = refused.exc
+        self._body_never_whole(body, failed)
+        self.close()
+
+    def _body_never_whole(self, body: StreamReader, error: BaseException) -> None:
+        """``body`` can never arrive whole: a read under way or to come fails with ``error``.
+        One answered already is only put at its end: aiohttp's lingering, reading the rest
+        after the answer, met the error and logged an "Unhandled exception" at error level."""
+        if body is not self._answered_early:
+            body.set_exception(error)
+        # and at its end: a read still meets the error first, but a lingering that begins
+        # after this does not read at all
+        body.feed_eof()
+        self._done()
 
     def handle_error(
         self,

@@ -313,6 +313,35 @@ async def test_requests_before_a_body_a_half_close_cuts_are_answered_and_it_is_a
         writer.close()
 
 
+@pytest.mark.parametrize("path", ["/v1/payments/callback", "/v1/goods"])
+async def test_a_body_whose_chunks_break_once_it_is_being_read_is_answered_400_at_once(
+    serve: Serve, path: str
+) -> None:
+    # aiohttp's parser dropped the body without a word: its handler waited for it for ever,
+    # past the read bound and the client's close, and four such requests held a cap of four
+    async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=LONG_S, max_connections=4)) as (
+        server
+    ):
+        for _ in range(5):
+            reader, writer = await connect(server)
+            writer.write(
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+                f"{ADMIN_TOKEN}\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n"
+                "\r\n".encode()
+            )
+            # the handler is reading the body: its headers were parsed in a feed of their own
+            assert b" 100 " in await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT_S)
+            writer.write(b'5\r\n{"a":\r\nzz\r\n')
+
+            answer = await asyncio.wait_for(read_answer(reader), WAIT_S)
+            assert answer.status == 400, answer
+            assert b"the body could not be read" in answer.body
+            assert await seconds_until_closed(reader, WAIT_S) is not None
+            writer.close()
+        assert await healthy(await connect(server))
+        assert counts(server).read_timeouts == 0
+
+
 async def test_a_request_cut_by_its_read_bound_says_408_whatever_else_was_wrong_with_it(
     serve: Serve,
 ) -> None:
