@@ -151,10 +151,17 @@ async def still_holds(shop: Shop, principal: Principal, header: str | None) -> b
     )
 
 
-def unauthorized() -> ShopError:
-    """The refusal (401) of a request to a route that needs a token and got none, or one
-    nobody holds."""
-    return ShopError("unauthorized", "a valid bearer token is required")
+TOKEN_REQUIRED: Final = "a valid bearer token is required"
+ONE_TOKEN: Final = "one Authorization header is required: two name two callers"
+"""Why a request with two ``Authorization`` headers is refused: which one acts is not the
+server's to guess (a proxy that adds one, or reads the last, would check one caller and send
+another's request)."""
+
+
+def unauthorized(detail: str = TOKEN_REQUIRED) -> ShopError:
+    """The refusal (401) of a request to a route that needs a token and got none, one nobody
+    holds, or two."""
+    return ShopError("unauthorized", detail)
 
 
 def authorize(principal: Principal | None, access: Access) -> Principal:

@@ -59,6 +59,7 @@ from shopkeep.actors.protocol import VALIDATION_ERROR
 from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.auth import (
     CALLBACK_PATHS,
+    ONE_TOKEN,
     Access,
     authorize,
     is_public,
@@ -372,7 +373,10 @@ class FrontDoor:
         (None on a public route); else the token's hash, which :meth:`admit_later` looks up."""
         principal = None
         if not public:
-            found = recognize(self._shop, self._admin_hash, headers.get(hdrs.AUTHORIZATION))
+            given = headers.getall(hdrs.AUTHORIZATION, ())
+            if len(given) > 1:
+                raise unauthorized(ONE_TOKEN)
+            found = recognize(self._shop, self._admin_hash, given[0] if given else None)
             limiter = self._limiter
             if isinstance(found, str):
                 if limiter is not None:

@@ -79,7 +79,7 @@ _PROBLEM_TEXT: Final = {
     400: "The request could not be read (bad_request): a header past the server's limit, a "
     "body that does not decode as its `Content-Encoding` says, or one that did not arrive "
     "whole; nothing changed.",
-    401: "No bearer token, or one nobody holds (unauthorized).",
+    401: "No bearer token, one nobody holds, or two Authorization headers (unauthorized).",
     429: "Too many requests from this token (rate_limited): try again after `Retry-After` "
     "seconds.",
     404: "No such thing, or not the caller's (not_found).",

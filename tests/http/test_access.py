@@ -7,14 +7,16 @@ an id is tried as its owner, as another user, with no token and with a wrong tok
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from multidict import CIMultiDict
 from pytest_aiohttp import AiohttpClient
 
 from shopkeep.http.app import make_app
-from shopkeep.http.auth import NOT_A_USER, bearer_hash
+from shopkeep.http.auth import NOT_A_USER, ONE_TOKEN, bearer_hash
 from shopkeep.http.config import HttpConfig
 from shopkeep.proof.api_probes import (
     ADMIN_ROUTES,
@@ -207,3 +209,23 @@ def test_a_bearer_header_is_parsed_and_hashed_once_for_the_requests_that_repeat_
     after = bearer_hash.cache_info()
     assert (after.misses - before.misses, after.hits - before.hits) == (1, 2)
     assert bearer_hash("Basic a-token-sent-with-every-request") is None
+
+
+async def test_two_authorization_headers_are_refused_whoever_they_name(api: Api) -> None:
+    # the first one acted: a proxy that checked the last (or added its own) sent another
+    # caller's request on
+    alice, bob = await api.customer(balance=10_000), await api.customer(balance=10_000)
+    goods = await api.goods()
+    body = json.dumps({"items": [{"goods_id": goods, "quantity": 1}]}).encode()
+    for first, second in ((alice, bob), (alice, {"Authorization": "Bearer nope"}), (ADMIN, bob)):
+        headers = CIMultiDict(first.headers if isinstance(first, Customer) else first)
+        headers.add("Authorization", (second.headers if isinstance(second, Customer) else second)[
+            "Authorization"
+        ])
+        async with api.client.post("/v1/orders", headers=headers, data=body) as answer:
+            problem = await answer.json(content_type=None)
+            assert (answer.status, problem["code"]) == (401, "unauthorized")
+            assert problem["detail"] == ONE_TOKEN
+    for customer in (alice, bob):
+        mine = await api.call("GET", "/v1/orders", customer.headers)
+        assert mine.body["items"] == []
