@@ -60,11 +60,12 @@ def new_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 free now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def listening_socket() -> socket.socket:
+    """A socket bound to a port of 127.0.0.1 the kernel chose, held from now on: a port only
+    found free and let go was taken meanwhile, now and then, by the fake's own (EADDRINUSE)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 class ProviderWorld:
@@ -250,8 +251,8 @@ async def provider_world(
     shop_key, provider_key, forger = new_key(), new_key(), new_key()
     (folder / "shop.pem").write_bytes(private_pem(shop_key))
     (folder / "provider.pub").write_bytes(public_pem(provider_key.public_key()))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    listener = listening_socket()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     fake: FakeServer
     if name == "alipay":
         fake = FakeAlipay(app_id=ALIPAY_APP_ID, app_public_key=shop_key.public_key(),
@@ -268,36 +269,38 @@ async def provider_world(
     (folder / "apiv3.key").write_bytes(APIV3_KEY + b"\n")
     (folder / "stripe.key").write_text(STRIPE_API_KEY + "\n")
     (folder / "stripe.whsec").write_text(STRIPE_WEBHOOK_SECRET + "\n")
-    async with fake:
-        settings = ProviderSettings(
-            gateway=name, currency=CURRENCY[name], public_url=url,
-            alipay_app_id=ALIPAY_APP_ID, alipay_private_key_file=str(folder / "shop.pem"),
-            alipay_public_key_file=str(folder / "provider.pub"),
-            alipay_url=fake.url + ALIPAY_PATH,
-            wechatpay_mch_id=WECHATPAY_MCH_ID, wechatpay_app_id=WECHATPAY_APP_ID,
-            wechatpay_private_key_file=str(folder / "shop.pem"), wechatpay_cert_serial="5157F09E",
-            wechatpay_apiv3_key_file=str(folder / "apiv3.key"),
-            wechatpay_platform_public_key_file=str(folder / "provider.pub"),
-            wechatpay_url=fake.url,
-            stripe_api_key_file=str(folder / "stripe.key"),
-            stripe_webhook_secret_file=str(folder / "stripe.whsec"), stripe_api_base=fake.url,
-        )
-        provider = build_provider(settings, lambda: None, timeout_s=1.0)  # type: ignore[arg-type,return-value]
-        shop_config = config or ShopConfig()
-        shop_config = ShopConfig(**{**shop_config.__dict__, "currency": CURRENCY[name]})
-        async with Shop.open(
-            str(folder / "shop.db"), gateway=provider, clock=clock, config=shop_config,
-            gateway_secret=secrets.token_hex(16),
-        ) as shop:
-            app = make_app(shop, HttpConfig(admin_token=ADMIN_TOKEN, rate_limit_per_s=0))
-            runner = web.AppRunner(app, handle_signals=False)
-            await runner.setup()
-            try:
-                await web.TCPSite(runner, "127.0.0.1", port).start()
-                async with aiohttp.ClientSession() as session:
-                    yield ProviderWorld(name, fake, shop, url, session, forger)
-            finally:
-                await runner.cleanup()
+    with listener:  # closed at the end, or when the world fails to start
+        async with fake:
+            settings = ProviderSettings(
+                gateway=name, currency=CURRENCY[name], public_url=url,
+                alipay_app_id=ALIPAY_APP_ID, alipay_private_key_file=str(folder / "shop.pem"),
+                alipay_public_key_file=str(folder / "provider.pub"),
+                alipay_url=fake.url + ALIPAY_PATH,
+                wechatpay_mch_id=WECHATPAY_MCH_ID, wechatpay_app_id=WECHATPAY_APP_ID,
+                wechatpay_private_key_file=str(folder / "shop.pem"),
+                wechatpay_cert_serial="5157F09E",
+                wechatpay_apiv3_key_file=str(folder / "apiv3.key"),
+                wechatpay_platform_public_key_file=str(folder / "provider.pub"),
+                wechatpay_url=fake.url,
+                stripe_api_key_file=str(folder / "stripe.key"),
+                stripe_webhook_secret_file=str(folder / "stripe.whsec"), stripe_api_base=fake.url,
+            )
+            provider = build_provider(settings, lambda: None, timeout_s=1.0)  # type: ignore[arg-type,return-value]
+            shop_config = config or ShopConfig()
+            shop_config = ShopConfig(**{**shop_config.__dict__, "currency": CURRENCY[name]})
+            async with Shop.open(
+                str(folder / "shop.db"), gateway=provider, clock=clock, config=shop_config,
+                gateway_secret=secrets.token_hex(16),
+            ) as shop:
+                app = make_app(shop, HttpConfig(admin_token=ADMIN_TOKEN, rate_limit_per_s=0))
+                runner = web.AppRunner(app, handle_signals=False)
+                await runner.setup()
+                try:
+                    await web.SockSite(runner, listener).start()
+                    async with aiohttp.ClientSession() as session:
+                        yield ProviderWorld(name, fake, shop, url, session, forger)
+                finally:
+                    await runner.cleanup()
 
 
 def _names(key: str, refund_id: str) -> bool:
