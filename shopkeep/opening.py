@@ -7,7 +7,9 @@ to a provider that never took the payment (Stripe's refund sent to Alipay, refus
 for ever; a Stripe refund "refunded" by the sandbox, which trusts what it has no record of; a
 payment still open at Stripe asked of Alipay, found open, and lost when paid) or in the wrong
 money. A shop that changes provider starts on a new database: the one of the old provider keeps
-its refunds and queries, which only that provider answers.
+its refunds and queries, which only that provider answers. A database whose payments of another
+provider need it no more (failed, refunded, those of orders canceled or returned and settled;
+the sandbox's open ones, which no restarted sandbox can take) opens on any.
 """
 
 from __future__ import annotations
@@ -30,31 +32,35 @@ class CurrencyMismatch(ValueError):
 
 
 class GatewayMismatch(ValueError):
-    """The database holds payments taken through another provider than the shop was opened
-    with: their refunds and queries would go to a provider that never took them."""
+    """The database holds payments of another provider than the shop was opened with that may
+    still need theirs (order_store.still_owed_elsewhere): their refunds and queries would go to
+    a provider that never took them."""
 
 
 def _facts(currency: str, gateway: str, conn: sqlite3.Connection) -> tuple[str, dict[str, int]]:
-    """The database's currency (kept at its first start) and its payments at any provider but
-    ``gateway``, counted by provider. Runs on the writer (its process, maybe: plain values)."""
+    """The database's currency (kept at its first start) and, by provider other than
+    ``gateway``, its payments that may still need it. Runs on the writer (its process, maybe:
+    plain values)."""
     first = order_store.latest_currency(conn) or currency
     kept = keep_settings({CURRENCY_SETTING: first}, conn)[CURRENCY_SETTING]
-    return kept, order_store.payments_elsewhere(conn, gateway)
+    return kept, order_store.still_owed_elsewhere(conn, gateway)
 
 
 async def check_database(store: Store, *, path: str, currency: str, gateway: str) -> None:
     """Refuse a database that counts in another currency than ``currency``, or holds payments
-    taken through another provider than ``gateway``: CurrencyMismatch, GatewayMismatch."""
+    of another provider than ``gateway`` that may still need it: CurrencyMismatch,
+    GatewayMismatch."""
     kept, elsewhere = await store.writer.call(functools.partial(_facts, currency, gateway))
     if kept != currency:
         raise CurrencyMismatch(
             f"{path} keeps its amounts in {kept}; it cannot be opened as a shop in {currency}"
         )
     if elsewhere:
-        taken = ", ".join(f"{count:,} through {name}" for name, count in sorted(elsewhere.items()))
+        owed = ", ".join(f"{count:,} through {name}" for name, count in sorted(elsewhere.items()))
         raise GatewayMismatch(
-            f"{path} holds payments taken through another provider ({taken}), whose refunds "
-            f"and queries only that provider answers; it cannot be opened as a shop paid "
-            f"through {gateway}: open it with that provider, and a shop of {gateway} on a new "
+            f"{path} holds payments of another provider that it may still have to query or "
+            f"refund ({owed}), which only that provider answers; it cannot be opened as a "
+            f"shop paid through {gateway}: serve it with that provider while they are open, "
+            f"paid for orders not yet returned or refunding, and a shop of {gateway} on a new "
             f"database"
         )

@@ -151,14 +151,16 @@ def test_serve_in_another_currency_than_its_database_keeps_fails_in_one_line(
 
 
 async def sandbox_payment_in(path: str) -> None:
-    """A shop on the sandbox at ``path`` with one payment started."""
+    """A shop on the sandbox at ``path`` with one order paid (it may yet be refunded)."""
     from shopkeep.shop import Shop
 
     async with Shop.open(path, gateway="sandbox") as shop:
         ann = await shop.create_user("ann", balance=0)
         tea = await shop.create_goods("tea", price=5_000, stock=5)
         order = await shop.place_order(ann.user.id, [(tea.id, 1)])
-        await shop.start_payment(order.id, user_id=ann.user.id)
+        payment = (await shop.start_payment(order.id, user_id=ann.user.id)).payment
+        assert shop.gateway is not None
+        assert await shop.gateway.complete(payment.id, order.id, payment.amount, "succeeded")
 
 
 def test_serve_on_another_provider_than_its_payments_went_through_fails_in_one_line(

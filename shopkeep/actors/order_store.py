@@ -17,9 +17,14 @@ from shopkeep.actors.order_messages import DeadlineReached
 from shopkeep.actors.order_state import (
     AWAITING_PAYMENT,
     CANCELED,
+    CREATED,
+    DELIVERED,
     PAID,
     PENDING,
+    REFUNDING,
     ROW_FIELDS,
+    SHIPPED,
+    SUCCEEDED,
     ArmDeadline,
     Award,
     CancelDeadline,
@@ -420,12 +425,26 @@ def latest_currency(conn: sqlite3.Connection) -> str | None:
     return None if row is None else str(row[0])
 
 
-def payments_elsewhere(conn: sqlite3.Connection, gateway: str) -> dict[str, int]:
-    """How many payments went through each provider other than ``gateway`` (a scan of the
-    payments, once a start: an index would cost every payment's commit a page)."""
-    rows = conn.execute(
-        "SELECT gateway, count(*) FROM payments WHERE gateway <> ? GROUP BY gateway", (gateway,)
-    )
+_STILL_OWED_SQL: Final = (
+    "SELECT p.gateway, count(*) FROM payments p JOIN orders o ON o.id = p.order_id "
+    "WHERE p.gateway <> ? AND ("
+    # open at a real provider, which may still take it (a late payment is refunded there);
+    # the sandbox's open payments died with the process that kept its books
+    f"(p.status = '{CREATED}' AND p.gateway <> 'sandbox') "
+    # taken for an order that may still be canceled or returned: refunded there
+    f"OR (p.status = '{SUCCEEDED}' AND o.status IN ('{PAID}', '{SHIPPED}', '{DELIVERED}')) "
+    f"OR EXISTS (SELECT 1 FROM refunds r WHERE r.payment_id = p.id "
+    f"AND r.status = '{REFUNDING}')) "
+    "GROUP BY p.gateway"
+)
+
+
+def still_owed_elsewhere(conn: sqlite3.Connection, gateway: str) -> dict[str, int]:
+    """By provider other than ``gateway``: its payments that may still need it, to be queried
+    at a deadline, to take a late payment, or to refund (a refund under way, or an order paid
+    through it that may yet be canceled or returned). A scan of the payments, once a start: an
+    index would cost every payment's commit a page."""
+    rows = conn.execute(_STILL_OWED_SQL, (gateway,))
     return {str(name): int(count) for name, count in rows}
 
 

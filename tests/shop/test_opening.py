@@ -40,14 +40,25 @@ def refund_statuses(path: Path) -> list[str]:
         return [str(row[0]) for row in conn.execute("SELECT status FROM refunds ORDER BY id")]
 
 
-async def test_a_database_of_sandbox_payments_refuses_to_open_on_stripe(tmp_path: Path) -> None:
+async def paid_order(shop: Shop, user_id: int, goods_id: int) -> int:
+    """An order placed and paid through the sandbox: its id."""
+    order = await shop.place_order(user_id, [(goods_id, 1)])
+    payment = (await shop.start_payment(order.id)).payment
+    assert shop.gateway is not None
+    assert await shop.gateway.complete(payment.id, order.id, payment.amount, "succeeded")
+    return order.id
+
+
+async def test_a_database_of_sandbox_orders_that_may_be_refunded_refuses_stripe(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "shop.db"
     async with Shop.open(path, gateway="sandbox") as shop:
         ann = await shop.create_user("ann", balance=0)
         tea = await shop.create_goods("tea", price=5_000, stock=5)
-        for _ in range(2):
-            order = await shop.place_order(ann.user.id, [(tea.id, 1)])
-            await shop.start_payment(order.id, user_id=ann.user.id)
+        shipped = await paid_order(shop, ann.user.id, tea.id)
+        await paid_order(shop, ann.user.id, tea.id)  # paid: may be canceled, and refunded
+        await shop.ship(shipped)  # may be delivered and returned, and refunded
 
     with pytest.raises(GatewayMismatch, match=r"\(2 through sandbox\).* paid through stripe"):
         async with Shop.open(path, gateway=stripe_at(tmp_path)):
@@ -55,6 +66,24 @@ async def test_a_database_of_sandbox_payments_refuses_to_open_on_stripe(tmp_path
 
     async with Shop.open(path, gateway="sandbox") as shop:  # and opens again as it was
         assert len((await shop.list_orders(user_id=ann.user.id)).items) == 2
+
+
+async def test_a_database_whose_sandbox_payments_need_it_no_more_opens_on_stripe(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "shop.db"
+    async with Shop.open(path, gateway="sandbox") as shop:  # a shop tried out on the sandbox
+        ann = await shop.create_user("ann", balance=10_000)
+        tea = await shop.create_goods("tea", price=5_000, stock=5)
+        open_one = await shop.place_order(ann.user.id, [(tea.id, 1)])
+        await shop.start_payment(open_one.id)  # open: the restarted sandbox cannot take it
+        await shop.cancel_order(await paid_order(shop, ann.user.id, tea.id))  # refunded
+        await shop.runtime.system.quiet()
+        assert await shop.refunds_in_flight() == []
+
+    async with Shop.open(path, gateway=stripe_at(tmp_path)) as shop:
+        assert shop.provider.name == "stripe"
+        assert (await shop.get_goods(tea.id)).stock == 4
 
 
 async def test_a_database_without_payments_opens_on_any_provider(tmp_path: Path) -> None:
