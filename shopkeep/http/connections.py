@@ -309,9 +309,9 @@ class BoundedRequestHandler(web.RequestHandler):
         400 by its handler, as one request gets one answer) and the connection closes after:
         where the next request would begin is unknown."""
         self._messages.pop()
-        failed = web.RequestPayloadError(refused.message)
-        failed.__cause__ = refused.exc
-        self._body_never_whole(body, failed)
+        # what the parser found, never the bytes it quotes after it (they may hold a token)
+        said = refused.message.split(":", 1)[0].strip() or "the chunks do not add up"
+        self._body_never_whole(body, web.RequestPayloadError(said))
         self.close()
 
     def _body_never_whole(self, body: StreamReader, error: BaseException) -> None:

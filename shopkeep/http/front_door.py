@@ -199,10 +199,10 @@ class Guard:
                 await body_of(request, self.body, optional=self.body_optional)
             except ShopError as more:
                 found += more.errors
-            except (web.HTTPException, OSError) as unread:
-                # a body that cannot be read (too large, the client gone) adds nothing; one
-                # whose connection the server closed is not answered (its access line says
-                # why: the caller's answer_error)
+            except (web.HTTPException, web.RequestPayloadError, OSError) as unread:
+                # a body that cannot be read (too large, its chunks or compression broken, the
+                # client gone) adds nothing; one whose connection the server closed is not
+                # answered (its access line says why: the caller's answer_error)
                 if cut_short(request, unread) is not None:
                     raise
         if len(found) == len(refused.errors):

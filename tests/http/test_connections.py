@@ -342,6 +342,40 @@ async def test_a_body_whose_chunks_break_once_it_is_being_read_is_answered_400_a
         assert counts(server).read_timeouts == 0
 
 
+async def broken_chunks_answer(server: Server, target: str, chunks: bytes) -> tuple[int, bytes]:
+    """The answer to a chunked POST to ``target`` whose ``chunks`` break after its headers were
+    parsed on their own; the connection is closed after it."""
+    reader, writer = await connect(server)
+    writer.write(
+        f"POST {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_TOKEN}"
+        "\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    )
+    assert b" 100 " in await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT_S)
+    writer.write(chunks)
+    answer = await asyncio.wait_for(read_answer(reader), WAIT_S)
+    assert await seconds_until_closed(reader, WAIT_S) is not None
+    writer.close()
+    return answer.status, answer.body
+
+
+async def test_broken_chunks_beside_a_refused_query_are_its_422_and_quote_no_bytes(
+    serve: Serve,
+) -> None:
+    # the guard, listing every problem, read the body and met the parser's error: a plain
+    # 500 that logged the refused bytes; and a 400 quoted a broken trailer's bytes, token and all
+    async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=LONG_S)) as server:
+        broken = b'5\r\n{"a":\r\nzz\r\n'
+        status, body = await broken_chunks_answer(server, "/v1/goods?x=1", broken)
+        assert status == 422 and b'"parameter":"x"' in body
+
+        secret = b"trailer-secret-0123456789"
+        status, body = await broken_chunks_answer(
+            server, "/v1/goods", b"2\r\n{}\r\n0\r\nX-Trace: " + secret + b"\x01\r\n\r\n"
+        )
+        assert status == 400 and b"the body could not be read" in body
+        assert secret not in body
+
+
 async def test_a_request_cut_by_its_read_bound_says_408_whatever_else_was_wrong_with_it(
     serve: Serve,
 ) -> None:
