@@ -97,14 +97,14 @@ def judge_stock(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
     for goods_id, stock, initial, restocked, net, *_ in found.get("stock.goods", ()):
         bad.append(
             f"goods {goods_id}: stock {stock}, but initial {initial} + restocked "
-            f"{restocked} + ledger {net:+d} = {initial + restocked + net}"
+            f"{restocked} + ledger {net:+} = {initial + restocked + net}"
         )
     for order_id, goods_id, ordered, taken, *_ in found.get("stock.held", ()):
         bad.append(f"order {order_id} ordered {ordered} of goods {goods_id}, but holds {taken}")
     for goods_id, rows, *_ in found.get("stock.orphan", ()):
         bad.append(f"goods {goods_id} does not exist but has {rows} stock ledger rows")
     for order_id, goods_id, net, *_ in found.get("stock.no_order", ()):
-        bad.append(f"order {order_id} does not exist but moved {net:+d} of goods {goods_id}")
+        bad.append(f"order {order_id} does not exist but moved {net:+} of goods {goods_id}")
     for order_id, goods_id, net, status, *_ in found.get("stock.order", ()):
         if net > 0:
             bad.append(

@@ -4,13 +4,14 @@ SPEC section 6: a compensation waiting in the outbox counts on the side of the o
 receive it. The audit reads the outbox in the same statement (the same snapshot) as the tables it
 checks, and this module says, for each kind of asset, which orders have something on its way.
 
-The shop's asset kinds are decoded with their own message unions, and a pending ReleaseAssets
-is expanded exactly as the ``assets`` actor will expand it (:func:`release_messages`). A message
-for any other kind (order, payment, refund actors) is read generically: it counts for the order
-named by its ``order_id`` field, or by its address when it is sent to an ``order`` actor, and
-the audit then excuses every check of that order, since anything may follow from it. A
-message to an ``order`` actor must be one of the order's own (:data:`OrderMessage`): any other
-is undecodable, and excuses nothing.
+Every row is decoded with the message union of its kind's actor, as the runtime will decode it
+to deliver it. A pending ReleaseAssets is expanded exactly as the ``assets`` actor will expand
+it (:func:`release_messages`). A message for the order's own flow (the order, its refunder,
+warehouse and payment query) counts for the order named by its ``order_id`` field, or by its
+address when it is sent to an ``order`` actor, and the audit then excuses every check of that
+order, since anything may follow from it. A row of a kind no actor has, or that its kind's
+union does not decode, is undecodable: it excuses nothing (the runtime cannot deliver it
+either), and the audit's ``outbox`` check fails on it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from typing import Any
 import msgspec
 
 from shopkeep.actors.assets import Release, release_messages
+from shopkeep.actors.fulfilment import WarehouseActor
+from shopkeep.actors.key_sweep import KeySweepActor
 from shopkeep.actors.order_messages import OrderMessage
+from shopkeep.actors.payment_query import PaymentQueryActor
 from shopkeep.actors.protocol import (
     AssetsMessage,
     AwardPoints,
@@ -35,6 +39,7 @@ from shopkeep.actors.protocol import (
     RevokePoints,
     UserMessage,
 )
+from shopkeep.actors.refund import RefunderActor
 from shopkeep.runtime import Address
 
 _ORDER_DECODER: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(OrderMessage)
@@ -44,6 +49,12 @@ _DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
     "coupon": msgspec.msgpack.Decoder(CouponMessage),
     "user": msgspec.msgpack.Decoder(UserMessage),
 }
+_ORDER_FLOW: dict[str, msgspec.msgpack.Decoder[Any]] = {
+    kind.kind: msgspec.msgpack.Decoder(kind.messages)
+    for kind in (RefunderActor, WarehouseActor, PaymentQueryActor, KeySweepActor)
+}
+"""The other kinds that keep durable messages: what they carry moves an order's money or
+status, never an asset's ledger directly."""
 
 
 @dataclass
@@ -100,10 +111,14 @@ def read_outbox(rows: Iterable[tuple[Any, ...]]) -> InFlight:
             if kind == "order":
                 _ORDER_DECODER.decode(bytes(payload))  # the order's own, or undecodable
                 flight.orders.add(actor_id)
-            elif decoder is None:
-                _note_foreign(flight, msgspec.msgpack.decode(bytes(payload)))
-            else:
+            elif decoder is not None:
                 _note(flight, Address(kind, actor_id), decoder.decode(bytes(payload)))
+            elif kind in _ORDER_FLOW:
+                order_id = getattr(_ORDER_FLOW[kind].decode(bytes(payload)), "order_id", None)
+                if isinstance(order_id, int):
+                    flight.orders.add(order_id)
+            else:  # no actor of that kind: nothing will ever deliver it
+                flight.undecodable += 1
         except (msgspec.DecodeError, msgspec.ValidationError):
             flight.undecodable += 1
     return flight
@@ -132,8 +147,3 @@ def _note(flight: InFlight, to: Address, message: Any) -> None:
         case _:
             pass  # not a compensation (OrderSettled, a create...): moves nothing audited
 
-
-def _note_foreign(flight: InFlight, message: Any) -> None:
-    order_id = message.get("order_id") if isinstance(message, dict) else None
-    if isinstance(order_id, int):
-        flight.orders.add(order_id)

@@ -177,6 +177,15 @@ def test_stock_changed_without_a_ledger_row_fails_the_stock_check(shop_db: str) 
     }
 
 
+def test_a_stock_ledger_of_fractions_fails_the_stock_check_rather_than_the_audit(
+    shop_db: str,
+) -> None:
+    # SQLite's sum() of a REAL is a float, which the detail formatted as a whole number:
+    # a traceback offline, a 500 from GET /v1/audit
+    corrupt(shop_db, f"UPDATE stock_ledger SET quantity = quantity + 0.5 WHERE goods_id = {TEA}")
+    assert "initial 20 + restocked 5 + ledger +0.5 = 25.5" in failing(audit_file(shop_db))["stock"]
+
+
 def test_ledger_rows_of_goods_that_do_not_exist_fail_the_stock_check_though_they_net_to_zero(
     shop_db: str,
 ) -> None:
