@@ -152,11 +152,15 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """Write the screenshots; 2 for a usage error or when there is no Chromium to take them
     with."""
-    docs = Path(parser().parse_args(argv).docs)
+    made = parser()
+    docs = Path(made.parse_args(argv).docs)
     if not CHROMIUM.exists():
         print(f"no Chromium at {CHROMIUM}: `make chromium` installs it", file=sys.stderr)
         return 2
-    docs.mkdir(parents=True, exist_ok=True)
+    try:
+        docs.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        made.error(f"DOCS_DIR {docs}: {error.strerror or error}")
     asyncio.run(take(docs))
     print(f"wrote {docs / 'admin-dashboard.png'} and {docs / 'admin-order.png'}")
     return 0

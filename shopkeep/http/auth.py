@@ -152,7 +152,7 @@ async def still_holds(shop: Shop, principal: Principal, header: str | None) -> b
 
 
 TOKEN_REQUIRED: Final = "a valid bearer token is required"
-ONE_TOKEN: Final = "one Authorization header is required: two name two callers"
+ONE_TOKEN: Final = "send one Authorization header: two may name two callers"
 """Why a request with two ``Authorization`` headers is refused: which one acts is not the
 server's to guess (a proxy that adds one, or reads the last, would check one caller and send
 another's request)."""

@@ -44,6 +44,7 @@ def test_the_plan_says_which_journeys_of_the_default_mix_are_left_out() -> None:
 
 def test_a_mix_keeps_only_the_journeys_it_weighs() -> None:
     assert parse_mix("pay=3, ship=1,return=0") == {"pay": 3, "ship": 1}
+    assert parse_mix(" pay = 3 ") == {"pay": 3}
 
 
 @pytest.mark.parametrize(

@@ -124,7 +124,8 @@ def parse_mix(text: str | None) -> dict[str, int]:
         raise MixError("'' names no journey (journeys: " + ", ".join(JOURNEYS) + ")")
     weights: dict[str, int] = {}
     for part in text.split(","):
-        name, sep, value = part.strip().partition("=")
+        name, sep, value = part.partition("=")
+        name = name.strip()
         known = ", ".join(JOURNEYS)
         if not sep:
             raise MixError(f"{part.strip()!r} is not journey=weight (journeys: {known})")
