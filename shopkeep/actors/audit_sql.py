@@ -9,12 +9,14 @@ rows of its tags, with what the outbox still carries, into a :class:`Verdict`.
 Fingerprint gates, and why. The exact comparisons (per goods, per user, per order) group
 hundreds of thousands of ledger rows, which in SQLite means a sort; on a 100k-order database
 that alone takes longer than the rest of the audit. Instead, each side of an equation is first
-folded in one scan into three numbers: the plain sum of its values, and two sums weighted by
-the key (``key mod p`` and ``key div p mod p``, with ``p = 2^31 - 1``; every product and sum is
-reduced mod ``p`` so nothing overflows 64 bits). If the two sides agree for every key, the
-three numbers agree. If they disagree for some keys, the plain sum or a weighted sum differs
-unless the differences cancel out exactly under three unrelated weightings at once (two keys
-never share both weights), which a bug or a corruption does not do by accident. When the
+folded in one scan into four numbers: the plain sum of its values, two sums of the values'
+residues ``value mod p`` weighted by the key (``key mod p`` and ``key div p mod p``, with
+``p = 2^31 - 1``; every product and sum is reduced mod ``p`` so nothing overflows 64 bits), and
+a sum of the values' quotients ``value div p`` weighted by the key, so that differences of a
+multiple of ``p`` (which leave every residue as it was) count too. If the two sides agree for
+every key, the four numbers agree. If they disagree for some keys, the plain sum or a weighted
+sum differs unless the differences cancel out exactly under unrelated weightings at once (two
+keys never share both weights), which a bug or a corruption does not do by accident. When the
 numbers differ, the gate is *open* and the exact per-key comparison runs to name the
 violations; when they agree, the comparison's loops never start (the gate, a CTE with one row
 or none, is the outermost table of the branch).
@@ -96,37 +98,47 @@ def placed(table: str = "") -> str:
     )
 
 
-def sums(key: str, value: str) -> tuple[str, str, str]:
-    """The three aggregates of a fingerprint of ``value`` by ``key`` (NULL over no rows)."""
-    v = f"(({value}) % {P})"
+FOLDED = 4
+"""The numbers of a fingerprint: ``n0`` (the plain sum) and the weighted ``n1`` to ``n3``."""
+
+
+def sums(key: str, value: str) -> tuple[str, ...]:
+    """The :data:`FOLDED` aggregates of a fingerprint of ``value`` by ``key`` (NULL over no
+    rows)."""
+    residue = f"(({value}) % {P})"
+    quotient = f"((({value}) / {P}) % {P})"
     w1 = f"(({key}) % {P})"
     w2 = f"((({key}) / {P}) % {P})"
-    return f"sum({value})", f"sum({v} * {w1} % {P})", f"sum({v} * {w2} % {P})"
+    return (
+        f"sum({value})",
+        f"sum({residue} * {w1} % {P})",
+        f"sum({residue} * {w2} % {P})",
+        f"sum({quotient} * {w1} % {P})",
+    )
 
 
 def fold(source: str, key: str, value: str) -> str:
-    """One row ``(n0, n1, n2)``: the fingerprint of ``value`` by ``key`` over ``source``."""
-    n0, n1, n2 = sums(key, value)
-    return (
-        f"SELECT coalesce({n0}, 0) AS n0, coalesce({n1}, 0) AS n1, coalesce({n2}, 0) AS n2 "
-        f"FROM {source}"
-    )
+    """One row ``(n0, n1, n2, n3)``: the fingerprint of ``value`` by ``key`` over ``source``."""
+    named = ", ".join(f"coalesce({total}, 0) AS n{i}" for i, total in enumerate(sums(key, value)))
+    return f"SELECT {named} FROM {source}"
 
 
 def nonzero(source: str, key: str, value: str) -> str:
     """A scalar subquery: whether ``value`` over ``source`` does not net to zero for some key
     (false over no rows)."""
-    n0, n1, n2 = sums(key, value)
-    return f"(SELECT {n0} != 0 OR {n1} % {P} != 0 OR {n2} % {P} != 0 FROM {source})"
+    plain, *weighted = sums(key, value)
+    some = " OR ".join([f"{plain} != 0", *(f"{total} % {P} != 0" for total in weighted)])
+    return f"(SELECT {some} FROM {source})"
 
 
 def agree(*sides: tuple[str, int]) -> str:
-    """The condition that signed folds (alias, +1 or -1) sum to zero in all three numbers."""
+    """The condition that signed folds (alias, +1 or -1) sum to zero in all their numbers."""
     terms = [
         " ".join(f"{'+' if sign > 0 else '-'} {alias}.n{i}" for alias, sign in sides)
-        for i in range(3)
+        for i in range(FOLDED)
     ]
-    return f"({terms[0]}) = 0 AND ({terms[1]}) % {P} = 0 AND ({terms[2]}) % {P} = 0"
+    plain, *weighted = terms
+    return " AND ".join([f"({plain}) = 0", *(f"({term}) % {P} = 0" for term in weighted)])
 
 
 def gate(name: str, books: str, ledger: str) -> str:

@@ -186,6 +186,25 @@ def test_a_stock_ledger_of_fractions_fails_the_stock_check_rather_than_the_audit
     assert "initial 20 + restocked 5 + ledger +0.5 = 25.5" in failing(audit_file(shop_db))["stock"]
 
 
+def test_stock_and_money_made_in_multiples_of_the_fingerprints_modulus_are_still_found(
+    shop_db: str,
+) -> None:
+    # +p on one key and -p on another left every residue as it was and the plain sum too:
+    # the gates stayed shut on two billion units made out of nothing
+    p = 2_147_483_647
+    corrupt(shop_db, f"UPDATE goods SET stock = stock + {p} WHERE id = {TEA}")
+    corrupt(shop_db, f"UPDATE goods SET initial_stock = initial_stock + {p} WHERE id != {TEA}")
+    corrupt(shop_db, f"UPDATE users SET balance = balance + {p} WHERE id = {ANN}")
+    corrupt(
+        shop_db,
+        "INSERT INTO wallet_ledger (user_id, order_id, reason, amount, at) "
+        f"VALUES ({BOB}, NULL, 'credit', {p}, 0)",
+    )
+    found = failing(audit_file(shop_db))
+    assert f"goods {TEA}: stock {22 + 1 + p}" in found["stock"]
+    assert f"user {ANN}" in found["wallet"] and f"user {BOB}" in found["wallet"]
+
+
 def test_ledger_rows_of_goods_that_do_not_exist_fail_the_stock_check_though_they_net_to_zero(
     shop_db: str,
 ) -> None:
