@@ -25,6 +25,7 @@ from typing import Annotated, Any, Final, Union, get_args, get_origin
 import msgspec
 
 from shopkeep.errors import FieldError
+from shopkeep.requests import ID_PATTERN
 
 _NONE: Final = type(None)
 _JSON_NAMES: Final = {
@@ -200,8 +201,13 @@ def query_problem(raw: str, schema: dict[str, Any]) -> str | None:
         return f"Expected one of {', '.join(schema['enum'])}"
     pattern = schema.get("pattern")
     if pattern is not None and _compiled(pattern).search(raw) is None:
-        return f"Expected a string matching regex {pattern!r}"
+        return _PATTERN_MEANS.get(pattern, f"Expected a string matching regex {pattern!r}")
     return None
+
+
+_PATTERN_MEANS: Final = {ID_PATTERN: "Expected an id as this server writes them, such as a "
+                         "page's next_cursor: digits, no sign, no leading zero"}
+"""What a query parameter's pattern asks for, in words (a client is not shown the regex)."""
 
 
 @functools.cache
