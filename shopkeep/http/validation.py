@@ -25,7 +25,7 @@ from typing import Annotated, Any, Final, Union, get_args, get_origin
 import msgspec
 
 from shopkeep.errors import FieldError
-from shopkeep.requests import ID_PATTERN
+from shopkeep.requests import ID_PATTERN, NAME_PATTERN, TEXT_PATTERN
 
 _NONE: Final = type(None)
 _JSON_NAMES: Final = {
@@ -52,7 +52,7 @@ def refusal_of(error: msgspec.MsgspecError) -> FieldError:
     if not isinstance(error, msgspec.ValidationError):
         return FieldError(f"the body is not JSON: {error}", pointer="")
     message, _, path = str(error).partition(" - at `")
-    return FieldError(message, pointer=pointer_of(path.removesuffix("`")))
+    return FieldError(worded(message), pointer=pointer_of(path.removesuffix("`")))
 
 
 def pointer_of(path: str) -> str:
@@ -149,7 +149,7 @@ def _leaf(value: Any, kind: Any) -> str | None:
     try:
         decoder.decode(msgspec.json.encode(value))
     except msgspec.ValidationError as refused:
-        return str(refused)
+        return worded(str(refused))
     return None
 
 
@@ -205,9 +205,21 @@ def query_problem(raw: str, schema: dict[str, Any]) -> str | None:
     return None
 
 
-_PATTERN_MEANS: Final = {ID_PATTERN: "Expected an id as this server writes them, such as a "
-                         "page's next_cursor: digits, no sign, no leading zero"}
-"""What a query parameter's pattern asks for, in words (a client is not shown the regex)."""
+_PATTERN_MEANS: Final = {
+    ID_PATTERN: "Expected an id as this server writes them (a page's next_cursor too): digits, "
+    "no sign, no leading zero",
+    TEXT_PATTERN: "Expected text without control characters",
+    NAME_PATTERN: "Expected text that is not blank, without control characters",
+}
+"""What a pattern of the API's asks for, in words: a client is not shown the regex."""
+_MSGSPEC_PATTERN: Final = {
+    f"Expected `str` matching regex {pattern!r}": words for pattern, words in _PATTERN_MEANS.items()
+}
+
+
+def worded(detail: str) -> str:
+    """msgspec's refusal ``detail``, its regex said in words when it is one of the API's."""
+    return _MSGSPEC_PATTERN.get(detail, detail)
 
 
 @functools.cache
