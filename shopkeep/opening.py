@@ -7,9 +7,9 @@ to a provider that never took the payment (Stripe's refund sent to Alipay, refus
 for ever; a Stripe refund "refunded" by the sandbox, which trusts what it has no record of; a
 payment still open at Stripe asked of Alipay, found open, and lost when paid) or in the wrong
 money. A shop that changes provider starts on a new database: the one of the old provider keeps
-its refunds and queries, which only that provider answers. A database whose payments of another
-provider need it no more (failed, refunded, those of orders canceled or returned and settled;
-the sandbox's open ones, which no restarted sandbox can take) opens on any.
+its refunds and queries, which only that provider answers. A database of the sandbox whose
+payments need it no more (none paid for an order that may still be canceled or returned, none
+being refunded: its open ones died with the process that kept its books) opens on any.
 """
 
 from __future__ import annotations
@@ -58,9 +58,8 @@ async def check_database(store: Store, *, path: str, currency: str, gateway: str
     if elsewhere:
         owed = ", ".join(f"{count:,} through {name}" for name, count in sorted(elsewhere.items()))
         raise GatewayMismatch(
-            f"{path} holds payments of another provider that it may still have to query or "
-            f"refund ({owed}), which only that provider answers; it cannot be opened as a "
-            f"shop paid through {gateway}: serve it with that provider while they are open, "
-            f"paid for orders not yet returned or refunding, and a shop of {gateway} on a new "
-            f"database"
+            f"{path} holds payments of another provider ({owed}), whose notifications, "
+            f"queries and refunds only that provider answers; it cannot be opened as a shop "
+            f"paid through {gateway}: keep serving it with that provider, and start a shop of "
+            f"{gateway} on a new database"
         )

@@ -554,7 +554,7 @@ class OrderActor(Actor):
             state.expires_at > now
         ):
             return False
-        asked = payments_to_ask(state)
+        asked = payments_to_ask(state, self.provider.name)
         if not asked:
             return False
         if self.querying is not None:
@@ -574,7 +574,7 @@ class OrderActor(Actor):
         customer still on its checkout page cannot pay the order again (only to be refunded,
         the provider's fees lost); one collected meanwhile is found by the query before the
         close, and refunded as a late or duplicate payment. The order does not wait for it."""
-        for payment in payments_to_ask(state):
+        for payment in payments_to_ask(state, self.provider.name):
             _ask_provider(ctx, state, payment, attempt=1)
 
     # -- cancels and fulfilment -----------------------------------------------------------------

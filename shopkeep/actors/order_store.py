@@ -17,7 +17,6 @@ from shopkeep.actors.order_messages import DeadlineReached
 from shopkeep.actors.order_state import (
     AWAITING_PAYMENT,
     CANCELED,
-    CREATED,
     DELIVERED,
     PAID,
     PENDING,
@@ -55,6 +54,7 @@ from shopkeep.actors.refund_store import (
     UPSERT_REFUND_SQL,
 )
 from shopkeep.paging import Page, page_after, paged
+from shopkeep.payments.names import SANDBOX
 from shopkeep.runtime import Address, Context
 from shopkeep.store.reader import Reader, Row
 
@@ -428,10 +428,12 @@ def latest_currency(conn: sqlite3.Connection) -> str | None:
 _STILL_OWED_SQL: Final = (
     "SELECT p.gateway, count(*) FROM payments p JOIN orders o ON o.id = p.order_id "
     "WHERE p.gateway <> ? AND ("
-    # open at a real provider, which may still take it (a late payment is refunded there);
-    # the sandbox's open payments died with the process that kept its books
-    f"(p.status = '{CREATED}' AND p.gateway <> 'sandbox') "
-    # taken for an order that may still be canceled or returned: refunded there
+    # a real provider's, whatever it became: open or failed, it may still be paid (and a
+    # payment closed at the provider is not written back); paid, its notifications come again
+    # (Alipay's TRADE_FINISHED months later) and its refunds go there
+    f"p.gateway <> '{SANDBOX}' "
+    # the sandbox's open ones died with the process that kept its books: only its payments
+    # of orders that may still be canceled or returned, or being refunded, need it
     f"OR (p.status = '{SUCCEEDED}' AND o.status IN ('{PAID}', '{SHIPPED}', '{DELIVERED}')) "
     f"OR EXISTS (SELECT 1 FROM refunds r WHERE r.payment_id = p.id "
     f"AND r.status = '{REFUNDING}')) "
@@ -440,10 +442,10 @@ _STILL_OWED_SQL: Final = (
 
 
 def still_owed_elsewhere(conn: sqlite3.Connection, gateway: str) -> dict[str, int]:
-    """By provider other than ``gateway``: its payments that may still need it, to be queried
-    at a deadline, to take a late payment, or to refund (a refund under way, or an order paid
-    through it that may yet be canceled or returned). A scan of the payments, once a start: an
-    index would cost every payment's commit a page."""
+    """By provider other than ``gateway``: its payments that may still need it: every payment
+    of a real provider, and the sandbox's that may still be refunded (a refund under way, or
+    an order paid through it that may yet be canceled or returned). A scan of the payments,
+    once a start: an index would cost every payment's commit a page."""
     rows = conn.execute(_STILL_OWED_SQL, (gateway,))
     return {str(name): int(count) for name, count in rows}
 

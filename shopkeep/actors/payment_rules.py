@@ -118,11 +118,18 @@ def knows_outcome(state: OrderState, payment_id: int, status: str, txn_id: str |
     return any(p.id == payment_id and p.status != CREATED for p in state.payments)
 
 
-def payments_to_ask(state: OrderState) -> list[Payment]:
-    """The order's payments the provider may still collect on (open, or failed yet payable:
-    ``STILL_PAYABLE``), oldest first: closed there and asked about (SPEC 10) at the deadline,
-    which waits for every answer, or at a cancel before payment, which waits for none."""
-    return [payment for payment in state.payments if payment.status in STILL_PAYABLE]
+def payments_to_ask(state: OrderState, gateway: str) -> list[Payment]:
+    """The order's payments the provider ``gateway`` may still collect on (open, or failed yet
+    payable: ``STILL_PAYABLE``), oldest first: closed there and asked about (SPEC 10) at the
+    deadline, which waits for every answer, or at a cancel before payment, which waits for
+    none. Another gateway's are not its to answer (the sandbox's, open when a database of it
+    was opened on a real provider: they died with the sandbox's books; ``shopkeep.opening``
+    lets no other kind be)."""
+    return [
+        payment
+        for payment in state.payments
+        if payment.status in STILL_PAYABLE and payment.gateway == gateway
+    ]
 
 
 def keep_checkout(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Final, Literal, get_args
 
-GATEWAYS: Final = ("sandbox", "alipay", "wechatpay", "stripe")
+SANDBOX: Final = "sandbox"
+"""The gateway that takes no real money, and keeps its books in its process's memory."""
+GATEWAYS: Final = (SANDBOX, "alipay", "wechatpay", "stripe")
 """The names ``--gateway`` takes."""
 CALLED_BACK_AT_PUBLIC_URL: Final = frozenset({"alipay", "wechatpay"})
 """The gateways told where to call back with each payment (``--public-url`` and their route):

@@ -120,12 +120,20 @@ def test_the_payments_asked_about_are_those_the_provider_may_still_collect_on() 
     ).state
     open_after = with_payment(failed_twice, 52)
 
-    assert payments_to_ask(none_started) == []
+    assert payments_to_ask(none_started, "sandbox") == []
     # a declined card: Stripe takes another on the same page
-    assert [p.id for p in payments_to_ask(failed_twice)] == [50, 51]
-    assert [p.id for p in payments_to_ask(open_after)] == [50, 51, 52]
+    assert [p.id for p in payments_to_ask(failed_twice, "sandbox")] == [50, 51]
+    assert [p.id for p in payments_to_ask(open_after, "sandbox")] == [50, 51, 52]
     paid = callback(open_after, payment_id=52).state
-    assert [p.id for p in payments_to_ask(paid)] == [50, 51]  # not 52, paid
+    assert [p.id for p in payments_to_ask(paid, "sandbox")] == [50, 51]  # not 52, paid
+
+
+def test_another_gateways_payments_are_not_asked_of_this_one() -> None:
+    # a sandbox database opened on Stripe asked Stripe about the sandbox's open payments at
+    # their deadline, and wrote "open" in the order's history
+    sandbox_open = with_payment(awaiting())
+    assert [p.id for p in payments_to_ask(sandbox_open, "sandbox")] == [50]
+    assert payments_to_ask(sandbox_open, "stripe") == []
 
 
 # -- the decision table -----------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +34,11 @@ def stripe_at(folder: Path, base: str = NOWHERE) -> PaymentProvider:
         stripe_webhook_secret_file=str(folder / "stripe.whsec"), stripe_api_base=base,
     )  # fmt: skip
     return build_provider(settings, lambda: None, timeout_s=1.0)  # type: ignore[arg-type,return-value]
+
+
+def payment_statuses(path: Path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return [str(row[0]) for row in conn.execute("SELECT status FROM payments ORDER BY id")]
 
 
 def refund_statuses(path: Path) -> list[str]:
@@ -114,3 +120,23 @@ async def test_a_stripe_refund_in_flight_is_not_settled_by_the_sandbox(tmp_path:
             pass  # never reached
 
     assert refund_statuses(db) == ["refunding"]  # Stripe still owes it; nothing said otherwise
+
+
+async def test_a_database_that_ever_took_a_real_providers_payment_keeps_it(
+    tmp_path: Path,
+) -> None:
+    # a Stripe payment whose order timed out is closed there, but not written back; a failed
+    # one may still be paid with another card: either, opened on Alipay, was asked of Alipay
+    # at its deadline and lost when paid at Stripe
+    clock = VirtualClock(start=time.time())
+    async with provider_world("stripe", tmp_path, clock=clock) as world:
+        _, _, payment = await world.payment_started()
+        fake: Any = world.fake
+        await fake.fail(world.key_of(payment))  # a card declined: notified as failed
+        await world.shop.runtime.system.quiet()
+    db = tmp_path / "shop.db"
+    assert payment_statuses(db) == ["failed"]
+
+    with pytest.raises(GatewayMismatch, match=r"\(1 through stripe\).*keep serving it"):
+        async with Shop.open(db, gateway="sandbox", config=ShopConfig(currency="USD")):
+            pass  # never reached
