@@ -9,14 +9,16 @@ rows of its tags, with what the outbox still carries, into a :class:`Verdict`.
 Fingerprint gates, and why. The exact comparisons (per goods, per user, per order) group
 hundreds of thousands of ledger rows, which in SQLite means a sort; on a 100k-order database
 that alone takes longer than the rest of the audit. Instead, each side of an equation is first
-folded in one scan into four numbers: the plain sum of its values, two sums of the values'
-residues ``value mod p`` weighted by the key (``key mod p`` and ``key div p mod p``, with
-``p = 2^31 - 1``; every product and sum is reduced mod ``p`` so nothing overflows 64 bits), and
-a sum of the values' quotients ``value div p`` weighted by the key, so that differences of a
-multiple of ``p`` (which leave every residue as it was) count too. If the two sides agree for
-every key, the four numbers agree. If they disagree for some keys, the plain sum or a weighted
-sum differs unless the differences cancel out exactly under unrelated weightings at once (two
-keys never share both weights), which a bug or a corruption does not do by accident. When the
+folded in one scan into four numbers: the plain sum of its values, two sums of the values
+weighted by the key modulo ``p = 2^31 - 1`` (``value mod p`` times ``key mod p``, and times
+``key div p mod p``; every product and sum is reduced so nothing overflows 64 bits), and one
+modulo another prime, ``q = 2^31 - 19`` (``value mod q`` times ``key mod q``): a difference of a
+multiple of ``p`` on one key, which every residue mod ``p`` misses (+p on one goods and -p on
+another, or split over rows whose residues carry), is no multiple of ``q`` below ``p q``, about
+4.6e18. If the two sides agree for every key, the four numbers agree. If they disagree for some
+keys, the plain sum or a weighted sum differs unless the differences cancel out exactly under
+unrelated weightings at once (two keys never share both weights), which a bug or a corruption
+does not do by accident. When the
 numbers differ, the gate is *open* and the exact per-key comparison runs to name the
 violations; when they agree, the comparison's loops never start (the gate, a CTE with one row
 or none, is the outermost table of the branch).
@@ -39,6 +41,8 @@ WIDTH = 8
 
 P = 2_147_483_647
 """The fingerprints' modulus, 2^31 - 1 (prime): a product of two residues stays below 2^62."""
+Q = 2_147_483_629
+"""The fourth number's modulus, 2^31 - 19, the prime below ``P``."""
 
 STATUSES = ("pending", "awaiting_payment", "paid", "shipped", "delivered", "returned", "canceled")
 CANCEL_REASONS = ("placement_failed", "user", "timeout", "admin")
@@ -98,22 +102,21 @@ def placed(table: str = "") -> str:
     )
 
 
-FOLDED = 4
-"""The numbers of a fingerprint: ``n0`` (the plain sum) and the weighted ``n1`` to ``n3``."""
+MODULI: tuple[int | None, ...] = (None, P, P, Q)
+"""Each number of a fingerprint (``n0`` the plain sum, ``n1`` to ``n3`` weighted) and the
+modulus it is compared by."""
 
 
 def sums(key: str, value: str) -> tuple[str, ...]:
-    """The :data:`FOLDED` aggregates of a fingerprint of ``value`` by ``key`` (NULL over no
-    rows)."""
-    residue = f"(({value}) % {P})"
-    quotient = f"((({value}) / {P}) % {P})"
-    w1 = f"(({key}) % {P})"
-    w2 = f"((({key}) / {P}) % {P})"
+    """The aggregates of a fingerprint of ``value`` by ``key``, one a :data:`MODULI` (NULL over
+    no rows)."""
+    residue, residue_q = f"(({value}) % {P})", f"(({value}) % {Q})"
+    w1, w2, w3 = f"(({key}) % {P})", f"((({key}) / {P}) % {P})", f"(({key}) % {Q})"
     return (
         f"sum({value})",
         f"sum({residue} * {w1} % {P})",
         f"sum({residue} * {w2} % {P})",
-        f"sum({quotient} * {w1} % {P})",
+        f"sum({residue_q} * {w3} % {Q})",
     )
 
 
@@ -126,8 +129,8 @@ def fold(source: str, key: str, value: str) -> str:
 def nonzero(source: str, key: str, value: str) -> str:
     """A scalar subquery: whether ``value`` over ``source`` does not net to zero for some key
     (false over no rows)."""
-    plain, *weighted = sums(key, value)
-    some = " OR ".join([f"{plain} != 0", *(f"{total} % {P} != 0" for total in weighted)])
+    totals = zip(sums(key, value), MODULI, strict=True)
+    some = " OR ".join(_zero(total, modulus, "!=") for total, modulus in totals)
     return f"(SELECT {some} FROM {source})"
 
 
@@ -135,10 +138,16 @@ def agree(*sides: tuple[str, int]) -> str:
     """The condition that signed folds (alias, +1 or -1) sum to zero in all their numbers."""
     terms = [
         " ".join(f"{'+' if sign > 0 else '-'} {alias}.n{i}" for alias, sign in sides)
-        for i in range(FOLDED)
+        for i in range(len(MODULI))
     ]
-    plain, *weighted = terms
-    return " AND ".join([f"({plain}) = 0", *(f"({term}) % {P} = 0" for term in weighted)])
+    return " AND ".join(
+        _zero(term, modulus, "=") for term, modulus in zip(terms, MODULI, strict=True)
+    )
+
+
+def _zero(total: str, modulus: int | None, compare: str) -> str:
+    """``total`` compared (``=`` or ``!=``) with zero, modulo ``modulus`` when it has one."""
+    return f"({total}) {compare} 0" if modulus is None else f"({total}) % {modulus} {compare} 0"
 
 
 def gate(name: str, books: str, ledger: str) -> str:

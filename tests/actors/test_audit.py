@@ -205,6 +205,24 @@ def test_stock_and_money_made_in_multiples_of_the_fingerprints_modulus_are_still
     assert f"user {ANN}" in found["wallet"] and f"user {BOB}" in found["wallet"]
 
 
+@pytest.mark.parametrize(
+    "amounts",
+    [(2_147_483_646, 1), (2_147_483_647**2,)],  # residues that carry; a multiple of p twice
+)
+def test_money_made_in_multiples_of_the_modulus_over_several_rows_is_still_found(
+    shop_db: str, amounts: tuple[int, ...]
+) -> None:
+    for holder, sign in ((ANN, 1), (BOB, -1)):
+        for amount in amounts:
+            corrupt(
+                shop_db,
+                "INSERT INTO wallet_ledger (user_id, order_id, reason, amount, at) "
+                f"VALUES ({holder}, NULL, 'credit', {sign * amount}, 0)",
+            )
+    found = failing(audit_file(shop_db))
+    assert f"user {ANN}" in found["wallet"] and f"user {BOB}" in found["wallet"]
+
+
 def test_ledger_rows_of_goods_that_do_not_exist_fail_the_stock_check_though_they_net_to_zero(
     shop_db: str,
 ) -> None:
