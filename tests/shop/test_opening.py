@@ -104,6 +104,14 @@ async def test_a_database_without_payments_opens_on_any_provider(tmp_path: Path)
         assert (await shop.get_goods(tea.id)).stock == 4
 
 
+async def refused_on_the_sandbox(db: Path, said: str) -> None:
+    """Opening ``db``, a shop of Stripe's fake (in dollars), on the sandbox is refused,
+    saying ``said``."""
+    with pytest.raises(GatewayMismatch, match=said):
+        async with Shop.open(db, gateway="sandbox", config=ShopConfig(currency="USD")):
+            pass  # never reached
+
+
 async def test_a_stripe_refund_in_flight_is_not_settled_by_the_sandbox(tmp_path: Path) -> None:
     clock = VirtualClock(start=time.time())
     async with provider_world("stripe", tmp_path, clock=clock) as world:
@@ -115,9 +123,7 @@ async def test_a_stripe_refund_in_flight_is_not_settled_by_the_sandbox(tmp_path:
     db = tmp_path / "shop.db"
     assert refund_statuses(db) == ["refunding"]
 
-    with pytest.raises(GatewayMismatch, match=r"\(1 through stripe\)"):
-        async with Shop.open(db, gateway="sandbox", config=ShopConfig(currency="USD")):
-            pass  # never reached
+    await refused_on_the_sandbox(db, r"\(1 through stripe\)")
 
     assert refund_statuses(db) == ["refunding"]  # Stripe still owes it; nothing said otherwise
 
@@ -137,6 +143,4 @@ async def test_a_database_that_ever_took_a_real_providers_payment_keeps_it(
     db = tmp_path / "shop.db"
     assert payment_statuses(db) == ["failed"]
 
-    with pytest.raises(GatewayMismatch, match=r"\(1 through stripe\).*keep serving it"):
-        async with Shop.open(db, gateway="sandbox", config=ShopConfig(currency="USD")):
-            pass  # never reached
+    await refused_on_the_sandbox(db, r"\(1 through stripe\).*keep serving it")
