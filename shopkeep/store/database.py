@@ -153,6 +153,7 @@ class Store:
                 adopt, migrations=config.migrations, real_path=real_path, named=path
             )
             conn = connect(path, config.synchronous, mine)
+            readers: list[InlineReader | ThreadedReader] = []
             try:
                 version = apply_migrations(conn, config.migrations)
                 reader: Reader
@@ -160,11 +161,18 @@ class Store:
                 audit_reader: Reader | None = None
                 if config.inline:
                     reader = InlineReader.open(path)
+                    readers.append(reader)
                 else:
                     reader = await ThreadedReader.open(path)
+                    readers.append(reader)
                     point_reader = InlineReader.open(path)
+                    readers.append(point_reader)
                     audit_reader = await ThreadedReader.open(path)
             except BaseException:
+                # an open cut short (cancelled, a Ctrl-C) closes what it opened: a reader's
+                # thread left running kept the program from ever exiting
+                for cut in readers:
+                    cut.abandon()
                 conn.close()
                 raise
         except UNREADABLE as exc:

@@ -54,11 +54,18 @@ class ThreadedReader:
 
     @classmethod
     async def open(cls, path: str) -> ThreadedReader:
-        """Open a read connection to the database at ``path``."""
+        """Open a read connection to the database at ``path``. Cut short (its caller
+        cancelled), it leaves no thread: aiosqlite's is no daemon, and one left running kept
+        the program from ever exiting (aiosqlite ends it when the connect itself is cut)."""
         conn = await aiosqlite.connect(path, isolation_level=None)
-        for sql in SETTINGS:
-            await conn.execute_fetchall(sql)
-        return cls(conn)
+        opened = cls(conn)
+        try:
+            for sql in SETTINGS:
+                await conn.execute_fetchall(sql)
+        except BaseException:
+            opened.abandon()
+            raise
+        return opened
 
     @property
     def connection(self) -> aiosqlite.Connection:
@@ -78,6 +85,11 @@ class ThreadedReader:
     async def close(self) -> None:
         """Close the connection and its thread."""
         await self._conn.close()
+
+    def abandon(self) -> None:
+        """Close the connection and end its thread without waiting for them (an open cut
+        short: there is no awaiting once cancelled)."""
+        self._conn.stop()
 
 
 class InlineReader:
@@ -104,6 +116,10 @@ class InlineReader:
 
     async def close(self) -> None:
         """Close the connection."""
+        self._conn.close()
+
+    def abandon(self) -> None:
+        """Close the connection (as :meth:`close`, without awaiting)."""
         self._conn.close()
 
 
