@@ -49,12 +49,13 @@ _DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
     "coupon": msgspec.msgpack.Decoder(CouponMessage),
     "user": msgspec.msgpack.Decoder(UserMessage),
 }
-_ORDER_FLOW: dict[str, msgspec.msgpack.Decoder[Any]] = {
+_OTHER_KINDS: dict[str, msgspec.msgpack.Decoder[Any]] = {
     kind.kind: msgspec.msgpack.Decoder(kind.messages)
     for kind in (RefunderActor, WarehouseActor, PaymentQueryActor, KeySweepActor)
 }
-"""The other kinds that keep durable messages: what they carry moves an order's money or
-status, never an asset's ledger directly."""
+"""The other kinds that keep durable messages: the order's refunder, warehouse and payment
+query, whose messages move an order's money or status (never an asset's ledger directly), and
+the key sweep, whose messages name no order."""
 
 
 @dataclass
@@ -113,8 +114,8 @@ def read_outbox(rows: Iterable[tuple[Any, ...]]) -> InFlight:
                 flight.orders.add(actor_id)
             elif decoder is not None:
                 _note(flight, Address(kind, actor_id), decoder.decode(bytes(payload)))
-            elif kind in _ORDER_FLOW:
-                order_id = getattr(_ORDER_FLOW[kind].decode(bytes(payload)), "order_id", None)
+            elif kind in _OTHER_KINDS:
+                order_id = getattr(_OTHER_KINDS[kind].decode(bytes(payload)), "order_id", None)
                 if isinstance(order_id, int):
                     flight.orders.add(order_id)
             else:  # no actor of that kind: nothing will ever deliver it

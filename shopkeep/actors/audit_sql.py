@@ -18,10 +18,9 @@ another, or split over rows whose residues carry), is no multiple of ``q`` below
 4.6e18. If the two sides agree for every key, the four numbers agree. If they disagree for some
 keys, the plain sum or a weighted sum differs unless the differences cancel out exactly under
 unrelated weightings at once (two keys never share both weights), which a bug or a corruption
-does not do by accident. When the
-numbers differ, the gate is *open* and the exact per-key comparison runs to name the
-violations; when they agree, the comparison's loops never start (the gate, a CTE with one row
-or none, is the outermost table of the branch).
+does not do by accident. When the numbers differ, the gate is *open* and the exact per-key
+comparison runs to name the violations; when they agree, the comparison's loops never start
+(the gate, a CTE with one row or none, is the outermost table of the branch).
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from shopkeep.http.connection_limits import ConnectionLimits
-from shopkeep.http.errors import unparsable
+from shopkeep.http.errors import parser_found, unparsable
 from shopkeep.http.request_ids import HEADER_KEY, new_id
 
 log = structlog.get_logger("shopkeep.http")
@@ -309,8 +309,7 @@ class BoundedRequestHandler(web.RequestHandler):
         400 by its handler, as one request gets one answer) and the connection closes after:
         where the next request would begin is unknown."""
         self._messages.pop()
-        # what the parser found, never the bytes it quotes after it (they may hold a token)
-        said = refused.message.split(":", 1)[0].strip() or "the chunks do not add up"
+        said = parser_found(refused.message, "the chunks do not add up")
         self._body_never_whole(body, web.RequestPayloadError(said))
         self.close()
 

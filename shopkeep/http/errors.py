@@ -219,11 +219,17 @@ def unparsable(error: HttpProcessingError) -> web.Response:
     elif header == IDEMPOTENCY_HEADER.lower():
         answer = problem_for(refused_parameter(IDEMPOTENCY_HEADER, KEY_RULE))
     else:
-        said = error.message.split(":", 1)[0].strip() or "the request is not valid HTTP"
+        said = parser_found(error.message, "the request is not valid HTTP")
         where = "" if found is None else f" (header {found.group(1)})"
         answer = problem("bad_request", f"{said}{where}")
     assert answer is not None
     return answer
+
+
+def parser_found(message: str, otherwise: str) -> str:
+    """What aiohttp's parser found, from its ``message``, without the bytes it quotes after a
+    colon (they may hold a token); ``otherwise`` when it says nothing before them."""
+    return message.split(":", 1)[0].strip() or otherwise
 
 
 def _detail_of(error: web.HTTPException) -> str:
