@@ -9,11 +9,12 @@ from shopkeep.payments.money import CURRENCIES
 
 MAX_AMOUNT = 10**12
 """The largest amount of money (minor units) any request may carry: 10 billion."""
-MAX_HELD: Final = 10**18
-"""The most a wallet's balance or a points balance may hold (a store's integers are 64-bit, at
-most about 9.2 * 10**18): a credit past it is refused, an award is cut to it. No shop reaches
-it; a points rate of 1,000 on orders of the largest amount reaches 2**63 in 9,224 orders, and
-the award's commit failed for ever."""
+MAX_HELD: Final = 2**53 - 1
+"""The most a goods' stock, a wallet's balance or a points balance may hold: the largest
+integer a JavaScript reader of the JSON holds exactly (``Number.MAX_SAFE_INTEGER``), far below
+the store's 64-bit limit. A restock or a credit past it is refused, an award is cut to it. No
+shop reaches it (90 trillion yuan); without it, restocks and credits of the largest amount took
+a goods and a wallet where a browser shows another number than the database holds."""
 MAX_QUANTITY = 1_000
 """The default largest quantity of one goods in one order."""
 MAX_ITEMS = 50

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import msgspec
 from msgspec.structs import replace
 
+from shopkeep.actors.config import MAX_HELD
 from shopkeep.actors.protocol import (
     INSUFFICIENT_STOCK,
     VALIDATION_ERROR,
@@ -65,12 +66,19 @@ def create(msg: CreateGoods) -> Goods | Refusal:
 
 
 def update(goods: Goods, msg: UpdateGoods) -> Goods | Refusal:
-    """A new price and/or a restock (added to the stock on hand and to ``restocked``)."""
+    """A new price and/or a restock (added to the stock on hand and to ``restocked``, up to
+    :data:`MAX_HELD` on hand)."""
     if msg.price is not None and msg.price < 0:
         return Refusal(VALIDATION_ERROR, f"a price cannot be negative: {msg.price}")
     if msg.restock is not None and msg.restock < 0:
         return Refusal(VALIDATION_ERROR, f"a restock cannot be negative: {msg.restock}")
     restock = msg.restock or 0
+    if goods.stock + restock > MAX_HELD:
+        return Refusal(
+            VALIDATION_ERROR,
+            f"a restock of {restock} would make the stock {goods.stock + restock}, above the "
+            f"most a goods holds ({MAX_HELD})",
+        )
     return replace(
         goods,
         price=goods.price if msg.price is None else msg.price,

@@ -18,7 +18,7 @@ import msgspec
 from msgspec import Meta
 
 from shopkeep.actors.audit import AuditCheck, AuditReport
-from shopkeep.actors.config import MAX_AMOUNT, MAX_ITEMS, MAX_QUANTITY
+from shopkeep.actors.config import MAX_AMOUNT, MAX_HELD, MAX_ITEMS, MAX_QUANTITY
 from shopkeep.actors.order_rules import repeated_goods
 from shopkeep.errors import FieldError
 from shopkeep.requests import ID_PATTERN, MAX_NAME, MAX_REASON, NAME_PATTERN, TEXT_PATTERN
@@ -29,7 +29,11 @@ Id = Annotated[
 Amount = Annotated[int, Meta(ge=0, le=MAX_AMOUNT, description="Money, in minor units (cents).")]
 PositiveAmount = Annotated[int, Meta(ge=1, le=MAX_AMOUNT, description="Money, in minor units.")]
 Stock = Annotated[int, Meta(ge=0, le=MAX_AMOUNT, description="Units on hand.")]
-Restock = Annotated[int, Meta(ge=1, le=MAX_AMOUNT, description="Units to add.")]
+Restock = Annotated[
+    int,
+    Meta(ge=1, le=MAX_AMOUNT, description=f"Units to add; refused 422 `validation_error` when "
+                                          f"the stock on hand would pass {MAX_HELD}."),
+]
 Quantity = Annotated[int, Meta(ge=1, le=MAX_QUANTITY)]
 Name = Annotated[
     str,
@@ -76,7 +80,12 @@ class CreateUserRequest(RequestBody, frozen=True):
 class CreditRequest(RequestBody, frozen=True):
     """POST /v1/users/{user_id}/wallet/credit."""
 
-    amount: PositiveAmount
+    amount: Annotated[
+        int,
+        Meta(ge=1, le=MAX_AMOUNT, description=f"Money to add, in minor units; refused 422 "
+                                              f"`validation_error` when the balance would pass "
+                                              f"{MAX_HELD}."),
+    ]
 
 
 class CreateGoodsRequest(RequestBody, frozen=True):

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shopkeep.actors.config import MAX_HELD
 from shopkeep.actors.goods_rules import Goods, StockMove, create, give_back, take, update
 from shopkeep.actors.protocol import (
     INSUFFICIENT_STOCK,
@@ -96,6 +97,14 @@ def test_a_price_change_leaves_the_stock_alone() -> None:
 
 def test_an_empty_update_changes_nothing() -> None:
     assert update(TEA, UpdateGoods()) == TEA
+
+
+def test_a_restock_may_fill_the_stock_to_the_most_a_goods_holds_and_no_further() -> None:
+    nearly_full = Goods("tea", 450, MAX_HELD - 5, 10, MAX_HELD - 15)
+    assert update(nearly_full, UpdateGoods(restock=5)).stock == MAX_HELD  # type: ignore[union-attr]
+    refused = update(nearly_full, UpdateGoods(price=1, restock=6))
+    assert isinstance(refused, Refusal) and refused.code == VALIDATION_ERROR
+    assert str(MAX_HELD) in refused.detail
 
 
 @pytest.mark.parametrize("msg", [UpdateGoods(price=-1), UpdateGoods(restock=-1)])

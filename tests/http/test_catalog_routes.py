@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from shopkeep.actors import goods_rules
 from shopkeep.paging import MAX_LIMIT, page_after, page_bounds
 from tests.http.conftest import ADMIN, Api
 
@@ -117,6 +118,20 @@ async def test_unknown_goods_are_not_found_and_a_bad_patch_is_refused(api: Api) 
     for body in ({"price": -1}, {"restock": 0}, {"price": "1"}):
         refused = await api.call("PATCH", f"/v1/goods/{tea}", ADMIN, body)
         assert (refused.status, refused.body["code"]) == (422, "validation_error")
+
+
+async def test_a_restock_past_the_most_a_goods_holds_is_refused_and_changes_nothing(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(goods_rules, "MAX_HELD", 1_000)  # 2**53 - 1 takes 9,008 restocks
+    tea = await api.goods(stock=990)
+    refused = await api.call("PATCH", f"/v1/goods/{tea}", ADMIN, {"price": 1, "restock": 11})
+    assert (refused.status, refused.body["code"]) == (422, "validation_error")
+    assert "above the most a goods holds (1000)" in refused.body["detail"]
+    unchanged = await api.call("GET", f"/v1/goods/{tea}", ADMIN)
+    assert (unchanged.body["stock"], unchanged.body["price"]) == (990, 1_000)
+    filled = await api.call("PATCH", f"/v1/goods/{tea}", ADMIN, {"restock": 10})
+    assert (filled.status, filled.body["stock"]) == (200, 1_000)
 
 
 async def test_a_coupon_is_given_and_listed_for_its_owner_only(api: Api) -> None:
