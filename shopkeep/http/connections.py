@@ -56,6 +56,7 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import _ErrInfo
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
+from yarl import URL
 
 from shopkeep.http.connection_limits import ConnectionLimits
 from shopkeep.http.errors import parser_found, unparsable
@@ -92,6 +93,9 @@ class BoundedServer(web.Server):
         """Connections closed because a request did not arrive whole within ``read_s``."""
         self.write_timeouts = 0
         """Connections aborted because their client took no answer for ``read_s``."""
+        self.unparsable = 0
+        """Requests aiohttp's parser refused (answered 400 or 413, the connection closed after):
+        they reach no route, so the requests' own metric does not count them."""
         self._handler_kwargs = {
             key: value
             for key, value in kwargs.items()
@@ -334,6 +338,7 @@ class BoundedRequestHandler(web.RequestHandler):
         if not isinstance(exc, HttpProcessingError):
             return super().handle_error(request, status, exc, message)
         answer = unparsable(exc)
+        self._bounds.unparsable += 1
         request_id = new_id()  # a client's own is among the headers that did not parse
         answer.headers[HEADER_KEY] = request_id
         # the parser's own message quotes the refused bytes: only what they were is logged
@@ -375,6 +380,25 @@ class BoundedRequestHandler(web.RequestHandler):
         self.reading_since = None
 
 
+def origin_form(message: RawRequestMessage) -> RawRequestMessage:
+    """``message`` with a target the router can take: what is not a path routes as ``/``.
+
+    aiohttp routes by the path of the target's URL, and answers its own plain-text 404, with no
+    request id, access line or metric, to the targets RFC 9112 allows without one: ``OPTIONS
+    *``, ``CONNECT host:port``, and an absolute URL with no path (``GET http://shop.example``,
+    which RFC 9112 says means ``/``). Each gets the answer of ``/`` by its method, through the
+    front door, as any other request does. A ``CONNECT`` is never a tunnel here: its target,
+    a path or not, is taken as a path (aiohttp's parser makes any into an authority)."""
+    target = message.path
+    if target[:1] == "/":
+        url = URL(target)
+    else:
+        url = message.url.relative() if message.url.absolute else message.url
+        if url.path[:1] != "/":
+            url = URL.build(path="/", query_string=url.raw_query_string, encoded=True)
+    return message._replace(url=url, upgrade=False)
+
+
 class BoundedRunner(web.AppRunner):
     """:class:`aiohttp.web.AppRunner` whose server bounds its connections by ``limits``."""
 
@@ -385,8 +409,17 @@ class BoundedRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
         # The app's startup and freeze are aiohttp's; only the server that accepts is ours.
         made = await super()._make_server()
+        factory = made.request_factory
+
+        def request_in_origin_form(
+            message: RawRequestMessage, *args: Any
+        ) -> BaseRequest:
+            if message.path[:1] != "/" or message.method == hdrs.METH_CONNECT:
+                message = origin_form(message)
+            return factory(message, *args)
+
         return BoundedServer(
-            made.request_handler, limits=self.limits, request_factory=made.request_factory
+            made.request_handler, limits=self.limits, request_factory=request_in_origin_form
         )
 
     @property

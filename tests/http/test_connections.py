@@ -498,3 +498,33 @@ async def test_a_compressed_body_answered_before_it_was_read_is_not_read_after(
         assert await seconds_until_closed(reader, WAIT_S) is not None
         assert [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"] == []
         writer.close()
+
+
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [
+        ("OPTIONS *", 404),
+        ("CONNECT shop.example:443", 404),
+        ("GET http://shop.example", 404),  # an absolute URL with no path is `/` (RFC 9112)
+        ("GET http://shop.example?x=1", 404),
+        ("CONNECT /v1/goods", 405),
+    ],
+)
+async def test_a_target_that_is_no_path_is_answered_and_logged_as_the_root_path(
+    serve: Serve, target: str, status: int
+) -> None:
+    # aiohttp routes by the target's path and answered these a plain-text 404 of its own, with
+    # no request id, no access line and no metric: anyone could send them unseen
+    async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=LONG_S)) as server:
+        reader, writer = await connect(server)
+        with structlog.testing.capture_logs() as logs:
+            writer.write(f"{target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            answer = await asyncio.wait_for(read_answer(reader), WAIT_S)
+            assert await healthy((reader, writer))  # a CONNECT opened no tunnel
+        writer.close()
+
+    assert answer.status == status
+    assert answer.headers["content-type"] == "application/problem+json"
+    [line, _] = [log for log in logs if log["event"] == "request"]
+    assert (line["route"], line["status"]) == ("unmatched", status)
+    assert line["request_id"] == answer.headers["x-request-id"]
