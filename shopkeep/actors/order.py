@@ -471,7 +471,8 @@ class OrderActor(Actor):
             log_rejected_callback(
                 ctx, state.id, message.payment_id, callback_body(state.id, said), reason
             )
-            self.stats.callbacks_rejected[reason] += 1
+            if message.via == "callback":  # the deadline's answers count as its own
+                self.stats.callbacks_rejected[reason] += 1
             answer = f"payment {message.payment_id}: {message.status}, refused: {outcome.detail}"
             if message.via == "query" and self._answered(ctx, state, message.payment_id, answer):
                 # the deadline's questions, the last answered with what the shop cannot take
@@ -479,7 +480,9 @@ class OrderActor(Actor):
                 self._time_out(ctx, state, ctx.now(), answer)
             return outcome
         effects = outcome.effects
-        if message.via == "query":  # SPEC 10's active query: the history says how it was
+        if message.via == "callback":  # the deadline's answers count as its own (outcomes)
+            self.stats.callbacks[outcome.action.value] += 1
+        else:  # SPEC 10's active query: the history says how it was
             status = state.status  # found, before what it changed
             effects = [*self._answers_before(message.payment_id, status),
                        History(status, status, "payment_queried",

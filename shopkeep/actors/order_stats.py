@@ -21,7 +21,6 @@ from shopkeep.actors.order_state import (
     REFUNDED,
     REFUNDING,
     Effect,
-    LogPayment,
     OrderState,
     SaveRefund,
 )
@@ -48,9 +47,10 @@ class OrderStats:
         """Verified callbacks, by the payment log's action (applied, duplicate, failed,
         late_payment_refund, duplicate_payment_refund, ignored); ``ignored`` also counts the
         authentic notifications the provider found about no payment's result (a refund's),
-        which the shop counts here, no order hearing of them."""
+        which the shop counts here, no order hearing of them. What the deadline's active query
+        found is no callback: ``payment_query`` counts it by outcome."""
         self.callbacks_rejected: Counter[str] = Counter()
-        """Signed callbacks an order refused: ``unknown_payment``, ``amount``."""
+        """Signed callbacks an order refused: ``unknown_payment``, ``amount``, ``currency``."""
         self.refunds: Counter[tuple[str, str]] = Counter()
         """Refunds by (kind, status), each counted once in each status it reaches."""
 
@@ -66,9 +66,7 @@ class OrderStats:
                 if reason == PLACEMENT_FAILED:
                     self.refused[after.failure_code or ""] += 1
         for effect in effects:
-            if type(effect) is LogPayment:
-                self.callbacks[effect.action] += 1
-            elif type(effect) is SaveRefund:
+            if type(effect) is SaveRefund:
                 refund = effect.refund
                 new = before is None or before.refund(refund.id) is None
                 if refund.status == REFUNDED and new:

@@ -293,8 +293,8 @@ class LoopCollector:
 
 class ConnectionCollector:
     """The server's connections (:mod:`shopkeep.http.connections`), read at each scrape: how
-    many are open, how many were closed on accept (over the cap) and how many for a request
-    that did not arrive whole in time."""
+    many are open, how many were closed on accept (over the cap), for a request that did not
+    arrive whole in time, or for one the parser refused."""
 
     def __init__(self, server: BoundedServer) -> None:
         self._server = server
@@ -317,6 +317,11 @@ class ConnectionCollector:
             "connections_write_timeouts",
             "Connections aborted because their client took no answer for the read timeout.",
             server.write_timeouts,
+        )
+        yield _counter(
+            "connections_unparsable_requests",
+            "Requests the HTTP parser refused, answered without a route (the connection closed).",
+            server.unparsable,
         )
 
 

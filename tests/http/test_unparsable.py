@@ -117,6 +117,16 @@ async def test_the_server_still_answers_after_refusing_unparsable_requests(
     assert (await send(server, "GET", "/healthz", {})).status == 200
 
 
+async def test_unparsable_requests_are_counted_in_the_metrics(server: Server) -> None:
+    # they reach no route, so the requests' own histogram never sees them: a flood of them
+    # showed only in the log
+    for _ in range(3):
+        await send(server, "GET", "/healthz", {"X-Bad": b"a\x01"})
+
+    metrics = await send(server, "GET", "/metrics", {})
+    assert b"shopkeep_connections_unparsable_requests_total 3.0" in metrics.body
+
+
 @pytest.mark.parametrize("encoding", [b"gzip", b"deflate"])
 async def test_a_body_that_does_not_decompress_is_refused_400_and_changes_nothing(
     server: Server, encoding: bytes

@@ -669,6 +669,7 @@ async def test_a_payment_whose_notification_never_came_is_found_by_the_query_at_
     operations = [entry.operation for entry in (await shop.order_history(order.id)).items]
     assert "payment_queried" in operations
     assert shop.active_queries["payment:paid"] == 1
+    assert shop.order_stats.callbacks == {}  # what a query found was no callback
     await assert_audit_ok(shop)
 
 
