@@ -68,10 +68,16 @@ INSERT_ORDER_SQL = (
 UPDATE_ORDER_SQL = f"UPDATE orders SET {', '.join(f'{c} = ?' for c in ROW_FIELDS)} WHERE id = ?"
 SELECT_ORDER_SQL = f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"
 INSERT_ITEM_SQL = (
-    "INSERT INTO order_items (order_id, goods_id, quantity, unit_price) VALUES (?, ?, ?, ?)"
+    "INSERT INTO order_items (order_id, goods_id, quantity, unit_price, line) "
+    "VALUES (?, ?, ?, ?, ?)"
 )
 PRICE_ITEM_SQL = "UPDATE order_items SET unit_price = ? WHERE order_id = ? AND goods_id = ?"
-SELECT_ITEMS_SQL = "SELECT goods_id, quantity, unit_price FROM order_items WHERE order_id = ?"
+SELECT_ITEMS_SQL = (
+    "SELECT goods_id, quantity, unit_price FROM order_items WHERE order_id = ? "
+    "ORDER BY line, goods_id"
+)
+"""An order's lines in the order the customer gave them (``line``; lines written before it
+was kept have none, and come in goods id order)."""
 HISTORY_SQL = (
     "INSERT INTO order_history (order_id, from_status, to_status, operation, remark, at) "
     "VALUES (?, ?, ?, ?, ?, ?)"
@@ -189,7 +195,7 @@ PAGE_SQL = (
 """A page of orders, newest first (``filters``: ``AND user_id = ?``, ``AND status = ?``)."""
 PAGE_ROWS_SQL = {
     "items": "SELECT order_id, goods_id, quantity, unit_price FROM order_items "
-    "WHERE order_id IN ({ids})",
+    "WHERE order_id IN ({ids}) ORDER BY order_id, line, goods_id",
     "payments": f"SELECT order_id, {PAYMENT_COLUMNS} FROM payments "
     "WHERE order_id IN ({ids}) ORDER BY id",
     "refunds": PAGE_REFUNDS_SQL,
@@ -322,7 +328,10 @@ def write(
         ctx.execute(INSERT_ORDER_SQL, (order_id, *columns))
         ctx.executemany(
             INSERT_ITEM_SQL,
-            [(order_id, line.goods_id, line.quantity, line.unit_price) for line in after.lines],
+            [
+                (order_id, line.goods_id, line.quantity, line.unit_price, number)
+                for number, line in enumerate(after.lines)
+            ],
         )
     elif columns != order_row(before):
         ctx.execute(UPDATE_ORDER_SQL, (*columns, order_id))

@@ -57,7 +57,7 @@ def sqlite_floor_orders_per_s(folder: str, seconds: float, goods: int, price: in
                 stocks[goods_id] -= 1
                 row[USER_AT] = n
                 orders.append((order_id, *row))
-                items.append((order_id, goods_id, 1, price))
+                items.append((order_id, goods_id, 1, price, 0))
                 updates.append((price, stocks[goods_id], 0, goods_id))
                 ledger.append((goods_id, order_id, "take", -1, now))
             conn.execute("BEGIN IMMEDIATE")

@@ -371,6 +371,17 @@ ORDERS_BY_STATUS_IN_ID_ORDER = Migration(
     """,
 )
 
+ORDER_LINES_AS_PLACED = Migration(
+    10,
+    "an order's lines keep the order the customer gave them in (``line``, from 0): read back "
+    "by their key they came in goods id order, so an order read from the store (a list, an "
+    "order loaded again) listed them otherwise than its placement's answer; lines written "
+    "before have none and read in goods id order, as they always did",
+    """
+    ALTER TABLE order_items ADD COLUMN line INTEGER;
+    """,
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     RUNTIME_TABLES,
     SHOP_TABLES,
@@ -381,6 +392,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     STOCK_LEDGER_BY_GOODS_IN_TIME_ORDER,
     REFUNDS_THE_PROVIDER_FAILED,
     ORDERS_BY_STATUS_IN_ID_ORDER,
+    ORDER_LINES_AS_PLACED,
 )
 """Every migration of the product schema, oldest first."""
 

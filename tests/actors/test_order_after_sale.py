@@ -195,7 +195,7 @@ async def cut_placement(shop: Shop, user_id: int, goods_id: int, coupon_id: int,
         created_at=now,
     )
     unit.execute(INSERT_ORDER_SQL, (order_id, *order_row(pending)))
-    unit.execute(INSERT_ITEM_SQL, (order_id, goods_id, 3, None))
+    unit.execute(INSERT_ITEM_SQL, (order_id, goods_id, 3, None, 0))
     unit.execute(HISTORY_SQL, (order_id, None, "pending", "placed", "", now))
     await shop.rt.store.writer.submit(unit)
     await shop.ask("goods", goods_id, TakeStock(order_id, 3))

@@ -341,6 +341,23 @@ async def test_orders_are_listed_by_owner_and_status_page_by_page(api: Api) -> N
     assert (refused.status, refused.body["code"]) == (422, "validation_error")
 
 
+async def test_an_order_lists_its_lines_as_the_customer_gave_them_wherever_it_is_read(
+    api: Api,
+) -> None:
+    # read back by their key, lines came in goods id order: the list showed another order
+    # of lines than the placement's answer and the order itself
+    alice = await api.customer()
+    tea, cake, jam = await api.goods(), await api.goods(), await api.goods()
+    lines = [{"goods_id": goods_id, "quantity": 1} for goods_id in (cake, jam, tea)]
+    placed = await api.call("POST", "/v1/orders", alice.headers, {"items": lines})
+    order_id = placed.body["id"]
+
+    listed = await api.call("GET", "/v1/orders", alice.headers)
+    read = await api.call("GET", f"/v1/orders/{order_id}", alice.headers)
+    for answer in (placed.body, listed.body["items"][0], read.body):
+        assert [line["goods_id"] for line in answer["items"]] == [cake, jam, tea]
+
+
 async def test_an_order_tells_its_history(api: Api) -> None:
     alice = await api.customer()
     order = await api.order(alice, await api.goods())

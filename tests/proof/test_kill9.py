@@ -54,7 +54,7 @@ async def test_the_checker_reports_a_canceled_order_that_still_holds_stock(
         conn.execute(
             "INSERT INTO orders (id, user_id, status, created_at) VALUES (7, 1, 'canceled', 0)"
         )
-        conn.execute("INSERT INTO order_items VALUES (7, 3, 2, 100)")
+        conn.execute("INSERT INTO order_items VALUES (7, 3, 2, 100, 0)")
         conn.execute("INSERT INTO stock_ledger VALUES (1, 3, 7, 'take', -2, 0)")
 
     assert half_done(db) == ["order 7 canceled: stock -2 of 2, wallet 0 of 0, coupons held 0"]
