@@ -52,13 +52,29 @@ def add_backup_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def target_problem(target: str) -> str | None:
-    """Why a copy cannot be written at ``target``, or ``None``."""
+DATABASE_OWN_FILES = {
+    "-wal": "WAL", "-shm": "shared memory", "-journal": "rollback journal", ".lock": "lock file",
+}
+"""The files beside a database that are its own, by the suffix of their names: SQLite's (it
+deletes a file of such a name when it next opens or closes the database) and the server's
+lock (:mod:`shopkeep.store.lock`)."""
+
+
+def target_problem(target: str, db: str) -> str | None:
+    """Why a copy of the database ``db`` cannot be written at ``target``, or ``None``."""
     unnamed = names_no_file(target)
     if unnamed is not None:
         return unnamed
     if os.path.lexists(target):
         return "it exists already"
+    wanted = {os.path.abspath(target), str(Path(target).resolve())}
+    for source in {os.path.abspath(db), str(Path(db).resolve())}:
+        for suffix, what in DATABASE_OWN_FILES.items():
+            if source + suffix in wanted:
+                return (
+                    f"it names the database's own {what}, which is removed or rewritten when "
+                    "the database is next opened"
+                )
     if os.path.lexists(target + ".partial"):
         return f"{target}.partial exists (another backup is writing it, or one was cut short)"
     folder = Path(target).parent
@@ -88,7 +104,7 @@ class ProgressLine:
 
     def __call__(self, done: int, total: int) -> None:
         tenth = done * PROGRESS_STEPS // max(total, 1)
-        if tenth > self.said:
+        if tenth > self.said and total > 0:  # no pages: no shop's file, as its error says
             self.said = tenth
             print(f"backup: {done}/{total} pages copied", file=sys.stderr, flush=True)
 
@@ -98,7 +114,7 @@ def run_backup(args: argparse.Namespace) -> int:
     missing = database_file_problem(args.db)
     if missing is not None:
         return fail_about(args, "db", f"cannot back up {args.db}: {missing}")
-    problem = target_problem(args.to)
+    problem = target_problem(args.to, args.db)
     if problem is not None:
         return fail_about(args, "to", f"cannot back up to {args.to}: {problem}")
 

@@ -124,6 +124,21 @@ def test_a_backup_never_overwrites_a_file(tmp_path: Path) -> None:
     assert target.read_text() == "precious"
 
 
+def test_a_backup_named_as_one_of_the_databases_own_files_is_refused(tmp_path: Path) -> None:
+    # with the server stopped they do not exist: the copy was said ok, then SQLite deleted it
+    db = tmp_path / "shop.db"
+    assert shopkeep("demo", "--db", str(db)).returncode == 0
+    (tmp_path / "shop.db.lock").unlink()
+
+    own = {"-wal": "WAL", "-shm": "shared memory", "-journal": "rollback journal",
+           ".lock": "lock file"}
+    for suffix, what in own.items():
+        result = shopkeep("backup", "--db", str(db), "--to", f"shop.db{suffix}", cwd=tmp_path)
+
+        assert_usage_error(result, f"shop.db{suffix}", f"the database's own {what}")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["shop.db"]
+
+
 def test_a_backup_of_a_missing_database_or_to_nowhere_is_a_usage_error(tmp_path: Path) -> None:
     db = tmp_path / "shop.db"
     assert shopkeep("demo", "--db", str(db)).returncode == 0
@@ -156,3 +171,15 @@ def test_a_copy_that_fails_the_audit_is_not_kept_and_the_status_is_1(tmp_path: P
     assert result.stderr.splitlines()[-1].startswith("shopkeep backup: error: the copy of")
     assert "stock" in result.stderr.splitlines()[-1]
     assert not target.exists() and not Path(f"{target}.partial").exists()
+
+
+def test_a_backup_of_an_empty_database_file_says_why_in_one_line(tmp_path: Path) -> None:
+    db, target = tmp_path / "empty.db", tmp_path / "copy.db"
+    sqlite3.connect(db).close()  # a database of no pages, no shop's
+
+    result = shopkeep("backup", "--db", str(db), "--to", str(target))
+
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()  # no "0/0 pages copied" before it
+    assert line.startswith("shopkeep backup: error: cannot back up")
+    assert not target.exists()
