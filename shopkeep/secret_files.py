@@ -7,6 +7,7 @@ runs out.
 
 from __future__ import annotations
 
+import codecs
 import os
 from pathlib import Path
 from typing import Final
@@ -21,8 +22,9 @@ class TooLarge(ValueError):
 
 
 def read_secret_file(path: str | Path) -> bytes:
-    """The bytes of the file at ``path``; OSError when it cannot be read, :class:`TooLarge`
-    when it holds more than :data:`MAX_SECRET_FILE` (read no further)."""
+    """The bytes of the file at ``path``, without a UTF-8 byte-order mark; OSError when it
+    cannot be read, :class:`TooLarge` when it holds more than :data:`MAX_SECRET_FILE` (read no
+    further)."""
     # opened without waiting: a FIFO with no writer would hold the open (and the start, deaf
     # to signals) for ever; then read as any file (a pipe with a writer, <(...) in a shell, is
     # read to its end, one without is read as empty)
@@ -32,4 +34,5 @@ def read_secret_file(path: str | Path) -> bytes:
         data = file.read(MAX_SECRET_FILE + 1)
     if len(data) > MAX_SECRET_FILE:
         raise TooLarge(f"larger than {MAX_SECRET_FILE // 1024} KiB: not a secret or key file")
-    return data
+    # a byte-order mark, as Windows' editors begin a text file, is no part of the secret
+    return data.removeprefix(codecs.BOM_UTF8)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from shopkeep.actors.config import LEAST_S
@@ -88,10 +89,32 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
         help="a refund the provider took and has not finished is asked about again after this",
     )  # fmt: skip
     for option, metavar, text in PROVIDER_FLAGS:
-        convert = base_url if metavar == "URL" else str  # a provider's address is http(s)
-        if option == "--alipay-seller-id":
+        convert: Callable[[str], str] = str
+        if metavar == "URL":
+            convert = base_url  # a provider's address is http(s)
+        elif option == "--alipay-seller-id":
             convert = alipay_seller_id
+        elif metavar in ("ID", "SERIAL"):
+            convert = provider_id
         flag(parser, option, group=group, metavar=metavar, help=text, convert=convert)
+
+
+PROVIDER_ID: Final = re.compile(r"[!-~]+")
+"""An id a provider gave the shop (an APPID, a merchant id, a certificate's serial): printable
+ASCII, no spaces."""
+
+
+def provider_id(text: str) -> str:
+    """An id a provider gave the shop (:data:`PROVIDER_ID`), surrounding whitespace ignored.
+    Anything else is refused at the start: the id is sent in every request and compared with
+    every notification's, and one with a space left by an env file (``2021... ``) started a
+    server whose every notification was refused (``wrong_app``)."""
+    cleaned = text.strip()
+    if PROVIDER_ID.fullmatch(cleaned) is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an id the provider gives: printable ASCII without spaces"
+        )
+    return cleaned
 
 
 def alipay_seller_id(text: str) -> str:

@@ -27,8 +27,9 @@ _PEM_BLOCK = re.compile(rb"-----BEGIN [A-Z0-9 ]+-----.*?-----END [A-Z0-9 ]+-----
 
 
 def read_secret(path: str | Path | None, setting: str) -> str:
-    """The text of a secret file, stripped; ConfigurationError if missing, unreadable or
-    empty. ``setting`` names the flag in the error (``--stripe-api-key-file``)."""
+    """The text of a secret file, stripped; ConfigurationError if missing, unreadable, empty,
+    or more than one word (API keys and signing secrets are one). ``setting`` names the flag in
+    the error (``--stripe-api-key-file``)."""
     data = _read(path, setting)
     try:
         text = data.decode("utf-8").strip()
@@ -36,6 +37,12 @@ def read_secret(path: str | Path | None, setting: str) -> str:
         raise ConfigurationError(f"{setting} {path}: not UTF-8 text") from None
     if not text:
         raise ConfigurationError(f"{setting} {path}: the file is empty")
+    if len(text.split()) > 1 or not text.isprintable():
+        # sent in a header or used as a key: a second line made every call fail, blamed on
+        # the provider ("did not answer"), after a start that said nothing
+        raise ConfigurationError(
+            f"{setting} {path}: holds more than one word; a secret is one line with no spaces"
+        )
     return text
 
 

@@ -16,7 +16,7 @@ import msgspec
 
 from shopkeep.payments import alipay_wire, wechatpay_wire
 from shopkeep.payments.alipay import AlipayProvider
-from shopkeep.payments.flags import alipay_seller_id
+from shopkeep.payments.flags import alipay_seller_id, provider_id
 from shopkeep.payments.money import check_currency
 from shopkeep.payments.names import DEFAULT_CURRENCY, GATEWAYS
 from shopkeep.payments.provider import ConfigurationError, PaymentProvider
@@ -100,14 +100,9 @@ def build_provider(
         raise ConfigurationError(f"--public-url is required: {gateway} calls the shop back there")
     base = settings.public_url.rstrip("/")
     if gateway == "alipay":
-        seller_id = settings.alipay_seller_id
-        if seller_id is not None:  # the command line checked it; the embedded API may not
-            try:
-                seller_id = alipay_seller_id(seller_id)
-            except argparse.ArgumentTypeError as exc:
-                raise ConfigurationError(f"--alipay-seller-id: {exc}") from None
+        seller_id = _checked(settings.alipay_seller_id, "--alipay-seller-id", alipay_seller_id)
         return AlipayProvider.from_files(
-            app_id=settings.alipay_app_id,
+            app_id=_checked(settings.alipay_app_id, "--alipay-app-id"),
             private_key_file=settings.alipay_private_key_file,
             public_key_file=settings.alipay_public_key_file,
             notify_url=base + AlipayProvider.callback_path,
@@ -116,13 +111,26 @@ def build_provider(
             timeout_s=timeout_s,
         )
     return WeChatPayProvider.from_files(
-        mch_id=settings.wechatpay_mch_id,
-        app_id=settings.wechatpay_app_id,
+        mch_id=_checked(settings.wechatpay_mch_id, "--wechatpay-mch-id"),
+        app_id=_checked(settings.wechatpay_app_id, "--wechatpay-app-id"),
         private_key_file=settings.wechatpay_private_key_file,
-        cert_serial=settings.wechatpay_cert_serial,
+        cert_serial=_checked(settings.wechatpay_cert_serial, "--wechatpay-cert-serial"),
         apiv3_key_file=settings.wechatpay_apiv3_key_file,
         platform_public_key_file=settings.wechatpay_platform_public_key_file,
         notify_url=base + WeChatPayProvider.callback_path,
         url=settings.wechatpay_url,
         timeout_s=timeout_s,
     )
+
+
+def _checked(
+    value: str | None, option: str, convert: Callable[[str], str] = provider_id
+) -> str | None:
+    """``value`` as its flag's check makes it (the command line checked it already; the
+    embedded API may not have); ConfigurationError naming ``option`` when it refuses it."""
+    if value is None:
+        return None
+    try:
+        return convert(value)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigurationError(f"{option}: {exc}") from None

@@ -98,3 +98,16 @@ async def test_settings_with_an_alipay_pid_build_the_provider(
         alipay_seller_id="2088000000000001"), lambda: pytest.fail("not the sandbox"))
     assert isinstance(provider, AlipayProvider)
     await provider.close()
+
+
+@pytest.mark.parametrize("option", ["--alipay-app-id", "--wechatpay-mch-id",
+                                    "--wechatpay-app-id", "--wechatpay-cert-serial"])
+def test_a_providers_id_is_trimmed_and_a_blank_one_refuses_the_start(
+    capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    dest = option.removeprefix("--").replace("-", "_")
+    assert getattr(parse_serve(option, " 2021000000000001 "), dest) == "2021000000000001"
+
+    line = refused_line(capsys, option, "  ")
+
+    assert f"argument {option} (env SHOPKEEP_{dest.upper()}): '  ' is not an id" in line

@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.payments.alipay import AlipayProvider
+from shopkeep.payments.keys import read_secret
 from shopkeep.payments.provider import ConfigurationError, PaymentProvider
 from shopkeep.payments.sandbox import SandboxProvider
 from shopkeep.payments.settings import ProviderSettings, build_provider
@@ -91,3 +92,70 @@ def test_notify_urls_are_the_public_url_and_the_providers_route(files: dict[str,
         sandbox)
     assert isinstance(alipay, AlipayProvider)
     assert alipay.notify_url == "https://shop.example/v1/payments/alipay/notify"
+
+
+@pytest.mark.parametrize("app_id", ["2021000000000001 ", " 2021000000000001\n"])
+async def test_a_providers_id_is_taken_surrounding_whitespace_ignored(
+    files: dict[str, str], app_id: str
+) -> None:
+    # a space an env file left was sent in every request, and every notification's app_id
+    # refused as another app's
+    provider = build_provider(ProviderSettings(
+        gateway="alipay", public_url="https://shop.example", alipay_app_id=app_id,
+        alipay_private_key_file=files["private"], alipay_public_key_file=files["public"],
+    ), sandbox)
+    assert isinstance(provider, AlipayProvider) and provider.app_id == "2021000000000001"
+    await provider.close()
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"gateway": "alipay", "alipay_app_id": " "}, "--alipay-app-id: ' ' is not an id"),
+        ({"gateway": "alipay", "alipay_app_id": "20 21"}, "--alipay-app-id: '20 21' is not an"),
+        ({"gateway": "wechatpay", "wechatpay_mch_id": "\t"}, "--wechatpay-mch-id: "),
+        ({"gateway": "wechatpay", "wechatpay_mch_id": "1900", "wechatpay_app_id": "wx1",
+          "wechatpay_cert_serial": "  "}, "--wechatpay-cert-serial: "),
+    ],
+)
+def test_a_blank_or_spaced_providers_id_refuses_the_start_naming_its_flag(
+    files: dict[str, str], settings: dict[str, str], says: str
+) -> None:
+    keys = {"alipay_private_key_file": files["private"], "alipay_public_key_file": files["public"],
+            "wechatpay_private_key_file": files["private"], "wechatpay_app_id": "wx1",
+            "wechatpay_apiv3_key_file": files["apiv3"],
+            "wechatpay_platform_public_key_file": files["public"]}
+    with pytest.raises(ConfigurationError) as error:
+        build_provider(ProviderSettings(
+            public_url="https://shop.example", **{**keys, **settings}
+        ), sandbox)
+    assert says in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_stripe_key_file_of_two_lines_refuses_the_start(
+    files: dict[str, str], tmp_path: Path
+) -> None:
+    # it started, and every payment was then a 503 blaming the provider
+    (tmp_path / "two").write_text("sk_test_x\nsk_test_y\n")
+    with pytest.raises(ConfigurationError) as error:
+        build_provider(ProviderSettings(
+            gateway="stripe", stripe_api_key_file=str(tmp_path / "two"),
+            stripe_webhook_secret_file=files["secret"],
+        ), sandbox)
+    assert "--stripe-api-key-file" in str(error.value) and "one line" in str(error.value)
+
+
+async def test_key_and_secret_files_that_begin_with_a_byte_order_mark_are_read(
+    files: dict[str, str], tmp_path: Path
+) -> None:
+    for name in ("public", "private", "secret"):
+        marked = tmp_path / f"{name}.bom"
+        marked.write_bytes(b"\xef\xbb\xbf" + Path(files[name]).read_bytes())
+        files[name] = str(marked)
+    alipay = build_provider(ProviderSettings(
+        gateway="alipay", public_url="https://shop.example", alipay_app_id="2021",
+        alipay_private_key_file=files["private"], alipay_public_key_file=files["public"],
+    ), sandbox)
+    assert isinstance(alipay, AlipayProvider)
+    assert read_secret(files["secret"], "--stripe-api-key-file") == "sk_test_x"
+    await alipay.close()
