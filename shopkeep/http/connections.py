@@ -386,16 +386,18 @@ def origin_form(message: RawRequestMessage) -> RawRequestMessage:
     aiohttp routes by the path of the target's URL, and answers its own plain-text 404, with no
     request id, access line or metric, to the targets RFC 9112 allows without one: ``OPTIONS
     *``, ``CONNECT host:port``, and an absolute URL with no path (``GET http://shop.example``,
-    which RFC 9112 says means ``/``). Each gets the answer of ``/`` by its method, through the
-    front door, as any other request does. A ``CONNECT`` is never a tunnel here: its target,
-    a path or not, is taken as a path (aiohttp's parser makes any into an authority)."""
-    target = message.path
-    if target[:1] == "/":
-        url = URL(target)
+    which RFC 9112 says means ``/``; its host is kept). Each gets the answer of ``/`` by its
+    method, through the front door, as any other request does. A ``CONNECT`` is never a tunnel
+    here: a path it names is taken as one (aiohttp's parser makes any target an authority)."""
+    target, url = message.path, message.url
+    if message.method == hdrs.METH_CONNECT:
+        url = URL(target) if target[:1] == "/" else URL("/")
+    elif (url.relative() if url.absolute else url).path[:1] == "/":
+        return message  # an absolute URL with a path: aiohttp routes it by that path
+    elif url.absolute:
+        url = url.with_path("/", keep_query=True)
     else:
-        url = message.url.relative() if message.url.absolute else message.url
-        if url.path[:1] != "/":
-            url = URL.build(path="/", query_string=url.raw_query_string, encoded=True)
+        url = URL.build(path="/", query_string=url.raw_query_string, encoded=True)
     return message._replace(url=url, upgrade=False)
 
 
