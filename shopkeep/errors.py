@@ -68,7 +68,8 @@ class ShopError(Exception):
     @classmethod
     def of(cls, refusal: Refusal, *, replayed: bool = False) -> ShopError:
         """The error for an actor's refusal (``replayed``: kept with an Idempotency-Key)."""
-        error = cls(refusal.code, refusal.detail, refusal.order_id)
+        errors = () if refusal.pointer is None else (FieldError(refusal.detail, refusal.pointer),)
+        error = cls(refusal.code, refusal.detail, refusal.order_id, errors)
         error.replayed = replayed
         return error
 

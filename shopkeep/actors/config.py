@@ -10,11 +10,19 @@ from shopkeep.payments.money import CURRENCIES
 MAX_AMOUNT = 10**12
 """The largest amount of money (minor units) any request may carry: 10 billion."""
 MAX_HELD: Final = 2**53 - 1
-"""The most a goods' stock, a wallet's balance or a points balance may hold: the largest
-integer a JavaScript reader of the JSON holds exactly (``Number.MAX_SAFE_INTEGER``), far below
-the store's 64-bit limit. A restock or a credit past it is refused, an award is cut to it. No
-shop reaches it (90 trillion yuan); without it, restocks and credits of the largest amount took
-a goods and a wallet where a browser shows another number than the database holds."""
+"""The most units a goods is ever supplied (its first stock and every restock) and the most a
+wallet's balance may hold: the largest integer a JavaScript reader of the JSON holds exactly
+(``Number.MAX_SAFE_INTEGER``), far below the store's 64-bit limit. A restock or a credit past
+it is refused. A goods' stock never passes it (what orders give back was supplied first); a
+wallet may, by the wallet amounts of orders canceled or returned after a credit filled it (the
+user does not hold what its orders took). No shop reaches it (90 trillion yuan); without it,
+restocks and credits of the largest amount took a goods and a wallet where a browser shows
+another number than the database holds."""
+MAX_POINTS: Final = 10**18
+"""The most a points balance may hold (a store's integers are 64-bit, at most about 9.2 *
+10**18): an award is cut to it, and the audit then finds the order's ledger short of the points
+it earned. No shop reaches it: a points rate of 1,000 on orders of the largest amount reaches
+it in 100,000 orders (at 2**63 the award's commit failed for ever)."""
 MAX_QUANTITY = 1_000
 """The default largest quantity of one goods in one order."""
 MAX_ITEMS = 50

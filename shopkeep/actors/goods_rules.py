@@ -67,17 +67,20 @@ def create(msg: CreateGoods) -> Goods | Refusal:
 
 def update(goods: Goods, msg: UpdateGoods) -> Goods | Refusal:
     """A new price and/or a restock (added to the stock on hand and to ``restocked``, up to
-    :data:`MAX_HELD` on hand)."""
+    :data:`MAX_HELD` units supplied in all)."""
     if msg.price is not None and msg.price < 0:
         return Refusal(VALIDATION_ERROR, f"a price cannot be negative: {msg.price}")
     if msg.restock is not None and msg.restock < 0:
         return Refusal(VALIDATION_ERROR, f"a restock cannot be negative: {msg.restock}")
     restock = msg.restock or 0
-    if goods.stock + restock > MAX_HELD:
+    supplied = goods.initial_stock + goods.restocked + restock
+    if restock and supplied > MAX_HELD:
+        # what was supplied, not what is on hand: units orders hold come back on hand later
         return Refusal(
             VALIDATION_ERROR,
-            f"a restock of {restock} would make the stock {goods.stock + restock}, above the "
-            f"most a goods holds ({MAX_HELD})",
+            f"a restock of {restock} would make the units supplied in all (the first stock "
+            f"and every restock) {supplied}, above the most a goods holds ({MAX_HELD})",
+            pointer="/restock",
         )
     return replace(
         goods,

@@ -39,6 +39,9 @@ class Refusal(msgspec.Struct, frozen=True, tag=True, gc=False):
     code: str
     detail: str
     order_id: int | None = None
+    pointer: str | None = None
+    """Where in the request a validation_error's problem is (a JSON Pointer into its body),
+    when the rule that refused it knows (``/amount`` of a credit past the most a wallet holds)."""
 
 
 # -- Idempotency-Keys (see key_rules.py and key_store.py) -------------------------------------

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Set
 import msgspec
 from msgspec.structs import replace
 
-from shopkeep.actors.config import MAX_HELD
+from shopkeep.actors.config import MAX_HELD, MAX_POINTS
 from shopkeep.actors.key_rules import conflict
 from shopkeep.actors.protocol import (
     INSUFFICIENT_BALANCE,
@@ -98,6 +98,7 @@ def credit(account: Account, amount: int) -> Change | Refusal:
             VALIDATION_ERROR,
             f"a credit of {amount} would make the balance {account.balance + amount}, above "
             f"the most a wallet holds ({MAX_HELD})",
+            pointer="/amount",
         )
     return Change(
         replace(account, balance=account.balance + amount), WalletMove(None, "credit", amount)
@@ -175,12 +176,12 @@ def release(account: Account, msg: ReleaseWallet, ledger: Mapping[str, int]) -> 
 
 
 def award(account: Account, msg: AwardPoints, ledger: Mapping[str, int]) -> Change:
-    """Add the points earned by a paid order, once, up to :data:`MAX_HELD` in all; never after
+    """Add the points earned by a paid order, once, up to :data:`MAX_POINTS` in all; never after
     the order's revoke (durable messages can be delivered out of order after retries, so a
     revoke may come first)."""
     if msg.points <= 0 or "award" in ledger or "revoke" in ledger:
         return Change(account)
-    points = min(msg.points, MAX_HELD - account.points)  # the revoke takes back what was given
+    points = min(msg.points, MAX_POINTS - account.points)  # the revoke takes back what was given
     if points <= 0:
         return Change(account)
     return Change(

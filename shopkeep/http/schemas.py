@@ -32,7 +32,8 @@ Stock = Annotated[int, Meta(ge=0, le=MAX_AMOUNT, description="Units on hand.")]
 Restock = Annotated[
     int,
     Meta(ge=1, le=MAX_AMOUNT, description=f"Units to add; refused 422 `validation_error` when "
-                                          f"the stock on hand would pass {MAX_HELD}."),
+                                          f"the units supplied in all (the first stock and "
+                                          f"every restock) would pass {MAX_HELD}."),
 ]
 Quantity = Annotated[int, Meta(ge=1, le=MAX_QUANTITY)]
 Name = Annotated[

@@ -99,12 +99,21 @@ def test_an_empty_update_changes_nothing() -> None:
     assert update(TEA, UpdateGoods()) == TEA
 
 
-def test_a_restock_may_fill_the_stock_to_the_most_a_goods_holds_and_no_further() -> None:
-    nearly_full = Goods("tea", 450, MAX_HELD - 5, 10, MAX_HELD - 15)
-    assert update(nearly_full, UpdateGoods(restock=5)).stock == MAX_HELD  # type: ignore[union-attr]
-    refused = update(nearly_full, UpdateGoods(price=1, restock=6))
+def test_a_restock_may_bring_the_units_supplied_to_the_most_a_goods_holds_and_no_further() -> (
+    None
+):
+    # counted in what was supplied, not on hand: units an order holds come back on hand later
+    sold_out = Goods("tea", 450, 0, 10, MAX_HELD - 15)
+    assert update(sold_out, UpdateGoods(restock=5)).stock == 5  # type: ignore[union-attr]
+    refused = update(sold_out, UpdateGoods(price=1, restock=6))
     assert isinstance(refused, Refusal) and refused.code == VALIDATION_ERROR
-    assert str(MAX_HELD) in refused.detail
+    assert str(MAX_HELD) in refused.detail and refused.pointer == "/restock"
+
+
+def test_a_price_change_of_a_goods_supplied_past_the_most_is_still_taken() -> None:
+    # one that a database of before the cap holds: its price must stay changeable
+    past = Goods("tea", 450, MAX_HELD + 2, MAX_HELD + 2, 0)
+    assert update(past, UpdateGoods(price=500)) == Goods("tea", 500, MAX_HELD + 2, MAX_HELD + 2, 0)
 
 
 @pytest.mark.parametrize("msg", [UpdateGoods(price=-1), UpdateGoods(restock=-1)])

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shopkeep.actors.config import MAX_HELD
+from shopkeep.actors.config import MAX_HELD, MAX_POINTS
 from shopkeep.actors.protocol import (
     IDEMPOTENCY_CONFLICT,
     INSUFFICIENT_BALANCE,
@@ -85,6 +85,7 @@ def test_a_credit_past_the_most_a_wallet_holds_is_refused() -> None:
     assert change(credit(full, 100)).account.balance == MAX_HELD
     refused = refusal(credit(full, 101))
     assert refused.code == VALIDATION_ERROR and str(MAX_HELD) in refused.detail
+    assert refused.pointer == "/amount"
 
 
 def test_the_view_shows_balances_and_never_the_token() -> None:
@@ -237,12 +238,12 @@ def test_points_are_awarded_once_per_order() -> None:
 
 def test_an_award_is_cut_to_the_most_points_held_and_its_revoke_takes_back_that() -> None:
     # uncut, points past 2**63 could not be written: the award's commit failed for ever
-    near = Account("ann", 0, MAX_HELD - 5)
+    near = Account("ann", 0, MAX_POINTS - 5)
     awarded = award(near, AwardPoints(10, 12), {})
-    assert (awarded.account.points, awarded.move) == (MAX_HELD, PointsMove(10, "award", 5))
+    assert (awarded.account.points, awarded.move) == (MAX_POINTS, PointsMove(10, "award", 5))
     assert award(awarded.account, AwardPoints(11, 12), {}) == Change(awarded.account)
     revoked = revoke(awarded.account, RevokePoints(10), {"award": 5})
-    assert revoked.account.points == MAX_HELD - 5
+    assert revoked.account.points == MAX_POINTS - 5
 
 
 def test_no_points_award_nothing() -> None:

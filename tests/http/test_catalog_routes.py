@@ -128,10 +128,26 @@ async def test_a_restock_past_the_most_a_goods_holds_is_refused_and_changes_noth
     refused = await api.call("PATCH", f"/v1/goods/{tea}", ADMIN, {"price": 1, "restock": 11})
     assert (refused.status, refused.body["code"]) == (422, "validation_error")
     assert "above the most a goods holds (1000)" in refused.body["detail"]
+    assert [error["pointer"] for error in refused.body["errors"]] == ["/restock"]
     unchanged = await api.call("GET", f"/v1/goods/{tea}", ADMIN)
     assert (unchanged.body["stock"], unchanged.body["price"]) == (990, 1_000)
     filled = await api.call("PATCH", f"/v1/goods/{tea}", ADMIN, {"restock": 10})
     assert (filled.status, filled.body["stock"]) == (200, 1_000)
+
+
+async def test_what_an_order_gives_back_never_takes_a_stock_past_the_most_a_goods_holds(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # on hand counted alone, a restock while an order held two units, then its cancel, took
+    # the stock to 1,002
+    monkeypatch.setattr(goods_rules, "MAX_HELD", 1_000)
+    alice = await api.customer()
+    tea = await api.goods(price=1, stock=1_000)
+    order = await api.order(alice, tea, quantity=2)
+    refused = await api.call("PATCH", f"/v1/goods/{tea}", ADMIN, {"restock": 2})
+    assert refused.status == 422
+    await api.call("POST", f"/v1/orders/{order['id']}/cancel", alice.headers)
+    assert (await api.call("GET", f"/v1/goods/{tea}", ADMIN)).body["stock"] == 1_000
 
 
 async def test_a_coupon_is_given_and_listed_for_its_owner_only(api: Api) -> None:
