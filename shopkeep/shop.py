@@ -217,6 +217,10 @@ class Shop(Payments, BackOffice):
         path = os.fspath(path)  # a pathlib.Path too
         if not isinstance(path, str):
             raise TypeError(f"path {path!r}: a str or an os.PathLike of str")
+        if config is not None and not isinstance(config, ShopConfig):
+            raise TypeError(f"config {config!r}: a ShopConfig (its fields are serve's flags)")
+        if gateway_secret is not None and not isinstance(gateway_secret, str):
+            raise TypeError(f"gateway_secret: a str, not {type(gateway_secret).__name__}")
         settings = config or ShopConfig()
         secret = gateway_secret or secrets.token_hex(32)
         the_clock = clock or RealClock()
@@ -427,6 +431,8 @@ class Shop(Payments, BackOffice):
             if expires_at is not None:
                 each(check_time, "expires_at", expires_at)
             key = each(key_of, idempotency_key)
+        if expires_at is not None:
+            expires_at = float(expires_at)  # a time is a float in every view, read back or not
         await self.get_user(user_id)
         request = ("create_coupon", user_id, value, min_order_amount, expires_at)
         message = CreateCoupon(user_id, value, min_order_amount, expires_at)

@@ -21,6 +21,7 @@ from shopkeep.runtime.errors import (
     Overloaded,
     ShuttingDown,
     UnknownActorKind,
+    WrongLoop,
 )
 from shopkeep.runtime.ids import IdGenerator
 from shopkeep.runtime.supervision import Directive, SupervisionPolicy
@@ -49,6 +50,7 @@ __all__ = [
     "SupervisionPolicy",
     "UnknownActorKind",
     "VirtualClock",
+    "WrongLoop",
     "current_trace",
     "message_context",
     "run_seeded",

@@ -26,6 +26,17 @@ class ShuttingDown(Overloaded):
     """The system is stopping and takes no new work; a restarted server will."""
 
 
+class WrongLoop(ActorSystemError, RuntimeError):
+    """Called from another event loop than the system's (another thread's), or from none:
+    nothing was sent.
+
+    A bug in the caller: the actors and their futures belong to the loop that started the
+    system, and a message sent from elsewhere was handled there while its answer failed here
+    (an effect the caller was told had failed). From another thread, submit the call to the
+    system's loop (``asyncio.run_coroutine_threadsafe``).
+    """
+
+
 class ActorStopped(ActorSystemError):
     """The actor stopped (supervision or shutdown) before it handled the message.
 

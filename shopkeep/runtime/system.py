@@ -47,6 +47,7 @@ from shopkeep.runtime.errors import (
     Overloaded,
     ShuttingDown,
     UnknownActorKind,
+    WrongLoop,
 )
 from shopkeep.runtime.ids import IdGenerator, largest_stored_id
 from shopkeep.runtime.join import ACTIVATE, restart_joined
@@ -147,11 +148,21 @@ class ActorSystem:
         if scope is None:
             if not self._accepting and not internal:
                 raise ShuttingDown("the actor system is not taking messages")
+            self._check_loop()
             envelope = Envelope(message, None, (), current_trace.get())
         else:
             address, handling = scope
             envelope = Envelope(message, None, (*handling.chain, address), handling.trace)
         self._enqueue(self._cell(to), envelope)
+
+    def _check_loop(self) -> None:
+        """Raise WrongLoop unless called on the system's loop (from outside any actor: within
+        one, the caller is on it)."""
+        if asyncio._get_running_loop() is not self._loop and self._loop is not None:
+            raise WrongLoop(
+                "the shop runs on the event loop it was opened on: call it there (from another "
+                "thread, asyncio.run_coroutine_threadsafe)"
+            )
 
     async def ask(
         self,
@@ -168,6 +179,7 @@ class ActorSystem:
         if scope is None:
             if not self._accepting and not internal:
                 raise ShuttingDown("the actor system is not taking messages")
+            self._check_loop()
             chain: tuple[Address, ...] = ()
             trace = current_trace.get()
         else:

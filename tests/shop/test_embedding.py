@@ -23,6 +23,7 @@ import pytest
 from shopkeep.actors.config import ShopConfig
 from shopkeep.errors import ShopError
 from shopkeep.opening import CurrencyMismatch
+from shopkeep.runtime import WrongLoop
 from shopkeep.shop import Shop
 
 PAST_64_BITS = 2**64
@@ -32,6 +33,46 @@ async def test_a_shop_needs_its_gateway_named(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="'sandbox', a SandboxGateway or a PaymentProvider"):
         async with Shop.open(str(tmp_path / "shop.db"), gateway=None):  # type: ignore[arg-type]
             pass
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ({"config": {"shipping_fee": 5}}, "a ShopConfig"),
+        ({"gateway_secret": 5}, "gateway_secret: a str, not int"),
+        ({"gateway_secret": ["x"]}, "gateway_secret: a str, not list"),
+    ],
+)
+async def test_settings_of_the_wrong_type_are_refused_as_the_shop_opens(
+    tmp_path: Path, given: dict[str, Any], says: str
+) -> None:
+    # a dict config failed later on a missing attribute; a secret of an int made every sandbox
+    # callback fail to sign, retried for ever, the payment never completed
+    with pytest.raises(TypeError, match=says):
+        async with Shop.open(tmp_path / "shop.db", gateway="sandbox", **given):
+            pass
+    assert not (tmp_path / "shop.db").exists()
+
+
+async def test_a_call_from_another_threads_loop_is_refused_and_does_nothing(shop: Shop) -> None:
+    # it was done on the shop's loop while its caller got a bare RuntimeError: a credit retried
+    # after that "failure" credited twice
+    ann = (await shop.create_user("ann", balance=100)).user
+    failed: list[BaseException] = []
+
+    def elsewhere() -> None:
+        try:
+            asyncio.run(shop.credit_wallet(ann.id, 50))
+        except BaseException as error:  # kept for the assertion
+            failed.append(error)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    await asyncio.to_thread(thread.join, 10)
+
+    [error] = failed
+    assert isinstance(error, WrongLoop) and "run_coroutine_threadsafe" in str(error)
+    assert (await shop.get_user(ann.id)).balance == 100
 
 
 async def test_a_shop_opens_on_a_path_object_too(tmp_path: Path) -> None:
@@ -273,3 +314,14 @@ async def test_a_shop_cancelled_as_it_closes_still_closes_whole_then_lets_the_ca
     assert set(threading.enumerate()) <= before
     async with Shop.open(str(tmp_path / "shop.db"), gateway="sandbox") as reopened:
         assert (await reopened.audit()).ok  # the lock was released, and nothing was lost
+
+
+async def test_a_coupon_expiry_given_as_an_int_reads_back_as_the_same_float_everywhere(
+    shop: Shop,
+) -> None:
+    ann = (await shop.create_user("ann")).user
+    made = await shop.create_coupon(ann.id, 100, expires_at=4_102_444_800)
+    [listed] = (await shop.list_coupons(ann.id)).items
+    read = await shop.get_coupon(made.id)
+    assert [type(c.expires_at) for c in (made, listed, read)] == [float] * 3
+    assert made.expires_at == listed.expires_at == read.expires_at == 4_102_444_800.0
