@@ -44,6 +44,15 @@ class GatewayError(Exception):
     """
 
 
+class GatewayRefused(GatewayError):
+    """The provider answered a definite no (a 4xx, a business error code, the sandbox asked to
+    refund more than it collected).
+
+    Still a :class:`GatewayError`, so a refund keeps being retried (and logged) until someone
+    looks; but a caller may tell it apart from an outage.
+    """
+
+
 class Gateway(Protocol):
     """What the shop needs from a payment gateway."""
 
@@ -136,7 +145,8 @@ class SandboxGateway:
         if books.has_refund(refund_id):
             return  # the idempotency key: done already
         if books.remembers(payment_id) and amount > books.refundable(payment_id):
-            raise GatewayError(
+            # a definite no, as Stripe's "greater than unrefunded amount": said as a refusal
+            raise GatewayRefused(
                 f"sandbox: payment {payment_id} has {books.refundable(payment_id)} left to "
                 f"refund, {amount} asked"
             )

@@ -28,7 +28,7 @@ from typing import Final, Literal, Protocol, runtime_checkable
 
 import msgspec
 
-from shopkeep.actors.gateway import CallbackBody, GatewayError
+from shopkeep.actors.gateway import CallbackBody, GatewayError, GatewayRefused
 from shopkeep.requests import id_in_text
 
 __all__ = [
@@ -85,14 +85,6 @@ class ConfigurationError(Exception):
     """A provider was chosen without its credentials, or with ones it cannot read.
 
     The operator's fault: ``str()`` is one line naming the setting, for ``serve`` to print.
-    """
-
-
-class GatewayRefused(GatewayError):
-    """The provider answered a definite no (a 4xx, a business error code).
-
-    Still a :class:`GatewayError`, so a refund keeps being retried (and logged) until someone
-    looks; but a caller may tell it apart from an outage.
     """
 
 

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 from structlog.testing import capture_logs
 
-from shopkeep.actors.gateway import CallbackBody, GatewayError, SandboxGateway
+from shopkeep.actors.gateway import CallbackBody, GatewayError, GatewayRefused, SandboxGateway
 from shopkeep.actors.signature import verify
 from shopkeep.errors import CallbackRejected
 from shopkeep.runtime import ShuttingDown, VirtualClock
@@ -85,7 +85,7 @@ async def test_a_refund_is_done_once_per_key_and_fails_while_switched_off() -> N
     await gateway.refund(70, 7, 1_500)
     await gateway.refund(70, 7, 1_500)
     assert gateway.total_refunded == 1_500
-    with pytest.raises(GatewayError):
+    with pytest.raises(GatewayRefused):  # a definite no, not an outage: said as a refusal
         await gateway.refund(71, 7, 1)  # nothing left to refund of payment 7
     gateway.refunds_failing = True
     with pytest.raises(GatewayError):
