@@ -139,8 +139,15 @@ _own_fields = attrgetter(*VIEW_FIELDS)
 
 
 def order_view(state: OrderState) -> OrderView:
-    """The order as SPEC 7 shows it: its own fields (``OrderFields``), and its items."""
-    items = tuple(OrderItemView(x.goods_id, x.quantity, x.unit_price) for x in state.lines)
+    """The order as SPEC 7 shows it: its own fields (``OrderFields``), and its items. A
+    pending order shows no prices, as its amounts are none yet: the 202 answer's shape, which
+    a list showing the row of a placement under way would otherwise contradict (its lines
+    priced, its amounts still 0)."""
+    pending = state.status == PENDING
+    items = tuple(
+        OrderItemView(x.goods_id, x.quantity, None if pending else x.unit_price)
+        for x in state.lines
+    )
     return OrderView(*_own_fields(state), items=items)
 
 

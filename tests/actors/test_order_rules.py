@@ -6,6 +6,7 @@ import pytest
 from msgspec.structs import replace
 
 from shopkeep.actors.config import MAX_AMOUNT, ShopConfig
+from shopkeep.actors.order import order_view
 from shopkeep.actors.order_rules import (
     CancelPlan,
     approve_return,
@@ -44,6 +45,7 @@ from shopkeep.actors.order_state import (
     CancelDeadline,
     Fulfil,
     History,
+    Line,
     OrderState,
     Release,
     RequestRefund,
@@ -204,6 +206,16 @@ def test_a_new_order_is_pending_and_its_history_says_placed() -> None:
     state, effects = new_order(7, 3, ((1, 2),), None, 0, NOW)
     assert state.status == PENDING and state.created_at == NOW
     assert effects == [History(None, PENDING, "placed")]
+
+
+def test_a_pending_order_shows_no_prices_as_it_has_no_amounts_yet() -> None:
+    # the store's row of a placement under way had its lines priced and its amounts 0: a list
+    # showed it so, contradicting itself and the 202 answer
+    lines = (Line(1, 2, 2_500),)
+    view = order_view(replace(placed(), lines=lines))
+    assert [(i.goods_id, i.quantity, i.unit_price) for i in view.items] == [(1, 2, None)]
+    confirmed, _ = confirm(discounted(priced(placed(), {1: 2_500}, CONFIG), None), NOW, CONFIG)
+    assert [i.unit_price for i in order_view(confirmed).items] == [2_500]
 
 
 def test_a_confirmed_order_awaits_payment_until_its_deadline() -> None:
