@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -70,10 +71,12 @@ CHECKS: tuple[Check, ...] = (
 """The invariants, in the order the report lists them."""
 
 
-def statement(checks: tuple[Check, ...]) -> str:
-    """The one statement that runs ``checks``: their CTEs, then all branches in one UNION ALL."""
+def statement(checks: tuple[Check, ...], *, counts: bool = True) -> str:
+    """The one statement that runs ``checks``: their CTEs, then all branches in one UNION ALL
+    (with ``counts``, the counts' and the outbox's branches first)."""
     ctes = [cte for check in checks for cte in check.ctes]
-    branches = [COUNTS_BRANCH, OUTBOX_BRANCH, *(b for check in checks for b in check.branches)]
+    base = [COUNTS_BRANCH, OUTBOX_BRANCH] if counts else []
+    branches = [*base, *(b for check in checks for b in check.branches)]
     head = "WITH " + ",\n".join(ctes) + "\n" if ctes else ""
     return head + "\nUNION ALL\n".join(branches)
 
@@ -108,12 +111,84 @@ class AuditReport(msgspec.Struct, frozen=True, gc=False):
     checks: list[AuditCheck]
 
 
+OVERFLOW = "integer overflow"
+"""SQLite's words when a sum passes 64 bits."""
+OVERFLOWED = (
+    "a sum of its rows passes 64 bits (SQLite's integer overflow): values no shop writes, so "
+    "the database was changed by hand; the other checks ran each in a statement of its own"
+)
+"""The detail of a check whose sums SQLite could not take."""
+
+Query = tuple[str, tuple[Any, ...]]
+Steps = Generator[Query, list[Row], AuditReport]
+
+
+def audit_steps() -> Steps:
+    """The audit as the queries it asks, each sent back its rows (or thrown SQLite's error):
+    one code for the live read connection and a closed file, which only run them differently.
+
+    A sum past 64 bits (a ledger changed by hand) fails the one statement: then each check runs
+    in one of its own, and the one that overflowed fails saying so, where the audit itself
+    failed (a traceback offline, a 500 over HTTP). Those statements see as many snapshots:
+    only a database changed by hand takes that way."""
+    try:
+        rows = yield AUDIT_SQL, ()
+    except sqlite3.OperationalError as error:
+        if OVERFLOW not in str(error):
+            raise
+        rows = yield statement(()), ()  # the counts and the outbox
+        overflowed = []
+        for check in CHECKS:
+            try:
+                rows += yield statement((check,), counts=False), ()
+            except sqlite3.OperationalError as again:
+                if OVERFLOW not in str(again):
+                    raise
+                overflowed.append(check.name)
+        found, flight = sort_rows(rows)
+        return judge(found, flight, (yield from _live(flight)), overflowed)
+    found, flight = sort_rows(rows)
+    return judge(found, flight, (yield from _live(flight)))
+
+
+def _live(flight: InFlight) -> Generator[Query, list[Row], list[Row]]:
+    """:data:`LIVE_OF_SQL`'s rows for the releases ``flight`` found (none asked if none)."""
+    released = released_orders(flight)
+    return (yield LIVE_OF_SQL, (released,)) if released else []
+
+
 async def audit(reader: Reader) -> AuditReport:
     """Audit the committed state seen by ``reader`` (a live server's read connection)."""
-    found, flight = sort_rows(await reader.fetchall(AUDIT_SQL))
-    released = released_orders(flight)
-    live = await reader.fetchall(LIVE_OF_SQL, (released,)) if released else []
-    return judge(found, flight, live)
+    steps = audit_steps()
+    query = next(steps)
+    while True:
+        try:
+            try:
+                rows = await reader.fetchall(*query)
+            except sqlite3.OperationalError as error:
+                query = steps.throw(error)
+            else:
+                query = steps.send(rows)
+        except StopIteration as done:
+            report: AuditReport = done.value
+            return report
+
+
+def _audit_on(conn: sqlite3.Connection) -> AuditReport:
+    """:func:`audit_steps` on ``conn``, at once."""
+    steps = audit_steps()
+    query = next(steps)
+    while True:
+        try:
+            try:
+                rows = conn.execute(*query).fetchall()
+            except sqlite3.OperationalError as error:
+                query = steps.throw(error)
+            else:
+                query = steps.send(rows)
+        except StopIteration as done:
+            report: AuditReport = done.value
+            return report
 
 
 def audit_file(path: str) -> AuditReport:
@@ -132,7 +207,7 @@ def audit_file(path: str) -> AuditReport:
     if not found:
         raise FileNotFoundError(f"no database file at {path}")
     try:
-        read = _audit_rows(f"{file.resolve().as_uri()}?mode=ro")
+        return _audit_uri(f"{file.resolve().as_uri()}?mode=ro")
     except sqlite3.OperationalError:
         # read-only, a database in WAL mode still makes its -shm file beside it: a copy in a
         # folder it cannot write is read as a file nothing changes, unless commits wait in
@@ -148,11 +223,10 @@ def audit_file(path: str) -> AuditReport:
                 f"a write cut short left {journal.name} beside it, which only opening the file "
                 "for writing rolls back (a restore from it, or a server on it)"
             ) from None
-        read = _audit_rows(f"{file.resolve().as_uri()}?immutable=1")
-    return judge(*read)
+        return _audit_uri(f"{file.resolve().as_uri()}?immutable=1")
 
 
-def _audit_rows(uri: str) -> tuple[Findings, InFlight, list[Row]]:
+def _audit_uri(uri: str) -> AuditReport:
     conn = sqlite3.connect(uri, uri=True)
     try:
         # each complaint on one line ("*** in database main ***\nPage 40: ...")
@@ -162,7 +236,7 @@ def _audit_rows(uri: str) -> tuple[Findings, InFlight, list[Row]]:
         if 0 < schema_version(conn) < len(MIGRATIONS):
             conn = migrated_copy(conn)
         try:
-            found, flight = sort_rows(conn.execute(AUDIT_SQL).fetchall())
+            return _audit_on(conn)
         except sqlite3.OperationalError as error:
             if "no such table" not in str(error):
                 raise
@@ -172,9 +246,6 @@ def _audit_rows(uri: str) -> tuple[Findings, InFlight, list[Row]]:
             raise sqlite3.DatabaseError(
                 f"not a shop's database, or one this shopkeep has not opened yet ({error})"
             ) from None
-        released = released_orders(flight)
-        live = conn.execute(LIVE_OF_SQL, (released,)).fetchall() if released else []
-        return found, flight, live
     finally:
         conn.close()
 
@@ -209,15 +280,22 @@ def released_orders(flight: InFlight) -> str | None:
     return msgspec.json.encode(sorted(flight.released)).decode() if flight.released else None
 
 
-def judge(found: Findings, flight: InFlight, live: Sequence[Row]) -> AuditReport:
+def judge(
+    found: Findings, flight: InFlight, live: Sequence[Row], overflowed: Sequence[str] = ()
+) -> AuditReport:
     """The report on the rows of :data:`AUDIT_SQL` (``found`` and ``flight``, by
     :func:`sort_rows`): one check per invariant, in order, and one more, ``outbox``, failing,
     only if some outbox row cannot be decoded (the runtime could not deliver it either, so
     whatever it carried is stuck) or gives back what an order that holds its assets holds
-    (``live``: :data:`LIVE_OF_SQL`'s rows, such orders and their status)."""
+    (``live``: :data:`LIVE_OF_SQL`'s rows, such orders and their status). The checks named
+    in ``overflowed`` fail, saying their sums could not be taken."""
     goods, users, coupons, orders, refunds, *_ = found["counts"][0]
     counts = Counts(goods, users, coupons, orders, refunds)
-    checks = [_report(check.name, check.judge(found, flight, counts)) for check in CHECKS]
+    checks = [
+        AuditCheck(check.name, False, OVERFLOWED) if check.name in overflowed
+        else _report(check.name, check.judge(found, flight, counts))
+        for check in CHECKS
+    ]
     stuck = [f"{flight.undecodable} outbox rows cannot be decoded"] if flight.undecodable else []
     stuck += [f"a release of {status} order {order_id} is on its way" for order_id, status in live]
     if stuck:

@@ -612,3 +612,26 @@ def test_a_refund_recorded_on_the_wrong_order_is_found_though_the_totals_agree(
         "2 violations: order 102: collected 2200, but kept 2200 + refunded 1450; "
         "order 103: collected 1450, but kept 0 + refunded 0"
     )
+
+
+async def test_a_ledger_summing_past_64_bits_fails_its_check_and_the_others_still_run(
+    shop_db: str,
+) -> None:
+    # SQLite's sum overflowed and the one statement failed: a traceback offline, a 500 live
+    huge = 2**62
+    for _ in range(2):
+        corrupt(
+            shop_db,
+            "INSERT INTO wallet_ledger (user_id, order_id, reason, amount, at) "
+            f"VALUES ({BOB}, NULL, 'credit', {huge}, 0)",
+        )
+
+    offline = audit_file(shop_db)
+    async with open_shop(shop_db) as rt:
+        live = await audit(rt.store.reader)
+
+    for report in (offline, live):
+        assert not report.ok
+        assert [check.name for check in report.checks][:3] == ["stock", "wallet", "points"]
+        assert "passes 64 bits" in failing(report)["wallet"]
+        assert all(check.ok for check in report.checks if check.name != "wallet")
