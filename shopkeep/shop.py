@@ -19,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import inspect
 import os
 import secrets
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final, Literal, TypeVar
 
@@ -134,6 +135,31 @@ def new_token() -> str:
     return token
 
 
+C = TypeVar("C", bound=type)
+
+
+def _on_the_shops_loop(cls: C) -> C:
+    """``cls`` whose public coroutine methods (its bases' too) first check that they run on the
+    shop's loop (WrongLoop, having done nothing, else): called from another thread's loop, a
+    write was done on the shop's loop while its caller got a bare RuntimeError, and a read could
+    meet the shop's own reads' futures."""
+    for name in dir(cls):
+        method = getattr(cls, name)
+        if not name.startswith("_") and inspect.iscoroutinefunction(method):
+            setattr(cls, name, _checked_loop(method))
+    return cls
+
+
+def _checked_loop(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(method)
+    async def on_its_loop(self: Shop, *args: Any, **kwargs: Any) -> Any:
+        self.system.check_loop()
+        return await method(self, *args, **kwargs)
+
+    return on_its_loop
+
+
+@_on_the_shops_loop
 class Shop(Payments, BackOffice):
     """The shop's operations over one database. Build it with :meth:`Shop.open`.
 

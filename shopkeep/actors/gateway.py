@@ -23,7 +23,7 @@ from shopkeep.actors.sandbox_books import PAYMENTS_REMEMBERED, SandboxBooks
 from shopkeep.actors.signature import sign
 from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.requests import check_amount, check_id, check_instance
-from shopkeep.runtime import Clock, ShuttingDown
+from shopkeep.runtime import Clock, ShuttingDown, WrongLoop
 
 log = structlog.get_logger("shopkeep.gateway")
 
@@ -109,6 +109,7 @@ class SandboxGateway:
         self._retry_s = retry_s
         self._retry_max_s = retry_max_s
         self._sink: CallbackSink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the shop's, once attached
         self._txn_ids = itertools.count(1)
         self._tasks: dict[asyncio.Task[bool], int] = {}  # callbacks on their way: payment ids
         self._paying: dict[asyncio.Task[bool], int] = {}  # those of successes: payment ids
@@ -138,6 +139,7 @@ class SandboxGateway:
         forgets what it collected when the process restarts, and the shop's refunds of
         payments from before the restart must still go through.
         """
+        WrongLoop.unless_on(self._loop)
         self.refund_attempts += 1
         if self.refunds_failing or self._clock.now() < self._refunds_fail_until:
             raise GatewayError("sandbox: refunds are failing")
@@ -173,6 +175,7 @@ class SandboxGateway:
     def collect(self, payment_id: int, txn_id: str | None, amount: int) -> bool:
         """Record that the user paid ``amount`` for ``payment_id`` in transaction ``txn_id``,
         once per transaction; whether it was new."""
+        WrongLoop.unless_on(self._loop)
         return self._books.collect(payment_id, txn_id, amount)
 
     @property
@@ -194,13 +197,18 @@ class SandboxGateway:
 
     def fail_refunds_until(self, when: float) -> None:
         """Make every refund call fail until the clock reaches ``when``."""
+        WrongLoop.unless_on(self._loop)
         self._refunds_fail_until = when
 
     # -- callbacks ------------------------------------------------------------------------------
 
     def attach(self, sink: CallbackSink) -> None:
-        """Deliver callbacks to ``sink`` (the composition root wires the shop in here)."""
+        """Deliver callbacks to ``sink`` (the composition root wires the shop in here), on the
+        running loop: what changes the books or calls back is refused elsewhere (WrongLoop), as
+        the shop refuses it (a complete from another thread's loop collected, then retried
+        its callback for ever)."""
         self._sink = sink
+        self._loop = asyncio._get_running_loop()
 
     def callback(
         self, payment_id: int, order_id: int, amount: int, status: str, txn_id: str | None
@@ -236,6 +244,7 @@ class SandboxGateway:
         shop that has closed. The ids and the amount are checked as the shop checks its own
         (ShopError validation_error).
         """
+        WrongLoop.unless_on(self._loop)
         check_id("payment_id", payment_id)
         check_id("order_id", order_id)
         check_amount("amount", amount)
@@ -289,6 +298,7 @@ class SandboxGateway:
         Raises ShuttingDown once :meth:`settle` has begun: a callback taken on then could not
         reach a shop that is closing, and the sandbox's books do not outlive the process. What
         the task raises in the end (the shop refused the callback, or closed) is logged."""
+        WrongLoop.unless_on(self._loop)
         if self._settling:
             raise ShuttingDown("the sandbox is stopping: complete the payment after the restart")
         loop = asyncio.get_running_loop()
@@ -328,13 +338,14 @@ class SandboxGateway:
         ``first_try``, when given, is set to the first try's outcome."""
         if self._sink is None:
             raise RuntimeError("attach() a callback sink first")
+        WrongLoop.unless_on(self._loop)
         delay = self._retry_s
         while True:
             self.deliveries += 1
             acknowledged = False
             try:
                 acknowledged = await self._sink(raw_body, self.signature(raw_body))
-            except (asyncio.CancelledError, CallbackRejected, ShuttingDown):
+            except (asyncio.CancelledError, CallbackRejected, ShuttingDown, WrongLoop):
                 raise  # refused in process, or its shop closed: trying again cannot help
             except Exception as exc:  # the shop failed: a real gateway just tries again
                 log.info("sandbox_callback_failed", error=f"{type(exc).__name__}: {exc}")

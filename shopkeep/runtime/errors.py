@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,18 @@ class WrongLoop(ActorSystemError, RuntimeError):
     (an effect the caller was told had failed). From another thread, submit the call to the
     system's loop (``asyncio.run_coroutine_threadsafe``).
     """
+
+    @classmethod
+    def unless_on(cls, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Raise when called on another running loop than ``loop`` (None: not bound to one
+        yet). A call with no loop running is let through: a program's own thread between two
+        runs of the loop, as a test steps it."""
+        running = asyncio._get_running_loop()
+        if loop is not None and running is not None and running is not loop:
+            raise cls(
+                "the shop runs on the event loop it was opened on: call it there (from another "
+                "thread, asyncio.run_coroutine_threadsafe)"
+            )
 
 
 class ActorStopped(ActorSystemError):

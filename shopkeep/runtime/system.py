@@ -148,21 +148,17 @@ class ActorSystem:
         if scope is None:
             if not self._accepting and not internal:
                 raise ShuttingDown("the actor system is not taking messages")
-            self._check_loop()
+            self.check_loop()
             envelope = Envelope(message, None, (), current_trace.get())
         else:
             address, handling = scope
             envelope = Envelope(message, None, (*handling.chain, address), handling.trace)
         self._enqueue(self._cell(to), envelope)
 
-    def _check_loop(self) -> None:
-        """Raise WrongLoop unless called on the system's loop (from outside any actor: within
-        one, the caller is on it)."""
-        if asyncio._get_running_loop() is not self._loop and self._loop is not None:
-            raise WrongLoop(
-                "the shop runs on the event loop it was opened on: call it there (from another "
-                "thread, asyncio.run_coroutine_threadsafe)"
-            )
+    def check_loop(self) -> None:
+        """Raise WrongLoop unless called on the system's loop (an entry point's check: within
+        an actor, the caller is on it)."""
+        WrongLoop.unless_on(self._loop)
 
     async def ask(
         self,
@@ -179,7 +175,7 @@ class ActorSystem:
         if scope is None:
             if not self._accepting and not internal:
                 raise ShuttingDown("the actor system is not taking messages")
-            self._check_loop()
+            self.check_loop()
             chain: tuple[Address, ...] = ()
             trace = current_trace.get()
         else:
