@@ -85,7 +85,9 @@ class CreditRequest(RequestBody, frozen=True):
         int,
         Meta(ge=1, le=MAX_AMOUNT, description=f"Money to add, in minor units; refused 422 "
                                               f"`validation_error` when the balance would pass "
-                                              f"{MAX_HELD}."),
+                                              f"{MAX_HELD} (what orders give back to the "
+                                              f"wallet, on a cancel or a return, is never "
+                                              f"refused, and may take it past)."),
     ]
 
 
