@@ -20,6 +20,7 @@ from shopkeep.actors.protocol import (
     CreateCoupon,
     GetCoupon,
     Keyed,
+    Quote,
     Refusal,
     ReleaseCoupon,
     UseCoupon,
@@ -88,6 +89,8 @@ class CouponActor(Actor):
         match message:
             case GetCoupon():
                 return coupon.view(coupon_id)
+            case Quote(asked):
+                return self.check(asked)
             case CreateCoupon():
                 return Refusal(INVALID_STATE, f"coupon {coupon_id} already exists")
             case UseCoupon():

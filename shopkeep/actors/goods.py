@@ -40,6 +40,7 @@ from shopkeep.actors.protocol import (
     GoodsMessage,
     GoodsView,
     Keyed,
+    Quote,
     Refusal,
     ReturnStock,
     StockTaken,
@@ -122,6 +123,8 @@ class GoodsActor(Actor):
                 if updated != goods:
                     self._write(ctx, updated, None)
                 return updated.view(goods_id)
+            case Quote(asked):
+                return self.check(asked)
             case TakeStock(order_id):
                 earlier = self.taken.get(order_id)
                 if earlier is not None:

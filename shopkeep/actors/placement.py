@@ -3,6 +3,11 @@
 1. The pending order (row, items, history ``placed``) is submitted on its own
    (``ctx.checkpoint()``): units commit in submission order, so any stock, coupon or wallet
    change made for this order is durable no earlier than the order that recovery will find.
+   Then the checks, by asks that take nothing (:class:`~shopkeep.actors.protocol.Quote`): each
+   goods' stock at today's price, the coupon for the amount they make, ``expected_total`` and
+   the cap. A refusal there fails the order with nothing taken (SPEC 2: checks first); taking
+   the stock first held the last unit from another customer while this order's refusal was
+   on its way.
 2. Take the stock of every item (asked concurrently: different goods actors), learning the unit
    prices. 3. Price the order. 4. Use the coupon, if any. Then the discount, wallet and pay
    amounts are known and ``expected_total`` is checked (price_changed): the coupon's value is
@@ -13,7 +18,8 @@
    that whoever undoes a cut placement knows what may have been debited.
 6. Confirm: awaiting payment with its deadline, or paid when nothing is left to pay.
 
-Any refusal in steps 2-5 undoes every step already done with one durable ReleaseAssets (all
+Steps 2-5 check again as they take (a concurrent order may have taken the stock or the coupon
+since, or a price changed). Any refusal in steps 2-5 undoes every step already done with one durable ReleaseAssets (all
 goods, the coupon if it was asked for, the wallet amount if debited) and cancels the order,
 placement_failed, failure code = the refusal's code.
 
@@ -30,6 +36,7 @@ asset's mailbox. That is also why a cut placement can be undone knowing only wha
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import structlog
@@ -42,10 +49,11 @@ from shopkeep.actors.order_rules import (
     fail_placement,
     priced,
 )
-from shopkeep.actors.order_state import INTERRUPTED, Effect, OrderState, SaveLines
+from shopkeep.actors.order_state import INTERRUPTED, Effect, Line, OrderState, SaveLines
 from shopkeep.actors.protocol import (
     TOO_MANY_UNPAID_ORDERS,
     DebitWallet,
+    Quote,
     Refusal,
     StockTaken,
     TakeStock,
@@ -120,10 +128,59 @@ def _fail(
     return Refusal(code, detail, state.id)
 
 
+async def _checks(
+    ctx: Context, state: OrderState, expected_total: int | None, capped: bool, config: ShopConfig
+) -> Refusal | None:
+    """The placement's checks by asks, nothing taken (each participant's :class:`Quote`): the
+    goods and their stock at today's prices, the coupon for the amount they make, the expected
+    total, the unpaid-orders cap. The refusal, or None when the steps may begin (they check
+    again as they take: a concurrent order may take the stock or the coupon meanwhile)."""
+    quotes = await _ask_each(ctx, state, lambda line: Quote(TakeStock(state.id, line.quantity)))
+    prices: dict[int, int] = {}
+    for line, quote in zip(state.lines, quotes, strict=True):
+        if isinstance(quote, asyncio.CancelledError):
+            raise quote
+        if not isinstance(quote, StockTaken):
+            return Refusal(*placement_failure(quote))
+        prices[line.goods_id] = quote.unit_price
+    state = priced(state, prices, config)
+    coupon_value: int | None = None
+    if state.coupon_id is not None:
+        use = UseCoupon(state.id, state.user_id, state.order_amount, ctx.now())
+        try:
+            value = await ctx.ask(Address("coupon", state.coupon_id), Quote(use))
+        except Exception as exc:
+            return Refusal(*placement_failure(exc))
+        if not isinstance(value, int) or isinstance(value, bool):
+            return Refusal(*placement_failure(value))
+        coupon_value = value
+    return _totals_refused(discounted(state, coupon_value), expected_total, capped, config)
+
+
+def _totals_refused(
+    state: OrderState, expected_total: int | None, capped: bool, config: ShopConfig
+) -> Refusal | None:
+    """The discounted order refused for its totals (the largest amount, ``expected_total``)
+    or, its user at the unpaid-orders cap (``capped``), for leaving something to pay."""
+    refusal = check_totals(state, expected_total)
+    if refusal is not None or not (capped and state.pay_amount > 0):
+        return refusal
+    cap = config.max_unpaid_orders
+    detail = (f"user {state.user_id} already has {cap} unpaid orders or more (at most "
+              f"{cap}), and this one leaves {state.pay_amount} to pay")
+    return Refusal(TOO_MANY_UNPAID_ORDERS, detail)
+
+
 async def _take_stock(ctx: Context, state: OrderState) -> list[Any]:
     """Every line's TakeStock answer (or the error of its ask), in line order."""
-    asks = [ctx.ask(Address("goods", line.goods_id), TakeStock(state.id, line.quantity))
-            for line in state.lines]
+    return await _ask_each(ctx, state, lambda line: TakeStock(state.id, line.quantity))
+
+
+async def _ask_each(
+    ctx: Context, state: OrderState, message: Callable[[Line], Any]
+) -> list[Any]:
+    """Each line's goods asked ``message(line)``: the answers (or the errors), in line order."""
+    asks = [ctx.ask(Address("goods", line.goods_id), message(line)) for line in state.lines]
     if len(asks) == 1:
         # most orders have one line: awaiting it directly spares gather's task and callbacks
         try:
@@ -144,6 +201,13 @@ async def run_placement(
     order_id = state.id
     config = actor.config
 
+    # 1b. checks first (SPEC 2): what each goods and the coupon would answer, the amounts,
+    # the expected total and the cap, asked before anything is taken; stock taken first held
+    # the last unit from another customer while a refusal of this one was on its way
+    refusal = await _checks(ctx, state, expected_total, capped, config)
+    if refusal is not None:
+        return _fail(actor, ctx, state, (refusal.code, refusal.detail), coupon_asked=False)
+
     # 2. stock
     answers = await _take_stock(ctx, state)
     prices: dict[int, int] = {}
@@ -159,7 +223,7 @@ async def run_placement(
     # 3. amounts
     state = priced(state, prices, config)
 
-    # 4. coupon
+    # 4. coupon (checked in 1b: this is the use, which a concurrent order may have won since)
     coupon_value: int | None = None
     if state.coupon_id is not None:
         use = UseCoupon(order_id, state.user_id, state.order_amount, ctx.now())
@@ -171,14 +235,9 @@ async def run_placement(
             return _fail(actor, ctx, state, placement_failure(answer), coupon_asked=True)
         coupon_value = answer
     state = discounted(state, coupon_value)
-    refusal = check_totals(state, expected_total)
-    if refusal is not None:
+    refusal = _totals_refused(state, expected_total, capped, config)
+    if refusal is not None:  # a price changed since 1b
         return _fail(actor, ctx, state, (refusal.code, refusal.detail), coupon_asked=True)
-    if capped and state.pay_amount > 0:
-        cap = config.max_unpaid_orders
-        detail = (f"user {state.user_id} already has {cap} unpaid orders or more (at most "
-                  f"{cap}), and this one leaves {state.pay_amount} to pay")
-        return _fail(actor, ctx, state, (TOO_MANY_UNPAID_ORDERS, detail), coupon_asked=True)
 
     # 5. wallet
     if state.wallet_amount > 0:

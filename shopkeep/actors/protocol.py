@@ -274,8 +274,6 @@ class ReturnStock(msgspec.Struct, frozen=True, tag=True, gc=False):
     reason: str = "release"
 
 
-GoodsMessage = CreateGoods | GetGoods | UpdateGoods | TakeStock | ReturnStock
-
 # -- coupon -----------------------------------------------------------------------------------
 
 
@@ -321,7 +319,17 @@ class ReleaseCoupon(msgspec.Struct, frozen=True, tag=True, gc=False):
     order_id: int
 
 
-CouponMessage = CreateCoupon | GetCoupon | UseCoupon | ReleaseCoupon
+class Quote(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """What ``message`` would answer now, changing nothing (a goods' :class:`TakeStock`: its
+    StockTaken at today's price, or the refusal; a coupon's :class:`UseCoupon`: its value, or
+    the refusal): the checks a placement makes by asks before it takes anything (SPEC 2: a
+    refusal changes nothing), as the one-turn placement makes them by joins."""
+
+    message: TakeStock | UseCoupon
+
+
+GoodsMessage = CreateGoods | GetGoods | UpdateGoods | TakeStock | ReturnStock | Quote
+CouponMessage = CreateCoupon | GetCoupon | UseCoupon | ReleaseCoupon | Quote
 
 # -- assets: the release fan-out --------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -346,6 +347,34 @@ async def test_the_saga_places_an_order_paid_in_full_at_the_cap_and_undoes_one_t
     assert (undone.status, undone.cancel_reason) == ("canceled", "placement_failed")
     assert (await shop.get_coupon(short.id)).state == "unused"
     assert (await shop.get_goods(tea.id)).stock == 89
+    await assert_audit_ok(shop)
+
+
+@pytest.mark.parametrize("wait", [True, False])
+@pytest.mark.parametrize("refused_by", ["expired coupon", "coupon minimum", "price_changed"])
+async def test_the_saga_checks_before_it_takes_the_stock_so_a_refusal_holds_no_unit(
+    saga_shop: Shop, clock: VirtualClock, wait: bool, refused_by: str
+) -> None:
+    # it took the stock first: while this refusal was on its way, the last unit was held from
+    # another customer, refused insufficient_stock
+    shop = saga_shop
+    last = await shop.create_goods("last one", price=5_000, stock=1)
+    ann, bob = await customer(shop), await customer(shop)
+    expiry = clock.now() - 1 if refused_by == "expired coupon" else None
+    minimum = 9_999 if refused_by == "coupon minimum" else 0
+    coupon = await shop.create_coupon(ann, 100, min_order_amount=minimum, expires_at=expiry)
+    expected = 1 if refused_by == "price_changed" else None
+
+    with contextlib.suppress(ShopError):  # waited for: refused; else refused as it is polled
+        await shop.place_order(
+            ann, [(last.id, 1)], coupon_id=coupon.id, expected_total=expected, wait=wait
+        )
+    await settle(shop)
+
+    assert (await shop.place_order(bob, [(last.id, 1)])).status == "awaiting_payment"
+    assert [entry.order_id for entry in (await shop.stock_ledger(last.id)).items] == [
+        (await shop.list_orders(user_id=bob)).items[0].id
+    ]  # the refused order took nothing, so gave nothing back
     await assert_audit_ok(shop)
 
 
