@@ -115,7 +115,8 @@ OVERFLOW = "integer overflow"
 """SQLite's words when a sum passes 64 bits."""
 OVERFLOWED = (
     "a sum of its rows passes 64 bits (SQLite's integer overflow): values no shop writes, so "
-    "the database was changed by hand; the other checks ran each in a statement of its own"
+    "the database was changed by hand; the other checks ran each in a statement of its own, "
+    "so on a shop taking orders they may show what moved between them: audit it again quiet"
 )
 """The detail of a check whose sums SQLite could not take."""
 

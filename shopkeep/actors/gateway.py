@@ -206,9 +206,10 @@ class SandboxGateway:
         """Deliver callbacks to ``sink`` (the composition root wires the shop in here), on the
         running loop: what changes the books or calls back is refused elsewhere (WrongLoop), as
         the shop refuses it (a complete from another thread's loop collected, then retried
-        its callback for ever)."""
+        its callback for ever). Attached again, only on the loop it was first attached on."""
+        WrongLoop.unless_on(self._loop)
         self._sink = sink
-        self._loop = asyncio._get_running_loop()
+        self._loop = self._loop or asyncio._get_running_loop()
 
     def callback(
         self, payment_id: int, order_id: int, amount: int, status: str, txn_id: str | None
@@ -371,6 +372,7 @@ class SandboxGateway:
         advice to complete it again, except a payment whose last callback ``known`` says the
         shop has applied already (its deadline's query found that collection): completed
         again, it would be collected twice, and refunded as a duplicate."""
+        WrongLoop.unless_on(self._loop)
         self._settling = True
         tasks = list(self._tasks)
         if tasks:
@@ -397,6 +399,7 @@ class SandboxGateway:
 
     async def close(self) -> None:
         """Stop retrying callbacks still waiting for an acknowledgement."""
+        WrongLoop.unless_on(self._loop)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -19,9 +19,9 @@
 6. Confirm: awaiting payment with its deadline, or paid when nothing is left to pay.
 
 Steps 2-5 check again as they take (a concurrent order may have taken the stock or the coupon
-since, or a price changed). Any refusal in steps 2-5 undoes every step already done with one durable ReleaseAssets (all
-goods, the coupon if it was asked for, the wallet amount if debited) and cancels the order,
-placement_failed, failure code = the refusal's code.
+since, or a price changed). Any refusal in steps 2-5 undoes every step already done with one
+durable ReleaseAssets (all goods, the coupon if it was asked for, the wallet amount if debited)
+and cancels the order, placement_failed, failure code = the refusal's code.
 
 Unknown outcomes: an ask that failed with an error (not a refusal) is treated as a refusal of
 that step (failure code ``overloaded`` or ``unavailable``). Usually it had no effect (the runtime

@@ -54,6 +54,11 @@ async def test_settings_of_the_wrong_type_are_refused_as_the_shop_opens(
     assert not (tmp_path / "shop.db").exists()
 
 
+async def attach_again(shop: Shop) -> None:
+    assert shop.gateway is not None
+    shop.gateway.attach(shop.acknowledge_callback)
+
+
 async def test_a_call_from_another_threads_loop_is_refused_and_does_nothing(shop: Shop) -> None:
     # a write was done on the shop's loop while its caller got a bare RuntimeError (a credit
     # retried after that "failure" credited twice); the sandbox collected, then retried its
@@ -70,6 +75,10 @@ async def test_a_call_from_another_threads_loop_is_refused_and_does_nothing(shop
         lambda: shop.gateway.complete(  # type: ignore[union-attr]
             payment.id, order.id, payment.amount, "succeeded"
         ),
+        # attached again or settled elsewhere, the sandbox refused every refund and complete
+        # of the shop's own loop, or took no more completes
+        lambda: attach_again(shop),
+        lambda: shop.gateway.settle(0.1),  # type: ignore[union-attr]
     ]
     failed: list[BaseException] = []
 
@@ -89,6 +98,8 @@ async def test_a_call_from_another_threads_loop_is_refused_and_does_nothing(shop
     assert (await shop.get_user(ann.id)).balance == 100
     assert (await shop.get_order(order.id)).status == "awaiting_payment"
     assert shop.gateway.total_collected == 0
+    await shop.gateway.complete(payment.id, order.id, payment.amount, "succeeded")
+    assert (await shop.get_order(order.id)).status == "paid"  # on its own loop, as before
 
 
 async def test_a_shop_opens_on_a_path_object_too(tmp_path: Path) -> None:
