@@ -158,38 +158,42 @@ def _live(flight: InFlight) -> Generator[Query, list[Row], list[Row]]:
     return (yield LIVE_OF_SQL, (released,)) if released else []
 
 
+def _advance(steps: Steps, outcome: list[Row] | sqlite3.OperationalError) -> Query | AuditReport:
+    """The next query of ``steps`` given the last one's ``outcome`` (its rows or its error), or
+    the report when they are done."""
+    try:
+        if isinstance(outcome, sqlite3.OperationalError):
+            return steps.throw(outcome)
+        return steps.send(outcome)
+    except StopIteration as done:
+        report: AuditReport = done.value
+        return report
+
+
 async def audit(reader: Reader) -> AuditReport:
     """Audit the committed state seen by ``reader`` (a live server's read connection)."""
     steps = audit_steps()
-    query = next(steps)
-    while True:
+    step: Query | AuditReport = next(steps)
+    while isinstance(step, tuple):
         try:
-            try:
-                rows = await reader.fetchall(*query)
-            except sqlite3.OperationalError as error:
-                query = steps.throw(error)
-            else:
-                query = steps.send(rows)
-        except StopIteration as done:
-            report: AuditReport = done.value
-            return report
+            outcome: list[Row] | sqlite3.OperationalError = await reader.fetchall(*step)
+        except sqlite3.OperationalError as error:
+            outcome = error
+        step = _advance(steps, outcome)
+    return step
 
 
 def _audit_on(conn: sqlite3.Connection) -> AuditReport:
     """:func:`audit_steps` on ``conn``, at once."""
     steps = audit_steps()
-    query = next(steps)
-    while True:
+    step: Query | AuditReport = next(steps)
+    while isinstance(step, tuple):
         try:
-            try:
-                rows = conn.execute(*query).fetchall()
-            except sqlite3.OperationalError as error:
-                query = steps.throw(error)
-            else:
-                query = steps.send(rows)
-        except StopIteration as done:
-            report: AuditReport = done.value
-            return report
+            outcome: list[Row] | sqlite3.OperationalError = conn.execute(*step).fetchall()
+        except sqlite3.OperationalError as error:
+            outcome = error
+        step = _advance(steps, outcome)
+    return step
 
 
 def audit_file(path: str) -> AuditReport:
