@@ -206,10 +206,12 @@ class SandboxGateway:
         """Deliver callbacks to ``sink`` (the composition root wires the shop in here), on the
         running loop: what changes the books or calls back is refused elsewhere (WrongLoop), as
         the shop refuses it (a complete from another thread's loop collected, then retried
-        its callback for ever). Attached again, only on the loop it was first attached on."""
+        its callback for ever). Attached again, only on the loop it is bound to, or once that
+        loop is closed (a program that opens a shop on it again, on a new loop)."""
         WrongLoop.unless_on(self._loop)
         self._sink = sink
-        self._loop = self._loop or asyncio._get_running_loop()
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio._get_running_loop()
 
     def callback(
         self, payment_id: int, order_id: int, amount: int, status: str, txn_id: str | None

@@ -4,10 +4,10 @@
    (``ctx.checkpoint()``): units commit in submission order, so any stock, coupon or wallet
    change made for this order is durable no earlier than the order that recovery will find.
    Then the checks, by asks that take nothing (:class:`~shopkeep.actors.protocol.Quote`): each
-   goods' stock at today's price, the coupon for the amount they make, ``expected_total`` and
-   the cap. A refusal there fails the order with nothing taken (SPEC 2: checks first); taking
-   the stock first held the last unit from another customer while this order's refusal was
-   on its way.
+   goods' stock at today's price, the coupon for the amount they make, ``expected_total``, the
+   cap and the wallet's balance. A refusal there fails the order with nothing taken (SPEC 2:
+   checks first); taking the stock first held the last unit from another customer while this
+   order's refusal was on its way.
 2. Take the stock of every item (asked concurrently: different goods actors), learning the unit
    prices. 3. Price the order. 4. Use the coupon, if any. Then the discount, wallet and pay
    amounts are known and ``expected_total`` is checked (price_changed): the coupon's value is
@@ -133,8 +133,9 @@ async def _checks(
 ) -> Refusal | None:
     """The placement's checks by asks, nothing taken (each participant's :class:`Quote`): the
     goods and their stock at today's prices, the coupon for the amount they make, the expected
-    total, the unpaid-orders cap. The refusal, or None when the steps may begin (they check
-    again as they take: a concurrent order may take the stock or the coupon meanwhile)."""
+    total, the unpaid-orders cap, the wallet's balance. The refusal, or None when the steps may
+    begin (they check again as they take: a concurrent order may take the stock, the coupon or
+    the balance meanwhile)."""
     quotes = await _ask_each(ctx, state, lambda line: Quote(TakeStock(state.id, line.quantity)))
     prices: dict[int, int] = {}
     for line, quote in zip(state.lines, quotes, strict=True):
@@ -154,7 +155,17 @@ async def _checks(
         if not isinstance(value, int) or isinstance(value, bool):
             return Refusal(*placement_failure(value))
         coupon_value = value
-    return _totals_refused(discounted(state, coupon_value), expected_total, capped, config)
+    state = discounted(state, coupon_value)
+    refusal = _totals_refused(state, expected_total, capped, config)
+    if refusal is not None or state.wallet_amount == 0:
+        return refusal
+    try:
+        left = await ctx.ask(
+            Address("user", state.user_id), Quote(DebitWallet(state.id, state.wallet_amount))
+        )
+    except Exception as exc:
+        return Refusal(*placement_failure(exc))
+    return left if isinstance(left, Refusal) else None
 
 
 def _totals_refused(

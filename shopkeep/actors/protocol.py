@@ -206,20 +206,6 @@ class KeySeen(msgspec.Struct, frozen=True, tag=True, gc=False):
     key: str
 
 
-UserMessage = (
-    CreateUser
-    | GetUser
-    | CreditWallet
-    | ReplaceToken
-    | BeginOrder
-    | DebitWallet
-    | ReleaseWallet
-    | AwardPoints
-    | RevokePoints
-    | OrderSettled
-    | KeySeen
-)
-
 # -- goods: price and stock -------------------------------------------------------------------
 
 
@@ -321,13 +307,28 @@ class ReleaseCoupon(msgspec.Struct, frozen=True, tag=True, gc=False):
 
 class Quote(msgspec.Struct, frozen=True, tag=True, gc=False):
     """What ``message`` would answer now, changing nothing (a goods' :class:`TakeStock`: its
-    StockTaken at today's price, or the refusal; a coupon's :class:`UseCoupon`: its value, or
-    the refusal): the checks a placement makes by asks before it takes anything (SPEC 2: a
-    refusal changes nothing), as the one-turn placement makes them by joins."""
+    StockTaken at today's price; a coupon's :class:`UseCoupon`: its value; a user's
+    :class:`DebitWallet`: the balance left; or the refusal): the checks a placement makes by
+    asks before it takes anything (SPEC 2: a refusal changes nothing), as the one-turn
+    placement makes them by joins."""
 
-    message: TakeStock | UseCoupon
+    message: TakeStock | UseCoupon | DebitWallet
 
 
+UserMessage = (
+    CreateUser
+    | GetUser
+    | CreditWallet
+    | ReplaceToken
+    | BeginOrder
+    | DebitWallet
+    | ReleaseWallet
+    | AwardPoints
+    | RevokePoints
+    | OrderSettled
+    | KeySeen
+    | Quote
+)
 GoodsMessage = CreateGoods | GetGoods | UpdateGoods | TakeStock | ReturnStock | Quote
 CouponMessage = CreateCoupon | GetCoupon | UseCoupon | ReleaseCoupon | Quote
 

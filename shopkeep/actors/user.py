@@ -47,6 +47,7 @@ from shopkeep.actors.protocol import (
     KeySeen,
     OrderSettled,
     OrderTicket,
+    Quote,
     Refusal,
     ReleaseWallet,
     ReplaceToken,
@@ -176,6 +177,8 @@ class UserActor(Actor):
         match message:
             case GetUser():
                 return account.view(user_id)
+            case Quote(asked):
+                return self.check(asked)
             case CreateUser():
                 return Refusal(INVALID_STATE, f"user {user_id} already exists")
             case CreditWallet(amount):

@@ -40,11 +40,13 @@ class WrongLoop(ActorSystemError, RuntimeError):
 
     @classmethod
     def unless_on(cls, loop: asyncio.AbstractEventLoop | None) -> None:
-        """Raise when called on another running loop than ``loop`` (None: not bound to one
-        yet). A call with no loop running is let through: a program's own thread between two
+        """Raise when called on another running loop than ``loop`` (None, or closed: bound to
+        none). A call with no loop running is let through: a program's own thread between two
         runs of the loop, as a test steps it."""
         running = asyncio._get_running_loop()
-        if loop is not None and running is not None and running is not loop:
+        if loop is not None and running is not None and running is not loop and (
+            not loop.is_closed()
+        ):
             raise cls(
                 "the shop runs on the event loop it was opened on: call it there (from another "
                 "thread, asyncio.run_coroutine_threadsafe)"

@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 
 from shopkeep.actors.config import ShopConfig
+from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.errors import ShopError
 from shopkeep.opening import CurrencyMismatch
-from shopkeep.runtime import WrongLoop
+from shopkeep.runtime import RealClock, WrongLoop
 from shopkeep.shop import Shop
 
 PAST_64_BITS = 2**64
@@ -352,3 +353,21 @@ async def test_a_coupon_expiry_given_as_an_int_reads_back_as_the_same_float_ever
     read = await shop.get_coupon(made.id)
     assert [type(c.expires_at) for c in (made, listed, read)] == [float] * 3
     assert made.expires_at == listed.expires_at == read.expires_at == 4_102_444_800.0
+
+
+def test_a_sandbox_gateway_of_the_callers_serves_a_shop_opened_again_on_a_new_loop(
+    tmp_path: Path,
+) -> None:
+    # bound to the first loop for good, its second shop's attach raised WrongLoop
+    gateway = SandboxGateway("s" * 32, RealClock())
+
+    async def open_and_pay(name: str) -> str:
+        async with Shop.open(tmp_path / "shop.db", gateway=gateway) as shop:
+            ann = (await shop.create_user(name, balance=1_000)).user
+            tea = await shop.create_goods("tea", price=300, stock=5)
+            order = await shop.place_order(ann.id, [(tea.id, 1)])
+            payment = (await shop.start_payment(order.id)).payment
+            await gateway.complete(payment.id, order.id, payment.amount, "succeeded")
+            return (await shop.get_order(order.id)).status
+
+    assert [asyncio.run(open_and_pay(name)) for name in ("ann", "bob")] == ["paid", "paid"]

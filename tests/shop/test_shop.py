@@ -351,7 +351,9 @@ async def test_the_saga_places_an_order_paid_in_full_at_the_cap_and_undoes_one_t
 
 
 @pytest.mark.parametrize("wait", [True, False])
-@pytest.mark.parametrize("refused_by", ["expired coupon", "coupon minimum", "price_changed"])
+@pytest.mark.parametrize(
+    "refused_by", ["expired coupon", "coupon minimum", "price_changed", "balance"]
+)
 async def test_the_saga_checks_before_it_takes_the_stock_so_a_refusal_holds_no_unit(
     saga_shop: Shop, clock: VirtualClock, wait: bool, refused_by: str
 ) -> None:
@@ -364,10 +366,12 @@ async def test_the_saga_checks_before_it_takes_the_stock_so_a_refusal_holds_no_u
     minimum = 9_999 if refused_by == "coupon minimum" else 0
     coupon = await shop.create_coupon(ann, 100, min_order_amount=minimum, expires_at=expiry)
     expected = 1 if refused_by == "price_changed" else None
+    wallet = 100 if refused_by == "balance" else 0  # ann's balance is 0
 
     with contextlib.suppress(ShopError):  # waited for: refused; else refused as it is polled
         await shop.place_order(
-            ann, [(last.id, 1)], coupon_id=coupon.id, expected_total=expected, wait=wait
+            ann, [(last.id, 1)], coupon_id=coupon.id, expected_total=expected,
+            use_balance=wallet, wait=wait,
         )
     await settle(shop)
 
