@@ -342,7 +342,7 @@ async def test_a_placement_past_the_ask_timeout_answers_202_with_its_pending_ord
     alice = await api.customer()
     tea = await api.goods()
     gate, holding, reached = asyncio.Event(), asyncio.Event(), asyncio.Event()
-    handle, take_stock = GoodsActor.receive, placement._take_stock
+    handle, ask_each = GoodsActor.receive, placement._ask_each
 
     async def busy(actor: GoodsActor, ctx: Context, message: Any) -> Any:
         if isinstance(message, GetGoods):
@@ -350,12 +350,12 @@ async def test_a_placement_past_the_ask_timeout_answers_202_with_its_pending_ord
             await gate.wait()
         return await handle(actor, ctx, message)
 
-    async def taking(ctx: Context, state: Any) -> list[Any]:
-        reached.set()  # the saga asks the busy goods now: it waits behind the GetGoods
-        return await take_stock(ctx, state)
+    async def asking(ctx: Context, state: Any, message: Any) -> list[Any]:
+        reached.set()  # the saga asks the busy goods now (its checks): it waits behind GetGoods
+        return await ask_each(ctx, state, message)
 
     monkeypatch.setattr(GoodsActor, "receive", busy)
-    monkeypatch.setattr(placement, "_take_stock", taking)
+    monkeypatch.setattr(placement, "_ask_each", asking)
     held = asyncio.create_task(api.call("GET", f"/v1/goods/{tea}", ADMIN))
     await holding.wait()
     placing = asyncio.create_task(
