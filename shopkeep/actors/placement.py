@@ -137,23 +137,16 @@ async def _checks(
     begin (they check again as they take: a concurrent order may take the stock, the coupon or
     the balance meanwhile)."""
     quotes = await _ask_each(ctx, state, lambda line: Quote(TakeStock(state.id, line.quantity)))
-    prices: dict[int, int] = {}
-    for line, quote in zip(state.lines, quotes, strict=True):
-        if isinstance(quote, asyncio.CancelledError):
-            raise quote
-        if not isinstance(quote, StockTaken):
-            return Refusal(*placement_failure(quote))
-        prices[line.goods_id] = quote.unit_price
+    prices = _prices(state, quotes)
+    if not isinstance(prices, dict):
+        return Refusal(*prices)
     state = priced(state, prices, config)
     coupon_value: int | None = None
     if state.coupon_id is not None:
         use = UseCoupon(state.id, state.user_id, state.order_amount, ctx.now())
-        try:
-            value = await ctx.ask(Address("coupon", state.coupon_id), Quote(use))
-        except Exception as exc:
-            return Refusal(*placement_failure(exc))
-        if not isinstance(value, int) or isinstance(value, bool):
-            return Refusal(*placement_failure(value))
+        value = await _coupon_value(ctx, state.coupon_id, Quote(use))
+        if not isinstance(value, int):
+            return Refusal(*value)
         coupon_value = value
     state = discounted(state, coupon_value)
     refusal = _totals_refused(state, expected_total, capped, config)
@@ -166,6 +159,32 @@ async def _checks(
     except Exception as exc:
         return Refusal(*placement_failure(exc))
     return left if isinstance(left, Refusal) else None
+
+
+def _prices(state: OrderState, answers: list[Any]) -> dict[int, int] | tuple[str, str]:
+    """Each line's unit price from its goods' StockTaken (or a quote of one), by goods; else
+    the failure (code, detail) of the first answer that is none. A cancellation is raised."""
+    for answer in answers:
+        if isinstance(answer, asyncio.CancelledError):
+            raise answer
+    prices: dict[int, int] = {}
+    for line, answer in zip(state.lines, answers, strict=True):
+        if not isinstance(answer, StockTaken):
+            return placement_failure(answer)
+        prices[line.goods_id] = answer.unit_price
+    return prices
+
+
+async def _coupon_value(ctx: Context, coupon_id: int, message: Any) -> int | tuple[str, str]:
+    """The coupon's value, as it answers ``message`` (a UseCoupon, or a Quote of one); else the
+    failure (code, detail): its refusal, or the error of the ask."""
+    try:
+        answer = await ctx.ask(Address("coupon", coupon_id), message)
+    except Exception as exc:
+        return placement_failure(exc)
+    if not isinstance(answer, int) or isinstance(answer, bool):
+        return placement_failure(answer)
+    return answer
 
 
 def _totals_refused(
@@ -220,16 +239,9 @@ async def run_placement(
         return _fail(actor, ctx, state, (refusal.code, refusal.detail), coupon_asked=False)
 
     # 2. stock
-    answers = await _take_stock(ctx, state)
-    prices: dict[int, int] = {}
-    for line, answer in zip(state.lines, answers, strict=True):
-        if isinstance(answer, asyncio.CancelledError):
-            raise answer
-        if isinstance(answer, StockTaken):
-            prices[line.goods_id] = answer.unit_price
-    if len(prices) < len(state.lines):
-        failed = next(a for a in answers if not isinstance(a, StockTaken))
-        return _fail(actor, ctx, state, placement_failure(failed), coupon_asked=False)
+    prices = _prices(state, await _take_stock(ctx, state))
+    if not isinstance(prices, dict):
+        return _fail(actor, ctx, state, prices, coupon_asked=False)
 
     # 3. amounts
     state = priced(state, prices, config)
@@ -238,13 +250,10 @@ async def run_placement(
     coupon_value: int | None = None
     if state.coupon_id is not None:
         use = UseCoupon(order_id, state.user_id, state.order_amount, ctx.now())
-        try:
-            answer = await ctx.ask(Address("coupon", state.coupon_id), use)
-        except Exception as exc:
-            return _fail(actor, ctx, state, placement_failure(exc), coupon_asked=True)
-        if not isinstance(answer, int) or isinstance(answer, bool):
-            return _fail(actor, ctx, state, placement_failure(answer), coupon_asked=True)
-        coupon_value = answer
+        value = await _coupon_value(ctx, state.coupon_id, use)
+        if not isinstance(value, int):
+            return _fail(actor, ctx, state, value, coupon_asked=True)
+        coupon_value = value
     state = discounted(state, coupon_value)
     refusal = _totals_refused(state, expected_total, capped, config)
     if refusal is not None:  # a price changed since 1b

@@ -109,23 +109,22 @@ def provider_id(text: str) -> str:
     Anything else is refused at the start: the id is sent in every request and compared with
     every notification's, and one with a space left by an env file (``2021... ``) started a
     server whose every notification was refused (``wrong_app``)."""
-    cleaned = text.strip()
-    if PROVIDER_ID.fullmatch(cleaned) is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an id the provider gives: printable ASCII without spaces"
-        )
-    return cleaned
+    return _trimmed(text, PROVIDER_ID, "an id the provider gives: printable ASCII without spaces")
 
 
 def alipay_seller_id(text: str) -> str:
     """An Alipay seller id (:data:`ALIPAY_SELLER_ID`), surrounding whitespace ignored. Anything
     else is refused at the start: a notification's ``seller_id`` is compared with it, and
     would never match, every payment's notification refused (``wrong_app``)."""
+    return _trimmed(text, ALIPAY_SELLER_ID, "an Alipay seller id (PID): 16 digits starting 2088")
+
+
+def _trimmed(text: str, pattern: re.Pattern[str], what: str) -> str:
+    """``text`` without its surrounding whitespace when the rest is all ``pattern``; else
+    refused (argparse's one-line error) as not ``what``."""
     cleaned = text.strip()
-    if ALIPAY_SELLER_ID.fullmatch(cleaned) is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an Alipay seller id (PID): 16 digits starting 2088"
-        )
+    if pattern.fullmatch(cleaned) is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
     return cleaned
 
 
