@@ -16,19 +16,29 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from aiohttp import web
+from markupsafe import Markup
 from multidict import MultiDictProxy
 
 from shopkeep.actors.config import MAX_AMOUNT
 from shopkeep.actors.order_messages import OrderView
 from shopkeep.actors.placement import OVERLOADED, UNAVAILABLE
-from shopkeep.actors.protocol import NOT_FOUND, VALIDATION_ERROR
-from shopkeep.admin.app import PREFIX, SESSION, SIGN_IN, console_of, set_cookie, to
+from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, VALIDATION_ERROR
+from shopkeep.admin.app import (
+    PREFIX,
+    SESSION,
+    SIGN_IN,
+    console_of,
+    forget_cookie,
+    set_cookie,
+    to,
+)
 from shopkeep.admin.formatting import isolated, money, when
 from shopkeep.admin.pages import ID, render, shop_of, typed_time, whole_id, whole_text
-from shopkeep.admin.sessions import COOKIE, idempotency_key, valid_nonce
+from shopkeep.admin.sessions import idempotency_key, valid_nonce
 from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.errors import PROBLEMS, REFUSED
 from shopkeep.http.rate_limit import RateLimited
+from shopkeep.paging import MAX_LIMIT
 from shopkeep.payments.money import exponent
 from shopkeep.requests import Problems, id_in_text
 from shopkeep.shop import Shop, hash_token
@@ -95,9 +105,10 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
 @routes.post("/sign-out")
 async def sign_out(request: web.Request) -> web.StreamResponse:
     """End the session, here and in the browser."""
-    console_of(request).sessions.close(request[SESSION].id)
+    console = console_of(request)
+    console.sessions.close(request[SESSION].id)
     response = web.Response(status=303, headers={"Location": SIGN_IN})
-    response.del_cookie(COOKIE, path=PREFIX)
+    forget_cookie(response, console)
     return response
 
 
@@ -249,12 +260,29 @@ async def settle_refund(request: web.Request) -> web.StreamResponse:
 
     async def action(form: Form, key: str) -> str:
         note = form.get("note")
-        settled = await shop.settle_refund(
-            refund_id, note.strip() if isinstance(note, str) else "", idempotency_key=key
-        )
+        try:
+            settled = await shop.settle_refund(
+                refund_id, note.strip() if isinstance(note, str) else "", idempotency_key=key
+            )
+        except ShopError as refused:
+            order_id = await _refunded_already(shop, refund_id, refused)
+            if order_id is None:
+                raise
+            # a stale page's, or another tab's, as the order and return forms say it
+            return f"Refund {refund_id} of order {order_id} was refunded already: nothing was done."
         return f"Refund {settled.id} of order {settled.order_id} is {settled.status}."
 
     return await act(request, f"{PREFIX}/refunds", action)
+
+
+async def _refunded_already(shop: Shop, refund_id: int, refused: ShopError) -> int | None:
+    """The order of ``refund_id`` when the shop ``refused`` to settle it because it is
+    refunded (settled in another tab, or paid by the provider after all); None otherwise."""
+    if refused.code != INVALID_STATE or refused.order_id is None:
+        return None
+    refunds = (await shop.refunds(refused.order_id, limit=MAX_LIMIT)).items
+    done = any(r.id == refund_id and r.status == "refunded" for r in refunds)
+    return refused.order_id if done else None
 
 
 @routes.post(f"/goods/{ID}")
@@ -271,7 +299,9 @@ async def update_goods(request: web.Request) -> web.StreamResponse:
         goods = await shop.update_goods(goods_id, price=price, restock=restock,
                                         idempotency_key=key)  # fmt: skip
         price_now = money(goods.price, _places(shop))
-        return f"{isolated(goods.name)}: price {price_now}, {goods.stock} in stock."
+        return Markup("{}: price {}, {} in stock.").format(
+            isolated(goods.name), price_now, goods.stock
+        )
 
     return await act(request, f"{PREFIX}/goods/{goods_id}", action)
 

@@ -119,6 +119,7 @@ def mount(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
+        finalize=formatting.shown,
     )
     environment.globals["nonce"] = new_nonce
     environment.filters.update(formatting.filters_for(shop.config.currency))
@@ -130,7 +131,9 @@ def mount(
     front.add_routes(admin.router, [static], public=True)
     pages_and_actions = [_route_behind_door(route) for route in (*pages.routes, *actions.routes)]
     # a form sent while the server stops is refused on a page of the console, not in JSON
-    front.add_routes(admin.router, pages_and_actions, public=True, stops_itself=True)
+    front.add_routes(
+        admin.router, pages_and_actions, public=True, stops_itself=True, too_large=form_too_large
+    )
     front.add_unmatched(admin.router, around=behind_door)
     app.add_subapp(PREFIX, admin)
     return console
@@ -143,8 +146,9 @@ def static_files(directory: Path) -> web.RouteDef:
 
     async def static(request: web.Request) -> web.StreamResponse:
         path = files.get(request.match_info["name"])
-        if path is None:
-            raise web.HTTPNotFound()
+        if path is None:  # a page saying so, as any address of the console that is none
+            missing = ShopError(NOT_FOUND, f"no page of the console is at {request.path[:200]}")
+            return error_page(request, missing)
         return web.FileResponse(path)
 
     return web.get("/static/{name}", static)
@@ -172,6 +176,13 @@ def set_cookie(response: web.StreamResponse, console: Console, session: Session)
     )
 
 
+def forget_cookie(response: web.StreamResponse, console: Console) -> None:
+    """Have the browser drop the session's cookie (sent with the flags it was set with)."""
+    response.del_cookie(
+        COOKIE, path=PREFIX, httponly=True, samesite="Strict", secure=console.secure
+    )
+
+
 def to(location: str) -> web.HTTPSeeOther:
     """A redirect after a form (the browser asks for ``location`` with a GET)."""
     return web.HTTPSeeOther(location)
@@ -184,6 +195,11 @@ def refused_page(request: web.Request, reason: str, status: int = 403) -> web.Re
         "reason": reason, "session": None, "csrf": "", "notices": [], "path": ""
     }
     return aiohttp_jinja2.render_template("refused.html", request, values, status=status)
+
+
+def form_too_large(request: web.Request) -> web.Response:
+    """The page of a form larger than the server takes (413), refused unread."""
+    return refused_page(request, "the form is larger than the server takes", 413)
 
 
 def same_origin(request: web.Request, public_url: str) -> bool:
@@ -265,6 +281,8 @@ async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
             await request.post()  # read once here (aiohttp keeps it for the handler's reads)
         except (UnicodeDecodeError, LookupError):  # bytes of no charset, or a charset unknown
             return refused_page(request, "the form is not text in a charset it names", 400)
+        except web.HTTPRequestEntityTooLarge:  # sent in chunks, so counted as it came
+            return form_too_large(request)
     # the dashboard polls its live part every few seconds, with no one at the screen as well
     session = console.sessions.find(request.cookies.get(COOKIE), used=path != LIVE)
     if session is None and path not in OPEN_PATHS:

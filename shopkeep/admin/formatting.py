@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from markupsafe import Markup
+
 from shopkeep.payments.money import exponent
 
 
@@ -62,16 +64,25 @@ and turn the page's words after it around."""
 
 
 def without_direction(text: str) -> str:
-    """``text`` with its explicit direction controls shown as U+FFFD (a name in a ``<bdi>``)."""
+    """``text`` with its explicit direction controls shown as U+FFFD."""
     return text.translate(DIRECTION_CONTROLS)
 
 
-def isolated(text: str) -> str:
-    """``text`` between Unicode's first-strong isolate and its pop (U+2068, U+2069), its own
-    direction controls inert (:func:`without_direction`): a name holding a right-to-left
-    override cannot turn the page's own words after it, in a title or a notice, where no
-    element (``<bdi>``, as headings use) can isolate it."""
-    return f"\u2068{without_direction(text)}\u2069"
+def shown(value: Any) -> Any:
+    """What a page shows of a value: the console environment's ``finalize``, run on every
+    ``{{ ... }}`` before it is escaped. Text has its direction controls made inert
+    (:func:`without_direction`), wherever it came from (a name, a return's reason, a
+    provider's message, a refusal's detail): one holding a right-to-left override turned the
+    page's own words after it around. Text already made safe (:func:`isolated`) is kept."""
+    return without_direction(value) if type(value) is str else value
+
+
+def isolated(text: str) -> Markup:
+    """``text``, escaped, between Unicode's first-strong isolate and its pop (U+2068, U+2069),
+    its own direction controls inert: a name in a title or a notice, where no element
+    (``<bdi>``, as headings use) can isolate it. Markup, so that :func:`shown` keeps the
+    isolate; a notice that holds it is written with ``Markup.format``."""
+    return Markup("\u2068{}\u2069").format(without_direction(text))
 
 
 FILTERS: Final[dict[str, Callable[..., Any]]] = {
@@ -80,7 +91,6 @@ FILTERS: Final[dict[str, Callable[..., Any]]] = {
     "left": seconds_left,
     "figure": figure,
     "isolated": isolated,
-    "without_direction": without_direction,
 }
 """The filters the templates use: ``{{ order.pay_amount | money }}`` (the console sets
 ``money`` to the shop's currency: :func:`filters_for`)."""

@@ -16,7 +16,7 @@ from shopkeep.actors.order_state import STATUSES
 from shopkeep.admin import dashboard
 from shopkeep.admin.app import LIVE, PREFIX, SESSION, SIGN_IN, console_of
 from shopkeep.errors import ShopError
-from shopkeep.requests import LATEST_TIME, MAX_ID, refused_parameter
+from shopkeep.requests import EARLIEST_TIME, LATEST_TIME, MAX_ID, refused_parameter
 from shopkeep.shop import Shop
 
 routes = web.RouteTableDef()
@@ -105,6 +105,8 @@ def _time(request: web.Request, name: str, *, to_its_end: bool = False) -> float
     except ValueError:
         detail = f"{name} is not a time like 2026-12-02T16:30"
         raise refused_parameter(name, detail) from None
+    if not EARLIEST_TIME <= when <= LATEST_TIME:  # an offset took it past 9999 (or before 1)
+        raise refused_parameter(name, f"{name} is outside the years 1 to 9999 in UTC")
     span = span_named(text)
     if not (to_its_end and span):
         return when
@@ -157,6 +159,10 @@ def _number(request: web.Request, name: str) -> int | None:
     return number
 
 
+ORDER_FILTERS: Final = ("status", "user", "since", "until")
+"""The query parameters the orders page filters by."""
+
+
 @routes.get("/orders")
 async def orders_page(request: web.Request) -> web.StreamResponse:
     """Orders, newest first, filtered by status, user and time of creation, a page at a time."""
@@ -168,7 +174,8 @@ async def orders_page(request: web.Request) -> web.StreamResponse:
         limit=50,
         cursor=request.query.get("cursor") or None,
     )
-    filters = {k: v for k, v in request.query.items() if k != "cursor" and v}
+    # the next page's link carries the filters this page used, and nothing else it was sent
+    filters = {name: value for name in ORDER_FILTERS if (value := request.query.get(name))}
     return render(request, "orders.html", page=page, statuses=STATUSES, filters=filters)
 
 

@@ -99,6 +99,8 @@ the store to count as refusing writes (``/healthz`` 503): a shop that writes not
 it does not stay unhealthy for ever."""
 _READS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 """The methods still served while the store is stalled."""
+Refusal = Callable[[web.Request], web.Response]
+"""A route's own answer to a request the door refuses (the console's page)."""
 
 
 @dataclass(frozen=True)
@@ -309,14 +311,19 @@ class FrontDoor:
         *,
         public: bool = False,
         stops_itself: bool = False,
+        too_large: Refusal | None = None,
     ) -> Handler:
         """``handler`` behind the door, to be added as the handler of its route of ``method``:
         checked by ``guard`` (None: a route of another module, which needs a token unless
         ``public``); with ``stops_itself``, a route that refuses its own writes while the
-        server stops (:attr:`stopping`), in its own words (the console, in a page)."""
+        server stops (:attr:`stopping`), in its own words (the console, in a page); with
+        ``too_large``, the answer to a body larger than the door takes is that one's (the
+        console's page), not problem+json."""
         public = public or (guard is not None and guard.public)
         open_while_stopping = stops_itself or (guard is not None and guard.callback)
-        entrance = Entrance(self, method, handler, guard, public, open_while_stopping)
+        entrance = Entrance(
+            self, method, handler, guard, public, open_while_stopping, too_large
+        )
         return entrance.inner if self.split else entrance.whole
 
     def add_routes(
@@ -326,18 +333,19 @@ class FrontDoor:
         *,
         public: bool = False,
         stops_itself: bool = False,
+        too_large: Refusal | None = None,
         guards: Mapping[tuple[str, str], Guard] | None = None,
     ) -> None:
         """Add ``routes`` (of another module than the catalog's) to ``router`` behind the door:
         each needs a token unless ``public`` or its path is public (``auth.is_public``), and
         is checked by its guard in ``guards`` (by method and path) when it has one there (the
-        catalog documents it: its query is refused as any route's is); ``stops_itself`` as
-        :meth:`entrance` says."""
+        catalog documents it: its query is refused as any route's is); ``stops_itself`` and
+        ``too_large`` as :meth:`entrance` says."""
         for route in routes:
             guard = None if guards is None else guards.get((route.method, route.path))
             handler = self.entrance(
                 route.method, route.handler, guard, public=public or is_public(route.path),
-                stops_itself=stops_itself,
+                stops_itself=stops_itself, too_large=too_large,
             )
             given = {**route.kwargs, "expect_handler": continue_only}
             web.RouteDef(route.method, route.path, handler, given).register(router)
@@ -466,7 +474,7 @@ class Entrance:
 
     __slots__ = (
         "_door", "_guard", "_handler", "_method", "_open_while_stopping", "_public", "_series",
-        "route",
+        "_too_large", "route",
     )
 
     def __init__(
@@ -477,8 +485,10 @@ class Entrance:
         guard: Guard | None,
         public: bool,
         open_while_stopping: bool = False,
+        too_large: Refusal | None = None,
     ) -> None:
         self._door = door
+        self._too_large = too_large
         self._method = method
         self._handler = handler
         self._guard = guard
@@ -506,7 +516,7 @@ class Entrance:
             # in twice the calls
             length = headers.get(hdrs.CONTENT_LENGTH)
             if length is not None and int(length) > door.max_body_bytes:
-                response: web.StreamResponse = _too_large(door, headers)
+                response: web.StreamResponse = _too_large(door, request, self._too_large)
             else:
                 # steps 3 to 5, as in inner, but inline: one coroutine fewer per request
                 try:
@@ -545,7 +555,7 @@ class Entrance:
         headers = request.headers
         length = headers.get(hdrs.CONTENT_LENGTH)
         if length is not None and int(length) > door.max_body_bytes:
-            return _too_large(door, headers)
+            return _too_large(door, request, self._too_large)
         try:
             caller = door.admit(request, headers, self._guard, self._public)
             if isinstance(caller, str):  # a token's hash to look up
@@ -576,12 +586,13 @@ class Entrance:
         return self.route
 
 
-def _too_large(door: FrontDoor, headers: CIMultiDictProxy[str]) -> web.Response:
-    """413 for a body announced larger than the door takes; with ``Expect: 100-continue`` (no
-    100 invited the body, :func:`continue_only`) the connection closes after it: what the
-    client sends next may be that body, or another request, and cannot be told apart."""
-    answer = too_large(door.max_body_bytes)
-    if hdrs.EXPECT in headers:
+def _too_large(door: FrontDoor, request: web.Request, page: Refusal | None) -> web.Response:
+    """413 for a body announced larger than the door takes (problem+json, or the route's own
+    ``page``); with ``Expect: 100-continue`` (no 100 invited the body, :func:`continue_only`)
+    the connection closes after it: what the client sends next may be that body, or another
+    request, and cannot be told apart."""
+    answer = too_large(door.max_body_bytes) if page is None else page(request)
+    if hdrs.EXPECT in request.headers:
         answer.force_close()
     return answer
 

@@ -10,6 +10,8 @@ ones did not start the count again.
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -474,16 +476,89 @@ async def test_an_address_that_is_no_page_is_a_page_saying_so(browser: Browser, 
 
 
 
-async def test_a_form_too_large_for_the_front_door_carries_the_page_headers(
+async def test_a_form_too_large_for_the_front_door_is_a_page_with_the_page_headers(
     browser: Browser,
 ) -> None:
-    _, path, fields = await browser.user_form("credit")
+    user_id, path, fields = await browser.user_form("credit")
     fields = {**fields, "amount": "1", "note": "x" * (HttpConfig.max_body_bytes + 1)}
 
     async with browser.client.post(f"{path}/credit", data=fields) as refused:
         assert refused.status == 413
+        assert refused.content_type == "text/html"  # a page, not the API's problem+json
+        assert "the form is larger than the server takes" in await refused.text()
         assert refused.headers["X-Frame-Options"] == "DENY"
         assert refused.headers["Cache-Control"] == "no-store"
+    assert (await browser.shop.get_user(user_id)).balance == 100
+
+
+async def test_a_form_too_large_sent_in_chunks_is_a_page_too(browser: Browser) -> None:
+    user_id, path, fields = await browser.user_form("credit")
+    form = "&".join(f"{name}={value}" for name, value in {**fields, "amount": "1"}.items())
+    body = (form + "&note=" + "x" * (HttpConfig.max_body_bytes + 1)).encode()
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes
+        for start in range(0, len(body), 8192):
+            yield body[start : start + 8192]
+
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    async with browser.client.post(f"{path}/credit", data=chunks(), headers=headers) as refused:
+        assert refused.status == 413
+        assert "the form is larger than the server takes" in await refused.text()
+    assert (await browser.shop.get_user(user_id)).balance == 100
+
+
+async def test_an_asset_the_console_has_not_is_a_page_saying_so(browser: Browser) -> None:
+    async with browser.client.get("/admin/static/nope.js") as answered:
+        assert answered.status == 404
+        assert answered.content_type == "text/html"
+        assert "no page of the console is at /admin/static/nope.js" in await answered.text()
+
+
+async def test_the_next_pages_link_carries_the_filters_of_this_page_and_nothing_else(
+    browser: Browser,
+) -> None:
+    # a parameter whose name held "&status=canceled" was copied into the link unencoded: the
+    # next page was filtered as this one was not
+    made = await browser.shop.create_user("ann", balance=0)
+    tea = await browser.shop.create_goods("tea", price=100, stock=100)
+    for _ in range(51):  # a page and one more, each canceled (the unpaid cap is 10)
+        placed = await browser.shop.place_order(made.user.id, [(tea.id, 1)])
+        await browser.shop.cancel_order(placed.id)
+    await browser.sign_in()
+
+    _, page = await browser.page(
+        f"/admin/orders?x%3D1%26status%3Dcanceled%26a=1&user={made.user.id}"
+    )
+
+    [link] = re.findall(r'<a href="\?([^"]*)">Older', page)
+    assert link.startswith(f"user={made.user.id}&amp;cursor=")
+    assert "status" not in link
+
+
+async def test_a_time_an_offset_takes_past_the_year_9999_is_a_page_saying_so(
+    browser: Browser,
+) -> None:
+    await browser.sign_in()
+
+    status, page = await browser.page("/admin/orders?since=9999-12-31T23:00-05:00")
+
+    assert status == 422
+    assert "since is outside the years 1 to 9999 in UTC" in page
+
+
+async def test_signing_out_drops_the_cookie_with_the_flags_it_was_set_with(
+    browser: Browser,
+) -> None:
+    await browser.sign_in()
+    fields = await browser.form_fields("/admin", "/admin/sign-out")
+
+    async with browser.client.post(
+        "/admin/sign-out", data=fields, allow_redirects=False
+    ) as answered:
+        dropped = answered.headers["Set-Cookie"]
+
+    assert "Max-Age=0" in dropped
+    assert "HttpOnly" in dropped and "SameSite=Strict" in dropped
 
 
 async def test_a_name_that_turns_text_around_is_isolated_in_headings_and_titles(

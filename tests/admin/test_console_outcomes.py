@@ -189,3 +189,19 @@ async def test_the_coupons_of_a_user_who_does_not_exist_are_not_found(browser: B
     status, page = await browser.page("/admin/coupons?user=12345")
 
     assert status == 404 and "user 12345 does not exist" in page
+
+
+async def test_a_return_reason_that_turns_text_around_turns_none_of_the_orders_page(
+    browser: Browser,
+) -> None:
+    # a customer's reason with a right-to-left override turned the history's words after it
+    order = await paid_order(browser)
+    await browser.shop.ship(order.id)
+    await browser.shop.deliver(order.id)
+    await browser.shop.request_return(order.id, "broken \u202eesrever")
+    await browser.sign_in()
+
+    _, page = await browser.page(f"/admin/orders/{order.id}")
+
+    assert "broken \ufffdesrever" in page
+    assert "\u202e" not in page

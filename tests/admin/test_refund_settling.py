@@ -13,9 +13,11 @@ from shopkeep.shop import Shop
 from tests.admin.conftest import Browser
 
 
-async def refund_the_provider_failed(shop: Shop) -> tuple[int, int]:
-    """A paid order canceled, its refund failed by the provider ("the card is gone"), as the
-    refunder records it: (order id, refund id)."""
+async def refund_the_provider_failed(
+    shop: Shop, reason: str = "expired_or_canceled_card"
+) -> tuple[int, int]:
+    """A paid order canceled, its refund failed by the provider (by default "the card is
+    gone"), as the refunder records it: (order id, refund id)."""
     assert isinstance(shop.gateway, SandboxGateway)
     shop.gateway.refunds_failing = True  # in flight, and the clock never moves to retry it
     tea = await shop.create_goods("tea", price=100, stock=10)
@@ -27,7 +29,7 @@ async def refund_the_provider_failed(shop: Shop) -> tuple[int, int]:
     await shop.cancel_order(order.id)
     [refund] = (await shop.refunds(order.id)).items
     with closing(sqlite3.connect(shop.runtime.store.config.path)) as conn, conn:
-        conn.execute(PROVIDER_FAILED_SQL, ("expired_or_canceled_card", refund.id))
+        conn.execute(PROVIDER_FAILED_SQL, (reason, refund.id))
     return order.id, refund.id
 
 
@@ -47,6 +49,38 @@ async def test_the_refunds_page_settles_a_refund_the_provider_failed(browser: Br
     assert "Every refund is paid back." in html
     [refund] = (await browser.shop.refunds(order_id)).items
     assert refund.status == "refunded"
+
+
+async def test_a_refund_settled_in_another_tab_is_said_to_be_refunded_already(
+    browser: Browser,
+) -> None:
+    order_id, refund_id = await refund_the_provider_failed(browser.shop)
+    await browser.sign_in()
+    path, action = "/admin/refunds", f"/admin/refunds/{refund_id}/settle"
+    stale = await browser.form_fields(path, action)
+    fresh = await browser.form_fields(path, action)
+
+    await browser.send(action, {**fresh, "note": "bank transfer"})
+    await browser.send(action, {**stale, "note": "cash at the counter"})
+
+    html = (await browser.page(path))[1]
+    said = f"Refund {refund_id} of order {order_id} was refunded already: nothing was done."
+    assert said in html
+    assert "Invalid state" not in html
+
+
+async def test_a_providers_words_that_turn_text_around_turn_none_of_the_pages(
+    browser: Browser,
+) -> None:
+    # a right-to-left override in what the provider said turned the console's own sentence
+    # after it around ("...once it is paid back another way" read backwards)
+    await refund_the_provider_failed(browser.shop, reason="no \u202eesrever")
+    await browser.sign_in()
+
+    html = (await browser.page("/admin/refunds"))[1]
+
+    assert "no \ufffdesrever" in html
+    assert "\u202e" not in html
 
 
 async def test_a_settling_form_without_a_note_changes_nothing(browser: Browser) -> None:
