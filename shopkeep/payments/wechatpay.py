@@ -279,11 +279,12 @@ class WeChatPayProvider:
         if stale(signed_at, now):
             return Refused(STALE, f"signed at {str(timestamp)[:20]}, now is {int(now)}")
         try:
-            event = json.loads(raw_body)
+            event = _object(json.loads(raw_body), "the body")
             if event.get("event_type") != "TRANSACTION.SUCCESS":
                 return Ignored(f"event {str(event.get('event_type'))[:40]}")
-            plain = json.loads(wire.decrypt_resource(self._apiv3_key, event["resource"]))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            resource = _object(event.get("resource"), "its resource")
+            plain = json.loads(wire.decrypt_resource(self._apiv3_key, resource))
+        except ValueError as exc:
             return Refused(MALFORMED, f"not a payment notification: {exc}")
         if not isinstance(plain, dict):
             return Refused(MALFORMED, "the resource is not a transaction")
@@ -307,8 +308,8 @@ def _notice(plain: Mapping[str, Any], event_id: str | None) -> Verdict:
     try:
         if plain.get("trade_state") != "SUCCESS":
             return Ignored(f"trade state {str(plain.get('trade_state'))[:40]}")
-        amount = plain["amount"]
-        payment_id = shop_id(plain["out_trade_no"])
+        amount = _object(plain.get("amount"), "its amount")
+        payment_id = shop_id(plain.get("out_trade_no"))
         if payment_id is None:
             raise ValueError("out_trade_no is no payment id")
         txn_id = plain.get("transaction_id")
@@ -319,14 +320,28 @@ def _notice(plain: Mapping[str, Any], event_id: str | None) -> Verdict:
         return Notice(
             payment_id=payment_id,
             order_id=shop_id(plain.get("attach")),
-            amount=_whole(amount["total"]),
-            currency=str(amount["currency"]),
+            amount=_whole(amount.get("total")),
+            currency=_text(amount.get("currency"), "its currency"),
             status="succeeded",
             gateway_txn_id=txn_id,
             event_id=event_id,
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except ValueError as exc:
         return Refused(MALFORMED, f"not a payment notification: {exc}")
+
+
+def _object(value: object, what: str) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object; ValueError naming ``what`` it should have been."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} is not a JSON object")
+    return value
+
+
+def _text(value: object, what: str) -> str:
+    """``value`` when it is a JSON string; ValueError naming ``what`` it should have been."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} is not a string")
+    return value
 
 
 def _whole(value: object) -> int:

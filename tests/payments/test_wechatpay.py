@@ -353,3 +353,24 @@ async def test_a_refund_answer_without_a_known_status_is_no_answer_to_retry_not_
     world.fake.refund_answers[refund.key] = {**answered, "status": "ABNORMAL"}
     assert await world.provider.refund(refund) == RefundFailed("ABNORMAL")
     assert await world.provider.query_refund(refund) == RefundFailed("ABNORMAL")
+
+
+async def test_a_signed_notification_of_the_wrong_shape_is_refused_saying_what_is_wrong(
+    world: World,
+) -> None:
+    # the refusal's words are what WeChat Pay's staff would read: they named Python's
+    # exceptions ("'list' object has no attribute 'get'", or a bare "'currency'")
+    await world.start()
+    await world.fake.pay("7", notify=False)
+    amount_of = json.loads(world.fake.notification("7"))  # a whole event, to take apart
+    no_currency = world.fake.transaction("7") | {"amount": {"total": 1999}}
+    shapes = {
+        b"[]": "the body is not a JSON object",
+        json.dumps(amount_of | {"resource": "x"}).encode(): "its resource is not a JSON object",
+        world.fake.notification("7", amount="1999"): "its amount is not a JSON object",
+        world.fake.notification("7", **no_currency): "its currency is not a string",
+    }
+    for body, said in shapes.items():
+        verdict = await world.provider.verify_callback(
+            body, world.fake.headers_for(body), time.time())
+        assert verdict == Refused(MALFORMED, f"not a payment notification: {said}"), body
