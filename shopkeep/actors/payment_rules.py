@@ -11,11 +11,17 @@ failed, payment created                           ``failed``                    
 failed, payment failed already                    ``duplicate``                 none
 failed, payment succeeded or refunded             ``ignored`` (stale)           none
 succeeded, this (payment, txn) already counted    ``duplicate``                 none
+succeeded, order canceled (or pending), never     ``late_payment_refund``       refund it
+paid
 succeeded, payment succeeded with another txn     ``duplicate_payment_refund``  refund it
 succeeded, order awaiting_payment                 ``applied``                   order paid
-succeeded, order canceled (or pending)            ``late_payment_refund``       refund it
 succeeded, order paid, shipped, delivered, ...    ``duplicate_payment_refund``  refund it
+(or canceled once paid)
 ================================================  ============================  ==============
+
+A payment is late for an order that was never paid, however many of its transactions come
+(a second one, after the first was refunded as late, is late too: SPEC 3.4's duplicate is a
+second payment "for an already-paid order").
 
 Every row is acknowledged (the gateway stops retrying) and logged in payment_log.
 """
@@ -158,9 +164,13 @@ def keep_checkout(
 
 
 def classify_callback(
-    order_status: str, payment_status: str, succeeded: bool, already_counted: bool
+    order_status: str,
+    payment_status: str,
+    succeeded: bool,
+    already_counted: bool,
+    ever_paid: bool,
 ) -> CallbackAction:
-    """The decision table of the module docstring."""
+    """The decision table of the module docstring (``ever_paid``: a payment paid the order)."""
     if not succeeded:
         if payment_status == CREATED:
             return CallbackAction.FAILED
@@ -169,12 +179,12 @@ def classify_callback(
         return CallbackAction.IGNORED
     if already_counted:
         return CallbackAction.DUPLICATE
+    if order_status in (CANCELED, PENDING) and not ever_paid:
+        return CallbackAction.LATE_PAYMENT_REFUND
     if payment_status in (SUCCEEDED, REFUNDED):
         return CallbackAction.DUPLICATE_PAYMENT_REFUND
     if order_status == AWAITING_PAYMENT:
         return CallbackAction.APPLIED
-    if order_status in (CANCELED, PENDING):
-        return CallbackAction.LATE_PAYMENT_REFUND
     return CallbackAction.DUPLICATE_PAYMENT_REFUND
 
 
@@ -234,7 +244,10 @@ def decide_callback(
     payment = checked
     succeeded = status == SUCCEEDED
     key = (payment_id, txn_id)
-    action = classify_callback(state.status, payment.status, succeeded, key in state.collected)
+    action = classify_callback(
+        state.status, payment.status, succeeded, key in state.collected,
+        state.paid_payment_id is not None,
+    )
     effects: list[Effect] = []
     if action is CallbackAction.FAILED:
         state, effects = _with_payment(state, replace(payment, status=FAILED, txn_id=txn_id))

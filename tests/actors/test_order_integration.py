@@ -449,3 +449,25 @@ async def test_a_success_and_the_deadline_at_the_same_instant_deadline_first(
     assert [p.status for p in payments] == ["refunded"]
     assert await shop.stock(tea) == 10
     await shop.audit_ok()
+
+
+async def test_a_second_late_transaction_of_an_order_never_paid_is_refunded_as_late_too(
+    shop: Shop, clock: VirtualClock
+) -> None:
+    # it was refunded as a duplicate payment, which SPEC 3.4 keeps for an order paid already
+    alice = await shop.user()
+    tea = await shop.goods(price=2_500, stock=10)
+    order = await shop.placed(alice, [(tea, 2)])
+    payment = (await shop.start_payment(order.id)).payment
+    await clock.advance(HALF_HOUR)  # timed out, unpaid
+
+    assert await shop.gateway.complete(payment.id, order.id, 6_000, "succeeded")
+    assert await shop.gateway.complete(payment.id, order.id, 6_000, "succeeded")
+    await shop.quiet()
+
+    refunds = await shop.ask("order", order.id, GetRefunds())
+    assert [(r.kind, r.gateway_amount, r.status) for r in refunds] == [
+        ("late_payment", 6_000, "refunded"), ("late_payment", 6_000, "refunded"),
+    ]
+    assert shop.gateway.total_collected == shop.gateway.total_refunded == 12_000
+    await shop.audit_ok()

@@ -140,29 +140,34 @@ def test_another_gateways_payments_are_not_asked_of_this_one() -> None:
 
 
 @pytest.mark.parametrize(
-    ("order", "payment", "succeeded", "counted", "action"),
+    ("order", "payment", "succeeded", "counted", "paid", "action"),
     [
-        (AWAITING_PAYMENT, CREATED, False, False, A.FAILED),
-        (AWAITING_PAYMENT, FAILED, False, False, A.DUPLICATE),
-        (PAID, SUCCEEDED, False, True, A.IGNORED),
-        (CANCELED, REFUNDED, False, True, A.IGNORED),
-        (PAID, SUCCEEDED, True, True, A.DUPLICATE),
-        (CANCELED, REFUNDED, True, True, A.DUPLICATE),
-        (PAID, SUCCEEDED, True, False, A.DUPLICATE_PAYMENT_REFUND),
-        (AWAITING_PAYMENT, CREATED, True, False, A.APPLIED),
-        (AWAITING_PAYMENT, FAILED, True, False, A.APPLIED),
-        (CANCELED, CREATED, True, False, A.LATE_PAYMENT_REFUND),
-        (PENDING, CREATED, True, False, A.LATE_PAYMENT_REFUND),
-        (PAID, CREATED, True, False, A.DUPLICATE_PAYMENT_REFUND),
-        (ORDER_SHIPPED, CREATED, True, False, A.DUPLICATE_PAYMENT_REFUND),
-        (DELIVERED, CREATED, True, False, A.DUPLICATE_PAYMENT_REFUND),
-        (RETURNED, CREATED, True, False, A.DUPLICATE_PAYMENT_REFUND),
+        (AWAITING_PAYMENT, CREATED, False, False, False, A.FAILED),
+        (AWAITING_PAYMENT, FAILED, False, False, False, A.DUPLICATE),
+        (PAID, SUCCEEDED, False, True, True, A.IGNORED),
+        (CANCELED, REFUNDED, False, True, True, A.IGNORED),
+        (PAID, SUCCEEDED, True, True, True, A.DUPLICATE),
+        (CANCELED, REFUNDED, True, True, True, A.DUPLICATE),
+        (PAID, SUCCEEDED, True, False, True, A.DUPLICATE_PAYMENT_REFUND),
+        (CANCELED, REFUNDED, True, False, True, A.DUPLICATE_PAYMENT_REFUND),
+        (AWAITING_PAYMENT, CREATED, True, False, False, A.APPLIED),
+        (AWAITING_PAYMENT, FAILED, True, False, False, A.APPLIED),
+        (CANCELED, CREATED, True, False, False, A.LATE_PAYMENT_REFUND),
+        (PENDING, CREATED, True, False, False, A.LATE_PAYMENT_REFUND),
+        # a second transaction of a payment refunded as late: late too, the order never paid
+        (CANCELED, REFUNDED, True, False, False, A.LATE_PAYMENT_REFUND),
+        (CANCELED, SUCCEEDED, True, False, False, A.LATE_PAYMENT_REFUND),
+        (CANCELED, CREATED, True, False, True, A.DUPLICATE_PAYMENT_REFUND),
+        (PAID, CREATED, True, False, True, A.DUPLICATE_PAYMENT_REFUND),
+        (ORDER_SHIPPED, CREATED, True, False, True, A.DUPLICATE_PAYMENT_REFUND),
+        (DELIVERED, CREATED, True, False, True, A.DUPLICATE_PAYMENT_REFUND),
+        (RETURNED, CREATED, True, False, True, A.DUPLICATE_PAYMENT_REFUND),
     ],
 )
 def test_the_callback_decision_table(
-    order: str, payment: str, succeeded: bool, counted: bool, action: CallbackAction
+    order: str, payment: str, succeeded: bool, counted: bool, paid: bool, action: CallbackAction
 ) -> None:
-    assert classify_callback(order, payment, succeeded, counted) is action
+    assert classify_callback(order, payment, succeeded, counted, paid) is action
 
 
 def test_a_success_pays_the_order_awards_points_and_hands_it_to_fulfilment() -> None:
