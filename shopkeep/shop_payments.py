@@ -142,10 +142,18 @@ class Payments:
         if started.payment.has_checkout and not self._other_channel(started.payment, channel):
             return started  # the first answer again, or the open payment as it is
         if key is not None and key.replayed:
-            # its first attempt was answered 503 (the provider failed), or cut: nothing kept
-            # its answer, so this one is the first given, not a replay; the order is asked
-            # again, as a new start would be (it may have ended since: refused, the provider
-            # not asked)
+            now = await self._payment_of(started.payment.order_id, started.payment.id)
+            if now is not None and now.has_checkout and not self._other_channel(now, channel):
+                # the key kept the payment before its provider answered, and the provider
+                # answered it since: a first attempt cut before its answer was kept, or an
+                # answer kept by a shopkeep of before KeepStartAnswer (its caller was given
+                # this checkout): the first answer, with what the provider answered
+                first = started.payment.with_checkout_of(now)
+                return PaymentStarted(first, started.created, started.deadline)
+            # its first attempt was answered 503 (the provider failed), or cut before the
+            # provider answered: nothing kept its answer, so this one is the first given, not
+            # a replay; the order is asked again, as a new start would be (it may have ended
+            # since: refused, the provider not asked)
             key.replayed = False
             started = answer(
                 await self._ask_order(order_id, user_id, StartPayment()), PaymentStarted

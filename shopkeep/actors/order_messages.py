@@ -87,6 +87,14 @@ class PaymentView(msgspec.Struct, frozen=True, gc=False, kw_only=True):
         """Whether the provider's answer is known (one of the four fields is set)."""
         return any((self.gateway_url, self.qr_code, self.code_url, self.client_secret))
 
+    def with_checkout_of(self, other: PaymentView) -> PaymentView:
+        """This payment as it is here, with what the provider answered ``other`` (the same
+        payment, read later): a replayed start's first answer, its status as it was then."""
+        return msgspec.structs.replace(
+            self, gateway_url=other.gateway_url, qr_code=other.qr_code,
+            code_url=other.code_url, client_secret=other.client_secret,
+        )
+
 
 class PaymentStarted(msgspec.Struct, frozen=True, gc=False):
     """The answer to StartPayment: ``created`` False when the open payment is answered again

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from structlog.testing import capture_logs
 
 from shopkeep.actors.gateway import GatewayError, SandboxGateway
-from shopkeep.actors.order_messages import OrderView
+from shopkeep.actors.key_rules import encode_answer
+from shopkeep.actors.order_messages import OrderView, PaymentStarted
 from shopkeep.errors import ShopError
 from shopkeep.idempotency import IdempotencyKey
 from shopkeep.payments.provider import Checkout, GatewayRefused, PaymentRequest
@@ -503,3 +505,29 @@ async def test_a_payment_start_the_provider_failed_says_which_and_keeps_its_word
     [warning] = [line for line in logged if line["event"] == "payment_start_failed"]
     assert warning["error"] == str(error) and warning["log_level"] == "warning"
     assert retried.created and retried.payment.gateway_url is not None
+
+
+async def test_a_payment_key_kept_before_its_provider_answered_replays_the_first_answer(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    # a shopkeep of before KeepStartAnswer kept the payment as its actor answered, with no
+    # checkout (a first attempt cut before its answer was kept leaves the same): after an
+    # upgrade, the retry of a start answered 201 was answered 200 unreplayed, and once the
+    # order was paid, 409 invalid_state
+    path = str(tmp_path / "shop.db")
+    async with Shop.open(path, gateway="sandbox", clock=clock, gateway_secret=SECRET) as shop:
+        order = await an_order(shop)
+        first = await shop.start_payment(order.id, idempotency_key="pay-1")
+        paid = first.payment
+        assert await sandbox(shop).complete(paid.id, order.id, paid.amount, "succeeded")
+    bare = msgspec.structs.replace(paid, gateway_url=None)
+    kept_before = encode_answer(PaymentStarted(bare, True, first.deadline))
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE idempotency_keys SET answer = ? WHERE key = 'pay-1'", (kept_before,))
+
+    async with Shop.open(path, gateway="sandbox", clock=clock, gateway_secret=SECRET) as shop:
+        retry = IdempotencyKey("pay-1")
+        again = await shop.start_payment(order.id, idempotency_key=retry)
+
+    assert retry.replayed and again.created
+    assert again.payment == first.payment
