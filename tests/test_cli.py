@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from shopkeep.cli import main
+from shopkeep.store.migrations import MIGRATIONS
 
 TOO_LONG = "x" * 300 + ".db"
 """A file name no file system here takes (255 bytes at most)."""
@@ -222,6 +223,30 @@ def test_serve_on_a_database_with_damaged_pages_fails_in_one_line(tmp_path: Path
 
     assert_one_line_error(result, "--db (env SHOPKEEP_DB)", "malformed")
     assert "Traceback" not in result.stderr
+
+
+def test_serve_on_a_database_damaged_where_it_starts_without_reading_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    # an index only a later request reads: the server started, wrote its credentials into
+    # the damaged file, and answered 500s (or an audit that said ok) once it met the page
+    path = tmp_path / "s.db"
+    assert run_main("demo", "--db", str(path)).returncode == 0
+    with closing(sqlite3.connect(path)) as conn:
+        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        (root,) = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'payment_log_by_order'"
+        )
+    with path.open("r+b") as file:
+        file.seek((int(root[0]) - 1) * page_size)
+        file.write(b"\xff" * 32)
+    before, files = path.read_bytes(), sorted(tmp_path.iterdir())
+
+    result = run_main("serve", "--sandbox", "--db", str(path), "--port", "0")
+
+    assert_one_line_error(result, "--db (env SHOPKEEP_DB)", "the database is damaged")
+    assert path.read_bytes() == before
+    assert sorted(tmp_path.iterdir()) == files
 
 
 def test_serve_on_a_port_taken_fails_in_one_line_naming_host_and_port(tmp_path: Path) -> None:
@@ -536,6 +561,25 @@ def test_audit_of_a_damaged_database_fails_in_one_line_even_where_its_queries_do
     result = run_main("audit", "--db", str(path))
 
     assert_one_line_error(result, "cannot audit", "damaged")
+
+
+def test_audit_and_restore_refuse_a_database_a_newer_shopkeep_wrote(tmp_path: Path) -> None:
+    # both said ok, and the restore put aside the working database for one serve refuses
+    newer, target = tmp_path / "newer.db", tmp_path / "shop.db"
+    assert run_main("demo", "--db", str(newer)).returncode == 0
+    assert run_main("demo", "--db", str(target)).returncode == 0
+    with closing(sqlite3.connect(newer)) as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    working = target.read_bytes()
+
+    audited = run_main("audit", "--db", str(newer))
+    restored = run_main("restore", "--from", str(newer), "--db", str(target))
+
+    assert_one_line_error(audited, "cannot audit", "is newer than this shopkeep knows")
+    assert audited.returncode == 2
+    assert restored.returncode != 0 and "is newer than this shopkeep knows" in restored.stderr
+    assert target.read_bytes() == working
+    assert not list(tmp_path.glob("shop.db.replaced-*"))
 
 
 async def start_serve(db: Path, *args: str) -> tuple[asyncio.subprocess.Process, str]:

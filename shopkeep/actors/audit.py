@@ -55,7 +55,13 @@ from shopkeep.actors.audit_order_checks import (
     judge_states,
 )
 from shopkeep.actors.audit_sql import LIVE, Check, Counts, Findings, Row, Verdict
-from shopkeep.store.migrations import MIGRATIONS, apply_migrations, schema_version
+from shopkeep.store.errors import SchemaMismatch
+from shopkeep.store.migrations import (
+    MIGRATIONS,
+    apply_migrations,
+    refuse_damaged,
+    refuse_newer,
+)
 from shopkeep.store.reader import Reader
 
 CHECKS: tuple[Check, ...] = (
@@ -234,11 +240,12 @@ def audit_file(path: str) -> AuditReport:
 def _audit_uri(uri: str) -> AuditReport:
     conn = sqlite3.connect(uri, uri=True)
     try:
-        # each complaint on one line ("*** in database main ***\nPage 40: ...")
-        damage = [" ".join(str(row[0]).split()) for row in conn.execute("PRAGMA quick_check(3)")]
-        if damage != ["ok"]:
-            raise sqlite3.DatabaseError(f"the database is damaged: {'; '.join(damage)}")
-        if 0 < schema_version(conn) < len(MIGRATIONS):
+        refuse_damaged(conn)
+        try:
+            version = refuse_newer(conn, MIGRATIONS)
+        except SchemaMismatch as newer:  # its tables may mean what this audit does not know
+            raise sqlite3.DatabaseError(str(newer)) from None
+        if 0 < version < len(MIGRATIONS):
             conn = migrated_copy(conn)
         try:
             return _audit_on(conn)

@@ -132,8 +132,12 @@ seconds under the soak (``python -m shopkeep.proof soak``; measured with ``gc.ca
 
 def settings_store(options: ServeOptions) -> StoreConfig:
     """The store of ``options``' database as the credentials open it, before or after the
-    shop: a few reads and at most one write, not worth a writer process of its own."""
-    return StoreConfig(options.db, synchronous=options.synchronous, writer="thread")
+    shop: a few reads and at most one write, not worth a writer process of its own; the
+    server's first look at the file, so every page of it is read first (a damaged one is
+    refused before the credentials write to it)."""
+    return StoreConfig(
+        options.db, synchronous=options.synchronous, writer="thread", check_pages=True
+    )
 
 
 async def open_credentials(options: ServeOptions) -> Credentials:

@@ -17,6 +17,8 @@ from shopkeep.store.migrations import (
     Migration,
     apply_migrations,
     refuse_another_programs,
+    refuse_damaged,
+    refuse_newer,
     schema_version,
 )
 from shopkeep.store.private_files import (
@@ -56,7 +58,10 @@ class StoreConfig:
     section (on two cores and on one) and on the embedded shop bench, uses a third less of
     this process's CPU a unit, and gives the server a higher capacity under the soak's mix.
     ``lock_wait_s``: how long to wait for another process's lock before refusing (see
-    :meth:`ProcessLock.acquire`). Either writer leaves the WAL's checkpoints to a thread of
+    :meth:`ProcessLock.acquire`). ``check_pages``: read every page of a shop's file first
+    (:func:`~shopkeep.store.migrations.refuse_damaged`) and refuse a damaged one before
+    anything of it changes (the server's first open: what would fail later, a page at a
+    time, once it had written to it). Either writer leaves the WAL's checkpoints to a thread of
     its own (:class:`~shopkeep.store.writer_process.Checkpointer`), out of the commits.
     """
 
@@ -67,6 +72,7 @@ class StoreConfig:
     max_batch: int = 1024
     writer: str = "process"
     lock_wait_s: float = 2.0
+    check_pages: bool = False
 
 
 class Store:
@@ -150,12 +156,16 @@ class Store:
             except OSError as exc:
                 raise StoreError(f"cannot open database {path}: {exc.strerror}") from exc
             mine = functools.partial(
-                adopt, migrations=config.migrations, real_path=real_path, named=path
+                adopt, migrations=config.migrations, real_path=real_path, named=path,
+                check_pages=config.check_pages,
             )
             conn = connect(path, config.synchronous, mine)
             readers: list[InlineReader | ThreadedReader] = []
             try:
+                found = schema_version(conn)
                 version = apply_migrations(conn, config.migrations)
+                if 0 < found < version:  # an upgrade: once, said (a new file is made, not one)
+                    log.info("database_migrated", path=path, from_version=found, to_version=version)
                 reader: Reader
                 point_reader: Reader | None = None
                 audit_reader: Reader | None = None
@@ -226,15 +236,22 @@ class Store:
 
 
 def adopt(
-    conn: sqlite3.Connection, migrations: Sequence[Migration], real_path: str, named: str
+    conn: sqlite3.Connection,
+    migrations: Sequence[Migration],
+    real_path: str,
+    named: str,
+    check_pages: bool = False,
 ) -> None:
     """Look at the database ``conn`` opened before anything of it changes: another
-    program's is refused (:func:`refuse_another_programs`); a new one, or an empty one found
-    there (``touch``, a deploy tool, an empty SQLite file), is the shop's now, and made its
-    owner's alone with the files beside it before SQLite makes more (``named``: the path as
-    the user gave it, for the error)."""
+    program's is refused (:func:`refuse_another_programs`), a newer shopkeep's too, and with
+    ``check_pages`` a damaged one; a new one, or an empty one found there (``touch``, a
+    deploy tool, an empty SQLite file), is the shop's now, and made its owner's alone with
+    the files beside it before SQLite makes more (``named``: the path as the user gave it,
+    for the error)."""
     refuse_another_programs(conn, migrations)
-    if schema_version(conn) == 0:
+    if check_pages:
+        refuse_damaged(conn)
+    if refuse_newer(conn, migrations) == 0:  # refused before WAL mode rewrites its header
         try:
             make_private(real_path)
         except OSError as exc:

@@ -13,6 +13,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from shopkeep.store import (
     MIGRATIONS,
@@ -84,6 +85,39 @@ async def test_a_database_from_a_newer_shopkeep_is_refused_unchanged(tmp_path: P
     with pytest.raises(SchemaMismatch, match="version 99 is newer than this shopkeep knows"):
         await Store.open(StoreConfig(path, migrations=EVENTS))
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (99,)
+
+
+async def test_a_newer_shopkeeps_database_is_refused_before_its_journal_mode_changes(
+    tmp_path: Path,
+) -> None:
+    # its header was switched to WAL first (and its change counter bumped), then refused
+    path = str(tmp_path / "new.db")
+    await (await Store.open(StoreConfig(path, migrations=EVENTS))).close()
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA journal_mode = DELETE")
+        conn.execute("PRAGMA user_version = 99")
+    before = Path(path).read_bytes()
+
+    with pytest.raises(SchemaMismatch, match="version 99 is newer"):
+        await Store.open(StoreConfig(path, migrations=EVENTS))
+
+    assert Path(path).read_bytes() == before
+
+
+async def test_an_upgrade_says_which_versions_it_migrated_between(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    await (await Store.open(StoreConfig(path, migrations=EVENTS[:-1]))).close()
+
+    with capture_logs() as logs:
+        again = await Store.open(StoreConfig(path, migrations=EVENTS))
+        await again.close()
+        await (await Store.open(StoreConfig(path, migrations=EVENTS))).close()
+
+    migrated = [line for line in logs if line["event"] == "database_migrated"]
+    assert migrated == [{
+        "event": "database_migrated", "log_level": "info", "path": path,
+        "from_version": len(EVENTS) - 1, "to_version": len(EVENTS),
+    }]  # fmt: skip
 
 
 async def test_a_refused_database_is_left_without_a_lock_file_the_refusal_made(
