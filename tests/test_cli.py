@@ -209,15 +209,21 @@ def test_serve_on_another_programs_database_refuses_and_leaves_it_as_it_was(
     assert not Path(f"{other}-wal").exists()
 
 
-def test_serve_on_a_database_with_damaged_pages_fails_in_one_line(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
+def demo_with_a_damaged_page(path: Path, btree: str) -> Path:
+    """The demo shop at ``path``, the first page of its B-tree ``btree`` overwritten."""
     assert run_main("demo", "--db", str(path)).returncode == 0
     with closing(sqlite3.connect(path)) as conn:
         page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'orders'")
-    with path.open("r+b") as file:  # the orders' B-tree, which the start reads to recover
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (btree,))
+    with path.open("r+b") as file:
         file.seek((int(root[0]) - 1) * page_size)
         file.write(b"\xff" * 32)
+    return path
+
+
+def test_serve_on_a_database_with_damaged_pages_fails_in_one_line(tmp_path: Path) -> None:
+    # the orders' B-tree, which the start reads to recover
+    path = demo_with_a_damaged_page(tmp_path / "s.db", "orders")
 
     result = run_main("serve", "--sandbox", "--db", str(path), "--port", "0")
 
@@ -230,16 +236,7 @@ def test_serve_on_a_database_damaged_where_it_starts_without_reading_changes_not
 ) -> None:
     # an index only a later request reads: the server started, wrote its credentials into
     # the damaged file, and answered 500s (or an audit that said ok) once it met the page
-    path = tmp_path / "s.db"
-    assert run_main("demo", "--db", str(path)).returncode == 0
-    with closing(sqlite3.connect(path)) as conn:
-        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-        (root,) = conn.execute(
-            "SELECT rootpage FROM sqlite_master WHERE name = 'payment_log_by_order'"
-        )
-    with path.open("r+b") as file:
-        file.seek((int(root[0]) - 1) * page_size)
-        file.write(b"\xff" * 32)
+    path = demo_with_a_damaged_page(tmp_path / "s.db", "payment_log_by_order")
     before, files = path.read_bytes(), sorted(tmp_path.iterdir())
 
     result = run_main("serve", "--sandbox", "--db", str(path), "--port", "0")
@@ -547,16 +544,8 @@ def test_audit_of_a_file_that_is_not_a_database_fails_in_one_line(tmp_path: Path
 def test_audit_of_a_damaged_database_fails_in_one_line_even_where_its_queries_do_not_read(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "s.db"
-    assert run_main("demo", "--db", str(path)).returncode == 0
-    with closing(sqlite3.connect(path)) as conn:
-        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-        (root,) = conn.execute(
-            "SELECT rootpage FROM sqlite_master WHERE name = 'payment_log_by_order'"
-        )
-    with path.open("r+b") as file:  # an index the invariants' queries never read
-        file.seek((int(root[0]) - 1) * page_size)
-        file.write(b"\xff" * 32)
+    # an index the invariants' queries never read
+    path = demo_with_a_damaged_page(tmp_path / "s.db", "payment_log_by_order")
 
     result = run_main("audit", "--db", str(path))
 

@@ -236,11 +236,17 @@ async def test_a_failed_payment_leaves_the_order_awaiting_and_a_new_one_can_star
     await shop.audit_ok()
 
 
-async def test_a_callback_with_an_unknown_payment_or_amount_changes_nothing(shop: Shop) -> None:
+async def paying(shop: Shop) -> tuple[int, OrderView, PaymentView]:
+    """Alice's order of two teas of 25.00 (60.00 with shipping), its payment started: the
+    tea's id, the order, the payment."""
     alice = await shop.user()
     tea = await shop.goods(price=2_500, stock=10)
     order = await shop.placed(alice, [(tea, 2)])
-    payment = (await shop.start_payment(order.id)).payment
+    return tea, order, (await shop.start_payment(order.id)).payment
+
+
+async def test_a_callback_with_an_unknown_payment_or_amount_changes_nothing(shop: Shop) -> None:
+    _, order, payment = await paying(shop)
 
     wrong = await shop.ask("order", order.id, PaymentCallback(payment.id, "succeeded", 1, "t"))
     unknown = await shop.ask("order", order.id,
@@ -402,10 +408,7 @@ async def test_a_deadline_answer_given_before_the_callback_paid_is_not_in_the_hi
 ) -> None:
     # the provider answered "open" just before the customer paid; its answer reached the order
     # after the callback had paid it: the history said "payment P: open" below "paid"
-    alice = await shop.user()
-    tea = await shop.goods(price=2_500, stock=10)
-    order = await shop.placed(alice, [(tea, 2)])
-    payment = (await shop.start_payment(order.id)).payment
+    _, order, payment = await paying(shop)
     answer_arrives = asyncio.Event()
     query = SandboxProvider.query_payment
 
@@ -429,10 +432,7 @@ async def test_a_deadline_answer_given_before_the_callback_paid_is_not_in_the_hi
 async def test_a_success_and_the_deadline_at_the_same_instant_deadline_first(
     shop: Shop, clock: VirtualClock
 ) -> None:
-    alice = await shop.user()
-    tea = await shop.goods(price=2_500, stock=10)
-    order = await shop.placed(alice, [(tea, 2)])
-    payment = (await shop.start_payment(order.id)).payment
+    tea, order, payment = await paying(shop)
 
     await clock.advance(HALF_HOUR)
     assert await shop.gateway.complete(payment.id, order.id, 6_000, "succeeded")
@@ -455,10 +455,7 @@ async def test_a_second_late_transaction_of_an_order_never_paid_is_refunded_as_l
     shop: Shop, clock: VirtualClock
 ) -> None:
     # it was refunded as a duplicate payment, which SPEC 3.4 keeps for an order paid already
-    alice = await shop.user()
-    tea = await shop.goods(price=2_500, stock=10)
-    order = await shop.placed(alice, [(tea, 2)])
-    payment = (await shop.start_payment(order.id)).payment
+    _, order, payment = await paying(shop)
     await clock.advance(HALF_HOUR)  # timed out, unpaid
 
     assert await shop.gateway.complete(payment.id, order.id, 6_000, "succeeded")
