@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import aiohttp_jinja2
@@ -171,16 +171,16 @@ def behind_door(handler: Handler) -> Handler:
 
 def set_cookie(response: web.StreamResponse, console: Console, session: Session) -> None:
     """Give the browser the session's id (and nothing else)."""
-    response.set_cookie(
-        COOKIE, session.id, path=PREFIX, httponly=True, samesite="Strict", secure=console.secure
-    )
+    response.set_cookie(COOKIE, session.id, **_cookie_flags(console))
 
 
 def forget_cookie(response: web.StreamResponse, console: Console) -> None:
     """Have the browser drop the session's cookie (sent with the flags it was set with)."""
-    response.del_cookie(
-        COOKIE, path=PREFIX, httponly=True, samesite="Strict", secure=console.secure
-    )
+    response.del_cookie(COOKIE, **_cookie_flags(console))
+
+
+def _cookie_flags(console: Console) -> dict[str, Any]:
+    return {"path": PREFIX, "httponly": True, "samesite": "Strict", "secure": console.secure}
 
 
 def to(location: str) -> web.HTTPSeeOther:
