@@ -59,7 +59,7 @@ CancelReason = Literal["placement_failed", "user", "timeout", "admin"]
 PaymentStatus = Literal["created", "succeeded", "failed", "refunded"]
 Gateway = Literal["sandbox", "alipay", "wechatpay", "stripe"]
 RefundKind = Literal["cancel", "return", "late_payment", "duplicate_payment"]
-RefundStatus = Literal["refunding", "refunded", "failed"]
+RefundStatus = Literal["refunding", "refunded"]
 ReturnStatus = Literal["requested", "approved"]
 CouponState = Literal["unused", "used"]
 

@@ -154,6 +154,15 @@ async def test_a_problems_code_is_one_of_the_codes_the_api_answers(api: Api) -> 
     )
 
 
+async def test_a_refunds_documented_kinds_and_statuses_are_spec_7s(api: Api) -> None:
+    # "failed" was documented as a status, which no refund ever reaches: one the provider
+    # failed stays refunding, to be sent again or settled by hand
+    document = (await api.call("GET", "/openapi.json", {})).body
+    refund = document["components"]["schemas"]["RefundOut"]["properties"]
+    assert set(refund["status"]["enum"]) == {"refunding", "refunded"}
+    assert set(refund["kind"]["enum"]) == {"cancel", "return", "late_payment", "duplicate_payment"}
+
+
 async def test_no_description_carries_restructured_text(api: Api) -> None:
     text = await (await api.client.get("/openapi.json")).text()
     assert "``" not in text
