@@ -105,12 +105,14 @@ def _time(request: web.Request, name: str, *, to_its_end: bool = False) -> float
     except ValueError:
         detail = f"{name} is not a time like 2026-12-02T16:30"
         raise refused_parameter(name, detail) from None
-    if not EARLIEST_TIME <= when <= LATEST_TIME:  # an offset took it past 9999 (or before 1)
+    # (a float rounds 9999's last microsecond up to the second after it)
+    if not EARLIEST_TIME <= when <= LATEST_TIME + 1:  # an offset took it past 9999 (or before 1)
         raise refused_parameter(name, f"{name} is outside the years 1 to 9999 in UTC")
     span = span_named(text)
-    if not (to_its_end and span):
-        return when
-    return min(when + span - LAST_INSTANT_S, LATEST_TIME)  # the last day of 9999 too
+    if to_its_end and span:
+        when += span - LAST_INSTANT_S
+    # the API's times end at 9999's last whole second: its last fraction of a second too
+    return min(when, LATEST_TIME)
 
 
 def span_named(text: str) -> float:

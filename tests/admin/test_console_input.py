@@ -535,6 +535,13 @@ async def test_the_next_pages_link_carries_the_filters_of_this_page_and_nothing_
     assert "status" not in link
 
 
+async def test_a_time_in_the_last_second_of_the_year_9999_is_taken(browser: Browser) -> None:
+    await browser.sign_in()
+    for query in ("until=9999-12-31T23:59:59.5", "since=9999-12-31T23:59:59.999999Z"):
+        status, page = await browser.page(f"/admin/orders?{query}")
+        assert status == 200, page
+
+
 async def test_a_time_an_offset_takes_past_the_year_9999_is_a_page_saying_so(
     browser: Browser,
 ) -> None:
