@@ -346,6 +346,8 @@ class StripeProvider:
             intent = msgspec.convert(event.data.get("object"), Intent)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return Refused(MALFORMED, f"not a PaymentIntent event: {exc}")
+        except RecursionError:  # signed, but nested deeper than the decoder goes
+            return Refused(MALFORMED, "not a PaymentIntent event: nested too deeply")
         payment_id = shop_id(intent.metadata.get("payment_id"))
         if payment_id is None:
             return Ignored(f"PaymentIntent {intent.id[:60]} is not one of this shop's")

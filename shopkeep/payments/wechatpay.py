@@ -279,11 +279,12 @@ class WeChatPayProvider:
         if stale(signed_at, now):
             return Refused(STALE, f"signed at {str(timestamp)[:20]}, now is {int(now)}")
         try:
-            event = _object(json.loads(raw_body), "the body")
+            event = _object(_json(raw_body, "the body"), "the body")
             if event.get("event_type") != "TRANSACTION.SUCCESS":
                 return Ignored(f"event {str(event.get('event_type'))[:40]}")
             resource = _object(event.get("resource"), "its resource")
-            plain = json.loads(wire.decrypt_resource(self._apiv3_key, resource))
+            decrypted = wire.decrypt_resource(self._apiv3_key, resource)
+            plain = _json(decrypted, "its resource's plaintext")
         except ValueError as exc:
             return Refused(MALFORMED, f"not a payment notification: {exc}")
         if not isinstance(plain, dict):
@@ -330,6 +331,15 @@ def _notice(plain: Mapping[str, Any], event_id: str | None) -> Verdict:
         return Refused(MALFORMED, f"not a payment notification: {exc}")
 
 
+def _json(data: bytes, what: str) -> Any:
+    """``data`` read as JSON; ValueError naming ``what`` when it is none (not UTF-8, not JSON,
+    nested deeper than the parser goes, a number of more digits than Python reads)."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        raise ValueError(f"{what} is not JSON") from None
+
+
 def _object(value: object, what: str) -> Mapping[str, Any]:
     """``value`` when it is a JSON object; ValueError naming ``what`` it should have been."""
     if not isinstance(value, dict):
@@ -347,7 +357,7 @@ def _text(value: object, what: str) -> str:
 def _whole(value: object) -> int:
     """An amount in fen as JSON gives it: a whole number, never a float or a bool."""
     if type(value) is not int:
-        raise ValueError(f"an amount is a whole number of fen, not {value!r}")
+        raise ValueError(f"an amount is a whole number of fen, not {repr(value)[:40]}")
     return value
 
 

@@ -224,6 +224,17 @@ async def test_a_forged_altered_or_stale_webhook_is_refused(world: World) -> Non
         assert isinstance(verdict, Refused) and verdict.reason == MALFORMED, garbage
 
 
+async def test_a_signed_webhook_nested_too_deeply_is_refused_as_malformed(world: World) -> None:
+    # msgspec's RecursionError went through: a 500 with a traceback
+    deep = b'{"type": "payment_intent.succeeded", "data": {"object": ' + (
+        b"[" * 20_000 + b"]" * 20_000
+    ) + b"}}"
+
+    verdict = await world.provider.verify_callback(deep, world.headers(deep), time.time())
+
+    assert verdict == Refused(MALFORMED, "not a PaymentIntent event: nested too deeply")
+
+
 async def test_a_refund_asked_twice_is_made_once(world: World) -> None:
     intent = await world.start()
     await world.fake.pay(intent, notify=False)

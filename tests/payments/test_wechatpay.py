@@ -364,8 +364,16 @@ async def test_a_signed_notification_of_the_wrong_shape_is_refused_saying_what_i
     await world.fake.pay("7", notify=False)
     amount_of = json.loads(world.fake.notification("7"))  # a whole event, to take apart
     no_currency = world.fake.transaction("7") | {"amount": {"total": 1999}}
+    deep = b"[" * 20_000 + b"]" * 20_000
     shapes = {
         b"[]": "the body is not a JSON object",
+        b"not json": "the body is not JSON",
+        b'{"event_type": "\xff"}': "the body is not JSON",
+        deep: "the body is not JSON",  # the parser's RecursionError went through: a 500
+        b'{"id": ' + b"9" * 5_000 + b"}": "the body is not JSON",
+        json.dumps(amount_of | {
+            "resource": wire.encrypt_resource(APIV3_KEY, deep, "transaction")
+        }).encode(): "its resource's plaintext is not JSON",
         json.dumps(amount_of | {"resource": "x"}).encode(): "its resource is not a JSON object",
         world.fake.notification("7", amount="1999"): "its amount is not a JSON object",
         world.fake.notification("7", **no_currency): "its currency is not a string",
