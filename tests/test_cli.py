@@ -209,15 +209,18 @@ def test_serve_on_another_programs_database_refuses_and_leaves_it_as_it_was(
     assert not Path(f"{other}-wal").exists()
 
 
-def demo_with_a_damaged_page(path: Path, btree: str) -> Path:
-    """The demo shop at ``path``, the first page of its B-tree ``btree`` overwritten."""
+def demo_with_a_damaged_page(
+    path: Path, btree: str, at: int = 0, damage: bytes = b"\xff" * 32
+) -> Path:
+    """The demo shop at ``path``, ``damage`` written ``at`` bytes into the first page of its
+    B-tree ``btree`` (by default over its header)."""
     assert run_main("demo", "--db", str(path)).returncode == 0
     with closing(sqlite3.connect(path)) as conn:
         page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
         (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (btree,))
     with path.open("r+b") as file:
-        file.seek((int(root[0]) - 1) * page_size)
-        file.write(b"\xff" * 32)
+        file.seek((int(root[0]) - 1) * page_size + at)
+        file.write(damage)
     return path
 
 
@@ -244,6 +247,22 @@ def test_serve_on_a_database_damaged_where_it_starts_without_reading_changes_not
     assert_one_line_error(result, "--db (env SHOPKEEP_DB)", "the database is damaged")
     assert path.read_bytes() == before
     assert sorted(tmp_path.iterdir()) == files
+
+
+def test_serve_on_a_database_whose_index_disagrees_with_its_table_is_refused(
+    tmp_path: Path,
+) -> None:
+    # a few bytes in a user's entry of the token index: SQLite's quick check found the file
+    # ok, and the server started, to answer 503 "malformed" to that user's token replaced
+    path = demo_with_a_damaged_page(
+        tmp_path / "s.db", "sqlite_autoindex_users_1", at=4000, damage=b"A" * 8
+    )
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        assert conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+
+    result = run_main("serve", "--sandbox", "--db", str(path), "--port", "0")
+
+    assert_one_line_error(result, "--db (env SHOPKEEP_DB)", "missing from index")
 
 
 def test_serve_on_a_port_taken_fails_in_one_line_naming_host_and_port(tmp_path: Path) -> None:

@@ -206,9 +206,9 @@ def audit_file(path: str) -> AuditReport:
     """Audit the database file at ``path``, opened read-only (for a closed database).
 
     Raises FileNotFoundError when there is no such file, and sqlite3.Error when it is not a
-    shopkeep database or is damaged (SQLite's ``quick_check``: the audit reads only the pages
-    its queries need, and would find a file whose other pages are garbage ok; the quick check
-    does not compare each index with its table, as ``backup``'s ``integrity_check`` does).
+    shopkeep database or is damaged (SQLite's ``integrity_check``, as ``serve`` and
+    ``backup`` make it: the audit reads only the pages its queries need, and would find a
+    file whose other pages are garbage ok).
     """
     file = Path(path)
     try:

@@ -20,7 +20,7 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
             "amounts) of a database file, opened read-only (no data changes; SQLite may add the "
             "-wal and -shm files a live database has beside it): a live shop's, or a backup. "
             "Prints each check; exit status 0 when all hold, 1 when one is violated, 2 when the "
-            "file cannot be audited (no database, or a damaged one: SQLite's quick_check runs "
+            "file cannot be audited (no database, or a damaged one: SQLite's integrity_check runs "
             "first)."
         ),
     )

@@ -135,7 +135,11 @@ def copy_database(
     """Copy the database at ``source`` into the empty file ``partial`` through SQLite (one
     snapshot, what its ``-wal`` holds included), as one file in rollback-journal mode; the
     pages copied."""
-    src = sqlite3.connect(source, isolation_level=None)
+    # read-only: the last read-write connection to close copies the -wal into the file and
+    # removes it, and a -wal an older copy of the file left beside it would overwrite the
+    # newer pages with its older ones, before the copy's checks refused it
+    src = sqlite3.connect(f"{Path(source).resolve().as_uri()}?mode=ro", uri=True,
+                          isolation_level=None)  # fmt: skip
     try:
         src.execute("PRAGMA busy_timeout = 5000")
         # One snapshot for every step (see the module's docstring).

@@ -7,6 +7,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 
@@ -22,10 +23,12 @@ from shopkeep.store.migrations import (
     schema_version,
 )
 from shopkeep.store.private_files import (
+    SQLITE_BESIDE,
     create_private,
     make_private,
     open_to_others,
     remove_database,
+    remove_made_beside,
 )
 from shopkeep.store.reader import InlineReader, KeyedLoads, Reader, ThreadedReader
 from shopkeep.store.writer import GroupCommitWriter
@@ -141,12 +144,18 @@ class Store:
         real_path = os.path.realpath(path)
         made = False
 
+        # what SQLite keeps beside the file when it is there already: the first look may
+        # make the others, which a refusal takes away again
+        beside = {suffix for suffix in SQLITE_BESIDE if os.path.exists(real_path + suffix)}
+
         def give_up() -> None:
             # refused or failed: nothing this opening made is left, the lock file included;
             # a database it made half (a full disk cut its migrations) would be taken for
             # a shop's by the next command
             if made:
                 remove_database(real_path)
+            else:
+                remove_made_beside(real_path, beside)
             lock.release(undo=True)
 
         try:
@@ -155,10 +164,8 @@ class Store:
                 made = create_private(real_path)
             except OSError as exc:
                 raise StoreError(f"cannot open database {path}: {exc.strerror}") from exc
-            mine = functools.partial(
-                adopt, migrations=config.migrations, real_path=real_path, named=path,
-                check_pages=config.check_pages,
-            )
+            look_at(real_path, config.migrations, config.check_pages)
+            mine = functools.partial(adopt, real_path=real_path, named=path)
             conn = connect(path, config.synchronous, mine)
             readers: list[InlineReader | ThreadedReader] = []
             try:
@@ -235,23 +242,30 @@ class Store:
             self._lock.release()
 
 
-def adopt(
-    conn: sqlite3.Connection,
-    migrations: Sequence[Migration],
-    real_path: str,
-    named: str,
-    check_pages: bool = False,
-) -> None:
-    """Look at the database ``conn`` opened before anything of it changes: another
-    program's is refused (:func:`refuse_another_programs`), a newer shopkeep's too, and with
-    ``check_pages`` a damaged one; a new one, or an empty one found there (``touch``, a
-    deploy tool, an empty SQLite file), is the shop's now, and made its owner's alone with
-    the files beside it before SQLite makes more (``named``: the path as the user gave it,
-    for the error)."""
-    refuse_another_programs(conn, migrations)
-    if check_pages:
-        refuse_damaged(conn)
-    if refuse_newer(conn, migrations) == 0:  # refused before WAL mode rewrites its header
+def look_at(real_path: str, migrations: Sequence[Migration], check_pages: bool) -> None:
+    """Look at the database at ``real_path`` on a read-only connection, before anything of
+    it changes: another program's is refused (:func:`refuse_another_programs`), a newer
+    shopkeep's too, and with ``check_pages`` a damaged one (:func:`refuse_damaged`). Read
+    only, so that closing it writes nothing: a read-write connection, the last to close,
+    copies what the ``-wal`` holds into the file and removes the ``-wal``, which for a
+    ``-wal`` left from an older copy of the file (the damage refused) overwrote the newer
+    pages with the older ones, for good."""
+    conn = sqlite3.connect(f"{Path(real_path).as_uri()}?mode=ro", uri=True)
+    try:
+        refuse_another_programs(conn, migrations)
+        if check_pages:
+            refuse_damaged(conn)
+        refuse_newer(conn, migrations)
+    finally:
+        conn.close()
+
+
+def adopt(conn: sqlite3.Connection, real_path: str, named: str) -> None:
+    """Make the database ``conn`` opened its owner's, before anything of it changes: a new
+    one, or an empty one found there (``touch``, a deploy tool, an empty SQLite file), is the
+    shop's now, and made its owner's alone with the files beside it before SQLite makes more;
+    a shop's that others may read is said (``named``: the path as the user gave it)."""
+    if schema_version(conn) == 0:
         try:
             make_private(real_path)
         except OSError as exc:

@@ -424,12 +424,20 @@ def refuse_another_programs(conn: sqlite3.Connection, migrations: Sequence[Migra
 
 
 def refuse_damaged(conn: sqlite3.Connection) -> None:
-    """Raise sqlite3.DatabaseError saying where, when SQLite's ``quick_check`` finds the file
-    ``conn`` reads damaged (pages it cannot read, a WAL of another file's replayed onto it).
-    Every page is read (about 2 ms a megabyte from the page cache); the check does not
-    compare each index with its table, as ``integrity_check`` does."""
+    """Raise sqlite3.DatabaseError saying where, when SQLite's ``integrity_check`` finds the
+    file ``conn`` reads damaged: pages it cannot read, an index that disagrees with its table
+    (a few bytes overwritten, a ``-wal`` of another file's, or an older one of its own,
+    replayed onto it). Every page is read, about 5 ms a megabyte from the page cache and
+    several times that from the disk (``quick_check``, which compares no index with its
+    table, passed files whose reads and writes then failed)."""
+    try:
+        rows = conn.execute("PRAGMA integrity_check(3)").fetchall()
+    except sqlite3.OperationalError:  # busy, locked, out of memory: no word on the pages
+        raise
+    except sqlite3.DatabaseError as error:  # a page the check itself could not read
+        raise sqlite3.DatabaseError(f"the database is damaged: {error}") from None
     # each complaint on one line ("*** in database main ***\nPage 40: ...")
-    damage = [" ".join(str(row[0]).split()) for row in conn.execute("PRAGMA quick_check(3)")]
+    damage = [" ".join(str(row[0]).split()) for row in rows]
     if damage != ["ok"]:
         raise sqlite3.DatabaseError(f"the database is damaged: {'; '.join(damage)}")
 

@@ -73,6 +73,32 @@ def remove_database(path: str) -> None:
             os.unlink(path + suffix)
 
 
+SQLITE_BESIDE: Final = ("-wal", "-shm")
+"""The files SQLite keeps beside a database in WAL mode."""
+
+
+def remove_made_beside(path: str, found: set[str]) -> None:
+    """Remove what of :data:`SQLITE_BESIDE` is beside the database at ``path`` but was not
+    when ``found`` was taken (the suffixes there then): a refused opening's look at the file
+    made them. Only with the database's lock held and no connection to it open: a ``-shm``
+    is an index SQLite makes again from the ``-wal``, but a connection still using it would
+    go on with one its others no longer share. A ``-wal`` that holds commits is part of the
+    database, never removed."""
+    for suffix in SQLITE_BESIDE:
+        beside = path + suffix
+        if suffix in found or (suffix == "-wal" and _holds_anything(beside)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(beside)
+
+
+def _holds_anything(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except FileNotFoundError:
+        return False
+
+
 def _create(path: str) -> int | None:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE)

@@ -218,3 +218,47 @@ def test_a_backup_pauses_between_its_steps(tmp_path: Path, monkeypatch: pytest.M
 
     steps = -(-report.pages // 8)
     assert steps > 2 and pauses == [0.04] * (steps - 1)
+
+
+def beside_an_older_wal(db: Path) -> None:
+    """``db`` with, beside it, a ``-wal`` an older copy of it left: what copying a backup over
+    the file by hand leaves when a server did not stop cleanly. Replayed onto the newer file,
+    its older pages make it malformed."""
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        with conn:
+            conn.execute("UPDATE users SET name = name || ' (then)'")
+        older = Path(f"{db}-wal").read_bytes()
+    with closing(sqlite3.connect(db)) as conn, conn:  # the file's later life, folded in
+        conn.executemany(
+            "INSERT INTO users (id, name, balance, points, token_hash, created_at) "
+            "VALUES (?, ?, 0, 0, ?, 0)",
+            [(10**6 + n, f"later {n}", f"hash {n}") for n in range(300)],
+        )
+    Path(f"{db}-wal").write_bytes(older)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["serve", "--sandbox", "--port", "0", "--db", "{db}"],
+        ["backup", "--db", "{db}", "--to", "{folder}/second.db"],
+        ["restore", "--from", "{db}", "--db", "{folder}/restored.db"],
+    ],
+)
+def test_a_file_beside_an_older_wal_is_refused_and_both_are_left_as_they_were(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # refused, but the read-write connection's close first copied the older -wal into the
+    # file and removed it: the newer pages overwritten, for good
+    db, _ = shop_with_a_backup(tmp_path)
+    beside_an_older_wal(db)
+    both = (db, Path(f"{db}-wal"))
+    before = [path.read_bytes() for path in both]
+
+    result = shopkeep(*(part.format(db=db, folder=tmp_path) for part in command))
+
+    assert result.returncode != 0 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "malformed" in result.stderr
+    assert [path.read_bytes() for path in both] == before
+    assert not list(tmp_path.glob("second.db*")) and not list(tmp_path.glob("restored.db*"))
