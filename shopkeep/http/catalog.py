@@ -76,8 +76,9 @@ KEY_TEXT = (
     "`Idempotent-Replayed: true`, and does nothing again: a success, or a refusal (409, or a "
     "404 of the resource's own rules), even once its obstacle is gone; with another request, "
     "409 idempotency_conflict. A first attempt that did nothing binds nothing and the retry "
-    "runs afresh: a 503, a 422, or a 404 for a path id that names nothing of the caller's. "
-    "Each caller's keys are their own; they are kept 24 hours."
+    "runs afresh: a 503, a 422, or a 404 for an id that names nothing of the caller's (in "
+    "the path, or a coupon's `user_id`: the retry may name another). Each caller's keys are "
+    "their own; they are kept 24 hours."
 )
 PLACE_KEY_TEXT = (
     "Optional: retry safely. The same key with the same body (whatever its `wait`) answers "
