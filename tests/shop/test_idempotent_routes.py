@@ -531,3 +531,16 @@ async def test_a_payment_key_kept_before_its_provider_answered_replays_the_first
 
     assert retry.replayed and again.created
     assert again.payment == first.payment
+
+
+async def test_a_coupon_for_a_user_that_does_not_exist_binds_nothing_and_may_be_sent_corrected(
+    shop: Shop,
+) -> None:
+    ann = (await shop.create_user("ann")).user.id
+    with pytest.raises(ShopError) as mistyped:
+        await shop.create_coupon(10**15, 500, idempotency_key="cp-1")
+
+    corrected = await shop.create_coupon(ann, 500, idempotency_key="cp-1")
+
+    assert mistyped.value.code == "not_found"
+    assert (await shop.list_coupons(ann)).items == [corrected]
