@@ -82,12 +82,25 @@ def buffered_body(request: web.Request) -> bytes | None:
     return None
 
 
+DECODED_CODINGS: Final = frozenset({"gzip", "deflate", "identity"})
+"""The ``Content-Encoding`` of a request body read here: aiohttp inflates gzip and deflate
+(and answers 400 to a body that does not inflate); any other coding it passes on as it came,
+which read as JSON said "not JSON", or was taken (a JSON body under a coding of no meaning)."""
+
+
 async def body_bytes(request: web.Request) -> bytes:
     """The request's body, as ``request.read()`` answers it (and will again).
 
-    A body that was still coming when its caller was admitted (the door looks at the headers)
-    is taken only if their token still names them: one replaced meanwhile is refused 401, as
-    it would be for a request sent after the replacement."""
+    A body in a coding this server does not decode is refused 400 bad_request, unread. A body
+    that was still coming when its caller was admitted (the door looks at the headers) is
+    taken only if their token still names them: one replaced meanwhile is refused 401, as it
+    would be for a request sent after the replacement."""
+    coding = request.headers.get(hdrs.CONTENT_ENCODING)
+    if coding is not None and coding.strip().lower() not in DECODED_CODINGS:
+        raise ShopError(
+            "bad_request", f"Content-Encoding {coding[:40]!r} is not one this server decodes "
+            "(gzip, deflate, identity)",
+        )  # fmt: skip
     raw = buffered_body(request)
     if raw is not None:
         return raw

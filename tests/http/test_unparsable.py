@@ -143,6 +143,30 @@ async def test_a_body_that_does_not_decompress_is_refused_400_and_changes_nothin
     assert (await server.shop.list_users()).items == []
 
 
+@pytest.mark.parametrize("coding", [b"bogus", b"x-gzip", b"compress", b"gzip, gzip"])
+async def test_a_body_in_a_coding_the_server_does_not_decode_is_refused_400_unread(
+    server: Server, coding: bytes
+) -> None:
+    # aiohttp passes such a body on as it came: a JSON one under "bogus" made a user
+    answer = await send(
+        server, "POST", "/v1/users", {**ADMIN, "Content-Encoding": coding}, b'{"name": "ann"}'
+    )
+
+    assert answer.status == 400
+    problem = problem_of(answer)
+    assert problem["code"] == "bad_request"
+    assert "is not one this server decodes" in str(problem["detail"])
+    assert (await server.shop.list_users()).items == []
+
+
+async def test_a_body_said_to_be_in_no_coding_is_taken(server: Server) -> None:
+    answer = await send(
+        server, "POST", "/v1/users", {**ADMIN, "Content-Encoding": b"Identity"}, b'{"name": "ann"}'
+    )
+
+    assert answer.status == 201
+
+
 async def test_an_expectation_other_than_100_continue_is_ignored_and_answered_by_the_route(
     server: Server,
 ) -> None:
