@@ -44,8 +44,16 @@ TEXT_PATTERN: Final = rf"^[^{_CONTROLS}]*{END}"
 """Free text the shop keeps (a name, a reason, a note): no control character (NUL, ESC, DEL,
 the C1 range), which pages, logs and terminals would get as it is. Published as the JSON Schema
 ``pattern`` of such fields."""
-NAME_PATTERN: Final = rf"^[^{_CONTROLS}]*[^\s{_CONTROLS}][^{_CONTROLS}]*{END}"
-"""A name: free text (:data:`TEXT_PATTERN`) that is not blank."""
+_INVISIBLE: Final = (
+    r"\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    r"\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0"
+)
+"""Characters that show as nothing: Unicode's default-ignorable ones of the Basic
+Multilingual Plane (joiners, direction marks, variation selectors, a soft hyphen, a
+byte-order mark) and the Hangul fillers."""
+NAME_PATTERN: Final = rf"^[^{_CONTROLS}]*[^\s{_CONTROLS}{_INVISIBLE}][^{_CONTROLS}]*{END}"
+"""A name: free text (:data:`TEXT_PATTERN`) that is not blank: one character at least that
+is neither a space nor invisible (a name of zero-width spaces showed as nothing)."""
 _TEXT: Final = re.compile(TEXT_PATTERN)
 _NAME: Final = re.compile(NAME_PATTERN)
 _LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
@@ -214,8 +222,8 @@ def check_name(name: str) -> None:
     if not isinstance(name, str) or len(name) > MAX_NAME or not is_text(name, blank=False):
         raise refused(
             "/name",
-            f"name must be 1 to {MAX_NAME} characters, none a control character or a lone "
-            "surrogate",
+            f"name must be 1 to {MAX_NAME} characters, not blank (nothing but spaces or "
+            "invisible characters), none a control character or a lone surrogate",
         )
 
 

@@ -209,7 +209,8 @@ _PATTERN_MEANS: Final = {
     ID_PATTERN: "Expected an id as this server writes them (a page's next_cursor too): digits, "
     "no sign, no leading zero",
     TEXT_PATTERN: "Expected text without control characters",
-    NAME_PATTERN: "Expected text that is not blank, without control characters",
+    NAME_PATTERN: "Expected text that is not blank (nor only invisible characters), without "
+    "control characters",
 }
 """What a pattern of the API's asks for, in words: a client is not shown the regex."""
 _MSGSPEC_PATTERN: Final = {

@@ -269,8 +269,10 @@ async def test_every_problem_of_an_order_body_is_listed_with_its_pointer(api: Ap
 @pytest.mark.parametrize(
     ("path", "body", "pointer", "words"),
     [
-        ("/v1/users", {"name": "a\u0001b"}, "/name", "not blank, without control characters"),
-        ("/v1/users", {"name": "  "}, "/name", "not blank, without control characters"),
+        ("/v1/users", {"name": "a\u0001b"}, "/name", "without control characters"),
+        ("/v1/users", {"name": "  "}, "/name", "not blank"),
+        ("/v1/users", {"name": "\u200b\ufeff\u2060"}, "/name", "nor only invisible characters"),
+        ("/v1/goods", {"name": "\u00ad", "price": 1, "stock": 1}, "/name", "not blank"),
         ("/v1/goods", {"name": "tea\u0000", "price": 1, "stock": 1}, "/name", "not blank"),
     ],
 )
