@@ -713,4 +713,41 @@ async def test_a_wait_for_paid_ended_by_another_cancel_than_the_deadlines_is_an_
     with pytest.raises(Refused):
         await journeys.pay(Shopper(Customer("1", "token")), random.Random(3))
 
-    assert recorder.operations["await_paid"].errors == {"invalid_state": 1}
+    assert recorder.operations["await_paid"].errors == {"order_canceled_by_admin": 1}
+
+
+class CallbackAfterTheDeadlineShop(DeadlineFirstShop):
+    """Acknowledges callbacks, for orders whose deadline canceled them first (or ``reason``)."""
+
+    def __init__(self, reason: str = "timeout") -> None:
+        super().__init__()
+        self.reason = reason
+        self.callbacks = 0
+
+    def sign(self, raw: bytes, at: int) -> str:
+        return f"t={at},v1=00"
+
+    async def send_callback(self, raw: bytes, signature: str) -> None:
+        self.callbacks += 1
+
+    async def get_order(self, customer: Customer, order_id: str) -> Order:
+        return Order(order_id, "canceled", 100, "c1", self.reason, 0.0, 1.0)
+
+
+async def test_a_duplicate_callback_its_orders_deadline_beat_is_no_error() -> None:
+    # a shop slower than the deadline under load failed the run for refunding as SPEC 3.4 says
+    shop, recorder = CallbackAfterTheDeadlineShop(), Recorder(60.0)
+    journeys = Journeys(shop, recorder, Catalog(["g1"], "g0"), "run", 60.0)  # type: ignore[arg-type]
+
+    await journeys.duplicate_callback(Shopper(Customer("1", "token")), random.Random(3))
+
+    assert shop.callbacks == 2 and recorder.errors == 0
+
+
+async def test_a_duplicate_callback_whose_order_another_client_canceled_is_an_error() -> None:
+    shop, recorder = CallbackAfterTheDeadlineShop("admin"), Recorder(60.0)
+    journeys = Journeys(shop, recorder, Catalog(["g1"], "g0"), "run", 60.0)  # type: ignore[arg-type]
+
+    await journeys.duplicate_callback(Shopper(Customer("1", "token")), random.Random(3))
+
+    assert recorder.operations["callback_duplicate"].errors == {"order_canceled_by_admin": 1}
