@@ -162,7 +162,17 @@ def create_goods(url: str) -> str:
         return str(json.load(response)["id"])
 
 
-async def test_a_server_with_a_broken_invariant_makes_the_bench_fail(tmp_path: Path) -> None:
+def goods_names(url: str) -> list[str]:
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    request = urllib.request.Request(url + "/v1/goods", headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return [goods["name"] for goods in json.load(response)["items"]]
+
+
+async def test_a_server_whose_audit_fails_before_the_run_is_refused_at_the_setup(
+    tmp_path: Path,
+) -> None:
+    # it ran, waited out --settle, and reported the break as the run's own failure
     out = tmp_path / "bench.json"
     async with serving(tmp_path, *SERVE_FLAGS, env=CREDENTIALS) as server:
         goods_id = await asyncio.to_thread(create_goods, server.url)
@@ -171,12 +181,12 @@ async def test_a_server_with_a_broken_invariant_makes_the_bench_fail(tmp_path: P
         result = await asyncio.to_thread(
             bench, "--url", server.url, "--duration", "1", "--settle", "1", "--json", str(out),
         )  # fmt: skip
+        names = await asyncio.to_thread(goods_names, server.url)
 
-    assert result.returncode == 1, result.stdout + result.stderr
-    report = json.loads(out.read_text())
-    assert report["audit_ok"] is False
-    assert [c["name"] for c in report["audit"] if not c["ok"]] == ["stock"]
-    assert "the audit failed: stock" in result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "the shop fails its audit before the run (stock: " in line
+    assert not out.exists() and names == ["tampered"]  # no run, nothing set up
 
 
 # -- what CI gates on: thresholds, exit statuses, Ctrl-C -------------------------------------
@@ -431,6 +441,23 @@ def test_a_compare_file_nested_past_pythons_stack_is_not_json(tmp_path: Path) ->
     deep.write_text("[" * 200_000 + "]" * 200_000)
 
     result = bench("--embedded", "--duration", "1", "--compare", str(deep))
+
+    assert result.returncode == 2
+    [error] = result.stderr.splitlines()
+    assert "is not JSON" in error
+
+
+@pytest.mark.parametrize("constant", ["Infinity", "-Infinity", "NaN"])
+def test_a_compare_file_holding_a_number_json_has_not_is_not_json(
+    tmp_path: Path, constant: str
+) -> None:
+    # read by Python's json, it made every change NaN and the next report invalid JSON
+    report = tmp_path / "before.json"
+    report.write_text(
+        '{"operations": {}, "totals": {"p99_ms": ' + constant + "}}", encoding="utf-8"
+    )
+
+    result = bench("--embedded", "--duration", "1", "--compare", str(report))
 
     assert result.returncode == 2
     [error] = result.stderr.splitlines()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from html.parser import HTMLParser
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shopkeep.bench.load import run
 from shopkeep.bench.load.html_report import render_html
 from shopkeep.bench.load.mix import DEFAULT_MIX, JOURNEYS, MixError, parse_mix
 from shopkeep.bench.load.progress import status_line
@@ -119,6 +121,26 @@ def test_quiet_means_nothing_in_flight_in_any_check() -> None:
     calm = {"ok": True, "checks": [{"name": "money", "ok": True, "detail": "x"}]}
 
     assert in_flight(busy) and not in_flight(calm)
+
+
+class HungServer:
+    """A server stopped (``kill -STOP``): its audit never answers."""
+
+    async def audit(self) -> dict[str, Any]:
+        await asyncio.Event().wait()
+        raise AssertionError("never answered")
+
+
+async def test_an_audit_that_never_answers_is_waited_for_no_longer_than_its_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # each audit waited out the request's own minute: 106 s against a --settle of 5
+    monkeypatch.setattr(run, "AUDIT_ANSWER_S", 0.01)
+
+    report, _, quiet = await run.settle(HungServer(), 0.05)  # type: ignore[arg-type]
+
+    assert not quiet and report["answered"] is False
+    assert report["checks"][0]["detail"].startswith("no answer in ")
 
 
 def run_figures(audit_detail: str, errors: int = 0) -> dict[str, Any]:

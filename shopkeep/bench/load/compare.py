@@ -48,7 +48,9 @@ def read_baseline(path: str) -> Baseline:
         raise BaselineError(f"{path} is larger than a report ({MAX_REPORT_BYTES >> 20} MiB)")
     try:
         with open(path, encoding="utf-8") as file:
-            data = json.load(file)
+            # strict JSON: Python's own reads Infinity and NaN, which made each change NaN
+            # and the next report's JSON invalid
+            data = json.load(file, parse_constant=_no_constant)
     except OSError as error:
         raise BaselineError(f"cannot read {path}: {error.strerror}") from None
     except (ValueError, UnicodeDecodeError, RecursionError):  # nested past Python's stack
@@ -56,6 +58,10 @@ def read_baseline(path: str) -> Baseline:
     if not _is_report(data):
         raise BaselineError(f"{path} is not a report of shopkeep bench --json")
     return Baseline(path, data)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _counts(errors: Any) -> bool:

@@ -54,6 +54,8 @@ SCARCE_PER_WORKER = 5
 COUPONS_PER_SHOPPER = 2
 COUPON_VALUE = 200
 AUDIT_PAUSE_S = 0.5
+AUDIT_ANSWER_S = 10.0
+"""The least time an audit is waited for (past --settle too): a large shop's takes seconds."""
 PARKED_BOUND_S = 40.0
 UNREACHABLE = frozenset({"connection_error"})
 """The refusals that say the server could not be reached (see the module: the worker pauses)."""
@@ -236,8 +238,10 @@ async def drive(
     done (a stop before it ends the setup, :class:`SetupInterrupted`)."""
     stop = stop or asyncio.Event()
     pick = random.Random(options.seed)
-    # a target that cannot run the journeys is refused before the plan is said
+    # a target that cannot run the journeys is refused before the plan is said, and so is a
+    # shop whose audit fails before the run: the run's own audit could not tell its doing
     await unless_stopped(target.ready(), stop)
+    await unless_stopped(audited_before(target), stop)
     if say is not None:
         say(setup_plan(options))
     setup_started = time.perf_counter()
@@ -298,6 +302,7 @@ async def drive(
     interrupted = stop.is_set()
     settle_started = time.perf_counter()
     audit, attempts, quiet = await settle(target, 0.0 if interrupted else options.settle_s, stop)
+    audit_wait_s = time.perf_counter() - settle_started
     return Outcome(
         recorder=recorder,
         elapsed_s=elapsed,
@@ -306,7 +311,7 @@ async def drive(
         memory_end=await target.resident_memory(),
         audit=audit,
         audit_attempts=attempts,
-        audit_wait_s=time.perf_counter() - settle_started,
+        audit_wait_s=audit_wait_s,
         quiet=quiet,
         setup_s=setup_s,
         started_at=started_at,
@@ -337,13 +342,19 @@ async def settle(
     report: dict[str, Any] = {"ok": False, "checks": []}
     while True:
         attempts += 1
+        # an audit is waited for until the bound, AUDIT_ANSWER_S at least: a server that
+        # hangs holds the run no longer (a request's own timeout is a minute)
+        waits = max(deadline - time.perf_counter(), AUDIT_ANSWER_S)
         try:
-            report = await target.audit()
-        except Refused as refused:
+            report = await asyncio.wait_for(target.audit(), waits)
+        except (Refused, TimeoutError) as refused:
+            said = f"refused: {refused}" if isinstance(refused, Refused) else (
+                f"no answer in {waits:.1f} s"
+            )
             report = {
                 "ok": False,
                 "answered": False,  # nothing is known of the invariants: not a failed audit
-                "checks": [{"name": "answer", "ok": False, "detail": f"refused: {refused}"}],
+                "checks": [{"name": "answer", "ok": False, "detail": said}],
             }
         else:
             if report["ok"] and not in_flight(report):
@@ -351,6 +362,21 @@ async def settle(
         if time.perf_counter() >= deadline or (stop is not None and stop.is_set()):
             return report, attempts, False
         await asyncio.sleep(AUDIT_PAUSE_S)
+
+
+async def audited_before(target: Target) -> None:
+    """Refuse (:class:`Refused` ``audit_failed_before``) a shop whose audit fails before the
+    run: what a run then finds broken, it did not break, and its audit could not say so."""
+    report = await target.audit()
+    if not report["ok"]:
+        broken = "; ".join(
+            f"{check['name']}: {check['detail']}" for check in report["checks"] if not check["ok"]
+        )
+        raise Refused(
+            "audit_failed_before",
+            f"the shop fails its audit before the run ({broken[:300]}): a run could not tell "
+            "what it broke; mend it first (shopkeep audit names every violation)",
+        )
 
 
 @asynccontextmanager
