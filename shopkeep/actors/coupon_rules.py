@@ -76,7 +76,8 @@ def use(coupon: Coupon, coupon_id: int, msg: UseCoupon) -> tuple[Coupon, int] | 
         return Refusal(COUPON_UNAVAILABLE, f"coupon {coupon_id} is used by another order")
     if coupon.expired(msg.now):
         assert coupon.expires_at is not None
-        expiry = datetime.fromtimestamp(coupon.expires_at, UTC).isoformat()
+        # written as the API writes a time (RFC 3339, "Z" for UTC)
+        expiry = datetime.fromtimestamp(coupon.expires_at, UTC).isoformat().replace("+00:00", "Z")
         return Refusal(COUPON_UNAVAILABLE, f"coupon {coupon_id} expired at {expiry}")
     if msg.order_amount < coupon.min_order_amount:
         return Refusal(

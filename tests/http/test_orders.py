@@ -9,10 +9,7 @@ import pytest
 from shopkeep.actors.config import MAX_AMOUNT
 from tests.http.conftest import ADMIN, Api
 
-ID_IN_WORDS = (
-    "Expected an id as this server writes them (a page's next_cursor too): digits, no sign, "
-    "no leading zero"
-)
+ID_IN_WORDS = "Expected an id as this server writes them: digits, no sign, no leading zero"
 
 ORDER_FIELDS = {
     "id",

@@ -10,8 +10,9 @@ import msgspec
 import pytest
 
 import shopkeep.requests as request_rules
-from shopkeep.errors import FieldError
+from shopkeep.errors import FieldError, ShopError
 from shopkeep.http import schemas as s
+from shopkeep.http.inputs import decoded
 from shopkeep.http.validation import (
     MAX_PROBLEMS,
     pointer_of,
@@ -76,6 +77,18 @@ def test_msgspecs_one_refusal_becomes_a_pointer() -> None:
     assert refusal_of(refused) == FieldError("Expected `int` >= 1", pointer="/items/12/quantity")
     assert refusal_of(msgspec.DecodeError("truncated")).pointer == ""
     assert pointer_of("$") == ""
+
+
+@pytest.mark.parametrize("raw", [b"", b"  ", b'{"amount": 1'])
+def test_an_empty_or_cut_body_is_said_to_be_so_not_in_msgspecs_words(raw: bytes) -> None:
+    # "the body is not JSON: Input data was truncated" for a POST that sent no body at all
+    with pytest.raises(ShopError) as refused:
+        decoded(raw, s.CreditRequest)
+
+    [problem] = refused.value.errors
+    assert problem == FieldError(
+        "the body is empty or cut short: a JSON object is expected", pointer=""
+    )
 
 
 @pytest.mark.parametrize(
