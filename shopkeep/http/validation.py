@@ -51,7 +51,7 @@ def refusal_of(error: msgspec.MsgspecError) -> FieldError:
     all is refused as a whole (``""``)."""
     if not isinstance(error, msgspec.ValidationError):
         if str(error) == "Input data was truncated":  # msgspec's words for no body at all too
-            return FieldError("the body is empty or cut short: a JSON object is expected",
+            return FieldError("the body is not JSON: it is empty or cut short",
                               pointer="")  # fmt: skip
         return FieldError(f"the body is not JSON: {error}", pointer="")
     message, _, path = str(error).partition(" - at `")

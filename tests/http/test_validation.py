@@ -87,7 +87,7 @@ def test_an_empty_or_cut_body_is_said_to_be_so_not_in_msgspecs_words(raw: bytes)
 
     [problem] = refused.value.errors
     assert problem == FieldError(
-        "the body is empty or cut short: a JSON object is expected", pointer=""
+        "the body is not JSON: it is empty or cut short", pointer=""
     )
 
 
