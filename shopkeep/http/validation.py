@@ -51,8 +51,7 @@ def refusal_of(error: msgspec.MsgspecError) -> FieldError:
     all is refused as a whole (``""``)."""
     if not isinstance(error, msgspec.ValidationError):
         if str(error) == "Input data was truncated":  # msgspec's words for no body at all too
-            return FieldError("the body is not JSON: it is empty or cut short",
-                              pointer="")  # fmt: skip
+            return FieldError("the body is not JSON: it is empty or cut short", pointer="")
         return FieldError(f"the body is not JSON: {error}", pointer="")
     message, _, path = str(error).partition(" - at `")
     return FieldError(worded(message), pointer=pointer_of(path.removesuffix("`")))
