@@ -30,6 +30,7 @@ from shopkeep.admin.sessions import COOKIE, Session, SessionStore, new_nonce
 from shopkeep.errors import ShopError
 from shopkeep.http.errors import PROBLEMS, REFUSED
 from shopkeep.http.front_door import DOOR
+from shopkeep.http.inputs import undecoded_coding
 from shopkeep.http.metrics import Metrics
 from shopkeep.http.rate_limit import RateLimiter
 from shopkeep.runtime import Clock
@@ -277,6 +278,8 @@ async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
             ))  # fmt: skip
         if not same_origin(request, console.public_url):
             return refused_page(request, "the form was sent from another site")
+        if undecoded_coding(request) is not None:  # aiohttp would pass it on as it came
+            return refused_page(request, "the form is in a coding the server does not read", 400)
         try:
             await request.post()  # read once here (aiohttp keeps it for the handler's reads)
         except (UnicodeDecodeError, LookupError):  # bytes of no charset, or a charset unknown

@@ -64,6 +64,30 @@ def scope_of(request: web.Request) -> int | None:
     return caller_of(request).user_id
 
 
+DECODED_CODINGS: Final = frozenset({"gzip", "deflate", "identity"})
+"""The ``Content-Encoding`` of a request body read here: aiohttp inflates gzip and deflate
+(and answers 400 to a body that does not inflate); any other coding it passes on as it came,
+which read as JSON said "not JSON", or was taken (a JSON body under a coding of no meaning)."""
+
+
+def undecoded_coding(request: web.Request) -> str | None:
+    """The request's ``Content-Encoding`` when it is none of :data:`DECODED_CODINGS`."""
+    coding = request.headers.get(hdrs.CONTENT_ENCODING)
+    if coding is None or coding.strip().lower() in DECODED_CODINGS:
+        return None
+    return coding
+
+
+def refuse_undecoded(request: web.Request) -> None:
+    """ShopError bad_request, for a body in a coding this server does not decode: unread."""
+    coding = undecoded_coding(request)
+    if coding is not None:
+        raise ShopError(
+            "bad_request", f"Content-Encoding {coding[:40]!r} is not one this server decodes "
+            "(gzip, deflate, identity)",
+        )  # fmt: skip
+
+
 def buffered_body(request: web.Request) -> bytes | None:
     """The request's body when it came whole with its headers (a request's small JSON body
     does), taken in one step and left where ``request.read()`` answers it again; else None,
@@ -72,8 +96,10 @@ def buffered_body(request: web.Request) -> bytes | None:
     ``request.read()`` reads a body in two steps (the bytes, then the end), a tenth of what a
     placement's HTTP layer costs beyond a bare handler. Only a body whose size the door checked
     already (``Content-Length``: the header's presence, the door read its value) is taken so;
-    any other is read by aiohttp, which counts it against ``client_max_size`` as it comes.
+    any other is read by aiohttp, which counts it against ``client_max_size`` as it comes. A
+    body in a coding this server does not decode is refused first (:func:`refuse_undecoded`).
     """
+    refuse_undecoded(request)
     content = request.content
     if content.is_eof() and hdrs.CONTENT_LENGTH in request.headers:
         raw = content.read_nowait()
@@ -82,25 +108,13 @@ def buffered_body(request: web.Request) -> bytes | None:
     return None
 
 
-DECODED_CODINGS: Final = frozenset({"gzip", "deflate", "identity"})
-"""The ``Content-Encoding`` of a request body read here: aiohttp inflates gzip and deflate
-(and answers 400 to a body that does not inflate); any other coding it passes on as it came,
-which read as JSON said "not JSON", or was taken (a JSON body under a coding of no meaning)."""
-
-
 async def body_bytes(request: web.Request) -> bytes:
     """The request's body, as ``request.read()`` answers it (and will again).
 
-    A body in a coding this server does not decode is refused 400 bad_request, unread. A body
-    that was still coming when its caller was admitted (the door looks at the headers) is
+    A body in a coding this server does not decode is refused (:func:`refuse_undecoded`). A
+    body that was still coming when its caller was admitted (the door looks at the headers) is
     taken only if their token still names them: one replaced meanwhile is refused 401, as it
     would be for a request sent after the replacement."""
-    coding = request.headers.get(hdrs.CONTENT_ENCODING)
-    if coding is not None and coding.strip().lower() not in DECODED_CODINGS:
-        raise ShopError(
-            "bad_request", f"Content-Encoding {coding[:40]!r} is not one this server decodes "
-            "(gzip, deflate, identity)",
-        )  # fmt: skip
     raw = buffered_body(request)
     if raw is not None:
         return raw

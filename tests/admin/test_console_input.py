@@ -507,6 +507,21 @@ async def test_a_form_too_large_sent_in_chunks_is_a_page_too(browser: Browser) -
     assert (await browser.shop.get_user(user_id)).balance == 100
 
 
+async def test_a_form_in_a_coding_the_server_does_not_read_is_refused_and_does_nothing(
+    browser: Browser,
+) -> None:
+    # aiohttp passed the form on as it came: the credit was made
+    user_id, path, fields = await browser.user_form("credit")
+    headers = {"Content-Encoding": "bogus"}
+
+    async with browser.client.post(
+        f"{path}/credit", data={**fields, "amount": "7"}, headers=headers
+    ) as refused:
+        assert refused.status == 400
+        assert "the form is in a coding the server does not read" in await refused.text()
+    assert (await browser.shop.get_user(user_id)).balance == 100
+
+
 async def test_an_asset_the_console_has_not_is_a_page_saying_so(browser: Browser) -> None:
     async with browser.client.get("/admin/static/nope.js") as answered:
         assert answered.status == 404

@@ -159,6 +159,23 @@ async def test_a_body_in_a_coding_the_server_does_not_decode_is_refused_400_unre
     assert (await server.shop.list_users()).items == []
 
 
+async def test_a_placement_in_a_coding_the_server_does_not_decode_places_nothing(
+    server: Server,
+) -> None:
+    # the placement's own quick read of the body skipped the check: a "bogus" order was placed
+    shop = server.shop
+    ann = await shop.create_user("ann")
+    tea = await shop.create_goods("tea", price=100, stock=5)
+    body = b'{"items": [{"goods_id": "%d", "quantity": 1}]}' % tea.id
+    headers = {"Authorization": f"Bearer {ann.token}".encode(), "Content-Encoding": b"bogus"}
+
+    answer = await send(server, "POST", "/v1/orders", headers, body)
+
+    assert answer.status == 400 and problem_of(answer)["code"] == "bad_request"
+    assert (await shop.get_goods(tea.id)).stock == 5
+    assert (await shop.list_orders()).items == []
+
+
 async def test_a_body_said_to_be_in_no_coding_is_taken(server: Server) -> None:
     answer = await send(
         server, "POST", "/v1/users", {**ADMIN, "Content-Encoding": b"Identity"}, b'{"name": "ann"}'
