@@ -46,16 +46,22 @@ the C1 range), which pages, logs and terminals would get as it is. Published as 
 ``pattern`` of such fields."""
 _INVISIBLE: Final = (
     r"\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-    r"\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0"
+    r"\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb"
 )
 """Characters that show as nothing: Unicode's default-ignorable ones of the Basic
 Multilingual Plane (joiners, direction marks, variation selectors, a soft hyphen, a
-byte-order mark) and the Hangul fillers."""
+byte-order mark, interlinear annotations) and the Hangul and braille blanks."""
 NAME_PATTERN: Final = rf"^[^{_CONTROLS}]*[^\s{_CONTROLS}{_INVISIBLE}][^{_CONTROLS}]*{END}"
 """A name: free text (:data:`TEXT_PATTERN`) that is not blank: one character at least that
 is neither a space nor invisible (a name of zero-width spaces showed as nothing)."""
+_INVISIBLE_PAST_BMP: Final = (
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
+)
+"""The characters that show as nothing past the Basic Multilingual Plane (format controls,
+tags, variation selectors): checked here, not in the published pattern, which a JSON Schema
+validator without Unicode mode would read a surrogate pair at a time."""
 _TEXT: Final = re.compile(TEXT_PATTERN)
-_NAME: Final = re.compile(NAME_PATTERN)
+_NAME: Final = re.compile(NAME_PATTERN.replace(_INVISIBLE, _INVISIBLE + _INVISIBLE_PAST_BMP))
 _LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 """What a Python str may hold and no UTF-8 can store (a JSON body cannot bring one: msgspec
 refuses it; an embedding program's str can). Not in the published patterns: to a JSON Schema

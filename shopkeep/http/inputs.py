@@ -135,6 +135,9 @@ async def body_of(request: web.Request, kind: type[T], *, optional: bool = False
     return decoded(raw, kind)
 
 
+EMPTY_BODY: Final = "the body is not JSON: it is empty"
+
+
 def decoded(raw: bytes, kind: type[T]) -> T:
     """``raw`` decoded as ``kind``, or ShopError validation_error listing every problem."""
     try:
@@ -164,6 +167,8 @@ def decoded(raw: bytes, kind: type[T]) -> T:
             found += rules(written)
         raise ShopError.invalid(found or [refusal_of(refused)]) from None
     except msgspec.DecodeError as broken:
+        if not raw.strip():  # msgspec's words for it: "Input data was truncated"
+            raise ShopError.invalid([FieldError(EMPTY_BODY, pointer="")]) from None
         raise ShopError.invalid([refusal_of(broken)]) from None
 
 

@@ -50,8 +50,6 @@ def refusal_of(error: msgspec.MsgspecError) -> FieldError:
     (``... - at `$.items[0].quantity```) as ``/items/0/quantity``; a body that is not JSON at
     all is refused as a whole (``""``)."""
     if not isinstance(error, msgspec.ValidationError):
-        if str(error) == "Input data was truncated":  # msgspec's words for no body at all too
-            return FieldError("the body is not JSON: it is empty or cut short", pointer="")
         return FieldError(f"the body is not JSON: {error}", pointer="")
     message, _, path = str(error).partition(" - at `")
     return FieldError(worded(message), pointer=pointer_of(path.removesuffix("`")))
@@ -208,7 +206,8 @@ def query_problem(raw: str, schema: dict[str, Any]) -> str | None:
 
 
 _PATTERN_MEANS: Final = {
-    ID_PATTERN: "Expected an id as this server writes them: digits, no sign, no leading zero",
+    ID_PATTERN: "Expected an id as this server writes them: 1 to 19 digits, no sign, no "
+    "leading zero",
     TEXT_PATTERN: "Expected text without control characters",
     NAME_PATTERN: "Expected text that is not blank (nor only invisible characters), without "
     "control characters",

@@ -447,7 +447,7 @@ def test_a_compare_file_nested_past_pythons_stack_is_not_json(tmp_path: Path) ->
     assert "is not JSON" in error
 
 
-@pytest.mark.parametrize("constant", ["Infinity", "-Infinity", "NaN"])
+@pytest.mark.parametrize("constant", ["Infinity", "-Infinity", "NaN", "1e999"])
 def test_a_compare_file_holding_a_number_json_has_not_is_not_json(
     tmp_path: Path, constant: str
 ) -> None:

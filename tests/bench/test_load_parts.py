@@ -124,11 +124,20 @@ def test_quiet_means_nothing_in_flight_in_any_check() -> None:
 
 
 class HungServer:
-    """A server stopped (``kill -STOP``): its audit never answers."""
+    """A server stopped (``kill -STOP``): its audit and its metrics never answer."""
 
     async def audit(self) -> dict[str, Any]:
         await asyncio.Event().wait()
         raise AssertionError("never answered")
+
+    async def resident_memory(self) -> float | None:
+        await asyncio.Event().wait()
+        raise AssertionError("never answered")
+
+
+async def test_the_memory_of_a_server_that_hangs_is_waited_for_no_longer_than_its_bound() -> None:
+    # asked after the bounded audit, it held the run a request's minute more
+    assert await run.memory_within(HungServer(), 0.01) is None  # type: ignore[arg-type]
 
 
 async def test_an_audit_that_never_answers_is_waited_for_no_longer_than_its_bound(

@@ -9,7 +9,7 @@ import pytest
 from shopkeep.actors.config import MAX_AMOUNT
 from tests.http.conftest import ADMIN, Api
 
-ID_IN_WORDS = "Expected an id as this server writes them: digits, no sign, no leading zero"
+ID_IN_WORDS = "Expected an id as this server writes them: 1 to 19 digits, no sign, no leading zero"
 
 ORDER_FIELDS = {
     "id",
@@ -270,6 +270,7 @@ async def test_every_problem_of_an_order_body_is_listed_with_its_pointer(api: Ap
         ("/v1/users", {"name": "  "}, "/name", "not blank"),
         ("/v1/users", {"name": "\u200b\ufeff\u2060"}, "/name", "nor only invisible characters"),
         ("/v1/goods", {"name": "\u00ad", "price": 1, "stock": 1}, "/name", "not blank"),
+        ("/v1/users", {"name": "\U000e0020\U000e0041"}, "/name", "not blank"),  # tags
         ("/v1/goods", {"name": "tea\u0000", "price": 1, "stock": 1}, "/name", "not blank"),
     ],
 )

@@ -79,16 +79,14 @@ def test_msgspecs_one_refusal_becomes_a_pointer() -> None:
     assert pointer_of("$") == ""
 
 
-@pytest.mark.parametrize("raw", [b"", b"  ", b'{"amount": 1'])
-def test_an_empty_or_cut_body_is_said_to_be_so_not_in_msgspecs_words(raw: bytes) -> None:
+@pytest.mark.parametrize("raw", [b"", b"  ", b"\r\n"])
+def test_an_empty_body_is_said_to_be_empty_not_in_msgspecs_words(raw: bytes) -> None:
     # "the body is not JSON: Input data was truncated" for a POST that sent no body at all
     with pytest.raises(ShopError) as refused:
         decoded(raw, s.CreditRequest)
 
     [problem] = refused.value.errors
-    assert problem == FieldError(
-        "the body is not JSON: it is empty or cut short", pointer=""
-    )
+    assert problem == FieldError("the body is not JSON: it is empty", pointer="")
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ better, higher latency or more errors worse (``worse_when_higher``).
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ def read_baseline(path: str) -> Baseline:
         with open(path, encoding="utf-8") as file:
             # strict JSON: Python's own reads Infinity and NaN, which made each change NaN
             # and the next report's JSON invalid
-            data = json.load(file, parse_constant=_no_constant)
+            data = json.load(file, parse_constant=_no_constant, parse_float=_finite)
     except OSError as error:
         raise BaselineError(f"cannot read {path}: {error.strerror}") from None
     except (ValueError, UnicodeDecodeError, RecursionError):  # nested past Python's stack
@@ -62,6 +63,14 @@ def read_baseline(path: str) -> Baseline:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a float; ValueError for one past a float's range (``1e999``)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is past a float's range")
+    return value
 
 
 def _counts(errors: Any) -> bool:

@@ -303,12 +303,13 @@ async def drive(
     settle_started = time.perf_counter()
     audit, attempts, quiet = await settle(target, 0.0 if interrupted else options.settle_s, stop)
     audit_wait_s = time.perf_counter() - settle_started
+    memory_end = await memory_within(target, AUDIT_ANSWER_S)
     return Outcome(
         recorder=recorder,
         elapsed_s=elapsed,
         cpu_s=cpu_s,
         memory_start=memory_start,
-        memory_end=await target.resident_memory(),
+        memory_end=memory_end,
         audit=audit,
         audit_attempts=attempts,
         audit_wait_s=audit_wait_s,
@@ -362,6 +363,15 @@ async def settle(
         if time.perf_counter() >= deadline or (stop is not None and stop.is_set()):
             return report, attempts, False
         await asyncio.sleep(AUDIT_PAUSE_S)
+
+
+async def memory_within(target: Target, bound_s: float) -> float | None:
+    """The shop's resident memory, or None when it does not say within ``bound_s``: bounded as
+    the audit is, so that a server that hangs holds the run no longer."""
+    try:
+        return await asyncio.wait_for(target.resident_memory(), bound_s)
+    except TimeoutError:
+        return None
 
 
 async def audited_before(target: Target) -> None:
