@@ -35,17 +35,23 @@ REFUND_LOG_SQL = "INSERT INTO refund_log (refund_id, event, detail, at) VALUES (
 ATTEMPTS_SQL = "UPDATE refunds SET attempts = ? WHERE id = ?"
 PROVIDER_FAILED_SQL = "UPDATE refunds SET provider_failed = ? WHERE id = ?"
 """The provider failed the refund (its reason): it stays refunding, for the staff to settle."""
+_LAST_WORD = "FROM refund_log WHERE refund_id = refunds.id ORDER BY id DESC LIMIT 1"
 REFUNDS_IN_FLIGHT_SQL = (
     "SELECT id, order_id, kind, wallet_amount, gateway_amount, status, created_at, "
-    "provider_failed FROM refunds WHERE status = 'refunding' ORDER BY id LIMIT ?"
+    f"provider_failed, (SELECT coalesce(nullif(detail, ''), event) {_LAST_WORD}), "
+    f"(SELECT at {_LAST_WORD}) FROM refunds WHERE status = 'refunding' ORDER BY id LIMIT ?"
 )
 
 
 class RefundInFlight(RefundView, frozen=True, gc=False):
-    """A refund not yet paid back, as the back office lists it: SPEC 7's fields, and why the
-    provider failed it when it did (then it waits for the staff, not for the provider)."""
+    """A refund not yet paid back, as the back office lists it: SPEC 7's fields, why the
+    provider failed it when it did (then it waits for the staff, not for the provider), and
+    the last word of its log and when it was said (the provider processing it, a try that
+    failed and when it is sent again)."""
 
     provider_failed: str | None = None
+    last_word: str | None = None
+    last_word_at: float | None = None
 
 
 async def refunds_in_flight(reader: Reader, count: int) -> list[RefundInFlight]:

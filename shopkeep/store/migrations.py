@@ -382,6 +382,16 @@ ORDER_LINES_AS_PLACED = Migration(
     """,
 )
 
+REFUND_LOG_BY_REFUND = Migration(
+    11,
+    "a refund's log by refund, newest last: the back office shows the last word of each refund "
+    "still in flight (the provider processing it, a try that failed and when it is sent "
+    "again), which a person could find only in the table",
+    """
+    CREATE INDEX refund_log_by_refund ON refund_log (refund_id, id);
+    """,
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     RUNTIME_TABLES,
     SHOP_TABLES,
@@ -393,6 +403,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     REFUNDS_THE_PROVIDER_FAILED,
     ORDERS_BY_STATUS_IN_ID_ORDER,
     ORDER_LINES_AS_PLACED,
+    REFUND_LOG_BY_REFUND,
 )
 """Every migration of the product schema, oldest first."""
 

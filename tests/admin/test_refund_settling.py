@@ -13,11 +13,9 @@ from shopkeep.shop import Shop
 from tests.admin.conftest import Browser
 
 
-async def refund_the_provider_failed(
-    shop: Shop, reason: str = "expired_or_canceled_card"
-) -> tuple[int, int]:
-    """A paid order canceled, its refund failed by the provider (by default "the card is
-    gone"), as the refunder records it: (order id, refund id)."""
+async def refund_in_flight(shop: Shop) -> tuple[int, int]:
+    """A paid order canceled, its refund's tries failing (the provider down): (order id,
+    refund id)."""
     assert isinstance(shop.gateway, SandboxGateway)
     shop.gateway.refunds_failing = True  # in flight, and the clock never moves to retry it
     tea = await shop.create_goods("tea", price=100, stock=10)
@@ -27,10 +25,20 @@ async def refund_the_provider_failed(
     await shop.gateway.complete(payment.id, order.id, payment.amount, "succeeded")
     await shop.runtime.system.quiet()
     await shop.cancel_order(order.id)
+    await shop.runtime.system.quiet()
     [refund] = (await shop.refunds(order.id)).items
-    with closing(sqlite3.connect(shop.runtime.store.config.path)) as conn, conn:
-        conn.execute(PROVIDER_FAILED_SQL, (reason, refund.id))
     return order.id, refund.id
+
+
+async def refund_the_provider_failed(
+    shop: Shop, reason: str = "expired_or_canceled_card"
+) -> tuple[int, int]:
+    """A paid order canceled, its refund failed by the provider (by default "the card is
+    gone"), as the refunder records it: (order id, refund id)."""
+    order_id, refund_id = await refund_in_flight(shop)
+    with closing(sqlite3.connect(shop.runtime.store.config.path)) as conn, conn:
+        conn.execute(PROVIDER_FAILED_SQL, (reason, refund_id))
+    return order_id, refund_id
 
 
 async def test_the_refunds_page_settles_a_refund_the_provider_failed(browser: Browser) -> None:
@@ -106,3 +114,15 @@ async def test_the_dashboard_points_to_the_refunds_page_for_a_failed_refund(
 
     assert "The provider failed or refused it (expired_or_canceled_card" in live
     assert f"/admin/refunds/{refund_id}/settle" not in live
+
+
+async def test_a_refund_in_flight_shows_the_last_word_of_its_log(browser: Browser) -> None:
+    # "refunding", and nothing else: why, and what comes next, only the refund_log table said
+    _, refund_id = await refund_in_flight(browser.shop)
+    await browser.sign_in()
+
+    html = (await browser.page("/admin/refunds"))[1]
+
+    row = html[html.index(f"<td>{refund_id}</td>") :]
+    said = row[row.index('<tr class="said">') : row.index("</tr>", row.index('class="said"'))]
+    assert "Last word, " in said and "try 1: " in said and "again in " in said
