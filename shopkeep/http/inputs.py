@@ -99,9 +99,11 @@ def buffered_body(request: web.Request) -> bytes | None:
     any other is read by aiohttp, which counts it against ``client_max_size`` as it comes. A
     body in a coding this server does not decode is refused first (:func:`refuse_undecoded`).
     """
-    refuse_undecoded(request)
+    headers = request.headers  # a property: read once
+    if hdrs.CONTENT_ENCODING in headers:  # rare: the whole check only then
+        refuse_undecoded(request)
     content = request.content
-    if content.is_eof() and hdrs.CONTENT_LENGTH in request.headers:
+    if content.is_eof() and hdrs.CONTENT_LENGTH in headers:
         raw = content.read_nowait()
         request._read_bytes = raw  # what request.read() answers from now on
         return raw
