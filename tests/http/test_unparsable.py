@@ -127,35 +127,31 @@ async def test_unparsable_requests_are_counted_in_the_metrics(server: Server) ->
     assert b"shopkeep_connections_unparsable_requests_total 3.0" in metrics.body
 
 
-@pytest.mark.parametrize("encoding", [b"gzip", b"deflate"])
-async def test_a_body_that_does_not_decompress_is_refused_400_and_changes_nothing(
-    server: Server, encoding: bytes
+@pytest.mark.parametrize(
+    ("coding", "says"),
+    [
+        (b"gzip", "content-encoding: gzip"),  # not compressed as it says: aiohttp refuses it
+        (b"deflate", "content-encoding: deflate"),
+        # aiohttp passes these on as they came: a JSON body under "bogus" made a user
+        (b"bogus", "is not one this server decodes"),
+        (b"x-gzip", "is not one this server decodes"),
+        (b"compress", "is not one this server decodes"),
+        (b"gzip, gzip", "is not one this server decodes"),
+    ],
+)
+async def test_a_body_that_does_not_decode_as_its_coding_says_is_refused_400_and_changes_nothing(
+    server: Server, coding: bytes, says: str
 ) -> None:
-    answer = await send(
-        server, "POST", "/v1/users", {**ADMIN, "Content-Encoding": encoding}, b"not compressed"
-    )
-
-    assert answer.status == 400
-    assert answer.headers["connection"] == "close"  # aiohttp closes it after such a body
-    problem = problem_of(answer)
-    assert problem["code"] == "bad_request"
-    assert f"content-encoding: {encoding.decode()}" in str(problem["detail"])
-    assert (await server.shop.list_users()).items == []
-
-
-@pytest.mark.parametrize("coding", [b"bogus", b"x-gzip", b"compress", b"gzip, gzip"])
-async def test_a_body_in_a_coding_the_server_does_not_decode_is_refused_400_unread(
-    server: Server, coding: bytes
-) -> None:
-    # aiohttp passes such a body on as it came: a JSON one under "bogus" made a user
     answer = await send(
         server, "POST", "/v1/users", {**ADMIN, "Content-Encoding": coding}, b'{"name": "ann"}'
     )
 
     assert answer.status == 400
+    if coding in (b"gzip", b"deflate"):
+        assert answer.headers["connection"] == "close"  # aiohttp closes it after such a body
     problem = problem_of(answer)
     assert problem["code"] == "bad_request"
-    assert "is not one this server decodes" in str(problem["detail"])
+    assert says in str(problem["detail"])
     assert (await server.shop.list_users()).items == []
 
 
