@@ -6,6 +6,7 @@ import functools
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,12 +26,14 @@ from shopkeep.store.migrations import (
 from shopkeep.store.private_files import (
     SQLITE_BESIDE,
     create_private,
+    holds_anything,
     make_private,
     open_to_others,
     remove_database,
     remove_made_beside,
 )
 from shopkeep.store.reader import InlineReader, KeyedLoads, Reader, ThreadedReader
+from shopkeep.store.settings import file_id, give_file_id
 from shopkeep.store.writer import GroupCommitWriter
 from shopkeep.store.writer_process import (
     STATEMENT_CACHE,
@@ -164,13 +167,14 @@ class Store:
                 made = create_private(real_path)
             except OSError as exc:
                 raise StoreError(f"cannot open database {path}: {exc.strerror}") from exc
-            look_at(real_path, config.migrations, config.check_pages)
+            look_at(real_path, path, config.migrations, config.check_pages)
             mine = functools.partial(adopt, real_path=real_path, named=path)
             conn = connect(path, config.synchronous, mine)
             readers: list[InlineReader | ThreadedReader] = []
             try:
                 found = schema_version(conn)
                 version = apply_migrations(conn, config.migrations)
+                give_file_id(conn)
                 if 0 < found < version:  # an upgrade: once, said (a new file is made, not one)
                     log.info("database_migrated", path=path, from_version=found, to_version=version)
                 reader: Reader
@@ -242,10 +246,14 @@ class Store:
             self._lock.release()
 
 
-def look_at(real_path: str, migrations: Sequence[Migration], check_pages: bool) -> None:
-    """Look at the database at ``real_path`` on a read-only connection, before anything of
-    it changes: another program's is refused (:func:`refuse_another_programs`), a newer
-    shopkeep's too, and with ``check_pages`` a damaged one (:func:`refuse_damaged`). Read
+def look_at(
+    real_path: str, named: str, migrations: Sequence[Migration], check_pages: bool
+) -> None:
+    """Look at the database at ``real_path`` (``named`` so by the user) on a read-only
+    connection, before anything of it changes: another program's is refused
+    (:func:`refuse_another_programs`), one beside another file's ``-wal``
+    (:func:`refuse_another_files_wal`), a newer shopkeep's, and with ``check_pages`` a damaged
+    one (:func:`refuse_damaged`). Read
     only, so that closing it writes nothing: a read-write connection, the last to close,
     copies what the ``-wal`` holds into the file and removes the ``-wal``, which for a
     ``-wal`` left from an older copy of the file (the damage refused) overwrote the newer
@@ -253,11 +261,35 @@ def look_at(real_path: str, migrations: Sequence[Migration], check_pages: bool) 
     conn = sqlite3.connect(f"{Path(real_path).as_uri()}?mode=ro", uri=True)
     try:
         refuse_another_programs(conn, migrations)
+        refuse_another_files_wal(conn, real_path, named)
         if check_pages:
             refuse_damaged(conn)
         refuse_newer(conn, migrations)
     finally:
         conn.close()
+
+
+def refuse_another_files_wal(conn: sqlite3.Connection, real_path: str, named: str) -> None:
+    """StoreError when the ``-wal`` beside the database was written for another file: the
+    file's own id (:data:`~shopkeep.store.settings.FILE_ID`, read from the file alone) is not
+    the one ``conn`` reads through the ``-wal``. Another shop's ``-wal`` holds a whole
+    database's pages, which no check of pages can tell from the file's own: the server
+    served the other shop, and its checkpoint made that for good. A file given no id yet (by
+    a shopkeep of before it, until its first start here) is not told apart."""
+    if not holds_anything(real_path + "-wal"):
+        return
+    alone = f"{Path(real_path).as_uri()}?immutable=1"  # the file's pages, its -wal ignored
+    with closing(sqlite3.connect(alone, uri=True)) as main:
+        own = file_id(main)
+    try:
+        seen = file_id(conn)
+    except sqlite3.DatabaseError:  # what the -wal makes of it does not read: refuse_damaged
+        return
+    if own is not None and seen != own:
+        raise StoreError(
+            f"cannot open database {named}: the -wal beside it was written for another "
+            "database (move it away: the file is whole without it)"
+        )
 
 
 def adopt(conn: sqlite3.Connection, real_path: str, named: str) -> None:

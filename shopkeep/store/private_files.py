@@ -86,13 +86,14 @@ def remove_made_beside(path: str, found: set[str]) -> None:
     database, never removed."""
     for suffix in SQLITE_BESIDE:
         beside = path + suffix
-        if suffix in found or (suffix == "-wal" and _holds_anything(beside)):
+        if suffix in found or (suffix == "-wal" and holds_anything(beside)):
             continue
         with contextlib.suppress(FileNotFoundError):
             os.unlink(beside)
 
 
-def _holds_anything(path: str) -> bool:
+def holds_anything(path: str) -> bool:
+    """Whether the file at ``path`` is there and not empty."""
     try:
         return os.path.getsize(path) > 0
     except FileNotFoundError:

@@ -10,8 +10,14 @@ other agree on whichever won.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Iterable, Mapping
+from typing import Final
+
+FILE_ID: Final = "file_id"
+"""A random id the database file is given at its first start: a ``-wal`` beside it that was
+written for another file says another one (:func:`file_id`)."""
 
 
 def keep(
@@ -51,3 +57,18 @@ def forget(key: str, value: str, conn: sqlite3.Connection) -> None:
     """Delete ``key`` if it still holds ``value`` (what this start stored, not another's)."""
     with conn:
         conn.execute("DELETE FROM settings WHERE key = ? AND value = ?", (key, value))
+
+
+def give_file_id(conn: sqlite3.Connection) -> str:
+    """The database's :data:`FILE_ID`, made at its first start (on the writer's ``conn``)."""
+    return keep({FILE_ID: secrets.token_hex(16)}, conn)[FILE_ID]
+
+
+def file_id(conn: sqlite3.Connection) -> str | None:
+    """The :data:`FILE_ID` the database ``conn`` reads holds; None before its first start
+    gave it one (or with no settings table yet)."""
+    try:
+        row = conn.execute("SELECT value FROM settings WHERE key = ?", (FILE_ID,)).fetchone()
+    except sqlite3.OperationalError:  # a new file: no table yet
+        return None
+    return None if row is None else str(row[0])

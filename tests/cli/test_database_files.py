@@ -262,3 +262,34 @@ def test_a_file_beside_an_older_wal_is_refused_and_both_are_left_as_they_were(
     assert "malformed" in result.stderr
     assert [path.read_bytes() for path in both] == before
     assert not list(tmp_path.glob("second.db*")) and not list(tmp_path.glob("restored.db*"))
+
+
+def with_another_shops_wal(db: Path, other: Path) -> None:
+    """Beside ``db``, a ``-wal`` of the shop ``other``: its settings (its file id among them)
+    and users changed, the change left in its ``-wal``, copied beside ``db``."""
+    with closing(sqlite3.connect(other)) as conn:
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        with conn:
+            conn.execute("INSERT INTO settings (key, value) VALUES ('note', 'the other shop')")
+            conn.execute("UPDATE users SET name = name || ' (of the other shop)'")
+        shutil.copyfile(f"{other}-wal", f"{db}-wal")
+
+
+@pytest.mark.parametrize("command", [["serve", "--sandbox", "--port", "0", "--db", "{db}"]])
+def test_a_file_beside_another_shops_wal_is_refused_and_both_are_left_as_they_were(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # read through the other shop's -wal, the file was that shop, whole: the server served it,
+    # and its checkpoint wrote it over the file
+    db, _ = shop_with_a_backup(tmp_path)
+    other = tmp_path / "other.db"
+    assert shopkeep("demo", "--db", str(other)).returncode == 0
+    with_another_shops_wal(db, other)
+    both = (db, Path(f"{db}-wal"))
+    before = [path.read_bytes() for path in both]
+
+    result = shopkeep(*(part.format(db=db) for part in command))
+
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "the -wal beside it was written for another database" in result.stderr
+    assert [path.read_bytes() for path in both] == before
