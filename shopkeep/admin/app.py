@@ -284,6 +284,10 @@ async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
             await request.post()  # read once here (aiohttp keeps it for the handler's reads)
         except (UnicodeDecodeError, LookupError):  # bytes of no charset, or a charset unknown
             return refused_page(request, "the form is not text in a charset it names", 400)
+        except web.RequestPayloadError:  # gzip or deflate that does not inflate
+            page = refused_page(request, "the form does not decode as its coding says", 400)
+            page.force_close()  # aiohttp closes it after such a body: the client is told
+            return page
         except web.HTTPRequestEntityTooLarge:  # sent in chunks, so counted as it came
             return form_too_large(request)
     # the dashboard polls its live part every few seconds, with no one at the screen as well

@@ -71,11 +71,15 @@ which read as JSON said "not JSON", or was taken (a JSON body under a coding of 
 
 
 def undecoded_coding(request: web.Request) -> str | None:
-    """The request's ``Content-Encoding`` when it is none of :data:`DECODED_CODINGS`."""
-    coding = request.headers.get(hdrs.CONTENT_ENCODING)
-    if coding is None or coding.strip().lower() in DECODED_CODINGS:
+    """The request's ``Content-Encoding`` when it is none of :data:`DECODED_CODINGS`, or when
+    it is said more than once (aiohttp inflates by the last line, a check of the first would
+    pass ``identity`` then ``x-foo``, which aiohttp passes on raw): all its values then."""
+    codings = request.headers.getall(hdrs.CONTENT_ENCODING, ())
+    if not codings:
         return None
-    return coding
+    if len(codings) == 1 and codings[0].strip().lower() in DECODED_CODINGS:
+        return None
+    return ", ".join(codings)
 
 
 def refuse_undecoded(request: web.Request) -> None:
@@ -96,12 +100,16 @@ def buffered_body(request: web.Request) -> bytes | None:
     ``request.read()`` reads a body in two steps (the bytes, then the end), a tenth of what a
     placement's HTTP layer costs beyond a bare handler. Only a body whose size the door checked
     already (``Content-Length``: the header's presence, the door read its value) is taken so;
-    any other is read by aiohttp, which counts it against ``client_max_size`` as it comes. A
-    body in a coding this server does not decode is refused first (:func:`refuse_undecoded`).
+    any other is read by aiohttp, which counts it against ``client_max_size`` as it comes, a
+    body it inflated (gzip, deflate) included. A body in a coding this server does not decode
+    is refused first (:func:`refuse_undecoded`).
     """
     headers = request.headers  # a property: read once
     if hdrs.CONTENT_ENCODING in headers:  # rare: the whole check only then
         refuse_undecoded(request)
+        # aiohttp inflated it: read by aiohttp, which counts what it inflates against
+        # client_max_size (taken here, a body inflating past the limit went through)
+        return None
     content = request.content
     if content.is_eof() and hdrs.CONTENT_LENGTH in headers:
         raw = content.read_nowait()

@@ -279,11 +279,14 @@ def refuse_another_files_wal(conn: sqlite3.Connection, real_path: str, named: st
     if not holds_anything(real_path + "-wal"):
         return
     alone = f"{Path(real_path).as_uri()}?immutable=1"  # the file's pages, its -wal ignored
-    with closing(sqlite3.connect(alone, uri=True)) as main:
-        own = file_id(main)
     try:
+        with closing(sqlite3.connect(alone, uri=True)) as main:
+            own = file_id(main)
         seen = file_id(conn)
-    except sqlite3.DatabaseError:  # what the -wal makes of it does not read: refuse_damaged
+    except sqlite3.DatabaseError:
+        # the file alone need not read: a checkpoint cut by a kill -9 leaves it whole only
+        # with its -wal (an id never changes, so one that reads is the file's); and what the
+        # -wal makes of it may not read either: refuse_damaged says so
         return
     if own is not None and seen != own:
         raise StoreError(

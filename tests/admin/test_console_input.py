@@ -522,6 +522,19 @@ async def test_a_form_in_a_coding_the_server_does_not_read_is_refused_and_does_n
     assert (await browser.shop.get_user(user_id)).balance == 100
 
 
+async def test_a_form_that_does_not_inflate_is_a_page_saying_so(browser: Browser) -> None:
+    # the API's problem+json answered it, where every other refused form is a page
+    user_id, path, _ = await browser.user_form("credit")
+    headers = {"Content-Encoding": "gzip", "Content-Type": "application/x-www-form-urlencoded"}
+
+    async with browser.client.post(
+        f"{path}/credit", data=b"\x1f\x8b not gzip", headers=headers
+    ) as refused:
+        assert refused.status == 400 and refused.content_type == "text/html"
+        assert "the form does not decode as its coding says" in await refused.text()
+    assert (await browser.shop.get_user(user_id)).balance == 100
+
+
 async def test_an_asset_the_console_has_not_is_a_page_saying_so(browser: Browser) -> None:
     async with browser.client.get("/admin/static/nope.js") as answered:
         assert answered.status == 404

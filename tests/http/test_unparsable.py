@@ -7,6 +7,7 @@ printable ASCII."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from shopkeep.http.config import HttpConfig
 from shopkeep.http.server import Server
 from shopkeep.proof.raw_http import RawAnswer, exchange, read_answer, request_bytes
 from shopkeep.requests import KEY_RULE
@@ -152,6 +154,33 @@ async def test_a_body_that_does_not_decode_as_its_coding_says_is_refused_400_and
     problem = problem_of(answer)
     assert problem["code"] == "bad_request"
     assert says in str(problem["detail"])
+    assert (await server.shop.list_users()).items == []
+
+
+async def test_a_coding_said_twice_is_refused_400_whatever_the_first_says(
+    server: Server,
+) -> None:
+    # the check read the first line (identity), aiohttp inflates by the last (x-foo), which
+    # it passes on raw: the credit was made
+    twice = {**ADMIN, "Content-Encoding": b"identity\r\nContent-Encoding: x-foo"}
+
+    answer = await send(server, "POST", "/v1/users", twice, b'{"name": "ann"}')
+
+    assert answer.status == 400 and problem_of(answer)["code"] == "bad_request"
+    assert "identity, x-foo" in str(problem_of(answer)["detail"])
+    assert (await server.shop.list_users()).items == []
+
+
+async def test_a_body_inflating_past_the_limit_is_refused_413_whatever_its_framing(
+    server: Server,
+) -> None:
+    # sent whole with its Content-Length, it was taken as aiohttp inflated it: 70 KiB placed
+    body = gzip.compress(b" " * 70 * 1024 + b'{"name": "ann"}')
+    assert len(body) < HttpConfig.max_body_bytes
+
+    answer = await send(server, "POST", "/v1/users", {**ADMIN, "Content-Encoding": b"gzip"}, body)
+
+    assert answer.status == 413 and problem_of(answer)["code"] == "payload_too_large"
     assert (await server.shop.list_users()).items == []
 
 
