@@ -77,9 +77,9 @@ _RST_ROLE: Final = re.compile(r":[a-z]+:`~?([^`]+)`")
 
 _PROBLEM_TEXT: Final = {
     400: "The request could not be read (bad_request): a header past the server's limit, a "
-    "body in a `Content-Encoding` other than gzip, deflate or identity, one that does not "
-    "decode as its `Content-Encoding` says, or one that did not arrive whole; nothing "
-    "changed.",
+    "body in a `Content-Encoding` other than gzip, deflate or identity (or said more than "
+    "once), one that does not decode as its `Content-Encoding` says, or one that did not "
+    "arrive whole; nothing changed.",
     401: "No bearer token, one nobody holds, or two Authorization headers (unauthorized).",
     429: "Too many requests from this token (rate_limited): try again after `Retry-After` "
     "seconds.",
