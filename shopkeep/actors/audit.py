@@ -62,6 +62,7 @@ from shopkeep.store.migrations import (
     refuse_damaged,
     refuse_newer,
 )
+from shopkeep.store.private_files import holds_anything
 from shopkeep.store.reader import Reader
 
 CHECKS: tuple[Check, ...] = (
@@ -223,11 +224,10 @@ def audit_file(path: str) -> AuditReport:
         # read-only, a database in WAL mode still makes its -shm file beside it: a copy in a
         # folder it cannot write is read as a file nothing changes, unless commits wait in
         # its WAL (which that reading would not see)
-        wal = Path(f"{file}-wal")
-        if wal.exists() and wal.stat().st_size > 0:
+        if holds_anything(f"{file}-wal"):
             raise
         journal = Path(f"{file}-journal")
-        if journal.exists() and journal.stat().st_size > 0:
+        if holds_anything(str(journal)):
             # a write cut short (a hot journal): read as it is, the file holds its half-done
             # pages, which only a connection that may write rolls back
             raise sqlite3.OperationalError(

@@ -283,12 +283,10 @@ class WeChatPayProvider:
             if event.get("event_type") != "TRANSACTION.SUCCESS":
                 return Ignored(f"event {str(event.get('event_type'))[:40]}")
             resource = _object(event.get("resource"), "its resource")
-            decrypted = wire.decrypt_resource(self._apiv3_key, resource)
-            plain = _json(decrypted, "its resource's plaintext")
+            what = "its resource's plaintext"
+            plain = _object(_json(wire.decrypt_resource(self._apiv3_key, resource), what), what)
         except ValueError as exc:
             return Refused(MALFORMED, f"not a payment notification: {exc}")
-        if not isinstance(plain, dict):
-            return Refused(MALFORMED, "the resource is not a transaction")
         if plain.get("mchid") != self.mch_id or plain.get("appid") != self.app_id:
             return Refused(WRONG_APP, "mchid or appid is not ours")
         return _notice(plain, str(event.get("id") or "") or None)

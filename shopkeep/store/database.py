@@ -167,12 +167,12 @@ class Store:
                 made = create_private(real_path)
             except OSError as exc:
                 raise StoreError(f"cannot open database {path}: {exc.strerror}") from exc
-            look_at(real_path, path, config.migrations, config.check_pages)
+            # the version found, as the lock keeps it until the migrations below
+            found = look_at(real_path, path, config.migrations, config.check_pages)
             mine = functools.partial(adopt, real_path=real_path, named=path)
             conn = connect(path, config.synchronous, mine)
             readers: list[InlineReader | ThreadedReader] = []
             try:
-                found = schema_version(conn)
                 version = apply_migrations(conn, config.migrations)
                 give_file_id(conn)
                 if 0 < found < version:  # an upgrade: once, said (a new file is made, not one)
@@ -248,23 +248,22 @@ class Store:
 
 def look_at(
     real_path: str, named: str, migrations: Sequence[Migration], check_pages: bool
-) -> None:
-    """Look at the database at ``real_path`` (``named`` so by the user) on a read-only
-    connection, before anything of it changes: another program's is refused
+) -> int:
+    """The schema version of the database at ``real_path`` (``named`` so by the user), looked
+    at on a read-only connection before anything of it changes: another program's is refused
     (:func:`refuse_another_programs`), one beside another file's ``-wal``
     (:func:`refuse_another_files_wal`), a newer shopkeep's, and with ``check_pages`` a damaged
-    one (:func:`refuse_damaged`). Read
-    only, so that closing it writes nothing: a read-write connection, the last to close,
-    copies what the ``-wal`` holds into the file and removes the ``-wal``, which for a
-    ``-wal`` left from an older copy of the file (the damage refused) overwrote the newer
-    pages with the older ones, for good."""
+    one (:func:`refuse_damaged`). Read only, so that closing it writes nothing: a read-write
+    connection, the last to close, copies what the ``-wal`` holds into the file and removes
+    the ``-wal``, which for a ``-wal`` left from an older copy of the file (the damage
+    refused) overwrote the newer pages with the older ones, for good."""
     conn = sqlite3.connect(f"{Path(real_path).as_uri()}?mode=ro", uri=True)
     try:
         refuse_another_programs(conn, migrations)
         refuse_another_files_wal(conn, real_path, named)
         if check_pages:
             refuse_damaged(conn)
-        refuse_newer(conn, migrations)
+        return refuse_newer(conn, migrations)
     finally:
         conn.close()
 

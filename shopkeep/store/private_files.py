@@ -64,17 +64,17 @@ def open_to_others(path: str) -> int | None:
     return mode if mode & 0o077 else None
 
 
+SQLITE_BESIDE: Final = ("-wal", "-shm")
+"""The files SQLite keeps beside a database in WAL mode."""
+
+
 def remove_database(path: str) -> None:
     """Remove a database file one made and no connection has open, with what SQLite may have
     made beside it (``-wal`` and ``-shm``, a copy's ``-journal``): a store's opening that
     failed, a demo cut short, a backup's or a restore's copy that failed its checks."""
-    for suffix in ("", "-wal", "-shm", "-journal"):
+    for suffix in ("", *SQLITE_BESIDE, "-journal"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path + suffix)
-
-
-SQLITE_BESIDE: Final = ("-wal", "-shm")
-"""The files SQLite keeps beside a database in WAL mode."""
 
 
 def remove_made_beside(path: str, found: set[str]) -> None:
