@@ -25,6 +25,7 @@ import functools
 import hmac
 from typing import Final
 
+from shopkeep.actors.protocol import NOT_FOUND
 from shopkeep.errors import ShopError
 from shopkeep.http.state import ADMIN, Principal
 from shopkeep.shop import TOKEN_CACHE_SIZE, Shop, hash_token
@@ -90,19 +91,33 @@ def bearer_token(header: str | None) -> str | None:
     return token
 
 
-@functools.lru_cache(maxsize=TOKEN_CACHE_SIZE)
+REMEMBERED_HEADER: Final = 128
+"""The longest ``Authorization`` header whose hash is remembered: a token the shop issues is
+43 characters. A longer header (an admin token of that length, or made up) is parsed and
+hashed again at each request, so that a flood of long made-up headers holds no memory."""
+
+
 def bearer_hash(header: str) -> str | None:
     """The hash (:func:`~shopkeep.shop.hash_token`) of the token of an ``Authorization``
     header, or None when it names no bearer token.
 
-    Remembered for the latest :data:`~shopkeep.shop.TOKEN_CACHE_SIZE` headers: a client sends
-    the same header with each request, and parsing and hashing it again cost more than the
-    rest of the authentication (about a microsecond). What this keeps in memory, the headers
-    of recent requests, the process held anyway while it served them; the database still
-    holds only hashes.
+    Remembered for the latest :data:`~shopkeep.shop.TOKEN_CACHE_SIZE` headers of at most
+    :data:`REMEMBERED_HEADER` characters: a client sends the same header with each request,
+    and parsing and hashing it again cost more than the rest of the authentication (about a
+    microsecond). What this keeps is at most a few kilobytes a header of that length; the
+    database still holds only hashes.
     """
+    if len(header) <= REMEMBERED_HEADER:
+        return _remembered_hash(header)
+    return _hash_of_bearer(header)
+
+
+def _hash_of_bearer(header: str) -> str | None:
     token = bearer_token(header)
     return None if token is None else hash_token(token)
+
+
+_remembered_hash = functools.lru_cache(maxsize=TOKEN_CACHE_SIZE)(_hash_of_bearer)
 
 
 def recognize(shop: Shop, admin_hash: str | None, header: str | None) -> Principal | str | None:
@@ -170,5 +185,5 @@ def authorize(principal: Principal | None, access: Access) -> Principal:
     if principal is None:
         raise unauthorized()
     if not access.admits(principal):
-        raise ShopError("not_found", NOT_A_USER if principal.is_admin else NO_SUCH_ROUTE)
+        raise ShopError(NOT_FOUND, NOT_A_USER if principal.is_admin else NO_SUCH_ROUTE)
     return principal

@@ -16,7 +16,7 @@ from multidict import CIMultiDict
 from pytest_aiohttp import AiohttpClient
 
 from shopkeep.http.app import make_app
-from shopkeep.http.auth import NOT_A_USER, ONE_TOKEN, bearer_hash
+from shopkeep.http.auth import MAX_TOKEN, NOT_A_USER, ONE_TOKEN, _remembered_hash, bearer_hash
 from shopkeep.http.config import HttpConfig
 from shopkeep.proof.api_probes import (
     ADMIN_ROUTES,
@@ -201,14 +201,27 @@ async def test_without_an_admin_token_nobody_is_admin(
 
 def test_a_bearer_header_is_parsed_and_hashed_once_for_the_requests_that_repeat_it() -> None:
     header = "Bearer a-token-sent-with-every-request"
-    before = bearer_hash.cache_info()
+    before = _remembered_hash.cache_info()
 
     hashes = {bearer_hash(header) for _ in range(3)}
 
     assert hashes == {hash_token("a-token-sent-with-every-request")}
-    after = bearer_hash.cache_info()
+    after = _remembered_hash.cache_info()
     assert (after.misses - before.misses, after.hits - before.hits) == (1, 2)
     assert bearer_hash("Basic a-token-sent-with-every-request") is None
+
+
+def test_a_header_longer_than_any_issued_token_is_hashed_but_not_remembered() -> None:
+    # a flood of made-up 8 KB headers, each remembered, held half a gigabyte for good
+    long_token = "t" * MAX_TOKEN
+    made_up = f"Bearer {'x' * 8000}"
+    before = _remembered_hash.cache_info()
+
+    hashes = [bearer_hash(f"Bearer {long_token}") for _ in range(2)]
+    refused = bearer_hash(made_up)
+
+    assert hashes == [hash_token(long_token)] * 2 and refused is None
+    assert _remembered_hash.cache_info().currsize == before.currsize
 
 
 async def test_two_authorization_headers_are_refused_whoever_they_name(api: Api) -> None:
