@@ -39,9 +39,10 @@ FORMATS: Final = ("json", "console")
 """The values of ``--log-format``."""
 LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 """The names ``--log-level`` takes (case-insensitive), most verbose first."""
-_SILENCED: Final = ("aiohttp.access",)
-"""Standard-library loggers whose lines the process writes itself: aiohttp's access log would
-repeat, less well, the front door's ``request`` line."""
+_SILENCED: Final = ("aiohttp.access", "aiosqlite")
+"""Standard-library loggers kept to warnings whatever the level: aiohttp's access log would
+repeat, less well, the front door's ``request`` line; aiosqlite's debug lines carry every
+statement's parameters, stored credentials' hashes among them, which no log should hold."""
 
 
 def level_of(level: str | int) -> int:

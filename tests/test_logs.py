@@ -28,13 +28,14 @@ def restore_logging() -> Iterator[None]:
     saved = structlog.get_config()
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    access = logging.getLogger("aiohttp.access")
-    access_level = access.level
+    silenced = [logging.getLogger(name) for name in ("aiohttp.access", "aiosqlite")]
+    silenced_levels = [logger.level for logger in silenced]
     yield
     structlog.configure(**saved)
     root.handlers[:] = handlers
     root.setLevel(level)
-    access.setLevel(access_level)
+    for logger, silenced_level in zip(silenced, silenced_levels, strict=True):
+        logger.setLevel(silenced_level)
     logging.captureWarnings(False)
 
 
@@ -184,6 +185,15 @@ def test_aiohttps_own_access_log_is_silenced_at_info() -> None:
     configure_logging("debug", "json", stream=out)
 
     logging.getLogger("aiohttp.access").info('127.0.0.1 "GET / HTTP/1.1" 200')
+
+    assert out.getvalue() == ""
+
+
+def test_the_databases_statements_and_their_parameters_are_not_logged_even_at_debug() -> None:
+    out = io.StringIO()
+    configure_logging("debug", "json", stream=out)
+
+    logging.getLogger("aiosqlite").debug("executing %s", ("SELECT 1 WHERE token_hash = ?",))
 
     assert out.getvalue() == ""
 
