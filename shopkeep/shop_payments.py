@@ -292,10 +292,12 @@ class Payments:
         verdict = await self.provider.verify_callback(raw_body, headers, self.system.clock.now())
         if isinstance(verdict, Refused):
             self._reject(verdict.reason)
-            if verdict.reason in AUTHENTIC_REFUSALS:
-                # signed by the provider, yet for another app or merchant, or of no amount of
-                # the currency: a shop set up with the wrong id refuses every payment's
-                # notification, the money may be at the provider: a person must see why
+            if verdict.signed or verdict.reason in AUTHENTIC_REFUSALS:
+                # signed by the provider, yet for another app or merchant, of no amount of
+                # the currency, or of a shape the shop does not take: a shop set up with the
+                # wrong id refuses every payment's notification, a provider that adds a field
+                # sends it again for days, the money may be at the provider: a person must
+                # see why
                 log.warning("callback_refused", reason=verdict.reason,
                             provider=self.provider.name, detail=verdict.detail)
             raise CallbackRejected(verdict.detail or verdict.reason)

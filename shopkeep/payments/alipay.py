@@ -68,6 +68,7 @@ from shopkeep.payments.provider import (
     Verdict,
     failure_by_status,
     shop_id,
+    signed_malformed,
     stale,
 )
 from shopkeep.payments.transport import CALL_TIMEOUT_S, Transport
@@ -339,8 +340,8 @@ def _classify(params: Mapping[str, str]) -> Verdict:
     passback = params.get("passback_params", "")
     order_id = shop_id(passback) if passback else None
     if payment_id is None or (passback and order_id is None):
-        return Refused(
-            MALFORMED, "not a payment notification: out_trade_no or passback_params is no id"
+        return signed_malformed(
+            "not a payment notification: out_trade_no or passback_params is no id"
         )
     try:
         amount = from_decimal_string(params.get("total_amount", ""), CURRENCY)
@@ -348,7 +349,7 @@ def _classify(params: Mapping[str, str]) -> Verdict:
         return Refused(WRONG_AMOUNT, f"total_amount: {exc}")
     txn_id = params.get("trade_no") or None
     if status in PAID and txn_id is None:
-        return Refused(MALFORMED, "a paid trade without trade_no")
+        return signed_malformed("a paid trade without trade_no")
     return Notice(
         payment_id=payment_id,
         order_id=order_id,

@@ -178,10 +178,19 @@ class Ignored(msgspec.Struct, frozen=True):
 class Refused(msgspec.Struct, frozen=True):
     """A notification that failed verification: answer it as refused and change nothing.
     ``reason`` is a stable word (``bad_signature``, ``stale``, ``malformed``, ``wrong_app``,
-    ``wrong_amount``) for the rejected-callbacks metric; ``detail`` says more, for a log line."""
+    ``wrong_amount``) for the rejected-callbacks metric; ``detail`` says more, for a log line.
+    ``signed``: the provider's signature held, so the provider sent it (a body of a shape the
+    shop does not take, say): a person must see it, as :data:`AUTHENTIC_REFUSALS`."""
 
     reason: str
     detail: str = ""
+    signed: bool = False
+
+
+def signed_malformed(detail: str) -> Refused:
+    """The refusal of a notification the provider signed whose content the shop does not take
+    (a field it does not know, a value of another type): malformed, and warned about."""
+    return Refused(MALFORMED, detail, signed=True)
 
 
 Verdict = Notice | Ignored | Refused

@@ -17,8 +17,8 @@ import msgspec
 
 from shopkeep.actors.gateway import CallbackBody, SandboxGateway
 from shopkeep.actors.signature import HEADER, verify
+from shopkeep.payments.names import DEFAULT_CURRENCY
 from shopkeep.payments.provider import (
-    MALFORMED,
     TOLERANCE_S,
     Checkout,
     HttpAnswer,
@@ -35,6 +35,7 @@ from shopkeep.payments.provider import (
     Refused,
     Verdict,
     header,
+    signed_malformed,
 )
 from shopkeep.requests import id_in_text
 
@@ -56,7 +57,7 @@ class SandboxProvider:
         gateway: SandboxGateway,
         secret: bytes | str,
         *,
-        currency: str = "CNY",
+        currency: str = DEFAULT_CURRENCY,
         tolerance_s: float = TOLERANCE_S,
     ) -> None:
         self.gateway = gateway
@@ -80,16 +81,16 @@ class SandboxProvider:
         try:
             body = msgspec.json.decode(raw_body, type=CallbackBody)
         except msgspec.DecodeError:
-            return Refused(MALFORMED, "the body is not a payment callback")
+            return signed_malformed("the body is not a payment callback")
         # ids as the shop writes them: " 7", "+7" or "007" is no payment's
         payment_id, order_id = id_in_text(body.payment_id), id_in_text(body.order_id)
         if not payment_id or not order_id:
-            return Refused(MALFORMED, "the body is not a payment callback")
+            return signed_malformed("the body is not a payment callback")
         if body.status not in ("succeeded", "failed"):
-            return Refused(MALFORMED, f"unknown status {body.status!r}")
+            return signed_malformed(f"unknown status {body.status!r}")
         if body.status == "succeeded" and not body.gateway_txn_id:
             # without it a retry that names the transaction would look like a second payment
-            return Refused(MALFORMED, "a successful payment needs its gateway_txn_id")
+            return signed_malformed("a successful payment needs its gateway_txn_id")
         return Notice(
             payment_id=payment_id,
             order_id=order_id,

@@ -41,7 +41,6 @@ import stripe
 from shopkeep.payments.keys import read_secret
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
-    MALFORMED,
     STALE,
     TOLERANCE_S,
     WRONG_AMOUNT,
@@ -71,6 +70,7 @@ from shopkeep.payments.provider import (
     failure_by_status,
     header,
     shop_id,
+    signed_malformed,
 )
 from shopkeep.payments.transport import CALL_TIMEOUT_S
 
@@ -335,7 +335,7 @@ class StripeProvider:
             reason = STALE if "tolerance" in str(exc) else BAD_SIGNATURE
             return Refused(reason, str(exc).split(".")[0][:120])
         except ValueError:  # not UTF-8, though signed
-            return Refused(MALFORMED, "the payload is not a JSON event")
+            return signed_malformed("the payload is not a JSON event")
         signed_at = signed_time(signature)
         if signed_at > now + self._tolerance_s:
             return Refused(STALE, f"Timestamp {signed_at} is ahead of the tolerance zone")
@@ -345,9 +345,9 @@ class StripeProvider:
                 return Ignored(f"event {event.type[:60]}")
             intent = msgspec.convert(event.data.get("object"), Intent)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return Refused(MALFORMED, f"not a PaymentIntent event: {exc}")
+            return signed_malformed(f"not a PaymentIntent event: {exc}")
         except RecursionError:  # signed, but nested deeper than the decoder goes
-            return Refused(MALFORMED, "not a PaymentIntent event: nested too deeply")
+            return signed_malformed("not a PaymentIntent event: nested too deeply")
         payment_id = shop_id(intent.metadata.get("payment_id"))
         if payment_id is None:
             return Ignored(f"PaymentIntent {intent.id[:60]} is not one of this shop's")

@@ -36,7 +36,6 @@ from shopkeep.payments.alipay_wire import BEIJING
 from shopkeep.payments.keys import load_private_key, load_public_keys, read_secret
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
-    MALFORMED,
     STALE,
     WRONG_APP,
     Checkout,
@@ -65,6 +64,7 @@ from shopkeep.payments.provider import (
     failure_by_status,
     header,
     shop_id,
+    signed_malformed,
     stale,
     whole_number,
 )
@@ -286,7 +286,7 @@ class WeChatPayProvider:
             what = "its resource's plaintext"
             plain = _object(_json(wire.decrypt_resource(self._apiv3_key, resource), what), what)
         except ValueError as exc:
-            return Refused(MALFORMED, f"not a payment notification: {exc}")
+            return signed_malformed(f"not a payment notification: {exc}")
         if plain.get("mchid") != self.mch_id or plain.get("appid") != self.app_id:
             return Refused(WRONG_APP, "mchid or appid is not ours")
         return _notice(plain, str(event.get("id") or "") or None)
@@ -326,7 +326,7 @@ def _notice(plain: Mapping[str, Any], event_id: str | None) -> Verdict:
             event_id=event_id,
         )
     except ValueError as exc:
-        return Refused(MALFORMED, f"not a payment notification: {exc}")
+        return signed_malformed(f"not a payment notification: {exc}")
 
 
 def _json(data: bytes, what: str) -> Any:

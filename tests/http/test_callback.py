@@ -159,6 +159,22 @@ async def test_an_authentic_callback_of_another_amount_is_a_warning(api: Api, am
     assert [(line["log_level"], line["reason"]) for line in warned] == [("warning", "amount")]
 
 
+async def test_a_signed_callback_of_a_shape_the_shop_does_not_take_is_a_warning(api: Api) -> None:
+    # a provider that adds a field sends its callbacks again for days: the metric alone
+    # counted them with anyone's probes
+    _, payment = await awaiting_payment(api)
+    raw, headers = unknown_field(api, payment)
+    unsigned, _ = malformed_body(api, payment)
+
+    with capture_logs() as logs:
+        refused = await api.call("POST", "/v1/payments/callback", headers, data=raw)
+        anyones = await api.call("POST", "/v1/payments/callback", {}, data=unsigned)
+
+    assert (refused.status, anyones.status) == (400, 400)
+    warned = [line for line in logs if line["event"] == "callback_refused"]
+    assert [(line["log_level"], line["reason"]) for line in warned] == [("warning", "malformed")]
+
+
 async def test_a_callback_naming_the_payments_own_currency_is_applied(api: Api) -> None:
     order, payment = await awaiting_payment(api)
     assert payment["currency"] == "CNY"

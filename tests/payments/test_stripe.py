@@ -34,6 +34,7 @@ from shopkeep.payments.provider import (
     RefundRequest,
     RefundTaken,
     Refused,
+    signed_malformed,
 )
 from shopkeep.payments.stripe_provider import WEBHOOK_PATH, StripeProvider
 from tests.payments.conftest import (
@@ -232,7 +233,7 @@ async def test_a_signed_webhook_nested_too_deeply_is_refused_as_malformed(world:
 
     verdict = await world.provider.verify_callback(deep, world.headers(deep), time.time())
 
-    assert verdict == Refused(MALFORMED, "not a PaymentIntent event: nested too deeply")
+    assert verdict == signed_malformed("not a PaymentIntent event: nested too deeply")
 
 
 async def test_a_refund_asked_twice_is_made_once(world: World) -> None:

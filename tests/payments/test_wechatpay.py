@@ -32,6 +32,7 @@ from shopkeep.payments.provider import (
     RefundFailed,
     RefundRequest,
     Refused,
+    signed_malformed,
 )
 from shopkeep.payments.wechatpay import NOTIFY_PATH, WeChatPayProvider
 from tests.payments.conftest import (
@@ -381,4 +382,4 @@ async def test_a_signed_notification_of_the_wrong_shape_is_refused_saying_what_i
     for body, said in shapes.items():
         verdict = await world.provider.verify_callback(
             body, world.fake.headers_for(body), time.time())
-        assert verdict == Refused(MALFORMED, f"not a payment notification: {said}"), body
+        assert verdict == signed_malformed(f"not a payment notification: {said}"), body
