@@ -12,7 +12,8 @@ from typing import Any, Final
 import aiohttp_jinja2
 from aiohttp import web
 
-from shopkeep.actors.order_state import STATUSES
+from shopkeep.actors.order_state import CANCELED, DELIVERED, SHIPPED, STATUSES, TRANSITIONS
+from shopkeep.actors.protocol import NOT_FOUND
 from shopkeep.admin import dashboard
 from shopkeep.admin.app import LIVE, PREFIX, SESSION, SIGN_IN, console_of
 from shopkeep.errors import ShopError
@@ -49,7 +50,7 @@ def whole_id(request: web.Request) -> int:
     answers an id no int64 can be."""
     number = int(request.match_info["id"])
     if number > MAX_ID:
-        raise ShopError("not_found", f"{number} names nothing: no id is that large")
+        raise ShopError(NOT_FOUND, f"{number} names nothing: no id is that large")
     return number
 
 
@@ -192,12 +193,20 @@ async def order_page(request: web.Request) -> web.StreamResponse:
         request,
         "order.html",
         order=order,
+        actions=[(what, label) for what, label, to in _ORDER_ACTIONS
+                 if to in TRANSITIONS[order.status]],
         history=history.items,
         payments=await shop.payments(order_id),
         refunds=(await shop.refunds(order_id, limit=200)).items,
         returns=await shop.order_returns(order_id),
         goods={item.goods_id: await _goods_name(shop, item.goods_id) for item in order.items},
     )
+
+
+_ORDER_ACTIONS = (("ship", "Ship", SHIPPED), ("deliver", "Deliver", DELIVERED),
+                  ("cancel", "Cancel", CANCELED))
+"""The order page's buttons: each its route's last word, its label, and the status it moves
+the order to, shown only where the order's state machine allows that move."""
 
 
 async def _goods_name(shop: Shop, goods_id: int) -> str:

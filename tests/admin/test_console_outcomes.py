@@ -1,15 +1,16 @@
 """What the console says a form did, and what it takes back as it shows it.
 
-A black-box run found each: a form that found its order or return that way already (a stale
-page, another tab, the order's deadline) said it had done it; a name with a right-to-left
-override turned the words of a form's notice around; a form listed its first problem only; an
-order's time, typed back as "since", left that order out; a coupon for an id past 64 bits ended
-on a page without its form; a user who does not exist had an empty coupons page; a "z" for UTC
-was refused where a "t" was taken.
+A form that finds its order or return that way already (a stale page, another tab, the
+order's deadline) says so and does nothing; a name with a right-to-left override turns no
+words of a notice around; a form lists every problem; an order's time, typed back as "since",
+lists that order; a coupon for an id past 64 bits comes back to its form; a user who does not
+exist has no coupons page; a "z" for UTC is taken as a "t" is. An order's page offers the
+moves its state machine allows, and no other.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from shopkeep.actors.order_messages import OrderView
@@ -34,6 +35,36 @@ async def notice_after(browser: Browser, path: str, action: str, **typed: str) -
     status, back = await browser.send(action, {**fields, **typed})
     assert status == 303, back
     return (await browser.page(back))[1]
+
+
+def buttons_of(html: str) -> list[str]:
+    """The labels of the buttons of an order's actions (its forms above the amounts)."""
+    actions = html[html.index('<div class="actions">') : html.index('<div class="grid">')]
+    return re.findall(r'<button type="submit"[^>]*>([^<]+)</button>', actions)
+
+
+async def test_an_orders_page_offers_only_the_moves_its_status_allows(browser: Browser) -> None:
+    order = await paid_order(browser)
+    await browser.sign_in()
+    path = f"/admin/orders/{order.id}"
+    paid = buttons_of((await browser.page(path))[1])
+    await browser.shop.ship(order.id)
+    shipped = buttons_of((await browser.page(path))[1])
+    await browser.shop.deliver(order.id)
+    delivered = buttons_of((await browser.page(path))[1])
+
+    assert (paid, shipped, delivered) == (["Ship", "Cancel"], ["Deliver"], [])
+
+
+async def test_an_unpaid_order_may_only_be_canceled_and_a_canceled_one_not_at_all(
+    browser: Browser,
+) -> None:
+    order, path, _ = await browser.order_form("cancel")
+    unpaid = buttons_of((await browser.page(path))[1])
+    await browser.shop.cancel_order(order.id, by="admin")
+    canceled = buttons_of((await browser.page(path))[1])
+
+    assert (unpaid, canceled) == (["Cancel"], [])
 
 
 async def test_an_order_shipped_from_another_tab_is_said_to_be_shipped_already(
