@@ -1,10 +1,11 @@
 """Fulfilment: the ``warehouse`` kind, one actor per order id (SPEC 5).
 
-The order hands itself to fulfilment by writing a shipments row (status ``awaiting``) in the
-unit that marks it paid. The warehouse then answers two asks from the order: ``Intercept``
-(do not ship: the order is being canceled; refused once shipped) and ``Dispatch`` (ship it;
-refused once intercepted). Both are idempotent. A missing row means awaiting: the order's
-unit that writes it is committed before any ask it sends afterwards is handled.
+The order hands itself to fulfilment by writing a shipments row (status ``awaiting``,
+:data:`AWAIT_SQL`) in the unit that marks it paid; every statement on ``shipments`` is here.
+The warehouse then answers two asks from the order: ``Intercept`` (do not ship: the order is
+being canceled; refused once shipped) and ``Dispatch`` (ship it; refused once intercepted).
+Both are idempotent. A missing row means awaiting: the order's unit that writes it is
+committed before any ask it sends afterwards is handled.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ AWAITING = "awaiting"
 INTERCEPTED = "intercepted"
 SHIPPED = "shipped"
 
+AWAIT_SQL = (
+    f"INSERT OR IGNORE INTO shipments (order_id, status, updated_at) VALUES (?, '{AWAITING}', ?)"
+)
+"""The order's hand-over, in the unit that marks it paid (a row already there is kept)."""
 UPSERT_SQL = (
     "INSERT INTO shipments (order_id, status, updated_at) VALUES (?, ?, ?) "
     "ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, "

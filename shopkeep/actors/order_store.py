@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import msgspec
 
+from shopkeep.actors.fulfilment import AWAIT_SQL
 from shopkeep.actors.order_messages import DeadlineReached
 from shopkeep.actors.order_state import (
     AWAITING_PAYMENT,
@@ -54,7 +55,7 @@ from shopkeep.actors.refund_store import (
     UPSERT_REFUND_SQL,
 )
 from shopkeep.paging import Page, page_after, paged
-from shopkeep.payments.names import SANDBOX
+from shopkeep.payments.names import DEFAULT_CURRENCY, SANDBOX
 from shopkeep.runtime import Address, Context
 from shopkeep.store.reader import Reader, Row
 
@@ -116,9 +117,6 @@ UPSERT_RETURN_SQL = (
 SELECT_RETURNS_SQL = (
     "SELECT id, reason, status, created_at, approved_at FROM returns "
     "WHERE order_id = ? ORDER BY id"
-)
-SHIPMENT_SQL = (
-    "INSERT OR IGNORE INTO shipments (order_id, status, updated_at) VALUES (?, 'awaiting', ?)"
 )
 
 
@@ -367,7 +365,7 @@ def write(
                 )
                 ctx.send(Address("assets", order_id), message)
             case Fulfil():
-                ctx.execute(SHIPMENT_SQL, (order_id, now))
+                ctx.execute(AWAIT_SQL, (order_id, now))
             case SavePayment(p):
                 ctx.execute(
                     UPSERT_PAYMENT_SQL,
@@ -392,7 +390,7 @@ def write(
                 paid = after.payment(r.payment_id) if r.payment_id is not None else None
                 attempt = RefundAttempt(
                     r.id, order_id, r.payment_id, r.gateway_amount,
-                    currency=paid.currency if paid else "CNY",
+                    currency=paid.currency if paid else DEFAULT_CURRENCY,
                     payment_amount=paid.amount if paid else r.gateway_amount,
                     gateway_txn_id=txn_id or (paid.txn_id if paid else None),
                     provider_ref=paid.provider_ref if paid else None,

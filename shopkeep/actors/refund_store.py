@@ -3,7 +3,10 @@
 A refund's row is its order's: the order actor records it, its status and its amounts
 (``order_store``); the refunder (``refund.py``) counts the attempts on it, logs what each
 attempt learned, and marks one the provider failed. Both write through the statements here, so
-the tables' shape is in one place.
+the tables' shape is in one place. Two readers look into ``refunds`` beside other tables: the
+audit's checks (``audit_checks``, ``audit_order_checks``: the invariants join every ledger),
+and a start's count of the payments that still need their provider
+(``order_store.still_owed_elsewhere``, a question about payments).
 """
 
 from __future__ import annotations

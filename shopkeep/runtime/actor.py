@@ -17,20 +17,15 @@ import msgspec
 
 from shopkeep.runtime.envelope import Address, Envelope, TimerKey
 from shopkeep.runtime.join import NotJoinable, activate, join
+from shopkeep.runtime.outbox import SEND_SQL
 from shopkeep.runtime.supervision import SupervisionPolicy
+from shopkeep.runtime.timers import ARM_TIMER_SQL, CANCEL_TIMER_SQL
 from shopkeep.store import UnitOfWork
 from shopkeep.store.reader import KeyedLoads, Reader
 
 if TYPE_CHECKING:
     from shopkeep.runtime.cell import Cell
     from shopkeep.runtime.system import ActorSystem
-
-ARM_TIMER_SQL = (
-    "INSERT OR REPLACE INTO timers (kind, actor_id, name, due_at, seq, payload) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
-)
-CANCEL_TIMER_SQL = "DELETE FROM timers WHERE kind = ? AND actor_id = ? AND name = ?"
-SEND_SQL = "INSERT INTO outbox (id, kind, actor_id, payload, created_at) VALUES (?, ?, ?, ?, ?)"
 
 _encode = msgspec.msgpack.Encoder().encode
 

@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from shopkeep.runtime.actor import SEND_SQL
 from shopkeep.runtime.cell import answer_parked
 from shopkeep.runtime.envelope import Address, Envelope
 from shopkeep.runtime.errors import MessageFailed, ShuttingDown
-from shopkeep.runtime.outbox import CONSUME_SQL
+from shopkeep.runtime.outbox import CONSUME_SQL, SEND_SQL
 from shopkeep.runtime.timers import FIRE_DONE_SQL
 from shopkeep.store import UnitOfWork
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("shopkeep.runtime.outbox")
 
+SEND_SQL = "INSERT INTO outbox (id, kind, actor_id, payload, created_at) VALUES (?, ?, ?, ?, ?)"
 CONSUME_SQL = "DELETE FROM outbox WHERE id = ?"
 PAGE_SQL = "SELECT id, kind, actor_id, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?"
 def is_data_fault(error: BaseException) -> bool:

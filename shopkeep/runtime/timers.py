@@ -41,6 +41,11 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("shopkeep.runtime.timers")
 
+ARM_TIMER_SQL = (
+    "INSERT OR REPLACE INTO timers (kind, actor_id, name, due_at, seq, payload) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+CANCEL_TIMER_SQL = "DELETE FROM timers WHERE kind = ? AND actor_id = ? AND name = ?"
 FIRE_DONE_SQL = "DELETE FROM timers WHERE kind = ? AND actor_id = ? AND name = ? AND seq = ?"
 PAGE_SQL = (
     "SELECT kind, actor_id, name, due_at, seq, payload FROM timers "
@@ -54,7 +59,7 @@ it, every overdue deadline fired again at each reload of the window, each a few 
 (hundreds of refused commits a second an order)."""
 LATENESS_KEPT = 16_384
 """Lateness samples kept, the latest (the runtime bench fires 10,000 timers and reads them all).
-At 100,000 the deque filled for half an hour under a soak's timeouts, growing the server."""
+100,000 would take half an hour of a soak's timeouts to fill, the server growing meanwhile."""
 LATENESS_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0,
     3600.0,
