@@ -55,6 +55,7 @@ from shopkeep.actors.order_messages import (
     SettleRefund,
     Ship,
 )
+from shopkeep.actors.order_state import BY_ADMIN, BY_USER
 from shopkeep.actors.order_stats import OrderStats
 from shopkeep.actors.order_store import HistoryEntry
 from shopkeep.actors.protocol import (
@@ -571,12 +572,12 @@ class Shop(Payments, BackOffice):
         self,
         order_id: int,
         *,
-        by: str = "user",
+        by: str = BY_USER,
         user_id: int | None = None,
         idempotency_key: Key = None,
     ) -> OrderView:
         """Cancel the order (SPEC 5); canceling twice answers the order as it is."""
-        check_choice("by", by, ("user", "admin"))
+        check_choice("by", by, (BY_USER, BY_ADMIN))
         cancel = Cancel(by)  # type: ignore[arg-type]
         request = ("cancel_order", order_id, by)
         canceled = await self._once.ask(
@@ -631,7 +632,7 @@ class Shop(Payments, BackOffice):
         key = key_of(idempotency_key)  # checked before the read
         order_id = await order_store.return_order(self.reader, check_id("return_id", return_id))
         if order_id is None:
-            raise ShopError("not_found", f"return {return_id} does not exist")
+            raise ShopError(NOT_FOUND, f"return {return_id} does not exist")
         request = ("approve_return", return_id)
         approved = await self._once.ask(
             Address("order", order_id), ApproveReturn(return_id), ReturnView, key, request
@@ -670,7 +671,7 @@ class Shop(Payments, BackOffice):
                           "characters, none a control character or a lone surrogate")
         standing = await refund_standing(self.reader.fetchall, check_id("refund_id", refund_id))
         if standing is None:  # no refunder is woken for a refund that never was
-            raise ShopError("not_found", f"refund {refund_id} does not exist")
+            raise ShopError(NOT_FOUND, f"refund {refund_id} does not exist")
         request = ("settle_refund", refund_id, note)
         return await self._once.ask(
             Address("refunder", refund_id), SettleRefund(refund_id, note), RefundView, key,

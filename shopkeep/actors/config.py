@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields
 from typing import Final
 
 from shopkeep.payments.money import CURRENCIES
+from shopkeep.payments.names import DEFAULT_CURRENCY
 
 MAX_AMOUNT = 10**12
 """The largest amount of money (minor units) any request may carry: 10 billion."""
@@ -74,15 +75,13 @@ class ShopConfig:
     """First delay before calling the gateway again for a refund that failed (doubles)."""
     refund_retry_max_s: float = 300.0
     """Longest delay between two refund attempts."""
-    currency: str = "CNY"
+    currency: str = DEFAULT_CURRENCY
     """The shop's one currency (ISO 4217, SPEC 10): of its orders and payments."""
     refund_query_after_s: float = 600.0
     """A refund the provider took but has not finished is asked about again after this."""
     payment_query_grace_s: float = 30.0
     """At the deadline, an open payment is asked of the provider first (SPEC 10's active
     query); the order waits this long for the answer before it times out anyway."""
-    callback_tolerance_s: float = 300.0
-    """A payment callback signed more than this far from now is refused (replays)."""
     one_turn_placement: bool = True
     """Place an order in one turn and one unit of work when its user, goods and coupon can join
     the order's turn (``placement_turn.py``); off, every placement takes the saga of asks

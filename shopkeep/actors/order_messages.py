@@ -45,6 +45,7 @@ import msgspec
 
 from shopkeep.actors.order_state import OrderFields
 from shopkeep.actors.protocol import BeginOrder
+from shopkeep.payments.names import DEFAULT_CURRENCY
 
 Items = tuple[tuple[int, int], ...]
 """(goods id, quantity) pairs, each goods once."""
@@ -76,7 +77,7 @@ class PaymentView(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     amount: int
     status: str
     gateway: str = "sandbox"
-    currency: str = "CNY"
+    currency: str = DEFAULT_CURRENCY
     gateway_url: str | None = None
     qr_code: str | None = None
     code_url: str | None = None

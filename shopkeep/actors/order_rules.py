@@ -58,6 +58,7 @@ from shopkeep.actors.protocol import (
     Refusal,
 )
 from shopkeep.payments.money import exponent
+from shopkeep.payments.names import DEFAULT_CURRENCY
 
 # -- transitions ------------------------------------------------------------------------------
 
@@ -194,7 +195,7 @@ def new_order(
     coupon_id: int | None,
     use_balance: int,
     now: float,
-    currency: str = "CNY",
+    currency: str = DEFAULT_CURRENCY,
 ) -> Decision:
     """The pending order, before any asset is taken, in the shop's ``currency``."""
     state = OrderState(

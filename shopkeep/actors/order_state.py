@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import msgspec
 
+from shopkeep.payments.names import DEFAULT_CURRENCY
+
 # -- statuses, reasons, kinds -----------------------------------------------------------------
 
 PENDING = "pending"
@@ -94,7 +96,7 @@ class Payment(msgspec.Struct, frozen=True, gc=False):
     txn_id: str | None
     created_at: float
     gateway: str = "sandbox"
-    currency: str = "CNY"
+    currency: str = DEFAULT_CURRENCY
     checkout: str | None = None
     provider_ref: str | None = None
 
@@ -156,7 +158,7 @@ class OrderFields(msgspec.Struct, frozen=True, gc=False):
     paid_at: float | None = None
     canceled_at: float | None = None
     expires_at: float | None = None
-    currency: str = "CNY"
+    currency: str = DEFAULT_CURRENCY
     """ISO 4217: the shop's currency when the order was placed (SPEC 10)."""
 
 

@@ -59,6 +59,7 @@ from shopkeep.actors.order_state import (
     SaveRefund,
 )
 from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, VALIDATION_ERROR, Refusal
+from shopkeep.payments.names import DEFAULT_CURRENCY
 
 
 class CallbackAction(StrEnum):
@@ -77,7 +78,7 @@ class CallbackAction(StrEnum):
 
 def start_payment(
     state: OrderState, payment_id: int, now: float, gateway: str = "sandbox",
-    currency: str = "CNY",
+    currency: str = DEFAULT_CURRENCY,
 ) -> tuple[OrderState, list[Effect], Payment, bool] | Refusal:
     """A payment of the pay amount for an order awaiting payment, through ``gateway`` in
     ``currency``; the open one if there is one (of the same gateway: one started before the

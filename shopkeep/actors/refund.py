@@ -57,6 +57,7 @@ from shopkeep.actors.refund_store import (
     RefundStanding,
     refund_standing,
 )
+from shopkeep.payments.names import DEFAULT_CURRENCY
 from shopkeep.payments.provider import (
     GatewayRefused,
     PaymentProvider,
@@ -84,7 +85,7 @@ class RefundAttempt(msgspec.Struct, frozen=True, tag=True, gc=False):
     payment_id: int | None
     amount: int
     attempt: int = 1
-    currency: str = "CNY"
+    currency: str = DEFAULT_CURRENCY
     payment_amount: int = 0
     gateway_txn_id: str | None = None
     provider_ref: str | None = None

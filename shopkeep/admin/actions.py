@@ -21,6 +21,7 @@ from multidict import MultiDictProxy
 
 from shopkeep.actors.config import MAX_AMOUNT
 from shopkeep.actors.order_messages import OrderView
+from shopkeep.actors.order_state import BY_ADMIN
 from shopkeep.actors.placement import OVERLOADED, UNAVAILABLE
 from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, VALIDATION_ERROR
 from shopkeep.admin.app import (
@@ -228,7 +229,7 @@ async def order_action(request: web.Request) -> web.StreamResponse:
         elif what == "deliver":
             order = await shop.deliver(order_id, idempotency_key=key)
         else:
-            order = await shop.cancel_order(order_id, by="admin", idempotency_key=key)
+            order = await shop.cancel_order(order_id, by=BY_ADMIN, idempotency_key=key)
         return order_outcome(before, order)
 
     return await act(request, f"{PREFIX}/orders/{order_id}", action)
@@ -295,7 +296,7 @@ async def update_goods(request: web.Request) -> web.StreamResponse:
             price = each(amount, form, "price", _places(shop), required=False)
             restock = each(field, form, "restock", required=False)
         if price is None and restock is None:
-            raise ShopError("validation_error", "give a price, a restock, or both")
+            raise ShopError(VALIDATION_ERROR, "give a price, a restock, or both")
         goods = await shop.update_goods(goods_id, price=price, restock=restock,
                                         idempotency_key=key)  # fmt: skip
         price_now = money(goods.price, _places(shop))

@@ -50,7 +50,7 @@ SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL")
 WRITER_MODES: Final = ("process", "thread")
 LEAST_RATE_LIMIT: Final = 0.001
 """The least ``--rate-limit`` but 0 (none): one request in 1,000 s, whose 429 says so in
-``Retry-After``; 1e-300 said it in 300 digits."""
+``Retry-After``; a smaller one, 1e-300, would say it in 300 digits."""
 
 
 def rate_limit(text: str) -> float:

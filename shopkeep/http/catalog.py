@@ -10,6 +10,15 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from shopkeep.actors.key_rules import KEY_RETENTION_S
+from shopkeep.actors.protocol import (
+    COUPON_UNAVAILABLE,
+    IDEMPOTENCY_CONFLICT,
+    INSUFFICIENT_BALANCE,
+    INSUFFICIENT_STOCK,
+    PRICE_CHANGED,
+    TOO_MANY_UNPAID_ORDERS,
+)
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.actors.signature import HEADER_PATTERN as SIGNATURE_PATTERN
 from shopkeep.http import routes
@@ -27,6 +36,7 @@ from shopkeep.http.openapi import docs_page, openapi_json
 from shopkeep.http.operations import NativeRefusal, Operation, Param
 from shopkeep.http.sandbox import FIRST_TRY_WAIT_S
 from shopkeep.paging import DEFAULT_LIMIT, MAX_LIMIT
+from shopkeep.payments.provider import TOLERANCE_S
 
 CHANNEL_TEXT = (
     "Alipay only: `qr` answers a `qr_code` (alipay.trade.precreate) instead of the page-pay "
@@ -52,7 +62,8 @@ NOTIFY_ROUTES = (
          "properties": {"code": {**_TEXT, "enum": ["FAIL"]}, "message": _TEXT},
      }, "Refused (WeChat Pay's own answer, `code` FAIL): WeChat Pay sends it again")),
     ("/v1/payments/stripe/webhook", "stripeWebhook",
-     "Stripe's webhook: `Stripe-Signature` (300 s tolerance); `payment_intent.succeeded` / "
+     f"Stripe's webhook: `Stripe-Signature` ({TOLERANCE_S} s tolerance); "
+     "`payment_intent.succeeded` / "
      "`payment_intent.payment_failed`, other events acknowledged and ignored; 200 once handled",
      {200: s.CallbackReceived}, "application/json",
      NativeRefusal("application/json", {
@@ -63,13 +74,14 @@ NOTIFY_ROUTES = (
 provider's scheme and answered in that provider's format (their 400 is no problem+json: the
 provider reads it); a route of a provider the server is not configured for answers 404."""
 PLACEMENT_REFUSALS = (
-    "insufficient_stock",
-    "coupon_unavailable",
-    "insufficient_balance",
-    "price_changed",
-    "too_many_unpaid_orders",
-    "idempotency_conflict",
+    INSUFFICIENT_STOCK,
+    COUPON_UNAVAILABLE,
+    INSUFFICIENT_BALANCE,
+    PRICE_CHANGED,
+    TOO_MANY_UNPAID_ORDERS,
+    IDEMPOTENCY_CONFLICT,
 )
+_KEPT = f"Kept {KEY_RETENTION_S / 3600:g} hours."
 KEY_TEXT = (
     "Optional: retry safely. The same key with the same request (path ids and body) answers "
     "the first answer again, as it was then (even if the resource changed since), with "
@@ -78,7 +90,7 @@ KEY_TEXT = (
     "409 idempotency_conflict. A first attempt that did nothing binds nothing and the retry "
     "runs afresh: a 503, a 422, or a 404 for an id that names nothing of the caller's (in "
     "the path, or a coupon's `user_id`: the retry may name another). Each caller's keys are "
-    "their own; they are kept 24 hours."
+    f"their own. {_KEPT}"
 )
 PLACE_KEY_TEXT = (
     "Optional: retry safely. The same key with the same body (whatever its `wait`) answers "
@@ -87,7 +99,7 @@ PLACE_KEY_TEXT = (
     "or the refusal of a placement (with its `order_id` when its order was recorded), even "
     "once its obstacle is gone; with another body, 409 idempotency_conflict. A placement that "
     "failed overloaded, unavailable or interrupted did nothing (everything was given back), "
-    "nor did a 422: the retry places afresh. Kept 24 hours."
+    f"nor did a 422: the retry places afresh. {_KEPT}"
 )
 USER_KEY_TEXT = (
     f"{KEY_TEXT} A replay answers the user the first answer made with a new token: only a "

@@ -19,7 +19,7 @@ from typing import cast
 
 from shopkeep.actors.order_messages import OrderView, PaymentView, RefundView, ReturnView
 from shopkeep.actors.order_store import HistoryEntry
-from shopkeep.actors.protocol import CouponView, GoodsView, UserView
+from shopkeep.actors.protocol import NOT_FOUND, CouponView, GoodsView, UserView
 from shopkeep.errors import ShopError
 from shopkeep.http.schemas import (
     CouponOut,
@@ -84,7 +84,7 @@ def ref_in(value: str, what: str) -> int:
     with leading zeros (``0042``): one thing has one URL, as the server writes its id."""
     number = id_in_text(value)
     if number is None:
-        raise ShopError("not_found", f"{what} {value[:40]} does not exist")
+        raise ShopError(NOT_FOUND, f"{what} {value[:40]} does not exist")
     return number
 
 

@@ -31,7 +31,17 @@ import structlog
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from shopkeep.actors.protocol import VALIDATION_ERROR
+from shopkeep.actors.protocol import (
+    COUPON_UNAVAILABLE,
+    IDEMPOTENCY_CONFLICT,
+    INSUFFICIENT_BALANCE,
+    INSUFFICIENT_STOCK,
+    INVALID_STATE,
+    NOT_FOUND,
+    PRICE_CHANGED,
+    TOO_MANY_UNPAID_ORDERS,
+    VALIDATION_ERROR,
+)
 from shopkeep.errors import CallbackRejected, FieldError, ShopError
 from shopkeep.http.auth import NO_SUCH_ROUTE, unauthorized
 from shopkeep.http.inputs import IDEMPOTENCY_HEADER, REPLAYED_HEADER
@@ -64,20 +74,20 @@ class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 PROBLEMS: Final[dict[str, tuple[int, str]]] = {
-    "validation_error": (422, "Validation error"),
+    VALIDATION_ERROR: (422, "Validation error"),
     "unauthorized": (401, "Unauthorized"),
-    "not_found": (404, "Not found"),
+    NOT_FOUND: (404, "Not found"),
     "method_not_allowed": (405, "Method not allowed"),
     "payload_too_large": (413, "Payload too large"),
     "invalid_callback": (400, "Invalid callback"),
     "bad_request": (400, "Bad request"),
-    "insufficient_stock": (409, "Insufficient stock"),
-    "coupon_unavailable": (409, "Coupon unavailable"),
-    "insufficient_balance": (409, "Insufficient balance"),
-    "price_changed": (409, "Price changed"),
-    "invalid_state": (409, "Invalid state"),
-    "too_many_unpaid_orders": (409, "Too many unpaid orders"),
-    "idempotency_conflict": (409, "Idempotency conflict"),
+    INSUFFICIENT_STOCK: (409, "Insufficient stock"),
+    COUPON_UNAVAILABLE: (409, "Coupon unavailable"),
+    INSUFFICIENT_BALANCE: (409, "Insufficient balance"),
+    PRICE_CHANGED: (409, "Price changed"),
+    INVALID_STATE: (409, "Invalid state"),
+    TOO_MANY_UNPAID_ORDERS: (409, "Too many unpaid orders"),
+    IDEMPOTENCY_CONFLICT: (409, "Idempotency conflict"),
     "placement_failed": (409, "Placement failed"),
     "interrupted": (409, "Placement interrupted"),
     "rate_limited": (429, "Too many requests"),

@@ -11,6 +11,8 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
+from shopkeep.actors.order_state import BY_ADMIN, BY_USER
+from shopkeep.actors.protocol import NOT_FOUND
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.http import conversion as c
@@ -260,7 +262,7 @@ async def cancel_order(request: web.Request) -> web.Response:
     caller = caller_of(request)
     order = await shop_of(request).cancel_order(
         order_id,
-        by="admin" if caller.is_admin else "user",
+        by=BY_ADMIN if caller.is_admin else BY_USER,
         user_id=caller.user_id,
         idempotency_key=key,
     )
@@ -337,7 +339,7 @@ async def payment_callback(request: web.Request) -> web.Response:
 def _served_by(provider: PaymentProvider, path: str) -> None:
     """ShopError not_found unless ``path`` is the callback route of the shop's provider."""
     if path != provider.callback_path:
-        raise ShopError("not_found", f"this shop takes payments through {provider.name}")
+        raise ShopError(NOT_FOUND, f"this shop takes payments through {provider.name}")
 
 
 async def provider_notify(request: web.Request) -> web.Response:

@@ -12,6 +12,8 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
+from shopkeep.payments.names import DEFAULT_CURRENCY
+
 ZERO_DECIMAL: Final = frozenset(
     {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
      "VND", "VUV", "XAF", "XOF", "XPF"}
@@ -60,7 +62,7 @@ def exponent(currency: str) -> int:
     return 2
 
 
-def to_decimal_string(minor: int, currency: str = "CNY") -> str:
+def to_decimal_string(minor: int, currency: str = DEFAULT_CURRENCY) -> str:
     """Minor units as the decimal string of major units: ``1234`` fen -> ``"12.34"``."""
     if minor < 0:
         raise AmountError(f"an amount is not negative, not {minor}")
@@ -71,7 +73,7 @@ def to_decimal_string(minor: int, currency: str = "CNY") -> str:
     return f"{whole}.{part:0{places}d}"
 
 
-def from_decimal_string(text: str, currency: str = "CNY") -> int:
+def from_decimal_string(text: str, currency: str = DEFAULT_CURRENCY) -> int:
     """A decimal string of major units as minor units: ``"12.34"`` -> ``1234``, exactly.
 
     Refuses (:class:`AmountError`) anything but plain non-negative decimal notation, and more

@@ -1,5 +1,5 @@
-"""Waits that double after each failed try, up to a most: the outbox's redeliveries and the
-refunds' calls to a provider."""
+"""Waits that double after each failed try, up to a most (the outbox's redeliveries, and any
+caller's retries of a call that failed)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Final
 
 MOST_DOUBLINGS: Final = 1023
 """Doublings counted at most: ``2.0 ** 1024`` overflows (an int's power, turned into a float,
-does at the 1,025th try, which a provider refusing one refund for days reached: the retry
-crashed into a dead letter, the refund left refunding). Long before, any most is reached."""
+does at the 1,025th try, which a call refused for days reaches; the retry would crash).
+Long before, any most is reached."""
 
 
 def doubling_delay(attempt: int, first_s: float, most_s: float) -> float:

@@ -48,7 +48,7 @@ class WrongLoop(ActorSystemError, RuntimeError):
             not loop.is_closed()
         ):
             raise cls(
-                "the shop runs on the event loop it was opened on: call it there (from another "
+                "this runs on the event loop it was started on: call it there (from another "
                 "thread, asyncio.run_coroutine_threadsafe)"
             )
 

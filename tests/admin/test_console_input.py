@@ -2,10 +2,10 @@
 refused for its fields sent again, the whole minute a time filter names, every answer with the
 page headers, and wrong tokens counted only in a row.
 
-A black-box run found each: ``²`` in a number field answered 500 (``str.isdigit`` took it,
-``int`` refused it), ``١٠`` credited 10.00 where the API refuses it, a refused form resent
-was said to have "acted once", the 403 page lacked the CSP, and a right token between wrong
-ones did not start the count again.
+So ``²`` in a number field is refused as a number (``str.isdigit`` takes it, ``int`` does
+not), ``١٠`` credits nothing as the API refuses it, a refused form resent is never said to
+have "acted once", the 403 page has the CSP, and a right token between wrong ones starts the
+count again.
 """
 
 from __future__ import annotations
