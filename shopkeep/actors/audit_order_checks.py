@@ -10,12 +10,8 @@ from __future__ import annotations
 
 from shopkeep.actors.audit_flight import InFlight
 from shopkeep.actors.audit_sql import (
-    CANCEL_REASONS,
     KEPT,
-    PAYMENT_STATUSES,
-    REFUND_KINDS,
     RELEASED,
-    STATUSES,
     Counts,
     Findings,
     Verdict,
@@ -24,11 +20,13 @@ from shopkeep.actors.audit_sql import (
     fold,
     gate,
     placed,
+    sql_list,
 )
+from shopkeep.actors.order_state import CANCEL_REASONS, PAYMENT_STATUSES, REFUND_KINDS, STATUSES
 
-_STATUSES = "(" + ", ".join(f"'{s}'" for s in STATUSES) + ")"
-_REASONS = "(" + ", ".join(f"'{r}'" for r in CANCEL_REASONS) + ")"
-_KINDS = "(" + ", ".join(f"'{k}'" for k in REFUND_KINDS) + ")"
+_STATUSES = sql_list(STATUSES)
+_REASONS = sql_list(CANCEL_REASONS)
+_KINDS = sql_list(REFUND_KINDS)
 
 # -- money ------------------------------------------------------------------------------------
 
@@ -61,7 +59,7 @@ _WHOLLY_REFUNDED = (
     "AND (kind != 'duplicate_payment' OR payment_id NOT IN (SELECT payment_id FROM payment_log "
     "WHERE action = 'applied' AND verified = 1 AND duplicate = 0 AND payment_id IS NOT NULL)))"
 )
-_PAYMENT_STATUSES = "(" + ", ".join(f"'{s}'" for s in PAYMENT_STATUSES) + ")"
+_PAYMENT_STATUSES = sql_list(PAYMENT_STATUSES)
 _KEPT = f"(SELECT id AS order_id, pay_amount AS amount FROM orders WHERE status IN {KEPT})"
 _REFUNDED = "(SELECT order_id, gateway_amount AS amount FROM refunds WHERE status = 'refunded')"
 _REFUNDING = "(SELECT order_id, gateway_amount AS amount FROM refunds WHERE status = 'refunding')"

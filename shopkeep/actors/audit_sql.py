@@ -30,6 +30,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shopkeep.actors.audit_flight import InFlight
+from shopkeep.actors.order_state import (
+    AWAITING_PAYMENT,
+    CANCELED,
+    DELIVERED,
+    PAID,
+    RETURNED,
+    SHIPPED,
+)
 
 Row = tuple[Any, ...]
 Findings = Mapping[str, list[Row]]
@@ -43,15 +51,16 @@ P = 2_147_483_647
 Q = 2_147_483_629
 """The fourth number's modulus, 2^31 - 19, the prime below ``P``."""
 
-STATUSES = ("pending", "awaiting_payment", "paid", "shipped", "delivered", "returned", "canceled")
-CANCEL_REASONS = ("placement_failed", "user", "timeout", "admin")
-REFUND_KINDS = ("cancel", "return", "late_payment", "duplicate_payment")
-PAYMENT_STATUSES = ("created", "succeeded", "failed", "refunded")
-RELEASED = "('canceled', 'returned')"
+def sql_list(values: tuple[str, ...]) -> str:
+    """``values`` as an SQL list of literals, ``('a', 'b')``: the order's words are no input."""
+    return "(" + ", ".join(f"'{value}'" for value in values) + ")"
+
+
+RELEASED = sql_list((CANCELED, RETURNED))
 """Orders that must have given back what they held."""
-LIVE = "('awaiting_payment', 'paid', 'shipped', 'delivered')"
+LIVE = sql_list((AWAITING_PAYMENT, PAID, SHIPPED, DELIVERED))
 """Orders that hold their assets. (``pending``: a placement running, never judged.)"""
-KEPT = "('paid', 'shipped', 'delivered')"
+KEPT = sql_list((PAID, SHIPPED, DELIVERED))
 """Orders that keep the money they were paid."""
 
 

@@ -57,12 +57,14 @@ CREATED = "created"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 REFUNDED = "refunded"
+PAYMENT_STATUSES = (CREATED, SUCCEEDED, FAILED, REFUNDED)
 
 # refunds
 CANCEL_REFUND = "cancel"
 RETURN_REFUND = "return"
 LATE_PAYMENT = "late_payment"
 DUPLICATE_PAYMENT = "duplicate_payment"
+REFUND_KINDS = (CANCEL_REFUND, RETURN_REFUND, LATE_PAYMENT, DUPLICATE_PAYMENT)
 REFUNDING = "refunding"
 
 # returns

@@ -37,11 +37,12 @@ import msgspec
 
 from shopkeep.actors.audit import audit_file
 from shopkeep.actors.key_rules import decode_answer
+from shopkeep.actors.order_state import AWAITING_PAYMENT, DELIVERED, PAID, SHIPPED
 from shopkeep.actors.placement import UNDONE_FAILURES
 from shopkeep.actors.protocol import Refusal
 from shopkeep.proof.kill9_traffic import Fixture, Write, send, signed_headers
 
-LIVE = frozenset({"awaiting_payment", "paid", "shipped", "delivered"})
+LIVE = frozenset({AWAITING_PAYMENT, PAID, SHIPPED, DELIVERED})
 SETTLE_S = 20.0
 POLL_S = 0.05
 

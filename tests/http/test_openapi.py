@@ -16,15 +16,16 @@ from typing import Any, get_args
 import pytest
 from aiohttp.test_utils import TestServer
 
-from shopkeep.actors.order_state import STATUSES
+from shopkeep.actors.order_state import CANCEL_REASONS, PAYMENT_STATUSES, REFUND_KINDS, STATUSES
 from shopkeep.actors.signature import HEADER, HEADER_PATTERN, sign
 from shopkeep.http.app import make_app
 from shopkeep.http.auth import Access
 from shopkeep.http.catalog import catalog
 from shopkeep.http.config import HttpConfig
 from shopkeep.http.errors import PROBLEMS
-from shopkeep.http.schemas import OrderStatus
+from shopkeep.http.schemas import CancelReason, Gateway, OrderStatus, PaymentStatus, RefundKind
 from shopkeep.payments.alipay import AlipayProvider
+from shopkeep.payments.names import GATEWAYS
 from shopkeep.payments.stripe_provider import StripeProvider
 from shopkeep.payments.wechatpay import WeChatPayProvider
 from shopkeep.proof.api_fuzz import fuzz
@@ -242,6 +243,13 @@ async def test_a_notify_route_of_another_provider_is_not_found(api: Api) -> None
 
 def test_the_documented_order_statuses_are_the_state_machines() -> None:
     assert get_args(OrderStatus) == STATUSES
+
+
+def test_the_documented_reasons_kinds_and_gateways_are_the_ones_the_shop_writes() -> None:
+    assert get_args(CancelReason) == CANCEL_REASONS
+    assert get_args(PaymentStatus) == PAYMENT_STATUSES
+    assert get_args(RefundKind) == REFUND_KINDS
+    assert get_args(Gateway) == GATEWAYS
 
 
 @pytest.mark.parametrize("who", ["admin", "user"])
