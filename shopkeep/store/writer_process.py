@@ -61,6 +61,12 @@ CHECKPOINT_EVERY_S = 0.05
 BACKSTOP_PAGES = 10_000
 """WAL pages past which a writer's commit still checkpoints by itself (SQLite's own automatic
 checkpoint, 1000 pages by default): only when the checkpointer fell behind or is gone."""
+WAL_KEPT_BYTES = 48 * 1024 * 1024
+"""The size the WAL file is cut back to when it starts over (SQLite's ``journal_size_limit``):
+above the 41 MB that :data:`BACKSTOP_PAGES` of 4 KiB pages take, so that the WAL's usual
+cycle reuses its file as it is (a file that grows makes each sync write its size too), but a
+WAL that a long reader let grow past it (a backup under load: 74 MB) is cut at its next
+start, not kept at that size until the server restarts."""
 STATEMENT_CACHE = 512
 """Prepared statements a writer's connection keeps (the driver's default is 128): a batch plan
 turns each INSERT text into multi-row INSERTs of up to seven sizes (see
@@ -242,8 +248,9 @@ class Checkpointer:
 def checkpoint_aside(conn: sqlite3.Connection, path: str, synchronous: str) -> Checkpointer:
     """Leave the checkpoints of the writer's ``conn`` to a :class:`Checkpointer`, started now
     (``conn`` checkpoints by itself only past :data:`BACKSTOP_PAGES`); close it before
-    ``conn``."""
+    ``conn``. The WAL that ``conn`` starts over is cut back to :data:`WAL_KEPT_BYTES`."""
     conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_KEPT_BYTES}")
     checkpointer = Checkpointer(path, synchronous)
     checkpointer.start()
     return checkpointer

@@ -12,8 +12,10 @@ import pytest
 from shopkeep.store import Store, StoreConfig
 from shopkeep.store.writer_process import (
     BACKSTOP_PAGES,
+    WAL_KEPT_BYTES,
     Checkpointer,
     checkpoint,
+    checkpoint_aside,
     open_checkpointer,
 )
 from tests.store.test_store import EVENTS, unit
@@ -30,6 +32,32 @@ def writer_connection(path: Path) -> sqlite3.Connection:
     conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
     conn.execute("CREATE TABLE pages (body BLOB)")
     return conn
+
+
+def test_a_wal_a_long_reader_let_grow_is_cut_back_when_it_starts_over(tmp_path: Path) -> None:
+    # a backup under load held its snapshot while the WAL grew to 74 MB, kept at that size
+    # until the server restarted
+    path = tmp_path / "c.db"
+    writer = writer_connection(path)
+    writer.execute("PRAGMA synchronous = OFF")  # what is kept of the file, not how it syncs
+    checkpoint_aside(writer, str(path), "OFF").close()  # the writer as the store sets it
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM pages").fetchone()  # the backup's snapshot
+    rows = WAL_KEPT_BYTES // PAGE + 1_000
+    for _ in range(0, rows, 1_000):
+        writer.executemany("INSERT INTO pages VALUES (?)", [(os.urandom(PAGE),)] * 1_000)
+    grown = os.path.getsize(f"{path}-wal")
+    reader.execute("COMMIT")
+    checkpointer = open_checkpointer(str(path), "OFF")
+    checkpoint(checkpointer)
+
+    writer.execute("INSERT INTO pages VALUES (?)", (b"the WAL starts over",))
+
+    assert grown > WAL_KEPT_BYTES >= os.path.getsize(f"{path}-wal")
+    checkpointer.close()
+    reader.close()
+    writer.close()
 
 
 def test_a_checkpoint_copies_every_page_of_the_wal_that_no_reader_needs(tmp_path: Path) -> None:
