@@ -105,6 +105,12 @@ class RuntimeCollector:
             writer.stats.commit_s,
         )
         yield _gauge("writer_backlog", "Units and calls waiting for the writer.", writer.backlog)
+        yield _gauge(
+            "database_wal_bytes",
+            "The size of the database's WAL file: past about 50 MB a reader holds an old "
+            "snapshot, and it grows until that reader ends.",
+            self._shop.runtime.store.wal_bytes(),
+        )
         yield active_queries(self._shop.active_queries)
         yield _gauge(
             "timers_pending_in_memory",

@@ -123,6 +123,16 @@ class Store:
         self._conn = conn
         self._checkpointer = checkpointer
 
+    def wal_bytes(self) -> int:
+        """The size of the database's WAL file now (0 with none). Under load it cycles up to
+        about 41 MB; past that, a reader holds an old snapshot (a backup under load, a sqlite3
+        shell left in a transaction) and the WAL grows until it ends, then is cut back to
+        ``writer_process.WAL_KEPT_BYTES`` when it starts over."""
+        try:
+            return os.stat(f"{self.config.path}-wal").st_size
+        except OSError:
+            return 0
+
     @classmethod
     async def open(cls, config: StoreConfig) -> Store:
         """Lock the file, apply migrations, start the writer. Raises :class:`StoreError`."""

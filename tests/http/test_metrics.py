@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,6 +34,7 @@ RUNTIME_METRICS = (
     "shopkeep_commit_refused_units",
     "shopkeep_commit_seconds",
     "shopkeep_writer_backlog",
+    "shopkeep_database_wal_bytes",
     "shopkeep_timers_pending_in_memory",
     "shopkeep_timer_lateness_seconds",
     "shopkeep_outbox_backlog",
@@ -137,6 +139,8 @@ async def test_gauges_read_the_shop_at_scrape_time(client: Client, shop: Shop) -
     )
     assert after["shopkeep_live_actors"][0][1] >= 1
     assert after["process_resident_memory_bytes"][0][1] > 1_000_000
+    wal = os.path.getsize(f"{shop.runtime.store.config.path}-wal")
+    assert after["shopkeep_database_wal_bytes"][0][1] == wal > 0
 
 
 async def test_each_app_counts_into_its_own_registry(
