@@ -60,6 +60,8 @@ async def recover_cut_placements(system: ActorSystem) -> int:
                 undone += 1
         await system.store.writer.flush()
         if len(order_ids) < BATCH or undone == 0:
+            if undone:  # what a restart after a crash did, for whoever checks on it
+                log.info("placements_recovered", undone=undone)
             return undone
 
 

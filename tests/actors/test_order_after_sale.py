@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import (
     ApproveReturn,
@@ -216,7 +218,8 @@ async def test_recovery_undoes_a_placement_cut_by_a_crash(tmp_path: Path,
         assert await before_crash.wallet(alice) == (3_000, 0)
 
     async with open_shop(path, clock) as shop:
-        assert await recover_cut_placements(shop.system) == 1
+        with capture_logs() as logs:
+            assert await recover_cut_placements(shop.system) == 1
         await shop.quiet()
 
         order = await shop.order(order_id)
@@ -227,6 +230,8 @@ async def test_recovery_undoes_a_placement_cut_by_a_crash(tmp_path: Path,
         assert await shop.wallet(alice) == (5_000, 0)
         assert await recover_cut_placements(shop.system) == 0
         await shop.audit_ok()
+    said = [(line["event"], line["undone"]) for line in logs if "undone" in line]
+    assert said == [("placements_recovered", 1)]  # what the restart did, in its log
 
 
 async def test_the_sweep_cancels_an_overdue_order_whose_timer_was_lost(
