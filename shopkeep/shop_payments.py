@@ -55,7 +55,7 @@ from shopkeep.requests import (
     check_scope,
     refused_parameter,
 )
-from shopkeep.runtime import ActorSystem, Address
+from shopkeep.runtime import ActorStopped, ActorSystem, Address, Overloaded
 from shopkeep.store.reader import Reader
 
 if TYPE_CHECKING:
@@ -169,7 +169,15 @@ class Payments:
             # what the caller is given, kept as the key's answer: a replay gives it again,
             # its checkout and whether it created the payment (201 or 200) included
             kept = KeepStartAnswer(principal, key.value, encode_answer(given))
-            await self.system.ask(Address("order", started.payment.order_id), kept)
+            try:
+                await self.system.ask(Address("order", started.payment.order_id), kept)
+            except (Overloaded, ActorStopped):
+                # the shop stops (or the order's mailbox is full) after the payment and its
+                # checkout were committed: the caller is given them all the same, since an
+                # error would say nothing was done; the key's retry finds the payment with
+                # its checkout and gives it again (above), a replay of this answer
+                log.info("payment_start_answer_not_kept", payment_id=str(given.payment.id),
+                         order_id=str(given.payment.order_id))
         return given
 
     def _other_channel(self, payment: PaymentView, channel: Literal["page", "qr"]) -> bool:
@@ -244,6 +252,9 @@ class Payments:
         """Whether the shop has applied what a callback of payment ``payment_id`` says
         (``status``, and for a success its ``txn_id``), by that callback or by its deadline's
         query: a gateway still calling it back tells nothing new."""
+        check_choice("status", status, ("succeeded", "failed"))
+        if txn_id is not None:
+            check_instance("txn_id", txn_id, str)
         found = await order_store.payment(self.reader, check_id("payment_id", payment_id))
         if found is None:
             return False

@@ -21,12 +21,12 @@ from structlog.testing import capture_logs
 
 from shopkeep.actors.gateway import GatewayError, SandboxGateway
 from shopkeep.actors.key_rules import encode_answer
-from shopkeep.actors.order_messages import OrderView, PaymentStarted
+from shopkeep.actors.order_messages import KeepStartAnswer, OrderView, PaymentStarted
 from shopkeep.errors import ShopError
 from shopkeep.idempotency import IdempotencyKey
 from shopkeep.payments.provider import Checkout, GatewayRefused, PaymentRequest
 from shopkeep.payments.sandbox import SandboxProvider
-from shopkeep.runtime import VirtualClock
+from shopkeep.runtime import ShuttingDown, VirtualClock
 from shopkeep.shop import Key, Shop
 from tests.shop.conftest import SECRET, assert_audit_ok, sandbox, settle
 
@@ -531,6 +531,33 @@ async def test_a_payment_key_kept_before_its_provider_answered_replays_the_first
 
     assert retry.replayed and again.created
     assert again.payment == first.payment
+
+
+async def test_a_keyed_payment_start_whose_answer_the_stopping_shop_cannot_keep_is_answered(
+    tmp_path: Path, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the payment and its checkout were committed, then the keeping of the answer met the
+    # stop: the caller got ShuttingDown ("nothing was done") and the retry a "replay"
+    path = str(tmp_path / "shop.db")
+    async with Shop.open(path, gateway="sandbox", clock=clock, gateway_secret=SECRET) as shop:
+        order = await an_order(shop)
+        ask = shop.system.ask
+
+        async def stopping(to: Any, message: Any, **options: Any) -> Any:
+            if isinstance(message, KeepStartAnswer):
+                raise ShuttingDown("the actor system is not taking messages")
+            return await ask(to, message, **options)
+
+        monkeypatch.setattr(shop.system, "ask", stopping)
+        first = await shop.start_payment(order.id, idempotency_key="pay-1")
+        monkeypatch.undo()
+
+    async with Shop.open(path, gateway="sandbox", clock=clock, gateway_secret=SECRET) as shop:
+        retry = IdempotencyKey("pay-1")
+        again = await shop.start_payment(order.id, idempotency_key=retry)
+
+    assert first.created and first.payment.gateway_url is not None
+    assert retry.replayed and again == first
 
 
 async def test_a_coupon_for_a_user_that_does_not_exist_binds_nothing_and_may_be_sent_corrected(
