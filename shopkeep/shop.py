@@ -232,7 +232,8 @@ class Shop(Payments, BackOffice):
         ``gateway`` is the payment provider, always named (SPEC 10: no silent fake):
         ``"sandbox"`` for an in-process :class:`SandboxGateway` that signs callbacks with
         ``gateway_secret`` (random when not given) and delivers them to this shop; a
-        SandboxGateway of the caller's (delivered to this shop too); or any
+        SandboxGateway of the caller's (delivered to this shop too, one open shop at a time:
+        ValueError while another has it); or any
         :class:`~shopkeep.payments.provider.PaymentProvider` (see
         :func:`shopkeep.payments.settings.build_provider`). The shop closes it at the end.
         At start, placements cut by a crash are undone and the sweep of overdue unpaid orders
@@ -255,6 +256,10 @@ class Shop(Payments, BackOffice):
             if gateway != "sandbox":
                 raise ValueError(f"gateway {gateway!r}: 'sandbox' or a PaymentProvider")
             chosen: PaymentProvider | SandboxGateway = SandboxGateway(secret, the_clock)
+        elif isinstance(gateway, SandboxGateway) and gateway.in_use:
+            raise ValueError(
+                "gateway: this SandboxGateway delivers to another open shop; give each its own"
+            )
         elif isinstance(gateway, SandboxGateway | PaymentProvider):
             chosen = gateway
         else:  # None above all: SPEC 10 wants the gateway named, never a silent default

@@ -109,6 +109,7 @@ class SandboxGateway:
         self._retry_s = retry_s
         self._retry_max_s = retry_max_s
         self._sink: CallbackSink | None = None
+        self._in_use = False  # attached, and not closed since: an open shop's
         self._loop: asyncio.AbstractEventLoop | None = None  # the shop's, once attached
         self._txn_ids = itertools.count(1)
         self._tasks: dict[asyncio.Task[bool], int] = {}  # callbacks on their way: payment ids
@@ -210,8 +211,15 @@ class SandboxGateway:
         loop is closed (a program that opens a shop on it again, on a new loop)."""
         WrongLoop.unless_on(self._loop)
         self._sink = sink
+        self._in_use = True
         if self._loop is None or self._loop.is_closed():
             self._loop = asyncio._get_running_loop()
+
+    @property
+    def in_use(self) -> bool:
+        """Whether an open shop takes this gateway's callbacks (attached, not closed since):
+        a second shop opened with it would take them instead, and the first hear of none."""
+        return self._in_use
 
     def callback(
         self, payment_id: int, order_id: int, amount: int, status: str, txn_id: str | None
@@ -400,8 +408,10 @@ class SandboxGateway:
         return await known(payment_id, said.status, said.gateway_txn_id)
 
     async def close(self) -> None:
-        """Stop retrying callbacks still waiting for an acknowledgement."""
+        """Stop retrying callbacks still waiting for an acknowledgement; the shop it served is
+        closing, and another may be opened with it."""
         WrongLoop.unless_on(self._loop)
+        self._in_use = False
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -212,6 +212,8 @@ async def test_an_item_past_64_bits_names_no_goods(shop: Shop) -> None:
         lambda shop, user: shop.dead_letter(None),
         lambda shop, user: shop.discard_dead_letter(True),
         lambda shop, user: shop.knows_outcome("1", "succeeded", None),
+        lambda shop, user: shop.knows_outcome(1, "paid", None),  # a dead letter an order
+        lambda shop, user: shop.knows_outcome(1, "succeeded", ["txn"]),  # failed thrice on
         lambda shop, user: shop.user_for_token_hash(5),
         lambda shop, user: shop.list_orders(status="bogus"),
         lambda shop, user: shop.request_return(1, 5),
@@ -371,3 +373,22 @@ def test_a_sandbox_gateway_of_the_callers_serves_a_shop_opened_again_on_a_new_lo
             return (await shop.get_order(order.id)).status
 
     assert [asyncio.run(open_and_pay(name)) for name in ("ann", "bob")] == ["paid", "paid"]
+
+
+async def test_a_sandbox_gateway_serves_one_open_shop_at_a_time(tmp_path: Path) -> None:
+    # a second shop opened with it took its callbacks: the first shop's payment was called
+    # back to the second, "order ... does not exist", and stayed unpaid
+    gateway = SandboxGateway("s" * 32, RealClock())
+    async with Shop.open(tmp_path / "a.db", gateway=gateway) as first:
+        with pytest.raises(ValueError, match="another open shop"):
+            async with Shop.open(tmp_path / "b.db", gateway=gateway):
+                pass
+        ann = (await first.create_user("ann", balance=0)).user
+        tea = await first.create_goods("tea", price=300, stock=5)
+        order = await first.place_order(ann.id, [(tea.id, 1)])
+        payment = (await first.start_payment(order.id)).payment
+        assert await gateway.complete(payment.id, order.id, payment.amount, "succeeded")
+        assert (await first.get_order(order.id)).status == "paid"
+
+    async with Shop.open(tmp_path / "b.db", gateway=gateway) as second:  # once it closed
+        assert (await second.list_orders()).items == []
