@@ -80,8 +80,8 @@ class SandboxProvider:
             return Refused(f"signature_{reason}", f"signature: {reason}")
         try:
             body = msgspec.json.decode(raw_body, type=CallbackBody)
-        except msgspec.DecodeError:
-            return signed_malformed("the body is not a payment callback")
+        except msgspec.DecodeError as exc:
+            return signed_malformed(f"the body is not a payment callback: {exc}")
         # ids as the shop writes them: " 7", "+7" or "007" is no payment's
         payment_id, order_id = id_in_text(body.payment_id), id_in_text(body.order_id)
         if not payment_id or not order_id:

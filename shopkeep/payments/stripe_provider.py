@@ -41,6 +41,7 @@ import stripe
 from shopkeep.payments.keys import read_secret
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
+    MALFORMED,
     STALE,
     TOLERANCE_S,
     WRONG_AMOUNT,
@@ -334,8 +335,9 @@ class StripeProvider:
         except stripe.SignatureVerificationError as exc:
             reason = STALE if "tolerance" in str(exc) else BAD_SIGNATURE
             return Refused(reason, str(exc).split(".")[0][:120])
-        except ValueError:  # not UTF-8, though signed
-            return signed_malformed("the payload is not a JSON event")
+        except ValueError:  # not UTF-8: the SDK decodes it before it looks at the signature,
+            # so this is anyone's (a real event is UTF-8), no warning
+            return Refused(MALFORMED, "the payload is not a JSON event")
         signed_at = signed_time(signature)
         if signed_at > now + self._tolerance_s:
             return Refused(STALE, f"Timestamp {signed_at} is ahead of the tolerance zone")
