@@ -41,6 +41,13 @@ async def recover_cut_placements(system: ActorSystem) -> int:
     Call it after the system has started and before taking requests (a pending order of this
     run would be found too, and be left alone: its UndoPlacement waits behind its placement).
     """
+    undone = await _undo_pending(system)
+    if undone:  # what a restart after a crash did, for whoever checks on it
+        log.info("placements_recovered", undone=undone)
+    return undone
+
+
+async def _undo_pending(system: ActorSystem) -> int:
     now = system.clock.now()
     undone = 0
     while True:
@@ -52,16 +59,16 @@ async def recover_cut_placements(system: ActorSystem) -> int:
               for order_id in order_ids),
             return_exceptions=True,
         )
+        undone_now = 0
         for order_id, answer in zip(order_ids, answers, strict=True):
             if isinstance(answer, BaseException):
                 log.error("placement_recovery_failed", order_id=order_id,
                           error=f"{type(answer).__name__}: {answer}")
             else:
-                undone += 1
+                undone_now += 1
+        undone += undone_now
         await system.store.writer.flush()
-        if len(order_ids) < BATCH or undone == 0:
-            if undone:  # what a restart after a crash did, for whoever checks on it
-                log.info("placements_recovered", undone=undone)
+        if len(order_ids) < BATCH or undone_now == 0:  # the rest fail again: the sweep's
             return undone
 
 

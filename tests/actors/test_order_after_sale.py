@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
+from shopkeep.actors import recovery
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import (
     ApproveReturn,
@@ -232,6 +234,26 @@ async def test_recovery_undoes_a_placement_cut_by_a_crash(tmp_path: Path,
         await shop.audit_ok()
     said = [(line["event"], line["undone"]) for line in logs if "undone" in line]
     assert said == [("placements_recovered", 1)]  # what the restart did, in its log
+
+
+async def test_a_restart_that_undid_a_whole_batch_of_placements_says_so_too(
+    tmp_path: Path, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # with exactly a batch's worth, the last query found none and returned unlogged
+    path = tmp_path / "shop.db"
+    async with open_shop(path, clock) as before_crash:
+        alice = await before_crash.user(balance=5_000)
+        tea = await before_crash.goods(price=1_000, stock=10)
+        coupon = await before_crash.coupon(alice, value=500)
+        await cut_placement(before_crash, alice, tea, coupon, wallet_amount=2_000)
+    monkeypatch.setattr(recovery, "BATCH", 1)
+
+    async with open_shop(path, clock) as shop:
+        with capture_logs() as logs:
+            assert await recover_cut_placements(shop.system) == 1
+        await shop.quiet()
+
+    assert [line["undone"] for line in logs if line["event"] == "placements_recovered"] == [1]
 
 
 async def test_the_sweep_cancels_an_overdue_order_whose_timer_was_lost(
