@@ -298,6 +298,7 @@ def test_serve_on_a_port_taken_fails_in_one_line_naming_host_and_port(tmp_path: 
         ("serve", "--max-connections", "0"),
         ("serve", "--admin-token", "short"),
         ("serve", "--admin-token", "sixteen-or-more-but-caf\u00e9"),
+        ("serve", "--admin-token", "a" * 513),  # longer than any bearer header the API takes
         ("serve", "--admin-token-file", "/nonexistent/token"),
         ("serve", "--admin-token-file", "main.py", "--admin-token", "a" * 20),
         ("serve", "--gateway-secret-file", "/nonexistent/secret"),

@@ -105,9 +105,17 @@ def check_secret(
 def check_token_characters(
     parser: argparse.ArgumentParser, args: argparse.Namespace, dest: str, value: str | None
 ) -> None:
-    """Refuse a bearer token no request could carry: the server takes printable ASCII only."""
-    if value is not None and not (value.isascii() and value.isprintable()):
+    """Refuse a bearer token no request could carry: the server takes printable ASCII, of at
+    most ``MAX_TOKEN`` characters (a longer admin token was taken at start, then refused 401
+    on every request while the console, which reads no header, let its holder in)."""
+    if value is None:
+        return
+    if not (value.isascii() and value.isprintable()):
         usage_error(parser, args, dest, "not printable ASCII")
+    from shopkeep.http.auth import MAX_TOKEN  # here: --help imports this module, not the server
+
+    if len(value) > MAX_TOKEN:
+        usage_error(parser, args, dest, f"longer than {MAX_TOKEN} characters")
 
 
 def check_admin_token(
