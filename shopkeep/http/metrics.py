@@ -107,8 +107,8 @@ class RuntimeCollector:
         yield _gauge("writer_backlog", "Units and calls waiting for the writer.", writer.backlog)
         yield _gauge(
             "database_wal_bytes",
-            "The size of the database's WAL file: past about 50 MB a reader holds an old "
-            "snapshot, and it grows until that reader ends.",
+            "The size of the database's WAL file: past 64 MB a reader holds an old snapshot, "
+            "and it grows until that reader ends (then it is cut back to 48 MiB).",
             self._shop.runtime.store.wal_bytes(),
         )
         yield active_queries(self._shop.active_queries)
