@@ -378,7 +378,7 @@ def open_refund(
         refund = replace(refund, status=REFUNDED, refunded_at=now)
         effects += [
             SaveRefund(refund, "refunded", "nothing to refund through the gateway"),
-            History(state.status, state.status, "refunded", refund.told()),
+            History(state.status, state.status, "refunded", refund.told(state.currency)),
         ]
     return replace(state, refunds=(*state.refunds, refund)), effects
 

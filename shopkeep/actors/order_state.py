@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import msgspec
 
+from shopkeep.payments.money import to_decimal_string
 from shopkeep.payments.names import DEFAULT_CURRENCY
 
 # -- statuses, reasons, kinds -----------------------------------------------------------------
@@ -115,13 +116,18 @@ class Refund(msgspec.Struct, frozen=True, gc=False):
     created_at: float
     refunded_at: float | None = None
 
-    def told(self, provider_part: str = "through the provider") -> str:
-        """The refund as the order's history tells it: which, why, and where its money went
-        (a refund paid from the wallet alone said ": 0", the provider's part), the provider's
-        part said as ``provider_part`` (one the staff paid back another way, say)."""
-        parts = [f"{self.wallet_amount} to the wallet"] if self.wallet_amount else []
+    def told(self, currency: str, provider_part: str = "through the provider") -> str:
+        """The refund as the order's history tells it: which, why, and where its money went,
+        in units of ``currency`` as a person reads them (``3.57 CNY``; the API's amounts are in
+        minor units, a sentence's are not), the provider's part said as ``provider_part`` (one
+        the staff paid back another way, say)."""
+        parts = []
+        if self.wallet_amount:
+            parts.append(f"{to_decimal_string(self.wallet_amount, currency)} {currency} "
+                         "to the wallet")
         if self.gateway_amount:
-            parts.append(f"{self.gateway_amount} {provider_part}")
+            parts.append(f"{to_decimal_string(self.gateway_amount, currency)} {currency} "
+                         f"{provider_part}")
         return f"refund {self.id} ({self.kind}): {', '.join(parts) or 'nothing to pay back'}"
 
 

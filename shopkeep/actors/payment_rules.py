@@ -306,9 +306,9 @@ def refund_done(
     effects: list[Effect]
     if settled_by_hand is None:
         effects = [SaveRefund(refund, "refunded"),
-                   History(status, status, "refunded", refund.told())]
+                   History(status, status, "refunded", refund.told(state.currency))]
     else:
-        outside = refund.told("paid back outside the provider")
+        outside = refund.told(state.currency, "paid back outside the provider")
         effects = [
             SaveRefund(refund, "settled_by_hand", settled_by_hand),
             History(status, status, "refund_settled", f"{outside}: {settled_by_hand}"),

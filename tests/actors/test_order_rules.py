@@ -316,21 +316,21 @@ def test_a_refund_with_nothing_for_the_gateway_is_refunded_at_once() -> None:
 
 def test_a_refunds_history_says_where_each_part_of_its_money_went() -> None:
     state, _ = cancel_paid(paid(use_balance=1_000), "user", NOW, refund_id=99)
-    assert state.refunds[0].told() == (
-        "refund 99 (cancel): 1000 to the wallet, 5000 through the provider"
+    assert state.refunds[0].told("CNY") == (
+        "refund 99 (cancel): 10.00 CNY to the wallet, 50.00 CNY through the provider"
     )
     state, effects = cancel_paid(replace(paid(use_balance=100_000), pay_amount=0), "user", NOW,
                                  refund_id=98)
-    assert History(CANCELED, CANCELED, "refunded", "refund 98 (cancel): 6000 to the wallet") in (
-        effects
-    )
+    told = "refund 98 (cancel): 60.00 CNY to the wallet"
+    assert History(CANCELED, CANCELED, "refunded", told) in effects
     unpaid_wallet, _ = cancel_paid(paid(), "user", NOW, refund_id=97)
-    assert unpaid_wallet.refunds[0].told() == "refund 97 (cancel): 6000 through the provider"
-    assert unpaid_wallet.refunds[0].told("paid back outside the provider") == (
-        "refund 97 (cancel): 6000 paid back outside the provider"
+    told = unpaid_wallet.refunds[0].told("JPY")
+    assert told == "refund 97 (cancel): 6000 JPY through the provider"  # a yen has no fraction
+    assert unpaid_wallet.refunds[0].told("CNY", "paid back outside the provider") == (
+        "refund 97 (cancel): 60.00 CNY paid back outside the provider"
     )  # settled by hand: not through the provider too
     nothing, _ = cancel_paid(replace(paid(), pay_amount=0), "user", NOW, refund_id=96)
-    assert nothing.refunds[0].told() == "refund 96 (cancel): nothing to pay back"  # a coupon's
+    assert nothing.refunds[0].told("CNY") == "refund 96 (cancel): nothing to pay back"  # a coupon's
 
 
 def test_the_deadline_cancels_only_an_unpaid_order_that_is_due() -> None:

@@ -239,7 +239,7 @@ async def test_an_order_paid_by_the_wallet_alone_canceled_has_its_refund_in_its_
     assert (refund.wallet_amount, refund.gateway_amount, refund.status) == (20_000, 0, "refunded")
     assert [(e.operation, e.remark) for e in history[-2:]] == [
         ("canceled_by_user", history[-2].remark),
-        ("refunded", f"refund {refund.id} (cancel): 20000 to the wallet"),
+        ("refunded", f"refund {refund.id} (cancel): 200.00 CNY to the wallet"),
     ]
     assert (await shop.get_user(user)).balance == 30_000
 
