@@ -56,6 +56,21 @@ async def test_an_orders_page_offers_only_the_moves_its_status_allows(browser: B
     assert (paid, shipped, delivered) == (["Ship", "Cancel"], ["Deliver"], [])
 
 
+async def test_every_card_holding_a_table_takes_the_keyboards_focus_to_scroll_it(
+    browser: Browser,
+) -> None:
+    # a table wider than its card (the payments', on a desktop; every one on a phone) could
+    # not be scrolled to with the keyboard
+    order = await paid_order(browser)
+    await browser.sign_in()
+    _, html = await browser.page(f"/admin/orders/{order.id}")
+
+    cards = re.split(r'(?=<(?:section|div) class="card")', html)[1:]
+    with_tables = [card[: card.index(">") + 1] for card in cards if "<table" in card]
+    assert len(with_tables) >= 2  # its items and payments, at least
+    assert all('tabindex="0"' in tag for tag in with_tables), with_tables
+
+
 async def test_an_unpaid_order_may_only_be_canceled_and_a_canceled_one_not_at_all(
     browser: Browser,
 ) -> None:
@@ -187,6 +202,20 @@ async def test_an_orders_time_as_shown_typed_back_as_since_lists_that_order(
     _, listed = await browser.page(f"/admin/orders?since={at}&until={at}")
 
     assert f"/admin/orders/{order.id}" in listed
+
+
+async def test_the_filter_form_keeps_every_time_it_filtered_by_for_the_next_filtering(
+    browser: Browser,
+) -> None:
+    # a datetime-local input shows a day alone, or a time with "Z", empty: filtering again
+    # sent since= and until=, and the list widened without a word
+    await browser.sign_in()
+    _, html = await browser.page("/admin/orders?since=2026-12-06&until=2026-12-06T23:59Z")
+    _, local = await browser.page("/admin/orders?since=2026-12-06T10:30")
+
+    inputs = re.findall(r'<input name="(since|until)" type="([\w-]+)" value="([^"]*)"', html)
+    assert inputs == [("since", "text", "2026-12-06"), ("until", "text", "2026-12-06T23:59Z")]
+    assert '<input name="since" type="datetime-local" value="2026-12-06T10:30"' in local
 
 
 async def test_a_time_in_utc_written_with_a_small_z_is_taken(browser: Browser) -> None:
