@@ -131,10 +131,24 @@ async def act(request: web.Request, back: str, action: Act) -> web.StreamRespons
         try:
             session.notify("ok", await action(form, idempotency_key(nonce)))
         except ShopError as error:
-            if error.code in SENT_AGAIN:
+            if error.code in SENT_AGAIN:  # to be sent again, corrected: as it was typed
                 session.unspend(nonce)
+                session.keep_typed(request.path, typed_fields(form))
             session.notify("error", explain(error))
     raise to(back)
+
+
+_NOT_TYPED: Final = frozenset({"csrf", "nonce", "back"})
+"""A form's fields the console fills itself, never refilled from what was sent."""
+
+
+def typed_fields(form: Form) -> dict[str, str]:
+    """What a person typed into ``form`` (each field's last value, 2,000 characters at most)."""
+    return {
+        name: value[:2000]
+        for name, value in form.items()
+        if isinstance(value, str) and name not in _NOT_TYPED
+    }
 
 
 def field(form: Form, name: str, *, required: bool = True) -> int | None:

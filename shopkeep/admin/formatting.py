@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -85,12 +86,24 @@ def isolated(text: str) -> Markup:
     return Markup("\u2068{}\u2069").format(without_direction(text))
 
 
+_LOCAL_INPUT: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?")
+"""What a datetime-local input holds: a time it cannot hold (a day alone, an offset, a ``Z``)
+it shows empty, and a form sent again would drop it."""
+
+
+def time_input(value: str) -> str:
+    """The type of the input that shows the time ``value`` as it was typed: a datetime-local
+    input (its picker) for what it holds, a text input for the rest."""
+    return "datetime-local" if not value or _LOCAL_INPUT.fullmatch(value) else "text"
+
+
 FILTERS: Final[dict[str, Callable[..., Any]]] = {
     "money": money,
     "when": when,
     "left": seconds_left,
     "figure": figure,
     "isolated": isolated,
+    "time_input": time_input,
 }
 """The filters the templates use: ``{{ order.pay_amount | money }}`` (the console sets
 ``money`` to the shop's currency: :func:`filters_for`)."""

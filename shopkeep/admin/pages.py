@@ -36,6 +36,7 @@ def render(
     values["session"] = session
     values["csrf"] = "" if session is None else session.csrf
     values["notices"] = [] if session is None or fragment else session.take_notices()
+    values["typed"] = {} if session is None or fragment else session.take_typed()
     values["path"] = request.path
     return aiohttp_jinja2.render_template(template, request, values)
 
@@ -179,22 +180,8 @@ async def orders_page(request: web.Request) -> web.StreamResponse:
     )
     # the next page's link carries the filters this page used, and nothing else it was sent
     filters = {name: value for name in ORDER_FILTERS if (value := request.query.get(name))}
-    time_inputs = {name: time_input_type(filters.get(name, "")) for name in ("since", "until")}
-    return render(
-        request, "orders.html", page=page, statuses=STATUSES, filters=filters,
-        time_inputs=time_inputs,
-    )
+    return render(request, "orders.html", page=page, statuses=STATUSES, filters=filters)
 
-
-_LOCAL_INPUT: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?")
-"""What a datetime-local input holds: a time it cannot hold (a day alone, an offset, a ``Z``)
-it shows empty, and the next filtering would drop it."""
-
-
-def time_input_type(value: str) -> str:
-    """The type of the input that shows the time filter ``value`` as it was typed: a
-    datetime-local input (its picker) for what it holds, a text input for the rest."""
-    return "datetime-local" if not value or _LOCAL_INPUT.fullmatch(value) else "text"
 
 
 @routes.get(f"/orders/{ID}")

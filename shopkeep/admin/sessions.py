@@ -50,6 +50,9 @@ class Session:
     notices: list[tuple[str, str]] = field(default_factory=list)
     """Messages for the next page shown: (``ok`` or ``error``, text); shown once."""
     spent: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    typed: dict[str, dict[str, str]] = field(default_factory=dict)
+    """What a refused form held, by the path it posts to, for the next page shown: its fields
+    filled again as they were typed, to be corrected rather than typed again; shown once."""
 
     def notify(self, kind: str, text: str) -> None:
         """Show ``text`` on the next page (``kind``: ok or error), once however often it was
@@ -61,6 +64,15 @@ class Session:
         """The messages to show now; they are not shown again."""
         notices, self.notices = self.notices, []
         return notices
+
+    def keep_typed(self, action: str, fields: dict[str, str]) -> None:
+        """Fill the form posting to ``action`` with ``fields`` on the next page shown."""
+        self.typed = {action: fields}
+
+    def take_typed(self) -> dict[str, dict[str, str]]:
+        """The refused forms' fields to fill now, by the path each posts to; not again."""
+        typed, self.typed = self.typed, {}
+        return typed
 
     def spend(self, nonce: str) -> bool:
         """True the first time a form's ``nonce`` is sent, False after (the form acted)."""

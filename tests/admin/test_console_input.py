@@ -347,7 +347,7 @@ async def test_refunds_in_flight_are_counted_all_though_the_oldest_fifty_are_lis
     live = (await browser.page("/admin/live"))[1]
     listed = (await browser.page("/admin/refunds"))[1]
 
-    assert f'<a href="/admin/refunds">{SHORT_LIST + 5}</a>' in live
+    assert f'<a id="live-refunds" href="/admin/refunds">{SHORT_LIST + 5}</a>' in live
     assert f"The oldest {SHORT_LIST} of {SHORT_LIST + 5}." in listed
 
 

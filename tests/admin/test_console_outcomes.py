@@ -71,6 +71,23 @@ async def test_every_card_holding_a_table_takes_the_keyboards_focus_to_scroll_it
     assert all('tabindex="0"' in tag for tag in with_tables), with_tables
 
 
+async def test_every_focusable_element_of_the_live_part_has_an_id_the_refresh_keeps_focus_by(
+    browser: Browser,
+) -> None:
+    # htmx puts the focus back on the element of the same id after a swap: without ids the
+    # refresh every 5 s dropped a keyboard user's focus to the page's top
+    await paid_order(browser)
+    await browser.order_form("cancel")  # an order awaiting payment, listed in the live part
+    _, live = await browser.page("/admin/live")
+
+    focusable = re.findall(r"<(?:a|section|div)\b[^>]*(?:href=|tabindex=)[^>]*>", live)
+    ids = [re.search(r'\bid="([^"]+)"', tag) for tag in focusable]
+    without = [tag for tag, found in zip(focusable, ids, strict=True) if found is None]
+    assert len(focusable) >= 5 and without == []
+    named = [found.group(1) for found in ids if found]
+    assert len(named) == len(set(named))
+
+
 async def test_an_unpaid_order_may_only_be_canceled_and_a_canceled_one_not_at_all(
     browser: Browser,
 ) -> None:
@@ -173,6 +190,29 @@ async def test_the_coupon_form_lists_every_problem_and_issues_nothing(browser: B
     assert "min_order_amount is not an amount" in page
     assert "expires_at is not a time" in page
     assert (await browser.shop.list_coupons(made.user.id)).items == []
+
+
+async def test_a_refused_form_comes_back_filled_as_it_was_typed_once(browser: Browser) -> None:
+    # every field came back empty, the good ones too: a coupon's minimum and expiry typed
+    # again to correct its value
+    made = await browser.shop.create_user("ann")
+    tea = await browser.shop.create_goods("tea", price=100, stock=3)
+    await browser.sign_in()
+    typed = {"value": "5,00", "min_order_amount": "20", "expires_at": "2027-01-31T12:00Z"}
+
+    coupons = await notice_after(
+        browser, "/admin/coupons", "/admin/coupons", user_id=str(made.user.id), **typed
+    )
+    goods = await notice_after(
+        browser, f"/admin/goods/{tea.id}", f"/admin/goods/{tea.id}", price="12.345", restock="5"
+    )
+    _, shown_again = await browser.page(f"/admin/goods/{tea.id}")
+
+    assert 'name="value" inputmode="decimal" placeholder="5.00" value="5,00"' in coupons
+    assert 'name="min_order_amount" inputmode="decimal" placeholder="0.00" value="20"' in coupons
+    assert '<input name="expires_at" type="text" value="2027-01-31T12:00Z">' in coupons
+    assert 'value="12.345"' in goods and 'name="restock" inputmode="numeric" value="5"' in goods
+    assert 'value="12.345"' not in shown_again  # once: the next page is as it is
 
 
 async def test_the_goods_form_lists_every_problem_and_changes_nothing(browser: Browser) -> None:
