@@ -9,6 +9,7 @@ installs it). Every wait is bounded (Playwright's 15 s, the test's timeout).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +153,21 @@ async def test_an_order_placed_through_the_api_appears_on_the_dashboard(
     await awaiting.click()
     await expect(page.get_by_role("heading", name=f"Order {order['id']}")).to_be_visible()
     assert problems == []
+
+
+async def test_the_dashboards_refresh_leaves_the_keyboards_focus_where_it_was(
+    shopfront: Shopfront, page: Page
+) -> None:
+    # the live part's swap every 5 s dropped the focus to the page's top: a keyboard user had
+    # five seconds to reach a link of it and press Enter
+    await sign_in(page, shopfront.url, ADMIN_TOKEN)
+    await page.focus("#live-audit")
+    swapped = page.evaluate(  # resolved by the next refresh's swap (bounded: 15 s)
+        "() => new Promise(done => document.body.addEventListener("
+        "'htmx:afterSwap', () => done(document.activeElement.id), {once: true}))"
+    )
+
+    assert await asyncio.wait_for(swapped, 15) == "live-audit"
 
 
 async def test_shipping_an_order_from_its_page_adds_shipped_to_its_history(
