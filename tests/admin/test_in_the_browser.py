@@ -170,6 +170,18 @@ async def test_the_dashboards_refresh_leaves_the_keyboards_focus_where_it_was(
     assert await asyncio.wait_for(swapped, 15) == "live-audit"
 
 
+async def test_the_keyboards_first_stop_skips_the_header_to_the_content(
+    shopfront: Shopfront, page: Page
+) -> None:
+    await sign_in(page, shopfront.url, ADMIN_TOKEN)
+    await page.keyboard.press("Tab")
+    first = await page.evaluate("() => document.activeElement.textContent")
+    await page.keyboard.press("Enter")
+
+    assert first == "Skip to the content"
+    assert await page.evaluate("() => document.activeElement.id") == "main"
+
+
 async def test_shipping_an_order_from_its_page_adds_shipped_to_its_history(
     shopfront: Shopfront, page: Page
 ) -> None:
