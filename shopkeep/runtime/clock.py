@@ -98,8 +98,8 @@ class RealClock:
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Cancellable:
         """Run ``callback`` once the wall clock reads ``when``: a step of the clock moves it
-        by the step (noticed within :data:`WALL_RECHECK_S`), as it moves every time the shop
-        keeps (an order's ``expires_at`` among them)."""
+        by the step (noticed within :data:`WALL_RECHECK_S`), as it moves every wall time the
+        application keeps (a deadline it stored, say)."""
         return _AtWallTime(when, callback)
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:

@@ -1,7 +1,7 @@
 """What happens after a handler ran: its unit of work submitted, its answer released in time.
 
 An answer must not be seen before the writes it shows: an ask from outside is answered once
-the handler's unit is committed; an ask from another actor (a saga's step) at once, its unit
+the handler's unit is committed; an ask from another actor (a step of its work) at once, its unit
 becoming a commit dependency of the asker's. Durable messages the unit sends go out after its
 commit; a timer fire or durable message it consumes is deleted in the same unit.
 """
@@ -55,9 +55,10 @@ def complete(
         return
     unit = ctx._unit
     if caller is not None:
-        # What an asking actor causes is built on what it has submitted so far (a saga's
-        # checkpoint): should that fail to commit, this must not commit either, or it
-        # would hold stock or a coupon for an order that never reached the disk.
+        # What an asking actor causes is built on what it has submitted so far (a step of
+        # its work already recorded): should that fail to commit, this must not commit
+        # either, or it would hold what it took for an asker whose record never reached
+        # the disk.
         asker = caller._cell
         if asker.needs_restart:
             ctx._after.append(_LOST)  # it already failed: the asker runs on lost state
@@ -75,8 +76,8 @@ def _answer_after(
     system: ActorSystem, envelope: Envelope, reply: Any, commit: asyncio.Future[None]
 ) -> None:
     """Answer ``reply`` once ``commit`` is done. An ask stays in flight until then: what
-    bounds the messages in flight bounds the callers waiting for commits too (a placement is
-    handled in one turn, and then waits for its commit only)."""
+    bounds the messages in flight bounds the callers waiting for commits too (a message
+    handled in one turn then waits for its commit only)."""
     if envelope.reply is None:
         commit.add_done_callback(partial(answer_after, envelope, reply))
         return

@@ -9,7 +9,8 @@ from shopkeep.runtime.supervision import SupervisionPolicy
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """Limits and delays of the actor runtime. The defaults suit a small shop's server."""
+    """Limits and delays of the actor runtime. The defaults suit one server process of a
+    small service."""
 
     mailbox_size: int = 1024
     """Messages one actor may have queued; one more raises Overloaded."""

@@ -30,7 +30,7 @@ class ShuttingDown(Overloaded):
 class WrongLoop(ActorSystemError, RuntimeError):
     """Called on another running event loop than the system's (another thread's): nothing was
     done. A call with no loop running at all is not seen (a program's own thread between two
-    runs of its loop may call the shop's sync methods).
+    runs of its loop may call the system's sync methods).
 
     A bug in the caller: the actors and their futures belong to the loop that started the
     system, and a message sent from elsewhere was handled there while its answer failed here

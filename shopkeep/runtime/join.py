@@ -1,6 +1,6 @@
 """Joined turns: one handler runs other actors' handlers inside its own turn, as one unit.
 
-Why: a step that changes several actors (an order taking stock, a coupon and a wallet debit)
+Why: a step that changes several actors (one that takes from two others and debits a third)
 costs, as a saga of asks, one unit of work per actor and one round trip each, plus compensations
 when a later step refuses. When every participant is live and idle on this loop, the asker can
 instead run their handlers itself, synchronously, with no await in between: nothing else can
@@ -29,7 +29,7 @@ no task; what they are sent meanwhile waits in their mailbox; one whose id names
 live for the rest of the turn, so that its own check says so), and waits for the turn of those
 handling a message or with mail queued, by queueing a message of its own behind theirs
 (:data:`ACTIVATE`, which no handler sees). Waiting in the mailbox, not beside it, keeps the
-participant's order fair: a placement joins after the messages that came before it, as an ask
+participant's order fair: a joining turn comes after the messages that came before it, as an ask
 would be handled, but without the saga's round trips and compensations. Whatever arrives
 meanwhile may make a participant busy again by the time the turn runs; the caller then tries
 again or takes its slower path.

@@ -62,9 +62,9 @@ from shopkeep.store.errors import CommitFailed
 log = structlog.get_logger("shopkeep.runtime")
 
 PASSIVATION_SLICE = 512
-"""Idle activations the periodic sweep drops in one turn of the loop: 0.6 ms for order actors
-here (3.8 ms the longest), where the 50,000 – 60,000 of a busy half minute took 110 – 160 ms in
-one turn."""
+"""Idle activations the periodic sweep drops in one turn of the loop: 0.6 ms (3.8 ms the
+longest), where the 50,000 – 60,000 activations of a busy half minute took 110 – 160 ms in one
+turn."""
 
 
 REFUSALS_SAID_EVERY_S: Final = 10.0
@@ -253,8 +253,8 @@ class ActorSystem:
             behavior = self._kinds.get(address[0])
             if behavior is None:
                 raise UnknownActorKind(f"no actor kind {address[0]!r} is registered")
-            # a message about to be refused must not leave a cell behind (a flood of placements
-            # to new order ids, each refused 503, would otherwise grow the registry by one each)
+            # a message about to be refused must not leave a cell behind (a flood of messages to
+            # new actor ids, each refused, would otherwise grow the registry by one each)
             self._refuse_if_full()
             if len(self._registry) >= self.config.max_live_actors:
                 evicted = self._registry.evict(max(1, self.config.max_live_actors // 100))
@@ -281,8 +281,8 @@ class ActorSystem:
         self._passivation = self.clock.call_later(interval, self._passivation_tick)
 
     def _passivation_tick(self, cutoff: float | None = None) -> None:
-        # A slice a turn of the loop: a busy shop's orders of the last interval, going idle
-        # together and dropped in one turn, held every request for over 100 milliseconds.
+        # A slice a turn of the loop: a busy interval's activations, going idle together and
+        # dropped in one turn, held every other callback for over 100 milliseconds.
         if self._stopping:
             return
         if cutoff is None:

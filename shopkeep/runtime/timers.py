@@ -55,8 +55,8 @@ RETRY_S = 0.05
 REFUSED_MOST_S = 5.0
 """The longest pause of every fire while the store refuses the fires' units for its own sake
 (a full disk): each refusal doubles it from :data:`RETRY_S`, a handled fire ends it. Without
-it, every overdue deadline fired again at each reload of the window, each a few milliseconds
-(hundreds of refused commits a second an order)."""
+it, every overdue timer fired again at each reload of the window, each a few milliseconds
+(hundreds of refused commits a second a timer)."""
 LATENESS_KEPT = 16_384
 """Lateness samples kept, the latest (the runtime bench fires 10,000 timers and reads them all).
 100,000 would take half an hour of a soak's timeouts to fill, the server growing meanwhile."""
@@ -65,7 +65,7 @@ LATENESS_BUCKETS = (
     3600.0,
 )  # fmt: skip
 """Bounds of the lateness histogram, seconds: a fire on time is late by a loop turn; one
-overdue after a restart by as long as the shop was down."""
+overdue after a restart by as long as the process was down."""
 _BEFORE_ALL = (-math.inf, -1)
 
 
@@ -158,7 +158,7 @@ class TimerService:
         all submitted units, so a timer dropped here is found again when its page is read.
 
         It runs on the loop, in the turn of the arm that overfilled the heap (every
-        ``timer_page_size`` placements or so, which each arm a deadline), so it sorts the
+        ``timer_page_size`` arms or so), so it sorts the
         heap's tuples, compared in C, and walks them once. With pages of 4096, sorting the
         timers by a key function and then filtering the heap took 20-26 ms of the loop's
         time here, and this way 10 ms; with pages of 1024 (the default), 1-2 ms.
