@@ -215,6 +215,16 @@ class SandboxGateway:
         if self._loop is None or self._loop.is_closed():
             self._loop = asyncio._get_running_loop()
 
+    def claim(self) -> None:
+        """Take it for a shop opening now, before anything is awaited (ValueError while an
+        open shop, or one opening, has it): two shops opened with it at once would otherwise
+        both attach, the second taking every callback."""
+        if self._in_use:
+            raise ValueError(
+                "gateway: this SandboxGateway delivers to another open shop; give each its own"
+            )
+        self._in_use = True
+
     @property
     def in_use(self) -> bool:
         """Whether an open shop takes this gateway's callbacks (attached, not closed since):

@@ -392,3 +392,20 @@ async def test_a_sandbox_gateway_serves_one_open_shop_at_a_time(tmp_path: Path) 
 
     async with Shop.open(tmp_path / "b.db", gateway=gateway) as second:  # once it closed
         assert (await second.list_orders()).items == []
+
+
+async def test_of_two_shops_opening_at_once_with_one_sandbox_gateway_the_second_is_refused(
+    tmp_path: Path,
+) -> None:
+    # each looked before the other had attached, and both opened: the later attach took
+    # every callback of both
+    gateway = SandboxGateway("s" * 32, RealClock())
+
+    async def opened(name: str) -> str:
+        async with Shop.open(tmp_path / name, gateway=gateway):
+            return name
+
+    results = await asyncio.gather(opened("a.db"), opened("b.db"), return_exceptions=True)
+
+    assert results[0] == "a.db" and isinstance(results[1], ValueError)
+    assert not gateway.in_use  # the first closed, the second never had it
