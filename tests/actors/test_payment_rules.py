@@ -30,6 +30,7 @@ from shopkeep.actors.order_state import (
     Award,
     CancelDeadline,
     Fulfil,
+    History,
     LogPayment,
     OrderState,
     RequestRefund,
@@ -237,6 +238,15 @@ def test_a_callback_for_an_unknown_payment_or_another_amount_is_refused() -> Non
     assert isinstance(unknown, Refusal) and unknown.code == "not_found"
     wrong = decide_callback(state, 50, "succeeded", 5_999, "t", NOW, 90, CONFIG)
     assert isinstance(wrong, Refusal) and wrong.code == "validation_error"
+
+
+def test_a_late_payments_history_tells_its_amount_in_units_of_the_currency() -> None:
+    # "payment 50 (t1): 6000" read as six thousand yuan in the console
+    late = callback(replace(with_payment(awaiting()), status=CANCELED))
+
+    told = [e.remark for e in late.effects if isinstance(e, History)]
+
+    assert told == ["payment 50 (t1): 60.00 CNY"]
 
 
 def test_a_late_payment_refunded_marks_its_payment_refunded_once() -> None:
