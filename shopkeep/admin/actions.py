@@ -347,6 +347,14 @@ async def replace_token(request: web.Request) -> web.StreamResponse:
     return await act(request, f"{PREFIX}/users/{user_id}", action)
 
 
+async def _user_exists(shop: Shop, user_id: int) -> bool:
+    try:
+        await shop.get_user(user_id)
+    except ShopError:
+        return False
+    return True
+
+
 @routes.post("/coupons")
 async def issue_coupon(request: web.Request) -> web.StreamResponse:
     """Issue a coupon to a user."""
@@ -355,8 +363,8 @@ async def issue_coupon(request: web.Request) -> web.StreamResponse:
     named = form.get("user_id")
     back = f"{PREFIX}/coupons"
     user_id = id_in_text(named.strip()) if isinstance(named, str) else None
-    if user_id is not None:  # an id some user may have: their coupons' page
-        back += f"?user={user_id}"
+    if user_id is not None and await _user_exists(shop, user_id):  # their coupons' page
+        back += f"?user={user_id}"  # (a mistyped id comes back to the form, filled, to correct)
 
     async def action(form: Form, key: str) -> str:
         places = _places(shop)

@@ -238,6 +238,8 @@ def error_page(request: web.Request, error: ShopError) -> web.Response:
     session, message = request.get(SESSION), explain(error)
     # what a form said on its way here (the refusal of an action on what is not there), once
     said = [] if session is None else session.take_notices()
+    if session is not None:
+        session.take_typed()  # no form here to fill: not kept for a later page
     values: dict[str, object] = {
         "message": message, "session": session, "csrf": "", "path": request.path,
         "notices": [(kind, text) for kind, text in said if text != message],

@@ -86,9 +86,11 @@ def isolated(text: str) -> Markup:
     return Markup("\u2068{}\u2069").format(without_direction(text))
 
 
-_LOCAL_INPUT: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?")
-"""What a datetime-local input holds: a time it cannot hold (a day alone, an offset, a ``Z``)
-it shows empty, and a form sent again would drop it."""
+_LOCAL_INPUT: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}")
+"""What a datetime-local input holds as it was typed: a time it cannot hold (a day alone, an
+offset, a ``Z``) it shows empty, and one of seconds it may send back without them (Chromium
+shows ``16:30:00`` as ``16:30``: an ``until`` a minute wide, not a second); a form sent again
+would drop or widen either."""
 
 
 def time_input(value: str) -> str:

@@ -252,10 +252,12 @@ async def test_the_filter_form_keeps_every_time_it_filtered_by_for_the_next_filt
     await browser.sign_in()
     _, html = await browser.page("/admin/orders?since=2026-12-06&until=2026-12-06T23:59Z")
     _, local = await browser.page("/admin/orders?since=2026-12-06T10:30")
+    _, seconds = await browser.page("/admin/orders?until=2026-12-06T10:30:00")
 
     inputs = re.findall(r'<input name="(since|until)" type="([\w-]+)" value="([^"]*)"', html)
     assert inputs == [("since", "text", "2026-12-06"), ("until", "text", "2026-12-06T23:59Z")]
     assert '<input name="since" type="datetime-local" value="2026-12-06T10:30"' in local
+    assert '<input name="until" type="text" value="2026-12-06T10:30:00"' in seconds
 
 
 async def test_a_time_in_utc_written_with_a_small_z_is_taken(browser: Browser) -> None:
@@ -281,6 +283,24 @@ async def test_a_coupon_for_an_id_past_64_bits_comes_back_to_the_form_saying_not
 
     assert 'action="/admin/coupons"' in page
     assert "user 9999999999999999999 does not exist" in page
+
+
+async def test_a_coupon_for_a_user_who_does_not_exist_comes_back_filled_to_correct_once(
+    browser: Browser,
+) -> None:
+    # it led to that user's coupons page, a 404 with no form, and the typed fields turned up
+    # later on another user's coupons page
+    bob = (await browser.shop.create_user("bob")).user.id
+    await browser.sign_in()
+
+    page = await notice_after(
+        browser, "/admin/coupons", "/admin/coupons", user_id="999998", value="7"
+    )
+    _, bobs = await browser.page(f"/admin/coupons?user={bob}")
+
+    assert "user 999998 does not exist" in page
+    assert 'name="user_id" inputmode="numeric" value="999998"' in page and 'value="7"' in page
+    assert "999998" not in bobs and 'value="7"' not in bobs
 
 
 async def test_the_coupons_of_a_user_who_does_not_exist_are_not_found(browser: Browser) -> None:
