@@ -80,14 +80,17 @@ class SandboxProvider:
             return Refused(f"signature_{reason}", f"signature: {reason}")
         try:
             body = msgspec.json.decode(raw_body, type=CallbackBody)
-        except msgspec.DecodeError as exc:
-            return signed_malformed(f"the body is not a payment callback: {exc}")
+        except msgspec.DecodeError as exc:  # msgspec's words, which may quote the body: cut
+            return signed_malformed(f"the body is not a payment callback: {str(exc)[:200]}")
         # ids as the shop writes them: " 7", "+7" or "007" is no payment's
         payment_id, order_id = id_in_text(body.payment_id), id_in_text(body.order_id)
         if not payment_id or not order_id:
-            return signed_malformed("the body is not a payment callback")
+            return signed_malformed(
+                "the body is not a payment callback: payment_id and order_id are ids as the "
+                "shop writes them (digits, no sign, no leading zero)"
+            )
         if body.status not in ("succeeded", "failed"):
-            return signed_malformed(f"unknown status {body.status!r}")
+            return signed_malformed(f"unknown status {body.status[:40]!r}")
         if body.status == "succeeded" and not body.gateway_txn_id:
             # without it a retry that names the transaction would look like a second payment
             return signed_malformed("a successful payment needs its gateway_txn_id")

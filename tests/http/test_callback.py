@@ -175,6 +175,22 @@ async def test_a_signed_callback_of_a_shape_the_shop_does_not_take_is_a_warning(
     assert [(line["log_level"], line["reason"]) for line in warned] == [("warning", "malformed")]
 
 
+async def test_a_signed_callbacks_refusal_is_short_whatever_the_body_holds(api: Api) -> None:
+    # a field name of 5,000 characters went whole into the warning and the answer
+    _, payment = await awaiting_payment(api)
+    raw = api.callback(payment).replace(b"}", b', "' + b"x" * 5_000 + b'": 1}')
+    zeros = api.callback({**payment, "id": "007"})
+
+    with capture_logs() as logs:
+        long = await api.call("POST", "/v1/payments/callback", api.signed(raw), data=raw)
+        padded = await api.call("POST", "/v1/payments/callback", api.signed(zeros), data=zeros)
+
+    details = [line["detail"] for line in logs if line["event"] == "callback_refused"]
+    assert (long.status, padded.status) == (400, 400) and len(details) == 2
+    assert all(len(detail) < 300 for detail in details) and "payment_id" in details[1]
+    assert len(long.body["detail"]) < 300
+
+
 async def test_a_callback_naming_the_payments_own_currency_is_applied(api: Api) -> None:
     order, payment = await awaiting_payment(api)
     assert payment["currency"] == "CNY"
