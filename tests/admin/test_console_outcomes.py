@@ -88,6 +88,21 @@ async def test_every_focusable_element_of_the_live_part_has_an_id_the_refresh_ke
     assert len(named) == len(set(named))
 
 
+async def test_a_chart_tells_a_screen_reader_its_hour_in_words(browser: Browser) -> None:
+    # its minutes were only in <title>s, which an image's reader does not read
+    made = await browser.shop.create_user("ann", balance=0)
+    tea = await browser.shop.create_goods("tea", price=500, stock=9)
+    for _ in range(3):
+        await browser.shop.place_order(made.user.id, [(tea.id, 1)])
+    await browser.sign_in()
+
+    _, live = await browser.page("/admin/live")
+
+    [said] = re.findall(r'aria-label="(orders per minute[^"]*)"', live)
+    assert said.startswith("orders per minute, the last hour: 3 in all, the most 3 at ")
+    assert said.endswith(", 3 in the last minute")
+
+
 async def test_an_unpaid_order_may_only_be_canceled_and_a_canceled_one_not_at_all(
     browser: Browser,
 ) -> None:
