@@ -1,5 +1,5 @@
 """A keyed request whose caller stops waiting (its task canceled) goes on in the shop, and its
-retry under the same key replays it (README, "Embedded"; SPEC 7).
+retry under the same key replays it (docs/embedding.md; SPEC 7).
 
 A black-box run found the retry of a placement or a create, sent at once, answered
 CommitFailed: the key was let go with the canceled caller, and the retry, beside the first
