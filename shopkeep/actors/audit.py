@@ -64,6 +64,7 @@ from shopkeep.store.migrations import (
 )
 from shopkeep.store.private_files import holds_anything
 from shopkeep.store.reader import Reader
+from shopkeep.store.writer_process import database_uri
 
 CHECKS: tuple[Check, ...] = (
     Check("stock", STOCK, judge_stock, STOCK_CTES),
@@ -219,7 +220,7 @@ def audit_file(path: str) -> AuditReport:
     if not found:
         raise FileNotFoundError(f"no database file at {path}")
     try:
-        return _audit_uri(f"{file.resolve().as_uri()}?mode=ro")
+        return _audit_uri(database_uri(file.resolve(), "mode=ro"))
     except sqlite3.OperationalError:
         # read-only, a database in WAL mode still makes its -shm file beside it: a copy in a
         # folder it cannot write is read as a file nothing changes, unless commits wait in
@@ -234,7 +235,7 @@ def audit_file(path: str) -> AuditReport:
                 f"a write cut short left {journal.name} beside it, which only opening the file "
                 "for writing rolls back (a restore from it, or a server on it)"
             ) from None
-        return _audit_uri(f"{file.resolve().as_uri()}?immutable=1")
+        return _audit_uri(database_uri(file.resolve(), "immutable=1"))
 
 
 def _audit_uri(uri: str) -> AuditReport:

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import msgspec
 
 from shopkeep.actors.signature import HEADER, sign
+from shopkeep.store.writer_process import database_uri
 
 
 class Answer(Protocol):
@@ -383,7 +384,7 @@ class Unsigned:
 def _logged_and_size(db: Path) -> tuple[int, int]:
     """Rows in ``payment_log`` (read beside the running server) and the bytes of the database
     and its WAL."""
-    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    conn = sqlite3.connect(database_uri(db.resolve(), "mode=ro"), uri=True)
     try:
         (rows,) = conn.execute("SELECT count(*) FROM payment_log").fetchone()
     finally:

@@ -41,6 +41,7 @@ from shopkeep.actors.order_state import AWAITING_PAYMENT, DELIVERED, PAID, SHIPP
 from shopkeep.actors.placement import UNDONE_FAILURES
 from shopkeep.actors.protocol import Refusal
 from shopkeep.proof.kill9_traffic import Fixture, Write, send, signed_headers
+from shopkeep.store.writer_process import database_uri
 
 LIVE = frozenset({AWAITING_PAYMENT, PAID, SHIPPED, DELIVERED})
 SETTLE_S = 20.0
@@ -67,7 +68,7 @@ LEFT JOIN held ON held.order_id = o.id
 
 def read_only(db: Path) -> sqlite3.Connection:
     """A read-only connection: it never checkpoints or changes the file the kill left."""
-    return sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    return sqlite3.connect(database_uri(db.resolve(), "mode=ro"), uri=True)
 
 
 @dataclass(frozen=True)

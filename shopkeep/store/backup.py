@@ -29,6 +29,7 @@ from typing import Final
 from shopkeep.actors.audit import AuditReport, audit_file
 from shopkeep.store.errors import UNREADABLE, unreadable
 from shopkeep.store.private_files import create_private, remove_database
+from shopkeep.store.writer_process import database_uri
 
 PAGES_PER_STEP: Final = 1024
 """Pages copied per step (4 MiB at SQLite's default page size)."""
@@ -138,7 +139,7 @@ def copy_database(
     # read-only: the last read-write connection to close copies the -wal into the file and
     # removes it, and a -wal an older copy of the file left beside it would overwrite the
     # newer pages with its older ones, before the copy's checks refused it
-    src = sqlite3.connect(f"{Path(source).resolve().as_uri()}?mode=ro", uri=True,
+    src = sqlite3.connect(database_uri(Path(source).resolve(), "mode=ro"), uri=True,
                           isolation_level=None)  # fmt: skip
     try:
         src.execute("PRAGMA busy_timeout = 5000")
@@ -172,7 +173,7 @@ def copy_database(
 def integrity(path: str) -> str:
     """SQLite's ``integrity_check`` of the database at ``path`` (read only): "ok", or its
     first complaints."""
-    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    conn = sqlite3.connect(database_uri(Path(path).resolve(), "mode=ro"), uri=True)
     try:
         rows = conn.execute("PRAGMA integrity_check").fetchall()
     finally:

@@ -8,7 +8,6 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import structlog
 
@@ -40,6 +39,7 @@ from shopkeep.store.writer_process import (
     Checkpointer,
     WriterProcess,
     checkpoint_aside,
+    database_uri,
     file_identity,
 )
 
@@ -267,7 +267,7 @@ def look_at(
     connection, the last to close, copies what the ``-wal`` holds into the file and removes
     the ``-wal``, which for a ``-wal`` left from an older copy of the file (the damage
     refused) overwrote the newer pages with the older ones, for good."""
-    conn = sqlite3.connect(f"{Path(real_path).as_uri()}?mode=ro", uri=True)
+    conn = sqlite3.connect(database_uri(real_path, "mode=ro"), uri=True)
     try:
         refuse_another_programs(conn, migrations)
         refuse_another_files_wal(conn, real_path, named)
@@ -287,7 +287,7 @@ def refuse_another_files_wal(conn: sqlite3.Connection, real_path: str, named: st
     a shopkeep of before it, until its first start here) is not told apart."""
     if not holds_anything(real_path + "-wal"):
         return
-    alone = f"{Path(real_path).as_uri()}?immutable=1"  # the file's pages, its -wal ignored
+    alone = database_uri(real_path, "immutable=1")  # the file's pages, its -wal ignored
     try:
         with closing(sqlite3.connect(alone, uri=True)) as main:
             own = file_id(main)

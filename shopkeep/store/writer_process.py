@@ -183,10 +183,17 @@ def check_still_named(path: str, identity: FileIdentity) -> None:
         )
 
 
+def database_uri(path: str | os.PathLike[str], query: str) -> str:
+    """SQLite's URI of the database at the absolute ``path``, opened as ``query`` says
+    (``mode=ro``, ``mode=rw``, ``immutable=1``): its name escaped as a URI's, so that a ``?``
+    or ``#`` in it is no parameter."""
+    return f"{Path(path).as_uri()}?{query}"
+
+
 def existing_uri(path: str) -> str:
     """SQLite's URI of ``path`` opened read-write only if it is there: a plain name makes an
     empty database where the file was removed (a shop with nothing in it, 0644)."""
-    return Path(os.path.abspath(path)).as_uri() + "?mode=rw"
+    return database_uri(os.path.abspath(path), "mode=rw")
 
 
 def check_writable(conn: sqlite3.Connection) -> None:
