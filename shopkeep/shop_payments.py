@@ -32,6 +32,7 @@ from shopkeep.actors.order_messages import (
     PaymentView,
     StartPayment,
 )
+from shopkeep.actors.order_state import OUTCOMES
 from shopkeep.actors.order_stats import OrderStats
 from shopkeep.actors.payment_rules import CallbackAction
 from shopkeep.actors.protocol import NOT_FOUND, Refusal
@@ -252,7 +253,7 @@ class Payments:
         """Whether the shop has applied what a callback of payment ``payment_id`` says
         (``status``, and for a success its ``txn_id``), by that callback or by its deadline's
         query: a gateway still calling it back tells nothing new."""
-        check_choice("status", status, ("succeeded", "failed"))
+        check_choice("status", status, OUTCOMES)
         if txn_id is not None:
             check_instance("txn_id", txn_id, str)
         found = await order_store.payment(self.reader, check_id("payment_id", payment_id))

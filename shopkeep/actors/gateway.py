@@ -18,6 +18,7 @@ from typing import Protocol
 import msgspec
 import structlog
 
+from shopkeep.actors.order_state import OUTCOMES
 from shopkeep.actors.protocol import INVALID_STATE
 from shopkeep.actors.sandbox_books import PAYMENTS_REMEMBERED, SandboxBooks
 from shopkeep.actors.signature import sign
@@ -271,7 +272,7 @@ class SandboxGateway:
         check_amount("amount", amount)
         if txn_id is not None:
             check_instance("txn_id", txn_id, str)
-        if status not in ("succeeded", "failed"):
+        if status not in OUTCOMES:
             raise ValueError(f'a payment completes "succeeded" or "failed", not {status!r}')
         collected = False
         if status == "succeeded":

@@ -59,6 +59,8 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"
 REFUNDED = "refunded"
 PAYMENT_STATUSES = (CREATED, SUCCEEDED, FAILED, REFUNDED)
+OUTCOMES = (SUCCEEDED, FAILED)
+"""What a payment's callback says of it."""
 
 # refunds
 CANCEL_REFUND = "cancel"

@@ -41,7 +41,7 @@ from shopkeep.http.errors import PROBLEMS, REFUSED
 from shopkeep.http.rate_limit import RateLimited
 from shopkeep.paging import MAX_LIMIT
 from shopkeep.payments.money import exponent
-from shopkeep.requests import Problems, id_in_text
+from shopkeep.requests import MAX_REASON, Problems, id_in_text
 from shopkeep.shop import Shop, hash_token
 
 routes = web.RouteTableDef()
@@ -143,9 +143,10 @@ _NOT_TYPED: Final = frozenset({"csrf", "nonce", "back"})
 
 
 def typed_fields(form: Form) -> dict[str, str]:
-    """What a person typed into ``form`` (each field's last value, 2,000 characters at most)."""
+    """What a person typed into ``form`` (each field's last value, as long as the longest text
+    a form takes at most)."""
     return {
-        name: value[:2000]
+        name: value[:MAX_REASON]
         for name, value in form.items()
         if isinstance(value, str) and name not in _NOT_TYPED
     }

@@ -16,6 +16,7 @@ from typing import Final
 import msgspec
 
 from shopkeep.actors.gateway import CallbackBody, SandboxGateway
+from shopkeep.actors.order_state import OUTCOMES
 from shopkeep.actors.signature import HEADER, verify
 from shopkeep.payments.names import DEFAULT_CURRENCY
 from shopkeep.payments.provider import (
@@ -89,7 +90,7 @@ class SandboxProvider:
                 "the body is not a payment callback: payment_id and order_id are ids as the "
                 "shop writes them (digits, no sign, no leading zero)"
             )
-        if body.status not in ("succeeded", "failed"):
+        if body.status not in OUTCOMES:
             return signed_malformed(f"unknown status {body.status[:40]!r}")
         if body.status == "succeeded" and not body.gateway_txn_id:
             # without it a retry that names the transaction would look like a second payment
