@@ -47,7 +47,7 @@ from shopkeep.actors.order_state import (
 )
 from shopkeep.actors.payment_rules import CallbackAction
 from shopkeep.actors.protocol import AwardPoints, OrderSettled, ReleaseAssets
-from shopkeep.actors.refund import RefundAttempt
+from shopkeep.actors.refund_rules import RefundAttempt
 from shopkeep.actors.refund_store import (
     PAGE_REFUNDS_SQL,
     REFUND_LOG_SQL,

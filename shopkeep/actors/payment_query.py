@@ -46,7 +46,7 @@ import structlog
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import DeadlineReached, PaymentCallback
 from shopkeep.actors.order_stats import OrderStats
-from shopkeep.actors.refund import retry_delay
+from shopkeep.actors.refund_rules import retry_delay
 from shopkeep.payments.provider import (
     PaymentClosed,
     PaymentOpen,

@@ -44,101 +44,39 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, ClassVar
 
-import msgspec
 import structlog
+from msgspec import UNSET
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.order_messages import RefundDone, RefundStuck, SettleRefund
-from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, Keyed, Refusal
+from shopkeep.actors.order_messages import SettleRefund
+from shopkeep.actors.protocol import Keyed, Refusal
+from shopkeep.actors.refund_rules import (
+    RETRY,
+    RefundAttempt,
+    RefunderMessage,
+    RefundQuery,
+    Step,
+    answered,
+    failed,
+    learned,
+    refused,
+    settle_refusal,
+)
 from shopkeep.actors.refund_store import (
     ATTEMPTS_SQL,
     PROVIDER_FAILED_SQL,
     REFUND_LOG_SQL,
-    RefundStanding,
     refund_standing,
 )
-from shopkeep.payments.names import DEFAULT_CURRENCY
-from shopkeep.payments.provider import (
-    GatewayRefused,
-    PaymentProvider,
-    RefundClosed,
-    RefundFailed,
-    RefundMissing,
-    RefundProcessing,
-    RefundRequest,
-    RefundState,
-)
-from shopkeep.payments.provider import RefundDone as ProviderRefundDone
+from shopkeep.payments.provider import GatewayRefused, PaymentProvider
 from shopkeep.runtime import Actor, Address, Context
-from shopkeep.runtime.backoff import doubling_delay
 
 log = structlog.get_logger("shopkeep.refund")
 
 
-class RefundAttempt(msgspec.Struct, frozen=True, tag=True, gc=False):
-    """Refund ``amount`` of ``payment_id`` through the provider (try number ``attempt``), in
-    ``currency``, of a payment of ``payment_amount`` paid in ``gateway_txn_id`` (the provider's
-    ``provider_ref``). The defaults read attempts stored before providers existed."""
-
-    refund_id: int
-    order_id: int
-    payment_id: int | None
-    amount: int
-    attempt: int = 1
-    currency: str = DEFAULT_CURRENCY
-    payment_amount: int = 0
-    gateway_txn_id: str | None = None
-    provider_ref: str | None = None
-    issue: int = 0
-    """How many times the provider closed this refund unpaid (``RefundRequest.issue``)."""
-    refused: bool = False
-    """The provider refused the try before (its words are on the refund's row, which lets the
-    staff settle it by hand): this one first looks whether they have."""
-
-    def request(self) -> RefundRequest:
-        """What the provider is asked, the refund id (and issue) as idempotency key."""
-        return RefundRequest(
-            refund_id=self.refund_id, payment_id=self.payment_id, amount=self.amount,
-            currency=self.currency, payment_amount=self.payment_amount or self.amount,
-            gateway_txn_id=self.gateway_txn_id, provider_ref=self.provider_ref,
-            issue=self.issue,
-        )
-
-
-class RefundQuery(msgspec.Struct, frozen=True, tag=True, gc=False):
-    """Ask the provider where the refund of ``attempt`` stands (its timer fired)."""
-
-    attempt: RefundAttempt
-
-
-RefunderMessage = RefundAttempt | RefundQuery
-"""What the refunder stores (timers, durable messages). It is also asked
-:class:`~shopkeep.actors.order_messages.SettleRefund`, bare or :class:`Keyed`, never stored."""
-
-
-def settle_refusal(refund_id: int, standing: RefundStanding | None) -> Refusal | None:
-    """Why the staff may not settle ``refund_id`` by hand, as its row ``standing`` says, or
-    None: the order decides the rest (refunded already, an Idempotency-Key's replay)."""
-    if standing is None:
-        return Refusal(NOT_FOUND, f"refund {refund_id} does not exist")
-    if standing.status == "refunding" and standing.provider_failed is None:
-        return Refusal(
-            INVALID_STATE,
-            f"refund {refund_id} is with the provider, which has not failed or refused it, "
-            "took it after all, or did not answer its last try: it may pay it out, so it is "
-            "not settled by hand",
-            standing.order_id,
-        )
-    return None
-
-
-def retry_delay(attempt: int, config: ShopConfig) -> float:
-    """The pause after failed try number ``attempt``: doubling, capped."""
-    return doubling_delay(attempt, config.refund_retry_s, config.refund_retry_max_s)
-
-
 class RefunderActor(Actor):
-    """Calls the provider until the refund is done. Bound by ``kinds.order_kinds``."""
+    """Calls the provider until the refund is done; what each answer leads to is
+    :mod:`shopkeep.actors.refund_rules`'. Bound by ``kinds.order_kinds``."""
 
     __slots__ = ()
     kind = "refunder"
@@ -149,8 +87,8 @@ class RefunderActor(Actor):
     """Refund queries by what they learned (``/metrics``)."""
 
     async def receive(self, ctx: Context, message: Any) -> Any:
-        """Try the refund (or ask where it stands); on failure arm the retry timer. Or settle
-        it by hand, between two tries."""
+        """Try the refund (or ask where it stands), and act on what the provider answers. Or
+        settle it by hand, between two tries."""
         if isinstance(message, RefundQuery):
             return await self._query(ctx, message.attempt)
         if isinstance(message, SettleRefund | Keyed):
@@ -162,16 +100,41 @@ class RefunderActor(Actor):
         try:
             state = await self.provider.refund(message.request())
         except GatewayRefused as exc:
-            self._refused(ctx, message, exc)
-            return False
+            return self._take(ctx, message, refused(message, exc, self.config))
         except Exception as exc:  # an outage: retried, never dropped
-            self._retry(ctx, message, exc)
-            return False
-        if message.refused:  # taken now: no longer the staff's to settle
-            ctx.execute(PROVIDER_FAILED_SQL, (None, message.refund_id))
-            message = msgspec.structs.replace(message, refused=False)
-        ctx.execute(ATTEMPTS_SQL, (message.attempt, message.refund_id))
-        return self._learned(ctx, message, state)
+            return self._take(ctx, message, failed(message, exc, self.config))
+        return self._take(ctx, message, answered(message, state, self.config))
+
+    async def _query(self, ctx: Context, message: RefundAttempt) -> bool:
+        try:
+            state = await self.provider.query_refund(message.request())
+        except Exception as exc:
+            return self._take(ctx, message, failed(message, exc, self.config, query=True))
+        return self._take(ctx, message, learned(message, state, self.config, queried=True))
+
+    def _take(self, ctx: Context, message: RefundAttempt, step: Step) -> bool:
+        """Apply ``step``, decided for ``message``: True once the refund is done."""
+        refund_id = message.refund_id
+        if step.outcome is not None:
+            self.outcomes[step.outcome] += 1
+        if step.warning is not None:
+            log.warning(step.warning, refund_id=refund_id, order_id=message.order_id,
+                        reason=step.reason)
+        if step.failed:
+            log.info("refund_failed", refund_id=refund_id, detail=step.detail)
+        if step.log_event is not None:
+            ctx.execute(REFUND_LOG_SQL, (refund_id, step.log_event, step.detail, ctx.now()))
+        if step.provider_failed is not UNSET:
+            ctx.execute(PROVIDER_FAILED_SQL, (step.provider_failed, refund_id))
+        if step.attempts is not None:
+            ctx.execute(ATTEMPTS_SQL, (step.attempts, refund_id))
+        if step.tell_order is not None:
+            ctx.send(Address("order", message.order_id), step.tell_order)
+        if step.again is not None:
+            ctx.send(self.address, step.again)
+        if step.later is not None:
+            ctx.arm_timer(step.later.timer, ctx.now() + step.later.after_s, step.later.message)
+        return step.done
 
     async def _settled_by_hand(self, ctx: Context, message: RefundAttempt) -> bool:
         """Whether the staff settled the refund the provider refused (it is not refunding)."""
@@ -190,112 +153,11 @@ class RefunderActor(Actor):
         # read once this actor's last unit is committed: a try just answered has cleared
         # provider_failed if the provider took it (every write of that column is this actor's)
         standing = await refund_standing(ctx.query, settle.refund_id)
-        refused = settle_refusal(settle.refund_id, standing)
-        if refused is not None:
-            return refused
+        refusal = settle_refusal(settle.refund_id, standing)
+        if refusal is not None:
+            return refusal
         assert standing is not None
         answer = await ctx.ask(Address("order", standing.order_id), message)
         if not isinstance(answer, Refusal):
-            ctx.cancel_timer("retry")  # settled: never sent to the provider again
+            ctx.cancel_timer(RETRY)  # settled: never sent to the provider again
         return answer
-
-    def _refused(self, ctx: Context, message: RefundAttempt, exc: GatewayRefused) -> None:
-        """The provider said no: tried again after the back-off (some refusals pass once the
-        merchant acts), said at the first where the staff look (see the module's docstring)."""
-        reason = str(exc)
-        # on the refund's row at every refusal: a try whose answer was lost took it away
-        ctx.execute(PROVIDER_FAILED_SQL, (reason, message.refund_id))
-        if not message.refused:
-            log.warning("refund_refused_by_provider", refund_id=message.refund_id,
-                        order_id=message.order_id, reason=reason)
-            ctx.send(Address("order", message.order_id),
-                     RefundStuck(message.refund_id, reason, retried=True))
-        self._retry(ctx, msgspec.structs.replace(message, refused=True), exc)
-
-    async def _query(self, ctx: Context, message: RefundAttempt) -> bool:
-        try:
-            state = await self.provider.query_refund(message.request())
-        except Exception as exc:
-            self.outcomes["refund:error"] += 1
-            self._retry(ctx, message, exc, query=True)
-            return False
-        return self._learned(ctx, message, state, queried=True)
-
-    def _learned(
-        self, ctx: Context, message: RefundAttempt, state: RefundState, *, queried: bool = False
-    ) -> bool:
-        """Act on where the refund stands, as the refund call or a query (``queried``, which
-        ``/metrics`` counts by outcome) found it: True once it is done."""
-        now = ctx.now()
-        match state:
-            case ProviderRefundDone():
-                if queried:
-                    self.outcomes["refund:refunded"] += 1
-                    ctx.execute(REFUND_LOG_SQL, (message.refund_id, "refund_queried", "done", now))
-                ctx.send(Address("order", message.order_id), RefundDone(message.refund_id))
-                return True
-            case RefundProcessing():
-                if queried:
-                    self.outcomes["refund:processing"] += 1
-                why = "still processing" if queried else "the provider is processing it"
-                self._query_later(ctx, message, why)
-            case RefundMissing():
-                self.outcomes["refund:missing"] += 1
-                ctx.execute(REFUND_LOG_SQL, (message.refund_id, "refund_queried",
-                                             "the provider has no such refund: sent again", now))
-                again = msgspec.structs.replace(message, attempt=message.attempt + 1)
-                ctx.send(self.address, again)  # durable: a crash now must not drop it
-            case RefundClosed(reason):
-                if queried:
-                    self.outcomes["refund:closed"] += 1
-                self._issue_again(ctx, message, reason)
-            case RefundFailed(reason):
-                if queried:
-                    self.outcomes["refund:failed"] += 1
-                detail = f"the provider failed it ({reason}): left refunding for manual action"
-                log.warning("refund_failed_at_provider", refund_id=message.refund_id,
-                            order_id=message.order_id, reason=reason)
-                ctx.execute(REFUND_LOG_SQL, (message.refund_id, "provider_failed", detail, now))
-                ctx.execute(PROVIDER_FAILED_SQL, (reason, message.refund_id))
-                ctx.send(Address("order", message.order_id),
-                         RefundStuck(message.refund_id, reason))
-        return False
-
-    def _issue_again(self, ctx: Context, message: RefundAttempt, reason: str) -> None:
-        """The provider closed the refund unpaid: send it again under its next key."""
-        again = msgspec.structs.replace(
-            message, attempt=message.attempt + 1, issue=message.issue + 1
-        )
-        detail = (f"the provider closed it unpaid ({reason}): sent again as "
-                  f"{again.request().key}")
-        log.warning("refund_closed_at_provider", refund_id=message.refund_id,
-                    order_id=message.order_id, reason=reason)
-        ctx.execute(REFUND_LOG_SQL, (message.refund_id, "provider_closed", detail, ctx.now()))
-        ctx.send(self.address, again)  # durable: a crash now must not drop it
-
-    def _query_later(self, ctx: Context, message: RefundAttempt, why: str) -> None:
-        now = ctx.now()
-        after = self.config.refund_query_after_s
-        detail = f"{why}: asked again in {after:g} s"
-        ctx.execute(REFUND_LOG_SQL, (message.refund_id, "provider_processing", detail, now))
-        ctx.arm_timer("query", now + after, RefundQuery(message))
-
-    def _retry(
-        self, ctx: Context, message: RefundAttempt, exc: Exception, *, query: bool = False
-    ) -> None:
-        """Log the failure and try again (the refund, or the query) after a back-off."""
-        now = ctx.now()
-        if message.refused and not query and not isinstance(exc, GatewayRefused):
-            # a try of a refund the provider refused, its answer lost (a timeout, a 5xx): the
-            # provider may have taken it, so it is not the staff's to settle until a try is
-            # refused again (settled now and taken, it would be paid back twice)
-            ctx.execute(PROVIDER_FAILED_SQL, (None, message.refund_id))
-        number = message.attempt
-        delay = retry_delay(number, self.config)
-        what = "query" if query else "try"
-        detail = f"{what} {number}: {type(exc).__name__}: {exc}; again in {delay:g} s"
-        log.info("refund_failed", refund_id=message.refund_id, detail=detail)
-        ctx.execute(REFUND_LOG_SQL, (message.refund_id, "gateway_failed", detail, now))
-        ctx.execute(ATTEMPTS_SQL, (number, message.refund_id))
-        later = msgspec.structs.replace(message, attempt=number + 1)
-        ctx.arm_timer("retry", now + delay, RefundQuery(later) if query else later)

@@ -20,7 +20,7 @@ from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.coupon import CouponActor
 from shopkeep.actors.goods import GoodsActor
 from shopkeep.actors.order_rules import shipping_fee
-from shopkeep.actors.refund import RefundAttempt, RefundQuery
+from shopkeep.actors.refund_rules import RefundAttempt, RefundQuery
 from shopkeep.actors.user import UserActor
 from shopkeep.bootstrap import Runtime, open_runtime
 from shopkeep.runtime import Actor, Address, VirtualClock

@@ -15,7 +15,7 @@ from shopkeep.actors.protocol import (
     ReturnStock,
     RevokePoints,
 )
-from shopkeep.actors.refund import RefundAttempt
+from shopkeep.actors.refund_rules import RefundAttempt
 
 
 def row(kind: str, actor_id: int, message: object) -> tuple[int, str, int, bytes]:

@@ -49,7 +49,7 @@ from shopkeep.actors.payment_rules import (
     start_payment,
 )
 from shopkeep.actors.protocol import Refusal
-from shopkeep.actors.refund import retry_delay
+from shopkeep.actors.refund_rules import retry_delay
 
 CONFIG = ShopConfig()
 NOW = 1_000.0

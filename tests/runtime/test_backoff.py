@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.refund import retry_delay
+from shopkeep.actors.refund_rules import retry_delay
 from shopkeep.runtime.backoff import doubling_delay
 
 

@@ -1,0 +1,234 @@
+"""The refunder's rules, with no IO: what a refund's try leads to (SPEC 5, 10).
+
+The refunder (:mod:`shopkeep.actors.refund`) calls the provider; what it then does is decided
+here from the provider's answer, or from the call's failure, as a :class:`Step`: the row it
+adds to the refund's log, the provider's words it keeps on the refund's row, what it tells the
+order, the try it sends again at once or after a pause, and what it warns the staff of. The
+actor applies a step in the unit of work of the message that took it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+from msgspec import UNSET, UnsetType
+from msgspec.structs import replace
+
+from shopkeep.actors.config import ShopConfig
+from shopkeep.actors.order_messages import RefundDone, RefundStuck
+from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, Refusal
+from shopkeep.actors.refund_store import RefundStanding
+from shopkeep.payments.names import DEFAULT_CURRENCY
+from shopkeep.payments.provider import (
+    GatewayRefused,
+    RefundClosed,
+    RefundFailed,
+    RefundMissing,
+    RefundProcessing,
+    RefundRequest,
+    RefundState,
+)
+from shopkeep.payments.provider import RefundDone as ProviderRefundDone
+from shopkeep.runtime.backoff import doubling_delay
+
+RETRY: Final = "retry"
+"""The timer of a try (or query) that failed, sent again after a back-off."""
+QUERY: Final = "query"
+"""The timer of a query of a refund the provider is processing."""
+
+
+class RefundAttempt(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """Refund ``amount`` of ``payment_id`` through the provider (try number ``attempt``), in
+    ``currency``, of a payment of ``payment_amount`` paid in ``gateway_txn_id`` (the provider's
+    ``provider_ref``). The defaults read attempts stored before providers existed."""
+
+    refund_id: int
+    order_id: int
+    payment_id: int | None
+    amount: int
+    attempt: int = 1
+    currency: str = DEFAULT_CURRENCY
+    payment_amount: int = 0
+    gateway_txn_id: str | None = None
+    provider_ref: str | None = None
+    issue: int = 0
+    """How many times the provider closed this refund unpaid (``RefundRequest.issue``)."""
+    refused: bool = False
+    """The provider refused the try before (its words are on the refund's row, which lets the
+    staff settle it by hand): this one first looks whether they have."""
+
+    def request(self) -> RefundRequest:
+        """What the provider is asked, the refund id (and issue) as idempotency key."""
+        return RefundRequest(
+            refund_id=self.refund_id, payment_id=self.payment_id, amount=self.amount,
+            currency=self.currency, payment_amount=self.payment_amount or self.amount,
+            gateway_txn_id=self.gateway_txn_id, provider_ref=self.provider_ref,
+            issue=self.issue,
+        )
+
+    def next_try(self) -> RefundAttempt:
+        """The same refund, one try later."""
+        return replace(self, attempt=self.attempt + 1)
+
+
+class RefundQuery(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """Ask the provider where the refund of ``attempt`` stands (its timer fired)."""
+
+    attempt: RefundAttempt
+
+
+RefunderMessage = RefundAttempt | RefundQuery
+"""What the refunder stores (timers, durable messages). It is also asked
+:class:`~shopkeep.actors.order_messages.SettleRefund`, bare or keyed, never stored."""
+
+
+class Later(msgspec.Struct, frozen=True, gc=False):
+    """``message`` to the refunder itself on its timer ``timer``, ``after_s`` from now."""
+
+    timer: str
+    after_s: float
+    message: RefunderMessage
+
+
+class Step(msgspec.Struct, frozen=True, gc=False):
+    """What the refunder does after a try or a query, all in one unit of work."""
+
+    log_event: str | None = None
+    """The refund's log row (``refund_log``): its event, and :attr:`detail`."""
+    detail: str = ""
+    provider_failed: str | UnsetType | None = UNSET
+    """The provider's words kept on the refund's row (the staff may settle it by hand), None
+    to clear them (the provider may pay it out), UNSET to leave them."""
+    attempts: int | None = None
+    """The number of tries, for the refund's row."""
+    tell_order: RefundDone | RefundStuck | None = None
+    again: RefundAttempt | None = None
+    """Sent to the refunder at once, durably (a crash must not drop it)."""
+    later: Later | None = None
+    warning: str | None = None
+    """A warning for the staff: its event, logged with :attr:`reason`."""
+    reason: str = ""
+    failed: bool = False
+    """The call failed (an outage, a refusal): logged as ``refund_failed`` with the detail."""
+    outcome: str | None = None
+    """What a query learned, counted for ``/metrics``."""
+    done: bool = False
+
+
+def retry_delay(attempt: int, config: ShopConfig) -> float:
+    """The pause after failed try number ``attempt``: doubling, capped."""
+    return doubling_delay(attempt, config.refund_retry_s, config.refund_retry_max_s)
+
+
+def answered(message: RefundAttempt, state: RefundState, config: ShopConfig) -> Step:
+    """The provider answered the refund call ``message`` with ``state``. A refund it had
+    refused before is no longer the staff's to settle: it took this try."""
+    taken = replace(message, refused=False)
+    step = learned(taken, state, config, queried=False)
+    cleared: str | UnsetType | None = None if message.refused else UNSET
+    words = step.provider_failed if step.provider_failed is not UNSET else cleared
+    return replace(step, attempts=message.attempt, provider_failed=words)
+
+
+def learned(
+    message: RefundAttempt, state: RefundState, config: ShopConfig, *, queried: bool
+) -> Step:
+    """Where the refund stands, as the refund call or a query (``queried``) found it."""
+    counted = queried or isinstance(state, RefundMissing)
+    outcome = f"refund:{_OUTCOMES[type(state)]}" if counted else None
+    match state:
+        case ProviderRefundDone():
+            return Step(
+                log_event="refund_queried" if queried else None, detail="done",
+                tell_order=RefundDone(message.refund_id), outcome=outcome, done=True,
+            )
+        case RefundProcessing():
+            why = "still processing" if queried else "the provider is processing it"
+            after = config.refund_query_after_s
+            return Step(
+                log_event="provider_processing", detail=f"{why}: asked again in {after:g} s",
+                later=Later(QUERY, after, RefundQuery(message)), outcome=outcome,
+            )
+        case RefundMissing():
+            return Step(
+                log_event="refund_queried",
+                detail="the provider has no such refund: sent again",
+                again=message.next_try(), outcome=outcome,
+            )
+        case RefundClosed(reason):
+            again = replace(message.next_try(), issue=message.issue + 1)
+            return Step(
+                log_event="provider_closed",
+                detail=f"the provider closed it unpaid ({reason}): sent again as "
+                f"{again.request().key}",
+                again=again, warning="refund_closed_at_provider", reason=reason,
+                outcome=outcome,
+            )
+        case RefundFailed(reason):
+            return Step(
+                log_event="provider_failed",
+                detail=f"the provider failed it ({reason}): left refunding for manual action",
+                provider_failed=reason, tell_order=RefundStuck(message.refund_id, reason),
+                warning="refund_failed_at_provider", reason=reason, outcome=outcome,
+            )
+    raise TypeError(f"unexpected refund state {state!r}")
+
+
+_OUTCOMES: Final = {
+    ProviderRefundDone: "refunded", RefundProcessing: "processing", RefundMissing: "missing",
+    RefundClosed: "closed", RefundFailed: "failed",
+}
+
+
+def failed(
+    message: RefundAttempt, error: Exception, config: ShopConfig, *, query: bool = False
+) -> Step:
+    """The refund call (or its ``query``) failed with ``error``: an outage, retried after a
+    back-off and never dropped, or the provider's refusal (:func:`refused`)."""
+    number = message.attempt
+    delay = retry_delay(number, config)
+    what = "query" if query else "try"
+    later = message.next_try()
+    # a try of a refund the provider refused, its answer lost (a timeout, a 5xx): the
+    # provider may have taken it, so it is not the staff's to settle until a try is refused
+    # again (settled now and taken, it would be paid back twice)
+    lost = message.refused and not query and not isinstance(error, GatewayRefused)
+    return Step(
+        log_event="gateway_failed",
+        detail=f"{what} {number}: {type(error).__name__}: {error}; again in {delay:g} s",
+        provider_failed=None if lost else UNSET, attempts=number,
+        later=Later(RETRY, delay, RefundQuery(later) if query else later), failed=True,
+        outcome="refund:error" if query else None,
+    )
+
+
+def refused(message: RefundAttempt, error: GatewayRefused, config: ShopConfig) -> Step:
+    """The provider said no to the refund call: its words go on the refund's row at every
+    refusal (a try whose answer was lost took them away); the first refusal is told to the
+    order and the staff; it is tried again as an outage is (some pass once the merchant
+    acts: a balance topped up)."""
+    reason = str(error)
+    retried = failed(replace(message, refused=True), error, config)
+    if message.refused:
+        return replace(retried, provider_failed=reason)
+    return replace(
+        retried, provider_failed=reason, warning="refund_refused_by_provider", reason=reason,
+        tell_order=RefundStuck(message.refund_id, reason, retried=True),
+    )
+
+
+def settle_refusal(refund_id: int, standing: RefundStanding | None) -> Refusal | None:
+    """Why the staff may not settle ``refund_id`` by hand, as its row ``standing`` says, or
+    None: the order decides the rest (refunded already, an Idempotency-Key's replay)."""
+    if standing is None:
+        return Refusal(NOT_FOUND, f"refund {refund_id} does not exist")
+    if standing.status == "refunding" and standing.provider_failed is None:
+        return Refusal(
+            INVALID_STATE,
+            f"refund {refund_id} is with the provider, which has not failed or refused it, "
+            "took it after all, or did not answer its last try: it may pay it out, so it is "
+            "not settled by hand",
+            standing.order_id,
+        )
+    return None
