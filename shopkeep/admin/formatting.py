@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from markupsafe import Markup
 
-from shopkeep.payments.money import exponent
+from shopkeep.payments.money import exponent, in_major_units
 
 
 def money(minor: int | None, places: int = 2, *, grouped: bool = True) -> str:
@@ -19,12 +19,8 @@ def money(minor: int | None, places: int = 2, *, grouped: bool = True) -> str:
     ``grouped``, as a form takes it typed (``1234.56``): a field's placeholder."""
     if minor is None:
         return "–"
-    sign = "-" if minor < 0 else ""
-    thousands = "," if grouped else ""
-    if places == 0:
-        return f"{sign}{abs(minor):{thousands}}"
-    whole, part = divmod(abs(minor), 10**places)
-    return f"{sign}{whole:{thousands}}.{part:0{places}d}"
+    written = in_major_units(abs(minor), places, "," if grouped else "")
+    return f"-{written}" if minor < 0 else written
 
 
 def when(at: float | None) -> str:

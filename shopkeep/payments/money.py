@@ -66,11 +66,17 @@ def to_decimal_string(minor: int, currency: str = DEFAULT_CURRENCY) -> str:
     """Minor units as the decimal string of major units: ``1234`` fen -> ``"12.34"``."""
     if minor < 0:
         raise AmountError(f"an amount is not negative, not {minor}")
-    places = exponent(currency)
+    return in_major_units(minor, exponent(currency))
+
+
+def in_major_units(minor: int, places: int, thousands: str = "") -> str:
+    """Minor units, not negative, written in major units of a currency whose minor unit has
+    ``places`` decimals (:func:`exponent`), thousands set apart by ``thousands`` (the admin
+    console's ``,``): ``123456`` -> ``1234.56``, in yen ``123456``."""
     if places == 0:
-        return str(minor)
+        return f"{minor:{thousands}}"
     whole, part = divmod(minor, 10**places)
-    return f"{whole}.{part:0{places}d}"
+    return f"{whole:{thousands}}.{part:0{places}d}"
 
 
 def from_decimal_string(text: str, currency: str = DEFAULT_CURRENCY) -> int:
