@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
@@ -20,23 +19,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shopkeep.logs import ACCESS, IsoTimestamper, configure_logging, level_of
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """Whatever logging the process had before the test, back after it."""
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    silenced = [logging.getLogger(name) for name in ("aiohttp.access", "aiosqlite")]
-    silenced_levels = [logger.level for logger in silenced]
-    yield
-    structlog.configure(**saved)
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for logger, silenced_level in zip(silenced, silenced_levels, strict=True):
-        logger.setLevel(silenced_level)
-    logging.captureWarnings(False)
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:
