@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Final
 
-from shopkeep.shop import hash_token, new_token
+from shopkeep.shop_accounts import hash_token, new_token
 from shopkeep.store import settings
 from shopkeep.store.writer import GroupCommitWriter
 

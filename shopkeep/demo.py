@@ -24,7 +24,8 @@ from shopkeep.actors.protocol import CouponView, GoodsView
 from shopkeep.credentials import settle_credentials
 from shopkeep.payments.money import to_decimal_string
 from shopkeep.payments.names import DEFAULT_CURRENCY
-from shopkeep.shop import CreatedUser, Shop
+from shopkeep.shop import Shop
+from shopkeep.shop_accounts import CreatedUser
 from shopkeep.store.errors import UNREADABLE
 from shopkeep.store.private_files import create_private, remove_database
 

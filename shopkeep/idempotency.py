@@ -61,7 +61,12 @@ class IdempotencyKey:
         return f"IdempotencyKey({self.value!r}, replayed={self.replayed})"
 
 
-def key_of(given: str | IdempotencyKey | None) -> IdempotencyKey | None:
+Key = str | IdempotencyKey | None
+"""An optional Idempotency-Key given to a Shop operation: a string, or an IdempotencyKey to
+learn whether the answer was replayed (SPEC 7)."""
+
+
+def key_of(given: Key) -> IdempotencyKey | None:
     """``given`` as an IdempotencyKey (checked: ShopError validation_error), or None."""
     if given is None or isinstance(given, IdempotencyKey):
         return given

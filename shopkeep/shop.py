@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import inspect
 import os
 import secrets
@@ -27,10 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final, Literal, TypeVar
 
-import msgspec
-
 from shopkeep.actors import order_store
-from shopkeep.actors import user as users
 from shopkeep.actors.assets import RECENTLY_CANCELED_S, AssetsActor, given_back
 from shopkeep.actors.audit import AuditReport, audit
 from shopkeep.actors.config import ShopConfig
@@ -63,15 +59,10 @@ from shopkeep.actors.protocol import (
     CouponView,
     CreateCoupon,
     CreateGoods,
-    CreateUser,
-    CreditWallet,
     GetCoupon,
     GetGoods,
-    GetUser,
     GoodsView,
-    ReplaceToken,
     UpdateGoods,
-    UserView,
 )
 from shopkeep.actors.recovery import recover_cut_placements, start_deadline_sweep
 from shopkeep.actors.refund_store import refund_standing
@@ -79,7 +70,7 @@ from shopkeep.actors.user import UserActor
 from shopkeep.back_office import BackOffice
 from shopkeep.bootstrap import Runtime, finish_despite_cancel, open_runtime
 from shopkeep.errors import ShopError, answer
-from shopkeep.idempotency import IdempotencyKey, InFlight, Once, key_of
+from shopkeep.idempotency import InFlight, Key, Once, key_of
 from shopkeep.logs import log_through_stdlib_unless_configured
 from shopkeep.opening import check_database
 from shopkeep.paging import Page, page_after, paged
@@ -95,7 +86,6 @@ from shopkeep.requests import (
     check_amount,
     check_choice,
     check_id,
-    check_instance,
     check_name,
     check_scope,
     check_time,
@@ -103,38 +93,14 @@ from shopkeep.requests import (
     refused,
 )
 from shopkeep.runtime import Address, Clock, RealClock, RuntimeConfig, ShuttingDown
+from shopkeep.shop_accounts import Accounts
 from shopkeep.shop_payments import Payments
 from shopkeep.store.reader import Reader, Row
 
 T = TypeVar("T")
 
-TOKEN_CACHE_SIZE = 65_536
-"""How many token hashes a Shop remembers the user of (least recently used first out)."""
 ASSET_KINDS = (UserActor, GoodsActor, CouponActor, AssetsActor, KeySweepActor)
 """The kinds bound to nothing (the order's kinds are bound to the settings and the gateway)."""
-Key = str | IdempotencyKey | None
-"""An optional Idempotency-Key: a string, or an IdempotencyKey to learn whether the answer was
-replayed (SPEC 7; see :mod:`shopkeep.idempotency`)."""
-
-class CreatedUser(msgspec.Struct, frozen=True):
-    """A new user and their API token (shown once: only its hash is kept)."""
-
-    user: UserView
-    token: str
-
-
-def hash_token(token: str) -> str:
-    """How tokens are kept: their SHA-256, so a copy of the database reveals none."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def new_token() -> str:
-    """A new bearer token: 256 random bits, URL-safe, never beginning with ``-`` (one in 64
-    would, and a command line such as ``bench --admin-token`` takes it for an option)."""
-    while (token := secrets.token_urlsafe(32)).startswith("-"):
-        pass
-    return token
-
 
 C = TypeVar("C", bound=type)
 
@@ -161,10 +127,11 @@ def _checked_loop(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaita
 
 
 @_on_the_shops_loop
-class Shop(Payments, BackOffice):
+class Shop(Accounts, Payments, BackOffice):
     """The shop's operations over one database. Build it with :meth:`Shop.open`.
 
-    Payments started, read and called back are its base class
+    Users and their tokens are its base class :class:`~shopkeep.shop_accounts.Accounts`'s;
+    payments started, read and called back its base class
     :class:`~shopkeep.shop_payments.Payments`'s; the operator's reads beyond SPEC 7 (users, the
     stock ledger, dead letters, per-minute figures; what the admin console shows) its base
     class :class:`~shopkeep.back_office.BackOffice`'s."""
@@ -196,10 +163,8 @@ class Shop(Payments, BackOffice):
         """What the orders decided (for metrics): the one their kind was bound to."""
         self.active_queries: Counter[str] = Counter() if queries is None else queries
         """Active queries of the provider (SPEC 10), by what they learned (for metrics)."""
-        # A token names the same user until the admin replaces it (replace_token forgets the
-        # user's), so a known token needs no read per request; unknown ones are not
-        # remembered, so junk tokens cannot grow this.
-        self._token_users: OrderedDict[str, int] = OrderedDict()
+        self._token_users = OrderedDict()
+        self._token_epoch = 0
         self._once = Once(self.system)
         self._placer = Placer(self.system, self.reader, config, self._once.in_flight)
         # one request at a time asks the provider for a payment's checkout: concurrent starts
@@ -208,9 +173,6 @@ class Shop(Payments, BackOffice):
         self._checkouts = InFlight()
         # and one at a time under one Idempotency-Key, so that a second replays the first whole
         self._keyed_starts = InFlight()
-        # Counts replacements: a lookup that read the table before one was answered must not
-        # remember what it read (it could be the old token, read just before the commit).
-        self._token_epoch = 0
 
     @classmethod
     @asynccontextmanager
@@ -308,92 +270,6 @@ class Shop(Payments, BackOffice):
     def _check_open(self) -> None:
         if self.reader is _CLOSED:
             raise ShuttingDown(CLOSED)
-
-    # -- users ----------------------------------------------------------------------------------
-
-    async def create_user(
-        self, name: str, balance: int = 0, *, idempotency_key: Key = None
-    ) -> CreatedUser:
-        """A new user with an opening wallet balance, and their token (shown only here).
-
-        Under a key, one user: the same request again answers the user the first answer made,
-        with a new token, since only a token's hash is kept (the first answer's token, which
-        only that answer showed, stops working): the retry of a caller who lost the answer."""
-        with Problems() as each:
-            each(check_name, name)
-            each(check_amount, "balance", balance)
-            key = each(key_of, idempotency_key)
-        token = new_token()
-        request = ("create_user", name, balance)
-        message = CreateUser(name, balance, hash_token(token))
-        view = await self._once.ask(
-            Address("user", self.system.ids.next()), message, UserView, key, request
-        )
-        if key is not None and key.replayed:
-            token = await self.replace_token(view.id)
-        return CreatedUser(view, token)
-
-    async def get_user(self, user_id: int) -> UserView:
-        """The user, or ShopError not_found."""
-        return answer(await self._ask(actor_of("user", user_id), GetUser()), UserView)
-
-    async def user_for_token(self, token: str) -> int | None:
-        """The id of the user whose token this is, or None."""
-        check_instance("token", token, str)
-        return await self.user_for_token_hash(hash_token(token))
-
-    def known_user_for_token_hash(self, token_hash: str) -> int | None:
-        """The user of ``token_hash`` when this shop remembers it, else None (unknown here, not
-        necessarily to the database): :meth:`user_for_token_hash` without its read, nor its
-        coroutine, for the common case of a token seen before."""
-        known = self._token_users
-        user_id = known.get(token_hash)
-        if user_id is not None:
-            known.move_to_end(token_hash)
-        return user_id
-
-    async def user_for_token_hash(self, token_hash: str) -> int | None:
-        """The id of the user whose token hashes (:func:`hash_token`) to ``token_hash``, or
-        None: for a caller that hashed the token already (the HTTP layer compares the hash
-        with the admin's first), so a request hashes its token once."""
-        check_instance("token_hash", token_hash, str)
-        user_id = self.known_user_for_token_hash(token_hash)
-        if user_id is not None:
-            return user_id
-        epoch = self._token_epoch
-        user_id = await users.user_of_token_hash(self.reader, token_hash)
-        if user_id is not None and epoch == self._token_epoch:
-            known = self._token_users
-            known[token_hash] = user_id
-            if len(known) > TOKEN_CACHE_SIZE:
-                known.popitem(last=False)
-        return user_id
-
-    async def replace_token(self, user_id: int) -> str:
-        """A new API token for the user (an admin operation), shown only here; the old one
-        names nobody from the answer on."""
-        token = new_token()
-        answer(
-            await self._ask(actor_of("user", user_id), ReplaceToken(hash_token(token))), UserView
-        )
-        self._token_epoch += 1
-        known = self._token_users
-        for token_hash in [h for h, owner in known.items() if owner == user_id]:
-            del known[token_hash]
-        return token
-
-    async def credit_wallet(
-        self, user_id: int, amount: int, *, idempotency_key: Key = None
-    ) -> UserView:
-        """Add ``amount`` to the user's wallet (an admin operation); under a key, once."""
-        with Problems() as each:
-            each(check_id, "user_id", user_id)
-            each(check_amount, "amount", amount, minimum=1)
-            key = each(key_of, idempotency_key)
-        request = ("credit_wallet", user_id, amount)
-        return await self._once.ask(
-            actor_of("user", user_id), CreditWallet(amount), UserView, key, request
-        )
 
     # -- goods ----------------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ from shopkeep.actors.payment_rules import CallbackAction
 from shopkeep.actors.protocol import NOT_FOUND, Refusal
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.errors import CallbackRejected, ShopError, answer
-from shopkeep.idempotency import IdempotencyKey, InFlight, Once, key_of, to_its_end
+from shopkeep.idempotency import IdempotencyKey, InFlight, Key, Once, key_of, to_its_end
 from shopkeep.payments.names import CHANNELS, QR_GATEWAYS
 from shopkeep.payments.provider import (
     AUTHENTIC_REFUSALS,
@@ -58,9 +58,6 @@ from shopkeep.requests import (
 )
 from shopkeep.runtime import ActorStopped, ActorSystem, Address, Overloaded
 from shopkeep.store.reader import Reader
-
-if TYPE_CHECKING:
-    from shopkeep.shop import Key
 
 log = structlog.get_logger("shopkeep.shop")  # the Shop's log, whose part this is
 

@@ -42,7 +42,8 @@ from shopkeep.http.rate_limit import RateLimited
 from shopkeep.paging import MAX_LIMIT
 from shopkeep.payments.money import exponent
 from shopkeep.requests import MAX_REASON, Problems, id_in_text
-from shopkeep.shop import Shop, hash_token
+from shopkeep.shop import Shop
+from shopkeep.shop_accounts import hash_token
 
 routes = web.RouteTableDef()
 Form = MultiDictProxy[Any]

@@ -57,7 +57,8 @@ from aiohttp.test_utils import make_mocked_request
 from shopkeep.actors.order_messages import OrderItemView, OrderView
 from shopkeep.bench.generators import ORDERS_PATH, order_body
 from shopkeep.http.schemas import OrderItemOut, OrderOut, PlaceOrderRequest
-from shopkeep.shop import Shop, hash_token
+from shopkeep.shop import Shop
+from shopkeep.shop_accounts import hash_token
 
 T = TypeVar("T")
 

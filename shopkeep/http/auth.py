@@ -28,7 +28,8 @@ from typing import Final
 from shopkeep.actors.protocol import NOT_FOUND
 from shopkeep.errors import ShopError
 from shopkeep.http.state import ADMIN, Principal
-from shopkeep.shop import TOKEN_CACHE_SIZE, Shop, hash_token
+from shopkeep.shop import Shop
+from shopkeep.shop_accounts import TOKEN_CACHE_SIZE, hash_token
 
 CALLBACK_PATHS: Final = frozenset(
     {"/v1/payments/callback",
@@ -98,10 +99,10 @@ hashed again at each request, so that a flood of long made-up headers holds no m
 
 
 def bearer_hash(header: str) -> str | None:
-    """The hash (:func:`~shopkeep.shop.hash_token`) of the token of an ``Authorization``
+    """The hash (:func:`~shopkeep.shop_accounts.hash_token`) of the token of an ``Authorization``
     header, or None when it names no bearer token.
 
-    Remembered for the latest :data:`~shopkeep.shop.TOKEN_CACHE_SIZE` headers of at most
+    Remembered for the latest :data:`~shopkeep.shop_accounts.TOKEN_CACHE_SIZE` headers of at most
     :data:`REMEMBERED_HEADER` characters: a client sends the same header with each request,
     and parsing and hashing it again cost more than the rest of the authentication (about a
     microsecond). What this keeps is at most a few kilobytes a header of that length; the

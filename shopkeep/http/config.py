@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shopkeep.shop import hash_token
+from shopkeep.shop_accounts import hash_token
 
 
 @dataclass(frozen=True)
@@ -12,7 +12,7 @@ class HttpConfig:
     """What the HTTP adapter needs beyond the shop itself.
 
     Where the admin token comes from (a flag, the environment, the database) is the composition
-    root's choice. A server that keeps only the token's hash (``shopkeep.shop.hash_token``)
+    root's choice. A server that keeps only the token's hash (``shopkeep.shop_accounts.hash_token``)
     gives ``admin_token_hash`` and an empty ``admin_token``; either way the adapter compares
     the SHA-256 of each bearer token with the admin's, in constant time.
     """

@@ -57,7 +57,8 @@ from shopkeep.payments.settings import ProviderSettings, build_provider
 from shopkeep.runtime import Clock, RealClock, RuntimeConfig
 from shopkeep.runtime.collector import freeze_survivors
 from shopkeep.runtime.loop_monitor import LoopMonitor
-from shopkeep.shop import Shop, hash_token
+from shopkeep.shop import Shop
+from shopkeep.shop_accounts import hash_token
 from shopkeep.store import Store, StoreConfig
 from shopkeep.store.errors import StoreError
 from shopkeep.store.gil import hand_gil_over_sooner

@@ -23,7 +23,8 @@ from shopkeep.admin.app import Console
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
 from shopkeep.runtime import VirtualClock
-from shopkeep.shop import Shop, hash_token
+from shopkeep.shop import Shop
+from shopkeep.shop_accounts import hash_token
 
 ADMIN_TOKEN = "test-admin-token-of-the-console"
 Client = TestClient[web.Request, web.Application]

@@ -25,7 +25,8 @@ from shopkeep.proof.api_probes import (
     bola_matrix,
     build_scene,
 )
-from shopkeep.shop import Shop, hash_token
+from shopkeep.shop import Shop
+from shopkeep.shop_accounts import hash_token
 from tests.http.conftest import (
     ADMIN,
     ADMIN_TOKEN,

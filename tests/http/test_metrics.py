@@ -19,7 +19,8 @@ from shopkeep.credentials import Credentials
 from shopkeep.http.metrics import Metrics
 from shopkeep.http.server import ServeOptions, build_app, running
 from shopkeep.runtime.loop_monitor import LoopMonitor
-from shopkeep.shop import Shop, hash_token
+from shopkeep.shop import Shop
+from shopkeep.shop_accounts import hash_token
 
 CREDENTIALS = Credentials(hash_token("metrics-test-admin-token"), "metrics-test-gateway-secret")
 Client = TestClient[web.Request, web.Application]

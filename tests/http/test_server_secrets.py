@@ -16,7 +16,8 @@ from shopkeep.credentials import ADMIN_TOKEN_HASH, GATEWAY_SECRET
 from shopkeep.http.server import ServeOptions, StartupError, running
 from shopkeep.opening import CurrencyMismatch
 from shopkeep.payments.settings import ProviderSettings
-from shopkeep.shop import Shop, hash_token
+from shopkeep.shop import Shop
+from shopkeep.shop_accounts import hash_token
 
 
 def settings(db: Path) -> dict[str, str]:

@@ -23,11 +23,11 @@ from shopkeep.actors.gateway import GatewayError, SandboxGateway
 from shopkeep.actors.key_rules import encode_answer
 from shopkeep.actors.order_messages import KeepStartAnswer, OrderView, PaymentStarted
 from shopkeep.errors import ShopError
-from shopkeep.idempotency import IdempotencyKey
+from shopkeep.idempotency import IdempotencyKey, Key
 from shopkeep.payments.provider import Checkout, GatewayRefused, PaymentRequest
 from shopkeep.payments.sandbox import SandboxProvider
 from shopkeep.runtime import ShuttingDown, VirtualClock
-from shopkeep.shop import Key, Shop
+from shopkeep.shop import Shop
 from tests.shop.conftest import SECRET, assert_audit_ok, sandbox, settle
 
 

@@ -17,7 +17,8 @@ from shopkeep.actors.audit import AuditReport, audit
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_store import load_order, load_page
 from shopkeep.runtime import VirtualClock
-from shopkeep.shop import Shop, hash_token
+from shopkeep.shop import Shop
+from shopkeep.shop_accounts import hash_token
 from shopkeep.store.reader import Reader, Row, ThreadedReader
 from tests.shop.conftest import SECRET, sandbox, settle
 

@@ -8,10 +8,11 @@ import secrets
 
 import pytest
 
-from shopkeep import shop as shop_module
+from shopkeep import shop_accounts
 from shopkeep.actors import user as users
 from shopkeep.errors import ShopError
-from shopkeep.shop import Shop, new_token
+from shopkeep.shop import Shop
+from shopkeep.shop_accounts import new_token
 from shopkeep.store.reader import Reader
 
 
@@ -31,7 +32,7 @@ async def test_junk_tokens_are_not_remembered(shop: Shop) -> None:
 async def test_a_token_pushed_out_of_memory_still_names_its_user(
     shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(shop_module, "TOKEN_CACHE_SIZE", 2)
+    monkeypatch.setattr(shop_accounts, "TOKEN_CACHE_SIZE", 2)
     users = [await shop.create_user(name) for name in ("ann", "bob", "cid")]
     for created in users:
         assert await shop.user_for_token(created.token) == created.user.id
