@@ -29,7 +29,8 @@ from aiohttp.typedefs import Middleware
 
 from shopkeep.http.catalog import catalog
 from shopkeep.http.config import HttpConfig
-from shopkeep.http.front_door import DOOR, Entrance, FrontDoor, Guard, continue_only
+from shopkeep.http.front_door import DOOR, Entrance, FrontDoor, continue_only
+from shopkeep.http.guard import Guard
 from shopkeep.http.metrics import Metrics
 from shopkeep.http.openapi import publish
 from shopkeep.http.operations import Operation

@@ -12,13 +12,13 @@ From the outside in:
    status, ``duration_ms``, ``request_id`` and ``user_id`` (a string, as the API writes ids;
    None for the admin and for a request without a valid token);
 3. the mapping of errors to problem+json (``errors.py``), a validation_error completed with the
-   problems of the request's parts not checked yet (:meth:`Guard.every_problem`), and the
-   refusal of a body announced as too large before anything reads it;
+   problems of the request's parts not checked yet (``guard.py``: ``Guard.every_problem``),
+   and the refusal of a body announced as too large before anything reads it;
 4. authentication (``auth.py``): the caller's principal, or 401; and the caller's rate limit
    (``rate_limit.py``): a user by their id, a token nobody holds by its hash (one whose bucket
    is empty is refused before the read that would look it up); the admin and the public
    routes (no token) are not limited;
-5. the route's :class:`Guard`: whether this caller may call it (404 if not), and whether its
+5. the route's guard (``guard.py``): whether this caller may call it (404 if not), and whether its
    query names only parameters the operation takes, each as its schema says (422 listing
    every problem if not);
 6. a write (any method but GET, HEAD, OPTIONS) while the store is stalled (one commit under
@@ -46,8 +46,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import structlog
 from aiohttp import hdrs, web
@@ -56,27 +55,21 @@ from aiohttp.web_urldispatcher import _default_expect_handler
 from multidict import CIMultiDictProxy
 
 from shopkeep.actors.protocol import VALIDATION_ERROR
-from shopkeep.errors import FieldError, ShopError
+from shopkeep.errors import ShopError
 from shopkeep.http.auth import (
-    CALLBACK_PATHS,
     ONE_TOKEN,
-    Access,
-    authorize,
     is_public,
     recognize,
     unauthorized,
     user_of_hash,
 )
-from shopkeep.http.errors import answer_error, cut_short, problem, too_large
-from shopkeep.http.inputs import IDEMPOTENCY_HEADER, body_of, idempotency_key_of
+from shopkeep.http.errors import answer_error, problem, too_large
+from shopkeep.http.guard import Guard
 from shopkeep.http.latency import Series
 from shopkeep.http.metrics import UNMATCHED
-from shopkeep.http.operations import Operation
 from shopkeep.http.rate_limit import RateLimiter
 from shopkeep.http.request_ids import HEADER_KEY, bind
-from shopkeep.http.schemas import EmptyRequest
-from shopkeep.http.state import ADMIN, PRINCIPAL, Principal
-from shopkeep.http.validation import MAX_PROBLEMS, query_problem
+from shopkeep.http.state import PRINCIPAL, Principal
 from shopkeep.logs import ACCESS
 
 log = structlog.get_logger("shopkeep.http")
@@ -101,115 +94,6 @@ _READS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 """The methods still served while the store is stalled."""
 Refusal = Callable[[web.Request], web.Response]
 """A route's own answer to a request the door refuses (the console's page)."""
-
-
-@dataclass(frozen=True)
-class Guard:
-    """What a route of the catalog checks before its handler runs: who may call it (None:
-    anyone, no token needed) and which query parameters it takes."""
-
-    access: Access | None
-    query: dict[str, dict[str, Any]]
-    """The query parameters the route takes, and the schema of each."""
-    public: bool
-    """Whether the route's path needs no token (``auth.is_public``), known once for all its
-    requests: the public paths are fixed paths and a fixed prefix, which no path parameter
-    can make or unmake."""
-    admits_admin: bool
-    admits_users: bool
-    callback: bool
-    """Whether the route takes a payment provider's callbacks (still taken while the server
-    stops)."""
-    takes_key: bool
-    """Whether the route reads an ``Idempotency-Key`` header."""
-    body: type | None
-    """What the route's handler decodes its body as (an empty one for a POST that takes
-    none), refusing it 422; None where the body is no validation's (a GET; a provider's
-    callback, verified by its signature first and refused 400)."""
-    body_optional: bool
-
-    @classmethod
-    def of(cls, operation: Operation) -> Guard:
-        """The guard of ``operation``."""
-        access = None if operation.access is Access.PUBLIC else operation.access
-        query = {p.name: p.schema for p in operation.params if p.location == "query"}
-        validated = operation.method in ("POST", "PATCH") and 400 not in operation.extra_problems
-        return cls(
-            access,
-            query,
-            is_public(operation.path),
-            operation.access.admits(ADMIN),
-            operation.access.admits(Principal(0)),
-            operation.path in CALLBACK_PATHS,
-            any(p.name == IDEMPOTENCY_HEADER for p in operation.params),
-            (operation.body or EmptyRequest) if validated else None,
-            not operation.body_required or operation.body is None,
-        )
-
-    def check(self, request: web.Request, principal: Principal | None) -> None:
-        """Refuse the caller (404, or 401 without a token), or a query with a parameter the
-        route does not take (a misspelt ``?limt=`` would otherwise be silently ignored, as an
-        unknown body field would be) or not as its schema says: 422 listing every one."""
-        # Access.admits decided once per route, for the admin and for any user; a refusal is
-        # raised by authorize, whose answers they are
-        if self.access is not None and (
-            principal is None
-            or not (self.admits_admin if principal.user_id is None else self.admits_users)
-        ):
-            authorize(principal, self.access)
-        if request.query_string:  # most requests have no query: nothing to parse then
-            found = []
-            seen: set[str] = set()
-            repeated: set[str] = set()
-            for name, raw in request.query.items():
-                schema = self.query.get(name)
-                if name in seen:
-                    # each takes one value: ?status=paid&status=canceled read as paid alone
-                    # would answer another question than the one asked
-                    if name in repeated:
-                        continue
-                    repeated.add(name)
-                    problem: str | None = f"query parameter {name!r} is given more than once"
-                elif schema is None:
-                    problem = f"unknown query parameter {name!r}"
-                else:
-                    problem = query_problem(raw, schema)
-                seen.add(name)
-                if problem is not None:
-                    found.append(FieldError(problem, parameter=name))
-                    if len(found) == MAX_PROBLEMS:
-                        break
-            if found:
-                raise ShopError.invalid(found)
-
-    async def every_problem(self, request: web.Request, refused: ShopError) -> ShopError:
-        """``refused``, a validation_error of one part of ``request``, with the problems of the
-        parts its handler had not checked yet: SPEC 7's 422 lists every problem found, where a
-        handler stops at the first part that has one. The parts are checked in one order, by
-        this guard and then by every handler: the query, the ``Idempotency-Key``, the body."""
-        found = list(refused.errors)
-        parts = {_part_of(problem) for problem in found}
-        if not found or BODY in parts:
-            return refused
-        if HEADER not in parts and self.takes_key:
-            try:
-                idempotency_key_of(request)
-            except ShopError as more:
-                found += more.errors
-        if self.body is not None:
-            try:
-                await body_of(request, self.body, optional=self.body_optional)
-            except ShopError as more:
-                found += more.errors
-            except (web.HTTPException, web.RequestPayloadError, OSError) as unread:
-                # a body that cannot be read (too large, its chunks or compression broken, the
-                # client gone) adds nothing; one whose connection the server closed is not
-                # answered (its access line says why: the caller's answer_error)
-                if cut_short(request, unread) is not None:
-                    raise
-        if len(found) == len(refused.errors):
-            return refused
-        return ShopError.invalid(found[:MAX_PROBLEMS])
 
 
 class FrontDoor:
@@ -614,17 +498,6 @@ async def continue_only(request: web.Request) -> None:
 
 DOOR: Final = web.AppKey("front_door", FrontDoor)
 """The API app's front door, for a module that adds routes behind it (the admin console)."""
-
-
-QUERY, HEADER, BODY = "query", "header", "body"
-
-
-def _part_of(problem: FieldError) -> str:
-    """The part of a request a problem is in: the body (a pointer), the Idempotency-Key (the
-    only header a route validates) or the query."""
-    if problem.pointer is not None:
-        return BODY
-    return HEADER if problem.parameter == IDEMPOTENCY_HEADER else QUERY
 
 
 def _caller(request: web.Request) -> Principal | None:

@@ -2,7 +2,7 @@
 
 A body that does not decode is refused 422 validation_error listing every problem it has, each
 with its JSON Pointer (``validation.py``). The query parameters were checked against their
-declared schemas before the handler ran (``front_door.Guard``), every problem listed too, so
+declared schemas before the handler ran (``guard.Guard``), every problem listed too, so
 the functions here only convert them. A path id that cannot be an id names nothing: 404. A
 refusal is a ``ShopError``, which ``errors.py`` maps. Answers go out through :func:`reply`.
 """
