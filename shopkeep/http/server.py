@@ -322,7 +322,9 @@ async def running(
         bound_host, bound_port = runner.addresses[0][:2]
         url = local_url(bound_host, bound_port)
         if gateway is not None and sink is not None:
-            gateway.public_url = url
+            # the customer's link: where browsers reach the shop (a proxy's, a tunnel's);
+            # the sandbox's own callbacks stay on this listener
+            gateway.public_url = payments.public_url.rstrip("/") or url
             sink.url = options.sandbox_callback_url or url + CALLBACK_PATH
             gateway.attach(sink)
             # loudly (SPEC 8): at the highest level, which no --log-level hides

@@ -79,8 +79,8 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
     add_currency_flag(parser, group)
     flag(
         parser, "--public-url", group=group, convert=base_url, metavar="URL",
-        help="the base URL the provider calls back (default: the listening address, which a "
-        "provider on the internet cannot reach)",
+        help="the base URL the provider calls back, and of the sandbox's payment links "
+        "(default: the listening address, which a provider on the internet cannot reach)",
     )  # fmt: skip
     flag(
         parser, "--refund-query-after", group=group,

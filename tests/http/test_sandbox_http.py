@@ -273,6 +273,31 @@ async def test_a_refused_result_lists_every_problem_where_it_is(
     assert sorted(e["pointer"] for e in problem["errors"]) == ["/amount", "/result"]
 
 
+async def test_a_sandbox_payments_link_is_at_the_public_url_when_one_is_given(
+    tmp_path: Path,
+) -> None:
+    payments = ProviderSettings(public_url="https://shop.example.com/base/")
+    options = ServeOptions(
+        db=str(tmp_path / "shop.db"), host="127.0.0.1", port=0, sandbox=True,
+        gateway_secret=SECRET, payments=payments,
+    )
+    async with (
+        running(options, announce=lambda token: None) as server,
+        aiohttp.ClientSession(base_url=server.url) as http,
+    ):
+        _, payment = await order_awaiting_payment(server, http)
+        acknowledged, _ = watch_callbacks(server)
+        async with http.post(
+            f"/sandbox/payments/{payment['id']}/complete", json={"result": "succeeded"}
+        ) as response:
+            assert response.status == 202
+
+    assert payment["gateway_url"] == (
+        f"https://shop.example.com/base/sandbox/payments/{payment['id']}"
+    )
+    assert acknowledged.is_set()  # its callbacks still came back to the server itself
+
+
 async def test_a_server_without_a_gateway_refuses_to_start_naming_the_choices(
     tmp_path: Path,
 ) -> None:
