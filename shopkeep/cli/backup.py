@@ -118,11 +118,13 @@ def run_backup(args: argparse.Namespace) -> int:
     if problem is not None:
         return fail_about(args, "to", f"cannot back up to {args.to}: {problem}")
 
-    from shopkeep.store.backup import BackupError, backup
+    from shopkeep.store.backup import BackupError, TargetTaken, backup
 
     configure_logs(args)
     try:
         report = backup(args.db, args.to, progress=ProgressLine())
+    except TargetTaken as error:  # made since it was looked at: another backup's, at once
+        return fail_about(args, "to", str(error))
     except BackupError as error:
         print(f"{PROG} backup: error: {error}", file=sys.stderr)
         return 1

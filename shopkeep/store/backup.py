@@ -45,6 +45,12 @@ class BackupError(Exception):
     message says which file and why); nothing is left at the target path."""
 
 
+class TargetTaken(BackupError):
+    """The target, or the copy's ``.partial`` beside it, exists: another backup's, or one a
+    kill cut short (the operator's to choose another or remove it); nothing was copied, or
+    the copy was removed."""
+
+
 @dataclass(frozen=True)
 class BackupReport:
     """What a backup made and how its copy was checked."""
@@ -87,14 +93,14 @@ def backup(
     if not Path(source).is_file():
         raise BackupError(f"cannot back up {source}: no such database file")
     if os.path.lexists(target):
-        raise BackupError(f"cannot back up to {target}: it exists already")
+        raise TargetTaken(f"cannot back up to {target}: it exists already")
     partial = target + ".partial"
     started = time.perf_counter()
     try:
         # never someone else's file: another backup's under way, or one a kill cut short
         create_private(partial, exclusive=True)
     except FileExistsError as exc:
-        raise BackupError(
+        raise TargetTaken(
             f"cannot back up to {target}: {partial} exists (another backup is writing it, "
             "or one was cut short: remove it)"
         ) from exc
@@ -121,7 +127,7 @@ def backup(
         os.link(partial, target)
     except FileExistsError:
         remove_database(partial)
-        raise BackupError(f"cannot back up to {target}: it was made while the copy ran") from None
+        raise TargetTaken(f"cannot back up to {target}: it was made while the copy ran") from None
     remove_database(partial)
     return report
 

@@ -19,7 +19,10 @@ import urllib.request
 from contextlib import closing
 from pathlib import Path
 
+import pytest
+
 from shopkeep.bench.processes import serving
+from shopkeep.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "backup-admin-token-0123456789"
@@ -157,6 +160,23 @@ def test_a_backup_of_a_missing_database_or_to_nowhere_is_a_usage_error(tmp_path:
     assert_usage_error(blank, "--to", "names no file")
     assert_usage_error(a_folder_to_be, "--to", "names no file")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["shop.db", "shop.db.lock"]
+
+
+def test_a_backup_racing_another_to_the_same_file_is_a_usage_error_like_one_that_came_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, target = tmp_path / "shop.db", tmp_path / "copy.db"
+    assert shopkeep("demo", "--db", str(db)).returncode == 0
+    # the other backup made its .partial after this one looked, before it began to copy
+    monkeypatch.setattr("shopkeep.cli.backup.target_problem", lambda target, db: None)
+    Path(f"{target}.partial").write_bytes(b"")
+
+    status = main(["backup", "--db", str(db), "--to", str(target)])
+
+    [line] = capsys.readouterr().err.splitlines()[-1:]
+    assert status == 2
+    assert "--to" in line and "copy.db.partial exists" in line
+    assert not target.exists()
 
 
 def test_a_copy_that_fails_the_audit_is_not_kept_and_the_status_is_1(tmp_path: Path) -> None:
