@@ -112,6 +112,22 @@ class Event(msgspec.Struct, frozen=True):
     data: dict[str, Any]
 
 
+API_KEY_PREFIXES: Final = {"sk_": "a secret key (sk_...)", "rk_": "a restricted key (rk_...)"}
+"""The keys Stripe's API takes from a server, by how they begin."""
+WEBHOOK_SECRET_PREFIXES: Final = {"whsec_": "a webhook signing secret (whsec_...)"}
+"""How a webhook endpoint's signing secret begins (the dashboard's and the Stripe CLI's)."""
+_OTHER_KEYS: Final = {"pk_": "a publishable key (pk_..., the browser's)"}
+
+
+def _kind_of_key(secret: str) -> str:
+    """What kind of Stripe key ``secret`` is, by how it begins, never the key itself."""
+    for prefixes in (API_KEY_PREFIXES, WEBHOOK_SECRET_PREFIXES, _OTHER_KEYS):
+        for prefix, kind in prefixes.items():
+            if secret.startswith(prefix):
+                return kind
+    return "no Stripe key"
+
+
 class StripeProvider:
     """Stripe with secret key ``api_key`` at ``api_base``; webhooks signed with
     ``webhook_secret``."""
@@ -146,12 +162,20 @@ class StripeProvider:
     def from_files(
         cls, *, api_key_file: str | None, webhook_secret_file: str | None, **options: Any
     ) -> StripeProvider:
-        """Built from secret files (SPEC 10's flags); ConfigurationError in one line if not."""
-        return cls(
-            api_key=read_secret(api_key_file, "--stripe-api-key-file"),
-            webhook_secret=read_secret(webhook_secret_file, "--stripe-webhook-secret-file"),
-            **options,
-        )
+        """Built from secret files (SPEC 10's flags); ConfigurationError in one line if not,
+        or if a file holds another kind of Stripe key than its flag takes (a publishable key,
+        the two files swapped: every API call and every webhook would be refused)."""
+        api_key = read_secret(api_key_file, "--stripe-api-key-file")
+        webhook_secret = read_secret(webhook_secret_file, "--stripe-webhook-secret-file")
+        for flag, secret, wanted in (
+            ("--stripe-api-key-file", api_key, API_KEY_PREFIXES),
+            ("--stripe-webhook-secret-file", webhook_secret, WEBHOOK_SECRET_PREFIXES),
+        ):
+            if not secret.startswith(tuple(wanted)):
+                raise ConfigurationError(
+                    f"{flag}: holds {_kind_of_key(secret)}, not {' or '.join(wanted.values())}"
+                )
+        return cls(api_key=api_key, webhook_secret=webhook_secret, **options)
 
     # -- requests -------------------------------------------------------------------------------
 

@@ -29,8 +29,9 @@ def files(tmp_path: Path, merchant_key: rsa.RSAPrivateKey) -> dict[str, str]:
     private_file, public_file = write_keys(tmp_path, merchant_key, merchant_key)
     (tmp_path / "apiv3").write_text("0123456789abcdef0123456789abcdef\n")
     (tmp_path / "secret").write_text("sk_test_x\n")
+    (tmp_path / "whsec").write_text("whsec_x\n")
     return {"private": private_file, "public": public_file, "apiv3": str(tmp_path / "apiv3"),
-            "secret": str(tmp_path / "secret")}
+            "secret": str(tmp_path / "secret"), "whsec": str(tmp_path / "whsec")}
 
 
 async def test_each_gateway_builds_its_provider(files: dict[str, str]) -> None:
@@ -47,7 +48,7 @@ async def test_each_gateway_builds_its_provider(files: dict[str, str]) -> None:
             wechatpay_platform_public_key_file=files["public"]), sandbox),
         build_provider(ProviderSettings(
             gateway="stripe", currency="USD", stripe_api_key_file=files["secret"],
-            stripe_webhook_secret_file=files["secret"]), sandbox),
+            stripe_webhook_secret_file=files["whsec"]), sandbox),
     ]
     kinds = [SandboxProvider, AlipayProvider, WeChatPayProvider, StripeProvider]
     assert [type(p) for p in built] == kinds
@@ -140,9 +141,43 @@ def test_a_stripe_key_file_of_two_lines_refuses_the_start(
     with pytest.raises(ConfigurationError) as error:
         build_provider(ProviderSettings(
             gateway="stripe", stripe_api_key_file=str(tmp_path / "two"),
-            stripe_webhook_secret_file=files["secret"],
+            stripe_webhook_secret_file=files["whsec"],
         ), sandbox)
     assert "--stripe-api-key-file" in str(error.value) and "one line" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("api_key", "webhook_secret", "says"),
+    [
+        ("pk_test_browser", "whsec_x", "--stripe-api-key-file: holds a publishable key"),
+        ("whsec_x", "sk_test_x", "--stripe-api-key-file: holds a webhook signing secret"),
+        ("sk_test_x", "sk_test_y", "--stripe-webhook-secret-file: holds a secret key"),
+        ("sk_test_x", "not-a-key", "--stripe-webhook-secret-file: holds no Stripe key"),
+    ],
+)
+def test_a_stripe_file_holding_another_kind_of_key_refuses_the_start_without_showing_it(
+    tmp_path: Path, api_key: str, webhook_secret: str, says: str
+) -> None:
+    (tmp_path / "key").write_text(api_key)
+    (tmp_path / "hook").write_text(webhook_secret)
+    with pytest.raises(ConfigurationError) as error:
+        build_provider(ProviderSettings(
+            gateway="stripe", stripe_api_key_file=str(tmp_path / "key"),
+            stripe_webhook_secret_file=str(tmp_path / "hook"),
+        ), sandbox)
+    assert str(error.value).startswith(says)
+    assert api_key not in str(error.value) and webhook_secret not in str(error.value)
+
+
+async def test_a_restricted_stripe_key_is_taken(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text("rk_live_limited")
+    (tmp_path / "hook").write_text("whsec_x")
+    provider = build_provider(ProviderSettings(
+        gateway="stripe", stripe_api_key_file=str(tmp_path / "key"),
+        stripe_webhook_secret_file=str(tmp_path / "hook"),
+    ), sandbox)
+    assert provider.name == "stripe"
+    await provider.close()
 
 
 async def test_key_and_secret_files_that_begin_with_a_byte_order_mark_are_read(
