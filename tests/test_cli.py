@@ -170,10 +170,11 @@ def test_serve_on_another_provider_than_its_payments_went_through_fails_in_one_l
     path = str(tmp_path / "s.db")
     asyncio.run(sandbox_payment_in(path))
     (tmp_path / "key").write_text("sk_test_cli\n")
+    (tmp_path / "whsec").write_text("whsec_cli\n")
 
     result = run_main(
         "serve", "--gateway", "stripe", "--stripe-api-key-file", str(tmp_path / "key"),
-        "--stripe-webhook-secret-file", str(tmp_path / "key"), "--db", path, "--port", "0",
+        "--stripe-webhook-secret-file", str(tmp_path / "whsec"), "--db", path, "--port", "0",
     )  # fmt: skip
 
     assert_one_line_error(result, "--gateway (env SHOPKEEP_GATEWAY)", "1 through sandbox")
@@ -383,7 +384,9 @@ def test_a_flag_cut_short_is_unknown_and_the_value_after_it_is_not_repeated() ->
     # argparse would take it for --stripe-api-key-file and print the key back as a file name
     result = run_main("serve", "--gateway", "stripe", "--stripe-api-key", "sk_test_secret")
 
-    assert_one_line_error(result, "unrecognized arguments: --stripe-api-key (and 1 value)")
+    assert_one_line_error(
+        result, "shopkeep serve: error: unrecognized arguments: --stripe-api-key (and 1 value)"
+    )
     assert "sk_test_secret" not in result.stderr
     assert "SHOPKEEP_STRIPE_API_KEY " not in result.stderr  # an unknown flag has no variable
 

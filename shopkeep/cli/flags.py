@@ -150,6 +150,27 @@ class OneLineParser(argparse.ArgumentParser):
                     known.update(command._option_string_actions)
         return known
 
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        """Parse; arguments no parser takes are refused by the command's parser, whose name
+        the line then begins with (argparse's own refusal names the program alone)."""
+        parsed, rest = self.parse_known_args(args, namespace)
+        if rest:
+            self.command_parser(parsed).error(UNRECOGNIZED + " ".join(rest))
+        return parsed
+
+    def command_parser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        """The parser of the command ``parsed`` names, or this one when it names none."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                command: argparse.ArgumentParser | None = action.choices.get(
+                    str(getattr(parsed, action.dest, ""))
+                )
+                if command is not None:
+                    return command
+        return self
+
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
