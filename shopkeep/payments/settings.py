@@ -89,6 +89,7 @@ def build_provider(
     gateway = check_gateway(settings)
     if gateway == "sandbox":
         return sandbox()
+    check_given(settings, gateway)
     if gateway == "stripe":
         return StripeProvider.from_files(
             api_key_file=settings.stripe_api_key_file,
@@ -120,6 +121,34 @@ def build_provider(
         notify_url=base + WeChatPayProvider.callback_path,
         url=settings.wechatpay_url,
         timeout_s=timeout_s,
+    )
+
+
+NEEDED: Final = {
+    "alipay": ("public_url", "alipay_app_id", "alipay_private_key_file", "alipay_public_key_file"),
+    "wechatpay": (
+        "public_url", "wechatpay_mch_id", "wechatpay_app_id", "wechatpay_private_key_file",
+        "wechatpay_cert_serial", "wechatpay_apiv3_key_file", "wechatpay_platform_public_key_file",
+    ),
+    "stripe": ("stripe_api_key_file", "stripe_webhook_secret_file"),
+}
+"""What each real provider needs given, by :class:`ProviderSettings`' field (whose flag is the
+field's name with dashes: ``--alipay-app-id``)."""
+
+
+def check_given(settings: ProviderSettings, gateway: str) -> None:
+    """ConfigurationError naming every setting ``gateway`` needs that ``settings`` lack, at
+    once: an operator setting up a provider learns them all from one refusal."""
+    missing = ["--" + name.replace("_", "-") for name in NEEDED[gateway]
+               if not getattr(settings, name)]
+    if not missing:
+        return
+    if missing == ["--public-url"]:
+        raise ConfigurationError(f"--public-url is required: {gateway} calls the shop back there")
+    if len(missing) == 1:
+        raise ConfigurationError(f"{missing[0]} is required by --gateway {gateway}")
+    raise ConfigurationError(
+        f"--gateway {gateway} needs {', '.join(missing[:-1])} and {missing[-1]}: not given"
     )
 
 

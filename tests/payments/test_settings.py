@@ -64,13 +64,21 @@ async def test_each_gateway_builds_its_provider(files: dict[str, str]) -> None:
         (ProviderSettings(gateway="paypal"), "--gateway 'paypal'"),
         (ProviderSettings(gateway="sandbox", currency="usd"), "--currency"),
         (ProviderSettings(gateway="alipay", currency="USD"), "takes --currency CNY"),
-        (ProviderSettings(gateway="alipay"), "--public-url is required"),
-        (ProviderSettings(gateway="alipay", public_url="https://s"), "--alipay-app-id"),
+        # every setting a provider lacks, in one refusal
+        (ProviderSettings(gateway="alipay"), "--gateway alipay needs --public-url, "
+         "--alipay-app-id, --alipay-private-key-file and --alipay-public-key-file: not given"),
         (ProviderSettings(gateway="alipay", public_url="https://s", alipay_app_id="1"),
-         "--alipay-private-key-file is required"),
+         "--gateway alipay needs --alipay-private-key-file and --alipay-public-key-file"),
         (ProviderSettings(gateway="wechatpay", public_url="https://s"),
-         "--wechatpay-private-key-file is required"),
-        (ProviderSettings(gateway="stripe"), "--stripe-api-key-file is required"),
+         "--wechatpay-mch-id, --wechatpay-app-id, --wechatpay-private-key-file, "
+         "--wechatpay-cert-serial, --wechatpay-apiv3-key-file and "
+         "--wechatpay-platform-public-key-file: not given"),
+        (ProviderSettings(gateway="stripe"), "--gateway stripe needs --stripe-api-key-file and "
+         "--stripe-webhook-secret-file: not given"),
+        (ProviderSettings(gateway="stripe", stripe_api_key_file="k"),
+         "--stripe-webhook-secret-file is required by --gateway stripe"),
+        (ProviderSettings(gateway="alipay", alipay_app_id="1", alipay_private_key_file="k",
+                          alipay_public_key_file="p"), "--public-url is required: alipay calls"),
         # Stripe's own units: amounts it could not take once the order was placed
         (ProviderSettings(gateway="stripe", currency="KWD"),
          "--gateway stripe cannot take --currency KWD: Stripe takes only amounts whose last "
@@ -114,7 +122,8 @@ async def test_a_providers_id_is_taken_surrounding_whitespace_ignored(
     [
         ({"gateway": "alipay", "alipay_app_id": " "}, "--alipay-app-id: ' ' is not an id"),
         ({"gateway": "alipay", "alipay_app_id": "20 21"}, "--alipay-app-id: '20 21' is not an"),
-        ({"gateway": "wechatpay", "wechatpay_mch_id": "\t"}, "--wechatpay-mch-id: "),
+        ({"gateway": "wechatpay", "wechatpay_mch_id": "\t", "wechatpay_cert_serial": "5157"},
+         "--wechatpay-mch-id: "),
         ({"gateway": "wechatpay", "wechatpay_mch_id": "1900", "wechatpay_app_id": "wx1",
           "wechatpay_cert_serial": "  "}, "--wechatpay-cert-serial: "),
     ],
