@@ -135,7 +135,7 @@ def render(db: str, made: DemoShop, *, configured: bool, currency: str = DEFAULT
         lines.append(f"admin token: {made.admin_token}")
         lines.append("  (shown this once: only its hash is kept; serve accepts it)")
     elif configured:
-        lines.append("admin token: the one you configured (--admin-token / SHOPKEEP_ADMIN_TOKEN)")
+        lines.append("admin token: the one you configured (--admin-token, its file or variable)")
     else:
         lines.append("admin token: generated earlier, at the first start (only its hash is kept)")
     lines += ["", "users (send: Authorization: Bearer <token>)"]

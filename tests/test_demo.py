@@ -71,3 +71,19 @@ def test_a_demo_in_yen_is_a_shop_in_yen_and_says_its_amounts_so(
         assert conn.execute("SELECT value FROM settings WHERE key = 'currency'").fetchone() == (
             "JPY",
         )
+
+
+def test_a_demo_takes_the_admin_token_from_a_file_and_generates_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token_file = tmp_path / "admin.token"
+    token_file.write_text("demo-admin-token-0123456789\n")
+
+    db = str(tmp_path / "shop.db")
+    status = main(["demo", "--db", db, "--admin-token-file", str(token_file)])
+
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "admin token: the one you configured" in out
+    assert "demo-admin-token-0123456789" not in out
+

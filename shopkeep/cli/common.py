@@ -126,6 +126,21 @@ def check_admin_token(
     check_token_characters(parser, args, "admin_token", value)
 
 
+def secret_flags(parser: argparse.ArgumentParser, option: str, *, metavar: str, help: str) -> None:
+    """Declare the secret ``option`` (``--admin-token``) and ``option``-file, which reads it
+    from a file, kept out of ``ps``; :func:`secret_of` reads whichever was given."""
+    flag(
+        parser, option, metavar=metavar,
+        help=f"{help}. On the command line it is visible to every local user (ps): prefer "
+        f"the environment variable or {option}-file",
+    )  # fmt: skip
+    flag(
+        parser, f"{option}-file", metavar="PATH",
+        help=f"read the {option.removeprefix('--').replace('-', ' ')} from this file instead, "
+        "surrounding whitespace ignored",
+    )  # fmt: skip
+
+
 def secret_of(parser: argparse.ArgumentParser, args: argparse.Namespace, dest: str) -> str | None:
     """The secret given as ``dest``, or read from the file given as ``dest``-file (not both):
     a file keeps it out of ``ps``. Surrounding whitespace in the file is ignored."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 from typing import Any
 
 from shopkeep.cli.common import (
@@ -11,9 +12,11 @@ from shopkeep.cli.common import (
     add_log_flags,
     check_admin_token,
     configure_logs,
+    secret_flags,
+    secret_of,
     writable_path_problem,
 )
-from shopkeep.cli.flags import fail_about, flag
+from shopkeep.cli.flags import fail_about
 from shopkeep.payments.flags import add_currency_flag
 
 
@@ -29,7 +32,7 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     add_db_flag(parser, "created if missing; must hold no shop data yet")
-    flag(
+    secret_flags(
         parser, "--admin-token", metavar="TOKEN",
         help="when set, no admin token is generated: serve will be given this one; otherwise "
         "one is generated and printed, as serve's first start does",
@@ -38,9 +41,15 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_log_flags(parser, "warning")
     parser.set_defaults(
         run=run_demo,
-        check=lambda args: check_admin_token(parser, args, args.admin_token),
+        check=functools.partial(check_demo, parser),
     )
     return parser
+
+
+def check_demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The admin token, from the flag or its file; exits with status 2 if it is unusable."""
+    args.admin_token = secret_of(parser, args, "admin_token")
+    check_admin_token(parser, args, args.admin_token)
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from shopkeep.cli.common import (
     check_admin_token,
     check_secret,
     configure_logs,
+    secret_flags,
     secret_of,
     writable_path_problem,
 )
@@ -181,28 +182,17 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_credential_flags(parser: argparse.ArgumentParser) -> None:
     """The admin token and the gateway secret, each also from a file (kept out of ``ps``)."""
-    flag(
+    secret_flags(
         parser, "--admin-token", metavar="TOKEN",
         help=f"the bearer token of the admin, printable ASCII, at least {MIN_SECRET_LENGTH} "
         "characters; without one, a token is generated at first start, printed that once, "
-        "and only its hash kept in the database. On the command line it is visible to every "
-        "local user (ps): prefer the environment variable or --admin-token-file",
+        "and only its hash kept in the database",
     )  # fmt: skip
-    flag(
-        parser, "--admin-token-file", metavar="PATH",
-        help="read the admin token from this file instead, surrounding whitespace ignored",
-    )  # fmt: skip
-    flag(
+    secret_flags(
         parser, "--gateway-secret", metavar="SECRET",
         help="the secret payment callbacks are signed with (HMAC-SHA256), at least "
         f"{MIN_SECRET_LENGTH} characters; without one, a new secret is made at every start "
-        "and never stored, which only the sandbox gateway can sign with. On the command line "
-        "it is visible to every local user (ps): prefer the environment variable or "
-        "--gateway-secret-file",
-    )  # fmt: skip
-    flag(
-        parser, "--gateway-secret-file", metavar="PATH",
-        help="read the gateway secret from this file instead, surrounding whitespace ignored",
+        "and never stored, which only the sandbox gateway can sign with",
     )  # fmt: skip
 
 

@@ -137,6 +137,25 @@ async def test_without_the_gateway_secret_late_callbacks_come_from_the_sandbox(
         assert operations[name]["count"] > 0 and operations[name]["errors"] == {}, name
 
 
+async def test_the_bench_reads_the_admin_token_and_the_gateway_secret_from_files(
+    tmp_path: Path,
+) -> None:
+    admin, secret = tmp_path / "admin.token", tmp_path / "gateway.secret"
+    admin.write_text(f"{ADMIN}\n")
+    secret.write_text(f"  {SECRET}\n")
+    out = tmp_path / "bench.json"
+    async with serving(tmp_path, *SERVE_FLAGS, env=CREDENTIALS) as server:
+        result = await asyncio.to_thread(
+            bench, "--url", server.url, "--duration", "1", "--json", str(out),
+            "--admin-token-file", str(admin), "--gateway-secret-file", str(secret),
+            env={"SHOPKEEP_ADMIN_TOKEN": "", "SHOPKEEP_GATEWAY_SECRET": ""},
+        )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "journeys duplicate_callback left out" not in result.stdout + result.stderr
+    assert json.loads(out.read_text())["operations"]["callback_duplicate"]["errors"] == {}
+
+
 def test_a_short_embedded_bench_runs_every_operation_and_passes_the_audit(
     tmp_path: Path,
 ) -> None:

@@ -15,7 +15,12 @@ from shopkeep.actors.config import LEAST_S
 from shopkeep.bench.load.compare import Baseline, BaselineError, read_baseline
 from shopkeep.bench.load.mix import SIGNED, MixError, parse_mix
 from shopkeep.bench.load.thresholds import Threshold, ThresholdError, parse_threshold
-from shopkeep.cli.common import check_token_characters, writable_path_problem
+from shopkeep.cli.common import (
+    check_token_characters,
+    secret_flags,
+    secret_of,
+    writable_path_problem,
+)
 from shopkeep.cli.flags import flag, given_as, on_command_line, usage_error
 from shopkeep.cli.values import base_url, duration, fraction, number, refuse, whole
 
@@ -81,9 +86,9 @@ def declare_bench_flags(parser: argparse.ArgumentParser) -> None:
         parser, "--seed", convert=whole(), metavar="K", default="1",
         help="seed of every random choice (journeys, shoppers, goods)",
     )  # fmt: skip
-    flag(parser, "--admin-token", metavar="TOKEN",
-         help="the server's admin token, needed with --url")  # fmt: skip
-    flag(
+    secret_flags(parser, "--admin-token", metavar="TOKEN",
+                 help="the server's admin token, needed with --url")  # fmt: skip
+    secret_flags(
         parser, "--gateway-secret", metavar="SECRET",
         help="the server's gateway secret, to sign the callbacks of the duplicate_callback "
         "and late_callback journeys; without it duplicate_callback is left out of the default "
@@ -192,8 +197,12 @@ def check_bench_flags(parser: argparse.ArgumentParser, args: argparse.Namespace)
             usage_error(parser, args, report, f"cannot write {path}: {refused}")
     if args.json and args.html and os.path.realpath(args.json) == os.path.realpath(args.html):
         usage_error(parser, args, "html", f"{args.html} is the --json report's file too")
+    args.admin_token = secret_of(parser, args, "admin_token")
+    args.gateway_secret = secret_of(parser, args, "gateway_secret")
     if args.url and not args.admin_token:
-        parser.error("--url needs --admin-token (or SHOPKEEP_ADMIN_TOKEN)")
+        parser.error(
+            "--url needs --admin-token (or --admin-token-file, SHOPKEEP_ADMIN_TOKEN)"
+        )
     # a CR or LF (a token file edited on Windows) no request can carry: refused here, not
     # by aiohttp's header check in a traceback
     check_token_characters(parser, args, "admin_token", args.admin_token)
