@@ -391,6 +391,12 @@ def test_a_flag_cut_short_is_unknown_and_the_value_after_it_is_not_repeated() ->
     assert "SHOPKEEP_STRIPE_API_KEY " not in result.stderr  # an unknown flag has no variable
 
 
+def test_an_unknown_flag_before_the_command_is_refused_by_the_program_not_the_command() -> None:
+    result = run_main("--bogus", "serve", "--sandbox")
+
+    assert_one_line_error(result, "shopkeep: error: unrecognized arguments: --bogus")
+
+
 def test_serve_without_a_gateway_refuses_naming_the_choices(tmp_path: Path) -> None:
     result = run_main("serve", "--db", str(tmp_path / "shop.db"))
 

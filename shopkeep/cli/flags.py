@@ -155,20 +155,25 @@ class OneLineParser(argparse.ArgumentParser):
     ) -> argparse.Namespace:
         """Parse; arguments no parser takes are refused by the command's parser, whose name
         the line then begins with (argparse's own refusal names the program alone)."""
-        parsed, rest = self.parse_known_args(args, namespace)
+        words = list(sys.argv[1:] if args is None else args)
+        parsed, rest = self.parse_known_args(words, namespace)
         if rest:
-            self.command_parser(parsed).error(UNRECOGNIZED + " ".join(rest))
+            self.command_parser(parsed, words, rest).error(UNRECOGNIZED + " ".join(rest))
         return parsed
 
-    def command_parser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
-        """The parser of the command ``parsed`` names, or this one when it names none."""
+    def command_parser(
+        self, parsed: argparse.Namespace, words: list[str], rest: list[str]
+    ) -> argparse.ArgumentParser:
+        """The parser of the command ``parsed`` names, when every argument of ``rest`` came
+        after it in ``words``; else this one (``shopkeep --bogus serve``)."""
         for action in self._actions:
             if isinstance(action, argparse._SubParsersAction):
-                command: argparse.ArgumentParser | None = action.choices.get(
-                    str(getattr(parsed, action.dest, ""))
-                )
-                if command is not None:
-                    return command
+                name = str(getattr(parsed, action.dest, ""))
+                command: argparse.ArgumentParser | None = action.choices.get(name)
+                if command is not None and name in words:
+                    before = words[: words.index(name)]
+                    if not any(word in before for word in rest):
+                        return command
         return self
 
     def parse_known_args(  # type: ignore[override]

@@ -146,9 +146,9 @@ def check_given(settings: ProviderSettings, gateway: str) -> None:
     if missing == ["--public-url"]:
         raise ConfigurationError(f"--public-url is required: {gateway} calls the shop back there")
     if len(missing) == 1:
-        raise ConfigurationError(f"{missing[0]} is required by --gateway {gateway}")
+        raise ConfigurationError(f"{missing[0]} is required: the {gateway} gateway needs it")
     raise ConfigurationError(
-        f"--gateway {gateway} needs {', '.join(missing[:-1])} and {missing[-1]}: not given"
+        f"the {gateway} gateway needs {', '.join(missing[:-1])} and {missing[-1]}: not given"
     )
 
 

@@ -167,14 +167,16 @@ class StripeProvider:
         the two files swapped: every API call and every webhook would be refused)."""
         api_key = read_secret(api_key_file, "--stripe-api-key-file")
         webhook_secret = read_secret(webhook_secret_file, "--stripe-webhook-secret-file")
-        for flag, secret, wanted in (
-            ("--stripe-api-key-file", api_key, API_KEY_PREFIXES),
-            ("--stripe-webhook-secret-file", webhook_secret, WEBHOOK_SECRET_PREFIXES),
-        ):
-            if not secret.startswith(tuple(wanted)):
-                raise ConfigurationError(
-                    f"{flag}: holds {_kind_of_key(secret)}, not {' or '.join(wanted.values())}"
-                )
+        wrong = [
+            f"{flag}: holds {_kind_of_key(secret)}, not {' or '.join(wanted.values())}"
+            for flag, secret, wanted in (
+                ("--stripe-api-key-file", api_key, API_KEY_PREFIXES),
+                ("--stripe-webhook-secret-file", webhook_secret, WEBHOOK_SECRET_PREFIXES),
+            )
+            if not secret.startswith(tuple(wanted))
+        ]
+        if wrong:  # both at once: two files swapped are each wrong
+            raise ConfigurationError("; ".join(wrong))
         return cls(api_key=api_key, webhook_secret=webhook_secret, **options)
 
     # -- requests -------------------------------------------------------------------------------

@@ -65,18 +65,18 @@ async def test_each_gateway_builds_its_provider(files: dict[str, str]) -> None:
         (ProviderSettings(gateway="sandbox", currency="usd"), "--currency"),
         (ProviderSettings(gateway="alipay", currency="USD"), "takes --currency CNY"),
         # every setting a provider lacks, in one refusal
-        (ProviderSettings(gateway="alipay"), "--gateway alipay needs --public-url, "
+        (ProviderSettings(gateway="alipay"), "the alipay gateway needs --public-url, "
          "--alipay-app-id, --alipay-private-key-file and --alipay-public-key-file: not given"),
         (ProviderSettings(gateway="alipay", public_url="https://s", alipay_app_id="1"),
-         "--gateway alipay needs --alipay-private-key-file and --alipay-public-key-file"),
+         "the alipay gateway needs --alipay-private-key-file and --alipay-public-key-file"),
         (ProviderSettings(gateway="wechatpay", public_url="https://s"),
          "--wechatpay-mch-id, --wechatpay-app-id, --wechatpay-private-key-file, "
          "--wechatpay-cert-serial, --wechatpay-apiv3-key-file and "
          "--wechatpay-platform-public-key-file: not given"),
-        (ProviderSettings(gateway="stripe"), "--gateway stripe needs --stripe-api-key-file and "
+        (ProviderSettings(gateway="stripe"), "the stripe gateway needs --stripe-api-key-file and "
          "--stripe-webhook-secret-file: not given"),
         (ProviderSettings(gateway="stripe", stripe_api_key_file="k"),
-         "--stripe-webhook-secret-file is required by --gateway stripe"),
+         "--stripe-webhook-secret-file is required: the stripe gateway needs it"),
         (ProviderSettings(gateway="alipay", alipay_app_id="1", alipay_private_key_file="k",
                           alipay_public_key_file="p"), "--public-url is required: alipay calls"),
         # Stripe's own units: amounts it could not take once the order was placed
@@ -159,7 +159,9 @@ def test_a_stripe_key_file_of_two_lines_refuses_the_start(
     ("api_key", "webhook_secret", "says"),
     [
         ("pk_test_browser", "whsec_x", "--stripe-api-key-file: holds a publishable key"),
-        ("whsec_x", "sk_test_x", "--stripe-api-key-file: holds a webhook signing secret"),
+        ("whsec_x", "sk_test_x", "--stripe-api-key-file: holds a webhook signing secret "
+         "(whsec_...), not a secret key (sk_...) or a restricted key (rk_...); "
+         "--stripe-webhook-secret-file: holds a secret key (sk_...)"),
         ("sk_test_x", "sk_test_y", "--stripe-webhook-secret-file: holds a secret key"),
         ("sk_test_x", "not-a-key", "--stripe-webhook-secret-file: holds no Stripe key"),
     ],

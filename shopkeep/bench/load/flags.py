@@ -200,9 +200,7 @@ def check_bench_flags(parser: argparse.ArgumentParser, args: argparse.Namespace)
     args.admin_token = secret_of(parser, args, "admin_token")
     args.gateway_secret = secret_of(parser, args, "gateway_secret")
     if args.url and not args.admin_token:
-        parser.error(
-            "--url needs --admin-token (or --admin-token-file, SHOPKEEP_ADMIN_TOKEN)"
-        )
+        parser.error("--url needs --admin-token or --admin-token-file")
     # a CR or LF (a token file edited on Windows) no request can carry: refused here, not
     # by aiohttp's header check in a traceback
     check_token_characters(parser, args, "admin_token", args.admin_token)
