@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
+from typing import Final
 
 import structlog
 
@@ -280,13 +281,27 @@ def look_at(
 
 def refuse_another_files_wal(conn: sqlite3.Connection, real_path: str, named: str) -> None:
     """StoreError when the ``-wal`` beside the database was written for another file: the
-    file's own id (:data:`~shopkeep.store.settings.FILE_ID`, read from the file alone) is not
+    file is in rollback mode (a backup's copy put over the file by hand: no -wal is its), or
+    its own id (:data:`~shopkeep.store.settings.FILE_ID`, read from the file alone) is not
     the one ``conn`` reads through the ``-wal``. Another shop's ``-wal`` holds a whole
     database's pages, which no check of pages can tell from the file's own: the server
     served the other shop, and its checkpoint made that for good. A file given no id yet (by
     a shopkeep of before it, until its first start here) is not told apart."""
     if not holds_anything(real_path + "-wal"):
         return
+    if journal_of(real_path) == ROLLBACK:
+        # a file in WAL mode says so in its header for good (SQLite writes it there, through
+        # the rollback journal, before the first -wal), so a -wal beside a file that says
+        # rollback was written for the file that was there before this one: a backup's copy
+        # (one file in rollback mode) put over it by hand. Its own id is the shop's, so the
+        # id's check below cannot tell; read through it, the shop was half each, or lost
+        # what was committed after the backup for good at the checkpoint
+        raise StoreError(
+            f"cannot open database {named}: the -wal beside it was written for the file "
+            "that was there before it (a copy put over the file: restore a backup with "
+            "shopkeep restore, which keeps the file it replaces with its -wal); put that "
+            "file back, or move the -wal and -shm away to open this one as it is"
+        )
     alone = database_uri(real_path, "immutable=1")  # the file's pages, its -wal ignored
     try:
         with closing(sqlite3.connect(alone, uri=True)) as main:
@@ -302,6 +317,25 @@ def refuse_another_files_wal(conn: sqlite3.Connection, real_path: str, named: st
             f"cannot open database {named}: the -wal beside it was written for another "
             "database (move it away: the file is whole without it)"
         )
+
+
+ROLLBACK: Final = 1
+"""The file format's version, bytes 18 and 19 of a database's header, in rollback-journal
+mode (2: WAL mode)."""
+_HEADER: Final = b"SQLite format 3\x00"
+
+
+def journal_of(path: str) -> int | None:
+    """The file format version the header of the database at ``path`` says (:data:`ROLLBACK`
+    or 2, WAL), or None when it has no header to read (empty, not SQLite's)."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(20)
+    except OSError:
+        return None
+    if len(header) < 20 or not header.startswith(_HEADER) or header[18] != header[19]:
+        return None
+    return header[18]
 
 
 def adopt(conn: sqlite3.Connection, real_path: str, named: str) -> None:

@@ -293,3 +293,29 @@ def test_a_file_beside_another_shops_wal_is_refused_and_both_are_left_as_they_we
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
     assert "the -wal beside it was written for another database" in result.stderr
     assert [path.read_bytes() for path in both] == before
+
+
+def test_a_backup_copied_by_hand_over_a_file_left_with_its_wal_is_refused_as_it_was(
+    tmp_path: Path,
+) -> None:
+    # the -wal, the server's commits after the backup, made the copy half each (or, read
+    # whole, lost them at the checkpoint): the file's id is the same shop's, so only the
+    # file's mode tells them apart. (backup and restore read the copy alone: a file in
+    # rollback mode is read without any -wal)
+    db, copy = shop_with_a_backup(tmp_path)
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        with conn:
+            conn.execute("UPDATE users SET name = name || ' (after the backup)'")
+        after = Path(f"{db}-wal").read_bytes()
+    shutil.copyfile(copy, db)  # cp copy.db shop.db, over the file
+    Path(f"{db}-wal").write_bytes(after)
+    both = (db, Path(f"{db}-wal"))
+    before = [path.read_bytes() for path in both]
+
+    result = shopkeep("serve", "--sandbox", "--port", "0", "--db", str(db))
+
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "the -wal beside it was written for the file that was there before" in result.stderr
+    assert [path.read_bytes() for path in both] == before
+
