@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -406,6 +407,30 @@ async def test_a_server_not_in_sandbox_mode_is_refused_before_anything_is_create
     assert error.startswith(f"shopkeep bench: error: setup against {server.url} failed: ")
     assert "not in sandbox mode (serve --sandbox)" in error
     assert users.items == []
+
+
+async def test_a_bench_started_with_its_server_waits_for_it_to_listen(tmp_path: Path) -> None:
+    # README's two lines, run at once: the server takes a second or two to listen
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    bench_run = await asyncio.create_subprocess_exec(
+        sys.executable, "main.py", "bench", "--concurrency", "8", "--duration", "1",
+        "--url", f"http://127.0.0.1:{port}", cwd=ROOT, env={**os.environ, **CREDENTIALS},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert bench_run.stderr is not None
+    waiting = await asyncio.wait_for(bench_run.stderr.readline(), 60)
+    options = ServeOptions(
+        db=str(tmp_path / "shop.db"), port=port, sandbox=True, admin_token=ADMIN,
+        gateway_secret=SECRET,
+    )
+    async with running(options, announce=lambda token: None):
+        out, _ = await asyncio.wait_for(bench_run.communicate(), 120)
+
+    assert b"does not answer yet: waiting up to 10 s for it to listen" in waiting
+    assert bench_run.returncode == 0, out.decode()
+    assert b"audit ok" in out
 
 
 def other_server(answers_json: bool) -> web.Application:

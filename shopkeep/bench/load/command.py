@@ -100,7 +100,7 @@ async def measure(options: BenchOptions) -> Outcome:
     for signum in STOPPING_SIGNALS:
         loop.add_signal_handler(signum, interrupter(stop, running))
     try:
-        async with open_target(options) as target:
+        async with open_target(options, say) as target:
             return await drive(target, options, stop=stop, say=say, running=running)
     finally:
         for signum in STOPPING_SIGNALS:

@@ -11,6 +11,9 @@ answer that does not match its schema, ``bad_answer``.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
@@ -28,6 +31,10 @@ from shopkeep.http.catalog import SANDBOX_COMPLETE
 T = TypeVar("T")
 
 REQUEST_TIMEOUT_S = 60.0
+STARTING_S: Final = 10.0
+"""How long the setup waits for a server that does not listen yet: one started just before
+the bench, beside it, takes a second or two to listen."""
+STARTING_STEP_S: Final = 0.2
 
 
 class Problem(msgspec.Struct):
@@ -61,9 +68,15 @@ class HttpTarget:
     """A shopkeep server at ``url``; see the module docstring."""
 
     def __init__(
-        self, url: str, admin_token: str, gateway_secret: str | None, connections: int
+        self,
+        url: str,
+        admin_token: str,
+        gateway_secret: str | None,
+        connections: int,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         self._url = url.rstrip("/")
+        self._say = say
         self._admin = {"Authorization": f"Bearer {admin_token}"}
         self._secret = gateway_secret
         self._session = aiohttp.ClientSession(
@@ -130,7 +143,7 @@ class HttpTarget:
         (asked for a user no id names: 404, not 401), and the server is in sandbox mode (its
         document lists the sandbox's route only then)."""
         try:
-            document = await self._get("/openapi.json", dict[str, Any], {})
+            document = await self._document()
         except Refused as refused:
             if refused.code.startswith("http_") or refused.code == "bad_answer":
                 raise Refused("not_shopkeep", "the server is not shopkeep: it has no "
@@ -155,6 +168,23 @@ class HttpTarget:
                 "the server is not in sandbox mode (serve --sandbox): the journeys pay through "
                 "its sandbox gateway",
             )
+
+    async def _document(self) -> dict[str, Any]:
+        """The server's ``/openapi.json``, waited for up to :data:`STARTING_S` while the
+        server does not listen yet (said once, through ``say``)."""
+        until = time.monotonic() + STARTING_S
+        said = False
+        while True:
+            try:
+                return await self._get("/openapi.json", dict[str, Any], {})
+            except Refused as refused:
+                if refused.code != "connection_error" or time.monotonic() >= until:
+                    raise
+            if not said and self._say is not None:
+                self._say(f"bench: {self._url} does not answer yet: waiting up to "
+                          f"{STARTING_S:g} s for it to listen")
+                said = True
+            await asyncio.sleep(STARTING_STEP_S)
 
     async def create_user(self, name: str, balance: int) -> Customer:
         """POST /v1/users."""

@@ -390,14 +390,17 @@ async def audited_before(target: Target) -> None:
 
 
 @asynccontextmanager
-async def open_target(options: BenchOptions) -> AsyncIterator[Target]:
-    """The target of ``options``: the server at ``url``, or a fresh embedded shop."""
+async def open_target(
+    options: BenchOptions, say: Callable[[str], None] | None = None
+) -> AsyncIterator[Target]:
+    """The target of ``options``: the server at ``url`` (``say`` told when it waits for the
+    server to listen), or a fresh embedded shop."""
     if options.url is not None:
         from shopkeep.bench.load.http_target import HttpTarget
 
         assert options.admin_token is not None
         target = HttpTarget(
-            options.url, options.admin_token, options.gateway_secret, options.concurrency
+            options.url, options.admin_token, options.gateway_secret, options.concurrency, say
         )
         try:
             yield target
