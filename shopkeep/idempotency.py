@@ -67,8 +67,13 @@ learn whether the answer was replayed (SPEC 7)."""
 
 
 def key_of(given: Key) -> IdempotencyKey | None:
-    """``given`` as an IdempotencyKey (checked: ShopError validation_error), or None."""
-    if given is None or isinstance(given, IdempotencyKey):
+    """``given`` as an IdempotencyKey (checked: ShopError validation_error), or None. An
+    IdempotencyKey given again starts unreplayed: its ``replayed`` says what this operation
+    answered, not what the last one under it did."""
+    if given is None:
+        return None
+    if isinstance(given, IdempotencyKey):
+        given.replayed = False
         return given
     return IdempotencyKey(given)
 

@@ -451,11 +451,15 @@ class Shop(Accounts, Payments, BackOffice):
         self,
         order_id: int,
         *,
-        by: str = BY_USER,
+        by: str | None = None,
         user_id: int | None = None,
         idempotency_key: Key = None,
     ) -> OrderView:
-        """Cancel the order (SPEC 5); canceling twice answers the order as it is."""
+        """Cancel the order (SPEC 5); canceling twice answers the order as it is. ``by``
+        (its cancel reason, ``user`` or ``admin``) is the caller's: the user's with a
+        ``user_id``, else the admin's."""
+        if by is None:
+            by = BY_ADMIN if user_id is None else BY_USER
         check_choice("by", by, (BY_USER, BY_ADMIN))
         cancel = Cancel(by)  # type: ignore[arg-type]
         request = ("cancel_order", order_id, by)

@@ -2,9 +2,10 @@
 changes (a ShopError with the HTTP API's codes, or a ValueError or TypeError for the shop's own
 setup), and shopkeep's log lines on its own standard logging, never on its stdout.
 
-A black-box run of the embedded API found each: ``gateway=None`` opened a shop that failed at
-its first payment, ids past 64 bits raised SQLite's OverflowError, a negative shipping fee was
-paid, and wrong types leaked TypeErrors."""
+Unchecked, ``gateway=None`` would open a shop that fails at its first payment, ids past 64
+bits would raise SQLite's OverflowError, a negative shipping fee would be paid, and wrong types
+would leak TypeErrors; a key object used again would say its last operation's replay, and a
+cancel by the program itself would read as the user's."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import pytest
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.errors import ShopError
+from shopkeep.idempotency import IdempotencyKey
 from shopkeep.opening import CurrencyMismatch
 from shopkeep.runtime import RealClock, WrongLoop
 from shopkeep.shop import Shop
@@ -409,3 +411,31 @@ async def test_of_two_shops_opening_at_once_with_one_sandbox_gateway_the_second_
 
     assert results[0] == "a.db" and isinstance(results[1], ValueError)
     assert not gateway.in_use  # the first closed, the second never had it
+
+
+async def test_an_idempotency_key_object_used_again_says_each_operations_own_replay(
+    shop: Shop,
+) -> None:
+    ann, bob = [(await shop.create_user(name, balance=100)).user.id for name in ("ann", "bob")]
+    tea = await shop.create_goods("tea", 10, 5)
+    key = IdempotencyKey("kept-by-the-program")
+
+    await shop.credit_wallet(ann, 5, idempotency_key=key)
+    await shop.credit_wallet(ann, 5, idempotency_key=key)
+    assert key.replayed
+    with pytest.raises(ShopError) as conflict:
+        await shop.credit_wallet(ann, 9, idempotency_key=key)  # the admin's key, another body
+    assert conflict.value.code == "idempotency_conflict" and not key.replayed
+    placed = await shop.place_order(bob, [(tea.id, 1)], idempotency_key=key)  # bob's own key
+    assert placed.status == "awaiting_payment" and not key.replayed
+
+
+async def test_a_cancel_the_program_makes_without_a_user_is_the_admins(shop: Shop) -> None:
+    ann = (await shop.create_user("ann")).user.id
+    tea = await shop.create_goods("tea", 10, 5)
+    by_the_shop = await shop.place_order(ann, [(tea.id, 1)])
+    by_ann = await shop.place_order(ann, [(tea.id, 1)])
+
+    assert (await shop.cancel_order(by_the_shop.id)).cancel_reason == "admin"
+    assert (await shop.cancel_order(by_ann.id, user_id=ann)).cancel_reason == "user"
+
