@@ -23,7 +23,7 @@ from shopkeep.actors.protocol import INVALID_STATE
 from shopkeep.actors.sandbox_books import PAYMENTS_REMEMBERED, SandboxBooks
 from shopkeep.actors.signature import sign
 from shopkeep.errors import CallbackRejected, ShopError
-from shopkeep.requests import check_amount, check_id, check_instance
+from shopkeep.requests import check_amount, check_choice, check_id, check_instance
 from shopkeep.runtime import Clock, ShuttingDown, WrongLoop
 
 log = structlog.get_logger("shopkeep.gateway")
@@ -260,11 +260,11 @@ class SandboxGateway:
 
         A success without ``txn_id`` gets a new transaction id; passing one already used
         collects nothing more (it is the same transaction, called back again). ``status`` is
-        "succeeded" or "failed" (ValueError otherwise). A callback the shop in this process
+        "succeeded" or "failed". A callback the shop in this process
         refuses (CallbackRejected: an unknown payment, a wrong amount) is refused for good:
         it is raised here, and what it collected is taken back; so is ShuttingDown, from a
         shop that has closed. The ids and the amount are checked as the shop checks its own
-        (ShopError validation_error).
+        (ShopError validation_error), and so is ``status``.
         """
         WrongLoop.unless_on(self._loop)
         check_id("payment_id", payment_id)
@@ -272,8 +272,7 @@ class SandboxGateway:
         check_amount("amount", amount)
         if txn_id is not None:
             check_instance("txn_id", txn_id, str)
-        if status not in OUTCOMES:
-            raise ValueError(f'a payment completes "succeeded" or "failed", not {status!r}')
+        check_choice("status", status, OUTCOMES)  # as the HTTP route's 422 at /result
         collected = False
         if status == "succeeded":
             if txn_id is None:

@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from shopkeep.actors.gateway import CallbackBody, GatewayError, GatewayRefused, SandboxGateway
 from shopkeep.actors.signature import verify
-from shopkeep.errors import CallbackRejected
+from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.runtime import ShuttingDown, VirtualClock
 
 
@@ -115,6 +115,14 @@ async def test_the_books_forget_the_oldest_payments_but_keep_exact_totals() -> N
         await gateway.resend(1)
     assert await gateway.resend(3)
     assert gateway.deliveries == 4
+
+
+async def test_a_complete_of_no_outcome_is_refused_as_the_route_refuses_it() -> None:
+    gateway = SandboxGateway("s", VirtualClock())
+    with pytest.raises(ShopError) as refused:
+        await gateway.complete(7, 8, 1_500, "bogus")
+    assert refused.value.code == "validation_error" and "status" in str(refused.value)
+    assert gateway.collected == {}
 
 
 def test_the_books_refuse_a_bound_below_one() -> None:
