@@ -1,15 +1,17 @@
 """Refunds through the provider: the ``refunder`` kind, one actor per refund id (SPEC 5, 10).
 
 The order writes the refund record (status refunding) and, in the same unit, a durable
-:class:`RefundAttempt` to ``refunder:<refund id>``. The refunder calls the provider's refund
-with the refund id as idempotency key, only after that unit is committed (durable messages go
-out after their commit), so no money leaves before its record exists. Then, by the provider's
-answer:
+``RefundAttempt`` (:mod:`shopkeep.actors.refund_rules`) to ``refunder:<refund id>``. The
+refunder calls the provider's refund with the refund id as idempotency key, only after that
+unit is committed (durable messages go out after their commit), so no money leaves before its
+record exists. Then, by the provider's
+answer (decided by the pure rules of :mod:`shopkeep.actors.refund_rules`, which this actor
+applies):
 
 - done: a durable :class:`~shopkeep.actors.order_messages.RefundDone` to the order, which
   marks the record refunded;
 - processing (taken, not finished): a durable timer asks the provider again
-  (:class:`RefundQuery`) after ``refund_query_after_s``; the query's answer is applied the
+  (``RefundQuery``) after ``refund_query_after_s``; the query's answer is applied the
   same way: done -> RefundDone; processing -> ask again later; missing (the provider never
   got it) -> send the refund again; failed -> a refund_log row and a warning: the record stays
   refunding, for someone to act on (the provider said no: sending it again would not help);
