@@ -94,7 +94,7 @@ async def test_a_completion_the_shop_refuses_raises_at_once_and_collects_nothing
         await gateway.complete(payment.id, order.id, 1, "succeeded")
     with pytest.raises(CallbackRejected):
         await gateway.complete(999, order.id, payment.amount, "succeeded")
-    with pytest.raises(ValueError, match="succeeded"):
+    with pytest.raises(ShopError, match="succeeded"):  # validation_error, as the route's 422
         await gateway.complete(payment.id, order.id, payment.amount, "bogus")
     assert gateway.total_collected == 0
     assert (await shop.get_order(order.id)).status == "awaiting_payment"
