@@ -275,8 +275,37 @@ def look_at(
         if check_pages:
             refuse_damaged(conn)
         return refuse_newer(conn, migrations)
+    except sqlite3.OperationalError:  # busy, locked: no word on the pages
+        raise
+    except sqlite3.DatabaseError as damaged:
+        refuse_a_wal_that_does_not_fit(real_path, named, damaged)
+        raise
     finally:
         conn.close()
+
+
+def refuse_a_wal_that_does_not_fit(
+    real_path: str, named: str, damaged: sqlite3.DatabaseError
+) -> None:
+    """StoreError saying what to do when the database read through its ``-wal`` is
+    ``damaged`` but the file alone is whole: most likely a ``-wal`` the file that was there
+    before left, beside a copy put over it (one in WAL mode: :func:`refuse_another_files_wal`
+    knows a backup's). Else nothing: the damage is the file's."""
+    if not holds_anything(real_path + "-wal"):
+        return
+    try:
+        with closing(sqlite3.connect(database_uri(real_path, "immutable=1"), uri=True)) as alone:
+            whole = alone.execute("PRAGMA integrity_check(1)").fetchall() == [("ok",)]
+    except sqlite3.DatabaseError:
+        return
+    if whole:
+        raise StoreError(
+            f"cannot open database {named}: the file alone is whole, but read with the -wal "
+            "beside it, it is damaged: a -wal of the file that was there before a copy was "
+            "put over it? Then put that file back, or move the -wal and -shm away to open "
+            "the copy as it is (a backup is restored with shopkeep restore); if no copy was, "
+            f"keep both, the -wal holds commits ({str(damaged)[:120]})"
+        ) from damaged
 
 
 def refuse_another_files_wal(conn: sqlite3.Connection, real_path: str, named: str) -> None:

@@ -260,6 +260,9 @@ def test_a_file_beside_an_older_wal_is_refused_and_both_are_left_as_they_were(
 
     assert result.returncode != 0 and len(result.stderr.splitlines()) == 1, result.stderr
     assert "malformed" in result.stderr
+    if command[0] == "serve":  # and says what to do: the file alone is whole
+        assert "the file alone is whole, but read with the -wal beside it" in result.stderr
+        assert "move the -wal and -shm away" in result.stderr
     assert [path.read_bytes() for path in both] == before
     assert not list(tmp_path.glob("second.db*")) and not list(tmp_path.glob("restored.db*"))
 
