@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import msgspec
 
-from shopkeep.payments.money import to_decimal_string
+from shopkeep.payments.money import with_currency
 from shopkeep.payments.names import DEFAULT_CURRENCY
 
 # -- statuses, reasons, kinds -----------------------------------------------------------------
@@ -125,11 +125,9 @@ class Refund(msgspec.Struct, frozen=True, gc=False):
         the staff paid back another way, say)."""
         parts = []
         if self.wallet_amount:
-            parts.append(f"{to_decimal_string(self.wallet_amount, currency)} {currency} "
-                         "to the wallet")
+            parts.append(f"{with_currency(self.wallet_amount, currency)} to the wallet")
         if self.gateway_amount:
-            parts.append(f"{to_decimal_string(self.gateway_amount, currency)} {currency} "
-                         f"{provider_part}")
+            parts.append(f"{with_currency(self.gateway_amount, currency)} {provider_part}")
         return f"refund {self.id} ({self.kind}): {', '.join(parts) or 'nothing to pay back'}"
 
 

@@ -59,7 +59,7 @@ from shopkeep.actors.order_state import (
     SaveRefund,
 )
 from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, VALIDATION_ERROR, Refusal
-from shopkeep.payments.money import to_decimal_string
+from shopkeep.payments.money import with_currency
 from shopkeep.payments.names import DEFAULT_CURRENCY
 
 
@@ -274,7 +274,7 @@ def decide_callback(
             effects.append(
                 History(state.status, state.status, f"{kind}_refund",
                         f"payment {payment_id} ({txn_id}): "
-                        f"{to_decimal_string(amount, state.currency)} {state.currency}")
+                        f"{with_currency(amount, state.currency)}")
             )
     duplicate = action is CallbackAction.DUPLICATE
     effects.append(LogPayment(payment_id, status, amount, txn_id, action.value, duplicate))

@@ -124,11 +124,10 @@ def retry_delay(attempt: int, config: ShopConfig) -> float:
 def answered(message: RefundAttempt, state: RefundState, config: ShopConfig) -> Step:
     """The provider answered the refund call ``message`` with ``state``. A refund it had
     refused before is no longer the staff's to settle: it took this try."""
-    taken = replace(message, refused=False)
-    step = learned(taken, state, config, queried=False)
-    cleared: str | UnsetType | None = None if message.refused else UNSET
-    words = step.provider_failed if step.provider_failed is not UNSET else cleared
-    return replace(step, attempts=message.attempt, provider_failed=words)
+    step = learned(replace(message, refused=False), state, config, queried=False)
+    if message.refused and step.provider_failed is UNSET:
+        step = replace(step, provider_failed=None)
+    return replace(step, attempts=message.attempt)
 
 
 def learned(

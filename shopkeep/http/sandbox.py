@@ -35,7 +35,7 @@ from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.http.conversion import payment_out
 from shopkeep.http.inputs import body_of, path_id, reply
 from shopkeep.http.schemas import SandboxCompleteRequest
-from shopkeep.payments.money import to_decimal_string
+from shopkeep.payments.money import with_currency
 from shopkeep.runtime import Clock
 
 if TYPE_CHECKING:
@@ -146,8 +146,7 @@ def sandbox_routes(shop: Shop, gateway: SandboxGateway) -> Iterable[web.RouteDef
 def checkout_page(payment: PaymentView) -> str:
     """The sandbox's checkout page of ``payment``: what it collects, and a button to pay and
     one to fail, each POSTing ``/complete`` (the gateway then calls the shop back, signed)."""
-    amount = html.escape(f"{to_decimal_string(payment.amount, payment.currency)} "
-                         f"{payment.currency}")
+    amount = html.escape(with_currency(payment.amount, payment.currency))
     paid = payment.status != "created"
     state = "" if not paid else f"<p>This payment is {html.escape(payment.status)}.</p>"
     return f"""<!doctype html>

@@ -69,6 +69,12 @@ def to_decimal_string(minor: int, currency: str = DEFAULT_CURRENCY) -> str:
     return in_major_units(minor, exponent(currency))
 
 
+def with_currency(minor: int, currency: str) -> str:
+    """Minor units as a person reads them in a sentence, with the currency's code:
+    ``357`` -> ``3.57 CNY``."""
+    return f"{to_decimal_string(minor, currency)} {currency}"
+
+
 def in_major_units(minor: int, places: int, thousands: str = "") -> str:
     """Minor units, not negative, written in major units of a currency whose minor unit has
     ``places`` decimals (:func:`exponent`), thousands set apart by ``thousands`` (the admin

@@ -295,17 +295,15 @@ def refuse_a_wal_that_does_not_fit(
         return
     try:
         with closing(sqlite3.connect(database_uri(real_path, "immutable=1"), uri=True)) as alone:
-            whole = alone.execute("PRAGMA integrity_check(1)").fetchall() == [("ok",)]
+            refuse_damaged(alone)
     except sqlite3.DatabaseError:
         return
-    if whole:
-        raise StoreError(
-            f"cannot open database {named}: the file alone is whole, but read with the -wal "
-            "beside it, it is damaged: a -wal of the file that was there before a copy was "
-            "put over it? Then put that file back, or move the -wal and -shm away to open "
-            "the copy as it is (a backup is restored with shopkeep restore); if no copy was, "
-            f"keep both, the -wal holds commits ({str(damaged)[:120]})"
-        ) from damaged
+    raise StoreError(
+        f"cannot open database {named}: the file alone is whole, but read with the -wal "
+        f"beside it, it is damaged: a -wal of the file that was there before a copy was put "
+        f"over it? Then {WAL_REMEDY}; if no copy was, keep both, the -wal holds commits "
+        f"({str(damaged)[:120]})"
+    ) from damaged
 
 
 def refuse_another_files_wal(conn: sqlite3.Connection, real_path: str, named: str) -> None:
@@ -327,9 +325,7 @@ def refuse_another_files_wal(conn: sqlite3.Connection, real_path: str, named: st
         # what was committed after the backup for good at the checkpoint
         raise StoreError(
             f"cannot open database {named}: the -wal beside it was written for the file "
-            "that was there before it (a copy put over the file: restore a backup with "
-            "shopkeep restore, which keeps the file it replaces with its -wal); put that "
-            "file back, or move the -wal and -shm away to open this one as it is"
+            f"that was there before it, a copy put over it: {WAL_REMEDY}"
         )
     alone = database_uri(real_path, "immutable=1")  # the file's pages, its -wal ignored
     try:
@@ -348,6 +344,11 @@ def refuse_another_files_wal(conn: sqlite3.Connection, real_path: str, named: st
         )
 
 
+WAL_REMEDY: Final = (
+    "put that file back, or move the -wal and -shm away to open the copy as it is (a backup "
+    "is restored with shopkeep restore, which keeps the file it replaces with its -wal)"
+)
+"""What to do with a -wal left beside a copy put over the database file."""
 ROLLBACK: Final = 1
 """The file format's version, bytes 18 and 19 of a database's header, in rollback-journal
 mode (2: WAL mode)."""
