@@ -65,7 +65,9 @@ CouponState = Literal["unused", "used"]
 
 
 class RequestBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Base of request bodies: unknown fields are refused, never ignored."""
+    """Base of request bodies: unknown fields are refused, never ignored. An optional field
+    also takes ``null``, meaning what its absence means (a client serialising its own "none"
+    writes ``null``); a required one never does."""
 
 
 # -- requests ---------------------------------------------------------------------------------
@@ -75,7 +77,9 @@ class CreateUserRequest(RequestBody, frozen=True):
     """POST /v1/users."""
 
     name: Name
-    balance: Amount = 0
+    balance: Annotated[
+        Amount | None, Meta(description="The wallet's first balance; absent or null: 0.")
+    ] = None
 
 
 class CreditRequest(RequestBody, frozen=True):
@@ -111,7 +115,11 @@ class CreateCouponRequest(RequestBody, frozen=True):
 
     user_id: Id
     value: PositiveAmount
-    min_order_amount: Amount = 0
+    min_order_amount: Annotated[
+        Amount | None,
+        Meta(description="The order amount (goods and shipping) the coupon needs; absent or "
+                         "null: 0."),
+    ] = None
     expires_at: Time | None = None
 
 
@@ -146,12 +154,12 @@ class PlaceOrderRequest(RequestBody, frozen=True):
     ]
     coupon_id: Id | None = None
     use_balance: Annotated[
-        Amount,
-        Meta(description="The most of the wallet's balance to use, in minor units: the order "
-                         "uses that much, or what is left to pay after the coupon if less "
-                         "(`wallet_amount`), refused 409 `insufficient_balance` when "
-                         "that is more than the balance."),
-    ] = 0
+        Amount | None,
+        Meta(description="The most of the wallet's balance to use, in minor units (absent or "
+                         "null: 0): the order uses that much, or what is left to pay after "
+                         "the coupon if less (`wallet_amount`), refused 409 "
+                         "`insufficient_balance` when that is more than the balance."),
+    ] = None
     expected_total: Annotated[
         Amount | None,
         Meta(description="The `pay_amount` the client expects, in minor units: what the payment "
@@ -180,8 +188,9 @@ class ReturnRequest(RequestBody, frozen=True):
     """POST /v1/orders/{order_id}/returns (the body may be omitted)."""
 
     reason: Annotated[
-        str, Meta(max_length=MAX_REASON, pattern=TEXT_PATTERN, description="No control character.")
-    ] = ""
+        Annotated[str, Meta(max_length=MAX_REASON, pattern=TEXT_PATTERN)] | None,
+        Meta(description="No control character; absent or null: none given."),
+    ] = None
 
 
 class EmptyRequest(RequestBody, frozen=True):

@@ -68,6 +68,34 @@ async def test_an_order_paid_by_coupon_and_wallet_is_paid_at_once(api: Api) -> N
     assert (placed.status, placed.body["status"], placed.body["pay_amount"]) == (201, "paid", 0)
 
 
+async def test_null_for_an_optional_field_means_what_its_absence_means(api: Api) -> None:
+    made = await api.call("POST", "/v1/users", ADMIN, {"name": "alice", "balance": None})
+    assert (made.status, made.body["balance"]) == (201, 0)
+    alice = await api.customer()
+    coupon = await api.call(
+        "POST", "/v1/coupons", ADMIN,
+        {"user_id": alice.id, "value": 200, "min_order_amount": None, "expires_at": None},
+    )
+    assert (coupon.status, coupon.body["min_order_amount"]) == (201, 0)
+    placed = await api.call(
+        "POST",
+        "/v1/orders",
+        alice.headers,
+        {
+            "items": [{"goods_id": await api.goods(), "quantity": 1}],
+            "coupon_id": None,
+            "use_balance": None,
+            "expected_total": None,
+        },
+    )
+    assert (placed.status, placed.body["wallet_amount"], placed.body["coupon_id"]) == (201, 0, None)
+    await api.delivered(alice, placed.body)
+    asked = await api.call(
+        "POST", f"/v1/orders/{placed.body['id']}/returns", alice.headers, {"reason": None}
+    )
+    assert asked.status == 201, asked.body
+
+
 async def test_an_asynchronous_placement_answers_202_pending(api: Api) -> None:
     alice = await api.customer()
     tea = await api.goods()
