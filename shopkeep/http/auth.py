@@ -11,11 +11,11 @@ Public paths need no token: ``/healthz``, ``/metrics``, ``/openapi.json``, ``/do
 admin console ``/admin`` (``shopkeep.admin``: it signs the admin in with a session of its own;
 served only when ``shopkeep serve`` mounts it, else 404 as any unknown path).
 
-Roles (SPEC 7 has no 403, on purpose): a valid token on a route of the other role answers
-404 not_found, as if the route did not exist for that caller, the same answer a user gets for
-another user's order. So a user learns nothing about admin routes (or other users' ids) by
-probing, and the admin gets 404 from the few routes that act as "me" (``/v1/me``,
-``/v1/coupons``, placing an order), having no wallet, coupons or orders of its own.
+Roles: a valid token on a route of the other role answers 403 forbidden, saying whose route
+it is: a user's token on a route of the admin's, the admin's on one of the few routes that act
+as "me" (``/v1/me``, ``/v1/coupons``, placing an order), the admin having no wallet, coupons
+or orders of its own. The routes are no secret (``/openapi.json`` lists them); what a user
+must not learn, whether another user's order exists, stays a 404 like an order nobody has.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import functools
 import hmac
 from typing import Final
 
-from shopkeep.actors.protocol import NOT_FOUND
 from shopkeep.errors import ShopError
 from shopkeep.http.state import ADMIN, Principal
 from shopkeep.shop import Shop
@@ -40,13 +39,14 @@ CALLBACK_PATHS: Final = frozenset(
 """The payment providers' callbacks: public, and still taken while the server stops."""
 PUBLIC_PATHS: Final = CALLBACK_PATHS | {"/healthz", "/metrics", "/openapi.json", "/docs", "/admin"}
 PUBLIC_PREFIXES: Final = ("/sandbox/", "/admin/")
-NO_SUCH_ROUTE: Final = "there is no such route, or it is not this caller's"
-"""The detail of a 404 for a path no route has, and for a user on a route of the admin's: the
-same words, true of both (a user's 404 on the admin's route said there was no such route, which
-/openapi.json shows there is)."""
+NO_SUCH_ROUTE: Final = "there is no such route"
+"""The detail of a 404 for a path no route has."""
+FORBIDDEN: Final = "forbidden"
+"""The code of a valid token on a route of the other role (403)."""
+ADMINS_ROUTE: Final = "this route is the admin's: a user's token may not call it"
+"""The detail of a user's 403 on a route of the admin's."""
 NOT_A_USER: Final = "this route acts as a user (their orders, their coupons): the admin is none"
-"""The admin's 404 on a user's own route: the admin knows every route, so its words may say
-why (a user's 404 on the admin's says no more than a path no route has)."""
+"""The detail of the admin's 403 on a route that acts as the calling user."""
 MAX_TOKEN: Final = 512
 """A longer bearer token is nobody's (and is not worth hashing)."""
 
@@ -182,9 +182,9 @@ def unauthorized(detail: str = TOKEN_REQUIRED) -> ShopError:
 
 def authorize(principal: Principal | None, access: Access) -> Principal:
     """The caller, if ``access`` admits them (None: nobody was authenticated, 401); else
-    ShopError not_found (see the module doc)."""
+    ShopError forbidden (403: see the module doc)."""
     if principal is None:
         raise unauthorized()
     if not access.admits(principal):
-        raise ShopError(NOT_FOUND, NOT_A_USER if principal.is_admin else NO_SUCH_ROUTE)
+        raise ShopError(FORBIDDEN, NOT_A_USER if principal.is_admin else ADMINS_ROUTE)
     return principal

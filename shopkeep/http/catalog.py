@@ -146,7 +146,7 @@ def catalog() -> list[Operation]:
                      "placement still running when the server stops waiting (its ask "
                      "timeout) answers 202 pending too: it goes on, poll it."),
            ),
-           refusals=PLACEMENT_REFUSALS),
+           refusals=PLACEMENT_REFUSALS, extra_problems=(404,)),  # a goods or coupon
         op("GET", "/v1/orders", "listOrders", "List orders (a user's own; all for the admin)",
            owner, routes.list_orders, {200: s.OrderPage},
            params=(Param("status", "query", STATUS_SCHEMA, "Only orders in this status."),
@@ -217,7 +217,7 @@ def catalog() -> list[Operation]:
            routes.get_goods, {200: s.GoodsOut}),
         op("POST", "/v1/coupons", "createCoupon", "Give a user a coupon", admin,
            routes.create_coupon, {201: s.CouponOut}, body=s.CreateCouponRequest, params=(KEY,),
-           refusals=(CONFLICT,)),
+           refusals=(CONFLICT,), extra_problems=(404,)),  # a user nobody is
         op("GET", "/v1/coupons", "listCoupons", "The calling user's coupons", user,
            routes.list_coupons, {200: s.CouponPage}, params=paged),
         op("GET", "/v1/coupons/{coupon_id}", "getCoupon",

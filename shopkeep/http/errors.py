@@ -76,6 +76,7 @@ class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
 PROBLEMS: Final[dict[str, tuple[int, str]]] = {
     VALIDATION_ERROR: (422, "Validation error"),
     "unauthorized": (401, "Unauthorized"),
+    "forbidden": (403, "Forbidden"),
     NOT_FOUND: (404, "Not found"),
     "method_not_allowed": (405, "Method not allowed"),
     "payload_too_large": (413, "Payload too large"),

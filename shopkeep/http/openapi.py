@@ -39,9 +39,9 @@ write it `100`; a request may write a whole number as JSON Schema counts integer
 Every error is `application/problem+json` (RFC 9457) with a stable `code`; see the responses
 of each operation. Authenticate with `Authorization: Bearer <token>`:
 the admin token, or a user's token (given once, when the user is created). A user sees and
-acts on their own orders only: another user's order, like a route of the admin, answers 404;
-the admin's token on a route that acts as a user (`/v1/me`, placing an order, `GET
-/v1/coupons`) answers 404 too, saying so.
+acts on their own orders only: another user's order answers 404, as one nobody has. A token
+of the other role answers 403 `forbidden`: a user's on a route of the admin's, and the
+admin's on a route that acts as a user (`/v1/me`, placing an order, `GET /v1/coupons`).
 Every answer carries an `X-Request-Id` header (the client's, when sane), and every answer
 that created something (201) its URL in `Location`. Every GET also answers HEAD; a method a
 path does not take answers 405 `method_not_allowed`, its `Allow` header naming the ones it does.
@@ -81,6 +81,8 @@ _PROBLEM_TEXT: Final = {
     "once), one that does not decode as its `Content-Encoding` says, or one that did not "
     "arrive whole; nothing changed.",
     401: "No bearer token, one nobody holds, or two Authorization headers (unauthorized).",
+    403: "A valid token of the other role: a user's on a route of the admin's, or the "
+    "admin's on a route that acts as the calling user (forbidden).",
     429: "Too many requests from this token (rate_limited): try again after `Retry-After` "
     "seconds.",
     404: "No such thing, or not the caller's (not_found).",

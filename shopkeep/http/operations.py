@@ -79,7 +79,9 @@ class Operation:
         statuses = set(self.extra_problems)
         if self.access is not Access.PUBLIC:
             statuses.update((401, 429))
-        if self.access in (Access.ADMIN, Access.USER) or self.path_params:
+        if self.access in (Access.ADMIN, Access.USER):
+            statuses.add(403)
+        if self.path_params:
             statuses.add(404)
         statuses.add(422)  # an unknown query parameter, on any operation
         # a request aiohttp's parser could not read (a header past its limit, a body that does

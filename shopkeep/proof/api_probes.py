@@ -2,9 +2,9 @@
 and of what a lookup may cost (API4).
 
 - The BOLA matrix: every route with an id, tried as another user, with no token and with a
-  wrong token; every admin route tried as a user; every "me" route tried as the admin. SPEC 7
-  has no 403, on purpose: a route of the other role answers 404 like another user's order, so
-  probing teaches a caller nothing.
+  wrong token; every admin route tried as a user and every "me" route tried as the admin
+  (403 forbidden: a route of the other role); another user's order answers 404, as one nobody
+  has, so probing ids teaches a caller nothing.
 - Mass assignment: every write body of SPEC 7, valid plus one server-owned field (an id, a
   status, an amount, an owner, a token...), must be refused 422 validation_error.
 - Random ids: GETs by ids that exist nowhere answer 404 and leave nothing behind (no live
@@ -226,11 +226,11 @@ async def bola_matrix(call: Call, scene: Scene) -> Probed:
             await found.expect(call, method, path, stranger, None, 401, "unauthorized")
     for method, template, body in ADMIN_ROUTES:
         path, payload = template.format(**scene.ids), filled(body, scene.ids)
-        await found.expect(call, method, path, scene.alice.headers, payload, 404, "not_found")
+        await found.expect(call, method, path, scene.alice.headers, payload, 403, "forbidden")
         for stranger in (NONE, WRONG):
             await found.expect(call, method, path, stranger, payload, 401, "unauthorized")
     for method, path, body in ME_ROUTES:
-        await found.expect(call, method, path, scene.admin, body, 404, "not_found")
+        await found.expect(call, method, path, scene.admin, body, 403, "forbidden")
     if await snapshot(call, scene.admin) != before:
         found.leaks.append("a refused probe changed what the admin sees")
     return found

@@ -1,8 +1,9 @@
 """Who may call what: the broken-object-level-authorization (BOLA) matrix and the roles.
 
-SPEC 7 has no 403, on purpose: a valid token on a route of the other role answers 404
-not_found, as another user's order does, so probing teaches a caller nothing. Every route with
-an id is tried as its owner, as another user, with no token and with a wrong token.
+A valid token on a route of the other role answers 403 forbidden, saying whose route it is;
+another user's order answers 404 not_found, as an order nobody has, so probing ids teaches a
+caller nothing. Every route with an id is tried as its owner, as another user, with no token
+and with a wrong token.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from multidict import CIMultiDict
 from pytest_aiohttp import AiohttpClient
 
 from shopkeep.http.app import make_app
-from shopkeep.http.auth import MAX_TOKEN, NOT_A_USER, ONE_TOKEN, _remembered_hash, bearer_hash
+from shopkeep.http.auth import (
+    ADMINS_ROUTE,
+    MAX_TOKEN,
+    NOT_A_USER,
+    ONE_TOKEN,
+    _remembered_hash,
+    bearer_hash,
+)
 from shopkeep.http.config import HttpConfig
 from shopkeep.proof.api_probes import (
     ADMIN_ROUTES,
@@ -93,7 +101,7 @@ async def test_a_user_lists_only_their_own_orders(api: Api) -> None:
 
 
 @pytest.mark.parametrize(("method", "template", "body"), ADMIN_ROUTES)
-async def test_an_admin_route_is_not_found_for_a_user_and_unauthorized_without_a_token(
+async def test_an_admin_route_is_forbidden_to_a_user_and_unauthorized_without_a_token(
     api: Api, method: str, template: str, body: dict[str, Any] | None
 ) -> None:
     s = await scene(api, delivered=True)
@@ -115,9 +123,8 @@ async def test_an_admin_route_is_not_found_for_a_user_and_unauthorized_without_a
     )
 
     as_user: Answer = await api.call(method, path, s.alice.headers, payload)
-    assert (as_user.status, as_user.body["code"]) == (404, "not_found")
-    nowhere = await api.call("GET", "/v1/nothing-here", s.alice.headers)
-    assert as_user.body["detail"] == nowhere.body["detail"]  # nothing tells the routes apart
+    assert (as_user.status, as_user.body["code"]) == (403, "forbidden")
+    assert as_user.body["detail"] == ADMINS_ROUTE
     for headers in (NONE, WRONG):
         stranger = await api.call(method, path, headers, payload)
         assert (stranger.status, stranger.body["code"]) == (401, "unauthorized")
@@ -126,12 +133,12 @@ async def test_an_admin_route_is_not_found_for_a_user_and_unauthorized_without_a
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ME_ROUTES)
-async def test_a_route_that_acts_as_me_is_not_found_for_the_admin(
+async def test_a_route_that_acts_as_me_is_forbidden_to_the_admin(
     api: Api, method: str, path: str, body: dict[str, Any] | None
 ) -> None:
     refused = await api.call(method, path, ADMIN, body)
-    assert (refused.status, refused.body["code"]) == (404, "not_found")
-    assert refused.body["detail"] == NOT_A_USER  # the admin knows the route: told why
+    assert (refused.status, refused.body["code"]) == (403, "forbidden")
+    assert refused.body["detail"] == NOT_A_USER
 
 
 async def test_the_whole_matrix_at_once_finds_no_leak_and_changes_nothing(api: Api) -> None:

@@ -69,7 +69,7 @@ async def test_every_problem_is_documented_as_problem_json_and_503_with_retry_af
     document = (await api.call("GET", "/openapi.json", {})).body
     place = document["paths"]["/v1/orders"]["post"]
     assert set(place["responses"]) == {
-        "201", "202", "400", "401", "404", "409", "413", "422", "429", "503"
+        "201", "202", "400", "401", "403", "404", "409", "413", "422", "429", "503"
     }  # fmt: skip
     assert place["responses"]["409"]["content"]["application/problem+json"]["schema"] == {
         "$ref": "#/components/schemas/Problem"

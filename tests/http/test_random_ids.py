@@ -18,6 +18,8 @@ ROUTES = (
     ("PATCH", "/v1/goods/{id}"),
 )
 BODIES = {"/v1/users/{id}/wallet/credit": {"amount": 1}, "/v1/goods/{id}": {"restock": 1}}
+USERS_MAY_CALL = {("GET", "/v1/goods/{id}"), *((m, t) for m, t in ROUTES if "orders" in t)}
+"""The routes a user's token may call (the others are the admin's: 403 to a user)."""
 
 
 async def test_a_thousand_lookups_of_random_ids_leave_the_live_actors_unchanged(api: Api) -> None:
@@ -29,7 +31,7 @@ async def test_a_thousand_lookups_of_random_ids_leave_the_live_actors_unchanged(
     for n in range(1_000):
         method, template = ROUTES[n % len(ROUTES)]
         body = BODIES.get(template) if method != "GET" else None
-        headers = alice.headers if n % 3 == 0 and "users" not in template else ADMIN
+        headers = alice.headers if n % 3 == 0 and (method, template) in USERS_MAY_CALL else ADMIN
         path = template.format(id=draw.randrange(1, 2**63))
         answer = await api.call(method, path, headers, body)
         assert answer.status == 404, (method, path, answer.body)

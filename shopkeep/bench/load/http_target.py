@@ -25,7 +25,7 @@ from shopkeep.actors.signature import sign
 from shopkeep.bench.http import scrape_rss
 from shopkeep.bench.load.target import Customer, Order, Payment, Refused
 from shopkeep.http import schemas
-from shopkeep.http.auth import NO_SUCH_ROUTE
+from shopkeep.http.auth import FORBIDDEN
 from shopkeep.http.catalog import SANDBOX_COMPLETE
 
 T = TypeVar("T")
@@ -158,10 +158,10 @@ class HttpTarget:
         try:
             await self._call("GET", "/v1/users/0", None, headers=self._admin)
         except Refused as refused:
+            if refused.code == FORBIDDEN:  # the route is the admin's: a user's token
+                raise Refused("unauthorized", "the admin token is a user's token") from None
             if refused.code != "not_found":
                 raise
-            if refused.detail == NO_SUCH_ROUTE:  # the route is the admin's: a user's token
-                raise Refused("unauthorized", "the admin token is a user's token") from None
         if SANDBOX_COMPLETE_PATH not in paths:
             raise Refused(
                 "not_sandbox",
