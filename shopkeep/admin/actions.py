@@ -34,14 +34,23 @@ from shopkeep.admin.app import (
     to,
 )
 from shopkeep.admin.formatting import isolated, money, when
-from shopkeep.admin.pages import ID, render, shop_of, typed_time, whole_id, whole_text
-from shopkeep.admin.sessions import idempotency_key, valid_nonce
+from shopkeep.admin.pages import (
+    ID,
+    OUTSIDE_YEARS,
+    render,
+    shop_of,
+    typed_time,
+    whole_id,
+    whole_text,
+    within_years,
+)
+from shopkeep.admin.sessions import SENT_ALREADY, idempotency_key, valid_nonce
 from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.errors import PROBLEMS, REFUSED
 from shopkeep.http.rate_limit import RateLimited
 from shopkeep.paging import MAX_LIMIT
 from shopkeep.payments.money import exponent
-from shopkeep.requests import MAX_REASON, Problems, id_in_text
+from shopkeep.requests import LATEST_TIME, MAX_REASON, Problems, id_in_text
 from shopkeep.shop import Shop
 from shopkeep.shop_accounts import hash_token
 
@@ -126,8 +135,8 @@ async def act(request: web.Request, back: str, action: Act) -> web.StreamRespons
     nonce = form.get("nonce")
     if not isinstance(nonce, str) or not valid_nonce(nonce):
         session.notify("error", "The form had no nonce; nothing was done. Try again.")
-    elif not session.spend(nonce):
-        session.notify("ok", "That form was sent already; it is not done twice.")
+    elif (unspendable := session.spend(nonce)) is not None:
+        session.notify("ok" if unspendable == SENT_ALREADY else "error", unspendable)
     else:
         try:
             session.notify("ok", await action(form, idempotency_key(nonce)))
@@ -209,10 +218,14 @@ def _expiry(form: Form) -> float | None:
     if not text:
         return None
     try:
-        return typed_time(text)
+        when = typed_time(text)
     except ValueError:
-        detail = "expires_at is not a time like 2026-12-31T23:59"
-        raise ShopError.invalid([FieldError(detail, pointer="/expires_at")]) from None
+        when = None
+    if when is None or not within_years(when):
+        detail = (f"expires_at is {OUTSIDE_YEARS}" if when is not None
+                  else "expires_at is not a time like 2026-12-31T23:59")
+        raise ShopError.invalid([FieldError(detail, pointer="/expires_at")])
+    return min(when, LATEST_TIME)
 
 
 def _required(value: int | None) -> int:

@@ -107,14 +107,24 @@ def _time(request: web.Request, name: str, *, to_its_end: bool = False) -> float
     except ValueError:
         detail = f"{name} is not a time like 2026-12-02T16:30"
         raise refused_parameter(name, detail) from None
-    # (a float rounds 9999's last microsecond up to the second after it)
-    if not EARLIEST_TIME <= when <= LATEST_TIME + 1:  # an offset took it past 9999 (or before 1)
-        raise refused_parameter(name, f"{name} is outside the years 1 to 9999 in UTC")
+    if not within_years(when):
+        raise refused_parameter(name, f"{name} is {OUTSIDE_YEARS}")
     span = span_named(text)
     if to_its_end and span:
         when += span - LAST_INSTANT_S
     # the API's times end at 9999's last whole second: its last fraction of a second too
     return min(when, LATEST_TIME)
+
+
+OUTSIDE_YEARS: Final = "outside the years 1 to 9999 in UTC"
+
+
+def within_years(when: float) -> bool:
+    """Whether a typed time falls in the years the API's times take, 1 to 9999 in UTC (an
+    offset may take one outside), counting 9999's last second whole: a float rounds its last
+    microsecond up to the second after it. The caller keeps the time at or before
+    :data:`LATEST_TIME`."""
+    return EARLIEST_TIME <= when <= LATEST_TIME + 1
 
 
 def span_named(text: str) -> float:

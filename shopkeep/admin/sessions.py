@@ -13,12 +13,16 @@ Every form the console serves carries the session's CSRF token, and every POST i
 a form, never read the token out of the console's pages. Each form also carries a nonce of its
 own: a form sent twice (a double click, a reload of the answer) acts once
 (:meth:`Session.spend`), and the Idempotency-Key of the shop's operation is derived from it
-(:func:`idempotency_key`), so even two sends racing each other act once.
+(:func:`idempotency_key`), so even two sends racing each other act once. A session remembers
+the last :data:`SPENT_KEPT` forms it sent; nonces are numbered in the order the console made
+them, so a form made before the newest one forgotten (a tab left open all day) is refused as
+too old to tell, never done again.
 """
 
 from __future__ import annotations
 
 import hmac
+import itertools
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -50,6 +54,9 @@ class Session:
     notices: list[tuple[str, str]] = field(default_factory=list)
     """Messages for the next page shown: (``ok`` or ``error``, text); shown once."""
     spent: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    forgotten_through: int = -1
+    """The highest number of a nonce :attr:`spent` has forgotten: a form made up to then and
+    not remembered may have acted already."""
     typed: dict[str, dict[str, str]] = field(default_factory=dict)
     """What a refused form held, by the path it posts to, for the next page shown: its fields
     filled again as they were typed, to be corrected rather than typed again; shown once."""
@@ -74,14 +81,19 @@ class Session:
         typed, self.typed = self.typed, {}
         return typed
 
-    def spend(self, nonce: str) -> bool:
-        """True the first time a form's ``nonce`` is sent, False after (the form acted)."""
+    def spend(self, nonce: str) -> str | None:
+        """None the first time a form's ``nonce`` is sent (it may act); after, why it may not:
+        :data:`SENT_ALREADY`, or :data:`TOO_OLD` for a form made before the newest one this
+        session has forgotten (whether it acted can no longer be told)."""
         if nonce in self.spent:
-            return False
+            return SENT_ALREADY
+        if number_of(nonce) <= self.forgotten_through:
+            return TOO_OLD
         self.spent[nonce] = None
         if len(self.spent) > SPENT_KEPT:
-            self.spent.popitem(last=False)
-        return True
+            forgotten, _ = self.spent.popitem(last=False)
+            self.forgotten_through = max(self.forgotten_through, number_of(forgotten))
+        return None
 
     def unspend(self, nonce: str) -> None:
         """Let the form of ``nonce`` be sent again: it was refused before it did anything (its
@@ -95,19 +107,37 @@ class Session:
         return hmac.compare_digest(given.encode(), self.csrf.encode())
 
 
+SENT_ALREADY: Final = "That form was sent already; it is not done twice."
+TOO_OLD: Final = (
+    "That form is older than the last forms this session sent, too old to tell whether it "
+    "was sent already: nothing was done. Load the page again and send it from there."
+)
+
+_numbers: Final = itertools.count()
+
+
 def valid_nonce(nonce: str | None) -> bool:
-    """A nonce as the console makes them: URL-safe base64 text of a bounded length."""
+    """A nonce as the console makes them (:func:`new_nonce`): its number in hexadecimal, a
+    dot, URL-safe base64 text; of a bounded length."""
+    if nonce is None or not 0 < len(nonce) <= MAX_NONCE or not nonce.isascii():
+        return False
+    number, dot, rest = nonce.partition(".")
     return (
-        nonce is not None
-        and 0 < len(nonce) <= MAX_NONCE
-        and nonce.isascii()
-        and all(c.isalnum() or c in "-_" for c in nonce)
+        bool(dot and number and rest)
+        and all(c in "0123456789abcdef" for c in number)
+        and all(c.isalnum() or c in "-_" for c in rest)
     )
 
 
 def new_nonce() -> str:
-    """A form's nonce: 128 random bits."""
-    return secrets.token_urlsafe(16)
+    """A form's nonce: its number, in the order this process made them (a session lives no
+    longer than the process), and 128 random bits."""
+    return f"{next(_numbers):x}.{secrets.token_urlsafe(16)}"
+
+
+def number_of(nonce: str) -> int:
+    """The number of a :func:`valid_nonce`."""
+    return int(nonce.partition(".")[0], 16)
 
 
 def idempotency_key(nonce: str) -> str:

@@ -441,6 +441,8 @@ async def coupon_issued_expiring(browser: Browser, typed: str) -> tuple[int, str
     [
         ("2030-01-01T00:00", datetime(2030, 1, 1, tzinfo=UTC)),  # a datetime-local field: UTC
         ("2030-01-01T08:00+08:00", datetime(2030, 1, 1, tzinfo=UTC)),  # its own offset kept
+        # 9999's last microsecond: its last whole second, as the API keeps it
+        ("9999-12-31T23:59:59.999999", datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
         ("", None),
     ],
 )
@@ -452,7 +454,29 @@ async def test_a_coupon_is_issued_with_the_expiry_typed_and_listed_with_it(
     [coupon] = (await browser.shop.list_coupons(user_id)).items
     expected = None if expires_at is None else expires_at.timestamp()
     assert coupon.expires_at == expected
-    assert ("2030-01-01 00:00:00</td>" in listed) == (expires_at is not None)
+    assert (f"{expires_at:%Y-%m-%d %H:%M:%S}</td>" in listed if expires_at else "–" in listed)
+
+
+async def test_a_coupon_expiry_past_9999_in_utc_is_refused_in_the_consoles_words(
+    browser: Browser,
+) -> None:
+    user_id, page = await coupon_issued_expiring(browser, "9999-12-31T23:59-08:00")
+
+    assert (await browser.shop.list_coupons(user_id)).items == []
+    assert "expires_at is outside the years 1 to 9999 in UTC" in page
+
+
+async def test_an_unused_coupon_past_its_expiry_is_listed_as_expired(
+    browser: Browser, clock: VirtualClock
+) -> None:
+    in_an_hour = datetime.fromtimestamp(clock.now() + 3_600, UTC)
+    user_id, listed = await coupon_issued_expiring(browser, f"{in_an_hour:%Y-%m-%dT%H:%M}")
+    assert "unused (expired)" not in listed
+
+    await clock.advance(3_600)
+    await browser.sign_in()  # the session was idle past its end meanwhile
+
+    assert "unused (expired)" in (await browser.page(f"/admin/coupons?user={user_id}"))[1]
 
 
 async def test_a_coupon_expiry_that_is_no_time_is_refused_and_issues_nothing(

@@ -56,6 +56,19 @@ async def test_an_orders_page_offers_only_the_moves_its_status_allows(browser: B
     assert (paid, shipped, delivered) == (["Ship", "Cancel"], ["Deliver"], [])
 
 
+async def test_an_orders_amounts_read_in_the_order_they_are_worked_out(browser: Browser) -> None:
+    order = await paid_order(browser)
+    await browser.sign_in()
+    page = (await browser.page(f"/admin/orders/{order.id}"))[1]
+
+    named = re.findall(r"<dt>([^<]+)</dt>", page)
+
+    assert named[1:7] == [  # SPEC 2: goods + shipping, less the coupon and the wallet
+        "Goods", "Shipping", "Order amount", "Coupon discount", "From the wallet",
+        "Through the gateway",
+    ]
+
+
 async def test_every_card_holding_a_table_takes_the_keyboards_focus_to_scroll_it(
     browser: Browser,
 ) -> None:

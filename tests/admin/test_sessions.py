@@ -7,11 +7,20 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from shopkeep.admin.app import WRONG_SIGN_INS_BURST, WRONG_SIGN_INS_PER_S
-from shopkeep.admin.sessions import ABSOLUTE_S, COOKIE, IDLE_S
+from shopkeep.admin.sessions import (
+    ABSOLUTE_S,
+    COOKIE,
+    IDLE_S,
+    SPENT_KEPT,
+    TOO_OLD,
+    Session,
+    new_nonce,
+)
 from shopkeep.http.app import DOOR, make_app
 from shopkeep.http.config import HttpConfig
 from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Shop
+from shopkeep.shop_accounts import hash_token
 from tests.admin.conftest import ADMIN_TOKEN, Browser, console_app
 
 
@@ -283,3 +292,32 @@ async def test_a_form_sent_while_the_server_stops_is_refused_and_does_nothing(
     assert status == 503 and "the server is stopping" in said
     assert "<html" in said  # a page of the console, not the API's problem+json
     assert (await browser.shop.get_user(user_id)).balance == 100
+
+
+def test_a_form_made_before_the_newest_one_forgotten_is_too_old_to_act() -> None:
+    session = Session("id", "csrf", started=0.0, seen=0.0)
+    sent, never_sent = new_nonce(), new_nonce()
+    assert session.spend(sent) is None
+
+    for _ in range(SPENT_KEPT + 1):  # the first of them, made after never_sent, forgotten too
+        assert session.spend(new_nonce()) is None
+
+    assert session.spend(sent) == TOO_OLD  # forgotten, and still not done again
+    assert session.spend(never_sent) == TOO_OLD
+    assert session.spend(new_nonce()) is None
+
+
+async def test_a_token_form_sent_again_after_hundreds_of_others_gives_no_second_token(
+    browser: Browser,
+) -> None:
+    user_id, path, fields = await browser.user_form("token", balance=0)
+    assert await browser.send(f"{path}/token", fields) == (303, path)
+    token = (await browser.page(path))[1].split("no longer works): ", 1)[1].split("<", 1)[0]
+    for _ in range(SPENT_KEPT):  # each acts: the credit of 0.01, under a nonce of its own
+        others = {**fields, "nonce": new_nonce(), "amount": "0.01"}
+        assert await browser.send(f"{path}/credit", others) == (303, path)
+
+    assert await browser.send(f"{path}/token", fields) == (303, path)
+
+    assert "too old to tell" in (await browser.page(path))[1]
+    assert await browser.shop.user_for_token_hash(hash_token(token.strip())) == user_id
