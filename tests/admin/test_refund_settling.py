@@ -13,14 +13,14 @@ from shopkeep.shop import Shop
 from tests.admin.conftest import Browser
 
 
-async def refund_in_flight(shop: Shop) -> tuple[int, int]:
-    """A paid order canceled, its refund's tries failing (the provider down): (order id,
-    refund id)."""
+async def refund_in_flight(shop: Shop, use_balance: int = 0) -> tuple[int, int]:
+    """A paid order (``use_balance`` of it from ann's wallet) canceled, its refund's tries
+    failing (the provider down): (order id, refund id)."""
     assert isinstance(shop.gateway, SandboxGateway)
     shop.gateway.refunds_failing = True  # in flight, and the clock never moves to retry it
     tea = await shop.create_goods("tea", price=100, stock=10)
-    user = (await shop.create_user("ann")).user.id
-    order = await shop.place_order(user, [(tea.id, 1)])
+    user = (await shop.create_user("ann", balance=use_balance)).user.id
+    order = await shop.place_order(user, [(tea.id, 1)], use_balance=use_balance)
     payment = (await shop.start_payment(order.id)).payment
     await shop.gateway.complete(payment.id, order.id, payment.amount, "succeeded")
     await shop.runtime.system.quiet()
@@ -31,11 +31,11 @@ async def refund_in_flight(shop: Shop) -> tuple[int, int]:
 
 
 async def refund_the_provider_failed(
-    shop: Shop, reason: str = "expired_or_canceled_card"
+    shop: Shop, reason: str = "expired_or_canceled_card", use_balance: int = 0
 ) -> tuple[int, int]:
     """A paid order canceled, its refund failed by the provider (by default "the card is
     gone"), as the refunder records it: (order id, refund id)."""
-    order_id, refund_id = await refund_in_flight(shop)
+    order_id, refund_id = await refund_in_flight(shop, use_balance)
     with closing(sqlite3.connect(shop.runtime.store.config.path)) as conn, conn:
         conn.execute(PROVIDER_FAILED_SQL, (reason, refund_id))
     return order_id, refund_id
@@ -45,7 +45,7 @@ async def test_the_refunds_page_settles_a_refund_the_provider_failed(browser: Br
     order_id, refund_id = await refund_the_provider_failed(browser.shop)
     await browser.sign_in()
     path, action = "/admin/refunds", f"/admin/refunds/{refund_id}/settle"
-    said = "The provider failed or refused it (expired_or_canceled_card"
+    said = "The provider failed or refused its gateway part, 11.00 (expired_or_canceled_card"
     assert said in (await browser.page(path))[1]
     fields = await browser.form_fields(path, action)
 
@@ -104,6 +104,23 @@ async def test_a_settling_form_without_a_note_changes_nothing(browser: Browser) 
     assert refund.status == "refunding"
 
 
+async def test_a_failed_refunds_wallet_part_is_said_to_be_back_and_settling_keeps_it_once(
+    browser: Browser,
+) -> None:
+    order_id, refund_id = await refund_the_provider_failed(browser.shop, use_balance=300)
+    user_id = (await browser.shop.get_order(order_id)).user_id
+    await browser.sign_in()
+    path, action = "/admin/refunds", f"/admin/refunds/{refund_id}/settle"
+    page = (await browser.page(path))[1]
+    assert "its gateway part, 8.00" in page
+    assert "its wallet part, 3.00, is back in the wallet already" in page
+    fields = await browser.form_fields(path, action)
+
+    await browser.send(action, {**fields, "note": "bank transfer, ref 4412"})
+
+    assert (await browser.shop.get_user(user_id)).balance == 300
+
+
 async def test_the_dashboard_points_to_the_refunds_page_for_a_failed_refund(
     browser: Browser,
 ) -> None:
@@ -112,7 +129,7 @@ async def test_the_dashboard_points_to_the_refunds_page_for_a_failed_refund(
 
     live = (await browser.page("/admin/live"))[1]
 
-    assert "The provider failed or refused it (expired_or_canceled_card" in live
+    assert "The provider failed or refused its gateway part, 11.00 (expired_or_canceled_card" in live
     assert f"/admin/refunds/{refund_id}/settle" not in live
 
 
