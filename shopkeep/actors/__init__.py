@@ -18,4 +18,11 @@ Kinds and who talks to whom (``protocol.py`` holds the messages of the asset kin
   of asset, so that a new kind of asset plugs in without touching the cancel code.
 - ``order`` (one per order): the whole lifecycle of SPEC.md: the placement saga, payments and
   their callbacks, the deadline timer, cancels, fulfilment, returns, refunds.
+
+The sagas' supervision (DESIGN.md's supervisors): a placement that fails after taking
+something, a cancel, a timeout and an approved return end in the order's one unit that moves
+its status and sends ReleaseAssets durably (the outbox) to its ``assets`` actor, the
+supervisor that sends each compensation to the stock, coupon and wallet actors that own what
+is given back. A saga cut by a crash or lost in a dead letter is found by ``recovery.py`` (at
+start, and by its sweep) and told to the order, which finishes or undoes it the same way.
 """

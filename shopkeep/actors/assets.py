@@ -1,10 +1,12 @@
 """The ``assets`` kind: one ReleaseAssets fanned out to one durable message per kind of asset.
 
-Whoever cancels an order (the order actor, a saga supervisor) says *what* the order holds in
-one :class:`~shopkeep.actors.protocol.ReleaseAssets`, sent durably to ``assets:<order id>``.
-This actor turns it into the messages each asset's own actor understands, all sent with
-``ctx.send`` in the one unit of work that also consumes the ReleaseAssets: either every one of
-them is in the outbox, or none is and the ReleaseAssets is delivered again.
+The supervisor of an order's compensations. Whatever ends what an order holds (a failed
+placement, a cancel, a timeout, an approved return: the order's own unit) says *what* the
+order holds in one :class:`~shopkeep.actors.protocol.ReleaseAssets`, sent durably to
+``assets:<order id>``. This actor turns it into the messages each asset's own actor
+understands, all sent with ``ctx.send`` in the one unit of work that also consumes the
+ReleaseAssets: either every one of them is in the outbox, or none is and the ReleaseAssets is
+delivered again.
 
 Each kind of asset is one entry of :data:`ASSET_KINDS`. Adding a kind of asset (gift cards,
 say) is one more function there: ReleaseAssets -> the (address, message) pairs that give that

@@ -164,7 +164,10 @@ class GroupCommitWriter:
         self._stopped: asyncio.Future[None] | None = None  # the thread has ended
         self._kicks: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._sleeping = False  # the thread waits for a kick
-        self._failed_owners: dict[Hashable, int] = {}  # the writer thread's (inline: loop's)
+        # the writer thread's (inline: the loop's). An owner stays in it once one of its units
+        # failed: a unit of that incarnation may still be open across an await, to be refused
+        # whenever it comes; a restart is a new incarnation, which the entry does not refuse
+        self._failed_owners: dict[Hashable, int] = {}
         self._committer = BatchCommitter(conn, process, named)
         self.on_unit_failed: Callable[[UnitOfWork, CommitFailed], None] | None = None
         self.on_refusal_changed: Callable[[bool], None] | None = None
@@ -258,14 +261,6 @@ class GroupCommitWriter:
     def backlog(self) -> int:
         """Units and calls waiting for the writer."""
         return len(self._queue)
-
-    def forget_failure(self, owner: Hashable) -> None:
-        """The owner restarted from the store: its new units are built on durable state.
-
-        Call it before the owner's new incarnation submits a unit: the writer thread reads this
-        state when it takes a batch (a dict's pop and get are atomic, so no lock is needed).
-        """
-        self._failed_owners.pop(owner, None)
 
     def _poke(self) -> None:
         if self._inline:
