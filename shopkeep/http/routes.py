@@ -11,7 +11,6 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from shopkeep.actors.order_state import BY_ADMIN, BY_USER
 from shopkeep.actors.protocol import NOT_FOUND
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.errors import CallbackRejected, ShopError
@@ -259,12 +258,9 @@ async def cancel_order(request: web.Request) -> web.Response:
     """POST /v1/orders/{order_id}/cancel."""
     order_id, key = path_id(request, "order_id"), idempotency_key_of(request)
     await no_body(request)
-    caller = caller_of(request)
+    # the cancel reason follows from the caller: the user's with their id, else the admin's
     order = await shop_of(request).cancel_order(
-        order_id,
-        by=BY_ADMIN if caller.is_admin else BY_USER,
-        user_id=caller.user_id,
-        idempotency_key=key,
+        order_id, user_id=caller_of(request).user_id, idempotency_key=key
     )
     return reply(c.order_out(order), key=key)
 
