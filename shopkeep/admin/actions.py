@@ -188,17 +188,21 @@ def amount(
     text = raw.strip() if isinstance(raw, str) else ""
     if not text:
         return field(form, name, required=required)
-    whole, point, part = text.partition(".")
-    units = whole_text(whole or "0")
+    # a sign or more digits than any amount has is an amount out of range, said so
+    negative = text.startswith("-")
+    whole, point, part = text.removeprefix("-").partition(".")
+    digits = whole.isascii() and whole.isdigit()  # as whole_text takes them, of any length
+    units = (int(whole) if len(whole) <= 16 else 0) if digits else 0 if not whole else None
+    if not whole and not part:  # a sign alone, a point alone
+        units = None
     if places == 0:  # a yen has no fraction
         fraction = None if point else 0
     else:
         fraction = whole_text(part.ljust(places, "0")) if part or not point else None
-    if units is None or fraction is None or len(part) > places or len(whole) > 16:
+    if units is None or fraction is None or len(part) > places:
         raise ShopError.invalid([FieldError(f"{name} is not an amount", pointer=f"/{name}")])
-    scale: int = 10**places
-    minor = units * scale + fraction
-    if not minimum <= minor <= MAX_AMOUNT:
+    minor = units * 10**places + fraction
+    if negative or len(whole) > 16 or not minimum <= minor <= MAX_AMOUNT:
         detail = (
             f"{name} must be between {money(minimum, places)} and {money(MAX_AMOUNT, places)}"
         )

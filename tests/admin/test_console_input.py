@@ -49,6 +49,8 @@ async def test_a_number_in_other_digits_is_refused_on_the_page_and_changes_nothi
     [
         ("0", "amount must be between 0.01 and 10,000,000,000.00"),
         ("10000000000.01", "amount must be between 0.01 and 10,000,000,000.00"),
+        ("-5", "amount must be between 0.01 and 10,000,000,000.00"),  # a sign: out of range
+        ("12345678901234567", "amount must be between 0.01 and 10,000,000,000.00"),
     ],
 )
 async def test_an_amount_out_of_range_is_refused_in_the_units_it_is_typed_in(

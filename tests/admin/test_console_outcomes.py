@@ -215,7 +215,7 @@ async def test_the_coupon_form_lists_every_problem_and_issues_nothing(browser: B
     )  # fmt: skip
 
     assert "value is not an amount" in page
-    assert "min_order_amount is not an amount" in page
+    assert "min_order_amount must be between 0.00 and" in page
     assert "expires_at is not a time" in page
     assert (await browser.shop.list_coupons(made.user.id)).items == []
 

@@ -129,7 +129,8 @@ async def test_the_dashboard_points_to_the_refunds_page_for_a_failed_refund(
 
     live = (await browser.page("/admin/live"))[1]
 
-    assert "The provider failed or refused its gateway part, 11.00 (expired_or_canceled_card" in live
+    said = "The provider failed or refused its gateway part, 11.00 (expired_or_canceled_card"
+    assert said in live
     assert f"/admin/refunds/{refund_id}/settle" not in live
 
 
