@@ -201,7 +201,8 @@ def amount(
         fraction = whole_text(part.ljust(places, "0")) if part or not point else None
     if units is None or fraction is None or len(part) > places:
         raise ShopError.invalid([FieldError(f"{name} is not an amount", pointer=f"/{name}")])
-    minor = units * 10**places + fraction
+    scale: int = 10**places
+    minor = units * scale + fraction
     if negative or len(whole) > 16 or not minimum <= minor <= MAX_AMOUNT:
         detail = (
             f"{name} must be between {money(minimum, places)} and {money(MAX_AMOUNT, places)}"
