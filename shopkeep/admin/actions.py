@@ -33,7 +33,7 @@ from shopkeep.admin.app import (
     set_cookie,
     to,
 )
-from shopkeep.admin.formatting import isolated, money, when
+from shopkeep.admin.formatting import explain, isolated, money, when
 from shopkeep.admin.pages import (
     ID,
     OUTSIDE_YEARS,
@@ -46,7 +46,6 @@ from shopkeep.admin.pages import (
 )
 from shopkeep.admin.sessions import SENT_ALREADY, idempotency_key, valid_nonce
 from shopkeep.errors import FieldError, ShopError
-from shopkeep.http.errors import PROBLEMS, REFUSED
 from shopkeep.http.rate_limit import RateLimited
 from shopkeep.paging import MAX_LIMIT
 from shopkeep.payments.money import exponent
@@ -58,21 +57,6 @@ routes = web.RouteTableDef()
 Form = MultiDictProxy[Any]
 Act = Callable[[Form, str], Awaitable[str]]
 """An action: given the form and its Idempotency-Key, does it and says what was done."""
-
-
-def explain(error: ShopError) -> str:
-    """A refusal as a person reads it: ``Insufficient stock (insufficient_stock): ...``; a
-    validation error lists each problem once, by the field's name where its words do not
-    name it already (``Validation error (validation_error): price is not an amount``)."""
-    _, title = PROBLEMS.get(error.code, REFUSED)
-    if not error.errors:
-        return f"{title} ({error.code}): {error.detail}"
-    return f"{title} ({error.code}): " + "; ".join(_problem(e) for e in error.errors)
-
-
-def _problem(problem: FieldError) -> str:
-    name = problem.where.lstrip("/")
-    return problem.detail if not name or name in problem.detail else f"{name}: {problem.detail}"
 
 
 @routes.post(SIGN_IN.removeprefix(PREFIX))

@@ -232,10 +232,8 @@ def same_origin(request: web.Request, public_url: str) -> bool:
 def error_page(request: web.Request, error: ShopError) -> web.Response:
     """A page the shop refused to show (no such order, a filter that is not one), with the
     status the API would answer."""
-    from shopkeep.admin.actions import explain
-
     status, _ = PROBLEMS.get(error.code, REFUSED)
-    session, message = request.get(SESSION), explain(error)
+    session, message = request.get(SESSION), formatting.explain(error)
     # what a form said on its way here (the refusal of an action on what is not there), once
     said = [] if session is None else session.take_notices()
     if session is not None:

@@ -10,6 +10,8 @@ from typing import Any, Final
 
 from markupsafe import Markup
 
+from shopkeep.errors import FieldError, ShopError
+from shopkeep.http.errors import PROBLEMS, REFUSED
 from shopkeep.payments.money import exponent, in_major_units
 
 
@@ -110,3 +112,18 @@ FILTERS: Final[dict[str, Callable[..., Any]]] = {
 def filters_for(currency: str) -> dict[str, Callable[..., Any]]:
     """:data:`FILTERS`, money written in ``currency``'s decimals."""
     return {**FILTERS, "money": functools.partial(money, places=exponent(currency))}
+
+
+def explain(error: ShopError) -> str:
+    """A refusal as a person reads it: ``Insufficient stock (insufficient_stock): ...``; a
+    validation error lists each problem once, by the field's name where its words do not
+    name it already (``Validation error (validation_error): price is not an amount``)."""
+    _, title = PROBLEMS.get(error.code, REFUSED)
+    if not error.errors:
+        return f"{title} ({error.code}): {error.detail}"
+    return f"{title} ({error.code}): " + "; ".join(_problem(e) for e in error.errors)
+
+
+def _problem(problem: FieldError) -> str:
+    name = problem.where.lstrip("/")
+    return problem.detail if not name or name in problem.detail else f"{name}: {problem.detail}"

@@ -12,11 +12,14 @@ from typing import Any, Final
 import aiohttp_jinja2
 from aiohttp import web
 
+from shopkeep.actors.order_messages import OrderView
 from shopkeep.actors.order_state import CANCELED, DELIVERED, SHIPPED, STATUSES, TRANSITIONS
-from shopkeep.actors.protocol import NOT_FOUND
+from shopkeep.actors.protocol import NOT_FOUND, VALIDATION_ERROR
 from shopkeep.admin import dashboard
 from shopkeep.admin.app import LIVE, PREFIX, SESSION, SIGN_IN, console_of
+from shopkeep.admin.formatting import explain
 from shopkeep.errors import ShopError
+from shopkeep.paging import Page
 from shopkeep.requests import EARLIEST_TIME, LATEST_TIME, MAX_ID, refused_parameter
 from shopkeep.shop import Shop
 
@@ -26,11 +29,16 @@ ID = "{id:[0-9]{1,19}}"
 
 
 def render(
-    request: web.Request, template: str, *, fragment: bool = False, **values: Any
+    request: web.Request,
+    template: str,
+    *,
+    fragment: bool = False,
+    status: int = 200,
+    **values: Any,
 ) -> web.Response:
     """``template`` with ``values`` and what every page shows (the session's CSRF token and
-    notices, the time). A ``fragment`` of a page (htmx's polling) shows no notices, so it
-    leaves them for the page a form leads to."""
+    notices, the time), answered with ``status``. A ``fragment`` of a page (htmx's polling)
+    shows no notices, so it leaves them for the page a form leads to."""
     session = request.get(SESSION)
     values.setdefault("now", console_of(request).shop.system.clock.now())
     values["session"] = session
@@ -38,7 +46,7 @@ def render(
     values["notices"] = [] if session is None or fragment else session.take_notices()
     values["typed"] = {} if session is None or fragment else session.take_typed()
     values["path"] = request.path
-    return aiohttp_jinja2.render_template(template, request, values)
+    return aiohttp_jinja2.render_template(template, request, values, status=status)
 
 
 def shop_of(request: web.Request) -> Shop:
@@ -179,18 +187,31 @@ ORDER_FILTERS: Final = ("status", "user", "since", "until")
 
 @routes.get("/orders")
 async def orders_page(request: web.Request) -> web.StreamResponse:
-    """Orders, newest first, filtered by status, user and time of creation, a page at a time."""
-    page = await shop_of(request).find_orders(  # which refuses a status that is none
-        status=request.query.get("status") or None,
-        user_id=_number(request, "user"),
-        since=_time(request, "since"),
-        until=_time(request, "until", to_its_end=True),
-        limit=50,
-        cursor=request.query.get("cursor") or None,
-    )
+    """Orders, newest first, filtered by status, user and time of creation, a page at a time.
+    A filter that is none (a user id that is no number, a time that is none) is said above
+    the filter form, filled as it was typed to be corrected, and lists no order (422)."""
     # the next page's link carries the filters this page used, and nothing else it was sent
     filters = {name: value for name in ORDER_FILTERS if (value := request.query.get(name))}
+    try:
+        page = await shop_of(request).find_orders(  # which refuses a status that is none
+            status=request.query.get("status") or None,
+            user_id=_number(request, "user"),
+            since=_time(request, "since"),
+            until=_time(request, "until", to_its_end=True),
+            limit=50,
+            cursor=request.query.get("cursor") or None,
+        )
+    except ShopError as refused:
+        if refused.code != VALIDATION_ERROR:
+            raise
+        request[SESSION].notify("error", explain(refused))
+        return render(request, "orders.html", status=422, page=NO_ORDERS, statuses=STATUSES,
+                      filters=filters)  # fmt: skip
     return render(request, "orders.html", page=page, statuses=STATUSES, filters=filters)
+
+
+NO_ORDERS: Final = Page[OrderView]([], None)
+"""The orders page's list when its filters are refused."""
 
 
 

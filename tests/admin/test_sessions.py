@@ -244,6 +244,17 @@ async def test_a_missing_order_or_a_bad_filter_is_a_page_saying_so(browser: Brow
     assert status == 422 and "validation_error" in html
 
 
+async def test_a_bad_filter_is_said_above_the_filter_form_filled_as_typed(browser: Browser) -> None:
+    await browser.sign_in()
+
+    status, html = await browser.page("/admin/orders?user=abc&since=2026-12-01")
+
+    assert status == 422
+    assert "user is not an id" in html and "No order matches." in html
+    assert 'name="user" inputmode="numeric" value="abc"' in html
+    assert 'value="2026-12-01"' in html
+
+
 async def test_without_the_console_admin_is_not_found(
     aiohttp_client: AiohttpClient, shop: Shop
 ) -> None:
