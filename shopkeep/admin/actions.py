@@ -14,6 +14,7 @@ import hmac
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from markupsafe import Markup
@@ -117,18 +118,19 @@ async def act(request: web.Request, back: str, action: Act) -> web.StreamRespons
     session = request[SESSION]
     form = await request.post()
     nonce = form.get("nonce")
+    page = urlsplit(back).path  # where the outcome is shown: the page the form leads to
     if not isinstance(nonce, str) or not valid_nonce(nonce):
-        session.notify("error", "The form had no nonce; nothing was done. Try again.")
+        session.notify(page, "error", "The form had no nonce; nothing was done. Try again.")
     elif (unspendable := session.spend(nonce)) is not None:
-        session.notify("ok" if unspendable == SENT_ALREADY else "error", unspendable)
+        session.notify(page, "ok" if unspendable == SENT_ALREADY else "error", unspendable)
     else:
         try:
-            session.notify("ok", await action(form, idempotency_key(nonce)))
+            session.notify(page, "ok", await action(form, idempotency_key(nonce)))
         except ShopError as error:
             if error.code in SENT_AGAIN:  # to be sent again, corrected: as it was typed
                 session.unspend(nonce)
-                session.keep_typed(request.path, typed_fields(form))
-            session.notify("error", explain(error))
+                session.keep_typed(page, request.path, typed_fields(form))
+            session.notify(page, "error", explain(error))
     raise to(back)
 
 

@@ -235,9 +235,9 @@ def error_page(request: web.Request, error: ShopError) -> web.Response:
     status, _ = PROBLEMS.get(error.code, REFUSED)
     session, message = request.get(SESSION), formatting.explain(error)
     # what a form said on its way here (the refusal of an action on what is not there), once
-    said = [] if session is None else session.take_notices()
+    said = [] if session is None else session.take_notices(request.path)
     if session is not None:
-        session.take_typed()  # no form here to fill: not kept for a later page
+        session.take_typed(request.path)  # no form here to fill: not kept for a later page
     values: dict[str, object] = {
         "message": message, "session": session, "csrf": "", "path": request.path,
         "notices": [(kind, text) for kind, text in said if text != message],

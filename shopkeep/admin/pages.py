@@ -43,8 +43,8 @@ def render(
     values.setdefault("now", console_of(request).shop.system.clock.now())
     values["session"] = session
     values["csrf"] = "" if session is None else session.csrf
-    values["notices"] = [] if session is None or fragment else session.take_notices()
-    values["typed"] = {} if session is None or fragment else session.take_typed()
+    values["notices"] = [] if session is None or fragment else session.take_notices(request.path)
+    values["typed"] = {} if session is None or fragment else session.take_typed(request.path)
     values["path"] = request.path
     return aiohttp_jinja2.render_template(template, request, values, status=status)
 
@@ -204,7 +204,7 @@ async def orders_page(request: web.Request) -> web.StreamResponse:
     except ShopError as refused:
         if refused.code != VALIDATION_ERROR:
             raise
-        request[SESSION].notify("error", explain(refused))
+        request[SESSION].notify(request.path, "error", explain(refused))
         return render(request, "orders.html", status=422, page=NO_ORDERS, statuses=STATUSES,
                       filters=filters)  # fmt: skip
     return render(request, "orders.html", page=page, statuses=STATUSES, filters=filters)

@@ -25,8 +25,9 @@ import hmac
 import itertools
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from shopkeep.runtime import Clock
 
@@ -51,35 +52,38 @@ class Session:
     csrf: str
     started: float
     seen: float
-    notices: list[tuple[str, str]] = field(default_factory=list)
-    """Messages for the next page shown: (``ok`` or ``error``, text); shown once."""
+    notices: OrderedDict[str, list[tuple[str, str]]] = field(default_factory=OrderedDict)
+    """Messages for the page each is for, by its path: (``ok`` or ``error``, text); shown
+    once, on that page: a form's outcome on the page the form leads to, not on a page another
+    tab of the session loads meanwhile."""
     spent: OrderedDict[str, None] = field(default_factory=OrderedDict)
     forgotten_through: int = -1
     """The highest number of a nonce :attr:`spent` has forgotten: a form made up to then and
     not remembered may have acted already."""
-    typed: dict[str, dict[str, str]] = field(default_factory=dict)
-    """What a refused form held, by the path it posts to, for the next page shown: its fields
+    typed: OrderedDict[str, dict[str, dict[str, str]]] = field(default_factory=OrderedDict)
+    """What a refused form held, for the page it leads to, by the path it posts to: its fields
     filled again as they were typed, to be corrected rather than typed again; shown once."""
 
-    def notify(self, kind: str, text: str) -> None:
-        """Show ``text`` on the next page (``kind``: ok or error), once however often it was
-        said since."""
-        if (kind, text) not in self.notices:
-            self.notices.append((kind, text))
+    def notify(self, page: str, kind: str, text: str) -> None:
+        """Show ``text`` (``kind``: ok or error) when the page at path ``page`` is next shown,
+        once however often it was said since."""
+        said = _for_page(self.notices, page, list)
+        if (kind, text) not in said:
+            said.append((kind, text))
 
-    def take_notices(self) -> list[tuple[str, str]]:
-        """The messages to show now; they are not shown again."""
-        notices, self.notices = self.notices, []
-        return notices
+    def take_notices(self, page: str) -> list[tuple[str, str]]:
+        """The messages to show now on the page at path ``page``; not shown again."""
+        return self.notices.pop(page, [])
 
-    def keep_typed(self, action: str, fields: dict[str, str]) -> None:
-        """Fill the form posting to ``action`` with ``fields`` on the next page shown."""
-        self.typed = {action: fields}
+    def keep_typed(self, page: str, action: str, fields: dict[str, str]) -> None:
+        """Fill the form posting to ``action`` with ``fields`` when the page at path ``page``
+        is next shown."""
+        _for_page(self.typed, page, dict)[action] = fields
 
-    def take_typed(self) -> dict[str, dict[str, str]]:
-        """The refused forms' fields to fill now, by the path each posts to; not again."""
-        typed, self.typed = self.typed, {}
-        return typed
+    def take_typed(self, page: str) -> dict[str, dict[str, str]]:
+        """The refused forms' fields to fill now on the page at path ``page``, by the path each
+        posts to; not again."""
+        return self.typed.pop(page, {})
 
     def spend(self, nonce: str) -> str | None:
         """None the first time a form's ``nonce`` is sent (it may act); after, why it may not:
@@ -114,6 +118,20 @@ TOO_OLD: Final = (
 )
 
 _numbers: Final = itertools.count()
+
+
+PAGES_SAID_TO: Final = 32
+"""Pages a session keeps messages (or typed fields) for at once, not yet shown; past it, the
+oldest are dropped (a bound on memory: forms whose pages were never loaded)."""
+
+
+def _for_page(kept: OrderedDict[str, Any], page: str, new: Callable[[], Any]) -> Any:
+    """What ``kept`` holds for ``page``, made with ``new`` if nothing yet (the most recent)."""
+    if page not in kept:
+        kept[page] = new()
+        while len(kept) > PAGES_SAID_TO:
+            kept.popitem(last=False)
+    return kept[page]
 
 
 def valid_nonce(nonce: str | None) -> bool:

@@ -381,6 +381,19 @@ async def test_the_dashboards_polling_leaves_a_forms_notice_for_the_page_it_lead
     assert "The new token (shown this once" in html
 
 
+async def test_a_forms_outcome_waits_for_its_page_while_another_tab_loads_another(
+    browser: Browser,
+) -> None:
+    _, path, fields = await browser.user_form("token", balance=0)
+
+    assert await browser.send(f"{path}/token", fields) == (303, path)
+    other_tab = (await browser.page("/admin/goods"))[1]
+    html = (await browser.page(path))[1]
+
+    assert "The new token (shown this once" not in other_tab
+    assert "The new token (shown this once" in html
+
+
 async def test_a_refusal_of_an_action_on_what_is_not_there_is_shown_once(
     browser: Browser,
 ) -> None:

@@ -11,6 +11,7 @@ from shopkeep.admin.sessions import (
     ABSOLUTE_S,
     COOKIE,
     IDLE_S,
+    PAGES_SAID_TO,
     SPENT_KEPT,
     TOO_OLD,
     Session,
@@ -332,3 +333,13 @@ async def test_a_token_form_sent_again_after_hundreds_of_others_gives_no_second_
 
     assert "too old to tell" in (await browser.page(path))[1]
     assert await browser.shop.user_for_token_hash(hash_token(token.strip())) == user_id
+
+
+def test_a_session_keeps_messages_for_a_bounded_number_of_pages_not_yet_shown() -> None:
+    session = Session("id", "csrf", started=0.0, seen=0.0)
+    for n in range(PAGES_SAID_TO + 1):
+        session.notify(f"/admin/orders/{n}", "ok", f"order {n} shipped")
+
+    assert session.take_notices("/admin/orders/0") == []  # the oldest, dropped
+    assert session.take_notices("/admin/orders/1") == [("ok", "order 1 shipped")]
+    assert session.take_notices("/admin/orders/1") == []  # shown once
