@@ -199,6 +199,30 @@ async def test_shipping_an_order_from_its_page_adds_shipped_to_its_history(
     assert order["status"] == "shipped"
 
 
+async def test_canceling_a_paid_order_asks_first_and_a_no_leaves_it_paid(
+    shopfront: Shopfront, page: Page
+) -> None:
+    order_id = await shopfront.paid_order()
+    asked: list[str] = []
+    answers = iter([False, True])
+
+    async def answer(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        await (dialog.accept() if next(answers) else dialog.dismiss())
+
+    page.on("dialog", answer)
+    await sign_in(page, shopfront.url, ADMIN_TOKEN)
+    await page.goto(f"{shopfront.url}/admin/orders/{order_id}")
+    await page.get_by_role("button", name="Cancel").click()
+    await expect(page.get_by_role("button", name="Cancel")).to_be_visible()
+    assert (await shopfront.call("GET", f"/v1/orders/{order_id}", ADMIN_TOKEN))["status"] == "paid"
+
+    await page.get_by_role("button", name="Cancel").click()
+
+    await expect(page.get_by_role("status")).to_contain_text(f"Order {order_id} is canceled.")
+    assert asked == [f"Cancel order {order_id}? What it was paid is refunded."] * 2
+
+
 async def test_approving_a_return_refunds_the_order(shopfront: Shopfront, page: Page) -> None:
     order_id = await shopfront.paid_order()
     await shopfront.call("POST", f"/v1/orders/{order_id}/ship", ADMIN_TOKEN)
