@@ -55,6 +55,7 @@ from shopkeep.actors.audit_order_checks import (
     judge_states,
 )
 from shopkeep.actors.audit_sql import LIVE, Check, Counts, Findings, Row, Verdict
+from shopkeep.store.database import WalNotItsOwn, wal_beside_refused, wal_misfit
 from shopkeep.store.errors import SchemaMismatch
 from shopkeep.store.migrations import (
     MIGRATIONS,
@@ -219,8 +220,14 @@ def audit_file(path: str) -> AuditReport:
         raise FileNotFoundError(f"no database file at {path}: {error.strerror}") from None
     if not found:
         raise FileNotFoundError(f"no database file at {path}")
+    real_path = str(file.resolve())
+    # a -wal that is not the file's is refused as serve refuses it: read through it, the
+    # audit would check another file's pages, or pages of two files
+    not_its_own = wal_beside_refused(real_path)
+    if not_its_own is not None:
+        raise WalNotItsOwn(not_its_own)
     try:
-        return _audit_uri(database_uri(file.resolve(), "mode=ro"))
+        return _audit_uri(database_uri(real_path, "mode=ro"), real_path)
     except sqlite3.OperationalError:
         # read-only, a database in WAL mode still makes its -shm file beside it: a copy in a
         # folder it cannot write is read as a file nothing changes, unless commits wait in
@@ -235,13 +242,24 @@ def audit_file(path: str) -> AuditReport:
                 f"a write cut short left {journal.name} beside it, which only opening the file "
                 "for writing rolls back (a restore from it, or a server on it)"
             ) from None
-        return _audit_uri(database_uri(file.resolve(), "immutable=1"))
+        return _audit_uri(database_uri(real_path, "immutable=1"))
 
 
-def _audit_uri(uri: str) -> AuditReport:
+def _audit_uri(uri: str, real_path: str | None = None) -> AuditReport:
+    """The audit of the database at ``uri``; a damaged one refused, saying what to do when
+    the file at ``real_path`` is whole without the ``-wal`` that damages it
+    (:func:`~shopkeep.store.database.wal_misfit`)."""
     conn = sqlite3.connect(uri, uri=True)
     try:
-        refuse_damaged(conn)
+        try:
+            refuse_damaged(conn)
+        except sqlite3.OperationalError:  # busy, locked: no word on the pages
+            raise
+        except sqlite3.DatabaseError as damaged:
+            misfit = None if real_path is None else wal_misfit(real_path)
+            if misfit is None:
+                raise
+            raise sqlite3.DatabaseError(f"{misfit} ({str(damaged)[:120]})") from damaged
         try:
             version = refuse_newer(conn, MIGRATIONS)
         except SchemaMismatch as newer:  # its tables may mean what this audit does not know

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Final
 
 from shopkeep.actors.audit import AuditReport, audit_file
+from shopkeep.store.database import WalNotItsOwn, wal_beside_refused, wal_misfit
 from shopkeep.store.errors import UNREADABLE, unreadable
 from shopkeep.store.private_files import create_private, remove_database
 from shopkeep.store.writer_process import database_uri
@@ -114,13 +115,16 @@ def backup(
         )
     except (OSError, *UNREADABLE) as exc:
         remove_database(partial)
-        raise BackupError(f"cannot back up {source} to {target}: {unreadable(exc)}") from exc
+        said = unreadable_source(source, exc)
+        raise BackupError(f"cannot back up {source} to {target}: {said}") from exc
     except BaseException:
         remove_database(partial)
         raise
     why = failed_checks(found, report.audit)
     if why is not None:
         remove_database(partial)
+        if found != "ok":
+            why = said_with_misfit(source, why)
         raise BackupError(f"the copy of {source} failed its checks ({why}); nothing was kept")
     try:
         # a link, not a rename: a file made at ``target`` while the copy ran stays untouched
@@ -130,6 +134,24 @@ def backup(
         raise TargetTaken(f"cannot back up to {target}: it was made while the copy ran") from None
     remove_database(partial)
     return report
+
+
+def unreadable_source(source: str, error: BaseException) -> str:
+    """What reading the database at ``source`` failed with (one of ``UNREADABLE``), in words;
+    a damage led by what to do when the file alone is whole (:func:`said_with_misfit`)."""
+    said = unreadable(error)
+    if isinstance(error, sqlite3.DatabaseError) and not isinstance(
+        error, sqlite3.OperationalError | WalNotItsOwn  # busy, locked: no word on the pages
+    ):
+        return said_with_misfit(source, said)
+    return said
+
+
+def said_with_misfit(source: str, damage: str) -> str:
+    """``damage``, what SQLite said of a database read through its ``-wal``, led by what to
+    do when the file alone is whole (:func:`~shopkeep.store.database.wal_misfit`)."""
+    misfit = wal_misfit(os.path.realpath(source))
+    return damage if misfit is None else f"{misfit} ({damage[:120]})"
 
 
 def copy_database(
@@ -142,6 +164,10 @@ def copy_database(
     """Copy the database at ``source`` into the empty file ``partial`` through SQLite (one
     snapshot, what its ``-wal`` holds included), as one file in rollback-journal mode; the
     pages copied."""
+    # a -wal that is not the file's (serve refuses it) would be copied as the file's pages
+    not_its_own = wal_beside_refused(os.path.realpath(source))
+    if not_its_own is not None:
+        raise WalNotItsOwn(not_its_own)
     # read-only: the last read-write connection to close copies the -wal into the file and
     # removes it, and a -wal an older copy of the file left beside it would overwrite the
     # newer pages with its older ones, before the copy's checks refused it

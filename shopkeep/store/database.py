@@ -287,35 +287,70 @@ def look_at(
 def refuse_a_wal_that_does_not_fit(
     real_path: str, named: str, damaged: sqlite3.DatabaseError
 ) -> None:
-    """StoreError saying what to do when the database read through its ``-wal`` is
-    ``damaged`` but the file alone is whole: most likely a ``-wal`` the file that was there
-    before left, beside a copy put over it (one in WAL mode: :func:`refuse_another_files_wal`
-    knows a backup's). Else nothing: the damage is the file's."""
+    """StoreError saying what to do (:func:`wal_misfit`) when the database read through its
+    ``-wal`` is ``damaged`` but the file alone is whole. Else nothing: the damage is the
+    file's."""
+    misfit = wal_misfit(real_path)
+    if misfit is not None:
+        raise StoreError(
+            f"cannot open database {named}: {misfit} ({str(damaged)[:120]})"
+        ) from damaged
+
+
+def wal_misfit(real_path: str) -> str | None:
+    """For a database found damaged read through its ``-wal``: when the file alone is whole,
+    what is most likely wrong and what to do (a ``-wal`` the file that was there before left,
+    beside a copy put over it: one in WAL mode, since :func:`wal_not_its_own` knows a
+    backup's); else None, the damage being the file's."""
     if not holds_anything(real_path + "-wal"):
-        return
+        return None
     try:
         with closing(sqlite3.connect(database_uri(real_path, "immutable=1"), uri=True)) as alone:
             refuse_damaged(alone)
     except sqlite3.DatabaseError:
-        return
-    raise StoreError(
-        f"cannot open database {named}: the file alone is whole, but read with the -wal "
-        f"beside it, it is damaged: a -wal of the file that was there before a copy was put "
-        f"over it? Then {WAL_REMEDY}; if no copy was, keep both, the -wal holds commits "
-        f"({str(damaged)[:120]})"
-    ) from damaged
+        return None
+    return (
+        "the file alone is whole, but read with the -wal beside it, it is damaged: a -wal "
+        f"of the file that was there before a copy was put over it? Then {WAL_REMEDY}; if no "
+        "copy was, keep both, the -wal holds commits"
+    )
 
 
 def refuse_another_files_wal(conn: sqlite3.Connection, real_path: str, named: str) -> None:
-    """StoreError when the ``-wal`` beside the database was written for another file: the
-    file is in rollback mode (a backup's copy put over the file by hand: no -wal is its), or
-    its own id (:data:`~shopkeep.store.settings.FILE_ID`, read from the file alone) is not
-    the one ``conn`` reads through the ``-wal``. Another shop's ``-wal`` holds a whole
-    database's pages, which no check of pages can tell from the file's own: the server
-    served the other shop, and its checkpoint made that for good. A file given no id yet (by
-    a shopkeep of before it, until its first start here) is not told apart."""
+    """StoreError when the ``-wal`` beside the database was written for another file
+    (:func:`wal_not_its_own`)."""
+    mismatch = wal_not_its_own(conn, real_path)
+    if mismatch is not None:
+        raise StoreError(f"cannot open database {named}: {mismatch}")
+
+
+class WalNotItsOwn(sqlite3.DatabaseError):
+    """What reads a database refuses it with when the ``-wal`` beside it was written for
+    another file (:func:`wal_beside_refused`): its message says which and what to do."""
+
+
+def wal_beside_refused(real_path: str) -> str | None:
+    """Why the ``-wal`` beside the database at ``real_path`` is not its own
+    (:func:`wal_not_its_own`, looked at read-only), or None: for what reads a file without
+    serving it (the audit, a backup, a restore), which would read another file's pages. A
+    file in rollback mode is read without any ``-wal`` (SQLite reads its header's mode), so
+    what reads it reads the file alone: nothing to refuse."""
+    if not holds_anything(real_path + "-wal") or journal_of(real_path) == ROLLBACK:
+        return None
+    with closing(sqlite3.connect(database_uri(real_path, "mode=ro"), uri=True)) as conn:
+        return wal_not_its_own(conn, real_path)
+
+
+def wal_not_its_own(conn: sqlite3.Connection, real_path: str) -> str | None:
+    """Why the ``-wal`` beside the database was written for another file, or None: the file
+    is in rollback mode (a backup's copy put over the file by hand: no -wal is its), or its
+    own id (:data:`~shopkeep.store.settings.FILE_ID`, read from the file alone) is not the one
+    ``conn`` reads through the ``-wal``. Another shop's ``-wal`` holds a whole database's
+    pages, which no check of pages can tell from the file's own: a server served the other
+    shop, and its checkpoint made that for good. A file given no id yet (by a shopkeep of
+    before it, until its first start here) is not told apart."""
     if not holds_anything(real_path + "-wal"):
-        return
+        return None
     if journal_of(real_path) == ROLLBACK:
         # a file in WAL mode says so in its header for good (SQLite writes it there, through
         # the rollback journal, before the first -wal), so a -wal beside a file that says
@@ -323,9 +358,9 @@ def refuse_another_files_wal(conn: sqlite3.Connection, real_path: str, named: st
         # (one file in rollback mode) put over it by hand. Its own id is the shop's, so the
         # id's check below cannot tell; read through it, the shop was half each, or lost
         # what was committed after the backup for good at the checkpoint
-        raise StoreError(
-            f"cannot open database {named}: the -wal beside it was written for the file "
-            f"that was there before it, a copy put over it: {WAL_REMEDY}"
+        return (
+            "the -wal beside it was written for the file that was there before it, a copy "
+            f"put over it: {WAL_REMEDY}"
         )
     alone = database_uri(real_path, "immutable=1")  # the file's pages, its -wal ignored
     try:
@@ -336,12 +371,13 @@ def refuse_another_files_wal(conn: sqlite3.Connection, real_path: str, named: st
         # the file alone need not read: a checkpoint cut by a kill -9 leaves it whole only
         # with its -wal (an id never changes, so one that reads is the file's); and what the
         # -wal makes of it may not read either: refuse_damaged says so
-        return
+        return None
     if own is not None and seen != own:
-        raise StoreError(
-            f"cannot open database {named}: the -wal beside it was written for another "
-            "database (move it away: the file is whole without it)"
+        return (
+            "the -wal beside it was written for another database (move it away: the file is "
+            "whole without it)"
         )
+    return None
 
 
 WAL_REMEDY: Final = (

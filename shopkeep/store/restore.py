@@ -33,7 +33,14 @@ from pathlib import Path
 from typing import Final
 
 from shopkeep.actors.audit import audit_file
-from shopkeep.store.backup import BackupError, copy_database, failed_checks, integrity
+from shopkeep.store.backup import (
+    BackupError,
+    copy_database,
+    failed_checks,
+    integrity,
+    said_with_misfit,
+    unreadable_source,
+)
 from shopkeep.store.errors import UNREADABLE, unreadable
 from shopkeep.store.lock import ProcessLock
 from shopkeep.store.private_files import create_private, remove_database
@@ -96,11 +103,14 @@ def _check(backup: str, copy: str) -> None:
     """Refuse the copy of ``backup`` at ``copy`` unless it passes SQLite's and the shop's
     checks."""
     try:
-        why = failed_checks(integrity(copy), audit_file(copy))
+        found = integrity(copy)
+        why = failed_checks(found, audit_file(copy))
     except (*UNREADABLE, OSError) as exc:  # not a database, or not a shop's
         raise RestoreError(f"cannot restore {backup}: {unreadable(exc)}") from None
     if why is not None:
-        raise RestoreError(f"cannot restore {backup}: {why}")
+        raise RestoreError(
+            f"cannot restore {backup}: {said_with_misfit(backup, why) if found != 'ok' else why}"
+        )
 
 
 def _move_aside(database: str, now: float) -> str | None:
@@ -141,9 +151,9 @@ def _copy_in(backup: str, database: str, named: str) -> str:
     except OSError as exc:
         remove_database(partial)
         raise RestoreError(f"cannot restore to {database}: {exc.strerror}") from None
-    except UNREADABLE as exc:  # not a database
+    except UNREADABLE as exc:  # not a database, or a damaged one
         remove_database(partial)
-        raise RestoreError(f"cannot restore {backup}: {unreadable(exc)}") from None
+        raise RestoreError(f"cannot restore {backup}: {unreadable_source(backup, exc)}") from None
     try:
         _check(backup, partial)
     except BaseException:

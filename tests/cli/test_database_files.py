@@ -244,6 +244,7 @@ def beside_an_older_wal(db: Path) -> None:
         ["serve", "--sandbox", "--port", "0", "--db", "{db}"],
         ["backup", "--db", "{db}", "--to", "{folder}/second.db"],
         ["restore", "--from", "{db}", "--db", "{folder}/restored.db"],
+        ["audit", "--db", "{db}"],
     ],
 )
 def test_a_file_beside_an_older_wal_is_refused_and_both_are_left_as_they_were(
@@ -260,9 +261,9 @@ def test_a_file_beside_an_older_wal_is_refused_and_both_are_left_as_they_were(
 
     assert result.returncode != 0 and len(result.stderr.splitlines()) == 1, result.stderr
     assert "malformed" in result.stderr
-    if command[0] == "serve":  # and says what to do: the file alone is whole
-        assert "the file alone is whole, but read with the -wal beside it" in result.stderr
-        assert "move the -wal and -shm away" in result.stderr
+    # and says what to do: the file alone is whole
+    assert "the file alone is whole, but read with the -wal beside it" in result.stderr
+    assert "move the -wal and -shm away" in result.stderr
     assert [path.read_bytes() for path in both] == before
     assert not list(tmp_path.glob("second.db*")) and not list(tmp_path.glob("restored.db*"))
 
@@ -278,7 +279,17 @@ def with_another_shops_wal(db: Path, other: Path) -> None:
         shutil.copyfile(f"{other}-wal", f"{db}-wal")
 
 
-@pytest.mark.parametrize("command", [["serve", "--sandbox", "--port", "0", "--db", "{db}"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["serve", "--sandbox", "--port", "0", "--db", "{db}"],
+        # read through it, a backup or a restore would copy the other shop, and the audit
+        # check it: refused as serve refuses it
+        ["backup", "--db", "{db}", "--to", "{folder}/second.db"],
+        ["restore", "--from", "{db}", "--db", "{folder}/restored.db"],
+        ["audit", "--db", "{db}"],
+    ],
+)
 def test_a_file_beside_another_shops_wal_is_refused_and_both_are_left_as_they_were(
     tmp_path: Path, command: list[str]
 ) -> None:
@@ -291,11 +302,14 @@ def test_a_file_beside_another_shops_wal_is_refused_and_both_are_left_as_they_we
     both = (db, Path(f"{db}-wal"))
     before = [path.read_bytes() for path in both]
 
-    result = shopkeep(*(part.format(db=db) for part in command))
+    result = shopkeep(*(part.format(db=db, folder=tmp_path) for part in command))
 
-    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.returncode != 0 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.returncode == 2 or command[0] != "serve"
     assert "the -wal beside it was written for another database" in result.stderr
+    assert "the file alone is whole, but" not in result.stderr
     assert [path.read_bytes() for path in both] == before
+    assert not list(tmp_path.glob("second.db*")) and not list(tmp_path.glob("restored.db*"))
 
 
 def test_a_backup_copied_by_hand_over_a_file_left_with_its_wal_is_refused_as_it_was(
