@@ -12,10 +12,11 @@ admin console ``/admin`` (``shopkeep.admin``: it signs the admin in with a sessi
 served only when ``shopkeep serve`` mounts it, else 404 as any unknown path).
 
 Roles: a valid token on a route of the other role answers 403 forbidden, saying whose route
-it is: a user's token on a route of the admin's, the admin's on one of the few routes that act
-as "me" (``/v1/me``, ``/v1/coupons``, placing an order), the admin having no wallet, coupons
-or orders of its own. The routes are no secret (``/openapi.json`` lists them); what a user
-must not learn, whether another user's order exists, stays a 404 like an order nobody has.
+it is: a user's token on a route of the admin's, the admin's on one of the routes SPEC 7 gives
+the user alone, which act as "me" (``/v1/me``, ``/v1/coupons``, placing an order, starting its
+payment, asking to return it), the admin having no wallet, coupons or orders of its own. The
+routes are no secret (``/openapi.json`` lists them); what a user must not learn, whether
+another user's order exists, stays a 404 like an order nobody has.
 """
 
 from __future__ import annotations

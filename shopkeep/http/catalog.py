@@ -157,7 +157,7 @@ def catalog() -> list[Operation]:
            "An order's status changes, oldest first", owner, routes.order_history,
            {200: s.HistoryList}, params=paged),
         op("POST", "/v1/orders/{order_id}/payment", "startPayment",
-           "Start paying an order (200: the same open payment again)", owner,
+           "Start paying an order (200: the same open payment again)", user,
            routes.start_payment, {201: s.PaymentOut, 200: s.PaymentOut},
            params=(KEY, Param("channel", "query", CHANNEL_SCHEMA, CHANNEL_TEXT)),
            refusals=("invalid_state", CONFLICT), extra_problems=(502,)),
@@ -176,7 +176,7 @@ def catalog() -> list[Operation]:
            {200: s.OrderOut}, params=(KEY,), refusals=("invalid_state", CONFLICT)),
         op("POST", "/v1/orders/{order_id}/returns", "requestReturn",
            "Ask to return a delivered order (200: its open request again, whatever the "
-           "reason given)", owner, routes.request_return,
+           "reason given)", user, routes.request_return,
            {201: s.ReturnOut, 200: s.ReturnOut}, body=s.ReturnRequest, body_required=False,
            params=(KEY,), refusals=("invalid_state", CONFLICT)),
         op("GET", "/v1/returns/{return_id}", "getReturn", "Get a return", owner,

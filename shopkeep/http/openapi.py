@@ -41,7 +41,8 @@ of each operation. Authenticate with `Authorization: Bearer <token>`:
 the admin token, or a user's token (given once, when the user is created). A user sees and
 acts on their own orders only: another user's order answers 404, as one nobody has. A token
 of the other role answers 403 `forbidden`: a user's on a route of the admin's, and the
-admin's on a route that acts as a user (`/v1/me`, placing an order, `GET /v1/coupons`).
+admin's on a route that acts as a user (`/v1/me`, placing an order, starting its payment,
+asking to return it, `GET /v1/coupons`).
 Every answer carries an `X-Request-Id` header (the client's, when sane), and every answer
 that created something (201) its URL in `Location`. Every GET also answers HEAD; a method a
 path does not take answers 405 `method_not_allowed`, its `Allow` header naming the ones it does.

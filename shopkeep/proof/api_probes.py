@@ -145,8 +145,11 @@ ME_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/v1/me", None),
     ("GET", "/v1/coupons", None),
     ("POST", "/v1/orders", {"items": []}),
+    ("POST", "/v1/orders/{order}/payment", None),
+    ("POST", "/v1/orders/{delivered}/returns", None),
 ]
-"""(method, path, body): the routes that act as the calling user, not found for the admin."""
+"""(method, path template, body): the routes that act as the calling user (SPEC 7: "user"),
+forbidden to the admin."""
 
 WRITES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
     ("POST", "/v1/users", {"name": "eve"}, {"id": "1"}),
@@ -229,7 +232,8 @@ async def bola_matrix(call: Call, scene: Scene) -> Probed:
         await found.expect(call, method, path, scene.alice.headers, payload, 403, "forbidden")
         for stranger in (NONE, WRONG):
             await found.expect(call, method, path, stranger, payload, 401, "unauthorized")
-    for method, path, body in ME_ROUTES:
+    for method, template, body in ME_ROUTES:
+        path = template.format(**scene.ids)
         await found.expect(call, method, path, scene.admin, body, 403, "forbidden")
     if await snapshot(call, scene.admin) != before:
         found.leaks.append("a refused probe changed what the admin sees")

@@ -132,10 +132,11 @@ async def test_an_admin_route_is_forbidden_to_a_user_and_unauthorized_without_a_
     assert as_admin.status not in (401, 404), as_admin.body
 
 
-@pytest.mark.parametrize(("method", "path", "body"), ME_ROUTES)
+@pytest.mark.parametrize(("method", "template", "body"), ME_ROUTES)
 async def test_a_route_that_acts_as_me_is_forbidden_to_the_admin(
-    api: Api, method: str, path: str, body: dict[str, Any] | None
+    api: Api, method: str, template: str, body: dict[str, Any] | None
 ) -> None:
+    path = template.format(order="1", delivered="1")  # refused before any order is looked at
     refused = await api.call(method, path, ADMIN, body)
     assert (refused.status, refused.body["code"]) == (403, "forbidden")
     assert refused.body["detail"] == NOT_A_USER
@@ -155,7 +156,15 @@ async def test_the_admin_sees_and_acts_on_every_order(api: Api) -> None:
     path = f"/v1/orders/{s.order['id']}"
     assert (await api.call("GET", path, ADMIN)).status == 200
     assert (await api.call("GET", f"{path}/history", ADMIN)).status == 200
-    assert (await api.call("POST", f"{path}/payment", ADMIN)).status == 201
+    assert (await api.call("POST", f"{path}/cancel", ADMIN)).status == 200
+
+
+async def test_starting_a_payment_or_a_return_is_the_users_alone(api: Api) -> None:
+    s = await scene(api, delivered=True)
+    for path in (f"/v1/orders/{s.order['id']}/payment", f"/v1/orders/{s.order['id']}/returns"):
+        refused = await api.call("POST", path, ADMIN)
+        assert (refused.status, refused.body["code"]) == (403, "forbidden"), path
+        assert refused.body["detail"] == NOT_A_USER
 
 
 @pytest.mark.parametrize(
