@@ -325,11 +325,13 @@ class Shop(Accounts, Payments, BackOffice):
         user_id: int,
         value: int,
         *,
-        min_order_amount: int = 0,
+        min_order_amount: int | None = 0,
         expires_at: float | None = None,
         idempotency_key: Key = None,
     ) -> CouponView:
-        """A coupon for ``user_id`` worth ``value``; under a key, one."""
+        """A coupon for ``user_id`` worth ``value``; under a key, one. A ``min_order_amount``
+        of None is 0, as an absent one (the HTTP API's ``null``)."""
+        min_order_amount = 0 if min_order_amount is None else min_order_amount
         with Problems() as each:
             each(check_id, "user_id", user_id)
             each(check_amount, "value", value, minimum=1)
@@ -369,7 +371,7 @@ class Shop(Accounts, Payments, BackOffice):
         items: Any,
         *,
         coupon_id: int | None = None,
-        use_balance: int = 0,
+        use_balance: int | None = 0,
         expected_total: int | None = None,
         idempotency_key: Key = None,
         wait: bool = True,
@@ -378,9 +380,10 @@ class Shop(Accounts, Payments, BackOffice):
         refusal (and the failed order's id); without ``wait``, or when the placement outlasts
         the ask timeout (it goes on), the pending order (poll it). Under an
         ``idempotency_key`` the same request answers the first answer again; see
-        :mod:`shopkeep.placing`."""
+        :mod:`shopkeep.placing`. A ``use_balance`` of None is 0 (the HTTP API's ``null``)."""
         request = PlaceRequest.checked(
-            user_id, items, coupon_id, use_balance, expected_total, wait, self.config,
+            user_id, items, coupon_id, 0 if use_balance is None else use_balance,
+            expected_total, wait, self.config,
             idempotency_key,
         )
         return await self._placer.place(request, key_of(idempotency_key))
@@ -486,13 +489,14 @@ class Shop(Accounts, Payments, BackOffice):
     async def request_return(
         self,
         order_id: int,
-        reason: str = "",
+        reason: str | None = "",
         *,
         user_id: int | None = None,
         idempotency_key: Key = None,
     ) -> ReturnAsked:
         """Ask to return a delivered order (asking again answers the same request, not
-        ``created``)."""
+        ``created``); a ``reason`` of None is none given (the HTTP API's ``null``)."""
+        reason = "" if reason is None else reason
         if type(reason) is not str or len(reason) > MAX_REASON or not is_text(reason):
             raise refused("/reason", f"a reason is text of at most {MAX_REASON} characters, "
                           "none a control character or a lone surrogate")

@@ -75,13 +75,15 @@ class Accounts:
 
 
     async def create_user(
-        self, name: str, balance: int = 0, *, idempotency_key: Key = None
+        self, name: str, balance: int | None = 0, *, idempotency_key: Key = None
     ) -> CreatedUser:
-        """A new user with an opening wallet balance, and their token (shown only here).
+        """A new user with an opening wallet balance (None: 0, the HTTP API's ``null``), and
+        their token (shown only here).
 
         Under a key, one user: the same request again answers the user the first answer made,
         with a new token, since only a token's hash is kept (the first answer's token, which
         only that answer showed, stops working): the retry of a caller who lost the answer."""
+        balance = 0 if balance is None else balance
         with Problems() as each:
             each(check_name, name)
             each(check_amount, "balance", balance)

@@ -70,7 +70,7 @@ async def create_user(request: web.Request) -> web.Response:
     """POST /v1/users."""
     key = idempotency_key_of(request)
     body = await body_of(request, s.CreateUserRequest)
-    created = await shop_of(request).create_user(body.name, body.balance or 0, idempotency_key=key)
+    created = await shop_of(request).create_user(body.name, body.balance, idempotency_key=key)
     made = c.created_user_out(created.user, created.token)
     return reply(made, 201, f"/v1/users/{made.id}", key=key)
 
@@ -148,7 +148,7 @@ async def create_coupon(request: web.Request) -> web.Response:
     coupon = await shop_of(request).create_coupon(
         c.ref_in(body.user_id, "user"),
         body.value,
-        min_order_amount=body.min_order_amount or 0,
+        min_order_amount=body.min_order_amount,
         expires_at=expires_at,
         idempotency_key=key,
     )
@@ -196,7 +196,7 @@ async def place_order(request: web.Request) -> web.Response:
         user_id,
         items,
         coupon_id=coupon_id,
-        use_balance=body.use_balance or 0,
+        use_balance=body.use_balance,
         expected_total=body.expected_total,
         idempotency_key=key,
         wait=wait,
@@ -285,7 +285,7 @@ async def request_return(request: web.Request) -> web.Response:
     order_id, key = path_id(request, "order_id"), idempotency_key_of(request)
     body = await body_of(request, s.ReturnRequest, optional=True)
     made = await shop_of(request).request_return(
-        order_id, body.reason or "", user_id=scope_of(request), idempotency_key=key
+        order_id, body.reason, user_id=scope_of(request), idempotency_key=key
     )
     if not made.created:  # the order's open request again: nothing created
         return reply(c.return_out(made), key=key)

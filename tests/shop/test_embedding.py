@@ -439,3 +439,23 @@ async def test_a_cancel_the_program_makes_without_a_user_is_the_admins(shop: Sho
     assert (await shop.cancel_order(by_the_shop.id)).cancel_reason == "admin"
     assert (await shop.cancel_order(by_ann.id, user_id=ann)).cancel_reason == "user"
 
+
+
+async def test_none_for_an_optional_amount_or_reason_means_what_leaving_it_out_means(
+    shop: Shop,
+) -> None:
+    user = (await shop.create_user("ann", balance=None)).user
+    tea = await shop.create_goods("tea", price=500, stock=3)
+    coupon = await shop.create_coupon(user.id, 100, min_order_amount=None)
+    order = await shop.place_order(user.id, [(tea.id, 1)], use_balance=None)
+    payment = (await shop.start_payment(order.id)).payment
+    assert isinstance(shop.gateway, SandboxGateway)
+    await shop.gateway.complete(payment.id, order.id, payment.amount, "succeeded")
+    await shop.runtime.system.quiet()
+    await shop.ship(order.id)
+    await shop.deliver(order.id)
+
+    asked = await shop.request_return(order.id, None)
+
+    assert (user.balance, coupon.min_order_amount, order.wallet_amount) == (0, 0, 0)
+    assert asked.created
