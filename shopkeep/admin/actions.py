@@ -178,7 +178,10 @@ def amount(
     negative = text.startswith("-")
     whole, point, part = text.removeprefix("-").partition(".")
     digits = whole.isascii() and whole.isdigit()  # as whole_text takes them, of any length
-    units = (int(whole) if len(whole) <= 16 else 0) if digits else 0 if not whole else None
+    significant = whole.lstrip("0")  # 0001 is 1: too long only past its leading zeros
+    units = (int(significant or "0") if len(significant) <= 16 else 0) if digits else (
+        0 if not whole else None
+    )
     if not whole and not part:  # a sign alone, a point alone
         units = None
     if places == 0:  # a yen has no fraction
@@ -189,7 +192,7 @@ def amount(
         raise ShopError.invalid([FieldError(f"{name} is not an amount", pointer=f"/{name}")])
     scale: int = 10**places
     minor = units * scale + fraction
-    if negative or len(whole) > 16 or not minimum <= minor <= MAX_AMOUNT:
+    if (negative and minor) or len(significant) > 16 or not minimum <= minor <= MAX_AMOUNT:
         detail = (
             f"{name} must be between {money(minimum, places)} and {money(MAX_AMOUNT, places)}"
         )

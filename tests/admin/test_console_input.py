@@ -64,6 +64,20 @@ async def test_an_amount_out_of_range_is_refused_in_the_units_it_is_typed_in(
     assert (await browser.shop.get_user(user_id)).balance == 100
 
 
+@pytest.mark.parametrize("typed", ["0000000000000000001", "-0.00 "])
+async def test_an_amount_with_leading_zeros_or_a_signed_zero_is_the_amount_it_names(
+    browser: Browser, typed: str
+) -> None:
+    user_id, path, fields = await browser.user_form("credit")
+
+    await browser.send(f"{path}/credit", {**fields, "amount": typed})
+
+    credited = 100 if typed.startswith("0") else 0  # -0.00 is 0: below the least credit
+    assert (await browser.shop.get_user(user_id)).balance == 100 + credited
+    said = (await browser.page(path))[1]
+    assert ("1.00 credited" in said) if credited else ("must be between 0.01 and" in said)
+
+
 @pytest.mark.parametrize("filter_", ["user=²", "user=١٢"])
 async def test_a_filter_in_other_digits_is_a_page_saying_so(
     browser: Browser, filter_: str
