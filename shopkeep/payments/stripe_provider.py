@@ -237,10 +237,12 @@ class StripeProvider:
         """``POST /v1/refunds`` of the PaymentIntent, the refund's key as Idempotency-Key and
         in its metadata.
 
-        A 5xx Stripe replays under that key is reconciled, as a payment start's is: retried
-        under the same key it would be answered the same 500 for a day, though the first
-        request may have made the refund. So the intent's refunds are looked through for the
-        one whose metadata names the key, and its state answered; none found, the refund is
+        A failure Stripe replays under that key (a 5xx, or a refusal whose cause may be gone:
+        the intent paid since, the merchant's balance topped up) is reconciled, as a payment
+        start's is: retried under the same key it would be answered the same for a day,
+        though a 5xx's request may have made the refund. So the intent's refunds are looked
+        through for the one whose metadata names the key, and its state answered; none found,
+        the refund is
         made under a key of its own for this try (``<key>-<n>``, ``n`` the time in nanoseconds,
         which no closed refund's issue number reaches), its metadata still naming the key, so
         that the next reconciling or query finds it."""
@@ -442,14 +444,17 @@ def _gateway_error(what: str, exc: stripe.StripeError) -> GatewayError:
 
 
 def _replayed_failure(exc: stripe.StripeError) -> bool:
-    """Whether ``exc`` is a 5xx Stripe kept under the Idempotency-Key and answered again."""
+    """Whether ``exc`` is a failure Stripe kept under the Idempotency-Key and answered again:
+    a 5xx, or a refusal once the request's execution began (a refund of an intent not paid
+    yet, or of more than is left), which the same key would be answered for a day whatever
+    changed meanwhile (providers.md)."""
     status = exc.http_status
     replayed = (exc.headers or {}).get("idempotent-replayed") == "true"
-    return replayed and status is not None and status >= 500
+    return replayed and status is not None and status >= 400
 
 
 class _ReplayedFailure(Exception):
-    """Stripe replayed a 5xx it kept under the Idempotency-Key: reconcile, then try again
+    """Stripe replayed a failure it kept under the Idempotency-Key: reconcile, then try again
     under a key of its own (``retry_key`` makes it)."""
 
     def __init__(self, retry_key: int) -> None:

@@ -324,6 +324,24 @@ async def test_a_refund_stripe_refuses_is_a_refusal(world: World) -> None:
         await world.provider.refund(refund_of(intent))
 
 
+async def test_a_refusal_stripe_keeps_under_the_refund_id_does_not_outlive_its_cause(
+    world: World,
+) -> None:
+    # Stripe answers a refusal whose execution began again to the same key for a day: a
+    # refund refused while its intent was not paid stayed refused once it was
+    intent = await world.start()
+    refund = refund_of(intent)
+    with pytest.raises(GatewayRefused, match="400"):
+        await world.provider.refund(refund)
+
+    await world.fake.pay(intent, notify=False)
+
+    assert await world.provider.refund(refund) == RefundDone()  # under a key of its own
+    assert await world.provider.refund(refund) == RefundDone()  # found, not made again
+    [kept] = world.fake.refunds
+    assert kept.startswith("31-") and world.fake.refunded(intent) == refund.amount
+
+
 async def test_a_query_finds_a_payment_whose_webhook_was_dropped(world: World) -> None:
     unknown = PaymentRef(payment_id=7, order_id=70, amount=1999, currency="USD")
     assert await world.provider.query_payment(unknown) == PaymentOpen(exists=False)

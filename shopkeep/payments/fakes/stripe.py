@@ -142,6 +142,14 @@ class FakeStripe(FakeServer):
         if key:
             self._replays[key] = (request.path, params, status, body)
 
+    def _refused(
+        self, request: web.Request, params: dict[str, Any], message: str
+    ) -> web.Response:
+        """A 400 ``invalid_request_error`` saying ``message``, kept under the request's key."""
+        body = {"error": {"type": "invalid_request_error", "message": message}}
+        self._save(request, params, body, status=400)
+        return web.json_response(body, status=400)
+
     def fail_intents(self, times: int = 1, *, made: bool = False) -> None:
         """The next ``times`` PaymentIntent creations answer 500, kept under their
         Idempotency-Key as Stripe keeps a failure whose execution began: the same key is
@@ -250,11 +258,13 @@ class FakeStripe(FakeServer):
         if replay is not None:
             return replay
         intent = self.intents.get(str(params.get("payment_intent")))
+        # a refusal once the refund's execution began is kept under its key, as Stripe keeps
+        # it, and answered again (Idempotent-Replayed) to the same key for a day
         if intent is None or intent["status"] != "succeeded":
-            return _error(400, "invalid_request_error", "This PaymentIntent has no charge")
+            return self._refused(request, params, "This PaymentIntent has no charge")
         amount = int(params.get("amount", intent["amount_received"]))
         if amount > intent["amount_received"] - self.refunded(intent["id"]):
-            return _error(400, "invalid_request_error", "Refund amount exceeds the charge")
+            return self._refused(request, params, "Refund amount exceeds the charge")
         made = self.record_refund(key, intent["id"], amount, "re_")
         refund = {"id": made.provider_id, "object": "refund", "amount": amount,
                   "currency": intent["currency"], "payment_intent": intent["id"],
