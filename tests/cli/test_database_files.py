@@ -238,15 +238,17 @@ def beside_an_older_wal(db: Path) -> None:
     Path(f"{db}-wal").write_bytes(older)
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["serve", "--sandbox", "--port", "0", "--db", "{db}"],
-        ["backup", "--db", "{db}", "--to", "{folder}/second.db"],
-        ["restore", "--from", "{db}", "--db", "{folder}/restored.db"],
-        ["audit", "--db", "{db}"],
-    ],
-)
+READING_THE_FILE = [
+    ["serve", "--sandbox", "--port", "0", "--db", "{db}"],
+    ["backup", "--db", "{db}", "--to", "{folder}/second.db"],
+    ["restore", "--from", "{db}", "--db", "{folder}/restored.db"],
+    ["audit", "--db", "{db}"],
+]
+"""Every command that reads a database file through what lies beside it ({db}; {folder}: the
+test's own): each refuses a -wal that is not the file's, as serve does."""
+
+
+@pytest.mark.parametrize("command", READING_THE_FILE)
 def test_a_file_beside_an_older_wal_is_refused_and_both_are_left_as_they_were(
     tmp_path: Path, command: list[str]
 ) -> None:
@@ -279,17 +281,8 @@ def with_another_shops_wal(db: Path, other: Path) -> None:
         shutil.copyfile(f"{other}-wal", f"{db}-wal")
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["serve", "--sandbox", "--port", "0", "--db", "{db}"],
-        # read through it, a backup or a restore would copy the other shop, and the audit
-        # check it: refused as serve refuses it
-        ["backup", "--db", "{db}", "--to", "{folder}/second.db"],
-        ["restore", "--from", "{db}", "--db", "{folder}/restored.db"],
-        ["audit", "--db", "{db}"],
-    ],
-)
+# read through it, a backup or a restore would copy the other shop, and the audit check it
+@pytest.mark.parametrize("command", READING_THE_FILE)
 def test_a_file_beside_another_shops_wal_is_refused_and_both_are_left_as_they_were(
     tmp_path: Path, command: list[str]
 ) -> None:
