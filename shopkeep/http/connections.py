@@ -61,6 +61,7 @@ from yarl import URL
 from shopkeep.http.connection_limits import ConnectionLimits
 from shopkeep.http.errors import parser_found, unparsable
 from shopkeep.http.request_ids import HEADER_KEY, new_id
+from shopkeep.logs import ACCESS
 
 log = structlog.get_logger("shopkeep.http")
 
@@ -70,6 +71,12 @@ resolution before its time, and then found nothing late would set itself again a
 
 
 READ_DEADLINE_STATUS: Final = 408
+UNPARSABLE_ROUTE: Final = "unparsable"
+"""The route of a request's access line when the parser refused it."""
+UNREAD_ROUTE: Final = "unread"
+"""The route of a request's access line when its headers did not arrive within the bound."""
+UNKNOWN_METHOD: Final = "-"
+"""The method of such a line: the request's own was not read (or was what was refused)."""
 """What the access line of a request cut by the read deadline says (as nginx's log does)."""
 STOPPED_STATUS: Final = 503
 """What the access line of a request whose body was still coming when the stop began says."""
@@ -348,6 +355,7 @@ class BoundedRequestHandler(web.RequestHandler):
             error=type(exc).__name__,
             request_id=request_id,
         )
+        self._access_line(UNPARSABLE_ROUTE, answer.status, request_id)
         answer.force_close()  # where the next request would begin in these bytes is unknown
         return answer
 
@@ -359,10 +367,19 @@ class BoundedRequestHandler(web.RequestHandler):
     def overdue(self) -> None:
         """The request did not arrive whole within the bound: close the connection."""
         self._bounds.read_timeouts += 1
-        if not self.body_coming:  # its headers had not ended: no route, no access line
-            log.info("http_read_timeout", status=READ_DEADLINE_STATUS, request_id=new_id(),
+        if not self.body_coming:  # its headers had not ended: no route's access line
+            request_id = new_id()
+            log.info("http_read_timeout", status=READ_DEADLINE_STATUS, request_id=request_id,
                      detail="the request's headers did not arrive within the read timeout")
+            self._access_line(UNREAD_ROUTE, READ_DEADLINE_STATUS, request_id)
         self.cut(READ_DEADLINE_STATUS)
+
+    def _access_line(self, route: str, status: int, request_id: str) -> None:
+        """The access line of a request no route took, since it could not be read (SPEC 8:
+        one a request): its method unknown (``-``), its time from its first byte."""
+        since = self.reading_since
+        took_ms = 0.0 if since is None else round((self._now() - since) * 1000, 3)
+        ACCESS.request(UNKNOWN_METHOD, route, status, took_ms, request_id, None)
 
     def cut(self, status: int) -> None:
         """Close the connection before its request arrived whole; its access line says

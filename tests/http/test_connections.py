@@ -86,9 +86,13 @@ async def test_a_connection_that_sent_half_a_request_is_closed_within_the_read_b
 
         assert closed_after is not None and closed_after >= BOUND_S * 0.5
         assert counts(server).read_timeouts == 1
-        # it reached no route, so it has no access line: it had no line at all
+        # it reached no route: its access line says it was not read, and why beside it
         said = [line for line in logs if line["event"] == "http_read_timeout"]
         assert [line["status"] for line in said] == [408]
+        [access] = [line for line in logs if line["event"] == "request"]
+        assert (access["method"], access["route"], access["status"]) == ("-", "unread", 408)
+        assert access["request_id"] == said[0]["request_id"]
+        assert access["duration_ms"] >= BOUND_S * 1000 * 0.5
         assert await healthy(await connect(server))
 
 

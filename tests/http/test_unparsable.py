@@ -14,6 +14,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from structlog.testing import capture_logs
 
 from shopkeep.http.config import HttpConfig
 from shopkeep.http.server import Server
@@ -109,6 +110,17 @@ async def test_an_unparsable_request_is_answered_with_a_request_id_of_its_own(
     ids = [answer.headers["x-request-id"] for answer in answers]
     assert all(re.fullmatch(r"[0-9a-f]{32}", request_id) for request_id in ids)
     assert ids[0] != ids[1]
+
+
+async def test_an_unparsable_request_has_its_access_line_like_any_other(server: Server) -> None:
+    # SPEC 8: one access line per request, with its method, route, status, duration and id
+    with capture_logs() as logs:
+        answer = await send(server, "GET", "/healthz", {"X-Bad": b"a\x01"})
+
+    [line] = [line for line in logs if line["event"] == "request"]
+    assert (line["method"], line["route"], line["status"]) == ("-", "unparsable", 400)
+    assert line["request_id"] == answer.headers["x-request-id"]
+    assert line["duration_ms"] >= 0 and line["user_id"] is None
 
 
 async def test_the_server_still_answers_after_refusing_unparsable_requests(
