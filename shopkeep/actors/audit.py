@@ -256,10 +256,10 @@ def _audit_uri(uri: str, real_path: str | None = None) -> AuditReport:
         except sqlite3.OperationalError:  # busy, locked: no word on the pages
             raise
         except sqlite3.DatabaseError as damaged:
-            misfit = None if real_path is None else wal_misfit(real_path)
+            misfit = None if real_path is None else wal_misfit(real_path, str(damaged))
             if misfit is None:
                 raise
-            raise sqlite3.DatabaseError(f"{misfit} ({str(damaged)[:120]})") from damaged
+            raise sqlite3.DatabaseError(misfit) from damaged
         try:
             version = refuse_newer(conn, MIGRATIONS)
         except SchemaMismatch as newer:  # its tables may mean what this audit does not know

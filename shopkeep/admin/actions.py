@@ -37,20 +37,19 @@ from shopkeep.admin.app import (
 from shopkeep.admin.formatting import explain, isolated, money, when
 from shopkeep.admin.pages import (
     ID,
-    OUTSIDE_YEARS,
+    OutsideYears,
     render,
     shop_of,
-    typed_time,
+    time_in_years,
     whole_id,
     whole_text,
-    within_years,
 )
 from shopkeep.admin.sessions import SENT_ALREADY, idempotency_key, valid_nonce
 from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.rate_limit import RateLimited
 from shopkeep.paging import MAX_LIMIT
 from shopkeep.payments.money import exponent
-from shopkeep.requests import LATEST_TIME, MAX_REASON, Problems, id_in_text
+from shopkeep.requests import MAX_REASON, Problems, id_in_text
 from shopkeep.shop import Shop
 from shopkeep.shop_accounts import hash_token
 
@@ -177,13 +176,10 @@ def amount(
     # a sign or more digits than any amount has is an amount out of range, said so
     negative = text.startswith("-")
     whole, point, part = text.removeprefix("-").partition(".")
-    digits = whole.isascii() and whole.isdigit()  # as whole_text takes them, of any length
     significant = whole.lstrip("0")  # 0001 is 1: too long only past its leading zeros
-    units = (int(significant or "0") if len(significant) <= 16 else 0) if digits else (
-        0 if not whole else None
-    )
-    if not whole and not part:  # a sign alone, a point alone
-        units = None
+    too_long = len(significant) > 16 and significant.isascii() and significant.isdigit()
+    # a sign alone, a point alone, is no amount
+    units = 0 if too_long else whole_text(significant or "0") if whole or part else None
     if places == 0:  # a yen has no fraction
         fraction = None if point else 0
     else:
@@ -192,7 +188,7 @@ def amount(
         raise ShopError.invalid([FieldError(f"{name} is not an amount", pointer=f"/{name}")])
     scale: int = 10**places
     minor = units * scale + fraction
-    if (negative and minor) or len(significant) > 16 or not minimum <= minor <= MAX_AMOUNT:
+    if (negative and minor) or too_long or not minimum <= minor <= MAX_AMOUNT:
         detail = (
             f"{name} must be between {money(minimum, places)} and {money(MAX_AMOUNT, places)}"
         )
@@ -212,14 +208,14 @@ def _expiry(form: Form) -> float | None:
     if not text:
         return None
     try:
-        when = typed_time(text)
-    except ValueError:
-        when = None
-    if when is None or not within_years(when):
-        detail = (f"expires_at is {OUTSIDE_YEARS}" if when is not None
-                  else "expires_at is not a time like 2026-12-31T23:59")
-        raise ShopError.invalid([FieldError(detail, pointer="/expires_at")])
-    return min(when, LATEST_TIME)
+        return time_in_years(text)
+    except ValueError as refused:
+        detail = refused.args[0] if isinstance(refused, OutsideYears) else (
+            "not a time like 2026-12-31T23:59"
+        )
+        raise ShopError.invalid(
+            [FieldError(f"expires_at is {detail}", pointer="/expires_at")]
+        ) from None
 
 
 def _required(value: int | None) -> int:

@@ -111,12 +111,12 @@ def _time(request: web.Request, name: str, *, to_its_end: bool = False) -> float
     if not text:
         return None
     try:
-        when = typed_time(text)
-    except ValueError:
-        detail = f"{name} is not a time like 2026-12-02T16:30"
-        raise refused_parameter(name, detail) from None
-    if not within_years(when):
-        raise refused_parameter(name, f"{name} is {OUTSIDE_YEARS}")
+        when = time_in_years(text)
+    except ValueError as refused:
+        detail = refused.args[0] if isinstance(refused, OutsideYears) else (
+            "not a time like 2026-12-02T16:30"
+        )
+        raise refused_parameter(name, f"{name} is {detail}") from None
     span = span_named(text)
     if to_its_end and span:
         when += span - LAST_INSTANT_S
@@ -124,15 +124,19 @@ def _time(request: web.Request, name: str, *, to_its_end: bool = False) -> float
     return min(when, LATEST_TIME)
 
 
-OUTSIDE_YEARS: Final = "outside the years 1 to 9999 in UTC"
+class OutsideYears(ValueError):
+    """A typed time outside the years the API's times take; its one argument says so."""
 
 
-def within_years(when: float) -> bool:
-    """Whether a typed time falls in the years the API's times take, 1 to 9999 in UTC (an
-    offset may take one outside), counting 9999's last second whole: a float rounds its last
-    microsecond up to the second after it. The caller keeps the time at or before
-    :data:`LATEST_TIME`."""
-    return EARLIEST_TIME <= when <= LATEST_TIME + 1
+def time_in_years(text: str) -> float:
+    """A typed time (:func:`typed_time`) in the years the API's times take, 1 to 9999 in UTC,
+    at or before :data:`LATEST_TIME` (9999's last fraction of a second is its last whole
+    second, and a float rounds its last microsecond up to the second after it); ValueError
+    for no time, OutsideYears for one an offset took outside those years."""
+    when = typed_time(text)
+    if not EARLIEST_TIME <= when <= LATEST_TIME + 1:
+        raise OutsideYears("outside the years 1 to 9999 in UTC")
+    return min(when, LATEST_TIME)
 
 
 def span_named(text: str) -> float:

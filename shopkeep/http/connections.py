@@ -71,15 +71,15 @@ resolution before its time, and then found nothing late would set itself again a
 
 
 READ_DEADLINE_STATUS: Final = 408
+"""What the access line of a request cut by the read deadline says (as nginx's log does)."""
+STOPPED_STATUS: Final = 503
+"""What the access line of a request whose body was still coming when the stop began says."""
 UNPARSABLE_ROUTE: Final = "unparsable"
 """The route of a request's access line when the parser refused it."""
 UNREAD_ROUTE: Final = "unread"
 """The route of a request's access line when its headers did not arrive within the bound."""
 UNKNOWN_METHOD: Final = "-"
 """The method of such a line: the request's own was not read (or was what was refused)."""
-"""What the access line of a request cut by the read deadline says (as nginx's log does)."""
-STOPPED_STATUS: Final = 503
-"""What the access line of a request whose body was still coming when the stop began says."""
 CLIENT_LEFT: Final = "the client ended its side in the middle of the body"
 """Why the body of a request whose client half-closed in its middle cannot be read (a 400)."""
 LINGER_S: Final = 1.0

@@ -43,7 +43,7 @@ from shopkeep.actors.protocol import (
     VALIDATION_ERROR,
 )
 from shopkeep.errors import CallbackRejected, FieldError, ShopError
-from shopkeep.http.auth import NO_SUCH_ROUTE, unauthorized
+from shopkeep.http.auth import FORBIDDEN, NO_SUCH_ROUTE, unauthorized
 from shopkeep.http.inputs import IDEMPOTENCY_HEADER, REPLAYED_HEADER
 from shopkeep.http.rate_limit import RateLimited, whole_seconds
 from shopkeep.http.validation import refusal_of
@@ -76,7 +76,7 @@ class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
 PROBLEMS: Final[dict[str, tuple[int, str]]] = {
     VALIDATION_ERROR: (422, "Validation error"),
     "unauthorized": (401, "Unauthorized"),
-    "forbidden": (403, "Forbidden"),
+    FORBIDDEN: (403, "Forbidden"),
     NOT_FOUND: (404, "Not found"),
     "method_not_allowed": (405, "Method not allowed"),
     "payload_too_large": (413, "Payload too large"),

@@ -242,10 +242,9 @@ class StripeProvider:
         start's is: retried under the same key it would be answered the same for a day,
         though a 5xx's request may have made the refund. So the intent's refunds are looked
         through for the one whose metadata names the key, and its state answered; none found,
-        the refund is
-        made under a key of its own for this try (``<key>-<n>``, ``n`` the time in nanoseconds,
-        which no closed refund's issue number reaches), its metadata still naming the key, so
-        that the next reconciling or query finds it."""
+        the refund is made under a key of its own for this try (``<key>-<n>``, ``n`` the time
+        in nanoseconds, which no closed refund's issue number reaches), its metadata still
+        naming the key, so that the next reconciling or query finds it."""
         try:
             refund = await self._create_refund(request, request.key)
         except _ReplayedFailure as replayed:

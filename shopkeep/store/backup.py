@@ -120,11 +120,9 @@ def backup(
     except BaseException:
         remove_database(partial)
         raise
-    why = failed_checks(found, report.audit)
+    why = why_the_copy_fails(source, found, report.audit)
     if why is not None:
         remove_database(partial)
-        if found != "ok":
-            why = said_with_misfit(source, why)
         raise BackupError(f"the copy of {source} failed its checks ({why}); nothing was kept")
     try:
         # a link, not a rename: a file made at ``target`` while the copy ran stays untouched
@@ -147,11 +145,17 @@ def unreadable_source(source: str, error: BaseException) -> str:
     return said
 
 
+def why_the_copy_fails(source: str, integrity: str, audit: AuditReport) -> str | None:
+    """Why the copy of the database at ``source`` fails its checks (:func:`failed_checks`),
+    a damage led by what to do when the file alone is whole; None when it passes them."""
+    why = failed_checks(integrity, audit)
+    return said_with_misfit(source, why) if why is not None and integrity != "ok" else why
+
+
 def said_with_misfit(source: str, damage: str) -> str:
-    """``damage``, what SQLite said of a database read through its ``-wal``, led by what to
-    do when the file alone is whole (:func:`~shopkeep.store.database.wal_misfit`)."""
-    misfit = wal_misfit(os.path.realpath(source))
-    return damage if misfit is None else f"{misfit} ({damage[:120]})"
+    """``damage``, what was said of a database read through its ``-wal``, led by what to do
+    when the file alone is whole (:func:`~shopkeep.store.database.wal_misfit`)."""
+    return wal_misfit(os.path.realpath(source), damage) or damage
 
 
 def copy_database(

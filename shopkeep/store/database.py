@@ -290,18 +290,17 @@ def refuse_a_wal_that_does_not_fit(
     """StoreError saying what to do (:func:`wal_misfit`) when the database read through its
     ``-wal`` is ``damaged`` but the file alone is whole. Else nothing: the damage is the
     file's."""
-    misfit = wal_misfit(real_path)
+    misfit = wal_misfit(real_path, str(damaged))
     if misfit is not None:
-        raise StoreError(
-            f"cannot open database {named}: {misfit} ({str(damaged)[:120]})"
-        ) from damaged
+        raise StoreError(f"cannot open database {named}: {misfit}") from damaged
 
 
-def wal_misfit(real_path: str) -> str | None:
-    """For a database found damaged read through its ``-wal``: when the file alone is whole,
-    what is most likely wrong and what to do (a ``-wal`` the file that was there before left,
-    beside a copy put over it: one in WAL mode, since :func:`wal_not_its_own` knows a
-    backup's); else None, the damage being the file's."""
+def wal_misfit(real_path: str, damage: str) -> str | None:
+    """For a database found damaged read through its ``-wal`` (``damage``: what was said of
+    it): when the file alone is whole, what is most likely wrong and what to do, ``damage``
+    after it (a ``-wal`` the file that was there before left, beside a copy put over it: one
+    in WAL mode, since :func:`wal_not_its_own` knows a backup's); else None, the damage being
+    the file's."""
     if not holds_anything(real_path + "-wal"):
         return None
     try:
@@ -312,7 +311,7 @@ def wal_misfit(real_path: str) -> str | None:
     return (
         "the file alone is whole, but read with the -wal beside it, it is damaged: a -wal "
         f"of the file that was there before a copy was put over it? Then {WAL_REMEDY}; if no "
-        "copy was, keep both, the -wal holds commits"
+        f"copy was, keep both, the -wal holds commits ({damage[:120]})"
     )
 
 
@@ -330,25 +329,21 @@ class WalNotItsOwn(sqlite3.DatabaseError):
 
 
 def wal_beside_refused(real_path: str) -> str | None:
-    """Why the ``-wal`` beside the database at ``real_path`` is not its own
-    (:func:`wal_not_its_own`, looked at read-only), or None: for what reads a file without
-    serving it (the audit, a backup, a restore), which would read another file's pages. A
-    file in rollback mode is read without any ``-wal`` (SQLite reads its header's mode), so
-    what reads it reads the file alone: nothing to refuse."""
+    """Why the ``-wal`` beside the database at ``real_path`` is another database's
+    (:func:`another_databases_wal`, looked at read-only), or None: for what reads a file
+    without serving it (the audit, a backup, a restore), which would read another file's
+    pages. A file in rollback mode is read without any ``-wal`` (SQLite reads its header's
+    mode), so what reads it reads the file alone: nothing to refuse."""
     if not holds_anything(real_path + "-wal") or journal_of(real_path) == ROLLBACK:
         return None
     with closing(sqlite3.connect(database_uri(real_path, "mode=ro"), uri=True)) as conn:
-        return wal_not_its_own(conn, real_path)
+        return another_databases_wal(conn, real_path)
 
 
 def wal_not_its_own(conn: sqlite3.Connection, real_path: str) -> str | None:
     """Why the ``-wal`` beside the database was written for another file, or None: the file
-    is in rollback mode (a backup's copy put over the file by hand: no -wal is its), or its
-    own id (:data:`~shopkeep.store.settings.FILE_ID`, read from the file alone) is not the one
-    ``conn`` reads through the ``-wal``. Another shop's ``-wal`` holds a whole database's
-    pages, which no check of pages can tell from the file's own: a server served the other
-    shop, and its checkpoint made that for good. A file given no id yet (by a shopkeep of
-    before it, until its first start here) is not told apart."""
+    is in rollback mode (a backup's copy put over the file by hand: no -wal is its), or the
+    ``-wal`` is another database's (:func:`another_databases_wal`)."""
     if not holds_anything(real_path + "-wal"):
         return None
     if journal_of(real_path) == ROLLBACK:
@@ -362,6 +357,16 @@ def wal_not_its_own(conn: sqlite3.Connection, real_path: str) -> str | None:
             "the -wal beside it was written for the file that was there before it, a copy "
             f"put over it: {WAL_REMEDY}"
         )
+    return another_databases_wal(conn, real_path)
+
+
+def another_databases_wal(conn: sqlite3.Connection, real_path: str) -> str | None:
+    """Why the ``-wal`` ``conn`` reads the database at ``real_path`` through is another
+    database's, or None: the file's own id (:data:`~shopkeep.store.settings.FILE_ID`, read
+    from the file alone) is not the one read through the ``-wal``. Another shop's ``-wal``
+    holds a whole database's pages, which no check of pages can tell from the file's own: a
+    server served the other shop, and its checkpoint made that for good. A file given no id
+    yet (by a shopkeep of before it, until its first start here) is not told apart."""
     alone = database_uri(real_path, "immutable=1")  # the file's pages, its -wal ignored
     try:
         with closing(sqlite3.connect(alone, uri=True)) as main:

@@ -36,10 +36,9 @@ from shopkeep.actors.audit import audit_file
 from shopkeep.store.backup import (
     BackupError,
     copy_database,
-    failed_checks,
     integrity,
-    said_with_misfit,
     unreadable_source,
+    why_the_copy_fails,
 )
 from shopkeep.store.errors import UNREADABLE, unreadable
 from shopkeep.store.lock import ProcessLock
@@ -103,14 +102,11 @@ def _check(backup: str, copy: str) -> None:
     """Refuse the copy of ``backup`` at ``copy`` unless it passes SQLite's and the shop's
     checks."""
     try:
-        found = integrity(copy)
-        why = failed_checks(found, audit_file(copy))
+        why = why_the_copy_fails(backup, integrity(copy), audit_file(copy))
     except (*UNREADABLE, OSError) as exc:  # not a database, or not a shop's
         raise RestoreError(f"cannot restore {backup}: {unreadable(exc)}") from None
     if why is not None:
-        raise RestoreError(
-            f"cannot restore {backup}: {said_with_misfit(backup, why) if found != 'ok' else why}"
-        )
+        raise RestoreError(f"cannot restore {backup}: {why}")
 
 
 def _move_aside(database: str, now: float) -> str | None:
