@@ -308,12 +308,12 @@ class CancelPlan(Enum):
     """Confirmed, unpaid: cancel and release."""
     INTERCEPT = "intercept"
     """Paid: intercept fulfilment first, then cancel, release and refund."""
-    UNDO_PLACEMENT = "undo_placement"
-    """Pending with no placement running: a cut placement, undo it."""
 
 
 def plan_cancel(state: OrderState) -> CancelPlan | Refusal:
-    """Which cancel applies, or invalid_state once shipped."""
+    """Which cancel applies, or invalid_state once shipped. A pending order never gets here:
+    its placement's own message is ahead of any cancel in the order's mailbox, and one cut
+    short by a crash is undone when the order is next loaded (``undo_cut_placement``)."""
     match state.status:
         case "canceled":
             return CancelPlan.UNCHANGED
@@ -321,8 +321,6 @@ def plan_cancel(state: OrderState) -> CancelPlan | Refusal:
             return CancelPlan.UNPAID
         case "paid":
             return CancelPlan.INTERCEPT
-        case "pending":
-            return CancelPlan.UNDO_PLACEMENT
     return invalid_state(state, "cancel")
 
 
