@@ -170,8 +170,22 @@ class AlipayProvider:
             said = f"alipay: {method} answered {reply.status}: {text[:200]!r}"
             raise failure_by_status(reply.status, said)
         section, signed = found
-        if not verify_sha256_rsa(self._alipay_key, signed.encode("utf-8"), _sign_of(text)):
-            raise GatewayError(f"alipay: the answer to {method} is not signed by Alipay")
+        sign = _sign_of(text)
+        if not sign:
+            if str(section.get("code")) == wire.APP_REFUSED_CODE:
+                # Alipay signs every answer but its refusal of the app itself (an unknown
+                # app_id, a request whose signature fails): a no, as WeChat Pay's unsigned 401
+                # SIGN_ERROR is, which names what the operator must fix
+                raise GatewayRefused(
+                    f"alipay: {method} was refused, unsigned: {_said(section)} (check"
+                    " --alipay-app-id and --alipay-private-key-file)"
+                )
+            raise GatewayError(f"alipay: the answer to {method} is not signed: {text[:200]!r}")
+        if not verify_sha256_rsa(self._alipay_key, signed.encode("utf-8"), sign):
+            raise GatewayError(
+                f"alipay: the answer to {method} is not signed by Alipay (its signature does"
+                " not verify with the key of --alipay-public-key-file)"
+            )
         code = str(section.get("code", ""))
         if code == "20000" or str(section.get("sub_code", "")).endswith("SYSTEM_ERROR"):
             raise GatewayError(f"alipay: {method}: {_said(section)}")

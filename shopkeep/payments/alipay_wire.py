@@ -25,6 +25,9 @@ PRODUCTION_URL: Final = "https://openapi.alipay.com/gateway.do"
 """Alipay's production open-API gateway (``--alipay-url`` defaults to it)."""
 SUCCESS_CODE: Final = "10000"
 """A response's ``code`` when the call succeeded."""
+APP_REFUSED_CODE: Final = "40002"
+"""A response's ``code`` when a request's argument is refused; the one Alipay answers unsigned
+when the refused argument is the app itself (its ``app_id`` or its signature)."""
 BEIJING: Final = timezone(timedelta(hours=8), "Asia/Shanghai")
 """Alipay's times are written in China Standard Time, without a zone."""
 
@@ -119,5 +122,17 @@ def signed_response(
     """A response body as Alipay sends it (for the fake): the section and its signature."""
     text = json.dumps(section, ensure_ascii=False, separators=(",", ":"))
     signature = sign_sha256_rsa(key, text.encode("utf-8"))
-    name = response_key(method) if section.get("code") != "40002" else "error_response"
-    return f'{{"{name}":{text},"sign":"{signature}"}}'.encode()
+    return f'{{"{response_key(method)}":{text},"sign":"{signature}"}}'.encode()
+
+
+def unsigned_refusal(method: str, sub_code: str) -> bytes:
+    """Alipay's refusal of a request it cannot take as the app's (for the fake), unsigned as
+    Alipay sends it: an unknown ``app_id`` (``isv.invalid-app-id``) in the method's own
+    section with no ``sign``; a request whose signature fails (``isv.invalid-signature``) in
+    ``error_response`` with ``sign`` empty."""
+    section = {"code": APP_REFUSED_CODE, "msg": "Invalid Arguments", "sub_code": sub_code,
+               "sub_msg": sub_code}
+    text = json.dumps(section, ensure_ascii=False, separators=(",", ":"))
+    if sub_code == "isv.invalid-app-id":
+        return f'{{"{response_key(method)}":{text}}}'.encode()
+    return f'{{"error_response":{text},"sign":""}}'.encode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -316,11 +317,55 @@ async def test_an_answer_not_signed_by_alipay_is_not_believed(
         app_id=APP_ID, private_key_file=private_file, public_key_file=public_file,
         notify_url=world.receiver.url, url=world.fake.gateway_url)
     try:
-        with pytest.raises(GatewayError, match="not signed by Alipay"):
+        with pytest.raises(GatewayError, match=r"not signed by Alipay .* --alipay-public-key-file"):
             await misled.query_payment(PaymentRef(payment_id=7, order_id=70, amount=1,
                                                   currency="CNY"))
     finally:
         await misled.close()
+
+
+@pytest.mark.parametrize(
+    ("app_id", "signs_with_the_app_key", "refused_as"),
+    [("2021000000000002", True, "isv.invalid-app-id"), (APP_ID, False, "isv.invalid-signature")],
+)
+async def test_alipays_unsigned_refusal_of_the_app_is_a_refusal_naming_what_to_fix(
+    world: World, tmp_path: Path, merchant_key: rsa.RSAPrivateKey, forger_key: rsa.RSAPrivateKey,
+    provider_key: rsa.RSAPrivateKey, app_id: str, signs_with_the_app_key: bool, refused_as: str,
+) -> None:
+    # Alipay answers a request of an unknown app, or one whose signature fails, unsigned: a
+    # refusal (a start is 502, a refund's row shows it to the staff), in Alipay's words
+    app_key = merchant_key if signs_with_the_app_key else forger_key
+    private_file, public_file = write_keys(tmp_path, app_key, provider_key)
+    misconfigured = AlipayProvider.from_files(
+        app_id=app_id, private_key_file=private_file, public_key_file=public_file,
+        notify_url=world.receiver.url, url=world.fake.gateway_url)
+    try:
+        with pytest.raises(GatewayRefused) as raised:
+            await misconfigured.refund(refund_of(7))
+        said = str(raised.value)
+        assert "alipay.trade.refund was refused, unsigned: 40002" in said
+        assert refused_as in said and "--alipay-app-id and --alipay-private-key-file" in said
+    finally:
+        await misconfigured.close()
+
+
+async def test_an_unsigned_answer_other_than_the_apps_refusal_is_never_believed(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "paid", unsigned, as anyone on the way could answer it: no answer, asked again
+    await world.start()
+    await world.fake.pay("7", notify=False)
+
+    def unsigned(method: str, section: Mapping[str, object]) -> web.Response:
+        body = json.dumps({wire.response_key(method): section}).encode()
+        return web.Response(body=body, content_type="application/json")
+
+    monkeypatch.setattr(world.fake, "_answer", unsigned)
+    ref = PaymentRef(payment_id=7, order_id=70, amount=1999, currency="CNY")
+    not_believed = r"the answer to alipay\.trade\.query is not signed"
+    with pytest.raises(GatewayError, match=not_believed) as failed:
+        await world.provider.query_payment(ref)
+    assert not isinstance(failed.value, GatewayRefused)
 
 
 def test_keys_are_read_as_pem_or_as_alipays_bare_base64(

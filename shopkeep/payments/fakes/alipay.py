@@ -128,10 +128,10 @@ class FakeAlipay(FakeServer):
     async def _api(self, request: web.Request) -> web.Response:
         params = dict(urllib.parse.parse_qsl((await request.read()).decode("utf-8")))
         method = params.get("method", "")
-        if params.get("app_id") != self.app_id or not wire.verify_params(
-            params, self._app_key, wire.REQUEST_UNSIGNED
-        ):
-            return self._answer(method, _error("40002", "isv.invalid-signature"))
+        if params.get("app_id") != self.app_id:
+            return _json(wire.unsigned_refusal(method, "isv.invalid-app-id"))
+        if not wire.verify_params(params, self._app_key, wire.REQUEST_UNSIGNED):
+            return _json(wire.unsigned_refusal(method, "isv.invalid-signature"))
         biz = json.loads(params.get("biz_content", "{}"))
         if method == "alipay.trade.refund":
             key = f"{biz.get('out_trade_no')}/{biz.get('out_request_no')}"
@@ -150,8 +150,7 @@ class FakeAlipay(FakeServer):
         return self._answer(method, handler(params, biz))
 
     def _answer(self, method: str, section: Mapping[str, Any]) -> web.Response:
-        body = wire.signed_response(method, section, self._key)
-        return web.Response(body=body, content_type="application/json", charset="utf-8")
+        return _json(wire.signed_response(method, section, self._key))
 
     def _open(self, params: Mapping[str, str], biz: Mapping[str, Any]) -> Trade:
         out_trade_no = str(biz["out_trade_no"])
@@ -206,6 +205,10 @@ class FakeAlipay(FakeServer):
             return _ok(out_trade_no=str(biz.get("out_trade_no")))
         return _ok(out_request_no=str(biz.get("out_request_no")), refund_status="REFUND_SUCCESS",
                    refund_amount=to_decimal_string(refund.amount))
+
+
+def _json(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 def _ok(**fields: str) -> dict[str, Any]:
