@@ -329,15 +329,15 @@ class WalNotItsOwn(sqlite3.DatabaseError):
 
 
 def wal_beside_refused(real_path: str) -> str | None:
-    """Why the ``-wal`` beside the database at ``real_path`` is another database's
-    (:func:`another_databases_wal`, looked at read-only), or None: for what reads a file
-    without serving it (the audit, a backup, a restore), which would read another file's
-    pages. A file in rollback mode is read without any ``-wal`` (SQLite reads its header's
-    mode), so what reads it reads the file alone: nothing to refuse."""
-    if not holds_anything(real_path + "-wal") or journal_of(real_path) == ROLLBACK:
+    """Why the ``-wal`` beside the database at ``real_path`` was written for another file
+    (:func:`wal_not_its_own`, looked at read-only), or None: for what reads a file without
+    serving it (the audit, a backup, a restore), which would read another file's pages.
+    SQLite reads any ``-wal`` it finds beside a file, a file in rollback mode's too (a
+    backup's copy put over the file by hand), whatever its header says."""
+    if not holds_anything(real_path + "-wal"):
         return None
     with closing(sqlite3.connect(database_uri(real_path, "mode=ro"), uri=True)) as conn:
-        return another_databases_wal(conn, real_path)
+        return wal_not_its_own(conn, real_path)
 
 
 def wal_not_its_own(conn: sqlite3.Connection, real_path: str) -> str | None:
