@@ -43,8 +43,9 @@ lint: $(VENV)/.installed
 	exit $$status
 
 # A server to try things on: a new database gets demo users, goods and coupons first (their
-# tokens and the admin token are printed that once), and the sandbox gateway is on.
-DB ?= shopkeep.db
+# tokens and the admin token are printed that once), and the sandbox gateway is on. The database
+# is DB, else SHOPKEEP_DB, else shopkeep.db.
+DB ?= $(or $(SHOPKEEP_DB),shopkeep.db)
 serve: $(VENV)/.installed
 	test -f $(DB) || $(PYTHON) -m shopkeep demo --db $(DB)
 	$(PYTHON) -m shopkeep serve --db $(DB) --sandbox

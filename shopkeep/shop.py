@@ -6,7 +6,7 @@ A shop's own program opens a :class:`Shop` on a database file and calls it::
         alice = await shop.create_user("alice", balance=5_000)
         tea = await shop.create_goods("tea", price=1_200, stock=40)
         order = await shop.place_order(alice.user.id, [(tea.id, 2)])
-        payment = await shop.start_payment(order.id)
+        payment = (await shop.start_payment(order.id)).payment
 
 Writes go to the actors (one mailbox per order, per user, per goods, ...); reads come from the
 read connection. A refusal raises :class:`shopkeep.errors.ShopError` with a stable code, and
