@@ -30,6 +30,8 @@ TIMESTAMP: Final = "Wechatpay-Timestamp"
 NONCE: Final = "Wechatpay-Nonce"
 SIGNATURE: Final = "Wechatpay-Signature"
 SERIAL: Final = "Wechatpay-Serial"
+SIGNATURE_TYPE: Final = "Wechatpay-Signature-Type"
+"""Sent by the platform beside its signature, naming its algorithm (:data:`SCHEME`)."""
 
 _FIELD = re.compile(r'\s*([a-z_]+)="([^"]*)"\s*')
 
@@ -80,7 +82,8 @@ def signed_headers(
     """The ``Wechatpay-*`` headers that sign ``body`` (what the platform sends)."""
     nonce = nonce or new_nonce()
     signature = sign_sha256_rsa(key, response_message(timestamp, nonce, body))
-    return {TIMESTAMP: timestamp, NONCE: nonce, SIGNATURE: signature, SERIAL: serial}
+    return {TIMESTAMP: timestamp, NONCE: nonce, SIGNATURE: signature, SERIAL: serial,
+            SIGNATURE_TYPE: SCHEME}
 
 
 def verify_signed(
