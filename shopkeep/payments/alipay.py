@@ -181,7 +181,7 @@ class AlipayProvider:
                     " --alipay-app-id and --alipay-private-key-file)"
                 )
             raise GatewayError(f"alipay: the answer to {method} is not signed: {text[:200]!r}")
-        if not verify_sha256_rsa(self._alipay_key, signed.encode("utf-8"), sign):
+        if not _signed_by(self._alipay_key, signed, sign):
             raise GatewayError(
                 f"alipay: the answer to {method} is not signed by Alipay (its signature does"
                 " not verify with the key of --alipay-public-key-file)"
@@ -379,6 +379,17 @@ def _refund_biz(request: RefundRequest) -> dict[str, str]:
     if request.payment_id is None:
         raise GatewayRefused(f"alipay: refund {request.refund_id} names no payment")
     return {"out_trade_no": str(request.payment_id), "out_request_no": request.key}
+
+
+def _signed_by(key: rsa.RSAPublicKey, section: str, sign: str) -> bool:
+    """Whether ``sign`` is Alipay's signature of the response ``section``: as it came, or, as
+    Alipay's own PHP SDK also tries (``AopClient::checkResponseSign``), with its escaped
+    slashes (``\\/``, which JSON may write for ``/``) read as the ``/`` they stand for."""
+    if verify_sha256_rsa(key, section.encode("utf-8"), sign):
+        return True
+    return "\\/" in section and verify_sha256_rsa(
+        key, section.replace("\\/", "/").encode("utf-8"), sign
+    )
 
 
 def _sign_of(body: str) -> str | None:

@@ -20,6 +20,7 @@ from shopkeep.payments import alipay_wire as wire
 from shopkeep.payments.alipay import NOTIFY_PATH, AlipayProvider, currency_named
 from shopkeep.payments.fakes.alipay import SELLER_ID, FakeAlipay
 from shopkeep.payments.fakes.common import Unpayable
+from shopkeep.payments.keys import sign_sha256_rsa
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
@@ -347,6 +348,27 @@ async def test_alipays_unsigned_refusal_of_the_app_is_a_refusal_naming_what_to_f
         assert refused_as in said and "--alipay-app-id and --alipay-private-key-file" in said
     finally:
         await misconfigured.close()
+
+
+@pytest.mark.parametrize("signed_as_sent", [True, False], ids=["escaped", "unescaped"])
+async def test_an_answer_writing_its_slashes_escaped_is_believed_whichever_text_was_signed(
+    world: World, monkeypatch: pytest.MonkeyPatch, provider_key: rsa.RSAPrivateKey,
+    signed_as_sent: bool,
+) -> None:
+    # a precreate's qr_code arrives as https:\/\/qr.alipay.com\/...; Alipay's PHP SDK checks
+    # the signature over the text as sent, then with the slashes unescaped
+    def escaped(method: str, section: Mapping[str, object]) -> web.Response:
+        plain = json.dumps(section, ensure_ascii=False, separators=(",", ":"))
+        sent = plain.replace("/", "\\/")
+        sign = sign_sha256_rsa(provider_key, (sent if signed_as_sent else plain).encode())
+        body = f'{{"{wire.response_key(method)}":{sent},"sign":"{sign}"}}'
+        return web.Response(text=body, content_type="application/json")
+
+    monkeypatch.setattr(world.fake, "_answer", escaped)
+    checkout = await world.provider.start_payment(PaymentRequest(
+        payment_id=7, order_id=70, amount=1999, currency="CNY", description="order 70",
+        deadline=2_000_000_000.0, channel="qr"))
+    assert checkout.qr_code == "https://qr.alipay.com/fake7"
 
 
 async def test_an_unsigned_answer_other_than_the_apps_refusal_is_never_believed(
