@@ -580,9 +580,9 @@ class Shop(Accounts, Payments, BackOffice):
     async def audit(self) -> AuditReport:
         """The invariants of SPEC section 6, computed from the database now, on a read
         connection of the audit's own: the lists and logins do not wait for it."""
-        self._check_open()  # a closed writer's flush would not say so
+        self._check_open()  # a closed writer's wait would not say so
         store = self.runtime.store
-        await store.writer.flush()
+        await store.writer.settled_so_far()
         return await audit(store.audit_reader)
 
 

@@ -155,6 +155,9 @@ class GroupCommitWriter:
         # atomic, so the two need no lock.
         self._queue: deque[Job | _Call] = deque()
         self._unsettled = 0  # submitted units and calls whose future is not settled yet
+        # the future of the last unit or call submitted: settled in the order they were, so
+        # once it is, every one before it is too
+        self._last: asyncio.Future[Any] | None = None
         self._idle: asyncio.Future[None] | None = None
         self._closed = False
         self._loop: asyncio.AbstractEventLoop  # the loop it was started on (see start)
@@ -196,6 +199,7 @@ class GroupCommitWriter:
         future: asyncio.Future[None] = self._loop.create_future()
         self.stats.statements += len(unit.statements)
         self._unsettled += 1
+        self._last = future
         self._queue.append((unit, future))
         self._poke()
         return future
@@ -209,12 +213,22 @@ class GroupCommitWriter:
             raise StoreError("the store is closed")
         future: asyncio.Future[T] = self._loop.create_future()
         self._unsettled += 1
+        self._last = future
         self._queue.append(_Call(fn, future))
         self._poke()
         return await future
 
+    async def settled_so_far(self) -> None:
+        """Wait until every unit and call submitted before this call is settled (committed,
+        or failed), not for those submitted meanwhile: a busy store is never idle, and what
+        counts what was answered (the audit) must not wait for the load to stop."""
+        last = self._last
+        if last is not None and not last.done():
+            await asyncio.wait([last])
+
     async def flush(self) -> None:
-        """Wait until everything submitted so far is committed (or has failed)."""
+        """Wait until nothing submitted is unsettled: those submitted while it waits too (for
+        shutting down, when nothing new comes; under load it waits for the load to stop)."""
         while self._unsettled:
             if self._idle is None or self._idle.done():
                 self._idle = self._loop.create_future()

@@ -127,3 +127,31 @@ async def test_lists_and_logins_are_answered_while_an_audit_reads(
     release.set()
     report = await auditing
     assert (page.items, stranger, report.ok) == ([], None, True)
+
+
+async def test_the_audit_answers_while_orders_keep_coming(shop: Shop) -> None:
+    # it waited until the writer had nothing unsettled: a shop placing orders without a pause
+    # never had, and the audit (GET /v1/audit, the console's) answered only once the load ended
+    tea = await shop.create_goods("tea", price=100, stock=1_000_000)
+    audited, placing = asyncio.Event(), asyncio.Event()
+    placed = 0
+
+    async def customer(n: int) -> None:
+        nonlocal placed
+        user = (await shop.create_user(f"customer {n}", balance=0)).user.id
+        while not audited.is_set() and placed < 200_000:  # bounded, should the audit hang
+            order = await shop.place_order(user, [(tea.id, 1)])
+            await shop.cancel_order(order.id)  # under the cap of unpaid orders
+            placed += 1
+            placing.set()
+
+    customers = [asyncio.create_task(customer(n)) for n in range(32)]
+    await placing.wait()
+    try:
+        report = await asyncio.wait_for(shop.audit(), HOLD_BOUND_S)
+        placed_while_audited = placed
+    finally:
+        audited.set()
+        await asyncio.gather(*customers)
+    assert report.ok, report
+    assert placed > placed_while_audited  # the load went on after the audit answered
