@@ -191,12 +191,18 @@ class Payments:
         """Ask the provider what the customer needs to pay, and keep it with the payment:
         ``created`` when the payment had no checkout before (the one answer that gives the
         customer the payment first, whichever request made it). A start that waited for
-        another's answers what that one got."""
+        another's answers what that one left, as the order answers it now: the payment with
+        its checkout, or the refusal of an order that ended meanwhile (a cancel between the
+        two starts: not the payment of a canceled order, handed out)."""
+        order = Address("order", started.payment.order_id)
         async with self._checkouts.hold(started.payment.id, channel):
-            now = await self._payment_of(started.payment.order_id, started.payment.id)
-            if now is not None and now.has_checkout and not self._other_channel(now, channel):
-                return PaymentStarted(now, False, started.deadline)
-            return await self._ask_checkout(started, channel)
+            now = answer(await self.system.ask(order, StartPayment()), PaymentStarted)
+            if now.payment.id == started.payment.id:
+                if now.payment.has_checkout and not self._other_channel(now.payment, channel):
+                    return PaymentStarted(now.payment, False, now.deadline)
+                return await self._ask_checkout(now, channel)
+        # the payment failed meanwhile, and the order opened another for this start
+        return await self._checkout(now, channel)
 
     async def _ask_checkout(
         self, started: PaymentStarted, channel: Literal["page", "qr"]

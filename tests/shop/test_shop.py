@@ -453,6 +453,28 @@ async def test_what_a_failed_saga_placement_took_is_back_when_it_is_refused(
     assert placed.status == "awaiting_payment"
 
 
+async def test_two_starts_of_a_payment_racing_a_cancel_are_both_refused_as_the_order_ended(
+    shop: Shop,
+) -> None:
+    # a double click on Pay while the admin cancels: the second start, having waited for the
+    # first's checkout, was handed the payment of the canceled order (a customer charged,
+    # then refunded), the first refused
+    alice = (await shop.create_user("alice", balance=0)).user
+    tea = await shop.create_goods("tea", price=1_000, stock=10)
+    order = await shop.place_order(alice.id, [(tea.id, 1)])
+
+    first, second, canceled = await asyncio.gather(
+        shop.start_payment(order.id, user_id=alice.id),
+        shop.start_payment(order.id, user_id=alice.id),
+        shop.cancel_order(order.id), return_exceptions=True,
+    )
+
+    assert isinstance(canceled, OrderView) and canceled.status == "canceled"
+    for start in (first, second):
+        assert isinstance(start, ShopError) and start.code == "invalid_state", start
+    await assert_audit_ok(shop)
+
+
 async def test_a_cancel_sent_during_an_asynchronous_placement_is_applied_after_it(
     shop: Shop,
 ) -> None:
