@@ -157,7 +157,10 @@ def request_problems(
     if not items:
         found.append(("/items", "an order needs at least one item"))
     if len(items) > config.max_items:
-        found.append(("/items", f"at most {config.max_items} distinct goods per order"))
+        found.append((
+            "/items",
+            f"at most {config.max_items} items per order (one per goods), not {len(items)}",
+        ))
     found.extend(repeated_goods([goods_id for goods_id, _ in items]))
     for index, (goods_id, quantity) in enumerate(items):
         if not 1 <= quantity <= config.max_quantity:

@@ -25,6 +25,7 @@ from shopkeep.actors.order_rules import (
     plan_cancel,
     points_for,
     priced,
+    request_problems,
     request_return,
     ship,
     shipping_fee,
@@ -186,7 +187,8 @@ def test_an_order_amounting_to_more_than_any_amount_the_shop_takes_is_refused() 
         (((1, 1), (1, 2)), 0, None, "again"),
         (((1, 1),), -1, None, "use_balance"),
         (((1, 1),), 0, -5, "expected_total"),
-        (tuple((g, 1) for g in range(51)), 0, None, "at most"),
+        (tuple((g, 1) for g in range(51)), 0, None, "at most 50 items per order"),
+        (((1, 1),) * 51, 0, None, "at most 50 items per order (one per goods), not 51"),
     ],
 )
 def test_a_malformed_request_is_a_validation_error(
@@ -196,6 +198,12 @@ def test_a_malformed_request_is_a_validation_error(
     refusal = validate_request(items, use_balance, expected_total, CONFIG)
     assert isinstance(refusal, Refusal)
     assert refusal.code == "validation_error" and fragment in refusal.detail
+
+
+def test_one_goods_listed_too_often_is_said_to_be_listed_again_each_time() -> None:
+    problems = request_problems(((1, 1),) * 51, 0, None, CONFIG)
+    assert problems[0] == ("/items", "at most 50 items per order (one per goods), not 51")
+    assert [where for where, _ in problems[1:]] == [f"/items/{n}/goods_id" for n in range(1, 51)]
 
 
 def test_a_sane_request_passes_validation() -> None:
