@@ -325,7 +325,12 @@ PaymentState = PaymentPaid | PaymentPaidRefused | PaymentClosed | PaymentOpen
 @runtime_checkable
 class PaymentProvider(Protocol):
     """A payment provider, as the shop uses it (SPEC 10). ``isinstance`` tells whether an
-    object has every member named here (not their signatures)."""
+    object has every member named here (not their signatures).
+
+    Each call to the provider must end in bounded time (the built-in ones give up after
+    :data:`~shopkeep.payments.transport.CALL_TIMEOUT_S`, raising GatewayError): the shop
+    waits for it, so a call that never returns holds its payment start, and every retry of
+    that start under its key, as long."""
 
     name: str
     """``sandbox``, ``alipay``, ``wechatpay`` or ``stripe`` (the payment JSON's ``gateway``)."""
