@@ -289,8 +289,9 @@ class OrderActor(Actor):
                     # start answered 503 came after the cancel): what the provider made is
                     # closed there, not handed to a customer who would pay a canceled order
                     _ask_provider(ctx, state, payment, attempt=1)
-                    return Refusal(INVALID_STATE, f"order {state.id} is {state.status}: "
-                                                  "its payment was closed at the provider")
+                    return Refusal(INVALID_STATE, f"order {state.id} is {state.status}: its "
+                                                  "payment is not handed out, and the "
+                                                  "provider is asked to close it")
                 # the customer is given the payment with its first checkout: its creation, to
                 # them (a start the provider failed was answered 503, nothing made)
                 return PaymentStarted(self.payment_view(payment), first, state.expires_at)
