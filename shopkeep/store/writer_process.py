@@ -436,11 +436,12 @@ def main(argv: list[str]) -> int:
     """The child: plan and commit each batch from stdin, answer each on stdout, until end of
     input."""
     # The parent ends this process by ending its input, after its last batch. A Ctrl-C at a
-    # terminal, or a service manager stopping the whole group, signals this process too: left
-    # to their defaults, SIGINT would print a KeyboardInterrupt's traceback and SIGTERM end
-    # it at once, failing the batches the parent is still flushing.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # terminal, a service manager stopping the whole group, or the terminal closing (SIGHUP)
+    # signals this process too: left to their defaults, SIGINT would print a
+    # KeyboardInterrupt's traceback and SIGTERM and SIGHUP end it at once, failing the batches
+    # the parent is still flushing (the server stops gracefully on all three).
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, signal.SIG_IGN)
     path, synchronous, *named = argv
     identity = (int(named[0]), int(named[1])) if named else None
     batch_plan = load_batch_plan()

@@ -73,19 +73,19 @@ async def test_closing_the_store_ends_the_writer_process(tmp_path: Path) -> None
     assert sqlite3.connect(tmp_path / "p.db").execute("SELECT n FROM events").fetchall() == [(1,)]
 
 
-async def test_a_ctrl_c_or_a_group_stop_leaves_the_writer_process_to_its_parent(
+async def test_a_ctrl_c_a_group_stop_or_a_hangup_leaves_the_writer_process_to_its_parent(
     tmp_path: Path,
 ) -> None:
-    # A terminal's Ctrl-C (SIGINT) and a service manager's stop (SIGTERM) reach the whole
-    # process group: the child goes on committing what the stopping parent flushes, and ends
-    # when the parent ends its input.
+    # A terminal's Ctrl-C (SIGINT), a service manager's stop (SIGTERM) and the terminal
+    # closing (SIGHUP) reach the whole process group: the child goes on committing what the
+    # stopping parent flushes, and ends when the parent ends its input.
     store = await open_store(tmp_path / "p.db")
     try:
         await store.writer.submit(unit(1))
         pid = process_of(store).pid
         assert pid is not None
-        os.kill(pid, signal.SIGINT)  # our own child
-        os.kill(pid, signal.SIGTERM)
+        for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            os.kill(pid, stop)  # our own child
         await store.writer.submit(unit(2))
         assert process_of(store).pid == pid
         assert await events(store) == [1, 2]
