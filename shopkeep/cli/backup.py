@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from shopkeep.cli.common import (
+    Stopped,
     add_db_flag,
     add_file_flag,
     add_log_flags,
     configure_logs,
     names_no_file,
+    stopped_by_signals,
+    stopped_status,
 )
 from shopkeep.cli.flags import PROG, fail_about
 from shopkeep.cli.values import database_file_problem
@@ -41,8 +44,9 @@ def add_backup_parser(subparsers: Any) -> argparse.ArgumentParser:
             "named FILE only once it passed; an existing FILE is never overwritten. Exit status "
             "0 when the copy was kept, 1 when it was not (the source could not be read as a "
             "database, or the copy failed a check: nothing is kept), 2 for a usage error (no "
-            "such source file, FILE or FILE.partial exists already). Restore with shopkeep "
-            "restore, the server stopped."
+            "such source file, FILE or FILE.partial exists already), 128 + the signal's number "
+            "when a Ctrl-C, SIGTERM or SIGHUP stopped it (nothing is kept). Restore with "
+            "shopkeep restore, the server stopped."
         ),
     )
     add_db_flag(parser, "the live database to copy")
@@ -122,7 +126,10 @@ def run_backup(args: argparse.Namespace) -> int:
 
     configure_logs(args)
     try:
-        report = backup(args.db, args.to, progress=ProgressLine())
+        with stopped_by_signals():
+            report = backup(args.db, args.to, progress=ProgressLine())
+    except (KeyboardInterrupt, Stopped) as stop:  # its .partial removed on the way out
+        return stopped_status("backup", stop)
     except TargetTaken as error:  # made since it was looked at: another backup's, at once
         return fail_about(args, "to", str(error))
     except BackupError as error:

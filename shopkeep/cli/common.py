@@ -3,15 +3,65 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Final
 
-from shopkeep.cli.flags import flag, flag_over_variable, given_as, usage_error, variable_of
+from shopkeep.cli.flags import (
+    PROG,
+    flag,
+    flag_over_variable,
+    given_as,
+    usage_error,
+    variable_of,
+)
 from shopkeep.cli.values import LOG_FORMATS, LOG_LEVELS, choice, metavar_of
 from shopkeep.secret_files import TooLarge, read_secret_file
 
 MIN_SECRET_LENGTH: Final = 16
+
+
+class Stopped(BaseException):
+    """A SIGTERM or SIGHUP while a command that writes files runs: unwinds it as a Ctrl-C
+    does, so that what it made is removed (a backup's ``.partial``, a restore's)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP (a service manager's stop, a terminal closing,
+    ``timeout``) raise :class:`Stopped` instead of ending the process where it stands; one
+    ignored (``nohup``) stays ignored."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise Stopped(signum)
+
+    previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
+    for which in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(which) is not signal.SIG_IGN:
+            previous[which] = signal.signal(which, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def stopped_status(command: str, stop: BaseException) -> int:
+    """Say on stderr that ``command`` was stopped by ``stop`` (a Ctrl-C or :class:`Stopped`)
+    with nothing kept; its exit status, 128 + the signal's number, as a shell reports it."""
+    signum = stop.signum if isinstance(stop, Stopped) else int(signal.SIGINT)
+    print(f"{PROG} {command}: stopped by {signal.Signals(signum).name}: nothing was kept",
+          file=sys.stderr)
+    return 128 + signum
 
 
 def add_db_flag(parser: argparse.ArgumentParser, what: str) -> None:

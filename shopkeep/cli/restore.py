@@ -14,11 +14,14 @@ import sys
 from typing import Any
 
 from shopkeep.cli.common import (
+    Stopped,
     add_db_flag,
     add_file_flag,
     add_log_flags,
     configure_logs,
     names_no_file,
+    stopped_by_signals,
+    stopped_status,
 )
 from shopkeep.cli.flags import PROG, fail_about
 from shopkeep.cli.values import database_file_problem
@@ -38,7 +41,8 @@ def add_restore_parser(subparsers: Any) -> argparse.ArgumentParser:
             "cleanly would be applied to whatever file is next opened under its name: a plain "
             "copy over the database corrupts it). Exit status 0 when restored, 1 when the "
             "backup failed its checks (nothing changed), 2 for a usage error (no such backup, "
-            "the database in use by a server: nothing changed)."
+            "the database in use by a server: nothing changed), 128 + the signal's number when a "
+            "Ctrl-C, SIGTERM or SIGHUP stopped it while it copied (nothing changed)."
         ),
     )
     add_db_flag(parser, "the database to put the backup in the place of")
@@ -67,7 +71,10 @@ def run_restore(args: argparse.Namespace) -> int:
 
     configure_logs(args)
     try:
-        report = restore(source, args.db)
+        with stopped_by_signals():
+            report = restore(source, args.db)
+    except (KeyboardInterrupt, Stopped) as stop:  # its .partial removed on the way out
+        return stopped_status("restore", stop)
     except DatabaseInUse as error:
         return fail_about(args, "db", f"cannot restore over {args.db}: {error}: stop it first")
     except RestoreRefused as refused:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -203,3 +204,37 @@ def test_a_backup_of_an_empty_database_file_says_why_in_one_line(tmp_path: Path)
     (line,) = result.stderr.splitlines()  # no "0/0 pages copied" before it
     assert line.startswith("shopkeep backup: error: cannot back up")
     assert not target.exists()
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_a_backup_stopped_by_a_signal_says_so_and_leaves_no_partial_file(
+    tmp_path: Path, stop: str
+) -> None:
+    # SIGTERM (a service manager's stop, ``timeout``) and SIGHUP ended the process where it
+    # stood, leaving the full-size FILE.partial that refuses every later backup to FILE
+    db, target = tmp_path / "shop.db", tmp_path / "copy.db"
+    assert shopkeep("demo", "--db", str(db)).returncode == 0
+    with closing(sqlite3.connect(db)) as conn, conn:  # 64 MiB: the copy takes many steps
+        conn.execute("CREATE TABLE filler (bytes BLOB)")
+        conn.executemany("INSERT INTO filler VALUES (zeroblob(1048576))", [()] * 64)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    backup = subprocess.Popen(
+        [sys.executable, "-m", "shopkeep", "backup", "--db", str(db), "--to", str(target)],
+        cwd=ROOT, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert backup.stderr is not None
+        first = backup.stderr.readline()  # the copy's first step is done
+        assert "pages copied" in first, first
+        backup.send_signal(getattr(signal, stop))
+        said = backup.stderr.read()
+        status = backup.wait(TIMEOUT_S)
+    finally:
+        if backup.poll() is None:
+            backup.kill()  # our own child
+            backup.wait(TIMEOUT_S)
+
+    number = getattr(signal, stop).value
+    assert status == 128 + number, said
+    assert said.splitlines()[-1] == f"shopkeep backup: stopped by {stop}: nothing was kept"
+    assert not list(tmp_path.glob("copy.db*"))  # no copy, no .partial
