@@ -14,7 +14,14 @@ def unreadable(error: BaseException) -> str:
     what it means."""
     if isinstance(error, UnicodeDecodeError):
         return "the file is damaged (SQLite's complaint quotes bytes of it that are not text)"
-    return str(error)
+    said = str(error)
+    if said.endswith(NOT_A_DATABASE):  # SQLite's words for a file without its header
+        return f"it is not a SQLite database, or its first page is damaged ({NOT_A_DATABASE})"
+    return said
+
+
+NOT_A_DATABASE: Final = "file is not a database"
+"""What SQLite says of a file whose first bytes are not a database's header."""
 
 
 DATA_FAULTS: Final = (

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shopkeep.store.errors import SchemaMismatch
+from shopkeep.store.errors import NOT_A_DATABASE, SchemaMismatch
 
 
 @dataclass(frozen=True)
@@ -446,6 +446,8 @@ def refuse_damaged(conn: sqlite3.Connection) -> None:
     except sqlite3.OperationalError:  # busy, locked, out of memory: no word on the pages
         raise
     except sqlite3.DatabaseError as error:  # a page the check itself could not read
+        if str(error) == NOT_A_DATABASE:  # no header: said as every command says it
+            raise
         raise sqlite3.DatabaseError(f"the database is damaged: {error}") from None
     # each complaint on one line ("*** in database main ***\nPage 40: ...")
     damage = [" ".join(str(row[0]).split()) for row in rows]

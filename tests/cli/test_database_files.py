@@ -332,3 +332,20 @@ def test_a_backup_copied_by_hand_over_a_file_left_with_its_wal_is_refused_as_it_
     assert [path.read_bytes() for path in both] == before
     assert not list(tmp_path.glob("second.db*")) and not list(tmp_path.glob("restored.db*"))
 
+
+
+@pytest.mark.parametrize("command", READING_THE_FILE)
+def test_a_file_that_is_no_database_is_said_to_be_none_by_every_command(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # the audit said "the database is damaged" of a text file, the others SQLite's own words
+    db = tmp_path / "shop.db"
+    db.write_text("name,price\ntea,1200\n" * 200)
+    before = db.read_bytes()
+
+    result = shopkeep(*(part.format(db=db, folder=tmp_path) for part in command))
+
+    assert result.returncode != 0 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "it is not a SQLite database, or its first page is damaged" in result.stderr
+    assert "the database is damaged" not in result.stderr
+    assert db.read_bytes() == before
