@@ -2,7 +2,8 @@
 :func:`shopkeep.store.restore.restore`'s).
 
 The operator's mistakes (no such backup, the database still served) are refused in one line
-with status 2 and change nothing; a backup that fails its checks, status 1, changes nothing
+with status 2 and change nothing; a backup that fails its checks, or cannot be copied there,
+status 1, changes nothing
 either; a restore done says in one line where the database it replaced went.
 """
 
@@ -40,7 +41,8 @@ def add_restore_parser(subparsers: Any) -> argparse.ArgumentParser:
             "of it mixes into the restored file (a -wal file left by a server that did not stop "
             "cleanly would be applied to whatever file is next opened under its name: a plain "
             "copy over the database corrupts it). Exit status 0 when restored, 1 when the "
-            "backup failed its checks (nothing changed), 2 for a usage error (no such backup, "
+            "backup failed its checks or could not be copied there (a full disk: nothing "
+            "changed), 2 for a usage error (no such backup, "
             "the database in use by a server: nothing changed), 128 + the signal's number when a "
             "Ctrl-C, SIGTERM or SIGHUP stopped it while it copied (nothing changed)."
         ),
