@@ -3,8 +3,8 @@
 
 The operator's mistakes (no such backup, the database still served) are refused in one line
 with status 2 and change nothing; a backup that fails its checks, or cannot be copied there,
-status 1, changes nothing
-either; a restore done says in one line where the database it replaced went.
+status 1, changes nothing either; a restore done says in one line where the database it
+replaced went.
 """
 
 from __future__ import annotations
