@@ -209,7 +209,8 @@ class Store:
                 raise
         except UNREADABLE as exc:
             give_up()
-            raise StoreError(f"cannot open database {path}: {unreadable(exc)}") from exc
+            said = f"{unreadable(exc)}{disk_full_beside(path)}"
+            raise StoreError(f"cannot open database {path}: {said}") from exc
         except BaseException:
             give_up()
             raise
@@ -282,6 +283,22 @@ def look_at(
         raise
     finally:
         conn.close()
+
+
+FULL_BELOW_BYTES: Final = 1 << 20
+"""Less free space than this on a database's disk is said beside an error opening it."""
+
+
+def disk_full_beside(path: str) -> str:
+    """``" (its disk is full: ...)"`` when the disk holding ``path`` has next to no room left
+    (SQLite says "disk I/O error" when it cannot grow the -wal or -shm of a database already
+    there), else ``""``."""
+    try:
+        disk = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return ""
+    free = disk.f_bavail * disk.f_frsize
+    return f" (its disk is full: {free:,} bytes free)" if free < FULL_BELOW_BYTES else ""
 
 
 def refuse_a_wal_that_does_not_fit(

@@ -25,6 +25,7 @@ from shopkeep.store import (
     StoreConfig,
     StoreError,
     UnitOfWork,
+    database,
 )
 from shopkeep.store.lock import ProcessLock
 from shopkeep.store.private_files import open_private
@@ -384,3 +385,22 @@ async def test_a_unit_built_on_one_the_store_refused_is_refused_alike_and_says_w
     os.rename(tmp_path / "moved.db", store.config.path)
     assert built_on.value.refused_by_store
     assert store.writer.stats.refused_units == 2
+
+
+@pytest.mark.parametrize(("free_blocks", "said"), [
+    (10, " (its disk is full: 40,960 bytes free)"), (1 << 20, ""),
+])
+def test_an_open_that_fails_on_a_full_disk_says_the_disk_is_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free_blocks: int, said: str
+) -> None:
+    # SQLite said only "disk I/O error" of a database already there whose -wal could not grow
+    class Disk:
+        f_frsize = 4096
+        f_bavail = free_blocks
+
+    def statvfs(path: str) -> object:
+        assert path == str(tmp_path)
+        return Disk()
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    assert database.disk_full_beside(str(tmp_path / "shop.db")) == said
