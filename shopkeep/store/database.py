@@ -209,7 +209,9 @@ class Store:
                 raise
         except UNREADABLE as exc:
             give_up()
-            said = f"{unreadable(exc)}{disk_full_beside(path)}"
+            said = unreadable(exc)
+            if "full" not in said:  # SQLite's "database or disk is full" says it already
+                said += disk_full_beside(path)
             raise StoreError(f"cannot open database {path}: {said}") from exc
         except BaseException:
             give_up()
