@@ -55,7 +55,12 @@ from shopkeep.actors.audit_order_checks import (
     judge_states,
 )
 from shopkeep.actors.audit_sql import LIVE, Check, Counts, Findings, Row, Verdict
-from shopkeep.store.database import WalNotItsOwn, wal_beside_refused, wal_misfit
+from shopkeep.store.database import (
+    WalNotItsOwn,
+    read_only_uri,
+    wal_beside_refused,
+    wal_misfit,
+)
 from shopkeep.store.errors import SchemaMismatch
 from shopkeep.store.migrations import (
     MIGRATIONS,
@@ -63,9 +68,7 @@ from shopkeep.store.migrations import (
     refuse_damaged,
     refuse_newer,
 )
-from shopkeep.store.private_files import holds_anything
 from shopkeep.store.reader import Reader
-from shopkeep.store.writer_process import database_uri
 
 CHECKS: tuple[Check, ...] = (
     Check("stock", STOCK, judge_stock, STOCK_CTES),
@@ -226,23 +229,7 @@ def audit_file(path: str) -> AuditReport:
     not_its_own = wal_beside_refused(real_path)
     if not_its_own is not None:
         raise WalNotItsOwn(not_its_own)
-    try:
-        return _audit_uri(database_uri(real_path, "mode=ro"), real_path)
-    except sqlite3.OperationalError:
-        # read-only, a database in WAL mode still makes its -shm file beside it: a copy in a
-        # folder it cannot write is read as a file nothing changes, unless commits wait in
-        # its WAL (which that reading would not see)
-        if holds_anything(f"{file}-wal"):
-            raise
-        journal = Path(f"{file}-journal")
-        if holds_anything(str(journal)):
-            # a write cut short (a hot journal): read as it is, the file holds its half-done
-            # pages, which only a connection that may write rolls back
-            raise sqlite3.OperationalError(
-                f"a write cut short left {journal.name} beside it, which only opening the file "
-                "for writing rolls back (a restore from it, or a server on it)"
-            ) from None
-        return _audit_uri(database_uri(real_path, "immutable=1"))
+    return _audit_uri(read_only_uri(real_path), real_path)
 
 
 def _audit_uri(uri: str, real_path: str | None = None) -> AuditReport:

@@ -27,7 +27,12 @@ from pathlib import Path
 from typing import Final
 
 from shopkeep.actors.audit import AuditReport, audit_file
-from shopkeep.store.database import WalNotItsOwn, wal_beside_refused, wal_misfit
+from shopkeep.store.database import (
+    WalNotItsOwn,
+    read_only_uri,
+    wal_beside_refused,
+    wal_misfit,
+)
 from shopkeep.store.errors import UNREADABLE, unreadable
 from shopkeep.store.private_files import create_private, remove_database
 from shopkeep.store.writer_process import database_uri
@@ -175,7 +180,7 @@ def copy_database(
     # read-only: the last read-write connection to close copies the -wal into the file and
     # removes it, and a -wal an older copy of the file left beside it would overwrite the
     # newer pages with its older ones, before the copy's checks refused it
-    src = sqlite3.connect(database_uri(Path(source).resolve(), "mode=ro"), uri=True,
+    src = sqlite3.connect(read_only_uri(str(Path(source).resolve())), uri=True,
                           isolation_level=None)  # fmt: skip
     try:
         src.execute("PRAGMA busy_timeout = 5000")

@@ -287,6 +287,32 @@ def look_at(
         conn.close()
 
 
+def read_only_uri(real_path: str) -> str:
+    """How to read the database at ``real_path`` (a closed one, for the audit or a backup)
+    without writing anything of it: ``mode=ro``; in a folder this process cannot write, where
+    SQLite cannot make the ``-shm`` a database in WAL mode needs even to be read, as a file
+    nothing changes (``immutable``), unless commits wait in its ``-wal`` (which that reading
+    would not see) or a write cut short left its journal (whose half-done pages only a
+    connection that may write rolls back): then sqlite3.OperationalError, saying which."""
+    uri = database_uri(real_path, "mode=ro")
+    try:
+        with closing(sqlite3.connect(uri, uri=True)) as probe:
+            probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        journal = real_path + "-journal"
+        if holds_anything(journal):
+            raise sqlite3.OperationalError(
+                f"a write cut short left {os.path.basename(journal)} beside it, which only "
+                "opening the file for writing rolls back (a restore from it, or a server on it)"
+            ) from None
+        if os.access(os.path.dirname(real_path), os.W_OK) or holds_anything(real_path + "-wal"):
+            raise  # busy, or a -wal's commits that an immutable reading would not see
+        return database_uri(real_path, "immutable=1")
+    except sqlite3.DatabaseError:
+        pass  # the file's own trouble: the reading that follows says it, and what to do
+    return uri
+
+
 FULL_BELOW_BYTES: Final = 1 << 20
 """Less free space than this on a database's disk is said beside an error opening it."""
 

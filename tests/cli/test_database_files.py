@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -349,3 +350,39 @@ def test_a_file_that_is_no_database_is_said_to_be_none_by_every_command(
     assert "it is not a SQLite database, or its first page is damaged" in result.stderr
     assert "the database is damaged" not in result.stderr
     assert db.read_bytes() == before
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder mounted read-only (a file system of its own, made and mounted here: only
+    where this process may mount, as root can), with a closed shop's database in it."""
+    folder = tmp_path / "mounted"
+    folder.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a read-only file system needs root")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)],
+                          capture_output=True, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount here: {made.stderr.decode().strip()}")
+    try:
+        assert shopkeep("demo", "--db", str(folder / "shop.db")).returncode == 0
+        remounted = subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=False)
+        assert remounted.returncode == 0
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("command", ["backup", "audit"])
+def test_a_closed_database_in_a_read_only_folder_is_backed_up_and_audited(
+    read_only_folder: Path, tmp_path: Path, command: str
+) -> None:
+    # a database in WAL mode needs its -shm made beside it even to be read: the audit read
+    # such a file as one nothing changes, the backup said "unable to open database file"
+    db = read_only_folder / "shop.db"
+    to = ["--to", str(tmp_path / "copy.db")] if command == "backup" else []
+
+    result = shopkeep(command, "--db", str(db), *to)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].endswith("audit ok" if to else "audit: ok")
