@@ -54,6 +54,15 @@ class GatewayRefused(GatewayError):
     """
 
 
+class RequestRefused(GatewayRefused):
+    """The request refused as such, not what it asked for: the merchant's credentials (Alipay's
+    unsigned 40002 to an unknown app or a request it cannot verify, WeChat Pay's 401
+    SIGN_ERROR), a URL that names no API (an unsigned 404). That says nothing of the payment
+    or refund it named: a payment start is refused all the same, but a refund is tried again
+    as after an outage, never offered to the staff to settle on its word (an earlier try whose
+    answer was lost may have been taken)."""
+
+
 class Gateway(Protocol):
     """What the shop needs from a payment gateway."""
 

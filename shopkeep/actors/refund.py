@@ -70,7 +70,7 @@ from shopkeep.actors.refund_store import (
     REFUND_LOG_SQL,
     refund_standing,
 )
-from shopkeep.payments.provider import GatewayRefused, PaymentProvider
+from shopkeep.payments.provider import GatewayRefused, PaymentProvider, RequestRefused
 from shopkeep.runtime import Actor, Address, Context
 
 log = structlog.get_logger("shopkeep.refund")
@@ -101,6 +101,8 @@ class RefunderActor(Actor):
             return False
         try:
             state = await self.provider.refund(message.request())
+        except RequestRefused as exc:  # says nothing of this refund: as an outage would
+            return self._take(ctx, message, failed(message, exc, self.config))
         except GatewayRefused as exc:
             return self._take(ctx, message, refused(message, exc, self.config))
         except Exception as exc:  # an outage: retried, never dropped

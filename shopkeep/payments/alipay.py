@@ -65,6 +65,7 @@ from shopkeep.payments.provider import (
     RefundRequest,
     RefundState,
     Refused,
+    RequestRefused,
     Verdict,
     failure_by_status,
     shop_id,
@@ -168,7 +169,7 @@ class AlipayProvider:
             # 404), which asking again will not change; anything else (a proxy's page, a 408)
             # may pass
             said = f"alipay: {method} answered {reply.status}: {text[:200]!r}"
-            raise failure_by_status(reply.status, said)
+            raise failure_by_status(reply.status, said, signed=False)
         section, signed = found
         sign = _sign_of(text)
         if not sign:
@@ -176,7 +177,7 @@ class AlipayProvider:
                 # Alipay signs every answer but its refusal of the app itself (an unknown
                 # app_id, a request whose signature fails): a no, as WeChat Pay's unsigned 401
                 # SIGN_ERROR is, which names what the operator must fix
-                raise GatewayRefused(
+                raise RequestRefused(
                     f"alipay: {method} was refused, unsigned: {_said(section)} (check"
                     " --alipay-app-id and --alipay-private-key-file)"
                 )

@@ -28,7 +28,7 @@ from typing import Final, Literal, Protocol, runtime_checkable
 
 import msgspec
 
-from shopkeep.actors.gateway import CallbackBody, GatewayError, GatewayRefused
+from shopkeep.actors.gateway import CallbackBody, GatewayError, GatewayRefused, RequestRefused
 from shopkeep.requests import id_in_text
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "RefundState",
     "RefundTaken",
     "Refused",
+    "RequestRefused",
     "Verdict",
 ]
 
@@ -94,13 +95,14 @@ concurrent request under the same key, rate limiting): an outage, tried again, n
 :class:`GatewayRefused`, by every adapter."""
 
 
-def failure_by_status(status: int | None, said: str) -> GatewayError:
+def failure_by_status(status: int | None, said: str, *, signed: bool = True) -> GatewayError:
     """The error of a call that got no answer the adapter could take (unsigned, unreadable,
     an error of the provider's), by the HTTP status it came with: a 4xx but :data:`NOT_NOW`
-    is a no, which asking again will not change (:class:`GatewayRefused`); anything else (a
-    5xx, a 2xx not understood, no status at all) an outage, to try again."""
+    is a no, which asking again will not change (:class:`GatewayRefused`; not ``signed`` by
+    a provider that signs its answers to what it takes: :class:`RequestRefused`); anything
+    else (a 5xx, a 2xx not understood, no status at all) an outage, to try again."""
     if status is not None and 400 <= status < 500 and status not in NOT_NOW:
-        return GatewayRefused(said)
+        return GatewayRefused(said) if signed else RequestRefused(said)
     return GatewayError(said)
 
 

@@ -60,6 +60,7 @@ from shopkeep.payments.provider import (
     RefundState,
     RefundTaken,
     Refused,
+    RequestRefused,
     Verdict,
     failure_by_status,
     header,
@@ -74,6 +75,8 @@ NOTIFY_PATH: Final = "/v1/payments/wechatpay/notify"
 OPEN_STATES: Final = frozenset({"NOTPAY", "USERPAYING", "ACCEPT"})
 PAID_STATES: Final = frozenset({"SUCCESS", "REFUND"})
 _UNCLOSABLE: Final = frozenset({"ORDER_CLOSED", "ORDERPAID", "ORDER_NOT_EXIST"})
+UNAUTHORIZED: Final = 401
+"""WeChat Pay's answer to a request whose signature, merchant or serial it refuses."""
 """The close's refusals of an order that is not waiting for the customer: nothing to close."""
 
 
@@ -170,11 +173,13 @@ class WeChatPayProvider:
             # its 401 SIGN_ERROR (a wrong key or certificate serial) comes unsigned, as does a
             # 404 of a mistyped --wechatpay-url. A 4xx is a no, which asking again will not
             # change; trusted no further than a no is (a refusal moves no money).
-            raise failure_by_status(reply.status, unsigned)
+            raise failure_by_status(reply.status, unsigned, signed=False)
         try:
             answer = json.loads(reply.body) if reply.body else {}
         except ValueError:
             raise GatewayError(f"wechatpay: {method} {path}: not JSON") from None
+        if reply.status == UNAUTHORIZED:  # SIGN_ERROR, signed: the merchant's key refused
+            raise RequestRefused(f"wechatpay: {method} {path}: {reply.status} {_said(answer)}")
         return reply.status, answer if isinstance(answer, dict) else {}
 
     async def start_payment(self, request: PaymentRequest) -> Checkout:

@@ -20,6 +20,7 @@ from shopkeep.payments.fakes.wechatpay import FakeWeChatPay
 from shopkeep.payments.provider import RefundRequest, RefundState
 from shopkeep.proof.provider_world import ProviderWorld
 from shopkeep.runtime import Address, VirtualClock
+from tests.payments.conftest import new_key
 
 
 @pytest.fixture
@@ -406,4 +407,38 @@ async def test_a_refused_refund_whose_last_try_went_unanswered_is_settled_only_o
     assert "NOT_ENOUGH" in (waiting.provider_failed or "")
     assert (await world.shop.settle_refund(refund_id, "bank transfer")).status == "refunded"
     assert fake.refunded(str(payment["id"])) == payment["amount"]  # once, by the console
+    await world.audit_ok()
+
+
+async def test_a_no_to_the_request_as_such_after_a_lost_answer_is_not_the_staffs_to_settle(
+    world: ProviderWorld, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the first try's answer lost (the provider may have taken it), then the merchant's key
+    # changed by mistake: WeChat Pay's 401 refused the request as such, which says nothing of
+    # the refund, yet it showed as refused and the staff could pay it back twice
+    fake = world.fake
+    assert isinstance(fake, FakeWeChatPay)
+    alice, order, payment = await world.paid_order()
+    fake.fail_refunds(1)
+    status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
+    assert status == 200
+    await world.shop.runtime.system.quiet()
+    monkeypatch.setattr(world.shop.provider, "_key", new_key())  # a key it does not have
+    calls = len(fake.refund_calls)
+
+    await clock.advance(world.shop.config.refund_retry_s * 4)
+    await world.shop.runtime.system.quiet()
+
+    assert len(fake.refund_calls) == calls  # refused before it reached the refunds
+    [waiting] = await world.shop.refunds_in_flight()
+    assert waiting.provider_failed is None and "401" in (waiting.last_word or "")
+    with pytest.raises(ShopError) as refused:
+        await world.shop.settle_refund(waiting.id, "bank transfer")
+    assert refused.value.code == "invalid_state"
+    monkeypatch.undo()  # the key put right: the refund goes through, once
+    await clock.advance(world.shop.config.refund_retry_max_s * 2)
+    await world.shop.runtime.system.quiet()
+    [refund] = await world.refunds(order["id"])
+    assert refund["status"] == "refunded"
+    assert fake.refunded(str(payment["id"])) == payment["amount"]
     await world.audit_ok()
