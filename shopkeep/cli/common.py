@@ -35,21 +35,45 @@ class Stopped(BaseException):
         self.signum = signum
 
 
+class Stops:
+    """The stop signals a command that writes files takes (:func:`stopped_by_signals`): each
+    raises :class:`Stopped`, but within :meth:`held_off`, where it is kept in ``held``."""
+
+    def __init__(self) -> None:
+        self.held: int | None = None
+        self._holding = False
+
+    def stop(self, signum: int, frame: FrameType | None) -> None:
+        """The signals' handler."""
+        if not self._holding:
+            raise Stopped(signum)
+        if self.held is None:
+            self.held = signum
+
+    @contextlib.contextmanager
+    def held_off(self) -> Iterator[None]:
+        """A step a stop must not cut (a database moved aside and its copy not yet in its
+        place): a stop signal within it is kept, for the command to say once it is done."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+
+
 @contextlib.contextmanager
-def stopped_by_signals() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP (a service manager's stop, a terminal closing,
-    ``timeout``) raise :class:`Stopped` instead of ending the process where it stands; one
-    ignored (``nohup``) stays ignored."""
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise Stopped(signum)
-
+def stopped_by_signals() -> Iterator[Stops]:
+    """Within the block, SIGINT, SIGTERM and SIGHUP (a Ctrl-C, a service manager's stop, a
+    terminal closing, ``timeout``) raise :class:`Stopped` instead of ending the process where
+    it stands, but within the :class:`Stops`' ``held_off``; one ignored (``nohup``) stays
+    ignored."""
+    stops = Stops()
     previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
-    for which in (signal.SIGTERM, signal.SIGHUP):
+    for which in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(which) is not signal.SIG_IGN:
-            previous[which] = signal.signal(which, stop)
+            previous[which] = signal.signal(which, stops.stop)
     try:
-        yield
+        yield stops
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

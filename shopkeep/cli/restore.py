@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Any
 
@@ -44,7 +45,8 @@ def add_restore_parser(subparsers: Any) -> argparse.ArgumentParser:
             "backup failed its checks or could not be copied there (a full disk: nothing "
             "changed), 2 for a usage error (no such backup, "
             "the database in use by a server: nothing changed), 128 + the signal's number when a "
-            "Ctrl-C, SIGTERM or SIGHUP stopped it while it copied (nothing changed)."
+            "Ctrl-C, SIGTERM or SIGHUP stopped it while it copied (nothing changed); one that "
+            "comes as the checked copy is put in place waits for that to end, and is said."
         ),
     )
     add_db_flag(parser, "the database to put the backup in the place of")
@@ -73,8 +75,8 @@ def run_restore(args: argparse.Namespace) -> int:
 
     configure_logs(args)
     try:
-        with stopped_by_signals():
-            report = restore(source, args.db)
+        with stopped_by_signals() as stops:
+            report = restore(source, args.db, swapping=stops.held_off)
     except (KeyboardInterrupt, Stopped) as stop:  # its .partial removed on the way out
         return stopped_status("restore", stop)
     except DatabaseInUse as error:
@@ -88,4 +90,7 @@ def run_restore(args: argparse.Namespace) -> int:
         return 1
     kept = "" if report.replaced is None else f"; the database it replaced is {report.replaced}"
     print(f"restore: ok: {source} -> {report.path}{kept}")
+    if stops.held is not None:  # it came as the copy was put in place: that was finished
+        print(f"{PROG} restore: {signal.Signals(stops.held).name} came as the checked copy was "
+              "put in place: done first", file=sys.stderr)
     return 0

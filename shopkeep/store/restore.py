@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -73,10 +75,19 @@ class RestoreReport:
     there was none."""
 
 
-def restore(backup: str, database: str, *, now: float | None = None) -> RestoreReport:
+def restore(
+    backup: str,
+    database: str,
+    *,
+    now: float | None = None,
+    swapping: Callable[[], AbstractContextManager[object]] = nullcontext,
+) -> RestoreReport:
     """Put the backup at ``backup`` in the place of the database at ``database`` (see the
     module's docstring); through a symbolic link, where it points, as SQLite opens it. Raises
-    :class:`RestoreError`, or DatabaseInUse while a server holds the database."""
+    :class:`RestoreError`, or DatabaseInUse while a server holds the database. The copy, once
+    checked, is put in the database's place within ``swapping()``: a caller that stops on a
+    signal holds it off there, since a stop between the two renames would leave no database
+    at its name."""
     if not Path(backup).is_file():
         raise RestoreRefused(f"cannot restore {backup}: no such backup file", "backup")
     named, database = database, os.path.realpath(database)
@@ -88,9 +99,10 @@ def restore(backup: str, database: str, *, now: float | None = None) -> RestoreR
     lock.acquire()  # DatabaseInUse: a server has it open
     try:
         partial = _copy_in(backup, database, named)
-        replaced = _move_aside(database, time.time() if now is None else now)
-        os.replace(partial, database)
-        _sync_folder(database)
+        with swapping():
+            replaced = _move_aside(database, time.time() if now is None else now)
+            os.replace(partial, database)
+            _sync_folder(database)
     except BaseException:
         lock.release(undo=True)  # refused: nothing left beside the database, a lock included
         raise
@@ -144,15 +156,14 @@ def _copy_in(backup: str, database: str, named: str) -> str:
         ) from None
     try:
         copy_database(backup, partial, pause_s=0)
+        _check(backup, partial)
     except OSError as exc:
         remove_database(partial)
         raise RestoreError(f"cannot restore to {database}: {exc.strerror}") from None
     except UNREADABLE as exc:  # not a database, or a damaged one
         remove_database(partial)
         raise RestoreError(f"cannot restore {backup}: {unreadable_source(backup, exc)}") from None
-    try:
-        _check(backup, partial)
-    except BaseException:
+    except BaseException:  # refused by its checks, or stopped (a Ctrl-C, a SIGTERM)
         remove_database(partial)
         raise
     return partial

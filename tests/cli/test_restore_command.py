@@ -4,8 +4,12 @@ database kept whole beside it; the operator's mistakes are one line and change n
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -13,7 +17,7 @@ from shopkeep.actors.audit import audit_file
 from shopkeep.store.backup import integrity
 from shopkeep.store.lock import ProcessLock
 from shopkeep.store.migrations import MIGRATIONS, apply_migrations
-from tests.cli.test_backup_command import assert_usage_error, shopkeep
+from tests.cli.test_backup_command import ROOT, TIMEOUT_S, assert_usage_error, shopkeep
 
 
 def users_in(db: Path) -> int:
@@ -204,3 +208,61 @@ def test_a_restore_through_a_link_restores_where_it_points(tmp_path: Path) -> No
     assert link.is_symlink() and link.resolve() == db.resolve()
     assert audit_file(str(db)).ok and list(tmp_path.glob("shop.db.replaced-*"))
 
+
+
+STOPPED_AT = """
+import os, signal, sys
+import shopkeep.store.restore as restore
+step = getattr(restore, sys.argv[1])
+
+def then_stopped(*args, **kwargs):
+    done = step(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)  # a service manager's stop, as the step ends
+    return done
+
+setattr(restore, sys.argv[1], then_stopped)
+from shopkeep.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+"""``shopkeep`` with a SIGTERM sent to itself as the restore's step ``argv[1]`` ends."""
+
+
+def restore_stopped_after(step: str, db: Path, copy: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-c", STOPPED_AT, step, "restore", "--from", str(copy), "--db", str(db)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
+    )  # fmt: skip
+
+
+def test_a_restore_stopped_as_it_copies_removes_its_copy_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    # its full-size .partial was left, said "nothing was kept", and refused the next restore
+    db, copy = shop_with_a_backup(tmp_path)
+    before = db.read_bytes()
+
+    result = restore_stopped_after("copy_database", db, copy)
+
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr
+    assert result.stderr.splitlines() == ["shopkeep restore: stopped by SIGTERM: nothing was kept"]
+    assert db.read_bytes() == before
+    assert not list(tmp_path.glob("shop.db.partial*")) and not list(tmp_path.glob("*.replaced-*"))
+
+
+def test_a_restore_stopped_as_it_puts_the_copy_in_place_finishes_that_first(
+    tmp_path: Path,
+) -> None:
+    # stopped between moving the database aside and putting the copy at its name, it left no
+    # database there at all, and said "nothing was kept"
+    db, copy = shop_with_a_backup(tmp_path)
+
+    result = restore_stopped_after("_move_aside", db, copy)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"restore: ok: {copy} -> {db}")
+    assert "SIGTERM came as the checked copy was put in place: done first" in result.stderr
+    assert integrity(str(db)) == "ok" and audit_file(str(db)).ok
+    [replaced] = [kept for kept in tmp_path.glob("shop.db.replaced-*")
+                  if not kept.name.endswith(("-wal", "-shm"))]
+    assert users_in(replaced) == users_in(db)  # the database it replaced, kept whole
