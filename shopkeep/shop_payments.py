@@ -100,6 +100,8 @@ class Payments:
         key's (``KeepStartAnswer``): a replay is that answer, whether it created the payment
         included."""
         check_choice("channel", channel, CHANNELS)
+        if self.provider.name not in QR_GATEWAYS:
+            channel = "page"  # the one it has: two starts of a payment ask it one at a time
         key = key_of(idempotency_key)
         if key is None:
             return await self._start_payment(order_id, user_id, None, channel)

@@ -16,7 +16,7 @@ from shopkeep.actors.order_messages import OrderView, PaymentView
 from shopkeep.actors.protocol import CouponView, GoodsView
 from shopkeep.actors.recovery import DeadlineSweep
 from shopkeep.errors import CallbackRejected, ShopError
-from shopkeep.payments.provider import GatewayError, PaymentRef
+from shopkeep.payments.provider import Checkout, GatewayError, PaymentRef, PaymentRequest
 from shopkeep.runtime import ShuttingDown, VirtualClock
 from shopkeep.shop import Shop
 from tests.shop.conftest import assert_audit_ok, sandbox, settle
@@ -473,6 +473,32 @@ async def test_two_starts_of_a_payment_racing_a_cancel_are_both_refused_as_the_o
     for start in (first, second):
         assert isinstance(start, ShopError) and start.code == "invalid_state", start
     await assert_audit_ok(shop)
+
+
+async def test_a_provider_with_one_channel_is_asked_once_for_starts_naming_both(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the starts waited for each other by channel, though the sandbox (as WeChat Pay and
+    # Stripe) has one: two asked it at once, WeChat Pay for a second native order
+    alice = (await shop.create_user("alice", balance=0)).user
+    tea = await shop.create_goods("tea", price=1_000, stock=10)
+    order = await shop.place_order(alice.id, [(tea.id, 1)])
+    asked: list[str] = []
+    start = shop.provider.start_payment
+
+    async def counted(request: PaymentRequest) -> Checkout:
+        asked.append(request.channel)
+        for _ in range(20):  # a provider that takes a while (loop turns) to answer
+            await asyncio.sleep(0)
+        return await start(request)
+
+    monkeypatch.setattr(shop.provider, "start_payment", counted)
+    page, qr = await asyncio.gather(
+        shop.start_payment(order.id, channel="page"), shop.start_payment(order.id, channel="qr")
+    )
+
+    assert asked == ["page"]
+    assert (page.created, qr.created) == (True, False) and page.payment == qr.payment
 
 
 async def test_a_cancel_sent_during_an_asynchronous_placement_is_applied_after_it(
