@@ -28,18 +28,27 @@ def world(wechatpay: ProviderWorld) -> ProviderWorld:
     return wechatpay
 
 
+async def canceled_its_answer_lost(
+    world: ProviderWorld,
+) -> tuple[FakeWeChatPay, dict[str, Any], dict[str, Any]]:
+    """A paid order canceled, its refund's first call answered 500 (the provider may have
+    taken it, as the shop sees it): (the fake, order, payment)."""
+    fake = world.fake
+    assert isinstance(fake, FakeWeChatPay)
+    alice, order, payment = await world.paid_order()
+    fake.fail_refunds(1)
+    status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
+    assert status == 200
+    await world.shop.runtime.system.quiet()
+    return fake, order, payment
+
+
 async def refund_answered(
     world: ProviderWorld, clock: VirtualClock, status: str
 ) -> tuple[dict[str, Any], dict[str, Any], str]:
     """A paid order canceled, its refund's second call answered ``status`` (the first failed,
     so that its key tells the refund id): (order, payment, refund key)."""
-    fake = world.fake
-    assert isinstance(fake, FakeWeChatPay)
-    alice, order, payment = await world.paid_order()
-    fake.fail_refunds(1)
-    status_code, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
-    assert status_code == 200
-    await world.shop.runtime.system.quiet()
+    fake, order, payment = await canceled_its_answer_lost(world)
     key = fake.refund_calls[-1]
     fake.refund_answers[key] = answer(fake, payment, key, status)
     await clock.advance(world.shop.config.refund_retry_s)
@@ -416,13 +425,7 @@ async def test_a_no_to_the_request_as_such_after_a_lost_answer_is_not_the_staffs
     # the first try's answer lost (the provider may have taken it), then the merchant's key
     # changed by mistake: WeChat Pay's 401 refused the request as such, which says nothing of
     # the refund, yet it showed as refused and the staff could pay it back twice
-    fake = world.fake
-    assert isinstance(fake, FakeWeChatPay)
-    alice, order, payment = await world.paid_order()
-    fake.fail_refunds(1)
-    status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
-    assert status == 200
-    await world.shop.runtime.system.quiet()
+    fake, order, payment = await canceled_its_answer_lost(world)
     monkeypatch.setattr(world.shop.provider, "_key", new_key())  # a key it does not have
     calls = len(fake.refund_calls)
 
