@@ -75,6 +75,8 @@ from shopkeep.payments.provider import (
 )
 from shopkeep.payments.transport import CALL_TIMEOUT_S
 
+RESOURCE_MISSING: Final = "resource_missing"
+"""The ``code`` of Stripe's 404 for an object it does not have (a 404 without it: no API)."""
 SCALED: Final = {"ISK": 100}
 """Currencies Stripe counts in another unit than ISO 4217's minor unit (the shop's), by how many
 of Stripe's make one of the shop's: Stripe writes ISK as a two-decimal currency (``100`` is one
@@ -438,8 +440,11 @@ def _gateway_error(what: str, exc: stripe.StripeError) -> GatewayError:
         return GatewayError(f"stripe: {what}: {exc.user_message or exc}")
     status = exc.http_status
     message = f"stripe: {what}: {status} {exc.user_message or exc}"
+    # a 401 or 403 refuses the API key, a 404 of no object of Stripe's a URL (a mistyped
+    # --stripe-api-base): the request as such, which says nothing of the intent or refund
+    about_the_request = status in (401, 403) or (status == 404 and exc.code != RESOURCE_MISSING)
     # below 400: a 2xx whose body the SDK could not read (not JSON), no answer, not a no
-    return failure_by_status(status, message)
+    return failure_by_status(status, message, signed=not about_the_request)
 
 
 def _replayed_failure(exc: stripe.StripeError) -> bool:

@@ -34,6 +34,7 @@ from shopkeep.payments.provider import (
     RefundRequest,
     RefundTaken,
     Refused,
+    RequestRefused,
     signed_malformed,
 )
 from shopkeep.payments.stripe_provider import WEBHOOK_PATH, StripeProvider
@@ -320,8 +321,28 @@ async def test_a_refund_the_provider_fails_or_never_answers_is_an_error_to_retry
 
 async def test_a_refund_stripe_refuses_is_a_refusal(world: World) -> None:
     intent = await world.start()
-    with pytest.raises(GatewayRefused, match="400"):  # not paid: nothing to refund
+    with pytest.raises(GatewayRefused, match="400") as refused:  # not paid: nothing to refund
         await world.provider.refund(refund_of(intent))
+    assert not isinstance(refused.value, RequestRefused)  # a no to this refund: the staff's
+
+
+@pytest.mark.parametrize("mistake", ["a key Stripe does not take", "a mistyped API base"])
+async def test_a_refund_refused_for_the_shops_settings_is_a_refusal_of_the_request(
+    world: World, mistake: str
+) -> None:
+    # it says nothing of the refund (an earlier try whose answer was lost may have been
+    # taken): a refusal the staff could settle by hand, paying the customer back twice
+    intent = await world.start()
+    await world.fake.pay(intent, notify=False)
+    key, base = ("sk_test_rolled", world.fake.url) if mistake.startswith("a key") else (
+        API_KEY, world.fake.url + "/typo")
+    mistaken = StripeProvider(api_key=key, webhook_secret=SECRET, api_base=base)
+    try:
+        with pytest.raises(RequestRefused, match=r"40[14]"):
+            await mistaken.refund(refund_of(intent))
+    finally:
+        await mistaken.close()
+    assert world.fake.refunded(intent) == 0
 
 
 async def test_a_refusal_stripe_keeps_under_the_refund_id_does_not_outlive_its_cause(
@@ -519,3 +540,13 @@ async def test_a_refund_failure_stripe_replays_under_the_refund_id_is_reconciled
     assert world.fake.refunded(intent) == refund.amount
     [stripes] = world.fake.stripe_refunds.values()
     assert stripes["metadata"] == {"refund_id": "31"}
+
+
+async def test_an_intent_stripe_has_not_is_a_no_about_it_not_a_refusal_of_the_request(
+    world: World,
+) -> None:
+    # Stripe's 404 names the object it lacks (resource_missing); a 404 without it, no API
+    with pytest.raises(GatewayRefused, match="404") as raised:
+        await world.provider.query_payment(PaymentRef(
+            payment_id=7, order_id=90, amount=1, currency="USD", provider_ref="pi_unknown"))
+    assert not isinstance(raised.value, RequestRefused)

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from shopkeep.payments.fakes.common import Delivery, FakeRefund, FakeServer, Unpayable
+from shopkeep.payments.stripe_provider import RESOURCE_MISSING
 
 _CANCELABLE = frozenset({
     "requires_payment_method", "requires_confirmation", "requires_action", "processing",
@@ -214,7 +215,9 @@ class FakeStripe(FakeServer):
             return params
         intent = self.intents.get(request.match_info["id"])
         if intent is None:
-            return _error(404, "invalid_request_error", "No such payment_intent")
+            return _error(
+                404, "invalid_request_error", "No such payment_intent", RESOURCE_MISSING
+            )
         return params, intent
 
     async def _get_intent(self, request: web.Request) -> web.Response:
