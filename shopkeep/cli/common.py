@@ -37,7 +37,7 @@ class Stopped(BaseException):
 
 class Stops:
     """The stop signals a command that writes files takes (:func:`stopped_by_signals`): each
-    raises :class:`Stopped`, but within :meth:`held_off`, where it is kept in ``held``."""
+    raises :class:`Stopped`, but from :meth:`past_undoing` on, where it is kept in ``held``."""
 
     def __init__(self) -> None:
         self.held: int | None = None
@@ -51,21 +51,19 @@ class Stops:
             self.held = signum
 
     @contextlib.contextmanager
-    def held_off(self) -> Iterator[None]:
-        """A step a stop must not cut (a database moved aside and its copy not yet in its
-        place): a stop signal within it is kept, for the command to say once it is done."""
+    def past_undoing(self) -> Iterator[None]:
+        """From here to the command's end a stop is kept, for the command to say once it is
+        done, not taken: what follows (a database moved aside, its copy put at its name) is
+        not to be cut, and once done, not to be reported as not done."""
         self._holding = True
-        try:
-            yield
-        finally:
-            self._holding = False
+        yield
 
 
 @contextlib.contextmanager
 def stopped_by_signals() -> Iterator[Stops]:
     """Within the block, SIGINT, SIGTERM and SIGHUP (a Ctrl-C, a service manager's stop, a
     terminal closing, ``timeout``) raise :class:`Stopped` instead of ending the process where
-    it stands, but within the :class:`Stops`' ``held_off``; one ignored (``nohup``) stays
+    it stands, but past the :class:`Stops`' ``past_undoing``; one ignored (``nohup``) stays
     ignored."""
     stops = Stops()
     previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}

@@ -46,7 +46,8 @@ def add_restore_parser(subparsers: Any) -> argparse.ArgumentParser:
             "changed), 2 for a usage error (no such backup, "
             "the database in use by a server: nothing changed), 128 + the signal's number when a "
             "Ctrl-C, SIGTERM or SIGHUP stopped it while it copied (nothing changed); one that "
-            "comes as the checked copy is put in place waits for that to end, and is said."
+            "comes once the checked copy is being put in place lets it finish (status 0, the "
+            "signal said)."
         ),
     )
     add_db_flag(parser, "the database to put the backup in the place of")
@@ -76,7 +77,7 @@ def run_restore(args: argparse.Namespace) -> int:
     configure_logs(args)
     try:
         with stopped_by_signals() as stops:
-            report = restore(source, args.db, swapping=stops.held_off)
+            report = restore(source, args.db, swapping=stops.past_undoing)
     except (KeyboardInterrupt, Stopped) as stop:  # its .partial removed on the way out
         return stopped_status("restore", stop)
     except DatabaseInUse as error:

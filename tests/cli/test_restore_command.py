@@ -13,6 +13,8 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
+import pytest
+
 from shopkeep.actors.audit import audit_file
 from shopkeep.store.backup import integrity
 from shopkeep.store.lock import ProcessLock
@@ -250,14 +252,16 @@ def test_a_restore_stopped_as_it_copies_removes_its_copy_and_changes_nothing(
     assert not list(tmp_path.glob("shop.db.partial*")) and not list(tmp_path.glob("*.replaced-*"))
 
 
+@pytest.mark.parametrize("step", ["_move_aside", "_sync_folder"])
 def test_a_restore_stopped_as_it_puts_the_copy_in_place_finishes_that_first(
-    tmp_path: Path,
+    tmp_path: Path, step: str
 ) -> None:
     # stopped between moving the database aside and putting the copy at its name, it left no
-    # database there at all, and said "nothing was kept"
+    # database there at all, and said "nothing was kept"; stopped once the copy was in place,
+    # it said "nothing was kept" too
     db, copy = shop_with_a_backup(tmp_path)
 
-    result = restore_stopped_after("_move_aside", db, copy)
+    result = restore_stopped_after(step, db, copy)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"restore: ok: {copy} -> {db}")
