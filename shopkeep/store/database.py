@@ -13,7 +13,7 @@ from typing import Final
 import structlog
 
 from shopkeep.store.errors import UNREADABLE, StoreError, unreadable
-from shopkeep.store.lock import ProcessLock
+from shopkeep.store.lock import ProcessLock, held
 from shopkeep.store.migrations import (
     MIGRATIONS,
     Migration,
@@ -307,6 +307,11 @@ def read_only_uri(real_path: str) -> str:
             ) from None
         if os.access(os.path.dirname(real_path), os.W_OK) or holds_anything(real_path + "-wal"):
             raise  # busy, or a -wal's commits that an immutable reading would not see
+        if held(real_path):  # a server on it (starting, say): it changes under the reading
+            raise sqlite3.OperationalError(
+                "a server holds it, and this folder cannot be written, as reading a database "
+                "in WAL mode beside its server needs: read it where the server does"
+            ) from None
         return database_uri(real_path, "immutable=1")
     except sqlite3.DatabaseError:
         pass  # the file's own trouble: the reading that follows says it, and what to do

@@ -35,6 +35,22 @@ def _still_named(fd: int, path: str) -> bool:
     return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
 
 
+def held(database_path: str) -> bool:
+    """Whether a process holds the lock of the database at ``database_path`` (a server on
+    it), looked at without taking it: its lock file opened read-only, a shared lock tried."""
+    try:
+        fd = os.open(os.path.realpath(database_path) + ".lock", os.O_RDONLY)
+    except OSError:  # no lock file: nobody ever served it here, or it is gone with its holder
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # a shared lock taken is let go with the descriptor
+    return False
+
+
 class ProcessLock:
     """An exclusive, non-blocking lock on ``<database>.lock`` held for the life of the store.
 

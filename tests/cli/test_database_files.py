@@ -10,6 +10,7 @@ with a ``-wal`` left its commits out; a backup replaced a file made at its targe
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sqlite3
@@ -386,3 +387,17 @@ def test_a_closed_database_in_a_read_only_folder_is_backed_up_and_audited(
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].endswith("audit ok" if to else "audit: ok")
+
+
+def test_a_database_in_a_read_only_folder_a_server_holds_is_not_read_as_unchanging(
+    read_only_folder: Path,
+) -> None:
+    # read as a file nothing changes while a server started on it (through another, writable
+    # mount of the same folder), the audit reported violations of a torn state
+    db = read_only_folder / "shop.db"
+    with open(f"{db}.lock", "rb") as lock_file:  # what a server holds for its life
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        result = shopkeep("audit", "--db", str(db))
+
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "a server holds it" in result.stderr
