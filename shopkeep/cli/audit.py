@@ -33,7 +33,8 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run_audit(args: argparse.Namespace) -> int:
     """Audit the file and print each check; 0 when every check holds, else 1."""
     from shopkeep.actors.audit import audit_file
-    from shopkeep.store.errors import UNREADABLE, unreadable
+    from shopkeep.store.database import unreadable_at
+    from shopkeep.store.errors import UNREADABLE
 
     configure_logs(args)
     missing = database_file_problem(args.db)
@@ -42,7 +43,7 @@ def run_audit(args: argparse.Namespace) -> int:
     try:
         report = audit_file(args.db)
     except (*UNREADABLE, OSError) as error:  # not a database; gone since it was looked at
-        return fail_about(args, "db", f"cannot audit {args.db}: {unreadable(error)}")
+        return fail_about(args, "db", f"cannot audit {args.db}: {unreadable_at(args.db, error)}")
     width = max(len(check.name) for check in report.checks)
     for check in report.checks:
         verdict = "ok" if check.ok else "FAILED"

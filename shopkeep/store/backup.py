@@ -30,10 +30,11 @@ from shopkeep.actors.audit import AuditReport, audit_file
 from shopkeep.store.database import (
     WalNotItsOwn,
     read_only_uri,
+    unreadable_at,
     wal_beside_refused,
     wal_misfit,
 )
-from shopkeep.store.errors import UNREADABLE, unreadable
+from shopkeep.store.errors import UNREADABLE
 from shopkeep.store.private_files import create_private, remove_database
 from shopkeep.store.writer_process import database_uri
 
@@ -142,7 +143,7 @@ def backup(
 def unreadable_source(source: str, error: BaseException) -> str:
     """What reading the database at ``source`` failed with (one of ``UNREADABLE``), in words;
     a damage led by what to do when the file alone is whole (:func:`said_with_misfit`)."""
-    said = unreadable(error)
+    said = unreadable_at(source, error)
     if isinstance(error, sqlite3.DatabaseError) and not isinstance(
         error, sqlite3.OperationalError | WalNotItsOwn  # busy, locked: no word on the pages
     ):

@@ -209,10 +209,7 @@ class Store:
                 raise
         except UNREADABLE as exc:
             give_up()
-            said = unreadable(exc)
-            if "full" not in said:  # SQLite's "database or disk is full" says it already
-                said += disk_full_beside(path)
-            raise StoreError(f"cannot open database {path}: {said}") from exc
+            raise StoreError(f"cannot open database {path}: {unreadable_at(path, exc)}") from exc
         except BaseException:
             give_up()
             raise
@@ -322,12 +319,21 @@ FULL_BELOW_BYTES: Final = 1 << 20
 """Less free space than this on a database's disk is said beside an error opening it."""
 
 
+def unreadable_at(path: str, error: BaseException) -> str:
+    """What opening or reading the database at ``path`` failed with (:func:`unreadable`), and
+    that its disk is full when it is (:func:`disk_full_beside`)."""
+    said = unreadable(error)
+    if "full" in said:  # SQLite's "database or disk is full" says it already
+        return said
+    return said + disk_full_beside(path)
+
+
 def disk_full_beside(path: str) -> str:
-    """``" (its disk is full: ...)"`` when the disk holding ``path`` has next to no room left
-    (SQLite says "disk I/O error" when it cannot grow the -wal or -shm of a database already
-    there), else ``""``."""
+    """``" (its disk is full: ...)"`` when the disk holding ``path`` (where its links lead)
+    has next to no room left (SQLite says "disk I/O error" when it cannot grow the -wal or
+    -shm of a database already there), else ``""``."""
     try:
-        disk = os.statvfs(os.path.dirname(os.path.abspath(path)))
+        disk = os.statvfs(os.path.dirname(os.path.realpath(path)))
     except OSError:
         return ""
     free = disk.f_bavail * disk.f_frsize

@@ -394,13 +394,17 @@ def test_an_open_that_fails_on_a_full_disk_says_the_disk_is_full(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free_blocks: int, said: str
 ) -> None:
     # SQLite said only "disk I/O error" of a database already there whose -wal could not grow
+    # (the disk looked at is the one its links lead to)
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "disk")
+
     class Disk:
         f_frsize = 4096
         f_bavail = free_blocks
 
     def statvfs(path: str) -> object:
-        assert path == str(tmp_path)
+        assert path == str(tmp_path / "disk")
         return Disk()
 
     monkeypatch.setattr(os, "statvfs", statvfs)
-    assert database.disk_full_beside(str(tmp_path / "shop.db")) == said
+    assert database.disk_full_beside(str(tmp_path / "link" / "shop.db")) == said
