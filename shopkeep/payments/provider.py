@@ -18,7 +18,9 @@ Whether the amount and currency of a :class:`Notice` are the payment's is the sh
 (it knows the payment), never the provider's. Calls that may be retried raise
 :class:`~shopkeep.actors.gateway.GatewayError` when the provider is down, slow or answers 5xx;
 :class:`GatewayRefused` (a subclass, so a caller that retries everything still retries) when it
-answered a definite no.
+answered a definite no; :class:`RequestRefused` (a subclass of that) when the no is to the
+request as such (the merchant's credentials, a URL that names no API), which says nothing of
+the payment or refund it asked about.
 """
 
 from __future__ import annotations
