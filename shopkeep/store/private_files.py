@@ -30,12 +30,20 @@ def create_private(path: str, *, exclusive: bool = False) -> bool:
     """Create ``path`` empty and ``0600`` unless it exists (SQLite takes an empty file for a
     new database); whether it was made now. With ``exclusive``, a file there already is a
     FileExistsError (it is someone else's). Raises OSError."""
-    fd = _create(path)
+    try:
+        fd = _create(path)
+        if fd is not None:
+            os.close(fd)
+    except BaseException:
+        if exclusive:  # made by this call or by none (O_EXCL): a stop taken meanwhile (a
+            # signal's handler runs as a call returns) leaves no file that would refuse the next
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        raise
     if fd is None:
         if exclusive:
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path)
         return False
-    os.close(fd)
     return True
 
 

@@ -238,3 +238,45 @@ def test_a_backup_stopped_by_a_signal_says_so_and_leaves_no_partial_file(
     assert status == 128 + number, said
     assert said.splitlines()[-1] == f"shopkeep backup: stopped by {stop}: nothing was kept"
     assert not list(tmp_path.glob("copy.db*"))  # no copy, no .partial
+
+
+STOPPED_AT = """
+import importlib, os, signal, sys
+module_name, _, name = sys.argv[1].rpartition(".")
+module = importlib.import_module(module_name)
+step = getattr(module, name)
+
+def then_stopped(*args, **kwargs):
+    done = step(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)  # a service manager's stop, as the step ends
+    return done
+
+setattr(module, name, then_stopped)
+from shopkeep.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+"""``shopkeep`` with a SIGTERM sent to itself as the step ``argv[1]`` (``module.function``)
+ends."""
+
+
+def stopped_after(step: str, *command: str) -> subprocess.CompletedProcess[str]:
+    """``shopkeep command`` stopped by a SIGTERM as ``step`` (``module.function``) ends."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-c", STOPPED_AT, step, *command],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
+    )  # fmt: skip
+
+
+def test_a_backup_stopped_as_it_makes_its_partial_copy_leaves_none(tmp_path: Path) -> None:
+    db = tmp_path / "shop.db"
+    assert shopkeep("demo", "--db", str(db)).returncode == 0
+    target = tmp_path / "again.db"
+
+    result = stopped_after(
+        "shopkeep.store.private_files._create", "backup", "--db", str(db), "--to", str(target)
+    )
+
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr
+    assert result.stderr.splitlines() == ["shopkeep backup: stopped by SIGTERM: nothing was kept"]
+    assert not list(tmp_path.glob("again.db*"))

@@ -4,12 +4,10 @@ database kept whole beside it; the operator's mistakes are one line and change n
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from shopkeep.actors.audit import audit_file
 from shopkeep.store.backup import integrity
 from shopkeep.store.lock import ProcessLock
 from shopkeep.store.migrations import MIGRATIONS, apply_migrations
-from tests.cli.test_backup_command import ROOT, TIMEOUT_S, assert_usage_error, shopkeep
+from tests.cli.test_backup_command import assert_usage_error, shopkeep, stopped_after
 
 
 def users_in(db: Path) -> int:
@@ -212,39 +210,24 @@ def test_a_restore_through_a_link_restores_where_it_points(tmp_path: Path) -> No
 
 
 
-STOPPED_AT = """
-import os, signal, sys
-import shopkeep.store.restore as restore
-step = getattr(restore, sys.argv[1])
-
-def then_stopped(*args, **kwargs):
-    done = step(*args, **kwargs)
-    os.kill(os.getpid(), signal.SIGTERM)  # a service manager's stop, as the step ends
-    return done
-
-setattr(restore, sys.argv[1], then_stopped)
-from shopkeep.cli import main
-sys.exit(main(sys.argv[2:]))
-"""
-"""``shopkeep`` with a SIGTERM sent to itself as the restore's step ``argv[1]`` ends."""
-
-
 def restore_stopped_after(step: str, db: Path, copy: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-c", STOPPED_AT, step, "restore", "--from", str(copy), "--db", str(db)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
-    )  # fmt: skip
+    return stopped_after(
+        f"shopkeep.store.restore.{step}", "restore", "--from", str(copy), "--db", str(db)
+    )
 
 
+@pytest.mark.parametrize("step", [
+    "shopkeep.store.restore.copy_database", "shopkeep.store.private_files._create",
+])
 def test_a_restore_stopped_as_it_copies_removes_its_copy_and_changes_nothing(
-    tmp_path: Path,
+    tmp_path: Path, step: str
 ) -> None:
-    # its full-size .partial was left, said "nothing was kept", and refused the next restore
+    # its .partial (full-size, or as it was just made) was left, said "nothing was kept",
+    # and refused the next restore
     db, copy = shop_with_a_backup(tmp_path)
     before = db.read_bytes()
 
-    result = restore_stopped_after("copy_database", db, copy)
+    result = stopped_after(step, "restore", "--from", str(copy), "--db", str(db))
 
     assert result.returncode == 128 + signal.SIGTERM, result.stderr
     assert result.stderr.splitlines() == ["shopkeep restore: stopped by SIGTERM: nothing was kept"]
@@ -270,3 +253,4 @@ def test_a_restore_stopped_as_it_puts_the_copy_in_place_finishes_that_first(
     [replaced] = [kept for kept in tmp_path.glob("shop.db.replaced-*")
                   if not kept.name.endswith(("-wal", "-shm"))]
     assert users_in(replaced) == users_in(db)  # the database it replaced, kept whole
+
