@@ -131,9 +131,9 @@ class Payments:
     ) -> PaymentStarted:
         # Alipay's QR code is another request than its page (the default, as keys always had
         # it): the same key for both is a conflict, not the first channel's answer overwritten;
-        # the other providers ignore the channel
+        # the other providers' starts are all "page" (start_payment)
         request: tuple[Any, ...] = ("start_payment", order_id)
-        if channel != "page" and self.provider.name in QR_GATEWAYS:
+        if channel != "page":
             request = (*request, channel)
         principal = ADMIN if user_id is None else user_id
         started = await self._once.ask(

@@ -27,8 +27,8 @@ MIN_SECRET_LENGTH: Final = 16
 
 
 class Stopped(BaseException):
-    """A SIGTERM or SIGHUP while a command that writes files runs: unwinds it as a Ctrl-C
-    does, so that what it made is removed (a backup's ``.partial``, a restore's)."""
+    """A stop signal (SIGINT, SIGTERM, SIGHUP) while a command that writes files runs:
+    unwinds it, so that what it made is removed (a backup's ``.partial``, a restore's)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)

@@ -169,7 +169,7 @@ class AlipayProvider:
             # 404), which asking again will not change; anything else (a proxy's page, a 408)
             # may pass
             said = f"alipay: {method} answered {reply.status}: {text[:200]!r}"
-            raise failure_by_status(reply.status, said, signed=False)
+            raise failure_by_status(reply.status, said, of_the_request=True)
         section, signed = found
         sign = _sign_of(text)
         if not sign:

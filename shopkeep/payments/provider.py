@@ -97,15 +97,17 @@ concurrent request under the same key, rate limiting): an outage, tried again, n
 :class:`GatewayRefused`, by every adapter."""
 
 
-def failure_by_status(status: int | None, said: str, *, signed: bool = True) -> GatewayError:
+def failure_by_status(
+    status: int | None, said: str, *, of_the_request: bool = False
+) -> GatewayError:
     """The error of a call that got no answer the adapter could take (unsigned, unreadable,
     an error of the provider's), by the HTTP status it came with: a 4xx but :data:`NOT_NOW`
-    is a no, which asking again will not change (:class:`GatewayRefused`; not ``signed`` by
-    a provider that signs its answers to what it takes, or refusing the request as such:
-    :class:`RequestRefused`); anything else (a 5xx, a 2xx not understood, no status at all)
-    an outage, to try again."""
+    is a no, which asking again will not change (:class:`GatewayRefused`; a no to the request
+    as such, ``of_the_request``, as every 4xx a provider that signs its answers did not sign
+    is: :class:`RequestRefused`); anything else (a 5xx, a 2xx not understood, no status at
+    all) an outage, to try again."""
     if status is not None and 400 <= status < 500 and status not in NOT_NOW:
-        return GatewayRefused(said) if signed else RequestRefused(said)
+        return RequestRefused(said) if of_the_request else GatewayRefused(said)
     return GatewayError(said)
 
 

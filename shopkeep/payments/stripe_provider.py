@@ -442,9 +442,9 @@ def _gateway_error(what: str, exc: stripe.StripeError) -> GatewayError:
     message = f"stripe: {what}: {status} {exc.user_message or exc}"
     # a 401 or 403 refuses the API key, a 404 of no object of Stripe's a URL (a mistyped
     # --stripe-api-base): the request as such, which says nothing of the intent or refund
-    about_the_request = status in (401, 403) or (status == 404 and exc.code != RESOURCE_MISSING)
+    of_the_request = status in (401, 403) or (status == 404 and exc.code != RESOURCE_MISSING)
     # below 400: a 2xx whose body the SDK could not read (not JSON), no answer, not a no
-    return failure_by_status(status, message, signed=not about_the_request)
+    return failure_by_status(status, message, of_the_request=of_the_request)
 
 
 def _replayed_failure(exc: stripe.StripeError) -> bool:

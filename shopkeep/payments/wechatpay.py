@@ -75,9 +75,9 @@ NOTIFY_PATH: Final = "/v1/payments/wechatpay/notify"
 OPEN_STATES: Final = frozenset({"NOTPAY", "USERPAYING", "ACCEPT"})
 PAID_STATES: Final = frozenset({"SUCCESS", "REFUND"})
 _UNCLOSABLE: Final = frozenset({"ORDER_CLOSED", "ORDERPAID", "ORDER_NOT_EXIST"})
+"""The close's refusals of an order that is not waiting for the customer: nothing to close."""
 UNAUTHORIZED: Final = 401
 """WeChat Pay's answer to a request whose signature, merchant or serial it refuses."""
-"""The close's refusals of an order that is not waiting for the customer: nothing to close."""
 
 
 class WeChatPayProvider:
@@ -173,7 +173,7 @@ class WeChatPayProvider:
             # its 401 SIGN_ERROR (a wrong key or certificate serial) comes unsigned, as does a
             # 404 of a mistyped --wechatpay-url. A 4xx is a no, which asking again will not
             # change; trusted no further than a no is (a refusal moves no money).
-            raise failure_by_status(reply.status, unsigned, signed=False)
+            raise failure_by_status(reply.status, unsigned, of_the_request=True)
         try:
             answer = json.loads(reply.body) if reply.body else {}
         except ValueError:
