@@ -19,6 +19,9 @@ tells the order what it learned:
 - closed (by the shop just now, or before), open (a provider that closes nothing: the
   sandbox), or no answer: :class:`~shopkeep.actors.order_messages.DeadlineReached` with
   ``queried`` set: the order times out as it would have, its history saying what was asked.
+  A payment the provider does not know yet (Alipay's trade, made when the cashier opens) is
+  asked about once more a grace after its deadline: the provider's clock may let a customer
+  on the cashier page pay it seconds after the shop's, and its notification may be lost.
 
 No answer (the provider down, or refusing, the query or the close) does not end it: the
 payment may have been collected, and its notification lost, or it may still be payable. The
@@ -81,8 +84,9 @@ class QueryPayment(msgspec.Struct, frozen=True, tag=True, gc=False):
     is told to the order; one still open is closed."""
     payable_until: float | None = None
     """The payment's deadline, as the provider was told it (the order's): one the provider
-    does not have yet (never opened) may still be opened and paid until then, so a question
-    that is not the deadline's own is asked again once it has passed."""
+    does not have yet (never opened) may still be opened and paid until then, by the
+    provider's clock, so a question answered so before a grace after it (the deadline's own
+    included) is asked again then."""
     answer_by: float | None = None
     """Attempt 0: when the order stops waiting for the answer (its deadline re-armed a grace
     later). A question the provider did not answer is asked again until then: one blip (a
@@ -146,13 +150,15 @@ class PaymentQueryActor(Actor):
         word = "closed" if isinstance(state, PaymentClosed) else "open"
         self.outcomes[f"payment:{word}"] += 1
         until = message.payable_until
-        if isinstance(state, PaymentOpen) and not state.exists and until is not None and (
-            ctx.now() < until
-        ):
-            # never opened, yet payable until its deadline (an Alipay cashier page still open
-            # when its order was canceled): asked again then, and found paid, refunded
-            again = msgspec.structs.replace(message, attempt=message.attempt + 1)
-            ctx.arm_timer("again", until + self.config.payment_query_grace_s, again)
+        if until is not None and isinstance(state, PaymentOpen) and not state.exists:
+            # never opened, yet payable until its deadline by the provider's clock, which may
+            # be seconds from the shop's (an Alipay cashier page still open when its order was
+            # canceled, or at the deadline's own question): asked again a grace after it, once,
+            # and found paid, refunded
+            again_at = until + self.config.payment_query_grace_s
+            if ctx.now() < again_at:
+                again = msgspec.structs.replace(message, attempt=message.attempt + 1)
+                ctx.arm_timer("again", again_at, again)
         if closed_now:  # the state is the close's answer, closed
             word = "open, closed now"
         if message.attempt == 0:  # else the order timed out when the first went unanswered

@@ -227,6 +227,32 @@ async def test_an_alipay_cashier_opened_after_its_order_was_canceled_and_paid_is
         await world.audit_ok()
 
 
+async def test_an_alipay_cashier_paid_just_after_its_order_timed_out_is_refunded(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    # at the deadline the trade did not exist to close; Alipay's clock a few seconds behind
+    # the shop's let the customer on the page pay it just after, its notification lost
+    async with provider_world("alipay", tmp_path, clock=clock) as world:
+        alice = await world.customer()
+        order = await world.placed(alice)
+        status, payment = await world.call("POST", f"/v1/orders/{order['id']}/payment", alice)
+        assert status == 201
+        config = world.shop.config
+        await clock.advance(config.order_timeout_s)
+        await world.shop.runtime.system.quiet()
+        assert (await world.order(order["id"]))["cancel_reason"] == "timeout"
+        async with world.session.get(payment["gateway_url"]) as page:
+            assert page.status == 200
+        await world.pay(payment, notify=False)
+
+        await clock.advance(config.payment_query_grace_s)
+        await world.shop.runtime.system.quiet()
+
+        refunds = await world.refunds(order["id"])
+        assert [(r["kind"], r["status"]) for r in refunds] == [("late_payment", "refunded")]
+        await world.audit_ok()
+
+
 async def test_a_second_success_for_a_paid_order_is_refunded(world: ProviderWorld) -> None:
     order, payment = await paid_at_provider(world)
     if isinstance(world.fake, FakeStripe):  # a second intent of the payment, collected too:
