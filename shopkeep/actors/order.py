@@ -329,12 +329,14 @@ class OrderActor(Actor):
                 state, effects, request = approved
                 self.commit(ctx, state, effects)
                 return ReturnView(request.id, state.id, request.status)
-            case RefundStuck(refund_id, reason, retried):
+            case RefundStuck(refund_id, _, retried):
+                # the provider's words are the staff's (the refund's row, the log), not for
+                # the history its customer reads: a merchant's balance, its account's state
                 status = state.status
                 said = (
-                    f"refused it ({reason}); it is sent again, more and more seldom, until the "
-                    "provider takes it or it is settled by hand" if retried else
-                    f"failed it ({reason}); it stays refunding until someone acts on it"
+                    "refused it; it is sent again, more and more seldom, until the provider "
+                    "takes it or it is settled by hand" if retried else
+                    "failed it; it stays refunding until someone acts on it"
                 )
                 self.commit(ctx, state, [History(
                     status, status, "refund_failed", f"refund {refund_id}: the provider {said}",

@@ -295,9 +295,9 @@ class RefundDone(msgspec.Struct, frozen=True, tag=True, gc=False):
 
 
 class RefundStuck(msgspec.Struct, frozen=True, tag=True, gc=False):
-    """Durable, from the refunder: the provider failed ``refund_id`` (``reason``), or refused
-    it and it is ``retried``; it stays refunding, for someone to act on, and the history says
-    so."""
+    """Durable, from the refunder: the provider failed ``refund_id`` (``reason``, its words,
+    kept on the refund's row for the staff, not in the history), or refused it and it is
+    ``retried``; it stays refunding, for someone to act on, and the history says so."""
 
     refund_id: int
     reason: str
