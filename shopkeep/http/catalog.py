@@ -142,9 +142,12 @@ def catalog() -> list[Operation]:
            params=(
                Param(IDEMPOTENCY_HEADER, "header", KEY_SCHEMA, PLACE_KEY_TEXT),
                Param("wait", "query", WAIT_SCHEMA,
-                     "false: answer 202 at once with the pending order, and poll it. A "
-                     "placement still running when the server stops waiting (its ask "
-                     "timeout) answers 202 pending too: it goes on, poll it."),
+                     "false: answer 202 at once with the pending order, and poll it "
+                     "(a refusal ends it canceled placement_failed). What is refused before "
+                     "any order is recorded (the unpaid cap, a key bound to another body) "
+                     "answers its 409 at once, as without it. A placement still running "
+                     "when the server stops waiting (its ask timeout) answers 202 pending "
+                     "too: it goes on, poll it."),
            ),
            refusals=PLACEMENT_REFUSALS, extra_problems=(404,)),  # a goods or coupon
         op("GET", "/v1/orders", "listOrders", "List orders (a user's own; all for the admin)",
