@@ -17,6 +17,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from shopkeep.http.metrics import active_queries
+from shopkeep.payments.fakes.alipay import FakeAlipay
 from shopkeep.payments.fakes.common import Unpayable
 from shopkeep.payments.fakes.stripe import FakeStripe
 from shopkeep.payments.fakes.wechatpay import FakeWeChatPay
@@ -260,6 +261,8 @@ async def test_a_second_success_for_a_paid_order_is_refunded(world: ProviderWorl
         world.fake.intents["pi_OTHER"] = {**paid, "id": "pi_OTHER"}
     if isinstance(world.fake, FakeWeChatPay):  # a second transaction of it, collected too
         world.fake.other_transactions["4200OTHER"] = str(payment["id"])
+    if isinstance(world.fake, FakeAlipay):  # a second trade of it, collected too
+        world.fake.other_trades["2024OTHER"] = str(payment["id"])
     first, headers = world.notification(payment)
     second, more = world.notification(payment, **OTHER_TRANSACTION[world.name])
     for body, sent in ((first, headers), (second, more)):
@@ -269,10 +272,30 @@ async def test_a_second_success_for_a_paid_order_is_refunded(world: ProviderWorl
     assert (await world.order(order["id"]))["status"] == "paid"
     [refund] = await world.refunds(order["id"])
     assert (refund["kind"], refund["status"]) == ("duplicate_payment", "refunded")
-    if isinstance(world.fake, FakeWeChatPay):  # the second transaction's money, not the first
-        [made] = world.refunds_under(refund["id"])
-        assert made.payment == "4200OTHER"
+    [made] = world.refunds_under(refund["id"])  # the second transaction's money, not the first
+    assert made.payment in OTHER_TRANSACTION[world.name].values()
     await world.audit_ok()
+
+
+async def test_a_refund_of_an_alipay_trade_alipay_never_made_is_refused_not_taken_from_the_paid_one(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    # a signed success naming another trade_no (the shop believes what Alipay signs): its
+    # refund names that trade, which Alipay takes before out_trade_no, and refuses
+    async with provider_world("alipay", tmp_path, clock=clock) as world:
+        order, payment = await paid_at_provider(world)
+        for body, headers in (world.notification(payment),
+                              world.notification(payment, trade_no="2024OTHER")):
+            status, answer = await world.post(body, headers)
+            assert world.acknowledged(status, answer), (status, answer)
+        await world.shop.runtime.system.quiet()
+
+        [refund] = await world.refunds(order["id"])
+        [waiting] = await world.shop.refunds_in_flight()
+        assert (refund["kind"], refund["status"]) == ("duplicate_payment", "refunding")
+        assert "ACQ.TRADE_NOT_EXIST" in (waiting.provider_failed or "")
+        assert world.fake.refunded(str(payment["id"])) == 0  # the customer keeps paying
+        assert (await world.order(order["id"]))["status"] == "paid"
 
 
 @pytest.mark.parametrize("trouble", ["500", "timeout"])

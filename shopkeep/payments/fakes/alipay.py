@@ -58,6 +58,9 @@ class FakeAlipay(FakeServer):
         self._app_key = app_public_key
         self._key = key
         self.trades: dict[str, Trade] = {}
+        self.other_trades: dict[str, str] = {}
+        """A second trade of a payment, collected too, by its ``trade_no``: the payment's
+        ``out_trade_no`` (Alipay should never make one; a test may say it did)."""
         self.app.router.add_post(PATH, self._api)
         self.app.router.add_get(PATH, self._page)
 
@@ -186,17 +189,24 @@ class FakeAlipay(FakeServer):
 
     def _refund(self, params: Mapping[str, str], biz: Mapping[str, Any]) -> dict[str, Any]:
         trade = self.trades.get(str(biz.get("out_trade_no")))
-        if trade is None or trade.status not in ("TRADE_SUCCESS", "TRADE_FINISHED"):
+        trade_no = str(biz.get("trade_no") or (trade.trade_no if trade else ""))
+        other = self.other_trades.get(trade_no) == (trade.out_trade_no if trade else None)
+        if trade is None or (trade_no != trade.trade_no and not other):
+            # Alipay takes trade_no before out_trade_no: a refund of a trade it never made is
+            # refused, not taken from the payment's own trade
+            return _error("40004", "ACQ.TRADE_NOT_EXIST")
+        if trade.status not in ("TRADE_SUCCESS", "TRADE_FINISHED"):
             return _error("40004", "ACQ.TRADE_STATUS_ERROR")
         key = f"{trade.out_trade_no}/{biz.get('out_request_no')}"
         if key in self.refunds:
-            return _ok(trade_no=trade.trade_no, fund_change="N")
+            return _ok(trade_no=trade_no, fund_change="N")
+        account = trade_no if other else trade.out_trade_no
         amount = from_decimal_string(str(biz.get("refund_amount")))
-        if amount > trade.amount - self.refunded(trade.out_trade_no):
+        if amount > trade.amount - self.refunded(account):
             return _error("40004", "ACQ.REASON_TRADE_REFUND_FEE_ERR")
-        self.record_refund(key, trade.out_trade_no, amount, "rf")
-        return _ok(trade_no=trade.trade_no, fund_change="Y",
-                   refund_fee=to_decimal_string(self.refunded(trade.out_trade_no)))
+        self.record_refund(key, account, amount, "rf")
+        return _ok(trade_no=trade_no, fund_change="Y",
+                   refund_fee=to_decimal_string(self.refunded(account)))
 
     def _refund_query(self, params: Mapping[str, str], biz: Mapping[str, Any]) -> dict[str, Any]:
         key = f"{biz.get('out_trade_no')}/{biz.get('out_request_no')}"
