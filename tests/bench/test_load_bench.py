@@ -282,6 +282,23 @@ def test_one_file_for_both_reports_is_a_one_line_usage_error(tmp_path: Path) -> 
     assert not (tmp_path / "report").exists()
 
 
+@pytest.mark.parametrize("report", ["--json", "--html"])
+def test_a_report_is_never_written_over_a_database(tmp_path: Path, report: str) -> None:
+    shop = tmp_path / "shop.db"  # a shop's database, one typo from its report's name
+    with closing(sqlite3.connect(shop)) as conn, conn:
+        conn.execute("CREATE TABLE kept (x)")
+    run_db = str(tmp_path / "run.db")  # the run's own, made by the run
+
+    for named in (str(shop), run_db):
+        result = bench(*SHORT_EMBEDDED, "--db", run_db, report, named)
+
+        assert result.returncode == 2, result.stdout + result.stderr
+        (line,) = result.stderr.splitlines()
+        assert report in line and ("SQLite database" in line or "the run's --db" in line)
+    assert shop.read_bytes().startswith(b"SQLite format 3")
+    assert not Path(run_db).exists()
+
+
 def test_in_a_race_of_ship_and_cancel_either_may_win(tmp_path: Path) -> None:
     # in process the first one asked is the first the order handles: which goes first is drawn
     out = tmp_path / "bench.json"

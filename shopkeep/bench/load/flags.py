@@ -31,6 +31,23 @@ MAX_RATE: Final = 100_000.0
 """The highest --rate: far past what one shop answers, and what the schedule can keep."""
 
 
+def report_path_problem(path: str, db: str | None) -> str | None:
+    """Why a report may not be written at ``path``, or None: a file it cannot write, the
+    run's own ``--db``, or any SQLite database (a shop's, one typo from its report's name:
+    a report written over it, the shop was lost and the run passed)."""
+    refused = writable_path_problem(path)
+    if refused is not None:
+        return refused
+    if db is not None and os.path.realpath(path) == os.path.realpath(db):
+        return "it is the run's --db"
+    if os.path.isfile(path):
+        from shopkeep.store.database import journal_of  # only for a file there: --help is fast
+
+        if journal_of(path) is not None:
+            return "it is a SQLite database, not a report: give the report another name"
+    return None
+
+
 def mix_text(text: str) -> str:
     """A mix as given, once it parses."""
     try:
@@ -192,7 +209,7 @@ def check_bench_flags(parser: argparse.ArgumentParser, args: argparse.Namespace)
             usage_error(parser, args, "db", f"cannot use database path {args.db}: {refused}")
     for report in ("json", "html"):  # checked now: a run is not lost for a report's path
         path = getattr(args, report)
-        refused = None if path is None else writable_path_problem(path)
+        refused = None if path is None else report_path_problem(path, args.db)
         if refused is not None:
             usage_error(parser, args, report, f"cannot write {path}: {refused}")
     if args.json and args.html and os.path.realpath(args.json) == os.path.realpath(args.html):
