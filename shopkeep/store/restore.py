@@ -18,7 +18,8 @@ corrupt database: pages of the old one written over pages of the backup. So :fun
 4. moves the database it replaces aside whole, its ``-wal`` and ``-shm`` files with it under
    the same new name (``shop.db.replaced-<UTC time>``, with ``-wal`` and ``-shm``), where
    SQLite still finds them together: nothing of it is lost, and nothing of it stays beside
-   the restored file;
+   the restored file (a rename the system refuses, of a file this user may not move, puts
+   back what moved and removes the copy: the database is left as it was);
 5. renames the copy ``shop.db``: a crash midway leaves the database as it was, or none (moved
    aside), beside ``shop.db.partial`` (remove it, and run the restore again), or the whole
    backup.
@@ -100,9 +101,7 @@ def restore(
     try:
         partial = _copy_in(backup, database, named)
         with swapping():
-            replaced = _move_aside(database, time.time() if now is None else now)
-            os.replace(partial, database)
-            _sync_folder(database)
+            replaced = _swap(partial, database, named, time.time() if now is None else now)
     except BaseException:
         lock.release(undo=True)  # refused: nothing left beside the database, a lock included
         raise
@@ -121,6 +120,36 @@ def _check(backup: str, copy: str) -> None:
         raise RestoreError(f"cannot restore {backup}: {why}")
 
 
+def _swap(partial: str, database: str, named: str, now: float) -> str | None:
+    """Put the checked copy at ``partial`` in the place of ``database``, moved aside first;
+    where it went (see :func:`_move_aside`). A rename the system refuses (a file this user may
+    not move, in a sticky folder; an immutable one) puts back what moved and removes the copy:
+    the database is left as it was, and :class:`RestoreError` says why."""
+    try:
+        replaced = _move_aside(database, now)
+        try:
+            os.replace(partial, database)
+        except OSError:
+            if replaced is not None:
+                _put_back(replaced, database)
+            raise
+    except OSError as exc:
+        remove_database(partial)
+        raise RestoreError(
+            f"cannot restore to {named}: cannot move the database there aside "
+            f"({exc.strerror}): it is left as it was"
+        ) from None
+    _sync_folder(database)
+    return replaced
+
+
+def _put_back(aside: str, database: str) -> None:
+    """Undo :func:`_move_aside`: the database and its companions at ``aside`` renamed back."""
+    for suffix in ("", *COMPANIONS):
+        if os.path.lexists(aside + suffix):
+            os.rename(aside + suffix, database + suffix)
+
+
 def _move_aside(database: str, now: float) -> str | None:
     """Rename the database and its companions to one new name; that name, or None when there
     is no database there."""
@@ -135,9 +164,13 @@ def _move_aside(database: str, now: float) -> str | None:
         aside = f"{database}.replaced-{stamp}-{taken}"
     # the companions first: a crash between two renames leaves no -wal beside the old name
     # that another main file could take (the main file is renamed last)
-    for suffix in (*COMPANIONS, ""):
-        if suffix in present:
-            os.rename(database + suffix, aside + suffix)
+    try:
+        for suffix in (*COMPANIONS, ""):
+            if suffix in present:
+                os.rename(database + suffix, aside + suffix)
+    except OSError:
+        _put_back(aside, database)  # what moved before the refusal: none of it may stay aside
+        raise
     _sync_folder(database)
     return aside
 

@@ -4,6 +4,7 @@ database kept whole beside it; the operator's mistakes are one line and change n
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sqlite3
@@ -17,6 +18,7 @@ from shopkeep.actors.audit import audit_file
 from shopkeep.store.backup import integrity
 from shopkeep.store.lock import ProcessLock
 from shopkeep.store.migrations import MIGRATIONS, apply_migrations
+from shopkeep.store.restore import RestoreError, restore
 from tests.cli.test_backup_command import assert_usage_error, shopkeep, stopped_after
 
 
@@ -254,3 +256,30 @@ def test_a_restore_stopped_as_it_puts_the_copy_in_place_finishes_that_first(
                   if not kept.name.endswith(("-wal", "-shm"))]
     assert users_in(replaced) == users_in(db)  # the database it replaced, kept whole
 
+
+
+@pytest.mark.parametrize("refused", ["the database", "the copy"])
+def test_a_restore_the_system_will_not_rename_leaves_the_database_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refused: str
+) -> None:
+    # a file this user may not move (another's, in a sticky folder; an immutable one): a
+    # traceback, the -wal moved aside without its database, and a .partial left behind
+    db, copy = shop_with_a_backup(tmp_path)
+    leave_a_wal(db)
+    before = {name: Path(f"{db}{name}").read_bytes() for name in ("", "-wal")}
+    files = sorted(tmp_path.iterdir())
+    rename, replace = os.rename, os.replace
+
+    def refusing(source: str, target: str) -> None:
+        if source == {"the database": str(db), "the copy": f"{db}.partial"}[refused]:
+            raise PermissionError(1, "Operation not permitted")
+        (replace if target == str(db) else rename)(source, target)
+
+    monkeypatch.setattr(os, "rename", refusing)
+    monkeypatch.setattr(os, "replace", refusing)
+    with pytest.raises(RestoreError, match="cannot move the database there aside"):
+        restore(str(copy), str(db))
+
+    monkeypatch.undo()
+    assert {name: Path(f"{db}{name}").read_bytes() for name in ("", "-wal")} == before
+    assert sorted(tmp_path.iterdir()) == files  # no .partial, nothing moved aside
