@@ -40,6 +40,10 @@ FORMATS: Final = ("json", "console")
 LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 """The names ``--log-level`` takes (case-insensitive), most verbose first."""
 _SILENCED: Final = ("aiohttp.access", "aiosqlite")
+STDLIB_FIELDS: Final = ("pid", "how", "then")
+"""The fields a record of the standard library's logging may carry in its ``extra`` into the
+line (the store's writer process, which imports no structlog, logs through it); no others, so
+that a library's own extras never reach the log unlooked at."""
 """Standard-library loggers kept to warnings whatever the level: aiohttp's access log would
 repeat, less well, the front door's ``request`` line; aiosqlite's debug lines carry every
 statement's parameters, stored credentials' hashes among them, which no log should hold."""
@@ -468,7 +472,11 @@ def configure_logging(
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             # a record of the standard library gets the same fields, plus its logger's name
-            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.ExtraAdder(allow=STDLIB_FIELDS),
+                *shared,
+            ],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )

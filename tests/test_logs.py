@@ -89,6 +89,19 @@ def test_an_aiohttp_record_of_the_standard_library_comes_out_as_the_same_json() 
     assert line["timestamp"].endswith("Z")
 
 
+def test_a_record_of_the_standard_library_brings_only_the_fields_it_is_allowed() -> None:
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+
+    logging.getLogger("shopkeep.store").warning(
+        "writer_process_ended", extra={"pid": 7, "how": "exit status 1", "cookie": "s3cret"}
+    )
+
+    [line] = lines(out)
+    assert (line["event"], line["pid"], line["how"]) == ("writer_process_ended", 7, "exit status 1")
+    assert "cookie" not in line  # a library's own extras are not written unlooked at
+
+
 async def test_an_asyncio_error_with_its_exception_is_one_json_line_with_the_traceback() -> None:
     out = io.StringIO()
     configure_logging("info", "json", stream=out)

@@ -387,9 +387,10 @@ class WriterProcess:
             child.kill()
             status = child.wait()
             how = why or (f"killed by signal {-status}" if status < 0 else f"exit status {status}")
-            log.warning(
-                "the writer process %d ended (%s); the next batch starts another", child.pid, how
-            )
+            # an event and its fields (the structlog pipeline takes them from ``extra``)
+            log.warning("writer_process_ended", extra={
+                "pid": child.pid, "how": how, "then": "the next batch starts another",
+            })
             for stream in (child.stdin, child.stdout):
                 if stream is not None:
                     with contextlib.suppress(OSError):
