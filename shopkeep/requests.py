@@ -147,6 +147,16 @@ def check_amount(name: str, value: int, *, minimum: int = 0, of: str = "minor un
         raise refused(f"/{name}", f"{name} must be between {minimum} and {MAX_AMOUNT}")
 
 
+def in_the_years(seconds: float) -> float | None:
+    """``seconds`` as a time the API takes, in the years 1 to 9999 in UTC, or None outside
+    them (an RFC 3339 time whose offset takes it there, which no answer could write back).
+    9999's last fraction of a second is its last whole second: a float rounds its last
+    microsecond up to the second after it."""
+    if not EARLIEST_TIME <= seconds <= LATEST_TIME + 1:
+        return None
+    return min(seconds, LATEST_TIME)
+
+
 def check_time(name: str, value: object, *, in_body: bool = True) -> None:
     """Refuse a time that is not Unix seconds of the years 1 to 9999 (True is an int, and
     "2020" no time: both refused, as the HTTP API refuses them); ``in_body``: a field of the

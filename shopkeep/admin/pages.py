@@ -20,7 +20,7 @@ from shopkeep.admin.app import LIVE, PREFIX, SESSION, SIGN_IN, console_of
 from shopkeep.admin.formatting import explain
 from shopkeep.errors import ShopError
 from shopkeep.paging import Page
-from shopkeep.requests import EARLIEST_TIME, LATEST_TIME, MAX_ID, refused_parameter
+from shopkeep.requests import LATEST_TIME, MAX_ID, in_the_years, refused_parameter
 from shopkeep.shop import Shop
 
 routes = web.RouteTableDef()
@@ -133,10 +133,10 @@ def time_in_years(text: str) -> float:
     at or before :data:`LATEST_TIME` (9999's last fraction of a second is its last whole
     second, and a float rounds its last microsecond up to the second after it); ValueError
     for no time, OutsideYears for one an offset took outside those years."""
-    when = typed_time(text)
-    if not EARLIEST_TIME <= when <= LATEST_TIME + 1:
+    taken = in_the_years(typed_time(text))
+    if taken is None:
         raise OutsideYears("outside the years 1 to 9999 in UTC")
-    return min(when, LATEST_TIME)
+    return taken
 
 
 def span_named(text: str) -> float:

@@ -20,7 +20,7 @@ from typing import cast
 from shopkeep.actors.order_messages import OrderView, PaymentView, RefundView, ReturnView
 from shopkeep.actors.order_store import HistoryEntry
 from shopkeep.actors.protocol import NOT_FOUND, CouponView, GoodsView, UserView
-from shopkeep.errors import ShopError
+from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.schemas import (
     CouponOut,
     CouponState,
@@ -40,7 +40,7 @@ from shopkeep.http.schemas import (
     ReturnStatus,
     UserOut,
 )
-from shopkeep.requests import EARLIEST_TIME, LATEST_TIME, id_in_text
+from shopkeep.requests import id_in_text, in_the_years
 
 
 def id_out(value: int) -> str:
@@ -88,15 +88,20 @@ def ref_in(value: str, what: str) -> int:
     return number
 
 
-def time_in(value: datetime) -> float:
-    """An aware datetime from the wire as Unix seconds. RFC 3339 writes years 1 to 9999 with
-    any offset, so a time may fall a few hours outside them in UTC, where no answer could
-    write it back: such a time is taken as the first (or last) second those years have."""
+def time_in(value: datetime, pointer: str) -> float:
+    """An aware datetime from the wire (the body's ``pointer``) as Unix seconds. RFC 3339
+    writes years 1 to 9999 with any offset, so a time may fall a few hours outside them in
+    UTC, where no answer could write it back: refused, not moved to another time."""
     try:
-        seconds = value.timestamp()
+        seconds = in_the_years(value.timestamp())
     except (ValueError, OverflowError):
-        seconds = EARLIEST_TIME if value.year == 1 else LATEST_TIME
-    return min(max(seconds, EARLIEST_TIME), LATEST_TIME)
+        seconds = None
+    if seconds is None:
+        raise ShopError.invalid([FieldError(
+            "outside the years 1 to 9999 in UTC (0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z)",
+            pointer=pointer,
+        )])
+    return seconds
 
 
 def user_out(view: UserView) -> UserOut:

@@ -144,7 +144,7 @@ async def create_coupon(request: web.Request) -> web.Response:
     """POST /v1/coupons."""
     key = idempotency_key_of(request)
     body = await body_of(request, s.CreateCouponRequest)
-    expires_at = None if body.expires_at is None else c.time_in(body.expires_at)
+    expires_at = None if body.expires_at is None else c.time_in(body.expires_at, "/expires_at")
     coupon = await shop_of(request).create_coupon(
         c.ref_in(body.user_id, "user"),
         body.value,

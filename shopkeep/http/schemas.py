@@ -46,8 +46,8 @@ Time = Annotated[
     Meta(
         tz=True,
         description="An RFC 3339 time with its offset. One that falls before the year 1 or "
-        "after 9999 in UTC (only an offset can make it so) is taken as the first or last "
-        "second of those years. A leap second (`:60`) is refused: give the second after it.",
+        "after 9999 in UTC (only an offset can make it so) is refused, as a leap second "
+        "(`:60`) is: give the second after it.",
     ),
 ]
 Timestamp = Annotated[datetime, Meta(tz=True, description="An RFC 3339 time, in UTC.")]

@@ -191,11 +191,29 @@ async def test_a_coupon_expiry_must_be_an_rfc_3339_time_with_its_offset(
 
 
 @pytest.mark.parametrize(
+    "expires_at", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
+)
+async def test_a_coupon_expiry_an_offset_takes_outside_the_years_is_refused_not_moved(
+    api: Api, expires_at: str
+) -> None:
+    alice = await api.customer()
+    refused = await api.call(
+        "POST", "/v1/coupons", ADMIN, {"user_id": alice.id, "value": 1, "expires_at": expires_at}
+    )
+    assert (refused.status, refused.body["code"]) == (422, "validation_error")
+    [error] = refused.body["errors"]
+    assert error["pointer"] == "/expires_at" and "years 1 to 9999" in error["detail"]
+    assert (await api.call("GET", "/v1/coupons", alice.headers)).body["items"] == []
+
+
+@pytest.mark.parametrize(
     ("expires_at", "taken"),
     [
         ("0477-03-01T12:00:00Z", "0477-03-01T12:00:00Z"),
-        ("0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00Z"),
-        ("9999-12-31T23:59:59-01:00", "9999-12-31T23:59:59Z"),
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z"),
+        ("0001-01-01T02:00:00+01:00", "0001-01-01T01:00:00Z"),
+        ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59Z"),
+        ("9999-12-31T22:59:59-01:00", "9999-12-31T23:59:59Z"),
     ],
 )
 async def test_a_coupon_expiry_of_any_year_rfc_3339_writes_is_taken(
