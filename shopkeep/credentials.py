@@ -40,6 +40,8 @@ async def settle_credentials(
     A configured value is used as given and not stored (configuration stays the operator's).
     A generated admin token's hash is written with ``INSERT OR IGNORE``, then read back: the
     row that won is the one in force, and the new token is announced only if it is that one.
+    A configured admin token retires the generated one for good (the operator's way out when
+    it leaked or was lost): a later start without one generates and announces another.
 
     A generated gateway secret is kept in memory only, new at every start: HMAC needs it in
     clear, so stored it would be readable in every copy of the database, and nobody else can
@@ -50,9 +52,11 @@ async def settle_credentials(
     generated: dict[str, str] = {}
     if token is not None:
         generated[ADMIN_TOKEN_HASH] = hash_token(token)
-    # a secret stored by an earlier version is forgotten
+    # a secret stored by an earlier version is forgotten, and a generated token once another
+    # is configured
+    retired = [ADMIN_TOKEN_HASH] if admin_token else []
     stored = await writer.call(
-        partial(settings.keep, generated, read=[ADMIN_TOKEN_HASH], forget=[GATEWAY_SECRET])
+        partial(settings.keep, generated, forget=[GATEWAY_SECRET, *retired])
     )
     admin_hash = hash_token(admin_token) if admin_token else stored[ADMIN_TOKEN_HASH]
     announced = token if token is not None and hash_token(token) == admin_hash else None

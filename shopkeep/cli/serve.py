@@ -186,7 +186,7 @@ def add_credential_flags(parser: argparse.ArgumentParser) -> None:
         parser, "--admin-token", metavar="TOKEN",
         help=f"the bearer token of the admin, printable ASCII, at least {MIN_SECRET_LENGTH} "
         "characters; without one, a token is generated at first start, printed that once, "
-        "and only its hash kept in the database",
+        "and only its hash kept in the database (one given retires it for good)",
     )  # fmt: skip
     secret_flags(
         parser, "--gateway-secret", metavar="SECRET",

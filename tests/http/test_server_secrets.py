@@ -63,6 +63,28 @@ async def test_a_gateway_secret_an_earlier_version_stored_is_deleted_at_start(
     assert GATEWAY_SECRET not in settings(db)
 
 
+async def test_a_configured_admin_token_retires_the_generated_one_for_good(
+    tmp_path: Path,
+) -> None:
+    # the generated token leaked: the operator configures one; dropped again later, the
+    # leaked one came back into force, silently
+    db, shown = tmp_path / "shop.db", []
+    options = ServeOptions(db=str(db), port=0, sandbox=True)
+    async with running(options, announce=shown.append):
+        pass
+    configured = ServeOptions(db=str(db), port=0, sandbox=True, admin_token="c" * 32)
+    async with running(configured, announce=shown.append):
+        pass
+    assert ADMIN_TOKEN_HASH not in settings(db)
+
+    async with running(options, announce=shown.append):
+        pass
+
+    leaked, fresh = shown
+    assert leaked != fresh
+    assert settings(db)[ADMIN_TOKEN_HASH] == hash_token(fresh)
+
+
 async def test_a_first_start_that_cannot_listen_shows_no_token_and_the_next_start_shows_one(
     tmp_path: Path,
 ) -> None:
