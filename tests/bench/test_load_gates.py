@@ -107,6 +107,7 @@ def run_figures(
     max_error_rate: float = 0.0,
     quiet: bool = True,
     interrupted: bool = False,
+    capped: int = 0,
 ) -> dict[str, Any]:
     clock = SteppedClock()
     clock.now = 0.5
@@ -114,6 +115,8 @@ def run_figures(
     clock.now = 1.0
     recorder.answered("place", 0.040)
     recorder.answered("place", 0.060, "insufficient_stock")
+    for _ in range(capped):
+        recorder.answered("place", 0.001, "too_many_unpaid_orders")
     for _ in range(errors):
         recorder.failed("ship", "overloaded")
     checks = [{"name": "stock", "ok": audit_ok, "detail": "on hand = initial"}]
@@ -153,6 +156,20 @@ def test_thresholds_are_checked_against_the_histograms_and_shown_in_every_report
     assert "measured nothing" in text
     page = render_html(data)
     assert "place.p99&lt;50ms" in page and "approve_return.p50&lt;1s" in page
+
+
+def test_a_run_whose_placements_were_mostly_refused_says_its_figures_are_of_refusals() -> None:
+    # a shop capping unpaid orders below the mix's holdings refused 93% of the placements,
+    # expectedly: the run passed and its table showed a throughput of refusals, unremarked
+    data = run_figures(capped=3)
+
+    [warning] = data["warnings"]
+    assert warning.startswith("place: 60% of its answers were too_many_unpaid_orders refusals")
+    assert "--max-unpaid-orders" in warning
+    assert data["exit_status"] == 0
+    assert f"warning: {warning}" in render(data)
+    assert "Warning: place: 60%" in render_html(data)
+    assert run_figures(capped=1)["warnings"] == []  # a third: as a scarce goods may be
 
 
 @pytest.mark.parametrize(

@@ -181,6 +181,8 @@ def report(
         written = False
     for failure in data["failures"]:
         say(f"bench: {failure}")
+    for warning in data["warnings"]:
+        say(f"bench: warning: {warning}")
     status: int = data["exit_status"]
     if status in (0, REPORT_UNWRITTEN) and not written:
         # the table, printed before the JSON could not be written, may say 0: the last line

@@ -207,6 +207,9 @@ def render_html(data: dict[str, Any]) -> str:
         else '<p class="fail">FAIL: ' + escape("; ".join(data["failures"])) + "</p>"
     )
     verdict += f"<p>exit status {data['exit_status']}</p>"
+    verdict += "".join(
+        f'<p class="fail">Warning: {escape(warning)}</p>' for warning in data.get("warnings", ())
+    )
     if data["interrupted"]:
         verdict += '<p class="fail">Interrupted (Ctrl-C or SIGTERM): the figures are partial.</p>'
     return (

@@ -12,7 +12,8 @@ the start and the end; ``series`` (per window: throughput, errors, latency perce
 operation and of each, memory); the audit (``audit`` as its checks, ``audit_ok``,
 ``audit_answered``, how many audits it took to find the shop quiet); ``thresholds`` (each
 with its measured value and whether it passed); ``comparison`` (with ``--compare``);
-``failures`` (why the exit status is not 0), ``exit_status`` and ``machine``. The same dict is
+``failures`` (why the exit status is not 0), ``warnings`` (a placement mostly refused: the
+run may pass, its figures are of refusals), ``exit_status`` and ``machine``. The same dict is
 the input of the HTML report.
 
 The exit status (:func:`exit_status`), the most serious failure winning: 1 when the audit failed,
@@ -29,6 +30,7 @@ import time
 from typing import Any, Final
 
 from shopkeep.bench.load.compare import STATISTICS, Baseline, change_table, changes, shown_change
+from shopkeep.bench.load.journeys import HOLD_LIMIT
 from shopkeep.bench.load.mix import EXPECTED
 from shopkeep.bench.load.recorder import curve, latency_figures
 from shopkeep.bench.load.run import BenchOptions, Outcome, checks_in_flight
@@ -125,9 +127,40 @@ def figures(
         if not t["passed"]
     ]
     data["failures"] = failures
+    data["warnings"] = mostly_refused(operations)
     data["passed"] = not failures
     data["exit_status"] = exit_status(data)
     return data
+
+
+MOSTLY: Final = 0.5
+"""A placement operation whose expected refusals are more than this share of its answers is
+said to measure refusals (a warning: the run may still pass)."""
+REFUSAL_CAUSES: Final = {
+    "too_many_unpaid_orders": f"the server's cap of unpaid orders (serve --max-unpaid-orders) "
+    f"is below what this mix keeps unpaid ({HOLD_LIMIT} orders a shopper, and one in flight)",
+}
+"""What a placement refused mostly for a code says of the shop under test."""
+
+
+def mostly_refused(operations: dict[str, Any]) -> list[str]:
+    """A warning for each placement operation the shop mostly refused, expectedly: its
+    figures are of the refusals, not of placements (a shop whose cap of unpaid orders is
+    below the mix's holdings refuses nearly every one)."""
+    warnings = []
+    for name in ("place", "place_async"):
+        op = operations.get(name)
+        if not op or not op["count"]:
+            continue
+        code, refused = max(op["expected_refusals"].items(), key=lambda kv: kv[1],
+                            default=("", 0))
+        if refused > MOSTLY * op["count"]:
+            cause = REFUSAL_CAUSES.get(code, "the shop refused it as the mix provokes, often")
+            warnings.append(
+                f"{name}: {refused / op['count']:.0%} of its answers were {code} refusals, so "
+                f"its figures are of refusals: {cause}"
+            )
+    return warnings
 
 
 def cpu_figures(outcome: Outcome) -> dict[str, float]:
@@ -245,6 +278,7 @@ def render(data: dict[str, Any]) -> str:
         lines.append(
             "interrupted: the run was ended early (Ctrl-C or SIGTERM); its figures are partial"
         )
+    lines += [f"warning: {warning}" for warning in data.get("warnings", ())]
     lines.append(
         f"result: {'pass' if data['passed'] else 'FAIL: ' + '; '.join(data['failures'])} "
         f"(exit status {data['exit_status']})"
