@@ -450,6 +450,20 @@ async def test_a_bench_started_with_its_server_waits_for_it_to_listen(tmp_path: 
     assert b"audit ok" in out
 
 
+async def test_tls_asked_of_a_server_without_it_fails_the_setup_at_once(
+    tmp_path: Path,
+) -> None:
+    # it said "does not answer yet" and waited ten seconds for a server already listening
+    options = ServeOptions(db=str(tmp_path / "shop.db"), port=0, sandbox=True, admin_token=ADMIN)
+    async with running(options, announce=lambda token: None) as server:
+        https = server.url.replace("http://", "https://")
+        result = await asyncio.to_thread(bench, "--url", https, "--duration", "1")
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    [error] = result.stderr.splitlines()
+    assert f"setup against {https} failed: bad_address" in error and "SSL" in error
+
+
 def other_server(answers_json: bool) -> web.Application:
     """A server that is not shopkeep: every path answers JSON of its own, or (as a file
     server's) a 404 in plain text."""
@@ -594,6 +608,7 @@ async def test_an_admin_token_the_server_refuses_stops_the_bench_before_anything
     [error] = result.stderr.splitlines()
     assert error.startswith(f"shopkeep bench: error: setup against {server.url} failed: ")
     assert "unauthorized" in error
+    assert "--admin-token" in error and "SHOPKEEP_ADMIN_TOKEN" in error  # what to fix
     assert users.items == []
 
 
@@ -613,7 +628,7 @@ async def test_a_users_token_given_as_the_admin_token_is_refused_before_anything
 
     assert result.returncode == 2, result.stdout + result.stderr
     [error] = result.stderr.splitlines()
-    assert "the admin token is a user's token" in error
+    assert "the admin token is a user's token" in error and "SHOPKEEP_ADMIN_TOKEN" in error
     assert [user.id for user in users.items] == [made.user.id]
 
 

@@ -5,8 +5,9 @@ more connections than it has workers (a journey that races two requests waits fo
 connection rather than opening one more). Answers are decoded with the server's own msgspec
 schemas (:mod:`shopkeep.http.schemas`), so a change of the API breaks the harness loudly.
 A problem+json answer raises :class:`Refused` with its ``code``; an answer that is not one,
-``http_<status>``; a failed connection or a timeout, ``connection_error`` or ``timeout``; an
-answer that does not match its schema, ``bad_answer``.
+``http_<status>``; a failed connection or a timeout, ``connection_error`` or ``timeout`` (a
+host no resolver knows, or TLS asked of a server without it, ``bad_address``: the setup does
+not wait for it to listen); an answer that does not match its schema, ``bad_answer``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ STARTING_S: Final = 10.0
 """How long the setup waits for a server that does not listen yet: one started just before
 the bench, beside it, takes a second or two to listen."""
 STARTING_STEP_S: Final = 0.2
+ADMIN_TOKEN_FLAGS: Final = (
+    "--admin-token or --admin-token-file, SHOPKEEP_ADMIN_TOKEN or SHOPKEEP_ADMIN_TOKEN_FILE"
+)
+"""Where the bench's admin token comes from, named in the setup's refusals of it."""
 
 
 class Problem(msgspec.Struct):
@@ -109,6 +114,9 @@ class HttpTarget:
                 status = response.status
         except TimeoutError:
             raise Refused("timeout", f"{method} {path}") from None
+        except (aiohttp.ClientConnectorDNSError, aiohttp.ClientSSLError) as error:
+            # a name no resolver knows, TLS to a server without it: no wait would help
+            raise Refused("bad_address", f"{method} {path}: {error}") from None
         except aiohttp.ClientError as error:
             raise Refused("connection_error", f"{method} {path}: {error}") from None
         if status >= 400:
@@ -159,7 +167,12 @@ class HttpTarget:
             await self._call("GET", "/v1/users/0", None, headers=self._admin)
         except Refused as refused:
             if refused.code == FORBIDDEN:  # the route is the admin's: a user's token
-                raise Refused("unauthorized", "the admin token is a user's token") from None
+                raise Refused(
+                    "unauthorized", f"the admin token is a user's token ({ADMIN_TOKEN_FLAGS})"
+                ) from None
+            if refused.code == "unauthorized":
+                raise Refused("unauthorized", f"the server refuses the admin token "
+                              f"({ADMIN_TOKEN_FLAGS}): it is not this server's") from None
             if refused.code != "not_found":
                 raise
         if SANDBOX_COMPLETE_PATH not in paths:
