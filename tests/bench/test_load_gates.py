@@ -108,6 +108,7 @@ def run_figures(
     quiet: bool = True,
     interrupted: bool = False,
     capped: int = 0,
+    unsigned: int = 0,
 ) -> dict[str, Any]:
     clock = SteppedClock()
     clock.now = 0.5
@@ -119,6 +120,8 @@ def run_figures(
         recorder.answered("place", 0.001, "too_many_unpaid_orders")
     for _ in range(errors):
         recorder.failed("ship", "overloaded")
+    for _ in range(unsigned):
+        recorder.failed("callback", "invalid_callback")
     checks = [{"name": "stock", "ok": audit_ok, "detail": "on hand = initial"}]
     audit = {"ok": audit_ok, "checks": checks}
     if not audit_answered:  # as settle says it when the shop does not answer
@@ -170,6 +173,16 @@ def test_a_run_whose_placements_were_mostly_refused_says_its_figures_are_of_refu
     assert f"warning: {warning}" in render(data)
     assert "Warning: place: 60%" in render_html(data)
     assert run_figures(capped=1)["warnings"] == []  # a third: as a scarce goods may be
+
+
+def test_callbacks_the_server_refused_as_unsigned_ask_whether_the_secret_is_the_servers() -> None:
+    # a wrong --gateway-secret: exit 4 and "callback: errors invalid_callback=47", no more
+    data = run_figures(unsigned=47, max_error_rate=1.0)
+
+    assert data["warnings"] == [
+        "47 callbacks the bench signed were refused invalid_callback: is its --gateway-secret "
+        "(SHOPKEEP_GATEWAY_SECRET) the server's?"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -127,7 +127,7 @@ def figures(
         if not t["passed"]
     ]
     data["failures"] = failures
-    data["warnings"] = mostly_refused(operations)
+    data["warnings"] = mostly_refused(operations) + unsigned_callbacks(operations)
     data["passed"] = not failures
     data["exit_status"] = exit_status(data)
     return data
@@ -161,6 +161,16 @@ def mostly_refused(operations: dict[str, Any]) -> list[str]:
                 f"its figures are of refusals: {cause}"
             )
     return warnings
+
+
+def unsigned_callbacks(operations: dict[str, Any]) -> list[str]:
+    """A warning when the server refused the bench's own signed callbacks: the bench's gateway
+    secret is not the server's (an error of the run's, which says no more than the code)."""
+    refused = sum(op["errors"].get("invalid_callback", 0) for op in operations.values())
+    if not refused:
+        return []
+    return [f"{refused:,} callbacks the bench signed were refused invalid_callback: is its "
+            "--gateway-secret (SHOPKEEP_GATEWAY_SECRET) the server's?"]
 
 
 def cpu_figures(outcome: Outcome) -> dict[str, float]:
