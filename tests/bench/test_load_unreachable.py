@@ -1,9 +1,12 @@
-"""A server the bench cannot reach: its workers pause between journeys instead of hammering it."""
+"""A server the bench cannot reach, or that says to slow down (429): its workers pause between
+journeys instead of hammering it."""
 
 from __future__ import annotations
 
 import itertools
 from pathlib import Path
+
+import pytest
 
 from shopkeep.bench.load.embedded_target import EmbeddedTarget
 from shopkeep.bench.load.mix import DEFAULT_MIX
@@ -22,7 +25,9 @@ SECRET = "unreachable-gateway-secret-0123456789"
 
 class Unreachable(EmbeddedTarget):
     """A shop set up as usual whose placements never arrive, as when its server is down (every
-    journey begins with one)."""
+    journey begins with one); or, with ``code`` rate_limited, are all refused 429."""
+
+    code = "connection_error"
 
     async def place_order(
         self,
@@ -34,7 +39,7 @@ class Unreachable(EmbeddedTarget):
         key: str,
         wait: bool,
     ) -> Order:
-        raise Refused("connection_error", "POST /v1/orders: Cannot connect to host")
+        raise Refused(self.code, "POST /v1/orders: refused")
 
 
 def test_the_pause_doubles_from_the_first_to_the_longest() -> None:
@@ -48,19 +53,23 @@ def test_the_pause_doubles_from_the_first_to_the_longest() -> None:
     assert next_pause(LONGEST_PAUSE_S) == LONGEST_PAUSE_S
 
 
-async def test_workers_pause_between_journeys_that_cannot_reach_the_server(
-    tmp_path: Path,
+@pytest.mark.parametrize("code", ["connection_error", "rate_limited"])
+async def test_workers_pause_between_journeys_that_cannot_reach_the_server_or_are_throttled(
+    tmp_path: Path, code: str
 ) -> None:
+    # throttled, a 429 a request, four workers sent 2,000 requests a second
     options = BenchOptions(
         duration_s=2.0, concurrency=4, mix=dict(DEFAULT_MIX), seed=7, settle_s=0.0
     )
     async with Shop.open(
         str(tmp_path / "shop.db"), gateway="sandbox", gateway_secret=SECRET
     ) as shop:
-        outcome = await drive(Unreachable(shop, SECRET), options)
+        target = Unreachable(shop, SECRET)
+        target.code = code
+        outcome = await drive(target, options)
 
     # each worker tries at 0, 0.05, 0.15, 0.35, 0.75 and 1.55 s: six in two seconds (without
     # the pause, tens of thousands)
     assert 4 <= outcome.recorder.errors <= 4 * 7
     assert {code for operation in outcome.recorder.operations.values()
-            for code in operation.errors} == {"connection_error"}  # fmt: skip
+            for code in operation.errors} == {code}  # fmt: skip

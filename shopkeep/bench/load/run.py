@@ -7,10 +7,10 @@
    picks, start journeys (as :mod:`.schedule` says: closed or paced, ramped) through the
    warm-up and ``duration``, and finish the ones under way. Orders parked for a late callback
    are then awaited (each is due before the end of the run). A worker whose journey could not
-   reach the server (``connection_error``: it was stopped, or killed) pauses before its next
-   one, :data:`FIRST_PAUSE_S` doubling up to :data:`LONGEST_PAUSE_S`, until a journey gets
-   through: a server that is down is not hammered, and its errors count in tens, not in tens
-   of thousands.
+   reach the server (``connection_error``: it was stopped, or killed), or that the server
+   asked to slow down (``rate_limited``), pauses before its next one, :data:`FIRST_PAUSE_S`
+   doubling up to :data:`LONGEST_PAUSE_S`, until a journey gets through: a server that is down
+   or throttling is not hammered, and its errors count in tens, not in tens of thousands.
    Meanwhile the shop's resident memory is sampled every interval, and the process's CPU time
    is measured against the wall time (``client_cpu``: near 1.0 means the harness itself, one
    Python process, was the limit; in embedded mode the shop shares that process and its CPU).
@@ -57,8 +57,9 @@ AUDIT_PAUSE_S = 0.5
 AUDIT_ANSWER_S = 10.0
 """The least time an audit is waited for (past --settle too): a large shop's takes seconds."""
 PARKED_BOUND_S = 40.0
-UNREACHABLE = frozenset({"connection_error"})
-"""The refusals that say the server could not be reached (see the module: the worker pauses)."""
+PAUSING = frozenset({"connection_error", "rate_limited"})
+"""The refusals after which a worker pauses (see the module): the server could not be
+reached, or it asks its client to slow down (429, whose Retry-After is a second at most)."""
 FIRST_PAUSE_S = 0.05
 LONGEST_PAUSE_S = 1.0
 
@@ -259,7 +260,7 @@ async def drive(
     names = list(options.mix)
     weights = [options.mix[name] for name in names]
     choosers = [random.Random(f"{options.seed}-{n}") for n in range(options.concurrency)]
-    pauses = [0.0] * options.concurrency  # each worker's last pause for an unreachable server
+    pauses = [0.0] * options.concurrency  # each worker's last pause (see PAUSING)
 
     async def run_one(number: int) -> None:
         choose = choosers[number]
@@ -270,7 +271,7 @@ async def drive(
             await journeys.by_name[name](choose.choice(mine), choose)
         except Refused as refused:
             # counted where it happened; it ends the journey, not the worker
-            if refused.code in UNREACHABLE:
+            if refused.code in PAUSING:
                 pauses[number] = next_pause(pauses[number])
                 await asyncio.sleep(pauses[number])  # a stop cancels it with the journey
             return
