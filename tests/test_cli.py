@@ -327,6 +327,7 @@ def test_serve_on_a_port_taken_fails_in_one_line_naming_host_and_port(tmp_path: 
         ("bench", "--embedded", "--url", "http://127.0.0.1:1"),
         ("bench", "--embedded", "--threshold", "place.p99<50"),
         ("bench", "--embedded", "--threshold", "teleport.p99<5ms"),
+        ("bench", "--embedded", "--threshold", "dropped<1%"),  # a closed loop drops nothing
         ("bench", "--embedded", "--warmup", "soon"),
         ("bench", "--embedded", "--ramp", "-1s"),
         ("bench", "--embedded", "--compare", "/nonexistent/previous.json"),

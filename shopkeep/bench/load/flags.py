@@ -230,3 +230,6 @@ def check_bench_flags(parser: argparse.ArgumentParser, args: argparse.Namespace)
         weights = {name: weight for name, weight in weights.items() if name not in SIGNED}
         args.left_out = tuple(signed)  # of the default mix: the setup's line says so
     args.weights = weights
+    if args.rate is None and any(t.statistic == "dropped" for t in args.threshold or ()):
+        # a closed loop drops nothing: the threshold would fail as "measured nothing"
+        usage_error(parser, args, "threshold", "dropped counts paced starts: it needs --rate")
