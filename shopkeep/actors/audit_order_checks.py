@@ -23,6 +23,7 @@ from shopkeep.actors.audit_sql import (
     sql_list,
 )
 from shopkeep.actors.order_state import CANCEL_REASONS, PAYMENT_STATUSES, REFUND_KINDS, STATUSES
+from shopkeep.payments.money import exponent, in_major_units
 
 _STATUSES = sql_list(STATUSES)
 _REASONS = sql_list(CANCEL_REASONS)
@@ -74,11 +75,14 @@ MONEY_CTES = (
     "money_gate AS (SELECT 1 FROM money_totals WHERE NOT agree)",
 )
 MONEY = (
-    "SELECT 'money.total', collected, kept, refunded, refunding, NULL, NULL, NULL "
-    "FROM money_totals",
+    # with the shop's currency (one for all its orders: a start in another is refused), for
+    # the summary to write the totals as money
+    "SELECT 'money.total', collected, kept, refunded, refunding, "
+    "(SELECT currency FROM orders ORDER BY id DESC LIMIT 1), NULL, NULL FROM money_totals",
     # per order, only when the totals' fingerprints disagree: signed rows grouped by order
     "SELECT 'money.order', order_id, sum(collected), sum(kept), sum(refunded), "
-    f"NULL, NULL, NULL FROM {behind('money_gate')} ("
+    "(SELECT currency FROM orders WHERE id = order_id), NULL, NULL "
+    f"FROM {behind('money_gate')} ("
     f"SELECT order_id, amount AS collected, 0 AS kept, 0 AS refunded FROM {_COLLECTIONS} "
     f"UNION ALL SELECT order_id, 0, amount, 0 FROM {_KEPT} "
     f"UNION ALL SELECT order_id, 0, 0, amount FROM {_REFUNDED} "
@@ -123,13 +127,14 @@ def judge_money(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
     """
     bad: list[str] = []
     moving = 0
-    for order_id, collected, kept, refunded, *_ in found.get("money.order", ()):
+    for order_id, collected, kept, refunded, currency, *_ in found.get("money.order", ()):
         if flight.order_moving(order_id):
             moving += 1
         else:
-            bad.append(
-                f"order {order_id}: collected {collected}, but kept {kept} + refunded {refunded}"
-            )
+            amounts = [_money(amount, currency) for amount in (collected, kept, refunded)]
+            bad.append("order {}: collected {}, but kept {} + refunded {}".format(
+                order_id, *amounts
+            ))
     for log_id, order_id, *_ in found.get("money.unreadable", ()):
         bad.append(f"payment log row {log_id} of order {order_id} is no callback body")
     for payment_id, order_id, status, expected, *_ in found.get("money.payment", ()):
@@ -141,12 +146,21 @@ def judge_money(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
         else:
             bad.append(f"{payment}, but its collection and refunds make it {expected!r}")
     summary = "collected = kept by orders + refunded"
-    for collected, kept, refunded, refunding, *_ in found.get("money.total", ()):
+    for collected, kept, refunded, refunding, currency, *_ in found.get("money.total", ()):
+        amounts = [_money(amount, currency) for amount in (collected, kept, refunded, refunding)]
         summary = (
-            f"collected {collected} = kept by orders {kept} + refunded {refunded}"
-            f" + refunding {refunding}"
+            "collected {} = kept by orders {} + refunded {} + refunding {}".format(*amounts)
+            + (f" ({currency})" if currency else "")
         )
     return Verdict(bad, moving, summary)
+
+
+def _money(minor: object, currency: str | None) -> str:
+    """An amount of the summary in its currency's major units (``12.34``), or as it is when it
+    is none a currency writes (a damaged file's: the audit says what it found)."""
+    if not isinstance(currency, str) or not isinstance(minor, int) or minor < 0:
+        return str(minor)
+    return in_major_units(minor, exponent(currency), thousands=",")
 
 
 # -- states -----------------------------------------------------------------------------------

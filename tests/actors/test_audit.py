@@ -120,7 +120,9 @@ async def test_a_consistent_shop_audits_ok_and_says_what_it_checked(tmp_path: Pa
     assert list(details) == [
         "stock", "wallet", "points", "coupons", "money", "states", "refunds", "amounts"
     ]  # fmt: skip
-    assert details["money"] == "collected 3650 = kept by orders 2200 + refunded 0 + refunding 1450"
+    assert details["money"] == (
+        "collected 36.50 = kept by orders 22.00 + refunded 0.00 + refunding 14.50 (CNY)"
+    )
     assert details["stock"] == "2 goods: on hand = initial + restocked - held by orders"
 
 
@@ -269,7 +271,7 @@ def test_points_off_their_ledger_fail_the_points_check(shop_db: str) -> None:
 def test_a_refund_record_lost_fails_the_money_and_refunds_checks(shop_db: str) -> None:
     corrupt(shop_db, "DELETE FROM refunds")
     assert failing(audit_file(shop_db)) == {
-        "money": "1 violation: order 103: collected 1450, but kept 0 + refunded 0",
+        "money": "1 violation: order 103: collected 14.50, but kept 0.00 + refunded 0.00",
         "refunds": "1 violation: canceled order 103 was paid but has no refund record",
     }
 
@@ -497,7 +499,7 @@ def test_a_payment_log_row_that_is_no_json_is_named_and_the_audit_goes_on(
 ) -> None:
     corrupt(shop_db, "UPDATE payment_log SET body = x'ff00' WHERE order_id = 102")
     failed = failing(audit_file(shop_db))
-    assert failed["money"].startswith("2 violations: order 102: collected 0, but kept 2200")
+    assert failed["money"].startswith("2 violations: order 102: collected 0.00, but kept 22.00")
     assert "of order 102 is no callback body" in failed["money"]
 
 
@@ -609,8 +611,8 @@ def test_a_refund_recorded_on_the_wrong_order_is_found_though_the_totals_agree(
 ) -> None:
     corrupt(shop_db, "UPDATE refunds SET order_id = 102")
     assert failing(audit_file(shop_db))["money"] == (
-        "2 violations: order 102: collected 2200, but kept 2200 + refunded 1450; "
-        "order 103: collected 1450, but kept 0 + refunded 0"
+        "2 violations: order 102: collected 22.00, but kept 22.00 + refunded 14.50; "
+        "order 103: collected 14.50, but kept 0.00 + refunded 0.00"
     )
 
 

@@ -497,7 +497,7 @@ async def test_an_unused_coupon_past_its_expiry_is_listed_as_expired(
     await browser.sign_in()  # the session was idle past its end meanwhile
 
     assert "unused (expired)" in (await browser.page(f"/admin/coupons?user={user_id}"))[1]
-    assert "unused (expired)" in (await browser.page(f"/admin/users/{user_id}"))[1]  # it said unused
+    assert "unused (expired)" in (await browser.page(f"/admin/users/{user_id}"))[1]  # said unused
 
 
 @pytest.mark.parametrize(
