@@ -36,10 +36,12 @@ from shopkeep.admin.app import (
 )
 from shopkeep.admin.formatting import explain, isolated, money, when
 from shopkeep.admin.pages import (
+    DAY_S,
     ID,
     OutsideYears,
     render,
     shop_of,
+    span_named,
     time_in_years,
     whole_id,
     whole_text,
@@ -49,7 +51,7 @@ from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.rate_limit import RateLimited
 from shopkeep.paging import MAX_LIMIT
 from shopkeep.payments.money import exponent
-from shopkeep.requests import MAX_REASON, Problems, id_in_text
+from shopkeep.requests import LATEST_TIME, MAX_REASON, Problems, id_in_text
 from shopkeep.shop import Shop
 from shopkeep.shop_accounts import hash_token
 
@@ -202,13 +204,17 @@ def _places(shop: Shop) -> int:
 
 
 def _expiry(form: Form) -> float | None:
-    """The coupon form's optional expiry, or ShopError validation_error naming it."""
+    """The coupon form's optional expiry, or ShopError validation_error naming it. A day
+    alone (``2026-12-31``) is the coupon's last day: it expires as the next one begins."""
     raw = form.get("expires_at")
     text = raw.strip() if isinstance(raw, str) else ""
     if not text:
         return None
     try:
-        return time_in_years(text)
+        when = time_in_years(text)
+        if span_named(text) == DAY_S:
+            return min(when + DAY_S, LATEST_TIME)
+        return when
     except ValueError as refused:
         detail = refused.args[0] if isinstance(refused, OutsideYears) else (
             "not a time like 2026-12-31T23:59"

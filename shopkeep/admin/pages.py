@@ -139,6 +139,10 @@ def time_in_years(text: str) -> float:
     return taken
 
 
+DAY_S: Final = 86_400.0
+"""What a day alone names (:func:`span_named`)."""
+
+
 def span_named(text: str) -> float:
     """How long the time ``text`` names, in seconds: a day (``2026-12-02``), an hour, a minute,
     a second (``16:30:37``), or an instant (0: a fraction of a second)."""
@@ -146,7 +150,7 @@ def span_named(text: str) -> float:
     date_and_clock = written.replace(" ", "T", 1) if "T" not in written else written
     _, given, clock = date_and_clock.partition("T")
     if not given:
-        return 86_400.0
+        return DAY_S
     clock = re.split(r"[Z+-]", clock, maxsplit=1)[0]  # its offset, if any, apart
     if "." in clock or "," in clock:
         return 0.0

@@ -472,6 +472,9 @@ async def coupon_issued_expiring(browser: Browser, typed: str) -> tuple[int, str
         ("2030-01-01T08:00+08:00", datetime(2030, 1, 1, tzinfo=UTC)),  # its own offset kept
         # 9999's last microsecond: its last whole second, as the API keeps it
         ("9999-12-31T23:59:59.999999", datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
+        # a day alone is the coupon's last day (it expired as that day began)
+        ("2030-01-01", datetime(2030, 1, 2, tzinfo=UTC)),
+        ("9999-12-31", datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
         ("", None),
     ],
 )
