@@ -247,9 +247,11 @@ def error_page(request: web.Request, error: ShopError) -> web.Response:
 
 PAGE_HEADERS: Final = {
     "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'"
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'; "
+        "form-action 'self'; base-uri 'none'"
     ),
 }
 """What every answer of the console carries (a page's own may be stricter), with

@@ -232,7 +232,10 @@ async def test_assets_and_routes_the_console_has_not_carry_the_page_headers(
     async with browser.client.request(method, path, allow_redirects=False) as answered:
         assert answered.status == status
         assert answered.headers["X-Frame-Options"] == "DENY"
-        assert "frame-ancestors 'none'" in answered.headers["Content-Security-Policy"]
+        assert answered.headers["X-Content-Type-Options"] == "nosniff"
+        policy = answered.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in policy and "form-action 'self'" in policy
+        assert "base-uri 'none'" in policy
         assert answered.headers["Cache-Control"] == "no-store"
 
 
