@@ -402,10 +402,17 @@ async def dead_letter_action(request: web.Request) -> web.StreamResponse:
     what = request.match_info["what"]
 
     async def action(form: Form, key: str) -> str:
-        if what == "retry":
-            await shop.retry_dead_letter(letter_id)
-            return f"Dead letter {letter_id} was sent again."
-        await shop.discard_dead_letter(letter_id)
+        try:
+            if what == "retry":
+                await shop.retry_dead_letter(letter_id)
+                return f"Dead letter {letter_id} was sent again."
+            await shop.discard_dead_letter(letter_id)
+        except ShopError as error:
+            if error.code != NOT_FOUND:
+                raise
+            # a page open in two tabs, or two staff: the other's form went first
+            return (f"Dead letter {letter_id} is not there any more (sent again or discarded "
+                    "meanwhile): nothing was done.")
         return f"Dead letter {letter_id} was discarded."
 
     return await act(request, f"{PREFIX}/dead-letters", action)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from shopkeep.actors.order_messages import OrderView
 from tests.admin.conftest import Browser
 from tests.shop.conftest import sandbox
+from tests.shop.test_back_office import park
 
 
 async def paid_order(browser: Browser) -> OrderView:
@@ -353,3 +354,23 @@ async def test_a_return_reason_that_turns_text_around_turns_none_of_the_orders_p
 
     assert "broken \ufffdesrever" in page
     assert "\u202e" not in page
+
+
+async def test_a_dead_letter_discarded_from_another_tab_is_said_to_be_gone_not_missing(
+    browser: Browser,
+) -> None:
+    letter_id = await park(browser.shop, b"kept")
+    await browser.sign_in()
+    path = f"/admin/dead-letters/{letter_id}"
+    page = (await browser.page(path))[1]
+    stale = await browser.form_fields(path, f"{path}/discard")
+
+    first = await notice_after(browser, path, f"{path}/discard")
+    status, back = await browser.send(f"{path}/discard", stale)
+    second = (await browser.page(back))[1]
+
+    assert 'data-confirm="Discard dead letter' in page  # it cannot be undone
+    assert f"Dead letter {letter_id} was discarded." in first
+    assert status == 303  # it said "Not found (not_found)"
+    assert (f"Dead letter {letter_id} is not there any more (sent again or discarded "
+            "meanwhile): nothing was done.") in second
