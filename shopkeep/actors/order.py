@@ -161,7 +161,8 @@ def payment_view(order_id: int, payment: Payment) -> PaymentView:
         id=payment.id, order_id=order_id, amount=payment.amount, status=payment.status,
         gateway=payment.gateway, currency=payment.currency, gateway_url=checkout.gateway_url,
         qr_code=checkout.qr_code, code_url=checkout.code_url,
-        client_secret=checkout.client_secret,
+        client_secret=checkout.client_secret, provider_ref=payment.provider_ref,
+        gateway_txn_id=payment.txn_id,
     )
 
 

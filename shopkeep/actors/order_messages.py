@@ -70,7 +70,9 @@ class OrderView(OrderFields, frozen=True, gc=False, kw_only=True):
 class PaymentView(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """A payment, its provider and currency, and what the customer needs to pay it (SPEC 10:
     ``gateway_url``, ``qr_code``, ``code_url`` or ``client_secret``, whichever the provider
-    gives; all None until the provider answered)."""
+    gives; all None until the provider answered). For the staff, the provider's ids of it:
+    ``provider_ref`` (Stripe's PaymentIntent) and ``gateway_txn_id``, the transaction that
+    collected it (what to look up in the provider's dashboard)."""
 
     id: int
     order_id: int
@@ -82,6 +84,8 @@ class PaymentView(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     qr_code: str | None = None
     code_url: str | None = None
     client_secret: str | None = None
+    provider_ref: str | None = None
+    gateway_txn_id: str | None = None
 
     @property
     def has_checkout(self) -> bool:

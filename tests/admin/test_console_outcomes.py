@@ -374,3 +374,17 @@ async def test_a_dead_letter_discarded_from_another_tab_is_said_to_be_gone_not_m
     assert status == 303  # it said "Not found (not_found)"
     assert (f"Dead letter {letter_id} is not there any more (sent again or discarded "
             "meanwhile): nothing was done.") in second
+
+
+async def test_an_orders_page_names_the_transaction_the_provider_collected_its_payment_by(
+    browser: Browser,
+) -> None:
+    # what the staff look up in the provider's dashboard before settling a refund by hand
+    order = await paid_order(browser)
+    [payment] = await browser.shop.payments(order.id)
+    await browser.sign_in()
+
+    page = (await browser.page(f"/admin/orders/{order.id}"))[1]
+
+    assert payment.gateway_txn_id
+    assert f"<td>{payment.gateway_txn_id}</td>" in page
