@@ -54,6 +54,12 @@ def first_id_after(at: float) -> int:
     return max(0, (int(at * 1000) + 1 - EPOCH_MS) << SEQUENCE_BITS)
 
 
+
+def check_status(status: str | None) -> None:
+    """Refuse a status filter that is no order's status (validation_error, ``status``)."""
+    if status is not None and status not in STATUSES:
+        raise refused_parameter("status", f"status must be one of {', '.join(STATUSES)}")
+
 class BackOffice:
     """The operator's reads and the dead letters' handling, on a shop's reader and system."""
 
@@ -96,8 +102,7 @@ class BackOffice:
         for name, time in (("since", since), ("until", until)):
             if time is not None:
                 check_time(name, time, in_body=False)
-        if status is not None and status not in STATUSES:
-            raise refused_parameter("status", f"status must be one of {', '.join(STATUSES)}")
+        check_status(status)
         size, below = page_bounds(limit, cursor)
         if until is not None:
             below = min(below, first_id_after(until))

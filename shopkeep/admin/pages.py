@@ -18,9 +18,10 @@ from shopkeep.actors.protocol import NOT_FOUND, VALIDATION_ERROR
 from shopkeep.admin import dashboard
 from shopkeep.admin.app import LIVE, PREFIX, SESSION, SIGN_IN, console_of
 from shopkeep.admin.formatting import explain
+from shopkeep.back_office import check_status
 from shopkeep.errors import ShopError
 from shopkeep.paging import Page
-from shopkeep.requests import LATEST_TIME, MAX_ID, in_the_years, refused_parameter
+from shopkeep.requests import LATEST_TIME, MAX_ID, Problems, in_the_years, refused_parameter
 from shopkeep.shop import Shop
 
 routes = web.RouteTableDef()
@@ -200,13 +201,15 @@ async def orders_page(request: web.Request) -> web.StreamResponse:
     the filter form, filled as it was typed to be corrected, and lists no order (422)."""
     # the next page's link carries the filters this page used, and nothing else it was sent
     filters = {name: value for name in ORDER_FILTERS if (value := request.query.get(name))}
+    status = request.query.get("status") or None
     try:
-        page = await shop_of(request).find_orders(  # which refuses a status that is none
-            status=request.query.get("status") or None,
-            user_id=_number(request, "user"),
-            since=_time(request, "since"),
-            until=_time(request, "until", to_its_end=True),
-            limit=50,
+        with Problems() as each:  # every filter that is none, at once, as the API lists them
+            user_id = each(_number, request, "user")
+            since = each(_time, request, "since")
+            until = each(_time, request, "until", to_its_end=True)
+            each(check_status, status)
+        page = await shop_of(request).find_orders(
+            status=status, user_id=user_id, since=since, until=until, limit=50,
             cursor=request.query.get("cursor") or None,
         )
     except ShopError as refused:

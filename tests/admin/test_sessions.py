@@ -256,6 +256,18 @@ async def test_a_bad_filter_is_said_above_the_filter_form_filled_as_typed(browse
     assert 'value="2026-12-01"' in html
 
 
+async def test_every_bad_filter_is_said_at_once(browser: Browser) -> None:
+    # only the first was said: each fixed in turn, the page refused the next
+    await browser.sign_in()
+
+    status, html = await browser.page("/admin/orders?status=lost&user=abc&since=soon&until=x")
+
+    assert status == 422
+    for said in ("status must be one of", "user is not an id", "since is not a time",
+                 "until is not a time"):
+        assert said in html, said
+
+
 async def test_without_the_console_admin_is_not_found(
     aiohttp_client: AiohttpClient, shop: Shop
 ) -> None:
