@@ -158,9 +158,16 @@ def field(form: Form, name: str, *, required: bool = True) -> int | None:
         if required:
             raise ShopError.invalid([FieldError(f"{name} is required", pointer=f"/{name}")])
         return None
-    number = whole_text(text)
-    if number is None:
-        raise ShopError.invalid([FieldError(f"{name} is not a whole number", pointer=f"/{name}")])
+    unsigned = text.removeprefix("-")
+    digits = unsigned.isascii() and unsigned.isdigit()
+    number = whole_text(unsigned.lstrip("0") or "0") if digits else None  # 007 is 7
+    if number is None or unsigned != text:
+        detail = (
+            f"{name} is not a whole number" if not digits
+            else f"{name} cannot be negative" if unsigned != text
+            else f"{name} is too large"  # past 19 digits: no id, amount or count is
+        )
+        raise ShopError.invalid([FieldError(detail, pointer=f"/{name}")])
     return number
 
 
@@ -184,9 +191,12 @@ def amount(
     units = 0 if too_long else whole_text(significant or "0") if whole or part else None
     if places == 0:  # a yen has no fraction
         fraction = None if point else 0
-    else:
-        fraction = whole_text(part.ljust(places, "0")) if part or not point else None
-    if units is None or fraction is None or len(part) > places:
+    else:  # "5." is 5, as ".5" is a half
+        fraction = whole_text(part.ljust(places, "0")) if part or whole else None
+    if units is not None and fraction is not None and len(part) > places:
+        decimals = f"at most {places} decimals" if places else "no decimals"
+        raise ShopError.invalid([FieldError(f"{name} has {decimals}", pointer=f"/{name}")])
+    if units is None or fraction is None:
         raise ShopError.invalid([FieldError(f"{name} is not an amount", pointer=f"/{name}")])
     scale: int = 10**places
     minor = units * scale + fraction

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+import pytest
+
 from shopkeep.actors.order_messages import OrderView
 from tests.admin.conftest import Browser
 from tests.shop.conftest import sandbox
@@ -252,6 +254,23 @@ async def test_the_goods_form_lists_every_problem_and_changes_nothing(browser: B
     page = await notice_after(browser, path, path, price="abc", restock="abc")
 
     assert "price is not an amount" in page and "restock is not a whole number" in page
+    assert await browser.shop.get_goods(tea.id) == tea
+
+
+@pytest.mark.parametrize(("restock", "said"), [
+    ("-5", "restock cannot be negative"),  # both said "not a whole number"
+    ("99999999999999999999", "restock is too large"),
+])
+async def test_the_goods_form_says_why_a_whole_number_is_refused(
+    browser: Browser, restock: str, said: str
+) -> None:
+    tea = await browser.shop.create_goods("tea", price=100, stock=3)
+    await browser.sign_in()
+    path = f"/admin/goods/{tea.id}"
+
+    page = await notice_after(browser, path, path, restock=restock)
+
+    assert said in page
     assert await browser.shop.get_goods(tea.id) == tea
 
 
