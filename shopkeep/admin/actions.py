@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import structlog
 from aiohttp import web
 from markupsafe import Markup
 from multidict import MultiDictProxy
@@ -57,6 +58,10 @@ from shopkeep.shop_accounts import hash_token
 
 routes = web.RouteTableDef()
 Form = MultiDictProxy[Any]
+log = structlog.get_logger("shopkeep.admin")
+"""The staff's trail: sign-ins, sign-outs and every form acted on (what was typed, never a
+token, and whether it was done: the notice itself may hold a new token)."""
+
 Act = Callable[[Form, str], Awaitable[str]]
 """An action: given the form and its Idempotency-Key, does it and says what was done."""
 
@@ -86,6 +91,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     ):
         with contextlib.suppress(RateLimited):  # refused at the next try, by check()
             console.wrong_sign_ins.admit(address)
+        log.warning("console_sign_in_refused", address=address)
         response = render(request, "sign_in.html", problem="That is not the admin token.")
         response.set_status(401)
         return response
@@ -94,6 +100,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     if old is not None:
         console.sessions.close(old.id)  # a new id at each sign-in: no fixation
     session = console.sessions.open()
+    log.info("console_signed_in", address=address)
     response = web.Response(status=303, headers={"Location": PREFIX})
     set_cookie(response, console, session)
     return response
@@ -104,6 +111,7 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
     """End the session, here and in the browser."""
     console = console_of(request)
     console.sessions.close(request[SESSION].id)
+    log.info("console_signed_out", address=request.remote or "")
     response = web.Response(status=303, headers={"Location": SIGN_IN})
     forget_cookie(response, console)
     return response
@@ -125,13 +133,17 @@ async def act(request: web.Request, back: str, action: Act) -> web.StreamRespons
     elif (unspendable := session.spend(nonce)) is not None:
         session.notify(page, "ok" if unspendable == SENT_ALREADY else "error", unspendable)
     else:
+        typed = typed_fields(form)
         try:
             session.notify(page, "ok", await action(form, idempotency_key(nonce)))
         except ShopError as error:
+            log.info("console_action", form=request.path, typed=typed, refused=error.code)
             if error.code in SENT_AGAIN:  # to be sent again, corrected: as it was typed
                 session.unspend(nonce)
-                session.keep_typed(page, request.path, typed_fields(form))
+                session.keep_typed(page, request.path, typed)
             session.notify(page, "error", explain(error))
+        else:
+            log.info("console_action", form=request.path, typed=typed, done=True)
     raise to(back)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from pytest_aiohttp import AiohttpClient
+from structlog.testing import capture_logs
 
 from shopkeep.admin.app import WRONG_SIGN_INS_BURST, WRONG_SIGN_INS_PER_S
 from shopkeep.admin.sessions import (
@@ -358,3 +359,29 @@ def test_a_session_keeps_messages_for_a_bounded_number_of_pages_not_yet_shown() 
     assert session.take_notices("/admin/orders/0") == []  # the oldest, dropped
     assert session.take_notices("/admin/orders/1") == [("ok", "order 1 shipped")]
     assert session.take_notices("/admin/orders/1") == []  # shown once
+
+
+async def test_the_staff_leave_a_trail_of_sign_ins_and_forms_without_a_token(
+    browser: Browser,
+) -> None:
+    # who credited ten billion, and when: the log had access lines only
+    made = await browser.shop.create_user("ann", balance=0)
+    path = f"/admin/users/{made.user.id}"
+    with capture_logs() as logs:
+        assert await browser.sign_in("not-the-admin-token") == 401
+        await browser.sign_in()
+        credit = {**await browser.form_fields(path, f"{path}/credit"), "amount": "12.50"}
+        await browser.send(f"{path}/credit", credit)
+        token = await browser.form_fields(path, f"{path}/token")
+        await browser.send(f"{path}/token", token)
+    new_token = (await browser.page(path))[1].split("old one no longer works): ")[1][:40]
+
+    trail = [(e["event"], e.get("form"), e.get("typed"), e.get("done")) for e in logs
+             if e["event"].startswith("console_")]
+    assert trail == [
+        ("console_sign_in_refused", None, None, None),
+        ("console_signed_in", None, None, None),
+        ("console_action", f"{path}/credit", {"amount": "12.50"}, True),
+        ("console_action", f"{path}/token", {}, True),
+    ]
+    assert new_token[:8] not in repr(logs)
