@@ -119,18 +119,22 @@ class ProviderWorld:
         return dict(order)
 
     async def start_payment(
-        self, customer: Mapping[str, str], order: Mapping[str, Any]
+        self, customer: Mapping[str, str], order: Mapping[str, Any], *, cashier: bool = True
     ) -> dict[str, Any]:
         """Start the order's payment; at Alipay the customer also opens the cashier page (the
-        trade exists there from then on)."""
+        trade exists there from then on), unless not ``cashier``."""
         status, payment = await self.call(
             "POST", f"/v1/orders/{order['id']}/payment", customer
         )
         assert status in (200, 201), payment
-        if self.name == "alipay":
-            async with self.session.get(payment["gateway_url"]) as page:
-                assert page.status == 200, await page.text()
+        if self.name == "alipay" and cashier:
+            await self.open_cashier(payment)
         return dict(payment)
+
+    async def open_cashier(self, payment: Mapping[str, Any]) -> None:
+        """The customer opens Alipay's cashier page of ``payment``."""
+        async with self.session.get(payment["gateway_url"]) as page:
+            assert page.status == 200, await page.text()
 
     async def order(self, order_id: str) -> dict[str, Any]:
         """The order as the admin sees it."""
@@ -158,12 +162,14 @@ class ProviderWorld:
             return str(self.fake.intent_of(payment["id"])["id"])
         return str(payment["id"])
 
-    async def payment_started(self) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
-        """A new customer's order, its payment started at the provider: (customer, order,
-        payment)."""
+    async def payment_started(
+        self, *, cashier: bool = True
+    ) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
+        """A new customer's order, its payment started at the provider (at Alipay, its
+        cashier opened unless not ``cashier``): (customer, order, payment)."""
         customer = await self.customer()
         order = await self.placed(customer)
-        return customer, order, await self.start_payment(customer, order)
+        return customer, order, await self.start_payment(customer, order, cashier=cashier)
 
     async def paid_order(self) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
         """A new customer's order, paid through the provider and its notification

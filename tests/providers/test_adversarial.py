@@ -208,15 +208,11 @@ async def test_an_alipay_cashier_opened_after_its_order_was_canceled_and_paid_is
     # canceled before the cashier was opened, the trade did not exist to close; opened after,
     # and paid, its notification lost, it was never asked about again: collected, unrefunded
     async with provider_world("alipay", tmp_path, clock=clock) as world:
-        alice = await world.customer()
-        order = await world.placed(alice)
-        status, payment = await world.call("POST", f"/v1/orders/{order['id']}/payment", alice)
-        assert status == 201
+        alice, order, payment = await world.payment_started(cashier=False)
         status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
         assert status == 200
         await world.shop.runtime.system.quiet()
-        async with world.session.get(payment["gateway_url"]) as page:
-            assert page.status == 200  # the customer, still on the page, opens the cashier
+        await world.open_cashier(payment)  # the customer, still on the page
         await world.pay(payment, notify=False)
 
         config = world.shop.config
@@ -234,16 +230,12 @@ async def test_an_alipay_cashier_paid_just_after_its_order_timed_out_is_refunded
     # at the deadline the trade did not exist to close; Alipay's clock a few seconds behind
     # the shop's let the customer on the page pay it just after, its notification lost
     async with provider_world("alipay", tmp_path, clock=clock) as world:
-        alice = await world.customer()
-        order = await world.placed(alice)
-        status, payment = await world.call("POST", f"/v1/orders/{order['id']}/payment", alice)
-        assert status == 201
+        _, order, payment = await world.payment_started(cashier=False)
         config = world.shop.config
         await clock.advance(config.order_timeout_s)
         await world.shop.runtime.system.quiet()
         assert (await world.order(order["id"]))["cancel_reason"] == "timeout"
-        async with world.session.get(payment["gateway_url"]) as page:
-            assert page.status == 200
+        await world.open_cashier(payment)
         await world.pay(payment, notify=False)
 
         await clock.advance(config.payment_query_grace_s)
