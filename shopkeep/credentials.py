@@ -30,6 +30,10 @@ class Credentials:
     gateway_secret: str
     new_admin_token: str | None = None
     """The admin token generated just now, in clear: announce it, it is never known again."""
+    retired_admin_hash: str | None = None
+    """The hash of the generated admin token a configured one retired just now: put back
+    (:func:`reinstate_admin_token`) if the start fails, since a refused start changes
+    nothing."""
 
 
 async def settle_credentials(
@@ -56,14 +60,23 @@ async def settle_credentials(
     # is configured
     retired = [ADMIN_TOKEN_HASH] if admin_token else []
     stored = await writer.call(
-        partial(settings.keep, generated, forget=[GATEWAY_SECRET, *retired])
+        partial(settings.keep, generated, read=retired, forget=[GATEWAY_SECRET, *retired])
     )
     admin_hash = hash_token(admin_token) if admin_token else stored[ADMIN_TOKEN_HASH]
     announced = token if token is not None and hash_token(token) == admin_hash else None
-    return Credentials(admin_hash, gateway_secret or secrets.token_hex(32), announced)
+    return Credentials(
+        admin_hash, gateway_secret or secrets.token_hex(32), announced,
+        stored.get(ADMIN_TOKEN_HASH) if admin_token else None,
+    )
 
 
 async def forget_admin_token(writer: GroupCommitWriter, admin_hash: str) -> None:
     """Forget the generated admin token of hash ``admin_hash`` (a start that failed before it
     announced it): the next start generates and announces another."""
     await writer.call(partial(settings.forget, ADMIN_TOKEN_HASH, admin_hash))
+
+
+async def reinstate_admin_token(writer: GroupCommitWriter, admin_hash: str) -> None:
+    """Put back the generated admin token of hash ``admin_hash`` that a start which failed
+    retired (unless another was generated meanwhile)."""
+    await writer.call(partial(settings.keep, {ADMIN_TOKEN_HASH: admin_hash}))

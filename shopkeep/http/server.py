@@ -37,7 +37,12 @@ import structlog
 from aiohttp import web
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.credentials import Credentials, forget_admin_token, settle_credentials
+from shopkeep.credentials import (
+    Credentials,
+    forget_admin_token,
+    reinstate_admin_token,
+    settle_credentials,
+)
 from shopkeep.http.app import DOOR, make_app
 from shopkeep.http.config import HttpConfig
 from shopkeep.http.connection_limits import ConnectionLimits, files_for_connections
@@ -167,6 +172,20 @@ async def forget_new_admin_token(
         announce(token)
 
 
+async def reinstate_retired_admin_token(options: ServeOptions, admin_hash: str) -> None:
+    """Put back the generated admin token a start that failed retired (a refused start
+    changes nothing); said in the log when the database cannot be written."""
+    try:
+        store = await Store.open(settings_store(options))
+        try:
+            await reinstate_admin_token(store.writer, admin_hash)
+        finally:
+            await store.close()
+    except (StoreError, OSError, sqlite3.Error) as error:
+        log.warning("generated_admin_token_not_reinstated", error=str(error),
+                    detail="a start without --admin-token will generate and print another")
+
+
 def announce_admin_token(token: str) -> None:
     """Print a newly generated admin token on stdout (logs may be shipped elsewhere)."""
     print(f"admin token (shown this once, only its hash is kept): {token}", flush=True)
@@ -260,7 +279,16 @@ async def running(
         )
     credentials = await open_credentials(options)
     new_token = credentials.new_admin_token
+    retired = credentials.retired_admin_hash
     async with AsyncExitStack() as stack:
+        if retired is not None:
+            # run last too: a start refused after the configured token retired the generated
+            # one puts it back, as a refused start changes nothing
+            async def reinstate(failed: type[BaseException] | None, *_: object) -> None:
+                if failed is not None and retired is not None:
+                    await reinstate_retired_admin_token(options, retired)
+
+            stack.push_async_exit(reinstate)
         if new_token is not None:
             # run last, once the shop has closed its database: a start that fails before the
             # server listens forgets the token it made, and the next start announces another
@@ -354,6 +382,10 @@ async def running(
         if new_token is not None:
             announce(new_token)  # listening: no longer a start that can fail
             new_token = None
+        if retired is not None:
+            log.info("generated_admin_token_retired",
+                     detail="the admin token given replaces it for good")
+            retired = None
         yield Server(url, shop, app, metrics, gateway, sink, monitor, runner.bounded)
         log.info("stopping")
         # no new order or payment while the sandbox's callbacks settle: requests under way

@@ -85,6 +85,26 @@ async def test_a_configured_admin_token_retires_the_generated_one_for_good(
     assert settings(db)[ADMIN_TOKEN_HASH] == hash_token(fresh)
 
 
+async def test_a_refused_start_with_an_admin_token_leaves_the_generated_one_in_force(
+    tmp_path: Path,
+) -> None:
+    # refused once the database was open (another currency), it had retired it all the same
+    db, shown = tmp_path / "shop.db", []
+    async with running(ServeOptions(db=str(db), port=0, sandbox=True), announce=shown.append):
+        pass
+    in_dollars = ServeOptions(
+        db=str(db), port=0, sandbox=True, admin_token="c" * 32,
+        payments=ProviderSettings(currency="USD"),
+    )
+    async with Shop.open(str(db), gateway="sandbox"):
+        pass  # a shop in CNY from its first start: USD is refused
+    with pytest.raises(CurrencyMismatch):
+        async with running(in_dollars, announce=shown.append):
+            pass  # never reached
+
+    assert settings(db)[ADMIN_TOKEN_HASH] == hash_token(shown[0])
+
+
 async def test_a_first_start_that_cannot_listen_shows_no_token_and_the_next_start_shows_one(
     tmp_path: Path,
 ) -> None:
