@@ -63,7 +63,13 @@ log = structlog.get_logger("shopkeep.admin")
 token, and whether it was done: the notice itself may hold a new token)."""
 
 Act = Callable[[Form, str], Awaitable[str]]
-"""An action: given the form and its Idempotency-Key, does it and says what was done."""
+"""An action: given the form and its Idempotency-Key, does it and says what was done (or
+raises :class:`NothingDone`)."""
+
+
+class NothingDone(Exception):
+    """An action that found its work done already (a stale page, another tab, a deadline):
+    its one argument says how things stand; nothing was done."""
 
 
 @routes.post(SIGN_IN.removeprefix(PREFIX))
@@ -136,6 +142,9 @@ async def act(request: web.Request, back: str, action: Act) -> web.StreamRespons
         typed = typed_fields(form)
         try:
             session.notify(page, "ok", await action(form, idempotency_key(nonce)))
+        except NothingDone as found:
+            log.info("console_action", form=request.path, typed=typed, done=False)
+            session.notify(page, "ok", str(found))
         except ShopError as error:
             log.info("console_action", form=request.path, typed=typed, refused=error.code)
             if error.code in SENT_AGAIN:  # to be sent again, corrected: as it was typed
@@ -252,15 +261,15 @@ def _required(value: int | None) -> int:
 
 
 def order_outcome(before: OrderView, after: OrderView) -> str:
-    """What an order's form did, from the order before and after it: its status, or, for an
-    order the form found that way already (a stale page, another tab, its deadline), that
-    nothing was done: the shop answers such a form with the order as it is (SPEC 7), as it
-    does the API's."""
+    """What an order's form did, from the order before and after it: its status; for an
+    order the form found that way already (a stale page, another tab, its deadline),
+    :class:`NothingDone`: the shop answers such a form with the order as it is (SPEC 7), as
+    it does the API's."""
     status = after.status.replace("_", " ")
     if before.status != after.status:
         return f"Order {after.id} is {status}."
     why = f" ({after.cancel_reason.replace('_', ' ')})" if after.cancel_reason else ""
-    return f"Order {after.id} was {status}{why} already: nothing was done."
+    raise NothingDone(f"Order {after.id} was {status}{why} already: nothing was done.")
 
 
 @routes.post(f"/orders/{ID}/{{what:ship|deliver|cancel}}")
@@ -294,8 +303,8 @@ async def approve_return(request: web.Request) -> web.StreamResponse:
         before = await shop.get_return(return_id)
         approved = await shop.approve_return(return_id, idempotency_key=key)
         if before.status == approved.status:  # a stale page's, or another tab's
-            return (f"Return {approved.id} of order {approved.order_id} was {approved.status} "
-                    "already: nothing was done.")  # fmt: skip
+            raise NothingDone(f"Return {approved.id} of order {approved.order_id} was "
+                              f"{approved.status} already: nothing was done.")
         return f"Return {approved.id} of order {approved.order_id} is {approved.status}."
 
     return await act(request, where, action)
@@ -317,7 +326,9 @@ async def settle_refund(request: web.Request) -> web.StreamResponse:
             if order_id is None:
                 raise
             # a stale page's, or another tab's, as the order and return forms say it
-            return f"Refund {refund_id} of order {order_id} was refunded already: nothing was done."
+            raise NothingDone(
+                f"Refund {refund_id} of order {order_id} was refunded already: nothing was done."
+            ) from None
         return f"Refund {settled.id} of order {settled.order_id} is {settled.status}."
 
     return await act(request, f"{PREFIX}/refunds", action)
@@ -433,8 +444,8 @@ async def dead_letter_action(request: web.Request) -> web.StreamResponse:
             if error.code != NOT_FOUND:
                 raise
             # a page open in two tabs, or two staff: the other's form went first
-            return (f"Dead letter {letter_id} is not there any more (sent again or discarded "
-                    "meanwhile): nothing was done.")
+            raise NothingDone(f"Dead letter {letter_id} is not there (sent again or discarded "
+                              "meanwhile?): nothing was done.") from None
         return f"Dead letter {letter_id} was discarded."
 
     return await act(request, f"{PREFIX}/dead-letters", action)

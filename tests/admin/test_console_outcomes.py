@@ -14,6 +14,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from structlog.testing import capture_logs
 
 from shopkeep.actors.order_messages import OrderView
 from tests.admin.conftest import Browser
@@ -385,14 +386,17 @@ async def test_a_dead_letter_discarded_from_another_tab_is_said_to_be_gone_not_m
     stale = await browser.form_fields(path, f"{path}/discard")
 
     first = await notice_after(browser, path, f"{path}/discard")
-    status, back = await browser.send(f"{path}/discard", stale)
+    with capture_logs() as logs:
+        status, back = await browser.send(f"{path}/discard", stale)
     second = (await browser.page(back))[1]
 
     assert 'data-confirm="Discard dead letter' in page  # it cannot be undone
     assert f"Dead letter {letter_id} was discarded." in first
     assert status == 303  # it said "Not found (not_found)"
-    assert (f"Dead letter {letter_id} is not there any more (sent again or discarded "
-            "meanwhile): nothing was done.") in second
+    assert (f"Dead letter {letter_id} is not there (sent again or discarded "
+            "meanwhile?): nothing was done.") in second
+    [action] = [e for e in logs if e["event"] == "console_action"]
+    assert action["done"] is False  # the staff's trail says so too
 
 
 async def test_an_orders_page_names_the_transaction_the_provider_collected_its_payment_by(
