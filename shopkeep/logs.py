@@ -40,13 +40,14 @@ FORMATS: Final = ("json", "console")
 LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 """The names ``--log-level`` takes (case-insensitive), most verbose first."""
 _SILENCED: Final = ("aiohttp.access", "aiosqlite")
-STDLIB_FIELDS: Final = ("pid", "how", "then")
-"""The fields a record of the standard library's logging may carry in its ``extra`` into the
-line (the store's writer process, which imports no structlog, logs through it); no others, so
-that a library's own extras never reach the log unlooked at."""
 """Standard-library loggers kept to warnings whatever the level: aiohttp's access log would
 repeat, less well, the front door's ``request`` line; aiosqlite's debug lines carry every
 statement's parameters, stored credentials' hashes among them, which no log should hold."""
+STDLIB_FIELDS: Final = ("event", "pid", "how")
+"""The fields a record of the standard library's logging may carry in its ``extra`` into the
+line, ``event`` in place of its message (the store's writer process, which imports no
+structlog, logs through it: a sentence for a program's own logging, an event with fields
+here); no others, so that a library's own extras never reach the log unlooked at."""
 
 
 def level_of(level: str | int) -> int:

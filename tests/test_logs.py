@@ -94,7 +94,8 @@ def test_a_record_of_the_standard_library_brings_only_the_fields_it_is_allowed()
     configure_logging("info", "json", stream=out)
 
     logging.getLogger("shopkeep.store").warning(
-        "writer_process_ended", extra={"pid": 7, "how": "exit status 1", "cookie": "s3cret"}
+        "the writer process %d ended", 7,
+        extra={"event": "writer_process_ended", "pid": 7, "how": "exit status 1", "cookie": "s"},
     )
 
     [line] = lines(out)

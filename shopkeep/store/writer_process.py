@@ -387,10 +387,13 @@ class WriterProcess:
             child.kill()
             status = child.wait()
             how = why or (f"killed by signal {-status}" if status < 0 else f"exit status {status}")
-            # an event and its fields (the structlog pipeline takes them from ``extra``)
-            log.warning("writer_process_ended", extra={
-                "pid": child.pid, "how": how, "then": "the next batch starts another",
-            })
+            # a sentence for a program's own logging; for shopkeep's pipeline an event and its
+            # fields, which it takes from ``extra`` (logs.STDLIB_FIELDS)
+            log.warning(
+                "writer_process_ended: the writer process %d ended (%s); the next batch "
+                "starts another", child.pid, how,
+                extra={"event": "writer_process_ended", "pid": child.pid, "how": how},
+            )
             for stream in (child.stdin, child.stdout):
                 if stream is not None:
                     with contextlib.suppress(OSError):

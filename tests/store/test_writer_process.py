@@ -113,9 +113,12 @@ async def test_a_writer_process_killed_between_batches_is_replaced_for_the_next(
         await store.writer.submit(unit(2))
         assert process_of(store).pid not in (None, first)
         assert await events(store) == [1, 2]
-        said = [(r.getMessage(), r.__dict__.get("pid"), r.__dict__.get("how"))
+        said = [(r.getMessage(), r.__dict__.get("event"), r.__dict__.get("pid"))
                 for r in caplog.records if r.name == "shopkeep.store"]
-        assert said == [("writer_process_ended", first, "killed by signal 9")]
+        assert said == [(  # a sentence for a program's own logging, fields for shopkeep's
+            f"writer_process_ended: the writer process {first} ended (killed by signal 9); "
+            "the next batch starts another", "writer_process_ended", first,
+        )]
     finally:
         await store.close()
 
@@ -138,7 +141,7 @@ def test_a_writer_process_that_dies_during_a_batch_is_reported_and_replaced(
         assert process.commit([(INSERT, (2,), False)]) is None
         assert process.pid not in (None, first)
         warned = [r for r in caplog.records if r.name == "shopkeep.store"]
-        assert [(r.levelname, r.getMessage(), r.__dict__.get("pid")) for r in warned] == [
+        assert [(r.levelname, r.__dict__.get("event"), r.__dict__.get("pid")) for r in warned] == [
             ("WARNING", "writer_process_ended", first)
         ]
     finally:
