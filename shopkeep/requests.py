@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -145,6 +146,19 @@ def check_amount(name: str, value: int, *, minimum: int = 0, of: str = "minor un
         raise refused(f"/{name}", f"{name} must be an integer number of {of}")
     if not minimum <= value <= MAX_AMOUNT:
         raise refused(f"/{name}", f"{name} must be between {minimum} and {MAX_AMOUNT}")
+
+
+OUTSIDE_YEARS: Final = "outside the years 1 to 9999 in UTC"
+"""What is said of a time an offset takes outside them."""
+
+
+def moment_in_the_years(value: datetime) -> float | None:
+    """An aware datetime as Unix seconds, if it falls in the years 1 to 9999 in UTC
+    (:func:`in_the_years`); None if an offset takes it outside them."""
+    try:
+        return in_the_years(value.timestamp())
+    except (ValueError, OverflowError):
+        return None
 
 
 def in_the_years(seconds: float) -> float | None:

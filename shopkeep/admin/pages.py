@@ -21,7 +21,14 @@ from shopkeep.admin.formatting import explain
 from shopkeep.back_office import check_status
 from shopkeep.errors import ShopError
 from shopkeep.paging import Page
-from shopkeep.requests import LATEST_TIME, MAX_ID, Problems, in_the_years, refused_parameter
+from shopkeep.requests import (
+    LATEST_TIME,
+    MAX_ID,
+    OUTSIDE_YEARS,
+    Problems,
+    in_the_years,
+    refused_parameter,
+)
 from shopkeep.shop import Shop
 
 routes = web.RouteTableDef()
@@ -136,7 +143,7 @@ def time_in_years(text: str) -> float:
     for no time, OutsideYears for one an offset took outside those years."""
     taken = in_the_years(typed_time(text))
     if taken is None:
-        raise OutsideYears("outside the years 1 to 9999 in UTC")
+        raise OutsideYears(OUTSIDE_YEARS)
     return taken
 
 

@@ -40,7 +40,7 @@ from shopkeep.http.schemas import (
     ReturnStatus,
     UserOut,
 )
-from shopkeep.requests import id_in_text, in_the_years
+from shopkeep.requests import OUTSIDE_YEARS, id_in_text, moment_in_the_years
 
 
 def id_out(value: int) -> str:
@@ -92,15 +92,9 @@ def time_in(value: datetime, pointer: str) -> float:
     """An aware datetime from the wire (the body's ``pointer``) as Unix seconds. RFC 3339
     writes years 1 to 9999 with any offset, so a time may fall a few hours outside them in
     UTC, where no answer could write it back: refused, not moved to another time."""
-    try:
-        seconds = in_the_years(value.timestamp())
-    except (ValueError, OverflowError):
-        seconds = None
+    seconds = moment_in_the_years(value)
     if seconds is None:
-        raise ShopError.invalid([FieldError(
-            "outside the years 1 to 9999 in UTC (0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z)",
-            pointer=pointer,
-        )])
+        raise ShopError.invalid([FieldError(OUTSIDE_YEARS, pointer=pointer)])
     return seconds
 
 

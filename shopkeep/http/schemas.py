@@ -21,7 +21,15 @@ from shopkeep.actors.audit import AuditCheck, AuditReport
 from shopkeep.actors.config import MAX_AMOUNT, MAX_HELD, MAX_ITEMS, MAX_QUANTITY
 from shopkeep.actors.order_rules import repeated_goods
 from shopkeep.errors import FieldError
-from shopkeep.requests import ID_PATTERN, MAX_NAME, MAX_REASON, NAME_PATTERN, TEXT_PATTERN
+from shopkeep.requests import (
+    ID_PATTERN,
+    MAX_NAME,
+    MAX_REASON,
+    NAME_PATTERN,
+    OUTSIDE_YEARS,
+    TEXT_PATTERN,
+    moment_in_the_years,
+)
 
 Id = Annotated[
     str, Meta(pattern=ID_PATTERN, description="A 64-bit id as a decimal string (no leading zeros).")
@@ -121,6 +129,21 @@ class CreateCouponRequest(RequestBody, frozen=True):
                          "null: 0."),
     ] = None
     expires_at: Time | None = None
+
+
+    @staticmethod
+    def written_problems(written: Any) -> list[FieldError]:
+        """An expiry an offset takes outside the years 1 to 9999 in UTC, which the types take
+        (:func:`shopkeep.http.conversion.time_in` refuses it), listed beside the types'
+        problems: every problem at once (SPEC 7)."""
+        text = written.get("expires_at") if isinstance(written, dict) else None
+        try:
+            moment = msgspec.convert(text, datetime) if isinstance(text, str) else None
+        except msgspec.ValidationError:  # no time: the types said so already
+            return []
+        if moment is None or moment.tzinfo is None or moment_in_the_years(moment) is not None:
+            return []
+        return [FieldError(OUTSIDE_YEARS, pointer="/expires_at")]
 
 
 class OrderItemRequest(RequestBody, frozen=True):

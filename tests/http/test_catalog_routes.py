@@ -195,6 +195,20 @@ async def test_a_coupon_expiry_must_be_an_rfc_3339_time_of_the_years_1_to_9999_i
     assert (await api.call("GET", "/v1/coupons", alice.headers)).body["items"] == []
 
 
+async def test_an_expiry_outside_the_years_is_listed_with_the_bodys_other_problems(
+    api: Api,
+) -> None:
+    alice = await api.customer()
+    body = {"user_id": alice.id, "value": -5, "expires_at": "0001-01-01T00:30:00+01:00"}
+
+    refused = await api.call("POST", "/v1/coupons", ADMIN, body)
+
+    assert refused.status == 422
+    found = {error["pointer"]: error["detail"] for error in refused.body["errors"]}
+    assert set(found) == {"/value", "/expires_at"}  # the expiry was left out
+    assert found["/expires_at"] == "outside the years 1 to 9999 in UTC"
+
+
 @pytest.mark.parametrize(
     ("expires_at", "taken"),
     [
