@@ -205,20 +205,18 @@ def amount(
         return field(form, name, required=required)
     # a sign or more digits than any amount has is an amount out of range, said so
     negative = text.startswith("-")
-    whole, point, part = text.removeprefix("-").partition(".")
+    whole, _, part = text.removeprefix("-").partition(".")
     significant = whole.lstrip("0")  # 0001 is 1: too long only past its leading zeros
     too_long = len(significant) > 16 and significant.isascii() and significant.isdigit()
-    # a sign alone, a point alone, is no amount
+    # a sign alone, a point alone, is no amount; "5." is 5, as ".5" is a half
     units = 0 if too_long else whole_text(significant or "0") if whole or part else None
-    if places == 0:  # a yen has no fraction
-        fraction = None if point else 0
-    else:  # "5." is 5, as ".5" is a half
-        fraction = whole_text(part.ljust(places, "0")) if part or whole else None
-    if units is not None and fraction is not None and len(part) > places:
+    digits = part.rstrip("0")  # 1.230 is 1.23, and 5.0 yen 5
+    fraction = whole_text(digits.ljust(places, "0") or "0") if len(digits) <= places else None
+    if units is None or (part and not (part.isascii() and part.isdigit())):
+        raise ShopError.invalid([FieldError(f"{name} is not an amount", pointer=f"/{name}")])
+    if fraction is None:  # digits past the currency's minor unit
         decimals = f"at most {places} decimals" if places else "no decimals"
         raise ShopError.invalid([FieldError(f"{name} has {decimals}", pointer=f"/{name}")])
-    if units is None or fraction is None:
-        raise ShopError.invalid([FieldError(f"{name} is not an amount", pointer=f"/{name}")])
     scale: int = 10**places
     minor = units * scale + fraction
     if (negative and minor) or too_long or not minimum <= minor <= MAX_AMOUNT:

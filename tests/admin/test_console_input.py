@@ -310,6 +310,8 @@ async def test_money_is_written_and_read_in_the_shops_currency(
         fields = await browser.form_fields(path, f"{path}/credit")
         await browser.send(f"{path}/credit", {**fields, "amount": "1.2345"})  # past its decimals
         assert (await shop.get_user(made.user.id)).balance == credited
+        said = "amount has no decimals" if currency == "JPY" else "amount has at most 3 decimals"
+        assert said in (await browser.page(path))[1]  # "not an amount", whatever was wrong
         assert (await shop.get_goods(tea.id)).price == 1_500
 
 
