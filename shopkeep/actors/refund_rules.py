@@ -18,7 +18,7 @@ from msgspec.structs import replace
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import RefundDone, RefundStuck
 from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, Refusal
-from shopkeep.actors.refund_store import RefundStanding
+from shopkeep.actors.refund_store import TRIED_AGAIN, RefundStanding
 from shopkeep.payments.names import DEFAULT_CURRENCY
 from shopkeep.payments.provider import (
     GatewayRefused,
@@ -194,7 +194,7 @@ def failed(
     # again (settled now and taken, it would be paid back twice)
     lost = message.refused and not query and not isinstance(error, GatewayRefused)
     return Step(
-        log_event="gateway_failed",
+        log_event=TRIED_AGAIN,
         detail=f"{what} {number}: {type(error).__name__}: {error}; again in {delay:g} s",
         provider_failed=None if lost else UNSET, attempts=number,
         later=Later(RETRY, delay, RefundQuery(later) if query else later), failed=True,

@@ -12,7 +12,7 @@ and a start's count of the payments that still need their provider
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -38,11 +38,15 @@ REFUND_LOG_SQL = "INSERT INTO refund_log (refund_id, event, detail, at) VALUES (
 ATTEMPTS_SQL = "UPDATE refunds SET attempts = ? WHERE id = ?"
 PROVIDER_FAILED_SQL = "UPDATE refunds SET provider_failed = ? WHERE id = ?"
 """The provider failed the refund (its reason): it stays refunding, for the staff to settle."""
+TRIED_AGAIN: Final = "gateway_failed"
+"""The ``refund_log`` event of a try that failed and is tried again after a back-off (an
+outage, or a refusal: ``refund_rules.failed``)."""
 _LAST_WORD = "FROM refund_log WHERE refund_id = refunds.id ORDER BY id DESC LIMIT 1"
 REFUNDS_IN_FLIGHT_SQL = (
     "SELECT id, order_id, kind, wallet_amount, gateway_amount, status, created_at, "
     f"provider_failed, (SELECT coalesce(nullif(detail, ''), event) {_LAST_WORD}), "
-    f"(SELECT at {_LAST_WORD}) FROM refunds WHERE status = 'refunding' ORDER BY id LIMIT ?"
+    f"(SELECT at {_LAST_WORD}), coalesce((SELECT event = '{TRIED_AGAIN}' {_LAST_WORD}), 0) "
+    "FROM refunds WHERE status = 'refunding' ORDER BY id LIMIT ?"
 )
 
 
@@ -50,17 +54,22 @@ class RefundInFlight(RefundView, frozen=True, gc=False):
     """A refund not yet paid back, as the back office lists it: SPEC 7's fields, why the
     provider failed it when it did (then it waits for the staff, not for the provider), and
     the last word of its log and when it was said (the provider processing it, a try that
-    failed and when it is sent again)."""
+    failed and when it is sent again), and whether it is being sent again (a refusal, or an
+    outage: not a refund the provider failed, which waits for the staff alone)."""
 
     provider_failed: str | None = None
     last_word: str | None = None
     last_word_at: float | None = None
+    sent_again: bool = False
 
 
 async def refunds_in_flight(reader: Reader, count: int) -> list[RefundInFlight]:
     """Up to ``count`` refunds still ``refunding``, oldest first."""
     rows = await reader.fetchall(REFUNDS_IN_FLIGHT_SQL, (count,))
-    return [RefundInFlight(*row) for row in rows]
+    return [  # the last column an int of SQLite's: a bool here
+        msgspec.structs.replace(RefundInFlight(*row[:-1]), sent_again=bool(row[-1]))
+        for row in rows
+    ]
 
 
 SETTLEABLE_SQL = "SELECT order_id, status, provider_failed FROM refunds WHERE id = ?"

@@ -8,7 +8,7 @@ import sqlite3
 from contextlib import closing
 
 from shopkeep.actors.gateway import SandboxGateway
-from shopkeep.actors.refund_store import PROVIDER_FAILED_SQL
+from shopkeep.actors.refund_store import PROVIDER_FAILED_SQL, REFUND_LOG_SQL, TRIED_AGAIN
 from shopkeep.shop import Shop
 from tests.admin.conftest import Browser
 
@@ -31,13 +31,16 @@ async def refund_in_flight(shop: Shop, use_balance: int = 0) -> tuple[int, int]:
 
 
 async def refund_the_provider_failed(
-    shop: Shop, reason: str = "expired_or_canceled_card", use_balance: int = 0
+    shop: Shop, reason: str = "expired_or_canceled_card", use_balance: int = 0,
+    *, refused: bool = False,
 ) -> tuple[int, int]:
     """A paid order canceled, its refund failed by the provider (by default "the card is
-    gone"), as the refunder records it: (order id, refund id)."""
+    gone"), or ``refused`` (tried again), as the refunder records it: (order id, refund id)."""
     order_id, refund_id = await refund_in_flight(shop, use_balance)
+    event = TRIED_AGAIN if refused else "provider_failed"
     with closing(sqlite3.connect(shop.runtime.store.config.path)) as conn, conn:
         conn.execute(PROVIDER_FAILED_SQL, (reason, refund_id))
+        conn.execute(REFUND_LOG_SQL, (refund_id, event, reason, shop.system.clock.now()))
     return order_id, refund_id
 
 
@@ -45,7 +48,7 @@ async def test_the_refunds_page_settles_a_refund_the_provider_failed(browser: Br
     order_id, refund_id = await refund_the_provider_failed(browser.shop)
     await browser.sign_in()
     path, action = "/admin/refunds", f"/admin/refunds/{refund_id}/settle"
-    said = "The provider failed or refused its gateway part, 11.00 (expired_or_canceled_card"
+    said = "The provider failed its gateway part, 11.00 (expired_or_canceled_card): it is not sent"
     assert said in (await browser.page(path))[1]
     fields = await browser.form_fields(path, action)
 
@@ -129,7 +132,7 @@ async def test_the_dashboard_points_to_the_refunds_page_for_a_failed_refund(
 
     live = (await browser.page("/admin/live"))[1]
 
-    said = "The provider failed or refused its gateway part, 11.00 (expired_or_canceled_card"
+    said = "The provider failed its gateway part, 11.00 (expired_or_canceled_card): it is not sent"
     assert said in live
     assert f"/admin/refunds/{refund_id}/settle" not in live
 
@@ -144,3 +147,16 @@ async def test_a_refund_in_flight_shows_the_last_word_of_its_log(browser: Browse
     row = html[html.index(f"<td>{refund_id}</td>") :]
     said = row[row.index('<tr class="said">') : row.index("</tr>", row.index('class="said"'))]
     assert "Last word, " in said and "try 1: " in said and "again in " in said
+
+
+async def test_a_refund_the_provider_refused_is_said_to_be_sent_again_until_it_is_settled(
+    browser: Browser,
+) -> None:
+    # one sentence said "failed or refused" of both, and the staff could not tell which
+    await refund_the_provider_failed(browser.shop, "NOT_ENOUGH", refused=True)
+    await browser.sign_in()
+
+    page = (await browser.page("/admin/refunds"))[1]
+
+    assert ("The provider refused its gateway part, 11.00 (NOT_ENOUGH): it is sent again, more "
+            "and more seldom, until the provider takes it") in page
