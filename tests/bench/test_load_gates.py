@@ -108,6 +108,7 @@ def run_figures(
     quiet: bool = True,
     interrupted: bool = False,
     capped: int = 0,
+    capped_unprovoked: int = 0,
     unsigned: int = 0,
 ) -> dict[str, Any]:
     clock = SteppedClock()
@@ -118,6 +119,8 @@ def run_figures(
     recorder.answered("place", 0.060, "insufficient_stock")
     for _ in range(capped):
         recorder.answered("place", 0.001, "too_many_unpaid_orders")
+    for _ in range(capped_unprovoked):  # by a shopper the bench saw holding none
+        recorder.failed("place", "too_many_unpaid_orders")
     for _ in range(errors):
         recorder.failed("ship", "overloaded")
     for _ in range(unsigned):
@@ -173,6 +176,9 @@ def test_a_run_whose_placements_were_mostly_refused_says_its_figures_are_of_refu
     assert f"warning: {warning}" in render(data)
     assert "Warning: place: 60%" in render_html(data)
     assert run_figures(capped=1)["warnings"] == []  # a third: as a scarce goods may be
+    # refused where the mix did not provoke it (an error): counted with the expected ones
+    [warning] = run_figures(capped=1, capped_unprovoked=2, max_error_rate=1.0)["warnings"]
+    assert warning.startswith("place: 60% of its answers were too_many_unpaid_orders")
 
 
 def test_callbacks_the_server_refused_as_unsigned_ask_whether_the_secret_is_the_servers() -> None:

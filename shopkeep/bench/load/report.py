@@ -27,11 +27,12 @@ run before it has figures; 5, a report that could not be written, is the command
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any, Final
 
 from shopkeep.bench.load.compare import STATISTICS, Baseline, change_table, changes, shown_change
 from shopkeep.bench.load.journeys import HOLD_LIMIT
-from shopkeep.bench.load.mix import EXPECTED
+from shopkeep.bench.load.mix import EXPECTED, PLACEMENT_REFUSALS
 from shopkeep.bench.load.recorder import curve, latency_figures
 from shopkeep.bench.load.run import BenchOptions, Outcome, checks_in_flight
 from shopkeep.bench.load.thresholds import check, shown
@@ -134,8 +135,8 @@ def figures(
 
 
 MOSTLY: Final = 0.5
-"""A placement operation whose expected refusals are more than this share of its answers is
-said to measure refusals (a warning: the run may still pass)."""
+"""A placement operation one refusal code answered more than this share of (expected or not)
+is said to measure refusals (a warning: the run may still pass)."""
 REFUSAL_CAUSES: Final = {
     "too_many_unpaid_orders": f"the server's cap of unpaid orders (serve --max-unpaid-orders) "
     f"is below what this mix keeps unpaid ({HOLD_LIMIT} orders a shopper, and one in flight)",
@@ -150,14 +151,18 @@ def mostly_refused(operations: dict[str, Any]) -> list[str]:
     warnings = []
     for name in ("place", "place_async"):
         op = operations.get(name)
-        if not op or not op["count"]:
+        if not op:
             continue
-        code, refused = max(op["expected_refusals"].items(), key=lambda kv: kv[1],
-                            default=("", 0))
-        if refused > MOSTLY * op["count"]:
-            cause = REFUSAL_CAUSES.get(code, "the shop refused it as the mix provokes, often")
+        # a refusal the mix did not provoke is an error of the same code: counted too
+        by_code = Counter(op["expected_refusals"]) + Counter(
+            {code: n for code, n in op["errors"].items() if code in PLACEMENT_REFUSALS}
+        )
+        answers = op["count"] + sum(op["errors"].values())
+        code, refused = max(by_code.items(), key=lambda kv: kv[1], default=("", 0))
+        if answers and refused > MOSTLY * answers:
+            cause = REFUSAL_CAUSES.get(code, "the shop refused it, often")
             warnings.append(
-                f"{name}: {refused / op['count']:.0%} of its answers were {code} refusals, so "
+                f"{name}: {refused / answers:.0%} of its answers were {code} refusals, so "
                 f"its figures are of refusals: {cause}"
             )
     return warnings
