@@ -125,8 +125,10 @@ def _swap(partial: str, database: str, named: str, now: float) -> str | None:
     where it went (see :func:`_move_aside`). A rename the system refuses (a file this user may
     not move, in a sticky folder; an immutable one) puts back what moved and removes the copy:
     the database is left as it was, and :class:`RestoreError` says why."""
+    step = "move the database there aside"
     try:
         replaced = _move_aside(database, now)
+        step = "put the checked copy in its place"
         try:
             os.replace(partial, database)
         except OSError:
@@ -135,9 +137,9 @@ def _swap(partial: str, database: str, named: str, now: float) -> str | None:
             raise
     except OSError as exc:
         remove_database(partial)
+        left = "it is left as it was" if os.path.lexists(database) else "none was there"
         raise RestoreError(
-            f"cannot restore to {named}: cannot move the database there aside "
-            f"({exc.strerror}): it is left as it was"
+            f"cannot restore to {named}: cannot {step} ({exc.strerror}): {left}"
         ) from None
     _sync_folder(database)
     return replaced

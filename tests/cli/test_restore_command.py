@@ -277,7 +277,9 @@ def test_a_restore_the_system_will_not_rename_leaves_the_database_as_it_was(
 
     monkeypatch.setattr(os, "rename", refusing)
     monkeypatch.setattr(os, "replace", refusing)
-    with pytest.raises(RestoreError, match="cannot move the database there aside"):
+    said = {"the database": "cannot move the database there aside",
+            "the copy": "cannot put the checked copy in its place"}[refused]
+    with pytest.raises(RestoreError, match=f"{said} .*: it is left as it was"):
         restore(str(copy), str(db))
 
     monkeypatch.undo()
