@@ -324,6 +324,8 @@ class Payments:
             ignored = CallbackAction.IGNORED.value
             self.order_stats.callbacks[ignored] += 1
             log.info("callback_ignored", provider=self.provider.name, reason=verdict.reason)
+            if verdict.warning is not None:
+                log.warning(verdict.warning, provider=self.provider.name, **verdict.fields)
             return CallbackHandled(ignored, False, None)
         order_id = verdict.order_id
         if order_id is None:

@@ -177,9 +177,13 @@ class Notice(msgspec.Struct, frozen=True, kw_only=True):
 class Ignored(msgspec.Struct, frozen=True):
     """An authentic notification that is not about a payment's result (a refund's, a Stripe
     event of another type, Alipay's ``TRADE_FINISHED`` after a refund): acknowledge it and
-    change nothing. ``reason`` says which, for the logs."""
+    change nothing. ``reason`` says which, for the logs. ``warning``: a person must see it
+    all the same (a refund the provider failed after it said it was done), said as that
+    warning event with ``fields``."""
 
     reason: str
+    warning: str | None = None
+    fields: dict[str, str] = {}
 
 
 class Refused(msgspec.Struct, frozen=True):

@@ -10,8 +10,10 @@
   bytes; the SDK refuses a timestamp too far in the past only, and one too far in the future
   is refused too (SPEC 3: a window, as the sandbox's and WeChat Pay's are).
   ``payment_intent.succeeded`` succeeds with ``amount_received``,
-  ``payment_intent.payment_failed`` fails; other event types, and intents this shop did not
-  create (no ``payment_id`` in their metadata), are acknowledged and ignored.
+  ``payment_intent.payment_failed`` fails; ``refund.failed`` of one of its refunds is
+  acknowledged and warned about (:data:`REFUND_FAILED_LATER`); other event types, and intents
+  this shop did not create (no ``payment_id`` in their metadata), are acknowledged and
+  ignored.
 - Refunds: ``POST /v1/refunds`` with the refund id as Idempotency-Key; refund queries list the
   intent's refunds and find the one whose metadata names the refund id. A 5xx Stripe replays
   under that key is reconciled as a start's is: the refund found by its metadata, else made
@@ -104,6 +106,22 @@ class Intent(msgspec.Struct, frozen=True):
     status: str
     amount_received: int = 0
     metadata: dict[str, str] = {}
+
+
+class StripeRefund(msgspec.Struct, frozen=True):
+    """The fields of a Refund the shop reads from its ``refund.failed`` event."""
+
+    id: str
+    amount: int
+    currency: str
+    failure_reason: str | None = None
+    metadata: dict[str, str] = {}
+
+
+REFUND_FAILED_LATER: Final = "refund_failed_at_provider"
+"""The warning of a refund Stripe failed after it said it succeeded (``refund.failed``: the
+card gone), the refund's refunder's own word for a refund failed: the shop counts it
+refunded, and a person must pay it back another way."""
 
 
 class Event(msgspec.Struct, frozen=True):
@@ -372,11 +390,13 @@ class StripeProvider:
             return Refused(STALE, f"Timestamp {signed_at} is ahead of the tolerance zone")
         try:
             event = msgspec.json.decode(raw_body, type=Event)
+            if event.type == "refund.failed":
+                return _refund_failed(msgspec.convert(event.data.get("object"), StripeRefund))
             if event.type not in ("payment_intent.succeeded", "payment_intent.payment_failed"):
                 return Ignored(f"event {event.type[:60]}")
             intent = msgspec.convert(event.data.get("object"), Intent)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return signed_malformed(f"not a PaymentIntent event: {exc}")
+            return signed_malformed(f"not a PaymentIntent or Refund event: {exc}")
         except RecursionError:  # signed, but nested deeper than the decoder goes
             return signed_malformed("not a PaymentIntent event: nested too deeply")
         payment_id = shop_id(intent.metadata.get("payment_id"))
@@ -500,3 +520,20 @@ def signed_time(signature: str | None) -> int:
         if name == "t":
             return int(value)
     raise ValueError("a verified Stripe-Signature has a t=")
+
+
+def _refund_failed(refund: StripeRefund) -> Ignored:
+    """A ``refund.failed`` event: one of the shop's refunds (its metadata names the refund's
+    key, ``<refund id>`` or ``<refund id>-<issue>``) failed after Stripe said it succeeded,
+    which the shop learns from no query (it asks no more of a refund done). Acknowledged,
+    changing nothing, and warned about: the customer is owed the money, another way."""
+    key = refund.metadata.get("refund_id")
+    if key is None:
+        return Ignored(f"Refund {refund.id[:60]} is not one of this shop's")
+    return Ignored(
+        "event refund.failed", warning=REFUND_FAILED_LATER,
+        fields={"refund_id": key.partition("-")[0][:40], "provider_refund": refund.id[:60],
+                "reason": (refund.failure_reason or "unknown")[:120],
+                "detail": "Stripe failed it after it said it succeeded: the shop counts it "
+                "refunded; pay the customer back another way"},
+    )

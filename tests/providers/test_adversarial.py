@@ -290,6 +290,29 @@ async def test_a_refund_of_an_alipay_trade_alipay_never_made_is_refused_not_take
         assert (await world.order(order["id"]))["status"] == "paid"
 
 
+async def test_a_stripe_refund_failed_after_it_succeeded_is_warned_about(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    # refund.failed was acknowledged and dropped at info: the customer was owed the money,
+    # the refund read refunded, and nobody was told
+    async with provider_world("stripe", tmp_path, clock=clock) as world:
+        alice, order, _ = await world.paid_order()
+        status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
+        assert status == 200
+        await world.shop.runtime.system.quiet()
+        [refund] = await world.refunds(order["id"])
+        assert refund["status"] == "refunded"
+        assert isinstance(world.fake, FakeStripe)
+
+        with capture_logs() as logs:
+            delivery = await world.fake.refund_failed(refund["id"])
+
+        assert delivery.answers == [200]
+        [warned] = [e for e in logs if e["event"] == "refund_failed_at_provider"]
+        assert (warned["log_level"], warned["refund_id"]) == ("warning", refund["id"])
+        assert warned["reason"] == "expired_or_canceled_card"
+
+
 @pytest.mark.parametrize("trouble", ["500", "timeout"])
 async def test_a_refund_is_retried_until_the_provider_does_it(
     world: ProviderWorld, clock: VirtualClock, trouble: str

@@ -286,6 +286,13 @@ class FakeStripe(FakeServer):
         made = self.refunds[key]
         self.stripe_refunds[made.provider_id].update(status="failed", failure_reason=reason)
 
+    async def refund_failed(self, key: str, reason: str = "expired_or_canceled_card") -> Delivery:
+        """The refund made under ``key`` failed after it succeeded, and Stripe says so:
+        ``refund.failed`` (every refund's from API version 2024-10-28)."""
+        self.fail_refund(key, reason)
+        made = self.refunds[key]
+        return await self.send(self.event("refund.failed", self.stripe_refunds[made.provider_id]))
+
     async def _list_refunds(self, request: web.Request) -> web.Response:
         params = await self._params(request)
         if isinstance(params, web.Response):
