@@ -295,10 +295,17 @@ def commit_failed_problem(
         )
     else:
         retry = "retry it under the same Idempotency-Key" if keyed else "look before retrying it"
-        said = (
-            f"the shop could not write it to its store{why}: it may not be done, or be done in "
-            f"part; {retry}"
-        )
+        if error is not None and error.refused_by_store and not error.maybe_kept:
+            said = (
+                f"the shop's store refused to write it{why}: nothing of it was kept, unless "
+                f"it makes several writes and one before was (a payment start's payment); "
+                f"{retry}"
+            )
+        else:  # its outcome not known (the writer process died mid-batch), or in part
+            said = (
+                f"the shop could not write it to its store{why}: it may not be done, or be "
+                f"done in part; {retry}"
+            )
     return problem("unavailable", said)
 
 

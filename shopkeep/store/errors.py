@@ -3,6 +3,8 @@
 import sqlite3
 from typing import Final
 
+from shopkeep.store.writer_process import WriterProcessDied
+
 UNREADABLE: Final = (sqlite3.Error, UnicodeDecodeError)
 """What opening or reading a file SQLite cannot read raises: its errors, or a
 UnicodeDecodeError when the message it composes quotes bytes of a damaged file (the sqlite3
@@ -66,6 +68,12 @@ class CommitFailed(StoreError):
         """Whether SQLite refused what the unit writes (:data:`DATA_FAULTS`): every try of it
         fails alike."""
         return isinstance(self.cause, DATA_FAULTS)
+
+    @property
+    def maybe_kept(self) -> bool:
+        """Whether the unit may be on disk after all: its writer process died with the batch
+        sent, which may have committed before it ended."""
+        return isinstance(self.cause, WriterProcessDied)
 
     @property
     def refused_by_store(self) -> bool:

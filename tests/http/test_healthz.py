@@ -19,6 +19,7 @@ from shopkeep.http.errors import commit_failed_problem
 from shopkeep.shop import Shop
 from shopkeep.store import writer as writer_module
 from shopkeep.store.errors import CommitFailed
+from shopkeep.store.writer_process import WriterProcessDied
 from tests.http.conftest import ADMIN, Api
 
 
@@ -190,3 +191,11 @@ def test_a_write_the_store_refused_for_its_own_sake_says_why() -> None:
     answer = commit_failed_problem("POST", True, CommitFailed("commit failed", cause))
 
     assert answer.text is not None and "shop.db is no longer there" in answer.text
+    assert "nothing of it was kept" in answer.text  # it said "it may be done in part"
+
+
+def test_a_write_whose_writer_process_died_may_have_been_kept() -> None:
+    died = WriterProcessDied("the writer process ended in the middle of a batch")
+    answer = commit_failed_problem("POST", True, CommitFailed("commit failed", died))
+
+    assert answer.text is not None and "it may not be done, or be done in part" in answer.text
