@@ -148,7 +148,9 @@ def check_amount(name: str, value: int, *, minimum: int = 0, of: str = "minor un
         raise refused(f"/{name}", f"{name} must be between {minimum} and {MAX_AMOUNT}")
 
 
-OUTSIDE_YEARS: Final = "outside the years 1 to 9999 in UTC"
+OUTSIDE_YEARS: Final = (
+    "outside the years 1 to 9999 in UTC (0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z)"
+)
 """What is said of a time an offset takes outside them."""
 
 

@@ -72,8 +72,9 @@ class CommitFailed(StoreError):
     @property
     def maybe_kept(self) -> bool:
         """Whether the unit may be on disk after all: its writer process died with the batch
-        sent, which may have committed before it ended."""
-        return isinstance(self.cause, WriterProcessDied)
+        sent, which may have committed before it ended (not one that never took it: it could
+        not open the database, or could not be started)."""
+        return isinstance(self.cause, WriterProcessDied) and self.cause.batch_sent
 
     @property
     def refused_by_store(self) -> bool:

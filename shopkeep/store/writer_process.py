@@ -88,7 +88,13 @@ log = logging.getLogger("shopkeep.store")
 
 class WriterProcessDied(sqlite3.OperationalError):
     """The writer process ended or broke its pipe: the batch in flight may or may not have
-    committed (the store's fault, not the caller's; reload state from the store)."""
+    committed (the store's fault, not the caller's; reload state from the store). Not
+    ``batch_sent``: no process took the batch (none could be started, or the last could not
+    open the database), so it did not commit."""
+
+    def __init__(self, message: str, *, batch_sent: bool = True) -> None:
+        super().__init__(message)
+        self.batch_sent = batch_sent
 
 
 class BatchNotSent(Exception):
@@ -310,7 +316,7 @@ class WriterProcess:
             if time.monotonic() < self._not_before:
                 raise WriterProcessDied(
                     "the writer process could not open the database for writing; another is "
-                    f"started {REOPEN_AFTER_S:g} s after"
+                    f"started {REOPEN_AFTER_S:g} s after", batch_sent=False,
                 )
             named = () if self.identity is None else tuple(map(str, self.identity))
             child = self._child = subprocess.Popen(
@@ -345,7 +351,9 @@ class WriterProcess:
             child = self._started()
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             self._child = None
-            raise WriterProcessDied(f"cannot start the writer process: {exc}") from exc
+            raise WriterProcessDied(
+                f"cannot start the writer process: {exc}", batch_sent=False
+            ) from exc
         assert child.stdin is not None and child.stdout is not None
         try:
             send(child.stdin, data)

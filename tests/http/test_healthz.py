@@ -199,3 +199,6 @@ def test_a_write_whose_writer_process_died_may_have_been_kept() -> None:
     answer = commit_failed_problem("POST", True, CommitFailed("commit failed", died))
 
     assert answer.text is not None and "it may not be done, or be done in part" in answer.text
+    never = WriterProcessDied("cannot start the writer process: no memory", batch_sent=False)
+    answer = commit_failed_problem("POST", True, CommitFailed("commit failed", never))
+    assert answer.text is not None and "nothing of it was kept" in answer.text

@@ -309,8 +309,32 @@ async def test_a_stripe_refund_failed_after_it_succeeded_is_warned_about(
 
         assert delivery.answers == [200]
         [warned] = [e for e in logs if e["event"] == "refund_failed_at_provider"]
-        assert (warned["log_level"], warned["refund_id"]) == ("warning", refund["id"])
+        assert (warned["log_level"], warned["refund_id"]) == ("warning", int(refund["id"]))
         assert warned["reason"] == "expired_or_canceled_card"
+
+
+async def test_a_stripe_refund_failed_while_the_shop_has_it_open_is_left_to_its_query(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    # warned "counted refunded: pay it back another way" while the refund was still open,
+    # which its own query then offered the staff to settle: paid back twice
+    async with provider_world("stripe", tmp_path, clock=clock) as world:
+        alice, order, payment = await world.paid_order()
+        world.fake.fail_refunds(1)  # its first try answered 500: it stays refunding
+        status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
+        assert status == 200
+        await world.shop.runtime.system.quiet()
+        [refund] = await world.refunds(order["id"])
+        assert refund["status"] == "refunding" and isinstance(world.fake, FakeStripe)
+        failed = {"id": "re_1", "object": "refund", "amount": payment["amount"],
+                  "currency": "usd", "status": "failed", "metadata": {"refund_id": refund["id"]},
+                  "failure_reason": "expired_or_canceled_card"}
+
+        with capture_logs() as logs:
+            delivery = await world.fake.send(world.fake.event("refund.failed", failed))
+
+        assert delivery.answers == [200]
+        assert "refund_failed_at_provider" not in [e["event"] for e in logs]
 
 
 @pytest.mark.parametrize("trouble", ["500", "timeout"])
