@@ -68,7 +68,7 @@ async def test_a_configured_admin_token_retires_the_generated_one_for_good(
 ) -> None:
     # the generated token leaked: the operator configures one; dropped again later, the
     # leaked one came back into force, silently
-    db, shown = tmp_path / "shop.db", []
+    db, shown = tmp_path / "shop.db", list[str]()
     options = ServeOptions(db=str(db), port=0, sandbox=True)
     async with running(options, announce=shown.append):
         pass
@@ -89,7 +89,7 @@ async def test_a_refused_start_with_an_admin_token_leaves_the_generated_one_in_f
     tmp_path: Path,
 ) -> None:
     # refused once the database was open (another currency), it had retired it all the same
-    db, shown = tmp_path / "shop.db", []
+    db, shown = tmp_path / "shop.db", list[str]()
     async with running(ServeOptions(db=str(db), port=0, sandbox=True), announce=shown.append):
         pass
     in_dollars = ServeOptions(
