@@ -20,7 +20,7 @@ from shopkeep.admin.app import LIVE, PREFIX, SESSION, SIGN_IN, console_of
 from shopkeep.admin.formatting import explain
 from shopkeep.back_office import check_status
 from shopkeep.errors import ShopError
-from shopkeep.paging import Page
+from shopkeep.paging import Page, page_bounds
 from shopkeep.requests import (
     LATEST_TIME,
     MAX_ID,
@@ -197,6 +197,7 @@ def _number(request: web.Request, name: str) -> int | None:
     return number
 
 
+ORDERS_A_PAGE: Final = 50
 ORDER_FILTERS: Final = ("status", "user", "since", "until")
 """The query parameters the orders page filters by."""
 
@@ -215,9 +216,11 @@ async def orders_page(request: web.Request) -> web.StreamResponse:
             since = each(_time, request, "since")
             until = each(_time, request, "until", to_its_end=True)
             each(check_status, status)
+            cursor = request.query.get("cursor") or None
+            each(page_bounds, ORDERS_A_PAGE, cursor)  # a cursor that is none, with the rest
         page = await shop_of(request).find_orders(
-            status=status, user_id=user_id, since=since, until=until, limit=50,
-            cursor=request.query.get("cursor") or None,
+            status=status, user_id=user_id, since=since, until=until, limit=ORDERS_A_PAGE,
+            cursor=cursor,
         )
     except ShopError as refused:
         if refused.code != VALIDATION_ERROR:

@@ -261,11 +261,13 @@ async def test_every_bad_filter_is_said_at_once(browser: Browser) -> None:
     # only the first was said: each fixed in turn, the page refused the next
     await browser.sign_in()
 
-    status, html = await browser.page("/admin/orders?status=lost&user=abc&since=soon&until=x")
+    status, html = await browser.page(
+        "/admin/orders?status=lost&user=abc&since=soon&until=x&cursor=zz"
+    )
 
     assert status == 422
     for said in ("status must be one of", "user is not an id", "since is not a time",
-                 "until is not a time"):
+                 "until is not a time", "cursor is not one this server gave"):
         assert said in html, said
 
 
