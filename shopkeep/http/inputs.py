@@ -333,14 +333,19 @@ def reply(
     location: str | None = None,
     *,
     key: IdempotencyKey | None = None,
+    secret: bool = False,
 ) -> web.Response:
     """A JSON answer; one that created something names its URL in ``Location`` (SPEC 7), and
-    a replay says so with ``Idempotent-Replayed: true`` (when ``key`` says it was replayed)."""
+    a replay says so with ``Idempotent-Replayed: true`` (when ``key`` says it was replayed).
+    One that carries a ``secret`` (a bearer token, a payment's client secret) is kept by no
+    cache (``Cache-Control: no-store``, as OAuth's token answers are)."""
     response = web.Response(
         body=_ENCODER.encode(value), status=status, content_type="application/json"
     )
     if location is not None:
         response.headers[hdrs.LOCATION] = location
+    if secret:
+        response.headers[hdrs.CACHE_CONTROL] = "no-store"
     if key is not None and key.replayed:
         response.headers[REPLAYED_HEADER] = "true"
     return response

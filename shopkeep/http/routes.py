@@ -72,7 +72,7 @@ async def create_user(request: web.Request) -> web.Response:
     body = await body_of(request, s.CreateUserRequest)
     created = await shop_of(request).create_user(body.name, body.balance, idempotency_key=key)
     made = c.created_user_out(created.user, created.token)
-    return reply(made, 201, f"/v1/users/{made.id}", key=key)
+    return reply(made, 201, f"/v1/users/{made.id}", key=key, secret=True)
 
 
 async def get_user(request: web.Request) -> web.Response:
@@ -91,7 +91,7 @@ async def replace_token(request: web.Request) -> web.Response:
     """POST /v1/users/{user_id}/token: a new token; the old one stops working at once."""
     user_id = path_id(request, "user_id")
     await no_body(request)
-    return reply(s.TokenOut(await shop_of(request).replace_token(user_id)))
+    return reply(s.TokenOut(await shop_of(request).replace_token(user_id)), secret=True)
 
 
 async def credit_wallet(request: web.Request) -> web.Response:
@@ -242,15 +242,16 @@ async def start_payment(request: web.Request) -> web.Response:
     )
     payment = started.payment
     if not started.created:  # the open payment again: nothing created
-        return reply(c.payment_out(payment), key=key)
-    return reply(c.payment_out(payment), 201, f"/v1/payments/{payment.id}", key=key)
+        return reply(c.payment_out(payment), key=key, secret=True)
+    return reply(c.payment_out(payment), 201, f"/v1/payments/{payment.id}", key=key, secret=True)
 
 
 async def get_payment(request: web.Request) -> web.Response:
     """GET /v1/payments/{payment_id}."""
     payment_id = path_id(request, "payment_id")
     return reply(
-        c.payment_out(await shop_of(request).get_payment(payment_id, user_id=scope_of(request)))
+        c.payment_out(await shop_of(request).get_payment(payment_id, user_id=scope_of(request))),
+        secret=True,
     )
 
 

@@ -259,3 +259,18 @@ async def test_two_authorization_headers_are_refused_whoever_they_name(api: Api)
     for customer in (alice, bob):
         mine = await api.call("GET", "/v1/orders", customer.headers)
         assert mine.body["items"] == []
+
+
+async def test_an_answer_carrying_a_secret_is_kept_by_no_cache(api: Api) -> None:
+    # a bearer token, a payment's client secret: answered with no Cache-Control at all
+    made = await api.call("POST", "/v1/users", ADMIN, {"name": "ann"})
+    replaced = await api.call("POST", f"/v1/users/{made.body['id']}/token", ADMIN)
+    alice = await api.customer()
+    order = await api.order(alice, await api.goods())
+    started = await api.call("POST", f"/v1/orders/{order['id']}/payment", alice.headers)
+    again = await api.call("GET", f"/v1/payments/{started.body['id']}", alice.headers)
+    me = await api.call("GET", "/v1/me", alice.headers)
+
+    for answer in (made, replaced, started, again):
+        assert answer.headers.get("Cache-Control") == "no-store", answer.body
+    assert "Cache-Control" not in me.headers  # what holds no secret is not marked
