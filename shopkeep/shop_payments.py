@@ -36,6 +36,7 @@ from shopkeep.actors.order_state import OUTCOMES
 from shopkeep.actors.order_stats import OrderStats
 from shopkeep.actors.payment_rules import CallbackAction
 from shopkeep.actors.protocol import NOT_FOUND, Refusal
+from shopkeep.actors.refund_rules import FAILED_AT_PROVIDER
 from shopkeep.actors.refund_store import refund_standing
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.errors import CallbackRejected, ShopError, answer
@@ -47,6 +48,7 @@ from shopkeep.payments.provider import (
     Ignored,
     PaymentProvider,
     PaymentRequest,
+    RefundFailedLater,
     Refused,
 )
 from shopkeep.requests import (
@@ -55,7 +57,6 @@ from shopkeep.requests import (
     check_id,
     check_instance,
     check_scope,
-    id_in_text,
     refused_parameter,
 )
 from shopkeep.runtime import ActorStopped, ActorSystem, Address, Overloaded
@@ -256,19 +257,19 @@ class Payments:
             raise ShopError(NOT_FOUND, f"payment {payment_id} does not exist")
         return view
 
-    async def _warned(self, verdict: Ignored) -> dict[str, object] | None:
-        """The fields of an ignored notification's warning, or None when it no longer holds:
-        one about a refund the provider failed (``refund_id``, an id as the refunder logs it)
-        holds only while the shop counts that refund refunded; one it still has open, its own
-        query finds failed and says so, offering it to the staff to settle (warned then too,
-        the staff were told to pay it back twice)."""
-        refund_id = id_in_text(verdict.fields.get("refund_id", ""))
-        if refund_id is None:
-            return dict(verdict.fields)
-        standing = await refund_standing(self.reader.fetchall, refund_id)
-        if standing is None or standing.status != "refunded":
-            return None
-        return {**verdict.fields, "refund_id": refund_id}
+    async def _warn_refund_failed(self, failed: RefundFailedLater) -> None:
+        """Warn of a refund the provider failed after it said it was done, while the shop
+        counts it refunded: the customer is owed the money, to be paid back another way. One
+        the shop still has open its own query finds failed and offers the staff to settle
+        (warned then too, the staff were told to pay it back twice)."""
+        standing = await refund_standing(self.reader.fetchall, failed.refund_id)
+        if standing is not None and standing.status == "refunded":
+            log.warning(
+                FAILED_AT_PROVIDER, provider=self.provider.name, refund_id=failed.refund_id,
+                provider_refund=failed.provider_refund, reason=failed.reason,
+                detail="failed after it said it succeeded: the shop counts it refunded; pay "
+                "the customer back another way",
+            )
 
     async def knows_outcome(self, payment_id: int, status: str, txn_id: str | None) -> bool:
         """Whether the shop has applied what a callback of payment ``payment_id`` says
@@ -340,9 +341,8 @@ class Payments:
             ignored = CallbackAction.IGNORED.value
             self.order_stats.callbacks[ignored] += 1
             log.info("callback_ignored", provider=self.provider.name, reason=verdict.reason)
-            said = None if verdict.warning is None else await self._warned(verdict)
-            if verdict.warning is not None and said is not None:
-                log.warning(verdict.warning, provider=self.provider.name, **said)
+            if verdict.refund_failed is not None:
+                await self._warn_refund_failed(verdict.refund_failed)
             return CallbackHandled(ignored, False, None)
         order_id = verdict.order_id
         if order_id is None:

@@ -32,6 +32,10 @@ from shopkeep.payments.provider import (
 from shopkeep.payments.provider import RefundDone as ProviderRefundDone
 from shopkeep.runtime.backoff import doubling_delay
 
+FAILED_AT_PROVIDER: Final = "refund_failed_at_provider"
+"""The warning of a refund the provider failed: said as the refunder learns it, or by the
+shop of one the provider failed after it said it was done (``Payments.handle_callback``)."""
+
 RETRY: Final = "retry"
 """The timer of a try (or query) that failed, sent again after a back-off."""
 QUERY: Final = "query"
@@ -169,7 +173,7 @@ def learned(
                 log_event="provider_failed",
                 detail=f"the provider failed it ({reason}): left refunding for manual action",
                 provider_failed=reason, tell_order=RefundStuck(message.refund_id, reason),
-                warning="refund_failed_at_provider", reason=reason, outcome=outcome,
+                warning=FAILED_AT_PROVIDER, reason=reason, outcome=outcome,
             )
     raise TypeError(f"unexpected refund state {state!r}")
 

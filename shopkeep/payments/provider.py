@@ -52,6 +52,7 @@ __all__ = [
     "RefundClosed",
     "RefundDone",
     "RefundFailed",
+    "RefundFailedLater",
     "RefundMissing",
     "RefundProcessing",
     "RefundRequest",
@@ -174,16 +175,24 @@ class Notice(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
+class RefundFailedLater(msgspec.Struct, frozen=True):
+    """One of the shop's refunds the provider failed after it said it was done (Stripe's
+    ``refund.failed``: the card closed meanwhile): the shop's ``refund_id``, the provider's
+    own id of it and its ``reason``."""
+
+    refund_id: int
+    provider_refund: str
+    reason: str
+
+
 class Ignored(msgspec.Struct, frozen=True):
     """An authentic notification that is not about a payment's result (a refund's, a Stripe
     event of another type, Alipay's ``TRADE_FINISHED`` after a refund): acknowledge it and
-    change nothing. ``reason`` says which, for the logs. ``warning``: a person must see it
-    all the same (a refund the provider failed after it said it was done), said as that
-    warning event with ``fields``."""
+    change nothing. ``reason`` says which, for the logs. ``refund_failed``: a refund the
+    provider failed after it said it was done, which a person must see all the same."""
 
     reason: str
-    warning: str | None = None
-    fields: dict[str, str] = {}
+    refund_failed: RefundFailedLater | None = None
 
 
 class Refused(msgspec.Struct, frozen=True):

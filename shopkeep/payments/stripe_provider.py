@@ -11,7 +11,8 @@
   is refused too (SPEC 3: a window, as the sandbox's and WeChat Pay's are).
   ``payment_intent.succeeded`` succeeds with ``amount_received``,
   ``payment_intent.payment_failed`` fails; ``refund.failed`` of one of its refunds is
-  acknowledged and warned about (:data:`REFUND_FAILED_LATER`); other event types, and intents
+  acknowledged, naming the refund (:class:`RefundFailedLater`: the shop warns); other event
+  types, and intents
   this shop did not create (no ``payment_id`` in their metadata), are acknowledged and
   ignored.
 - Refunds: ``POST /v1/refunds`` with the refund id as Idempotency-Key; refund queries list the
@@ -63,6 +64,7 @@ from shopkeep.payments.provider import (
     RefundClosed,
     RefundDone,
     RefundFailed,
+    RefundFailedLater,
     RefundMissing,
     RefundProcessing,
     RefundRequest,
@@ -116,12 +118,6 @@ class StripeRefund(msgspec.Struct, frozen=True):
     currency: str
     failure_reason: str | None = None
     metadata: dict[str, str] = {}
-
-
-REFUND_FAILED_LATER: Final = "refund_failed_at_provider"
-"""The warning of a refund Stripe failed after it said it succeeded (``refund.failed``: the
-card gone), the refund's refunder's own word for a refund failed: the shop counts it
-refunded, and a person must pay it back another way."""
 
 
 class Event(msgspec.Struct, frozen=True):
@@ -524,16 +520,13 @@ def signed_time(signature: str | None) -> int:
 
 def _refund_failed(refund: StripeRefund) -> Ignored:
     """A ``refund.failed`` event: one of the shop's refunds (its metadata names the refund's
-    key, ``<refund id>`` or ``<refund id>-<issue>``) failed after Stripe said it succeeded,
-    which the shop learns from no query (it asks no more of a refund done). Acknowledged,
-    changing nothing, and warned about: the customer is owed the money, another way."""
-    key = refund.metadata.get("refund_id")
-    if key is None:
+    key, ``<refund id>`` or ``<refund id>-<issue>``) failed, which the shop learns from no
+    query once Stripe said it succeeded (it asks no more of a refund done). Acknowledged,
+    changing nothing, the refund named for the shop to warn of."""
+    refund_id = shop_id(refund.metadata.get("refund_id", "").partition("-")[0])
+    if refund_id is None:
         return Ignored(f"Refund {refund.id[:60]} is not one of this shop's")
-    return Ignored(
-        "event refund.failed", warning=REFUND_FAILED_LATER,
-        fields={"refund_id": key.partition("-")[0][:40], "provider_refund": refund.id[:60],
-                "reason": (refund.failure_reason or "unknown")[:120],
-                "detail": "Stripe failed it after it said it succeeded: the shop counts it "
-                "refunded; pay the customer back another way"},
+    failed = RefundFailedLater(
+        refund_id, refund.id[:60], (refund.failure_reason or "unknown")[:120]
     )
+    return Ignored("event refund.failed", refund_failed=failed)
