@@ -54,11 +54,11 @@ def first_id_after(at: float) -> int:
     return max(0, (int(at * 1000) + 1 - EPOCH_MS) << SEQUENCE_BITS)
 
 
-
 def check_status(status: str | None) -> None:
     """Refuse a status filter that is no order's status (validation_error, ``status``)."""
     if status is not None and status not in STATUSES:
         raise refused_parameter("status", f"status must be one of {', '.join(STATUSES)}")
+
 
 class BackOffice:
     """The operator's reads and the dead letters' handling, on a shop's reader and system."""

@@ -130,7 +130,6 @@ class CreateCouponRequest(RequestBody, frozen=True):
     ] = None
     expires_at: Time | None = None
 
-
     @staticmethod
     def written_problems(written: Any) -> list[FieldError]:
         """An expiry an offset takes outside the years 1 to 9999 in UTC, which the types take
