@@ -54,6 +54,7 @@ from aiohttp import web
 from aiohttp.streams import StreamReader
 from aiohttp.test_utils import make_mocked_request
 
+from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import OrderItemView, OrderView
 from shopkeep.bench.generators import ORDERS_PATH, order_body
 from shopkeep.http.schemas import OrderItemOut, OrderOut, PlaceOrderRequest
@@ -199,6 +200,9 @@ class StandInShop:
     """What the HTTP layer calls of a shop on a placement, answering at once: the token
     lookup hits a dictionary (as :class:`Shop`'s cache of known tokens does), and
     ``place_order`` returns a ready order."""
+
+    config: Final = ShopConfig()
+    """The default rules (the app writes a placement's limits into its OpenAPI document)."""
 
     def __init__(self, tokens: dict[str, int]) -> None:
         self._token_users = OrderedDict(

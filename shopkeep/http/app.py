@@ -110,7 +110,7 @@ def make_app(
     app.on_startup.append(_refuse_routes_past_the_door)
     app.on_startup.append(door.start_watching)
     app.on_cleanup.append(door.stop_watching)
-    publish(app, served)
+    publish(app, served, shop.config)
     return app
 
 

@@ -18,6 +18,7 @@ import msgspec
 from aiohttp import web
 
 from shopkeep import __version__
+from shopkeep.actors.config import ShopConfig
 from shopkeep.http.auth import Access
 from shopkeep.http.docs_html import render_docs
 from shopkeep.http.errors import PROBLEM_JSON, PROBLEMS, Problem
@@ -101,8 +102,11 @@ _CALLBACK_REFUSED: Final = (
 )
 
 
-def build_document(operations: Sequence[Operation]) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of ``operations``."""
+def build_document(
+    operations: Sequence[Operation], limits: ShopConfig | None = None
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``operations``; a placement's limits are the ones
+    ``limits`` sets (a shop may set them below the schema's own, never above)."""
     types = _unique(
         [Problem]
         + [op.body for op in operations if op.body is not None]
@@ -110,6 +114,8 @@ def build_document(operations: Sequence[Operation]) -> dict[str, Any]:
     )
     refs, components = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
     components["Problem"]["properties"]["code"]["enum"] = list(PROBLEMS)
+    if limits is not None:
+        _set_order_limits(components, limits)
     schema_of = dict(zip(types, refs, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
@@ -128,6 +134,15 @@ def build_document(operations: Sequence[Operation]) -> dict[str, Any]:
     }
     marked: dict[str, Any] = _markdown(document)
     return marked
+
+
+def _set_order_limits(components: dict[str, Any], limits: ShopConfig) -> None:
+    """Write the shop's own limits of an order's lines into the placement's schema, where
+    msgspec wrote the types' bounds (the most any shop may set)."""
+    if "PlaceOrderRequest" in components:
+        components["PlaceOrderRequest"]["properties"]["items"]["maxItems"] = limits.max_items
+        quantity = components["OrderItemRequest"]["properties"]["quantity"]
+        quantity["maximum"] = limits.max_quantity
 
 
 def tag_of(path: str) -> str:
@@ -260,9 +275,11 @@ def _responses(op: Operation, schema_of: dict[Any, Any]) -> dict[str, Any]:
     return responses
 
 
-def publish(app: web.Application, operations: Sequence[Operation]) -> None:
+def publish(
+    app: web.Application, operations: Sequence[Operation], limits: ShopConfig
+) -> None:
     """Build the document and its page once and keep them in ``app`` for the two routes."""
-    document = build_document(operations)
+    document = build_document(operations, limits)
     app[DOCUMENT] = msgspec.json.encode(document)
     app[DOCS] = render_docs(document, PROBLEMS)
 

@@ -11,11 +11,14 @@ import asyncio
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, get_args
 
 import pytest
 from aiohttp.test_utils import TestServer
+from pytest_aiohttp import AiohttpClient
 
+from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_state import CANCEL_REASONS, PAYMENT_STATUSES, REFUND_KINDS, STATUSES
 from shopkeep.actors.signature import HEADER, HEADER_PATTERN, sign
 from shopkeep.http.app import make_app
@@ -29,6 +32,8 @@ from shopkeep.payments.names import GATEWAYS
 from shopkeep.payments.stripe_provider import StripeProvider
 from shopkeep.payments.wechatpay import WeChatPayProvider
 from shopkeep.proof.api_fuzz import fuzz
+from shopkeep.runtime import VirtualClock
+from shopkeep.shop import Shop
 from tests.http.conftest import ADMIN, ADMIN_TOKEN, Api
 
 MAX_EXAMPLES = 20
@@ -239,6 +244,26 @@ async def test_a_notify_routes_answers_are_documented_in_its_providers_own_forma
 async def test_a_notify_route_of_another_provider_is_not_found(api: Api) -> None:
     answer = await api.call("POST", "/v1/payments/alipay/notify", {}, data=b"a=b")
     assert (answer.status, answer.body["code"]) == (404, "not_found")
+
+
+async def test_a_shops_own_limits_of_an_order_are_documented_and_kept(
+    aiohttp_client: AiohttpClient, tmp_path: Path, clock: VirtualClock
+) -> None:
+    limits = ShopConfig(max_quantity=10, max_items=3)
+    async with Shop.open(
+        str(tmp_path / "limits.db"), gateway="sandbox", clock=clock, config=limits
+    ) as shop:
+        client = await aiohttp_client(make_app(shop, HttpConfig(admin_token=ADMIN_TOKEN)))
+        api = Api(client, shop, clock)
+        schemas = (await api.call("GET", "/openapi.json", {})).body["components"]["schemas"]
+        assert schemas["PlaceOrderRequest"]["properties"]["items"]["maxItems"] == 3
+        assert schemas["OrderItemRequest"]["properties"]["quantity"]["maximum"] == 10
+        customer, goods_id = await api.customer(), await api.goods(stock=100)
+        body = {"items": [{"goods_id": goods_id, "quantity": 11}]}
+        refused = await api.call("POST", "/v1/orders", customer.headers, body)
+        assert (refused.status, refused.body["code"]) == (422, "validation_error")
+        assert [e["pointer"] for e in refused.body["errors"]] == ["/items/0/quantity"]
+        assert (await api.order(customer, goods_id, quantity=10))["status"] == "awaiting_payment"
 
 
 def test_the_documented_order_statuses_are_the_state_machines() -> None:
