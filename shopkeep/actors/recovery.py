@@ -94,11 +94,14 @@ class DeadlineSweep:
         self._handle = self._system.clock.call_later(self._config.sweep_interval_s, self._tick)
 
     def cancel(self) -> None:
-        """Stop sweeping (a sweep already running finishes its telling)."""
+        """Stop sweeping; a sweep under way stops where it is (the next start sweeps again,
+        and an order told twice handles the message once)."""
         self._stopped = True
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        if self._task is not None:
+            self._task.cancel()
 
     def _tick(self) -> None:
         self._handle = None

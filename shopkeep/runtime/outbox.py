@@ -69,11 +69,14 @@ class OutboxDispatcher:
         await self._scan()
 
     def stop(self) -> None:
-        """Start no more deliveries; what is left stays in the table for the next start."""
+        """Start no more deliveries and drop a scan under way; what is left stays in the
+        table for the next start."""
         self._running = False
         for handle in self._retries.values():
             handle.cancel()
         self._retries.clear()
+        if self._scan_task is not None:
+            self._scan_task.cancel()
 
     @property
     def delivering(self) -> int:

@@ -112,11 +112,14 @@ class TimerService:
         await self._load_page()
 
     def stop(self) -> None:
-        """Deliver no more fires; pending timers stay in the database."""
+        """Deliver no more fires and read no more pages (one being read is dropped); pending
+        timers stay in the database."""
         self._running = False
         if self._wake is not None:
             self._wake.cancel()
             self._wake = None
+        if self._load_task is not None:
+            self._load_task.cancel()
 
     def resync(self) -> None:
         """Forget the window and read it again (after a failed commit undid some arms)."""
@@ -221,6 +224,8 @@ class TimerService:
     # -- paging ---------------------------------------------------------------------------------
 
     def _schedule_load(self) -> None:
+        if not self._running:  # a resync of the shutdown's last commits: start reads anew
+            return
         if self._load_task is None or self._load_task.done():
             self._load_task = asyncio.get_running_loop().create_task(self._load_page())
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shopkeep.bootstrap import open_runtime
+from shopkeep.bootstrap import Runtime, open_runtime
 from shopkeep.runtime import ShuttingDown, VirtualClock
 from tests.runtime.probe import PROBE_MIGRATIONS, Add, Get, Probe, Wait, arrival, gate, probe
 
@@ -51,3 +51,28 @@ async def test_messages_sent_by_handlers_while_draining_are_still_handled(
         await rt.system.stop()
         assert await asking == 7
     assert sqlite3.connect(path).execute("SELECT value FROM probe WHERE id = 2").fetchone() == (7,)
+
+
+async def test_page_reads_under_way_when_the_system_stops_are_dropped_and_none_follow(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system, writer = runtime.system, runtime.store.writer
+    reads: list[asyncio.Future[None]] = []
+
+    async def read_held_until_released(fn: object) -> list[object]:
+        reads.append(asyncio.get_running_loop().create_future())
+        await reads[-1]
+        return []
+
+    monkeypatch.setattr(writer, "call", read_held_until_released)
+    system.timers.resync()  # the timers' window read again, as after a failed commit
+    system.outbox.rescan()  # the outbox's table scanned again, likewise
+    await asyncio.sleep(0)
+    assert len(reads) == 2 and not any(read.done() for read in reads)
+    await system.stop()
+    await asyncio.wait(reads, timeout=5)
+    assert all(read.cancelled() for read in reads)
+    system.timers.resync()  # a commit failing in the stop's last flush asks for these again
+    system.outbox.rescan()
+    await asyncio.sleep(0)
+    assert len(reads) == 2

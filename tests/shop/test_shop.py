@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import shopkeep.actors.recovery as recovery
 import shopkeep.actors.user as user_actor
 from shopkeep.actors.order_messages import OrderView, PaymentView
 from shopkeep.actors.protocol import CouponView, GoodsView
@@ -854,6 +855,30 @@ async def test_an_overdue_order_swept_again_while_its_query_is_out_is_asked_abou
     final = await shop.get_order(order.id)
     assert (final.status, final.cancel_reason) == ("canceled", "timeout")
     await assert_audit_ok(shop)
+
+
+async def test_a_sweep_under_way_when_the_shop_closes_is_dropped_not_left_to_fail(
+    shop: Shop, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reading = asyncio.Event()
+
+    async def read_held(*args: object) -> list[int]:
+        reading.set()
+        await asyncio.get_running_loop().create_future()  # until the sweep is cancelled
+        return []
+
+    monkeypatch.setattr(recovery, "overdue_orders", read_held)
+    sweep = DeadlineSweep(shop.runtime.system, shop.config)
+    sweep.start()
+    await clock.advance(shop.config.sweep_interval_s)
+    await reading.wait()
+    running = sweep._task
+    assert running is not None and not running.done()
+    sweep.cancel()  # what closing the shop does, before its store closes under the read
+    await asyncio.wait([running], timeout=5)
+    assert running.cancelled()
+    await clock.advance(shop.config.sweep_interval_s)
+    assert sweep.sweeps == 0
 
 
 @pytest.mark.parametrize("text", ["a\x00b", "\x1b]0;title\x07", "line\nbreak", "eve\n"])
