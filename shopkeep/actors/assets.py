@@ -21,9 +21,11 @@ everything back exactly once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import sqlite3
 from collections.abc import Callable
 from typing import Any
+
+import structlog
 
 from shopkeep.actors.order_messages import GetOrder, OrderView
 from shopkeep.actors.protocol import (
@@ -41,7 +43,10 @@ from shopkeep.actors.protocol import (
     RevokePoints,
     UserMessage,
 )
-from shopkeep.runtime import Actor, ActorSystem, Address, Context
+from shopkeep.runtime import Actor, ActorSystem, ActorSystemError, Address, Context
+from shopkeep.store.errors import StoreError
+
+log = structlog.get_logger("shopkeep.assets")
 
 Release = tuple[Address, GoodsMessage | CouponMessage | UserMessage]
 """One durable message giving back one asset: to whom, and what."""
@@ -137,8 +142,9 @@ async def given_back(system: ActorSystem, order_id: int, order: OrderView | None
     seen before the writes it follows). Not waited for past :data:`GIVEN_BACK_WAIT_S`, and
     never an error of the caller's: what was asked is done, and the releases are durable and
     land anyway (a fan-out whose commit failed is delivered again; a shop too busy or
-    stopping answers without waiting). ``order``: the order as the caller read it already."""
-    with contextlib.suppress(Exception):
+    stopping answers without waiting). ``order``: the order as the caller read it already.
+    Anything else that ends the wait (a fault, not a busy shop) is logged."""
+    try:
         async with asyncio.timeout(GIVEN_BACK_WAIT_S):
             if order is None:
                 order = await system.ask(Address("order", order_id), GetOrder())
@@ -152,3 +158,7 @@ async def given_back(system: ActorSystem, order_id: int, order: OrderView | None
                 reads.append(system.ask(Address("coupon", order.coupon_id), GetCoupon()))
             reads.append(system.ask(Address("user", order.user_id), GetUser()))
             await asyncio.gather(*reads)
+    except (TimeoutError, ActorSystemError, StoreError, sqlite3.Error):
+        return  # too long, too busy, stopping, or the store refusing: the releases land anyway
+    except Exception:
+        log.exception("given_back_wait_failed", order_id=order_id)

@@ -48,6 +48,7 @@ transformation keeps to it as follows.
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -63,6 +64,8 @@ MAX_ROWS = 64
 """The most rows one multi-row INSERT carries (fewer when its columns would pass MAX_PARAMS)."""
 MAX_PARAMS = 999
 """The parameters one multi-row INSERT binds at most: SQLite's limit before 3.32."""
+
+log = logging.getLogger("shopkeep.store")
 
 _ID = r"[A-Za-z_][A-Za-z0-9_]*"
 _VALUE = r"(?:\?|-?\d+(?:\.\d+)?|'[^',()]*'|NULL)"
@@ -250,14 +253,26 @@ def planned(
     """``statements`` as the writer runs them on ``conn``, planned with ``schema`` (None: read
     it first), and the schema to plan the next batch with (None when it must be read again).
     When the plan cannot be made (the schema cannot be read, say) the statements run as they
-    were submitted. The writer's process and its thread both plan through this."""
+    were submitted; a failure that is not SQLite's is a fault of the plan's, logged once a
+    process (every batch then runs unplanned, slower, and nobody would know why). The writer's
+    process and its thread both plan through this."""
+    global _fault_logged
     try:
         if schema is None:
             schema = Schema.read(conn)
         calls, schema_may_change = plan(statements, schema, conn)
+    except sqlite3.Error:
+        return statements, None
     except Exception:
+        if not _fault_logged:
+            _fault_logged = True
+            log.exception("batch_plan_failed: batches run as submitted")
         return statements, None
     return calls, None if schema_may_change else schema
+
+
+_fault_logged = False
+"""Whether this process logged a fault of the plan's (once: it would recur every batch)."""
 
 
 def plan(

@@ -7,11 +7,13 @@ import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
+from structlog.testing import capture_logs
 
+from shopkeep.actors.assets import given_back
 from shopkeep.actors.goods import HELD_SQL, RECENT_TAKES_S
 from shopkeep.actors.protocol import (
     COUPON_UNAVAILABLE,
@@ -48,7 +50,7 @@ from shopkeep.actors.protocol import (
     UserView,
 )
 from shopkeep.bootstrap import Runtime
-from shopkeep.runtime import Context, VirtualClock
+from shopkeep.runtime import ActorSystem, Context, Overloaded, ShuttingDown, VirtualClock
 from shopkeep.store.errors import CommitFailed
 from tests.actors.asset_shop import (
     assets,
@@ -434,3 +436,32 @@ async def test_state_is_read_back_from_the_store_after_a_restart(db: str) -> Non
         assert (await rt.system.ask(goods(1), GetGoods())).stock == 7
         assert (await rt.system.ask(coupon(4), GetCoupon())).order_id == 7
         assert await rt.system.ask(user(1), GetUser()) == UserView(1, "ann", 700, 12)
+
+
+class RefusingSystem:
+    """A system whose every ask raises ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def ask(self, address: object, message: object) -> Any:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error", [Overloaded("busy"), ShuttingDown("stopping"), CommitFailed("disk full")]
+)
+async def test_waiting_for_what_an_order_gave_back_ends_quietly_when_the_shop_is_busy(
+    error: Exception,
+) -> None:
+    with capture_logs() as logs:
+        await given_back(cast(ActorSystem, RefusingSystem(error)), 7)
+    assert logs == []
+
+
+async def test_waiting_for_what_an_order_gave_back_logs_a_fault_and_still_ends() -> None:
+    with capture_logs() as logs:
+        await given_back(cast(ActorSystem, RefusingSystem(TypeError("a bug"))), 7)
+    assert [(e["event"], e["order_id"], e["log_level"]) for e in logs] == [
+        ("given_back_wait_failed", 7, "error")
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shopkeep.store import batch_plan
 from shopkeep.store.batch_plan import Schema, Statement, plan, shape_of
 
 SCHEMA = """
@@ -219,3 +221,33 @@ def test_a_planned_batch_commits_only_what_submission_order_commits(
     as_planned = run(conn, planned(statements, conn))
     assert as_planned == in_order
     assert dump(conn) == dump(reference)
+
+
+def test_a_fault_of_the_plans_runs_the_batch_as_submitted_and_is_logged_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object) -> object:
+        raise TypeError("a bug of the plan's")
+
+    monkeypatch.setattr(batch_plan, "plan", broken)
+    monkeypatch.setattr(batch_plan, "_fault_logged", False)
+    conn = connect()
+    statements = [one(INSERT_ITEM, 1, "i1", 1), one(INSERT_ITEM, 2, "i2", 1)]
+    with caplog.at_level(logging.ERROR, logger="shopkeep.store"):
+        for _ in range(3):
+            assert batch_plan.planned(conn, statements, None) == (statements, None)
+    assert [r.getMessage() for r in caplog.records] == [
+        "batch_plan_failed: batches run as submitted"
+    ]
+    assert "a bug of the plan's" in caplog.text
+
+
+def test_a_schema_sqlite_cannot_read_runs_the_batch_as_submitted_unlogged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    conn = connect()
+    conn.close()  # every read of it is refused
+    statements = [one(INSERT_ITEM, 1, "i1", 1)]
+    with caplog.at_level(logging.ERROR, logger="shopkeep.store"):
+        assert batch_plan.planned(conn, statements, None) == (statements, None)
+    assert caplog.records == []
