@@ -51,7 +51,7 @@ from shopkeep.actors.order_messages import (
     SettleRefund,
     Ship,
 )
-from shopkeep.actors.order_state import BY_ADMIN, BY_USER
+from shopkeep.actors.order_state import BY_ADMIN, BY_USER, CANCELED
 from shopkeep.actors.order_stats import OrderStats
 from shopkeep.actors.order_store import HistoryEntry
 from shopkeep.actors.protocol import (
@@ -154,7 +154,8 @@ class Shop(Accounts, Payments, BackOffice):
         self.gateway: SandboxGateway | None = (
             self.provider.gateway if isinstance(self.provider, SandboxProvider) else None
         )
-        """The sandbox gateway behind the provider, in sandbox mode (None otherwise)."""
+        """The sandbox gateway behind the provider, in sandbox mode (None otherwise); see
+        :attr:`sandbox`."""
         self.reader: Reader = runtime.store.reader
         self._gateway_secret = gateway_secret
         self.rejected_callbacks: Counter[str] = Counter()
@@ -264,6 +265,16 @@ class Shop(Accounts, Payments, BackOffice):
             if not closed:  # the database refused (check_database), or the start failed
                 await finish_despite_cancel(provider.close())
 
+    @property
+    def sandbox(self) -> SandboxGateway:
+        """The sandbox gateway (:attr:`gateway`, typed as present): TypeError on a shop whose
+        payments go through a real provider, where nothing but the provider collects."""
+        if self.gateway is None:
+            raise TypeError(
+                f"this shop's payments go through {self.provider.name}, not the sandbox gateway"
+            )
+        return self.gateway
+
     async def _ask(self, address: Address, message: Any) -> Any:
         return await self.system.ask(address, message)
 
@@ -368,22 +379,23 @@ class Shop(Accounts, Payments, BackOffice):
     async def place_order(
         self,
         user_id: int,
-        items: Any,
+        items: Sequence[tuple[int, int]],
         *,
         coupon_id: int | None = None,
         use_balance: int | None = 0,
         expected_total: int | None = None,
         idempotency_key: Key = None,
-        wait: bool = True,
+        wait: bool | None = True,
     ) -> OrderView:
         """Place an order (SPEC 2): the confirmed (or paid) order, or ShopError with the
         refusal (and the failed order's id); without ``wait``, or when the placement outlasts
         the ask timeout (it goes on), the pending order (poll it). Under an
         ``idempotency_key`` the same request answers the first answer again; see
-        :mod:`shopkeep.placing`. A ``use_balance`` of None is 0 (the HTTP API's ``null``)."""
+        :mod:`shopkeep.placing`. A ``use_balance`` of None is 0 (the HTTP API's ``null``), a
+        ``wait`` of None waits (the HTTP API's ``?wait=`` left out)."""
         request = PlaceRequest.checked(
             user_id, items, coupon_id, 0 if use_balance is None else use_balance,
-            expected_total, wait, self.config,
+            expected_total, True if wait is None else wait, self.config,
             idempotency_key,
         )
         return await self._placer.place(request, key_of(idempotency_key))
@@ -444,7 +456,7 @@ class Shop(Accounts, Payments, BackOffice):
         # exists, and is theirs
         order = answer(await self._ask_order(order_id, user_id, GetOrder()), OrderView)
         page = await order_store.order_history(self.reader, order_id, limit, cursor)
-        if any(entry.to_status == "canceled" for entry in page.items):
+        if any(entry.to_status == CANCELED for entry in page.items):
             if order.canceled_at is None:  # canceled after it was asked above: asked again
                 order = answer(await self._ask_order(order_id, None, GetOrder()), OrderView)
             await self._given_back(order)

@@ -90,7 +90,7 @@ class Payments:
         *,
         user_id: int | None = None,
         idempotency_key: Key = None,
-        channel: Literal["page", "qr"] = "page",
+        channel: Literal["page", "qr"] | None = "page",
     ) -> PaymentStarted:
         """Start the payment of an order awaiting payment (the same open one when asked
         again: ``created`` is False then, unless no answer gave it yet, the provider having
@@ -101,7 +101,9 @@ class Payments:
         answers the same payment (under the same key, as a first answer: the 503 was the only
         one given). Under a key, the answer given once the provider answered is kept as the
         key's (``KeepStartAnswer``): a replay is that answer, whether it created the payment
-        included."""
+        included. A ``channel`` of None is the page (the HTTP API's ``?channel=`` left out)."""
+        if channel is None:
+            channel = "page"
         check_choice("channel", channel, CHANNELS)
         if self.provider.name not in QR_GATEWAYS:
             channel = "page"  # the one it has: two starts of a payment ask it one at a time

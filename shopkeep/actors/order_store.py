@@ -266,7 +266,9 @@ async def _states_of(reader: Reader, rows: list[Row]) -> list[OrderState]:
     ]
 
 
-UNPAID_SQL = "SELECT id FROM orders WHERE user_id = ? AND status IN ('pending', 'awaiting_payment')"
+UNPAID_SQL = (
+    f"SELECT id FROM orders WHERE user_id = ? AND status IN ('{PENDING}', '{AWAITING_PAYMENT}')"
+)
 
 
 async def unpaid_orders(reader: Reader, user_id: int) -> list[int]:
@@ -506,9 +508,9 @@ async def order_history(
     return paged([HistoryEntry(*row[1:]) for row in rows], [row[0] for row in rows], size)
 
 
-PENDING_SQL = "SELECT id FROM orders WHERE status = 'pending' AND created_at <= ? LIMIT ?"
+PENDING_SQL = f"SELECT id FROM orders WHERE status = '{PENDING}' AND created_at <= ? LIMIT ?"
 OVERDUE_SQL = (
-    "SELECT id FROM orders WHERE status = 'awaiting_payment' AND expires_at <= ? "
+    f"SELECT id FROM orders WHERE status = '{AWAITING_PAYMENT}' AND expires_at <= ? "
     "ORDER BY expires_at LIMIT ?"
 )
 

@@ -51,6 +51,7 @@ from msgspec import UNSET
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import SettleRefund
+from shopkeep.actors.order_state import REFUNDING
 from shopkeep.actors.protocol import Keyed, Refusal
 from shopkeep.actors.refund_rules import (
     RETRY,
@@ -143,7 +144,7 @@ class RefunderActor(Actor):
     async def _settled_by_hand(self, ctx: Context, message: RefundAttempt) -> bool:
         """Whether the staff settled the refund the provider refused (it is not refunding)."""
         standing = await refund_standing(ctx.query, message.refund_id)
-        if standing is not None and standing.status == "refunding":
+        if standing is not None and standing.status == REFUNDING:
             return False
         log.info("refund_settled_by_hand", refund_id=message.refund_id,
                  order_id=message.order_id, detail="not sent to the provider again")

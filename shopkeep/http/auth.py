@@ -28,15 +28,11 @@ from typing import Final
 
 from shopkeep.errors import ShopError
 from shopkeep.http.state import ADMIN, Principal
+from shopkeep.payments.names import CALLBACK_PATHS as GATEWAY_CALLBACK_PATHS
 from shopkeep.shop import Shop
 from shopkeep.shop_accounts import TOKEN_CACHE_SIZE, hash_token
 
-CALLBACK_PATHS: Final = frozenset(
-    {"/v1/payments/callback",
-     # the providers' notifications (SPEC 10), each verified by its provider's scheme
-     "/v1/payments/alipay/notify", "/v1/payments/wechatpay/notify",
-     "/v1/payments/stripe/webhook"}
-)
+CALLBACK_PATHS: Final = frozenset(GATEWAY_CALLBACK_PATHS.values())
 """The payment providers' callbacks: public, and still taken while the server stops."""
 PUBLIC_PATHS: Final = CALLBACK_PATHS | {"/healthz", "/metrics", "/openapi.json", "/docs", "/admin"}
 PUBLIC_PREFIXES: Final = ("/sandbox/", "/admin/")

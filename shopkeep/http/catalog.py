@@ -36,6 +36,7 @@ from shopkeep.http.openapi import docs_page, openapi_json
 from shopkeep.http.operations import NativeRefusal, Operation, Param
 from shopkeep.http.sandbox import FIRST_TRY_WAIT_S
 from shopkeep.paging import DEFAULT_LIMIT, MAX_LIMIT
+from shopkeep.payments.names import CALLBACK_PATHS, SANDBOX
 from shopkeep.payments.provider import TOLERANCE_S
 
 CHANNEL_TEXT = (
@@ -47,13 +48,13 @@ CHANNEL_TEXT = (
 )
 _TEXT: Final = {"type": "string"}
 NOTIFY_ROUTES = (
-    ("/v1/payments/alipay/notify", "alipayNotify",
+    (CALLBACK_PATHS["alipay"], "alipayNotify",
      "Alipay's asynchronous notification: form-encoded, RSA2-signed; answered with the plain "
      "text `success` once handled (duplicates included), anything else makes Alipay resend",
      {200: str}, "text/plain",
      NativeRefusal("text/plain", {**_TEXT, "enum": ["fail"]},
                    "Refused (Alipay's own answer, the text `fail`): Alipay sends it again")),
-    ("/v1/payments/wechatpay/notify", "wechatpayNotify",
+    (CALLBACK_PATHS["wechatpay"], "wechatpayNotify",
      "WeChat Pay API v3's notification: `Wechatpay-Signature` over `timestamp\nnonce\nbody\n`, "
      "the resource AEAD_AES_256_GCM-encrypted; answered 204 once handled, 4xx refused",
      {204: None}, "application/json",
@@ -61,7 +62,7 @@ NOTIFY_ROUTES = (
          "type": "object", "required": ["code", "message"],
          "properties": {"code": {**_TEXT, "enum": ["FAIL"]}, "message": _TEXT},
      }, "Refused (WeChat Pay's own answer, `code` FAIL): WeChat Pay sends it again")),
-    ("/v1/payments/stripe/webhook", "stripeWebhook",
+    (CALLBACK_PATHS["stripe"], "stripeWebhook",
      f"Stripe's webhook: `Stripe-Signature` ({TOLERANCE_S} s tolerance); "
      "`payment_intent.succeeded` / "
      "`payment_intent.payment_failed`, other events acknowledged and ignored; 200 once handled",
@@ -227,7 +228,7 @@ def catalog() -> list[Operation]:
            "Get a coupon (a user's own; any for the admin)", owner, routes.get_coupon,
            {200: s.CouponOut}),
         *order_ops,
-        op("POST", "/v1/payments/callback", "paymentCallback",
+        op("POST", CALLBACK_PATHS[SANDBOX], "paymentCallback",
            "The sandbox gateway's signed callback (404 on a shop of another provider)",
            Access.PUBLIC, routes.payment_callback,
            {200: s.CallbackReceived}, body=s.CallbackRequest,

@@ -24,6 +24,7 @@ from shopkeep.http.docs_html import render_docs
 from shopkeep.http.errors import PROBLEM_JSON, PROBLEMS, Problem
 from shopkeep.http.inputs import IDEMPOTENCY_HEADER, REPLAYED_HEADER
 from shopkeep.http.operations import Operation
+from shopkeep.payments.names import CALLBACK_PATHS, SANDBOX
 from shopkeep.requests import ID_PATTERN
 
 DOCUMENT: Final = web.AppKey("openapi_document", bytes)
@@ -147,7 +148,7 @@ def _set_order_limits(components: dict[str, Any], limits: ShopConfig) -> None:
 
 def tag_of(path: str) -> str:
     """The tag of an operation at ``path``: its resource (``/v1/orders/...``: orders)."""
-    if path == "/v1/payments/callback":
+    if path == CALLBACK_PATHS[SANDBOX]:
         return "gateway"
     segment = path.removeprefix("/v1/").split("/")[0]
     return _TAG_OF_SEGMENT.get(segment, "service")

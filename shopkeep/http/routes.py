@@ -11,6 +11,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
+from shopkeep.actors.order_state import PENDING
 from shopkeep.actors.protocol import NOT_FOUND
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.errors import CallbackRejected, ShopError
@@ -203,7 +204,7 @@ async def place_order(request: web.Request) -> web.Response:
     )
     # pending: accepted (?wait=false), or still running past the shop's wait; a retry under
     # the key answers as its first answer did, whatever its own ?wait=
-    status = 202 if order.status == "pending" else 201
+    status = 202 if order.status == PENDING else 201
     return reply(c.order_out(order), status, f"/v1/orders/{order.id}", key=key)
 
 

@@ -36,6 +36,7 @@ from shopkeep.http.conversion import payment_out
 from shopkeep.http.inputs import body_of, path_id, reply
 from shopkeep.http.schemas import SandboxCompleteRequest
 from shopkeep.payments.money import with_currency
+from shopkeep.payments.names import CALLBACK_PATHS, SANDBOX
 from shopkeep.runtime import Clock
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("shopkeep.sandbox")
 
-CALLBACK_PATH: Final = "/v1/payments/callback"
+CALLBACK_PATH: Final = CALLBACK_PATHS[SANDBOX]
 PAYMENTS_PATH: Final = "/sandbox/payments"
 CALLBACK_TIMEOUT_S: Final = 30.0
 """How long one callback POST may take before the gateway counts it as failed and retries."""

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from shopkeep.payments import alipay_wire as wire
 from shopkeep.payments.keys import load_private_key, load_public_key, verify_sha256_rsa
 from shopkeep.payments.money import AmountError, from_decimal_string, to_decimal_string
+from shopkeep.payments.names import CALLBACK_PATHS
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
@@ -74,7 +75,7 @@ from shopkeep.payments.provider import (
 )
 from shopkeep.payments.transport import CALL_TIMEOUT_S, Transport
 
-NOTIFY_PATH: Final = "/v1/payments/alipay/notify"
+NOTIFY_PATH: Final = CALLBACK_PATHS["alipay"]
 CURRENCY: Final = "CNY"
 PAID: Final = frozenset({"TRADE_SUCCESS", "TRADE_FINISHED"})
 _UNCLOSABLE: Final = frozenset({

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 from shopkeep.actors.config import LEAST_S
 from shopkeep.payments.money import check_currency
-from shopkeep.payments.names import DEFAULT_CURRENCY, GATEWAYS
+from shopkeep.payments.names import CALLBACK_PATHS, DEFAULT_CURRENCY, GATEWAYS
 
 if TYPE_CHECKING:
     from shopkeep.payments.settings import ProviderSettings
@@ -67,8 +67,8 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
         "payment provider (SPEC 10)",
         "Secrets are read from files (or the variables naming those files), never from the "
         "command line. The provider calls back at --public-url followed by its route: "
-        "/v1/payments/alipay/notify, /v1/payments/wechatpay/notify, "
-        "/v1/payments/stripe/webhook (set in Stripe's dashboard).",
+        f"{CALLBACK_PATHS['alipay']}, {CALLBACK_PATHS['wechatpay']}, "
+        f"{CALLBACK_PATHS['stripe']} (set in Stripe's dashboard).",
     )
     flag(
         parser, "--gateway", group=group, convert=choice(*GATEWAYS),

@@ -8,6 +8,14 @@ SANDBOX: Final = "sandbox"
 """The gateway that takes no real money, and keeps its books in its process's memory."""
 GATEWAYS: Final = (SANDBOX, "alipay", "wechatpay", "stripe")
 """The names ``--gateway`` takes."""
+CALLBACK_PATHS: Final = {
+    SANDBOX: "/v1/payments/callback",
+    "alipay": "/v1/payments/alipay/notify",
+    "wechatpay": "/v1/payments/wechatpay/notify",
+    "stripe": "/v1/payments/stripe/webhook",
+}
+"""Each gateway's callback route (SPEC 7 and 10): where its provider's notifications arrive,
+public (each verified by its provider's scheme), and taken while the server stops."""
 CALLED_BACK_AT_PUBLIC_URL: Final = frozenset({"alipay", "wechatpay"})
 """The gateways told where to call back with each payment (``--public-url`` and their route):
 Stripe's webhook is set in its dashboard, the sandbox's is its own."""

@@ -18,7 +18,7 @@ import msgspec
 from shopkeep.actors.gateway import CallbackBody, SandboxGateway
 from shopkeep.actors.order_state import OUTCOMES
 from shopkeep.actors.signature import HEADER, verify
-from shopkeep.payments.names import DEFAULT_CURRENCY
+from shopkeep.payments.names import CALLBACK_PATHS, DEFAULT_CURRENCY, SANDBOX
 from shopkeep.payments.provider import (
     TOLERANCE_S,
     Checkout,
@@ -40,7 +40,7 @@ from shopkeep.payments.provider import (
 )
 from shopkeep.requests import id_in_text
 
-CALLBACK_PATH: Final = "/v1/payments/callback"
+CALLBACK_PATH: Final = CALLBACK_PATHS[SANDBOX]
 
 
 class SandboxProvider:

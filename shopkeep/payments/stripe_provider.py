@@ -42,6 +42,7 @@ import msgspec
 import stripe
 
 from shopkeep.payments.keys import read_secret
+from shopkeep.payments.names import CALLBACK_PATHS
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     MALFORMED,
@@ -94,7 +95,7 @@ NOT_TAKEN: Final = {
 """Currencies whose every amount Stripe could not take as the shop counts it: ``--gateway
 stripe`` refuses them at start (a payment or refund refused by Stripe after the order was
 placed would leave it unpayable, or its money held)."""
-WEBHOOK_PATH: Final = "/v1/payments/stripe/webhook"
+WEBHOOK_PATH: Final = CALLBACK_PATHS["stripe"]
 PRODUCTION_URL: Final = stripe.DEFAULT_API_BASE
 SIGNATURE_HEADER: Final = "Stripe-Signature"
 

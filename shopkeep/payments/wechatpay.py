@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from shopkeep.payments import wechatpay_wire as wire
 from shopkeep.payments.alipay_wire import BEIJING
 from shopkeep.payments.keys import load_private_key, load_public_keys, read_secret
+from shopkeep.payments.names import CALLBACK_PATHS
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
     STALE,
@@ -71,7 +72,7 @@ from shopkeep.payments.provider import (
 )
 from shopkeep.payments.transport import CALL_TIMEOUT_S, Transport
 
-NOTIFY_PATH: Final = "/v1/payments/wechatpay/notify"
+NOTIFY_PATH: Final = CALLBACK_PATHS["wechatpay"]
 OPEN_STATES: Final = frozenset({"NOTPAY", "USERPAYING", "ACCEPT"})
 PAID_STATES: Final = frozenset({"SUCCESS", "REFUND"})
 _UNCLOSABLE: Final = frozenset({"ORDER_CLOSED", "ORDERPAID", "ORDER_NOT_EXIST"})

@@ -12,6 +12,7 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 from structlog.testing import capture_logs
 
+from shopkeep.actors.config import ShopConfig
 from shopkeep.http import front_door
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
@@ -24,9 +25,10 @@ from tests.http.conftest import ADMIN, Api
 
 
 class UnusableShop:
-    """A shop with nothing in it but its store's busy time: a handler that touched anything
-    else would fail the test."""
+    """A shop with nothing in it but its rules (the app documents them as it is built) and its
+    store's busy time: a handler that touched anything else would fail the test."""
 
+    config = ShopConfig()
     runtime = None
     system = None
     reader = None

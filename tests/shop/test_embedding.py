@@ -10,6 +10,8 @@ cancel by the program itself would read as the user's."""
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +31,7 @@ from shopkeep.opening import CurrencyMismatch
 from shopkeep.runtime import RealClock, WrongLoop
 from shopkeep.shop import Shop
 
+ROOT = Path(__file__).resolve().parents[2]
 PAST_64_BITS = 2**64
 
 
@@ -442,15 +445,15 @@ async def test_a_cancel_the_program_makes_without_a_user_is_the_admins(shop: Sho
     assert (await shop.cancel_order(by_ann.id, user_id=ann)).cancel_reason == "user"
 
 
-
 async def test_none_for_an_optional_amount_or_reason_means_what_leaving_it_out_means(
     shop: Shop,
 ) -> None:
     user = (await shop.create_user("ann", balance=None)).user
     tea = await shop.create_goods("tea", price=500, stock=3)
     coupon = await shop.create_coupon(user.id, 100, min_order_amount=None)
-    order = await shop.place_order(user.id, [(tea.id, 1)], use_balance=None)
-    payment = (await shop.start_payment(order.id)).payment
+    order = await shop.place_order(user.id, [(tea.id, 1)], use_balance=None, wait=None)
+    assert order.status == "awaiting_payment"  # waited for, as without ``wait``
+    payment = (await shop.start_payment(order.id, channel=None)).payment
     assert isinstance(shop.gateway, SandboxGateway)
     await shop.gateway.complete(payment.id, order.id, payment.amount, "succeeded")
     await shop.runtime.system.quiet()
@@ -461,3 +464,15 @@ async def test_none_for_an_optional_amount_or_reason_means_what_leaving_it_out_m
 
     assert (user.balance, coupon.min_order_amount, order.wallet_amount) == (0, 0, 0)
     assert asked.created
+
+
+def test_the_readmes_example_runs_as_written(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    [example] = re.findall(r"```python\n(.*?)```", readme, re.S)
+    (tmp_path / "example.py").write_text(example)
+    done = subprocess.run(
+        [sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["paid", "True"]

@@ -144,3 +144,12 @@ async def test_a_database_that_ever_took_a_real_providers_payment_keeps_it(
     assert payment_statuses(db) == ["failed"]
 
     await refused_on_the_sandbox(db, r"\(1 through stripe\).*keep serving it")
+
+
+async def test_the_sandbox_of_a_shop_of_a_real_provider_is_a_clear_type_error(
+    tmp_path: Path,
+) -> None:
+    async with Shop.open(str(tmp_path / "shop.db"), gateway=stripe_at(tmp_path)) as shop:
+        assert shop.gateway is None
+        with pytest.raises(TypeError, match="go through stripe, not the sandbox gateway"):
+            shop.sandbox  # noqa: B018
