@@ -32,6 +32,8 @@ def percentile(samples: list[float], fraction: float) -> float:
 
 
 def filesystem(path: str) -> str:
+    """The kind of file system ``path`` is on (``ext4``, ``tmpfs``...), for the report: a
+    commit's sync costs what the disk under it does ("unknown" without psutil)."""
     try:
         import psutil
     except ImportError:

@@ -507,6 +507,9 @@ def _since_process_start() -> float:
 
 
 async def ready_probe(path: str) -> None:
+    """What the restart section's fresh process runs (``--ready-probe DB``): open the store on
+    ``path`` and start the system, then say ``ready`` (and its time since the process began)
+    on its output and close."""
     async with bench_system(path):
         print("ready", flush=True)
         try:

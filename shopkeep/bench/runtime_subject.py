@@ -193,10 +193,12 @@ Figures = dict[str, float]
 
 
 def database_path(directory: str) -> str:
+    """The bench's database in ``directory``."""
     return os.path.join(directory, "bench.db")
 
 
 def temp_folder() -> tempfile.TemporaryDirectory[str]:
+    """A folder of the bench's own, removed with everything in it when done."""
     return tempfile.TemporaryDirectory(prefix="shopkeep-bench-")
 
 

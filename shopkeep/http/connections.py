@@ -133,6 +133,8 @@ class BoundedServer(web.Server):
             self._sweep = self._handler_loop.call_at(since + self.limits.read_s, self._close_late)
 
     async def shutdown(self, timeout: float | None = None) -> None:
+        """Stop serving, as aiohttp's server does, but cut at once a request whose body is
+        still coming."""
         # Once the stop begins, aiohttp reads nothing more from any connection: a request whose
         # body is still coming would wait for it, unanswered, until its read deadline. Cut it
         # now (nothing of it was done; its client sends it again). The read deadline still
