@@ -26,7 +26,8 @@ absent.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
@@ -36,7 +37,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from shopkeep import __version__
 from shopkeep.http.latency import LatencyHistogram, Series, histogram
-from shopkeep.http.rate_limit import RateLimiter
+from shopkeep.http.rate_limit import RateLimited, RateLimiter
 from shopkeep.runtime.loop_monitor import LoopMonitor
 
 if TYPE_CHECKING:
@@ -48,6 +49,13 @@ LATENCY_BUCKETS: Final = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 """Request latency buckets, seconds: from half a millisecond (a cached read) to ten seconds."""
+RENDERS_PER_S: Final = 2.0
+RENDER_BURST: Final = 5
+"""How often the metrics are rendered anew at most: a burst of 5, then 2 a second. A render
+costs the loop 2 - 30 ms (more once many routes have answered many statuses), and
+``/metrics`` takes no token: a few clients scraping in a loop held every other request for
+seconds. A scrape past the limit is answered the last rendering, at most half a second old
+(Prometheus scrapes every few seconds; a test's scrapes before and after fit the burst)."""
 UNMATCHED: Final = "unmatched"
 KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -353,9 +361,16 @@ class Metrics:
     """The metrics of one app: its registry, the request histogram and the shop's collector."""
 
     def __init__(
-        self, shop: Shop, *, process: bool = True, loop_monitor: LoopMonitor | None = None
+        self,
+        shop: Shop,
+        *,
+        process: bool = True,
+        loop_monitor: LoopMonitor | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = CollectorRegistry()
+        self._renders = RateLimiter(RENDERS_PER_S, RENDER_BURST, clock, tracked=1)
+        self._rendered: bytes | None = None
         self.requests = LatencyHistogram(
             f"{NAMESPACE}_http_request_duration_seconds",
             "Time from a request's arrival to its answer, by method, route and status.",
@@ -390,8 +405,15 @@ class Metrics:
         self.registry.register(ConnectionCollector(server))
 
     def exposition(self) -> bytes:
-        """The registry in the Prometheus text format (version 0.0.4)."""
-        return generate_latest(self.registry)
+        """The registry in the Prometheus text format (version 0.0.4): rendered now, or, asked
+        more often than :data:`RENDERS_PER_S` allows, the last rendering again."""
+        try:
+            self._renders.admit("render")
+        except RateLimited:
+            if self._rendered is not None:
+                return self._rendered
+        self._rendered = generate_latest(self.registry)
+        return self._rendered
 
 
 def metrics_routes(metrics: Metrics) -> Iterable[web.RouteDef]:

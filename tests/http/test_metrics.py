@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 
 from shopkeep.credentials import Credentials
-from shopkeep.http.metrics import Metrics
+from shopkeep.http.metrics import RENDER_BURST, RENDERS_PER_S, Metrics
 from shopkeep.http.server import ServeOptions, build_app, running
 from shopkeep.runtime.loop_monitor import LoopMonitor
 from shopkeep.shop import Shop
@@ -208,3 +209,32 @@ async def test_callbacks_refused_before_any_order_are_counted_by_reason(client: 
         assert refused.status == 400
     samples = await scrape(client)
     assert ({"reason": "signature_missing"}, 3.0) in samples["shopkeep_callbacks_rejected_total"]
+
+
+class CountedCollector:
+    """A collector that counts how often the registry was rendered."""
+
+    def __init__(self) -> None:
+        self.renders = 0
+
+    def collect(self) -> Iterator[Metric]:
+        self.renders += 1
+        return iter(())
+
+
+async def test_scrapes_in_a_flood_are_answered_from_a_rendering_at_most_half_a_second_old(
+    shop: Shop,
+) -> None:
+    now = [1_000.0]
+    metrics = Metrics(shop, process=False, clock=lambda: now[0])
+    counted = CountedCollector()
+    metrics.registry.register(counted)  # type: ignore[arg-type]
+    answers = [metrics.exposition() for _ in range(100)]  # a client scraping in a loop
+    assert counted.renders == RENDER_BURST
+    assert all(answer == answers[-1] for answer in answers[RENDER_BURST:])
+    now[0] += 1.0
+    [metrics.exposition() for _ in range(100)]
+    assert counted.renders == RENDER_BURST + RENDERS_PER_S  # the flood gets two a second
+    now[0] += 60.0
+    metrics.exposition()
+    assert counted.renders == RENDER_BURST + RENDERS_PER_S + 1  # a scrape alone: rendered now
