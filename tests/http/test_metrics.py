@@ -228,7 +228,7 @@ async def test_scrapes_in_a_flood_are_answered_from_a_rendering_at_most_half_a_s
     now = [1_000.0]
     metrics = Metrics(shop, process=False, clock=lambda: now[0])
     counted = CountedCollector()
-    metrics.registry.register(counted)  # type: ignore[arg-type]
+    metrics.registry.register(counted)
     answers = [metrics.exposition() for _ in range(100)]  # a client scraping in a loop
     assert counted.renders == RENDER_BURST
     assert all(answer == answers[-1] for answer in answers[RENDER_BURST:])
