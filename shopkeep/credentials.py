@@ -31,19 +31,19 @@ class Credentials:
     new_admin_token: str | None = None
     """The admin token generated just now, in clear: announce it, it is never known again."""
     retired_admin_hash: str | None = None
-    """The hash of the generated admin token a configured one retired just now: put back
-    (:func:`reinstate_admin_token`) if the start fails, since a refused start changes
-    nothing."""
+    """The hash of the generated admin token a configured one retires
+    (:func:`put_in_force`)."""
 
 
 async def settle_credentials(
     writer: GroupCommitWriter, *, admin_token: str | None, gateway_secret: str | None
 ) -> Credentials:
-    """The credentials to run with, generating what is missing.
+    """The credentials to run with, generating what is missing; nothing of the admin token is
+    written here, but by :func:`put_in_force` once the server listens: a start that never
+    listens (refused, failed, or killed with no chance to undo anything) changes nothing, and
+    the next start announces the token it generates.
 
     A configured value is used as given and not stored (configuration stays the operator's).
-    A generated admin token's hash is written with ``INSERT OR IGNORE``, then read back: the
-    row that won is the one in force, and the new token is announced only if it is that one.
     A configured admin token retires the generated one for good (the operator's way out when
     it leaked or was lost): a later start without one generates and announces another.
 
@@ -52,31 +52,28 @@ async def settle_credentials(
     use it anyway (it is never shown: a real gateway needs a configured secret, and the
     sandbox gateway signs with this process's). One stored by an earlier version is deleted.
     """
-    token = None if admin_token else new_token()
-    generated: dict[str, str] = {}
-    if token is not None:
-        generated[ADMIN_TOKEN_HASH] = hash_token(token)
-    # a secret stored by an earlier version is forgotten, and a generated token once another
-    # is configured
-    retired = [ADMIN_TOKEN_HASH] if admin_token else []
     stored = await writer.call(
-        partial(settings.keep, generated, read=retired, forget=[GATEWAY_SECRET, *retired])
+        partial(settings.keep, {}, read=[ADMIN_TOKEN_HASH], forget=[GATEWAY_SECRET])
     )
-    admin_hash = hash_token(admin_token) if admin_token else stored[ADMIN_TOKEN_HASH]
-    announced = token if token is not None and hash_token(token) == admin_hash else None
-    return Credentials(
-        admin_hash, gateway_secret or secrets.token_hex(32), announced,
-        stored.get(ADMIN_TOKEN_HASH) if admin_token else None,
-    )
+    generated_hash = stored.get(ADMIN_TOKEN_HASH)
+    secret = gateway_secret or secrets.token_hex(32)
+    if admin_token:
+        return Credentials(hash_token(admin_token), secret, retired_admin_hash=generated_hash)
+    if generated_hash is not None:
+        return Credentials(generated_hash, secret)
+    token = new_token()
+    return Credentials(hash_token(token), secret, new_admin_token=token)
 
 
-async def forget_admin_token(writer: GroupCommitWriter, admin_hash: str) -> None:
-    """Forget the generated admin token of hash ``admin_hash`` (a start that failed before it
-    announced it): the next start generates and announces another."""
-    await writer.call(partial(settings.forget, ADMIN_TOKEN_HASH, admin_hash))
-
-
-async def reinstate_admin_token(writer: GroupCommitWriter, admin_hash: str) -> None:
-    """Put back the generated admin token of hash ``admin_hash`` that a start which failed
-    retired (unless another was generated meanwhile)."""
-    await writer.call(partial(settings.keep, {ADMIN_TOKEN_HASH: admin_hash}))
+async def put_in_force(writer: GroupCommitWriter, credentials: Credentials) -> None:
+    """Keep what :func:`settle_credentials` decided: the hash of the admin token it generated
+    (announced first: killed in between, the next start generates and announces another),
+    and the retirement of the generated one by a configured one."""
+    if credentials.new_admin_token is not None:
+        await writer.call(
+            partial(settings.keep, {ADMIN_TOKEN_HASH: credentials.admin_token_hash})
+        )
+    if credentials.retired_admin_hash is not None:
+        await writer.call(
+            partial(settings.forget, ADMIN_TOKEN_HASH, credentials.retired_admin_hash)
+        )

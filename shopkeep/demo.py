@@ -21,7 +21,7 @@ from typing import Final
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.protocol import CouponView, GoodsView
-from shopkeep.credentials import settle_credentials
+from shopkeep.credentials import put_in_force, settle_credentials
 from shopkeep.payments.money import to_decimal_string
 from shopkeep.payments.names import DEFAULT_CURRENCY
 from shopkeep.shop import Shop
@@ -81,6 +81,7 @@ async def fill(
             credentials = await settle_credentials(
                 shop.runtime.store.writer, admin_token=admin_token, gateway_secret=None
             )
+            await put_in_force(shop.runtime.store.writer, credentials)
             made = await populate(shop, credentials.new_admin_token)
     except BaseException:
         if fresh and opened:  # half filled (a full disk), its tokens never shown: it would

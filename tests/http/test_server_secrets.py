@@ -8,12 +8,15 @@ import socket
 import sqlite3
 import stat
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
+import aiohttp
 import pytest
+import structlog
 
 from shopkeep.credentials import ADMIN_TOKEN_HASH, GATEWAY_SECRET
-from shopkeep.http.server import ServeOptions, StartupError, running
+from shopkeep.http.server import ServeOptions, StartupError, open_credentials, running
 from shopkeep.opening import CurrencyMismatch
 from shopkeep.payments.settings import ProviderSettings
 from shopkeep.shop import Shop
@@ -164,18 +167,46 @@ async def test_a_token_announced_by_a_start_stays_when_that_server_fails_later(
     assert settings(tmp_path / "shop.db")[ADMIN_TOKEN_HASH] == hash_token(shown[0])
 
 
-async def test_a_token_a_failed_start_cannot_forget_is_announced_after_all(
+async def user_created_status(url: str, admin_token: str) -> int:
+    """The status of a user's creation at the server ``url`` with ``admin_token``."""
+    bearer = {"Authorization": f"Bearer {admin_token}"}
+    made = aiohttp.request("POST", f"{url}/v1/users", json={"name": "ann"}, headers=bearer)
+    async with made as answer:
+        return answer.status
+
+
+async def test_a_token_the_database_cannot_keep_is_announced_and_serves_until_the_stop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # a disk that filled up meanwhile: the forgetting raised SQLite's error, not a
-    # StoreError, so the token stayed in force and was never shown: the admin locked out
+    # a disk that filled up meanwhile: the server runs, its token works, and the log says
+    # the next start prints another
     async def full(*args: object) -> None:
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr("shopkeep.http.server.forget_admin_token", full)
-    db = tmp_path / "shop.db"
+    monkeypatch.setattr("shopkeep.http.server.put_in_force", full)
+    db, shown = tmp_path / "shop.db", list[str]()
+    options = ServeOptions(db=str(db), port=0, sandbox=True)
+    with structlog.testing.capture_logs() as logs:
+        async with running(options, announce=shown.append) as server:
+            assert await user_created_status(server.url, shown[0]) == 201
+    assert [line["event"] for line in logs if line["log_level"] == "warning"] == [
+        "admin_token_not_kept"
+    ]
+    assert ADMIN_TOKEN_HASH not in settings(db)
 
-    shown = await start_failing_once_open(db)
 
-    assert len(shown) == 1
-    assert settings(db)[ADMIN_TOKEN_HASH] == hash_token(shown[0])
+async def test_a_start_killed_before_it_listens_keeps_no_token_and_retires_none(
+    tmp_path: Path,
+) -> None:
+    # a SIGKILL has no undo: a first start killed between keeping its token's hash and
+    # printing the token left a token nobody had seen, the admin API locked for good
+    db, shown = tmp_path / "shop.db", list[str]()
+    options = ServeOptions(db=str(db), port=0, sandbox=True)
+    await open_credentials(options)  # all a start does before it opens the shop: then killed
+    assert ADMIN_TOKEN_HASH not in settings(db)
+    async with running(options, announce=shown.append):
+        pass
+    [generated] = shown
+    await open_credentials(replace(options, admin_token="c" * 32))  # killed likewise
+
+    assert settings(db)[ADMIN_TOKEN_HASH] == hash_token(generated)
