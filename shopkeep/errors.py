@@ -7,11 +7,16 @@ become :class:`ShopError`, whose ``code`` the HTTP layer maps to a status in one
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 
 from shopkeep.actors.protocol import VALIDATION_ERROR, Refusal
+
+MAX_PROBLEMS: Final = 100
+"""The most problems one validation error lists: a 64 KiB body of unknown fields, or of one
+goods listed thousands of times, would otherwise be answered with thousands of them (an answer
+four times the request's size)."""
 
 
 class FieldError(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -58,12 +63,15 @@ class ShopError(Exception):
 
     @classmethod
     def invalid(cls, errors: Sequence[FieldError]) -> ShopError:
-        """A validation_error listing ``errors`` (at least one); its detail is the first."""
+        """A validation_error listing ``errors`` (at least one; the first
+        :data:`MAX_PROBLEMS`); its detail is the first."""
         first = errors[0]
         detail = f"{first.detail} - at `{first.where}`" if first.where else first.detail
-        if len(errors) > 1:
+        if len(errors) > MAX_PROBLEMS:
+            detail += f" (and {len(errors) - 1} more: the first {MAX_PROBLEMS} are in errors)"
+        elif len(errors) > 1:
             detail += f" (and {len(errors) - 1} more: see errors)"
-        return cls(VALIDATION_ERROR, detail, errors=errors)
+        return cls(VALIDATION_ERROR, detail, errors=errors[:MAX_PROBLEMS])
 
     @classmethod
     def of(cls, refusal: Refusal, *, replayed: bool = False) -> ShopError:

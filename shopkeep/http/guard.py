@@ -10,14 +10,14 @@ from typing import Any
 
 from aiohttp import web
 
-from shopkeep.errors import FieldError, ShopError
+from shopkeep.errors import MAX_PROBLEMS, FieldError, ShopError
 from shopkeep.http.auth import CALLBACK_PATHS, Access, authorize, is_public
 from shopkeep.http.errors import cut_short
 from shopkeep.http.inputs import IDEMPOTENCY_HEADER, body_of, idempotency_key_of
 from shopkeep.http.operations import Operation
 from shopkeep.http.schemas import EmptyRequest
 from shopkeep.http.state import ADMIN, Principal
-from shopkeep.http.validation import MAX_PROBLEMS, query_problem
+from shopkeep.http.validation import query_problem
 
 
 @dataclass(frozen=True)

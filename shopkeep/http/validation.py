@@ -24,18 +24,13 @@ from typing import Annotated, Any, Final, Union, get_args, get_origin
 
 import msgspec
 
-from shopkeep.errors import FieldError
+from shopkeep.errors import MAX_PROBLEMS, FieldError
 from shopkeep.requests import ID_PATTERN, NAME_PATTERN, TEXT_PATTERN
 
 _NONE: Final = type(None)
 _JSON_NAMES: Final = {
     dict: "object", list: "array", str: "str", int: "int", float: "float", bool: "bool",
 }  # fmt: skip
-
-
-MAX_PROBLEMS: Final = 100
-"""The most problems one answer lists: a 64 KiB body of unknown fields would otherwise be
-answered with thousands of them."""
 
 
 def problems(value: Any, kind: Any) -> list[FieldError]:

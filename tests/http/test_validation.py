@@ -10,17 +10,17 @@ import msgspec
 import pytest
 
 import shopkeep.requests as request_rules
-from shopkeep.errors import FieldError, ShopError
+from shopkeep.errors import MAX_PROBLEMS, FieldError, ShopError
 from shopkeep.http import schemas as s
 from shopkeep.http.inputs import decoded
 from shopkeep.http.validation import (
-    MAX_PROBLEMS,
     pointer_of,
     problems,
     query_problem,
     refusal_of,
 )
 from shopkeep.requests import ID_PATTERN
+from tests.http.conftest import Api
 
 
 def first_refusal(body: Any, kind: type) -> str:
@@ -115,6 +115,16 @@ def test_a_body_of_a_thousand_unknown_fields_is_answered_with_the_first_hundred(
     assert len(found) == MAX_PROBLEMS
     assert found[0].pointer == "/field0"
 
+
+async def test_an_order_listing_one_goods_thousands_of_times_is_answered_the_first_hundred(
+    api: Api,
+) -> None:
+    customer, tea = await api.customer(), await api.goods()
+    lines = [{"goods_id": tea, "quantity": 1}] * 1_000  # its answer was four times its size
+    answer = await api.call("POST", "/v1/orders", customer.headers, {"items": lines})
+    assert (answer.status, answer.body["code"]) == (422, "validation_error")
+    assert len(answer.body["errors"]) == MAX_PROBLEMS
+    assert "(and 999 more: the first 100 are in errors)" in answer.body["detail"]
 
 
 @pytest.mark.parametrize("pattern", ["ID_PATTERN", "KEY_PATTERN", "TEXT_PATTERN", "NAME_PATTERN"])
