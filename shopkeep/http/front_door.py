@@ -284,6 +284,25 @@ class FrontDoor:
             guard.check(request, principal)
         return principal
 
+    async def invites_body(self, request: web.Request) -> bool:
+        """Whether a request waiting for a 100 before it sends its body is sent one: not when
+        the door refuses it on its headers alone, answered at once instead (RFC 9110, 10.1.1):
+        a body larger than it takes (413), no token or one nobody holds on a route that needs
+        one (401; a token the shop does not remember is looked up, as the door will). Nothing
+        is counted here: the rate limit counts the request itself."""
+        length = request.content_length
+        if length is not None and length > self.max_body_bytes:
+            return False
+        entrance = getattr(request.match_info.route.handler, "__self__", None)
+        if isinstance(entrance, Entrance) and not entrance.public:
+            given = request.headers.getall(hdrs.AUTHORIZATION, ())
+            found = recognize(self._shop, self._admin_hash, given[0]) if len(given) == 1 else None
+            if isinstance(found, str):
+                found = await user_of_hash(self._shop, found)
+            if found is None:
+                return False
+        return True
+
     async def admit_later(
         self, request: web.Request, guard: Guard | None, token_hash: str
     ) -> Principal:
@@ -382,6 +401,11 @@ class Entrance:
         self.route: str | None = None
         """The route's pattern (``/v1/orders/{order_id}``), learnt from its first request: a
         sub-app's routes get their prefix only once the sub-app is added."""
+
+    @property
+    def public(self) -> bool:
+        """Whether the route takes requests without a token."""
+        return self._public
 
     async def whole(self, request: web.Request) -> web.StreamResponse:
         """Every step around the handler."""
@@ -487,13 +511,12 @@ async def continue_only(request: web.Request) -> None:
     request goes through the door and its route like any other. aiohttp's own answer to one is
     a plain-text 417 that repeats the header, made before the door: no request id, no access
     line, no metric. A body announced larger than the door takes is not invited: the door
-    answers 413 before reading it, and a client that waited for the 100 sends nothing."""
+    answers 413 before reading it, and a client that waited for the 100 sends nothing; nor is
+    one the door refuses for its token (:meth:`FrontDoor.invites_body`)."""
     if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
         door = request.config_dict.get(DOOR)
-        length = request.content_length
-        if door is not None and length is not None and length > door.max_body_bytes:
-            return
-        await _default_expect_handler(request)  # aiohttp's own: a 100, for HTTP/1.1 only
+        if door is None or await door.invites_body(request):
+            await _default_expect_handler(request)  # aiohttp's own: a 100, for HTTP/1.1 only
 
 
 DOOR: Final = web.AppKey("front_door", FrontDoor)

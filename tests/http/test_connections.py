@@ -419,6 +419,42 @@ async def test_a_connection_answered_before_its_body_came_closes_without_its_rea
         writer.close()
 
 
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [(b"", 401), (b"Authorization: Bearer nobody-holds-this-token\r\n", 401)],
+)
+async def test_a_request_waiting_to_send_its_body_is_refused_for_its_token_first(
+    serve: Serve, authorization: bytes, status: int
+) -> None:
+    # the door answered "100 Continue" and invited a body it would refuse unread
+    async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=LONG_S)) as server:
+        reader, writer = await connect(server)
+        writer.write(
+            b"POST /v1/orders HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + authorization + b"Expect: 100-continue\r\nContent-Length: 100\r\n\r\n"
+        )
+
+        answer = await asyncio.wait_for(read_answer(reader), WAIT_S)
+
+        assert answer.status == status
+        writer.close()
+
+
+async def test_a_request_with_a_token_the_door_knows_is_invited_to_send_its_body(
+    serve: Serve,
+) -> None:
+    async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=LONG_S)) as server:
+        reader, writer = await connect(server)
+        writer.write(
+            b"POST /v1/goods HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + ADMIN_TOKEN.encode()
+            + b"\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+        )
+
+        assert await asyncio.wait_for(reader.readline(), WAIT_S) == b"HTTP/1.1 100 Continue\r\n"
+        writer.close()
+
+
 def test_the_open_files_limit_is_raised_to_fit_the_connections_or_said_short() -> None:
     # under `ulimit -n 1024` a cap of 1,024 never held: the system refused connections first,
     # with no log and no metric
