@@ -73,8 +73,12 @@ def make_app(
         limiter = RateLimiter(config.rate_limit_per_s, burst, clock)
         if metrics is not None:
             metrics.watch(limiter)
+    keys_limiter = None
+    if config.keys_per_day > 0:  # a day's worth at once, then the day's rate
+        keys_limiter = RateLimiter(config.keys_per_day / 86_400, config.keys_per_day, clock)
     door = FrontDoor(
-        shop, config.admin_hash(), config.max_body_bytes, metrics, limiter, split=bool(middlewares)
+        shop, config.admin_hash(), config.max_body_bytes, metrics, limiter,
+        keys_limiter=keys_limiter, split=bool(middlewares),
     )
     app = web.Application(
         client_max_size=config.max_body_bytes,

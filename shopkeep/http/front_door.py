@@ -17,7 +17,8 @@ From the outside in:
 4. authentication (``auth.py``): the caller's principal, or 401; and the caller's rate limit
    (``rate_limit.py``): a user by their id, a token nobody holds by its hash (one whose bucket
    is empty is refused before the read that would look it up); the admin and the public
-   routes (no token) are not limited;
+   routes (no token) are not limited; a user's Idempotency-Keys a day are limited too (each
+   is kept a day: ``HttpConfig.keys_per_day``), counted once the guard admits the request;
 5. the route's guard (``guard.py``): whether this caller may call it (404 if not), and whether its
    query names only parameters the operation takes, each as its schema says (422 listing
    every problem if not);
@@ -65,9 +66,10 @@ from shopkeep.http.auth import (
 )
 from shopkeep.http.errors import answer_error, problem, too_large
 from shopkeep.http.guard import Guard
+from shopkeep.http.inputs import IDEMPOTENCY_HEADER
 from shopkeep.http.latency import Series
 from shopkeep.http.metrics import UNMATCHED
-from shopkeep.http.rate_limit import RateLimiter
+from shopkeep.http.rate_limit import KeysLimited, RateLimited, RateLimiter
 from shopkeep.http.request_ids import HEADER_KEY, bind
 from shopkeep.http.state import PRINCIPAL, Principal
 from shopkeep.logs import ACCESS
@@ -109,10 +111,12 @@ class FrontDoor:
         metrics: Metrics | None = None,
         limiter: RateLimiter | None = None,
         *,
+        keys_limiter: RateLimiter | None = None,
         split: bool = False,
     ) -> None:
         self._shop = shop
         self._limiter = limiter
+        self._keys_limiter = keys_limiter
         self._admin_hash = admin_hash
         self.max_body_bytes = max_body_bytes
         """The largest body the app takes (larger: 413)."""
@@ -282,6 +286,8 @@ class FrontDoor:
                 limiter.admit(found.user_id)
         if guard is not None:
             guard.check(request, principal)
+            if guard.takes_key and principal is not None:
+                self._count_key(headers, principal)
         return principal
 
     async def invites_body(self, request: web.Request) -> bool:
@@ -316,7 +322,20 @@ class FrontDoor:
             raise unauthorized()
         if guard is not None:
             guard.check(request, found)
+            if guard.takes_key:
+                self._count_key(request.headers, found)
         return found
+
+    def _count_key(self, headers: CIMultiDictProxy[str], principal: Principal) -> None:
+        """Count a user's request that carries an Idempotency-Key against the keys a day its
+        token may send (``HttpConfig.keys_per_day``), or refuse it 429."""
+        limiter = self._keys_limiter
+        user_id = principal.user_id
+        if limiter is not None and user_id is not None and IDEMPOTENCY_HEADER in headers:
+            try:
+                limiter.admit(user_id)
+            except RateLimited as error:
+                raise KeysLimited(error.retry_after) from None
 
     @web.middleware
     async def _around(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -20,6 +20,7 @@ from aiohttp import web
 from shopkeep import __version__
 from shopkeep.actors.config import ShopConfig
 from shopkeep.http.auth import Access
+from shopkeep.http.config import KEYS_PER_DAY
 from shopkeep.http.docs_html import render_docs
 from shopkeep.http.errors import PROBLEM_JSON, PROBLEMS, Problem
 from shopkeep.http.inputs import IDEMPOTENCY_HEADER, REPLAYED_HEADER
@@ -32,7 +33,7 @@ DOCS: Final = web.AppKey("docs_page", str)
 REF_TEMPLATE: Final = "#/components/schemas/{name}"
 BEARER: Final = "bearer"
 
-DESCRIPTION: Final = """\
+DESCRIPTION: Final = f"""\
 The order and payment engine of a small online shop (SPEC section 7).
 
 JSON in and out. Ids are strings of digits, money is integer minor units (cents): answers
@@ -53,12 +54,14 @@ A validation error (422) lists every problem found in `errors`, in the query, th
 `Idempotency-Key` header and the body together, each with a JSON Pointer into the body
 (`pointer`: `/items/0/quantity`) or the name of a query parameter or header (`parameter`).
 An id in a path that is not one names nothing: 404, as an id that names nothing; in a body,
-an id is a decimal string (the schema's pattern), else 422. Lists answer `{"items",
-"next_cursor"}`: pass
+an id is a decimal string (the schema's pattern), else 422. Lists answer `{{"items",
+"next_cursor"}}`: pass
 `next_cursor` back as `?cursor=` for the next page (null: there is none).
 
 Too many requests from one user's token answer 429 `rate_limited` with `Retry-After` (the
-limit is the server's `--rate-limit`; the admin's token is not limited).
+limit is the server's `--rate-limit`; the admin's token is not limited), and so do more than
+{KEYS_PER_DAY:,} requests with an `Idempotency-Key` a day from one user's token, beyond a day's
+worth at once (each key is kept 24 hours).
 """
 
 TAGS: Final = (

@@ -38,10 +38,17 @@ class RateLimited(Exception):
     429 rate_limited, to retry after ``retry_after`` seconds, which its detail says as its
     ``Retry-After`` does (a detail of "0.001 s" beside a header of 1 told a client two things)."""
 
-    def __init__(self, retry_after: float) -> None:
-        wait = whole_seconds(retry_after)
-        super().__init__(f"too many requests from this token; retry after {wait} s")
+    def __init__(self, retry_after: float, said: str = "too many requests from this token") -> None:
+        super().__init__(f"{said}; retry after {whole_seconds(retry_after)} s")
         self.retry_after = retry_after
+
+
+class KeysLimited(RateLimited):
+    """The caller's token has sent more Idempotency-Keys than its daily allowance
+    (``HttpConfig.keys_per_day``): 429 rate_limited as any other rate, saying which."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(retry_after, "too many Idempotency-Keys from this token today")
 
 
 class RateLimiter:

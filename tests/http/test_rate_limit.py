@@ -166,3 +166,49 @@ def test_the_tokens_tracked_stay_bounded_under_a_flood_of_distinct_tokens() -> N
     assert limiter.tracked <= 100
     limiter.admit("token-9999")  # a token still tracked keeps what it spent
     assert limiter.tracked <= 100
+
+
+@pytest.fixture
+async def keys_limited(
+    aiohttp_client: AiohttpClient, shop: Shop, clock: VirtualClock, instant: Instant
+) -> Api:
+    config = HttpConfig(admin_token=ADMIN_TOKEN, rate_limit_per_s=0, keys_per_day=KEYS_A_DAY)
+    return Api(await aiohttp_client(make_app(shop, config, clock=instant)), shop, clock)
+
+
+KEYS_A_DAY = 3
+
+
+async def test_a_users_idempotency_keys_past_a_days_worth_are_refused_and_change_nothing(
+    keys_limited: Api, instant: Instant
+) -> None:
+    # each key is kept a day with its answer, refusals included: at the rate limit alone one
+    # customer's token wrote about 17 GB of them a day
+    alice = await keys_limited.customer(balance=0)
+    order = await keys_limited.order(alice, await keys_limited.goods(stock=100))
+    cancel = f"/v1/orders/{order['id']}/cancel"
+    answers = [
+        await keys_limited.call("POST", cancel, {**alice.headers, "Idempotency-Key": f"k{n}"})
+        for n in range(KEYS_A_DAY + 1)
+    ]
+    assert [a.status for a in answers] == [200] * KEYS_A_DAY + [429]
+    refused = answers[-1]
+    assert refused.body["code"] == "rate_limited"
+    assert refused.body["detail"].startswith("too many Idempotency-Keys from this token today")
+    assert int(refused.headers["Retry-After"]) == 86_400 // KEYS_A_DAY
+    kept = await keys_limited.shop.reader.fetchone(
+        "SELECT count(*) FROM idempotency_keys WHERE principal = ?", (int(alice.id),)
+    )
+    assert kept == (KEYS_A_DAY,)
+
+    unkeyed = await keys_limited.call("POST", cancel, alice.headers)
+    assert unkeyed.status == 200  # a request without a key is not counted
+    for _ in range(3):  # nor is the admin
+        credited = await keys_limited.call(
+            "POST", f"/v1/users/{alice.id}/wallet/credit",
+            {**ADMIN, "Idempotency-Key": f"a{_}"}, {"amount": 1},
+        )  # fmt: skip
+        assert credited.status == 200
+    instant.now += 86_400 / KEYS_A_DAY  # a key's worth of the day later
+    again = await keys_limited.call("POST", cancel, {**alice.headers, "Idempotency-Key": "k9"})
+    assert again.status == 200
