@@ -65,15 +65,19 @@ async def settle_credentials(
     return Credentials(hash_token(token), secret, new_admin_token=token)
 
 
-async def put_in_force(writer: GroupCommitWriter, credentials: Credentials) -> None:
+async def put_in_force(writer: GroupCommitWriter, credentials: Credentials) -> bool:
     """Keep what :func:`settle_credentials` decided: the hash of the admin token it generated
     (announced first: killed in between, the next start generates and announces another),
-    and the retirement of the generated one by a configured one."""
+    and the retirement of the generated one by a configured one. True when the token kept
+    replaces another's: a start that ran meanwhile, while this one was between settling and
+    listening, generated and announced its own (the last announced is the one that works)."""
     if credentials.new_admin_token is not None:
-        await writer.call(
-            partial(settings.keep, {ADMIN_TOKEN_HASH: credentials.admin_token_hash})
+        before = await writer.call(
+            partial(settings.put, ADMIN_TOKEN_HASH, credentials.admin_token_hash)
         )
+        return before is not None and before != credentials.admin_token_hash
     if credentials.retired_admin_hash is not None:
         await writer.call(
             partial(settings.forget, ADMIN_TOKEN_HASH, credentials.retired_admin_hash)
         )
+    return False

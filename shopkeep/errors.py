@@ -64,11 +64,12 @@ class ShopError(Exception):
     @classmethod
     def invalid(cls, errors: Sequence[FieldError]) -> ShopError:
         """A validation_error listing ``errors`` (at least one; the first
-        :data:`MAX_PROBLEMS`); its detail is the first."""
+        :data:`MAX_PROBLEMS`); its detail is the first. A finder that stops looking past
+        :data:`MAX_PROBLEMS` gives one more, so that the detail does not miscount."""
         first = errors[0]
         detail = f"{first.detail} - at `{first.where}`" if first.where else first.detail
         if len(errors) > MAX_PROBLEMS:
-            detail += f" (and {len(errors) - 1} more: the first {MAX_PROBLEMS} are in errors)"
+            detail += f" (and more: the first {MAX_PROBLEMS} are in errors)"
         elif len(errors) > 1:
             detail += f" (and {len(errors) - 1} more: see errors)"
         return cls(VALIDATION_ERROR, detail, errors=errors[:MAX_PROBLEMS])

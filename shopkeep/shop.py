@@ -267,10 +267,11 @@ class Shop(Accounts, Payments, BackOffice):
 
     @property
     def sandbox(self) -> SandboxGateway:
-        """The sandbox gateway (:attr:`gateway`, typed as present): TypeError on a shop whose
-        payments go through a real provider, where nothing but the provider collects."""
+        """The sandbox gateway (:attr:`gateway`, typed as present): AttributeError (so
+        ``hasattr`` says False) on a shop whose payments go through a real provider, where
+        nothing but the provider collects."""
         if self.gateway is None:
-            raise TypeError(
+            raise AttributeError(
                 f"this shop's payments go through {self.provider.name}, not the sandbox gateway"
             )
         return self.gateway

@@ -232,7 +232,7 @@ def judge_states(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
     return Verdict(
         bad,
         pending,
-        f"{counts.orders} orders in allowed states, every one awaiting payment with its deadline",
+        f"{counts.orders} orders in allowed states (each awaiting payment has its deadline)",
         "in flight (pending placements)",
     )
 

@@ -25,12 +25,9 @@ MAX_POINTS: Final = 10**18
 it earned. No shop reaches it: a points rate of 1,000 on orders of the largest amount reaches
 it in 100,000 orders (at 2**63 the award's commit failed for ever)."""
 MAX_QUANTITY: Final = 1_000
-"""The largest quantity of one goods in one order: the default, and the most a shop may set
-(``ShopConfig.max_quantity`` may lower it), since the HTTP API's schema refuses more before the
-shop sees a request."""
+"""The default largest quantity of one goods in one order (``ShopConfig.max_quantity``)."""
 MAX_ITEMS: Final = 50
-"""The most distinct goods in one order: the default, and the most a shop may set
-(``ShopConfig.max_items`` may lower it), for the same reason."""
+"""The default most distinct goods in one order (``ShopConfig.max_items``)."""
 MAX_DURATION_S: Final = 366 * 86_400.0
 """The longest duration a setting (or a flag) takes, a year and a day: no wait of shopkeep's is
 longer, and a time much further ahead is none an order's deadline could be written as
@@ -48,8 +45,8 @@ WHOLE_BOUNDS: Final[dict[str, tuple[int, int | None]]] = {
     "shipping_fee": (0, MAX_AMOUNT),
     "max_unpaid_orders": (1, None),
     "points_per_unit": (0, 1_000),
-    "max_quantity": (1, MAX_QUANTITY),
-    "max_items": (1, MAX_ITEMS),
+    "max_quantity": (1, None),
+    "max_items": (1, None),
 }
 """The whole-number settings' bounds (None: none above), which ``serve``'s flags take too."""
 
@@ -69,9 +66,10 @@ class ShopConfig:
     points_per_unit: int = 1
     """Points earned per whole currency unit (100 minor units) of pay amount + wallet amount."""
     max_quantity: int = MAX_QUANTITY
-    """The largest quantity of one goods in one order (at most :data:`MAX_QUANTITY`)."""
+    """The largest quantity of one goods in one order (the HTTP API's too: its document says
+    the shop's)."""
     max_items: int = MAX_ITEMS
-    """The most distinct goods in one order (at most :data:`MAX_ITEMS`)."""
+    """The most distinct goods in one order (the HTTP API's too)."""
     sweep_interval_s: float = 60.0
     """How often the sweep looks for overdue unpaid orders (a backup of the deadline timers)."""
     refund_retry_s: float = 1.0

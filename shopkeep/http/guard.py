@@ -94,7 +94,7 @@ class Guard:
                 seen.add(name)
                 if problem is not None:
                     found.append(FieldError(problem, parameter=name))
-                    if len(found) == MAX_PROBLEMS:
+                    if len(found) > MAX_PROBLEMS:  # one past: "and more"
                         break
             if found:
                 raise ShopError.invalid(found)
@@ -126,7 +126,7 @@ class Guard:
                     raise
         if len(found) == len(refused.errors):
             return refused
-        return ShopError.invalid(found[:MAX_PROBLEMS])
+        return ShopError.invalid(found)
 
 
 QUERY, HEADER, BODY = "query", "header", "body"

@@ -141,8 +141,8 @@ def build_document(
 
 
 def _set_order_limits(components: dict[str, Any], limits: ShopConfig) -> None:
-    """Write the shop's own limits of an order's lines into the placement's schema, where
-    msgspec wrote the types' bounds (the most any shop may set)."""
+    """Write the shop's own limits of an order's lines into the placement's schema: the
+    types have none, the shop's rules check them (``schemas.Quantity``)."""
     if "PlaceOrderRequest" in components:
         components["PlaceOrderRequest"]["properties"]["items"]["maxItems"] = limits.max_items
         quantity = components["OrderItemRequest"]["properties"]["quantity"]

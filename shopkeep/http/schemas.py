@@ -18,7 +18,7 @@ import msgspec
 from msgspec import Meta
 
 from shopkeep.actors.audit import AuditCheck, AuditReport
-from shopkeep.actors.config import MAX_AMOUNT, MAX_HELD, MAX_ITEMS, MAX_QUANTITY
+from shopkeep.actors.config import MAX_AMOUNT, MAX_HELD
 from shopkeep.actors.order_rules import repeated_goods
 from shopkeep.errors import FieldError
 from shopkeep.requests import (
@@ -43,7 +43,9 @@ Restock = Annotated[
                                           f"the units supplied in all (the first stock and "
                                           f"every restock) would pass {MAX_HELD}."),
 ]
-Quantity = Annotated[int, Meta(ge=1, le=MAX_QUANTITY)]
+Quantity = Annotated[int, Meta(ge=1)]
+"""At most the shop's ``max_quantity``: the rules check it (``order_rules.validate_request``),
+and the OpenAPI document says the shop's, not a bound of the type's that a shop may lower."""
 Name = Annotated[
     str,
     Meta(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN,
@@ -165,8 +167,7 @@ class PlaceOrderRequest(RequestBody, frozen=True):
     items: Annotated[
         list[OrderItemRequest],
         Meta(
-            min_length=1,
-            max_length=MAX_ITEMS,
+            min_length=1,  # at most the shop's max_items, as a quantity (see Quantity)
             description="One line per goods: a goods listed twice is refused 422, and so is "
                         "an order whose order amount (goods and shipping) would exceed "
                         f"{MAX_AMOUNT}, the most any payment carries (with `?wait=false`, "

@@ -170,12 +170,16 @@ async def _put_credentials_in_force(
     if credentials.new_admin_token is not None:
         announce(credentials.new_admin_token)
     try:
-        await put_in_force(shop.runtime.store.writer, credentials)
+        replaced = await put_in_force(shop.runtime.store.writer, credentials)
     except (StoreError, OSError, sqlite3.Error) as error:
         log.warning("admin_token_not_kept", error=str(error),
                     detail="in force until this server stops; a start without --admin-token "
                     "then generates and prints another")
         return
+    if replaced:
+        log.warning("admin_token_replaced",
+                    detail="another start announced a token while this one started: the one "
+                    "announced last is in force, the other no longer works")
     if credentials.retired_admin_hash is not None:
         log.info("generated_admin_token_retired",
                  detail="the admin token given replaces it for good")

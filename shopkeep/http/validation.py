@@ -35,8 +35,8 @@ _JSON_NAMES: Final = {
 
 def problems(value: Any, kind: Any) -> list[FieldError]:
     """Every problem of ``value`` (parsed JSON) as a ``kind``, in the order of the body (the
-    first :data:`MAX_PROBLEMS`)."""
-    found = itertools.islice(_walk(value, kind, ""), MAX_PROBLEMS)
+    first :data:`MAX_PROBLEMS`, and one more if there are more: the error says "and more")."""
+    found = itertools.islice(_walk(value, kind, ""), MAX_PROBLEMS + 1)
     return [FieldError(detail, pointer=pointer) for pointer, detail in found]
 
 

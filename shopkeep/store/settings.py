@@ -54,6 +54,15 @@ def keep(
     return {str(key): str(value) for key, value in found}
 
 
+def put(key: str, value: str, conn: sqlite3.Connection) -> str | None:
+    """Store ``value`` under ``key`` whatever it held, and answer what it held (None: nothing),
+    in one transaction: for a value decided by this start that must win over another's."""
+    with conn:
+        row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))
+    return None if row is None else str(row[0])
+
+
 def forget(key: str, value: str, conn: sqlite3.Connection) -> None:
     """Delete ``key`` if it still holds ``value`` (what this start stored, not another's)."""
     with conn:

@@ -246,10 +246,13 @@ async def test_a_notify_route_of_another_provider_is_not_found(api: Api) -> None
     assert (answer.status, answer.body["code"]) == (404, "not_found")
 
 
+@pytest.mark.parametrize("most", [10, 5_000])  # below the defaults' 1,000 and above
 async def test_a_shops_own_limits_of_an_order_are_documented_and_kept(
-    aiohttp_client: AiohttpClient, tmp_path: Path, clock: VirtualClock
+    aiohttp_client: AiohttpClient, tmp_path: Path, clock: VirtualClock, most: int
 ) -> None:
-    limits = ShopConfig(max_quantity=10, max_items=3)
+    # a shop set above the defaults placed over the Python API what HTTP refused 422, and one
+    # set below was refused past its limit in words naming the default's
+    limits = ShopConfig(max_quantity=most, max_items=3)
     async with Shop.open(
         str(tmp_path / "limits.db"), gateway="sandbox", clock=clock, config=limits
     ) as shop:
@@ -257,13 +260,15 @@ async def test_a_shops_own_limits_of_an_order_are_documented_and_kept(
         api = Api(client, shop, clock)
         schemas = (await api.call("GET", "/openapi.json", {})).body["components"]["schemas"]
         assert schemas["PlaceOrderRequest"]["properties"]["items"]["maxItems"] == 3
-        assert schemas["OrderItemRequest"]["properties"]["quantity"]["maximum"] == 10
-        customer, goods_id = await api.customer(), await api.goods(stock=100)
-        body = {"items": [{"goods_id": goods_id, "quantity": 11}]}
+        assert schemas["OrderItemRequest"]["properties"]["quantity"]["maximum"] == most
+        customer, goods_id = await api.customer(), await api.goods(price=1, stock=10_000)
+        body = {"items": [{"goods_id": goods_id, "quantity": most + 1}]}
         refused = await api.call("POST", "/v1/orders", customer.headers, body)
         assert (refused.status, refused.body["code"]) == (422, "validation_error")
         assert [e["pointer"] for e in refused.body["errors"]] == ["/items/0/quantity"]
-        assert (await api.order(customer, goods_id, quantity=10))["status"] == "awaiting_payment"
+        assert f"quantity must be 1 to {most}, not {most + 1}" in refused.body["detail"]
+        placed = await api.order(customer, goods_id, quantity=most)
+        assert placed["status"] == "awaiting_payment"
 
 
 def test_the_documented_order_statuses_are_the_state_machines() -> None:

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 import structlog
 
-from shopkeep.credentials import ADMIN_TOKEN_HASH, GATEWAY_SECRET
+from shopkeep.credentials import ADMIN_TOKEN_HASH, GATEWAY_SECRET, Credentials
 from shopkeep.http.server import ServeOptions, StartupError, open_credentials, running
 from shopkeep.opening import CurrencyMismatch
 from shopkeep.payments.settings import ProviderSettings
@@ -210,3 +210,29 @@ async def test_a_start_killed_before_it_listens_keeps_no_token_and_retires_none(
     await open_credentials(replace(options, admin_token="c" * 32))  # killed likewise
 
     assert settings(db)[ADMIN_TOKEN_HASH] == hash_token(generated)
+
+
+async def test_a_start_that_ran_while_another_started_gives_way_to_the_token_announced_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one start read the settings, another ran whole meanwhile (announcing its token), then
+    # the first listened and announced its own, kept by INSERT OR IGNORE: never, so the
+    # token its operator last saw answered 401 after a restart, and none was printed
+    db, shown = tmp_path / "shop.db", list[str]()
+    options = ServeOptions(db=str(db), port=0, sandbox=True)
+    slow = await open_credentials(options)
+    async with running(options, announce=shown.append):
+        pass
+    monkeypatch.setattr("shopkeep.http.server.open_credentials", lambda _: _settled(slow))
+    with structlog.testing.capture_logs() as logs:
+        async with running(options, announce=shown.append):
+            pass
+
+    first, last = shown
+    assert last == slow.new_admin_token != first
+    assert settings(db)[ADMIN_TOKEN_HASH] == hash_token(last)
+    assert "admin_token_replaced" in [line["event"] for line in logs]
+
+
+async def _settled(credentials: Credentials) -> Credentials:
+    return credentials
