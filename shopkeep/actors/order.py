@@ -101,13 +101,14 @@ from shopkeep.actors.order_store import (
 from shopkeep.actors.payment_query import QueryPayment
 from shopkeep.actors.payment_rules import (
     STILL_PAYABLE,
-    WRONG_CURRENCY,
     collected_since,
     decide_callback,
     keep_checkout,
     knows_outcome,
     payments_to_ask,
     refund_done,
+    refund_stuck,
+    rejection_reason,
     settle_by_hand,
     start_payment,
 )
@@ -331,17 +332,7 @@ class OrderActor(Actor):
                 self.commit(ctx, state, effects)
                 return ReturnView(request.id, state.id, request.status)
             case RefundStuck(refund_id, _, retried):
-                # the provider's words are the staff's (the refund's row, the log), not for
-                # the history its customer reads: a merchant's balance, its account's state
-                status = state.status
-                said = (
-                    "refused it; it is sent again, more and more seldom, until the provider "
-                    "takes it or it is settled by hand" if retried else
-                    "failed it; it stays refunding until someone acts on it"
-                )
-                self.commit(ctx, state, [History(
-                    status, status, "refund_failed", f"refund {refund_id}: the provider {said}",
-                )])
+                self.commit(ctx, *refund_stuck(state, refund_id, retried))
                 return None
             case RefundDone(refund_id):
                 done = refund_done(state, refund_id, now)
@@ -473,9 +464,7 @@ class OrderActor(Actor):
         if isinstance(outcome, Refusal):
             said = LogPayment(message.payment_id, message.status, message.amount,
                               message.gateway_txn_id, "rejected", False)
-            reason = {NOT_FOUND: "unknown_payment", WRONG_CURRENCY: "currency"}.get(
-                outcome.code, "amount"
-            )
+            reason = rejection_reason(outcome.code)
             # authentic, yet not what was asked: the money may be at the provider, a person looks
             log.warning("callback_refused", order_id=str(state.id), reason=reason,
                         payment_id=str(message.payment_id), detail=outcome.detail)

@@ -289,6 +289,27 @@ def _with_payment(state: OrderState, payment: Payment) -> tuple[OrderState, list
 # -- refunds done -----------------------------------------------------------------------------
 
 
+def refund_stuck(state: OrderState, refund_id: int, retried: bool) -> Decision:
+    """The provider refused the refund (``retried``: it is sent again) or failed it: the
+    history says so without the provider's words, which are the staff's (the refund's row,
+    the log), not for the customer reading the history (a merchant's balance, its account's
+    state)."""
+    said = (
+        "refused it; it is sent again, more and more seldom, until the provider "
+        "takes it or it is settled by hand" if retried else
+        "failed it; it stays refunding until someone acts on it"
+    )
+    status = state.status
+    told = f"refund {refund_id}: the provider {said}"
+    return state, [History(status, status, "refund_failed", told)]
+
+
+def rejection_reason(code: str) -> str:
+    """Why an authentic callback :func:`decide_callback` refused (its code) was rejected, as
+    the rejected callbacks' log and metrics name it."""
+    return {NOT_FOUND: "unknown_payment", WRONG_CURRENCY: "currency"}.get(code, "amount")
+
+
 def refund_done(
     state: OrderState, refund_id: int, now: float, *, settled_by_hand: str | None = None
 ) -> Decision | None:
