@@ -58,6 +58,7 @@ from shopkeep.runtime import Clock, RealClock, RuntimeConfig
 from shopkeep.runtime.collector import freeze_survivors
 from shopkeep.runtime.loop_monitor import LoopMonitor
 from shopkeep.shop import Shop
+from shopkeep.stop_requests import StopRequests
 from shopkeep.store import Store, StoreConfig
 from shopkeep.store.errors import StoreError
 from shopkeep.store.gil import hand_gil_over_sooner
@@ -419,16 +420,24 @@ async def serve(options: ServeOptions) -> None:
 
 
 def stopper(
-    stop: asyncio.Event, exit_now: Callable[[int], object] = os._exit
+    stop: asyncio.Event,
+    exit_now: Callable[[int], object] = os._exit,
+    clock: Callable[[], float] | None = None,
 ) -> Callable[[int], None]:
     """The handler of SIGINT, SIGTERM and SIGHUP: the first sets ``stop`` (the graceful stop:
     requests under way finish, the actors drain, the store commits what they wrote); one more
-    while that runs ends the process at once, with the status a shell gives a process that
-    signal ended (130, 143, 129). Nothing acknowledged is lost: an answer waits for its commit,
-    and the writer's process finishes the transaction it is in before it sees its input end."""
+    while that runs (not the first's echo: :mod:`shopkeep.stop_requests`) ends the process at
+    once, with the status a shell gives a process that signal ended (130, 143, 129). Nothing
+    acknowledged is lost: an answer waits for its commit, and the writer's process finishes the
+    transaction it is in before it sees its input end. ``clock``: seconds, for a test."""
+
+    requests = StopRequests(clock)
 
     def on_signal(signum: int) -> None:
-        if not stop.is_set():
+        asked = requests.asked()
+        if asked == "same":  # the first's echo (timeout, make): the same request
+            return
+        if asked == "first":
             log.info("stop_asked", signal=signal.Signals(signum).name)
             stop.set()
             return

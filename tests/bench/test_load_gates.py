@@ -29,6 +29,7 @@ from shopkeep.bench.load.run import BenchOptions, Outcome
 from shopkeep.bench.load.schedule import LATE_BOUND_S, Schedule, paced_start, worker_start
 from shopkeep.bench.load.target import Customer, Order, Payment, Refused
 from shopkeep.bench.load.thresholds import Threshold, ThresholdError, parse_threshold
+from shopkeep.stop_requests import SAME_SIGNAL_S
 
 
 class SteppedClock:
@@ -437,7 +438,7 @@ def test_a_signal_sent_twice_at_once_stops_the_run_and_a_later_one_quits(
 ) -> None:
     # `timeout` sends its SIGTERM to the command and again to its process group: one request
     now, quits = [100.0], []
-    monkeypatch.setattr("shopkeep.bench.load.command.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("shopkeep.stop_requests.time.monotonic", lambda: now[0])
     monkeypatch.setattr(command, "quit_now", lambda: quits.append(now[0]))
     monkeypatch.setattr(command, "say", lambda line: None)
     stop, running = asyncio.Event(), asyncio.Event()
@@ -448,7 +449,7 @@ def test_a_signal_sent_twice_at_once_stops_the_run_and_a_later_one_quits(
     now[0] += 0.001
     on_signal()
     assert stop.is_set() and quits == []
-    now[0] += command.SAME_SIGNAL_S
+    now[0] += SAME_SIGNAL_S
     on_signal()
     assert quits == [now[0]]
 

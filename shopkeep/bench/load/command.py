@@ -22,7 +22,6 @@ import asyncio
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable
 from typing import Final
 
@@ -40,6 +39,7 @@ from shopkeep.bench.load.run import (
 from shopkeep.bench.load.target import Refused
 from shopkeep.cli.flags import EXIT_INTERRUPTED
 from shopkeep.runtime.collector import freeze_survivors
+from shopkeep.stop_requests import StopRequests
 from shopkeep.store.gil import hand_gil_over_sooner
 
 
@@ -59,24 +59,18 @@ STOPPING_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 ``timeout``, a CI job's end or ``docker stop``."""
 
 
-SAME_SIGNAL_S: Final = 0.5
-"""A second signal this soon after the first is the same request, not another: ``timeout``
-sends its SIGTERM to the command and again to the command's process group."""
-
-
 def interrupter(stop: asyncio.Event, running: asyncio.Event) -> Callable[[], None]:
     """The handler of :data:`STOPPING_SIGNALS` during the run: the first stops it, the second
-    (not within :data:`SAME_SIGNAL_S` of it) ends the process. During the setup (``running``
-    not set yet) the stop says nothing: the setup's end says it, in one line."""
-    first = [0.0]
+    (not the first's echo: :mod:`shopkeep.stop_requests`) ends the process. During the setup
+    (``running`` not set yet) the stop says nothing: the setup's end says it, in one line."""
+    requests = StopRequests()
 
     def on_interrupt() -> None:
-        now = time.monotonic()
-        if stop.is_set():
-            if now - first[0] < SAME_SIGNAL_S:
-                return
+        asked = requests.asked()
+        if asked == "same":
+            return
+        if asked == "again":
             quit_now()
-        first[0] = now
         if running.is_set():
             say("bench: interrupted: stopping (interrupt again to quit now)")
         stop.set()
