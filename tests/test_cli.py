@@ -680,3 +680,20 @@ async def test_serve_takes_the_admin_token_from_a_file_kept_out_of_ps(tmp_path: 
 
     assert (status, wrong) == (200, 401)
     assert printed == ""  # a configured token: none generated, none printed
+
+
+def test_a_checkout_run_by_a_python_without_the_dependencies_says_what_to_do_in_one_line() -> None:
+    # `python3 main.py serve` with the system's Python: a twelve-line traceback
+    without_msgspec = (
+        "import runpy, sys; sys.modules['msgspec'] = None; "
+        "sys.argv = ['main.py', 'serve', '--sandbox']; "
+        "runpy.run_path('main.py', run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", without_msgspec], cwd=ROOT, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith("shopkeep: msgspec is not installed for ")
+    assert "run `make install`" in line
