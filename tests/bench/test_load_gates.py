@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from shopkeep.bench.load import command
-from shopkeep.bench.load.compare import changes
+from shopkeep.bench.load.compare import changes, unlike
 from shopkeep.bench.load.html_report import render_html
 from shopkeep.bench.load.journeys import (
     HOLD_LIMIT,
@@ -235,6 +235,24 @@ def test_a_comparison_gives_each_figures_change_and_which_way_is_worse() -> None
     assert rows["place.p99_ms"]["worse_when_higher"] is True
     assert rows["total.per_s"]["worse_when_higher"] is False
     assert rows["total.errors"]["change"] is None  # from 0: no ratio
+
+
+def test_a_comparison_with_a_run_of_other_settings_says_how_they_differ() -> None:
+    # an embedded run of 3 s compared with an HTTP run of 10 s: "+128% per_s", and not a word
+    before, after = run_figures(), run_figures()
+    before.update(mode="http", duration_s=10.0)
+
+    assert unlike(before, after) == ["mode http -> embedded", "duration_s 10.0 -> 1.0"]
+    assert unlike(after, run_figures()) == []
+    after["comparison"] = {
+        "path": "old.json", "unlike": unlike(before, after), "changes": changes(before, after),
+    }
+    assert "  runs unlike in mode http -> embedded; duration_s 10.0 -> 1.0" in (
+        render(after).splitlines()
+    )
+    assert "<p>Runs unlike in mode http -&gt; embedded; duration_s 10.0 -&gt; 1.0.</p>" in (
+        render_html(after)
+    )
 
 
 # -- warm-up, ramp, pacing --------------------------------------------------------------------

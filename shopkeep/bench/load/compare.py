@@ -108,6 +108,21 @@ def _row(figure: str, before: Any, after: Any, statistic: str) -> dict[str, Any]
     }
 
 
+SETTINGS: Final = ("mode", "duration_s", "concurrency", "rate_per_s", "mix")
+"""The settings of a run that make its figures another run's: compared across them, a change
+says more of the settings than of the shop."""
+
+
+def unlike(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Each of :data:`SETTINGS` the two runs differ in, as ``name before -> after`` (a report
+    without one says nothing of it)."""
+    return [
+        f"{name} {before[name]} -> {after.get(name)}"
+        for name in SETTINGS
+        if name in before and before[name] != after.get(name)
+    ]
+
+
 def changes(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
     """Every compared figure: ``figure``, ``before``, ``after``, ``change`` (relative)."""
     rows = [

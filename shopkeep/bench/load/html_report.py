@@ -149,8 +149,10 @@ def _comparison(data: dict[str, Any]) -> str:
                 f"{escape(_value(cell['after']))} ({escape(shown_change(cell))})</td>"
             )
         body.append("<tr>" + "".join(tds) + "</tr>")
+    unlike = comparison.get("unlike")
+    said = f"<p>Runs unlike in {escape('; '.join(unlike))}.</p>" if unlike else ""
     return (
-        f"<h2>Compared with {escape(comparison['path'])}</h2>"
+        f"<h2>Compared with {escape(comparison['path'])}</h2>{said}"
         f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
 

@@ -30,7 +30,14 @@ import time
 from collections import Counter
 from typing import Any, Final
 
-from shopkeep.bench.load.compare import STATISTICS, Baseline, change_table, changes, shown_change
+from shopkeep.bench.load.compare import (
+    STATISTICS,
+    Baseline,
+    change_table,
+    changes,
+    shown_change,
+    unlike,
+)
 from shopkeep.bench.load.journeys import HOLD_LIMIT
 from shopkeep.bench.load.mix import EXPECTED, PLACEMENT_REFUSALS
 from shopkeep.bench.load.recorder import curve, latency_figures
@@ -102,7 +109,11 @@ def figures(
     }
     data["thresholds"] = check(list(options.thresholds), data, recorder.latency)
     if baseline is not None:
-        data["comparison"] = {"path": baseline.path, "changes": changes(baseline.data, data)}
+        data["comparison"] = {
+            "path": baseline.path,
+            "unlike": unlike(baseline.data, data),
+            "changes": changes(baseline.data, data),
+        }
     failures: list[str] = []
     if not data["audit_answered"]:
         said = "; ".join(c["detail"] for c in outcome.audit["checks"]) or "no answer"
@@ -322,6 +333,8 @@ def _comparison(data: dict[str, Any]) -> list[str]:
         rows.append((name, *("" if cell is None else shown_change(cell) for cell in changed)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [f"compared with {comparison['path']} (change of each figure):"]
+    if comparison.get("unlike"):
+        lines.append("  runs unlike in " + "; ".join(comparison["unlike"]))
     for row in rows:
         cells = [row[0].ljust(widths[0])]
         cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
