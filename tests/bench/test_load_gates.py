@@ -203,6 +203,7 @@ def test_callbacks_the_server_refused_as_unsigned_ask_whether_the_secret_is_the_
         ({"errors": 1, "thresholds": ("place.p99<1ms",), "audit_ok": False}, 1),  # the audit most
         ({"audit_answered": False}, 4),  # no audit is no failed invariant: an error of the run
         ({"audit_answered": False, "thresholds": ("place.p99<1ms",)}, 4),
+        ({"audit_answered": False, "quiet": False}, 4),  # the server gone: settle stopped
         ({"quiet": False}, 1),  # releases or refunds that never drain: it passed
         ({"quiet": False, "errors": 1}, 1),
         ({"quiet": False, "interrupted": True}, 0),  # its one audit does not wait for quiet
@@ -220,7 +221,9 @@ def test_the_exit_status_is_that_of_the_most_serious_failure(
     if not kwargs.get("audit_answered", True):
         assert "the audit could not be asked (refused: gone)" in data["failures"]
         assert "audit NOT ANSWERED" in render(data)
-    if not kwargs.get("quiet", True) and status:
+        if not kwargs.get("quiet", True):  # nothing is known of quiet: not "NOT quiet"
+            assert "audit NOT ANSWERED (quiet unknown after 7 audits" in render(data)
+    elif not kwargs.get("quiet", True) and status:
         assert "the shop was not quiet after --settle 30s (7 audits)" in data["failures"][0]
         assert "audit ok (NOT quiet after 7 audits, 3.1s)" in render(data)
 

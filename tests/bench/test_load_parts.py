@@ -18,6 +18,7 @@ from shopkeep.bench.load.progress import status_line
 from shopkeep.bench.load.recorder import Recorder, new_histogram, percentile_ms, record
 from shopkeep.bench.load.report import figures, render
 from shopkeep.bench.load.run import BenchOptions, Outcome, in_flight, setup_plan
+from shopkeep.bench.load.target import Refused
 
 
 class FakeClock:
@@ -251,3 +252,28 @@ def test_the_progress_line_says_elapsed_rate_errors_and_p99() -> None:
 
     assert line.startswith("bench    2.0/30s  ops 1  123 ops/s  errors 1")
     assert "p99 50." in line and line.endswith("parked 2")
+
+
+class StoppedServer:
+    """A server stopped or killed: nothing listens any more."""
+
+    def __init__(self) -> None:
+        self.audits = 0
+
+    async def audit(self) -> dict[str, Any]:
+        self.audits += 1
+        raise Refused("connection_error", "GET /v1/admin/audit: Connect call failed")
+
+
+async def test_a_server_gone_is_not_waited_for_to_the_end_of_settle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # sixty-one audits of a port nobody listened on, 30 s, then "NOT quiet"
+    monkeypatch.setattr(run, "AUDIT_PAUSE_S", 0.0)
+    server = StoppedServer()
+
+    report, attempts, quiet = await run.settle(server, 3_600.0)  # type: ignore[arg-type]
+
+    assert (attempts, server.audits, quiet) == (run.GONE_AFTER, run.GONE_AFTER, False)
+    assert report["answered"] is False
+    assert report["checks"][0]["detail"].startswith("refused: connection_error")

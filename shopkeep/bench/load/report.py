@@ -269,7 +269,8 @@ def render(data: dict[str, Any]) -> str:
     # a failure the audits saw to the end of --settle is no longer a matter of what is in flight
     quiet = "quiet" if data["audit_quiet"] else (
         "still failing" if data["audit_answered"] and not data["audit_ok"]
-        else "not waited for: interrupted" if data["interrupted"] else "NOT quiet"
+        else "not waited for: interrupted" if data["interrupted"]
+        else "quiet unknown" if not data["audit_answered"] else "NOT quiet"
     )
     pace = f"  rate {data['rate_per_s']:g}/s" if data["rate_per_s"] else ""
     lines += [
