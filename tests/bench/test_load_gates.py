@@ -24,7 +24,7 @@ from shopkeep.bench.load.journeys import (
     Shopper,
 )
 from shopkeep.bench.load.recorder import Recorder
-from shopkeep.bench.load.report import figures, render
+from shopkeep.bench.load.report import figures, late_callbacks_skipped, render
 from shopkeep.bench.load.run import BenchOptions, Outcome
 from shopkeep.bench.load.schedule import LATE_BOUND_S, Schedule, paced_start, worker_start
 from shopkeep.bench.load.target import Customer, Order, Payment, Refused
@@ -190,6 +190,17 @@ def test_callbacks_the_server_refused_as_unsigned_ask_whether_the_secret_is_the_
         "47 callbacks the bench signed were refused invalid_callback: is its --gateway-secret "
         "(SHOPKEEP_GATEWAY_SECRET) the server's?"
     ]
+
+
+def test_late_callbacks_all_skipped_say_the_servers_deadline_is_past_the_runs_end() -> None:
+    # against `make serve` (a 30-minute deadline) the summary alone said late_callback=206
+    assert late_callbacks_skipped({"late_callback": 206}, {"late_callback": 206}) == [
+        "late_callback: all 206 skipped: each waits for its order's payment deadline, which "
+        "this server puts past the run's end (serve it with --order-timeout 5s, as the recipes "
+        "of load-testing.md do)"
+    ]
+    assert late_callbacks_skipped({"late_callback": 206}, {"late_callback": 3}) == []
+    assert late_callbacks_skipped({"place": 9}, {}) == []
 
 
 @pytest.mark.parametrize(

@@ -139,7 +139,10 @@ def figures(
         if not t["passed"]
     ]
     data["failures"] = failures
-    data["warnings"] = mostly_refused(operations) + unsigned_callbacks(operations)
+    data["warnings"] = (
+        mostly_refused(operations) + unsigned_callbacks(operations)
+        + late_callbacks_skipped(data["journeys"], data["skipped_journeys"])
+    )
     data["passed"] = not failures
     data["exit_status"] = exit_status(data)
     return data
@@ -177,6 +180,19 @@ def mostly_refused(operations: dict[str, Any]) -> list[str]:
                 f"its figures are of refusals: {cause}"
             )
     return warnings
+
+
+def late_callbacks_skipped(journeys: dict[str, int], skipped: dict[str, int]) -> list[str]:
+    """A warning when every late_callback journey was skipped: each waits for its order's
+    deadline, which a server's default (30 minutes) puts past any run's end."""
+    started = journeys.get("late_callback", 0)
+    if not started or skipped.get("late_callback", 0) < started:
+        return []
+    return [
+        f"late_callback: all {started:,} skipped: each waits for its order's payment deadline, "
+        "which this server puts past the run's end (serve it with --order-timeout 5s, as the "
+        "recipes of load-testing.md do)"
+    ]
 
 
 def unsigned_callbacks(operations: dict[str, Any]) -> list[str]:
