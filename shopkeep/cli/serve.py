@@ -42,6 +42,7 @@ from shopkeep.cli.values import (
     whole,
 )
 from shopkeep.http.connection_limits import KEEPALIVE_S, MAX_CONNECTIONS, READ_S
+from shopkeep.http.rate_limit import KEYS_PER_DAY
 from shopkeep.payments.flags import add_provider_flags, check_provider_flags, provider_settings
 
 if TYPE_CHECKING:
@@ -109,6 +110,13 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         shown_default="200, 0 for no limit",
         help="requests a second one user's token may make, in bursts of twice that; more are "
         "refused 429 rate_limited (the admin's token is not limited)",
+    )  # fmt: skip
+    flag(
+        parser, "--keys-per-day", convert=whole(0), metavar="KEYS", default=str(KEYS_PER_DAY),
+        shown_default=f"{KEYS_PER_DAY:,}, 0 for no limit",
+        help="Idempotency-Keys one user's token may have kept in a day (each is kept a day with "
+        "its answer, about 1 KB), beyond a day's worth at once; past it a keyed request is "
+        "refused 429 rate_limited. Counted in memory: a restart starts every token afresh",
     )  # fmt: skip
     flag(
         parser, "--no-admin-ui", is_switch=True, shown_default="off: the console is served",
@@ -231,6 +239,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
             max_connections=args.max_connections,
         ),
         rate_limit_per_s=args.rate_limit,
+        keys_per_day=args.keys_per_day,
         admin_ui=not args.no_admin_ui,
         payments=provider_settings(args),
         refund_query_after_s=args.refund_query_after,

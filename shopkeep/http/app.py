@@ -67,15 +67,14 @@ def make_app(
     them when given), outside the error mapping. ``clock`` is what the rate limit counts
     seconds with (a test's virtual clock).
     """
-    limiter = None
+    limiter = keys_limiter = None
     if config.rate_limit_per_s > 0:
         burst = max(1.0, config.rate_limit_per_s * config.rate_limit_burst_s)
         limiter = RateLimiter(config.rate_limit_per_s, burst, clock)
-        if metrics is not None:
-            metrics.watch(limiter)
-    keys_limiter = None
     if config.keys_per_day > 0:  # a day's worth at once, then the day's rate
         keys_limiter = RateLimiter(config.keys_per_day / 86_400, config.keys_per_day, clock)
+    if metrics is not None and (limiter is not None or keys_limiter is not None):
+        metrics.watch(limiter, keys_limiter)
     door = FrontDoor(
         shop, config.admin_hash(), config.max_body_bytes, metrics, limiter,
         keys_limiter=keys_limiter, split=bool(middlewares),

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
 
+from shopkeep.http.rate_limit import KEYS_PER_DAY
 from shopkeep.shop_accounts import hash_token
-
-KEYS_PER_DAY: Final = 50_000
-"""The default of :attr:`HttpConfig.keys_per_day`."""
 
 
 @dataclass(frozen=True)

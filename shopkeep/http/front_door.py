@@ -17,8 +17,9 @@ From the outside in:
 4. authentication (``auth.py``): the caller's principal, or 401; and the caller's rate limit
    (``rate_limit.py``): a user by their id, a token nobody holds by its hash (one whose bucket
    is empty is refused before the read that would look it up); the admin and the public
-   routes (no token) are not limited; a user's Idempotency-Keys a day are limited too (each
-   is kept a day: ``HttpConfig.keys_per_day``), counted once the guard admits the request;
+   routes (no token) are not limited; a user's Idempotency-Keys kept in a day are limited
+   too (``HttpConfig.keys_per_day``): a keyed request is refused once they are spent, and
+   counted only when its answer kept its key (not a replay, a 422, a 503);
 5. the route's guard (``guard.py``): whether this caller may call it (404 if not), and whether its
    query names only parameters the operation takes, each as its schema says (422 listing
    every problem if not);
@@ -66,7 +67,7 @@ from shopkeep.http.auth import (
 )
 from shopkeep.http.errors import answer_error, problem, too_large
 from shopkeep.http.guard import Guard
-from shopkeep.http.inputs import IDEMPOTENCY_HEADER
+from shopkeep.http.inputs import IDEMPOTENCY_HEADER, REPLAYED_HEADER
 from shopkeep.http.latency import Series
 from shopkeep.http.metrics import UNMATCHED
 from shopkeep.http.rate_limit import KeysLimited, RateLimited, RateLimiter
@@ -287,7 +288,7 @@ class FrontDoor:
         if guard is not None:
             guard.check(request, principal)
             if guard.takes_key and principal is not None:
-                self._count_key(headers, principal)
+                self._keys_left(headers, principal)
         return principal
 
     async def invites_body(self, request: web.Request) -> bool:
@@ -323,19 +324,41 @@ class FrontDoor:
         if guard is not None:
             guard.check(request, found)
             if guard.takes_key:
-                self._count_key(request.headers, found)
+                self._keys_left(request.headers, found)
         return found
 
-    def _count_key(self, headers: CIMultiDictProxy[str], principal: Principal) -> None:
-        """Count a user's request that carries an Idempotency-Key against the keys a day its
-        token may send (``HttpConfig.keys_per_day``), or refuse it 429."""
+    def _keys_left(self, headers: CIMultiDictProxy[str], principal: Principal) -> None:
+        """Refuse 429 a user's request with an Idempotency-Key once the keys its token may
+        have kept in a day are spent (``HttpConfig.keys_per_day``); nothing is counted yet."""
         limiter = self._keys_limiter
         user_id = principal.user_id
         if limiter is not None and user_id is not None and IDEMPOTENCY_HEADER in headers:
             try:
-                limiter.admit(user_id)
+                limiter.check(user_id)
             except RateLimited as error:
                 raise KeysLimited(error.retry_after) from None
+
+    def count_key(
+        self,
+        request: web.Request,
+        guard: Guard | None,
+        caller: Principal | None,
+        response: web.StreamResponse,
+    ) -> None:
+        """Count the key a user's keyed request kept: its answer bound the key (a success or a
+        business refusal) and was not a replay of the first."""
+        limiter = self._keys_limiter
+        if (
+            limiter is not None
+            and caller is not None
+            and caller.user_id is not None
+            and guard is not None
+            and guard.takes_key
+            and response.status in KEPT_WITH_KEY
+            and IDEMPOTENCY_HEADER in request.headers
+            and REPLAYED_HEADER not in response.headers
+        ):
+            limiter.count(caller.user_id)
 
     @web.middleware
     async def _around(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -471,6 +494,7 @@ class Entrance:
         # the request names if anyone
         if not isinstance(caller, Principal):
             caller = _caller(request)
+        door.count_key(request, self._guard, caller, response)
         door.answered(method, route, response.status, started, request_id, caller, series)
         if not response.prepared:  # a streamed answer sent its headers already
             response.headers[HEADER_KEY] = request_id
@@ -491,11 +515,13 @@ class Entrance:
                 refused = door.write_refusal(self._open_while_stopping)
                 if refused is not None:
                     return refused
-            return await self._handler(request)
+            response = await self._handler(request)
         except web.HTTPException as error:
             return _problem_or_raise(request, error)
         except Exception as error:
-            return await self._answer_error(request, error)
+            response = await self._answer_error(request, error)
+        door.count_key(request, self._guard, _caller(request), response)
+        return response
 
     async def _answer_error(self, request: web.Request, error: Exception) -> web.Response:
         """The problem+json answer to ``error``; a validation_error lists every problem of
@@ -538,6 +564,10 @@ async def continue_only(request: web.Request) -> None:
             await _default_expect_handler(request)  # aiohttp's own: a 100, for HTTP/1.1 only
 
 
+KEPT_WITH_KEY: Final = frozenset({200, 201, 202, 404, 409})
+"""The statuses of answers that keep their Idempotency-Key (``key_rules.binds``): a success, a
+business refusal, a 404 of the actor that handled it (409 ``idempotency_conflict``, which keeps
+none, counted too: it is rare). Not a 422, a 429 or a 503, which bind nothing."""
 DOOR: Final = web.AppKey("front_door", FrontDoor)
 """The API app's front door, for a module that adds routes behind it (the admin console)."""
 

@@ -340,21 +340,23 @@ class ConnectionCollector:
 
 
 class RateLimitCollector:
-    """The per-token rate limit's refusals and the tokens it tracks, read at each scrape."""
+    """The per-token rate limit's refusals and the tokens it tracks, read at each scrape;
+    the refusals of the Idempotency-Keys a day (``keys``) counted with them."""
 
-    def __init__(self, limiter: RateLimiter) -> None:
+    def __init__(self, limiter: RateLimiter | None, keys: RateLimiter | None = None) -> None:
+        self._limiters = [each for each in (limiter, keys) if each is not None]
         self._limiter = limiter
 
     def collect(self) -> Iterator[Metric]:
         """The metrics, as of now."""
         yield _counter(
             "rate_limited",
-            "Requests refused 429 rate_limited since start (one token over its limit).",
-            self._limiter.refused,
+            "Requests refused 429 rate_limited since start (one token over its limit of "
+            "requests, or of Idempotency-Keys kept in a day).",
+            sum(each.refused for each in self._limiters),
         )
-        yield _gauge(
-            "rate_limit_tokens", "Tokens whose rate the limit tracks now.", self._limiter.tracked
-        )
+        tracked = self._limiter.tracked if self._limiter is not None else 0
+        yield _gauge("rate_limit_tokens", "Tokens whose rate the limit tracks now.", tracked)
 
 
 class Metrics:
@@ -386,9 +388,10 @@ class Metrics:
         if process:
             ProcessCollector(registry=self.registry)
 
-    def watch(self, limiter: RateLimiter) -> None:
-        """Show the rate limit's figures (``shopkeep_rate_limited_total``, the tokens tracked)."""
-        self.registry.register(RateLimitCollector(limiter))
+    def watch(self, limiter: RateLimiter | None, keys: RateLimiter | None = None) -> None:
+        """Show the rate limit's figures (``shopkeep_rate_limited_total``, the tokens tracked),
+        the refusals of the Idempotency-Keys a day (``keys``) among them."""
+        self.registry.register(RateLimitCollector(limiter, keys))
 
     def series(self, method: str, route: str, status: int) -> Series:
         """The latency series of answers of ``status`` to ``method`` on ``route`` (a route's

@@ -20,11 +20,11 @@ from aiohttp import web
 from shopkeep import __version__
 from shopkeep.actors.config import ShopConfig
 from shopkeep.http.auth import Access
-from shopkeep.http.config import KEYS_PER_DAY
 from shopkeep.http.docs_html import render_docs
 from shopkeep.http.errors import PROBLEM_JSON, PROBLEMS, Problem
 from shopkeep.http.inputs import IDEMPOTENCY_HEADER, REPLAYED_HEADER
 from shopkeep.http.operations import Operation
+from shopkeep.http.rate_limit import KEYS_PER_DAY
 from shopkeep.payments.names import CALLBACK_PATHS, SANDBOX
 from shopkeep.requests import ID_PATTERN
 
@@ -59,9 +59,9 @@ an id is a decimal string (the schema's pattern), else 422. Lists answer `{{"ite
 `next_cursor` back as `?cursor=` for the next page (null: there is none).
 
 Too many requests from one user's token answer 429 `rate_limited` with `Retry-After` (the
-limit is the server's `--rate-limit`; the admin's token is not limited), and so do more than
-{KEYS_PER_DAY:,} requests with an `Idempotency-Key` a day from one user's token, beyond a day's
-worth at once (each key is kept 24 hours).
+limit is the server's `--rate-limit`; the admin's token is not limited), and so does a keyed
+request of a user's token that has had {KEYS_PER_DAY:,} Idempotency-Keys kept in a day (by
+default: `--keys-per-day`), beyond a day's worth at once: each key is kept 24 hours.
 """
 
 TAGS: Final = (

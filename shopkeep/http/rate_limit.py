@@ -24,6 +24,9 @@ import math
 from collections.abc import Callable, Hashable
 from typing import Final
 
+KEYS_PER_DAY: Final = 50_000
+"""The Idempotency-Keys one user's token may have kept in a day by default
+(``HttpConfig.keys_per_day``, ``serve --keys-per-day``)."""
 TRACKED: Final = 100_000
 """How many tokens' buckets are kept at most (about 100 bytes each) before forgetting."""
 
@@ -48,7 +51,7 @@ class KeysLimited(RateLimited):
     (``HttpConfig.keys_per_day``): 429 rate_limited as any other rate, saying which."""
 
     def __init__(self, retry_after: float) -> None:
-        super().__init__(retry_after, "too many Idempotency-Keys from this token today")
+        super().__init__(retry_after, "too many Idempotency-Keys kept for this token in a day")
 
 
 class RateLimiter:
@@ -99,6 +102,15 @@ class RateLimiter:
             raise RateLimited(ahead - self._window)
         buckets = self._full_at
         buckets[key] = full_at
+        if len(buckets) > self._tracked:
+            self._forget(now)
+
+    def count(self, key: Hashable) -> None:
+        """Count one request of ``key`` let through after :meth:`check` (its bucket may end
+        below empty: the next check refuses it until it refills)."""
+        now = self._clock()
+        buckets = self._full_at
+        buckets[key] = max(buckets.get(key, now), now) + self._interval
         if len(buckets) > self._tracked:
             self._forget(now)
 

@@ -114,6 +114,9 @@ class ServeOptions:
     """A refund the provider has not finished is asked about again after this (SPEC 10)."""
     rate_limit_per_s: float = HttpConfig.rate_limit_per_s
     """Requests a second one token may make (``HttpConfig.rate_limit_per_s``); 0: no limit."""
+    keys_per_day: int = HttpConfig.keys_per_day
+    """Idempotency-Keys one user's token may have kept in a day (``HttpConfig.keys_per_day``);
+    0: no limit."""
     admin_ui: bool = True
     """Serve the admin console at ``/admin`` (``--no-admin-ui``: not at all, /admin is 404)."""
     runtime: RuntimeConfig | None = None
@@ -214,6 +217,7 @@ def build_app(
     gateway: HttpSandboxGateway | None,
     *,
     rate_limit_per_s: float = HttpConfig.rate_limit_per_s,
+    keys_per_day: int = HttpConfig.keys_per_day,
     admin_ui: bool = False,
     public_url: str = "",
 ) -> web.Application:
@@ -227,6 +231,7 @@ def build_app(
         admin_token_hash=credentials.admin_token_hash,
         sandbox=gateway is not None,
         rate_limit_per_s=rate_limit_per_s,
+        keys_per_day=keys_per_day,
     )
     routes = [*metrics_routes(metrics)]
     if gateway is not None:
@@ -314,6 +319,7 @@ async def running(
             metrics,
             gateway,
             rate_limit_per_s=options.rate_limit_per_s,
+            keys_per_day=options.keys_per_day,
             admin_ui=options.admin_ui,
             public_url=payments.public_url,
         )

@@ -269,11 +269,12 @@ async def test_a_server_gone_is_not_waited_for_to_the_end_of_settle(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # sixty-one audits of a port nobody listened on, 30 s, then "NOT quiet"
-    monkeypatch.setattr(run, "AUDIT_PAUSE_S", 0.0)
+    monkeypatch.setattr(run, "AUDIT_PAUSE_S", 0.001)
+    monkeypatch.setattr(run, "GONE_AFTER_S", 0.02)
     server = StoppedServer()
 
     report, attempts, quiet = await run.settle(server, 3_600.0)  # type: ignore[arg-type]
 
-    assert (attempts, server.audits, quiet) == (run.GONE_AFTER, run.GONE_AFTER, False)
+    assert attempts == server.audits >= 2 and not quiet
     assert report["answered"] is False
     assert report["checks"][0]["detail"].startswith("refused: connection_error")

@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
+from shopkeep.http.front_door import DOOR
 from shopkeep.http.metrics import Metrics, metrics_routes
 from shopkeep.http.rate_limit import RateLimited, RateLimiter
 from shopkeep.runtime import VirtualClock
@@ -173,7 +174,11 @@ async def keys_limited(
     aiohttp_client: AiohttpClient, shop: Shop, clock: VirtualClock, instant: Instant
 ) -> Api:
     config = HttpConfig(admin_token=ADMIN_TOKEN, rate_limit_per_s=0, keys_per_day=KEYS_A_DAY)
-    return Api(await aiohttp_client(make_app(shop, config, clock=instant)), shop, clock)
+    metrics = Metrics(shop, process=False)
+    app = make_app(
+        shop, config, extra_routes=[*metrics_routes(metrics)], metrics=metrics, clock=instant
+    )
+    return Api(await aiohttp_client(app), shop, clock)
 
 
 KEYS_A_DAY = 3
@@ -194,21 +199,61 @@ async def test_a_users_idempotency_keys_past_a_days_worth_are_refused_and_change
     assert [a.status for a in answers] == [200] * KEYS_A_DAY + [429]
     refused = answers[-1]
     assert refused.body["code"] == "rate_limited"
-    assert refused.body["detail"].startswith("too many Idempotency-Keys from this token today")
+    assert refused.body["detail"].startswith(
+        "too many Idempotency-Keys kept for this token in a day"
+    )
     assert int(refused.headers["Retry-After"]) == 86_400 // KEYS_A_DAY
     kept = await keys_limited.shop.reader.fetchone(
         "SELECT count(*) FROM idempotency_keys WHERE principal = ?", (int(alice.id),)
     )
     assert kept == (KEYS_A_DAY,)
+    async with keys_limited.client.get("/metrics") as scraped:
+        assert "shopkeep_rate_limited_total 1.0" in await scraped.text()
 
     unkeyed = await keys_limited.call("POST", cancel, alice.headers)
     assert unkeyed.status == 200  # a request without a key is not counted
-    for _ in range(3):  # nor is the admin
+    for n in range(3):  # nor is the admin
         credited = await keys_limited.call(
             "POST", f"/v1/users/{alice.id}/wallet/credit",
-            {**ADMIN, "Idempotency-Key": f"a{_}"}, {"amount": 1},
+            {**ADMIN, "Idempotency-Key": f"a{n}"}, {"amount": 1},
         )  # fmt: skip
         assert credited.status == 200
     instant.now += 86_400 / KEYS_A_DAY  # a key's worth of the day later
     again = await keys_limited.call("POST", cancel, {**alice.headers, "Idempotency-Key": "k9"})
     assert again.status == 200
+
+
+async def test_only_an_answer_that_kept_its_key_counts_against_the_days_keys(
+    keys_limited: Api,
+) -> None:
+    # a replay keeps nothing new, a 422 and a 503 bind nothing: each counted, a client
+    # retrying through a stop spent its day's keys on answers that kept none
+    alice = await keys_limited.customer(balance=0)
+    goods_id = await keys_limited.goods(stock=100)
+    body = {"items": [{"goods_id": goods_id, "quantity": 1}]}
+    keyed = {**alice.headers, "Idempotency-Key": "once"}
+    first = await keys_limited.call("POST", "/v1/orders", keyed, body)
+    replays = [await keys_limited.call("POST", "/v1/orders", keyed, body) for _ in range(5)]
+    invalid = await keys_limited.call(
+        "POST", "/v1/orders", {**alice.headers, "Idempotency-Key": "bad"}, {"items": []}
+    )
+    assert first.status == 201 and {r.status for r in replays} == {201}
+    assert invalid.status == 422
+    door = keys_limited.client.app[DOOR]
+    door.stop_taking_writes()
+    stopping = [
+        await keys_limited.call(
+            "POST", "/v1/orders", {**alice.headers, "Idempotency-Key": f"s{n}"}, body
+        )
+        for n in range(5)
+    ]
+    assert {a.status for a in stopping} == {503}
+    door.stopping = door.refusing_writes = False  # the stop called off, for the test
+
+    more = [
+        await keys_limited.call(
+            "POST", "/v1/orders", {**alice.headers, "Idempotency-Key": f"m{n}"}, body
+        )
+        for n in range(KEYS_A_DAY)
+    ]
+    assert [a.status for a in more] == [201] * (KEYS_A_DAY - 1) + [429]

@@ -108,7 +108,9 @@ def _row(figure: str, before: Any, after: Any, statistic: str) -> dict[str, Any]
     }
 
 
-SETTINGS: Final = ("mode", "duration_s", "concurrency", "rate_per_s", "mix")
+SETTINGS: Final = (
+    "mode", "duration_s", "concurrency", "rate_per_s", "warmup_s", "ramp_s", "mix",
+)
 """The settings of a run that make its figures another run's: compared across them, a change
 says more of the settings than of the shop."""
 
@@ -117,10 +119,17 @@ def unlike(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """Each of :data:`SETTINGS` the two runs differ in, as ``name before -> after`` (a report
     without one says nothing of it)."""
     return [
-        f"{name} {before[name]} -> {after.get(name)}"
+        f"{name} {_setting(before[name])} -> {_setting(after.get(name))}"
         for name in SETTINGS
         if name in before and before[name] != after.get(name)
     ]
+
+
+def _setting(value: Any) -> str:
+    """A setting as the command line writes it (a mix: ``place=5,pay=2``)."""
+    if isinstance(value, dict):
+        return ",".join(f"{name}={weight}" for name, weight in value.items())
+    return str(value)
 
 
 def changes(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:

@@ -56,9 +56,10 @@ COUPON_VALUE = 200
 AUDIT_PAUSE_S = 0.5
 AUDIT_ANSWER_S = 10.0
 """The least time an audit is waited for (past --settle too): a large shop's takes seconds."""
-GONE_AFTER = 3
-"""Audits in a row that cannot reach the server before the wait for quiet ends: a server
-stopped or killed is not waited for to the end of --settle (30 s of refused connections)."""
+GONE_AFTER_S = 10.0
+"""How long audits that cannot reach the server (nothing listens) end the wait for quiet
+before --settle does: a server stopped for good is not waited for 30 s, one a supervisor
+starts again within seconds still is."""
 PARKED_BOUND_S = 40.0
 PAUSING = frozenset({"connection_error", "rate_limited"})
 """The refusals after which a worker pauses (see the module): the server could not be
@@ -343,7 +344,8 @@ async def settle(
     ``bound_s`` (or at ``stop``); with the number of audits asked and whether quiet was
     reached."""
     deadline = time.perf_counter() + bound_s
-    attempts = unreachable = 0
+    attempts = 0
+    unreachable_since: float | None = None
     report: dict[str, Any] = {"ok": False, "checks": []}
     while True:
         attempts += 1
@@ -356,8 +358,10 @@ async def settle(
             said = f"refused: {refused}" if isinstance(refused, Refused) else (
                 f"no answer in {waits:.1f} s"
             )
-            gone = isinstance(refused, Refused) and refused.code == "connection_error"
-            unreachable = unreachable + 1 if gone else 0
+            if not (isinstance(refused, Refused) and refused.code == "connection_error"):
+                unreachable_since = None
+            elif unreachable_since is None:
+                unreachable_since = time.perf_counter()
             report = {
                 "ok": False,
                 "answered": False,  # nothing is known of the invariants: not a failed audit
@@ -366,9 +370,10 @@ async def settle(
         else:
             if report["ok"] and not in_flight(report):
                 return report, attempts, True
-            unreachable = 0
-        if time.perf_counter() >= deadline or (stop is not None and stop.is_set()) or (
-            unreachable >= GONE_AFTER
+            unreachable_since = None
+        now = time.perf_counter()
+        if now >= deadline or (stop is not None and stop.is_set()) or (
+            unreachable_since is not None and now - unreachable_since >= GONE_AFTER_S
         ):
             return report, attempts, False
         await asyncio.sleep(AUDIT_PAUSE_S)
