@@ -18,8 +18,9 @@ From the outside in:
    (``rate_limit.py``): a user by their id, a token nobody holds by its hash (one whose bucket
    is empty is refused before the read that would look it up); the admin and the public
    routes (no token) are not limited; a user's Idempotency-Keys kept in a day are limited
-   too (``HttpConfig.keys_per_day``): a keyed request is refused once they are spent, and
-   counted only when its answer kept its key (not a replay, a 422, a 503);
+   too (``HttpConfig.keys_per_day``): a keyed request is counted once the guard admits it
+   (refused 429 when they are spent), and given back when its answer kept no key (a 422, a
+   503: :meth:`FrontDoor.give_back_key`, on those answers' paths only);
 5. the route's guard (``guard.py``): whether this caller may call it (404 if not), and whether its
    query names only parameters the operation takes, each as its schema says (422 listing
    every problem if not);
@@ -67,7 +68,7 @@ from shopkeep.http.auth import (
 )
 from shopkeep.http.errors import answer_error, problem, too_large
 from shopkeep.http.guard import Guard
-from shopkeep.http.inputs import IDEMPOTENCY_HEADER, REPLAYED_HEADER
+from shopkeep.http.inputs import IDEMPOTENCY_HEADER
 from shopkeep.http.latency import Series
 from shopkeep.http.metrics import UNMATCHED
 from shopkeep.http.rate_limit import KeysLimited, RateLimited, RateLimiter
@@ -288,7 +289,7 @@ class FrontDoor:
         if guard is not None:
             guard.check(request, principal)
             if guard.takes_key and principal is not None:
-                self._keys_left(headers, principal)
+                self._count_key(headers, principal)
         return principal
 
     async def invites_body(self, request: web.Request) -> bool:
@@ -324,29 +325,27 @@ class FrontDoor:
         if guard is not None:
             guard.check(request, found)
             if guard.takes_key:
-                self._keys_left(request.headers, found)
+                self._count_key(request.headers, found)
         return found
 
-    def _keys_left(self, headers: CIMultiDictProxy[str], principal: Principal) -> None:
-        """Refuse 429 a user's request with an Idempotency-Key once the keys its token may
-        have kept in a day are spent (``HttpConfig.keys_per_day``); nothing is counted yet."""
+    def _count_key(self, headers: CIMultiDictProxy[str], principal: Principal) -> None:
+        """Count a user's request that carries an Idempotency-Key against the keys its token
+        may have kept in a day (``HttpConfig.keys_per_day``), or refuse it 429."""
         limiter = self._keys_limiter
         user_id = principal.user_id
         if limiter is not None and user_id is not None and IDEMPOTENCY_HEADER in headers:
             try:
-                limiter.check(user_id)
+                limiter.admit(user_id)
             except RateLimited as error:
                 raise KeysLimited(error.retry_after) from None
 
-    def count_key(
-        self,
-        request: web.Request,
-        guard: Guard | None,
-        caller: Principal | None,
-        response: web.StreamResponse,
+    def give_back_key(
+        self, request: web.Request, guard: Guard | None, caller: Principal | None, status: int
     ) -> None:
-        """Count the key a user's keyed request kept: its answer bound the key (a success or a
-        business refusal) and was not a replay of the first."""
+        """Give back the key a request admitted by the guard was counted for when its answer
+        (``status``) kept none: a 422, a 503, a body that could not be read bind no key. Called
+        on the paths of those answers only (an error mapped, a write refused), so that the
+        answers that keep their key cost nothing more; a replay keeps its count."""
         limiter = self._keys_limiter
         if (
             limiter is not None
@@ -354,11 +353,10 @@ class FrontDoor:
             and caller.user_id is not None
             and guard is not None
             and guard.takes_key
-            and response.status in KEPT_WITH_KEY
+            and status not in KEPT_WITH_KEY
             and IDEMPOTENCY_HEADER in request.headers
-            and REPLAYED_HEADER not in response.headers
         ):
-            limiter.count(caller.user_id)
+            limiter.give_back(caller.user_id)
 
     @web.middleware
     async def _around(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -476,11 +474,17 @@ class Entrance:
                     refused = None
                     if door.refusing_writes and method not in _READS:
                         refused = door.write_refusal(self._open_while_stopping)
+                        if refused is not None:
+                            door.give_back_key(request, self._guard, caller, refused.status)
                     response = refused or await self._handler(request)
                 except web.HTTPException as error:
                     response = _problem_or_raise(request, error)
+                    if isinstance(caller, Principal):
+                        door.give_back_key(request, self._guard, caller, response.status)
                 except Exception as error:
                     response = await self._answer_error(request, error)
+                    if isinstance(caller, Principal):
+                        door.give_back_key(request, self._guard, caller, response.status)
         except web.HTTPException as error:
             door.answered(
                 method, route, error.status, started, request_id, _caller(request), series
@@ -494,7 +498,6 @@ class Entrance:
         # the request names if anyone
         if not isinstance(caller, Principal):
             caller = _caller(request)
-        door.count_key(request, self._guard, caller, response)
         door.answered(method, route, response.status, started, request_id, caller, series)
         if not response.prepared:  # a streamed answer sent its headers already
             response.headers[HEADER_KEY] = request_id
@@ -507,20 +510,23 @@ class Entrance:
         length = headers.get(hdrs.CONTENT_LENGTH)
         if length is not None and int(length) > door.max_body_bytes:
             return _too_large(door, request, self._too_large)
+        caller: Principal | str | None = None
         try:
             caller = door.admit(request, headers, self._guard, self._public)
             if isinstance(caller, str):  # a token's hash to look up
-                await door.admit_later(request, self._guard, caller)
+                caller = await door.admit_later(request, self._guard, caller)
             if door.refusing_writes and request.method not in _READS:
                 refused = door.write_refusal(self._open_while_stopping)
                 if refused is not None:
+                    door.give_back_key(request, self._guard, caller, refused.status)
                     return refused
-            response = await self._handler(request)
+            return await self._handler(request)
         except web.HTTPException as error:
-            return _problem_or_raise(request, error)
+            response = _problem_or_raise(request, error)
         except Exception as error:
             response = await self._answer_error(request, error)
-        door.count_key(request, self._guard, _caller(request), response)
+        if isinstance(caller, Principal):
+            door.give_back_key(request, self._guard, caller, response.status)
         return response
 
     async def _answer_error(self, request: web.Request, error: Exception) -> web.Response:

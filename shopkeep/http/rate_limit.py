@@ -105,14 +105,12 @@ class RateLimiter:
         if len(buckets) > self._tracked:
             self._forget(now)
 
-    def count(self, key: Hashable) -> None:
-        """Count one request of ``key`` let through after :meth:`check` (its bucket may end
-        below empty: the next check refuses it until it refills)."""
-        now = self._clock()
-        buckets = self._full_at
-        buckets[key] = max(buckets.get(key, now), now) + self._interval
-        if len(buckets) > self._tracked:
-            self._forget(now)
+    def give_back(self, key: Hashable) -> None:
+        """Un-count one request of ``key`` that :meth:`admit` counted (it turned out to cost
+        nothing the limit guards)."""
+        full_at = self._full_at.get(key)
+        if full_at is not None:
+            self._full_at[key] = full_at - self._interval
 
     def forget(self, key: Hashable) -> None:
         """Start ``key`` afresh, with its whole burst."""
