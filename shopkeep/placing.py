@@ -89,7 +89,7 @@ class PlaceRequest(msgspec.Struct, frozen=True, gc=False):
             if expected_total is not None:
                 check_amount("expected_total", expected_total)
             if type(wait) is not bool:  # "no" is true, and 0 no bool: refused, not guessed
-                check_choice("wait", wait, (True, False))
+                check_choice("wait", wait, WAIT_CHOICES)
             if not request_problems(lines, use_balance, expected_total, config):
                 return cls(user_id, lines, coupon_id, use_balance, expected_total, wait)
         except ShopError as refusal:
@@ -121,6 +121,9 @@ class PlaceRequest(msgspec.Struct, frozen=True, gc=False):
         )
 
 
+WAIT_CHOICES: Final = (True, False, None)
+"""What ``wait`` may be (None: as if left out, ``Shop.place_order`` waits), as a refusal names
+them."""
 _AS_WAITING: Final = True
 """The last part of every placement's identity: once ``?wait=``, now always as if true (see
 :meth:`PlaceRequest.identity`)."""
@@ -251,7 +254,7 @@ def every_problem(
         check_amount, "expected_total", expected_total
     )
     if type(wait) is not bool:
-        each(check_choice, "wait", wait, (True, False))
+        each(check_choice, "wait", wait, WAIT_CHOICES)
     if lines is not None:  # the order's rules (the amounts' were checked above)
         each.add(request_problems(
             lines, use_balance if balance_ok else 0, expected_total if total_ok else None, config
