@@ -34,12 +34,13 @@ class HttpConfig:
     """How many seconds' worth of requests a token may make at once (at the default rate,
     a burst of 400) before the rate applies."""
     keys_per_day: int = KEYS_PER_DAY
-    """Requests with an ``Idempotency-Key`` one user's token may send in a day, on average,
-    beyond a first day's worth at once; more are refused 429 rate_limited with
-    ``Retry-After``. Each key is kept 24 hours with its answer, about 1 KB of the database,
-    whether the request did anything or was refused: at the rate limit alone one customer's
-    token could write some 17 GB of them a day, here at most about 100 MB. The admin's is not
-    limited. 0 turns the limit off."""
+    """Idempotency-Keys one user's token may have kept in a day, on average, beyond a first
+    day's worth at once; past it a keyed request is refused 429 rate_limited with
+    ``Retry-After`` (an answer that kept no key, a 422 or a 503, is not counted). Each key is
+    kept 24 hours with its answer, about 1 KB of the database, whether the request did
+    anything or was refused: at the rate limit alone one customer's token could write some
+    17 GB of them a day, here at most about 100 MB. The admin's is not limited. 0 turns the
+    limit off."""
 
     def admin_hash(self) -> str | None:
         """The SHA-256 (hex) the admin's bearer token must hash to; None when there is no

@@ -340,16 +340,21 @@ class FrontDoor:
                 raise KeysLimited(error.retry_after) from None
 
     def give_back_key(
-        self, request: web.Request, guard: Guard | None, caller: Principal | None, status: int
+        self,
+        request: web.Request,
+        guard: Guard | None,
+        caller: Principal | str | None,
+        status: int,
     ) -> None:
         """Give back the key a request admitted by the guard was counted for when its answer
         (``status``) kept none: a 422, a 503, a body that could not be read bind no key. Called
         on the paths of those answers only (an error mapped, a write refused), so that the
-        answers that keep their key cost nothing more; a replay keeps its count."""
+        answers that keep their key cost nothing more; a replay keeps its count. ``caller``
+        as admission left it: only a :class:`Principal` was admitted (and counted)."""
         limiter = self._keys_limiter
         if (
             limiter is not None
-            and caller is not None
+            and isinstance(caller, Principal)
             and caller.user_id is not None
             and guard is not None
             and guard.takes_key
@@ -479,12 +484,10 @@ class Entrance:
                     response = refused or await self._handler(request)
                 except web.HTTPException as error:
                     response = _problem_or_raise(request, error)
-                    if isinstance(caller, Principal):
-                        door.give_back_key(request, self._guard, caller, response.status)
+                    door.give_back_key(request, self._guard, caller, response.status)
                 except Exception as error:
                     response = await self._answer_error(request, error)
-                    if isinstance(caller, Principal):
-                        door.give_back_key(request, self._guard, caller, response.status)
+                    door.give_back_key(request, self._guard, caller, response.status)
         except web.HTTPException as error:
             door.answered(
                 method, route, error.status, started, request_id, _caller(request), series
@@ -525,8 +528,7 @@ class Entrance:
             response = _problem_or_raise(request, error)
         except Exception as error:
             response = await self._answer_error(request, error)
-        if isinstance(caller, Principal):
-            door.give_back_key(request, self._guard, caller, response.status)
+        door.give_back_key(request, self._guard, caller, response.status)
         return response
 
     async def _answer_error(self, request: web.Request, error: Exception) -> web.Response:

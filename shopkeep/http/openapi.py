@@ -106,11 +106,9 @@ _CALLBACK_REFUSED: Final = (
 )
 
 
-def build_document(
-    operations: Sequence[Operation], limits: ShopConfig | None = None
-) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of ``operations``; a placement's limits are the ones
-    ``limits`` sets (a shop may set them below the schema's own, never above)."""
+def build_document(operations: Sequence[Operation], limits: ShopConfig) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``operations``; a placement's limits are the ones the
+    shop's rules (``limits``) set, which the types leave to them."""
     types = _unique(
         [Problem]
         + [op.body for op in operations if op.body is not None]
@@ -118,8 +116,7 @@ def build_document(
     )
     refs, components = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
     components["Problem"]["properties"]["code"]["enum"] = list(PROBLEMS)
-    if limits is not None:
-        _set_order_limits(components, limits)
+    _set_order_limits(components, limits)
     schema_of = dict(zip(types, refs, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:

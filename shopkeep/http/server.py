@@ -62,7 +62,6 @@ from shopkeep.stop_requests import StopRequests
 from shopkeep.store import Store, StoreConfig
 from shopkeep.store.errors import StoreError
 from shopkeep.store.gil import hand_gil_over_sooner
-from shopkeep.store.writer import GroupCommitWriter
 
 log = structlog.get_logger("shopkeep.serve")
 
@@ -145,23 +144,15 @@ def settings_store(options: ServeOptions) -> StoreConfig:
     )
 
 
-@asynccontextmanager
-async def settings_writer(options: ServeOptions) -> AsyncIterator[GroupCommitWriter]:
-    """The writer of ``options``' database, opened just for its settings
-    (:func:`settings_store`) and closed after."""
-    store = await Store.open(settings_store(options))
-    try:
-        yield store.writer
-    finally:
-        await store.close()
-
-
 async def open_credentials(options: ServeOptions) -> Credentials:
     """:func:`settle_credentials` on the database of ``options``, opened just for that."""
-    async with settings_writer(options) as writer:
+    store = await Store.open(settings_store(options))
+    try:
         return await settle_credentials(
-            writer, admin_token=options.admin_token, gateway_secret=options.gateway_secret
+            store.writer, admin_token=options.admin_token, gateway_secret=options.gateway_secret
         )
+    finally:
+        await store.close()
 
 
 async def _put_credentials_in_force(

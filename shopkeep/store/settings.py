@@ -29,8 +29,7 @@ def keep(
 ) -> dict[str, str]:
     """In one transaction on the writer's ``conn``: store each value of ``first`` whose key has
     none yet, delete the keys ``forget`` (their bytes overwritten in the file, not left in a
-    free page), and answer what is stored under the keys of ``first`` and ``read`` (a key
-    read and forgotten: what it held)."""
+    free page), and answer what is stored now under the keys of ``first`` and ``read``."""
     wanted = [*first, *read]
     (secure,) = conn.execute("PRAGMA secure_delete").fetchone()
     conn.execute("PRAGMA secure_delete = ON")
@@ -39,11 +38,11 @@ def keep(
         conn.executemany(
             "INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", first.items()
         )
+        conn.executemany("DELETE FROM settings WHERE key = ?", [(key,) for key in forget])
         found = conn.execute(
             f"SELECT key, value FROM settings WHERE key IN ({', '.join('?' * len(wanted))})",
             wanted,
         ).fetchall()
-        conn.executemany("DELETE FROM settings WHERE key = ?", [(key,) for key in forget])
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:  # SQLite rolls back by itself after some errors (a full disk):
