@@ -273,7 +273,7 @@ async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
     console = console_of(request)
     path = request.path
     if request.method == "POST":
-        if request.config_dict[DOOR].stopping:  # nothing done, as the API's writes then
+        if request.config_dict[DOOR].gate.stopping:  # nothing done, as the API's writes then
             return error_page(request, ShopError(
                 "unavailable", "the server is stopping; nothing was done: send the form again "
                 "once it is back",

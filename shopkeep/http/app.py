@@ -111,8 +111,8 @@ def make_app(
     door.add_routes(app.router, mounted, guards=guards)
     door.add_unmatched(app.router)
     app.on_startup.append(_refuse_routes_past_the_door)
-    app.on_startup.append(door.start_watching)
-    app.on_cleanup.append(door.stop_watching)
+    app.on_startup.append(door.gate.start_watching)
+    app.on_cleanup.append(door.gate.stop_watching)
     publish(app, served, shop.config)
     return app
 

@@ -18,20 +18,12 @@ From the outside in:
    (``rate_limit.py``): a user by their id, a token nobody holds by its hash (one whose bucket
    is empty is refused before the read that would look it up); the admin and the public
    routes (no token) are not limited; a user's Idempotency-Keys kept in a day are limited
-   too (``HttpConfig.keys_per_day``): a keyed request is counted once the guard admits it
-   (refused 429 when they are spent), and given back when its answer kept no key (a 422, a
-   503: :meth:`FrontDoor.give_back_key`, on those answers' paths only);
+   too (``key_allowance.py``);
 5. the route's guard (``guard.py``): whether this caller may call it (404 if not), and whether its
    query names only parameters the operation takes, each as its schema says (422 listing
    every problem if not);
-6. a write (any method but GET, HEAD, OPTIONS) while the store is stalled (one commit under
-   way for over :data:`STALLED_AFTER_S`: its disk does not answer) is refused 503
-   ``unavailable`` with nothing done, rather than left waiting with every write before it for
-   an answer no one can give (:meth:`FrontDoor.watch_store`, once a second and at each
-   ``/healthz``); and once the server is stopping (:meth:`FrontDoor.stop_taking_writes`),
-   every write but the payment providers' callbacks (``auth.CALLBACK_PATHS``, which the
-   sandbox's stop still waits for), so that what is under way finishes and no new order or
-   payment starts that the stop would leave without its callbacks (nor a console's form).
+6. a write while the store is stalled, or once the server is stopping, is refused 503
+   ``unavailable`` with nothing done (``write_gate.py``: :attr:`FrontDoor.gate`).
 
 Why around each handler, not as a middleware: an aiohttp app with one middleware anywhere in
 its tree builds, for every request, a chain of partials and a coroutine of its own around
@@ -46,12 +38,10 @@ them between steps 2 and 3: then the door is split, steps 1 and 2 in
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Final
 
-import structlog
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_urldispatcher import _default_expect_handler
@@ -66,36 +56,22 @@ from shopkeep.http.auth import (
     unauthorized,
     user_of_hash,
 )
-from shopkeep.http.errors import answer_error, problem, too_large
+from shopkeep.http.errors import answer_error, too_large
 from shopkeep.http.guard import Guard
-from shopkeep.http.inputs import IDEMPOTENCY_HEADER
+from shopkeep.http.key_allowance import KeyAllowance
 from shopkeep.http.latency import Series
 from shopkeep.http.metrics import UNMATCHED
-from shopkeep.http.rate_limit import KeysLimited, RateLimited, RateLimiter
+from shopkeep.http.rate_limit import RateLimiter
 from shopkeep.http.request_ids import HEADER_KEY, bind
 from shopkeep.http.state import PRINCIPAL, Principal
+from shopkeep.http.write_gate import READS, WriteGate
 from shopkeep.logs import ACCESS
-
-log = structlog.get_logger("shopkeep.http")
 
 if TYPE_CHECKING:
     from shopkeep.http.metrics import Metrics
     from shopkeep.shop import Shop
 
 
-STALLED_AFTER_S: Final = 10.0
-"""How long one commit may take before the store counts as stalled: commits take
-milliseconds, one beside a checkpoint under a second."""
-STOPPING_RETRY_S: Final = 5.0
-"""The Retry-After of a write refused while the server stops (a restart takes seconds)."""
-WATCH_S: Final = 1.0
-"""How often the door looks at the store while the app runs."""
-REFUSING_WITHIN_S: Final = 5.0
-"""How recent a refusal of the store's own (a full disk) must be, with no commit since, for
-the store to count as refusing writes (``/healthz`` 503): a shop that writes nothing after
-it does not stay unhealthy for ever."""
-_READS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
-"""The methods still served while the store is stalled."""
 Refusal = Callable[[web.Request], web.Response]
 """A route's own answer to a request the door refuses (the console's page)."""
 
@@ -118,7 +94,6 @@ class FrontDoor:
     ) -> None:
         self._shop = shop
         self._limiter = limiter
-        self._keys_limiter = keys_limiter
         self._admin_hash = admin_hash
         self.max_body_bytes = max_body_bytes
         """The largest body the app takes (larger: 413)."""
@@ -128,70 +103,10 @@ class FrontDoor:
         between), not each entrance's."""
         self.middleware: Middleware = self._around
         """Steps 1 and 2 (request id, metrics) around the caller's middlewares, when split."""
-        self.store_busy_s = 0.0
-        """How long the store had been at its current commit when last looked at."""
-        self.store_stalled = False
-        """Whether the store was stalled when last looked at (:meth:`watch_store`): writes
-        are refused while it is (step 6)."""
-        self.store_refusal: str | None = None
-        """What SQLite said when the store last refused writes for its own sake (a full
-        disk), while it counts as refusing them (:meth:`watch_store`); else None."""
-        self.stopping = False
-        """Whether the server is stopping (:meth:`stop_taking_writes`)."""
-        self.refusing_writes = False
-        """Whether some writes are refused now (the store stalled, or the server stopping):
-        the one look a write's path takes at step 6."""
-        self._watching: asyncio.TimerHandle | None = None
-
-    def watch_store(self) -> float:
-        """Look at the store now: how long it has been at its current commit (0 between
-        commits); past :data:`STALLED_AFTER_S` it is stalled, and writes are refused until it
-        is looked at again and answers."""
-        self.store_busy_s = busy_s = self._shop.store_busy_s()
-        stalled = busy_s > STALLED_AFTER_S
-        if stalled != self.store_stalled:
-            # the operator reading the log sees why writes are refused 503, and when they
-            # are taken again
-            if stalled:
-                log.warning("store_stalled", commit_s=round(busy_s, 1),
-                            detail="a commit has not finished: writes are refused 503")
-            else:
-                log.warning("store_answering", detail="commits finish again: writes are taken")
-        self.store_stalled = stalled
-        self.refusing_writes = stalled or self.stopping
-        self.store_refusal = self._shop.store_refusal(REFUSING_WITHIN_S)
-        return busy_s
-
-    def stop_taking_writes(self) -> None:
-        """The server is stopping: from now on every write is refused 503 unavailable, nothing
-        done, but on the routes open while it stops (the providers' callbacks, and those that
-        refuse by themselves: :meth:`write_refusal`, step 6)."""
-        self.stopping = self.refusing_writes = True
-
-    def write_refusal(self, open_while_stopping: bool) -> web.Response | None:
-        """The answer to a write while :attr:`refusing_writes`, or None: taken after all (a
-        provider's callback while the server stops, or a route that refuses by itself)."""
-        if self.store_stalled:
-            return stalled_problem(self.store_busy_s, _NOTHING_DONE)
-        if open_while_stopping:
-            return None
-        return stopping_problem("nothing was done: try again once it is back")
-
-    async def start_watching(self, app: web.Application) -> None:
-        """The app's start: look at the store every :data:`WATCH_S` until it stops."""
-        loop = asyncio.get_running_loop()
-
-        def look() -> None:
-            self.watch_store()
-            self._watching = loop.call_later(WATCH_S, look)
-
-        self._watching = loop.call_later(WATCH_S, look)
-
-    async def stop_watching(self, app: web.Application) -> None:
-        """The app's end: stop looking."""
-        if self._watching is not None:
-            self._watching.cancel()
-            self._watching = None
+        self.gate = WriteGate(shop)
+        """Which writes are taken now (step 6)."""
+        self.keys = KeyAllowance(keys_limiter)
+        """The Idempotency-Keys each user may have kept in a day (step 4)."""
 
     def entrance(
         self,
@@ -206,7 +121,7 @@ class FrontDoor:
         """``handler`` behind the door, to be added as the handler of its route of ``method``:
         checked by ``guard`` (None: a route of another module, which needs a token unless
         ``public``); with ``stops_itself``, a route that refuses its own writes while the
-        server stops (:attr:`stopping`), in its own words (the console, in a page); with
+        server stops (``gate.stopping``), in its own words (the console, in a page); with
         ``too_large``, the answer to a body larger than the door takes is that one's (the
         console's page), not problem+json."""
         public = public or (guard is not None and guard.public)
@@ -289,7 +204,7 @@ class FrontDoor:
         if guard is not None:
             guard.check(request, principal)
             if guard.takes_key and principal is not None:
-                self._count_key(headers, principal)
+                self.keys.count(headers, principal)
         return principal
 
     async def invites_body(self, request: web.Request) -> bool:
@@ -325,43 +240,8 @@ class FrontDoor:
         if guard is not None:
             guard.check(request, found)
             if guard.takes_key:
-                self._count_key(request.headers, found)
+                self.keys.count(request.headers, found)
         return found
-
-    def _count_key(self, headers: CIMultiDictProxy[str], principal: Principal) -> None:
-        """Count a user's request that carries an Idempotency-Key against the keys its token
-        may have kept in a day (``HttpConfig.keys_per_day``), or refuse it 429."""
-        limiter = self._keys_limiter
-        user_id = principal.user_id
-        if limiter is not None and user_id is not None and IDEMPOTENCY_HEADER in headers:
-            try:
-                limiter.admit(user_id)
-            except RateLimited as error:
-                raise KeysLimited(error.retry_after) from None
-
-    def give_back_key(
-        self,
-        request: web.Request,
-        guard: Guard | None,
-        caller: Principal | str | None,
-        status: int,
-    ) -> None:
-        """Give back the key a request admitted by the guard was counted for when its answer
-        (``status``) kept none: a 422, a 503, a body that could not be read bind no key. Called
-        on the paths of those answers only (an error mapped, a write refused), so that the
-        answers that keep their key cost nothing more; a replay keeps its count. ``caller``
-        as admission left it: only a :class:`Principal` was admitted (and counted)."""
-        limiter = self._keys_limiter
-        if (
-            limiter is not None
-            and isinstance(caller, Principal)
-            and caller.user_id is not None
-            and guard is not None
-            and guard.takes_key
-            and status not in KEPT_WITH_KEY
-            and IDEMPOTENCY_HEADER in request.headers
-        ):
-            limiter.give_back(caller.user_id)
 
     @web.middleware
     async def _around(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -421,7 +301,8 @@ class Entrance:
     5 only (:meth:`inner`) when the door is split."""
 
     __slots__ = (
-        "_door", "_guard", "_handler", "_method", "_open_while_stopping", "_public", "_series",
+        "_door", "_gate", "_guard", "_handler", "_method", "_open_while_stopping", "_public",
+        "_series",
         "_too_large", "route",
     )
 
@@ -436,6 +317,7 @@ class Entrance:
         too_large: Refusal | None = None,
     ) -> None:
         self._door = door
+        self._gate = door.gate
         self._too_large = too_large
         self._method = method
         self._handler = handler
@@ -477,17 +359,17 @@ class Entrance:
                     if isinstance(caller, str):  # a token's hash to look up
                         caller = await door.admit_later(request, self._guard, caller)
                     refused = None
-                    if door.refusing_writes and method not in _READS:
-                        refused = door.write_refusal(self._open_while_stopping)
+                    if self._gate.refusing_writes and method not in READS:
+                        refused = self._gate.write_refusal(self._open_while_stopping)
                         if refused is not None:
-                            door.give_back_key(request, self._guard, caller, refused.status)
+                            door.keys.give_back(request, self._guard, caller, refused.status)
                     response = refused or await self._handler(request)
                 except web.HTTPException as error:
                     response = _problem_or_raise(request, error)
-                    door.give_back_key(request, self._guard, caller, response.status)
+                    door.keys.give_back(request, self._guard, caller, response.status)
                 except Exception as error:
                     response = await self._answer_error(request, error)
-                    door.give_back_key(request, self._guard, caller, response.status)
+                    door.keys.give_back(request, self._guard, caller, response.status)
         except web.HTTPException as error:
             door.answered(
                 method, route, error.status, started, request_id, _caller(request), series
@@ -518,17 +400,17 @@ class Entrance:
             caller = door.admit(request, headers, self._guard, self._public)
             if isinstance(caller, str):  # a token's hash to look up
                 caller = await door.admit_later(request, self._guard, caller)
-            if door.refusing_writes and request.method not in _READS:
-                refused = door.write_refusal(self._open_while_stopping)
+            if self._gate.refusing_writes and request.method not in READS:
+                refused = self._gate.write_refusal(self._open_while_stopping)
                 if refused is not None:
-                    door.give_back_key(request, self._guard, caller, refused.status)
+                    door.keys.give_back(request, self._guard, caller, refused.status)
                     return refused
             return await self._handler(request)
         except web.HTTPException as error:
             response = _problem_or_raise(request, error)
         except Exception as error:
             response = await self._answer_error(request, error)
-        door.give_back_key(request, self._guard, caller, response.status)
+        door.keys.give_back(request, self._guard, caller, response.status)
         return response
 
     async def _answer_error(self, request: web.Request, error: Exception) -> web.Response:
@@ -572,10 +454,6 @@ async def continue_only(request: web.Request) -> None:
             await _default_expect_handler(request)  # aiohttp's own: a 100, for HTTP/1.1 only
 
 
-KEPT_WITH_KEY: Final = frozenset({200, 201, 202, 404, 409})
-"""The statuses of answers that keep their Idempotency-Key (``key_rules.binds``): a success, a
-business refusal, a 404 of the actor that handled it (409 ``idempotency_conflict``, which keeps
-none, counted too: it is rare). Not a 422, a 429 or a 503, which bind nothing."""
 DOOR: Final = web.AppKey("front_door", FrontDoor)
 """The API app's front door, for a module that adds routes behind it (the admin console)."""
 
@@ -617,31 +495,3 @@ def _problem_or_raise(request: web.Request, error: web.HTTPException) -> web.Res
     if error.status < 400:
         raise error
     return answer_error(request, error)
-
-
-_NOTHING_DONE: Final = "nothing was done; try again later"
-"""What a write refused while the store is stalled (step 6) is told."""
-
-
-def stopping_problem(said: str) -> web.Response:
-    """503 unavailable: the server is stopping, and ``said`` (what that means here)."""
-    return problem("unavailable", f"the server is stopping; {said}", retry_after=STOPPING_RETRY_S)
-
-
-def refusing_problem(refusal: str) -> web.Response:
-    """503 unavailable: the store refuses writes for its own sake; ``refusal``, SQLite's
-    words (``database or disk is full``)."""
-    return problem(
-        "unavailable",
-        f"the store refuses writes ({refusal}): each it refuses is answered 503, as is a read "
-        "that waited behind one; writes that fit are taken, other reads answer",
-    )
-
-
-def stalled_problem(busy_s: float, said: str) -> web.Response:
-    """503 unavailable: the store has been at one commit for ``busy_s`` seconds, its disk not
-    answering, and ``said`` (what that means for this request)."""
-    return problem(
-        "unavailable",
-        f"the store has been at one commit for {busy_s:.0f} s: its disk does not answer; {said}",
-    )

@@ -35,7 +35,8 @@ ORDER_STATUSES: Final = get_args(OrderStatus)
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
 """Set to ``true`` on an answer that is the first answer to the same request again."""
-_IDEMPOTENCY_KEY: Final = istr(IDEMPOTENCY_HEADER)  # looked up without folding its case
+IDEMPOTENCY_KEY_HEADER: Final = istr(IDEMPOTENCY_HEADER)
+"""The header's name as headers are looked up without folding its case again."""
 
 CURSOR_SCHEMA: Final = {"type": "string", "pattern": ID_PATTERN}
 STATUS_SCHEMA: Final = {"type": "string", "enum": list(ORDER_STATUSES)}
@@ -316,7 +317,7 @@ def idempotency_key_of(request: web.Request) -> IdempotencyKey | None:
     """The ``Idempotency-Key`` header (``KEY_PATTERN``: printable ASCII, 1 to 255 characters),
     or None. Bytes that are not ASCII arrive decoded as something else, and are refused here,
     before any actor sees them (they cannot be stored as text)."""
-    given = request.headers.getall(_IDEMPOTENCY_KEY, ())
+    given = request.headers.getall(IDEMPOTENCY_KEY_HEADER, ())
     if not given:
         return None
     if len(given) > 1:  # which one would bind?

@@ -17,7 +17,7 @@ from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.http import conversion as c
 from shopkeep.http import schemas as s
-from shopkeep.http.front_door import DOOR, refusing_problem, stalled_problem, stopping_problem
+from shopkeep.http.front_door import DOOR
 from shopkeep.http.inputs import (
     body_bytes,
     body_of,
@@ -44,24 +44,17 @@ _HEALTHY = msgspec.json.encode(s.Health("ok"))
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: answers 200 ``{"status": "ok"}`` while the process serves, without a token;
     503 unavailable while the store has been at one commit for over
-    :data:`~shopkeep.http.front_door.STALLED_AFTER_S` (its disk stopped answering: writes are
+    :data:`~shopkeep.http.write_gate.STALLED_AFTER_S` (its disk stopped answering: writes are
     refused or wait, and a supervisor should know), while it refuses writes for its own sake
-    (a full disk, within :data:`~shopkeep.http.front_door.REFUSING_WITHIN_S` with no commit
+    (a full disk, within :data:`~shopkeep.http.write_gate.REFUSING_WITHIN_S` with no commit
     since), and once the server is stopping (writes are refused: a load balancer sends them
     elsewhere).
 
     It touches neither the actors nor the database, so it stays cheap and answers even when the
     shop is overloaded.
     """
-    door = request.app[DOOR]
-    busy_s = door.watch_store()
-    if door.store_stalled:
-        return stalled_problem(busy_s, "writes are refused meanwhile")
-    if door.store_refusal is not None:
-        return refusing_problem(door.store_refusal)
-    if door.stopping:
-        return stopping_problem("writes are refused")
-    return web.Response(body=_HEALTHY, content_type="application/json")
+    unhealthy = request.app[DOOR].gate.health()
+    return unhealthy or web.Response(body=_HEALTHY, content_type="application/json")
 
 
 # -- users ------------------------------------------------------------------------------------

@@ -363,7 +363,7 @@ async def running(
         log.info("stopping")
         # no new order or payment while the sandbox's callbacks settle: requests under way
         # finish, the providers' callbacks are still taken
-        app[DOOR].stop_taking_writes()
+        app[DOOR].gate.stop_taking_writes()
     # The exit stack stopped the listener, the gateway's retries, the actors and the store.
     log.info("stopped")
 

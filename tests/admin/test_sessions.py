@@ -315,7 +315,7 @@ async def test_a_form_sent_while_the_server_stops_is_refused_and_does_nothing(
 ) -> None:
     # the API refused its writes while the server stopped; the console's forms still acted
     user_id, path, fields = await browser.user_form("credit")
-    browser.client.app[DOOR].stop_taking_writes()
+    browser.client.app[DOOR].gate.stop_taking_writes()
 
     status, said = await browser.send(f"{path}/credit", {**fields, "amount": "5"})
 

@@ -113,7 +113,7 @@ async def test_a_stopping_server_refuses_new_writes_and_still_takes_the_callback
     order = await api.order(alice, tea)
     started = await api.call("POST", f"/v1/orders/{order['id']}/payment", alice.headers)
 
-    api.client.app[DOOR].stop_taking_writes()
+    api.client.app[DOOR].gate.stop_taking_writes()
 
     body = {"items": [{"goods_id": tea, "quantity": 1}]}
     refused = await api.call("POST", "/v1/orders", alice.headers, body)

@@ -13,10 +13,11 @@ from pytest_aiohttp import AiohttpClient
 from structlog.testing import capture_logs
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.http import front_door
+from shopkeep.http import write_gate
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
 from shopkeep.http.errors import commit_failed_problem
+from shopkeep.http.front_door import DOOR
 from shopkeep.shop import Shop
 from shopkeep.store import writer as writer_module
 from shopkeep.store.errors import CommitFailed
@@ -56,7 +57,7 @@ async def test_healthz_answers_ok_without_a_token_or_the_shop(
 async def test_healthz_answers_503_while_the_store_is_stuck_at_one_commit_and_writes_are_refused(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(front_door, "STALLED_AFTER_S", 0.0)  # any commit under way is "stuck"
+    monkeypatch.setattr(write_gate, "STALLED_AFTER_S", 0.0)  # any commit under way is "stuck"
     entered, release = threading.Event(), threading.Event()
 
     def stuck_disk(conn: object) -> None:
@@ -92,20 +93,20 @@ async def test_healthz_answers_503_while_the_store_is_stuck_at_one_commit_and_wr
 async def test_a_running_app_looks_at_its_store_by_itself(
     aiohttp_client: AiohttpClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(front_door, "WATCH_S", 0.01)
+    monkeypatch.setattr(write_gate, "WATCH_S", 0.01)
     app = make_app(cast(Shop, UnusableShop()), HttpConfig(admin_token="unused"))
-    door, looked = app[front_door.DOOR], asyncio.Event()
-    watch = door.watch_store
+    gate, looked = app[DOOR].gate, asyncio.Event()
+    watch = gate.watch_store
 
     def watched() -> float:
         looked.set()
         return watch()
 
-    monkeypatch.setattr(door, "watch_store", watched)
+    monkeypatch.setattr(gate, "watch_store", watched)
     await aiohttp_client(app)  # started: its door watches the store from now on
 
     await asyncio.wait_for(looked.wait(), 5)
-    assert door.store_stalled is False
+    assert gate.store_stalled is False
 
 
 def fill_up(conn: sqlite3.Connection) -> None:

@@ -241,13 +241,13 @@ async def test_a_keyed_request_whose_answer_kept_no_key_gives_its_count_back(
         for n in range(5)
     ]
     assert first.status == 201 and {a.status for a in invalid} == {422}
-    door = keys_limited.client.app[DOOR]
-    door.stop_taking_writes()
+    gate = keys_limited.client.app[DOOR].gate
+    gate.stop_taking_writes()
     stopping = [
         await keys_limited.call("POST", "/v1/orders", keyed(f"stop{n}"), body) for n in range(5)
     ]
     assert {a.status for a in stopping} == {503}
-    door.stopping = door.refusing_writes = False  # the stop called off, for the test
+    gate.stopping = gate.refusing_writes = False  # the stop called off, for the test
 
     more = [
         await keys_limited.call("POST", "/v1/orders", keyed(f"more{n}"), body)
