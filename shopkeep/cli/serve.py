@@ -147,13 +147,15 @@ def add_shop_flags(parser: argparse.ArgumentParser) -> None:
     flag(
         parser, "--shipping-fee", convert=whole(*WHOLE_BOUNDS["shipping_fee"]),
         metavar="MINOR_UNITS", default=str(defaults.shipping_fee),
-        help="the flat shipping fee of an order, in minor units (cents)",
+        help="the flat shipping fee of an order, in minor units of --currency: the default is "
+        "10.00 in a currency of cents, but 1,000 of a currency without (JPY: set your own)",
     )  # fmt: skip
     flag(
         parser, "--free-shipping-threshold",
         convert=whole(*WHOLE_BOUNDS["free_shipping_threshold"]), metavar="MINOR_UNITS",
         default=str(defaults.free_shipping_threshold),
-        help="an order whose goods amount reaches this ships free (minor units; 0: always free)",
+        help="an order whose goods amount reaches this ships free (minor units of --currency, as "
+        "--shipping-fee; 0: always free)",
     )  # fmt: skip
     flag(
         parser, "--points-rate", convert=whole(*WHOLE_BOUNDS["points_per_unit"]), metavar="POINTS",
