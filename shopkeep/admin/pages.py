@@ -236,13 +236,24 @@ NO_ORDERS: Final = Page[OrderView]([], None)
 
 
 
+ORDER_ENTRIES_A_PAGE: Final = 200
+"""How many entries of an order's history, and how many of its refunds, its page shows at
+once; each list pages on by a cursor of its own (``?history=``, ``?refunds=``)."""
+
+
 @routes.get(f"/orders/{ID}")
 async def order_page(request: web.Request) -> web.StreamResponse:
     """An order: its items and amounts, its history as a timeline, payments, refunds,
-    returns, and the actions its status allows."""
+    returns, and the actions its status allows. An order with more history entries or
+    refunds than a page shows (a provider that paid it again and again) links to the next."""
     shop, order_id = shop_of(request), whole_id(request)
     order = await shop.get_order(order_id)
-    history = await shop.order_history(order_id, limit=200)
+    history = await shop.order_history(
+        order_id, limit=ORDER_ENTRIES_A_PAGE, cursor=request.query.get("history") or None
+    )
+    refunds = await shop.refunds(
+        order_id, limit=ORDER_ENTRIES_A_PAGE, cursor=request.query.get("refunds") or None
+    )
     return render(
         request,
         "order.html",
@@ -250,8 +261,10 @@ async def order_page(request: web.Request) -> web.StreamResponse:
         actions=[(what, label) for what, label, to in _ORDER_ACTIONS
                  if to in TRANSITIONS[order.status]],
         history=history.items,
+        history_next=history.next_cursor,
         payments=await shop.payments(order_id),
-        refunds=(await shop.refunds(order_id, limit=200)).items,
+        refunds=refunds.items,
+        refunds_next=refunds.next_cursor,
         returns=await shop.order_returns(order_id),
         goods={item.goods_id: await _goods_name(shop, item.goods_id) for item in order.items},
     )

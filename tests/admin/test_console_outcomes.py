@@ -17,6 +17,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from shopkeep.actors.order_messages import OrderView
+from shopkeep.admin import pages
 from tests.admin.conftest import Browser
 from tests.shop.conftest import sandbox
 from tests.shop.test_back_office import park
@@ -411,3 +412,41 @@ async def test_an_orders_page_names_the_transaction_the_provider_collected_its_p
 
     assert payment.gateway_txn_id
     assert f"<td>{payment.gateway_txn_id}</td>" in page
+
+
+async def test_an_orders_page_pages_on_through_a_history_and_refunds_longer_than_it_shows(
+    browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a provider that collected a payment 205 times gave an order 417 entries: its page
+    # showed the first 200 and nothing more, the admin's own cancel never among them
+    monkeypatch.setattr(pages, "ORDER_ENTRIES_A_PAGE", 2)
+    order = await paid_order(browser)
+    shop = browser.shop
+    [payment] = await shop.payments(order.id)
+    assert await sandbox(shop).complete(payment.id, order.id, payment.amount, "succeeded", "again")
+    await shop.cancel_order(order.id)
+    await browser.sign_in()
+
+    seen_entries, seen_refunds, path = [], [], f"/admin/orders/{order.id}"
+    for _ in range(10):  # an order of a handful of entries: a few pages
+        html = (await browser.page(path))[1]
+        seen_entries += re.findall(r"<li><time>[^<]*</time> <strong>([^<]+)</strong>", html)
+        later = re.search(r'href="(\?history=[0-9]+)"', html)
+        if later is None:
+            break
+        path = f"/admin/orders/{order.id}{later[1]}"
+    path = f"/admin/orders/{order.id}"
+    for _ in range(10):
+        html = (await browser.page(path))[1]
+        refunds_card = html[html.index("<h2>Refunds</h2>"):]
+        seen_refunds += re.findall(r"<tr><td>([0-9]+)</td><td><a id=\"refund-", refunds_card)
+        later = re.search(r'href="(\?refunds=[0-9]+)"', html)
+        if later is None:
+            break
+        path = f"/admin/orders/{order.id}{later[1]}"
+
+    history = (await shop.order_history(order.id)).items
+    refunds = (await shop.refunds(order.id)).items
+    assert len(history) > 2 and len(refunds) == 2  # more of each than a page shows
+    assert seen_entries == [entry.operation.replace("_", " ") for entry in history]
+    assert seen_refunds == [str(refund.id) for refund in refunds]
