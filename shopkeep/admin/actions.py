@@ -420,10 +420,21 @@ async def issue_coupon(request: web.Request) -> web.StreamResponse:
             expires_at=expires_at, idempotency_key=key,
         )
         worth = money(coupon.value, places)
-        until = "" if coupon.expires_at is None else f", valid until {when(coupon.expires_at)} UTC"
-        return f"Coupon {coupon.id} worth {worth} issued to user {coupon.user_id}{until}."
+        expiry = _expiry_said(coupon.expires_at, shop.system.clock.now())
+        return f"Coupon {coupon.id} worth {worth} issued to user {coupon.user_id}{expiry}."
 
     return await act(request, back, action)
+
+
+def _expiry_said(expires_at: float | None, now: float) -> str:
+    """What an issued coupon's notice says of its expiry: the instant it expires (it is
+    usable before it, not at it: "valid until" read as that instant included), and that it
+    expired already when the time typed was past (issued all the same, as the API does)."""
+    if expires_at is None:
+        return ""
+    if expires_at <= now:
+        return f", but it expired at {when(expires_at)} UTC already: it cannot be used"
+    return f", usable until it expires at {when(expires_at)} UTC"
 
 
 @routes.post(f"/dead-letters/{ID}/{{what:retry|discard}}")

@@ -93,8 +93,17 @@ would drop or widen either."""
 
 def time_input(value: str) -> str:
     """The type of the input that shows the time ``value`` as it was typed: a datetime-local
-    input (its picker) for what it holds, a text input for the rest."""
-    return "datetime-local" if not value or _LOCAL_INPUT.fullmatch(value) else "text"
+    input (its picker) for what it holds, a text input for the rest, a time of its shape that
+    is none included (``T24:00``, ``T13:60``: a browser empties the picker given one)."""
+    if not value:
+        return "datetime-local"
+    if _LOCAL_INPUT.fullmatch(value) is None:
+        return "text"
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return "text"
+    return "datetime-local"
 
 
 FILTERS: Final[dict[str, Callable[..., Any]]] = {

@@ -511,6 +511,22 @@ async def test_an_unused_coupon_past_its_expiry_is_listed_as_expired(
 @pytest.mark.parametrize(
     ("typed", "said"),
     [
+        # "valid until 2030-01-02 00:00:00" read as that instant included, which it is not
+        ("2030-01-01", "usable until it expires at 2030-01-02 00:00:00 UTC."),
+        ("2020-01-01", "but it expired at 2020-01-02 00:00:00 UTC already: it cannot be used."),
+    ],
+)
+async def test_an_issued_coupons_notice_says_when_it_expires_and_whether_it_has(
+    browser: Browser, typed: str, said: str
+) -> None:
+    _, page = await coupon_issued_expiring(browser, typed)
+
+    assert said in page
+
+
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
         ("next week", "expires_at is not a time like 2026-12-31T23:59"),
         ("9999-12-31T23:59-08:00", "expires_at is outside the years 1 to 9999 in UTC"),
     ],
@@ -668,3 +684,17 @@ async def test_a_name_that_turns_text_around_is_isolated_in_headings_and_titles(
 
     assert "<title>\u2068\ufffdSupport Team\u2069" in page  # no element in a title
     assert f'<h1 class="name"><bdi>\ufffdSupport Team</bdi> <small>user {made.user.id}' in page
+
+
+@pytest.mark.parametrize("typed", ["2026-12-07T24:00", "2026-12-07T13:60", "2026-02-30T10:00"])
+async def test_a_filter_time_of_the_pickers_shape_that_is_no_time_comes_back_as_text_to_correct(
+    browser: Browser, typed: str
+) -> None:
+    # given back in a datetime-local input, which a browser empties of a time it cannot hold:
+    # the typed text, which the page says to correct, was gone
+    await browser.sign_in()
+
+    status, page = await browser.page(f"/admin/orders?since={typed}")
+
+    assert status == 422
+    assert f'<input name="since" type="text" value="{typed}">' in page
