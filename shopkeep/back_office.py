@@ -2,8 +2,8 @@
 
 :class:`BackOffice` is a part of :class:`shopkeep.shop.Shop` (its base class), kept apart so
 the storefront's operations and the operator's read as two lists. Each method reads through
-the one module that owns its table (``actors/user.py`` the users, ``actors/goods.py`` the
-stock ledger, ``actors/order_store.py`` orders, refunds and returns,
+the one module that owns its table (``actors/user.py`` the users and their ledgers,
+``actors/goods.py`` the stock ledger, ``actors/order_store.py`` orders, refunds and returns,
 ``runtime/dead_letters.py`` the dead letters); none writes shop state except
 :meth:`BackOffice.retry_dead_letter` and :meth:`BackOffice.discard_dead_letter`, which act on
 the runtime's own table.
@@ -32,7 +32,7 @@ from shopkeep.actors.refund_store import (
     refunds_in_flight,
     refunds_in_flight_count,
 )
-from shopkeep.actors.user import list_users
+from shopkeep.actors.user import BalanceEntry, balance_ledger, list_users
 from shopkeep.errors import ShopError
 from shopkeep.paging import MAX_LIMIT, Page, page_bounds, paged
 from shopkeep.requests import check_count, check_id, check_time, refused_parameter
@@ -82,6 +82,27 @@ class BackOffice:
         check_id("goods_id", goods_id)
         size, below = page_bounds(limit, cursor)
         rows = await stock_ledger(self.reader, goods_id, below, size + 1)
+        return paged(rows, [row.id for row in rows], size)
+
+    async def wallet_ledger(
+        self, user_id: int, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[BalanceEntry]:
+        """The user's wallet movements (minor units), newest first: they add up to the
+        balance (SPEC 6)."""
+        return await self._balance_ledger("wallet_ledger", user_id, limit, cursor)
+
+    async def points_ledger(
+        self, user_id: int, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[BalanceEntry]:
+        """The user's points movements, newest first: they add up to the points balance."""
+        return await self._balance_ledger("points_ledger", user_id, limit, cursor)
+
+    async def _balance_ledger(
+        self, ledger: str, user_id: int, limit: int | None, cursor: str | None
+    ) -> Page[BalanceEntry]:
+        check_id("user_id", user_id)
+        size, below = page_bounds(limit, cursor)
+        rows = await balance_ledger(self.reader, ledger, user_id, below, size + 1)
         return paged(rows, [row.id for row in rows], size)
 
     async def find_orders(

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from shopkeep.actors import key_store
 from shopkeep.actors.key_rules import KeyUnknown, binds, expired
 from shopkeep.actors.order_store import unpaid_orders
@@ -375,3 +377,35 @@ USERS_PAGE_SQL = (
 async def list_users(reader: Reader, below: int, count: int) -> list[UserView]:
     """Up to ``count`` users with an id below ``below``, newest first."""
     return [UserView(*row) for row in await reader.fetchall(USERS_PAGE_SQL, (below, count))]
+
+
+LEDGER_PAGE_SQL = (
+    "SELECT id, order_id, reason, amount, at FROM {} "
+    "WHERE user_id = ? AND id < ? ORDER BY id DESC LIMIT ?"
+)
+"""A page of one of a user's two ledgers (``wallet_ledger``, ``points_ledger``)."""
+LEDGERS = ("wallet_ledger", "points_ledger")
+
+
+class BalanceEntry(msgspec.Struct, frozen=True, gc=False):
+    """One movement of a user's wallet (minor units) or points: ``amount`` signed (a debit,
+    a revoke: negative), ``order_id`` the order that caused it (None: the wallet's opening
+    balance or an admin's credit), ``reason`` as the ledger writes it (``opening``,
+    ``credit``, ``order_debit``, ``order_release``, ``refund``; ``award``, ``revoke``)."""
+
+    id: int
+    order_id: int | None
+    reason: str
+    amount: int
+    at: float
+
+
+async def balance_ledger(
+    reader: Reader, ledger: str, user_id: int, below: int, count: int
+) -> list[BalanceEntry]:
+    """Up to ``count`` rows of the user's ``ledger`` (one of :data:`LEDGERS`) with an id below
+    ``below``, newest first."""
+    if ledger not in LEDGERS:
+        raise ValueError(f"no ledger {ledger!r}")
+    rows = await reader.fetchall(LEDGER_PAGE_SQL.format(ledger), (user_id, below, count))
+    return [BalanceEntry(*row) for row in rows]

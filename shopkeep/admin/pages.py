@@ -306,16 +306,30 @@ async def users_page(request: web.Request) -> web.StreamResponse:
     return render(request, "users.html", page=page)
 
 
+LEDGER_ENTRIES_A_PAGE: Final = 50
+"""How many movements of a user's wallet, and of their points, their page shows at once;
+each ledger pages on by a cursor of its own (``?wallet=``, ``?points=``)."""
+
+
 @routes.get(f"/users/{ID}")
 async def user_page(request: web.Request) -> web.StreamResponse:
-    """A user: wallet and points, a credit form, token replacement, their coupons."""
+    """A user: wallet and points, a credit form, token replacement, their coupons, their
+    latest orders, and the ledgers of their wallet and points (why each balance is what it
+    is: every movement, its order and reason, newest first)."""
     shop, user_id = shop_of(request), whole_id(request)
     user = await shop.get_user(user_id)
     coupons = await shop.list_coupons(user_id, limit=50)
     orders = await shop.find_orders(user_id=user_id, limit=10)
+    wallet = await shop.wallet_ledger(
+        user_id, limit=LEDGER_ENTRIES_A_PAGE, cursor=request.query.get("wallet") or None
+    )
+    points = await shop.points_ledger(
+        user_id, limit=LEDGER_ENTRIES_A_PAGE, cursor=request.query.get("points") or None
+    )
     return render(
         request, "user.html", user=user, coupons=coupons.items,
         coupons_more=coupons.next_cursor is not None, orders=orders.items,
+        wallet=wallet, points=points,
     )  # fmt: skip
 
 

@@ -450,3 +450,42 @@ async def test_an_orders_page_pages_on_through_a_history_and_refunds_longer_than
     assert len(history) > 2 and len(refunds) == 2  # more of each than a page shows
     assert seen_entries == [entry.operation.replace("_", " ") for entry in history]
     assert seen_refunds == [str(refund.id) for refund in refunds]
+
+
+async def test_a_users_page_shows_why_their_wallet_and_points_are_what_they_are(
+    browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # only the balances were shown: why one changed took SQL
+    monkeypatch.setattr(pages, "LEDGER_ENTRIES_A_PAGE", 2)
+    shop = browser.shop
+    made = await shop.create_user("ann", balance=1_000)
+    tea = await shop.create_goods("tea", price=500, stock=3)
+    order = await shop.place_order(made.user.id, [(tea.id, 1)], use_balance=300)
+    payment = (await shop.start_payment(order.id)).payment
+    assert await sandbox(shop).complete(payment.id, order.id, payment.amount, "succeeded")
+    await shop.credit_wallet(made.user.id, 250)
+    await browser.sign_in()
+
+    def rows_of(html: str, title: str) -> list[tuple[str, str, str]]:
+        card = html[html.index(f"<h2>{title}</h2>") :]
+        card = card[: card.index("</section>")]
+        return re.findall(
+            r"<tr><td>[^<]+</td><td>([^<]+)</td><td>(?:<a [^>]+>)?([^<]+)(?:</a>)?</td>"
+            r'<td class="num">([^<]+)</td></tr>', card,
+        )
+
+    path = f"/admin/users/{made.user.id}"
+    first = (await browser.page(path))[1]
+    older = re.search(r'href="(\?wallet=[0-9]+)"', first)
+    assert older is not None and "?points=" not in first  # one award: one page of points
+    second = (await browser.page(path + older[1]))[1]
+    wallet = rows_of(first, "Wallet ledger") + rows_of(second, "Wallet ledger")
+    points = rows_of(first, "Points ledger")
+
+    user = await shop.get_user(made.user.id)
+    assert wallet == [  # newest first, a page of two then the next
+        ("credit", "–", "+2.50"), ("order debit", str(order.id), "-3.00"),
+        ("opening", "–", "+10.00"),
+    ]
+    assert user.balance == 1_000 - 300 + 250
+    assert points == [("award", str(order.id), f"+{user.points}")]
