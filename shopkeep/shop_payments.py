@@ -36,8 +36,7 @@ from shopkeep.actors.order_state import OUTCOMES
 from shopkeep.actors.order_stats import OrderStats
 from shopkeep.actors.payment_rules import CallbackAction
 from shopkeep.actors.protocol import NOT_FOUND, Refusal
-from shopkeep.actors.refund_rules import FAILED_AT_PROVIDER
-from shopkeep.actors.refund_store import refund_standing
+from shopkeep.actors.refund_rules import FailedAfterDone
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.errors import CallbackRejected, ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, InFlight, Key, Once, key_of, to_its_end
@@ -259,19 +258,26 @@ class Payments:
             raise ShopError(NOT_FOUND, f"payment {payment_id} does not exist")
         return view
 
-    async def _warn_refund_failed(self, failed: RefundFailedLater) -> None:
-        """Warn of a refund the provider failed after it said it was done, while the shop
-        counts it refunded: the customer is owed the money, to be paid back another way. One
-        the shop still has open its own query finds failed and offers the staff to settle
-        (warned then too, the staff were told to pay it back twice)."""
-        standing = await refund_standing(self.reader.fetchall, failed.refund_id)
-        if standing is not None and standing.status == "refunded":
-            log.warning(
-                FAILED_AT_PROVIDER, provider=self.provider.name, refund_id=failed.refund_id,
-                provider_refund=failed.provider_refund, reason=failed.reason,
-                detail="failed after it said it succeeded: the shop counts it refunded; pay "
-                "the customer back another way",
-            )
+    async def _refund_failed_later(self, failed: RefundFailedLater) -> None:
+        """A refund the provider failed after it said it was done: the customer is owed the
+        money, to be paid back another way. Its refunder keeps the provider's words on its
+        row and has its order count it refunding again (the console's refunds page offers to
+        settle it); answered once that is committed, so that a notification acknowledged is
+        never lost. One of no refund of this shop's, or whose failure is known already,
+        changes nothing. One the shop still has open with the provider is not acknowledged
+        (503 unavailable): the provider sends it again, by when the shop's own try or query
+        has its outcome."""
+        told = await self.system.ask(
+            Address("refunder", failed.refund_id),
+            FailedAfterDone(failed.refund_id, failed.reason),
+        )
+        if isinstance(told, Refusal):  # still open here: not acknowledged, sent again later
+            log.info("refund_failure_early", provider=self.provider.name,
+                     refund_id=failed.refund_id, provider_refund=failed.provider_refund)
+            raise ShopError.of(told)
+        if told is not True:
+            log.info("refund_failure_known", provider=self.provider.name,
+                     refund_id=failed.refund_id, provider_refund=failed.provider_refund)
 
     async def knows_outcome(self, payment_id: int, status: str, txn_id: str | None) -> bool:
         """Whether the shop has applied what a callback of payment ``payment_id`` says
@@ -344,7 +350,7 @@ class Payments:
             self.order_stats.callbacks[ignored] += 1
             log.info("callback_ignored", provider=self.provider.name, reason=verdict.reason)
             if verdict.refund_failed is not None:
-                await self._warn_refund_failed(verdict.refund_failed)
+                await self._refund_failed_later(verdict.refund_failed)
             return CallbackHandled(ignored, False, None)
         order_id = verdict.order_id
         if order_id is None:

@@ -108,6 +108,7 @@ from shopkeep.actors.payment_rules import (
     payments_to_ask,
     refund_done,
     refund_stuck,
+    refund_undone,
     rejection_reason,
     settle_by_hand,
     start_payment,
@@ -331,8 +332,11 @@ class OrderActor(Actor):
                 state, effects, request = approved
                 self.commit(ctx, state, effects)
                 return ReturnView(request.id, state.id, request.status)
-            case RefundStuck(refund_id, _, retried):
-                self.commit(ctx, *refund_stuck(state, refund_id, retried))
+            case RefundStuck(refund_id, _, retried, after_done):
+                if after_done:
+                    self.commit(ctx, *refund_undone(state, refund_id))
+                else:
+                    self.commit(ctx, *refund_stuck(state, refund_id, retried))
                 return None
             case RefundDone(refund_id):
                 done = refund_done(state, refund_id, now)

@@ -301,11 +301,14 @@ class RefundDone(msgspec.Struct, frozen=True, tag=True, gc=False):
 class RefundStuck(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Durable, from the refunder: the provider failed ``refund_id`` (``reason``, its words,
     kept on the refund's row for the staff, not in the history), or refused it and it is
-    ``retried``; it stays refunding, for someone to act on, and the history says so."""
+    ``retried``; it stays refunding, for someone to act on, and the history says so. With
+    ``after_done``, the provider failed it after it said it was done (Stripe's
+    ``refund.failed``): a refund counted refunded is refunding again."""
 
     refund_id: int
     reason: str
     retried: bool = False
+    after_done: bool = False
 
 
 class SettleRefund(msgspec.Struct, frozen=True, tag=True, gc=False):

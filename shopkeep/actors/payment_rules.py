@@ -304,6 +304,50 @@ def refund_stuck(state: OrderState, refund_id: int, retried: bool) -> Decision:
     return state, [History(status, status, "refund_failed", told)]
 
 
+def refund_undone(state: OrderState, refund_id: int) -> Decision:
+    """The provider failed ``refund_id`` after it said it was done: a refund counted
+    refunded is refunding again (the money is back in the merchant's balance, the customer
+    not paid back), and the payment it marked refunded is succeeded again, until the staff
+    pay it back another way and settle it (:func:`settle_by_hand`). One still refunding (its
+    failure came before its "done" was applied, or instead of it) stays refunding, said as
+    any failure is (:func:`refund_stuck`)."""
+    refund = state.refund(refund_id)
+    if refund is None:
+        return state, []
+    if refund.status != REFUNDED:
+        return refund_stuck(state, refund_id, retried=False)
+    reopened = replace(refund, status=REFUNDING, refunded_at=None)
+    state = replace(
+        state, refunds=tuple(reopened if r.id == refund_id else r for r in state.refunds)
+    )
+    status = state.status
+    told = (f"refund {refund_id}: the provider failed it after it said it was done; it is "
+            "refunding again until someone acts on it")
+    effects: list[Effect] = [SaveRefund(reopened, "reopened"),
+                             History(status, status, "refund_failed", told)]
+    payment = _payment_marked_by(state, refund)
+    still_marked = {  # by another refund of it, refunded (no kind of refund makes two now)
+        marked.id for other in state.refunds
+        if other.status == REFUNDED and (marked := _payment_marked_by(state, other))
+    }
+    if payment is not None and payment.status == REFUNDED and payment.id not in still_marked:
+        state, saved = _with_payment(state, replace(payment, status=SUCCEEDED))
+        effects += saved
+    return state, effects
+
+
+def _payment_marked_by(state: OrderState, refund: Refund) -> Payment | None:
+    """The payment ``refund`` marks refunded once it is done (:func:`refund_done`): a
+    cancel's, a return's or a late payment's, and a second payment's, but not a second
+    transaction of the payment that pays the order (that payment still pays it)."""
+    if refund.payment_id is None:
+        return None
+    whole_payment = refund.kind in (CANCEL_REFUND, RETURN_REFUND, LATE_PAYMENT) or (
+        refund.payment_id != state.paid_payment_id
+    )
+    return state.payment(refund.payment_id) if whole_payment else None
+
+
 def rejection_reason(code: str) -> str:
     """Why an authentic callback :func:`decide_callback` refused (its code) was rejected, as
     the rejected callbacks' log and metrics name it."""
@@ -336,11 +380,8 @@ def refund_done(
             SaveRefund(refund, "settled_by_hand", settled_by_hand),
             History(status, status, "refund_settled", f"{outside}: {settled_by_hand}"),
         ]
-    whole_payment = refund.kind in (CANCEL_REFUND, RETURN_REFUND, LATE_PAYMENT) or (
-        refund.payment_id != state.paid_payment_id
-    )
-    payment = state.payment(refund.payment_id) if refund.payment_id is not None else None
-    if whole_payment and payment is not None and payment.status == SUCCEEDED:
+    payment = _payment_marked_by(state, refund)
+    if payment is not None and payment.status == SUCCEEDED:
         state, saved = _with_payment(state, replace(payment, status=REFUNDED))
         effects += saved
     return state, effects

@@ -31,6 +31,9 @@ TOO_MANY_UNPAID_ORDERS = "too_many_unpaid_orders"
 IDEMPOTENCY_CONFLICT = "idempotency_conflict"
 NOT_FOUND = "not_found"
 VALIDATION_ERROR = "validation_error"
+UNAVAILABLE = "unavailable"
+"""Not now, nothing done: an asset actor failed to take a placement's step, a refund's
+failure came before the shop learnt the refund's outcome (HTTP 503)."""
 
 
 class Refusal(msgspec.Struct, frozen=True, tag=True, gc=False):

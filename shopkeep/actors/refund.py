@@ -19,6 +19,11 @@ applies):
   canceled), from the refund call or a query -> a refund_log row, and the refund sent again
   under the next key (``RefundRequest.issue``), since the closed one's key names it for good;
 - failed as the refund call answers it: as when a query finds it failed;
+- failed after it was done (Stripe's ``refund.failed``, asked of this actor by the shop as
+  :class:`~shopkeep.actors.refund_rules.FailedAfterDone`): the provider's words on the row, a
+  refund_log row, a warning, and a durable ``RefundStuck(after_done=True)`` to the order,
+  which counts it refunding again, for the staff to settle; refused ``unavailable`` while the
+  refund is still open here (the provider sends it again);
 - an error (down, a timeout, a 5xx): a refund_log row, and a durable timer that tries again
   after a back-off (``refund_retry_s`` doubling up to ``refund_retry_max_s``). An outage never
   rolls the refund record back: it stays refunding, visible, until it is done;
@@ -55,12 +60,14 @@ from shopkeep.actors.order_state import REFUNDING
 from shopkeep.actors.protocol import Keyed, Refusal
 from shopkeep.actors.refund_rules import (
     RETRY,
+    FailedAfterDone,
     RefundAttempt,
     RefunderMessage,
     RefundQuery,
     Step,
     answered,
     failed,
+    failed_after_done,
     learned,
     refused,
     settle_refusal,
@@ -96,6 +103,8 @@ class RefunderActor(Actor):
             return await self._query(ctx, message.attempt)
         if isinstance(message, SettleRefund | Keyed):
             return await self._settle(ctx, message)
+        if isinstance(message, FailedAfterDone):
+            return await self._failed_after_done(ctx, message)
         if not isinstance(message, RefundAttempt):
             raise TypeError(f"unexpected message {message!r}")
         if message.refused and await self._settled_by_hand(ctx, message):
@@ -117,13 +126,29 @@ class RefunderActor(Actor):
             return self._take(ctx, message, failed(message, exc, self.config, query=True))
         return self._take(ctx, message, learned(message, state, self.config, queried=True))
 
+    async def _failed_after_done(self, ctx: Context, message: FailedAfterDone) -> bool | Refusal:
+        """The provider failed the refund after it said it was done: True when this is news
+        (the order is told, durably, in this unit), False when it is not, a refusal while the
+        refund is still open here (``refund_rules.failed_after_done``)."""
+        standing = await refund_standing(ctx.query, message.refund_id)
+        step = failed_after_done(message, standing)
+        if step is None or isinstance(step, Refusal):
+            return step or False
+        assert standing is not None
+        self._apply(ctx, message.refund_id, standing.order_id, step)
+        return True
+
     def _take(self, ctx: Context, message: RefundAttempt, step: Step) -> bool:
         """Apply ``step``, decided for ``message``: True once the refund is done."""
-        refund_id = message.refund_id
+        return self._apply(ctx, message.refund_id, message.order_id, step)
+
+    def _apply(self, ctx: Context, refund_id: int, order_id: int, step: Step) -> bool:
+        """Apply ``step``, decided for refund ``refund_id`` of order ``order_id``: True once
+        the refund is done."""
         if step.outcome is not None:
             self.outcomes[step.outcome] += 1
         if step.warning is not None:
-            log.warning(step.warning, refund_id=refund_id, order_id=message.order_id,
+            log.warning(step.warning, refund_id=refund_id, order_id=order_id,
                         reason=step.reason)
         if step.failed:
             log.info("refund_failed", refund_id=refund_id, detail=step.detail)
@@ -134,7 +159,7 @@ class RefunderActor(Actor):
         if step.attempts is not None:
             ctx.execute(ATTEMPTS_SQL, (step.attempts, refund_id))
         if step.tell_order is not None:
-            ctx.send(Address("order", message.order_id), step.tell_order)
+            ctx.send(Address("order", order_id), step.tell_order)
         if step.again is not None:
             ctx.send(self.address, step.again)
         if step.later is not None:

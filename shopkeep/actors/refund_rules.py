@@ -17,7 +17,8 @@ from msgspec.structs import replace
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import RefundDone, RefundStuck
-from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, Refusal
+from shopkeep.actors.order_state import REFUNDED
+from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, UNAVAILABLE, Refusal
 from shopkeep.actors.refund_store import TRIED_AGAIN, RefundStanding
 from shopkeep.payments.names import DEFAULT_CURRENCY
 from shopkeep.payments.provider import (
@@ -82,9 +83,19 @@ class RefundQuery(msgspec.Struct, frozen=True, tag=True, gc=False):
     attempt: RefundAttempt
 
 
+class FailedAfterDone(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """From the shop: the provider failed ``refund_id`` after it said it was done (Stripe's
+    ``refund.failed``: the customer's card closed meanwhile, the money back in the merchant's
+    balance), in its words ``reason``."""
+
+    refund_id: int
+    reason: str
+
+
 RefunderMessage = RefundAttempt | RefundQuery
 """What the refunder stores (timers, durable messages). It is also asked
-:class:`~shopkeep.actors.order_messages.SettleRefund`, bare or keyed, never stored."""
+:class:`~shopkeep.actors.order_messages.SettleRefund`, bare or keyed, and
+:class:`FailedAfterDone`, never stored."""
 
 
 class Later(msgspec.Struct, frozen=True, gc=False):
@@ -218,6 +229,38 @@ def refused(message: RefundAttempt, error: GatewayRefused, config: ShopConfig) -
     return replace(
         retried, provider_failed=reason, warning="refund_refused_by_provider", reason=reason,
         tell_order=RefundStuck(message.refund_id, reason, retried=True),
+    )
+
+
+def failed_after_done(
+    message: FailedAfterDone, standing: RefundStanding | None
+) -> Step | Refusal | None:
+    """The provider failed a refund after it said it was done, its row ``standing``: its
+    words go on the row and the order counts it refunding again, for the staff to pay it back
+    another way and settle it. None when there is nothing to do: no such refund, or one whose
+    failure is known already (a notification sent again, a refund settled by hand since: its
+    row keeps the words it was failed or refused with). A refusal, ``unavailable``, while the
+    shop still has the refund open with the provider: its "done" on the way to its order, or
+    its own query or try still to find it failed (settled by hand meanwhile, it could be paid
+    back twice); the provider sends the notification again later."""
+    if standing is None or standing.provider_failed is not None:
+        return None
+    if standing.status != REFUNDED:
+        return Refusal(
+            UNAVAILABLE,
+            f"refund {message.refund_id} is still open with the provider as the shop sees it: "
+            "its failure is taken once the shop's own try or query has its answer; send it "
+            "again later",
+            standing.order_id,
+        )
+    reason = message.reason
+    return Step(
+        log_event="provider_failed_after_done",
+        detail=f"the provider failed it after it said it was done ({reason}): refunding "
+        "again, left for manual action",
+        provider_failed=reason,
+        tell_order=RefundStuck(message.refund_id, reason, after_done=True),
+        warning=FAILED_AT_PROVIDER, reason=reason,
     )
 
 

@@ -189,7 +189,8 @@ class Ignored(msgspec.Struct, frozen=True):
     """An authentic notification that is not about a payment's result (a refund's, a Stripe
     event of another type, Alipay's ``TRADE_FINISHED`` after a refund): acknowledge it and
     change nothing. ``reason`` says which, for the logs. ``refund_failed``: a refund the
-    provider failed after it said it was done, which a person must see all the same."""
+    provider failed after it said it was done, which the shop counts refunding again
+    (``Payments._refund_failed_later``) before it acknowledges."""
 
     reason: str
     refund_failed: RefundFailedLater | None = None

@@ -11,7 +11,8 @@
   is refused too (SPEC 3: a window, as the sandbox's and WeChat Pay's are).
   ``payment_intent.succeeded`` succeeds with ``amount_received``,
   ``payment_intent.payment_failed`` fails; ``refund.failed`` of one of its refunds is
-  acknowledged, naming the refund (:class:`RefundFailedLater`: the shop warns); other event
+  acknowledged, naming the refund (:class:`RefundFailedLater`: the shop counts it refunding
+  again, for its staff to pay back another way); other event
   types, and intents
   this shop did not create (no ``payment_id`` in their metadata), are acknowledged and
   ignored.
@@ -522,8 +523,8 @@ def signed_time(signature: str | None) -> int:
 def _refund_failed(refund: StripeRefund) -> Ignored:
     """A ``refund.failed`` event: one of the shop's refunds (its metadata names the refund's
     key, ``<refund id>`` or ``<refund id>-<issue>``) failed, which the shop learns from no
-    query once Stripe said it succeeded (it asks no more of a refund done). Acknowledged,
-    changing nothing, the refund named for the shop to warn of."""
+    query once Stripe said it succeeded (it asks no more of a refund done): the refund named,
+    for the shop to count it refunding again."""
     refund_id = shop_id(refund.metadata.get("refund_id", "").partition("-")[0])
     if refund_id is None:
         return Ignored(f"Refund {refund.id[:60]} is not one of this shop's")

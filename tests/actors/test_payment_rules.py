@@ -25,6 +25,7 @@ from shopkeep.actors.order_state import (
     PAID,
     PENDING,
     REFUNDED,
+    REFUNDING,
     RETURNED,
     SUCCEEDED,
     Award,
@@ -46,6 +47,8 @@ from shopkeep.actors.payment_rules import (
     decide_callback,
     payments_to_ask,
     refund_done,
+    refund_stuck,
+    refund_undone,
     start_payment,
 )
 from shopkeep.actors.protocol import Refusal
@@ -259,6 +262,39 @@ def test_a_late_payment_refunded_marks_its_payment_refunded_once() -> None:
     assert state.payment(50).status == REFUNDED  # type: ignore[union-attr]
     assert refund_done(state, 90, NOW + 40) is None
     assert refund_done(state, 12345, NOW + 40) is None
+
+
+def test_a_refund_failed_after_it_was_done_is_refunding_again_and_its_payment_succeeded() -> None:
+    state = callback(replace(with_payment(awaiting()), status=CANCELED)).state
+    done = refund_done(state, 90, NOW + 30)
+    assert done is not None
+
+    state, effects = refund_undone(done[0], 90)
+
+    assert (state.refunds[0].status, state.refunds[0].refunded_at) == (REFUNDING, None)
+    assert state.payment(50).status == SUCCEEDED  # type: ignore[union-attr]
+    [told] = [e for e in effects if isinstance(e, History)]
+    assert told.operation == "refund_failed" and "after it said it was done" in told.remark
+    assert refund_done(state, 90, NOW + 40) is not None  # it may be done (settled) again
+
+
+def test_a_refund_failed_before_its_done_was_applied_is_said_as_any_failure() -> None:
+    state = callback(replace(with_payment(awaiting()), status=CANCELED)).state
+
+    assert refund_undone(state, 90) == refund_stuck(state, 90, retried=False)
+    assert refund_undone(state, 12345) == (state, [])
+
+
+def test_a_second_transactions_refund_failed_after_it_was_done_leaves_the_paying_one_be() -> None:
+    state = callback(callback(with_payment(awaiting())).state, txn="t2").state
+    (refund,) = state.refunds
+    done = refund_done(state, refund.id, NOW + 20)
+    assert done is not None
+
+    state, _ = refund_undone(done[0], refund.id)
+
+    assert state.refunds[0].status == REFUNDING
+    assert state.payment(50).status == SUCCEEDED  # type: ignore[union-attr]
 
 
 # -- signatures, back-off, the warehouse ------------------------------------------------------

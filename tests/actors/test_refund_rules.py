@@ -7,18 +7,23 @@ from msgspec.structs import replace
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import RefundDone, RefundStuck
+from shopkeep.actors.protocol import Refusal
 from shopkeep.actors.refund_rules import (
     QUERY,
     RETRY,
+    FailedAfterDone,
     Later,
     RefundAttempt,
     RefundQuery,
+    Step,
     answered,
     failed,
+    failed_after_done,
     learned,
     refused,
     retry_delay,
 )
+from shopkeep.actors.refund_store import RefundStanding
 from shopkeep.payments.provider import (
     GatewayRefused,
     RefundClosed,
@@ -125,3 +130,32 @@ def test_a_refusal_again_keeps_the_words_without_telling_anyone_twice() -> None:
     assert step.provider_failed == "still too low"
     assert step.tell_order is None and step.warning is None
     assert step.later is not None and step.later.timer == RETRY
+
+
+def test_a_refund_failed_after_it_was_done_keeps_the_providers_words_and_tells_the_order() -> None:
+    done = RefundStanding(order_id=9, status="refunded", provider_failed=None)
+
+    step = failed_after_done(FailedAfterDone(5, "expired_or_canceled_card"), done)
+
+    assert isinstance(step, Step)
+    assert step.provider_failed == "expired_or_canceled_card"
+    assert step.tell_order == RefundStuck(5, "expired_or_canceled_card", after_done=True)
+    assert step.warning == "refund_failed_at_provider" and not step.done
+
+
+def test_a_refund_failure_known_already_or_of_no_refund_changes_nothing() -> None:
+    settled = RefundStanding(order_id=9, status="refunded", provider_failed="card closed")
+    stuck = RefundStanding(order_id=9, status="refunding", provider_failed="card closed")
+    failure = FailedAfterDone(5, "card closed")
+
+    assert failed_after_done(failure, settled) is None  # settled by hand since: not reopened
+    assert failed_after_done(failure, stuck) is None
+    assert failed_after_done(failure, None) is None
+
+
+def test_a_refund_failure_before_the_shop_has_the_refunds_outcome_is_not_taken_yet() -> None:
+    open_here = RefundStanding(order_id=9, status="refunding", provider_failed=None)
+
+    refused_now = failed_after_done(FailedAfterDone(5, "card closed"), open_here)
+
+    assert isinstance(refused_now, Refusal) and refused_now.code == "unavailable"

@@ -290,13 +290,13 @@ async def test_a_refund_of_an_alipay_trade_alipay_never_made_is_refused_not_take
         assert (await world.order(order["id"]))["status"] == "paid"
 
 
-async def test_a_stripe_refund_failed_after_it_succeeded_is_warned_about(
+async def test_a_stripe_refund_failed_after_it_succeeded_is_refunding_again_for_the_staff(
     tmp_path: Path, clock: VirtualClock
 ) -> None:
-    # refund.failed was acknowledged and dropped at info: the customer was owed the money,
-    # the refund read refunded, and nobody was told
+    # refund.failed was acknowledged and said as a warning alone: the refund still read
+    # refunded, the audit counted it paid back, and the console showed nothing to settle
     async with provider_world("stripe", tmp_path, clock=clock) as world:
-        alice, order, _ = await world.paid_order()
+        alice, order, payment = await world.paid_order()
         status, _ = await world.call("POST", f"/v1/orders/{order['id']}/cancel", alice)
         assert status == 200
         await world.shop.runtime.system.quiet()
@@ -306,18 +306,42 @@ async def test_a_stripe_refund_failed_after_it_succeeded_is_warned_about(
 
         with capture_logs() as logs:
             delivery = await world.fake.refund_failed(refund["id"])
+            again = await world.fake.refund_failed(refund["id"])  # Stripe's own retry
+            await world.shop.runtime.system.quiet()
 
-        assert delivery.answers == [200]
-        [warned] = [e for e in logs if e["event"] == "refund_failed_at_provider"]
+        assert delivery.answers == [200] and again.answers == [200]
+        [warned] = [e for e in logs if e["event"] == "refund_failed_at_provider"]  # once
         assert (warned["log_level"], warned["refund_id"]) == ("warning", int(refund["id"]))
         assert warned["reason"] == "expired_or_canceled_card"
+        [reopened] = await world.refunds(order["id"])
+        assert reopened["status"] == "refunding"
+        [waiting] = await world.shop.refunds_in_flight()
+        assert waiting.provider_failed == "expired_or_canceled_card"  # the console offers it
+        history = (await world.shop.order_history(int(order["id"]))).items
+        assert history[-1].operation == "refund_failed"
+        assert "after it said it was done" in (history[-1].remark or "")
+        [paid] = await world.shop.payments(int(order["id"]))
+        assert paid.status == "succeeded"  # the money is back with the merchant
+        await world.audit_ok()  # collected = refunding, not refunded
+
+        settled = await world.shop.settle_refund(int(refund["id"]), "bank transfer 2026-12-07")
+        late = await world.fake.refund_failed(refund["id"])  # a retry after it was settled
+        await world.shop.runtime.system.quiet()
+
+        assert settled.status == "refunded" and late.answers == [200]
+        [after] = await world.refunds(order["id"])
+        assert after["status"] == "refunded"  # not opened again
+        assert [p.status for p in await world.shop.payments(int(order["id"]))] == ["refunded"]
+        assert payment["id"] == str(paid.id)
+        await world.audit_ok()
 
 
 async def test_a_stripe_refund_failed_while_the_shop_has_it_open_is_left_to_its_query(
     tmp_path: Path, clock: VirtualClock
 ) -> None:
     # warned "counted refunded: pay it back another way" while the refund was still open,
-    # which its own query then offered the staff to settle: paid back twice
+    # which its own query then offered the staff to settle: paid back twice. Not taken yet
+    # (503): Stripe sends it again, by when the shop's own try has the refund's outcome
     async with provider_world("stripe", tmp_path, clock=clock) as world:
         alice, order, payment = await world.paid_order()
         world.fake.fail_refunds(1)  # its first try answered 500: it stays refunding
@@ -329,12 +353,16 @@ async def test_a_stripe_refund_failed_while_the_shop_has_it_open_is_left_to_its_
         failed = {"id": "re_1", "object": "refund", "amount": payment["amount"],
                   "currency": "usd", "status": "failed", "metadata": {"refund_id": refund["id"]},
                   "failure_reason": "expired_or_canceled_card"}
+        world.fake.retries = (0.0,)  # one try: Stripe's next comes hours later
 
         with capture_logs() as logs:
             delivery = await world.fake.send(world.fake.event("refund.failed", failed))
 
-        assert delivery.answers == [200]
+        assert delivery.answers == [503]
         assert "refund_failed_at_provider" not in [e["event"] for e in logs]
+        [still] = await world.refunds(order["id"])
+        assert still["status"] == "refunding"
+        assert [r.provider_failed for r in await world.shop.refunds_in_flight()] == [None]
 
 
 @pytest.mark.parametrize("trouble", ["500", "timeout"])
