@@ -148,7 +148,10 @@ def catalog() -> list[Operation]:
                      "any order is recorded (the unpaid cap, a key bound to another body) "
                      "answers its 409 at once, as without it. A placement still running "
                      "when the server stops waiting (its ask timeout) answers 202 pending "
-                     "too: it goes on, poll it."),
+                     "too: it goes on, poll it. ?wait= is not part of the request an "
+                     "Idempotency-Key names: a retry under the key of a placement first "
+                     "answered 202 answers that 202 again, with or without it (GET the "
+                     "order for where it stands now)."),
            ),
            refusals=PLACEMENT_REFUSALS, extra_problems=(404,)),  # a goods or coupon
         op("GET", "/v1/orders", "listOrders", "List orders (a user's own; all for the admin)",
