@@ -39,10 +39,13 @@ FORMATS: Final = ("json", "console")
 """The values of ``--log-format``."""
 LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 """The names ``--log-level`` takes (case-insensitive), most verbose first."""
-_SILENCED: Final = ("aiohttp.access", "aiosqlite")
+_SILENCED: Final = ("aiohttp.access", "aiosqlite", "stripe")
 """Standard-library loggers kept to warnings whatever the level: aiohttp's access log would
 repeat, less well, the front door's ``request`` line; aiosqlite's debug lines carry every
-statement's parameters, stored credentials' hashes among them, which no log should hold."""
+statement's parameters, stored credentials' hashes among them, which no log should hold;
+Stripe's SDK says two lines of free text at info for every call it makes (its request and
+its response: twice the log's lines under load, no event to filter them by), which the
+shop's own lines of each payment, refund and query say already."""
 STDLIB_FIELDS: Final = ("event", "pid", "how")
 """The fields a record of the standard library's logging may carry in its ``extra`` into the
 line, ``event`` in place of its message (the store's writer process, which imports no

@@ -194,6 +194,16 @@ def test_the_databases_statements_and_their_parameters_are_not_logged_even_at_de
     assert out.getvalue() == ""
 
 
+def test_the_stripe_sdks_two_lines_a_call_are_not_logged_but_its_warnings_are() -> None:
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+
+    logging.getLogger("stripe").info("message='Request to Stripe api' method=post")
+    logging.getLogger("stripe").warning("retrying")
+
+    assert "Request to Stripe api" not in out.getvalue() and "retrying" in out.getvalue()
+
+
 def test_the_console_format_is_plain_text_without_colours_off_a_terminal() -> None:
     out = io.StringIO()
     configure_logging("info", "console", stream=out)
