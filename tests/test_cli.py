@@ -381,6 +381,22 @@ def test_a_bad_flag_is_a_one_line_usage_error(args: tuple[str, ...]) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("token", ["sixteen-or-more-chars ", " sixteen-or-more-chars"])
+def test_an_admin_token_with_a_space_at_an_end_is_refused_before_anything_is_kept(
+    tmp_path: Path, token: str
+) -> None:
+    # HTTP drops a header's end spaces, so no request could carry it: it was taken, retired
+    # the generated token, and locked the admin out of the API and the console
+    result = run_main("serve", "--sandbox", "--db", str(tmp_path / "s.db"), "--admin-token", token)
+
+    assert_one_line_error(
+        result, "shopkeep serve: error: argument --admin-token (env SHOPKEEP_ADMIN_TOKEN): "
+        "begins or ends with a space, which no request's Authorization header can carry: "
+        "remove it (see --help)",
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_flag_cut_short_is_unknown_and_the_value_after_it_is_not_repeated() -> None:
     # argparse would take it for --stripe-api-key-file and print the key back as a file name
     result = run_main("serve", "--gateway", "stripe", "--stripe-api-key", "sk_test_secret")

@@ -184,6 +184,11 @@ def check_token_characters(
         return
     if not (value.isascii() and value.isprintable()):
         usage_error(parser, args, dest, "not printable ASCII")
+    if value != value.strip():
+        # taken, it retired the generated token and locked the admin out: HTTP drops the
+        # spaces at a header's ends, so no request's token could ever match it
+        usage_error(parser, args, dest, "begins or ends with a space, which no request's "
+                    "Authorization header can carry: remove it")
     from shopkeep.http.auth import MAX_TOKEN  # here: --help imports this module, not the server
 
     if len(value) > MAX_TOKEN:
