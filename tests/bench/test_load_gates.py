@@ -198,7 +198,7 @@ def test_late_callbacks_skipped_with_none_run_say_the_deadline_must_pass_before_
     assert late_callbacks_skipped({"place": {"count": 9}}, {"late_callback": 141}) == [
         "late_callback: 141 skipped and none ran: each waits for its order's payment "
         "deadline, which must pass before the run ends: give the server (embedded, the bench) "
-        "an --order-timeout well below the run's --duration (5s with 20s, as the recipes of "
+        "an --order-timeout well below the run's --duration (5s with 30s, as the recipes of "
         "load-testing.md do)"
     ]
     ran = {"await_timeout": {"count": 4}}

@@ -193,7 +193,7 @@ def late_callbacks_skipped(operations: dict[str, Any], skipped: dict[str, int]) 
     return [
         f"late_callback: {count:,} skipped and none ran: each waits for its order's payment "
         "deadline, which must pass before the run ends: give the server (embedded, the "
-        "bench) an --order-timeout well below the run's --duration (5s with 20s, as the "
+        "bench) an --order-timeout well below the run's --duration (5s with 30s, as the "
         "recipes of load-testing.md do)"
     ]
 
