@@ -670,6 +670,42 @@ async def test_a_stock_out_is_expected_only_of_a_placement_of_the_scarce_goods()
     assert recorder.operations["place"].errors == {"insufficient_stock": 60 - scarce}
 
 
+class FailingAsyncShop(RefusingShop):
+    """Answers every placement 202 pending, then fails it ``code`` (canceled
+    placement_failed, its history naming the code)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__()
+        self.code = code
+
+    async def place_order(self, customer: Customer, items: Any, **kwargs: Any) -> Order:
+        self.placed.append(items)
+        return Order("1", "pending", 100, kwargs["coupon_id"], None, None, None)
+
+    async def get_order(self, customer: Customer, order_id: str) -> Order:
+        return Order(order_id, "canceled", 100, None, "placement_failed", None, None)
+
+    async def placement_failure(self, customer: Customer, order_id: str) -> str:
+        return self.code
+
+
+async def test_an_async_placement_that_failed_after_its_202_is_a_refusal_of_its_wait() -> None:
+    # counted placed: a shop that failed every async placement passed, 0 errors, no refusal
+    shop = FailingAsyncShop("insufficient_stock")
+    journeys, recorder = journeys_of(shop)
+    pick = random.Random(5)
+
+    for _ in range(60):
+        with pytest.raises(Refused):
+            await journeys.place_async(Shopper(Customer("1", "token")), pick)
+
+    scarce = sum(1 for items in shop.placed if any(goods == "g0" for goods, _ in items))
+    assert 0 < scarce < 60
+    assert recorder.operations["place_async"].count == 60  # each answered 202
+    assert recorder.operations["await_placed"].refusals == {"insufficient_stock": scarce}
+    assert recorder.operations["await_placed"].errors == {"insufficient_stock": 60 - scarce}
+
+
 async def test_a_coupon_refused_is_expected_only_when_a_cancel_gave_it_back() -> None:
     # a shop refusing every coupon coupon_unavailable did pass: any coupon's use was expected
     shop = RefusingShop()

@@ -73,3 +73,24 @@ async def test_workers_pause_between_journeys_that_cannot_reach_the_server_or_ar
     assert 4 <= outcome.recorder.errors <= 4 * 7
     assert {code for operation in outcome.recorder.operations.values()
             for code in operation.errors} == {code}  # fmt: skip
+
+
+async def test_the_embedded_target_names_what_a_failed_async_placement_was_refused_with(
+    tmp_path: Path,
+) -> None:
+    async with Shop.open(
+        str(tmp_path / "shop.db"), gateway="sandbox", gateway_secret=SECRET
+    ) as shop:
+        target = EmbeddedTarget(shop, SECRET)
+        ann = await target.create_user("ann", 0)
+        tea = await target.create_goods("tea", 100, 1)
+        pending = await target.place_order(
+            ann, [(tea, 2)], coupon_id=None, use_balance=0, key="k1", wait=False
+        )
+        await shop.runtime.system.quiet()
+
+        failed = await target.get_order(ann, pending.id)
+        code = await target.placement_failure(ann, pending.id)
+
+    assert (failed.status, failed.cancel_reason) == ("canceled", "placement_failed")
+    assert code == "insufficient_stock"

@@ -18,7 +18,7 @@ from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.order_messages import OrderView
 from shopkeep.actors.signature import sign
 from shopkeep.bench.common import rss_bytes
-from shopkeep.bench.load.target import Customer, Order, Payment, Refused
+from shopkeep.bench.load.target import Customer, Order, Payment, Refused, failure_in
 from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.runtime import AskTimeout, Overloaded
 from shopkeep.shop import Shop
@@ -108,6 +108,14 @@ class EmbeddedTarget:
         return order_of(
             await refusing(self._shop.get_order(int(order_id), user_id=int(customer.id)))
         )
+
+    async def placement_failure(self, customer: Customer, order_id: str) -> str:
+        """:meth:`Shop.order_history`, as the user: the code its failed placement was
+        refused with."""
+        history = await refusing(
+            self._shop.order_history(int(order_id), user_id=int(customer.id))
+        )
+        return failure_in((entry.operation, entry.remark or "") for entry in history.items)
 
     async def start_payment(self, customer: Customer, order_id: str) -> Payment:
         """:meth:`Shop.start_payment`, as the user."""

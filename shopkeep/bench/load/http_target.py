@@ -24,7 +24,7 @@ import msgspec
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.actors.signature import sign
 from shopkeep.bench.http import scrape_rss
-from shopkeep.bench.load.target import Customer, Order, Payment, Refused
+from shopkeep.bench.load.target import Customer, Order, Payment, Refused, failure_in
 from shopkeep.http import schemas
 from shopkeep.http.auth import FORBIDDEN
 from shopkeep.http.catalog import SANDBOX_COMPLETE
@@ -241,6 +241,12 @@ class HttpTarget:
         """GET /v1/orders/{id}."""
         path = f"/v1/orders/{order_id}"
         return order_of(await self._get(path, schemas.OrderOut, self._as(customer)))
+
+    async def placement_failure(self, customer: Customer, order_id: str) -> str:
+        """GET /v1/orders/{id}/history: the code its failed placement was refused with."""
+        path = f"/v1/orders/{order_id}/history"
+        page = await self._get(path, schemas.HistoryList, self._as(customer))
+        return failure_in((entry.operation, entry.remark) for entry in page.items)
 
     async def start_payment(self, customer: Customer, order_id: str) -> Payment:
         """POST /v1/orders/{id}/payment."""

@@ -32,7 +32,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import msgspec
 
@@ -62,6 +62,8 @@ HOLD_LIMIT = 4
 ``late_callback``): the server's default cap is 10, and the other journeys hold one more at a
 time."""
 BY_DEADLINE = "timeout"
+PLACEMENT_FAILED = "placement_failed"
+"""The cancel reason of an order whose placement failed after it was recorded."""
 """The cancel reason of an order its payment deadline canceled."""
 SCARCE_SHARE = 0.1
 COUPON_SHARE = 0.2
@@ -164,15 +166,19 @@ class Journeys:
         since: float,
         *,
         ends: frozenset[str] = frozenset(),
+        failed_placement: Provoked | None = None,
     ) -> Order:
         """Poll the order until its status is one of ``statuses``; the wait since ``since``
         (a ``perf_counter`` time) is recorded under ``name``. An order that reaches one of
         ``ends`` instead, where it stays, ends the wait as ``invalid_state``: expected when
         its deadline canceled it (a payment that lands after it is refunded), else an
-        error."""
+        error. Given ``failed_placement`` (whether the journey provoked a refusal's code), an
+        order whose placement failed ends the wait as that refusal (:meth:`_failed_placement`)."""
         bound = time.perf_counter() + WAIT_BOUND_S
         while True:
             order = await self.timed("get_order", self.target.get_order(shopper.customer, order_id))
+            if failed_placement is not None and order.cancel_reason == PLACEMENT_FAILED:
+                await self._failed_placement(shopper, order, name, since, failed_placement)
             if order.status in statuses:
                 self.recorder.answered(name, time.perf_counter() - since)
                 return order
@@ -187,11 +193,35 @@ class Journeys:
                 raise Refused("wait_timeout", f"order {order_id} stayed {order.status}")
             await asyncio.sleep(POLL_S)
 
+    async def _failed_placement(
+        self, shopper: Shopper, order: Order, name: str, since: float, provoked: Provoked
+    ) -> NoReturn:
+        """Record the wait ``name`` for ``order``, whose placement failed, as its refusal (the
+        code its history names), expected when ``provoked``; its coupon is the shopper's
+        again (the undo gives it back asynchronously); end the journey."""
+        waited = time.perf_counter() - since
+        code = await self.timed(
+            "get_history", self.target.placement_failure(shopper.customer, order.id)
+        )
+        self.recorder.outcome(name, waited, code, provoked(code))
+        self._give_back(shopper, order)
+        raise Refused(code, f"order {order.id}'s placement failed: {code}")
+
     # -- building blocks ----------------------------------------------------------------------
 
     async def _place(
         self, shopper: Shopper, pick: random.Random, *, wait: bool = True, name: str = "place"
     ) -> Order:
+        """A placement as a journey makes it (:meth:`_placing`)."""
+        order, _ = await self._placing(shopper, pick, wait=wait, name=name)
+        return order
+
+    async def _placing(
+        self, shopper: Shopper, pick: random.Random, *, wait: bool = True, name: str = "place"
+    ) -> tuple[Order, Provoked]:
+        """Place an order of the plentiful goods (sometimes the scarce one, a coupon, the
+        wallet), under a key of its own, timed as ``name``: the order, and whether this
+        placement provoked a refusal's code (:func:`~.mix.placement_provokes`)."""
         goods = pick.sample(self.catalog.plentiful, k=pick.choice((1, 1, 2)))
         if pick.random() < SCARCE_SHARE:
             goods[0] = self.catalog.scarce
@@ -230,7 +260,7 @@ class Journeys:
             raise
         if coupon is not None:
             shopper.given_back.discard(coupon)
-        return order
+        return order, provoked
 
     async def _paid(self, shopper: Shopper, pick: random.Random) -> tuple[Order, Payment]:
         order, payment = await self._placed_and_paying(shopper, pick)
@@ -304,11 +334,16 @@ class Journeys:
         _hold(shopper, await self._place(shopper, pick))
 
     async def place_async(self, shopper: Shopper, pick: random.Random) -> None:
-        """Place with ``?wait=false``, poll until placed, then cancel (unless it failed)."""
+        """Place with ``?wait=false``, poll until placed, then cancel. A placement that failed
+        (canceled ``placement_failed``) is ``await_placed``'s refusal, by the code its order's
+        history names: expected when the journey provoked it, as a refusal of a placement that
+        waits is (the scarce goods sold out, say), else an error."""
         since = time.perf_counter()
-        order = await self._place(shopper, pick, wait=False, name="place_async")
+        order, provoked = await self._placing(shopper, pick, wait=False, name="place_async")
         statuses = {"awaiting_payment", "paid", "canceled"}
-        order = await self.wait_for(shopper, order.id, statuses, "await_placed", since)
+        order = await self.wait_for(
+            shopper, order.id, statuses, "await_placed", since, failed_placement=provoked
+        )
         if order.status == "awaiting_payment":
             await self._cancel(shopper, order, "cancel_unpaid")
 

@@ -50,7 +50,7 @@ DEFAULT_MIX: Mapping[str, int] = {
 
 OPERATIONS = frozenset(
     {
-        "place", "place_async", "await_placed", "get_order", "start_payment",
+        "place", "place_async", "await_placed", "get_order", "get_history", "start_payment",
         "complete_success", "await_paid", "complete_failure", "callback", "callback_duplicate",
         "await_timeout", "callback_late", "complete_late", "get_refunds", "await_refund",
         "cancel_unpaid", "cancel_paid", "ship", "deliver", "request_return", "approve_return",
@@ -77,6 +77,7 @@ PLACEMENT_REFUSALS: Mapping[str, str] = {
 EXPECTED: Mapping[str, Mapping[str, str]] = {
     "place": PLACEMENT_REFUSALS,
     "place_async": PLACEMENT_REFUSALS,
+    "await_placed": PLACEMENT_REFUSALS,  # a place_async whose placement failed after its 202
     "start_payment": {
         "invalid_state": "the order's deadline had come: a payment started on an order it "
         "canceled meanwhile"

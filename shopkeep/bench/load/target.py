@@ -9,6 +9,7 @@ for what never reached the shop as a business answer (``connection_error``, ``ti
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -41,6 +42,16 @@ class Order:
     cancel_reason: str | None
     confirmed_at: float | None
     expires_at: float | None
+
+
+def failure_in(history: Iterable[tuple[str, str]]) -> str:
+    """The code an order's history (its entries' operations and remarks) says its placement
+    failed with: the ``placement_failed`` entry's remark begins with it (``insufficient_stock:
+    ...``); ``placement_failed`` when no entry says one."""
+    for operation, remark in history:
+        if operation == "placement_failed":
+            return remark.partition(":")[0].strip() or operation
+    return "placement_failed"
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,11 @@ class Target(Protocol):
 
     async def get_order(self, customer: Customer, order_id: str) -> Order:
         """The order as it is now."""
+        ...
+
+    async def placement_failure(self, customer: Customer, order_id: str) -> str:
+        """The code an order's failed placement was refused with, as its history names it
+        (``insufficient_stock``, ...; ``placement_failed`` when it names none)."""
         ...
 
     async def start_payment(self, customer: Customer, order_id: str) -> Payment:
