@@ -39,7 +39,7 @@ FORMATS: Final = ("json", "console")
 """The values of ``--log-format``."""
 LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 """The names ``--log-level`` takes (case-insensitive), most verbose first."""
-_SILENCED: Final = ("aiohttp.access", "aiosqlite", "stripe")
+SILENCED: Final = ("aiohttp.access", "aiosqlite", "stripe")
 """Standard-library loggers kept to warnings whatever the level: aiohttp's access log would
 repeat, less well, the front door's ``request`` line; aiosqlite's debug lines carry every
 statement's parameters, stored credentials' hashes among them, which no log should hold;
@@ -493,6 +493,6 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(threshold)
     _handler = handler
-    for name in _SILENCED:
+    for name in SILENCED:
         logging.getLogger(name).setLevel(max(threshold, logging.WARNING))
     logging.captureWarnings(True)  # warnings.warn too, as lines of the ``py.warnings`` logger

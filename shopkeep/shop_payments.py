@@ -272,8 +272,12 @@ class Payments:
             FailedAfterDone(failed.refund_id, failed.reason),
         )
         if isinstance(told, Refusal):  # still open here: not acknowledged, sent again later
-            log.info("refund_failure_early", provider=self.provider.name,
-                     refund_id=failed.refund_id, provider_refund=failed.provider_refund)
+            # warned: the provider must send it again, once the shop's own try or query has
+            # the refund's outcome, for its failure to be taken
+            log.warning("refund_failure_early", provider=self.provider.name,
+                        refund_id=failed.refund_id, provider_refund=failed.provider_refund,
+                        reason=failed.reason,
+                        detail="answered 503: taken when the provider sends it again")
             raise ShopError.of(told)
         if told is not True:
             log.info("refund_failure_known", provider=self.provider.name,

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import structlog
 
+from shopkeep.logs import SILENCED
+
 
 @pytest.fixture
 def saved_garbage() -> Iterator[list[Any]]:
@@ -31,7 +33,7 @@ def restore_logging() -> Iterator[None]:
     saved = structlog.get_config()
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    silenced = [logging.getLogger(name) for name in ("aiohttp.access", "aiosqlite")]
+    silenced = [logging.getLogger(name) for name in SILENCED]
     silenced_levels = [logger.level for logger in silenced]
     yield
     structlog.configure(**saved)
