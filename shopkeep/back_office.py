@@ -160,9 +160,12 @@ class BackOffice:
         check_count("count", count, MAX_LIMIT)
         return [order_view(state) for state in await due_soonest(self.reader, count)]
 
-    async def refunds_in_flight(self) -> list[RefundInFlight]:
-        """Refunds recorded and not yet paid back (``refunding``), oldest first."""
-        return await refunds_in_flight(self.reader, SHORT_LIST)
+    async def refunds_in_flight(self, order_id: int | None = None) -> list[RefundInFlight]:
+        """Refunds recorded and not yet paid back (``refunding``), oldest first: the
+        oldest :data:`SHORT_LIST`, or every one of order ``order_id``."""
+        if order_id is not None:
+            check_id("order_id", order_id)
+        return await refunds_in_flight(self.reader, SHORT_LIST, order_id=order_id)
 
     async def returns_waiting(self) -> list[ReturnRow]:
         """Return requests waiting for the admin's approval, oldest first."""

@@ -42,12 +42,14 @@ TRIED_AGAIN: Final = "gateway_failed"
 """The ``refund_log`` event of a try that failed and is tried again after a back-off (an
 outage, or a refusal: ``refund_rules.failed``)."""
 _LAST_WORD = "FROM refund_log WHERE refund_id = refunds.id ORDER BY id DESC LIMIT 1"
-REFUNDS_IN_FLIGHT_SQL = (
+_IN_FLIGHT = (
     "SELECT id, order_id, kind, wallet_amount, gateway_amount, status, created_at, "
     f"provider_failed, (SELECT coalesce(nullif(detail, ''), event) {_LAST_WORD}), "
     f"(SELECT at {_LAST_WORD}), coalesce((SELECT event = '{TRIED_AGAIN}' {_LAST_WORD}), 0) "
-    "FROM refunds WHERE status = 'refunding' ORDER BY id LIMIT ?"
+    "FROM refunds WHERE status = 'refunding'"
 )
+REFUNDS_IN_FLIGHT_SQL = f"{_IN_FLIGHT} ORDER BY id LIMIT ?"
+ORDER_REFUNDS_IN_FLIGHT_SQL = f"{_IN_FLIGHT} AND order_id = ? ORDER BY id"
 
 
 class RefundInFlight(RefundView, frozen=True, gc=False):
@@ -63,9 +65,15 @@ class RefundInFlight(RefundView, frozen=True, gc=False):
     sent_again: bool = False
 
 
-async def refunds_in_flight(reader: Reader, count: int) -> list[RefundInFlight]:
-    """Up to ``count`` refunds still ``refunding``, oldest first."""
-    rows = await reader.fetchall(REFUNDS_IN_FLIGHT_SQL, (count,))
+async def refunds_in_flight(
+    reader: Reader, count: int, *, order_id: int | None = None
+) -> list[RefundInFlight]:
+    """Up to ``count`` refunds still ``refunding``, oldest first; given ``order_id``, every
+    one of that order's."""
+    if order_id is None:
+        rows = await reader.fetchall(REFUNDS_IN_FLIGHT_SQL, (count,))
+    else:
+        rows = await reader.fetchall(ORDER_REFUNDS_IN_FLIGHT_SQL, (order_id,))
     return [  # the last column an int of SQLite's: a bool here
         msgspec.structs.replace(RefundInFlight(*row[:-1]), sent_again=bool(row[-1]))
         for row in rows

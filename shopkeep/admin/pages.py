@@ -6,8 +6,10 @@ No page writes anything; the forms on them post to :mod:`shopkeep.admin.actions`
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -236,6 +238,18 @@ NO_ORDERS: Final = Page[OrderView]([], None)
 
 
 
+def list_links(
+    name: str, cursors: Mapping[str, str | None], next_cursor: str | None
+) -> tuple[str | None, str | None]:
+    """The links of one of a page's lists that pages by a cursor of its own, ``name``: to
+    its next page (None on its last) and back to its first (None on it), each keeping where
+    the page's other lists are (``cursors``: every list's cursor now, by name)."""
+    kept = {other: at for other, at in cursors.items() if other != name and at}
+    later = f"?{urlencode({**kept, name: next_cursor})}" if next_cursor else None
+    first = f"?{urlencode(kept)}" if cursors.get(name) else None
+    return later, first
+
+
 ORDER_ENTRIES_A_PAGE: Final = 200
 """How many entries of an order's history, and how many of its refunds, its page shows at
 once; each list pages on by a cursor of its own (``?history=``, ``?refunds=``)."""
@@ -248,12 +262,14 @@ async def order_page(request: web.Request) -> web.StreamResponse:
     refunds than a page shows (a provider that paid it again and again) links to the next."""
     shop, order_id = shop_of(request), whole_id(request)
     order = await shop.get_order(order_id)
+    cursors = {name: request.query.get(name) or None for name in ("history", "refunds")}
     history = await shop.order_history(
-        order_id, limit=ORDER_ENTRIES_A_PAGE, cursor=request.query.get("history") or None
+        order_id, limit=ORDER_ENTRIES_A_PAGE, cursor=cursors["history"]
     )
-    refunds = await shop.refunds(
-        order_id, limit=ORDER_ENTRIES_A_PAGE, cursor=request.query.get("refunds") or None
-    )
+    refunds = await shop.refunds(order_id, limit=ORDER_ENTRIES_A_PAGE, cursor=cursors["refunds"])
+    # a refund still refunding as the refunds page lists it: the provider's words beside one
+    # it failed (the staff's to pay back another way), the last word of its log beside others
+    in_flight = {refund.id: refund for refund in await shop.refunds_in_flight(order_id)}
     return render(
         request,
         "order.html",
@@ -261,10 +277,10 @@ async def order_page(request: web.Request) -> web.StreamResponse:
         actions=[(what, label) for what, label, to in _ORDER_ACTIONS
                  if to in TRANSITIONS[order.status]],
         history=history.items,
-        history_next=history.next_cursor,
+        history_links=list_links("history", cursors, history.next_cursor),
         payments=await shop.payments(order_id),
-        refunds=refunds.items,
-        refunds_next=refunds.next_cursor,
+        refunds=[in_flight.get(refund.id, refund) for refund in refunds.items],
+        refunds_links=list_links("refunds", cursors, refunds.next_cursor),
         returns=await shop.order_returns(order_id),
         goods={item.goods_id: await _goods_name(shop, item.goods_id) for item in order.items},
     )
@@ -320,16 +336,20 @@ async def user_page(request: web.Request) -> web.StreamResponse:
     user = await shop.get_user(user_id)
     coupons = await shop.list_coupons(user_id, limit=50)
     orders = await shop.find_orders(user_id=user_id, limit=10)
+    cursors = {name: request.query.get(name) or None for name in ("wallet", "points")}
     wallet = await shop.wallet_ledger(
-        user_id, limit=LEDGER_ENTRIES_A_PAGE, cursor=request.query.get("wallet") or None
+        user_id, limit=LEDGER_ENTRIES_A_PAGE, cursor=cursors["wallet"]
     )
     points = await shop.points_ledger(
-        user_id, limit=LEDGER_ENTRIES_A_PAGE, cursor=request.query.get("points") or None
+        user_id, limit=LEDGER_ENTRIES_A_PAGE, cursor=cursors["points"]
     )
+    ledgers = [
+        ("Wallet ledger", wallet, "money", list_links("wallet", cursors, wallet.next_cursor)),
+        ("Points ledger", points, "count", list_links("points", cursors, points.next_cursor)),
+    ]
     return render(
         request, "user.html", user=user, coupons=coupons.items,
-        coupons_more=coupons.next_cursor is not None, orders=orders.items,
-        wallet=wallet, points=points,
+        coupons_more=coupons.next_cursor is not None, orders=orders.items, ledgers=ledgers,
     )  # fmt: skip
 
 

@@ -452,6 +452,17 @@ async def test_an_orders_page_pages_on_through_a_history_and_refunds_longer_than
     assert seen_refunds == [str(refund.id) for refund in refunds]
 
 
+def test_a_lists_links_page_it_on_and_back_keeping_where_the_pages_other_lists_are() -> None:
+    # "Later entries" dropped the refunds' cursor, and no link led back to the first page
+    assert pages.list_links("history", {"history": None, "refunds": "7"}, "12") == (
+        "?refunds=7&history=12", None,
+    )
+    assert pages.list_links("refunds", {"history": "12", "refunds": "7"}, "9") == (
+        "?history=12&refunds=9", "?history=12",
+    )
+    assert pages.list_links("history", {"history": "12", "refunds": None}, None) == (None, "?")
+
+
 async def test_a_users_page_shows_why_their_wallet_and_points_are_what_they_are(
     browser: Browser, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -160,3 +160,18 @@ async def test_a_refund_the_provider_refused_is_said_to_be_sent_again_until_it_i
 
     assert ("The provider refused its gateway part, 11.00 (NOT_ENOUGH): it is sent again, more "
             "and more seldom, until the provider takes it") in page
+
+
+async def test_an_orders_page_says_its_refund_the_provider_failed_waits_for_the_staff(
+    browser: Browser,
+) -> None:
+    # the order's page showed it "refunding" alone: staff arriving from a customer's
+    # complaint were not told the provider will not pay it, nor where to settle it
+    order_id, _ = await refund_the_provider_failed(browser.shop)
+    await browser.sign_in()
+
+    html = (await browser.page(f"/admin/orders/{order_id}"))[1]
+
+    said = "The provider failed its gateway part, 11.00 (expired_or_canceled_card): it is not sent"
+    assert said in html
+    assert 'href="/admin/refunds">the refunds page</a>' in html  # settled there, not here
