@@ -452,6 +452,19 @@ mode (2: WAL mode)."""
 _HEADER: Final = b"SQLite format 3\x00"
 
 
+def not_sqlite(path: str) -> bool:
+    """Whether a file at ``path`` holds something else than an SQLite database: bytes, and
+    not SQLite's header first (no file, or an empty one, holds nothing that could be lost)."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(len(_HEADER))
+    except FileNotFoundError:
+        return False
+    except OSError:  # a folder, say: not a database either
+        return True
+    return bool(header) and header != _HEADER
+
+
 def journal_of(path: str) -> int | None:
     """The file format version the header of the database at ``path`` says (:data:`ROLLBACK`
     or 2, WAL), or None when it has no header to read (empty, not SQLite's)."""

@@ -43,6 +43,7 @@ from shopkeep.store.backup import (
     unreadable_source,
     why_the_copy_fails,
 )
+from shopkeep.store.database import not_sqlite
 from shopkeep.store.errors import UNREADABLE, unreadable
 from shopkeep.store.lock import ProcessLock
 from shopkeep.store.private_files import create_private, remove_database
@@ -96,6 +97,14 @@ def restore(
         raise RestoreRefused(f"cannot restore {backup} over itself", "backup")
     if not os.path.isdir(os.path.dirname(database)):
         raise RestoreRefused(f"cannot restore to {named}: its folder does not exist", "database")
+    if not_sqlite(database):
+        # a mistyped --db (notes, a config file): it would be moved aside and a database put
+        # at its name; one damaged past its header is the operator's to move aside knowingly
+        raise RestoreRefused(
+            f"cannot restore to {named}: it is not a database (SQLite's header is not at "
+            "its start), so nothing was replaced; if it is the shop's, damaged, move it "
+            "aside first", "database",
+        )
     lock = ProcessLock(database)
     lock.acquire()  # DatabaseInUse: a server has it open
     try:

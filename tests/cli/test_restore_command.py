@@ -189,6 +189,25 @@ def test_a_restore_to_a_folder_or_to_no_name_is_a_usage_error_and_moves_nothing(
     assert not list(tmp_path.glob("*.replaced-*"))
 
 
+def test_a_restore_over_a_file_that_is_no_database_is_a_usage_error_and_moves_nothing(
+    tmp_path: Path,
+) -> None:
+    # a mistyped --db (notes, a config file, through a link too) was moved aside and a
+    # database put at its name, "the database it replaced" said of a text file
+    _, copy = shop_with_a_backup(tmp_path)
+    notes, link = tmp_path / "notes.txt", tmp_path / "link.db"
+    notes.write_text("important notes")
+    link.symlink_to(notes)
+
+    over_notes = shopkeep("restore", "--from", str(copy), "--db", str(notes))
+    through_a_link = shopkeep("restore", "--from", str(copy), "--db", str(link))
+
+    assert_usage_error(over_notes, "--db", "it is not a database")
+    assert_usage_error(through_a_link, "--db", "it is not a database")
+    assert notes.read_text() == "important notes" and link.is_symlink()
+    assert not list(tmp_path.glob("*.replaced-*")) and not list(tmp_path.glob("notes.txt.*"))
+
+
 def test_two_restores_in_a_row_keep_both_databases_they_replaced(tmp_path: Path) -> None:
     db, copy = shop_with_a_backup(tmp_path)
 
