@@ -22,7 +22,7 @@ from shopkeep.http.auth import still_holds, unauthorized
 from shopkeep.http.conversion import ref_in
 from shopkeep.http.schemas import EmptyRequest, OrderStatus
 from shopkeep.http.state import PRINCIPAL, SHOP, Principal
-from shopkeep.http.validation import problems, refusal_of, whole_number
+from shopkeep.http.validation import lone_surrogate, problems, refusal_of, whole_number
 from shopkeep.idempotency import IdempotencyKey
 from shopkeep.paging import MAX_LIMIT
 from shopkeep.payments.names import CHANNELS
@@ -180,7 +180,7 @@ def decoded(raw: bytes, kind: type[T]) -> T:
     except msgspec.DecodeError as broken:
         if not raw.strip():  # msgspec's words for it: "Input data was truncated"
             raise ShopError.invalid([FieldError(EMPTY_BODY, pointer="")]) from None
-        raise ShopError.invalid([refusal_of(broken)]) from None
+        raise ShopError.invalid([lone_surrogate(raw) or refusal_of(broken)]) from None
 
 
 def _not_json(raw: bytes, broken: ValueError) -> FieldError:

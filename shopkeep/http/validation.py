@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import math
 import re
 import types
@@ -63,6 +64,35 @@ def pointer_of(path: str) -> str:
 
 def _escape(name: str) -> str:
     return name.replace("~", "~0").replace("/", "~1")
+
+
+LONE_SURROGATE: Final = (
+    "holds a lone UTF-16 surrogate (an escape from \\ud800 to \\udfff not in a pair), "
+    "which is no character: text must be Unicode"
+)
+
+
+def lone_surrogate(raw: bytes) -> FieldError | None:
+    """The refusal of a body that is JSON but whose string at some place holds a lone UTF-16
+    surrogate (``"\\ud800"``), at that place: msgspec refuses such a body as a whole, in
+    words that mislead (``Input data was truncated``). None when ``raw`` is no such body."""
+    try:
+        written = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    places: list[tuple[str, Any]] = [("", written)]
+    while places:  # in the body's order: each value's own, then its parts
+        pointer, value = places.pop()
+        if isinstance(value, str) and any("\ud800" <= c <= "\udfff" for c in value):
+            return FieldError(LONE_SURROGATE, pointer=pointer)
+        if isinstance(value, dict):
+            if any(any("\ud800" <= c <= "\udfff" for c in key) for key in value):
+                return FieldError(f"a name of it {LONE_SURROGATE}", pointer=pointer)
+            parts = [(f"{pointer}/{_escape(key)}", part) for key, part in value.items()]
+            places.extend(reversed(parts))
+        elif isinstance(value, list):
+            places.extend(reversed([(f"{pointer}/{n}", part) for n, part in enumerate(value)]))
+    return None
 
 
 def _walk(value: Any, kind: Any, pointer: str) -> Iterator[tuple[str, str]]:

@@ -90,6 +90,23 @@ def test_an_empty_body_is_said_to_be_empty_not_in_msgspecs_words(raw: bytes) -> 
 
 
 @pytest.mark.parametrize(
+    ("raw", "pointer"),
+    [
+        (rb'{"items": [{"goods_id": "1", "quantity": 1}], "coupon_id": "\ud800"}', "/coupon_id"),
+        (rb'{"items": [{"goods_id": "a\udc00b", "quantity": 1}]}', "/items/0/goods_id"),
+    ],
+)
+def test_a_lone_surrogate_in_a_string_is_refused_where_it_is(raw: bytes, pointer: str) -> None:
+    # "the body is not JSON: Input data was truncated", pointing at the whole body, for a
+    # body whole and JSON whose string held an escape no character is
+    with pytest.raises(ShopError) as refused:
+        decoded(raw, s.PlaceOrderRequest)
+
+    [problem] = refused.value.errors
+    assert problem.pointer == pointer and "lone UTF-16 surrogate" in problem.detail
+
+
+@pytest.mark.parametrize(
     ("raw", "schema", "ok"),
     [
         ("5", {"type": "integer", "minimum": 1, "maximum": 200}, True),
