@@ -22,6 +22,7 @@ from shopkeep.actors.config import ShopConfig
 from shopkeep.http.auth import Access
 from shopkeep.http.docs_html import render_docs
 from shopkeep.http.errors import PROBLEM_JSON, PROBLEMS, Problem
+from shopkeep.http.html_pages import html_page
 from shopkeep.http.inputs import IDEMPOTENCY_HEADER, REPLAYED_HEADER
 from shopkeep.http.operations import Operation
 from shopkeep.http.rate_limit import KEYS_PER_DAY
@@ -292,4 +293,4 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 async def docs_page(request: web.Request) -> web.Response:
     """GET /docs."""
-    return web.Response(text=request.app[DOCS], content_type="text/html")
+    return html_page(request.app[DOCS])

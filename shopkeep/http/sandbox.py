@@ -33,6 +33,7 @@ from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.order_messages import PaymentView
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.http.conversion import payment_out
+from shopkeep.http.html_pages import html_page
 from shopkeep.http.inputs import body_of, path_id, reply
 from shopkeep.http.schemas import SandboxCompleteRequest
 from shopkeep.payments.money import with_currency
@@ -113,7 +114,7 @@ def sandbox_routes(shop: Shop, gateway: SandboxGateway) -> Iterable[web.RouteDef
         a browser (``Accept`` naming ``text/html``), else the payment's JSON."""
         payment = await shop.get_payment(path_id(request, "payment_id"))
         if "text/html" in request.headers.get("Accept", ""):
-            return web.Response(text=checkout_page(payment), content_type="text/html")
+            return html_page(checkout_page(payment), script=True)
         return reply(payment_out(payment))
 
     async def complete(request: web.Request) -> web.Response:

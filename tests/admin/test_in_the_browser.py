@@ -287,3 +287,23 @@ async def test_without_a_session_every_page_leads_to_the_sign_in_page(
     await expect(page).to_have_url(f"{shopfront.url}/admin/sign-in")
     await page.goto(f"{shopfront.url}/admin/orders/{order_id}")
     await expect(page).to_have_url(f"{shopfront.url}/admin/sign-in")
+
+
+async def test_the_sandbox_checkout_pays_its_payment_from_a_browser_under_its_page_policy(
+    shopfront: Shopfront, page: Page
+) -> None:
+    # the page's own script and its fetch of /complete run under its Content-Security-Policy
+    refused: list[str] = []
+    page.on("console", lambda message: refused.append(message.text))
+    customer_id, token = await shopfront.customer()
+    order = await shopfront.order(token, await shopfront.goods())
+    payment = await shopfront.call("POST", f"/v1/orders/{order['id']}/payment", token)
+
+    await page.goto(payment["gateway_url"])
+    await page.get_by_role("button", name="Pay").click()
+
+    await expect(page.locator("#said")).to_have_text("Done: the gateway now calls the shop back.")
+    assert refused == []  # no Content-Security-Policy refusal said in the browser's console
+    # answered 202 once its first call back was acknowledged: the order is paid already
+    seen = await shopfront.call("GET", f"/v1/orders/{order['id']}", token)
+    assert seen["status"] == "paid" and customer_id == seen["user_id"]

@@ -231,8 +231,13 @@ async def test_the_payment_link_opened_in_a_browser_is_a_page_that_completes_it(
         assert response.status == 200
         assert response.content_type == "text/html"
         page = await response.text()
+        headers = response.headers
 
     assert payment["amount"] == 2_200  # the tea and the shipping fee
+    # its Pay button cannot be clicked through another site's frame
+    assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert "script-src 'unsafe-inline'" in headers["Content-Security-Policy"]
     assert "22.00 CNY" in page and f"Order {payment['order_id']}" in page
     assert '"/complete"' in page and 'data-result="succeeded"' in page
     assert 'data-result="failed"' in page and "disabled" not in page
