@@ -860,3 +860,31 @@ async def test_a_duplicate_callback_whose_order_another_client_canceled_is_an_er
     await journeys.duplicate_callback(Shopper(Customer("1", "token")), random.Random(3))
 
     assert recorder.operations["callback_duplicate"].errors == {"order_canceled_by_admin": 1}
+
+
+class SecretRefusedShop(CallbackAfterTheDeadlineShop):
+    """Refuses every callback (signed with a secret not the server's), and counts cancels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.canceled: list[str] = []
+
+    async def send_callback(self, raw: bytes, signature: str) -> None:
+        raise Refused("invalid_callback")
+
+    async def cancel_order(self, customer: Customer, order_id: str) -> Order:
+        self.canceled.append(order_id)
+        return Order(order_id, "canceled", 100, None, "user", 0.0, 1.0)
+
+
+async def test_a_duplicate_callback_refused_cancels_its_order_rather_than_leave_it_unpaid() -> None:
+    # left unpaid, each counted against the shopper's unpaid cap: 2,700 placements refused
+    # too_many_unpaid_orders in 4 s, and a warning blaming the server's cap
+    shop, recorder = SecretRefusedShop(), Recorder(60.0)
+    journeys = Journeys(shop, recorder, Catalog(["g1"], "g0"), "run", 60.0)  # type: ignore[arg-type]
+
+    with pytest.raises(Refused):
+        await journeys.duplicate_callback(Shopper(Customer("1", "token")), random.Random(3))
+
+    assert shop.canceled == ["1"]
+    assert recorder.operations["callback"].errors == {"invalid_callback": 1}

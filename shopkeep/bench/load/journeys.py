@@ -26,6 +26,7 @@ timeout of 30 minutes a short run has no late callbacks, by design.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import random
@@ -361,8 +362,15 @@ class Journeys:
         """The same signed success callback twice: both acknowledged, the order paid once."""
         order, payment = await self._placed_and_paying(shopper, pick)
         raw, signature = self._signed_success(payment)
-        await self.timed("callback", self.target.send_callback(raw, signature))
-        await self.timed("callback_duplicate", self.target.send_callback(raw, signature))
+        try:
+            await self.timed("callback", self.target.send_callback(raw, signature))
+            await self.timed("callback_duplicate", self.target.send_callback(raw, signature))
+        except Refused:
+            # refused (a --gateway-secret not the server's): the order left unpaid would
+            # count against the shopper's unpaid cap, and every later placement be refused
+            with contextlib.suppress(Refused):
+                await self._cancel(shopper, order, "cancel_unpaid")
+            raise
         order = await self.timed("get_order", self.target.get_order(shopper.customer, order.id))
         # a deadline that came before the first callback canceled the order: both callbacks
         # are acknowledged and the payment refunded (SPEC 3.4), as await_paid takes it
