@@ -120,11 +120,21 @@ class Shop:
         coupon_id: int | None = None,
         use_balance: int = 0,
         expected_total: int | None = None,
+        *,
+        saga: bool = False,
     ) -> OrderView | Refusal:
-        """BeginOrder, then Place synchronously."""
+        """Place synchronously as the shop does (``placing.py``): Place carrying its
+        BeginOrder, decided in one turn where every participant can join. With ``saga``, the
+        user is asked BeginOrder first and Place carries none: the saga of asks and
+        compensations, the path of a placement whose participant is busy."""
         order_id = self.new_id()
-        await self.begin(user_id, order_id)
-        place = Place(user_id, tuple(items), coupon_id, use_balance, expected_total)
+        begin = BeginOrder(order_id, None, "", self.config.max_unpaid_orders)
+        if saga:
+            await self.begin(user_id, order_id)
+        place = Place(
+            user_id, tuple(items), coupon_id, use_balance, expected_total,
+            None if saga else begin,
+        )
         answer = await self.ask("order", order_id, place)
         assert isinstance(answer, OrderView | Refusal)
         return answer

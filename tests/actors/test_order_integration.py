@@ -58,7 +58,37 @@ async def test_a_placement_takes_stock_coupon_and_wallet_and_awaits_payment(shop
 
 
 @pytest.mark.parametrize("step", ["stock", "coupon", "price", "wallet"])
-async def test_a_refusal_at_any_step_undoes_every_earlier_step(shop: Shop, step: str) -> None:
+async def test_a_refusal_in_one_turn_records_no_order_and_takes_nothing(
+    shop: Shop, step: str
+) -> None:
+    # checks first, then writes: a placement whose participants all join refuses before it
+    # writes anything it would have to undo
+    alice = await shop.user(balance=5_000)
+    tea = await shop.goods(price=2_500, stock=10)
+    cup = await shop.goods(price=1_000, stock=1 if step != "stock" else 0)
+    coupon = await shop.coupon(alice, value=500, min_order_amount=10_000 if step == "coupon" else 0)
+    orders_before = await shop.rows("SELECT count(*) FROM orders")
+
+    refusal = await shop.place(alice, [(tea, 2), (cup, 1)], coupon_id=coupon,
+                               use_balance=1_000 if step != "wallet" else 6_000,
+                               expected_total=999 if step == "price" else None)
+
+    assert isinstance(refusal, Refusal)
+    assert refusal.code == {"stock": "insufficient_stock", "coupon": "coupon_unavailable",
+                            "price": "price_changed", "wallet": "insufficient_balance"}[step]
+    assert refusal.order_id is None  # no order recorded
+    await shop.quiet()
+    assert await shop.rows("SELECT count(*) FROM orders") == orders_before
+    assert (await shop.stock(tea), await shop.stock(cup)) == (10, 1 if step != "stock" else 0)
+    assert await shop.coupon_holder(coupon) is None
+    assert await shop.wallet(alice) == (5_000, 0)
+    await shop.audit_ok()
+
+
+@pytest.mark.parametrize("step", ["stock", "coupon", "price", "wallet"])
+async def test_a_refusal_at_any_step_of_the_saga_undoes_every_earlier_step(
+    shop: Shop, step: str
+) -> None:
     alice = await shop.user(balance=5_000)
     tea = await shop.goods(price=2_500, stock=10)
     cup = await shop.goods(price=1_000, stock=1 if step != "stock" else 0)
@@ -68,7 +98,7 @@ async def test_a_refusal_at_any_step_undoes_every_earlier_step(shop: Shop, step:
 
     refusal = await shop.place(alice, [(tea, 2), (cup, 1)], coupon_id=coupon,
                                use_balance=use_balance,
-                               expected_total=999 if step == "price" else None)
+                               expected_total=999 if step == "price" else None, saga=True)
 
     assert isinstance(refusal, Refusal)
     expected_code = {"stock": "insufficient_stock", "coupon": "coupon_unavailable",
@@ -93,7 +123,11 @@ async def test_an_order_amounting_to_more_than_the_shop_takes_fails_with_nothing
     gold = await shop.goods(price=MAX_AMOUNT, stock=3)
     coupon = await shop.coupon(alice, value=500)
 
-    refusal = await shop.place(alice, [(gold, 2)], coupon_id=coupon, use_balance=1_000)
+    in_one_turn = await shop.place(alice, [(gold, 2)], coupon_id=coupon, use_balance=1_000)
+    refusal = await shop.place(alice, [(gold, 2)], coupon_id=coupon, use_balance=1_000, saga=True)
+
+    assert isinstance(in_one_turn, Refusal) and in_one_turn.code == "validation_error"
+    assert in_one_turn.order_id is None  # refused before anything was written
 
     assert isinstance(refusal, Refusal) and refusal.code == "validation_error"
     assert refusal.order_id is not None
