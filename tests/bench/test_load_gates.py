@@ -712,7 +712,9 @@ async def test_a_coupon_refused_is_expected_only_when_a_cancel_gave_it_back() ->
     journeys, recorder = journeys_of(shop)
     pick = random.Random(5)
     shopper = Shopper(Customer("1", "token"), coupons=["c1"])
-    while shop.coupons[-1:] != ["c1"]:  # used, then given back by the cancel
+    for _ in range(200):  # a coupon comes round in a few placements (COUPON_SHARE)
+        if shop.coupons[-1:] == ["c1"]:  # used, then given back by the cancel
+            break
         await journeys.cancel_unpaid(shopper, pick)
     assert shopper.coupons == ["c1"]
     accepted = len(shop.coupons)
@@ -720,11 +722,12 @@ async def test_a_coupon_refused_is_expected_only_when_a_cancel_gave_it_back() ->
     shop.placement = "coupon_unavailable"
     first_use = Shopper(Customer("2", "token"), coupons=["c2"])
     for coupon, of in (("c1", shopper), ("c2", first_use)):
-        while True:
+        for _ in range(200):
             with pytest.raises(Refused):
                 await journeys.cancel_unpaid(of, pick)
             if shop.coupons[-1] == coupon:
                 break
+        assert shop.coupons[-1] == coupon
 
     place = recorder.operations["place"]
     assert place.refusals == {"coupon_unavailable": 1}  # c1's reuse only

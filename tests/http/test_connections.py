@@ -36,6 +36,9 @@ from tests.http.conftest import ADMIN_TOKEN, serving
 BOUND_S = 0.2
 WAIT_S = 5.0
 """How long a test waits for a close that should come after about BOUND_S."""
+WITHIN_S = BOUND_S + 1.0
+"""How soon a close due at BOUND_S must come, a busy machine's second allowed: a bound ten
+times longer than told (2 s) is not met."""
 LONG_S = 60.0
 """A bound no test reaches."""
 HALF_A_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
@@ -82,7 +85,7 @@ async def test_a_connection_that_sent_half_a_request_is_closed_within_the_read_b
         with structlog.testing.capture_logs() as logs:
             writer.write(HALF_A_REQUEST)
 
-            closed_after = await seconds_until_closed(reader, WAIT_S)
+            closed_after = await seconds_until_closed(reader, WITHIN_S)
 
         assert closed_after is not None and closed_after >= BOUND_S * 0.5
         assert counts(server).read_timeouts == 1
@@ -105,7 +108,7 @@ async def test_a_request_whose_body_stops_halfway_is_closed_within_the_read_boun
         with structlog.testing.capture_logs() as logs:
             writer.write(whole[:-50])
 
-            assert await seconds_until_closed(reader, WAIT_S) is not None
+            assert await seconds_until_closed(reader, WITHIN_S) is not None
             assert counts(server).read_timeouts == 1
             assert await healthy(await connect(server))
         assert [line for line in logs if line["log_level"] == "error"] == []  # not a bug: no 500
@@ -157,7 +160,7 @@ async def test_a_connection_that_says_nothing_is_closed_within_the_read_bound(
     async with serve(ConnectionLimits(keepalive_s=LONG_S, read_s=BOUND_S)) as server:
         reader, _ = await connect(server)
 
-        assert await seconds_until_closed(reader, WAIT_S) is not None
+        assert await seconds_until_closed(reader, WITHIN_S) is not None
 
 
 async def test_late_requests_begun_one_after_another_are_each_closed_and_the_prompt_kept(
@@ -172,7 +175,7 @@ async def test_late_requests_begun_one_after_another_are_each_closed_and_the_pro
             await writer.drain()
 
         for reader, _ in late:
-            assert await seconds_until_closed(reader, WAIT_S) is not None
+            assert await seconds_until_closed(reader, WITHIN_S) is not None
         assert counts(server).read_timeouts == 3
         assert await healthy(prompt)  # whole requests, each read at once: never late
 
@@ -185,7 +188,7 @@ async def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_time
         assert await healthy(streams)
         assert await healthy(streams)  # kept alive between requests
 
-        closed_after = await seconds_until_closed(streams[0], WAIT_S)
+        closed_after = await seconds_until_closed(streams[0], WITHIN_S)
 
         assert closed_after is not None and closed_after >= BOUND_S * 0.5
         assert counts(server).read_timeouts == 0
@@ -565,3 +568,8 @@ async def test_a_target_that_is_no_path_is_answered_and_logged_as_the_root_path(
     [line, _] = [log for log in logs if log["event"] == "request"]
     assert (line["route"], line["status"]) == ("unmatched", status)
     assert line["request_id"] == answer.headers["x-request-id"]
+
+
+def test_an_idle_keep_alive_connection_is_kept_15_seconds_by_default() -> None:
+    # SPEC 7: "closed after a configurable time (default 15 s)"; every test here sets its own
+    assert ConnectionLimits().keepalive_s == 15.0

@@ -91,7 +91,9 @@ async def test_a_plain_placement_is_one_unit_with_the_order_born_confirmed(
     assert watch.rows(INSERT_ORDER_SQL) == 1
     assert watch.rows(INSERT_ITEM_SQL) == 1
     assert watch.rows(HISTORY_SQL) == 2  # placed, confirmed
-    assert len(watch.statements) == 6  # with the goods' stock, its ledger row, the deadline
+    # with the goods' stock, its ledger row, the deadline: within the six statements a plain
+    # placement's commit may take (performance.md), which more would spend
+    assert len(watch.statements) <= 6
     assert not any(sql.startswith("UPDATE orders") for sql, _, _ in watch.statements)
     history = (await shop.order_history(order.id)).items
     assert [(h.from_status, h.to_status, h.operation) for h in history] == [
@@ -137,7 +139,7 @@ async def test_a_keyed_placement_writes_its_keys_row_once_with_the_answer_in_it(
     assert await watch.counted() == 1
     assert watch.rows(key_store.INSERT_SQL) == 1
     assert watch.rows(key_store.ANSWER_SQL) == 0  # no second write of the same row
-    assert len(watch.statements) == 7  # a plain placement's six, and the key's row
+    assert len(watch.statements) <= 7  # a plain placement's six at most, and the key's row
     kept = await key_store.placement_answer(shop.runtime.store.reader, user, "k-1", order.id)
     assert kept is not None and msgspec.msgpack.decode(kept, type=OrderView) == order
     again = IdempotencyKey("k-1")
