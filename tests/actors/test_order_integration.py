@@ -4,7 +4,7 @@ payment callbacks and the deadline."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
@@ -57,62 +57,45 @@ async def test_a_placement_takes_stock_coupon_and_wallet_and_awaits_payment(shop
     await shop.audit_ok()
 
 
-@pytest.mark.parametrize("step", ["stock", "coupon", "price", "wallet"])
-async def test_a_refusal_in_one_turn_records_no_order_and_takes_nothing(
-    shop: Shop, step: str
+REFUSED_AT: Final = {"stock": "insufficient_stock", "coupon": "coupon_unavailable",
+                     "price": "price_changed", "wallet": "insufficient_balance"}
+"""A placement's steps, and the code each refuses with."""
+
+
+@pytest.mark.parametrize("saga", [False, True], ids=["in_one_turn", "down_the_saga"])
+@pytest.mark.parametrize("step", list(REFUSED_AT))
+async def test_a_refusal_at_any_step_leaves_nothing_taken(
+    shop: Shop, step: str, saga: bool
 ) -> None:
-    # checks first, then writes: a placement whose participants all join refuses before it
-    # writes anything it would have to undo
-    alice = await shop.user(balance=5_000)
-    tea = await shop.goods(price=2_500, stock=10)
-    cup = await shop.goods(price=1_000, stock=1 if step != "stock" else 0)
-    coupon = await shop.coupon(alice, value=500, min_order_amount=10_000 if step == "coupon" else 0)
-    orders_before = await shop.rows("SELECT count(*) FROM orders")
-
-    refusal = await shop.place(alice, [(tea, 2), (cup, 1)], coupon_id=coupon,
-                               use_balance=1_000 if step != "wallet" else 6_000,
-                               expected_total=999 if step == "price" else None)
-
-    assert isinstance(refusal, Refusal)
-    assert refusal.code == {"stock": "insufficient_stock", "coupon": "coupon_unavailable",
-                            "price": "price_changed", "wallet": "insufficient_balance"}[step]
-    assert refusal.order_id is None  # no order recorded
-    await shop.quiet()
-    assert await shop.rows("SELECT count(*) FROM orders") == orders_before
-    assert (await shop.stock(tea), await shop.stock(cup)) == (10, 1 if step != "stock" else 0)
-    assert await shop.coupon_holder(coupon) is None
-    assert await shop.wallet(alice) == (5_000, 0)
-    await shop.audit_ok()
-
-
-@pytest.mark.parametrize("step", ["stock", "coupon", "price", "wallet"])
-async def test_a_refusal_at_any_step_of_the_saga_undoes_every_earlier_step(
-    shop: Shop, step: str
-) -> None:
+    # in one turn, checks come first: the refusal records no order and writes nothing it
+    # would have to undo; down the saga, the order recorded is canceled placement_failed and
+    # every step before the refusing one undone
     alice = await shop.user(balance=5_000)
     tea = await shop.goods(price=2_500, stock=10)
     cup = await shop.goods(price=1_000, stock=1 if step != "stock" else 0)
     # the coupon step: its minimum (100.00) is not met
     coupon = await shop.coupon(alice, value=500, min_order_amount=10_000 if step == "coupon" else 0)
-    use_balance = 1_000 if step != "wallet" else 6_000
+    orders_before = await shop.rows("SELECT count(*) FROM orders")
 
     refusal = await shop.place(alice, [(tea, 2), (cup, 1)], coupon_id=coupon,
-                               use_balance=use_balance,
-                               expected_total=999 if step == "price" else None, saga=True)
+                               use_balance=1_000 if step != "wallet" else 6_000,
+                               expected_total=999 if step == "price" else None, saga=saga)
 
-    assert isinstance(refusal, Refusal)
-    expected_code = {"stock": "insufficient_stock", "coupon": "coupon_unavailable",
-                     "price": "price_changed", "wallet": "insufficient_balance"}[step]
-    assert refusal.code == expected_code and refusal.order_id is not None
+    assert isinstance(refusal, Refusal) and refusal.code == REFUSED_AT[step]
     await shop.quiet()
-    order = await shop.order(refusal.order_id)
-    assert (order.status, order.cancel_reason) == ("canceled", "placement_failed")
-    assert await shop.history(order.id) == ["placed", "placement_failed"]
+    if saga:
+        assert refusal.order_id is not None
+        order = await shop.order(refusal.order_id)
+        assert (order.status, order.cancel_reason) == ("canceled", "placement_failed")
+        assert await shop.history(order.id) == ["placed", "placement_failed"]
+        failure = await shop.rows("SELECT failure_code FROM orders WHERE id = ?", (order.id,))
+        assert failure == [(REFUSED_AT[step],)]
+    else:
+        assert refusal.order_id is None
+        assert await shop.rows("SELECT count(*) FROM orders") == orders_before
     assert (await shop.stock(tea), await shop.stock(cup)) == (10, 1 if step != "stock" else 0)
     assert await shop.coupon_holder(coupon) is None
     assert await shop.wallet(alice) == (5_000, 0)
-    failure = await shop.rows("SELECT failure_code FROM orders WHERE id = ?", (order.id,))
-    assert failure == [(expected_code,)]
     await shop.audit_ok()
 
 

@@ -654,18 +654,25 @@ def journeys_of(shop: Any) -> tuple[Journeys, Recorder]:
     return Journeys(shop, recorder, Catalog(["g1", "g2"], "g0"), "run", 60.0), recorder
 
 
-async def test_a_stock_out_is_expected_only_of_a_placement_of_the_scarce_goods() -> None:
-    # a shop that says every goods is out of stock (each has 10**9) did pass, 0 errors
-    shop = RefusingShop(placement="insufficient_stock")
+async def refused_60_times(shop: RefusingShop, journey: str) -> tuple[Recorder, int]:
+    """``journey`` run 60 times against ``shop``, each refused: the recorder, and how many of
+    its placements asked for the scarce goods."""
     journeys, recorder = journeys_of(shop)
     pick = random.Random(5)
-
     for _ in range(60):
         with pytest.raises(Refused):
-            await journeys.cancel_unpaid(Shopper(Customer("1", "token")), pick)
-
+            await journeys.by_name[journey](Shopper(Customer("1", "token")), pick)
     scarce = sum(1 for items in shop.placed if any(goods == "g0" for goods, _ in items))
     assert 0 < scarce < 60
+    return recorder, scarce
+
+
+async def test_a_stock_out_is_expected_only_of_a_placement_of_the_scarce_goods() -> None:
+    # a shop that says every goods is out of stock (each has 10**9) did pass, 0 errors
+    recorder, scarce = await refused_60_times(
+        RefusingShop(placement="insufficient_stock"), "cancel_unpaid"
+    )
+
     assert recorder.operations["place"].refusals == {"insufficient_stock": scarce}
     assert recorder.operations["place"].errors == {"insufficient_stock": 60 - scarce}
 
@@ -691,16 +698,8 @@ class FailingAsyncShop(RefusingShop):
 
 async def test_an_async_placement_that_failed_after_its_202_is_a_refusal_of_its_wait() -> None:
     # counted placed: a shop that failed every async placement passed, 0 errors, no refusal
-    shop = FailingAsyncShop("insufficient_stock")
-    journeys, recorder = journeys_of(shop)
-    pick = random.Random(5)
+    recorder, scarce = await refused_60_times(FailingAsyncShop("insufficient_stock"), "place_async")
 
-    for _ in range(60):
-        with pytest.raises(Refused):
-            await journeys.place_async(Shopper(Customer("1", "token")), pick)
-
-    scarce = sum(1 for items in shop.placed if any(goods == "g0" for goods, _ in items))
-    assert 0 < scarce < 60
     assert recorder.operations["place_async"].count == 60  # each answered 202
     assert recorder.operations["await_placed"].refusals == {"insufficient_stock": scarce}
     assert recorder.operations["await_placed"].errors == {"insufficient_stock": 60 - scarce}
