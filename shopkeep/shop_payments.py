@@ -269,7 +269,7 @@ class Payments:
         has its outcome."""
         told = await self.system.ask(
             Address("refunder", failed.refund_id),
-            FailedAfterDone(failed.refund_id, failed.reason),
+            FailedAfterDone(failed.refund_id, failed.reason, failed.provider_refund),
         )
         if isinstance(told, Refusal):  # still open here: not acknowledged, sent again later
             # warned: the provider must send it again, once the shop's own try or query has

@@ -86,10 +86,12 @@ class RefundQuery(msgspec.Struct, frozen=True, tag=True, gc=False):
 class FailedAfterDone(msgspec.Struct, frozen=True, tag=True, gc=False):
     """From the shop: the provider failed ``refund_id`` after it said it was done (Stripe's
     ``refund.failed``: the customer's card closed meanwhile, the money back in the merchant's
-    balance), in its words ``reason``."""
+    balance), in its words ``reason``; ``provider_refund``, its own id of the refund (what
+    the staff look up in its dashboard)."""
 
     refund_id: int
     reason: str
+    provider_refund: str = ""
 
 
 RefunderMessage = RefundAttempt | RefundQuery
@@ -254,6 +256,8 @@ def failed_after_done(
             standing.order_id,
         )
     reason = message.reason
+    if message.provider_refund:  # beside the reason, where the staff read it (the console)
+        reason = f"{reason}, after it said it was done: its refund {message.provider_refund}"
     return Step(
         log_event="provider_failed_after_done",
         detail=f"the provider failed it after it said it was done ({reason}): refunding "

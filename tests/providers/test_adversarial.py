@@ -312,11 +312,14 @@ async def test_a_stripe_refund_failed_after_it_succeeded_is_refunding_again_for_
         assert delivery.answers == [200] and again.answers == [200]
         [warned] = [e for e in logs if e["event"] == "refund_failed_at_provider"]  # once
         assert (warned["log_level"], warned["refund_id"]) == ("warning", int(refund["id"]))
-        assert warned["reason"] == "expired_or_canceled_card"
         [reopened] = await world.refunds(order["id"])
         assert reopened["status"] == "refunding"
         [waiting] = await world.shop.refunds_in_flight()
-        assert waiting.provider_failed == "expired_or_canceled_card"  # the console offers it
+        [stripe_refund] = world.fake.stripe_refunds.values()
+        said = ("expired_or_canceled_card, after it said it was done: its refund "
+                f"{stripe_refund['id']}")
+        assert warned["reason"] == said
+        assert waiting.provider_failed == said  # the console offers it, Stripe's id beside
         history = (await world.shop.order_history(int(order["id"]))).items
         assert history[-1].operation == "refund_failed"
         assert "after it said it was done" in (history[-1].remark or "")
