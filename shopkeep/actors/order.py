@@ -54,6 +54,7 @@ from shopkeep.actors.order_messages import (
     PlacedBefore,
     RefundDone,
     RefundStuck,
+    RefundTaken,
     RefundView,
     RequestReturn,
     ReturnAsked,
@@ -108,6 +109,7 @@ from shopkeep.actors.payment_rules import (
     payments_to_ask,
     refund_done,
     refund_stuck,
+    refund_taken,
     refund_undone,
     rejection_reason,
     settle_by_hand,
@@ -239,7 +241,8 @@ class OrderActor(Actor):
             message = message.message
         if state is None:
             if isinstance(
-                message, DeadlineReached | RefundDone | RefundStuck | UndoPlacement | Run
+                message,
+                DeadlineReached | RefundDone | RefundStuck | RefundTaken | UndoPlacement | Run,
             ):
                 return None
             if isinstance(message, PaymentCallback):
@@ -337,6 +340,9 @@ class OrderActor(Actor):
                     self.commit(ctx, *refund_undone(state, refund_id))
                 else:
                     self.commit(ctx, *refund_stuck(state, refund_id, retried))
+                return None
+            case RefundTaken(refund_id):
+                self.commit(ctx, *refund_taken(state, refund_id))
                 return None
             case RefundDone(refund_id):
                 done = refund_done(state, refund_id, now)

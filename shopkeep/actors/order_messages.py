@@ -26,6 +26,7 @@ RequestReturn              ReturnAsked (status requested; created False for the 
 ApproveReturn              ReturnView (status approved)
 RefundDone                 None (durable, from the refunder)
 RefundStuck                None (durable, from the refunder: a history row)
+RefundTaken                None (durable, from the refunder: a history row)
 SettleRefund               RefundView (refunded), or Refusal not_found / invalid_state (asked
                            by the refund's refunder, between its tries: see refund.py)
 GetRefunds / GetPayments   tuple of RefundView / PaymentView
@@ -298,6 +299,13 @@ class RefundDone(msgspec.Struct, frozen=True, tag=True, gc=False):
     refund_id: int
 
 
+class RefundTaken(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """Durable, from the refunder: the provider took ``refund_id`` after it refused it (it is
+    processing it now): the history, which said the refusal, says so."""
+
+    refund_id: int
+
+
 class RefundStuck(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Durable, from the refunder: the provider failed ``refund_id`` (``reason``, its words,
     kept on the refund's row for the staff, not in the history), or refused it and it is
@@ -364,6 +372,7 @@ OrderMessage = (
     | ApproveReturn
     | RefundDone
     | RefundStuck
+    | RefundTaken
     | SettleRefund
     | GetRefunds
     | GetPayments

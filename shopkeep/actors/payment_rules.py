@@ -304,6 +304,18 @@ def refund_stuck(state: OrderState, refund_id: int, retried: bool) -> Decision:
     return state, [History(status, status, "refund_failed", told)]
 
 
+def refund_taken(state: OrderState, refund_id: int) -> Decision:
+    """The provider took ``refund_id`` after it refused it (it is processing it): the history,
+    which told the customer and the staff of the refusal, says so (nothing when the refund is
+    done, or settled, already: its own entry said more)."""
+    refund = state.refund(refund_id)
+    if refund is None or refund.status != REFUNDING:
+        return state, []
+    status = state.status
+    told = f"refund {refund_id}: the provider took it after all; it is paid back once it is done"
+    return state, [History(status, status, "refund_taken", told)]
+
+
 def refund_undone(state: OrderState, refund_id: int) -> Decision:
     """The provider failed ``refund_id`` after it said it was done: a refund counted
     refunded is refunding again (the money is back in the merchant's balance, the customer

@@ -16,7 +16,7 @@ from msgspec import UNSET, UnsetType
 from msgspec.structs import replace
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.order_messages import RefundDone, RefundStuck
+from shopkeep.actors.order_messages import RefundDone, RefundStuck, RefundTaken
 from shopkeep.actors.order_state import REFUNDED
 from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, UNAVAILABLE, Refusal
 from shopkeep.actors.refund_store import TRIED_AGAIN, RefundStanding
@@ -119,7 +119,7 @@ class Step(msgspec.Struct, frozen=True, gc=False):
     to clear them (the provider may pay it out), UNSET to leave them."""
     attempts: int | None = None
     """The number of tries, for the refund's row."""
-    tell_order: RefundDone | RefundStuck | None = None
+    tell_order: RefundDone | RefundStuck | RefundTaken | None = None
     again: RefundAttempt | None = None
     """Sent to the refunder at once, durably (a crash must not drop it)."""
     later: Later | None = None
@@ -140,10 +140,13 @@ def retry_delay(attempt: int, config: ShopConfig) -> float:
 
 def answered(message: RefundAttempt, state: RefundState, config: ShopConfig) -> Step:
     """The provider answered the refund call ``message`` with ``state``. A refund it had
-    refused before is no longer the staff's to settle: it took this try."""
+    refused before is no longer the staff's to settle: it took this try (and, processing it,
+    the order's history says so, as it said the refusal)."""
     step = learned(replace(message, refused=False), state, config, queried=False)
     if message.refused and step.provider_failed is UNSET:
         step = replace(step, provider_failed=None)
+        if isinstance(state, RefundProcessing):
+            step = replace(step, tell_order=RefundTaken(message.refund_id))
     return replace(step, attempts=message.attempt)
 
 

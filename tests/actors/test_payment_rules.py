@@ -48,6 +48,7 @@ from shopkeep.actors.payment_rules import (
     payments_to_ask,
     refund_done,
     refund_stuck,
+    refund_taken,
     refund_undone,
     start_payment,
 )
@@ -276,6 +277,19 @@ def test_a_refund_failed_after_it_was_done_is_refunding_again_and_its_payment_su
     [told] = [e for e in effects if isinstance(e, History)]
     assert told.operation == "refund_failed" and "after it said it was done" in told.remark
     assert refund_done(state, 90, NOW + 40) is not None  # it may be done (settled) again
+
+
+def test_a_refused_refund_the_provider_took_is_said_taken_until_it_is_done() -> None:
+    state = callback(replace(with_payment(awaiting()), status=CANCELED)).state
+
+    _, said = refund_taken(state, 90)
+    done = refund_done(state, 90, NOW + 30)
+    assert done is not None
+
+    [told] = [e for e in said if isinstance(e, History)]
+    assert told.operation == "refund_taken" and "took it after all" in told.remark
+    assert refund_taken(done[0], 90) == (done[0], [])  # done already: its own entry says more
+    assert refund_taken(state, 12345) == (state, [])
 
 
 def test_a_refund_failed_before_its_done_was_applied_is_said_as_any_failure() -> None:

@@ -6,7 +6,7 @@ from msgspec import UNSET
 from msgspec.structs import replace
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.order_messages import RefundDone, RefundStuck
+from shopkeep.actors.order_messages import RefundDone, RefundStuck, RefundTaken
 from shopkeep.actors.protocol import Refusal
 from shopkeep.actors.refund_rules import (
     QUERY,
@@ -86,6 +86,9 @@ def test_a_refused_refund_the_provider_takes_is_no_longer_the_staffs_to_settle()
     assert step.provider_failed is None
     assert step.later is not None
     assert step.later.message == RefundQuery(TRY)  # the next query no longer looks first
+    # the history said the refusal to the customer: it says the provider took it
+    assert step.tell_order == RefundTaken(5)
+    assert answered(TRY, RefundProcessing(), CONFIG).tell_order is None  # none was said
 
 
 def test_a_refused_refund_then_failed_keeps_the_providers_last_words() -> None:

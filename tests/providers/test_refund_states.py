@@ -314,6 +314,9 @@ async def test_a_refused_refund_the_provider_takes_later_is_no_longer_the_staffs
     with pytest.raises(ShopError) as refused:
         await world.shop.settle_refund(int(refund["id"]), "bank transfer")
     assert refused.value.code == "invalid_state"  # the provider may still pay it out
+    # the history told the customer of the refusal, and ended there: it says it was taken
+    _, history = await world.call("GET", f"/v1/orders/{order['id']}/history", world.admin)
+    assert [e["operation"] for e in history["items"]][-2:] == ["refund_failed", "refund_taken"]
 
 
 async def settled_during_a_try(
