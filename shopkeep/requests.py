@@ -246,7 +246,13 @@ def is_text(value: str, *, blank: bool = True) -> bool:
     ``blank``, not blank either (:data:`NAME_PATTERN`)."""
     # fullmatch: the whole text, not a match at its start
     pattern = _TEXT if blank else _NAME
-    return pattern.fullmatch(value) is not None and _LONE_SURROGATE.search(value) is None
+    return pattern.fullmatch(value) is not None and not holds_lone_surrogate(value)
+
+
+def holds_lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone UTF-16 surrogate (:data:`_LONE_SURROGATE`), which no
+    UTF-8 can store."""
+    return _LONE_SURROGATE.search(text) is not None
 
 
 def check_name(name: str) -> None:

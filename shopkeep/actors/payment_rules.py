@@ -286,6 +286,12 @@ def _with_payment(state: OrderState, payment: Payment) -> tuple[OrderState, list
     return replace(state, payments=payments), [SavePayment(payment)]
 
 
+def _with_refund(state: OrderState, refund: Refund) -> OrderState:
+    """``state`` with ``refund`` in the place of its refund of the same id (its effect is
+    the caller's: a refund's row is saved with the event that changed it)."""
+    return replace(state, refunds=tuple(refund if r.id == refund.id else r for r in state.refunds))
+
+
 # -- refunds done -----------------------------------------------------------------------------
 
 
@@ -329,9 +335,7 @@ def refund_undone(state: OrderState, refund_id: int) -> Decision:
     if refund.status != REFUNDED:
         return refund_stuck(state, refund_id, retried=False)
     reopened = replace(refund, status=REFUNDING, refunded_at=None)
-    state = replace(
-        state, refunds=tuple(reopened if r.id == refund_id else r for r in state.refunds)
-    )
+    state = _with_refund(state, reopened)
     status = state.status
     told = (f"refund {refund_id}: the provider failed it after it said it was done; it is "
             "refunding again until someone acts on it")
@@ -380,7 +384,7 @@ def refund_done(
     if refund is None or refund.status == REFUNDED:
         return None
     refund = replace(refund, status=REFUNDED, refunded_at=now)
-    state = replace(state, refunds=tuple(refund if r.id == refund_id else r for r in state.refunds))
+    state = _with_refund(state, refund)
     status = state.status
     effects: list[Effect]
     if settled_by_hand is None:

@@ -302,8 +302,7 @@ class Entrance:
 
     __slots__ = (
         "_door", "_gate", "_guard", "_handler", "_method", "_open_while_stopping", "_public",
-        "_series",
-        "_too_large", "route",
+        "_series", "_too_large", "route",
     )
 
     def __init__(

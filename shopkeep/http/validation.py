@@ -26,7 +26,7 @@ from typing import Annotated, Any, Final, Union, get_args, get_origin
 import msgspec
 
 from shopkeep.errors import MAX_PROBLEMS, FieldError
-from shopkeep.requests import ID_PATTERN, NAME_PATTERN, TEXT_PATTERN
+from shopkeep.requests import ID_PATTERN, NAME_PATTERN, TEXT_PATTERN, holds_lone_surrogate
 
 _NONE: Final = type(None)
 _JSON_NAMES: Final = {
@@ -83,10 +83,10 @@ def lone_surrogate(raw: bytes) -> FieldError | None:
     places: list[tuple[str, Any]] = [("", written)]
     while places:  # in the body's order: each value's own, then its parts
         pointer, value = places.pop()
-        if isinstance(value, str) and any("\ud800" <= c <= "\udfff" for c in value):
+        if isinstance(value, str) and holds_lone_surrogate(value):
             return FieldError(LONE_SURROGATE, pointer=pointer)
         if isinstance(value, dict):
-            if any(any("\ud800" <= c <= "\udfff" for c in key) for key in value):
+            if any(holds_lone_surrogate(key) for key in value):
                 return FieldError(f"a name of it {LONE_SURROGATE}", pointer=pointer)
             parts = [(f"{pointer}/{_escape(key)}", part) for key, part in value.items()]
             places.extend(reversed(parts))

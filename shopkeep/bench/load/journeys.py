@@ -38,6 +38,7 @@ from typing import NoReturn, TypeVar
 import msgspec
 
 from shopkeep.actors.gateway import CallbackBody
+from shopkeep.actors.order_state import PLACEMENT_FAILED
 from shopkeep.bench.load.mix import placement_provokes
 from shopkeep.bench.load.recorder import Recorder
 from shopkeep.bench.load.schedule import take_due
@@ -63,8 +64,6 @@ HOLD_LIMIT = 4
 ``late_callback``): the server's default cap is 10, and the other journeys hold one more at a
 time."""
 BY_DEADLINE = "timeout"
-PLACEMENT_FAILED = "placement_failed"
-"""The cancel reason of an order whose placement failed after it was recorded."""
 """The cancel reason of an order its payment deadline canceled."""
 SCARCE_SHARE = 0.1
 COUPON_SHARE = 0.2

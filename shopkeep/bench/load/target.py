@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from shopkeep.actors.order_state import PLACEMENT_FAILED
+
 
 class Refused(Exception):
     """An operation did not do what was asked; ``code`` says why (see the module docstring)."""
@@ -49,9 +51,9 @@ def failure_in(history: Iterable[tuple[str, str]]) -> str:
     failed with: the ``placement_failed`` entry's remark begins with it (``insufficient_stock:
     ...``); ``placement_failed`` when no entry says one."""
     for operation, remark in history:
-        if operation == "placement_failed":
+        if operation == PLACEMENT_FAILED:
             return remark.partition(":")[0].strip() or operation
-    return "placement_failed"
+    return PLACEMENT_FAILED
 
 
 @dataclass(frozen=True)
