@@ -8,6 +8,7 @@ closes the store. The server, the embedded API and the tests all start from here
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -63,13 +64,16 @@ async def open_runtime(
     writer: str = "thread",
     id_floors: Sequence[str] = (),
     prepare: Callable[[Store], Awaitable[None]] | None = None,
+    agree: Callable[[sqlite3.Connection], None] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open the database at ``db_path`` and run an actor system on it until the block ends.
 
     ``writer``: "thread" or "process", where the group-commit writer commits (see StoreConfig).
     ``id_floors``: queries of ids kept in no ``id`` column (see ``ActorSystem.id_floors``).
     ``prepare``: checks of the database awaited before any actor runs (nothing in its outbox
-    or timers is sent on before they pass; what they raise ends the open).
+    or timers is sent on before they pass; what they raise ends the open). ``agree``: the
+    same checks of a file being migrated, run before its migrations commit (see
+    ``StoreConfig``): a refused upgrade leaves it as it was.
     Where the collector freezes survivors, what earlier runtimes of this process left frozen is
     collected first (``collector.collect_frozen``), unless another runtime is open: that full
     collection would pause it.
@@ -81,7 +85,7 @@ async def open_runtime(
         store = await Store.open(
             StoreConfig(
                 db_path, synchronous=synchronous, migrations=migrations, inline=inline,
-                writer=writer,
+                writer=writer, agree=agree,
             )
         )
         try:

@@ -9,7 +9,9 @@ payment still open at Stripe asked of Alipay, found open, and lost when paid) or
 money. A shop that changes provider starts on a new database: the one of the old provider keeps
 its refunds and queries, which only that provider answers. A database of the sandbox whose
 payments need it no more (none paid for an order that may still be canceled or returned, none
-being refunded: its open ones died with the process that kept its books) opens on any.
+being refunded: its open ones died with the process that kept its books) opens on any. A
+database an older shopkeep wrote is checked before its migrations commit too (``agree``):
+refused, it stays as that shopkeep wrote it, which still serves it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sqlite3
 from shopkeep.actors import order_store
 from shopkeep.store import Store
 from shopkeep.store.settings import keep as keep_settings
+from shopkeep.store.settings import stored as stored_setting
 
 CURRENCY_SETTING = "currency"
 """``settings`` key: the currency the database keeps its amounts in, decided at its first
@@ -51,6 +54,24 @@ async def check_database(store: Store, *, path: str, currency: str, gateway: str
     of another provider than ``gateway`` that may still need it: CurrencyMismatch,
     GatewayMismatch."""
     kept, elsewhere = await store.writer.call(functools.partial(_facts, currency, gateway))
+    _refuse_mismatch(kept, elsewhere, path=path, currency=currency, gateway=gateway)
+
+
+def check_upgrade(conn: sqlite3.Connection, *, path: str, currency: str, gateway: str) -> None:
+    """:func:`check_database`'s refusals of a database being migrated, on ``conn`` in the
+    migrations' transaction (``StoreConfig.agree``), storing nothing: an upgrade started
+    with another ``--currency`` or ``--gateway`` leaves the file as the older shopkeep wrote
+    it, which that shopkeep still serves."""
+    kept = (
+        stored_setting(CURRENCY_SETTING, conn) or order_store.latest_currency(conn) or currency
+    )
+    elsewhere = order_store.still_owed_elsewhere(conn, gateway)
+    _refuse_mismatch(kept, elsewhere, path=path, currency=currency, gateway=gateway)
+
+
+def _refuse_mismatch(
+    kept: str, elsewhere: dict[str, int], *, path: str, currency: str, gateway: str
+) -> None:
     if kept != currency:
         raise CurrencyMismatch(
             f"{path} keeps its amounts in {kept}; it cannot be opened as a shop in {currency}"

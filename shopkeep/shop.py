@@ -72,7 +72,7 @@ from shopkeep.bootstrap import Runtime, finish_despite_cancel, open_runtime
 from shopkeep.errors import ShopError, answer
 from shopkeep.idempotency import InFlight, Key, Once, key_of
 from shopkeep.logs import log_through_stdlib_unless_configured
-from shopkeep.opening import check_database
+from shopkeep.opening import check_database, check_upgrade
 from shopkeep.paging import Page, page_after, paged
 from shopkeep.payments.provider import (
     PaymentProvider,
@@ -231,6 +231,9 @@ class Shop(Accounts, Payments, BackOffice):
         fits = functools.partial(
             check_database, path=path, currency=settings.currency, gateway=provider.name
         )
+        agrees = functools.partial(
+            check_upgrade, path=path, currency=settings.currency, gateway=provider.name
+        )
         if isinstance(chosen, SandboxGateway):
             chosen.claim()  # before any await: a second shop opening beside it is refused
         closed = False
@@ -245,6 +248,7 @@ class Shop(Accounts, Payments, BackOffice):
                 writer=writer,
                 id_floors=(KEYS_ORDER_IDS_SQL,),
                 prepare=fits,
+                agree=agrees,
             ) as runtime:
                 shop = cls(runtime, settings, provider, secret, queries, stats)
                 if shop.gateway is not None:

@@ -68,8 +68,11 @@ class StoreConfig:
     :meth:`ProcessLock.acquire`). ``check_pages``: read every page of a shop's file first
     (:func:`~shopkeep.store.migrations.refuse_damaged`) and refuse a damaged one before
     anything of it changes (the server's first open: what would fail later, a page at a
-    time, once it had written to it). Either writer leaves the WAL's checkpoints to a thread of
-    its own (:class:`~shopkeep.store.writer_process.Checkpointer`), out of the commits.
+    time, once it had written to it). ``agree``: a check of a file being migrated, run in the
+    migrations' transaction (see :func:`~shopkeep.store.migrations.apply_migrations`): what it
+    raises refuses the open and leaves the file unmigrated. Either writer leaves the WAL's
+    checkpoints to a thread of its own (:class:`~shopkeep.store.writer_process.Checkpointer`),
+    out of the commits.
     """
 
     path: str
@@ -80,6 +83,7 @@ class StoreConfig:
     writer: str = "process"
     lock_wait_s: float = 2.0
     check_pages: bool = False
+    agree: Callable[[sqlite3.Connection], None] | None = None
 
 
 class Store:
@@ -184,7 +188,7 @@ class Store:
             conn = connect(path, config.synchronous, mine)
             readers: list[InlineReader | ThreadedReader] = []
             try:
-                version = apply_migrations(conn, config.migrations)
+                version = apply_migrations(conn, config.migrations, config.agree)
                 give_file_id(conn)
                 if 0 < found < version:  # an upgrade: once, said (a new file is made, not one)
                     log.info("database_migrated", path=path, from_version=found, to_version=version)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from shopkeep.store.errors import NOT_A_DATABASE, SchemaMismatch
@@ -473,24 +473,39 @@ def refuse_newer(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> i
     return current
 
 
-def apply_migrations(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> int:
-    """Bring the schema up to the last of ``migrations``; return the version reached.
+def apply_migrations(
+    conn: sqlite3.Connection,
+    migrations: Sequence[Migration],
+    agree: Callable[[sqlite3.Connection], None] | None = None,
+) -> int:
+    """Bring the schema up to the last of ``migrations``, all of them in one transaction;
+    return the version reached.
 
-    Raises :class:`SchemaMismatch` when the file is newer than the migrations known here.
+    ``agree``: a check of the migrated file, run in that transaction before it commits (only
+    when there was something to migrate): what it raises rolls every migration back, so a
+    start refused after an upgrade leaves the file as the older shopkeep wrote it, which that
+    shopkeep can still serve. Raises :class:`SchemaMismatch` when the file is newer than the
+    migrations known here.
     """
     for expected, migration in enumerate(migrations, start=1):
         if migration.version != expected:
             raise ValueError(f"migrations must be numbered 1, 2, ...: {migration.version} found")
     latest = len(migrations)
     current = refuse_newer(conn, migrations)
-    for migration in migrations[current:]:
-        try:
-            conn.executescript(
-                f"BEGIN IMMEDIATE;\n{migration.sql};\nPRAGMA user_version = {migration.version};\n"
-                "COMMIT;"
-            )
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+    if current == latest:
+        return latest
+    steps = "".join(
+        f"{migration.sql};\nPRAGMA user_version = {migration.version};\n"
+        for migration in migrations[current:]
+    )
+    try:
+        # one script: executescript commits a transaction left open before it runs
+        conn.executescript(f"BEGIN IMMEDIATE;\n{steps}")
+        if agree is not None:
+            agree(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
     return latest

@@ -73,11 +73,17 @@ def give_file_id(conn: sqlite3.Connection) -> str:
     return keep({FILE_ID: secrets.token_hex(16)}, conn)[FILE_ID]
 
 
-def file_id(conn: sqlite3.Connection) -> str | None:
-    """The :data:`FILE_ID` the database ``conn`` reads holds; None before its first start
-    gave it one (or with no settings table yet)."""
+def stored(key: str, conn: sqlite3.Connection) -> str | None:
+    """What ``key`` holds in the database ``conn`` reads, in the transaction it may be in; None
+    when nothing (or with no settings table yet)."""
     try:
-        row = conn.execute("SELECT value FROM settings WHERE key = ?", (FILE_ID,)).fetchone()
+        row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
     except sqlite3.OperationalError:  # a new file: no table yet
         return None
     return None if row is None else str(row[0])
+
+
+def file_id(conn: sqlite3.Connection) -> str | None:
+    """The :data:`FILE_ID` the database ``conn`` reads holds; None before its first start
+    gave it one (or with no settings table yet)."""
+    return stored(FILE_ID, conn)

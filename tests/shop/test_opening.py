@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.opening import GatewayMismatch
+from shopkeep.opening import CurrencyMismatch, GatewayMismatch
 from shopkeep.payments.provider import PaymentProvider
 from shopkeep.payments.settings import ProviderSettings, build_provider
 from shopkeep.proof.provider_world import provider_world
 from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Shop
+from shopkeep.store.migrations import MIGRATIONS
 
 NOWHERE = "http://127.0.0.1:9"
 """A Stripe no request reaches (the discard port): a shop refused before it runs asks none."""
@@ -102,6 +104,56 @@ async def test_a_database_without_payments_opens_on_any_provider(tmp_path: Path)
     async with Shop.open(path, gateway=stripe_at(tmp_path)) as shop:
         assert shop.provider.name == "stripe"
         assert (await shop.get_goods(tea.id)).stock == 4
+
+
+def as_written_before_the_last_migration(path: Path) -> None:
+    """Take ``path`` back to the schema the shopkeep before the last migration wrote: its
+    version, without what the last migration made."""
+    last = MIGRATIONS[-1]
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("DROP INDEX refund_log_by_refund")  # all the last migration makes
+        conn.execute(f"PRAGMA user_version = {last.version - 1}")
+    assert "refund_log_by_refund" in last.sql
+
+
+def schema_of(path: Path) -> tuple[int, bool]:
+    """``path``'s schema version, and whether the last migration's index is there."""
+    with closing(sqlite3.connect(path)) as conn:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        index = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'refund_log_by_refund'"
+        ).fetchone()
+    return version, index is not None
+
+
+@pytest.mark.parametrize(
+    ("opened_as", "refusal"),
+    [
+        ({"config": ShopConfig(currency="USD")}, CurrencyMismatch),
+        ({"gateway": "stripe"}, GatewayMismatch),
+    ],
+)
+async def test_an_upgrade_refused_leaves_the_database_as_the_older_shopkeep_wrote_it(
+    tmp_path: Path, opened_as: dict[str, Any], refusal: type[Exception]
+) -> None:
+    path = tmp_path / "shop.db"
+    async with Shop.open(path, gateway="sandbox") as shop:
+        ann = await shop.create_user("ann", balance=0)
+        tea = await shop.create_goods("tea", price=5_000, stock=5)
+        await paid_order(shop, ann.user.id, tea.id)  # in CNY, and may be refunded
+    as_written_before_the_last_migration(path)
+
+    options = {"gateway": "sandbox", **opened_as}
+    if options["gateway"] == "stripe":
+        options["gateway"] = stripe_at(tmp_path)
+    with pytest.raises(refusal):
+        async with Shop.open(path, **options):
+            pass  # never reached
+
+    assert schema_of(path) == (MIGRATIONS[-1].version - 1, False)  # the older one still serves it
+    async with Shop.open(path, gateway="sandbox") as shop:  # upgraded as it should have been
+        assert (await shop.get_goods(tea.id)).stock == 4
+    assert schema_of(path) == (MIGRATIONS[-1].version, True)
 
 
 async def refused_on_the_sandbox(db: Path, said: str) -> None:

@@ -121,6 +121,34 @@ async def test_an_upgrade_says_which_versions_it_migrated_between(tmp_path: Path
     }]  # fmt: skip
 
 
+async def test_an_upgrade_is_one_transaction_its_check_can_refuse(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    await (await Store.open(StoreConfig(path, migrations=EVENTS))).close()
+    more = (
+        *EVENTS,
+        Migration(len(EVENTS) + 1, "more", "ALTER TABLE events ADD COLUMN m INT"),
+        Migration(len(EVENTS) + 2, "yet more", "ALTER TABLE events ADD COLUMN k INT"),
+    )
+    columns: list[set[str]] = []
+
+    def refuse(conn: sqlite3.Connection) -> None:
+        columns.append({str(row[1]) for row in conn.execute("PRAGMA table_info(events)")})
+        raise ValueError("not this shop's")
+
+    with pytest.raises(ValueError, match="not this shop's"):
+        await Store.open(StoreConfig(path, migrations=more, agree=refuse))
+
+    assert columns == [{"n", "m", "k"}]  # the check saw the file migrated, and then it was not
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (len(EVENTS),)
+        assert [row[1] for row in conn.execute("PRAGMA table_info(events)")] == ["n"]
+    cut = (*more[:-1], Migration(len(more), "cut", "CREATE TABLE cut ("))
+    with pytest.raises(StoreError):
+        await Store.open(StoreConfig(path, migrations=cut))  # the first step stays undone too
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (len(EVENTS),)
+
+
 async def test_a_refused_database_is_left_without_a_lock_file_the_refusal_made(
     tmp_path: Path,
 ) -> None:
