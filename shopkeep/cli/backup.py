@@ -1,6 +1,6 @@
 """``shopkeep backup``: a consistent, checked copy of a live database (SPEC 8).
 
-The work is :func:`shopkeep.store.backup.backup`'s (SQLite's online backup in steps, from one
+The work is :func:`shopkeep.backup.backup`'s (SQLite's online backup in steps, from one
 snapshot, then ``integrity_check`` and the audit on the copy); this module is the command around
 it: the operator's mistakes are refused in one line with status 2 before anything is copied,
 progress goes to stderr, one summary line to stdout, and the status is 0 when the copy was kept,
@@ -122,7 +122,7 @@ def run_backup(args: argparse.Namespace) -> int:
     if problem is not None:
         return fail_about(args, "to", f"cannot back up to {args.to}: {problem}")
 
-    from shopkeep.store.backup import BackupError, TargetTaken, backup
+    from shopkeep.backup import BackupError, TargetTaken, backup
 
     configure_logs(args)
     try:

@@ -1,5 +1,5 @@
 """``shopkeep restore``: a backup put back in a stopped database's place (the work is
-:func:`shopkeep.store.restore.restore`'s).
+:func:`shopkeep.restore.restore`'s).
 
 The operator's mistakes (no such backup, the database still served) are refused in one line
 with status 2 and change nothing; a backup that fails its checks, or cannot be copied there,
@@ -71,8 +71,8 @@ def run_restore(args: argparse.Namespace) -> int:
     if problem is not None:
         return fail_about(args, "db", f"cannot restore to {args.db!r}: {problem}")
 
+    from shopkeep.restore import RestoreError, RestoreRefused, restore
     from shopkeep.store.errors import DatabaseInUse, StoreError
-    from shopkeep.store.restore import RestoreError, RestoreRefused, restore
 
     configure_logs(args)
     try:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from shopkeep.store.backup import BackupError, backup
+from shopkeep.backup import BackupError, backup
 from tests.cli.test_backup_command import assert_usage_error, shopkeep
 from tests.cli.test_restore_command import shop_with_a_backup, users_in
 
@@ -214,7 +214,7 @@ def test_a_backup_pauses_between_its_steps(tmp_path: Path, monkeypatch: pytest.M
     # the sqlite3 module sleeps only when a step finds the database busy: never, here
     db, _ = shop_with_a_backup(tmp_path)
     pauses: list[float] = []
-    monkeypatch.setattr("shopkeep.store.backup.time.sleep", pauses.append)
+    monkeypatch.setattr("shopkeep.backup.time.sleep", pauses.append)
 
     report = backup(str(db), str(tmp_path / "stepped.db"), pages_per_step=8, pause_s=0.04)
 

@@ -56,7 +56,7 @@ def test_each_entry_point_runs_the_same_commands(entry: str, tmp_path: Path) -> 
 def test_the_command_line_and_the_server_import_no_test_only_package() -> None:
     probe = (
         "import sys; from shopkeep.cli import build_parser; build_parser(); "
-        "import shopkeep.http.server, shopkeep.bench.load.command, shopkeep.store.backup; "
+        "import shopkeep.http.server, shopkeep.bench.load.command, shopkeep.backup; "
         "import shopkeep.admin.pages, shopkeep.admin.actions, shopkeep.admin.screenshots; "
         f"print(sorted(set({TEST_ONLY!r}) & set(sys.modules)))"
     )

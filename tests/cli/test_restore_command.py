@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from shopkeep.actors.audit import audit_file
-from shopkeep.store.backup import integrity
+from shopkeep.backup import integrity
+from shopkeep.restore import RestoreError, restore
 from shopkeep.store.lock import ProcessLock
 from shopkeep.store.migrations import MIGRATIONS, apply_migrations
-from shopkeep.store.restore import RestoreError, restore
 from tests.cli.test_backup_command import assert_usage_error, shopkeep, stopped_after
 
 
@@ -233,12 +233,12 @@ def test_a_restore_through_a_link_restores_where_it_points(tmp_path: Path) -> No
 
 def restore_stopped_after(step: str, db: Path, copy: Path) -> subprocess.CompletedProcess[str]:
     return stopped_after(
-        f"shopkeep.store.restore.{step}", "restore", "--from", str(copy), "--db", str(db)
+        f"shopkeep.restore.{step}", "restore", "--from", str(copy), "--db", str(db)
     )
 
 
 @pytest.mark.parametrize("step", [
-    "shopkeep.store.restore.copy_database", "shopkeep.store.private_files._create",
+    "shopkeep.restore.copy_database", "shopkeep.store.private_files._create",
 ])
 def test_a_restore_stopped_as_it_copies_removes_its_copy_and_changes_nothing(
     tmp_path: Path, step: str

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Final
 
 from shopkeep.actors.audit import audit_file
-from shopkeep.store.backup import (
+from shopkeep.backup import (
     BackupError,
     copy_database,
     integrity,

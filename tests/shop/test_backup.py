@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from shopkeep.actors.config import ShopConfig
+from shopkeep.backup import BackupError, backup
 from shopkeep.shop import Shop
-from shopkeep.store.backup import BackupError, backup
 
 ORDERS = 400
 
