@@ -185,11 +185,11 @@ class PlaceOrderRequest(RequestBody, frozen=True):
     ] = None
     expected_total: Annotated[
         Amount | None,
-        Meta(description="The `pay_amount` the client expects, in minor units: what the payment "
-                         "gateway is to collect, after the coupon and the wallet; another is "
-                         "refused 409 `price_changed`. A price change that `use_balance` "
-                         "absorbs (the wallet pays more, up to the amount given) leaves it "
-                         "equal: give `use_balance` as exactly what the wallet is to pay."),
+        Meta(description="What the customer expects to pay, in minor units: `pay_amount` + "
+                         "`wallet_amount` (after the coupon); the `pay_amount` alone is taken "
+                         "too while the wallet pays all of `use_balance` (a price change then "
+                         "shows in it). Another is refused 409 `price_changed`, a price rise "
+                         "the wallet would pay for included."),
     ] = None
 
     @staticmethod

@@ -157,7 +157,7 @@ class Store:
             # beside it (in /dev, for /dev/null), and the lock file too
             raise StoreError(f"cannot open database {path}: not a regular file")
         lock = ProcessLock(path)
-        lock.acquire(config.lock_wait_s)
+        await lock.acquire_soon(config.lock_wait_s)
         # where a symbolic link points, since SQLite creates the files there
         real_path = os.path.realpath(path)
         made = False

@@ -8,13 +8,26 @@ crashed server never leaves a stale lock behind.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 import time
+from collections.abc import Iterator
+from typing import Final
 
 from shopkeep.store.errors import DatabaseInUse, StoreError
 from shopkeep.store.private_files import open_private
+
+RETRY_S: Final = 0.02
+"""How long a lock held by another waits before it is tried again."""
+
+_OPEN_HERE: Final = "a shop already open in this process"
+
+_HELD_HERE: set[str] = set()
+"""The lock files this process holds: a second shop of the process on the same file is
+refused at once (the first will not let go while the second waits)."""
 
 
 def _names_of(database: str) -> int:
@@ -66,12 +79,40 @@ class ProcessLock:
         self._made = False  # whether this lock made the lock file
 
     def acquire(self, wait_s: float = 0.0) -> None:
-        """Take the lock or raise :class:`DatabaseInUse` naming the holder's process id.
+        """Take the lock or raise :class:`DatabaseInUse` naming the holder's process id,
+        trying for ``wait_s`` seconds, the thread asleep between tries (a command's, a proof's
+        harness): :meth:`acquire_soon` waits without holding an event loop.
 
-        ``wait_s``: how long to keep trying. The writer's own process holds the lock with its
-        parent and ends on its own once the parent is gone, at most a batch later: a server
-        restarted at once after a SIGKILL waits for that instead of refusing.
+        The writer's own process holds the lock with its parent and ends on its own once the
+        parent is gone, at most a batch later: a server restarted at once after a SIGKILL
+        waits for that instead of refusing.
         """
+        for _ in self._tries(wait_s):
+            time.sleep(RETRY_S)
+
+    async def acquire_soon(self, wait_s: float = 0.0) -> None:
+        """:meth:`acquire`, the event loop running on between tries: a shop that waits for
+        another's writer process to let go (a shop closed and opened again at once) stalls
+        no other shop of the loop, nor its own timers."""
+        for _ in self._tries(wait_s):
+            await asyncio.sleep(RETRY_S)
+
+    def _tries(self, wait_s: float) -> Iterator[None]:
+        """Try to take the lock until it is taken (the iteration ends) or ``wait_s`` has
+        passed (DatabaseInUse); between tries, yield for the caller to pause."""
+        self._refuse_at_once()
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return self._try()
+            except DatabaseInUse:
+                if time.monotonic() >= deadline:
+                    raise
+            yield
+
+    def _refuse_at_once(self) -> None:
+        """Refuse what no wait would change: a file of several names, or one this process
+        holds."""
         links = _names_of(self._database)
         if links > 1:
             # The lock is the name's: through another name (a hard link) a second server
@@ -82,13 +123,17 @@ class ProcessLock:
                 f"database {self._database} has {links} names (hard links): a shop's file must "
                 "have one, or two servers could each open it by another name; remove the others"
             )
-        deadline = time.monotonic() + wait_s
+        if self.path in _HELD_HERE:  # the shop that holds it will not let go meanwhile
+            raise DatabaseInUse(f"database {self._database} is in use by {_OPEN_HERE}")
+
+    def _try(self) -> None:
+        """Take the lock now, or raise DatabaseInUse (StoreError: the file cannot be)."""
         while True:
             try:
                 fd, made = open_private(self.path)
             except OSError as exc:
-                raise StoreError(f"cannot create lock file {self.path}: {exc.strerror}") from exc
-            self._take(fd, deadline)
+                raise StoreError(self._cannot_create(exc)) from exc
+            self._take(fd)
             if _still_named(fd, self.path):
                 break
             # its holder was refused and removed the file it made as it let go (release's
@@ -102,28 +147,36 @@ class ProcessLock:
         except OSError as exc:  # a full disk: one line, and no lock file left
             self.release(undo=True)
             raise StoreError(f"cannot write lock file {self.path}: {exc.strerror}") from exc
+        _HELD_HERE.add(self.path)
 
-    def _take(self, fd: int, deadline: float) -> None:
-        """Lock ``fd``, trying until ``deadline``; else close it and raise DatabaseInUse."""
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() < deadline:
-                    time.sleep(0.02)
-                    continue
-                holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-                os.close(fd)
-                by = (
-                    "a shop already open in this process"
-                    if holder == str(os.getpid())
-                    # the writer process a server started holds the lock too, and outlives
-                    # it a moment (or longer, stopped): the pid alone named a process gone
-                    else f"another shopkeep process (pid {holder}, or the writer process it "
-                    "started)"
-                )
-                raise DatabaseInUse(f"database {self._database} is in use by {by}") from None
+    def _cannot_create(self, exc: OSError) -> str:
+        """Why the lock file could not be made, in the words of the database's path where
+        the fault is its folder's (the lock file is no name its user gave)."""
+        folder = os.path.dirname(self.path)
+        if exc.errno == errno.ENOENT:
+            return f"cannot open database {self._database}: no folder {folder}"
+        if exc.errno == errno.ENOTDIR:
+            return f"cannot open database {self._database}: {folder} is not a folder"
+        return f"cannot create lock file {self.path}: {exc.strerror}"
+
+    def _take(self, fd: int) -> None:
+        """Lock ``fd`` now; else close it and raise DatabaseInUse."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            by = (
+                # this process's last shop on the file, closed, whose writer process has
+                # not quite ended
+                _OPEN_HERE
+                if holder == str(os.getpid())
+                # the writer process a server started holds the lock too, and outlives
+                # it a moment (or longer, stopped): the pid alone named a process gone
+                else f"another shopkeep process (pid {holder}, or the writer process it "
+                "started)"
+            )
+            raise DatabaseInUse(f"database {self._database} is in use by {by}") from None
 
     @property
     def fd(self) -> int | None:
@@ -142,3 +195,4 @@ class ProcessLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+            _HELD_HERE.discard(self.path)

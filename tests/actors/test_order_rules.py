@@ -165,6 +165,28 @@ def test_an_expected_total_that_differs_is_price_changed() -> None:
     assert refusal.order_id == 7
 
 
+def test_the_expected_total_is_what_the_customer_pays_or_the_pay_amount_alone() -> None:
+    state = discounted(priced(placed(use_balance=2_000), {1: 2_500}, CONFIG), None)
+    assert (state.wallet_amount, state.pay_amount) == (2_000, 4_000)
+    assert check_totals(state, 6_000) is None  # the wallet's part and the provider's
+    assert check_totals(state, 4_000) is None  # the provider's: the wallet paid all it was offered
+
+
+def test_a_price_rise_the_wallet_would_absorb_is_price_changed() -> None:
+    # the wallet offered more than the order: the pay amount is 0 whatever the price
+    was = discounted(priced(placed(use_balance=100_000), {1: 2_500}, CONFIG), None)
+    assert (was.wallet_amount, was.pay_amount) == (6_000, 0)
+    assert check_totals(was, 6_000) is None
+
+    now = discounted(priced(placed(use_balance=100_000), {1: 4_000}, CONFIG), None)
+    for expected in (6_000, 0):
+        refusal = check_totals(now, expected)
+        assert isinstance(refusal, Refusal) and refusal.code == "price_changed"
+    assert "the total to pay is 9000 (9000 from the wallet, 0 through the provider)" in str(
+        check_totals(now, 0)
+    )
+
+
 def test_an_order_amounting_to_more_than_any_amount_the_shop_takes_is_refused() -> None:
     at_most = discounted(priced(placed(), {1: MAX_AMOUNT // 2}, CONFIG), None)
     assert at_most.order_amount == MAX_AMOUNT  # two of them, shipped free

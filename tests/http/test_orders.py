@@ -159,6 +159,24 @@ async def test_each_business_refusal_keeps_its_code(
     assert (refused.status, refused.body["code"]) == (409, code)
 
 
+async def test_a_price_rise_the_wallet_would_pay_for_is_price_changed(api: Api) -> None:
+    alice = await api.customer(balance=10_000)
+    tea = await api.goods(price=1_000)
+    order = {"items": [{"goods_id": tea, "quantity": 1}], "use_balance": 10_000}
+    expected = {**order, "expected_total": 2_000}  # 1000 and shipping, all from the wallet
+    paid = await api.call("POST", "/v1/orders", alice.headers, expected)
+    assert (paid.status, paid.body["wallet_amount"], paid.body["pay_amount"]) == (201, 2_000, 0)
+
+    raised = await api.call("PATCH", f"/v1/goods/{tea}", ADMIN, {"price": 5_000})
+    assert raised.status == 200
+    refused = await api.call("POST", "/v1/orders", alice.headers, expected)
+
+    assert (refused.status, refused.body["code"]) == (409, "price_changed")
+    assert "the total to pay is 6000 (6000 from the wallet" in refused.body["detail"]
+    me = await api.call("GET", "/v1/me", alice.headers)
+    assert me.body["balance"] == 8_000  # the first order's 2000 alone
+
+
 async def test_a_coupon_of_another_user_answers_exactly_as_a_missing_one(api: Api) -> None:
     alice, bob = await api.customer(), await api.customer()
     tea = await api.goods()

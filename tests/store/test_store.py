@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -234,6 +235,65 @@ def test_a_lock_taken_on_a_file_its_refused_holder_removed_is_taken_again_on_the
 async def test_a_second_store_on_the_same_file_is_refused(store: Store, tmp_path: Path) -> None:
     with pytest.raises(DatabaseInUse, match="in use by a shop already open in this process"):
         await Store.open(StoreConfig(str(tmp_path / "s.db"), migrations=EVENTS, lock_wait_s=0))
+
+
+def count_tries(monkeypatch: pytest.MonkeyPatch, on_try: Callable[[int], None]) -> list[int]:
+    """Count the tries of every ProcessLock to take its lock (the count in a list), calling
+    ``on_try`` with the count before each."""
+    tries = [0]
+    take = ProcessLock._try
+
+    def counted(lock: ProcessLock) -> None:
+        tries[0] += 1
+        on_try(tries[0])
+        take(lock)
+
+    monkeypatch.setattr(ProcessLock, "_try", counted)
+    return tries
+
+
+async def test_a_second_store_of_the_process_is_refused_without_waiting(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # it waited out lock_wait_s (2 s by default) in time.sleep, the loop and the first store
+    # with it stopped, for a lock the first would never let go meanwhile
+    tries = count_tries(monkeypatch, lambda count: None)
+
+    with pytest.raises(DatabaseInUse, match="in use by a shop already open in this process"):
+        await Store.open(StoreConfig(str(tmp_path / "s.db"), migrations=EVENTS, lock_wait_s=60))
+
+    assert tries == [0]  # refused before any try of the lock: nothing to wait for
+
+
+async def test_a_store_waits_for_anothers_lock_with_its_loop_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = str(tmp_path / "s.db")
+    await (await Store.open(StoreConfig(path, migrations=EVENTS))).close()
+    held = os.open(path + ".lock", os.O_RDWR)  # as another process's writer holds it
+    fcntl.flock(held, fcntl.LOCK_EX)
+    tried_twice = asyncio.Event()
+
+    def on_try(count: int) -> None:
+        if count == 2:
+            tried_twice.set()
+
+    count_tries(monkeypatch, on_try)
+
+    config = StoreConfig(path, migrations=EVENTS, lock_wait_s=60)
+    opening = asyncio.ensure_future(Store.open(config))
+    await tried_twice.wait()  # this test's own coroutine runs while the open waits
+    assert not opening.done()
+    os.close(held)
+
+    await (await opening).close()
+
+
+async def test_a_database_in_a_missing_folder_is_said_so(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(StoreError, match=f"cannot open database .*: no folder {missing}$"):
+        await Store.open(StoreConfig(str(missing / "s.db"), migrations=EVENTS))
+    assert list(tmp_path.iterdir()) == []
 
 
 async def test_a_second_store_through_a_symbolic_link_is_refused(
