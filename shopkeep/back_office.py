@@ -26,7 +26,7 @@ from shopkeep.actors.order_store import (
     returns_waiting,
     returns_waiting_count,
 )
-from shopkeep.actors.protocol import NOT_FOUND, UserView
+from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, UserView
 from shopkeep.actors.refund_store import (
     RefundInFlight,
     refunds_in_flight,
@@ -212,7 +212,7 @@ class BackOffice:
         letter = await self.dead_letter(letter_id)
         if not letter.retryable or not await letters.retry(self.system, letter_id):
             raise ShopError(
-                "invalid_state", f"dead letter {letter_id} cannot be sent again: discard it"
+                INVALID_STATE, f"dead letter {letter_id} cannot be sent again: discard it"
             )
 
     async def discard_dead_letter(self, letter_id: int) -> None:

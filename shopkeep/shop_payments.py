@@ -35,7 +35,7 @@ from shopkeep.actors.order_messages import (
 from shopkeep.actors.order_state import OUTCOMES
 from shopkeep.actors.order_stats import OrderStats
 from shopkeep.actors.payment_rules import CallbackAction
-from shopkeep.actors.protocol import NOT_FOUND, Refusal
+from shopkeep.actors.protocol import NOT_FOUND, PROVIDER_REFUSED, UNAVAILABLE, Refusal
 from shopkeep.actors.refund_rules import FailedAfterDone
 from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.errors import CallbackRejected, ShopError, answer
@@ -232,10 +232,10 @@ class Payments:
                         error=str(exc))
             if refused:
                 raise ShopError(
-                    "provider_refused", "the payment provider refused to start this payment"
+                    PROVIDER_REFUSED, "the payment provider refused to start this payment"
                 ) from None
             raise ShopError(
-                "unavailable", "the payment provider did not answer; try again"
+                UNAVAILABLE, "the payment provider did not answer; try again"
             ) from None
         kept = CheckoutReady(
             payment.id, msgspec.json.encode(checkout).decode(), checkout.provider_ref

@@ -102,6 +102,7 @@ from shopkeep.actors.order_store import (
 from shopkeep.actors.payment_query import QueryPayment
 from shopkeep.actors.payment_rules import (
     STILL_PAYABLE,
+    CallbackAction,
     collected_since,
     decide_callback,
     keep_checkout,
@@ -505,7 +506,7 @@ class OrderActor(Actor):
             # its other payments still payable are closed: a declined Stripe intent would
             # take another card, and be refunded as a duplicate payment, fees lost
             self._close_open_payments(ctx, outcome.state)
-        duplicate = outcome.action.value == "duplicate"
+        duplicate = outcome.action is CallbackAction.DUPLICATE
         return CallbackHandled(outcome.action.value, duplicate, order_view(outcome.state))
 
     def _answered(self, ctx: Context, state: OrderState, payment_id: int, outcome: str) -> bool:

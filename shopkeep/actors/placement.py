@@ -51,6 +51,7 @@ from shopkeep.actors.order_rules import (
 )
 from shopkeep.actors.order_state import INTERRUPTED, Effect, Line, OrderState, SaveLines
 from shopkeep.actors.protocol import (
+    OVERLOADED,
     TOO_MANY_UNPAID_ORDERS,
     UNAVAILABLE,
     DebitWallet,
@@ -84,8 +85,6 @@ class PlacingOrder(Protocol):
     def commit(self, ctx: Context, state: OrderState, effects: list[Effect]) -> None:
         """Write ``state`` and ``effects`` into the unit and make ``state`` current."""
 
-OVERLOADED = "overloaded"
-"""Failure code when an asset actor was too busy to take the step (HTTP 503)."""
 UNDONE_FAILURES = frozenset({OVERLOADED, UNAVAILABLE, INTERRUPTED})
 """Failure codes of a placement that did nothing for the customer: no business rule said no,
 everything taken was given back. Its Idempotency-Key does not stay bound to it (SPEC 7: the

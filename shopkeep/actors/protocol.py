@@ -34,6 +34,11 @@ VALIDATION_ERROR = "validation_error"
 UNAVAILABLE = "unavailable"
 """Not now, nothing done: an asset actor failed to take a placement's step, a refund's
 failure came before the shop learnt the refund's outcome (HTTP 503)."""
+OVERLOADED = "overloaded"
+"""Too busy to take it now, nothing done: an asset actor's mailbox was full for a placement's
+step, or the runtime's for a request (HTTP 503)."""
+PROVIDER_REFUSED = "provider_refused"
+"""The payment provider refused to start a payment (HTTP 502)."""
 
 
 class Refusal(msgspec.Struct, frozen=True, tag=True, gc=False):

@@ -24,8 +24,13 @@ from multidict import MultiDictProxy
 from shopkeep.actors.config import MAX_AMOUNT
 from shopkeep.actors.order_messages import OrderView
 from shopkeep.actors.order_state import BY_ADMIN
-from shopkeep.actors.placement import OVERLOADED
-from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, UNAVAILABLE, VALIDATION_ERROR
+from shopkeep.actors.protocol import (
+    INVALID_STATE,
+    NOT_FOUND,
+    OVERLOADED,
+    UNAVAILABLE,
+    VALIDATION_ERROR,
+)
 from shopkeep.admin.app import (
     PREFIX,
     SESSION,

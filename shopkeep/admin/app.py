@@ -24,7 +24,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from shopkeep.actors.audit import AuditReport
-from shopkeep.actors.protocol import NOT_FOUND
+from shopkeep.actors.protocol import NOT_FOUND, UNAVAILABLE
 from shopkeep.admin import formatting
 from shopkeep.admin.sessions import COOKIE, Session, SessionStore, new_nonce
 from shopkeep.errors import ShopError
@@ -275,7 +275,7 @@ async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method == "POST":
         if request.config_dict[DOOR].gate.stopping:  # nothing done, as the API's writes then
             return error_page(request, ShopError(
-                "unavailable", "the server is stopping; nothing was done: send the form again "
+                UNAVAILABLE, "the server is stopping; nothing was done: send the form again "
                 "once it is back",
             ))  # fmt: skip
         if not same_origin(request, console.public_url):

@@ -16,6 +16,7 @@ from shopkeep.actors.protocol import (
     IDEMPOTENCY_CONFLICT,
     INSUFFICIENT_BALANCE,
     INSUFFICIENT_STOCK,
+    INVALID_STATE,
     PRICE_CHANGED,
     TOO_MANY_UNPAID_ORDERS,
 )
@@ -108,7 +109,6 @@ USER_KEY_TEXT = (
     "stops working (the retry is that of a caller who did not get the first answer)."
 )
 KEY = Param(IDEMPOTENCY_HEADER, "header", KEY_SCHEMA, KEY_TEXT)
-CONFLICT = "idempotency_conflict"
 SANDBOX_COMPLETE = ("POST", "/sandbox/payments/{payment_id}/complete")
 SANDBOX_CHECKOUT = ("GET", "/sandbox/payments/{payment_id}")
 METRICS = ("GET", "/metrics")
@@ -167,32 +167,32 @@ def catalog() -> list[Operation]:
            "Start paying an order (200: the same open payment again)", user,
            routes.start_payment, {201: s.PaymentOut, 200: s.PaymentOut},
            params=(KEY, Param("channel", "query", CHANNEL_SCHEMA, CHANNEL_TEXT)),
-           refusals=("invalid_state", CONFLICT), extra_problems=(502,)),
+           refusals=(INVALID_STATE, IDEMPOTENCY_CONFLICT), extra_problems=(502,)),
         op("GET", "/v1/payments/{payment_id}", "getPayment", "Get a payment", owner,
            routes.get_payment, {200: s.PaymentOut}),
         op("POST", "/v1/orders/{order_id}/cancel", "cancelOrder",
            "Cancel an order, answered with its stock, coupon and wallet amount back (the "
            "gateway's refund follows); again: 200, unchanged", owner, routes.cancel_order,
-           {200: s.OrderOut}, params=(KEY,), refusals=("invalid_state", CONFLICT)),
+           {200: s.OrderOut}, params=(KEY,), refusals=(INVALID_STATE, IDEMPOTENCY_CONFLICT)),
         op("POST", "/v1/orders/{order_id}/ship", "shipOrder",
            "Ship a paid order; again: 200, unchanged", admin,
            routes.ship_order, {200: s.OrderOut}, params=(KEY,),
-           refusals=("invalid_state", CONFLICT)),
+           refusals=(INVALID_STATE, IDEMPOTENCY_CONFLICT)),
         op("POST", "/v1/orders/{order_id}/deliver", "deliverOrder",
            "Deliver a shipped order; again: 200, unchanged", admin, routes.deliver_order,
-           {200: s.OrderOut}, params=(KEY,), refusals=("invalid_state", CONFLICT)),
+           {200: s.OrderOut}, params=(KEY,), refusals=(INVALID_STATE, IDEMPOTENCY_CONFLICT)),
         op("POST", "/v1/orders/{order_id}/returns", "requestReturn",
            "Ask to return a delivered order (200: its open request again, whatever the "
            "reason given)", user, routes.request_return,
            {201: s.ReturnOut, 200: s.ReturnOut}, body=s.ReturnRequest, body_required=False,
-           params=(KEY,), refusals=("invalid_state", CONFLICT)),
+           params=(KEY,), refusals=(INVALID_STATE, IDEMPOTENCY_CONFLICT)),
         op("GET", "/v1/returns/{return_id}", "getReturn", "Get a return", owner,
            routes.get_return, {200: s.ReturnOut}),
         op("POST", "/v1/returns/{return_id}/approve", "approveReturn",
            "Approve a return, answered with its stock, coupon and wallet amount back and its "
            "points taken back (the gateway's refund follows); again: 200, unchanged", admin,
            routes.approve_return, {200: s.ReturnOut}, params=(KEY,),
-           refusals=("invalid_state", CONFLICT)),
+           refusals=(INVALID_STATE, IDEMPOTENCY_CONFLICT)),
         op("GET", "/v1/orders/{order_id}/refunds", "listRefunds",
            "An order's refunds, oldest first", owner, routes.order_refunds,
            {200: s.RefundList}, params=paged),
@@ -201,7 +201,7 @@ def catalog() -> list[Operation]:
         op("POST", "/v1/users", "createUser", "Create a user (the answer has their token)",
            admin, routes.create_user, {201: s.CreatedUserOut}, body=s.CreateUserRequest,
            params=(Param(IDEMPOTENCY_HEADER, "header", KEY_SCHEMA, USER_KEY_TEXT),),
-           refusals=(CONFLICT,)),
+           refusals=(IDEMPOTENCY_CONFLICT,)),
         op("GET", "/v1/users/{user_id}", "getUser", "Get a user", admin, routes.get_user,
            {200: s.UserOut}),
         op("GET", "/v1/me", "getMe", "The calling user", user, routes.get_me,
@@ -211,20 +211,20 @@ def catalog() -> list[Operation]:
            routes.replace_token, {200: s.TokenOut}),
         op("POST", "/v1/users/{user_id}/wallet/credit", "creditWallet",
            "Credit a user's wallet", admin, routes.credit_wallet, {200: s.UserOut},
-           body=s.CreditRequest, params=(KEY,), refusals=(CONFLICT,)),
+           body=s.CreditRequest, params=(KEY,), refusals=(IDEMPOTENCY_CONFLICT,)),
         op("POST", "/v1/goods", "createGoods", "Create a goods (SKU)", admin,
            routes.create_goods, {201: s.GoodsOut}, body=s.CreateGoodsRequest, params=(KEY,),
-           refusals=(CONFLICT,)),
+           refusals=(IDEMPOTENCY_CONFLICT,)),
         op("PATCH", "/v1/goods/{goods_id}", "updateGoods", "Change a price, add stock", admin,
            routes.update_goods, {200: s.GoodsOut}, body=s.UpdateGoodsRequest, params=(KEY,),
-           refusals=(CONFLICT,)),
+           refusals=(IDEMPOTENCY_CONFLICT,)),
         op("GET", "/v1/goods", "listGoods", "List goods, newest first", Access.ANY,
            routes.list_goods, {200: s.GoodsPage}, params=paged),
         op("GET", "/v1/goods/{goods_id}", "getGoods", "Get a goods", Access.ANY,
            routes.get_goods, {200: s.GoodsOut}),
         op("POST", "/v1/coupons", "createCoupon", "Give a user a coupon", admin,
            routes.create_coupon, {201: s.CouponOut}, body=s.CreateCouponRequest, params=(KEY,),
-           refusals=(CONFLICT,), extra_problems=(404,)),  # a user nobody is
+           refusals=(IDEMPOTENCY_CONFLICT,), extra_problems=(404,)),  # a user nobody is
         op("GET", "/v1/coupons", "listCoupons", "The calling user's coupons", user,
            routes.list_coupons, {200: s.CouponPage}, params=paged),
         op("GET", "/v1/coupons/{coupon_id}", "getCoupon",
@@ -257,7 +257,7 @@ def catalog() -> list[Operation]:
            "may still be paid. 503 `unavailable` once the server is stopping: complete it "
            "after the restart",
            Access.PUBLIC, None, {202: None}, body=s.SandboxCompleteRequest,
-           refusals=("invalid_state",)),
+           refusals=(INVALID_STATE,)),
         op("GET", "/v1/audit", "audit", "Check the invariants now", admin, routes.run_audit,
            {200: s.AuditOut}),
         op("GET", "/healthz", "healthz", "Liveness", Access.PUBLIC, routes.healthz,

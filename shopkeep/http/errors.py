@@ -31,6 +31,7 @@ import structlog
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from shopkeep.actors.order_state import INTERRUPTED, PLACEMENT_FAILED
 from shopkeep.actors.protocol import (
     COUPON_UNAVAILABLE,
     IDEMPOTENCY_CONFLICT,
@@ -38,8 +39,11 @@ from shopkeep.actors.protocol import (
     INSUFFICIENT_STOCK,
     INVALID_STATE,
     NOT_FOUND,
+    OVERLOADED,
     PRICE_CHANGED,
+    PROVIDER_REFUSED,
     TOO_MANY_UNPAID_ORDERS,
+    UNAVAILABLE,
     VALIDATION_ERROR,
 )
 from shopkeep.errors import CallbackRejected, FieldError, ShopError
@@ -89,12 +93,12 @@ PROBLEMS: Final[dict[str, tuple[int, str]]] = {
     INVALID_STATE: (409, "Invalid state"),
     TOO_MANY_UNPAID_ORDERS: (409, "Too many unpaid orders"),
     IDEMPOTENCY_CONFLICT: (409, "Idempotency conflict"),
-    "placement_failed": (409, "Placement failed"),
-    "interrupted": (409, "Placement interrupted"),
+    PLACEMENT_FAILED: (409, "Placement failed"),
+    INTERRUPTED: (409, "Placement interrupted"),
     "rate_limited": (429, "Too many requests"),
-    "overloaded": (503, "Overloaded"),
-    "unavailable": (503, "Unavailable"),
-    "provider_refused": (502, "Payment provider refused"),
+    OVERLOADED: (503, "Overloaded"),
+    UNAVAILABLE: (503, "Unavailable"),
+    PROVIDER_REFUSED: (502, "Payment provider refused"),
     "internal_error": (500, "Internal error"),
 }
 """Every code this API answers with, its status and title (the docs page lists them, the
@@ -171,20 +175,20 @@ def problem_for(
             refused = ShopError.invalid([refusal_of(error)])
             return problem(VALIDATION_ERROR, refused.detail, errors=refused.errors)
         case ShuttingDown():
-            return problem("unavailable", "the server is stopping", retry_after=error.retry_after)
+            return problem(UNAVAILABLE, "the server is stopping", retry_after=error.retry_after)
         case Overloaded():
             # which mailbox was full, or how many messages were in flight, is ours to know
-            return problem("overloaded", BUSY, retry_after=error.retry_after)
+            return problem(OVERLOADED, BUSY, retry_after=error.retry_after)
         case AskTimeout():
             # the request may still be done after this answer: say so (SPEC 7: a 503 says
             # what was done); a retry under the same Idempotency-Key is safe either way
             return problem(
-                "unavailable",
+                UNAVAILABLE,
                 "the shop did not answer in time and may still carry the request out: retry "
                 "it with the same Idempotency-Key, or look before retrying without one",
             )
         case ActorStopped():
-            return problem("unavailable", "the shop did not answer; nothing was done, try again")
+            return problem(UNAVAILABLE, "the shop did not answer; nothing was done, try again")
         case CommitFailed():
             return commit_failed_problem(method, keyed, error)
         case web.RequestPayloadError():
@@ -306,7 +310,7 @@ def commit_failed_problem(
                 f"the shop could not write it to its store{why}: it may not be done, or be "
                 f"done in part; {retry}"
             )
-    return problem("unavailable", said)
+    return problem(UNAVAILABLE, said)
 
 
 def answer_error(request: web.Request, error: Exception, takes_key: bool = True) -> web.Response:

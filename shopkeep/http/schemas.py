@@ -17,7 +17,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import Meta
 
-from shopkeep.actors.audit import AuditCheck, AuditReport
+from shopkeep.actors.audit import AuditReport
 from shopkeep.actors.config import MAX_AMOUNT, MAX_HELD
 from shopkeep.actors.order_rules import repeated_goods
 from shopkeep.errors import FieldError
@@ -433,4 +433,3 @@ class Health(msgspec.Struct, frozen=True):
 
 AuditOut = AuditReport
 """The audit's answer: ``{"ok", "checks": [{"name", "ok", "detail"}]}``."""
-AuditCheckOut = AuditCheck
