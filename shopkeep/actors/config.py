@@ -17,13 +17,13 @@ wallet's balance may hold: the largest integer a JavaScript reader of the JSON h
 it is refused. A goods' stock never passes it (what orders give back was supplied first); a
 wallet may, by the wallet amounts of orders canceled or returned after a credit filled it (the
 user does not hold what its orders took). No shop reaches it (90 trillion yuan); without it,
-restocks and credits of the largest amount took a goods and a wallet where a browser shows
-another number than the database holds."""
+restocks and credits of the largest amount would take a goods and a wallet where a browser
+shows another number than the database holds."""
 MAX_POINTS: Final = 10**18
 """The most a points balance may hold (a store's integers are 64-bit, at most about 9.2 *
 10**18): an award is cut to it, and the audit then finds the order's ledger short of the points
 it earned. No shop reaches it: a points rate of 1,000 on orders of the largest amount reaches
-it in 100,000 orders (at 2**63 the award's commit failed for ever)."""
+it in 100,000 orders (past 2**63 the award's commit would fail for ever)."""
 MAX_QUANTITY: Final = 1_000
 """The default largest quantity of one goods in one order (``ShopConfig.max_quantity``)."""
 MAX_ITEMS: Final = 50
@@ -31,15 +31,15 @@ MAX_ITEMS: Final = 50
 MAX_DURATION_S: Final = 366 * 86_400.0
 """The longest duration a setting (or a flag) takes, a year and a day: no wait of shopkeep's is
 longer, and a time much further ahead is none an order's deadline could be written as
-(``--order-timeout 1e12`` placed orders whose times no answer could write)."""
+(``--order-timeout 1e12`` would place orders whose times no answer could write)."""
 LEAST_S: Final = {
     "order_timeout_s": 1.0, "refund_query_after_s": 1.0,
     "refund_retry_s": 0.01, "refund_retry_max_s": 0.01,
 }
 """Durations with a floor of their own: a payment deadline shorter than a second cancels every
-order before anyone could pay it (1e-9 canceled them as they were born), and a refund asked
-about again, or tried again, sooner asks the provider in a loop (1e-9 called it a thousand
-times in a second and a half)."""
+order before anyone could pay it (1e-9 cancels them as they are born), and a refund asked
+about again, or tried again, sooner asks the provider in a loop (1e-9: a thousand times in a
+second and a half)."""
 WHOLE_BOUNDS: Final[dict[str, tuple[int, int | None]]] = {
     "free_shipping_threshold": (0, MAX_AMOUNT),
     "shipping_fee": (0, MAX_AMOUNT),

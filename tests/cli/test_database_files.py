@@ -2,10 +2,10 @@
 a pipe, a file damaged where SQLite's complaint quotes its bytes, a backup with commits in its
 own ``-wal``, a file made at a backup's target while the copy runs.
 
-A black-box run found each: two servers served one file through a hard link, each losing the
-other's writes; a pipe as ``--db`` was opened (and a device left a journal beside it); a
-damaged file gave a traceback and the exit status of a failed audit; a restore from a file
-with a ``-wal`` left its commits out; a backup replaced a file made at its target meanwhile.
+What each would do unchecked: two servers serve one file through a hard link, each losing the
+other's writes; a pipe as ``--db`` is opened (and a device has a journal left beside it); a
+damaged file gives a traceback and the exit status of a failed audit; a restore from a file
+with a ``-wal`` leaves its commits out; a backup replaces a file made at its target meanwhile.
 """
 
 from __future__ import annotations

@@ -111,8 +111,8 @@ async def test_a_refused_start_with_an_admin_token_leaves_the_generated_one_in_f
 async def test_a_first_start_that_cannot_listen_shows_no_token_and_the_next_start_shows_one(
     tmp_path: Path,
 ) -> None:
-    # The token used to be printed, then the start failed: an operator reading the error
-    # had lost it, and the next start printed none.
+    # printed, then the start failing, the token would be lost to an operator reading the
+    # error, and the next start would print none
     shown: list[str] = []
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

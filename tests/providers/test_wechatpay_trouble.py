@@ -1,7 +1,7 @@
-"""A shop on WeChat Pay's fake meeting what the black-box run sent it: a notification whose
-signed headers hold a byte that is not UTF-8 is refused (400) and changes nothing; a refund
-answered with no status WeChat Pay knows (a 200 ``SYSTEM_ERROR``) is asked again, never left
-for the staff to pay back by hand."""
+"""A shop on WeChat Pay's fake meeting what an attacker or a troubled provider sends: a
+notification whose signed headers hold a byte that is not UTF-8 is refused (400) and changes
+nothing; a refund answered with no status WeChat Pay knows (a 200 ``SYSTEM_ERROR``) is asked
+again, never left for the staff to pay back by hand."""
 
 from __future__ import annotations
 

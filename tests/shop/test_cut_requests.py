@@ -1,10 +1,9 @@
 """A keyed request whose caller stops waiting (its task canceled) goes on in the shop, and its
 retry under the same key replays it (docs/embedding.md; SPEC 7).
 
-A black-box run found the retry of a placement or a create, sent at once, answered
-CommitFailed: the key was let go with the canceled caller, and the retry, beside the first
-still committing, met the first's key row (UNIQUE). The key is now held until the first has
-settled (``Held.keep_until``).
+The key is held until the first has settled (``Held.keep_until``): let go with the canceled
+caller, a retry sent at once, beside the first still committing, would meet the first's key
+row (UNIQUE) and answer CommitFailed.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """A placement that did nothing never binds its Idempotency-Key, and a 503 never hides an order
-that goes on (SPEC 7; issue 12, defect 3).
+that goes on (SPEC 7).
 
-Found by a black-box run with ``mailbox_size=1``: a placement refused overloaded by a busy
-goods kept its key bound to its failed order, so every retry with the key answered the same 503
-for ever; and a placement running past the ask timeout answered 503 "try again" while it went
-on, so a retry without a key placed a second order.
+With ``mailbox_size=1``: a placement refused overloaded by a busy goods must not keep its key
+bound to its failed order (every retry with the key would answer the same 503 for ever), and a
+placement running past the ask timeout must not answer 503 "try again" while it goes on (a
+retry without a key would place a second order).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """A database opens only as the shop it was: in its currency (test_embedding.py) and on the
-provider its payments went through. A black-box run of configuration changes found a database
-of Stripe payments served on the sandbox marking a refund Stripe never paid "refunded" (the
-sandbox refunds on trust what it has no record of), and served on Alipay sending Stripe's
-refunds and deadline queries to Alipay, refused and retried for ever, or found "open" and lost."""
+provider its payments went through. Otherwise a database of Stripe payments served on the
+sandbox would mark a refund Stripe never paid "refunded" (the sandbox refunds on trust what it
+has no record of), and served on Alipay would send Stripe's refunds and deadline queries to
+Alipay, refused and retried for ever, or found "open" and lost."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """A shop whose opening is cut short (its task cancelled, a Ctrl-C) leaves no thread behind.
 
 aiosqlite's reader threads are no daemons: one left running, a reader opened before the cut
-or one cut between its connect and its settings, kept the program from ever exiting once
-``asyncio.run`` returned (a black-box run: 11 cuts of 200)."""
+or one cut between its connect and its settings, would keep the program from ever exiting once
+``asyncio.run`` returned."""
 
 from __future__ import annotations
 
