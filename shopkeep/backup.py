@@ -34,7 +34,7 @@ from shopkeep.store.database import (
     wal_beside_refused,
     wal_misfit,
 )
-from shopkeep.store.errors import UNREADABLE
+from shopkeep.store.errors import UNREADABLE, names_no_shop
 from shopkeep.store.private_files import create_private, remove_database
 from shopkeep.store.writer_process import database_uri
 
@@ -42,6 +42,10 @@ PAGES_PER_STEP: Final = 1024
 """Pages copied per step (4 MiB at SQLite's default page size)."""
 PAUSE_S: Final = 0.005
 """The pause between two steps, in which the disk is the server's alone."""
+FAILED_CHECKS: Final = ".failed-checks"
+"""Added to the target's name for a copy that failed its checks: kept for a person to look
+into (a backup taken when an invariant broke is the one that shows how), never under the
+target's own name, which only a checked backup takes."""
 
 Progress = Callable[[int, int], None]
 """Called after each step with (pages copied so far, pages in all)."""
@@ -50,6 +54,11 @@ Progress = Callable[[int, int], None]
 class BackupError(Exception):
     """The backup could not be made or the copy failed its checks (the user's to act on: the
     message says which file and why); nothing is left at the target path."""
+
+
+class SourceRefused(BackupError):
+    """The file to back up is no shop's database (not SQLite, damaged past its header, of no
+    tables): the operator's to name another; nothing was kept."""
 
 
 class TargetTaken(BackupError):
@@ -94,8 +103,9 @@ def backup(
 ) -> BackupReport:
     """Copy the database at ``source`` to ``target`` consistently, while others write it.
 
-    Raises :class:`BackupError` when ``source`` is not a database file, ``target`` exists
-    already, or the copy fails a check (the copy is then removed).
+    Raises :class:`BackupError` when ``source`` is not a database file
+    (:class:`SourceRefused`), ``target`` exists already, or the copy fails a check (the copy
+    is then kept as ``target`` + :data:`FAILED_CHECKS`, if that name is free).
     """
     if not Path(source).is_file():
         raise BackupError(f"cannot back up {source}: no such database file")
@@ -122,14 +132,16 @@ def backup(
     except (OSError, *UNREADABLE) as exc:
         remove_database(partial)
         said = unreadable_source(source, exc)
+        if names_no_shop(exc):  # a file named by mistake: as audit says it
+            raise SourceRefused(f"cannot back up {source}: {said}") from exc
         raise BackupError(f"cannot back up {source} to {target}: {said}") from exc
     except BaseException:
         remove_database(partial)
         raise
     why = why_the_copy_fails(source, found, report.audit)
     if why is not None:
-        remove_database(partial)
-        raise BackupError(f"the copy of {source} failed its checks ({why}); nothing was kept")
+        kept = _keep_failed(partial, target)
+        raise BackupError(f"the copy of {source} failed its checks ({why}); {kept}")
     try:
         # a link, not a rename: a file made at ``target`` while the copy ran stays untouched
         os.link(partial, target)
@@ -148,6 +160,19 @@ def unreadable_source(source: str, error: BaseException) -> str:
         error, sqlite3.OperationalError | WalNotItsOwn  # busy, locked: no word on the pages
     ):
         return said_with_misfit(source, said)
+    return said
+
+
+def _keep_failed(partial: str, target: str) -> str:
+    """Keep the copy at ``partial``, which failed its checks, as ``target`` +
+    :data:`FAILED_CHECKS`; say where (or that nothing was kept: that name is taken)."""
+    failed = target + FAILED_CHECKS
+    try:
+        os.link(partial, failed)
+        said = f"kept as {failed} to look into, not as {target}"
+    except FileExistsError:
+        said = f"nothing was kept ({failed} exists)"
+    remove_database(partial)
     return said
 
 

@@ -44,7 +44,7 @@ from shopkeep.backup import (
     why_the_copy_fails,
 )
 from shopkeep.store.database import not_sqlite
-from shopkeep.store.errors import UNREADABLE, unreadable
+from shopkeep.store.errors import UNREADABLE, names_no_shop, unreadable
 from shopkeep.store.lock import ProcessLock
 from shopkeep.store.private_files import create_private, remove_database
 
@@ -58,9 +58,9 @@ class RestoreError(BackupError):
 
 
 class RestoreRefused(RestoreError):
-    """The restore asked for cannot be: no such backup, a backup restored over itself, a
-    database in a folder that does not exist. ``about`` names the part at fault, ``backup``
-    or ``database``."""
+    """The restore asked for cannot be: no such backup, a backup that is no shop's database, a
+    backup restored over itself, a database in a folder that does not exist. ``about`` names
+    the part at fault, ``backup`` or ``database``."""
 
     def __init__(self, message: str, about: str) -> None:
         super().__init__(message)
@@ -124,7 +124,10 @@ def _check(backup: str, copy: str) -> None:
     try:
         why = why_the_copy_fails(backup, integrity(copy), audit_file(copy))
     except (*UNREADABLE, OSError) as exc:  # not a database, or not a shop's
-        raise RestoreError(f"cannot restore {backup}: {unreadable(exc)}") from None
+        said = f"cannot restore {backup}: {unreadable(exc)}"
+        if names_no_shop(exc):  # a file named by mistake
+            raise RestoreRefused(said, "backup") from None
+        raise RestoreError(said) from None
     if why is not None:
         raise RestoreError(f"cannot restore {backup}: {why}")
 
@@ -206,7 +209,10 @@ def _copy_in(backup: str, database: str, named: str) -> str:
         raise RestoreError(f"cannot restore to {database}: {exc.strerror}") from None
     except UNREADABLE as exc:  # not a database, or a damaged one
         remove_database(partial)
-        raise RestoreError(f"cannot restore {backup}: {unreadable_source(backup, exc)}") from None
+        said = f"cannot restore {backup}: {unreadable_source(backup, exc)}"
+        if names_no_shop(exc):
+            raise RestoreRefused(said, "backup") from None
+        raise RestoreError(said) from None
     except BaseException:  # refused by its checks, or stopped (a Ctrl-C, a SIGTERM)
         remove_database(partial)
         raise

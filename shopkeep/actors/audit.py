@@ -61,7 +61,7 @@ from shopkeep.store.database import (
     wal_beside_refused,
     wal_misfit,
 )
-from shopkeep.store.errors import SchemaMismatch
+from shopkeep.store.errors import NO_SHOP, SchemaMismatch
 from shopkeep.store.migrations import (
     MIGRATIONS,
     apply_migrations,
@@ -262,7 +262,7 @@ def _audit_uri(uri: str, real_path: str | None = None) -> AuditReport:
             # migration made the table: SQLite's words alone ("no such table: refunds") do
             # not say which file is wrong
             raise sqlite3.DatabaseError(
-                f"not a shop's database, or one this shopkeep has not opened yet ({error})"
+                f"{NO_SHOP}, or one this shopkeep has not opened yet ({error})"
             ) from None
     finally:
         conn.close()

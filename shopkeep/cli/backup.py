@@ -4,7 +4,8 @@ The work is :func:`shopkeep.backup.backup`'s (SQLite's online backup in steps, f
 snapshot, then ``integrity_check`` and the audit on the copy); this module is the command around
 it: the operator's mistakes are refused in one line with status 2 before anything is copied,
 progress goes to stderr, one summary line to stdout, and the status is 0 when the copy was kept,
-1 when it was not (it failed a check, or the copy itself failed).
+1 when it was not (it failed a check, and is kept as ``FILE.failed-checks``; or the copy itself
+failed).
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ def add_backup_parser(subparsers: Any) -> argparse.ArgumentParser:
             "a few pages at a time, all from one snapshot), then check the copy (SQLite's "
             "integrity_check and the shop's audit). The copy is readable by its owner only and "
             "named FILE only once it passed; an existing FILE is never overwritten. Exit status "
-            "0 when the copy was kept, 1 when it was not (the source could not be read as a "
-            "database, or the copy failed a check: nothing is kept), 2 for a usage error (no "
-            "such source file, FILE or FILE.partial exists already), 128 + the signal's number "
+            "0 when the copy was kept, 1 when it was not (the source is damaged, the copy "
+            "failed, or it failed a check: then kept as FILE.failed-checks, for a person to "
+            "look into, unless that exists), 2 for a usage error (no such source file, one "
+            "that is no shop's database, FILE or FILE.partial exists already), 128 + the "
+            "signal's number "
             "when a Ctrl-C, SIGTERM or SIGHUP stopped it (nothing is kept). Restore with "
             "shopkeep restore, the server stopped."
         ),
@@ -122,7 +125,7 @@ def run_backup(args: argparse.Namespace) -> int:
     if problem is not None:
         return fail_about(args, "to", f"cannot back up to {args.to}: {problem}")
 
-    from shopkeep.backup import BackupError, TargetTaken, backup
+    from shopkeep.backup import BackupError, SourceRefused, TargetTaken, backup
 
     configure_logs(args)
     try:
@@ -132,6 +135,8 @@ def run_backup(args: argparse.Namespace) -> int:
         return stopped_status("backup", stop)
     except TargetTaken as error:  # made since it was looked at: another backup's, at once
         return fail_about(args, "to", str(error))
+    except SourceRefused as error:  # no shop's database: as audit says it
+        return fail_about(args, "db", str(error))
     except BackupError as error:
         print(f"{PROG} backup: error: {error}", file=sys.stderr)
         return 1

@@ -43,7 +43,7 @@ def add_restore_parser(subparsers: Any) -> argparse.ArgumentParser:
             "cleanly would be applied to whatever file is next opened under its name: a plain "
             "copy over the database corrupts it). Exit status 0 when restored, 1 when the "
             "backup failed its checks or could not be copied there (a full disk: nothing "
-            "changed), 2 for a usage error (no such backup, "
+            "changed), 2 for a usage error (no such backup, one that is no shop's database, "
             "the database in use by a server: nothing changed), 128 + the signal's number when a "
             "Ctrl-C, SIGTERM or SIGHUP stopped it while it copied (nothing changed); one that "
             "comes once the checked copy is being put in place lets it finish (status 0, the "

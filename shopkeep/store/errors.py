@@ -26,6 +26,20 @@ NOT_A_DATABASE: Final = "file is not a database"
 """What SQLite says of a file whose first bytes are not a database's header."""
 
 
+NO_SHOP: Final = "not a shop's database"
+"""The start of what the audit says of a SQLite file without a shop's tables."""
+
+
+def names_no_shop(error: BaseException) -> bool:
+    """Whether ``error``, one of :data:`UNREADABLE`, says the file is no shop's database at
+    all (not SQLite's, or without a shop's tables), rather than a shop's damaged: a file named
+    by mistake."""
+    said = str(error)
+    return isinstance(error, sqlite3.DatabaseError) and (
+        said.endswith(NOT_A_DATABASE) or said.startswith((NO_SHOP, "no such table"))
+    )
+
+
 DATA_FAULTS: Final = (
     sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
     OverflowError,

@@ -180,7 +180,11 @@ def test_a_backup_racing_another_to_the_same_file_is_a_usage_error_like_one_that
     assert not target.exists()
 
 
-def test_a_copy_that_fails_the_audit_is_not_kept_and_the_status_is_1(tmp_path: Path) -> None:
+def test_a_copy_that_fails_the_audit_is_kept_under_another_name_and_the_status_is_1(
+    tmp_path: Path,
+) -> None:
+    # a backup taken as an invariant broke is the one that shows how: not thrown away, and
+    # never under the name a checked backup takes
     db, target = tmp_path / "shop.db", tmp_path / "copy.db"
     assert shopkeep("demo", "--db", str(db)).returncode == 0
     with closing(sqlite3.connect(db)) as conn, conn:
@@ -189,21 +193,49 @@ def test_a_copy_that_fails_the_audit_is_not_kept_and_the_status_is_1(tmp_path: P
     result = shopkeep("backup", "--db", str(db), "--to", str(target))
 
     assert result.returncode == 1
-    assert result.stderr.splitlines()[-1].startswith("shopkeep backup: error: the copy of")
-    assert "stock" in result.stderr.splitlines()[-1]
+    said = result.stderr.splitlines()[-1]
+    assert said.startswith(f"shopkeep backup: error: the copy of {db} failed its checks")
+    assert "stock" in said and said.endswith(f"kept as {target}.failed-checks to look into, "
+                                             f"not as {target}")
     assert not target.exists() and not Path(f"{target}.partial").exists()
+    audited = shopkeep("audit", "--db", f"{target}.failed-checks")
+    assert audited.returncode == 1 and "stock" in audited.stdout  # the copy, as it was
+
+    again = shopkeep("backup", "--db", str(db), "--to", str(target))
+    assert again.returncode == 1
+    assert again.stderr.splitlines()[-1].endswith(f"nothing was kept ({target}.failed-checks "
+                                                  "exists)")
 
 
-def test_a_backup_of_an_empty_database_file_says_why_in_one_line(tmp_path: Path) -> None:
+def test_a_backup_of_an_empty_database_file_is_a_usage_error_naming_the_flag(
+    tmp_path: Path,
+) -> None:
     db, target = tmp_path / "empty.db", tmp_path / "copy.db"
     sqlite3.connect(db).close()  # a database of no pages, no shop's
 
     result = shopkeep("backup", "--db", str(db), "--to", str(target))
 
-    assert result.returncode == 1
+    assert result.returncode == 2
     (line,) = result.stderr.splitlines()  # no "0/0 pages copied" before it
-    assert line.startswith("shopkeep backup: error: cannot back up")
+    assert line.startswith(f"shopkeep backup: error: argument --db (env SHOPKEEP_DB): cannot "
+                           f"back up {db}")
     assert not target.exists()
+
+
+def test_a_backup_or_a_restore_of_a_file_that_is_no_database_names_its_flag(
+    tmp_path: Path,
+) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n" * 100)
+
+    backed_up = shopkeep("backup", "--db", str(text), "--to", str(tmp_path / "copy.db"))
+    restored = shopkeep("restore", "--from", str(text), "--db", str(tmp_path / "shop.db"))
+
+    assert backed_up.returncode == restored.returncode == 2
+    assert "argument --db (env SHOPKEEP_DB): cannot back up" in backed_up.stderr
+    assert "argument --from (env SHOPKEEP_FROM): cannot restore" in restored.stderr
+    assert "is not a SQLite database" in backed_up.stderr + restored.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP", "SIGINT"])
