@@ -340,6 +340,8 @@ def disk_full_beside(path: str) -> str:
         disk = os.statvfs(os.path.dirname(os.path.realpath(path)))
     except OSError:
         return ""
+    if disk.f_blocks == 0:  # no disk at all (/proc, /sys): nothing there is ever free
+        return ""
     free = disk.f_bavail * disk.f_frsize
     return f" (its disk is full: {free:,} bytes free)" if free < FULL_BELOW_BYTES else ""
 

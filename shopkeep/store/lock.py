@@ -153,7 +153,7 @@ class ProcessLock:
         """Why the lock file could not be made, in the words of the database's path where
         the fault is its folder's (the lock file is no name its user gave)."""
         folder = os.path.dirname(self.path)
-        if exc.errno == errno.ENOENT:
+        if exc.errno == errno.ENOENT and not os.path.isdir(folder):
             return f"cannot open database {self._database}: no folder {folder}"
         if exc.errno == errno.ENOTDIR:
             return f"cannot open database {self._database}: {folder} is not a folder"

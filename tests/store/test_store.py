@@ -489,6 +489,7 @@ def test_an_open_that_fails_on_a_full_disk_says_the_disk_is_full(
     class Disk:
         f_frsize = 4096
         f_bavail = free_blocks
+        f_blocks = 1 << 20
 
     def statvfs(path: str) -> object:
         assert path == str(tmp_path / "disk")
@@ -496,3 +497,9 @@ def test_an_open_that_fails_on_a_full_disk_says_the_disk_is_full(
 
     monkeypatch.setattr(os, "statvfs", statvfs)
     assert database.disk_full_beside(str(tmp_path / "link" / "shop.db")) == said
+
+
+def test_a_file_system_of_no_disk_is_never_said_full() -> None:
+    # /proc has no blocks at all, none free: a file there was "on a full disk"
+    assert os.statvfs("/proc").f_blocks == 0
+    assert database.disk_full_beside("/proc/version") == ""
