@@ -393,6 +393,14 @@ class BoundedRequestHandler(web.RequestHandler):
     def _begin(self) -> None:
         self.reading_since = since = self._now()
         self._bounds.reading(since)
+        idle = self._keepalive_handle
+        if idle is not None:
+            # a request under way is bounded by the read deadline alone: aiohttp's idle timer,
+            # armed after the last answer (or at the accept), closed one still arriving when a
+            # keep-alive timeout shorter than the read timeout (or the rest of one) ran out;
+            # aiohttp arms it again after this request's answer
+            idle.cancel()
+            self._keepalive_handle = None
 
     def _done(self) -> None:
         self._body = None

@@ -194,6 +194,23 @@ async def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_time
         assert counts(server).read_timeouts == 0
 
 
+async def test_a_request_still_arriving_is_not_cut_by_a_shorter_keep_alive_time(
+    serve: Serve,
+) -> None:
+    # the idle timer closed a connection whose request had begun: the read timeout, told
+    # longer, bounds a request under way
+    async with serve(ConnectionLimits(keepalive_s=BOUND_S, read_s=LONG_S)) as server:
+        streams = await connect(server)
+        assert await healthy(streams)  # the keep-alive timer armed by its answer
+        reader, writer = streams
+        writer.write(HALF_A_REQUEST)
+        await writer.drain()
+
+        assert await seconds_until_closed(reader, WITHIN_S) is None  # open past keep-alive
+        writer.write(b"1\r\n\r\n")
+        assert (await asyncio.wait_for(read_answer(reader), WAIT_S)).status == 200
+
+
 async def test_connections_over_the_cap_are_closed_while_the_open_ones_keep_working(
     serve: Serve,
 ) -> None:
