@@ -206,9 +206,7 @@ class Context:
         this to make its intent durable before its first step. The asker is still answered
         after the handler's last unit.
         """
-        from shopkeep.runtime.completion import submit  # it builds on this module
-
-        submit(self._system, self._cell, self)
+        self._system.submit_so_far(self._cell, self)
 
     async def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
         """Read committed state, after every unit this actor has submitted is committed.

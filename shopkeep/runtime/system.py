@@ -31,7 +31,7 @@ import structlog
 from shopkeep.runtime.actor import ActivationContext, Actor, Context
 from shopkeep.runtime.cell import Cell, answer_after, expire, start_eager
 from shopkeep.runtime.clock import Cancellable, Clock, RealClock
-from shopkeep.runtime.completion import complete
+from shopkeep.runtime.completion import complete, submit
 from shopkeep.runtime.config import RuntimeConfig
 from shopkeep.runtime.dead_letters import park
 from shopkeep.runtime.envelope import (
@@ -141,6 +141,11 @@ class ActorSystem:
         self._accepting = True
 
     # -- sending --------------------------------------------------------------------------------
+
+    def submit_so_far(self, cell: Cell, ctx: Context) -> None:
+        """Submit what ``ctx``'s handler in ``cell`` has written so far as a unit of its own
+        (:meth:`Context.checkpoint`)."""
+        submit(self, cell, ctx)
 
     def tell(self, to: Address, message: Any, *, internal: bool = False) -> None:
         """Enqueue ``message`` for ``to`` and return. Raises Overloaded when full."""
