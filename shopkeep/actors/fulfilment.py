@@ -32,6 +32,12 @@ UPSERT_SQL = (
 )
 
 
+def await_shipment(ctx: Context, order_id: int) -> None:
+    """Hand the paid order ``order_id`` over to the warehouse, in ``ctx``'s unit
+    (:data:`AWAIT_SQL`)."""
+    ctx.execute(AWAIT_SQL, (order_id, ctx.now()))
+
+
 class Intercept(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Do not ship this order (answer ShipmentView intercepted, or Refusal once shipped)."""
 

@@ -3,7 +3,8 @@
 A thin shell: it loads the state (``order_store.load_order``), calls the pure rules
 (``order_rules``, ``payment_rules``), asks other actors where a rule needs their answer
 (the placement saga in ``placement.py``, the warehouse before a cancel or a ship), writes the
-effects in the message's unit of work (``order_store.write``) and answers with views.
+effects in the message's unit of work (their rows ``order_store.write``, their timers and
+messages ``order_effects.carry_out``) and answers with views.
 Messages and answers: ``order_messages.py``.
 
 Because every message for one order goes through this one mailbox, a payment callback, the
@@ -29,6 +30,7 @@ from shopkeep.actors.key_store import (
     keep_placement_answer,
     run_keyed,
 )
+from shopkeep.actors.order_effects import DEADLINE, carry_out
 from shopkeep.actors.order_messages import (
     Accept,
     ApproveReturn,
@@ -93,7 +95,6 @@ from shopkeep.actors.order_state import (
 )
 from shopkeep.actors.order_stats import OrderStats
 from shopkeep.actors.order_store import (
-    DEADLINE,
     callback_body,
     load_order,
     log_rejected_callback,
@@ -209,6 +210,7 @@ class OrderActor(Actor):
     def commit(self, ctx: Context, state: OrderState, effects: list[Effect]) -> None:
         """Write ``state`` and ``effects`` into the unit and make ``state`` current."""
         write(ctx, self.state, state, effects)
+        carry_out(ctx, state, effects)
         self.stats.decided(self.state, state, effects)
         self.state = state
 

@@ -1,8 +1,9 @@
-"""The order actor's persistence: load its state, and write a decision's effects.
+"""The order actor's persistence: load its state, and write a decision's rows.
 
 Loading reads the order's rows (order, items, payments, refunds, returns, and the payment log's
-counted callbacks). Writing turns each effect into SQL, timers and durable messages in the
-message's unit of work, so a state change and everything it causes commit together.
+counted callbacks). Writing turns the state and each effect that is a row into SQL in the
+message's unit of work; the timers and durable messages the effects ask for join the same unit
+(``order_effects.carry_out``), so a state change and everything it causes commit together.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from typing import Any, Final
 
 import msgspec
 
-from shopkeep.actors.fulfilment import AWAIT_SQL
-from shopkeep.actors.order_messages import DeadlineReached
 from shopkeep.actors.order_state import (
     AWAITING_PAYMENT,
     CANCELED,
@@ -25,29 +24,20 @@ from shopkeep.actors.order_state import (
     ROW_FIELDS,
     SHIPPED,
     SUCCEEDED,
-    ArmDeadline,
-    Award,
-    CancelDeadline,
     Effect,
-    Fulfil,
     History,
     Line,
     LogPayment,
     OrderState,
     Payment,
     Refund,
-    Release,
-    RequestRefund,
     ReturnRequest,
     SaveLines,
     SavePayment,
     SaveRefund,
     SaveReturn,
-    Settled,
 )
 from shopkeep.actors.payment_rules import CallbackAction
-from shopkeep.actors.protocol import AwardPoints, OrderSettled, ReleaseAssets
-from shopkeep.actors.refund_rules import RefundAttempt
 from shopkeep.actors.refund_store import (
     PAGE_REFUNDS_SQL,
     REFUND_LOG_SQL,
@@ -55,8 +45,8 @@ from shopkeep.actors.refund_store import (
     UPSERT_REFUND_SQL,
 )
 from shopkeep.paging import Page, page_after, paged
-from shopkeep.payments.names import DEFAULT_CURRENCY, SANDBOX
-from shopkeep.runtime import Address, Context
+from shopkeep.payments.names import SANDBOX
+from shopkeep.runtime import Context
 from shopkeep.store.reader import Reader, Row
 
 DEADLINE = "deadline"
@@ -320,7 +310,9 @@ def _history_rows(
 def write(
     ctx: Context, before: OrderState | None, after: OrderState, effects: list[Effect]
 ) -> None:
-    """Write ``after`` (if its row changed) and every effect into the message's unit."""
+    """Write ``after`` (if its row changed) and the rows of ``effects`` (its history, lines,
+    payments, payment log, refunds, returns) into the message's unit; what they ask of others
+    is :func:`shopkeep.actors.order_effects.carry_out`'s."""
     now = ctx.now()
     order_id = after.id
     columns = order_row(after)
@@ -335,7 +327,6 @@ def write(
         )
     elif columns != order_row(before):
         ctx.execute(UPDATE_ORDER_SQL, (*columns, order_id))
-    user = Address("user", after.user_id)
     # a decision's history rows in one statement (a placement has two: placed, confirmed)
     history = _history_rows(order_id, after, effects, now)
     if history:
@@ -347,27 +338,6 @@ def write(
                     PRICE_ITEM_SQL,
                     [(line.unit_price, order_id, line.goods_id) for line in after.lines],
                 )
-            case ArmDeadline(due_at):
-                ctx.arm_timer(DEADLINE, due_at, DeadlineReached())
-            case CancelDeadline():
-                ctx.cancel_timer(DEADLINE)
-            case Settled():
-                ctx.send(user, OrderSettled(order_id))
-            case Award(points):
-                ctx.send(user, AwardPoints(order_id, points))
-            case Release(stock_reason, coupon, wallet_amount, revoke_points):
-                message = ReleaseAssets(
-                    order_id=order_id,
-                    user_id=after.user_id,
-                    goods_ids=after.goods_ids,
-                    coupon_id=after.coupon_id if coupon else None,
-                    wallet_amount=wallet_amount,
-                    revoke_points=revoke_points,
-                    stock_reason=stock_reason,
-                )
-                ctx.send(Address("assets", order_id), message)
-            case Fulfil():
-                ctx.execute(AWAIT_SQL, (order_id, now))
             case SavePayment(p):
                 ctx.execute(
                     UPSERT_PAYMENT_SQL,
@@ -388,16 +358,6 @@ def write(
                      r.status, r.created_at, r.refunded_at),
                 )
                 ctx.execute(REFUND_LOG_SQL, (r.id, event, detail, now))
-            case RequestRefund(r, txn_id):
-                paid = after.payment(r.payment_id) if r.payment_id is not None else None
-                attempt = RefundAttempt(
-                    r.id, order_id, r.payment_id, r.gateway_amount,
-                    currency=paid.currency if paid else DEFAULT_CURRENCY,
-                    payment_amount=paid.amount if paid else r.gateway_amount,
-                    gateway_txn_id=txn_id or (paid.txn_id if paid else None),
-                    provider_ref=paid.provider_ref if paid else None,
-                )
-                ctx.send(Address("refunder", r.id), attempt)
             case SaveReturn(request):
                 ctx.execute(
                     UPSERT_RETURN_SQL,

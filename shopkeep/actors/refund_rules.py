@@ -17,7 +17,7 @@ from msgspec.structs import replace
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import RefundDone, RefundStuck, RefundTaken
-from shopkeep.actors.order_state import REFUNDED
+from shopkeep.actors.order_state import REFUNDED, Payment, Refund
 from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, UNAVAILABLE, Refusal
 from shopkeep.actors.refund_store import TRIED_AGAIN, RefundStanding
 from shopkeep.payments.names import DEFAULT_CURRENCY
@@ -75,6 +75,21 @@ class RefundAttempt(msgspec.Struct, frozen=True, tag=True, gc=False):
     def next_try(self) -> RefundAttempt:
         """The same refund, one try later."""
         return replace(self, attempt=self.attempt + 1)
+
+
+def first_attempt(
+    refund: Refund, order_id: int, paid: Payment | None, txn_id: str | None
+) -> RefundAttempt:
+    """The first try of ``refund`` of order ``order_id``: of its payment ``paid`` (in its
+    currency, of its amount, its transaction), or of the transaction ``txn_id`` when given (a
+    second one of the payment, refunded as a duplicate)."""
+    return RefundAttempt(
+        refund.id, order_id, refund.payment_id, refund.gateway_amount,
+        currency=paid.currency if paid else DEFAULT_CURRENCY,
+        payment_amount=paid.amount if paid else refund.gateway_amount,
+        gateway_txn_id=txn_id or (paid.txn_id if paid else None),
+        provider_ref=paid.provider_ref if paid else None,
+    )
 
 
 class RefundQuery(msgspec.Struct, frozen=True, tag=True, gc=False):

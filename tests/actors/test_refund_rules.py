@@ -7,6 +7,7 @@ from msgspec.structs import replace
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import RefundDone, RefundStuck, RefundTaken
+from shopkeep.actors.order_state import Payment, Refund
 from shopkeep.actors.protocol import Refusal
 from shopkeep.actors.refund_rules import (
     QUERY,
@@ -19,6 +20,7 @@ from shopkeep.actors.refund_rules import (
     answered,
     failed,
     failed_after_done,
+    first_attempt,
     learned,
     refused,
     retry_delay,
@@ -35,6 +37,18 @@ from shopkeep.payments.provider import RefundDone as ProviderRefundDone
 
 CONFIG = ShopConfig(refund_retry_s=2.0, refund_retry_max_s=60.0, refund_query_after_s=30.0)
 TRY = RefundAttempt(refund_id=5, order_id=9, payment_id=3, amount=1_500, attempt=2)
+
+
+def test_a_refunds_first_try_is_of_its_payment_or_of_the_second_transaction_named() -> None:
+    paid = Payment(3, 4_000, "succeeded", "txn-1", 0.0, "stripe", "USD", None, "pi_1")
+    refund = Refund(5, "cancel", 3, 500, 1_500, "refunding", 0.0)
+
+    own = first_attempt(refund, 9, paid, None)
+    duplicate = first_attempt(refund, 9, paid, "txn-2")
+
+    assert own == RefundAttempt(5, 9, 3, 1_500, currency="USD", payment_amount=4_000,
+                                gateway_txn_id="txn-1", provider_ref="pi_1")
+    assert duplicate.gateway_txn_id == "txn-2" and duplicate.provider_ref == "pi_1"
 
 
 def test_a_refund_the_call_says_done_tells_the_order_and_writes_no_log_row() -> None:
