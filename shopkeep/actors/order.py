@@ -30,7 +30,7 @@ from shopkeep.actors.key_store import (
     keep_placement_answer,
     run_keyed,
 )
-from shopkeep.actors.order_effects import DEADLINE, carry_out
+from shopkeep.actors.order_effects import carry_out
 from shopkeep.actors.order_messages import (
     Accept,
     ApproveReturn,
@@ -71,7 +71,6 @@ from shopkeep.actors.order_rules import (
     CancelPlan,
     approve_return,
     cancel_paid,
-    cancel_unpaid,
     deadline_reached,
     deliver,
     new_order,
@@ -83,9 +82,9 @@ from shopkeep.actors.order_rules import (
 )
 from shopkeep.actors.order_state import (
     AWAITING_PAYMENT,
-    PAID,
     PENDING,
     VIEW_FIELDS,
+    AskProvider,
     Effect,
     History,
     LogPayment,
@@ -100,15 +99,15 @@ from shopkeep.actors.order_store import (
     log_rejected_callback,
     write,
 )
-from shopkeep.actors.payment_query import QueryPayment
 from shopkeep.actors.payment_rules import (
-    STILL_PAYABLE,
     CallbackAction,
+    ask_at_deadline,
+    cancel_before_payment,
+    closed_once_paid,
     collected_since,
     decide_callback,
     keep_checkout,
     knows_outcome,
-    payments_to_ask,
     refund_done,
     refund_stuck,
     refund_taken,
@@ -288,21 +287,14 @@ class OrderActor(Actor):
                 return PaymentStarted(self.payment_view(payment), created, state.expires_at)
             case CheckoutReady(payment_id, checkout, provider_ref):
                 kept = keep_checkout(state, payment_id, checkout, provider_ref)
-                if kept is None:
-                    return Refusal(NOT_FOUND, f"order {state.id} has no payment {payment_id}")
-                state, effects, payment, first = kept
+                if isinstance(kept, Refusal):
+                    return kept
+                state, effects, handed = kept
                 if effects:
                     self.commit(ctx, state, effects)
-                if state.status != AWAITING_PAYMENT and payment.status in STILL_PAYABLE:
-                    # the order ended while the provider was asked (canceled, or a retry of a
-                    # start answered 503 came after the cancel): what the provider made is
-                    # closed there, not handed to a customer who would pay a canceled order
-                    _ask_provider(ctx, state, payment, attempt=1)
-                    return Refusal(INVALID_STATE, f"order {state.id} is {state.status}: its "
-                                                  "payment is not handed out, and the "
-                                                  "provider is asked to close it")
-                # the customer is given the payment with its first checkout: its creation, to
-                # them (a start the provider failed was answered 503, nothing made)
+                if isinstance(handed, Refusal):
+                    return handed
+                payment, first = handed
                 return PaymentStarted(self.payment_view(payment), first, state.expires_at)
             case PaymentCallback():
                 return self._callback(ctx, message)
@@ -501,13 +493,9 @@ class OrderActor(Actor):
                        History(status, status, "payment_queried",
                                f"payment {message.payment_id}: {message.status} "
                                f"({message.gateway_txn_id}), {outcome.action.value}"), *effects]
+        if self.querying is None:  # else the deadline's questions close them already
+            effects = [*effects, *closed_once_paid(state, outcome.state, self.provider.name)]
         self.commit(ctx, outcome.state, effects)
-        if state.status == AWAITING_PAYMENT and outcome.state.status == PAID and (
-            self.querying is None  # else the deadline's questions close them already
-        ):
-            # its other payments still payable are closed: a declined Stripe intent would
-            # take another card, and be refunded as a duplicate payment, fees lost
-            self._close_open_payments(ctx, outcome.state)
         duplicate = outcome.action is CallbackAction.DUPLICATE
         return CallbackHandled(outcome.action.value, duplicate, order_view(outcome.state))
 
@@ -559,39 +547,20 @@ class OrderActor(Actor):
             self.commit(ctx, state, [History(status, status, "payment_queried", outcome)])
 
     def _query_open_payment(self, ctx: Context, state: OrderState, now: float) -> bool:
-        """At the deadline, every payment the provider may still collect on (an open one, and
-        those that failed, which some providers still take: ``STILL_PAYABLE``) is closed there
-        and asked about before the order times out (a notification that never came loses
-        nothing, whichever payment it was of): one found paid pays the order, and it times out
-        once all have answered otherwise; the deadline timer is re-armed
-        ``payment_query_grace_s`` later, in case some answer never comes. False: no payment to
-        ask about, the order times out now."""
-        if state.status != AWAITING_PAYMENT or state.expires_at is None or (
-            state.expires_at > now
-        ):
+        """At the deadline, the provider asked about every payment it may still collect on
+        before the order times out (``payment_rules.ask_at_deadline``): one found paid pays
+        the order, and it times out once all have answered otherwise, or the re-armed deadline
+        passed. False: nothing to ask, the order times out now."""
+        asking = ask_at_deadline(state, now, self.provider.name,
+                                 self.config.payment_query_grace_s)
+        if asking is None:
             return False
-        asked = payments_to_ask(state, self.provider.name)
-        if not asked:
-            return False
-        if self.querying is not None:
-            # asked already (the deadline sweep tells an overdue order again while the answers
-            # are on the way): the answers, or the re-armed deadline, decide
-            return True
-        self.querying = Querying({each.id for each in asked})
-        grace = now + self.config.payment_query_grace_s
-        for each in asked:
-            _ask_provider(ctx, state, each, answer_by=grace)
-        ctx.arm_timer(DEADLINE, grace, DeadlineReached(True, "the provider did not answer"))
+        if self.querying is None:
+            # else asked already (the deadline sweep tells an overdue order again while the
+            # answers are on the way): the answers, or the re-armed deadline, decide
+            self.querying = Querying({e.payment_id for e in asking if type(e) is AskProvider})
+            self.commit(ctx, state, asking)
         return True
-
-    def _close_open_payments(self, ctx: Context, state: OrderState) -> None:
-        """A payment still open (or failed, yet payable: see ``STILL_PAYABLE``) when the order
-        is canceled unpaid, or paid by another payment, is closed at the provider, so that a
-        customer still on its checkout page cannot pay the order again (only to be refunded,
-        the provider's fees lost); one collected meanwhile is found by the query before the
-        close, and refunded as a late or duplicate payment. The order does not wait for it."""
-        for payment in payments_to_ask(state, self.provider.name):
-            _ask_provider(ctx, state, payment, attempt=1)
 
     # -- cancels and fulfilment -----------------------------------------------------------------
 
@@ -602,8 +571,7 @@ class OrderActor(Actor):
         if isinstance(plan, Refusal):
             return plan
         if plan is CancelPlan.UNPAID:
-            self.commit(ctx, *cancel_unpaid(state, by, ctx.now()))
-            self._close_open_payments(ctx, state)
+            self.commit(ctx, *cancel_before_payment(state, by, ctx.now(), self.provider.name))
         elif plan is CancelPlan.INTERCEPT:
             # SPEC 5: fulfilment is intercepted first, synchronously; shipped -> nothing changes
             intercepted = await ctx.ask(Address("warehouse", state.id), Intercept())
@@ -635,16 +603,3 @@ class Querying:
     def __init__(self, out: set[int]) -> None:
         self.out = out
         self.said: list[str] = []
-
-
-def _ask_provider(
-    ctx: Context, state: OrderState, payment: Payment, attempt: int = 0,
-    answer_by: float | None = None,
-) -> None:
-    """Send ``payment`` of the order to its ``payment_query`` actor, which asks the provider
-    (``attempt`` 0: the order waits for the answer until ``answer_by``; see
-    :class:`QueryPayment`)."""
-    ctx.send(Address("payment_query", payment.id), QueryPayment(
-        state.id, payment.id, payment.amount, payment.currency, payment.provider_ref, attempt,
-        state.expires_at, answer_by,
-    ))

@@ -1,6 +1,7 @@
 """What an order's decision asks of others, carried out in the message's unit of work: its
 payment-deadline timer armed or canceled, and durable messages to its user (settled, points),
-its assets' supervisor (release), the warehouse (a paid order to ship) and the refunder.
+its assets' supervisor (release), the warehouse (a paid order to ship), the refunder and the
+payment's query actor (the provider asked, and the payment closed there).
 
 The rows of the decision are :func:`shopkeep.actors.order_store.write`'s; the rules that decide
 both are pure (``order_rules``, ``payment_rules``). Joining the same unit, a state change and
@@ -13,6 +14,7 @@ from shopkeep.actors.fulfilment import await_shipment
 from shopkeep.actors.order_messages import DeadlineReached
 from shopkeep.actors.order_state import (
     ArmDeadline,
+    AskProvider,
     Award,
     CancelDeadline,
     Effect,
@@ -22,6 +24,7 @@ from shopkeep.actors.order_state import (
     RequestRefund,
     Settled,
 )
+from shopkeep.actors.payment_query import QueryPayment
 from shopkeep.actors.protocol import AwardPoints, OrderSettled, ReleaseAssets
 from shopkeep.actors.refund_rules import first_attempt
 from shopkeep.runtime import Address, Context
@@ -36,8 +39,11 @@ def carry_out(ctx: Context, after: OrderState, effects: list[Effect]) -> None:
     order_id = after.id
     for effect in effects:
         match effect:
-            case ArmDeadline(due_at):
-                ctx.arm_timer(DEADLINE, due_at, DeadlineReached())
+            case ArmDeadline(due_at, unanswered):
+                reached = DeadlineReached() if unanswered is None else DeadlineReached(
+                    True, unanswered
+                )
+                ctx.arm_timer(DEADLINE, due_at, reached)
             case CancelDeadline():
                 ctx.cancel_timer(DEADLINE)
             case Settled():
@@ -57,6 +63,15 @@ def carry_out(ctx: Context, after: OrderState, effects: list[Effect]) -> None:
                 ctx.send(Address("assets", order_id), message)
             case Fulfil():
                 await_shipment(ctx, order_id)
+            case AskProvider(payment_id, answer_by):
+                payment = after.payment(payment_id)
+                assert payment is not None  # the rules ask only of the order's own
+                question = QueryPayment(
+                    order_id, payment_id, payment.amount, payment.currency, payment.provider_ref,
+                    attempt=1 if answer_by is None else 0, payable_until=after.expires_at,
+                    answer_by=answer_by,
+                )
+                ctx.send(Address("payment_query", payment_id), question)
             case RequestRefund(refund, txn_id):
                 paid = None if refund.payment_id is None else after.payment(refund.payment_id)
                 attempt = first_attempt(refund, order_id, paid, txn_id)

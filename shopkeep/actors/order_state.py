@@ -236,9 +236,11 @@ class SaveLines(msgspec.Struct, frozen=True, gc=False):
 
 
 class ArmDeadline(msgspec.Struct, frozen=True, gc=False):
-    """Arm the durable payment deadline at ``due_at``."""
+    """Arm the durable payment deadline at ``due_at``; ``unanswered``: the deadline armed
+    again to wait for the provider's answers, and what the history says if they never come."""
 
     due_at: float
+    unanswered: str | None = None
 
 
 class CancelDeadline(msgspec.Struct, frozen=True, gc=False):
@@ -267,6 +269,17 @@ class Release(msgspec.Struct, frozen=True, gc=False):
 
 class Fulfil(msgspec.Struct, frozen=True, gc=False):
     """Hand the order to the warehouse (a shipment awaiting)."""
+
+
+class AskProvider(msgspec.Struct, frozen=True, gc=False):
+    """Ask the provider, durably, where payment ``payment_id`` stands, and have it closed there
+    unless paid (SPEC 10's active query): one of the deadline's questions, whose answer the
+    order waits for until ``answer_by``; or (``answer_by`` None) one the order does not wait
+    for, once it takes the payment no more (canceled unpaid, paid by another payment, ended
+    while its checkout was made), a payment collected meanwhile then found and refunded."""
+
+    payment_id: int
+    answer_by: float | None = None
 
 
 class SavePayment(msgspec.Struct, frozen=True, gc=False):
@@ -318,6 +331,7 @@ Effect = (
     | Award
     | Release
     | Fulfil
+    | AskProvider
     | SavePayment
     | LogPayment
     | SaveRefund

@@ -34,7 +34,7 @@ import msgspec
 from msgspec.structs import replace
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.order_rules import invalid_state, mark_paid, open_refund
+from shopkeep.actors.order_rules import cancel_unpaid, invalid_state, mark_paid, open_refund
 from shopkeep.actors.order_state import (
     AWAITING_PAYMENT,
     CANCEL_REFUND,
@@ -43,11 +43,14 @@ from shopkeep.actors.order_state import (
     DUPLICATE_PAYMENT,
     FAILED,
     LATE_PAYMENT,
+    PAID,
     PENDING,
     REFUNDED,
     REFUNDING,
     RETURN_REFUND,
     SUCCEEDED,
+    ArmDeadline,
+    AskProvider,
     Decision,
     Effect,
     History,
@@ -140,26 +143,86 @@ def payments_to_ask(state: OrderState, gateway: str) -> list[Payment]:
     ]
 
 
+UNANSWERED = "the provider did not answer"
+"""What the history says of the deadline's questions when their answers never came."""
+
+
+def close_at_provider(state: OrderState, gateway: str) -> list[Effect]:
+    """Every payment of the order the provider ``gateway`` may still collect on, closed there
+    (asked first: :class:`AskProvider`), once the order takes them no more: a customer still
+    on its checkout page cannot pay it again (only to be refunded, the provider's fees lost),
+    and one collected meanwhile is found by the question and refunded as a late or duplicate
+    payment. The order waits for none of the answers."""
+    return [AskProvider(payment.id) for payment in payments_to_ask(state, gateway)]
+
+
+def cancel_before_payment(state: OrderState, by: str, now: float, gateway: str) -> Decision:
+    """Confirmed, unpaid, canceled ``by`` the user or the admin: stock, coupon and wallet amount
+    go back (``order_rules.cancel_unpaid``), and its payments closed at the provider."""
+    canceled, effects = cancel_unpaid(state, by, now)
+    return canceled, [*effects, *close_at_provider(state, gateway)]
+
+
+def closed_once_paid(before: OrderState, after: OrderState, gateway: str) -> list[Effect]:
+    """A callback that paid the order awaiting payment: its other payments still payable
+    closed at the provider (a declined Stripe intent would take another card, and be refunded
+    as a duplicate payment, its fees lost)."""
+    if before.status == AWAITING_PAYMENT and after.status == PAID:
+        return close_at_provider(after, gateway)
+    return []
+
+
+def ask_at_deadline(
+    state: OrderState, now: float, gateway: str, grace_s: float
+) -> list[Effect] | None:
+    """At the deadline, every payment the provider may still collect on (``STILL_PAYABLE``) is
+    closed there and asked about before the order times out (SPEC 10: a notification that
+    never came loses nothing, whichever payment it was of), and the deadline armed again
+    ``grace_s`` later, in case some answer never comes. None: nothing to ask (the order awaits
+    no payment, is not due yet, or has no payment the provider may collect on): it times out
+    now, if it still awaits payment."""
+    if state.status != AWAITING_PAYMENT or state.expires_at is None or state.expires_at > now:
+        return None
+    asked = payments_to_ask(state, gateway)
+    if not asked:
+        return None
+    answer_by = now + grace_s
+    return [*(AskProvider(payment.id, answer_by) for payment in asked),
+            ArmDeadline(answer_by, UNANSWERED)]
+
+
 def keep_checkout(
     state: OrderState, payment_id: int, checkout: str, provider_ref: str | None
-) -> tuple[OrderState, list[Effect], Payment, bool] | None:
+) -> tuple[OrderState, list[Effect], tuple[Payment, bool] | Refusal] | Refusal:
     """Keep what the provider answered for ``payment_id`` (a JSON Checkout); what was kept
     first stays (the provider answers the same payment the same), and a field it lacks is
-    added (the QR code of a payment first started as a page). Returns the state, effects,
-    payment and whether this is its first checkout; None: no such payment."""
+    added (the QR code of a payment first started as a page). Returns the state, effects, and
+    the payment with whether this is its first checkout, or, when the order ended while the
+    provider was asked (canceled, or a retry of a start answered 503 came after the cancel),
+    the refusal to hand it out, the payment closed at the provider (not handed to a customer
+    who would pay a canceled order); a Refusal alone: no such payment."""
     payment = state.payment(payment_id)
     if payment is None:
-        return None
+        return Refusal(NOT_FOUND, f"order {state.id} has no payment {payment_id}")
     first = payment.checkout is None
+    effects: list[Effect] = []
     if payment.checkout is not None:
         kept = msgspec.json.decode(payment.checkout)
         merged = {**msgspec.json.decode(checkout), **kept}
-        if merged == kept:
-            return state, [], payment, False
-        checkout, provider_ref = msgspec.json.encode(merged).decode(), payment.provider_ref
-    payment = replace(payment, checkout=checkout, provider_ref=provider_ref)
-    state, effects = _with_payment(state, payment)
-    return state, effects, payment, first
+        if merged != kept:
+            checkout, provider_ref = msgspec.json.encode(merged).decode(), payment.provider_ref
+            payment = replace(payment, checkout=checkout, provider_ref=provider_ref)
+            state, effects = _with_payment(state, payment)
+    else:
+        payment = replace(payment, checkout=checkout, provider_ref=provider_ref)
+        state, effects = _with_payment(state, payment)
+    if state.status != AWAITING_PAYMENT and payment.status in STILL_PAYABLE:
+        refusal = Refusal(INVALID_STATE, f"order {state.id} is {state.status}: its payment is "
+                                         "not handed out, and the provider is asked to close it")
+        return state, [*effects, AskProvider(payment.id)], refusal
+    # the customer is given the payment with its first checkout: its creation, to them (a
+    # start the provider failed was answered 503, nothing made)
+    return state, effects, (payment, first)
 
 
 # -- callbacks --------------------------------------------------------------------------------

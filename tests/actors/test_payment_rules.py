@@ -28,6 +28,8 @@ from shopkeep.actors.order_state import (
     REFUNDING,
     RETURNED,
     SUCCEEDED,
+    ArmDeadline,
+    AskProvider,
     Award,
     CancelDeadline,
     Fulfil,
@@ -41,10 +43,15 @@ from shopkeep.actors.order_state import (
     SHIPPED as ORDER_SHIPPED,
 )
 from shopkeep.actors.payment_rules import (
+    UNANSWERED,
     CallbackAction,
     CallbackOutcome,
+    ask_at_deadline,
+    cancel_before_payment,
     classify_callback,
+    closed_once_paid,
     decide_callback,
+    keep_checkout,
     payments_to_ask,
     refund_done,
     refund_stuck,
@@ -139,6 +146,55 @@ def test_another_gateways_payments_are_not_asked_of_this_one() -> None:
     sandbox_open = with_payment(awaiting())
     assert [p.id for p in payments_to_ask(sandbox_open, "sandbox")] == [50]
     assert payments_to_ask(sandbox_open, "stripe") == []
+
+
+def test_at_the_deadline_every_payment_still_payable_is_asked_about_the_deadline_armed_again(
+) -> None:
+    state = with_payment(callback(with_payment(awaiting()), "failed", None).state, 51)
+    due = state.expires_at
+    assert due is not None
+
+    asking = ask_at_deadline(state, due, "sandbox", grace_s=30.0)
+
+    assert asking == [AskProvider(50, due + 30.0), AskProvider(51, due + 30.0),
+                      ArmDeadline(due + 30.0, UNANSWERED)]
+    assert ask_at_deadline(state, due - 1, "sandbox", 30.0) is None  # not due yet
+    assert ask_at_deadline(awaiting(), due, "sandbox", 30.0) is None  # nothing to ask: time out
+    assert ask_at_deadline(callback(state, payment_id=51).state, due, "sandbox", 30.0) is None
+
+
+def test_a_cancel_before_payment_closes_the_payments_the_provider_may_still_collect_on() -> None:
+    state = with_payment(awaiting())
+
+    canceled, effects = cancel_before_payment(state, "user", NOW + 5, "sandbox")
+
+    assert canceled.status == CANCELED and effects[-1] == AskProvider(50)
+    assert cancel_before_payment(state, "user", NOW + 5, "stripe")[1][-1] != AskProvider(50)
+
+
+def test_paid_by_one_payment_the_others_still_payable_are_closed_at_the_provider() -> None:
+    state = with_payment(callback(with_payment(awaiting()), "failed", None).state, 51)
+
+    paid = callback(state, payment_id=51).state
+
+    assert closed_once_paid(state, paid, "sandbox") == [AskProvider(50)]  # the declined one
+    assert closed_once_paid(paid, paid, "sandbox") == []  # paid before: closed then
+
+
+def test_a_checkout_made_for_an_order_that_ended_meanwhile_is_closed_not_handed_out() -> None:
+    state = with_payment(awaiting())
+    handed = keep_checkout(state, 50, '{"gateway_url": "u"}', None)
+    assert not isinstance(handed, Refusal) and handed[2] == (handed[0].payment(50), True)
+
+    ended = replace(state, status=CANCELED)
+    kept = keep_checkout(ended, 50, '{"gateway_url": "u"}', None)
+
+    assert not isinstance(kept, Refusal)
+    _, effects, refusal = kept
+    assert isinstance(refusal, Refusal) and refusal.code == "invalid_state"
+    assert effects[-1] == AskProvider(50)
+    missing = keep_checkout(state, 99, "{}", None)
+    assert isinstance(missing, Refusal) and missing.code == "not_found"
 
 
 # -- the decision table -----------------------------------------------------------------------
