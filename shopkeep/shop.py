@@ -250,6 +250,7 @@ class Shop(Accounts, Payments, BackOffice):
                 prepare=fits,
                 agree=agrees,
             ) as runtime:
+                runtime.system.closed_words = CLOSED  # a closed shop's calls say so alike
                 shop = cls(runtime, settings, provider, secret, queries, stats)
                 if shop.gateway is not None:
                     shop.gateway.attach(shop.acknowledge_callback)

@@ -130,7 +130,7 @@ def _reader(system: ActorSystem) -> Reader:
     """The store's reader, while the system runs: once it stops, ShuttingDown, as its actors
     answer (its store's connections close next)."""
     if system.stopping:
-        raise ShuttingDown("the actor system is stopping: its dead letters are read after")
+        raise ShuttingDown(system.closed_words)
     return system.store.reader
 
 

@@ -105,6 +105,9 @@ class ActorSystem:
         self._incarnations = 0
         self._eager_streak = 0
         self._accepting = False
+        self.closed_words = "the actor system is not taking messages"
+        """What :class:`ShuttingDown` says to a caller from outside once the system stopped
+        taking messages (the program built on it names itself)."""
         self._stopping = False
         self._drained: asyncio.Future[None] | None = None
         self._quiet_waiters: list[asyncio.Future[None]] = []
@@ -152,7 +155,7 @@ class ActorSystem:
         scope = current_scope.get()
         if scope is None:
             if not self._accepting and not internal:
-                raise ShuttingDown("the actor system is not taking messages")
+                raise ShuttingDown(self.closed_words)
             self.check_loop()
             envelope = Envelope(message, None, (), current_trace.get())
         else:
@@ -179,7 +182,7 @@ class ActorSystem:
         scope = current_scope.get()
         if scope is None:
             if not self._accepting and not internal:
-                raise ShuttingDown("the actor system is not taking messages")
+                raise ShuttingDown(self.closed_words)
             self.check_loop()
             chain: tuple[Address, ...] = ()
             trace = current_trace.get()

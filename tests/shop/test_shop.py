@@ -920,8 +920,8 @@ async def test_a_shop_kept_past_its_block_answers_every_call_shutting_down(
         sandbox(shop).complete(1, 2, 100, "succeeded"),  # its callback, to a closed shop
         shop.handle_callback(b"{}", "t=1,v1=bad"),  # closed, before it is judged
     ):
-        with pytest.raises(ShuttingDown):
-            await call
+        with pytest.raises(ShuttingDown, match=r"^the shop is closed: open it again"):
+            await call  # each in the same words, reads and writes alike
 
 
 async def test_the_shop_knows_the_outcomes_it_applied_and_no_other(shop: Shop) -> None:
