@@ -300,10 +300,12 @@ class OrderActor(Actor):
                 return self._callback(ctx, message)
             case Cancel(by):
                 return await self._cancel(ctx, by)
-            case DeadlineReached(queried, outcome, payment_id):
+            case DeadlineReached(queried, outcome, payment_id, answer_by):
                 if not queried and self._query_open_payment(ctx, state, now):
                     return self.view()
-                if payment_id is not None and not self._answered(ctx, state, payment_id, outcome):
+                if payment_id is not None and not self._answered(
+                    ctx, state, payment_id, outcome, answer_by
+                ):
                     return self.view()  # another of the deadline's questions is still out
                 self._time_out(ctx, state, now, outcome)
                 return self.view()
@@ -499,15 +501,19 @@ class OrderActor(Actor):
         duplicate = outcome.action is CallbackAction.DUPLICATE
         return CallbackHandled(outcome.action.value, duplicate, order_view(outcome.state))
 
-    def _answered(self, ctx: Context, state: OrderState, payment_id: int, outcome: str) -> bool:
+    def _answered(
+        self, ctx: Context, state: OrderState, payment_id: int, outcome: str,
+        answer_by: float | None = None,
+    ) -> bool:
         """One of the deadline's questions answered, not paid (``outcome``): whether the order
         may time out now, that answer the last one out (the answers, then, are what the history
         says). An answer to a question of an earlier activation (the shop restarted while they
         were out, and what this one knows of them went with it) has the questions asked again,
-        all of them: one of the others may be paid."""
+        all of them (one of the others may be paid), within the wait that question was asked
+        in (``answer_by``): a restart does not make it longer."""
         querying = self.querying
         if querying is None:
-            return not self._query_open_payment(ctx, state, ctx.now())
+            return not self._query_open_payment(ctx, state, ctx.now(), answer_by)
         if payment_id not in querying.out:
             return False  # answered already
         querying.out.discard(payment_id)
@@ -546,13 +552,17 @@ class OrderActor(Actor):
             status = state.status
             self.commit(ctx, state, [History(status, status, "payment_queried", outcome)])
 
-    def _query_open_payment(self, ctx: Context, state: OrderState, now: float) -> bool:
+    def _query_open_payment(
+        self, ctx: Context, state: OrderState, now: float, answer_by: float | None = None
+    ) -> bool:
         """At the deadline, the provider asked about every payment it may still collect on
-        before the order times out (``payment_rules.ask_at_deadline``): one found paid pays
-        the order, and it times out once all have answered otherwise, or the re-armed deadline
-        passed. False: nothing to ask, the order times out now."""
-        asking = ask_at_deadline(state, now, self.provider.name,
-                                 self.config.payment_query_grace_s)
+        before the order times out (``payment_rules.ask_at_deadline``), the answers waited for
+        until ``answer_by`` (by default ``payment_query_grace_s`` from now): one found paid
+        pays the order, and it times out once all have answered otherwise, or the re-armed
+        deadline passed. False: nothing to ask, the order times out now."""
+        if answer_by is None:
+            answer_by = now + self.config.payment_query_grace_s
+        asking = ask_at_deadline(state, now, self.provider.name, answer_by)
         if asking is None:
             return False
         if self.querying is None:

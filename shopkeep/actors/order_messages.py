@@ -266,11 +266,14 @@ class DeadlineReached(msgspec.Struct, frozen=True, tag=True, gc=False):
     An order with an open payment first has the provider asked about it (SPEC 10's active
     query, ``payment_query.py``): ``queried`` is True when that was done (or given up on), and
     ``outcome`` says what the provider answered, for the history; ``payment_id`` names the
-    payment it answered for (None: the grace after the questions ran out)."""
+    payment it answered for (None: the grace after the questions ran out); ``answer_by`` when
+    the order stopped waiting for the answers of the question it answers (what an activation
+    after a restart, which has no record of the questions, keeps as the end of the wait)."""
 
     queried: bool = False
     outcome: str = ""
     payment_id: int | None = None
+    answer_by: float | None = None
 
 
 class Ship(msgspec.Struct, frozen=True, tag=True, gc=False):

@@ -163,7 +163,7 @@ class PaymentQueryActor(Actor):
             word = "open, closed now"
         if message.attempt == 0:  # else the order timed out when the first went unanswered
             said = f"payment {message.payment_id}: {word}"
-            ctx.send(order, DeadlineReached(True, said, message.payment_id))
+            ctx.send(order, DeadlineReached(True, said, message.payment_id, message.answer_by))
         return None
 
     def _refused(
@@ -181,7 +181,7 @@ class PaymentQueryActor(Actor):
                     payment_id=str(message.payment_id), detail=state.detail)
         if message.attempt == 0:
             said = f"payment {message.payment_id}: succeeded, refused: {state.detail}"
-            ctx.send(order, DeadlineReached(True, said, message.payment_id))
+            ctx.send(order, DeadlineReached(True, said, message.payment_id, message.answer_by))
 
     def _again(
         self,
@@ -211,6 +211,6 @@ class PaymentQueryActor(Actor):
         log.info(event, payment_id=message.payment_id, said=said, again_in_s=delay, error=error)
         if message.attempt == 0:
             said = f"payment {message.payment_id}: {said}"
-            ctx.send(order, DeadlineReached(True, said, message.payment_id))
+            ctx.send(order, DeadlineReached(True, said, message.payment_id, message.answer_by))
         again = msgspec.structs.replace(message, attempt=message.attempt + 1)
         ctx.arm_timer("again", now + delay, again)

@@ -173,20 +173,19 @@ def closed_once_paid(before: OrderState, after: OrderState, gateway: str) -> lis
 
 
 def ask_at_deadline(
-    state: OrderState, now: float, gateway: str, grace_s: float
+    state: OrderState, now: float, gateway: str, answer_by: float
 ) -> list[Effect] | None:
     """At the deadline, every payment the provider may still collect on (``STILL_PAYABLE``) is
     closed there and asked about before the order times out (SPEC 10: a notification that
-    never came loses nothing, whichever payment it was of), and the deadline armed again
-    ``grace_s`` later, in case some answer never comes. None: nothing to ask (the order awaits
-    no payment, is not due yet, or has no payment the provider may collect on): it times out
-    now, if it still awaits payment."""
+    never came loses nothing, whichever payment it was of), and the deadline armed again at
+    ``answer_by``, in case some answer never comes. None: nothing to ask (the order awaits
+    no payment, is not due yet, has no payment the provider may collect on, or the wait for
+    the answers is over): it times out now, if it still awaits payment."""
     if state.status != AWAITING_PAYMENT or state.expires_at is None or state.expires_at > now:
         return None
     asked = payments_to_ask(state, gateway)
-    if not asked:
+    if not asked or answer_by <= now:
         return None
-    answer_by = now + grace_s
     return [*(AskProvider(payment.id, answer_by) for payment in asked),
             ArmDeadline(answer_by, UNANSWERED)]
 

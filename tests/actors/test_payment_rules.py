@@ -154,13 +154,14 @@ def test_at_the_deadline_every_payment_still_payable_is_asked_about_the_deadline
     due = state.expires_at
     assert due is not None
 
-    asking = ask_at_deadline(state, due, "sandbox", grace_s=30.0)
+    asking = ask_at_deadline(state, due, "sandbox", answer_by=due + 30.0)
 
     assert asking == [AskProvider(50, due + 30.0), AskProvider(51, due + 30.0),
                       ArmDeadline(due + 30.0, UNANSWERED)]
-    assert ask_at_deadline(state, due - 1, "sandbox", 30.0) is None  # not due yet
-    assert ask_at_deadline(awaiting(), due, "sandbox", 30.0) is None  # nothing to ask: time out
-    assert ask_at_deadline(callback(state, payment_id=51).state, due, "sandbox", 30.0) is None
+    assert ask_at_deadline(state, due - 1, "sandbox", due + 29) is None  # not due yet
+    assert ask_at_deadline(awaiting(), due, "sandbox", due + 30) is None  # nothing to ask
+    assert ask_at_deadline(callback(state, payment_id=51).state, due, "sandbox", due + 30) is None
+    assert ask_at_deadline(state, due + 30, "sandbox", due + 30) is None  # the wait is over
 
 
 def test_a_cancel_before_payment_closes_the_payments_the_provider_may_still_collect_on() -> None:
