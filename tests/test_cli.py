@@ -19,6 +19,7 @@ import pytest
 
 from shopkeep.cli import main
 from shopkeep.store.migrations import MIGRATIONS
+from tests.shop.conftest import as_written_before_the_last_migration, schema_of
 
 TOO_LONG = "x" * 300 + ".db"
 """A file name no file system here takes (255 bytes at most)."""
@@ -149,6 +150,21 @@ def test_serve_in_another_currency_than_its_database_keeps_fails_in_one_line(
     result = run_main("serve", "--sandbox", "--db", path, "--currency", "USD", "--port", "0")
 
     assert_one_line_error(result, "--currency (env SHOPKEEP_CURRENCY)", "keeps its amounts in CNY")
+
+
+def test_serve_refused_for_another_currency_leaves_an_older_shopkeeps_database_unmigrated(
+    tmp_path: Path,
+) -> None:
+    # the credentials' first open migrated it before the shop's check refused the start
+    path = str(tmp_path / "s.db")
+    assert run_main("demo", "--db", path).returncode == 0  # a shop in CNY
+    as_written_before_the_last_migration(path)
+    older = schema_of(path)
+
+    result = run_main("serve", "--sandbox", "--db", path, "--currency", "USD", "--port", "0")
+
+    assert_one_line_error(result, "--currency (env SHOPKEEP_CURRENCY)", "keeps its amounts in CNY")
+    assert schema_of(path) == older
 
 
 async def sandbox_payment_in(path: str) -> None:

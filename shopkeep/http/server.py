@@ -25,6 +25,7 @@ flush the store, close the callback client.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import sqlite3
@@ -50,6 +51,7 @@ from shopkeep.http.sandbox import (
     local_url,
     sandbox_routes,
 )
+from shopkeep.opening import check_upgrade
 from shopkeep.payments.names import CALLED_BACK_AT_PUBLIC_URL
 from shopkeep.payments.provider import ConfigurationError, PaymentProvider
 from shopkeep.payments.sandbox import SandboxProvider
@@ -134,19 +136,32 @@ collections, which find nothing to free there, paused the event loop 50-300 ms e
 seconds under the soak (``python -m shopkeep.proof soak``; measured with ``gc.callbacks``)."""
 
 
-def settings_store(options: ServeOptions) -> StoreConfig:
+def settings_store(
+    options: ServeOptions, payments: ProviderSettings | None = None
+) -> StoreConfig:
     """The store of ``options``' database as the credentials open it, before or after the
     shop: a few reads and at most one write, not worth a writer process of its own; the
     server's first look at the file, so every page of it is read first (a damaged one is
-    refused before the credentials write to it)."""
+    refused before the credentials write to it), and the first open that may migrate it: an
+    older shopkeep's file is migrated only if it is a shop of ``payments``' currency and
+    provider (``opening.check_upgrade``), else left as it was."""
+    agree = None
+    if payments is not None and payments.gateway is not None:
+        agree = functools.partial(
+            check_upgrade, path=options.db, currency=payments.currency, gateway=payments.gateway
+        )
     return StoreConfig(
-        options.db, synchronous=options.synchronous, writer="thread", check_pages=True
+        options.db, synchronous=options.synchronous, writer="thread", check_pages=True,
+        agree=agree,
     )
 
 
-async def open_credentials(options: ServeOptions) -> Credentials:
-    """:func:`settle_credentials` on the database of ``options``, opened just for that."""
-    store = await Store.open(settings_store(options))
+async def open_credentials(
+    options: ServeOptions, payments: ProviderSettings | None = None
+) -> Credentials:
+    """:func:`settle_credentials` on the database of ``options``, opened just for that (and
+    migrated, if it is a shop of ``payments``: :func:`settings_store`)."""
+    store = await Store.open(settings_store(options, payments))
     try:
         return await settle_credentials(
             store.writer, admin_token=options.admin_token, gateway_secret=options.gateway_secret
@@ -273,7 +288,7 @@ async def running(
             "connections past about this many before the cap does; raise it or lower "
             "--max-connections",
         )
-    credentials = await open_credentials(options)
+    credentials = await open_credentials(options, payments)
     async with AsyncExitStack() as stack:
         clock = clock or RealClock()
         gateway = HttpSandboxGateway(credentials.gateway_secret, clock) if real is None else None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.runtime import Address, VirtualClock
 from shopkeep.shop import Shop
+from shopkeep.store.migrations import MIGRATIONS
 
 SECRET = "test-gateway-secret"
 
@@ -69,3 +72,23 @@ async def assert_audit_ok(shop: Shop) -> None:
     """Every invariant of SPEC 6 holds."""
     report = await shop.audit()
     assert report.ok, [(c.name, c.detail) for c in report.checks if not c.ok]
+
+
+def as_written_before_the_last_migration(path: Path | str) -> None:
+    """Take ``path`` back to the schema the shopkeep before the last migration wrote: its
+    version, without what the last migration made."""
+    last = MIGRATIONS[-1]
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("DROP INDEX refund_log_by_refund")  # all the last migration makes
+        conn.execute(f"PRAGMA user_version = {last.version - 1}")
+    assert "refund_log_by_refund" in last.sql
+
+
+def schema_of(path: Path | str) -> tuple[int, bool]:
+    """``path``'s schema version, and whether the last migration's index is there."""
+    with closing(sqlite3.connect(path)) as conn:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        index = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'refund_log_by_refund'"
+        ).fetchone()
+    return version, index is not None

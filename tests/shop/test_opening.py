@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from shopkeep.proof.provider_world import provider_world
 from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Shop
 from shopkeep.store.migrations import MIGRATIONS
+from tests.shop.conftest import as_written_before_the_last_migration, schema_of
 
 NOWHERE = "http://127.0.0.1:9"
 """A Stripe no request reaches (the discard port): a shop refused before it runs asks none."""
@@ -104,26 +104,6 @@ async def test_a_database_without_payments_opens_on_any_provider(tmp_path: Path)
     async with Shop.open(path, gateway=stripe_at(tmp_path)) as shop:
         assert shop.provider.name == "stripe"
         assert (await shop.get_goods(tea.id)).stock == 4
-
-
-def as_written_before_the_last_migration(path: Path) -> None:
-    """Take ``path`` back to the schema the shopkeep before the last migration wrote: its
-    version, without what the last migration made."""
-    last = MIGRATIONS[-1]
-    with closing(sqlite3.connect(path)) as conn:
-        conn.execute("DROP INDEX refund_log_by_refund")  # all the last migration makes
-        conn.execute(f"PRAGMA user_version = {last.version - 1}")
-    assert "refund_log_by_refund" in last.sql
-
-
-def schema_of(path: Path) -> tuple[int, bool]:
-    """``path``'s schema version, and whether the last migration's index is there."""
-    with closing(sqlite3.connect(path)) as conn:
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        index = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE name = 'refund_log_by_refund'"
-        ).fetchone()
-    return version, index is not None
 
 
 @pytest.mark.parametrize(
