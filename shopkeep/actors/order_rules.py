@@ -214,31 +214,20 @@ def new_order(
     return state, [History(None, PENDING, "placed")]
 
 
-def expected_totals(state: OrderState) -> tuple[int, ...]:
-    """The ``expected_total`` values that say the client priced the order as the shop did:
-    what the customer pays (the wallet amount and the pay amount); the pay amount alone too
-    while the wallet pays all of ``use_balance``, since a price change then shows in it. A
-    wallet that pays less than it was offered (what remained to pay) would absorb a price
-    rise, the pay amount left at 0: only the customer's whole part tells it (SPEC 2: prices
-    changed, price_changed)."""
-    paid_by_customer = state.pay_amount + state.wallet_amount
-    if state.wallet_amount == state.use_balance:
-        return (paid_by_customer, state.pay_amount)
-    return (paid_by_customer,)
-
-
 def check_totals(state: OrderState, expected_total: int | None) -> Refusal | None:
     """The priced order's totals refused: validation_error when it would amount to more than
     any amount the shop takes (:data:`MAX_AMOUNT`: its payment, refund and callbacks could not
-    carry it), price_changed when the client expected to pay something else
-    (:func:`expected_totals`)."""
+    carry it), price_changed when the client expected to pay something else: the expected
+    total is what the customer pays, from the wallet and through the provider (SPEC 2: any
+    price change reaches it, one the wallet would pay for included, but where a coupon pays
+    the whole order, when the customer pays nothing whatever the prices)."""
     if state.order_amount > MAX_AMOUNT:
         return Refusal(
             VALIDATION_ERROR,
             f"the order would amount to {state.order_amount}, above the most an order may "
             f"amount to ({MAX_AMOUNT})",
         )
-    if expected_total is None or expected_total in expected_totals(state):
+    if expected_total is None or expected_total == state.pay_amount + state.wallet_amount:
         return None
     return Refusal(
         PRICE_CHANGED,

@@ -185,11 +185,10 @@ class PlaceOrderRequest(RequestBody, frozen=True):
     ] = None
     expected_total: Annotated[
         Amount | None,
-        Meta(description="What the customer expects to pay, in minor units: `pay_amount` + "
-                         "`wallet_amount` (after the coupon); the `pay_amount` alone is taken "
-                         "too while the wallet pays all of `use_balance` (a price change then "
-                         "shows in it). Another is refused 409 `price_changed`, a price rise "
-                         "the wallet would pay for included."),
+        Meta(description="What the customer expects to pay, in minor units, from the wallet "
+                         "and through the provider: `pay_amount` + `wallet_amount` (after the "
+                         "coupon). Another is refused 409 `price_changed`, a price rise the "
+                         "wallet would pay for included."),
     ] = None
 
     @staticmethod

@@ -41,7 +41,7 @@ async def test_a_placement_takes_stock_coupon_and_wallet_and_awaits_payment(shop
     coupon = await shop.coupon(alice, value=500)
 
     order = await shop.placed(alice, [(tea, 2), (cup, 1)], coupon_id=coupon, use_balance=1_000,
-                              expected_total=5_500)
+                              expected_total=6_500)
 
     assert order.status == "awaiting_payment"
     assert (order.goods_amount, order.shipping_fee, order.order_amount) == (6_000, 1_000, 7_000)

@@ -165,11 +165,16 @@ def test_an_expected_total_that_differs_is_price_changed() -> None:
     assert refusal.order_id == 7
 
 
-def test_the_expected_total_is_what_the_customer_pays_or_the_pay_amount_alone() -> None:
+def test_the_expected_total_is_what_the_customer_pays_from_the_wallet_and_the_provider(
+) -> None:
     state = discounted(priced(placed(use_balance=2_000), {1: 2_500}, CONFIG), None)
     assert (state.wallet_amount, state.pay_amount) == (2_000, 4_000)
-    assert check_totals(state, 6_000) is None  # the wallet's part and the provider's
-    assert check_totals(state, 4_000) is None  # the provider's: the wallet paid all it was offered
+    assert check_totals(state, 6_000) is None
+    refusal = check_totals(state, 4_000)  # the provider's part alone: ambiguous, refused
+    assert isinstance(refusal, Refusal) and refusal.code == "price_changed"
+    # a rise of the wallet's amount would have made the new pay amount the old total
+    risen = discounted(priced(placed(use_balance=2_000), {1: 3_500}, CONFIG), None)
+    assert risen.pay_amount == 6_000 and check_totals(risen, 6_000) is not None
 
 
 def test_a_price_rise_the_wallet_would_absorb_is_price_changed() -> None:
@@ -179,9 +184,8 @@ def test_a_price_rise_the_wallet_would_absorb_is_price_changed() -> None:
     assert check_totals(was, 6_000) is None
 
     now = discounted(priced(placed(use_balance=100_000), {1: 4_000}, CONFIG), None)
-    for expected in (6_000, 0):
-        refusal = check_totals(now, expected)
-        assert isinstance(refusal, Refusal) and refusal.code == "price_changed"
+    refusal = check_totals(now, 6_000)
+    assert isinstance(refusal, Refusal) and refusal.code == "price_changed"
     assert "the total to pay is 9000 (9000 from the wallet, 0 through the provider)" in str(
         check_totals(now, 0)
     )

@@ -40,7 +40,7 @@ async def test_a_placed_order_answers_201_with_exactly_the_fields_of_the_spec(ap
         "POST",
         "/v1/orders",
         alice.headers,
-        {"items": [{"goods_id": tea, "quantity": 2}], "use_balance": 500, "expected_total": 6_500},
+        {"items": [{"goods_id": tea, "quantity": 2}], "use_balance": 500, "expected_total": 7_000},
     )
     assert placed.status == 201
     assert set(placed.body) == ORDER_FIELDS
