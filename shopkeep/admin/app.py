@@ -28,6 +28,7 @@ from shopkeep.actors.protocol import NOT_FOUND, UNAVAILABLE
 from shopkeep.admin import formatting
 from shopkeep.admin.sessions import COOKIE, Session, SessionStore, new_nonce
 from shopkeep.errors import ShopError
+from shopkeep.http.codes import METHOD_NOT_ALLOWED
 from shopkeep.http.errors import PROBLEMS, REFUSED
 from shopkeep.http.front_door import DOOR
 from shopkeep.http.inputs import undecoded_coding
@@ -314,7 +315,7 @@ async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_page(request, missing)
     except web.HTTPMethodNotAllowed as refused:  # the page is there, not for this method
         page = error_page(request, ShopError(
-            "method_not_allowed", f"{path[:200]} takes {', '.join(sorted(refused.allowed_methods))}"
+            METHOD_NOT_ALLOWED, f"{path[:200]} takes {', '.join(sorted(refused.allowed_methods))}"
         ))  # fmt: skip
         page.headers["Allow"] = refused.headers.get("Allow", "")
         return page

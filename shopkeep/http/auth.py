@@ -27,6 +27,7 @@ import hmac
 from typing import Final
 
 from shopkeep.errors import ShopError
+from shopkeep.http.codes import FORBIDDEN, UNAUTHORIZED
 from shopkeep.http.state import ADMIN, Principal
 from shopkeep.payments.names import CALLBACK_PATHS as GATEWAY_CALLBACK_PATHS
 from shopkeep.shop import Shop
@@ -38,8 +39,6 @@ PUBLIC_PATHS: Final = CALLBACK_PATHS | {"/healthz", "/metrics", "/openapi.json",
 PUBLIC_PREFIXES: Final = ("/sandbox/", "/admin/")
 NO_SUCH_ROUTE: Final = "there is no such route"
 """The detail of a 404 for a path no route has."""
-FORBIDDEN: Final = "forbidden"
-"""The code of a valid token on a route of the other role (403)."""
 ADMINS_ROUTE: Final = "this route is the admin's: a user's token may not call it"
 """The detail of a user's 403 on a route of the admin's."""
 NOT_A_USER: Final = "this route acts as a user (their orders, their coupons): the admin is none"
@@ -174,7 +173,7 @@ another's request)."""
 def unauthorized(detail: str = TOKEN_REQUIRED) -> ShopError:
     """The refusal (401) of a request to a route that needs a token and got none, one nobody
     holds, or two."""
-    return ShopError("unauthorized", detail)
+    return ShopError(UNAUTHORIZED, detail)
 
 
 def authorize(principal: Principal | None, access: Access) -> Principal:

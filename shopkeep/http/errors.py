@@ -47,7 +47,17 @@ from shopkeep.actors.protocol import (
     VALIDATION_ERROR,
 )
 from shopkeep.errors import CallbackRejected, FieldError, ShopError
-from shopkeep.http.auth import FORBIDDEN, NO_SUCH_ROUTE, unauthorized
+from shopkeep.http.auth import NO_SUCH_ROUTE, unauthorized
+from shopkeep.http.codes import (
+    BAD_REQUEST,
+    FORBIDDEN,
+    INTERNAL_ERROR,
+    INVALID_CALLBACK,
+    METHOD_NOT_ALLOWED,
+    PAYLOAD_TOO_LARGE,
+    RATE_LIMITED,
+    UNAUTHORIZED,
+)
 from shopkeep.http.inputs import IDEMPOTENCY_HEADER, REPLAYED_HEADER
 from shopkeep.http.rate_limit import RateLimited, whole_seconds
 from shopkeep.http.validation import refusal_of
@@ -79,13 +89,13 @@ class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
 
 PROBLEMS: Final[dict[str, tuple[int, str]]] = {
     VALIDATION_ERROR: (422, "Validation error"),
-    "unauthorized": (401, "Unauthorized"),
+    UNAUTHORIZED: (401, "Unauthorized"),
     FORBIDDEN: (403, "Forbidden"),
     NOT_FOUND: (404, "Not found"),
-    "method_not_allowed": (405, "Method not allowed"),
-    "payload_too_large": (413, "Payload too large"),
-    "invalid_callback": (400, "Invalid callback"),
-    "bad_request": (400, "Bad request"),
+    METHOD_NOT_ALLOWED: (405, "Method not allowed"),
+    PAYLOAD_TOO_LARGE: (413, "Payload too large"),
+    INVALID_CALLBACK: (400, "Invalid callback"),
+    BAD_REQUEST: (400, "Bad request"),
     INSUFFICIENT_STOCK: (409, "Insufficient stock"),
     COUPON_UNAVAILABLE: (409, "Coupon unavailable"),
     INSUFFICIENT_BALANCE: (409, "Insufficient balance"),
@@ -95,11 +105,11 @@ PROBLEMS: Final[dict[str, tuple[int, str]]] = {
     IDEMPOTENCY_CONFLICT: (409, "Idempotency conflict"),
     PLACEMENT_FAILED: (409, "Placement failed"),
     INTERRUPTED: (409, "Placement interrupted"),
-    "rate_limited": (429, "Too many requests"),
+    RATE_LIMITED: (429, "Too many requests"),
     OVERLOADED: (503, "Overloaded"),
     UNAVAILABLE: (503, "Unavailable"),
     PROVIDER_REFUSED: (502, "Payment provider refused"),
-    "internal_error": (500, "Internal error"),
+    INTERNAL_ERROR: (500, "Internal error"),
 }
 """Every code this API answers with, its status and title (the docs page lists them, the
 OpenAPI document has them as the enum of a problem's ``code``). ``placement_failed`` and
@@ -112,7 +122,7 @@ BUSY: Final = "the shop is too busy now; try again after Retry-After seconds"
 REFUSED: Final = (409, "Refused")
 """Any other business refusal code."""
 
-_BY_STATUS: Final = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+_BY_STATUS: Final = {404: NOT_FOUND, 405: METHOD_NOT_ALLOWED, 413: PAYLOAD_TOO_LARGE}
 
 _ERROR_OWN: Final = frozenset({hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH})
 """The headers of aiohttp's own text answer to an HTTPException, which its problem+json
@@ -168,9 +178,9 @@ def problem_for(
                 answer.headers[REPLAYED_HEADER] = "true"
             return answer
         case RateLimited():
-            return problem("rate_limited", str(error), retry_after=error.retry_after)
+            return problem(RATE_LIMITED, str(error), retry_after=error.retry_after)
         case CallbackRejected():
-            return problem("invalid_callback", str(error))
+            return problem(INVALID_CALLBACK, str(error))
         case msgspec.ValidationError() | msgspec.DecodeError():
             refused = ShopError.invalid([refusal_of(error)])
             return problem(VALIDATION_ERROR, refused.detail, errors=refused.errors)
@@ -195,17 +205,17 @@ def problem_for(
             # the body's bytes arrived but could not be read as they said they were (gzip or
             # deflate that does not inflate, chunks that do not add up): the client's, not ours
             said = getattr(error.__cause__, "message", None) or str(error)
-            answer = problem("bad_request", f"the body could not be read: {said}")
+            answer = problem(BAD_REQUEST, f"the body could not be read: {said}")
             answer.force_close()  # aiohttp closes it after: the client is told, not surprised
             return answer
         case ConnectionResetError():
             # reading the request failed: its client left, or ended its side in the middle of
             # the body (connections.py), and may read this; it is no bug of ours
-            return problem("bad_request", "the request's body did not arrive whole: the "
+            return problem(BAD_REQUEST, "the request's body did not arrive whole: the "
                            "connection ended before it")
         case web.HTTPException() if error.status >= 400:
-            code = _BY_STATUS.get(error.status, "bad_request")
-            answer = problem(code, error.reason if code == "bad_request" else _detail_of(error))
+            code = _BY_STATUS.get(error.status, BAD_REQUEST)
+            answer = problem(code, error.reason if code == BAD_REQUEST else _detail_of(error))
             # what the error says besides its text: a 405's Allow, the headers a wrapper of
             # the handler put on it (the admin console's page headers)
             for name, value in error.headers.items():
@@ -236,7 +246,7 @@ def unparsable(error: HttpProcessingError) -> web.Response:
     else:
         said = parser_found(error.message, "the request is not valid HTTP")
         where = "" if found is None else f" (header {found.group(1)})"
-        answer = problem("bad_request", f"{said}{where}")
+        answer = problem(BAD_REQUEST, f"{said}{where}")
     assert answer is not None
     return answer
 
@@ -260,7 +270,7 @@ def too_large(max_body_bytes: int) -> web.Response:
     ``max_body_bytes``, before anything reads it. A larger chunked body is cut off by aiohttp
     itself on reading (the app's ``client_max_size``), which :func:`answer_error` answers 413
     too."""
-    return problem("payload_too_large", f"a body has at most {max_body_bytes} bytes")
+    return problem(PAYLOAD_TOO_LARGE, f"a body has at most {max_body_bytes} bytes")
 
 
 def cut_short(request: web.Request, error: BaseException) -> int | None:
@@ -328,4 +338,4 @@ def answer_error(request: web.Request, error: Exception, takes_key: bool = True)
     if answer is not None:
         return answer
     log.exception("http_internal_error", method=request.method, path=request.path)
-    return problem("internal_error", "something went wrong on our side; it was logged")
+    return problem(INTERNAL_ERROR, "something went wrong on our side; it was logged")

@@ -19,6 +19,7 @@ from multidict import istr
 
 from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.auth import still_holds, unauthorized
+from shopkeep.http.codes import BAD_REQUEST
 from shopkeep.http.conversion import ref_in
 from shopkeep.http.schemas import EmptyRequest, OrderStatus
 from shopkeep.http.state import PRINCIPAL, SHOP, Principal
@@ -88,7 +89,7 @@ def refuse_undecoded(request: web.Request) -> None:
     coding = undecoded_coding(request)
     if coding is not None:
         raise ShopError(
-            "bad_request", f"Content-Encoding {coding[:40]!r} is not one this server decodes "
+            BAD_REQUEST, f"Content-Encoding {coding[:40]!r} is not one this server decodes "
             "(gzip, deflate, identity)",
         )  # fmt: skip
 

@@ -36,6 +36,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from shopkeep import __version__
+from shopkeep.http.codes import RATE_LIMITED
 from shopkeep.http.latency import LatencyHistogram, Series, histogram
 from shopkeep.http.rate_limit import RateLimited, RateLimiter
 from shopkeep.runtime.loop_monitor import LoopMonitor
@@ -350,7 +351,7 @@ class RateLimitCollector:
     def collect(self) -> Iterator[Metric]:
         """The metrics, as of now."""
         yield _counter(
-            "rate_limited",
+            RATE_LIMITED,
             "Requests refused 429 rate_limited since start (one token over its limit of "
             "requests, or of Idempotency-Keys kept in a day).",
             sum(each.refused for each in self._limiters),

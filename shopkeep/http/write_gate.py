@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final
 import structlog
 from aiohttp import web
 
+from shopkeep.actors.protocol import UNAVAILABLE
 from shopkeep.http.errors import problem
 
 if TYPE_CHECKING:
@@ -129,14 +130,14 @@ class WriteGate:
 
 def stopping_problem(said: str) -> web.Response:
     """503 unavailable: the server is stopping, and ``said`` (what that means here)."""
-    return problem("unavailable", f"the server is stopping; {said}", retry_after=STOPPING_RETRY_S)
+    return problem(UNAVAILABLE, f"the server is stopping; {said}", retry_after=STOPPING_RETRY_S)
 
 
 def refusing_problem(refusal: str) -> web.Response:
     """503 unavailable: the store refuses writes for its own sake; ``refusal``, SQLite's
     words (``database or disk is full``)."""
     return problem(
-        "unavailable",
+        UNAVAILABLE,
         f"the store refuses writes ({refusal}): each it refuses is answered 503, as is a read "
         "that waited behind one; writes that fit are taken, other reads answer",
     )
@@ -146,6 +147,6 @@ def stalled_problem(busy_s: float, said: str) -> web.Response:
     """503 unavailable: the store has been at one commit for ``busy_s`` seconds, its disk not
     answering, and ``said`` (what that means for this request)."""
     return problem(
-        "unavailable",
+        UNAVAILABLE,
         f"the store has been at one commit for {busy_s:.0f} s: its disk does not answer; {said}",
     )

@@ -223,7 +223,7 @@ async def test_a_start_that_ran_while_another_started_gives_way_to_the_token_ann
     slow = await open_credentials(options)
     async with running(options, announce=shown.append):
         pass
-    monkeypatch.setattr("shopkeep.http.server.open_credentials", lambda _: _settled(slow))
+    monkeypatch.setattr("shopkeep.http.server.open_credentials", lambda *_: _settled(slow))
     with structlog.testing.capture_logs() as logs:
         async with running(options, announce=shown.append):
             pass

@@ -26,8 +26,8 @@ from shopkeep.actors.signature import sign
 from shopkeep.bench.http import scrape_rss
 from shopkeep.bench.load.target import Customer, Order, Payment, Refused, failure_in
 from shopkeep.http import schemas
-from shopkeep.http.auth import FORBIDDEN
 from shopkeep.http.catalog import SANDBOX_COMPLETE
+from shopkeep.http.codes import FORBIDDEN
 
 T = TypeVar("T")
 
