@@ -43,11 +43,12 @@ def add_backup_parser(subparsers: Any) -> argparse.ArgumentParser:
             "a few pages at a time, all from one snapshot), then check the copy (SQLite's "
             "integrity_check and the shop's audit). The copy is readable by its owner only and "
             "named FILE only once it passed; an existing FILE is never overwritten. Exit status "
-            "0 when the copy was kept, 1 when it was not (the source is damaged, the copy "
-            "failed, or it failed a check: then kept as FILE.failed-checks, for a person to "
-            "look into, unless that exists), 2 for a usage error (no such source file, one "
-            "that is no shop's database, FILE or FILE.partial exists already), 128 + the "
-            "signal's number "
+            "0 when the copy was kept, 1 when it was not (the source damaged past its first "
+            "page, the copy failed, or it failed a check: then kept as FILE.failed-checks, for "
+            "a person to look into, unless that exists), 2 for a usage error (no such source "
+            "file, one that cannot be read as a shop's database, as audit refuses it: not "
+            "SQLite, its first page damaged, no shop's tables; FILE or FILE.partial exists "
+            "already), 128 + the signal's number "
             "when a Ctrl-C, SIGTERM or SIGHUP stopped it (nothing is kept). Restore with "
             "shopkeep restore, the server stopped."
         ),
@@ -87,8 +88,13 @@ def target_problem(target: str, db: str) -> str | None:
     folder = Path(target).parent
     if not folder.is_dir():
         return f"directory {str(folder)!r} does not exist"
-    # the copy is first written beside it, under its name and ".partial"
-    if len(os.fsencode(Path(target).name + ".partial")) > _longest_name(folder):
+    from shopkeep.backup import FAILED_CHECKS  # the backup's own module, loaded next anyway
+
+    # the copy is first written beside it, under its name and ".partial", with SQLite's
+    # journal of it beside that ("-journal"); one failing its checks is kept at its name and
+    # FAILED_CHECKS
+    longest = max(len(".partial-journal"), len(FAILED_CHECKS))
+    if len(os.fsencode(Path(target).name)) + longest > _longest_name(folder):
         return "its name is too long"
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"directory {str(folder)!r} is not writable"

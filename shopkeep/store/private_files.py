@@ -81,8 +81,13 @@ def remove_database(path: str) -> None:
     made beside it (``-wal`` and ``-shm``, a copy's ``-journal``): a store's opening that
     failed, a demo cut short, a backup's or a restore's copy that failed its checks."""
     for suffix in ("", *SQLITE_BESIDE, "-journal"):
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(path + suffix)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:  # a name too long is one nothing was made at
+                raise
 
 
 def remove_made_beside(path: str, found: set[str]) -> None:

@@ -163,6 +163,23 @@ def test_a_backup_of_a_missing_database_or_to_nowhere_is_a_usage_error(tmp_path:
     assert sorted(path.name for path in tmp_path.iterdir()) == ["shop.db", "shop.db.lock"]
 
 
+def test_a_backup_to_a_name_whose_journal_would_not_fit_is_a_usage_error(tmp_path: Path) -> None:
+    # its .partial fitted, SQLite's -journal beside that did not: a traceback from the
+    # clean-up of a file that could never have been made
+    db = tmp_path / "shop.db"
+    assert shopkeep("demo", "--db", str(db)).returncode == 0
+    longest = os.pathconf(tmp_path, "PC_NAME_MAX")
+    fits = "a" * (longest - len(".partial-journal"))
+
+    too_long = shopkeep("backup", "--db", str(db), "--to", str(tmp_path / f"{fits}b"))
+    just_fits = shopkeep("backup", "--db", str(db), "--to", str(tmp_path / fits))
+
+    assert_usage_error(too_long, "--to", "its name is too long")
+    assert just_fits.returncode == 0, just_fits.stderr
+    made = {path.name for path in tmp_path.iterdir()} - {"shop.db", "shop.db.lock"}
+    assert made <= {fits, "shop.db-wal", "shop.db-shm"} and fits in made  # no partial left
+
+
 def test_a_backup_racing_another_to_the_same_file_is_a_usage_error_like_one_that_came_after(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
