@@ -17,7 +17,7 @@ from shopkeep.cli.common import (
     writable_path_problem,
 )
 from shopkeep.cli.flags import fail_about
-from shopkeep.payments.flags import add_currency_flag
+from shopkeep.cli.provider_flags import add_currency_flag
 
 
 def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:

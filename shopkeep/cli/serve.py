@@ -29,6 +29,7 @@ from shopkeep.cli.flags import (
     flag,
     given_as,
 )
+from shopkeep.cli.provider_flags import add_provider_flags, check_provider_flags, provider_settings
 from shopkeep.cli.values import (
     DURATIONS_HELP,
     choice,
@@ -43,7 +44,6 @@ from shopkeep.cli.values import (
 )
 from shopkeep.http.connection_limits import KEEPALIVE_S, MAX_CONNECTIONS, READ_S
 from shopkeep.http.rate_limit import KEYS_PER_DAY
-from shopkeep.payments.flags import add_provider_flags, check_provider_flags, provider_settings
 
 if TYPE_CHECKING:
     from shopkeep.http.server import ServeOptions

@@ -16,7 +16,7 @@ import msgspec
 
 from shopkeep.payments import alipay_wire, wechatpay_wire
 from shopkeep.payments.alipay import AlipayProvider
-from shopkeep.payments.flags import alipay_seller_id, provider_id
+from shopkeep.payments.ids import alipay_seller_id, provider_id
 from shopkeep.payments.money import check_currency
 from shopkeep.payments.names import DEFAULT_CURRENCY, GATEWAYS
 from shopkeep.payments.provider import ConfigurationError, PaymentProvider

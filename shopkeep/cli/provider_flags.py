@@ -11,20 +11,19 @@ fast.
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from shopkeep.actors.config import LEAST_S
-from shopkeep.payments.money import check_currency
+from shopkeep.cli.flags import argument_named, flag, flag_over_variable, given_as
+from shopkeep.cli.values import base_url, choice, duration, metavar_of
+from shopkeep.payments.ids import alipay_seller_id, currency_code, provider_id
 from shopkeep.payments.names import CALLBACK_PATHS, DEFAULT_CURRENCY, GATEWAYS
 
 if TYPE_CHECKING:
     from shopkeep.payments.settings import ProviderSettings
 
 DEFAULT_REFUND_QUERY_AFTER: Final = "10m"
-ALIPAY_SELLER_ID: Final = re.compile(r"2088[0-9]{12}")
-"""An Alipay seller id (the merchant's PID): 16 ASCII digits, starting 2088."""
 
 PROVIDER_FLAGS: Final = (
     # (flag, metavar, help): each read from SHOPKEEP_<FLAG> when not given
@@ -60,9 +59,6 @@ PROVIDER_FLAGS: Final = (
 def add_provider_flags(parser: argparse.ArgumentParser) -> None:
     """Declare ``--gateway``, ``--currency``, ``--public-url``, ``--refund-query-after`` and
     each provider's flags, each with its variable (:func:`shopkeep.cli.flags.flag`)."""
-    from shopkeep.cli.flags import flag
-    from shopkeep.cli.values import base_url, choice, duration, metavar_of
-
     group = parser.add_argument_group(
         "payment provider (SPEC 10)",
         "Secrets are read from files (or the variables naming those files), never from the "
@@ -99,64 +95,21 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
         flag(parser, option, group=group, metavar=metavar, help=text, convert=convert)
 
 
-PROVIDER_ID: Final = re.compile(r"[!-~]+")
-"""An id a provider gave the shop (an APPID, a merchant id, a certificate's serial): printable
-ASCII, no spaces."""
-
-
-def provider_id(text: str) -> str:
-    """An id a provider gave the shop (:data:`PROVIDER_ID`), surrounding whitespace ignored.
-    Anything else is refused at the start: the id is sent in every request and compared with
-    every notification's, and one with a space left by an env file (``2021... ``) started a
-    server whose every notification was refused (``wrong_app``)."""
-    return _trimmed(text, PROVIDER_ID, "an id the provider gives: printable ASCII without spaces")
-
-
-def alipay_seller_id(text: str) -> str:
-    """An Alipay seller id (:data:`ALIPAY_SELLER_ID`), surrounding whitespace ignored. Anything
-    else is refused at the start: a notification's ``seller_id`` is compared with it, and
-    would never match, every payment's notification refused (``wrong_app``)."""
-    return _trimmed(text, ALIPAY_SELLER_ID, "an Alipay seller id (PID): 16 digits starting 2088")
-
-
-def _trimmed(text: str, pattern: re.Pattern[str], what: str) -> str:
-    """``text`` without its surrounding whitespace when the rest is all ``pattern``; else
-    refused (argparse's one-line error) as not ``what``."""
-    cleaned = text.strip()
-    if pattern.fullmatch(cleaned) is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-    return cleaned
-
-
 def add_currency_flag(
     parser: argparse.ArgumentParser, group: argparse._ArgumentGroup | None = None
 ) -> None:
     """Declare ``--currency`` (``SHOPKEEP_CURRENCY``): the shop's one currency, which a
     database keeps from its first opening (``serve``'s, or ``demo``'s)."""
-    from shopkeep.cli.flags import flag
-
     flag(
         parser, "--currency", group=group, convert=currency_code, metavar="CODE",
         default=DEFAULT_CURRENCY, help="the shop's currency, ISO 4217",
     )  # fmt: skip
 
 
-def currency_code(text: str) -> str:
-    """A currency's ISO 4217 code (``money.CURRENCIES``), as the shop keeps it: in capitals."""
-    try:
-        return check_currency(text.strip().upper())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not the ISO 4217 code of a currency (CNY, USD, EUR...)"
-        ) from None
-
-
 def check_provider_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Usage errors, one line each: no gateway chosen (naming the choices), ``--sandbox`` with
     another gateway. Sets ``args.sandbox`` for ``--gateway sandbox`` and ``args.gateway`` for
     ``--sandbox``."""
-    from shopkeep.cli.flags import argument_named, flag_over_variable, given_as
-
     choices = ",".join(GATEWAYS)
     if args.sandbox and args.gateway not in (None, "sandbox"):
         wins = flag_over_variable(args, "sandbox", "gateway")

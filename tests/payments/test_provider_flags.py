@@ -1,4 +1,4 @@
-"""SPEC 10's flags as ``serve`` parses them (:mod:`shopkeep.payments.flags`): each provider's
+"""SPEC 10's flags as ``serve`` parses them (:mod:`shopkeep.cli.provider_flags`): each provider's
 value checked at the start, its one-line error naming the flag and its variable."""
 
 from __future__ import annotations
