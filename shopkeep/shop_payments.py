@@ -18,7 +18,6 @@ import structlog
 
 from shopkeep.actors import order_store
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.gateway import GatewayError
 from shopkeep.actors.key_rules import ADMIN, encode_answer
 from shopkeep.actors.order_messages import (
     CallbackHandled,
@@ -43,6 +42,7 @@ from shopkeep.idempotency import IdempotencyKey, InFlight, Key, Once, key_of, to
 from shopkeep.payments.names import CHANNELS, QR_GATEWAYS
 from shopkeep.payments.provider import (
     AUTHENTIC_REFUSALS,
+    GatewayError,
     GatewayRefused,
     Ignored,
     PaymentProvider,

@@ -23,6 +23,7 @@ from shopkeep.actors.protocol import INVALID_STATE
 from shopkeep.actors.sandbox_books import PAYMENTS_REMEMBERED, SandboxBooks
 from shopkeep.actors.signature import sign
 from shopkeep.errors import CallbackRejected, ShopError
+from shopkeep.payments.provider import CallbackBody, GatewayError, GatewayRefused
 from shopkeep.requests import check_amount, check_choice, check_id, check_instance
 from shopkeep.runtime import Clock, ShuttingDown, WrongLoop
 
@@ -37,32 +38,6 @@ PAID_AT_PROVIDER = frozenset({"succeeded", "refunded"})
 """A payment's statuses at the shop once its money was taken (and maybe given back)."""
 
 
-class GatewayError(Exception):
-    """The gateway did not do what it was asked (down, timed out, refused).
-
-    Not the shop's fault, and not final: the caller retries later (refunds back off and retry
-    until the gateway does them; the refund's idempotency key makes a retry safe).
-    """
-
-
-class GatewayRefused(GatewayError):
-    """The provider answered a definite no (a 4xx, a business error code, the sandbox asked to
-    refund more than it collected).
-
-    Still a :class:`GatewayError`, so a refund keeps being retried (and logged) until someone
-    looks; but a caller may tell it apart from an outage.
-    """
-
-
-class RequestRefused(GatewayRefused):
-    """The request refused as such, not what it asked for: the merchant's credentials (Alipay's
-    unsigned 40002 to an unknown app or a request it cannot verify, WeChat Pay's 401
-    SIGN_ERROR), a URL that names no API (an unsigned 404). That says nothing of the payment
-    or refund it named: a payment start is refused all the same, but a refund is tried again
-    as after an outage, never offered to the staff to settle on its word (an earlier try whose
-    answer was lost may have been taken)."""
-
-
 class Gateway(Protocol):
     """What the shop needs from a payment gateway."""
 
@@ -74,22 +49,6 @@ class Gateway(Protocol):
         """Pay ``amount`` back for ``payment_id``. ``refund_id`` is the idempotency key: asking
         again with it refunds nothing more. Raises :class:`GatewayError` on failure."""
         ...
-
-
-class CallbackBody(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True,
-                   omit_defaults=True):
-    """The JSON body of a payment callback (SPEC 7). Ids are strings on the wire.
-
-    ``currency`` is optional (the sandbox sends none): when a body names one, it must be the
-    payment's (SPEC 10). A field not listed here makes the body one that does not parse."""
-
-    payment_id: str
-    order_id: str
-    amount: int  # unbounded: an authentic callback of an amount no payment has is refused
-    # by its order, logged and warned about, not taken for a malformed body
-    status: str
-    gateway_txn_id: str | None
-    currency: str | None = None
 
 
 class SandboxGateway:

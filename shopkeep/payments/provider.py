@@ -16,7 +16,7 @@ The order and refund actors use the interface without knowing which one is behin
 
 Whether the amount and currency of a :class:`Notice` are the payment's is the shop's decision
 (it knows the payment), never the provider's. Calls that may be retried raise
-:class:`~shopkeep.actors.gateway.GatewayError` when the provider is down, slow or answers 5xx;
+:class:`GatewayError` when the provider is down, slow or answers 5xx;
 :class:`GatewayRefused` (a subclass, so a caller that retries everything still retries) when it
 answered a definite no; :class:`RequestRefused` (a subclass of that) when the no is to the
 request as such (the merchant's credentials, a URL that names no API), which says nothing of
@@ -30,7 +30,6 @@ from typing import Final, Literal, Protocol, runtime_checkable
 
 import msgspec
 
-from shopkeep.actors.gateway import CallbackBody, GatewayError, GatewayRefused, RequestRefused
 from shopkeep.requests import id_in_text
 
 __all__ = [
@@ -83,6 +82,48 @@ provider, or a shop set up wrong refuses every payment's news, so a person must 
 warning in the log). The other reasons (a bad signature, stale, malformed before the
 signature is checked) are anyone's noise, only counted: logging them would let anyone fill
 the log."""
+
+
+class GatewayError(Exception):
+    """The gateway did not do what it was asked (down, timed out, refused).
+
+    Not the shop's fault, and not final: the caller retries later (refunds back off and retry
+    until the gateway does them; the refund's idempotency key makes a retry safe).
+    """
+
+
+class GatewayRefused(GatewayError):
+    """The provider answered a definite no (a 4xx, a business error code, the sandbox asked to
+    refund more than it collected).
+
+    Still a :class:`GatewayError`, so a refund keeps being retried (and logged) until someone
+    looks; but a caller may tell it apart from an outage.
+    """
+
+
+class RequestRefused(GatewayRefused):
+    """The request refused as such, not what it asked for: the merchant's credentials (Alipay's
+    unsigned 40002 to an unknown app or a request it cannot verify, WeChat Pay's 401
+    SIGN_ERROR), a URL that names no API (an unsigned 404). That says nothing of the payment
+    or refund it named: a payment start is refused all the same, but a refund is tried again
+    as after an outage, never offered to the staff to settle on its word (an earlier try whose
+    answer was lost may have been taken)."""
+
+
+class CallbackBody(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True,
+                   omit_defaults=True):
+    """The JSON body of a payment callback (SPEC 7). Ids are strings on the wire.
+
+    ``currency`` is optional (the sandbox sends none): when a body names one, it must be the
+    payment's (SPEC 10). A field not listed here makes the body one that does not parse."""
+
+    payment_id: str
+    order_id: str
+    amount: int  # unbounded: an authentic callback of an amount no payment has is refused
+    # by its order, logged and warned about, not taken for a malformed body
+    status: str
+    gateway_txn_id: str | None
+    currency: str | None = None
 
 
 class ConfigurationError(Exception):

@@ -15,12 +15,13 @@ from typing import Final
 
 import msgspec
 
-from shopkeep.actors.gateway import CallbackBody, SandboxGateway
+from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.order_state import OUTCOMES
 from shopkeep.actors.signature import HEADER, verify
 from shopkeep.payments.names import CALLBACK_PATHS, DEFAULT_CURRENCY, SANDBOX
 from shopkeep.payments.provider import (
     TOLERANCE_S,
+    CallbackBody,
     Checkout,
     HttpAnswer,
     Notice,

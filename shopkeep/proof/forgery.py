@@ -14,9 +14,8 @@ import random
 
 import msgspec
 
-from shopkeep.actors.gateway import CallbackBody
 from shopkeep.actors.signature import sign
-from shopkeep.payments.provider import TOLERANCE_S
+from shopkeep.payments.provider import TOLERANCE_S, CallbackBody
 
 FORGERIES = (
     "bit-flipped body",

@@ -21,7 +21,7 @@ from shopkeep.actors.assets import AssetsActor
 from shopkeep.actors.audit import audit
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.coupon import CouponActor
-from shopkeep.actors.gateway import CallbackBody, SandboxGateway
+from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.goods import GoodsActor
 from shopkeep.actors.kinds import order_kinds
 from shopkeep.actors.order_messages import (
@@ -51,7 +51,7 @@ from shopkeep.actors.protocol import (
 from shopkeep.actors.signature import verify
 from shopkeep.actors.user import UserActor
 from shopkeep.bootstrap import Runtime, open_runtime
-from shopkeep.payments.provider import Checkout
+from shopkeep.payments.provider import CallbackBody, Checkout
 from shopkeep.runtime import Actor, ActorSystem, Address, VirtualClock
 
 SECRET = "test-gateway-secret"

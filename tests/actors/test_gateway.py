@@ -10,9 +10,10 @@ import msgspec
 import pytest
 from structlog.testing import capture_logs
 
-from shopkeep.actors.gateway import CallbackBody, GatewayError, GatewayRefused, SandboxGateway
+from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.signature import verify
 from shopkeep.errors import CallbackRejected, ShopError
+from shopkeep.payments.provider import CallbackBody, GatewayError, GatewayRefused
 from shopkeep.runtime import ShuttingDown, VirtualClock
 
 

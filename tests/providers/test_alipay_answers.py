@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from shopkeep.actors.gateway import GatewayError
 from shopkeep.http.metrics import BusinessCollector
 from shopkeep.payments.alipay import AlipayProvider
 from shopkeep.payments.fakes.alipay import FakeAlipay
+from shopkeep.payments.provider import GatewayError
 from shopkeep.proof.provider_world import ProviderWorld
 from shopkeep.runtime import VirtualClock
 from tests.providers.conftest import past_the_deadline

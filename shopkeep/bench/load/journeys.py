@@ -37,12 +37,12 @@ from typing import NoReturn, TypeVar
 
 import msgspec
 
-from shopkeep.actors.gateway import CallbackBody
 from shopkeep.actors.order_state import PLACEMENT_FAILED
 from shopkeep.bench.load.mix import placement_provokes
 from shopkeep.bench.load.recorder import Recorder
 from shopkeep.bench.load.schedule import take_due
 from shopkeep.bench.load.target import Customer, Order, Payment, Refused, Target
+from shopkeep.payments.provider import CallbackBody
 
 T = TypeVar("T")
 
