@@ -36,7 +36,6 @@ from shopkeep.actors.order_stats import OrderStats
 from shopkeep.actors.payment_rules import CallbackAction
 from shopkeep.actors.protocol import NOT_FOUND, PROVIDER_REFUSED, UNAVAILABLE, Refusal
 from shopkeep.actors.refund_rules import FailedAfterDone
-from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.errors import CallbackRejected, ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, InFlight, Key, Once, key_of, to_its_end
 from shopkeep.payments.names import CHANNELS, QR_GATEWAYS
@@ -50,6 +49,7 @@ from shopkeep.payments.provider import (
     RefundFailedLater,
     Refused,
 )
+from shopkeep.payments.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.requests import (
     actor_of,
     check_choice,

@@ -21,9 +21,9 @@ import structlog
 from shopkeep.actors.order_state import OUTCOMES
 from shopkeep.actors.protocol import INVALID_STATE
 from shopkeep.actors.sandbox_books import PAYMENTS_REMEMBERED, SandboxBooks
-from shopkeep.actors.signature import sign
 from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.payments.provider import CallbackBody, GatewayError, GatewayRefused
+from shopkeep.payments.signature import sign
 from shopkeep.requests import check_amount, check_choice, check_id, check_instance
 from shopkeep.runtime import Clock, ShuttingDown, WrongLoop
 

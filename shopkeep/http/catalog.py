@@ -20,8 +20,6 @@ from shopkeep.actors.protocol import (
     PRICE_CHANGED,
     TOO_MANY_UNPAID_ORDERS,
 )
-from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
-from shopkeep.actors.signature import HEADER_PATTERN as SIGNATURE_PATTERN
 from shopkeep.http import routes
 from shopkeep.http import schemas as s
 from shopkeep.http.auth import Access
@@ -39,6 +37,8 @@ from shopkeep.http.sandbox import FIRST_TRY_WAIT_S
 from shopkeep.paging import DEFAULT_LIMIT, MAX_LIMIT
 from shopkeep.payments.names import CALLBACK_PATHS, SANDBOX
 from shopkeep.payments.provider import TOLERANCE_S
+from shopkeep.payments.signature import HEADER as SIGNATURE_HEADER
+from shopkeep.payments.signature import HEADER_PATTERN as SIGNATURE_PATTERN
 
 CHANNEL_TEXT = (
     "Alipay only: `qr` answers a `qr_code` (alipay.trade.precreate) instead of the page-pay "

@@ -31,13 +31,13 @@ from aiohttp import web
 
 from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.order_messages import PaymentView
-from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.http.conversion import payment_out
 from shopkeep.http.html_pages import html_page
 from shopkeep.http.inputs import body_of, path_id, reply
 from shopkeep.http.schemas import SandboxCompleteRequest
 from shopkeep.payments.money import with_currency
 from shopkeep.payments.names import CALLBACK_PATHS, SANDBOX
+from shopkeep.payments.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.runtime import Clock
 
 if TYPE_CHECKING:

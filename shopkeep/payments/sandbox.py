@@ -17,7 +17,6 @@ import msgspec
 
 from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.order_state import OUTCOMES
-from shopkeep.actors.signature import HEADER, verify
 from shopkeep.payments.names import CALLBACK_PATHS, DEFAULT_CURRENCY, SANDBOX
 from shopkeep.payments.provider import (
     TOLERANCE_S,
@@ -39,6 +38,7 @@ from shopkeep.payments.provider import (
     header,
     signed_malformed,
 )
+from shopkeep.payments.signature import HEADER, verify
 from shopkeep.requests import id_in_text
 
 CALLBACK_PATH: Final = CALLBACK_PATHS[SANDBOX]

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from shopkeep.actors.signature import HEADER, sign
+from shopkeep.payments.signature import HEADER, sign
 from shopkeep.store.writer_process import database_uri
 
 

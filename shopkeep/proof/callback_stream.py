@@ -19,11 +19,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.gateway import SandboxGateway
-from shopkeep.actors.signature import HEADER
 from shopkeep.errors import CallbackRejected
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
 from shopkeep.payments.provider import TOLERANCE_S
+from shopkeep.payments.signature import HEADER
 from shopkeep.proof.forgery import FORGERIES, forge
 from shopkeep.proof.harness import SECRET, Life, audit_failures, settle
 from shopkeep.runtime import VirtualClock

@@ -14,8 +14,8 @@ import random
 
 import msgspec
 
-from shopkeep.actors.signature import sign
 from shopkeep.payments.provider import TOLERANCE_S, CallbackBody
+from shopkeep.payments.signature import sign
 
 FORGERIES = (
     "bit-flipped body",

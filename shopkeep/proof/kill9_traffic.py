@@ -26,8 +26,8 @@ from typing import Any, Literal
 import aiohttp
 import msgspec
 
-from shopkeep.actors.signature import HEADER, sign
 from shopkeep.bench.http import create
+from shopkeep.payments.signature import HEADER, sign
 
 Outcome = Literal["ok", "failed", "unknown"]
 Kind = Literal["place", "pay_start", "callback", "cancel"]

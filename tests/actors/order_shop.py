@@ -48,10 +48,10 @@ from shopkeep.actors.protocol import (
     Refusal,
     UserView,
 )
-from shopkeep.actors.signature import verify
 from shopkeep.actors.user import UserActor
 from shopkeep.bootstrap import Runtime, open_runtime
 from shopkeep.payments.provider import CallbackBody, Checkout
+from shopkeep.payments.signature import verify
 from shopkeep.runtime import Actor, ActorSystem, Address, VirtualClock
 
 SECRET = "test-gateway-secret"

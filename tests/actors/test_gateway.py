@@ -11,9 +11,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from shopkeep.actors.gateway import SandboxGateway
-from shopkeep.actors.signature import verify
 from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.payments.provider import CallbackBody, GatewayError, GatewayRefused
+from shopkeep.payments.signature import verify
 from shopkeep.runtime import ShuttingDown, VirtualClock
 
 

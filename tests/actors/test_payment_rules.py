@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from msgspec.structs import replace
 
-from shopkeep.actors import signature
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.fulfilment import (
     INTERCEPTED,
@@ -61,6 +60,7 @@ from shopkeep.actors.payment_rules import (
 )
 from shopkeep.actors.protocol import Refusal
 from shopkeep.actors.refund_rules import retry_delay
+from shopkeep.payments import signature
 
 CONFIG = ShopConfig()
 NOW = 1_000.0

@@ -19,10 +19,10 @@ from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
 from pytest_aiohttp import AiohttpClient
 
-from shopkeep.actors.signature import sign
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
 from shopkeep.http.server import ServeOptions, Server, running
+from shopkeep.payments.signature import sign
 from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Shop
 

@@ -9,7 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from shopkeep.actors.config import MAX_AMOUNT
-from shopkeep.actors.signature import sign
+from shopkeep.payments.signature import sign
 from tests.http.conftest import ADMIN, Api
 
 

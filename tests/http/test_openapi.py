@@ -20,7 +20,6 @@ from pytest_aiohttp import AiohttpClient
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_state import CANCEL_REASONS, PAYMENT_STATUSES, REFUND_KINDS, STATUSES
-from shopkeep.actors.signature import HEADER, HEADER_PATTERN, sign
 from shopkeep.http.app import make_app
 from shopkeep.http.auth import Access
 from shopkeep.http.catalog import catalog
@@ -29,6 +28,7 @@ from shopkeep.http.errors import PROBLEMS
 from shopkeep.http.schemas import CancelReason, Gateway, OrderStatus, PaymentStatus, RefundKind
 from shopkeep.payments.alipay import AlipayProvider
 from shopkeep.payments.names import GATEWAYS
+from shopkeep.payments.signature import HEADER, HEADER_PATTERN, sign
 from shopkeep.payments.stripe_provider import StripeProvider
 from shopkeep.payments.wechatpay import WeChatPayProvider
 from shopkeep.proof.api_fuzz import fuzz

@@ -17,12 +17,12 @@ from pytest_aiohttp import AiohttpServer
 
 from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.order_messages import PaymentView
-from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
-from shopkeep.actors.signature import verify
 from shopkeep.errors import ShopError
 from shopkeep.http.sandbox import HttpCallbackSink, checkout_page
 from shopkeep.http.server import ServeOptions, Server, StartupError, running
 from shopkeep.payments.settings import ProviderSettings
+from shopkeep.payments.signature import HEADER as SIGNATURE_HEADER
+from shopkeep.payments.signature import verify
 from shopkeep.runtime import RealClock
 from shopkeep.shop import Shop
 

@@ -7,7 +7,6 @@ import msgspec
 import pytest
 
 from shopkeep.actors.gateway import SandboxGateway
-from shopkeep.actors.signature import HEADER
 from shopkeep.payments.provider import (
     MALFORMED,
     GatewayError,
@@ -22,6 +21,7 @@ from shopkeep.payments.provider import (
     Refused,
 )
 from shopkeep.payments.sandbox import CALLBACK_PATH, SandboxProvider
+from shopkeep.payments.signature import HEADER
 from shopkeep.runtime import VirtualClock
 
 SECRET = "sandbox-secret"

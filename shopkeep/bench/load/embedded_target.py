@@ -16,10 +16,10 @@ import msgspec
 
 from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.order_messages import OrderView
-from shopkeep.actors.signature import sign
 from shopkeep.bench.common import rss_bytes
 from shopkeep.bench.load.target import Customer, Order, Payment, Refused, failure_in
 from shopkeep.errors import CallbackRejected, ShopError
+from shopkeep.payments.signature import sign
 from shopkeep.runtime import AskTimeout, Overloaded
 from shopkeep.shop import Shop
 

@@ -21,13 +21,13 @@ from typing import Any, Final, TypeVar
 import aiohttp
 import msgspec
 
-from shopkeep.actors.signature import HEADER as SIGNATURE_HEADER
-from shopkeep.actors.signature import sign
 from shopkeep.bench.http import scrape_rss
 from shopkeep.bench.load.target import Customer, Order, Payment, Refused, failure_in
 from shopkeep.http import schemas
 from shopkeep.http.catalog import SANDBOX_COMPLETE
 from shopkeep.http.codes import FORBIDDEN
+from shopkeep.payments.signature import HEADER as SIGNATURE_HEADER
+from shopkeep.payments.signature import sign
 
 T = TypeVar("T")
 
