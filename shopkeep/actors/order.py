@@ -217,6 +217,13 @@ class OrderActor(Actor):
         """A payment with what the customer needs to pay it."""
         return payment_view(self.address.id, payment)
 
+    @property
+    def pinned(self) -> bool:
+        """Live while the deadline's questions are out: what their answers said so far, and
+        which are still out, are this activation's alone (one loaded again would ask them all
+        again, and wait for the answers anew)."""
+        return self.querying is not None
+
     def view(self) -> OrderView:
         """The order as it is now (it must exist)."""
         assert self.state is not None
@@ -481,7 +488,9 @@ class OrderActor(Actor):
             if message.via == "callback":  # the deadline's answers count as its own
                 self.stats.callbacks_rejected[reason] += 1
             answer = f"payment {message.payment_id}: {message.status}, refused: {outcome.detail}"
-            if message.via == "query" and self._answered(ctx, state, message.payment_id, answer):
+            if message.via == "query" and self._answered(
+                ctx, state, message.payment_id, answer, message.answer_by
+            ):
                 # the deadline's questions, the last answered with what the shop cannot take
                 # (another currency, another amount): the order times out now, saying so
                 self._time_out(ctx, state, ctx.now(), answer)

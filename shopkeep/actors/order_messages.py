@@ -222,6 +222,9 @@ class PaymentCallback(msgspec.Struct, frozen=True, tag=True, gc=False):
     """ISO 4217, as the provider said it (None: the sandbox's callback names none)."""
     via: str = "callback"
     """``callback``, or ``query`` when the active query found the payment (SPEC 10)."""
+    answer_by: float | None = None
+    """A query's: when the order stopped waiting for the deadline's answers (see
+    :class:`DeadlineReached`)."""
 
 
 class CheckoutReady(msgspec.Struct, frozen=True, tag=True, gc=False):

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import msgspec
 
+from shopkeep.actors.order_effects import DEADLINE
 from shopkeep.actors.order_state import (
     AWAITING_PAYMENT,
     CANCELED,
@@ -47,10 +48,8 @@ from shopkeep.actors.refund_store import (
 from shopkeep.paging import Page, page_after, paged
 from shopkeep.payments.names import SANDBOX
 from shopkeep.runtime import Context
+from shopkeep.runtime.timers import armed_later
 from shopkeep.store.reader import Reader, Row
-
-DEADLINE = "deadline"
-"""The name of the order's payment-deadline timer."""
 
 ORDER_COLUMNS = ", ".join(ROW_FIELDS)
 INSERT_ORDER_SQL = (
@@ -471,8 +470,11 @@ async def order_history(
 PENDING_SQL = f"SELECT id FROM orders WHERE status = '{PENDING}' AND created_at <= ? LIMIT ?"
 OVERDUE_SQL = (
     f"SELECT id FROM orders WHERE status = '{AWAITING_PAYMENT}' AND expires_at <= ? "
-    "ORDER BY expires_at LIMIT ?"
+    f"AND NOT {armed_later('order', 'orders.id', DEADLINE)} ORDER BY expires_at LIMIT ?"
 )
+"""The orders past their deadline whose deadline timer is not armed for later: an order whose
+deadline is waiting for the provider's answers (armed again at the end of the wait) is its
+timer's to time out, not the sweep's to ask about again."""
 
 
 async def pending_orders(reader: Reader, created_by: float, limit: int) -> list[int]:
@@ -481,8 +483,9 @@ async def pending_orders(reader: Reader, created_by: float, limit: int) -> list[
 
 
 async def overdue_orders(reader: Reader, now: float, limit: int) -> list[int]:
-    """Up to ``limit`` orders awaiting payment past their deadline at ``now``, oldest first."""
-    return [int(row[0]) for row in await reader.fetchall(OVERDUE_SQL, (now, limit))]
+    """Up to ``limit`` orders awaiting payment past their deadline at ``now`` (but those whose
+    deadline waits for the provider's answers: :data:`OVERDUE_SQL`), oldest first."""
+    return [int(row[0]) for row in await reader.fetchall(OVERDUE_SQL, (now, now, limit))]
 
 
 # -- reading for the back office (the admin console) ------------------------------------------

@@ -142,7 +142,7 @@ class PaymentQueryActor(Actor):
             self.outcomes["payment:paid"] += 1
             ctx.send(order, PaymentCallback(
                 message.payment_id, "succeeded", state.amount, state.gateway_txn_id,
-                state.currency, "query",
+                state.currency, "query", message.answer_by,
             ))
             return None
         if isinstance(state, PaymentPaidRefused):

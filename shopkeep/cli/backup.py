@@ -92,8 +92,8 @@ def target_problem(target: str, db: str) -> str | None:
 
     # the copy is first written beside it, under its name and ".partial", with SQLite's
     # journal of it beside that ("-journal"); one failing its checks is kept at its name and
-    # FAILED_CHECKS
-    longest = max(len(".partial-journal"), len(FAILED_CHECKS))
+    # FAILED_CHECKS, which audit reads (looking for its "-wal")
+    longest = max(len(".partial-journal"), len(FAILED_CHECKS + "-wal"))
     if len(os.fsencode(Path(target).name)) + longest > _longest_name(folder):
         return "its name is too long"
     if not os.access(folder, os.W_OK | os.X_OK):

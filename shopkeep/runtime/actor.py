@@ -49,6 +49,13 @@ class Actor:
         self.address = address
 
     @property
+    def pinned(self) -> bool:
+        """Whether the actor keeps in memory, for a short while, what it could not load again
+        (its questions out to another system, with what the answers said so far): the runtime
+        passivates it neither when idle nor under the cap of live actors until it lets go."""
+        return False
+
+    @property
     def absent(self) -> bool:
         """Whether the entity this actor stands for does not exist (it loaded nothing and was
         not created). An absent activation is dropped as soon as it is idle, so messages to ids

@@ -59,13 +59,16 @@ class Cell:
 
     @property
     def passivatable(self) -> bool:
-        """Idle, nothing queued, and everything it submitted has reached the disk."""
+        """Idle, nothing queued, everything it submitted has reached the disk, and its actor
+        holds nothing in memory it could not load again (:attr:`Actor.pinned`)."""
         pending = self.pending
+        actor = self.actor
         return (
             not self.busy
             and self.task is None
             and not self.mailbox
             and (pending is None or pending.done())
+            and (actor is None or not actor.pinned)
         )
 
 

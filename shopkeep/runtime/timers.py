@@ -51,6 +51,18 @@ PAGE_SQL = (
     "SELECT kind, actor_id, name, due_at, seq, payload FROM timers "
     "WHERE (due_at, seq) > (?, ?) ORDER BY due_at, seq LIMIT ?"
 )
+
+
+def armed_later(kind: str, id_column: str, name: str) -> str:
+    """An SQL condition on a row whose actor is of ``kind``, its id in ``id_column``: true when
+    its timer ``name`` is armed for later than the one parameter the condition takes (now).
+    For a backup sweep that leaves alone what a timer of the actor's will see to."""
+    return (
+        f"EXISTS (SELECT 1 FROM timers WHERE kind = '{kind}' AND actor_id = {id_column} "
+        f"AND name = '{name}' AND due_at > ?)"
+    )
+
+
 RETRY_S = 0.05
 REFUSED_MOST_S = 5.0
 """The longest pause of every fire while the store refuses the fires' units for its own sake

@@ -165,11 +165,12 @@ def test_a_backup_of_a_missing_database_or_to_nowhere_is_a_usage_error(tmp_path:
 
 def test_a_backup_to_a_name_whose_journal_would_not_fit_is_a_usage_error(tmp_path: Path) -> None:
     # its .partial fitted, SQLite's -journal beside that did not: a traceback from the
-    # clean-up of a file that could never have been made
+    # clean-up of a file that could never have been made (and a copy kept as failing its
+    # checks must leave room for the -wal audit looks for beside it)
     db = tmp_path / "shop.db"
     assert shopkeep("demo", "--db", str(db)).returncode == 0
     longest = os.pathconf(tmp_path, "PC_NAME_MAX")
-    fits = "a" * (longest - len(".partial-journal"))
+    fits = "a" * (longest - len(".failed-checks-wal"))  # what audit looks for beside a copy
 
     too_long = shopkeep("backup", "--db", str(db), "--to", str(tmp_path / f"{fits}b"))
     just_fits = shopkeep("backup", "--db", str(db), "--to", str(tmp_path / fits))

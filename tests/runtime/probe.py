@@ -132,6 +132,8 @@ class Probe(Actor):
     """Ids whose loads arrive at ``load <id>`` and wait for the gate of that name."""
     nothing: ClassVar[set[int]] = set()
     """Ids that name nothing (``absent``), as an id never created does."""
+    holding: ClassVar[set[int]] = set()
+    """Ids whose activations keep in memory what they could not load again (``pinned``)."""
     on_receive: ClassVar[Callable[[], object] | None] = None
 
     @classmethod
@@ -143,6 +145,7 @@ class Probe(Actor):
         cls.fail_activation = set()
         cls.held_activation = set()
         cls.nothing = set()
+        cls.holding = set()
 
     async def on_activate(self, ctx: ActivationContext) -> None:
         if self.address.id in self.fail_activation:
@@ -154,6 +157,10 @@ class Probe(Actor):
         row = await ctx.reader.fetchone("SELECT value FROM probe WHERE id = ?", (self.address.id,))
         self.value = int(row[0]) if row else 0
         self.activations.append(self.address.id)
+
+    @property
+    def pinned(self) -> bool:
+        return self.address.id in self.holding
 
     @property
     def absent(self) -> bool:

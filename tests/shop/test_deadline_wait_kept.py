@@ -1,0 +1,143 @@
+"""The deadline's wait for the provider's answers keeps its end (SPEC 4, 10; docs/payments.md:
+30 s at most), and its questions are asked once.
+
+An activation after a restart has no record of the questions the one before it asked; an
+answer to one of them (the provider down: "did not answer", a second before the wait ends)
+must not start a new wait of its own, which kept the order, its stock and its coupon held
+twice as long. Nor may the order be passivated while they are out (each answer would reach an
+activation that asks them all again), nor the deadline sweep ask them again meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shopkeep.actors.order_messages import OrderView, PaymentView
+from shopkeep.actors.recovery import DeadlineSweep
+from shopkeep.payments.provider import GatewayError, PaymentPaid, PaymentRef
+from shopkeep.runtime import Address, RuntimeConfig, VirtualClock
+from shopkeep.shop import Shop
+from tests.shop.conftest import assert_audit_ok, settle
+
+WAIT_STEPS = 200
+"""Half-seconds the test waits for the timeout at most: 100 s of the virtual clock."""
+
+
+def provider_down(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shop's provider answers no payment query (a 503, a refused connection)."""
+
+    async def down(ref: PaymentRef) -> Any:
+        raise GatewayError("the provider is down")
+
+    monkeypatch.setattr(shop.provider, "query_payment", down)
+
+
+async def restarted_past_the_deadline(
+    path: Path, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> tuple[OrderView, PaymentView]:
+    """An order with two payments, the first declined, whose deadline asked a provider that
+    answers nothing, the shop closed 5 s into the wait: the order, and its first payment."""
+    async with Shop.open(path, gateway="sandbox", clock=clock) as shop:
+        ann = await shop.create_user("ann")
+        tea = await shop.create_goods("tea", price=2_000, stock=5)
+        order = await shop.place_order(ann.user.id, [(tea.id, 1)])
+        payment = (await shop.start_payment(order.id)).payment
+        assert shop.gateway is not None
+        await shop.gateway.complete(payment.id, order.id, payment.amount, "failed")
+        await shop.start_payment(order.id)  # a second card, yet to be paid
+        provider_down(shop, monkeypatch)
+        assert order.expires_at is not None
+        await clock.advance(order.expires_at - clock.now() + 5)  # its questions out
+        await settle(shop)
+        assert (await shop.get_order(order.id)).status == "awaiting_payment"
+    return order, payment
+
+
+async def timed_out_within_the_wait(shop: Shop, clock: VirtualClock, order: OrderView) -> None:
+    """Move the clock on until the order is no longer awaiting payment: timed out, within the
+    deadline's one wait, everything it held given back."""
+    for _ in range(WAIT_STEPS):
+        await clock.advance(0.5)
+        await settle(shop)
+        if (await shop.get_order(order.id)).status != "awaiting_payment":
+            break
+    timed_out = await shop.get_order(order.id)
+    assert (timed_out.status, timed_out.cancel_reason) == ("canceled", "timeout")
+    assert timed_out.canceled_at is not None and order.expires_at is not None
+    grace = shop.config.payment_query_grace_s
+    assert timed_out.canceled_at <= order.expires_at + grace + 0.5  # not a second wait
+    assert (await shop.get_goods(order.items[0].goods_id)).stock == 5
+    await assert_audit_ok(shop)
+
+
+async def test_a_restart_while_the_deadline_waits_for_the_provider_keeps_the_waits_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = VirtualClock()
+    order, _ = await restarted_past_the_deadline(tmp_path / "shop.db", clock, monkeypatch)
+
+    async with Shop.open(tmp_path / "shop.db", gateway="sandbox", clock=clock) as shop:
+        provider_down(shop, monkeypatch)
+        await timed_out_within_the_wait(shop, clock, order)
+
+
+async def test_a_paid_answer_refused_after_a_restart_keeps_the_waits_end_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "paid", of another amount than the payment's: refused, as the callback would be, and
+    # an answer of the question the activation before asked
+    clock = VirtualClock()
+    order, first = await restarted_past_the_deadline(tmp_path / "shop.db", clock, monkeypatch)
+
+    async with Shop.open(tmp_path / "shop.db", gateway="sandbox", clock=clock) as shop:
+
+        async def paid_otherwise(ref: PaymentRef) -> PaymentPaid:
+            if ref.payment_id != first.id:
+                raise GatewayError("the provider is down")  # the second, still unanswered
+            return PaymentPaid(amount=first.amount + 1, currency="CNY", gateway_txn_id="t-x")
+
+        monkeypatch.setattr(shop.provider, "query_payment", paid_otherwise)
+        await timed_out_within_the_wait(shop, clock, order)
+
+
+async def test_an_order_waiting_for_the_providers_answer_is_not_passivated_nor_swept_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = VirtualClock()
+    quick_to_forget = RuntimeConfig(idle_timeout_s=1)
+    async with Shop.open(
+        tmp_path / "shop.db", gateway="sandbox", clock=clock, runtime_config=quick_to_forget
+    ) as shop:
+        ann = await shop.create_user("ann")
+        tea = await shop.create_goods("tea", price=2_000, stock=5)
+        order = await shop.place_order(ann.user.id, [(tea.id, 1)])
+        payment = (await shop.start_payment(order.id)).payment
+        answer, asked = asyncio.Event(), []
+        query = shop.provider.query_payment
+
+        async def slow(ref: PaymentRef) -> Any:
+            asked.append(ref.payment_id)
+            await answer.wait()  # a provider slow to answer: "open", in the end
+            return await query(ref)
+
+        monkeypatch.setattr(shop.provider, "query_payment", slow)
+        assert order.expires_at is not None
+        await clock.advance(order.expires_at - clock.now())  # the deadline: asked
+        await clock.advance(10)  # idle ten times its timeout, the question still out
+        system = shop.runtime.system
+        assert system.is_live(Address("order", order.id))
+        assert await DeadlineSweep(system, shop.config).sweep() == 0  # its timer's to decide
+
+        answer.set()
+        await settle(shop)
+
+        timed_out = await shop.get_order(order.id)
+        assert (timed_out.status, timed_out.cancel_reason) == ("canceled", "timeout")
+        assert asked == [payment.id]
+        remarks = [e.remark for e in (await shop.order_history(order.id)).items]
+        assert f"payment {payment.id}: open" in remarks  # what it said: it did answer
+        await assert_audit_ok(shop)
