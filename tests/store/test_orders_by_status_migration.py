@@ -30,11 +30,12 @@ def test_a_page_of_one_status_is_read_in_id_order_and_a_users_through_their_orde
         a_users = plan_of(
             conn, page_sql(of_user=True, of_status=True), (2**62, 7, "delivered", 50)
         )
-        overdue = plan_of(conn, OVERDUE_SQL, (1e9, 100))
+        overdue = plan_of(conn, OVERDUE_SQL, (1e9, 1e9, 100))
     assert "orders_by_status (status=? AND id<?)" in all_of_a_status
     assert "TEMP B-TREE" not in all_of_a_status
     assert "orders_by_user" in a_users
     assert "COVERING INDEX orders_by_status" in overdue
+    assert "SEARCH timers USING PRIMARY KEY" in overdue  # an order's own deadline, no scan
 
 
 def test_orders_from_before_are_found_by_status_newest_first(tmp_path: Path) -> None:
@@ -47,6 +48,6 @@ def test_orders_from_before_are_found_by_status_newest_first(tmp_path: Path) -> 
         assert apply_migrations(conn, MIGRATIONS) == len(MIGRATIONS)
         page = conn.execute(page_sql(of_user=False, of_status=True), (2**62, "delivered", 10))
         delivered = [row[0] for row in page]
-        overdue = conn.execute(OVERDUE_SQL, (45.0, 10)).fetchall()
+        overdue = conn.execute(OVERDUE_SQL, (45.0, 45.0, 10)).fetchall()
     assert delivered == [3, 1]
     assert overdue == [(4,)]
