@@ -116,23 +116,27 @@ async def test_an_order_waiting_for_the_providers_answer_is_not_passivated_nor_s
         tea = await shop.create_goods("tea", price=2_000, stock=5)
         order = await shop.place_order(ann.user.id, [(tea.id, 1)])
         payment = (await shop.start_payment(order.id)).payment
-        answer, asked = asyncio.Event(), []
+        answer, questioned, asked = asyncio.Event(), asyncio.Event(), []
         query = shop.provider.query_payment
 
         async def slow(ref: PaymentRef) -> Any:
             asked.append(ref.payment_id)
+            questioned.set()  # sent once the order's unit, its deadline armed again, committed
             await answer.wait()  # a provider slow to answer: "open", in the end
             return await query(ref)
 
         monkeypatch.setattr(shop.provider, "query_payment", slow)
         assert order.expires_at is not None
-        await clock.advance(order.expires_at - clock.now())  # the deadline: asked
-        await clock.advance(10)  # idle ten times its timeout, the question still out
         system = shop.runtime.system
-        assert system.is_live(Address("order", order.id))
-        assert await DeadlineSweep(system, shop.config).sweep() == 0  # its timer's to decide
-
-        answer.set()
+        try:
+            await clock.advance(order.expires_at - clock.now())  # the deadline: asked
+            await asyncio.wait_for(questioned.wait(), timeout=30)
+            await shop.runtime.store.writer.flush()
+            await clock.advance(10)  # idle ten times its timeout, the question still out
+            assert system.is_live(Address("order", order.id))
+            assert await DeadlineSweep(system, shop.config).sweep() == 0  # its timer's to decide
+        finally:
+            answer.set()  # answered, or the shop's close waits for the question
         await settle(shop)
 
         timed_out = await shop.get_order(order.id)

@@ -834,19 +834,21 @@ async def test_an_overdue_order_swept_again_while_its_query_is_out_is_asked_abou
     shop: Shop, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     order, payment = await payment_started(shop)
-    answer, asked = asyncio.Event(), []
+    answer, questioned, asked = asyncio.Event(), asyncio.Event(), []
     provider = shop.provider
     query = provider.query_payment
 
     async def slow_query(ref: PaymentRef) -> Any:
         asked.append(ref.payment_id)
+        questioned.set()
         await answer.wait()  # a provider slow to answer: the order waits for it
         return await query(ref)
 
     monkeypatch.setattr(provider, "query_payment", slow_query)
     await clock.advance(1800)  # the deadline: the order asks the provider
     sweep = DeadlineSweep(shop.runtime.system, shop.config)
-    await shop.runtime.store.writer.flush()  # the question's unit, its deadline armed again
+    await asyncio.wait_for(questioned.wait(), timeout=30)  # asked: its deadline armed again
+    await shop.runtime.store.writer.flush()
     assert await sweep.sweep() == 0  # overdue, but its deadline waits for the answer
     shop.runtime.system.tell(Address("order", order.id), DeadlineReached())  # told all the same
     await clock.advance(1)
