@@ -219,10 +219,13 @@ class OrderActor(Actor):
 
     @property
     def pinned(self) -> bool:
-        """Live while the deadline's questions are out: what their answers said so far, and
-        which are still out, are this activation's alone (one loaded again would ask them all
-        again, and wait for the answers anew)."""
-        return self.querying is not None
+        """Live while the deadline's questions are out and the order still awaits payment:
+        what their answers said so far, and which are still out, are this activation's alone
+        (one loaded again asks them all again, within the same wait)."""
+        state = self.state
+        return (
+            self.querying is not None and state is not None and state.status == AWAITING_PAYMENT
+        )
 
     def view(self) -> OrderView:
         """The order as it is now (it must exist)."""
@@ -537,9 +540,11 @@ class OrderActor(Actor):
         if querying is None:
             return []
         querying.out.discard(payment_id)
-        if querying.out or not querying.said:
+        if querying.out:
             return []
-        self.querying = None
+        self.querying = None  # the last one out: nothing left to wait for
+        if not querying.said:
+            return []
         return [History(status, status, "payment_queried", "; ".join(querying.said))]
 
     def _time_out(self, ctx: Context, state: OrderState, now: float, outcome: str) -> None:

@@ -51,8 +51,10 @@ class Actor:
     @property
     def pinned(self) -> bool:
         """Whether the actor keeps in memory, for a short while, what it could not load again
-        (its questions out to another system, with what the answers said so far): the runtime
-        passivates it neither when idle nor under the cap of live actors until it lets go."""
+        (its questions out to another system, with what the answers said so far): the idle
+        sweep leaves it live until it lets go. The cap of live actors passivates it all the
+        same when it is among the least recently used: a cap that pinned actors could fill
+        would leave no room for the actors that answer them."""
         return False
 
     @property

@@ -59,17 +59,21 @@ class Cell:
 
     @property
     def passivatable(self) -> bool:
-        """Idle, nothing queued, everything it submitted has reached the disk, and its actor
-        holds nothing in memory it could not load again (:attr:`Actor.pinned`)."""
+        """Idle, nothing queued, and everything it submitted has reached the disk."""
         pending = self.pending
-        actor = self.actor
         return (
             not self.busy
             and self.task is None
             and not self.mailbox
             and (pending is None or pending.done())
-            and (actor is None or not actor.pinned)
         )
+
+    @property
+    def pinned(self) -> bool:
+        """Whether its actor keeps in memory what it could not load again
+        (:attr:`Actor.pinned`): the idle sweep leaves it (the cap of live actors does not)."""
+        actor = self.actor
+        return actor is not None and actor.pinned
 
 
 def expire(reply: asyncio.Future[Any], to: Address, limit: float) -> None:

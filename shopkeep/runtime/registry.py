@@ -65,7 +65,7 @@ class Registry:
         for address, cell in self._cells.items():
             if cell.listed_at > cutoff:
                 break  # used after the cutoff, as is every cell listed after it
-            if cell.last_used <= cutoff and cell.passivatable:
+            if cell.last_used <= cutoff and cell.passivatable and not cell.pinned:
                 idle.append(address)
                 if len(idle) >= most:
                     break

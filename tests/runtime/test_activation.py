@@ -93,24 +93,37 @@ async def test_the_live_actor_cap_passivates_the_least_recently_used_first(
     assert await system.ask(probe(1), Get()) == 1
 
 
-async def test_an_actor_holding_what_it_could_not_load_again_stays_live_until_it_lets_go(
+async def test_an_actor_holding_what_it_could_not_load_again_outlives_the_idle_sweep_alone(
     open_probe_runtime: OpenRuntime, clock: VirtualClock
 ) -> None:
     runtime = await open_probe_runtime(RuntimeConfig(idle_timeout_s=60, max_live_actors=3))
     system = runtime.system
     Probe.holding.add(1)
-    for actor in (1, 2, 3, 4):  # the cap passes the oldest it may: 2, not 1
+    for actor in (1, 2):
         await system.ask(probe(actor), Add(actor))
-        await clock.advance(2)
-    assert system.is_live(probe(1)) and not system.is_live(probe(2))
 
-    await clock.advance(121)  # idle past the timeout: the sweep leaves it too
-    assert system.is_live(probe(1)) and not system.is_live(probe(3))
+    await clock.advance(121)  # both idle past the timeout: the sweep leaves the pinned one
+    assert system.is_live(probe(1)) and not system.is_live(probe(2))
 
     Probe.holding.discard(1)  # let go: idle, it goes at the next sweep
     await clock.advance(121)
     assert not system.is_live(probe(1))
     assert Probe.activations.count(1) == 1
+
+
+async def test_the_live_actor_cap_passivates_a_pinned_actor_too(
+    open_probe_runtime: OpenRuntime, clock: VirtualClock
+) -> None:
+    # pinned actors filling the cap would leave no room for the actors that answer them
+    runtime = await open_probe_runtime(RuntimeConfig(max_live_actors=2))
+    system = runtime.system
+    Probe.holding.update({1, 2})
+    for actor in (1, 2, 3):
+        await system.ask(probe(actor), Add(actor))
+        await clock.advance(2)
+
+    assert not system.is_live(probe(1)) and system.is_live(probe(3))
+    assert await system.ask(probe(1), Get()) == 1
 
 
 async def test_an_actor_that_cannot_load_answers_activation_failed_and_loads_later(

@@ -145,3 +145,40 @@ async def test_an_order_waiting_for_the_providers_answer_is_not_passivated_nor_s
         remarks = [e.remark for e in (await shop.order_history(order.id)).items]
         assert f"payment {payment.id}: open" in remarks  # what it said: it did answer
         await assert_audit_ok(shop)
+
+
+async def test_an_order_paid_while_its_question_is_out_lets_go_of_its_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # paid by its callback, the deadline timer canceled: nothing else would ever clear it
+    clock = VirtualClock()
+    quick_to_forget = RuntimeConfig(idle_timeout_s=1)
+    async with Shop.open(
+        tmp_path / "shop.db", gateway="sandbox", clock=clock, runtime_config=quick_to_forget
+    ) as shop:
+        ann = await shop.create_user("ann")
+        tea = await shop.create_goods("tea", price=2_000, stock=5)
+        order = await shop.place_order(ann.user.id, [(tea.id, 1)])
+        payment = (await shop.start_payment(order.id)).payment
+        answer, questioned = asyncio.Event(), asyncio.Event()
+        query = shop.provider.query_payment
+
+        async def slow(ref: PaymentRef) -> Any:
+            questioned.set()
+            await answer.wait()
+            return await query(ref)
+
+        monkeypatch.setattr(shop.provider, "query_payment", slow)
+        assert order.expires_at is not None and shop.gateway is not None
+        try:
+            await clock.advance(order.expires_at - clock.now())  # the deadline: asked
+            await asyncio.wait_for(questioned.wait(), timeout=30)
+            assert await shop.gateway.complete(payment.id, order.id, payment.amount, "succeeded")
+        finally:
+            answer.set()
+        await settle(shop)
+        assert (await shop.get_order(order.id)).status == "paid"
+
+        await clock.advance(5)  # idle past its timeout, nothing out any more
+        assert not shop.runtime.system.is_live(Address("order", order.id))
+
