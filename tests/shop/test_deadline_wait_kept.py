@@ -104,44 +104,68 @@ async def test_a_paid_answer_refused_after_a_restart_keeps_the_waits_end_too(
         await timed_out_within_the_wait(shop, clock, order)
 
 
+QUICK_TO_FORGET = RuntimeConfig(idle_timeout_s=1)
+"""A runtime that passivates an actor idle for a second."""
+
+
+async def one_unpaid_order(shop: Shop) -> tuple[OrderView, PaymentView]:
+    """An order of one tea with its payment started: (order, payment)."""
+    ann = await shop.create_user("ann")
+    tea = await shop.create_goods("tea", price=2_000, stock=5)
+    order = await shop.place_order(ann.user.id, [(tea.id, 1)])
+    payment = (await shop.start_payment(order.id)).payment
+    assert order.expires_at is not None
+    return order, payment
+
+
+class SlowProvider:
+    """The shop's provider answering its payment queries only once :attr:`answer` is set
+    (what it answers then: its own answer); :attr:`questioned` is set at the first question,
+    which is sent once the order's unit (its deadline armed again) is committed."""
+
+    def __init__(self, shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.answer, self.questioned = asyncio.Event(), asyncio.Event()
+        self.asked: list[int] = []
+        query = shop.provider.query_payment
+
+        async def slow(ref: PaymentRef) -> Any:
+            self.asked.append(ref.payment_id)
+            self.questioned.set()
+            await self.answer.wait()
+            return await query(ref)
+
+        monkeypatch.setattr(shop.provider, "query_payment", slow)
+
+    async def asked_at_the_deadline(self, clock: VirtualClock, order: OrderView) -> None:
+        """Move the clock to ``order``'s deadline and wait for its question."""
+        assert order.expires_at is not None
+        await clock.advance(order.expires_at - clock.now())
+        await asyncio.wait_for(self.questioned.wait(), timeout=30)
+
+
 async def test_an_order_waiting_for_the_providers_answer_is_not_passivated_nor_swept_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = VirtualClock()
-    quick_to_forget = RuntimeConfig(idle_timeout_s=1)
-    async with Shop.open(
-        tmp_path / "shop.db", gateway="sandbox", clock=clock, runtime_config=quick_to_forget
-    ) as shop:
-        ann = await shop.create_user("ann")
-        tea = await shop.create_goods("tea", price=2_000, stock=5)
-        order = await shop.place_order(ann.user.id, [(tea.id, 1)])
-        payment = (await shop.start_payment(order.id)).payment
-        answer, questioned, asked = asyncio.Event(), asyncio.Event(), []
-        query = shop.provider.query_payment
-
-        async def slow(ref: PaymentRef) -> Any:
-            asked.append(ref.payment_id)
-            questioned.set()  # sent once the order's unit, its deadline armed again, committed
-            await answer.wait()  # a provider slow to answer: "open", in the end
-            return await query(ref)
-
-        monkeypatch.setattr(shop.provider, "query_payment", slow)
-        assert order.expires_at is not None
+    path = tmp_path / "shop.db"
+    opened = Shop.open(path, gateway="sandbox", clock=clock, runtime_config=QUICK_TO_FORGET)
+    async with opened as shop:
+        order, payment = await one_unpaid_order(shop)
+        provider = SlowProvider(shop, monkeypatch)
         system = shop.runtime.system
         try:
-            await clock.advance(order.expires_at - clock.now())  # the deadline: asked
-            await asyncio.wait_for(questioned.wait(), timeout=30)
+            await provider.asked_at_the_deadline(clock, order)
             await shop.runtime.store.writer.flush()
             await clock.advance(10)  # idle ten times its timeout, the question still out
             assert system.is_live(Address("order", order.id))
             assert await DeadlineSweep(system, shop.config).sweep() == 0  # its timer's to decide
         finally:
-            answer.set()  # answered, or the shop's close waits for the question
+            provider.answer.set()  # "open"; answered, or the shop's close waits for it
         await settle(shop)
 
         timed_out = await shop.get_order(order.id)
         assert (timed_out.status, timed_out.cancel_reason) == ("canceled", "timeout")
-        assert asked == [payment.id]
+        assert provider.asked == [payment.id]
         remarks = [e.remark for e in (await shop.order_history(order.id)).items]
         assert f"payment {payment.id}: open" in remarks  # what it said: it did answer
         await assert_audit_ok(shop)
@@ -152,33 +176,19 @@ async def test_an_order_paid_while_its_question_is_out_lets_go_of_its_memory(
 ) -> None:
     # paid by its callback, the deadline timer canceled: nothing else would ever clear it
     clock = VirtualClock()
-    quick_to_forget = RuntimeConfig(idle_timeout_s=1)
-    async with Shop.open(
-        tmp_path / "shop.db", gateway="sandbox", clock=clock, runtime_config=quick_to_forget
-    ) as shop:
-        ann = await shop.create_user("ann")
-        tea = await shop.create_goods("tea", price=2_000, stock=5)
-        order = await shop.place_order(ann.user.id, [(tea.id, 1)])
-        payment = (await shop.start_payment(order.id)).payment
-        answer, questioned = asyncio.Event(), asyncio.Event()
-        query = shop.provider.query_payment
-
-        async def slow(ref: PaymentRef) -> Any:
-            questioned.set()
-            await answer.wait()
-            return await query(ref)
-
-        monkeypatch.setattr(shop.provider, "query_payment", slow)
-        assert order.expires_at is not None and shop.gateway is not None
+    path = tmp_path / "shop.db"
+    opened = Shop.open(path, gateway="sandbox", clock=clock, runtime_config=QUICK_TO_FORGET)
+    async with opened as shop:
+        order, payment = await one_unpaid_order(shop)
+        provider = SlowProvider(shop, monkeypatch)
+        assert shop.gateway is not None
         try:
-            await clock.advance(order.expires_at - clock.now())  # the deadline: asked
-            await asyncio.wait_for(questioned.wait(), timeout=30)
+            await provider.asked_at_the_deadline(clock, order)
             assert await shop.gateway.complete(payment.id, order.id, payment.amount, "succeeded")
         finally:
-            answer.set()
+            provider.answer.set()
         await settle(shop)
         assert (await shop.get_order(order.id)).status == "paid"
 
         await clock.advance(5)  # idle past its timeout, nothing out any more
         assert not shop.runtime.system.is_live(Address("order", order.id))
-
