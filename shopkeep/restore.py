@@ -124,12 +124,18 @@ def _check(backup: str, copy: str) -> None:
     try:
         why = why_the_copy_fails(backup, integrity(copy), audit_file(copy))
     except (*UNREADABLE, OSError) as exc:  # not a database, or not a shop's
-        said = f"cannot restore {backup}: {unreadable(exc)}"
-        if names_no_shop(exc):  # a file named by mistake
-            raise RestoreRefused(said, "backup") from None
-        raise RestoreError(said) from None
+        raise _unreadable_backup(f"cannot restore {backup}: {unreadable(exc)}", exc) from None
     if why is not None:
         raise RestoreError(f"cannot restore {backup}: {why}")
+
+
+def _unreadable_backup(said: str, error: BaseException) -> RestoreError:
+    """The refusal of a backup that could not be read (``error``, in words ``said``): the
+    operator's mistake when it is no shop's database at all (a file named by mistake), else
+    a backup that fails."""
+    if names_no_shop(error):
+        return RestoreRefused(said, "backup")
+    return RestoreError(said)
 
 
 def _swap(partial: str, database: str, named: str, now: float) -> str | None:
@@ -210,9 +216,7 @@ def _copy_in(backup: str, database: str, named: str) -> str:
     except UNREADABLE as exc:  # not a database, or a damaged one
         remove_database(partial)
         said = f"cannot restore {backup}: {unreadable_source(backup, exc)}"
-        if names_no_shop(exc):
-            raise RestoreRefused(said, "backup") from None
-        raise RestoreError(said) from None
+        raise _unreadable_backup(said, exc) from None
     except BaseException:  # refused by its checks, or stopped (a Ctrl-C, a SIGTERM)
         remove_database(partial)
         raise

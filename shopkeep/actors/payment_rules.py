@@ -203,16 +203,14 @@ def keep_checkout(
     payment = state.payment(payment_id)
     if payment is None:
         return Refusal(NOT_FOUND, f"order {state.id} has no payment {payment_id}")
-    first = payment.checkout is None
+    first = changed = payment.checkout is None
     effects: list[Effect] = []
     if payment.checkout is not None:
         kept = msgspec.json.decode(payment.checkout)
         merged = {**msgspec.json.decode(checkout), **kept}
-        if merged != kept:
-            checkout, provider_ref = msgspec.json.encode(merged).decode(), payment.provider_ref
-            payment = replace(payment, checkout=checkout, provider_ref=provider_ref)
-            state, effects = _with_payment(state, payment)
-    else:
+        changed = merged != kept
+        checkout, provider_ref = msgspec.json.encode(merged).decode(), payment.provider_ref
+    if changed:
         payment = replace(payment, checkout=checkout, provider_ref=provider_ref)
         state, effects = _with_payment(state, payment)
     if state.status != AWAITING_PAYMENT and payment.status in STILL_PAYABLE:
