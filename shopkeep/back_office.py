@@ -26,7 +26,7 @@ from shopkeep.actors.order_store import (
     returns_waiting,
     returns_waiting_count,
 )
-from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, UserView
+from shopkeep.actors.protocol import UserView
 from shopkeep.actors.refund_store import (
     RefundInFlight,
     refunds_in_flight,
@@ -35,6 +35,7 @@ from shopkeep.actors.refund_store import (
 from shopkeep.actors.user import BalanceEntry, balance_ledger, list_users
 from shopkeep.errors import ShopError
 from shopkeep.paging import MAX_LIMIT, Page, page_bounds, paged
+from shopkeep.refusals import INVALID_STATE, NOT_FOUND
 from shopkeep.requests import check_count, check_id, check_time, refused_parameter
 from shopkeep.runtime import ActorSystem
 from shopkeep.runtime import dead_letters as letters

@@ -1,7 +1,8 @@
 """The one error the embedded API raises for a request it will not do, with a stable code.
 
-Business refusals inside the actors are values (``protocol.Refusal``); at the API's edge they
-become :class:`ShopError`, whose ``code`` the HTTP layer maps to a status in one place.
+Business refusals inside the actors are values (:class:`~shopkeep.refusals.Refusal`); at the
+API's edge they become :class:`ShopError`, whose ``code`` the HTTP layer maps to a status in one
+place.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-from shopkeep.actors.protocol import VALIDATION_ERROR, Refusal
+from shopkeep.refusals import VALIDATION_ERROR, Refusal
 
 MAX_PROBLEMS: Final = 100
 """The most problems one validation error lists: a 64 KiB body of unknown fields, or of one

@@ -45,9 +45,10 @@ from shopkeep.actors.order_rules import new_order, placement_outcome, request_pr
 from shopkeep.actors.order_state import PENDING
 from shopkeep.actors.order_store import load_order
 from shopkeep.actors.placement import UNDONE_FAILURES
-from shopkeep.actors.protocol import VALIDATION_ERROR, BeginOrder, Refusal
+from shopkeep.actors.protocol import BeginOrder
 from shopkeep.errors import ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, InFlight, key_of
+from shopkeep.refusals import VALIDATION_ERROR, Refusal
 from shopkeep.requests import Problems, check_amount, check_choice, check_id, checked_items
 from shopkeep.runtime import ActorSystem, Address, AskTimeout
 from shopkeep.store.reader import Reader

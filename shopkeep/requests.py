@@ -12,11 +12,12 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
-from shopkeep.actors.config import MAX_AMOUNT
-from shopkeep.actors.protocol import NOT_FOUND, VALIDATION_ERROR
 from shopkeep.errors import FieldError, ShopError
+from shopkeep.refusals import NOT_FOUND, VALIDATION_ERROR
 from shopkeep.runtime import Address
 
+MAX_AMOUNT: Final = 10**12
+"""The largest amount of money (minor units) any request may carry: 10 billion."""
 MAX_ID: Final = 2**63 - 1
 """Ids are signed 64-bit integers; a longer digit string names nothing."""
 END: Final = "(?!\n)$"  # a newline itself, not its escape: msgspec's refusals quote it once

@@ -31,7 +31,6 @@ from shopkeep.actors.assets import RECENTLY_CANCELED_S, AssetsActor, given_back
 from shopkeep.actors.audit import AuditReport, audit
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.coupon import CouponActor, list_coupons
-from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.goods import GoodsActor, list_goods
 from shopkeep.actors.key_store import KEYS_ORDER_IDS_SQL
 from shopkeep.actors.key_sweep import KeySweepActor, start_key_sweep
@@ -55,7 +54,6 @@ from shopkeep.actors.order_state import BY_ADMIN, BY_USER, CANCELED
 from shopkeep.actors.order_stats import OrderStats
 from shopkeep.actors.order_store import HistoryEntry
 from shopkeep.actors.protocol import (
-    NOT_FOUND,
     CouponView,
     CreateCoupon,
     CreateGoods,
@@ -74,11 +72,13 @@ from shopkeep.idempotency import InFlight, Key, Once, key_of
 from shopkeep.logs import log_through_stdlib_unless_configured
 from shopkeep.opening import check_database, check_upgrade
 from shopkeep.paging import Page, page_after, paged
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.payments.provider import (
     PaymentProvider,
 )
 from shopkeep.payments.sandbox import SandboxProvider
 from shopkeep.placing import Placer, PlaceRequest
+from shopkeep.refusals import NOT_FOUND
 from shopkeep.requests import (
     MAX_REASON,
     Problems,

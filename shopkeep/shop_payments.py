@@ -31,14 +31,12 @@ from shopkeep.actors.order_messages import (
     PaymentView,
     StartPayment,
 )
-from shopkeep.actors.order_state import OUTCOMES
 from shopkeep.actors.order_stats import OrderStats
 from shopkeep.actors.payment_rules import CallbackAction
-from shopkeep.actors.protocol import NOT_FOUND, PROVIDER_REFUSED, UNAVAILABLE, Refusal
 from shopkeep.actors.refund_rules import FailedAfterDone
 from shopkeep.errors import CallbackRejected, ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, InFlight, Key, Once, key_of, to_its_end
-from shopkeep.payments.names import CHANNELS, QR_GATEWAYS
+from shopkeep.payments.names import CHANNELS, OUTCOMES, QR_GATEWAYS
 from shopkeep.payments.provider import (
     AUTHENTIC_REFUSALS,
     GatewayError,
@@ -50,6 +48,7 @@ from shopkeep.payments.provider import (
     Refused,
 )
 from shopkeep.payments.signature import HEADER as SIGNATURE_HEADER
+from shopkeep.refusals import NOT_FOUND, PROVIDER_REFUSED, UNAVAILABLE, Refusal
 from shopkeep.requests import (
     actor_of,
     check_choice,

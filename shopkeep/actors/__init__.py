@@ -3,7 +3,7 @@
 Every actor's rules are pure functions (``decide``-style, no IO, no awaits) in a ``*_rules``
 module; the actor class around them is a thin shell that loads state, calls the rules, writes
 the effects into the message's unit of work, replies and sends. Business refusals are values
-(:class:`shopkeep.actors.protocol.Refusal`), never exceptions.
+(:class:`shopkeep.refusals.Refusal`), never exceptions.
 
 Kinds and who talks to whom (``protocol.py`` holds the messages of the asset kinds):
 

@@ -7,9 +7,8 @@ from typing import Final
 
 from shopkeep.payments.money import CURRENCIES
 from shopkeep.payments.names import DEFAULT_CURRENCY
+from shopkeep.requests import MAX_AMOUNT
 
-MAX_AMOUNT = 10**12
-"""The largest amount of money (minor units) any request may carry: 10 billion."""
 MAX_HELD: Final = 2**53 - 1
 """The most units a goods is ever supplied (its first stock and every restock) and the most a
 wallet's balance may hold: the largest integer a JavaScript reader of the JSON holds exactly

@@ -13,19 +13,17 @@ from typing import Any
 from shopkeep.actors.coupon_rules import Coupon, create, release, use
 from shopkeep.actors.key_store import run_keyed
 from shopkeep.actors.protocol import (
-    INVALID_STATE,
-    NOT_FOUND,
     CouponMessage,
     CouponView,
     CreateCoupon,
     GetCoupon,
     Keyed,
     Quote,
-    Refusal,
     ReleaseCoupon,
     UseCoupon,
 )
 from shopkeep.paging import Page, page_bounds, paged
+from shopkeep.refusals import INVALID_STATE, NOT_FOUND, Refusal
 from shopkeep.runtime import Actor, Context
 from shopkeep.runtime.actor import ActivationContext
 from shopkeep.runtime.join import NotJoinable

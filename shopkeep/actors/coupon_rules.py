@@ -11,16 +11,8 @@ from datetime import UTC, datetime
 import msgspec
 from msgspec.structs import replace
 
-from shopkeep.actors.protocol import (
-    COUPON_UNAVAILABLE,
-    NOT_FOUND,
-    VALIDATION_ERROR,
-    CouponView,
-    CreateCoupon,
-    Refusal,
-    ReleaseCoupon,
-    UseCoupon,
-)
+from shopkeep.actors.protocol import CouponView, CreateCoupon, ReleaseCoupon, UseCoupon
+from shopkeep.refusals import COUPON_UNAVAILABLE, NOT_FOUND, VALIDATION_ERROR, Refusal
 
 
 class Coupon(msgspec.Struct, frozen=True, gc=False):

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from shopkeep.actors.protocol import INVALID_STATE, Refusal
+from shopkeep.refusals import INVALID_STATE, Refusal
 from shopkeep.runtime import ActivationContext, Actor, Context
 
 AWAITING = "awaiting"

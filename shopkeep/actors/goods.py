@@ -33,21 +33,19 @@ from shopkeep.actors.goods_rules import (
 )
 from shopkeep.actors.key_store import run_keyed
 from shopkeep.actors.protocol import (
-    INVALID_STATE,
-    NOT_FOUND,
     CreateGoods,
     GetGoods,
     GoodsMessage,
     GoodsView,
     Keyed,
     Quote,
-    Refusal,
     ReturnStock,
     StockTaken,
     TakeStock,
     UpdateGoods,
 )
 from shopkeep.paging import Page, page_bounds, paged
+from shopkeep.refusals import INVALID_STATE, NOT_FOUND, Refusal
 from shopkeep.runtime import Actor, Context
 from shopkeep.runtime.actor import ActivationContext
 from shopkeep.runtime.join import NotJoinable

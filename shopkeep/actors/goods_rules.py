@@ -15,16 +15,14 @@ from msgspec.structs import replace
 
 from shopkeep.actors.config import MAX_HELD
 from shopkeep.actors.protocol import (
-    INSUFFICIENT_STOCK,
-    VALIDATION_ERROR,
     CreateGoods,
     GoodsView,
-    Refusal,
     ReturnStock,
     StockTaken,
     TakeStock,
     UpdateGoods,
 )
+from shopkeep.refusals import INSUFFICIENT_STOCK, VALIDATION_ERROR, Refusal
 
 TAKE = "take"
 """The stock ledger's reason for what an order took."""

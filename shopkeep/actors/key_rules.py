@@ -32,13 +32,8 @@ from typing import Any, Final, TypeVar
 import msgspec
 
 from shopkeep.actors.placement import UNDONE_FAILURES
-from shopkeep.actors.protocol import (
-    IDEMPOTENCY_CONFLICT,
-    VALIDATION_ERROR,
-    Keyed,
-    Refusal,
-    Replayed,
-)
+from shopkeep.actors.protocol import Keyed, Replayed
+from shopkeep.refusals import IDEMPOTENCY_CONFLICT, VALIDATION_ERROR, Refusal
 from shopkeep.runtime.join import NotJoinable
 
 T = TypeVar("T")

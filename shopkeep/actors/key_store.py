@@ -36,7 +36,8 @@ from shopkeep.actors.key_rules import (
     encode_answer,
     replay,
 )
-from shopkeep.actors.protocol import BeginOrder, Keyed, KeySeen, Refusal
+from shopkeep.actors.protocol import BeginOrder, Keyed, KeySeen
+from shopkeep.refusals import Refusal
 from shopkeep.runtime import Address, Context, Overloaded
 from shopkeep.store.reader import Reader
 

@@ -17,11 +17,11 @@ from collections import Counter
 
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.fulfilment import WarehouseActor
-from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.order import OrderActor
 from shopkeep.actors.order_stats import OrderStats
 from shopkeep.actors.payment_query import PaymentQueryActor
 from shopkeep.actors.refund import RefunderActor
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.payments.provider import PaymentProvider
 from shopkeep.payments.sandbox import SandboxProvider
 from shopkeep.runtime import Actor

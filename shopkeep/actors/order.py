@@ -123,16 +123,9 @@ from shopkeep.actors.placement import (
     undo_cut_placement,
 )
 from shopkeep.actors.placement_turn import place_in_one_turn
-from shopkeep.actors.protocol import (
-    INVALID_STATE,
-    NOT_FOUND,
-    BeginOrder,
-    Keyed,
-    OrderSettled,
-    OrderTicket,
-    Refusal,
-)
+from shopkeep.actors.protocol import BeginOrder, Keyed, OrderSettled, OrderTicket
 from shopkeep.payments.provider import Checkout, PaymentProvider
+from shopkeep.refusals import INVALID_STATE, NOT_FOUND, Refusal
 from shopkeep.runtime import ActivationContext, Actor, Address, Context
 
 log = structlog.get_logger("shopkeep.order")

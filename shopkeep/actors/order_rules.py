@@ -12,7 +12,7 @@ from enum import Enum
 
 from msgspec.structs import replace
 
-from shopkeep.actors.config import MAX_AMOUNT, ShopConfig
+from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_state import (
     APPROVED,
     AWAITING_PAYMENT,
@@ -50,15 +50,10 @@ from shopkeep.actors.order_state import (
     SaveReturn,
     Settled,
 )
-from shopkeep.actors.protocol import (
-    INVALID_STATE,
-    NOT_FOUND,
-    PRICE_CHANGED,
-    VALIDATION_ERROR,
-    Refusal,
-)
 from shopkeep.payments.money import exponent
 from shopkeep.payments.names import DEFAULT_CURRENCY
+from shopkeep.refusals import INVALID_STATE, NOT_FOUND, PRICE_CHANGED, VALIDATION_ERROR, Refusal
+from shopkeep.requests import MAX_AMOUNT
 
 # -- transitions ------------------------------------------------------------------------------
 

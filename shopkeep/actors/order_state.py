@@ -15,7 +15,7 @@ from __future__ import annotations
 import msgspec
 
 from shopkeep.payments.money import with_currency
-from shopkeep.payments.names import DEFAULT_CURRENCY
+from shopkeep.payments.names import DEFAULT_CURRENCY, FAILED, SUCCEEDED
 
 # -- statuses, reasons, kinds -----------------------------------------------------------------
 
@@ -55,12 +55,8 @@ INTERRUPTED = "interrupted"
 
 # payments
 CREATED = "created"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
 REFUNDED = "refunded"
 PAYMENT_STATUSES = (CREATED, SUCCEEDED, FAILED, REFUNDED)
-OUTCOMES = (SUCCEEDED, FAILED)
-"""What a payment's callback says of it."""
 
 # refunds
 CANCEL_REFUND = "cancel"

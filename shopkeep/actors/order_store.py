@@ -24,7 +24,6 @@ from shopkeep.actors.order_state import (
     REFUNDING,
     ROW_FIELDS,
     SHIPPED,
-    SUCCEEDED,
     Effect,
     History,
     Line,
@@ -46,7 +45,7 @@ from shopkeep.actors.refund_store import (
     UPSERT_REFUND_SQL,
 )
 from shopkeep.paging import Page, page_after, paged
-from shopkeep.payments.names import SANDBOX
+from shopkeep.payments.names import SANDBOX, SUCCEEDED
 from shopkeep.runtime import Context
 from shopkeep.runtime.timers import armed_later
 from shopkeep.store.reader import Reader, Row

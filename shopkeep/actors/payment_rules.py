@@ -41,14 +41,12 @@ from shopkeep.actors.order_state import (
     CANCELED,
     CREATED,
     DUPLICATE_PAYMENT,
-    FAILED,
     LATE_PAYMENT,
     PAID,
     PENDING,
     REFUNDED,
     REFUNDING,
     RETURN_REFUND,
-    SUCCEEDED,
     ArmDeadline,
     AskProvider,
     Decision,
@@ -61,9 +59,9 @@ from shopkeep.actors.order_state import (
     SavePayment,
     SaveRefund,
 )
-from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, VALIDATION_ERROR, Refusal
 from shopkeep.payments.money import with_currency
-from shopkeep.payments.names import DEFAULT_CURRENCY
+from shopkeep.payments.names import DEFAULT_CURRENCY, FAILED, SUCCEEDED
+from shopkeep.refusals import INVALID_STATE, NOT_FOUND, VALIDATION_ERROR, Refusal
 
 
 class CallbackAction(StrEnum):

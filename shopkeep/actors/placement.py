@@ -50,17 +50,8 @@ from shopkeep.actors.order_rules import (
     priced,
 )
 from shopkeep.actors.order_state import INTERRUPTED, Effect, Line, OrderState, SaveLines
-from shopkeep.actors.protocol import (
-    OVERLOADED,
-    TOO_MANY_UNPAID_ORDERS,
-    UNAVAILABLE,
-    DebitWallet,
-    Quote,
-    Refusal,
-    StockTaken,
-    TakeStock,
-    UseCoupon,
-)
+from shopkeep.actors.protocol import DebitWallet, Quote, StockTaken, TakeStock, UseCoupon
+from shopkeep.refusals import OVERLOADED, TOO_MANY_UNPAID_ORDERS, UNAVAILABLE, Refusal
 from shopkeep.runtime import Address, Context, Overloaded
 
 log = structlog.get_logger("shopkeep.placement")

@@ -52,16 +52,15 @@ from shopkeep.actors.order_rules import (
 from shopkeep.actors.order_state import Effect, OrderState
 from shopkeep.actors.placement import PlacingOrder, placement_failure
 from shopkeep.actors.protocol import (
-    TOO_MANY_UNPAID_ORDERS,
     BeginOrder,
     DebitWallet,
     KeySeen,
     OrderTicket,
-    Refusal,
     StockTaken,
     TakeStock,
     UseCoupon,
 )
+from shopkeep.refusals import TOO_MANY_UNPAID_ORDERS, Refusal
 from shopkeep.runtime import Address, Context
 from shopkeep.runtime.join import NotJoinable, ParticipantBusy
 

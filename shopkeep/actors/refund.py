@@ -57,7 +57,7 @@ from msgspec import UNSET
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import SettleRefund
 from shopkeep.actors.order_state import REFUNDING
-from shopkeep.actors.protocol import Keyed, Refusal
+from shopkeep.actors.protocol import Keyed
 from shopkeep.actors.refund_rules import (
     RETRY,
     FailedAfterDone,
@@ -79,6 +79,7 @@ from shopkeep.actors.refund_store import (
     refund_standing,
 )
 from shopkeep.payments.provider import GatewayRefused, PaymentProvider, RequestRefused
+from shopkeep.refusals import Refusal
 from shopkeep.runtime import Actor, Address, Context
 
 log = structlog.get_logger("shopkeep.refund")

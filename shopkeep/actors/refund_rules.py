@@ -18,7 +18,6 @@ from msgspec.structs import replace
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import RefundDone, RefundStuck, RefundTaken
 from shopkeep.actors.order_state import REFUNDED, Payment, Refund
-from shopkeep.actors.protocol import INVALID_STATE, NOT_FOUND, UNAVAILABLE, Refusal
 from shopkeep.actors.refund_store import TRIED_AGAIN, RefundStanding
 from shopkeep.payments.names import DEFAULT_CURRENCY
 from shopkeep.payments.provider import (
@@ -31,6 +30,7 @@ from shopkeep.payments.provider import (
     RefundState,
 )
 from shopkeep.payments.provider import RefundDone as ProviderRefundDone
+from shopkeep.refusals import INVALID_STATE, NOT_FOUND, UNAVAILABLE, Refusal
 from shopkeep.runtime.backoff import doubling_delay
 
 FAILED_AT_PROVIDER: Final = "refund_failed_at_provider"

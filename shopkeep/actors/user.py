@@ -37,8 +37,6 @@ from shopkeep.actors import key_store
 from shopkeep.actors.key_rules import KeyUnknown, binds, expired
 from shopkeep.actors.order_store import unpaid_orders
 from shopkeep.actors.protocol import (
-    INVALID_STATE,
-    NOT_FOUND,
     AwardPoints,
     BeginOrder,
     CreateUser,
@@ -50,7 +48,6 @@ from shopkeep.actors.protocol import (
     OrderSettled,
     OrderTicket,
     Quote,
-    Refusal,
     ReleaseWallet,
     ReplaceToken,
     RevokePoints,
@@ -71,6 +68,7 @@ from shopkeep.actors.user_rules import (
     release,
     revoke,
 )
+from shopkeep.refusals import INVALID_STATE, NOT_FOUND, Refusal
 from shopkeep.runtime import Actor, Context
 from shopkeep.runtime.actor import ActivationContext
 from shopkeep.runtime.join import NotJoinable

@@ -17,18 +17,20 @@ from msgspec.structs import replace
 from shopkeep.actors.config import MAX_HELD, MAX_POINTS
 from shopkeep.actors.key_rules import conflict
 from shopkeep.actors.protocol import (
-    INSUFFICIENT_BALANCE,
-    TOO_MANY_UNPAID_ORDERS,
-    VALIDATION_ERROR,
     AwardPoints,
     BeginOrder,
     CreateUser,
     DebitWallet,
     OrderTicket,
-    Refusal,
     ReleaseWallet,
     RevokePoints,
     UserView,
+)
+from shopkeep.refusals import (
+    INSUFFICIENT_BALANCE,
+    TOO_MANY_UNPAID_ORDERS,
+    VALIDATION_ERROR,
+    Refusal,
 )
 
 RELEASE_REASONS = frozenset({"order_release", "refund"})

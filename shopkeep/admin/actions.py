@@ -21,16 +21,8 @@ from aiohttp import web
 from markupsafe import Markup
 from multidict import MultiDictProxy
 
-from shopkeep.actors.config import MAX_AMOUNT
 from shopkeep.actors.order_messages import OrderView
 from shopkeep.actors.order_state import BY_ADMIN
-from shopkeep.actors.protocol import (
-    INVALID_STATE,
-    NOT_FOUND,
-    OVERLOADED,
-    UNAVAILABLE,
-    VALIDATION_ERROR,
-)
 from shopkeep.admin.app import (
     PREFIX,
     SESSION,
@@ -57,7 +49,8 @@ from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.rate_limit import RateLimited
 from shopkeep.paging import MAX_LIMIT
 from shopkeep.payments.money import exponent
-from shopkeep.requests import LATEST_TIME, MAX_REASON, Problems, id_in_text
+from shopkeep.refusals import INVALID_STATE, NOT_FOUND, OVERLOADED, UNAVAILABLE, VALIDATION_ERROR
+from shopkeep.requests import LATEST_TIME, MAX_AMOUNT, MAX_REASON, Problems, id_in_text
 from shopkeep.shop import Shop
 from shopkeep.shop_accounts import hash_token
 

@@ -24,7 +24,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from shopkeep.actors.audit import AuditReport
-from shopkeep.actors.protocol import NOT_FOUND, UNAVAILABLE
 from shopkeep.admin import formatting
 from shopkeep.admin.sessions import COOKIE, Session, SessionStore, new_nonce
 from shopkeep.errors import ShopError
@@ -34,6 +33,7 @@ from shopkeep.http.front_door import DOOR
 from shopkeep.http.inputs import undecoded_coding
 from shopkeep.http.metrics import Metrics
 from shopkeep.http.rate_limit import RateLimiter
+from shopkeep.refusals import NOT_FOUND, UNAVAILABLE
 from shopkeep.runtime import Clock
 from shopkeep.shop import Shop
 

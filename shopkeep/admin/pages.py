@@ -16,13 +16,13 @@ from aiohttp import web
 
 from shopkeep.actors.order_messages import OrderView
 from shopkeep.actors.order_state import CANCELED, DELIVERED, SHIPPED, STATUSES, TRANSITIONS
-from shopkeep.actors.protocol import NOT_FOUND, VALIDATION_ERROR
 from shopkeep.admin import dashboard
 from shopkeep.admin.app import LIVE, PREFIX, SESSION, SIGN_IN, console_of
 from shopkeep.admin.formatting import explain
 from shopkeep.back_office import check_status
 from shopkeep.errors import ShopError
 from shopkeep.paging import Page, page_bounds
+from shopkeep.refusals import NOT_FOUND, VALIDATION_ERROR
 from shopkeep.requests import (
     LATEST_TIME,
     MAX_ID,

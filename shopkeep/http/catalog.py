@@ -11,15 +11,6 @@ from __future__ import annotations
 from typing import Any, Final
 
 from shopkeep.actors.key_rules import KEY_RETENTION_S
-from shopkeep.actors.protocol import (
-    COUPON_UNAVAILABLE,
-    IDEMPOTENCY_CONFLICT,
-    INSUFFICIENT_BALANCE,
-    INSUFFICIENT_STOCK,
-    INVALID_STATE,
-    PRICE_CHANGED,
-    TOO_MANY_UNPAID_ORDERS,
-)
 from shopkeep.http import routes
 from shopkeep.http import schemas as s
 from shopkeep.http.auth import Access
@@ -39,6 +30,15 @@ from shopkeep.payments.names import CALLBACK_PATHS, SANDBOX
 from shopkeep.payments.provider import TOLERANCE_S
 from shopkeep.payments.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.payments.signature import HEADER_PATTERN as SIGNATURE_PATTERN
+from shopkeep.refusals import (
+    COUPON_UNAVAILABLE,
+    IDEMPOTENCY_CONFLICT,
+    INSUFFICIENT_BALANCE,
+    INSUFFICIENT_STOCK,
+    INVALID_STATE,
+    PRICE_CHANGED,
+    TOO_MANY_UNPAID_ORDERS,
+)
 
 CHANNEL_TEXT = (
     "Alipay only: `qr` answers a `qr_code` (alipay.trade.precreate) instead of the page-pay "

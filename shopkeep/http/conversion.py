@@ -19,7 +19,7 @@ from typing import cast
 
 from shopkeep.actors.order_messages import OrderView, PaymentView, RefundView, ReturnView
 from shopkeep.actors.order_store import HistoryEntry
-from shopkeep.actors.protocol import NOT_FOUND, CouponView, GoodsView, UserView
+from shopkeep.actors.protocol import CouponView, GoodsView, UserView
 from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.schemas import (
     CouponOut,
@@ -40,6 +40,7 @@ from shopkeep.http.schemas import (
     ReturnStatus,
     UserOut,
 )
+from shopkeep.refusals import NOT_FOUND
 from shopkeep.requests import OUTSIDE_YEARS, id_in_text, moment_in_the_years
 
 

@@ -32,20 +32,6 @@ from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from shopkeep.actors.order_state import INTERRUPTED, PLACEMENT_FAILED
-from shopkeep.actors.protocol import (
-    COUPON_UNAVAILABLE,
-    IDEMPOTENCY_CONFLICT,
-    INSUFFICIENT_BALANCE,
-    INSUFFICIENT_STOCK,
-    INVALID_STATE,
-    NOT_FOUND,
-    OVERLOADED,
-    PRICE_CHANGED,
-    PROVIDER_REFUSED,
-    TOO_MANY_UNPAID_ORDERS,
-    UNAVAILABLE,
-    VALIDATION_ERROR,
-)
 from shopkeep.errors import CallbackRejected, FieldError, ShopError
 from shopkeep.http.auth import NO_SUCH_ROUTE, unauthorized
 from shopkeep.http.codes import (
@@ -61,6 +47,20 @@ from shopkeep.http.codes import (
 from shopkeep.http.inputs import IDEMPOTENCY_HEADER, REPLAYED_HEADER
 from shopkeep.http.rate_limit import RateLimited, whole_seconds
 from shopkeep.http.validation import refusal_of
+from shopkeep.refusals import (
+    COUPON_UNAVAILABLE,
+    IDEMPOTENCY_CONFLICT,
+    INSUFFICIENT_BALANCE,
+    INSUFFICIENT_STOCK,
+    INVALID_STATE,
+    NOT_FOUND,
+    OVERLOADED,
+    PRICE_CHANGED,
+    PROVIDER_REFUSED,
+    TOO_MANY_UNPAID_ORDERS,
+    UNAVAILABLE,
+    VALIDATION_ERROR,
+)
 from shopkeep.requests import KEY_RULE, refused_parameter
 from shopkeep.runtime import ActorStopped, AskTimeout, Overloaded, ShuttingDown
 from shopkeep.store.errors import CommitFailed

@@ -47,7 +47,6 @@ from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_urldispatcher import _default_expect_handler
 from multidict import CIMultiDictProxy
 
-from shopkeep.actors.protocol import VALIDATION_ERROR
 from shopkeep.errors import ShopError
 from shopkeep.http.auth import (
     ONE_TOKEN,
@@ -66,6 +65,7 @@ from shopkeep.http.request_ids import HEADER_KEY, bind
 from shopkeep.http.state import PRINCIPAL, Principal
 from shopkeep.http.write_gate import READS, WriteGate
 from shopkeep.logs import ACCESS
+from shopkeep.refusals import VALIDATION_ERROR
 
 if TYPE_CHECKING:
     from shopkeep.http.metrics import Metrics

@@ -12,7 +12,6 @@ import msgspec
 from aiohttp import web
 
 from shopkeep.actors.order_state import PENDING
-from shopkeep.actors.protocol import NOT_FOUND
 from shopkeep.errors import CallbackRejected, ShopError
 from shopkeep.http import conversion as c
 from shopkeep.http import schemas as s
@@ -37,6 +36,7 @@ from shopkeep.http.inputs import (
 from shopkeep.http.state import PRINCIPAL, SHOP
 from shopkeep.payments.provider import PaymentProvider
 from shopkeep.payments.signature import HEADER as SIGNATURE_HEADER
+from shopkeep.refusals import NOT_FOUND
 
 _HEALTHY = msgspec.json.encode(s.Health("ok"))
 

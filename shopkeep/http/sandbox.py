@@ -29,12 +29,12 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.order_messages import PaymentView
 from shopkeep.http.conversion import payment_out
 from shopkeep.http.html_pages import html_page
 from shopkeep.http.inputs import body_of, path_id, reply
 from shopkeep.http.schemas import SandboxCompleteRequest
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.payments.money import with_currency
 from shopkeep.payments.names import CALLBACK_PATHS, SANDBOX
 from shopkeep.payments.signature import HEADER as SIGNATURE_HEADER

@@ -18,11 +18,12 @@ import msgspec
 from msgspec import Meta
 
 from shopkeep.actors.audit import AuditReport
-from shopkeep.actors.config import MAX_AMOUNT, MAX_HELD
+from shopkeep.actors.config import MAX_HELD
 from shopkeep.actors.order_rules import repeated_goods
 from shopkeep.errors import FieldError
 from shopkeep.requests import (
     ID_PATTERN,
+    MAX_AMOUNT,
     MAX_NAME,
     MAX_REASON,
     NAME_PATTERN,

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Final
 import structlog
 from aiohttp import web
 
-from shopkeep.actors.protocol import UNAVAILABLE
 from shopkeep.http.errors import problem
+from shopkeep.refusals import UNAVAILABLE
 
 if TYPE_CHECKING:
     from shopkeep.shop import Shop

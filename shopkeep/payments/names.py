@@ -27,3 +27,7 @@ Channel = Literal["page", "qr"]
 CHANNELS: Final = get_args(Channel)
 DEFAULT_CURRENCY: Final = "CNY"
 """The shop's currency unless ``--currency`` says another (ISO 4217)."""
+SUCCEEDED: Final = "succeeded"
+FAILED: Final = "failed"
+OUTCOMES: Final = (SUCCEEDED, FAILED)
+"""What a payment's callback says of it (SPEC 7's ``status``)."""

@@ -15,9 +15,8 @@ from typing import Final
 
 import msgspec
 
-from shopkeep.actors.gateway import SandboxGateway
-from shopkeep.actors.order_state import OUTCOMES
-from shopkeep.payments.names import CALLBACK_PATHS, DEFAULT_CURRENCY, SANDBOX
+from shopkeep.payments.gateway import SandboxGateway
+from shopkeep.payments.names import CALLBACK_PATHS, DEFAULT_CURRENCY, OUTCOMES, SANDBOX
 from shopkeep.payments.provider import (
     TOLERANCE_S,
     CallbackBody,

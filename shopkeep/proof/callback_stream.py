@@ -18,10 +18,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.errors import CallbackRejected
 from shopkeep.http.app import make_app
 from shopkeep.http.config import HttpConfig
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.payments.provider import TOLERANCE_S
 from shopkeep.payments.signature import HEADER
 from shopkeep.proof.forgery import FORGERIES, forge

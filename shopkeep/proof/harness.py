@@ -30,11 +30,11 @@ import msgspec
 import structlog
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.kinds import order_kinds
 from shopkeep.actors.recovery import DeadlineSweep, recover_cut_placements, start_deadline_sweep
 from shopkeep.bootstrap import Runtime
 from shopkeep.errors import ShopError
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.runtime import Actor, ActorSystem, VirtualClock
 from shopkeep.runtime.clock import Cancellable, sleep_by_callback
 from shopkeep.shop import ASSET_KINDS, Shop

@@ -39,8 +39,8 @@ from shopkeep.actors.audit import audit_file
 from shopkeep.actors.key_rules import decode_answer
 from shopkeep.actors.order_state import AWAITING_PAYMENT, DELIVERED, PAID, SHIPPED
 from shopkeep.actors.placement import UNDONE_FAILURES
-from shopkeep.actors.protocol import Refusal
 from shopkeep.proof.kill9_traffic import Fixture, Write, send, signed_headers
+from shopkeep.refusals import Refusal
 from shopkeep.store.writer_process import database_uri
 
 LIVE = frozenset({AWAITING_PAYMENT, PAID, SHIPPED, DELIVERED})

@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from shopkeep.actors.gateway import SandboxGateway
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.proof.harness import (
     SECRET,
     audit_failures,

@@ -20,8 +20,8 @@ from functools import partial
 from typing import Any
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.errors import CallbackRejected, ShopError
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.proof.forgery import FORGERIES, forge
 from shopkeep.proof.harness import SECRET, Hung, Life, drive
 from shopkeep.runtime import VirtualClock

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.gateway import SandboxGateway
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.proof.harness import SECRET, Life, audit_failures, drive
 from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Shop

@@ -21,7 +21,6 @@ from shopkeep.actors.assets import AssetsActor
 from shopkeep.actors.audit import audit
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.coupon import CouponActor
-from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.goods import GoodsActor
 from shopkeep.actors.kinds import order_kinds
 from shopkeep.actors.order_messages import (
@@ -45,13 +44,14 @@ from shopkeep.actors.protocol import (
     GetUser,
     GoodsView,
     OrderTicket,
-    Refusal,
     UserView,
 )
 from shopkeep.actors.user import UserActor
 from shopkeep.bootstrap import Runtime, open_runtime
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.payments.provider import CallbackBody, Checkout
 from shopkeep.payments.signature import verify
+from shopkeep.refusals import Refusal
 from shopkeep.runtime import Actor, ActorSystem, Address, VirtualClock
 
 SECRET = "test-gateway-secret"

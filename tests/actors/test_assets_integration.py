@@ -16,13 +16,6 @@ from structlog.testing import capture_logs
 from shopkeep.actors.assets import given_back
 from shopkeep.actors.goods import HELD_SQL, RECENT_TAKES_S
 from shopkeep.actors.protocol import (
-    COUPON_UNAVAILABLE,
-    IDEMPOTENCY_CONFLICT,
-    INSUFFICIENT_BALANCE,
-    INSUFFICIENT_STOCK,
-    INVALID_STATE,
-    NOT_FOUND,
-    TOO_MANY_UNPAID_ORDERS,
     AwardPoints,
     BeginOrder,
     CouponView,
@@ -37,7 +30,6 @@ from shopkeep.actors.protocol import (
     GoodsView,
     OrderSettled,
     OrderTicket,
-    Refusal,
     ReleaseAssets,
     ReleaseCoupon,
     ReleaseWallet,
@@ -50,6 +42,16 @@ from shopkeep.actors.protocol import (
     UserView,
 )
 from shopkeep.bootstrap import Runtime
+from shopkeep.refusals import (
+    COUPON_UNAVAILABLE,
+    IDEMPOTENCY_CONFLICT,
+    INSUFFICIENT_BALANCE,
+    INSUFFICIENT_STOCK,
+    INVALID_STATE,
+    NOT_FOUND,
+    TOO_MANY_UNPAID_ORDERS,
+    Refusal,
+)
 from shopkeep.runtime import ActorSystem, Context, Overloaded, ShuttingDown, VirtualClock
 from shopkeep.store.errors import CommitFailed
 from tests.actors.asset_shop import (

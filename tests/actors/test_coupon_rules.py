@@ -5,16 +5,8 @@ from __future__ import annotations
 import pytest
 
 from shopkeep.actors.coupon_rules import Coupon, create, release, use
-from shopkeep.actors.protocol import (
-    COUPON_UNAVAILABLE,
-    NOT_FOUND,
-    VALIDATION_ERROR,
-    CouponView,
-    CreateCoupon,
-    Refusal,
-    ReleaseCoupon,
-    UseCoupon,
-)
+from shopkeep.actors.protocol import CouponView, CreateCoupon, ReleaseCoupon, UseCoupon
+from shopkeep.refusals import COUPON_UNAVAILABLE, NOT_FOUND, VALIDATION_ERROR, Refusal
 
 NOON = 1_767_268_800.0  # 2026-01-01T12:00:00Z
 FIVE_OFF = Coupon(user_id=1, value=500, min_order_amount=2_000, expires_at=NOON, order_id=None)

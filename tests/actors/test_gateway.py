@@ -10,8 +10,8 @@ import msgspec
 import pytest
 from structlog.testing import capture_logs
 
-from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.errors import CallbackRejected, ShopError
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.payments.provider import CallbackBody, GatewayError, GatewayRefused
 from shopkeep.payments.signature import verify
 from shopkeep.runtime import ShuttingDown, VirtualClock

@@ -9,16 +9,14 @@ from hypothesis import strategies as st
 from shopkeep.actors.config import MAX_HELD
 from shopkeep.actors.goods_rules import Goods, StockMove, create, give_back, take, update
 from shopkeep.actors.protocol import (
-    INSUFFICIENT_STOCK,
-    VALIDATION_ERROR,
     CreateGoods,
     GoodsView,
-    Refusal,
     ReturnStock,
     StockTaken,
     TakeStock,
     UpdateGoods,
 )
+from shopkeep.refusals import INSUFFICIENT_STOCK, VALIDATION_ERROR, Refusal
 
 TEA = Goods("tea", 450, 10, 10, 0)
 

@@ -28,8 +28,9 @@ from shopkeep.actors.order_store import (
     INSERT_ORDER_SQL,
     order_row,
 )
-from shopkeep.actors.protocol import DebitWallet, Refusal, TakeStock, UseCoupon
+from shopkeep.actors.protocol import DebitWallet, TakeStock, UseCoupon
 from shopkeep.actors.recovery import recover_cut_placements, start_deadline_sweep
+from shopkeep.refusals import Refusal
 from shopkeep.runtime import VirtualClock
 from shopkeep.store import UnitOfWork
 from tests.actors.order_shop import Shop, open_shop

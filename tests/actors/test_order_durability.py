@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from shopkeep.actors.order_messages import Cancel, GetRefunds, OrderView
-from shopkeep.actors.protocol import Refusal
+from shopkeep.refusals import Refusal
 from shopkeep.runtime import VirtualClock
 from tests.actors.order_shop import open_shop
 

@@ -8,7 +8,6 @@ from typing import Any, Final
 
 import pytest
 
-from shopkeep.actors.config import MAX_AMOUNT
 from shopkeep.actors.order import OrderActor
 from shopkeep.actors.order_messages import (
     Accept,
@@ -20,9 +19,10 @@ from shopkeep.actors.order_messages import (
     PaymentView,
     RefundView,
 )
-from shopkeep.actors.protocol import Refusal
 from shopkeep.payments.provider import PaymentRef
 from shopkeep.payments.sandbox import SandboxProvider
+from shopkeep.refusals import Refusal
+from shopkeep.requests import MAX_AMOUNT
 from shopkeep.runtime import Address, VirtualClock
 from tests.actors.order_shop import Shop
 

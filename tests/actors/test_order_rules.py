@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from msgspec.structs import replace
 
-from shopkeep.actors.config import MAX_AMOUNT, ShopConfig
+from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order import order_view
 from shopkeep.actors.order_rules import (
     CancelPlan,
@@ -55,7 +55,8 @@ from shopkeep.actors.order_state import (
     SaveReturn,
     Settled,
 )
-from shopkeep.actors.protocol import Refusal
+from shopkeep.refusals import Refusal
+from shopkeep.requests import MAX_AMOUNT
 
 CONFIG = ShopConfig()
 NOW = 1_000.0

@@ -20,13 +20,11 @@ from shopkeep.actors.order_state import (
     CANCELED,
     CREATED,
     DELIVERED,
-    FAILED,
     PAID,
     PENDING,
     REFUNDED,
     REFUNDING,
     RETURNED,
-    SUCCEEDED,
     ArmDeadline,
     AskProvider,
     Award,
@@ -58,9 +56,10 @@ from shopkeep.actors.payment_rules import (
     refund_undone,
     start_payment,
 )
-from shopkeep.actors.protocol import Refusal
 from shopkeep.actors.refund_rules import retry_delay
 from shopkeep.payments import signature
+from shopkeep.payments.names import FAILED, SUCCEEDED
+from shopkeep.refusals import Refusal
 
 CONFIG = ShopConfig()
 NOW = 1_000.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import structlog
 
 from shopkeep.actors.placement import BUSY_DETAIL, FAILED_DETAIL, placement_failure
-from shopkeep.actors.protocol import Refusal
+from shopkeep.refusals import Refusal
 from shopkeep.runtime import AskTimeout, Overloaded
 from shopkeep.store.errors import CommitFailed
 

@@ -8,7 +8,6 @@ from msgspec.structs import replace
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.order_messages import RefundDone, RefundStuck, RefundTaken
 from shopkeep.actors.order_state import Payment, Refund
-from shopkeep.actors.protocol import Refusal
 from shopkeep.actors.refund_rules import (
     QUERY,
     RETRY,
@@ -34,6 +33,7 @@ from shopkeep.payments.provider import (
     RefundProcessing,
 )
 from shopkeep.payments.provider import RefundDone as ProviderRefundDone
+from shopkeep.refusals import Refusal
 
 CONFIG = ShopConfig(refund_retry_s=2.0, refund_retry_max_s=60.0, refund_query_after_s=30.0)
 TRY = RefundAttempt(refund_id=5, order_id=9, payment_id=3, amount=1_500, attempt=2)

@@ -9,16 +9,11 @@ from hypothesis import strategies as st
 
 from shopkeep.actors.config import MAX_HELD, MAX_POINTS
 from shopkeep.actors.protocol import (
-    IDEMPOTENCY_CONFLICT,
-    INSUFFICIENT_BALANCE,
-    TOO_MANY_UNPAID_ORDERS,
-    VALIDATION_ERROR,
     AwardPoints,
     BeginOrder,
     CreateUser,
     DebitWallet,
     OrderTicket,
-    Refusal,
     ReleaseWallet,
     RevokePoints,
     UserView,
@@ -36,6 +31,13 @@ from shopkeep.actors.user_rules import (
     open_account,
     release,
     revoke,
+)
+from shopkeep.refusals import (
+    IDEMPOTENCY_CONFLICT,
+    INSUFFICIENT_BALANCE,
+    TOO_MANY_UNPAID_ORDERS,
+    VALIDATION_ERROR,
+    Refusal,
 )
 
 ANN = Account("ann", 1_000, 0)

@@ -19,13 +19,13 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.order_messages import OrderView
 from shopkeep.admin.app import WRONG_SIGN_INS_BURST
 from shopkeep.admin.dashboard import AWAITING_SHOWN
 from shopkeep.admin.formatting import when
 from shopkeep.back_office import SHORT_LIST
 from shopkeep.http.config import HttpConfig
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Shop
 from tests.admin.conftest import Browser, console_app

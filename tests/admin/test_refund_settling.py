@@ -7,8 +7,8 @@ from __future__ import annotations
 import sqlite3
 from contextlib import closing
 
-from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.refund_store import PROVIDER_FAILED_SQL, REFUND_LOG_SQL, TRIED_AGAIN
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.shop import Shop
 from tests.admin.conftest import Browser
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from shopkeep.actors.config import MAX_AMOUNT
 from shopkeep.payments.signature import sign
+from shopkeep.requests import MAX_AMOUNT
 from tests.http.conftest import ADMIN, Api
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from shopkeep.actors.config import MAX_AMOUNT
+from shopkeep.requests import MAX_AMOUNT
 from tests.http.conftest import ADMIN, Api
 
 ID_IN_WORDS = "Expected an id as this server writes them: 1 to 19 digits, no sign, no leading zero"

@@ -15,11 +15,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
-from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.order_messages import PaymentView
 from shopkeep.errors import ShopError
 from shopkeep.http.sandbox import HttpCallbackSink, checkout_page
 from shopkeep.http.server import ServeOptions, Server, StartupError, running
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.payments.settings import ProviderSettings
 from shopkeep.payments.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.payments.signature import verify

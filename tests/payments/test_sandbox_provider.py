@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from shopkeep.actors.gateway import SandboxGateway
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.payments.provider import (
     MALFORMED,
     GatewayError,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.payments.alipay import AlipayProvider
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.payments.keys import read_secret
 from shopkeep.payments.provider import ConfigurationError, PaymentProvider
 from shopkeep.payments.sandbox import SandboxProvider

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.gateway import SandboxGateway
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.runtime import Address, VirtualClock
 from shopkeep.shop import Shop
 from shopkeep.store.migrations import MIGRATIONS

@@ -44,10 +44,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.order_messages import OrderView, PaymentView
 from shopkeep.errors import ShopError
 from shopkeep.logs import configure_logging
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.shop import Shop
 
 T = TypeVar("T")

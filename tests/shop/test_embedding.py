@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.errors import ShopError
 from shopkeep.idempotency import IdempotencyKey
 from shopkeep.opening import CurrencyMismatch
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.runtime import RealClock, WrongLoop
 from shopkeep.shop import Shop
 

@@ -19,11 +19,11 @@ import msgspec
 import pytest
 from structlog.testing import capture_logs
 
-from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.key_rules import encode_answer
 from shopkeep.actors.order_messages import KeepStartAnswer, OrderView, PaymentStarted
 from shopkeep.errors import ShopError
 from shopkeep.idempotency import IdempotencyKey, Key
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.payments.provider import Checkout, GatewayError, GatewayRefused, PaymentRequest
 from shopkeep.payments.sandbox import SandboxProvider
 from shopkeep.runtime import ShuttingDown, VirtualClock

@@ -47,12 +47,12 @@ from hypothesis.stateful import (
 )
 
 from shopkeep.actors.config import ShopConfig
-from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.key_rules import KEY_RETENTION_S, NOT_BINDING
 from shopkeep.actors.order_messages import PaymentView
 from shopkeep.actors.order_state import TRANSITIONS
 from shopkeep.errors import ShopError
 from shopkeep.idempotency import IdempotencyKey
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.runtime import VirtualClock
 from shopkeep.shop import Shop
 

@@ -2,8 +2,8 @@
 
 Each operation is the Shop method the HTTP route would call, so the mix and its expected
 refusals are the same in both modes. Completing a payment goes through the shop's own
-in-process :class:`~shopkeep.actors.gateway.SandboxGateway` the way the sandbox route does it
-(:meth:`~shopkeep.actors.gateway.SandboxGateway.complete_soon`: answered at once, the signed
+in-process :class:`~shopkeep.payments.gateway.SandboxGateway` the way the sandbox route does it
+(:meth:`~shopkeep.payments.gateway.SandboxGateway.complete_soon`: answered at once, the signed
 callback follows), so a journey waits for the order to be paid in both modes alike.
 """
 
@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from shopkeep.actors.gateway import SandboxGateway
 from shopkeep.actors.order_messages import OrderView
 from shopkeep.bench.common import rss_bytes
 from shopkeep.bench.load.target import Customer, Order, Payment, Refused, failure_in
 from shopkeep.errors import CallbackRejected, ShopError
+from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.payments.signature import sign
 from shopkeep.runtime import AskTimeout, Overloaded
 from shopkeep.shop import Shop

@@ -18,12 +18,12 @@ from typing import Protocol
 import msgspec
 import structlog
 
-from shopkeep.actors.order_state import OUTCOMES
-from shopkeep.actors.protocol import INVALID_STATE
-from shopkeep.actors.sandbox_books import PAYMENTS_REMEMBERED, SandboxBooks
 from shopkeep.errors import CallbackRejected, ShopError
+from shopkeep.payments.names import OUTCOMES
 from shopkeep.payments.provider import CallbackBody, GatewayError, GatewayRefused
+from shopkeep.payments.sandbox_books import PAYMENTS_REMEMBERED, SandboxBooks
 from shopkeep.payments.signature import sign
+from shopkeep.refusals import INVALID_STATE
 from shopkeep.requests import check_amount, check_choice, check_id, check_instance
 from shopkeep.runtime import Clock, ShuttingDown, WrongLoop
 
@@ -56,7 +56,7 @@ class SandboxGateway:
 
     ``collected`` maps (payment id, gateway transaction id) to the amount collected;
     ``refunded`` maps refund id to (payment id, amount); both of the most recent ``remember``
-    payments and refunds (:mod:`shopkeep.actors.sandbox_books`: the totals are exact, older
+    payments and refunds (:mod:`shopkeep.payments.sandbox_books`: the totals are exact, older
     books are forgotten as a restart forgets them; None keeps everything). Callbacks are signed
     with ``secret`` and delivered through the sink given to :meth:`attach`, retried with
     back-off (on the runtime clock) until the sink acknowledges them.
