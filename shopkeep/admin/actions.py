@@ -22,7 +22,7 @@ from markupsafe import Markup
 from multidict import MultiDictProxy
 
 from shopkeep.actors.order_messages import OrderView
-from shopkeep.actors.order_state import BY_ADMIN
+from shopkeep.actors.order_state import BY_ADMIN, CANCELED, DELIVERED, SHIPPED
 from shopkeep.admin.app import (
     PREFIX,
     SESSION,
@@ -154,7 +154,7 @@ async def act(request: web.Request, back: str, action: Act) -> web.StreamRespons
     raise to(back)
 
 
-_NOT_TYPED: Final = frozenset({"csrf", "nonce", "back"})
+_NOT_TYPED: Final = frozenset({"csrf", "nonce", "back", "shown"})
 """A form's fields the console fills itself, never refilled from what was sent."""
 
 
@@ -268,6 +268,10 @@ def order_outcome(before: OrderView, after: OrderView) -> str:
     raise NothingDone(f"Order {after.id} was {status}{why} already: nothing was done.")
 
 
+LEADS_TO: Final = {"ship": SHIPPED, "deliver": DELIVERED, "cancel": CANCELED}
+"""The status each of an order's forms leads to."""
+
+
 @routes.post(f"/orders/{ID}/{{what:ship|deliver|cancel}}")
 async def order_action(request: web.Request) -> web.StreamResponse:
     """Ship, deliver or cancel the order (as the admin)."""
@@ -275,14 +279,24 @@ async def order_action(request: web.Request) -> web.StreamResponse:
     what = request.match_info["what"]
 
     async def action(form: Form, key: str) -> str:
-        before = await shop.get_order(order_id)
-        if what == "ship":
-            order = await shop.ship(order_id, idempotency_key=key)
-        elif what == "deliver":
-            order = await shop.deliver(order_id, idempotency_key=key)
-        else:
-            order = await shop.cancel_order(order_id, by=BY_ADMIN, idempotency_key=key)
-        return order_outcome(before, order)
+        async with console_of(request).acting.holding(f"order:{order_id}"):
+            before = await shop.get_order(order_id)
+            shown = form.get("shown")
+            if isinstance(shown, str) and before.status not in (shown, LEADS_TO[what]):
+                # the page is stale: a cancel asked of an unpaid order would refund a paid one
+                # (an order the form finds done already is said so by order_outcome)
+                raise NothingDone(
+                    f"Order {order_id} is {before.status.replace('_', ' ')} now, not "
+                    f"{shown.replace('_', ' ')} as the page showed: nothing was done. Look at "
+                    f"it again before you {what} it."
+                )
+            if what == "ship":
+                order = await shop.ship(order_id, idempotency_key=key)
+            elif what == "deliver":
+                order = await shop.deliver(order_id, idempotency_key=key)
+            else:
+                order = await shop.cancel_order(order_id, by=BY_ADMIN, idempotency_key=key)
+            return order_outcome(before, order)
 
     return await act(request, f"{PREFIX}/orders/{order_id}", action)
 
@@ -296,9 +310,10 @@ async def approve_return(request: web.Request) -> web.StreamResponse:
     where = back if isinstance(back, str) and back.startswith(f"{PREFIX}/") else PREFIX
 
     async def action(form: Form, key: str) -> str:
-        before = await shop.get_return(return_id)
-        approved = await shop.approve_return(return_id, idempotency_key=key)
-        if before.status == approved.status:  # a stale page's, or another tab's
+        async with console_of(request).acting.holding(f"return:{return_id}"):
+            before = await shop.get_return(return_id)
+            approved = await shop.approve_return(return_id, idempotency_key=key)
+        if before.status == approved.status:  # a stale page's, another tab's or staff's
             raise NothingDone(f"Return {approved.id} of order {approved.order_id} was "
                               f"{approved.status} already: nothing was done.")
         return f"Return {approved.id} of order {approved.order_id} is {approved.status}."

@@ -13,6 +13,9 @@ console authenticates by its session.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -69,6 +72,33 @@ class Console:
         return self.public_url.startswith("https://")
     audit: tuple[float, AuditReport] | None = field(default=None)
     """The last audit and when it ran (the dashboard shows it; the audit page runs it)."""
+    acting: OneAtATime = field(default_factory=lambda: OneAtATime())
+    """The orders and returns a form is acting on: two staff's forms on one take turns, so
+    that the second reads what the first did and says it was done already."""
+
+
+class OneAtATime:
+    """One holder at a time for each subject (``"order:7"``), a lock kept only while used."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def holding(self, subject: str) -> AsyncIterator[None]:
+        """Wait for the other holders of ``subject``, then hold it for the block."""
+        lock, users = self._held.setdefault(subject, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._held[subject]
+
+    def __len__(self) -> int:
+        """How many subjects are held or waited for."""
+        return len(self._held)
 
 
 WRONG_SIGN_INS_BURST: Final = 10

@@ -17,7 +17,7 @@ import msgspec
 
 from shopkeep.runtime.cell import answer_parked
 from shopkeep.runtime.envelope import Address, Envelope
-from shopkeep.runtime.errors import MessageFailed, ShuttingDown
+from shopkeep.runtime.errors import MessageFailed, ShuttingDown, UnknownActorKind
 from shopkeep.runtime.outbox import CONSUME_SQL, SEND_SQL
 from shopkeep.runtime.timers import FIRE_DONE_SQL
 from shopkeep.store import UnitOfWork
@@ -152,12 +152,16 @@ async def retry(system: ActorSystem, letter_id: int) -> bool:
     """Send the parked message again, as a durable message (the outbox), and remove it from
     the dead letters, in one unit: delivered at least once from here on, applied once as any
     outbox message. False when there is no such letter, or its message was not stored whole
-    (it cannot be sent again; discard it)."""
+    (it cannot be sent again; discard it), or no longer decodes (a message of an older
+    version's kind, or a payload damaged on disk)."""
     row = await _reader(system).fetchone(PAYLOAD_SQL, (letter_id,))
     if row is None or row[2] is None:
         return False
     kind, actor_id, payload = str(row[0]), int(row[1]), bytes(row[2])
-    message: Any = system.decode(kind, payload)
+    try:
+        message: Any = system.decode(kind, payload)
+    except (msgspec.DecodeError, UnknownActorKind):
+        return False
     message_id = system.ids.next()
     unit = UnitOfWork()
     unit.execute(SEND_SQL, (message_id, kind, actor_id, payload, system.clock.now()))

@@ -10,6 +10,7 @@ moves its state machine allows, and no other.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 
@@ -180,6 +181,43 @@ async def test_a_return_approved_through_the_api_is_said_to_be_approved_already(
     page = (await browser.page(back))[1]
 
     assert f"Return {asked.id} of order {order.id} was approved already" in page
+
+
+async def test_a_cancel_from_a_page_that_showed_the_order_unpaid_refunds_nothing_once_paid(
+    browser: Browser,
+) -> None:
+    order, path, stale = await browser.order_form("cancel")
+    payment = (await browser.shop.start_payment(order.id)).payment
+    assert await sandbox(browser.shop).complete(payment.id, order.id, payment.amount, "succeeded")
+
+    await browser.send(f"{path}/cancel", stale)
+    page = (await browser.page(path))[1]
+
+    assert (f"Order {order.id} is paid now, not awaiting payment as the page showed: nothing "
+            "was done.") in page
+    assert (await browser.shop.get_order(order.id)).status == "paid"
+    assert (await browser.shop.refunds(order.id)).items == []
+
+
+async def test_two_staff_approving_one_return_at_once_are_told_that_one_of_them_did(
+    browser: Browser,
+) -> None:
+    shop = browser.shop
+    order = await paid_order(browser)
+    await shop.ship(order.id)
+    await shop.deliver(order.id)
+    asked = await shop.request_return(order.id, "too big", user_id=order.user_id)
+    await browser.sign_in()
+    path = f"/admin/orders/{order.id}"
+    action = f"/admin/returns/{asked.id}/approve"
+    forms = [await browser.form_fields(path, action) for _ in range(2)]
+
+    with capture_logs() as logs:
+        await asyncio.gather(*(browser.send(action, form) for form in forms))
+
+    done = sorted(e["done"] for e in logs if e["event"] == "console_action")
+    assert done == [False, True]  # the staff's trail: one approved it, the other did nothing
+    assert len((await shop.refunds(order.id)).items) == 1
 
 
 async def test_a_name_that_turns_text_around_is_isolated_in_a_forms_notice(
@@ -398,6 +436,22 @@ async def test_a_dead_letter_discarded_from_another_tab_is_said_to_be_gone_not_m
             "meanwhile?): nothing was done.") in second
     [action] = [e for e in logs if e["event"] == "console_action"]
     assert action["done"] is False  # the staff's trail says so too
+
+
+async def test_a_dead_letter_whose_message_no_longer_decodes_is_refused_on_its_page(
+    browser: Browser,
+) -> None:
+    letter_id = await park(browser.shop, b"x")  # a message of no kind this version knows
+    await browser.sign_in()
+    path = f"/admin/dead-letters/{letter_id}"
+    form = await browser.form_fields(path, f"{path}/retry")
+
+    status, back = await browser.send(f"{path}/retry", form)
+    page = (await browser.page(back))[1]
+
+    assert status == 303  # a page of the console, not the API's problem+json
+    assert f"dead letter {letter_id} cannot be sent again: discard it" in page
+    assert (await browser.shop.dead_letter(letter_id)).id == letter_id  # kept, to discard
 
 
 async def test_an_orders_page_names_the_transaction_the_provider_collected_its_payment_by(
