@@ -77,8 +77,10 @@ class ShopConfig:
     """Longest delay between two refund attempts."""
     currency: str = DEFAULT_CURRENCY
     """The shop's one currency (ISO 4217, SPEC 10): of its orders and payments."""
-    refund_query_after_s: float = 600.0
-    """A refund the provider took but has not finished is asked about again after this."""
+    refund_query_after_s: float = 60.0
+    """A refund the provider took but has not finished is asked about after this; while it is
+    still processing, again after 5, 10, 20, then every 30 minutes (never sooner than this:
+    ``refund_rules.query_delay``)."""
     payment_query_grace_s: float = 30.0
     """At the deadline, an open payment is asked of the provider first (SPEC 10's active
     query); the order waits this long for the answer before it times out anyway."""

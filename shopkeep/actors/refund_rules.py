@@ -41,6 +41,20 @@ RETRY: Final = "retry"
 """The timer of a try (or query) that failed, sent again after a back-off."""
 QUERY: Final = "query"
 """The timer of a query of a refund the provider is processing."""
+QUERY_BACKOFF_S: Final = 300.0
+QUERY_BACKOFF_MAX_S: Final = 1_800.0
+"""After the first question (``ShopConfig.refund_query_after_s``), a refund still processing is
+asked about after 5, 10, 20, then every 30 minutes: WeChat Pay's advice (providers.md: a refund
+to a balance lands within 5 minutes, to a bank card in 1 - 3 working days)."""
+
+
+def query_delay(queries: int, config: ShopConfig) -> float:
+    """The pause before asking where a refund stands when ``queries`` questions found it still
+    processing: ``refund_query_after_s`` for the first, then growing (never shorter)."""
+    if queries == 0:
+        return config.refund_query_after_s
+    grown = doubling_delay(queries, QUERY_BACKOFF_S, QUERY_BACKOFF_MAX_S)
+    return max(config.refund_query_after_s, grown)
 
 
 class RefundAttempt(msgspec.Struct, frozen=True, tag=True, gc=False):
@@ -62,6 +76,9 @@ class RefundAttempt(msgspec.Struct, frozen=True, tag=True, gc=False):
     refused: bool = False
     """The provider refused the try before (its words are on the refund's row, which lets the
     staff settle it by hand): this one first looks whether they have."""
+    queries: int = 0
+    """How many times the provider was asked where this refund stands and found it still
+    processing: the pause before the next question grows with it (:func:`query_delay`)."""
 
     def request(self) -> RefundRequest:
         """What the provider is asked, the refund id (and issue) as idempotency key."""
@@ -179,10 +196,12 @@ def learned(
             )
         case RefundProcessing():
             why = "still processing" if queried else "the provider is processing it"
-            after = config.refund_query_after_s
+            queries = message.queries + 1 if queried else 0
+            after = query_delay(queries, config)
             return Step(
                 log_event="provider_processing", detail=f"{why}: asked again in {after:g} s",
-                later=Later(QUERY, after, RefundQuery(message)), outcome=outcome,
+                later=Later(QUERY, after, RefundQuery(replace(message, queries=queries))),
+                outcome=outcome,
             )
         case RefundMissing():
             return Step(

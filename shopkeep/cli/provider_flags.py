@@ -23,7 +23,7 @@ from shopkeep.payments.names import CALLBACK_PATHS, DEFAULT_CURRENCY, GATEWAYS
 if TYPE_CHECKING:
     from shopkeep.payments.settings import ProviderSettings
 
-DEFAULT_REFUND_QUERY_AFTER: Final = "10m"
+DEFAULT_REFUND_QUERY_AFTER: Final = "1m"
 
 PROVIDER_FLAGS: Final = (
     # (flag, metavar, help): each read from SHOPKEEP_<FLAG> when not given
@@ -82,7 +82,8 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
         parser, "--refund-query-after", group=group,
         convert=duration(minimum=LEAST_S["refund_query_after_s"]),
         metavar="DURATION", default=DEFAULT_REFUND_QUERY_AFTER,
-        help="a refund the provider took and has not finished is asked about again after this",
+        help="a refund the provider took and has not finished is asked about after this, "
+        "then after 5, 10, 20 and every 30 minutes while it is still processing",
     )  # fmt: skip
     for option, metavar, text in PROVIDER_FLAGS:
         convert: Callable[[str], str] = str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from msgspec import UNSET
 from msgspec.structs import replace
 
@@ -71,6 +72,36 @@ def test_a_refund_still_processing_is_asked_about_again_after_the_configured_pau
     assert step.log_event == "provider_processing"
     assert step.detail == "the provider is processing it: asked again in 30 s"
     assert not step.done and step.tell_order is None
+
+
+def pauses_while_processing(config: ShopConfig, questions: int) -> list[float]:
+    """The pauses before each question about a refund the provider keeps processing: the
+    first after the call, then one after each question that found it still processing."""
+    step = answered(TRY, RefundProcessing(), config)
+    pauses = []
+    for _ in range(questions):
+        assert step.later is not None and isinstance(step.later.message, RefundQuery)
+        pauses.append(step.later.after_s)
+        step = learned(step.later.message.attempt, RefundProcessing(), config, queried=True)
+    return pauses
+
+
+def test_a_refund_still_processing_is_asked_about_less_and_less_often() -> None:
+    # providers.md: a minute after the refund, then 5, 10, 20, 30 minutes...
+    assert pauses_while_processing(ShopConfig(), 7) == [60, 300, 600, 1200, 1800, 1800, 1800]
+
+
+def test_a_longer_first_pause_is_the_shortest_pause() -> None:
+    hourly = ShopConfig(refund_query_after_s=3600.0)
+    assert pauses_while_processing(hourly, 4) == [3600, 3600, 3600, 3600]
+
+
+def test_a_query_stored_before_queries_were_counted_reads_as_the_first() -> None:
+    stored = msgspec.msgpack.encode({"type": "RefundQuery", "attempt": {
+        "type": "RefundAttempt", "refund_id": 5, "order_id": 9, "payment_id": 3,
+        "amount": 1_500}})
+    read = msgspec.msgpack.decode(stored, type=RefundQuery)
+    assert read.attempt.queries == 0
 
 
 def test_a_refund_the_provider_never_got_is_sent_again_at_once_as_the_next_try() -> None:
