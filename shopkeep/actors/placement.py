@@ -119,35 +119,36 @@ def _fail(
 
 async def _checks(
     ctx: Context, state: OrderState, expected_total: int | None, capped: bool, config: ShopConfig
-) -> Refusal | None:
+) -> tuple[OrderState, Refusal | None]:
     """The placement's checks by asks, nothing taken (each participant's :class:`Quote`): the
     goods and their stock at today's prices, the coupon for the amount they make, the expected
-    total, the unpaid-orders cap, the wallet's balance. The refusal, or None when the steps may
-    begin (they check again as they take: a concurrent order may take the stock, the coupon or
-    the balance meanwhile)."""
+    total, the unpaid-orders cap, the wallet's balance. The order as far as the checks priced
+    it (a refused order keeps its prices), and the refusal, or None when the steps may begin
+    (they check again as they take: a concurrent order may take the stock, the coupon or the
+    balance meanwhile)."""
     quotes = await _ask_each(ctx, state, lambda line: Quote(TakeStock(state.id, line.quantity)))
     prices = _prices(state, quotes)
     if not isinstance(prices, dict):
-        return Refusal(*prices)
+        return state, Refusal(*prices)
     state = priced(state, prices, config)
     coupon_value: int | None = None
     if state.coupon_id is not None:
         use = UseCoupon(state.id, state.user_id, state.order_amount, ctx.now())
         value = await _coupon_value(ctx, state.coupon_id, Quote(use))
         if not isinstance(value, int):
-            return Refusal(*value)
+            return state, Refusal(*value)
         coupon_value = value
     state = discounted(state, coupon_value)
     refusal = _totals_refused(state, expected_total, capped, config)
     if refusal is not None or state.wallet_amount == 0:
-        return refusal
+        return state, refusal
     try:
         left = await ctx.ask(
             Address("user", state.user_id), Quote(DebitWallet(state.id, state.wallet_amount))
         )
     except Exception as exc:
-        return Refusal(*placement_failure(exc))
-    return left if isinstance(left, Refusal) else None
+        return state, Refusal(*placement_failure(exc))
+    return state, left if isinstance(left, Refusal) else None
 
 
 def _prices(state: OrderState, answers: list[Any]) -> dict[int, int] | tuple[str, str]:
@@ -223,9 +224,9 @@ async def run_placement(
     # 1b. checks first (SPEC 2): what each goods and the coupon would answer, the amounts,
     # the expected total and the cap, asked before anything is taken; stock taken first held
     # the last unit from another customer while a refusal of this one was on its way
-    refusal = await _checks(ctx, state, expected_total, capped, config)
+    checked, refusal = await _checks(ctx, state, expected_total, capped, config)
     if refusal is not None:
-        return _fail(actor, ctx, state, (refusal.code, refusal.detail), coupon_asked=False)
+        return _fail(actor, ctx, checked, (refusal.code, refusal.detail), coupon_asked=False)
 
     # 2. stock
     prices = _prices(state, await _take_stock(ctx, state))

@@ -127,6 +127,30 @@ async def test_an_order_amounting_to_more_than_the_shop_takes_fails_with_nothing
     await shop.audit_ok()
 
 
+@pytest.mark.parametrize("refused_by", ["expected_total", "coupon_minimum"])
+async def test_an_order_refused_after_its_goods_were_priced_keeps_their_prices(
+    shop: Shop, refused_by: str
+) -> None:
+    alice = await shop.user(balance=5_000)
+    tea = await shop.goods(price=2_000, stock=3)
+    if refused_by == "expected_total":
+        refusal = await shop.place(alice, [(tea, 2)], expected_total=1, saga=True)
+    else:
+        coupon = await shop.coupon(alice, value=500, min_order_amount=999_999)
+        refusal = await shop.place(alice, [(tea, 2)], coupon_id=coupon, saga=True)
+
+    assert isinstance(refusal, Refusal) and refusal.order_id is not None
+    await shop.quiet()
+    order = await shop.order(refusal.order_id)
+    assert (order.status, order.cancel_reason) == ("canceled", "placement_failed")
+    assert [item.unit_price for item in order.items] == [2_000]  # what it would have cost
+    # 40.00 of goods, below free shipping (100.00): 10.00 of shipping
+    assert (order.goods_amount, order.order_amount, order.pay_amount) == (4_000, 5_000, 5_000)
+    assert (order.coupon_discount, order.wallet_amount) == (0, 0)
+    assert await shop.stock(tea) == 3
+    await shop.audit_ok()
+
+
 async def test_an_unknown_goods_fails_the_placement_and_releases_the_rest(shop: Shop) -> None:
     alice = await shop.user()
     tea = await shop.goods(price=100, stock=3)
