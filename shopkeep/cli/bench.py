@@ -17,6 +17,7 @@ EXIT_STATUSES = """exit status (when several apply, the first in this list wins)
   4  the error rate is above --max-error-rate (or no operation was answered, or
      the audit itself went unanswered)
   3  a --threshold failed
+  6  the run was interrupted (Ctrl-C or SIGTERM): its report says what ran
   5  the run passed, but its --json or --html report could not be written
   0  none of the above: the run passed
   2  a usage error (a bad flag or variable) or the setup failed (no run)

@@ -111,6 +111,9 @@ def run_figures(
     capped: int = 0,
     capped_unprovoked: int = 0,
     unsigned: int = 0,
+    late_skipped: int = 0,
+    planned: int = 0,
+    busy: int = 0,
 ) -> dict[str, Any]:
     clock = SteppedClock()
     clock.now = 0.5
@@ -126,6 +129,11 @@ def run_figures(
         recorder.failed("ship", "overloaded")
     for _ in range(unsigned):
         recorder.failed("callback", "invalid_callback")
+    recorder.skipped["late_callback"] += late_skipped
+    for start in range(planned):
+        recorder.plan(0.5)
+        if start < busy:
+            recorder.drop("busy", 0.5)
     checks = [{"name": "stock", "ok": audit_ok, "detail": "on hand = initial"}]
     audit = {"ok": audit_ok, "checks": checks}
     if not audit_answered:  # as settle says it when the shop does not answer
@@ -206,6 +214,20 @@ def test_late_callbacks_skipped_with_none_run_say_the_deadline_must_pass_before_
     assert late_callbacks_skipped({"place": {"count": 9}}, {}) == []
 
 
+def test_the_summary_says_what_share_of_the_planned_starts_was_dropped() -> None:
+    paced = run_figures(planned=4, busy=1)
+    assert "dropped starts 1 of 4 planned, 25.00% (busy=1)" in render(paced)
+    assert "dropped starts 0 of 0 planned (-)" in render(run_figures())  # a closed run plans none
+
+
+def test_an_interrupted_run_does_not_blame_its_deadlines_for_the_late_callbacks_it_cut() -> None:
+    finished = run_figures(late_skipped=3)
+    interrupted = run_figures(late_skipped=3, interrupted=True)
+
+    assert any(w.startswith("late_callback: 3 skipped") for w in finished["warnings"])
+    assert not any(w.startswith("late_callback") for w in interrupted["warnings"])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "status"),
     [
@@ -220,7 +242,10 @@ def test_late_callbacks_skipped_with_none_run_say_the_deadline_must_pass_before_
         ({"audit_answered": False, "quiet": False}, 4),  # the server gone: settle stopped
         ({"quiet": False}, 1),  # releases or refunds that never drain: it passed
         ({"quiet": False, "errors": 1}, 1),
-        ({"quiet": False, "interrupted": True}, 0),  # its one audit does not wait for quiet
+        ({"quiet": False, "interrupted": True}, 6),  # its one audit does not wait for quiet
+        ({"interrupted": True}, 6),  # a slice of the run asked for: no pass
+        ({"interrupted": True, "thresholds": ("place.p99<1ms",)}, 3),
+        ({"interrupted": True, "audit_ok": False}, 1),
     ],
 )
 def test_the_exit_status_is_that_of_the_most_serious_failure(
@@ -237,7 +262,7 @@ def test_the_exit_status_is_that_of_the_most_serious_failure(
         assert "audit NOT ANSWERED" in render(data)
         if not kwargs.get("quiet", True):  # nothing is known of quiet: not "NOT quiet"
             assert "audit NOT ANSWERED (quiet unknown after 7 audits" in render(data)
-    elif not kwargs.get("quiet", True) and status:
+    elif not kwargs.get("quiet", True) and status and not kwargs.get("interrupted"):
         assert "the shop was not quiet after --settle 30s (7 audits)" in data["failures"][0]
         assert "audit ok (NOT quiet after 7 audits, 3.1s)" in render(data)
 
@@ -336,7 +361,7 @@ async def test_a_paced_journey_is_timed_from_its_due_time_and_late_or_busy_start
     journeys = Journeys(shop, recorder, Catalog(["g1"], "g0"), "run", 1.0)  # type: ignore[arg-type]
     shopper = Shopper(Customer("1", "token"))
 
-    async def run_one(number: int) -> None:
+    async def run_one(number: int, start: int | None) -> None:
         recorder.started_journey("place")
         await journeys.place(shopper, random.Random(1))
 
@@ -360,13 +385,35 @@ async def test_a_paced_journey_is_timed_from_its_due_time_and_late_or_busy_start
     assert recorder.latency("place", "p50") == pytest.approx(90.0, rel=1e-3)  # not 50
 
 
+async def test_each_paced_start_is_numbered_in_order_whichever_worker_takes_it() -> None:
+    # the start's number seeds its picks (--seed): which worker is free depends on timing
+    clock = SteppedClock()
+    recorder = Recorder(1.0, clock=clock)
+    taken: list[tuple[int | None, int]] = []
+
+    async def run_one(number: int, start: int | None) -> None:
+        taken.append((start, number))
+        await clock.sleep(0.15 if number == 0 else 0.02)
+
+    schedule = Schedule(
+        recorder, run_one, concurrency=2, ends_at=0.45, rate=10.0, sleep=clock.sleep
+    )
+    running = asyncio.create_task(schedule.run())
+    for when in (0.0, 0.1, 0.12, 0.15, 0.2, 0.3, 0.32, 0.35, 0.4, 0.45, 0.55):
+        await clock.move_to(when)
+    await asyncio.wait_for(running, 5.0)
+
+    assert [start for start, _ in taken] == [0, 1, 2, 3, 4]
+    assert {worker for _, worker in taken} == {0, 1}  # the starts shared by the two
+
+
 async def test_a_stop_cancels_the_journeys_under_way_and_starts_no_other() -> None:
     clock = SteppedClock()
     recorder = Recorder(1.0, clock=clock)
     stop = asyncio.Event()
     started: list[int] = []
 
-    async def run_one(number: int) -> None:
+    async def run_one(number: int, start: int | None) -> None:
         started.append(number)
         await clock.sleep(10.0)
 
@@ -388,7 +435,7 @@ async def test_a_ramp_longer_than_the_run_starts_no_worker_after_its_end() -> No
     recorder = Recorder(1.0, clock=clock)
     started: list[tuple[int, float]] = []
 
-    async def run_one(number: int) -> None:
+    async def run_one(number: int, start: int | None) -> None:
         started.append((number, clock.now))
         await clock.sleep(1.0)
 
@@ -409,7 +456,7 @@ async def test_a_paced_run_lasts_its_duration_past_its_last_start() -> None:
     clock = SteppedClock()
     recorder = Recorder(1.0, clock=clock)
 
-    async def run_one(number: int) -> None:
+    async def run_one(number: int, start: int | None) -> None:
         recorder.answered("place", 0.0)
 
     schedule = Schedule(

@@ -2,11 +2,13 @@
 
 The exit status is :func:`shopkeep.bench.load.report.exit_status`'s (0 ok, 1 the audit failed or
 the shop was not quiet within ``--settle``, 4 the error rate is above ``--max-error-rate``, 3 a
-threshold failed: the most serious wins), or 2 when the setup could not be done (the server cannot
-be reached, the admin token is refused: said in one line, before any figure).
+threshold failed, 6 the run was interrupted: the most serious wins), or 2 when the setup could
+not be done (the server cannot be reached, the admin token is refused: said in one line, before
+any figure).
 
 Ctrl-C (SIGINT) ends the run early: the journeys stop, one audit is asked, and the summary is
-printed and the reports written as for any run (they say it was interrupted). A second Ctrl-C
+printed and the reports written as for any run (they say it was interrupted; no pass: status
+6 unless something more serious failed). A second Ctrl-C
 ends the process at once, with status 130 and no report, unless it came within
 :data:`SAME_SIGNAL_S` of the first (then it is the same request); a Ctrl-C during the setup,
 before any journey ran, ends it there (status 130, one line: there is nothing to report).

@@ -20,7 +20,8 @@ The exit status (:func:`exit_status`), the most serious failure winning: 1 when 
 or the shop was not quiet within ``--settle`` (SPEC 6: once quiet, nothing is in flight; a shop
 whose releases or refunds never drain has not shown that nothing was lost); else 4 when the error
 rate is above ``--max-error-rate`` (or nothing was answered, or the audit itself went unanswered:
-the shop stopped, say); else 3 when a threshold failed; else 0. (2, a usage or set-up error, ends a
+the shop stopped, say); else 3 when a threshold failed; else 6 when the run was interrupted
+(Ctrl-C, SIGTERM); else 0. (2, a usage or set-up error, ends a
 run before it has figures; 5, a report that could not be written, is the command's.)
 """
 
@@ -49,6 +50,9 @@ EXIT_AUDIT: Final = 1
 EXIT_SETUP: Final = 2
 EXIT_THRESHOLD: Final = 3
 EXIT_ERRORS: Final = 4
+EXIT_INTERRUPTED_RUN: Final = 6
+"""A run ended early by Ctrl-C or SIGTERM that nothing else failed: it is no pass (a job
+killed by ``timeout`` proved a slice of the run, its one audit not waiting for quiet)."""
 
 
 def figures(
@@ -138,11 +142,15 @@ def figures(
         for t in data["thresholds"]
         if not t["passed"]
     ]
+    if outcome.interrupted:
+        failures.append(
+            f"the run was interrupted (Ctrl-C or SIGTERM) {elapsed:.1f}s into its "
+            f"{options.warmup_s + options.duration_s:g}s, and its audit did not wait for quiet"
+        )
     data["failures"] = failures
-    data["warnings"] = (
-        mostly_refused(operations) + unsigned_callbacks(operations)
-        + late_callbacks_skipped(operations, data["skipped_journeys"])
-    )
+    data["warnings"] = mostly_refused(operations) + unsigned_callbacks(operations)
+    if not outcome.interrupted:  # cut short, a run leaves journeys unrun for that alone
+        data["warnings"] += late_callbacks_skipped(operations, data["skipped_journeys"])
     data["passed"] = not failures
     data["exit_status"] = exit_status(data)
     return data
@@ -234,7 +242,14 @@ def exit_status(data: dict[str, Any]) -> int:
         return EXIT_ERRORS
     if not all(threshold["passed"] for threshold in data["thresholds"]):
         return EXIT_THRESHOLD
+    if data.get("interrupted", False):
+        return EXIT_INTERRUPTED_RUN
     return EXIT_OK
+
+
+def _share(part: int, whole: int) -> str:
+    """``part`` as a share of ``whole`` (a rate threshold's measure), or nothing of none."""
+    return f", {part / whole:.2%}" if whole else ""
 
 
 def _ms(value: float | None) -> str:
@@ -304,7 +319,8 @@ def render(data: dict[str, Any]) -> str:
         f"{totals['expected_refusals']:,}",
         f"latency, every operation: p50 {_ms(totals['p50_ms'])}  p90 {_ms(totals['p90_ms'])}  "
         f"p99 {_ms(totals['p99_ms'])}  max {_ms(totals['max_ms'])} ms",
-        f"dropped starts {dropped['total']:,} of {dropped['planned']:,} planned "
+        f"dropped starts {dropped['total']:,} of {dropped['planned']:,} planned"
+        f"{_share(dropped['total'], dropped['planned'])} "
         f"({_codes({k: v for k, v in dropped.items() if k not in ('total', 'planned')})})",
         f"journeys {_codes(data['journeys'])}",
         f"skipped journeys {_codes(data['skipped_journeys'])}",

@@ -266,8 +266,9 @@ async def drive(
     choosers = [random.Random(f"{options.seed}-{n}") for n in range(options.concurrency)]
     pauses = [0.0] * options.concurrency  # each worker's last pause (see PAUSING)
 
-    async def run_one(number: int) -> None:
-        choose = choosers[number]
+    async def run_one(number: int, start: int | None) -> None:
+        # a paced start picks by its own number: the same picks whichever worker takes it
+        choose = choosers[number] if start is None else random.Random(f"{options.seed}@{start}")
         mine = shoppers[number * SHOPPERS_PER_WORKER : (number + 1) * SHOPPERS_PER_WORKER]
         name = choose.choices(names, weights)[0]
         recorder.started_journey(name)

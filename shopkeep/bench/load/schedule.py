@@ -74,8 +74,10 @@ def worker_start(number: int, concurrency: int, ramp_s: float) -> float:
     return ramp_s * number / concurrency
 
 
-RunOne = Callable[[int], Awaitable[None]]
-"""Runs one journey on worker ``n`` (its shoppers, its random picks)."""
+RunOne = Callable[[int, int | None], Awaitable[None]]
+"""Runs one journey on worker ``n`` (its shoppers), the start's number in a paced run (its
+random picks: which worker is free to take a start depends on timing), None in a closed one
+(the worker's own picks, in turn)."""
 
 
 class Schedule:
@@ -124,7 +126,7 @@ class Schedule:
                 return  # past the end: it never starts
             await self._until(joins - self.recorder.now())
             while not self.stop.is_set() and self.recorder.now() < self.ends_at:
-                await self.run_one(number)
+                await self.run_one(number, None)
 
         for number in range(self.concurrency):
             self._spawn(worker(number))
@@ -134,10 +136,10 @@ class Schedule:
         """Starts due at :func:`paced_start`, each taken by a free worker or dropped."""
         free = list(range(self.concurrency - 1, -1, -1))
 
-        async def journey(number: int, due: float) -> None:
+        async def journey(number: int, start: int, due: float) -> None:
             LEAD.set(Lead(due))
             try:
-                await self.run_one(number)
+                await self.run_one(number, start)
             finally:
                 free.append(number)
 
@@ -156,7 +158,7 @@ class Schedule:
                 elif not free:
                     self.recorder.drop("busy", due)
                 else:
-                    self._spawn(journey(free.pop(), due))
+                    self._spawn(journey(free.pop(), k, due))
 
         self._spawn(dispatch())
         await self._finish()
