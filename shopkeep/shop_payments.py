@@ -389,3 +389,8 @@ class Payments:
     def _reject(self, reason: str) -> None:
         self.rejected_callbacks[reason] += 1
 
+    def reject_unread_callback(self, reason: str) -> None:
+        """Count a callback refused before it was read (``too_large``: a body no provider's
+        notification comes near), as every refused callback is counted."""
+        self._reject(reason)
+

@@ -74,6 +74,8 @@ if TYPE_CHECKING:
 
 Refusal = Callable[[web.Request], web.Response]
 """A route's own answer to a request the door refuses (the console's page)."""
+TOO_LARGE_CALLBACK: Final = "too_large"
+"""The reason a callback whose body is larger than the door takes is counted refused for."""
 
 
 class FrontDoor:
@@ -126,10 +128,18 @@ class FrontDoor:
         console's page), not problem+json."""
         public = public or (guard is not None and guard.public)
         open_while_stopping = stops_itself or (guard is not None and guard.callback)
+        if too_large is None and guard is not None and guard.callback:
+            too_large = self._callback_too_large
         entrance = Entrance(
             self, method, handler, guard, public, open_while_stopping, too_large
         )
         return entrance.inner if self.split else entrance.whole
+
+    def _callback_too_large(self, request: web.Request) -> web.Response:
+        """413 for a callback's body larger than the door takes, counted as a refused
+        callback (``too_large``): the provider retries it, and the staff see it refused."""
+        self._shop.reject_unread_callback(TOO_LARGE_CALLBACK)
+        return too_large(self.max_body_bytes)
 
     def add_routes(
         self,

@@ -197,7 +197,8 @@ class BusinessCollector:
         yield _by(
             "callbacks_rejected",
             "Payment callbacks refused, by reason: signature_* (the sandbox's), bad_signature, "
-            "stale and malformed before any order saw them (never stored); wrong_app and "
+            "stale, malformed and too_large (unread) before any order saw them (never "
+            "stored); wrong_app and "
             "wrong_amount, signed by the provider (logged); unknown_payment, amount and "
             "currency by their order (logged).",
             ["reason"],

@@ -158,3 +158,15 @@ async def test_build_info_names_the_version_and_the_python(api: Api) -> None:
 
     python = ".".join(str(part) for part in sys.version_info[:3])
     assert samples["shopkeep_build_info"] == [({"version": __version__, "python": python}, 1.0)]
+
+
+async def test_a_callback_too_large_to_be_one_is_refused_unread_and_counted(
+    api: Api, config: HttpConfig
+) -> None:
+    huge = b"{" + b" " * config.max_body_bytes + b"}"
+
+    refused = await api.call("POST", "/v1/payments/callback", {}, data=huge)
+    samples = await scrape(api)
+
+    assert (refused.status, refused.body["code"]) == (413, "payload_too_large")
+    assert value(samples, "shopkeep_callbacks_rejected_total", reason="too_large") == 1
