@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import pytest
 from structlog.testing import capture_logs
 
-from shopkeep.actors.order_messages import OrderView
+from shopkeep.actors.order_messages import OrderView, ReturnView
 from shopkeep.admin import pages
 from tests.admin.conftest import Browser
 from tests.shop.conftest import sandbox
@@ -164,15 +164,22 @@ async def test_a_cancel_sent_after_the_deadline_says_the_order_was_canceled_by_i
     assert (await browser.shop.get_order(order.id)).cancel_reason == "timeout"
 
 
-async def test_a_return_approved_through_the_api_is_said_to_be_approved_already(
-    browser: Browser,
-) -> None:
+async def return_asked(browser: Browser) -> tuple[OrderView, ReturnView]:
+    """Ann's paid order, delivered, and the return she asked for; the console signed in."""
     shop = browser.shop
     order = await paid_order(browser)
     await shop.ship(order.id)
     await shop.deliver(order.id)
     asked = await shop.request_return(order.id, "too big", user_id=order.user_id)
     await browser.sign_in()
+    return order, asked
+
+
+async def test_a_return_approved_through_the_api_is_said_to_be_approved_already(
+    browser: Browser,
+) -> None:
+    shop = browser.shop
+    order, asked = await return_asked(browser)
     path = f"/admin/orders/{order.id}"
     stale = await browser.form_fields(path, f"/admin/returns/{asked.id}/approve")
     await shop.approve_return(asked.id)
@@ -202,12 +209,7 @@ async def test_a_cancel_from_a_page_that_showed_the_order_unpaid_refunds_nothing
 async def test_two_staff_approving_one_return_at_once_are_told_that_one_of_them_did(
     browser: Browser,
 ) -> None:
-    shop = browser.shop
-    order = await paid_order(browser)
-    await shop.ship(order.id)
-    await shop.deliver(order.id)
-    asked = await shop.request_return(order.id, "too big", user_id=order.user_id)
-    await browser.sign_in()
+    order, asked = await return_asked(browser)
     path = f"/admin/orders/{order.id}"
     action = f"/admin/returns/{asked.id}/approve"
     forms = [await browser.form_fields(path, action) for _ in range(2)]
@@ -217,7 +219,7 @@ async def test_two_staff_approving_one_return_at_once_are_told_that_one_of_them_
 
     done = sorted(e["done"] for e in logs if e["event"] == "console_action")
     assert done == [False, True]  # the staff's trail: one approved it, the other did nothing
-    assert len((await shop.refunds(order.id)).items) == 1
+    assert len((await browser.shop.refunds(order.id)).items) == 1
 
 
 async def test_a_name_that_turns_text_around_is_isolated_in_a_forms_notice(
