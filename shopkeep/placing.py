@@ -41,7 +41,12 @@ from shopkeep.actors.order_messages import (
     Place,
     PlacedBefore,
 )
-from shopkeep.actors.order_rules import new_order, placement_outcome, request_problems
+from shopkeep.actors.order_rules import (
+    line_problems,
+    new_order,
+    placement_outcome,
+    request_problems,
+)
 from shopkeep.actors.order_state import PENDING
 from shopkeep.actors.order_store import load_order
 from shopkeep.actors.placement import UNDONE_FAILURES
@@ -260,5 +265,24 @@ def every_problem(
         each.add(request_problems(
             lines, use_balance if balance_ok else 0, expected_total if total_ok else None, config
         ))  # fmt: skip
+    elif (loose := _loose_lines(items)) is not None:  # the lines' rules, beside their types'
+        each.add(line_problems(loose, config))
     each(key_of, idempotency_key)
     return ShopError.invalid(each.found)
+
+
+def _loose_lines(items: Any) -> list[tuple[object, object]] | None:
+    """``items`` as (goods id, quantity) lines, each part None where it is no id or no whole
+    number (refused already by ``checked_items``); None when ``items`` are no lines at all."""
+    if not isinstance(items, list | tuple):
+        return None
+    lines: list[tuple[object, object]] = []
+    for item in items:
+        pair = isinstance(item, tuple | list) and len(item) == 2
+        goods, quantity = item if pair else (None, None)
+        try:
+            check_id("goods_id", goods)
+        except ShopError:
+            goods = None
+        lines.append((goods, quantity if type(quantity) is int else None))
+    return lines

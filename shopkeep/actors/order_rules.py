@@ -148,25 +148,36 @@ def request_problems(
 ) -> list[tuple[str, str]]:
     """Every problem :func:`validate_request` finds, each with where it is: a JSON Pointer
     into the request as SPEC 7's body has it (``/items/2/quantity``)."""
-    found: list[tuple[str, str]] = []
-    if not items:
-        found.append(("/items", "an order needs at least one item"))
-    if len(items) > config.max_items:
-        found.append((
-            "/items",
-            f"at most {config.max_items} items per order (one per goods), not {len(items)}",
-        ))
-    found.extend(repeated_goods([goods_id for goods_id, _ in items]))
-    for index, (goods_id, quantity) in enumerate(items):
-        if not 1 <= quantity <= config.max_quantity:
-            found.append((
-                f"/items/{index}/quantity",
-                f"goods {goods_id}: quantity must be 1 to {config.max_quantity}, not {quantity}",
-            ))  # fmt: skip
+    found = line_problems(items, config)
     if not 0 <= use_balance <= MAX_AMOUNT:
         found.append(("/use_balance", f"use_balance must be between 0 and {MAX_AMOUNT}"))
     if expected_total is not None and not 0 <= expected_total <= MAX_AMOUNT:
         found.append(("/expected_total", f"expected_total must be between 0 and {MAX_AMOUNT}"))
+    return found
+
+
+def line_problems(
+    lines: Sequence[tuple[object, object]], config: ShopConfig
+) -> list[tuple[str, str]]:
+    """The order's rules for its ``lines`` (goods id, quantity), each problem with where it
+    is: at least one line, at most ``max_items``, each goods once, each quantity 1 to
+    ``max_quantity``. A part that is no id or no whole number (None, say: a request's types
+    refused it already) breaks none of these, so that they are found beside the types'."""
+    found: list[tuple[str, str]] = []
+    if not lines:
+        found.append(("/items", "an order needs at least one item"))
+    if len(lines) > config.max_items:
+        found.append((
+            "/items",
+            f"at most {config.max_items} items per order (one per goods), not {len(lines)}",
+        ))
+    found.extend(repeated_goods([object() if g is None else g for g, _ in lines]))
+    for index, (goods_id, quantity) in enumerate(lines):
+        if type(quantity) is int and not 1 <= quantity <= config.max_quantity:
+            found.append((
+                f"/items/{index}/quantity",
+                f"goods {goods_id}: quantity must be 1 to {config.max_quantity}, not {quantity}",
+            ))  # fmt: skip
     return found
 
 

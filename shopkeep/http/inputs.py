@@ -17,6 +17,7 @@ import msgspec
 from aiohttp import hdrs, web
 from multidict import istr
 
+from shopkeep.actors.config import ShopConfig
 from shopkeep.errors import FieldError, ShopError
 from shopkeep.http.auth import still_holds, unauthorized
 from shopkeep.http.codes import BAD_REQUEST
@@ -144,14 +145,15 @@ async def body_of(request: web.Request, kind: type[T], *, optional: bool = False
     raw = await body_bytes(request)
     if optional and not raw.strip():
         return kind()
-    return decoded(raw, kind)
+    return decoded(raw, kind, shop_of(request).config)
 
 
 EMPTY_BODY: Final = "the body is not JSON: it is empty"
 
 
-def decoded(raw: bytes, kind: type[T]) -> T:
-    """``raw`` decoded as ``kind``, or ShopError validation_error listing every problem."""
+def decoded(raw: bytes, kind: type[T], config: ShopConfig) -> T:
+    """``raw`` decoded as ``kind``, or ShopError validation_error listing every problem: the
+    types' and, past them, the rules of the shop's ``config`` that the body breaks."""
     try:
         # the decoder made once per type (a call fewer than _decoder on every request)
         decoder: msgspec.json.Decoder[T] = _DECODERS.get(kind) or _decoder(kind)
@@ -176,7 +178,7 @@ def decoded(raw: bytes, kind: type[T]) -> T:
             found = []
         rules = getattr(kind, "written_problems", None)  # the shop's rules past the types
         if found and rules is not None:
-            found += rules(written)
+            found = _beside(found, rules(written, config))
         raise ShopError.invalid(found or [refusal_of(refused)]) from None
     except msgspec.DecodeError as broken:
         if not raw.strip():  # msgspec's words for it: "Input data was truncated"
@@ -265,12 +267,31 @@ def _whole(value: Any) -> Any:
     return value
 
 
+def _beside(found: list[FieldError], more: list[FieldError]) -> list[FieldError]:
+    """The types' problems ``found`` with the rules' ``more``, but those of a place the types
+    refused already (a quantity of 0 is no quantity of 1 to 1,000 either: said once), each
+    before the first problem inside its place (the order's lines before its first line's): the
+    list is cut at :data:`~shopkeep.errors.MAX_PROBLEMS`."""
+    merged = list(found)
+    refused = {problem.pointer for problem in found}
+    for problem in more:
+        if problem.pointer in refused:
+            continue
+        inside = f"{problem.pointer}/"
+        at = next(
+            (i for i, seen in enumerate(merged) if (seen.pointer or "").startswith(inside)),
+            len(merged),
+        )
+        merged.insert(at, problem)
+    return merged
+
+
 async def no_body(request: web.Request) -> None:
     """Refuse a body on an operation that takes none (``{}`` and nothing are fine): a field
     sent there would be silently ignored otherwise."""
     raw = await body_bytes(request)
     if raw.strip():
-        decoded(raw, EmptyRequest)
+        decoded(raw, EmptyRequest, shop_of(request).config)
 
 
 def path_id(request: web.Request, name: str) -> int:

@@ -183,10 +183,13 @@ async def place_order(request: web.Request) -> web.Response:
     key = idempotency_key_of(request)
     raw = buffered_body(request)
     # a body still coming is read by body_bytes, which checks the token again once it is in
-    body = decoded(raw if raw is not None else await body_bytes(request), s.PlaceOrderRequest)
+    shop = request.app[SHOP]
+    body = decoded(
+        raw if raw is not None else await body_bytes(request), s.PlaceOrderRequest, shop.config
+    )
     items = [(c.ref_in(item.goods_id, "goods"), item.quantity) for item in body.items]
     coupon_id = None if body.coupon_id is None else c.ref_in(body.coupon_id, "coupon")
-    order = await request.app[SHOP].place_order(
+    order = await shop.place_order(
         user_id,
         items,
         coupon_id=coupon_id,

@@ -18,8 +18,8 @@ import msgspec
 from msgspec import Meta
 
 from shopkeep.actors.audit import AuditReport
-from shopkeep.actors.config import MAX_HELD
-from shopkeep.actors.order_rules import repeated_goods
+from shopkeep.actors.config import MAX_HELD, ShopConfig
+from shopkeep.actors.order_rules import line_problems
 from shopkeep.errors import FieldError
 from shopkeep.requests import (
     ID_PATTERN,
@@ -134,7 +134,7 @@ class CreateCouponRequest(RequestBody, frozen=True):
     expires_at: Time | None = None
 
     @staticmethod
-    def written_problems(written: Any) -> list[FieldError]:
+    def written_problems(written: Any, config: ShopConfig) -> list[FieldError]:
         """An expiry an offset takes outside the years 1 to 9999 in UTC, which the types take
         (:func:`shopkeep.http.conversion.time_in` refuses it), listed beside the types'
         problems: every problem at once (SPEC 7)."""
@@ -155,8 +155,16 @@ class OrderItemRequest(RequestBody, frozen=True):
     quantity: Quantity
 
 
-def _is_id(value: Any) -> bool:
-    return isinstance(value, str) and _ID.search(value) is not None
+def _line_as_written(item: Any) -> tuple[str | None, int | None]:
+    """An order's line as its body wrote it: its goods id and its quantity, each None where
+    it is none (the types refuse that part already, and it breaks no rule of the lines)."""
+    if not isinstance(item, dict):
+        return None, None
+    goods_id, quantity = item.get("goods_id"), item.get("quantity")
+    return (
+        goods_id if isinstance(goods_id, str) and _ID.search(goods_id) else None,
+        quantity if type(quantity) is int else None,
+    )
 
 
 _ID: Final = re.compile(ID_PATTERN)
@@ -193,18 +201,15 @@ class PlaceOrderRequest(RequestBody, frozen=True):
     ] = None
 
     @staticmethod
-    def written_problems(written: Any) -> list[FieldError]:
-        """What the shop's rules find in a body its types refused (a goods listed twice),
-        to be listed beside the types' problems: every problem at once (SPEC 7)."""
+    def written_problems(written: Any, config: ShopConfig) -> list[FieldError]:
+        """What the shop's rules for an order's lines find in a body its types refused (a
+        goods listed twice, a quantity past the shop's most, more lines than it takes), to be
+        listed beside the types' problems: every problem at once (SPEC 7)."""
         items = written.get("items") if isinstance(written, dict) else None
         if not isinstance(items, list):
             return []
-        goods_ids = [  # a line without a goods id (refused already) repeats no other
-            item["goods_id"] if isinstance(item, dict) and _is_id(item.get("goods_id"))
-            else object()
-            for item in items
-        ]
-        return [FieldError(detail, pointer=where) for where, detail in repeated_goods(goods_ids)]
+        lines = [_line_as_written(item) for item in items]
+        return [FieldError(detail, pointer=where) for where, detail in line_problems(lines, config)]
 
 
 class ReturnRequest(RequestBody, frozen=True):

@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 import shopkeep.requests as request_rules
+from shopkeep.actors.config import ShopConfig
 from shopkeep.errors import MAX_PROBLEMS, FieldError, ShopError
 from shopkeep.http import schemas as s
 from shopkeep.http.inputs import decoded
@@ -83,7 +84,7 @@ def test_msgspecs_one_refusal_becomes_a_pointer() -> None:
 def test_an_empty_body_is_said_to_be_empty_not_in_msgspecs_words(raw: bytes) -> None:
     # "the body is not JSON: Input data was truncated" for a POST that sent no body at all
     with pytest.raises(ShopError) as refused:
-        decoded(raw, s.CreditRequest)
+        decoded(raw, s.CreditRequest, ShopConfig())
 
     [problem] = refused.value.errors
     assert problem == FieldError("the body is not JSON: it is empty", pointer="")
@@ -100,10 +101,49 @@ def test_a_lone_surrogate_in_a_string_is_refused_where_it_is(raw: bytes, pointer
     # "the body is not JSON: Input data was truncated", pointing at the whole body, for a
     # body whole and JSON whose string held an escape no character is
     with pytest.raises(ShopError) as refused:
-        decoded(raw, s.PlaceOrderRequest)
+        decoded(raw, s.PlaceOrderRequest, ShopConfig())
 
     [problem] = refused.value.errors
     assert problem.pointer == pointer and "lone UTF-16 surrogate" in problem.detail
+
+
+def problems_of(body: dict[str, Any], config: ShopConfig | None = None) -> list[FieldError]:
+    """Every problem of ``body`` as an order placement's, in a shop of ``config``."""
+    with pytest.raises(ShopError) as refused:
+        decoded(msgspec.json.encode(body), s.PlaceOrderRequest, config or ShopConfig())
+    return list(refused.value.errors)
+
+
+def test_a_quantity_past_the_shops_most_is_listed_beside_the_types_problems() -> None:
+    found = problems_of({"items": [{"goods_id": "7", "quantity": 5000}], "zz": 1})
+
+    assert [problem.pointer for problem in found] == ["/zz", "/items/0/quantity"]
+    assert found[1].detail == "goods 7: quantity must be 1 to 1000, not 5000"
+
+
+def test_a_quantity_the_types_refuse_is_said_once() -> None:
+    found = problems_of({"items": [{"goods_id": "7", "quantity": 0}]})
+
+    assert [problem.pointer for problem in found] == ["/items/0/quantity"]
+
+
+def test_too_many_lines_come_first_even_when_every_line_is_wrong() -> None:
+    items = [{"goods_id": "x", "quantity": 1}] * 120  # more problems than a refusal lists
+
+    found = problems_of({"items": items}, ShopConfig(max_items=50))
+
+    assert found[0] == FieldError(
+        "at most 50 items per order (one per goods), not 120", pointer="/items"
+    )
+    assert found[1].pointer == "/items/0/goods_id"
+
+
+def test_a_goods_listed_twice_beside_a_wrong_field_is_said_with_it() -> None:
+    line = {"goods_id": "7", "quantity": 1}
+
+    found = problems_of({"items": [line, line], "use_balance": -1})
+
+    assert [problem.pointer for problem in found] == ["/use_balance", "/items/1/goods_id"]
 
 
 @pytest.mark.parametrize(

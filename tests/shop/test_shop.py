@@ -626,6 +626,20 @@ async def test_a_validation_error_lists_every_problem_as_the_http_api_does(shop:
     assert (await shop.get_user(user)).balance == 0
 
 
+async def test_a_line_past_the_most_is_listed_beside_another_lines_wrong_goods(
+    shop: Shop,
+) -> None:
+    user = await customer(shop)
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    loose: Any = shop  # a caller the signatures' types do not hold
+
+    with pytest.raises(ShopError) as refused:
+        await loose.place_order(user, [(tea.id, 5_000), ("x", 1)])
+
+    found = [error.pointer for error in refused.value.errors]
+    assert found == ["/items/1/goods_id", "/items/0/quantity"]
+
+
 async def test_an_id_passed_as_text_or_a_bad_key_is_listed_beside_the_other_problems(
     shop: Shop,
 ) -> None:
