@@ -21,9 +21,22 @@ install: $(VENV)/.installed
 # all in the lock) and built with the locked setuptools.
 $(VENV)/.installed: $(LOCK) pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
+	@$(PYTHON) -c "$$NEEDS_PYTHON" || exit 1
 	$(PYTHON) -m pip install --require-hashes --no-deps -r $(LOCK)
 	$(PYTHON) -m pip install --no-deps --no-build-isolation -e .
 	touch $@
+
+# What the virtualenv must be before anything is installed into it, each in one line: a
+# virtualenv of an older python3 (a first `make` before 3.11 was on PATH), or one made without
+# pip (Debian's python3 without python3-venv), would fail every later `make` at pip.
+define NEEDS_PYTHON
+import importlib.util, sys
+if sys.version_info < (3, 11):
+    sys.exit(f"shopkeep needs Python 3.11 or newer; $(VENV) was made with {sys.version.split()[0]}: run make clean, then make again with python3 3.11+ first on PATH")
+if importlib.util.find_spec("pip") is None:
+    sys.exit("$(VENV) has no pip (on Debian and Ubuntu, install python3-venv): run make clean, then make again")
+endef
+export NEEDS_PYTHON
 
 lock:
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -47,8 +60,8 @@ lint: $(VENV)/.installed
 # is DB, else SHOPKEEP_DB, else shopkeep.db.
 DB ?= $(or $(SHOPKEEP_DB),shopkeep.db)
 serve: $(VENV)/.installed
-	test -f $(DB) || $(PYTHON) -m shopkeep demo --db $(DB)
-	$(PYTHON) -m shopkeep serve --db $(DB) --sandbox
+	test -f '$(DB)' || $(PYTHON) -m shopkeep demo --db '$(DB)'
+	$(PYTHON) -m shopkeep serve --db '$(DB)' --sandbox
 
 # The load harness (docs/load-testing.md), a short run against an embedded shop; its figures go
 # to bench.json and bench.html.

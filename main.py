@@ -16,6 +16,8 @@ def run() -> int:
         from shopkeep.cli import main
 
         return main()
+    except KeyboardInterrupt:  # Ctrl-C while the command line loads: nothing was done
+        return 130
     except ModuleNotFoundError as missing:
         if (missing.name or "").partition(".")[0] == "shopkeep":
             raise  # a fault of shopkeep's own, not an install's

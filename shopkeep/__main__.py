@@ -2,7 +2,9 @@
 
 import sys
 
-from shopkeep.cli import main
-
 if __name__ == "__main__":
+    try:
+        from shopkeep.cli import main
+    except KeyboardInterrupt:  # Ctrl-C while the command line loads: nothing was done
+        sys.exit(130)
     sys.exit(main())

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import json
 import os
+import runpy
 import signal
 import socket
 import sqlite3
@@ -14,6 +16,7 @@ import sys
 import urllib.request
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -729,3 +732,35 @@ def test_a_checkout_run_by_a_python_without_the_dependencies_says_what_to_do_in_
     [line] = done.stderr.splitlines()
     assert line.startswith("shopkeep: msgspec is not installed for ")
     assert "run `make install`" in line
+
+
+def interrupt_loading_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C as ``shopkeep.cli`` is imported (the first fraction of a second of a command)."""
+    real_import = builtins.__import__
+
+    def interrupted(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "shopkeep.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+
+
+def test_ctrl_c_while_python_m_shopkeep_loads_exits_130_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    interrupt_loading_the_command_line(monkeypatch)
+
+    with pytest.raises(SystemExit) as ended:
+        runpy.run_module("shopkeep", run_name="__main__")
+
+    assert ended.value.code == 130
+
+
+def test_ctrl_c_while_main_py_loads_exits_130_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checkout_main = runpy.run_path(str(Path(__file__).parents[1] / "main.py"))
+    interrupt_loading_the_command_line(monkeypatch)
+
+    assert checkout_main["run"]() == 130

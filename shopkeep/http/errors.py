@@ -229,6 +229,10 @@ _REFUSED_HEADER: Final = re.compile(r"\n\s*b['\"]([!#$%&*+.^_`|~0-9A-Za-z-]+):")
 """The name of the header line aiohttp's parser quotes in its refusal (``b'Name: value'``)."""
 
 
+_LINE_PAST: Final = re.compile(r"Got more than (\d+) bytes")
+"""aiohttp's parser's words for a header or request line past its limit."""
+
+
 def unparsable(error: HttpProcessingError) -> web.Response:
     """The answer to a request aiohttp's parser refused before any handler saw it: bytes no
     HTTP client sends (a control character in a header, a line past its limit).
@@ -243,6 +247,12 @@ def unparsable(error: HttpProcessingError) -> web.Response:
         answer = problem_for(unauthorized())
     elif header == IDEMPOTENCY_HEADER.lower():
         answer = problem_for(refused_parameter(IDEMPOTENCY_HEADER, KEY_RULE))
+    elif (limit := _LINE_PAST.match(error.message)) is not None:
+        # the parser quotes neither the header's name nor whether it was one: a token or a
+        # key this long is refused here, not 401 / 422 (HTTP's own 431 and 414 would split
+        # what cannot be told apart)
+        answer = problem(BAD_REQUEST, f"a line of the request (a header, or its target) is "
+                                      f"longer than the {limit.group(1)} bytes this server reads")
     else:
         said = parser_found(error.message, "the request is not valid HTTP")
         where = "" if found is None else f" (header {found.group(1)})"

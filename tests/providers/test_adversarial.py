@@ -426,7 +426,8 @@ async def test_an_unpaid_order_is_closed_at_the_provider_at_its_deadline_and_can
 
     status, history = await world.call("GET", f"/v1/orders/{order['id']}/history", world.admin)
     assert status == 200
-    assert f"payment {payment['id']}: open, closed now" in [e["remark"] for e in history["items"]]
+    remarks = [e["remark"] for e in history["items"]]
+    assert f"payment {payment['id']}: open at the provider, closed now" in remarks
     assert world.shop.active_queries["payment:closed"] >= 1
     with pytest.raises(Unpayable):  # the customer still on the checkout page
         await world.pay(payment)

@@ -167,7 +167,7 @@ async def test_an_order_waiting_for_the_providers_answer_is_not_passivated_nor_s
         assert (timed_out.status, timed_out.cancel_reason) == ("canceled", "timeout")
         assert provider.asked == [payment.id]
         remarks = [e.remark for e in (await shop.order_history(order.id)).items]
-        assert f"payment {payment.id}: open" in remarks  # what it said: it did answer
+        assert f"payment {payment.id}: open at the provider" in remarks  # it did answer
         await assert_audit_ok(shop)
 
 
