@@ -11,6 +11,8 @@ the runtime's own table.
 
 from __future__ import annotations
 
+from typing import Final
+
 from shopkeep.actors.config import ShopConfig
 from shopkeep.actors.goods import StockEntry, stock_ledger
 from shopkeep.actors.order import order_view
@@ -34,6 +36,7 @@ from shopkeep.actors.refund_store import (
 )
 from shopkeep.actors.user import BalanceEntry, balance_ledger, list_users
 from shopkeep.errors import ShopError
+from shopkeep.idempotency import InFlight
 from shopkeep.paging import MAX_LIMIT, Page, page_bounds, paged
 from shopkeep.refusals import INVALID_STATE, NOT_FOUND
 from shopkeep.requests import check_count, check_id, check_time, refused_parameter
@@ -61,12 +64,20 @@ def check_status(status: str | None) -> None:
         raise refused_parameter("status", f"status must be one of {', '.join(STATUSES)}")
 
 
+DEAD_LETTER: Final = "dead_letter"
+"""The kind of what :attr:`BackOffice._letters_in_hand` holds, by id."""
+
+
 class BackOffice:
     """The operator's reads and the dead letters' handling, on a shop's reader and system."""
 
     reader: Reader
     system: ActorSystem
     config: ShopConfig
+    _letters_in_hand: InFlight
+    """The dead letters being sent again or discarded: one request at a time each, so that
+    a second finds the letter gone (two sends would deliver its message twice, under two
+    outbox ids, and a discard beside a send would not stop it)."""
 
     async def list_users(
         self, *, limit: int | None = None, cursor: str | None = None
@@ -210,13 +221,15 @@ class BackOffice:
         """Send the dead letter's message again (durably, through the outbox) and remove it
         from the dead letters; ShopError not_found, or invalid_state when its message was
         not stored whole and cannot be sent again."""
-        letter = await self.dead_letter(letter_id)
-        if not letter.retryable or not await letters.retry(self.system, letter_id):
-            raise ShopError(
-                INVALID_STATE, f"dead letter {letter_id} cannot be sent again: discard it"
-            )
+        async with self._letters_in_hand.hold(check_id("letter_id", letter_id), DEAD_LETTER):
+            letter = await self.dead_letter(letter_id)
+            if not letter.retryable or not await letters.retry(self.system, letter_id):
+                raise ShopError(
+                    INVALID_STATE, f"dead letter {letter_id} cannot be sent again: discard it"
+                )
 
     async def discard_dead_letter(self, letter_id: int) -> None:
         """Remove the dead letter, its message not applied; ShopError not_found."""
-        if not await letters.discard(self.system, check_id("letter_id", letter_id)):
-            raise ShopError(NOT_FOUND, f"dead letter {letter_id} does not exist")
+        async with self._letters_in_hand.hold(check_id("letter_id", letter_id), DEAD_LETTER):
+            if not await letters.discard(self.system, letter_id):
+                raise ShopError(NOT_FOUND, f"dead letter {letter_id} does not exist")

@@ -174,6 +174,7 @@ class Shop(Accounts, Payments, BackOffice):
         self._checkouts = InFlight()
         # and one at a time under one Idempotency-Key, so that a second replays the first whole
         self._keyed_starts = InFlight()
+        self._letters_in_hand = InFlight()
 
     @classmethod
     @asynccontextmanager

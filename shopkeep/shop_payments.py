@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 import structlog
@@ -61,6 +61,9 @@ from shopkeep.runtime import ActorStopped, ActorSystem, Address, Overloaded
 from shopkeep.store.reader import Reader
 
 log = structlog.get_logger("shopkeep.shop")  # the Shop's log, whose part this is
+
+TOO_LARGE: Final = "too_large"
+"""The reason a callback larger than the server takes is counted refused for."""
 
 
 class Payments:
@@ -389,8 +392,9 @@ class Payments:
     def _reject(self, reason: str) -> None:
         self.rejected_callbacks[reason] += 1
 
-    def reject_unread_callback(self, reason: str) -> None:
-        """Count a callback refused before it was read (``too_large``: a body no provider's
-        notification comes near), as every refused callback is counted."""
-        self._reject(reason)
+    def reject_too_large_callback(self) -> None:
+        """Count a callback refused unread for its size (``too_large``: a body larger than the
+        server takes, which no provider's notification comes near), as every refused callback
+        is counted."""
+        self._reject(TOO_LARGE)
 

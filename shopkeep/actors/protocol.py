@@ -1,4 +1,5 @@
-"""Values shared by the shop's actors: refusals, views, and the asset kinds' messages.
+"""Values shared by the shop's actors: views, Idempotency-Keys and the asset kinds' messages
+(their refusals are :mod:`shopkeep.refusals`'s, below every layer).
 
 Messages are frozen, tagged msgspec Structs (one union per actor kind) so that durable ones
 (outbox, timers) survive a restart: ``msgspec.msgpack`` encodes them with their tag.

@@ -279,10 +279,13 @@ async def order_action(request: web.Request) -> web.StreamResponse:
     what = request.match_info["what"]
 
     async def action(form: Form, key: str) -> str:
-        async with console_of(request).acting.holding(f"order:{order_id}"):
+        async with console_of(request).acting.hold(order_id, "order"):
             before = await shop.get_order(order_id)
             shown = form.get("shown")
-            if isinstance(shown, str) and before.status not in (shown, LEADS_TO[what]):
+            if not isinstance(shown, str) or not shown:  # a form of no page of the console's
+                raise NothingDone(f"The form did not say what order {order_id} was on its "
+                                  "page: nothing was done. Look at it again.")
+            if before.status not in (shown, LEADS_TO[what]):
                 # the page is stale: a cancel asked of an unpaid order would refund a paid one
                 # (an order the form finds done already is said so by order_outcome)
                 raise NothingDone(
@@ -310,7 +313,7 @@ async def approve_return(request: web.Request) -> web.StreamResponse:
     where = back if isinstance(back, str) and back.startswith(f"{PREFIX}/") else PREFIX
 
     async def action(form: Form, key: str) -> str:
-        async with console_of(request).acting.holding(f"return:{return_id}"):
+        async with console_of(request).acting.hold(return_id, "return"):
             before = await shop.get_return(return_id)
             approved = await shop.approve_return(return_id, idempotency_key=key)
         if before.status == approved.status:  # a stale page's, another tab's or staff's

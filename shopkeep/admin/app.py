@@ -13,9 +13,6 @@ console authenticates by its session.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -36,6 +33,7 @@ from shopkeep.http.front_door import DOOR
 from shopkeep.http.inputs import undecoded_coding
 from shopkeep.http.metrics import Metrics
 from shopkeep.http.rate_limit import RateLimiter
+from shopkeep.idempotency import InFlight
 from shopkeep.refusals import NOT_FOUND, UNAVAILABLE
 from shopkeep.runtime import Clock
 from shopkeep.shop import Shop
@@ -72,33 +70,9 @@ class Console:
         return self.public_url.startswith("https://")
     audit: tuple[float, AuditReport] | None = field(default=None)
     """The last audit and when it ran (the dashboard shows it; the audit page runs it)."""
-    acting: OneAtATime = field(default_factory=lambda: OneAtATime())
-    """The orders and returns a form is acting on: two staff's forms on one take turns, so
-    that the second reads what the first did and says it was done already."""
-
-
-class OneAtATime:
-    """One holder at a time for each subject (``"order:7"``), a lock kept only while used."""
-
-    def __init__(self) -> None:
-        self._held: dict[str, tuple[asyncio.Lock, list[int]]] = {}
-
-    @contextlib.asynccontextmanager
-    async def holding(self, subject: str) -> AsyncIterator[None]:
-        """Wait for the other holders of ``subject``, then hold it for the block."""
-        lock, users = self._held.setdefault(subject, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._held[subject]
-
-    def __len__(self) -> int:
-        """How many subjects are held or waited for."""
-        return len(self._held)
+    acting: InFlight = field(default_factory=InFlight)
+    """The orders and returns a form is acting on (by id and kind): two staff's forms on one
+    take turns, so that the second reads what the first did and says it was done already."""
 
 
 WRONG_SIGN_INS_BURST: Final = 10

@@ -23,7 +23,7 @@ fault it is:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import msgspec
@@ -273,6 +273,21 @@ def _detail_of(error: web.HTTPException) -> str:
     if error.status == 405:
         return "this route does not take that method"
     return "the request body is too large"
+
+
+Refusal = Callable[[web.Request], web.Response]
+"""A route's own answer to a request the door refuses (the console's page)."""
+
+
+def too_large_for(request: web.Request, max_body_bytes: int, page: Refusal | None) -> web.Response:
+    """413 for a body announced larger than ``max_body_bytes`` (problem+json, or the route's
+    own ``page``); with ``Expect: 100-continue`` (no 100 invited the body: the door's
+    ``continue_only``) the connection closes after it: what the client sends next may be that
+    body, or another request, and cannot be told apart."""
+    answer = too_large(max_body_bytes) if page is None else page(request)
+    if hdrs.EXPECT in request.headers:
+        answer.force_close()
+    return answer
 
 
 def too_large(max_body_bytes: int) -> web.Response:

@@ -55,7 +55,7 @@ from shopkeep.http.auth import (
     unauthorized,
     user_of_hash,
 )
-from shopkeep.http.errors import answer_error, too_large
+from shopkeep.http.errors import Refusal, answer_error, too_large, too_large_for
 from shopkeep.http.guard import Guard
 from shopkeep.http.key_allowance import KeyAllowance
 from shopkeep.http.latency import Series
@@ -72,10 +72,6 @@ if TYPE_CHECKING:
     from shopkeep.shop import Shop
 
 
-Refusal = Callable[[web.Request], web.Response]
-"""A route's own answer to a request the door refuses (the console's page)."""
-TOO_LARGE_CALLBACK: Final = "too_large"
-"""The reason a callback whose body is larger than the door takes is counted refused for."""
 
 
 class FrontDoor:
@@ -138,7 +134,7 @@ class FrontDoor:
     def _callback_too_large(self, request: web.Request) -> web.Response:
         """413 for a callback's body larger than the door takes, counted as a refused
         callback (``too_large``): the provider retries it, and the staff see it refused."""
-        self._shop.reject_unread_callback(TOO_LARGE_CALLBACK)
+        self._shop.reject_too_large_callback()
         return too_large(self.max_body_bytes)
 
     def add_routes(
@@ -360,7 +356,9 @@ class Entrance:
             # in twice the calls
             length = headers.get(hdrs.CONTENT_LENGTH)
             if length is not None and int(length) > door.max_body_bytes:
-                response: web.StreamResponse = _too_large(door, request, self._too_large)
+                response: web.StreamResponse = too_large_for(
+                    request, door.max_body_bytes, self._too_large
+                )
             else:
                 # steps 3 to 5, as in inner, but inline: one coroutine fewer per request
                 try:
@@ -403,7 +401,7 @@ class Entrance:
         headers = request.headers
         length = headers.get(hdrs.CONTENT_LENGTH)
         if length is not None and int(length) > door.max_body_bytes:
-            return _too_large(door, request, self._too_large)
+            return too_large_for(request, door.max_body_bytes, self._too_large)
         caller: Principal | str | None = None
         try:
             caller = door.admit(request, headers, self._guard, self._public)
@@ -436,17 +434,6 @@ class Entrance:
     def _learn(self, request: web.Request) -> str:
         self.route = _route_of(request)
         return self.route
-
-
-def _too_large(door: FrontDoor, request: web.Request, page: Refusal | None) -> web.Response:
-    """413 for a body announced larger than the door takes (problem+json, or the route's own
-    ``page``); with ``Expect: 100-continue`` (no 100 invited the body, :func:`continue_only`)
-    the connection closes after it: what the client sends next may be that body, or another
-    request, and cannot be told apart."""
-    answer = too_large(door.max_body_bytes) if page is None else page(request)
-    if hdrs.EXPECT in request.headers:
-        answer.force_close()
-    return answer
 
 
 async def continue_only(request: web.Request) -> None:

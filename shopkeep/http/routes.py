@@ -325,9 +325,20 @@ async def payment_callback(request: web.Request) -> web.Response:
     route: its notifications have a route of their own, and an answer of their own."""
     shop = shop_of(request)
     _served_by(shop.provider, request.path)
-    raw = await body_bytes(request)
+    raw = await _callback_bytes(request)
     await shop.handle_callback(raw, request.headers.get(SIGNATURE_HEADER))
     return reply(s.CallbackReceived(True))
+
+
+async def _callback_bytes(request: web.Request) -> bytes:
+    """A callback's raw body. One larger than the server takes, sent in chunks (its size
+    unannounced, so the door let it in), is counted refused ``too_large`` as the door counts
+    one whose size it announced."""
+    try:
+        return await body_bytes(request)
+    except web.HTTPRequestEntityTooLarge:
+        shop_of(request).reject_too_large_callback()
+        raise
 
 
 def _served_by(provider: PaymentProvider, path: str) -> None:
@@ -345,7 +356,7 @@ async def provider_notify(request: web.Request) -> web.Response:
     shop = shop_of(request)
     provider = shop.provider
     _served_by(provider, request.path)
-    raw = await body_bytes(request)
+    raw = await _callback_bytes(request)
     try:
         await shop.handle_callback(raw, request.headers)
         said = provider.answer(True)

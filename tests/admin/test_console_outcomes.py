@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -204,6 +205,45 @@ async def test_a_cancel_from_a_page_that_showed_the_order_unpaid_refunds_nothing
             "was done.") in page
     assert (await browser.shop.get_order(order.id)).status == "paid"
     assert (await browser.shop.refunds(order.id)).items == []
+
+
+async def test_two_staff_canceling_one_paid_order_at_once_are_told_that_one_of_them_did(
+    browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order = await paid_order(browser)
+    await browser.sign_in()
+    path = f"/admin/orders/{order.id}"
+    forms = [await browser.form_fields(path, f"{path}/cancel") for _ in range(2)]
+    read = browser.shop.get_order
+
+    async def read_slowly(order_id: int, **kwargs: Any) -> OrderView:
+        # the other form's turn comes between this one's look at the order and its cancel
+        found = await read(order_id, **kwargs)
+        for _ in range(50):
+            await asyncio.sleep(0)
+        return found
+
+    monkeypatch.setattr(browser.shop, "get_order", read_slowly)
+
+    with capture_logs() as logs:
+        await asyncio.gather(*(browser.send(f"{path}/cancel", form) for form in forms))
+
+    done = sorted(e["done"] for e in logs if e["event"] == "console_action")
+    assert done == [False, True]  # one canceled it, the other was told it was canceled already
+    assert len((await browser.shop.refunds(order.id)).items) == 1
+
+
+async def test_an_orders_form_that_does_not_say_what_its_page_showed_does_nothing(
+    browser: Browser,
+) -> None:
+    order, path, form = await browser.order_form("cancel")
+    del form["shown"]  # a form of no page of the console's
+
+    await browser.send(f"{path}/cancel", form)
+    page = (await browser.page(path))[1]
+
+    assert f"The form did not say what order {order.id} was on its page: nothing" in page
+    assert (await browser.shop.get_order(order.id)).status == "awaiting_payment"
 
 
 async def test_two_staff_approving_one_return_at_once_are_told_that_one_of_them_did(

@@ -25,7 +25,7 @@ from shopkeep.bench.load.journeys import (
 )
 from shopkeep.bench.load.recorder import Recorder
 from shopkeep.bench.load.report import figures, late_callbacks_skipped, render
-from shopkeep.bench.load.run import BenchOptions, Outcome
+from shopkeep.bench.load.run import BenchOptions, Outcome, chooser_of
 from shopkeep.bench.load.schedule import LATE_BOUND_S, Schedule, paced_start, worker_start
 from shopkeep.bench.load.target import Customer, Order, Payment, Refused
 from shopkeep.bench.load.thresholds import Threshold, ThresholdError, parse_threshold
@@ -286,6 +286,7 @@ def test_a_comparison_with_a_run_of_other_settings_says_how_they_differ() -> Non
 
     assert unlike(before, after) == ["mode http -> embedded", "duration_s 10.0 -> 1.0"]
     assert unlike(after, run_figures()) == []
+    assert unlike(run_figures(interrupted=True), after) == ["interrupted True -> False"]
     assert unlike({"mix": {"place": 5, "pay": 2}}, {"mix": {"place": 1}}) == [
         "mix place=5,pay=2 -> place=1"
     ]
@@ -405,6 +406,16 @@ async def test_each_paced_start_is_numbered_in_order_whichever_worker_takes_it()
 
     assert [start for start, _ in taken] == [0, 1, 2, 3, 4]
     assert {worker for _, worker in taken} == {0, 1}  # the starts shared by the two
+
+
+def test_a_paced_starts_picks_are_its_own_and_a_closed_workers_its_worker_s() -> None:
+    taken_by_one, taken_by_another = random.Random("one"), random.Random("another")
+
+    first = chooser_of(7, 3, taken_by_one).random()
+
+    assert chooser_of(7, 3, taken_by_another).random() == first  # whichever worker took it
+    assert chooser_of(8, 3, taken_by_one).random() != first  # the seed's
+    assert chooser_of(7, None, taken_by_one) is taken_by_one
 
 
 async def test_a_stop_cancels_the_journeys_under_way_and_starts_no_other() -> None:

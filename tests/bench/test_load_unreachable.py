@@ -3,8 +3,10 @@ journeys instead of hammering it."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,3 +98,35 @@ async def test_the_embedded_target_names_what_a_failed_async_placement_was_refus
 
     assert (failed.status, failed.cancel_reason) == ("canceled", "placement_failed")
     assert code == "insufficient_stock"
+
+
+class NeverQuiet(EmbeddedTarget):
+    """A shop whose audit, once the run is over, always counts a refund in flight; and a
+    Ctrl-C at the first such audit (``stop`` set)."""
+
+    stop: asyncio.Event
+    running: asyncio.Event
+
+    async def audit(self) -> dict[str, Any]:
+        report = await super().audit()
+        if not self.running.is_set():
+            return report  # the audit before the run
+        self.stop.set()
+        check = {"name": "money", "ok": True, "detail": "1 refund in flight"}
+        return {"ok": True, "checks": [check]}
+
+
+async def test_a_stop_while_the_bench_waits_for_quiet_is_an_interrupted_run(
+    tmp_path: Path,
+) -> None:
+    # it said the shop was not quiet (exit status 1) of a wait the stop itself cut short
+    options = BenchOptions(duration_s=1.0, concurrency=1, mix={"place": 1}, seed=7, settle_s=60)
+    async with Shop.open(
+        str(tmp_path / "shop.db"), gateway="sandbox", gateway_secret=SECRET
+    ) as shop:
+        target = NeverQuiet(shop, SECRET)
+        target.stop, target.running = asyncio.Event(), asyncio.Event()
+        outcome = await drive(target, options, stop=target.stop, running=target.running)
+
+    assert outcome.interrupted and not outcome.quiet
+    assert outcome.audit_wait_s < 30  # the stop ended the wait

@@ -4,6 +4,7 @@ refunds by kind and status; latencies as histograms; which build answers."""
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -169,4 +170,18 @@ async def test_a_callback_too_large_to_be_one_is_refused_unread_and_counted(
     samples = await scrape(api)
 
     assert (refused.status, refused.body["code"]) == (413, "payload_too_large")
+    assert value(samples, "shopkeep_callbacks_rejected_total", reason="too_large") == 1
+
+
+async def test_a_callback_too_large_sent_in_chunks_is_counted_as_one_announced_is(
+    api: Api, config: HttpConfig
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: its size is unannounced
+        for _ in range(config.max_body_bytes // 1024 + 2):
+            yield b" " * 1024
+
+    async with api.client.post("/v1/payments/callback", data=chunks()) as refused:
+        assert refused.status == 413
+    samples = await scrape(api)
+
     assert value(samples, "shopkeep_callbacks_rejected_total", reason="too_large") == 1

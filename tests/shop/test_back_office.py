@@ -3,6 +3,9 @@ admin console is built on."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import msgspec
 import pytest
 
@@ -125,6 +128,30 @@ async def test_a_dead_letter_sent_again_is_delivered_and_leaves_the_list(shop: S
     with pytest.raises(ShopError) as gone:
         await shop.retry_dead_letter(letter_id)
     assert gone.value.code == "not_found"
+
+
+@pytest.mark.parametrize("second", ["retry", "discard"])
+async def test_a_dead_letter_sent_again_and_acted_on_at_once_is_sent_once(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch, second: str
+) -> None:
+    letter_id = await park(shop, msgspec.msgpack.encode(GetUser()))
+    sent: list[int] = []
+    committed = shop.system.outbox.committed
+
+    def counted(message_id: int, *rest: Any) -> None:
+        sent.append(message_id)
+        committed(message_id, *rest)
+
+    monkeypatch.setattr(shop.system.outbox, "committed", counted)
+    other = shop.retry_dead_letter if second == "retry" else shop.discard_dead_letter
+
+    first, then = await asyncio.gather(
+        shop.retry_dead_letter(letter_id), other(letter_id), return_exceptions=True
+    )
+
+    assert first is None
+    assert isinstance(then, ShopError) and then.code == "not_found"  # it was gone: nothing done
+    assert len(sent) == 1
 
 
 async def test_a_dead_letter_whose_message_was_not_kept_can_only_be_discarded(

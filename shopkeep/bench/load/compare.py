@@ -109,10 +109,11 @@ def _row(figure: str, before: Any, after: Any, statistic: str) -> dict[str, Any]
 
 
 SETTINGS: Final = (
-    "mode", "duration_s", "concurrency", "rate_per_s", "warmup_s", "ramp_s", "mix",
+    "mode", "duration_s", "concurrency", "rate_per_s", "warmup_s", "ramp_s", "mix", "interrupted",
 )
-"""The settings of a run that make its figures another run's: compared across them, a change
-says more of the settings than of the shop."""
+"""The settings of a run that make its figures another run's, and whether it was cut short
+(Ctrl-C: its figures are of part of its duration): compared across them, a change says more of
+the settings than of the shop."""
 
 
 def unlike(before: dict[str, Any], after: dict[str, Any]) -> list[str]:

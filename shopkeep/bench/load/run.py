@@ -267,8 +267,7 @@ async def drive(
     pauses = [0.0] * options.concurrency  # each worker's last pause (see PAUSING)
 
     async def run_one(number: int, start: int | None) -> None:
-        # a paced start picks by its own number: the same picks whichever worker takes it
-        choose = choosers[number] if start is None else random.Random(f"{options.seed}@{start}")
+        choose = chooser_of(options.seed, start, choosers[number])
         mine = shoppers[number * SHOPPERS_PER_WORKER : (number + 1) * SHOPPERS_PER_WORKER]
         name = choose.choices(names, weights)[0]
         recorder.started_journey(name)
@@ -308,6 +307,7 @@ async def drive(
     interrupted = stop.is_set()
     settle_started = time.perf_counter()
     audit, attempts, quiet = await settle(target, 0.0 if interrupted else options.settle_s, stop)
+    interrupted = stop.is_set()  # a stop while it waited for quiet ended that wait
     audit_wait_s = time.perf_counter() - settle_started
     memory_end = await memory_within(target, AUDIT_ANSWER_S)
     return Outcome(
@@ -325,6 +325,12 @@ async def drive(
         interrupted=interrupted,
         cpu_wall_s=cpu_wall_s,
     )
+
+
+def chooser_of(seed: int, start: int | None, worker: random.Random) -> random.Random:
+    """The random picks of one journey: a paced start's own, by its number (the same whichever
+    worker is free to take it), else its ``worker``'s, in turn."""
+    return worker if start is None else random.Random(f"{seed}@{start}")
 
 
 def checks_in_flight(report: dict[str, Any]) -> list[str]:
