@@ -15,6 +15,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import structlog
 
 from shopkeep.actors import user as users
 from shopkeep.actors.protocol import CreateUser, CreditWallet, GetUser, ReplaceToken, UserView
@@ -30,6 +31,8 @@ from shopkeep.requests import (
 )
 from shopkeep.runtime import ActorSystem, Address
 from shopkeep.store.reader import Reader
+
+log = structlog.get_logger("shopkeep.shop")  # the Shop's log, whose part this is
 
 TOKEN_CACHE_SIZE = 65_536
 """How many token hashes a Shop remembers the user of (least recently used first out)."""
@@ -145,6 +148,8 @@ class Accounts:
         known = self._token_users
         for token_hash in [h for h, owner in known.items() if owner == user_id]:
             del known[token_hash]
+        # a credential replaced leaves a trail (never the token): whose, and when
+        log.info("user_token_replaced", user_id=user_id)
         return token
 
     async def credit_wallet(

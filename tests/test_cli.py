@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from shopkeep.cli import main
+from shopkeep.cli.provider_flags import provider_url
 from shopkeep.store.migrations import MIGRATIONS
 from tests.shop.conftest import as_written_before_the_last_migration, schema_of
 
@@ -188,8 +189,9 @@ def test_serve_on_another_provider_than_its_payments_went_through_fails_in_one_l
 ) -> None:
     path = str(tmp_path / "s.db")
     asyncio.run(sandbox_payment_in(path))
-    (tmp_path / "key").write_text("sk_test_cli\n")
-    (tmp_path / "whsec").write_text("whsec_cli\n")
+    for name, secret in (("key", "sk_test_cli\n"), ("whsec", "whsec_cli\n")):
+        (tmp_path / name).write_text(secret)
+        (tmp_path / name).chmod(0o600)  # else said too (secret_file_not_private)
 
     result = run_main(
         "serve", "--gateway", "stripe", "--stripe-api-key-file", str(tmp_path / "key"),
@@ -414,6 +416,24 @@ def test_an_admin_token_with_a_space_at_an_end_is_refused_before_anything_is_kep
         "remove it (see --help)",
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag", ["--stripe-api-base", "--alipay-url", "--wechatpay-url"])
+def test_a_provider_reached_over_plain_http_elsewhere_than_this_machine_is_refused(
+    tmp_path: Path, flag: str
+) -> None:
+    # every request would carry its key (Authorization: Bearer sk_...) in clear
+    result = run_main("serve", "--sandbox", "--db", str(tmp_path / "s.db"),
+                      flag, "http://api.stripe.example")
+
+    assert_one_line_error(result)
+    assert "a provider is reached over https (plain http only to this machine" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9", "http://localhost:9", "http://[::1]:9"])
+def test_a_local_fake_of_a_provider_may_be_reached_over_plain_http(url: str) -> None:
+    assert provider_url(url) == url
 
 
 def test_a_flag_cut_short_is_unknown_and_the_value_after_it_is_not_repeated() -> None:

@@ -11,12 +11,14 @@ fast.
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from shopkeep.actors.config import LEAST_S
 from shopkeep.cli.flags import argument_named, flag, flag_over_variable, given_as
-from shopkeep.cli.values import base_url, choice, duration, metavar_of
+from shopkeep.cli.values import base_url, choice, duration, metavar_of, refuse
 from shopkeep.payments.ids import alipay_seller_id, currency_code, provider_id
 from shopkeep.payments.names import CALLBACK_PATHS, DEFAULT_CURRENCY, GATEWAYS
 
@@ -88,12 +90,36 @@ def add_provider_flags(parser: argparse.ArgumentParser) -> None:
     for option, metavar, text in PROVIDER_FLAGS:
         convert: Callable[[str], str] = str
         if metavar == "URL":
-            convert = base_url  # a provider's address is http(s)
+            convert = provider_url
         elif option == "--alipay-seller-id":
             convert = alipay_seller_id
         elif metavar in ("ID", "SERIAL"):
             convert = provider_id
         flag(parser, option, group=group, metavar=metavar, help=text, convert=convert)
+
+
+def provider_url(text: str) -> str:
+    """A provider's address (``--stripe-api-base``...): https, which its requests' keys and
+    signatures travel over, or plain http to this machine alone (a local fake, as the tests
+    run one): sent in clear elsewhere, ``Authorization: Bearer sk_...`` would be anyone's on
+    the way."""
+    url = base_url(text)
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https" or _is_loopback(parts.hostname or ""):
+        return url
+    raise refuse(
+        f"{text!r}: a provider is reached over https (plain http only to this machine, "
+        "127.0.0.1 or localhost, for a local fake)"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def add_currency_flag(

@@ -7,6 +7,7 @@ import asyncio
 import secrets
 
 import pytest
+from structlog.testing import capture_logs
 
 from shopkeep import shop_accounts
 from shopkeep.actors import user as users
@@ -53,6 +54,17 @@ async def test_a_replaced_token_names_nobody_and_the_new_one_names_the_user(shop
     with pytest.raises(ShopError) as refused:
         await shop.replace_token(4242424242)
     assert refused.value.code == "not_found"
+
+
+async def test_a_replaced_token_leaves_a_trail_of_whose_never_the_token(shop: Shop) -> None:
+    ann = await shop.create_user("ann")
+
+    with capture_logs() as logs:
+        new = await shop.replace_token(ann.user.id)
+
+    [said] = [e for e in logs if e["event"] == "user_token_replaced"]
+    assert said["user_id"] == ann.user.id
+    assert new not in repr(logs) and ann.token not in repr(logs)
 
 
 async def test_a_lookup_that_read_the_old_token_before_the_replacement_does_not_keep_it(
