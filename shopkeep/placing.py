@@ -255,18 +255,16 @@ def every_problem(
     lines = each(checked_items, items)
     if coupon_id is not None:
         each(check_id, "coupon_id", coupon_id)
-    balance_ok = each.passes(check_amount, "use_balance", use_balance)
-    total_ok = expected_total is None or each.passes(
-        check_amount, "expected_total", expected_total
-    )
+    each(check_amount, "use_balance", use_balance)
+    if expected_total is not None:
+        each(check_amount, "expected_total", expected_total)
     if type(wait) is not bool:
         each(check_choice, "wait", wait, WAIT_CHOICES)
-    if lines is not None:  # the order's rules (the amounts' were checked above)
-        each.add(request_problems(
-            lines, use_balance if balance_ok else 0, expected_total if total_ok else None, config
-        ))  # fmt: skip
-    elif (loose := _loose_lines(items)) is not None:  # the lines' rules, beside their types'
-        each.add(line_problems(loose, config))
+    # the order's rules for its lines (its amounts' are check_amount's above), beside the
+    # lines' types: of every line, or of what the lines that are no pairs of numbers say
+    read = lines if lines is not None else _loose_lines(items)
+    if read is not None:
+        each.add(line_problems(read, config))
     each(key_of, idempotency_key)
     return ShopError.invalid(each.found)
 

@@ -115,12 +115,6 @@ class Problems:
             self.found.extend(refusal.errors or [FieldError(refusal.detail, pointer="")])
             return None
 
-    def passes(self, check: Callable[..., object], *args: Any, **kwargs: Any) -> bool:
-        """Run ``check``: whether it found no problem."""
-        before = len(self.found)
-        self(check, *args, **kwargs)
-        return len(self.found) == before
-
     def add(self, problems: Iterable[tuple[str, str]]) -> None:
         """Keep ``problems``, each (JSON Pointer, detail)."""
         self.found.extend(FieldError(detail, pointer=at) for at, detail in problems)

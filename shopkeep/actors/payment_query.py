@@ -149,7 +149,6 @@ class PaymentQueryActor(Actor):
             return self._refused(ctx, message, order, state)
         word = "closed" if isinstance(state, PaymentClosed) else "open"
         self.outcomes[f"payment:{word}"] += 1
-        # the provider's word, beside the shop's own: a payment failed here may be open there
         until = message.payable_until
         if until is not None and isinstance(state, PaymentOpen) and not state.exists:
             # never opened, yet payable until its deadline by the provider's clock, which may
@@ -160,12 +159,11 @@ class PaymentQueryActor(Actor):
             if ctx.now() < again_at:
                 again = msgspec.structs.replace(message, attempt=message.attempt + 1)
                 ctx.arm_timer("again", again_at, again)
-        if closed_now:  # the state is the close's answer, closed
-            word = "open"
         if message.attempt == 0:  # else the order timed out when the first went unanswered
-            said = f"payment {message.payment_id}: {word} at the provider"
-            if closed_now:
-                said += ", closed now"
+            # the provider's word, beside the shop's own: a payment failed here may be open there
+            # (closed now: the state is the close's answer)
+            word = "open at the provider, closed now" if closed_now else f"{word} at the provider"
+            said = f"payment {message.payment_id}: {word}"
             ctx.send(order, DeadlineReached(True, said, message.payment_id, message.answer_by))
         return None
 

@@ -11,6 +11,8 @@ activation that asks them all again), nor the deadline sweep ask them again mean
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +138,18 @@ class SlowProvider:
 
         monkeypatch.setattr(shop.provider, "query_payment", slow)
 
-    async def asked_at_the_deadline(self, clock: VirtualClock, order: OrderView) -> None:
-        """Move the clock to ``order``'s deadline and wait for its question."""
+    @contextlib.asynccontextmanager
+    async def question_out(self, clock: VirtualClock, order: OrderView) -> AsyncIterator[None]:
+        """The block runs with ``order``'s deadline question out (the clock moved to its
+        deadline, the question asked); then the question is answered however the block ends
+        (else the shop's close waits for it)."""
         assert order.expires_at is not None
-        await clock.advance(order.expires_at - clock.now())
-        await asyncio.wait_for(self.questioned.wait(), timeout=30)
+        try:
+            await clock.advance(order.expires_at - clock.now())
+            await asyncio.wait_for(self.questioned.wait(), timeout=30)
+            yield
+        finally:
+            self.answer.set()
 
 
 async def test_an_order_waiting_for_the_providers_answer_is_not_passivated_nor_swept_again(
@@ -153,14 +162,11 @@ async def test_an_order_waiting_for_the_providers_answer_is_not_passivated_nor_s
         order, payment = await one_unpaid_order(shop)
         provider = SlowProvider(shop, monkeypatch)
         system = shop.runtime.system
-        try:
-            await provider.asked_at_the_deadline(clock, order)
+        async with provider.question_out(clock, order):  # then answered "open"
             await shop.runtime.store.writer.flush()
             await clock.advance(10)  # idle ten times its timeout, the question still out
             assert system.is_live(Address("order", order.id))
             assert await DeadlineSweep(system, shop.config).sweep() == 0  # its timer's to decide
-        finally:
-            provider.answer.set()  # "open"; answered, or the shop's close waits for it
         await settle(shop)
 
         timed_out = await shop.get_order(order.id)
@@ -182,11 +188,8 @@ async def test_an_order_paid_while_its_question_is_out_lets_go_of_its_memory(
         order, payment = await one_unpaid_order(shop)
         provider = SlowProvider(shop, monkeypatch)
         assert shop.gateway is not None
-        try:
-            await provider.asked_at_the_deadline(clock, order)
+        async with provider.question_out(clock, order):
             assert await shop.gateway.complete(payment.id, order.id, payment.amount, "succeeded")
-        finally:
-            provider.answer.set()
         await settle(shop)
         assert (await shop.get_order(order.id)).status == "paid"
 
