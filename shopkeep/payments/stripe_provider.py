@@ -512,11 +512,13 @@ def _refund_state(refund: Any) -> RefundTaken:
 
 
 def signed_time(signature: str | None) -> int:
-    """The ``t=`` of a ``Stripe-Signature`` the SDK has verified (so it has one, an integer)."""
+    """The ``t=`` of a ``Stripe-Signature`` the SDK has verified (so it has one, an integer),
+    read as the SDK reads it: the first part named exactly ``t``, its value up to a second
+    ``=`` (``t=<n>=x`` verifies as ``t=<n>``)."""
     for part in (signature or "").split(","):
-        name, _, value = part.strip().partition("=")
+        name, _, value = part.partition("=")
         if name == "t":
-            return int(value)
+            return int(value.partition("=")[0])
     raise ValueError("a verified Stripe-Signature has a t=")
 
 

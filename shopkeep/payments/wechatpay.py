@@ -37,6 +37,7 @@ from shopkeep.payments.keys import load_private_key, load_public_keys, read_secr
 from shopkeep.payments.names import CALLBACK_PATHS
 from shopkeep.payments.provider import (
     BAD_SIGNATURE,
+    NOT_NOW,
     STALE,
     WRONG_APP,
     Checkout,
@@ -152,7 +153,7 @@ class WeChatPayProvider:
     ) -> tuple[int, dict[str, Any]]:
         """Send a signed request; the status and JSON of an answer signed by the platform.
         Raises GatewayRefused for an unsigned 4xx (but ``provider.NOT_NOW``), GatewayError for any
-        other answer WeChat Pay did not sign, or one that is not JSON."""
+        other answer WeChat Pay did not sign, one that is not JSON, or a ``NOT_NOW`` signed."""
         body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
         headers = {
             "Authorization": wire.authorization(
@@ -181,6 +182,8 @@ class WeChatPayProvider:
             raise GatewayError(f"wechatpay: {method} {path}: not JSON") from None
         if reply.status == UNAUTHORIZED:  # SIGN_ERROR, signed: the merchant's key refused
             raise RequestRefused(f"wechatpay: {method} {path}: {reply.status} {_said(answer)}")
+        if reply.status in NOT_NOW:  # signed or not, "not now": an outage, asked again
+            raise GatewayError(f"wechatpay: {method} {path}: {reply.status} {_said(answer)}")
         return reply.status, answer if isinstance(answer, dict) else {}
 
     async def start_payment(self, request: PaymentRequest) -> Checkout:

@@ -226,6 +226,28 @@ async def test_a_forged_altered_or_stale_webhook_is_refused(world: World) -> Non
         assert isinstance(verdict, Refused) and verdict.reason == MALFORMED, garbage
 
 
+async def test_a_signature_header_is_read_for_its_time_as_the_sdk_reads_it(world: World) -> None:
+    # the SDK reads "t=<n>=x" as t=<n> and verifies it; the shop's own reading of the time
+    # took "<n>=x" for a number: a 500 with a traceback
+    intent = await world.start()
+    await world.fake.pay(intent, notify=False)
+    payload = world.fake.event("payment_intent.succeeded", world.fake.intents[intent])
+    signed = world.headers(payload)["Stripe-Signature"]
+    time_part, signatures = signed.split(",", 1)
+    for header in (f"{time_part}=x,{signatures}", f"{signatures},{time_part},t=9"):
+        verdict = await world.provider.verify_callback(
+            payload, {"Stripe-Signature": header}, time.time()
+        )
+
+        assert isinstance(verdict, Notice), header
+    ahead = world.headers(payload, timestamp=int(time.time()) + 301)["Stripe-Signature"]
+    time_part, signatures = ahead.split(",", 1)
+    verdict = await world.provider.verify_callback(
+        payload, {"Stripe-Signature": f"{time_part}=1,{signatures}"}, time.time()
+    )
+    assert isinstance(verdict, Refused) and verdict.reason == STALE
+
+
 async def test_a_signed_webhook_nested_too_deeply_is_refused_as_malformed(world: World) -> None:
     # msgspec's RecursionError went through: a 500 with a traceback
     deep = b'{"type": "payment_intent.succeeded", "data": {"object": ' + (

@@ -22,6 +22,7 @@ from shopkeep.payments.keys import sign_sha256_rsa
 from shopkeep.payments.provider import (
     GatewayError,
     GatewayRefused,
+    PaymentRef,
     PaymentRequest,
     RefundRequest,
 )
@@ -186,3 +187,22 @@ async def test_an_unsigned_answer_that_is_not_a_no_is_no_answer(
     # a request that timed out, a conflict, rate limiting: "not now", tried again
     platform.answer(status, CODE_URL if status == 200 else SIGN_ERROR, signed=False)
     await no_answer(provider)
+
+
+@pytest.mark.parametrize("status", [408, 409])
+async def test_a_signed_answer_that_is_not_a_no_is_no_answer_to_every_call(
+    platform: RawPlatform, provider: WeChatPayProvider, status: int
+) -> None:
+    # signed, a request that timed out or a conflict was a refusal: the payment start a 502,
+    # the refund a "provider refused" in the history, where an outage is asked again
+    platform.answer(status, b'{"code":"FREQUENCY_LIMITED","message":"slow down"}')
+    refund = RefundRequest(refund_id=8, payment_id=7, amount=1999, currency="CNY",
+                           payment_amount=1999)
+    payment = PaymentRef(payment_id=7, order_id=70, amount=1999, currency="CNY")
+    await no_answer(provider)
+    for call in (provider.refund(refund), provider.query_refund(refund),
+                 provider.query_payment(payment), provider.close_payment(payment)):
+        with pytest.raises(GatewayError, match=f"{status} FREQUENCY_LIMITED") as failed:
+            await call
+
+        assert not isinstance(failed.value, GatewayRefused), failed.value
