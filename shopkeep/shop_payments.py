@@ -64,6 +64,9 @@ log = structlog.get_logger("shopkeep.shop")  # the Shop's log, whose part this i
 
 TOO_LARGE: Final = "too_large"
 """The reason a callback larger than the server takes is counted refused for."""
+UNREADABLE: Final = "unreadable"
+"""The reason a callback whose body does not read as its headers say (gzip or deflate that
+does not inflate, chunks that do not add up) is counted refused for."""
 
 
 class Payments:
@@ -392,9 +395,9 @@ class Payments:
     def _reject(self, reason: str) -> None:
         self.rejected_callbacks[reason] += 1
 
-    def reject_too_large_callback(self) -> None:
-        """Count a callback refused unread for its size (``too_large``: a body larger than the
-        server takes, which no provider's notification comes near), as every refused callback
-        is counted."""
-        self._reject(TOO_LARGE)
+    def reject_unread_callback(self, reason: str) -> None:
+        """Count a callback refused before its body was read, as every refused callback is
+        counted: for its size (:data:`TOO_LARGE`, a body larger than the server takes, which no
+        provider's notification comes near) or its coding (:data:`UNREADABLE`)."""
+        self._reject(reason)
 

@@ -66,6 +66,7 @@ from shopkeep.http.state import PRINCIPAL, Principal
 from shopkeep.http.write_gate import READS, WriteGate
 from shopkeep.logs import ACCESS
 from shopkeep.refusals import VALIDATION_ERROR
+from shopkeep.shop_payments import TOO_LARGE
 
 if TYPE_CHECKING:
     from shopkeep.http.metrics import Metrics
@@ -134,7 +135,7 @@ class FrontDoor:
     def _callback_too_large(self, request: web.Request) -> web.Response:
         """413 for a callback's body larger than the door takes, counted as a refused
         callback (``too_large``): the provider retries it, and the staff see it refused."""
-        self._shop.reject_too_large_callback()
+        self._shop.reject_unread_callback(TOO_LARGE)
         return too_large(self.max_body_bytes)
 
     def add_routes(

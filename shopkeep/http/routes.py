@@ -37,6 +37,7 @@ from shopkeep.http.state import PRINCIPAL, SHOP
 from shopkeep.payments.provider import PaymentProvider
 from shopkeep.payments.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.refusals import NOT_FOUND
+from shopkeep.shop_payments import TOO_LARGE, UNREADABLE
 
 _HEALTHY = msgspec.json.encode(s.Health("ok"))
 
@@ -333,11 +334,15 @@ async def payment_callback(request: web.Request) -> web.Response:
 async def _callback_bytes(request: web.Request) -> bytes:
     """A callback's raw body. One larger than the server takes, sent in chunks (its size
     unannounced, so the door let it in), is counted refused ``too_large`` as the door counts
-    one whose size it announced."""
+    one whose size it announced; one whose body does not read as its headers say (gzip that
+    does not inflate), ``unreadable``. Either is answered as any request's would be."""
     try:
         return await body_bytes(request)
     except web.HTTPRequestEntityTooLarge:
-        shop_of(request).reject_too_large_callback()
+        shop_of(request).reject_unread_callback(TOO_LARGE)
+        raise
+    except web.RequestPayloadError:
+        shop_of(request).reject_unread_callback(UNREADABLE)
         raise
 
 

@@ -185,3 +185,18 @@ async def test_a_callback_too_large_sent_in_chunks_is_counted_as_one_announced_i
     samples = await scrape(api)
 
     assert value(samples, "shopkeep_callbacks_rejected_total", reason="too_large") == 1
+
+
+async def test_a_callback_whose_body_does_not_inflate_is_refused_and_counted(api: Api) -> None:
+    # answered 400 and counted nowhere: a provider's notification gone wrong in a proxy, or
+    # someone probing, unseen on the dashboard
+    headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+
+    async with api.client.post(
+        "/v1/payments/callback", data=b"not gzip at all", headers=headers
+    ) as refused:
+        assert refused.status == 400
+        assert (await refused.json(content_type=None))["code"] == "bad_request"
+    samples = await scrape(api)
+
+    assert value(samples, "shopkeep_callbacks_rejected_total", reason="unreadable") == 1
