@@ -48,7 +48,15 @@ def refusal_of(error: msgspec.MsgspecError) -> FieldError:
     if not isinstance(error, msgspec.ValidationError):
         return FieldError(f"the body is not JSON: {error}", pointer="")
     message, _, path = str(error).partition(" - at `")
-    return FieldError(worded(message), pointer=pointer_of(path.removesuffix("`")))
+    pointer = pointer_of(path.removesuffix("`"))
+    member = _MEMBER.match(message)
+    if member is not None:  # msgspec says it of the object; :func:`problems`, of the member
+        pointer += f"/{_escape(member.group(1))}"
+    return FieldError(worded(message), pointer=pointer)
+
+
+_MEMBER: Final = re.compile(r"Object (?:contains unknown|missing required) field `(.*)`\Z", re.S)
+"""msgspec's refusal of a member unknown or missing, and its name."""
 
 
 def pointer_of(path: str) -> str:

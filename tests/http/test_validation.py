@@ -80,6 +80,24 @@ def test_msgspecs_one_refusal_becomes_a_pointer() -> None:
     assert pointer_of("$") == ""
 
 
+def test_msgspecs_refusal_of_a_member_points_at_the_member_as_the_second_pass_does() -> None:
+    unknown = msgspec.ValidationError("Object contains unknown field `x/y` - at `$.items[0]`")
+    missing = msgspec.ValidationError("Object missing required field `price`")
+
+    assert refusal_of(unknown).pointer == "/items/0/x~1y"
+    assert refusal_of(missing).pointer == "/price"
+
+
+def test_an_unknown_field_nested_past_the_second_pass_is_pointed_at_still() -> None:
+    # the standard library's parser gives up a thousand levels down, and msgspec's one
+    # refusal pointed at the body as a whole
+    raw = b'{"name": "a", "price": 1, "stock": 1, "x": ' + b"[" * 2000 + b"]" * 2000 + b"}"
+    with pytest.raises(ShopError) as refused:
+        decoded(raw, s.CreateGoodsRequest, ShopConfig())
+
+    assert [error.pointer for error in refused.value.errors] == ["/x"]
+
+
 @pytest.mark.parametrize("raw", [b"", b"  ", b"\r\n"])
 def test_an_empty_body_is_said_to_be_empty_not_in_msgspecs_words(raw: bytes) -> None:
     # "the body is not JSON: Input data was truncated" for a POST that sent no body at all
