@@ -37,7 +37,9 @@ BEARER: Final = "bearer"
 DESCRIPTION: Final = f"""\
 The order and payment engine of a small online shop (SPEC section 7).
 
-JSON in and out. Ids are strings of digits, money is integer minor units (cents): answers
+JSON in and out: a body is read as JSON whatever its `Content-Type` says (`application/json`
+is what to send; a client that sends none, or a form's type, is not refused for it). Ids are
+strings of digits, money is integer minor units (cents): answers
 write it `100`; a request may write a whole number as JSON Schema counts integers (`100.0`,
 `1e2`), never a fraction of a unit (`100.5`). Times are RFC 3339 strings (answers are in UTC).
 Every error is `application/problem+json` (RFC 9457) with a stable `code`; see the responses
