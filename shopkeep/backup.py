@@ -22,6 +22,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -34,7 +35,8 @@ from shopkeep.store.database import (
     wal_beside_refused,
     wal_misfit,
 )
-from shopkeep.store.errors import UNREADABLE, names_no_shop
+from shopkeep.store.errors import UNREADABLE, SchemaMismatch, names_no_shop
+from shopkeep.store.migrations import MIGRATIONS, refuse_newer
 from shopkeep.store.private_files import create_private, remove_database
 from shopkeep.store.writer_process import database_uri
 
@@ -100,17 +102,23 @@ def backup(
     pages_per_step: int = PAGES_PER_STEP,
     pause_s: float = PAUSE_S,
     progress: Progress | None = None,
+    keeping: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> BackupReport:
     """Copy the database at ``source`` to ``target`` consistently, while others write it.
 
-    Raises :class:`BackupError` when ``source`` is not a database file
-    (:class:`SourceRefused`), ``target`` exists already, or the copy fails a check (the copy
-    is then kept as ``target`` + :data:`FAILED_CHECKS`, if that name is free).
+    Raises :class:`BackupError` when ``source`` is not a database file, or one a newer
+    shopkeep wrote (:class:`SourceRefused`), ``target`` exists already, or the copy fails a
+    check (the copy is then kept as ``target`` + :data:`FAILED_CHECKS`, if that name is free).
+    The checked copy is kept at ``target`` within ``keeping()``: a caller that stops on a
+    signal holds it off there, since a copy kept is not to be reported as not kept.
     """
     if not Path(source).is_file():
         raise BackupError(f"cannot back up {source}: no such database file")
     if os.path.lexists(target):
         raise TargetTaken(f"cannot back up to {target}: it exists already")
+    newer = written_by_a_newer_shopkeep(source)
+    if newer is not None:  # its every page would be copied before the audit said so
+        raise SourceRefused(f"cannot back up {source}: {newer}")
     partial = target + ".partial"
     started = time.perf_counter()
     try:
@@ -142,14 +150,36 @@ def backup(
     if why is not None:
         kept = _keep_failed(partial, target)
         raise BackupError(f"the copy of {source} failed its checks ({why}); {kept}")
-    try:
-        # a link, not a rename: a file made at ``target`` while the copy ran stays untouched
-        os.link(partial, target)
-    except FileExistsError:
+    with keeping():
+        try:
+            # a link, not a rename: a file made at ``target`` while the copy ran stays untouched
+            os.link(partial, target)
+        except FileExistsError:
+            remove_database(partial)
+            raise TargetTaken(
+                f"cannot back up to {target}: it was made while the copy ran"
+            ) from None
         remove_database(partial)
-        raise TargetTaken(f"cannot back up to {target}: it was made while the copy ran") from None
-    remove_database(partial)
     return report
+
+
+def written_by_a_newer_shopkeep(path: str) -> str | None:
+    """Why the database at ``path`` is not this shopkeep's to copy, when a newer one wrote it
+    (its schema's version past the last migration here), in words; None otherwise, or when
+    it cannot be read (the copy and its checks say why)."""
+    try:
+        conn = sqlite3.connect(read_only_uri(os.path.realpath(path)), uri=True)
+    except UNREADABLE:
+        return None
+    try:
+        refuse_newer(conn, MIGRATIONS)
+    except SchemaMismatch as newer:
+        return str(newer)
+    except UNREADABLE:  # damaged, or no database: SQLite's message may quote its bytes
+        return None
+    finally:
+        conn.close()
+    return None
 
 
 def unreadable_source(source: str, error: BaseException) -> str:

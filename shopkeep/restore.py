@@ -42,6 +42,7 @@ from shopkeep.backup import (
     integrity,
     unreadable_source,
     why_the_copy_fails,
+    written_by_a_newer_shopkeep,
 )
 from shopkeep.store.database import not_sqlite
 from shopkeep.store.errors import UNREADABLE, names_no_shop, unreadable
@@ -95,6 +96,9 @@ def restore(
     named, database = database, os.path.realpath(database)
     if os.path.realpath(backup) == database:
         raise RestoreRefused(f"cannot restore {backup} over itself", "backup")
+    newer = written_by_a_newer_shopkeep(backup)
+    if newer is not None:  # it would be copied in whole before its audit said so
+        raise RestoreRefused(f"cannot restore {backup}: {newer}", "backup")
     if not os.path.isdir(os.path.dirname(database)):
         raise RestoreRefused(f"cannot restore to {named}: its folder does not exist", "database")
     if not_sqlite(database):

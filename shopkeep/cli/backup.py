@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,10 @@ def add_backup_parser(subparsers: Any) -> argparse.ArgumentParser:
             "page, the copy failed, or it failed a check: then kept as FILE.failed-checks, for "
             "a person to look into, unless that exists), 2 for a usage error (no such source "
             "file, one that cannot be read as a shop's database, as audit refuses it: not "
-            "SQLite, its first page damaged, no shop's tables; FILE or FILE.partial exists "
-            "already), 128 + the signal's number "
-            "when a Ctrl-C, SIGTERM or SIGHUP stopped it (nothing is kept). Restore with "
+            "SQLite, its first page damaged, no shop's tables, written by a newer shopkeep; FILE "
+            "or FILE.partial exists already), 128 + the signal's number when a Ctrl-C, SIGTERM "
+            "or SIGHUP stopped it (nothing is kept; one that comes as the checked copy is kept "
+            "lets it finish: status 0, the signal said). Restore with "
             "shopkeep restore, the server stopped."
         ),
     )
@@ -135,8 +137,10 @@ def run_backup(args: argparse.Namespace) -> int:
 
     configure_logs(args)
     try:
-        with stopped_by_signals():
-            report = backup(args.db, args.to, progress=ProgressLine())
+        with stopped_by_signals() as stops:
+            report = backup(
+                args.db, args.to, progress=ProgressLine(), keeping=stops.past_undoing
+            )
     except (KeyboardInterrupt, Stopped) as stop:  # its .partial removed on the way out
         return stopped_status("backup", stop)
     except TargetTaken as error:  # made since it was looked at: another backup's, at once
@@ -151,4 +155,7 @@ def run_backup(args: argparse.Namespace) -> int:
         f"backup: ok: {args.db} -> {report.path}, {report.pages} pages ({size:.1f} MiB) in "
         f"{report.seconds:.1f} s; integrity {report.integrity}; audit ok"
     )
+    if stops.held is not None:  # it came as the checked copy was kept: that was finished
+        print(f"{PROG} backup: {signal.Signals(stops.held).name} came as the checked copy was "
+              "kept: done first", file=sys.stderr)
     return 0

@@ -50,11 +50,17 @@ class Stops:
         if self.held is None:
             self.held = signum
 
+    @property
+    def holding(self) -> bool:
+        """Whether a stop is kept rather than taken: from :meth:`past_undoing` on."""
+        return self._holding
+
     @contextlib.contextmanager
     def past_undoing(self) -> Iterator[None]:
-        """From here to the command's end a stop is kept, for the command to say once it is
+        """From here to the process's end a stop is kept, for the command to say once it is
         done, not taken: what follows (a database moved aside, its copy put at its name) is
-        not to be cut, and once done, not to be reported as not done."""
+        not to be cut, and once done, not to be reported as not done (by a status of 128 +
+        the signal's number, were it taken as the command prints its result and exits)."""
         self._holding = True
         yield
 
@@ -63,7 +69,8 @@ class Stops:
 def stopped_by_signals() -> Iterator[Stops]:
     """Within the block, SIGINT, SIGTERM and SIGHUP (a Ctrl-C, a service manager's stop, a
     terminal closing, ``timeout``) raise :class:`Stopped` instead of ending the process where
-    it stands, but past the :class:`Stops`' ``past_undoing``; one ignored (``nohup``) stays
+    it stands, but past the :class:`Stops`' ``past_undoing``, from where they are kept to the
+    process's end (the handlers are left as they are then); one ignored (``nohup``) stays
     ignored."""
     stops = Stops()
     previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
@@ -73,8 +80,9 @@ def stopped_by_signals() -> Iterator[Stops]:
     try:
         yield stops
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        if not stops.holding:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def stopped_status(command: str, stop: BaseException) -> int:

@@ -24,6 +24,7 @@ import pytest
 
 from shopkeep.bench.processes import serving
 from shopkeep.cli import main
+from shopkeep.store.migrations import MIGRATIONS, apply_migrations
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "backup-admin-token-0123456789"
@@ -330,3 +331,66 @@ def test_a_backup_stopped_as_it_makes_its_partial_copy_leaves_none(tmp_path: Pat
     assert result.returncode == 128 + signal.SIGTERM, result.stderr
     assert result.stderr.splitlines() == ["shopkeep backup: stopped by SIGTERM: nothing was kept"]
     assert not list(tmp_path.glob("again.db*"))
+
+
+def test_a_backup_stopped_as_it_keeps_its_checked_copy_finishes_that_first(
+    tmp_path: Path,
+) -> None:
+    # stopped once the copy was at its name, it said "nothing was kept" and exited 143 with
+    # the copy kept: a retry then found the name taken
+    db, target = tmp_path / "shop.db", tmp_path / "copy.db"
+    assert shopkeep("demo", "--db", str(db)).returncode == 0
+
+    result = stopped_after(
+        "shopkeep.backup.remove_database", "backup", "--db", str(db), "--to", str(target)
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"backup: ok: {db} -> {target}")
+    assert "SIGTERM came as the checked copy was kept: done first" in result.stderr
+    assert sorted(p.name for p in tmp_path.glob("copy.db*")) == ["copy.db"]
+
+
+HELD_TO_THE_END = """
+import os, signal
+from shopkeep.cli.common import stopped_by_signals
+with stopped_by_signals() as stops:
+    with stops.past_undoing():
+        pass
+os.kill(os.getpid(), signal.SIGTERM)  # as the command prints what it did, or exits
+print("held", stops.held)
+"""
+
+
+def test_a_stop_past_undoing_is_held_to_the_process_end_not_the_blocks() -> None:
+    # a signal just after a backup or restore was done, as it printed "ok" or exited, gave
+    # 143: "nothing is kept", of a copy kept or a database replaced
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", HELD_TO_THE_END], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=TIMEOUT_S, check=False,
+    )  # fmt: skip
+
+    assert (result.returncode, result.stdout) == (0, f"held {signal.SIGTERM.value}\n")
+
+
+def newer_shop(path: Path) -> Path:
+    """A shop's database as a shopkeep one migration ahead of this one leaves it."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        apply_migrations(conn, MIGRATIONS)
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    return path
+
+
+def test_a_file_a_newer_shopkeep_wrote_is_refused_before_a_page_is_copied(
+    tmp_path: Path,
+) -> None:
+    # audit refused it (2); backup copied every page, then failed (1), as restore did
+    newer = newer_shop(tmp_path / "newer.db")
+
+    backed_up = shopkeep("backup", "--db", str(newer), "--to", str(tmp_path / "copy.db"))
+    restored = shopkeep("restore", "--from", str(newer), "--db", str(tmp_path / "shop.db"))
+
+    assert_usage_error(backed_up, "argument --db", "is newer than this shopkeep knows")
+    assert_usage_error(restored, "argument --from", "is newer than this shopkeep knows")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["newer.db"]
