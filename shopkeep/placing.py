@@ -25,6 +25,7 @@ invite a second order. HTTP answers it 202, as it answers ``?wait=false``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, Final
 
 import msgspec
@@ -86,6 +87,11 @@ class PlaceRequest(msgspec.Struct, frozen=True, gc=False):
         is checked as it is used)."""
         # Every placement passes here: the checks in a row, raising at the first problem, cost
         # half what gathering them does; only a request refused is checked again, gathering.
+        if not isinstance(items, list | tuple):
+            # read once (a generator is read up by the first checks, and the second found it
+            # empty: "an order needs at least one item"); no lines at all are refused as such
+            with contextlib.suppress(TypeError):
+                items = tuple(items)
         try:
             check_id("user_id", user_id)
             lines = checked_items(items)

@@ -33,12 +33,13 @@ longer, and a time much further ahead is none an order's deadline could be writt
 (``--order-timeout 1e12`` would place orders whose times no answer could write)."""
 LEAST_S: Final = {
     "order_timeout_s": 1.0, "refund_query_after_s": 1.0,
-    "refund_retry_s": 0.01, "refund_retry_max_s": 0.01,
+    "refund_retry_s": 0.01, "refund_retry_max_s": 0.01, "sweep_interval_s": 0.1,
 }
 """Durations with a floor of their own: a payment deadline shorter than a second cancels every
-order before anyone could pay it (1e-9 cancels them as they are born), and a refund asked
-about again, or tried again, sooner asks the provider in a loop (1e-9: a thousand times in a
-second and a half)."""
+order before anyone could pay it (1e-9 cancels them as they are born), a refund asked about
+again, or tried again, sooner asks the provider in a loop (1e-9: a thousand times in a second
+and a half), and a deadline sweep sooner reads the database in a loop (1e-9: four fifths of a
+core, the shop idle)."""
 WHOLE_BOUNDS: Final[dict[str, tuple[int, int | None]]] = {
     "free_shipping_threshold": (0, MAX_AMOUNT),
     "shipping_fee": (0, MAX_AMOUNT),
@@ -99,6 +100,9 @@ class ShopConfig:
                 raise ValueError(f"ShopConfig.{name} must be a whole number, {within}: {value!r}")
         for field in fields(self):
             value = getattr(self, field.name)
+            if field.type in (bool, "bool") and type(value) is not bool:
+                # "no" is true, and 0 no bool: refused, not guessed
+                raise ValueError(f"ShopConfig.{field.name} must be True or False: {value!r}")
             if field.name.endswith("_s") and (
                 type(value) not in (int, float) or not 0 < value <= MAX_DURATION_S
             ):

@@ -25,6 +25,7 @@ from shopkeep.store.migrations import (
 )
 from shopkeep.store.private_files import (
     SQLITE_BESIDE,
+    SQLITE_OWN,
     create_private,
     holds_anything,
     make_private,
@@ -150,6 +151,13 @@ class Store:
             # SQLite's own names for a private in-memory or temporary database, and its URIs:
             # no file the reader, the writer and the lock could share
             raise StoreError(f"cannot open database {path!r}: a shop needs a database file")
+        if path.endswith(SQLITE_OWN):
+            # the shop's own database, opened later, would take it for its own -wal (say),
+            # find it no log of its and delete it: every order of this shop gone
+            raise StoreError(
+                f"cannot open database {path}: SQLite keeps a file of that name beside a "
+                "database for its own; name the shop's file otherwise"
+            )
         if os.path.isdir(path):
             raise StoreError(f"cannot open database {path}: it is a directory")
         if os.path.exists(path) and not os.path.isfile(path):

@@ -74,13 +74,16 @@ def open_to_others(path: str) -> int | None:
 
 SQLITE_BESIDE: Final = ("-wal", "-shm")
 """The files SQLite keeps beside a database in WAL mode."""
+SQLITE_OWN: Final = (*SQLITE_BESIDE, "-journal")
+"""The endings of the names SQLite gives the files it keeps beside a database (a copy in
+rollback mode has a ``-journal``): a database of such a name would be taken for one of them."""
 
 
 def remove_database(path: str) -> None:
     """Remove a database file one made and no connection has open, with what SQLite may have
     made beside it (``-wal`` and ``-shm``, a copy's ``-journal``): a store's opening that
     failed, a demo cut short, a backup's or a restore's copy that failed its checks."""
-    for suffix in ("", *SQLITE_BESIDE, "-journal"):
+    for suffix in ("", *SQLITE_OWN):
         try:
             os.unlink(path + suffix)
         except FileNotFoundError:

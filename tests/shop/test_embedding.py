@@ -154,6 +154,9 @@ async def test_a_database_from_before_the_currency_was_kept_keeps_its_orders_one
         {"order_timeout_s": 1e-9},  # every order canceled as it is born
         {"refund_query_after_s": 0.5},
         {"refund_retry_s": 1e-9},
+        {"sweep_interval_s": 1e-9},  # the database read in a loop, the shop idle
+        {"one_turn_placement": "no"},  # a true value
+        {"one_turn_placement": 0},
         {"max_unpaid_orders": 0},
         {"points_per_unit": True},
         {"currency": "dollars"},

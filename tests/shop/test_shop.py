@@ -926,6 +926,21 @@ async def test_items_that_are_not_pairs_are_refused_saying_what_they_must_be(
     assert refused.value.code == "validation_error"
 
 
+async def test_items_given_as_a_generator_are_read_once_and_refused_for_what_they_say(
+    shop: Shop,
+) -> None:
+    # the first checks read the generator up, and the second pass refused "no item"
+    user = (await shop.create_user("ann")).user.id
+    tea = (await shop.create_goods("tea", price=1500, stock=5)).id
+
+    with pytest.raises(ShopError) as refused:
+        await shop.place_order(user, ((goods, 0) for goods in [tea]))
+    placed = await shop.place_order(user, ((goods, 2) for goods in [tea]))
+
+    assert [error.pointer for error in refused.value.errors] == ["/items/0/quantity"]
+    assert [(item.goods_id, item.quantity) for item in placed.items] == [(tea, 2)]
+
+
 async def test_a_shop_kept_past_its_block_answers_every_call_shutting_down(
     tmp_path: Path,
 ) -> None:

@@ -330,6 +330,18 @@ async def test_a_directory_is_not_a_database(tmp_path: Path) -> None:
         await Store.open(StoreConfig(str(tmp_path)))
 
 
+@pytest.mark.parametrize("suffix", ["-wal", "-shm", "-journal"])
+async def test_a_name_sqlite_keeps_beside_a_database_is_refused_before_anything_is_made(
+    tmp_path: Path, suffix: str
+) -> None:
+    # a shop opened at shop.db-wal, closed, then shop.db opened: SQLite took the file for
+    # shop.db's log, found it none and deleted it, the other shop's orders with it
+    with pytest.raises(StoreError, match="SQLite keeps a file of that name beside a database"):
+        await Store.open(StoreConfig(str(tmp_path / f"shop.db{suffix}")))
+
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_a_pipe_is_not_a_database_and_nothing_is_made_beside_it(tmp_path: Path) -> None:
     # SQLite failed on it ("disk I/O error") once it had made its journal and the lock beside
     pipe = tmp_path / "pipe.db"
