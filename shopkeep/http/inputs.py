@@ -86,12 +86,20 @@ def undecoded_coding(request: web.Request) -> str | None:
 
 
 def refuse_undecoded(request: web.Request) -> None:
-    """ShopError bad_request, for a body in a coding this server does not decode: unread."""
+    """ShopError bad_request, for a body in a coding this server does not decode: unread. Of
+    the transfer codings, aiohttp reads ``chunked`` and refuses any other alone, but passes
+    one before it (``gzip, chunked``) on undecoded: refused too."""
     coding = undecoded_coding(request)
     if coding is not None:
         raise ShopError(
             BAD_REQUEST, f"Content-Encoding {coding[:40]!r} is not one this server decodes "
             "(gzip, deflate, identity)",
+        )  # fmt: skip
+    transfer = request.headers.getall(hdrs.TRANSFER_ENCODING, ())
+    if transfer and [c.strip().lower() for t in transfer for c in t.split(",")] != ["chunked"]:
+        raise ShopError(
+            BAD_REQUEST, f"Transfer-Encoding {', '.join(transfer)[:40]!r} is not one this server "
+            "decodes (chunked alone; a compressed body says so in Content-Encoding)",
         )  # fmt: skip
 
 
@@ -108,7 +116,8 @@ def buffered_body(request: web.Request) -> bytes | None:
     is refused first (:func:`refuse_undecoded`).
     """
     headers = request.headers  # a property: read once
-    if hdrs.CONTENT_ENCODING in headers:  # rare: the whole check only then
+    if hdrs.CONTENT_ENCODING in headers or hdrs.TRANSFER_ENCODING in headers:
+        # rare: the whole check only then
         refuse_undecoded(request)
         # aiohttp inflated it: read by aiohttp, which counts what it inflates against
         # client_max_size (taken here, a body inflating past the limit went through)

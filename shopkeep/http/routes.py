@@ -335,13 +335,14 @@ async def _callback_bytes(request: web.Request) -> bytes:
     """A callback's raw body. One larger than the server takes, sent in chunks (its size
     unannounced, so the door let it in), is counted refused ``too_large`` as the door counts
     one whose size it announced; one whose body does not read as its headers say (gzip that
-    does not inflate), ``unreadable``. Either is answered as any request's would be."""
+    does not inflate, a coding this server does not decode), ``unreadable``. Either is
+    answered as any request's would be."""
     try:
         return await body_bytes(request)
     except web.HTTPRequestEntityTooLarge:
         shop_of(request).reject_unread_callback(TOO_LARGE)
         raise
-    except web.RequestPayloadError:
+    except (web.RequestPayloadError, ShopError):  # the ShopError: a coding not decoded
         shop_of(request).reject_unread_callback(UNREADABLE)
         raise
 

@@ -187,10 +187,13 @@ async def test_a_callback_too_large_sent_in_chunks_is_counted_as_one_announced_i
     assert value(samples, "shopkeep_callbacks_rejected_total", reason="too_large") == 1
 
 
-async def test_a_callback_whose_body_does_not_inflate_is_refused_and_counted(api: Api) -> None:
+@pytest.mark.parametrize("coding", ["gzip", "brotli"])
+async def test_a_callback_whose_body_does_not_read_as_its_coding_says_is_refused_and_counted(
+    api: Api, coding: str
+) -> None:
     # answered 400 and counted nowhere: a provider's notification gone wrong in a proxy, or
     # someone probing, unseen on the dashboard
-    headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    headers = {"Content-Encoding": coding, "Content-Type": "application/json"}
 
     async with api.client.post(
         "/v1/payments/callback", data=b"not gzip at all", headers=headers

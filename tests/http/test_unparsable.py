@@ -173,6 +173,24 @@ async def test_a_body_that_does_not_decode_as_its_coding_says_is_refused_400_and
     assert (await server.shop.list_users()).items == []
 
 
+@pytest.mark.parametrize("transfer", [b"gzip, chunked", b"x-foo,chunked", b"deflate ,  Chunked"])
+async def test_a_transfer_coding_before_chunked_is_refused_400_and_changes_nothing(
+    server: Server, transfer: bytes
+) -> None:
+    # aiohttp read the chunks and passed the body on as if the gzip were not there: a plain
+    # JSON body made a user, a gzipped one was "not JSON"
+    host, port = server.url.removeprefix("http://").split(":")
+    body = b'{"name": "ann"}'
+    head = request_bytes("GET", "/v1/users", {**ADMIN, "Transfer-Encoding": transfer})
+    request = head.replace(b"GET", b"POST", 1) + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+    answer = await exchange(host, int(port), request)
+
+    assert answer.status == 400 and problem_of(answer)["code"] == "bad_request"
+    assert "is not one this server decodes (chunked alone" in str(problem_of(answer)["detail"])
+    assert (await server.shop.list_users()).items == []
+
+
 async def test_a_coding_said_twice_is_refused_400_whatever_the_first_says(
     server: Server,
 ) -> None:
