@@ -29,7 +29,7 @@ from typing import Final
 import msgspec
 import structlog
 from aiohttp import hdrs, web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import HttpProcessingError, InvalidURLError
 
 from shopkeep.actors.order_state import INTERRUPTED, PLACEMENT_FAILED
 from shopkeep.errors import CallbackRejected, FieldError, ShopError
@@ -253,6 +253,10 @@ def unparsable(error: HttpProcessingError) -> web.Response:
         # what cannot be told apart)
         answer = problem(BAD_REQUEST, f"a line of the request (a header, or its target) is "
                                       f"longer than the {limit.group(1)} bytes this server reads")
+    elif isinstance(error, InvalidURLError) and "\n" not in error.message:
+        # its message is the target itself, as it came
+        answer = problem(BAD_REQUEST, "the request's target is neither a path nor a URL with "
+                                      "a host")
     else:
         said = parser_found(error.message, "the request is not valid HTTP")
         where = "" if found is None else f" (header {found.group(1)})"
@@ -262,9 +266,13 @@ def unparsable(error: HttpProcessingError) -> web.Response:
 
 
 def parser_found(message: str, otherwise: str) -> str:
-    """What aiohttp's parser found, from its ``message``, without the bytes it quotes after a
-    colon (they may hold a token); ``otherwise`` when it says nothing before them."""
-    return message.split(":", 1)[0].strip() or otherwise
+    """What aiohttp's parser found, from its ``message``, without the bytes it quotes (they may
+    hold a token): llhttp's words end their first line, the bytes on the lines after
+    (``Data after `Connection: close`:`` then the bytes); a message of one line quotes them
+    after a colon (``Invalid HTTP header: b'...'``). ``otherwise`` when it says nothing else."""
+    first, newline, _ = message.partition("\n")
+    said = first.rstrip().removesuffix(":") if newline else first.split(":", 1)[0]
+    return said.strip() or otherwise
 
 
 def _detail_of(error: web.HTTPException) -> str:

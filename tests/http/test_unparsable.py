@@ -89,6 +89,28 @@ async def test_another_header_the_parser_refuses_is_a_400_problem_naming_it_not_
     assert b"secret" not in answer.body
 
 
+@pytest.mark.parametrize(("raw", "detail"), [
+    # the target itself was the detail, or the URL's scheme
+    (b"GET *SECRET-TOKEN HTTP/1.1\r\nHost: x\r\n\r\n",
+     "the request's target is neither a path nor a URL with a host"),
+    (b"GET http://x:99999/v1/me HTTP/1.1\r\nHost: x\r\n\r\n",
+     "the request's target is neither a path nor a URL with a host"),
+    # cut at the colon the words quote: "Data after `Connection" (aiohttp's parser answers
+    # the bytes after such a request in its place, when they come in the same read)
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+     "Data after `Connection: close`"),
+])
+async def test_a_request_the_parser_refuses_is_said_in_its_words_never_its_bytes(
+    server: Server, raw: bytes, detail: str
+) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+
+    answer = await exchange(host, int(port), raw)
+
+    assert (answer.status, problem_of(answer)["detail"]) == (400, detail)
+    assert b"SECRET" not in answer.body
+
+
 async def test_a_header_line_past_the_parsers_limit_is_a_400_problem(server: Server) -> None:
     answer = await send(server, "GET", "/healthz", {"X-Long": b"a" * 9_000})
 
