@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -84,35 +83,12 @@ def isolated(text: str) -> Markup:
     return Markup("\u2068{}\u2069").format(without_direction(text))
 
 
-_LOCAL_INPUT: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}")
-"""What a datetime-local input holds as it was typed: a time it cannot hold (a day alone, an
-offset, a ``Z``) it shows empty, and one of seconds it may send back without them (Chromium
-shows ``16:30:00`` as ``16:30``: an ``until`` a minute wide, not a second); a form sent again
-would drop or widen either."""
-
-
-def time_input(value: str) -> str:
-    """The type of the input that shows the time ``value`` as it was typed: a datetime-local
-    input (its picker) for what it holds, a text input for the rest, a time of its shape that
-    is none included (``T24:00``, ``T13:60``: a browser empties the picker given one)."""
-    if not value:
-        return "datetime-local"
-    if _LOCAL_INPUT.fullmatch(value) is None:
-        return "text"
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return "text"
-    return "datetime-local"
-
-
 FILTERS: Final[dict[str, Callable[..., Any]]] = {
     "money": money,
     "when": when,
     "left": seconds_left,
     "figure": figure,
     "isolated": isolated,
-    "time_input": time_input,
 }
 """The filters the templates use: ``{{ order.pay_amount | money }}`` (the console sets
 ``money`` to the shop's currency: :func:`filters_for`)."""

@@ -697,4 +697,4 @@ async def test_a_filter_time_of_the_pickers_shape_that_is_no_time_comes_back_as_
     status, page = await browser.page(f"/admin/orders?since={typed}")
 
     assert status == 422
-    assert f'<input name="since" type="text" value="{typed}">' in page
+    assert f'<input name="since" placeholder="2026-12-01T09:30" value="{typed}">' in page

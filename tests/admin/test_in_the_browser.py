@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,30 @@ async def test_the_keyboards_first_stop_skips_the_header_to_the_content(
 
     assert first == "Skip to the content"
     assert await page.evaluate("() => document.activeElement.id") == "main"
+
+
+async def test_times_typed_as_the_console_says_are_sent_as_typed(
+    shopfront: Shopfront, page: Page
+) -> None:
+    # the time fields were datetime-local inputs: Chromium sent none of a day alone, a time to
+    # the second or one with an offset, and said the field was incomplete
+    user_id, _ = await shopfront.customer()
+    await sign_in(page, shopfront.url, ADMIN_TOKEN)
+    await page.goto(f"{shopfront.url}/admin/orders")
+    await page.fill("input[name=since]", "2026-12-07T22:45:04")
+    await page.fill("input[name=until]", "2026-12-08")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page).to_have_url(
+        f"{shopfront.url}/admin/orders?status=&user=&since=2026-12-07T22%3A45%3A04&until=2026-12-08"
+    )
+    await page.goto(f"{shopfront.url}/admin/coupons?user={user_id}")
+    await page.fill("input[name=value]", "3")
+    await page.fill("input[name=expires_at]", "2030-12-31T23:59+08:00")
+    await page.get_by_role("button", name="Issue").click()
+    await expect(page.get_by_role("status")).to_be_visible()
+
+    [coupon] = (await shopfront.server.shop.list_coupons(int(user_id))).items
+    assert coupon.expires_at == datetime(2030, 12, 31, 15, 59, tzinfo=UTC).timestamp()
 
 
 async def test_shipping_an_order_from_its_page_adds_shipped_to_its_history(
