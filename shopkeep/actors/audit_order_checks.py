@@ -262,6 +262,10 @@ REFUNDS = (
     "WHERE r.status = 'refunding' AND r.provider_failed IS NULL AND NOT EXISTS "
     "(SELECT 1 FROM timers AS t WHERE t.kind = 'refunder' AND t.actor_id = r.id) "
     "AND NOT EXISTS (SELECT 1 FROM outbox AS b WHERE b.kind = 'refunder' AND b.actor_id = r.id)",
+    # the refunds the shop still drives: in flight until the provider pays them out (SPEC 6:
+    # once quiet, none is), however long it refuses them
+    "SELECT 'refunds.refunding', count(*), NULL, NULL, NULL, NULL, NULL, NULL FROM refunds "
+    "WHERE status = 'refunding' AND provider_failed IS NULL",
     # a refund is refunded in the unit that logs it so (or settled by hand)
     "SELECT 'refunds.unlogged_done', id, order_id, NULL, NULL, NULL, NULL, NULL FROM refunds "
     "WHERE status = 'refunded' AND id NOT IN (SELECT refund_id FROM refund_log "
@@ -274,7 +278,8 @@ def judge_refunds(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
     has its log (a refunded one, the entry that refunded it), no refund is left outside
     refunding / refunded, a refund refunding is still being driven (an attempt or a timer of
     its refunder) unless the provider failed it, and a cancel's or a return's refund is of an
-    order so ended."""
+    order so ended. A refund driven is in flight: the shop is not quiet while the provider has
+    not paid it out."""
     bad: list[str] = []
     moving = 0
     for order_id, status, *_ in found.get("refunds.missing", ()):
@@ -289,13 +294,16 @@ def judge_refunds(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
         bad.append(f"refund {refund_id} of order {order_id} is {what!r}")
     for refund_id, order_id, kind, status, *_ in found.get("refunds.kind", ()):
         bad.append(f"{kind} refund {refund_id} is of order {order_id}, which is {status}")
-    for refund_id, order_id, *_ in found.get("refunds.stuck", ()):
+    stuck = found.get("refunds.stuck", ())
+    for refund_id, order_id, *_ in stuck:
         if flight.order_moving(order_id):
             moving += 1
         else:
             bad.append(
                 f"refund {refund_id} of order {order_id} is refunding with nothing driving it"
             )
+    for refunding, *_ in found.get("refunds.refunding", ()):
+        moving += int(refunding) - len(stuck)  # driven: an attempt or a timer of its refunder
     for refund_id, order_id, *_ in found.get("refunds.unlogged_done", ()):
         bad.append(f"refund {refund_id} of order {order_id} is refunded, but its log never says so")
     return Verdict(bad, moving, f"{counts.refunds} refunds, each recorded and logged")

@@ -432,8 +432,8 @@ def test_a_discount_past_the_coupons_value_fails_the_amounts_check(shop_db: str)
 @pytest.mark.parametrize(
     ("sql", "said"),
     [
-        ("UPDATE refunds SET kind = 'return' WHERE id = 2003",
-         "return refund 2003 is of order 103, which is canceled"),
+        ("UPDATE refunds SET kind = 'return' WHERE id = 2003",  # still refunding: in flight
+         "return refund 2003 is of order 103, which is canceled; 1 in flight"),
         ("UPDATE refunds SET status = 'refunded' WHERE id = 2003",
          "refund 2003 of order 103 is refunded, but its log never says so"),
     ],
@@ -490,7 +490,7 @@ def test_a_placement_that_failed_on_another_users_coupon_is_no_violation(shop_db
 def test_a_refund_of_no_known_kind_fails_the_refunds_check(shop_db: str) -> None:
     corrupt(shop_db, "UPDATE refunds SET kind = 'banana'")
     assert failing(audit_file(shop_db)) == {
-        "refunds": "1 violation: refund 2003 of order 103 is 'of kind banana'"
+        "refunds": "1 violation: refund 2003 of order 103 is 'of kind banana'; 1 in flight"
     }
 
 

@@ -121,6 +121,30 @@ async def test_a_short_bench_against_a_server_runs_every_operation_and_passes_th
     assert "approve_return" in "".join(html.text)
 
 
+async def test_a_shop_whose_refunds_never_reach_the_provider_is_not_quiet_and_fails_the_run(
+    tmp_path: Path,
+) -> None:
+    # every refund refused and retried: the audit was ok with nothing "in flight", and the run
+    # passed with not one refund paid out
+    out = tmp_path / "bench.json"
+    options = ServeOptions(
+        db=str(tmp_path / "shop.db"), port=0, sandbox=True, admin_token=ADMIN,
+        gateway_secret=SECRET, order_timeout_s=1.0,
+    )  # fmt: skip
+    async with running(options, announce=lambda token: None) as server:
+        assert server.gateway is not None
+        server.gateway.refunds_failing = True
+        result = await asyncio.to_thread(
+            bench, "--url", server.url, "--duration", "2", "--mix", "cancel_paid=1",
+            "--settle", "2s", "--json", str(out),
+        )  # fmt: skip
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["audit_quiet"] is False and report["audit_ok"] is True
+    assert "still in flight in refunds" in result.stdout + result.stderr
+
+
 async def test_without_the_gateway_secret_late_callbacks_come_from_the_sandbox(
     tmp_path: Path,
 ) -> None:

@@ -177,11 +177,17 @@ async def test_a_paid_order_canceled_while_the_gateway_refuses_refunds_is_refund
     )
     await clock.advance(60)
     assert ((await shop.refunds(order.id)).items)[0].status == "refunding"
+    # the shop is not quiet while a refund is unpaid (the load harness passed a run whose
+    # every refund the provider refused: "quiet", ok)
+    waiting = {check.name: check.detail for check in (await shop.audit()).checks}
+    assert waiting["refunds"].endswith("; 1 in flight")
     await clock.advance(600)
     await settle(shop)
     assert ((await shop.refunds(order.id)).items)[0].status == "refunded"
     assert sandbox(shop).total_refunded == payment.amount
     await assert_audit_ok(shop)
+    done = {check.name: check.detail for check in (await shop.audit()).checks}
+    assert "in flight" not in done["refunds"]
 
 
 async def test_a_shipped_order_cannot_be_canceled_and_canceling_twice_is_harmless(
