@@ -600,6 +600,11 @@ def test_an_admin_token_no_header_can_carry_is_a_one_line_usage_error(token: str
         # it in a traceback, its figures lost
         '{"operations": {"place": {"errors": {"unavailable": "3"}}}, "totals": {}}',
         '{"operations": {"place": {"errors": {"x": [1, 2]}}}, "totals": {}}',
+        # figures no run writes, compared as changes ("place count -2740.0%")
+        '{"operations": {"place": {"count": -5}}, "totals": {}}',
+        '{"operations": {"place": {"p99_ms": "x"}}, "totals": {}}',
+        '{"operations": {}, "totals": {"count": "many"}}',
+        '{"operations": {}, "totals": {"error_rate": true}}',
     ],
 )
 def test_a_compare_file_whose_parts_are_not_a_reports_is_refused_before_the_run(

@@ -81,6 +81,16 @@ def _counts(errors: Any) -> bool:
     )
 
 
+def _figures(figures: dict[str, Any], names: tuple[str, ...]) -> bool:
+    """Whether each of ``names`` in ``figures`` is a figure a report writes: a number not below
+    0, or null (none measured); a count of -5 or a p99 of "x" compared as changes."""
+    for name in names:
+        value = figures.get(name)
+        if value is not None and (type(value) not in (int, float) or value < 0):
+            return False
+    return True
+
+
 def _is_report(data: Any) -> bool:
     """Whether ``data`` has the parts of a report :func:`changes` reads, of their types."""
     if not isinstance(data, dict):
@@ -88,8 +98,12 @@ def _is_report(data: Any) -> bool:
     operations, totals = data.get("operations"), data.get("totals")
     if not isinstance(operations, dict) or not isinstance(totals, dict):
         return False
+    if not _figures(totals, TOTAL_FIGURES):
+        return False
     for figures in operations.values():
         if not isinstance(figures, dict) or not _counts(figures.get("errors", {})):
+            return False
+        if not _figures(figures, OPERATION_FIGURES):
             return False
     dropped = data.get("dropped")
     return dropped is None or (isinstance(dropped, dict) and "total" in dropped)
