@@ -369,15 +369,15 @@ class Entrance:
                     refused = None
                     if self._gate.refusing_writes and method not in READS:
                         refused = self._gate.write_refusal(self._open_while_stopping)
-                        if refused is not None:
-                            door.keys.give_back(request, self._guard, caller, refused.status)
+                    # a refusal's key is given back, and a replay's
                     response = refused or await self._handler(request)
+                    door.keys.give_back(request, self._guard, caller, response)
                 except web.HTTPException as error:
                     response = _problem_or_raise(request, error)
-                    door.keys.give_back(request, self._guard, caller, response.status)
+                    door.keys.give_back(request, self._guard, caller, response)
                 except Exception as error:
                     response = await self._answer_error(request, error)
-                    door.keys.give_back(request, self._guard, caller, response.status)
+                    door.keys.give_back(request, self._guard, caller, response)
         except web.HTTPException as error:
             door.answered(
                 method, route, error.status, started, request_id, _caller(request), series
@@ -411,14 +411,16 @@ class Entrance:
             if self._gate.refusing_writes and request.method not in READS:
                 refused = self._gate.write_refusal(self._open_while_stopping)
                 if refused is not None:
-                    door.keys.give_back(request, self._guard, caller, refused.status)
+                    door.keys.give_back(request, self._guard, caller, refused)
                     return refused
-            return await self._handler(request)
+            response = await self._handler(request)
+            door.keys.give_back(request, self._guard, caller, response)  # a replay's
+            return response
         except web.HTTPException as error:
             response = _problem_or_raise(request, error)
         except Exception as error:
             response = await self._answer_error(request, error)
-        door.keys.give_back(request, self._guard, caller, response.status)
+        door.keys.give_back(request, self._guard, caller, response)
         return response
 
     async def _answer_error(self, request: web.Request, error: Exception) -> web.Response:

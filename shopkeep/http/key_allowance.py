@@ -4,9 +4,9 @@ Every keyed request that binds its key keeps about a kilobyte for a day, a refus
 no-op included: without a bound one token at the rate limit writes gigabytes a day. A keyed
 request is counted when the route's guard admits it (refused 429 ``rate_limited`` once the
 day's keys are spent), and given back when its answer keeps no key: a 422, a 503, a body that
-could not be read. The give-back is looked at only on the paths of those answers (an error
-mapped, a write refused), so that the answers that keep their key cost nothing more; a replay
-keeps its count. The admin is not counted; the count is in memory, per process.
+could not be read, or a replay (the first answer given again, under a key kept already: a
+client retrying to learn an outcome was refused 429 once its retries had spent the day's
+keys). The admin is not counted; the count is in memory, per process.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 
 from multidict import CIMultiDictProxy
 
-from shopkeep.http.inputs import IDEMPOTENCY_KEY_HEADER
+from shopkeep.http.inputs import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER
 from shopkeep.http.rate_limit import KeysLimited, RateLimited, RateLimiter
 from shopkeep.http.state import Principal
 
@@ -54,11 +54,11 @@ class KeyAllowance:
         request: web.Request,
         guard: Guard | None,
         caller: Principal | str | None,
-        status: int,
+        answer: web.StreamResponse,
     ) -> None:
-        """Give back the key ``request`` was counted for when its answer (``status``) kept
-        none. ``caller`` as admission left it: only a :class:`Principal` admitted by its
-        ``guard`` was counted."""
+        """Give back the key ``request`` was counted for when its ``answer`` kept none: of a
+        status that binds no key, or a replay. ``caller`` as admission left it: only a
+        :class:`Principal` admitted by its ``guard`` was counted."""
         limiter = self._limiter
         if (
             limiter is not None
@@ -66,7 +66,7 @@ class KeyAllowance:
             and caller.user_id is not None
             and guard is not None
             and guard.takes_key
-            and status not in KEPT_WITH_KEY
+            and (answer.status not in KEPT_WITH_KEY or REPLAYED_HEADER in answer.headers)
             and IDEMPOTENCY_KEY_HEADER in request.headers
         ):
             limiter.give_back(caller.user_id)

@@ -223,6 +223,33 @@ async def test_a_users_idempotency_keys_past_a_days_worth_are_refused_and_change
     assert again.status == 200
 
 
+async def test_retries_of_a_kept_key_are_replayed_without_spending_the_days_keys(
+    keys_limited: Api,
+) -> None:
+    # each replay was counted as a key kept: a client retrying to learn its order's outcome
+    # was refused 429 for hours, "too many Idempotency-Keys kept", with one key kept
+    alice = await keys_limited.customer(balance=0)
+    goods_id = await keys_limited.goods(stock=100)
+    body = {"items": [{"goods_id": goods_id, "quantity": 1}]}
+    refused = {"items": [{"goods_id": goods_id, "quantity": 1_000}]}  # past the stock
+    headers = {**alice.headers, "Idempotency-Key": "only-one"}
+    refusal = {**alice.headers, "Idempotency-Key": "no-stock"}
+
+    first = await keys_limited.call("POST", "/v1/orders", headers, body)
+    no = await keys_limited.call("POST", "/v1/orders", refusal, refused)
+    retries = [
+        await keys_limited.call("POST", "/v1/orders", *asked)
+        for asked in [(headers, body), (refusal, refused)] * KEYS_A_DAY
+    ]
+    third = {**headers, "Idempotency-Key": "3"}
+    another = await keys_limited.call("POST", "/v1/orders", third, body)
+
+    assert (first.status, no.status) == (201, 409)
+    assert [r.status for r in retries] == [201, 409] * KEYS_A_DAY
+    assert {r.headers["Idempotent-Replayed"] for r in retries} == {"true"}
+    assert another.status == 201  # the third key of the day's three
+
+
 async def test_a_keyed_request_whose_answer_kept_no_key_gives_its_count_back(
     keys_limited: Api,
 ) -> None:
