@@ -87,7 +87,7 @@ class PlaceRequest(msgspec.Struct, frozen=True, gc=False):
         is checked as it is used)."""
         # Every placement passes here: the checks in a row, raising at the first problem, cost
         # half what gathering them does; only a request refused is checked again, gathering.
-        if not isinstance(items, list | tuple):
+        if type(items) is not list and type(items) is not tuple:
             # read once (a generator is read up by the first checks, and the second found it
             # empty: "an order needs at least one item"); no lines at all are refused as such
             with contextlib.suppress(TypeError):

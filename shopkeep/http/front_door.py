@@ -57,6 +57,7 @@ from shopkeep.http.auth import (
 )
 from shopkeep.http.errors import Refusal, answer_error, too_large, too_large_for
 from shopkeep.http.guard import Guard
+from shopkeep.http.inputs import REPLAYED_KEY
 from shopkeep.http.key_allowance import KeyAllowance
 from shopkeep.http.latency import Series
 from shopkeep.http.metrics import UNMATCHED
@@ -369,9 +370,11 @@ class Entrance:
                     refused = None
                     if self._gate.refusing_writes and method not in READS:
                         refused = self._gate.write_refusal(self._open_while_stopping)
-                    # a refusal's key is given back, and a replay's
                     response = refused or await self._handler(request)
-                    door.keys.give_back(request, self._guard, caller, response)
+                    # a refusal's key is given back, and a replay's (looked for here: a call
+                    # on every answer costs a placement a microsecond)
+                    if refused is not None or REPLAYED_KEY in response.headers:
+                        door.keys.give_back(request, self._guard, caller, response)
                 except web.HTTPException as error:
                     response = _problem_or_raise(request, error)
                     door.keys.give_back(request, self._guard, caller, response)
@@ -414,7 +417,8 @@ class Entrance:
                     door.keys.give_back(request, self._guard, caller, refused)
                     return refused
             response = await self._handler(request)
-            door.keys.give_back(request, self._guard, caller, response)  # a replay's
+            if REPLAYED_KEY in response.headers:  # a replay's key is given back
+                door.keys.give_back(request, self._guard, caller, response)
             return response
         except web.HTTPException as error:
             response = _problem_or_raise(request, error)

@@ -6,7 +6,9 @@ request is counted when the route's guard admits it (refused 429 ``rate_limited`
 day's keys are spent), and given back when its answer keeps no key: a 422, a 503, a body that
 could not be read, or a replay (the first answer given again, under a key kept already: a
 client retrying to learn an outcome was refused 429 once its retries had spent the day's
-keys). The admin is not counted; the count is in memory, per process.
+keys). The give-back is looked at only on the paths of those answers (an error mapped, a
+write refused, an answer saying it is a replay), so that the answers that keep their key cost
+nothing more. The admin is not counted; the count is in memory, per process.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 from multidict import CIMultiDictProxy
 
-from shopkeep.http.inputs import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER
+from shopkeep.http.inputs import IDEMPOTENCY_KEY_HEADER, REPLAYED_KEY
 from shopkeep.http.rate_limit import KeysLimited, RateLimited, RateLimiter
 from shopkeep.http.state import Principal
 
@@ -66,7 +68,7 @@ class KeyAllowance:
             and caller.user_id is not None
             and guard is not None
             and guard.takes_key
-            and (answer.status not in KEPT_WITH_KEY or REPLAYED_HEADER in answer.headers)
             and IDEMPOTENCY_KEY_HEADER in request.headers
+            and (answer.status not in KEPT_WITH_KEY or REPLAYED_KEY in answer.headers)
         ):
             limiter.give_back(caller.user_id)
