@@ -22,7 +22,7 @@ import inspect
 import os
 import secrets
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final, Literal, TypeVar
 
@@ -386,7 +386,7 @@ class Shop(Accounts, Payments, BackOffice):
     async def place_order(
         self,
         user_id: int,
-        items: Sequence[tuple[int, int]],
+        items: Iterable[tuple[int, int]],
         *,
         coupon_id: int | None = None,
         use_balance: int | None = 0,
