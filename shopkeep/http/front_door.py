@@ -74,8 +74,6 @@ if TYPE_CHECKING:
     from shopkeep.shop import Shop
 
 
-
-
 class FrontDoor:
     """The steps of the module's docstring for one app: each route's :class:`Entrance` takes
     all of them, or, ``split`` around the caller's own middlewares, steps 3 to 5, with steps 1

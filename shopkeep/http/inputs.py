@@ -36,9 +36,9 @@ T = TypeVar("T")
 ORDER_STATUSES: Final = get_args(OrderStatus)
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
-REPLAYED_KEY: Final = istr(REPLAYED_HEADER)
-"""The header as an answer's headers are looked up by, at half the cost of the text."""
 """Set to ``true`` on an answer that is the first answer to the same request again."""
+REPLAYED_KEY: Final = istr(REPLAYED_HEADER)
+"""The header's name as an answer's headers are looked up by, at half the cost of the text."""
 IDEMPOTENCY_KEY_HEADER: Final = istr(IDEMPOTENCY_HEADER)
 """The header's name as headers are looked up without folding its case again."""
 
