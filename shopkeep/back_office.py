@@ -58,6 +58,13 @@ def first_id_after(at: float) -> int:
     return max(0, (int(at * 1000) + 1 - EPOCH_MS) << SEQUENCE_BITS)
 
 
+def shown_time(at: float) -> float:
+    """An order's time of creation as its answer shows it, to the microsecond: the filters
+    compare that (the time an answer gives, typed back as ``since``, is a float above the one
+    kept: …0.641982 for …0.6419816)."""
+    return round(at, 6)
+
+
 def check_status(status: str | None) -> None:
     """Refuse a status filter that is no order's status (validation_error, ``status``)."""
     if status is not None and status not in STATUSES:
@@ -137,21 +144,27 @@ class BackOffice:
                 check_time(name, time, in_body=False)
         check_status(status)
         size, below = page_bounds(limit, cursor)
+        high = float("inf") if until is None else until
         if until is not None:
             below = min(below, first_id_after(until))
-        states = await load_page(self.reader, below, size + 1, user_id=user_id, status=status)
-        views = [order_view(state) for state in states]
-        # compared as they are shown, to the microsecond: the time an order's answer gives,
-        # typed back as ``since``, is a float above the one kept (…0.641982 for …0.6419816)
-        shown = [round(view.created_at, 6) for view in views]
-        # newest first: once one is older than ``since``, every later one is too
-        past = since is not None and any(at < since for at in shown)
-        if since is not None or until is not None:
-            low = -float("inf") if since is None else since
-            high = float("inf") if until is None else until
-            views = [view for view, at in zip(views, shown, strict=True) if low <= at <= high]
-        page = paged(views, [view.id for view in views], size)
-        return Page(page.items, None) if past else page
+        views: list[OrderView] = []
+        # an id is taken in the millisecond before its order's time is: the newest orders
+        # fetched may be of ``until``'s own millisecond and created after it, so they are left
+        # out and as many fetched again, and ``paged`` still sees one more than a page when
+        # more follow (a page short of its limit with no cursor would end the list early)
+        while len(views) <= size:
+            wanted = size + 1 - len(views)
+            states = await load_page(self.reader, below, wanted, user_id=user_id, status=status)
+            views += [v for v in map(order_view, states) if shown_time(v.created_at) <= high]
+            if len(states) < wanted:
+                break
+            below = states[-1].id
+        if since is not None:
+            # newest first: once one is older than ``since``, every later one is too
+            kept = [view for view in views if shown_time(view.created_at) >= since]
+            if len(kept) < len(views):
+                return Page(kept[:size], None)
+        return paged(views, [view.id for view in views], size)
 
     async def minute_figures(self, minutes: int = 60) -> MinuteFigures:
         """Orders placed and money paid per minute, the last ``minutes`` minutes (the current

@@ -70,6 +70,25 @@ async def test_orders_are_found_between_two_times(shop: Shop, clock: VirtualCloc
     assert (await shop.find_orders(until=placed[0].created_at - 1)).items == []
 
 
+async def test_orders_until_a_time_are_all_reached_a_page_at_a_time(
+    shop: Shop, clock: VirtualClock
+) -> None:
+    ann = (await shop.create_user("ann", balance=100_000)).user
+    tea = await shop.create_goods("tea", price=100, stock=100)
+    await clock.advance(0.0005)  # halfway through a millisecond: an id's is before its time
+    placed = []
+    for _ in range(4):
+        placed.append(await shop.place_order(ann.id, [(tea.id, 1)], use_balance=100_000))
+        await clock.advance(60)
+    # the newest order's id is of the millisecond ``until`` is in, its time after ``until``
+    until = placed[-1].created_at - 0.0002
+    pages = [await shop.find_orders(until=until, limit=1)]
+    while pages[-1].next_cursor is not None and len(pages) <= len(placed):
+        pages.append(await shop.find_orders(until=until, limit=1, cursor=pages[-1].next_cursor))
+    assert [o.id for page in pages for o in page.items] == [o.id for o in placed[-2::-1]]
+    assert [len(page.items) for page in pages] == [1, 1, 1]
+
+
 async def test_the_minute_figures_count_orders_and_money_paid(
     shop: Shop, clock: VirtualClock
 ) -> None:
