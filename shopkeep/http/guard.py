@@ -82,8 +82,9 @@ class Guard:
                 schema = self.query.get(name)
                 if name in seen:
                     # each takes one value: ?status=paid&status=canceled read as paid alone
-                    # would answer another question than the one asked
-                    if name in repeated:
+                    # would answer another question than the one asked (an unknown name,
+                    # refused once already, is not said again as repeated)
+                    if name in repeated or schema is None:
                         continue
                     repeated.add(name)
                     problem: str | None = f"query parameter {name!r} is given more than once"

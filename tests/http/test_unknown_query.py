@@ -31,6 +31,16 @@ async def test_a_query_parameter_given_twice_is_refused_once_naming_it(api: Api)
     ]
 
 
+async def test_an_unknown_query_parameter_given_twice_is_refused_once_as_unknown(
+    api: Api,
+) -> None:
+    refused = await api.call("GET", "/v1/goods?status=paid&status=canceled", ADMIN)
+
+    assert refused.body["errors"] == [
+        {"detail": "unknown query parameter 'status'", "parameter": "status"}
+    ]
+
+
 async def test_the_query_parameters_an_operation_takes_are_served(api: Api) -> None:
     assert (await api.call("GET", "/v1/goods?limit=5", ADMIN)).status == 200
 
