@@ -456,14 +456,17 @@ async def return_request(reader: Reader, return_id: int) -> Owned | None:
 async def order_history(
     reader: Reader, order_id: int, limit: int | None, cursor: str | None
 ) -> Page[HistoryEntry]:
-    """An order's status changes, oldest first, a page at a time."""
-    size, after = page_after(limit, cursor)
+    """An order's status changes, oldest first, a page at a time. The cursor counts the
+    order's own entries given so far: the table's row ids count every order's, and would tell
+    any customer how busy the whole shop was between two looks."""
+    size, given = page_after(limit, cursor)
     rows = await reader.fetchall(
-        "SELECT id, from_status, to_status, operation, remark, at FROM order_history "
-        "WHERE order_id = ? AND id > ? ORDER BY id LIMIT ?",
-        (order_id, after, size + 1),
+        "SELECT from_status, to_status, operation, remark, at FROM order_history "
+        "WHERE order_id = ? ORDER BY id LIMIT ? OFFSET ?",
+        (order_id, size + 1, given),
     )
-    return paged([HistoryEntry(*row[1:]) for row in rows], [row[0] for row in rows], size)
+    counts = range(given + 1, given + len(rows) + 1)
+    return paged([HistoryEntry(*row) for row in rows], list(counts), size)
 
 
 PENDING_SQL = f"SELECT id FROM orders WHERE status = '{PENDING}' AND created_at <= ? LIMIT ?"

@@ -581,6 +581,23 @@ async def test_an_orders_history_and_refunds_are_paged_like_every_list(api: Api)
     assert (refused.status, refused.body["code"]) == (422, "validation_error")
 
 
+async def test_an_orders_history_cursor_tells_nothing_of_other_orders(api: Api) -> None:
+    alice, bob = await api.customer(), await api.customer()
+    tea = await api.goods(price=12_000)
+    first = await api.order(alice, tea)
+    for _ in range(3):  # the shop busy with another customer's orders between two looks
+        await api.order(bob, tea)
+    second = await api.order(alice, tea)
+
+    cursors = [
+        (await api.call("GET", f"/v1/orders/{order['id']}/history?limit=1", alice.headers))
+        .body["next_cursor"]
+        for order in (first, second)
+    ]
+
+    assert cursors[0] == cursors[1]
+
+
 @pytest.mark.parametrize("written", ["12345", "0012", "99999999999999999999"])
 async def test_a_missing_order_is_said_missing_in_the_same_words_however_its_id_is_written(
     api: Api, written: str
