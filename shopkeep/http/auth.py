@@ -79,8 +79,10 @@ def bearer_token(header: str | None) -> str | None:
     """
     if header is None:
         return None
-    scheme, _, token = header.strip().partition(" ")
-    token = token.strip()
+    # HTTP's own blanks only: str.strip() would take a no-break or ideographic space off a
+    # token and pass what SPEC 7 refuses (a token that is not printable ASCII)
+    scheme, _, token = header.strip(" \t").partition(" ")
+    token = token.strip(" \t")
     if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN:
         return None
     if not (token.isascii() and token.isprintable()):

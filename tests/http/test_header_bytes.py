@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from shopkeep.proof.raw_http import RawAnswer, exchange, request_bytes
-from tests.http.conftest import ADMIN, Api
+from tests.http.conftest import ADMIN, ADMIN_TOKEN, Api
 
 STRANGE_TOKENS = [
     b"Bearer \xff\xfe",  # not UTF-8 at all
@@ -32,6 +32,21 @@ async def test_a_token_that_is_not_printable_ascii_is_refused_401(
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert answer.problem_code() == "unauthorized"
     assert answer.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize(
+    "space", ["\u00a0", "\u2003", "\u3000", "\u0085", "\u2028"], ids=ascii
+)
+@pytest.mark.parametrize("where", ["before", "after"])
+async def test_the_admin_token_beside_a_space_that_is_not_ascii_is_refused_401(
+    api: Api, space: str, where: str
+) -> None:
+    padded = space + ADMIN_TOKEN if where == "before" else ADMIN_TOKEN + space
+    authorization = b"Bearer " + padded.encode()
+
+    answer = await send(api, "GET", "/v1/audit", {"Authorization": authorization})
+
+    assert answer.status == 401
 
 
 async def test_a_strange_token_on_an_admin_write_changes_nothing(api: Api) -> None:
