@@ -8,6 +8,8 @@ timers) as SPEC.md and the schema define them.
 
 from __future__ import annotations
 
+from typing import Final
+
 from shopkeep.actors.audit_flight import InFlight
 from shopkeep.actors.audit_sql import (
     KEPT,
@@ -22,7 +24,19 @@ from shopkeep.actors.audit_sql import (
     placed,
     sql_list,
 )
-from shopkeep.actors.order_state import CANCEL_REASONS, PAYMENT_STATUSES, REFUND_KINDS, STATUSES
+from shopkeep.actors.order_state import (
+    AWAITING_PAYMENT,
+    CANCEL_REASONS,
+    CANCELED,
+    DELIVERED,
+    PAID,
+    PAYMENT_STATUSES,
+    PENDING,
+    REFUND_KINDS,
+    RETURNED,
+    SHIPPED,
+    STATUSES,
+)
 from shopkeep.payments.money import exponent, in_major_units
 
 _STATUSES = sql_list(STATUSES)
@@ -165,6 +179,35 @@ def _money(minor: object, currency: str | None) -> str:
 
 # -- states -----------------------------------------------------------------------------------
 
+_DELIVERED_TIMES = ("paid_at", "shipped_at", "delivered_at")
+TIMES_OF_STATUS: Final = {
+    PENDING: ((), ("confirmed_at", "expires_at", "paid_at", "shipped_at", "delivered_at",
+                   "canceled_at")),
+    AWAITING_PAYMENT: (("expires_at",), ("paid_at", "shipped_at", "delivered_at", "canceled_at")),
+    PAID: (("paid_at",), ("shipped_at", "delivered_at", "canceled_at")),
+    SHIPPED: (("paid_at", "shipped_at"), ("delivered_at", "canceled_at")),
+    DELIVERED: (_DELIVERED_TIMES, ("canceled_at",)),
+    RETURNED: (_DELIVERED_TIMES, ("canceled_at",)),
+    CANCELED: (("canceled_at",), ("shipped_at", "delivered_at")),
+}  # fmt: skip
+"""Per status, the times of what it says happened, and of what cannot have happened yet: an
+order set back to ``pending`` (which a start would then undo as an interrupted placement) or
+moved past shipping without it has the times to show it. A canceled order was never shipped:
+a shipped one cannot be canceled (SPEC 5)."""
+
+
+def _wrong_time() -> str:
+    """SQL naming an order's first time its status contradicts (NULL: none)."""
+    cases = [
+        f"WHEN status = '{status}' AND {column} IS {'NOT ' * never}NULL "
+        f"THEN '{'has' if never else 'has no'} {column}'"
+        for status, (had, not_yet) in TIMES_OF_STATUS.items()
+        for never, columns in ((False, had), (True, not_yet))
+        for column in columns
+    ]
+    return f"CASE {' '.join(cases)} END"
+
+
 STATES = (
     "SELECT 'states.order', id, status, cancel_reason, NULL, NULL, NULL, NULL FROM orders "
     f"WHERE status NOT IN {_STATUSES} "
@@ -176,12 +219,11 @@ STATES = (
     "WHERE t.kind = 'order' AND t.actor_id = o.id AND t.name = 'deadline')",
     "SELECT 'states.pending', count(*), NULL, NULL, NULL, NULL, NULL, NULL FROM orders "
     "WHERE status = 'pending'",
-    # what each status says happened has its time, and an order awaiting payment has a
-    # deadline and something to pay (one that pays nothing is paid at once, SPEC 2)
-    "SELECT 'states.times', id, status, paid_at, canceled_at, expires_at, pay_amount, NULL "
-    f"FROM orders WHERE (status IN {KEPT} OR status = 'returned') AND paid_at IS NULL "
-    "OR status = 'canceled' AND canceled_at IS NULL "
-    "OR status = 'awaiting_payment' AND (expires_at IS NULL OR pay_amount <= 0)",
+    # what each status says happened has its time, what it says has not has none, and an
+    # order awaiting payment has something to pay (one that pays nothing is paid at once)
+    "SELECT 'states.times', id, status, wrong, pay_amount, NULL, NULL, NULL FROM "
+    f"(SELECT id, status, {_wrong_time()} AS wrong, pay_amount FROM orders) "
+    "WHERE wrong IS NOT NULL OR status = 'awaiting_payment' AND pay_amount <= 0",
     # a returned order was returned by an approved request, and only such an order was
     "SELECT 'states.return', r.id, r.order_id, r.status, o.status, NULL, NULL, NULL "
     "FROM returns AS r LEFT JOIN orders AS o ON o.id = r.order_id "
@@ -210,13 +252,9 @@ def judge_states(found: Findings, flight: InFlight, counts: Counts) -> Verdict:
             bad.append(f"canceled order {order_id} has unknown cancel reason {reason!r}")
     for order_id, *_ in found.get("states.deadline", ()):
         bad.append(f"order {order_id} awaits payment with no deadline timer")
-    for order_id, status, _, _, expires_at, pay, *_ in found.get("states.times", ()):
-        if status == "canceled":
-            bad.append(f"canceled order {order_id} has no canceled_at")
-        elif status != "awaiting_payment":
-            bad.append(f"{status} order {order_id} has no paid_at")
-        elif expires_at is None:
-            bad.append(f"order {order_id} awaits payment with no deadline (expires_at)")
+    for order_id, status, wrong, pay, *_ in found.get("states.times", ()):
+        if wrong is not None:
+            bad.append(f"{status} order {order_id} {wrong}")
         else:
             bad.append(f"order {order_id} awaits a payment of {pay}")
     for return_id, order_id, status, order_status, *_ in found.get("states.return", ()):

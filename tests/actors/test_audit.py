@@ -409,6 +409,28 @@ def test_a_status_without_the_time_it_says_fails_the_states_check(
     assert failing(audit_file(shop_db)) == {"states": f"1 violation: {said}"}
 
 
+@pytest.mark.parametrize(
+    ("sql", "said"),
+    [
+        # a start would undo it as an interrupted placement, points and payment kept
+        ("UPDATE orders SET status = 'pending' WHERE id = 102", "pending order 102 has paid_at"),
+        # moved on without being shipped, or moved back after it
+        ("UPDATE orders SET status = 'delivered' WHERE id = 102",
+         "delivered order 102 has no shipped_at"),
+        ("UPDATE orders SET status = 'shipped', shipped_at = 5 WHERE id = 102; "
+         "UPDATE orders SET status = 'paid' WHERE id = 102", "paid order 102 has shipped_at"),
+        ("UPDATE orders SET delivered_at = 5 WHERE id = 101",
+         "canceled order 101 has delivered_at"),
+    ],
+)
+def test_a_status_beside_a_time_it_has_not_reached_yet_fails_the_states_check(
+    shop_db: str, sql: str, said: str
+) -> None:
+    for statement in sql.split("; "):
+        corrupt(shop_db, statement)
+    assert failing(audit_file(shop_db))["states"].startswith(f"1 violation: {said}")
+
+
 def test_a_returned_order_without_an_approved_return_fails_the_states_check(
     shop_db: str,
 ) -> None:
@@ -508,8 +530,8 @@ def test_an_order_awaiting_payment_without_its_deadline_fails_the_states_check(
 ) -> None:
     corrupt(shop_db, "UPDATE orders SET status = 'awaiting_payment' WHERE id = 100")
     assert failing(audit_file(shop_db)) == {
-        "states": "2 violations: order 100 awaits payment with no deadline timer; order 100 "
-        "awaits payment with no deadline (expires_at)"
+        "states": "2 violations: order 100 awaits payment with no deadline timer; "
+        "awaiting_payment order 100 has no expires_at"
     }
 
 
