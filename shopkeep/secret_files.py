@@ -15,8 +15,6 @@ from typing import Final
 
 import structlog
 
-log = structlog.get_logger("shopkeep.secrets")
-
 MAX_SECRET_FILE: Final = 64 * 1024
 """The most bytes a secret or key file holds (a 4,096-bit PEM key and its chain are under 8
 KiB)."""
@@ -54,7 +52,9 @@ def _say_if_not_private(path: str | Path, found: os.stat_result) -> None:
     if not stat.S_ISREG(found.st_mode) or not mode & 0o077 or named in _SAID_NOT_PRIVATE:
         return
     _SAID_NOT_PRIVATE.add(named)
-    log.warning(
+    # a logger got as it is said, not kept: configured logs keep the first logger a name
+    # uses, and each command's logging is set up afresh (many times in one test process)
+    structlog.get_logger("shopkeep.secrets").warning(
         "secret_file_not_private", path=named, mode=f"{mode:04o}",
         detail="other users may read this token or key: chmod 600 it unless that is meant",
     )  # fmt: skip

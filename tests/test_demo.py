@@ -87,3 +87,25 @@ def test_a_demo_takes_the_admin_token_from_a_file_and_generates_none(
     assert "admin token: the one you configured" in out
     assert "demo-admin-token-0123456789" not in out
 
+
+
+@pytest.mark.parametrize(
+    ("level", "said"), [("warning", True), ("error", False)], ids=["warning", "error"]
+)
+def test_a_token_file_others_may_read_is_said_in_the_logs_as_they_are_asked_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], level: str, said: bool
+) -> None:
+    token_file = tmp_path / "admin.token"
+    token_file.write_text("demo-admin-token-0123456789\n")
+    token_file.chmod(0o644)
+    db = str(tmp_path / "shop.db")
+
+    status = main(
+        ["demo", "--db", db, "--admin-token-file", str(token_file), "--log-format", "json",
+         "--log-level", level]
+    )  # fmt: skip
+
+    printed = capsys.readouterr()
+    assert status == 0
+    assert "secret_file_not_private" not in printed.out  # the tokens a script reads
+    assert ('"event":"secret_file_not_private"' in printed.err) is said

@@ -29,6 +29,7 @@ from shopkeep import __version__
 from shopkeep.cli.audit import add_audit_parser
 from shopkeep.cli.backup import add_backup_parser
 from shopkeep.cli.bench import add_bench_parser
+from shopkeep.cli.common import configure_logs
 from shopkeep.cli.demo import add_demo_parser
 from shopkeep.cli.flags import EXIT_INTERRUPTED, PROG, OneLineParser
 from shopkeep.cli.restore import add_restore_parser
@@ -68,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check: Callable[[argparse.Namespace], None] | None = getattr(args, "check", None)
+    # before the checks, which read the secret files and warn of one others may read: the
+    # warning goes where the logs go, as they go (structlog's defaults print to stdout, into
+    # the tokens ``demo`` prints)
+    configure_logs(args)
     try:
         if check is not None:
             check(args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from shopkeep.cli.common import add_db_flag, add_log_flags, configure_logs
+from shopkeep.cli.common import add_db_flag, add_log_flags
 from shopkeep.cli.flags import fail_about
 from shopkeep.cli.values import database_file_problem
 
@@ -36,7 +36,6 @@ def run_audit(args: argparse.Namespace) -> int:
     from shopkeep.store.database import unreadable_at
     from shopkeep.store.errors import UNREADABLE
 
-    configure_logs(args)
     missing = database_file_problem(args.db)
     if missing is not None:
         return fail_about(args, "db", f"cannot audit {args.db}: {missing}")

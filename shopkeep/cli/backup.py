@@ -22,7 +22,6 @@ from shopkeep.cli.common import (
     add_db_flag,
     add_file_flag,
     add_log_flags,
-    configure_logs,
     names_no_file,
     stopped_by_signals,
     stopped_status,
@@ -135,7 +134,6 @@ def run_backup(args: argparse.Namespace) -> int:
 
     from shopkeep.backup import BackupError, SourceRefused, TargetTaken, backup
 
-    configure_logs(args)
     try:
         with stopped_by_signals() as stops:
             report = backup(

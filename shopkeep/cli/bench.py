@@ -8,7 +8,7 @@ import functools
 import textwrap
 from typing import Any
 
-from shopkeep.cli.common import add_log_flags, configure_logs
+from shopkeep.cli.common import add_log_flags
 
 HELP_WIDTH = 78
 EXIT_STATUSES = """exit status (when several apply, the first in this list wins):
@@ -61,8 +61,6 @@ def run_bench(args: argparse.Namespace) -> int:
     from shopkeep.bench.load.command import execute
     from shopkeep.bench.load.run import BenchOptions
 
-    # the embedded shop logs like a server; the bench's own output is its progress and report
-    configure_logs(args)
     options = BenchOptions(
         duration_s=args.duration,
         concurrency=args.concurrency,

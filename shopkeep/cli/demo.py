@@ -11,7 +11,6 @@ from shopkeep.cli.common import (
     add_db_flag,
     add_log_flags,
     check_admin_token,
-    configure_logs,
     secret_flags,
     secret_of,
     writable_path_problem,
@@ -62,7 +61,6 @@ def run_demo(args: argparse.Namespace) -> int:
     from shopkeep.opening import CurrencyMismatch
     from shopkeep.store.errors import UNREADABLE, StoreError, unreadable
 
-    configure_logs(args)
     try:
         text = asyncio.run(fill(args.db, admin_token=args.admin_token, currency=args.currency))
     except (StoreError, DemoRefused) as error:

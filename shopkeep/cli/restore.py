@@ -20,7 +20,6 @@ from shopkeep.cli.common import (
     add_db_flag,
     add_file_flag,
     add_log_flags,
-    configure_logs,
     names_no_file,
     stopped_by_signals,
     stopped_status,
@@ -75,7 +74,6 @@ def run_restore(args: argparse.Namespace) -> int:
     from shopkeep.restore import RestoreError, RestoreRefused, restore
     from shopkeep.store.errors import DatabaseInUse, StoreError
 
-    configure_logs(args)
     try:
         with stopped_by_signals() as stops:
             report = restore(source, args.db, swapping=stops.past_undoing)

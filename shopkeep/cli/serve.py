@@ -15,7 +15,6 @@ from shopkeep.cli.common import (
     add_log_flags,
     check_admin_token,
     check_secret,
-    configure_logs,
     secret_flags,
     secret_of,
     writable_path_problem,
@@ -259,7 +258,6 @@ def run_serve(args: argparse.Namespace) -> int:
     from shopkeep.store.errors import StoreError, unreadable
 
     options = serve_options(args)
-    configure_logs(args)
     try:
         with asyncio.Runner(loop_factory=fastest_loop_factory()) as runner:
             runner.run(serve(options))
