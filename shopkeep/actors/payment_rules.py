@@ -280,7 +280,9 @@ def check_callback(
     if currency is not None and currency != payment.currency:
         return Refusal(
             WRONG_CURRENCY,
-            f"payment {payment_id} is in {payment.currency}, the callback says {currency}",
+            # as said, cut and quoted: a provider's text, up to a whole body of it, into a
+            # warning line and the 400's detail
+            f"payment {payment_id} is in {payment.currency}, the callback says {currency[:40]!r}",
             state.id,
         )
     return payment

@@ -45,6 +45,7 @@ from shopkeep.actors.payment_rules import (
     CallbackOutcome,
     ask_at_deadline,
     cancel_before_payment,
+    check_callback,
     classify_callback,
     closed_once_paid,
     decide_callback,
@@ -198,6 +199,16 @@ def test_a_checkout_made_for_an_order_that_ended_meanwhile_is_closed_not_handed_
 
 
 # -- the decision table -----------------------------------------------------------------------
+
+
+def test_a_callback_in_another_currency_is_refused_saying_it_cut_and_quoted() -> None:
+    state = with_payment(awaiting())
+
+    refused = check_callback(state, 50, 6_000, "CN\nY" + "Q" * 60_000)
+
+    assert isinstance(refused, Refusal)
+    said = "CN\nY" + "Q" * 36  # forty characters, its line break written as \n
+    assert refused.detail == f"payment 50 is in CNY, the callback says {said!r}"
 
 
 @pytest.mark.parametrize(
