@@ -300,6 +300,23 @@ async def test_a_goods_named_like_a_script_is_shown_as_text(
     assert await page.locator("main script").count() == 0
 
 
+async def test_a_name_of_stacked_accents_paints_over_nothing_around_it(
+    shopfront: Shopfront, page: Page
+) -> None:
+    await shopfront.goods("tea")
+    await sign_in(page, shopfront.url, ADMIN_TOKEN)
+    await page.goto(shopfront.url + "/admin/goods")
+    header, heading = page.locator(".top"), page.locator("main table thead")
+    before = [await header.screenshot(), await heading.screenshot()]
+
+    # a name of 200 characters, as the API allows: accents stacked far above and below it
+    accented = await shopfront.goods("e" + "\u0301" * 100 + "\u0316" * 99)
+    await page.goto(shopfront.url + "/admin/goods")  # newest first: right under the heading
+    assert [await header.screenshot(), await heading.screenshot()] == before
+    await page.goto(f"{shopfront.url}/admin/goods/{accented}")  # its name the page's heading
+    assert await header.screenshot() == before[0]
+
+
 async def test_without_a_session_every_page_leads_to_the_sign_in_page(
     shopfront: Shopfront, page: Page
 ) -> None:
