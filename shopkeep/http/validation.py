@@ -75,8 +75,8 @@ def _escape(name: str) -> str:
 
 
 LONE_SURROGATE: Final = (
-    "holds a lone UTF-16 surrogate (an escape from \\ud800 to \\udfff not in a pair), "
-    "which is no character: text must be Unicode"
+    "holds a lone UTF-16 surrogate (an escape from \\ud800 to \\udfff not in a pair, or "
+    "its bytes encoded as if UTF-8), which is no character: text must be Unicode"
 )
 
 

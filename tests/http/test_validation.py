@@ -113,6 +113,9 @@ def test_an_empty_body_is_said_to_be_empty_not_in_msgspecs_words(raw: bytes) -> 
     [
         (rb'{"items": [{"goods_id": "1", "quantity": 1}], "coupon_id": "\ud800"}', "/coupon_id"),
         (rb'{"items": [{"goods_id": "a\udc00b", "quantity": 1}]}', "/items/0/goods_id"),
+        # no escape: the surrogate's three bytes, as a UTF-8 encoder would have written it
+        (b'{"items": [{"goods_id": "1", "quantity": 1}], "coupon_id": "\xed\xa0\x80"}',
+         "/coupon_id"),
     ],
 )
 def test_a_lone_surrogate_in_a_string_is_refused_where_it_is(raw: bytes, pointer: str) -> None:
@@ -123,6 +126,7 @@ def test_a_lone_surrogate_in_a_string_is_refused_where_it_is(raw: bytes, pointer
 
     [problem] = refused.value.errors
     assert problem.pointer == pointer and "lone UTF-16 surrogate" in problem.detail
+    assert "not in a pair, or its bytes encoded as if UTF-8" in problem.detail  # either way
 
 
 def problems_of(body: dict[str, Any], config: ShopConfig | None = None) -> list[FieldError]:
