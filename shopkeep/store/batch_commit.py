@@ -23,8 +23,8 @@ from shopkeep.store.writer_process import (
     FileIdentity,
     WriterProcess,
     WriterProcessDied,
-    check_still_named,
     error_of,
+    refuse_unless_named,
 )
 
 FaultHook = Callable[[str], None]
@@ -123,7 +123,7 @@ class BatchCommitter:
         :func:`check_still_named`); None when it names the store's."""
         if self.named is not None:
             try:
-                check_still_named(*self.named)
+                refuse_unless_named(self.conn, *self.named)
             except sqlite3.OperationalError as exc:
                 return [exc] * len(units)
         return None

@@ -53,7 +53,7 @@ import threading
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import IO, Any
+from typing import IO, Any, Final
 
 HEADER = struct.Struct("!I")
 CHECKPOINT_EVERY_S = 0.05
@@ -164,12 +164,19 @@ def error_of(outcome: tuple[str, str]) -> Exception:
     return sqlite3.Error(f"{name}: {message}")
 
 
-FileIdentity = tuple[int, int]
-"""A file as the system knows it, whatever its name: (device, inode)."""
+FileIdentity = tuple[int, ...]
+"""The database's files as the system knows them, whatever their names: (device, inode) of
+the database, then of its ``-wal`` and its ``-shm`` (each (0, 0) when it was not there: a
+database not in WAL mode has neither)."""
+
+WAL_FILES: Final = ("-wal", "-shm")
+"""The endings of the files SQLite keeps beside a database in WAL mode (its own
+``-journal`` belongs to the other modes)."""
+
+_ABSENT: Final = (0, 0)
 
 
-def file_identity(path: str) -> FileIdentity | None:
-    """The file ``path`` names now (None: none, or none this process may look at)."""
+def _inode(path: str) -> tuple[int, int] | None:
     try:
         found = os.stat(path)
     except OSError:  # gone, or its folder closed to this process: not to be written either
@@ -177,16 +184,51 @@ def file_identity(path: str) -> FileIdentity | None:
     return found.st_dev, found.st_ino
 
 
+def file_identity(path: str) -> FileIdentity | None:
+    """The files ``path`` and its ``-wal`` and ``-shm`` name now (None: no database there,
+    or none this process may look at)."""
+    database = _inode(path)
+    if database is None:
+        return None
+    beside = [_inode(path + ending) or _ABSENT for ending in WAL_FILES]
+    return tuple(number for pair in (database, *beside) for number in pair)
+
+
 def check_still_named(path: str, identity: FileIdentity) -> None:
     """Raise sqlite3.OperationalError (the store refusing, nothing written) when ``path`` no
     longer names the database opened as ``identity``: removed, its writes would be lost when
     the server stops (SQLite writes on into the unlinked file, and the next start makes an
-    empty shop); renamed or replaced, they would go where no one looks for them."""
-    if file_identity(path) != identity:
+    empty shop); renamed or replaced, they would go where no one looks for them.
+
+    Its ``-wal`` or ``-shm`` removed or replaced (an operator "cleaning up"), the same: SQLite
+    would commit on into the removed ``-wal``, which no other connection reads and a crash
+    takes with it; the writer's connection copies what it holds into the database file
+    (:func:`refuse_unless_named`), but goes on with it only once the server starts again."""
+    if _inode(path) != identity[:2]:
         raise sqlite3.OperationalError(
             f"the database file {path} is no longer there (removed, renamed or replaced): "
             "nothing is written until it is back"
         )
+    for at, ending in enumerate(WAL_FILES, start=1):
+        opened = identity[2 * at : 2 * at + 2]
+        if opened and opened != _ABSENT and _inode(path + ending) != opened:
+            raise sqlite3.OperationalError(
+                f"the database's {path}{ending} is no longer there (removed or replaced): "
+                "nothing more is written (what was is in the database file); restart the "
+                "server to go on"
+            )
+
+
+def refuse_unless_named(conn: sqlite3.Connection, path: str, identity: FileIdentity) -> None:
+    """:func:`check_still_named`, with what the WAL of the writer's ``conn`` holds copied into
+    the database file first when it refuses: a ``-wal`` removed under the server held every
+    write since the last checkpoint, which a crash would take with it."""
+    try:
+        check_still_named(path, identity)
+    except sqlite3.OperationalError:
+        with contextlib.suppress(sqlite3.Error):
+            checkpoint(conn)
+        raise
 
 
 def database_uri(path: str | os.PathLike[str], query: str) -> str:
@@ -455,7 +497,7 @@ def main(argv: list[str]) -> int:
     for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(stop, signal.SIG_IGN)
     path, synchronous, *named = argv
-    identity = (int(named[0]), int(named[1])) if named else None
+    identity = tuple(map(int, named)) if named else None
     batch_plan = load_batch_plan()
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     try:
@@ -477,7 +519,7 @@ def main(argv: list[str]) -> int:
             fresh_schema, statements = frame
             if identity is not None:
                 try:
-                    check_still_named(path, identity)
+                    refuse_unless_named(conn, path, identity)
                 except sqlite3.OperationalError as exc:
                     write_frame(sink, (type(exc).__name__, str(exc)))
                     continue

@@ -472,6 +472,24 @@ async def test_nothing_is_written_while_the_database_file_is_not_at_its_name(
     assert await events(store) == [1, 3]
 
 
+@pytest.mark.parametrize("ending", ["-wal", "-shm"])
+async def test_nothing_is_written_once_the_wal_is_removed_and_what_was_is_in_the_file(
+    store: Store, ending: str
+) -> None:
+    # SQLite would commit on into the removed -wal, which another connection never reads
+    # and a crash takes with it: every write acknowledged since the last checkpoint lost
+    await store.writer.submit(unit(1, 2))
+    os.remove(store.config.path + ending)  # an operator "cleaning up"
+
+    with pytest.raises(CommitFailed, match="restart the server") as refused:
+        await store.writer.submit(unit(3))
+
+    assert refused.value.refused_by_store
+    # the database file alone (its -wal set aside): what was committed is in it
+    with closing(sqlite3.connect(f"file:{store.config.path}?immutable=1", uri=True)) as file:
+        assert file.execute("SELECT n FROM events ORDER BY rowid").fetchall() == [(1,), (2,)]
+
+
 async def test_a_unit_built_on_one_the_store_refused_is_refused_alike_and_says_why(
     store: Store, tmp_path: Path
 ) -> None:
