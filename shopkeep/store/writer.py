@@ -117,9 +117,13 @@ class WriterStats:
 
     def refusing(self, within_s: float) -> str | None:
         """What the store said if it is in a run of refusals of its own (a full disk) and
-        refused a unit in the last ``within_s`` seconds; else None."""
+        refused a unit in the last ``within_s`` seconds, or is at a batch now (which ends the
+        run only by committing: a lock another program holds makes each try wait SQLite's
+        busy timeout, twice, and the refusals come ten seconds apart); else None."""
         refused_at = self.refused_at
-        if not self.in_refusal or refused_at is None or time.monotonic() - refused_at > within_s:
+        if not self.in_refusal or refused_at is None:
+            return None
+        if self.busy_since is None and time.monotonic() - refused_at > within_s:
             return None
         return str(self.refusal_cause)
 

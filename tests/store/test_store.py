@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import closing
 from pathlib import Path
@@ -31,6 +32,7 @@ from shopkeep.store import (
 from shopkeep.store.lock import ProcessLock
 from shopkeep.store.private_files import open_private
 from shopkeep.store.settings import keep
+from shopkeep.store.writer import WriterStats
 
 EVENTS = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "events", "CREATE TABLE events (n INTEGER)"))
 INSERT = "INSERT INTO events (n) VALUES (?)"
@@ -488,6 +490,20 @@ async def test_nothing_is_written_once_the_wal_is_removed_and_what_was_is_in_the
     # the database file alone (its -wal set aside): what was committed is in it
     with closing(sqlite3.connect(f"file:{store.config.path}?immutable=1", uri=True)) as file:
         assert file.execute("SELECT n FROM events ORDER BY rowid").fetchall() == [(1,), (2,)]
+
+
+def test_a_store_at_a_batch_after_a_run_of_refusals_counts_as_refusing_until_it_commits() -> None:
+    # another program holding the write lock: each try waits SQLite's busy timeout twice (the
+    # batch, then its units one by one), the refusals ten seconds apart, and /healthz said ok
+    # for half of every ten seconds in which no write was taken
+    stats = WriterStats()
+    stats.in_refusal, stats.refusal_cause = True, sqlite3.OperationalError("database is locked")
+    stats.refused_at = time.monotonic() - 6
+
+    assert stats.refusing(5.0) is None  # writing nothing since: no longer said refusing
+
+    stats.busy_since = time.perf_counter() - 4  # at the next batch, waiting for the lock
+    assert stats.refusing(5.0) == "database is locked"
 
 
 async def test_a_unit_built_on_one_the_store_refused_is_refused_alike_and_says_why(
