@@ -18,11 +18,11 @@ wallet may, by the wallet amounts of orders canceled or returned after a credit 
 user does not hold what its orders took). No shop reaches it (90 trillion yuan); without it,
 restocks and credits of the largest amount would take a goods and a wallet where a browser
 shows another number than the database holds."""
-MAX_POINTS: Final = 10**18
-"""The most a points balance may hold (a store's integers are 64-bit, at most about 9.2 *
-10**18): an award is cut to it, and the audit then finds the order's ledger short of the points
+MAX_POINTS: Final = MAX_HELD
+"""The most a points balance may hold, as a wallet: what a JavaScript reader of the JSON holds
+exactly. An award is cut to it, and the audit then finds the order's ledger short of the points
 it earned. No shop reaches it: a points rate of 1,000 on orders of the largest amount reaches
-it in 100,000 orders (past 2**63 the award's commit would fail for ever)."""
+it in about 900 orders of 10 billion yuan each."""
 MAX_QUANTITY: Final = 1_000
 """The default largest quantity of one goods in one order (``ShopConfig.max_quantity``)."""
 MAX_ITEMS: Final = 50
@@ -45,7 +45,7 @@ WHOLE_BOUNDS: Final[dict[str, tuple[int, int | None]]] = {
     "shipping_fee": (0, MAX_AMOUNT),
     "max_unpaid_orders": (1, None),
     "points_per_unit": (0, 1_000),
-    "max_quantity": (1, None),
+    "max_quantity": (1, MAX_HELD),  # a goods never holds more: a larger one, never sold
     "max_items": (1, None),
 }
 """The whole-number settings' bounds (None: none above), which ``serve``'s flags take too."""

@@ -239,7 +239,9 @@ def test_points_are_awarded_once_per_order() -> None:
 
 
 def test_an_award_is_cut_to_the_most_points_held_and_its_revoke_takes_back_that() -> None:
-    # uncut, points past 2**63 could not be written: the award's commit failed for ever
+    # uncut, points past 2**63 could not be written: the award's commit failed for ever; and
+    # past 2**53 a JavaScript reader of the JSON was shown another number than the shop held
+    assert MAX_POINTS == 2**53 - 1
     near = Account("ann", 0, MAX_POINTS - 5)
     awarded = award(near, AwardPoints(10, 12), {})
     assert (awarded.account.points, awarded.move) == (MAX_POINTS, PointsMove(10, "award", 5))

@@ -158,6 +158,7 @@ async def test_a_database_from_before_the_currency_was_kept_keeps_its_orders_one
         {"one_turn_placement": "no"},  # a true value
         {"one_turn_placement": 0},
         {"max_unpaid_orders": 0},
+        {"max_quantity": 2**64},  # a quantity past any stock: refused by the store, not a rule
         {"points_per_unit": True},
         {"currency": "dollars"},
     ],
