@@ -232,6 +232,7 @@ def check_totals(state: OrderState, expected_total: int | None) -> Refusal | Non
             VALIDATION_ERROR,
             f"the order would amount to {state.order_amount}, above the most an order may "
             f"amount to ({MAX_AMOUNT})",
+            pointer="/items",  # their prices and quantities together
         )
     if expected_total is None or expected_total == state.pay_amount + state.wallet_amount:
         return None

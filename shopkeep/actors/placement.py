@@ -108,13 +108,14 @@ def _fail(
     *,
     coupon_asked: bool,
     wallet_debited: int = 0,
+    pointer: str | None = None,
 ) -> Refusal:
     code, detail = failure
     state, effects = fail_placement(
         state, code, detail, ctx.now(), coupon_asked=coupon_asked, wallet_debited=wallet_debited
     )
     actor.commit(ctx, state, [SaveLines(), *effects])
-    return Refusal(code, detail, state.id)
+    return Refusal(code, detail, state.id, pointer)
 
 
 async def _checks(
@@ -226,7 +227,8 @@ async def run_placement(
     # the last unit from another customer while a refusal of this one was on its way
     checked, refusal = await _checks(ctx, state, expected_total, capped, config)
     if refusal is not None:
-        return _fail(actor, ctx, checked, (refusal.code, refusal.detail), coupon_asked=False)
+        failure = (refusal.code, refusal.detail)
+        return _fail(actor, ctx, checked, failure, coupon_asked=False, pointer=refusal.pointer)
 
     # 2. stock
     prices = _prices(state, await _take_stock(ctx, state))

@@ -195,7 +195,8 @@ def _check_assets(
     state = discounted(state, coupon_value)
     refusal = check_totals(state, message.expected_total)
     if refusal is not None:
-        return Refusal(refusal.code, refusal.detail)  # no order was recorded: no order id
+        # no order was recorded: no order id (where in the request is kept: /items)
+        return msgspec.structs.replace(refusal, order_id=None)
     if state.wallet_amount > 0:
         balance = ctx.join(who.user, DebitWallet(order_id, state.wallet_amount), check=True)
         if isinstance(balance, Refusal):

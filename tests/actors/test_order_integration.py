@@ -114,6 +114,7 @@ async def test_an_order_amounting_to_more_than_the_shop_takes_fails_with_nothing
 
     assert isinstance(refusal, Refusal) and refusal.code == "validation_error"
     assert refusal.order_id is not None
+    assert in_one_turn.pointer == refusal.pointer == "/items"  # their prices and quantities
     await shop.quiet()
     order = await shop.order(refusal.order_id)
     assert (order.status, order.cancel_reason) == ("canceled", "placement_failed")

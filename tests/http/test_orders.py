@@ -135,6 +135,7 @@ async def test_an_order_amounting_to_more_than_any_payment_can_carry_is_a_422(ap
     )
     assert (refused.status, refused.body["code"]) == (422, "validation_error")
     assert str(MAX_AMOUNT) in refused.body["detail"]
+    assert [error["pointer"] for error in refused.body["errors"]] == ["/items"]  # not the body
     listed = await api.call("GET", "/v1/orders", alice.headers)
     assert listed.body["items"] == []
     goods = await api.call("GET", f"/v1/goods/{gold}", alice.headers)
