@@ -244,7 +244,7 @@ def catalog() -> list[Operation]:
         op(*SANDBOX_CHECKOUT, "sandboxCheckout",
            "Sandbox only: the page a sandbox payment's `gateway_url` links to: the payment (for "
            "a browser, `Accept: text/html`, a page whose buttons complete it)",
-           Access.PUBLIC, None, {200: s.PaymentOut}),
+           Access.PUBLIC, None, {200: s.PaymentOut}, page_for_browsers=True),
         op(*SANDBOX_COMPLETE, "sandboxCompletePayment",
            "Sandbox only: finish paying; the sandbox gateway then calls back, signed, "
            "retrying until acknowledged. The 202 comes once the first call back has an outcome "

@@ -252,6 +252,8 @@ def _responses(op: Operation, schema_of: dict[Any, Any]) -> dict[str, Any]:
             answer["headers"][REPLAYED_HEADER] = _REPLAYED
         if kind is not None:
             answer["content"] = {op.content_type: {"schema": schema_of[kind]}}
+            if op.page_for_browsers:
+                answer["content"]["text/html"] = {"schema": {"type": "string"}}
         responses[str(status)] = answer
     native = op.native_refusal
     if native is not None:

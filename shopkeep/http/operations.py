@@ -65,6 +65,9 @@ class Operation:
     """False for routes that answer without the shop (so never 503)."""
     content_type: str = "application/json"
     """The media type of the success answers."""
+    page_for_browsers: bool = False
+    """Whether a request whose ``Accept`` names ``text/html`` is answered a page in its place
+    (the sandbox's checkout): the document says both."""
     extra_problems: tuple[int, ...] = field(default=())
     native_refusal: NativeRefusal | None = None
     """A provider's route: its 400 in that provider's format, in place of a problem."""

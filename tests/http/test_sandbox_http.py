@@ -497,3 +497,14 @@ def test_the_checkout_page_shows_the_amount_in_its_currencys_unit(
     page = checkout_page(PaymentView(id=1, order_id=2, amount=amount, status="created",
                                      currency=currency))
     assert f"<strong>{shown}</strong>" in page
+
+
+async def test_the_document_says_the_payment_link_answers_a_browser_a_page(
+    http: aiohttp.ClientSession,
+) -> None:
+    # its 200 listed application/json alone: a contract tester took the page for a mismatch
+    async with http.get("/openapi.json") as response:
+        document = await response.json()
+    checkout = document["paths"]["/sandbox/payments/{payment_id}"]["get"]
+
+    assert sorted(checkout["responses"]["200"]["content"]) == ["application/json", "text/html"]
