@@ -58,7 +58,8 @@ Time = Annotated[
         tz=True,
         description="An RFC 3339 time with its offset. One that falls before the year 1 or "
         "after 9999 in UTC (only an offset can make it so) is refused, as a leap second "
-        "(`:60`) is: give the second after it.",
+        "(`:60`) is: give the second after it. A space in place of the `T`, which RFC 3339 "
+        "lets an application take for readability (section 5.6), is taken too.",
     ),
 ]
 Timestamp = Annotated[datetime, Meta(tz=True, description="An RFC 3339 time, in UTC.")]

@@ -217,6 +217,9 @@ async def test_an_expiry_outside_the_years_is_listed_with_the_bodys_other_proble
         ("0001-01-01T02:00:00+01:00", "0001-01-01T01:00:00Z"),
         ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59Z"),
         ("9999-12-31T22:59:59-01:00", "9999-12-31T23:59:59Z"),
+        # as RFC 3339 lets an application take it (and the document says it is taken)
+        ("2030-01-01 08:00:00+08:00", "2030-01-01T00:00:00Z"),
+        ("2030-01-01t00:00:00z", "2030-01-01T00:00:00Z"),
     ],
 )
 async def test_a_coupon_expiry_of_any_year_rfc_3339_writes_is_taken(
