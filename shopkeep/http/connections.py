@@ -45,7 +45,7 @@ import contextlib
 import fcntl
 import sys
 import termios
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Final, cast
 
 import structlog
@@ -103,6 +103,10 @@ class BoundedServer(web.Server):
         self.unparsable = 0
         """Requests aiohttp's parser refused (answered 400 or 413, the connection closed after):
         they reach no route, so the requests' own metric does not count them."""
+        self.unrouted: Callable[[str, int, float], None] | None = None
+        """Told of each request no route took since it could not be read (its route label,
+        ``unparsable`` or ``unread``, its status and its time in seconds): the requests'
+        latency metric, as their access lines, once the metrics watch this server."""
         self._handler_kwargs = {
             key: value
             for key, value in kwargs.items()
@@ -380,8 +384,10 @@ class BoundedRequestHandler(web.RequestHandler):
         """The access line of a request no route took, since it could not be read (SPEC 8:
         one a request): its method unknown (``-``), its time from its first byte."""
         since = self.reading_since
-        took_ms = 0.0 if since is None else round((self._now() - since) * 1000, 3)
-        ACCESS.request(UNKNOWN_METHOD, route, status, took_ms, request_id, None)
+        took_s = 0.0 if since is None else self._now() - since
+        ACCESS.request(UNKNOWN_METHOD, route, status, round(took_s * 1000, 3), request_id, None)
+        if self._bounds.unrouted is not None:
+            self._bounds.unrouted(route, status, took_s)
 
     def cut(self, status: int) -> None:
         """Close the connection before its request arrived whole; its access line says

@@ -59,6 +59,9 @@ seconds. A scrape past the limit is answered the last rendering, at most half a 
 (Prometheus scrapes every few seconds; a test's scrapes before and after fit the burst)."""
 UNMATCHED: Final = "unmatched"
 KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD: Final = "other"
+"""The method label of a method none of the known ones, and of a request that could not be
+read (its method unknown): the label's values stay bounded."""
 
 
 class RuntimeCollector:
@@ -197,8 +200,8 @@ class BusinessCollector:
         yield _by(
             "callbacks_rejected",
             "Payment callbacks refused, by reason: signature_* (the sandbox's), bad_signature, "
-            "stale, malformed and too_large (unread) before any order saw them (never "
-            "stored); wrong_app and "
+            "stale, malformed, too_large and unreadable (unread) before any order saw them "
+            "(never stored); wrong_app and "
             "wrong_amount, signed by the provider (logged); unknown_payment, amount and "
             "currency by their order (logged).",
             ["reason"],
@@ -402,12 +405,19 @@ class Metrics:
         The label values are bounded: the known methods and ``other``, the app's routes, the
         statuses HTTP has.
         """
-        known = method if method in KNOWN_METHODS else "other"
+        known = method if method in KNOWN_METHODS else OTHER_METHOD
         return self.requests.labels(known, route, str(status))
 
     def watch_connections(self, server: BoundedServer) -> None:
-        """Show ``server``'s connections too (:class:`ConnectionCollector`)."""
+        """Show ``server``'s connections too (:class:`ConnectionCollector`), and time the
+        requests no route took since they could not be read, as their access lines say them
+        (route ``unparsable`` or ``unread``, method ``other``: it was not read)."""
         self.registry.register(ConnectionCollector(server))
+
+        def unrouted(route: str, status: int, seconds: float) -> None:
+            self.series(OTHER_METHOD, route, status).observe(seconds)
+
+        server.unrouted = unrouted
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format (version 0.0.4): rendered now, or, asked

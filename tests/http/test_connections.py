@@ -97,6 +97,12 @@ async def test_a_connection_that_sent_half_a_request_is_closed_within_the_read_b
         assert access["request_id"] == said[0]["request_id"]
         assert access["duration_ms"] >= BOUND_S * 1000 * 0.5
         assert await healthy(await connect(server))
+        # and timed as its access line says it (the requests' histogram counts every line)
+        reader, writer = await connect(server)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        metrics = await asyncio.wait_for(read_answer(reader), WAIT_S)
+        timed = b'_count{method="other",route="unread",status="408"} 1.0'
+        assert b"shopkeep_http_request_duration_seconds" + timed in metrics.body
 
 
 async def test_a_request_whose_body_stops_halfway_is_closed_within_the_read_bound(

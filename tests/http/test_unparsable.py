@@ -165,6 +165,9 @@ async def test_unparsable_requests_are_counted_in_the_metrics(server: Server) ->
 
     metrics = await send(server, "GET", "/metrics", {})
     assert b"shopkeep_connections_unparsable_requests_total 3.0" in metrics.body
+    # and timed as their access lines say them: the requests' histogram counts every line
+    timed = b'_count{method="other",route="unparsable",status="400"} 3.0'
+    assert b"shopkeep_http_request_duration_seconds" + timed in metrics.body
 
 
 @pytest.mark.parametrize(
