@@ -168,7 +168,10 @@ class BackOffice:
 
     async def minute_figures(self, minutes: int = 60) -> MinuteFigures:
         """Orders placed and money paid per minute, the last ``minutes`` minutes (the current
-        one last), up to a day's."""
+        one last), up to a day's. The money is that of the orders placed at most the order
+        timeout and a minute before the first minute, read through the ids (no index on the
+        times): an order placed under a longer timeout than today's, or found paid at a start
+        after a longer stop, is left out of the figure (docs/admin.md)."""
         check_count("minutes", minutes, MINUTES_A_DAY)
         now = self.system.clock.now()
         since = (now // 60 - (minutes - 1)) * 60
