@@ -36,7 +36,7 @@ from shopkeep.http.inputs import body_of, path_id, reply
 from shopkeep.http.schemas import SandboxCompleteRequest
 from shopkeep.payments.gateway import SandboxGateway
 from shopkeep.payments.money import with_currency
-from shopkeep.payments.names import CALLBACK_PATHS, SANDBOX
+from shopkeep.payments.names import CALLBACK_PATHS, FAILED, SANDBOX
 from shopkeep.payments.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.runtime import Clock
 
@@ -149,16 +149,17 @@ def checkout_page(payment: PaymentView) -> str:
     """The sandbox's checkout page of ``payment``: what it collects, and a button to pay and
     one to fail, each POSTing ``/complete`` (the gateway then calls the shop back, signed)."""
     amount = html.escape(with_currency(payment.amount, payment.currency))
-    paid = payment.status != "created"
-    state = "" if not paid else f"<p>This payment is {html.escape(payment.status)}.</p>"
+    opened = payment.status == "created"
+    payable = opened or payment.status == FAILED  # a failed payment may still be paid
+    state = "" if opened else f"<p>This payment is {html.escape(payment.status)}.</p>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Sandbox payment {payment.id}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"></head>
 <body style="font-family: sans-serif; max-width: 32rem; margin: 3rem auto">
 <h1>Sandbox payment</h1>
 <p>Order {payment.order_id} asks <strong>{amount}</strong>. This is the sandbox: no money moves.</p>
-{state}<p><button data-result="succeeded"{" disabled" if paid else ""}>Pay</button>
-<button data-result="failed"{" disabled" if paid else ""}>Fail</button></p>
+{state}<p><button data-result="succeeded"{"" if payable else " disabled"}>Pay</button>
+<button data-result="failed"{"" if opened else " disabled"}>Fail</button></p>
 <p id="said" role="status"></p>
 <script>
 for (const button of document.querySelectorAll("button")) {{

@@ -499,6 +499,21 @@ def test_the_checkout_page_shows_the_amount_in_its_currencys_unit(
     assert f"<strong>{shown}</strong>" in page
 
 
+@pytest.mark.parametrize(("status", "pay", "fail"), [
+    ("created", True, True),
+    ("failed", True, False),  # a failed payment may still be paid (the page said no)
+    ("succeeded", False, False),
+    ("refunded", False, False),
+])
+def test_the_checkout_page_offers_what_the_sandbox_takes(
+    status: str, pay: bool, fail: bool
+) -> None:
+    page = checkout_page(PaymentView(id=1, order_id=2, amount=2_200, status=status))
+
+    assert ('<button data-result="succeeded">Pay</button>' in page) is pay
+    assert ('<button data-result="failed">Fail</button>' in page) is fail
+
+
 async def test_the_document_says_the_payment_link_answers_a_browser_a_page(
     http: aiohttp.ClientSession,
 ) -> None:
