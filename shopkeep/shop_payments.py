@@ -36,7 +36,8 @@ from shopkeep.actors.payment_rules import CallbackAction
 from shopkeep.actors.refund_rules import FailedAfterDone
 from shopkeep.errors import CallbackRejected, ShopError, answer
 from shopkeep.idempotency import IdempotencyKey, InFlight, Key, Once, key_of, to_its_end
-from shopkeep.payments.names import CHANNELS, OUTCOMES, QR_GATEWAYS
+from shopkeep.payments.gateway import SandboxGateway
+from shopkeep.payments.names import CHANNELS, OUTCOMES, QR_GATEWAYS, SANDBOX
 from shopkeep.payments.provider import (
     AUTHENTIC_REFUSALS,
     GatewayError,
@@ -78,6 +79,7 @@ class Payments:
     provider: PaymentProvider
     rejected_callbacks: Counter[str]
     order_stats: OrderStats
+    gateway: SandboxGateway | None
     _once: Once
     _checkouts: InFlight
     _keyed_starts: InFlight
@@ -113,11 +115,23 @@ class Payments:
             channel = "page"  # the one it has: two starts of a payment ask it one at a time
         key = key_of(idempotency_key)
         if key is None:
-            return await self._start_payment(order_id, user_id, None, channel)
-        # each to its end though its caller stops waiting (a task canceled): its answer is
-        # kept, and a retry under the key is that answer again, not the payment it made found
-        # open, "created" lost
-        return await to_its_end(self._keyed_start(order_id, user_id, key, channel))
+            started = await self._start_payment(order_id, user_id, None, channel)
+        else:
+            # each to its end though its caller stops waiting (a task canceled): its answer is
+            # kept, and a retry under the key is that answer again, not the payment it made
+            # found open, "created" lost
+            started = await to_its_end(self._keyed_start(order_id, user_id, key, channel))
+        return msgspec.structs.replace(started, payment=self._linked_here(started.payment))
+
+    def _linked_here(self, payment: PaymentView) -> PaymentView:
+        """``payment`` with the sandbox's link at this shop's address now: its page is this
+        server's own, and the link kept when the payment started named the address the server
+        had then (another port, another ``--public-url``), where nothing answers once it moved.
+        A provider's own link is kept as it gave it."""
+        gateway = self.gateway
+        if gateway is None or payment.gateway != SANDBOX or payment.gateway_url is None:
+            return payment
+        return msgspec.structs.replace(payment, gateway_url=gateway.payment_url(payment.id))
 
     async def _keyed_start(
         self,
@@ -250,7 +264,8 @@ class Payments:
 
     async def payments(self, order_id: int, *, user_id: int | None = None) -> list[PaymentView]:
         """The order's payments, oldest first."""
-        return list(answer(await self._ask_order(order_id, user_id, GetPayments()), tuple))
+        found = answer(await self._ask_order(order_id, user_id, GetPayments()), tuple)
+        return [self._linked_here(payment) for payment in found]
 
     async def get_payment(self, payment_id: int, *, user_id: int | None = None) -> PaymentView:
         """A payment; with ``user_id``, only if its order is theirs."""
@@ -261,7 +276,7 @@ class Payments:
         view = await self._payment_of(found.order_id, payment_id)
         if view is None:
             raise ShopError(NOT_FOUND, f"payment {payment_id} does not exist")
-        return view
+        return self._linked_here(view)
 
     async def _refund_failed_later(self, failed: RefundFailedLater) -> None:
         """A refund the provider failed after it said it was done: the customer is owed the

@@ -25,6 +25,7 @@ from shopkeep.payments.signature import HEADER as SIGNATURE_HEADER
 from shopkeep.payments.signature import verify
 from shopkeep.runtime import RealClock
 from shopkeep.shop import Shop
+from tests.http.conftest import bearer
 
 TIMEOUT_S = 10.0
 POLLS = 20
@@ -523,3 +524,31 @@ async def test_the_document_says_the_payment_link_answers_a_browser_a_page(
     checkout = document["paths"]["/sandbox/payments/{payment_id}"]["get"]
 
     assert sorted(checkout["responses"]["200"]["content"]) == ["application/json", "text/html"]
+
+
+async def test_a_payment_link_names_where_the_server_is_now_after_it_moved(
+    tmp_path: Path,
+) -> None:
+    # the link kept at the start named the first server's port, where nothing answered after
+    # the shop was started again on another: its customer could not pay
+    options = ServeOptions(
+        db=str(tmp_path / "shop.db"), host="127.0.0.1", port=0, sandbox=True, gateway_secret=SECRET
+    )
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
+    async with (
+        running(options, announce=lambda token: None) as first,
+        aiohttp.ClientSession(base_url=first.url, timeout=timeout) as http,
+    ):
+        token, payment = await order_awaiting_payment(first, http)
+    async with (
+        running(options, announce=lambda token: None) as moved,
+        aiohttp.ClientSession(base_url=moved.url, timeout=timeout) as http,
+    ):
+        status, again = await post(http, f"/v1/orders/{payment['order_id']}/payment", token, None)
+        async with http.get(f"/v1/payments/{payment['id']}", headers=bearer(token)) as read:
+            shown = await read.json()
+
+    here = f"{moved.url}/sandbox/payments/{payment['id']}"
+    assert first.url != moved.url
+    assert (status, again["id"], again["gateway_url"]) == (200, payment["id"], here)
+    assert shown["gateway_url"] == here
