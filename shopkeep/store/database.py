@@ -25,8 +25,8 @@ from shopkeep.store.migrations import (
 )
 from shopkeep.store.private_files import (
     SQLITE_BESIDE,
-    SQLITE_OWN,
     create_private,
+    database_name_problem,
     holds_anything,
     make_private,
     open_to_others,
@@ -147,17 +147,9 @@ class Store:
         if config.writer not in WRITER_MODES:
             raise StoreError(f"writer must be one of {', '.join(WRITER_MODES)}")
         path = config.path
-        if path in ("", ":memory:") or path.startswith("file:"):
-            # SQLite's own names for a private in-memory or temporary database, and its URIs:
-            # no file the reader, the writer and the lock could share
-            raise StoreError(f"cannot open database {path!r}: a shop needs a database file")
-        if path.endswith(SQLITE_OWN):
-            # the shop's own database, opened later, would take it for its own -wal (say),
-            # find it no log of its and delete it: every order of this shop gone
-            raise StoreError(
-                f"cannot open database {path}: SQLite keeps a file of that name beside a "
-                "database for its own; name the shop's file otherwise"
-            )
+        misnamed = database_name_problem(path)
+        if misnamed is not None:
+            raise StoreError(f"cannot open database {path!r}: {misnamed}")
         if os.path.isdir(path):
             raise StoreError(f"cannot open database {path}: it is a directory")
         if os.path.exists(path) and not os.path.isfile(path):

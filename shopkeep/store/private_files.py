@@ -14,6 +14,8 @@ import os
 import stat
 from typing import Final
 
+from shopkeep.store.writer_process import WAL_FILES
+
 PRIVATE: Final = 0o600
 
 
@@ -72,11 +74,27 @@ def open_to_others(path: str) -> int | None:
     return mode if mode & 0o077 else None
 
 
-SQLITE_BESIDE: Final = ("-wal", "-shm")
+SQLITE_BESIDE: Final = WAL_FILES
 """The files SQLite keeps beside a database in WAL mode."""
 SQLITE_OWN: Final = (*SQLITE_BESIDE, "-journal")
 """The endings of the names SQLite gives the files it keeps beside a database (a copy in
 rollback mode has a ``-journal``): a database of such a name would be taken for one of them."""
+
+
+def database_name_problem(path: str) -> str | None:
+    """Why ``path`` can name no shop's database, whatever is there, or None: SQLite's own names
+    for a private in-memory or temporary database and its URIs (no file the reader, the writer
+    and the lock could share), and the names of the files SQLite keeps beside a database (the
+    shop's own database, opened later, would take one for its own ``-wal``, say, find it no log
+    of its and delete it: every order of this shop gone)."""
+    if path in ("", ":memory:") or path.startswith("file:"):
+        return "a shop needs a database file"
+    if path.endswith(SQLITE_OWN):
+        return (
+            "SQLite keeps a file of that name beside a database for its own; name the shop's "
+            "file otherwise"
+        )
+    return None
 
 
 def remove_database(path: str) -> None:

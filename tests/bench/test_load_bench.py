@@ -323,6 +323,20 @@ def test_a_report_is_never_written_over_a_database(tmp_path: Path, report: str) 
     assert not Path(run_db).exists()
 
 
+@pytest.mark.parametrize("name", ["run.db-wal", "run.db-shm", "run.db-journal", ":memory:"])
+def test_an_embedded_database_no_shop_could_be_named_is_a_one_line_usage_error(
+    tmp_path: Path, name: str
+) -> None:
+    # the store refused it as the run began: a traceback, and status 1, "the audit failed"
+    db = name if name.startswith(":") else str(tmp_path / name)
+
+    result = bench(*SHORT_EMBEDDED, "--db", db)
+
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("shopkeep bench: error: argument --db")
+
+
 def test_in_a_race_of_ship_and_cancel_either_may_win(tmp_path: Path) -> None:
     # in process the first one asked is the first the order handles: which goes first is drawn
     out = tmp_path / "bench.json"

@@ -24,12 +24,13 @@ from shopkeep.bench.load.journeys import (
     Shopper,
 )
 from shopkeep.bench.load.recorder import Recorder
-from shopkeep.bench.load.report import figures, late_callbacks_skipped, render
+from shopkeep.bench.load.report import EXIT_SETUP, figures, late_callbacks_skipped, render
 from shopkeep.bench.load.run import BenchOptions, Outcome, chooser_of
 from shopkeep.bench.load.schedule import LATE_BOUND_S, Schedule, paced_start, worker_start
 from shopkeep.bench.load.target import Customer, Order, Payment, Refused
 from shopkeep.bench.load.thresholds import Threshold, ThresholdError, parse_threshold
 from shopkeep.stop_requests import SAME_SIGNAL_S
+from shopkeep.store.errors import StoreError
 
 
 class SteppedClock:
@@ -588,6 +589,29 @@ def test_a_signal_once_the_run_is_over_leaves_the_status_the_report_says(
             signal.signal(signum, handler)
 
     assert status == 0 and quits == []
+
+
+def test_an_embedded_shop_whose_database_cannot_open_is_a_one_line_setup_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the store's refusal (a full disk as the database was made, say) was a traceback and
+    # status 1, which says the audit failed
+    monkeypatch.setattr(command, "install_uvloop", lambda: None)
+    monkeypatch.setattr(command, "freeze_survivors", lambda: None)
+    monkeypatch.setattr(command, "hand_gil_over_sooner", lambda: None)
+
+    async def refused(options: BenchOptions) -> str:
+        raise StoreError("cannot open database run.db: database or disk is full")
+
+    monkeypatch.setattr(command, "measure", refused)
+    options = BenchOptions(duration_s=1.0, concurrency=1, mix={"pay": 1}, seed=1)
+
+    status = command.execute(options, None, None)
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert status == EXIT_SETUP
+    assert line.endswith("setup of the embedded shop failed: cannot open database run.db: "
+                         "database or disk is full")
 
 
 class CancelingShop:

@@ -42,6 +42,7 @@ from shopkeep.bench.load.target import Refused
 from shopkeep.cli.flags import EXIT_INTERRUPTED
 from shopkeep.runtime.collector import freeze_survivors
 from shopkeep.stop_requests import StopRequests
+from shopkeep.store.errors import StoreError
 from shopkeep.store.gil import hand_gil_over_sooner
 
 
@@ -134,6 +135,9 @@ def execute(
     except Refused as refused:
         where = options.url or "the embedded shop"
         say(f"shopkeep bench: error: setup against {where} failed: {refused}")
+        return EXIT_SETUP
+    except StoreError as refused:  # the embedded shop's database could not be opened
+        say(f"shopkeep bench: error: setup of the embedded shop failed: {refused}")
         return EXIT_SETUP
     return report(options, outcome, json_path, html_path, baseline, uvloop_version, load_before)
 

@@ -23,6 +23,7 @@ from shopkeep.cli.common import (
 )
 from shopkeep.cli.flags import flag, given_as, on_command_line, usage_error
 from shopkeep.cli.values import base_url, duration, fraction, number, refuse, whole
+from shopkeep.store.private_files import database_name_problem
 
 MAX_CONCURRENCY: Final = 10_000
 """The most workers a run takes: each is a user with coupons made before it starts, and a
@@ -201,6 +202,9 @@ def check_bench_flags(parser: argparse.ArgumentParser, args: argparse.Namespace)
             if on_command_line(args, dest):
                 usage_error(parser, args, dest, "only with --embedded: a server has its own")
     if args.embedded and args.db is not None:
+        misnamed = database_name_problem(args.db)
+        if misnamed is not None:
+            usage_error(parser, args, "db", f"cannot use database path {args.db}: {misnamed}")
         if os.path.lexists(args.db):
             # never a shop's own database: SHOPKEEP_DB, exported for serve, names one
             usage_error(parser, args, "db", f"{args.db} exists; give the bench a new file")
