@@ -280,6 +280,17 @@ def test_a_comparison_gives_each_figures_change_and_which_way_is_worse() -> None
     assert rows["total.errors"]["change"] is None  # from 0: no ratio
 
 
+def test_a_change_from_a_figure_too_small_to_divide_by_is_none_never_infinity() -> None:
+    # a baseline's p99 of 5e-324 made the change overflow: "Infinity" in the report's JSON,
+    # which no strict parser (the next --compare included) reads
+    before, after = run_figures(), run_figures()
+    before["operations"]["place"]["p99_ms"] = 5e-324
+
+    rows = {row["figure"]: row for row in changes(before, after)}
+
+    assert rows["place.p99_ms"]["change"] is None
+
+
 def test_a_comparison_with_a_run_of_other_settings_says_how_they_differ() -> None:
     # an embedded run of 3 s compared with an HTTP run of 10 s: "+128% per_s", and not a word
     before, after = run_figures(), run_figures()

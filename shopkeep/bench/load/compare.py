@@ -113,6 +113,8 @@ def _row(figure: str, before: Any, after: Any, statistic: str) -> dict[str, Any]
     change = None
     if isinstance(before, int | float) and isinstance(after, int | float) and before:
         change = (after - before) / before
+        if not math.isfinite(change):  # over a figure too small to divide by (5e-324): none
+            change = None
     return {
         "figure": figure,
         "before": before,
