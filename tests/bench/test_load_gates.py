@@ -213,6 +213,9 @@ def test_late_callbacks_skipped_with_none_run_say_the_deadline_must_pass_before_
     ran = {"await_timeout": {"count": 4}}
     assert late_callbacks_skipped(ran, {"late_callback": 3}) == []  # some ran: a long tail
     assert late_callbacks_skipped({"place": {"count": 9}}, {}) == []
+    # the server gone mid-run: its journeys were cut by that, not by a deadline past the end
+    cut = {"place": {"count": 9, "errors": {"connection_error": 81}}}
+    assert late_callbacks_skipped(cut, {"late_callback": 15}) == []
 
 
 def test_the_summary_says_what_share_of_the_planned_starts_was_dropped() -> None:

@@ -194,9 +194,13 @@ def late_callbacks_skipped(operations: dict[str, Any], skipped: dict[str, int]) 
     """A warning when late_callback journeys were skipped and none reached its order's
     deadline (``await_timeout``): each waits for it, and a deadline past the run's end (a
     server's default of 30 minutes, or a run shorter than its deadline) leaves none to run.
-    A journey whose placement was refused is neither skipped nor run: not counted either way."""
+    A journey whose placement was refused is neither skipped nor run: not counted either way;
+    and a run whose server stopped answering (``connection_error``) cut its journeys short
+    whatever the deadline: the advice would blame the wrong setting."""
     count = skipped.get("late_callback", 0)
     if not count or operations.get("await_timeout", {}).get("count", 0):
+        return []
+    if any(op.get("errors", {}).get("connection_error") for op in operations.values()):
         return []
     return [
         f"late_callback: {count:,} skipped and none ran: each waits for its order's payment "
