@@ -108,7 +108,8 @@ class Intent(msgspec.Struct, frozen=True):
     amount: int
     currency: str
     status: str
-    amount_received: int = 0
+    amount_received: int | None = None
+    """What a succeeded one collected (None: the object carries none, a shape not Stripe's)."""
     metadata: dict[str, str] = {}
 
 
@@ -324,6 +325,8 @@ class StripeProvider:
         intent = msgspec.convert(found.to_dict(), Intent)
         if intent.status == "succeeded":
             currency = intent.currency.upper()
+            if intent.amount_received is None:
+                raise GatewayError(f"stripe: PaymentIntent {intent.id}: no amount_received")
             try:
                 amount = from_stripe(intent.amount_received, currency)
             except ValueError as exc:
@@ -402,8 +405,11 @@ class StripeProvider:
             return Ignored(f"PaymentIntent {intent.id[:60]} is not one of this shop's")
         succeeded = event.type == "payment_intent.succeeded"
         currency = intent.currency.upper()
+        received = intent.amount_received if succeeded else intent.amount
+        if received is None:  # read as nothing received, it was refused as the wrong amount
+            return signed_malformed("a payment_intent.succeeded without its amount_received")
         try:
-            amount = from_stripe(intent.amount_received if succeeded else intent.amount, currency)
+            amount = from_stripe(received, currency)
         except ValueError as exc:
             return Refused(WRONG_AMOUNT, str(exc))
         return Notice(

@@ -3,6 +3,7 @@ the way the SDK verifies them, refunds with idempotency keys, queries."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -257,6 +258,21 @@ async def test_a_signed_webhook_nested_too_deeply_is_refused_as_malformed(world:
     verdict = await world.provider.verify_callback(deep, world.headers(deep), time.time())
 
     assert verdict == signed_malformed("not a PaymentIntent event: nested too deeply")
+
+
+async def test_a_signed_success_without_its_amount_received_is_malformed_not_zero(
+    world: World,
+) -> None:
+    # read as "0 received": refused as the wrong amount ("the callback says 0"), and counted
+    # so, where the operator is told to look for malformed (another API version's shape)
+    intent = {"id": "pi_1", "object": "payment_intent", "amount": 12_000, "currency": "usd",
+              "status": "succeeded", "metadata": {"payment_id": "7", "order_id": "70"}}
+    body = (b'{"id": "evt_1", "object": "event", "type": "payment_intent.succeeded", '
+            b'"data": {"object": ' + json.dumps(intent).encode() + b"}}")
+
+    verdict = await world.provider.verify_callback(body, world.headers(body), time.time())
+
+    assert verdict == signed_malformed("a payment_intent.succeeded without its amount_received")
 
 
 async def test_a_body_that_is_not_utf8_is_anyones_whatever_its_signature_says(
