@@ -65,7 +65,7 @@ from shopkeep.actors.protocol import (
 from shopkeep.actors.recovery import recover_cut_placements, start_deadline_sweep
 from shopkeep.actors.refund_store import refund_standing
 from shopkeep.actors.user import UserActor
-from shopkeep.back_office import BackOffice
+from shopkeep.back_office import BackOffice, check_status
 from shopkeep.bootstrap import Runtime, finish_despite_cancel, open_runtime
 from shopkeep.errors import ShopError, answer
 from shopkeep.idempotency import InFlight, Key, Once, key_of
@@ -476,15 +476,22 @@ class Shop(Accounts, Payments, BackOffice):
         by: str | None = None,
         user_id: int | None = None,
         idempotency_key: Key = None,
+        if_status: str | None = None,
     ) -> OrderView:
         """Cancel the order (SPEC 5); canceling twice answers the order as it is. ``by``
         (its cancel reason, ``user`` or ``admin``) is the caller's: the user's with a
-        ``user_id``, else the admin's."""
+        ``user_id``, else the admin's. ``if_status``: only if the order is still in that
+        status when its turn comes (the status a page showed), else invalid_state and
+        nothing done: a payment between a look and the cancel is not refunded by it."""
         if by is None:
             by = BY_ADMIN if user_id is None else BY_USER
         check_choice("by", by, (BY_USER, BY_ADMIN))
-        cancel = Cancel(by)  # type: ignore[arg-type]
-        request = ("cancel_order", order_id, by)
+        if if_status is not None:
+            check_status(if_status)
+        cancel = Cancel(by, if_status)  # type: ignore[arg-type]
+        request: tuple[object, ...] = ("cancel_order", order_id, by)
+        if if_status is not None:  # a key's request as before, when no status is named
+            request = (*request, if_status)
         canceled = await self._once.ask(
             actor_of("order", order_id), cancel, OrderView, idempotency_key, request, user_id
         )

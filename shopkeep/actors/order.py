@@ -301,8 +301,8 @@ class OrderActor(Actor):
                 return PaymentStarted(self.payment_view(payment), first, state.expires_at)
             case PaymentCallback():
                 return self._callback(ctx, message)
-            case Cancel(by):
-                return await self._cancel(ctx, by)
+            case Cancel(by, if_status):
+                return await self._cancel(ctx, by, if_status)
             case DeadlineReached(queried, outcome, payment_id, answer_by):
                 if not queried and self._query_open_payment(ctx, state, now):
                     return self.view()
@@ -581,10 +581,10 @@ class OrderActor(Actor):
 
     # -- cancels and fulfilment -----------------------------------------------------------------
 
-    async def _cancel(self, ctx: Context, by: str) -> OrderView | Refusal:
+    async def _cancel(self, ctx: Context, by: str, if_status: str | None) -> OrderView | Refusal:
         state = self.state
         assert state is not None
-        plan = plan_cancel(state)
+        plan = plan_cancel(state, if_status)
         if isinstance(plan, Refusal):
             return plan
         if plan is CancelPlan.UNPAID:

@@ -258,9 +258,12 @@ class ForgetStartKey(msgspec.Struct, frozen=True, tag=True, gc=False):
 
 
 class Cancel(msgspec.Struct, frozen=True, tag=True, gc=False):
-    """Cancel the order, for the user or an admin (SPEC 5)."""
+    """Cancel the order, for the user or an admin (SPEC 5); with ``if_status``, only if the
+    order is still in that status when its turn comes (or canceled already): a staff's page
+    that showed it unpaid must not cancel, and refund, an order paid meanwhile."""
 
     by: Literal["user", "admin"] = "user"
+    if_status: str | None = None
 
 
 class DeadlineReached(msgspec.Struct, frozen=True, tag=True, gc=False):

@@ -325,10 +325,18 @@ class CancelPlan(Enum):
     """Paid: intercept fulfilment first, then cancel, release and refund."""
 
 
-def plan_cancel(state: OrderState) -> CancelPlan | Refusal:
-    """Which cancel applies, or invalid_state once shipped. A pending order never gets here:
-    its placement's own message is ahead of any cancel in the order's mailbox, and one cut
-    short by a crash is undone when the order is next loaded (``undo_cut_placement``)."""
+def plan_cancel(state: OrderState, if_status: str | None = None) -> CancelPlan | Refusal:
+    """Which cancel applies, or invalid_state once shipped, or when the order is no longer
+    ``if_status`` (the status the canceler saw; canceled already is answered as it is). A
+    pending order never gets here: its placement's own message is ahead of any cancel in the
+    order's mailbox, and one cut short by a crash is undone when the order is next loaded
+    (``undo_cut_placement``)."""
+    if if_status is not None and state.status not in (if_status, CANCELED):
+        return Refusal(
+            INVALID_STATE,
+            f"order {state.id} is {state.status}, not {if_status}: not canceled",
+            state.id,
+        )
     match state.status:
         case "canceled":
             return CancelPlan.UNCHANGED

@@ -298,7 +298,10 @@ async def order_action(request: web.Request) -> web.StreamResponse:
             elif what == "deliver":
                 order = await shop.deliver(order_id, idempotency_key=key)
             else:
-                order = await shop.cancel_order(order_id, by=BY_ADMIN, idempotency_key=key)
+                # only as the page showed it: a payment since the look above is not refunded
+                order = await shop.cancel_order(
+                    order_id, by=BY_ADMIN, idempotency_key=key, if_status=before.status
+                )
             return order_outcome(before, order)
 
     return await act(request, f"{PREFIX}/orders/{order_id}", action)

@@ -233,6 +233,31 @@ async def test_two_staff_canceling_one_paid_order_at_once_are_told_that_one_of_t
     assert len((await browser.shop.refunds(order.id)).items) == 1
 
 
+async def test_a_cancel_from_a_page_that_showed_the_order_unpaid_refunds_no_payment_made_meanwhile(
+    browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the form looked (unpaid, as its page showed), then canceled: a payment between the two
+    # was canceled and refunded, and the notice said only "is canceled"
+    order, path, form = await browser.order_form("cancel")
+    shop = browser.shop
+    payment = (await shop.start_payment(order.id)).payment
+    read = shop.get_order
+
+    async def read_then_paid(order_id: int, **kwargs: Any) -> OrderView:
+        found = await read(order_id, **kwargs)
+        assert await sandbox(shop).complete(payment.id, order.id, payment.amount, "succeeded")
+        return found
+
+    monkeypatch.setattr(shop, "get_order", read_then_paid)
+    await browser.send(f"{path}/cancel", form)
+    monkeypatch.setattr(shop, "get_order", read)
+    page = (await browser.page(path))[1]
+
+    assert (await shop.get_order(order.id)).status == "paid"
+    assert (await shop.refunds(order.id)).items == []
+    assert f"order {order.id} is paid, not awaiting_payment: not canceled" in page
+
+
 async def test_an_orders_form_that_does_not_say_what_its_page_showed_does_nothing(
     browser: Browser,
 ) -> None:

@@ -209,6 +209,26 @@ async def test_a_shipped_order_cannot_be_canceled_and_canceling_twice_is_harmles
     await assert_audit_ok(shop)
 
 
+async def test_a_cancel_of_an_order_as_it_was_seen_is_refused_once_it_moved_on(shop: Shop) -> None:
+    tea = await shop.create_goods("tea", price=1_000, stock=5)
+    user = await customer(shop)
+    order = await shop.place_order(user, [(tea.id, 1)])
+    payment = (await shop.start_payment(order.id)).payment
+    await sandbox(shop).complete(payment.id, order.id, payment.amount, "succeeded")
+
+    with pytest.raises(ShopError) as refused:
+        await shop.cancel_order(order.id, if_status="awaiting_payment")
+
+    assert refused.value.code == "invalid_state"
+    assert (await shop.get_order(order.id)).status == "paid"
+    assert (await shop.cancel_order(order.id, if_status="paid")).status == "canceled"
+    # canceled already: answered as it is, whatever was seen
+    assert (await shop.cancel_order(order.id, if_status="paid")).status == "canceled"
+    with pytest.raises(ShopError) as unknown:
+        await shop.cancel_order(order.id, if_status="bogus")
+    assert unknown.value.code == "validation_error"
+
+
 async def test_a_returned_order_is_refunded_and_its_stock_comes_back(
     shop: Shop, clock: VirtualClock
 ) -> None:
