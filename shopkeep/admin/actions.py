@@ -154,7 +154,7 @@ async def act(request: web.Request, back: str, action: Act) -> web.StreamRespons
     raise to(back)
 
 
-_NOT_TYPED: Final = frozenset({"csrf", "nonce", "back", "shown"})
+_NOT_TYPED: Final = frozenset({"csrf", "nonce", "back", "shown", "shown_price"})
 """A form's fields the console fills itself, never refilled from what was sent."""
 
 
@@ -372,8 +372,22 @@ async def update_goods(request: web.Request) -> web.StreamResponse:
             restock = each(field, form, "restock", required=False)
         if price is None and restock is None:
             raise ShopError(VALIDATION_ERROR, "give a price, a restock, or both")
-        goods = await shop.update_goods(goods_id, price=price, restock=restock,
-                                        idempotency_key=key)  # fmt: skip
+        async with console_of(request).acting.hold(goods_id, "goods"):
+            shown = form.get("shown_price")
+            if price is not None and isinstance(shown, str) and shown.isdigit():
+                # a price from a page that showed another: another tab's change meanwhile
+                # would be overwritten without a word (restocks add up, and are taken)
+                now = await shop.get_goods(goods_id)
+                if now.price != int(shown):
+                    places = _places(shop)
+                    raise NothingDone(
+                        Markup("{}'s price is {} now, not {} as the page showed: nothing was "
+                               "done. Look at it again before you change it.").format(
+                            isolated(now.name), money(now.price, places),
+                            money(int(shown), places))
+                    )  # fmt: skip
+            goods = await shop.update_goods(goods_id, price=price, restock=restock,
+                                            idempotency_key=key)  # fmt: skip
         price_now = money(goods.price, _places(shop))
         return Markup("{}: price {}, {} in stock.").format(
             isolated(goods.name), price_now, goods.stock

@@ -315,6 +315,25 @@ async def test_a_name_closing_its_own_isolate_turns_no_words_around(browser: Bro
     assert "\u2068\ufffd\ufffdevil\u2069: price 1.00, 4 in stock." in notice
 
 
+async def test_a_price_from_a_page_that_showed_another_changes_nothing(browser: Browser) -> None:
+    # two staff on one goods' page: the second's price overwrote the first's without a word
+    tea = await browser.shop.create_goods("tea", price=1_200, stock=40)
+    await browser.sign_in()
+    path = f"/admin/goods/{tea.id}"
+    forms = [await browser.form_fields(path, path) for _ in range(2)]
+
+    await browser.send(path, {**forms[0], "price": "20", "restock": "5"})
+    await browser.send(path, {**forms[1], "price": "13", "restock": "5"})
+    page = (await browser.page(path))[1]
+
+    goods = await browser.shop.get_goods(tea.id)
+    assert (goods.price, goods.stock) == (2_000, 45)  # the second form did nothing at all
+    assert "price is 20.00 now, not 12.00 as the page showed: nothing was done" in page
+    stale = {**await browser.form_fields(path, path), "shown_price": "1200"}
+    await browser.send(path, {**stale, "restock": "5"})  # units to add, no price: taken
+    assert (await browser.shop.get_goods(tea.id)).stock == 50
+
+
 async def test_the_coupon_form_lists_every_problem_and_issues_nothing(browser: Browser) -> None:
     made = await browser.shop.create_user("ann")
     await browser.sign_in()
