@@ -12,7 +12,7 @@ one answers, in this order:
 2. else the first order's outcome now, asked of it again (it is still running: the ask waits
    behind it; or a crash cut it before its answer was recorded: it is placed now, or undone);
 3. unless that outcome is a failure that did nothing for the customer (overloaded,
-   unavailable, interrupted: ``UNDONE_FAILURES``): then the key is bound to a new placement
+   unavailable, interrupted, or a 422: ``BINDS_NOTHING``): then the key is bound to a new placement
    and the request runs afresh (SPEC 7: such a first attempt does not bind its key). An
    order accepted pending is asked too, and its key bound afresh when its placement did
    nothing; any other outcome of it is answered as 1 (the order accepted, pending).
@@ -58,6 +58,11 @@ from shopkeep.refusals import VALIDATION_ERROR, Refusal
 from shopkeep.requests import Problems, check_amount, check_choice, check_id, checked_items
 from shopkeep.runtime import ActorSystem, Address, AskTimeout
 from shopkeep.store.reader import Reader
+
+BINDS_NOTHING: Final = UNDONE_FAILURES | {VALIDATION_ERROR}
+"""The outcomes of a first placement that leave its Idempotency-Key to the retry: those that
+did nothing for the customer, and a 422 (SPEC 7; an order accepted ``?wait=false`` and refused
+so once priced, the amount past any the shop takes, did nothing either)."""
 
 
 class PlaceRequest(msgspec.Struct, frozen=True, gc=False):
@@ -205,7 +210,7 @@ class Placer:
             # recorded) is placed now. An order accepted (?wait=false) whose placement then
             # did nothing binds nothing either.
             reply = await self._ask(first_id, request.message(None), request)
-            if may_rebind and isinstance(reply, Refusal) and reply.code in UNDONE_FAILURES:
+            if may_rebind and isinstance(reply, Refusal) and reply.code in BINDS_NOTHING:
                 return await self._begin(request, key, identity, first_id, self.system.ids.next())
             if first is None:
                 # no answer kept, so none was given (the first attempt was cut by a crash, or

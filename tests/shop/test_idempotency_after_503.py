@@ -215,3 +215,24 @@ async def test_a_placement_a_crash_cut_leaves_its_key_free_for_the_retry(
         assert placed.id != cut.id and not retry.replayed
         assert (await shop.get_order(placed.id)).status == "awaiting_payment"
         assert (await shop.get_goods(tea.id)).stock == 4
+
+
+async def test_an_accepted_placement_refused_422_once_priced_leaves_its_key_free(
+    shop: Shop,
+) -> None:
+    # SPEC 7: a 422 binds nothing; accepted (?wait=false) and refused so once priced (past the
+    # largest amount), its key was bound for a day to the canceled order, each retry a 202
+    ann = (await shop.create_user("ann")).user.id
+    gold = await shop.create_goods("gold", price=10**12, stock=10)
+    accepted = await shop.place_order(ann, [(gold.id, 2)], idempotency_key="k", wait=False)
+    await settle(shop)
+    failed = await shop.get_order(accepted.id)
+    assert (failed.status, failed.cancel_reason) == ("canceled", "placement_failed")
+    await shop.update_goods(gold.id, price=1_000)
+
+    key = IdempotencyKey("k")
+    again = await shop.place_order(ann, [(gold.id, 2)], idempotency_key=key)
+
+    assert again.id != accepted.id and again.status == "awaiting_payment"
+    assert key.replayed is False
+    await assert_audit_ok(shop)
