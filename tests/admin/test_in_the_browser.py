@@ -317,6 +317,23 @@ async def test_a_name_of_stacked_accents_paints_over_nothing_around_it(
     assert await header.screenshot() == before[0]
 
 
+async def test_a_credit_gone_back_to_is_not_typed_again_by_the_browser(
+    shopfront: Shopfront, page: Page
+) -> None:
+    # Back refilled the amount on a fresh form: one more click credited the wallet again
+    user_id, _ = await shopfront.customer()
+    await sign_in(page, shopfront.url, ADMIN_TOKEN)
+    await page.goto(f"{shopfront.url}/admin/users/{user_id}")
+    amount = page.locator('input[name="amount"]')
+    await amount.fill("1")
+    await page.get_by_role("button", name="Credit").click()
+    await expect(page.locator(".notice.ok")).to_contain_text("credited")
+
+    await page.go_back()
+
+    await expect(page.locator('input[name="amount"]')).to_have_value("")
+
+
 async def test_without_a_session_every_page_leads_to_the_sign_in_page(
     shopfront: Shopfront, page: Page
 ) -> None:
