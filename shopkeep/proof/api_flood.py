@@ -244,6 +244,10 @@ async def flood(folder: Path, admin: str, seconds: float, times: float = 10.0,
             stop.set()
             peak = await sampler
             flooded = Flooded(capacity, load, before, peak, audit_ok=False, alive=False)
+        # a session of its own: the first one's connections lay idle through the capacity's
+        # measure and the flood, up to the server's keep-alive timeout, and one closed by the
+        # server as it was taken again failed the retry ("Cannot write to closing transport")
+        async with aiohttp.ClientSession(timeout=timeout) as session:
             flooded.retried = await retry_overloaded(session, server.url, load.overloaded)
             flooded.alive, flooded.audit_ok = await settled(session, server.url, admin)
         status = server.stop()
