@@ -50,7 +50,7 @@ from shopkeep.actors.order_messages import (
     SettleRefund,
     Ship,
 )
-from shopkeep.actors.order_state import BY_ADMIN, BY_USER, CANCELED
+from shopkeep.actors.order_state import BY_ADMIN, BY_USER, CANCELED, STATUSES
 from shopkeep.actors.order_stats import OrderStats
 from shopkeep.actors.order_store import HistoryEntry
 from shopkeep.actors.protocol import (
@@ -65,7 +65,7 @@ from shopkeep.actors.protocol import (
 from shopkeep.actors.recovery import recover_cut_placements, start_deadline_sweep
 from shopkeep.actors.refund_store import refund_standing
 from shopkeep.actors.user import UserActor
-from shopkeep.back_office import BackOffice, check_status
+from shopkeep.back_office import BackOffice
 from shopkeep.bootstrap import Runtime, finish_despite_cancel, open_runtime
 from shopkeep.errors import ShopError, answer
 from shopkeep.idempotency import InFlight, Key, Once, key_of
@@ -487,7 +487,7 @@ class Shop(Accounts, Payments, BackOffice):
             by = BY_ADMIN if user_id is None else BY_USER
         check_choice("by", by, (BY_USER, BY_ADMIN))
         if if_status is not None:
-            check_status(if_status)
+            check_choice("if_status", if_status, STATUSES)
         cancel = Cancel(by, if_status)  # type: ignore[arg-type]
         request: tuple[object, ...] = ("cancel_order", order_id, by)
         if if_status is not None:  # a key's request as before, when no status is named

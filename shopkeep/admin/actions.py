@@ -154,7 +154,7 @@ async def act(request: web.Request, back: str, action: Act) -> web.StreamRespons
     raise to(back)
 
 
-_NOT_TYPED: Final = frozenset({"csrf", "nonce", "back", "shown", "shown_price"})
+_NOT_TYPED: Final = frozenset({"csrf", "nonce", "back", "shown"})
 """A form's fields the console fills itself, never refilled from what was sent."""
 
 
@@ -373,7 +373,7 @@ async def update_goods(request: web.Request) -> web.StreamResponse:
         if price is None and restock is None:
             raise ShopError(VALIDATION_ERROR, "give a price, a restock, or both")
         async with console_of(request).acting.hold(goods_id, "goods"):
-            shown = form.get("shown_price")
+            shown = form.get("shown")  # the price its page showed
             if price is not None and isinstance(shown, str) and shown.isdigit():
                 # a price from a page that showed another: another tab's change meanwhile
                 # would be overwritten without a word (restocks add up, and are taken)

@@ -209,9 +209,9 @@ def check_still_named(path: str, identity: FileIdentity) -> None:
             f"the database file {path} is no longer there (removed, renamed or replaced): "
             "nothing is written until it is back"
         )
-    for at, ending in enumerate(WAL_FILES, start=1):
-        opened = identity[2 * at : 2 * at + 2]
-        if opened and opened != _ABSENT and _inode(path + ending) != opened:
+    beside = zip(identity[2::2], identity[3::2], strict=True)
+    for ending, opened in zip(WAL_FILES, beside, strict=True):
+        if opened != _ABSENT and _inode(path + ending) != opened:
             raise sqlite3.OperationalError(
                 f"the database's {path}{ending} is no longer there (removed or replaced): "
                 "nothing more is written (what was is in the database file); restart the "
